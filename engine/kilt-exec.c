@@ -1,0 +1,223 @@
+/* Runs a built model on a device for one batch size: buffers, forward and backward passes. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-exec"
+
+#include "kilt-exec.h"
+#include "kilt-error.h"
+
+/* Every figure here must match what kilt_executor_new () allocates. */
+void
+kilt_executor_plan (KiltModel *model, guint batch, gboolean training,
+                    guint64 bytes[KILT_MEM_N_CATEGORIES])
+{
+  gsize ws = 0;
+
+  g_return_if_fail (model->built);
+  for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
+    bytes[i] = 0;
+  bytes[KILT_MEM_WEIGHTS] = 4 * MAX (model->n_params, 1) + 4 * MAX (model->n_state, 1);
+  if (training)
+    bytes[KILT_MEM_GRADIENTS] = 4 * MAX (model->n_params, 1);
+  for (guint i = 0; i < model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      gsize act = 4 * (gsize) batch * kilt_shape_size (&node->out_shape);
+      bytes[KILT_MEM_ACTIVATIONS] += act;
+      if (training && i > 0)
+        bytes[KILT_MEM_GRADIENTS] += act;
+      if (node->klass->saved_floats)
+        {
+          gsize s = node->klass->saved_floats (node, batch);
+          if (s)
+            bytes[KILT_MEM_ACTIVATIONS] += 4 * s;
+        }
+      if (node->klass->workspace_floats)
+        ws = MAX (ws, node->klass->workspace_floats (node, batch));
+    }
+  bytes[KILT_MEM_WORKSPACE] = 4 * MAX (ws, 1);
+}
+
+static cl_mem
+node_alloc (KiltExecutor *exec, KiltMemCategory cat, gsize bytes, KiltNode *node,
+            const char *what, GError **error)
+{
+  KiltBuffer *b = kilt_buffer_new (exec->ex.ctx, cat, bytes, error, "layer %s %s", node->name,
+                                   what);
+  if (b == NULL)
+    return NULL;
+  g_ptr_array_add (exec->node_buffers, b);
+  return b->mem;
+}
+
+KiltExecutor *
+kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training,
+                   GError **error)
+{
+  KiltExecutor *exec;
+  gsize ws = 0;
+  g_autofree int *last_writer = NULL;
+
+  g_return_val_if_fail (model->built, NULL);
+  g_return_val_if_fail (batch > 0, NULL);
+  exec = g_new0 (KiltExecutor, 1);
+  exec->model = model;
+  exec->node_buffers = g_ptr_array_new_with_free_func ((GDestroyNotify) kilt_buffer_free);
+  exec->ex.ctx = ctx;
+  exec->ex.nodes = model->nodes;
+  exec->ex.batch = batch;
+  exec->ex.softmax_fused_node = G_MAXUINT;
+
+  exec->params = kilt_buffer_new (ctx, KILT_MEM_WEIGHTS, 4 * MAX (model->n_params, 1), error,
+                                  "the model's %zu parameters", model->n_params);
+  if (!exec->params)
+    goto fail;
+  exec->state = kilt_buffer_new (ctx, KILT_MEM_WEIGHTS, 4 * MAX (model->n_state, 1), error,
+                                 "the model's running statistics");
+  if (!exec->state)
+    goto fail;
+  if (training)
+    {
+      exec->grads = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, 4 * MAX (model->n_params, 1), error,
+                                     "the parameter gradients");
+      if (!exec->grads)
+        goto fail;
+    }
+  exec->ex.params = exec->params->mem;
+  exec->ex.state = exec->state->mem;
+  exec->ex.grads = exec->grads ? exec->grads->mem : NULL;
+
+  for (guint i = 0; i < model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      gsize act = 4 * (gsize) batch * kilt_shape_size (&node->out_shape);
+
+      node->out = node_alloc (exec, KILT_MEM_ACTIVATIONS, act, node, "activations", error);
+      if (!node->out)
+        goto fail;
+      node->dout = NULL;
+      if (training && i > 0)
+        {
+          node->dout = node_alloc (exec, KILT_MEM_GRADIENTS, act, node, "activation gradients",
+                                   error);
+          if (!node->dout)
+            goto fail;
+        }
+      node->saved = NULL;
+      if (node->klass->saved_floats)
+        {
+          gsize s = node->klass->saved_floats (node, batch);
+          if (s)
+            {
+              node->saved = node_alloc (exec, KILT_MEM_ACTIVATIONS, 4 * s, node, "saved values",
+                                        error);
+              if (!node->saved)
+                goto fail;
+            }
+        }
+      if (node->klass->workspace_floats)
+        ws = MAX (ws, node->klass->workspace_floats (node, batch));
+    }
+  exec->workspace = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * MAX (ws, 1), error,
+                                     "the shared layer workspace");
+  if (!exec->workspace)
+    goto fail;
+  exec->ex.workspace = exec->workspace->mem;
+
+  /* In reverse order the first consumer to write an input's gradient overwrites it; later
+   * ones (earlier nodes with the same input) add to it. The input node needs none. */
+  last_writer = g_new0 (int, model->nodes->len);
+  for (int i = (int) model->nodes->len - 1; i >= 0; i--)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      for (guint j = 0; j < node->n_inputs; j++)
+        {
+          guint src = node->inputs[j];
+          node->din_needed[j] = training && src != 0;
+          node->din_beta[j] = last_writer[src] ? 1.0f : 0.0f;
+          if (node->din_needed[j])
+            last_writer[src] = 1;
+        }
+    }
+  return exec;
+
+fail:
+  kilt_executor_free (exec);
+  return NULL;
+}
+
+void
+kilt_executor_free (KiltExecutor *exec)
+{
+  if (exec == NULL)
+    return;
+  for (guint i = 0; i < exec->model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
+      node->out = node->dout = node->saved = NULL;
+    }
+  g_ptr_array_unref (exec->node_buffers);
+  kilt_buffer_free (exec->workspace);
+  kilt_buffer_free (exec->grads);
+  kilt_buffer_free (exec->state);
+  kilt_buffer_free (exec->params);
+  g_free (exec);
+}
+
+gboolean
+kilt_executor_upload (KiltExecutor *exec, const float *params, const float *state,
+                      GError **error)
+{
+  if (exec->model->n_params
+      && !kilt_buffer_write (exec->params, 0, params, 4 * exec->model->n_params, error))
+    return FALSE;
+  if (exec->model->n_state && state
+      && !kilt_buffer_write (exec->state, 0, state, 4 * exec->model->n_state, error))
+    return FALSE;
+  return TRUE;
+}
+
+gboolean
+kilt_executor_download (KiltExecutor *exec, float *params, float *state, GError **error)
+{
+  if (exec->model->n_params && params
+      && !kilt_buffer_read (exec->params, 0, params, 4 * exec->model->n_params, error))
+    return FALSE;
+  if (exec->model->n_state && state
+      && !kilt_buffer_read (exec->state, 0, state, 4 * exec->model->n_state, error))
+    return FALSE;
+  return TRUE;
+}
+
+cl_mem
+kilt_executor_input (KiltExecutor *exec)
+{
+  return ((KiltNode *) g_ptr_array_index (exec->model->nodes, 0))->out;
+}
+
+gboolean
+kilt_executor_forward (KiltExecutor *exec, gboolean training, GError **error)
+{
+  exec->ex.training = training;
+  for (guint i = 1; i < exec->model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
+      exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_FORWARD);
+      if (!node->klass->forward (node, &exec->ex, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+kilt_executor_backward (KiltExecutor *exec, GError **error)
+{
+  g_return_val_if_fail (exec->grads != NULL, FALSE);
+  for (guint i = exec->model->nodes->len - 1; i >= 1; i--)
+    {
+      KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
+      exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
+      if (node->klass->backward && !node->klass->backward (node, &exec->ex, error))
+        return FALSE;
+    }
+  return TRUE;
+}

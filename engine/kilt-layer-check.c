@@ -1,0 +1,301 @@
+/* Checks one layer on a device against its plain-C reference and finite differences. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-layer-check"
+
+#include "kilt-layer-check.h"
+#include "kilt-error.h"
+
+#include <math.h>
+#include <string.h>
+
+static double
+max_rel (const float *dev, const double *ref, gsize n)
+{
+  double diff = 0, scale = 0;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      diff = MAX (diff, fabs ((double) dev[i] - ref[i]));
+      scale = MAX (scale, fabs (ref[i]));
+      if (isnan (dev[i]))
+        return INFINITY;
+    }
+  return diff / MAX (scale, 1e-12);
+}
+
+typedef struct
+{
+  const KiltLayerCheck *check;
+  KiltNode *node;
+  guint batch;
+  double **in;
+  double *params;
+  double *state;
+  double *out;
+  double *r; /* the random "upstream gradient"; the scalar is sum (out * r) */
+  gsize n_out;
+} Ref;
+
+static double
+ref_objective (Ref *ref)
+{
+  double l = 0;
+  g_autofree double *state = g_memdup2 (ref->state, sizeof (double) * MAX (ref->node->n_state, 1));
+
+  ref->node->klass->ref_forward (ref->node, ref->batch, ref->check->training, ref->check->seed, 1,
+                                 (const double *const *) ref->in, ref->params, state, ref->out);
+  for (gsize i = 0; i < ref->n_out; i++)
+    l += ref->out[i] * ref->r[i];
+  return l;
+}
+
+static double
+fd_check (Ref *ref, double *x, const double *analytic, gsize n, KiltRng *rng, guint points,
+          guint *counted)
+{
+  double worst = 0;
+
+  for (guint p = 0; p < points && n > 0; p++)
+    {
+      gsize i = kilt_rng_below (rng, (guint32) n);
+      double keep = x[i], h = 1e-6 * MAX (1.0, fabs (keep)), lp, lm, fd, err;
+      x[i] = keep + h;
+      lp = ref_objective (ref);
+      x[i] = keep - h;
+      lm = ref_objective (ref);
+      x[i] = keep;
+      fd = (lp - lm) / (2 * h);
+      err = fabs (fd - analytic[i]) / MAX (1.0, MAX (fabs (fd), fabs (analytic[i])));
+      worst = MAX (worst, err);
+      (*counted)++;
+    }
+  return worst;
+}
+
+gboolean
+kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCheckResult *result,
+                      GError **error)
+{
+  KiltNode inputs[KILT_MAX_INPUTS];
+  KiltNode node = { 0 };
+  GPtrArray *nodes = g_ptr_array_new ();
+  GPtrArray *bufs = g_ptr_array_new_with_free_func ((GDestroyNotify) kilt_buffer_free);
+  KiltExec ex = { 0 };
+  KiltRng rng;
+  guint batch = check->batch;
+  gsize n_out, ws = 0;
+  gboolean ok = FALSE;
+  Ref ref = { 0 };
+  double *din[KILT_MAX_INPUTS] = { 0 };
+  g_autofree double *dparams = NULL;
+  g_autofree float *fbuf = NULL;
+  g_autofree float *hparams = NULL;
+  g_autofree float *hstate = NULL;
+  KiltBuffer *b, *pb = NULL, *gb = NULL, *sb = NULL, *ob = NULL, *dob = NULL;
+  G_GNUC_UNUSED KiltBuffer *wb = NULL, *svb = NULL;
+  KiltBuffer *inb[KILT_MAX_INPUTS] = { 0 }, *indb[KILT_MAX_INPUTS] = { 0 };
+
+#define ALLOC(holder, dst, cat, bytes, what)                                              \
+  do                                                                                       \
+    {                                                                                      \
+      b = kilt_buffer_new (ctx, cat, (bytes), error, "%s %s", check->label, what);         \
+      if (!b)                                                                              \
+        goto out;                                                                          \
+      g_ptr_array_add (bufs, b);                                                           \
+      (holder) = b;                                                                        \
+      (dst) = b->mem;                                                                      \
+    }                                                                                      \
+  while (0)
+
+  memset (result, 0, sizeof *result);
+  kilt_rng_init (&rng, check->seed + 17);
+  memset (inputs, 0, sizeof inputs);
+  for (guint i = 0; i < check->n_inputs; i++)
+    {
+      inputs[i].index = i;
+      inputs[i].name = (char *) "input";
+      inputs[i].type = KILT_LAYER_INPUT;
+      inputs[i].klass = &kilt_input_class;
+      inputs[i].out_shape = check->in[i];
+      g_ptr_array_add (nodes, &inputs[i]);
+    }
+  node.index = check->n_inputs;
+  node.name = (char *) check->label;
+  node.type = check->type;
+  node.klass = kilt_layer_class_get (check->type);
+  node.cfg = check->cfg;
+  node.n_inputs = check->n_inputs;
+  for (guint i = 0; i < check->n_inputs; i++)
+    {
+      node.inputs[i] = i;
+      node.in_shape[i] = check->in[i];
+    }
+  g_ptr_array_add (nodes, &node);
+  if (node.klass == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "%s: layer type %d is not built",
+                   check->label, check->type);
+      goto out;
+    }
+  if (!node.klass->infer (&node, error))
+    goto out;
+  n_out = batch * kilt_shape_size (&node.out_shape);
+
+  /* Host data: inputs in [-1, 1], parameters from the initialiser plus noise so biases and
+   * batch-norm scales are not trivially 0 or 1. */
+  ref.check = check;
+  ref.node = &node;
+  ref.batch = batch;
+  ref.in = g_new0 (double *, check->n_inputs);
+  hparams = g_new0 (float, MAX (node.n_params, 1));
+  hstate = g_new0 (float, MAX (node.n_state, 1));
+  if (node.klass->init)
+    node.klass->init (&node, hparams, hstate, &rng);
+  ref.params = g_new0 (double, MAX (node.n_params, 1));
+  ref.state = g_new0 (double, MAX (node.n_state, 1));
+  for (gsize i = 0; i < node.n_params; i++)
+    {
+      hparams[i] += (float) (0.2 * (kilt_rng_uniform (&rng) - 0.5));
+      ref.params[i] = hparams[i];
+    }
+  for (gsize i = 0; i < node.n_state; i++)
+    {
+      /* Running variance must stay positive. */
+      hstate[i] = (float) (0.5 + kilt_rng_uniform (&rng));
+      ref.state[i] = hstate[i];
+    }
+  ref.out = g_new0 (double, n_out);
+  ref.r = g_new0 (double, n_out);
+  ref.n_out = n_out;
+
+  ex.ctx = ctx;
+  ex.nodes = nodes;
+  ex.batch = batch;
+  ex.training = check->training;
+  ex.seed = check->seed;
+  ex.step = 1;
+  ex.softmax_fused_node = G_MAXUINT;
+  ALLOC (pb, ex.params, KILT_MEM_WEIGHTS, 4 * MAX (node.n_params, 1), "parameters");
+  ALLOC (gb, ex.grads, KILT_MEM_GRADIENTS, 4 * MAX (node.n_params, 1), "gradients");
+  ALLOC (sb, ex.state, KILT_MEM_WEIGHTS, 4 * MAX (node.n_state, 1), "state");
+  if (node.klass->workspace_floats)
+    ws = node.klass->workspace_floats (&node, batch);
+  ALLOC (wb, ex.workspace, KILT_MEM_WORKSPACE, 4 * MAX (ws, 1), "workspace");
+  if (node.klass->saved_floats && node.klass->saved_floats (&node, batch))
+    ALLOC (svb, node.saved, KILT_MEM_ACTIVATIONS, 4 * node.klass->saved_floats (&node, batch), "saved");
+  ALLOC (ob, node.out, KILT_MEM_ACTIVATIONS, 4 * n_out, "output");
+  ALLOC (dob, node.dout, KILT_MEM_GRADIENTS, 4 * n_out, "output gradient");
+  if (!kilt_buffer_write (pb, 0, hparams, 4 * node.n_params, error)
+      || !kilt_buffer_write (sb, 0, hstate, 4 * node.n_state, error))
+    goto out;
+
+  for (guint i = 0; i < check->n_inputs; i++)
+    {
+      gsize n = batch * kilt_shape_size (&check->in[i]);
+      g_autofree float *x = g_new (float, n);
+      ref.in[i] = g_new (double, n);
+      for (gsize j = 0; j < n; j++)
+        {
+          x[j] = (float) (2.0 * kilt_rng_uniform (&rng) - 1.0);
+          ref.in[i][j] = x[j];
+        }
+      ALLOC (inb[i], inputs[i].out, KILT_MEM_ACTIVATIONS, 4 * n, "input");
+      ALLOC (indb[i], inputs[i].dout, KILT_MEM_GRADIENTS, 4 * n, "input gradient");
+      if (!kilt_buffer_write (inb[i], 0, x, 4 * n, error))
+        goto out;
+      /* Pre-fill the gradient with values so an "overwrite" that adds shows up. */
+      for (gsize j = 0; j < n; j++)
+        x[j] = 1000.0f;
+      if (!kilt_buffer_write (indb[i], 0, x, 4 * n, error))
+        goto out;
+      node.din_needed[i] = TRUE;
+      node.din_beta[i] = 0.0f;
+    }
+
+  /* Forward. */
+  if (!node.klass->forward (&node, &ex, error))
+    goto out;
+  fbuf = g_new (float, MAX (n_out, MAX (node.n_params, node.n_state)) + 1);
+  {
+    g_autofree double *st = g_memdup2 (ref.state, sizeof (double) * MAX (node.n_state, 1));
+    if (!kilt_buffer_read (ob, 0, fbuf, 4 * n_out, error))
+      goto out;
+    node.klass->ref_forward (&node, batch, check->training, check->seed, 1,
+                             (const double *const *) ref.in, ref.params, st, ref.out);
+    result->forward = max_rel (fbuf, ref.out, n_out);
+    if (node.n_state)
+      {
+        if (!kilt_buffer_read (sb, 0, fbuf, 4 * node.n_state, error))
+          goto out;
+        result->state = max_rel (fbuf, st, node.n_state);
+      }
+  }
+  if (!check->training || node.klass->backward == NULL)
+    {
+      ok = kilt_context_finish (ctx, error);
+      goto out;
+    }
+
+  /* Backward with a random upstream gradient. */
+  {
+    g_autofree float *r = g_new (float, n_out);
+    for (gsize j = 0; j < n_out; j++)
+      {
+        r[j] = (float) (2.0 * kilt_rng_uniform (&rng) - 1.0);
+        ref.r[j] = r[j];
+      }
+    if (!kilt_buffer_write (dob, 0, r, 4 * n_out, error))
+      goto out;
+  }
+  if (!node.klass->backward (&node, &ex, error))
+    goto out;
+  dparams = g_new0 (double, MAX (node.n_params, 1));
+  for (guint i = 0; i < check->n_inputs; i++)
+    din[i] = g_new0 (double, batch * kilt_shape_size (&check->in[i]));
+  node.klass->ref_backward (&node, batch, check->seed, 1, (const double *const *) ref.in,
+                            ref.params, ref.state, ref.out, ref.r, din, dparams);
+  for (guint i = 0; i < check->n_inputs; i++)
+    {
+      gsize n = batch * kilt_shape_size (&check->in[i]);
+      g_autofree float *g = g_new (float, n);
+      if (!kilt_buffer_read (indb[i], 0, g, 4 * n, error))
+        goto out;
+      result->backward_input = MAX (result->backward_input, max_rel (g, din[i], n));
+    }
+  if (node.n_params)
+    {
+      if (!kilt_buffer_read (gb, 0, fbuf, 4 * node.n_params, error))
+        goto out;
+      result->backward_param = max_rel (fbuf, dparams, node.n_params);
+    }
+
+  /* Finite differences on the reference, in double precision. */
+  for (guint i = 0; i < check->n_inputs; i++)
+    result->finite_diff
+        = MAX (result->finite_diff, fd_check (&ref, ref.in[i], din[i],
+                                              batch * kilt_shape_size (&check->in[i]), &rng, 24,
+                                              &result->fd_points));
+  result->finite_diff = MAX (result->finite_diff, fd_check (&ref, ref.params, dparams,
+                                                            node.n_params, &rng, 24,
+                                                            &result->fd_points));
+  ok = kilt_context_finish (ctx, error);
+
+out:
+  for (guint i = 0; i < check->n_inputs; i++)
+    {
+      g_free (din[i]);
+      if (ref.in)
+        g_free (ref.in[i]);
+    }
+  g_free (ref.in);
+  g_free (ref.params);
+  g_free (ref.state);
+  g_free (ref.out);
+  g_free (ref.r);
+  if (ctx)
+    clFinish (ctx->queue);
+  g_ptr_array_unref (bufs);
+  g_ptr_array_unref (nodes);
+#undef ALLOC
+  return ok;
+}

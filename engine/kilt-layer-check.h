@@ -1,0 +1,39 @@
+/* Checks one layer on a device against its plain-C reference and finite differences. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "kilt-layer.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  const char *label;
+  KiltLayerType type;
+  KiltLayerConfig cfg;
+  guint n_inputs;
+  KiltShape in[KILT_MAX_INPUTS];
+  guint batch;
+  gboolean training;
+  guint32 seed;
+} KiltLayerCheck;
+
+typedef struct
+{
+  double forward;        /* max |device - reference| / max |reference|, outputs */
+  double backward_input; /* the same for every input gradient */
+  double backward_param; /* the same for parameter gradients */
+  double finite_diff;    /* max relative error of the reference gradient against FD */
+  guint fd_points;       /* how many elements FD checked */
+  double state;          /* running statistics after a training forward, where kept */
+} KiltLayerCheckResult;
+
+/* Builds the layer as a stand-alone node with @check->n_inputs inputs filled with random
+ * values, runs forward and (when training) backward on @ctx and on the reference, and
+ * differentiates the reference numerically. FALSE only when the device fails. */
+gboolean kilt_layer_check_run (KiltContext          *ctx,
+                               const KiltLayerCheck *check,
+                               KiltLayerCheckResult *result,
+                               GError              **error);
+
+G_END_DECLS

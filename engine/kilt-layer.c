@@ -1,0 +1,321 @@
+/* The layer registry and the helpers layers share (bias + activation, init, errors). */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-layer"
+
+#include "kilt-layer.h"
+#include "kilt-error.h"
+
+#include <math.h>
+#include <stdarg.h>
+
+/* Weak so that the engine links while a layer family is still missing; a missing class is
+ * reported as an unsupported layer by the model builder. */
+#define WEAK __attribute__ ((weak))
+extern const KiltLayerClass kilt_conv2d_class WEAK;
+extern const KiltLayerClass kilt_max_pool2d_class WEAK;
+extern const KiltLayerClass kilt_avg_pool2d_class WEAK;
+extern const KiltLayerClass kilt_global_avg_pool2d_class WEAK;
+extern const KiltLayerClass kilt_dropout_class WEAK;
+extern const KiltLayerClass kilt_batch_norm_class WEAK;
+extern const KiltLayerClass kilt_add_class WEAK;
+extern const KiltLayerClass kilt_concatenate_class WEAK;
+
+const KiltLayerClass *
+kilt_layer_class_get (KiltLayerType type)
+{
+  const KiltLayerClass *table[KILT_LAYER_N_TYPES] = {
+    [KILT_LAYER_INPUT] = &kilt_input_class,
+    [KILT_LAYER_CONV2D] = &kilt_conv2d_class,
+    [KILT_LAYER_DENSE] = &kilt_dense_class,
+    [KILT_LAYER_MAX_POOL2D] = &kilt_max_pool2d_class,
+    [KILT_LAYER_AVG_POOL2D] = &kilt_avg_pool2d_class,
+    [KILT_LAYER_GLOBAL_AVG_POOL2D] = &kilt_global_avg_pool2d_class,
+    [KILT_LAYER_ACTIVATION] = &kilt_activation_class,
+    [KILT_LAYER_DROPOUT] = &kilt_dropout_class,
+    [KILT_LAYER_FLATTEN] = &kilt_flatten_class,
+    [KILT_LAYER_BATCH_NORM] = &kilt_batch_norm_class,
+    [KILT_LAYER_ADD] = &kilt_add_class,
+    [KILT_LAYER_CONCATENATE] = &kilt_concatenate_class,
+  };
+
+  if ((guint) type >= KILT_LAYER_N_TYPES)
+    return NULL;
+  return table[type];
+}
+
+const KiltLayerClass *
+kilt_layer_class_find (const char *name)
+{
+  for (int t = 0; t < KILT_LAYER_N_TYPES; t++)
+    {
+      const KiltLayerClass *k = kilt_layer_class_get (t);
+      if (k && g_ascii_strcasecmp (k->name, name) == 0)
+        return k;
+    }
+  return NULL;
+}
+
+static const char *act_names[] = { "linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax" };
+
+const char *
+kilt_activation_name (KiltActivation act)
+{
+  g_return_val_if_fail ((guint) act < G_N_ELEMENTS (act_names), "?");
+  return act_names[act];
+}
+
+gboolean
+kilt_activation_from_name (const char *name, KiltActivation *out)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (act_names); i++)
+    if (g_ascii_strcasecmp (name, act_names[i]) == 0)
+      {
+        *out = (KiltActivation) i;
+        return TRUE;
+      }
+  if (g_ascii_strcasecmp (name, "leakyrelu") == 0)
+    {
+      *out = KILT_ACT_LEAKY_RELU;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+KiltLayerConfig
+kilt_layer_config_default (KiltLayerType type)
+{
+  KiltLayerConfig c = { 0 };
+
+  c.kh = c.kw = (type == KILT_LAYER_CONV2D) ? 3 : 2;
+  c.sh = c.sw = (type == KILT_LAYER_CONV2D) ? 1 : 0; /* pooling: 0 = the window */
+  c.use_bias = TRUE;
+  c.activation = KILT_ACT_LINEAR;
+  c.alpha = 0.3f; /* Keras' LeakyReLU default */
+  c.rate = 0.5f;
+  c.momentum = 0.99f;
+  c.epsilon = 1e-3f;
+  c.init = KILT_INIT_GLOROT_UNIFORM;
+  return c;
+}
+
+void
+kilt_layer_set_error (GError **error, const KiltNode *node, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "layer %s (%s): %s",
+               node->name, node->klass ? node->klass->name : "?", msg);
+}
+
+double
+kilt_ref_act (KiltActivation act, double x, double alpha)
+{
+  switch (act)
+    {
+    case KILT_ACT_RELU: return x > 0 ? x : 0;
+    case KILT_ACT_LEAKY_RELU: return x > 0 ? x : alpha * x;
+    case KILT_ACT_SIGMOID: return 1.0 / (1.0 + exp (-x));
+    case KILT_ACT_TANH: return tanh (x);
+    default: return x;
+    }
+}
+
+double
+kilt_ref_act_grad (KiltActivation act, double y, double alpha)
+{
+  switch (act)
+    {
+    case KILT_ACT_RELU: return y > 0 ? 1 : 0;
+    case KILT_ACT_LEAKY_RELU: return y > 0 ? 1 : alpha;
+    case KILT_ACT_SIGMOID: return y * (1 - y);
+    case KILT_ACT_TANH: return 1 - y * y;
+    default: return 1;
+    }
+}
+
+gboolean
+kilt_layer_bias_act (KiltExec *ex, cl_mem y, gsize bias_offset, gboolean has_bias,
+                     guint channels, guint spatial, KiltActivation act, float alpha,
+                     GError **error)
+{
+  KiltContext *ctx = ex->ctx;
+  cl_int err = CL_SUCCESS;
+  cl_uint n = ex->batch * channels * spatial;
+
+  if (has_bias || (act != KILT_ACT_LINEAR && act != KILT_ACT_SOFTMAX))
+    {
+      cl_kernel k = kilt_context_kernel (ctx, "kilt_bias_act", error);
+      cl_uint off = (cl_uint) bias_offset, ch = channels, sp = spatial;
+      cl_int a = act == KILT_ACT_SOFTMAX ? KILT_ACT_LINEAR : act, hb = has_bias;
+      cl_mem bias = ex->params;
+      if (!k)
+        return FALSE;
+      KILT_ARG (k, 0, y, err);
+      KILT_ARG (k, 1, bias, err);
+      KILT_ARG (k, 2, off, err);
+      KILT_ARG (k, 3, ch, err);
+      KILT_ARG (k, 4, sp, err);
+      KILT_ARG (k, 5, n, err);
+      KILT_ARG (k, 6, a, err);
+      KILT_ARG (k, 7, alpha, err);
+      KILT_ARG (k, 8, hb, err);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_context_launch_1d (ctx, k, n, error))
+        return FALSE;
+    }
+  if (act == KILT_ACT_SOFTMAX)
+    {
+      cl_kernel k = kilt_context_kernel (ctx, "kilt_softmax_rows", error);
+      cl_uint rows = ex->batch * spatial, cols = channels;
+      if (!k)
+        return FALSE;
+      g_return_val_if_fail (spatial == 1, FALSE);
+      KILT_ARG (k, 0, y, err);
+      KILT_ARG (k, 1, rows, err);
+      KILT_ARG (k, 2, cols, err);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_context_launch_1d (ctx, k, rows, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+kilt_layer_act_backward (KiltExec *ex, KiltNode *node, KiltActivation act, float alpha,
+                         guint channels, guint spatial, GError **error)
+{
+  KiltContext *ctx = ex->ctx;
+  cl_int err = CL_SUCCESS;
+  cl_kernel k;
+
+  if (act == KILT_ACT_LINEAR)
+    return TRUE;
+  if (act == KILT_ACT_SOFTMAX)
+    {
+      cl_uint rows = ex->batch * spatial, cols = channels;
+      if (ex->softmax_fused_node == node->index)
+        return TRUE;
+      k = kilt_context_kernel (ctx, "kilt_softmax_backward_rows", error);
+      if (!k)
+        return FALSE;
+      KILT_ARG (k, 0, node->dout, err);
+      KILT_ARG (k, 1, node->out, err);
+      KILT_ARG (k, 2, rows, err);
+      KILT_ARG (k, 3, cols, err);
+      g_assert (err == CL_SUCCESS);
+      return kilt_context_launch_1d (ctx, k, rows, error);
+    }
+  else
+    {
+      cl_uint n = ex->batch * channels * spatial;
+      cl_int a = act;
+      float zero = 0.0f;
+      k = kilt_context_kernel (ctx, "kilt_act_backward", error);
+      if (!k)
+        return FALSE;
+      KILT_ARG (k, 0, node->dout, err);
+      KILT_ARG (k, 1, node->dout, err);
+      KILT_ARG (k, 2, node->out, err);
+      KILT_ARG (k, 3, n, err);
+      KILT_ARG (k, 4, a, err);
+      KILT_ARG (k, 5, alpha, err);
+      KILT_ARG (k, 6, zero, err);
+      g_assert (err == CL_SUCCESS);
+      return kilt_context_launch_1d (ctx, k, n, error);
+    }
+}
+
+gboolean
+kilt_layer_bias_grad (KiltExec *ex, cl_mem dz, gsize offset, guint channels, guint spatial,
+                      GError **error)
+{
+  cl_int err = CL_SUCCESS;
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_bias_grad", error);
+  cl_uint off = (cl_uint) offset, b = ex->batch, ch = channels, sp = spatial;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, ex->grads, err);
+  KILT_ARG (k, 1, off, err);
+  KILT_ARG (k, 2, dz, err);
+  KILT_ARG (k, 3, b, err);
+  KILT_ARG (k, 4, ch, err);
+  KILT_ARG (k, 5, sp, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, channels, error);
+}
+
+void
+kilt_layer_init_weights (float *w, gsize n, KiltInit init, guint fan_in, guint fan_out,
+                         KiltRng *rng)
+{
+  if (init == KILT_INIT_HE_NORMAL)
+    {
+      /* Keras' he_normal: truncated normal (|z| < 2) with stddev sqrt(2 / fan_in) / .8796. */
+      double sd = sqrt (2.0 / MAX (fan_in, 1)) / 0.87962566103423978;
+      for (gsize i = 0; i < n; i++)
+        {
+          double z;
+          do
+            z = kilt_rng_normal (rng);
+          while (fabs (z) >= 2.0);
+          w[i] = (float) (z * sd);
+        }
+    }
+  else
+    {
+      double limit = sqrt (6.0 / MAX (fan_in + fan_out, 1));
+      for (gsize i = 0; i < n; i++)
+        w[i] = (float) ((2.0 * kilt_rng_uniform (rng) - 1.0) * limit);
+    }
+}
+
+void
+kilt_ref_activate (double *y, gsize batch, gsize channels, gsize spatial, KiltActivation act,
+                   double alpha)
+{
+  if (act != KILT_ACT_SOFTMAX)
+    {
+      for (gsize i = 0; i < batch * channels * spatial; i++)
+        y[i] = kilt_ref_act (act, y[i], alpha);
+      return;
+    }
+  for (gsize b = 0; b < batch; b++)
+    for (gsize s = 0; s < spatial; s++)
+      {
+        double *p = y + b * channels * spatial + s;
+        double m = p[0], sum = 0;
+        for (gsize c = 1; c < channels; c++)
+          m = MAX (m, p[c * spatial]);
+        for (gsize c = 0; c < channels; c++)
+          sum += (p[c * spatial] = exp (p[c * spatial] - m));
+        for (gsize c = 0; c < channels; c++)
+          p[c * spatial] /= sum;
+      }
+}
+
+void
+kilt_ref_act_backward (double *dz, const double *dout, const double *y, gsize batch,
+                       gsize channels, gsize spatial, KiltActivation act, double alpha)
+{
+  if (act != KILT_ACT_SOFTMAX)
+    {
+      for (gsize i = 0; i < batch * channels * spatial; i++)
+        dz[i] = dout[i] * kilt_ref_act_grad (act, y[i], alpha);
+      return;
+    }
+  for (gsize b = 0; b < batch; b++)
+    for (gsize s = 0; s < spatial; s++)
+      {
+        gsize base = b * channels * spatial + s;
+        double dot = 0;
+        for (gsize c = 0; c < channels; c++)
+          dot += dout[base + c * spatial] * y[base + c * spatial];
+        for (gsize c = 0; c < channels; c++)
+          dz[base + c * spatial] = y[base + c * spatial] * (dout[base + c * spatial] - dot);
+      }
+}

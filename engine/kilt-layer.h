@@ -1,0 +1,245 @@
+/* The layer interface: a node of the model graph and the small class every layer implements. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "kilt-context.h"
+#include "kilt-rng.h"
+
+G_BEGIN_DECLS
+
+#define KILT_MAX_INPUTS 8
+
+typedef enum
+{
+  KILT_LAYER_INPUT,
+  KILT_LAYER_CONV2D,
+  KILT_LAYER_DENSE,
+  KILT_LAYER_MAX_POOL2D,
+  KILT_LAYER_AVG_POOL2D,
+  KILT_LAYER_GLOBAL_AVG_POOL2D,
+  KILT_LAYER_ACTIVATION,
+  KILT_LAYER_DROPOUT,
+  KILT_LAYER_FLATTEN,
+  KILT_LAYER_BATCH_NORM,
+  KILT_LAYER_ADD,
+  KILT_LAYER_CONCATENATE,
+  KILT_LAYER_N_TYPES
+} KiltLayerType;
+
+/* Values shared with kernels/common.cl. */
+typedef enum
+{
+  KILT_ACT_LINEAR = 0,
+  KILT_ACT_RELU = 1,
+  KILT_ACT_LEAKY_RELU = 2,
+  KILT_ACT_SIGMOID = 3,
+  KILT_ACT_TANH = 4,
+  KILT_ACT_SOFTMAX = 5,
+} KiltActivation;
+
+typedef enum
+{
+  KILT_INIT_GLOROT_UNIFORM,
+  KILT_INIT_HE_NORMAL,
+} KiltInit;
+
+/* Per-sample shape, channels first (NCHW in memory). A vector of n features is {n, 1, 1}. */
+typedef struct
+{
+  guint c, h, w;
+} KiltShape;
+
+static inline gsize
+kilt_shape_size (const KiltShape *s)
+{
+  return (gsize) s->c * s->h * s->w;
+}
+
+typedef struct
+{
+  guint units;               /* Dense units, Conv2D filters */
+  guint kh, kw;              /* Conv2D kernel; pooling window */
+  guint sh, sw;              /* strides (pooling: default = window) */
+  gboolean same;             /* padding "same"; FALSE = "valid" */
+  gboolean use_bias;         /* Conv2D, Dense */
+  KiltActivation activation; /* Conv2D, Dense, Activation */
+  float alpha;               /* LeakyReLU slope */
+  float rate;                /* Dropout rate */
+  float momentum;            /* BatchNormalization running-average momentum (Keras: 0.99) */
+  float epsilon;             /* BatchNormalization epsilon (Keras: 1e-3) */
+  KiltInit init;             /* kernel initialiser; biases start at zero */
+} KiltLayerConfig;
+
+typedef struct _KiltNode       KiltNode;
+typedef struct _KiltLayerClass KiltLayerClass;
+typedef struct _KiltExec       KiltExec;
+
+struct _KiltNode
+{
+  guint index;
+  char *name;
+  KiltLayerType type;
+  const KiltLayerClass *klass;
+  KiltLayerConfig cfg;
+  guint n_inputs;
+  guint inputs[KILT_MAX_INPUTS]; /* indices of earlier nodes */
+
+  /* Set by kilt_model_build (). */
+  KiltShape in_shape[KILT_MAX_INPUTS];
+  KiltShape out_shape;
+  gsize n_params;     /* trainable floats, at param_offset in the model's flat parameter buffer */
+  gsize param_offset;
+  gsize n_state;      /* non-trainable floats (running statistics), at state_offset */
+  gsize state_offset;
+
+  /* Set by the executor for one batch size. */
+  cl_mem out;                          /* batch x out_shape activations */
+  cl_mem dout;                         /* gradient w.r.t. out (NULL for inputs) */
+  cl_mem saved;                        /* saved_floats () of per-node scratch kept fwd -> bwd */
+  gboolean din_needed[KILT_MAX_INPUTS];
+  float din_beta[KILT_MAX_INPUTS];     /* 0: overwrite the input's dout; 1: add to it */
+};
+
+/* What a layer's forward/backward can see: the device, the step and the flat buffers. */
+struct _KiltExec
+{
+  KiltContext *ctx;
+  GPtrArray *nodes;  /* KiltNode*, the model's, in order */
+  guint batch;
+  gboolean training;
+  guint32 seed;      /* run seed, for dropout */
+  guint64 step;      /* global step counter, for dropout */
+  cl_mem params;     /* all trainable parameters, flat */
+  cl_mem grads;      /* same layout as params */
+  cl_mem state;      /* non-trainable state, flat */
+  cl_mem workspace;  /* shared scratch: max workspace_floats () over nodes */
+  guint softmax_fused_node; /* node whose dout already holds d(loss)/d(pre-softmax), or G_MAXUINT */
+};
+
+static inline KiltNode *
+kilt_exec_input (KiltExec *ex, KiltNode *node, guint i)
+{
+  return g_ptr_array_index (ex->nodes, node->inputs[i]);
+}
+
+struct _KiltLayerClass
+{
+  KiltLayerType type;
+  const char *name;       /* as Keras spells it: "Conv2D" */
+  guint min_inputs, max_inputs;
+
+  /* From node->in_shape[] and node->cfg: set out_shape, n_params, n_state. Errors name the
+   * node and what was expected. */
+  gboolean (*infer)            (KiltNode *node, GError **error);
+  /* Optional. Initialise this node's slices (params points at param_offset). */
+  void     (*init)             (const KiltNode *node, float *params, float *state, KiltRng *rng);
+  /* Forward FLOPs per sample (a multiply-add counts 2). Optional: 0. */
+  guint64  (*flops)            (const KiltNode *node);
+  /* Optional scratch sizes, in floats, for a batch. */
+  gsize    (*workspace_floats) (const KiltNode *node, guint batch);
+  gsize    (*saved_floats)     (const KiltNode *node, guint batch);
+
+  gboolean (*forward)          (KiltNode *node, KiltExec *ex, GError **error);
+  /* Reads node->dout (may overwrite it), writes this node's gradient slice in ex->grads
+   * (overwrite) and, for each input with din_needed, its dout scaled per din_beta. */
+  gboolean (*backward)         (KiltNode *node, KiltExec *ex, GError **error);
+
+  /* Plain-C double-precision reference, for the tests and the device doctor.
+   * in[i] are batch x in_shape[i]; params/state point at this node's slices. */
+  void     (*ref_forward)      (const KiltNode *node, guint batch, gboolean training,
+                                guint32 seed, guint64 step, const double *const *in,
+                                const double *params, double *state, double *out);
+  /* din[i] (may be NULL when not needed) and dparams are overwritten. */
+  void     (*ref_backward)     (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                                const double *const *in, const double *params,
+                                const double *state, const double *out, const double *dout,
+                                double **din, double *dparams);
+};
+
+const KiltLayerClass *kilt_layer_class_get          (KiltLayerType type);
+const KiltLayerClass *kilt_layer_class_find         (const char *name);
+const char           *kilt_activation_name          (KiltActivation act);
+gboolean              kilt_activation_from_name     (const char     *name,
+                                                     KiltActivation *out);
+KiltLayerConfig       kilt_layer_config_default     (KiltLayerType type);
+
+/* Each layer file exports its class. */
+extern const KiltLayerClass kilt_input_class;
+extern const KiltLayerClass kilt_conv2d_class;
+extern const KiltLayerClass kilt_dense_class;
+extern const KiltLayerClass kilt_max_pool2d_class;
+extern const KiltLayerClass kilt_avg_pool2d_class;
+extern const KiltLayerClass kilt_global_avg_pool2d_class;
+extern const KiltLayerClass kilt_activation_class;
+extern const KiltLayerClass kilt_dropout_class;
+extern const KiltLayerClass kilt_flatten_class;
+extern const KiltLayerClass kilt_batch_norm_class;
+extern const KiltLayerClass kilt_add_class;
+extern const KiltLayerClass kilt_concatenate_class;
+
+/* Helpers shared by layers. */
+/* The element-wise activation (not softmax) on doubles, and its derivative through y. */
+double                kilt_ref_act                  (KiltActivation act,
+                                                     double         x,
+                                                     double         alpha);
+double                kilt_ref_act_grad             (KiltActivation act,
+                                                     double         y,
+                                                     double         alpha);
+/* Reference activation in place over (batch, channels, spatial); softmax runs over channels. */
+void                  kilt_ref_activate             (double        *y,
+                                                     gsize          batch,
+                                                     gsize          channels,
+                                                     gsize          spatial,
+                                                     KiltActivation act,
+                                                     double         alpha);
+/* dz = dout * act'(y) (softmax: its Jacobian product); dz may alias dout only when not softmax. */
+void                  kilt_ref_act_backward         (double        *dz,
+                                                     const double  *dout,
+                                                     const double  *y,
+                                                     gsize          batch,
+                                                     gsize          channels,
+                                                     gsize          spatial,
+                                                     KiltActivation act,
+                                                     double         alpha);
+/* In-place fused bias + activation over a (batch, channels, spatial) tensor on the device.
+ * Softmax applies over channels (spatial must be 1). */
+gboolean              kilt_layer_bias_act           (KiltExec      *ex,
+                                                     cl_mem         y,
+                                                     gsize          bias_offset,
+                                                     gboolean       has_bias,
+                                                     guint          channels,
+                                                     guint          spatial,
+                                                     KiltActivation act,
+                                                     float          alpha,
+                                                     GError       **error);
+/* In place on @node->dout: dz = dout * act'(out), or the softmax Jacobian product; a no-op
+ * when the loss already gave the pre-softmax gradient (ex->softmax_fused_node). */
+gboolean              kilt_layer_act_backward       (KiltExec      *ex,
+                                                     KiltNode      *node,
+                                                     KiltActivation act,
+                                                     float          alpha,
+                                                     guint          channels,
+                                                     guint          spatial,
+                                                     GError       **error);
+/* grads[offset + c] = sum over batch, spatial of dz. */
+gboolean              kilt_layer_bias_grad          (KiltExec *ex,
+                                                     cl_mem    dz,
+                                                     gsize     offset,
+                                                     guint     channels,
+                                                     guint     spatial,
+                                                     GError  **error);
+/* Glorot-uniform or He-normal fill of n weights with the given fans. */
+void                  kilt_layer_init_weights       (float   *w,
+                                                     gsize    n,
+                                                     KiltInit init,
+                                                     guint    fan_in,
+                                                     guint    fan_out,
+                                                     KiltRng *rng);
+
+/* Sets "node %s (%s): <msg>" as a KILT_ENGINE_ERROR_MODEL error. */
+void                  kilt_layer_set_error          (GError        **error,
+                                                     const KiltNode *node,
+                                                     const char     *fmt,
+                                                     ...) G_GNUC_PRINTF (3, 4);
+
+G_END_DECLS

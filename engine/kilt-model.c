@@ -1,0 +1,277 @@
+/* A model: a directed acyclic graph of layer nodes, its loss, and the flat parameter layout. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-model"
+
+#include "kilt-model.h"
+#include "kilt-error.h"
+
+static void
+node_free (gpointer data)
+{
+  KiltNode *n = data;
+
+  g_free (n->name);
+  g_free (n);
+}
+
+KiltModel *
+kilt_model_new (const char *name)
+{
+  KiltModel *m = g_new0 (KiltModel, 1);
+
+  m->name = g_strdup (name ? name : "model");
+  m->nodes = g_ptr_array_new_with_free_func (node_free);
+  m->loss = KILT_LOSS_SOFTMAX_CROSS_ENTROPY;
+  return m;
+}
+
+void
+kilt_model_free (KiltModel *model)
+{
+  if (model == NULL)
+    return;
+  g_ptr_array_unref (model->nodes);
+  g_free (model->name);
+  g_free (model);
+}
+
+static char *
+default_name (KiltModel *model, const KiltLayerClass *klass)
+{
+  g_autofree char *base = NULL;
+  GString *s = g_string_new (NULL);
+  guint count = 0;
+
+  /* "Conv2D" -> "conv2d", "MaxPooling2D" -> "max_pooling2d", as Keras names layers. */
+  for (const char *p = klass->name; *p; p++)
+    {
+      if (g_ascii_isupper (*p) && p != klass->name && g_ascii_islower (p[-1]))
+        g_string_append_c (s, '_');
+      g_string_append_c (s, g_ascii_tolower (*p));
+    }
+  base = g_string_free (s, FALSE);
+  for (guint i = 0; i < model->nodes->len; i++)
+    if (((KiltNode *) g_ptr_array_index (model->nodes, i))->type == klass->type)
+      count++;
+  return count == 0 ? g_strdup (base) : g_strdup_printf ("%s_%u", base, count);
+}
+
+guint
+kilt_model_add (KiltModel *model, KiltLayerType type, const char *name,
+                const KiltLayerConfig *cfg, guint n_inputs, const guint *inputs)
+{
+  KiltNode *n = g_new0 (KiltNode, 1);
+
+  g_return_val_if_fail (n_inputs <= KILT_MAX_INPUTS, G_MAXUINT);
+  n->index = model->nodes->len;
+  n->type = type;
+  n->klass = kilt_layer_class_get (type);
+  g_return_val_if_fail (n->klass != NULL, G_MAXUINT);
+  n->cfg = cfg ? *cfg : kilt_layer_config_default (type);
+  n->name = name ? g_strdup (name) : default_name (model, n->klass);
+  n->n_inputs = n_inputs;
+  for (guint i = 0; i < n_inputs; i++)
+    n->inputs[i] = inputs[i];
+  g_ptr_array_add (model->nodes, n);
+  model->built = FALSE;
+  return n->index;
+}
+
+guint
+kilt_model_add_input (KiltModel *model, const char *name, KiltShape shape)
+{
+  guint i = kilt_model_add (model, KILT_LAYER_INPUT, name ? name : "input", NULL, 0, NULL);
+  KiltNode *n = g_ptr_array_index (model->nodes, i);
+
+  n->out_shape = shape;
+  return i;
+}
+
+guint
+kilt_model_append (KiltModel *model, KiltLayerType type, const KiltLayerConfig *cfg)
+{
+  guint prev;
+
+  g_return_val_if_fail (model->nodes->len > 0, G_MAXUINT);
+  prev = model->nodes->len - 1;
+  return kilt_model_add (model, type, NULL, cfg, 1, &prev);
+}
+
+KiltNode *
+kilt_model_node (KiltModel *model, guint index)
+{
+  g_return_val_if_fail (index < model->nodes->len, NULL);
+  return g_ptr_array_index (model->nodes, index);
+}
+
+guint
+kilt_model_n_nodes (KiltModel *model)
+{
+  return model->nodes->len;
+}
+
+KiltNode *
+kilt_model_output (KiltModel *model)
+{
+  g_return_val_if_fail (model->nodes->len > 0, NULL);
+  return g_ptr_array_index (model->nodes, model->nodes->len - 1);
+}
+
+KiltNode *
+kilt_model_find (KiltModel *model, const char *name)
+{
+  for (guint i = 0; i < model->nodes->len; i++)
+    {
+      KiltNode *n = g_ptr_array_index (model->nodes, i);
+      if (g_str_equal (n->name, name))
+        return n;
+    }
+  return NULL;
+}
+
+gboolean
+kilt_model_build (KiltModel *model, GError **error)
+{
+  g_autofree guint *consumers = NULL;
+  gsize params = 0, state = 0;
+  guint n = model->nodes->len;
+
+  if (n < 2)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "model %s has no layers after its input", model->name);
+      return FALSE;
+    }
+  consumers = g_new0 (guint, n);
+  for (guint i = 0; i < n; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+
+      if (node->type == KILT_LAYER_INPUT && i != 0)
+        {
+          kilt_layer_set_error (error, node, "a model has exactly one input, and it comes first");
+          return FALSE;
+        }
+      if (i == 0 && node->type != KILT_LAYER_INPUT)
+        {
+          kilt_layer_set_error (error, node, "the first node must be the input");
+          return FALSE;
+        }
+      if (node->n_inputs < node->klass->min_inputs || node->n_inputs > node->klass->max_inputs)
+        {
+          kilt_layer_set_error (error, node, "takes %u to %u inputs, got %u",
+                                node->klass->min_inputs, node->klass->max_inputs,
+                                node->n_inputs);
+          return FALSE;
+        }
+      for (guint j = 0; j < node->n_inputs; j++)
+        {
+          KiltNode *src;
+          if (node->inputs[j] >= i)
+            {
+              kilt_layer_set_error (error, node,
+                                    "input %u refers to a node that is not earlier in the graph",
+                                    j);
+              return FALSE;
+            }
+          src = g_ptr_array_index (model->nodes, node->inputs[j]);
+          node->in_shape[j] = src->out_shape;
+          consumers[node->inputs[j]]++;
+        }
+      node->n_params = node->n_state = 0;
+      if (node->type != KILT_LAYER_INPUT && !node->klass->infer (node, error))
+        return FALSE;
+      if (node->type == KILT_LAYER_INPUT && kilt_shape_size (&node->out_shape) == 0)
+        {
+          kilt_layer_set_error (error, node, "the input shape has a zero dimension");
+          return FALSE;
+        }
+      node->param_offset = params;
+      node->state_offset = state;
+      params += node->n_params;
+      state += node->n_state;
+    }
+  for (guint i = 0; i + 1 < n; i++)
+    if (consumers[i] == 0)
+      {
+        kilt_layer_set_error (error, g_ptr_array_index (model->nodes, i),
+                              "its output is used by nothing; a model has one output, its last "
+                              "node");
+        return FALSE;
+      }
+  model->n_params = params;
+  model->n_state = state;
+  model->built = TRUE;
+  return TRUE;
+}
+
+void
+kilt_model_init_params (KiltModel *model, guint64 seed, float *params, float *state)
+{
+  g_return_if_fail (model->built);
+  for (guint i = 0; i < model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      /* One stream per node, so adding a layer does not change the others' initial values. */
+      KiltRng rng;
+      kilt_rng_init (&rng, seed * 1000003u + i);
+      if (node->klass->init)
+        node->klass->init (node, params + node->param_offset, state + node->state_offset, &rng);
+    }
+}
+
+guint64
+kilt_model_flops (KiltModel *model)
+{
+  guint64 total = 0;
+
+  for (guint i = 0; i < model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      if (node->klass->flops)
+        total += node->klass->flops (node);
+    }
+  return total;
+}
+
+guint
+kilt_model_n_outputs (KiltModel *model)
+{
+  KiltNode *out = kilt_model_output (model);
+
+  return (guint) kilt_shape_size (&out->out_shape);
+}
+
+static const char *loss_names[] = { "softmax_cross_entropy", "binary_cross_entropy", "mse" };
+
+const char *
+kilt_loss_name (KiltLossType loss)
+{
+  return loss_names[loss];
+}
+
+gboolean
+kilt_loss_from_name (const char *name, KiltLossType *out)
+{
+  static const struct
+  {
+    const char *name;
+    KiltLossType loss;
+  } aliases[] = {
+    { "softmax_cross_entropy", KILT_LOSS_SOFTMAX_CROSS_ENTROPY },
+    { "categorical_crossentropy", KILT_LOSS_SOFTMAX_CROSS_ENTROPY },
+    { "sparse_categorical_crossentropy", KILT_LOSS_SOFTMAX_CROSS_ENTROPY },
+    { "binary_cross_entropy", KILT_LOSS_BINARY_CROSS_ENTROPY },
+    { "binary_crossentropy", KILT_LOSS_BINARY_CROSS_ENTROPY },
+    { "mse", KILT_LOSS_MSE },
+    { "mean_squared_error", KILT_LOSS_MSE },
+  };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (aliases); i++)
+    if (g_ascii_strcasecmp (name, aliases[i].name) == 0)
+      {
+        *out = aliases[i].loss;
+        return TRUE;
+      }
+  return FALSE;
+}

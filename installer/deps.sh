@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Kilt needs to build, run and test (idempotent, quiet when
+# everything is already there). Used by run.sh and test.sh; needs root or sudo.
+# SPDX-License-Identifier: GPL-3.0-or-later
+set -euo pipefail
+
+build=(meson ninja-build pkg-config gcc python3 libglib2.0-dev libgtk-4-dev libadwaita-1-dev
+  ocl-icd-opencl-dev opencl-headers libclblast-dev libcairo2-dev libcsv-dev libjson-glib-dev
+  libsqlite3-dev libgdk-pixbuf-2.0-dev zlib1g-dev)
+runtime=(pocl-opencl-icd clinfo)
+testing=(xvfb xauth desktop-file-utils appstream dataset-fashion-mnist clang-format
+  poppler-utils libglib2.0-bin dbus-x11 dpkg-dev fakeroot)
+
+want=("${build[@]}" "${runtime[@]}")
+if [ "${1:-}" = "--test" ]; then
+  want+=("${testing[@]}")
+fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "Installing Debian packages: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,52 @@
+/* Helpers shared by every Kilt kernel: the counter-based RNG and activation functions. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+
+/* Activation codes; must match KiltActivation in engine/kilt-layer.h. */
+#define KILT_ACT_LINEAR 0
+#define KILT_ACT_RELU 1
+#define KILT_ACT_LEAKY_RELU 2
+#define KILT_ACT_SIGMOID 3
+#define KILT_ACT_TANH 4
+
+/* A counter-based hash (a 32-bit mix in the style of splitmix/murmur finalisers): the same
+ * (seed, counter) gives the same number on every device, with no state to store. */
+inline uint kilt_hash (uint seed, uint a, uint b)
+{
+  uint x = seed ^ (a * 0x9E3779B9u) ^ (b * 0x85EBCA6Bu);
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x846CA68Bu;
+  x ^= x >> 16;
+  return x;
+}
+
+inline float kilt_uniform (uint seed, uint a, uint b)
+{
+  return (kilt_hash (seed, a, b) >> 8) * (1.0f / 16777216.0f);
+}
+
+inline float kilt_act (int act, float x, float alpha)
+{
+  switch (act)
+    {
+    case KILT_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case KILT_ACT_LEAKY_RELU: return x > 0.0f ? x : alpha * x;
+    case KILT_ACT_SIGMOID: return 1.0f / (1.0f + exp (-x));
+    case KILT_ACT_TANH: return tanh (x);
+    default: return x;
+    }
+}
+
+/* Derivative expressed through the activation's output y, so backward needs no saved input. */
+inline float kilt_act_grad (int act, float y, float alpha)
+{
+  switch (act)
+    {
+    case KILT_ACT_RELU: return y > 0.0f ? 1.0f : 0.0f;
+    case KILT_ACT_LEAKY_RELU: return y > 0.0f ? 1.0f : alpha;
+    case KILT_ACT_SIGMOID: return y * (1.0f - y);
+    case KILT_ACT_TANH: return 1.0f - y * y;
+    default: return 1.0f;
+    }
+}
