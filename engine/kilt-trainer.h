@@ -1,0 +1,118 @@
+/* A training session on its own thread: commands in, events out. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "kilt-memory.h"
+#include "kilt-model.h"
+#include "kilt-optimizer-config.h"
+#include "data/kilt-dataset.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  char *device_id;        /* NULL: the default device */
+  guint epochs;
+  guint batch;
+  guint32 seed;
+  float val_fraction;     /* carve from train when the data has no test split; 0 = none */
+  KiltOptimizerConfig opt;
+  gboolean augment;       /* random horizontal flip + shift, as Keras' cifar10_cnn */
+  KiltPreprocess preprocess;
+  guint max_train_samples; /* 0 = all; for quick runs and tests */
+  char *checkpoint_path;  /* written at each epoch end and on stop; NULL = none */
+  gboolean resume;        /* start from checkpoint_path */
+  char *run_name;
+  gboolean profile;       /* collect per-layer device times */
+} KiltTrainConfig;
+
+typedef enum
+{
+  KILT_EVENT_STARTED,  /* device, compile time, plan known */
+  KILT_EVENT_STEP,     /* sampled a few times a second */
+  KILT_EVENT_EPOCH,
+  KILT_EVENT_MEMORY,
+  KILT_EVENT_TIMINGS,  /* per-layer device times */
+  KILT_EVENT_LOG,
+  KILT_EVENT_FINISHED, /* the last event of a run, whatever its end */
+} KiltEventType;
+
+typedef enum
+{
+  KILT_RUN_RUNNING,
+  KILT_RUN_FINISHED,
+  KILT_RUN_STOPPED,
+  KILT_RUN_FAILED,
+  KILT_RUN_INTERRUPTED,
+} KiltRunStatus;
+
+typedef struct
+{
+  char *layer;         /* node name */
+  char *type;          /* layer type */
+  double forward_ms;   /* device time per step */
+  double backward_ms;
+  double update_ms;
+} KiltLayerTiming;
+
+typedef struct
+{
+  KiltEventType type;
+  /* STARTED */
+  char *device_name;
+  double compile_seconds;
+  gboolean compile_cached;
+  guint64 planned_bytes;
+  guint64 device_bytes;
+  gsize n_params;
+  guint64 flops_per_sample; /* forward */
+  guint steps_per_epoch;
+  /* STEP and EPOCH */
+  guint epoch;             /* 1-based */
+  guint step;              /* within the epoch, 1-based */
+  guint64 global_step;
+  double loss, accuracy;   /* running training figures over the epoch so far */
+  double val_loss, val_accuracy; /* EPOCH; NaN when there is no validation data */
+  double samples_per_second;
+  double eta_seconds;
+  double epoch_seconds;    /* EPOCH: wall time */
+  double busy_percent;     /* device busy time / wall time, when profiling */
+  /* MEMORY */
+  KiltMemStats mem;
+  gint64 vendor_used_bytes; /* -1 when the platform has no figure */
+  /* TIMINGS */
+  GArray *timings;         /* KiltLayerTiming */
+  /* LOG */
+  char *message;
+  GLogLevelFlags level;
+  /* FINISHED */
+  KiltRunStatus status;
+  GError *error;           /* FAILED */
+  double test_loss, test_accuracy;
+} KiltEvent;
+
+typedef struct _KiltTrainer KiltTrainer;
+
+/* Called on the trainer's thread; must return quickly and not call back into the trainer
+ * except kilt_trainer_stop/pause/resume. The event is freed after the call. */
+typedef void (*KiltEventFunc) (const KiltEvent *event, gpointer user_data);
+
+/* Takes ownership of @model and @data. */
+KiltTrainer *kilt_trainer_new          (KiltModel             *model,
+                                        KiltDataset           *data,
+                                        const KiltTrainConfig *config,
+                                        KiltEventFunc          func,
+                                        gpointer               user_data);
+void         kilt_trainer_start        (KiltTrainer *trainer);
+void         kilt_trainer_pause        (KiltTrainer *trainer);
+void         kilt_trainer_resume       (KiltTrainer *trainer);
+void         kilt_trainer_stop         (KiltTrainer *trainer);
+/* Waits for the thread; returns the final status. */
+KiltRunStatus kilt_trainer_join        (KiltTrainer *trainer);
+void         kilt_trainer_free         (KiltTrainer *trainer);
+
+KiltTrainConfig kilt_train_config_default (void);
+void         kilt_train_config_clear   (KiltTrainConfig *config);
+const char  *kilt_run_status_name      (KiltRunStatus status);
+
+G_END_DECLS
