@@ -173,16 +173,33 @@ kilt_plan_compute (KiltModel *model, guint batch, const KiltOptimizerConfig *opt
         }
       else
         {
-          int top = 0;
+          /* At batch 1 the parameters usually dominate: their weights, gradients and
+           * optimizer state do not shrink with the batch, so say so. */
+          guint64 per_param
+              = 4 * (guint64)model->n_params * (2 + slots) + 4 * (guint64)MAX (model->n_state, 1);
           g_autofree char *need1 = kilt_format_bytes (probe.total);
-          g_autofree char *top_bytes = NULL;
-          for (int c = 1; c < KILT_MEM_N_CATEGORIES; c++)
-            if (probe.bytes[c] > probe.bytes[top])
-              top = c;
-          top_bytes = kilt_format_bytes (probe.bytes[top]);
-          plan->message = g_strdup_printf (
-              "does not fit even at batch 1: needs %s of %s on %s, of which %s is %s", need1, have,
-              plan->device_name, kilt_mem_category_name (top), top_bytes);
+          g_autofree char *part = NULL;
+          int top = 0;
+
+          if (per_param * 2 >= probe.total)
+            {
+              g_autofree char *count = g_strdup_printf ("%zu", model->n_params);
+              part = kilt_format_bytes (per_param);
+              plan->message = g_strdup_printf (
+                  "does not fit even at batch 1: needs %s of %s on %s; the model's %s "
+                  "parameters take %s of that (weights, gradients and optimizer state)",
+                  need1, have, plan->device_name, count, part);
+            }
+          else
+            {
+              for (int c = 1; c < KILT_MEM_N_CATEGORIES; c++)
+                if (probe.bytes[c] > probe.bytes[top])
+                  top = c;
+              part = kilt_format_bytes (probe.bytes[top]);
+              plan->message = g_strdup_printf (
+                  "does not fit even at batch 1: needs %s of %s on %s, of which %s take %s", need1,
+                  have, plan->device_name, kilt_mem_category_name (top), part);
+            }
         }
     }
   g_free (probe.largest_what);
