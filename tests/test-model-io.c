@@ -389,6 +389,94 @@ test_preset_dir (void)
     g_unsetenv ("KILT_DATA_DIR");
 }
 
+/* The layer table: per-row figures from the model, totals, and the Keras-like text. */
+static void
+test_summary (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("table");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltSummary) s = NULL;
+  g_autofree char *text = NULL;
+  KiltLayerConfig d = kilt_layer_config_default (KILT_LAYER_DENSE);
+  KiltLayerConfig a = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+  guint in, h, r;
+  guint64 flops = 0, act = 0;
+  gsize params = 0;
+
+  in = kilt_model_add_input (m, NULL, (KiltShape){ 3, 4, 5 });
+  kilt_model_append (m, KILT_LAYER_FLATTEN, NULL);
+  d.units = 1000;
+  h = kilt_model_append (m, KILT_LAYER_DENSE, &d);
+  a.activation = KILT_ACT_RELU;
+  r = kilt_model_append (m, KILT_LAYER_ACTIVATION, &a);
+  d.units = 7;
+  d.activation = KILT_ACT_SOFTMAX;
+  kilt_model_add (m, KILT_LAYER_DENSE, "out", &d, 1, &r);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+
+  s = kilt_summary_new (m, 32);
+  g_assert_cmpuint (s->rows->len, ==, 5);
+  g_assert_true (s->is_chain);
+  for (guint i = 0; i < s->rows->len; i++)
+    {
+      KiltSummaryRow *row = &g_array_index (s->rows, KiltSummaryRow, i);
+      KiltNode *n = kilt_model_node (m, i);
+      gsize out = kilt_shape_size (&n->out_shape);
+      g_assert_cmpstr (row->name, ==, n->name);
+      g_assert_cmpuint (row->params, ==, n->n_params);
+      /* out activations, plus their gradients past the input */
+      g_assert_cmpuint (row->act_bytes, ==, 4 * 32 * out * (i ? 2 : 1));
+      flops += row->flops;
+      params += row->params;
+      act += row->act_bytes;
+    }
+  g_assert_cmpstr (g_array_index (s->rows, KiltSummaryRow, h).type, ==, "Dense");
+  g_assert_cmpuint (g_array_index (s->rows, KiltSummaryRow, h).flops, ==, 2 * 60 * 1000);
+  g_assert_cmpstr (g_array_index (s->rows, KiltSummaryRow, 4).inputs, ==, "activation");
+  g_assert_cmpuint (flops, ==, kilt_model_flops (m));
+  g_assert_cmpuint (flops, ==, s->total_flops);
+  g_assert_cmpuint (params, ==, 60 * 1000 + 1000 + 1000 * 7 + 7);
+  g_assert_cmpuint (params, ==, s->total_params);
+  g_assert_cmpuint (act, ==, s->total_act_bytes);
+
+  text = kilt_summary_to_text (s);
+  g_test_message ("\n%s", text);
+  g_assert_true (g_str_has_prefix (text, "Model: \"table\" (loss: softmax_cross_entropy)\n"));
+  g_assert_nonnull (strstr (text, " input (InputLayer) "));
+  g_assert_nonnull (strstr (text, "(None, 4, 5, 3)"));
+  g_assert_nonnull (strstr (text, " out (Dense) "));
+  g_assert_nonnull (strstr (text, "(None, 7)"));
+  g_assert_nonnull (strstr (text, "\nTotal params: 68,007 (265.7 KiB)\n"));
+  g_assert_nonnull (strstr (text, "\nNon-trainable params: 0\n"));
+  g_assert_null (strstr (text, "Connected to"));
+  g_assert_null (strstr (text, " \n"));
+  (void)in;
+}
+
+static void
+test_summary_dag (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autoptr (KiltSummary) s = NULL;
+  g_autofree char *text = NULL;
+
+  if (!have_all_layers ())
+    return;
+  m = kilt_model_load_preset ("resnet20", NULL, 0, &error);
+  g_assert_no_error (error);
+  s = kilt_summary_new (m, 128);
+  g_assert_false (s->is_chain);
+  g_assert_cmpuint (s->total_params + s->total_state, ==, 274442);
+  text = kilt_summary_to_text (s);
+  g_assert_nonnull (strstr (text, "Connected to"));
+  g_assert_nonnull (strstr (text, "stage2_block1_proj, stage2_block1_bn2"));
+  g_assert_nonnull (strstr (text, "Total params: 274,442"));
+  g_assert_nonnull (strstr (text, "Non-trainable params: 1,376"));
+  g_assert_nonnull (strstr (text, "Memory @128"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -404,5 +492,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model-io/round-trip-hand-built", test_round_trip_hand_built);
   g_test_add_func ("/model-io/round-trip-presets", test_round_trip_presets);
   g_test_add_func ("/model-io/errors", test_errors);
+  g_test_add_func ("/model-io/summary", test_summary);
+  g_test_add_func ("/model-io/summary-dag", test_summary_dag);
   return g_test_run ();
 }
