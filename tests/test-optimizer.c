@@ -448,6 +448,48 @@ test_quadratic (void)
   g_free (q.b);
 }
 
+/* Figures for the report (run with -m perf): one step over cifar10_cnn's 1,250,858 params. */
+static void
+test_throughput (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  const gsize n = 1250858;
+  const guint steps = 50;
+
+  if (ctx == NULL)
+    return;
+  if (!g_test_perf ())
+    {
+      g_test_skip ("a measurement; run with -m perf");
+      return;
+    }
+  for (int t = 0; t < KILT_OPT_N_TYPES; t++)
+    {
+      g_autoptr (GError) error = NULL;
+      KiltOptimizerConfig c = kilt_optimizer_config_default (t);
+      KiltOptimizer *opt = kilt_optimizer_new (ctx, &c, n, &error);
+      KiltBuffer *p = kilt_buffer_new (ctx, KILT_MEM_WEIGHTS, n * 4, &error, "p");
+      KiltBuffer *g = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, n * 4, &error, "g");
+      gint64 t0;
+      double s;
+
+      g_assert_no_error (error);
+      g_assert_true (kilt_optimizer_step (opt, p->mem, g->mem, 0, &error));
+      g_assert_true (kilt_context_finish (ctx, &error));
+      t0 = g_get_monotonic_time ();
+      for (guint i = 0; i < steps; i++)
+        g_assert_true (kilt_optimizer_step (opt, p->mem, g->mem, i + 1, &error));
+      g_assert_true (kilt_context_finish (ctx, &error));
+      s = (g_get_monotonic_time () - t0) / 1e6 / steps;
+      g_test_message ("%-8s %.3f ms per step, %.1f GB/s moved, on %s", kilt_optimizer_name (t),
+                      1e3 * s, n * 4.0 * (3 + 2 * kilt_optimizer_state_slots (&c)) / s / 1e9,
+                      ctx->info->name);
+      kilt_optimizer_free (opt);
+      kilt_buffer_free (p);
+      kilt_buffer_free (g);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -458,6 +500,7 @@ main (int argc, char **argv)
   g_test_add_func ("/optimizer/reference-closed-form", test_reference_closed_form);
   g_test_add_func ("/optimizer/device-vs-reference", test_device_vs_reference);
   g_test_add_func ("/optimizer/quadratic", test_quadratic);
+  g_test_add_func ("/optimizer/throughput", test_throughput);
   rc = g_test_run ();
   kilt_test_context_close ();
   return rc;
