@@ -10,9 +10,10 @@
       float fx_ = (xs) - x0f_, fy_ = (ys) - y0f_;                                                 \
       int x0_ = (int) x0f_, y0_ = (int) y0f_;                                                     \
       int xa_ = clamp (x0_, 0, (int) (W) - 1), xb_ = clamp (x0_ + 1, 0, (int) (W) - 1);           \
-      int ya_ = clamp (y0_, 0, (int) (H) - 1), yb_ = clamp (y0_ + 1, 0, (int) (H) - 1);           \
-      float top_ = (1.0f - fx_) * (float) (src)[ya_ * (W) + xa_] + fx_ * (float) (src)[ya_ * (W) + xb_]; \
-      float bot_ = (1.0f - fx_) * (float) (src)[yb_ * (W) + xa_] + fx_ * (float) (src)[yb_ * (W) + xb_]; \
+      int ya_ = clamp (y0_, 0, (int) (H) - 1) * (int) (W);                                        \
+      int yb_ = clamp (y0_ + 1, 0, (int) (H) - 1) * (int) (W);                                    \
+      float top_ = (1.0f - fx_) * (float) (src)[ya_ + xa_] + fx_ * (float) (src)[ya_ + xb_];      \
+      float bot_ = (1.0f - fx_) * (float) (src)[yb_ + xa_] + fx_ * (float) (src)[yb_ + xb_];      \
       (out) = (1.0f - fy_) * top_ + fy_ * bot_;                                                   \
     }                                                                                             \
   while (0)

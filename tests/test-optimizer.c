@@ -51,6 +51,18 @@ all_cases (void)
   };
 
   g_array_append_vals (a, c, G_N_ELEMENTS (c));
+  /* A large epsilon makes its placement (inside or outside the square root, scaled or not)
+   * visible at float precision. */
+  for (int t = KILT_OPT_RMSPROP; t < KILT_OPT_N_TYPES; t++)
+    {
+      OptCase e = { NULL, cfg_with (t, 0.05f, 0, FALSE, 0, 0) };
+      e.label = t == KILT_OPT_RMSPROP    ? "rmsprop epsilon 0.3"
+                : t == KILT_OPT_ADAM     ? "adam epsilon 0.3"
+                : t == KILT_OPT_ADADELTA ? "adadelta epsilon 0.3"
+                                         : "adagrad epsilon 0.3";
+      e.cfg.epsilon = 0.3f;
+      g_array_append_val (a, e);
+    }
   return a;
 }
 
