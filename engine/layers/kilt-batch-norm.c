@@ -8,8 +8,10 @@
  * Saved between forward and backward: batch mean[C] then 1/sqrt(var + eps)[C].
  *
  * The variance is the biased one (divided by N = batch * H * W) both for normalising and for
- * the running average, as tf.nn.moments and Keras 3 compute it. (TF 2's fused kernel feeds the
- * running variance with the unbiased batch variance instead; PyTorch does too.) */
+ * the running average, as tf.nn.moments and tf.keras with fused=False compute it. Others feed
+ * the running variance with the unbiased N / (N - 1) estimate instead: tf.keras' fused kernel
+ * (tensorflow/tensorflow#55545), multi-backend Keras since keras-team/keras#9028, and PyTorch.
+ * The two differ noticeably only for small N (flat inputs, small batches). */
 
 static gboolean
 bn_infer (KiltNode *node, GError **error)
