@@ -15,7 +15,7 @@ G_BEGIN_DECLS
 #define KILT_LOSS_METRIC_COUNT   2
 
 /* Floats the metrics buffer must hold for @batch rows. */
-gsize    kilt_loss_metrics_floats (guint batch);
+gsize kilt_loss_metrics_floats (guint batch);
 
 /* Enqueues the loss of a batch (nothing waits). @out is batch x n_out model outputs (softmax
  * cross-entropy: softmax probabilities); @targets are floats: softmax cross-entropy one class
@@ -31,26 +31,14 @@ gsize    kilt_loss_metrics_floats (guint batch);
  * outputs; binary accuracy is the share of a sample's outputs on the right side of 0.5. A
  * class index outside [0, n_out) costs -log(1e-7), is never correct and has no one-hot term.
  * Returns FALSE (KILT_ENGINE_ERROR_INVALID) when a buffer is smaller than the call needs. */
-gboolean kilt_loss_enqueue        (KiltContext  *ctx,
-                                   KiltLossType  loss,
-                                   guint         batch,
-                                   guint         n_valid,
-                                   guint         n_out,
-                                   cl_mem        out,
-                                   cl_mem        targets,
-                                   cl_mem        dout,
-                                   cl_mem        metrics,
-                                   GError      **error);
+gboolean kilt_loss_enqueue (KiltContext *ctx, KiltLossType loss, guint batch, guint n_valid,
+                            guint n_out, cl_mem out, cl_mem targets, cl_mem dout, cl_mem metrics,
+                            GError **error);
 
 /* The same in double precision on the host. @dout (may be NULL) gets what the device writes;
  * @metrics[0..2] are overwritten with this batch's sums. */
-void     kilt_loss_reference      (KiltLossType  loss,
-                                   guint         batch,
-                                   guint         n_valid,
-                                   guint         n_out,
-                                   const double *out,
-                                   const double *targets,
-                                   double       *dout,
-                                   double        metrics[3]);
+void kilt_loss_reference (KiltLossType loss, guint batch, guint n_valid, guint n_out,
+                          const double *out, const double *targets, double *dout,
+                          double metrics[3]);
 
 G_END_DECLS
