@@ -174,7 +174,7 @@ kilt_summary_to_text (const KiltSummary *summary)
   for (guint i = 0; i < n_rows; i++)
     {
       const KiltSummaryRow *r = &g_array_index (summary->rows, KiltSummaryRow, i);
-      cells[i] = g_new0 (char *, N_COLS);
+      cells[i] = g_new0 (char *, N_COLS + 1); /* NULL-terminated for g_strfreev */
       cells[i][COL_LAYER] = g_strdup_printf ("%s (%s)", r->name, r->type ? r->type : "?");
       cells[i][COL_SHAPE] = kilt_summary_format_shape (&r->out_shape);
       cells[i][COL_PARAMS] = grouped (r->params + r->state);
