@@ -7,6 +7,7 @@
 #include "kilt-error.h"
 #include "kilt-exec.h"
 #include "kilt-model-json.h"
+#include "kilt-optimizer.h"
 #include "kilt-planner.h"
 
 #include <string.h>
@@ -76,21 +77,27 @@ test_optimizer_slots (void)
   g_assert_cmpuint (kilt_plan_optimizer_slots (&o), ==, 1);
 }
 
-/* Allocates an executor on the test device and compares what the context's counters saw
- * with the plan, category by category, and the largest buffer with the plan's. */
+/* Allocates an executor and the optimizer's state on the test device and compares what the
+ * context's counters saw with the plan, category by category, and the largest buffer with the
+ * plan's. */
 static void
-compare_with_executor (KiltContext *ctx, KiltModel *m, guint batch)
+compare_with_executor (KiltContext *ctx, KiltModel *m, guint batch, KiltOptimizerType opt_type)
 {
-  g_autoptr (KiltPlan) plan = kilt_plan_compute (m, batch, NULL, 0, ctx->info, ctx->budget);
+  KiltOptimizerConfig opt_cfg = kilt_optimizer_config_default (opt_type);
+  g_autoptr (KiltPlan) plan = kilt_plan_compute (m, batch, &opt_cfg, 0, ctx->info, ctx->budget);
+  KiltOptimizer *opt;
   g_autoptr (GError) error = NULL;
   KiltMemStats before, after, freed;
   KiltExecutor *exec;
   guint64 largest = 0, total = 0;
 
-  g_test_message ("%s at batch %u: %s", m->name, batch, plan->message);
+  g_test_message ("%s at batch %u with %s: %s", m->name, batch, kilt_optimizer_name (opt_type),
+                  plan->message);
   g_assert_true (plan->fits);
   kilt_mem_stats_snapshot (&ctx->mem, &before);
   exec = kilt_executor_new (ctx, m, batch, TRUE, &error);
+  g_assert_no_error (error);
+  opt = kilt_optimizer_new (ctx, &opt_cfg, m->n_params, &error);
   g_assert_no_error (error);
   kilt_mem_stats_snapshot (&ctx->mem, &after);
   for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
@@ -110,6 +117,7 @@ compare_with_executor (KiltContext *ctx, KiltModel *m, guint batch)
     largest = MAX (largest, ((KiltBuffer *)g_ptr_array_index (exec->node_buffers, i))->bytes);
   g_assert_cmpuint (largest, ==, plan->largest_alloc);
 
+  kilt_optimizer_free (opt);
   kilt_executor_free (exec);
   kilt_mem_stats_snapshot (&ctx->mem, &freed);
   for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
@@ -135,8 +143,8 @@ test_matches_executor (void)
     return;
   {
     g_autoptr (KiltModel) m = dense_model ((KiltShape){ 3, 5, 7 }, 33, 4);
-    compare_with_executor (ctx, m, 1);
-    compare_with_executor (ctx, m, 13);
+    compare_with_executor (ctx, m, 1, KILT_OPT_SGD);
+    compare_with_executor (ctx, m, 13, KILT_OPT_ADAM);
   }
   if (!have_all_layers ())
     return;
@@ -146,7 +154,7 @@ test_matches_executor (void)
       g_autoptr (KiltModel) m
           = kilt_model_load_preset (presets[i].preset, &presets[i].in, 0, &error);
       g_assert_no_error (error);
-      compare_with_executor (ctx, m, presets[i].batch);
+      compare_with_executor (ctx, m, presets[i].batch, (KiltOptimizerType)(i % KILT_OPT_N_TYPES));
     }
 }
 
