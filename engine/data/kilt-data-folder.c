@@ -62,7 +62,7 @@ list_dir (const char *dir, gboolean want_dirs)
       else if (is_image_name (name))
         g_ptr_array_add (out, g_strdup (name));
     }
-  g_ptr_array_sort (out, (GCompareFunc)g_strcmp0);
+  g_ptr_array_sort (out, kilt_data_compare_names);
   return out;
 }
 

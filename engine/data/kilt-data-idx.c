@@ -320,7 +320,7 @@ kilt_data_load_idx (const char *path, const KiltLoadOptions *opts, KiltProgressF
       while (dir && (name = g_dir_read_name (dir)))
         if (is_images_name (name))
           g_ptr_array_add (found, g_strdup (name));
-      g_ptr_array_sort (found, (GCompareFunc)g_strcmp0);
+      g_ptr_array_sort (found, kilt_data_compare_names);
       for (guint i = 0; i < found->len; i++)
         {
           const char *f = g_ptr_array_index (found, i);

@@ -24,6 +24,8 @@ void kilt_split_clear (KiltSplit *split);
 char **kilt_data_number_names (guint n);
 /* Reads a list of names, one a line (blank lines and surrounding space ignored). */
 char **kilt_data_parse_names (const char *text, gsize len);
+/* For g_ptr_array_sort () over strings. */
+gint kilt_data_compare_names (gconstpointer a, gconstpointer b);
 gboolean kilt_data_check_cancel (GCancellable *cancel, GError **error);
 /* The `what` part of a progress report with the file's base name. */
 void kilt_data_progress (KiltProgressFunc progress, gpointer user_data, double fraction,

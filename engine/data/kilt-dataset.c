@@ -92,6 +92,12 @@ kilt_data_parse_names (const char *text, gsize len)
   return (char **)g_ptr_array_free (names, FALSE);
 }
 
+gint
+kilt_data_compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(const char *const *)a, *(const char *const *)b);
+}
+
 gboolean
 kilt_data_check_cancel (GCancellable *cancel, GError **error)
 {
