@@ -232,8 +232,8 @@ read_file (const char *name, const char *text, gsize len, const KiltLoadOptions 
       return FALSE;
     }
   if (opts->header == KILT_HEADER_AUTO)
-    f->header = f->t.rows->len > 1 && !row_has_number (&f->t, &rows[0])
-                && row_has_number (&f->t, &rows[1]);
+    f->header = !row_has_number (&f->t, &rows[0])
+                && (f->t.rows->len == 1 || row_has_number (&f->t, &rows[1]));
   else
     f->header = opts->header == KILT_HEADER_YES;
   f->ncols = rows[0].n;
