@@ -331,7 +331,11 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   cache_dir = kilt_data_cache_dir ();
   key = cache_key (path, opts, w, h, files);
   cache_path = g_strconcat (cache_dir, G_DIR_SEPARATOR_S, key, ".kds", NULL);
-  if (!opts->no_cache && (ds = kilt_data_cache_read (cache_path)))
+  ds = opts->no_cache ? NULL : kilt_data_cache_read (cache_path);
+  /* A cached load that skipped more than this call tolerates: decode again for the error. */
+  if (ds && ds->skipped > (guint)floor (max_bad * files->len))
+    g_clear_pointer (&ds, kilt_dataset_free);
+  if (ds)
     {
       g_free (ds->name);
       g_free (ds->format);
