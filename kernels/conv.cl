@@ -5,142 +5,119 @@
 /* The column matrix of a chunk of nb samples is (K, nb * P) row-major, K = C * kh * kw in
  * (c, i, j) order, the column index n = b * P + oy * OW + ox: forward is then one GEMM
  * W (F x K) * col over the whole chunk, and the weight gradient one GEMM whose inner dimension
- * is nb * P. One work-item per element of col, so writes are coalesced. */
+ * is nb * P. With @ones, row K is all ones, so that the weight-gradient GEMM yields the bias
+ * gradient as its last column. Over (OW, OH, C * nb): neighbouring work-items write
+ * neighbouring floats, and each loops over its kh x kw taps, so that integer division (slow
+ * on GPUs) happens once per kh * kw outputs. */
 __kernel void kilt_conv_im2col (__global float *col, const uint col_off, __global const float *x,
-                                const uint b0,
-                                const uint nb, const uint C, const uint H, const uint W,
-                                const uint kh, const uint kw, const uint sh, const uint sw,
-                                const uint pt, const uint pl, const uint OH, const uint OW)
+                                const uint b0, const uint nb, const uint C, const uint H,
+                                const uint W, const uint kh, const uint kw, const uint sh,
+                                const uint sw, const uint pt, const uint pl, const uint OH,
+                                const uint OW, const int ones)
 {
-  size_t gid = get_global_id (0);
-  uint P = OH * OW, NP = nb * P;
-  size_t total = (size_t) C * kh * kw * NP;
-  if (gid >= total)
+  uint ox = get_global_id (0), oy = get_global_id (1), z = get_global_id (2);
+  if (ox >= OW || oy >= OH || z >= C * nb)
     return;
-  uint n = (uint) (gid % NP);
-  uint k = (uint) (gid / NP);
-  uint b = n / P, p = n % P;
-  uint oy = p / OW, ox = p % OW;
-  uint j = k % kw, i = (k / kw) % kh, c = k / (kw * kh);
-  int y = (int) (oy * sh + i) - (int) pt;
-  int xx = (int) (ox * sw + j) - (int) pl;
-  float v = 0.0f;
-  if (y >= 0 && y < (int) H && xx >= 0 && xx < (int) W)
-    v = x[(((size_t) (b0 + b) * C + c) * H + (uint) y) * W + (uint) xx];
-  col[col_off + gid] = v;
+  uint c = z / nb, b = z - c * nb;
+  size_t NP = (size_t) nb * OH * OW;
+  __global float *dst = col + col_off + ((size_t) b * OH + oy) * OW + ox;
+  __global const float *plane = x + ((size_t) (b0 + b) * C + c) * H * W;
+  int y0 = (int) (oy * sh) - (int) pt, x0 = (int) (ox * sw) - (int) pl;
+  size_t k = (size_t) c * kh * kw;
+  for (uint i = 0; i < kh; i++)
+    {
+      int y = y0 + (int) i;
+      bool row_in = y >= 0 && y < (int) H;
+      for (uint j = 0; j < kw; j++, k++)
+        {
+          int xx = x0 + (int) j;
+          dst[k * NP] = row_in && xx >= 0 && xx < (int) W ? plane[y * (int) W + xx] : 0.0f;
+        }
+    }
+  if (ones && c == 0)
+    dst[(size_t) C * kh * kw * NP] = 1.0f;
 }
 
 /* The inverse gather: din[b0 + b, c, y, x] = beta * din + the sum of every col entry that
- * im2col took from (c, y, x). One work-item per input element, so no atomics are needed. */
+ * im2col took from (c, y, x). Over (W, H, C * nb), one work-item per input element, so no
+ * atomics are needed. */
 __kernel void kilt_conv_col2im (__global float *din, __global const float *col,
-                                const uint col_off, const uint b0,
-                                const uint nb, const uint C, const uint H, const uint W,
-                                const uint kh, const uint kw, const uint sh, const uint sw,
-                                const uint pt, const uint pl, const uint OH, const uint OW,
-                                const float beta)
+                                const uint col_off, const uint b0, const uint nb, const uint C,
+                                const uint H, const uint W, const uint kh, const uint kw,
+                                const uint sh, const uint sw, const uint pt, const uint pl,
+                                const uint OH, const uint OW, const float beta)
 {
-  size_t gid = get_global_id (0);
-  size_t per = (size_t) C * H * W;
-  if (gid >= per * nb)
+  uint xx = get_global_id (0), y = get_global_id (1), z = get_global_id (2);
+  if (xx >= W || y >= H || z >= C * nb)
     return;
-  uint b = (uint) (gid / per), r = (uint) (gid % per);
-  uint xx = r % W, y = (r / W) % H, c = r / (W * H);
-  uint P = OH * OW, NP = nb * P;
+  uint c = z / nb, b = z % nb;
+  size_t NP = (size_t) nb * OH * OW;
+  __global const float *base = col + col_off + (size_t) b * OH * OW;
+  /* Taps i with (y + pt - i) a multiple of sh and the output row in range; likewise j. */
+  int ty = (int) (y + pt), tx = (int) (xx + pl);
+  int oy_lo = ty - (int) kh + 1 <= 0 ? 0 : (ty - (int) kh + (int) sh) / (int) sh;
+  int oy_hi = min (ty / (int) sh, (int) OH - 1);
+  int ox_lo = tx - (int) kw + 1 <= 0 ? 0 : (tx - (int) kw + (int) sw) / (int) sw;
+  int ox_hi = min (tx / (int) sw, (int) OW - 1);
   float acc = 0.0f;
-  for (uint i = 0; i < kh; i++)
+  for (int oy = oy_lo; oy <= oy_hi; oy++)
     {
-      int ty = (int) (y + pt) - (int) i;
-      if (ty < 0 || ty % (int) sh != 0)
-        continue;
-      uint oy = (uint) ty / sh;
-      if (oy >= OH)
-        continue;
-      for (uint j = 0; j < kw; j++)
+      uint i = (uint) (ty - oy * (int) sh);
+      for (int ox = ox_lo; ox <= ox_hi; ox++)
         {
-          int tx = (int) (xx + pl) - (int) j;
-          if (tx < 0 || tx % (int) sw != 0)
-            continue;
-          uint ox = (uint) tx / sw;
-          if (ox >= OW)
-            continue;
-          acc += col[col_off + (size_t) ((c * kh + i) * kw + j) * NP + b * P + oy * OW + ox];
+          uint j = (uint) (tx - ox * (int) sw);
+          acc += base[(size_t) ((c * kh + i) * kw + j) * NP + (uint) oy * OW + (uint) ox];
         }
     }
-  size_t o = (size_t) b0 * per + gid;
+  size_t o = (((size_t) (b0 + b) * C + c) * H + y) * W + xx;
   din[o] = beta == 0.0f ? acc : beta * din[o] + acc;
 }
 
 /* GEMM result (F, nb * P) -> NCHW output of samples b0.., with bias and activation fused.
- * One work-item per output element, in output order. */
+ * Over (P, F, nb): no division, contiguous rows on both sides. */
 __kernel void kilt_conv_scatter (__global float *out, __global const float *y, const uint y_off,
                                  __global const float *params, const uint bias_off,
                                  const int has_bias, const uint b0, const uint nb, const uint F,
                                  const uint P, const int act, const float alpha)
 {
-  size_t gid = get_global_id (0);
-  if (gid >= (size_t) nb * F * P)
+  uint p = get_global_id (0), f = get_global_id (1), b = get_global_id (2);
+  if (p >= P || f >= F || b >= nb)
     return;
-  uint p = (uint) (gid % P);
-  uint f = (uint) ((gid / P) % F);
-  uint b = (uint) (gid / ((size_t) P * F));
-  float v = y[y_off + (size_t) f * nb * P + (size_t) b * P + p];
+  float v = y[y_off + ((size_t) f * nb + b) * P + p];
   if (has_bias)
     v += params[bias_off + f];
-  out[(size_t) b0 * F * P + gid] = kilt_act (act, v, alpha);
+  out[((size_t) (b0 + b) * F + f) * P + p] = kilt_act (act, v, alpha);
 }
 
 /* NCHW output gradient of samples b0.. -> dz in (F, nb * P), through the activation's
- * derivative (expressed by its output). One work-item per element of dz, in dz order. */
+ * derivative (expressed by its output). Over (P, F, nb). */
 __kernel void kilt_conv_gather (__global float *dz, const uint dz_off, __global const float *dout,
                                 __global const float *out, const uint b0, const uint nb,
                                 const uint F, const uint P, const int act, const float alpha)
 {
-  size_t gid = get_global_id (0);
-  size_t NP = (size_t) nb * P;
-  if (gid >= NP * F)
+  uint p = get_global_id (0), f = get_global_id (1), b = get_global_id (2);
+  if (p >= P || f >= F || b >= nb)
     return;
-  uint f = (uint) (gid / NP);
-  uint n = (uint) (gid % NP);
-  uint b = n / P, p = n % P;
   size_t s = ((size_t) (b0 + b) * F + f) * P + p;
-  dz[dz_off + gid] = dout[s] * kilt_act_grad (act, out[s], alpha);
+  dz[dz_off + ((size_t) f * nb + b) * P + p] = dout[s] * kilt_act_grad (act, out[s], alpha);
 }
 
-/* db[f] = beta * db[f] + the sum of row f of dz (F, n); one work-group per row, a tree sum
- * in local memory. The group size must be a power of two of at most 256. */
-__kernel void kilt_conv_bias_grad (__global float *grads, const uint off,
-                                   __global const float *dz, const uint dz_off, const uint n,
-                                   const float beta)
-{
-  __local float part[256];
-  uint f = get_group_id (0), l = get_local_id (0), ls = get_local_size (0);
-  __global const float *row = dz + dz_off + (size_t) f * n;
-  float acc = 0.0f;
-  for (uint i = l; i < n; i += ls)
-    acc += row[i];
-  part[l] = acc;
-  barrier (CLK_LOCAL_MEM_FENCE);
-  for (uint s = ls / 2; s > 0; s /= 2)
-    {
-      if (l < s)
-        part[l] += part[l + s];
-      barrier (CLK_LOCAL_MEM_FENCE);
-    }
-  if (l == 0)
-    grads[off + f] = beta == 0.0f ? part[0] : beta * grads[off + f] + part[0];
-}
-
-/* Split-K reduction: dst[off + i] = beta * dst + sum over s < parts of src[s * n + i]. */
-__kernel void kilt_conv_sum_parts (__global float *dst, const uint off,
-                                   __global const float *src, const uint src_off, const uint n,
-                                   const uint parts,
+/* Split-K reduction of the weight gradient: the parts are (F, Kc) matrices, Kc = K or K + 1
+ * (the bias column); their sum goes to the weights (F, K) and, for column K, to the bias
+ * after them: grads = beta * grads + sum over the parts. */
+__kernel void kilt_conv_sum_parts (__global float *grads, const uint off,
+                                   __global const float *src, const uint src_off, const uint F,
+                                   const uint K, const uint Kc, const uint parts,
                                    const float beta)
 {
   uint i = get_global_id (0);
+  uint n = F * Kc;
   if (i >= n)
     return;
   float acc = 0.0f;
   for (uint s = 0; s < parts; s++)
     acc += src[src_off + (size_t) s * n + i];
-  dst[off + i] = beta == 0.0f ? acc : beta * dst[off + i] + acc;
+  uint f = i / Kc, k = i - f * Kc;
+  uint d = off + (k < K ? f * K + k : F * K + f);
+  grads[d] = beta == 0.0f ? acc : beta * grads[d] + acc;
 }

@@ -10,14 +10,15 @@
 #define CONV_CHUNK_CAP ((gsize)1 << 25)
 /* Split-K of the weight gradient: at most this many partial products, and only for weight
  * matrices small enough that CLBlast would run them on a handful of work-groups. */
-#define CONV_SPLIT_MAX        16
+#define CONV_SPLIT_MAX        64
 #define CONV_SPLIT_MAX_WEIGHT ((gsize)1 << 16)
-#define CONV_SPLIT_MIN_INNER  1024
+#define CONV_SPLIT_MIN_INNER  512
 
 typedef struct
 {
   guint C, H, W, F, kh, kw, sh, sw, pt, pl, OH, OW;
   gsize K, P;
+  gsize Kc; /* rows of the column matrix: K, plus a row of ones for the bias gradient */
 } ConvGeom;
 
 /* Keras/TensorFlow: same -> ceil (in / stride), the padding split with the odd pixel after;
@@ -57,6 +58,7 @@ conv_geom (const KiltNode *node, ConvGeom *g)
   conv_out_dim (g->W, g->kw, g->sw, node->cfg.same, &g->OW, &g->pl);
   g->K = (gsize)g->C * g->kh * g->kw;
   g->P = (gsize)g->OH * g->OW;
+  g->Kc = g->K + (node->cfg.use_bias ? 1 : 0);
 }
 
 /* A tuning and test knob from the environment: 0 when unset. Read on each use so that a
@@ -75,7 +77,7 @@ conv_env (const char *name, guint max)
 static guint
 conv_chunk (const ConvGeom *g, guint batch)
 {
-  gsize per = (g->K + g->F) * g->P;
+  gsize per = (g->Kc + g->F) * g->P;
   gsize nb = CONV_CHUNK_CAP / MAX (per, 1);
   guint forced = conv_env ("KILT_CONV_CHUNK", G_MAXUINT32 / 2);
 
@@ -87,7 +89,7 @@ conv_chunk (const ConvGeom *g, guint batch)
 static gboolean
 conv_may_split (const ConvGeom *g)
 {
-  return g->F * g->K <= CONV_SPLIT_MAX_WEIGHT;
+  return g->F * g->Kc <= CONV_SPLIT_MAX_WEIGHT;
 }
 
 /* How many split-K parts for a weight gradient with inner dimension @np on this device:
@@ -103,7 +105,7 @@ conv_splits (const ConvGeom *g, gsize np, const KiltDeviceInfo *info)
     return 1;
   if (forced > 0)
     return (guint)MIN ((gsize)forced, MAX (np, 1));
-  tiles = ((g->F + 63) / 64) * ((g->K + 63) / 64);
+  tiles = ((g->F + 63) / 64) * ((g->Kc + 63) / 64);
   want = 4 * (gsize)MAX (info->compute_units, 1) / tiles;
   want = MIN (want, np / CONV_SPLIT_MIN_INNER);
   return (guint)CLAMP (want, 1, CONV_SPLIT_MAX);
@@ -190,19 +192,48 @@ conv_workspace_floats (const KiltNode *node, guint batch)
 
   conv_geom (node, &g);
   nb = conv_chunk (&g, batch);
-  ws = (g.K + g.F) * nb * g.P;
-  if (conv_may_split (&g))
-    ws += CONV_SPLIT_MAX * g.F * g.K;
+  /* Column matrix, dz (or the forward GEMM's result), then the weight-gradient parts. */
+  ws = (g.Kc + g.F) * nb * g.P;
+  ws += (conv_may_split (&g) ? CONV_SPLIT_MAX : 1) * g.F * g.Kc;
   return ws;
 }
 
 /* ---- device ----------------------------------------------------------------------------- */
 
+/* The workspace of a chunk of np = nb * P columns: col (Kc x np) at 0, the forward GEMM's
+ * result or dz (F x np) after it, then the weight-gradient parts (F x Kc each). */
+static inline gsize
+ws_dz (const ConvGeom *g, gsize np)
+{
+  return g->Kc * np;
+}
+
+static inline gsize
+ws_parts (const ConvGeom *g, gsize np)
+{
+  return (g->Kc + g->F) * np;
+}
+
+/* A 3-D launch over (x, y, z) with groups of about 64 work-items shaped to the rows, so a
+ * small row (13 wide) does not leave most of a 64-wide group idle. */
+static gboolean
+conv_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError **error)
+{
+  size_t global[3] = { x, y, z }, local[3] = { 1, 1, 1 };
+  size_t cap = MIN ((size_t)64, ex->ctx->info->max_work_group);
+
+  while (local[0] < x && local[0] * 2 <= cap)
+    local[0] *= 2;
+  while (local[1] < y && local[0] * local[1] * 2 <= cap)
+    local[1] *= 2;
+  return kilt_context_launch (ex->ctx, k, 3, global, local, error);
+}
+
 static gboolean
 conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GError **error)
 {
   cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_im2col", error);
-  cl_int err = CL_SUCCESS;
+  cl_int err = CL_SUCCESS, ones = g->Kc > g->K;
   cl_uint zero = 0;
 
   if (!k)
@@ -223,8 +254,9 @@ conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GErr
   KILT_ARG (k, 13, g->pl, err);
   KILT_ARG (k, 14, g->OH, err);
   KILT_ARG (k, 15, g->OW, err);
+  KILT_ARG (k, 16, ones, err);
   g_assert (err == CL_SUCCESS);
-  return kilt_context_launch_1d (ex->ctx, k, g->K * nb * g->P, error);
+  return conv_launch3 (ex, k, g->OW, g->OH, (gsize)g->C * nb, error);
 }
 
 static gboolean
@@ -255,7 +287,7 @@ conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, fl
   KILT_ARG (k, 15, g->OW, err);
   KILT_ARG (k, 16, beta, err);
   g_assert (err == CL_SUCCESS);
-  return kilt_context_launch_1d (ex->ctx, k, (gsize)nb * g->C * g->H * g->W, error);
+  return conv_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
 }
 
 static gboolean
@@ -274,11 +306,13 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
     {
       guint nb = MIN (chunk, ex->batch - b0);
       gsize np = nb * g.P;
-      cl_uint y_off = (cl_uint)(g.K * np), bias_off = (cl_uint)(node->param_offset + g.F * g.K);
+      cl_uint y_off = (cl_uint)ws_dz (&g, np);
+      cl_uint bias_off = (cl_uint)(node->param_offset + g.F * g.K);
       cl_uint F = g.F, P = (cl_uint)g.P;
       cl_int has_bias = node->cfg.use_bias, act = node->cfg.activation;
       cl_int err = CL_SUCCESS;
 
+      /* y = W col over the chunk; the ones row, when there, is not part of the product. */
       if (!conv_im2col (ex, &g, src->out, b0, nb, error)
           || !kilt_gemm (ex->ctx, FALSE, FALSE, g.F, np, g.K, 1.0f, ex->params, node->param_offset,
                          g.K, ex->workspace, 0, np, 0.0f, ex->workspace, y_off, np, error))
@@ -296,36 +330,37 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (scatter, 10, act, err);
       KILT_ARG (scatter, 11, node->cfg.alpha, err);
       g_assert (err == CL_SUCCESS);
-      if (!kilt_context_launch_1d (ex->ctx, scatter, g.F * np, error))
+      if (!conv_launch3 (ex, scatter, g.P, g.F, nb, error))
         return FALSE;
     }
   return TRUE;
 }
 
-/* grads[W] (+)= dz (F x np) * col^T, with the inner dimension split in @parts partial
- * products (one batched GEMM into the workspace) and summed by a small kernel. */
+/* grads (+)= dz (F x np) * col^T (np x Kc): the weights and, through the ones row, the bias.
+ * The inner dimension is split into @parts partial products (one batched GEMM into the
+ * workspace), which a small kernel sums into place: CLBlast gives a GEMM with so small an
+ * output and so long an inner dimension too few work-groups to fill a GPU. */
 static gboolean
 conv_weight_grad (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, float beta,
                   GError **error)
 {
-  gsize dz_off = g->K * np, part_off = (g->K + g->F) * np, fk = g->F * g->K;
-  guint parts = conv_splits (g, np, ex->ctx->info);
+  gsize dz_off = ws_dz (g, np), part_off = ws_parts (g, np), fk = g->F * g->Kc;
+  cl_uint parts = conv_splits (g, np, ex->ctx->info);
   gsize len = np / parts, rest = np - len * parts;
   cl_kernel k;
   cl_int err = CL_SUCCESS;
-  cl_uint dst_off = (cl_uint)node->param_offset, src_off = (cl_uint)part_off, n = (cl_uint)fk;
+  cl_uint dst_off = (cl_uint)node->param_offset, src_off = (cl_uint)part_off;
+  cl_uint F = g->F, K = (cl_uint)g->K, Kc = (cl_uint)g->Kc;
 
-  if (parts == 1)
-    return kilt_gemm (ex->ctx, FALSE, TRUE, g->F, g->K, np, 1.0f, ex->workspace, dz_off, np,
-                      ex->workspace, 0, np, beta, ex->grads, node->param_offset, g->K, error);
-  if (!kilt_gemm_strided_batched (ex->ctx, FALSE, TRUE, g->F, g->K, len, 1.0f, ex->workspace,
+  if (!kilt_gemm_strided_batched (ex->ctx, FALSE, TRUE, g->F, g->Kc, len, 1.0f, ex->workspace,
                                   dz_off, np, len, ex->workspace, 0, np, len, 0.0f, ex->workspace,
-                                  part_off, g->K, fk, parts, error))
+                                  part_off, g->Kc, fk, parts, error))
     return FALSE;
+  /* The columns left over after equal parts go into the first part. */
   if (rest
-      && !kilt_gemm (ex->ctx, FALSE, TRUE, g->F, g->K, rest, 1.0f, ex->workspace,
+      && !kilt_gemm (ex->ctx, FALSE, TRUE, g->F, g->Kc, rest, 1.0f, ex->workspace,
                      dz_off + len * parts, np, ex->workspace, len * parts, np, 1.0f, ex->workspace,
-                     part_off, g->K, error))
+                     part_off, g->Kc, error))
     return FALSE;
   k = kilt_context_kernel (ex->ctx, "kilt_conv_sum_parts", error);
   if (!k)
@@ -334,36 +369,13 @@ conv_weight_grad (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, flo
   KILT_ARG (k, 1, dst_off, err);
   KILT_ARG (k, 2, ex->workspace, err);
   KILT_ARG (k, 3, src_off, err);
-  KILT_ARG (k, 4, n, err);
-  KILT_ARG (k, 5, parts, err);
-  KILT_ARG (k, 6, beta, err);
+  KILT_ARG (k, 4, F, err);
+  KILT_ARG (k, 5, K, err);
+  KILT_ARG (k, 6, Kc, err);
+  KILT_ARG (k, 7, parts, err);
+  KILT_ARG (k, 8, beta, err);
   g_assert (err == CL_SUCCESS);
   return kilt_context_launch_1d (ex->ctx, k, fk, error);
-}
-
-static gboolean
-conv_bias_grad (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, float beta,
-                GError **error)
-{
-  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_bias_grad", error);
-  cl_int err = CL_SUCCESS;
-  cl_uint off = (cl_uint)(node->param_offset + g->F * g->K), dz_off = (cl_uint)(g->K * np);
-  cl_uint n = (cl_uint)np;
-  size_t local = 1, global;
-
-  if (!k)
-    return FALSE;
-  while (local * 2 <= MIN ((size_t)256, ex->ctx->info->max_work_group))
-    local *= 2;
-  global = local * g->F;
-  KILT_ARG (k, 0, ex->grads, err);
-  KILT_ARG (k, 1, off, err);
-  KILT_ARG (k, 2, ex->workspace, err);
-  KILT_ARG (k, 3, dz_off, err);
-  KILT_ARG (k, 4, n, err);
-  KILT_ARG (k, 5, beta, err);
-  g_assert (err == CL_SUCCESS);
-  return kilt_context_launch (ex->ctx, k, 1, &global, &local, error);
 }
 
 static gboolean
@@ -382,8 +394,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
     {
       guint nb = MIN (chunk, ex->batch - b0);
       gsize np = nb * g.P;
-      float beta = b0 > 0 ? 1.0f : 0.0f;
-      cl_uint dz_off = (cl_uint)(g.K * np), F = g.F, P = (cl_uint)g.P;
+      cl_uint dz_off = (cl_uint)ws_dz (&g, np), F = g.F, P = (cl_uint)g.P;
       cl_int act = node->cfg.activation;
       cl_int err = CL_SUCCESS;
 
@@ -398,11 +409,9 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (gather, 8, act, err);
       KILT_ARG (gather, 9, node->cfg.alpha, err);
       g_assert (err == CL_SUCCESS);
-      if (!kilt_context_launch_1d (ex->ctx, gather, g.F * np, error)
+      if (!conv_launch3 (ex, gather, g.P, g.F, nb, error)
           || !conv_im2col (ex, &g, src->out, b0, nb, error)
-          || !conv_weight_grad (node, ex, &g, np, beta, error))
-        return FALSE;
-      if (node->cfg.use_bias && !conv_bias_grad (node, ex, &g, np, beta, error))
+          || !conv_weight_grad (node, ex, &g, np, b0 > 0 ? 1.0f : 0.0f, error))
         return FALSE;
       if (!node->din_needed[0])
         continue;
