@@ -50,8 +50,8 @@ kilt_gemm_strided_batched (KiltContext *ctx, gboolean trans_a, gboolean trans_b,
   if (m == 0 || n == 0 || batch == 0)
     return TRUE;
   if (batch == 1)
-    return kilt_gemm (ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
-                      c, c_off, ldc, error);
+    return kilt_gemm (ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c,
+                      c_off, ldc, error);
   if (kilt_fault_hit (KILT_FAULT_ENQUEUE))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_FAULT,

@@ -16,7 +16,7 @@ typedef struct
   guint batch;
   gboolean training;
   guint32 seed;
-  gboolean accumulate;   /* backward with din_beta 1 (add to the input gradient), not 0 */
+  gboolean accumulate; /* backward with din_beta 1 (add to the input gradient), not 0 */
 } KiltLayerCheck;
 
 typedef struct
@@ -32,9 +32,7 @@ typedef struct
 /* Builds the layer as a stand-alone node with @check->n_inputs inputs filled with random
  * values, runs forward and (when training) backward on @ctx and on the reference, and
  * differentiates the reference numerically. FALSE only when the device fails. */
-gboolean kilt_layer_check_run (KiltContext          *ctx,
-                               const KiltLayerCheck *check,
-                               KiltLayerCheckResult *result,
-                               GError              **error);
+gboolean kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check,
+                               KiltLayerCheckResult *result, GError **error);
 
 G_END_DECLS
