@@ -3,20 +3,119 @@
 #include "config.h"
 
 #include "kilt-device.h"
+#include "kilt-doctor.h"
 #include "kilt-error.h"
 #include "kilt-gemm.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+static void
+doctor_progress (double fraction, const char *what, gpointer user_data)
+{
+  if (isatty (fileno (stderr)))
+    fprintf (stderr, "\r\033[K  testing: %3.0f%% %s", fraction * 100, what);
+}
 
 static int
 cmd_devices (int argc, char **argv)
 {
   g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
   g_autofree char *report = kilt_device_list_report (list);
+  g_autofree char *saved = kilt_device_get_saved_default ();
+  gboolean test = FALSE;
+  int status = 0;
 
+  for (int i = 1; i < argc; i++)
+    if (strcmp (argv[i], "--test") == 0)
+      test = TRUE;
   fputs (report, stdout);
-  return list->devices->len > 0 ? 0 : 1;
+  if (saved)
+    printf ("default: %s%s\n", saved,
+            g_getenv ("KILT_DEVICE") ? " (KILT_DEVICE overrides it)" : "");
+  if (list->devices->len == 0)
+    return 1;
+  if (!test)
+    return 0;
+  for (guint i = 0; i < list->devices->len; i++)
+    {
+      KiltDeviceInfo *d = g_ptr_array_index (list->devices, i);
+      g_autoptr (KiltDoctorReport) r = kilt_doctor_run (d, doctor_progress, NULL, NULL);
+      g_autofree char *text = kilt_doctor_report_text (r);
+      if (isatty (fileno (stderr)))
+        fprintf (stderr, "\r\033[K");
+      printf ("\n%s", text);
+      if (!r->usable)
+        status = 1;
+    }
+  return status;
+}
+
+static int
+cmd_setup (int argc, char **argv)
+{
+  g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
+  g_autoptr (GError) error = NULL;
+  const KiltDeviceInfo *choice = NULL;
+  const char *given = NULL;
+  char line[256];
+
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp (argv[i], "--device") == 0)
+      given = argv[i + 1];
+  for (guint i = 0; i < list->problems->len; i++)
+    printf ("! %s\n", (const char *)g_ptr_array_index (list->problems, i));
+  if (list->devices->len == 0)
+    {
+      fprintf (stderr, "kilt-cli: no OpenCL device to choose. Install your GPU vendor's OpenCL "
+                       "driver, or pocl-opencl-icd for the CPU, and check with clinfo.\n");
+      return 1;
+    }
+  printf ("OpenCL devices:\n");
+  for (guint i = 0; i < list->devices->len; i++)
+    {
+      KiltDeviceInfo *d = g_ptr_array_index (list->devices, i);
+      g_autofree char *mem = kilt_format_bytes (d->global_mem);
+      printf ("  [%u] %s (%s, %s, %s)%s%s\n", i, d->name, d->platform_name, d->type, mem,
+              d->unusable_reason ? " - may not work: " : "",
+              d->unusable_reason ? d->unusable_reason : "");
+    }
+  if (given == NULL)
+    {
+      const KiltDeviceInfo *def = kilt_device_list_choose_default (list, NULL);
+      guint def_index = 0;
+      for (guint i = 0; def && i < list->devices->len; i++)
+        if (g_ptr_array_index (list->devices, i) == def)
+          def_index = i;
+      printf ("Default device [%u]: ", def_index);
+      fflush (stdout);
+      if (fgets (line, sizeof line, stdin) == NULL)
+        {
+          fprintf (stderr, "\nkilt-cli: no answer; nothing changed (use --device ID)\n");
+          return 1;
+        }
+      g_strstrip (line);
+      given = *line ? line : NULL;
+      if (given == NULL)
+        choice = def;
+    }
+  if (given)
+    choice = kilt_device_list_find (list, given);
+  if (choice == NULL)
+    {
+      fprintf (stderr, "kilt-cli: \"%s\" matches no device (or several)\n", given ? given : "");
+      return 1;
+    }
+  if (!kilt_device_save_default (choice->id, &error))
+    {
+      fprintf (stderr, "kilt-cli: %s\n", error->message);
+      return 1;
+    }
+  printf ("Default device: %s (%s). The window and kilt-cli both use it; KILT_DEVICE overrides "
+          "it.\n",
+          choice->name, choice->id);
+  return 0;
 }
 
 static void
@@ -28,14 +127,14 @@ print_version (void)
   for (guint i = 0; i < list->devices->len; i++)
     {
       KiltDeviceInfo *d = g_ptr_array_index (list->devices, i);
-      if (i == 0 || g_strcmp0 (d->platform_name,
-                               ((KiltDeviceInfo *) g_ptr_array_index (list->devices, i - 1))
-                                   ->platform_name)
-                        != 0)
+      if (i == 0
+          || g_strcmp0 (d->platform_name,
+                        ((KiltDeviceInfo *)g_ptr_array_index (list->devices, i - 1))->platform_name)
+                 != 0)
         printf ("OpenCL platform: %s (%s)\n", d->platform_name, d->platform_version);
     }
   for (guint i = 0; i < list->problems->len; i++)
-    printf ("OpenCL: %s\n", (const char *) g_ptr_array_index (list->problems, i));
+    printf ("OpenCL: %s\n", (const char *)g_ptr_array_index (list->problems, i));
 }
 
 int
@@ -48,6 +147,8 @@ main (int argc, char **argv)
     }
   if (argc >= 2 && strcmp (argv[1], "devices") == 0)
     return cmd_devices (argc - 1, argv + 1);
+  if (argc >= 2 && strcmp (argv[1], "setup") == 0)
+    return cmd_setup (argc - 1, argv + 1);
   fprintf (stderr, "usage: kilt-cli devices | --version\n");
   return 2;
 }

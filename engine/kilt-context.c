@@ -38,7 +38,7 @@ void
 kilt_fault_set (KiltFaultKind kind, guint nth)
 {
   fault_read_env ();
-  g_atomic_int_set (&fault_countdown[kind], (gint) nth);
+  g_atomic_int_set (&fault_countdown[kind], (gint)nth);
 }
 
 gboolean
@@ -88,12 +88,12 @@ cache_key (const KiltDeviceInfo *info, const char *source)
   GChecksum *sum = g_checksum_new (G_CHECKSUM_SHA256);
   char *key;
 
-  g_checksum_update (sum, (const guchar *) info->name, -1);
-  g_checksum_update (sum, (const guchar *) info->vendor, -1);
-  g_checksum_update (sum, (const guchar *) info->driver_version, -1);
-  g_checksum_update (sum, (const guchar *) info->platform_version, -1);
-  g_checksum_update (sum, (const guchar *) BUILD_OPTIONS, -1);
-  g_checksum_update (sum, (const guchar *) source, -1);
+  g_checksum_update (sum, (const guchar *)info->name, -1);
+  g_checksum_update (sum, (const guchar *)info->vendor, -1);
+  g_checksum_update (sum, (const guchar *)info->driver_version, -1);
+  g_checksum_update (sum, (const guchar *)info->platform_version, -1);
+  g_checksum_update (sum, (const guchar *)BUILD_OPTIONS, -1);
+  g_checksum_update (sum, (const guchar *)source, -1);
   key = g_strdup (g_checksum_get_string (sum));
   g_checksum_free (sum);
   return key;
@@ -121,9 +121,9 @@ try_cached (KiltContext *ctx, const char *path)
 
   if (!g_file_get_contents (path, &bin, &len, NULL) || len == 0)
     return FALSE;
-  ptr = (const unsigned char *) bin;
-  ctx->program = clCreateProgramWithBinary (ctx->context, 1, &ctx->info->device, &len, &ptr,
-                                            &status, &err);
+  ptr = (const unsigned char *)bin;
+  ctx->program
+      = clCreateProgramWithBinary (ctx->context, 1, &ctx->info->device, &len, &ptr, &status, &err);
   if (err == CL_SUCCESS && status == CL_SUCCESS)
     err = clBuildProgram (ctx->program, 1, &ctx->info->device, BUILD_OPTIONS, NULL, NULL);
   if (err != CL_SUCCESS || status != CL_SUCCESS)
@@ -152,7 +152,7 @@ save_binary (KiltContext *ctx, const char *dir, const char *path)
   bin = g_malloc (size);
   if (clGetProgramInfo (ctx->program, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) == CL_SUCCESS
       && g_mkdir_with_parents (dir, 0700) == 0)
-    g_file_set_contents (path, (const char *) bin, size, NULL);
+    g_file_set_contents (path, (const char *)bin, size, NULL);
   g_free (bin);
 }
 
@@ -245,8 +245,8 @@ KiltContext *
 kilt_context_new (const KiltDeviceInfo *device, GError **error)
 {
   KiltContext *ctx = g_new0 (KiltContext, 1);
-  cl_context_properties props[] = { CL_CONTEXT_PLATFORM, (cl_context_properties) device->platform,
-                                    0 };
+  cl_context_properties props[]
+      = { CL_CONTEXT_PLATFORM, (cl_context_properties)device->platform, 0 };
   cl_int err = CL_SUCCESS;
   const char *budget_env = g_getenv ("KILT_MEMORY_BUDGET_MB");
 
@@ -256,7 +256,7 @@ kilt_context_new (const KiltDeviceInfo *device, GError **error)
   /* Leave a little of the device for the driver and the display. */
   ctx->budget = device->global_mem - device->global_mem / 20;
   if (budget_env && atoll (budget_env) > 0)
-    ctx->budget = MIN (ctx->budget, (guint64) atoll (budget_env) << 20);
+    ctx->budget = MIN (ctx->budget, (guint64)atoll (budget_env) << 20);
 
   ctx->context = clCreateContext (props, 1, &device->device, NULL, NULL, &err);
   if (err != CL_SUCCESS)
@@ -265,8 +265,7 @@ kilt_context_new (const KiltDeviceInfo *device, GError **error)
       kilt_context_free (ctx);
       return NULL;
     }
-  ctx->queue = clCreateCommandQueue (ctx->context, device->device, CL_QUEUE_PROFILING_ENABLE,
-                                     &err);
+  ctx->queue = clCreateCommandQueue (ctx->context, device->device, CL_QUEUE_PROFILING_ENABLE, &err);
   if (err != CL_SUCCESS)
     {
       kilt_set_cl_error (error, err, device->name, "creating a command queue");
@@ -353,8 +352,7 @@ kilt_context_launch (KiltContext *ctx, cl_kernel kernel, guint dims, const size_
   if (kilt_fault_hit (KILT_FAULT_ENQUEUE))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_FAULT,
-                   "launching a kernel failed on %s: injected fault (KILT_FAULT)",
-                   ctx->info->name);
+                   "launching a kernel failed on %s: injected fault (KILT_FAULT)", ctx->info->name);
       return FALSE;
     }
   for (guint i = 0; i < dims; i++)
@@ -382,7 +380,7 @@ kilt_context_launch (KiltContext *ctx, cl_kernel kernel, guint dims, const size_
 gboolean
 kilt_context_launch_1d (KiltContext *ctx, cl_kernel kernel, size_t n, GError **error)
 {
-  size_t local = MIN ((size_t) 256, ctx->info->max_work_group);
+  size_t local = MIN ((size_t)256, ctx->info->max_work_group);
 
   return kilt_context_launch (ctx, kernel, 1, &n, &local, error);
 }

@@ -9,7 +9,7 @@ G_BEGIN_DECLS
 
 struct _KiltContext
 {
-  KiltDeviceInfo *info;   /* a copy owned by the context */
+  KiltDeviceInfo *info; /* a copy owned by the context */
   cl_context context;
   cl_command_queue queue; /* in-order, profiling enabled */
   cl_program program;
@@ -17,12 +17,12 @@ struct _KiltContext
   double compile_seconds; /* time spent building (0 when the cache was used) */
   gboolean from_cache;
   KiltMemStats mem;
-  guint64 budget;         /* bytes Kilt lets itself allocate on this device */
+  guint64 budget; /* bytes Kilt lets itself allocate on this device */
 
   /* Profiling: when profiling is on, each launch records an event tagged with prof_tag. */
   gboolean profiling;
   int prof_tag;
-  GArray *prof_events;    /* KiltProfEvent */
+  GArray *prof_events; /* KiltProfEvent */
 };
 
 typedef struct
@@ -32,38 +32,27 @@ typedef struct
 } KiltProfEvent;
 
 /* Opens a context on @device, builds (or loads from the cache) the kernel library. */
-KiltContext *kilt_context_new           (const KiltDeviceInfo *device,
-                                         GError              **error);
-void         kilt_context_free          (KiltContext *ctx);
+KiltContext *kilt_context_new (const KiltDeviceInfo *device, GError **error);
+void kilt_context_free (KiltContext *ctx);
 
 /* The named kernel from the library, or NULL with an error naming it. */
-cl_kernel    kilt_context_kernel        (KiltContext *ctx,
-                                         const char  *name,
-                                         GError     **error);
+cl_kernel kilt_context_kernel (KiltContext *ctx, const char *name, GError **error);
 
 /* Enqueues a 1-3 D launch; @local may be NULL. Rounds @global up to a multiple of @local.
  * Honours fault injection and profiling. */
-gboolean     kilt_context_launch        (KiltContext  *ctx,
-                                         cl_kernel     kernel,
-                                         guint         dims,
-                                         const size_t *global,
-                                         const size_t *local,
-                                         GError      **error);
+gboolean kilt_context_launch (KiltContext *ctx, cl_kernel kernel, guint dims, const size_t *global,
+                              const size_t *local, GError **error);
 
 /* Shorthand for a 1-D launch over @n items with the device's preferred group size. */
-gboolean     kilt_context_launch_1d     (KiltContext *ctx,
-                                         cl_kernel    kernel,
-                                         size_t       n,
-                                         GError     **error);
+gboolean kilt_context_launch_1d (KiltContext *ctx, cl_kernel kernel, size_t n, GError **error);
 
 /* Returns a cl_event* for a CLBlast call (NULL when not profiling) and records it. */
-cl_event    *kilt_context_prof_slot     (KiltContext *ctx);
+cl_event *kilt_context_prof_slot (KiltContext *ctx);
 
-gboolean     kilt_context_finish        (KiltContext *ctx,
-                                         GError     **error);
+gboolean kilt_context_finish (KiltContext *ctx, GError **error);
 
 /* The folder for cached program binaries: $KILT_CACHE_DIR or $XDG_CACHE_HOME/kilt/kernels. */
-char        *kilt_kernel_cache_dir      (void);
+char *kilt_kernel_cache_dir (void);
 
 /* Test switch: make the Nth (1-based) allocation, enqueue or build from now fail. 0 = never.
  * Also read once from $KILT_FAULT="alloc:N", "enqueue:N" or "build:N". */
@@ -75,12 +64,11 @@ typedef enum
   KILT_FAULT_N
 } KiltFaultKind;
 
-void         kilt_fault_set             (KiltFaultKind kind,
-                                         guint         nth);
-gboolean     kilt_fault_hit             (KiltFaultKind kind);
+void kilt_fault_set (KiltFaultKind kind, guint nth);
+gboolean kilt_fault_hit (KiltFaultKind kind);
 
 /* Sets a kernel argument by value; collects failures in *err. */
-#define KILT_ARG(kernel, index, value, err) \
+#define KILT_ARG(kernel, index, value, err)                                                        \
   ((err) |= clSetKernelArg ((kernel), (index), sizeof (value), &(value)))
 
 G_END_DECLS

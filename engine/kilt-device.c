@@ -118,8 +118,8 @@ fill_device (KiltDeviceInfo *d, cl_platform_id p, cl_device_id dev, guint index)
   d->global_mem = device_u64 (dev, CL_DEVICE_GLOBAL_MEM_SIZE);
   d->max_alloc = device_u64 (dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE);
   d->local_mem = device_u64 (dev, CL_DEVICE_LOCAL_MEM_SIZE);
-  clGetDeviceInfo (dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_work_group,
-                   &d->max_work_group, NULL);
+  clGetDeviceInfo (dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_work_group, &d->max_work_group,
+                   NULL);
   clGetDeviceInfo (dev, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp, &fp, NULL);
   d->fp64 = fp != 0;
   ext = device_string (dev, CL_DEVICE_EXTENSIONS);
@@ -315,7 +315,7 @@ kilt_device_list_choose_default (KiltDeviceList *list, GError **error)
   if (list->problems->len > 0)
     g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_PLATFORM,
                  "No usable OpenCL device. %s",
-                 (const char *) g_ptr_array_index (list->problems, 0));
+                 (const char *)g_ptr_array_index (list->problems, 0));
   else
     g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_DEVICE,
                  "No usable OpenCL device (%u found, none usable); `kilt-cli devices` says why",
@@ -329,7 +329,7 @@ kilt_device_list_report (KiltDeviceList *list)
   GString *s = g_string_new (NULL);
 
   for (guint i = 0; i < list->problems->len; i++)
-    g_string_append_printf (s, "! %s\n", (const char *) g_ptr_array_index (list->problems, i));
+    g_string_append_printf (s, "! %s\n", (const char *)g_ptr_array_index (list->problems, i));
   for (guint i = 0; i < list->devices->len; i++)
     {
       KiltDeviceInfo *d = g_ptr_array_index (list->devices, i);
@@ -340,8 +340,7 @@ kilt_device_list_report (KiltDeviceList *list)
       g_string_append_printf (s, "    name:        %s (%s, %s)\n", d->name, d->vendor, d->type);
       g_string_append_printf (s, "    platform:    %s (%s)\n", d->platform_name,
                               d->platform_version);
-      g_string_append_printf (s, "    driver:      %s; %s\n", d->driver_version,
-                              d->opencl_version);
+      g_string_append_printf (s, "    driver:      %s; %s\n", d->driver_version, d->opencl_version);
       g_string_append_printf (s, "    compute:     %u units at %u MHz, work-groups up to %zu\n",
                               d->compute_units, d->clock_mhz, d->max_work_group);
       g_string_append_printf (s, "    memory:      %s global, %s max allocation, %s local\n", gm,

@@ -9,14 +9,14 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  char *id;              /* stable: "<platform>/<device>/<index>", lower case, no spaces */
+  char *id; /* stable: "<platform>/<device>/<index>", lower case, no spaces */
   char *name;
   char *vendor;
   char *platform_name;
   char *platform_version;
   char *driver_version;
-  char *opencl_version;  /* CL_DEVICE_VERSION */
-  char *type;            /* "GPU", "CPU", "accelerator", "other" */
+  char *opencl_version; /* CL_DEVICE_VERSION */
+  char *type;           /* "GPU", "CPU", "accelerator", "other" */
   guint compute_units;
   guint clock_mhz;
   guint64 global_mem;
@@ -34,28 +34,25 @@ typedef struct
 
 typedef struct
 {
-  GPtrArray *devices;    /* KiltDeviceInfo */
-  GPtrArray *problems;   /* char*: platforms that failed to answer, with the reason */
+  GPtrArray *devices;  /* KiltDeviceInfo */
+  GPtrArray *problems; /* char*: platforms that failed to answer, with the reason */
 } KiltDeviceList;
 
 /* Never fails: a missing driver or a broken platform lands in ->problems. */
-KiltDeviceList       *kilt_device_list_new             (void);
-void                  kilt_device_list_free            (KiltDeviceList *list);
-const KiltDeviceInfo *kilt_device_list_find            (KiltDeviceList *list,
-                                                        const char     *id_or_index);
+KiltDeviceList *kilt_device_list_new (void);
+void kilt_device_list_free (KiltDeviceList *list);
+const KiltDeviceInfo *kilt_device_list_find (KiltDeviceList *list, const char *id_or_index);
 
 /* The device to use when none is named: $KILT_DEVICE, else the saved default, else the first
  * usable GPU, else the first usable device. Sets @error when there is none. */
-const KiltDeviceInfo *kilt_device_list_choose_default  (KiltDeviceList *list,
-                                                        GError        **error);
+const KiltDeviceInfo *kilt_device_list_choose_default (KiltDeviceList *list, GError **error);
 
 /* The remembered default id (shared by kilt and kilt-cli): $XDG_CONFIG_HOME/kilt/device. */
-char                 *kilt_device_get_saved_default    (void);
-gboolean              kilt_device_save_default         (const char *id,
-                                                        GError    **error);
+char *kilt_device_get_saved_default (void);
+gboolean kilt_device_save_default (const char *id, GError **error);
 
 /* A multi-line report of every platform and device, for bug reports and `kilt-cli devices`. */
-char                 *kilt_device_list_report          (KiltDeviceList *list);
+char *kilt_device_list_report (KiltDeviceList *list);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (KiltDeviceList, kilt_device_list_free)
 

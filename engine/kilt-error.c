@@ -5,7 +5,7 @@
 #include <clblast_c.h>
 #include <stdarg.h>
 
-G_DEFINE_QUARK (kilt-engine-error-quark, kilt_engine_error)
+G_DEFINE_QUARK (kilt - engine - error - quark, kilt_engine_error)
 
 typedef struct
 {
@@ -75,22 +75,21 @@ code_to_domain (cl_int code)
 {
   switch (code)
     {
-    case -4:
-    case -6:
-    case -61:
-      return KILT_ENGINE_ERROR_OUT_OF_MEMORY;
-    case -11:
-      return KILT_ENGINE_ERROR_BUILD;
-    case -1001:
-      return KILT_ENGINE_ERROR_NO_PLATFORM;
-    default:
-      return KILT_ENGINE_ERROR_OPENCL;
+      case -4:
+      case -6:
+      case -61:
+        return KILT_ENGINE_ERROR_OUT_OF_MEMORY;
+      case -11:
+        return KILT_ENGINE_ERROR_BUILD;
+      case -1001:
+        return KILT_ENGINE_ERROR_NO_PLATFORM;
+      default:
+        return KILT_ENGINE_ERROR_OPENCL;
     }
 }
 
 void
-kilt_set_cl_error (GError **error, cl_int code, const char *device_name, const char *what_fmt,
-                   ...)
+kilt_set_cl_error (GError **error, cl_int code, const char *device_name, const char *what_fmt, ...)
 {
   va_list ap;
   char *what;
@@ -107,8 +106,8 @@ kilt_set_cl_error (GError **error, cl_int code, const char *device_name, const c
 }
 
 void
-kilt_set_clblast_error (GError **error, int status, const char *device_name,
-                        const char *what_fmt, ...)
+kilt_set_clblast_error (GError **error, int status, const char *device_name, const char *what_fmt,
+                        ...)
 {
   va_list ap;
   char *what;
@@ -122,27 +121,40 @@ kilt_set_clblast_error (GError **error, int status, const char *device_name,
   if (status > -1024)
     {
       /* CLBlast passes OpenCL's own codes through unchanged. */
-      g_set_error (error, KILT_ENGINE_ERROR, code_to_domain (status),
-                   "%s failed on %s: %s (%s)", what,
-                   device_name ? device_name : "the OpenCL device", kilt_cl_error_hint (status),
-                   kilt_cl_error_name (status));
+      g_set_error (error, KILT_ENGINE_ERROR, code_to_domain (status), "%s failed on %s: %s (%s)",
+                   what, device_name ? device_name : "the OpenCL device",
+                   kilt_cl_error_hint (status), kilt_cl_error_name (status));
       g_free (what);
       return;
     }
   switch (status)
     {
-    case CLBlastNotImplemented: hint = "the routine is not implemented in CLBlast"; break;
-    case CLBlastInsufficientMemoryA:
-    case CLBlastInsufficientMemoryB:
-    case CLBlastInsufficientMemoryC: hint = "a matrix buffer is too small (a bug in Kilt)"; break;
-    case CLBlastInvalidLocalMemUsage:
-      hint = "the routine needs more local memory than the device has";
-      break;
-    case CLBlastNoHalfPrecision: hint = "the device has no half precision"; break;
-    case CLBlastNoDoublePrecision: hint = "the device has no double precision"; break;
-    case CLBlastUnexpectedError: hint = "CLBlast failed unexpectedly"; break;
-    case CLBlastDatabaseError: hint = "CLBlast has no parameters for this device"; break;
-    default: hint = "CLBlast reported an error"; break;
+      case CLBlastNotImplemented:
+        hint = "the routine is not implemented in CLBlast";
+        break;
+      case CLBlastInsufficientMemoryA:
+      case CLBlastInsufficientMemoryB:
+      case CLBlastInsufficientMemoryC:
+        hint = "a matrix buffer is too small (a bug in Kilt)";
+        break;
+      case CLBlastInvalidLocalMemUsage:
+        hint = "the routine needs more local memory than the device has";
+        break;
+      case CLBlastNoHalfPrecision:
+        hint = "the device has no half precision";
+        break;
+      case CLBlastNoDoublePrecision:
+        hint = "the device has no double precision";
+        break;
+      case CLBlastUnexpectedError:
+        hint = "CLBlast failed unexpectedly";
+        break;
+      case CLBlastDatabaseError:
+        hint = "CLBlast has no parameters for this device";
+        break;
+      default:
+        hint = "CLBlast reported an error";
+        break;
     }
   g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_CLBLAST,
                "%s failed on %s: %s (CLBlast status %d)", what,
@@ -153,11 +165,11 @@ kilt_set_clblast_error (GError **error, int status, const char *device_name,
 char *
 kilt_format_bytes (guint64 bytes)
 {
-  if (bytes >= (guint64) 1 << 30)
-    return g_strdup_printf ("%.1f GiB", bytes / (double) (1 << 30));
-  if (bytes >= (guint64) 1 << 20)
-    return g_strdup_printf ("%.1f MiB", bytes / (double) (1 << 20));
-  if (bytes >= (guint64) 1 << 10)
+  if (bytes >= (guint64)1 << 30)
+    return g_strdup_printf ("%.1f GiB", bytes / (double)(1 << 30));
+  if (bytes >= (guint64)1 << 20)
+    return g_strdup_printf ("%.1f MiB", bytes / (double)(1 << 20));
+  if (bytes >= (guint64)1 << 10)
     return g_strdup_printf ("%.1f KiB", bytes / 1024.0);
   return g_strdup_printf ("%" G_GUINT64_FORMAT " B", bytes);
 }

@@ -26,29 +26,23 @@ typedef enum
   KILT_ENGINE_ERROR_FAULT,         /* injected by the test fault switch */
 } KiltEngineError;
 
-GQuark      kilt_engine_error_quark (void);
+GQuark kilt_engine_error_quark (void);
 
 /* "CL_MEM_OBJECT_ALLOCATION_FAILURE" for -4, "unknown OpenCL error -1234" otherwise. */
-const char *kilt_cl_error_name      (cl_int code);
+const char *kilt_cl_error_name (cl_int code);
 
 /* A sentence a person can act on for a code, e.g. "the device ran out of memory". */
-const char *kilt_cl_error_hint      (cl_int code);
+const char *kilt_cl_error_hint (cl_int code);
 
 /* Sets @error to "<what> failed on <device>: <hint> (<name>)" with the right error code. */
-void        kilt_set_cl_error       (GError    **error,
-                                     cl_int      code,
-                                     const char *device_name,
-                                     const char *what_fmt,
-                                     ...) G_GNUC_PRINTF (4, 5);
+void kilt_set_cl_error (GError **error, cl_int code, const char *device_name, const char *what_fmt,
+                        ...) G_GNUC_PRINTF (4, 5);
 
 /* The same for a CLBlast status (which includes the OpenCL codes). */
-void        kilt_set_clblast_error  (GError    **error,
-                                     int         status,
-                                     const char *device_name,
-                                     const char *what_fmt,
-                                     ...) G_GNUC_PRINTF (4, 5);
+void kilt_set_clblast_error (GError **error, int status, const char *device_name,
+                             const char *what_fmt, ...) G_GNUC_PRINTF (4, 5);
 
 /* Human-readable byte count: "1.2 GiB", "512 MiB", "980 B". Caller frees. */
-char       *kilt_format_bytes       (guint64 bytes);
+char *kilt_format_bytes (guint64 bytes);
 
 G_END_DECLS

@@ -21,7 +21,7 @@ kilt_executor_plan (KiltModel *model, guint batch, gboolean training,
   for (guint i = 0; i < model->nodes->len; i++)
     {
       KiltNode *node = g_ptr_array_index (model->nodes, i);
-      gsize act = 4 * (gsize) batch * kilt_shape_size (&node->out_shape);
+      gsize act = 4 * (gsize)batch * kilt_shape_size (&node->out_shape);
       bytes[KILT_MEM_ACTIVATIONS] += act;
       if (training && i > 0)
         bytes[KILT_MEM_GRADIENTS] += act;
@@ -38,11 +38,11 @@ kilt_executor_plan (KiltModel *model, guint batch, gboolean training,
 }
 
 static cl_mem
-node_alloc (KiltExecutor *exec, KiltMemCategory cat, gsize bytes, KiltNode *node,
-            const char *what, GError **error)
+node_alloc (KiltExecutor *exec, KiltMemCategory cat, gsize bytes, KiltNode *node, const char *what,
+            GError **error)
 {
-  KiltBuffer *b = kilt_buffer_new (exec->ex.ctx, cat, bytes, error, "layer %s %s", node->name,
-                                   what);
+  KiltBuffer *b
+      = kilt_buffer_new (exec->ex.ctx, cat, bytes, error, "layer %s %s", node->name, what);
   if (b == NULL)
     return NULL;
   g_ptr_array_add (exec->node_buffers, b);
@@ -61,7 +61,7 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
   g_return_val_if_fail (batch > 0, NULL);
   exec = g_new0 (KiltExecutor, 1);
   exec->model = model;
-  exec->node_buffers = g_ptr_array_new_with_free_func ((GDestroyNotify) kilt_buffer_free);
+  exec->node_buffers = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_buffer_free);
   exec->ex.ctx = ctx;
   exec->ex.nodes = model->nodes;
   exec->ex.batch = batch;
@@ -89,7 +89,7 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
   for (guint i = 0; i < model->nodes->len; i++)
     {
       KiltNode *node = g_ptr_array_index (model->nodes, i);
-      gsize act = 4 * (gsize) batch * kilt_shape_size (&node->out_shape);
+      gsize act = 4 * (gsize)batch * kilt_shape_size (&node->out_shape);
 
       node->out = node_alloc (exec, KILT_MEM_ACTIVATIONS, act, node, "activations", error);
       if (!node->out)
@@ -97,8 +97,8 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
       node->dout = NULL;
       if (training && i > 0)
         {
-          node->dout = node_alloc (exec, KILT_MEM_GRADIENTS, act, node, "activation gradients",
-                                   error);
+          node->dout
+              = node_alloc (exec, KILT_MEM_GRADIENTS, act, node, "activation gradients", error);
           if (!node->dout)
             goto fail;
         }
@@ -108,8 +108,8 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
           gsize s = node->klass->saved_floats (node, batch);
           if (s)
             {
-              node->saved = node_alloc (exec, KILT_MEM_ACTIVATIONS, 4 * s, node, "saved values",
-                                        error);
+              node->saved
+                  = node_alloc (exec, KILT_MEM_ACTIVATIONS, 4 * s, node, "saved values", error);
               if (!node->saved)
                 goto fail;
             }
@@ -126,7 +126,7 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
   /* In reverse order the first consumer to write an input's gradient overwrites it; later
    * ones (earlier nodes with the same input) add to it. The input node needs none. */
   last_writer = g_new0 (int, model->nodes->len);
-  for (int i = (int) model->nodes->len - 1; i >= 0; i--)
+  for (int i = (int)model->nodes->len - 1; i >= 0; i--)
     {
       KiltNode *node = g_ptr_array_index (model->nodes, i);
       for (guint j = 0; j < node->n_inputs; j++)
@@ -164,8 +164,7 @@ kilt_executor_free (KiltExecutor *exec)
 }
 
 gboolean
-kilt_executor_upload (KiltExecutor *exec, const float *params, const float *state,
-                      GError **error)
+kilt_executor_upload (KiltExecutor *exec, const float *params, const float *state, GError **error)
 {
   if (exec->model->n_params
       && !kilt_buffer_write (exec->params, 0, params, 4 * exec->model->n_params, error))
@@ -191,7 +190,7 @@ kilt_executor_download (KiltExecutor *exec, float *params, float *state, GError 
 cl_mem
 kilt_executor_input (KiltExecutor *exec)
 {
-  return ((KiltNode *) g_ptr_array_index (exec->model->nodes, 0))->out;
+  return ((KiltNode *)g_ptr_array_index (exec->model->nodes, 0))->out;
 }
 
 gboolean

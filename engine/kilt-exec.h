@@ -8,10 +8,10 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  KiltExec ex;          /* what layers see */
-  KiltModel *model;     /* borrowed; must outlive the executor */
+  KiltExec ex;      /* what layers see */
+  KiltModel *model; /* borrowed; must outlive the executor */
   KiltBuffer *params;
-  KiltBuffer *grads;    /* NULL for inference-only executors */
+  KiltBuffer *grads; /* NULL for inference-only executors */
   KiltBuffer *state;
   KiltBuffer *workspace;
   GPtrArray *node_buffers; /* KiltBuffer*, owned: activations, gradients, saved */
@@ -19,41 +19,28 @@ typedef struct
 
 /* The bytes an executor for @model at @batch allocates, per memory category (the planner's
  * figures; they match what kilt_executor_new () really allocates). */
-void          kilt_executor_plan      (KiltModel *model,
-                                       guint      batch,
-                                       gboolean   training,
-                                       guint64    bytes[KILT_MEM_N_CATEGORIES]);
+void kilt_executor_plan (KiltModel *model, guint batch, gboolean training,
+                         guint64 bytes[KILT_MEM_N_CATEGORIES]);
 
 /* Allocates everything for @batch (no allocation happens later). With @training FALSE no
  * gradients are kept. */
-KiltExecutor *kilt_executor_new       (KiltContext *ctx,
-                                       KiltModel   *model,
-                                       guint        batch,
-                                       gboolean     training,
-                                       GError     **error);
-void          kilt_executor_free      (KiltExecutor *exec);
+KiltExecutor *kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training,
+                                 GError **error);
+void kilt_executor_free (KiltExecutor *exec);
 
 /* Copies host parameters and state to the device (blocking; set-up only). */
-gboolean      kilt_executor_upload    (KiltExecutor *exec,
-                                       const float  *params,
-                                       const float  *state,
-                                       GError      **error);
-gboolean      kilt_executor_download  (KiltExecutor *exec,
-                                       float        *params,
-                                       float        *state,
-                                       GError      **error);
+gboolean kilt_executor_upload (KiltExecutor *exec, const float *params, const float *state,
+                               GError **error);
+gboolean kilt_executor_download (KiltExecutor *exec, float *params, float *state, GError **error);
 
 /* The input node's activation buffer (batch x input shape floats), for the data gatherer. */
-cl_mem        kilt_executor_input     (KiltExecutor *exec);
+cl_mem kilt_executor_input (KiltExecutor *exec);
 
 /* Enqueues the forward pass (nothing waits). Profiling tags are node * 3 + phase. */
-gboolean      kilt_executor_forward   (KiltExecutor *exec,
-                                       gboolean      training,
-                                       GError      **error);
+gboolean kilt_executor_forward (KiltExecutor *exec, gboolean training, GError **error);
 /* Enqueues the backward pass; the output node's dout must hold d(loss)/d(output) (or the
  * pre-softmax gradient when ex.softmax_fused_node names it). */
-gboolean      kilt_executor_backward  (KiltExecutor *exec,
-                                       GError      **error);
+gboolean kilt_executor_backward (KiltExecutor *exec, GError **error);
 
 typedef enum
 {
@@ -62,6 +49,6 @@ typedef enum
   KILT_PHASE_UPDATE,
 } KiltPhase;
 
-#define KILT_PROF_TAG(node, phase) ((int) (node) * 3 + (int) (phase))
+#define KILT_PROF_TAG(node, phase) ((int)(node)*3 + (int)(phase))
 
 G_END_DECLS

@@ -8,24 +8,9 @@ G_BEGIN_DECLS
 
 /* C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C; offsets and leading dimensions
  * in floats, row-major. */
-gboolean kilt_gemm (KiltContext *ctx,
-                    gboolean     trans_a,
-                    gboolean     trans_b,
-                    gsize        m,
-                    gsize        n,
-                    gsize        k,
-                    float        alpha,
-                    cl_mem       a,
-                    gsize        a_off,
-                    gsize        lda,
-                    cl_mem       b,
-                    gsize        b_off,
-                    gsize        ldb,
-                    float        beta,
-                    cl_mem       c,
-                    gsize        c_off,
-                    gsize        ldc,
-                    GError     **error);
+gboolean kilt_gemm (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize n, gsize k,
+                    float alpha, cl_mem a, gsize a_off, gsize lda, cl_mem b, gsize b_off, gsize ldb,
+                    float beta, cl_mem c, gsize c_off, gsize ldc, GError **error);
 
 /* The CLBlast version string, e.g. "1.5.3" (from pkg-config at build time). */
 const char *kilt_clblast_version (void);

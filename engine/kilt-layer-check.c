@@ -15,7 +15,7 @@ max_rel (const float *dev, const double *ref, gsize n)
 
   for (gsize i = 0; i < n; i++)
     {
-      diff = MAX (diff, fabs ((double) dev[i] - ref[i]));
+      diff = MAX (diff, fabs ((double)dev[i] - ref[i]));
       scale = MAX (scale, fabs (ref[i]));
       if (isnan (dev[i]))
         return INFINITY;
@@ -43,7 +43,7 @@ ref_objective (Ref *ref)
   g_autofree double *state = g_memdup2 (ref->state, sizeof (double) * MAX (ref->node->n_state, 1));
 
   ref->node->klass->ref_forward (ref->node, ref->batch, ref->check->training, ref->check->seed, 1,
-                                 (const double *const *) ref->in, ref->params, state, ref->out);
+                                 (const double *const *)ref->in, ref->params, state, ref->out);
   for (gsize i = 0; i < ref->n_out; i++)
     l += ref->out[i] * ref->r[i];
   return l;
@@ -57,7 +57,7 @@ fd_check (Ref *ref, double *x, const double *analytic, gsize n, KiltRng *rng, gu
 
   for (guint p = 0; p < points && n > 0; p++)
     {
-      gsize i = kilt_rng_below (rng, (guint32) n);
+      gsize i = kilt_rng_below (rng, (guint32)n);
       double keep = x[i], h = 1e-6 * MAX (1.0, fabs (keep)), lp, lm, fd, err;
       x[i] = keep + h;
       lp = ref_objective (ref);
@@ -79,7 +79,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   KiltNode inputs[KILT_MAX_INPUTS];
   KiltNode node = { 0 };
   GPtrArray *nodes = g_ptr_array_new ();
-  GPtrArray *bufs = g_ptr_array_new_with_free_func ((GDestroyNotify) kilt_buffer_free);
+  GPtrArray *bufs = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_buffer_free);
   KiltExec ex = { 0 };
   KiltRng rng;
   guint batch = check->batch;
@@ -95,16 +95,16 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   G_GNUC_UNUSED KiltBuffer *wb = NULL, *svb = NULL;
   KiltBuffer *inb[KILT_MAX_INPUTS] = { 0 }, *indb[KILT_MAX_INPUTS] = { 0 };
 
-#define ALLOC(holder, dst, cat, bytes, what)                                              \
-  do                                                                                       \
-    {                                                                                      \
-      b = kilt_buffer_new (ctx, cat, (bytes), error, "%s %s", check->label, what);         \
-      if (!b)                                                                              \
-        goto out;                                                                          \
-      g_ptr_array_add (bufs, b);                                                           \
-      (holder) = b;                                                                        \
-      (dst) = b->mem;                                                                      \
-    }                                                                                      \
+#define ALLOC(holder, dst, cat, bytes, what)                                                       \
+  do                                                                                               \
+    {                                                                                              \
+      b = kilt_buffer_new (ctx, cat, (bytes), error, "%s %s", check->label, what);                 \
+      if (!b)                                                                                      \
+        goto out;                                                                                  \
+      g_ptr_array_add (bufs, b);                                                                   \
+      (holder) = b;                                                                                \
+      (dst) = b->mem;                                                                              \
+    }                                                                                              \
   while (0)
 
   memset (result, 0, sizeof *result);
@@ -113,14 +113,14 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   for (guint i = 0; i < check->n_inputs; i++)
     {
       inputs[i].index = i;
-      inputs[i].name = (char *) "input";
+      inputs[i].name = (char *)"input";
       inputs[i].type = KILT_LAYER_INPUT;
       inputs[i].klass = &kilt_input_class;
       inputs[i].out_shape = check->in[i];
       g_ptr_array_add (nodes, &inputs[i]);
     }
   node.index = check->n_inputs;
-  node.name = (char *) check->label;
+  node.name = (char *)check->label;
   node.type = check->type;
   node.klass = kilt_layer_class_get (check->type);
   node.cfg = check->cfg;
@@ -133,8 +133,8 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   g_ptr_array_add (nodes, &node);
   if (node.klass == NULL)
     {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "%s: layer type %d is not built",
-                   check->label, check->type);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "%s: layer type %d is not built", check->label, check->type);
       goto out;
     }
   if (!node.klass->infer (&node, error))
@@ -155,13 +155,13 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   ref.state = g_new0 (double, MAX (node.n_state, 1));
   for (gsize i = 0; i < node.n_params; i++)
     {
-      hparams[i] += (float) (0.2 * (kilt_rng_uniform (&rng) - 0.5));
+      hparams[i] += (float)(0.2 * (kilt_rng_uniform (&rng) - 0.5));
       ref.params[i] = hparams[i];
     }
   for (gsize i = 0; i < node.n_state; i++)
     {
       /* Running variance must stay positive. */
-      hstate[i] = (float) (0.5 + kilt_rng_uniform (&rng));
+      hstate[i] = (float)(0.5 + kilt_rng_uniform (&rng));
       ref.state[i] = hstate[i];
     }
   ref.out = g_new0 (double, n_out);
@@ -182,7 +182,8 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
     ws = node.klass->workspace_floats (&node, batch);
   ALLOC (wb, ex.workspace, KILT_MEM_WORKSPACE, 4 * MAX (ws, 1), "workspace");
   if (node.klass->saved_floats && node.klass->saved_floats (&node, batch))
-    ALLOC (svb, node.saved, KILT_MEM_ACTIVATIONS, 4 * node.klass->saved_floats (&node, batch), "saved");
+    ALLOC (svb, node.saved, KILT_MEM_ACTIVATIONS, 4 * node.klass->saved_floats (&node, batch),
+           "saved");
   ALLOC (ob, node.out, KILT_MEM_ACTIVATIONS, 4 * n_out, "output");
   ALLOC (dob, node.dout, KILT_MEM_GRADIENTS, 4 * n_out, "output gradient");
   if (!kilt_buffer_write (pb, 0, hparams, 4 * node.n_params, error)
@@ -196,7 +197,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
       ref.in[i] = g_new (double, n);
       for (gsize j = 0; j < n; j++)
         {
-          x[j] = (float) (2.0 * kilt_rng_uniform (&rng) - 1.0);
+          x[j] = (float)(2.0 * kilt_rng_uniform (&rng) - 1.0);
           ref.in[i][j] = x[j];
         }
       ALLOC (inb[i], inputs[i].out, KILT_MEM_ACTIVATIONS, 4 * n, "input");
@@ -221,7 +222,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
     if (!kilt_buffer_read (ob, 0, fbuf, 4 * n_out, error))
       goto out;
     node.klass->ref_forward (&node, batch, check->training, check->seed, 1,
-                             (const double *const *) ref.in, ref.params, st, ref.out);
+                             (const double *const *)ref.in, ref.params, st, ref.out);
     result->forward = max_rel (fbuf, ref.out, n_out);
     if (node.n_state)
       {
@@ -241,7 +242,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
     g_autofree float *r = g_new (float, n_out);
     for (gsize j = 0; j < n_out; j++)
       {
-        r[j] = (float) (2.0 * kilt_rng_uniform (&rng) - 1.0);
+        r[j] = (float)(2.0 * kilt_rng_uniform (&rng) - 1.0);
         ref.r[j] = r[j];
       }
     if (!kilt_buffer_write (dob, 0, r, 4 * n_out, error))
@@ -251,9 +252,9 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
     goto out;
   dparams = g_new0 (double, MAX (node.n_params, 1));
   for (guint i = 0; i < check->n_inputs; i++)
-    din[i] = g_new0 (double, batch * kilt_shape_size (&check->in[i]));
-  node.klass->ref_backward (&node, batch, check->seed, 1, (const double *const *) ref.in,
-                            ref.params, ref.state, ref.out, ref.r, din, dparams);
+    din[i] = g_new0 (double, batch *kilt_shape_size (&check->in[i]));
+  node.klass->ref_backward (&node, batch, check->seed, 1, (const double *const *)ref.in, ref.params,
+                            ref.state, ref.out, ref.r, din, dparams);
   for (guint i = 0; i < check->n_inputs; i++)
     {
       gsize n = batch * kilt_shape_size (&check->in[i]);
@@ -272,12 +273,12 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   /* Finite differences on the reference, in double precision. */
   for (guint i = 0; i < check->n_inputs; i++)
     result->finite_diff
-        = MAX (result->finite_diff, fd_check (&ref, ref.in[i], din[i],
-                                              batch * kilt_shape_size (&check->in[i]), &rng, 24,
-                                              &result->fd_points));
-  result->finite_diff = MAX (result->finite_diff, fd_check (&ref, ref.params, dparams,
-                                                            node.n_params, &rng, 24,
-                                                            &result->fd_points));
+        = MAX (result->finite_diff,
+               fd_check (&ref, ref.in[i], din[i], batch * kilt_shape_size (&check->in[i]), &rng, 24,
+                         &result->fd_points));
+  result->finite_diff
+      = MAX (result->finite_diff,
+             fd_check (&ref, ref.params, dparams, node.n_params, &rng, 24, &result->fd_points));
   ok = kilt_context_finish (ctx, error);
 
 out:

@@ -31,9 +31,7 @@ typedef struct
 /* Builds the layer as a stand-alone node with @check->n_inputs inputs filled with random
  * values, runs forward and (when training) backward on @ctx and on the reference, and
  * differentiates the reference numerically. FALSE only when the device fails. */
-gboolean kilt_layer_check_run (KiltContext          *ctx,
-                               const KiltLayerCheck *check,
-                               KiltLayerCheckResult *result,
-                               GError              **error);
+gboolean kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check,
+                               KiltLayerCheckResult *result, GError **error);
 
 G_END_DECLS

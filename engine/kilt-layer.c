@@ -38,7 +38,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_CONCATENATE] = &kilt_concatenate_class,
   };
 
-  if ((guint) type >= KILT_LAYER_N_TYPES)
+  if ((guint)type >= KILT_LAYER_N_TYPES)
     return NULL;
   return table[type];
 }
@@ -60,7 +60,7 @@ static const char *act_names[] = { "linear", "relu", "leaky_relu", "sigmoid", "t
 const char *
 kilt_activation_name (KiltActivation act)
 {
-  g_return_val_if_fail ((guint) act < G_N_ELEMENTS (act_names), "?");
+  g_return_val_if_fail ((guint)act < G_N_ELEMENTS (act_names), "?");
   return act_names[act];
 }
 
@@ -70,7 +70,7 @@ kilt_activation_from_name (const char *name, KiltActivation *out)
   for (guint i = 0; i < G_N_ELEMENTS (act_names); i++)
     if (g_ascii_strcasecmp (name, act_names[i]) == 0)
       {
-        *out = (KiltActivation) i;
+        *out = (KiltActivation)i;
         return TRUE;
       }
   if (g_ascii_strcasecmp (name, "leakyrelu") == 0)
@@ -107,8 +107,8 @@ kilt_layer_set_error (GError **error, const KiltNode *node, const char *fmt, ...
   va_start (ap, fmt);
   msg = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "layer %s (%s): %s",
-               node->name, node->klass ? node->klass->name : "?", msg);
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "layer %s (%s): %s", node->name,
+               node->klass ? node->klass->name : "?", msg);
 }
 
 double
@@ -116,11 +116,16 @@ kilt_ref_act (KiltActivation act, double x, double alpha)
 {
   switch (act)
     {
-    case KILT_ACT_RELU: return x > 0 ? x : 0;
-    case KILT_ACT_LEAKY_RELU: return x > 0 ? x : alpha * x;
-    case KILT_ACT_SIGMOID: return 1.0 / (1.0 + exp (-x));
-    case KILT_ACT_TANH: return tanh (x);
-    default: return x;
+      case KILT_ACT_RELU:
+        return x > 0 ? x : 0;
+      case KILT_ACT_LEAKY_RELU:
+        return x > 0 ? x : alpha * x;
+      case KILT_ACT_SIGMOID:
+        return 1.0 / (1.0 + exp (-x));
+      case KILT_ACT_TANH:
+        return tanh (x);
+      default:
+        return x;
     }
 }
 
@@ -129,18 +134,22 @@ kilt_ref_act_grad (KiltActivation act, double y, double alpha)
 {
   switch (act)
     {
-    case KILT_ACT_RELU: return y > 0 ? 1 : 0;
-    case KILT_ACT_LEAKY_RELU: return y > 0 ? 1 : alpha;
-    case KILT_ACT_SIGMOID: return y * (1 - y);
-    case KILT_ACT_TANH: return 1 - y * y;
-    default: return 1;
+      case KILT_ACT_RELU:
+        return y > 0 ? 1 : 0;
+      case KILT_ACT_LEAKY_RELU:
+        return y > 0 ? 1 : alpha;
+      case KILT_ACT_SIGMOID:
+        return y * (1 - y);
+      case KILT_ACT_TANH:
+        return 1 - y * y;
+      default:
+        return 1;
     }
 }
 
 gboolean
-kilt_layer_bias_act (KiltExec *ex, cl_mem y, gsize bias_offset, gboolean has_bias,
-                     guint channels, guint spatial, KiltActivation act, float alpha,
-                     GError **error)
+kilt_layer_bias_act (KiltExec *ex, cl_mem y, gsize bias_offset, gboolean has_bias, guint channels,
+                     guint spatial, KiltActivation act, float alpha, GError **error)
 {
   KiltContext *ctx = ex->ctx;
   cl_int err = CL_SUCCESS;
@@ -149,7 +158,7 @@ kilt_layer_bias_act (KiltExec *ex, cl_mem y, gsize bias_offset, gboolean has_bia
   if (has_bias || (act != KILT_ACT_LINEAR && act != KILT_ACT_SOFTMAX))
     {
       cl_kernel k = kilt_context_kernel (ctx, "kilt_bias_act", error);
-      cl_uint off = (cl_uint) bias_offset, ch = channels, sp = spatial;
+      cl_uint off = (cl_uint)bias_offset, ch = channels, sp = spatial;
       cl_int a = act == KILT_ACT_SOFTMAX ? KILT_ACT_LINEAR : act, hb = has_bias;
       cl_mem bias = ex->params;
       if (!k)
@@ -235,7 +244,7 @@ kilt_layer_bias_grad (KiltExec *ex, cl_mem dz, gsize offset, guint channels, gui
 {
   cl_int err = CL_SUCCESS;
   cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_bias_grad", error);
-  cl_uint off = (cl_uint) offset, b = ex->batch, ch = channels, sp = spatial;
+  cl_uint off = (cl_uint)offset, b = ex->batch, ch = channels, sp = spatial;
 
   if (!k)
     return FALSE;
@@ -263,14 +272,14 @@ kilt_layer_init_weights (float *w, gsize n, KiltInit init, guint fan_in, guint f
           do
             z = kilt_rng_normal (rng);
           while (fabs (z) >= 2.0);
-          w[i] = (float) (z * sd);
+          w[i] = (float)(z * sd);
         }
     }
   else
     {
       double limit = sqrt (6.0 / MAX (fan_in + fan_out, 1));
       for (gsize i = 0; i < n; i++)
-        w[i] = (float) ((2.0 * kilt_rng_uniform (rng) - 1.0) * limit);
+        w[i] = (float)((2.0 * kilt_rng_uniform (rng) - 1.0) * limit);
     }
 }
 
@@ -299,8 +308,8 @@ kilt_ref_activate (double *y, gsize batch, gsize channels, gsize spatial, KiltAc
 }
 
 void
-kilt_ref_act_backward (double *dz, const double *dout, const double *y, gsize batch,
-                       gsize channels, gsize spatial, KiltActivation act, double alpha)
+kilt_ref_act_backward (double *dz, const double *dout, const double *y, gsize batch, gsize channels,
+                       gsize spatial, KiltActivation act, double alpha)
 {
   if (act != KILT_ACT_SOFTMAX)
     {

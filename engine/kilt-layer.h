@@ -52,7 +52,7 @@ typedef struct
 static inline gsize
 kilt_shape_size (const KiltShape *s)
 {
-  return (gsize) s->c * s->h * s->w;
+  return (gsize)s->c * s->h * s->w;
 }
 
 typedef struct
@@ -70,9 +70,9 @@ typedef struct
   KiltInit init;             /* kernel initialiser; biases start at zero */
 } KiltLayerConfig;
 
-typedef struct _KiltNode       KiltNode;
+typedef struct _KiltNode KiltNode;
 typedef struct _KiltLayerClass KiltLayerClass;
-typedef struct _KiltExec       KiltExec;
+typedef struct _KiltExec KiltExec;
 
 struct _KiltNode
 {
@@ -87,32 +87,32 @@ struct _KiltNode
   /* Set by kilt_model_build (). */
   KiltShape in_shape[KILT_MAX_INPUTS];
   KiltShape out_shape;
-  gsize n_params;     /* trainable floats, at param_offset in the model's flat parameter buffer */
+  gsize n_params; /* trainable floats, at param_offset in the model's flat parameter buffer */
   gsize param_offset;
-  gsize n_state;      /* non-trainable floats (running statistics), at state_offset */
+  gsize n_state; /* non-trainable floats (running statistics), at state_offset */
   gsize state_offset;
 
   /* Set by the executor for one batch size. */
-  cl_mem out;                          /* batch x out_shape activations */
-  cl_mem dout;                         /* gradient w.r.t. out (NULL for inputs) */
-  cl_mem saved;                        /* saved_floats () of per-node scratch kept fwd -> bwd */
+  cl_mem out;   /* batch x out_shape activations */
+  cl_mem dout;  /* gradient w.r.t. out (NULL for inputs) */
+  cl_mem saved; /* saved_floats () of per-node scratch kept fwd -> bwd */
   gboolean din_needed[KILT_MAX_INPUTS];
-  float din_beta[KILT_MAX_INPUTS];     /* 0: overwrite the input's dout; 1: add to it */
+  float din_beta[KILT_MAX_INPUTS]; /* 0: overwrite the input's dout; 1: add to it */
 };
 
 /* What a layer's forward/backward can see: the device, the step and the flat buffers. */
 struct _KiltExec
 {
   KiltContext *ctx;
-  GPtrArray *nodes;  /* KiltNode*, the model's, in order */
+  GPtrArray *nodes; /* KiltNode*, the model's, in order */
   guint batch;
   gboolean training;
-  guint32 seed;      /* run seed, for dropout */
-  guint64 step;      /* global step counter, for dropout */
-  cl_mem params;     /* all trainable parameters, flat */
-  cl_mem grads;      /* same layout as params */
-  cl_mem state;      /* non-trainable state, flat */
-  cl_mem workspace;  /* shared scratch: max workspace_floats () over nodes */
+  guint32 seed;             /* run seed, for dropout */
+  guint64 step;             /* global step counter, for dropout */
+  cl_mem params;            /* all trainable parameters, flat */
+  cl_mem grads;             /* same layout as params */
+  cl_mem state;             /* non-trainable state, flat */
+  cl_mem workspace;         /* shared scratch: max workspace_floats () over nodes */
   guint softmax_fused_node; /* node whose dout already holds d(loss)/d(pre-softmax), or G_MAXUINT */
 };
 
@@ -125,43 +125,41 @@ kilt_exec_input (KiltExec *ex, KiltNode *node, guint i)
 struct _KiltLayerClass
 {
   KiltLayerType type;
-  const char *name;       /* as Keras spells it: "Conv2D" */
+  const char *name; /* as Keras spells it: "Conv2D" */
   guint min_inputs, max_inputs;
 
   /* From node->in_shape[] and node->cfg: set out_shape, n_params, n_state. Errors name the
    * node and what was expected. */
-  gboolean (*infer)            (KiltNode *node, GError **error);
+  gboolean (*infer) (KiltNode *node, GError **error);
   /* Optional. Initialise this node's slices (params points at param_offset). */
-  void     (*init)             (const KiltNode *node, float *params, float *state, KiltRng *rng);
+  void (*init) (const KiltNode *node, float *params, float *state, KiltRng *rng);
   /* Forward FLOPs per sample (a multiply-add counts 2). Optional: 0. */
-  guint64  (*flops)            (const KiltNode *node);
+  guint64 (*flops) (const KiltNode *node);
   /* Optional scratch sizes, in floats, for a batch. */
-  gsize    (*workspace_floats) (const KiltNode *node, guint batch);
-  gsize    (*saved_floats)     (const KiltNode *node, guint batch);
+  gsize (*workspace_floats) (const KiltNode *node, guint batch);
+  gsize (*saved_floats) (const KiltNode *node, guint batch);
 
-  gboolean (*forward)          (KiltNode *node, KiltExec *ex, GError **error);
+  gboolean (*forward) (KiltNode *node, KiltExec *ex, GError **error);
   /* Reads node->dout (may overwrite it), writes this node's gradient slice in ex->grads
    * (overwrite) and, for each input with din_needed, its dout scaled per din_beta. */
-  gboolean (*backward)         (KiltNode *node, KiltExec *ex, GError **error);
+  gboolean (*backward) (KiltNode *node, KiltExec *ex, GError **error);
 
   /* Plain-C double-precision reference, for the tests and the device doctor.
    * in[i] are batch x in_shape[i]; params/state point at this node's slices. */
-  void     (*ref_forward)      (const KiltNode *node, guint batch, gboolean training,
-                                guint32 seed, guint64 step, const double *const *in,
-                                const double *params, double *state, double *out);
+  void (*ref_forward) (const KiltNode *node, guint batch, gboolean training, guint32 seed,
+                       guint64 step, const double *const *in, const double *params, double *state,
+                       double *out);
   /* din[i] (may be NULL when not needed) and dparams are overwritten. */
-  void     (*ref_backward)     (const KiltNode *node, guint batch, guint32 seed, guint64 step,
-                                const double *const *in, const double *params,
-                                const double *state, const double *out, const double *dout,
-                                double **din, double *dparams);
+  void (*ref_backward) (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                        const double *const *in, const double *params, const double *state,
+                        const double *out, const double *dout, double **din, double *dparams);
 };
 
-const KiltLayerClass *kilt_layer_class_get          (KiltLayerType type);
-const KiltLayerClass *kilt_layer_class_find         (const char *name);
-const char           *kilt_activation_name          (KiltActivation act);
-gboolean              kilt_activation_from_name     (const char     *name,
-                                                     KiltActivation *out);
-KiltLayerConfig       kilt_layer_config_default     (KiltLayerType type);
+const KiltLayerClass *kilt_layer_class_get (KiltLayerType type);
+const KiltLayerClass *kilt_layer_class_find (const char *name);
+const char *kilt_activation_name (KiltActivation act);
+gboolean kilt_activation_from_name (const char *name, KiltActivation *out);
+KiltLayerConfig kilt_layer_config_default (KiltLayerType type);
 
 /* Each layer file exports its class. */
 extern const KiltLayerClass kilt_input_class;
@@ -179,67 +177,32 @@ extern const KiltLayerClass kilt_concatenate_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */
-double                kilt_ref_act                  (KiltActivation act,
-                                                     double         x,
-                                                     double         alpha);
-double                kilt_ref_act_grad             (KiltActivation act,
-                                                     double         y,
-                                                     double         alpha);
+double kilt_ref_act (KiltActivation act, double x, double alpha);
+double kilt_ref_act_grad (KiltActivation act, double y, double alpha);
 /* Reference activation in place over (batch, channels, spatial); softmax runs over channels. */
-void                  kilt_ref_activate             (double        *y,
-                                                     gsize          batch,
-                                                     gsize          channels,
-                                                     gsize          spatial,
-                                                     KiltActivation act,
-                                                     double         alpha);
+void kilt_ref_activate (double *y, gsize batch, gsize channels, gsize spatial, KiltActivation act,
+                        double alpha);
 /* dz = dout * act'(y) (softmax: its Jacobian product); dz may alias dout only when not softmax. */
-void                  kilt_ref_act_backward         (double        *dz,
-                                                     const double  *dout,
-                                                     const double  *y,
-                                                     gsize          batch,
-                                                     gsize          channels,
-                                                     gsize          spatial,
-                                                     KiltActivation act,
-                                                     double         alpha);
+void kilt_ref_act_backward (double *dz, const double *dout, const double *y, gsize batch,
+                            gsize channels, gsize spatial, KiltActivation act, double alpha);
 /* In-place fused bias + activation over a (batch, channels, spatial) tensor on the device.
  * Softmax applies over channels (spatial must be 1). */
-gboolean              kilt_layer_bias_act           (KiltExec      *ex,
-                                                     cl_mem         y,
-                                                     gsize          bias_offset,
-                                                     gboolean       has_bias,
-                                                     guint          channels,
-                                                     guint          spatial,
-                                                     KiltActivation act,
-                                                     float          alpha,
-                                                     GError       **error);
+gboolean kilt_layer_bias_act (KiltExec *ex, cl_mem y, gsize bias_offset, gboolean has_bias,
+                              guint channels, guint spatial, KiltActivation act, float alpha,
+                              GError **error);
 /* In place on @node->dout: dz = dout * act'(out), or the softmax Jacobian product; a no-op
  * when the loss already gave the pre-softmax gradient (ex->softmax_fused_node). */
-gboolean              kilt_layer_act_backward       (KiltExec      *ex,
-                                                     KiltNode      *node,
-                                                     KiltActivation act,
-                                                     float          alpha,
-                                                     guint          channels,
-                                                     guint          spatial,
-                                                     GError       **error);
+gboolean kilt_layer_act_backward (KiltExec *ex, KiltNode *node, KiltActivation act, float alpha,
+                                  guint channels, guint spatial, GError **error);
 /* grads[offset + c] = sum over batch, spatial of dz. */
-gboolean              kilt_layer_bias_grad          (KiltExec *ex,
-                                                     cl_mem    dz,
-                                                     gsize     offset,
-                                                     guint     channels,
-                                                     guint     spatial,
-                                                     GError  **error);
+gboolean kilt_layer_bias_grad (KiltExec *ex, cl_mem dz, gsize offset, guint channels, guint spatial,
+                               GError **error);
 /* Glorot-uniform or He-normal fill of n weights with the given fans. */
-void                  kilt_layer_init_weights       (float   *w,
-                                                     gsize    n,
-                                                     KiltInit init,
-                                                     guint    fan_in,
-                                                     guint    fan_out,
-                                                     KiltRng *rng);
+void kilt_layer_init_weights (float *w, gsize n, KiltInit init, guint fan_in, guint fan_out,
+                              KiltRng *rng);
 
 /* Sets "node %s (%s): <msg>" as a KILT_ENGINE_ERROR_MODEL error. */
-void                  kilt_layer_set_error          (GError        **error,
-                                                     const KiltNode *node,
-                                                     const char     *fmt,
-                                                     ...) G_GNUC_PRINTF (3, 4);
+void kilt_layer_set_error (GError **error, const KiltNode *node, const char *fmt, ...)
+    G_GNUC_PRINTF (3, 4);
 
 G_END_DECLS

@@ -22,8 +22,9 @@ static void
 raise_peak (gint64 *peak, gint64 value)
 {
   gint64 old = __atomic_load_n (peak, __ATOMIC_RELAXED);
-  while (value > old && !__atomic_compare_exchange_n (peak, &old, value, TRUE, __ATOMIC_RELAXED,
-                                                      __ATOMIC_RELAXED))
+  while (
+      value > old
+      && !__atomic_compare_exchange_n (peak, &old, value, TRUE, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
     ;
 }
 
@@ -76,8 +77,8 @@ kilt_buffer_new (KiltContext *ctx, KiltMemCategory category, gsize bytes, GError
   if (kilt_fault_hit (KILT_FAULT_ALLOC))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_FAULT,
-                   "allocation of %s for %s failed on %s: injected fault (KILT_FAULT)", size,
-                   label, ctx->info->name);
+                   "allocation of %s for %s failed on %s: injected fault (KILT_FAULT)", size, label,
+                   ctx->info->name);
       return NULL;
     }
   if (bytes > ctx->info->max_alloc)
@@ -119,7 +120,7 @@ kilt_buffer_new (KiltContext *ctx, KiltMemCategory category, gsize bytes, GError
   buf->category = category;
   buf->label = g_steal_pointer (&label);
   buf->ctx = ctx;
-  account (ctx, category, (gint64) bytes);
+  account (ctx, category, (gint64)bytes);
   return buf;
 }
 
@@ -128,23 +129,22 @@ kilt_buffer_free (KiltBuffer *buffer)
 {
   if (buffer == NULL)
     return;
-  account (buffer->ctx, buffer->category, -(gint64) buffer->bytes);
+  account (buffer->ctx, buffer->category, -(gint64)buffer->bytes);
   clReleaseMemObject (buffer->mem);
   g_free (buffer->label);
   g_free (buffer);
 }
 
 gboolean
-kilt_buffer_write (KiltBuffer *buffer, gsize offset, const void *src, gsize bytes,
-                   GError **error)
+kilt_buffer_write (KiltBuffer *buffer, gsize offset, const void *src, gsize bytes, GError **error)
 {
   cl_int err;
 
   g_return_val_if_fail (offset + bytes <= buffer->bytes, FALSE);
   if (bytes == 0)
     return TRUE;
-  err = clEnqueueWriteBuffer (buffer->ctx->queue, buffer->mem, CL_TRUE, offset, bytes, src, 0,
-                              NULL, NULL);
+  err = clEnqueueWriteBuffer (buffer->ctx->queue, buffer->mem, CL_TRUE, offset, bytes, src, 0, NULL,
+                              NULL);
   if (err != CL_SUCCESS)
     {
       kilt_set_cl_error (error, err, buffer->ctx->info->name, "writing %s", buffer->label);
@@ -161,8 +161,8 @@ kilt_buffer_read (KiltBuffer *buffer, gsize offset, void *dst, gsize bytes, GErr
   g_return_val_if_fail (offset + bytes <= buffer->bytes, FALSE);
   if (bytes == 0)
     return TRUE;
-  err = clEnqueueReadBuffer (buffer->ctx->queue, buffer->mem, CL_TRUE, offset, bytes, dst, 0,
-                             NULL, NULL);
+  err = clEnqueueReadBuffer (buffer->ctx->queue, buffer->mem, CL_TRUE, offset, bytes, dst, 0, NULL,
+                             NULL);
   if (err != CL_SUCCESS)
     {
       kilt_set_cl_error (error, err, buffer->ctx->info->name, "reading %s", buffer->label);

@@ -38,34 +38,23 @@ typedef struct
   KiltContext *ctx;
 } KiltBuffer;
 
-const char *kilt_mem_category_name  (KiltMemCategory category);
+const char *kilt_mem_category_name (KiltMemCategory category);
 
 /* Allocates @bytes on the context's device, touches it so a late failure shows now, and
  * accounts it. The message names @label_fmt ("layer conv2d_3 activations"), the size and the
  * device. Subject to the context's budget and to fault injection. Free with kilt_buffer_free. */
-KiltBuffer *kilt_buffer_new         (KiltContext    *ctx,
-                                     KiltMemCategory category,
-                                     gsize           bytes,
-                                     GError        **error,
-                                     const char     *label_fmt,
-                                     ...) G_GNUC_PRINTF (5, 6);
-void        kilt_buffer_free        (KiltBuffer *buffer);
+KiltBuffer *kilt_buffer_new (KiltContext *ctx, KiltMemCategory category, gsize bytes,
+                             GError **error, const char *label_fmt, ...) G_GNUC_PRINTF (5, 6);
+void kilt_buffer_free (KiltBuffer *buffer);
 
 /* Blocking copies, for set-up and tests (never inside a training step). */
-gboolean    kilt_buffer_write       (KiltBuffer *buffer,
-                                     gsize       offset,
-                                     const void *src,
-                                     gsize       bytes,
-                                     GError    **error);
-gboolean    kilt_buffer_read        (KiltBuffer *buffer,
-                                     gsize       offset,
-                                     void       *dst,
-                                     gsize       bytes,
-                                     GError    **error);
+gboolean kilt_buffer_write (KiltBuffer *buffer, gsize offset, const void *src, gsize bytes,
+                            GError **error);
+gboolean kilt_buffer_read (KiltBuffer *buffer, gsize offset, void *dst, gsize bytes,
+                           GError **error);
 
 /* A consistent snapshot of the context's counters (callable from any thread). */
-void        kilt_mem_stats_snapshot (const KiltMemStats *stats,
-                                     KiltMemStats       *out);
+void kilt_mem_stats_snapshot (const KiltMemStats *stats, KiltMemStats *out);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (KiltBuffer, kilt_buffer_free)
 

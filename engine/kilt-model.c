@@ -51,14 +51,14 @@ default_name (KiltModel *model, const KiltLayerClass *klass)
     }
   base = g_string_free (s, FALSE);
   for (guint i = 0; i < model->nodes->len; i++)
-    if (((KiltNode *) g_ptr_array_index (model->nodes, i))->type == klass->type)
+    if (((KiltNode *)g_ptr_array_index (model->nodes, i))->type == klass->type)
       count++;
   return count == 0 ? g_strdup (base) : g_strdup_printf ("%s_%u", base, count);
 }
 
 guint
-kilt_model_add (KiltModel *model, KiltLayerType type, const char *name,
-                const KiltLayerConfig *cfg, guint n_inputs, const guint *inputs)
+kilt_model_add (KiltModel *model, KiltLayerType type, const char *name, const KiltLayerConfig *cfg,
+                guint n_inputs, const guint *inputs)
 {
   KiltNode *n = g_new0 (KiltNode, 1);
 
@@ -160,8 +160,7 @@ kilt_model_build (KiltModel *model, GError **error)
       if (node->n_inputs < node->klass->min_inputs || node->n_inputs > node->klass->max_inputs)
         {
           kilt_layer_set_error (error, node, "takes %u to %u inputs, got %u",
-                                node->klass->min_inputs, node->klass->max_inputs,
-                                node->n_inputs);
+                                node->klass->min_inputs, node->klass->max_inputs, node->n_inputs);
           return FALSE;
         }
       for (guint j = 0; j < node->n_inputs; j++)
@@ -169,9 +168,8 @@ kilt_model_build (KiltModel *model, GError **error)
           KiltNode *src;
           if (node->inputs[j] >= i)
             {
-              kilt_layer_set_error (error, node,
-                                    "input %u refers to a node that is not earlier in the graph",
-                                    j);
+              kilt_layer_set_error (
+                  error, node, "input %u refers to a node that is not earlier in the graph", j);
               return FALSE;
             }
           src = g_ptr_array_index (model->nodes, node->inputs[j]);
@@ -239,7 +237,34 @@ kilt_model_n_outputs (KiltModel *model)
 {
   KiltNode *out = kilt_model_output (model);
 
-  return (guint) kilt_shape_size (&out->out_shape);
+  return (guint)kilt_shape_size (&out->out_shape);
+}
+
+static guint64
+fnv (guint64 h, const void *data, gsize n)
+{
+  const guint8 *p = data;
+
+  for (gsize i = 0; i < n; i++)
+    h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+guint64
+kilt_model_hash (KiltModel *model)
+{
+  guint64 h = 0xcbf29ce484222325ull;
+
+  g_return_val_if_fail (model->built, 0);
+  for (guint i = 0; i < model->nodes->len; i++)
+    {
+      KiltNode *n = g_ptr_array_index (model->nodes, i);
+      guint64 v[6]
+          = { n->type, n->out_shape.c, n->out_shape.h, n->out_shape.w, n->n_params, n->n_state };
+      h = fnv (h, v, sizeof v);
+      h = fnv (h, n->inputs, sizeof (guint) * n->n_inputs);
+    }
+  return h;
 }
 
 static const char *loss_names[] = { "softmax_cross_entropy", "binary_cross_entropy", "mse" };

@@ -18,57 +18,45 @@ typedef struct
   char *name;
   GPtrArray *nodes; /* KiltNode*, owned; every node's inputs come earlier */
   KiltLossType loss;
-  gsize n_params;   /* after kilt_model_build () */
+  gsize n_params; /* after kilt_model_build () */
   gsize n_state;
   gboolean built;
 } KiltModel;
 
-KiltModel  *kilt_model_new            (const char *name);
-void        kilt_model_free           (KiltModel *model);
+KiltModel *kilt_model_new (const char *name);
+void kilt_model_free (KiltModel *model);
 
 /* Adds a node; returns its index. Input nodes take @shape; others take @inputs (earlier
  * indices). A NULL @name becomes "<type>_<n>". Invalidates a previous build. */
-guint       kilt_model_add_input      (KiltModel       *model,
-                                       const char      *name,
-                                       KiltShape        shape);
-guint       kilt_model_add            (KiltModel       *model,
-                                       KiltLayerType    type,
-                                       const char      *name,
-                                       const KiltLayerConfig *cfg,
-                                       guint            n_inputs,
-                                       const guint     *inputs);
+guint kilt_model_add_input (KiltModel *model, const char *name, KiltShape shape);
+guint kilt_model_add (KiltModel *model, KiltLayerType type, const char *name,
+                      const KiltLayerConfig *cfg, guint n_inputs, const guint *inputs);
 /* Sequential shorthand: input is the last node added. */
-guint       kilt_model_append         (KiltModel       *model,
-                                       KiltLayerType    type,
-                                       const KiltLayerConfig *cfg);
+guint kilt_model_append (KiltModel *model, KiltLayerType type, const KiltLayerConfig *cfg);
 
 /* Infers every shape, checks the graph (one input, one output, inputs earlier, counts right),
  * and lays out parameters. Errors name the node. */
-gboolean    kilt_model_build          (KiltModel *model,
-                                       GError   **error);
+gboolean kilt_model_build (KiltModel *model, GError **error);
 
-KiltNode   *kilt_model_node           (KiltModel *model,
-                                       guint      index);
-KiltNode   *kilt_model_output         (KiltModel *model);
-guint       kilt_model_n_nodes        (KiltModel *model);
-KiltNode   *kilt_model_find           (KiltModel  *model,
-                                       const char *name);
+KiltNode *kilt_model_node (KiltModel *model, guint index);
+KiltNode *kilt_model_output (KiltModel *model);
+guint kilt_model_n_nodes (KiltModel *model);
+KiltNode *kilt_model_find (KiltModel *model, const char *name);
 
 /* Seeded initialisation of host copies (n_params and n_state floats). */
-void        kilt_model_init_params    (KiltModel *model,
-                                       guint64    seed,
-                                       float     *params,
-                                       float     *state);
+void kilt_model_init_params (KiltModel *model, guint64 seed, float *params, float *state);
 
 /* Forward FLOPs per sample (multiply-add = 2). */
-guint64     kilt_model_flops          (KiltModel *model);
+guint64 kilt_model_flops (KiltModel *model);
 
 /* Number of output classes (softmax / binary: the output size). */
-guint       kilt_model_n_outputs      (KiltModel *model);
+guint kilt_model_n_outputs (KiltModel *model);
 
-const char *kilt_loss_name            (KiltLossType loss);
-gboolean    kilt_loss_from_name       (const char   *name,
-                                       KiltLossType *out);
+/* A fingerprint of the built structure (types, shapes, parameter layout), for checkpoints. */
+guint64 kilt_model_hash (KiltModel *model);
+
+const char *kilt_loss_name (KiltLossType loss);
+gboolean kilt_loss_from_name (const char *name, KiltLossType *out);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (KiltModel, kilt_model_free)
 

@@ -31,8 +31,7 @@ typedef struct
 
 /* Keras' defaults for @type (e.g. RMSprop lr 1e-3, rho 0.9, eps 1e-7). */
 KiltOptimizerConfig kilt_optimizer_config_default (KiltOptimizerType type);
-const char         *kilt_optimizer_name           (KiltOptimizerType type);
-gboolean            kilt_optimizer_from_name      (const char        *name,
-                                                   KiltOptimizerType *out);
+const char *kilt_optimizer_name (KiltOptimizerType type);
+gboolean kilt_optimizer_from_name (const char *name, KiltOptimizerType *out);
 
 G_END_DECLS

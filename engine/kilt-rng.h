@@ -36,7 +36,7 @@ kilt_rng_uniform (KiltRng *rng)
 static inline guint32
 kilt_rng_below (KiltRng *rng, guint32 n)
 {
-  return (guint32) ((kilt_rng_next (rng) >> 32) * n >> 32);
+  return (guint32)((kilt_rng_next (rng) >> 32) * n >> 32);
 }
 
 static inline double

@@ -11,28 +11,28 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  char *device_id;        /* NULL: the default device */
+  char *device_id; /* NULL: the default device */
   guint epochs;
   guint batch;
   guint32 seed;
-  float val_fraction;     /* carve from train when the data has no test split; 0 = none */
+  float val_fraction; /* carve from train when the data has no test split; 0 = none */
   KiltOptimizerConfig opt;
-  gboolean augment;       /* random horizontal flip + shift, as Keras' cifar10_cnn */
+  gboolean augment; /* random horizontal flip + shift, as Keras' cifar10_cnn */
   KiltPreprocess preprocess;
   guint max_train_samples; /* 0 = all; for quick runs and tests */
-  char *checkpoint_path;  /* written at each epoch end and on stop; NULL = none */
-  gboolean resume;        /* start from checkpoint_path */
+  char *checkpoint_path;   /* written at each epoch end and on stop; NULL = none */
+  gboolean resume;         /* start from checkpoint_path */
   char *run_name;
-  gboolean profile;       /* collect per-layer device times */
+  gboolean profile; /* collect per-layer device times */
 } KiltTrainConfig;
 
 typedef enum
 {
-  KILT_EVENT_STARTED,  /* device, compile time, plan known */
-  KILT_EVENT_STEP,     /* sampled a few times a second */
+  KILT_EVENT_STARTED, /* device, compile time, plan known */
+  KILT_EVENT_STEP,    /* sampled a few times a second */
   KILT_EVENT_EPOCH,
   KILT_EVENT_MEMORY,
-  KILT_EVENT_TIMINGS,  /* per-layer device times */
+  KILT_EVENT_TIMINGS, /* per-layer device times */
   KILT_EVENT_LOG,
   KILT_EVENT_FINISHED, /* the last event of a run, whatever its end */
 } KiltEventType;
@@ -48,12 +48,14 @@ typedef enum
 
 typedef struct
 {
-  char *layer;         /* node name */
-  char *type;          /* layer type */
-  double forward_ms;   /* device time per step */
+  char *layer;       /* node name */
+  char *type;        /* layer type */
+  double forward_ms; /* device time per step */
   double backward_ms;
   double update_ms;
 } KiltLayerTiming;
+
+void kilt_layer_timing_clear (gpointer timing);
 
 typedef struct
 {
@@ -68,26 +70,26 @@ typedef struct
   guint64 flops_per_sample; /* forward */
   guint steps_per_epoch;
   /* STEP and EPOCH */
-  guint epoch;             /* 1-based */
-  guint step;              /* within the epoch, 1-based */
+  guint epoch; /* 1-based */
+  guint step;  /* within the epoch, 1-based */
   guint64 global_step;
-  double loss, accuracy;   /* running training figures over the epoch so far */
+  double loss, accuracy;         /* running training figures over the epoch so far */
   double val_loss, val_accuracy; /* EPOCH; NaN when there is no validation data */
   double samples_per_second;
   double eta_seconds;
-  double epoch_seconds;    /* EPOCH: wall time */
-  double busy_percent;     /* device busy time / wall time, when profiling */
+  double epoch_seconds; /* EPOCH: wall time */
+  double busy_percent;  /* device busy time / wall time, when profiling */
   /* MEMORY */
   KiltMemStats mem;
   gint64 vendor_used_bytes; /* -1 when the platform has no figure */
   /* TIMINGS */
-  GArray *timings;         /* KiltLayerTiming */
+  GArray *timings; /* KiltLayerTiming */
   /* LOG */
   char *message;
   GLogLevelFlags level;
   /* FINISHED */
   KiltRunStatus status;
-  GError *error;           /* FAILED */
+  GError *error; /* FAILED */
   double test_loss, test_accuracy;
 } KiltEvent;
 
@@ -98,21 +100,18 @@ typedef struct _KiltTrainer KiltTrainer;
 typedef void (*KiltEventFunc) (const KiltEvent *event, gpointer user_data);
 
 /* Takes ownership of @model and @data. */
-KiltTrainer *kilt_trainer_new          (KiltModel             *model,
-                                        KiltDataset           *data,
-                                        const KiltTrainConfig *config,
-                                        KiltEventFunc          func,
-                                        gpointer               user_data);
-void         kilt_trainer_start        (KiltTrainer *trainer);
-void         kilt_trainer_pause        (KiltTrainer *trainer);
-void         kilt_trainer_resume       (KiltTrainer *trainer);
-void         kilt_trainer_stop         (KiltTrainer *trainer);
+KiltTrainer *kilt_trainer_new (KiltModel *model, KiltDataset *data, const KiltTrainConfig *config,
+                               KiltEventFunc func, gpointer user_data);
+void kilt_trainer_start (KiltTrainer *trainer);
+void kilt_trainer_pause (KiltTrainer *trainer);
+void kilt_trainer_resume (KiltTrainer *trainer);
+void kilt_trainer_stop (KiltTrainer *trainer);
 /* Waits for the thread; returns the final status. */
-KiltRunStatus kilt_trainer_join        (KiltTrainer *trainer);
-void         kilt_trainer_free         (KiltTrainer *trainer);
+KiltRunStatus kilt_trainer_join (KiltTrainer *trainer);
+void kilt_trainer_free (KiltTrainer *trainer);
 
 KiltTrainConfig kilt_train_config_default (void);
-void         kilt_train_config_clear   (KiltTrainConfig *config);
-const char  *kilt_run_status_name      (KiltRunStatus status);
+void kilt_train_config_clear (KiltTrainConfig *config);
+const char *kilt_run_status_name (KiltRunStatus status);
 
 G_END_DECLS

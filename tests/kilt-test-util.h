@@ -6,11 +6,11 @@
 
 /* The device tests run on: $KILT_DEVICE or the default (PoCL in CI). Skips the test (and
  * returns NULL) when there is no OpenCL device at all. */
-KiltContext *kilt_test_context       (void);
-void         kilt_test_context_close (void);
+KiltContext *kilt_test_context (void);
+void kilt_test_context_close (void);
 
 /* Path under ../shared/datasets (or NULL, after g_test_skip with a message, when absent). */
-char        *kilt_test_shared_file   (const char *relative);
+char *kilt_test_shared_file (const char *relative);
 
 /* A fresh temporary folder, removed at exit. */
-char        *kilt_test_tmpdir        (void);
+char *kilt_test_tmpdir (void);

@@ -29,8 +29,8 @@ kilt_test_layer_case (const KiltLayerCheck *c)
   if (r.forward > KILT_TEST_TOL_FORWARD || r.backward_input > KILT_TEST_TOL_BACKWARD
       || r.backward_param > KILT_TEST_TOL_BACKWARD || r.finite_diff > KILT_TEST_TOL_FD
       || r.state > KILT_TEST_TOL_FORWARD)
-    g_error ("%s: fwd %.3g, bwd in %.3g, bwd param %.3g, fd %.3g, state %.3g", c->label,
-             r.forward, r.backward_input, r.backward_param, r.finite_diff, r.state);
+    g_error ("%s: fwd %.3g, bwd in %.3g, bwd param %.3g, fd %.3g, state %.3g", c->label, r.forward,
+             r.backward_input, r.backward_param, r.finite_diff, r.state);
   if (c->training)
     g_assert_cmpuint (r.fd_points, >, 0);
 }

@@ -19,7 +19,7 @@ dense_case (const char *label, guint in, guint units, KiltActivation act, gboole
   c.cfg.activation = act;
   c.cfg.use_bias = bias;
   c.n_inputs = 1;
-  c.in[0] = (KiltShape) { in, 1, 1 };
+  c.in[0] = (KiltShape){ in, 1, 1 };
   c.batch = batch;
   c.training = TRUE;
   c.seed = 7;
@@ -57,12 +57,12 @@ act_case (const char *label, KiltActivation act, KiltShape shape, guint batch)
 static void
 test_activations (void)
 {
-  act_case ("relu", KILT_ACT_RELU, (KiltShape) { 3, 5, 7 }, 3);
-  act_case ("leaky relu", KILT_ACT_LEAKY_RELU, (KiltShape) { 2, 3, 3 }, 2);
-  act_case ("sigmoid", KILT_ACT_SIGMOID, (KiltShape) { 1, 9, 1 }, 3);
-  act_case ("tanh", KILT_ACT_TANH, (KiltShape) { 4, 1, 5 }, 1);
-  act_case ("softmax", KILT_ACT_SOFTMAX, (KiltShape) { 10, 1, 1 }, 6);
-  act_case ("linear", KILT_ACT_LINEAR, (KiltShape) { 3, 2, 2 }, 3);
+  act_case ("relu", KILT_ACT_RELU, (KiltShape){ 3, 5, 7 }, 3);
+  act_case ("leaky relu", KILT_ACT_LEAKY_RELU, (KiltShape){ 2, 3, 3 }, 2);
+  act_case ("sigmoid", KILT_ACT_SIGMOID, (KiltShape){ 1, 9, 1 }, 3);
+  act_case ("tanh", KILT_ACT_TANH, (KiltShape){ 4, 1, 5 }, 1);
+  act_case ("softmax", KILT_ACT_SOFTMAX, (KiltShape){ 10, 1, 1 }, 6);
+  act_case ("linear", KILT_ACT_LINEAR, (KiltShape){ 3, 2, 2 }, 3);
 }
 
 static void
@@ -73,7 +73,7 @@ test_flatten (void)
   c.label = "flatten";
   c.type = KILT_LAYER_FLATTEN;
   c.n_inputs = 1;
-  c.in[0] = (KiltShape) { 3, 5, 4 };
+  c.in[0] = (KiltShape){ 3, 5, 4 };
   c.batch = 3;
   c.training = TRUE;
   c.seed = 3;

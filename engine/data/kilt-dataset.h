@@ -21,33 +21,33 @@ typedef enum
 typedef struct
 {
   gsize n;
-  guint8 *u8;      /* n x sample_size bytes (KILT_SAMPLE_U8), channels first */
-  float *f32;      /* n x sample_size floats (KILT_SAMPLE_F32) */
-  gint32 *labels;  /* n class indices (classification) */
-  float *targets;  /* n x n_targets floats (regression), else NULL */
+  guint8 *u8;     /* n x sample_size bytes (KILT_SAMPLE_U8), channels first */
+  float *f32;     /* n x sample_size floats (KILT_SAMPLE_F32) */
+  gint32 *labels; /* n class indices (classification) */
+  float *targets; /* n x n_targets floats (regression), else NULL */
 } KiltSplit;
 
 typedef struct
 {
-  char *name;          /* "fashion-mnist", "cifar10 (folder)", file name ... */
-  char *source;        /* path or built-in name it came from */
-  char *format;        /* "idx", "cifar-binary", "image-folder", "csv", "sample" */
-  KiltShape shape;     /* per sample, channels first */
+  char *name;      /* "fashion-mnist", "cifar10 (folder)", file name ... */
+  char *source;    /* path or built-in name it came from */
+  char *format;    /* "idx", "cifar-binary", "image-folder", "csv", "sample" */
+  KiltShape shape; /* per sample, channels first */
   KiltSampleType type;
-  guint n_classes;     /* 0 for regression */
-  char **class_names;  /* n_classes names, NULL-terminated */
-  guint n_targets;     /* regression outputs (1 for a single numeric label) */
+  guint n_classes;    /* 0 for regression */
+  char **class_names; /* n_classes names, NULL-terminated */
+  guint n_targets;    /* regression outputs (1 for a single numeric label) */
   KiltSplit train;
-  KiltSplit test;      /* given test/val split; n == 0 when the source had none */
-  KiltSplit val;       /* carved from train by kilt_dataset_split_validation () */
+  KiltSplit test;        /* given test/val split; n == 0 when the source had none */
+  KiltSplit val;         /* carved from train by kilt_dataset_split_validation () */
   float channel_mean[4]; /* per-channel statistics of the training split (0..255 for U8) */
   float channel_std[4];
-  char *hash;          /* content hash (sha256 hex) for the run record */
-  guint skipped;       /* unreadable files skipped while loading, or rows dropped */
-  char *notes;         /* what a person should know about the load, e.g. "dropped 3 rows" */
+  char *hash;    /* content hash (sha256 hex) for the run record */
+  guint skipped; /* unreadable files skipped while loading, or rows dropped */
+  char *notes;   /* what a person should know about the load, e.g. "dropped 3 rows" */
 } KiltDataset;
 
-void        kilt_dataset_free      (KiltDataset *ds);
+void kilt_dataset_free (KiltDataset *ds);
 
 static inline gsize
 kilt_dataset_sample_size (const KiltDataset *ds)

@@ -32,7 +32,7 @@ copy_scaled (KiltExec *ex, cl_mem y, cl_mem x, gsize n, float beta, GError **err
   cl_int err = CL_SUCCESS;
   cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_axpby", error);
   float one = 1.0f;
-  cl_uint count = (cl_uint) n;
+  cl_uint count = (cl_uint)n;
 
   if (!k)
     return FALSE;
@@ -52,7 +52,7 @@ act_forward (KiltNode *node, KiltExec *ex, GError **error)
   gsize n = ex->batch * kilt_shape_size (&node->out_shape);
   cl_int err = CL_SUCCESS;
   cl_kernel k;
-  cl_uint count = (cl_uint) n;
+  cl_uint count = (cl_uint)n;
   cl_int act = node->cfg.activation;
 
   if (node->cfg.activation == KILT_ACT_SOFTMAX || node->cfg.activation == KILT_ACT_LINEAR)
@@ -81,7 +81,7 @@ act_backward (KiltNode *node, KiltExec *ex, GError **error)
   gsize n = ex->batch * kilt_shape_size (&node->out_shape);
   cl_int err = CL_SUCCESS;
   cl_kernel k;
-  cl_uint count = (cl_uint) n;
+  cl_uint count = (cl_uint)n;
   cl_int act = node->cfg.activation;
 
   if (!node->din_needed[0])
@@ -148,7 +148,7 @@ const KiltLayerClass kilt_activation_class = {
 static gboolean
 flatten_infer (KiltNode *node, GError **error)
 {
-  node->out_shape = (KiltShape) { (guint) kilt_shape_size (&node->in_shape[0]), 1, 1 };
+  node->out_shape = (KiltShape){ (guint)kilt_shape_size (&node->in_shape[0]), 1, 1 };
   return TRUE;
 }
 
@@ -157,8 +157,8 @@ flatten_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
 
-  return copy_scaled (ex, node->out, src->out, ex->batch * kilt_shape_size (&node->out_shape),
-                      0.0f, error);
+  return copy_scaled (ex, node->out, src->out, ex->batch * kilt_shape_size (&node->out_shape), 0.0f,
+                      error);
 }
 
 static gboolean

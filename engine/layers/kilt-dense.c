@@ -3,7 +3,6 @@
 #include "kilt-layer.h"
 #include "kilt-gemm.h"
 
-
 static gboolean
 dense_infer (KiltNode *node, GError **error)
 {
@@ -21,7 +20,7 @@ dense_infer (KiltNode *node, GError **error)
                             node->in_shape[0].h, node->in_shape[0].w, node->in_shape[0].c);
       return FALSE;
     }
-  node->out_shape = (KiltShape) { node->cfg.units, 1, 1 };
+  node->out_shape = (KiltShape){ node->cfg.units, 1, 1 };
   node->n_params = in * node->cfg.units + (node->cfg.use_bias ? node->cfg.units : 0);
   return TRUE;
 }
@@ -29,12 +28,12 @@ dense_infer (KiltNode *node, GError **error)
 static void
 dense_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
 {
-  guint in = (guint) kilt_shape_size (&node->in_shape[0]), units = node->cfg.units;
+  guint in = (guint)kilt_shape_size (&node->in_shape[0]), units = node->cfg.units;
 
-  kilt_layer_init_weights (params, (gsize) in * units, node->cfg.init, in, units, rng);
+  kilt_layer_init_weights (params, (gsize)in * units, node->cfg.init, in, units, rng);
   if (node->cfg.use_bias)
     for (guint i = 0; i < units; i++)
-      params[(gsize) in * units + i] = 0.0f;
+      params[(gsize)in * units + i] = 0.0f;
 }
 
 static guint64
@@ -65,8 +64,8 @@ dense_backward (KiltNode *node, KiltExec *ex, GError **error)
   if (!kilt_layer_act_backward (ex, node, node->cfg.activation, node->cfg.alpha, units, 1, error))
     return FALSE;
   /* dW = x^T dz */
-  if (!kilt_gemm (ex->ctx, TRUE, FALSE, in, units, ex->batch, 1.0f, src->out, 0, in, node->dout,
-                  0, units, 0.0f, ex->grads, node->param_offset, units, error))
+  if (!kilt_gemm (ex->ctx, TRUE, FALSE, in, units, ex->batch, 1.0f, src->out, 0, in, node->dout, 0,
+                  units, 0.0f, ex->grads, node->param_offset, units, error))
     return FALSE;
   if (node->cfg.use_bias
       && !kilt_layer_bias_grad (ex, node->dout, node->param_offset + in * units, units, 1, error))
@@ -83,9 +82,8 @@ dense_backward (KiltNode *node, KiltExec *ex, GError **error)
 /* ---- plain-C reference ---------------------------------------------------------------------- */
 
 static void
-dense_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed,
-                   guint64 step, const double *const *in, const double *params, double *state,
-                   double *out)
+dense_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                   const double *const *in, const double *params, double *state, double *out)
 {
   gsize nin = kilt_shape_size (&node->in_shape[0]), units = node->cfg.units;
 
@@ -106,7 +104,7 @@ dense_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 ste
                     const double *out, const double *dout, double **din, double *dparams)
 {
   gsize nin = kilt_shape_size (&node->in_shape[0]), units = node->cfg.units;
-  g_autofree double *dz = g_new (double, batch * units);
+  g_autofree double *dz = g_new (double, batch *units);
 
   kilt_ref_act_backward (dz, dout, out, batch, units, 1, node->cfg.activation, node->cfg.alpha);
   for (gsize i = 0; i < nin; i++)

@@ -1,0 +1,352 @@
+/* The device doctor: compile, check every op against the reference, measure, and judge. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-doctor"
+
+#include "kilt-doctor.h"
+#include "kilt-context.h"
+#include "kilt-error.h"
+#include "kilt-gemm.h"
+#include "kilt-layer-check.h"
+
+#include <math.h>
+#include <string.h>
+
+/* The same bounds the test suite holds every layer to. */
+#define TOL_FORWARD  2e-5
+#define TOL_BACKWARD 1e-4
+#define TOL_FD       1e-5
+
+static KiltLayerCheck
+make_check (const char *label, KiltLayerType type, KiltShape in, guint n_inputs)
+{
+  KiltLayerCheck c = { 0 };
+
+  c.label = label;
+  c.type = type;
+  c.cfg = kilt_layer_config_default (type);
+  c.n_inputs = n_inputs;
+  for (guint i = 0; i < n_inputs; i++)
+    c.in[i] = in;
+  c.batch = 3;
+  c.training = TRUE;
+  c.seed = 5;
+  return c;
+}
+
+static GArray *
+doctor_cases (void)
+{
+  GArray *a = g_array_new (FALSE, FALSE, sizeof (KiltLayerCheck));
+  KiltLayerCheck c;
+
+  c = make_check ("Conv2D 3x3 same, ReLU", KILT_LAYER_CONV2D, (KiltShape){ 3, 9, 7 }, 1);
+  c.cfg.units = 4;
+  c.cfg.same = TRUE;
+  c.cfg.activation = KILT_ACT_RELU;
+  g_array_append_val (a, c);
+  c = make_check ("Conv2D 5x5 valid, stride 2", KILT_LAYER_CONV2D, (KiltShape){ 2, 11, 9 }, 1);
+  c.cfg.units = 3;
+  c.cfg.kh = c.cfg.kw = 5;
+  c.cfg.sh = c.cfg.sw = 2;
+  g_array_append_val (a, c);
+  c = make_check ("Dense, softmax", KILT_LAYER_DENSE, (KiltShape){ 13, 1, 1 }, 1);
+  c.cfg.units = 10;
+  c.cfg.activation = KILT_ACT_SOFTMAX;
+  g_array_append_val (a, c);
+  c = make_check ("MaxPooling2D 2x2", KILT_LAYER_MAX_POOL2D, (KiltShape){ 3, 7, 9 }, 1);
+  g_array_append_val (a, c);
+  c = make_check ("AveragePooling2D 3x3 same", KILT_LAYER_AVG_POOL2D, (KiltShape){ 2, 7, 5 }, 1);
+  c.cfg.kh = c.cfg.kw = 3;
+  c.cfg.same = TRUE;
+  g_array_append_val (a, c);
+  c = make_check ("GlobalAveragePooling2D", KILT_LAYER_GLOBAL_AVG_POOL2D, (KiltShape){ 4, 5, 3 },
+                  1);
+  g_array_append_val (a, c);
+  c = make_check ("Activation tanh", KILT_LAYER_ACTIVATION, (KiltShape){ 3, 4, 5 }, 1);
+  c.cfg.activation = KILT_ACT_TANH;
+  g_array_append_val (a, c);
+  c = make_check ("Dropout 0.5", KILT_LAYER_DROPOUT, (KiltShape){ 3, 4, 5 }, 1);
+  g_array_append_val (a, c);
+  c = make_check ("BatchNormalization", KILT_LAYER_BATCH_NORM, (KiltShape){ 3, 4, 5 }, 1);
+  g_array_append_val (a, c);
+  c = make_check ("Add (2 inputs)", KILT_LAYER_ADD, (KiltShape){ 3, 4, 5 }, 2);
+  g_array_append_val (a, c);
+  c = make_check ("Concatenate (2 inputs)", KILT_LAYER_CONCATENATE, (KiltShape){ 3, 4, 5 }, 2);
+  c.in[1].c = 2;
+  g_array_append_val (a, c);
+  c = make_check ("Flatten", KILT_LAYER_FLATTEN, (KiltShape){ 3, 4, 5 }, 1);
+  g_array_append_val (a, c);
+  return a;
+}
+
+static double
+seconds_since (gint64 t0)
+{
+  return (g_get_monotonic_time () - t0) / 1e6;
+}
+
+static gboolean
+measure_gemm (KiltContext *ctx, KiltDoctorReport *r, GError **error)
+{
+  gsize n = g_str_equal (ctx->info->type, "CPU") ? 512 : 1024;
+  g_autoptr (KiltBuffer) a = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * n * n, error, "GEMM A");
+  g_autoptr (KiltBuffer) b = NULL;
+  g_autoptr (KiltBuffer) c = NULL;
+  gint64 t0;
+  int reps = 3;
+
+  if (!a || !(b = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * n * n, error, "GEMM B"))
+      || !(c = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * n * n, error, "GEMM C")))
+    return FALSE;
+  /* The first call compiles CLBlast's kernels; time the ones after it. */
+  if (!kilt_gemm (ctx, FALSE, FALSE, n, n, n, 1, a->mem, 0, n, b->mem, 0, n, 0, c->mem, 0, n, error)
+      || !kilt_context_finish (ctx, error))
+    return FALSE;
+  t0 = g_get_monotonic_time ();
+  for (int i = 0; i < reps; i++)
+    if (!kilt_gemm (ctx, FALSE, FALSE, n, n, n, 1, a->mem, 0, n, b->mem, 0, n, 0, c->mem, 0, n,
+                    error))
+      return FALSE;
+  if (!kilt_context_finish (ctx, error))
+    return FALSE;
+  r->gemm_gflops = 2.0 * n * n * n * reps / seconds_since (t0) / 1e9;
+  return TRUE;
+}
+
+static gboolean
+measure_copy_and_launch (KiltContext *ctx, KiltDoctorReport *r, GError **error)
+{
+  gsize bytes = 64 << 20;
+  g_autoptr (KiltBuffer) a = NULL;
+  g_autoptr (KiltBuffer) b = NULL;
+  g_autofree char *host = NULL;
+  cl_kernel k;
+  cl_int err = CL_SUCCESS;
+  gint64 t0;
+  float v = 0;
+  cl_uint zero = 0;
+  int reps = 200;
+
+  bytes = MIN (bytes, ctx->info->max_alloc / 2);
+  a = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, bytes, error, "copy source");
+  if (!a || !(b = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, bytes, error, "copy target")))
+    return FALSE;
+  host = g_malloc0 (bytes);
+  t0 = g_get_monotonic_time ();
+  if (!kilt_buffer_write (a, 0, host, bytes, error))
+    return FALSE;
+  r->upload_gbps = bytes / seconds_since (t0) / 1e9;
+  t0 = g_get_monotonic_time ();
+  for (int i = 0; i < 4 && err == CL_SUCCESS; i++)
+    err = clEnqueueCopyBuffer (ctx->queue, a->mem, b->mem, 0, 0, bytes, 0, NULL, NULL);
+  if (err != CL_SUCCESS)
+    {
+      kilt_set_cl_error (error, err, ctx->info->name, "copying between buffers");
+      return FALSE;
+    }
+  if (!kilt_context_finish (ctx, error))
+    return FALSE;
+  /* A copy reads and writes each byte. */
+  r->copy_gbps = 2.0 * 4 * bytes / seconds_since (t0) / 1e9;
+
+  k = kilt_context_kernel (ctx, "kilt_fill", error);
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, a->mem, err);
+  KILT_ARG (k, 1, v, err);
+  KILT_ARG (k, 2, zero, err);
+  g_assert (err == CL_SUCCESS);
+  if (!kilt_context_launch_1d (ctx, k, 1, error) || !kilt_context_finish (ctx, error))
+    return FALSE;
+  t0 = g_get_monotonic_time ();
+  for (int i = 0; i < reps; i++)
+    if (!kilt_context_launch_1d (ctx, k, 1, error))
+      return FALSE;
+  if (!kilt_context_finish (ctx, error))
+    return FALSE;
+  r->launch_us = seconds_since (t0) * 1e6 / reps;
+  return TRUE;
+}
+
+static void
+check_free (gpointer p)
+{
+  KiltDoctorCheck *c = p;
+
+  g_free (c->op);
+  g_free (c->error);
+}
+
+static void
+judge (KiltDoctorReport *r, const KiltDeviceInfo *device, const char *failure)
+{
+  guint failed = 0;
+  const char *first = NULL;
+
+  for (guint i = 0; i < r->checks->len; i++)
+    {
+      KiltDoctorCheck *c = &g_array_index (r->checks, KiltDoctorCheck, i);
+      if (!c->passed)
+        {
+          failed++;
+          if (!first)
+            first = c->op;
+        }
+    }
+  if (failure)
+    {
+      r->usable = FALSE;
+      r->verdict = g_strdup_printf ("Not usable: %s", failure);
+    }
+  else if (failed)
+    {
+      r->usable = FALSE;
+      r->verdict = g_strdup_printf ("Not usable: %u of %u ops give wrong results (first: %s)",
+                                    failed, r->checks->len, first);
+    }
+  else if (device->unusable_reason)
+    {
+      r->usable = FALSE;
+      r->verdict = g_strdup_printf ("Not recommended: %s", device->unusable_reason);
+    }
+  else
+    {
+      r->usable = TRUE;
+      r->verdict = g_strdup_printf ("Usable: every op matches the reference; GEMM %.0f GFLOP/s, "
+                                    "launch %.0f us",
+                                    r->gemm_gflops, r->launch_us);
+    }
+}
+
+KiltDoctorReport *
+kilt_doctor_run (const KiltDeviceInfo *device, KiltDoctorProgress progress, gpointer user_data,
+                 GCancellable *cancellable)
+{
+  KiltDoctorReport *r = g_new0 (KiltDoctorReport, 1);
+  g_autoptr (GArray) cases = doctor_cases ();
+  g_autoptr (GError) error = NULL;
+  KiltContext *ctx = NULL;
+  guint total = cases->len + 3;
+  gint64 t0 = g_get_monotonic_time ();
+
+  r->device_id = g_strdup (device->id);
+  r->device_name = g_strdup (device->name);
+  r->checks = g_array_new (FALSE, TRUE, sizeof (KiltDoctorCheck));
+  g_array_set_clear_func (r->checks, check_free);
+
+#define STEP(i, what)                                                                              \
+  do                                                                                               \
+    {                                                                                              \
+      if (g_cancellable_is_cancelled (cancellable))                                                \
+        goto cancelled;                                                                            \
+      if (progress)                                                                                \
+        progress ((double)(i) / total, what, user_data);                                           \
+    }                                                                                              \
+  while (0)
+
+  STEP (0, "Compiling kernels");
+  ctx = kilt_context_new (device, &error);
+  if (ctx == NULL)
+    {
+      judge (r, device, error->message);
+      return r;
+    }
+  r->compile_seconds = seconds_since (t0);
+  r->compile_cached = ctx->from_cache;
+
+  for (guint i = 0; i < cases->len; i++)
+    {
+      KiltLayerCheck *c = &g_array_index (cases, KiltLayerCheck, i);
+      KiltDoctorCheck dc = { 0 };
+      KiltLayerCheckResult res;
+      g_autoptr (GError) cerr = NULL;
+
+      STEP (1 + i, c->label);
+      dc.op = g_strdup (c->label);
+      if (kilt_layer_class_get (c->type) == NULL)
+        {
+          dc.error = g_strdup ("not built into this Kilt");
+          dc.passed = FALSE;
+        }
+      else if (!kilt_layer_check_run (ctx, c, &res, &cerr))
+        {
+          dc.error = g_strdup (cerr->message);
+          dc.passed = FALSE;
+        }
+      else
+        {
+          dc.max_error
+              = MAX (MAX (res.forward, res.state), MAX (res.backward_input, res.backward_param));
+          dc.passed = res.forward <= TOL_FORWARD && res.state <= TOL_FORWARD
+                      && res.backward_input <= TOL_BACKWARD && res.backward_param <= TOL_BACKWARD
+                      && res.finite_diff <= TOL_FD;
+        }
+      g_array_append_val (r->checks, dc);
+    }
+
+  STEP (total - 2, "Measuring GEMM");
+  if (!measure_gemm (ctx, r, &error))
+    {
+      judge (r, device, error->message);
+      kilt_context_free (ctx);
+      return r;
+    }
+  STEP (total - 1, "Measuring copies and launches");
+  if (!measure_copy_and_launch (ctx, r, &error))
+    {
+      judge (r, device, error->message);
+      kilt_context_free (ctx);
+      return r;
+    }
+  judge (r, device, NULL);
+  if (progress)
+    progress (1.0, "Done", user_data);
+  kilt_context_free (ctx);
+  return r;
+
+cancelled:
+  kilt_context_free (ctx);
+  kilt_doctor_report_free (r);
+  return NULL;
+#undef STEP
+}
+
+void
+kilt_doctor_report_free (KiltDoctorReport *report)
+{
+  if (report == NULL)
+    return;
+  g_free (report->device_id);
+  g_free (report->device_name);
+  g_array_unref (report->checks);
+  g_free (report->verdict);
+  g_free (report);
+}
+
+char *
+kilt_doctor_report_text (const KiltDoctorReport *r)
+{
+  GString *s = g_string_new (NULL);
+
+  g_string_append_printf (s, "Device doctor: %s (%s)\n", r->device_name, r->device_id);
+  g_string_append_printf (s, "  kernels:     %.2f s (%s)\n", r->compile_seconds,
+                          r->compile_cached ? "from the cache" : "compiled");
+  for (guint i = 0; i < r->checks->len; i++)
+    {
+      KiltDoctorCheck *c = &g_array_index (r->checks, KiltDoctorCheck, i);
+      if (c->error)
+        g_string_append_printf (s, "  %-28s FAIL  %s\n", c->op, c->error);
+      else
+        g_string_append_printf (s, "  %-28s %s  max error %.1e\n", c->op,
+                                c->passed ? "pass" : "FAIL", c->max_error);
+    }
+  if (r->gemm_gflops > 0)
+    g_string_append_printf (s, "  GEMM:        %.1f GFLOP/s\n", r->gemm_gflops);
+  if (r->copy_gbps > 0)
+    g_string_append_printf (s, "  copy:        %.1f GB/s on the device, %.1f GB/s upload\n",
+                            r->copy_gbps, r->upload_gbps);
+  if (r->launch_us > 0)
+    g_string_append_printf (s, "  launch:      %.1f us per kernel\n", r->launch_us);
+  g_string_append_printf (s, "  verdict:     %s\n", r->verdict);
+  return g_string_free (s, FALSE);
+}
