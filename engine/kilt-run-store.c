@@ -934,6 +934,7 @@ kilt_run_free (KiltRun *run)
   g_clear_pointer (&run->tags, g_ptr_array_unref);
   g_clear_pointer (&run->epochs, g_array_unref);
   g_clear_pointer (&run->layer_timings, g_array_unref);
+  g_clear_pointer (&run->steps, g_array_unref);
   g_free (run);
 }
 
@@ -1158,6 +1159,18 @@ kilt_run_store_get_steps (KiltRunStore *store, gint64 id, GError **error)
       return NULL;
     }
   return g_steal_pointer (&steps);
+}
+
+gboolean
+kilt_run_store_load_steps (KiltRunStore *store, KiltRun *run, GError **error)
+{
+  GArray *steps = kilt_run_store_get_steps (store, run->id, error);
+
+  if (steps == NULL)
+    return FALSE;
+  g_clear_pointer (&run->steps, g_array_unref);
+  run->steps = steps;
+  return TRUE;
 }
 
 /* ---- editing ---- */

@@ -78,6 +78,7 @@ typedef struct
   GPtrArray *tags;       /* char* */
   GArray *epochs;        /* KiltEpochRecord, by epoch */
   GArray *layer_timings; /* KiltLayerTiming */
+  GArray *steps;         /* KiltStepRecord; NULL until kilt_run_store_load_steps */
 } KiltRun;
 
 typedef struct _KiltRunStore KiltRunStore;
@@ -115,6 +116,9 @@ GPtrArray *kilt_run_store_list (KiltRunStore *store, GError **error);
 KiltRun *kilt_run_store_get (KiltRunStore *store, gint64 id, GError **error);
 /* KiltStepRecord, in order. */
 GArray *kilt_run_store_get_steps (KiltRunStore *store, gint64 id, GError **error);
+
+/* Fills @run->steps. */
+gboolean kilt_run_store_load_steps (KiltRunStore *store, KiltRun *run, GError **error);
 
 /* Editing. Each fails with KILT_ENGINE_ERROR_INVALID when no run has @id. */
 gboolean kilt_run_store_rename (KiltRunStore *store, gint64 id, const char *name, GError **error);
