@@ -6,20 +6,6 @@
 
 G_BEGIN_DECLS
 
-/* A table of the report: a header row and rows of cells, all strings. */
-typedef struct
-{
-  char *title;
-  char *note;
-  GPtrArray *header; /* char* */
-  GPtrArray *rows;   /* GPtrArray of char* */
-} KiltReportTable;
-
-/* The tables every format shows: summary, device and software, hyper-parameters, epochs per
- * run, per-layer times. KiltReportTable, owned. */
-GPtrArray *kilt_report_build_tables (const KiltReportOptions *options);
-void kilt_report_table_free (KiltReportTable *table);
-
 const KiltRun *kilt_report_baseline (const KiltReportOptions *options);
 const char *kilt_report_optimizer_label (KiltOptimizerType type);
 const KiltLayerTiming *kilt_report_find_timing (const KiltRun *run, const char *layer);

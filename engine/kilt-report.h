@@ -54,6 +54,20 @@ typedef struct
   gboolean x_wall_time;    /* loss and accuracy against elapsed time instead of epochs */
 } KiltReportOptions;
 
+/* A table of the report: a header row and rows of cells, all strings. */
+typedef struct
+{
+  char *title;
+  char *note;
+  GPtrArray *header; /* char* */
+  GPtrArray *rows;   /* GPtrArray of char* */
+} KiltReportTable;
+
+/* The tables every format shows: summary, device and software, hyper-parameters, epochs per
+ * run, per-layer times. KiltReportTable, owned. */
+GPtrArray *kilt_report_build_tables (const KiltReportOptions *options);
+void kilt_report_table_free (KiltReportTable *table);
+
 /* Speed-up of @run against @baseline: the baseline's mean epoch time over the run's (the
  * article's 16969 s / 4314 s = 3.93x, per epoch so runs of different lengths compare). */
 double kilt_report_speedup (const KiltRun *run, const KiltRun *baseline);
