@@ -24,7 +24,7 @@ kilt_reference_new (KiltModel *model, guint batch)
   for (guint i = 0; i < n; i++)
     {
       KiltNode *node = g_ptr_array_index (model->nodes, i);
-      gsize size = (gsize) batch * kilt_shape_size (&node->out_shape);
+      gsize size = (gsize)batch * kilt_shape_size (&node->out_shape);
       r->out[i] = g_new0 (double, size);
       r->dout[i] = g_new0 (double, size);
     }
@@ -61,8 +61,7 @@ kilt_reference_forward (KiltReference *ref, const double *input, const double *t
   double metrics[3] = { 0 };
 
   memcpy (ref->out[0], input,
-          sizeof (double) * ref->batch
-              * kilt_shape_size (&kilt_model_node (m, 0)->out_shape));
+          sizeof (double) * ref->batch * kilt_shape_size (&kilt_model_node (m, 0)->out_shape));
   for (guint i = 1; i < m->nodes->len; i++)
     {
       KiltNode *node = g_ptr_array_index (m->nodes, i);
@@ -70,8 +69,8 @@ kilt_reference_forward (KiltReference *ref, const double *input, const double *t
       for (guint j = 0; j < node->n_inputs; j++)
         in[j] = ref->out[node->inputs[j]];
       node->klass->ref_forward (node, ref->batch, training, seed, step, in,
-                                ref->params + node->param_offset,
-                                ref->state + node->state_offset, ref->out[i]);
+                                ref->params + node->param_offset, ref->state + node->state_offset,
+                                ref->out[i]);
     }
   kilt_loss_reference (m->loss, ref->batch, ref->batch, kilt_model_n_outputs (m),
                        ref->out[last->index], targets, NULL, metrics);
@@ -109,7 +108,7 @@ kilt_reference_backward (KiltReference *ref, const double *input, const double *
       for (guint j = 0; j < node->n_inputs; j++)
         {
           guint src = node->inputs[j];
-          gsize size = (gsize) ref->batch * kilt_shape_size (&node->in_shape[j]);
+          gsize size = (gsize)ref->batch * kilt_shape_size (&node->in_shape[j]);
           in[j] = ref->out[src];
           if (src == 0)
             continue;
@@ -124,7 +123,7 @@ kilt_reference_backward (KiltReference *ref, const double *input, const double *
       for (guint j = 0; j < node->n_inputs; j++)
         {
           guint src = node->inputs[j];
-          gsize size = (gsize) ref->batch * kilt_shape_size (&node->in_shape[j]);
+          gsize size = (gsize)ref->batch * kilt_shape_size (&node->in_shape[j]);
           if (!din[j])
             continue;
           for (gsize k = 0; k < size; k++)
@@ -158,8 +157,8 @@ kilt_reference_check_step (KiltContext *ctx, KiltModel *model, guint batch, guin
   KiltReference *ref = NULL;
   KiltBuffer *targets = NULL, *metrics = NULL;
   guint n_out = kilt_model_n_outputs (model);
-  gsize in_size = (gsize) batch * kilt_shape_size (&kilt_model_node (model, 0)->out_shape);
-  gsize t_size = model->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY ? batch : (gsize) batch * n_out;
+  gsize in_size = (gsize)batch * kilt_shape_size (&kilt_model_node (model, 0)->out_shape);
+  gsize t_size = model->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY ? batch : (gsize)batch * n_out;
   g_autofree float *params = g_new0 (float, model->n_params + 1);
   g_autofree float *state = g_new0 (float, model->n_state + 1);
   g_autofree float *x = g_new (float, in_size);
@@ -175,15 +174,15 @@ kilt_reference_check_step (KiltContext *ctx, KiltModel *model, guint batch, guin
 
   kilt_rng_init (&rng, seed ^ 0x5eed);
   for (gsize i = 0; i < in_size; i++)
-    xd[i] = x[i] = (float) kilt_rng_uniform (&rng);
+    xd[i] = x[i] = (float)kilt_rng_uniform (&rng);
   for (gsize i = 0; i < t_size; i++)
     {
       if (model->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY)
-        t[i] = (float) kilt_rng_below (&rng, n_out);
+        t[i] = (float)kilt_rng_below (&rng, n_out);
       else if (model->loss == KILT_LOSS_BINARY_CROSS_ENTROPY)
-        t[i] = (float) kilt_rng_below (&rng, 2);
+        t[i] = (float)kilt_rng_below (&rng, 2);
       else
-        t[i] = (float) (2 * kilt_rng_uniform (&rng) - 1);
+        t[i] = (float)(2 * kilt_rng_uniform (&rng) - 1);
       td[i] = t[i];
     }
   kilt_model_init_params (model, seed, params, state);
@@ -198,8 +197,8 @@ kilt_reference_check_step (KiltContext *ctx, KiltModel *model, guint batch, guin
   targets = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * t_size, error, "check targets");
   if (!targets)
     goto out;
-  metrics = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (batch),
-                             error, "check metrics");
+  metrics = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (batch), error,
+                             "check metrics");
   if (!metrics)
     goto out;
   {

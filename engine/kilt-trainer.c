@@ -380,8 +380,7 @@ prepare (Session *s, GError **error)
   if (s->opt == NULL)
     return FALSE;
   s->train_batcher
-      = kilt_batcher_new (s->ctx, d, train, c->batch, c->preprocess, c->augment, c->seed, 0,
-                          error);
+      = kilt_batcher_new (s->ctx, d, train, c->batch, c->preprocess, c->augment, c->seed, 0, error);
   if (s->train_batcher == NULL)
     return FALSE;
   if (s->eval_split)
@@ -422,6 +421,7 @@ prepare (Session *s, GError **error)
   if (c->profile)
     s->profiler = kilt_profiler_new (t->model);
 
+  ev.device = s->ctx->info;
   ev.device_name = s->ctx->info->name;
   ev.compile_seconds = s->ctx->compile_seconds;
   ev.compile_cached = s->ctx->from_cache;
@@ -578,7 +578,7 @@ run_epoch (Session *s, guint epoch, GError **error)
               goto out;
             }
         }
-      err = clEnqueueMarker (s->ctx->queue, &markers[b % STEPS_IN_FLIGHT]);
+      err = clEnqueueMarkerWithWaitList (s->ctx->queue, 0, NULL, &markers[b % STEPS_IN_FLIGHT]);
       if (err == CL_SUCCESS)
         err = clFlush (s->ctx->queue);
       if (err != CL_SUCCESS)
@@ -663,6 +663,7 @@ out:
   if (s->eval_batcher && !evaluate (s, s->eval_batcher, &ev.val_loss, &ev.val_accuracy, error))
     return FALSE;
   ev.epoch_seconds = (g_get_monotonic_time () - t0) / 1e6;
+  kilt_mem_stats_snapshot (&s->ctx->mem, &ev.mem);
   ev.busy_percent = s->profiler ? kilt_profiler_busy_percent (s->profiler) : NAN;
   emit (s, &ev);
   emit_memory (s);
@@ -729,8 +730,10 @@ done:
   fin.global_step = s.global_step;
   if (s.ctx)
     kilt_mem_stats_snapshot (&s.ctx->mem, &fin.mem);
-  session_free (&s);
   t->status = fin.status;
+  /* Everything on the device is released before the last event, so a receiver may start
+   * the next run at once. */
+  session_free (&s);
   emit (&s, &fin);
   g_clear_error (&error);
   return NULL;
@@ -791,4 +794,75 @@ kilt_trainer_free (KiltTrainer *trainer)
   g_mutex_clear (&trainer->lock);
   g_cond_clear (&trainer->cond);
   g_free (trainer);
+}
+
+/* ---- evaluation of a checkpoint ----------------------------------------------------------- */
+
+static void
+ignore_event (const KiltEvent *event, gpointer user_data)
+{
+}
+
+gboolean
+kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfig *config,
+                       double *loss, double *accuracy, GError **error)
+{
+  KiltTrainer t = { 0 };
+  Session s = { .trainer = &t };
+  const KiltSplit *split = data->test.n > 0 ? &data->test : &data->val;
+  g_autoptr (KiltCheckpoint) ck = NULL;
+  gboolean ok = FALSE;
+
+  t.model = model;
+  t.data = data;
+  t.config = *config;
+  t.func = ignore_event;
+  if (split->n == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "data set %s has no test or validation samples to evaluate on", data->name);
+      return FALSE;
+    }
+  if (config->checkpoint_path == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "evaluation needs a checkpoint with the trained weights");
+      return FALSE;
+    }
+  if (!(ck = kilt_checkpoint_load (config->checkpoint_path, error)))
+    return FALSE;
+  if ((!model->built && !kilt_model_build (model, error)) || !open_device (&s, error))
+    goto out;
+  if (ck->model_hash != kilt_model_hash (model) || ck->n_params != model->n_params
+      || ck->n_state != model->n_state)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "checkpoint %s belongs to a different model than %s", config->checkpoint_path,
+                   model->name);
+      goto out;
+    }
+  s.exec = kilt_executor_new (s.ctx, model, config->batch, TRUE, error);
+  if (!s.exec || !check_loss_fits_model (&s, error)
+      || !kilt_executor_upload (s.exec, ck->params, ck->state, error))
+    goto out;
+  s.eval_batcher = kilt_batcher_new (s.ctx, data, split, config->batch, config->preprocess, FALSE,
+                                     config->seed, 0, error);
+  if (!s.eval_batcher)
+    goto out;
+  s.targets = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE,
+                               4 * (gsize)config->batch * MAX (kilt_model_n_outputs (model), 1),
+                               error, "the batch targets");
+  if (!s.targets)
+    goto out;
+  s.eval_metrics
+      = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (config->batch),
+                         error, "the evaluation metrics");
+  if (!s.eval_metrics)
+    goto out;
+  ok = evaluate (&s, s.eval_batcher, loss, accuracy, error);
+
+out:
+  t.model = NULL;
+  session_free (&s);
+  return ok;
 }
