@@ -730,7 +730,7 @@ kilt_dataset_describe (const KiltDataset *ds)
 {
   GString *s = g_string_new (NULL);
   KiltSplitKind kinds[] = { KILT_SPLIT_TRAIN, KILT_SPLIT_VAL, KILT_SPLIT_TEST };
-  g_autofree guint *counts[3] = { NULL };
+  guint *counts[3] = { NULL };
   double lo, hi;
 
   g_string_append_printf (s, "Data set: %s\n", ds->name);
@@ -777,6 +777,8 @@ kilt_dataset_describe (const KiltDataset *ds)
         g_string_append_printf (s, "  %3u  %-*s %8u %8u %8u\n", i, (int)width, ds->class_names[i],
                                 counts[0][i], counts[1][i], counts[2][i]);
     }
+  for (guint k = 0; k < 3; k++)
+    g_free (counts[k]);
   if (ds->hash)
     g_string_append_printf (s, "SHA-256:  %s\n", ds->hash);
   if (ds->skipped)
