@@ -1,0 +1,1603 @@
+/* Charts drawn with plain cairo: one drawing for the window and for PNG, SVG and PDF files. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-chart"
+
+#include "kilt-chart.h"
+#include "kilt-error.h"
+
+#include <cairo-pdf.h>
+#include <cairo-svg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#define FONT_FACE       "Sans"
+#define TITLE_SIZE      13.0
+#define LABEL_SIZE      11.0
+#define PAD             10.0
+#define DEFAULT_COLUMNS 600
+
+/* A column of the reduced series: the extremes of the raw values (and of the smoothed ones)
+ * that fell into one x interval, with where they were. */
+typedef struct
+{
+  gint64 index;
+  double x_first;
+  double ymin, ymax, x_ymin, x_ymax;
+  double smin, smax, x_smin, x_smax;
+} Bucket;
+
+typedef struct
+{
+  char *name;
+  KiltChartKind kind;
+  double rgb[3];
+  gboolean visible;
+  GArray *x;       /* double, raw */
+  GArray *y;       /* double, raw */
+  GArray *v;       /* double: what is drawn (stacked for areas) */
+  GArray *s;       /* double: smoothed v (lines), else a copy of v */
+  double ema;      /* running average before de-biasing */
+  double ema_pow;  /* weight^n, for the de-biasing */
+  GArray *buckets; /* Bucket */
+  double width;    /* bucket width in x units; 0 while every point has its own bucket */
+  double origin;
+  GArray *reduced;   /* (x, v) pairs */
+  GArray *reduced_s; /* (x, s) pairs */
+  gboolean reduced_valid;
+} Series;
+
+struct _KiltChart
+{
+  gatomicrefcount ref;
+  char *title;
+  char *x_label, *y_label;
+  KiltAxisUnit x_unit, y_unit;
+  double y_min, y_max;
+  gboolean log_y;
+  double smoothing;
+  gboolean has_marker;
+  double marker;
+  char *marker_label;
+  char *empty_text;
+  double fg[3];
+  double bg[4];
+  guint columns;
+  GPtrArray *series;
+  guint64 serial;
+};
+
+typedef struct
+{
+  double x_lo, x_hi, x_step;
+  double y_lo, y_hi, y_step; /* log scale: in log10 units */
+  cairo_rectangle_t plot;
+  double legend_y;
+  gboolean empty;
+} Layout;
+
+static const double palette[][3] = {
+  { 0x35 / 255.0, 0x84 / 255.0, 0xe4 / 255.0 }, /* blue */
+  { 0xe6 / 255.0, 0x61 / 255.0, 0x00 / 255.0 }, /* orange */
+  { 0x2e / 255.0, 0xc2 / 255.0, 0x7e / 255.0 }, /* green */
+  { 0x91 / 255.0, 0x41 / 255.0, 0xac / 255.0 }, /* purple */
+  { 0xe0 / 255.0, 0x1b / 255.0, 0x24 / 255.0 }, /* red */
+  { 0xc8 / 255.0, 0x88 / 255.0, 0x00 / 255.0 }, /* yellow */
+  { 0x98 / 255.0, 0x6a / 255.0, 0x44 / 255.0 }, /* brown */
+  { 0x1c / 255.0, 0x71 / 255.0, 0x71 / 255.0 }, /* teal */
+};
+
+/* ---- ticks and labels ---------------------------------------------------------------- */
+
+static double
+nice_125 (double raw)
+{
+  double e, f;
+
+  if (!(raw > 0) || !isfinite (raw))
+    return 1;
+  e = pow (10, floor (log10 (raw)));
+  f = raw / e;
+  if (f <= 1 + 1e-9)
+    return e;
+  if (f <= 2 + 1e-9)
+    return 2 * e;
+  if (f <= 5 + 1e-9)
+    return 5 * e;
+  return 10 * e;
+}
+
+static double
+nice_seconds (double raw)
+{
+  static const double steps[] = { 1,   2,   5,    10,   15,   30,    60,    120,   300,
+                                  600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400 };
+
+  if (raw < 1)
+    return nice_125 (raw);
+  for (guint i = 0; i < G_N_ELEMENTS (steps); i++)
+    if (steps[i] >= raw - 1e-9)
+      return steps[i];
+  return 86400 * nice_125 (raw / 86400);
+}
+
+static double
+nice_bytes (double raw)
+{
+  double unit = 1;
+  double step;
+
+  if (raw < 1)
+    return 1;
+  while (unit * 1024 <= raw && unit < 1099511627776.0)
+    unit *= 1024;
+  step = nice_125 (raw / unit);
+  if (step >= 1000 && unit < 1099511627776.0)
+    return unit * 1024;
+  return step * unit;
+}
+
+double
+kilt_chart_nice_step (double lo, double hi, guint max_ticks, KiltAxisUnit unit, double *out_lo,
+                      double *out_hi)
+{
+  double range, raw, step;
+
+  if (max_ticks < 1)
+    max_ticks = 1;
+  if (!isfinite (lo) || !isfinite (hi))
+    lo = 0, hi = 1;
+  if (hi < lo)
+    {
+      double t = lo;
+      lo = hi;
+      hi = t;
+    }
+  range = hi - lo;
+  /* A flat series seen through rounding (3.0000000001 vs 3) is flat. */
+  if (range <= 1e-9 * MAX (fabs (lo), fabs (hi)))
+    {
+      double pad = fabs (lo) > 0 ? fabs (lo) * 0.1 : 1;
+      lo -= pad;
+      hi += pad;
+      range = hi - lo;
+    }
+  raw = range / max_ticks;
+  switch (unit)
+    {
+      case KILT_AXIS_SECONDS:
+        step = nice_seconds (raw);
+        break;
+      case KILT_AXIS_BYTES:
+        step = nice_bytes (raw);
+        break;
+      case KILT_AXIS_NUMBER:
+      case KILT_AXIS_PERCENT:
+      default:
+        step = nice_125 (raw);
+        break;
+    }
+  if (out_lo)
+    *out_lo = floor (lo / step + 1e-9) * step;
+  if (out_hi)
+    *out_hi = ceil (hi / step - 1e-9) * step;
+  return step;
+}
+
+static int
+decimals_for (double step)
+{
+  int d;
+
+  if (!(step > 0))
+    return 0;
+  d = (int)-floor (log10 (step) + 1e-9);
+  /* 2.5 and 0.25 steps need one more digit than their power of ten. */
+  if (fabs (step * pow (10, d) - round (step * pow (10, d))) > 1e-6)
+    d++;
+  return CLAMP (d, 0, 9);
+}
+
+static char *
+format_number (double value, double step)
+{
+  static const char *suffix[] = { "", "k", "M", "G", "T" };
+  guint k = 0;
+  double scale = 1;
+
+  if (fabs (value) < step * 1e-6)
+    value = 0;
+  while (k + 1 < G_N_ELEMENTS (suffix) && step >= scale * 1000 && fabs (value) >= scale * 1000)
+    {
+      scale *= 1000;
+      k++;
+    }
+  return g_strdup_printf ("%.*f%s", decimals_for (step / scale), value / scale, suffix[k]);
+}
+
+char *
+kilt_chart_format_value (double value, double step, KiltAxisUnit unit)
+{
+  if (!isfinite (value))
+    return g_strdup ("–");
+  switch (unit)
+    {
+      case KILT_AXIS_PERCENT:
+        {
+          g_autofree char *n = format_number (value, step);
+          return g_strconcat (n, "%", NULL);
+        }
+      case KILT_AXIS_SECONDS:
+        {
+          gint64 t;
+          const char *sign = value < 0 ? "−" : "";
+
+          if (step < 1)
+            return g_strdup_printf ("%.*f s", decimals_for (step), value);
+          t = (gint64)llround (fabs (value));
+          if (t < 3600)
+            return g_strdup_printf ("%s%d:%02d", sign, (int)(t / 60), (int)(t % 60));
+          return g_strdup_printf ("%s%d:%02d:%02d", sign, (int)(t / 3600), (int)(t / 60 % 60),
+                                  (int)(t % 60));
+        }
+      case KILT_AXIS_BYTES:
+        {
+          static const char *names[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+          double unit_bytes = 1;
+          guint k = 0;
+          if (fabs (value) < 0.5)
+            return g_strdup ("0");
+          /* The unit follows the step, moving up early where the step is a clean fraction of the
+           * next unit (512 MiB steps read 0.5, 1, 1.5 GiB). */
+          while (k + 1 < G_N_ELEMENTS (names)
+                 && (step >= unit_bytes * 1024
+                     || (step * 4 >= unit_bytes * 1024 && fmod (step, unit_bytes * 256) == 0)))
+            {
+              unit_bytes *= 1024;
+              k++;
+            }
+          return g_strdup_printf ("%.*f %s", k == 0 ? 0 : decimals_for (step / unit_bytes),
+                                  value / unit_bytes, names[k]);
+        }
+      case KILT_AXIS_NUMBER:
+      default:
+        return format_number (value, step);
+    }
+}
+
+/* ---- chart and series ---------------------------------------------------------------- */
+
+static void
+series_free (gpointer data)
+{
+  Series *s = data;
+
+  g_free (s->name);
+  g_array_unref (s->x);
+  g_array_unref (s->y);
+  g_array_unref (s->v);
+  g_array_unref (s->s);
+  g_array_unref (s->buckets);
+  g_array_unref (s->reduced);
+  g_array_unref (s->reduced_s);
+  g_free (s);
+}
+
+KiltChart *
+kilt_chart_new (const char *title)
+{
+  KiltChart *chart = g_new0 (KiltChart, 1);
+
+  g_atomic_ref_count_init (&chart->ref);
+  chart->title = g_strdup (title);
+  chart->y_min = chart->y_max = NAN;
+  chart->fg[0] = chart->fg[1] = chart->fg[2] = 0.2;
+  chart->bg[0] = chart->bg[1] = chart->bg[2] = chart->bg[3] = 1;
+  chart->columns = DEFAULT_COLUMNS;
+  chart->series = g_ptr_array_new_with_free_func (series_free);
+  return chart;
+}
+
+KiltChart *
+kilt_chart_ref (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, NULL);
+  g_atomic_ref_count_inc (&chart->ref);
+  return chart;
+}
+
+void
+kilt_chart_unref (KiltChart *chart)
+{
+  if (chart == NULL || !g_atomic_ref_count_dec (&chart->ref))
+    return;
+  g_free (chart->title);
+  g_free (chart->x_label);
+  g_free (chart->y_label);
+  g_free (chart->marker_label);
+  g_free (chart->empty_text);
+  g_ptr_array_unref (chart->series);
+  g_free (chart);
+}
+
+static void
+changed (KiltChart *chart)
+{
+  chart->serial++;
+}
+
+void
+kilt_chart_set_title (KiltChart *chart, const char *title)
+{
+  g_return_if_fail (chart != NULL);
+  g_free (chart->title);
+  chart->title = g_strdup (title);
+  changed (chart);
+}
+
+const char *
+kilt_chart_get_title (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, NULL);
+  return chart->title;
+}
+
+void
+kilt_chart_set_x_axis (KiltChart *chart, const char *label, KiltAxisUnit unit)
+{
+  g_return_if_fail (chart != NULL);
+  g_free (chart->x_label);
+  chart->x_label = g_strdup (label);
+  chart->x_unit = unit;
+  changed (chart);
+}
+
+void
+kilt_chart_set_y_axis (KiltChart *chart, const char *label, KiltAxisUnit unit)
+{
+  g_return_if_fail (chart != NULL);
+  g_free (chart->y_label);
+  chart->y_label = g_strdup (label);
+  chart->y_unit = unit;
+  changed (chart);
+}
+
+void
+kilt_chart_set_y_range (KiltChart *chart, double min, double max)
+{
+  g_return_if_fail (chart != NULL);
+  chart->y_min = min;
+  chart->y_max = max;
+  changed (chart);
+}
+
+void
+kilt_chart_set_log_scale (KiltChart *chart, gboolean log_y)
+{
+  g_return_if_fail (chart != NULL);
+  chart->log_y = !!log_y;
+  changed (chart);
+}
+
+gboolean
+kilt_chart_get_log_scale (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, FALSE);
+  return chart->log_y;
+}
+
+void
+kilt_chart_set_marker (KiltChart *chart, double y, const char *label)
+{
+  g_return_if_fail (chart != NULL);
+  chart->has_marker = isfinite (y);
+  chart->marker = y;
+  g_free (chart->marker_label);
+  chart->marker_label = g_strdup (label);
+  changed (chart);
+}
+
+void
+kilt_chart_clear_marker (KiltChart *chart)
+{
+  g_return_if_fail (chart != NULL);
+  chart->has_marker = FALSE;
+  changed (chart);
+}
+
+void
+kilt_chart_set_empty_text (KiltChart *chart, const char *text)
+{
+  g_return_if_fail (chart != NULL);
+  g_free (chart->empty_text);
+  chart->empty_text = g_strdup (text);
+  changed (chart);
+}
+
+void
+kilt_chart_set_colors (KiltChart *chart, const double fg[3], const double bg[4])
+{
+  g_return_if_fail (chart != NULL);
+  if (fg)
+    memcpy (chart->fg, fg, sizeof chart->fg);
+  if (bg)
+    memcpy (chart->bg, bg, sizeof chart->bg);
+  changed (chart);
+}
+
+static Series *
+get_series (KiltChart *chart, guint series)
+{
+  g_return_val_if_fail (chart != NULL, NULL);
+  g_return_val_if_fail (series < chart->series->len, NULL);
+  return g_ptr_array_index (chart->series, series);
+}
+
+guint
+kilt_chart_add_series (KiltChart *chart, const char *name, KiltChartKind kind, const double *rgb)
+{
+  Series *s;
+
+  g_return_val_if_fail (chart != NULL, 0);
+  s = g_new0 (Series, 1);
+  s->name = g_strdup (name ? name : "");
+  s->kind = kind;
+  memcpy (s->rgb, rgb ? rgb : palette[chart->series->len % G_N_ELEMENTS (palette)], sizeof s->rgb);
+  s->visible = TRUE;
+  s->x = g_array_new (FALSE, FALSE, sizeof (double));
+  s->y = g_array_new (FALSE, FALSE, sizeof (double));
+  s->v = g_array_new (FALSE, FALSE, sizeof (double));
+  s->s = g_array_new (FALSE, FALSE, sizeof (double));
+  s->buckets = g_array_new (FALSE, FALSE, sizeof (Bucket));
+  s->reduced = g_array_new (FALSE, FALSE, sizeof (double));
+  s->reduced_s = g_array_new (FALSE, FALSE, sizeof (double));
+  s->ema_pow = 1;
+  g_ptr_array_add (chart->series, s);
+  changed (chart);
+  return chart->series->len - 1;
+}
+
+guint
+kilt_chart_get_n_series (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, 0);
+  return chart->series->len;
+}
+
+void
+kilt_chart_set_series_visible (KiltChart *chart, guint series, gboolean visible)
+{
+  Series *s = get_series (chart, series);
+
+  if (s == NULL)
+    return;
+  s->visible = !!visible;
+  changed (chart);
+}
+
+#define AT(a, i) g_array_index ((a), double, (i))
+
+/* ---- reduction ----------------------------------------------------------------------- */
+
+static void
+bucket_add (Bucket *b, double x, double v, double s)
+{
+  if (v < b->ymin)
+    b->ymin = v, b->x_ymin = x;
+  if (v > b->ymax)
+    b->ymax = v, b->x_ymax = x;
+  if (s < b->smin)
+    b->smin = s, b->x_smin = x;
+  if (s > b->smax)
+    b->smax = s, b->x_smax = x;
+}
+
+static void
+bucket_init (Bucket *b, gint64 index, double x, double v, double s)
+{
+  b->index = index;
+  b->x_first = x;
+  b->ymin = b->ymax = v;
+  b->x_ymin = b->x_ymax = x;
+  b->smin = b->smax = s;
+  b->x_smin = b->x_smax = x;
+}
+
+static void
+bucket_merge (Bucket *into, const Bucket *from)
+{
+  if (from->ymin < into->ymin)
+    into->ymin = from->ymin, into->x_ymin = from->x_ymin;
+  if (from->ymax > into->ymax)
+    into->ymax = from->ymax, into->x_ymax = from->x_ymax;
+  if (from->smin < into->smin)
+    into->smin = from->smin, into->x_smin = from->x_smin;
+  if (from->smax > into->smax)
+    into->smax = from->smax, into->x_smax = from->x_smax;
+}
+
+/* Halves the number of columns by doubling their width: amortised O(1) per appended point. */
+static void
+series_coarsen (Series *s)
+{
+  guint out = 0;
+
+  s->width *= 2;
+  for (guint i = 0; i < s->buckets->len; i++)
+    {
+      Bucket b = g_array_index (s->buckets, Bucket, i);
+
+      b.index /= 2;
+      if (out > 0 && g_array_index (s->buckets, Bucket, out - 1).index == b.index)
+        bucket_merge (&g_array_index (s->buckets, Bucket, out - 1), &b);
+      else
+        g_array_index (s->buckets, Bucket, out++) = b;
+    }
+  g_array_set_size (s->buckets, out);
+}
+
+static void
+series_bucket_point (Series *s, guint columns, double x, double v, double sm)
+{
+  Bucket *last = s->buckets->len ? &g_array_index (s->buckets, Bucket, s->buckets->len - 1) : NULL;
+  gint64 index;
+
+  if (s->width <= 0)
+    {
+      Bucket b;
+
+      bucket_init (&b, s->buckets->len, x, v, sm);
+      g_array_append_val (s->buckets, b);
+      if (s->buckets->len > columns && x > s->origin)
+        {
+          /* Switch from one bucket per point to fixed-width columns: rebuild once. */
+          GArray *old = s->buckets;
+          s->width = (x - s->origin) / MAX (columns / 2, 1) * (1 + 1e-9);
+          s->buckets = g_array_new (FALSE, FALSE, sizeof (Bucket));
+          for (guint i = 0; i < old->len; i++)
+            {
+              const Bucket *o = &g_array_index (old, Bucket, i);
+              series_bucket_point (s, columns, o->x_first, o->ymin, o->smin);
+            }
+          g_array_unref (old);
+        }
+      return;
+    }
+  index = (gint64)floor ((x - s->origin) / s->width);
+  if (last && index <= last->index)
+    {
+      bucket_add (last, x, v, sm);
+      return;
+    }
+  {
+    Bucket b;
+    bucket_init (&b, index, x, v, sm);
+    g_array_append_val (s->buckets, b);
+  }
+  while (s->buckets->len > columns)
+    series_coarsen (s);
+}
+
+static void
+series_rebucket (Series *s, guint columns)
+{
+  g_array_set_size (s->buckets, 0);
+  s->width = 0;
+  s->origin = s->x->len ? AT (s->x, 0) : 0;
+  for (guint i = 0; i < s->x->len; i++)
+    series_bucket_point (s, columns, AT (s->x, i), AT (s->v, i), AT (s->s, i));
+  s->reduced_valid = FALSE;
+}
+
+static double
+series_smooth (Series *s, double weight, double v)
+{
+  if (weight <= 0)
+    return v;
+  s->ema = weight * s->ema + (1 - weight) * v;
+  s->ema_pow *= weight;
+  return s->ema / (1 - s->ema_pow);
+}
+
+void
+kilt_chart_set_columns (KiltChart *chart, guint columns)
+{
+  g_return_if_fail (chart != NULL);
+  columns = MAX (columns, 8);
+  /* Rebuild only on a real change: a resize by a few pixels keeps the columns. */
+  if (columns <= chart->columns && columns * 2 > chart->columns)
+    return;
+  chart->columns = columns;
+  for (guint i = 0; i < chart->series->len; i++)
+    series_rebucket (g_ptr_array_index (chart->series, i), columns);
+  changed (chart);
+}
+
+void
+kilt_chart_set_smoothing (KiltChart *chart, double weight)
+{
+  g_return_if_fail (chart != NULL);
+  weight = CLAMP (weight, 0, 0.999);
+  if (weight == chart->smoothing)
+    return;
+  chart->smoothing = weight;
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+
+      s->ema = 0;
+      s->ema_pow = 1;
+      for (guint j = 0; j < s->v->len; j++)
+        AT (s->s, j)
+            = s->kind == KILT_CHART_LINE ? series_smooth (s, weight, AT (s->v, j)) : AT (s->v, j);
+      series_rebucket (s, chart->columns);
+    }
+  changed (chart);
+}
+
+double
+kilt_chart_get_smoothing (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, 0);
+  return chart->smoothing;
+}
+
+/* The stacked value of @s at @x: its last point at or before @x. */
+static double
+series_value_before (Series *s, double x)
+{
+  guint lo = 0, hi = s->x->len;
+
+  if (hi == 0 || AT (s->x, 0) > x)
+    return 0;
+  while (hi - lo > 1)
+    {
+      guint mid = (lo + hi) / 2;
+      if (AT (s->x, mid) <= x)
+        lo = mid;
+      else
+        hi = mid;
+    }
+  return AT (s->v, lo);
+}
+
+void
+kilt_chart_append (KiltChart *chart, guint series, double x, double y)
+{
+  Series *s = get_series (chart, series);
+  double v = y, sm;
+
+  if (s == NULL || !isfinite (x) || isnan (y))
+    return;
+  if (s->x->len && x < AT (s->x, s->x->len - 1))
+    x = AT (s->x, s->x->len - 1);
+  if (s->kind == KILT_CHART_AREA)
+    for (guint i = series; i-- > 0;)
+      {
+        Series *below = g_ptr_array_index (chart->series, i);
+        if (below->kind == KILT_CHART_AREA)
+          {
+            v = y + series_value_before (below, x);
+            break;
+          }
+      }
+  sm = s->kind == KILT_CHART_LINE ? series_smooth (s, chart->smoothing, v) : v;
+  if (s->x->len == 0)
+    s->origin = x;
+  g_array_append_val (s->x, x);
+  g_array_append_val (s->y, y);
+  g_array_append_val (s->v, v);
+  g_array_append_val (s->s, sm);
+  series_bucket_point (s, chart->columns, x, v, sm);
+  s->reduced_valid = FALSE;
+  changed (chart);
+}
+
+void
+kilt_chart_clear (KiltChart *chart)
+{
+  g_return_if_fail (chart != NULL);
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+
+      g_array_set_size (s->x, 0);
+      g_array_set_size (s->y, 0);
+      g_array_set_size (s->v, 0);
+      g_array_set_size (s->s, 0);
+      g_array_set_size (s->buckets, 0);
+      s->width = 0;
+      s->ema = 0;
+      s->ema_pow = 1;
+      s->reduced_valid = FALSE;
+    }
+  changed (chart);
+}
+
+gsize
+kilt_chart_get_n_points (KiltChart *chart, guint series)
+{
+  Series *s = get_series (chart, series);
+  return s ? s->x->len : 0;
+}
+
+static void
+push_pair (GArray *a, double x, double y)
+{
+  g_array_append_val (a, x);
+  g_array_append_val (a, y);
+}
+
+static void
+series_reduce (Series *s)
+{
+  if (s->reduced_valid)
+    return;
+  g_array_set_size (s->reduced, 0);
+  g_array_set_size (s->reduced_s, 0);
+  for (guint i = 0; i < s->buckets->len; i++)
+    {
+      const Bucket *b = &g_array_index (s->buckets, Bucket, i);
+
+      if (b->x_ymin == b->x_ymax)
+        push_pair (s->reduced, b->x_ymin, b->ymin);
+      else if (b->x_ymin < b->x_ymax)
+        push_pair (s->reduced, b->x_ymin, b->ymin), push_pair (s->reduced, b->x_ymax, b->ymax);
+      else
+        push_pair (s->reduced, b->x_ymax, b->ymax), push_pair (s->reduced, b->x_ymin, b->ymin);
+      if (b->x_smin == b->x_smax)
+        push_pair (s->reduced_s, b->x_smin, b->smin);
+      else if (b->x_smin < b->x_smax)
+        push_pair (s->reduced_s, b->x_smin, b->smin), push_pair (s->reduced_s, b->x_smax, b->smax);
+      else
+        push_pair (s->reduced_s, b->x_smax, b->smax), push_pair (s->reduced_s, b->x_smin, b->smin);
+    }
+  s->reduced_valid = TRUE;
+}
+
+const double *
+kilt_chart_get_reduced (KiltChart *chart, guint series, gsize *n_points)
+{
+  Series *s = get_series (chart, series);
+
+  if (s == NULL)
+    {
+      if (n_points)
+        *n_points = 0;
+      return NULL;
+    }
+  series_reduce (s);
+  if (n_points)
+    *n_points = s->reduced->len / 2;
+  return (const double *)(void *)s->reduced->data;
+}
+
+guint64
+kilt_chart_get_serial (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, 0);
+  return chart->serial;
+}
+
+/* ---- layout -------------------------------------------------------------------------- */
+
+static void
+set_font (cairo_t *cr, double size, gboolean bold)
+{
+  cairo_select_font_face (cr, FONT_FACE, CAIRO_FONT_SLANT_NORMAL,
+                          bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size (cr, size);
+}
+
+static double
+text_width (cairo_t *cr, const char *text)
+{
+  cairo_text_extents_t e;
+
+  cairo_text_extents (cr, text, &e);
+  return e.x_advance;
+}
+
+static gboolean
+series_has_points (Series *s)
+{
+  return s->visible && s->x->len > 0;
+}
+
+static double
+y_map_value (KiltChart *chart, double v)
+{
+  if (!chart->log_y)
+    return v;
+  return v > 0 ? log10 (v) : NAN;
+}
+
+static void
+compute_ranges (KiltChart *chart, Layout *l)
+{
+  double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+  gboolean zero = FALSE, bars = FALSE;
+  double bar_gap = INFINITY;
+
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+
+      if (!series_has_points (s))
+        continue;
+      series_reduce (s);
+      if (s->kind != KILT_CHART_LINE)
+        zero = TRUE;
+      if (s->kind == KILT_CHART_BAR)
+        {
+          bars = TRUE;
+          for (guint j = 1; j < s->reduced->len / 2; j++)
+            {
+              double d = AT (s->reduced, 2 * j) - AT (s->reduced, 2 * j - 2);
+              if (d > 0)
+                bar_gap = MIN (bar_gap, d);
+            }
+        }
+      for (guint j = 0; j < s->reduced->len / 2; j++)
+        {
+          double x = AT (s->reduced, 2 * j);
+          double v = y_map_value (chart, AT (s->reduced, 2 * j + 1));
+          double sv
+              = y_map_value (chart, AT (s->reduced_s, MIN (2 * j + 1, s->reduced_s->len - 1)));
+
+          xlo = MIN (xlo, x), xhi = MAX (xhi, x);
+          if (isfinite (v))
+            ylo = MIN (ylo, v), yhi = MAX (yhi, v);
+          if (isfinite (sv))
+            ylo = MIN (ylo, sv), yhi = MAX (yhi, sv);
+        }
+    }
+  l->empty = !isfinite (xlo);
+  if (chart->has_marker && isfinite (y_map_value (chart, chart->marker)))
+    {
+      double m = y_map_value (chart, chart->marker);
+      ylo = MIN (ylo, m), yhi = MAX (yhi, m);
+    }
+  if (!isfinite (xlo))
+    xlo = 0, xhi = 1;
+  if (bars)
+    {
+      double half = isfinite (bar_gap) ? bar_gap / 2 : 0.5;
+      xlo -= half, xhi += half;
+    }
+  if (xhi <= xlo)
+    xhi = xlo + 1;
+  if (!isfinite (ylo))
+    ylo = 0, yhi = chart->log_y ? 1 : 1;
+  if (zero && !chart->log_y)
+    ylo = MIN (ylo, 0), yhi = MAX (yhi, 0);
+  if (isfinite (chart->y_min))
+    ylo = y_map_value (chart, chart->y_min);
+  if (isfinite (chart->y_max))
+    yhi = y_map_value (chart, chart->y_max);
+  if (!isfinite (ylo) || !isfinite (yhi))
+    ylo = 0, yhi = 1;
+  l->x_lo = xlo;
+  l->x_hi = xhi;
+  l->y_lo = ylo;
+  l->y_hi = yhi;
+}
+
+static void
+compute_layout (KiltChart *chart, cairo_t *cr, double width, double height, Layout *l)
+{
+  double top = PAD, left = PAD, bottom = PAD, right = PAD + 6;
+  double max_label = 0;
+  guint y_ticks;
+
+  compute_ranges (chart, l);
+  if (chart->title && *chart->title)
+    top += TITLE_SIZE + 6;
+  l->legend_y = top;
+  if (chart->series->len > 0)
+    top += LABEL_SIZE + 10;
+  top += 4;
+  bottom += LABEL_SIZE + 8;
+  if (chart->x_label && *chart->x_label)
+    bottom += LABEL_SIZE + 6;
+
+  y_ticks = (guint)CLAMP ((height - top - bottom) / 40, 2, 10);
+  if (chart->log_y)
+    {
+      double lo = floor (l->y_lo), hi = ceil (l->y_hi);
+      if (hi <= lo)
+        hi = lo + 1;
+      l->y_lo = lo, l->y_hi = hi;
+      l->y_step = MAX (1, ceil ((hi - lo) / y_ticks));
+    }
+  else
+    {
+      double lo, hi;
+      l->y_step = kilt_chart_nice_step (l->y_lo, l->y_hi, y_ticks, chart->y_unit, &lo, &hi);
+      if (!isfinite (chart->y_min))
+        l->y_lo = lo;
+      if (!isfinite (chart->y_max))
+        l->y_hi = hi;
+    }
+
+  set_font (cr, LABEL_SIZE, FALSE);
+  for (double t = ceil (l->y_lo / l->y_step - 1e-9) * l->y_step; t <= l->y_hi + l->y_step * 1e-6;
+       t += l->y_step)
+    {
+      g_autofree char *s = chart->log_y
+                               ? kilt_chart_format_value (pow (10, t), pow (10, t), chart->y_unit)
+                               : kilt_chart_format_value (t, l->y_step, chart->y_unit);
+      max_label = MAX (max_label, text_width (cr, s));
+    }
+  left += max_label + 8;
+  if (chart->y_label && *chart->y_label)
+    left += LABEL_SIZE + 6;
+
+  l->plot.x = left;
+  l->plot.y = top;
+  l->plot.width = MAX (width - left - right, 10);
+  l->plot.height = MAX (height - top - bottom, 10);
+  l->x_step = kilt_chart_nice_step (l->x_lo, l->x_hi, (guint)CLAMP (l->plot.width / 90, 2, 12),
+                                    chart->x_unit, NULL, NULL);
+}
+
+static double
+map_x (const Layout *l, double x)
+{
+  return l->plot.x + (x - l->x_lo) / (l->x_hi - l->x_lo) * l->plot.width;
+}
+
+static double
+map_y (KiltChart *chart, const Layout *l, double y)
+{
+  double v = y_map_value (chart, y);
+  return l->plot.y + l->plot.height - (v - l->y_lo) / (l->y_hi - l->y_lo) * l->plot.height;
+}
+
+static cairo_t *
+measuring_context (void)
+{
+  cairo_surface_t *surface = cairo_image_surface_create (CAIRO_FORMAT_A8, 1, 1);
+  cairo_t *cr = cairo_create (surface);
+
+  cairo_surface_destroy (surface);
+  return cr;
+}
+
+void
+kilt_chart_get_plot_area (KiltChart *chart, double width, double height, cairo_rectangle_t *area)
+{
+  cairo_t *cr = measuring_context ();
+  Layout l;
+
+  compute_layout (chart, cr, width, height, &l);
+  *area = l.plot;
+  cairo_destroy (cr);
+}
+
+/* ---- drawing ------------------------------------------------------------------------- */
+
+static void
+set_fg (cairo_t *cr, KiltChart *chart, double alpha)
+{
+  cairo_set_source_rgba (cr, chart->fg[0], chart->fg[1], chart->fg[2], alpha);
+}
+
+static void
+draw_axes (KiltChart *chart, cairo_t *cr, const Layout *l)
+{
+  const cairo_rectangle_t *p = &l->plot;
+  cairo_text_extents_t e;
+
+  set_font (cr, LABEL_SIZE, FALSE);
+  cairo_set_line_width (cr, 1);
+
+  /* Horizontal grid lines with y labels. */
+  for (double t = ceil (l->y_lo / l->y_step - 1e-9) * l->y_step; t <= l->y_hi + l->y_step * 1e-6;
+       t += l->y_step)
+    {
+      double y = round (p->y + p->height - (t - l->y_lo) / (l->y_hi - l->y_lo) * p->height) + 0.5;
+      g_autofree char *s = chart->log_y
+                               ? kilt_chart_format_value (pow (10, t), pow (10, t), chart->y_unit)
+                               : kilt_chart_format_value (t, l->y_step, chart->y_unit);
+
+      set_fg (cr, chart, 0.12);
+      cairo_move_to (cr, p->x, y);
+      cairo_line_to (cr, p->x + p->width, y);
+      cairo_stroke (cr);
+      set_fg (cr, chart, 0.75);
+      cairo_text_extents (cr, s, &e);
+      cairo_move_to (cr, p->x - 6 - e.x_advance, y + LABEL_SIZE * 0.35);
+      cairo_show_text (cr, s);
+    }
+
+  /* x ticks below the plot. */
+  for (double t = ceil (l->x_lo / l->x_step - 1e-9) * l->x_step; t <= l->x_hi + l->x_step * 1e-6;
+       t += l->x_step)
+    {
+      double x = round (map_x (l, t)) + 0.5;
+      g_autofree char *s = kilt_chart_format_value (t, l->x_step, chart->x_unit);
+
+      set_fg (cr, chart, 0.06);
+      cairo_move_to (cr, x, p->y);
+      cairo_line_to (cr, x, p->y + p->height);
+      cairo_stroke (cr);
+      set_fg (cr, chart, 0.4);
+      cairo_move_to (cr, x, p->y + p->height);
+      cairo_line_to (cr, x, p->y + p->height + 4);
+      cairo_stroke (cr);
+      set_fg (cr, chart, 0.75);
+      cairo_text_extents (cr, s, &e);
+      cairo_move_to (cr, CLAMP (x - e.x_advance / 2, 0, p->x + p->width + PAD - e.x_advance),
+                     p->y + p->height + 6 + LABEL_SIZE);
+      cairo_show_text (cr, s);
+    }
+
+  /* The axis lines. */
+  set_fg (cr, chart, 0.4);
+  cairo_move_to (cr, round (p->x) + 0.5, p->y);
+  cairo_line_to (cr, round (p->x) + 0.5, p->y + p->height);
+  cairo_line_to (cr, p->x + p->width, round (p->y + p->height) + 0.5);
+  cairo_stroke (cr);
+
+  set_fg (cr, chart, 0.75);
+  if (chart->x_label && *chart->x_label)
+    {
+      cairo_text_extents (cr, chart->x_label, &e);
+      cairo_move_to (cr, p->x + (p->width - e.x_advance) / 2,
+                     p->y + p->height + 12 + 2 * LABEL_SIZE);
+      cairo_show_text (cr, chart->x_label);
+    }
+  if (chart->y_label && *chart->y_label)
+    {
+      cairo_text_extents (cr, chart->y_label, &e);
+      cairo_save (cr);
+      cairo_move_to (cr, PAD + LABEL_SIZE, p->y + (p->height + e.x_advance) / 2);
+      cairo_rotate (cr, -G_PI / 2);
+      cairo_show_text (cr, chart->y_label);
+      cairo_restore (cr);
+    }
+}
+
+static void
+draw_title_and_legend (KiltChart *chart, cairo_t *cr, const Layout *l, double width)
+{
+  double x = l->plot.x;
+
+  if (chart->title && *chart->title)
+    {
+      set_font (cr, TITLE_SIZE, TRUE);
+      set_fg (cr, chart, 1);
+      cairo_move_to (cr, l->plot.x, PAD + TITLE_SIZE);
+      cairo_show_text (cr, chart->title);
+    }
+  set_font (cr, LABEL_SIZE, FALSE);
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      double w = 14 + 5 + text_width (cr, s->name);
+      double cy = l->legend_y + LABEL_SIZE / 2 + 2;
+
+      if (x + w > width - PAD)
+        break;
+      cairo_set_source_rgba (cr, s->rgb[0], s->rgb[1], s->rgb[2], s->visible ? 1 : 0.3);
+      if (s->kind == KILT_CHART_LINE)
+        {
+          cairo_set_line_width (cr, 2.5);
+          cairo_move_to (cr, x, cy);
+          cairo_line_to (cr, x + 14, cy);
+          cairo_stroke (cr);
+        }
+      else
+        {
+          cairo_rectangle (cr, x + 1, cy - 5, 12, 10);
+          cairo_fill (cr);
+        }
+      set_fg (cr, chart, s->visible ? 0.85 : 0.35);
+      cairo_move_to (cr, x + 19, cy + LABEL_SIZE * 0.35);
+      cairo_show_text (cr, s->name);
+      x += w + 16;
+    }
+}
+
+static void
+path_line (KiltChart *chart, cairo_t *cr, const Layout *l, GArray *pts)
+{
+  gboolean pen = FALSE;
+
+  for (guint j = 0; j < pts->len / 2; j++)
+    {
+      double y = map_y (chart, l, AT (pts, 2 * j + 1));
+      double x = map_x (l, AT (pts, 2 * j));
+
+      if (!isfinite (y))
+        {
+          pen = FALSE;
+          continue;
+        }
+      if (pen)
+        cairo_line_to (cr, x, y);
+      else
+        cairo_move_to (cr, x, y);
+      pen = TRUE;
+    }
+  if (pts->len == 2 && pen)
+    {
+      /* A single point: a dot, so the first step of a run is visible. */
+      double x = map_x (l, AT (pts, 0)), y = map_y (chart, l, AT (pts, 1));
+      cairo_new_path (cr);
+      cairo_arc (cr, x, y, 2.5, 0, 2 * G_PI);
+      cairo_fill (cr);
+    }
+}
+
+static void
+draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
+{
+  guint n_bars = 0, bar_i = 0;
+  double base = map_y (chart, l, chart->log_y ? pow (10, l->y_lo) : MAX (l->y_lo, 0));
+
+  if (!chart->log_y && l->y_lo > 0)
+    base = l->plot.y + l->plot.height;
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      n_bars += series_has_points (s) && s->kind == KILT_CHART_BAR;
+    }
+
+  cairo_save (cr);
+  cairo_rectangle (cr, l->plot.x, l->plot.y - 1, l->plot.width + 1, l->plot.height + 2);
+  cairo_clip (cr);
+
+  /* Areas from the top of the stack down, each filled to the baseline. */
+  for (guint i = chart->series->len; i-- > 0;)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      GArray *r;
+
+      if (!series_has_points (s) || s->kind != KILT_CHART_AREA)
+        continue;
+      series_reduce (s);
+      r = s->reduced;
+      cairo_move_to (cr, map_x (l, AT (r, 0)), base);
+      for (guint j = 0; j < r->len / 2; j++)
+        {
+          double y = map_y (chart, l, AT (r, 2 * j + 1));
+          cairo_line_to (cr, map_x (l, AT (r, 2 * j)), isfinite (y) ? y : base);
+        }
+      cairo_line_to (cr, map_x (l, AT (r, r->len - 2)), base);
+      cairo_close_path (cr);
+      cairo_set_source_rgba (cr, s->rgb[0], s->rgb[1], s->rgb[2], 0.85);
+      cairo_fill (cr);
+    }
+
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      double slot, bw;
+
+      if (!series_has_points (s) || s->kind != KILT_CHART_BAR)
+        continue;
+      series_reduce (s);
+      slot = l->plot.width / MAX (s->buckets->len, 1);
+      {
+        /* Bars share the narrowest spacing of their x values. */
+        double gap = INFINITY;
+        for (guint j = 1; j < s->buckets->len; j++)
+          gap = MIN (gap, g_array_index (s->buckets, Bucket, j).x_first
+                              - g_array_index (s->buckets, Bucket, j - 1).x_first);
+        if (isfinite (gap) && gap > 0)
+          slot = gap / (l->x_hi - l->x_lo) * l->plot.width;
+      }
+      bw = slot * 0.75 / n_bars;
+      cairo_set_source_rgb (cr, s->rgb[0], s->rgb[1], s->rgb[2]);
+      for (guint j = 0; j < s->buckets->len; j++)
+        {
+          const Bucket *b = &g_array_index (s->buckets, Bucket, j);
+          double x = map_x (l, b->x_first) - slot * 0.375 + bar_i * bw;
+          double y = map_y (chart, l, b->ymax);
+
+          if (isfinite (y))
+            cairo_rectangle (cr, x, MIN (y, base), MAX (bw - 1, 1), fabs (base - y));
+        }
+      cairo_fill (cr);
+      bar_i++;
+    }
+
+  cairo_set_line_join (cr, CAIRO_LINE_JOIN_ROUND);
+  cairo_set_line_cap (cr, CAIRO_LINE_CAP_ROUND);
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+
+      if (!series_has_points (s) || s->kind != KILT_CHART_LINE)
+        continue;
+      series_reduce (s);
+      if (chart->smoothing > 0)
+        {
+          cairo_set_source_rgba (cr, s->rgb[0], s->rgb[1], s->rgb[2], 0.25);
+          cairo_set_line_width (cr, 1.2);
+          path_line (chart, cr, l, s->reduced);
+          cairo_stroke (cr);
+          cairo_set_source_rgb (cr, s->rgb[0], s->rgb[1], s->rgb[2]);
+          cairo_set_line_width (cr, 2);
+          path_line (chart, cr, l, s->reduced_s);
+          cairo_stroke (cr);
+        }
+      else
+        {
+          cairo_set_source_rgb (cr, s->rgb[0], s->rgb[1], s->rgb[2]);
+          cairo_set_line_width (cr, 2);
+          path_line (chart, cr, l, s->reduced);
+          cairo_stroke (cr);
+        }
+    }
+  cairo_restore (cr);
+
+  if (chart->has_marker)
+    {
+      double y = map_y (chart, l, chart->marker);
+
+      if (isfinite (y))
+        {
+          double dash[] = { 6, 4 };
+          cairo_save (cr);
+          cairo_set_dash (cr, dash, 2, 0);
+          cairo_set_line_width (cr, 1.5);
+          set_fg (cr, chart, 0.7);
+          cairo_move_to (cr, l->plot.x, round (y) + 0.5);
+          cairo_line_to (cr, l->plot.x + l->plot.width, round (y) + 0.5);
+          cairo_stroke (cr);
+          cairo_restore (cr);
+          if (chart->marker_label)
+            {
+              cairo_text_extents_t e;
+              set_font (cr, LABEL_SIZE, FALSE);
+              cairo_text_extents (cr, chart->marker_label, &e);
+              set_fg (cr, chart, 0.8);
+              cairo_move_to (cr, l->plot.x + l->plot.width - e.x_advance - 4,
+                             y < l->plot.y + LABEL_SIZE + 4 ? y + LABEL_SIZE + 3 : y - 4);
+              cairo_show_text (cr, chart->marker_label);
+            }
+        }
+    }
+}
+
+/* Index of the raw point of @s nearest to @x. */
+static guint
+nearest_index (Series *s, double x)
+{
+  guint lo = 0, hi = s->x->len;
+
+  while (hi - lo > 1)
+    {
+      guint mid = (lo + hi) / 2;
+      if (AT (s->x, mid) <= x)
+        lo = mid;
+      else
+        hi = mid;
+    }
+  if (lo + 1 < s->x->len && fabs (AT (s->x, lo + 1) - x) < fabs (AT (s->x, lo) - x))
+    lo++;
+  return lo;
+}
+
+static double
+hover_data_x (const Layout *l, double hover_x)
+{
+  return l->x_lo + (hover_x - l->plot.x) / l->plot.width * (l->x_hi - l->x_lo);
+}
+
+static double
+series_shown_at (KiltChart *chart, Series *s, guint k)
+{
+  return s->kind == KILT_CHART_LINE && chart->smoothing > 0 ? AT (s->s, k) : AT (s->y, k);
+}
+
+static char *
+hover_lines (KiltChart *chart, const Layout *l, double hover_x, GPtrArray *lines, double *xs)
+{
+  double dx = hover_data_x (l, hover_x);
+  double best = INFINITY;
+  g_autofree char *xt = NULL;
+  GString *all = g_string_new (NULL);
+
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      guint k;
+
+      if (!series_has_points (s))
+        continue;
+      k = nearest_index (s, dx);
+      if (fabs (AT (s->x, k) - dx) < fabs (best - dx))
+        best = AT (s->x, k);
+    }
+  if (!isfinite (best))
+    return g_string_free (all, TRUE), NULL;
+  *xs = best;
+  xt = kilt_chart_format_value (best, l->x_step / 10, chart->x_unit);
+  g_string_append_printf (all, "%s %s", chart->x_label ? chart->x_label : "x", xt);
+  g_ptr_array_add (lines, g_strdup (all->str));
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      g_autofree char *vt = NULL;
+      double v, step;
+      guint k;
+
+      if (!series_has_points (s))
+        continue;
+      k = nearest_index (s, best);
+      v = series_shown_at (chart, s, k);
+      step = chart->log_y ? fabs (v) / 100 : l->y_step / 100;
+      if (chart->y_unit == KILT_AXIS_BYTES)
+        step = l->y_step / 10;
+      vt = kilt_chart_format_value (v, step, chart->y_unit);
+      g_ptr_array_add (lines, g_strdup_printf ("%s: %s", s->name, vt));
+      g_string_append_printf (all, ", %s %s", s->name, vt);
+    }
+  return g_string_free (all, FALSE);
+}
+
+static void
+draw_hover (KiltChart *chart, cairo_t *cr, const Layout *l, double hover_x, double width)
+{
+  g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *all = NULL;
+  double xs = 0, px, box_w = 0, box_h, bx, by;
+  guint line = 1;
+
+  if (hover_x < l->plot.x || hover_x > l->plot.x + l->plot.width || l->empty)
+    return;
+  all = hover_lines (chart, l, hover_x, lines, &xs);
+  if (all == NULL)
+    return;
+  px = round (map_x (l, xs)) + 0.5;
+  set_fg (cr, chart, 0.5);
+  cairo_set_line_width (cr, 1);
+  cairo_move_to (cr, px, l->plot.y);
+  cairo_line_to (cr, px, l->plot.y + l->plot.height);
+  cairo_stroke (cr);
+
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      double y;
+      guint k;
+
+      if (!series_has_points (s))
+        continue;
+      k = nearest_index (s, xs);
+      y = map_y (chart, l,
+                 s->kind == KILT_CHART_LINE && chart->smoothing > 0 ? AT (s->s, k) : AT (s->v, k));
+      if (!isfinite (y))
+        continue;
+      cairo_arc (cr, px, y, 4, 0, 2 * G_PI);
+      cairo_set_source_rgb (cr, chart->bg[3] > 0.5 ? chart->bg[0] : 1 - chart->fg[0],
+                            chart->bg[3] > 0.5 ? chart->bg[1] : 1 - chart->fg[1],
+                            chart->bg[3] > 0.5 ? chart->bg[2] : 1 - chart->fg[2]);
+      cairo_fill_preserve (cr);
+      cairo_set_source_rgb (cr, s->rgb[0], s->rgb[1], s->rgb[2]);
+      cairo_set_line_width (cr, 2);
+      cairo_stroke (cr);
+    }
+
+  set_font (cr, LABEL_SIZE, FALSE);
+  for (guint i = 0; i < lines->len; i++)
+    box_w = MAX (box_w, text_width (cr, g_ptr_array_index (lines, i)) + (i ? 16 : 0));
+  box_w += 16;
+  box_h = lines->len * (LABEL_SIZE + 5) + 10;
+  bx = px + 12;
+  if (bx + box_w > width - 2)
+    bx = px - 12 - box_w;
+  by = l->plot.y + 6;
+
+  cairo_rectangle (cr, bx, by, box_w, box_h);
+  cairo_set_source_rgba (cr, 1 - chart->fg[0], 1 - chart->fg[1], 1 - chart->fg[2], 0.94);
+  cairo_fill_preserve (cr);
+  set_fg (cr, chart, 0.3);
+  cairo_set_line_width (cr, 1);
+  cairo_stroke (cr);
+
+  set_font (cr, LABEL_SIZE, TRUE);
+  set_fg (cr, chart, 1);
+  cairo_move_to (cr, bx + 8, by + 5 + LABEL_SIZE);
+  cairo_show_text (cr, g_ptr_array_index (lines, 0));
+  set_font (cr, LABEL_SIZE, FALSE);
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      double ty = by + 5 + (line + 1) * (LABEL_SIZE + 5) - 5;
+
+      if (!series_has_points (s))
+        continue;
+      cairo_set_source_rgb (cr, s->rgb[0], s->rgb[1], s->rgb[2]);
+      cairo_arc (cr, bx + 12, ty - LABEL_SIZE * 0.35, 4, 0, 2 * G_PI);
+      cairo_fill (cr);
+      set_fg (cr, chart, 0.9);
+      cairo_move_to (cr, bx + 22, ty);
+      cairo_show_text (cr, g_ptr_array_index (lines, line));
+      line++;
+    }
+}
+
+void
+kilt_chart_draw (KiltChart *chart, cairo_t *cr, double width, double height, double hover_x)
+{
+  Layout l;
+
+  g_return_if_fail (chart != NULL && cr != NULL);
+  cairo_save (cr);
+  if (chart->bg[3] > 0)
+    {
+      cairo_set_source_rgba (cr, chart->bg[0], chart->bg[1], chart->bg[2], chart->bg[3]);
+      cairo_rectangle (cr, 0, 0, width, height);
+      cairo_fill (cr);
+    }
+  compute_layout (chart, cr, width, height, &l);
+  draw_title_and_legend (chart, cr, &l, width);
+  draw_axes (chart, cr, &l);
+  if (l.empty)
+    {
+      if (chart->empty_text)
+        {
+          cairo_text_extents_t e;
+          set_font (cr, LABEL_SIZE + 1, FALSE);
+          cairo_text_extents (cr, chart->empty_text, &e);
+          set_fg (cr, chart, 0.55);
+          cairo_move_to (cr, l.plot.x + (l.plot.width - e.x_advance) / 2,
+                         l.plot.y + l.plot.height / 2);
+          cairo_show_text (cr, chart->empty_text);
+        }
+    }
+  else
+    draw_series (chart, cr, &l);
+  if (hover_x >= 0)
+    draw_hover (chart, cr, &l, hover_x, width);
+  cairo_restore (cr);
+}
+
+char *
+kilt_chart_describe_at (KiltChart *chart, double width, double height, double hover_x)
+{
+  g_autoptr (GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  cairo_t *cr = measuring_context ();
+  double xs;
+  char *text;
+  Layout l;
+
+  compute_layout (chart, cr, width, height, &l);
+  cairo_destroy (cr);
+  if (l.empty)
+    return NULL;
+  text = hover_lines (chart, &l, CLAMP (hover_x, l.plot.x, l.plot.x + l.plot.width), lines, &xs);
+  return text;
+}
+
+/* ---- files --------------------------------------------------------------------------- */
+
+typedef struct
+{
+  int fd;
+  int err;
+} WriteTarget;
+
+static cairo_status_t
+write_all (void *closure, const unsigned char *data, unsigned int length)
+{
+  WriteTarget *t = closure;
+
+  while (length > 0)
+    {
+      ssize_t n = write (t->fd, data, length);
+      if (n < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          t->err = errno;
+          return CAIRO_STATUS_WRITE_ERROR;
+        }
+      data += n;
+      length -= (unsigned int)n;
+    }
+  return CAIRO_STATUS_SUCCESS;
+}
+
+gboolean
+kilt_chart_save (KiltChart *chart, const char *path, int width, int height, GError **error)
+{
+  g_autofree char *lower = NULL;
+  g_autofree char *tmp = NULL;
+  cairo_surface_t *surface = NULL;
+  cairo_status_t status;
+  double saved_fg[3], saved_bg[4];
+  WriteTarget t = { -1, 0 };
+  enum
+  {
+    PNG,
+    SVG,
+    PDF
+  } kind;
+  cairo_t *cr;
+
+  g_return_val_if_fail (chart != NULL && path != NULL, FALSE);
+  lower = g_ascii_strdown (path, -1);
+  if (g_str_has_suffix (lower, ".png"))
+    kind = PNG;
+  else if (g_str_has_suffix (lower, ".svg"))
+    kind = SVG;
+  else if (g_str_has_suffix (lower, ".pdf"))
+    kind = PDF;
+  else
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "Cannot save chart as %s: the name must end in .png, .svg or .pdf", path);
+      return FALSE;
+    }
+  if (width < 16 || height < 16 || width > 16384 || height > 16384)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "Cannot save chart as %s: %d x %d is not a size between 16 and 16384", path,
+                   width, height);
+      return FALSE;
+    }
+
+  tmp = g_strconcat (path, ".XXXXXX", NULL);
+  t.fd = g_mkstemp_full (tmp, O_WRONLY | O_CLOEXEC, 0644);
+  if (t.fd < 0)
+    {
+      int e = errno;
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "Cannot write %s: %s", path,
+                   g_strerror (e));
+      return FALSE;
+    }
+
+  /* Files are for reports and documents: dark text on white whatever the screen's style. */
+  memcpy (saved_fg, chart->fg, sizeof saved_fg);
+  memcpy (saved_bg, chart->bg, sizeof saved_bg);
+  chart->fg[0] = chart->fg[1] = chart->fg[2] = 0.2;
+  chart->bg[0] = chart->bg[1] = chart->bg[2] = chart->bg[3] = 1;
+
+  if (kind == PNG)
+    surface = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, width, height);
+  else if (kind == SVG)
+    surface = cairo_svg_surface_create_for_stream (write_all, &t, width, height);
+  else
+    surface = cairo_pdf_surface_create_for_stream (write_all, &t, width, height);
+  cr = cairo_create (surface);
+  kilt_chart_draw (chart, cr, width, height, -1);
+  status = cairo_status (cr);
+  cairo_destroy (cr);
+  memcpy (chart->fg, saved_fg, sizeof saved_fg);
+  memcpy (chart->bg, saved_bg, sizeof saved_bg);
+  if (status == CAIRO_STATUS_SUCCESS)
+    {
+      if (kind == PNG)
+        status = cairo_surface_write_to_png_stream (surface, write_all, &t);
+      else
+        {
+          cairo_surface_finish (surface);
+          status = cairo_surface_status (surface);
+        }
+    }
+  cairo_surface_destroy (surface);
+
+  if (status == CAIRO_STATUS_SUCCESS && fsync (t.fd) != 0)
+    t.err = errno, status = CAIRO_STATUS_WRITE_ERROR;
+  if (close (t.fd) != 0 && status == CAIRO_STATUS_SUCCESS)
+    t.err = errno, status = CAIRO_STATUS_WRITE_ERROR;
+  if (status == CAIRO_STATUS_SUCCESS && g_rename (tmp, path) != 0)
+    t.err = errno, status = CAIRO_STATUS_WRITE_ERROR;
+  if (status != CAIRO_STATUS_SUCCESS)
+    {
+      g_unlink (tmp);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "Cannot write %s: %s", path,
+                   t.err ? g_strerror (t.err) : cairo_status_to_string (status));
+      return FALSE;
+    }
+  return TRUE;
+}

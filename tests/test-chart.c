@@ -1,0 +1,427 @@
+/* Chart drawing without GTK: tick choice, scaling, reduction, and PNG/SVG/PDF files. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-chart.h"
+#include "kilt-test-util.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+
+static guint
+count_ticks (double lo, double hi, double step)
+{
+  guint n = 0;
+  for (double t = ceil (lo / step - 1e-9) * step; t <= hi + step * 1e-6; t += step)
+    n++;
+  return n;
+}
+
+/* A step is "nice" when it is 1, 2 or 5 times a power of ten (of @unit). */
+static gboolean
+is_125 (double step, double unit)
+{
+  double m = step / unit;
+  double e = pow (10, floor (log10 (m) + 1e-9));
+  double f = m / e;
+  return fabs (f - 1) < 1e-9 || fabs (f - 2) < 1e-9 || fabs (f - 5) < 1e-9;
+}
+
+static void
+test_ticks_numbers (void)
+{
+  GRand *rand = g_rand_new_with_seed (7);
+
+  for (guint i = 0; i < 500; i++)
+    {
+      double scale = pow (10, g_rand_double_range (rand, -6, 9));
+      double lo = g_rand_double_range (rand, -1, 1) * scale;
+      double hi = lo + g_rand_double_range (rand, 0.01, 3) * scale;
+      guint max_ticks = g_rand_int_range (rand, 2, 11);
+      double out_lo, out_hi;
+      double step = kilt_chart_nice_step (lo, hi, max_ticks, KILT_AXIS_NUMBER, &out_lo, &out_hi);
+      guint inside = count_ticks (lo, hi, step);
+
+      g_assert_true (is_125 (step, 1));
+      g_assert_cmpfloat (step, >=, (hi - lo) / max_ticks * (1 - 1e-9));
+      /* The smallest 1-2-5 step that fits: the next smaller one would give too many ticks. */
+      g_assert_cmpfloat (step / 2.5, <, (hi - lo) / max_ticks);
+      g_assert_cmpuint (inside, <=, max_ticks + 1);
+      g_assert_cmpfloat (out_lo, <=, lo + step * 1e-9);
+      g_assert_cmpfloat (out_hi, >=, hi - step * 1e-9);
+      g_assert_cmpfloat (out_lo, >, lo - step);
+      g_assert_cmpfloat (out_hi, <, hi + step);
+      g_assert_cmpfloat (fabs (out_lo / step - round (out_lo / step)), <, 1e-6);
+    }
+  g_rand_free (rand);
+
+  /* Worked examples a person would expect. */
+  {
+    double lo, hi;
+    g_assert_cmpfloat (kilt_chart_nice_step (0, 2.3, 5, KILT_AXIS_NUMBER, &lo, &hi), ==, 0.5);
+    g_assert_cmpfloat (lo, ==, 0);
+    g_assert_cmpfloat (hi, ==, 2.5);
+    g_assert_cmpfloat_with_epsilon (
+        kilt_chart_nice_step (0.31, 0.47, 4, KILT_AXIS_NUMBER, &lo, &hi), 0.05, 1e-12);
+    g_assert_cmpfloat_with_epsilon (lo, 0.3, 1e-12);
+    g_assert_cmpfloat_with_epsilon (hi, 0.5, 1e-12);
+  }
+}
+
+static void
+test_ticks_units (void)
+{
+  double lo, hi, step;
+
+  /* Time: whole minutes for a quarter of an hour, then hours. */
+  step = kilt_chart_nice_step (0, 900, 6, KILT_AXIS_SECONDS, &lo, &hi);
+  g_assert_cmpfloat (step, ==, 300);
+  step = kilt_chart_nice_step (0, 40, 5, KILT_AXIS_SECONDS, NULL, NULL);
+  g_assert_cmpfloat (step, ==, 10);
+  step = kilt_chart_nice_step (0, 5 * 3600, 5, KILT_AXIS_SECONDS, NULL, NULL);
+  g_assert_cmpfloat (step, ==, 3600);
+  for (double range = 3; range < 1e6; range *= 1.7)
+    {
+      step = kilt_chart_nice_step (0, range, 6, KILT_AXIS_SECONDS, NULL, NULL);
+      g_assert_cmpfloat (step, >=, range / 6);
+      /* Steps divide a minute or are whole minutes / hours. */
+      if (step < 60)
+        g_assert_cmpfloat (fmod (60, step), ==, 0);
+      else if (step < 3600)
+        g_assert_cmpfloat (fmod (step, 60), ==, 0);
+      else
+        g_assert_cmpfloat (fmod (step, 3600), ==, 0);
+    }
+
+  /* Bytes: 1-2-5 steps of KiB, MiB or GiB. */
+  for (double range = 3000; range < 1e13; range *= 3.1)
+    {
+      double unit = 1;
+      step = kilt_chart_nice_step (0, range, 5, KILT_AXIS_BYTES, NULL, NULL);
+      g_assert_cmpfloat (step, >=, range / 5);
+      while (unit * 1024 <= step)
+        unit *= 1024;
+      g_assert_true (is_125 (step, unit));
+    }
+  step = kilt_chart_nice_step (0, 8.0 * 1024 * 1024 * 1024, 4, KILT_AXIS_BYTES, NULL, NULL);
+  g_assert_cmpfloat (step, ==, 2.0 * 1024 * 1024 * 1024);
+}
+
+static void
+test_labels (void)
+{
+  struct
+  {
+    double v, step;
+    KiltAxisUnit unit;
+    const char *want;
+  } cases[] = {
+    { 0.5, 0.1, KILT_AXIS_NUMBER, "0.5" },
+    { 0.25, 0.05, KILT_AXIS_NUMBER, "0.25" },
+    { 3, 1, KILT_AXIS_NUMBER, "3" },
+    { 12000, 2000, KILT_AXIS_NUMBER, "12k" },
+    { 3000000, 1000000, KILT_AXIS_NUMBER, "3M" },
+    { 40, 10, KILT_AXIS_PERCENT, "40%" },
+    { 90, 30, KILT_AXIS_SECONDS, "1:30" },
+    { 5400, 1800, KILT_AXIS_SECONDS, "1:30:00" },
+    { 512.0 * 1024 * 1024, 128.0 * 1024 * 1024, KILT_AXIS_BYTES, "512 MiB" },
+    { 1500.0 * 1024 * 1024, 500.0 * 1024 * 1024, KILT_AXIS_BYTES, "1500 MiB" },
+    { 1.5 * 1024 * 1024 * 1024, 512.0 * 1024 * 1024, KILT_AXIS_BYTES, "1.5 GiB" },
+    { 2048, 1024, KILT_AXIS_BYTES, "2 KiB" },
+    { 0, 1024, KILT_AXIS_BYTES, "0" },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *s = kilt_chart_format_value (cases[i].v, cases[i].step, cases[i].unit);
+      g_assert_cmpstr (s, ==, cases[i].want);
+    }
+}
+
+static KiltChart *
+loss_chart (guint n, guint32 seed)
+{
+  KiltChart *chart = kilt_chart_new ("Loss");
+  GRand *rand = g_rand_new_with_seed (seed);
+
+  kilt_chart_set_x_axis (chart, "Epoch", KILT_AXIS_NUMBER);
+  kilt_chart_set_y_axis (chart, "Loss", KILT_AXIS_NUMBER);
+  kilt_chart_add_series (chart, "training", KILT_CHART_LINE, NULL);
+  kilt_chart_add_series (chart, "validation", KILT_CHART_LINE, NULL);
+  for (guint i = 0; i < n; i++)
+    {
+      double x = (double)i / 100;
+      kilt_chart_append (chart, 0, x, 2 * exp (-x / 3) + g_rand_double_range (rand, 0, 0.2));
+      if (i % 100 == 99)
+        kilt_chart_append (chart, 1, x, 2.1 * exp (-x / 3));
+    }
+  g_rand_free (rand);
+  return chart;
+}
+
+static void
+test_reduction (void)
+{
+  const guint columns = 200;
+  const guint n = 100000;
+  g_autoptr (KiltChart) chart = kilt_chart_new (NULL);
+  GRand *rand = g_rand_new_with_seed (11);
+  double *ys = g_new (double, n);
+  double gmin = INFINITY, gmax = -INFINITY;
+  const double *r;
+  gsize nr;
+
+  kilt_chart_set_columns (chart, columns);
+  kilt_chart_add_series (chart, "noise", KILT_CHART_LINE, NULL);
+  for (guint i = 0; i < n; i++)
+    {
+      ys[i] = g_rand_double_range (rand, -1, 1) + sin (i / 5000.0);
+      /* A few spikes, which a naive every-k-th-point reduction would lose. */
+      if (g_rand_int_range (rand, 0, 5000) == 0)
+        ys[i] += g_rand_double_range (rand, -50, 50);
+      kilt_chart_append (chart, 0, i * 0.5, ys[i]);
+      gmin = MIN (gmin, ys[i]);
+      gmax = MAX (gmax, ys[i]);
+
+      /* Reduced as points arrive: the bound holds at every moment. */
+      if (i % 9973 == 0)
+        {
+          kilt_chart_get_reduced (chart, 0, &nr);
+          g_assert_cmpuint (nr, <=, 2 * columns);
+        }
+    }
+  g_assert_cmpuint (kilt_chart_get_n_points (chart, 0), ==, n);
+  r = kilt_chart_get_reduced (chart, 0, &nr);
+  g_assert_cmpuint (nr, <=, 2 * columns);
+  g_assert_cmpuint (nr, >=, columns / 2);
+
+  /* The extremes survive, and every reduced point is a real point. */
+  {
+    double rmin = INFINITY, rmax = -INFINITY;
+    for (gsize j = 0; j < nr; j++)
+      {
+        double x = r[2 * j], y = r[2 * j + 1];
+        guint idx = (guint)llround (x / 0.5);
+
+        g_assert_cmpuint (idx, <, n);
+        g_assert_cmpfloat (ys[idx], ==, y);
+        if (j > 0)
+          g_assert_cmpfloat (x, >=, r[2 * j - 2]);
+        rmin = MIN (rmin, y);
+        rmax = MAX (rmax, y);
+      }
+    g_assert_cmpfloat (rmin, ==, gmin);
+    g_assert_cmpfloat (rmax, ==, gmax);
+  }
+
+  /* Each stretch of x covered by one column keeps its own min and max: check windows. */
+  {
+    double width = (n * 0.5) / columns * 4;
+    for (double x0 = 0; x0 + width < n * 0.5; x0 += width)
+      {
+        double wmin = INFINITY, wmax = -INFINITY, rmin = INFINITY, rmax = -INFINITY;
+        for (guint i = (guint)(x0 / 0.5); i < (guint)((x0 + width) / 0.5); i++)
+          wmin = MIN (wmin, ys[i]), wmax = MAX (wmax, ys[i]);
+        for (gsize j = 0; j < nr; j++)
+          if (r[2 * j] >= x0 && r[2 * j] < x0 + width)
+            rmin = MIN (rmin, r[2 * j + 1]), rmax = MAX (rmax, r[2 * j + 1]);
+        /* The window's extremes may sit in a column shared with the neighbour window. */
+        g_assert_cmpfloat (rmin, >=, wmin);
+        g_assert_cmpfloat (rmax, <=, wmax);
+      }
+  }
+
+  /* Few points are kept as they are. */
+  {
+    g_autoptr (KiltChart) small = kilt_chart_new (NULL);
+    kilt_chart_add_series (small, "s", KILT_CHART_LINE, NULL);
+    for (guint i = 0; i < 50; i++)
+      kilt_chart_append (small, 0, i, ys[i]);
+    r = kilt_chart_get_reduced (small, 0, &nr);
+    g_assert_cmpuint (nr, ==, 50);
+    for (guint i = 0; i < 50; i++)
+      g_assert_cmpfloat (r[2 * i + 1], ==, ys[i]);
+  }
+  g_free (ys);
+  g_rand_free (rand);
+}
+
+static void
+test_stacked_and_scaling (void)
+{
+  g_autoptr (KiltChart) chart = kilt_chart_new ("Memory");
+  cairo_rectangle_t area;
+  const double *r;
+  gsize nr;
+
+  kilt_chart_set_y_axis (chart, "Device memory", KILT_AXIS_BYTES);
+  kilt_chart_add_series (chart, "weights", KILT_CHART_AREA, NULL);
+  kilt_chart_add_series (chart, "activations", KILT_CHART_AREA, NULL);
+  for (guint i = 0; i < 10; i++)
+    {
+      kilt_chart_append (chart, 0, i, 100e6);
+      kilt_chart_append (chart, 1, i, 50e6 * (i + 1));
+    }
+  r = kilt_chart_get_reduced (chart, 1, &nr);
+  g_assert_cmpuint (nr, ==, 10);
+  for (guint i = 0; i < 10; i++)
+    g_assert_cmpfloat (r[2 * i + 1], ==, 100e6 + 50e6 * (i + 1));
+
+  kilt_chart_get_plot_area (chart, 600, 300, &area);
+  g_assert_cmpfloat (area.x, >, 0);
+  g_assert_cmpfloat (area.y, >, 0);
+  g_assert_cmpfloat (area.x + area.width, <=, 600);
+  g_assert_cmpfloat (area.y + area.height, <=, 300);
+  g_assert_cmpfloat (area.width, >, 400);
+  g_assert_cmpfloat (area.height, >, 150);
+
+  /* The hover read-out names the series and their own (unstacked) values. */
+  {
+    g_autofree char *text = kilt_chart_describe_at (chart, 600, 300, area.x + area.width);
+    g_assert_nonnull (text);
+    g_assert_nonnull (strstr (text, "weights"));
+    g_assert_nonnull (strstr (text, "activations"));
+    g_assert_nonnull (strstr (text, "MiB"));
+  }
+
+  /* Smoothing is an exponential average with de-biasing: a constant stays constant. */
+  {
+    g_autoptr (KiltChart) c = kilt_chart_new (NULL);
+    kilt_chart_add_series (c, "flat", KILT_CHART_LINE, NULL);
+    kilt_chart_set_smoothing (c, 0.9);
+    for (guint i = 0; i < 20; i++)
+      kilt_chart_append (c, 0, i, 3.0);
+    g_autofree char *t = kilt_chart_describe_at (c, 400, 200, 399);
+    g_assert_nonnull (strstr (t, "flat 3.0"));
+  }
+}
+
+/* Is the pixel at (x, y) of an ARGB32 surface close to @rgb? */
+static gboolean
+pixel_near (cairo_surface_t *s, int x, int y, const guint8 rgb[3], int tol)
+{
+  const guint8 *data = cairo_image_surface_get_data (s);
+  guint32 p
+      = *(const guint32 *)(const void *)(data + y * cairo_image_surface_get_stride (s) + 4 * x);
+  int r = (p >> 16) & 0xff, g = (p >> 8) & 0xff, b = p & 0xff;
+  return abs (r - rgb[0]) <= tol && abs (g - rgb[1]) <= tol && abs (b - rgb[2]) <= tol;
+}
+
+static void
+test_png (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "loss.png", NULL);
+  g_autoptr (KiltChart) chart = loss_chart (1000, 3);
+  g_autoptr (GError) error = NULL;
+  const guint8 blue[3] = { 0x35, 0x84, 0xe4 };
+  const guint8 white[3] = { 255, 255, 255 };
+  cairo_rectangle_t area;
+  cairo_surface_t *png;
+  guint series_px = 0, bg_px = 0;
+  int w, h;
+
+  g_assert_true (kilt_chart_save (chart, path, 640, 360, &error));
+  g_assert_no_error (error);
+  png = cairo_image_surface_create_from_png (path);
+  g_assert_cmpint (cairo_surface_status (png), ==, CAIRO_STATUS_SUCCESS);
+  w = cairo_image_surface_get_width (png);
+  h = cairo_image_surface_get_height (png);
+  g_assert_cmpint (w, ==, 640);
+  g_assert_cmpint (h, ==, 360);
+  cairo_surface_flush (png);
+
+  kilt_chart_get_plot_area (chart, 640, 360, &area);
+  /* The first training point (x = 0, y about 2.1) is in the top-left of the plot area, drawn
+   * in the first series' colour; the bottom-right of the plot is empty background. */
+  for (int y = (int)area.y; y < (int)(area.y + area.height * 0.3); y++)
+    for (int x = (int)area.x + 1; x < (int)(area.x + 20); x++)
+      series_px += pixel_near (png, x, y, blue, 40);
+  g_assert_cmpuint (series_px, >, 10);
+  for (int y = (int)(area.y + area.height * 0.1); y < (int)(area.y + area.height * 0.3); y++)
+    for (int x = (int)(area.x + area.width * 0.8); x < (int)(area.x + area.width - 2); x++)
+      {
+        bg_px += pixel_near (png, x, y, white, 30) || !pixel_near (png, x, y, blue, 60);
+        g_assert_false (pixel_near (png, x, y, blue, 20));
+      }
+  g_assert_cmpuint (bg_px, >, 100);
+
+  /* A chart with the series hidden has no series pixels there. */
+  kilt_chart_set_series_visible (chart, 0, FALSE);
+  kilt_chart_set_series_visible (chart, 1, FALSE);
+  g_assert_true (kilt_chart_save (chart, path, 640, 360, &error));
+  cairo_surface_destroy (png);
+  png = cairo_image_surface_create_from_png (path);
+  series_px = 0;
+  for (int y = (int)area.y; y < (int)(area.y + area.height); y++)
+    for (int x = (int)area.x + 1; x < (int)(area.x + area.width); x++)
+      series_px += pixel_near (png, x, y, blue, 40);
+  g_assert_cmpuint (series_px, ==, 0);
+  cairo_surface_destroy (png);
+
+  /* No temporary files are left beside it. */
+  {
+    g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+    const char *name;
+    guint n = 0;
+    while ((name = g_dir_read_name (d)))
+      {
+        n++;
+        g_assert_cmpstr (name, ==, "loss.png");
+      }
+    g_assert_cmpuint (n, ==, 1);
+  }
+}
+
+static void
+test_vector_files (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autoptr (KiltChart) chart = loss_chart (3000, 5);
+  const char *names[] = { "c.svg", "c.PDF" };
+
+  kilt_chart_set_log_scale (chart, TRUE);
+  kilt_chart_set_smoothing (chart, 0.6);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      g_autofree char *path = g_build_filename (dir, names[i], NULL);
+      g_autofree char *contents = NULL;
+      g_autoptr (GError) error = NULL;
+      gsize len;
+
+      g_assert_true (kilt_chart_save (chart, path, 500, 300, &error));
+      g_assert_no_error (error);
+      g_assert_true (g_file_get_contents (path, &contents, &len, NULL));
+      g_assert_cmpuint (len, >, 1000);
+      if (i == 0)
+        g_assert_true (g_str_has_prefix (contents, "<?xml") && strstr (contents, "<svg"));
+      else
+        g_assert_true (g_str_has_prefix (contents, "%PDF"));
+    }
+
+  /* Unknown extension and a folder that does not exist: errors, no crash, no file. */
+  {
+    g_autoptr (GError) error = NULL;
+    g_autofree char *bad = g_build_filename (dir, "c.bmp", NULL);
+    g_assert_false (kilt_chart_save (chart, bad, 100, 100, &error));
+    g_assert_nonnull (error);
+    g_assert_nonnull (strstr (error->message, ".png"));
+    g_assert_false (g_file_test (bad, G_FILE_TEST_EXISTS));
+    g_clear_error (&error);
+    g_assert_false (kilt_chart_save (chart, "/nonexistent-kilt/c.png", 100, 100, &error));
+    g_assert_nonnull (error);
+    g_assert_nonnull (strstr (error->message, "/nonexistent-kilt/c.png"));
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/chart/ticks/numbers", test_ticks_numbers);
+  g_test_add_func ("/chart/ticks/units", test_ticks_units);
+  g_test_add_func ("/chart/labels", test_labels);
+  g_test_add_func ("/chart/reduction", test_reduction);
+  g_test_add_func ("/chart/stacked-and-scaling", test_stacked_and_scaling);
+  g_test_add_func ("/chart/png", test_png);
+  g_test_add_func ("/chart/svg-pdf", test_vector_files);
+  return g_test_run ();
+}
