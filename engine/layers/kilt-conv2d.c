@@ -27,6 +27,8 @@ typedef struct
 static gboolean
 conv_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_before)
 {
+  *out = 0;
+  *pad_before = 0;
   if (same)
     {
       guint o = (in + s - 1) / s;
