@@ -8,6 +8,7 @@
 /* At most this many floats of column matrix + GEMM output per chunk of the batch (128 MiB):
  * bigger batches are processed in several chunks, each still one large GEMM. */
 #define CONV_CHUNK_CAP ((gsize)1 << 25)
+/* On CPU devices, at most this many floats of column matrix per chunk (2 MiB). */
 #define CONV_CHUNK_CPU ((gsize)1 << 19)
 /* Split-K of the weight gradient: at most this many partial products, and only for weight
  * matrices small enough that CLBlast would run them on a handful of work-groups. */
@@ -40,7 +41,6 @@ conv_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_
   if (in < k)
     return FALSE;
   *out = (in - k) / s + 1;
-  *pad_before = 0;
   return TRUE;
 }
 
@@ -77,8 +77,8 @@ conv_env (const char *name, guint max)
 
 /* Samples per chunk: on a GPU the whole batch when its column matrix fits the cap, so that
  * each GEMM is as large as can be. On a CPU (PoCL) a chunk whose column matrix stays near
- * the caches: measured with PoCL on 2 cores, cifar10_cnn's 32x32x32 -> 32 convolution took
- * 447 ms forward + backward at batch 32 in one chunk and 165 ms in chunks of 2 (2 MiB).
+ * the caches: measured with PoCL on 2 cores, cifar10_cnn's second convolution (32x32x32 ->
+ * 32, valid) took 447 ms forward + backward at batch 32 in one chunk, 165 ms in chunks of 2.
  * @info NULL gives the largest chunk any device uses, for sizing the workspace.
  * $KILT_CONV_CHUNK caps it further (tests use it to run several chunks). */
 static guint

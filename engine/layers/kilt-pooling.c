@@ -26,7 +26,6 @@ pool_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_
   if (in < k)
     return FALSE;
   *out = (in - k) / s + 1;
-  *pad_before = 0;
   return TRUE;
 }
 
