@@ -47,7 +47,8 @@ struct _KiltSession
   GObject parent_instance;
   Shared *shared;
   KiltTrainer *trainer;
-  gpointer tag; /* RunTag of the trainer, freed after its thread is joined */
+  gpointer tag;             /* RunTag of the trainer, freed after its thread is joined */
+  GPtrArray *external_tags; /* RunTag of runs fed by kilt_session_post (), kept to the end */
   gboolean running, paused;
   gint64 start_us, end_us;
 };
@@ -299,6 +300,46 @@ run_tag_free (gpointer data)
   g_free (tag);
 }
 
+/* A new run: later events of older runs are dropped from here on. */
+static RunTag *
+begin_run (KiltSession *self)
+{
+  RunTag *tag = g_new0 (RunTag, 1);
+
+  tag->shared = shared_ref (self->shared);
+  g_mutex_lock (&self->shared->lock);
+  tag->generation = ++self->shared->generation;
+  update_clear (&self->shared->pending);
+  update_init (&self->shared->pending);
+  self->shared->start_us = g_get_monotonic_time ();
+  g_mutex_unlock (&self->shared->lock);
+  self->start_us = self->shared->start_us;
+  self->end_us = 0;
+  return tag;
+}
+
+gpointer
+kilt_session_begin_external (KiltSession *self)
+{
+  RunTag *tag;
+
+  g_return_val_if_fail (KILT_IS_SESSION (self), NULL);
+  g_return_val_if_fail (!self->running, NULL);
+  tag = begin_run (self);
+  g_ptr_array_add (self->external_tags, tag);
+  self->running = TRUE;
+  self->paused = FALSE;
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_RUNNING]);
+  return tag;
+}
+
+void
+kilt_session_post (gpointer token, const KiltEvent *event)
+{
+  g_return_if_fail (token != NULL && event != NULL);
+  on_event (event, token);
+}
+
 gboolean
 kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
                     const KiltTrainConfig *config, GError **error)
@@ -321,17 +362,7 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
                "This build of Kilt has no trainer yet");
   return FALSE;
 #endif
-  tag = g_new0 (RunTag, 1);
-  tag->shared = shared_ref (self->shared);
-  g_mutex_lock (&self->shared->lock);
-  tag->generation = ++self->shared->generation;
-  update_clear (&self->shared->pending);
-  update_init (&self->shared->pending);
-  self->shared->start_us = g_get_monotonic_time ();
-  g_mutex_unlock (&self->shared->lock);
-  self->start_us = self->shared->start_us;
-  self->end_us = 0;
-
+  tag = begin_run (self);
   self->tag = tag;
   self->trainer = kilt_trainer_new (model, data, config, on_event, tag);
   self->running = TRUE;
@@ -347,7 +378,8 @@ kilt_session_pause (KiltSession *self)
   g_return_if_fail (KILT_IS_SESSION (self));
   if (!self->running || self->paused)
     return;
-  kilt_trainer_pause (self->trainer);
+  if (self->trainer)
+    kilt_trainer_pause (self->trainer);
   self->paused = TRUE;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
 }
@@ -358,7 +390,8 @@ kilt_session_resume (KiltSession *self)
   g_return_if_fail (KILT_IS_SESSION (self));
   if (!self->running || !self->paused)
     return;
-  kilt_trainer_resume (self->trainer);
+  if (self->trainer)
+    kilt_trainer_resume (self->trainer);
   self->paused = FALSE;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
 }
@@ -419,6 +452,7 @@ kilt_session_finalize (GObject *object)
 {
   KiltSession *self = KILT_SESSION (object);
 
+  g_ptr_array_unref (self->external_tags);
   shared_unref (self->shared);
   G_OBJECT_CLASS (kilt_session_parent_class)->finalize (object);
 }
@@ -466,6 +500,7 @@ kilt_session_class_init (KiltSessionClass *klass)
 static void
 kilt_session_init (KiltSession *self)
 {
+  self->external_tags = g_ptr_array_new_with_free_func (run_tag_free);
   self->shared = g_new0 (Shared, 1);
   g_atomic_ref_count_init (&self->shared->ref);
   g_mutex_init (&self->shared->lock);
