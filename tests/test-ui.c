@@ -660,6 +660,67 @@ test_dialogs (void)
   }
 }
 
+static gboolean
+window_gone (gpointer data)
+{
+  return window == NULL;
+}
+
+/* Closing during a run asks first; "Stop and Close" stops the run and closes when it ended. */
+static void
+test_close_during_run (void)
+{
+  KiltSession *session = kilt_window_get_session (window);
+  GListModel *toplevels = gtk_window_get_toplevels ();
+  AdwMessageDialog *dialog = NULL;
+  KiltEvent started = { 0 }, fin = { 0 };
+  gpointer token;
+
+  g_object_add_weak_pointer (G_OBJECT (window), (gpointer *)&window);
+  token = kilt_session_begin_external (session);
+  started.type = KILT_EVENT_STARTED;
+  started.steps_per_epoch = 10;
+  kilt_session_post (token, &started);
+  settle (0.2);
+
+  gtk_window_close (GTK_WINDOW (window));
+  settle (0.3);
+  g_assert_nonnull (window);
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr (GObject) w = g_list_model_get_item (toplevels, i);
+      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        dialog = ADW_MESSAGE_DIALOG (w);
+    }
+  g_assert_nonnull (dialog);
+  screenshot (GTK_WIDGET (dialog), "close-during-run");
+
+  /* "Keep Training" leaves everything as it was. */
+  adw_message_dialog_response (dialog, "cancel");
+  settle (0.3);
+  g_assert_nonnull (window);
+  g_assert_true (kilt_session_is_running (session));
+
+  gtk_window_close (GTK_WINDOW (window));
+  settle (0.3);
+  dialog = NULL;
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr (GObject) w = g_list_model_get_item (toplevels, i);
+      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        dialog = ADW_MESSAGE_DIALOG (w);
+    }
+  g_assert_nonnull (dialog);
+  adw_message_dialog_response (dialog, "stop");
+  settle (0.2);
+  /* Still open until the run has really ended. */
+  g_assert_nonnull (window);
+  fin.type = KILT_EVENT_FINISHED;
+  fin.status = KILT_RUN_STOPPED;
+  kilt_session_post (token, &fin);
+  g_assert_true (wait_until (window_gone, NULL, 10));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -703,9 +764,11 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/8-stop", test_stop);
   g_test_add_func ("/ui/9-screenshots", test_screenshots);
   g_test_add_func ("/ui/9-dialogs", test_dialogs);
+  g_test_add_func ("/ui/z-close-during-run", test_close_during_run);
   status = g_test_run ();
 
-  gtk_window_destroy (GTK_WINDOW (window));
+  if (window)
+    gtk_window_destroy (GTK_WINDOW (window));
   settle (0.2);
   g_object_unref (app);
   g_free (artifacts);

@@ -601,10 +601,6 @@ kilt_data_page_class_init (KiltDataPageClass *klass)
   gtk_widget_class_install_action (widget_class, "data.load", "s", action_load);
   gtk_widget_class_install_action (widget_class, "data.reload", NULL, action_reload);
   gtk_widget_class_install_action (widget_class, "data.cancel", NULL, action_cancel);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "data.open-file",
-                                       NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK | GDK_SHIFT_MASK,
-                                       "data.open-folder", NULL);
 }
 
 static void

@@ -546,8 +546,6 @@ kilt_model_page_class_init (KiltModelPageClass *klass)
   gtk_widget_class_install_action (widget_class, "model.import-keras", NULL, action_import_keras);
   gtk_widget_class_install_action (widget_class, "model.open", NULL, action_open);
   gtk_widget_class_install_action (widget_class, "model.save", NULL, action_save);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_i, GDK_CONTROL_MASK,
-                                       "model.import-keras", NULL);
 }
 
 static void

@@ -173,7 +173,10 @@ flush (gpointer data)
   g_mutex_lock (&s->lock);
   u = s->pending;
   update_init (&s->pending);
-  s->source_id = 0;
+  /* A FINISHED event may have replaced this source with a newer one while it was about to
+   * run: only the current source clears the slot. */
+  if (s->source_id == g_source_get_id (g_main_current_source ()))
+    s->source_id = 0;
   g_mutex_unlock (&s->lock);
 
   if (self)

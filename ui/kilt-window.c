@@ -72,6 +72,11 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
     }
   else
     say (self, u->status == KILT_RUN_FINISHED ? "Training finished" : "Training stopped");
+  if (self->close_after_run)
+    {
+      gtk_window_destroy (GTK_WINDOW (self));
+      return;
+    }
   /* The run owned the data set; bring it back for the next one. */
   if (self->dataset_in_run)
     {
@@ -79,8 +84,6 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
       kilt_data_page_reload (self->data_page);
     }
   update_actions (self);
-  if (self->close_after_run)
-    gtk_window_destroy (GTK_WINDOW (self));
 }
 
 static void
@@ -275,6 +278,30 @@ action_save_chart (GtkWidget *widget, const char *name, GVariant *param)
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
 }
 
+/* Page actions reachable from anywhere in the window (a page's own shortcuts work only while
+ * the focus is inside it). */
+static void
+action_forward (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltWindow *self = KILT_WINDOW (widget);
+
+  if (g_strcmp0 (name, "win.open-data") == 0)
+    {
+      kilt_window_show_page (self, "data");
+      gtk_widget_activate_action (GTK_WIDGET (self->data_page), "data.open-file", NULL);
+    }
+  else if (g_strcmp0 (name, "win.open-data-folder") == 0)
+    {
+      kilt_window_show_page (self, "data");
+      gtk_widget_activate_action (GTK_WIDGET (self->data_page), "data.open-folder", NULL);
+    }
+  else if (g_strcmp0 (name, "win.import-model") == 0)
+    {
+      kilt_window_show_page (self, "model");
+      gtk_widget_activate_action (GTK_WIDGET (self->model_page), "model.import-keras", NULL);
+    }
+}
+
 static void
 on_device_changed (KiltWindow *self)
 {
@@ -394,6 +421,15 @@ kilt_window_class_init (KiltWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.copy-report", NULL, action_copy_report);
   gtk_widget_class_install_action (widget_class, "win.save-chart", NULL, action_save_chart);
 
+  gtk_widget_class_install_action (widget_class, "win.open-data", NULL, action_forward);
+  gtk_widget_class_install_action (widget_class, "win.open-data-folder", NULL, action_forward);
+  gtk_widget_class_install_action (widget_class, "win.import-model", NULL, action_forward);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "win.open-data",
+                                       NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK | GDK_SHIFT_MASK,
+                                       "win.open-data-folder", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_i, GDK_CONTROL_MASK,
+                                       "win.import-model", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, GDK_CONTROL_MASK, "win.start",
                                        NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_p, GDK_CONTROL_MASK, "win.pause",
