@@ -2,6 +2,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
 
+#include "kilt-cli.h"
+#include "kilt-cli-runs.h"
 #include "kilt-device.h"
 #include "kilt-doctor.h"
 #include "kilt-error.h"
@@ -137,18 +139,53 @@ print_version (void)
     printf ("OpenCL: %s\n", (const char *)g_ptr_array_index (list->problems, i));
 }
 
+static void
+usage (FILE *out)
+{
+  fprintf (out, "usage: kilt-cli COMMAND [options]\n"
+                "\n"
+                "  train      train a model (no options: lenet5 on the bundled sample data)\n"
+                "  eval       evaluate a checkpoint on a data set's test split\n"
+                "  summary    print a model's layer table (--list: the presets)\n"
+                "  data info  describe a data set\n"
+                "  devices    list OpenCL devices (--test: run the device doctor on each)\n"
+                "  setup      choose the default device\n"
+                "  bench      time training steps on one or more devices\n"
+                "  runs       list, show, rename, tag and delete recorded runs\n"
+                "  report     write a timing report for runs\n"
+                "  --version  Kilt, CLBlast and OpenCL platform versions\n"
+                "\n"
+                "kilt-cli COMMAND --help shows a command's options.\n");
+}
+
 int
 main (int argc, char **argv)
 {
+  static const struct
+  {
+    const char *name;
+    int (*run) (int argc, char **argv);
+  } commands[] = {
+    { "train", kilt_cli_train }, { "eval", kilt_cli_eval },  { "summary", kilt_cli_summary },
+    { "data", kilt_cli_data },   { "devices", cmd_devices }, { "setup", cmd_setup },
+    { "bench", kilt_cli_bench }, { "runs", kilt_cli_runs },  { "report", kilt_cli_report },
+  };
+
   if (argc >= 2 && (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "version") == 0))
     {
       print_version ();
       return 0;
     }
-  if (argc >= 2 && strcmp (argv[1], "devices") == 0)
-    return cmd_devices (argc - 1, argv + 1);
-  if (argc >= 2 && strcmp (argv[1], "setup") == 0)
-    return cmd_setup (argc - 1, argv + 1);
-  fprintf (stderr, "usage: kilt-cli devices | --version\n");
+  if (argc < 2 || strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0
+      || strcmp (argv[1], "help") == 0)
+    {
+      usage (argc < 2 ? stderr : stdout);
+      return argc < 2 ? 2 : 0;
+    }
+  for (gsize i = 0; i < G_N_ELEMENTS (commands); i++)
+    if (strcmp (argv[1], commands[i].name) == 0)
+      return commands[i].run (argc - 1, argv + 1);
+  fprintf (stderr, "kilt-cli: unknown command \"%s\"\n\n", argv[1]);
+  usage (stderr);
   return 2;
 }

@@ -77,6 +77,7 @@ typedef struct
   cairo_rectangle_t plot;
   double legend_y;
   gboolean empty;
+  gboolean marker_above; /* the marker is above the data's range and left off the scale */
 } Layout;
 
 static const double palette[][3] = {
@@ -856,10 +857,16 @@ compute_ranges (KiltChart *chart, Layout *l)
         }
     }
   l->empty = !isfinite (xlo);
+  /* A marker far above the data (a 5 GiB device running a 10 MiB model) would flatten the
+   * series into the axis: it then stays off the scale and is only named at the top. */
+  l->marker_above = FALSE;
   if (chart->has_marker && isfinite (y_map_value (chart, chart->marker)))
     {
       double m = y_map_value (chart, chart->marker);
-      ylo = MIN (ylo, m), yhi = MAX (yhi, m);
+      if (chart->log_y || !isfinite (yhi) || yhi >= m / 4)
+        ylo = MIN (ylo, m), yhi = MAX (yhi, m);
+      else
+        l->marker_above = TRUE;
     }
   if (!isfinite (xlo))
     xlo = 0, xhi = 1;
@@ -1271,7 +1278,19 @@ draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
     }
   cairo_restore (cr);
 
-  if (chart->has_marker)
+  if (chart->has_marker && l->marker_above && chart->marker_label)
+    {
+      g_autofree char *text = g_strconcat (chart->marker_label, " ↑", NULL);
+      cairo_text_extents_t e;
+
+      set_font (cr, LABEL_SIZE, FALSE);
+      cairo_text_extents (cr, text, &e);
+      set_fg (cr, chart, 0.7);
+      /* Beside the title, out of the series' way. */
+      cairo_move_to (cr, l->plot.x + l->plot.width - e.x_advance, PAD + TITLE_SIZE);
+      cairo_show_text (cr, text);
+    }
+  else if (chart->has_marker)
     {
       double y = map_y (chart, l, chart->marker);
 

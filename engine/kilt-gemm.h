@@ -12,6 +12,14 @@ gboolean kilt_gemm (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize 
                     float alpha, cl_mem a, gsize a_off, gsize lda, cl_mem b, gsize b_off, gsize ldb,
                     float beta, cl_mem c, gsize c_off, gsize ldc, GError **error);
 
+/* @batch independent GEMMs as kilt_gemm, the i-th with offsets a_off + i * a_stride (and so on
+ * for b and c), in one CLBlast call: split-K partial products, per-sample products. */
+gboolean kilt_gemm_strided_batched (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m,
+                                    gsize n, gsize k, float alpha, cl_mem a, gsize a_off, gsize lda,
+                                    gsize a_stride, cl_mem b, gsize b_off, gsize ldb,
+                                    gsize b_stride, float beta, cl_mem c, gsize c_off, gsize ldc,
+                                    gsize c_stride, gsize batch, GError **error);
+
 /* The CLBlast version string, e.g. "1.5.3" (from pkg-config at build time). */
 const char *kilt_clblast_version (void);
 

@@ -87,6 +87,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   gboolean ok = FALSE;
   Ref ref = { 0 };
   double *din[KILT_MAX_INPUTS] = { 0 };
+  double *prefill[KILT_MAX_INPUTS] = { 0 };
   g_autofree double *dparams = NULL;
   g_autofree float *fbuf = NULL;
   g_autofree float *hparams = NULL;
@@ -204,13 +205,18 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
       ALLOC (indb[i], inputs[i].dout, KILT_MEM_GRADIENTS, 4 * n, "input gradient");
       if (!kilt_buffer_write (inb[i], 0, x, 4 * n, error))
         goto out;
-      /* Pre-fill the gradient with values so an "overwrite" that adds shows up. */
+      /* Pre-fill the gradient with values so an "overwrite" that adds shows up; when
+       * accumulating, with values of the gradient's size that must be kept and added to. */
+      prefill[i] = g_new (double, n);
       for (gsize j = 0; j < n; j++)
-        x[j] = 1000.0f;
+        {
+          x[j] = check->accumulate ? (float)(1.0 + kilt_rng_uniform (&rng)) : 1000.0f;
+          prefill[i][j] = x[j];
+        }
       if (!kilt_buffer_write (indb[i], 0, x, 4 * n, error))
         goto out;
       node.din_needed[i] = TRUE;
-      node.din_beta[i] = 0.0f;
+      node.din_beta[i] = check->accumulate ? 1.0f : 0.0f;
     }
 
   /* Forward. */
@@ -261,6 +267,15 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
       g_autofree float *g = g_new (float, n);
       if (!kilt_buffer_read (indb[i], 0, g, 4 * n, error))
         goto out;
+      if (check->accumulate)
+        {
+          /* Expect reference + pre-fill; din[i] itself stays the reference for FD below. */
+          g_autofree double *expect = g_new (double, n);
+          for (gsize j = 0; j < n; j++)
+            expect[j] = din[i][j] + prefill[i][j];
+          result->backward_input = MAX (result->backward_input, max_rel (g, expect, n));
+          continue;
+        }
       result->backward_input = MAX (result->backward_input, max_rel (g, din[i], n));
     }
   if (node.n_params)
@@ -285,6 +300,7 @@ out:
   for (guint i = 0; i < check->n_inputs; i++)
     {
       g_free (din[i]);
+      g_free (prefill[i]);
       if (ref.in)
         g_free (ref.in[i]);
     }

@@ -16,6 +16,7 @@ typedef struct
   guint batch;
   gboolean training;
   guint32 seed;
+  gboolean accumulate; /* backward with din_beta 1 (add to the input gradient), not 0 */
 } KiltLayerCheck;
 
 typedef struct

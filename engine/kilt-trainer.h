@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
+#include "kilt-device.h"
 #include "kilt-memory.h"
 #include "kilt-model.h"
 #include "kilt-optimizer-config.h"
@@ -60,7 +61,8 @@ void kilt_layer_timing_clear (gpointer timing);
 typedef struct
 {
   KiltEventType type;
-  /* STARTED */
+  /* STARTED (and FINISHED when the device was opened) */
+  const KiltDeviceInfo *device; /* valid during the callback */
   char *device_name;
   double compile_seconds;
   gboolean compile_cached;
@@ -109,6 +111,11 @@ void kilt_trainer_stop (KiltTrainer *trainer);
 /* Waits for the thread; returns the final status. */
 KiltRunStatus kilt_trainer_join (KiltTrainer *trainer);
 void kilt_trainer_free (KiltTrainer *trainer);
+
+/* Evaluates the weights in @config->checkpoint_path on @data's test split (else its
+ * validation split), on @config->device_id, synchronously. Borrows @model and @data. */
+gboolean kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfig *config,
+                                double *loss, double *accuracy, GError **error);
 
 KiltTrainConfig kilt_train_config_default (void);
 void kilt_train_config_clear (KiltTrainConfig *config);

@@ -7,21 +7,11 @@
 
 #include "kilt-session.h"
 #include "kilt-error.h"
+#include "kilt-run-recorder.h"
 
 #include <string.h>
 
 #define FLUSH_MS 100
-
-#ifndef KILT_HAVE_TRAINER
-/* Until the trainer is in the tree: kilt_session_start () refuses, nothing else is reached. */
-#define kilt_trainer_new(m, d, c, f, u) ((void)(f), NULL)
-#define kilt_trainer_start(t)           ((void)(t))
-#define kilt_trainer_pause(t)           ((void)(t))
-#define kilt_trainer_resume(t)          ((void)(t))
-#define kilt_trainer_stop(t)            ((void)(t))
-#define kilt_trainer_join(t)            ((void)(t))
-#define kilt_trainer_free(t)            ((void)(t))
-#endif
 
 /* Shared between the trainer thread and the main thread; outlives either side's use. */
 typedef struct
@@ -40,6 +30,7 @@ typedef struct
 {
   Shared *shared;
   guint generation;
+  KiltRunRecorder *recorder; /* the run store's record of this run; trainer thread only */
 } RunTag;
 
 struct _KiltSession
@@ -52,17 +43,6 @@ struct _KiltSession
   gboolean running, paused;
   gint64 start_us, end_us;
 };
-
-/* The loaders bring kilt_dataset_free (); without them no data set ever exists here. */
-static void
-dataset_free (KiltDataset *ds)
-{
-#ifdef KILT_HAVE_DATASET_LOAD
-  kilt_dataset_free (ds);
-#else
-  g_assert (ds == NULL);
-#endif
-}
 
 G_DEFINE_FINAL_TYPE (KiltSession, kilt_session, G_TYPE_OBJECT)
 
@@ -136,6 +116,7 @@ scalars (const KiltEvent *e)
 {
   KiltEvent c = *e;
 
+  c.device = NULL;
   c.device_name = NULL;
   c.timings = NULL;
   c.message = NULL;
@@ -218,6 +199,9 @@ on_event (const KiltEvent *event, gpointer user_data)
   KiltEvent c = scalars (event);
   gboolean now = FALSE;
 
+  /* The record is kept whatever the window does with the run. */
+  if (tag->recorder)
+    kilt_run_recorder_event (tag->recorder, event);
   g_mutex_lock (&s->lock);
   if (tag->generation != s->generation)
     {
@@ -299,6 +283,8 @@ static void
 run_tag_free (gpointer data)
 {
   RunTag *tag = data;
+
+  g_clear_pointer (&tag->recorder, kilt_run_recorder_free);
   shared_unref (tag->shared);
   g_free (tag);
 }
@@ -353,19 +339,22 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
   if (self->running)
     {
       kilt_model_free (model);
-      dataset_free (data);
+      kilt_dataset_free (data);
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "A run is already going on; stop it first");
       return FALSE;
     }
-#ifndef KILT_HAVE_TRAINER
-  kilt_model_free (model);
-  dataset_free (data);
-  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-               "This build of Kilt has no trainer yet");
-  return FALSE;
-#endif
   tag = begin_run (self);
+  {
+    g_autofree char *warning = NULL;
+    tag->recorder = kilt_run_recorder_new (NULL, model, data, config, &warning);
+    if (warning)
+      {
+        g_mutex_lock (&self->shared->lock);
+        g_ptr_array_add (self->shared->pending.logs, g_strdup_printf ("warning: %s", warning));
+        g_mutex_unlock (&self->shared->lock);
+      }
+  }
   self->tag = tag;
   self->trainer = kilt_trainer_new (model, data, config, on_event, tag);
   self->running = TRUE;

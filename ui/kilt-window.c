@@ -7,6 +7,7 @@
 #include "kilt-window.h"
 #include "kilt-chart-view.h"
 #include "kilt-error.h"
+#include "kilt-runs-page.h"
 
 struct _KiltWindow
 {
@@ -77,6 +78,9 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
       gtk_window_destroy (GTK_WINDOW (self));
       return;
     }
+  /* The run is in the store now. */
+  if (KILT_IS_RUNS_PAGE (self->runs_placeholder))
+    kilt_runs_page_reload (KILT_RUNS_PAGE (self->runs_placeholder), NULL);
   /* The run owned the data set; bring it back for the next one. */
   if (self->dataset_in_run)
     {
@@ -137,11 +141,7 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
       return;
     }
 
-#ifdef KILT_HAVE_TRAINER
   config = kilt_train_config_default ();
-#else
-  memset (&config, 0, sizeof config);
-#endif
   g_free (config.device_id);
   config.device_id = g_strdup (device);
   config.epochs = kilt_model_page_get_epochs (self->model_page);
@@ -161,7 +161,6 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
   kilt_train_page_reset (self->train_page, title,
                          kilt_devices_page_get_device_memory (self->devices_page));
   kilt_train_page_set_epochs (self->train_page, config.epochs);
-#ifdef KILT_HAVE_TRAINER
   {
     KiltDataset *data = kilt_data_page_take_dataset (self->data_page);
     self->dataset_in_run = TRUE;
@@ -173,12 +172,6 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
       }
   }
   kilt_train_config_clear (&config);
-#else
-  kilt_model_free (model);
-  g_free (config.device_id);
-  g_free (config.run_name);
-  start_failed (self, "This build of Kilt has no trainer yet");
-#endif
   kilt_window_show_page (self, "train");
   update_actions (self);
 }
@@ -464,6 +457,7 @@ kilt_window_init (KiltWindow *self)
                                g_settings_get_int (self->settings, "window-height"));
   if (g_settings_get_boolean (self->settings, "window-maximized"))
     gtk_window_maximize (GTK_WINDOW (self));
+  kilt_window_set_runs_page (self, kilt_runs_page_new ());
   update_actions (self);
 }
 

@@ -1,0 +1,350 @@
+/* kilt-cli bench: times the trainer's own step for a model on one or more devices. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "kilt-cli.h"
+#include "kilt-context.h"
+#include "kilt-error.h"
+#include "kilt-model-json.h"
+#include "kilt-reference.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct
+{
+  char *device_id;
+  char *device_name;
+  double compile_cold;
+  double compile_cached;
+  double step_ms;
+  double samples_per_second;
+  double gflops;
+  double busy_percent;
+  gint64 peak_bytes;
+  double check_loss;
+  double check_grad;
+  gboolean check_ok;
+  char *error;
+} BenchResult;
+
+typedef struct
+{
+  guint epoch;
+  double seconds;
+  double busy;
+  gint64 peak;
+  KiltRunStatus status;
+  char *error;
+  guint64 flops;
+} BenchView;
+
+static void
+on_bench_event (const KiltEvent *ev, gpointer user_data)
+{
+  BenchView *v = user_data;
+
+  switch (ev->type)
+    {
+      case KILT_EVENT_STARTED:
+        v->flops = ev->flops_per_sample;
+        break;
+      case KILT_EVENT_EPOCH:
+        /* Epoch 1 is the warm-up (CLBlast builds its kernels on first use); epoch 2 is timed. */
+        v->epoch = ev->epoch;
+        v->seconds = ev->epoch_seconds;
+        v->busy = ev->busy_percent;
+        break;
+      case KILT_EVENT_FINISHED:
+        v->status = ev->status;
+        v->peak = ev->mem.peak_total;
+        if (ev->error)
+          v->error = g_strdup (ev->error->message);
+        break;
+      default:
+        break;
+    }
+}
+
+/* Random images of the model's input shape: timing does not depend on the pixel values. */
+static KiltDataset *
+synthetic_data (KiltModel *model, gsize n, guint32 seed)
+{
+  KiltDataset *ds = g_new0 (KiltDataset, 1);
+  KiltShape shape = kilt_model_node (model, 0)->out_shape;
+  gsize size = kilt_shape_size (&shape);
+  guint classes = kilt_model_n_outputs (model);
+  KiltRng rng;
+
+  kilt_rng_init (&rng, seed);
+  ds->name = g_strdup ("synthetic");
+  ds->source = g_strdup ("synthetic");
+  ds->format = g_strdup ("synthetic");
+  ds->shape = shape;
+  ds->type = KILT_SAMPLE_U8;
+  ds->n_classes = classes;
+  ds->class_names = g_new0 (char *, classes + 1);
+  for (guint i = 0; i < classes; i++)
+    ds->class_names[i] = g_strdup_printf ("class %u", i);
+  ds->train.n = n;
+  ds->train.u8 = g_malloc (n * size);
+  ds->train.labels = g_new (gint32, n);
+  for (gsize i = 0; i < n * size; i++)
+    ds->train.u8[i] = (guint8)kilt_rng_below (&rng, 256);
+  for (gsize i = 0; i < n; i++)
+    ds->train.labels[i] = (gint32)kilt_rng_below (&rng, classes);
+  for (guint c = 0; c < 4; c++)
+    {
+      ds->channel_mean[c] = 127.5f;
+      ds->channel_std[c] = 73.9f;
+    }
+  ds->hash = g_strdup ("synthetic");
+  return ds;
+}
+
+static void
+bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean check,
+              BenchResult *r)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *tmp = g_dir_make_tmp ("kilt-bench-XXXXXX", NULL);
+  g_autofree char *old_cache = g_strdup (g_getenv ("KILT_CACHE_DIR"));
+  KiltContext *ctx;
+  KiltModel *model;
+  KiltDataset *ds;
+  KiltTrainConfig cfg;
+  KiltTrainer *trainer;
+  BenchView view = { 0 };
+
+  r->device_id = g_strdup (dev->id);
+  r->device_name = g_strdup (dev->name);
+
+  /* Cold: an empty kernel cache; cached: the second start. */
+  g_setenv ("KILT_CACHE_DIR", tmp, TRUE);
+  ctx = kilt_context_new (dev, &error);
+  if (ctx)
+    {
+      r->compile_cold = ctx->compile_seconds;
+      kilt_context_free (ctx);
+      ctx = kilt_context_new (dev, &error);
+    }
+  if (old_cache)
+    g_setenv ("KILT_CACHE_DIR", old_cache, TRUE);
+  else
+    g_unsetenv ("KILT_CACHE_DIR");
+  if (ctx == NULL)
+    {
+      r->error = g_strdup (error->message);
+      return;
+    }
+  r->compile_cached = ctx->compile_seconds;
+
+  model = kilt_cli_load_model (c, NULL, &error);
+  if (model == NULL)
+    {
+      r->error = g_strdup (error->message);
+      kilt_context_free (ctx);
+      return;
+    }
+  if (check)
+    {
+      /* A small batch keeps the double-precision reference quick on big models. */
+      r->check_ok
+          = kilt_reference_check_step (ctx, model, MIN ((guint)c->batch, 4u), (guint32)c->seed,
+                                       &r->check_loss, &r->check_grad, &error);
+      if (!r->check_ok)
+        {
+          r->error = g_strdup (error->message);
+          kilt_model_free (model);
+          kilt_context_free (ctx);
+          return;
+        }
+      r->check_ok = r->check_loss < 1e-4 && r->check_grad < 1e-3;
+    }
+  kilt_context_free (ctx);
+
+  ds = synthetic_data (model, (gsize)steps * c->batch, (guint32)c->seed);
+  if (!kilt_cli_train_config (c, &cfg, &error))
+    {
+      r->error = g_strdup (error->message);
+      kilt_model_free (model);
+      kilt_dataset_free (ds);
+      return;
+    }
+  g_free (cfg.device_id);
+  cfg.device_id = g_strdup (dev->id);
+  cfg.epochs = 2;
+  cfg.profile = TRUE;
+  trainer = kilt_trainer_new (model, ds, &cfg, on_bench_event, &view);
+  kilt_trainer_start (trainer);
+  kilt_trainer_join (trainer);
+  if (view.status != KILT_RUN_FINISHED || view.epoch != 2)
+    r->error = view.error ? g_strdup (view.error) : g_strdup ("the timed epoch did not finish");
+  else
+    {
+      r->step_ms = view.seconds * 1e3 / steps;
+      r->samples_per_second = (double)steps * c->batch / view.seconds;
+      /* A training step costs about three forward passes (forward, input and weight
+       * gradients). */
+      r->gflops = 3.0 * view.flops * r->samples_per_second / 1e9;
+      r->busy_percent = view.busy;
+      r->peak_bytes = view.peak;
+    }
+  g_free (view.error);
+  kilt_trainer_free (trainer);
+  kilt_train_config_clear (&cfg);
+  g_rmdir (tmp);
+}
+
+int
+kilt_cli_bench (int argc, char **argv)
+{
+  KiltCliCommon c;
+  g_autoptr (GOptionContext) oc = g_option_context_new ("- time training steps");
+  g_autofree GOptionEntry *entries = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
+  g_autoptr (GPtrArray) devices = g_ptr_array_new ();
+  int steps = 50;
+  gboolean no_check = FALSE, all = FALSE;
+  GOptionEntry extra[] = {
+    { "steps", 0, 0, G_OPTION_ARG_INT, &steps, "Timed steps (after as many warm-up steps)", "N" },
+    { "all-devices", 0, 0, G_OPTION_ARG_NONE, &all, "Every usable device", NULL },
+    { "no-check", 0, 0, G_OPTION_ARG_NONE, &no_check,
+      "Skip the check of the first step against the C reference", NULL },
+    { NULL },
+  };
+  int rc = 0;
+
+  kilt_cli_common_init (&c);
+  g_free (c.model);
+  c.model = g_strdup ("cifar10_cnn");
+  g_free (c.optimizer);
+  c.optimizer = g_strdup ("rmsprop");
+  entries = kilt_cli_common_entries (&c);
+  g_option_context_add_main_entries (oc, entries, NULL);
+  g_option_context_add_main_entries (oc, extra, NULL);
+  g_option_context_set_summary (
+      oc, "Defaults: cifar10_cnn with Keras' RMSprop, batch 32, 50 steps, the default device. "
+          "--device takes a comma-separated list.");
+  if (!g_option_context_parse (oc, &argc, &argv, &error) || steps < 1)
+    {
+      fprintf (stderr, "kilt-cli bench: %s\n", error ? error->message : "--steps must be >= 1");
+      kilt_cli_common_clear (&c);
+      return 2;
+    }
+  if (all)
+    for (guint i = 0; i < list->devices->len; i++)
+      {
+        KiltDeviceInfo *d = g_ptr_array_index (list->devices, i);
+        if (!d->unusable_reason)
+          g_ptr_array_add (devices, d);
+      }
+  else if (c.device)
+    {
+      g_auto (GStrv) ids = g_strsplit (c.device, ",", -1);
+      for (guint i = 0; ids[i]; i++)
+        {
+          const KiltDeviceInfo *d = kilt_device_list_find (list, ids[i]);
+          if (!d)
+            {
+              fprintf (stderr, "kilt-cli bench: no device matches \"%s\"\n", ids[i]);
+              kilt_cli_common_clear (&c);
+              return 2;
+            }
+          g_ptr_array_add (devices, (gpointer)d);
+        }
+    }
+  else
+    {
+      const KiltDeviceInfo *d = kilt_device_list_choose_default (list, &error);
+      if (!d)
+        {
+          fprintf (stderr, "kilt-cli bench: %s\n", error->message);
+          kilt_cli_common_clear (&c);
+          return 1;
+        }
+      g_ptr_array_add (devices, (gpointer)d);
+    }
+
+  for (guint i = 0; i < devices->len; i++)
+    {
+      BenchResult r = { 0 };
+      bench_device (g_ptr_array_index (devices, i), &c, steps, !no_check, &r);
+      if (c.json)
+        {
+          g_autoptr (JsonBuilder) b = json_builder_new ();
+          g_autoptr (JsonNode) root = NULL;
+          g_autofree char *text = NULL;
+          json_builder_begin_object (b);
+#define STR(k, v)                                                                                  \
+  json_builder_set_member_name (b, k);                                                             \
+  json_builder_add_string_value (b, v)
+#define NUM(k, v)                                                                                  \
+  json_builder_set_member_name (b, k);                                                             \
+  if (isfinite ((double)(v)))                                                                      \
+    json_builder_add_double_value (b, (double)(v));                                                \
+  else                                                                                             \
+    json_builder_add_null_value (b)
+          STR ("device_id", r.device_id);
+          STR ("device", r.device_name);
+          STR ("model", c.model);
+          STR ("optimizer", c.optimizer);
+          NUM ("batch", c.batch);
+          NUM ("steps", steps);
+          if (r.error)
+            {
+              STR ("error", r.error);
+            }
+          else
+            {
+              NUM ("compile_cold_s", r.compile_cold);
+              NUM ("compile_cached_s", r.compile_cached);
+              NUM ("step_ms", r.step_ms);
+              NUM ("samples_per_s", r.samples_per_second);
+              NUM ("gflops", r.gflops);
+              NUM ("busy_percent", r.busy_percent);
+              NUM ("peak_bytes", r.peak_bytes);
+              if (!no_check)
+                {
+                  NUM ("check_loss_rel", r.check_loss);
+                  NUM ("check_grad_rel", r.check_grad);
+                  json_builder_set_member_name (b, "check_ok");
+                  json_builder_add_boolean_value (b, r.check_ok);
+                }
+            }
+#undef STR
+#undef NUM
+          json_builder_end_object (b);
+          root = json_builder_get_root (b);
+          text = json_to_string (root, FALSE);
+          printf ("%s\n", text);
+        }
+      else if (r.error)
+        printf ("%s: %s\n", r.device_name, r.error);
+      else
+        {
+          g_autofree char *peak = kilt_format_bytes (r.peak_bytes);
+          printf ("%s: %s batch %d, %s\n", r.device_name, c.model, c.batch, c.optimizer);
+          printf ("  kernels:   %.2f s cold, %.2f s cached\n", r.compile_cold, r.compile_cached);
+          printf ("  step:      %.2f ms (%.0f samples/s, %.1f GFLOP/s achieved)\n", r.step_ms,
+                  r.samples_per_second, r.gflops);
+          if (isfinite (r.busy_percent))
+            printf ("  device:    %.0f%% busy while profiled\n", r.busy_percent);
+          printf ("  memory:    %s peak\n", peak);
+          if (!no_check)
+            printf ("  check:     %s (loss %.1e, gradients %.1e relative to the C reference)\n",
+                    r.check_ok ? "pass" : "FAIL", r.check_loss, r.check_grad);
+        }
+      fflush (stdout);
+      if (r.error || (!no_check && !r.check_ok))
+        rc = 1;
+      g_free (r.device_id);
+      g_free (r.device_name);
+      g_free (r.error);
+    }
+  kilt_cli_common_clear (&c);
+  return rc;
+}

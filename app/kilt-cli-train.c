@@ -1,0 +1,675 @@
+/* kilt-cli train, eval, summary and data info: argument parsing and terminal output. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "kilt-cli.h"
+#include "kilt-error.h"
+#include "kilt-keras.h"
+#include "kilt-optimizer.h"
+#include "kilt-model-json.h"
+#include "kilt-run-recorder.h"
+#include "kilt-summary.h"
+#include "kilt-trainer.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- shared option handling --------------------------------------------------------------- */
+
+void
+kilt_cli_common_init (KiltCliCommon *c)
+{
+  memset (c, 0, sizeof *c);
+  c->data = g_strdup ("sample");
+  c->model = g_strdup ("lenet5");
+  c->batch = 32;
+  c->epochs = 2;
+  c->seed = 1;
+  c->optimizer = g_strdup ("adam");
+  c->lr = -1;
+  c->momentum = -1;
+  c->rho = -1;
+  c->decay = -1;
+  c->epsilon = -1;
+  c->weight_decay = 0;
+  c->val_split = 0;
+  c->loss = NULL;
+}
+
+void
+kilt_cli_common_clear (KiltCliCommon *c)
+{
+  g_free (c->device);
+  g_free (c->data);
+  g_free (c->model);
+  g_free (c->optimizer);
+  g_free (c->checkpoint);
+  g_free (c->loss);
+  g_free (c->label_column);
+  g_free (c->run_name);
+  g_free (c->image_size);
+}
+
+GOptionEntry *
+kilt_cli_common_entries (KiltCliCommon *c)
+{
+  GOptionEntry entries[] = {
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &c->device,
+      "OpenCL device: id, index or unique part of the name (default: the saved default)", "DEV" },
+    { "data", 0, 0, G_OPTION_ARG_FILENAME, &c->data,
+      "Data set: sample, fashion-mnist, or a path (IDX, CIFAR binary, image folder, CSV)", "DATA" },
+    { "model", 'm', 0, G_OPTION_ARG_FILENAME, &c->model,
+      "Model: a preset name (kilt-cli summary --list), a Kilt JSON file or a Keras to_json file",
+      "MODEL" },
+    { "loss", 0, 0, G_OPTION_ARG_STRING, &c->loss,
+      "Loss: softmax_cross_entropy, binary_cross_entropy or mse (default: the model's)", "LOSS" },
+    { "epochs", 'e', 0, G_OPTION_ARG_INT, &c->epochs, "Epochs (default 2)", "N" },
+    { "batch", 'b', 0, G_OPTION_ARG_INT, &c->batch, "Batch size (default 32)", "N" },
+    { "optimizer", 'o', 0, G_OPTION_ARG_STRING, &c->optimizer,
+      "sgd, rmsprop, adam, adadelta or adagrad (default adam)", "NAME" },
+    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &c->lr, "Learning rate (default: Keras' for the optimizer)",
+      "LR" },
+    { "momentum", 0, 0, G_OPTION_ARG_DOUBLE, &c->momentum, "SGD momentum", "M" },
+    { "nesterov", 0, 0, G_OPTION_ARG_NONE, &c->nesterov, "SGD with Nesterov momentum", NULL },
+    { "rho", 0, 0, G_OPTION_ARG_DOUBLE, &c->rho, "RMSprop / Adadelta rho", "RHO" },
+    { "epsilon", 0, 0, G_OPTION_ARG_DOUBLE, &c->epsilon, "Optimizer epsilon", "EPS" },
+    { "decay", 0, 0, G_OPTION_ARG_DOUBLE, &c->decay,
+      "Learning-rate decay per step, lr / (1 + decay * step)", "D" },
+    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &c->weight_decay, "L2 weight decay", "WD" },
+    { "seed", 's', 0, G_OPTION_ARG_INT, &c->seed, "Seed for weights, shuffles and dropout", "N" },
+    { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &c->val_split,
+      "Carve this fraction of the training data for validation", "F" },
+    { "max-samples", 0, 0, G_OPTION_ARG_INT, &c->max_samples,
+      "Use at most this many samples per split", "N" },
+    { "augment", 0, 0, G_OPTION_ARG_NONE, &c->augment,
+      "Random flips and shifts of images, as Keras' cifar10_cnn", NULL },
+    { "standardize", 0, 0, G_OPTION_ARG_NONE, &c->standardize,
+      "Per-channel mean/std normalisation instead of x/255", NULL },
+    { "image-size", 0, 0, G_OPTION_ARG_STRING, &c->image_size,
+      "Image folders: resize to WxH (default: the first image's size)", "WxH" },
+    { "grayscale", 0, 0, G_OPTION_ARG_NONE, &c->grayscale, "Image folders: load as grayscale",
+      NULL },
+    { "label-column", 0, 0, G_OPTION_ARG_STRING, &c->label_column,
+      "CSV: label column by name or 0-based index (default: the last)", "COL" },
+    { "regression", 0, 0, G_OPTION_ARG_NONE, &c->regression,
+      "CSV: the label is a numeric target (mse loss)", NULL },
+    { "drop-bad-rows", 0, 0, G_OPTION_ARG_NONE, &c->drop_bad_rows,
+      "CSV: drop rows with missing or non-numeric cells", NULL },
+    { "checkpoint", 0, 0, G_OPTION_ARG_FILENAME, &c->checkpoint,
+      "Write a checkpoint here after every epoch", "FILE" },
+    { "resume", 0, 0, G_OPTION_ARG_NONE, &c->resume, "Resume from --checkpoint", NULL },
+    { "name", 0, 0, G_OPTION_ARG_STRING, &c->run_name, "A name for the run", "NAME" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &c->json, "Print events as JSON lines", NULL },
+    { NULL },
+  };
+
+  return g_memdup2 (entries, sizeof entries);
+}
+
+static gboolean
+parse_size (const char *text, guint *w, guint *h, GError **error)
+{
+  char *end = NULL;
+  guint64 a, b;
+
+  a = g_ascii_strtoull (text, &end, 10);
+  if (end == text || (*end != 'x' && *end != 'X'))
+    goto bad;
+  text = end + 1;
+  b = g_ascii_strtoull (text, &end, 10);
+  if (end == text || *end || a == 0 || b == 0 || a > 4096 || b > 4096)
+    goto bad;
+  *w = (guint)a;
+  *h = (guint)b;
+  return TRUE;
+bad:
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+               "--image-size wants WIDTHxHEIGHT, e.g. 32x32");
+  return FALSE;
+}
+
+static void
+data_progress (double fraction, const char *what, gpointer user_data)
+{
+  static gint64 last;
+  gint64 now = g_get_monotonic_time ();
+
+  if (!isatty (fileno (stderr)) || (now - last < 100000 && fraction < 1))
+    return;
+  last = now;
+  fprintf (stderr, "\r\033[K  loading: %3.0f%% %s", fraction * 100, what ? what : "");
+  if (fraction >= 1)
+    fprintf (stderr, "\r\033[K");
+}
+
+KiltDataset *
+kilt_cli_load_data (KiltCliCommon *c, GError **error)
+{
+  KiltLoadOptions opts;
+  KiltDataset *ds;
+
+  kilt_load_options_init (&opts);
+  if (c->image_size && !parse_size (c->image_size, &opts.image_width, &opts.image_height, error))
+    return NULL;
+  opts.grayscale = c->grayscale;
+  opts.label_column = c->label_column;
+  opts.drop_bad_rows = c->drop_bad_rows;
+  opts.task = c->regression ? KILT_TASK_REGRESSION : KILT_TASK_CLASSIFICATION;
+  opts.max_samples = c->max_samples > 0 ? (guint)c->max_samples : 0;
+  ds = kilt_dataset_load (c->data, &opts, data_progress, NULL, NULL, error);
+  if (isatty (fileno (stderr)))
+    fprintf (stderr, "\r\033[K");
+  return ds;
+}
+
+KiltModel *
+kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error)
+{
+  KiltModel *model = NULL;
+
+  if (g_file_test (c->model, G_FILE_TEST_IS_REGULAR))
+    {
+      g_autofree char *text = NULL;
+      if (!g_file_get_contents (c->model, &text, NULL, error))
+        return NULL;
+      /* Our own format names itself; anything else is taken as Keras. */
+      if (strstr (text, KILT_MODEL_FORMAT_NAME))
+        model = kilt_model_load_json_data (text, -1, c->model, error);
+      else
+        {
+          g_autofree char *notes = NULL;
+          KiltLossType loss = KILT_LOSS_SOFTMAX_CROSS_ENTROPY;
+          if (c->loss)
+            kilt_loss_from_name (c->loss, &loss);
+          model = kilt_keras_load_data (text, -1, c->model, loss, &notes, error);
+          if (model && notes && *notes)
+            fprintf (stderr, "kilt-cli: note: %s\n", notes);
+        }
+    }
+  else
+    model = kilt_model_load_preset (c->model, ds ? &ds->shape : NULL,
+                                    ds && ds->n_classes ? ds->n_classes
+                                    : ds                ? MAX (ds->n_targets, 1)
+                                                        : 0,
+                                    error);
+  if (model == NULL)
+    return NULL;
+  if (ds && ds->n_classes == 0 && c->loss == NULL)
+    model->loss = KILT_LOSS_MSE;
+  if (c->loss && !kilt_loss_from_name (c->loss, &model->loss))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "unknown loss \"%s\" (softmax_cross_entropy, binary_cross_entropy, mse)",
+                   c->loss);
+      kilt_model_free (model);
+      return NULL;
+    }
+  if (!model->built && !kilt_model_build (model, error))
+    {
+      kilt_model_free (model);
+      return NULL;
+    }
+  return model;
+}
+
+gboolean
+kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
+{
+  KiltOptimizerType type;
+
+  *cfg = kilt_train_config_default ();
+  if (!kilt_optimizer_from_name (c->optimizer, &type))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "unknown optimizer \"%s\" (sgd, rmsprop, adam, adadelta, adagrad)",
+                   c->optimizer);
+      return FALSE;
+    }
+  if (c->epochs < 1 || c->batch < 1 || c->batch > 65536)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--epochs must be at least 1 and --batch between 1 and 65536");
+      return FALSE;
+    }
+  if (c->val_split < 0 || c->val_split >= 1)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--val-split must be in [0, 1)");
+      return FALSE;
+    }
+  cfg->opt = kilt_optimizer_config_default (type);
+  if (c->lr >= 0)
+    cfg->opt.lr = (float)c->lr;
+  if (c->momentum >= 0)
+    cfg->opt.momentum = (float)c->momentum;
+  if (c->rho >= 0)
+    cfg->opt.rho = (float)c->rho;
+  if (c->epsilon >= 0)
+    cfg->opt.epsilon = (float)c->epsilon;
+  if (c->decay >= 0)
+    cfg->opt.decay = (float)c->decay;
+  cfg->opt.nesterov = c->nesterov;
+  cfg->opt.weight_decay = (float)c->weight_decay;
+  if (!kilt_optimizer_config_check (&cfg->opt, error))
+    return FALSE;
+  cfg->device_id = g_strdup (c->device);
+  cfg->epochs = (guint)c->epochs;
+  cfg->batch = (guint)c->batch;
+  cfg->seed = (guint32)c->seed;
+  cfg->val_fraction = (float)c->val_split;
+  cfg->augment = c->augment;
+  cfg->preprocess = c->standardize ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;
+  cfg->checkpoint_path = g_strdup (c->checkpoint);
+  cfg->resume = c->resume;
+  cfg->run_name = g_strdup (c->run_name);
+  if (c->resume && c->checkpoint == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--resume needs --checkpoint FILE");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- train -------------------------------------------------------------------------------- */
+
+typedef struct
+{
+  KiltCliCommon *opts;
+  gboolean tty;
+  guint epochs;
+  guint steps_per_epoch;
+  KiltRunStatus status;
+  double final_loss, final_acc, val_loss, val_acc, test_loss, test_acc;
+  double total_seconds;
+  char *error;
+  KiltRunRecorder *recorder;
+} TrainView;
+
+static KiltTrainer *running_trainer;
+
+static void
+on_sigint (int sig)
+{
+  static int count;
+
+  if (running_trainer && count++ == 0)
+    {
+      /* Ask once; a second Ctrl-C kills. */
+      kilt_trainer_stop (running_trainer);
+      return;
+    }
+  signal (SIGINT, SIG_DFL);
+  raise (SIGINT);
+}
+
+static void
+json_number (JsonBuilder *b, const char *name, double v)
+{
+  json_builder_set_member_name (b, name);
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
+static void
+print_json_event (const KiltEvent *ev)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+  static const char *names[]
+      = { "started", "step", "epoch", "memory", "timings", "log", "finished" };
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "event");
+  json_builder_add_string_value (b, names[ev->type]);
+  switch (ev->type)
+    {
+      case KILT_EVENT_STARTED:
+        json_builder_set_member_name (b, "device");
+        json_builder_add_string_value (b, ev->device_name);
+        json_number (b, "compile_seconds", ev->compile_seconds);
+        json_builder_set_member_name (b, "compile_cached");
+        json_builder_add_boolean_value (b, ev->compile_cached);
+        json_number (b, "planned_bytes", (double)ev->planned_bytes);
+        json_number (b, "params", (double)ev->n_params);
+        json_number (b, "flops_per_sample", (double)ev->flops_per_sample);
+        json_number (b, "steps_per_epoch", ev->steps_per_epoch);
+        break;
+      case KILT_EVENT_STEP:
+      case KILT_EVENT_EPOCH:
+        json_number (b, "epoch", ev->epoch);
+        json_number (b, "step", ev->step);
+        json_number (b, "loss", ev->loss);
+        json_number (b, "accuracy", ev->accuracy);
+        json_number (b, "samples_per_second", ev->samples_per_second);
+        if (ev->type == KILT_EVENT_EPOCH)
+          {
+            json_number (b, "val_loss", ev->val_loss);
+            json_number (b, "val_accuracy", ev->val_accuracy);
+            json_number (b, "seconds", ev->epoch_seconds);
+            json_number (b, "busy_percent", ev->busy_percent);
+          }
+        else
+          json_number (b, "eta_seconds", ev->eta_seconds);
+        break;
+      case KILT_EVENT_MEMORY:
+        json_number (b, "live_bytes", (double)ev->mem.live_total);
+        json_number (b, "peak_bytes", (double)ev->mem.peak_total);
+        for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
+          json_number (b, kilt_mem_category_name (i), (double)ev->mem.live[i]);
+        break;
+      case KILT_EVENT_TIMINGS:
+        json_builder_set_member_name (b, "layers");
+        json_builder_begin_array (b);
+        for (guint i = 0; i < ev->timings->len; i++)
+          {
+            KiltLayerTiming *t = &g_array_index (ev->timings, KiltLayerTiming, i);
+            json_builder_begin_object (b);
+            json_builder_set_member_name (b, "layer");
+            json_builder_add_string_value (b, t->layer);
+            json_number (b, "forward_ms", t->forward_ms);
+            json_number (b, "backward_ms", t->backward_ms);
+            json_number (b, "update_ms", t->update_ms);
+            json_builder_end_object (b);
+          }
+        json_builder_end_array (b);
+        break;
+      case KILT_EVENT_LOG:
+        json_builder_set_member_name (b, "message");
+        json_builder_add_string_value (b, ev->message);
+        break;
+      case KILT_EVENT_FINISHED:
+        json_builder_set_member_name (b, "status");
+        json_builder_add_string_value (b, kilt_run_status_name (ev->status));
+        if (ev->error)
+          {
+            json_builder_set_member_name (b, "error");
+            json_builder_add_string_value (b, ev->error->message);
+          }
+        json_number (b, "test_loss", ev->test_loss);
+        json_number (b, "test_accuracy", ev->test_accuracy);
+        break;
+    }
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  text = json_to_string (root, FALSE);
+  printf ("%s\n", text);
+  fflush (stdout);
+}
+
+static char *
+format_duration (double s)
+{
+  if (!isfinite (s) || s < 0)
+    return g_strdup ("?");
+  if (s < 60)
+    return g_strdup_printf ("%.0fs", s);
+  if (s < 3600)
+    return g_strdup_printf ("%dm%02ds", (int)s / 60, (int)s % 60);
+  return g_strdup_printf ("%dh%02dm", (int)s / 3600, ((int)s % 3600) / 60);
+}
+
+static void
+on_train_event (const KiltEvent *ev, gpointer user_data)
+{
+  TrainView *v = user_data;
+
+  if (v->recorder)
+    kilt_run_recorder_event (v->recorder, ev);
+  if (v->opts->json)
+    {
+      print_json_event (ev);
+      goto record;
+    }
+  switch (ev->type)
+    {
+      case KILT_EVENT_STARTED:
+        {
+          g_autofree char *plan = kilt_format_bytes (ev->planned_bytes);
+          g_autofree char *dev = kilt_format_bytes (ev->device_bytes);
+          printf ("Training on %s: %zu parameters, %.1f MFLOP per sample, %u steps per epoch; "
+                  "plan %s of %s; kernels %s in %.2f s\n",
+                  ev->device_name, ev->n_params, ev->flops_per_sample / 1e6, ev->steps_per_epoch,
+                  plan, dev, ev->compile_cached ? "loaded" : "compiled", ev->compile_seconds);
+          v->steps_per_epoch = ev->steps_per_epoch;
+          break;
+        }
+      case KILT_EVENT_STEP:
+        if (v->tty)
+          {
+            int width = 24, filled = (int)(width * ev->step / MAX (v->steps_per_epoch, 1));
+            g_autofree char *eta = format_duration (ev->eta_seconds);
+            fprintf (
+                stderr,
+                "\r\033[Kepoch %u/%u [%.*s%*s] %u/%u  %.0f samples/s  ETA %s  loss %.4f  acc %.4f",
+                ev->epoch, v->epochs, filled, "########################", width - filled, "",
+                ev->step, v->steps_per_epoch, ev->samples_per_second, eta, ev->loss, ev->accuracy);
+          }
+        break;
+      case KILT_EVENT_EPOCH:
+        if (v->tty)
+          fprintf (stderr, "\r\033[K");
+        printf ("epoch %u/%u: loss %.4f, accuracy %.4f", ev->epoch, v->epochs, ev->loss,
+                ev->accuracy);
+        if (isfinite (ev->val_loss))
+          printf (", val_loss %.4f, val_accuracy %.4f", ev->val_loss, ev->val_accuracy);
+        printf (" (%.1f s, %.0f samples/s", ev->epoch_seconds, ev->samples_per_second);
+        if (isfinite (ev->busy_percent))
+          printf (", device busy %.0f%%", ev->busy_percent);
+        printf (")\n");
+        fflush (stdout);
+        break;
+      case KILT_EVENT_LOG:
+        if (ev->level & (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL))
+          fprintf (stderr, "%skilt-cli: warning: %s\n", v->tty ? "\r\033[K" : "", ev->message);
+        break;
+      default:
+        break;
+    }
+
+record:
+  if (ev->type == KILT_EVENT_EPOCH)
+    {
+      v->final_loss = ev->loss;
+      v->final_acc = ev->accuracy;
+      v->val_loss = ev->val_loss;
+      v->val_acc = ev->val_accuracy;
+      v->total_seconds += ev->epoch_seconds;
+    }
+  else if (ev->type == KILT_EVENT_FINISHED)
+    {
+      v->status = ev->status;
+      v->test_loss = ev->test_loss;
+      v->test_acc = ev->test_accuracy;
+      if (ev->error)
+        v->error = g_strdup (ev->error->message);
+    }
+}
+
+int
+kilt_cli_train (int argc, char **argv)
+{
+  KiltCliCommon c;
+  g_autoptr (GOptionContext) oc = g_option_context_new ("- train a model");
+  g_autofree GOptionEntry *entries = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltTrainConfig cfg = { 0 };
+  KiltDataset *ds = NULL;
+  KiltModel *model = NULL;
+  TrainView view = { 0 };
+  KiltTrainer *trainer;
+  int rc = 0;
+
+  kilt_cli_common_init (&c);
+  entries = kilt_cli_common_entries (&c);
+  g_option_context_add_main_entries (oc, entries, NULL);
+  g_option_context_set_summary (oc, "With no options: trains lenet5 on the bundled sample data "
+                                    "(Fashion-MNIST images) on the default device.");
+  if (!g_option_context_parse (oc, &argc, &argv, &error)
+      || !kilt_cli_train_config (&c, &cfg, &error) || !(ds = kilt_cli_load_data (&c, &error))
+      || !(model = kilt_cli_load_model (&c, ds, &error)))
+    {
+      fprintf (stderr, "kilt-cli train: %s\n", error->message);
+      kilt_dataset_free (ds);
+      kilt_train_config_clear (&cfg);
+      kilt_cli_common_clear (&c);
+      return error->domain == G_OPTION_ERROR || error->code == KILT_ENGINE_ERROR_INVALID ? 2 : 1;
+    }
+  if (!c.json)
+    printf ("Data: %s (%zu training, %zu validation, %zu test samples); model: %s\n", ds->name,
+            ds->train.n, ds->val.n, ds->test.n, model->name);
+
+  view.opts = &c;
+  view.tty = isatty (fileno (stderr)) && !c.json;
+  view.epochs = cfg.epochs;
+  view.final_loss = view.final_acc = view.val_loss = view.val_acc = NAN;
+  {
+    g_autofree char *warning = NULL;
+    view.recorder = kilt_run_recorder_new (NULL, model, ds, &cfg, &warning);
+    if (warning)
+      fprintf (stderr, "kilt-cli train: warning: %s\n", warning);
+  }
+  trainer = kilt_trainer_new (model, ds, &cfg, on_train_event, &view);
+  running_trainer = trainer;
+  signal (SIGINT, on_sigint);
+  kilt_trainer_start (trainer);
+  kilt_trainer_join (trainer);
+  running_trainer = NULL;
+  signal (SIGINT, SIG_DFL);
+  kilt_run_recorder_free (view.recorder);
+
+  if (!c.json)
+    {
+      if (view.status == KILT_RUN_FAILED)
+        fprintf (stderr, "kilt-cli train: %s\n", view.error);
+      else
+        {
+          printf ("%s after %.1f s: training loss %.4f, accuracy %.4f",
+                  view.status == KILT_RUN_STOPPED ? "Stopped" : "Finished", view.total_seconds,
+                  view.final_loss, view.final_acc);
+          if (isfinite (view.val_loss))
+            printf ("; validation loss %.4f, accuracy %.4f", view.val_loss, view.val_acc);
+          if (isfinite (view.test_loss))
+            printf ("; test loss %.4f, accuracy %.4f", view.test_loss, view.test_acc);
+          printf ("\n");
+        }
+    }
+  rc = view.status == KILT_RUN_FINISHED ? 0 : view.status == KILT_RUN_STOPPED ? 130 : 1;
+  g_free (view.error);
+  kilt_trainer_free (trainer);
+  kilt_train_config_clear (&cfg);
+  kilt_cli_common_clear (&c);
+  return rc;
+}
+
+/* ---- summary and data info ---------------------------------------------------------------- */
+
+int
+kilt_cli_summary (int argc, char **argv)
+{
+  KiltCliCommon c;
+  g_autoptr (GOptionContext) oc = g_option_context_new ("[MODEL] - print a model's layer table");
+  g_autofree GOptionEntry *entries = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean list = FALSE, with_data = FALSE;
+  GOptionEntry extra[] = {
+    { "list", 0, 0, G_OPTION_ARG_NONE, &list, "List the presets", NULL },
+    { "with-data", 0, 0, G_OPTION_ARG_NONE, &with_data, "Adapt the model to --data (load it first)",
+      NULL },
+    { NULL },
+  };
+  KiltDataset *ds = NULL;
+  KiltModel *model;
+  g_autofree char *text = NULL;
+
+  kilt_cli_common_init (&c);
+  entries = kilt_cli_common_entries (&c);
+  g_option_context_add_main_entries (oc, entries, NULL);
+  g_option_context_add_main_entries (oc, extra, NULL);
+  if (!g_option_context_parse (oc, &argc, &argv, &error))
+    {
+      fprintf (stderr, "kilt-cli summary: %s\n", error->message);
+      kilt_cli_common_clear (&c);
+      return 2;
+    }
+  if (list)
+    {
+      g_auto (GStrv) names = kilt_model_preset_list ();
+      for (guint i = 0; names && names[i]; i++)
+        printf ("%s\n", names[i]);
+      kilt_cli_common_clear (&c);
+      return 0;
+    }
+  if (argc > 1)
+    {
+      g_free (c.model);
+      c.model = g_strdup (argv[1]);
+    }
+  if (with_data && !(ds = kilt_cli_load_data (&c, &error)))
+    {
+      fprintf (stderr, "kilt-cli summary: %s\n", error->message);
+      kilt_cli_common_clear (&c);
+      return 1;
+    }
+  model = kilt_cli_load_model (&c, ds, &error);
+  if (model == NULL)
+    {
+      fprintf (stderr, "kilt-cli summary: %s\n", error->message);
+      kilt_dataset_free (ds);
+      kilt_cli_common_clear (&c);
+      return 1;
+    }
+  {
+    KiltSummary *summary = kilt_summary_new (model, (guint)c.batch);
+    text = kilt_summary_to_text (summary);
+    kilt_summary_free (summary);
+  }
+  fputs (text, stdout);
+  kilt_model_free (model);
+  kilt_dataset_free (ds);
+  kilt_cli_common_clear (&c);
+  return 0;
+}
+
+int
+kilt_cli_data (int argc, char **argv)
+{
+  KiltCliCommon c;
+  g_autoptr (GOptionContext) oc = g_option_context_new ("info DATA - describe a data set");
+  g_autofree GOptionEntry *entries = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltDataset *ds;
+  g_autofree char *text = NULL;
+
+  kilt_cli_common_init (&c);
+  entries = kilt_cli_common_entries (&c);
+  g_option_context_add_main_entries (oc, entries, NULL);
+  if (!g_option_context_parse (oc, &argc, &argv, &error) || argc < 3
+      || strcmp (argv[1], "info") != 0)
+    {
+      fprintf (stderr, "usage: kilt-cli data info DATA [options]%s%s\n", error ? "\n" : "",
+               error ? error->message : "");
+      kilt_cli_common_clear (&c);
+      return 2;
+    }
+  g_free (c.data);
+  c.data = g_strdup (argv[2]);
+  ds = kilt_cli_load_data (&c, &error);
+  if (ds == NULL)
+    {
+      fprintf (stderr, "kilt-cli data: %s\n", error->message);
+      kilt_cli_common_clear (&c);
+      return 1;
+    }
+  text = kilt_dataset_describe (ds);
+  fputs (text, stdout);
+  kilt_dataset_free (ds);
+  kilt_cli_common_clear (&c);
+  return 0;
+}

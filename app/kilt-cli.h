@@ -1,0 +1,52 @@
+/* kilt-cli's subcommands and the option handling they share. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "kilt-trainer.h"
+
+#include <json-glib/json-glib.h>
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  char *device;
+  char *data;
+  char *model;
+  char *loss;
+  int epochs;
+  int batch;
+  char *optimizer;
+  double lr, momentum, rho, epsilon, decay, weight_decay;
+  gboolean nesterov;
+  int seed;
+  double val_split;
+  int max_samples;
+  gboolean augment;
+  gboolean standardize;
+  char *image_size;
+  gboolean grayscale;
+  char *label_column;
+  gboolean regression;
+  gboolean drop_bad_rows;
+  char *checkpoint;
+  gboolean resume;
+  char *run_name;
+  gboolean json;
+} KiltCliCommon;
+
+void kilt_cli_common_init (KiltCliCommon *c);
+void kilt_cli_common_clear (KiltCliCommon *c);
+/* The shared options bound to @c; free the array with g_free. */
+GOptionEntry *kilt_cli_common_entries (KiltCliCommon *c);
+KiltDataset *kilt_cli_load_data (KiltCliCommon *c, GError **error);
+KiltModel *kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error);
+gboolean kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error);
+
+int kilt_cli_train (int argc, char **argv);
+int kilt_cli_eval (int argc, char **argv);
+int kilt_cli_summary (int argc, char **argv);
+int kilt_cli_data (int argc, char **argv);
+int kilt_cli_bench (int argc, char **argv);
+
+G_END_DECLS

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+# The PyTorch peer for kilt-cli bench: the same models, batch sizes and optimizer, timed the
+# same way (synthetic data already on the device, warm-up steps first, then timed steps).
+# SPDX-License-Identifier: GPL-3.0-or-later
+import argparse, json, sys, time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def cifar10_cnn(c=3, n=10):
+    # Keras' cifar10_cnn: padding 'same' then 'valid', as in the example.
+    return nn.Sequential(
+        nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Dropout(0.25),
+        nn.Flatten(), nn.Linear(64 * 6 * 6, 512), nn.ReLU(), nn.Dropout(0.5), nn.Linear(512, n))
+
+
+def mnist_cnn(c=1, n=10):
+    return nn.Sequential(
+        nn.Conv2d(c, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Dropout(0.25), nn.Flatten(), nn.Linear(64 * 12 * 12, 128), nn.ReLU(),
+        nn.Dropout(0.5), nn.Linear(128, n))
+
+
+class Block(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1)
+        self.b1 = nn.BatchNorm2d(cout, momentum=0.01, eps=1e-3)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1)
+        self.b2 = nn.BatchNorm2d(cout, momentum=0.01, eps=1e-3)
+        self.proj = nn.Conv2d(cin, cout, 1, stride) if stride != 1 or cin != cout else None
+
+    def forward(self, x):
+        y = F.relu(self.b1(self.c1(x)))
+        y = self.b2(self.c2(y))
+        return F.relu(y + (self.proj(x) if self.proj is not None else x))
+
+
+def resnet20(c=3, n=10):
+    layers = [nn.Conv2d(c, 16, 3, 1, 1), nn.BatchNorm2d(16, momentum=0.01, eps=1e-3), nn.ReLU()]
+    cin = 16
+    for stage, cout in enumerate((16, 32, 64)):
+        for b in range(3):
+            layers.append(Block(cin, cout, 2 if (b == 0 and stage > 0) else 1))
+            cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, n)]
+    return nn.Sequential(*layers)
+
+
+MODELS = {"cifar10_cnn": (cifar10_cnn, (3, 32, 32)), "mnist_cnn": (mnist_cnn, (1, 28, 28)),
+          "resnet20": (resnet20, (3, 32, 32))}
+
+
+def keras_rmsprop(params, lr=1e-4, decay=1e-6):
+    # Keras: a = rho a + (1 - rho) g^2; p -= lr_t g / (sqrt(a) + eps), lr_t = lr / (1 + decay t).
+    opt = torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1.0 + decay * t))
+    return opt, sched
+
+
+def bench(model_name, batch, steps, mode, device):
+    make, shape = MODELS[model_name]
+    torch.manual_seed(1)
+    model = make().to(device)
+    opt, sched = keras_rmsprop(model.parameters())
+    x = torch.rand(steps, batch, *shape, device=device)
+    y = torch.randint(0, 10, (steps, batch), device=device)
+
+    def step(xb, yb):
+        opt.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(xb), yb)
+        loss.backward()
+        opt.step()
+        sched.step()
+        return loss
+
+    fn = step
+    if mode == "compiled":
+        fn = torch.compile(step, mode="reduce-overhead")
+    for i in range(min(steps, 20)):  # warm-up (and compilation)
+        fn(x[i], y[i])
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        fn(x[i], y[i])
+    sync()
+    dt = time.perf_counter() - t0
+    return {"peer": "pytorch", "torch": torch.__version__, "mode": mode, "model": model_name,
+            "batch": batch, "steps": steps, "step_ms": dt * 1e3 / steps,
+            "samples_per_s": steps * batch / dt,
+            "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="cifar10_cnn")
+    ap.add_argument("--batch", type=int, nargs="+", default=[32])
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--modes", nargs="+", default=["fp32", "tf32", "compiled"])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = ap.parse_args()
+    for batch in a.batch:
+        for mode in a.modes:
+            tf32 = mode != "fp32"
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.allow_tf32 = tf32
+            try:
+                r = bench(a.model, batch, a.steps, mode, a.device)
+            except Exception as e:  # a mode that cannot run here is reported, not fatal
+                r = {"peer": "pytorch", "mode": mode, "model": a.model, "batch": batch,
+                     "error": str(e).splitlines()[0][:200]}
+            r["tf32"] = tf32
+            print(json.dumps(r), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,495 @@
+/* Image folders: one sub-folder per class, decoded on every core, the result cached on disk. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-data-folder"
+
+#include "kilt-data-private.h"
+
+#include <gdk-pixbuf/gdk-pixbuf.h>
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+#define CHUNK      64
+#define MAX_LISTED 5
+
+typedef struct
+{
+  char *path;
+  guint split; /* KiltSplitKind */
+  gint32 label;
+  gint64 size;
+  gint64 mtime;
+} ImageFile;
+
+static void
+image_file_clear (gpointer p)
+{
+  g_free (((ImageFile *)p)->path);
+}
+
+static gboolean
+is_image_name (const char *name)
+{
+  static const char *const exts[] = { ".jpg", ".jpeg", ".png", ".bmp" };
+  g_autofree char *lower = g_ascii_strdown (name, -1);
+
+  if (name[0] == '.')
+    return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (exts); i++)
+    if (g_str_has_suffix (lower, exts[i]))
+      return TRUE;
+  return FALSE;
+}
+
+/* Sorted names of the entries of @dir that are folders (or, @want_dirs FALSE, images). */
+static GPtrArray *
+list_dir (const char *dir, gboolean want_dirs)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  GPtrArray *out = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d)))
+    {
+      if (name[0] == '.')
+        continue;
+      if (want_dirs)
+        {
+          g_autofree char *p = g_build_filename (dir, name, NULL);
+          if (g_file_test (p, G_FILE_TEST_IS_DIR))
+            g_ptr_array_add (out, g_strdup (name));
+        }
+      else if (is_image_name (name))
+        g_ptr_array_add (out, g_strdup (name));
+    }
+  g_ptr_array_sort (out, kilt_data_compare_names);
+  return out;
+}
+
+/* Lists the images of one split; class names come from the training split. */
+static gboolean
+scan_split (const char *root, KiltSplitKind kind, GPtrArray *classes, guint max_samples,
+            GArray *files, GError **error)
+{
+  g_autoptr (GPtrArray) dirs = list_dir (root, TRUE);
+  g_autoptr (GArray) mine = g_array_new (FALSE, FALSE, sizeof (ImageFile));
+
+  if (dirs->len == 0)
+    {
+      g_autoptr (GPtrArray) loose = list_dir (root, FALSE);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%s: no class folders%s; an image folder holds one sub-folder of images per "
+                   "class",
+                   root, loose->len ? " (only loose images)" : " (the folder is empty)");
+      return FALSE;
+    }
+  for (guint c = 0; c < dirs->len; c++)
+    {
+      const char *cls = g_ptr_array_index (dirs, c);
+      g_autofree char *cdir = g_build_filename (root, cls, NULL);
+      g_autoptr (GPtrArray) imgs = list_dir (cdir, FALSE);
+      gint32 label = -1;
+
+      if (kind == KILT_SPLIT_TRAIN)
+        {
+          g_ptr_array_add (classes, g_strdup (cls));
+          label = (gint32)classes->len - 1;
+        }
+      else
+        for (guint k = 0; k < classes->len; k++)
+          if (g_strcmp0 (g_ptr_array_index (classes, k), cls) == 0)
+            label = (gint32)k;
+      if (label < 0)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                       "%s: class '%s' is not among the training classes", cdir, cls);
+          return FALSE;
+        }
+      if (imgs->len == 0)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                       "%s: the class folder '%s' has no images (JPEG, PNG or BMP)", cdir, cls);
+          return FALSE;
+        }
+      for (guint i = 0; i < imgs->len; i++)
+        {
+          ImageFile f = { 0 };
+          GStatBuf st;
+          f.path = g_build_filename (cdir, (const char *)g_ptr_array_index (imgs, i), NULL);
+          f.split = kind;
+          f.label = label;
+          if (g_stat (f.path, &st) == 0)
+            {
+              f.size = st.st_size;
+              f.mtime = (gint64)st.st_mtime;
+            }
+          g_array_append_val (mine, f);
+        }
+    }
+  /* An even stride over the sorted list keeps every class in a capped subset. */
+  for (guint i = 0; i < mine->len; i++)
+    {
+      ImageFile *f = &g_array_index (mine, ImageFile, i);
+      gboolean keep = TRUE;
+      if (max_samples && mine->len > max_samples)
+        keep
+            = i == 0
+              || (guint64)i * max_samples / mine->len != (guint64)(i - 1) * max_samples / mine->len;
+      if (keep)
+        g_array_append_val (files, *f);
+      else
+        g_free (f->path);
+    }
+  return TRUE;
+}
+
+/* gdk_pixbuf_new_from_file () sniffs every file against every loader; naming the loader from
+ * the extension and handing it the bytes is markedly cheaper for many small images. A file
+ * whose extension lies falls back to sniffing. */
+static GdkPixbuf *
+load_pixbuf (const char *path, GError **error)
+{
+  g_autofree char *lower = g_ascii_strdown (path, -1);
+  const char *type = g_str_has_suffix (lower, ".png")   ? "png"
+                     : g_str_has_suffix (lower, ".bmp") ? "bmp"
+                                                        : "jpeg";
+  g_autoptr (GdkPixbufLoader) loader = gdk_pixbuf_loader_new_with_type (type, NULL);
+  g_autofree char *bytes = NULL;
+  GdkPixbuf *pb = NULL;
+  gsize len;
+
+  if (loader == NULL || !g_file_get_contents (path, &bytes, &len, error))
+    return loader ? NULL : gdk_pixbuf_new_from_file (path, error);
+  if (gdk_pixbuf_loader_write (loader, (const guchar *)bytes, len, NULL)
+      && gdk_pixbuf_loader_close (loader, NULL))
+    pb = gdk_pixbuf_loader_get_pixbuf (loader);
+  else
+    gdk_pixbuf_loader_close (loader, NULL);
+  if (pb)
+    return g_object_ref (pb);
+  return gdk_pixbuf_new_from_file (path, error);
+}
+
+/* Decodes one image into @out (channels first, w x h). */
+static gboolean
+decode_image (const char *path, guint w, guint h, gboolean gray, KiltImageFit fit, guint8 *out,
+              char **err)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GdkPixbuf) pb = load_pixbuf (path, &error);
+  g_autoptr (GdkPixbuf) scaled = NULL;
+  GdkPixbuf *use;
+  const guint8 *px;
+  int stride, nch, pw, ph;
+  gsize plane = (gsize)w * h;
+
+  if (pb == NULL)
+    {
+      *err = g_strdup (error->message);
+      return FALSE;
+    }
+  pw = gdk_pixbuf_get_width (pb);
+  ph = gdk_pixbuf_get_height (pb);
+  use = pb;
+  if ((guint)pw != w || (guint)ph != h)
+    {
+      if (fit == KILT_FIT_CROP)
+        {
+          double s = MAX ((double)w / pw, (double)h / ph);
+          int sw = MAX ((int)w, (int)ceil (pw * s - 1e-9));
+          int sh = MAX ((int)h, (int)ceil (ph * s - 1e-9));
+          g_autoptr (GdkPixbuf) big = gdk_pixbuf_scale_simple (pb, sw, sh, GDK_INTERP_BILINEAR);
+          if (big)
+            scaled = gdk_pixbuf_new_subpixbuf (big, (sw - (int)w) / 2, (sh - (int)h) / 2, (int)w,
+                                               (int)h);
+        }
+      else
+        scaled = gdk_pixbuf_scale_simple (pb, (int)w, (int)h, GDK_INTERP_BILINEAR);
+      if (scaled == NULL)
+        {
+          *err = g_strdup ("out of memory while scaling");
+          return FALSE;
+        }
+      use = scaled;
+    }
+  if (gdk_pixbuf_get_bits_per_sample (use) != 8 || gdk_pixbuf_get_n_channels (use) < 3)
+    {
+      *err = g_strdup ("unsupported pixel layout");
+      return FALSE;
+    }
+  px = gdk_pixbuf_read_pixels (use);
+  stride = gdk_pixbuf_get_rowstride (use);
+  nch = gdk_pixbuf_get_n_channels (use);
+  for (guint y = 0; y < h; y++)
+    for (guint x = 0; x < w; x++)
+      {
+        const guint8 *p = px + (gsize)y * stride + (gsize)x * nch;
+        gsize at = (gsize)y * w + x;
+        if (gray)
+          out[at] = (guint8)((299u * p[0] + 587u * p[1] + 114u * p[2] + 500u) / 1000u);
+        else
+          for (guint c = 0; c < 3; c++)
+            out[c * plane + at] = p[c];
+      }
+  return TRUE;
+}
+
+typedef struct
+{
+  GArray *files; /* ImageFile */
+  guint8 *pixels;
+  char **errors; /* per file: NULL or why it could not be read */
+  guint w, h;
+  gboolean gray;
+  KiltImageFit fit;
+  gsize ss;
+  gint done; /* atomic: files handled */
+  gint cancelled;
+  GMutex lock;
+  GCond cond;
+} DecodeJob;
+
+static void
+decode_chunk (gpointer data, gpointer user_data)
+{
+  DecodeJob *job = user_data;
+  guint start = GPOINTER_TO_UINT (data) - 1;
+  guint end = MIN (start + CHUNK, job->files->len);
+
+  for (guint i = start; i < end; i++)
+    {
+      const ImageFile *f = &g_array_index (job->files, ImageFile, i);
+      if (g_atomic_int_get (&job->cancelled))
+        break;
+      decode_image (f->path, job->w, job->h, job->gray, job->fit, job->pixels + i * job->ss,
+                    &job->errors[i]);
+    }
+  g_mutex_lock (&job->lock);
+  g_atomic_int_add (&job->done, (gint)(end - start));
+  g_cond_signal (&job->cond);
+  g_mutex_unlock (&job->lock);
+}
+
+static char *
+cache_key (const char *root, const KiltLoadOptions *opts, guint w, guint h, GArray *files)
+{
+  g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  g_autofree char *abs = g_canonicalize_filename (root, NULL);
+  gsize root_len = strlen (abs);
+  guint32 o[5] = { w, h, (guint32)opts->grayscale, opts->fit, opts->max_samples };
+
+  g_checksum_update (sum, (const guchar *)"kilt-image-folder-1", -1);
+  g_checksum_update (sum, (const guchar *)abs, (gssize)root_len + 1);
+  g_checksum_update (sum, (const guchar *)o, sizeof o);
+  for (guint i = 0; i < files->len; i++)
+    {
+      const ImageFile *f = &g_array_index (files, ImageFile, i);
+      gint64 v[3] = { f->split, f->size, f->mtime };
+      g_checksum_update (sum, (const guchar *)f->path, (gssize)strlen (f->path) + 1);
+      g_checksum_update (sum, (const guchar *)v, sizeof v);
+    }
+  return g_strdup (g_checksum_get_string (sum));
+}
+
+static gboolean
+first_size (GArray *files, guint *w, guint *h)
+{
+  for (guint i = 0; i < files->len; i++)
+    {
+      int pw, ph;
+      if (gdk_pixbuf_get_file_info (g_array_index (files, ImageFile, i).path, &pw, &ph) && pw > 0
+          && ph > 0)
+        {
+          *w = (guint)pw;
+          *h = (guint)ph;
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+KiltDataset *
+kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgressFunc progress,
+                       gpointer user_data, GCancellable *cancel, GError **error)
+{
+  g_autoptr (GArray) files = g_array_new (FALSE, TRUE, sizeof (ImageFile));
+  g_autoptr (GPtrArray) classes = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *train_root = g_build_filename (path, "train", NULL);
+  g_autofree char *test_root = g_build_filename (path, "test", NULL);
+  g_autofree char *val_root = g_build_filename (path, "val", NULL);
+  g_autofree char *key = NULL, *cache_path = NULL, *cache_dir = NULL;
+  g_autoptr (KiltDataset) ds = NULL;
+  g_autofree char *base = g_path_get_basename (path);
+  DecodeJob job = { 0 };
+  GThreadPool *pool;
+  guint w = opts->image_width, h = opts->image_height, n_bad = 0, limit;
+  gsize counts[3] = { 0 }, fill[3] = { 0 };
+  KiltSplit *splits[3];
+  g_autoptr (GString) listed = g_string_new (NULL);
+  double max_bad = opts->max_bad_fraction < 0 ? 0.01 : opts->max_bad_fraction;
+  gint64 t0 = g_get_monotonic_time ();
+
+  g_array_set_clear_func (files, image_file_clear);
+  kilt_data_progress (progress, user_data, 0.0, "listing %s", path);
+  if (g_file_test (train_root, G_FILE_TEST_IS_DIR))
+    {
+      if (!scan_split (train_root, KILT_SPLIT_TRAIN, classes, opts->max_samples, files, error))
+        return NULL;
+      if (g_file_test (test_root, G_FILE_TEST_IS_DIR)
+          && !scan_split (test_root, KILT_SPLIT_TEST, classes, opts->max_samples, files, error))
+        return NULL;
+      if (g_file_test (val_root, G_FILE_TEST_IS_DIR)
+          && !scan_split (val_root,
+                          g_file_test (test_root, G_FILE_TEST_IS_DIR) ? KILT_SPLIT_VAL
+                                                                      : KILT_SPLIT_TEST,
+                          classes, opts->max_samples, files, error))
+        return NULL;
+    }
+  else if (!scan_split (path, KILT_SPLIT_TRAIN, classes, opts->max_samples, files, error))
+    return NULL;
+
+  if ((w == 0 || h == 0) && !first_size (files, &w, &h))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%s: none of the %u images can be read", path, files->len);
+      return NULL;
+    }
+
+  cache_dir = kilt_data_cache_dir ();
+  key = cache_key (path, opts, w, h, files);
+  cache_path = g_strconcat (cache_dir, G_DIR_SEPARATOR_S, key, ".kds", NULL);
+  ds = opts->no_cache ? NULL : kilt_data_cache_read (cache_path);
+  /* A cached load that skipped more than this call tolerates: decode again for the error. */
+  if (ds && ds->skipped > (guint)floor (max_bad * files->len))
+    g_clear_pointer (&ds, kilt_dataset_free);
+  if (ds)
+    {
+      g_free (ds->name);
+      g_free (ds->format);
+      ds->name = g_strdup (base);
+      ds->format = g_strdup ("image-folder");
+      g_debug ("%s: read from the cache %s in %.2f s", path, cache_path,
+               (g_get_monotonic_time () - t0) / 1e6);
+      return g_steal_pointer (&ds);
+    }
+
+  job.files = files;
+  job.w = w;
+  job.h = h;
+  job.gray = opts->grayscale;
+  job.fit = opts->fit;
+  job.ss = (gsize)(opts->grayscale ? 1 : 3) * w * h;
+  job.pixels = g_try_malloc (MAX (job.ss * files->len, 1));
+  job.errors = g_new0 (char *, files->len);
+  if (job.pixels == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
+                   "%s: not enough memory for %u images of %u x %u", path, files->len, w, h);
+      g_free (job.errors);
+      return NULL;
+    }
+  g_mutex_init (&job.lock);
+  g_cond_init (&job.cond);
+  pool
+      = g_thread_pool_new (decode_chunk, &job, (gint)MAX (g_get_num_processors (), 1), FALSE, NULL);
+  for (guint i = 0; i < files->len; i += CHUNK)
+    g_thread_pool_push (pool, GUINT_TO_POINTER (i + 1), NULL);
+  g_mutex_lock (&job.lock);
+  while ((guint)g_atomic_int_get (&job.done) < files->len)
+    {
+      gint64 until = g_get_monotonic_time () + 100 * G_TIME_SPAN_MILLISECOND;
+      g_cond_wait_until (&job.cond, &job.lock, until);
+      if (cancel && g_cancellable_is_cancelled (cancel))
+        {
+          g_atomic_int_set (&job.cancelled, 1);
+          break;
+        }
+      g_mutex_unlock (&job.lock);
+      kilt_data_progress (progress, user_data, 0.98 * g_atomic_int_get (&job.done) / files->len,
+                          "decoding images: %d of %u", g_atomic_int_get (&job.done), files->len);
+      g_mutex_lock (&job.lock);
+    }
+  g_mutex_unlock (&job.lock);
+  g_thread_pool_free (pool, FALSE, TRUE);
+  g_mutex_clear (&job.lock);
+  g_cond_clear (&job.cond);
+
+  ds = kilt_data_new (base, path, "image-folder");
+  if (g_atomic_int_get (&job.cancelled))
+    {
+      kilt_data_check_cancel (cancel, error);
+      goto fail;
+    }
+
+  for (guint i = 0; i < files->len; i++)
+    if (job.errors[i])
+      {
+        if (n_bad < MAX_LISTED)
+          g_string_append_printf (listed, "\n  %s: %s", g_array_index (files, ImageFile, i).path,
+                                  job.errors[i]);
+        n_bad++;
+      }
+    else
+      counts[g_array_index (files, ImageFile, i).split]++;
+  limit = (guint)floor (max_bad * files->len);
+  if (n_bad > limit)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%s: %u of %u images cannot be read (more than %g%% allowed):%s%s", path, n_bad,
+                   files->len, max_bad * 100.0, listed->str, n_bad > MAX_LISTED ? "\n  ..." : "");
+      goto fail;
+    }
+
+  ds->type = KILT_SAMPLE_U8;
+  ds->shape = (KiltShape){ opts->grayscale ? 1 : 3, h, w };
+  ds->n_targets = 1;
+  ds->n_classes = classes->len;
+  g_ptr_array_add (classes, NULL);
+  ds->class_names = g_strdupv ((char **)classes->pdata);
+  splits[0] = &ds->train, splits[1] = &ds->val, splits[2] = &ds->test;
+  for (guint s = 0; s < 3; s++)
+    {
+      splits[s]->n = counts[s];
+      if (counts[s] == 0)
+        continue;
+      splits[s]->u8 = g_malloc (counts[s] * job.ss);
+      splits[s]->labels = g_new (gint32, counts[s]);
+    }
+  for (guint i = 0; i < files->len; i++)
+    {
+      const ImageFile *f = &g_array_index (files, ImageFile, i);
+      KiltSplit *sp = splits[f->split];
+      if (job.errors[i])
+        continue;
+      memcpy (sp->u8 + fill[f->split] * job.ss, job.pixels + i * job.ss, job.ss);
+      sp->labels[fill[f->split]++] = f->label;
+    }
+  ds->skipped = n_bad;
+  if (n_bad)
+    kilt_data_note (ds, "skipped %u unreadable image%s:%s%s", n_bad, n_bad == 1 ? "" : "s",
+                    listed->str, n_bad > MAX_LISTED ? "\n  ..." : "");
+  g_debug ("%s: decoded %u images in %.2f s", path, files->len,
+           (g_get_monotonic_time () - t0) / 1e6);
+
+  /* Statistics and hash go into the cache, so a warm load needs no pass over the pixels. */
+  kilt_dataset_compute_stats (ds);
+  kilt_dataset_compute_hash (ds);
+  {
+    g_autoptr (GError) cache_error = NULL;
+    if (!kilt_data_cache_write (ds, cache_path, &cache_error))
+      kilt_data_note (ds, "the decoded images could not be cached: %s", cache_error->message);
+  }
+
+  for (guint i = 0; i < files->len; i++)
+    g_free (job.errors[i]);
+  g_free (job.errors);
+  g_free (job.pixels);
+  return g_steal_pointer (&ds);
+
+fail:
+  for (guint i = 0; i < files->len; i++)
+    g_free (job.errors[i]);
+  g_free (job.errors);
+  g_free (job.pixels);
+  return NULL;
+}

@@ -1,0 +1,91 @@
+/* Shared by the data-set loaders: file reading, split building and the per-format entry points. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "kilt-dataset.h"
+#include "kilt-error.h"
+
+G_BEGIN_DECLS
+
+/* More than this from one file is refused, whatever a header or gzip trailer claims. */
+#define KILT_DATA_MAX_FILE_BYTES ((gsize)8 << 30)
+
+/* Reads a whole file, inflating it when it starts with the gzip magic. */
+gboolean kilt_data_read_file (const char *path, gsize max_bytes, guint8 **data, gsize *len,
+                              GError **error);
+/* Inflates gzip (or zlib) bytes named @name in errors; output capped at @max_bytes. */
+gboolean kilt_data_gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_bytes,
+                           guint8 **out, gsize *out_len, GError **error);
+gboolean kilt_data_is_gzip (const guint8 *data, gsize len);
+
+KiltDataset *kilt_data_new (const char *name, const char *source, const char *format);
+void kilt_split_clear (KiltSplit *split);
+/* A class name list "0", "1", ... for @n classes. */
+char **kilt_data_number_names (guint n);
+/* Reads a list of names, one a line (blank lines and surrounding space ignored). */
+char **kilt_data_parse_names (const char *text, gsize len);
+/* For g_ptr_array_sort () over strings. */
+gint kilt_data_compare_names (gconstpointer a, gconstpointer b);
+gboolean kilt_data_check_cancel (GCancellable *cancel, GError **error);
+/* The `what` part of a progress report with the file's base name. */
+void kilt_data_progress (KiltProgressFunc progress, gpointer user_data, double fraction,
+                         const char *fmt, ...) G_GNUC_PRINTF (4, 5);
+/* Adds a sentence to ds->notes. */
+void kilt_data_note (KiltDataset *ds, const char *fmt, ...) G_GNUC_PRINTF (2, 3);
+
+/* IDX (MNIST family). One decoded file: its element type, dimensions and payload. */
+typedef struct
+{
+  guint8 type; /* 0x08 ubyte, 0x09 sbyte, 0x0B short, 0x0C int, 0x0D float, 0x0E double */
+  guint ndims;
+  guint32 dims[8];
+  gsize count; /* product of dims */
+  const guint8 *data;
+} KiltIdxArray;
+
+gboolean kilt_idx_parse (const char *name, const guint8 *bytes, gsize len, KiltIdxArray *out,
+                         GError **error);
+/* Images and labels of one split, from the (already inflated) bytes of both files. @shape
+ * is set from the images when its size is 0, else the images must match it. Labels must be
+ * below @n_classes when it is non-zero; *max_label grows to the largest label seen. */
+gboolean kilt_idx_fill_split (const char *images_name, const guint8 *images, gsize images_len,
+                              const char *labels_name, const guint8 *labels, gsize labels_len,
+                              guint max_samples, KiltShape *shape, guint n_classes,
+                              gint64 *max_label, KiltSplit *split, GError **error);
+KiltDataset *kilt_data_load_idx (const char *path, const KiltLoadOptions *opts,
+                                 KiltProgressFunc progress, gpointer user_data,
+                                 GCancellable *cancel, GError **error);
+gboolean kilt_data_looks_idx_dir (const char *path);
+
+/* CIFAR-10 / CIFAR-100 binary batches: records of @label_bytes label bytes then 3 x 32 x 32
+ * pixel bytes; the label at @label_index (0 or 1) is kept and must be < @n_classes. Appends
+ * to @split (at most @max_samples in all when non-zero). */
+gboolean kilt_cifar_parse_batch (const char *name, const guint8 *bytes, gsize len,
+                                 guint label_bytes, guint label_index, guint n_classes,
+                                 guint max_samples, KiltSplit *split, GError **error);
+KiltDataset *kilt_data_load_cifar (const char *path, const KiltLoadOptions *opts,
+                                   KiltProgressFunc progress, gpointer user_data,
+                                   GCancellable *cancel, GError **error);
+gboolean kilt_data_looks_cifar (const char *path);
+
+/* CSV: @train (and optionally @test) text; names are used in errors. */
+KiltDataset *kilt_csv_parse (const char *train_name, const char *train, gsize train_len,
+                             const char *test_name, const char *test, gsize test_len,
+                             const KiltLoadOptions *opts, GError **error);
+KiltDataset *kilt_data_load_csv (const char *path, const KiltLoadOptions *opts,
+                                 KiltProgressFunc progress, gpointer user_data,
+                                 GCancellable *cancel, GError **error);
+/* Standardises every split's features with the training split's mean and std. */
+void kilt_data_standardise (KiltDataset *ds);
+
+KiltDataset *kilt_data_load_folder (const char *path, const KiltLoadOptions *opts,
+                                    KiltProgressFunc progress, gpointer user_data,
+                                    GCancellable *cancel, GError **error);
+
+/* The decoded-data cache ($KILT_CACHE_DIR/datasets or $XDG_CACHE_HOME/kilt/datasets). */
+char *kilt_data_cache_dir (void);
+gboolean kilt_data_cache_write (const KiltDataset *ds, const char *path, GError **error);
+/* NULL (and no error) when the file is absent, stale or damaged in any way. */
+KiltDataset *kilt_data_cache_read (const char *path);
+
+G_END_DECLS

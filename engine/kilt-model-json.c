@@ -1,0 +1,867 @@
+/* Kilt's own JSON model format (load, save) and the model presets shipped with Kilt. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-model-json"
+
+#include "config.h"
+
+#include "kilt-model-json.h"
+#include "kilt-error.h"
+
+#include <json-glib/json-glib.h>
+#include <stdarg.h>
+#include <string.h>
+
+/* Ints above this are refused: they would overflow shape arithmetic long before they fit. */
+#define MAX_DIM (1u << 24)
+
+static const char *type_names[KILT_LAYER_N_TYPES] = {
+  [KILT_LAYER_INPUT] = "InputLayer",
+  [KILT_LAYER_CONV2D] = "Conv2D",
+  [KILT_LAYER_DENSE] = "Dense",
+  [KILT_LAYER_MAX_POOL2D] = "MaxPooling2D",
+  [KILT_LAYER_AVG_POOL2D] = "AveragePooling2D",
+  [KILT_LAYER_GLOBAL_AVG_POOL2D] = "GlobalAveragePooling2D",
+  [KILT_LAYER_ACTIVATION] = "Activation",
+  [KILT_LAYER_DROPOUT] = "Dropout",
+  [KILT_LAYER_FLATTEN] = "Flatten",
+  [KILT_LAYER_BATCH_NORM] = "BatchNormalization",
+  [KILT_LAYER_ADD] = "Add",
+  [KILT_LAYER_CONCATENATE] = "Concatenate",
+};
+
+const char *
+kilt_layer_type_name (KiltLayerType type)
+{
+  if ((guint)type >= KILT_LAYER_N_TYPES)
+    return NULL;
+  return type_names[type];
+}
+
+gboolean
+kilt_layer_type_from_name (const char *name, KiltLayerType *out)
+{
+  for (int t = 0; t < KILT_LAYER_N_TYPES; t++)
+    if (g_ascii_strcasecmp (name, type_names[t]) == 0)
+      {
+        *out = (KiltLayerType)t;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+/* ---- fields ------------------------------------------------------------------------------- */
+
+typedef enum
+{
+  F_FILTERS = 1 << 0,
+  F_UNITS = 1 << 1,
+  F_KERNEL_SIZE = 1 << 2,
+  F_POOL_SIZE = 1 << 3,
+  F_STRIDES = 1 << 4,
+  F_PADDING = 1 << 5,
+  F_USE_BIAS = 1 << 6,
+  F_ACTIVATION = 1 << 7,
+  F_ALPHA = 1 << 8,
+  F_INIT = 1 << 9,
+  F_RATE = 1 << 10,
+  F_MOMENTUM = 1 << 11,
+  F_EPSILON = 1 << 12,
+} Field;
+
+static const char *field_names[] = {
+  "filters",    "units", "kernel_size",        "pool_size", "strides",  "padding", "use_bias",
+  "activation", "alpha", "kernel_initializer", "rate",      "momentum", "epsilon",
+};
+
+/* Allowed fields per type, and the ones a file must give. */
+static const struct
+{
+  guint allowed, required;
+} type_fields[KILT_LAYER_N_TYPES] = {
+  [KILT_LAYER_CONV2D] = { F_FILTERS | F_KERNEL_SIZE | F_STRIDES | F_PADDING | F_USE_BIAS
+                              | F_ACTIVATION | F_ALPHA | F_INIT,
+                          F_FILTERS },
+  [KILT_LAYER_DENSE] = { F_UNITS | F_USE_BIAS | F_ACTIVATION | F_ALPHA | F_INIT, F_UNITS },
+  [KILT_LAYER_MAX_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
+  [KILT_LAYER_AVG_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
+  [KILT_LAYER_GLOBAL_AVG_POOL2D] = { 0, 0 },
+  [KILT_LAYER_ACTIVATION] = { F_ACTIVATION | F_ALPHA, F_ACTIVATION },
+  [KILT_LAYER_DROPOUT] = { F_RATE, F_RATE },
+  [KILT_LAYER_FLATTEN] = { 0, 0 },
+  [KILT_LAYER_BATCH_NORM] = { F_MOMENTUM | F_EPSILON, 0 },
+  [KILT_LAYER_ADD] = { 0, 0 },
+  [KILT_LAYER_CONCATENATE] = { 0, 0 },
+};
+
+static int
+field_index (const char *name)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (field_names); i++)
+    if (g_str_equal (name, field_names[i]))
+      return (int)i;
+  return -1;
+}
+
+static char *
+field_list (guint mask)
+{
+  GString *s = g_string_new (NULL);
+
+  g_string_append (s, "name, type, inputs");
+  for (guint i = 0; i < G_N_ELEMENTS (field_names); i++)
+    if (mask & (1u << i))
+      g_string_append_printf (s, ", %s", field_names[i]);
+  return g_string_free (s, FALSE);
+}
+
+/* ---- parsing ------------------------------------------------------------------------------ */
+
+typedef struct
+{
+  const char *source;
+  const char *layer; /* NULL at the top level */
+  const char *type;
+} Where;
+
+static void G_GNUC_PRINTF (3, 4) set_error (GError **error, const Where *w, const char *fmt, ...)
+{
+  va_list ap;
+  g_autofree char *msg = NULL;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  if (w->layer)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "%s: layer %s (%s): %s",
+                 w->source, w->layer, w->type ? w->type : "?", msg);
+  else
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "%s: %s", w->source, msg);
+}
+
+static gboolean
+is_int (JsonNode *node)
+{
+  return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_INT64;
+}
+
+static gboolean
+is_number (JsonNode *node)
+{
+  return JSON_NODE_HOLDS_VALUE (node)
+         && (json_node_get_value_type (node) == G_TYPE_INT64
+             || json_node_get_value_type (node) == G_TYPE_DOUBLE);
+}
+
+static gboolean
+is_string (JsonNode *node)
+{
+  return JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING;
+}
+
+static gboolean
+get_dim (JsonNode *node, const Where *w, const char *field, guint min, guint *out, GError **error)
+{
+  gint64 v;
+
+  if (!is_int (node))
+    {
+      set_error (error, w, "%s must be an integer", field);
+      return FALSE;
+    }
+  v = json_node_get_int (node);
+  if (v < min || v > MAX_DIM)
+    {
+      set_error (error, w, "%s must be an integer from %u to %u, got %" G_GINT64_FORMAT, field, min,
+                 MAX_DIM, v);
+      return FALSE;
+    }
+  *out = (guint)v;
+  return TRUE;
+}
+
+/* An int n (n x n) or a pair [h, w]. */
+static gboolean
+get_pair (JsonNode *node, const Where *w, const char *field, guint *h, guint *wd, GError **error)
+{
+  JsonArray *a;
+
+  if (is_int (node))
+    {
+      if (!get_dim (node, w, field, 1, h, error))
+        return FALSE;
+      *wd = *h;
+      return TRUE;
+    }
+  if (!JSON_NODE_HOLDS_ARRAY (node) || json_array_get_length (a = json_node_get_array (node)) != 2)
+    {
+      set_error (error, w, "%s must be an integer or a pair of integers [height, width]", field);
+      return FALSE;
+    }
+  return get_dim (json_array_get_element (a, 0), w, field, 1, h, error)
+         && get_dim (json_array_get_element (a, 1), w, field, 1, wd, error);
+}
+
+static gboolean
+get_float (JsonNode *node, const Where *w, const char *field, double lo, double hi,
+           gboolean hi_open, float *out, GError **error)
+{
+  double v;
+
+  if (!is_number (node))
+    {
+      set_error (error, w, "%s must be a number", field);
+      return FALSE;
+    }
+  v = json_node_get_double (node);
+  if (!(v >= lo && (hi_open ? v < hi : v <= hi)))
+    {
+      set_error (error, w, "%s must be in [%g, %g%s, got %g", field, lo, hi, hi_open ? ")" : "]",
+                 v);
+      return FALSE;
+    }
+  *out = (float)v;
+  return TRUE;
+}
+
+static gboolean
+parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError **error)
+{
+  const char *name = field_names[f];
+
+  switch (1u << f)
+    {
+      case F_FILTERS:
+      case F_UNITS:
+        return get_dim (node, w, name, 1, &cfg->units, error);
+      case F_KERNEL_SIZE:
+      case F_POOL_SIZE:
+        return get_pair (node, w, name, &cfg->kh, &cfg->kw, error);
+      case F_STRIDES:
+        return get_pair (node, w, name, &cfg->sh, &cfg->sw, error);
+      case F_PADDING:
+        if (is_string (node) && g_str_equal (json_node_get_string (node), "same"))
+          cfg->same = TRUE;
+        else if (is_string (node) && g_str_equal (json_node_get_string (node), "valid"))
+          cfg->same = FALSE;
+        else
+          {
+            set_error (error, w, "padding must be \"same\" or \"valid\"");
+            return FALSE;
+          }
+        return TRUE;
+      case F_USE_BIAS:
+        if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+          {
+            set_error (error, w, "use_bias must be true or false");
+            return FALSE;
+          }
+        cfg->use_bias = json_node_get_boolean (node);
+        return TRUE;
+      case F_ACTIVATION:
+        if (!is_string (node)
+            || !kilt_activation_from_name (json_node_get_string (node), &cfg->activation))
+          {
+            set_error (error, w,
+                       "activation must be one of linear, relu, leaky_relu, sigmoid, tanh, "
+                       "softmax");
+            return FALSE;
+          }
+        return TRUE;
+      case F_ALPHA:
+        return get_float (node, w, name, 0.0, 1e6, FALSE, &cfg->alpha, error);
+      case F_INIT:
+        if (is_string (node) && g_str_equal (json_node_get_string (node), "glorot_uniform"))
+          cfg->init = KILT_INIT_GLOROT_UNIFORM;
+        else if (is_string (node) && g_str_equal (json_node_get_string (node), "he_normal"))
+          cfg->init = KILT_INIT_HE_NORMAL;
+        else
+          {
+            set_error (error, w, "kernel_initializer must be \"glorot_uniform\" or \"he_normal\"");
+            return FALSE;
+          }
+        return TRUE;
+      case F_RATE:
+        return get_float (node, w, name, 0.0, 1.0, TRUE, &cfg->rate, error);
+      case F_MOMENTUM:
+        return get_float (node, w, name, 0.0, 1.0, FALSE, &cfg->momentum, error);
+      case F_EPSILON:
+        if (!get_float (node, w, name, 0.0, 1.0, FALSE, &cfg->epsilon, error))
+          return FALSE;
+        if (cfg->epsilon <= 0.0f)
+          {
+            set_error (error, w, "epsilon must be above 0");
+            return FALSE;
+          }
+        return TRUE;
+      default:
+        g_assert_not_reached ();
+    }
+}
+
+static gboolean
+parse_input (JsonNode *node, const Where *top, KiltModel *model, GError **error)
+{
+  Where w = { top->source, "input", "InputLayer" };
+  JsonObject *o;
+  const char *name = "input";
+  KiltShape shape = { 0, 1, 1 };
+  const char *dims[] = { "channels", "height", "width" };
+  guint *out[] = { &shape.c, &shape.h, &shape.w };
+
+  if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+    {
+      set_error (error, top,
+                 "expected an \"input\" object: {\"name\": ..., \"channels\": C, \"height\": H, "
+                 "\"width\": W}");
+      return FALSE;
+    }
+  o = json_node_get_object (node);
+  if (json_object_has_member (o, "name"))
+    {
+      JsonNode *n = json_object_get_member (o, "name");
+      if (!is_string (n) || *json_node_get_string (n) == '\0')
+        {
+          set_error (error, &w, "name must be a non-empty string");
+          return FALSE;
+        }
+      name = json_node_get_string (n);
+      w.layer = name;
+    }
+  for (guint i = 0; i < 3; i++)
+    {
+      JsonNode *n = json_object_get_member (o, dims[i]);
+      if (n == NULL && i == 0)
+        {
+          set_error (error, &w, "expected a field \"channels\" (then \"height\", \"width\")");
+          return FALSE;
+        }
+      if (n && !get_dim (n, &w, dims[i], 1, out[i], error))
+        return FALSE;
+    }
+  {
+    g_autoptr (GList) members = json_object_get_members (o);
+    for (GList *l = members; l; l = l->next)
+      if (!g_str_equal (l->data, "name") && !g_str_equal (l->data, "channels")
+          && !g_str_equal (l->data, "height") && !g_str_equal (l->data, "width"))
+        {
+          set_error (error, &w, "unknown field \"%s\"; expected name, channels, height, width",
+                     (const char *)l->data);
+          return FALSE;
+        }
+  }
+  kilt_model_add_input (model, name, shape);
+  return TRUE;
+}
+
+static gboolean
+parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GError **error)
+{
+  g_autofree char *fallback = g_strdup_printf ("#%u", index + 1);
+  Where w = { top->source, fallback, NULL };
+  JsonObject *o;
+  JsonNode *n;
+  KiltLayerType type;
+  KiltLayerConfig cfg;
+  guint inputs[KILT_MAX_INPUTS];
+  guint n_inputs = 0;
+  const char *name = NULL;
+  guint seen = 0;
+
+  if (!JSON_NODE_HOLDS_OBJECT (node))
+    {
+      set_error (error, &w, "expected an object {\"name\": ..., \"type\": ..., ...}");
+      return FALSE;
+    }
+  o = json_node_get_object (node);
+  if ((n = json_object_get_member (o, "name")))
+    {
+      if (!is_string (n) || *json_node_get_string (n) == '\0')
+        {
+          set_error (error, &w, "name must be a non-empty string");
+          return FALSE;
+        }
+      name = w.layer = json_node_get_string (n);
+    }
+  n = json_object_get_member (o, "type");
+  if (n == NULL || !is_string (n))
+    {
+      set_error (error, &w, "expected a field \"type\" naming the layer type (\"Conv2D\", ...)");
+      return FALSE;
+    }
+  w.type = json_node_get_string (n);
+  if (!kilt_layer_type_from_name (w.type, &type) || type == KILT_LAYER_INPUT)
+    {
+      set_error (error, &w,
+                 "unknown layer type; expected Conv2D, Dense, MaxPooling2D, AveragePooling2D, "
+                 "GlobalAveragePooling2D, Activation, Dropout, Flatten, BatchNormalization, Add "
+                 "or Concatenate");
+      return FALSE;
+    }
+  w.type = type_names[type];
+  if (name && kilt_model_find (model, name))
+    {
+      set_error (error, &w, "the name is used by an earlier layer; names must be unique");
+      return FALSE;
+    }
+  if (kilt_layer_class_get (type) == NULL)
+    {
+      set_error (error, &w, "layer type %s is not available in this build of Kilt", w.type);
+      return FALSE;
+    }
+
+  if ((n = json_object_get_member (o, "inputs")))
+    {
+      JsonArray *a;
+      if (!JSON_NODE_HOLDS_ARRAY (n)
+          || (a = json_node_get_array (n), json_array_get_length (a) == 0)
+          || json_array_get_length (a) > KILT_MAX_INPUTS)
+        {
+          set_error (error, &w, "inputs must be a list of 1 to %d earlier layer names",
+                     KILT_MAX_INPUTS);
+          return FALSE;
+        }
+      for (guint i = 0; i < json_array_get_length (a); i++)
+        {
+          JsonNode *e = json_array_get_element (a, i);
+          KiltNode *src;
+          if (!is_string (e))
+            {
+              set_error (error, &w, "inputs must be a list of earlier layer names");
+              return FALSE;
+            }
+          src = kilt_model_find (model, json_node_get_string (e));
+          if (src == NULL)
+            {
+              set_error (error, &w, "input \"%s\" names no earlier layer",
+                         json_node_get_string (e));
+              return FALSE;
+            }
+          inputs[n_inputs++] = src->index;
+        }
+    }
+  else
+    inputs[n_inputs++] = kilt_model_n_nodes (model) - 1; /* a chain: the layer before */
+
+  cfg = kilt_layer_config_default (type);
+  {
+    g_autoptr (GList) members = json_object_get_members (o);
+    for (GList *l = members; l; l = l->next)
+      {
+        const char *key = l->data;
+        int f;
+        if (g_str_equal (key, "name") || g_str_equal (key, "type") || g_str_equal (key, "inputs"))
+          continue;
+        f = field_index (key);
+        if (f < 0 || !(type_fields[type].allowed & (1u << f)))
+          {
+            g_autofree char *expected = field_list (type_fields[type].allowed);
+            set_error (error, &w, "unknown field \"%s\"; expected %s", key, expected);
+            return FALSE;
+          }
+        if (!parse_field (f, json_object_get_member (o, key), &w, &cfg, error))
+          return FALSE;
+        seen |= 1u << f;
+      }
+  }
+  for (guint f = 0; f < G_N_ELEMENTS (field_names); f++)
+    if ((type_fields[type].required & (1u << f)) && !(seen & (1u << f)))
+      {
+        set_error (error, &w, "expected a field \"%s\"", field_names[f]);
+        return FALSE;
+      }
+  kilt_model_add (model, type, name, &cfg, n_inputs, inputs);
+  return TRUE;
+}
+
+/* Parses without building, so that presets can adapt the shapes first. */
+static KiltModel *
+parse_model (const char *data, gssize length, const char *source, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) local = NULL;
+  g_autoptr (KiltModel) model = NULL;
+  Where top = { source, NULL, NULL };
+  JsonObject *root;
+  JsonNode *n;
+  JsonArray *layers;
+
+  if (!json_parser_load_from_data (parser, data, length, &local))
+    {
+      set_error (error, &top, "not valid JSON: %s", local->message);
+      return NULL;
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    {
+      set_error (error, &top, "expected a JSON object with \"format\": \"%s\"",
+                 KILT_MODEL_FORMAT_NAME);
+      return NULL;
+    }
+  root = json_node_get_object (json_parser_get_root (parser));
+  n = json_object_get_member (root, "format");
+  if (n == NULL || !is_string (n)
+      || !g_str_equal (json_node_get_string (n), KILT_MODEL_FORMAT_NAME))
+    {
+      if (json_object_has_member (root, "class_name"))
+        set_error (error, &top,
+                   "this looks like a Keras model (to_json); import it as a Keras file instead");
+      else
+        set_error (error, &top, "expected \"format\": \"%s\" at the top level",
+                   KILT_MODEL_FORMAT_NAME);
+      return NULL;
+    }
+  n = json_object_get_member (root, "version");
+  if (n == NULL || !is_int (n))
+    {
+      set_error (error, &top, "expected an integer \"version\" (this Kilt reads version %d)",
+                 KILT_MODEL_FORMAT_VERSION);
+      return NULL;
+    }
+  if (json_node_get_int (n) != KILT_MODEL_FORMAT_VERSION)
+    {
+      set_error (error, &top,
+                 "format version %" G_GINT64_FORMAT " is not supported; this Kilt reads version "
+                 "%d",
+                 json_node_get_int (n), KILT_MODEL_FORMAT_VERSION);
+      return NULL;
+    }
+  n = json_object_get_member (root, "name");
+  if (n && !is_string (n))
+    {
+      set_error (error, &top, "name must be a string");
+      return NULL;
+    }
+  model = kilt_model_new (n ? json_node_get_string (n) : NULL);
+  {
+    static const char *known[]
+        = { "format", "version", "name", "description", "loss", "input", "layers", NULL };
+    g_autoptr (GList) members = json_object_get_members (root);
+    for (GList *l = members; l; l = l->next)
+      if (!g_strv_contains (known, l->data))
+        {
+          set_error (error, &top,
+                     "unknown field \"%s\" at the top level; expected format, version, name, "
+                     "description, loss, input, layers",
+                     (const char *)l->data);
+          return NULL;
+        }
+  }
+  if ((n = json_object_get_member (root, "loss")))
+    {
+      if (!is_string (n) || !kilt_loss_from_name (json_node_get_string (n), &model->loss))
+        {
+          set_error (error, &top,
+                     "loss must be one of softmax_cross_entropy, binary_cross_entropy, mse");
+          return NULL;
+        }
+    }
+  if (!parse_input (json_object_get_member (root, "input"), &top, model, error))
+    return NULL;
+  n = json_object_get_member (root, "layers");
+  if (n == NULL || !JSON_NODE_HOLDS_ARRAY (n))
+    {
+      set_error (error, &top, "expected a \"layers\" list");
+      return NULL;
+    }
+  layers = json_node_get_array (n);
+  for (guint i = 0; i < json_array_get_length (layers); i++)
+    if (!parse_layer (json_array_get_element (layers, i), i, &top, model, error))
+      return NULL;
+  return g_steal_pointer (&model);
+}
+
+KiltModel *
+kilt_model_load_json_data (const char *data, gssize length, const char *source, GError **error)
+{
+  g_autoptr (KiltModel) model = NULL;
+
+  g_return_val_if_fail (data != NULL, NULL);
+  if (source == NULL)
+    source = "model";
+  model = parse_model (data, length, source, error);
+  if (model == NULL)
+    return NULL;
+  if (!kilt_model_build (model, error))
+    {
+      g_prefix_error (error, "%s: ", source);
+      return NULL;
+    }
+  return g_steal_pointer (&model);
+}
+
+KiltModel *
+kilt_model_load_json_file (const char *path, GError **error)
+{
+  g_autofree char *data = NULL;
+  gsize length = 0;
+  g_autoptr (GError) local = NULL;
+
+  if (!g_file_get_contents (path, &data, &length, &local))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "cannot read model %s: %s", path,
+                   local->message);
+      return NULL;
+    }
+  return kilt_model_load_json_data (data, (gssize)length, path, error);
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static void
+append_string (GString *s, const char *str)
+{
+  g_string_append_c (s, '"');
+  for (const unsigned char *p = (const unsigned char *)str; *p; p++)
+    {
+      if (*p == '"' || *p == '\\')
+        g_string_append_printf (s, "\\%c", *p);
+      else if (*p < 0x20)
+        g_string_append_printf (s, "\\u%04x", *p);
+      else
+        g_string_append_c (s, (char)*p);
+    }
+  g_string_append_c (s, '"');
+}
+
+static void
+append_float (GString *s, const char *key, float v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  /* The fewest digits that read back as the same float: 0.99, not 0.99000001. */
+  for (int digits = 6; digits <= 9; digits++)
+    {
+      char fmt[8];
+      g_snprintf (fmt, sizeof fmt, "%%.%dg", digits);
+      g_ascii_formatd (buf, sizeof buf, fmt, v);
+      if ((float)g_ascii_strtod (buf, NULL) == v)
+        break;
+    }
+  g_string_append_printf (s, ", \"%s\": %s", key, buf);
+}
+
+static void
+append_pair (GString *s, const char *key, guint a, guint b)
+{
+  g_string_append_printf (s, ", \"%s\": [%u, %u]", key, a, b);
+}
+
+static void
+append_layer (GString *s, KiltModel *model, KiltNode *node)
+{
+  const KiltLayerConfig *c = &node->cfg;
+  guint allowed = type_fields[node->type].allowed;
+
+  g_string_append (s, "    { \"name\": ");
+  append_string (s, node->name);
+  g_string_append_printf (s, ", \"type\": \"%s\", \"inputs\": [", type_names[node->type]);
+  for (guint i = 0; i < node->n_inputs; i++)
+    {
+      if (i)
+        g_string_append (s, ", ");
+      append_string (s, kilt_model_node (model, node->inputs[i])->name);
+    }
+  g_string_append_c (s, ']');
+  if (allowed & F_FILTERS)
+    g_string_append_printf (s, ", \"filters\": %u", c->units);
+  if (allowed & F_UNITS)
+    g_string_append_printf (s, ", \"units\": %u", c->units);
+  if (allowed & F_KERNEL_SIZE)
+    append_pair (s, "kernel_size", c->kh, c->kw);
+  if (allowed & F_POOL_SIZE)
+    append_pair (s, "pool_size", c->kh, c->kw);
+  /* Pooling strides of 0 mean "the window", as Keras' None does: leave them out. */
+  if ((allowed & F_STRIDES) && c->sh && c->sw)
+    append_pair (s, "strides", c->sh, c->sw);
+  if (allowed & F_PADDING)
+    g_string_append_printf (s, ", \"padding\": \"%s\"", c->same ? "same" : "valid");
+  if (allowed & F_USE_BIAS)
+    g_string_append_printf (s, ", \"use_bias\": %s", c->use_bias ? "true" : "false");
+  if (allowed & F_ACTIVATION)
+    g_string_append_printf (s, ", \"activation\": \"%s\"", kilt_activation_name (c->activation));
+  if ((allowed & F_ALPHA) && c->activation == KILT_ACT_LEAKY_RELU)
+    append_float (s, "alpha", c->alpha);
+  if (allowed & F_INIT)
+    g_string_append_printf (s, ", \"kernel_initializer\": \"%s\"",
+                            c->init == KILT_INIT_HE_NORMAL ? "he_normal" : "glorot_uniform");
+  if (allowed & F_RATE)
+    append_float (s, "rate", c->rate);
+  if (allowed & F_MOMENTUM)
+    append_float (s, "momentum", c->momentum);
+  if (allowed & F_EPSILON)
+    append_float (s, "epsilon", c->epsilon);
+  g_string_append (s, " }");
+}
+
+char *
+kilt_model_to_json (KiltModel *model)
+{
+  GString *s = g_string_new (NULL);
+  KiltNode *in;
+
+  g_return_val_if_fail (model != NULL && kilt_model_n_nodes (model) > 0, NULL);
+  in = kilt_model_node (model, 0);
+  g_string_append_printf (s, "{\n  \"format\": \"%s\",\n  \"version\": %d,\n  \"name\": ",
+                          KILT_MODEL_FORMAT_NAME, KILT_MODEL_FORMAT_VERSION);
+  append_string (s, model->name);
+  g_string_append_printf (
+      s, ",\n  \"loss\": \"%s\",\n  \"input\": { \"name\": ", kilt_loss_name (model->loss));
+  append_string (s, in->name);
+  g_string_append_printf (s, ", \"channels\": %u, \"height\": %u, \"width\": %u },\n",
+                          in->out_shape.c, in->out_shape.h, in->out_shape.w);
+  g_string_append (s, "  \"layers\": [\n");
+  for (guint i = 1; i < kilt_model_n_nodes (model); i++)
+    {
+      append_layer (s, model, kilt_model_node (model, i));
+      g_string_append (s, i + 1 < kilt_model_n_nodes (model) ? ",\n" : "\n");
+    }
+  g_string_append (s, "  ]\n}\n");
+  return g_string_free (s, FALSE);
+}
+
+gboolean
+kilt_model_save_json_file (KiltModel *model, const char *path, GError **error)
+{
+  g_autofree char *text = kilt_model_to_json (model);
+  g_autoptr (GError) local = NULL;
+
+  if (!g_file_set_contents (path, text, -1, &local))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "cannot save model %s: %s", path,
+                   local->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- presets ------------------------------------------------------------------------------ */
+
+char *
+kilt_model_preset_dir (void)
+{
+  const char *env = g_getenv ("KILT_DATA_DIR");
+  char *candidates[3] = {
+    env && *env ? g_build_filename (env, "presets", NULL) : NULL,
+    g_build_filename (KILT_PKGDATADIR, "presets", NULL),
+    g_build_filename (KILT_SOURCE_DIR, "resources", "presets", NULL),
+  };
+  char *found = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
+    {
+      if (found == NULL && candidates[i] && g_file_test (candidates[i], G_FILE_TEST_IS_DIR))
+        found = g_steal_pointer (&candidates[i]);
+      g_free (candidates[i]);
+    }
+  return found;
+}
+
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return g_strcmp0 (*(char *const *)a, *(char *const *)b);
+}
+
+char **
+kilt_model_preset_list (void)
+{
+  g_autofree char *dir = kilt_model_preset_dir ();
+  GPtrArray *names = g_ptr_array_new ();
+  GDir *d = dir ? g_dir_open (dir, 0, NULL) : NULL;
+  const char *entry;
+
+  while (d && (entry = g_dir_read_name (d)))
+    if (g_str_has_suffix (entry, ".json") && entry[0] != '.')
+      g_ptr_array_add (names, g_strndup (entry, strlen (entry) - 5));
+  if (d)
+    g_dir_close (d);
+  g_ptr_array_sort (names, compare_names);
+  g_ptr_array_add (names, NULL);
+  return (char **)g_ptr_array_free (names, FALSE);
+}
+
+static gboolean
+valid_preset_name (const char *name)
+{
+  if (*name == '\0')
+    return FALSE;
+  for (const char *p = name; *p; p++)
+    if (!g_ascii_isalnum (*p) && *p != '_' && *p != '-')
+      return FALSE;
+  return TRUE;
+}
+
+KiltModel *
+kilt_model_load_preset (const char *name, const KiltShape *input, guint n_classes, GError **error)
+{
+  g_autofree char *dir = kilt_model_preset_dir ();
+  g_autofree char *file = NULL;
+  g_autofree char *path = NULL;
+  g_autofree char *data = NULL;
+  g_autofree char *what = NULL;
+  g_autoptr (KiltModel) model = NULL;
+  KiltNode *last_dense = NULL;
+  gsize length;
+
+  g_return_val_if_fail (name != NULL, NULL);
+  if (dir == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "the model presets were not found (looked in $KILT_DATA_DIR/presets, %s/presets "
+                   "and the source tree); is Kilt installed?",
+                   KILT_PKGDATADIR);
+      return NULL;
+    }
+  file = g_strconcat (name, ".json", NULL);
+  path = g_build_filename (dir, file, NULL);
+  if (!valid_preset_name (name) || !g_file_get_contents (path, &data, &length, NULL))
+    {
+      g_auto (GStrv) names = kilt_model_preset_list ();
+      g_autofree char *list = g_strjoinv (", ", names);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "no model preset \"%s\"; the presets are %s", name, list);
+      return NULL;
+    }
+  model = parse_model (data, (gssize)length, path, error);
+  if (model == NULL)
+    return NULL;
+
+  if (input)
+    {
+      if (kilt_shape_size (input) == 0)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                       "preset %s: the input shape %ux%ux%u has a zero dimension", name, input->c,
+                       input->h, input->w);
+          return NULL;
+        }
+      kilt_model_node (model, 0)->out_shape = *input;
+    }
+  for (guint i = 0; i < kilt_model_n_nodes (model); i++)
+    if (kilt_model_node (model, i)->type == KILT_LAYER_DENSE)
+      last_dense = kilt_model_node (model, i);
+  if (n_classes)
+    {
+      if (last_dense == NULL)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                       "preset %s has no Dense layer to take %u classes", name, n_classes);
+          return NULL;
+        }
+      if (n_classes < 2 && model->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                       "preset %s is a softmax classifier and needs at least 2 classes, got %u",
+                       name, n_classes);
+          return NULL;
+        }
+      last_dense->cfg.units = n_classes;
+    }
+  if (!kilt_model_build (model, error))
+    {
+      KiltShape s = kilt_model_node (model, 0)->out_shape;
+      g_prefix_error (error, "preset %s on a %ux%ux%u input (channels x height x width): ", name,
+                      s.c, s.h, s.w);
+      return NULL;
+    }
+  return g_steal_pointer (&model);
+}

@@ -1,0 +1,47 @@
+/* Device optimizers (Keras update rules) over a flat parameter buffer, and their C reference. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "kilt-context.h"
+#include "kilt-optimizer-config.h"
+
+G_BEGIN_DECLS
+
+typedef struct _KiltOptimizer KiltOptimizer;
+
+/* State floats per parameter: SGD 1 (0 without momentum), RMSprop 1, Adam 2, Adadelta 2,
+ * Adagrad 1. */
+guint kilt_optimizer_state_slots (const KiltOptimizerConfig *cfg);
+/* Floats of optimizer state for @n_params parameters, for the memory planner. */
+gsize kilt_optimizer_state_floats (const KiltOptimizerConfig *cfg, gsize n_params);
+/* An error naming the field when @cfg is out of range (negative rate, rho outside [0, 1) ...). */
+gboolean kilt_optimizer_config_check (const KiltOptimizerConfig *cfg, GError **error);
+/* The learning rate used at 0-based @iteration: lr / (1 + decay * iteration), times Adam's
+ * bias correction sqrt (1 - beta2^t) / (1 - beta1^t) with t = iteration + 1. */
+double kilt_optimizer_lr_at (const KiltOptimizerConfig *cfg, guint64 iteration);
+
+/* Allocates the state (KILT_MEM_OPTIMIZER, one buffer per slot) for @n_params parameters and
+ * sets it to its starting value (0; Adagrad's accumulator 0.1). Free with kilt_optimizer_free. */
+KiltOptimizer *kilt_optimizer_new (KiltContext *ctx, const KiltOptimizerConfig *cfg, gsize n_params,
+                                   GError **error);
+void kilt_optimizer_free (KiltOptimizer *opt);
+const KiltOptimizerConfig *kilt_optimizer_get_config (KiltOptimizer *opt);
+gsize kilt_optimizer_n_params (KiltOptimizer *opt);
+
+/* Enqueues one update of @params (n_params floats) from @grads; @iteration is the 0-based
+ * step count before this update. One kernel launch, no wait for the device. */
+gboolean kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 iteration,
+                              GError **error);
+
+/* State as host floats (kilt_optimizer_state_floats () of them, slot after slot), for
+ * checkpoints. Blocking. */
+gboolean kilt_optimizer_read_state (KiltOptimizer *opt, float *dst, GError **error);
+gboolean kilt_optimizer_write_state (KiltOptimizer *opt, const float *src, GError **error);
+
+/* Plain-C double reference. @state holds kilt_optimizer_state_floats (cfg, n) doubles, slot
+ * after slot; kilt_optimizer_reference_init sets their starting values. */
+void kilt_optimizer_reference_init (const KiltOptimizerConfig *cfg, gsize n, double *state);
+void kilt_optimizer_reference_step (const KiltOptimizerConfig *cfg, gsize n, double *p,
+                                    const double *g, double *state, guint64 iteration);
+
+G_END_DECLS

@@ -1,0 +1,46 @@
+/* The memory planner: what training a model at a batch size needs, and whether it fits. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "kilt-device.h"
+#include "kilt-memory.h"
+#include "kilt-model.h"
+#include "kilt-optimizer-config.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  guint batch;
+  guint64 bytes[KILT_MEM_N_CATEGORIES]; /* per category, as the engine allocates them */
+  guint64 total;
+  guint64 largest_alloc; /* the biggest single buffer */
+  char *largest_what;    /* what it holds: "layer conv2d activations" */
+  guint64 capacity;      /* the budget the plan is checked against */
+  guint64 max_alloc;     /* the device's max single allocation */
+  char *device_name;
+  gboolean fits;
+  guint max_batch; /* largest batch that fits (0: none; = batch when it fits) */
+  char *message;   /* one line: what it needs against what there is, and
+                    * when it does not fit, the largest batch that does */
+} KiltPlan;
+
+/* Floats of optimizer state per trainable parameter: SGD 1 with momentum (0 without),
+ * RMSprop 1, Adam 2, Adadelta 2, Adagrad 1. The planner's own count, kept beside the optimizer
+ * code it predicts (which allocates one buffer of n_params floats per slot). */
+guint kilt_plan_optimizer_slots (const KiltOptimizerConfig *opt);
+
+/* Plans training of built @model at @batch with @opt (NULL: no optimizer state) and a data set
+ * holding @dataset_bytes on the device (one buffer; 0 for none). The capacity is @budget, or
+ * the device's global memory when @budget is 0; single buffers must stay within the device's
+ * max allocation. Never fails: read ->fits and ->message. */
+KiltPlan *kilt_plan_compute (KiltModel *model, guint batch, const KiltOptimizerConfig *opt,
+                             guint64 dataset_bytes, const KiltDeviceInfo *device, guint64 budget);
+void kilt_plan_free (KiltPlan *plan);
+
+/* TRUE when the plan fits; otherwise a KILT_ENGINE_ERROR_OUT_OF_MEMORY error with ->message. */
+gboolean kilt_plan_check (const KiltPlan *plan, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (KiltPlan, kilt_plan_free)
+
+G_END_DECLS

@@ -1,0 +1,241 @@
+/* A whole model in plain C double precision, and a device step checked against it. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-reference"
+
+#include "kilt-reference.h"
+#include "kilt-error.h"
+#include "kilt-exec.h"
+#include "kilt-loss.h"
+
+#include <math.h>
+#include <string.h>
+
+KiltReference *
+kilt_reference_new (KiltModel *model, guint batch)
+{
+  KiltReference *r = g_new0 (KiltReference, 1);
+  guint n = model->nodes->len;
+
+  g_return_val_if_fail (model->built, NULL);
+  r->model = model;
+  r->batch = batch;
+  r->out = g_new0 (double *, n);
+  r->dout = g_new0 (double *, n);
+  for (guint i = 0; i < n; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      gsize size = (gsize)batch * kilt_shape_size (&node->out_shape);
+      r->out[i] = g_new0 (double, size);
+      r->dout[i] = g_new0 (double, size);
+    }
+  r->params = g_new0 (double, model->n_params + 1);
+  r->state = g_new0 (double, model->n_state + 1);
+  r->grads = g_new0 (double, model->n_params + 1);
+  return r;
+}
+
+void
+kilt_reference_free (KiltReference *ref)
+{
+  if (ref == NULL)
+    return;
+  for (guint i = 0; i < ref->model->nodes->len; i++)
+    {
+      g_free (ref->out[i]);
+      g_free (ref->dout[i]);
+    }
+  g_free (ref->out);
+  g_free (ref->dout);
+  g_free (ref->params);
+  g_free (ref->state);
+  g_free (ref->grads);
+  g_free (ref);
+}
+
+double
+kilt_reference_forward (KiltReference *ref, const double *input, const double *targets,
+                        gboolean training, guint32 seed, guint64 step)
+{
+  KiltModel *m = ref->model;
+  KiltNode *last = kilt_model_output (m);
+  double metrics[3] = { 0 };
+
+  memcpy (ref->out[0], input,
+          sizeof (double) * ref->batch * kilt_shape_size (&kilt_model_node (m, 0)->out_shape));
+  for (guint i = 1; i < m->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (m->nodes, i);
+      const double *in[KILT_MAX_INPUTS];
+      for (guint j = 0; j < node->n_inputs; j++)
+        in[j] = ref->out[node->inputs[j]];
+      node->klass->ref_forward (node, ref->batch, training, seed, step, in,
+                                ref->params + node->param_offset, ref->state + node->state_offset,
+                                ref->out[i]);
+    }
+  kilt_loss_reference (m->loss, ref->batch, ref->batch, kilt_model_n_outputs (m),
+                       ref->out[last->index], targets, NULL, metrics);
+  return metrics[0] / ref->batch;
+}
+
+void
+kilt_reference_backward (KiltReference *ref, const double *input, const double *targets,
+                         guint32 seed, guint64 step)
+{
+  KiltModel *m = ref->model;
+  KiltNode *last = kilt_model_output (m);
+  double metrics[3] = { 0 };
+  guint n = m->nodes->len;
+  g_autofree gboolean *written = g_new0 (gboolean, n);
+
+  kilt_loss_reference (m->loss, ref->batch, ref->batch, kilt_model_n_outputs (m),
+                       ref->out[last->index], targets, ref->dout[last->index], metrics);
+  written[last->index] = TRUE;
+  for (guint i = n - 1; i >= 1; i--)
+    {
+      KiltNode *node = g_ptr_array_index (m->nodes, i);
+      const double *in[KILT_MAX_INPUTS];
+      double *din[KILT_MAX_INPUTS] = { 0 };
+      g_autofree double *fused = NULL;
+      const double *dout = ref->dout[i];
+
+      /* The loss gave the pre-softmax gradient for a softmax output; the node's own backward
+       * expects d/d(softmax output). Turn it back by running a softmax output's backward on
+       * a gradient whose Jacobian product is the given one: simplest is to skip the softmax
+       * Jacobian, as the device does, by handing the layer its output as linear. */
+      KiltActivation keep = node->cfg.activation;
+      if (node == last && m->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY)
+        node->cfg.activation = KILT_ACT_LINEAR;
+      for (guint j = 0; j < node->n_inputs; j++)
+        {
+          guint src = node->inputs[j];
+          gsize size = (gsize)ref->batch * kilt_shape_size (&node->in_shape[j]);
+          in[j] = ref->out[src];
+          if (src == 0)
+            continue;
+          din[j] = g_new0 (double, size);
+        }
+      if (node->klass->ref_backward)
+        node->klass->ref_backward (node, ref->batch, seed, step, in,
+                                   ref->params + node->param_offset,
+                                   ref->state + node->state_offset, ref->out[i], dout, din,
+                                   ref->grads + node->param_offset);
+      node->cfg.activation = keep;
+      for (guint j = 0; j < node->n_inputs; j++)
+        {
+          guint src = node->inputs[j];
+          gsize size = (gsize)ref->batch * kilt_shape_size (&node->in_shape[j]);
+          if (!din[j])
+            continue;
+          for (gsize k = 0; k < size; k++)
+            ref->dout[src][k] = (written[src] ? ref->dout[src][k] : 0.0) + din[j][k];
+          written[src] = TRUE;
+          g_free (din[j]);
+        }
+    }
+}
+
+static double
+max_rel (const float *dev, const double *ref, gsize n)
+{
+  double diff = 0, scale = 0;
+
+  for (gsize i = 0; i < n; i++)
+    {
+      if (!isfinite (dev[i]))
+        return INFINITY;
+      diff = MAX (diff, fabs (dev[i] - ref[i]));
+      scale = MAX (scale, fabs (ref[i]));
+    }
+  return diff / MAX (scale, 1e-30);
+}
+
+gboolean
+kilt_reference_check_step (KiltContext *ctx, KiltModel *model, guint batch, guint32 seed,
+                           double *loss_error, double *grad_error, GError **error)
+{
+  KiltExecutor *exec = NULL;
+  KiltReference *ref = NULL;
+  KiltBuffer *targets = NULL, *metrics = NULL;
+  guint n_out = kilt_model_n_outputs (model);
+  gsize in_size = (gsize)batch * kilt_shape_size (&kilt_model_node (model, 0)->out_shape);
+  gsize t_size = model->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY ? batch : (gsize)batch * n_out;
+  g_autofree float *params = g_new0 (float, model->n_params + 1);
+  g_autofree float *state = g_new0 (float, model->n_state + 1);
+  g_autofree float *x = g_new (float, in_size);
+  g_autofree double *xd = g_new (double, in_size);
+  g_autofree float *t = g_new (float, t_size);
+  g_autofree double *td = g_new (double, t_size);
+  g_autofree float *grads = g_new0 (float, model->n_params + 1);
+  float m[3];
+  gboolean ok = FALSE;
+  KiltNode *last = kilt_model_output (model);
+  KiltRng rng;
+  double ref_loss;
+
+  kilt_rng_init (&rng, seed ^ 0x5eed);
+  for (gsize i = 0; i < in_size; i++)
+    xd[i] = x[i] = (float)kilt_rng_uniform (&rng);
+  for (gsize i = 0; i < t_size; i++)
+    {
+      if (model->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY)
+        t[i] = (float)kilt_rng_below (&rng, n_out);
+      else if (model->loss == KILT_LOSS_BINARY_CROSS_ENTROPY)
+        t[i] = (float)kilt_rng_below (&rng, 2);
+      else
+        t[i] = (float)(2 * kilt_rng_uniform (&rng) - 1);
+      td[i] = t[i];
+    }
+  kilt_model_init_params (model, seed, params, state);
+
+  exec = kilt_executor_new (ctx, model, batch, TRUE, error);
+  if (!exec || !kilt_executor_upload (exec, params, state, error))
+    goto out;
+  exec->ex.seed = seed;
+  exec->ex.step = 0;
+  if (model->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY)
+    exec->ex.softmax_fused_node = last->index;
+  targets = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * t_size, error, "check targets");
+  if (!targets)
+    goto out;
+  metrics = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (batch), error,
+                             "check metrics");
+  if (!metrics)
+    goto out;
+  {
+    const float zero = 0;
+    clEnqueueFillBuffer (ctx->queue, metrics->mem, &zero, 4, 0, metrics->bytes, 0, NULL, NULL);
+  }
+  if (!kilt_buffer_write (targets, 0, t, 4 * t_size, error)
+      || clEnqueueWriteBuffer (ctx->queue, kilt_executor_input (exec), CL_TRUE, 0, 4 * in_size, x,
+                               0, NULL, NULL)
+             != CL_SUCCESS
+      || !kilt_executor_forward (exec, TRUE, error)
+      || !kilt_loss_enqueue (ctx, model->loss, batch, batch, n_out, last->out, targets->mem,
+                             last->dout, metrics->mem, error)
+      || !kilt_executor_backward (exec, error) || !kilt_buffer_read (metrics, 0, m, sizeof m, error)
+      || !kilt_buffer_read (exec->grads, 0, grads, 4 * model->n_params, error))
+    {
+      if (error && *error == NULL)
+        g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OPENCL,
+                     "writing the check input failed on %s", ctx->info->name);
+      goto out;
+    }
+
+  ref = kilt_reference_new (model, batch);
+  for (gsize i = 0; i < model->n_params; i++)
+    ref->params[i] = params[i];
+  for (gsize i = 0; i < model->n_state; i++)
+    ref->state[i] = state[i];
+  ref_loss = kilt_reference_forward (ref, xd, td, TRUE, seed, 0);
+  kilt_reference_backward (ref, xd, td, seed, 0);
+  *loss_error = fabs (m[0] / batch - ref_loss) / MAX (fabs (ref_loss), 1e-12);
+  *grad_error = max_rel (grads, ref->grads, model->n_params);
+  ok = TRUE;
+
+out:
+  kilt_reference_free (ref);
+  kilt_buffer_free (metrics);
+  kilt_buffer_free (targets);
+  kilt_executor_free (exec);
+  return ok;
+}

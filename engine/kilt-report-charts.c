@@ -1,0 +1,478 @@
+/* Report charts (built on KiltChart, as the window draws them) and the PDF report. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-report"
+
+#include "kilt-report-private.h"
+#include "kilt-error.h"
+
+#include <math.h>
+#include <string.h>
+#include <cairo-pdf.h>
+#include <cairo-svg.h>
+
+static const char *const chart_names[KILT_REPORT_N_CHARTS] = {
+  "loss", "accuracy", "epoch-time", "speedup", "layers", "accuracy-time",
+};
+
+static const char *const chart_titles[KILT_REPORT_N_CHARTS] = {
+  "Loss per epoch",
+  "Accuracy per epoch",
+  "Time per epoch",
+  "Speed-up against the baseline",
+  "Per-layer device time per step",
+  "Validation accuracy against training time",
+};
+
+/* One colour per run, the same in every chart; validation lines are a lighter tint. */
+static const double palette[][3] = {
+  { 0.21, 0.42, 0.80 }, { 0.88, 0.38, 0.12 }, { 0.18, 0.62, 0.30 }, { 0.75, 0.18, 0.35 },
+  { 0.50, 0.34, 0.75 }, { 0.55, 0.42, 0.20 }, { 0.10, 0.60, 0.65 }, { 0.45, 0.45, 0.45 },
+};
+
+const char *
+kilt_report_chart_name (KiltReportChart chart)
+{
+  return (guint)chart < KILT_REPORT_N_CHARTS ? chart_names[chart] : "?";
+}
+
+const char *
+kilt_report_chart_title (KiltReportChart chart)
+{
+  return (guint)chart < KILT_REPORT_N_CHARTS ? chart_titles[chart] : "?";
+}
+
+gboolean
+kilt_report_chart_from_name (const char *name, KiltReportChart *out)
+{
+  for (guint i = 0; i < KILT_REPORT_N_CHARTS; i++)
+    if (g_ascii_strcasecmp (name, chart_names[i]) == 0)
+      {
+        *out = (KiltReportChart)i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+static void
+run_color (guint i, gboolean light, double out[3])
+{
+  const double *c = palette[i % G_N_ELEMENTS (palette)];
+  for (int k = 0; k < 3; k++)
+    out[k] = light ? c[k] + (1 - c[k]) * 0.5 : c[k];
+}
+
+/* Legends hold one line: curves (two per run) are named by run id, bars by id and a short
+ * name; the tables beside the charts give the rest. */
+static char *
+series_name (const KiltRun *run, const char *what)
+{
+  g_autofree char *name = NULL;
+
+  if (what)
+    return g_strdup_printf ("#%" G_GINT64_FORMAT " %s", run->id, what);
+  name = g_utf8_substring (run->record.name, 0, MIN (g_utf8_strlen (run->record.name, -1), 18));
+  return g_strdup_printf ("#%" G_GINT64_FORMAT " %s", run->id, name);
+}
+
+static gboolean
+any_timings (const KiltReportOptions *o)
+{
+  for (guint i = 0; i < o->runs->len; i++)
+    if (((KiltRun *)g_ptr_array_index (o->runs, i))->layer_timings->len > 0)
+      return TRUE;
+  return FALSE;
+}
+
+gboolean
+kilt_report_chart_applies (const KiltReportOptions *o, KiltReportChart chart)
+{
+  switch (chart)
+    {
+      case KILT_REPORT_CHART_SPEEDUP:
+        return o->runs->len >= 2;
+      case KILT_REPORT_CHART_LAYERS:
+        return any_timings (o);
+      default:
+        return o->runs->len >= 1;
+    }
+}
+
+/* Training and validation lines of @what (loss or accuracy), per run. */
+static void
+add_curves (KiltChart *c, const KiltReportOptions *o, gboolean accuracy)
+{
+  for (guint i = 0; i < o->runs->len; i++)
+    {
+      const KiltRun *run = g_ptr_array_index (o->runs, i);
+      g_autofree char *tn = series_name (run, "train");
+      g_autofree char *vn = series_name (run, "val");
+      double rgb[3], light[3];
+      guint ts, vs;
+      gboolean any_val = FALSE;
+
+      for (guint k = 0; k < run->epochs->len; k++)
+        any_val |= !isnan (g_array_index (run->epochs, KiltEpochRecord, k).val_loss);
+      run_color (i, FALSE, rgb);
+      run_color (i, TRUE, light);
+      ts = kilt_chart_add_series (c, tn, KILT_CHART_LINE, rgb);
+      vs = any_val ? kilt_chart_add_series (c, vn, KILT_CHART_LINE, light) : 0;
+      for (guint k = 0; k < run->epochs->len; k++)
+        {
+          const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);
+          double x = o->x_wall_time ? e->elapsed_seconds : e->epoch;
+          double t = accuracy ? e->train_accuracy * 100 : e->train_loss;
+          double v = accuracy ? e->val_accuracy * 100 : e->val_loss;
+          if (!isnan (t))
+            kilt_chart_append (c, ts, x, t);
+          if (any_val && !isnan (v))
+            kilt_chart_append (c, vs, x, v);
+        }
+    }
+  if (o->x_wall_time)
+    kilt_chart_set_x_axis (c, "training time", KILT_AXIS_SECONDS);
+  else
+    kilt_chart_set_x_axis (c, "epoch", KILT_AXIS_NUMBER);
+}
+
+KiltChart *
+kilt_report_chart_new (const KiltReportOptions *o, KiltReportChart chart)
+{
+  KiltChart *c = kilt_chart_new (kilt_report_chart_title (chart));
+  const KiltRun *base = kilt_report_baseline (o);
+
+  kilt_chart_set_empty_text (c, "No figures recorded yet");
+  switch (chart)
+    {
+      case KILT_REPORT_CHART_LOSS:
+        add_curves (c, o, FALSE);
+        kilt_chart_set_y_axis (c, "loss", KILT_AXIS_NUMBER);
+        break;
+
+      case KILT_REPORT_CHART_ACCURACY:
+        add_curves (c, o, TRUE);
+        kilt_chart_set_y_axis (c, "accuracy", KILT_AXIS_PERCENT);
+        break;
+
+      case KILT_REPORT_CHART_EPOCH_TIME:
+        /* A group of bars per epoch, one bar per run: the article's three-backend figure. */
+        for (guint i = 0; i < o->runs->len; i++)
+          {
+            const KiltRun *run = g_ptr_array_index (o->runs, i);
+            g_autofree char *name = series_name (run, NULL);
+            double rgb[3];
+            guint s;
+            run_color (i, FALSE, rgb);
+            s = kilt_chart_add_series (c, name, KILT_CHART_BAR, rgb);
+            for (guint k = 0; k < run->epochs->len; k++)
+              {
+                const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);
+                if (!isnan (e->wall_seconds))
+                  kilt_chart_append (c, s, e->epoch, e->wall_seconds);
+              }
+          }
+        kilt_chart_set_x_axis (c, "epoch", KILT_AXIS_NUMBER);
+        kilt_chart_set_y_axis (c, "time per epoch", KILT_AXIS_SECONDS);
+        break;
+
+      case KILT_REPORT_CHART_SPEEDUP:
+        for (guint i = 0; i < o->runs->len; i++)
+          {
+            const KiltRun *run = g_ptr_array_index (o->runs, i);
+            g_autofree char *name = series_name (run, NULL);
+            double sp = kilt_report_speedup (run, base);
+            double rgb[3];
+            guint s;
+            run_color (i, FALSE, rgb);
+            s = kilt_chart_add_series (c, name, KILT_CHART_BAR, rgb);
+            if (!isnan (sp))
+              kilt_chart_append (c, s, 1, sp);
+          }
+        if (base)
+          {
+            g_autofree char *label = g_strdup_printf ("baseline #%" G_GINT64_FORMAT, base->id);
+            kilt_chart_set_marker (c, 1.0, label);
+          }
+        kilt_chart_set_x_axis (c, "", KILT_AXIS_NUMBER);
+        kilt_chart_set_y_axis (c, "speed-up (×)", KILT_AXIS_NUMBER);
+        break;
+
+      case KILT_REPORT_CHART_LAYERS:
+        {
+          /* x = the layer's position in the first run that has it (the table names them). */
+          g_autoptr (GPtrArray) names = g_ptr_array_new ();
+          g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+          for (guint i = 0; i < o->runs->len; i++)
+            {
+              const KiltRun *run = g_ptr_array_index (o->runs, i);
+              for (guint k = 0; k < run->layer_timings->len; k++)
+                {
+                  KiltLayerTiming *lt = &g_array_index (run->layer_timings, KiltLayerTiming, k);
+                  if (g_hash_table_add (seen, lt->layer))
+                    g_ptr_array_add (names, lt->layer);
+                }
+            }
+          for (guint i = 0; i < o->runs->len; i++)
+            {
+              const KiltRun *run = g_ptr_array_index (o->runs, i);
+              g_autofree char *name = series_name (run, NULL);
+              double rgb[3];
+              guint s;
+              run_color (i, FALSE, rgb);
+              s = kilt_chart_add_series (c, name, KILT_CHART_BAR, rgb);
+              for (guint n = 0; n < names->len; n++)
+                {
+                  const KiltLayerTiming *lt = kilt_report_find_timing (run, names->pdata[n]);
+                  if (lt)
+                    kilt_chart_append (c, s, n + 1,
+                                       lt->forward_ms + lt->backward_ms + lt->update_ms);
+                }
+            }
+          kilt_chart_set_x_axis (c, "layer (in model order)", KILT_AXIS_NUMBER);
+          kilt_chart_set_y_axis (c, "ms per step", KILT_AXIS_NUMBER);
+        }
+        break;
+
+      case KILT_REPORT_CHART_ACCURACY_TIME:
+        for (guint i = 0; i < o->runs->len; i++)
+          {
+            const KiltRun *run = g_ptr_array_index (o->runs, i);
+            g_autofree char *name = series_name (run, "val");
+            double rgb[3];
+            guint s;
+            run_color (i, FALSE, rgb);
+            s = kilt_chart_add_series (c, name, KILT_CHART_LINE, rgb);
+            for (guint k = 0; k < run->epochs->len; k++)
+              {
+                const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);
+                if (!isnan (e->val_accuracy) && !isnan (e->elapsed_seconds))
+                  kilt_chart_append (c, s, e->elapsed_seconds, e->val_accuracy * 100);
+              }
+          }
+        kilt_chart_set_x_axis (c, "training time", KILT_AXIS_SECONDS);
+        kilt_chart_set_y_axis (c, "validation accuracy", KILT_AXIS_PERCENT);
+        break;
+
+      default:
+        break;
+    }
+  return c;
+}
+
+/* ---- rendering into memory ---- */
+
+static cairo_status_t
+append_bytes (void *closure, const unsigned char *data, unsigned int length)
+{
+  g_byte_array_append (closure, data, length);
+  return CAIRO_STATUS_SUCCESS;
+}
+
+static gboolean
+check_surface (cairo_surface_t *surface, const char *what, GError **error)
+{
+  cairo_status_t st = cairo_surface_status (surface);
+
+  if (st == CAIRO_STATUS_SUCCESS)
+    return TRUE;
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "drawing the %s failed: %s", what,
+               cairo_status_to_string (st));
+  return FALSE;
+}
+
+GBytes *
+kilt_report_render_chart (const KiltReportOptions *o, KiltReportChart chart, gboolean png,
+                          int width, int height, GError **error)
+{
+  g_autoptr (KiltChart) c = NULL;
+  GByteArray *buf;
+  cairo_surface_t *surface;
+  cairo_t *cr;
+  gboolean ok;
+
+  if ((guint)chart >= KILT_REPORT_N_CHARTS)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID, "no such chart %d", chart);
+      return NULL;
+    }
+  if (width < 16 || height < 16 || width > 16384 || height > 16384)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "a chart of %d x %d pixels: the size must be between 16 and 16384", width,
+                   height);
+      return NULL;
+    }
+  c = kilt_report_chart_new (o, chart);
+  buf = g_byte_array_new ();
+  if (png)
+    surface = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, width, height);
+  else
+    surface = cairo_svg_surface_create_for_stream (append_bytes, buf, width, height);
+  cr = cairo_create (surface);
+  kilt_chart_draw (c, cr, width, height, -1);
+  cairo_destroy (cr);
+  if (png)
+    cairo_surface_write_to_png_stream (surface, append_bytes, buf);
+  cairo_surface_finish (surface);
+  ok = check_surface (surface, kilt_report_chart_title (chart), error);
+  cairo_surface_destroy (surface);
+  if (!ok)
+    {
+      g_byte_array_unref (buf);
+      return NULL;
+    }
+  return g_byte_array_free_to_bytes (buf);
+}
+
+char *
+kilt_report_chart_svg (const KiltReportOptions *o, KiltReportChart chart, int width, int height,
+                       GError **error)
+{
+  g_autoptr (GBytes) bytes = kilt_report_render_chart (o, chart, FALSE, width, height, error);
+  gsize len;
+  const char *data;
+
+  if (bytes == NULL)
+    return NULL;
+  data = g_bytes_get_data (bytes, &len);
+  return g_strndup (data, len);
+}
+
+/* ---- PDF: tables as text, then a chart per page ---- */
+
+/* A4 landscape in points. */
+#define PAGE_W 842.0
+#define PAGE_H 595.0
+#define MARGIN 40.0
+
+typedef struct
+{
+  cairo_t *cr;
+  double y;
+  int pages;
+} Pdf;
+
+static void
+pdf_new_page (Pdf *p)
+{
+  if (p->pages > 0)
+    cairo_show_page (p->cr);
+  p->pages++;
+  p->y = MARGIN;
+  cairo_set_source_rgb (p->cr, 0.2, 0.2, 0.2);
+}
+
+static void
+pdf_text (Pdf *p, const char *text, double size, gboolean bold)
+{
+  cairo_select_font_face (p->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
+                          bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size (p->cr, size);
+  if (p->y + size * 1.4 > PAGE_H - MARGIN)
+    pdf_new_page (p);
+  p->y += size * 1.4;
+  cairo_move_to (p->cr, MARGIN, p->y);
+  cairo_show_text (p->cr, text);
+}
+
+/* A table in columns sized to their widest cell, shrunk to fit the page width. */
+static void
+pdf_table (Pdf *p, KiltReportTable *t)
+{
+  guint n = t->header->len;
+  g_autofree double *w = g_new0 (double, n);
+  double total = 0, size = 8, scale;
+  cairo_text_extents_t ext;
+
+  pdf_text (p, t->title, 12, TRUE);
+  if (t->note)
+    pdf_text (p, t->note, 7, FALSE);
+  cairo_select_font_face (p->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
+  cairo_set_font_size (p->cr, size);
+  for (guint c = 0; c < n; c++)
+    {
+      cairo_text_extents (p->cr, t->header->pdata[c], &ext);
+      w[c] = ext.x_advance;
+    }
+  cairo_select_font_face (p->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  for (guint r = 0; r < t->rows->len; r++)
+    {
+      GPtrArray *row = t->rows->pdata[r];
+      for (guint c = 0; c < n && c < row->len; c++)
+        {
+          cairo_text_extents (p->cr, row->pdata[c], &ext);
+          w[c] = MAX (w[c], ext.x_advance);
+        }
+    }
+  for (guint c = 0; c < n; c++)
+    total += w[c] + 10;
+  scale = MIN (1.0, (PAGE_W - 2 * MARGIN) / total);
+  size *= scale;
+
+  for (guint r = 0; r <= t->rows->len; r++)
+    {
+      GPtrArray *row = r == 0 ? t->header : t->rows->pdata[r - 1];
+      double x = MARGIN;
+      if (p->y + size * 1.5 > PAGE_H - MARGIN)
+        pdf_new_page (p);
+      p->y += size * 1.5;
+      cairo_select_font_face (p->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
+                              r == 0 ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+      cairo_set_font_size (p->cr, size);
+      for (guint c = 0; c < n && c < row->len; c++)
+        {
+          cairo_move_to (p->cr, x, p->y);
+          cairo_show_text (p->cr, row->pdata[c]);
+          x += (w[c] + 10) * scale;
+        }
+    }
+  p->y += 10;
+}
+
+GBytes *
+kilt_report_render_pdf (const KiltReportOptions *o, GError **error)
+{
+  g_autoptr (GPtrArray) tables = kilt_report_build_tables (o);
+  GByteArray *buf = g_byte_array_new ();
+  cairo_surface_t *surface;
+  g_autofree char *when = kilt_report_time_label (g_get_real_time ());
+  g_autofree char *subtitle = NULL;
+  Pdf p = { 0 };
+  gboolean ok;
+
+  surface = cairo_pdf_surface_create_for_stream (append_bytes, buf, PAGE_W, PAGE_H);
+  cairo_pdf_surface_set_metadata (surface, CAIRO_PDF_METADATA_TITLE, "Kilt timing report");
+  cairo_pdf_surface_set_metadata (surface, CAIRO_PDF_METADATA_CREATOR, "Kilt");
+  p.cr = cairo_create (surface);
+  pdf_new_page (&p);
+  pdf_text (&p, "Kilt timing report", 20, TRUE);
+  subtitle = g_strdup_printf ("%u run%s, generated %s", o->runs->len, o->runs->len == 1 ? "" : "s",
+                              when);
+  pdf_text (&p, subtitle, 10, FALSE);
+  p.y += 10;
+  for (guint i = 0; i < tables->len; i++)
+    pdf_table (&p, tables->pdata[i]);
+
+  /* One chart per page, drawn by the same code as the window's. */
+  for (int c = 0; c < KILT_REPORT_N_CHARTS; c++)
+    {
+      g_autoptr (KiltChart) chart = NULL;
+      if (!kilt_report_chart_applies (o, (KiltReportChart)c))
+        continue;
+      chart = kilt_report_chart_new (o, (KiltReportChart)c);
+      pdf_new_page (&p);
+      cairo_save (p.cr);
+      cairo_translate (p.cr, MARGIN, MARGIN);
+      kilt_chart_draw (chart, p.cr, PAGE_W - 2 * MARGIN, PAGE_H - 2 * MARGIN, -1);
+      cairo_restore (p.cr);
+    }
+  cairo_destroy (p.cr);
+  cairo_surface_finish (surface);
+  ok = check_surface (surface, "PDF report", error);
+  cairo_surface_destroy (surface);
+  if (!ok)
+    {
+      g_byte_array_unref (buf);
+      return NULL;
+    }
+  return g_byte_array_free_to_bytes (buf);
+}

@@ -1,0 +1,167 @@
+/* Feeds a training run's events into the run store as they happen. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-run-recorder"
+
+#include "config.h"
+
+#include "kilt-run-recorder.h"
+#include "kilt-gemm.h"
+#include "kilt-model-json.h"
+
+#include <math.h>
+
+struct _KiltRunRecorder
+{
+  KiltRunStore *store;
+  KiltRunRecord record;
+  gint64 id;
+  gint64 t0;
+  gboolean failed; /* a write failed: stop writing, keep training */
+};
+
+KiltRunRecorder *
+kilt_run_recorder_new (const char *db_path, KiltModel *model, const KiltDataset *ds,
+                       const KiltTrainConfig *cfg, char **warning)
+{
+  KiltRunRecorder *rec = g_new0 (KiltRunRecorder, 1);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = db_path ? g_strdup (db_path) : kilt_run_store_default_path ();
+  KiltRunRecord *r = &rec->record;
+
+  rec->t0 = g_get_monotonic_time ();
+  rec->store = kilt_run_store_open (path, &error);
+  if (rec->store == NULL && warning)
+    *warning = g_strdup_printf ("this run is not recorded: %s", error->message);
+  r->name = g_strdup (cfg->run_name ? cfg->run_name : "");
+  r->model_name = g_strdup (model->name);
+  r->model_json = kilt_model_to_json (model);
+  r->data_description
+      = g_strdup_printf ("%s (%s), %zu train / %zu val / %zu test", ds->name,
+                         ds->format ? ds->format : "?", ds->train.n, ds->val.n, ds->test.n);
+  r->data_hash = g_strdup (ds->hash ? ds->hash : "");
+  r->kilt_version = g_strdup (KILT_VERSION);
+  r->clblast_version = g_strdup (kilt_clblast_version ());
+  r->config = *cfg;
+  r->config.device_id = g_strdup (cfg->device_id);
+  r->config.checkpoint_path = g_strdup (cfg->checkpoint_path);
+  r->config.run_name = g_strdup (cfg->run_name);
+  r->flops_per_sample = kilt_model_flops (model);
+  r->n_params = model->n_params;
+  r->train_samples = ds->train.n;
+  return rec;
+}
+
+static void
+note_failure (KiltRunRecorder *rec, GError *error)
+{
+  g_warning ("the run store stopped recording this run: %s", error->message);
+  rec->failed = TRUE;
+}
+
+static gboolean
+begin (KiltRunRecorder *rec, const KiltEvent *ev)
+{
+  KiltRunRecord *r = &rec->record;
+  g_autoptr (GError) error = NULL;
+
+  if (rec->id || rec->failed || !rec->store)
+    return rec->id != 0;
+  if (ev->device)
+    {
+      const KiltDeviceInfo *d = ev->device;
+      r->device_id = g_strdup (d->id);
+      r->device_name = g_strdup (d->name);
+      r->device_vendor = g_strdup (d->vendor);
+      r->device_type = g_strdup (d->type);
+      r->device_driver = g_strdup (d->driver_version);
+      r->device_opencl_version = g_strdup (d->opencl_version);
+      r->platform_name = g_strdup (d->platform_name);
+      r->platform_version = g_strdup (d->platform_version);
+    }
+  if (ev->type == KILT_EVENT_STARTED)
+    {
+      r->steps_per_epoch = ev->steps_per_epoch;
+      r->compile_seconds = ev->compile_seconds;
+      r->compile_cached = ev->compile_cached;
+    }
+  if (!kilt_run_store_begin_run (rec->store, r, &rec->id, &error))
+    {
+      note_failure (rec, error);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+void
+kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
+{
+  g_autoptr (GError) error = NULL;
+  double elapsed = (g_get_monotonic_time () - rec->t0) / 1e6;
+
+  if (rec == NULL || rec->failed || rec->store == NULL)
+    return;
+  switch (ev->type)
+    {
+      case KILT_EVENT_STARTED:
+        begin (rec, ev);
+        break;
+      case KILT_EVENT_STEP:
+        {
+          KiltStepRecord s = { ev->epoch, ev->step,     ev->global_step,       elapsed,
+                               ev->loss,  ev->accuracy, ev->samples_per_second };
+          if (rec->id && !kilt_run_store_add_step (rec->store, rec->id, &s, NULL, &error))
+            note_failure (rec, error);
+          break;
+        }
+      case KILT_EVENT_EPOCH:
+        {
+          KiltEpochRecord e = { 0 };
+          e.epoch = ev->epoch;
+          e.train_loss = ev->loss;
+          e.train_accuracy = ev->accuracy;
+          e.val_loss = ev->val_loss;
+          e.val_accuracy = ev->val_accuracy;
+          e.wall_seconds = ev->epoch_seconds;
+          e.elapsed_seconds = elapsed;
+          e.samples_per_second = ev->samples_per_second;
+          e.compile_seconds = ev->epoch == 1 ? rec->record.compile_seconds : 0;
+          e.busy_percent = ev->busy_percent;
+          for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
+            e.peak_bytes[i] = ev->mem.peak[i];
+          e.peak_total = ev->mem.peak_total;
+          if (rec->id && !kilt_run_store_add_epoch (rec->store, rec->id, &e, &error))
+            note_failure (rec, error);
+          break;
+        }
+      case KILT_EVENT_TIMINGS:
+        if (rec->id && !kilt_run_store_set_layer_timings (rec->store, rec->id, ev->timings, &error))
+          note_failure (rec, error);
+        break;
+      case KILT_EVENT_FINISHED:
+        /* A run that failed before it started is recorded too, with its error. */
+        if (begin (rec, ev)
+            && !kilt_run_store_finish_run (rec->store, rec->id, ev->status,
+                                           ev->error ? ev->error->message : NULL, ev->test_loss,
+                                           ev->test_accuracy, &error))
+          note_failure (rec, error);
+        break;
+      default:
+        break;
+    }
+}
+
+gint64
+kilt_run_recorder_id (KiltRunRecorder *rec)
+{
+  return rec ? rec->id : 0;
+}
+
+void
+kilt_run_recorder_free (KiltRunRecorder *rec)
+{
+  if (rec == NULL)
+    return;
+  kilt_run_record_clear (&rec->record);
+  kilt_run_store_close (rec->store);
+  g_free (rec);
+}

@@ -1,0 +1,1320 @@
+/* The run store: every training run, written to SQLite as it happens, listed and read back. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-run-store"
+
+#include "kilt-run-store-private.h"
+#include "kilt-error.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+
+struct _KiltRunStore
+{
+  sqlite3 *db;
+  char *path;
+  int version;
+  GHashTable *last_step; /* run id -> (double *) elapsed seconds of the last kept step */
+};
+
+/* Step sampling: at most ten a second. */
+#define STEP_INTERVAL 0.1
+
+/* Migrations: entry i takes the schema from version i to i + 1. Never edit a released entry;
+ * add a new one. */
+static const char *const migrations[] = {
+  /* 0 -> 1: runs, epochs and per-layer timings. */
+  "CREATE TABLE runs ("
+  "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+  "  name TEXT NOT NULL,"
+  "  status TEXT NOT NULL,"
+  "  error_message TEXT,"
+  "  started_at INTEGER NOT NULL,"
+  "  updated_at INTEGER NOT NULL,"
+  "  ended_at INTEGER,"
+  "  pid INTEGER, process_start INTEGER, boot_id TEXT, hostname TEXT,"
+  "  model_name TEXT, model_json TEXT, data_description TEXT, data_hash TEXT,"
+  "  device_id TEXT, device_name TEXT, device_vendor TEXT, device_type TEXT,"
+  "  device_driver TEXT, device_opencl_version TEXT,"
+  "  kilt_version TEXT, clblast_version TEXT, platform_name TEXT, platform_version TEXT,"
+  "  config_json TEXT, seed INTEGER,"
+  "  flops_per_sample INTEGER, n_params INTEGER, train_samples INTEGER, steps_per_epoch INTEGER,"
+  "  compile_seconds REAL, compile_cached INTEGER,"
+  "  test_loss REAL, test_accuracy REAL);"
+  "CREATE INDEX runs_status ON runs (status);"
+  "CREATE TABLE epochs ("
+  "  run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+  "  epoch INTEGER NOT NULL,"
+  "  train_loss REAL, train_accuracy REAL, val_loss REAL, val_accuracy REAL,"
+  "  wall_seconds REAL, elapsed_seconds REAL, samples_per_second REAL,"
+  "  compile_seconds REAL, busy_percent REAL,"
+  "  peak_weights INTEGER, peak_gradients INTEGER, peak_optimizer INTEGER,"
+  "  peak_activations INTEGER, peak_workspace INTEGER, peak_dataset INTEGER,"
+  "  peak_total INTEGER,"
+  "  PRIMARY KEY (run_id, epoch));"
+  "CREATE TABLE layer_timings ("
+  "  run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+  "  position INTEGER NOT NULL,"
+  "  layer TEXT NOT NULL, type TEXT,"
+  "  forward_ms REAL, backward_ms REAL, update_ms REAL,"
+  "  PRIMARY KEY (run_id, position));",
+  /* 1 -> 2: tags, and sampled per-step metrics. */
+  "CREATE TABLE run_tags ("
+  "  run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+  "  tag TEXT NOT NULL,"
+  "  PRIMARY KEY (run_id, tag));"
+  "CREATE TABLE steps ("
+  "  run_id INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,"
+  "  global_step INTEGER NOT NULL,"
+  "  epoch INTEGER NOT NULL, step INTEGER NOT NULL,"
+  "  elapsed_seconds REAL NOT NULL,"
+  "  loss REAL, accuracy REAL, samples_per_second REAL,"
+  "  PRIMARY KEY (run_id, global_step));",
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == KILT_RUN_STORE_SCHEMA_VERSION);
+
+static const char *const status_names[] = {
+  [KILT_RUN_RUNNING] = "running",         [KILT_RUN_FINISHED] = "finished",
+  [KILT_RUN_STOPPED] = "stopped",         [KILT_RUN_FAILED] = "failed",
+  [KILT_RUN_INTERRUPTED] = "interrupted",
+};
+
+/* The names kilt-cli and model files use for optimizers; kept here so the store reads its own
+ * files without depending on the optimizer code. */
+static const char *const optimizer_names[KILT_OPT_N_TYPES] = {
+  "sgd", "rmsprop", "adam", "adadelta", "adagrad",
+};
+
+const char *
+kilt_run_store_status_name (KiltRunStatus status)
+{
+  if ((guint)status < G_N_ELEMENTS (status_names))
+    return status_names[status];
+  return "unknown";
+}
+
+gboolean
+kilt_run_store_status_from_name (const char *name, KiltRunStatus *out)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (status_names); i++)
+    if (g_strcmp0 (name, status_names[i]) == 0)
+      {
+        *out = (KiltRunStatus)i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+static gboolean
+set_db_error (KiltRunStore *store, GError **error, const char *what)
+{
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "run store %s: %s failed: %s",
+               store->path, what, store->db ? sqlite3_errmsg (store->db) : "no database");
+  return FALSE;
+}
+
+static gboolean
+exec (KiltRunStore *store, const char *sql, GError **error)
+{
+  char *msg = NULL;
+
+  if (sqlite3_exec (store->db, sql, NULL, NULL, &msg) != SQLITE_OK)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "run store %s: %.40s…: %s",
+                   store->path, sql, msg ? msg : sqlite3_errmsg (store->db));
+      sqlite3_free (msg);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static sqlite3_stmt *
+prepare (KiltRunStore *store, const char *sql, GError **error)
+{
+  sqlite3_stmt *stmt = NULL;
+
+  if (sqlite3_prepare_v2 (store->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+    {
+      set_db_error (store, error, "preparing a statement");
+      return NULL;
+    }
+  return stmt;
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
+
+/* A write: BEGIN IMMEDIATE takes the write lock up front, so two writers wait (busy_timeout)
+ * instead of failing when one upgrades a read transaction. */
+static gboolean
+begin (KiltRunStore *store, GError **error)
+{
+  return exec (store, "BEGIN IMMEDIATE", error);
+}
+
+static gboolean
+commit (KiltRunStore *store, gboolean ok, GError **error)
+{
+  if (!ok)
+    {
+      sqlite3_exec (store->db, "ROLLBACK", NULL, NULL, NULL);
+      return FALSE;
+    }
+  return exec (store, "COMMIT", error);
+}
+
+static gboolean
+step_done (KiltRunStore *store, sqlite3_stmt *stmt, GError **error, const char *what)
+{
+  if (sqlite3_step (stmt) != SQLITE_DONE)
+    return set_db_error (store, error, what);
+  return TRUE;
+}
+
+static void
+bind_text (sqlite3_stmt *stmt, int i, const char *s)
+{
+  if (s)
+    sqlite3_bind_text (stmt, i, s, -1, SQLITE_TRANSIENT);
+  else
+    sqlite3_bind_null (stmt, i);
+}
+
+static void
+bind_real (sqlite3_stmt *stmt, int i, double v)
+{
+  /* NaN means "no figure": store NULL rather than relying on SQLite's own NaN handling. */
+  if (isnan (v))
+    sqlite3_bind_null (stmt, i);
+  else
+    sqlite3_bind_double (stmt, i, v);
+}
+
+static double
+col_real (sqlite3_stmt *stmt, int i)
+{
+  if (sqlite3_column_type (stmt, i) == SQLITE_NULL)
+    return NAN;
+  return sqlite3_column_double (stmt, i);
+}
+
+static char *
+col_text (sqlite3_stmt *stmt, int i)
+{
+  const unsigned char *s = sqlite3_column_text (stmt, i);
+  return s ? g_strdup ((const char *)s) : NULL;
+}
+
+/* ---- the process that owns a running run ---- */
+
+static char *
+read_boot_id (void)
+{
+  char *text = NULL;
+
+  if (!g_file_get_contents ("/proc/sys/kernel/random/boot_id", &text, NULL, NULL))
+    return g_strdup ("");
+  return g_strstrip (text);
+}
+
+/* Start time of @pid in clock ticks since boot (field 22 of /proc/<pid>/stat); 0 when unknown.
+ * *out_zombie says the process has ended but is not yet reaped. */
+static guint64
+process_start_time (gint64 pid, gboolean *out_exists, gboolean *out_zombie)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%" G_GINT64_FORMAT "/stat", pid);
+  g_autofree char *text = NULL;
+  g_auto (GStrv) fields = NULL;
+  const char *rest;
+
+  *out_exists = FALSE;
+  *out_zombie = FALSE;
+  if (!g_file_get_contents (path, &text, NULL, NULL))
+    return 0;
+  *out_exists = TRUE;
+  /* The command name (field 2) may hold spaces and parentheses: fields resume after the last
+   * ')'. */
+  rest = strrchr (text, ')');
+  if (rest == NULL)
+    return 0;
+  fields = g_strsplit_set (rest + 1, " \n", -1);
+  /* fields[0] is "" (the space after ')'), fields[1] the state (field 3), fields[20] field 22. */
+  if (g_strv_length (fields) < 21)
+    return 0;
+  *out_zombie = fields[1][0] == 'Z' || fields[1][0] == 'X';
+  return g_ascii_strtoull (fields[20], NULL, 10);
+}
+
+static gboolean
+process_alive (gint64 pid, guint64 start, const char *boot_id)
+{
+  g_autofree char *our_boot = read_boot_id ();
+  gboolean exists, zombie;
+  guint64 now_start;
+
+  if (pid <= 0)
+    return FALSE;
+  if (boot_id && *boot_id && *our_boot && strcmp (boot_id, our_boot) != 0)
+    return FALSE; /* the machine has restarted since */
+  now_start = process_start_time (pid, &exists, &zombie);
+  if (g_file_test ("/proc/self/stat", G_FILE_TEST_EXISTS))
+    {
+      if (!exists || zombie)
+        return FALSE;
+      /* A different start time: the pid was reused by another process. */
+      return start == 0 || now_start == start;
+    }
+  /* No /proc: the best we have is whether the pid exists. */
+  return kill ((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+static gboolean
+mark_interrupted (KiltRunStore *store, GError **error)
+{
+  g_autoptr (sqlite3_stmt) sel = NULL;
+  g_autofree char *host = g_strdup (g_get_host_name ());
+  g_autoptr (GArray) gone = g_array_new (FALSE, FALSE, sizeof (gint64));
+  gboolean ok = TRUE;
+
+  sel = prepare (store,
+                 "SELECT id, pid, process_start, boot_id, hostname FROM runs"
+                 " WHERE status = 'running'",
+                 error);
+  if (sel == NULL)
+    return FALSE;
+  while (sqlite3_step (sel) == SQLITE_ROW)
+    {
+      gint64 id = sqlite3_column_int64 (sel, 0);
+      gint64 pid = sqlite3_column_int64 (sel, 1);
+      guint64 start = (guint64)sqlite3_column_int64 (sel, 2);
+      const char *boot = (const char *)sqlite3_column_text (sel, 3);
+      const char *run_host = (const char *)sqlite3_column_text (sel, 4);
+
+      /* A store on a shared folder may hold runs of other machines: we cannot see those. */
+      if (g_strcmp0 (run_host, host) != 0)
+        continue;
+      if (!process_alive (pid, start, boot))
+        g_array_append_val (gone, id);
+    }
+  if (gone->len == 0)
+    return TRUE;
+
+  if (!begin (store, error))
+    return FALSE;
+  for (guint i = 0; ok && i < gone->len; i++)
+    {
+      g_autoptr (sqlite3_stmt) up = NULL;
+      gint64 id = g_array_index (gone, gint64, i);
+
+      /* Another process may have finished it meanwhile: only touch it while still running. */
+      up = prepare (store,
+                    "UPDATE runs SET status = 'interrupted', ended_at = updated_at,"
+                    " error_message = 'the process (pid ' || pid || ') ended before the run"
+                    " finished' WHERE id = ? AND status = 'running'",
+                    error);
+      ok = up != NULL;
+      if (ok)
+        {
+          sqlite3_bind_int64 (up, 1, id);
+          ok = step_done (store, up, error, "marking a run interrupted");
+        }
+      if (ok)
+        g_message ("run %" G_GINT64_FORMAT " was left running by a process that is gone; marked"
+                   " interrupted",
+                   id);
+    }
+  return commit (store, ok, error);
+}
+
+/* ---- open, migrate, close ---- */
+
+char *
+kilt_run_store_default_path (void)
+{
+  const char *env = g_getenv ("KILT_RUNS_DB");
+
+  if (env && *env)
+    return g_strdup (env);
+  return g_build_filename (g_get_user_data_dir (), "kilt", "runs.db", NULL);
+}
+
+static int
+read_user_version (KiltRunStore *store)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+
+  if (sqlite3_prepare_v2 (store->db, "PRAGMA user_version", -1, &stmt, NULL) != SQLITE_OK)
+    return -1;
+  if (sqlite3_step (stmt) != SQLITE_ROW)
+    return -1;
+  return sqlite3_column_int (stmt, 0);
+}
+
+static gboolean
+migrate (KiltRunStore *store, int target, GError **error)
+{
+  int version;
+  gboolean ok = TRUE;
+
+  if (!begin (store, error))
+    return FALSE;
+  /* Read inside the write transaction: two processes opening a new file at once must not both
+   * create the tables. */
+  version = read_user_version (store);
+  if (version < 0)
+    return commit (store, set_db_error (store, error, "reading the schema version"), error);
+  if (version > KILT_RUN_STORE_SCHEMA_VERSION)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "run store %s has schema version %d, written by a newer Kilt; this one"
+                   " reads up to version %d",
+                   store->path, version, KILT_RUN_STORE_SCHEMA_VERSION);
+      return commit (store, FALSE, error);
+    }
+  for (int v = version; ok && v < target; v++)
+    {
+      g_autofree char *bump = g_strdup_printf ("PRAGMA user_version = %d", v + 1);
+      ok = exec (store, migrations[v], error) && exec (store, bump, error);
+      if (!ok)
+        g_prefix_error (error, "migrating the run store to version %d: ", v + 1);
+      else if (version > 0)
+        g_message ("run store %s migrated to schema version %d", store->path, v + 1);
+    }
+  store->version = MAX (version, target);
+  return commit (store, ok, error);
+}
+
+KiltRunStore *
+kilt_run_store_open_version (const char *path, int max_version, GError **error)
+{
+  KiltRunStore *store;
+  g_autofree char *dir = NULL;
+  g_autofree char *default_path = NULL;
+
+  g_return_val_if_fail (max_version >= 1 && max_version <= KILT_RUN_STORE_SCHEMA_VERSION, NULL);
+
+  if (path == NULL)
+    path = default_path = kilt_run_store_default_path ();
+  dir = g_path_get_dirname (path);
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    {
+      int saved = errno;
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "cannot create the folder %s for the run store: %s", dir, g_strerror (saved));
+      return NULL;
+    }
+
+  store = g_new0 (KiltRunStore, 1);
+  store->path = g_strdup (path);
+  store->last_step = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+  if (sqlite3_open_v2 (path, &store->db,
+                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL)
+      != SQLITE_OK)
+    {
+      set_db_error (store, error, "opening");
+      kilt_run_store_close (store);
+      return NULL;
+    }
+  /* Two Kilt processes (the window and kilt-cli) may write at once: wait for the lock rather
+   * than fail. WAL lets readers go on while a run writes; NORMAL stays consistent across a
+   * crash and loses at most the last commits on power loss. */
+  sqlite3_busy_timeout (store->db, 10000);
+  if (!exec (store, "PRAGMA journal_mode = WAL", error)
+      || !exec (store, "PRAGMA synchronous = NORMAL", error)
+      || !exec (store, "PRAGMA foreign_keys = ON", error) || !migrate (store, max_version, error)
+      || !mark_interrupted (store, error))
+    {
+      kilt_run_store_close (store);
+      return NULL;
+    }
+  return store;
+}
+
+KiltRunStore *
+kilt_run_store_open (const char *path, GError **error)
+{
+  return kilt_run_store_open_version (path, KILT_RUN_STORE_SCHEMA_VERSION, error);
+}
+
+void
+kilt_run_store_close (KiltRunStore *store)
+{
+  if (store == NULL)
+    return;
+  if (store->db)
+    sqlite3_close (store->db);
+  g_hash_table_unref (store->last_step);
+  g_free (store->path);
+  g_free (store);
+}
+
+const char *
+kilt_run_store_get_path (KiltRunStore *store)
+{
+  return store->path;
+}
+
+int
+kilt_run_store_get_schema_version (KiltRunStore *store)
+{
+  return read_user_version (store);
+}
+
+static gboolean
+need_version (KiltRunStore *store, int version, GError **error)
+{
+  if (store->version >= version)
+    return TRUE;
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+               "run store %s is at schema version %d; this needs version %d", store->path,
+               store->version, version);
+  return FALSE;
+}
+
+/* ---- the configuration as JSON ---- */
+
+static const char *const preprocess_names[] = { "scale", "standard" };
+
+char *
+kilt_run_config_to_json (const KiltTrainConfig *c)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  const KiltOptimizerConfig *o = &c->opt;
+
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "device_id");
+  if (c->device_id)
+    json_builder_add_string_value (b, c->device_id);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "epochs");
+  json_builder_add_int_value (b, c->epochs);
+  json_builder_set_member_name (b, "batch");
+  json_builder_add_int_value (b, c->batch);
+  json_builder_set_member_name (b, "seed");
+  json_builder_add_int_value (b, c->seed);
+  json_builder_set_member_name (b, "val_fraction");
+  json_builder_add_double_value (b, c->val_fraction);
+  json_builder_set_member_name (b, "augment");
+  json_builder_add_boolean_value (b, c->augment);
+  json_builder_set_member_name (b, "preprocess");
+  json_builder_add_string_value (b, (guint)c->preprocess < G_N_ELEMENTS (preprocess_names)
+                                        ? preprocess_names[c->preprocess]
+                                        : "scale");
+  json_builder_set_member_name (b, "max_train_samples");
+  json_builder_add_int_value (b, c->max_train_samples);
+  json_builder_set_member_name (b, "checkpoint_path");
+  if (c->checkpoint_path)
+    json_builder_add_string_value (b, c->checkpoint_path);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "resume");
+  json_builder_add_boolean_value (b, c->resume);
+  json_builder_set_member_name (b, "run_name");
+  if (c->run_name)
+    json_builder_add_string_value (b, c->run_name);
+  else
+    json_builder_add_null_value (b);
+  json_builder_set_member_name (b, "profile");
+  json_builder_add_boolean_value (b, c->profile);
+
+  json_builder_set_member_name (b, "optimizer");
+  json_builder_begin_object (b);
+  json_builder_set_member_name (b, "type");
+  json_builder_add_string_value (b, (guint)o->type < KILT_OPT_N_TYPES ? optimizer_names[o->type]
+                                                                      : "sgd");
+#define ADD_F(field)                                                                               \
+  json_builder_set_member_name (b, #field);                                                        \
+  json_builder_add_double_value (b, o->field)
+  ADD_F (lr);
+  ADD_F (momentum);
+  ADD_F (rho);
+  ADD_F (beta1);
+  ADD_F (beta2);
+  ADD_F (epsilon);
+  ADD_F (decay);
+  ADD_F (weight_decay);
+#undef ADD_F
+  json_builder_set_member_name (b, "nesterov");
+  json_builder_add_boolean_value (b, o->nesterov);
+  json_builder_end_object (b);
+  json_builder_end_object (b);
+
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+static char *
+dup_member (JsonObject *o, const char *name)
+{
+  JsonNode *n = json_object_get_member (o, name);
+  if (n == NULL || JSON_NODE_HOLDS_NULL (n) || json_node_get_value_type (n) != G_TYPE_STRING)
+    return NULL;
+  return g_strdup (json_node_get_string (n));
+}
+
+gboolean
+kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *o, *opt;
+  const char *s;
+
+  memset (out, 0, sizeof *out);
+  if (!json_parser_load_from_data (parser, json, -1, error))
+    return FALSE;
+  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "a run configuration must be a JSON object");
+      return FALSE;
+    }
+  o = json_node_get_object (json_parser_get_root (parser));
+  out->device_id = dup_member (o, "device_id");
+  out->epochs = json_object_get_int_member_with_default (o, "epochs", 0);
+  out->batch = json_object_get_int_member_with_default (o, "batch", 0);
+  out->seed = (guint32)json_object_get_int_member_with_default (o, "seed", 0);
+  out->val_fraction = json_object_get_double_member_with_default (o, "val_fraction", 0);
+  out->augment = json_object_get_boolean_member_with_default (o, "augment", FALSE);
+  s = json_object_get_string_member_with_default (o, "preprocess", "scale");
+  out->preprocess
+      = g_strcmp0 (s, "standard") == 0 ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;
+  out->max_train_samples = json_object_get_int_member_with_default (o, "max_train_samples", 0);
+  out->checkpoint_path = dup_member (o, "checkpoint_path");
+  out->resume = json_object_get_boolean_member_with_default (o, "resume", FALSE);
+  out->run_name = dup_member (o, "run_name");
+  out->profile = json_object_get_boolean_member_with_default (o, "profile", FALSE);
+  if (json_object_has_member (o, "optimizer")
+      && JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "optimizer")))
+    {
+      opt = json_object_get_object_member (o, "optimizer");
+      s = json_object_get_string_member_with_default (opt, "type", "sgd");
+      for (guint i = 0; i < KILT_OPT_N_TYPES; i++)
+        if (g_strcmp0 (s, optimizer_names[i]) == 0)
+          out->opt.type = (KiltOptimizerType)i;
+#define GET_F(field) out->opt.field = json_object_get_double_member_with_default (opt, #field, 0)
+      GET_F (lr);
+      GET_F (momentum);
+      GET_F (rho);
+      GET_F (beta1);
+      GET_F (beta2);
+      GET_F (epsilon);
+      GET_F (decay);
+      GET_F (weight_decay);
+#undef GET_F
+      out->opt.nesterov = json_object_get_boolean_member_with_default (opt, "nesterov", FALSE);
+    }
+  return TRUE;
+}
+
+/* ---- writing ---- */
+
+gboolean
+kilt_run_store_begin_run (KiltRunStore *store, const KiltRunRecord *r, gint64 *out_id,
+                          GError **error)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+  g_autofree char *config = kilt_run_config_to_json (&r->config);
+  g_autofree char *boot = read_boot_id ();
+  gboolean exists, zombie;
+  guint64 start = process_start_time (getpid (), &exists, &zombie);
+  gint64 now = g_get_real_time ();
+  gboolean ok;
+  int i = 1;
+
+  g_return_val_if_fail (store != NULL && r != NULL, FALSE);
+
+  if (!begin (store, error))
+    return FALSE;
+  stmt = prepare (
+      store,
+      "INSERT INTO runs (name, status, started_at, updated_at, pid, process_start, boot_id,"
+      " hostname, model_name, model_json, data_description, data_hash, device_id, device_name,"
+      " device_vendor, device_type, device_driver, device_opencl_version, kilt_version,"
+      " clblast_version, platform_name, platform_version, config_json, seed, flops_per_sample,"
+      " n_params, train_samples, steps_per_epoch, compile_seconds, compile_cached)"
+      " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+      " ?, ?, ?, ?, ?, ?)",
+      error);
+  if (stmt == NULL)
+    return commit (store, FALSE, error);
+  bind_text (stmt, i++, r->name ? r->name : "");
+  sqlite3_bind_int64 (stmt, i++, now);
+  sqlite3_bind_int64 (stmt, i++, now);
+  sqlite3_bind_int64 (stmt, i++, getpid ());
+  sqlite3_bind_int64 (stmt, i++, (gint64)start);
+  bind_text (stmt, i++, boot);
+  bind_text (stmt, i++, g_get_host_name ());
+  bind_text (stmt, i++, r->model_name);
+  bind_text (stmt, i++, r->model_json);
+  bind_text (stmt, i++, r->data_description);
+  bind_text (stmt, i++, r->data_hash);
+  bind_text (stmt, i++, r->device_id);
+  bind_text (stmt, i++, r->device_name);
+  bind_text (stmt, i++, r->device_vendor);
+  bind_text (stmt, i++, r->device_type);
+  bind_text (stmt, i++, r->device_driver);
+  bind_text (stmt, i++, r->device_opencl_version);
+  bind_text (stmt, i++, r->kilt_version);
+  bind_text (stmt, i++, r->clblast_version);
+  bind_text (stmt, i++, r->platform_name);
+  bind_text (stmt, i++, r->platform_version);
+  bind_text (stmt, i++, config);
+  sqlite3_bind_int64 (stmt, i++, r->config.seed);
+  sqlite3_bind_int64 (stmt, i++, (gint64)r->flops_per_sample);
+  sqlite3_bind_int64 (stmt, i++, (gint64)r->n_params);
+  sqlite3_bind_int64 (stmt, i++, (gint64)r->train_samples);
+  sqlite3_bind_int64 (stmt, i++, r->steps_per_epoch);
+  bind_real (stmt, i++, r->compile_seconds);
+  sqlite3_bind_int (stmt, i++, r->compile_cached ? 1 : 0);
+  ok = step_done (store, stmt, error, "recording a new run");
+  if (ok && out_id)
+    *out_id = sqlite3_last_insert_rowid (store->db);
+  return commit (store, ok, error);
+}
+
+/* Inside a write transaction: fails when the run is absent, else stamps its updated_at. */
+static gboolean
+touch_run (KiltRunStore *store, gint64 id, GError **error)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+
+  stmt = prepare (store, "UPDATE runs SET updated_at = ? WHERE id = ?", error);
+  if (stmt == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (stmt, 1, g_get_real_time ());
+  sqlite3_bind_int64 (stmt, 2, id);
+  if (!step_done (store, stmt, error, "updating a run"))
+    return FALSE;
+  if (sqlite3_changes (store->db) == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run store %s has no run %" G_GINT64_FORMAT, store->path, id);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+kilt_run_store_add_epoch (KiltRunStore *store, gint64 id, const KiltEpochRecord *e, GError **error)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+  gboolean ok;
+  int i = 1;
+
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  if (ok)
+    {
+      stmt = prepare (store,
+                      "INSERT OR REPLACE INTO epochs (run_id, epoch, train_loss, train_accuracy,"
+                      " val_loss, val_accuracy, wall_seconds, elapsed_seconds, samples_per_second,"
+                      " compile_seconds, busy_percent, peak_weights, peak_gradients,"
+                      " peak_optimizer, peak_activations, peak_workspace, peak_dataset,"
+                      " peak_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      error);
+      ok = stmt != NULL;
+    }
+  if (ok)
+    {
+      sqlite3_bind_int64 (stmt, i++, id);
+      sqlite3_bind_int (stmt, i++, (int)e->epoch);
+      bind_real (stmt, i++, e->train_loss);
+      bind_real (stmt, i++, e->train_accuracy);
+      bind_real (stmt, i++, e->val_loss);
+      bind_real (stmt, i++, e->val_accuracy);
+      bind_real (stmt, i++, e->wall_seconds);
+      bind_real (stmt, i++, e->elapsed_seconds);
+      bind_real (stmt, i++, e->samples_per_second);
+      bind_real (stmt, i++, e->compile_seconds);
+      bind_real (stmt, i++, e->busy_percent);
+      for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
+        sqlite3_bind_int64 (stmt, i++, e->peak_bytes[c]);
+      sqlite3_bind_int64 (stmt, i++, e->peak_total);
+      ok = step_done (store, stmt, error, "recording an epoch");
+    }
+  return commit (store, ok, error);
+}
+
+static double
+last_step_elapsed (KiltRunStore *store, gint64 id)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+  double *cached = g_hash_table_lookup (store->last_step, &id);
+
+  if (cached)
+    return *cached;
+  /* Another connection may have written steps of this run before (a resumed run). */
+  if (sqlite3_prepare_v2 (store->db, "SELECT max(elapsed_seconds) FROM steps WHERE run_id = ?", -1,
+                          &stmt, NULL)
+          != SQLITE_OK
+      || (sqlite3_bind_int64 (stmt, 1, id), sqlite3_step (stmt)) != SQLITE_ROW)
+    return -INFINITY;
+  return sqlite3_column_type (stmt, 0) == SQLITE_NULL ? -INFINITY : sqlite3_column_double (stmt, 0);
+}
+
+gboolean
+kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *s,
+                         gboolean *out_kept, GError **error)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+  gboolean ok;
+
+  if (out_kept)
+    *out_kept = FALSE;
+  if (!need_version (store, 2, error))
+    return FALSE;
+  if (s->elapsed_seconds - last_step_elapsed (store, id) < STEP_INTERVAL)
+    return TRUE;
+
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  if (ok)
+    {
+      stmt = prepare (store,
+                      "INSERT OR REPLACE INTO steps (run_id, global_step, epoch, step,"
+                      " elapsed_seconds, loss, accuracy, samples_per_second)"
+                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      error);
+      ok = stmt != NULL;
+    }
+  if (ok)
+    {
+      sqlite3_bind_int64 (stmt, 1, id);
+      sqlite3_bind_int64 (stmt, 2, (gint64)s->global_step);
+      sqlite3_bind_int (stmt, 3, (int)s->epoch);
+      sqlite3_bind_int (stmt, 4, (int)s->step);
+      sqlite3_bind_double (stmt, 5, s->elapsed_seconds);
+      bind_real (stmt, 6, s->loss);
+      bind_real (stmt, 7, s->accuracy);
+      bind_real (stmt, 8, s->samples_per_second);
+      ok = step_done (store, stmt, error, "recording a step");
+    }
+  if (!commit (store, ok, error))
+    return FALSE;
+  {
+    gint64 *key = g_new (gint64, 1);
+    double *val = g_new (double, 1);
+    *key = id;
+    *val = s->elapsed_seconds;
+    g_hash_table_replace (store->last_step, key, val);
+  }
+  if (out_kept)
+    *out_kept = TRUE;
+  return TRUE;
+}
+
+gboolean
+kilt_run_store_set_layer_timings (KiltRunStore *store, gint64 id, GArray *timings, GError **error)
+{
+  g_autoptr (sqlite3_stmt) del = NULL;
+  g_autoptr (sqlite3_stmt) ins = NULL;
+  gboolean ok;
+
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  if (ok)
+    {
+      del = prepare (store, "DELETE FROM layer_timings WHERE run_id = ?", error);
+      ins = prepare (store,
+                     "INSERT INTO layer_timings (run_id, position, layer, type, forward_ms,"
+                     " backward_ms, update_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     error);
+      ok = del && ins;
+    }
+  if (ok)
+    {
+      sqlite3_bind_int64 (del, 1, id);
+      ok = step_done (store, del, error, "replacing layer timings");
+    }
+  for (guint i = 0; ok && timings && i < timings->len; i++)
+    {
+      const KiltLayerTiming *t = &g_array_index (timings, KiltLayerTiming, i);
+      sqlite3_reset (ins);
+      sqlite3_bind_int64 (ins, 1, id);
+      sqlite3_bind_int (ins, 2, (int)i);
+      bind_text (ins, 3, t->layer ? t->layer : "");
+      bind_text (ins, 4, t->type);
+      bind_real (ins, 5, t->forward_ms);
+      bind_real (ins, 6, t->backward_ms);
+      bind_real (ins, 7, t->update_ms);
+      ok = step_done (store, ins, error, "recording layer timings");
+    }
+  return commit (store, ok, error);
+}
+
+gboolean
+kilt_run_store_finish_run (KiltRunStore *store, gint64 id, KiltRunStatus status,
+                           const char *error_message, double test_loss, double test_accuracy,
+                           GError **error)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+  gboolean ok;
+
+  g_return_val_if_fail (status != KILT_RUN_RUNNING, FALSE);
+
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  if (ok)
+    {
+      stmt = prepare (store,
+                      "UPDATE runs SET status = ?, error_message = ?, ended_at = updated_at,"
+                      " test_loss = ?, test_accuracy = ? WHERE id = ?",
+                      error);
+      ok = stmt != NULL;
+    }
+  if (ok)
+    {
+      bind_text (stmt, 1, kilt_run_store_status_name (status));
+      bind_text (stmt, 2, error_message);
+      bind_real (stmt, 3, test_loss);
+      bind_real (stmt, 4, test_accuracy);
+      sqlite3_bind_int64 (stmt, 5, id);
+      ok = step_done (store, stmt, error, "finishing a run");
+    }
+  g_hash_table_remove (store->last_step, &id);
+  return commit (store, ok, error);
+}
+
+/* ---- reading ---- */
+
+void
+kilt_run_record_clear (KiltRunRecord *r)
+{
+  g_clear_pointer (&r->name, g_free);
+  g_clear_pointer (&r->model_name, g_free);
+  g_clear_pointer (&r->model_json, g_free);
+  g_clear_pointer (&r->data_description, g_free);
+  g_clear_pointer (&r->data_hash, g_free);
+  g_clear_pointer (&r->device_id, g_free);
+  g_clear_pointer (&r->device_name, g_free);
+  g_clear_pointer (&r->device_vendor, g_free);
+  g_clear_pointer (&r->device_type, g_free);
+  g_clear_pointer (&r->device_driver, g_free);
+  g_clear_pointer (&r->device_opencl_version, g_free);
+  g_clear_pointer (&r->kilt_version, g_free);
+  g_clear_pointer (&r->clblast_version, g_free);
+  g_clear_pointer (&r->platform_name, g_free);
+  g_clear_pointer (&r->platform_version, g_free);
+  /* The config's own strings: the trainer's clear function belongs to other code. */
+  g_clear_pointer (&r->config.device_id, g_free);
+  g_clear_pointer (&r->config.checkpoint_path, g_free);
+  g_clear_pointer (&r->config.run_name, g_free);
+}
+
+static void
+layer_timing_clear (gpointer p)
+{
+  KiltLayerTiming *t = p;
+  g_free (t->layer);
+  g_free (t->type);
+}
+
+void
+kilt_run_free (KiltRun *run)
+{
+  if (run == NULL)
+    return;
+  kilt_run_record_clear (&run->record);
+  g_free (run->config_json);
+  g_free (run->error_message);
+  g_free (run->hostname);
+  g_clear_pointer (&run->tags, g_ptr_array_unref);
+  g_clear_pointer (&run->epochs, g_array_unref);
+  g_clear_pointer (&run->layer_timings, g_array_unref);
+  g_clear_pointer (&run->steps, g_array_unref);
+  g_free (run);
+}
+
+#define RUN_COLUMNS                                                                                \
+  "id, name, status, error_message, started_at, ended_at, pid, hostname, model_name,"              \
+  " model_json, data_description, data_hash, device_id, device_name, device_vendor,"               \
+  " device_type, device_driver, device_opencl_version, kilt_version, clblast_version,"             \
+  " platform_name, platform_version, config_json, flops_per_sample, n_params, train_samples,"      \
+  " steps_per_epoch, compile_seconds, compile_cached, test_loss, test_accuracy"
+
+static KiltRun *
+run_from_row (sqlite3_stmt *s)
+{
+  KiltRun *run = g_new0 (KiltRun, 1);
+  KiltRunRecord *r = &run->record;
+  g_autofree char *status = NULL;
+  int i = 0;
+
+  run->id = sqlite3_column_int64 (s, i++);
+  r->name = col_text (s, i++);
+  status = col_text (s, i++);
+  if (!kilt_run_store_status_from_name (status, &run->status))
+    run->status = KILT_RUN_FAILED;
+  run->error_message = col_text (s, i++);
+  run->started_at = sqlite3_column_int64 (s, i++);
+  run->ended_at = sqlite3_column_int64 (s, i++);
+  run->pid = sqlite3_column_int64 (s, i++);
+  run->hostname = col_text (s, i++);
+  r->model_name = col_text (s, i++);
+  r->model_json = col_text (s, i++);
+  r->data_description = col_text (s, i++);
+  r->data_hash = col_text (s, i++);
+  r->device_id = col_text (s, i++);
+  r->device_name = col_text (s, i++);
+  r->device_vendor = col_text (s, i++);
+  r->device_type = col_text (s, i++);
+  r->device_driver = col_text (s, i++);
+  r->device_opencl_version = col_text (s, i++);
+  r->kilt_version = col_text (s, i++);
+  r->clblast_version = col_text (s, i++);
+  r->platform_name = col_text (s, i++);
+  r->platform_version = col_text (s, i++);
+  run->config_json = col_text (s, i++);
+  r->flops_per_sample = (guint64)sqlite3_column_int64 (s, i++);
+  r->n_params = (guint64)sqlite3_column_int64 (s, i++);
+  r->train_samples = (guint64)sqlite3_column_int64 (s, i++);
+  r->steps_per_epoch = (guint)sqlite3_column_int64 (s, i++);
+  r->compile_seconds = col_real (s, i++);
+  r->compile_cached = sqlite3_column_int (s, i++) != 0;
+  run->test_loss = col_real (s, i++);
+  run->test_accuracy = col_real (s, i++);
+  if (run->config_json && !kilt_run_config_from_json (run->config_json, &r->config, NULL))
+    g_warning ("run %" G_GINT64_FORMAT ": its stored configuration does not parse", run->id);
+  if (r->name == NULL || *r->name == '\0')
+    {
+      g_free (r->name);
+      r->name = g_strdup_printf ("run %" G_GINT64_FORMAT, run->id);
+    }
+  run->tags = g_ptr_array_new_with_free_func (g_free);
+  run->epochs = g_array_new (FALSE, TRUE, sizeof (KiltEpochRecord));
+  run->layer_timings = g_array_new (FALSE, TRUE, sizeof (KiltLayerTiming));
+  g_array_set_clear_func (run->layer_timings, layer_timing_clear);
+  return run;
+}
+
+static gboolean
+load_details (KiltRunStore *store, KiltRun *run, GError **error)
+{
+  g_autoptr (sqlite3_stmt) ep = NULL;
+  g_autoptr (sqlite3_stmt) lt = NULL;
+  int rc;
+
+  ep = prepare (store,
+                "SELECT epoch, train_loss, train_accuracy, val_loss, val_accuracy, wall_seconds,"
+                " elapsed_seconds, samples_per_second, compile_seconds, busy_percent,"
+                " peak_weights, peak_gradients, peak_optimizer, peak_activations, peak_workspace,"
+                " peak_dataset, peak_total FROM epochs WHERE run_id = ? ORDER BY epoch",
+                error);
+  if (ep == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (ep, 1, run->id);
+  while ((rc = sqlite3_step (ep)) == SQLITE_ROW)
+    {
+      KiltEpochRecord e = { 0 };
+      int i = 0;
+      e.epoch = (guint)sqlite3_column_int (ep, i++);
+      e.train_loss = col_real (ep, i++);
+      e.train_accuracy = col_real (ep, i++);
+      e.val_loss = col_real (ep, i++);
+      e.val_accuracy = col_real (ep, i++);
+      e.wall_seconds = col_real (ep, i++);
+      e.elapsed_seconds = col_real (ep, i++);
+      e.samples_per_second = col_real (ep, i++);
+      e.compile_seconds = col_real (ep, i++);
+      e.busy_percent = col_real (ep, i++);
+      for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
+        e.peak_bytes[c] = sqlite3_column_int64 (ep, i++);
+      e.peak_total = sqlite3_column_int64 (ep, i++);
+      g_array_append_val (run->epochs, e);
+    }
+  if (rc != SQLITE_DONE)
+    return set_db_error (store, error, "reading epochs");
+
+  lt = prepare (store,
+                "SELECT layer, type, forward_ms, backward_ms, update_ms FROM layer_timings"
+                " WHERE run_id = ? ORDER BY position",
+                error);
+  if (lt == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (lt, 1, run->id);
+  while ((rc = sqlite3_step (lt)) == SQLITE_ROW)
+    {
+      KiltLayerTiming t = { 0 };
+      t.layer = col_text (lt, 0);
+      t.type = col_text (lt, 1);
+      t.forward_ms = col_real (lt, 2);
+      t.backward_ms = col_real (lt, 3);
+      t.update_ms = col_real (lt, 4);
+      g_array_append_val (run->layer_timings, t);
+    }
+  if (rc != SQLITE_DONE)
+    return set_db_error (store, error, "reading layer timings");
+
+  if (store->version >= 2)
+    {
+      g_autoptr (sqlite3_stmt) tg = NULL;
+      tg = prepare (store, "SELECT tag FROM run_tags WHERE run_id = ? ORDER BY tag", error);
+      if (tg == NULL)
+        return FALSE;
+      sqlite3_bind_int64 (tg, 1, run->id);
+      while ((rc = sqlite3_step (tg)) == SQLITE_ROW)
+        g_ptr_array_add (run->tags, col_text (tg, 0));
+      if (rc != SQLITE_DONE)
+        return set_db_error (store, error, "reading tags");
+    }
+  return TRUE;
+}
+
+/* Reads under one read transaction so a run and its epochs come from one snapshot even while
+ * another connection writes. */
+static GPtrArray *
+read_runs (KiltRunStore *store, gboolean one, gint64 id, GError **error)
+{
+  g_autoptr (GPtrArray) runs = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_run_free);
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+  gboolean ok = TRUE;
+  int rc = SQLITE_DONE;
+
+  if (!exec (store, "BEGIN", error))
+    return NULL;
+  stmt = prepare (store,
+                  one ? "SELECT " RUN_COLUMNS " FROM runs WHERE id = ?"
+                      : "SELECT " RUN_COLUMNS " FROM runs ORDER BY started_at DESC, id DESC",
+                  error);
+  ok = stmt != NULL;
+  if (ok && one)
+    sqlite3_bind_int64 (stmt, 1, id);
+  while (ok && (rc = sqlite3_step (stmt)) == SQLITE_ROW)
+    g_ptr_array_add (runs, run_from_row (stmt));
+  if (ok && rc != SQLITE_DONE)
+    ok = set_db_error (store, error, "reading runs");
+  for (guint i = 0; ok && i < runs->len; i++)
+    ok = load_details (store, g_ptr_array_index (runs, i), error);
+  g_clear_pointer (&stmt, sqlite3_finalize);
+  sqlite3_exec (store->db, ok ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+  return ok ? g_steal_pointer (&runs) : NULL;
+}
+
+GPtrArray *
+kilt_run_store_list (KiltRunStore *store, GError **error)
+{
+  return read_runs (store, FALSE, 0, error);
+}
+
+KiltRun *
+kilt_run_store_get (KiltRunStore *store, gint64 id, GError **error)
+{
+  g_autoptr (GPtrArray) runs = read_runs (store, TRUE, id, error);
+
+  if (runs == NULL)
+    return NULL;
+  if (runs->len == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run store %s has no run %" G_GINT64_FORMAT, store->path, id);
+      return NULL;
+    }
+  return g_ptr_array_steal_index (runs, 0);
+}
+
+GArray *
+kilt_run_store_get_steps (KiltRunStore *store, gint64 id, GError **error)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+  g_autoptr (GArray) steps = g_array_new (FALSE, TRUE, sizeof (KiltStepRecord));
+  int rc;
+
+  if (store->version < 2)
+    return g_steal_pointer (&steps);
+  stmt = prepare (store,
+                  "SELECT epoch, step, global_step, elapsed_seconds, loss, accuracy,"
+                  " samples_per_second FROM steps WHERE run_id = ? ORDER BY global_step",
+                  error);
+  if (stmt == NULL)
+    return NULL;
+  sqlite3_bind_int64 (stmt, 1, id);
+  while ((rc = sqlite3_step (stmt)) == SQLITE_ROW)
+    {
+      KiltStepRecord s;
+      s.epoch = (guint)sqlite3_column_int (stmt, 0);
+      s.step = (guint)sqlite3_column_int (stmt, 1);
+      s.global_step = (guint64)sqlite3_column_int64 (stmt, 2);
+      s.elapsed_seconds = sqlite3_column_double (stmt, 3);
+      s.loss = col_real (stmt, 4);
+      s.accuracy = col_real (stmt, 5);
+      s.samples_per_second = col_real (stmt, 6);
+      g_array_append_val (steps, s);
+    }
+  if (rc != SQLITE_DONE)
+    {
+      set_db_error (store, error, "reading steps");
+      return NULL;
+    }
+  return g_steal_pointer (&steps);
+}
+
+gboolean
+kilt_run_store_load_steps (KiltRunStore *store, KiltRun *run, GError **error)
+{
+  GArray *steps = kilt_run_store_get_steps (store, run->id, error);
+
+  if (steps == NULL)
+    return FALSE;
+  g_clear_pointer (&run->steps, g_array_unref);
+  run->steps = steps;
+  return TRUE;
+}
+
+/* ---- editing ---- */
+
+static gboolean
+edit (KiltRunStore *store, gint64 id, const char *sql, const char *text, const char *what,
+      GError **error)
+{
+  g_autoptr (sqlite3_stmt) stmt = NULL;
+  gboolean ok;
+
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  if (ok)
+    ok = (stmt = prepare (store, sql, error)) != NULL;
+  if (ok)
+    {
+      if (text)
+        {
+          bind_text (stmt, 1, text);
+          sqlite3_bind_int64 (stmt, 2, id);
+        }
+      else
+        sqlite3_bind_int64 (stmt, 1, id);
+      ok = step_done (store, stmt, error, what);
+    }
+  return commit (store, ok, error);
+}
+
+gboolean
+kilt_run_store_rename (KiltRunStore *store, gint64 id, const char *name, GError **error)
+{
+  g_return_val_if_fail (name != NULL, FALSE);
+  return edit (store, id, "UPDATE runs SET name = ? WHERE id = ?", name, "renaming a run", error);
+}
+
+static gboolean
+check_tag (const char *tag, GError **error)
+{
+  const char *p = tag;
+
+  while (p && *p && g_ascii_isspace (*p))
+    p++;
+  if (p == NULL || *p == '\0')
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID, "a tag cannot be empty");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+kilt_run_store_add_tag (KiltRunStore *store, gint64 id, const char *tag, GError **error)
+{
+  if (!check_tag (tag, error) || !need_version (store, 2, error))
+    return FALSE;
+  return edit (store, id, "INSERT OR IGNORE INTO run_tags (tag, run_id) VALUES (?, ?)", tag,
+               "tagging a run", error);
+}
+
+gboolean
+kilt_run_store_remove_tag (KiltRunStore *store, gint64 id, const char *tag, GError **error)
+{
+  if (!check_tag (tag, error) || !need_version (store, 2, error))
+    return FALSE;
+  return edit (store, id, "DELETE FROM run_tags WHERE tag = ? AND run_id = ?", tag,
+               "untagging a run", error);
+}
+
+gboolean
+kilt_run_store_delete (KiltRunStore *store, gint64 id, GError **error)
+{
+  /* Epochs, steps, timings and tags go with it (ON DELETE CASCADE). */
+  return edit (store, id, "DELETE FROM runs WHERE id = ?", NULL, "deleting a run", error);
+}
+
+/* ---- derived figures ---- */
+
+double
+kilt_run_train_seconds (const KiltRun *run)
+{
+  double sum = 0;
+
+  if (run->epochs->len == 0)
+    return NAN;
+  for (guint i = 0; i < run->epochs->len; i++)
+    sum += g_array_index (run->epochs, KiltEpochRecord, i).wall_seconds;
+  return sum;
+}
+
+double
+kilt_run_mean_epoch_seconds (const KiltRun *run)
+{
+  if (run->epochs->len == 0)
+    return NAN;
+  return kilt_run_train_seconds (run) / run->epochs->len;
+}
+
+double
+kilt_run_best_val_accuracy (const KiltRun *run)
+{
+  double best = NAN;
+
+  for (guint i = 0; i < run->epochs->len; i++)
+    {
+      double v = g_array_index (run->epochs, KiltEpochRecord, i).val_accuracy;
+      if (!isnan (v) && (isnan (best) || v > best))
+        best = v;
+    }
+  return best;
+}
+
+double
+kilt_run_final_val_accuracy (const KiltRun *run)
+{
+  if (run->epochs->len == 0)
+    return NAN;
+  return g_array_index (run->epochs, KiltEpochRecord, run->epochs->len - 1).val_accuracy;
+}
+
+double
+kilt_run_mean_samples_per_second (const KiltRun *run)
+{
+  double samples = 0, seconds = 0;
+
+  /* Weighted by time (total samples / total time), not a mean of rates. */
+  for (guint i = 0; i < run->epochs->len; i++)
+    {
+      const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, i);
+      if (isnan (e->samples_per_second) || isnan (e->wall_seconds))
+        continue;
+      samples += e->samples_per_second * e->wall_seconds;
+      seconds += e->wall_seconds;
+    }
+  return seconds > 0 ? samples / seconds : NAN;
+}
+
+double
+kilt_run_gflops (const KiltRun *run)
+{
+  double sps = kilt_run_mean_samples_per_second (run);
+
+  if (run->record.flops_per_sample == 0 || isnan (sps))
+    return NAN;
+  return 3.0 * (double)run->record.flops_per_sample * sps / 1e9;
+}

@@ -1,0 +1,868 @@
+/* A training session on its own thread: commands in, events out. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-trainer"
+
+#include "config.h"
+
+#include "kilt-trainer.h"
+#include "kilt-batcher.h"
+#include "kilt-checkpoint.h"
+#include "kilt-error.h"
+#include "kilt-exec.h"
+#include "kilt-loss.h"
+#include "kilt-optimizer.h"
+#include "kilt-planner.h"
+#include "kilt-profiler.h"
+
+#include <math.h>
+#include <string.h>
+
+/* How many steps may be queued on the device ahead of the host: enough to keep it busy,
+ * few enough that stop and pause answer within a few steps. */
+#define STEPS_IN_FLIGHT 3
+/* Metrics are read back (asynchronously) at most this often. */
+#define REPORT_INTERVAL_US (100 * 1000)
+#define METRICS_FLOATS     4
+
+struct _KiltTrainer
+{
+  KiltModel *model;
+  KiltDataset *data;
+  KiltTrainConfig config;
+  KiltEventFunc func;
+  gpointer user_data;
+  GThread *thread;
+  GMutex lock;
+  GCond cond;
+  gboolean paused;
+  gint stop;
+  KiltRunStatus status;
+};
+
+/* Everything the thread owns while it runs; freed in order by session_free. */
+typedef struct
+{
+  KiltTrainer *trainer;
+  KiltDeviceList *devices;
+  KiltContext *ctx;
+  KiltExecutor *exec;
+  KiltOptimizer *opt;
+  KiltBatcher *train_batcher;
+  KiltBatcher *eval_batcher;
+  const KiltSplit *eval_split;
+  KiltBuffer *targets;
+  KiltBuffer *metrics;
+  KiltBuffer *eval_metrics;
+  KiltProfiler *profiler;
+  guint64 global_step;
+  guint first_epoch;
+} Session;
+
+const char *
+kilt_run_status_name (KiltRunStatus status)
+{
+  static const char *names[] = { "running", "finished", "stopped", "failed", "interrupted" };
+
+  g_return_val_if_fail ((guint)status < G_N_ELEMENTS (names), "?");
+  return names[status];
+}
+
+KiltTrainConfig
+kilt_train_config_default (void)
+{
+  KiltTrainConfig c = { 0 };
+
+  c.epochs = 1;
+  c.batch = 32;
+  c.seed = 1;
+  c.opt = kilt_optimizer_config_default (KILT_OPT_ADAM);
+  c.preprocess = KILT_PREPROCESS_SCALE;
+  c.profile = TRUE;
+  return c;
+}
+
+void
+kilt_train_config_clear (KiltTrainConfig *config)
+{
+  g_clear_pointer (&config->device_id, g_free);
+  g_clear_pointer (&config->checkpoint_path, g_free);
+  g_clear_pointer (&config->run_name, g_free);
+}
+
+void
+kilt_layer_timing_clear (gpointer timing)
+{
+  KiltLayerTiming *t = timing;
+
+  g_free (t->layer);
+  g_free (t->type);
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static void
+emit (Session *s, KiltEvent *ev)
+{
+  s->trainer->func (ev, s->trainer->user_data);
+}
+
+static void emit_log (Session *s, GLogLevelFlags level, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+static void
+emit_log (Session *s, GLogLevelFlags level, const char *fmt, ...)
+{
+  KiltEvent ev = { .type = KILT_EVENT_LOG, .level = level };
+  va_list ap;
+
+  va_start (ap, fmt);
+  ev.message = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  emit (s, &ev);
+  g_free (ev.message);
+}
+
+static void
+emit_memory (Session *s)
+{
+  KiltEvent ev = { .type = KILT_EVENT_MEMORY };
+
+  kilt_mem_stats_snapshot (&s->ctx->mem, &ev.mem);
+  ev.vendor_used_bytes = -1;
+  emit (s, &ev);
+}
+
+/* ---- commands ----------------------------------------------------------------------------- */
+
+static gboolean
+should_stop (KiltTrainer *t)
+{
+  return g_atomic_int_get (&t->stop) != 0;
+}
+
+/* Blocks while paused; returns FALSE when a stop arrived. */
+static gboolean
+wait_if_paused (Session *s)
+{
+  KiltTrainer *t = s->trainer;
+  gboolean was_paused = FALSE;
+
+  g_mutex_lock (&t->lock);
+  while (t->paused && !should_stop (t))
+    {
+      if (!was_paused)
+        {
+          g_mutex_unlock (&t->lock);
+          /* Let the device drain so the pause is a real pause. */
+          clFinish (s->ctx->queue);
+          emit_log (s, G_LOG_LEVEL_INFO, "Paused at step %" G_GUINT64_FORMAT, s->global_step);
+          g_mutex_lock (&t->lock);
+          was_paused = TRUE;
+          continue;
+        }
+      g_cond_wait (&t->cond, &t->lock);
+    }
+  g_mutex_unlock (&t->lock);
+  if (was_paused && !should_stop (t))
+    emit_log (s, G_LOG_LEVEL_INFO, "Resumed");
+  return !should_stop (t);
+}
+
+void
+kilt_trainer_pause (KiltTrainer *trainer)
+{
+  g_mutex_lock (&trainer->lock);
+  trainer->paused = TRUE;
+  g_cond_broadcast (&trainer->cond);
+  g_mutex_unlock (&trainer->lock);
+}
+
+void
+kilt_trainer_resume (KiltTrainer *trainer)
+{
+  g_mutex_lock (&trainer->lock);
+  trainer->paused = FALSE;
+  g_cond_broadcast (&trainer->cond);
+  g_mutex_unlock (&trainer->lock);
+}
+
+void
+kilt_trainer_stop (KiltTrainer *trainer)
+{
+  g_atomic_int_set (&trainer->stop, 1);
+  g_mutex_lock (&trainer->lock);
+  g_cond_broadcast (&trainer->cond);
+  g_mutex_unlock (&trainer->lock);
+}
+
+/* ---- set-up ------------------------------------------------------------------------------- */
+
+static gboolean
+open_device (Session *s, GError **error)
+{
+  const KiltDeviceInfo *info;
+
+  s->devices = kilt_device_list_new ();
+  if (s->trainer->config.device_id)
+    {
+      info = kilt_device_list_find (s->devices, s->trainer->config.device_id);
+      if (info == NULL)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_DEVICE,
+                       "No OpenCL device matches \"%s\" (or several do); `kilt-cli devices` "
+                       "lists them",
+                       s->trainer->config.device_id);
+          return FALSE;
+        }
+    }
+  else if ((info = kilt_device_list_choose_default (s->devices, error)) == NULL)
+    return FALSE;
+  if (info->unusable_reason)
+    emit_log (s, G_LOG_LEVEL_WARNING, "%s may not work: %s", info->name, info->unusable_reason);
+  s->ctx = kilt_context_new (info, error);
+  if (s->ctx == NULL)
+    return FALSE;
+  emit_log (s, G_LOG_LEVEL_INFO, "Kernels for %s %s in %.2f s", info->name,
+            s->ctx->from_cache ? "loaded from the cache" : "compiled", s->ctx->compile_seconds);
+  return TRUE;
+}
+
+static gboolean
+check_loss_fits_model (Session *s, GError **error)
+{
+  KiltModel *m = s->trainer->model;
+  KiltNode *out = kilt_model_output (m);
+  KiltDataset *d = s->trainer->data;
+  guint n_out = kilt_model_n_outputs (m);
+
+  if (m->loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY)
+    {
+      gboolean softmax = out->cfg.activation == KILT_ACT_SOFTMAX
+                         && (out->type == KILT_LAYER_ACTIVATION || out->type == KILT_LAYER_DENSE
+                             || out->type == KILT_LAYER_CONV2D);
+      if (!softmax)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                       "model %s: softmax cross-entropy needs the last layer (%s) to end in a "
+                       "softmax",
+                       m->name, out->name);
+          return FALSE;
+        }
+      if (d->n_classes == 0)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                       "data set %s has numeric targets; use the mse loss for regression", d->name);
+          return FALSE;
+        }
+      if (n_out != d->n_classes)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                       "model %s has %u outputs but data set %s has %u classes", m->name, n_out,
+                       d->name, d->n_classes);
+          return FALSE;
+        }
+      s->exec->ex.softmax_fused_node = out->index;
+    }
+  else if (m->loss == KILT_LOSS_MSE && d->n_classes == 0 && n_out != MAX (d->n_targets, 1))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "model %s has %u outputs but data set %s has %u targets", m->name, n_out,
+                   d->name, MAX (d->n_targets, 1));
+      return FALSE;
+    }
+  {
+    KiltShape in = kilt_model_node (m, 0)->out_shape;
+    if (in.c != d->shape.c || in.h != d->shape.h || in.w != d->shape.w)
+      {
+        g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                     "model %s takes %ux%ux%u (channels x height x width) inputs but data set %s "
+                     "has %ux%ux%u samples",
+                     m->name, in.c, in.h, in.w, d->name, d->shape.c, d->shape.h, d->shape.w);
+        return FALSE;
+      }
+  }
+  return TRUE;
+}
+
+static gboolean
+load_checkpoint (Session *s, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (t->config.checkpoint_path, error);
+
+  if (ck == NULL)
+    return FALSE;
+  if (ck->model_hash != kilt_model_hash (t->model) || ck->n_params != t->model->n_params
+      || ck->n_state != t->model->n_state
+      || ck->n_opt_state != kilt_optimizer_state_floats (&t->config.opt, t->model->n_params))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "checkpoint %s belongs to a different model than %s", t->config.checkpoint_path,
+                   t->model->name);
+      return FALSE;
+    }
+  if (!kilt_executor_upload (s->exec, ck->params, ck->state, error)
+      || !kilt_optimizer_write_state (s->opt, ck->opt_state, error))
+    return FALSE;
+  s->first_epoch = ck->epochs_done;
+  s->global_step = ck->global_step;
+  emit_log (s, G_LOG_LEVEL_INFO, "Resumed from %s after epoch %u (step %" G_GUINT64_FORMAT ")",
+            t->config.checkpoint_path, ck->epochs_done, ck->global_step);
+  return TRUE;
+}
+
+static gboolean
+save_checkpoint (Session *s, guint epochs_done, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  KiltCheckpoint ck = { 0 };
+  gboolean ok;
+
+  if (t->config.checkpoint_path == NULL)
+    return TRUE;
+  ck.n_params = t->model->n_params;
+  ck.n_state = t->model->n_state;
+  ck.n_opt_state = kilt_optimizer_state_floats (&t->config.opt, t->model->n_params);
+  ck.epochs_done = epochs_done;
+  ck.global_step = s->global_step;
+  ck.seed = t->config.seed;
+  ck.model_hash = kilt_model_hash (t->model);
+  ck.params = g_new (float, ck.n_params + 1);
+  ck.state = g_new (float, ck.n_state + 1);
+  ck.opt_state = g_new (float, ck.n_opt_state + 1);
+  ok = kilt_executor_download (s->exec, ck.params, ck.state, error)
+       && kilt_optimizer_read_state (s->opt, ck.opt_state, error)
+       && kilt_checkpoint_save (&ck, t->config.checkpoint_path, error);
+  g_free (ck.params);
+  g_free (ck.state);
+  g_free (ck.opt_state);
+  return ok;
+}
+
+static gboolean
+prepare (Session *s, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  KiltTrainConfig *c = &t->config;
+  KiltDataset *d = t->data;
+  g_autoptr (KiltPlan) plan = NULL;
+  KiltEvent ev = { .type = KILT_EVENT_STARTED };
+  const KiltSplit *train = &d->train;
+  guint64 data_bytes;
+
+  if (!t->model->built && !kilt_model_build (t->model, error))
+    return FALSE;
+  if (c->val_fraction > 0 && d->val.n == 0
+      && !kilt_dataset_split_validation (d, c->val_fraction, c->seed, error))
+    return FALSE;
+  s->eval_split = d->val.n > 0 ? &d->val : d->test.n > 0 ? &d->test : NULL;
+  if (train->n == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "data set %s has no training samples", d->name);
+      return FALSE;
+    }
+
+  data_bytes
+      = kilt_batcher_device_bytes (s->ctx, d, train, c->batch, 0, NULL)
+        + (s->eval_split ? kilt_batcher_device_bytes (s->ctx, d, s->eval_split, c->batch, 0, NULL)
+                         : 0);
+  plan = kilt_plan_compute (t->model, c->batch, &c->opt, data_bytes, s->ctx->info, s->ctx->budget);
+  if (!kilt_plan_check (plan, error))
+    return FALSE;
+
+  s->exec = kilt_executor_new (s->ctx, t->model, c->batch, TRUE, error);
+  if (s->exec == NULL)
+    return FALSE;
+  s->exec->ex.seed = c->seed;
+  if (!check_loss_fits_model (s, error))
+    return FALSE;
+  s->opt = kilt_optimizer_new (s->ctx, &c->opt, t->model->n_params, error);
+  if (s->opt == NULL)
+    return FALSE;
+  s->train_batcher
+      = kilt_batcher_new (s->ctx, d, train, c->batch, c->preprocess, c->augment, c->seed, 0, error);
+  if (s->train_batcher == NULL)
+    return FALSE;
+  if (s->eval_split)
+    {
+      s->eval_batcher = kilt_batcher_new (s->ctx, d, s->eval_split, c->batch, c->preprocess, FALSE,
+                                          c->seed, 0, error);
+      if (s->eval_batcher == NULL)
+        return FALSE;
+    }
+  s->targets = kilt_buffer_new (s->ctx, KILT_MEM_WORKSPACE,
+                                4 * (gsize)c->batch * MAX (kilt_model_n_outputs (t->model), 1),
+                                error, "the batch targets");
+  if (s->targets == NULL)
+    return FALSE;
+  s->metrics = kilt_buffer_new (s->ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (c->batch),
+                                error, "the training metrics");
+  if (s->metrics == NULL)
+    return FALSE;
+  s->eval_metrics
+      = kilt_buffer_new (s->ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (c->batch), error,
+                         "the evaluation metrics");
+  if (s->eval_metrics == NULL)
+    return FALSE;
+
+  if (c->resume && c->checkpoint_path && g_file_test (c->checkpoint_path, G_FILE_TEST_EXISTS))
+    {
+      if (!load_checkpoint (s, error))
+        return FALSE;
+    }
+  else
+    {
+      g_autofree float *params = g_new0 (float, t->model->n_params + 1);
+      g_autofree float *state = g_new0 (float, t->model->n_state + 1);
+      kilt_model_init_params (t->model, c->seed, params, state);
+      if (!kilt_executor_upload (s->exec, params, state, error))
+        return FALSE;
+    }
+  if (c->profile)
+    s->profiler = kilt_profiler_new (t->model);
+
+  ev.device = s->ctx->info;
+  ev.device_name = s->ctx->info->name;
+  ev.compile_seconds = s->ctx->compile_seconds;
+  ev.compile_cached = s->ctx->from_cache;
+  ev.planned_bytes = plan->total;
+  ev.device_bytes = s->ctx->budget;
+  ev.n_params = t->model->n_params;
+  ev.flops_per_sample = kilt_model_flops (t->model);
+  ev.steps_per_epoch = kilt_batcher_n_batches (s->train_batcher);
+  emit (s, &ev);
+  emit_memory (s);
+  return TRUE;
+}
+
+/* ---- the loop ----------------------------------------------------------------------------- */
+
+static gboolean
+zero_metrics (Session *s, KiltBuffer *metrics, GError **error)
+{
+  const float zero = 0.0f;
+  cl_int err = clEnqueueFillBuffer (s->ctx->queue, metrics->mem, &zero, sizeof zero, 0,
+                                    metrics->bytes, 0, NULL, NULL);
+
+  if (err != CL_SUCCESS)
+    {
+      kilt_set_cl_error (error, err, s->ctx->info->name, "clearing %s", metrics->label);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Mean loss and accuracy over everything accumulated in @metrics (blocking read). */
+static gboolean
+read_metrics (Session *s, KiltBuffer *metrics, double *loss, double *acc, GError **error)
+{
+  float m[METRICS_FLOATS];
+
+  if (!kilt_buffer_read (metrics, 0, m, sizeof m, error))
+    return FALSE;
+  *loss = m[2] > 0 ? m[0] / m[2] : NAN;
+  *acc = m[2] > 0 ? m[1] / m[2] : NAN;
+  return TRUE;
+}
+
+static gboolean
+evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  guint n_out = kilt_model_n_outputs (t->model);
+  KiltNode *out = kilt_model_output (t->model);
+  gboolean profiling = s->ctx->profiling;
+
+  s->ctx->profiling = FALSE;
+  if (!zero_metrics (s, s->eval_metrics, error)
+      || !kilt_batcher_begin_epoch (batcher, 0, FALSE, error))
+    return FALSE;
+  for (guint b = 0; b < kilt_batcher_n_batches (batcher); b++)
+    {
+      guint n_valid = 0;
+      if (should_stop (t))
+        break;
+      if (!kilt_batcher_gather (batcher, b, kilt_executor_input (s->exec), s->targets->mem,
+                                &n_valid, error)
+          || !kilt_executor_forward (s->exec, FALSE, error)
+          || !kilt_loss_enqueue (s->ctx, t->model->loss, t->config.batch, n_valid, n_out, out->out,
+                                 s->targets->mem, out->dout, s->eval_metrics->mem, error))
+        return FALSE;
+    }
+  s->ctx->profiling = profiling;
+  return read_metrics (s, s->eval_metrics, loss, acc, error);
+}
+
+typedef struct
+{
+  gboolean pending;
+  cl_event event;
+  float values[METRICS_FLOATS];
+  guint step; /* the step the read follows */
+} MetricsRead;
+
+static gboolean
+check_finite (Session *s, const float *m, guint64 step, GError **error)
+{
+  if (!isfinite (m[0]))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DIVERGED,
+                   "the training loss became %s by step %" G_GUINT64_FORMAT
+                   "; lower the learning rate (now %g) or check the data",
+                   isnan (m[0]) ? "NaN" : "infinite", step, s->trainer->config.opt.lr);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+run_epoch (Session *s, guint epoch, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  KiltTrainConfig *c = &t->config;
+  guint n_batches = kilt_batcher_n_batches (s->train_batcher);
+  guint n_out = kilt_model_n_outputs (t->model);
+  KiltNode *out = kilt_model_output (t->model);
+  gint64 t0 = g_get_monotonic_time (), last_report = 0;
+  MetricsRead rd = { 0 };
+  cl_event markers[STEPS_IN_FLIGHT] = { 0 };
+  KiltEvent ev = { .type = KILT_EVENT_EPOCH };
+  gboolean ok = FALSE;
+  guint samples = 0;
+
+  if (!zero_metrics (s, s->metrics, error)
+      || !kilt_batcher_begin_epoch (s->train_batcher, epoch, TRUE, error))
+    return FALSE;
+  if (s->profiler)
+    kilt_profiler_begin_epoch (s->profiler);
+
+  for (guint b = 0; b < n_batches; b++)
+    {
+      guint n_valid = 0;
+      cl_int err;
+      gint64 now;
+      /* Profile a window of steps in each epoch, past the warm-up. */
+      gboolean profile = s->profiler && b >= MIN (2u, n_batches - 1)
+                         && b < MIN (2u, n_batches - 1) + KILT_PROFILED_STEPS;
+
+      if (!wait_if_paused (s))
+        break;
+      s->ctx->profiling = profile;
+      s->exec->ex.step = s->global_step;
+      s->ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_FORWARD);
+      if (!kilt_batcher_gather (s->train_batcher, b, kilt_executor_input (s->exec), s->targets->mem,
+                                &n_valid, error)
+          || !kilt_executor_forward (s->exec, TRUE, error))
+        goto out;
+      s->ctx->prof_tag = KILT_PROF_TAG (out->index, KILT_PHASE_BACKWARD);
+      if (!kilt_loss_enqueue (s->ctx, t->model->loss, c->batch, n_valid, n_out, out->out,
+                              s->targets->mem, out->dout, s->metrics->mem, error)
+          || !kilt_executor_backward (s->exec, error))
+        goto out;
+      s->ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_UPDATE);
+      if (!kilt_optimizer_step (s->opt, s->exec->params->mem, s->exec->grads->mem, s->global_step,
+                                error))
+        goto out;
+      s->global_step++;
+      samples += n_valid;
+
+      /* Keep at most STEPS_IN_FLIGHT steps queued: wait for the marker of an older step. */
+      if (markers[b % STEPS_IN_FLIGHT])
+        {
+          err = clWaitForEvents (1, &markers[b % STEPS_IN_FLIGHT]);
+          clReleaseEvent (markers[b % STEPS_IN_FLIGHT]);
+          markers[b % STEPS_IN_FLIGHT] = NULL;
+          if (err != CL_SUCCESS)
+            {
+              kilt_set_cl_error (error, err, s->ctx->info->name, "training step %u", b + 1);
+              goto out;
+            }
+        }
+      err = clEnqueueMarkerWithWaitList (s->ctx->queue, 0, NULL, &markers[b % STEPS_IN_FLIGHT]);
+      if (err == CL_SUCCESS)
+        err = clFlush (s->ctx->queue);
+      if (err != CL_SUCCESS)
+        {
+          kilt_set_cl_error (error, err, s->ctx->info->name, "queueing training step %u", b + 1);
+          goto out;
+        }
+
+      /* Metrics: a non-blocking read now and then; reported when it has landed. */
+      if (rd.pending)
+        {
+          cl_int st = CL_QUEUED;
+          clGetEventInfo (rd.event, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL);
+          if (st == CL_COMPLETE || st < 0)
+            {
+              KiltEvent sev = { .type = KILT_EVENT_STEP };
+              double elapsed = (g_get_monotonic_time () - t0) / 1e6;
+              clReleaseEvent (rd.event);
+              rd.pending = FALSE;
+              if (st < 0)
+                {
+                  kilt_set_cl_error (error, st, s->ctx->info->name, "reading the metrics");
+                  goto out;
+                }
+              if (!check_finite (s, rd.values, s->global_step - (b + 1 - rd.step), error))
+                goto out;
+              sev.epoch = epoch + 1;
+              sev.step = rd.step;
+              sev.global_step = s->global_step;
+              sev.loss = rd.values[2] > 0 ? rd.values[0] / rd.values[2] : NAN;
+              sev.accuracy = rd.values[2] > 0 ? rd.values[1] / rd.values[2] : NAN;
+              sev.samples_per_second = rd.values[2] / MAX (elapsed, 1e-9);
+              sev.eta_seconds = elapsed / MAX (rd.step, 1) * (n_batches - rd.step);
+              sev.busy_percent = s->profiler ? kilt_profiler_busy_percent (s->profiler) : NAN;
+              emit (s, &sev);
+              emit_memory (s);
+            }
+        }
+      now = g_get_monotonic_time ();
+      if (!rd.pending && now - last_report >= REPORT_INTERVAL_US)
+        {
+          err = clEnqueueReadBuffer (s->ctx->queue, s->metrics->mem, CL_FALSE, 0, sizeof rd.values,
+                                     rd.values, 0, NULL, &rd.event);
+          if (err != CL_SUCCESS)
+            {
+              kilt_set_cl_error (error, err, s->ctx->info->name, "reading the metrics");
+              goto out;
+            }
+          rd.pending = TRUE;
+          rd.step = b + 1;
+          last_report = now;
+        }
+    }
+  ok = TRUE;
+
+out:
+  s->ctx->profiling = FALSE;
+  /* Drain before anything is read or freed, even after an error. */
+  clFinish (s->ctx->queue);
+  if (s->profiler && !kilt_profiler_collect (s->profiler, s->ctx, ok ? error : NULL))
+    ok = FALSE;
+  for (guint i = 0; i < STEPS_IN_FLIGHT; i++)
+    if (markers[i])
+      clReleaseEvent (markers[i]);
+  if (rd.pending)
+    clReleaseEvent (rd.event);
+  if (!ok || should_stop (t))
+    return ok;
+
+  ev.epoch = epoch + 1;
+  ev.step = n_batches;
+  ev.global_step = s->global_step;
+  if (!read_metrics (s, s->metrics, &ev.loss, &ev.accuracy, error))
+    return FALSE;
+  {
+    float m[METRICS_FLOATS] = { (float)ev.loss, 0, 1, 0 };
+    if (!check_finite (s, m, s->global_step, error))
+      return FALSE;
+  }
+  ev.samples_per_second = samples / MAX ((g_get_monotonic_time () - t0) / 1e6, 1e-9);
+  ev.val_loss = ev.val_accuracy = NAN;
+  if (s->eval_batcher && !evaluate (s, s->eval_batcher, &ev.val_loss, &ev.val_accuracy, error))
+    return FALSE;
+  ev.epoch_seconds = (g_get_monotonic_time () - t0) / 1e6;
+  kilt_mem_stats_snapshot (&s->ctx->mem, &ev.mem);
+  ev.busy_percent = s->profiler ? kilt_profiler_busy_percent (s->profiler) : NAN;
+  emit (s, &ev);
+  emit_memory (s);
+  if (s->profiler)
+    {
+      KiltEvent tev = { .type = KILT_EVENT_TIMINGS };
+      tev.epoch = epoch + 1;
+      tev.timings = kilt_profiler_timings (s->profiler);
+      emit (s, &tev);
+      g_array_unref (tev.timings);
+    }
+  return TRUE;
+}
+
+static void
+session_free (Session *s)
+{
+  if (s->ctx)
+    clFinish (s->ctx->queue);
+  kilt_profiler_free (s->profiler);
+  kilt_buffer_free (s->eval_metrics);
+  kilt_buffer_free (s->metrics);
+  kilt_buffer_free (s->targets);
+  kilt_batcher_free (s->eval_batcher);
+  kilt_batcher_free (s->train_batcher);
+  kilt_optimizer_free (s->opt);
+  kilt_executor_free (s->exec);
+  kilt_context_free (s->ctx);
+  kilt_device_list_free (s->devices);
+}
+
+static gpointer
+trainer_thread (gpointer data)
+{
+  KiltTrainer *t = data;
+  Session s = { .trainer = t };
+  KiltEvent fin = { .type = KILT_EVENT_FINISHED };
+  GError *error = NULL;
+  guint epoch;
+
+  fin.test_loss = fin.test_accuracy = NAN;
+  if (!open_device (&s, &error) || !prepare (&s, &error))
+    goto done;
+  for (epoch = s.first_epoch; epoch < t->config.epochs && !should_stop (t); epoch++)
+    {
+      if (!run_epoch (&s, epoch, &error))
+        break;
+      if (should_stop (t))
+        break;
+      if (!save_checkpoint (&s, epoch + 1, &error))
+        break;
+    }
+  if (error == NULL && !should_stop (t) && s.eval_split == &t->data->test && s.eval_batcher)
+    evaluate (&s, s.eval_batcher, &fin.test_loss, &fin.test_accuracy, &error);
+
+done:
+  if (error)
+    fin.status = KILT_RUN_FAILED;
+  else if (should_stop (t))
+    fin.status = KILT_RUN_STOPPED;
+  else
+    fin.status = KILT_RUN_FINISHED;
+  fin.error = error;
+  fin.global_step = s.global_step;
+  if (s.ctx)
+    kilt_mem_stats_snapshot (&s.ctx->mem, &fin.mem);
+  t->status = fin.status;
+  /* Everything on the device is released before the last event, so a receiver may start
+   * the next run at once. */
+  session_free (&s);
+  emit (&s, &fin);
+  g_clear_error (&error);
+  return NULL;
+}
+
+/* ---- public ------------------------------------------------------------------------------- */
+
+KiltTrainer *
+kilt_trainer_new (KiltModel *model, KiltDataset *data, const KiltTrainConfig *config,
+                  KiltEventFunc func, gpointer user_data)
+{
+  KiltTrainer *t = g_new0 (KiltTrainer, 1);
+
+  t->model = model;
+  t->data = data;
+  t->config = *config;
+  t->config.device_id = g_strdup (config->device_id);
+  t->config.checkpoint_path = g_strdup (config->checkpoint_path);
+  t->config.run_name = g_strdup (config->run_name);
+  if (t->config.batch == 0)
+    t->config.batch = 32;
+  t->func = func;
+  t->user_data = user_data;
+  t->status = KILT_RUN_RUNNING;
+  g_mutex_init (&t->lock);
+  g_cond_init (&t->cond);
+  return t;
+}
+
+void
+kilt_trainer_start (KiltTrainer *trainer)
+{
+  g_return_if_fail (trainer->thread == NULL);
+  trainer->thread = g_thread_new ("kilt-trainer", trainer_thread, trainer);
+}
+
+KiltRunStatus
+kilt_trainer_join (KiltTrainer *trainer)
+{
+  if (trainer->thread)
+    {
+      g_thread_join (trainer->thread);
+      trainer->thread = NULL;
+    }
+  return trainer->status;
+}
+
+void
+kilt_trainer_free (KiltTrainer *trainer)
+{
+  if (trainer == NULL)
+    return;
+  kilt_trainer_stop (trainer);
+  kilt_trainer_join (trainer);
+  kilt_model_free (trainer->model);
+  kilt_dataset_free (trainer->data);
+  kilt_train_config_clear (&trainer->config);
+  g_mutex_clear (&trainer->lock);
+  g_cond_clear (&trainer->cond);
+  g_free (trainer);
+}
+
+/* ---- evaluation of a checkpoint ----------------------------------------------------------- */
+
+static void
+ignore_event (const KiltEvent *event, gpointer user_data)
+{
+}
+
+gboolean
+kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfig *config,
+                       double *loss, double *accuracy, GError **error)
+{
+  KiltTrainer t = { 0 };
+  Session s = { .trainer = &t };
+  const KiltSplit *split = data->test.n > 0 ? &data->test : &data->val;
+  g_autoptr (KiltCheckpoint) ck = NULL;
+  gboolean ok = FALSE;
+
+  t.model = model;
+  t.data = data;
+  t.config = *config;
+  t.func = ignore_event;
+  if (split->n == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "data set %s has no test or validation samples to evaluate on", data->name);
+      return FALSE;
+    }
+  if (config->checkpoint_path == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "evaluation needs a checkpoint with the trained weights");
+      return FALSE;
+    }
+  if (!(ck = kilt_checkpoint_load (config->checkpoint_path, error)))
+    return FALSE;
+  if ((!model->built && !kilt_model_build (model, error)) || !open_device (&s, error))
+    goto out;
+  if (ck->model_hash != kilt_model_hash (model) || ck->n_params != model->n_params
+      || ck->n_state != model->n_state)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "checkpoint %s belongs to a different model than %s", config->checkpoint_path,
+                   model->name);
+      goto out;
+    }
+  s.exec = kilt_executor_new (s.ctx, model, config->batch, TRUE, error);
+  if (!s.exec || !check_loss_fits_model (&s, error)
+      || !kilt_executor_upload (s.exec, ck->params, ck->state, error))
+    goto out;
+  s.eval_batcher = kilt_batcher_new (s.ctx, data, split, config->batch, config->preprocess, FALSE,
+                                     config->seed, 0, error);
+  if (!s.eval_batcher)
+    goto out;
+  s.targets = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE,
+                               4 * (gsize)config->batch * MAX (kilt_model_n_outputs (model), 1),
+                               error, "the batch targets");
+  if (!s.targets)
+    goto out;
+  s.eval_metrics
+      = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (config->batch),
+                         error, "the evaluation metrics");
+  if (!s.eval_metrics)
+    goto out;
+  ok = evaluate (&s, s.eval_batcher, loss, accuracy, error);
+
+out:
+  t.model = NULL;
+  session_free (&s);
+  return ok;
+}

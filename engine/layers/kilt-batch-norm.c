@@ -1,0 +1,288 @@
+/* BatchNormalization over channels: batch statistics in training, running ones in inference. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-layer.h"
+
+#include <math.h>
+
+/* Parameters: gamma[C] then beta[C]. State: running mean[C] then running variance[C].
+ * Saved between forward and backward: batch mean[C] then 1/sqrt(var + eps)[C].
+ *
+ * The variance is the biased one (divided by N = batch * H * W) both for normalising and for
+ * the running average, as tf.nn.moments and tf.keras with fused=False compute it. Others feed
+ * the running variance with the unbiased N / (N - 1) estimate instead: tf.keras' fused kernel
+ * (tensorflow/tensorflow#55545), multi-backend Keras since keras-team/keras#9028, and PyTorch.
+ * The two differ noticeably only for small N (flat inputs, small batches). */
+
+static gboolean
+bn_infer (KiltNode *node, GError **error)
+{
+  if (!(node->cfg.epsilon > 0.0f))
+    {
+      kilt_layer_set_error (error, node, "epsilon must be positive, got %g", node->cfg.epsilon);
+      return FALSE;
+    }
+  if (!(node->cfg.momentum >= 0.0f && node->cfg.momentum <= 1.0f))
+    {
+      kilt_layer_set_error (error, node, "momentum must be in [0, 1], got %g", node->cfg.momentum);
+      return FALSE;
+    }
+  node->out_shape = node->in_shape[0];
+  node->n_params = 2 * (gsize)node->in_shape[0].c;
+  node->n_state = 2 * (gsize)node->in_shape[0].c;
+  return TRUE;
+}
+
+static void
+bn_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
+{
+  guint c = node->in_shape[0].c;
+
+  for (guint i = 0; i < c; i++)
+    {
+      params[i] = 1.0f;
+      params[c + i] = 0.0f;
+      state[i] = 0.0f;
+      state[c + i] = 1.0f;
+    }
+}
+
+static guint64
+bn_flops (const KiltNode *node)
+{
+  /* Subtract, scale, multiply, add per element. */
+  return 4ull * kilt_shape_size (&node->in_shape[0]);
+}
+
+static gsize
+bn_saved_floats (const KiltNode *node, guint batch)
+{
+  return 2 * (gsize)node->in_shape[0].c;
+}
+
+/* A power-of-two work-group size for the per-channel reductions: no larger than the kernel and
+ * device allow, nor than the number of elements each channel has. */
+static size_t
+bn_group_size (KiltExec *ex, cl_kernel k, gsize per_channel)
+{
+  size_t limit = MIN ((size_t)256, ex->ctx->info->max_work_group), kernel_max = 0, size = 1;
+
+  if (clGetKernelWorkGroupInfo (k, ex->ctx->info->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                sizeof kernel_max, &kernel_max, NULL)
+          == CL_SUCCESS
+      && kernel_max > 0)
+    limit = MIN (limit, kernel_max);
+  while (size * 2 <= limit && size < per_channel)
+    size *= 2;
+  return size;
+}
+
+static gboolean
+bn_launch_per_channel (KiltExec *ex, cl_kernel k, guint arg, guint channels, gsize per_channel,
+                       GError **error)
+{
+  size_t local = bn_group_size (ex, k, per_channel), global = local * channels;
+  G_GNUC_UNUSED cl_int err = clSetKernelArg (k, arg, sizeof (float) * local, NULL);
+
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch (ex->ctx, k, 1, &global, &local, error);
+}
+
+static gboolean
+bn_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_uint c = node->in_shape[0].c, sp = node->in_shape[0].h * node->in_shape[0].w;
+  cl_uint batch = ex->batch, n = batch * c * sp, pofs = (cl_uint)node->param_offset;
+  cl_uint sofs = (cl_uint)node->state_offset, zero = 0;
+  cl_int err = CL_SUCCESS, update = 1, as_var = !ex->training;
+  float eps = node->cfg.epsilon, momentum = node->cfg.momentum;
+  cl_mem stats = ex->training ? node->saved : ex->state;
+  cl_uint stats_off = ex->training ? zero : sofs;
+  cl_kernel k;
+
+  if (ex->training)
+    {
+      k = kilt_context_kernel (ex->ctx, "kilt_bn_stats", error);
+      if (!k)
+        return FALSE;
+      KILT_ARG (k, 0, src->out, err);
+      KILT_ARG (k, 1, batch, err);
+      KILT_ARG (k, 2, c, err);
+      KILT_ARG (k, 3, sp, err);
+      KILT_ARG (k, 4, node->saved, err);
+      KILT_ARG (k, 5, ex->state, err);
+      KILT_ARG (k, 6, sofs, err);
+      KILT_ARG (k, 7, momentum, err);
+      KILT_ARG (k, 8, eps, err);
+      KILT_ARG (k, 9, update, err);
+      g_assert (err == CL_SUCCESS);
+      if (!bn_launch_per_channel (ex, k, 10, c, (gsize)batch * sp, error))
+        return FALSE;
+    }
+  k = kilt_context_kernel (ex->ctx, "kilt_bn_apply", error);
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, node->out, err);
+  KILT_ARG (k, 1, src->out, err);
+  KILT_ARG (k, 2, ex->params, err);
+  KILT_ARG (k, 3, pofs, err);
+  KILT_ARG (k, 4, stats, err);
+  KILT_ARG (k, 5, stats_off, err);
+  KILT_ARG (k, 6, c, err);
+  KILT_ARG (k, 7, sp, err);
+  KILT_ARG (k, 8, n, err);
+  KILT_ARG (k, 9, eps, err);
+  KILT_ARG (k, 10, as_var, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, n, error);
+}
+
+/* Backward for the training forward (batch statistics), which is the only one a step runs. */
+static gboolean
+bn_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_uint c = node->in_shape[0].c, sp = node->in_shape[0].h * node->in_shape[0].w;
+  cl_uint batch = ex->batch, n = batch * c * sp, pofs = (cl_uint)node->param_offset;
+  float count = (float)batch * sp;
+  cl_int err = CL_SUCCESS;
+  cl_kernel k;
+
+  k = kilt_context_kernel (ex->ctx, "kilt_bn_backward_reduce", error);
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, node->dout, err);
+  KILT_ARG (k, 1, src->out, err);
+  KILT_ARG (k, 2, node->saved, err);
+  KILT_ARG (k, 3, batch, err);
+  KILT_ARG (k, 4, c, err);
+  KILT_ARG (k, 5, sp, err);
+  KILT_ARG (k, 6, ex->grads, err);
+  KILT_ARG (k, 7, pofs, err);
+  g_assert (err == CL_SUCCESS);
+  if (!bn_launch_per_channel (ex, k, 8, c, (gsize)batch * sp, error))
+    return FALSE;
+  if (!node->din_needed[0])
+    return TRUE;
+
+  k = kilt_context_kernel (ex->ctx, "kilt_bn_backward_apply", error);
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, src->dout, err);
+  KILT_ARG (k, 1, node->dout, err);
+  KILT_ARG (k, 2, src->out, err);
+  KILT_ARG (k, 3, node->saved, err);
+  KILT_ARG (k, 4, ex->params, err);
+  KILT_ARG (k, 5, ex->grads, err);
+  KILT_ARG (k, 6, pofs, err);
+  KILT_ARG (k, 7, c, err);
+  KILT_ARG (k, 8, sp, err);
+  KILT_ARG (k, 9, n, err);
+  KILT_ARG (k, 10, count, err);
+  KILT_ARG (k, 11, node->din_beta[0], err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, n, error);
+}
+
+/* ---- plain-C reference ---------------------------------------------------------------------- */
+
+/* Batch mean and biased variance of channel @ch. */
+static void
+bn_ref_moments (const KiltNode *node, guint batch, const double *x, guint ch, double *mean,
+                double *var)
+{
+  gsize c = node->in_shape[0].c, sp = (gsize)node->in_shape[0].h * node->in_shape[0].w;
+  double n = (double)batch * sp, m = 0, v = 0;
+
+  for (guint b = 0; b < batch; b++)
+    for (gsize s = 0; s < sp; s++)
+      m += x[(b * c + ch) * sp + s];
+  m /= n;
+  for (guint b = 0; b < batch; b++)
+    for (gsize s = 0; s < sp; s++)
+      {
+        double d = x[(b * c + ch) * sp + s] - m;
+        v += d * d;
+      }
+  *mean = m;
+  *var = v / n;
+}
+
+static void
+bn_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                const double *const *in, const double *params, double *state, double *out)
+{
+  gsize c = node->in_shape[0].c, sp = (gsize)node->in_shape[0].h * node->in_shape[0].w;
+  double eps = node->cfg.epsilon, mom = node->cfg.momentum;
+
+  for (gsize ch = 0; ch < c; ch++)
+    {
+      double mean, var, istd;
+      if (training)
+        {
+          bn_ref_moments (node, batch, in[0], (guint)ch, &mean, &var);
+          state[ch] = mom * state[ch] + (1 - mom) * mean;
+          state[c + ch] = mom * state[c + ch] + (1 - mom) * var;
+        }
+      else
+        {
+          mean = state[ch];
+          var = state[c + ch];
+        }
+      istd = 1.0 / sqrt (var + eps);
+      for (guint b = 0; b < batch; b++)
+        for (gsize s = 0; s < sp; s++)
+          {
+            gsize i = (b * c + ch) * sp + s;
+            out[i] = params[ch] * (in[0][i] - mean) * istd + params[c + ch];
+          }
+    }
+}
+
+static void
+bn_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                 const double *const *in, const double *params, const double *state,
+                 const double *out, const double *dout, double **din, double *dparams)
+{
+  gsize c = node->in_shape[0].c, sp = (gsize)node->in_shape[0].h * node->in_shape[0].w;
+  double n = (double)batch * sp;
+
+  for (gsize ch = 0; ch < c; ch++)
+    {
+      double mean, var, istd, sdy = 0, sdyx = 0;
+      bn_ref_moments (node, batch, in[0], (guint)ch, &mean, &var);
+      istd = 1.0 / sqrt (var + node->cfg.epsilon);
+      for (guint b = 0; b < batch; b++)
+        for (gsize s = 0; s < sp; s++)
+          {
+            gsize i = (b * c + ch) * sp + s;
+            sdy += dout[i];
+            sdyx += dout[i] * (in[0][i] - mean) * istd;
+          }
+      dparams[ch] = sdyx;
+      dparams[c + ch] = sdy;
+      if (din[0])
+        for (guint b = 0; b < batch; b++)
+          for (gsize s = 0; s < sp; s++)
+            {
+              gsize i = (b * c + ch) * sp + s;
+              double xhat = (in[0][i] - mean) * istd;
+              din[0][i] = params[ch] * istd / n * (n * dout[i] - sdy - xhat * sdyx);
+            }
+    }
+}
+
+const KiltLayerClass kilt_batch_norm_class = {
+  .type = KILT_LAYER_BATCH_NORM,
+  .name = "BatchNormalization",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = bn_infer,
+  .init = bn_init,
+  .flops = bn_flops,
+  .saved_floats = bn_saved_floats,
+  .forward = bn_forward,
+  .backward = bn_backward,
+  .ref_forward = bn_ref_forward,
+  .ref_backward = bn_ref_backward,
+};

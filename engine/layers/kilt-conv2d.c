@@ -1,0 +1,521 @@
+/* Conv2D: im2col over a chunk of the batch + one CLBlast GEMM, NCHW, Keras' same/valid padding. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-conv2d"
+
+#include "kilt-layer.h"
+#include "kilt-gemm.h"
+
+/* At most this many floats of column matrix + GEMM output per chunk of the batch (128 MiB):
+ * bigger batches are processed in several chunks, each still one large GEMM. */
+#define CONV_CHUNK_CAP ((gsize)1 << 25)
+/* Split-K of the weight gradient: at most this many partial products, and only for weight
+ * matrices small enough that CLBlast would run them on a handful of work-groups. */
+#define CONV_SPLIT_MAX        64
+#define CONV_SPLIT_MAX_WEIGHT ((gsize)1 << 16)
+#define CONV_SPLIT_MIN_INNER  512
+
+typedef struct
+{
+  guint C, H, W, F, kh, kw, sh, sw, pt, pl, OH, OW;
+  gsize K, P;
+  gsize Kc; /* rows of the column matrix: K, plus a row of ones for the bias gradient */
+} ConvGeom;
+
+/* Keras/TensorFlow: same -> ceil (in / stride), the padding split with the odd pixel after;
+ * valid -> floor ((in - k) / stride) + 1. */
+static gboolean
+conv_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_before)
+{
+  if (same)
+    {
+      guint o = (in + s - 1) / s;
+      gint64 total = (gint64)(o - 1) * s + k - in;
+      *out = o;
+      *pad_before = (guint)(MAX (total, 0) / 2);
+      return o > 0;
+    }
+  if (in < k)
+    return FALSE;
+  *out = (in - k) / s + 1;
+  *pad_before = 0;
+  return TRUE;
+}
+
+static void
+conv_geom (const KiltNode *node, ConvGeom *g)
+{
+  const KiltShape *in = &node->in_shape[0];
+
+  g->C = in->c;
+  g->H = in->h;
+  g->W = in->w;
+  g->F = node->cfg.units;
+  g->kh = node->cfg.kh;
+  g->kw = node->cfg.kw;
+  g->sh = node->cfg.sh;
+  g->sw = node->cfg.sw;
+  conv_out_dim (g->H, g->kh, g->sh, node->cfg.same, &g->OH, &g->pt);
+  conv_out_dim (g->W, g->kw, g->sw, node->cfg.same, &g->OW, &g->pl);
+  g->K = (gsize)g->C * g->kh * g->kw;
+  g->P = (gsize)g->OH * g->OW;
+  g->Kc = g->K + (node->cfg.use_bias ? 1 : 0);
+}
+
+/* A tuning and test knob from the environment: 0 when unset. Read on each use so that a
+ * test can change it between cases. */
+static guint
+conv_env (const char *name, guint max)
+{
+  const char *e = g_getenv (name);
+  gint64 v = e ? g_ascii_strtoll (e, NULL, 10) : 0;
+
+  return (guint)CLAMP (v, 0, (gint64)max);
+}
+
+/* Samples per chunk: the whole batch when its column matrix fits the cap.
+ * $KILT_CONV_CHUNK caps it further (tests use it to run several chunks). */
+static guint
+conv_chunk (const ConvGeom *g, guint batch)
+{
+  gsize per = (g->Kc + g->F) * g->P;
+  gsize nb = CONV_CHUNK_CAP / MAX (per, 1);
+  guint forced = conv_env ("KILT_CONV_CHUNK", G_MAXUINT32 / 2);
+
+  if (forced > 0)
+    nb = MIN (nb, forced);
+  return (guint)CLAMP (nb, 1, MAX (batch, 1));
+}
+
+static gboolean
+conv_may_split (const ConvGeom *g)
+{
+  return g->F * g->Kc <= CONV_SPLIT_MAX_WEIGHT;
+}
+
+/* How many split-K parts for a weight gradient with inner dimension @np on this device:
+ * enough work-groups (CLBlast tiles C in blocks of about 64 x 64) to give each compute unit
+ * a few, while every part keeps a long inner loop. $KILT_CONV_SPLIT overrides, for tuning. */
+static guint
+conv_splits (const ConvGeom *g, gsize np, const KiltDeviceInfo *info)
+{
+  guint forced = conv_env ("KILT_CONV_SPLIT", CONV_SPLIT_MAX);
+  gsize tiles, want;
+
+  if (!conv_may_split (g))
+    return 1;
+  if (forced > 0)
+    return (guint)MIN ((gsize)forced, MAX (np, 1));
+  tiles = ((g->F + 63) / 64) * ((g->Kc + 63) / 64);
+  want = 4 * (gsize)MAX (info->compute_units, 1) / tiles;
+  want = MIN (want, np / CONV_SPLIT_MIN_INNER);
+  return (guint)CLAMP (want, 1, CONV_SPLIT_MAX);
+}
+
+static gboolean
+conv_infer (KiltNode *node, GError **error)
+{
+  const KiltLayerConfig *cfg = &node->cfg;
+  const KiltShape *in = &node->in_shape[0];
+  ConvGeom g = { 0 };
+  guint oh, ow, pad;
+
+  if (cfg->units == 0)
+    {
+      kilt_layer_set_error (error, node, "filters must be at least 1");
+      return FALSE;
+    }
+  if (cfg->kh == 0 || cfg->kw == 0 || cfg->sh == 0 || cfg->sw == 0)
+    {
+      kilt_layer_set_error (error, node, "kernel %ux%u and strides %ux%u must all be at least 1",
+                            cfg->kh, cfg->kw, cfg->sh, cfg->sw);
+      return FALSE;
+    }
+  if (in->c == 0 || in->h == 0 || in->w == 0)
+    {
+      kilt_layer_set_error (error, node, "input %ux%ux%u is empty", in->h, in->w, in->c);
+      return FALSE;
+    }
+  if (cfg->activation == KILT_ACT_SOFTMAX)
+    {
+      kilt_layer_set_error (error, node,
+                            "softmax as a Conv2D activation is not supported; "
+                            "use a linear Conv2D and a Softmax layer after Flatten");
+      return FALSE;
+    }
+  if (!conv_out_dim (in->h, cfg->kh, cfg->sh, cfg->same, &oh, &pad)
+      || !conv_out_dim (in->w, cfg->kw, cfg->sw, cfg->same, &ow, &pad))
+    {
+      kilt_layer_set_error (error, node,
+                            "a %ux%u kernel with valid padding needs an input of at least that "
+                            "size, got %ux%u",
+                            cfg->kh, cfg->kw, in->h, in->w);
+      return FALSE;
+    }
+  conv_geom (node, &g);
+  if ((guint64)g.K * MAX (g.P, g.F) > G_MAXUINT32 / 2)
+    {
+      kilt_layer_set_error (error, node, "too large: %zu x %zu column matrix per sample", g.K, g.P);
+      return FALSE;
+    }
+  node->out_shape = (KiltShape){ g.F, g.OH, g.OW };
+  node->n_params = g.F * g.K + (cfg->use_bias ? g.F : 0);
+  return TRUE;
+}
+
+static void
+conv_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
+{
+  ConvGeom g = { 0 };
+
+  conv_geom (node, &g);
+  kilt_layer_init_weights (params, g.F * g.K, node->cfg.init, (guint)g.K, g.F * g.kh * g.kw, rng);
+  if (node->cfg.use_bias)
+    for (guint f = 0; f < g.F; f++)
+      params[g.F * g.K + f] = 0.0f;
+}
+
+static guint64
+conv_flops (const KiltNode *node)
+{
+  ConvGeom g = { 0 };
+
+  conv_geom (node, &g);
+  return 2ull * g.K * g.F * g.P;
+}
+
+static gsize
+conv_workspace_floats (const KiltNode *node, guint batch)
+{
+  ConvGeom g = { 0 };
+  guint nb;
+  gsize ws;
+
+  conv_geom (node, &g);
+  nb = conv_chunk (&g, batch);
+  /* Column matrix, dz (or the forward GEMM's result), then the weight-gradient parts. */
+  ws = (g.Kc + g.F) * nb * g.P;
+  ws += (conv_may_split (&g) ? CONV_SPLIT_MAX : 1) * g.F * g.Kc;
+  return ws;
+}
+
+/* ---- device ----------------------------------------------------------------------------- */
+
+/* The workspace of a chunk of np = nb * P columns: col (Kc x np) at 0, the forward GEMM's
+ * result or dz (F x np) after it, then the weight-gradient parts (F x Kc each). */
+static inline gsize
+ws_dz (const ConvGeom *g, gsize np)
+{
+  return g->Kc * np;
+}
+
+static inline gsize
+ws_parts (const ConvGeom *g, gsize np)
+{
+  return (g->Kc + g->F) * np;
+}
+
+/* A 3-D launch over (x, y, z) with groups of about 64 work-items shaped to the rows, so a
+ * small row (13 wide) does not leave most of a 64-wide group idle. */
+static gboolean
+conv_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError **error)
+{
+  size_t global[3] = { x, y, z }, local[3] = { 1, 1, 1 };
+  size_t cap = MIN ((size_t)64, ex->ctx->info->max_work_group);
+
+  while (local[0] < x && local[0] * 2 <= cap)
+    local[0] *= 2;
+  while (local[1] < y && local[0] * local[1] * 2 <= cap)
+    local[1] *= 2;
+  return kilt_context_launch (ex->ctx, k, 3, global, local, error);
+}
+
+static gboolean
+conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GError **error)
+{
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_im2col", error);
+  cl_int err = CL_SUCCESS, ones = g->Kc > g->K;
+  cl_uint zero = 0;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, ex->workspace, err);
+  KILT_ARG (k, 1, zero, err);
+  KILT_ARG (k, 2, x, err);
+  KILT_ARG (k, 3, b0, err);
+  KILT_ARG (k, 4, nb, err);
+  KILT_ARG (k, 5, g->C, err);
+  KILT_ARG (k, 6, g->H, err);
+  KILT_ARG (k, 7, g->W, err);
+  KILT_ARG (k, 8, g->kh, err);
+  KILT_ARG (k, 9, g->kw, err);
+  KILT_ARG (k, 10, g->sh, err);
+  KILT_ARG (k, 11, g->sw, err);
+  KILT_ARG (k, 12, g->pt, err);
+  KILT_ARG (k, 13, g->pl, err);
+  KILT_ARG (k, 14, g->OH, err);
+  KILT_ARG (k, 15, g->OW, err);
+  KILT_ARG (k, 16, ones, err);
+  g_assert (err == CL_SUCCESS);
+  return conv_launch3 (ex, k, g->OW, g->OH, (gsize)g->C * nb, error);
+}
+
+static gboolean
+conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, float beta,
+             GError **error)
+{
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_col2im", error);
+  cl_int err = CL_SUCCESS;
+  cl_uint zero = 0;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, din, err);
+  KILT_ARG (k, 1, ex->workspace, err);
+  KILT_ARG (k, 2, zero, err);
+  KILT_ARG (k, 3, b0, err);
+  KILT_ARG (k, 4, nb, err);
+  KILT_ARG (k, 5, g->C, err);
+  KILT_ARG (k, 6, g->H, err);
+  KILT_ARG (k, 7, g->W, err);
+  KILT_ARG (k, 8, g->kh, err);
+  KILT_ARG (k, 9, g->kw, err);
+  KILT_ARG (k, 10, g->sh, err);
+  KILT_ARG (k, 11, g->sw, err);
+  KILT_ARG (k, 12, g->pt, err);
+  KILT_ARG (k, 13, g->pl, err);
+  KILT_ARG (k, 14, g->OH, err);
+  KILT_ARG (k, 15, g->OW, err);
+  KILT_ARG (k, 16, beta, err);
+  g_assert (err == CL_SUCCESS);
+  return conv_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
+}
+
+static gboolean
+conv_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_kernel scatter = kilt_context_kernel (ex->ctx, "kilt_conv_scatter", error);
+  ConvGeom g = { 0 };
+  guint chunk;
+
+  if (!scatter)
+    return FALSE;
+  conv_geom (node, &g);
+  chunk = conv_chunk (&g, ex->batch);
+  for (guint b0 = 0; b0 < ex->batch; b0 += chunk)
+    {
+      guint nb = MIN (chunk, ex->batch - b0);
+      gsize np = nb * g.P;
+      cl_uint y_off = (cl_uint)ws_dz (&g, np);
+      cl_uint bias_off = (cl_uint)(node->param_offset + g.F * g.K);
+      cl_uint F = g.F, P = (cl_uint)g.P;
+      cl_int has_bias = node->cfg.use_bias, act = node->cfg.activation;
+      cl_int err = CL_SUCCESS;
+
+      /* y = W col over the chunk; the ones row, when there, is not part of the product. */
+      if (!conv_im2col (ex, &g, src->out, b0, nb, error)
+          || !kilt_gemm (ex->ctx, FALSE, FALSE, g.F, np, g.K, 1.0f, ex->params, node->param_offset,
+                         g.K, ex->workspace, 0, np, 0.0f, ex->workspace, y_off, np, error))
+        return FALSE;
+      KILT_ARG (scatter, 0, node->out, err);
+      KILT_ARG (scatter, 1, ex->workspace, err);
+      KILT_ARG (scatter, 2, y_off, err);
+      KILT_ARG (scatter, 3, ex->params, err);
+      KILT_ARG (scatter, 4, bias_off, err);
+      KILT_ARG (scatter, 5, has_bias, err);
+      KILT_ARG (scatter, 6, b0, err);
+      KILT_ARG (scatter, 7, nb, err);
+      KILT_ARG (scatter, 8, F, err);
+      KILT_ARG (scatter, 9, P, err);
+      KILT_ARG (scatter, 10, act, err);
+      KILT_ARG (scatter, 11, node->cfg.alpha, err);
+      g_assert (err == CL_SUCCESS);
+      if (!conv_launch3 (ex, scatter, g.P, g.F, nb, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* grads (+)= dz (F x np) * col^T (np x Kc): the weights and, through the ones row, the bias.
+ * The inner dimension is split into @parts partial products (one batched GEMM into the
+ * workspace), which a small kernel sums into place: CLBlast gives a GEMM with so small an
+ * output and so long an inner dimension too few work-groups to fill a GPU. */
+static gboolean
+conv_weight_grad (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, float beta,
+                  GError **error)
+{
+  gsize dz_off = ws_dz (g, np), part_off = ws_parts (g, np), fk = g->F * g->Kc;
+  cl_uint parts = conv_splits (g, np, ex->ctx->info);
+  gsize len = np / parts, rest = np - len * parts;
+  cl_kernel k;
+  cl_int err = CL_SUCCESS;
+  cl_uint dst_off = (cl_uint)node->param_offset, src_off = (cl_uint)part_off;
+  cl_uint F = g->F, K = (cl_uint)g->K, Kc = (cl_uint)g->Kc;
+
+  if (!kilt_gemm_strided_batched (ex->ctx, FALSE, TRUE, g->F, g->Kc, len, 1.0f, ex->workspace,
+                                  dz_off, np, len, ex->workspace, 0, np, len, 0.0f, ex->workspace,
+                                  part_off, g->Kc, fk, parts, error))
+    return FALSE;
+  /* The columns left over after equal parts go into the first part. */
+  if (rest
+      && !kilt_gemm (ex->ctx, FALSE, TRUE, g->F, g->Kc, rest, 1.0f, ex->workspace,
+                     dz_off + len * parts, np, ex->workspace, len * parts, np, 1.0f, ex->workspace,
+                     part_off, g->Kc, error))
+    return FALSE;
+  k = kilt_context_kernel (ex->ctx, "kilt_conv_sum_parts", error);
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, ex->grads, err);
+  KILT_ARG (k, 1, dst_off, err);
+  KILT_ARG (k, 2, ex->workspace, err);
+  KILT_ARG (k, 3, src_off, err);
+  KILT_ARG (k, 4, F, err);
+  KILT_ARG (k, 5, K, err);
+  KILT_ARG (k, 6, Kc, err);
+  KILT_ARG (k, 7, parts, err);
+  KILT_ARG (k, 8, beta, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, fk, error);
+}
+
+static gboolean
+conv_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_kernel gather = kilt_context_kernel (ex->ctx, "kilt_conv_gather", error);
+  ConvGeom g = { 0 };
+  guint chunk;
+
+  if (!gather)
+    return FALSE;
+  conv_geom (node, &g);
+  chunk = conv_chunk (&g, ex->batch);
+  for (guint b0 = 0; b0 < ex->batch; b0 += chunk)
+    {
+      guint nb = MIN (chunk, ex->batch - b0);
+      gsize np = nb * g.P;
+      cl_uint dz_off = (cl_uint)ws_dz (&g, np), F = g.F, P = (cl_uint)g.P;
+      cl_int act = node->cfg.activation;
+      cl_int err = CL_SUCCESS;
+
+      KILT_ARG (gather, 0, ex->workspace, err);
+      KILT_ARG (gather, 1, dz_off, err);
+      KILT_ARG (gather, 2, node->dout, err);
+      KILT_ARG (gather, 3, node->out, err);
+      KILT_ARG (gather, 4, b0, err);
+      KILT_ARG (gather, 5, nb, err);
+      KILT_ARG (gather, 6, F, err);
+      KILT_ARG (gather, 7, P, err);
+      KILT_ARG (gather, 8, act, err);
+      KILT_ARG (gather, 9, node->cfg.alpha, err);
+      g_assert (err == CL_SUCCESS);
+      if (!conv_launch3 (ex, gather, g.P, g.F, nb, error)
+          || !conv_im2col (ex, &g, src->out, b0, nb, error)
+          || !conv_weight_grad (node, ex, &g, np, b0 > 0 ? 1.0f : 0.0f, error))
+        return FALSE;
+      if (!node->din_needed[0])
+        continue;
+      /* dcol = W^T dz overwrites the column matrix, which the weight gradient has used. */
+      if (!kilt_gemm (ex->ctx, TRUE, FALSE, g.K, np, g.F, 1.0f, ex->params, node->param_offset, g.K,
+                      ex->workspace, dz_off, np, 0.0f, ex->workspace, 0, np, error)
+          || !conv_col2im (ex, &g, src->dout, b0, nb, node->din_beta[0], error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- plain-C reference ---------------------------------------------------------------------- */
+
+/* The input value under kernel tap (c, i, j) for output (oy, ox) of sample b, 0 in padding. */
+static inline double
+ref_tap (const ConvGeom *g, const double *x, guint b, guint c, guint i, guint j, guint oy, guint ox,
+         gsize *index)
+{
+  gint64 y = (gint64)oy * g->sh + i - g->pt, xx = (gint64)ox * g->sw + j - g->pl;
+
+  if (y < 0 || y >= g->H || xx < 0 || xx >= g->W)
+    return (*index = G_MAXSIZE, 0.0);
+  *index = (((gsize)b * g->C + c) * g->H + (gsize)y) * g->W + (gsize)xx;
+  return x[*index];
+}
+
+static void
+conv_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                  const double *const *in, const double *params, double *state, double *out)
+{
+  ConvGeom g = { 0 };
+  gsize idx;
+
+  conv_geom (node, &g);
+  for (guint b = 0; b < batch; b++)
+    for (guint f = 0; f < g.F; f++)
+      for (guint oy = 0; oy < g.OH; oy++)
+        for (guint ox = 0; ox < g.OW; ox++)
+          {
+            double acc = node->cfg.use_bias ? params[g.F * g.K + f] : 0.0;
+            for (guint c = 0; c < g.C; c++)
+              for (guint i = 0; i < g.kh; i++)
+                for (guint j = 0; j < g.kw; j++)
+                  acc += params[f * g.K + (c * g.kh + i) * g.kw + j]
+                         * ref_tap (&g, in[0], b, c, i, j, oy, ox, &idx);
+            out[(((gsize)b * g.F + f) * g.OH + oy) * g.OW + ox] = acc;
+          }
+  kilt_ref_activate (out, batch, g.F, g.P, node->cfg.activation, node->cfg.alpha);
+}
+
+static void
+conv_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                   const double *const *in, const double *params, const double *state,
+                   const double *out, const double *dout, double **din, double *dparams)
+{
+  ConvGeom g = { 0 };
+  gsize n_out, n_in, idx;
+  g_autofree double *dz = NULL;
+
+  conv_geom (node, &g);
+  n_out = (gsize)batch * g.F * g.P;
+  n_in = (gsize)batch * g.C * g.H * g.W;
+  dz = g_new (double, n_out);
+  kilt_ref_act_backward (dz, dout, out, batch, g.F, g.P, node->cfg.activation, node->cfg.alpha);
+  for (gsize i = 0; i < node->n_params; i++)
+    dparams[i] = 0.0;
+  if (din[0])
+    for (gsize i = 0; i < n_in; i++)
+      din[0][i] = 0.0;
+  for (guint b = 0; b < batch; b++)
+    for (guint f = 0; f < g.F; f++)
+      for (guint oy = 0; oy < g.OH; oy++)
+        for (guint ox = 0; ox < g.OW; ox++)
+          {
+            double d = dz[(((gsize)b * g.F + f) * g.OH + oy) * g.OW + ox];
+            if (node->cfg.use_bias)
+              dparams[g.F * g.K + f] += d;
+            for (guint c = 0; c < g.C; c++)
+              for (guint i = 0; i < g.kh; i++)
+                for (guint j = 0; j < g.kw; j++)
+                  {
+                    gsize w = f * g.K + (c * g.kh + i) * g.kw + j;
+                    double v = ref_tap (&g, in[0], b, c, i, j, oy, ox, &idx);
+                    if (idx == G_MAXSIZE)
+                      continue;
+                    dparams[w] += d * v;
+                    if (din[0])
+                      din[0][idx] += d * params[w];
+                  }
+          }
+}
+
+const KiltLayerClass kilt_conv2d_class = {
+  .type = KILT_LAYER_CONV2D,
+  .name = "Conv2D",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = conv_infer,
+  .init = conv_init,
+  .flops = conv_flops,
+  .workspace_floats = conv_workspace_floats,
+  .forward = conv_forward,
+  .backward = conv_backward,
+  .ref_forward = conv_ref_forward,
+  .ref_backward = conv_ref_backward,
+};

@@ -1,0 +1,123 @@
+/* Conv2D helpers around the GEMMs: im2col/col2im over a chunk of the batch, the layout
+ * changes between NCHW and the GEMM's (filters, batch x spatial), bias gradient, split-K sum. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+
+/* The column matrix of a chunk of nb samples is (K, nb * P) row-major, K = C * kh * kw in
+ * (c, i, j) order, the column index n = b * P + oy * OW + ox: forward is then one GEMM
+ * W (F x K) * col over the whole chunk, and the weight gradient one GEMM whose inner dimension
+ * is nb * P. With @ones, row K is all ones, so that the weight-gradient GEMM yields the bias
+ * gradient as its last column. Over (OW, OH, C * nb): neighbouring work-items write
+ * neighbouring floats, and each loops over its kh x kw taps, so that integer division (slow
+ * on GPUs) happens once per kh * kw outputs. */
+__kernel void kilt_conv_im2col (__global float *col, const uint col_off, __global const float *x,
+                                const uint b0, const uint nb, const uint C, const uint H,
+                                const uint W, const uint kh, const uint kw, const uint sh,
+                                const uint sw, const uint pt, const uint pl, const uint OH,
+                                const uint OW, const int ones)
+{
+  uint ox = get_global_id (0), oy = get_global_id (1), z = get_global_id (2);
+  if (ox >= OW || oy >= OH || z >= C * nb)
+    return;
+  uint c = z / nb, b = z - c * nb;
+  size_t NP = (size_t) nb * OH * OW;
+  __global float *dst = col + col_off + ((size_t) b * OH + oy) * OW + ox;
+  __global const float *plane = x + ((size_t) (b0 + b) * C + c) * H * W;
+  int y0 = (int) (oy * sh) - (int) pt, x0 = (int) (ox * sw) - (int) pl;
+  size_t k = (size_t) c * kh * kw;
+  for (uint i = 0; i < kh; i++)
+    {
+      int y = y0 + (int) i;
+      bool row_in = y >= 0 && y < (int) H;
+      for (uint j = 0; j < kw; j++, k++)
+        {
+          int xx = x0 + (int) j;
+          dst[k * NP] = row_in && xx >= 0 && xx < (int) W ? plane[y * (int) W + xx] : 0.0f;
+        }
+    }
+  if (ones && c == 0)
+    dst[(size_t) C * kh * kw * NP] = 1.0f;
+}
+
+/* The inverse gather: din[b0 + b, c, y, x] = beta * din + the sum of every col entry that
+ * im2col took from (c, y, x). Over (W, H, C * nb), one work-item per input element, so no
+ * atomics are needed. */
+__kernel void kilt_conv_col2im (__global float *din, __global const float *col,
+                                const uint col_off, const uint b0, const uint nb, const uint C,
+                                const uint H, const uint W, const uint kh, const uint kw,
+                                const uint sh, const uint sw, const uint pt, const uint pl,
+                                const uint OH, const uint OW, const float beta)
+{
+  uint xx = get_global_id (0), y = get_global_id (1), z = get_global_id (2);
+  if (xx >= W || y >= H || z >= C * nb)
+    return;
+  uint c = z / nb, b = z % nb;
+  size_t NP = (size_t) nb * OH * OW;
+  __global const float *base = col + col_off + (size_t) b * OH * OW;
+  /* Taps i with (y + pt - i) a multiple of sh and the output row in range; likewise j. */
+  int ty = (int) (y + pt), tx = (int) (xx + pl);
+  int oy_lo = ty - (int) kh + 1 <= 0 ? 0 : (ty - (int) kh + (int) sh) / (int) sh;
+  int oy_hi = min (ty / (int) sh, (int) OH - 1);
+  int ox_lo = tx - (int) kw + 1 <= 0 ? 0 : (tx - (int) kw + (int) sw) / (int) sw;
+  int ox_hi = min (tx / (int) sw, (int) OW - 1);
+  float acc = 0.0f;
+  for (int oy = oy_lo; oy <= oy_hi; oy++)
+    {
+      uint i = (uint) (ty - oy * (int) sh);
+      for (int ox = ox_lo; ox <= ox_hi; ox++)
+        {
+          uint j = (uint) (tx - ox * (int) sw);
+          acc += base[(size_t) ((c * kh + i) * kw + j) * NP + (uint) oy * OW + (uint) ox];
+        }
+    }
+  size_t o = (((size_t) (b0 + b) * C + c) * H + y) * W + xx;
+  din[o] = beta == 0.0f ? acc : beta * din[o] + acc;
+}
+
+/* GEMM result (F, nb * P) -> NCHW output of samples b0.., with bias and activation fused.
+ * Over (P, F, nb): no division, contiguous rows on both sides. */
+__kernel void kilt_conv_scatter (__global float *out, __global const float *y, const uint y_off,
+                                 __global const float *params, const uint bias_off,
+                                 const int has_bias, const uint b0, const uint nb, const uint F,
+                                 const uint P, const int act, const float alpha)
+{
+  uint p = get_global_id (0), f = get_global_id (1), b = get_global_id (2);
+  if (p >= P || f >= F || b >= nb)
+    return;
+  float v = y[y_off + ((size_t) f * nb + b) * P + p];
+  if (has_bias)
+    v += params[bias_off + f];
+  out[((size_t) (b0 + b) * F + f) * P + p] = kilt_act (act, v, alpha);
+}
+
+/* NCHW output gradient of samples b0.. -> dz in (F, nb * P), through the activation's
+ * derivative (expressed by its output). Over (P, F, nb). */
+__kernel void kilt_conv_gather (__global float *dz, const uint dz_off, __global const float *dout,
+                                __global const float *out, const uint b0, const uint nb,
+                                const uint F, const uint P, const int act, const float alpha)
+{
+  uint p = get_global_id (0), f = get_global_id (1), b = get_global_id (2);
+  if (p >= P || f >= F || b >= nb)
+    return;
+  size_t s = ((size_t) (b0 + b) * F + f) * P + p;
+  dz[dz_off + ((size_t) f * nb + b) * P + p] = dout[s] * kilt_act_grad (act, out[s], alpha);
+}
+
+/* Split-K reduction of the weight gradient: the parts are (F, Kc) matrices, Kc = K or K + 1
+ * (the bias column); their sum goes to the weights (F, K) and, for column K, to the bias
+ * after them: grads = beta * grads + sum over the parts. */
+__kernel void kilt_conv_sum_parts (__global float *grads, const uint off,
+                                   __global const float *src, const uint src_off, const uint F,
+                                   const uint K, const uint Kc, const uint parts,
+                                   const float beta)
+{
+  uint i = get_global_id (0);
+  uint n = F * Kc;
+  if (i >= n)
+    return;
+  float acc = 0.0f;
+  for (uint s = 0; s < parts; s++)
+    acc += src[src_off + (size_t) s * n + i];
+  uint f = i / Kc, k = i - f * Kc;
+  uint d = off + (k < K ? f * K + k : F * K + f);
+  grads[d] = beta == 0.0f ? acc : beta * grads[d] + acc;
+}

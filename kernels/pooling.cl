@@ -1,0 +1,117 @@
+/* Max and average pooling (valid or Keras "same" padding) and global average pooling, NCHW. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+
+/* One work-item per output element. Padding never takes part: max looks only at real
+ * pixels, average divides by how many real pixels the window covers (as Keras does). Max
+ * pooling records the winner's index within the plane (the first of equal maxima). */
+__kernel void kilt_pool_forward (__global float *out, __global int *arg, __global const float *x,
+                                 const uint n, const uint H, const uint W, const uint OH,
+                                 const uint OW, const uint kh, const uint kw, const uint sh,
+                                 const uint sw, const uint pt, const uint pl, const int is_max)
+{
+  uint gid = get_global_id (0);
+  if (gid >= n)
+    return;
+  uint ox = gid % OW, oy = (gid / OW) % OH, bc = gid / (OW * OH);
+  __global const float *plane = x + (size_t) bc * H * W;
+  int y0 = (int) (oy * sh) - (int) pt, x0 = (int) (ox * sw) - (int) pl;
+  int ylo = max (y0, 0), yhi = min (y0 + (int) kh, (int) H);
+  int xlo = max (x0, 0), xhi = min (x0 + (int) kw, (int) W);
+  float best = 0.0f;
+  int bi = -1;
+  for (int y = ylo; y < yhi; y++)
+    for (int xx = xlo; xx < xhi; xx++)
+      {
+        float v = plane[y * (int) W + xx];
+        if (is_max)
+          {
+            if (bi < 0 || v > best)
+              {
+                best = v;
+                bi = y * (int) W + xx;
+              }
+          }
+        else
+          best += v;
+      }
+  if (is_max)
+    {
+      out[gid] = best;
+      arg[gid] = bi;
+    }
+  else
+    out[gid] = best / (float) ((yhi - ylo) * (xhi - xlo));
+}
+
+/* One work-item per input element: gathers every output whose window holds it, so
+ * overlapping windows need no atomics. din = beta * din + that sum. */
+__kernel void kilt_pool_backward (__global float *din, __global const float *dout,
+                                  __global const int *arg, const uint n, const uint H,
+                                  const uint W, const uint OH, const uint OW, const uint kh,
+                                  const uint kw, const uint sh, const uint sw, const uint pt,
+                                  const uint pl, const int is_max, const float beta)
+{
+  uint gid = get_global_id (0);
+  if (gid >= n)
+    return;
+  int xx = (int) (gid % W), y = (int) ((gid / W) % H);
+  uint bc = gid / (W * H);
+  int ty = y + (int) pt, tx = xx + (int) pl;
+  int oy_lo = ty - (int) kh + 1 <= 0 ? 0 : (ty - (int) kh + (int) sh) / (int) sh;
+  int oy_hi = min (ty / (int) sh, (int) OH - 1);
+  int ox_lo = tx - (int) kw + 1 <= 0 ? 0 : (tx - (int) kw + (int) sw) / (int) sw;
+  int ox_hi = min (tx / (int) sw, (int) OW - 1);
+  size_t obase = (size_t) bc * OH * OW;
+  float acc = 0.0f;
+  for (int oy = oy_lo; oy <= oy_hi; oy++)
+    for (int ox = ox_lo; ox <= ox_hi; ox++)
+      {
+        size_t o = obase + (size_t) oy * OW + ox;
+        if (is_max)
+          {
+            if (arg[o] == y * (int) W + xx)
+              acc += dout[o];
+          }
+        else
+          {
+            int y0 = oy * (int) sh - (int) pt, x0 = ox * (int) sw - (int) pl;
+            int cy = min (y0 + (int) kh, (int) H) - max (y0, 0);
+            int cx = min (x0 + (int) kw, (int) W) - max (x0, 0);
+            acc += dout[o] / (float) (cy * cx);
+          }
+      }
+  din[gid] = beta == 0.0f ? acc : beta * din[gid] + acc;
+}
+
+/* out[bc] = mean of plane bc; one work-group per plane, a tree sum in local memory. The
+ * group size must be a power of two of at most 256. */
+__kernel void kilt_global_avg_pool_forward (__global float *out, __global const float *x,
+                                            const uint spatial)
+{
+  __local float part[256];
+  uint bc = get_group_id (0), l = get_local_id (0), ls = get_local_size (0);
+  __global const float *plane = x + (size_t) bc * spatial;
+  float acc = 0.0f;
+  for (uint i = l; i < spatial; i += ls)
+    acc += plane[i];
+  part[l] = acc;
+  barrier (CLK_LOCAL_MEM_FENCE);
+  for (uint s = ls / 2; s > 0; s /= 2)
+    {
+      if (l < s)
+        part[l] += part[l + s];
+      barrier (CLK_LOCAL_MEM_FENCE);
+    }
+  if (l == 0)
+    out[bc] = part[0] / (float) spatial;
+}
+
+__kernel void kilt_global_avg_pool_backward (__global float *din, __global const float *dout,
+                                             const uint n, const uint spatial, const float beta)
+{
+  uint gid = get_global_id (0);
+  if (gid >= n)
+    return;
+  float g = dout[gid / spatial] / (float) spatial;
+  din[gid] = beta == 0.0f ? g : beta * din[gid] + g;
+}

@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+# Writes the Keras model.to_json() files test-keras reads, with what Keras itself reports about
+# each model (parameter counts, output shapes) in a *.counts.json beside it.
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Not part of the build: run by hand in a throwaway virtual environment, e.g.
+#   python3 -m venv /tmp/kvenv && /tmp/kvenv/bin/pip install tensorflow-cpu tf-keras
+#   /tmp/kvenv/bin/python tests/data/keras/make-keras-json.py tests/data/keras
+# tf_keras is Keras 2 (tf.keras' format); keras is Keras 3. The "legacy" file is the Keras 2
+# Sequential file rewritten the way Keras 2.0-2.1 saved Sequential models (config = a bare
+# list of layers, batch_input_shape on the first layer), since those versions no longer install.
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def build_all(K, layers, keras3):
+    models = {}
+
+    def inp(shape):
+        return layers.Input(shape=shape)
+
+    # Keras' examples/cifar10_cnn.py
+    m = K.Sequential()
+    m.add(inp((32, 32, 3)))
+    m.add(layers.Conv2D(32, (3, 3), padding="same"))
+    m.add(layers.Activation("relu"))
+    m.add(layers.Conv2D(32, (3, 3)))
+    m.add(layers.Activation("relu"))
+    m.add(layers.MaxPooling2D(pool_size=(2, 2)))
+    m.add(layers.Dropout(0.25))
+    m.add(layers.Conv2D(64, (3, 3), padding="same"))
+    m.add(layers.Activation("relu"))
+    m.add(layers.Conv2D(64, (3, 3)))
+    m.add(layers.Activation("relu"))
+    m.add(layers.MaxPooling2D(pool_size=(2, 2)))
+    m.add(layers.Dropout(0.25))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(512))
+    m.add(layers.Activation("relu"))
+    m.add(layers.Dropout(0.5))
+    m.add(layers.Dense(10))
+    m.add(layers.Activation("softmax"))
+    models["cifar10_cnn"] = m
+
+    # Keras' examples/mnist_cnn.py
+    m = K.Sequential()
+    m.add(inp((28, 28, 1)))
+    m.add(layers.Conv2D(32, kernel_size=(3, 3), activation="relu"))
+    m.add(layers.Conv2D(64, (3, 3), activation="relu"))
+    m.add(layers.MaxPooling2D(pool_size=(2, 2)))
+    m.add(layers.Dropout(0.25))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(128, activation="relu"))
+    m.add(layers.Dropout(0.5))
+    m.add(layers.Dense(10, activation="softmax"))
+    models["mnist_cnn"] = m
+
+    # Keras' examples/mnist_mlp.py
+    m = K.Sequential()
+    m.add(inp((784,)))
+    m.add(layers.Dense(512, activation="relu"))
+    m.add(layers.Dropout(0.2))
+    m.add(layers.Dense(512, activation="relu"))
+    m.add(layers.Dropout(0.2))
+    m.add(layers.Dense(10, activation="softmax"))
+    models["mnist_mlp"] = m
+
+    # A functional residual network using every other supported layer.
+    x_in = layers.Input(shape=(24, 20, 3), name="image")
+    x = layers.Conv2D(16, 3, padding="same", kernel_initializer="he_normal", use_bias=False)(x_in)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    y = layers.Conv2D(16, 3, padding="same")(x)
+    y = layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(y)
+    y = layers.LeakyReLU(0.1)(y)
+    y = layers.Conv2D(16, 3, padding="same")(y)
+    x = layers.Add()([x, y])
+    x = layers.Activation("relu")(x)
+    a = layers.Conv2D(8, 1, strides=2, activation="relu")(x)
+    b = layers.AveragePooling2D(pool_size=2)(x)
+    b = layers.Conv2D(12, 3, padding="same", activation="tanh")(b)
+    x = layers.Concatenate()([a, b])
+    x = layers.MaxPooling2D(pool_size=(3, 3), strides=(2, 2), padding="same")(x)
+    g = layers.GlobalAveragePooling2D()(x)
+    f = layers.Flatten()(layers.MaxPooling2D(pool_size=2)(x))
+    x = layers.Concatenate()([g, f])
+    x = layers.Dense(32)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("sigmoid")(x)
+    x = layers.Dropout(0.3)(x)
+    x = layers.Dense(5)(x)
+    x = layers.Softmax()(x)
+    models["residual"] = K.Model(x_in, x, name="residual")
+
+    # Keras' cifar10_resnet.py, ResNet-20 v1 (the 1x1 projections of shortcut option B).
+    def rl(t, filters=16, kernel_size=3, strides=1, activation="relu", bn=True):
+        t = layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
+                          kernel_initializer="he_normal",
+                          kernel_regularizer=K.regularizers.l2(1e-4))(t)
+        if bn:
+            t = layers.BatchNormalization()(t)
+        if activation is not None:
+            t = layers.Activation(activation)(t)
+        return t
+
+    x_in = layers.Input(shape=(32, 32, 3))
+    x = rl(x_in)
+    filters = 16
+    for stack in range(3):
+        for block in range(3):
+            strides = 2 if stack > 0 and block == 0 else 1
+            y = rl(x, filters, strides=strides)
+            y = rl(y, filters, activation=None)
+            if stack > 0 and block == 0:
+                x = rl(x, filters, kernel_size=1, strides=strides, activation=None, bn=False)
+            x = layers.add([x, y])
+            x = layers.Activation("relu")(x)
+        filters *= 2
+    x = layers.AveragePooling2D(pool_size=8)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(10, activation="softmax", kernel_initializer="he_normal")(x)
+    models["resnet20"] = K.Model(x_in, x, name="resnet20")
+
+    # Unsupported: a layer Kilt does not have, and an option it does not take.
+    m = K.Sequential()
+    m.add(inp((28, 28, 1)))
+    m.add(layers.Conv2D(8, 3, activation="relu"))
+    m.add(layers.SeparableConv2D(16, 3, name="sep_conv"))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(10, activation="softmax"))
+    models["unsupported_layer"] = m
+
+    m = K.Sequential()
+    m.add(inp((28, 28, 1)))
+    m.add(layers.Conv2D(8, 3, dilation_rate=2, name="dilated"))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(10, activation="softmax"))
+    models["unsupported_option"] = m
+    return models
+
+
+def shape_list(s):
+    if isinstance(s, list):  # several outputs: not in these models
+        raise SystemExit("unexpected multi-output layer")
+    return [d for d in tuple(s)]
+
+
+def counts(model):
+    trainable = sum(int(w.shape.num_elements()) if hasattr(w.shape, "num_elements")
+                    else int(__import__("numpy").prod(w.shape)) for w in model.trainable_weights)
+    out = {"count_params": int(model.count_params()), "trainable_params": trainable, "layers": []}
+    for layer in model.layers:
+        out["layers"].append({"name": layer.name, "class_name": layer.__class__.__name__,
+                              "output_shape": shape_list(layer.output.shape),
+                              "params": int(layer.count_params())})
+    return out
+
+
+def dump(prefix, models, version, outdir):
+    for name, m in models.items():
+        base = os.path.join(outdir, f"{prefix}-{name}")
+        with open(base + ".json", "w") as f:
+            f.write(m.to_json())
+            f.write("\n")
+        info = counts(m)
+        info["keras_version"] = version
+        with open(base + ".counts.json", "w") as f:
+            json.dump(info, f, indent=1)
+            f.write("\n")
+
+
+def main():
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+
+    import tf_keras as k2
+    dump("keras2", build_all(k2, k2.layers, False), k2.__version__, outdir)
+
+    import keras as k3
+    dump("keras3", build_all(k3, k3.layers, True), k3.__version__, outdir)
+
+    # Keras 2.0-2.1: Sequential config was the bare list of layers.
+    with open(os.path.join(outdir, "keras2-mnist_cnn.json")) as f:
+        doc = json.load(f)
+    layers = [l for l in doc["config"]["layers"] if l["class_name"] != "InputLayer"]
+    first_in = [l for l in doc["config"]["layers"] if l["class_name"] == "InputLayer"][0]
+    layers[0]["config"]["batch_input_shape"] = first_in["config"]["batch_input_shape"]
+    layers[0]["config"]["dtype"] = "float32"
+    legacy = {"class_name": "Sequential", "config": layers, "keras_version": "2.1.6",
+              "backend": "tensorflow"}
+    with open(os.path.join(outdir, "legacy-mnist_cnn.json"), "w") as f:
+        json.dump(legacy, f)
+        f.write("\n")
+    with open(os.path.join(outdir, "keras2-mnist_cnn.counts.json")) as f:
+        info = json.load(f)
+    info["layers"] = [l for l in info["layers"] if l["class_name"] != "InputLayer"]
+    with open(os.path.join(outdir, "legacy-mnist_cnn.counts.json"), "w") as f:
+        json.dump(info, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

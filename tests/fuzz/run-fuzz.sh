@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the data-set fuzz targets with clang (libFuzzer + AddressSanitizer + UBSan) and runs
+# each for a bounded time from seeds cut from real files. Usage: run-fuzz.sh SRC BUILD [SECONDS]
+# SPDX-License-Identifier: GPL-3.0-or-later
+set -euo pipefail
+src=$(cd "$1" && pwd)
+build=$(cd "$2" && pwd)
+seconds=${3:-20}
+out="$build/fuzz"
+mkdir -p "$out"
+cd "$out"
+
+cc=${CLANG:-clang}
+flags=(-g -O1 -Wall -Werror -Wno-unused-parameter -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+  -I"$src/engine" -I"$src/engine/data" -I"$src/engine/layers" -I"$build"
+  -DCL_TARGET_OPENCL_VERSION=120 -DCL_USE_DEPRECATED_OPENCL_1_2_APIS)
+pkgs=(glib-2.0 gio-2.0 gdk-pixbuf-2.0 zlib OpenCL clblast)
+read -r -a pc_cflags <<<"$(pkg-config --cflags "${pkgs[@]}")"
+read -r -a pc_libs <<<"$(pkg-config --libs "${pkgs[@]}")"
+engine=("$src"/engine/data/kilt-dataset.c "$src"/engine/data/kilt-data-{idx,cifar,csv,cache,folder}.c
+  "$src"/engine/kilt-error.c)
+
+# Seeds: the first few real samples of the bundled sample, and real CSV text.
+python3 - "$src" "$out" <<'PY'
+import gzip, os, struct, sys
+src, out = sys.argv[1], sys.argv[2]
+os.makedirs(f"{out}/seeds-idx", exist_ok=True)
+os.makedirs(f"{out}/seeds-csv", exist_ok=True)
+def head(name, n):
+    d = gzip.open(f"{src}/resources/sample/{name}").read()
+    nd = d[3]
+    dims = list(struct.unpack(">" + "I" * nd, d[4:4 + 4 * nd]))
+    per = 1
+    for x in dims[1:]:
+        per *= x
+    dims[0] = n
+    return d[:4] + struct.pack(">" + "I" * nd, *dims) + d[4 + 4 * nd:4 + 4 * nd + n * per]
+for n in (1, 3):
+    im = head("train-images-idx3-ubyte.gz", n)
+    lb = head("train-labels-idx1-ubyte.gz", n)
+    open(f"{out}/seeds-idx/raw{n}", "wb").write(im + b"KLBL" + lb)
+    open(f"{out}/seeds-idx/gz{n}", "wb").write(gzip.compress(im, mtime=0) + b"KLBL" + lb)
+iris = open(f"{src}/tests/data/iris.csv").read().splitlines()
+open(f"{out}/seeds-csv/iris", "w").write("\n".join(iris[:12]) + "\n")
+open(f"{out}/seeds-csv/iris-split", "w").write(
+    "\n".join(iris[:8]) + "\n--\n" + "\n".join([iris[0]] + iris[60:64]) + "\n")
+open(f"{out}/seeds-csv/iris-semi", "w").write(
+    "\n".join(l.replace(",", ";") for l in iris[95:110]) + "\n")
+PY
+mkdir -p seeds-cifar
+cp "$src"/tests/fuzz/seeds/*.bin seeds-cifar/
+
+status=0
+for t in idx cifar csv; do
+  "$cc" "${flags[@]}" "${pc_cflags[@]}" "$src/tests/fuzz/fuzz-$t.c" "${engine[@]}" \
+    "${pc_libs[@]}" -lcsv -lm -o "fuzz-$t"
+  mkdir -p "corpus-$t"
+  echo "fuzz-$t: ${seconds} s"
+  if ! ASAN_OPTIONS=detect_leaks=1 ./"fuzz-$t" -max_total_time="$seconds" -max_len=20000 \
+      -rss_limit_mb=2048 -print_final_stats=1 "corpus-$t" "seeds-$t" >"fuzz-$t.log" 2>&1; then
+    echo "fuzz-$t FAILED:"
+    tail -60 "fuzz-$t.log"
+    status=1
+  else
+    grep -E 'stat::number_of_executed_units|cov:' "fuzz-$t.log" | tail -2
+  fi
+done
+exit $status

@@ -1,0 +1,262 @@
+/* Image folders: exact pixels from lossless files, sizing, grey, splits, bad images, cancel. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "test-data-util.h"
+
+#include <gdk-pixbuf/gdk-pixbuf.h>
+
+/* Saves a w x h RGB image of seeded random pixels; returns the pixels (HWC). */
+static guint8 *
+save_image (const char *dir, const char *name, const char *type, int w, int h, guint32 seed)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, w, h);
+  guint8 *px = g_malloc ((gsize)w * h * 3);
+  guint8 *dst = gdk_pixbuf_get_pixels (pb);
+  int stride = gdk_pixbuf_get_rowstride (pb);
+
+  g_mkdir_with_parents (dir, 0755);
+  data_test_fill_random (px, (gsize)w * h * 3, seed);
+  for (int y = 0; y < h; y++)
+    memcpy (dst + y * stride, px + (gsize)y * w * 3, (gsize)w * 3);
+  g_assert_true (gdk_pixbuf_save (pb, path, type, NULL, NULL));
+  return px;
+}
+
+static void
+use_fresh_cache (void)
+{
+  g_autofree char *c = kilt_test_tmpdir ();
+  g_setenv ("KILT_CACHE_DIR", c, TRUE);
+}
+
+typedef struct
+{
+  guint calls;
+  double last;
+  gboolean monotonic;
+  GCancellable *cancel_at_first;
+} Progress;
+
+static void
+on_progress (double fraction, const char *what, gpointer user_data)
+{
+  Progress *p = user_data;
+
+  g_assert_nonnull (what);
+  if (fraction < p->last)
+    p->monotonic = FALSE;
+  p->last = fraction;
+  p->calls++;
+  if (p->cancel_at_first)
+    g_cancellable_cancel (p->cancel_at_first);
+}
+
+/* PNG and BMP are lossless, so the loaded bytes must be the written ones, planes first. */
+static void
+test_exact_pixels (void)
+{
+  g_autofree char *root = kilt_test_tmpdir ();
+  g_autofree char *a = g_build_filename (root, "train", "ants", NULL);
+  g_autofree char *b = g_build_filename (root, "train", "bees", NULL);
+  g_autofree char *t = g_build_filename (root, "val", "bees", NULL);
+  g_autofree guint8 *p0 = save_image (a, "x.png", "png", 6, 5, 1);
+  g_autofree guint8 *p1 = save_image (b, "y.bmp", "bmp", 6, 5, 2);
+  g_autofree guint8 *p2 = save_image (b, "z.PNG", "png", 6, 5, 3);
+  g_autofree guint8 *p3 = save_image (t, "w.png", "png", 6, 5, 4);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltDataset) ds = NULL, gray = NULL;
+  const guint8 *want[3] = { p0, p1, p2 };
+  Progress prog = { 0, 0, TRUE, NULL };
+  KiltLoadOptions opts;
+
+  use_fresh_cache ();
+  ds = kilt_dataset_load (root, NULL, on_progress, &prog, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (ds->train.n, ==, 3);
+  g_assert_cmpuint (ds->test.n, ==, 1); /* val/ is the held-out split when there is no test/ */
+  g_assert_cmpuint (ds->n_classes, ==, 2);
+  g_assert_cmpstr (ds->class_names[1], ==, "bees");
+  g_assert_cmpuint (ds->shape.w, ==, 6);
+  g_assert_cmpuint (ds->shape.h, ==, 5);
+  g_assert_cmpint (ds->train.labels[0], ==, 0);
+  g_assert_cmpint (ds->train.labels[2], ==, 1);
+  g_assert_cmpint (ds->test.labels[0], ==, 1);
+  for (guint i = 0; i < 3; i++)
+    for (guint c = 0; c < 3; c++)
+      for (guint k = 0; k < 30; k++)
+        g_assert_cmpuint (ds->train.u8[i * 90 + c * 30 + k], ==, want[i][k * 3 + c]);
+  for (guint k = 0; k < 30; k++)
+    g_assert_cmpuint (ds->test.u8[k], ==, p3[k * 3]);
+  g_assert_cmpuint (prog.calls, >=, 2);
+  g_assert_true (prog.monotonic);
+  g_assert_cmpfloat (prog.last, ==, 1.0);
+
+  /* Grey: rounded ITU-R 601 luma of the same pixels. */
+  kilt_load_options_init (&opts);
+  opts.grayscale = TRUE;
+  gray = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (gray->shape.c, ==, 1);
+  for (guint i = 0; i < 3; i++)
+    for (guint k = 0; k < 30; k++)
+      {
+        const guint8 *p = want[i] + k * 3;
+        double y = 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2];
+        g_assert_cmpfloat (fabs (gray->train.u8[i * 30 + k] - y), <=, 0.5 + 1e-9);
+      }
+}
+
+/* Resize squeezes the whole picture; crop keeps the centre at the right scale. */
+static void
+test_resize_and_crop (void)
+{
+  g_autofree char *root = kilt_test_tmpdir ();
+  g_autofree char *cls = g_build_filename (root, "only", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltDataset) rs = NULL, cr = NULL;
+  KiltLoadOptions opts;
+
+  /* 40 x 20, left half black, right half white, a 2-pixel red stripe down the middle. */
+  g_mkdir_with_parents (cls, 0755);
+  {
+    g_autofree char *path = g_build_filename (cls, "a.png", NULL);
+    g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 40, 20);
+    guint8 *d = gdk_pixbuf_get_pixels (pb);
+    int stride = gdk_pixbuf_get_rowstride (pb);
+    for (int y = 0; y < 20; y++)
+      for (int x = 0; x < 40; x++)
+        {
+          guint8 *p = d + y * stride + x * 3;
+          gboolean red = x == 19 || x == 20;
+          p[0] = red || x >= 20 ? 255 : 0;
+          p[1] = p[2] = !red && x >= 20 ? 255 : 0;
+        }
+    g_assert_true (gdk_pixbuf_save (pb, path, "png", NULL, NULL));
+  }
+  use_fresh_cache ();
+  kilt_load_options_init (&opts);
+  opts.image_width = opts.image_height = 10;
+  rs = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  opts.fit = KILT_FIT_CROP;
+  cr = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (rs->shape.w, ==, 10);
+  g_assert_cmpuint (cr->shape.h, ==, 10);
+  /* Resized: the far left column is black and the far right white. */
+  g_assert_cmpuint (rs->train.u8[5 * 10 + 0], ==, 0);
+  g_assert_cmpuint (rs->train.u8[100 + 5 * 10 + 9], ==, 255);
+  /* Cropped (scaled to 20 x 10, centre 10 columns): columns 0..3 black, 6..9 white, and the
+   * red stripe (now 1 pixel at x 9.5 of 20 -> 4.5 of 10) lands in columns 4 and 5. */
+  for (guint x = 0; x < 3; x++)
+    g_assert_cmpuint (cr->train.u8[100 + 5 * 10 + x], ==, 0);
+  for (guint x = 7; x < 10; x++)
+    g_assert_cmpuint (cr->train.u8[100 + 5 * 10 + x], ==, 255);
+  g_assert_cmpuint (cr->train.u8[5 * 10 + 4], >, 100);
+  g_assert_cmpuint (cr->train.u8[100 + 5 * 10 + 4], <, cr->train.u8[5 * 10 + 4]);
+}
+
+static void
+test_bad_images (void)
+{
+  g_autofree char *root = kilt_test_tmpdir ();
+  g_autofree char *cat = g_build_filename (root, "cat", NULL);
+  g_autofree char *dog = g_build_filename (root, "dog", NULL);
+  g_autofree char *bad = g_build_filename (dog, "broken.jpg", NULL);
+  g_autoptr (GError) error = NULL;
+  KiltLoadOptions opts;
+
+  use_fresh_cache ();
+  for (guint i = 0; i < 120; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%03u.png", i);
+      g_free (save_image (i % 2 ? cat : dog, name, "png", 4, 4, i));
+    }
+  data_test_write (bad, "\xff\xd8\xff\xe0 not really a jpeg", 24, FALSE);
+  /* 1 of 121 is under 1%: skipped, counted and named. */
+  {
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (root, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->train.n, ==, 120);
+    g_assert_cmpuint (ds->skipped, ==, 1);
+    g_assert_nonnull (strstr (ds->notes, "broken.jpg"));
+  }
+  /* With no tolerance it is an error that names the file. */
+  kilt_load_options_init (&opts);
+  opts.max_bad_fraction = 0;
+  data_test_expect_fail (root, &opts, "1 of 121 images", "broken.jpg");
+
+  /* An empty class, an empty folder, loose images, a test class unknown to training. */
+  {
+    g_autofree char *empty = g_build_filename (root, "eel", NULL);
+    g_mkdir (empty, 0755);
+    data_test_expect_fail (root, NULL, "eel", "has no images");
+    g_rmdir (empty);
+  }
+  {
+    g_autofree char *e = kilt_test_tmpdir ();
+    data_test_expect_fail (e, NULL, e, "no class folders", "empty");
+    g_free (save_image (e, "a.png", "png", 2, 2, 1));
+    data_test_expect_fail (e, NULL, e, "loose images");
+  }
+  {
+    g_autofree char *s = kilt_test_tmpdir ();
+    g_autofree char *tr = g_build_filename (s, "train", "a", NULL);
+    g_autofree char *te = g_build_filename (s, "test", "b", NULL);
+    g_free (save_image (tr, "a.png", "png", 2, 2, 1));
+    g_free (save_image (te, "b.png", "png", 2, 2, 1));
+    data_test_expect_fail (s, NULL, "test/b", "not among the training classes");
+  }
+}
+
+static void
+test_cancel_and_cap (void)
+{
+  g_autofree char *root = kilt_test_tmpdir ();
+  g_autoptr (GCancellable) cancel = g_cancellable_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltDataset) capped = NULL;
+  g_autofree guint *counts = NULL;
+  Progress prog = { 0, 0, TRUE, cancel };
+  KiltDataset *ds;
+  KiltLoadOptions opts;
+
+  use_fresh_cache ();
+  for (guint c = 0; c < 3; c++)
+    for (guint i = 0; i < 40; i++)
+      {
+        g_autofree char *dir = g_strdup_printf ("%s/class%u", root, c);
+        g_autofree char *name = g_strdup_printf ("%02u.png", i);
+        g_free (save_image (dir, name, "png", 8, 8, c * 100 + i));
+      }
+  ds = kilt_dataset_load (root, NULL, on_progress, &prog, NULL, &error);
+  g_assert_no_error (error);
+  kilt_dataset_free (ds);
+  prog.calls = 0;
+  use_fresh_cache ();
+  ds = kilt_dataset_load (root, NULL, on_progress, &prog, cancel, &error);
+  g_assert_null (ds);
+  data_test_assert_error (error, KILT_ENGINE_ERROR_CANCELLED, "cancelled", NULL);
+
+  /* A cap keeps an even share of every class. */
+  kilt_load_options_init (&opts);
+  opts.max_samples = 30;
+  g_clear_error (&error);
+  capped = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (capped->train.n, ==, 30);
+  counts = kilt_dataset_class_counts (capped, KILT_SPLIT_TRAIN);
+  for (guint c = 0; c < 3; c++)
+    g_assert_cmpuint (counts[c], ==, 10);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/data/folder/exact-pixels", test_exact_pixels);
+  g_test_add_func ("/data/folder/resize-and-crop", test_resize_and_crop);
+  g_test_add_func ("/data/folder/bad-images", test_bad_images);
+  g_test_add_func ("/data/folder/cancel-and-cap", test_cancel_and_cap);
+  return g_test_run ();
+}

@@ -1,0 +1,426 @@
+/* Keras to_json () import: real files from Keras 2 and 3 against what Keras reported, and
+ * errors that name the layer and the option. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "kilt-test-util.h"
+#include "kilt-error.h"
+#include "kilt-keras.h"
+#include "kilt-model-json.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+static gboolean
+have_all_layers (void)
+{
+  for (int t = 0; t < KILT_LAYER_N_TYPES; t++)
+    if (kilt_layer_class_get (t) == NULL)
+      {
+        g_test_skip_printf ("layer class %s is not linked in yet", kilt_layer_type_name (t));
+        return FALSE;
+      }
+  return TRUE;
+}
+
+static char *
+data_file (const char *name)
+{
+  return g_build_filename (KILT_SOURCE_DIR, "tests", "data", "keras", name, NULL);
+}
+
+/* Keras' (None, h, w, c) or (None, n) as Kilt's channels-first shape. */
+static KiltShape
+keras_shape (JsonArray *a)
+{
+  guint n = json_array_get_length (a);
+
+  g_assert_true (JSON_NODE_HOLDS_NULL (json_array_get_element (a, 0)));
+  if (n == 2)
+    return (KiltShape){ (guint)json_array_get_int_element (a, 1), 1, 1 };
+  g_assert_cmpuint (n, ==, 4);
+  return (KiltShape){ (guint)json_array_get_int_element (a, 3),
+                      (guint)json_array_get_int_element (a, 1),
+                      (guint)json_array_get_int_element (a, 2) };
+}
+
+/* Loads tests/data/keras/<stem>.json and checks it against <stem>.counts.json, which the
+ * Python script wrote from Keras itself: total and trainable parameters, and per layer the
+ * output shape and parameter count. */
+static void
+check_file (const char *stem)
+{
+  g_autofree char *json_name = g_strconcat (stem, ".json", NULL);
+  g_autofree char *counts_name = g_strconcat (stem, ".counts.json", NULL);
+  g_autofree char *path = data_file (json_name);
+  g_autofree char *counts_path = data_file (counts_name);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autofree char *notes = NULL;
+  JsonObject *counts;
+  JsonArray *layers;
+  gboolean has_input_row = FALSE;
+
+  g_test_message ("%s", stem);
+  m = kilt_keras_load_file (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (m);
+  if (notes)
+    g_test_message ("notes:\n%s", notes);
+  g_assert_true (json_parser_load_from_file (parser, counts_path, &error));
+  g_assert_no_error (error);
+  counts = json_node_get_object (json_parser_get_root (parser));
+
+  g_assert_cmpuint (m->n_params + m->n_state, ==,
+                    (gsize)json_object_get_int_member (counts, "count_params"));
+  g_assert_cmpuint (m->n_params, ==,
+                    (gsize)json_object_get_int_member (counts, "trainable_params"));
+  layers = json_object_get_array_member (counts, "layers");
+  for (guint i = 0; i < json_array_get_length (layers); i++)
+    {
+      JsonObject *l = json_array_get_object_element (layers, i);
+      const char *name = json_object_get_string_member (l, "name");
+      KiltNode *node = kilt_model_find (m, name);
+      KiltShape want = keras_shape (json_object_get_array_member (l, "output_shape"));
+
+      if (node == NULL)
+        g_error ("%s: Keras layer %s has no Kilt node", stem, name);
+      if (node->index == 0)
+        has_input_row = TRUE;
+      g_assert_cmpuint (node->out_shape.c, ==, want.c);
+      g_assert_cmpuint (node->out_shape.h, ==, want.h);
+      g_assert_cmpuint (node->out_shape.w, ==, want.w);
+      g_assert_cmpuint (node->n_params + node->n_state, ==,
+                        (gsize)json_object_get_int_member (l, "params"));
+    }
+  /* Keras lists a Sequential model's layers without its input: one node each, plus ours. */
+  g_assert_cmpuint (kilt_model_n_nodes (m), ==,
+                    json_array_get_length (layers) + (has_input_row ? 0 : 1));
+  g_assert_cmpint (m->loss, ==, KILT_LOSS_SOFTMAX_CROSS_ENTROPY);
+}
+
+static void
+test_sequential (void)
+{
+  if (!have_all_layers ())
+    return;
+  check_file ("keras2-cifar10_cnn");
+  check_file ("keras3-cifar10_cnn");
+  check_file ("keras2-mnist_cnn");
+  check_file ("keras3-mnist_cnn");
+  check_file ("keras2-mnist_mlp");
+  check_file ("keras3-mnist_mlp");
+}
+
+static void
+test_legacy (void)
+{
+  if (!have_all_layers ())
+    return;
+  check_file ("legacy-mnist_cnn");
+}
+
+static void
+test_functional (void)
+{
+  g_autofree char *path = data_file ("keras3-resnet20.json");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autofree char *notes = NULL;
+  guint adds = 0;
+
+  if (!have_all_layers ())
+    return;
+  check_file ("keras2-residual");
+  check_file ("keras3-residual");
+  check_file ("keras2-resnet20");
+  check_file ("keras3-resnet20");
+
+  /* The wiring, not just the counts: nine residual additions of two branches each, and the
+   * regularizers Keras' example sets reported as ignored. */
+  m = kilt_keras_load_file (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < kilt_model_n_nodes (m); i++)
+    {
+      KiltNode *n = kilt_model_node (m, i);
+      if (n->type != KILT_LAYER_ADD)
+        continue;
+      adds++;
+      g_assert_cmpuint (n->n_inputs, ==, 2);
+      g_assert_cmpuint (n->inputs[0], !=, n->inputs[1]);
+    }
+  g_assert_cmpuint (adds, ==, 9);
+  g_assert_nonnull (notes);
+  g_assert_nonnull (strstr (notes, "kernel_regularizer L2 is ignored"));
+  g_assert_cmpint (kilt_model_output (m)->cfg.activation, ==, KILT_ACT_SOFTMAX);
+}
+
+static void
+expect_file_error (const char *file, const char *layer, const char *option)
+{
+  g_autofree char *path = data_file (file);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = kilt_keras_load_file (path, KILT_LOSS_MSE, NULL, &error);
+
+  g_assert_null (m);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, file));
+  g_assert_nonnull (strstr (error->message, layer));
+  g_assert_nonnull (strstr (error->message, option));
+}
+
+static void
+test_unsupported_files (void)
+{
+  if (!have_all_layers ())
+    return;
+  expect_file_error ("keras2-unsupported_layer.json", "layer sep_conv (SeparableConv2D)",
+                     "SeparableConv2D is not supported");
+  expect_file_error ("keras3-unsupported_layer.json", "layer sep_conv (SeparableConv2D)",
+                     "SeparableConv2D is not supported");
+  expect_file_error ("keras2-unsupported_option.json", "layer dilated (Conv2D)",
+                     "dilation_rate (2, 2) is not supported");
+  expect_file_error ("keras3-unsupported_option.json", "layer dilated (Conv2D)",
+                     "dilation_rate (2, 2) is not supported");
+}
+
+/* Small hand-written documents in the shapes Keras writes, for the paths the real files do
+ * not take. They use only Dense, Activation and Flatten where they must build. */
+#define K2_SEQ(layers)                                                                             \
+  "{\"class_name\": \"Sequential\", \"config\": {\"name\": \"s\", "                                \
+  "\"layers\": [" layers "]}}"
+#define K2_INPUT(shape)                                                                            \
+  "{\"class_name\": \"InputLayer\", \"config\": {\"name\": \"in\", "                               \
+  "\"batch_input_shape\": " shape "}}"
+#define K2_DENSE(name, extra)                                                                      \
+  "{\"class_name\": \"Dense\", \"config\": {\"name\": \"" name "\", \"units\": 3" extra "}}"
+
+static void
+expect_error (const char *doc, const char *want1, const char *want2)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m
+      = kilt_keras_load_data (doc, -1, "k.json", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+
+  g_assert_null (m);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_test_message ("%s", error->message);
+  g_assert_true (g_str_has_prefix (error->message, "k.json: "));
+  g_assert_nonnull (strstr (error->message, want1));
+  if (want2)
+    g_assert_nonnull (strstr (error->message, want2));
+}
+
+static void
+test_errors (void)
+{
+  expect_error ("not json", "not valid JSON", NULL);
+  expect_error ("{\"format\": \"kilt-model\"}", "not a Keras model", NULL);
+  expect_error ("{\"class_name\": \"Bidirectional\", \"config\": {}}",
+                "model class Bidirectional is not supported", NULL);
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") "," K2_DENSE ("d", ", \"activation\": \"elu\"")),
+                "layer d (Dense)", "activation \"elu\" is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 28, 28]") "," K2_DENSE ("d", "")),
+                "layer in (InputLayer)", "2 dimensions per sample is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, null]") "," K2_DENSE ("d", "")), "layer in (InputLayer)",
+                "is None");
+  expect_error (K2_SEQ (K2_DENSE ("d", "")), "layer d (Dense)", "declares no input shape");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"LSTM\", \"config\": "
+                                               "{\"name\": \"rnn\", \"units\": 4}}"),
+                "layer rnn (LSTM)", "LSTM is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"ReLU\", \"config\": "
+                                               "{\"name\": \"r6\", \"max_value\": 6.0}}"),
+                "layer r6 (ReLU)", "max_value 6");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"Dropout\", \"config\": "
+                                               "{\"name\": \"dr\", \"rate\": 0.5, "
+                                               "\"noise_shape\": [null, 1]}}"),
+                "layer dr (Dropout)", "noise_shape");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"Sequential\", \"config\": "
+                                               "{\"name\": \"inner\", \"layers\": []}}"),
+                "layer inner (Sequential)", "nested models");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Flatten\", \"config\": "
+                                                     "{\"name\": \"f1\", \"data_format\": "
+                                                     "\"channels_first\"}}, "
+                                                     "{\"class_name\": \"Flatten\", \"config\": "
+                                                     "{\"name\": \"f2\", \"data_format\": "
+                                                     "\"channels_last\"}}"),
+                "layer f2 (Flatten)", "data_format channels_last differs");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Conv2D\", \"config\": "
+                                                     "{\"name\": \"c\", \"filters\": 2, "
+                                                     "\"kernel_size\": [3, 3], \"groups\": 2}}"),
+                "layer c (Conv2D)", "groups = 2 is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Conv2D\", \"config\": "
+                                                     "{\"name\": \"c\", \"filters\": 2, "
+                                                     "\"kernel_size\": 3, \"padding\": "
+                                                     "\"causal\"}}"),
+                "layer c (Conv2D)", "padding \"causal\" is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"BatchNormalization\", "
+                                                     "\"config\": {\"name\": \"bn\", \"axis\": "
+                                                     "[1]}}"),
+                "layer bn (BatchNormalization)", "axis 1 is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"BatchNormalization\", "
+                                                     "\"config\": {\"name\": \"bn\", \"center\": "
+                                                     "false}}"),
+                "layer bn (BatchNormalization)", "center = false is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": "
+                                                     "\"GlobalAveragePooling2D\", \"config\": "
+                                                     "{\"name\": \"g\", \"keepdims\": true}}"),
+                "layer g (GlobalAveragePooling2D)", "keepdims");
+
+  /* Functional: a non-channel concatenation, a shared layer, two inputs. */
+  expect_error (
+      "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+      "{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": {\"name\": \"x\", "
+      "\"batch_input_shape\": [null, 8, 8, 3]}, \"inbound_nodes\": []},"
+      "{\"class_name\": \"Activation\", \"name\": \"a\", \"config\": {\"name\": \"a\", "
+      "\"activation\": \"relu\"}, \"inbound_nodes\": [[[\"x\", 0, 0, {}]]]},"
+      "{\"class_name\": \"Activation\", \"name\": \"b\", \"config\": {\"name\": \"b\", "
+      "\"activation\": \"tanh\"}, \"inbound_nodes\": [[[\"x\", 0, 0, {}]]]},"
+      "{\"class_name\": \"Concatenate\", \"name\": \"cat\", \"config\": {\"name\": \"cat\", "
+      "\"axis\": 1}, \"inbound_nodes\": [[[\"a\", 0, 0, {}], [\"b\", 0, 0, {}]]]}],"
+      "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"cat\", 0, 0]]}}",
+      "layer cat (Concatenate)", "axis 1 is not supported");
+  expect_error (
+      "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+      "{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": {\"name\": \"x\", "
+      "\"batch_input_shape\": [null, 4]}, \"inbound_nodes\": []},"
+      "{\"class_name\": \"Dense\", \"name\": \"d\", \"config\": {\"name\": \"d\", \"units\": 4}, "
+      "\"inbound_nodes\": [[[\"x\", 0, 0, {}]], [[\"d\", 0, 0, {}]]]}],"
+      "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"d\", 1, 0]]}}",
+      "layer d (Dense)", "shared layers are not supported");
+  expect_error (
+      "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": [],"
+      "\"input_layers\": [[\"x\", 0, 0], [\"y\", 0, 0]], \"output_layers\": [[\"d\", 0, 0]]}}",
+      "2 input_layers", "one input");
+}
+
+/* Keras 3's call records, channels_first, notes, Keras-1 spellings and a Softmax layer. */
+static void
+test_hand_written (void)
+{
+  static const char *k3
+      = "{\"module\": \"keras\", \"class_name\": \"Functional\", \"config\": {\"name\": \"k3\", "
+        "\"layers\": ["
+        "{\"module\": \"keras.layers\", \"class_name\": \"InputLayer\", \"name\": \"x\", "
+        "\"config\": {\"name\": \"x\", \"batch_shape\": [null, 2, 3, 5], \"dtype\": \"float32\"}, "
+        "\"inbound_nodes\": []},"
+        "{\"module\": \"keras.layers\", \"class_name\": \"Flatten\", \"name\": \"f\", \"config\": "
+        "{\"name\": \"f\", \"data_format\": \"channels_first\", \"dtype\": {\"module\": \"keras\", "
+        "\"class_name\": \"DTypePolicy\", \"config\": {\"name\": \"mixed_float16\"}}}, "
+        "\"inbound_nodes\": [{\"args\": [{\"class_name\": \"__keras_tensor__\", \"config\": "
+        "{\"shape\": [null, 2, 3, 5], \"dtype\": \"float32\", \"keras_history\": [\"x\", 0, 0]}}], "
+        "\"kwargs\": {}}]},"
+        "{\"module\": \"keras.layers\", \"class_name\": \"Dense\", \"name\": \"d\", \"config\": "
+        "{\"name\": \"d\", \"units\": 4, \"use_bias\": false, \"trainable\": false, "
+        "\"kernel_initializer\": {\"module\": \"keras.initializers\", \"class_name\": "
+        "\"VarianceScaling\", \"config\": {}}, \"bias_constraint\": {\"class_name\": \"NonNeg\"}}, "
+        "\"inbound_nodes\": [{\"args\": [{\"class_name\": \"__keras_tensor__\", \"config\": "
+        "{\"keras_history\": [\"f\", 0, 0]}}], \"kwargs\": {}}]},"
+        "{\"module\": \"keras.layers\", \"class_name\": \"Dense\", \"name\": \"unused\", "
+        "\"config\": "
+        "{\"name\": \"unused\", \"units\": 4}, \"inbound_nodes\": [{\"args\": [{\"class_name\": "
+        "\"__keras_tensor__\", \"config\": {\"keras_history\": [\"f\", 0, 0]}}]}]},"
+        "{\"module\": \"keras.layers\", \"class_name\": \"LeakyReLU\", \"name\": \"lr\", "
+        "\"config\": {\"name\": \"lr\", \"negative_slope\": 0.25}, \"inbound_nodes\": [{\"args\": "
+        "[{\"class_name\": \"__keras_tensor__\", \"config\": {\"keras_history\": [\"d\", 0, "
+        "0]}}]}]},"
+        "{\"module\": \"keras.layers\", \"class_name\": \"Softmax\", \"name\": \"sm\", \"config\": "
+        "{\"name\": \"sm\", \"axis\": -1}, \"inbound_nodes\": [{\"args\": [{\"class_name\": "
+        "\"__keras_tensor__\", \"config\": {\"keras_history\": [\"lr\", 0, 0]}}]}]}],"
+        "\"input_layers\": [\"x\", 0, 0], \"output_layers\": [\"sm\", 0, 0]}}";
+  g_autoptr (GError) error = NULL;
+  g_autofree char *notes = NULL;
+  g_autoptr (KiltModel) m = kilt_keras_load_data (k3, -1, "k3.json", KILT_LOSS_MSE, &notes, &error);
+  KiltNode *in, *d, *lr;
+
+  g_assert_no_error (error);
+  g_assert_cmpstr (m->name, ==, "k3");
+  g_assert_cmpint (m->loss, ==, KILT_LOSS_MSE);
+  /* The unused branch is left out: x, f, d, lr, sm. */
+  g_assert_cmpuint (kilt_model_n_nodes (m), ==, 5);
+  in = kilt_model_node (m, 0);
+  /* channels_first: (None, 2, 3, 5) is 2 channels of 3x5. */
+  g_assert_cmpuint (in->out_shape.c, ==, 2);
+  g_assert_cmpuint (in->out_shape.h, ==, 3);
+  g_assert_cmpuint (in->out_shape.w, ==, 5);
+  d = kilt_model_find (m, "d");
+  g_assert_false (d->cfg.use_bias);
+  g_assert_cmpuint (d->n_params, ==, 30 * 4);
+  lr = kilt_model_find (m, "lr");
+  g_assert_cmpint (lr->cfg.activation, ==, KILT_ACT_LEAKY_RELU);
+  g_assert_cmpfloat (lr->cfg.alpha, ==, 0.25f);
+  g_assert_cmpint (kilt_model_output (m)->cfg.activation, ==, KILT_ACT_SOFTMAX);
+  g_assert_nonnull (notes);
+  g_test_message ("notes:\n%s", notes);
+  g_assert_nonnull (strstr (notes, "layer f (Flatten): dtype mixed_float16"));
+  g_assert_nonnull (strstr (notes, "layer d (Dense): frozen"));
+  g_assert_nonnull (strstr (notes, "kernel_initializer VarianceScaling is replaced by "
+                                   "glorot_uniform"));
+  g_assert_nonnull (strstr (notes, "bias_constraint NonNeg is ignored"));
+  g_assert_nonnull (strstr (notes, "layer unused (Dense) does not lead to the output"));
+}
+
+/* A Keras 2.0 Sequential: config is the list itself, the input shape on the first layer. */
+static void
+test_bare_list (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *notes = NULL;
+  g_autoptr (KiltModel) m = kilt_keras_load_data (
+      "{\"class_name\": \"Sequential\", \"config\": ["
+      "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense_1\", \"units\": 16, "
+      "\"activation\": \"relu\", \"batch_input_shape\": [null, 20], \"kernel_initializer\": "
+      "{\"class_name\": \"he_normal\", \"config\": {}}}},"
+      "{\"class_name\": \"Dense\", \"config\": {\"name\": \"dense_2\", \"units\": 1, "
+      "\"activation\": \"sigmoid\"}}], \"keras_version\": \"2.0.8\"}",
+      -1, "old.json", KILT_LOSS_BINARY_CROSS_ENTROPY, &notes, &error);
+
+  g_assert_no_error (error);
+  g_assert_null (notes);
+  g_assert_cmpuint (kilt_model_n_nodes (m), ==, 3);
+  g_assert_cmpuint (kilt_model_node (m, 0)->out_shape.c, ==, 20);
+  g_assert_cmpint (kilt_model_node (m, 1)->cfg.init, ==, KILT_INIT_HE_NORMAL);
+  g_assert_cmpuint (m->n_params, ==, 20 * 16 + 16 + 16 + 1);
+  g_assert_cmpint (kilt_model_output (m)->cfg.activation, ==, KILT_ACT_SIGMOID);
+}
+
+/* An imported model saves as a Kilt model and loads back the same. */
+static void
+test_to_kilt_format (void)
+{
+  g_autofree char *path = data_file ("keras3-residual.json");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autoptr (KiltModel) back = NULL;
+  g_autofree char *text = NULL;
+  g_autofree char *again = NULL;
+
+  if (!have_all_layers ())
+    return;
+  m = kilt_keras_load_file (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+  g_assert_no_error (error);
+  text = kilt_model_to_json (m);
+  back = kilt_model_load_json_data (text, -1, "converted", &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (back->n_params, ==, m->n_params);
+  g_assert_cmpuint (back->n_state, ==, m->n_state);
+  again = kilt_model_to_json (back);
+  g_assert_cmpstr (text, ==, again);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/keras/sequential", test_sequential);
+  g_test_add_func ("/keras/legacy", test_legacy);
+  g_test_add_func ("/keras/functional", test_functional);
+  g_test_add_func ("/keras/unsupported-files", test_unsupported_files);
+  g_test_add_func ("/keras/errors", test_errors);
+  g_test_add_func ("/keras/hand-written", test_hand_written);
+  g_test_add_func ("/keras/bare-list", test_bare_list);
+  g_test_add_func ("/keras/to-kilt-format", test_to_kilt_format);
+  return g_test_run ();
+}

@@ -1,0 +1,348 @@
+/* Conv2D and pooling layers against the plain-C reference and finite differences. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-test-util.h"
+#include "kilt-layer-check.h"
+
+#include "test-layer-cases.h"
+#include "kilt-error.h"
+
+#include <math.h>
+
+typedef struct
+{
+  guint c, h, w; /* input */
+  guint filters;
+  guint kh, kw, sh, sw;
+  gboolean same, bias;
+  KiltActivation act;
+  guint batch;
+} ConvCase;
+
+static KiltLayerCheck
+conv_check (const char *label, const ConvCase *cc)
+{
+  KiltLayerCheck c = { 0 };
+
+  c.label = label;
+  c.type = KILT_LAYER_CONV2D;
+  c.cfg = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  c.cfg.units = cc->filters;
+  c.cfg.kh = cc->kh;
+  c.cfg.kw = cc->kw;
+  c.cfg.sh = cc->sh;
+  c.cfg.sw = cc->sw;
+  c.cfg.same = cc->same;
+  c.cfg.use_bias = cc->bias;
+  c.cfg.activation = cc->act;
+  c.cfg.alpha = 0.2f;
+  c.n_inputs = 1;
+  c.in[0] = (KiltShape){ cc->c, cc->h, cc->w };
+  c.batch = cc->batch;
+  c.training = TRUE;
+  c.seed = 23;
+  return c;
+}
+
+static void
+conv_case (const char *label, ConvCase cc)
+{
+  KiltLayerCheck c = conv_check (label, &cc);
+
+  kilt_test_layer_case (&c);
+}
+
+static void
+test_conv_shapes (void)
+{
+  /*                                     c  h  w  F kh kw sh sw same  bias   act          batch */
+  conv_case ("conv 3x3 same relu",
+             (ConvCase){ 3, 7, 9, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 });
+  conv_case ("conv 3x3 valid tanh",
+             (ConvCase){ 2, 6, 5, 3, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_TANH, 2 });
+  conv_case ("conv 1x1 no bias",
+             (ConvCase){ 3, 5, 5, 2, 1, 1, 1, 1, FALSE, FALSE, KILT_ACT_LINEAR, 3 });
+  conv_case ("conv 5x5 same stride 2 cin 1",
+             (ConvCase){ 1, 9, 8, 3, 5, 5, 2, 2, TRUE, TRUE, KILT_ACT_LINEAR, 3 });
+  conv_case ("conv 2x3 valid stride 2",
+             (ConvCase){ 3, 7, 8, 2, 2, 3, 2, 2, FALSE, TRUE, KILT_ACT_RELU, 3 });
+  conv_case ("conv 2x3 same tanh",
+             (ConvCase){ 2, 6, 7, 3, 2, 3, 1, 1, TRUE, FALSE, KILT_ACT_TANH, 3 });
+  conv_case ("conv 3x3 same on 1x1",
+             (ConvCase){ 3, 1, 1, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_LINEAR, 3 });
+  conv_case ("conv 3x3 valid to 1x1",
+             (ConvCase){ 2, 3, 3, 5, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_TANH, 3 });
+  conv_case ("conv 3x3 same stride 2 odd",
+             (ConvCase){ 3, 7, 7, 2, 3, 3, 2, 2, TRUE, TRUE, KILT_ACT_SIGMOID, 2 });
+  conv_case ("conv 1x1 stride 3 skips pixels",
+             (ConvCase){ 2, 5, 5, 3, 1, 1, 3, 3, FALSE, TRUE, KILT_ACT_LINEAR, 3 });
+  conv_case ("conv 3x2 strides 1x2 leaky",
+             (ConvCase){ 1, 5, 6, 3, 3, 2, 1, 2, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 3 });
+  conv_case ("conv 8x12x12 to 16",
+             (ConvCase){ 8, 12, 12, 16, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
+}
+
+/* Batches split into chunks (the last one short) and the weight gradient split in parts
+ * (with a remainder), both forced through the environment knobs the layer honours. */
+static void
+test_conv_chunks (void)
+{
+  ConvCase cc = { 3, 6, 7, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 5 };
+
+  g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
+  conv_case ("conv chunks of 2 of 5", cc);
+  g_setenv ("KILT_CONV_SPLIT", "3", TRUE);
+  conv_case ("conv chunks and split-K 3", cc);
+  g_unsetenv ("KILT_CONV_CHUNK");
+  cc.same = FALSE;
+  conv_case ("conv split-K 3 whole batch", cc);
+  g_setenv ("KILT_CONV_SPLIT", "16", TRUE);
+  cc.kh = cc.kw = 1;
+  cc.bias = FALSE;
+  conv_case ("conv split-K 16 of 1x1", cc);
+  g_unsetenv ("KILT_CONV_SPLIT");
+}
+
+static void
+test_conv_accumulate (void)
+{
+  ConvCase cc = { 2, 5, 6, 3, 3, 3, 2, 1, TRUE, TRUE, KILT_ACT_TANH, 3 };
+  KiltLayerCheck c = conv_check ("conv adds to the input gradient", &cc);
+
+  c.accumulate = TRUE;
+  kilt_test_layer_case (&c);
+  g_setenv ("KILT_CONV_CHUNK", "1", TRUE);
+  c.label = "conv adds to the input gradient, per sample";
+  kilt_test_layer_case (&c);
+  g_unsetenv ("KILT_CONV_CHUNK");
+}
+
+/* Output shapes, parameter counts and FLOPs as Keras computes them, and refusals. */
+static void
+test_conv_infer (void)
+{
+  struct
+  {
+    guint h, w, kh, kw, sh, sw;
+    gboolean same;
+    guint oh, ow;
+  } t[] = {
+    { 32, 32, 3, 3, 1, 1, TRUE, 32, 32 }, { 32, 32, 3, 3, 1, 1, FALSE, 30, 30 },
+    { 7, 8, 3, 3, 2, 2, TRUE, 4, 4 },     { 7, 8, 3, 3, 2, 2, FALSE, 3, 3 },
+    { 5, 5, 1, 1, 3, 3, FALSE, 2, 2 },    { 1, 1, 5, 5, 1, 1, TRUE, 1, 1 },
+    { 6, 9, 2, 4, 1, 3, TRUE, 6, 3 },     { 6, 9, 2, 4, 1, 3, FALSE, 5, 2 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (t); i++)
+    {
+      KiltNode node = { 0 };
+      g_autoptr (GError) error = NULL;
+
+      node.name = (char *)"conv";
+      node.klass = &kilt_conv2d_class;
+      node.cfg = kilt_layer_config_default (KILT_LAYER_CONV2D);
+      node.cfg.units = 5;
+      node.cfg.kh = t[i].kh;
+      node.cfg.kw = t[i].kw;
+      node.cfg.sh = t[i].sh;
+      node.cfg.sw = t[i].sw;
+      node.cfg.same = t[i].same;
+      node.in_shape[0] = (KiltShape){ 3, t[i].h, t[i].w };
+      g_assert_true (kilt_conv2d_class.infer (&node, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (node.out_shape.c, ==, 5);
+      g_assert_cmpuint (node.out_shape.h, ==, t[i].oh);
+      g_assert_cmpuint (node.out_shape.w, ==, t[i].ow);
+      g_assert_cmpuint (node.n_params, ==, 5 * 3 * t[i].kh * t[i].kw + 5);
+      g_assert_cmpuint (kilt_conv2d_class.flops (&node), ==,
+                        2ull * 3 * t[i].kh * t[i].kw * 5 * t[i].oh * t[i].ow);
+    }
+
+  {
+    KiltNode node = { 0 };
+    g_autoptr (GError) error = NULL;
+
+    node.name = (char *)"conv_small";
+    node.klass = &kilt_conv2d_class;
+    node.cfg = kilt_layer_config_default (KILT_LAYER_CONV2D);
+    node.cfg.units = 4;
+    node.in_shape[0] = (KiltShape){ 3, 2, 8 };
+    g_assert_false (kilt_conv2d_class.infer (&node, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+    g_assert_nonnull (strstr (error->message, "conv_small"));
+    g_clear_error (&error);
+    node.cfg.same = TRUE;
+    node.cfg.activation = KILT_ACT_SOFTMAX;
+    g_assert_false (kilt_conv2d_class.infer (&node, &error));
+    g_assert_nonnull (strstr (error->message, "softmax"));
+    g_clear_error (&error);
+    node.cfg.activation = KILT_ACT_RELU;
+    node.cfg.sh = 0;
+    g_assert_false (kilt_conv2d_class.infer (&node, &error));
+  }
+}
+
+/* cifar10_cnn's first layers at a small batch: the weights' initial scale follows Keras'
+ * Glorot fans (fan_in = cin * kh * kw, fan_out = filters * kh * kw). */
+static void
+test_conv_init (void)
+{
+  KiltNode node = { 0 };
+  KiltRng rng;
+  g_autofree float *w = NULL;
+  double limit = sqrt (6.0 / (3 * 9 + 32 * 9)), maxabs = 0;
+
+  node.name = (char *)"conv";
+  node.klass = &kilt_conv2d_class;
+  node.cfg = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  node.cfg.units = 32;
+  node.cfg.same = TRUE;
+  node.in_shape[0] = (KiltShape){ 3, 32, 32 };
+  g_assert_true (kilt_conv2d_class.infer (&node, NULL));
+  g_assert_cmpuint (node.n_params, ==, 896);
+  w = g_new (float, node.n_params);
+  for (gsize i = 0; i < node.n_params; i++)
+    w[i] = 99.0f;
+  kilt_rng_init (&rng, 5);
+  kilt_conv2d_class.init (&node, w, NULL, &rng);
+  for (gsize i = 0; i < 864; i++)
+    maxabs = MAX (maxabs, fabs (w[i]));
+  g_assert_cmpfloat (maxabs, <=, limit);
+  g_assert_cmpfloat (maxabs, >, 0.9 * limit);
+  for (gsize i = 864; i < 896; i++)
+    g_assert_cmpfloat (w[i], ==, 0.0f);
+}
+
+static void
+pool_case (const char *label, KiltLayerType type, KiltShape in, guint kh, guint kw, guint sh,
+           guint sw, gboolean same, guint batch, gboolean accumulate)
+{
+  KiltLayerCheck c = { 0 };
+
+  c.label = label;
+  c.type = type;
+  c.cfg = kilt_layer_config_default (type);
+  c.cfg.kh = kh;
+  c.cfg.kw = kw;
+  c.cfg.sh = sh;
+  c.cfg.sw = sw;
+  c.cfg.same = same;
+  c.n_inputs = 1;
+  c.in[0] = in;
+  c.batch = batch;
+  c.training = TRUE;
+  c.seed = 31;
+  c.accumulate = accumulate;
+  kilt_test_layer_case (&c);
+}
+
+static void
+test_max_pool (void)
+{
+  KiltLayerType t = KILT_LAYER_MAX_POOL2D;
+
+  pool_case ("max 2x2", t, (KiltShape){ 2, 6, 6 }, 2, 2, 0, 0, FALSE, 3, FALSE);
+  pool_case ("max 2x2 odd drops the edge", t, (KiltShape){ 3, 7, 5 }, 2, 2, 0, 0, FALSE, 3, FALSE);
+  pool_case ("max 3x3 stride 1", t, (KiltShape){ 2, 5, 7 }, 3, 3, 1, 1, FALSE, 2, FALSE);
+  pool_case ("max 3x3 stride 2 same", t, (KiltShape){ 2, 7, 8 }, 3, 3, 2, 2, TRUE, 3, FALSE);
+  pool_case ("max 2x2 same odd", t, (KiltShape){ 1, 5, 5 }, 2, 2, 0, 0, TRUE, 3, FALSE);
+  pool_case ("max 2x3 strides 1x2 same", t, (KiltShape){ 2, 4, 7 }, 2, 3, 1, 2, TRUE, 2, FALSE);
+  pool_case ("max 2x2 on 1x1 same", t, (KiltShape){ 3, 1, 1 }, 2, 2, 0, 0, TRUE, 3, FALSE);
+  pool_case ("max 3x3 stride 1 adds", t, (KiltShape){ 2, 5, 6 }, 3, 3, 1, 1, TRUE, 3, TRUE);
+}
+
+static void
+test_avg_pool (void)
+{
+  KiltLayerType t = KILT_LAYER_AVG_POOL2D;
+
+  pool_case ("avg 2x2", t, (KiltShape){ 2, 6, 7 }, 2, 2, 0, 0, FALSE, 3, FALSE);
+  pool_case ("avg 3x3 stride 1 same", t, (KiltShape){ 2, 5, 6 }, 3, 3, 1, 1, TRUE, 3, FALSE);
+  pool_case ("avg 3x3 stride 2 valid", t, (KiltShape){ 1, 7, 9 }, 3, 3, 2, 2, FALSE, 3, FALSE);
+  pool_case ("avg 2x3 strides 1x2 same", t, (KiltShape){ 3, 5, 7 }, 2, 3, 1, 2, TRUE, 2, FALSE);
+  pool_case ("avg 2x2 same odd adds", t, (KiltShape){ 2, 5, 3 }, 2, 2, 0, 0, TRUE, 3, TRUE);
+}
+
+static void
+test_global_avg_pool (void)
+{
+  KiltLayerType t = KILT_LAYER_GLOBAL_AVG_POOL2D;
+
+  pool_case ("global avg", t, (KiltShape){ 3, 5, 7 }, 0, 0, 0, 0, FALSE, 3, FALSE);
+  pool_case ("global avg 1x1", t, (KiltShape){ 4, 1, 1 }, 0, 0, 0, 0, FALSE, 2, FALSE);
+  pool_case ("global avg 20x20", t, (KiltShape){ 2, 20, 20 }, 0, 0, 0, 0, FALSE, 3, FALSE);
+  pool_case ("global avg adds", t, (KiltShape){ 2, 3, 4 }, 0, 0, 0, 0, FALSE, 3, TRUE);
+}
+
+/* Keras' pooling output shapes (strides 0 default to the window), and refusals. */
+static void
+test_pool_infer (void)
+{
+  struct
+  {
+    guint h, w, kh, kw, sh, sw;
+    gboolean same;
+    guint oh, ow;
+  } t[] = {
+    { 30, 30, 2, 2, 0, 0, FALSE, 15, 15 }, { 13, 13, 2, 2, 0, 0, FALSE, 6, 6 },
+    { 13, 13, 2, 2, 0, 0, TRUE, 7, 7 },    { 5, 7, 3, 3, 1, 1, FALSE, 3, 5 },
+    { 5, 7, 3, 3, 1, 1, TRUE, 5, 7 },      { 8, 9, 3, 2, 2, 3, FALSE, 3, 3 },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (t); i++)
+    {
+      KiltNode node = { 0 };
+
+      node.name = (char *)"pool";
+      node.klass = &kilt_max_pool2d_class;
+      node.cfg = kilt_layer_config_default (KILT_LAYER_MAX_POOL2D);
+      node.cfg.kh = t[i].kh;
+      node.cfg.kw = t[i].kw;
+      node.cfg.sh = t[i].sh;
+      node.cfg.sw = t[i].sw;
+      node.cfg.same = t[i].same;
+      node.in_shape[0] = (KiltShape){ 4, t[i].h, t[i].w };
+      g_assert_true (kilt_max_pool2d_class.infer (&node, NULL));
+      g_assert_cmpuint (node.out_shape.c, ==, 4);
+      g_assert_cmpuint (node.out_shape.h, ==, t[i].oh);
+      g_assert_cmpuint (node.out_shape.w, ==, t[i].ow);
+      g_assert_cmpuint (node.n_params, ==, 0);
+      g_assert_cmpuint (kilt_max_pool2d_class.saved_floats (&node, 3), ==,
+                        3 * 4 * t[i].oh * t[i].ow);
+    }
+
+  {
+    KiltNode node = { 0 };
+    g_autoptr (GError) error = NULL;
+
+    node.name = (char *)"pool_small";
+    node.klass = &kilt_avg_pool2d_class;
+    node.cfg = kilt_layer_config_default (KILT_LAYER_AVG_POOL2D);
+    node.cfg.kh = node.cfg.kw = 3;
+    node.in_shape[0] = (KiltShape){ 2, 2, 5 };
+    g_assert_false (kilt_avg_pool2d_class.infer (&node, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+    g_assert_nonnull (strstr (error->message, "pool_small"));
+    node.cfg.same = TRUE;
+    g_assert_true (kilt_avg_pool2d_class.infer (&node, NULL));
+    g_assert_cmpuint (node.out_shape.h, ==, 1);
+    g_assert_cmpuint (node.out_shape.w, ==, 2);
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_unsetenv ("KILT_CONV_CHUNK");
+  g_unsetenv ("KILT_CONV_SPLIT");
+  g_test_add_func ("/layers/conv2d/infer", test_conv_infer);
+  g_test_add_func ("/layers/conv2d/init", test_conv_init);
+  g_test_add_func ("/layers/conv2d/shapes", test_conv_shapes);
+  g_test_add_func ("/layers/conv2d/chunks", test_conv_chunks);
+  g_test_add_func ("/layers/conv2d/accumulate", test_conv_accumulate);
+  g_test_add_func ("/layers/pool/infer", test_pool_infer);
+  g_test_add_func ("/layers/pool/max", test_max_pool);
+  g_test_add_func ("/layers/pool/avg", test_avg_pool);
+  g_test_add_func ("/layers/pool/global-avg", test_global_avg_pool);
+  return g_test_run ();
+}

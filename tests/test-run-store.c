@@ -1,0 +1,761 @@
+/* Run store: round trip, step sampling, a writer killed mid-run, migration, concurrent use. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-test-util.h"
+#include "kilt-error.h"
+#include "kilt-run-store-private.h"
+
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char *
+fresh_db (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  return g_build_filename (dir, "sub", "runs.db", NULL);
+}
+
+static char *
+rand_string (GRand *r, const char *prefix)
+{
+  return g_strdup_printf ("%s-%08x", prefix, g_rand_int (r));
+}
+
+/* A record with every field set to something random, so a field lost or swapped shows. */
+static void
+make_record (GRand *r, KiltRunRecord *rec)
+{
+  memset (rec, 0, sizeof *rec);
+  rec->name = rand_string (r, "name");
+  rec->model_name = rand_string (r, "model");
+  rec->model_json = g_strdup_printf ("{\"layers\": [%u, %u]}", g_rand_int (r), g_rand_int (r));
+  rec->data_description = rand_string (r, "data");
+  rec->data_hash = rand_string (r, "hash");
+  rec->device_id = rand_string (r, "devid");
+  rec->device_name = rand_string (r, "devname");
+  rec->device_vendor = rand_string (r, "vendor");
+  rec->device_type = rand_string (r, "type");
+  rec->device_driver = rand_string (r, "driver");
+  rec->device_opencl_version = rand_string (r, "OpenCL");
+  rec->kilt_version = rand_string (r, "kilt");
+  rec->clblast_version = rand_string (r, "clblast");
+  rec->platform_name = rand_string (r, "platform");
+  rec->platform_version = rand_string (r, "pv");
+  rec->config.device_id = rand_string (r, "cfgdev");
+  rec->config.epochs = g_rand_int_range (r, 1, 100);
+  rec->config.batch = g_rand_int_range (r, 1, 512);
+  rec->config.seed = g_rand_int (r);
+  rec->config.val_fraction = (float)g_rand_double (r);
+  rec->config.opt.type = (KiltOptimizerType)g_rand_int_range (r, 0, KILT_OPT_N_TYPES);
+  rec->config.opt.lr = (float)g_rand_double (r);
+  rec->config.opt.momentum = (float)g_rand_double (r);
+  rec->config.opt.nesterov = g_rand_boolean (r);
+  rec->config.opt.rho = (float)g_rand_double (r);
+  rec->config.opt.beta1 = (float)g_rand_double (r);
+  rec->config.opt.beta2 = (float)g_rand_double (r);
+  rec->config.opt.epsilon = (float)g_rand_double_range (r, 1e-9, 1e-5);
+  rec->config.opt.decay = (float)g_rand_double (r);
+  rec->config.opt.weight_decay = (float)g_rand_double (r);
+  rec->config.augment = g_rand_boolean (r);
+  rec->config.preprocess = g_rand_boolean (r) ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;
+  rec->config.max_train_samples = g_rand_int_range (r, 0, 100000);
+  rec->config.checkpoint_path = rand_string (r, "/tmp/ckpt");
+  rec->config.resume = g_rand_boolean (r);
+  rec->config.run_name = rand_string (r, "runname");
+  rec->config.profile = g_rand_boolean (r);
+  rec->flops_per_sample = (guint64)g_rand_int (r) * 7;
+  rec->n_params = g_rand_int (r);
+  rec->train_samples = g_rand_int_range (r, 1, 60000);
+  rec->steps_per_epoch = g_rand_int_range (r, 1, 2000);
+  rec->compile_seconds = g_rand_double_range (r, 0, 30);
+  rec->compile_cached = g_rand_boolean (r);
+}
+
+static void
+make_epoch (GRand *r, guint epoch, KiltEpochRecord *e)
+{
+  e->epoch = epoch;
+  e->train_loss = g_rand_double_range (r, 0, 3);
+  e->train_accuracy = g_rand_double (r);
+  /* Every third epoch has no validation figures: NaN must survive the round trip. */
+  e->val_loss = epoch % 3 == 0 ? NAN : g_rand_double_range (r, 0, 3);
+  e->val_accuracy = epoch % 3 == 0 ? NAN : g_rand_double (r);
+  e->wall_seconds = g_rand_double_range (r, 0.5, 100);
+  e->elapsed_seconds = epoch * 100.0 + g_rand_double (r);
+  e->samples_per_second = g_rand_double_range (r, 10, 10000);
+  e->compile_seconds = g_rand_double_range (r, 0, 5);
+  e->busy_percent = g_rand_double_range (r, 0, 100);
+  e->peak_total = 0;
+  for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
+    {
+      e->peak_bytes[c] = (gint64)g_rand_int (r) * 1000;
+      e->peak_total += e->peak_bytes[c];
+    }
+}
+
+static void
+assert_same_real (double a, double b)
+{
+  if (isnan (a) || isnan (b))
+    g_assert_true (isnan (a) && isnan (b));
+  else
+    g_assert_cmpfloat (a, ==, b);
+}
+
+static void
+assert_epoch_equal (const KiltEpochRecord *a, const KiltEpochRecord *b)
+{
+  g_assert_cmpuint (a->epoch, ==, b->epoch);
+  assert_same_real (a->train_loss, b->train_loss);
+  assert_same_real (a->train_accuracy, b->train_accuracy);
+  assert_same_real (a->val_loss, b->val_loss);
+  assert_same_real (a->val_accuracy, b->val_accuracy);
+  assert_same_real (a->wall_seconds, b->wall_seconds);
+  assert_same_real (a->elapsed_seconds, b->elapsed_seconds);
+  assert_same_real (a->samples_per_second, b->samples_per_second);
+  assert_same_real (a->compile_seconds, b->compile_seconds);
+  assert_same_real (a->busy_percent, b->busy_percent);
+  for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
+    g_assert_cmpint (a->peak_bytes[c], ==, b->peak_bytes[c]);
+  g_assert_cmpint (a->peak_total, ==, b->peak_total);
+}
+
+static void
+assert_record_equal (const KiltRunRecord *a, const KiltRunRecord *b)
+{
+  g_assert_cmpstr (a->name, ==, b->name);
+  g_assert_cmpstr (a->model_name, ==, b->model_name);
+  g_assert_cmpstr (a->model_json, ==, b->model_json);
+  g_assert_cmpstr (a->data_description, ==, b->data_description);
+  g_assert_cmpstr (a->data_hash, ==, b->data_hash);
+  g_assert_cmpstr (a->device_id, ==, b->device_id);
+  g_assert_cmpstr (a->device_name, ==, b->device_name);
+  g_assert_cmpstr (a->device_vendor, ==, b->device_vendor);
+  g_assert_cmpstr (a->device_type, ==, b->device_type);
+  g_assert_cmpstr (a->device_driver, ==, b->device_driver);
+  g_assert_cmpstr (a->device_opencl_version, ==, b->device_opencl_version);
+  g_assert_cmpstr (a->kilt_version, ==, b->kilt_version);
+  g_assert_cmpstr (a->clblast_version, ==, b->clblast_version);
+  g_assert_cmpstr (a->platform_name, ==, b->platform_name);
+  g_assert_cmpstr (a->platform_version, ==, b->platform_version);
+  g_assert_cmpstr (a->config.device_id, ==, b->config.device_id);
+  g_assert_cmpuint (a->config.epochs, ==, b->config.epochs);
+  g_assert_cmpuint (a->config.batch, ==, b->config.batch);
+  g_assert_cmpuint (a->config.seed, ==, b->config.seed);
+  g_assert_cmpfloat (a->config.val_fraction, ==, b->config.val_fraction);
+  g_assert_cmpint (a->config.opt.type, ==, b->config.opt.type);
+  g_assert_cmpfloat (a->config.opt.lr, ==, b->config.opt.lr);
+  g_assert_cmpfloat (a->config.opt.momentum, ==, b->config.opt.momentum);
+  g_assert_cmpint (a->config.opt.nesterov, ==, b->config.opt.nesterov);
+  g_assert_cmpfloat (a->config.opt.rho, ==, b->config.opt.rho);
+  g_assert_cmpfloat (a->config.opt.beta1, ==, b->config.opt.beta1);
+  g_assert_cmpfloat (a->config.opt.beta2, ==, b->config.opt.beta2);
+  g_assert_cmpfloat (a->config.opt.epsilon, ==, b->config.opt.epsilon);
+  g_assert_cmpfloat (a->config.opt.decay, ==, b->config.opt.decay);
+  g_assert_cmpfloat (a->config.opt.weight_decay, ==, b->config.opt.weight_decay);
+  g_assert_cmpint (a->config.augment, ==, b->config.augment);
+  g_assert_cmpint (a->config.preprocess, ==, b->config.preprocess);
+  g_assert_cmpuint (a->config.max_train_samples, ==, b->config.max_train_samples);
+  g_assert_cmpstr (a->config.checkpoint_path, ==, b->config.checkpoint_path);
+  g_assert_cmpint (a->config.resume, ==, b->config.resume);
+  g_assert_cmpstr (a->config.run_name, ==, b->config.run_name);
+  g_assert_cmpint (a->config.profile, ==, b->config.profile);
+  g_assert_cmpuint (a->flops_per_sample, ==, b->flops_per_sample);
+  g_assert_cmpuint (a->n_params, ==, b->n_params);
+  g_assert_cmpuint (a->train_samples, ==, b->train_samples);
+  g_assert_cmpuint (a->steps_per_epoch, ==, b->steps_per_epoch);
+  g_assert_cmpfloat (a->compile_seconds, ==, b->compile_seconds);
+  g_assert_cmpint (a->compile_cached, ==, b->compile_cached);
+}
+
+static void
+test_round_trip (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, &error);
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GArray) timings = g_array_new (FALSE, TRUE, sizeof (KiltLayerTiming));
+  g_autoptr (GPtrArray) list = NULL;
+  KiltRunRecord rec;
+  KiltEpochRecord epochs[5];
+  gint64 id = -1, other = -1;
+  double sum = 0, best = -1, samples = 0;
+
+  g_assert_no_error (error);
+  g_assert_cmpint (kilt_run_store_get_schema_version (store), ==, KILT_RUN_STORE_SCHEMA_VERSION);
+  make_record (r, &rec);
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (id, >, 0);
+
+  /* While running, it reads back as running and with its pid. */
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (run->status, ==, KILT_RUN_RUNNING);
+  g_assert_cmpint (run->pid, ==, getpid ());
+  g_assert_cmpuint (run->epochs->len, ==, 0);
+  g_clear_pointer (&run, kilt_run_free);
+
+  for (guint i = 0; i < G_N_ELEMENTS (epochs); i++)
+    {
+      make_epoch (r, i + 1, &epochs[i]);
+      g_assert_true (kilt_run_store_add_epoch (store, id, &epochs[i], &error));
+      g_assert_no_error (error);
+      sum += epochs[i].wall_seconds;
+      samples += epochs[i].wall_seconds * epochs[i].samples_per_second;
+      if (!isnan (epochs[i].val_accuracy) && epochs[i].val_accuracy > best)
+        best = epochs[i].val_accuracy;
+    }
+  for (int i = 0; i < 4; i++)
+    {
+      KiltLayerTiming t = { .layer = rand_string (r, "layer"),
+                            .type = rand_string (r, "type"),
+                            .forward_ms = g_rand_double (r),
+                            .backward_ms = g_rand_double (r),
+                            .update_ms = g_rand_double (r) };
+      g_array_append_val (timings, t);
+    }
+  g_assert_true (kilt_run_store_set_layer_timings (store, id, timings, &error));
+  g_assert_no_error (error);
+  g_assert_true (
+      kilt_run_store_finish_run (store, id, KILT_RUN_FAILED, "device lost", 0.75, 0.5, &error));
+  g_assert_no_error (error);
+
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  assert_record_equal (&rec, &run->record);
+  g_assert_cmpint (run->status, ==, KILT_RUN_FAILED);
+  g_assert_cmpstr (run->error_message, ==, "device lost");
+  g_assert_cmpfloat (run->test_loss, ==, 0.75);
+  g_assert_cmpfloat (run->test_accuracy, ==, 0.5);
+  g_assert_cmpint (run->ended_at, >=, run->started_at);
+  g_assert_cmpuint (run->epochs->len, ==, G_N_ELEMENTS (epochs));
+  for (guint i = 0; i < G_N_ELEMENTS (epochs); i++)
+    assert_epoch_equal (&epochs[i], &g_array_index (run->epochs, KiltEpochRecord, i));
+  g_assert_cmpuint (run->layer_timings->len, ==, timings->len);
+  for (guint i = 0; i < timings->len; i++)
+    {
+      KiltLayerTiming *a = &g_array_index (timings, KiltLayerTiming, i);
+      KiltLayerTiming *b = &g_array_index (run->layer_timings, KiltLayerTiming, i);
+      g_assert_cmpstr (a->layer, ==, b->layer);
+      g_assert_cmpstr (a->type, ==, b->type);
+      g_assert_cmpfloat (a->forward_ms, ==, b->forward_ms);
+      g_assert_cmpfloat (a->backward_ms, ==, b->backward_ms);
+      g_assert_cmpfloat (a->update_ms, ==, b->update_ms);
+      g_free (a->layer);
+      g_free (a->type);
+    }
+  /* Derived figures against sums made here. */
+  g_assert_cmpfloat_with_epsilon (kilt_run_train_seconds (run), sum, 1e-9 * sum);
+  g_assert_cmpfloat_with_epsilon (kilt_run_mean_epoch_seconds (run), sum / 5, 1e-9 * sum);
+  g_assert_cmpfloat (kilt_run_best_val_accuracy (run), ==, best);
+  g_assert_cmpfloat_with_epsilon (kilt_run_mean_samples_per_second (run), samples / sum,
+                                  1e-9 * samples / sum);
+  g_assert_cmpfloat_with_epsilon (kilt_run_gflops (run),
+                                  3.0 * rec.flops_per_sample * (samples / sum) / 1e9,
+                                  1e-9 * kilt_run_gflops (run));
+  g_clear_pointer (&run, kilt_run_free);
+
+  /* A second run; the list is newest first. */
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &other, &error));
+  list = kilt_run_store_list (store, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (list->len, ==, 2);
+  g_assert_cmpint (((KiltRun *)list->pdata[0])->id, ==, other);
+  g_assert_cmpint (((KiltRun *)list->pdata[1])->id, ==, id);
+  g_assert_cmpuint (((KiltRun *)list->pdata[1])->epochs->len, ==, 5);
+
+  /* Rename, tag, untag, delete. */
+  g_assert_true (kilt_run_store_rename (store, id, "renamed", &error));
+  g_assert_true (kilt_run_store_add_tag (store, id, "gpu", &error));
+  g_assert_true (kilt_run_store_add_tag (store, id, "baseline", &error));
+  g_assert_true (kilt_run_store_add_tag (store, id, "gpu", &error));
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_cmpstr (run->record.name, ==, "renamed");
+  g_assert_cmpuint (run->tags->len, ==, 2);
+  g_assert_cmpstr (run->tags->pdata[0], ==, "baseline");
+  g_assert_cmpstr (run->tags->pdata[1], ==, "gpu");
+  g_clear_pointer (&run, kilt_run_free);
+  g_assert_false (kilt_run_store_add_tag (store, id, "  ", &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_true (kilt_run_store_remove_tag (store, id, "gpu", &error));
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_cmpuint (run->tags->len, ==, 1);
+  g_clear_pointer (&run, kilt_run_free);
+
+  g_assert_true (kilt_run_store_delete (store, id, &error));
+  g_assert_no_error (error);
+  g_assert_null (kilt_run_store_get (store, id, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (kilt_run_store_rename (store, id, "x", &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (kilt_run_store_add_epoch (store, id, &epochs[0], &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_clear_error (&error);
+  /* The cascade took its epochs, timings and tags: no orphans left. */
+  {
+    sqlite3 *db;
+    sqlite3_stmt *stmt;
+    g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_prepare_v2 (db,
+                                         "SELECT (SELECT count(*) FROM epochs) + (SELECT"
+                                         " count(*) FROM layer_timings) + (SELECT count(*) FROM"
+                                         " run_tags)",
+                                         -1, &stmt, NULL),
+                     ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+    g_assert_cmpint (sqlite3_column_int (stmt, 0), ==, 0);
+    sqlite3_finalize (stmt);
+    sqlite3_close (db);
+  }
+  kilt_run_record_clear (&rec);
+}
+
+static void
+test_step_sampling (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, &error);
+  g_autoptr (GArray) kept = g_array_new (FALSE, FALSE, sizeof (KiltStepRecord));
+  g_autoptr (GArray) steps = NULL;
+  KiltRunRecord rec = { 0 };
+  gint64 id;
+  double t = 0, last = -1e9;
+
+  rec.name = g_strdup ("steps");
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  g_assert_no_error (error);
+  /* Steps arrive at random intervals of 1..60 ms: only those 0.1 s past the last kept stay. */
+  for (guint i = 1; i <= 400; i++)
+    {
+      KiltStepRecord s = { .epoch = 1 + i / 100,
+                           .step = 1 + i % 100,
+                           .global_step = i,
+                           .elapsed_seconds = t,
+                           .loss = g_rand_double (r),
+                           .accuracy = g_rand_double (r),
+                           .samples_per_second = g_rand_double_range (r, 1, 1000) };
+      gboolean was_kept = FALSE;
+      g_assert_true (kilt_run_store_add_step (store, id, &s, &was_kept, &error));
+      g_assert_no_error (error);
+      g_assert_cmpint (was_kept, ==, t - last >= 0.1);
+      if (was_kept)
+        {
+          g_array_append_val (kept, s);
+          last = t;
+        }
+      t += g_rand_double_range (r, 0.001, 0.06);
+    }
+  g_assert_cmpuint (kept->len, <=, (guint)(t / 0.1) + 1);
+  g_assert_cmpuint (kept->len, >, 10);
+  steps = kilt_run_store_get_steps (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (steps->len, ==, kept->len);
+  for (guint i = 0; i < kept->len; i++)
+    {
+      KiltStepRecord *a = &g_array_index (kept, KiltStepRecord, i);
+      KiltStepRecord *b = &g_array_index (steps, KiltStepRecord, i);
+      g_assert_cmpuint (a->global_step, ==, b->global_step);
+      g_assert_cmpuint (a->epoch, ==, b->epoch);
+      g_assert_cmpuint (a->step, ==, b->step);
+      g_assert_cmpfloat (a->elapsed_seconds, ==, b->elapsed_seconds);
+      g_assert_cmpfloat (a->loss, ==, b->loss);
+      g_assert_cmpfloat (a->accuracy, ==, b->accuracy);
+      g_assert_cmpfloat (a->samples_per_second, ==, b->samples_per_second);
+    }
+  kilt_run_record_clear (&rec);
+}
+
+/* The child writes @n_epochs epochs (each reported on @fd once committed), then writes steps
+ * of the next epoch forever: the parent kills it mid-epoch. */
+static G_GNUC_NORETURN void
+killed_writer_child (const char *path, guint32 seed, guint n_epochs, int fd)
+{
+  GError *error = NULL;
+  KiltRunStore *store = kilt_run_store_open (path, &error);
+  GRand *r = g_rand_new_with_seed (seed);
+  KiltRunRecord rec;
+  gint64 id;
+  char byte = 'e';
+
+  if (store == NULL)
+    _exit (3);
+  make_record (r, &rec);
+  if (!kilt_run_store_begin_run (store, &rec, &id, &error))
+    _exit (4);
+  if (write (fd, &id, sizeof id) != sizeof id)
+    _exit (5);
+  for (guint e = 1; e <= n_epochs; e++)
+    {
+      KiltEpochRecord ep;
+      make_epoch (r, e, &ep);
+      if (!kilt_run_store_add_epoch (store, id, &ep, &error))
+        _exit (6);
+      if (write (fd, &byte, 1) != 1)
+        _exit (7);
+    }
+  for (guint64 s = 1;; s++)
+    {
+      KiltStepRecord st = { .epoch = n_epochs + 1,
+                            .step = s,
+                            .global_step = s,
+                            .elapsed_seconds = s * 0.2,
+                            .loss = 1,
+                            .accuracy = 0.5,
+                            .samples_per_second = 100 };
+      kilt_run_store_add_step (store, id, &st, NULL, NULL);
+      if (s == 3 && write (fd, &byte, 1) != 1)
+        _exit (8);
+      g_usleep (2000);
+    }
+}
+
+static void
+test_killed_writer (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (KiltRun) run = NULL;
+  guint32 seed = g_test_rand_int ();
+  const guint n_epochs = 3 + g_test_rand_int_range (0, 4);
+  int fds[2];
+  pid_t pid;
+  gint64 id = 0;
+  char byte;
+  int status;
+  KiltRunRecord rec;
+  GRand *r;
+
+  /* Create the file first, so the child opens an existing store as a second process would. */
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  g_clear_pointer (&store, kilt_run_store_close);
+
+  g_assert_cmpint (pipe (fds), ==, 0);
+  pid = fork ();
+  g_assert_cmpint (pid, >=, 0);
+  if (pid == 0)
+    {
+      close (fds[0]);
+      killed_writer_child (path, seed, n_epochs, fds[1]);
+    }
+  close (fds[1]);
+  g_assert_cmpint (read (fds[0], &id, sizeof id), ==, sizeof id);
+  /* n_epochs committed, then three steps of the next epoch. */
+  for (guint i = 0; i < n_epochs + 1; i++)
+    g_assert_cmpint (read (fds[0], &byte, 1), ==, 1);
+
+  /* Opened while the writer lives, the run stays running: the process is there. */
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (run->status, ==, KILT_RUN_RUNNING);
+  g_clear_pointer (&run, kilt_run_free);
+  g_clear_pointer (&store, kilt_run_store_close);
+
+  g_assert_cmpint (kill (pid, SIGKILL), ==, 0);
+  g_assert_cmpint (waitpid (pid, &status, 0), ==, pid);
+  g_assert_true (WIFSIGNALED (status) && WTERMSIG (status) == SIGKILL);
+  close (fds[0]);
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (run->status, ==, KILT_RUN_INTERRUPTED);
+  g_assert_nonnull (strstr (run->error_message, "ended before the run finished"));
+  g_assert_cmpint (run->ended_at, >=, run->started_at);
+
+  /* Every finished epoch is there, exactly as the child wrote it. */
+  r = g_rand_new_with_seed (seed);
+  make_record (r, &rec);
+  assert_record_equal (&rec, &run->record);
+  g_assert_cmpuint (run->epochs->len, ==, n_epochs);
+  for (guint e = 1; e <= n_epochs; e++)
+    {
+      KiltEpochRecord ep;
+      make_epoch (r, e, &ep);
+      assert_epoch_equal (&ep, &g_array_index (run->epochs, KiltEpochRecord, e - 1));
+    }
+  {
+    g_autoptr (GArray) steps = kilt_run_store_get_steps (store, id, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (steps->len, >=, 3);
+  }
+  kilt_run_record_clear (&rec);
+  g_rand_free (r);
+}
+
+/* Our own running run stays running; one whose pid now belongs to another process (another
+ * start time) becomes interrupted. */
+static void
+test_pid_reuse (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, &error);
+  g_autoptr (KiltRun) a = NULL;
+  g_autoptr (KiltRun) b = NULL;
+  KiltRunRecord rec = { 0 };
+  gint64 mine, reused;
+  sqlite3 *db;
+  g_autofree char *sql = NULL;
+
+  rec.name = g_strdup ("x");
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &mine, &error));
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &reused, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&store, kilt_run_store_close);
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  sql = g_strdup_printf (
+      "UPDATE runs SET process_start = process_start + 12345 WHERE id = %" G_GINT64_FORMAT, reused);
+  g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  a = kilt_run_store_get (store, mine, &error);
+  b = kilt_run_store_get (store, reused, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (a->status, ==, KILT_RUN_RUNNING);
+  g_assert_cmpint (b->status, ==, KILT_RUN_INTERRUPTED);
+  kilt_run_record_clear (&rec);
+}
+
+static int
+user_version (const char *path)
+{
+  sqlite3 *db;
+  sqlite3_stmt *stmt;
+  int v;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA user_version", -1, &stmt, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+  v = sqlite3_column_int (stmt, 0);
+  sqlite3_finalize (stmt);
+  sqlite3_close (db);
+  return v;
+}
+
+static void
+test_migration (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (KiltRunStore) store = kilt_run_store_open_version (path, 1, &error);
+  g_autoptr (KiltRun) run = NULL;
+  KiltRunRecord rec;
+  KiltEpochRecord ep[3];
+  gint64 id;
+  gboolean kept = FALSE;
+  KiltStepRecord st = { .epoch = 1,
+                        .step = 1,
+                        .global_step = 1,
+                        .elapsed_seconds = 1,
+                        .loss = 2,
+                        .accuracy = 0.25,
+                        .samples_per_second = 9 };
+
+  g_assert_no_error (error);
+  g_assert_cmpint (kilt_run_store_get_schema_version (store), ==, 1);
+  make_record (r, &rec);
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  for (guint e = 0; e < 3; e++)
+    {
+      make_epoch (r, e + 1, &ep[e]);
+      g_assert_true (kilt_run_store_add_epoch (store, id, &ep[e], &error));
+    }
+  g_assert_true (kilt_run_store_finish_run (store, id, KILT_RUN_FINISHED, NULL, NAN, NAN, &error));
+  g_assert_no_error (error);
+  /* Version 1 has no tags: the call says so rather than failing in SQL. */
+  g_assert_false (kilt_run_store_add_tag (store, id, "t", &error));
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "version 2"));
+  g_clear_error (&error);
+  g_clear_pointer (&store, kilt_run_store_close);
+  g_assert_cmpint (user_version (path), ==, 1);
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (user_version (path), ==, 2);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  assert_record_equal (&rec, &run->record);
+  g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+  g_assert_true (isnan (run->test_loss));
+  g_assert_cmpuint (run->epochs->len, ==, 3);
+  for (guint e = 0; e < 3; e++)
+    assert_epoch_equal (&ep[e], &g_array_index (run->epochs, KiltEpochRecord, e));
+  g_clear_pointer (&run, kilt_run_free);
+  /* What version 2 added works on the migrated file. */
+  g_assert_true (kilt_run_store_add_tag (store, id, "migrated", &error));
+  g_assert_true (kilt_run_store_add_step (store, id, &st, &kept, &error));
+  g_assert_no_error (error);
+  g_assert_true (kept);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_cmpuint (run->tags->len, ==, 1);
+  g_assert_cmpstr (run->tags->pdata[0], ==, "migrated");
+  g_clear_pointer (&store, kilt_run_store_close);
+
+  /* A file from a newer Kilt is refused with a reason, not damaged. */
+  {
+    sqlite3 *db;
+    g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+    g_assert_cmpint (sqlite3_exec (db, "PRAGMA user_version = 99", NULL, NULL, NULL), ==,
+                     SQLITE_OK);
+    sqlite3_close (db);
+  }
+  g_assert_null (kilt_run_store_open (path, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "newer Kilt"));
+  g_assert_cmpint (user_version (path), ==, 99);
+  kilt_run_record_clear (&rec);
+}
+
+/* Concurrency: one writer thread, several readers, each with its own connection. */
+typedef struct
+{
+  const char *path;
+  gint64 id;
+  guint n_epochs;
+  gint done;
+  gint reads;
+  GRand *seed_rand;
+  guint32 seed;
+} Shared;
+
+static gpointer
+writer_thread (gpointer data)
+{
+  Shared *sh = data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (sh->path, &error);
+  g_autoptr (GRand) r = g_rand_new_with_seed (sh->seed);
+
+  g_assert_no_error (error);
+  for (guint e = 1; e <= sh->n_epochs; e++)
+    {
+      KiltEpochRecord ep;
+      KiltStepRecord st = { .epoch = e,
+                            .step = 1,
+                            .global_step = e,
+                            .elapsed_seconds = e,
+                            .loss = 1,
+                            .accuracy = 0.5,
+                            .samples_per_second = 10 };
+      make_epoch (r, e, &ep);
+      g_assert_true (kilt_run_store_add_epoch (store, sh->id, &ep, &error));
+      g_assert_no_error (error);
+      g_assert_true (kilt_run_store_add_step (store, sh->id, &st, NULL, &error));
+      g_assert_no_error (error);
+    }
+  g_assert_true (
+      kilt_run_store_finish_run (store, sh->id, KILT_RUN_FINISHED, NULL, NAN, NAN, &error));
+  g_assert_no_error (error);
+  g_atomic_int_set (&sh->done, 1);
+  return NULL;
+}
+
+static gpointer
+reader_thread (gpointer data)
+{
+  Shared *sh = data;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (sh->path, &error);
+  guint last_len = 0;
+  gboolean finished = FALSE;
+
+  g_assert_no_error (error);
+  while (!finished)
+    {
+      gboolean was_done = g_atomic_int_get (&sh->done);
+      g_autoptr (KiltRun) run = kilt_run_store_get (store, sh->id, &error);
+      g_autoptr (GRand) r = g_rand_new_with_seed (sh->seed);
+
+      g_assert_no_error (error);
+      /* Epochs only grow, and each one read is whole: equal to what the writer wrote. */
+      g_assert_cmpuint (run->epochs->len, >=, last_len);
+      last_len = run->epochs->len;
+      for (guint i = 0; i < run->epochs->len; i++)
+        {
+          KiltEpochRecord ep;
+          make_epoch (r, i + 1, &ep);
+          assert_epoch_equal (&ep, &g_array_index (run->epochs, KiltEpochRecord, i));
+        }
+      /* A snapshot is consistent: a finished run has all its epochs. */
+      if (run->status == KILT_RUN_FINISHED)
+        g_assert_cmpuint (run->epochs->len, ==, sh->n_epochs);
+      g_atomic_int_inc (&sh->reads);
+      finished = was_done;
+    }
+  g_assert_cmpuint (last_len, ==, sh->n_epochs);
+  return NULL;
+}
+
+static void
+test_concurrent (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, &error);
+  KiltRunRecord rec = { 0 };
+  Shared sh = { .path = path, .n_epochs = 120, .seed = g_test_rand_int () };
+  GThread *threads[4];
+
+  rec.name = g_strdup ("concurrent");
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &sh.id, &error));
+  g_assert_no_error (error);
+  for (int i = 0; i < 3; i++)
+    threads[i] = g_thread_new ("reader", reader_thread, &sh);
+  threads[3] = g_thread_new ("writer", writer_thread, &sh);
+  for (int i = 0; i < 4; i++)
+    g_thread_join (threads[i]);
+  g_assert_cmpint (sh.reads, >=, 3);
+  g_test_message ("%d reads during %u committed epochs", sh.reads, sh.n_epochs);
+  kilt_run_record_clear (&rec);
+}
+
+static void
+test_default_path (void)
+{
+  g_autofree char *p = NULL;
+
+  g_setenv ("KILT_RUNS_DB", "/some/where/else.db", TRUE);
+  p = kilt_run_store_default_path ();
+  g_assert_cmpstr (p, ==, "/some/where/else.db");
+  g_free (p);
+  g_unsetenv ("KILT_RUNS_DB");
+  p = kilt_run_store_default_path ();
+  g_assert_true (g_str_has_prefix (p, g_get_user_data_dir ()));
+  g_assert_true (g_str_has_suffix (p, "/kilt/runs.db"));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/run-store/default-path", test_default_path);
+  g_test_add_func ("/run-store/round-trip", test_round_trip);
+  g_test_add_func ("/run-store/step-sampling", test_step_sampling);
+  g_test_add_func ("/run-store/killed-writer", test_killed_writer);
+  g_test_add_func ("/run-store/pid-reuse", test_pid_reuse);
+  g_test_add_func ("/run-store/migration", test_migration);
+  g_test_add_func ("/run-store/concurrent", test_concurrent);
+  return g_test_run ();
+}

@@ -1,0 +1,929 @@
+/* The window's Runs page: the run history as a table, and a comparison of the selected runs. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-runs-page"
+
+#include "kilt-runs-page.h"
+#include "kilt-runs-resources.h"
+#include "kilt-error.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ---- a run in the list model ---- */
+
+#define KILT_TYPE_RUN_ITEM (kilt_run_item_get_type ())
+G_DECLARE_FINAL_TYPE (KiltRunItem, kilt_run_item, KILT, RUN_ITEM, GObject)
+
+struct _KiltRunItem
+{
+  GObject parent_instance;
+  KiltRun *run;
+  char *haystack; /* case-folded text the filter searches */
+};
+
+G_DEFINE_FINAL_TYPE (KiltRunItem, kilt_run_item, G_TYPE_OBJECT)
+
+static void
+kilt_run_item_finalize (GObject *object)
+{
+  KiltRunItem *self = KILT_RUN_ITEM (object);
+  kilt_run_free (self->run);
+  g_free (self->haystack);
+  G_OBJECT_CLASS (kilt_run_item_parent_class)->finalize (object);
+}
+
+static void
+kilt_run_item_class_init (KiltRunItemClass *klass)
+{
+  G_OBJECT_CLASS (klass)->finalize = kilt_run_item_finalize;
+}
+
+static void
+kilt_run_item_init (KiltRunItem *self)
+{
+}
+
+static KiltRunItem *
+kilt_run_item_new (KiltRun *run)
+{
+  KiltRunItem *self = g_object_new (KILT_TYPE_RUN_ITEM, NULL);
+  const KiltRunRecord *r = &run->record;
+  GString *s = g_string_new (NULL);
+
+  self->run = run;
+  g_string_append_printf (
+      s, "#%" G_GINT64_FORMAT " %s %s %s %s %s", run->id, r->name,
+      r->model_name ? r->model_name : "", r->data_description ? r->data_description : "",
+      r->device_name ? r->device_name : "", kilt_run_store_status_name (run->status));
+  for (guint i = 0; i < run->tags->len; i++)
+    g_string_append_printf (s, " %s", (char *)run->tags->pdata[i]);
+  self->haystack = g_utf8_casefold (s->str, -1);
+  g_string_free (s, TRUE);
+  return self;
+}
+
+/* ---- the columns ---- */
+
+typedef enum
+{
+  COL_DATE,
+  COL_NAME,
+  COL_STATUS,
+  COL_MODEL,
+  COL_DATA,
+  COL_DEVICE,
+  COL_EPOCHS,
+  COL_BEST_VAL,
+  COL_PER_EPOCH,
+  COL_TOTAL,
+  COL_TAGS,
+  N_COLS
+} Column;
+
+static const struct
+{
+  const char *title;
+  gboolean numeric;
+  gboolean expand;
+} columns[N_COLS] = {
+  [COL_DATE] = { "Date", FALSE, FALSE },
+  [COL_NAME] = { "Name", FALSE, TRUE },
+  [COL_STATUS] = { "Status", FALSE, FALSE },
+  [COL_MODEL] = { "Model", FALSE, FALSE },
+  [COL_DATA] = { "Data", FALSE, TRUE },
+  [COL_DEVICE] = { "Device", FALSE, TRUE },
+  [COL_EPOCHS] = { "Epochs", TRUE, FALSE },
+  [COL_BEST_VAL] = { "Best val acc", TRUE, FALSE },
+  [COL_PER_EPOCH] = { "Time/epoch", TRUE, FALSE },
+  [COL_TOTAL] = { "Total time", TRUE, FALSE },
+  [COL_TAGS] = { "Tags", FALSE, FALSE },
+};
+
+static double
+column_number (const KiltRun *run, Column col)
+{
+  switch (col)
+    {
+      case COL_DATE:
+        return (double)run->started_at;
+      case COL_EPOCHS:
+        return run->epochs->len;
+      case COL_BEST_VAL:
+        return kilt_run_best_val_accuracy (run);
+      case COL_PER_EPOCH:
+        return kilt_run_mean_epoch_seconds (run);
+      case COL_TOTAL:
+        return kilt_run_train_seconds (run);
+      default:
+        return NAN;
+    }
+}
+
+static char *
+format_duration (double s)
+{
+  if (isnan (s))
+    return g_strdup ("–");
+  if (s >= 3600)
+    return g_strdup_printf ("%d:%02d:%02d", (int)(s / 3600), (int)fmod (s / 60, 60),
+                            (int)fmod (s, 60));
+  if (s >= 60)
+    return g_strdup_printf ("%d:%02d", (int)(s / 60), (int)fmod (s, 60));
+  return g_strdup_printf ("%.1f s", s);
+}
+
+static char *
+column_text (const KiltRun *run, Column col)
+{
+  const KiltRunRecord *r = &run->record;
+
+  switch (col)
+    {
+      case COL_DATE:
+        {
+          g_autoptr (GDateTime) dt
+              = g_date_time_new_from_unix_local (run->started_at / G_USEC_PER_SEC);
+          return dt ? g_date_time_format (dt, "%Y-%m-%d %H:%M") : g_strdup ("–");
+        }
+      case COL_NAME:
+        return g_strdup (r->name);
+      case COL_STATUS:
+        return g_strdup (kilt_run_store_status_name (run->status));
+      case COL_MODEL:
+        return g_strdup (r->model_name ? r->model_name : "–");
+      case COL_DATA:
+        return g_strdup (r->data_description ? r->data_description : "–");
+      case COL_DEVICE:
+        return g_strdup (r->device_name ? r->device_name : "–");
+      case COL_EPOCHS:
+        return g_strdup_printf ("%u", run->epochs->len);
+      case COL_BEST_VAL:
+        {
+          double v = kilt_run_best_val_accuracy (run);
+          return isnan (v) ? g_strdup ("–") : g_strdup_printf ("%.2f%%", v * 100);
+        }
+      case COL_PER_EPOCH:
+        return format_duration (kilt_run_mean_epoch_seconds (run));
+      case COL_TOTAL:
+        return format_duration (kilt_run_train_seconds (run));
+      case COL_TAGS:
+        {
+          GString *s = g_string_new (NULL);
+          for (guint i = 0; i < run->tags->len; i++)
+            g_string_append_printf (s, "%s%s", i ? ", " : "", (char *)run->tags->pdata[i]);
+          return g_string_free (s, FALSE);
+        }
+      default:
+        return g_strdup ("");
+    }
+}
+
+/* ---- the page ---- */
+
+struct _KiltRunsPage
+{
+  AdwBin parent_instance;
+
+  AdwToastOverlay *toasts;
+  GtkSearchEntry *search;
+  GtkColumnView *table;
+  GtkStack *compare_stack;
+  GtkDropDown *chart_choice;
+  GtkCheckButton *x_time;
+  GtkDropDown *baseline_choice;
+  GtkDrawingArea *chart_area;
+  GtkBox *tables_box;
+
+  char *db_path;
+  KiltRunStore *store; /* this thread's connection */
+  GListStore *items;
+  GtkCustomFilter *filter;
+  GtkFilterListModel *filtered;
+  GtkSortListModel *sorted;
+  GtkMultiSelection *selection;
+  GtkColumnViewColumn *cols[N_COLS];
+  char *filter_text;   /* case-folded */
+  GPtrArray *selected; /* KiltRun, borrowed from the items, in table order */
+  GtkStringList *baseline_list;
+  gint64 baseline_id;
+  gboolean updating_baseline;
+};
+
+G_DEFINE_FINAL_TYPE (KiltRunsPage, kilt_runs_page, ADW_TYPE_BIN)
+
+static void
+toast (KiltRunsPage *self, const char *text)
+{
+  adw_toast_overlay_add_toast (self->toasts, adw_toast_new (text));
+}
+
+static gboolean
+filter_func (gpointer item, gpointer user_data)
+{
+  KiltRunsPage *self = user_data;
+  return self->filter_text == NULL || *self->filter_text == '\0'
+         || strstr (KILT_RUN_ITEM (item)->haystack, self->filter_text) != NULL;
+}
+
+static int
+compare_func (gconstpointer a, gconstpointer b, gpointer user_data)
+{
+  Column col = GPOINTER_TO_INT (user_data);
+  const KiltRun *ra = KILT_RUN_ITEM ((gpointer)a)->run;
+  const KiltRun *rb = KILT_RUN_ITEM ((gpointer)b)->run;
+  double x = column_number (ra, col), y = column_number (rb, col);
+
+  if (!isnan (x) || !isnan (y) || col == COL_DATE)
+    {
+      /* Runs without the figure sort after those with it. */
+      if (isnan (x) != isnan (y))
+        return isnan (x) ? 1 : -1;
+      return x < y ? -1 : x > y ? 1 : 0;
+    }
+  {
+    g_autofree char *s = column_text (ra, col);
+    g_autofree char *t = column_text (rb, col);
+    return g_utf8_collate (s, t);
+  }
+}
+
+static void
+setup_cell (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer user_data)
+{
+  Column col = GPOINTER_TO_INT (user_data);
+  GtkWidget *label = gtk_label_new (NULL);
+
+  gtk_label_set_xalign (GTK_LABEL (label), columns[col].numeric ? 1 : 0);
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+  if (columns[col].numeric)
+    gtk_widget_add_css_class (label, "numeric");
+  gtk_list_item_set_child (item, label);
+}
+
+static void
+bind_cell (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer user_data)
+{
+  Column col = GPOINTER_TO_INT (user_data);
+  KiltRunItem *run_item = gtk_list_item_get_item (item);
+  g_autofree char *text = column_text (run_item->run, col);
+  GtkWidget *label = gtk_list_item_get_child (item);
+
+  gtk_label_set_text (GTK_LABEL (label), text);
+  if (col == COL_STATUS && run_item->run->error_message)
+    gtk_widget_set_tooltip_text (label, run_item->run->error_message);
+  else
+    gtk_widget_set_tooltip_text (label, NULL);
+}
+
+static void
+build_columns (KiltRunsPage *self)
+{
+  for (int c = 0; c < N_COLS; c++)
+    {
+      GtkListItemFactory *factory = gtk_signal_list_item_factory_new ();
+      GtkSorter *sorter
+          = GTK_SORTER (gtk_custom_sorter_new (compare_func, GINT_TO_POINTER (c), NULL));
+      GtkColumnViewColumn *col;
+
+      g_signal_connect (factory, "setup", G_CALLBACK (setup_cell), GINT_TO_POINTER (c));
+      g_signal_connect (factory, "bind", G_CALLBACK (bind_cell), GINT_TO_POINTER (c));
+      col = gtk_column_view_column_new (columns[c].title, factory);
+      gtk_column_view_column_set_sorter (col, sorter);
+      gtk_column_view_column_set_resizable (col, TRUE);
+      gtk_column_view_column_set_expand (col, columns[c].expand);
+      gtk_column_view_append_column (self->table, col);
+      self->cols[c] = col;
+      g_object_unref (sorter);
+    }
+}
+
+/* ---- comparison ---- */
+
+static KiltReportOptions
+report_options (KiltRunsPage *self)
+{
+  KiltReportOptions o = { .runs = self->selected };
+
+  for (guint i = 0; i < self->selected->len; i++)
+    if (((KiltRun *)self->selected->pdata[i])->id == self->baseline_id)
+      o.baseline = self->selected->pdata[i];
+  o.chart = (KiltReportChart)gtk_drop_down_get_selected (self->chart_choice);
+  o.x_wall_time = gtk_check_button_get_active (self->x_time);
+  return o;
+}
+
+static void
+draw_chart (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer user_data)
+{
+  KiltRunsPage *self = user_data;
+  KiltReportOptions o = report_options (self);
+  g_autoptr (KiltChart) chart = NULL;
+  GdkRGBA fg;
+  double fgv[3], bg[4] = { 0, 0, 0, 0 };
+
+  if (self->selected->len == 0)
+    return;
+  chart = kilt_report_chart_new (&o, o.chart);
+  /* GTK 4.8 has no gtk_widget_get_color (4.10): the style context gives the text colour. */
+  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
+  gtk_style_context_get_color (gtk_widget_get_style_context (GTK_WIDGET (area)), &fg);
+  G_GNUC_END_IGNORE_DEPRECATIONS
+  fgv[0] = fg.red, fgv[1] = fg.green, fgv[2] = fg.blue;
+  kilt_chart_set_colors (chart, fgv, bg);
+  kilt_chart_set_columns (chart, (guint)MAX (width, 1));
+  kilt_chart_draw (chart, cr, width, height, -1);
+}
+
+static GtkWidget *
+table_widget (const KiltReportTable *t)
+{
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  GtkWidget *title = gtk_label_new (t->title);
+  GtkWidget *grid = gtk_grid_new ();
+
+  gtk_widget_add_css_class (title, "heading");
+  gtk_label_set_xalign (GTK_LABEL (title), 0);
+  gtk_label_set_wrap (GTK_LABEL (title), TRUE);
+  gtk_box_append (GTK_BOX (box), title);
+  if (t->note)
+    {
+      GtkWidget *note = gtk_label_new (t->note);
+      gtk_widget_add_css_class (note, "dim-label");
+      gtk_label_set_wrap (GTK_LABEL (note), TRUE);
+      gtk_label_set_max_width_chars (GTK_LABEL (note), 60);
+      gtk_label_set_xalign (GTK_LABEL (note), 0);
+      gtk_box_append (GTK_BOX (box), note);
+    }
+  gtk_grid_set_column_spacing (GTK_GRID (grid), 12);
+  gtk_grid_set_row_spacing (GTK_GRID (grid), 2);
+  for (guint r = 0; r <= t->rows->len; r++)
+    {
+      GPtrArray *row = r == 0 ? t->header : t->rows->pdata[r - 1];
+      for (guint c = 0; c < row->len; c++)
+        {
+          GtkWidget *cell = gtk_label_new (row->pdata[c]);
+          gtk_label_set_xalign (GTK_LABEL (cell), c == 0 ? 0 : 1);
+          gtk_label_set_selectable (GTK_LABEL (cell), TRUE);
+          gtk_widget_add_css_class (cell, r == 0 ? "caption-heading" : "numeric");
+          gtk_grid_attach (GTK_GRID (grid), cell, (int)c, (int)r, 1, 1);
+        }
+    }
+  gtk_box_append (GTK_BOX (box), grid);
+  return box;
+}
+
+static void
+update_tables (KiltRunsPage *self)
+{
+  GtkWidget *child;
+  KiltReportOptions o = report_options (self);
+  g_autoptr (GPtrArray) tables = NULL;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->tables_box))))
+    gtk_box_remove (self->tables_box, child);
+  if (self->selected->len == 0)
+    return;
+  tables = kilt_report_build_tables (&o);
+  /* The summary (speed-ups against the baseline) and the per-layer times side by side; the
+   * per-epoch tables belong in exported reports. */
+  for (guint i = 0; i < tables->len; i++)
+    {
+      KiltReportTable *t = tables->pdata[i];
+      if (i == 0 || g_str_has_prefix (t->title, "Per-layer"))
+        gtk_box_append (self->tables_box, table_widget (t));
+    }
+}
+
+static void
+update_comparison (KiltRunsPage *self)
+{
+  update_tables (self);
+  gtk_widget_queue_draw (GTK_WIDGET (self->chart_area));
+}
+
+static void
+update_actions (KiltRunsPage *self)
+{
+  guint n = self->selected->len;
+
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.rename", n == 1);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.tag", n >= 1);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.delete", n >= 1);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.export", n >= 1);
+}
+
+static void
+selection_changed (KiltRunsPage *self)
+{
+  GListModel *model = G_LIST_MODEL (self->selection);
+  guint n = g_list_model_get_n_items (model);
+  gboolean baseline_kept = FALSE;
+  guint baseline_pos = 0;
+
+  g_ptr_array_set_size (self->selected, 0);
+  for (guint i = 0; i < n; i++)
+    if (gtk_selection_model_is_selected (GTK_SELECTION_MODEL (self->selection), i))
+      {
+        g_autoptr (KiltRunItem) item = g_list_model_get_item (model, i);
+        g_ptr_array_add (self->selected, item->run);
+      }
+
+  /* The baseline list follows the selection; the chosen baseline stays while selected. */
+  self->updating_baseline = TRUE;
+  gtk_string_list_splice (self->baseline_list, 0,
+                          g_list_model_get_n_items (G_LIST_MODEL (self->baseline_list)), NULL);
+  for (guint i = 0; i < self->selected->len; i++)
+    {
+      KiltRun *run = self->selected->pdata[i];
+      g_autofree char *label
+          = g_strdup_printf ("#%" G_GINT64_FORMAT " %s", run->id, run->record.name);
+      gtk_string_list_append (self->baseline_list, label);
+      if (run->id == self->baseline_id)
+        baseline_kept = TRUE, baseline_pos = i;
+    }
+  if (!baseline_kept)
+    self->baseline_id = self->selected->len ? ((KiltRun *)self->selected->pdata[0])->id : 0;
+  if (self->selected->len)
+    gtk_drop_down_set_selected (self->baseline_choice, baseline_pos);
+  self->updating_baseline = FALSE;
+
+  gtk_stack_set_visible_child_name (self->compare_stack, self->selected->len ? "compare" : "empty");
+  update_actions (self);
+  update_comparison (self);
+}
+
+static void
+baseline_changed (KiltRunsPage *self)
+{
+  guint pos = gtk_drop_down_get_selected (self->baseline_choice);
+
+  if (self->updating_baseline || pos >= self->selected->len)
+    return;
+  self->baseline_id = ((KiltRun *)self->selected->pdata[pos])->id;
+  update_comparison (self);
+}
+
+static void
+on_search_changed (KiltRunsPage *self, GtkSearchEntry *entry)
+{
+  kilt_runs_page_set_filter (self, gtk_editable_get_text (GTK_EDITABLE (entry)));
+}
+
+/* ---- public API ---- */
+
+gboolean
+kilt_runs_page_reload (KiltRunsPage *self, GError **error)
+{
+  g_autoptr (GPtrArray) runs = NULL;
+  g_autoptr (GArray) keep = NULL;
+  g_autoptr (GPtrArray) items = NULL;
+  gint64 baseline = self->baseline_id;
+
+  g_return_val_if_fail (KILT_IS_RUNS_PAGE (self), FALSE);
+
+  if (self->store == NULL)
+    {
+      self->store = kilt_run_store_open (self->db_path, error);
+      if (self->store == NULL)
+        return FALSE;
+    }
+  runs = kilt_run_store_list (self->store, error);
+  if (runs == NULL)
+    return FALSE;
+  keep = kilt_runs_page_get_selected (self);
+  items = g_ptr_array_new_with_free_func (g_object_unref);
+  for (guint i = 0; i < runs->len; i++)
+    g_ptr_array_add (items, kilt_run_item_new (runs->pdata[i]));
+  /* The items own the runs now. */
+  g_ptr_array_set_free_func (runs, NULL);
+  g_list_store_splice (self->items, 0, g_list_model_get_n_items (G_LIST_MODEL (self->items)),
+                       items->pdata, items->len);
+  kilt_runs_page_select (self, (gint64 *)keep->data, keep->len);
+  kilt_runs_page_set_baseline (self, baseline);
+  return TRUE;
+}
+
+void
+kilt_runs_page_set_db_path (KiltRunsPage *self, const char *path)
+{
+  g_autoptr (GError) error = NULL;
+
+  g_return_if_fail (KILT_IS_RUNS_PAGE (self));
+  g_free (self->db_path);
+  self->db_path = g_strdup (path);
+  g_clear_pointer (&self->store, kilt_run_store_close);
+  if (!kilt_runs_page_reload (self, &error))
+    toast (self, error->message);
+}
+
+const char *
+kilt_runs_page_get_db_path (KiltRunsPage *self)
+{
+  return self->db_path;
+}
+
+void
+kilt_runs_page_set_filter (KiltRunsPage *self, const char *text)
+{
+  g_free (self->filter_text);
+  self->filter_text = text ? g_utf8_casefold (text, -1) : NULL;
+  if (g_strcmp0 (gtk_editable_get_text (GTK_EDITABLE (self->search)), text ? text : "") != 0)
+    gtk_editable_set_text (GTK_EDITABLE (self->search), text ? text : "");
+  gtk_filter_changed (GTK_FILTER (self->filter), GTK_FILTER_CHANGE_DIFFERENT);
+}
+
+guint
+kilt_runs_page_get_n_shown (KiltRunsPage *self)
+{
+  return g_list_model_get_n_items (G_LIST_MODEL (self->selection));
+}
+
+gint64
+kilt_runs_page_get_shown_id (KiltRunsPage *self, guint position)
+{
+  g_autoptr (KiltRunItem) item = g_list_model_get_item (G_LIST_MODEL (self->selection), position);
+  return item ? item->run->id : 0;
+}
+
+gboolean
+kilt_runs_page_sort_by (KiltRunsPage *self, const char *title, gboolean descending)
+{
+  for (int c = 0; c < N_COLS; c++)
+    if (g_strcmp0 (columns[c].title, title) == 0)
+      {
+        gtk_column_view_sort_by_column (self->table, self->cols[c],
+                                        descending ? GTK_SORT_DESCENDING : GTK_SORT_ASCENDING);
+        return TRUE;
+      }
+  return FALSE;
+}
+
+void
+kilt_runs_page_select (KiltRunsPage *self, const gint64 *ids, guint n_ids)
+{
+  GListModel *model = G_LIST_MODEL (self->selection);
+  guint n = g_list_model_get_n_items (model);
+  g_autoptr (GtkBitset) set = gtk_bitset_new_empty ();
+  g_autoptr (GtkBitset) mask = gtk_bitset_new_range (0, n);
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autoptr (KiltRunItem) item = g_list_model_get_item (model, i);
+      for (guint k = 0; k < n_ids; k++)
+        if (item->run->id == ids[k])
+          gtk_bitset_add (set, i);
+    }
+  gtk_selection_model_set_selection (GTK_SELECTION_MODEL (self->selection), set, mask);
+  /* A selection that did not change emits nothing; the runs behind it may have. */
+  selection_changed (self);
+}
+
+GArray *
+kilt_runs_page_get_selected (KiltRunsPage *self)
+{
+  GArray *ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+
+  for (guint i = 0; i < self->selected->len; i++)
+    g_array_append_val (ids, ((KiltRun *)self->selected->pdata[i])->id);
+  return ids;
+}
+
+void
+kilt_runs_page_set_baseline (KiltRunsPage *self, gint64 id)
+{
+  for (guint i = 0; i < self->selected->len; i++)
+    if (((KiltRun *)self->selected->pdata[i])->id == id)
+      {
+        gtk_drop_down_set_selected (self->baseline_choice, i);
+        self->baseline_id = id;
+        update_comparison (self);
+        return;
+      }
+}
+
+gint64
+kilt_runs_page_get_baseline (KiltRunsPage *self)
+{
+  return self->baseline_id;
+}
+
+void
+kilt_runs_page_set_chart (KiltRunsPage *self, KiltReportChart chart)
+{
+  gtk_drop_down_set_selected (self->chart_choice, chart);
+}
+
+gboolean
+kilt_runs_page_rename_run (KiltRunsPage *self, gint64 id, const char *name, GError **error)
+{
+  if (self->store == NULL || !kilt_run_store_rename (self->store, id, name, error))
+    return FALSE;
+  return kilt_runs_page_reload (self, error);
+}
+
+gboolean
+kilt_runs_page_tag_selected (KiltRunsPage *self, const char *tag, GError **error)
+{
+  g_autoptr (GArray) ids = kilt_runs_page_get_selected (self);
+
+  for (guint i = 0; i < ids->len; i++)
+    if (!kilt_run_store_add_tag (self->store, g_array_index (ids, gint64, i), tag, error))
+      return FALSE;
+  return kilt_runs_page_reload (self, error);
+}
+
+gboolean
+kilt_runs_page_delete_selected (KiltRunsPage *self, GError **error)
+{
+  g_autoptr (GArray) ids = kilt_runs_page_get_selected (self);
+
+  for (guint i = 0; i < ids->len; i++)
+    if (!kilt_run_store_delete (self->store, g_array_index (ids, gint64, i), error))
+      return FALSE;
+  return kilt_runs_page_reload (self, error);
+}
+
+gboolean
+kilt_runs_page_export (KiltRunsPage *self, KiltReportFormat format, const char *path,
+                       GError **error)
+{
+  KiltReportOptions o = report_options (self);
+  g_autoptr (GPtrArray) with_steps = NULL;
+
+  if (self->selected->len == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "select the runs to put in the report");
+      return FALSE;
+    }
+  /* JSON holds everything, the sampled steps too. */
+  if (format == KILT_REPORT_JSON)
+    for (guint i = 0; i < self->selected->len; i++)
+      if (((KiltRun *)self->selected->pdata[i])->steps == NULL
+          && !kilt_run_store_load_steps (self->store, self->selected->pdata[i], error))
+        return FALSE;
+  return kilt_report_write (&o, format, path, error);
+}
+
+/* ---- actions with dialogs ---- */
+
+static GtkWindow *
+parent_window (KiltRunsPage *self)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  return GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL;
+}
+
+static GtkWidget *
+entry_dialog (KiltRunsPage *self, const char *heading, const char *text, const char *ok)
+{
+  GtkWidget *dialog = adw_message_dialog_new (parent_window (self), heading, NULL);
+  GtkWidget *entry = gtk_entry_new ();
+
+  gtk_editable_set_text (GTK_EDITABLE (entry), text ? text : "");
+  gtk_entry_set_activates_default (GTK_ENTRY (entry), TRUE);
+  adw_message_dialog_set_extra_child (ADW_MESSAGE_DIALOG (dialog), entry);
+  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", "_Cancel", "ok", ok,
+                                    NULL);
+  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "ok",
+                                              ADW_RESPONSE_SUGGESTED);
+  adw_message_dialog_set_default_response (ADW_MESSAGE_DIALOG (dialog), "ok");
+  g_object_set_data (G_OBJECT (dialog), "entry", entry);
+  return dialog;
+}
+
+static void
+rename_response (AdwMessageDialog *dialog, const char *response, KiltRunsPage *self)
+{
+  GtkWidget *entry = g_object_get_data (G_OBJECT (dialog), "entry");
+  gint64 id = GPOINTER_TO_SIZE (g_object_get_data (G_OBJECT (dialog), "run-id"));
+  g_autoptr (GError) error = NULL;
+
+  if (g_strcmp0 (response, "ok") == 0
+      && !kilt_runs_page_rename_run (self, id, gtk_editable_get_text (GTK_EDITABLE (entry)),
+                                     &error))
+    toast (self, error->message);
+}
+
+static void
+action_rename (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  KiltRun *run;
+  GtkWidget *dialog;
+
+  if (self->selected->len != 1)
+    return;
+  run = self->selected->pdata[0];
+  dialog = entry_dialog (self, "Rename Run", run->record.name, "_Rename");
+  g_object_set_data (G_OBJECT (dialog), "run-id", GSIZE_TO_POINTER ((gsize)run->id));
+  g_signal_connect (dialog, "response", G_CALLBACK (rename_response), self);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+tag_response (AdwMessageDialog *dialog, const char *response, KiltRunsPage *self)
+{
+  GtkWidget *entry = g_object_get_data (G_OBJECT (dialog), "entry");
+  g_autoptr (GError) error = NULL;
+
+  if (g_strcmp0 (response, "ok") == 0
+      && !kilt_runs_page_tag_selected (self, gtk_editable_get_text (GTK_EDITABLE (entry)), &error))
+    toast (self, error->message);
+}
+
+static void
+action_tag (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  GtkWidget *dialog = entry_dialog (self, "Tag Runs", NULL, "_Tag");
+
+  g_signal_connect (dialog, "response", G_CALLBACK (tag_response), self);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+delete_response (AdwMessageDialog *dialog, const char *response, KiltRunsPage *self)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (g_strcmp0 (response, "delete") == 0 && !kilt_runs_page_delete_selected (self, &error))
+    toast (self, error->message);
+}
+
+static void
+action_delete (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  g_autofree char *heading = NULL;
+  GtkWidget *dialog;
+
+  if (self->selected->len == 0)
+    return;
+  heading
+      = self->selected->len == 1
+            ? g_strdup_printf ("Delete “%s”?", ((KiltRun *)self->selected->pdata[0])->record.name)
+            : g_strdup_printf ("Delete %u runs?", self->selected->len);
+  dialog = adw_message_dialog_new (parent_window (self), heading,
+                                   "Their epochs, timings and tags go with them. This cannot"
+                                   " be undone.");
+  adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", "_Cancel", "delete",
+                                    "_Delete", NULL);
+  adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "delete",
+                                              ADW_RESPONSE_DESTRUCTIVE);
+  g_signal_connect (dialog, "response", G_CALLBACK (delete_response), self);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+export_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
+{
+  g_autoptr (GFile) file = NULL;
+  g_autofree char *path = NULL;
+  g_autoptr (GError) error = NULL;
+  const char *dot;
+  KiltReportFormat format;
+
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (native));
+      path = file ? g_file_get_path (file) : NULL;
+      dot = path ? strrchr (path, '.') : NULL;
+      if (path == NULL)
+        toast (self, "Reports can only be saved to local files");
+      else if (dot == NULL || !kilt_report_format_from_name (dot + 1, &format))
+        toast (self, "End the name in .html, .pdf, .md, .csv, .json, .png or .svg to choose"
+                     " the format");
+      else if (!kilt_runs_page_export (self, format, path, &error))
+        toast (self, error->message);
+      else
+        {
+          g_autofree char *base = g_path_get_basename (path);
+          g_autofree char *msg = g_strdup_printf ("Saved %s", base);
+          toast (self, msg);
+        }
+    }
+  g_object_unref (native);
+}
+
+static void
+action_export (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  GtkFileChooserNative *native = gtk_file_chooser_native_new (
+      "Export Report", parent_window (self), GTK_FILE_CHOOSER_ACTION_SAVE, "_Export", "_Cancel");
+
+  gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (native), "kilt-report.html");
+  g_signal_connect (native, "response", G_CALLBACK (export_response), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (native));
+}
+
+static void
+action_reload (GtkWidget *widget, const char *name, GVariant *param)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!kilt_runs_page_reload (KILT_RUNS_PAGE (widget), &error))
+    toast (KILT_RUNS_PAGE (widget), error->message);
+}
+
+/* ---- life cycle ---- */
+
+static void
+kilt_runs_page_dispose (GObject *object)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (object);
+
+  /* AdwBin unparents its child (the template's root) itself; disposing the template here
+   * as well would unparent it twice. */
+  g_clear_object (&self->selection);
+  g_clear_object (&self->baseline_list);
+  G_OBJECT_CLASS (kilt_runs_page_parent_class)->dispose (object);
+}
+
+static void
+kilt_runs_page_finalize (GObject *object)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (object);
+
+  g_ptr_array_unref (self->selected);
+  g_clear_pointer (&self->store, kilt_run_store_close);
+  g_free (self->db_path);
+  g_free (self->filter_text);
+  G_OBJECT_CLASS (kilt_runs_page_parent_class)->finalize (object);
+}
+
+static void
+kilt_runs_page_class_init (KiltRunsPageClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = kilt_runs_page_dispose;
+  object_class->finalize = kilt_runs_page_finalize;
+
+  kilt_runs_register_resource ();
+  gtk_widget_class_set_template_from_resource (widget_class, "/org/kilt/Kilt/ui/kilt-runs-page.ui");
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, toasts);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, search);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, table);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, compare_stack);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, chart_choice);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, x_time);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, baseline_choice);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, chart_area);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, tables_box);
+  gtk_widget_class_bind_template_callback (widget_class, on_search_changed);
+
+  gtk_widget_class_install_action (widget_class, "runs.rename", NULL, action_rename);
+  gtk_widget_class_install_action (widget_class, "runs.tag", NULL, action_tag);
+  gtk_widget_class_install_action (widget_class, "runs.delete", NULL, action_delete);
+  gtk_widget_class_install_action (widget_class, "runs.export", NULL, action_export);
+  gtk_widget_class_install_action (widget_class, "runs.reload", NULL, action_reload);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F2, 0, "runs.rename", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Delete, 0, "runs.delete", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F5, 0, "runs.reload", NULL);
+}
+
+static void
+kilt_runs_page_init (KiltRunsPage *self)
+{
+  g_autoptr (GtkStringList) charts = gtk_string_list_new (NULL);
+
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->selected = g_ptr_array_new ();
+
+  build_columns (self);
+  self->items = g_list_store_new (KILT_TYPE_RUN_ITEM);
+  self->filter = gtk_custom_filter_new (filter_func, self, NULL);
+  self->filtered
+      = gtk_filter_list_model_new (G_LIST_MODEL (self->items), GTK_FILTER (self->filter));
+  self->sorted = gtk_sort_list_model_new (G_LIST_MODEL (self->filtered),
+                                          g_object_ref (gtk_column_view_get_sorter (self->table)));
+  self->selection = gtk_multi_selection_new (G_LIST_MODEL (g_object_ref (self->sorted)));
+  gtk_column_view_set_model (self->table, GTK_SELECTION_MODEL (self->selection));
+  g_object_unref (self->sorted); /* the selection holds it, and it the rest */
+  g_signal_connect_swapped (self->selection, "selection-changed", G_CALLBACK (selection_changed),
+                            self);
+  /* A re-sort or a filter moves rows: the selected runs' order follows. */
+  g_signal_connect_swapped (self->selection, "items-changed", G_CALLBACK (selection_changed), self);
+
+  for (int c = 0; c < KILT_REPORT_N_CHARTS; c++)
+    gtk_string_list_append (charts, kilt_report_chart_title ((KiltReportChart)c));
+  gtk_drop_down_set_model (self->chart_choice, G_LIST_MODEL (charts));
+  self->baseline_list = gtk_string_list_new (NULL);
+  gtk_drop_down_set_model (self->baseline_choice, G_LIST_MODEL (self->baseline_list));
+  g_signal_connect_swapped (self->chart_choice, "notify::selected", G_CALLBACK (update_comparison),
+                            self);
+  g_signal_connect_swapped (self->x_time, "toggled", G_CALLBACK (update_comparison), self);
+  g_signal_connect_swapped (self->baseline_choice, "notify::selected",
+                            G_CALLBACK (baseline_changed), self);
+  gtk_drawing_area_set_draw_func (self->chart_area, draw_chart, self, NULL);
+  update_actions (self);
+}
+
+GtkWidget *
+kilt_runs_page_new (void)
+{
+  return g_object_new (KILT_TYPE_RUNS_PAGE, NULL);
+}

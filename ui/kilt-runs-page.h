@@ -1,0 +1,46 @@
+/* The window's Runs page: the run history as a table, and a comparison of the selected runs. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <adwaita.h>
+
+#include "kilt-report.h"
+
+G_BEGIN_DECLS
+
+#define KILT_TYPE_RUNS_PAGE (kilt_runs_page_get_type ())
+G_DECLARE_FINAL_TYPE (KiltRunsPage, kilt_runs_page, KILT, RUNS_PAGE, AdwBin)
+
+GtkWidget *kilt_runs_page_new (void);
+
+/* The run store to show (NULL: the default, $KILT_RUNS_DB or the data folder). Reloads. */
+void kilt_runs_page_set_db_path (KiltRunsPage *page, const char *path);
+const char *kilt_runs_page_get_db_path (KiltRunsPage *page);
+/* Reads the store again (after a run ends, or when another process wrote to it). */
+gboolean kilt_runs_page_reload (KiltRunsPage *page, GError **error);
+
+/* The table as shown: filtered and sorted. */
+void kilt_runs_page_set_filter (KiltRunsPage *page, const char *text);
+guint kilt_runs_page_get_n_shown (KiltRunsPage *page);
+gint64 kilt_runs_page_get_shown_id (KiltRunsPage *page, guint position);
+/* Sorts by the column titled @title ("Total time", "Best val acc", ...). */
+gboolean kilt_runs_page_sort_by (KiltRunsPage *page, const char *title, gboolean descending);
+
+/* Selection and comparison. */
+void kilt_runs_page_select (KiltRunsPage *page, const gint64 *ids, guint n_ids);
+/* The selected run ids in table order. */
+GArray *kilt_runs_page_get_selected (KiltRunsPage *page);
+void kilt_runs_page_set_baseline (KiltRunsPage *page, gint64 id);
+gint64 kilt_runs_page_get_baseline (KiltRunsPage *page);
+void kilt_runs_page_set_chart (KiltRunsPage *page, KiltReportChart chart);
+
+/* What the page's buttons do, without their dialogs. */
+gboolean kilt_runs_page_rename_run (KiltRunsPage *page, gint64 id, const char *name,
+                                    GError **error);
+gboolean kilt_runs_page_tag_selected (KiltRunsPage *page, const char *tag, GError **error);
+gboolean kilt_runs_page_delete_selected (KiltRunsPage *page, GError **error);
+/* A report of the selected runs against the chosen baseline (PNG/SVG: the chart shown). */
+gboolean kilt_runs_page_export (KiltRunsPage *page, KiltReportFormat format, const char *path,
+                                GError **error);
+
+G_END_DECLS
