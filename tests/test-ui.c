@@ -564,6 +564,20 @@ test_train (void)
   g_assert_cmpuint (kilt_chart_get_n_points (loss, 0), >, 0);
   settle (0.3);
   screenshot (GTK_WIDGET (window), "train-finished");
+  /* The lower half: busy %, the log and the per-layer times. */
+  {
+    GtkWidget *w = GTK_WIDGET (kilt_window_get_train_page (window));
+    GtkAdjustment *adj;
+
+    while (w && !GTK_IS_SCROLLED_WINDOW (w))
+      w = gtk_widget_get_first_child (w);
+    g_assert_nonnull (w);
+    adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (w));
+    gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj));
+    settle (0.3);
+    screenshot (window_content (), "train-finished-lower");
+    gtk_adjustment_set_value (adj, 0);
+  }
 }
 
 static void
@@ -582,6 +596,13 @@ test_stop (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
   g_assert_true (kilt_session_is_running (session));
   g_assert_true (wait_until (has_loss_points, NULL, 60));
+  /* Pause and resume through the same action (Ctrl+P). */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.pause", NULL));
+  g_assert_true (kilt_session_is_paused (session));
+  settle (0.3);
+  g_assert_true (kilt_session_is_running (session));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.pause", NULL));
+  g_assert_false (kilt_session_is_paused (session));
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
   g_assert_true (wait_until (run_over, NULL, 30));
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training stopped");
