@@ -4,6 +4,7 @@
 
 #include "kilt-application.h"
 #include "kilt-chart-view.h"
+#include "kilt-context.h"
 #include "kilt-device.h"
 #include "kilt-window.h"
 
@@ -580,6 +581,39 @@ test_train (void)
   }
 }
 
+/* A run that fails on the device: the error shows on the Train page, the window stays
+ * usable, and the next run works. */
+static void
+test_failed_run (void)
+{
+  KiltSession *session = kilt_window_get_session (window);
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  kilt_model_page_set_epochs (kilt_window_get_model_page (window), 2);
+  kilt_window_set_sample_limit (window, 512);
+  /* The 40th kernel launch from now fails, as a lost device would. */
+  kilt_fault_set (KILT_FAULT_ENQUEUE, 40);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (wait_until (run_over, NULL, 120));
+  kilt_fault_set (KILT_FAULT_ENQUEUE, 0);
+  g_test_message ("shown: %s", kilt_window_get_last_message (window));
+  g_assert_true (g_str_has_prefix (kilt_window_get_last_message (window), "Training failed: "));
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
+  settle (0.3);
+  screenshot (window_content (), "train-failed");
+
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (kilt_session_is_running (session));
+  g_assert_true (wait_until (run_over, NULL, 120));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
+}
+
 static void
 test_stop (void)
 {
@@ -758,6 +792,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/6-session", test_session);
   g_test_add_func ("/ui/6-live-charts", test_live_charts);
   g_test_add_func ("/ui/7-train", test_train);
+  g_test_add_func ("/ui/7-train-failed", test_failed_run);
   g_test_add_func ("/ui/8-stop", test_stop);
   g_test_add_func ("/ui/9-screenshots", test_screenshots);
   g_test_add_func ("/ui/9-dialogs", test_dialogs);
