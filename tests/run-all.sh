@@ -5,7 +5,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export GTK_A11Y=none GSK_RENDERER=cairo GTK_THEME=Adwaita NO_AT_BRIDGE=1
+export GTK_A11Y=none GSK_RENDERER=cairo NO_AT_BRIDGE=1
 status=0
 logs=()
 
