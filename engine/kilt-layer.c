@@ -328,3 +328,22 @@ kilt_ref_act_backward (double *dz, const double *dout, const double *y, gsize ba
           dz[base + c * spatial] = y[base + c * spatial] * (dout[base + c * spatial] - dot);
       }
 }
+
+gboolean
+kilt_layer_copy_scaled (KiltExec *ex, cl_mem y, cl_mem x, gsize n, float beta, GError **error)
+{
+  cl_int err = CL_SUCCESS;
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_axpby", error);
+  float one = 1.0f;
+  cl_uint count = (cl_uint)n;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, y, err);
+  KILT_ARG (k, 1, x, err);
+  KILT_ARG (k, 2, one, err);
+  KILT_ARG (k, 3, beta, err);
+  KILT_ARG (k, 4, count, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, n, error);
+}

@@ -79,31 +79,19 @@ static const char *const migrations[] = {
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == KILT_RUN_STORE_SCHEMA_VERSION);
 
-static const char *const status_names[] = {
-  [KILT_RUN_RUNNING] = "running",         [KILT_RUN_FINISHED] = "finished",
-  [KILT_RUN_STOPPED] = "stopped",         [KILT_RUN_FAILED] = "failed",
-  [KILT_RUN_INTERRUPTED] = "interrupted",
-};
-
-/* The names kilt-cli and model files use for optimizers; kept here so the store reads its own
- * files without depending on the optimizer code. */
-static const char *const optimizer_names[KILT_OPT_N_TYPES] = {
-  "sgd", "rmsprop", "adam", "adadelta", "adagrad",
-};
-
 const char *
 kilt_run_store_status_name (KiltRunStatus status)
 {
-  if ((guint)status < G_N_ELEMENTS (status_names))
-    return status_names[status];
+  if ((guint)status <= KILT_RUN_INTERRUPTED)
+    return kilt_run_status_name (status);
   return "unknown";
 }
 
 gboolean
 kilt_run_store_status_from_name (const char *name, KiltRunStatus *out)
 {
-  for (guint i = 0; i < G_N_ELEMENTS (status_names); i++)
-    if (g_strcmp0 (name, status_names[i]) == 0)
+  for (guint i = 0; i <= KILT_RUN_INTERRUPTED; i++)
+    if (g_strcmp0 (name, kilt_run_status_name ((KiltRunStatus)i)) == 0)
       {
         *out = (KiltRunStatus)i;
         return TRUE;
@@ -528,8 +516,8 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_set_member_name (b, "optimizer");
   json_builder_begin_object (b);
   json_builder_set_member_name (b, "type");
-  json_builder_add_string_value (b, (guint)o->type < KILT_OPT_N_TYPES ? optimizer_names[o->type]
-                                                                      : "sgd");
+  json_builder_add_string_value (
+      b, (guint)o->type < KILT_OPT_N_TYPES ? kilt_optimizer_name (o->type) : "sgd");
 #define ADD_F(field)                                                                               \
   json_builder_set_member_name (b, #field);                                                        \
   json_builder_add_double_value (b, o->field)
@@ -597,9 +585,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
     {
       opt = json_object_get_object_member (o, "optimizer");
       s = json_object_get_string_member_with_default (opt, "type", "sgd");
-      for (guint i = 0; i < KILT_OPT_N_TYPES; i++)
-        if (g_strcmp0 (s, optimizer_names[i]) == 0)
-          out->opt.type = (KiltOptimizerType)i;
+      kilt_optimizer_from_name (s, &out->opt.type);
 #define GET_F(field) out->opt.field = json_object_get_double_member_with_default (opt, #field, 0)
       GET_F (lr);
       GET_F (momentum);
@@ -908,10 +894,7 @@ kilt_run_record_clear (KiltRunRecord *r)
   g_clear_pointer (&r->clblast_version, g_free);
   g_clear_pointer (&r->platform_name, g_free);
   g_clear_pointer (&r->platform_version, g_free);
-  /* The config's own strings: the trainer's clear function belongs to other code. */
-  g_clear_pointer (&r->config.device_id, g_free);
-  g_clear_pointer (&r->config.checkpoint_path, g_free);
-  g_clear_pointer (&r->config.run_name, g_free);
+  kilt_train_config_clear (&r->config);
 }
 
 static void

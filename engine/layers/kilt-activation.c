@@ -25,26 +25,6 @@ act_flops (const KiltNode *node)
   return kilt_shape_size (&node->in_shape[0]);
 }
 
-/* y = beta * y + x over n floats. */
-static gboolean
-copy_scaled (KiltExec *ex, cl_mem y, cl_mem x, gsize n, float beta, GError **error)
-{
-  cl_int err = CL_SUCCESS;
-  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_axpby", error);
-  float one = 1.0f;
-  cl_uint count = (cl_uint)n;
-
-  if (!k)
-    return FALSE;
-  KILT_ARG (k, 0, y, err);
-  KILT_ARG (k, 1, x, err);
-  KILT_ARG (k, 2, one, err);
-  KILT_ARG (k, 3, beta, err);
-  KILT_ARG (k, 4, count, err);
-  g_assert (err == CL_SUCCESS);
-  return kilt_context_launch_1d (ex->ctx, k, n, error);
-}
-
 static gboolean
 act_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
@@ -57,7 +37,7 @@ act_forward (KiltNode *node, KiltExec *ex, GError **error)
 
   if (node->cfg.activation == KILT_ACT_SOFTMAX || node->cfg.activation == KILT_ACT_LINEAR)
     {
-      if (!copy_scaled (ex, node->out, src->out, n, 0.0f, error))
+      if (!kilt_layer_copy_scaled (ex, node->out, src->out, n, 0.0f, error))
         return FALSE;
       return kilt_layer_bias_act (ex, node->out, 0, FALSE, node->out_shape.c, 1,
                                   node->cfg.activation, node->cfg.alpha, error);
@@ -91,7 +71,7 @@ act_backward (KiltNode *node, KiltExec *ex, GError **error)
       if (!kilt_layer_act_backward (ex, node, node->cfg.activation, node->cfg.alpha,
                                     node->out_shape.c, 1, error))
         return FALSE;
-      return copy_scaled (ex, src->dout, node->dout, n, node->din_beta[0], error);
+      return kilt_layer_copy_scaled (ex, src->dout, node->dout, n, node->din_beta[0], error);
     }
   k = kilt_context_kernel (ex->ctx, "kilt_act_backward", error);
   if (!k)
@@ -157,8 +137,8 @@ flatten_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
 
-  return copy_scaled (ex, node->out, src->out, ex->batch * kilt_shape_size (&node->out_shape), 0.0f,
-                      error);
+  return kilt_layer_copy_scaled (ex, node->out, src->out,
+                                 ex->batch * kilt_shape_size (&node->out_shape), 0.0f, error);
 }
 
 static gboolean
@@ -168,8 +148,9 @@ flatten_backward (KiltNode *node, KiltExec *ex, GError **error)
 
   if (!node->din_needed[0])
     return TRUE;
-  return copy_scaled (ex, src->dout, node->dout, ex->batch * kilt_shape_size (&node->out_shape),
-                      node->din_beta[0], error);
+  return kilt_layer_copy_scaled (ex, src->dout, node->dout,
+                                 ex->batch * kilt_shape_size (&node->out_shape), node->din_beta[0],
+                                 error);
 }
 
 static void

@@ -32,26 +32,6 @@ dropout_flops (const KiltNode *node)
   return kilt_shape_size (&node->in_shape[0]);
 }
 
-/* y = beta * y + x, for the inference-mode identity. */
-static gboolean
-dropout_copy (KiltExec *ex, cl_mem y, cl_mem x, gsize n, float beta, GError **error)
-{
-  cl_int err = CL_SUCCESS;
-  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_axpby", error);
-  float one = 1.0f;
-  cl_uint count = (cl_uint)n;
-
-  if (!k)
-    return FALSE;
-  KILT_ARG (k, 0, y, err);
-  KILT_ARG (k, 1, x, err);
-  KILT_ARG (k, 2, one, err);
-  KILT_ARG (k, 3, beta, err);
-  KILT_ARG (k, 4, count, err);
-  g_assert (err == CL_SUCCESS);
-  return kilt_context_launch_1d (ex->ctx, k, n, error);
-}
-
 /* One launch for forward (beta < 0) or backward (dst = beta * dst + mask * src). */
 static gboolean
 dropout_launch (KiltNode *node, KiltExec *ex, cl_mem dst, cl_mem src, float beta, GError **error)
@@ -87,8 +67,8 @@ dropout_forward (KiltNode *node, KiltExec *ex, GError **error)
   KiltNode *src = kilt_exec_input (ex, node, 0);
 
   if (!ex->training || node->cfg.rate == 0.0f)
-    return dropout_copy (ex, node->out, src->out, ex->batch * kilt_shape_size (&node->out_shape),
-                         0.0f, error);
+    return kilt_layer_copy_scaled (ex, node->out, src->out,
+                                   ex->batch * kilt_shape_size (&node->out_shape), 0.0f, error);
   return dropout_launch (node, ex, node->out, src->out, -1.0f, error);
 }
 
@@ -100,8 +80,9 @@ dropout_backward (KiltNode *node, KiltExec *ex, GError **error)
   if (!node->din_needed[0])
     return TRUE;
   if (!ex->training || node->cfg.rate == 0.0f)
-    return dropout_copy (ex, src->dout, node->dout, ex->batch * kilt_shape_size (&node->out_shape),
-                         node->din_beta[0], error);
+    return kilt_layer_copy_scaled (ex, src->dout, node->dout,
+                                   ex->batch * kilt_shape_size (&node->out_shape),
+                                   node->din_beta[0], error);
   return dropout_launch (node, ex, src->dout, node->dout, node->din_beta[0], error);
 }
 
