@@ -8,18 +8,6 @@
 #include <math.h>
 #include <stdarg.h>
 
-/* Weak so that the engine links while a layer family is still missing; a missing class is
- * reported as an unsupported layer by the model builder. */
-#define WEAK __attribute__ ((weak))
-extern const KiltLayerClass kilt_conv2d_class WEAK;
-extern const KiltLayerClass kilt_max_pool2d_class WEAK;
-extern const KiltLayerClass kilt_avg_pool2d_class WEAK;
-extern const KiltLayerClass kilt_global_avg_pool2d_class WEAK;
-extern const KiltLayerClass kilt_dropout_class WEAK;
-extern const KiltLayerClass kilt_batch_norm_class WEAK;
-extern const KiltLayerClass kilt_add_class WEAK;
-extern const KiltLayerClass kilt_concatenate_class WEAK;
-
 const KiltLayerClass *
 kilt_layer_class_get (KiltLayerType type)
 {

@@ -6,28 +6,14 @@
 #include "kilt-error.h"
 #include "kilt-exec.h"
 
+#include "kilt-optimizer.h"
+
 #include <string.h>
 
 guint
 kilt_plan_optimizer_slots (const KiltOptimizerConfig *opt)
 {
-  if (opt == NULL)
-    return 0;
-  switch (opt->type)
-    {
-      case KILT_OPT_SGD:
-        return opt->momentum != 0.0f ? 1 : 0;
-      case KILT_OPT_RMSPROP:
-        return 1; /* mean square */
-      case KILT_OPT_ADAM:
-        return 2; /* first and second moments */
-      case KILT_OPT_ADADELTA:
-        return 2; /* squared gradients and squared updates */
-      case KILT_OPT_ADAGRAD:
-        return 1; /* sum of squares */
-      default:
-        g_return_val_if_reached (0);
-    }
+  return opt ? kilt_optimizer_state_slots (opt) : 0;
 }
 
 typedef struct
