@@ -159,9 +159,15 @@ kilt_cli_load_data (KiltCliCommon *c, GError **error)
   opts.drop_bad_rows = c->drop_bad_rows;
   opts.task = c->regression ? KILT_TASK_REGRESSION : KILT_TASK_CLASSIFICATION;
   opts.max_samples = c->max_samples > 0 ? (guint)c->max_samples : 0;
+  gint64 t0 = g_get_monotonic_time ();
+  if (!isatty (fileno (stderr)) && !c->json)
+    fprintf (stderr, "Loading %s ...\n", c->data);
   ds = kilt_dataset_load (c->data, &opts, data_progress, NULL, NULL, error);
   if (isatty (fileno (stderr)))
     fprintf (stderr, "\r\033[K");
+  if (ds && !c->json)
+    fprintf (stderr, "Loaded %s in %.1f s%s\n", c->data, (g_get_monotonic_time () - t0) / 1e6,
+             ds->from_cache ? " (from the decoded cache)" : "");
   return ds;
 }
 
@@ -438,6 +444,7 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
                   ev->device_name, ev->n_params, ev->flops_per_sample / 1e6, ev->steps_per_epoch,
                   plan, dev, ev->compile_cached ? "loaded" : "compiled", ev->compile_seconds);
           v->steps_per_epoch = ev->steps_per_epoch;
+          fflush (stdout);
           break;
         }
       case KILT_EVENT_STEP:
@@ -524,6 +531,7 @@ kilt_cli_train (int argc, char **argv)
   if (!c.json)
     printf ("Data: %s (%zu training, %zu validation, %zu test samples); model: %s\n", ds->name,
             ds->train.n, ds->val.n, ds->test.n, model->name);
+  fflush (stdout);
 
   view.opts = &c;
   view.tty = isatty (fileno (stderr)) && !c.json;
