@@ -1062,6 +1062,20 @@ draw_axes (KiltChart *chart, cairo_t *cr, const Layout *l)
     }
 }
 
+/* With no points there is no scale to show: only the plot's outline, no made-up ticks. */
+static void
+draw_frame (KiltChart *chart, cairo_t *cr, const Layout *l)
+{
+  const cairo_rectangle_t *p = &l->plot;
+
+  set_fg (cr, chart, 0.4);
+  cairo_set_line_width (cr, 1);
+  cairo_move_to (cr, round (p->x) + 0.5, p->y);
+  cairo_line_to (cr, round (p->x) + 0.5, p->y + p->height);
+  cairo_line_to (cr, p->x + p->width, round (p->y + p->height) + 0.5);
+  cairo_stroke (cr);
+}
+
 static void
 draw_title_and_legend (KiltChart *chart, cairo_t *cr, const Layout *l, double width)
 {
@@ -1440,7 +1454,10 @@ kilt_chart_draw (KiltChart *chart, cairo_t *cr, double width, double height, dou
     }
   compute_layout (chart, cr, width, height, &l);
   draw_title_and_legend (chart, cr, &l, width);
-  draw_axes (chart, cr, &l);
+  if (l.empty)
+    draw_frame (chart, cr, &l);
+  else
+    draw_axes (chart, cr, &l);
   if (l.empty)
     {
       if (chart->empty_text)

@@ -1,0 +1,442 @@
+/* The window, driven through its own actions under Xvfb: pages, device, data, model, runs. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "kilt-application.h"
+#include "kilt-chart-view.h"
+#include "kilt-device.h"
+#include "kilt-window.h"
+
+#include <glib/gstdio.h>
+
+static KiltApplication *app;
+static KiltWindow *window;
+static char *artifacts;
+
+typedef gboolean (*Cond) (gpointer data);
+
+/* Runs the main loop until @cond holds or @seconds pass; returns whether it held. */
+static gboolean
+wait_until (Cond cond, gpointer data, double seconds)
+{
+  gint64 end = g_get_monotonic_time () + (gint64)(seconds * G_USEC_PER_SEC);
+
+  while (!cond (data))
+    {
+      if (g_get_monotonic_time () > end)
+        return FALSE;
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (2000);
+    }
+  return TRUE;
+}
+
+static gboolean
+always_false (gpointer data)
+{
+  return FALSE;
+}
+
+static void
+settle (double seconds)
+{
+  wait_until (always_false, NULL, seconds);
+}
+
+/* Renders @widget as the screen shows it, saves a PNG under the artifacts folder, and checks
+ * that it is not blank: several colours, and a good share of pixels away from the background. */
+static void
+screenshot (GtkWidget *widget, const char *name)
+{
+  g_autoptr (GdkPaintable) paintable = gtk_widget_paintable_new (widget);
+  g_autoptr (GskRenderNode) node = NULL;
+  g_autoptr (GdkTexture) texture = NULL;
+  g_autofree char *path = g_strdup_printf ("%s/%s.png", artifacts, name);
+  GskRenderer *renderer = gtk_native_get_renderer (gtk_widget_get_native (widget));
+  int w = gtk_widget_get_width (widget), h = gtk_widget_get_height (widget);
+  g_autoptr (GHashTable) colors = g_hash_table_new (NULL, NULL);
+  guint32 background, *pixels;
+  gsize differ = 0;
+
+  g_assert_cmpint (w, >, 0);
+  g_assert_cmpint (h, >, 0);
+  /* A widget has nothing to show until its first frame is drawn: wait for one. */
+  for (guint tries = 0; node == NULL && tries < 50; tries++)
+    {
+      GtkSnapshot *snapshot = gtk_snapshot_new ();
+      gdk_paintable_snapshot (paintable, GDK_SNAPSHOT (snapshot), w, h);
+      node = gtk_snapshot_free_to_node (snapshot);
+      if (node == NULL)
+        {
+          gtk_widget_queue_draw (widget);
+          settle (0.1);
+        }
+    }
+  g_assert_nonnull (node);
+  texture = gsk_renderer_render_texture (renderer, node, &GRAPHENE_RECT_INIT (0, 0, w, h));
+  g_assert_true (gdk_texture_save_to_png (texture, path));
+  g_test_message ("screenshot: %s", path);
+
+  w = gdk_texture_get_width (texture);
+  h = gdk_texture_get_height (texture);
+  pixels = g_new (guint32, (gsize)w * h);
+  gdk_texture_download (texture, (guchar *)pixels, (gsize)w * 4);
+  background = pixels[0];
+  for (gsize i = 0; i < (gsize)w * h; i++)
+    {
+      g_hash_table_add (colors, GUINT_TO_POINTER (pixels[i]));
+      differ += pixels[i] != background;
+    }
+  g_free (pixels);
+  g_assert_cmpuint (g_hash_table_size (colors), >, 16);
+  g_assert_cmpuint (differ, >, (gsize)w * h / 50);
+}
+
+static void
+hide_toasts (GtkWidget *widget)
+{
+  for (GtkWidget *c = gtk_widget_get_first_child (widget); c; c = gtk_widget_get_next_sibling (c))
+    {
+      if (g_strcmp0 (gtk_widget_get_css_name (c), "toast") == 0)
+        gtk_widget_set_visible (c, FALSE);
+      else
+        hide_toasts (c);
+    }
+}
+
+static gboolean
+devices_loaded (gpointer data)
+{
+  return kilt_devices_page_get_loaded (kilt_window_get_devices_page (window));
+}
+
+static gboolean
+data_idle (gpointer data)
+{
+  return !kilt_data_page_get_loading (kilt_window_get_data_page (window));
+}
+
+G_GNUC_UNUSED static gboolean
+run_over (gpointer data)
+{
+  return !kilt_session_is_running (kilt_window_get_session (window));
+}
+
+G_GNUC_UNUSED static gboolean
+has_loss_points (gpointer data)
+{
+  KiltChart *loss
+      = kilt_train_page_get_chart (kilt_window_get_train_page (window), KILT_TRAIN_CHART_LOSS);
+  return kilt_chart_get_n_points (loss, 0) >= 2;
+}
+
+static void
+test_starts (void)
+{
+  int min_w, min_h;
+
+  g_assert_nonnull (window);
+  g_assert_true (gtk_widget_get_visible (GTK_WIDGET (window)));
+  /* Usable at 1024x700: the window's minimum fits. */
+  gtk_widget_measure (GTK_WIDGET (window), GTK_ORIENTATION_HORIZONTAL, -1, &min_w, NULL, NULL,
+                      NULL);
+  gtk_widget_measure (GTK_WIDGET (window), GTK_ORIENTATION_VERTICAL, 1024, &min_h, NULL, NULL,
+                      NULL);
+  g_assert_cmpint (min_w, <=, 1024);
+  g_assert_cmpint (min_h, <=, 700);
+}
+
+static void
+test_pages (void)
+{
+  const char *pages[] = { "devices", "data", "model", "train", "runs" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (pages); i++)
+    {
+      /* Through the window's own action (Alt+1..5). */
+      g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.page", "s", pages[i]));
+      settle (0.2);
+      g_assert_cmpstr (kilt_window_get_visible_page (window), ==, pages[i]);
+    }
+}
+
+static const KiltDeviceInfo *
+pocl_device (void)
+{
+  g_autoptr (KiltDeviceList) list = NULL;
+  KiltDevicesPage *page = kilt_window_get_devices_page (window);
+  static char *id;
+
+  if (id == NULL)
+    {
+      list = kilt_device_list_new ();
+      for (guint i = 0; i < list->devices->len; i++)
+        {
+          KiltDeviceInfo *d = g_ptr_array_index (list->devices, i);
+          if (strstr (d->platform_name, "Portable Computing Language") || strstr (d->id, "pocl"))
+            {
+              id = g_strdup (d->id);
+              break;
+            }
+        }
+    }
+  if (id == NULL)
+    return NULL;
+  kilt_devices_page_choose (page, id);
+  return kilt_devices_page_get_device_info (page);
+}
+
+static void
+test_device (void)
+{
+  KiltDevicesPage *page = kilt_window_get_devices_page (window);
+  const KiltDeviceInfo *d;
+  g_autoptr (GSettings) settings = g_settings_new ("org.kilt.Kilt");
+  g_autofree char *saved_setting = NULL;
+  g_autofree char *saved_file = NULL;
+  g_autofree char *report = NULL;
+
+  g_assert_true (wait_until (devices_loaded, NULL, 30));
+  d = pocl_device ();
+  if (d == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_cmpstr (kilt_devices_page_get_device_id (page), ==, d->id);
+  saved_setting = g_settings_get_string (settings, "device");
+  saved_file = kilt_device_get_saved_default ();
+  g_assert_cmpstr (saved_setting, ==, d->id);
+  g_assert_cmpstr (saved_file, ==, d->id);
+  report = kilt_devices_page_dup_report (page);
+  g_assert_nonnull (strstr (report, d->name));
+  /* Copy device report goes through the window's action. */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.copy-report", NULL));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Device report copied");
+}
+
+static void
+test_sample_data (void)
+{
+  KiltDataPage *page = kilt_window_get_data_page (window);
+
+  kilt_data_page_load (page, "sample");
+  g_assert_true (wait_until (data_idle, NULL, 60));
+#ifndef KILT_HAVE_DATASET_LOAD
+  g_assert_nonnull (kilt_data_page_get_error (page));
+  g_test_skip ("this build has no data-set loaders yet");
+#else
+  g_assert_null (kilt_data_page_get_error (page));
+  g_assert_nonnull (kilt_data_page_get_dataset (page));
+  g_assert_cmpuint (kilt_data_page_get_dataset (page)->train.n, >, 0);
+#endif
+}
+
+static void
+test_broken_data (void)
+{
+  KiltDataPage *page = kilt_window_get_data_page (window);
+  g_autofree char *dir = g_dir_make_tmp ("kilt-ui-XXXXXX", NULL);
+  g_autofree char *path = g_build_filename (dir, "broken.csv", NULL);
+  const KiltDataset *before = kilt_data_page_get_dataset (page);
+
+  g_assert_true (g_file_set_contents (path, "a,b,label\n1,2,0\n3,oops,1\n4,5\n", -1, NULL));
+  kilt_data_page_load (page, path);
+  g_assert_true (wait_until (data_idle, NULL, 30));
+  g_assert_nonnull (kilt_data_page_get_error (page));
+  g_test_message ("error shown: %s", kilt_data_page_get_error (page));
+#ifdef KILT_HAVE_DATASET_LOAD
+  g_assert_nonnull (strstr (kilt_data_page_get_error (page), "broken.csv"));
+#endif
+  /* The previous data set stays, and the window still works. */
+  g_assert_true (kilt_data_page_get_dataset (page) == before);
+  kilt_window_show_page (window, "data");
+  settle (0.3);
+  screenshot (GTK_WIDGET (window), "data-error");
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.page", "s", "model"));
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "model");
+  g_unlink (path);
+  g_rmdir (dir);
+  /* Back to good data for what follows. */
+  kilt_data_page_load (page, "sample");
+  g_assert_true (wait_until (data_idle, NULL, 60));
+}
+
+static void
+test_preset (void)
+{
+  KiltModelPage *page = kilt_window_get_model_page (window);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) model = NULL;
+
+  g_assert_true (kilt_model_page_choose_preset (page, "mlp"));
+  g_assert_cmpstr (kilt_model_page_get_model_name (page), !=, NULL);
+  model = kilt_model_page_create_model (page, &error);
+  g_assert_no_error (error);
+  g_assert_true (model->built);
+  g_assert_cmpuint (model->n_params, >, 0);
+}
+
+static void
+test_train (void)
+{
+  KiltChart *loss
+      = kilt_train_page_get_chart (kilt_window_get_train_page (window), KILT_TRAIN_CHART_LOSS);
+
+  (void)loss;
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  kilt_model_page_set_epochs (kilt_window_get_model_page (window), 2);
+  kilt_window_set_sample_limit (window, 512);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+#ifndef KILT_HAVE_TRAINER
+  /* No trainer: the window says so where the person looks and stays usable. */
+  g_assert_false (kilt_session_is_running (kilt_window_get_session (window)));
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
+  g_assert_nonnull (kilt_window_get_last_message (window));
+  g_test_skip ("this build has no trainer yet");
+  return;
+#else
+  if (kilt_data_page_get_dataset (kilt_window_get_data_page (window)) == NULL
+      && !kilt_session_is_running (kilt_window_get_session (window)))
+    {
+      g_test_skip ("no data set to train on");
+      return;
+    }
+  g_assert_true (kilt_session_is_running (kilt_window_get_session (window)));
+  /* The main loop keeps turning while the trainer runs (the wait below iterates it). */
+  g_assert_true (wait_until (run_over, NULL, 120));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
+  g_assert_cmpuint (kilt_chart_get_n_points (loss, 0), >, 0);
+  settle (0.3);
+  screenshot (GTK_WIDGET (window), "train-finished");
+#endif
+}
+
+static void
+test_stop (void)
+{
+#ifndef KILT_HAVE_TRAINER
+  g_test_skip ("this build has no trainer yet");
+#else
+  KiltSession *session = kilt_window_get_session (window);
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  kilt_model_page_set_epochs (kilt_window_get_model_page (window), 200);
+  kilt_window_set_sample_limit (window, 0);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (kilt_session_is_running (session));
+  g_assert_true (wait_until (has_loss_points, NULL, 60));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
+  g_assert_true (wait_until (run_over, NULL, 30));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training stopped");
+  /* Start is available again. */
+  g_assert_true (gtk_widget_is_sensitive (GTK_WIDGET (window)));
+  g_assert_true (wait_until (data_idle, NULL, 60));
+#endif
+}
+
+static void
+test_screenshots (void)
+{
+  const char *pages[] = { "devices", "data", "model", "train", "runs" };
+
+  /* Toasts wait for the window to be focused before timing out, which it never is under
+   * Xvfb: hide the one left over, so the pages are shown as they are. */
+  hide_toasts (GTK_WIDGET (window));
+  for (guint i = 0; i < G_N_ELEMENTS (pages); i++)
+    {
+      g_autofree char *name = g_strdup_printf ("page-%s", pages[i]);
+      kilt_window_show_page (window, pages[i]);
+      settle (0.4);
+      screenshot (GTK_WIDGET (window), name);
+    }
+}
+
+static void
+test_dialogs (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+  guint before = g_list_model_get_n_items (toplevels);
+  GtkWidget *about = NULL;
+
+  g_action_group_activate_action (G_ACTION_GROUP (app), "about", NULL);
+  settle (0.3);
+  g_assert_cmpuint (g_list_model_get_n_items (toplevels), >, before);
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr (GObject) w = g_list_model_get_item (toplevels, i);
+      if (ADW_IS_ABOUT_WINDOW (w))
+        about = GTK_WIDGET (w);
+    }
+  g_assert_nonnull (about);
+  screenshot (about, "about");
+  gtk_window_destroy (GTK_WINDOW (about));
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.show-help-overlay", NULL));
+  settle (0.3);
+  {
+    GtkShortcutsWindow *help
+        = gtk_application_window_get_help_overlay (GTK_APPLICATION_WINDOW (window));
+    g_assert_nonnull (help);
+    g_assert_true (gtk_widget_get_visible (GTK_WIDGET (help)));
+    screenshot (GTK_WIDGET (help), "shortcuts");
+    gtk_widget_set_visible (GTK_WIDGET (help), FALSE);
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  int status;
+
+  g_setenv ("GTK_A11Y", "none", FALSE);
+  g_setenv ("GSK_RENDERER", "cairo", FALSE);
+  /* libadwaita brings its own stylesheet; GTK_THEME would replace it with GTK's old Adwaita
+   * and the screenshots would not show what people see. */
+  g_unsetenv ("GTK_THEME");
+  g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  g_test_init (&argc, &argv, NULL);
+  if (!gtk_init_check ())
+    {
+      g_print ("1..0 # SKIP no display (run under xvfb-run)\n");
+      return 77;
+    }
+  artifacts
+      = g_strdup (g_getenv ("KILT_ARTIFACTS_DIR") ? g_getenv ("KILT_ARTIFACTS_DIR") : "artifacts");
+  g_mkdir_with_parents (artifacts, 0755);
+
+  app = kilt_application_new (G_APPLICATION_NON_UNIQUE);
+  g_assert_true (g_application_register (G_APPLICATION (app), NULL, NULL));
+  g_application_activate (G_APPLICATION (app));
+  window = KILT_WINDOW (gtk_application_get_active_window (GTK_APPLICATION (app)));
+  gtk_window_set_default_size (GTK_WINDOW (window), 1024, 700);
+  gtk_window_unmaximize (GTK_WINDOW (window));
+  settle (0.5);
+
+  g_test_add_func ("/ui/1-starts", test_starts);
+  g_test_add_func ("/ui/2-pages", test_pages);
+  g_test_add_func ("/ui/3-device", test_device);
+  g_test_add_func ("/ui/4-sample-data", test_sample_data);
+  g_test_add_func ("/ui/5-broken-data", test_broken_data);
+  g_test_add_func ("/ui/6-preset", test_preset);
+  g_test_add_func ("/ui/7-train", test_train);
+  g_test_add_func ("/ui/8-stop", test_stop);
+  g_test_add_func ("/ui/9-screenshots", test_screenshots);
+  g_test_add_func ("/ui/9-dialogs", test_dialogs);
+  status = g_test_run ();
+
+  gtk_window_destroy (GTK_WINDOW (window));
+  settle (0.2);
+  g_object_unref (app);
+  g_free (artifacts);
+  return status;
+}

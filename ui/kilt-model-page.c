@@ -1,0 +1,593 @@
+/* Model page: presets, Keras import, our JSON, the layer table, memory plan, hyper-parameters. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-model-page"
+
+#include "config.h"
+
+#include "kilt-model-page.h"
+#include "kilt-error.h"
+
+#ifdef KILT_HAVE_MODELIO
+#include "kilt-keras.h"
+#include "kilt-model-json.h"
+#include "kilt-planner.h"
+#include "kilt-summary.h"
+#endif
+
+struct _KiltModelPage
+{
+  AdwBin parent_instance;
+
+  AdwComboRow *preset_row;
+  GtkRevealer *error_revealer;
+  GtkLabel *error_label;
+  GtkGrid *layer_grid;
+  AdwActionRow *plan_row;
+  GtkImage *plan_icon;
+  AdwComboRow *optimizer_row;
+  GtkSpinButton *lr_spin;
+  GtkSpinButton *batch_spin;
+  GtkSpinButton *epochs_spin;
+  GtkSpinButton *seed_spin;
+
+  GSettings *settings;
+  GtkStringList *presets;
+  GtkFileChooserNative *chooser;
+  char *source;     /* preset name, or "keras:<path>" / "json:<path>" */
+  KiltModel *model; /* built for the current input, shown in the table */
+  KiltShape input;
+  guint n_classes;
+  guint64 dataset_bytes;
+  const KiltDeviceInfo *device;
+};
+
+G_DEFINE_FINAL_TYPE (KiltModelPage, kilt_model_page, ADW_TYPE_BIN)
+
+enum
+{
+  PROP_0,
+  PROP_MODEL_NAME,
+  N_PROPS
+};
+static GParamSpec *props[N_PROPS];
+
+static const char *optimizer_keys[] = { "sgd", "rmsprop", "adam", "adadelta", "adagrad" };
+
+static void
+set_error (KiltModelPage *self, const char *message)
+{
+  gtk_label_set_text (self->error_label, message ? message : "");
+  gtk_revealer_set_reveal_child (self->error_revealer, message != NULL);
+}
+
+/* The model a source names, built for the page's input. */
+static KiltModel *
+load_source (KiltModelPage *self, const char *source, GError **error)
+{
+  const KiltShape *shape = self->input.c ? &self->input : NULL;
+#ifdef KILT_HAVE_MODELIO
+  if (g_str_has_prefix (source, "keras:"))
+    return kilt_keras_load_file (source + 6, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, error);
+  if (g_str_has_prefix (source, "json:"))
+    return kilt_model_load_json_file (source + 5, error);
+  return kilt_model_load_preset (source, shape, self->n_classes, error);
+#else
+  /* Until model files land in the engine: a two-layer perceptron built here. */
+  KiltShape in = shape ? *shape : (KiltShape){ 1, 28, 28 };
+  KiltLayerConfig flat = { 0 }, hidden = { 0 }, out = { 0 };
+  g_autoptr (KiltModel) model = kilt_model_new ("mlp");
+
+  if (g_strcmp0 (source, "mlp") != 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "Cannot open %s: this build of Kilt has no model files", source);
+      return NULL;
+    }
+  hidden.units = 128, hidden.use_bias = TRUE, hidden.activation = KILT_ACT_RELU;
+  out.units = self->n_classes ? self->n_classes : 10, out.use_bias = TRUE;
+  out.activation = KILT_ACT_SOFTMAX;
+  kilt_model_add_input (model, "input", in);
+  kilt_model_append (model, KILT_LAYER_FLATTEN, &flat);
+  kilt_model_append (model, KILT_LAYER_DENSE, &hidden);
+  kilt_model_append (model, KILT_LAYER_DENSE, &out);
+  if (!kilt_model_build (model, error))
+    return NULL;
+  return g_steal_pointer (&model);
+#endif
+}
+
+static void
+grid_cell (KiltModelPage *self, int col, int row, const char *text, gboolean numeric,
+           gboolean header)
+{
+  GtkWidget *label = gtk_label_new (text);
+
+  gtk_label_set_xalign (GTK_LABEL (label), numeric ? 1 : 0);
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+  gtk_widget_set_hexpand (label, col == 0);
+  if (header)
+    gtk_widget_add_css_class (label, "heading");
+  else if (col == 1)
+    gtk_widget_add_css_class (label, "dim-label");
+  gtk_grid_attach (self->layer_grid, label, col, row, 1, 1);
+}
+
+static char *
+count_text (guint64 n)
+{
+  if (n >= 1000000000)
+    return g_strdup_printf ("%.2f G", n / 1e9);
+  if (n >= 1000000)
+    return g_strdup_printf ("%.2f M", n / 1e6);
+  if (n >= 10000)
+    return g_strdup_printf ("%.1f k", n / 1e3);
+  return g_strdup_printf ("%" G_GUINT64_FORMAT, n);
+}
+
+static void
+show_table (KiltModelPage *self)
+{
+  GtkWidget *child;
+  const char *heads[] = { "Layer", "Type", "Output shape", "Parameters", "FLOPs", "Memory" };
+  int row = 1;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->layer_grid))))
+    gtk_grid_remove (self->layer_grid, child);
+  for (int c = 0; c < 6; c++)
+    grid_cell (self, c, 0, heads[c], c >= 3, TRUE);
+  if (self->model == NULL)
+    return;
+#ifdef KILT_HAVE_MODELIO
+  {
+    g_autoptr (KiltSummary) sum = kilt_summary_new (self->model, kilt_model_page_get_batch (self));
+    for (guint i = 0; i < sum->rows->len; i++, row++)
+      {
+        KiltSummaryRow *r = &g_array_index (sum->rows, KiltSummaryRow, i);
+        g_autofree char *shape = kilt_summary_format_shape (&r->out_shape);
+        g_autofree char *params = count_text (r->params);
+        g_autofree char *flops = count_text (r->flops);
+        g_autofree char *mem = g_format_size_full (r->act_bytes, G_FORMAT_SIZE_IEC_UNITS);
+        grid_cell (self, 0, row, r->name, FALSE, FALSE);
+        grid_cell (self, 1, row, r->type, FALSE, FALSE);
+        grid_cell (self, 2, row, shape, FALSE, FALSE);
+        grid_cell (self, 3, row, params, TRUE, FALSE);
+        grid_cell (self, 4, row, flops, TRUE, FALSE);
+        grid_cell (self, 5, row, mem, TRUE, FALSE);
+      }
+    {
+      g_autofree char *params = count_text (sum->total_params);
+      g_autofree char *flops = count_text (sum->total_flops);
+      g_autofree char *mem = g_format_size_full (sum->total_act_bytes, G_FORMAT_SIZE_IEC_UNITS);
+      grid_cell (self, 0, row, "Total", FALSE, TRUE);
+      grid_cell (self, 3, row, params, TRUE, TRUE);
+      grid_cell (self, 4, row, flops, TRUE, TRUE);
+      grid_cell (self, 5, row, mem, TRUE, TRUE);
+    }
+  }
+#else
+  for (guint i = 0; i < kilt_model_n_nodes (self->model); i++, row++)
+    {
+      KiltNode *n = kilt_model_node (self->model, i);
+      g_autofree char *shape
+          = g_strdup_printf ("%u×%u×%u", n->out_shape.c, n->out_shape.h, n->out_shape.w);
+      g_autofree char *params = count_text (n->n_params);
+      guint64 bytes
+          = (guint64)kilt_shape_size (&n->out_shape) * 4 * 2 * kilt_model_page_get_batch (self);
+      g_autofree char *mem = g_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
+      grid_cell (self, 0, row, n->name, FALSE, FALSE);
+      grid_cell (self, 1, row, n->klass ? n->klass->name : "", FALSE, FALSE);
+      grid_cell (self, 2, row, shape, FALSE, FALSE);
+      grid_cell (self, 3, row, params, TRUE, FALSE);
+      grid_cell (self, 4, row, "", TRUE, FALSE);
+      grid_cell (self, 5, row, mem, TRUE, FALSE);
+    }
+  {
+    g_autofree char *params = count_text (self->model->n_params);
+    g_autofree char *flops = count_text (kilt_model_flops (self->model));
+    grid_cell (self, 0, row, "Total", FALSE, TRUE);
+    grid_cell (self, 3, row, params, TRUE, TRUE);
+    grid_cell (self, 4, row, flops, TRUE, TRUE);
+  }
+#endif
+}
+
+static void
+show_plan (KiltModelPage *self)
+{
+  const char *icon = "dialog-information-symbolic";
+  const char *css = NULL;
+
+  gtk_widget_remove_css_class (GTK_WIDGET (self->plan_icon), "success");
+  gtk_widget_remove_css_class (GTK_WIDGET (self->plan_icon), "error");
+  if (self->model == NULL || self->device == NULL)
+    {
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row),
+                                     self->device ? "Choose a model" : "Choose a device");
+      adw_action_row_set_subtitle (self->plan_row, "");
+    }
+  else
+    {
+#ifdef KILT_HAVE_MODELIO
+      KiltOptimizerConfig opt = kilt_model_page_get_optimizer (self);
+      g_autoptr (KiltPlan) plan = kilt_plan_compute (self->model, kilt_model_page_get_batch (self),
+                                                     &opt, self->dataset_bytes, self->device, 0);
+      g_autofree char *title = NULL;
+      g_autofree char *need = g_format_size_full (plan->total, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *cap = g_format_size_full (plan->capacity, G_FORMAT_SIZE_IEC_UNITS);
+
+      if (plan->fits)
+        title = g_strdup_printf ("Fits: %s of %s on %s", need, cap, self->device->name);
+      else if (plan->max_batch > 0)
+        title = g_strdup_printf ("Does not fit: needs %s; batch %u fits", need, plan->max_batch);
+      else
+        title = g_strdup_printf ("Does not fit: needs %s of %s", need, cap);
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row), title);
+      adw_action_row_set_subtitle (self->plan_row, plan->message);
+      icon = plan->fits ? "emblem-ok-symbolic" : "dialog-error-symbolic";
+      css = plan->fits ? "success" : "error";
+#else
+      guint64 params = (guint64)self->model->n_params * 4 * 3;
+      g_autofree char *need = g_format_size_full (params, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *title
+          = g_strdup_printf ("Parameters, gradients and optimizer state: %s", need);
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row), title);
+      adw_action_row_set_subtitle (self->plan_row, self->device->name);
+#endif
+    }
+  gtk_image_set_from_icon_name (self->plan_icon, icon);
+  if (css)
+    gtk_widget_add_css_class (GTK_WIDGET (self->plan_icon), css);
+}
+
+static gboolean
+use_source (KiltModelPage *self, const char *source)
+{
+  g_autoptr (GError) error = NULL;
+  KiltModel *model = load_source (self, source, &error);
+
+  if (model == NULL)
+    {
+      set_error (self, error->message);
+      return FALSE;
+    }
+  set_error (self, NULL);
+  g_clear_pointer (&self->model, kilt_model_free);
+  self->model = model;
+  if (g_strcmp0 (self->source, source) != 0)
+    {
+      g_free (self->source);
+      self->source = g_strdup (source);
+      g_settings_set_string (self->settings, "last-model", source);
+    }
+  show_table (self);
+  show_plan (self);
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_MODEL_NAME]);
+  return TRUE;
+}
+
+static void
+on_preset_selected (AdwComboRow *row, GParamSpec *pspec, KiltModelPage *self)
+{
+  GtkStringObject *item = adw_combo_row_get_selected_item (row);
+
+  if (item)
+    use_source (self, gtk_string_object_get_string (item));
+}
+
+gboolean
+kilt_model_page_choose_preset (KiltModelPage *self, const char *name)
+{
+  guint n;
+
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  n = g_list_model_get_n_items (G_LIST_MODEL (self->presets));
+  for (guint i = 0; i < n; i++)
+    if (g_strcmp0 (gtk_string_list_get_string (self->presets, i), name) == 0)
+      {
+        if (adw_combo_row_get_selected (self->preset_row) == i)
+          return use_source (self, name);
+        adw_combo_row_set_selected (self->preset_row, i);
+        return g_strcmp0 (self->source, name) == 0;
+      }
+  return FALSE;
+}
+
+static void
+on_chooser_response (GtkNativeDialog *dialog, int response, KiltModelPage *self)
+{
+  const char *kind = g_object_get_data (G_OBJECT (dialog), "kilt-kind");
+
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr (GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+      g_autofree char *path = file ? g_file_get_path (file) : NULL;
+      if (path && g_strcmp0 (kind, "save") == 0)
+        {
+#ifdef KILT_HAVE_MODELIO
+          g_autoptr (GError) error = NULL;
+          if (self->model && !kilt_model_save_json_file (self->model, path, &error))
+            set_error (self, error->message);
+#endif
+        }
+      else if (path)
+        {
+          g_autofree char *source = g_strconcat (kind, ":", path, NULL);
+          use_source (self, source);
+        }
+    }
+  g_clear_object (&self->chooser);
+}
+
+static void
+open_chooser (KiltModelPage *self, const char *kind, const char *title, gboolean save)
+{
+  GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+  g_autoptr (GtkFileFilter) filter = gtk_file_filter_new ();
+
+  if (self->chooser)
+    return;
+  self->chooser = gtk_file_chooser_native_new (
+      title, GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
+      save ? GTK_FILE_CHOOSER_ACTION_SAVE : GTK_FILE_CHOOSER_ACTION_OPEN, save ? "_Save" : "_Open",
+      "_Cancel");
+  gtk_file_filter_set_name (filter, "JSON files");
+  gtk_file_filter_add_pattern (filter, "*.json");
+  gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), filter);
+  if (save)
+    gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (self->chooser), "model.json");
+  g_object_set_data (G_OBJECT (self->chooser), "kilt-kind", (gpointer)kind);
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (self->chooser), TRUE);
+  g_signal_connect (self->chooser, "response", G_CALLBACK (on_chooser_response), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
+}
+
+static void
+action_import_keras (GtkWidget *widget, const char *name, GVariant *param)
+{
+  open_chooser (KILT_MODEL_PAGE (widget), "keras", "Import Keras Model", FALSE);
+}
+
+static void
+action_open (GtkWidget *widget, const char *name, GVariant *param)
+{
+  open_chooser (KILT_MODEL_PAGE (widget), "json", "Open Model", FALSE);
+}
+
+static void
+action_save (GtkWidget *widget, const char *name, GVariant *param)
+{
+  open_chooser (KILT_MODEL_PAGE (widget), "save", "Save Model", TRUE);
+}
+
+void
+kilt_model_page_set_input (KiltModelPage *self, const KiltShape *shape, guint n_classes,
+                           guint64 dataset_bytes)
+{
+  g_return_if_fail (KILT_IS_MODEL_PAGE (self));
+  if (shape && self->input.c == shape->c && self->input.h == shape->h && self->input.w == shape->w
+      && self->n_classes == n_classes && self->dataset_bytes == dataset_bytes)
+    return;
+  self->input = shape ? *shape : (KiltShape){ 0, 0, 0 };
+  self->n_classes = n_classes;
+  self->dataset_bytes = dataset_bytes;
+  if (self->source && !g_str_has_prefix (self->source, "keras:")
+      && !g_str_has_prefix (self->source, "json:"))
+    {
+      g_autofree char *source = g_strdup (self->source);
+      use_source (self, source);
+    }
+}
+
+void
+kilt_model_page_set_device (KiltModelPage *self, const KiltDeviceInfo *device)
+{
+  g_return_if_fail (KILT_IS_MODEL_PAGE (self));
+  self->device = device;
+  show_plan (self);
+}
+
+KiltModel *
+kilt_model_page_create_model (KiltModelPage *self, GError **error)
+{
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), NULL);
+  if (self->source == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "Choose a model first");
+      return NULL;
+    }
+  return load_source (self, self->source, error);
+}
+
+const char *
+kilt_model_page_get_model_name (KiltModelPage *self)
+{
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), NULL);
+  return self->model ? self->model->name : NULL;
+}
+
+KiltOptimizerConfig
+kilt_model_page_get_optimizer (KiltModelPage *self)
+{
+  guint i = adw_combo_row_get_selected (self->optimizer_row);
+  KiltOptimizerType type = i < KILT_OPT_N_TYPES ? (KiltOptimizerType)i : KILT_OPT_RMSPROP;
+  KiltOptimizerConfig opt;
+
+#ifdef KILT_HAVE_OPTIMIZER
+  opt = kilt_optimizer_config_default (type);
+#else
+  memset (&opt, 0, sizeof opt);
+  opt.type = type;
+  opt.rho = 0.9f, opt.beta1 = 0.9f, opt.beta2 = 0.999f, opt.epsilon = 1e-7f;
+#endif
+  opt.lr = (float)gtk_spin_button_get_value (self->lr_spin);
+  return opt;
+}
+
+guint
+kilt_model_page_get_batch (KiltModelPage *self)
+{
+  return (guint)gtk_spin_button_get_value_as_int (self->batch_spin);
+}
+
+guint
+kilt_model_page_get_epochs (KiltModelPage *self)
+{
+  return (guint)gtk_spin_button_get_value_as_int (self->epochs_spin);
+}
+
+void
+kilt_model_page_set_epochs (KiltModelPage *self, guint epochs)
+{
+  gtk_spin_button_set_value (self->epochs_spin, epochs);
+}
+
+guint32
+kilt_model_page_get_seed (KiltModelPage *self)
+{
+  return (guint32)gtk_spin_button_get_value (self->seed_spin);
+}
+
+static gboolean
+optimizer_get_mapping (GValue *value, GVariant *variant, gpointer data)
+{
+  const char *key = g_variant_get_string (variant, NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (optimizer_keys); i++)
+    if (g_strcmp0 (key, optimizer_keys[i]) == 0)
+      {
+        g_value_set_uint (value, i);
+        return TRUE;
+      }
+  g_value_set_uint (value, 1);
+  return TRUE;
+}
+
+static GVariant *
+optimizer_set_mapping (const GValue *value, const GVariantType *type, gpointer data)
+{
+  guint i = g_value_get_uint (value);
+  return g_variant_new_string (optimizer_keys[MIN (i, G_N_ELEMENTS (optimizer_keys) - 1)]);
+}
+
+static void
+on_setting_changed (KiltModelPage *self)
+{
+  show_table (self);
+  show_plan (self);
+}
+
+static void
+kilt_model_page_dispose (GObject *object)
+{
+  KiltModelPage *self = KILT_MODEL_PAGE (object);
+
+  if (self->chooser)
+    gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
+  g_clear_object (&self->chooser);
+  gtk_widget_dispose_template (GTK_WIDGET (self), KILT_TYPE_MODEL_PAGE);
+  G_OBJECT_CLASS (kilt_model_page_parent_class)->dispose (object);
+}
+
+static void
+kilt_model_page_finalize (GObject *object)
+{
+  KiltModelPage *self = KILT_MODEL_PAGE (object);
+
+  g_clear_pointer (&self->model, kilt_model_free);
+  g_clear_object (&self->settings);
+  g_clear_object (&self->presets);
+  g_free (self->source);
+  G_OBJECT_CLASS (kilt_model_page_parent_class)->finalize (object);
+}
+
+static void
+kilt_model_page_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  KiltModelPage *self = KILT_MODEL_PAGE (object);
+
+  switch (prop_id)
+    {
+      case PROP_MODEL_NAME:
+        g_value_set_string (value, self->model ? self->model->name : NULL);
+        break;
+      default:
+        G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+kilt_model_page_class_init (KiltModelPageClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = kilt_model_page_dispose;
+  object_class->finalize = kilt_model_page_finalize;
+  object_class->get_property = kilt_model_page_get_property;
+
+  props[PROP_MODEL_NAME]
+      = g_param_spec_string ("model-name", NULL, NULL, NULL,
+                             G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, props);
+
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/org/kilt/Kilt/ui/kilt-model-page.ui");
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, preset_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, error_revealer);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, error_label);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, layer_grid);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_icon);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, optimizer_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, batch_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, epochs_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, seed_spin);
+
+  gtk_widget_class_install_action (widget_class, "model.import-keras", NULL, action_import_keras);
+  gtk_widget_class_install_action (widget_class, "model.open", NULL, action_open);
+  gtk_widget_class_install_action (widget_class, "model.save", NULL, action_save);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_i, GDK_CONTROL_MASK,
+                                       "model.import-keras", NULL);
+}
+
+static void
+kilt_model_page_init (KiltModelPage *self)
+{
+  g_autofree char *last = NULL;
+
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->settings = g_settings_new ("org.kilt.Kilt");
+  g_settings_bind_with_mapping (self->settings, "optimizer", self->optimizer_row, "selected",
+                                G_SETTINGS_BIND_DEFAULT, optimizer_get_mapping,
+                                optimizer_set_mapping, NULL, NULL);
+  g_settings_bind (self->settings, "learning-rate", self->lr_spin, "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "batch", self->batch_spin, "value", G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "epochs", self->epochs_spin, "value", G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "seed", self->seed_spin, "value", G_SETTINGS_BIND_DEFAULT);
+  g_signal_connect_swapped (self->batch_spin, "value-changed", G_CALLBACK (on_setting_changed),
+                            self);
+  g_signal_connect_swapped (self->optimizer_row, "notify::selected",
+                            G_CALLBACK (on_setting_changed), self);
+
+#ifdef KILT_HAVE_MODELIO
+  {
+    g_auto (GStrv) names = kilt_model_preset_list ();
+    self->presets = gtk_string_list_new ((const char *const *)names);
+  }
+#else
+  {
+    const char *names[] = { "mlp", NULL };
+    self->presets = gtk_string_list_new (names);
+  }
+#endif
+  adw_combo_row_set_model (self->preset_row, G_LIST_MODEL (self->presets));
+  g_signal_connect (self->preset_row, "notify::selected", G_CALLBACK (on_preset_selected), self);
+
+  last = g_settings_get_string (self->settings, "last-model");
+  if (!kilt_model_page_choose_preset (self, last) && !g_str_has_prefix (last, "keras:")
+      && !g_str_has_prefix (last, "json:"))
+    on_preset_selected (self->preset_row, NULL, self);
+  else if (g_str_has_prefix (last, "keras:") || g_str_has_prefix (last, "json:"))
+    use_source (self, last);
+}

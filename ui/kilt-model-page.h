@@ -1,0 +1,32 @@
+/* Model page: presets, Keras import, our JSON, the layer table, memory plan, hyper-parameters. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <adwaita.h>
+
+#include "kilt-device.h"
+#include "kilt-model.h"
+#include "kilt-optimizer-config.h"
+
+G_BEGIN_DECLS
+
+#define KILT_TYPE_MODEL_PAGE (kilt_model_page_get_type ())
+G_DECLARE_FINAL_TYPE (KiltModelPage, kilt_model_page, KILT, MODEL_PAGE, AdwBin)
+
+/* The data the model must take: its per-sample shape and class count (0 keeps the model's). */
+void kilt_model_page_set_input (KiltModelPage *self, const KiltShape *shape, guint n_classes,
+                                guint64 dataset_bytes);
+/* The device the memory plan is made for (borrowed; NULL for none). */
+void kilt_model_page_set_device (KiltModelPage *self, const KiltDeviceInfo *device);
+/* Chooses a preset by name; FALSE when there is none by that name. */
+gboolean kilt_model_page_choose_preset (KiltModelPage *self, const char *name);
+/* A fresh, built copy of the chosen model for a run (caller owns it), or NULL with @error. */
+KiltModel *kilt_model_page_create_model (KiltModelPage *self, GError **error);
+const char *kilt_model_page_get_model_name (KiltModelPage *self);
+KiltOptimizerConfig kilt_model_page_get_optimizer (KiltModelPage *self);
+guint kilt_model_page_get_batch (KiltModelPage *self);
+guint kilt_model_page_get_epochs (KiltModelPage *self);
+guint32 kilt_model_page_get_seed (KiltModelPage *self);
+void kilt_model_page_set_epochs (KiltModelPage *self, guint epochs);
+
+G_END_DECLS

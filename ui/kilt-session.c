@@ -1,0 +1,481 @@
+/* The window's side of a training run: starts the trainer thread and turns its events into
+ * coalesced updates on the main thread (at most ~10 a second). */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-session"
+
+#include "config.h"
+
+#include "kilt-session.h"
+#include "kilt-error.h"
+
+#include <string.h>
+
+#define FLUSH_MS 100
+
+#ifndef KILT_HAVE_TRAINER
+/* Until the trainer is in the tree: kilt_session_start () refuses, nothing else is reached. */
+#define kilt_trainer_new(m, d, c, f, u) ((void)(f), NULL)
+#define kilt_trainer_start(t)           ((void)(t))
+#define kilt_trainer_pause(t)           ((void)(t))
+#define kilt_trainer_resume(t)          ((void)(t))
+#define kilt_trainer_stop(t)            ((void)(t))
+#define kilt_trainer_join(t)            ((void)(t))
+#define kilt_trainer_free(t)            ((void)(t))
+#endif
+
+/* Shared between the trainer thread and the main thread; outlives either side's use. */
+typedef struct
+{
+  gatomicrefcount ref;
+  GMutex lock;
+  guint generation; /* bumped per run: events of an older run are dropped */
+  guint source_id;  /* the one pending flush, 0 when none */
+  GMainContext *main_context;
+  GWeakRef session;
+  KiltSessionUpdate pending;
+  gint64 start_us;
+} Shared;
+
+typedef struct
+{
+  Shared *shared;
+  guint generation;
+} RunTag;
+
+struct _KiltSession
+{
+  GObject parent_instance;
+  Shared *shared;
+  KiltTrainer *trainer;
+  gpointer tag; /* RunTag of the trainer, freed after its thread is joined */
+  gboolean running, paused;
+  gint64 start_us, end_us;
+};
+
+/* The loaders bring kilt_dataset_free (); without them no data set ever exists here. */
+static void
+dataset_free (KiltDataset *ds)
+{
+#ifdef KILT_HAVE_DATASET_LOAD
+  kilt_dataset_free (ds);
+#else
+  g_assert (ds == NULL);
+#endif
+}
+
+G_DEFINE_FINAL_TYPE (KiltSession, kilt_session, G_TYPE_OBJECT)
+
+enum
+{
+  SIGNAL_UPDATE,
+  N_SIGNALS
+};
+static guint signals[N_SIGNALS];
+
+enum
+{
+  PROP_0,
+  PROP_RUNNING,
+  PROP_PAUSED,
+  N_PROPS
+};
+static GParamSpec *props[N_PROPS];
+
+static void
+update_init (KiltSessionUpdate *u)
+{
+  memset (u, 0, sizeof *u);
+  u->steps = g_array_new (FALSE, FALSE, sizeof (KiltEvent));
+  u->epochs = g_array_new (FALSE, FALSE, sizeof (KiltEvent));
+  u->memory = g_array_new (FALSE, FALSE, sizeof (KiltEvent));
+  u->logs = g_ptr_array_new_with_free_func (g_free);
+}
+
+static void
+update_clear (KiltSessionUpdate *u)
+{
+  g_array_unref (u->steps);
+  g_array_unref (u->epochs);
+  g_array_unref (u->memory);
+  g_ptr_array_unref (u->logs);
+  g_clear_pointer (&u->timings, g_array_unref);
+  g_clear_error (&u->error);
+}
+
+static Shared *
+shared_ref (Shared *s)
+{
+  g_atomic_ref_count_inc (&s->ref);
+  return s;
+}
+
+static void
+shared_unref (Shared *s)
+{
+  if (!g_atomic_ref_count_dec (&s->ref))
+    return;
+  update_clear (&s->pending);
+  g_weak_ref_clear (&s->session);
+  g_main_context_unref (s->main_context);
+  g_mutex_clear (&s->lock);
+  g_free (s);
+}
+
+static void
+timing_clear (gpointer data)
+{
+  KiltLayerTiming *t = data;
+  g_free (t->layer);
+  g_free (t->type);
+}
+
+/* A copy of the event's numbers, without the pointers it owns. */
+static KiltEvent
+scalars (const KiltEvent *e)
+{
+  KiltEvent c = *e;
+
+  c.device_name = NULL;
+  c.timings = NULL;
+  c.message = NULL;
+  c.error = NULL;
+  return c;
+}
+
+static void run_tag_free (gpointer data);
+
+typedef struct
+{
+  KiltTrainer *trainer;
+  gpointer tag;
+} Joiner;
+
+static gpointer
+join_thread (gpointer data)
+{
+  Joiner *j = data;
+
+  kilt_trainer_join (j->trainer);
+  kilt_trainer_free (j->trainer);
+  run_tag_free (j->tag);
+  g_free (j);
+  return NULL;
+}
+
+static gboolean
+flush (gpointer data)
+{
+  Shared *s = data;
+  g_autoptr (KiltSession) self = g_weak_ref_get (&s->session);
+  KiltSessionUpdate u;
+
+  g_mutex_lock (&s->lock);
+  u = s->pending;
+  update_init (&s->pending);
+  s->source_id = 0;
+  g_mutex_unlock (&s->lock);
+
+  if (self)
+    {
+      if (u.finished)
+        {
+          KiltTrainer *trainer = g_steal_pointer (&self->trainer);
+
+          self->running = FALSE;
+          self->paused = FALSE;
+          self->end_us = g_get_monotonic_time ();
+          /* The thread is on its way out; joining it must not hold up the window. */
+          if (trainer)
+            {
+              Joiner *j = g_new0 (Joiner, 1);
+              j->trainer = trainer;
+              j->tag = g_steal_pointer (&self->tag);
+              g_thread_unref (g_thread_new ("kilt-join", join_thread, j));
+            }
+        }
+      g_signal_emit (self, signals[SIGNAL_UPDATE], 0, &u);
+      if (u.finished)
+        {
+          g_object_notify_by_pspec (G_OBJECT (self), props[PROP_RUNNING]);
+          g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
+        }
+    }
+  update_clear (&u);
+  return G_SOURCE_REMOVE;
+}
+
+/* Called on the trainer's thread. */
+static void
+on_event (const KiltEvent *event, gpointer user_data)
+{
+  RunTag *tag = user_data;
+  Shared *s = tag->shared;
+  KiltSessionUpdate *u = &s->pending;
+  KiltEvent c = scalars (event);
+  gboolean now = FALSE;
+
+  g_mutex_lock (&s->lock);
+  if (tag->generation != s->generation)
+    {
+      g_mutex_unlock (&s->lock);
+      return;
+    }
+  switch (event->type)
+    {
+      case KILT_EVENT_STARTED:
+        u->started = TRUE;
+        u->first = c;
+        now = TRUE;
+        break;
+      case KILT_EVENT_STEP:
+        g_array_append_val (u->steps, c);
+        u->last = c, u->has_last = TRUE;
+        break;
+      case KILT_EVENT_EPOCH:
+        g_array_append_val (u->epochs, c);
+        u->last = c, u->has_last = TRUE;
+        break;
+      case KILT_EVENT_MEMORY:
+        c.epoch_seconds = (g_get_monotonic_time () - s->start_us) / 1e6;
+        g_array_append_val (u->memory, c);
+        break;
+      case KILT_EVENT_TIMINGS:
+        g_clear_pointer (&u->timings, g_array_unref);
+        if (event->timings)
+          {
+            u->timings = g_array_new (FALSE, FALSE, sizeof (KiltLayerTiming));
+            for (guint i = 0; i < event->timings->len; i++)
+              {
+                KiltLayerTiming t = g_array_index (event->timings, KiltLayerTiming, i);
+                /* The strings belong to the event: keep copies in a side list. */
+                t.layer = g_strdup (t.layer);
+                t.type = g_strdup (t.type);
+                g_array_append_val (u->timings, t);
+              }
+            g_array_set_clear_func (u->timings, timing_clear);
+          }
+        break;
+      case KILT_EVENT_LOG:
+        g_ptr_array_add (u->logs, g_strdup_printf ("%s: %s",
+                                                   event->level & G_LOG_LEVEL_ERROR     ? "error"
+                                                   : event->level & G_LOG_LEVEL_WARNING ? "warning"
+                                                                                        : "info",
+                                                   event->message ? event->message : ""));
+        break;
+      case KILT_EVENT_FINISHED:
+        u->finished = TRUE;
+        u->status = event->status;
+        g_clear_error (&u->error);
+        u->error = event->error ? g_error_copy (event->error) : NULL;
+        now = TRUE;
+        break;
+      default:
+        break;
+    }
+  if (now && s->source_id != 0)
+    {
+      GSource *old = g_main_context_find_source_by_id (s->main_context, s->source_id);
+      if (old)
+        g_source_destroy (old);
+      s->source_id = 0;
+    }
+  if (s->source_id == 0)
+    {
+      GSource *source = now ? g_idle_source_new () : g_timeout_source_new (FLUSH_MS);
+
+      g_source_set_callback (source, flush, shared_ref (s), (GDestroyNotify)shared_unref);
+      g_source_set_name (source, "kilt-session-flush");
+      s->source_id = g_source_attach (source, s->main_context);
+      g_source_unref (source);
+    }
+  g_mutex_unlock (&s->lock);
+}
+
+static void
+run_tag_free (gpointer data)
+{
+  RunTag *tag = data;
+  shared_unref (tag->shared);
+  g_free (tag);
+}
+
+gboolean
+kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
+                    const KiltTrainConfig *config, GError **error)
+{
+  RunTag *tag;
+
+  g_return_val_if_fail (KILT_IS_SESSION (self), FALSE);
+  if (self->running)
+    {
+      kilt_model_free (model);
+      dataset_free (data);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "A run is already going on; stop it first");
+      return FALSE;
+    }
+#ifndef KILT_HAVE_TRAINER
+  kilt_model_free (model);
+  dataset_free (data);
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+               "This build of Kilt has no trainer yet");
+  return FALSE;
+#endif
+  tag = g_new0 (RunTag, 1);
+  tag->shared = shared_ref (self->shared);
+  g_mutex_lock (&self->shared->lock);
+  tag->generation = ++self->shared->generation;
+  update_clear (&self->shared->pending);
+  update_init (&self->shared->pending);
+  self->shared->start_us = g_get_monotonic_time ();
+  g_mutex_unlock (&self->shared->lock);
+  self->start_us = self->shared->start_us;
+  self->end_us = 0;
+
+  self->tag = tag;
+  self->trainer = kilt_trainer_new (model, data, config, on_event, tag);
+  self->running = TRUE;
+  self->paused = FALSE;
+  kilt_trainer_start (self->trainer);
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_RUNNING]);
+  return TRUE;
+}
+
+void
+kilt_session_pause (KiltSession *self)
+{
+  g_return_if_fail (KILT_IS_SESSION (self));
+  if (!self->running || self->paused)
+    return;
+  kilt_trainer_pause (self->trainer);
+  self->paused = TRUE;
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
+}
+
+void
+kilt_session_resume (KiltSession *self)
+{
+  g_return_if_fail (KILT_IS_SESSION (self));
+  if (!self->running || !self->paused)
+    return;
+  kilt_trainer_resume (self->trainer);
+  self->paused = FALSE;
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
+}
+
+void
+kilt_session_stop (KiltSession *self)
+{
+  g_return_if_fail (KILT_IS_SESSION (self));
+  if (self->running && self->trainer)
+    kilt_trainer_stop (self->trainer);
+}
+
+gboolean
+kilt_session_is_running (KiltSession *self)
+{
+  g_return_val_if_fail (KILT_IS_SESSION (self), FALSE);
+  return self->running;
+}
+
+gboolean
+kilt_session_is_paused (KiltSession *self)
+{
+  g_return_val_if_fail (KILT_IS_SESSION (self), FALSE);
+  return self->paused;
+}
+
+double
+kilt_session_elapsed (KiltSession *self)
+{
+  g_return_val_if_fail (KILT_IS_SESSION (self), 0);
+  if (self->start_us == 0)
+    return 0;
+  return ((self->end_us ? self->end_us : g_get_monotonic_time ()) - self->start_us) / 1e6;
+}
+
+static void
+kilt_session_dispose (GObject *object)
+{
+  KiltSession *self = KILT_SESSION (object);
+
+  if (self->trainer)
+    {
+      /* Last resort (the window asks before closing): stop and wait, dropping late events. */
+      g_mutex_lock (&self->shared->lock);
+      self->shared->generation++;
+      g_mutex_unlock (&self->shared->lock);
+      kilt_trainer_stop (self->trainer);
+      kilt_trainer_join (self->trainer);
+      kilt_trainer_free (self->trainer);
+      self->trainer = NULL;
+      g_clear_pointer (&self->tag, run_tag_free);
+    }
+  G_OBJECT_CLASS (kilt_session_parent_class)->dispose (object);
+}
+
+static void
+kilt_session_finalize (GObject *object)
+{
+  KiltSession *self = KILT_SESSION (object);
+
+  shared_unref (self->shared);
+  G_OBJECT_CLASS (kilt_session_parent_class)->finalize (object);
+}
+
+static void
+kilt_session_get_property (GObject *object, guint prop_id, GValue *value, GParamSpec *pspec)
+{
+  KiltSession *self = KILT_SESSION (object);
+
+  switch (prop_id)
+    {
+      case PROP_RUNNING:
+        g_value_set_boolean (value, self->running);
+        break;
+      case PROP_PAUSED:
+        g_value_set_boolean (value, self->paused);
+        break;
+      default:
+        G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+kilt_session_class_init (KiltSessionClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->dispose = kilt_session_dispose;
+  object_class->finalize = kilt_session_finalize;
+  object_class->get_property = kilt_session_get_property;
+
+  props[PROP_RUNNING]
+      = g_param_spec_boolean ("running", NULL, NULL, FALSE,
+                              G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  props[PROP_PAUSED]
+      = g_param_spec_boolean ("paused", NULL, NULL, FALSE,
+                              G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+  g_object_class_install_properties (object_class, N_PROPS, props);
+
+  /* update (KiltSessionUpdate *): on the main thread, at most ~10 times a second. */
+  signals[SIGNAL_UPDATE] = g_signal_new ("update", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                         NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_POINTER);
+}
+
+static void
+kilt_session_init (KiltSession *self)
+{
+  self->shared = g_new0 (Shared, 1);
+  g_atomic_ref_count_init (&self->shared->ref);
+  g_mutex_init (&self->shared->lock);
+  self->shared->main_context = g_main_context_ref_thread_default ();
+  g_weak_ref_init (&self->shared->session, self);
+  update_init (&self->shared->pending);
+}
+
+KiltSession *
+kilt_session_new (void)
+{
+  return g_object_new (KILT_TYPE_SESSION, NULL);
+}

@@ -1,0 +1,45 @@
+/* The window's side of a training run: starts the trainer thread and turns its events into
+ * coalesced updates on the main thread (at most ~10 a second). */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <glib-object.h>
+
+#include "kilt-trainer.h"
+
+G_BEGIN_DECLS
+
+/* What arrived since the last update, in order. Owned by the session; valid in the handler. */
+typedef struct
+{
+  GArray *steps;    /* KiltEvent copies of type STEP (scalars only) */
+  GArray *epochs;   /* ... EPOCH */
+  GArray *memory;   /* ... MEMORY, with .epoch_seconds holding seconds since start */
+  GPtrArray *logs;  /* char *: "warning: ..." lines */
+  GArray *timings;  /* KiltLayerTiming: the latest per-layer times, or NULL */
+  gboolean started; /* the STARTED event is in @first */
+  KiltEvent first;  /* scalars of STARTED */
+  KiltEvent last;   /* the latest STEP or EPOCH scalars (progress) */
+  gboolean has_last;
+  gboolean finished;
+  KiltRunStatus status;
+  GError *error; /* FAILED */
+} KiltSessionUpdate;
+
+#define KILT_TYPE_SESSION (kilt_session_get_type ())
+G_DECLARE_FINAL_TYPE (KiltSession, kilt_session, KILT, SESSION, GObject)
+
+KiltSession *kilt_session_new (void);
+/* Takes @model and @data. Fails when a run is going on or the build has no trainer. */
+gboolean kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
+                             const KiltTrainConfig *config, GError **error);
+void kilt_session_pause (KiltSession *self);
+void kilt_session_resume (KiltSession *self);
+/* Asks the run to stop; "finished" follows once it has. */
+void kilt_session_stop (KiltSession *self);
+gboolean kilt_session_is_running (KiltSession *self);
+gboolean kilt_session_is_paused (KiltSession *self);
+/* Seconds since the running (or last) run started. */
+double kilt_session_elapsed (KiltSession *self);
+
+G_END_DECLS

@@ -1,0 +1,448 @@
+/* Train page: progress, live charts (loss, accuracy, memory, throughput, busy), timings, log. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-train-page"
+
+#include "kilt-train-page.h"
+#include "kilt-chart-view.h"
+
+#include <math.h>
+
+struct _KiltTrainPage
+{
+  AdwBin parent_instance;
+
+  GtkRevealer *error_revealer;
+  GtkLabel *error_label;
+  GtkLabel *status_label;
+  GtkLabel *detail_label;
+  GtkProgressBar *progress;
+  GtkWidget *pause_button;
+  GtkScale *smoothing_scale;
+  GtkCheckButton *log_check;
+  GtkGrid *chart_grid;
+  GtkGrid *timing_grid;
+
+  GSettings *settings;
+  KiltChartView *views[KILT_TRAIN_N_CHARTS];
+  GtkWidget *focus_chart;
+  GtkTextBuffer *log;
+  guint steps_per_epoch;
+  guint epochs;
+  guint vendor_series;
+  char *device_name;
+};
+
+G_DEFINE_FINAL_TYPE (KiltTrainPage, kilt_train_page, ADW_TYPE_BIN)
+
+static KiltChart *
+chart (KiltTrainPage *self, KiltTrainChart which)
+{
+  return kilt_chart_view_get_chart (self->views[which]);
+}
+
+static void
+on_chart_enter (GtkEventControllerMotion *motion, double x, double y, KiltTrainPage *self)
+{
+  self->focus_chart = gtk_event_controller_get_widget (GTK_EVENT_CONTROLLER (motion));
+}
+
+static GtkWidget *
+chart_card (KiltTrainPage *self, KiltTrainChart which, KiltChart *c)
+{
+  GtkWidget *frame = gtk_frame_new (NULL);
+  GtkWidget *view = kilt_chart_view_new (c);
+  GtkEventController *motion = gtk_event_controller_motion_new ();
+
+  g_signal_connect (motion, "enter", G_CALLBACK (on_chart_enter), self);
+  gtk_widget_add_controller (view, motion);
+  gtk_widget_set_size_request (view, -1, 230);
+  gtk_widget_add_css_class (frame, "chart-card");
+  gtk_frame_set_child (GTK_FRAME (frame), view);
+  self->views[which] = KILT_CHART_VIEW (view);
+  return frame;
+}
+
+static double
+epoch_x (KiltTrainPage *self, const KiltEvent *e)
+{
+  guint spe = self->steps_per_epoch ? self->steps_per_epoch : 1;
+  return (e->epoch ? e->epoch - 1 : 0) + (double)e->step / spe;
+}
+
+static char *
+format_eta (double seconds)
+{
+  gint64 s = (gint64)llround (seconds);
+
+  if (!isfinite (seconds) || seconds < 0)
+    return g_strdup ("—");
+  if (s >= 3600)
+    return g_strdup_printf ("%d:%02d:%02d", (int)(s / 3600), (int)(s / 60 % 60), (int)(s % 60));
+  return g_strdup_printf ("%d:%02d", (int)(s / 60), (int)(s % 60));
+}
+
+static void
+show_timings (KiltTrainPage *self, GArray *timings)
+{
+  const char *heads[] = { "Layer", "Type", "Forward", "Backward", "Update", "Share" };
+  double total = 0;
+  GtkWidget *child;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->timing_grid))))
+    gtk_grid_remove (self->timing_grid, child);
+  for (int c = 0; c < 6; c++)
+    {
+      GtkWidget *l = gtk_label_new (heads[c]);
+      gtk_label_set_xalign (GTK_LABEL (l), c >= 2 ? 1 : 0);
+      gtk_widget_set_hexpand (l, c == 0);
+      gtk_widget_add_css_class (l, "heading");
+      gtk_grid_attach (self->timing_grid, l, c, 0, 1, 1);
+    }
+  if (timings == NULL || timings->len == 0)
+    {
+      GtkWidget *l = gtk_label_new ("Per-layer device times appear here while a run is profiled.");
+      gtk_widget_add_css_class (l, "dim-label");
+      gtk_label_set_xalign (GTK_LABEL (l), 0);
+      gtk_grid_attach (self->timing_grid, l, 0, 1, 6, 1);
+      return;
+    }
+  for (guint i = 0; i < timings->len; i++)
+    {
+      KiltLayerTiming *t = &g_array_index (timings, KiltLayerTiming, i);
+      total += t->forward_ms + t->backward_ms + t->update_ms;
+    }
+  for (guint i = 0; i < timings->len; i++)
+    {
+      KiltLayerTiming *t = &g_array_index (timings, KiltLayerTiming, i);
+      double sum = t->forward_ms + t->backward_ms + t->update_ms;
+      g_autofree char *f = g_strdup_printf ("%.3f ms", t->forward_ms);
+      g_autofree char *b = g_strdup_printf ("%.3f ms", t->backward_ms);
+      g_autofree char *u = g_strdup_printf ("%.3f ms", t->update_ms);
+      g_autofree char *s = g_strdup_printf ("%.1f%%", total > 0 ? 100 * sum / total : 0);
+      const char *cells[] = { t->layer, t->type, f, b, u, s };
+      for (int c = 0; c < 6; c++)
+        {
+          GtkWidget *l = gtk_label_new (cells[c]);
+          gtk_label_set_xalign (GTK_LABEL (l), c >= 2 ? 1 : 0);
+          if (c == 1)
+            gtk_widget_add_css_class (l, "dim-label");
+          gtk_grid_attach (self->timing_grid, l, c, i + 1, 1, 1);
+        }
+    }
+}
+
+void
+kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity)
+{
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+    {
+      kilt_chart_clear (chart (self, i));
+      kilt_chart_view_update (self->views[i]);
+    }
+  if (capacity)
+    {
+      g_autofree char *cap = g_format_size_full (capacity, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *label = g_strdup_printf ("device capacity %s", cap);
+      kilt_chart_set_marker (chart (self, KILT_TRAIN_CHART_MEMORY), (double)capacity, label);
+    }
+  else
+    kilt_chart_clear_marker (chart (self, KILT_TRAIN_CHART_MEMORY));
+  self->steps_per_epoch = 0;
+  gtk_label_set_text (self->status_label, title ? title : "Starting");
+  gtk_label_set_text (self->detail_label, "Compiling kernels and planning memory…");
+  gtk_progress_bar_set_fraction (self->progress, 0);
+  gtk_text_buffer_set_text (self->log, "", -1);
+  show_timings (self, NULL);
+  kilt_train_page_show_error (self, NULL);
+}
+
+void
+kilt_train_page_log (KiltTrainPage *self, const char *line)
+{
+  GtkTextIter end;
+
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  gtk_text_buffer_get_end_iter (self->log, &end);
+  gtk_text_buffer_insert (self->log, &end, line, -1);
+  gtk_text_buffer_insert (self->log, &end, "\n", 1);
+}
+
+void
+kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double elapsed)
+{
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+
+  if (u->started)
+    {
+      g_autofree char *plan = g_format_size_full (u->first.planned_bytes, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *line
+          = g_strdup_printf ("info: kernels %s in %.2f s; %zu parameters; plan %s",
+                             u->first.compile_cached ? "loaded from cache" : "compiled",
+                             u->first.compile_seconds, u->first.n_params, plan);
+      self->steps_per_epoch = u->first.steps_per_epoch;
+      kilt_train_page_log (self, line);
+    }
+  for (guint i = 0; i < u->steps->len; i++)
+    {
+      const KiltEvent *e = &g_array_index (u->steps, KiltEvent, i);
+      double x = epoch_x (self, e);
+      kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 0, x, e->loss);
+      kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 0, x, 100 * e->accuracy);
+      if (e->samples_per_second > 0)
+        kilt_chart_append (chart (self, KILT_TRAIN_CHART_THROUGHPUT), 0, x, e->samples_per_second);
+      if (e->busy_percent > 0)
+        kilt_chart_append (chart (self, KILT_TRAIN_CHART_BUSY), 0, x, e->busy_percent);
+    }
+  for (guint i = 0; i < u->epochs->len; i++)
+    {
+      const KiltEvent *e = &g_array_index (u->epochs, KiltEvent, i);
+      g_autofree char *line = g_strdup_printf (
+          "info: epoch %u: loss %.4f, accuracy %.2f%%, validation loss %.4f, accuracy %.2f%% "
+          "(%.1f s)",
+          e->epoch, e->loss, 100 * e->accuracy, e->val_loss, 100 * e->val_accuracy,
+          e->epoch_seconds);
+      if (!isnan (e->val_loss))
+        kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 1, e->epoch, e->val_loss);
+      if (!isnan (e->val_accuracy))
+        kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 1, e->epoch,
+                           100 * e->val_accuracy);
+      kilt_train_page_log (self, line);
+    }
+  for (guint i = 0; i < u->memory->len; i++)
+    {
+      const KiltEvent *e = &g_array_index (u->memory, KiltEvent, i);
+      KiltChart *mem = chart (self, KILT_TRAIN_CHART_MEMORY);
+      /* Lower layers first: each area stacks on the one before. */
+      for (guint c = 0; c < KILT_MEM_N_CATEGORIES; c++)
+        kilt_chart_append (mem, c, e->epoch_seconds, (double)e->mem.live[c]);
+      if (e->vendor_used_bytes >= 0)
+        kilt_chart_append (mem, self->vendor_series, e->epoch_seconds,
+                           (double)e->vendor_used_bytes);
+    }
+  for (guint i = 0; i < u->logs->len; i++)
+    kilt_train_page_log (self, g_ptr_array_index (u->logs, i));
+  if (u->timings)
+    show_timings (self, u->timings);
+
+  if (u->has_last && !u->finished)
+    {
+      const KiltEvent *e = &u->last;
+      guint spe = self->steps_per_epoch ? self->steps_per_epoch : 1;
+      double total = self->epochs ? self->epochs : e->epoch;
+      double done = (e->epoch - 1) + (double)e->step / spe;
+      g_autofree char *status = g_strdup_printf ("Epoch %u of %u", e->epoch, self->epochs);
+      g_autofree char *eta = format_eta (e->eta_seconds);
+      g_autofree char *detail = g_strdup_printf (
+          "Step %u of %u · %.0f samples/s · %s left · loss %.4f · accuracy %.1f%%", e->step, spe,
+          e->samples_per_second, eta, e->loss, 100 * e->accuracy);
+      gtk_label_set_text (self->status_label, status);
+      gtk_label_set_text (self->detail_label, detail);
+      gtk_progress_bar_set_fraction (self->progress, CLAMP (done / MAX (total, 1), 0, 1));
+    }
+  if (u->finished)
+    {
+      g_autofree char *took = format_eta (elapsed);
+      g_autofree char *detail = NULL;
+      const char *status = u->status == KILT_RUN_FINISHED  ? "Finished"
+                           : u->status == KILT_RUN_STOPPED ? "Stopped"
+                                                           : "Failed";
+
+      if (u->status == KILT_RUN_FINISHED && !isnan (u->last.val_accuracy) && u->has_last)
+        detail = g_strdup_printf ("Took %s · validation accuracy %.1f%%", took,
+                                  100 * u->last.val_accuracy);
+      else
+        detail = g_strdup_printf ("Took %s", took);
+      gtk_label_set_text (self->status_label, status);
+      gtk_label_set_text (self->detail_label, detail);
+      if (u->status == KILT_RUN_FINISHED)
+        gtk_progress_bar_set_fraction (self->progress, 1);
+      if (u->error)
+        {
+          g_autofree char *line = g_strdup_printf ("error: %s", u->error->message);
+          kilt_train_page_show_error (self, u->error->message);
+          kilt_train_page_log (self, line);
+        }
+    }
+  for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+    kilt_chart_view_update (self->views[i]);
+}
+
+void
+kilt_train_page_set_state (KiltTrainPage *self, gboolean running, gboolean paused)
+{
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  gtk_button_set_label (GTK_BUTTON (self->pause_button), paused ? "_Resume" : "_Pause");
+}
+
+void
+kilt_train_page_show_error (KiltTrainPage *self, const char *message)
+{
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  gtk_label_set_text (self->error_label, message ? message : "");
+  gtk_revealer_set_reveal_child (self->error_revealer, message != NULL);
+}
+
+KiltChart *
+kilt_train_page_get_chart (KiltTrainPage *self, KiltTrainChart which)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), NULL);
+  g_return_val_if_fail (which < KILT_TRAIN_N_CHARTS, NULL);
+  return chart (self, which);
+}
+
+GtkWidget *
+kilt_train_page_get_focus_chart (KiltTrainPage *self)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), NULL);
+  return self->focus_chart ? self->focus_chart : GTK_WIDGET (self->views[0]);
+}
+
+void
+kilt_train_page_set_epochs (KiltTrainPage *self, guint epochs)
+{
+  self->epochs = epochs;
+}
+
+static void
+action_dismiss_error (GtkWidget *widget, const char *name, GVariant *param)
+{
+  kilt_train_page_show_error (KILT_TRAIN_PAGE (widget), NULL);
+}
+
+static void
+apply_chart_options (KiltTrainPage *self)
+{
+  double smoothing = gtk_range_get_value (GTK_RANGE (self->smoothing_scale));
+
+  kilt_chart_set_smoothing (chart (self, KILT_TRAIN_CHART_LOSS), smoothing);
+  kilt_chart_set_smoothing (chart (self, KILT_TRAIN_CHART_ACCURACY), smoothing);
+  kilt_chart_set_smoothing (chart (self, KILT_TRAIN_CHART_THROUGHPUT), smoothing);
+  kilt_chart_set_log_scale (chart (self, KILT_TRAIN_CHART_LOSS),
+                            gtk_check_button_get_active (self->log_check));
+  for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+    kilt_chart_view_update (self->views[i]);
+}
+
+static void
+kilt_train_page_dispose (GObject *object)
+{
+  gtk_widget_dispose_template (GTK_WIDGET (object), KILT_TYPE_TRAIN_PAGE);
+  G_OBJECT_CLASS (kilt_train_page_parent_class)->dispose (object);
+}
+
+static void
+kilt_train_page_finalize (GObject *object)
+{
+  KiltTrainPage *self = KILT_TRAIN_PAGE (object);
+
+  g_clear_object (&self->settings);
+  g_free (self->device_name);
+  G_OBJECT_CLASS (kilt_train_page_parent_class)->finalize (object);
+}
+
+static void
+kilt_train_page_class_init (KiltTrainPageClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+
+  object_class->dispose = kilt_train_page_dispose;
+  object_class->finalize = kilt_train_page_finalize;
+  gtk_widget_class_set_template_from_resource (widget_class,
+                                               "/org/kilt/Kilt/ui/kilt-train-page.ui");
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, error_revealer);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, error_label);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, status_label);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, detail_label);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, progress);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, pause_button);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, smoothing_scale);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, log_check);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, chart_grid);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, timing_grid);
+  gtk_widget_class_install_action (widget_class, "train.dismiss-error", NULL, action_dismiss_error);
+}
+
+static void
+kilt_train_page_init (KiltTrainPage *self)
+{
+  const char *mem_names[KILT_MEM_N_CATEGORIES]
+      = { "weights", "gradients", "optimizer", "activations", "workspace", "data set" };
+  GtkWidget *log_frame, *log_scroll, *log_view;
+  KiltChart *c;
+
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->settings = g_settings_new ("org.kilt.Kilt");
+
+  c = kilt_chart_new ("Loss");
+  kilt_chart_set_x_axis (c, "Epoch", KILT_AXIS_NUMBER);
+  kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
+  kilt_chart_add_series (c, "validation", KILT_CHART_LINE, NULL);
+  kilt_chart_set_empty_text (c, "Loss appears here once training starts");
+  gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_LOSS, c), 0, 0, 1, 1);
+  kilt_chart_unref (c);
+
+  c = kilt_chart_new ("Accuracy");
+  kilt_chart_set_x_axis (c, "Epoch", KILT_AXIS_NUMBER);
+  kilt_chart_set_y_axis (c, NULL, KILT_AXIS_PERCENT);
+  kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
+  kilt_chart_add_series (c, "validation", KILT_CHART_LINE, NULL);
+  kilt_chart_set_empty_text (c, "Accuracy appears here once training starts");
+  gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_ACCURACY, c), 1, 0, 1, 1);
+  kilt_chart_unref (c);
+
+  c = kilt_chart_new ("Device memory");
+  kilt_chart_set_x_axis (c, "Time", KILT_AXIS_SECONDS);
+  kilt_chart_set_y_axis (c, NULL, KILT_AXIS_BYTES);
+  for (guint i = 0; i < KILT_MEM_N_CATEGORIES; i++)
+    kilt_chart_add_series (c, mem_names[i], KILT_CHART_AREA, NULL);
+  self->vendor_series = kilt_chart_add_series (c, "driver's figure", KILT_CHART_LINE,
+                                               (const double[]){ 0.2, 0.2, 0.2 });
+  kilt_chart_set_empty_text (c, "Memory by category appears here during a run");
+  gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_MEMORY, c), 0, 1, 1, 1);
+  kilt_chart_unref (c);
+
+  c = kilt_chart_new ("Throughput");
+  kilt_chart_set_x_axis (c, "Epoch", KILT_AXIS_NUMBER);
+  kilt_chart_set_y_axis (c, "samples/s", KILT_AXIS_NUMBER);
+  kilt_chart_add_series (c, "samples per second", KILT_CHART_LINE, NULL);
+  kilt_chart_set_empty_text (c, "Samples per second appear here during a run");
+  gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_THROUGHPUT, c), 1, 1, 1, 1);
+  kilt_chart_unref (c);
+
+  c = kilt_chart_new ("Device busy");
+  kilt_chart_set_x_axis (c, "Epoch", KILT_AXIS_NUMBER);
+  kilt_chart_set_y_axis (c, NULL, KILT_AXIS_PERCENT);
+  kilt_chart_set_y_range (c, 0, 100);
+  kilt_chart_add_series (c, "busy", KILT_CHART_AREA, (const double[]){ 0.18, 0.76, 0.49 });
+  kilt_chart_set_empty_text (c, "Share of time the device is busy, when profiling");
+  gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_BUSY, c), 0, 2, 1, 1);
+  kilt_chart_unref (c);
+
+  log_frame = gtk_frame_new (NULL);
+  log_scroll = gtk_scrolled_window_new ();
+  log_view = gtk_text_view_new ();
+  self->log = gtk_text_view_get_buffer (GTK_TEXT_VIEW (log_view));
+  gtk_text_view_set_editable (GTK_TEXT_VIEW (log_view), FALSE);
+  gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (log_view), GTK_WRAP_WORD_CHAR);
+  gtk_text_view_set_left_margin (GTK_TEXT_VIEW (log_view), 8);
+  gtk_text_view_set_top_margin (GTK_TEXT_VIEW (log_view), 8);
+  gtk_widget_add_css_class (log_view, "log-view");
+  gtk_accessible_update_property (GTK_ACCESSIBLE (log_view), GTK_ACCESSIBLE_PROPERTY_LABEL,
+                                  "Run log", -1);
+  gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (log_scroll), log_view);
+  gtk_frame_set_child (GTK_FRAME (log_frame), log_scroll);
+  gtk_grid_attach (self->chart_grid, log_frame, 1, 2, 1, 1);
+  show_timings (self, NULL);
+
+  g_settings_bind (self->settings, "chart-smoothing",
+                   gtk_range_get_adjustment (GTK_RANGE (self->smoothing_scale)), "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "chart-log-scale", self->log_check, "active",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_signal_connect_swapped (self->smoothing_scale, "value-changed",
+                            G_CALLBACK (apply_chart_options), self);
+  g_signal_connect_swapped (self->log_check, "toggled", G_CALLBACK (apply_chart_options), self);
+  apply_chart_options (self);
+}

@@ -1,0 +1,38 @@
+/* Train page: progress, live charts (loss, accuracy, memory, throughput, busy), timings, log. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <adwaita.h>
+
+#include "kilt-chart.h"
+#include "kilt-session.h"
+
+G_BEGIN_DECLS
+
+#define KILT_TYPE_TRAIN_PAGE (kilt_train_page_get_type ())
+G_DECLARE_FINAL_TYPE (KiltTrainPage, kilt_train_page, KILT, TRAIN_PAGE, AdwBin)
+
+typedef enum
+{
+  KILT_TRAIN_CHART_LOSS,
+  KILT_TRAIN_CHART_ACCURACY,
+  KILT_TRAIN_CHART_MEMORY,
+  KILT_TRAIN_CHART_THROUGHPUT,
+  KILT_TRAIN_CHART_BUSY,
+  KILT_TRAIN_N_CHARTS
+} KiltTrainChart;
+
+/* Clears the charts for a new run on a device with @capacity bytes (0: unknown). */
+void kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity);
+/* Applies a coalesced update from the session. */
+void kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *update, double elapsed);
+void kilt_train_page_set_state (KiltTrainPage *self, gboolean running, gboolean paused);
+/* Shows @message where the person is looking; NULL hides it. */
+void kilt_train_page_show_error (KiltTrainPage *self, const char *message);
+void kilt_train_page_log (KiltTrainPage *self, const char *line);
+KiltChart *kilt_train_page_get_chart (KiltTrainPage *self, KiltTrainChart which);
+void kilt_train_page_set_epochs (KiltTrainPage *self, guint epochs);
+/* The chart the pointer was last over (for "Save Chart…"); the loss chart by default. */
+GtkWidget *kilt_train_page_get_focus_chart (KiltTrainPage *self);
+
+G_END_DECLS

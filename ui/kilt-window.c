@@ -1,0 +1,512 @@
+/* The main window: the pages, the run, and the actions that tie them together. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-window"
+
+#include "config.h"
+
+#include "kilt-window.h"
+#include "kilt-chart-view.h"
+#include "kilt-error.h"
+
+struct _KiltWindow
+{
+  AdwApplicationWindow parent_instance;
+
+  AdwToastOverlay *toasts;
+  AdwViewStack *stack;
+  KiltDevicesPage *devices_page;
+  KiltDataPage *data_page;
+  KiltModelPage *model_page;
+  KiltTrainPage *train_page;
+  GtkWidget *runs_placeholder;
+
+  GSettings *settings;
+  KiltSession *session;
+  GtkFileChooserNative *chooser;
+  guint sample_limit;
+  gboolean close_after_run;
+  gboolean dataset_in_run;
+  char *last_message;
+};
+
+G_DEFINE_FINAL_TYPE (KiltWindow, kilt_window, ADW_TYPE_APPLICATION_WINDOW)
+
+static void
+say (KiltWindow *self, const char *message)
+{
+  AdwToast *toast = adw_toast_new (message);
+
+  g_free (self->last_message);
+  self->last_message = g_strdup (message);
+  adw_toast_set_timeout (toast, 4);
+  adw_toast_overlay_add_toast (self->toasts, toast);
+}
+
+static void
+update_actions (KiltWindow *self)
+{
+  gboolean running = kilt_session_is_running (self->session);
+
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.start", !running);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.pause", running);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.stop", running);
+  kilt_train_page_set_state (self->train_page, running, kilt_session_is_paused (self->session));
+}
+
+static void
+on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
+{
+  kilt_train_page_apply (self->train_page, u, kilt_session_elapsed (session));
+  if (!u->finished)
+    return;
+  if (u->status == KILT_RUN_FAILED)
+    {
+      g_autofree char *msg
+          = g_strdup_printf ("Training failed: %s", u->error ? u->error->message : "unknown error");
+      g_free (self->last_message);
+      self->last_message = g_strdup (msg);
+      kilt_train_page_show_error (self->train_page, msg);
+      say (self, "Training failed — see the Train page");
+      g_free (self->last_message);
+      self->last_message = g_steal_pointer (&msg);
+    }
+  else
+    say (self, u->status == KILT_RUN_FINISHED ? "Training finished" : "Training stopped");
+  /* The run owned the data set; bring it back for the next one. */
+  if (self->dataset_in_run)
+    {
+      self->dataset_in_run = FALSE;
+      kilt_data_page_reload (self->data_page);
+    }
+  update_actions (self);
+  if (self->close_after_run)
+    gtk_window_destroy (GTK_WINDOW (self));
+}
+
+static void
+on_session_state (KiltSession *session, GParamSpec *pspec, KiltWindow *self)
+{
+  update_actions (self);
+}
+
+static void
+start_failed (KiltWindow *self, const char *message)
+{
+  /* Shown on the Train page, where Start leads; no toast on top of it. */
+  g_free (self->last_message);
+  self->last_message = g_strdup (message);
+  kilt_train_page_show_error (self->train_page, message);
+  kilt_window_show_page (self, "train");
+}
+
+static void
+action_start (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltWindow *self = KILT_WINDOW (widget);
+  const KiltDataset *ds = kilt_data_page_get_dataset (self->data_page);
+  const char *device = kilt_devices_page_get_device_id (self->devices_page);
+  g_autoptr (GError) error = NULL;
+  KiltTrainConfig config;
+  KiltModel *model;
+  g_autofree char *title = NULL;
+
+  if (kilt_session_is_running (self->session))
+    return;
+  if (device == NULL)
+    {
+      start_failed (self, kilt_devices_page_get_loaded (self->devices_page)
+                              ? "No OpenCL device to train on: see the Devices page"
+                              : "Still looking for devices; try again in a moment");
+      return;
+    }
+  if (ds == NULL)
+    {
+      start_failed (self, kilt_data_page_get_loading (self->data_page)
+                              ? "The data set is still loading; try again when it is done"
+                              : "Load a data set first, on the Data page");
+      return;
+    }
+  model = kilt_model_page_create_model (self->model_page, &error);
+  if (model == NULL)
+    {
+      g_autofree char *msg = g_strdup_printf ("Cannot build the model: %s", error->message);
+      start_failed (self, msg);
+      return;
+    }
+
+#ifdef KILT_HAVE_TRAINER
+  config = kilt_train_config_default ();
+#else
+  memset (&config, 0, sizeof config);
+#endif
+  g_free (config.device_id);
+  config.device_id = g_strdup (device);
+  config.epochs = kilt_model_page_get_epochs (self->model_page);
+  config.batch = kilt_model_page_get_batch (self->model_page);
+  config.seed = kilt_model_page_get_seed (self->model_page);
+  config.val_fraction = (float)kilt_data_page_get_val_split (self->data_page);
+  config.opt = kilt_model_page_get_optimizer (self->model_page);
+  config.augment = kilt_data_page_get_augment (self->data_page);
+  config.preprocess = kilt_data_page_get_preprocess (self->data_page);
+  config.max_train_samples = self->sample_limit;
+  config.profile = TRUE;
+  g_free (config.run_name);
+  config.run_name = g_strdup_printf ("%s on %s", model->name, ds->name);
+
+  title = g_strdup_printf ("Training %s on %s", model->name,
+                           kilt_devices_page_get_device_name (self->devices_page));
+  kilt_train_page_reset (self->train_page, title,
+                         kilt_devices_page_get_device_memory (self->devices_page));
+  kilt_train_page_set_epochs (self->train_page, config.epochs);
+#ifdef KILT_HAVE_TRAINER
+  {
+    KiltDataset *data = kilt_data_page_take_dataset (self->data_page);
+    self->dataset_in_run = TRUE;
+    if (!kilt_session_start (self->session, model, data, &config, &error))
+      {
+        start_failed (self, error->message);
+        self->dataset_in_run = FALSE;
+        kilt_data_page_reload (self->data_page);
+      }
+  }
+  kilt_train_config_clear (&config);
+#else
+  kilt_model_free (model);
+  g_free (config.device_id);
+  g_free (config.run_name);
+  start_failed (self, "This build of Kilt has no trainer yet");
+#endif
+  kilt_window_show_page (self, "train");
+  update_actions (self);
+}
+
+static void
+action_pause (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltWindow *self = KILT_WINDOW (widget);
+
+  if (kilt_session_is_paused (self->session))
+    kilt_session_resume (self->session);
+  else
+    kilt_session_pause (self->session);
+  update_actions (self);
+}
+
+static void
+action_stop (GtkWidget *widget, const char *name, GVariant *param)
+{
+  kilt_session_stop (KILT_WINDOW (widget)->session);
+}
+
+static void
+action_page (GtkWidget *widget, const char *name, GVariant *param)
+{
+  kilt_window_show_page (KILT_WINDOW (widget), g_variant_get_string (param, NULL));
+}
+
+static void
+action_test_device (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltWindow *self = KILT_WINDOW (widget);
+
+  kilt_window_show_page (self, "devices");
+  kilt_devices_page_test (self->devices_page);
+}
+
+static void
+action_copy_report (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltWindow *self = KILT_WINDOW (widget);
+  g_autofree char *report = kilt_devices_page_dup_report (self->devices_page);
+
+  if (report == NULL)
+    return;
+  gdk_clipboard_set_text (gtk_widget_get_clipboard (widget), report);
+  say (self, "Device report copied");
+}
+
+static void
+on_save_response (GtkNativeDialog *dialog, int response, KiltWindow *self)
+{
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      g_autoptr (GFile) file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (dialog));
+      g_autofree char *path = file ? g_file_get_path (file) : NULL;
+      GtkWidget *view = g_object_get_data (G_OBJECT (dialog), "kilt-view");
+      g_autoptr (GError) error = NULL;
+
+      if (path && view && !kilt_chart_view_save (KILT_CHART_VIEW (view), path, &error))
+        say (self, error->message);
+      else if (path)
+        say (self, "Chart saved");
+    }
+  g_clear_object (&self->chooser);
+}
+
+static void
+action_save_chart (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltWindow *self = KILT_WINDOW (widget);
+  GtkWidget *view = kilt_train_page_get_focus_chart (self->train_page);
+  KiltChart *chart = kilt_chart_view_get_chart (KILT_CHART_VIEW (view));
+  g_autofree char *base = g_ascii_strdown (kilt_chart_get_title (chart), -1);
+  g_autofree char *suggest = NULL;
+  const char *patterns[] = { "*.png", "*.svg", "*.pdf" };
+  const char *names[] = { "PNG image", "SVG drawing", "PDF document" };
+
+  if (self->chooser)
+    return;
+  g_strdelimit (base, " ", '-');
+  suggest = g_strconcat (base, ".png", NULL);
+  self->chooser = gtk_file_chooser_native_new ("Save Chart", GTK_WINDOW (self),
+                                               GTK_FILE_CHOOSER_ACTION_SAVE, "_Save", "_Cancel");
+  for (guint i = 0; i < G_N_ELEMENTS (patterns); i++)
+    {
+      g_autoptr (GtkFileFilter) filter = gtk_file_filter_new ();
+      gtk_file_filter_set_name (filter, names[i]);
+      gtk_file_filter_add_pattern (filter, patterns[i]);
+      gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), filter);
+    }
+  gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (self->chooser), suggest);
+  g_object_set_data_full (G_OBJECT (self->chooser), "kilt-view", g_object_ref (view),
+                          g_object_unref);
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (self->chooser), TRUE);
+  g_signal_connect (self->chooser, "response", G_CALLBACK (on_save_response), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
+}
+
+static void
+on_device_changed (KiltWindow *self)
+{
+  kilt_model_page_set_device (self->model_page,
+                              kilt_devices_page_get_device_info (self->devices_page));
+}
+
+static void
+on_dataset_changed (KiltWindow *self)
+{
+  const KiltDataset *ds = kilt_data_page_get_dataset (self->data_page);
+  guint64 bytes;
+
+  if (ds == NULL)
+    return;
+  bytes = (guint64)(ds->train.n + ds->test.n + ds->val.n) * kilt_dataset_sample_size (ds)
+          * (ds->type == KILT_SAMPLE_U8 ? 1 : 4);
+  kilt_model_page_set_input (self->model_page, &ds->shape, ds->n_classes, bytes);
+}
+
+static void
+on_close_response (AdwMessageDialog *dialog, const char *response, KiltWindow *self)
+{
+  if (g_strcmp0 (response, "stop") != 0)
+    return;
+  self->close_after_run = TRUE;
+  kilt_session_stop (self->session);
+}
+
+static gboolean
+kilt_window_close_request (GtkWindow *window)
+{
+  KiltWindow *self = KILT_WINDOW (window);
+  int width, height;
+
+  gtk_window_get_default_size (window, &width, &height);
+  g_settings_set_int (self->settings, "window-width", width);
+  g_settings_set_int (self->settings, "window-height", height);
+  g_settings_set_boolean (self->settings, "window-maximized", gtk_window_is_maximized (window));
+
+  if (kilt_session_is_running (self->session) && !self->close_after_run)
+    {
+      GtkWidget *dialog = adw_message_dialog_new (window, "Stop Training?",
+                                                  "A run is going on. Closing Kilt stops it; "
+                                                  "what it has done so far is kept.");
+      adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", "_Keep Training",
+                                        "stop", "_Stop and Close", NULL);
+      adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "stop",
+                                                  ADW_RESPONSE_DESTRUCTIVE);
+      adw_message_dialog_set_default_response (ADW_MESSAGE_DIALOG (dialog), "cancel");
+      adw_message_dialog_set_close_response (ADW_MESSAGE_DIALOG (dialog), "cancel");
+      g_signal_connect (dialog, "response", G_CALLBACK (on_close_response), self);
+      gtk_window_present (GTK_WINDOW (dialog));
+      return TRUE;
+    }
+  if (kilt_session_is_running (self->session))
+    return TRUE; /* stopping: closes when the run has ended */
+  return GTK_WINDOW_CLASS (kilt_window_parent_class)->close_request (window);
+}
+
+static void
+kilt_window_dispose (GObject *object)
+{
+  KiltWindow *self = KILT_WINDOW (object);
+
+  if (self->chooser)
+    gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
+  g_clear_object (&self->chooser);
+  if (self->session)
+    g_signal_handlers_disconnect_by_data (self->session, self);
+  g_clear_object (&self->session);
+  gtk_widget_dispose_template (GTK_WIDGET (self), KILT_TYPE_WINDOW);
+  G_OBJECT_CLASS (kilt_window_parent_class)->dispose (object);
+}
+
+static void
+kilt_window_finalize (GObject *object)
+{
+  KiltWindow *self = KILT_WINDOW (object);
+
+  g_clear_object (&self->settings);
+  g_free (self->last_message);
+  G_OBJECT_CLASS (kilt_window_parent_class)->finalize (object);
+}
+
+static void
+kilt_window_class_init (KiltWindowClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  GtkWidgetClass *widget_class = GTK_WIDGET_CLASS (klass);
+  GtkWindowClass *window_class = GTK_WINDOW_CLASS (klass);
+  const char *pages[] = { "devices", "data", "model", "train", "runs" };
+
+  object_class->dispose = kilt_window_dispose;
+  object_class->finalize = kilt_window_finalize;
+  window_class->close_request = kilt_window_close_request;
+
+  g_type_ensure (KILT_TYPE_DEVICES_PAGE);
+  g_type_ensure (KILT_TYPE_DATA_PAGE);
+  g_type_ensure (KILT_TYPE_MODEL_PAGE);
+  g_type_ensure (KILT_TYPE_TRAIN_PAGE);
+
+  gtk_widget_class_set_template_from_resource (widget_class, "/org/kilt/Kilt/ui/kilt-window.ui");
+  gtk_widget_class_bind_template_child (widget_class, KiltWindow, toasts);
+  gtk_widget_class_bind_template_child (widget_class, KiltWindow, stack);
+  gtk_widget_class_bind_template_child (widget_class, KiltWindow, devices_page);
+  gtk_widget_class_bind_template_child (widget_class, KiltWindow, data_page);
+  gtk_widget_class_bind_template_child (widget_class, KiltWindow, model_page);
+  gtk_widget_class_bind_template_child (widget_class, KiltWindow, train_page);
+  gtk_widget_class_bind_template_child (widget_class, KiltWindow, runs_placeholder);
+
+  gtk_widget_class_install_action (widget_class, "win.start", NULL, action_start);
+  gtk_widget_class_install_action (widget_class, "win.pause", NULL, action_pause);
+  gtk_widget_class_install_action (widget_class, "win.stop", NULL, action_stop);
+  gtk_widget_class_install_action (widget_class, "win.page", "s", action_page);
+  gtk_widget_class_install_action (widget_class, "win.test-device", NULL, action_test_device);
+  gtk_widget_class_install_action (widget_class, "win.copy-report", NULL, action_copy_report);
+  gtk_widget_class_install_action (widget_class, "win.save-chart", NULL, action_save_chart);
+
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, GDK_CONTROL_MASK, "win.start",
+                                       NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_p, GDK_CONTROL_MASK, "win.pause",
+                                       NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_period, GDK_CONTROL_MASK, "win.stop",
+                                       NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, "win.save-chart",
+                                       NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_t, GDK_CONTROL_MASK, "win.test-device",
+                                       NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (pages); i++)
+    gtk_widget_class_add_binding_action (widget_class, GDK_KEY_1 + i, GDK_ALT_MASK, "win.page", "s",
+                                         pages[i]);
+}
+
+static void
+kilt_window_init (KiltWindow *self)
+{
+  gtk_widget_init_template (GTK_WIDGET (self));
+  self->settings = g_settings_new ("org.kilt.Kilt");
+  self->session = kilt_session_new ();
+  g_signal_connect (self->session, "update", G_CALLBACK (on_session_update), self);
+  g_signal_connect (self->session, "notify::running", G_CALLBACK (on_session_state), self);
+  g_signal_connect (self->session, "notify::paused", G_CALLBACK (on_session_state), self);
+  g_signal_connect_swapped (self->devices_page, "notify::device-id", G_CALLBACK (on_device_changed),
+                            self);
+  g_signal_connect_swapped (self->data_page, "notify::dataset-name",
+                            G_CALLBACK (on_dataset_changed), self);
+
+  gtk_window_set_default_size (GTK_WINDOW (self),
+                               g_settings_get_int (self->settings, "window-width"),
+                               g_settings_get_int (self->settings, "window-height"));
+  if (g_settings_get_boolean (self->settings, "window-maximized"))
+    gtk_window_maximize (GTK_WINDOW (self));
+  update_actions (self);
+}
+
+KiltWindow *
+kilt_window_new (AdwApplication *app)
+{
+  return g_object_new (KILT_TYPE_WINDOW, "application", app, NULL);
+}
+
+KiltDevicesPage *
+kilt_window_get_devices_page (KiltWindow *self)
+{
+  return self->devices_page;
+}
+
+KiltDataPage *
+kilt_window_get_data_page (KiltWindow *self)
+{
+  return self->data_page;
+}
+
+KiltModelPage *
+kilt_window_get_model_page (KiltWindow *self)
+{
+  return self->model_page;
+}
+
+KiltTrainPage *
+kilt_window_get_train_page (KiltWindow *self)
+{
+  return self->train_page;
+}
+
+KiltSession *
+kilt_window_get_session (KiltWindow *self)
+{
+  return self->session;
+}
+
+void
+kilt_window_show_page (KiltWindow *self, const char *name)
+{
+  g_return_if_fail (KILT_IS_WINDOW (self));
+  if (adw_view_stack_get_child_by_name (self->stack, name))
+    adw_view_stack_set_visible_child_name (self->stack, name);
+}
+
+const char *
+kilt_window_get_visible_page (KiltWindow *self)
+{
+  g_return_val_if_fail (KILT_IS_WINDOW (self), NULL);
+  return adw_view_stack_get_visible_child_name (self->stack);
+}
+
+void
+kilt_window_set_runs_page (KiltWindow *self, GtkWidget *page)
+{
+  AdwViewStackPage *old;
+
+  g_return_if_fail (KILT_IS_WINDOW (self));
+  old = adw_view_stack_get_page (self->stack, self->runs_placeholder);
+  if (old)
+    adw_view_stack_remove (self->stack, self->runs_placeholder);
+  adw_view_stack_add_titled_with_icon (self->stack, page, "runs", "_Runs",
+                                       "document-open-recent-symbolic");
+  adw_view_stack_page_set_use_underline (adw_view_stack_get_page (self->stack, page), TRUE);
+  self->runs_placeholder = page;
+}
+
+void
+kilt_window_set_sample_limit (KiltWindow *self, guint n)
+{
+  g_return_if_fail (KILT_IS_WINDOW (self));
+  self->sample_limit = n;
+}
+
+const char *
+kilt_window_get_last_message (KiltWindow *self)
+{
+  g_return_val_if_fail (KILT_IS_WINDOW (self), NULL);
+  return self->last_message;
+}

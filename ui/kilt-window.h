@@ -1,0 +1,34 @@
+/* The main window: the pages, the run, and the actions that tie them together. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <adwaita.h>
+
+#include "kilt-data-page.h"
+#include "kilt-devices-page.h"
+#include "kilt-model-page.h"
+#include "kilt-session.h"
+#include "kilt-train-page.h"
+
+G_BEGIN_DECLS
+
+#define KILT_TYPE_WINDOW (kilt_window_get_type ())
+G_DECLARE_FINAL_TYPE (KiltWindow, kilt_window, KILT, WINDOW, AdwApplicationWindow)
+
+KiltWindow *kilt_window_new (AdwApplication *app);
+KiltDevicesPage *kilt_window_get_devices_page (KiltWindow *self);
+KiltDataPage *kilt_window_get_data_page (KiltWindow *self);
+KiltModelPage *kilt_window_get_model_page (KiltWindow *self);
+KiltTrainPage *kilt_window_get_train_page (KiltWindow *self);
+KiltSession *kilt_window_get_session (KiltWindow *self);
+/* Shows the page named "devices", "data", "model", "train" or "runs". */
+void kilt_window_show_page (KiltWindow *self, const char *name);
+const char *kilt_window_get_visible_page (KiltWindow *self);
+/* Replaces the Runs placeholder with the real page. */
+void kilt_window_set_runs_page (KiltWindow *self, GtkWidget *page);
+/* Limits runs started from the window to @n training samples (0: all), for quick runs. */
+void kilt_window_set_sample_limit (KiltWindow *self, guint n);
+/* The last status message shown as a toast or inline error (for tests). */
+const char *kilt_window_get_last_message (KiltWindow *self);
+
+G_END_DECLS
