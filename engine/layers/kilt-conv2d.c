@@ -35,12 +35,7 @@ conv_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_
       return o > 0;
     }
   if (in < k)
-    {
-      /* Set on failure too: at -O3 gcc cannot tell that callers only read them on success. */
-      *out = 0;
-      *pad_before = 0;
-      return FALSE;
-    }
+    return FALSE;
   *out = (in - k) / s + 1;
   *pad_before = 0;
   return TRUE;
