@@ -28,6 +28,7 @@ typedef struct
   double check_grad;
   gboolean check_ok;
   char *error;
+  GArray *timings;
 } BenchResult;
 
 typedef struct
@@ -39,6 +40,7 @@ typedef struct
   KiltRunStatus status;
   char *error;
   guint64 flops;
+  GArray *timings; /* KiltLayerTiming of the timed epoch */
 } BenchView;
 
 static void
@@ -56,6 +58,10 @@ on_bench_event (const KiltEvent *ev, gpointer user_data)
         v->epoch = ev->epoch;
         v->seconds = ev->epoch_seconds;
         v->busy = ev->busy_percent;
+        break;
+      case KILT_EVENT_TIMINGS:
+        g_clear_pointer (&v->timings, g_array_unref);
+        v->timings = g_array_ref (ev->timings);
         break;
       case KILT_EVENT_FINISHED:
         v->status = ev->status;
@@ -191,7 +197,9 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
       r->gflops = 3.0 * view.flops * r->samples_per_second / 1e9;
       r->busy_percent = view.busy;
       r->peak_bytes = view.peak;
+      r->timings = g_steal_pointer (&view.timings);
     }
+  g_clear_pointer (&view.timings, g_array_unref);
   g_free (view.error);
   kilt_trainer_free (trainer);
   kilt_train_config_clear (&cfg);
@@ -314,6 +322,22 @@ kilt_cli_bench (int argc, char **argv)
                   json_builder_set_member_name (b, "check_ok");
                   json_builder_add_boolean_value (b, r.check_ok);
                 }
+              if (r.timings)
+                {
+                  json_builder_set_member_name (b, "layers");
+                  json_builder_begin_array (b);
+                  for (guint j = 0; j < r.timings->len; j++)
+                    {
+                      KiltLayerTiming *t = &g_array_index (r.timings, KiltLayerTiming, j);
+                      json_builder_begin_object (b);
+                      STR ("layer", t->layer);
+                      NUM ("forward_ms", t->forward_ms);
+                      NUM ("backward_ms", t->backward_ms);
+                      NUM ("update_ms", t->update_ms);
+                      json_builder_end_object (b);
+                    }
+                  json_builder_end_array (b);
+                }
             }
 #undef STR
 #undef NUM
@@ -337,6 +361,24 @@ kilt_cli_bench (int argc, char **argv)
           if (!no_check)
             printf ("  check:     %s (loss %.1e, gradients %.1e relative to the C reference)\n",
                     r.check_ok ? "pass" : "FAIL", r.check_loss, r.check_grad);
+          if (r.timings)
+            {
+              double total = 0;
+              for (guint j = 0; j < r.timings->len; j++)
+                {
+                  KiltLayerTiming *t = &g_array_index (r.timings, KiltLayerTiming, j);
+                  total += t->forward_ms + t->backward_ms + t->update_ms;
+                }
+              printf ("  %-20s %9s %9s %9s %6s\n", "device time (ms)", "forward", "backward",
+                      "update", "share");
+              for (guint j = 0; j < r.timings->len; j++)
+                {
+                  KiltLayerTiming *t = &g_array_index (r.timings, KiltLayerTiming, j);
+                  double sum = t->forward_ms + t->backward_ms + t->update_ms;
+                  printf ("  %-20s %9.3f %9.3f %9.3f %5.1f%%\n", t->layer, t->forward_ms,
+                          t->backward_ms, t->update_ms, 100 * sum / MAX (total, 1e-12));
+                }
+            }
         }
       fflush (stdout);
       if (r.error || (!no_check && !r.check_ok))
@@ -344,6 +386,7 @@ kilt_cli_bench (int argc, char **argv)
       g_free (r.device_id);
       g_free (r.device_name);
       g_free (r.error);
+      g_clear_pointer (&r.timings, g_array_unref);
     }
   kilt_cli_common_clear (&c);
   return rc;

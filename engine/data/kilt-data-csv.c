@@ -337,7 +337,7 @@ collect_rows (const CsvFile *f, guint label_col, const KiltLoadOptions *opts, Cs
       const CsvRow *r = &g_array_index (f->t.rows, CsvRow, i);
       gboolean bad = FALSE;
       const char *label = cell (&f->t, r, label_col);
-      double v;
+      double v = 0;
 
       if (opts->max_samples && out->labels->len >= opts->max_samples)
         break;

@@ -116,7 +116,7 @@ conv_infer (KiltNode *node, GError **error)
 {
   const KiltLayerConfig *cfg = &node->cfg;
   const KiltShape *in = &node->in_shape[0];
-  ConvGeom g;
+  ConvGeom g = { 0 };
   guint oh, ow, pad;
 
   if (cfg->units == 0)
@@ -165,7 +165,7 @@ conv_infer (KiltNode *node, GError **error)
 static void
 conv_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
 {
-  ConvGeom g;
+  ConvGeom g = { 0 };
 
   conv_geom (node, &g);
   kilt_layer_init_weights (params, g.F * g.K, node->cfg.init, (guint)g.K, g.F * g.kh * g.kw, rng);
@@ -177,7 +177,7 @@ conv_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
 static guint64
 conv_flops (const KiltNode *node)
 {
-  ConvGeom g;
+  ConvGeom g = { 0 };
 
   conv_geom (node, &g);
   return 2ull * g.K * g.F * g.P;
@@ -186,7 +186,7 @@ conv_flops (const KiltNode *node)
 static gsize
 conv_workspace_floats (const KiltNode *node, guint batch)
 {
-  ConvGeom g;
+  ConvGeom g = { 0 };
   guint nb;
   gsize ws;
 
@@ -295,7 +295,7 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
   cl_kernel scatter = kilt_context_kernel (ex->ctx, "kilt_conv_scatter", error);
-  ConvGeom g;
+  ConvGeom g = { 0 };
   guint chunk;
 
   if (!scatter)
@@ -383,7 +383,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
   cl_kernel gather = kilt_context_kernel (ex->ctx, "kilt_conv_gather", error);
-  ConvGeom g;
+  ConvGeom g = { 0 };
   guint chunk;
 
   if (!gather)
@@ -443,7 +443,7 @@ static void
 conv_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
                   const double *const *in, const double *params, double *state, double *out)
 {
-  ConvGeom g;
+  ConvGeom g = { 0 };
   gsize idx;
 
   conv_geom (node, &g);
@@ -468,7 +468,7 @@ conv_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step
                    const double *const *in, const double *params, const double *state,
                    const double *out, const double *dout, double **din, double *dparams)
 {
-  ConvGeom g;
+  ConvGeom g = { 0 };
   gsize n_out, n_in, idx;
   g_autofree double *dz = NULL;
 

@@ -47,7 +47,7 @@ static gboolean
 pool_infer (KiltNode *node, GError **error)
 {
   const KiltShape *in = &node->in_shape[0];
-  PoolGeom g;
+  PoolGeom g = { 0 };
   guint o, pad;
 
   if (node->cfg.kh == 0 || node->cfg.kw == 0)
@@ -79,7 +79,7 @@ pool_infer (KiltNode *node, GError **error)
 static guint64
 pool_flops (const KiltNode *node)
 {
-  PoolGeom g;
+  PoolGeom g = { 0 };
 
   pool_geom (node, &g);
   return (guint64)g.C * g.OH * g.OW * g.kh * g.kw;
@@ -99,7 +99,7 @@ pool_forward (KiltNode *node, KiltExec *ex, GError **error)
   cl_int err = CL_SUCCESS, is_max = node->type == KILT_LAYER_MAX_POOL2D;
   /* Average pooling has no indices to keep; any buffer satisfies the argument. */
   cl_mem arg = is_max ? node->saved : node->out;
-  PoolGeom g;
+  PoolGeom g = { 0 };
   cl_uint n;
 
   if (!k)
@@ -133,7 +133,7 @@ pool_backward (KiltNode *node, KiltExec *ex, GError **error)
   cl_kernel k;
   cl_int err = CL_SUCCESS, is_max = node->type == KILT_LAYER_MAX_POOL2D;
   cl_mem arg = is_max ? node->saved : node->out;
-  PoolGeom g;
+  PoolGeom g = { 0 };
   cl_uint n;
 
   if (!node->din_needed[0])
@@ -181,7 +181,7 @@ pool_ref (const KiltNode *node, guint batch, const double *x, double *out, const
           double *din)
 {
   gboolean is_max = node->type == KILT_LAYER_MAX_POOL2D;
-  PoolGeom g;
+  PoolGeom g = { 0 };
 
   pool_geom (node, &g);
   if (din)
