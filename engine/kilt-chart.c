@@ -77,6 +77,7 @@ typedef struct
   cairo_rectangle_t plot;
   double legend_y;
   gboolean empty;
+  gboolean marker_above; /* the marker is above the data's range and left off the scale */
 } Layout;
 
 static const double palette[][3] = {
@@ -856,10 +857,16 @@ compute_ranges (KiltChart *chart, Layout *l)
         }
     }
   l->empty = !isfinite (xlo);
+  /* A marker far above the data (a 5 GiB device running a 10 MiB model) would flatten the
+   * series into the axis: it then stays off the scale and is only named at the top. */
+  l->marker_above = FALSE;
   if (chart->has_marker && isfinite (y_map_value (chart, chart->marker)))
     {
       double m = y_map_value (chart, chart->marker);
-      ylo = MIN (ylo, m), yhi = MAX (yhi, m);
+      if (chart->log_y || !isfinite (yhi) || yhi >= m / 4)
+        ylo = MIN (ylo, m), yhi = MAX (yhi, m);
+      else
+        l->marker_above = TRUE;
     }
   if (!isfinite (xlo))
     xlo = 0, xhi = 1;
@@ -886,6 +893,10 @@ compute_ranges (KiltChart *chart, Layout *l)
   l->y_hi = yhi;
 }
 
+#define LEGEND_ROW (LABEL_SIZE + 7)
+
+static guint legend_walk (KiltChart *chart, cairo_t *cr, double width, double top, gboolean draw);
+
 static void
 compute_layout (KiltChart *chart, cairo_t *cr, double width, double height, Layout *l)
 {
@@ -898,7 +909,7 @@ compute_layout (KiltChart *chart, cairo_t *cr, double width, double height, Layo
     top += TITLE_SIZE + 6;
   l->legend_y = top;
   if (chart->series->len > 0)
-    top += LABEL_SIZE + 10;
+    top += legend_walk (chart, cr, width, top, FALSE) * LEGEND_ROW + 3;
   top += 4;
   bottom += LABEL_SIZE + 8;
   if (chart->x_label && *chart->x_label)
@@ -1076,45 +1087,61 @@ draw_frame (KiltChart *chart, cairo_t *cr, const Layout *l)
   cairo_stroke (cr);
 }
 
-static void
-draw_title_and_legend (KiltChart *chart, cairo_t *cr, const Layout *l, double width)
+/* Lays the legend out in rows that fit @width, drawing it when @cr_draw; returns the rows. */
+static guint
+legend_walk (KiltChart *chart, cairo_t *cr, double width, double top, gboolean draw)
 {
-  double x = l->plot.x;
+  double x = PAD + 2;
+  guint rows = chart->series->len ? 1 : 0;
 
-  if (chart->title && *chart->title)
-    {
-      set_font (cr, TITLE_SIZE, TRUE);
-      set_fg (cr, chart, 1);
-      cairo_move_to (cr, l->plot.x, PAD + TITLE_SIZE);
-      cairo_show_text (cr, chart->title);
-    }
   set_font (cr, LABEL_SIZE, FALSE);
   for (guint i = 0; i < chart->series->len; i++)
     {
       Series *s = g_ptr_array_index (chart->series, i);
       double w = 14 + 5 + text_width (cr, s->name);
-      double cy = l->legend_y + LABEL_SIZE / 2 + 2;
+      double cy;
 
-      if (x + w > width - PAD)
-        break;
-      cairo_set_source_rgba (cr, s->rgb[0], s->rgb[1], s->rgb[2], s->visible ? 1 : 0.3);
-      if (s->kind == KILT_CHART_LINE)
+      if (x + w > width - PAD && x > PAD + 2)
         {
-          cairo_set_line_width (cr, 2.5);
-          cairo_move_to (cr, x, cy);
-          cairo_line_to (cr, x + 14, cy);
-          cairo_stroke (cr);
+          x = PAD + 2;
+          rows++;
         }
-      else
+      cy = top + (rows - 1) * LEGEND_ROW + LABEL_SIZE / 2 + 2;
+      if (draw)
         {
-          cairo_rectangle (cr, x + 1, cy - 5, 12, 10);
-          cairo_fill (cr);
+          cairo_set_source_rgba (cr, s->rgb[0], s->rgb[1], s->rgb[2], s->visible ? 1 : 0.3);
+          if (s->kind == KILT_CHART_LINE)
+            {
+              cairo_set_line_width (cr, 2.5);
+              cairo_move_to (cr, x, cy);
+              cairo_line_to (cr, x + 14, cy);
+              cairo_stroke (cr);
+            }
+          else
+            {
+              cairo_rectangle (cr, x + 1, cy - 5, 12, 10);
+              cairo_fill (cr);
+            }
+          set_fg (cr, chart, s->visible ? 0.85 : 0.35);
+          cairo_move_to (cr, x + 19, cy + LABEL_SIZE * 0.35);
+          cairo_show_text (cr, s->name);
         }
-      set_fg (cr, chart, s->visible ? 0.85 : 0.35);
-      cairo_move_to (cr, x + 19, cy + LABEL_SIZE * 0.35);
-      cairo_show_text (cr, s->name);
       x += w + 16;
     }
+  return rows;
+}
+
+static void
+draw_title_and_legend (KiltChart *chart, cairo_t *cr, const Layout *l, double width)
+{
+  if (chart->title && *chart->title)
+    {
+      set_font (cr, TITLE_SIZE, TRUE);
+      set_fg (cr, chart, 1);
+      cairo_move_to (cr, PAD + 2, PAD + TITLE_SIZE);
+      cairo_show_text (cr, chart->title);
+    }
+  legend_walk (chart, cr, width, l->legend_y, TRUE);
 }
 
 static void
@@ -1251,7 +1278,19 @@ draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
     }
   cairo_restore (cr);
 
-  if (chart->has_marker)
+  if (chart->has_marker && l->marker_above && chart->marker_label)
+    {
+      g_autofree char *text = g_strconcat (chart->marker_label, " ↑", NULL);
+      cairo_text_extents_t e;
+
+      set_font (cr, LABEL_SIZE, FALSE);
+      cairo_text_extents (cr, text, &e);
+      set_fg (cr, chart, 0.7);
+      /* Beside the title, out of the series' way. */
+      cairo_move_to (cr, l->plot.x + l->plot.width - e.x_advance, PAD + TITLE_SIZE);
+      cairo_show_text (cr, text);
+    }
+  else if (chart->has_marker)
     {
       double y = map_y (chart, l, chart->marker);
 

@@ -8,6 +8,7 @@
 #include "kilt-window.h"
 
 #include <glib/gstdio.h>
+#include <math.h>
 
 static KiltApplication *app;
 static KiltWindow *window;
@@ -92,16 +93,17 @@ screenshot (GtkWidget *widget, const char *name)
   g_assert_cmpuint (differ, >, (gsize)w * h / 50);
 }
 
-static void
-hide_toasts (GtkWidget *widget)
+/* The window's content without the toast layer on top (toasts wait for a focused window
+ * before timing out, and under Xvfb it never is). */
+static GtkWidget *
+window_content (void)
 {
-  for (GtkWidget *c = gtk_widget_get_first_child (widget); c; c = gtk_widget_get_next_sibling (c))
-    {
-      if (g_strcmp0 (gtk_widget_get_css_name (c), "toast") == 0)
-        gtk_widget_set_visible (c, FALSE);
-      else
-        hide_toasts (c);
-    }
+  GtkWidget *w = GTK_WIDGET (window);
+
+  while (w && !ADW_IS_TOAST_OVERLAY (w))
+    w = gtk_widget_get_first_child (w);
+  g_assert_nonnull (w);
+  return adw_toast_overlay_get_child (ADW_TOAST_OVERLAY (w));
 }
 
 static gboolean
@@ -116,7 +118,7 @@ data_idle (gpointer data)
   return !kilt_data_page_get_loading (kilt_window_get_data_page (window));
 }
 
-G_GNUC_UNUSED static gboolean
+static gboolean
 run_over (gpointer data)
 {
   return !kilt_session_is_running (kilt_window_get_session (window));
@@ -128,6 +130,221 @@ has_loss_points (gpointer data)
   KiltChart *loss
       = kilt_train_page_get_chart (kilt_window_get_train_page (window), KILT_TRAIN_CHART_LOSS);
   return kilt_chart_get_n_points (loss, 0) >= 2;
+}
+
+/* ---- the session: events from another thread arrive coalesced, in order, and late events
+ * of a replaced run are dropped ---- */
+
+typedef struct
+{
+  guint updates;
+  guint steps;
+  guint epochs;
+  guint64 last_step;
+  gboolean in_order;
+  gboolean finished;
+  KiltRunStatus status;
+} Seen;
+
+static void
+on_update (KiltSession *session, KiltSessionUpdate *u, Seen *seen)
+{
+  seen->updates++;
+  for (guint i = 0; i < u->steps->len; i++)
+    {
+      const KiltEvent *e = &g_array_index (u->steps, KiltEvent, i);
+      if (e->global_step != seen->last_step + 1)
+        seen->in_order = FALSE;
+      seen->last_step = e->global_step;
+      seen->steps++;
+    }
+  seen->epochs += u->epochs->len;
+  if (u->finished)
+    {
+      seen->finished = TRUE;
+      seen->status = u->status;
+    }
+}
+
+typedef struct
+{
+  gpointer token;
+  guint n_steps;
+  guint steps_per_epoch;
+  guint usleep;
+  gboolean finish;
+  gint done;
+} Feed;
+
+static KiltEvent
+fake_step (guint64 global, guint spe)
+{
+  KiltEvent e = { 0 };
+
+  e.type = KILT_EVENT_STEP;
+  e.global_step = global;
+  e.epoch = (guint)((global - 1) / spe) + 1;
+  e.step = (guint)((global - 1) % spe) + 1;
+  /* A plausible falling loss with noise, rising accuracy, steady throughput. */
+  e.loss = 2.3 * exp (-(double)global / 300.0) + 0.1 + 0.05 * sin (global * 1.7);
+  e.accuracy = 0.95 - 0.85 * exp (-(double)global / 250.0);
+  e.samples_per_second = 4200 + 300 * sin (global / 40.0);
+  e.busy_percent = 70 + 10 * sin (global / 60.0);
+  e.eta_seconds = 100;
+  e.val_loss = e.val_accuracy = NAN;
+  return e;
+}
+
+static gpointer
+feed_thread (gpointer data)
+{
+  Feed *f = data;
+  KiltEvent started = { 0 };
+
+  started.type = KILT_EVENT_STARTED;
+  started.steps_per_epoch = f->steps_per_epoch;
+  started.n_params = 101770;
+  started.planned_bytes = 48u << 20;
+  kilt_session_post (f->token, &started);
+  for (guint i = 1; i <= f->n_steps; i++)
+    {
+      KiltEvent e = fake_step (i, f->steps_per_epoch);
+      kilt_session_post (f->token, &e);
+      if (i % 25 == 0)
+        {
+          KiltEvent m = { 0 };
+          m.type = KILT_EVENT_MEMORY;
+          m.vendor_used_bytes = -1;
+          m.mem.live[KILT_MEM_WEIGHTS] = 400 << 10;
+          m.mem.live[KILT_MEM_GRADIENTS] = 400 << 10;
+          m.mem.live[KILT_MEM_OPTIMIZER] = 400 << 10;
+          m.mem.live[KILT_MEM_ACTIVATIONS] = (guint64)(6 + (i % 100) / 50) << 20;
+          m.mem.live[KILT_MEM_DATASET] = 46u << 20;
+          kilt_session_post (f->token, &m);
+        }
+      if (i % f->steps_per_epoch == 0)
+        {
+          KiltEvent e2 = fake_step (i, f->steps_per_epoch);
+          e2.type = KILT_EVENT_EPOCH;
+          e2.val_loss = e2.loss * 1.1;
+          e2.val_accuracy = e2.accuracy * 0.98;
+          e2.epoch_seconds = 2.5;
+          kilt_session_post (f->token, &e2);
+        }
+      if (f->usleep)
+        g_usleep (f->usleep);
+    }
+  if (f->finish)
+    {
+      KiltEvent fin = { 0 };
+      fin.type = KILT_EVENT_FINISHED;
+      fin.status = KILT_RUN_FINISHED;
+      kilt_session_post (f->token, &fin);
+    }
+  g_atomic_int_set (&f->done, 1);
+  return NULL;
+}
+
+static gboolean
+feed_done (gpointer data)
+{
+  return g_atomic_int_get (&((Feed *)data)->done);
+}
+
+static gboolean
+seen_finished (gpointer data)
+{
+  return ((Seen *)data)->finished;
+}
+
+static void
+test_session (void)
+{
+  g_autoptr (KiltSession) session = kilt_session_new ();
+  Seen seen = { 0, 0, 0, 0, TRUE, FALSE, 0 };
+  Feed feed = { NULL, 3000, 500, 400, TRUE, 0 };
+  GThread *thread;
+  gint64 t0;
+  double seconds;
+
+  g_signal_connect (session, "update", G_CALLBACK (on_update), &seen);
+  feed.token = kilt_session_begin_external (session);
+  g_assert_true (kilt_session_is_running (session));
+  t0 = g_get_monotonic_time ();
+  thread = g_thread_new ("feed", feed_thread, &feed);
+  g_assert_true (wait_until (seen_finished, &seen, 60));
+  seconds = (g_get_monotonic_time () - t0) / 1e6;
+  g_thread_join (thread);
+
+  g_assert_cmpuint (seen.steps, ==, feed.n_steps);
+  g_assert_cmpuint (seen.epochs, ==, feed.n_steps / feed.steps_per_epoch);
+  g_assert_true (seen.in_order);
+  g_assert_cmpint (seen.status, ==, KILT_RUN_FINISHED);
+  g_assert_false (kilt_session_is_running (session));
+  /* Coalesced: about ten updates a second however fast events come, but more than one. */
+  g_test_message ("%u steps in %u updates over %.2f s", seen.steps, seen.updates, seconds);
+  g_assert_cmpuint (seen.updates, >=, 2);
+  g_assert_cmpfloat (seen.updates, <=, seconds * 10 + 3);
+
+  /* A replaced run: what its thread still posts is dropped. */
+  {
+    gpointer old = feed.token;
+    KiltEvent late = fake_step (1, 10);
+
+    seen = (Seen){ 0, 0, 0, 0, TRUE, FALSE, 0 };
+    feed.token = kilt_session_begin_external (session);
+    kilt_session_post (old, &late);
+    kilt_session_post (old, &late);
+    feed.n_steps = 40;
+    feed.usleep = 0;
+    feed_thread (&feed);
+    g_assert_true (wait_until (seen_finished, &seen, 10));
+    g_assert_cmpuint (seen.steps, ==, 40);
+    g_assert_true (seen.in_order);
+  }
+}
+
+/* The Train page fed through the window's own session, as a run would feed it. */
+static void
+test_live_charts (void)
+{
+  KiltSession *session = kilt_window_get_session (window);
+  KiltTrainPage *train = kilt_window_get_train_page (window);
+  Feed feed = { NULL, 1500, 300, 300, FALSE, 0 };
+  GThread *thread;
+
+  if (kilt_session_is_running (session))
+    {
+      g_test_skip ("a run is going on");
+      return;
+    }
+  kilt_train_page_reset (train, "Training mlp on pthread", 2ull << 30);
+  kilt_train_page_set_epochs (train, 5);
+  kilt_window_show_page (window, "train");
+  feed.token = kilt_session_begin_external (session);
+  thread = g_thread_new ("feed", feed_thread, &feed);
+  /* The main loop keeps turning (and the window drawing) while events pour in. */
+  g_assert_true (wait_until (feed_done, &feed, 60));
+  g_thread_join (thread);
+  settle (0.5);
+  g_assert_cmpuint (
+      kilt_chart_get_n_points (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LOSS), 0), ==,
+      feed.n_steps);
+  g_assert_cmpuint (
+      kilt_chart_get_n_points (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LOSS), 1), ==, 5);
+  g_assert_cmpuint (
+      kilt_chart_get_n_points (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_MEMORY),
+                               KILT_MEM_ACTIVATIONS),
+      ==, feed.n_steps / 25);
+  screenshot (window_content (), "train-live");
+  {
+    KiltEvent fin = { 0 };
+    fin.type = KILT_EVENT_FINISHED;
+    fin.status = KILT_RUN_STOPPED;
+    kilt_session_post (feed.token, &fin);
+  }
+  g_assert_true (wait_until (run_over, NULL, 10));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training stopped");
 }
 
 static void
@@ -215,6 +432,55 @@ test_device (void)
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Device report copied");
 }
 
+static gboolean
+doctor_idle (gpointer data)
+{
+  return !kilt_devices_page_get_testing (kilt_window_get_devices_page (window));
+}
+
+/* The device doctor runs on a worker thread: the window keeps turning, and Cancel ends it. */
+static void
+test_doctor_cancel (void)
+{
+  KiltDevicesPage *page = kilt_window_get_devices_page (window);
+  gint64 t0;
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.test-device", NULL));
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "devices");
+  g_assert_true (kilt_devices_page_get_testing (page));
+  settle (0.3);
+  screenshot (window_content (), "devices-testing");
+  t0 = g_get_monotonic_time ();
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "devices.cancel-test", NULL));
+  g_assert_true (wait_until (doctor_idle, NULL, 60));
+  g_test_message ("doctor stopped %.2f s after cancel: %s", (g_get_monotonic_time () - t0) / 1e6,
+                  kilt_devices_page_get_test_title (page));
+  g_assert_cmpstr (kilt_devices_page_get_test_title (page), ==, "Self-test cancelled");
+}
+
+/* The whole doctor (about 20 s on PoCL): only with KILT_TEST_SLOW=1. */
+static void
+test_doctor_full (void)
+{
+  KiltDevicesPage *page = kilt_window_get_devices_page (window);
+
+  if (!g_getenv ("KILT_TEST_SLOW") || pocl_device () == NULL)
+    {
+      g_test_skip ("set KILT_TEST_SLOW=1 to run the whole self-test");
+      return;
+    }
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.test-device", NULL));
+  g_assert_true (wait_until (doctor_idle, NULL, 120));
+  g_assert_nonnull (strstr (kilt_devices_page_get_test_title (page), ": "));
+  settle (0.3);
+  screenshot (window_content (), "devices-tested");
+}
+
 static void
 test_sample_data (void)
 {
@@ -222,14 +488,9 @@ test_sample_data (void)
 
   kilt_data_page_load (page, "sample");
   g_assert_true (wait_until (data_idle, NULL, 60));
-#ifndef KILT_HAVE_DATASET_LOAD
-  g_assert_nonnull (kilt_data_page_get_error (page));
-  g_test_skip ("this build has no data-set loaders yet");
-#else
   g_assert_null (kilt_data_page_get_error (page));
   g_assert_nonnull (kilt_data_page_get_dataset (page));
   g_assert_cmpuint (kilt_data_page_get_dataset (page)->train.n, >, 0);
-#endif
 }
 
 static void
@@ -245,9 +506,7 @@ test_broken_data (void)
   g_assert_true (wait_until (data_idle, NULL, 30));
   g_assert_nonnull (kilt_data_page_get_error (page));
   g_test_message ("error shown: %s", kilt_data_page_get_error (page));
-#ifdef KILT_HAVE_DATASET_LOAD
   g_assert_nonnull (strstr (kilt_data_page_get_error (page), "broken.csv"));
-#endif
   /* The previous data set stays, and the window still works. */
   g_assert_true (kilt_data_page_get_dataset (page) == before);
   kilt_window_show_page (window, "data");
@@ -292,14 +551,6 @@ test_train (void)
   kilt_model_page_set_epochs (kilt_window_get_model_page (window), 2);
   kilt_window_set_sample_limit (window, 512);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
-#ifndef KILT_HAVE_TRAINER
-  /* No trainer: the window says so where the person looks and stays usable. */
-  g_assert_false (kilt_session_is_running (kilt_window_get_session (window)));
-  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
-  g_assert_nonnull (kilt_window_get_last_message (window));
-  g_test_skip ("this build has no trainer yet");
-  return;
-#else
   if (kilt_data_page_get_dataset (kilt_window_get_data_page (window)) == NULL
       && !kilt_session_is_running (kilt_window_get_session (window)))
     {
@@ -313,15 +564,11 @@ test_train (void)
   g_assert_cmpuint (kilt_chart_get_n_points (loss, 0), >, 0);
   settle (0.3);
   screenshot (GTK_WIDGET (window), "train-finished");
-#endif
 }
 
 static void
 test_stop (void)
 {
-#ifndef KILT_HAVE_TRAINER
-  g_test_skip ("this build has no trainer yet");
-#else
   KiltSession *session = kilt_window_get_session (window);
 
   if (pocl_device () == NULL)
@@ -341,7 +588,6 @@ test_stop (void)
   /* Start is available again. */
   g_assert_true (gtk_widget_is_sensitive (GTK_WIDGET (window)));
   g_assert_true (wait_until (data_idle, NULL, 60));
-#endif
 }
 
 static void
@@ -349,15 +595,12 @@ test_screenshots (void)
 {
   const char *pages[] = { "devices", "data", "model", "train", "runs" };
 
-  /* Toasts wait for the window to be focused before timing out, which it never is under
-   * Xvfb: hide the one left over, so the pages are shown as they are. */
-  hide_toasts (GTK_WIDGET (window));
   for (guint i = 0; i < G_N_ELEMENTS (pages); i++)
     {
       g_autofree char *name = g_strdup_printf ("page-%s", pages[i]);
       kilt_window_show_page (window, pages[i]);
       settle (0.4);
-      screenshot (GTK_WIDGET (window), name);
+      screenshot (window_content (), name);
     }
 }
 
@@ -393,6 +636,67 @@ test_dialogs (void)
   }
 }
 
+static gboolean
+window_gone (gpointer data)
+{
+  return window == NULL;
+}
+
+/* Closing during a run asks first; "Stop and Close" stops the run and closes when it ended. */
+static void
+test_close_during_run (void)
+{
+  KiltSession *session = kilt_window_get_session (window);
+  GListModel *toplevels = gtk_window_get_toplevels ();
+  AdwMessageDialog *dialog = NULL;
+  KiltEvent started = { 0 }, fin = { 0 };
+  gpointer token;
+
+  g_object_add_weak_pointer (G_OBJECT (window), (gpointer *)&window);
+  token = kilt_session_begin_external (session);
+  started.type = KILT_EVENT_STARTED;
+  started.steps_per_epoch = 10;
+  kilt_session_post (token, &started);
+  settle (0.2);
+
+  gtk_window_close (GTK_WINDOW (window));
+  settle (0.3);
+  g_assert_nonnull (window);
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr (GObject) w = g_list_model_get_item (toplevels, i);
+      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        dialog = ADW_MESSAGE_DIALOG (w);
+    }
+  g_assert_nonnull (dialog);
+  screenshot (GTK_WIDGET (dialog), "close-during-run");
+
+  /* "Keep Training" leaves everything as it was. */
+  adw_message_dialog_response (dialog, "cancel");
+  settle (0.3);
+  g_assert_nonnull (window);
+  g_assert_true (kilt_session_is_running (session));
+
+  gtk_window_close (GTK_WINDOW (window));
+  settle (0.3);
+  dialog = NULL;
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr (GObject) w = g_list_model_get_item (toplevels, i);
+      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        dialog = ADW_MESSAGE_DIALOG (w);
+    }
+  g_assert_nonnull (dialog);
+  adw_message_dialog_response (dialog, "stop");
+  settle (0.2);
+  /* Still open until the run has really ended. */
+  g_assert_nonnull (window);
+  fin.type = KILT_EVENT_FINISHED;
+  fin.status = KILT_RUN_STOPPED;
+  kilt_session_post (token, &fin);
+  g_assert_true (wait_until (window_gone, NULL, 10));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -425,16 +729,22 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/1-starts", test_starts);
   g_test_add_func ("/ui/2-pages", test_pages);
   g_test_add_func ("/ui/3-device", test_device);
+  g_test_add_func ("/ui/3-doctor-cancel", test_doctor_cancel);
+  g_test_add_func ("/ui/3-doctor-full", test_doctor_full);
   g_test_add_func ("/ui/4-sample-data", test_sample_data);
   g_test_add_func ("/ui/5-broken-data", test_broken_data);
   g_test_add_func ("/ui/6-preset", test_preset);
+  g_test_add_func ("/ui/6-session", test_session);
+  g_test_add_func ("/ui/6-live-charts", test_live_charts);
   g_test_add_func ("/ui/7-train", test_train);
   g_test_add_func ("/ui/8-stop", test_stop);
   g_test_add_func ("/ui/9-screenshots", test_screenshots);
   g_test_add_func ("/ui/9-dialogs", test_dialogs);
+  g_test_add_func ("/ui/z-close-during-run", test_close_during_run);
   status = g_test_run ();
 
-  gtk_window_destroy (GTK_WINDOW (window));
+  if (window)
+    gtk_window_destroy (GTK_WINDOW (window));
   settle (0.2);
   g_object_unref (app);
   g_free (artifacts);

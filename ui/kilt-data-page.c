@@ -49,17 +49,6 @@ struct _KiltDataPage
   guint progress_timer;
 };
 
-/* The loaders bring kilt_dataset_free (); without them no data set ever exists here. */
-static void
-dataset_free (KiltDataset *ds)
-{
-#ifdef KILT_HAVE_DATASET_LOAD
-  kilt_dataset_free (ds);
-#else
-  g_assert (ds == NULL);
-#endif
-}
-
 G_DEFINE_FINAL_TYPE (KiltDataPage, kilt_data_page, ADW_TYPE_BIN)
 
 enum
@@ -110,7 +99,6 @@ set_error (KiltDataPage *self, const char *message)
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_ERROR]);
 }
 
-#ifdef KILT_HAVE_DATASET_LOAD
 static void
 load_progress (double fraction, const char *what, gpointer data)
 {
@@ -122,13 +110,11 @@ load_progress (double fraction, const char *what, gpointer data)
   self->progress_what = g_strdup (what);
   g_mutex_unlock (&self->progress_lock);
 }
-#endif
 
 static void
 load_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
 {
   LoadJob *job = data;
-#ifdef KILT_HAVE_DATASET_LOAD
   KiltLoadOptions opts;
   GError *error = NULL;
   KiltDataset *ds;
@@ -144,10 +130,6 @@ load_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancella
     g_task_return_pointer (task, ds, (GDestroyNotify)kilt_dataset_free);
   else
     g_task_return_error (task, error);
-#else
-  g_task_return_new_error (task, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
-                           "Cannot load %s: this build of Kilt has no data-set loaders", job->spec);
-#endif
 }
 
 static gboolean
@@ -178,15 +160,14 @@ show_preview (KiltDataPage *self)
   if (ds == NULL)
     return;
   {
-    g_autofree char *title = g_strdup_printf ("%s (%s)", ds->name, ds->format);
-    g_autofree char *subtitle
-        = g_strdup_printf ("%zu training and %zu test samples of %u×%u×%u, %u classes%s%s",
-                           ds->train.n, ds->test.n, ds->shape.c, ds->shape.h, ds->shape.w,
-                           ds->n_classes, ds->notes ? ". " : "", ds->notes ? ds->notes : "");
+    g_autofree char *subtitle = g_strdup_printf (
+        "%s format · %zu training and %zu test samples of %u×%u×%u · %u classes%s%s", ds->format,
+        ds->train.n, ds->test.n, ds->shape.c, ds->shape.h, ds->shape.w, ds->n_classes,
+        ds->notes ? "\n" : "", ds->notes ? ds->notes : "");
+    const char *title = ds->name;
     adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->summary_row), title);
     adw_action_row_set_subtitle (self->summary_row, subtitle);
   }
-#ifdef KILT_HAVE_DATASET_LOAD
   for (gsize i = 0; i < MIN (ds->train.n, PREVIEW_SAMPLES); i++)
     {
       /* Spread the preview over the split, so it shows more than one class. */
@@ -227,7 +208,6 @@ show_preview (KiltDataPage *self)
         kilt_chart_append (chart, 0, c, counts[c]);
       kilt_chart_view_update (self->histogram);
     }
-#endif
 }
 
 static void
@@ -241,7 +221,7 @@ load_done (GObject *source, GAsyncResult *result, gpointer data)
   if (job->generation != self->generation)
     {
       /* Replaced by a newer load: drop it. */
-      g_clear_pointer (&ds, dataset_free);
+      g_clear_pointer (&ds, kilt_dataset_free);
       return;
     }
   g_clear_handle_id (&self->progress_timer, g_source_remove);
@@ -257,7 +237,7 @@ load_done (GObject *source, GAsyncResult *result, gpointer data)
     }
   else
     {
-      g_clear_pointer (&self->dataset, dataset_free);
+      g_clear_pointer (&self->dataset, kilt_dataset_free);
       self->dataset = ds;
       set_error (self, NULL);
       g_settings_set_string (self->settings, "last-dataset", job->spec);
@@ -525,7 +505,7 @@ kilt_data_page_finalize (GObject *object)
 {
   KiltDataPage *self = KILT_DATA_PAGE (object);
 
-  g_clear_pointer (&self->dataset, dataset_free);
+  g_clear_pointer (&self->dataset, kilt_dataset_free);
   g_clear_object (&self->settings);
   g_free (self->spec);
   g_free (self->error);
@@ -601,10 +581,6 @@ kilt_data_page_class_init (KiltDataPageClass *klass)
   gtk_widget_class_install_action (widget_class, "data.load", "s", action_load);
   gtk_widget_class_install_action (widget_class, "data.reload", NULL, action_reload);
   gtk_widget_class_install_action (widget_class, "data.cancel", NULL, action_cancel);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "data.open-file",
-                                       NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK | GDK_SHIFT_MASK,
-                                       "data.open-folder", NULL);
 }
 
 static void

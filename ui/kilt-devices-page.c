@@ -60,8 +60,11 @@ fact_row (const char *title, const char *value)
   GtkWidget *label = gtk_label_new (value);
 
   adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), title);
+  /* Values are short: keep them on one line (a wrapping label gets squeezed to a word). */
   gtk_label_set_selectable (GTK_LABEL (label), TRUE);
-  gtk_label_set_wrap (GTK_LABEL (label), TRUE);
+  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_MIDDLE);
+  gtk_label_set_width_chars (GTK_LABEL (label), MIN ((int)g_utf8_strlen (value, -1), 48));
+  gtk_widget_set_tooltip_text (label, value);
   gtk_label_set_xalign (GTK_LABEL (label), 1);
   gtk_widget_add_css_class (label, "dim-label");
   adw_action_row_add_suffix (ADW_ACTION_ROW (row), label);
@@ -439,6 +442,20 @@ static void
 action_test (GtkWidget *widget, const char *name, GVariant *param)
 {
   kilt_devices_page_test (KILT_DEVICES_PAGE (widget));
+}
+
+gboolean
+kilt_devices_page_get_testing (KiltDevicesPage *self)
+{
+  g_return_val_if_fail (KILT_IS_DEVICES_PAGE (self), FALSE);
+  return self->test_cancellable != NULL;
+}
+
+const char *
+kilt_devices_page_get_test_title (KiltDevicesPage *self)
+{
+  g_return_val_if_fail (KILT_IS_DEVICES_PAGE (self), NULL);
+  return adw_preferences_row_get_title (ADW_PREFERENCES_ROW (self->test_row));
 }
 
 const char *

@@ -19,6 +19,10 @@ gboolean kilt_devices_page_choose (KiltDevicesPage *self, const char *id);
 gboolean kilt_devices_page_get_loaded (KiltDevicesPage *self);
 /* The report of every platform and device; NULL until loaded. */
 char *kilt_devices_page_dup_report (KiltDevicesPage *self);
+/* Whether the self-test is running. */
+gboolean kilt_devices_page_get_testing (KiltDevicesPage *self);
+/* The self-test's headline ("<device>: good to use", "Self-test cancelled"), for tests. */
+const char *kilt_devices_page_get_test_title (KiltDevicesPage *self);
 /* Runs the device doctor on the chosen device, on a worker thread. */
 void kilt_devices_page_test (KiltDevicesPage *self);
 /* The chosen device's facts (borrowed; valid until the list is refreshed), or NULL. */

@@ -7,12 +7,10 @@
 #include "kilt-model-page.h"
 #include "kilt-error.h"
 
-#ifdef KILT_HAVE_MODELIO
 #include "kilt-keras.h"
 #include "kilt-model-json.h"
 #include "kilt-planner.h"
 #include "kilt-summary.h"
-#endif
 
 struct _KiltModelPage
 {
@@ -65,35 +63,11 @@ static KiltModel *
 load_source (KiltModelPage *self, const char *source, GError **error)
 {
   const KiltShape *shape = self->input.c ? &self->input : NULL;
-#ifdef KILT_HAVE_MODELIO
   if (g_str_has_prefix (source, "keras:"))
     return kilt_keras_load_file (source + 6, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, error);
   if (g_str_has_prefix (source, "json:"))
     return kilt_model_load_json_file (source + 5, error);
   return kilt_model_load_preset (source, shape, self->n_classes, error);
-#else
-  /* Until model files land in the engine: a two-layer perceptron built here. */
-  KiltShape in = shape ? *shape : (KiltShape){ 1, 28, 28 };
-  KiltLayerConfig flat = { 0 }, hidden = { 0 }, out = { 0 };
-  g_autoptr (KiltModel) model = kilt_model_new ("mlp");
-
-  if (g_strcmp0 (source, "mlp") != 0)
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                   "Cannot open %s: this build of Kilt has no model files", source);
-      return NULL;
-    }
-  hidden.units = 128, hidden.use_bias = TRUE, hidden.activation = KILT_ACT_RELU;
-  out.units = self->n_classes ? self->n_classes : 10, out.use_bias = TRUE;
-  out.activation = KILT_ACT_SOFTMAX;
-  kilt_model_add_input (model, "input", in);
-  kilt_model_append (model, KILT_LAYER_FLATTEN, &flat);
-  kilt_model_append (model, KILT_LAYER_DENSE, &hidden);
-  kilt_model_append (model, KILT_LAYER_DENSE, &out);
-  if (!kilt_model_build (model, error))
-    return NULL;
-  return g_steal_pointer (&model);
-#endif
 }
 
 static void
@@ -103,7 +77,12 @@ grid_cell (KiltModelPage *self, int col, int row, const char *text, gboolean num
   GtkWidget *label = gtk_label_new (text);
 
   gtk_label_set_xalign (GTK_LABEL (label), numeric ? 1 : 0);
-  gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+  /* Only names give way when space runs out; shapes and figures are shown whole. */
+  if (col == 0)
+    {
+      gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+      gtk_label_set_width_chars (GTK_LABEL (label), MIN ((int)g_utf8_strlen (text, -1), 14));
+    }
   gtk_widget_set_hexpand (label, col == 0);
   if (header)
     gtk_widget_add_css_class (label, "heading");
@@ -137,7 +116,6 @@ show_table (KiltModelPage *self)
     grid_cell (self, c, 0, heads[c], c >= 3, TRUE);
   if (self->model == NULL)
     return;
-#ifdef KILT_HAVE_MODELIO
   {
     g_autoptr (KiltSummary) sum = kilt_summary_new (self->model, kilt_model_page_get_batch (self));
     for (guint i = 0; i < sum->rows->len; i++, row++)
@@ -164,31 +142,6 @@ show_table (KiltModelPage *self)
       grid_cell (self, 5, row, mem, TRUE, TRUE);
     }
   }
-#else
-  for (guint i = 0; i < kilt_model_n_nodes (self->model); i++, row++)
-    {
-      KiltNode *n = kilt_model_node (self->model, i);
-      g_autofree char *shape
-          = g_strdup_printf ("%u×%u×%u", n->out_shape.c, n->out_shape.h, n->out_shape.w);
-      g_autofree char *params = count_text (n->n_params);
-      guint64 bytes
-          = (guint64)kilt_shape_size (&n->out_shape) * 4 * 2 * kilt_model_page_get_batch (self);
-      g_autofree char *mem = g_format_size_full (bytes, G_FORMAT_SIZE_IEC_UNITS);
-      grid_cell (self, 0, row, n->name, FALSE, FALSE);
-      grid_cell (self, 1, row, n->klass ? n->klass->name : "", FALSE, FALSE);
-      grid_cell (self, 2, row, shape, FALSE, FALSE);
-      grid_cell (self, 3, row, params, TRUE, FALSE);
-      grid_cell (self, 4, row, "", TRUE, FALSE);
-      grid_cell (self, 5, row, mem, TRUE, FALSE);
-    }
-  {
-    g_autofree char *params = count_text (self->model->n_params);
-    g_autofree char *flops = count_text (kilt_model_flops (self->model));
-    grid_cell (self, 0, row, "Total", FALSE, TRUE);
-    grid_cell (self, 3, row, params, TRUE, TRUE);
-    grid_cell (self, 4, row, flops, TRUE, TRUE);
-  }
-#endif
 }
 
 static void
@@ -207,32 +160,19 @@ show_plan (KiltModelPage *self)
     }
   else
     {
-#ifdef KILT_HAVE_MODELIO
       KiltOptimizerConfig opt = kilt_model_page_get_optimizer (self);
       g_autoptr (KiltPlan) plan = kilt_plan_compute (self->model, kilt_model_page_get_batch (self),
                                                      &opt, self->dataset_bytes, self->device, 0);
       g_autofree char *title = NULL;
-      g_autofree char *need = g_format_size_full (plan->total, G_FORMAT_SIZE_IEC_UNITS);
-      g_autofree char *cap = g_format_size_full (plan->capacity, G_FORMAT_SIZE_IEC_UNITS);
 
       if (plan->fits)
-        title = g_strdup_printf ("Fits: %s of %s on %s", need, cap, self->device->name);
-      else if (plan->max_batch > 0)
-        title = g_strdup_printf ("Does not fit: needs %s; batch %u fits", need, plan->max_batch);
+        title = g_strdup_printf ("Fits on %s", self->device->name);
       else
-        title = g_strdup_printf ("Does not fit: needs %s of %s", need, cap);
+        title = g_strdup_printf ("Does not fit on %s", self->device->name);
       adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row), title);
       adw_action_row_set_subtitle (self->plan_row, plan->message);
       icon = plan->fits ? "emblem-ok-symbolic" : "dialog-error-symbolic";
       css = plan->fits ? "success" : "error";
-#else
-      guint64 params = (guint64)self->model->n_params * 4 * 3;
-      g_autofree char *need = g_format_size_full (params, G_FORMAT_SIZE_IEC_UNITS);
-      g_autofree char *title
-          = g_strdup_printf ("Parameters, gradients and optimizer state: %s", need);
-      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row), title);
-      adw_action_row_set_subtitle (self->plan_row, self->device->name);
-#endif
     }
   gtk_image_set_from_icon_name (self->plan_icon, icon);
   if (css)
@@ -303,11 +243,9 @@ on_chooser_response (GtkNativeDialog *dialog, int response, KiltModelPage *self)
       g_autofree char *path = file ? g_file_get_path (file) : NULL;
       if (path && g_strcmp0 (kind, "save") == 0)
         {
-#ifdef KILT_HAVE_MODELIO
           g_autoptr (GError) error = NULL;
           if (self->model && !kilt_model_save_json_file (self->model, path, &error))
             set_error (self, error->message);
-#endif
         }
       else if (path)
         {
@@ -412,13 +350,7 @@ kilt_model_page_get_optimizer (KiltModelPage *self)
   KiltOptimizerType type = i < KILT_OPT_N_TYPES ? (KiltOptimizerType)i : KILT_OPT_RMSPROP;
   KiltOptimizerConfig opt;
 
-#ifdef KILT_HAVE_OPTIMIZER
   opt = kilt_optimizer_config_default (type);
-#else
-  memset (&opt, 0, sizeof opt);
-  opt.type = type;
-  opt.rho = 0.9f, opt.beta1 = 0.9f, opt.beta2 = 0.999f, opt.epsilon = 1e-7f;
-#endif
   opt.lr = (float)gtk_spin_button_get_value (self->lr_spin);
   return opt;
 }
@@ -546,8 +478,6 @@ kilt_model_page_class_init (KiltModelPageClass *klass)
   gtk_widget_class_install_action (widget_class, "model.import-keras", NULL, action_import_keras);
   gtk_widget_class_install_action (widget_class, "model.open", NULL, action_open);
   gtk_widget_class_install_action (widget_class, "model.save", NULL, action_save);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_i, GDK_CONTROL_MASK,
-                                       "model.import-keras", NULL);
 }
 
 static void
@@ -570,17 +500,10 @@ kilt_model_page_init (KiltModelPage *self)
   g_signal_connect_swapped (self->optimizer_row, "notify::selected",
                             G_CALLBACK (on_setting_changed), self);
 
-#ifdef KILT_HAVE_MODELIO
   {
     g_auto (GStrv) names = kilt_model_preset_list ();
     self->presets = gtk_string_list_new ((const char *const *)names);
   }
-#else
-  {
-    const char *names[] = { "mlp", NULL };
-    self->presets = gtk_string_list_new (names);
-  }
-#endif
   adw_combo_row_set_model (self->preset_row, G_LIST_MODEL (self->presets));
   g_signal_connect (self->preset_row, "notify::selected", G_CALLBACK (on_preset_selected), self);
 

@@ -7,21 +7,11 @@
 
 #include "kilt-session.h"
 #include "kilt-error.h"
+#include "kilt-run-recorder.h"
 
 #include <string.h>
 
 #define FLUSH_MS 100
-
-#ifndef KILT_HAVE_TRAINER
-/* Until the trainer is in the tree: kilt_session_start () refuses, nothing else is reached. */
-#define kilt_trainer_new(m, d, c, f, u) ((void)(f), NULL)
-#define kilt_trainer_start(t)           ((void)(t))
-#define kilt_trainer_pause(t)           ((void)(t))
-#define kilt_trainer_resume(t)          ((void)(t))
-#define kilt_trainer_stop(t)            ((void)(t))
-#define kilt_trainer_join(t)            ((void)(t))
-#define kilt_trainer_free(t)            ((void)(t))
-#endif
 
 /* Shared between the trainer thread and the main thread; outlives either side's use. */
 typedef struct
@@ -40,6 +30,7 @@ typedef struct
 {
   Shared *shared;
   guint generation;
+  KiltRunRecorder *recorder; /* the run store's record of this run; trainer thread only */
 } RunTag;
 
 struct _KiltSession
@@ -47,21 +38,11 @@ struct _KiltSession
   GObject parent_instance;
   Shared *shared;
   KiltTrainer *trainer;
-  gpointer tag; /* RunTag of the trainer, freed after its thread is joined */
+  gpointer tag;             /* RunTag of the trainer, freed after its thread is joined */
+  GPtrArray *external_tags; /* RunTag of runs fed by kilt_session_post (), kept to the end */
   gboolean running, paused;
   gint64 start_us, end_us;
 };
-
-/* The loaders bring kilt_dataset_free (); without them no data set ever exists here. */
-static void
-dataset_free (KiltDataset *ds)
-{
-#ifdef KILT_HAVE_DATASET_LOAD
-  kilt_dataset_free (ds);
-#else
-  g_assert (ds == NULL);
-#endif
-}
 
 G_DEFINE_FINAL_TYPE (KiltSession, kilt_session, G_TYPE_OBJECT)
 
@@ -135,6 +116,7 @@ scalars (const KiltEvent *e)
 {
   KiltEvent c = *e;
 
+  c.device = NULL;
   c.device_name = NULL;
   c.timings = NULL;
   c.message = NULL;
@@ -172,7 +154,10 @@ flush (gpointer data)
   g_mutex_lock (&s->lock);
   u = s->pending;
   update_init (&s->pending);
-  s->source_id = 0;
+  /* A FINISHED event may have replaced this source with a newer one while it was about to
+   * run: only the current source clears the slot. */
+  if (s->source_id == g_source_get_id (g_main_current_source ()))
+    s->source_id = 0;
   g_mutex_unlock (&s->lock);
 
   if (self)
@@ -214,6 +199,9 @@ on_event (const KiltEvent *event, gpointer user_data)
   KiltEvent c = scalars (event);
   gboolean now = FALSE;
 
+  /* The record is kept whatever the window does with the run. */
+  if (tag->recorder)
+    kilt_run_recorder_event (tag->recorder, event);
   g_mutex_lock (&s->lock);
   if (tag->generation != s->generation)
     {
@@ -295,8 +283,50 @@ static void
 run_tag_free (gpointer data)
 {
   RunTag *tag = data;
+
+  g_clear_pointer (&tag->recorder, kilt_run_recorder_free);
   shared_unref (tag->shared);
   g_free (tag);
+}
+
+/* A new run: later events of older runs are dropped from here on. */
+static RunTag *
+begin_run (KiltSession *self)
+{
+  RunTag *tag = g_new0 (RunTag, 1);
+
+  tag->shared = shared_ref (self->shared);
+  g_mutex_lock (&self->shared->lock);
+  tag->generation = ++self->shared->generation;
+  update_clear (&self->shared->pending);
+  update_init (&self->shared->pending);
+  self->shared->start_us = g_get_monotonic_time ();
+  g_mutex_unlock (&self->shared->lock);
+  self->start_us = self->shared->start_us;
+  self->end_us = 0;
+  return tag;
+}
+
+gpointer
+kilt_session_begin_external (KiltSession *self)
+{
+  RunTag *tag;
+
+  g_return_val_if_fail (KILT_IS_SESSION (self), NULL);
+  g_return_val_if_fail (!self->running, NULL);
+  tag = begin_run (self);
+  g_ptr_array_add (self->external_tags, tag);
+  self->running = TRUE;
+  self->paused = FALSE;
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_RUNNING]);
+  return tag;
+}
+
+void
+kilt_session_post (gpointer token, const KiltEvent *event)
+{
+  g_return_if_fail (token != NULL && event != NULL);
+  on_event (event, token);
 }
 
 gboolean
@@ -309,29 +339,22 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
   if (self->running)
     {
       kilt_model_free (model);
-      dataset_free (data);
+      kilt_dataset_free (data);
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "A run is already going on; stop it first");
       return FALSE;
     }
-#ifndef KILT_HAVE_TRAINER
-  kilt_model_free (model);
-  dataset_free (data);
-  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-               "This build of Kilt has no trainer yet");
-  return FALSE;
-#endif
-  tag = g_new0 (RunTag, 1);
-  tag->shared = shared_ref (self->shared);
-  g_mutex_lock (&self->shared->lock);
-  tag->generation = ++self->shared->generation;
-  update_clear (&self->shared->pending);
-  update_init (&self->shared->pending);
-  self->shared->start_us = g_get_monotonic_time ();
-  g_mutex_unlock (&self->shared->lock);
-  self->start_us = self->shared->start_us;
-  self->end_us = 0;
-
+  tag = begin_run (self);
+  {
+    g_autofree char *warning = NULL;
+    tag->recorder = kilt_run_recorder_new (NULL, model, data, config, &warning);
+    if (warning)
+      {
+        g_mutex_lock (&self->shared->lock);
+        g_ptr_array_add (self->shared->pending.logs, g_strdup_printf ("warning: %s", warning));
+        g_mutex_unlock (&self->shared->lock);
+      }
+  }
   self->tag = tag;
   self->trainer = kilt_trainer_new (model, data, config, on_event, tag);
   self->running = TRUE;
@@ -347,7 +370,8 @@ kilt_session_pause (KiltSession *self)
   g_return_if_fail (KILT_IS_SESSION (self));
   if (!self->running || self->paused)
     return;
-  kilt_trainer_pause (self->trainer);
+  if (self->trainer)
+    kilt_trainer_pause (self->trainer);
   self->paused = TRUE;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
 }
@@ -358,7 +382,8 @@ kilt_session_resume (KiltSession *self)
   g_return_if_fail (KILT_IS_SESSION (self));
   if (!self->running || !self->paused)
     return;
-  kilt_trainer_resume (self->trainer);
+  if (self->trainer)
+    kilt_trainer_resume (self->trainer);
   self->paused = FALSE;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
 }
@@ -419,6 +444,7 @@ kilt_session_finalize (GObject *object)
 {
   KiltSession *self = KILT_SESSION (object);
 
+  g_ptr_array_unref (self->external_tags);
   shared_unref (self->shared);
   G_OBJECT_CLASS (kilt_session_parent_class)->finalize (object);
 }
@@ -466,6 +492,7 @@ kilt_session_class_init (KiltSessionClass *klass)
 static void
 kilt_session_init (KiltSession *self)
 {
+  self->external_tags = g_ptr_array_new_with_free_func (run_tag_free);
   self->shared = g_new0 (Shared, 1);
   g_atomic_ref_count_init (&self->shared->ref);
   g_mutex_init (&self->shared->lock);

@@ -33,6 +33,11 @@ KiltSession *kilt_session_new (void);
 /* Takes @model and @data. Fails when a run is going on or the build has no trainer. */
 gboolean kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
                              const KiltTrainConfig *config, GError **error);
+/* A run fed from outside (tests, replays): events go in through kilt_session_post () from any
+ * thread, exactly as the trainer's would, ending with a FINISHED event. Returns the run's
+ * token, valid as long as the session; events posted for a replaced run are dropped. */
+gpointer kilt_session_begin_external (KiltSession *self);
+void kilt_session_post (gpointer token, const KiltEvent *event);
 void kilt_session_pause (KiltSession *self);
 void kilt_session_resume (KiltSession *self);
 /* Asks the run to stop; "finished" follows once it has. */

@@ -216,6 +216,9 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
       /* Lower layers first: each area stacks on the one before. */
       for (guint c = 0; c < KILT_MEM_N_CATEGORIES; c++)
         kilt_chart_append (mem, c, e->epoch_seconds, (double)e->mem.live[c]);
+      if (e->vendor_used_bytes >= 0 && self->vendor_series == G_MAXUINT)
+        self->vendor_series = kilt_chart_add_series (mem, "driver's figure", KILT_CHART_LINE,
+                                                     (const double[]){ 0.2, 0.2, 0.2 });
       if (e->vendor_used_bytes >= 0)
         kilt_chart_append (mem, self->vendor_series, e->epoch_seconds,
                            (double)e->vendor_used_bytes);
@@ -397,8 +400,8 @@ kilt_train_page_init (KiltTrainPage *self)
   kilt_chart_set_y_axis (c, NULL, KILT_AXIS_BYTES);
   for (guint i = 0; i < KILT_MEM_N_CATEGORIES; i++)
     kilt_chart_add_series (c, mem_names[i], KILT_CHART_AREA, NULL);
-  self->vendor_series = kilt_chart_add_series (c, "driver's figure", KILT_CHART_LINE,
-                                               (const double[]){ 0.2, 0.2, 0.2 });
+  /* The driver's own used-memory figure joins only where the platform gives one. */
+  self->vendor_series = G_MAXUINT;
   kilt_chart_set_empty_text (c, "Memory by category appears here during a run");
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_MEMORY, c), 0, 1, 1, 1);
   kilt_chart_unref (c);

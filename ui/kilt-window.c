@@ -7,6 +7,7 @@
 #include "kilt-window.h"
 #include "kilt-chart-view.h"
 #include "kilt-error.h"
+#include "kilt-runs-page.h"
 
 struct _KiltWindow
 {
@@ -72,6 +73,14 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
     }
   else
     say (self, u->status == KILT_RUN_FINISHED ? "Training finished" : "Training stopped");
+  if (self->close_after_run)
+    {
+      gtk_window_destroy (GTK_WINDOW (self));
+      return;
+    }
+  /* The run is in the store now. */
+  if (KILT_IS_RUNS_PAGE (self->runs_placeholder))
+    kilt_runs_page_reload (KILT_RUNS_PAGE (self->runs_placeholder), NULL);
   /* The run owned the data set; bring it back for the next one. */
   if (self->dataset_in_run)
     {
@@ -79,8 +88,6 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
       kilt_data_page_reload (self->data_page);
     }
   update_actions (self);
-  if (self->close_after_run)
-    gtk_window_destroy (GTK_WINDOW (self));
 }
 
 static void
@@ -134,11 +141,7 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
       return;
     }
 
-#ifdef KILT_HAVE_TRAINER
   config = kilt_train_config_default ();
-#else
-  memset (&config, 0, sizeof config);
-#endif
   g_free (config.device_id);
   config.device_id = g_strdup (device);
   config.epochs = kilt_model_page_get_epochs (self->model_page);
@@ -158,7 +161,6 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
   kilt_train_page_reset (self->train_page, title,
                          kilt_devices_page_get_device_memory (self->devices_page));
   kilt_train_page_set_epochs (self->train_page, config.epochs);
-#ifdef KILT_HAVE_TRAINER
   {
     KiltDataset *data = kilt_data_page_take_dataset (self->data_page);
     self->dataset_in_run = TRUE;
@@ -170,12 +172,6 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
       }
   }
   kilt_train_config_clear (&config);
-#else
-  kilt_model_free (model);
-  g_free (config.device_id);
-  g_free (config.run_name);
-  start_failed (self, "This build of Kilt has no trainer yet");
-#endif
   kilt_window_show_page (self, "train");
   update_actions (self);
 }
@@ -273,6 +269,30 @@ action_save_chart (GtkWidget *widget, const char *name, GVariant *param)
   gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (self->chooser), TRUE);
   g_signal_connect (self->chooser, "response", G_CALLBACK (on_save_response), self);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (self->chooser));
+}
+
+/* Page actions reachable from anywhere in the window (a page's own shortcuts work only while
+ * the focus is inside it). */
+static void
+action_forward (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltWindow *self = KILT_WINDOW (widget);
+
+  if (g_strcmp0 (name, "win.open-data") == 0)
+    {
+      kilt_window_show_page (self, "data");
+      gtk_widget_activate_action (GTK_WIDGET (self->data_page), "data.open-file", NULL);
+    }
+  else if (g_strcmp0 (name, "win.open-data-folder") == 0)
+    {
+      kilt_window_show_page (self, "data");
+      gtk_widget_activate_action (GTK_WIDGET (self->data_page), "data.open-folder", NULL);
+    }
+  else if (g_strcmp0 (name, "win.import-model") == 0)
+    {
+      kilt_window_show_page (self, "model");
+      gtk_widget_activate_action (GTK_WIDGET (self->model_page), "model.import-keras", NULL);
+    }
 }
 
 static void
@@ -394,6 +414,15 @@ kilt_window_class_init (KiltWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.copy-report", NULL, action_copy_report);
   gtk_widget_class_install_action (widget_class, "win.save-chart", NULL, action_save_chart);
 
+  gtk_widget_class_install_action (widget_class, "win.open-data", NULL, action_forward);
+  gtk_widget_class_install_action (widget_class, "win.open-data-folder", NULL, action_forward);
+  gtk_widget_class_install_action (widget_class, "win.import-model", NULL, action_forward);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "win.open-data",
+                                       NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK | GDK_SHIFT_MASK,
+                                       "win.open-data-folder", NULL);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_i, GDK_CONTROL_MASK,
+                                       "win.import-model", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return, GDK_CONTROL_MASK, "win.start",
                                        NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_p, GDK_CONTROL_MASK, "win.pause",
@@ -428,6 +457,7 @@ kilt_window_init (KiltWindow *self)
                                g_settings_get_int (self->settings, "window-height"));
   if (g_settings_get_boolean (self->settings, "window-maximized"))
     gtk_window_maximize (GTK_WINDOW (self));
+  kilt_window_set_runs_page (self, kilt_runs_page_new ());
   update_actions (self);
 }
 
