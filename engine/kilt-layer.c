@@ -10,7 +10,13 @@
 
 /* Weak so that the engine links while a layer family is still missing; a missing class is
  * reported as an unsupported layer by the model builder. */
+#ifdef G_OS_WIN32
+/* PE/COFF has no dependable weak undefined symbols (MinGW's binutils carries patches for them);
+ * every family is in the tree, so Windows builds take plain references. */
+#define WEAK
+#else
 #define WEAK __attribute__ ((weak))
+#endif
 extern const KiltLayerClass kilt_conv2d_class WEAK;
 extern const KiltLayerClass kilt_max_pool2d_class WEAK;
 extern const KiltLayerClass kilt_avg_pool2d_class WEAK;
