@@ -37,6 +37,9 @@ stage=$(mktemp -d "${TMPDIR:-/tmp}/kilt-deb.XXXXXX")
 trap 'rm -rf "$stage"' EXIT
 root=$stage/root
 meson install -C "$build" --no-rebuild --strip --destdir "$root" >/dev/null
+# Caches the system's dpkg triggers own (glib's schemas, GTK's icon cache, desktop database):
+# a package that shipped them would overwrite every other program's entries.
+find "$root" \( -name gschemas.compiled -o -name icon-theme.cache -o -name mimeinfo.cache \) -delete
 
 version=$(meson introspect --projectinfo "$build" |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["version"])')

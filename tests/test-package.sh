@@ -61,6 +61,9 @@ for need in libgtk-4-1 libadwaita-1-0 libclblast1 ocl-icd-libopencl1; do
 done
 dpkg-deb -f "$deb" Recommends | grep -q 'pocl-opencl-icd | opencl-icd' ||
   fail "Recommends lacks pocl-opencl-icd | opencl-icd"
+if dpkg-deb -c "$deb" | grep -E 'gschemas.compiled|icon-theme.cache|mimeinfo.cache'; then
+  fail "the package ships a cache that the system's dpkg triggers own"
+fi
 
 step "installing it with apt-get"
 dpkg-query -W -f='${Package}\n' | sort >"$before"
