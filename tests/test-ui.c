@@ -4,6 +4,7 @@
 
 #include "kilt-application.h"
 #include "kilt-chart-view.h"
+#include "kilt-context.h"
 #include "kilt-device.h"
 #include "kilt-window.h"
 
@@ -564,6 +565,53 @@ test_train (void)
   g_assert_cmpuint (kilt_chart_get_n_points (loss, 0), >, 0);
   settle (0.3);
   screenshot (GTK_WIDGET (window), "train-finished");
+  /* The lower half: busy %, the log and the per-layer times. */
+  {
+    GtkWidget *w = GTK_WIDGET (kilt_window_get_train_page (window));
+    GtkAdjustment *adj;
+
+    while (w && !GTK_IS_SCROLLED_WINDOW (w))
+      w = gtk_widget_get_first_child (w);
+    g_assert_nonnull (w);
+    adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (w));
+    gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj));
+    settle (0.3);
+    screenshot (window_content (), "train-finished-lower");
+    gtk_adjustment_set_value (adj, 0);
+  }
+}
+
+/* A run that fails on the device: the error shows on the Train page, the window stays
+ * usable, and the next run works. */
+static void
+test_failed_run (void)
+{
+  KiltSession *session = kilt_window_get_session (window);
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  kilt_model_page_set_epochs (kilt_window_get_model_page (window), 2);
+  kilt_window_set_sample_limit (window, 512);
+  /* The 40th kernel launch from now fails, as a lost device would. */
+  kilt_fault_set (KILT_FAULT_ENQUEUE, 40);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (wait_until (run_over, NULL, 120));
+  kilt_fault_set (KILT_FAULT_ENQUEUE, 0);
+  g_test_message ("shown: %s", kilt_window_get_last_message (window));
+  g_assert_true (g_str_has_prefix (kilt_window_get_last_message (window), "Training failed: "));
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
+  settle (0.3);
+  screenshot (window_content (), "train-failed");
+
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (kilt_session_is_running (session));
+  g_assert_true (wait_until (run_over, NULL, 120));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
 }
 
 static void
@@ -582,6 +630,13 @@ test_stop (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
   g_assert_true (kilt_session_is_running (session));
   g_assert_true (wait_until (has_loss_points, NULL, 60));
+  /* Pause and resume through the same action (Ctrl+P). */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.pause", NULL));
+  g_assert_true (kilt_session_is_paused (session));
+  settle (0.3);
+  g_assert_true (kilt_session_is_running (session));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.pause", NULL));
+  g_assert_false (kilt_session_is_paused (session));
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
   g_assert_true (wait_until (run_over, NULL, 30));
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training stopped");
@@ -737,6 +792,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/6-session", test_session);
   g_test_add_func ("/ui/6-live-charts", test_live_charts);
   g_test_add_func ("/ui/7-train", test_train);
+  g_test_add_func ("/ui/7-train-failed", test_failed_run);
   g_test_add_func ("/ui/8-stop", test_stop);
   g_test_add_func ("/ui/9-screenshots", test_screenshots);
   g_test_add_func ("/ui/9-dialogs", test_dialogs);

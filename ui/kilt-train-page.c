@@ -191,7 +191,7 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
       kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 0, x, 100 * e->accuracy);
       if (e->samples_per_second > 0)
         kilt_chart_append (chart (self, KILT_TRAIN_CHART_THROUGHPUT), 0, x, e->samples_per_second);
-      if (e->busy_percent > 0)
+      if (isfinite (e->busy_percent) && e->busy_percent > 0)
         kilt_chart_append (chart (self, KILT_TRAIN_CHART_BUSY), 0, x, e->busy_percent);
     }
   for (guint i = 0; i < u->epochs->len; i++)
@@ -202,6 +202,9 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
           "(%.1f s)",
           e->epoch, e->loss, 100 * e->accuracy, e->val_loss, 100 * e->val_accuracy,
           e->epoch_seconds);
+      /* The profiler's busy share is known at least at each epoch's end. */
+      if (isfinite (e->busy_percent))
+        kilt_chart_append (chart (self, KILT_TRAIN_CHART_BUSY), 0, e->epoch, e->busy_percent);
       if (!isnan (e->val_loss))
         kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 1, e->epoch, e->val_loss);
       if (!isnan (e->val_accuracy))
@@ -276,6 +279,8 @@ kilt_train_page_set_state (KiltTrainPage *self, gboolean running, gboolean pause
 {
   g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
   gtk_button_set_label (GTK_BUTTON (self->pause_button), paused ? "_Resume" : "_Pause");
+  if (running && paused)
+    gtk_label_set_text (self->status_label, "Paused");
 }
 
 void
@@ -429,6 +434,7 @@ kilt_train_page_init (KiltTrainPage *self)
   self->log = gtk_text_view_get_buffer (GTK_TEXT_VIEW (log_view));
   gtk_text_view_set_editable (GTK_TEXT_VIEW (log_view), FALSE);
   gtk_text_view_set_wrap_mode (GTK_TEXT_VIEW (log_view), GTK_WRAP_WORD_CHAR);
+  gtk_text_view_set_monospace (GTK_TEXT_VIEW (log_view), TRUE);
   gtk_text_view_set_left_margin (GTK_TEXT_VIEW (log_view), 8);
   gtk_text_view_set_top_margin (GTK_TEXT_VIEW (log_view), 8);
   gtk_widget_add_css_class (log_view, "log-view");
