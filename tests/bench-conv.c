@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 typedef struct
 {
@@ -50,6 +51,18 @@ now (void)
   return g_get_monotonic_time () / 1e6;
 }
 
+/* CPU seconds of every thread of this process: on a CPU device, a figure that other
+ * processes sharing the cores disturb less than wall time. */
+static double
+cpu_now (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec
+         + ru.ru_stime.tv_usec / 1e6;
+}
+
 static void
 bench_one (KiltContext *ctx, const Shape *s, const Mode *m, guint batch, guint iters)
 {
@@ -59,7 +72,7 @@ bench_one (KiltContext *ctx, const Shape *s, const Mode *m, guint batch, guint i
   KiltExec ex = { 0 };
   KiltRng rng;
   KiltBuffer *bufs[8];
-  double t0, fwd, bwd;
+  double t0, c0, fwd, bwd, cfwd, cbwd;
   gsize ws;
 
   if (m->chunk)
@@ -117,21 +130,27 @@ bench_one (KiltContext *ctx, const Shape *s, const Mode *m, guint batch, guint i
   g_assert_true (kilt_context_finish (ctx, &error));
 
   t0 = now ();
+  c0 = cpu_now ();
   for (guint i = 0; i < iters; i++)
     g_assert_true (node.klass->forward (&node, &ex, &error));
   g_assert_true (kilt_context_finish (ctx, &error));
   fwd = (now () - t0) / iters;
+  cfwd = (cpu_now () - c0) / iters;
   t0 = now ();
+  c0 = cpu_now ();
   for (guint i = 0; i < iters; i++)
     g_assert_true (node.klass->backward (&node, &ex, &error));
   g_assert_true (kilt_context_finish (ctx, &error));
   bwd = (now () - t0) / iters;
+  cbwd = (cpu_now () - c0) / iters;
   g_assert_no_error (error);
 
   {
     double gflop = 3.0 * node.klass->flops (&node) * batch / 1e9;
-    printf ("%-26s %-22s fwd %9.3f ms  bwd %9.3f ms  total %9.3f ms  %7.1f GFLOP/s\n", s->name,
-            m->label, fwd * 1e3, bwd * 1e3, (fwd + bwd) * 1e3, gflop / (fwd + bwd));
+    printf ("%-26s %-20s fwd %8.3f ms  bwd %8.3f ms  total %8.3f ms  %7.1f GFLOP/s  "
+            "(CPU time: fwd %.1f ms, bwd %.1f ms)\n",
+            s->name, m->label, fwd * 1e3, bwd * 1e3, (fwd + bwd) * 1e3, gflop / (fwd + bwd),
+            cfwd * 1e3, cbwd * 1e3);
     fflush (stdout);
   }
   if (g_getenv ("BENCH_CONV_PROFILE"))
@@ -172,12 +191,22 @@ main (int argc, char **argv)
   const char *only = argc > 3 ? argv[3] : NULL;
   KiltContext *ctx;
   const Mode modes[] = {
-    { "per sample", "1", "1" },         { "whole batch", NULL, "1" },
-    { "batch + split 2", NULL, "2" },   { "batch + split 4", NULL, "4" },
-    { "batch + split 8", NULL, "8" },   { "batch + split 16", NULL, "16" },
-    { "batch + split 32", NULL, "32" }, { "batch + split auto", NULL, NULL },
+    { "per sample", "1", "1" },
+    { "no split", NULL, "1" },
+    { "batch + split 8", NULL, "8" },
+    { "batch + split 16", NULL, "16" },
+    { "batch + split 32", NULL, "32" },
+    { "batch + split 64", NULL, "64" },
+    { "chunks of 2", "2", NULL },
+    { "chunks of 4", "4", NULL },
+    { "chunks of 8", "8", NULL },
+    { "chunks of 16", "16", NULL },
+    { "auto", NULL, NULL },
   };
-  guint first_mode = g_getenv ("BENCH_CONV_QUICK") ? 1 : 0;
+
+  /* BENCH_CONV_MODES: a comma-separated list of mode labels to run (default: all). */
+  g_auto (GStrv) wanted
+      = g_strsplit (g_getenv ("BENCH_CONV_MODES") ? g_getenv ("BENCH_CONV_MODES") : "", ",", -1);
 
   ctx = kilt_test_context ();
   if (ctx == NULL)
@@ -185,8 +214,9 @@ main (int argc, char **argv)
   printf ("device: %s (%u compute units), batch %u, %u iterations\n", ctx->info->name,
           ctx->info->compute_units, batch, iters);
   for (guint i = 0; i < G_N_ELEMENTS (shapes); i++)
-    for (guint j = first_mode; j < G_N_ELEMENTS (modes); j++)
-      if (only == NULL || strstr (shapes[i].name, only))
+    for (guint j = 0; j < G_N_ELEMENTS (modes); j++)
+      if ((only == NULL || strstr (shapes[i].name, only))
+          && (wanted[0] == NULL || g_strv_contains ((const char *const *)wanted, modes[j].label)))
         bench_one (ctx, &shapes[i], &modes[j], batch, iters);
   kilt_test_context_close ();
   return 0;

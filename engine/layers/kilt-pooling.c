@@ -13,6 +13,8 @@ typedef struct
 static gboolean
 pool_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_before)
 {
+  *out = 0;
+  *pad_before = 0;
   if (same)
     {
       guint o = (in + s - 1) / s;
@@ -24,7 +26,6 @@ pool_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_
   if (in < k)
     return FALSE;
   *out = (in - k) / s + 1;
-  *pad_before = 0;
   return TRUE;
 }
 
