@@ -14,6 +14,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#if defined(G_OS_WIN32) && !defined(O_CLOEXEC)
+#define O_CLOEXEC _O_NOINHERIT /* Windows' name for "not inherited by child processes" */
+#endif
+
 #define FONT_FACE       "Sans"
 #define TITLE_SIZE      13.0
 #define LABEL_SIZE      11.0
@@ -1642,7 +1646,7 @@ kilt_chart_save (KiltChart *chart, const char *path, int width, int height, GErr
     }
   cairo_surface_destroy (surface);
 
-  if (status == CAIRO_STATUS_SUCCESS && fsync (t.fd) != 0)
+  if (status == CAIRO_STATUS_SUCCESS && g_fsync (t.fd) != 0)
     t.err = errno, status = CAIRO_STATUS_WRITE_ERROR;
   if (close (t.fd) != 0 && status == CAIRO_STATUS_SUCCESS)
     t.err = errno, status = CAIRO_STATUS_WRITE_ERROR;

@@ -739,9 +739,16 @@ char *
 kilt_model_preset_dir (void)
 {
   const char *env = g_getenv ("KILT_DATA_DIR");
+#ifdef G_OS_WIN32
+  /* Installed wherever the user chose: share\kilt beside the program's bin folder. */
+  g_autofree char *inst = g_win32_get_package_installation_directory_of_module (NULL);
+  g_autofree char *pkgdatadir = g_build_filename (inst, "share", "kilt", NULL);
+#else
+  const char *pkgdatadir = KILT_PKGDATADIR;
+#endif
   char *candidates[3] = {
     env && *env ? g_build_filename (env, "presets", NULL) : NULL,
-    g_build_filename (KILT_PKGDATADIR, "presets", NULL),
+    g_build_filename (pkgdatadir, "presets", NULL),
     g_build_filename (KILT_SOURCE_DIR, "resources", "presets", NULL),
   };
   char *found = NULL;

@@ -13,6 +13,9 @@
 #include <unistd.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
+#ifdef G_OS_WIN32
+#include <windows.h>
+#endif
 
 struct _KiltRunStore
 {
@@ -257,8 +260,23 @@ process_alive (gint64 pid, guint64 start, const char *boot_id)
       /* A different start time: the pid was reused by another process. */
       return start == 0 || now_start == start;
     }
+#ifdef G_OS_WIN32
+  {
+    /* No /proc and no kill (pid, 0): ask Windows whether the process is still running. */
+    HANDLE h = OpenProcess (PROCESS_QUERY_LIMITED_INFORMATION, FALSE, (DWORD)pid);
+    DWORD code = 0;
+    gboolean alive;
+
+    if (h == NULL)
+      return GetLastError () == ERROR_ACCESS_DENIED;
+    alive = GetExitCodeProcess (h, &code) && code == STILL_ACTIVE;
+    CloseHandle (h);
+    return alive;
+  }
+#else
   /* No /proc: the best we have is whether the pid exists. */
   return kill ((pid_t)pid, 0) == 0 || errno == EPERM;
+#endif
 }
 
 static gboolean

@@ -74,6 +74,8 @@ scan_split (const char *root, KiltSplitKind kind, GPtrArray *classes, guint max_
   g_autoptr (GPtrArray) dirs = list_dir (root, TRUE);
   g_autoptr (GArray) mine = g_array_new (FALSE, FALSE, sizeof (ImageFile));
 
+  /* Frees the paths listed so far when a later class folder is refused. */
+  g_array_set_clear_func (mine, image_file_clear);
   if (dirs->len == 0)
     {
       g_autoptr (GPtrArray) loose = list_dir (root, FALSE);
@@ -139,6 +141,7 @@ scan_split (const char *root, KiltSplitKind kind, GPtrArray *classes, guint max_
         g_array_append_val (files, *f);
       else
         g_free (f->path);
+      f->path = NULL; /* now owned by @files, or freed */
     }
   return TRUE;
 }

@@ -267,7 +267,15 @@ kilt_dataset_find_sample_dir (void)
   char *found = NULL;
 
   candidates[0] = env ? g_build_filename (env, "sample", NULL) : NULL;
+#ifdef G_OS_WIN32
+  {
+    /* Installed wherever the user chose: share\kilt beside the program's bin folder. */
+    g_autofree char *inst = g_win32_get_package_installation_directory_of_module (NULL);
+    candidates[1] = g_build_filename (inst, "share", "kilt", "sample", NULL);
+  }
+#else
   candidates[1] = g_build_filename (KILT_PKGDATADIR, "sample", NULL);
+#endif
   /* A build tree run: the environment's source folder, else the one configured. */
   candidates[2] = g_build_filename (src ? src : KILT_SOURCE_DIR, "resources", "sample", NULL);
   for (guint i = 0; i < G_N_ELEMENTS (candidates); i++)
