@@ -469,6 +469,8 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
         printf (" (%.1f s, %.0f samples/s", ev->epoch_seconds, ev->samples_per_second);
         if (isfinite (ev->busy_percent))
           printf (", device busy %.0f%%", ev->busy_percent);
+        if (ev->warmup_seconds > 0.5)
+          printf ("; first step %.1f s, compiling kernels", ev->warmup_seconds);
         printf (")\n");
         fflush (stdout);
         break;

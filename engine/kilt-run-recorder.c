@@ -124,7 +124,8 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
           e.wall_seconds = ev->epoch_seconds;
           e.elapsed_seconds = elapsed;
           e.samples_per_second = ev->samples_per_second;
-          e.compile_seconds = ev->epoch == 1 ? rec->record.compile_seconds : 0;
+          e.compile_seconds
+              = (ev->epoch == 1 ? rec->record.compile_seconds : 0) + ev->warmup_seconds;
           e.busy_percent = ev->busy_percent;
           for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
             e.peak_bytes[i] = ev->mem.peak[i];

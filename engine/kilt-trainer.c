@@ -55,6 +55,7 @@ typedef struct
   KiltBuffer *eval_metrics;
   KiltProfiler *profiler;
   guint64 global_step;
+  guint64 first_global_step; /* where this run (or resumption) started */
   guint first_epoch;
 } Session;
 
@@ -420,6 +421,7 @@ prepare (Session *s, GError **error)
     }
   if (c->profile)
     s->profiler = kilt_profiler_new (t->model);
+  s->first_global_step = s->global_step;
 
   ev.device = s->ctx->info;
   ev.device_name = s->ctx->info->name;
@@ -529,6 +531,10 @@ run_epoch (Session *s, guint epoch, GError **error)
   KiltEvent ev = { .type = KILT_EVENT_EPOCH };
   gboolean ok = FALSE;
   guint samples = 0;
+  /* Drivers such as PoCL compile each kernel on its first launch: the run's first step is
+   * timed on its own and kept out of the throughput, so compile time is not training time. */
+  gint64 rate_t0 = t0;
+  double warmup = 0;
 
   if (!zero_metrics (s, s->metrics, error)
       || !kilt_batcher_begin_epoch (s->train_batcher, epoch, TRUE, error))
@@ -565,6 +571,18 @@ run_epoch (Session *s, guint epoch, GError **error)
         goto out;
       s->global_step++;
       samples += n_valid;
+      if (s->global_step == s->first_global_step + 1)
+        {
+          if (!kilt_context_finish (s->ctx, error))
+            goto out;
+          warmup = (g_get_monotonic_time () - t0) / 1e6;
+          rate_t0 = g_get_monotonic_time ();
+          samples = 0;
+          emit_log (s, G_LOG_LEVEL_INFO,
+                    "The first step took %.2f s (it includes the driver's compilation of each "
+                    "kernel on first use)",
+                    warmup);
+        }
 
       /* Keep at most STEPS_IN_FLIGHT steps queued: wait for the marker of an older step. */
       if (markers[b % STEPS_IN_FLIGHT])
@@ -658,7 +676,8 @@ out:
     if (!check_finite (s, m, s->global_step, error))
       return FALSE;
   }
-  ev.samples_per_second = samples / MAX ((g_get_monotonic_time () - t0) / 1e6, 1e-9);
+  ev.samples_per_second = samples / MAX ((g_get_monotonic_time () - rate_t0) / 1e6, 1e-9);
+  ev.warmup_seconds = warmup;
   ev.val_loss = ev.val_accuracy = NAN;
   if (s->eval_batcher && !evaluate (s, s->eval_batcher, &ev.val_loss, &ev.val_accuracy, error))
     return FALSE;

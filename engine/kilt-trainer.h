@@ -79,8 +79,11 @@ typedef struct
   double val_loss, val_accuracy; /* EPOCH; NaN when there is no validation data */
   double samples_per_second;
   double eta_seconds;
-  double epoch_seconds; /* EPOCH: wall time */
-  double busy_percent;  /* device busy time / wall time, when profiling */
+  double epoch_seconds;  /* EPOCH: wall time */
+  double warmup_seconds; /* EPOCH: the run's first step when it fell in this epoch, else 0
+                          * (drivers compile kernels on first use); samples_per_second
+                          * leaves that step out */
+  double busy_percent;   /* device busy time / wall time, when profiling */
   /* MEMORY */
   KiltMemStats mem;
   gint64 vendor_used_bytes; /* -1 when the platform has no figure */
