@@ -52,6 +52,7 @@ typedef struct
   KiltBatcher *train_batcher;
   KiltBatcher *eval_batcher;
   const KiltSplit *eval_split;
+  KiltBatcher *test_batcher; /* the test split when eval_split is the validation split */
   KiltBuffer *targets;
   KiltBuffer *metrics;
   KiltBuffer *eval_metrics;
@@ -400,7 +401,10 @@ prepare (Session *s, GError **error)
   data_bytes
       = kilt_batcher_device_bytes (s->ctx, d, train, c->batch, 0, NULL)
         + (s->eval_split ? kilt_batcher_device_bytes (s->ctx, d, s->eval_split, c->batch, 0, NULL)
-                         : 0);
+                         : 0)
+        + (s->eval_split == &d->val && d->test.n > 0
+               ? kilt_batcher_device_bytes (s->ctx, d, &d->test, c->batch, 0, NULL)
+               : 0);
   plan = kilt_plan_compute (t->model, c->batch, &c->opt, data_bytes, s->ctx->info, s->ctx->budget);
   if (!kilt_plan_check (plan, error))
     {
@@ -426,6 +430,14 @@ prepare (Session *s, GError **error)
       s->eval_batcher = kilt_batcher_new (s->ctx, d, s->eval_split, c->batch, c->preprocess, FALSE,
                                           c->seed, 0, error);
       if (s->eval_batcher == NULL)
+        return FALSE;
+    }
+  /* Validation picks the epochs; the test split still gives the run's final figures. */
+  if (s->eval_split == &d->val && d->test.n > 0)
+    {
+      s->test_batcher = kilt_batcher_new (s->ctx, d, &d->test, c->batch, c->preprocess, FALSE,
+                                          c->seed, 0, error);
+      if (s->test_batcher == NULL)
         return FALSE;
     }
   s->targets = kilt_buffer_new (s->ctx, KILT_MEM_WORKSPACE,
@@ -777,6 +789,7 @@ session_free_buffers (Session *s)
   g_clear_pointer (&s->eval_metrics, kilt_buffer_free);
   g_clear_pointer (&s->metrics, kilt_buffer_free);
   g_clear_pointer (&s->targets, kilt_buffer_free);
+  g_clear_pointer (&s->test_batcher, kilt_batcher_free);
   g_clear_pointer (&s->eval_batcher, kilt_batcher_free);
   g_clear_pointer (&s->train_batcher, kilt_batcher_free);
   g_clear_pointer (&s->opt, kilt_optimizer_free);
@@ -814,16 +827,22 @@ trainer_thread (gpointer data)
     }
   /* With no validation split the test split was evaluated after the last epoch already, on
    * the same weights: those are the figures. */
-  if (error == NULL && !should_stop (t) && s.eval_split == &t->data->test && s.eval_batcher)
+  if (error == NULL && !should_stop (t) && s.eval_split == &t->data->test
+      && s.eval_step == s.global_step)
     {
-      if (s.eval_step == s.global_step)
-        {
-          fin.test_loss = s.eval_loss;
-          fin.test_accuracy = s.eval_accuracy;
-        }
-      else if (evaluate (&s, s.eval_batcher, &fin.test_loss, &fin.test_accuracy, &error)
-               && !should_stop (t))
+      fin.test_loss = s.eval_loss;
+      fin.test_accuracy = s.eval_accuracy;
+    }
+  else if (error == NULL && !should_stop (t)
+           && (s.test_batcher || (s.eval_split == &t->data->test && s.eval_batcher)))
+    {
+      const KiltSplit *keep = s.eval_split;
+      s.eval_split = &t->data->test; /* for evaluate's messages */
+      if (evaluate (&s, s.test_batcher ? s.test_batcher : s.eval_batcher, &fin.test_loss,
+                    &fin.test_accuracy, &error)
+          && !should_stop (t))
         check_finite_loss (&s, "test", fin.test_loss, s.global_step, &error);
+      s.eval_split = keep;
     }
 
 done:
