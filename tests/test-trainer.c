@@ -707,6 +707,41 @@ test_checkpoint_resume (void)
   }
 }
 
+/* With a validation split the epochs report validation figures and the run ends with the
+ * test split's, which are what evaluating its checkpoint on the test split gives. */
+static void
+test_validation_and_test (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *ck = g_build_filename (dir, "run.ckpt", NULL);
+  KiltTrainConfig cfg = toy_config (2, ck);
+  g_autoptr (Run) r = NULL;
+  g_autoptr (KiltModel) em = toy_model ();
+  g_autoptr (GError) error = NULL;
+  KiltDataset *ds;
+  EpochRec *last;
+  double loss = NAN, acc = NAN;
+
+  if (kilt_test_context () == NULL)
+    return;
+  cfg.val_fraction = 0.25f;
+  r = train_toy (&cfg);
+  g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (r->steps_per_epoch, ==, 5); /* 90 less a quarter: 67 or 68 samples */
+  g_assert_cmpuint (r->epochs->len, ==, 2);
+  last = &g_array_index (r->epochs, EpochRec, 1);
+  g_test_message ("validation loss %.6f accuracy %.4f; test loss %.6f accuracy %.4f",
+                  last->val_loss, last->val_accuracy, r->test_loss, r->test_accuracy);
+  g_assert_true (isfinite (last->val_loss) && isfinite (r->test_loss));
+  g_assert_cmpfloat (last->val_loss, !=, r->test_loss);
+  ds = toy_data (TOY_TRAIN, TOY_TEST);
+  g_assert_true (kilt_trainer_evaluate (em, ds, &cfg, &loss, &acc, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat_with_epsilon (loss, r->test_loss, 1e-6 * fabs (loss));
+  g_assert_cmpfloat_with_epsilon (acc, r->test_accuracy, 1e-6);
+  kilt_dataset_free (ds);
+}
+
 /* A run that must fail before training, with an error of @code naming @must_name. */
 static void
 assert_fails_naming (const KiltTrainConfig *cfg, KiltModel *model, int code, const char *must_name)
@@ -1294,6 +1329,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/determinism", test_determinism);
   g_test_add_func ("/trainer/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func ("/trainer/checkpoint/bad", test_checkpoint_bad);
+  g_test_add_func ("/trainer/validation-and-test", test_validation_and_test);
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);
   g_test_add_func ("/trainer/fault/enqueue", test_fault_enqueue);
   g_test_add_func ("/trainer/fault/build", test_fault_build);
