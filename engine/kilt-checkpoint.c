@@ -86,6 +86,13 @@ kilt_checkpoint_load (const char *path, GError **error)
 
   if (!g_file_get_contents (path, &buf, &len, error))
     return NULL;
+  if (len >= 8 && len < sizeof h && memcmp (buf, MAGIC, 8) == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "checkpoint %s is truncated: %zu bytes, not even its %zu-byte header", path, len,
+                   sizeof h);
+      return NULL;
+    }
   if (len < sizeof h || memcmp (buf, MAGIC, 8) != 0)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,

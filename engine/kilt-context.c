@@ -351,8 +351,11 @@ kilt_context_launch (KiltContext *ctx, cl_kernel kernel, guint dims, const size_
   g_return_val_if_fail (dims >= 1 && dims <= 3, FALSE);
   if (kilt_fault_hit (KILT_FAULT_ENQUEUE))
     {
+      char name[128] = "";
+      clGetKernelInfo (kernel, CL_KERNEL_FUNCTION_NAME, sizeof name - 1, name, NULL);
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_FAULT,
-                   "launching a kernel failed on %s: injected fault (KILT_FAULT)", ctx->info->name);
+                   "launching kernel %s failed on %s: injected fault (KILT_FAULT)", name,
+                   ctx->info->name);
       return FALSE;
     }
   for (guint i = 0; i < dims; i++)

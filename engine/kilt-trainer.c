@@ -14,8 +14,10 @@
 #include "kilt-planner.h"
 #include "kilt-profiler.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
+#include <unistd.h>
 
 /* How many steps may be queued on the device ahead of the host: enough to keep it busy,
  * few enough that stop and pause answer within a few steps. */
@@ -50,6 +52,7 @@ typedef struct
   KiltBatcher *train_batcher;
   KiltBatcher *eval_batcher;
   const KiltSplit *eval_split;
+  KiltBatcher *test_batcher; /* the test split when eval_split is the validation split */
   KiltBuffer *targets;
   KiltBuffer *metrics;
   KiltBuffer *eval_metrics;
@@ -57,6 +60,9 @@ typedef struct
   guint64 global_step;
   guint64 first_global_step; /* where this run (or resumption) started */
   guint first_epoch;
+  /* The last evaluation of eval_split and the step it was taken at (G_MAXUINT64: none). */
+  double eval_loss, eval_accuracy;
+  guint64 eval_step;
 } Session;
 
 const char *
@@ -293,12 +299,23 @@ load_checkpoint (Session *s, GError **error)
   if (ck == NULL)
     return FALSE;
   if (ck->model_hash != kilt_model_hash (t->model) || ck->n_params != t->model->n_params
-      || ck->n_state != t->model->n_state
-      || ck->n_opt_state != kilt_optimizer_state_floats (&t->config.opt, t->model->n_params))
+      || ck->n_state != t->model->n_state)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                   "checkpoint %s belongs to a different model than %s", t->config.checkpoint_path,
-                   t->model->name);
+                   "checkpoint %s belongs to a different model than %s (it holds %" G_GUINT64_FORMAT
+                   " parameters, %s has %zu)",
+                   t->config.checkpoint_path, t->model->name, ck->n_params, t->model->name,
+                   t->model->n_params);
+      return FALSE;
+    }
+  if (ck->n_opt_state != kilt_optimizer_state_floats (&t->config.opt, t->model->n_params))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "checkpoint %s holds another optimizer's state (%" G_GUINT64_FORMAT
+                   " floats; %s here keeps %zu): resume with the optimizer it was trained with",
+                   t->config.checkpoint_path, ck->n_opt_state,
+                   kilt_optimizer_name (t->config.opt.type),
+                   kilt_optimizer_state_floats (&t->config.opt, t->model->n_params));
       return FALSE;
     }
   if (!kilt_executor_upload (s->exec, ck->params, ck->state, error)
@@ -339,6 +356,23 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
   return ok;
 }
 
+/* An unwritable checkpoint would otherwise fail only after the first epoch's work. */
+static gboolean
+check_checkpoint_folder (const char *path, GError **error)
+{
+  g_autofree char *dir = g_path_get_dirname (path);
+  gboolean is_dir = g_file_test (dir, G_FILE_TEST_IS_DIR);
+
+  if (!is_dir || g_access (dir, W_OK) != 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "cannot write checkpoint %s: the folder %s %s", path, dir,
+                   is_dir ? "is not writable" : "does not exist");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 prepare (Session *s, GError **error)
 {
@@ -351,6 +385,8 @@ prepare (Session *s, GError **error)
   guint64 data_bytes;
 
   if (!t->model->built && !kilt_model_build (t->model, error))
+    return FALSE;
+  if (c->checkpoint_path && !check_checkpoint_folder (c->checkpoint_path, error))
     return FALSE;
   if (c->val_fraction > 0 && d->val.n == 0
       && !kilt_dataset_split_validation (d, c->val_fraction, c->seed, error))
@@ -366,10 +402,16 @@ prepare (Session *s, GError **error)
   data_bytes
       = kilt_batcher_device_bytes (s->ctx, d, train, c->batch, 0, NULL)
         + (s->eval_split ? kilt_batcher_device_bytes (s->ctx, d, s->eval_split, c->batch, 0, NULL)
-                         : 0);
+                         : 0)
+        + (s->eval_split == &d->val && d->test.n > 0
+               ? kilt_batcher_device_bytes (s->ctx, d, &d->test, c->batch, 0, NULL)
+               : 0);
   plan = kilt_plan_compute (t->model, c->batch, &c->opt, data_bytes, s->ctx->info, s->ctx->budget);
   if (!kilt_plan_check (plan, error))
-    return FALSE;
+    {
+      g_prefix_error (error, "model %s: ", t->model->name);
+      return FALSE;
+    }
 
   s->exec = kilt_executor_new (s->ctx, t->model, c->batch, TRUE, error);
   if (s->exec == NULL)
@@ -389,6 +431,14 @@ prepare (Session *s, GError **error)
       s->eval_batcher = kilt_batcher_new (s->ctx, d, s->eval_split, c->batch, c->preprocess, FALSE,
                                           c->seed, 0, error);
       if (s->eval_batcher == NULL)
+        return FALSE;
+    }
+  /* Validation picks the epochs; the test split still gives the run's final figures. */
+  if (s->eval_split == &d->val && d->test.n > 0)
+    {
+      s->test_batcher = kilt_batcher_new (s->ctx, d, &d->test, c->batch, c->preprocess, FALSE,
+                                          c->seed, 0, error);
+      if (s->test_batcher == NULL)
         return FALSE;
     }
   s->targets = kilt_buffer_new (s->ctx, KILT_MEM_WORKSPACE,
@@ -489,7 +539,11 @@ evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **
           || !kilt_executor_forward (s->exec, FALSE, error)
           || !kilt_loss_enqueue (s->ctx, t->model->loss, t->config.batch, n_valid, n_out, out->out,
                                  s->targets->mem, out->dout, s->eval_metrics->mem, error))
-        return FALSE;
+        {
+          g_prefix_error (error, "evaluating on the %s split, batch %u: ",
+                          s->eval_split == &t->data->val ? "validation" : "test", b + 1);
+          return FALSE;
+        }
     }
   s->ctx->profiling = profiling;
   return read_metrics (s, s->eval_metrics, loss, acc, error);
@@ -504,17 +558,42 @@ typedef struct
 } MetricsRead;
 
 static gboolean
-check_finite (Session *s, const float *m, guint64 step, GError **error)
+check_finite_loss (Session *s, const char *which, double loss, guint64 step, GError **error)
 {
-  if (!isfinite (m[0]))
+  if (!isfinite (loss))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DIVERGED,
-                   "the training loss became %s by step %" G_GUINT64_FORMAT
+                   "the %s loss became %s by step %" G_GUINT64_FORMAT
                    "; lower the learning rate (now %g) or check the data",
-                   isnan (m[0]) ? "NaN" : "infinite", step, s->trainer->config.opt.lr);
+                   which, isnan (loss) ? "NaN" : "infinite", step, s->trainer->config.opt.lr);
       return FALSE;
     }
   return TRUE;
+}
+
+static gboolean
+check_finite (Session *s, const float *m, guint64 step, GError **error)
+{
+  return check_finite_loss (s, "training", m[0], step, error);
+}
+
+/* Says where a training step failed: the layer and phase the executor had reached (it sets
+ * the profiling tag before each layer) or, around the layers, @stage. */
+static void
+prefix_step_error (Session *s, GError **error, const char *stage, guint epoch, guint step)
+{
+  static const char *phases[] = { "forward", "backward", "update" };
+  int tag = s->ctx->prof_tag;
+  guint node_index = (guint)tag / 3;
+
+  if (stage == NULL && node_index > 0 && node_index < s->trainer->model->nodes->len)
+    {
+      KiltNode *node = kilt_model_node (s->trainer->model, node_index);
+      g_prefix_error (error, "epoch %u, step %u, layer %s (%s) %s: ", epoch, step, node->name,
+                      node->klass->name, phases[tag % 3]);
+    }
+  else
+    g_prefix_error (error, "epoch %u, step %u, %s: ", epoch, step, stage ? stage : "a layer");
 }
 
 static gboolean
@@ -535,6 +614,8 @@ run_epoch (Session *s, guint epoch, GError **error)
    * timed on its own and kept out of the throughput, so compile time is not training time. */
   gint64 rate_t0 = t0;
   double warmup = 0;
+  const char *stage = NULL;
+  guint step_in_epoch = 0;
 
   if (!zero_metrics (s, s->metrics, error)
       || !kilt_batcher_begin_epoch (s->train_batcher, epoch, TRUE, error))
@@ -553,22 +634,30 @@ run_epoch (Session *s, guint epoch, GError **error)
 
       if (!wait_if_paused (s))
         break;
+      step_in_epoch = b + 1;
       s->ctx->profiling = profile;
       s->exec->ex.step = s->global_step;
       s->ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_FORWARD);
+      stage = "gathering the batch";
       if (!kilt_batcher_gather (s->train_batcher, b, kilt_executor_input (s->exec), s->targets->mem,
-                                &n_valid, error)
-          || !kilt_executor_forward (s->exec, TRUE, error))
-        goto out;
+                                &n_valid, error))
+        goto step_failed;
+      stage = NULL;
+      if (!kilt_executor_forward (s->exec, TRUE, error))
+        goto step_failed;
       s->ctx->prof_tag = KILT_PROF_TAG (out->index, KILT_PHASE_BACKWARD);
+      stage = "the loss";
       if (!kilt_loss_enqueue (s->ctx, t->model->loss, c->batch, n_valid, n_out, out->out,
-                              s->targets->mem, out->dout, s->metrics->mem, error)
-          || !kilt_executor_backward (s->exec, error))
-        goto out;
+                              s->targets->mem, out->dout, s->metrics->mem, error))
+        goto step_failed;
+      stage = NULL;
+      if (!kilt_executor_backward (s->exec, error))
+        goto step_failed;
       s->ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_UPDATE);
+      stage = "the optimizer update";
       if (!kilt_optimizer_step (s->opt, s->exec->params->mem, s->exec->grads->mem, s->global_step,
                                 error))
-        goto out;
+        goto step_failed;
       s->global_step++;
       samples += n_valid;
       if (s->global_step == s->first_global_step + 1)
@@ -651,6 +740,10 @@ run_epoch (Session *s, guint epoch, GError **error)
         }
     }
   ok = TRUE;
+  goto out;
+
+step_failed:
+  prefix_step_error (s, error, stage, epoch + 1, step_in_epoch);
 
 out:
   s->ctx->profiling = FALSE;
@@ -681,6 +774,14 @@ out:
   ev.val_loss = ev.val_accuracy = NAN;
   if (s->eval_batcher && !evaluate (s, s->eval_batcher, &ev.val_loss, &ev.val_accuracy, error))
     return FALSE;
+  /* The last update can break the weights after the last training loss was taken. */
+  if (s->eval_batcher && !should_stop (t)
+      && !check_finite_loss (s, s->eval_split == &t->data->val ? "validation" : "test", ev.val_loss,
+                             s->global_step, error))
+    return FALSE;
+  s->eval_loss = ev.val_loss;
+  s->eval_accuracy = ev.val_accuracy;
+  s->eval_step = s->global_step;
   ev.epoch_seconds = (g_get_monotonic_time () - t0) / 1e6;
   kilt_mem_stats_snapshot (&s->ctx->mem, &ev.mem);
   ev.busy_percent = s->profiler ? kilt_profiler_busy_percent (s->profiler) : NAN;
@@ -697,20 +798,28 @@ out:
   return TRUE;
 }
 
+/* Everything but the context itself, so that its counters can still be read. */
 static void
-session_free (Session *s)
+session_free_buffers (Session *s)
 {
   if (s->ctx)
     clFinish (s->ctx->queue);
-  kilt_profiler_free (s->profiler);
-  kilt_buffer_free (s->eval_metrics);
-  kilt_buffer_free (s->metrics);
-  kilt_buffer_free (s->targets);
-  kilt_batcher_free (s->eval_batcher);
-  kilt_batcher_free (s->train_batcher);
-  kilt_optimizer_free (s->opt);
-  kilt_executor_free (s->exec);
-  kilt_context_free (s->ctx);
+  g_clear_pointer (&s->profiler, kilt_profiler_free);
+  g_clear_pointer (&s->eval_metrics, kilt_buffer_free);
+  g_clear_pointer (&s->metrics, kilt_buffer_free);
+  g_clear_pointer (&s->targets, kilt_buffer_free);
+  g_clear_pointer (&s->test_batcher, kilt_batcher_free);
+  g_clear_pointer (&s->eval_batcher, kilt_batcher_free);
+  g_clear_pointer (&s->train_batcher, kilt_batcher_free);
+  g_clear_pointer (&s->opt, kilt_optimizer_free);
+  g_clear_pointer (&s->exec, kilt_executor_free);
+}
+
+static void
+session_free (Session *s)
+{
+  session_free_buffers (s);
+  g_clear_pointer (&s->ctx, kilt_context_free);
   kilt_device_list_free (s->devices);
 }
 
@@ -718,7 +827,7 @@ static gpointer
 trainer_thread (gpointer data)
 {
   KiltTrainer *t = data;
-  Session s = { .trainer = t };
+  Session s = { .trainer = t, .eval_step = G_MAXUINT64 };
   KiltEvent fin = { .type = KILT_EVENT_FINISHED };
   GError *error = NULL;
   guint epoch;
@@ -735,8 +844,25 @@ trainer_thread (gpointer data)
       if (!save_checkpoint (&s, epoch + 1, &error))
         break;
     }
-  if (error == NULL && !should_stop (t) && s.eval_split == &t->data->test && s.eval_batcher)
-    evaluate (&s, s.eval_batcher, &fin.test_loss, &fin.test_accuracy, &error);
+  /* With no validation split the test split was evaluated after the last epoch already, on
+   * the same weights: those are the figures. */
+  if (error == NULL && !should_stop (t) && s.eval_split == &t->data->test
+      && s.eval_step == s.global_step)
+    {
+      fin.test_loss = s.eval_loss;
+      fin.test_accuracy = s.eval_accuracy;
+    }
+  else if (error == NULL && !should_stop (t)
+           && (s.test_batcher || (s.eval_split == &t->data->test && s.eval_batcher)))
+    {
+      const KiltSplit *keep = s.eval_split;
+      s.eval_split = &t->data->test; /* for evaluate's messages */
+      if (evaluate (&s, s.test_batcher ? s.test_batcher : s.eval_batcher, &fin.test_loss,
+                    &fin.test_accuracy, &error)
+          && !should_stop (t))
+        check_finite_loss (&s, "test", fin.test_loss, s.global_step, &error);
+      s.eval_split = keep;
+    }
 
 done:
   if (error)
@@ -752,6 +878,9 @@ done:
   t->status = fin.status;
   /* Everything on the device is released before the last event, so a receiver may start
    * the next run at once. */
+  session_free_buffers (&s);
+  if (s.ctx)
+    fin.leaked_bytes = __atomic_load_n (&s.ctx->mem.live_total, __ATOMIC_RELAXED);
   session_free (&s);
   emit (&s, &fin);
   g_clear_error (&error);
@@ -836,6 +965,7 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
   t.data = data;
   t.config = *config;
   t.func = ignore_event;
+  s.eval_split = split;
   if (split->n == 0)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
@@ -856,8 +986,10 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
       || ck->n_state != model->n_state)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                   "checkpoint %s belongs to a different model than %s", config->checkpoint_path,
-                   model->name);
+                   "checkpoint %s belongs to a different model than %s (it holds %" G_GUINT64_FORMAT
+                   " parameters, %s has %zu)",
+                   config->checkpoint_path, model->name, ck->n_params, model->name,
+                   model->n_params);
       goto out;
     }
   s.exec = kilt_executor_new (s.ctx, model, config->batch, TRUE, error);

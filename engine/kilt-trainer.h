@@ -21,7 +21,7 @@ typedef struct
   gboolean augment; /* random horizontal flip + shift, as Keras' cifar10_cnn */
   KiltPreprocess preprocess;
   guint max_train_samples; /* 0 = all; for quick runs and tests */
-  char *checkpoint_path;   /* written at each epoch end and on stop; NULL = none */
+  char *checkpoint_path;   /* written after each epoch (not on stop or failure); NULL = none */
   gboolean resume;         /* start from checkpoint_path */
   char *run_name;
   gboolean profile; /* collect per-layer device times */
@@ -96,6 +96,9 @@ typedef struct
   KiltRunStatus status;
   GError *error; /* FAILED */
   double test_loss, test_accuracy;
+  /* Device bytes still accounted once the session has freed everything it allocated, just
+   * before the context goes: 0 unless something leaked (mem above is taken before freeing). */
+  gint64 leaked_bytes;
 } KiltEvent;
 
 typedef struct _KiltTrainer KiltTrainer;

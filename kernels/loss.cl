@@ -37,15 +37,18 @@ __kernel void kilt_loss_rows (__global const float *out, __global const float *t
       float t = targets[r];
       int label = (t >= 0.0f && t < (float) n_out) ? (int) t : -1;
       uint best = 0;
+      bool nan_seen = false;
       for (uint j = 0; j < n_out; j++)
         {
           if (p[j] > p[best])
             best = j;
+          nan_seen |= isnan (p[j]);
           /* The gradient w.r.t. the pre-softmax logits: the softmax backward is skipped. */
           d[j] = (p[j] - ((int) j == label ? 1.0f : 0.0f)) * scale;
         }
       float pl = label >= 0 ? p[label] : 0.0f;
-      l = -log (clamp (pl, KILT_LOSS_EPS, 1.0f - KILT_LOSS_EPS));
+      /* clamp () turns NaN into eps: a diverged model would report a finite loss. */
+      l = nan_seen ? NAN : -log (clamp (pl, KILT_LOSS_EPS, 1.0f - KILT_LOSS_EPS));
       correct = label >= 0 && (int) best == label ? 1.0f : 0.0f;
     }
   else if (loss == KILT_LOSS_BCE)
@@ -55,7 +58,7 @@ __kernel void kilt_loss_rows (__global const float *out, __global const float *t
         {
           float pj = clamp (p[j], KILT_LOSS_EPS, 1.0f - KILT_LOSS_EPS);
           float t = targets[(size_t) r * n_out + j];
-          l -= t * log (pj) + (1.0f - t) * log (1.0f - pj);
+          l -= isnan (p[j]) ? NAN : t * log (pj) + (1.0f - t) * log (1.0f - pj);
           d[j] = (pj - t) / (pj * (1.0f - pj)) * inv;
           correct += (p[j] > 0.5f) == (t > 0.5f) ? 1.0f : 0.0f;
         }

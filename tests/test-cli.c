@@ -1,0 +1,353 @@
+/* kilt-cli as a person or a script runs it: versions, a bad data path, --json lines, and a
+ * training process killed with SIGKILL, whose finished epochs the run store keeps. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "kilt-test-util.h"
+#include "kilt-gemm.h"
+#include "kilt-run-store.h"
+
+#include <gio/gio.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+
+static const char *
+cli_path (void)
+{
+  const char *path = g_getenv ("KILT_CLI");
+
+  if (path == NULL || !g_file_test (path, G_FILE_TEST_IS_EXECUTABLE))
+    {
+      g_test_skip ("KILT_CLI does not name the kilt-cli executable (meson sets it)");
+      return NULL;
+    }
+  return path;
+}
+
+typedef struct
+{
+  int status; /* exit status (the process exited), or -1 when it was killed */
+  char *out, *err;
+} Result;
+
+static void
+result_clear (Result *r)
+{
+  g_free (r->out);
+  g_free (r->err);
+}
+
+/* Runs kilt-cli with @args (NULL-terminated), with KILT_RUNS_DB set to @db. */
+static Result
+run_cli (const char *db, const char *const *args)
+{
+  g_autoptr (GSubprocessLauncher) l
+      = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GSubprocess) p = NULL;
+  g_autoptr (GError) error = NULL;
+  Result r = { 0 };
+
+  g_ptr_array_add (argv, (gpointer)cli_path ());
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (gpointer)args[i]);
+  g_ptr_array_add (argv, NULL);
+  if (db)
+    g_subprocess_launcher_setenv (l, "KILT_RUNS_DB", db, TRUE);
+  p = g_subprocess_launcher_spawnv (l, (const char *const *)argv->pdata, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate_utf8 (p, NULL, NULL, &r.out, &r.err, &error));
+  g_assert_no_error (error);
+  r.status = g_subprocess_get_if_exited (p) ? g_subprocess_get_exit_status (p) : -1;
+  return r;
+}
+
+static void
+test_version (void)
+{
+  g_autoptr (KiltDeviceList) list = NULL;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  r = run_cli (NULL, (const char *const[]){ "--version", NULL });
+  g_test_message ("%s", r.out);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (g_str_has_prefix (r.out, "kilt-cli " KILT_VERSION "\n"));
+  {
+    g_autofree char *want = g_strdup_printf ("\nCLBlast %s\n", kilt_clblast_version ());
+    g_assert_nonnull (strstr (r.out, want));
+    g_assert_true (g_ascii_isdigit (kilt_clblast_version ()[0]));
+  }
+  /* Every platform with a device, by name and version. */
+  list = kilt_device_list_new ();
+  for (guint i = 0; i < list->devices->len; i++)
+    {
+      KiltDeviceInfo *d = g_ptr_array_index (list->devices, i);
+      g_autofree char *want
+          = g_strdup_printf ("OpenCL platform: %s (%s)\n", d->platform_name, d->platform_version);
+      g_assert_nonnull (strstr (r.out, want));
+      g_assert_nonnull (strstr (d->platform_version, "OpenCL "));
+    }
+  result_clear (&r);
+}
+
+static void
+test_bad_data (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *db = NULL;
+  g_autofree char *missing = NULL;
+  g_autofree char *text = NULL;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  missing = g_build_filename (dir, "no such folder", "train.csv", NULL);
+  r = run_cli (db, (const char *const[]){ "train", "--data", missing, NULL });
+  g_test_message ("exit %d: %s", r.status, r.err);
+  g_assert_cmpint (r.status, >, 0);
+  g_assert_nonnull (strstr (r.err, missing));
+  g_assert_null (strstr (r.out, "epoch"));
+  result_clear (&r);
+
+  /* A file that exists but is no data set: named too, with what is wrong in it. */
+  text = g_build_filename (dir, "notes.txt", NULL);
+  g_assert_true (g_file_set_contents (text, "just words\nmore words\n", -1, NULL));
+  r = run_cli (db, (const char *const[]){ "train", "--data", text, NULL });
+  g_test_message ("exit %d: %s", r.status, r.err);
+  g_assert_cmpint (r.status, >, 0);
+  g_assert_nonnull (strstr (r.err, text));
+  result_clear (&r);
+
+  /* A checkpoint that cannot be written fails before training, not after the first epoch. */
+  {
+    g_autofree char *ck = g_build_filename (dir, "no such folder", "run.ckpt", NULL);
+    r = run_cli (db, (const char *const[]){ "train", "--epochs", "1", "--max-samples", "64",
+                                            "--checkpoint", ck, NULL });
+    g_test_message ("exit %d: %s", r.status, r.err);
+    g_assert_cmpint (r.status, >, 0);
+    g_assert_nonnull (strstr (r.err, ck));
+    g_assert_null (strstr (r.out, "epoch 1/1"));
+    result_clear (&r);
+  }
+}
+
+static JsonObject *
+parse_line (JsonParser *parser, const char *line)
+{
+  g_autoptr (GError) error = NULL;
+  JsonNode *root;
+
+  if (!json_parser_load_from_data (parser, line, -1, &error))
+    g_error ("not JSON: %s (%s)", line, error->message);
+  root = json_parser_get_root (parser);
+  g_assert_true (JSON_NODE_HOLDS_OBJECT (root));
+  g_assert_true (json_object_has_member (json_node_get_object (root), "event"));
+  return json_node_get_object (root);
+}
+
+static void
+test_json (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *db = NULL;
+  g_auto (GStrv) lines = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  guint n_epochs = 0, n_steps = 0, n_lines = 0, steps_per_epoch = 0, last_epoch = 0;
+  gboolean started = FALSE, finished = FALSE;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  r = run_cli (db, (const char *const[]){ "train", "--json", "--epochs", "2", "--max-samples",
+                                          "200", "--batch", "25", NULL });
+  g_assert_cmpint (r.status, ==, 0);
+  lines = g_strsplit (r.out, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    {
+      JsonObject *o;
+      const char *ev;
+      if (lines[i][0] == 0)
+        continue;
+      g_assert_false (finished); /* nothing after the end */
+      n_lines++;
+      o = parse_line (parser, lines[i]);
+      ev = json_object_get_string_member (o, "event");
+      if (g_str_equal (ev, "started"))
+        {
+          started = TRUE;
+          steps_per_epoch = (guint)json_object_get_double_member (o, "steps_per_epoch");
+          g_assert_cmpfloat (json_object_get_double_member (o, "params"), >, 0);
+        }
+      else if (g_str_equal (ev, "step"))
+        {
+          g_assert_true (started);
+          g_assert_true (isfinite (json_object_get_double_member (o, "loss")));
+          n_steps++;
+        }
+      else if (g_str_equal (ev, "epoch"))
+        {
+          double loss = json_object_get_double_member (o, "loss");
+          double acc = json_object_get_double_member (o, "accuracy");
+          last_epoch = (guint)json_object_get_double_member (o, "epoch");
+          g_assert_cmpuint (last_epoch, ==, n_epochs + 1);
+          g_assert_cmpuint ((guint)json_object_get_double_member (o, "step"), ==, steps_per_epoch);
+          g_assert_true (loss > 0 && loss < 10);
+          g_assert_true (acc >= 0 && acc <= 1);
+          g_assert_true (json_object_has_member (o, "val_loss"));
+          n_epochs++;
+        }
+      else if (g_str_equal (ev, "finished"))
+        {
+          g_assert_cmpstr (json_object_get_string_member (o, "status"), ==, "finished");
+          g_assert_false (json_object_has_member (o, "error"));
+          g_assert_true (json_object_get_double_member (o, "test_accuracy") > 0);
+          finished = TRUE;
+        }
+      else
+        g_assert_true (g_str_equal (ev, "memory") || g_str_equal (ev, "timings")
+                       || g_str_equal (ev, "log"));
+    }
+  g_test_message ("%u JSON lines: %u steps, %u epochs", n_lines, n_steps, n_epochs);
+  g_assert_true (started);
+  g_assert_true (finished);
+  g_assert_cmpuint (steps_per_epoch, ==, 8);
+  g_assert_cmpuint (n_epochs, ==, 2);
+  g_assert_cmpuint (n_steps, >=, 1);
+  result_clear (&r);
+
+  /* A failing run in --json says so in its last line. */
+  r = run_cli (db, (const char *const[]){ "train", "--json", "--epochs", "1", "--max-samples", "64",
+                                          "--optimizer", "sgd", "--lr", "1e30", NULL });
+  g_assert_cmpint (r.status, ==, 1);
+  g_strfreev (lines);
+  lines = g_strsplit (g_strchomp (r.out), "\n", -1);
+  {
+    JsonObject *o = parse_line (parser, lines[g_strv_length (lines) - 1]);
+    g_assert_cmpstr (json_object_get_string_member (o, "event"), ==, "finished");
+    g_assert_cmpstr (json_object_get_string_member (o, "status"), ==, "failed");
+    g_assert_nonnull (strstr (json_object_get_string_member (o, "error"), "NaN"));
+  }
+  result_clear (&r);
+}
+
+/* A run killed with SIGKILL after its first epoch: every epoch it printed is in the store,
+ * with the same figures, and the next open marks it interrupted. */
+static void
+test_killed_run (void)
+{
+  g_autofree char *dir = NULL;
+  g_autofree char *db = NULL;
+  g_autoptr (GSubprocessLauncher) l = NULL;
+  g_autoptr (GSubprocess) p = NULL;
+  g_autoptr (GDataInputStream) in = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) printed = g_array_new (FALSE, FALSE, sizeof (double));
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (GPtrArray) runs = NULL;
+  g_autoptr (KiltRun) run = NULL;
+  char *line;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  l = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE
+                                 | G_SUBPROCESS_FLAGS_STDERR_SILENCE);
+  g_subprocess_launcher_setenv (l, "KILT_RUNS_DB", db, TRUE);
+  p = g_subprocess_launcher_spawn (l, &error, cli_path (), "train", "--json", "--epochs", "100",
+                                   "--max-samples", "200", "--name", "killed", NULL);
+  g_assert_no_error (error);
+  in = g_data_input_stream_new (g_subprocess_get_stdout_pipe (p));
+
+  /* The recorder writes an epoch before the event is printed: once the line is here, the
+   * epoch is committed. */
+  while ((line = g_data_input_stream_read_line_utf8 (in, NULL, NULL, &error)))
+    {
+      JsonObject *o = parse_line (parser, line);
+      gboolean epoch = g_str_equal (json_object_get_string_member (o, "event"), "epoch");
+      if (epoch)
+        {
+          double loss = json_object_get_double_member (o, "loss");
+          g_array_append_val (printed, loss);
+        }
+      g_free (line);
+      if (epoch)
+        break;
+    }
+  g_assert_no_error (error);
+  g_assert_cmpuint (printed->len, ==, 1);
+
+  /* Opened while kilt-cli lives, the run stays running: its process is there. */
+  store = kilt_run_store_open (db, &error);
+  g_assert_no_error (error);
+  runs = kilt_run_store_list (store, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (runs->len, ==, 1);
+  g_assert_cmpint (((KiltRun *)g_ptr_array_index (runs, 0))->status, ==, KILT_RUN_RUNNING);
+  g_clear_pointer (&runs, g_ptr_array_unref);
+  g_clear_pointer (&store, kilt_run_store_close);
+
+  g_subprocess_force_exit (p);
+  g_assert_true (g_subprocess_wait (p, NULL, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_signaled (p));
+  g_assert_cmpint (g_subprocess_get_term_sig (p), ==, SIGKILL);
+  /* Whatever else it printed before it died. */
+  while ((line = g_data_input_stream_read_line_utf8 (in, NULL, NULL, NULL)))
+    {
+      if (line[0] == '{' && line[strlen (line) - 1] == '}')
+        {
+          JsonObject *o = parse_line (parser, line);
+          if (g_str_equal (json_object_get_string_member (o, "event"), "epoch"))
+            {
+              double loss = json_object_get_double_member (o, "loss");
+              g_array_append_val (printed, loss);
+            }
+        }
+      g_free (line);
+    }
+
+  store = kilt_run_store_open (db, &error);
+  g_assert_no_error (error);
+  runs = kilt_run_store_list (store, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (runs->len, ==, 1);
+  run = kilt_run_store_get (store, ((KiltRun *)g_ptr_array_index (runs, 0))->id, &error);
+  g_assert_no_error (error);
+  g_test_message ("%u epochs printed, %u stored; status %s: %s", printed->len, run->epochs->len,
+                  kilt_run_status_name (run->status), run->error_message);
+  g_assert_cmpint (run->status, ==, KILT_RUN_INTERRUPTED);
+  g_assert_nonnull (run->error_message);
+  g_assert_cmpstr (run->record.name, ==, "killed");
+  g_assert_cmpuint (run->epochs->len, >=, printed->len);
+  g_assert_cmpuint (run->epochs->len, <, 100);
+  for (guint i = 0; i < printed->len; i++)
+    {
+      KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, i);
+      g_assert_cmpuint (e->epoch, ==, i + 1);
+      g_assert_cmpfloat_with_epsilon (e->train_loss, g_array_index (printed, double, i),
+                                      1e-9 * fabs (e->train_loss));
+      g_assert_true (isfinite (e->val_loss));
+      g_assert_cmpfloat (e->wall_seconds, >, 0);
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/cli/version", test_version);
+  g_test_add_func ("/cli/bad-data", test_bad_data);
+  g_test_add_func ("/cli/json", test_json);
+  g_test_add_func ("/cli/killed-run", test_killed_run);
+  return g_test_run ();
+}
