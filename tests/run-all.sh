@@ -52,7 +52,7 @@ fi
 if [ $# -eq 0 ] && [ "${KILT_SKIP_ASAN:-0}" != 1 ]; then
   if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dgui=false --buildtype=debug; then
     lap "asan-build"
-    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    KILT_TEST_SANITIZER=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:use_sigaltstack=0 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
       meson test -C build-asan --print-errorlogs --num-processes 1 --suite engine --suite data \
