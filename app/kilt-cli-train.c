@@ -145,23 +145,43 @@ data_progress (double fraction, const char *what, gpointer user_data)
     fprintf (stderr, "\r\033[K");
 }
 
-KiltDataset *
-kilt_cli_load_data (KiltCliCommon *c, GError **error)
+gboolean
+kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error)
 {
   KiltLoadOptions opts;
-  KiltDataset *ds;
 
   kilt_load_options_init (&opts);
   if (c->image_size && !parse_size (c->image_size, &opts.image_width, &opts.image_height, error))
-    return NULL;
+    return FALSE;
   opts.grayscale = c->grayscale;
   opts.label_column = c->label_column;
   opts.drop_bad_rows = c->drop_bad_rows;
   opts.task = c->regression ? KILT_TASK_REGRESSION : KILT_TASK_CLASSIFICATION;
   opts.max_samples = c->max_samples > 0 ? (guint)c->max_samples : 0;
-  ds = kilt_dataset_load (c->data, &opts, data_progress, NULL, NULL, error);
+  kilt_data_spec_init (out, c->data, &opts);
+  return TRUE;
+}
+
+KiltDataset *
+kilt_cli_load_data_spec (const KiltDataSpec *spec, GError **error)
+{
+  KiltDataset *ds = kilt_dataset_load (spec->source, &spec->options, data_progress, NULL, NULL, error);
+
   if (isatty (fileno (stderr)))
     fprintf (stderr, "\r\033[K");
+  return ds;
+}
+
+KiltDataset *
+kilt_cli_load_data (KiltCliCommon *c, GError **error)
+{
+  KiltDataSpec spec;
+  KiltDataset *ds;
+
+  if (!kilt_cli_data_spec (c, &spec, error))
+    return NULL;
+  ds = kilt_cli_load_data_spec (&spec, error);
+  kilt_data_spec_clear (&spec);
   return ds;
 }
 
@@ -531,7 +551,11 @@ kilt_cli_train (int argc, char **argv)
   view.final_loss = view.final_acc = view.val_loss = view.val_acc = NAN;
   {
     g_autofree char *warning = NULL;
+    KiltDataSpec spec = { 0 };
     view.recorder = kilt_run_recorder_new (NULL, model, ds, &cfg, &warning);
+    if (kilt_cli_data_spec (&c, &spec, NULL))
+      kilt_run_recorder_set_data_spec (view.recorder, &spec);
+    kilt_data_spec_clear (&spec);
     if (warning)
       fprintf (stderr, "kilt-cli train: warning: %s\n", warning);
   }
