@@ -377,6 +377,23 @@ kilt_model_page_get_optimizer (KiltModelPage *self)
   return opt;
 }
 
+void
+kilt_model_page_set_optimizer (KiltModelPage *self, const KiltOptimizerConfig *opt)
+{
+  g_return_if_fail (KILT_IS_MODEL_PAGE (self));
+  /* Choosing the type resets its rows to the defaults; then the given figures go in. */
+  adw_combo_row_set_selected (self->optimizer_row, opt->type);
+  gtk_spin_button_set_value (self->lr_spin, opt->lr);
+  gtk_spin_button_set_value (self->momentum_spin, opt->momentum);
+  gtk_switch_set_active (self->nesterov_switch, opt->nesterov);
+  gtk_spin_button_set_value (self->rho_spin, opt->rho);
+  gtk_spin_button_set_value (self->beta1_spin, opt->beta1);
+  gtk_spin_button_set_value (self->beta2_spin, opt->beta2);
+  gtk_spin_button_set_value (self->epsilon_spin, opt->epsilon);
+  gtk_spin_button_set_value (self->decay_spin, opt->decay);
+  gtk_spin_button_set_value (self->weight_decay_spin, opt->weight_decay);
+}
+
 guint
 kilt_model_page_get_batch (KiltModelPage *self)
 {

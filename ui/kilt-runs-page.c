@@ -211,6 +211,13 @@ struct _KiltRunsPage
 
 G_DEFINE_FINAL_TYPE (KiltRunsPage, kilt_runs_page, ADW_TYPE_BIN)
 
+enum
+{
+  SIGNAL_RUN_AGAIN,
+  N_SIGNALS
+};
+static guint signals[N_SIGNALS];
+
 static void
 toast (KiltRunsPage *self, const char *text)
 {
@@ -410,6 +417,8 @@ update_actions (KiltRunsPage *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.tag", n >= 1);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.delete", n >= 1);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.export", n >= 1);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.run-again",
+                                 n == 1 && kilt_runs_page_can_run_again (self, NULL));
 }
 
 static void
@@ -665,7 +674,47 @@ kilt_runs_page_export (KiltRunsPage *self, KiltReportFormat format, const char *
   return kilt_report_write (&o, format, path, error);
 }
 
+gboolean
+kilt_runs_page_can_run_again (KiltRunsPage *self, GError **error)
+{
+  const KiltRun *run;
+
+  if (self->selected->len != 1)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "select one run to run again");
+      return FALSE;
+    }
+  run = self->selected->pdata[0];
+  if (run->record.model_json == NULL || run->record.data_spec == NULL
+      || run->config_json == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT " was recorded without where its data came from"
+                   " (by an older Kilt), so it cannot be repeated",
+                   run->id);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* ---- actions with dialogs ---- */
+
+static void
+action_run_again (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  g_autoptr (GError) error = NULL;
+
+  if (!kilt_runs_page_can_run_again (self, &error))
+    {
+      toast (self, error->message);
+      return;
+    }
+  /* The window knows the devices and owns the session: it asks which device and starts it. */
+  g_signal_emit (self, signals[SIGNAL_RUN_AGAIN], 0,
+                 ((KiltRun *)self->selected->pdata[0])->id);
+}
 
 static GtkWindow *
 parent_window (KiltRunsPage *self)
@@ -880,6 +929,12 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_install_action (widget_class, "runs.delete", NULL, action_delete);
   gtk_widget_class_install_action (widget_class, "runs.export", NULL, action_export);
   gtk_widget_class_install_action (widget_class, "runs.reload", NULL, action_reload);
+  gtk_widget_class_install_action (widget_class, "runs.run-again", NULL, action_run_again);
+
+  /* run-again (gint64 run id): "Run Again On…" was chosen for that run. */
+  signals[SIGNAL_RUN_AGAIN] = g_signal_new ("run-again", G_TYPE_FROM_CLASS (klass),
+                                            G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
+                                            1, G_TYPE_INT64);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F2, 0, "runs.rename", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Delete, 0, "runs.delete", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F5, 0, "runs.reload", NULL);
