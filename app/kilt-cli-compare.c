@@ -61,8 +61,8 @@ on_event (const KiltCompareEvent *ce, gpointer user_data)
       case KILT_EVENT_STEP:
         if (v->tty)
           fprintf (stderr, "\r\033[K[%u/%u] epoch %u/%u step %u/%u  %.0f samples/s  loss %.4f",
-                   ce->index + 1, ce->n_devices, ev->epoch, v->epochs, ev->step,
-                   v->steps_per_epoch, ev->samples_per_second, ev->loss);
+                   ce->index + 1, ce->n_devices, ev->epoch, v->epochs, ev->step, v->steps_per_epoch,
+                   ev->samples_per_second, ev->loss);
         break;
       case KILT_EVENT_EPOCH:
         if (v->tty)
@@ -225,8 +225,6 @@ kilt_cli_compare (int argc, char **argv)
       || !(model = kilt_cli_load_model (&c, ds, &error)))
     goto fail;
   model_json = kilt_model_to_json (model);
-  if (cfg.run_name == NULL)
-    cfg.run_name = g_strdup_printf ("%s on %s", model->name, ds->name);
   n = g_strv_length (ids);
   if (tag == NULL)
     tag = kilt_compare_make_tag ();

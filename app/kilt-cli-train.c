@@ -165,7 +165,8 @@ kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error)
 KiltDataset *
 kilt_cli_load_data_spec (const KiltDataSpec *spec, GError **error)
 {
-  KiltDataset *ds = kilt_dataset_load (spec->source, &spec->options, data_progress, NULL, NULL, error);
+  KiltDataset *ds
+      = kilt_dataset_load (spec->source, &spec->options, data_progress, NULL, NULL, error);
 
   if (isatty (fileno (stderr)))
     fprintf (stderr, "\r\033[K");

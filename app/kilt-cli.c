@@ -167,9 +167,9 @@ main (int argc, char **argv)
     const char *name;
     int (*run) (int argc, char **argv);
   } commands[] = {
-    { "train", kilt_cli_train }, { "eval", kilt_cli_eval },  { "summary", kilt_cli_summary },
-    { "data", kilt_cli_data },   { "devices", cmd_devices }, { "setup", cmd_setup },
-    { "bench", kilt_cli_bench }, { "runs", kilt_cli_runs },  { "report", kilt_cli_report },
+    { "train", kilt_cli_train },     { "eval", kilt_cli_eval },  { "summary", kilt_cli_summary },
+    { "data", kilt_cli_data },       { "devices", cmd_devices }, { "setup", cmd_setup },
+    { "bench", kilt_cli_bench },     { "runs", kilt_cli_runs },  { "report", kilt_cli_report },
     { "compare", kilt_cli_compare },
   };
 

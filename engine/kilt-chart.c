@@ -79,6 +79,7 @@ typedef struct
   double legend_y;
   gboolean empty;
   gboolean marker_above; /* the marker is above the data's range and left off the scale */
+  guint x_rows;          /* lines of x tick labels: 2 when category names alternate */
 } Layout;
 
 static const double palette[][3] = {
@@ -225,6 +226,9 @@ kilt_chart_format_value (double value, double step, KiltAxisUnit unit)
 {
   if (!isfinite (value))
     return g_strdup ("–");
+  /* A tick reached by adding steps lands a hair off zero: "-0.0 s" reads as a bug. */
+  if (step > 0 && fabs (value) < step * 1e-6)
+    value = 0;
   switch (unit)
     {
       case KILT_AXIS_PERCENT:
@@ -417,6 +421,12 @@ kilt_chart_set_x_categories (KiltChart *chart, const char *const *names)
   g_strfreev (chart->x_categories);
   chart->x_categories = names ? g_strdupv ((char **)names) : NULL;
   chart->serial++;
+}
+
+const char *
+kilt_chart_get_empty_text (KiltChart *chart)
+{
+  return chart->empty_text;
 }
 
 /* The category named at x = @t, or NULL when @t is not a whole index of one. */
@@ -926,6 +936,7 @@ compute_layout (KiltChart *chart, cairo_t *cr, double width, double height, Layo
   double max_label = 0;
   guint y_ticks;
 
+  l->x_rows = 1;
   compute_ranges (chart, l);
   if (chart->title && *chart->title)
     top += TITLE_SIZE + 6;
@@ -982,6 +993,13 @@ compute_layout (KiltChart *chart, cairo_t *cr, double width, double height, Layo
       for (guint i = 0; chart->x_categories[i]; i++)
         widest = MAX (widest, text_width (cr, chart->x_categories[i]));
       l->x_step = MAX (1, ceil ((widest + 8) / MAX (per_unit, 1)));
+      /* Two lines, every other name a line lower, show them all where one line shows half. */
+      if (l->x_step == 2)
+        {
+          l->x_step = 1;
+          l->x_rows = 2;
+          l->plot.height = MAX (l->plot.height - (LABEL_SIZE + 4), 10);
+        }
     }
 }
 
@@ -1061,8 +1079,9 @@ draw_axes (KiltChart *chart, cairo_t *cr, const Layout *l)
     {
       double x = round (map_x (l, t)) + 0.5;
       const char *name = category_at (chart, t);
-      g_autofree char *s = chart->x_categories ? g_strdup (name ? name : "")
-                                               : kilt_chart_format_value (t, l->x_step, chart->x_unit);
+      g_autofree char *s = chart->x_categories
+                               ? g_strdup (name ? name : "")
+                               : kilt_chart_format_value (t, l->x_step, chart->x_unit);
 
       set_fg (cr, chart, 0.06);
       cairo_move_to (cr, x, p->y);
@@ -1075,7 +1094,8 @@ draw_axes (KiltChart *chart, cairo_t *cr, const Layout *l)
       set_fg (cr, chart, 0.75);
       cairo_text_extents (cr, s, &e);
       cairo_move_to (cr, CLAMP (x - e.x_advance / 2, 0, p->x + p->width + PAD - e.x_advance),
-                     p->y + p->height + 6 + LABEL_SIZE);
+                     p->y + p->height + 6 + LABEL_SIZE
+                         + (l->x_rows > 1 && ((gint64)round (t)) % 2 ? LABEL_SIZE + 4 : 0));
       cairo_show_text (cr, s);
     }
 
@@ -1091,7 +1111,7 @@ draw_axes (KiltChart *chart, cairo_t *cr, const Layout *l)
     {
       cairo_text_extents (cr, chart->x_label, &e);
       cairo_move_to (cr, p->x + (p->width - e.x_advance) / 2,
-                     p->y + p->height + 12 + 2 * LABEL_SIZE);
+                     p->y + p->height + 12 + 2 * LABEL_SIZE + (l->x_rows - 1) * (LABEL_SIZE + 4));
       cairo_show_text (cr, chart->x_label);
     }
   if (chart->y_label && *chart->y_label)

@@ -56,6 +56,7 @@ void kilt_chart_clear_marker (KiltChart *chart);
 void kilt_chart_set_x_categories (KiltChart *chart, const char *const *names);
 /* Shown in the middle while there are no points. */
 void kilt_chart_set_empty_text (KiltChart *chart, const char *text);
+const char *kilt_chart_get_empty_text (KiltChart *chart);
 /* Text colour (grid and axes are derived from it) and background; the background alpha may be 0
  * for the screen. Files default to dark text on white. */
 void kilt_chart_set_colors (KiltChart *chart, const double fg[3], const double bg[4]);

@@ -14,6 +14,7 @@
 struct _KiltCompare
 {
   char **device_ids;
+  char **device_names; /* found on the sequence's thread, for run names */
   guint n_devices;
   char *model_json;
   KiltDataSpec data;
@@ -106,6 +107,7 @@ run_one (KiltCompare *c, guint i, gint64 *out_id)
   g_autofree char *warning = NULL;
   KiltTrainer *trainer;
   KiltRunStatus status;
+  g_autofree char *run_name = NULL;
 
   *out_id = 0;
   if (i == 0 && c->first_ds)
@@ -130,6 +132,9 @@ run_one (KiltCompare *c, guint i, gint64 *out_id)
 
   cfg = c->config;
   cfg.device_id = c->device_ids[i];
+  /* Unnamed runs of a comparison are told apart by their device. */
+  if (cfg.run_name == NULL)
+    cfg.run_name = run_name = g_strdup_printf ("%s on %s", model->name, c->device_names[i]);
   ctx.recorder = kilt_run_recorder_new (c->db_path, model, ds, &cfg, &warning);
   kilt_run_recorder_set_data_spec (ctx.recorder, &c->data);
   if (warning)
@@ -172,6 +177,15 @@ compare_thread (gpointer data)
   gboolean stopped = FALSE;
   KiltCompareEvent end = { 0 };
 
+  {
+    g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
+    c->device_names = g_new0 (char *, c->n_devices + 1);
+    for (guint i = 0; i < c->n_devices; i++)
+      {
+        const KiltDeviceInfo *d = kilt_device_list_find (list, c->device_ids[i]);
+        c->device_names[i] = g_strdup (d ? d->name : c->device_ids[i]);
+      }
+  }
   for (guint i = 0; i < c->n_devices && !stopped; i++)
     {
       gint64 id = 0;
@@ -203,9 +217,9 @@ compare_thread (gpointer data)
     }
 
   g_mutex_lock (&c->lock);
-  c->status = stopped                      ? KILT_RUN_STOPPED
+  c->status = stopped                    ? KILT_RUN_STOPPED
               : ran > 0 && failed == ran ? KILT_RUN_FAILED
-                                           : KILT_RUN_FINISHED;
+                                         : KILT_RUN_FINISHED;
   end.run_ids = c->run_ids;
   end.status = c->status;
   g_mutex_unlock (&c->lock);
@@ -336,6 +350,7 @@ kilt_compare_free (KiltCompare *c)
       kilt_compare_join (c);
     }
   g_strfreev (c->device_ids);
+  g_strfreev (c->device_names);
   g_free (c->model_json);
   kilt_data_spec_clear (&c->data);
   g_free (c->config.run_name);

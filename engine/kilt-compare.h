@@ -28,8 +28,9 @@ typedef void (*KiltCompareFunc) (const KiltCompareEvent *event, gpointer user_da
 /* @device_ids: the devices in the order to run them (the same id twice is allowed). Each run
  * gets a fresh model parsed from @model_json (kilt_model_to_json) and a fresh data set loaded
  * from @data; @config is the run's configuration (its device_id, checkpoint and resume are
- * ignored). Runs go to the store at @db_path (NULL: the default store) and, when @tag is
- * non-NULL, carry that tag. Copies everything it keeps. */
+ * ignored; a NULL run_name names each run "<model> on <device>"). Runs go to the store at @db_path
+ * (NULL: the default store) and, when @tag is non-NULL, carry that tag. Copies everything it keeps.
+ */
 KiltCompare *kilt_compare_new (const char *const *device_ids, const char *model_json,
                                const KiltDataSpec *data, const KiltTrainConfig *config,
                                const char *db_path, const char *tag, KiltCompareFunc func,

@@ -680,7 +680,9 @@ kilt_data_spec_to_json (const KiltDataSpec *spec)
     json_builder_add_string_value (b, delimiter);
   else
     json_builder_add_null_value (b);
-  ADD_S ("header", o->header == KILT_HEADER_YES ? "yes" : o->header == KILT_HEADER_NO ? "no" : "auto");
+  ADD_S ("header", o->header == KILT_HEADER_YES  ? "yes"
+                   : o->header == KILT_HEADER_NO ? "no"
+                                                 : "auto");
   ADD_S ("label_column", spec->label_column);
   ADD_B ("drop_bad_rows", o->drop_bad_rows);
   ADD_S ("task", o->task == KILT_TASK_REGRESSION ? "regression" : "classification");
@@ -1225,7 +1227,8 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
     }
   if (store->version >= 3)
     {
-      g_autoptr (sqlite3_stmt) ds = prepare (store, "SELECT data_spec FROM runs WHERE id = ?", error);
+      g_autoptr (sqlite3_stmt) ds
+          = prepare (store, "SELECT data_spec FROM runs WHERE id = ?", error);
       if (ds == NULL)
         return FALSE;
       sqlite3_bind_int64 (ds, 1, run->id);

@@ -325,6 +325,13 @@ test_categories (void)
       cairo_destroy (cr);
       cairo_surface_destroy (surface);
     }
+  /* A tick a rounding error below zero is "0", not "-0.0". */
+  {
+    g_autofree char *t = kilt_chart_format_value (-1e-17, 0.2, KILT_AXIS_SECONDS);
+    g_autofree char *n = kilt_chart_format_value (-1e-17, 0.2, KILT_AXIS_NUMBER);
+    g_assert_null (strchr (t, '-'));
+    g_assert_null (strchr (n, '-'));
+  }
   /* Back to numbers. */
   kilt_chart_set_x_categories (c, NULL);
   {

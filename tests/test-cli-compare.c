@@ -25,8 +25,8 @@ run_cli (char **out, char **err, const char *first, ...)
     g_ptr_array_add (args, (char *)a);
   va_end (ap);
   g_ptr_array_add (args, NULL);
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE
-                                        | G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  launcher
+      = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
   g_subprocess_launcher_setenv (launcher, "KILT_RUNS_DB", db, TRUE);
   proc = g_subprocess_launcher_spawnv (launcher, (const char *const *)args->pdata, &error);
   g_assert_no_error (error);
@@ -90,8 +90,7 @@ test_compare (void)
     KiltRun *base = runs->pdata[1], *other = runs->pdata[0];
     g_autofree char *base_label = g_strdup_printf ("#%" G_GINT64_FORMAT, base->id);
     g_autofree char *other_label = g_strdup_printf ("#%" G_GINT64_FORMAT, other->id);
-    g_autofree char *speedup
-        = g_strdup_printf ("%.2fx", kilt_report_speedup (other, base));
+    g_autofree char *speedup = g_strdup_printf ("%.2fx", kilt_report_speedup (other, base));
     g_autofree char *time = g_strdup_printf ("%.1f", kilt_run_mean_epoch_seconds (other));
     guint n_cols;
 

@@ -201,6 +201,7 @@ test_two_runs (void)
       g_assert_cmpint (runs[i]->status, ==, KILT_RUN_FINISHED);
       g_assert_cmpstr (runs[i]->record.device_id, ==, s.device_id);
       g_assert_cmpuint (runs[i]->record.config.seed, ==, s.cfg.seed);
+      g_assert_cmpstr (runs[i]->record.name, ==, "compare test");
       g_assert_cmpuint (runs[i]->tags->len, ==, 1);
       g_assert_cmpstr (runs[i]->tags->pdata[0], ==, tag);
       g_assert_true (kilt_data_spec_from_json (runs[i]->record.data_spec, &spec, &error));
@@ -249,8 +250,8 @@ test_stop_between (void)
   s.cfg.epochs = 1;
   watch_init (&w);
   w.stop_after = 0;
-  w.compare = kilt_compare_new (devices, s.model_json, &s.spec, &s.cfg, s.db, "between", on_event,
-                                &w);
+  w.compare
+      = kilt_compare_new (devices, s.model_json, &s.spec, &s.cfg, s.db, "between", on_event, &w);
   kilt_compare_start (w.compare);
   g_assert_cmpint (kilt_compare_join (w.compare), ==, KILT_RUN_STOPPED);
   ids = kilt_compare_dup_run_ids (w.compare);
@@ -289,10 +290,10 @@ test_stop_during (void)
   devices[0] = devices[1] = s.device_id;
   devices[2] = NULL;
   s.cfg.epochs = 50;
+  g_clear_pointer (&s.cfg.run_name, g_free);
   watch_init (&w);
   w.stop_during = 0;
-  w.compare
-      = kilt_compare_new (devices, s.model_json, &s.spec, &s.cfg, s.db, NULL, on_event, &w);
+  w.compare = kilt_compare_new (devices, s.model_json, &s.spec, &s.cfg, s.db, NULL, on_event, &w);
   kilt_compare_start (w.compare);
   g_assert_cmpint (kilt_compare_join (w.compare), ==, KILT_RUN_STOPPED);
   ids = kilt_compare_dup_run_ids (w.compare);
@@ -305,6 +306,11 @@ test_stop_during (void)
   run = kilt_run_store_get (store, g_array_index (ids, gint64, 0), &error);
   g_assert_no_error (error);
   g_assert_cmpint (run->status, ==, KILT_RUN_STOPPED);
+  /* Unnamed: named after the model and the device. */
+  {
+    g_autofree char *name = g_strdup_printf ("mlp on %s", kilt_test_context ()->info->name);
+    g_assert_cmpstr (run->record.name, ==, name);
+  }
   g_assert_cmpuint (run->epochs->len, <, 50);
   /* No tag asked for, none given. */
   g_assert_cmpuint (run->tags->len, ==, 0);
@@ -328,8 +334,7 @@ test_bad_data (void)
   g_free (s.spec.source);
   s.spec.source = g_strdup ("/nonexistent/kilt-data");
   watch_init (&w);
-  w.compare
-      = kilt_compare_new (devices, s.model_json, &s.spec, &s.cfg, s.db, "bad", on_event, &w);
+  w.compare = kilt_compare_new (devices, s.model_json, &s.spec, &s.cfg, s.db, "bad", on_event, &w);
   kilt_compare_start (w.compare);
   g_assert_cmpint (kilt_compare_join (w.compare), ==, KILT_RUN_FAILED);
   ids = kilt_compare_dup_run_ids (w.compare);

@@ -494,6 +494,19 @@ test_sample_data (void)
   g_assert_null (kilt_data_page_get_error (page));
   g_assert_nonnull (kilt_data_page_get_dataset (page));
   g_assert_cmpuint (kilt_data_page_get_dataset (page)->train.n, >, 0);
+  /* The class histogram at the bottom of the page, with class names under its bars. */
+  kilt_window_show_page (window, "data");
+  settle (0.3);
+  {
+    GtkWidget *sw = GTK_WIDGET (page);
+    while (sw && !GTK_IS_SCROLLED_WINDOW (sw))
+      sw = gtk_widget_get_first_child (sw);
+    g_assert_nonnull (sw);
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 1e6);
+    settle (0.3);
+    screenshot (window_content (), "data-histogram");
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 0);
+  }
 }
 
 static void
@@ -606,6 +619,13 @@ test_failed_run (void)
   g_test_message ("shown: %s", kilt_window_get_last_message (window));
   g_assert_true (g_str_has_prefix (kilt_window_get_last_message (window), "Training failed: "));
   g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
+  /* Charts left empty say the run failed, not that figures are coming. */
+  {
+    KiltChart *acc = kilt_train_page_get_chart (kilt_window_get_train_page (window),
+                                                KILT_TRAIN_CHART_ACCURACY);
+    if (kilt_chart_get_n_points (acc, 0) == 0)
+      g_assert_nonnull (strstr (kilt_chart_get_empty_text (acc), "failed"));
+  }
   settle (0.3);
   screenshot (window_content (), "train-failed");
 
@@ -614,6 +634,10 @@ test_failed_run (void)
   g_assert_true (kilt_session_is_running (session));
   g_assert_true (wait_until (run_over, NULL, 120));
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
+  /* A new run puts back the charts' usual words. */
+  g_assert_null (strstr (kilt_chart_get_empty_text (kilt_train_page_get_chart (
+                             kilt_window_get_train_page (window), KILT_TRAIN_CHART_ACCURACY)),
+                         "failed"));
 }
 
 static void
@@ -700,8 +724,7 @@ test_optimizer_settings (void)
     while (sw && !GTK_IS_SCROLLED_WINDOW (sw))
       sw = gtk_widget_get_first_child (sw);
     g_assert_nonnull (sw);
-    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)),
-                              1e6);
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 1e6);
     settle (0.3);
     screenshot (window_content (), "model-sgd-settings");
     gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 0);
@@ -757,7 +780,8 @@ runs_page (void)
   while (w && !ADW_IS_TOAST_OVERLAY (w))
     w = gtk_widget_get_first_child (w);
   /* The stack is under the toast overlay's box. */
-  for (GtkWidget *c = gtk_widget_get_first_child (adw_toast_overlay_get_child (ADW_TOAST_OVERLAY (w)));
+  for (GtkWidget *c
+       = gtk_widget_get_first_child (adw_toast_overlay_get_child (ADW_TOAST_OVERLAY (w)));
        c; c = gtk_widget_get_next_sibling (c))
     if (ADW_IS_VIEW_STACK (c))
       stack = ADW_VIEW_STACK (c);

@@ -38,7 +38,7 @@ struct _KiltDataPage
   GSettings *settings;
   GtkFileChooserNative *chooser;
   KiltChartView *histogram;
-  char *spec; /* what is (being) loaded */
+  char *spec;          /* what is (being) loaded */
   KiltDataSpec loaded; /* where the loaded data set came from, with its options */
   KiltDataset *dataset;
   char *error;

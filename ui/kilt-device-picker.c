@@ -100,8 +100,7 @@ kilt_device_picker_set_chosen (GtkWidget *dialog, const char *const *ids)
   for (guint i = 0; buttons && i < buttons->len; i++)
     {
       const char *id = g_object_get_data (buttons->pdata[i], "kilt-id");
-      gtk_check_button_set_active (buttons->pdata[i],
-                                   ids && g_strv_contains (ids, id));
+      gtk_check_button_set_active (buttons->pdata[i], ids && g_strv_contains (ids, id));
     }
   update_ok (dialog);
 }

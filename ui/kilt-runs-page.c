@@ -341,8 +341,9 @@ draw_chart (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer u
   kilt_chart_draw (chart, cr, width, height, -1);
 }
 
+/* @t as a grid; @only: the header names of the columns to show (NULL: all). */
 static GtkWidget *
-table_widget (const KiltReportTable *t)
+table_widget (const KiltReportTable *t, const char *const *only)
 {
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   GtkWidget *title = gtk_label_new (t->title);
@@ -357,22 +358,42 @@ table_widget (const KiltReportTable *t)
       GtkWidget *note = gtk_label_new (t->note);
       gtk_widget_add_css_class (note, "dim-label");
       gtk_label_set_wrap (GTK_LABEL (note), TRUE);
-      gtk_label_set_max_width_chars (GTK_LABEL (note), 60);
+      gtk_label_set_max_width_chars (GTK_LABEL (note), 44);
       gtk_label_set_xalign (GTK_LABEL (note), 0);
       gtk_box_append (GTK_BOX (box), note);
     }
   gtk_grid_set_column_spacing (GTK_GRID (grid), 12);
   gtk_grid_set_row_spacing (GTK_GRID (grid), 2);
+  /* The columns to show, in @only's order. */
+  g_autoptr (GArray) cols = g_array_new (FALSE, FALSE, sizeof (guint));
+  for (guint k = 0; only && only[k]; k++)
+    for (guint c = 0; c < t->header->len; c++)
+      if (g_strcmp0 (t->header->pdata[c], only[k]) == 0)
+        g_array_append_val (cols, c);
+  for (guint c = 0; only == NULL && c < t->header->len; c++)
+    g_array_append_val (cols, c);
   for (guint r = 0; r <= t->rows->len; r++)
     {
       GPtrArray *row = r == 0 ? t->header : t->rows->pdata[r - 1];
-      for (guint c = 0; c < row->len; c++)
+      for (guint k = 0; k < cols->len; k++)
         {
-          GtkWidget *cell = gtk_label_new (row->pdata[c]);
+          guint c = g_array_index (cols, guint, k);
+          GtkWidget *cell;
+          if (c >= row->len)
+            continue;
+          cell = gtk_label_new (row->pdata[c]);
           gtk_label_set_xalign (GTK_LABEL (cell), c == 0 ? 0 : 1);
           gtk_label_set_selectable (GTK_LABEL (cell), TRUE);
+          if (c == 0 && only)
+            {
+              /* Run names can be long; the figures beside them matter more. */
+              gtk_label_set_ellipsize (GTK_LABEL (cell), PANGO_ELLIPSIZE_END);
+              gtk_label_set_width_chars (GTK_LABEL (cell), 12);
+              gtk_label_set_max_width_chars (GTK_LABEL (cell), 24);
+              gtk_widget_set_tooltip_text (cell, row->pdata[c]);
+            }
           gtk_widget_add_css_class (cell, r == 0 ? "caption-heading" : "numeric");
-          gtk_grid_attach (GTK_GRID (grid), cell, (int)c, (int)r, 1, 1);
+          gtk_grid_attach (GTK_GRID (grid), cell, (int)k, (int)r, 1, 1);
         }
     }
   gtk_box_append (GTK_BOX (box), grid);
@@ -396,8 +417,13 @@ update_tables (KiltRunsPage *self)
   for (guint i = 0; i < tables->len; i++)
     {
       KiltReportTable *t = tables->pdata[i];
-      if (i == 0 || g_str_has_prefix (t->title, "Per-layer"))
-        gtk_box_append (self->tables_box, table_widget (t));
+      /* The summary's figures that compare runs; the rest are in the exported report. */
+      static const char *const summary[]
+          = { "Run", "Time/epoch (s)", "Speed-up", "Best val acc", "Samples/s", "Device", NULL };
+      if (i == 0)
+        gtk_box_append (self->tables_box, table_widget (t, summary));
+      else if (g_str_has_prefix (t->title, "Per-layer"))
+        gtk_box_append (self->tables_box, table_widget (t, NULL));
     }
 }
 
@@ -686,8 +712,7 @@ kilt_runs_page_can_run_again (KiltRunsPage *self, GError **error)
       return FALSE;
     }
   run = self->selected->pdata[0];
-  if (run->record.model_json == NULL || run->record.data_spec == NULL
-      || run->config_json == NULL)
+  if (run->record.model_json == NULL || run->record.data_spec == NULL || run->config_json == NULL)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "run #%" G_GINT64_FORMAT " was recorded without where its data came from"
@@ -712,8 +737,7 @@ action_run_again (GtkWidget *widget, const char *name, GVariant *param)
       return;
     }
   /* The window knows the devices and owns the session: it asks which device and starts it. */
-  g_signal_emit (self, signals[SIGNAL_RUN_AGAIN], 0,
-                 ((KiltRun *)self->selected->pdata[0])->id);
+  g_signal_emit (self, signals[SIGNAL_RUN_AGAIN], 0, ((KiltRun *)self->selected->pdata[0])->id);
 }
 
 static GtkWindow *
@@ -932,9 +956,9 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_install_action (widget_class, "runs.run-again", NULL, action_run_again);
 
   /* run-again (gint64 run id): "Run Again On…" was chosen for that run. */
-  signals[SIGNAL_RUN_AGAIN] = g_signal_new ("run-again", G_TYPE_FROM_CLASS (klass),
-                                            G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL, G_TYPE_NONE,
-                                            1, G_TYPE_INT64);
+  signals[SIGNAL_RUN_AGAIN]
+      = g_signal_new ("run-again", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                      NULL, G_TYPE_NONE, 1, G_TYPE_INT64);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F2, 0, "runs.rename", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Delete, 0, "runs.delete", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F5, 0, "runs.reload", NULL);

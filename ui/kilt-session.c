@@ -84,8 +84,7 @@ static gboolean
 update_is_empty (const KiltSessionUpdate *u)
 {
   return u->steps->len == 0 && u->epochs->len == 0 && u->memory->len == 0 && u->logs->len == 0
-         && u->timings == NULL && !u->started && !u->has_last && !u->run_finished
-         && !u->finished;
+         && u->timings == NULL && !u->started && !u->has_last && !u->run_finished && !u->finished;
 }
 
 static void
@@ -293,59 +292,60 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
     }
   else
     switch (event->type)
-    {
-      case KILT_EVENT_STARTED:
-        u->started = TRUE;
-        u->first = c;
-        now = TRUE;
-        break;
-      case KILT_EVENT_STEP:
-        g_array_append_val (u->steps, c);
-        u->last = c, u->has_last = TRUE;
-        break;
-      case KILT_EVENT_EPOCH:
-        g_array_append_val (u->epochs, c);
-        u->last = c, u->has_last = TRUE;
-        break;
-      case KILT_EVENT_MEMORY:
-        c.epoch_seconds = (g_get_monotonic_time () - s->start_us) / 1e6;
-        g_array_append_val (u->memory, c);
-        break;
-      case KILT_EVENT_TIMINGS:
-        g_clear_pointer (&u->timings, g_array_unref);
-        if (event->timings)
-          {
-            u->timings = g_array_new (FALSE, FALSE, sizeof (KiltLayerTiming));
-            for (guint i = 0; i < event->timings->len; i++)
-              {
-                KiltLayerTiming t = g_array_index (event->timings, KiltLayerTiming, i);
-                /* The strings belong to the event: keep copies in a side list. */
-                t.layer = g_strdup (t.layer);
-                t.type = g_strdup (t.type);
-                g_array_append_val (u->timings, t);
-              }
-            g_array_set_clear_func (u->timings, timing_clear);
-          }
-        break;
-      case KILT_EVENT_LOG:
-        g_ptr_array_add (u->logs, g_strdup_printf ("%s: %s",
-                                                   event->level & G_LOG_LEVEL_ERROR     ? "error"
-                                                   : event->level & G_LOG_LEVEL_WARNING ? "warning"
-                                                                                        : "info",
-                                                   event->message ? event->message : ""));
-        break;
-      case KILT_EVENT_FINISHED:
-        u->run_finished = TRUE;
-        /* A run of a sequence ends; the sequence's own end comes after. */
-        u->finished = !tag->sequence;
-        u->status = event->status;
-        g_clear_error (&u->error);
-        u->error = event->error ? g_error_copy (event->error) : NULL;
-        now = TRUE;
-        break;
-      default:
-        break;
-    }
+      {
+        case KILT_EVENT_STARTED:
+          u->started = TRUE;
+          u->first = c;
+          now = TRUE;
+          break;
+        case KILT_EVENT_STEP:
+          g_array_append_val (u->steps, c);
+          u->last = c, u->has_last = TRUE;
+          break;
+        case KILT_EVENT_EPOCH:
+          g_array_append_val (u->epochs, c);
+          u->last = c, u->has_last = TRUE;
+          break;
+        case KILT_EVENT_MEMORY:
+          c.epoch_seconds = (g_get_monotonic_time () - s->start_us) / 1e6;
+          g_array_append_val (u->memory, c);
+          break;
+        case KILT_EVENT_TIMINGS:
+          g_clear_pointer (&u->timings, g_array_unref);
+          if (event->timings)
+            {
+              u->timings = g_array_new (FALSE, FALSE, sizeof (KiltLayerTiming));
+              for (guint i = 0; i < event->timings->len; i++)
+                {
+                  KiltLayerTiming t = g_array_index (event->timings, KiltLayerTiming, i);
+                  /* The strings belong to the event: keep copies in a side list. */
+                  t.layer = g_strdup (t.layer);
+                  t.type = g_strdup (t.type);
+                  g_array_append_val (u->timings, t);
+                }
+              g_array_set_clear_func (u->timings, timing_clear);
+            }
+          break;
+        case KILT_EVENT_LOG:
+          g_ptr_array_add (u->logs,
+                           g_strdup_printf ("%s: %s",
+                                            event->level & G_LOG_LEVEL_ERROR     ? "error"
+                                            : event->level & G_LOG_LEVEL_WARNING ? "warning"
+                                                                                 : "info",
+                                            event->message ? event->message : ""));
+          break;
+        case KILT_EVENT_FINISHED:
+          u->run_finished = TRUE;
+          /* A run of a sequence ends; the sequence's own end comes after. */
+          u->finished = !tag->sequence;
+          u->status = event->status;
+          g_clear_error (&u->error);
+          u->error = event->error ? g_error_copy (event->error) : NULL;
+          now = TRUE;
+          break;
+        default:
+          break;
+      }
   if (now && s->source_id != 0)
     {
       GSource *old = g_main_context_find_source_by_id (s->main_context, s->source_id);

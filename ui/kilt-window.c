@@ -102,8 +102,8 @@ show_sequence_runs (KiltWindow *self, const KiltSessionUpdate *u)
   kilt_runs_page_select (runs, (const gint64 *)ids->data, ids->len);
   /* The first device (or the original run) is the baseline, as the article's CPU was. */
   kilt_runs_page_set_baseline (runs, g_array_index (ids, gint64, 0));
-  kilt_runs_page_set_chart (runs, ids->len > 1 ? KILT_REPORT_CHART_EPOCH_TIME
-                                               : KILT_REPORT_CHART_LOSS);
+  kilt_runs_page_set_chart (runs,
+                            ids->len > 1 ? KILT_REPORT_CHART_EPOCH_TIME : KILT_REPORT_CHART_LOSS);
   kilt_window_show_page (self, "runs");
 }
 
@@ -176,8 +176,7 @@ start_failed (KiltWindow *self, const char *message)
 
 /* The run's configuration from the pages' settings. */
 static KiltTrainConfig
-window_config (KiltWindow *self, const char *device, const KiltModel *model,
-               const KiltDataset *ds)
+window_config (KiltWindow *self, const char *device, const KiltModel *model, const KiltDataset *ds)
 {
   KiltTrainConfig config = kilt_train_config_default ();
 
@@ -280,8 +279,8 @@ runs_db_path (KiltWindow *self)
 
 /* Remembers the sequence's devices and shows its first run on the Train page. */
 static gboolean
-begin_sequence (KiltWindow *self, const char *const *ids, const char *model_name,
-                gint64 original, guint epochs, GError **error)
+begin_sequence (KiltWindow *self, const char *const *ids, const char *model_name, gint64 original,
+                guint epochs, GError **error)
 {
   g_autofree char *title = NULL;
   guint n = ids ? g_strv_length ((char **)ids) : 0;
@@ -314,8 +313,7 @@ begin_sequence (KiltWindow *self, const char *const *ids, const char *model_name
   self->seq_original = original;
   self->in_sequence = TRUE;
   title = sequence_title (self, 0);
-  kilt_train_page_reset (self->train_page, title,
-                         g_array_index (self->seq_capacity, guint64, 0));
+  kilt_train_page_reset (self->train_page, title, g_array_index (self->seq_capacity, guint64, 0));
   kilt_train_page_set_sequence (self->train_page, 0, n);
   kilt_train_page_set_epochs (self->train_page, epochs);
   return TRUE;
@@ -362,6 +360,8 @@ kilt_window_compare_devices (KiltWindow *self, const char *const *ids, GError **
     }
   model_json = kilt_model_to_json (model);
   config = window_config (self, NULL, model, ds);
+  /* Runs of a comparison are named after their devices. */
+  g_clear_pointer (&config.run_name, g_free);
   tag = kilt_compare_make_tag ();
   /* The first run takes the loaded data; the others load their own from the same source. */
   self->dataset_in_run = TRUE;
@@ -414,6 +414,8 @@ kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id, G
       kilt_data_spec_clear (&spec);
       return FALSE;
     }
+  /* Named after its model and new device, not the original's. */
+  g_clear_pointer (&config.run_name, g_free);
   ok = begin_sequence (self, ids, run->record.model_name, run_id, config.epochs, error)
        && kilt_session_start_compare (self->session, ids, run->record.model_json, &spec, NULL,
                                       &config, runs_db_path (self), NULL, error);
@@ -501,8 +503,8 @@ on_run_again (KiltRunsPage *page, gint64 id, KiltWindow *self)
     }
   dialog = kilt_device_picker_new (
       GTK_WINDOW (self), heading,
-      "The same model, data, seed and settings, trained on the device you choose.", devices,
-      FALSE, chosen, "_Run");
+      "The same model, data, seed and settings, trained on the device you choose.", devices, FALSE,
+      chosen, "_Run");
   g_object_set_data_full (G_OBJECT (dialog), "kilt-run-id", g_memdup2 (&id, sizeof id), g_free);
   g_signal_connect (dialog, "response", G_CALLBACK (on_run_again_response), self);
   gtk_window_present (GTK_WINDOW (dialog));
@@ -764,9 +766,8 @@ kilt_window_class_init (KiltWindowClass *klass)
                                        NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_p, GDK_CONTROL_MASK, "win.pause",
                                        NULL);
-  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Return,
-                                       GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.compare-devices",
-                                       NULL);
+  gtk_widget_class_add_binding_action (
+      widget_class, GDK_KEY_Return, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.compare-devices", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_period, GDK_CONTROL_MASK, "win.stop",
                                        NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, "win.save-chart",
