@@ -237,7 +237,7 @@ kilt_cli_bench (int argc, char **argv)
   g_option_context_set_summary (
       oc, "Defaults: cifar10_cnn with Keras' RMSprop, batch 32, 50 steps, the default device. "
           "--device takes a comma-separated list.");
-  if (!g_option_context_parse (oc, &argc, &argv, &error) || steps < 1)
+  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || steps < 1)
     {
       fprintf (stderr, "kilt-cli bench: %s\n", error ? error->message : "--steps must be >= 1");
       kilt_cli_common_clear (&c);

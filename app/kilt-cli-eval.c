@@ -24,7 +24,7 @@ kilt_cli_eval (int argc, char **argv)
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_set_summary (oc, "Give the same --model and --data as for training, and "
                                     "--checkpoint FILE.");
-  if (!g_option_context_parse (oc, &argc, &argv, &error)
+  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error)
       || !kilt_cli_train_config (&c, &cfg, &error) || !(ds = kilt_cli_load_data (&c, &error))
       || !(model = kilt_cli_load_model (&c, ds, &error))
       || !kilt_trainer_evaluate (model, ds, &cfg, &loss, &acc, &error))

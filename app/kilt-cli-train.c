@@ -53,6 +53,22 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->image_size);
 }
 
+gboolean
+kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***argv,
+                       GError **error)
+{
+  /* GOption overwrites a string option's pointer without freeing what was there: keep the
+   * defaults aside and free each one that a given option replaced. */
+  char *defaults[] = { c->data, c->model, c->optimizer };
+  char **fields[] = { &c->data, &c->model, &c->optimizer };
+  gboolean ok = g_option_context_parse (oc, argc, argv, error);
+
+  for (gsize i = 0; i < G_N_ELEMENTS (fields); i++)
+    if (*fields[i] != defaults[i])
+      g_free (defaults[i]);
+  return ok;
+}
+
 GOptionEntry *
 kilt_cli_common_entries (KiltCliCommon *c)
 {
@@ -145,29 +161,51 @@ data_progress (double fraction, const char *what, gpointer user_data)
     fprintf (stderr, "\r\033[K");
 }
 
-KiltDataset *
-kilt_cli_load_data (KiltCliCommon *c, GError **error)
+gboolean
+kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error)
 {
   KiltLoadOptions opts;
-  KiltDataset *ds;
 
   kilt_load_options_init (&opts);
   if (c->image_size && !parse_size (c->image_size, &opts.image_width, &opts.image_height, error))
-    return NULL;
+    return FALSE;
   opts.grayscale = c->grayscale;
   opts.label_column = c->label_column;
   opts.drop_bad_rows = c->drop_bad_rows;
   opts.task = c->regression ? KILT_TASK_REGRESSION : KILT_TASK_CLASSIFICATION;
   opts.max_samples = c->max_samples > 0 ? (guint)c->max_samples : 0;
+  kilt_data_spec_init (out, c->data, &opts);
+  return TRUE;
+}
+
+KiltDataset *
+kilt_cli_load_data_spec (const KiltDataSpec *spec, GError **error)
+{
   gint64 t0 = g_get_monotonic_time ();
-  if (!isatty (fileno (stderr)) && !c->json)
-    fprintf (stderr, "Loading %s ...\n", c->data);
-  ds = kilt_dataset_load (c->data, &opts, data_progress, NULL, NULL, error);
-  if (isatty (fileno (stderr)))
+  gboolean tty = isatty (fileno (stderr));
+  KiltDataset *ds;
+
+  if (!tty)
+    fprintf (stderr, "Loading %s ...\n", spec->source);
+  ds = kilt_dataset_load (spec->source, &spec->options, data_progress, NULL, NULL, error);
+  if (tty)
     fprintf (stderr, "\r\033[K");
-  if (ds && !c->json)
-    fprintf (stderr, "Loaded %s in %.1f s%s\n", c->data, (g_get_monotonic_time () - t0) / 1e6,
+  if (ds)
+    fprintf (stderr, "Loaded %s in %.1f s%s\n", spec->source, (g_get_monotonic_time () - t0) / 1e6,
              ds->from_cache ? " (from the decoded cache)" : "");
+  return ds;
+}
+
+KiltDataset *
+kilt_cli_load_data (KiltCliCommon *c, GError **error)
+{
+  KiltDataSpec spec;
+  KiltDataset *ds;
+
+  if (!kilt_cli_data_spec (c, &spec, error))
+    return NULL;
+  ds = kilt_cli_load_data_spec (&spec, error);
+  kilt_data_spec_clear (&spec);
   return ds;
 }
 
@@ -520,7 +558,7 @@ kilt_cli_train (int argc, char **argv)
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_set_summary (oc, "With no options: trains lenet5 on the bundled sample data "
                                     "(Fashion-MNIST images) on the default device.");
-  if (!g_option_context_parse (oc, &argc, &argv, &error)
+  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error)
       || !kilt_cli_train_config (&c, &cfg, &error) || !(ds = kilt_cli_load_data (&c, &error))
       || !(model = kilt_cli_load_model (&c, ds, &error)))
     {
@@ -533,7 +571,6 @@ kilt_cli_train (int argc, char **argv)
   if (!c.json)
     printf ("Data: %s (%zu training, %zu validation, %zu test samples); model: %s\n", ds->name,
             ds->train.n, ds->val.n, ds->test.n, model->name);
-  fflush (stdout);
 
   view.opts = &c;
   view.tty = isatty (fileno (stderr)) && !c.json;
@@ -541,7 +578,11 @@ kilt_cli_train (int argc, char **argv)
   view.final_loss = view.final_acc = view.val_loss = view.val_acc = NAN;
   {
     g_autofree char *warning = NULL;
+    KiltDataSpec spec = { 0 };
     view.recorder = kilt_run_recorder_new (NULL, model, ds, &cfg, &warning);
+    if (kilt_cli_data_spec (&c, &spec, NULL))
+      kilt_run_recorder_set_data_spec (view.recorder, &spec);
+    kilt_data_spec_clear (&spec);
     if (warning)
       fprintf (stderr, "kilt-cli train: warning: %s\n", warning);
   }
@@ -602,7 +643,7 @@ kilt_cli_summary (int argc, char **argv)
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, extra, NULL);
-  if (!g_option_context_parse (oc, &argc, &argv, &error))
+  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error))
     {
       fprintf (stderr, "kilt-cli summary: %s\n", error->message);
       kilt_cli_common_clear (&c);
@@ -660,7 +701,7 @@ kilt_cli_data (int argc, char **argv)
   kilt_cli_common_init (&c);
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);
-  if (!g_option_context_parse (oc, &argc, &argv, &error) || argc < 3
+  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || argc < 3
       || strcmp (argv[1], "info") != 0)
     {
       fprintf (stderr, "usage: kilt-cli data info DATA [options]%s%s\n", error ? "\n" : "",

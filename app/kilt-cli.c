@@ -151,6 +151,7 @@ usage (FILE *out)
                 "  devices    list OpenCL devices (--test: run the device doctor on each)\n"
                 "  setup      choose the default device\n"
                 "  bench      time training steps on one or more devices\n"
+                "  compare    train one model on several devices in turn; speed-ups\n"
                 "  runs       list, show, rename, tag and delete recorded runs\n"
                 "  report     write a timing report for runs\n"
                 "  --version  Kilt, CLBlast and OpenCL platform versions\n"
@@ -166,9 +167,10 @@ main (int argc, char **argv)
     const char *name;
     int (*run) (int argc, char **argv);
   } commands[] = {
-    { "train", kilt_cli_train }, { "eval", kilt_cli_eval },  { "summary", kilt_cli_summary },
-    { "data", kilt_cli_data },   { "devices", cmd_devices }, { "setup", cmd_setup },
-    { "bench", kilt_cli_bench }, { "runs", kilt_cli_runs },  { "report", kilt_cli_report },
+    { "train", kilt_cli_train },     { "eval", kilt_cli_eval },  { "summary", kilt_cli_summary },
+    { "data", kilt_cli_data },       { "devices", cmd_devices }, { "setup", cmd_setup },
+    { "bench", kilt_cli_bench },     { "runs", kilt_cli_runs },  { "report", kilt_cli_report },
+    { "compare", kilt_cli_compare },
   };
 
   if (argc >= 2 && (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "version") == 0))

@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
+#include "kilt-run-store.h"
 #include "kilt-trainer.h"
 
 #include <json-glib/json-glib.h>
@@ -37,9 +38,15 @@ typedef struct
 
 void kilt_cli_common_init (KiltCliCommon *c);
 void kilt_cli_common_clear (KiltCliCommon *c);
+/* g_option_context_parse () for a context holding kilt_cli_common_entries (@c). */
+gboolean kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***argv,
+                                GError **error);
 /* The shared options bound to @c; free the array with g_free. */
 GOptionEntry *kilt_cli_common_entries (KiltCliCommon *c);
 KiltDataset *kilt_cli_load_data (KiltCliCommon *c, GError **error);
+/* Where --data and the loading options point, for recording and reloading. */
+gboolean kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error);
+KiltDataset *kilt_cli_load_data_spec (const KiltDataSpec *spec, GError **error);
 KiltModel *kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error);
 gboolean kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error);
 
@@ -48,5 +55,6 @@ int kilt_cli_eval (int argc, char **argv);
 int kilt_cli_summary (int argc, char **argv);
 int kilt_cli_data (int argc, char **argv);
 int kilt_cli_bench (int argc, char **argv);
+int kilt_cli_compare (int argc, char **argv);
 
 G_END_DECLS

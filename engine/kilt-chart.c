@@ -67,6 +67,7 @@ struct _KiltChart
   double marker;
   char *marker_label;
   char *empty_text;
+  char **x_categories; /* names for x = 0, 1, 2 ... instead of numbers; NULL for none */
   double fg[3];
   double bg[4];
   guint columns;
@@ -82,6 +83,7 @@ typedef struct
   double legend_y;
   gboolean empty;
   gboolean marker_above; /* the marker is above the data's range and left off the scale */
+  guint x_rows;          /* lines of x tick labels: 2 when category names alternate */
 } Layout;
 
 static const double palette[][3] = {
@@ -228,6 +230,9 @@ kilt_chart_format_value (double value, double step, KiltAxisUnit unit)
 {
   if (!isfinite (value))
     return g_strdup ("–");
+  /* A tick reached by adding steps lands a hair off zero: "-0.0 s" reads as a bug. */
+  if (step > 0 && fabs (value) < step * 1e-6)
+    value = 0;
   switch (unit)
     {
       case KILT_AXIS_PERCENT:
@@ -324,6 +329,7 @@ kilt_chart_unref (KiltChart *chart)
   g_free (chart->y_label);
   g_free (chart->marker_label);
   g_free (chart->empty_text);
+  g_strfreev (chart->x_categories);
   g_ptr_array_unref (chart->series);
   g_free (chart);
 }
@@ -411,6 +417,32 @@ kilt_chart_clear_marker (KiltChart *chart)
   g_return_if_fail (chart != NULL);
   chart->has_marker = FALSE;
   changed (chart);
+}
+
+void
+kilt_chart_set_x_categories (KiltChart *chart, const char *const *names)
+{
+  g_strfreev (chart->x_categories);
+  chart->x_categories = names ? g_strdupv ((char **)names) : NULL;
+  chart->serial++;
+}
+
+const char *
+kilt_chart_get_empty_text (KiltChart *chart)
+{
+  return chart->empty_text;
+}
+
+/* The category named at x = @t, or NULL when @t is not a whole index of one. */
+static const char *
+category_at (KiltChart *chart, double t)
+{
+  double r = round (t);
+
+  if (chart->x_categories == NULL || fabs (t - r) > 1e-6 || r < 0
+      || r >= g_strv_length (chart->x_categories))
+    return NULL;
+  return chart->x_categories[(guint)r];
 }
 
 void
@@ -908,6 +940,7 @@ compute_layout (KiltChart *chart, cairo_t *cr, double width, double height, Layo
   double max_label = 0;
   guint y_ticks;
 
+  l->x_rows = 1;
   compute_ranges (chart, l);
   if (chart->title && *chart->title)
     top += TITLE_SIZE + 6;
@@ -957,6 +990,21 @@ compute_layout (KiltChart *chart, cairo_t *cr, double width, double height, Layo
   l->plot.height = MAX (height - top - bottom, 10);
   l->x_step = kilt_chart_nice_step (l->x_lo, l->x_hi, (guint)CLAMP (l->plot.width / 90, 2, 12),
                                     chart->x_unit, NULL, NULL);
+  if (chart->x_categories)
+    {
+      /* Every name when they fit side by side, else every second, third ... */
+      double widest = 0, per_unit = l->plot.width / (l->x_hi - l->x_lo);
+      for (guint i = 0; chart->x_categories[i]; i++)
+        widest = MAX (widest, text_width (cr, chart->x_categories[i]));
+      l->x_step = MAX (1, ceil ((widest + 8) / MAX (per_unit, 1)));
+      /* Two lines, every other name a line lower, show them all where one line shows half. */
+      if (l->x_step == 2)
+        {
+          l->x_step = 1;
+          l->x_rows = 2;
+          l->plot.height = MAX (l->plot.height - (LABEL_SIZE + 4), 10);
+        }
+    }
 }
 
 static double
@@ -1034,7 +1082,10 @@ draw_axes (KiltChart *chart, cairo_t *cr, const Layout *l)
        t += l->x_step)
     {
       double x = round (map_x (l, t)) + 0.5;
-      g_autofree char *s = kilt_chart_format_value (t, l->x_step, chart->x_unit);
+      const char *name = category_at (chart, t);
+      g_autofree char *s = chart->x_categories
+                               ? g_strdup (name ? name : "")
+                               : kilt_chart_format_value (t, l->x_step, chart->x_unit);
 
       set_fg (cr, chart, 0.06);
       cairo_move_to (cr, x, p->y);
@@ -1047,7 +1098,8 @@ draw_axes (KiltChart *chart, cairo_t *cr, const Layout *l)
       set_fg (cr, chart, 0.75);
       cairo_text_extents (cr, s, &e);
       cairo_move_to (cr, CLAMP (x - e.x_advance / 2, 0, p->x + p->width + PAD - e.x_advance),
-                     p->y + p->height + 6 + LABEL_SIZE);
+                     p->y + p->height + 6 + LABEL_SIZE
+                         + (l->x_rows > 1 && ((gint64)round (t)) % 2 ? LABEL_SIZE + 4 : 0));
       cairo_show_text (cr, s);
     }
 
@@ -1063,7 +1115,7 @@ draw_axes (KiltChart *chart, cairo_t *cr, const Layout *l)
     {
       cairo_text_extents (cr, chart->x_label, &e);
       cairo_move_to (cr, p->x + (p->width - e.x_advance) / 2,
-                     p->y + p->height + 12 + 2 * LABEL_SIZE);
+                     p->y + p->height + 12 + 2 * LABEL_SIZE + (l->x_rows - 1) * (LABEL_SIZE + 4));
       cairo_show_text (cr, chart->x_label);
     }
   if (chart->y_label && *chart->y_label)
@@ -1376,7 +1428,8 @@ hover_lines (KiltChart *chart, const Layout *l, double hover_x, GPtrArray *lines
   if (!isfinite (best))
     return g_string_free (all, TRUE), NULL;
   *xs = best;
-  xt = kilt_chart_format_value (best, l->x_step / 10, chart->x_unit);
+  xt = category_at (chart, best) ? g_strdup (category_at (chart, best))
+                                 : kilt_chart_format_value (best, l->x_step / 10, chart->x_unit);
   g_string_append_printf (all, "%s %s", chart->x_label ? chart->x_label : "x", xt);
   g_ptr_array_add (lines, g_strdup (all->str));
   for (guint i = 0; i < chart->series->len; i++)

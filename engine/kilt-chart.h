@@ -51,8 +51,12 @@ double kilt_chart_get_smoothing (KiltChart *chart);
 /* A dashed horizontal line, included in the automatic range (e.g. a device's capacity). */
 void kilt_chart_set_marker (KiltChart *chart, double y, const char *label);
 void kilt_chart_clear_marker (KiltChart *chart);
+/* Names x = 0, 1, 2 ... (a bar per class) on the axis and in the read-out instead of numbers;
+ * NULL goes back to numbers. Copies @names. */
+void kilt_chart_set_x_categories (KiltChart *chart, const char *const *names);
 /* Shown in the middle while there are no points. */
 void kilt_chart_set_empty_text (KiltChart *chart, const char *text);
+const char *kilt_chart_get_empty_text (KiltChart *chart);
 /* Text colour (grid and axes are derived from it) and background; the background alpha may be 0
  * for the screen. Files default to dark text on white. */
 void kilt_chart_set_colors (KiltChart *chart, const double fg[3], const double bg[4]);

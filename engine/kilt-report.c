@@ -723,6 +723,28 @@ md_cell (GString *s, const char *text)
   g_string_append (s, " |");
 }
 
+void
+kilt_report_table_to_markdown (const KiltReportTable *t, GString *s)
+{
+  if (t->note)
+    g_string_append_printf (s, "%s\n\n", t->note);
+  g_string_append (s, "|");
+  for (guint c = 0; c < t->header->len; c++)
+    md_cell (s, t->header->pdata[c]);
+  g_string_append (s, "\n|");
+  for (guint c = 0; c < t->header->len; c++)
+    g_string_append (s, c == 0 ? " --- |" : " ---: |");
+  g_string_append (s, "\n");
+  for (guint r = 0; r < t->rows->len; r++)
+    {
+      GPtrArray *row = t->rows->pdata[r];
+      g_string_append (s, "|");
+      for (guint c = 0; c < row->len; c++)
+        md_cell (s, row->pdata[c]);
+      g_string_append (s, "\n");
+    }
+}
+
 static char *
 report_title (const KiltReportOptions *o)
 {
@@ -745,23 +767,7 @@ kilt_report_to_markdown (const KiltReportOptions *o)
     {
       KiltReportTable *t = tables->pdata[i];
       g_string_append_printf (s, "\n## %s\n\n", t->title);
-      if (t->note)
-        g_string_append_printf (s, "%s\n\n", t->note);
-      g_string_append (s, "|");
-      for (guint c = 0; c < t->header->len; c++)
-        md_cell (s, t->header->pdata[c]);
-      g_string_append (s, "\n|");
-      for (guint c = 0; c < t->header->len; c++)
-        g_string_append (s, c == 0 ? " --- |" : " ---: |");
-      g_string_append (s, "\n");
-      for (guint r = 0; r < t->rows->len; r++)
-        {
-          GPtrArray *row = t->rows->pdata[r];
-          g_string_append (s, "|");
-          for (guint c = 0; c < row->len; c++)
-            md_cell (s, row->pdata[c]);
-          g_string_append (s, "\n");
-        }
+      kilt_report_table_to_markdown (t, s);
     }
   return g_string_free (s, FALSE);
 }

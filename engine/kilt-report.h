@@ -67,6 +67,8 @@ typedef struct
  * run, per-layer times. KiltReportTable, owned. */
 GPtrArray *kilt_report_build_tables (const KiltReportOptions *options);
 void kilt_report_table_free (KiltReportTable *table);
+/* Appends @table as a Markdown table (its note above it, no title). */
+void kilt_report_table_to_markdown (const KiltReportTable *table, GString *out);
 
 /* Speed-up of @run against @baseline: the baseline's mean epoch time over the run's (the
  * article's 16969 s / 4314 s = 3.93x, per epoch so runs of different lengths compare). */

@@ -39,6 +39,13 @@ kilt_run_recorder_new (const char *db_path, KiltModel *model, const KiltDataset 
       = g_strdup_printf ("%s (%s), %zu train / %zu val / %zu test", ds->name,
                          ds->format ? ds->format : "?", ds->train.n, ds->val.n, ds->test.n);
   r->data_hash = g_strdup (ds->hash ? ds->hash : "");
+  if (ds->source)
+    {
+      KiltDataSpec spec;
+      kilt_data_spec_init (&spec, ds->source, NULL);
+      r->data_spec = kilt_data_spec_to_json (&spec);
+      kilt_data_spec_clear (&spec);
+    }
   r->kilt_version = g_strdup (KILT_VERSION);
   r->clblast_version = g_strdup (kilt_clblast_version ());
   r->config = *cfg;
@@ -49,6 +56,15 @@ kilt_run_recorder_new (const char *db_path, KiltModel *model, const KiltDataset 
   r->n_params = model->n_params;
   r->train_samples = ds->train.n;
   return rec;
+}
+
+void
+kilt_run_recorder_set_data_spec (KiltRunRecorder *rec, const KiltDataSpec *spec)
+{
+  if (rec == NULL || spec == NULL)
+    return;
+  g_free (rec->record.data_spec);
+  rec->record.data_spec = kilt_data_spec_to_json (spec);
 }
 
 static void

@@ -13,6 +13,9 @@ typedef struct _KiltRunRecorder KiltRunRecorder;
 KiltRunRecorder *kilt_run_recorder_new (const char *db_path, KiltModel *model,
                                         const KiltDataset *ds, const KiltTrainConfig *cfg,
                                         char **warning);
+/* Where the data came from and how it was loaded (the recorder assumes @ds->source with the
+ * default options otherwise). Call before the run begins. */
+void kilt_run_recorder_set_data_spec (KiltRunRecorder *rec, const KiltDataSpec *spec);
 /* Call from the event function (any thread, one at a time). */
 void kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *event);
 /* The run's id in the store, or 0 before it was begun or when not recording. */

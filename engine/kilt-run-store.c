@@ -78,6 +78,8 @@ static const char *const migrations[] = {
   "  elapsed_seconds REAL NOT NULL,"
   "  loss REAL, accuracy REAL, samples_per_second REAL,"
   "  PRIMARY KEY (run_id, global_step));",
+  /* 2 -> 3: where the data came from, so a run can be repeated ("run again"). */
+  "ALTER TABLE runs ADD COLUMN data_spec TEXT;",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == KILT_RUN_STORE_SCHEMA_VERSION);
@@ -619,6 +621,143 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   return TRUE;
 }
 
+/* ---- data specs ---- */
+
+void
+kilt_data_spec_init (KiltDataSpec *spec, const char *source, const KiltLoadOptions *options)
+{
+  memset (spec, 0, sizeof *spec);
+  spec->source = g_strdup (source);
+  if (options)
+    spec->options = *options;
+  else
+    kilt_load_options_init (&spec->options);
+  spec->label_column = g_strdup (spec->options.label_column);
+  spec->options.label_column = spec->label_column;
+}
+
+void
+kilt_data_spec_copy (KiltDataSpec *dest, const KiltDataSpec *src)
+{
+  kilt_data_spec_init (dest, src->source, &src->options);
+}
+
+void
+kilt_data_spec_clear (KiltDataSpec *spec)
+{
+  g_clear_pointer (&spec->source, g_free);
+  g_clear_pointer (&spec->label_column, g_free);
+  spec->options.label_column = NULL;
+}
+
+char *
+kilt_data_spec_to_json (const KiltDataSpec *spec)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+  g_autoptr (JsonGenerator) gen = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  const KiltLoadOptions *o = &spec->options;
+  char delimiter[2] = { o->delimiter, 0 };
+
+  json_builder_begin_object (b);
+#define ADD_S(name, v)                                                                             \
+  json_builder_set_member_name (b, name);                                                          \
+  if (v)                                                                                           \
+    json_builder_add_string_value (b, v);                                                          \
+  else                                                                                             \
+    json_builder_add_null_value (b)
+#define ADD_I(name, v)                                                                             \
+  json_builder_set_member_name (b, name);                                                          \
+  json_builder_add_int_value (b, (gint64)(v))
+#define ADD_B(name, v)                                                                             \
+  json_builder_set_member_name (b, name);                                                          \
+  json_builder_add_boolean_value (b, (v) != 0)
+  ADD_S ("source", spec->source);
+  ADD_I ("image_width", o->image_width);
+  ADD_I ("image_height", o->image_height);
+  ADD_B ("grayscale", o->grayscale);
+  ADD_S ("fit", o->fit == KILT_FIT_CROP ? "crop" : "resize");
+  json_builder_set_member_name (b, "max_bad_fraction");
+  json_builder_add_double_value (b, o->max_bad_fraction);
+  json_builder_set_member_name (b, "delimiter");
+  if (o->delimiter)
+    json_builder_add_string_value (b, delimiter);
+  else
+    json_builder_add_null_value (b);
+  ADD_S ("header", o->header == KILT_HEADER_YES  ? "yes"
+                   : o->header == KILT_HEADER_NO ? "no"
+                                                 : "auto");
+  ADD_S ("label_column", spec->label_column);
+  ADD_B ("drop_bad_rows", o->drop_bad_rows);
+  ADD_S ("task", o->task == KILT_TASK_REGRESSION ? "regression" : "classification");
+  ADD_B ("cifar100_coarse", o->cifar100_coarse);
+  ADD_I ("max_samples", o->max_samples);
+#undef ADD_S
+#undef ADD_I
+#undef ADD_B
+  json_builder_end_object (b);
+  root = json_builder_get_root (b);
+  json_generator_set_root (gen, root);
+  return json_generator_to_data (gen, NULL);
+}
+
+gboolean
+kilt_data_spec_from_json (const char *json, KiltDataSpec *out, GError **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *source = NULL;
+  g_autofree char *label = NULL;
+  KiltLoadOptions o;
+  JsonObject *obj;
+  const char *s;
+
+  memset (out, 0, sizeof *out);
+  if (json == NULL || !json_parser_load_from_data (parser, json, -1, error))
+    {
+      if (json == NULL)
+        g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                     "this run does not say where its data came from (recorded by an older "
+                     "Kilt)");
+      return FALSE;
+    }
+  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+    goto bad;
+  obj = json_node_get_object (json_parser_get_root (parser));
+  source = dup_member (obj, "source");
+  if (source == NULL || *source == '\0')
+    goto bad;
+  kilt_load_options_init (&o);
+  o.image_width = (guint)json_object_get_int_member_with_default (obj, "image_width", 0);
+  o.image_height = (guint)json_object_get_int_member_with_default (obj, "image_height", 0);
+  o.grayscale = json_object_get_boolean_member_with_default (obj, "grayscale", FALSE);
+  s = json_object_get_string_member_with_default (obj, "fit", "resize");
+  o.fit = g_strcmp0 (s, "crop") == 0 ? KILT_FIT_CROP : KILT_FIT_RESIZE;
+  o.max_bad_fraction
+      = json_object_get_double_member_with_default (obj, "max_bad_fraction", o.max_bad_fraction);
+  {
+    g_autofree char *d = dup_member (obj, "delimiter");
+    o.delimiter = d && strlen (d) == 1 ? d[0] : 0;
+  }
+  s = json_object_get_string_member_with_default (obj, "header", "auto");
+  o.header = g_strcmp0 (s, "yes") == 0  ? KILT_HEADER_YES
+             : g_strcmp0 (s, "no") == 0 ? KILT_HEADER_NO
+                                        : KILT_HEADER_AUTO;
+  label = dup_member (obj, "label_column");
+  o.label_column = label;
+  o.drop_bad_rows = json_object_get_boolean_member_with_default (obj, "drop_bad_rows", FALSE);
+  s = json_object_get_string_member_with_default (obj, "task", "classification");
+  o.task = g_strcmp0 (s, "regression") == 0 ? KILT_TASK_REGRESSION : KILT_TASK_CLASSIFICATION;
+  o.cifar100_coarse = json_object_get_boolean_member_with_default (obj, "cifar100_coarse", FALSE);
+  o.max_samples = (guint)json_object_get_int_member_with_default (obj, "max_samples", 0);
+  kilt_data_spec_init (out, source, &o);
+  return TRUE;
+
+bad:
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+               "a data source must be a JSON object with a \"source\" string");
+  return FALSE;
+}
+
 /* ---- writing ---- */
 
 gboolean
@@ -631,6 +770,7 @@ kilt_run_store_begin_run (KiltRunStore *store, const KiltRunRecord *r, gint64 *o
   gboolean exists, zombie;
   guint64 start = process_start_time (getpid (), &exists, &zombie);
   gint64 now = g_get_real_time ();
+  gint64 id = 0;
   gboolean ok;
   int i = 1;
 
@@ -680,8 +820,22 @@ kilt_run_store_begin_run (KiltRunStore *store, const KiltRunRecord *r, gint64 *o
   bind_real (stmt, i++, r->compile_seconds);
   sqlite3_bind_int (stmt, i++, r->compile_cached ? 1 : 0);
   ok = step_done (store, stmt, error, "recording a new run");
+  id = sqlite3_last_insert_rowid (store->db);
   if (ok && out_id)
-    *out_id = sqlite3_last_insert_rowid (store->db);
+    *out_id = id;
+  /* Older files (opened at an older version by tests) have no column for it. */
+  if (ok && r->data_spec && store->version >= 3)
+    {
+      g_autoptr (sqlite3_stmt) up
+          = prepare (store, "UPDATE runs SET data_spec = ? WHERE id = ?", error);
+      ok = up != NULL;
+      if (ok)
+        {
+          bind_text (up, 1, r->data_spec);
+          sqlite3_bind_int64 (up, 2, id);
+          ok = step_done (store, up, error, "recording a new run's data");
+        }
+    }
   return commit (store, ok, error);
 }
 
@@ -902,6 +1056,7 @@ kilt_run_record_clear (KiltRunRecord *r)
   g_clear_pointer (&r->model_json, g_free);
   g_clear_pointer (&r->data_description, g_free);
   g_clear_pointer (&r->data_hash, g_free);
+  g_clear_pointer (&r->data_spec, g_free);
   g_clear_pointer (&r->device_id, g_free);
   g_clear_pointer (&r->device_name, g_free);
   g_clear_pointer (&r->device_vendor, g_free);
@@ -1070,6 +1225,18 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
         g_ptr_array_add (run->tags, col_text (tg, 0));
       if (rc != SQLITE_DONE)
         return set_db_error (store, error, "reading tags");
+    }
+  if (store->version >= 3)
+    {
+      g_autoptr (sqlite3_stmt) ds
+          = prepare (store, "SELECT data_spec FROM runs WHERE id = ?", error);
+      if (ds == NULL)
+        return FALSE;
+      sqlite3_bind_int64 (ds, 1, run->id);
+      if ((rc = sqlite3_step (ds)) == SQLITE_ROW)
+        run->record.data_spec = col_text (ds, 0);
+      else if (rc != SQLITE_DONE)
+        return set_db_error (store, error, "reading the data source");
     }
   return TRUE;
 }

@@ -7,7 +7,22 @@
 G_BEGIN_DECLS
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define KILT_RUN_STORE_SCHEMA_VERSION 2
+#define KILT_RUN_STORE_SCHEMA_VERSION 3
+
+/* Where a run's data came from and how it was loaded, so that the run can be repeated. */
+typedef struct
+{
+  char *source;            /* what kilt_dataset_load takes: "sample", "fashion-mnist", a path */
+  KiltLoadOptions options; /* options.label_column points into label_column */
+  char *label_column;
+} KiltDataSpec;
+
+/* @options NULL: the defaults. Copies what it keeps. */
+void kilt_data_spec_init (KiltDataSpec *spec, const char *source, const KiltLoadOptions *options);
+void kilt_data_spec_copy (KiltDataSpec *dest, const KiltDataSpec *src);
+void kilt_data_spec_clear (KiltDataSpec *spec);
+char *kilt_data_spec_to_json (const KiltDataSpec *spec);
+gboolean kilt_data_spec_from_json (const char *json, KiltDataSpec *out, GError **error);
 
 /* What is known when a run starts (fed from the trainer's STARTED event and its config). */
 typedef struct
@@ -17,6 +32,7 @@ typedef struct
   char *model_json;       /* the whole model description */
   char *data_description; /* e.g. "cifar10 (cifar-binary), 50000 train / 10000 test" */
   char *data_hash;        /* content hash of the data set */
+  char *data_spec;        /* KiltDataSpec as JSON (schema 3); NULL when not known */
   char *device_id;
   char *device_name;
   char *device_vendor;

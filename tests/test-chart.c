@@ -294,6 +294,53 @@ test_stacked_and_scaling (void)
   }
 }
 
+/* Category names on the x axis: the read-out over a bar names its class, and a narrow chart
+ * still draws (labels thinned out rather than overlapping). */
+static void
+test_categories (void)
+{
+  const char *names[] = { "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", NULL };
+  g_autoptr (KiltChart) c = kilt_chart_new ("Per class");
+  cairo_rectangle_t area;
+  guint pick = g_test_rand_int_range (0, 5);
+
+  kilt_chart_add_series (c, "samples", KILT_CHART_BAR, NULL);
+  for (guint i = 0; i < 5; i++)
+    kilt_chart_append (c, 0, i, 10 + g_test_rand_int_range (0, 90));
+  kilt_chart_set_x_categories (c, names);
+  kilt_chart_get_plot_area (c, 600, 300, &area);
+  {
+    /* Bars span [-0.5, 4.5]: the middle of bar @pick. */
+    double x = area.x + (pick + 0.5) / 5.0 * area.width;
+    g_autofree char *t = kilt_chart_describe_at (c, 600, 300, x);
+    g_assert_nonnull (t);
+    g_assert_nonnull (strstr (t, names[pick]));
+  }
+  for (int w = 120; w <= 600; w += 240)
+    {
+      cairo_surface_t *surface = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, w, 200);
+      cairo_t *cr = cairo_create (surface);
+      kilt_chart_draw (c, cr, w, 200, -1);
+      g_assert_cmpint (cairo_status (cr), ==, CAIRO_STATUS_SUCCESS);
+      cairo_destroy (cr);
+      cairo_surface_destroy (surface);
+    }
+  /* A tick a rounding error below zero is "0", not "-0.0". */
+  {
+    g_autofree char *t = kilt_chart_format_value (-1e-17, 0.2, KILT_AXIS_SECONDS);
+    g_autofree char *n = kilt_chart_format_value (-1e-17, 0.2, KILT_AXIS_NUMBER);
+    g_assert_null (strchr (t, '-'));
+    g_assert_null (strchr (n, '-'));
+  }
+  /* Back to numbers. */
+  kilt_chart_set_x_categories (c, NULL);
+  {
+    double x = area.x + (pick + 0.5) / 5.0 * area.width;
+    g_autofree char *t = kilt_chart_describe_at (c, 600, 300, x);
+    g_assert_null (strstr (t, names[pick]));
+  }
+}
+
 /* Is the pixel at (x, y) of an ARGB32 surface close to @rgb? */
 static gboolean
 pixel_near (cairo_surface_t *s, int x, int y, const guint8 rgb[3], int tol)
@@ -422,6 +469,7 @@ main (int argc, char **argv)
   g_test_add_func ("/chart/reduction", test_reduction);
   g_test_add_func ("/chart/stacked-and-scaling", test_stacked_and_scaling);
   g_test_add_func ("/chart/png", test_png);
+  g_test_add_func ("/chart/categories", test_categories);
   g_test_add_func ("/chart/svg-pdf", test_vector_files);
   return g_test_run ();
 }

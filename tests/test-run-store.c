@@ -34,6 +34,7 @@ make_record (GRand *r, KiltRunRecord *rec)
   rec->model_json = g_strdup_printf ("{\"layers\": [%u, %u]}", g_rand_int (r), g_rand_int (r));
   rec->data_description = rand_string (r, "data");
   rec->data_hash = rand_string (r, "hash");
+  rec->data_spec = g_strdup_printf ("{\"source\": \"%08x\"}", g_rand_int (r));
   rec->device_id = rand_string (r, "devid");
   rec->device_name = rand_string (r, "devname");
   rec->device_vendor = rand_string (r, "vendor");
@@ -131,6 +132,7 @@ assert_record_equal (const KiltRunRecord *a, const KiltRunRecord *b)
   g_assert_cmpstr (a->model_json, ==, b->model_json);
   g_assert_cmpstr (a->data_description, ==, b->data_description);
   g_assert_cmpstr (a->data_hash, ==, b->data_hash);
+  g_assert_cmpstr (a->data_spec, ==, b->data_spec);
   g_assert_cmpstr (a->device_id, ==, b->device_id);
   g_assert_cmpstr (a->device_name, ==, b->device_name);
   g_assert_cmpstr (a->device_vendor, ==, b->device_vendor);
@@ -536,6 +538,77 @@ test_pid_reuse (void)
   kilt_run_record_clear (&rec);
 }
 
+/* A data source with every option set off its default comes back the same. */
+static void
+test_data_spec (void)
+{
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (GError) error = NULL;
+  g_autofree char *label = rand_string (r, "label");
+  g_autofree char *source = rand_string (r, "/data/set");
+  g_autofree char *json = NULL;
+  KiltLoadOptions o;
+  KiltDataSpec a, b, c;
+
+  kilt_load_options_init (&o);
+  o.image_width = g_rand_int_range (r, 1, 4096);
+  o.image_height = g_rand_int_range (r, 1, 4096);
+  o.grayscale = TRUE;
+  o.fit = KILT_FIT_CROP;
+  o.max_bad_fraction = g_rand_double (r);
+  o.delimiter = ';';
+  o.header = KILT_HEADER_NO;
+  o.label_column = label;
+  o.drop_bad_rows = TRUE;
+  o.task = KILT_TASK_REGRESSION;
+  o.cifar100_coarse = TRUE;
+  o.max_samples = g_rand_int_range (r, 1, 100000);
+  kilt_data_spec_init (&a, source, &o);
+  /* The spec keeps its own copy of the label column. */
+  g_assert_true (a.options.label_column != label);
+  json = kilt_data_spec_to_json (&a);
+  g_assert_true (kilt_data_spec_from_json (json, &b, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (b.source, ==, source);
+  g_assert_cmpuint (b.options.image_width, ==, o.image_width);
+  g_assert_cmpuint (b.options.image_height, ==, o.image_height);
+  g_assert_true (b.options.grayscale);
+  g_assert_cmpint (b.options.fit, ==, KILT_FIT_CROP);
+  g_assert_cmpfloat (b.options.max_bad_fraction, ==, o.max_bad_fraction);
+  g_assert_cmpint (b.options.delimiter, ==, ';');
+  g_assert_cmpint (b.options.header, ==, KILT_HEADER_NO);
+  g_assert_cmpstr (b.options.label_column, ==, label);
+  g_assert_true (b.options.drop_bad_rows);
+  g_assert_cmpint (b.options.task, ==, KILT_TASK_REGRESSION);
+  g_assert_true (b.options.cifar100_coarse);
+  g_assert_cmpuint (b.options.max_samples, ==, o.max_samples);
+  kilt_data_spec_copy (&c, &b);
+  g_assert_cmpstr (c.options.label_column, ==, label);
+  g_assert_true (c.options.label_column == c.label_column);
+  kilt_data_spec_clear (&a);
+  kilt_data_spec_clear (&b);
+  kilt_data_spec_clear (&c);
+
+  /* Defaults stay defaults; bad input is an error, not a crash. */
+  kilt_data_spec_init (&a, "sample", NULL);
+  g_clear_pointer (&json, g_free);
+  json = kilt_data_spec_to_json (&a);
+  g_assert_true (kilt_data_spec_from_json (json, &b, &error));
+  g_assert_null (b.options.label_column);
+  g_assert_cmpint (b.options.delimiter, ==, 0);
+  g_assert_cmpuint (b.options.max_samples, ==, 0);
+  kilt_data_spec_clear (&a);
+  kilt_data_spec_clear (&b);
+  g_assert_false (kilt_data_spec_from_json ("[1]", &b, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_false (kilt_data_spec_from_json ("{\"source\": 3}", &b, &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  g_assert_false (kilt_data_spec_from_json (NULL, &b, &error));
+  g_assert_nonnull (strstr (error->message, "older"));
+}
+
 static int
 user_version (const char *path)
 {
@@ -575,6 +648,8 @@ test_migration (void)
   g_assert_no_error (error);
   g_assert_cmpint (kilt_run_store_get_schema_version (store), ==, 1);
   make_record (r, &rec);
+  /* Version 1 has no place for it: it is dropped, not an error. */
+  g_clear_pointer (&rec.data_spec, g_free);
   g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
   for (guint e = 0; e < 3; e++)
     {
@@ -593,7 +668,7 @@ test_migration (void)
 
   store = kilt_run_store_open (path, &error);
   g_assert_no_error (error);
-  g_assert_cmpint (user_version (path), ==, 2);
+  g_assert_cmpint (user_version (path), ==, KILT_RUN_STORE_SCHEMA_VERSION);
   run = kilt_run_store_get (store, id, &error);
   g_assert_no_error (error);
   assert_record_equal (&rec, &run->record);
@@ -611,6 +686,20 @@ test_migration (void)
   run = kilt_run_store_get (store, id, &error);
   g_assert_cmpuint (run->tags->len, ==, 1);
   g_assert_cmpstr (run->tags->pdata[0], ==, "migrated");
+  /* And what version 3 added: a new run keeps its data source. */
+  {
+    KiltRunRecord rec3;
+    gint64 id3 = 0;
+    g_autoptr (KiltRun) run3 = NULL;
+
+    make_record (r, &rec3);
+    g_assert_true (kilt_run_store_begin_run (store, &rec3, &id3, &error));
+    run3 = kilt_run_store_get (store, id3, &error);
+    g_assert_no_error (error);
+    g_assert_nonnull (rec3.data_spec);
+    g_assert_cmpstr (run3->record.data_spec, ==, rec3.data_spec);
+    kilt_run_record_clear (&rec3);
+  }
   g_clear_pointer (&store, kilt_run_store_close);
 
   /* A file from a newer Kilt is refused with a reason, not damaged. */
@@ -756,6 +845,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/killed-writer", test_killed_writer);
   g_test_add_func ("/run-store/pid-reuse", test_pid_reuse);
   g_test_add_func ("/run-store/migration", test_migration);
+  g_test_add_func ("/run-store/data-spec", test_data_spec);
   g_test_add_func ("/run-store/concurrent", test_concurrent);
   return g_test_run ();
 }

@@ -6,6 +6,8 @@
 #include "kilt-chart-view.h"
 #include "kilt-context.h"
 #include "kilt-device.h"
+#include "kilt-device-picker.h"
+#include "kilt-runs-page.h"
 #include "kilt-window.h"
 
 #include <glib/gstdio.h>
@@ -492,6 +494,19 @@ test_sample_data (void)
   g_assert_null (kilt_data_page_get_error (page));
   g_assert_nonnull (kilt_data_page_get_dataset (page));
   g_assert_cmpuint (kilt_data_page_get_dataset (page)->train.n, >, 0);
+  /* The class histogram at the bottom of the page, with class names under its bars. */
+  kilt_window_show_page (window, "data");
+  settle (0.3);
+  {
+    GtkWidget *sw = GTK_WIDGET (page);
+    while (sw && !GTK_IS_SCROLLED_WINDOW (sw))
+      sw = gtk_widget_get_first_child (sw);
+    g_assert_nonnull (sw);
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 1e6);
+    settle (0.3);
+    screenshot (window_content (), "data-histogram");
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 0);
+  }
 }
 
 static void
@@ -604,6 +619,13 @@ test_failed_run (void)
   g_test_message ("shown: %s", kilt_window_get_last_message (window));
   g_assert_true (g_str_has_prefix (kilt_window_get_last_message (window), "Training failed: "));
   g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
+  /* Charts left empty say the run failed, not that figures are coming. */
+  {
+    KiltChart *acc = kilt_train_page_get_chart (kilt_window_get_train_page (window),
+                                                KILT_TRAIN_CHART_ACCURACY);
+    if (kilt_chart_get_n_points (acc, 0) == 0)
+      g_assert_nonnull (strstr (kilt_chart_get_empty_text (acc), "failed"));
+  }
   settle (0.3);
   screenshot (window_content (), "train-failed");
 
@@ -612,6 +634,10 @@ test_failed_run (void)
   g_assert_true (kilt_session_is_running (session));
   g_assert_true (wait_until (run_over, NULL, 120));
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
+  /* A new run puts back the charts' usual words. */
+  g_assert_null (strstr (kilt_chart_get_empty_text (kilt_train_page_get_chart (
+                             kilt_window_get_train_page (window), KILT_TRAIN_CHART_ACCURACY)),
+                         "failed"));
 }
 
 static void
@@ -643,6 +669,322 @@ test_stop (void)
   /* Start is available again. */
   g_assert_true (gtk_widget_is_sensitive (GTK_WIDGET (window)));
   g_assert_true (wait_until (data_idle, NULL, 60));
+}
+
+/* The row titled @title somewhere under @w, or NULL. */
+static GtkWidget *
+find_row (GtkWidget *w, const char *title)
+{
+  if (ADW_IS_PREFERENCES_ROW (w)
+      && g_strcmp0 (adw_preferences_row_get_title (ADW_PREFERENCES_ROW (w)), title) == 0)
+    return w;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_row (c, title);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+/* Each optimizer shows its own settings, and what is shown is what a run gets. */
+static void
+test_optimizer_settings (void)
+{
+  KiltModelPage *page = kilt_window_get_model_page (window);
+  GtkWidget *w = GTK_WIDGET (page);
+  KiltOptimizerConfig sgd = kilt_optimizer_config_default (KILT_OPT_SGD), got;
+  KiltOptimizerConfig adam = kilt_optimizer_config_default (KILT_OPT_ADAM);
+  KiltOptimizerConfig rms = kilt_optimizer_config_default (KILT_OPT_RMSPROP);
+
+  sgd.lr = 0.0125f;
+  sgd.momentum = 0.875f;
+  sgd.nesterov = TRUE;
+  sgd.decay = 0.00025f;
+  sgd.weight_decay = 0.0005f;
+  kilt_model_page_set_optimizer (page, &sgd);
+  got = kilt_model_page_get_optimizer (page);
+  g_assert_cmpint (got.type, ==, KILT_OPT_SGD);
+  g_assert_cmpfloat_with_epsilon (got.lr, sgd.lr, 1e-6);
+  g_assert_cmpfloat_with_epsilon (got.momentum, sgd.momentum, 1e-6);
+  g_assert_true (got.nesterov);
+  g_assert_cmpfloat_with_epsilon (got.decay, sgd.decay, 1e-9);
+  g_assert_cmpfloat_with_epsilon (got.weight_decay, sgd.weight_decay, 1e-9);
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Momentum")));
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Nesterov momentum")));
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Rho")));
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Beta 1")));
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Epsilon")));
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Validation split")));
+  kilt_window_show_page (window, "model");
+  settle (0.3);
+  {
+    /* The lower part of the page, where the settings are. */
+    GtkWidget *sw = w;
+    while (sw && !GTK_IS_SCROLLED_WINDOW (sw))
+      sw = gtk_widget_get_first_child (sw);
+    g_assert_nonnull (sw);
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 1e6);
+    settle (0.3);
+    screenshot (window_content (), "model-sgd-settings");
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 0);
+  }
+
+  adam.beta1 = 0.85f;
+  adam.beta2 = 0.995f;
+  adam.epsilon = 1e-6f;
+  kilt_model_page_set_optimizer (page, &adam);
+  got = kilt_model_page_get_optimizer (page);
+  g_assert_cmpint (got.type, ==, KILT_OPT_ADAM);
+  g_assert_cmpfloat_with_epsilon (got.beta1, adam.beta1, 1e-6);
+  g_assert_cmpfloat_with_epsilon (got.beta2, adam.beta2, 1e-6);
+  g_assert_cmpfloat_with_epsilon (got.epsilon, adam.epsilon, 1e-9);
+  /* Momentum is not Adam's: hidden, and not passed on. */
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Momentum")));
+  g_assert_cmpfloat (got.momentum, ==, kilt_optimizer_config_default (KILT_OPT_ADAM).momentum);
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Beta 2")));
+
+  /* Choosing RMSprop brings its own defaults (Keras': rho 0.9, eps 1e-7). */
+  kilt_model_page_set_optimizer (page, &rms);
+  got = kilt_model_page_get_optimizer (page);
+  g_assert_cmpfloat_with_epsilon (got.rho, rms.rho, 1e-6);
+  g_assert_cmpfloat_with_epsilon (got.epsilon, rms.epsilon, 1e-12);
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Rho")));
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Beta 1")));
+  /* The rest of the tests train with Adam's defaults. */
+  adam = kilt_optimizer_config_default (KILT_OPT_ADAM);
+  kilt_model_page_set_optimizer (page, &adam);
+}
+
+static GtkWidget *
+visible_dialog (void)
+{
+  GListModel *toplevels = gtk_window_get_toplevels ();
+  GtkWidget *dialog = NULL;
+
+  for (guint i = 0; i < g_list_model_get_n_items (toplevels); i++)
+    {
+      g_autoptr (GObject) w = g_list_model_get_item (toplevels, i);
+      if (ADW_IS_MESSAGE_DIALOG (w) && gtk_widget_get_visible (GTK_WIDGET (w)))
+        dialog = GTK_WIDGET (w);
+    }
+  return dialog;
+}
+
+static KiltRunsPage *
+runs_page (void)
+{
+  GtkWidget *w = GTK_WIDGET (window);
+  AdwViewStack *stack = NULL;
+
+  while (w && !ADW_IS_TOAST_OVERLAY (w))
+    w = gtk_widget_get_first_child (w);
+  /* The stack is under the toast overlay's box. */
+  for (GtkWidget *c
+       = gtk_widget_get_first_child (adw_toast_overlay_get_child (ADW_TOAST_OVERLAY (w)));
+       c; c = gtk_widget_get_next_sibling (c))
+    if (ADW_IS_VIEW_STACK (c))
+      stack = ADW_VIEW_STACK (c);
+  g_assert_nonnull (stack);
+  return KILT_RUNS_PAGE (adw_view_stack_get_child_by_name (stack, "runs"));
+}
+
+static KiltRun *
+stored_run (gint64 id)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store
+      = kilt_run_store_open (kilt_runs_page_get_db_path (runs_page ()), &error);
+  KiltRun *run;
+
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  return run;
+}
+
+/* Compare Devices: the dialog lists the devices with check boxes; the runs go one after
+ * another with progress on the Train page, and end on the Runs page, selected and compared. */
+static void
+test_compare_devices (void)
+{
+  const KiltDeviceInfo *d = pocl_device ();
+  g_autofree char *id = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GArray) selected = NULL;
+  GtkWidget *dialog;
+  KiltRun *runs[2];
+  gboolean saw_second = FALSE;
+  KiltTrainPage *train = kilt_window_get_train_page (window);
+
+  if (d == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  id = g_strdup (d->id);
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  kilt_model_page_set_epochs (kilt_window_get_model_page (window), 2);
+  kilt_window_set_sample_limit (window, 256);
+
+  /* Through the action: the dialog, with the chosen device ticked. */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.compare-devices", NULL));
+  settle (0.3);
+  dialog = visible_dialog ();
+  g_assert_nonnull (dialog);
+  {
+    g_auto (GStrv) chosen = kilt_device_picker_dup_chosen (dialog);
+    g_assert_cmpuint (g_strv_length (chosen), ==, 1);
+    g_assert_cmpstr (chosen[0], ==, id);
+  }
+  screenshot (dialog, "compare-devices-dialog");
+  /* Nothing ticked: Compare is not offered. */
+  kilt_device_picker_set_chosen (dialog, NULL);
+  g_assert_false (adw_message_dialog_get_response_enabled (ADW_MESSAGE_DIALOG (dialog), "ok"));
+  adw_message_dialog_response (ADW_MESSAGE_DIALOG (dialog), "cancel");
+  settle (0.2);
+  g_assert_false (kilt_session_is_running (kilt_window_get_session (window)));
+
+  /* This machine has one OpenCL device: compare it with itself (two runs, same seed). */
+  {
+    const char *ids[] = { id, id, NULL };
+    g_assert_true (kilt_window_compare_devices (window, ids, &error));
+  }
+  g_assert_no_error (error);
+  g_assert_true (kilt_session_is_running (kilt_window_get_session (window)));
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
+  /* Progress on the Train page names the device of the sequence. */
+  {
+    gint64 end = g_get_monotonic_time () + 120 * G_USEC_PER_SEC;
+    while (kilt_session_is_running (kilt_window_get_session (window))
+           && g_get_monotonic_time () < end)
+      {
+        g_main_context_iteration (NULL, FALSE);
+        if (!saw_second)
+          {
+            GtkWidget *w = GTK_WIDGET (train);
+            /* The status label: the first title-4 label of the page. */
+            GtkWidget *stack[64];
+            int top = 0;
+            stack[top++] = w;
+            while (top > 0)
+              {
+                GtkWidget *x = stack[--top];
+                if (GTK_IS_LABEL (x) && gtk_widget_has_css_class (x, "title-4")
+                    && g_str_has_prefix (gtk_label_get_text (GTK_LABEL (x)), "Device 2 of 2"))
+                  saw_second = TRUE;
+                for (GtkWidget *c = gtk_widget_get_first_child (x); c && top < 63;
+                     c = gtk_widget_get_next_sibling (c))
+                  stack[top++] = c;
+              }
+            if (saw_second)
+              screenshot (window_content (), "compare-devices-progress");
+          }
+        g_usleep (2000);
+      }
+  }
+  g_assert_false (kilt_session_is_running (kilt_window_get_session (window)));
+  g_test_message ("shown: %s", kilt_window_get_last_message (window));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Comparison finished");
+  g_assert_true (saw_second);
+
+  /* The Runs page, with the two runs selected and the first as the baseline. */
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "runs");
+  selected = kilt_runs_page_get_selected (runs_page ());
+  g_assert_cmpuint (selected->len, ==, 2);
+  g_assert_cmpint (kilt_runs_page_get_baseline (runs_page ()), ==,
+                   MIN (g_array_index (selected, gint64, 0), g_array_index (selected, gint64, 1)));
+  for (guint i = 0; i < 2; i++)
+    runs[i] = stored_run (g_array_index (selected, gint64, i));
+  /* A shared comparison tag, the same seed and the same curves. */
+  g_assert_cmpuint (runs[0]->tags->len, ==, 1);
+  g_assert_true (g_str_has_prefix (runs[0]->tags->pdata[0], "compare-"));
+  g_assert_cmpuint (runs[1]->tags->len, ==, 1);
+  g_assert_cmpstr (runs[0]->tags->pdata[0], ==, runs[1]->tags->pdata[0]);
+  g_assert_cmpuint (runs[0]->record.config.seed, ==, runs[1]->record.config.seed);
+  g_assert_cmpuint (runs[0]->epochs->len, ==, 2);
+  g_assert_cmpuint (runs[1]->epochs->len, ==, 2);
+  for (guint e = 0; e < 2; e++)
+    g_assert_cmpfloat (g_array_index (runs[0]->epochs, KiltEpochRecord, e).train_loss, ==,
+                       g_array_index (runs[1]->epochs, KiltEpochRecord, e).train_loss);
+  kilt_run_free (runs[0]);
+  kilt_run_free (runs[1]);
+  settle (0.5);
+  screenshot (window_content (), "compare-devices-runs");
+  g_assert_true (wait_until (data_idle, NULL, 60));
+}
+
+/* Run Again On…: the chosen run's model, data and settings, on the chosen device; both runs
+ * compared at the end. */
+static void
+test_run_again (void)
+{
+  KiltRunsPage *page = runs_page ();
+  const KiltDeviceInfo *d = pocl_device ();
+  g_autoptr (GArray) selected = NULL;
+  g_autoptr (KiltRun) orig = NULL;
+  g_autoptr (KiltRun) again = NULL;
+  GtkWidget *dialog;
+  gint64 id;
+
+  if (d == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (kilt_runs_page_reload (page, NULL));
+  g_assert_cmpuint (kilt_runs_page_get_n_shown (page), >, 0);
+  /* The newest run with its data source recorded (every run of this build has it). */
+  kilt_runs_page_sort_by (page, "Date", TRUE);
+  id = kilt_runs_page_get_shown_id (page, 0);
+  kilt_runs_page_select (page, &id, 1);
+  g_assert_true (kilt_runs_page_can_run_again (page, NULL));
+  orig = stored_run (id);
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "runs.run-again", NULL));
+  settle (0.3);
+  dialog = visible_dialog ();
+  g_assert_nonnull (dialog);
+  screenshot (dialog, "run-again-dialog");
+  {
+    const char *ids[] = { d->id, NULL };
+    kilt_device_picker_set_chosen (dialog, ids);
+  }
+  adw_message_dialog_response (ADW_MESSAGE_DIALOG (dialog), "ok");
+  settle (0.1);
+  g_assert_true (kilt_session_is_running (kilt_window_get_session (window)));
+  g_assert_true (wait_until (run_over, NULL, 120));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
+
+  /* Both on the Runs page: the original as the baseline, and the new run. */
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "runs");
+  selected = kilt_runs_page_get_selected (page);
+  g_assert_cmpuint (selected->len, ==, 2);
+  g_assert_cmpint (kilt_runs_page_get_baseline (page), ==, id);
+  for (guint i = 0; i < 2; i++)
+    if (g_array_index (selected, gint64, i) != id)
+      again = stored_run (g_array_index (selected, gint64, i));
+  g_assert_nonnull (again);
+  g_assert_cmpint (again->id, >, id);
+  /* The same configuration, model and data. */
+  g_assert_cmpstr (again->record.model_json, ==, orig->record.model_json);
+  g_assert_cmpstr (again->record.data_spec, ==, orig->record.data_spec);
+  g_assert_cmpstr (again->record.data_hash, ==, orig->record.data_hash);
+  g_assert_cmpuint (again->record.config.seed, ==, orig->record.config.seed);
+  g_assert_cmpuint (again->record.config.epochs, ==, orig->record.config.epochs);
+  g_assert_cmpuint (again->record.config.batch, ==, orig->record.config.batch);
+  g_assert_cmpuint (again->record.config.max_train_samples, ==,
+                    orig->record.config.max_train_samples);
+  g_assert_cmpint (again->record.config.opt.type, ==, orig->record.config.opt.type);
+  g_assert_cmpfloat (again->record.config.opt.lr, ==, orig->record.config.opt.lr);
+  g_assert_cmpstr (again->record.device_id, ==, d->id);
+  g_assert_cmpint (again->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (again->epochs->len, ==, orig->epochs->len);
+  for (guint e = 0; e < again->epochs->len; e++)
+    g_assert_cmpfloat (g_array_index (again->epochs, KiltEpochRecord, e).train_loss, ==,
+                       g_array_index (orig->epochs, KiltEpochRecord, e).train_loss);
+  settle (0.5);
+  screenshot (window_content (), "run-again-runs");
 }
 
 static void
@@ -789,11 +1131,14 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/4-sample-data", test_sample_data);
   g_test_add_func ("/ui/5-broken-data", test_broken_data);
   g_test_add_func ("/ui/6-preset", test_preset);
+  g_test_add_func ("/ui/6-optimizer-settings", test_optimizer_settings);
   g_test_add_func ("/ui/6-session", test_session);
   g_test_add_func ("/ui/6-live-charts", test_live_charts);
   g_test_add_func ("/ui/7-train", test_train);
   g_test_add_func ("/ui/7-train-failed", test_failed_run);
   g_test_add_func ("/ui/8-stop", test_stop);
+  g_test_add_func ("/ui/8-z-compare-devices", test_compare_devices);
+  g_test_add_func ("/ui/8-z-run-again", test_run_again);
   g_test_add_func ("/ui/9-screenshots", test_screenshots);
   g_test_add_func ("/ui/9-dialogs", test_dialogs);
   g_test_add_func ("/ui/z-close-during-run", test_close_during_run);

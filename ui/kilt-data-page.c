@@ -7,6 +7,7 @@
 #include "kilt-data-page.h"
 #include "kilt-chart-view.h"
 #include "kilt-error.h"
+#include "kilt-run-store.h"
 
 #define PREVIEW_SAMPLES 32
 #define THUMB           56
@@ -37,7 +38,8 @@ struct _KiltDataPage
   GSettings *settings;
   GtkFileChooserNative *chooser;
   KiltChartView *histogram;
-  char *spec; /* what is (being) loaded */
+  char *spec;          /* what is (being) loaded */
+  KiltDataSpec loaded; /* where the loaded data set came from, with its options */
   KiltDataset *dataset;
   char *error;
   GCancellable *cancellable;
@@ -88,6 +90,16 @@ load_job_free (LoadJob *job)
 }
 
 static void
+load_job_options (const LoadJob *job, KiltLoadOptions *opts)
+{
+  opts->delimiter = job->delimiter;
+  opts->header = job->header == 1   ? KILT_HEADER_YES
+                 : job->header == 2 ? KILT_HEADER_NO
+                                    : KILT_HEADER_AUTO;
+  opts->label_column = job->label_column;
+}
+
+static void
 set_error (KiltDataPage *self, const char *message)
 {
   if (g_strcmp0 (message, self->error) == 0)
@@ -120,11 +132,7 @@ load_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancella
   KiltDataset *ds;
 
   kilt_load_options_init (&opts);
-  opts.delimiter = job->delimiter;
-  opts.header = job->header == 1   ? KILT_HEADER_YES
-                : job->header == 2 ? KILT_HEADER_NO
-                                   : KILT_HEADER_AUTO;
-  opts.label_column = job->label_column;
+  load_job_options (job, &opts);
   ds = kilt_dataset_load (job->spec, &opts, load_progress, source, cancellable, &error);
   if (ds)
     g_task_return_pointer (task, ds, (GDestroyNotify)kilt_dataset_free);
@@ -204,6 +212,7 @@ show_preview (KiltDataPage *self)
   if (ds->n_classes > 0)
     {
       g_autofree guint *counts = kilt_dataset_class_counts (ds, KILT_SPLIT_TRAIN);
+      kilt_chart_set_x_categories (chart, (const char *const *)ds->class_names);
       for (guint c = 0; counts && c < ds->n_classes; c++)
         kilt_chart_append (chart, 0, c, counts[c]);
       kilt_chart_view_update (self->histogram);
@@ -237,9 +246,14 @@ load_done (GObject *source, GAsyncResult *result, gpointer data)
     }
   else
     {
+      KiltLoadOptions opts;
       g_clear_pointer (&self->dataset, kilt_dataset_free);
       self->dataset = ds;
       set_error (self, NULL);
+      kilt_load_options_init (&opts);
+      load_job_options (job, &opts);
+      kilt_data_spec_clear (&self->loaded);
+      kilt_data_spec_init (&self->loaded, job->spec, &opts);
       g_settings_set_string (self->settings, "last-dataset", job->spec);
     }
   show_preview (self);
@@ -455,6 +469,17 @@ kilt_data_page_take_dataset (KiltDataPage *self)
   return g_steal_pointer (&self->dataset);
 }
 
+gboolean
+kilt_data_page_get_spec (KiltDataPage *self, KiltDataSpec *out)
+{
+  g_return_val_if_fail (KILT_IS_DATA_PAGE (self), FALSE);
+  memset (out, 0, sizeof *out);
+  if (self->loaded.source == NULL)
+    return FALSE;
+  kilt_data_spec_copy (out, &self->loaded);
+  return TRUE;
+}
+
 const char *
 kilt_data_page_get_error (KiltDataPage *self)
 {
@@ -508,6 +533,7 @@ kilt_data_page_finalize (GObject *object)
   g_clear_pointer (&self->dataset, kilt_dataset_free);
   g_clear_object (&self->settings);
   g_free (self->spec);
+  kilt_data_spec_clear (&self->loaded);
   g_free (self->error);
   g_free (self->progress_what);
   g_mutex_clear (&self->progress_lock);

@@ -5,6 +5,7 @@
 #include <adwaita.h>
 
 #include "data/kilt-dataset.h"
+#include "kilt-run-store.h"
 
 G_BEGIN_DECLS
 
@@ -20,6 +21,9 @@ const KiltDataset *kilt_data_page_get_dataset (KiltDataPage *self);
  * when kilt_data_page_reload () is called after the run. */
 KiltDataset *kilt_data_page_take_dataset (KiltDataPage *self);
 void kilt_data_page_reload (KiltDataPage *self);
+/* Where the loaded data set came from and the options it was loaded with (for repeating it in
+ * other runs); FALSE (and @out zeroed) before anything loaded. Clear with kilt_data_spec_clear. */
+gboolean kilt_data_page_get_spec (KiltDataPage *self, KiltDataSpec *out);
 /* The error of the last load, or NULL. */
 const char *kilt_data_page_get_error (KiltDataPage *self);
 double kilt_data_page_get_val_split (KiltDataPage *self);

@@ -588,3 +588,10 @@ kilt_devices_page_init (KiltDevicesPage *self)
   self->settings = g_settings_new ("org.kilt.Kilt");
   refresh (self);
 }
+
+GPtrArray *
+kilt_devices_page_get_devices (KiltDevicesPage *self)
+{
+  g_return_val_if_fail (KILT_IS_DEVICES_PAGE (self), NULL);
+  return self->list ? self->list->devices : NULL;
+}

@@ -27,6 +27,9 @@ const char *kilt_devices_page_get_test_title (KiltDevicesPage *self);
 void kilt_devices_page_test (KiltDevicesPage *self);
 /* The chosen device's facts (borrowed; valid until the list is refreshed), or NULL. */
 const KiltDeviceInfo *kilt_devices_page_get_device_info (KiltDevicesPage *self);
+/* Every device found (KiltDeviceInfo, borrowed; valid until the list is refreshed), or NULL
+ * before the list has loaded. */
+GPtrArray *kilt_devices_page_get_devices (KiltDevicesPage *self);
 /* Global memory of the chosen device in bytes, 0 when unknown. */
 guint64 kilt_devices_page_get_device_memory (KiltDevicesPage *self);
 

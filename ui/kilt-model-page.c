@@ -12,6 +12,8 @@
 #include "kilt-planner.h"
 #include "kilt-summary.h"
 
+#include <math.h>
+
 struct _KiltModelPage
 {
   AdwBin parent_instance;
@@ -24,6 +26,11 @@ struct _KiltModelPage
   GtkImage *plan_icon;
   AdwComboRow *optimizer_row;
   GtkSpinButton *lr_spin;
+  GtkWidget *momentum_row, *nesterov_row, *rho_row, *beta1_row, *beta2_row, *epsilon_row;
+  GtkWidget *decay_row, *weight_decay_row;
+  GtkSpinButton *momentum_spin, *rho_spin, *beta1_spin, *beta2_spin, *epsilon_spin, *decay_spin;
+  GtkSpinButton *weight_decay_spin, *val_spin;
+  GtkSwitch *nesterov_switch;
   GtkSpinButton *batch_spin;
   GtkSpinButton *epochs_spin;
   GtkSpinButton *seed_spin;
@@ -352,7 +359,39 @@ kilt_model_page_get_optimizer (KiltModelPage *self)
 
   opt = kilt_optimizer_config_default (type);
   opt.lr = (float)gtk_spin_button_get_value (self->lr_spin);
+  /* Only what the optimizer uses is shown; the rest keep its defaults. */
+  if (gtk_widget_get_visible (self->momentum_row))
+    opt.momentum = (float)gtk_spin_button_get_value (self->momentum_spin);
+  if (gtk_widget_get_visible (self->nesterov_row))
+    opt.nesterov = gtk_switch_get_active (self->nesterov_switch);
+  if (gtk_widget_get_visible (self->rho_row))
+    opt.rho = (float)gtk_spin_button_get_value (self->rho_spin);
+  if (gtk_widget_get_visible (self->beta1_row))
+    opt.beta1 = (float)gtk_spin_button_get_value (self->beta1_spin);
+  if (gtk_widget_get_visible (self->beta2_row))
+    opt.beta2 = (float)gtk_spin_button_get_value (self->beta2_spin);
+  if (gtk_widget_get_visible (self->epsilon_row))
+    opt.epsilon = (float)gtk_spin_button_get_value (self->epsilon_spin);
+  opt.decay = (float)gtk_spin_button_get_value (self->decay_spin);
+  opt.weight_decay = (float)gtk_spin_button_get_value (self->weight_decay_spin);
   return opt;
+}
+
+void
+kilt_model_page_set_optimizer (KiltModelPage *self, const KiltOptimizerConfig *opt)
+{
+  g_return_if_fail (KILT_IS_MODEL_PAGE (self));
+  /* Choosing the type resets its rows to the defaults; then the given figures go in. */
+  adw_combo_row_set_selected (self->optimizer_row, opt->type);
+  gtk_spin_button_set_value (self->lr_spin, opt->lr);
+  gtk_spin_button_set_value (self->momentum_spin, opt->momentum);
+  gtk_switch_set_active (self->nesterov_switch, opt->nesterov);
+  gtk_spin_button_set_value (self->rho_spin, opt->rho);
+  gtk_spin_button_set_value (self->beta1_spin, opt->beta1);
+  gtk_spin_button_set_value (self->beta2_spin, opt->beta2);
+  gtk_spin_button_set_value (self->epsilon_spin, opt->epsilon);
+  gtk_spin_button_set_value (self->decay_spin, opt->decay);
+  gtk_spin_button_set_value (self->weight_decay_spin, opt->weight_decay);
 }
 
 guint
@@ -398,6 +437,70 @@ optimizer_set_mapping (const GValue *value, const GVariantType *type, gpointer d
 {
   guint i = g_value_get_uint (value);
   return g_variant_new_string (optimizer_keys[MIN (i, G_N_ELEMENTS (optimizer_keys) - 1)]);
+}
+
+static KiltOptimizerType
+chosen_optimizer (KiltModelPage *self)
+{
+  guint i = adw_combo_row_get_selected (self->optimizer_row);
+  return i < KILT_OPT_N_TYPES ? (KiltOptimizerType)i : KILT_OPT_RMSPROP;
+}
+
+/* Shows the rows the chosen optimizer uses, set to its Keras defaults. */
+static void
+show_optimizer_rows (KiltModelPage *self, gboolean reset)
+{
+  KiltOptimizerType type = chosen_optimizer (self);
+  KiltOptimizerConfig d = kilt_optimizer_config_default (type);
+
+  gtk_widget_set_visible (self->momentum_row, type == KILT_OPT_SGD);
+  gtk_widget_set_visible (self->nesterov_row, type == KILT_OPT_SGD);
+  gtk_widget_set_visible (self->rho_row, type == KILT_OPT_RMSPROP || type == KILT_OPT_ADADELTA);
+  gtk_widget_set_visible (self->beta1_row, type == KILT_OPT_ADAM);
+  gtk_widget_set_visible (self->beta2_row, type == KILT_OPT_ADAM);
+  gtk_widget_set_visible (self->epsilon_row, type != KILT_OPT_SGD);
+  if (!reset)
+    return;
+  gtk_spin_button_set_value (self->momentum_spin, d.momentum);
+  gtk_switch_set_active (self->nesterov_switch, d.nesterov);
+  gtk_spin_button_set_value (self->rho_spin, d.rho);
+  gtk_spin_button_set_value (self->beta1_spin, d.beta1);
+  gtk_spin_button_set_value (self->beta2_spin, d.beta2);
+  gtk_spin_button_set_value (self->epsilon_spin, d.epsilon);
+  gtk_spin_button_set_value (self->decay_spin, d.decay);
+  gtk_spin_button_set_value (self->weight_decay_spin, d.weight_decay);
+}
+
+static void
+on_optimizer_changed (KiltModelPage *self)
+{
+  show_optimizer_rows (self, TRUE);
+}
+
+/* Small figures (1e-07) read better in exponent form than as 0.0000001000. */
+static gboolean
+on_small_output (GtkSpinButton *spin, gpointer data)
+{
+  double v = gtk_adjustment_get_value (gtk_spin_button_get_adjustment (spin));
+  char text[G_ASCII_DTOSTR_BUF_SIZE];
+
+  g_ascii_formatd (text, sizeof text, "%g", v);
+  if (g_strcmp0 (text, gtk_editable_get_text (GTK_EDITABLE (spin))) != 0)
+    gtk_editable_set_text (GTK_EDITABLE (spin), text);
+  return TRUE;
+}
+
+static int
+on_small_input (GtkSpinButton *spin, double *value, gpointer data)
+{
+  const char *text = gtk_editable_get_text (GTK_EDITABLE (spin));
+  char *end = NULL;
+  double v = g_ascii_strtod (text, &end);
+
+  if (end == text || (end && *end && !g_ascii_isspace (*end)) || !isfinite (v))
+    return GTK_INPUT_ERROR;
+  *value = v;
+  return TRUE;
 }
 
 static void
@@ -471,6 +574,23 @@ kilt_model_page_class_init (KiltModelPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_icon);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, optimizer_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, momentum_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, nesterov_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, rho_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, beta1_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, beta2_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, epsilon_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, decay_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, weight_decay_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, momentum_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, nesterov_switch);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, rho_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, beta1_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, beta2_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, epsilon_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, decay_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, weight_decay_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, val_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, batch_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, epochs_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, seed_spin);
@@ -499,6 +619,19 @@ kilt_model_page_init (KiltModelPage *self)
                             self);
   g_signal_connect_swapped (self->optimizer_row, "notify::selected",
                             G_CALLBACK (on_setting_changed), self);
+  g_settings_bind (self->settings, "validation-split", self->val_spin, "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  {
+    GtkSpinButton *small[] = { self->epsilon_spin, self->decay_spin, self->weight_decay_spin };
+    for (guint i = 0; i < G_N_ELEMENTS (small); i++)
+      {
+        g_signal_connect (small[i], "output", G_CALLBACK (on_small_output), NULL);
+        g_signal_connect (small[i], "input", G_CALLBACK (on_small_input), NULL);
+      }
+  }
+  show_optimizer_rows (self, TRUE);
+  g_signal_connect_swapped (self->optimizer_row, "notify::selected",
+                            G_CALLBACK (on_optimizer_changed), self);
 
   {
     g_auto (GStrv) names = kilt_model_preset_list ();

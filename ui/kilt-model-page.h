@@ -23,7 +23,9 @@ gboolean kilt_model_page_choose_preset (KiltModelPage *self, const char *name);
 /* A fresh, built copy of the chosen model for a run (caller owns it), or NULL with @error. */
 KiltModel *kilt_model_page_create_model (KiltModelPage *self, GError **error);
 const char *kilt_model_page_get_model_name (KiltModelPage *self);
+/* The optimizer and the settings shown for it (those it does not use keep its defaults). */
 KiltOptimizerConfig kilt_model_page_get_optimizer (KiltModelPage *self);
+void kilt_model_page_set_optimizer (KiltModelPage *self, const KiltOptimizerConfig *opt);
 guint kilt_model_page_get_batch (KiltModelPage *self);
 guint kilt_model_page_get_epochs (KiltModelPage *self);
 guint32 kilt_model_page_get_seed (KiltModelPage *self);

@@ -211,6 +211,13 @@ struct _KiltRunsPage
 
 G_DEFINE_FINAL_TYPE (KiltRunsPage, kilt_runs_page, ADW_TYPE_BIN)
 
+enum
+{
+  SIGNAL_RUN_AGAIN,
+  N_SIGNALS
+};
+static guint signals[N_SIGNALS];
+
 static void
 toast (KiltRunsPage *self, const char *text)
 {
@@ -334,8 +341,9 @@ draw_chart (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer u
   kilt_chart_draw (chart, cr, width, height, -1);
 }
 
+/* @t as a grid; @only: the header names of the columns to show (NULL: all). */
 static GtkWidget *
-table_widget (const KiltReportTable *t)
+table_widget (const KiltReportTable *t, const char *const *only)
 {
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   GtkWidget *title = gtk_label_new (t->title);
@@ -350,22 +358,42 @@ table_widget (const KiltReportTable *t)
       GtkWidget *note = gtk_label_new (t->note);
       gtk_widget_add_css_class (note, "dim-label");
       gtk_label_set_wrap (GTK_LABEL (note), TRUE);
-      gtk_label_set_max_width_chars (GTK_LABEL (note), 60);
+      gtk_label_set_max_width_chars (GTK_LABEL (note), 44);
       gtk_label_set_xalign (GTK_LABEL (note), 0);
       gtk_box_append (GTK_BOX (box), note);
     }
   gtk_grid_set_column_spacing (GTK_GRID (grid), 12);
   gtk_grid_set_row_spacing (GTK_GRID (grid), 2);
+  /* The columns to show, in @only's order. */
+  g_autoptr (GArray) cols = g_array_new (FALSE, FALSE, sizeof (guint));
+  for (guint k = 0; only && only[k]; k++)
+    for (guint c = 0; c < t->header->len; c++)
+      if (g_strcmp0 (t->header->pdata[c], only[k]) == 0)
+        g_array_append_val (cols, c);
+  for (guint c = 0; only == NULL && c < t->header->len; c++)
+    g_array_append_val (cols, c);
   for (guint r = 0; r <= t->rows->len; r++)
     {
       GPtrArray *row = r == 0 ? t->header : t->rows->pdata[r - 1];
-      for (guint c = 0; c < row->len; c++)
+      for (guint k = 0; k < cols->len; k++)
         {
-          GtkWidget *cell = gtk_label_new (row->pdata[c]);
+          guint c = g_array_index (cols, guint, k);
+          GtkWidget *cell;
+          if (c >= row->len)
+            continue;
+          cell = gtk_label_new (row->pdata[c]);
           gtk_label_set_xalign (GTK_LABEL (cell), c == 0 ? 0 : 1);
           gtk_label_set_selectable (GTK_LABEL (cell), TRUE);
+          if (c == 0 && only)
+            {
+              /* Run names can be long; the figures beside them matter more. */
+              gtk_label_set_ellipsize (GTK_LABEL (cell), PANGO_ELLIPSIZE_END);
+              gtk_label_set_width_chars (GTK_LABEL (cell), 12);
+              gtk_label_set_max_width_chars (GTK_LABEL (cell), 24);
+              gtk_widget_set_tooltip_text (cell, row->pdata[c]);
+            }
           gtk_widget_add_css_class (cell, r == 0 ? "caption-heading" : "numeric");
-          gtk_grid_attach (GTK_GRID (grid), cell, (int)c, (int)r, 1, 1);
+          gtk_grid_attach (GTK_GRID (grid), cell, (int)k, (int)r, 1, 1);
         }
     }
   gtk_box_append (GTK_BOX (box), grid);
@@ -389,8 +417,13 @@ update_tables (KiltRunsPage *self)
   for (guint i = 0; i < tables->len; i++)
     {
       KiltReportTable *t = tables->pdata[i];
-      if (i == 0 || g_str_has_prefix (t->title, "Per-layer"))
-        gtk_box_append (self->tables_box, table_widget (t));
+      /* The summary's figures that compare runs; the rest are in the exported report. */
+      static const char *const summary[]
+          = { "Run", "Time/epoch (s)", "Speed-up", "Best val acc", "Samples/s", "Device", NULL };
+      if (i == 0)
+        gtk_box_append (self->tables_box, table_widget (t, summary));
+      else if (g_str_has_prefix (t->title, "Per-layer"))
+        gtk_box_append (self->tables_box, table_widget (t, NULL));
     }
 }
 
@@ -410,6 +443,8 @@ update_actions (KiltRunsPage *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.tag", n >= 1);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.delete", n >= 1);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.export", n >= 1);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.run-again",
+                                 n == 1 && kilt_runs_page_can_run_again (self, NULL));
 }
 
 static void
@@ -665,7 +700,45 @@ kilt_runs_page_export (KiltRunsPage *self, KiltReportFormat format, const char *
   return kilt_report_write (&o, format, path, error);
 }
 
+gboolean
+kilt_runs_page_can_run_again (KiltRunsPage *self, GError **error)
+{
+  const KiltRun *run;
+
+  if (self->selected->len != 1)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "select one run to run again");
+      return FALSE;
+    }
+  run = self->selected->pdata[0];
+  if (run->record.model_json == NULL || run->record.data_spec == NULL || run->config_json == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT " was recorded without where its data came from"
+                   " (by an older Kilt), so it cannot be repeated",
+                   run->id);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* ---- actions with dialogs ---- */
+
+static void
+action_run_again (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  g_autoptr (GError) error = NULL;
+
+  if (!kilt_runs_page_can_run_again (self, &error))
+    {
+      toast (self, error->message);
+      return;
+    }
+  /* The window knows the devices and owns the session: it asks which device and starts it. */
+  g_signal_emit (self, signals[SIGNAL_RUN_AGAIN], 0, ((KiltRun *)self->selected->pdata[0])->id);
+}
 
 static GtkWindow *
 parent_window (KiltRunsPage *self)
@@ -880,6 +953,12 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_install_action (widget_class, "runs.delete", NULL, action_delete);
   gtk_widget_class_install_action (widget_class, "runs.export", NULL, action_export);
   gtk_widget_class_install_action (widget_class, "runs.reload", NULL, action_reload);
+  gtk_widget_class_install_action (widget_class, "runs.run-again", NULL, action_run_again);
+
+  /* run-again (gint64 run id): "Run Again On…" was chosen for that run. */
+  signals[SIGNAL_RUN_AGAIN]
+      = g_signal_new ("run-again", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                      NULL, G_TYPE_NONE, 1, G_TYPE_INT64);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F2, 0, "runs.rename", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Delete, 0, "runs.delete", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F5, 0, "runs.reload", NULL);

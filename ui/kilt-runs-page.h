@@ -39,6 +39,9 @@ gboolean kilt_runs_page_rename_run (KiltRunsPage *page, gint64 id, const char *n
                                     GError **error);
 gboolean kilt_runs_page_tag_selected (KiltRunsPage *page, const char *tag, GError **error);
 gboolean kilt_runs_page_delete_selected (KiltRunsPage *page, GError **error);
+/* Whether the one selected run can be repeated (its model, data source and settings are
+ * recorded). The "run-again" signal (gint64 id) asks the window to choose a device and start. */
+gboolean kilt_runs_page_can_run_again (KiltRunsPage *page, GError **error);
 /* A report of the selected runs against the chosen baseline (PNG/SVG: the chart shown). */
 gboolean kilt_runs_page_export (KiltRunsPage *page, KiltReportFormat format, const char *path,
                                 GError **error);

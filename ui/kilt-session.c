@@ -23,6 +23,7 @@ typedef struct
   GMainContext *main_context;
   GWeakRef session;
   KiltSessionUpdate pending;
+  GQueue ready; /* KiltSessionUpdate *: whole updates of earlier runs of a sequence, in order */
   gint64 start_us;
 } Shared;
 
@@ -31,14 +32,20 @@ typedef struct
   Shared *shared;
   guint generation;
   KiltRunRecorder *recorder; /* the run store's record of this run; trainer thread only */
+  gboolean sequence;         /* a compare's runs: its end comes after the last run's */
 } RunTag;
+
+static void post_event (RunTag *tag, guint index, guint n, const KiltEvent *event,
+                        const KiltCompareEvent *end);
 
 struct _KiltSession
 {
   GObject parent_instance;
   Shared *shared;
   KiltTrainer *trainer;
+  KiltCompare *compare;     /* a sequence of runs, instead of the trainer */
   gpointer tag;             /* RunTag of the trainer, freed after its thread is joined */
+  KiltDataSpec next_spec;   /* where the next run's data came from; source NULL: unknown */
   GPtrArray *external_tags; /* RunTag of runs fed by kilt_session_post (), kept to the end */
   gboolean running, paused;
   gint64 start_us, end_us;
@@ -70,6 +77,14 @@ update_init (KiltSessionUpdate *u)
   u->epochs = g_array_new (FALSE, FALSE, sizeof (KiltEvent));
   u->memory = g_array_new (FALSE, FALSE, sizeof (KiltEvent));
   u->logs = g_ptr_array_new_with_free_func (g_free);
+  u->n_devices = 1;
+}
+
+static gboolean
+update_is_empty (const KiltSessionUpdate *u)
+{
+  return u->steps->len == 0 && u->epochs->len == 0 && u->memory->len == 0 && u->logs->len == 0
+         && u->timings == NULL && !u->started && !u->has_last && !u->run_finished && !u->finished;
 }
 
 static void
@@ -80,7 +95,15 @@ update_clear (KiltSessionUpdate *u)
   g_array_unref (u->memory);
   g_ptr_array_unref (u->logs);
   g_clear_pointer (&u->timings, g_array_unref);
+  g_clear_pointer (&u->run_ids, g_array_unref);
   g_clear_error (&u->error);
+}
+
+static void
+update_free (gpointer data)
+{
+  update_clear (data);
+  g_free (data);
 }
 
 static Shared *
@@ -96,6 +119,7 @@ shared_unref (Shared *s)
   if (!g_atomic_ref_count_dec (&s->ref))
     return;
   update_clear (&s->pending);
+  g_queue_clear_full (&s->ready, update_free);
   g_weak_ref_clear (&s->session);
   g_main_context_unref (s->main_context);
   g_mutex_clear (&s->lock);
@@ -129,6 +153,7 @@ static void run_tag_free (gpointer data);
 typedef struct
 {
   KiltTrainer *trainer;
+  KiltCompare *compare;
   gpointer tag;
 } Joiner;
 
@@ -137,8 +162,16 @@ join_thread (gpointer data)
 {
   Joiner *j = data;
 
-  kilt_trainer_join (j->trainer);
-  kilt_trainer_free (j->trainer);
+  if (j->trainer)
+    {
+      kilt_trainer_join (j->trainer);
+      kilt_trainer_free (j->trainer);
+    }
+  if (j->compare)
+    {
+      kilt_compare_join (j->compare);
+      kilt_compare_free (j->compare);
+    }
   run_tag_free (j->tag);
   g_free (j);
   return NULL;
@@ -150,30 +183,42 @@ flush (gpointer data)
   Shared *s = data;
   g_autoptr (KiltSession) self = g_weak_ref_get (&s->session);
   KiltSessionUpdate u;
+  GQueue ready = G_QUEUE_INIT;
 
   g_mutex_lock (&s->lock);
   u = s->pending;
   update_init (&s->pending);
+  ready = s->ready;
+  g_queue_init (&s->ready);
   /* A FINISHED event may have replaced this source with a newer one while it was about to
    * run: only the current source clears the slot. */
   if (s->source_id == g_source_get_id (g_main_current_source ()))
     s->source_id = 0;
   g_mutex_unlock (&s->lock);
 
+  /* Earlier runs of a sequence first, each whole. */
+  for (KiltSessionUpdate *r; (r = g_queue_pop_head (&ready));)
+    {
+      if (self)
+        g_signal_emit (self, signals[SIGNAL_UPDATE], 0, r);
+      update_free (r);
+    }
   if (self)
     {
       if (u.finished)
         {
           KiltTrainer *trainer = g_steal_pointer (&self->trainer);
+          KiltCompare *compare = g_steal_pointer (&self->compare);
 
           self->running = FALSE;
           self->paused = FALSE;
           self->end_us = g_get_monotonic_time ();
           /* The thread is on its way out; joining it must not hold up the window. */
-          if (trainer)
+          if (trainer || compare)
             {
               Joiner *j = g_new0 (Joiner, 1);
               j->trainer = trainer;
+              j->compare = compare;
               j->tag = g_steal_pointer (&self->tag);
               g_thread_unref (g_thread_new ("kilt-join", join_thread, j));
             }
@@ -194,72 +239,113 @@ static void
 on_event (const KiltEvent *event, gpointer user_data)
 {
   RunTag *tag = user_data;
-  Shared *s = tag->shared;
-  KiltSessionUpdate *u = &s->pending;
-  KiltEvent c = scalars (event);
-  gboolean now = FALSE;
 
   /* The record is kept whatever the window does with the run. */
   if (tag->recorder)
     kilt_run_recorder_event (tag->recorder, event);
+  post_event (tag, 0, 1, event, NULL);
+}
+
+/* Called on the sequence's threads: the compare records its runs itself. */
+static void
+on_compare_event (const KiltCompareEvent *ce, gpointer user_data)
+{
+  post_event (user_data, ce->index, ce->n_devices, ce->event, ce->event ? NULL : ce);
+}
+
+/* Adds @event of run @index (of @n) to the pending update; @end (with @event NULL): the
+ * sequence is over. */
+static void
+post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const KiltCompareEvent *end)
+{
+  Shared *s = tag->shared;
+  KiltSessionUpdate *u = &s->pending;
+  KiltEvent c = event ? scalars (event) : (KiltEvent){ 0 };
+  gboolean now = FALSE;
+
   g_mutex_lock (&s->lock);
   if (tag->generation != s->generation)
     {
       g_mutex_unlock (&s->lock);
       return;
     }
-  switch (event->type)
+  if (end == NULL && u->device_index != index && !update_is_empty (u))
     {
-      case KILT_EVENT_STARTED:
-        u->started = TRUE;
-        u->first = c;
-        now = TRUE;
-        break;
-      case KILT_EVENT_STEP:
-        g_array_append_val (u->steps, c);
-        u->last = c, u->has_last = TRUE;
-        break;
-      case KILT_EVENT_EPOCH:
-        g_array_append_val (u->epochs, c);
-        u->last = c, u->has_last = TRUE;
-        break;
-      case KILT_EVENT_MEMORY:
-        c.epoch_seconds = (g_get_monotonic_time () - s->start_us) / 1e6;
-        g_array_append_val (u->memory, c);
-        break;
-      case KILT_EVENT_TIMINGS:
-        g_clear_pointer (&u->timings, g_array_unref);
-        if (event->timings)
-          {
-            u->timings = g_array_new (FALSE, FALSE, sizeof (KiltLayerTiming));
-            for (guint i = 0; i < event->timings->len; i++)
-              {
-                KiltLayerTiming t = g_array_index (event->timings, KiltLayerTiming, i);
-                /* The strings belong to the event: keep copies in a side list. */
-                t.layer = g_strdup (t.layer);
-                t.type = g_strdup (t.type);
-                g_array_append_val (u->timings, t);
-              }
-            g_array_set_clear_func (u->timings, timing_clear);
-          }
-        break;
-      case KILT_EVENT_LOG:
-        g_ptr_array_add (u->logs, g_strdup_printf ("%s: %s",
-                                                   event->level & G_LOG_LEVEL_ERROR     ? "error"
-                                                   : event->level & G_LOG_LEVEL_WARNING ? "warning"
-                                                                                        : "info",
-                                                   event->message ? event->message : ""));
-        break;
-      case KILT_EVENT_FINISHED:
-        u->finished = TRUE;
-        u->status = event->status;
-        g_clear_error (&u->error);
-        u->error = event->error ? g_error_copy (event->error) : NULL;
-        now = TRUE;
-        break;
-      default:
-        break;
+      /* The next run of a sequence began: what is pending belongs to the one before. */
+      KiltSessionUpdate *done = g_new (KiltSessionUpdate, 1);
+      *done = *u;
+      g_queue_push_tail (&s->ready, done);
+      update_init (u);
     }
+  if (end == NULL)
+    {
+      u->device_index = index;
+      u->n_devices = n;
+    }
+  if (end)
+    {
+      u->finished = TRUE;
+      u->status = end->status;
+      g_clear_pointer (&u->run_ids, g_array_unref);
+      u->run_ids = g_array_copy ((GArray *)end->run_ids);
+      now = TRUE;
+    }
+  else
+    switch (event->type)
+      {
+        case KILT_EVENT_STARTED:
+          u->started = TRUE;
+          u->first = c;
+          now = TRUE;
+          break;
+        case KILT_EVENT_STEP:
+          g_array_append_val (u->steps, c);
+          u->last = c, u->has_last = TRUE;
+          break;
+        case KILT_EVENT_EPOCH:
+          g_array_append_val (u->epochs, c);
+          u->last = c, u->has_last = TRUE;
+          break;
+        case KILT_EVENT_MEMORY:
+          c.epoch_seconds = (g_get_monotonic_time () - s->start_us) / 1e6;
+          g_array_append_val (u->memory, c);
+          break;
+        case KILT_EVENT_TIMINGS:
+          g_clear_pointer (&u->timings, g_array_unref);
+          if (event->timings)
+            {
+              u->timings = g_array_new (FALSE, FALSE, sizeof (KiltLayerTiming));
+              for (guint i = 0; i < event->timings->len; i++)
+                {
+                  KiltLayerTiming t = g_array_index (event->timings, KiltLayerTiming, i);
+                  /* The strings belong to the event: keep copies in a side list. */
+                  t.layer = g_strdup (t.layer);
+                  t.type = g_strdup (t.type);
+                  g_array_append_val (u->timings, t);
+                }
+              g_array_set_clear_func (u->timings, timing_clear);
+            }
+          break;
+        case KILT_EVENT_LOG:
+          g_ptr_array_add (u->logs,
+                           g_strdup_printf ("%s: %s",
+                                            event->level & G_LOG_LEVEL_ERROR     ? "error"
+                                            : event->level & G_LOG_LEVEL_WARNING ? "warning"
+                                                                                 : "info",
+                                            event->message ? event->message : ""));
+          break;
+        case KILT_EVENT_FINISHED:
+          u->run_finished = TRUE;
+          /* A run of a sequence ends; the sequence's own end comes after. */
+          u->finished = !tag->sequence;
+          u->status = event->status;
+          g_clear_error (&u->error);
+          u->error = event->error ? g_error_copy (event->error) : NULL;
+          now = TRUE;
+          break;
+        default:
+          break;
+      }
   if (now && s->source_id != 0)
     {
       GSource *old = g_main_context_find_source_by_id (s->main_context, s->source_id);
@@ -300,6 +386,7 @@ begin_run (KiltSession *self)
   tag->generation = ++self->shared->generation;
   update_clear (&self->shared->pending);
   update_init (&self->shared->pending);
+  g_queue_clear_full (&self->shared->ready, update_free);
   self->shared->start_us = g_get_monotonic_time ();
   g_mutex_unlock (&self->shared->lock);
   self->start_us = self->shared->start_us;
@@ -348,6 +435,9 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
   {
     g_autofree char *warning = NULL;
     tag->recorder = kilt_run_recorder_new (NULL, model, data, config, &warning);
+    if (self->next_spec.source)
+      kilt_run_recorder_set_data_spec (tag->recorder, &self->next_spec);
+    kilt_data_spec_clear (&self->next_spec);
     if (warning)
       {
         g_mutex_lock (&self->shared->lock);
@@ -364,6 +454,52 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
   return TRUE;
 }
 
+gboolean
+kilt_session_start_compare (KiltSession *self, const char *const *device_ids,
+                            const char *model_json, const KiltDataSpec *data,
+                            KiltDataset *first_data, const KiltTrainConfig *config,
+                            const char *db_path, const char *tag_name, GError **error)
+{
+  RunTag *tag;
+
+  g_return_val_if_fail (KILT_IS_SESSION (self), FALSE);
+  if (self->running)
+    {
+      kilt_dataset_free (first_data);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "A run is already going on; stop it first");
+      return FALSE;
+    }
+  if (device_ids == NULL || device_ids[0] == NULL)
+    {
+      kilt_dataset_free (first_data);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "Choose at least one device");
+      return FALSE;
+    }
+  tag = begin_run (self);
+  tag->sequence = TRUE;
+  self->tag = tag;
+  self->compare = kilt_compare_new (device_ids, model_json, data, config, db_path, tag_name,
+                                    on_compare_event, tag);
+  if (first_data)
+    kilt_compare_set_first_dataset (self->compare, first_data);
+  self->running = TRUE;
+  self->paused = FALSE;
+  kilt_compare_start (self->compare);
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_RUNNING]);
+  return TRUE;
+}
+
+void
+kilt_session_set_data_spec (KiltSession *self, const KiltDataSpec *spec)
+{
+  g_return_if_fail (KILT_IS_SESSION (self));
+  kilt_data_spec_clear (&self->next_spec);
+  if (spec && spec->source)
+    kilt_data_spec_copy (&self->next_spec, spec);
+}
+
 void
 kilt_session_pause (KiltSession *self)
 {
@@ -372,6 +508,8 @@ kilt_session_pause (KiltSession *self)
     return;
   if (self->trainer)
     kilt_trainer_pause (self->trainer);
+  if (self->compare)
+    kilt_compare_pause (self->compare);
   self->paused = TRUE;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
 }
@@ -384,6 +522,8 @@ kilt_session_resume (KiltSession *self)
     return;
   if (self->trainer)
     kilt_trainer_resume (self->trainer);
+  if (self->compare)
+    kilt_compare_resume (self->compare);
   self->paused = FALSE;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
 }
@@ -394,6 +534,8 @@ kilt_session_stop (KiltSession *self)
   g_return_if_fail (KILT_IS_SESSION (self));
   if (self->running && self->trainer)
     kilt_trainer_stop (self->trainer);
+  if (self->running && self->compare)
+    kilt_compare_stop (self->compare);
 }
 
 gboolean
@@ -436,6 +578,16 @@ kilt_session_dispose (GObject *object)
       self->trainer = NULL;
       g_clear_pointer (&self->tag, run_tag_free);
     }
+  if (self->compare)
+    {
+      g_mutex_lock (&self->shared->lock);
+      self->shared->generation++;
+      g_mutex_unlock (&self->shared->lock);
+      kilt_compare_stop (self->compare);
+      kilt_compare_join (self->compare);
+      g_clear_pointer (&self->compare, kilt_compare_free);
+      g_clear_pointer (&self->tag, run_tag_free);
+    }
   G_OBJECT_CLASS (kilt_session_parent_class)->dispose (object);
 }
 
@@ -445,6 +597,7 @@ kilt_session_finalize (GObject *object)
   KiltSession *self = KILT_SESSION (object);
 
   g_ptr_array_unref (self->external_tags);
+  kilt_data_spec_clear (&self->next_spec);
   shared_unref (self->shared);
   G_OBJECT_CLASS (kilt_session_parent_class)->finalize (object);
 }

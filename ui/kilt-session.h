@@ -5,6 +5,7 @@
 
 #include <glib-object.h>
 
+#include "kilt-compare.h"
 #include "kilt-trainer.h"
 
 G_BEGIN_DECLS
@@ -21,9 +22,15 @@ typedef struct
   KiltEvent first;  /* scalars of STARTED */
   KiltEvent last;   /* the latest STEP or EPOCH scalars (progress) */
   gboolean has_last;
-  gboolean finished;
+  /* Which run of a sequence (compare devices) this update is about; an update never mixes two
+   * runs. A single run is run 0 of 1. */
+  guint device_index;
+  guint n_devices;
+  gboolean run_finished; /* this run ended (status, error) */
+  gboolean finished;     /* the session's work ended: the last run, or the whole sequence */
   KiltRunStatus status;
-  GError *error; /* FAILED */
+  GError *error;   /* FAILED */
+  GArray *run_ids; /* with finished, for a sequence: the recorded runs (gint64), else NULL */
 } KiltSessionUpdate;
 
 #define KILT_TYPE_SESSION (kilt_session_get_type ())
@@ -33,6 +40,16 @@ KiltSession *kilt_session_new (void);
 /* Takes @model and @data. Fails when a run is going on or the build has no trainer. */
 gboolean kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
                              const KiltTrainConfig *config, GError **error);
+/* Trains one configuration on each of @device_ids in turn (a KiltCompare): a fresh model
+ * from @model_json and data loaded from @data per run, @first_data (taken; may be NULL) used
+ * by the first. Runs are recorded in the store at @db_path (NULL: the default) with @tag (may
+ * be NULL). Updates carry the run's index; the last one has finished and the run ids. */
+gboolean kilt_session_start_compare (KiltSession *self, const char *const *device_ids,
+                                     const char *model_json, const KiltDataSpec *data,
+                                     KiltDataset *first_data, const KiltTrainConfig *config,
+                                     const char *db_path, const char *tag, GError **error);
+/* Where the next kilt_session_start () run's data came from, for its record. */
+void kilt_session_set_data_spec (KiltSession *self, const KiltDataSpec *spec);
 /* A run fed from outside (tests, replays): events go in through kilt_session_post () from any
  * thread, exactly as the trainer's would, ending with a FINISHED event. Returns the run's
  * token, valid as long as the session; events posted for a replaced run are dropped. */

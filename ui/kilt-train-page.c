@@ -30,6 +30,8 @@ struct _KiltTrainPage
   guint epochs;
   guint vendor_series;
   char *device_name;
+  char *empty_texts[KILT_TRAIN_N_CHARTS]; /* what an empty chart says before a run */
+  guint seq_index, seq_count;             /* a run of a sequence (compare devices) */
 };
 
 G_DEFINE_FINAL_TYPE (KiltTrainPage, kilt_train_page, ADW_TYPE_BIN)
@@ -138,8 +140,11 @@ kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity)
   for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
     {
       kilt_chart_clear (chart (self, i));
+      kilt_chart_set_empty_text (chart (self, i), self->empty_texts[i]);
       kilt_chart_view_update (self->views[i]);
     }
+  self->seq_index = 0;
+  self->seq_count = 0;
   if (capacity)
     {
       g_autofree char *cap = g_format_size_full (capacity, G_FORMAT_SIZE_IEC_UNITS);
@@ -231,13 +236,17 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
   if (u->timings)
     show_timings (self, u->timings);
 
-  if (u->has_last && !u->finished)
+  if (u->has_last && !u->run_finished)
     {
       const KiltEvent *e = &u->last;
       guint spe = self->steps_per_epoch ? self->steps_per_epoch : 1;
       double total = self->epochs ? self->epochs : e->epoch;
       double done = (e->epoch - 1) + (double)e->step / spe;
-      g_autofree char *status = g_strdup_printf ("Epoch %u of %u", e->epoch, self->epochs);
+      g_autofree char *status
+          = self->seq_count > 1
+                ? g_strdup_printf ("Device %u of %u · Epoch %u of %u", self->seq_index + 1,
+                                   self->seq_count, e->epoch, self->epochs)
+                : g_strdup_printf ("Epoch %u of %u", e->epoch, self->epochs);
       g_autofree char *eta = format_eta (e->eta_seconds);
       g_autofree char *detail = g_strdup_printf (
           "Step %u of %u · %.0f samples/s · %s left · loss %.4f · accuracy %.1f%%", e->step, spe,
@@ -246,13 +255,22 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
       gtk_label_set_text (self->detail_label, detail);
       gtk_progress_bar_set_fraction (self->progress, CLAMP (done / MAX (total, 1), 0, 1));
     }
-  if (u->finished)
+  if (u->run_finished)
     {
       g_autofree char *took = format_eta (elapsed);
       g_autofree char *detail = NULL;
       const char *status = u->status == KILT_RUN_FINISHED  ? "Finished"
                            : u->status == KILT_RUN_STOPPED ? "Stopped"
                                                            : "Failed";
+      const char *empty = u->status == KILT_RUN_FAILED
+                              ? "No figures: the run failed before this was measured"
+                              : "No figures: the run was stopped before this was measured";
+
+      /* A chart left empty says why, rather than promising figures that will not come. */
+      if (u->status != KILT_RUN_FINISHED)
+        for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+          if (kilt_chart_get_n_points (chart (self, i), 0) == 0)
+            kilt_chart_set_empty_text (chart (self, i), empty);
 
       if (u->status == KILT_RUN_FINISHED && !isnan (u->last.val_accuracy) && u->has_last)
         detail = g_strdup_printf ("Took %s · validation accuracy %.1f%%", took,
@@ -312,6 +330,14 @@ kilt_train_page_set_epochs (KiltTrainPage *self, guint epochs)
   self->epochs = epochs;
 }
 
+void
+kilt_train_page_set_sequence (KiltTrainPage *self, guint index, guint count)
+{
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  self->seq_index = index;
+  self->seq_count = count;
+}
+
 static void
 action_dismiss_error (GtkWidget *widget, const char *name, GVariant *param)
 {
@@ -346,6 +372,8 @@ kilt_train_page_finalize (GObject *object)
 
   g_clear_object (&self->settings);
   g_free (self->device_name);
+  for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+    g_free (self->empty_texts[i]);
   G_OBJECT_CLASS (kilt_train_page_parent_class)->finalize (object);
 }
 
@@ -387,7 +415,7 @@ kilt_train_page_init (KiltTrainPage *self)
   kilt_chart_set_x_axis (c, "Epoch", KILT_AXIS_NUMBER);
   kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
   kilt_chart_add_series (c, "validation", KILT_CHART_LINE, NULL);
-  kilt_chart_set_empty_text (c, "Loss appears here once training starts");
+  self->empty_texts[KILT_TRAIN_CHART_LOSS] = g_strdup ("Loss appears here once training starts");
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_LOSS, c), 0, 0, 1, 1);
   kilt_chart_unref (c);
 
@@ -396,7 +424,8 @@ kilt_train_page_init (KiltTrainPage *self)
   kilt_chart_set_y_axis (c, NULL, KILT_AXIS_PERCENT);
   kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
   kilt_chart_add_series (c, "validation", KILT_CHART_LINE, NULL);
-  kilt_chart_set_empty_text (c, "Accuracy appears here once training starts");
+  self->empty_texts[KILT_TRAIN_CHART_ACCURACY]
+      = g_strdup ("Accuracy appears here once training starts");
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_ACCURACY, c), 1, 0, 1, 1);
   kilt_chart_unref (c);
 
@@ -407,7 +436,8 @@ kilt_train_page_init (KiltTrainPage *self)
     kilt_chart_add_series (c, mem_names[i], KILT_CHART_AREA, NULL);
   /* The driver's own used-memory figure joins only where the platform gives one. */
   self->vendor_series = G_MAXUINT;
-  kilt_chart_set_empty_text (c, "Memory by category appears here during a run");
+  self->empty_texts[KILT_TRAIN_CHART_MEMORY]
+      = g_strdup ("Memory by category appears here during a run");
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_MEMORY, c), 0, 1, 1, 1);
   kilt_chart_unref (c);
 
@@ -415,7 +445,8 @@ kilt_train_page_init (KiltTrainPage *self)
   kilt_chart_set_x_axis (c, "Epoch", KILT_AXIS_NUMBER);
   kilt_chart_set_y_axis (c, "samples/s", KILT_AXIS_NUMBER);
   kilt_chart_add_series (c, "samples per second", KILT_CHART_LINE, NULL);
-  kilt_chart_set_empty_text (c, "Samples per second appear here during a run");
+  self->empty_texts[KILT_TRAIN_CHART_THROUGHPUT]
+      = g_strdup ("Samples per second appear here during a run");
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_THROUGHPUT, c), 1, 1, 1, 1);
   kilt_chart_unref (c);
 
@@ -424,9 +455,13 @@ kilt_train_page_init (KiltTrainPage *self)
   kilt_chart_set_y_axis (c, NULL, KILT_AXIS_PERCENT);
   kilt_chart_set_y_range (c, 0, 100);
   kilt_chart_add_series (c, "busy", KILT_CHART_AREA, (const double[]){ 0.18, 0.76, 0.49 });
-  kilt_chart_set_empty_text (c, "Share of time the device is busy, when profiling");
+  self->empty_texts[KILT_TRAIN_CHART_BUSY]
+      = g_strdup ("Share of time the device is busy, when profiling");
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_BUSY, c), 0, 2, 1, 1);
   kilt_chart_unref (c);
+
+  for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+    kilt_chart_set_empty_text (chart (self, i), self->empty_texts[i]);
 
   log_frame = gtk_frame_new (NULL);
   log_scroll = gtk_scrolled_window_new ();

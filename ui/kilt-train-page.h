@@ -32,6 +32,9 @@ void kilt_train_page_show_error (KiltTrainPage *self, const char *message);
 void kilt_train_page_log (KiltTrainPage *self, const char *line);
 KiltChart *kilt_train_page_get_chart (KiltTrainPage *self, KiltTrainChart which);
 void kilt_train_page_set_epochs (KiltTrainPage *self, guint epochs);
+/* The run being shown is run @index of @count of a sequence (compare devices): the progress
+ * says "Device 2 of 3". Reset clears it. */
+void kilt_train_page_set_sequence (KiltTrainPage *self, guint index, guint count);
 /* The chart the pointer was last over (for "Save Chart…"); the loss chart by default. */
 GtkWidget *kilt_train_page_get_focus_chart (KiltTrainPage *self);
 

@@ -6,7 +6,10 @@
 
 #include "kilt-window.h"
 #include "kilt-chart-view.h"
+#include "kilt-compare.h"
+#include "kilt-device-picker.h"
 #include "kilt-error.h"
+#include "kilt-model-json.h"
 #include "kilt-runs-page.h"
 
 struct _KiltWindow
@@ -28,6 +31,13 @@ struct _KiltWindow
   gboolean close_after_run;
   gboolean dataset_in_run;
   char *last_message;
+  /* A sequence (compare devices, run again) going on: its devices' names and capacities, the
+   * model's name, and a run to show beside its runs at the end (run again's original). */
+  GPtrArray *seq_names;
+  GArray *seq_capacity;
+  char *seq_model;
+  gint64 seq_original;
+  gboolean in_sequence;
 };
 
 G_DEFINE_FINAL_TYPE (KiltWindow, kilt_window, ADW_TYPE_APPLICATION_WINDOW)
@@ -51,12 +61,65 @@ update_actions (KiltWindow *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.start", !running);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.pause", running);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.stop", running);
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "win.compare-devices", !running);
   kilt_train_page_set_state (self->train_page, running, kilt_session_is_paused (self->session));
+}
+
+static char *
+sequence_title (KiltWindow *self, guint index)
+{
+  const char *device = self->seq_names && index < self->seq_names->len
+                           ? g_ptr_array_index (self->seq_names, index)
+                           : "?";
+  if (self->seq_original)
+    return g_strdup_printf ("Running #%" G_GINT64_FORMAT " again on %s", self->seq_original,
+                            device);
+  return g_strdup_printf ("Training %s on %s", self->seq_model ? self->seq_model : "the model",
+                          device);
+}
+
+/* The end of a sequence: its runs (and run again's original) compared on the Runs page. */
+static void
+show_sequence_runs (KiltWindow *self, const KiltSessionUpdate *u)
+{
+  g_autoptr (GArray) ids = g_array_new (FALSE, FALSE, sizeof (gint64));
+  g_autoptr (GError) error = NULL;
+  KiltRunsPage *runs;
+
+  if (!KILT_IS_RUNS_PAGE (self->runs_placeholder) || u->run_ids == NULL)
+    return;
+  runs = KILT_RUNS_PAGE (self->runs_placeholder);
+  if (self->seq_original)
+    g_array_append_val (ids, self->seq_original);
+  g_array_append_vals (ids, u->run_ids->data, u->run_ids->len);
+  if (!kilt_runs_page_reload (runs, &error))
+    {
+      say (self, error->message);
+      return;
+    }
+  if (ids->len == 0 || u->status != KILT_RUN_FINISHED)
+    return;
+  kilt_runs_page_select (runs, (const gint64 *)ids->data, ids->len);
+  /* The first device (or the original run) is the baseline, as the article's CPU was. */
+  kilt_runs_page_set_baseline (runs, g_array_index (ids, gint64, 0));
+  kilt_runs_page_set_chart (runs,
+                            ids->len > 1 ? KILT_REPORT_CHART_EPOCH_TIME : KILT_REPORT_CHART_LOSS);
+  kilt_window_show_page (self, "runs");
 }
 
 static void
 on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
 {
+  /* The next device of a sequence: its own charts. */
+  if (self->in_sequence && u->started && u->device_index > 0)
+    {
+      g_autofree char *title = sequence_title (self, u->device_index);
+      guint64 capacity = self->seq_capacity && u->device_index < self->seq_capacity->len
+                             ? g_array_index (self->seq_capacity, guint64, u->device_index)
+                             : 0;
+      kilt_train_page_reset (self->train_page, title, capacity);
+      kilt_train_page_set_sequence (self->train_page, u->device_index, u->n_devices);
+    }
   kilt_train_page_apply (self->train_page, u, kilt_session_elapsed (session));
   if (!u->finished)
     return;
@@ -71,6 +134,8 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
       g_free (self->last_message);
       self->last_message = g_steal_pointer (&msg);
     }
+  else if (self->in_sequence && self->seq_original == 0)
+    say (self, u->status == KILT_RUN_FINISHED ? "Comparison finished" : "Comparison stopped");
   else
     say (self, u->status == KILT_RUN_FINISHED ? "Training finished" : "Training stopped");
   if (self->close_after_run)
@@ -79,8 +144,11 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
       return;
     }
   /* The run is in the store now. */
-  if (KILT_IS_RUNS_PAGE (self->runs_placeholder))
+  if (self->in_sequence)
+    show_sequence_runs (self, u);
+  else if (KILT_IS_RUNS_PAGE (self->runs_placeholder))
     kilt_runs_page_reload (KILT_RUNS_PAGE (self->runs_placeholder), NULL);
+  self->in_sequence = FALSE;
   /* The run owned the data set; bring it back for the next one. */
   if (self->dataset_in_run)
     {
@@ -104,6 +172,26 @@ start_failed (KiltWindow *self, const char *message)
   self->last_message = g_strdup (message);
   kilt_train_page_show_error (self->train_page, message);
   kilt_window_show_page (self, "train");
+}
+
+/* The run's configuration from the pages' settings. */
+static KiltTrainConfig
+window_config (KiltWindow *self, const char *device, const KiltModel *model, const KiltDataset *ds)
+{
+  KiltTrainConfig config = kilt_train_config_default ();
+
+  config.device_id = g_strdup (device);
+  config.epochs = kilt_model_page_get_epochs (self->model_page);
+  config.batch = kilt_model_page_get_batch (self->model_page);
+  config.seed = kilt_model_page_get_seed (self->model_page);
+  config.val_fraction = (float)kilt_data_page_get_val_split (self->data_page);
+  config.opt = kilt_model_page_get_optimizer (self->model_page);
+  config.augment = kilt_data_page_get_augment (self->data_page);
+  config.preprocess = kilt_data_page_get_preprocess (self->data_page);
+  config.max_train_samples = self->sample_limit;
+  config.profile = TRUE;
+  config.run_name = g_strdup_printf ("%s on %s", model->name, ds->name);
+  return config;
 }
 
 static void
@@ -141,20 +229,7 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
       return;
     }
 
-  config = kilt_train_config_default ();
-  g_free (config.device_id);
-  config.device_id = g_strdup (device);
-  config.epochs = kilt_model_page_get_epochs (self->model_page);
-  config.batch = kilt_model_page_get_batch (self->model_page);
-  config.seed = kilt_model_page_get_seed (self->model_page);
-  config.val_fraction = (float)kilt_data_page_get_val_split (self->data_page);
-  config.opt = kilt_model_page_get_optimizer (self->model_page);
-  config.augment = kilt_data_page_get_augment (self->data_page);
-  config.preprocess = kilt_data_page_get_preprocess (self->data_page);
-  config.max_train_samples = self->sample_limit;
-  config.profile = TRUE;
-  g_free (config.run_name);
-  config.run_name = g_strdup_printf ("%s on %s", model->name, ds->name);
+  config = window_config (self, device, model, ds);
 
   title = g_strdup_printf ("Training %s on %s", model->name,
                            kilt_devices_page_get_device_name (self->devices_page));
@@ -163,7 +238,12 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
   kilt_train_page_set_epochs (self->train_page, config.epochs);
   {
     KiltDataset *data = kilt_data_page_take_dataset (self->data_page);
+    KiltDataSpec spec;
     self->dataset_in_run = TRUE;
+    self->in_sequence = FALSE;
+    if (kilt_data_page_get_spec (self->data_page, &spec))
+      kilt_session_set_data_spec (self->session, &spec);
+    kilt_data_spec_clear (&spec);
     if (!kilt_session_start (self->session, model, data, &config, &error))
       {
         start_failed (self, error->message);
@@ -174,6 +254,260 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
   kilt_train_config_clear (&config);
   kilt_window_show_page (self, "train");
   update_actions (self);
+}
+
+/* ---- sequences: compare devices, run again ---- */
+
+static const KiltDeviceInfo *
+find_device (KiltWindow *self, const char *id)
+{
+  GPtrArray *devices = kilt_devices_page_get_devices (self->devices_page);
+
+  for (guint i = 0; devices && i < devices->len; i++)
+    if (g_strcmp0 (((KiltDeviceInfo *)devices->pdata[i])->id, id) == 0)
+      return devices->pdata[i];
+  return NULL;
+}
+
+static const char *
+runs_db_path (KiltWindow *self)
+{
+  return KILT_IS_RUNS_PAGE (self->runs_placeholder)
+             ? kilt_runs_page_get_db_path (KILT_RUNS_PAGE (self->runs_placeholder))
+             : NULL;
+}
+
+/* Remembers the sequence's devices and shows its first run on the Train page. */
+static gboolean
+begin_sequence (KiltWindow *self, const char *const *ids, const char *model_name, gint64 original,
+                guint epochs, GError **error)
+{
+  g_autofree char *title = NULL;
+  guint n = ids ? g_strv_length ((char **)ids) : 0;
+
+  if (n == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "Choose at least one device");
+      return FALSE;
+    }
+  g_clear_pointer (&self->seq_names, g_ptr_array_unref);
+  g_clear_pointer (&self->seq_capacity, g_array_unref);
+  self->seq_names = g_ptr_array_new_with_free_func (g_free);
+  self->seq_capacity = g_array_new (FALSE, TRUE, sizeof (guint64));
+  for (guint i = 0; i < n; i++)
+    {
+      const KiltDeviceInfo *d = find_device (self, ids[i]);
+      guint64 capacity = d ? d->global_mem : 0;
+      if (d == NULL)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                       "No device \"%s\" here: see the Devices page", ids[i]);
+          return FALSE;
+        }
+      g_ptr_array_add (self->seq_names, g_strdup (d->name));
+      g_array_append_val (self->seq_capacity, capacity);
+    }
+  g_free (self->seq_model);
+  self->seq_model = g_strdup (model_name);
+  self->seq_original = original;
+  self->in_sequence = TRUE;
+  title = sequence_title (self, 0);
+  kilt_train_page_reset (self->train_page, title, g_array_index (self->seq_capacity, guint64, 0));
+  kilt_train_page_set_sequence (self->train_page, 0, n);
+  kilt_train_page_set_epochs (self->train_page, epochs);
+  return TRUE;
+}
+
+gboolean
+kilt_window_compare_devices (KiltWindow *self, const char *const *ids, GError **error)
+{
+  const KiltDataset *ds = kilt_data_page_get_dataset (self->data_page);
+  g_autoptr (KiltModel) model = NULL;
+  g_autofree char *model_json = NULL;
+  g_autofree char *tag = NULL;
+  KiltTrainConfig config;
+  KiltDataSpec spec;
+  gboolean ok;
+
+  g_return_val_if_fail (KILT_IS_WINDOW (self), FALSE);
+  if (kilt_session_is_running (self->session))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "A run is going on; stop it first");
+      return FALSE;
+    }
+  if (ds == NULL || !kilt_data_page_get_spec (self->data_page, &spec))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   kilt_data_page_get_loading (self->data_page)
+                       ? "The data set is still loading; try again when it is done"
+                       : "Load a data set first, on the Data page");
+      return FALSE;
+    }
+  model = kilt_model_page_create_model (self->model_page, error);
+  if (model == NULL)
+    {
+      kilt_data_spec_clear (&spec);
+      g_prefix_error (error, "Cannot build the model: ");
+      return FALSE;
+    }
+  if (!begin_sequence (self, ids, model->name, 0, kilt_model_page_get_epochs (self->model_page),
+                       error))
+    {
+      kilt_data_spec_clear (&spec);
+      return FALSE;
+    }
+  model_json = kilt_model_to_json (model);
+  config = window_config (self, NULL, model, ds);
+  /* Runs of a comparison are named after their devices. */
+  g_clear_pointer (&config.run_name, g_free);
+  tag = kilt_compare_make_tag ();
+  /* The first run takes the loaded data; the others load their own from the same source. */
+  self->dataset_in_run = TRUE;
+  ok = kilt_session_start_compare (self->session, ids, model_json, &spec,
+                                   kilt_data_page_take_dataset (self->data_page), &config,
+                                   runs_db_path (self), tag, error);
+  if (!ok)
+    {
+      self->in_sequence = FALSE;
+      self->dataset_in_run = FALSE;
+      kilt_data_page_reload (self->data_page);
+    }
+  kilt_data_spec_clear (&spec);
+  kilt_train_config_clear (&config);
+  kilt_window_show_page (self, "train");
+  update_actions (self);
+  return ok;
+}
+
+gboolean
+kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id, GError **error)
+{
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (KiltRun) run = NULL;
+  KiltTrainConfig config;
+  KiltDataSpec spec;
+  const char *ids[] = { device_id, NULL };
+  gboolean ok;
+
+  g_return_val_if_fail (KILT_IS_WINDOW (self), FALSE);
+  if (kilt_session_is_running (self->session))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "A run is going on; stop it first");
+      return FALSE;
+    }
+  if (!(store = kilt_run_store_open (runs_db_path (self), error))
+      || !(run = kilt_run_store_get (store, run_id, error)))
+    return FALSE;
+  if (run->record.model_json == NULL || run->config_json == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT " has no recorded model or settings", run_id);
+      return FALSE;
+    }
+  if (!kilt_data_spec_from_json (run->record.data_spec, &spec, error))
+    return FALSE;
+  if (!kilt_run_config_from_json (run->config_json, &config, error))
+    {
+      kilt_data_spec_clear (&spec);
+      return FALSE;
+    }
+  /* Named after its model and new device, not the original's. */
+  g_clear_pointer (&config.run_name, g_free);
+  ok = begin_sequence (self, ids, run->record.model_name, run_id, config.epochs, error)
+       && kilt_session_start_compare (self->session, ids, run->record.model_json, &spec, NULL,
+                                      &config, runs_db_path (self), NULL, error);
+  if (!ok)
+    self->in_sequence = FALSE;
+  kilt_data_spec_clear (&spec);
+  kilt_train_config_clear (&config);
+  if (ok)
+    kilt_window_show_page (self, "train");
+  update_actions (self);
+  return ok;
+}
+
+static void
+on_compare_response (AdwMessageDialog *dialog, const char *response, KiltWindow *self)
+{
+  g_auto (GStrv) ids = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (g_strcmp0 (response, "ok") != 0)
+    return;
+  ids = kilt_device_picker_dup_chosen (GTK_WIDGET (dialog));
+  if (!kilt_window_compare_devices (self, (const char *const *)ids, &error))
+    start_failed (self, error->message);
+}
+
+static void
+action_compare_devices (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltWindow *self = KILT_WINDOW (widget);
+  GPtrArray *devices = kilt_devices_page_get_devices (self->devices_page);
+  const char *current = kilt_devices_page_get_device_id (self->devices_page);
+  const char *chosen[] = { current, NULL };
+  GtkWidget *dialog;
+
+  if (kilt_session_is_running (self->session))
+    return;
+  if (devices == NULL || devices->len == 0)
+    {
+      start_failed (self, kilt_devices_page_get_loaded (self->devices_page)
+                              ? "No OpenCL device to train on: see the Devices page"
+                              : "Still looking for devices; try again in a moment");
+      return;
+    }
+  dialog = kilt_device_picker_new (
+      GTK_WINDOW (self), "Compare Devices",
+      "The current model, data and settings, with the same seed, are trained on each device in "
+      "turn. The first is the baseline for the speed-ups.",
+      devices, TRUE, chosen, "_Compare");
+  g_signal_connect (dialog, "response", G_CALLBACK (on_compare_response), self);
+  gtk_window_present (GTK_WINDOW (dialog));
+}
+
+static void
+on_run_again_response (AdwMessageDialog *dialog, const char *response, KiltWindow *self)
+{
+  g_auto (GStrv) ids = NULL;
+  g_autoptr (GError) error = NULL;
+  gint64 id = *(gint64 *)g_object_get_data (G_OBJECT (dialog), "kilt-run-id");
+
+  if (g_strcmp0 (response, "ok") != 0)
+    return;
+  ids = kilt_device_picker_dup_chosen (GTK_WIDGET (dialog));
+  if (ids[0] && !kilt_window_run_again (self, id, ids[0], &error))
+    say (self, error->message);
+}
+
+static void
+on_run_again (KiltRunsPage *page, gint64 id, KiltWindow *self)
+{
+  GPtrArray *devices = kilt_devices_page_get_devices (self->devices_page);
+  const char *chosen[] = { kilt_devices_page_get_device_id (self->devices_page), NULL };
+  g_autofree char *heading = g_strdup_printf ("Run #%" G_GINT64_FORMAT " Again On…", id);
+  GtkWidget *dialog;
+
+  if (kilt_session_is_running (self->session))
+    {
+      say (self, "A run is going on; stop it first");
+      return;
+    }
+  if (devices == NULL || devices->len == 0)
+    {
+      say (self, "No OpenCL device to train on: see the Devices page");
+      return;
+    }
+  dialog = kilt_device_picker_new (
+      GTK_WINDOW (self), heading,
+      "The same model, data, seed and settings, trained on the device you choose.", devices, FALSE,
+      chosen, "_Run");
+  g_object_set_data_full (G_OBJECT (dialog), "kilt-run-id", g_memdup2 (&id, sizeof id), g_free);
+  g_signal_connect (dialog, "response", G_CALLBACK (on_run_again_response), self);
+  gtk_window_present (GTK_WINDOW (dialog));
 }
 
 static void
@@ -377,6 +711,9 @@ kilt_window_finalize (GObject *object)
 
   g_clear_object (&self->settings);
   g_free (self->last_message);
+  g_clear_pointer (&self->seq_names, g_ptr_array_unref);
+  g_clear_pointer (&self->seq_capacity, g_array_unref);
+  g_free (self->seq_model);
   G_OBJECT_CLASS (kilt_window_parent_class)->finalize (object);
 }
 
@@ -409,6 +746,8 @@ kilt_window_class_init (KiltWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.start", NULL, action_start);
   gtk_widget_class_install_action (widget_class, "win.pause", NULL, action_pause);
   gtk_widget_class_install_action (widget_class, "win.stop", NULL, action_stop);
+  gtk_widget_class_install_action (widget_class, "win.compare-devices", NULL,
+                                   action_compare_devices);
   gtk_widget_class_install_action (widget_class, "win.page", "s", action_page);
   gtk_widget_class_install_action (widget_class, "win.test-device", NULL, action_test_device);
   gtk_widget_class_install_action (widget_class, "win.copy-report", NULL, action_copy_report);
@@ -427,6 +766,8 @@ kilt_window_class_init (KiltWindowClass *klass)
                                        NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_p, GDK_CONTROL_MASK, "win.pause",
                                        NULL);
+  gtk_widget_class_add_binding_action (
+      widget_class, GDK_KEY_Return, GDK_CONTROL_MASK | GDK_SHIFT_MASK, "win.compare-devices", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_period, GDK_CONTROL_MASK, "win.stop",
                                        NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_s, GDK_CONTROL_MASK, "win.save-chart",
@@ -525,6 +866,8 @@ kilt_window_set_runs_page (KiltWindow *self, GtkWidget *page)
                                        "document-open-recent-symbolic");
   adw_view_stack_page_set_use_underline (adw_view_stack_get_page (self->stack, page), TRUE);
   self->runs_placeholder = page;
+  if (KILT_IS_RUNS_PAGE (page))
+    g_signal_connect_object (page, "run-again", G_CALLBACK (on_run_again), self, 0);
 }
 
 void

@@ -28,6 +28,14 @@ const char *kilt_window_get_visible_page (KiltWindow *self);
 void kilt_window_set_runs_page (KiltWindow *self, GtkWidget *page);
 /* Limits runs started from the window to @n training samples (0: all), for quick runs. */
 void kilt_window_set_sample_limit (KiltWindow *self, guint n);
+/* Compare devices: the current model, data and settings trained on each of @ids in turn,
+ * ending on the Runs page with the runs selected and compared. FALSE with @error when it
+ * cannot start. The "win.compare-devices" action asks for the devices first. */
+gboolean kilt_window_compare_devices (KiltWindow *self, const char *const *ids, GError **error);
+/* Run again: the stored run @run_id's model, data and settings on @device_id; at the end both
+ * runs are compared on the Runs page. */
+gboolean kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id,
+                                GError **error);
 /* The last status message shown as a toast or inline error (for tests). */
 const char *kilt_window_get_last_message (KiltWindow *self);
 
