@@ -195,12 +195,8 @@ gboolean kilt_layer_bias_act (KiltExec *ex, cl_mem y, gsize bias_offset, gboolea
 gboolean kilt_layer_act_backward (KiltExec *ex, KiltNode *node, KiltActivation act, float alpha,
                                   guint channels, guint spatial, GError **error);
 /* y = beta * y + x over n floats (a copy when beta is 0). */
-gboolean              kilt_layer_copy_scaled        (KiltExec *ex,
-                                                     cl_mem    y,
-                                                     cl_mem    x,
-                                                     gsize     n,
-                                                     float     beta,
-                                                     GError  **error);
+gboolean kilt_layer_copy_scaled (KiltExec *ex, cl_mem y, cl_mem x, gsize n, float beta,
+                                 GError **error);
 /* grads[offset + c] = sum over batch, spatial of dz. */
 gboolean kilt_layer_bias_grad (KiltExec *ex, cl_mem dz, gsize offset, guint channels, guint spatial,
                                GError **error);

@@ -13,6 +13,7 @@
 #include "kilt-optimizer.h"
 #include "kilt-planner.h"
 #include "kilt-profiler.h"
+#include "kilt-vendor-memory.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -134,7 +135,7 @@ emit_memory (Session *s)
   KiltEvent ev = { .type = KILT_EVENT_MEMORY };
 
   kilt_mem_stats_snapshot (&s->ctx->mem, &ev.mem);
-  ev.vendor_used_bytes = -1;
+  ev.vendor_used_bytes = kilt_vendor_used_bytes (s->ctx->info);
   emit (s, &ev);
 }
 
