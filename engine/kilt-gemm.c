@@ -12,9 +12,10 @@
 #define GEMM_TILE_M    4
 #define GEMM_TILE_N    16
 #define GEMM_TILE_N_NT 3
-/* Tile rows per work-group: PoCL runs a group's work-items one after the other on one thread,
- * so the rows of a group reuse the same panel of B from L1. */
-#define GEMM_GROUP_ROWS 8
+/* Work-items per group: one. Measured on PoCL 3.1 (2-core EPYC), groups of 2-16 tile rows
+ * (run one after the other on a thread, sharing a panel of B) were no faster for NN and TN and
+ * a third slower for NT; $KILT_GEMM_LOCAL overrides, for tuning. */
+#define GEMM_GROUP_ROWS 1
 
 KiltGemmPath
 kilt_gemm_path (KiltContext *ctx)
@@ -82,14 +83,11 @@ gemm_kilt (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize 
   global[0] = (m + GEMM_TILE_M - 1) / GEMM_TILE_M;
   global[1] = (n + (nt ? GEMM_TILE_N_NT : GEMM_TILE_N) - 1) / (nt ? GEMM_TILE_N_NT : GEMM_TILE_N);
   global[2] = batch;
-  local[0] = MIN (global[0], (size_t)GEMM_GROUP_ROWS);
+  local[0] = GEMM_GROUP_ROWS;
   local[1] = 1;
   local[2] = 1;
-  {
-    const char *e = g_getenv ("KILT_GEMM_LOCAL");
-    if (e)
-      local[0] = (size_t)CLAMP (g_ascii_strtoll (e, NULL, 10), 1, 64);
-  }
+  if (g_getenv ("KILT_GEMM_LOCAL"))
+    local[0] = (size_t)CLAMP (g_ascii_strtoll (g_getenv ("KILT_GEMM_LOCAL"), NULL, 10), 1, 64);
   return kilt_context_launch (ctx, kern, 3, global, local, error);
 }
 

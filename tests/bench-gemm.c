@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 typedef struct
 {
@@ -53,26 +54,42 @@ random_buffer (KiltContext *ctx, gsize n, KiltRng *rng, const char *what)
   return b;
 }
 
-/* Seconds per call, the best of @reps runs of @iters calls. */
+/* CPU seconds of every thread of this process (PoCL's workers included): on a machine whose
+ * two cores other processes share, a steadier figure than wall time. */
+static double
+cpu_now (void)
+{
+  struct rusage ru;
+
+  getrusage (RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec
+         + ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Seconds per call, the best of @reps runs of @iters calls (wall time, or with
+ * $BENCH_GEMM_CPU set, CPU time over the device's compute units). */
 static double
 time_gemm (KiltContext *ctx, const Shape *s, KiltBuffer *a, KiltBuffer *b, KiltBuffer *c,
            guint iters, guint reps)
 {
+  gboolean cpu = g_getenv ("BENCH_GEMM_CPU") != NULL;
   g_autoptr (GError) error = NULL;
   gsize lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
   double best = G_MAXDOUBLE;
 
   for (guint r = 0; r <= reps; r++)
     {
-      gint64 t0 = g_get_monotonic_time ();
+      double t0 = cpu ? cpu_now () * 1e6 : g_get_monotonic_time (), dt;
       for (guint i = 0; i < iters; i++)
         g_assert_true (kilt_gemm_strided_batched (
             ctx, s->ta, s->tb, s->m, s->n, s->k, 1.0f, a->mem, 0, lda, s->m * s->k, b->mem, 0, ldb,
             s->k * s->n, 0.0f, c->mem, 0, s->n, s->m * s->n, s->batch, &error));
       g_assert_true (kilt_context_finish (ctx, &error));
       /* The first run builds CLBlast's kernels for the shape: not timed. */
+      dt = cpu ? (cpu_now () * 1e6 - t0) / MAX (ctx->info->compute_units, 1)
+               : g_get_monotonic_time () - t0;
       if (r > 0)
-        best = MIN (best, (g_get_monotonic_time () - t0) / 1e6 / iters);
+        best = MIN (best, dt / 1e6 / iters);
     }
   return best;
 }
@@ -108,6 +125,12 @@ main (int argc, char **argv)
       c = random_buffer (ctx, s->m * s->n * s->batch, &rng, "C");
       for (guint p = 0; p < 2; p++)
         {
+          /* $BENCH_GEMM_PATH: time only that path (the other column shows 0). */
+          if (g_getenv ("BENCH_GEMM_PATH") && !g_str_equal (g_getenv ("BENCH_GEMM_PATH"), paths[p]))
+            {
+              t[p] = 0;
+              continue;
+            }
           g_setenv ("KILT_GEMM", paths[p], TRUE);
           t[p] = time_gemm (ctx, s, a, b, c, iters, reps);
           total[p] += t[p] * s->count;

@@ -243,10 +243,25 @@ conv_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError **err
   return kilt_context_launch (ex->ctx, k, 3, global, local, error);
 }
 
+/* im2col and col2im a row per work-item (kernels/conv.cl) on CPU devices, where the
+ * element-wise kernels' scattered stores were slower than the GEMMs; $KILT_CONV_IM2COL=rows or
+ * items forces one, for tests. */
+static gboolean
+conv_rows (const KiltDeviceInfo *info)
+{
+  const char *forced = g_getenv ("KILT_CONV_IM2COL");
+
+  if (forced && (g_str_equal (forced, "rows") || g_str_equal (forced, "items")))
+    return g_str_equal (forced, "rows");
+  return info->type && g_str_equal (info->type, "CPU");
+}
+
 static gboolean
 conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GError **error)
 {
-  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_im2col", error);
+  gboolean rows = conv_rows (ex->ctx->info);
+  cl_kernel k
+      = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_im2col_rows" : "kilt_conv_im2col", error);
   cl_int err = CL_SUCCESS, ones = g->Kc > g->K;
   cl_uint zero = 0;
 
@@ -270,6 +285,8 @@ conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GErr
   KILT_ARG (k, 15, g->OW, err);
   KILT_ARG (k, 16, ones, err);
   g_assert (err == CL_SUCCESS);
+  if (rows)
+    return conv_launch3 (ex, k, g->K, nb, 1, error);
   return conv_launch3 (ex, k, g->OW, g->OH, (gsize)g->C * nb, error);
 }
 
@@ -277,7 +294,9 @@ static gboolean
 conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, float beta,
              GError **error)
 {
-  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_col2im", error);
+  gboolean rows = conv_rows (ex->ctx->info);
+  cl_kernel k
+      = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_col2im_rows" : "kilt_conv_col2im", error);
   cl_int err = CL_SUCCESS;
   cl_uint zero = 0;
 
@@ -301,6 +320,8 @@ conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, fl
   KILT_ARG (k, 15, g->OW, err);
   KILT_ARG (k, 16, beta, err);
   g_assert (err == CL_SUCCESS);
+  if (rows)
+    return conv_launch3 (ex, k, g->H, g->C, nb, error);
   return conv_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
 }
 
