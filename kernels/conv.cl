@@ -224,3 +224,53 @@ __kernel void kilt_conv_col2im_rows (__global float *din, __global const float *
         }
     }
 }
+
+/* CPU variants of scatter and gather: one work-item per (filter f, sample b) moves the P
+ * contiguous floats of that plane; the activation is uniform, so the common ones get loops the
+ * compiler vectorises. Over (F, nb). */
+__kernel void kilt_conv_scatter_rows (__global float *out, __global const float *y,
+                                      const uint y_off, __global const float *params,
+                                      const uint bias_off, const int has_bias, const uint b0,
+                                      const uint nb, const uint F, const uint P, const int act,
+                                      const float alpha)
+{
+  uint f = get_global_id (0), b = get_global_id (1);
+  if (f >= F || b >= nb)
+    return;
+  __global const float *src = y + y_off + ((size_t) f * nb + b) * P;
+  __global float *dst = out + ((size_t) (b0 + b) * F + f) * P;
+  float bias = has_bias ? params[bias_off + f] : 0.0f;
+  if (act == KILT_ACT_LINEAR)
+    for (uint p = 0; p < P; p++)
+      dst[p] = src[p] + bias;
+  else if (act == KILT_ACT_RELU)
+    for (uint p = 0; p < P; p++)
+      {
+        float v = src[p] + bias;
+        dst[p] = v > 0.0f ? v : 0.0f;
+      }
+  else
+    for (uint p = 0; p < P; p++)
+      dst[p] = kilt_act (act, src[p] + bias, alpha);
+}
+
+__kernel void kilt_conv_gather_rows (__global float *dz, const uint dz_off,
+                                     __global const float *dout, __global const float *out,
+                                     const uint b0, const uint nb, const uint F, const uint P,
+                                     const int act, const float alpha)
+{
+  uint f = get_global_id (0), b = get_global_id (1);
+  if (f >= F || b >= nb)
+    return;
+  size_t s = ((size_t) (b0 + b) * F + f) * P;
+  __global float *dst = dz + dz_off + ((size_t) f * nb + b) * P;
+  if (act == KILT_ACT_LINEAR)
+    for (uint p = 0; p < P; p++)
+      dst[p] = dout[s + p];
+  else if (act == KILT_ACT_RELU)
+    for (uint p = 0; p < P; p++)
+      dst[p] = out[s + p] > 0.0f ? dout[s + p] : 0.0f;
+  else
+    for (uint p = 0; p < P; p++)
+      dst[p] = dout[s + p] * kilt_act_grad (act, out[s + p], alpha);
+}
