@@ -44,6 +44,36 @@ gemm_fault (KiltContext *ctx, gsize batch, gsize m, gsize n, gsize k, GError **e
   return TRUE;
 }
 
+/* CLBlast refuses a matrix that runs past its buffer or a leading dimension shorter than a
+ * row; Kilt's kernels would read or write out of bounds instead, so they get the same checks. */
+static gboolean
+gemm_check_operand (KiltContext *ctx, char which, cl_mem mem, gsize off, gsize ld, gsize stride,
+                    gsize rows, gsize cols, gsize batch, GError **error)
+{
+  size_t bytes = 0;
+  gsize need;
+
+  if (rows == 0 || cols == 0)
+    return TRUE; /* k = 0: nothing of A or B is read */
+  need = off + (batch - 1) * stride + (rows - 1) * ld + cols;
+  if (ld < cols)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "GEMM on %s: leading dimension %zu of %c is shorter than a row (%zu floats)",
+                   ctx->info->name, ld, which, cols);
+      return FALSE;
+    }
+  if (clGetMemObjectInfo (mem, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) != CL_SUCCESS
+      || need > bytes / sizeof (float))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "GEMM on %s: %c needs %zu floats, its buffer holds %zu", ctx->info->name, which,
+                   need, bytes / sizeof (float));
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 gemm_kilt (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize n, gsize k,
            float alpha, cl_mem a, gsize a_off, gsize lda, gsize a_stride, cl_mem b, gsize b_off,
@@ -60,7 +90,12 @@ gemm_kilt (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize 
   size_t global[3], local[3];
   cl_int err = CL_SUCCESS;
 
-  if (!kern)
+  if (!kern
+      || !gemm_check_operand (ctx, 'A', a, a_off, lda, a_stride, trans_a ? k : m, trans_a ? m : k,
+                              batch, error)
+      || !gemm_check_operand (ctx, 'B', b, b_off, ldb, b_stride, trans_b ? n : k, trans_b ? k : n,
+                              batch, error)
+      || !gemm_check_operand (ctx, 'C', c, c_off, ldc, c_stride, m, n, batch, error))
     return FALSE;
   KILT_ARG (kern, 0, M, err);
   KILT_ARG (kern, 1, N, err);

@@ -188,6 +188,55 @@ test_clblast (void)
   run_cases ("clblast");
 }
 
+/* A leading dimension shorter than a row, or a matrix past the end of its buffer, is an error
+ * on both paths, not an out-of-bounds access. */
+static void
+test_refusals (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  const char *paths[] = { "kilt", "clblast" };
+  KiltBuffer *a, *b, *c;
+  g_autoptr (GError) error = NULL;
+
+  if (!ctx)
+    return;
+  /* 64 floats each, zeros: the values do not matter here. */
+  a = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * 64, &error, "A");
+  b = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * 64, &error, "B");
+  c = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * 64, &error, "C");
+  g_assert_no_error (error);
+  for (guint p = 0; p < G_N_ELEMENTS (paths); p++)
+    {
+      g_setenv ("KILT_GEMM", paths[p], TRUE);
+      g_assert_true (kilt_gemm (ctx, FALSE, FALSE, 4, 4, 4, 1, a->mem, 0, 4, b->mem, 16, 4, 0,
+                                c->mem, 48, 4, &error));
+      g_assert_no_error (error);
+      /* lda 3 is shorter than a row of 4. */
+      g_assert_false (kilt_gemm (ctx, FALSE, FALSE, 4, 4, 4, 1, a->mem, 0, 3, b->mem, 16, 4, 0,
+                                 c->mem, 32, 4, &error));
+      g_assert_nonnull (error);
+      g_clear_error (&error);
+      /* C from float 50 needs 50 + 3 * 4 + 4 = 66 > 64. */
+      g_assert_false (kilt_gemm (ctx, FALSE, TRUE, 4, 4, 4, 1, a->mem, 0, 4, b->mem, 16, 4, 0,
+                                 c->mem, 50, 4, &error));
+      g_assert_nonnull (error);
+      g_clear_error (&error);
+      /* A batch of 3 with stride 24 runs to 2 * 24 + 16 = 64 floats: fits; stride 25 does not. */
+      g_assert_true (kilt_gemm_strided_batched (ctx, TRUE, FALSE, 4, 4, 4, 1, a->mem, 0, 4, 24,
+                                                b->mem, 0, 4, 24, 1, c->mem, 0, 4, 24, 3, &error));
+      g_assert_no_error (error);
+      g_assert_false (kilt_gemm_strided_batched (ctx, TRUE, FALSE, 4, 4, 4, 1, a->mem, 0, 4, 25,
+                                                 b->mem, 0, 4, 24, 1, c->mem, 0, 4, 24, 3, &error));
+      g_assert_nonnull (error);
+      g_clear_error (&error);
+    }
+  g_assert_true (kilt_context_finish (ctx, &error));
+  g_unsetenv ("KILT_GEMM");
+  kilt_buffer_free (a);
+  kilt_buffer_free (b);
+  kilt_buffer_free (c);
+}
+
 /* Without $KILT_GEMM, CPU devices get Kilt's kernels and the others CLBlast. */
 static void
 test_default_path (void)
@@ -211,6 +260,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gemm/default-path", test_default_path);
   g_test_add_func ("/gemm/kilt", test_kilt);
   g_test_add_func ("/gemm/clblast", test_clblast);
+  g_test_add_func ("/gemm/refusals", test_refusals);
   rc = g_test_run ();
   kilt_test_context_close ();
   return rc;
