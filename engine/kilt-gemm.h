@@ -1,10 +1,20 @@
-/* Row-major SGEMM through CLBlast, with Kilt's errors, profiling and fault injection. */
+/* Row-major SGEMM: Kilt's own kernels on CPU devices, CLBlast elsewhere. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
 #include "kilt-context.h"
 
 G_BEGIN_DECLS
+
+typedef enum
+{
+  KILT_GEMM_PATH_CLBLAST,
+  KILT_GEMM_PATH_KILT, /* kernels/gemm.cl */
+} KiltGemmPath;
+
+/* Which implementation the next GEMM on @ctx uses: $KILT_GEMM=clblast|kilt when set (tests,
+ * benchmarks), else Kilt's kernels on CPU devices and CLBlast on the others. */
+KiltGemmPath kilt_gemm_path (KiltContext *ctx);
 
 /* C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C; offsets and leading dimensions
  * in floats, row-major. */
@@ -13,7 +23,7 @@ gboolean kilt_gemm (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize 
                     float beta, cl_mem c, gsize c_off, gsize ldc, GError **error);
 
 /* @batch independent GEMMs as kilt_gemm, the i-th with offsets a_off + i * a_stride (and so on
- * for b and c), in one CLBlast call: split-K partial products, per-sample products. */
+ * for b and c), in one call: split-K partial products, per-sample products. */
 gboolean kilt_gemm_strided_batched (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m,
                                     gsize n, gsize k, float alpha, cl_mem a, gsize a_off, gsize lda,
                                     gsize a_stride, cl_mem b, gsize b_off, gsize ldb,

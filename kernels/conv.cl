@@ -121,3 +121,156 @@ __kernel void kilt_conv_sum_parts (__global float *grads, const uint off,
   uint d = off + (k < K ? f * K + k : F * K + f);
   grads[d] = beta == 0.0f ? acc : beta * grads[d] + acc;
 }
+
+/* CPU variants of im2col and col2im (PoCL runs a group's work-items in a loop on one thread):
+ * a work-item moves a whole row of OW (or W) floats, so that the inner loop is a plain copy or
+ * sum along contiguous memory that the compiler vectorises, and integer division happens once
+ * per row. The per-element kernels above scatter to rows NP apart from each work-item, which
+ * on PoCL ran at under 2 GB/s. */
+
+/* One work-item per (tap row k of the column matrix, sample b): the P = OH * OW contiguous
+ * entries of row k for sample b, output row by output row. Row K (the ones row), when asked
+ * for, is written by the work-items of k = 0. */
+__kernel void kilt_conv_im2col_rows (__global float *col, const uint col_off,
+                                     __global const float *x, const uint b0, const uint nb,
+                                     const uint C, const uint H, const uint W, const uint kh,
+                                     const uint kw, const uint sh, const uint sw, const uint pt,
+                                     const uint pl, const uint OH, const uint OW, const int ones)
+{
+  uint k = get_global_id (0), b = get_global_id (1);
+  uint taps = kh * kw;
+  if (k >= C * taps || b >= nb)
+    return;
+  uint c = k / taps, r = k - c * taps, i = r / kw, j = r - i * kw;
+  size_t P = (size_t) OH * OW, NP = nb * P;
+  __global float *dst = col + col_off + (size_t) k * NP + b * P;
+  __global const float *plane = x + ((size_t) (b0 + b) * C + c) * H * W;
+  if (ones && k == 0)
+    {
+      __global float *one = col + col_off + (size_t) C * taps * NP + b * P;
+      for (size_t p = 0; p < P; p++)
+        one[p] = 1.0f;
+    }
+  /* Output columns whose input column ox * sw + x0 lies inside the row: [lo, hi). */
+  int x0 = (int) j - (int) pl;
+  int lo = x0 >= 0 ? 0 : (-x0 + (int) sw - 1) / (int) sw;
+  int hi = (int) W - x0 <= 0 ? 0 : min ((int) OW, ((int) W - x0 + (int) sw - 1) / (int) sw);
+  lo = min (lo, hi);
+  for (uint oy = 0; oy < OH; oy++, dst += OW)
+    {
+      int y = (int) (oy * sh + i) - (int) pt;
+      if (y < 0 || y >= (int) H)
+        {
+          for (uint ox = 0; ox < OW; ox++)
+            dst[ox] = 0.0f;
+          continue;
+        }
+      __global const float *src = plane + (uint) y * W;
+      for (int ox = 0; ox < lo; ox++)
+        dst[ox] = 0.0f;
+      if (sw == 1)
+        for (int ox = lo; ox < hi; ox++)
+          dst[ox] = src[ox + x0];
+      else
+        for (int ox = lo; ox < hi; ox++)
+          dst[ox] = src[ox * (int) sw + x0];
+      for (int ox = hi; ox < (int) OW; ox++)
+        dst[ox] = 0.0f;
+    }
+}
+
+/* One work-item per (input row y, channel c, sample b): din row = beta * din row + every
+ * column entry im2col took from it, added tap by tap along the row. The row belongs to this
+ * work-item alone, so it accumulates in place (in L1) without atomics; beta 0 never reads din. */
+__kernel void kilt_conv_col2im_rows (__global float *din, __global const float *col,
+                                     const uint col_off, const uint b0, const uint nb,
+                                     const uint C, const uint H, const uint W, const uint kh,
+                                     const uint kw, const uint sh, const uint sw, const uint pt,
+                                     const uint pl, const uint OH, const uint OW,
+                                     const float beta)
+{
+  uint y = get_global_id (0), c = get_global_id (1), b = get_global_id (2);
+  if (y >= H || c >= C || b >= nb)
+    return;
+  size_t NP = (size_t) nb * OH * OW;
+  __global float *dst = din + (((size_t) (b0 + b) * C + c) * H + y) * W;
+  if (beta == 0.0f)
+    for (uint xx = 0; xx < W; xx++)
+      dst[xx] = 0.0f;
+  else
+    for (uint xx = 0; xx < W; xx++)
+      dst[xx] *= beta;
+  for (uint i = 0; i < kh; i++)
+    {
+      /* The output row oy that took input row y through tap row i, if any. */
+      int t = (int) (y + pt) - (int) i;
+      if (t < 0 || t % (int) sh != 0 || t / (int) sh >= (int) OH)
+        continue;
+      uint oy = (uint) t / sh;
+      for (uint j = 0; j < kw; j++)
+        {
+          __global const float *src
+              = col + col_off + ((size_t) (c * kh + i) * kw + j) * NP + ((size_t) b * OH + oy) * OW;
+          /* Input column xx = ox * sw + j - pl for ox in [0, OW). */
+          int x0 = (int) j - (int) pl;
+          int lo = x0 >= 0 ? 0 : (-x0 + (int) sw - 1) / (int) sw;
+          int hi = (int) W - x0 <= 0 ? 0 : min ((int) OW, ((int) W - x0 + (int) sw - 1) / (int) sw);
+          if (sw == 1)
+            for (int ox = lo; ox < hi; ox++)
+              dst[ox + x0] += src[ox];
+          else
+            for (int ox = lo; ox < hi; ox++)
+              dst[ox * (int) sw + x0] += src[ox];
+        }
+    }
+}
+
+/* CPU variants of scatter and gather: one work-item per (filter f, sample b) moves the P
+ * contiguous floats of that plane; the activation is uniform, so the common ones get loops the
+ * compiler vectorises. Over (F, nb). */
+__kernel void kilt_conv_scatter_rows (__global float *out, __global const float *y,
+                                      const uint y_off, __global const float *params,
+                                      const uint bias_off, const int has_bias, const uint b0,
+                                      const uint nb, const uint F, const uint P, const int act,
+                                      const float alpha)
+{
+  uint f = get_global_id (0), b = get_global_id (1);
+  if (f >= F || b >= nb)
+    return;
+  __global const float *src = y + y_off + ((size_t) f * nb + b) * P;
+  __global float *dst = out + ((size_t) (b0 + b) * F + f) * P;
+  float bias = has_bias ? params[bias_off + f] : 0.0f;
+  if (act == KILT_ACT_LINEAR)
+    for (uint p = 0; p < P; p++)
+      dst[p] = src[p] + bias;
+  else if (act == KILT_ACT_RELU)
+    for (uint p = 0; p < P; p++)
+      {
+        float v = src[p] + bias;
+        dst[p] = v > 0.0f ? v : 0.0f;
+      }
+  else
+    for (uint p = 0; p < P; p++)
+      dst[p] = kilt_act (act, src[p] + bias, alpha);
+}
+
+__kernel void kilt_conv_gather_rows (__global float *dz, const uint dz_off,
+                                     __global const float *dout, __global const float *out,
+                                     const uint b0, const uint nb, const uint F, const uint P,
+                                     const int act, const float alpha)
+{
+  uint f = get_global_id (0), b = get_global_id (1);
+  if (f >= F || b >= nb)
+    return;
+  size_t s = ((size_t) (b0 + b) * F + f) * P;
+  __global float *dst = dz + dz_off + ((size_t) f * nb + b) * P;
+  if (act == KILT_ACT_LINEAR)
+    for (uint p = 0; p < P; p++)
+      dst[p] = dout[s + p];
+  else if (act == KILT_ACT_RELU)
+    for (uint p = 0; p < P; p++)
+      dst[p] = out[s + p] > 0.0f ? dout[s + p] : 0.0f;
+  else
+    for (uint p = 0; p < P; p++)
+      dst[p] = dout[s + p] * kilt_act_grad (act, out[s + p], alpha);
+}

@@ -102,6 +102,31 @@ test_conv_chunks (void)
   g_unsetenv ("KILT_CONV_SPLIT");
 }
 
+/* The kernels a device of the other kind gets: per-element im2col/col2im/scatter/gather and
+ * CLBlast's GEMM where the tests run on a CPU (PoCL), per-row kernels and Kilt's GEMM where
+ * they run on a GPU. */
+static void
+test_conv_other_kernels (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  gboolean cpu = ctx && g_str_equal (ctx->info->type, "CPU");
+
+  if (!ctx)
+    return;
+  g_setenv ("KILT_CONV_IM2COL", cpu ? "items" : "rows", TRUE);
+  g_setenv ("KILT_GEMM", cpu ? "clblast" : "kilt", TRUE);
+  conv_case ("conv 3x3 same relu, other kernels",
+             (ConvCase){ 3, 7, 9, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 });
+  conv_case ("conv 5x5 same stride 2, other kernels",
+             (ConvCase){ 1, 9, 8, 3, 5, 5, 2, 2, TRUE, TRUE, KILT_ACT_LINEAR, 3 });
+  conv_case ("conv 3x2 strides 1x2 leaky, other kernels",
+             (ConvCase){ 1, 5, 6, 3, 3, 2, 1, 2, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 3 });
+  conv_case ("conv 2x3 valid stride 2 tanh, other kernels",
+             (ConvCase){ 3, 7, 8, 2, 2, 3, 2, 2, FALSE, FALSE, KILT_ACT_TANH, 2 });
+  g_unsetenv ("KILT_CONV_IM2COL");
+  g_unsetenv ("KILT_GEMM");
+}
+
 static void
 test_conv_accumulate (void)
 {
@@ -340,6 +365,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/conv2d/shapes", test_conv_shapes);
   g_test_add_func ("/layers/conv2d/chunks", test_conv_chunks);
   g_test_add_func ("/layers/conv2d/accumulate", test_conv_accumulate);
+  g_test_add_func ("/layers/conv2d/other-kernels", test_conv_other_kernels);
   g_test_add_func ("/layers/pool/infer", test_pool_infer);
   g_test_add_func ("/layers/pool/max", test_max_pool);
   g_test_add_func ("/layers/pool/avg", test_avg_pool);

@@ -243,10 +243,25 @@ conv_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError **err
   return kilt_context_launch (ex->ctx, k, 3, global, local, error);
 }
 
+/* im2col, col2im, scatter and gather a row per work-item (kernels/conv.cl) on CPU devices,
+ * where the element-wise kernels' scattered stores were slower than the GEMMs;
+ * $KILT_CONV_IM2COL=rows or items forces one, for tests. */
+static gboolean
+conv_rows (const KiltDeviceInfo *info)
+{
+  const char *forced = g_getenv ("KILT_CONV_IM2COL");
+
+  if (forced && (g_str_equal (forced, "rows") || g_str_equal (forced, "items")))
+    return g_str_equal (forced, "rows");
+  return info->type && g_str_equal (info->type, "CPU");
+}
+
 static gboolean
 conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GError **error)
 {
-  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_im2col", error);
+  gboolean rows = conv_rows (ex->ctx->info);
+  cl_kernel k
+      = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_im2col_rows" : "kilt_conv_im2col", error);
   cl_int err = CL_SUCCESS, ones = g->Kc > g->K;
   cl_uint zero = 0;
 
@@ -270,6 +285,8 @@ conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GErr
   KILT_ARG (k, 15, g->OW, err);
   KILT_ARG (k, 16, ones, err);
   g_assert (err == CL_SUCCESS);
+  if (rows)
+    return conv_launch3 (ex, k, g->K, nb, 1, error);
   return conv_launch3 (ex, k, g->OW, g->OH, (gsize)g->C * nb, error);
 }
 
@@ -277,7 +294,9 @@ static gboolean
 conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, float beta,
              GError **error)
 {
-  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_col2im", error);
+  gboolean rows = conv_rows (ex->ctx->info);
+  cl_kernel k
+      = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_col2im_rows" : "kilt_conv_col2im", error);
   cl_int err = CL_SUCCESS;
   cl_uint zero = 0;
 
@@ -301,6 +320,8 @@ conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, fl
   KILT_ARG (k, 15, g->OW, err);
   KILT_ARG (k, 16, beta, err);
   g_assert (err == CL_SUCCESS);
+  if (rows)
+    return conv_launch3 (ex, k, g->H, g->C, nb, error);
   return conv_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
 }
 
@@ -308,7 +329,9 @@ static gboolean
 conv_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
-  cl_kernel scatter = kilt_context_kernel (ex->ctx, "kilt_conv_scatter", error);
+  gboolean rows = conv_rows (ex->ctx->info);
+  cl_kernel scatter
+      = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_scatter_rows" : "kilt_conv_scatter", error);
   ConvGeom g = { 0 };
   guint chunk;
 
@@ -344,7 +367,8 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (scatter, 10, act, err);
       KILT_ARG (scatter, 11, node->cfg.alpha, err);
       g_assert (err == CL_SUCCESS);
-      if (!conv_launch3 (ex, scatter, g.P, g.F, nb, error))
+      if (!(rows ? conv_launch3 (ex, scatter, g.F, nb, 1, error)
+                 : conv_launch3 (ex, scatter, g.P, g.F, nb, error)))
         return FALSE;
     }
   return TRUE;
@@ -396,7 +420,9 @@ static gboolean
 conv_backward (KiltNode *node, KiltExec *ex, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
-  cl_kernel gather = kilt_context_kernel (ex->ctx, "kilt_conv_gather", error);
+  gboolean rows = conv_rows (ex->ctx->info);
+  cl_kernel gather
+      = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_gather_rows" : "kilt_conv_gather", error);
   ConvGeom g = { 0 };
   guint chunk;
 
@@ -423,7 +449,8 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (gather, 8, act, err);
       KILT_ARG (gather, 9, node->cfg.alpha, err);
       g_assert (err == CL_SUCCESS);
-      if (!conv_launch3 (ex, gather, g.P, g.F, nb, error)
+      if (!(rows ? conv_launch3 (ex, gather, g.F, nb, 1, error)
+                 : conv_launch3 (ex, gather, g.P, g.F, nb, error))
           || !conv_im2col (ex, &g, src->out, b0, nb, error)
           || !conv_weight_grad (node, ex, &g, np, b0 > 0 ? 1.0f : 0.0f, error))
         return FALSE;

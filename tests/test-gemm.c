@@ -1,0 +1,267 @@
+/* SGEMM through both paths (Kilt's kernels/gemm.cl and CLBlast) against a plain-C double
+ * GEMM: awkward shapes, every transpose, offsets, padded leading dimensions, batches, alpha and
+ * beta (beta 0 over a NaN-filled C), and nothing written outside C. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-test-util.h"
+#include "kilt-gemm.h"
+#include "kilt-rng.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct
+{
+  gsize m, n, k;
+  gboolean ta, tb;
+  gsize pad; /* extra floats per row of A, B and C beyond the matrix */
+  gsize off; /* base offset of A (B and C get other offsets derived from it) */
+  gsize batch;
+  float alpha, beta;
+} GemmCase;
+
+static float
+uniform (KiltRng *rng)
+{
+  return (float)(2.0 * kilt_rng_uniform (rng) - 1.0);
+}
+
+/* Runs one case on the current path; returns the number of elements that failed. */
+static guint
+run_case (KiltContext *ctx, const GemmCase *t, KiltRng *rng)
+{
+  g_autoptr (GError) error = NULL;
+  gsize a_rows = t->ta ? t->k : t->m, a_cols = t->ta ? t->m : t->k;
+  gsize b_rows = t->tb ? t->n : t->k, b_cols = t->tb ? t->k : t->n;
+  gsize lda = a_cols + t->pad, ldb = b_cols + 2 * t->pad, ldc = t->n + t->pad;
+  gsize a_off = t->off, b_off = 2 * t->off + 1, c_off = 3 * t->off;
+  /* Strides leave a few floats between the matrices of a batch. */
+  gsize a_stride = a_rows * lda + 3, b_stride = b_rows * ldb + 5, c_stride = t->m * ldc + 2;
+  gsize na = a_off + t->batch * a_stride, nb = b_off + t->batch * b_stride;
+  gsize nc = c_off + t->batch * c_stride;
+  g_autofree float *a = g_new (float, na), *b = g_new (float, nb);
+  g_autofree float *c0 = g_new (float, nc), *c = g_new (float, nc);
+  KiltBuffer *da, *db, *dc;
+  guint bad = 0;
+
+  for (gsize i = 0; i < na; i++)
+    a[i] = uniform (rng);
+  for (gsize i = 0; i < nb; i++)
+    b[i] = uniform (rng);
+  for (gsize i = 0; i < nc; i++)
+    c0[i] = t->beta == 0.0f ? NAN : uniform (rng);
+  da = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * na, &error, "A");
+  db = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * nb, &error, "B");
+  dc = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * nc, &error, "C");
+  g_assert_no_error (error);
+  g_assert_true (kilt_buffer_write (da, 0, a, 4 * na, &error));
+  g_assert_true (kilt_buffer_write (db, 0, b, 4 * nb, &error));
+  g_assert_true (kilt_buffer_write (dc, 0, c0, 4 * nc, &error));
+  if (t->batch == 1)
+    g_assert_true (kilt_gemm (ctx, t->ta, t->tb, t->m, t->n, t->k, t->alpha, da->mem, a_off, lda,
+                              db->mem, b_off, ldb, t->beta, dc->mem, c_off, ldc, &error));
+  else
+    g_assert_true (kilt_gemm_strided_batched (
+        ctx, t->ta, t->tb, t->m, t->n, t->k, t->alpha, da->mem, a_off, lda, a_stride, db->mem,
+        b_off, ldb, b_stride, t->beta, dc->mem, c_off, ldc, c_stride, t->batch, &error));
+  g_assert_true (kilt_buffer_read (dc, 0, c, 4 * nc, &error));
+  g_assert_no_error (error);
+
+  /* Everything outside the batch of C matrices is as it was (bitwise: NaN stays NaN). */
+  for (gsize z = 0; z < t->batch; z++)
+    for (gsize i = 0; i < t->m; i++)
+      for (gsize j = 0; j < t->n; j++)
+        {
+          const float *az = a + a_off + z * a_stride, *bz = b + b_off + z * b_stride;
+          gsize o = c_off + z * c_stride + i * ldc + j;
+          double s = 0, mag = 0, want, tol;
+
+          for (gsize p = 0; p < t->k; p++)
+            {
+              double x = t->ta ? az[p * lda + i] : az[i * lda + p];
+              double y = t->tb ? bz[j * ldb + p] : bz[p * ldb + j];
+              s += x * y;
+              mag += fabs (x * y);
+            }
+          want = t->alpha * s + (t->beta == 0.0f ? 0.0 : (double)t->beta * c0[o]);
+          /* Float rounding of a k-term sum, the scaling and the beta term: at most about
+           * (k + 2) units of float epsilon of the magnitudes involved. */
+          tol = (t->k + 2) * FLT_EPSILON
+                * (fabs (t->alpha) * mag + (t->beta == 0.0f ? 0.0 : fabs (t->beta * c0[o])));
+          if (!(fabs (c[o] - want) <= tol) && bad++ < 3)
+            g_printerr ("  C[%zu](%zu,%zu) = %.9g, want %.9g (tol %.3g)\n", z, i, j, c[o], want,
+                        tol);
+          c[o] = c0[o]; /* checked: now compare the rest bitwise */
+        }
+  for (gsize o = 0; o < nc; o++)
+    if (memcmp (&c[o], &c0[o], sizeof (float)) != 0 && bad++ < 3)
+      g_printerr ("  C buffer[%zu] outside the result changed: %g -> %g\n", o, c0[o], c[o]);
+  kilt_buffer_free (da);
+  kilt_buffer_free (db);
+  kilt_buffer_free (dc);
+  return bad;
+}
+
+static void
+run_cases (const char *path)
+{
+  KiltContext *ctx = kilt_test_context ();
+  /* Sizes around the tiles (4 x 16 and 4 x 3) and the vector width along k (8). */
+  static const gsize shapes[][3] = {
+    { 1, 1, 1 },  { 7, 13, 5 }, { 33, 65, 17 },  { 4, 16, 8 },  { 5, 17, 9 },  { 3, 15, 7 },
+    { 8, 3, 16 }, { 2, 40, 1 }, { 64, 48, 300 }, { 17, 2, 31 }, { 1, 33, 24 }, { 40, 1, 13 },
+  };
+  static const float ab[][2] = { { 1.0f, 0.0f }, { 0.5f, 1.0f }, { -1.25f, -0.75f } };
+  KiltRng rng;
+  guint cases = 0, failed = 0;
+
+  if (!ctx)
+    return;
+  g_setenv ("KILT_GEMM", path, TRUE);
+  g_assert_cmpint (kilt_gemm_path (ctx), ==,
+                   g_str_equal (path, "kilt") ? KILT_GEMM_PATH_KILT : KILT_GEMM_PATH_CLBLAST);
+  kilt_rng_init (&rng, 2024);
+  for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+    for (guint tr = 0; tr < 4; tr++)
+      for (guint v = 0; v < G_N_ELEMENTS (ab); v++)
+        {
+          /* Offsets, padding and batches vary with the case, so that each transpose meets
+           * each of them on some shape. */
+          GemmCase t = { shapes[s][0],
+                         shapes[s][1],
+                         shapes[s][2],
+                         tr & 1,
+                         (tr >> 1) & 1,
+                         (s + v) % 3 == 0 ? 0 : 3 + v,
+                         (s + tr) % 2 == 0 ? 0 : 5 + s,
+                         v == 1 && s % 2 == 0 ? 3 : 1,
+                         ab[v][0],
+                         ab[v][1] };
+          guint bad = run_case (ctx, &t, &rng);
+
+          cases++;
+          if (bad)
+            {
+              g_printerr ("%s: %zu x %zux%zux%zu %s%s pad %zu off %zu alpha %g beta %g: %u bad\n",
+                          path, t.batch, t.m, t.n, t.k, t.ta ? "T" : "N", t.tb ? "T" : "N", t.pad,
+                          t.off, t.alpha, t.beta, bad);
+              failed++;
+            }
+        }
+  /* Random shapes, the layers' transposes and a few batches. */
+  for (guint r = 0; r < 24; r++)
+    {
+      GemmCase t = { 1 + kilt_rng_next (&rng) % 70,
+                     1 + kilt_rng_next (&rng) % 90,
+                     1 + kilt_rng_next (&rng) % 120,
+                     r % 3 == 1,
+                     r % 3 == 2,
+                     kilt_rng_next (&rng) % 4,
+                     kilt_rng_next (&rng) % 9,
+                     1 + (r % 4 == 0 ? kilt_rng_next (&rng) % 4 : 0),
+                     0.5f + uniform (&rng),
+                     r % 2 ? 0.0f : uniform (&rng) };
+      guint bad = run_case (ctx, &t, &rng);
+
+      cases++;
+      if (bad)
+        {
+          g_printerr ("%s: random %zu x %zux%zux%zu %s%s: %u bad\n", path, t.batch, t.m, t.n, t.k,
+                      t.ta ? "T" : "N", t.tb ? "T" : "N", bad);
+          failed++;
+        }
+    }
+  g_unsetenv ("KILT_GEMM");
+  g_test_message ("%s: %u of %u cases failed", path, failed, cases);
+  g_assert_cmpuint (failed, ==, 0);
+}
+
+static void
+test_kilt (void)
+{
+  run_cases ("kilt");
+}
+
+static void
+test_clblast (void)
+{
+  run_cases ("clblast");
+}
+
+/* A leading dimension shorter than a row, or a matrix past the end of its buffer, is an error
+ * on both paths, not an out-of-bounds access. */
+static void
+test_refusals (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  const char *paths[] = { "kilt", "clblast" };
+  KiltBuffer *a, *b, *c;
+  g_autoptr (GError) error = NULL;
+
+  if (!ctx)
+    return;
+  /* 64 floats each, zeros: the values do not matter here. */
+  a = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * 64, &error, "A");
+  b = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * 64, &error, "B");
+  c = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * 64, &error, "C");
+  g_assert_no_error (error);
+  for (guint p = 0; p < G_N_ELEMENTS (paths); p++)
+    {
+      g_setenv ("KILT_GEMM", paths[p], TRUE);
+      g_assert_true (kilt_gemm (ctx, FALSE, FALSE, 4, 4, 4, 1, a->mem, 0, 4, b->mem, 16, 4, 0,
+                                c->mem, 48, 4, &error));
+      g_assert_no_error (error);
+      /* lda 3 is shorter than a row of 4. */
+      g_assert_false (kilt_gemm (ctx, FALSE, FALSE, 4, 4, 4, 1, a->mem, 0, 3, b->mem, 16, 4, 0,
+                                 c->mem, 32, 4, &error));
+      g_assert_nonnull (error);
+      g_clear_error (&error);
+      /* C from float 50 needs 50 + 3 * 4 + 4 = 66 > 64. */
+      g_assert_false (kilt_gemm (ctx, FALSE, TRUE, 4, 4, 4, 1, a->mem, 0, 4, b->mem, 16, 4, 0,
+                                 c->mem, 50, 4, &error));
+      g_assert_nonnull (error);
+      g_clear_error (&error);
+      /* A batch of 3 with stride 24 runs to 2 * 24 + 16 = 64 floats: fits; stride 25 does not. */
+      g_assert_true (kilt_gemm_strided_batched (ctx, TRUE, FALSE, 4, 4, 4, 1, a->mem, 0, 4, 24,
+                                                b->mem, 0, 4, 24, 1, c->mem, 0, 4, 24, 3, &error));
+      g_assert_no_error (error);
+      g_assert_false (kilt_gemm_strided_batched (ctx, TRUE, FALSE, 4, 4, 4, 1, a->mem, 0, 4, 25,
+                                                 b->mem, 0, 4, 24, 1, c->mem, 0, 4, 24, 3, &error));
+      g_assert_nonnull (error);
+      g_clear_error (&error);
+    }
+  g_assert_true (kilt_context_finish (ctx, &error));
+  g_unsetenv ("KILT_GEMM");
+  kilt_buffer_free (a);
+  kilt_buffer_free (b);
+  kilt_buffer_free (c);
+}
+
+/* Without $KILT_GEMM, CPU devices get Kilt's kernels and the others CLBlast. */
+static void
+test_default_path (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+
+  if (!ctx)
+    return;
+  g_unsetenv ("KILT_GEMM");
+  g_assert_cmpint (kilt_gemm_path (ctx), ==,
+                   g_str_equal (ctx->info->type, "CPU") ? KILT_GEMM_PATH_KILT
+                                                        : KILT_GEMM_PATH_CLBLAST);
+}
+
+int
+main (int argc, char **argv)
+{
+  int rc;
+
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/gemm/default-path", test_default_path);
+  g_test_add_func ("/gemm/kilt", test_kilt);
+  g_test_add_func ("/gemm/clblast", test_clblast);
+  g_test_add_func ("/gemm/refusals", test_refusals);
+  rc = g_test_run ();
+  kilt_test_context_close ();
+  return rc;
+}
