@@ -335,3 +335,22 @@ kilt_layer_copy_scaled (KiltExec *ex, cl_mem y, cl_mem x, gsize n, float beta, G
   g_assert (err == CL_SUCCESS);
   return kilt_context_launch_1d (ex->ctx, k, n, error);
 }
+
+gboolean
+kilt_layer_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_before)
+{
+  *out = 0;
+  *pad_before = 0;
+  if (same)
+    {
+      guint o = (in + s - 1) / s;
+      gint64 total = (gint64)(o - 1) * s + k - in;
+      *out = o;
+      *pad_before = (guint)(MAX (total, 0) / 2);
+      return o > 0;
+    }
+  if (in < k)
+    return FALSE;
+  *out = (in - k) / s + 1;
+  return TRUE;
+}

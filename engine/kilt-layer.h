@@ -194,6 +194,11 @@ gboolean kilt_layer_bias_act (KiltExec *ex, cl_mem y, gsize bias_offset, gboolea
  * when the loss already gave the pre-softmax gradient (ex->softmax_fused_node). */
 gboolean kilt_layer_act_backward (KiltExec *ex, KiltNode *node, KiltActivation act, float alpha,
                                   guint channels, guint spatial, GError **error);
+/* One spatial output size as Keras/TensorFlow compute it for convolution and pooling: same
+ * -> ceil (in / stride) with the odd padding pixel after; valid -> floor ((in - k) / s) + 1.
+ * FALSE when the window does not fit (valid) or the output is empty. */
+gboolean kilt_layer_out_dim (guint in, guint k, guint s, gboolean same, guint *out,
+                             guint *pad_before);
 /* y = beta * y + x over n floats (a copy when beta is 0). */
 gboolean kilt_layer_copy_scaled (KiltExec *ex, cl_mem y, cl_mem x, gsize n, float beta,
                                  GError **error);

@@ -23,27 +23,6 @@ typedef struct
   gsize Kc; /* rows of the column matrix: K, plus a row of ones for the bias gradient */
 } ConvGeom;
 
-/* Keras/TensorFlow: same -> ceil (in / stride), the padding split with the odd pixel after;
- * valid -> floor ((in - k) / stride) + 1. */
-static gboolean
-conv_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_before)
-{
-  *out = 0;
-  *pad_before = 0;
-  if (same)
-    {
-      guint o = (in + s - 1) / s;
-      gint64 total = (gint64)(o - 1) * s + k - in;
-      *out = o;
-      *pad_before = (guint)(MAX (total, 0) / 2);
-      return o > 0;
-    }
-  if (in < k)
-    return FALSE;
-  *out = (in - k) / s + 1;
-  return TRUE;
-}
-
 static void
 conv_geom (const KiltNode *node, ConvGeom *g)
 {
@@ -57,8 +36,8 @@ conv_geom (const KiltNode *node, ConvGeom *g)
   g->kw = node->cfg.kw;
   g->sh = node->cfg.sh;
   g->sw = node->cfg.sw;
-  conv_out_dim (g->H, g->kh, g->sh, node->cfg.same, &g->OH, &g->pt);
-  conv_out_dim (g->W, g->kw, g->sw, node->cfg.same, &g->OW, &g->pl);
+  kilt_layer_out_dim (g->H, g->kh, g->sh, node->cfg.same, &g->OH, &g->pt);
+  kilt_layer_out_dim (g->W, g->kw, g->sw, node->cfg.same, &g->OW, &g->pl);
   g->K = (gsize)g->C * g->kh * g->kw;
   g->P = (gsize)g->OH * g->OW;
   g->Kc = g->K + (node->cfg.use_bias ? 1 : 0);
@@ -156,8 +135,8 @@ conv_infer (KiltNode *node, GError **error)
                             "use a linear Conv2D and a Softmax layer after Flatten");
       return FALSE;
     }
-  if (!conv_out_dim (in->h, cfg->kh, cfg->sh, cfg->same, &oh, &pad)
-      || !conv_out_dim (in->w, cfg->kw, cfg->sw, cfg->same, &ow, &pad))
+  if (!kilt_layer_out_dim (in->h, cfg->kh, cfg->sh, cfg->same, &oh, &pad)
+      || !kilt_layer_out_dim (in->w, cfg->kw, cfg->sw, cfg->same, &ow, &pad))
     {
       kilt_layer_set_error (error, node,
                             "a %ux%u kernel with valid padding needs an input of at least that "

@@ -9,26 +9,6 @@ typedef struct
   guint C, H, W, kh, kw, sh, sw, pt, pl, OH, OW;
 } PoolGeom;
 
-/* As Conv2D: same -> ceil (in / stride) with the odd padding pixel after, valid -> floor. */
-static gboolean
-pool_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint *pad_before)
-{
-  *out = 0;
-  *pad_before = 0;
-  if (same)
-    {
-      guint o = (in + s - 1) / s;
-      gint64 total = (gint64)(o - 1) * s + k - in;
-      *out = o;
-      *pad_before = (guint)(MAX (total, 0) / 2);
-      return o > 0;
-    }
-  if (in < k)
-    return FALSE;
-  *out = (in - k) / s + 1;
-  return TRUE;
-}
-
 static void
 pool_geom (const KiltNode *node, PoolGeom *g)
 {
@@ -40,8 +20,8 @@ pool_geom (const KiltNode *node, PoolGeom *g)
   /* Keras: strides default to the pool size. */
   g->sh = node->cfg.sh ? node->cfg.sh : g->kh;
   g->sw = node->cfg.sw ? node->cfg.sw : g->kw;
-  pool_out_dim (g->H, g->kh, g->sh, node->cfg.same, &g->OH, &g->pt);
-  pool_out_dim (g->W, g->kw, g->sw, node->cfg.same, &g->OW, &g->pl);
+  kilt_layer_out_dim (g->H, g->kh, g->sh, node->cfg.same, &g->OH, &g->pt);
+  kilt_layer_out_dim (g->W, g->kw, g->sw, node->cfg.same, &g->OW, &g->pl);
 }
 
 static gboolean
@@ -63,8 +43,8 @@ pool_infer (KiltNode *node, GError **error)
       return FALSE;
     }
   pool_geom (node, &g);
-  if (!pool_out_dim (in->h, g.kh, g.sh, node->cfg.same, &o, &pad)
-      || !pool_out_dim (in->w, g.kw, g.sw, node->cfg.same, &o, &pad))
+  if (!kilt_layer_out_dim (in->h, g.kh, g.sh, node->cfg.same, &o, &pad)
+      || !kilt_layer_out_dim (in->w, g.kw, g.sw, node->cfg.same, &o, &pad))
     {
       kilt_layer_set_error (error, node,
                             "a %ux%u pool with valid padding needs an input of at least that "
