@@ -22,7 +22,9 @@ inline float kilt_bn_group_sum (__local float *buf, float v)
 
 /* One work-group per channel: mean and 1/sqrt(var + eps) of the batch (biased variance, two
  * passes for accuracy) into saved[c] and saved[channels + c]; with @update, the running
- * statistics at state[state_off] (mean, then variance) move by Keras' momentum rule. */
+ * statistics at state[state_off] (mean, then variance) move by Keras' momentum rule. The
+ * running variance takes the unbiased estimate n / (n - 1) * var, as tf.keras' fused batch
+ * norm and PyTorch do, so inference matches models trained there. */
 __kernel void kilt_bn_stats (__global const float *x, const uint batch, const uint channels,
                              const uint spatial, __global float *saved, __global float *state,
                              const uint state_off, const float momentum, const float eps,
@@ -52,7 +54,8 @@ __kernel void kilt_bn_stats (__global const float *x, const uint batch, const ui
         {
           __global float *rm = state + state_off + c, *rv = rm + channels;
           *rm = momentum * *rm + (1.0f - momentum) * mean;
-          *rv = momentum * *rv + (1.0f - momentum) * var;
+          float unbiased = n > 1 ? var * (float) n / (float) (n - 1) : var;
+          *rv = momentum * *rv + (1.0f - momentum) * unbiased;
         }
     }
 }

@@ -222,7 +222,11 @@ bn_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 se
         {
           bn_ref_moments (node, batch, in[0], (guint)ch, &mean, &var);
           state[ch] = mom * state[ch] + (1 - mom) * mean;
-          state[c + ch] = mom * state[c + ch] + (1 - mom) * var;
+          {
+            /* The running variance is the unbiased estimate, as in kernels/batchnorm.cl. */
+            double n = (double)batch * sp;
+            state[c + ch] = mom * state[c + ch] + (1 - mom) * (n > 1 ? var * n / (n - 1) : var);
+          }
         }
       else
         {
