@@ -392,6 +392,14 @@ prepare (Session *s, GError **error)
   if (c->val_fraction > 0 && d->val.n == 0
       && !kilt_dataset_split_validation (d, c->val_fraction, c->seed, error))
     return FALSE;
+  /* The trainer owns the data set, so a quick run can simply train on the first samples of
+   * the (already shuffled by the loader or the split) training split. */
+  if (c->max_train_samples > 0 && d->train.n > c->max_train_samples)
+    {
+      emit_log (s, G_LOG_LEVEL_INFO, "Training on the first %u of %zu training samples",
+                c->max_train_samples, d->train.n);
+      d->train.n = c->max_train_samples;
+    }
   s->eval_split = d->val.n > 0 ? &d->val : d->test.n > 0 ? &d->test : NULL;
   if (train->n == 0)
     {

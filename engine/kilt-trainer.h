@@ -20,7 +20,7 @@ typedef struct
   KiltOptimizerConfig opt;
   gboolean augment; /* random horizontal flip + shift, as Keras' cifar10_cnn */
   KiltPreprocess preprocess;
-  guint max_train_samples; /* 0 = all; for quick runs and tests */
+  guint max_train_samples; /* 0 = all; else train on the first this many samples */
   char *checkpoint_path;   /* written after each epoch (not on stop or failure); NULL = none */
   gboolean resume;         /* start from checkpoint_path */
   char *run_name;

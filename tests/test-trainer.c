@@ -707,6 +707,21 @@ test_checkpoint_resume (void)
   }
 }
 
+/* max_train_samples limits the epoch to that many training samples. */
+static void
+test_max_train_samples (void)
+{
+  KiltTrainConfig cfg = toy_config (1, NULL);
+  g_autoptr (Run) r = NULL;
+
+  if (kilt_test_context () == NULL)
+    return;
+  cfg.max_train_samples = 40;
+  r = train_toy (&cfg);
+  g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (r->steps_per_epoch, ==, 3); /* 40 samples in batches of 16 */
+}
+
 /* With a validation split the epochs report validation figures and the run ends with the
  * test split's, which are what evaluating its checkpoint on the test split gives. */
 static void
@@ -1338,6 +1353,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func ("/trainer/checkpoint/bad", test_checkpoint_bad);
   g_test_add_func ("/trainer/validation-and-test", test_validation_and_test);
+  g_test_add_func ("/trainer/max-train-samples", test_max_train_samples);
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);
   g_test_add_func ("/trainer/fault/enqueue", test_fault_enqueue);
   g_test_add_func ("/trainer/fault/build", test_fault_build);
