@@ -291,6 +291,20 @@ check_loss_fits_model (Session *s, GError **error)
   return TRUE;
 }
 
+/* The checkpoint's weights have this model's layout (structure hash and sizes). */
+static gboolean
+checkpoint_fits_model (const KiltCheckpoint *ck, KiltModel *model, const char *path, GError **error)
+{
+  if (ck->model_hash == kilt_model_hash (model) && ck->n_params == model->n_params
+      && ck->n_state == model->n_state)
+    return TRUE;
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+               "checkpoint %s belongs to a different model than %s (it holds %" G_GUINT64_FORMAT
+               " parameters, %s has %zu)",
+               path, model->name, ck->n_params, model->name, model->n_params);
+  return FALSE;
+}
+
 static gboolean
 load_checkpoint (Session *s, GError **error)
 {
@@ -299,16 +313,8 @@ load_checkpoint (Session *s, GError **error)
 
   if (ck == NULL)
     return FALSE;
-  if (ck->model_hash != kilt_model_hash (t->model) || ck->n_params != t->model->n_params
-      || ck->n_state != t->model->n_state)
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                   "checkpoint %s belongs to a different model than %s (it holds %" G_GUINT64_FORMAT
-                   " parameters, %s has %zu)",
-                   t->config.checkpoint_path, t->model->name, ck->n_params, t->model->name,
-                   t->model->n_params);
-      return FALSE;
-    }
+  if (!checkpoint_fits_model (ck, t->model, t->config.checkpoint_path, error))
+    return FALSE;
   if (ck->n_opt_state != kilt_optimizer_state_floats (&t->config.opt, t->model->n_params))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
@@ -991,16 +997,8 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
     return FALSE;
   if ((!model->built && !kilt_model_build (model, error)) || !open_device (&s, error))
     goto out;
-  if (ck->model_hash != kilt_model_hash (model) || ck->n_params != model->n_params
-      || ck->n_state != model->n_state)
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                   "checkpoint %s belongs to a different model than %s (it holds %" G_GUINT64_FORMAT
-                   " parameters, %s has %zu)",
-                   config->checkpoint_path, model->name, ck->n_params, model->name,
-                   model->n_params);
-      goto out;
-    }
+  if (!checkpoint_fits_model (ck, model, config->checkpoint_path, error))
+    goto out;
   s.exec = kilt_executor_new (s.ctx, model, config->batch, TRUE, error);
   if (!s.exec || !check_loss_fits_model (&s, error)
       || !kilt_executor_upload (s.exec, ck->params, ck->state, error))
