@@ -352,7 +352,10 @@ kilt_cli_bench (int argc, char **argv)
         {
           g_autofree char *peak = kilt_format_bytes (r.peak_bytes);
           printf ("%s: %s batch %d, %s\n", r.device_name, c.model, c.batch, c.optimizer);
-          printf ("  kernels:   %.2f s cold, %.2f s cached\n", r.compile_cold, r.compile_cached);
+          printf (
+              "  kernels:   %.2f s with an empty Kilt cache (the driver's own cache may be warm), "
+              "%.2f s cached\n",
+              r.compile_cold, r.compile_cached);
           printf ("  step:      %.2f ms (%.0f samples/s, %.1f GFLOP/s achieved)\n", r.step_ms,
                   r.samples_per_second, r.gflops);
           if (isfinite (r.busy_percent))
