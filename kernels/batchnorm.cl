@@ -20,43 +20,83 @@ inline float kilt_bn_group_sum (__local float *buf, float v)
   return total;
 }
 
-/* One work-group per channel: mean and 1/sqrt(var + eps) of the batch (biased variance, two
- * passes for accuracy) into saved[c] and saved[channels + c]; with @update, the running
- * statistics at state[state_off] (mean, then variance) move by Keras' momentum rule. The
- * running variance takes the unbiased estimate n / (n - 1) * var, as tf.keras' fused batch
- * norm and PyTorch do, so inference matches models trained there. */
-__kernel void kilt_bn_stats (__global const float *x, const uint batch, const uint channels,
-                             const uint spatial, __global float *saved, __global float *state,
-                             const uint state_off, const float momentum, const float eps,
-                             const int update, __local float *buf)
+/* Batch statistics in two levels, so that a channel with many elements (a 16-channel
+ * 32 x 32 map at batch 128 has 131,072) is spread over many work-groups, not one.
+ *
+ * Level one: work-group (g, c) of a (groups x channels) grid takes the g-th of @groups equal
+ * slices of channel c's n = batch * spatial elements and writes its slice's mean and sum of
+ * squared deviations (two passes over the slice, which the second reads from cache) to
+ * part[(c * groups + g) * 2]. */
+__kernel void kilt_bn_stats_partial (__global const float *x, const uint batch,
+                                     const uint channels, const uint spatial, const uint groups,
+                                     __global float *part, const uint part_off,
+                                     __local float *buf)
 {
-  uint c = get_group_id (0), lid = get_local_id (0), size = get_local_size (0);
-  uint n = batch * spatial;
+  uint g = get_group_id (0), c = get_group_id (1), lid = get_local_id (0);
+  uint size = get_local_size (0), n = batch * spatial, slice = (n + groups - 1) / groups;
+  uint lo = min (g * slice, n), hi = min (lo + slice, n);
   float acc = 0.0f;
 
-  for (uint j = lid; j < n; j += size)
+  for (uint j = lo + lid; j < hi; j += size)
     acc += x[((size_t) (j / spatial) * channels + c) * spatial + j % spatial];
-  float mean = kilt_bn_group_sum (buf, acc) / (float) n;
+  float mean = hi > lo ? kilt_bn_group_sum (buf, acc) / (float) (hi - lo) : 0.0f;
 
   acc = 0.0f;
-  for (uint j = lid; j < n; j += size)
+  for (uint j = lo + lid; j < hi; j += size)
     {
       float d = x[((size_t) (j / spatial) * channels + c) * spatial + j % spatial] - mean;
       acc += d * d;
     }
-  float var = kilt_bn_group_sum (buf, acc) / (float) n;
-
+  float m2 = hi > lo ? kilt_bn_group_sum (buf, acc) : 0.0f;
   if (lid == 0)
     {
-      saved[c] = mean;
-      saved[channels + c] = 1.0f / sqrt (var + eps);
-      if (update)
-        {
-          __global float *rm = state + state_off + c, *rv = rm + channels;
-          *rm = momentum * *rm + (1.0f - momentum) * mean;
-          float unbiased = n > 1 ? var * (float) n / (float) (n - 1) : var;
-          *rv = momentum * *rv + (1.0f - momentum) * unbiased;
-        }
+      part[part_off + (c * groups + g) * 2] = mean;
+      part[part_off + (c * groups + g) * 2 + 1] = m2;
+    }
+}
+
+/* Level two, one work-item per channel: the slices merge by Chan et al.'s rule (the sum of
+ * squared deviations gains count * (slice mean - mean)^2 per slice), which keeps the two-pass
+ * accuracy. Mean and 1/sqrt(var + eps) (biased variance) go to saved[c] and
+ * saved[channels + c]; with @update, the running statistics at state[state_off] (mean, then
+ * variance) move by Keras' momentum rule. The running variance takes the unbiased estimate
+ * n / (n - 1) * var, as tf.keras' fused batch norm and PyTorch do, so inference matches
+ * models trained there. */
+__kernel void kilt_bn_stats_finish (__global const float *part, const uint part_off,
+                                    const uint batch, const uint channels, const uint spatial,
+                                    const uint groups, __global float *saved,
+                                    __global float *state, const uint state_off,
+                                    const float momentum, const float eps, const int update)
+{
+  uint c = get_global_id (0);
+  if (c >= channels)
+    return;
+  uint n = batch * spatial, slice = (n + groups - 1) / groups;
+  __global const float *p = part + part_off + (size_t) c * groups * 2;
+  float mean = 0.0f, m2 = 0.0f;
+
+  for (uint g = 0; g < groups; g++)
+    {
+      uint lo = min (g * slice, n), cnt = min (lo + slice, n) - lo;
+      mean += (float) cnt * p[2 * g];
+    }
+  mean /= (float) n;
+  for (uint g = 0; g < groups; g++)
+    {
+      uint lo = min (g * slice, n), cnt = min (lo + slice, n) - lo;
+      float d = p[2 * g] - mean;
+      m2 += p[2 * g + 1] + (float) cnt * d * d;
+    }
+  float var = m2 / (float) n;
+
+  saved[c] = mean;
+  saved[channels + c] = 1.0f / sqrt (var + eps);
+  if (update)
+    {
+      __global float *rm = state + state_off + c, *rv = rm + channels;
+      *rm = momentum * *rm + (1.0f - momentum) * mean;
+      float unbiased = n > 1 ? var * (float) n / (float) (n - 1) : var;
+      *rv = momentum * *rv + (1.0f - momentum) * unbiased;
     }
 }
 
@@ -78,37 +118,58 @@ __kernel void kilt_bn_apply (__global float *y, __global const float *x,
          + params[param_off + channels + c];
 }
 
-/* One work-group per channel: dgamma = sum dy * xhat and dbeta = sum dy, written (not added)
- * at grads[param_off + c] and grads[param_off + channels + c]. */
-__kernel void kilt_bn_backward_reduce (__global const float *dy, __global const float *x,
-                                       __global const float *saved, const uint batch,
-                                       const uint channels, const uint spatial,
-                                       __global float *grads, const uint param_off,
-                                       __local float *buf)
+/* Level one of dgamma = sum dy * xhat and dbeta = sum dy: work-group (g, c) sums the g-th
+ * slice of channel c into part[(c * groups + g) * 2] (dgamma's share, then dbeta's). */
+__kernel void kilt_bn_backward_partial (__global const float *dy, __global const float *x,
+                                        __global const float *saved, const uint batch,
+                                        const uint channels, const uint spatial,
+                                        const uint groups, __global float *part,
+                                        const uint part_off, __local float *buf)
 {
-  uint c = get_group_id (0), lid = get_local_id (0), size = get_local_size (0);
-  uint n = batch * spatial;
+  uint g = get_group_id (0), c = get_group_id (1), lid = get_local_id (0);
+  uint size = get_local_size (0), n = batch * spatial, slice = (n + groups - 1) / groups;
+  uint lo = min (g * slice, n), hi = min (lo + slice, n);
   float mean = saved[c], istd = saved[channels + c];
   float sdy = 0.0f, sdyx = 0.0f;
 
-  for (uint j = lid; j < n; j += size)
+  for (uint j = lo + lid; j < hi; j += size)
     {
       size_t at = ((size_t) (j / spatial) * channels + c) * spatial + j % spatial;
-      float g = dy[at];
-      sdy += g;
-      sdyx += g * (x[at] - mean) * istd;
+      float d = dy[at];
+      sdy += d;
+      sdyx += d * (x[at] - mean) * istd;
     }
   sdy = kilt_bn_group_sum (buf, sdy);
   sdyx = kilt_bn_group_sum (buf, sdyx);
   if (lid == 0)
     {
-      grads[param_off + c] = sdyx;
-      grads[param_off + channels + c] = sdy;
+      part[part_off + (c * groups + g) * 2] = sdyx;
+      part[part_off + (c * groups + g) * 2 + 1] = sdy;
     }
 }
 
+/* Level two, one work-item per channel: the slices' sums, written (not added) at
+ * grads[param_off + c] (dgamma) and grads[param_off + channels + c] (dbeta). */
+__kernel void kilt_bn_backward_finish (__global const float *part, const uint part_off,
+                                       const uint channels, const uint groups,
+                                       __global float *grads, const uint param_off)
+{
+  uint c = get_global_id (0);
+  if (c >= channels)
+    return;
+  __global const float *p = part + part_off + (size_t) c * groups * 2;
+  float sdyx = 0.0f, sdy = 0.0f;
+  for (uint g = 0; g < groups; g++)
+    {
+      sdyx += p[2 * g];
+      sdy += p[2 * g + 1];
+    }
+  grads[param_off + c] = sdyx;
+  grads[param_off + channels + c] = sdy;
+}
+
 /* dx = beta * dx + gamma * istd / N * (N * dy - dbeta - xhat * dgamma), N = batch * spatial,
- * with dgamma and dbeta as kilt_bn_backward_reduce left them in grads. */
+ * with dgamma and dbeta as kilt_bn_backward_finish left them in grads. */
 __kernel void kilt_bn_backward_apply (__global float *dx, __global const float *dy,
                                       __global const float *x, __global const float *saved,
                                       __global const float *params,

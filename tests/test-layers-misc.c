@@ -295,6 +295,15 @@ test_batch_norm (void)
   cfg.epsilon = 1e-5f;
   one_input_case ("bn wide train", KILT_LAYER_BATCH_NORM, &cfg, (KiltShape){ 3, 17, 19 }, 3, TRUE);
   one_input_case ("bn batch 1 train", KILT_LAYER_BATCH_NORM, &cfg, (KiltShape){ 2, 3, 5 }, 1, TRUE);
+  /* Each channel reduced in several slices, as on a large GPU: slices that do not divide the
+   * channel evenly (969 elements in 7), and one left empty (5 elements in 4 slices of 2). */
+  g_setenv ("KILT_BN_GROUPS", "7", TRUE);
+  one_input_case ("bn wide train, 7 slices", KILT_LAYER_BATCH_NORM, &cfg, (KiltShape){ 3, 17, 19 },
+                  3, TRUE);
+  g_setenv ("KILT_BN_GROUPS", "4", TRUE);
+  one_input_case ("bn flat train, 4 slices", KILT_LAYER_BATCH_NORM, &cfg, (KiltShape){ 7, 1, 1 }, 5,
+                  TRUE);
+  g_unsetenv ("KILT_BN_GROUPS");
 }
 
 static void
