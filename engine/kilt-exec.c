@@ -7,7 +7,7 @@
 
 /* Every figure here must match what kilt_executor_new () allocates. */
 void
-kilt_executor_plan (KiltModel *model, guint batch, gboolean training,
+kilt_executor_plan (KiltModel *model, guint batch, gboolean training, const KiltDeviceInfo *info,
                     guint64 bytes[KILT_MEM_N_CATEGORIES])
 {
   gsize ws = 0;
@@ -32,7 +32,7 @@ kilt_executor_plan (KiltModel *model, guint batch, gboolean training,
             bytes[KILT_MEM_ACTIVATIONS] += 4 * s;
         }
       if (node->klass->workspace_floats)
-        ws = MAX (ws, node->klass->workspace_floats (node, batch));
+        ws = MAX (ws, node->klass->workspace_floats (node, batch, info));
     }
   bytes[KILT_MEM_WORKSPACE] = 4 * MAX (ws, 1);
 }
@@ -115,7 +115,7 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
             }
         }
       if (node->klass->workspace_floats)
-        ws = MAX (ws, node->klass->workspace_floats (node, batch));
+        ws = MAX (ws, node->klass->workspace_floats (node, batch, ctx->info));
     }
   exec->workspace = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * MAX (ws, 1), error,
                                      "the shared layer workspace");

@@ -17,10 +17,10 @@ typedef struct
   GPtrArray *node_buffers; /* KiltBuffer*, owned: activations, gradients, saved */
 } KiltExecutor;
 
-/* The bytes an executor for @model at @batch allocates, per memory category (the planner's
- * figures; they match what kilt_executor_new () really allocates). */
+/* The bytes an executor for @model at @batch on @info's device allocates, per memory category
+ * (the planner's figures; they match what kilt_executor_new () really allocates). */
 void kilt_executor_plan (KiltModel *model, guint batch, gboolean training,
-                         guint64 bytes[KILT_MEM_N_CATEGORIES]);
+                         const KiltDeviceInfo *info, guint64 bytes[KILT_MEM_N_CATEGORIES]);
 
 /* Allocates everything for @batch (no allocation happens later). With @training FALSE no
  * gradients are kept. */

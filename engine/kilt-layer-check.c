@@ -180,7 +180,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   ALLOC (gb, ex.grads, KILT_MEM_GRADIENTS, 4 * MAX (node.n_params, 1), "gradients");
   ALLOC (sb, ex.state, KILT_MEM_WEIGHTS, 4 * MAX (node.n_state, 1), "state");
   if (node.klass->workspace_floats)
-    ws = node.klass->workspace_floats (&node, batch);
+    ws = node.klass->workspace_floats (&node, batch, ctx->info);
   ALLOC (wb, ex.workspace, KILT_MEM_WORKSPACE, 4 * MAX (ws, 1), "workspace");
   if (node.klass->saved_floats && node.klass->saved_floats (&node, batch))
     ALLOC (svb, node.saved, KILT_MEM_ACTIVATIONS, 4 * node.klass->saved_floats (&node, batch),

@@ -136,7 +136,7 @@ struct _KiltLayerClass
   /* Forward FLOPs per sample (a multiply-add counts 2). Optional: 0. */
   guint64 (*flops) (const KiltNode *node);
   /* Optional scratch sizes, in floats, for a batch. */
-  gsize (*workspace_floats) (const KiltNode *node, guint batch);
+  gsize (*workspace_floats) (const KiltNode *node, guint batch, const KiltDeviceInfo *info);
   gsize (*saved_floats) (const KiltNode *node, guint batch);
 
   gboolean (*forward) (KiltNode *node, KiltExec *ex, GError **error);

@@ -40,14 +40,15 @@ consider (Need *need, guint64 bytes, char *what)
 /* Mirrors kilt_executor_new () buffer by buffer for the largest one; the category totals come
  * from the executor's own plan. */
 static void
-need_at (KiltModel *model, guint batch, guint slots, guint64 dataset_bytes, Need *need)
+need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
+         guint64 dataset_bytes, Need *need)
 {
   guint64 param_bytes = 4 * (guint64)MAX (model->n_params, 1);
   gsize ws = 0;
 
   g_free (need->largest_what);
   memset (need, 0, sizeof *need);
-  kilt_executor_plan (model, batch, TRUE, need->bytes);
+  kilt_executor_plan (model, batch, TRUE, dev, need->bytes);
   need->bytes[KILT_MEM_OPTIMIZER] = slots * 4 * (guint64)model->n_params;
   need->bytes[KILT_MEM_DATASET] = dataset_bytes;
   for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
@@ -68,7 +69,7 @@ need_at (KiltModel *model, guint batch, guint slots, guint64 dataset_bytes, Need
         consider (need, 4 * (guint64)n->klass->saved_floats (n, batch),
                   g_strdup_printf ("layer %s saved values", n->name));
       if (n->klass->workspace_floats)
-        ws = MAX (ws, n->klass->workspace_floats (n, batch));
+        ws = MAX (ws, n->klass->workspace_floats (n, batch, dev));
     }
   consider (need, 4 * (guint64)MAX (ws, 1), g_strdup ("the shared layer workspace"));
 }
@@ -99,7 +100,7 @@ kilt_plan_compute (KiltModel *model, guint batch, const KiltOptimizerConfig *opt
   plan->max_alloc = device->max_alloc ? device->max_alloc : G_MAXUINT64;
   plan->device_name = g_strdup (device->name);
 
-  need_at (model, batch, slots, dataset_bytes, &need);
+  need_at (model, batch, device, slots, dataset_bytes, &need);
   memcpy (plan->bytes, need.bytes, sizeof plan->bytes);
   plan->total = need.total;
   plan->largest_alloc = need.largest;
@@ -118,14 +119,14 @@ kilt_plan_compute (KiltModel *model, guint batch, const KiltOptimizerConfig *opt
     }
 
   /* The largest batch that fits: needs grow with the batch, so bisect between 1 and @batch. */
-  need_at (model, 1, slots, dataset_bytes, &probe);
+  need_at (model, 1, device, slots, dataset_bytes, &probe);
   if (need_fits (&probe, plan->capacity, plan->max_alloc))
     {
       guint lo = 1, hi = batch; /* lo fits, hi does not */
       while (hi - lo > 1)
         {
           guint mid = lo + (hi - lo) / 2;
-          need_at (model, mid, slots, dataset_bytes, &probe);
+          need_at (model, mid, device, slots, dataset_bytes, &probe);
           if (need_fits (&probe, plan->capacity, plan->max_alloc))
             lo = mid;
           else

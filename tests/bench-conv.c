@@ -102,7 +102,7 @@ bench_one (KiltContext *ctx, const Shape *s, const Mode *m, guint batch, guint i
   node.din_needed[0] = TRUE;
   g_ptr_array_add (nodes, &input);
   g_ptr_array_add (nodes, &node);
-  ws = node.klass->workspace_floats (&node, batch);
+  ws = node.klass->workspace_floats (&node, batch, ctx->info);
 
   bufs[0] = random_buffer (ctx, batch * kilt_shape_size (&input.out_shape), &rng, "x");
   bufs[1] = random_buffer (ctx, batch * kilt_shape_size (&input.out_shape), &rng, "dx");

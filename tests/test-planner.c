@@ -176,7 +176,7 @@ test_categories (void)
   g_autoptr (KiltPlan) p = kilt_plan_compute (m, 32, &adam, 12345, &dev, 0);
   guint64 exec_bytes[KILT_MEM_N_CATEGORIES], sum = 0;
 
-  kilt_executor_plan (m, 32, TRUE, exec_bytes);
+  kilt_executor_plan (m, 32, TRUE, &dev, exec_bytes);
   for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
     sum += p->bytes[c];
   g_assert_cmpuint (p->total, ==, sum);

@@ -5,9 +5,12 @@
 #include "kilt-layer.h"
 #include "kilt-gemm.h"
 
-/* At most this many floats of column matrix + GEMM output per chunk of the batch (128 MiB):
- * bigger batches are processed in several chunks, each still one large GEMM. */
-#define CONV_CHUNK_CAP ((gsize)1 << 25)
+/* At most this many floats of column matrix + GEMM output per chunk of the batch on a GPU: a
+ * quarter of the device's largest allocation, within 128 MiB .. 1 GiB. Bigger batches are
+ * processed in several chunks, each still one large GEMM. With a fixed 128 MiB, cifar10_cnn's
+ * second convolution ran at batch 256 as chunks of 116, 116 and 24 samples. */
+#define CONV_CHUNK_MIN ((gsize)1 << 25)
+#define CONV_CHUNK_MAX ((gsize)1 << 28)
 /* On CPU devices, at most this many floats of column matrix per chunk (2 MiB). */
 #define CONV_CHUNK_CPU ((gsize)1 << 19)
 /* Split-K of the weight gradient: at most this many partial products, and only for weight
@@ -58,16 +61,16 @@ conv_env (const char *name, guint max)
  * each GEMM is as large as can be. On a CPU (PoCL) a chunk whose column matrix stays near
  * the caches: measured with PoCL on 2 cores, cifar10_cnn's second convolution (32x32x32 ->
  * 32, valid) took 447 ms forward + backward at batch 32 in one chunk, 165 ms in chunks of 2.
- * @info NULL gives the largest chunk any device uses, for sizing the workspace.
  * $KILT_CONV_CHUNK caps it further (tests use it to run several chunks). */
 static guint
 conv_chunk (const ConvGeom *g, guint batch, const KiltDeviceInfo *info)
 {
   gsize per = (g->Kc + g->F) * g->P;
-  gsize nb = CONV_CHUNK_CAP / MAX (per, 1);
+  gsize cap = CLAMP (info->max_alloc / sizeof (float) / 4, CONV_CHUNK_MIN, CONV_CHUNK_MAX);
+  gsize nb = cap / MAX (per, 1);
   guint forced = conv_env ("KILT_CONV_CHUNK", G_MAXUINT32 / 2);
 
-  if (info && info->type && g_str_equal (info->type, "CPU"))
+  if (info->type && g_str_equal (info->type, "CPU"))
     nb = MIN (nb, CONV_CHUNK_CPU / MAX (g->Kc * g->P, 1));
   if (forced > 0)
     nb = MIN (nb, forced);
@@ -177,14 +180,14 @@ conv_flops (const KiltNode *node)
 }
 
 static gsize
-conv_workspace_floats (const KiltNode *node, guint batch)
+conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *info)
 {
   ConvGeom g = { 0 };
   guint nb;
   gsize ws;
 
   conv_geom (node, &g);
-  nb = conv_chunk (&g, batch, NULL);
+  nb = conv_chunk (&g, batch, info);
   /* Column matrix, dz (or the forward GEMM's result), then the weight-gradient parts. */
   ws = (g.Kc + g.F) * nb * g.P;
   ws += (conv_may_split (&g) ? CONV_SPLIT_MAX : 1) * g.F * g.Kc;
