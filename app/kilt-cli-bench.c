@@ -206,6 +206,26 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
   g_rmdir (tmp);
 }
 
+gboolean
+kilt_cli_bench_step (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, double *step_ms,
+                     GError **error)
+{
+  BenchResult r = { 0 };
+  gboolean ok;
+
+  bench_device (dev, c, steps, FALSE, &r);
+  ok = r.error == NULL;
+  if (ok)
+    *step_ms = r.step_ms;
+  else
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID, "%s", r.error);
+  g_free (r.device_id);
+  g_free (r.device_name);
+  g_free (r.error);
+  g_clear_pointer (&r.timings, g_array_unref);
+  return ok;
+}
+
 int
 kilt_cli_bench (int argc, char **argv)
 {

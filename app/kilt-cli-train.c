@@ -153,7 +153,19 @@ data_progress (double fraction, const char *what, gpointer user_data)
   static gint64 last;
   gint64 now = g_get_monotonic_time ();
 
-  if (!isatty (fileno (stderr)) || (now - last < 100000 && fraction < 1))
+  /* Into a log (not a terminal) a line every 5 s, so that a slow load shows where it is. */
+  if (!isatty (fileno (stderr)))
+    {
+      if (last == 0)
+        last = now;
+      if (now - last >= 5 * G_USEC_PER_SEC && fraction < 1)
+        {
+          last = now;
+          fprintf (stderr, "  loading: %3.0f%% %s\n", fraction * 100, what ? what : "");
+        }
+      return;
+    }
+  if (now - last < 100000 && fraction < 1)
     return;
   last = now;
   fprintf (stderr, "\r\033[K  loading: %3.0f%% %s", fraction * 100, what ? what : "");

@@ -154,6 +154,7 @@ usage (FILE *out)
                 "  compare    train one model on several devices in turn; speed-ups\n"
                 "  runs       list, show, rename, tag and delete recorded runs\n"
                 "  report     write a timing report for runs\n"
+                "  tune       tune CLBlast's GEMM for a device; kept when a step gets faster\n"
                 "  --version  Kilt, CLBlast and OpenCL platform versions\n"
                 "\n"
                 "kilt-cli COMMAND --help shows a command's options.\n");
@@ -170,7 +171,7 @@ main (int argc, char **argv)
     { "train", kilt_cli_train },     { "eval", kilt_cli_eval },  { "summary", kilt_cli_summary },
     { "data", kilt_cli_data },       { "devices", cmd_devices }, { "setup", cmd_setup },
     { "bench", kilt_cli_bench },     { "runs", kilt_cli_runs },  { "report", kilt_cli_report },
-    { "compare", kilt_cli_compare },
+    { "compare", kilt_cli_compare }, { "tune", kilt_cli_tune },
   };
 
   if (argc >= 2 && (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "version") == 0))

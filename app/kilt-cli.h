@@ -50,11 +50,17 @@ KiltDataset *kilt_cli_load_data_spec (const KiltDataSpec *spec, GError **error);
 KiltModel *kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error);
 gboolean kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error);
 
+/* The trainer's step time for @c's model and batch on @dev over @steps synthetic batches
+ * (after as many warm-up steps), as `kilt-cli bench` measures it. */
+gboolean kilt_cli_bench_step (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps,
+                              double *step_ms, GError **error);
+
 int kilt_cli_train (int argc, char **argv);
 int kilt_cli_eval (int argc, char **argv);
 int kilt_cli_summary (int argc, char **argv);
 int kilt_cli_data (int argc, char **argv);
 int kilt_cli_bench (int argc, char **argv);
 int kilt_cli_compare (int argc, char **argv);
+int kilt_cli_tune (int argc, char **argv);
 
 G_END_DECLS

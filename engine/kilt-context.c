@@ -4,6 +4,7 @@
 
 #include "kilt-context.h"
 #include "kilt-error.h"
+#include "kilt-tuning.h"
 #include "kilt-kernel-sources.h"
 
 #include <glib/gstdio.h>
@@ -249,6 +250,7 @@ kilt_context_new (const KiltDeviceInfo *device, GError **error)
       = { CL_CONTEXT_PLATFORM, (cl_context_properties)device->platform, 0 };
   cl_int err = CL_SUCCESS;
   const char *budget_env = g_getenv ("KILT_MEMORY_BUDGET_MB");
+  g_autoptr (GError) tuning_error = NULL;
 
   ctx->info = info_copy (device);
   ctx->kernels = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, release_kernel);
@@ -277,6 +279,10 @@ kilt_context_new (const KiltDeviceInfo *device, GError **error)
       kilt_context_free (ctx);
       return NULL;
     }
+  /* Parameters `kilt-cli tune` found for this device; a broken file is not worth failing the
+   * run for, but a person should hear of it. */
+  if (!kilt_tuning_apply_saved (device, &tuning_error))
+    g_warning ("%s; CLBlast keeps its built-in parameters", tuning_error->message);
   return ctx;
 }
 

@@ -94,6 +94,80 @@ test_version (void)
   result_clear (&r);
 }
 
+/* kilt-cli tune with a CLBlast tuner result: timed before and after on a real model, saved
+ * only when faster, shown, refused for another device, forgotten. */
+static void
+test_tune (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  g_autofree char *dir = NULL, *good = NULL, *other = NULL, *text = NULL;
+  const char *params = "GEMMK=0 KREG=1 KWG=32 KWI=2 MDIMA=8 MDIMC=8 MWG=64 NDIMB=8 NDIMC=8 "
+                       "NWG=32 PRECISION=32 SA=0 SB=0 STRM=0 STRN=0 VWM=4 VWN=4";
+  const char *tune[]
+      = { "tune", "--import", NULL, "--model", "mlp", "--batch", "16", "--steps", "3", NULL };
+  gboolean saved;
+  Result r;
+
+  if (!cli_path () || !ctx)
+    return;
+  dir = kilt_test_tmpdir ();
+  g_setenv ("XDG_CONFIG_HOME", dir, TRUE);
+  good = g_build_filename (dir, "clblast_xgemm_1_32.json", NULL);
+  text = g_strdup_printf ("{ \"precision\": \"32\", \"best_kernel\": \"Xgemm\", "
+                          "\"best_time\": \"0.04\", \"best_parameters\": \"%s\", "
+                          "\"device\": \"%s\" }",
+                          params, ctx->info->name);
+  g_assert_true (g_file_set_contents (good, text, -1, NULL));
+  other = g_build_filename (dir, "other.json", NULL);
+  g_free (text);
+  text = g_strdup_printf ("{ \"precision\": \"32\", \"best_kernel\": \"Xgemm\", "
+                          "\"best_parameters\": \"%s\", \"device\": \"Other GPU\" }",
+                          params);
+  g_assert_true (g_file_set_contents (other, text, -1, NULL));
+
+  /* On a CPU device Kilt's own GEMM runs, so tuning CLBlast is refused unless asked for. */
+  if (g_strcmp0 (ctx->info->type, "CPU") == 0)
+    {
+      tune[2] = good;
+      r = run_cli (NULL, tune);
+      g_assert_cmpint (r.status, ==, 1);
+      g_assert_nonnull (strstr (r.err, "own GEMM"));
+      result_clear (&r);
+    }
+  g_setenv ("KILT_GEMM", "clblast", TRUE);
+
+  tune[2] = other;
+  r = run_cli (NULL, tune);
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "tuned on \"Other GPU\""));
+  result_clear (&r);
+
+  tune[2] = good;
+  r = run_cli (NULL, tune);
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, "Tuner's best: Xgemm GEMMK=0"));
+  g_assert_nonnull (strstr (r.out, "Step: "));
+  saved = strstr (r.out, "Saved for ") != NULL;
+  g_assert_true (saved != (strstr (r.out, "nothing saved") != NULL));
+  result_clear (&r);
+
+  r = run_cli (NULL, (const char *const[]){ "tune", "--show", NULL });
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, saved ? "Xgemm GEMMK=0" : "no tuning"));
+  if (saved)
+    g_assert_nonnull (strstr (r.out, "mlp batch 16: "));
+  result_clear (&r);
+
+  r = run_cli (NULL, (const char *const[]){ "tune", "--forget", NULL });
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  r = run_cli (NULL, (const char *const[]){ "tune", "--show", NULL });
+  g_assert_nonnull (strstr (r.out, "no tuning"));
+  result_clear (&r);
+  g_unsetenv ("KILT_GEMM");
+}
+
 static void
 test_bad_data (void)
 {
@@ -346,6 +420,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/cli/version", test_version);
+  g_test_add_func ("/cli/tune", test_tune);
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/killed-run", test_killed_run);

@@ -1,0 +1,365 @@
+/* kilt-cli tune: tunes CLBlast's GEMM kernel for a device with CLBlast's own tuner, keeps the
+ * result only when a training step of a real model gets faster, and stores it per device. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "kilt-cli.h"
+#include "kilt-error.h"
+#include "kilt-tuning.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+/* A new tuning is kept only when the step gets at least this much faster: run-to-run noise on
+ * a GPU step is about 1%. */
+#define TUNE_MIN_GAIN 0.02
+
+/* The platform and device positions the CLBlast tuners take (-platform, -device). */
+static gboolean
+device_indices (const KiltDeviceInfo *dev, guint *platform, guint *device)
+{
+  cl_uint np = 0, nd = 0;
+  g_autofree cl_platform_id *ps = NULL;
+  g_autofree cl_device_id *ds = NULL;
+
+  if (clGetPlatformIDs (0, NULL, &np) != CL_SUCCESS || np == 0)
+    return FALSE;
+  ps = g_new (cl_platform_id, np);
+  clGetPlatformIDs (np, ps, NULL);
+  for (*platform = 0; *platform < np && ps[*platform] != dev->platform; (*platform)++)
+    ;
+  if (*platform == np
+      || clGetDeviceIDs (dev->platform, CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS)
+    return FALSE;
+  ds = g_new (cl_device_id, nd);
+  clGetDeviceIDs (dev->platform, CL_DEVICE_TYPE_ALL, nd, ds, NULL);
+  for (*device = 0; *device < nd && ds[*device] != dev->device; (*device)++)
+    ;
+  return *device < nd;
+}
+
+/* Runs @tuner in @dir for at most @minutes; CLBlast's tuners write a result file after each of
+ * their phases, so a run cut short still leaves the phases it finished. */
+static gboolean
+run_tuner (const char *tuner, const KiltDeviceInfo *dev, const char *dir, const char *size,
+           double minutes, GError **error)
+{
+  g_auto (GStrv) dims = g_strsplit (size, ",", -1);
+  g_autofree char *log_path = g_build_filename (dir, "tuner.log", NULL);
+  g_autofree char *p = NULL, *d = NULL;
+  GPid pid;
+  int status = 0, fd;
+  guint pi, di;
+  gint64 until = g_get_monotonic_time () + (gint64)(minutes * 60 * G_USEC_PER_SEC);
+  gboolean cut = FALSE;
+
+  if (g_strv_length (dims) != 3)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--size takes M,N,K (e.g. 1024,1024,1024), got \"%s\"", size);
+      return FALSE;
+    }
+  if (!device_indices (dev, &pi, &di))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_DEVICE,
+                   "cannot find %s among the OpenCL platforms for the tuner", dev->name);
+      return FALSE;
+    }
+  p = g_strdup_printf ("%u", pi);
+  d = g_strdup_printf ("%u", di);
+  {
+    const char *argv[] = { tuner, "-platform", p,    "-device", d,    "-precision", "32",
+                           "-m",  dims[0],     "-n", dims[1],   "-k", dims[2],      NULL };
+    fd = g_open (log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0
+        || !g_spawn_async_with_fds (dir, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
+                                    &pid, -1, fd, fd, error))
+      {
+        if (fd >= 0)
+          close (fd);
+        else
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "%s: %s", log_path,
+                       g_strerror (errno));
+        return FALSE;
+      }
+    close (fd);
+  }
+  printf ("Running %s on %s for at most %.1f min (log: %s) ...\n", tuner, dev->name, minutes,
+          log_path);
+  fflush (stdout);
+  while (waitpid (pid, &status, WNOHANG) == 0)
+    {
+      if (g_get_monotonic_time () > until)
+        {
+          kill (pid, SIGTERM);
+          waitpid (pid, &status, 0);
+          cut = TRUE;
+          break;
+        }
+      g_usleep (200 * 1000);
+    }
+  g_spawn_close_pid (pid);
+  if (cut)
+    printf ("Stopped the tuner after %.1f min; keeping the phases it finished.\n", minutes);
+  else if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    printf ("The tuner stopped with status %d; keeping the phases it finished.\n",
+            WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+  return TRUE;
+}
+
+/* The best result per CLBlast kernel among @files, into @t. */
+static gboolean
+collect (KiltTuning *t, const KiltDeviceInfo *dev, GPtrArray *files, GError **error)
+{
+  for (guint i = 0; i < files->len; i++)
+    {
+      const char *path = g_ptr_array_index (files, i);
+      KiltTunedKernel *k = kilt_tuned_kernel_from_clblast (path, dev, error);
+      guint j;
+
+      if (k == NULL)
+        return FALSE;
+      for (j = 0; j < t->kernels->len; j++)
+        {
+          KiltTunedKernel *o = g_ptr_array_index (t->kernels, j);
+          if (g_str_equal (o->kernel, k->kernel))
+            break;
+        }
+      if (j == t->kernels->len)
+        g_ptr_array_add (t->kernels, k);
+      else if (k->best_ms > 0 && k->best_ms < ((KiltTunedKernel *)t->kernels->pdata[j])->best_ms)
+        {
+          kilt_tuned_kernel_free (t->kernels->pdata[j]);
+          t->kernels->pdata[j] = k;
+        }
+      else
+        kilt_tuned_kernel_free (k);
+    }
+  if (t->kernels->len == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "the tuner left no result files; see its log");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static GPtrArray *
+result_files (const char *dir)
+{
+  GPtrArray *files = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d)))
+    if (g_str_has_prefix (name, "clblast_") && g_str_has_suffix (name, "_32.json"))
+      g_ptr_array_add (files, g_build_filename (dir, name, NULL));
+  g_ptr_array_sort (files, (GCompareFunc)g_strcmp0);
+  return files;
+}
+
+static void
+show (const KiltDeviceInfo *dev)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *path = kilt_tuning_path (dev);
+  g_autoptr (KiltTuning) t = kilt_tuning_load (dev, &error);
+
+  if (t == NULL)
+    {
+      printf ("%s: %s\n", dev->name,
+              error ? error->message : "no tuning; CLBlast uses its built-in parameters");
+      return;
+    }
+  printf ("%s (driver %s): %s\n", dev->name, dev->driver_version, path);
+  if (t->note)
+    printf ("  measured: %s\n", t->note);
+  if (t->source)
+    printf ("  from:     %s\n", t->source);
+  for (guint i = 0; i < t->kernels->len; i++)
+    {
+      g_autofree char *line = kilt_tuned_kernel_describe (g_ptr_array_index (t->kernels, i));
+      printf ("  %s\n", line);
+    }
+}
+
+int
+kilt_cli_tune (int argc, char **argv)
+{
+  KiltCliCommon c;
+  g_autoptr (GOptionContext) oc = g_option_context_new ("- tune CLBlast's GEMM for a device");
+  g_autofree GOptionEntry *entries = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
+  g_autoptr (KiltTuning) t = NULL;
+  g_autoptr (GPtrArray) files = NULL;
+  g_autofree char *tmp = NULL, *tuner_path = NULL;
+  g_auto (GStrv) imports = NULL;
+  char *tuner = NULL, *size = NULL;
+  double minutes = 5, before = 0, after = 0;
+  int steps = 100, rc = 1;
+  gboolean do_show = FALSE, forget = FALSE;
+  const KiltDeviceInfo *dev;
+  GOptionEntry extra[] = {
+    { "import", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &imports,
+      "Use these CLBlast tuner result files instead of running the tuner", "FILE" },
+    { "tuner", 0, 0, G_OPTION_ARG_FILENAME, &tuner,
+      "CLBlast's GEMM tuner (default: clblast_tuner_xgemm on the PATH)", "PATH" },
+    { "size", 0, 0, G_OPTION_ARG_STRING, &size,
+      "The tuner's problem size M,N,K (default 1024,1024,1024)", "M,N,K" },
+    { "minutes", 0, 0, G_OPTION_ARG_DOUBLE, &minutes,
+      "Stop the tuner after this long and use the phases it finished (default 5)", "MIN" },
+    { "steps", 0, 0, G_OPTION_ARG_INT, &steps,
+      "Training steps timed before and after (default 100)", "N" },
+    { "show", 0, 0, G_OPTION_ARG_NONE, &do_show, "Show the device's saved tuning", NULL },
+    { "forget", 0, 0, G_OPTION_ARG_NONE, &forget,
+      "Remove the device's saved tuning (CLBlast's built-in parameters again)", NULL },
+    { NULL },
+  };
+
+  kilt_cli_common_init (&c);
+  g_free (c.model);
+  c.model = g_strdup ("cifar10_cnn");
+  g_free (c.optimizer);
+  c.optimizer = g_strdup ("rmsprop");
+  c.batch = 128;
+  entries = kilt_cli_common_entries (&c);
+  g_option_context_add_main_entries (oc, entries, NULL);
+  g_option_context_add_main_entries (oc, extra, NULL);
+  g_option_context_set_summary (
+      oc, "Runs CLBlast's GEMM tuner (Debian: clblast-utils) on the device, times a training "
+          "step of --model at --batch (default cifar10_cnn at 128) before and after, and keeps "
+          "the new parameters for the device only when the step got faster. Every later run "
+          "on the device uses them.");
+  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || steps < 1 || minutes <= 0)
+    {
+      fprintf (stderr, "kilt-cli tune: %s\n",
+               error ? error->message : "--steps and --minutes must be positive");
+      rc = 2;
+      goto out;
+    }
+  dev = c.device ? kilt_device_list_find (list, c.device)
+                 : kilt_device_list_choose_default (list, &error);
+  if (dev == NULL)
+    {
+      fprintf (stderr, "kilt-cli tune: %s\n",
+               error ? error->message : "no device matches --device");
+      rc = 2;
+      goto out;
+    }
+  if (do_show || forget)
+    {
+      if (forget && !kilt_tuning_forget (dev, &error))
+        {
+          fprintf (stderr, "kilt-cli tune: %s\n", error->message);
+          goto out;
+        }
+      if (forget)
+        printf ("%s: saved tuning removed; CLBlast uses its built-in parameters.\n", dev->name);
+      else
+        show (dev);
+      rc = 0;
+      goto out;
+    }
+
+  if (dev->type && g_str_equal (dev->type, "CPU") && g_strcmp0 (g_getenv ("KILT_GEMM"), "clblast"))
+    {
+      fprintf (stderr,
+               "kilt-cli tune: on CPU devices such as %s Kilt runs its own GEMM kernels, "
+               "not CLBlast's, so there is nothing to tune (KILT_GEMM=clblast makes Kilt "
+               "use CLBlast there).\n",
+               dev->name);
+      goto out;
+    }
+  t = kilt_tuning_new (dev);
+  if (imports)
+    {
+      files = g_ptr_array_new_with_free_func (g_free);
+      for (guint i = 0; imports[i]; i++)
+        g_ptr_array_add (files, g_strdup (imports[i]));
+      t->source = g_strjoinv (", ", imports);
+    }
+  else
+    {
+      tuner_path = tuner ? g_strdup (tuner) : g_find_program_in_path ("clblast_tuner_xgemm");
+      if (tuner_path == NULL)
+        {
+          fprintf (stderr, "kilt-cli tune: CLBlast's tuner clblast_tuner_xgemm is not on the "
+                           "PATH. Install it (Debian: apt-get install clblast-utils), pass "
+                           "--tuner PATH, or --import its result files.\n");
+          goto out;
+        }
+      tmp = g_dir_make_tmp ("kilt-tune-XXXXXX", &error);
+      if (tmp == NULL
+          || !run_tuner (tuner_path, dev, tmp, size ? size : "1024,1024,1024", minutes, &error))
+        {
+          fprintf (stderr, "kilt-cli tune: %s\n", error->message);
+          goto out;
+        }
+      files = result_files (tmp);
+      t->source = g_strdup_printf ("%s, M,N,K %s", tuner_path, size ? size : "1024,1024,1024");
+    }
+  if (!collect (t, dev, files, &error))
+    {
+      fprintf (stderr, "kilt-cli tune: %s\n", error->message);
+      goto out;
+    }
+  for (guint i = 0; i < t->kernels->len; i++)
+    {
+      KiltTunedKernel *k = g_ptr_array_index (t->kernels, i);
+      g_autofree char *line = kilt_tuned_kernel_describe (k);
+      printf ("Tuner's best: %s (%.3f ms on its problem)\n", line, k->best_ms);
+    }
+
+  printf ("Timing %s at batch %d on %s, %d steps, with the parameters in use now ...\n", c.model,
+          c.batch, dev->name, steps);
+  fflush (stdout);
+  if (!kilt_cli_bench_step (dev, &c, steps, &before, &error))
+    {
+      fprintf (stderr, "kilt-cli tune: %s\n", error->message);
+      goto out;
+    }
+  if (!kilt_tuning_apply (dev, t, &error) || !kilt_cli_bench_step (dev, &c, steps, &after, &error))
+    {
+      fprintf (stderr, "kilt-cli tune: with the tuned parameters: %s\n", error->message);
+      goto out;
+    }
+  printf ("Step: %.3f ms before, %.3f ms with the tuned parameters (%+.1f%%)\n", before, after,
+          100.0 * (after - before) / before);
+  if (after < before * (1.0 - TUNE_MIN_GAIN))
+    {
+      g_autofree char *path = kilt_tuning_path (dev);
+      t->note = g_strdup_printf ("%s batch %d: %.3f -> %.3f ms per step", c.model, c.batch, before,
+                                 after);
+      if (!kilt_tuning_save (dev, t, &error))
+        {
+          fprintf (stderr, "kilt-cli tune: %s\n", error->message);
+          goto out;
+        }
+      printf ("Saved for %s: %s\n", dev->name, path);
+    }
+  else
+    printf ("Not %.0f%% faster: nothing saved; the parameters in use stay.\n", 100 * TUNE_MIN_GAIN);
+  rc = 0;
+
+out:
+  if (tmp && rc == 0)
+    {
+      g_autoptr (GPtrArray) left = result_files (tmp);
+      g_autofree char *log = g_build_filename (tmp, "tuner.log", NULL);
+      for (guint i = 0; i < left->len; i++)
+        g_unlink (g_ptr_array_index (left, i));
+      g_unlink (log);
+      g_rmdir (tmp);
+    }
+  g_free (tuner);
+  g_free (size);
+  kilt_cli_common_clear (&c);
+  return rc;
+}
