@@ -186,6 +186,21 @@ test_bad_images (void)
   opts.max_bad_fraction = 0;
   data_test_expect_fail (root, &opts, "1 of 121 images", "broken.jpg");
 
+  /* The first images all broken: refused after a few, naming the first, not tried to the end. */
+  {
+    g_autofree char *f = kilt_test_tmpdir ();
+    g_autofree char *a = g_build_filename (f, "a", NULL);
+    g_autofree char *b = g_build_filename (f, "b", NULL);
+    g_mkdir (a, 0755);
+    for (guint i = 0; i < 20; i++)
+      {
+        g_autofree char *name = g_strdup_printf ("%s/%02u.jpg", a, i);
+        data_test_write (name, "\xff\xd8\xff\xe0 not really a jpeg", 22, FALSE);
+      }
+    g_free (save_image (b, "x.png", "png", 2, 2, 1));
+    data_test_expect_fail (f, NULL, "none of the first 16 of 21 images", "00.jpg");
+  }
+
   /* An empty class, an empty folder, loose images, a test class unknown to training. */
   {
     g_autofree char *empty = g_build_filename (root, "eel", NULL);
