@@ -52,8 +52,15 @@ def resnet20(c=3, n=10):
     return nn.Sequential(*layers)
 
 
+def mlp(c=1, n=10):
+    # Keras' mnist_mlp (Kilt's preset mlp): 784 features in, as from a CSV of pixel columns.
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(c * 28 * 28, 512), nn.ReLU(), nn.Dropout(0.2),
+        nn.Linear(512, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, n))
+
+
 MODELS = {"cifar10_cnn": (cifar10_cnn, (3, 32, 32)), "mnist_cnn": (mnist_cnn, (1, 28, 28)),
-          "resnet20": (resnet20, (3, 32, 32))}
+          "resnet20": (resnet20, (3, 32, 32)), "mlp": (mlp, (1, 28, 28))}
 
 
 def keras_rmsprop(params, lr=1e-4, decay=1e-6):
