@@ -107,9 +107,12 @@ run_tuner (const char *tuner, const KiltDeviceInfo *dev, const char *dir, const 
   g_spawn_close_pid (pid);
   if (cut)
     printf ("Stopped the tuner after %.1f min; keeping the phases it finished.\n", minutes);
-  else if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
-    printf ("The tuner stopped with status %d; keeping the phases it finished.\n",
-            WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+  else if (WIFSIGNALED (status))
+    printf ("The tuner was killed by signal %d (%s); keeping the phases it finished.\n",
+            WTERMSIG (status), g_strsignal (WTERMSIG (status)));
+  else if (WEXITSTATUS (status) != 0)
+    printf ("The tuner exited with status %d; keeping the phases it finished.\n",
+            WEXITSTATUS (status));
   return TRUE;
 }
 
@@ -144,7 +147,7 @@ collect (KiltTuning *t, const KiltDeviceInfo *dev, GPtrArray *files, GError **er
   if (t->kernels->len == 0)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-                   "the tuner left no result files; see its log");
+                   "the tuner left no result files; its log says why");
       return FALSE;
     }
   return TRUE;
