@@ -1,4 +1,4 @@
-/* kilt-cli tune: tunes CLBlast's GEMM kernel for a device with CLBlast's own tuner, keeps the
+/* kilt-cli tune: tunes CLBlast's GEMM kernels for a device with CLBlast's own tuners, keeps the
  * result only when a training step of a real model gets faster, and stores it per device. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
@@ -44,14 +44,17 @@ device_indices (const KiltDeviceInfo *dev, guint *platform, guint *device)
   return *device < nd;
 }
 
-/* Runs @tuner in @dir for at most @minutes; CLBlast's tuners write a result file after each of
- * their phases, so a run cut short still leaves the phases it finished. */
+/* Runs @tuner in @dir for at most @minutes, with the problem size @size ("M,N,K") or, when
+ * NULL, the tuner's own sizes. CLBlast's tuners write a result file after each of their phases,
+ * so a run cut short still leaves the phases it finished. */
 static gboolean
 run_tuner (const char *tuner, const KiltDeviceInfo *dev, const char *dir, const char *size,
            double minutes, GError **error)
 {
-  g_auto (GStrv) dims = g_strsplit (size, ",", -1);
-  g_autofree char *log_path = g_build_filename (dir, "tuner.log", NULL);
+  g_auto (GStrv) dims = g_strsplit (size ? size : "-,-,-", ",", -1);
+  g_autofree char *base = g_path_get_basename (tuner);
+  g_autofree char *log_name = g_strconcat (base, ".log", NULL);
+  g_autofree char *log_path = g_build_filename (dir, log_name, NULL);
   g_autofree char *p = NULL, *d = NULL;
   GPid pid;
   int status = 0, fd;
@@ -59,7 +62,7 @@ run_tuner (const char *tuner, const KiltDeviceInfo *dev, const char *dir, const 
   gint64 until = g_get_monotonic_time () + (gint64)(minutes * 60 * G_USEC_PER_SEC);
   gboolean cut = FALSE;
 
-  if (g_strv_length (dims) != 3)
+  if (size && g_strv_length (dims) != 3)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "--size takes M,N,K (e.g. 1024,1024,1024), got \"%s\"", size);
@@ -74,8 +77,10 @@ run_tuner (const char *tuner, const KiltDeviceInfo *dev, const char *dir, const 
   p = g_strdup_printf ("%u", pi);
   d = g_strdup_printf ("%u", di);
   {
-    const char *argv[] = { tuner, "-platform", p,    "-device", d,    "-precision", "32",
-                           "-m",  dims[0],     "-n", dims[1],   "-k", dims[2],      NULL };
+    const char *argv[] = { tuner,   "-platform",  p,       "-device",
+                           d,       "-precision", "32",    size ? "-m" : NULL,
+                           dims[0], "-n",         dims[1], "-k",
+                           dims[2], NULL };
     fd = g_open (log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0
         || !g_spawn_async_with_fds (dir, (char **)argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD, NULL, NULL,
@@ -90,7 +95,7 @@ run_tuner (const char *tuner, const KiltDeviceInfo *dev, const char *dir, const 
       }
     close (fd);
   }
-  printf ("Running %s on %s for at most %.1f min (log: %s) ...\n", tuner, dev->name, minutes,
+  printf ("Running %s on %s for at most %.0f s (log: %s) ...\n", tuner, dev->name, minutes * 60,
           log_path);
   fflush (stdout);
   while (waitpid (pid, &status, WNOHANG) == 0)
@@ -106,7 +111,7 @@ run_tuner (const char *tuner, const KiltDeviceInfo *dev, const char *dir, const 
     }
   g_spawn_close_pid (pid);
   if (cut)
-    printf ("Stopped the tuner after %.1f min; keeping the phases it finished.\n", minutes);
+    printf ("Stopped the tuner after %.0f s; keeping the phases it finished.\n", minutes * 60);
   else if (WIFSIGNALED (status))
     printf ("The tuner was killed by signal %d (%s); keeping the phases it finished.\n",
             WTERMSIG (status), g_strsignal (WTERMSIG (status)));
@@ -202,22 +207,24 @@ kilt_cli_tune (int argc, char **argv)
   g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
   g_autoptr (KiltTuning) t = NULL;
   g_autoptr (GPtrArray) files = NULL;
-  g_autofree char *tmp = NULL, *tuner_path = NULL;
+  g_autofree char *tmp = NULL;
   g_auto (GStrv) imports = NULL;
-  char *tuner = NULL, *size = NULL;
-  double minutes = 5, before = 0, after = 0;
+  char *tuner_dir = NULL, *size = NULL;
+  double minutes = 6, before = 0, after = 0;
   int steps = 100, rc = 1;
   gboolean do_show = FALSE, forget = FALSE;
   const KiltDeviceInfo *dev;
   GOptionEntry extra[] = {
     { "import", 0, 0, G_OPTION_ARG_FILENAME_ARRAY, &imports,
       "Use these CLBlast tuner result files instead of running the tuner", "FILE" },
-    { "tuner", 0, 0, G_OPTION_ARG_FILENAME, &tuner,
-      "CLBlast's GEMM tuner (default: clblast_tuner_xgemm on the PATH)", "PATH" },
+    { "tuner-dir", 0, 0, G_OPTION_ARG_FILENAME, &tuner_dir,
+      "Where CLBlast's tuners are (default: the PATH)", "DIR" },
     { "size", 0, 0, G_OPTION_ARG_STRING, &size,
       "The tuner's problem size M,N,K (default 1024,1024,1024)", "M,N,K" },
     { "minutes", 0, 0, G_OPTION_ARG_DOUBLE, &minutes,
-      "Stop the tuner after this long and use the phases it finished (default 5)", "MIN" },
+      "Time for the three tuners together; each stops at its share, keeping the phases it "
+      "finished (default 6)",
+      "MIN" },
     { "steps", 0, 0, G_OPTION_ARG_INT, &steps,
       "Training steps timed before and after (default 100)", "N" },
     { "show", 0, 0, G_OPTION_ARG_NONE, &do_show, "Show the device's saved tuning", NULL },
@@ -236,7 +243,7 @@ kilt_cli_tune (int argc, char **argv)
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, extra, NULL);
   g_option_context_set_summary (
-      oc, "Runs CLBlast's GEMM tuner (Debian: clblast-utils) on the device, times a training "
+      oc, "Runs CLBlast's GEMM tuners (Debian: clblast-utils) on the device, times a training "
           "step of --model at --batch (default cifar10_cnn at 128) before and after, and keeps "
           "the new parameters for the device only when the step got faster. Every later run "
           "on the device uses them.");
@@ -290,23 +297,53 @@ kilt_cli_tune (int argc, char **argv)
     }
   else
     {
-      tuner_path = tuner ? g_strdup (tuner) : g_find_program_in_path ("clblast_tuner_xgemm");
-      if (tuner_path == NULL)
-        {
-          fprintf (stderr, "kilt-cli tune: CLBlast's tuner clblast_tuner_xgemm is not on the "
-                           "PATH. Install it (Debian: apt-get install clblast-utils), pass "
-                           "--tuner PATH, or --import its result files.\n");
-          goto out;
-        }
+      /* The tiled kernel, the direct one (which CLBlast runs for all but the largest
+       * products), then the switch between them, which reads the first two's results from
+       * the folder they share. */
+      static const char *const tuners[]
+          = { "clblast_tuner_xgemm_direct", "clblast_tuner_xgemm", "clblast_tuner_routine_xgemm" };
+      g_autoptr (GString) ran = g_string_new (NULL);
+
       tmp = g_dir_make_tmp ("kilt-tune-XXXXXX", &error);
-      if (tmp == NULL
-          || !run_tuner (tuner_path, dev, tmp, size ? size : "1024,1024,1024", minutes, &error))
+      if (tmp == NULL)
         {
           fprintf (stderr, "kilt-cli tune: %s\n", error->message);
           goto out;
         }
+      for (guint i = 0; i < G_N_ELEMENTS (tuners); i++)
+        {
+          g_autofree char *path = NULL;
+          if (tuner_dir)
+            {
+              path = g_build_filename (tuner_dir, tuners[i], NULL);
+              if (!g_file_test (path, G_FILE_TEST_IS_EXECUTABLE))
+                g_clear_pointer (&path, g_free);
+            }
+          else
+            path = g_find_program_in_path (tuners[i]);
+          if (path == NULL)
+            {
+              printf ("%s not found; skipped.\n", tuners[i]);
+              continue;
+            }
+          if (!run_tuner (path, dev, tmp, i < 2 ? (size ? size : "1024,1024,1024") : NULL,
+                          minutes / G_N_ELEMENTS (tuners), &error))
+            {
+              fprintf (stderr, "kilt-cli tune: %s\n", error->message);
+              goto out;
+            }
+          g_string_append_printf (ran, "%s%s", ran->len ? ", " : "", tuners[i]);
+        }
+      if (ran->len == 0)
+        {
+          fprintf (stderr, "kilt-cli tune: CLBlast's tuners (clblast_tuner_xgemm_direct, "
+                           "clblast_tuner_xgemm, clblast_tuner_routine_xgemm) are not on the "
+                           "PATH. Install them (Debian: apt-get install clblast-utils), pass "
+                           "--tuner-dir DIR, or --import their result files.\n");
+          goto out;
+        }
       files = result_files (tmp);
-      t->source = g_strdup_printf ("%s, M,N,K %s", tuner_path, size ? size : "1024,1024,1024");
+      t->source = g_strdup_printf ("%s, M,N,K %s", ran->str, size ? size : "1024,1024,1024");
     }
   if (!collect (t, dev, files, &error))
     {
@@ -354,14 +391,18 @@ kilt_cli_tune (int argc, char **argv)
 out:
   if (tmp && rc == 0)
     {
-      g_autoptr (GPtrArray) left = result_files (tmp);
-      g_autofree char *log = g_build_filename (tmp, "tuner.log", NULL);
-      for (guint i = 0; i < left->len; i++)
-        g_unlink (g_ptr_array_index (left, i));
-      g_unlink (log);
+      g_autoptr (GDir) d = g_dir_open (tmp, 0, NULL);
+      const char *name;
+      while (d && (name = g_dir_read_name (d)))
+        {
+          g_autofree char *f = g_build_filename (tmp, name, NULL);
+          g_unlink (f);
+        }
       g_rmdir (tmp);
     }
-  g_free (tuner);
+  else if (tmp)
+    fprintf (stderr, "kilt-cli tune: the tuners' logs and results are kept in %s\n", tmp);
+  g_free (tuner_dir);
   g_free (size);
   kilt_cli_common_clear (&c);
   return rc;

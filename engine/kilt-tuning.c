@@ -178,7 +178,12 @@ kilt_tuned_kernel_from_clblast (const char *path, const KiltDeviceInfo *dev, GEr
       return NULL;
     }
   k = g_new0 (KiltTunedKernel, 1);
-  k->kernel = g_strdup (kernel);
+  /* The direct GEMM tuner names the variant it timed (XgemmDirectTN); CLBlast keeps one set of
+   * parameters for all four, under XgemmDirect. */
+  if (g_str_has_prefix (kernel, "XgemmDirect") && strlen (kernel) == strlen ("XgemmDirect") + 2)
+    k->kernel = g_strndup (kernel, strlen ("XgemmDirect"));
+  else
+    k->kernel = g_strdup (kernel);
   k->n = names->len;
   g_ptr_array_add (names, NULL);
   k->names = (GStrv)g_ptr_array_steal (names, NULL);

@@ -6,8 +6,10 @@
 #include "kilt-test-util.h"
 #include "kilt-gemm.h"
 #include "kilt-run-store.h"
+#include "kilt-tuning.h"
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <signal.h>
@@ -162,6 +164,37 @@ test_tune (void)
   r = run_cli (NULL, (const char *const[]){ "tune", "--forget", NULL });
   g_assert_cmpint (r.status, ==, 0);
   result_clear (&r);
+
+  /* Running the tuners: stand-ins that write a direct-kernel result (as
+   * clblast_tuner_xgemm_direct does, into the folder it runs in) or never finish. */
+  {
+    g_autofree char *bin = g_build_filename (dir, "bin", NULL);
+    g_autofree char *direct = g_build_filename (bin, "clblast_tuner_xgemm_direct", NULL);
+    g_autofree char *tiled = g_build_filename (bin, "clblast_tuner_xgemm", NULL);
+    g_autofree char *script = g_strdup_printf (
+        "#!/bin/sh\n[ \"$1 $3 $5 $6\" = \"-platform -device -precision 32\" ] || exit 3\n"
+        "echo '{ \"precision\": \"32\", \"best_kernel\": \"XgemmDirectNN\", "
+        "\"best_time\": \"0.2\", \"best_parameters\": \"KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 "
+        "NDIMCD=8 PADA=1 PADB=1 PRECISION=32 VWMD=2 VWND=2 WGD=32\", \"device\": \"%s\" }' "
+        "> clblast_xgemm_direct_1_32.json\n",
+        ctx->info->name);
+    const char *run[] = { "tune", "--tuner-dir", bin,  "--minutes", "0.1", "--model",
+                          "mlp",  "--batch",     "16", "--steps",   "3",   NULL };
+    g_assert_cmpint (g_mkdir_with_parents (bin, 0755), ==, 0);
+    g_assert_true (g_file_set_contents (direct, script, -1, NULL));
+    g_assert_true (g_file_set_contents (tiled, "#!/bin/sh\nexec sleep 60\n", -1, NULL));
+    g_assert_cmpint (g_chmod (direct, 0755), ==, 0);
+    g_assert_cmpint (g_chmod (tiled, 0755), ==, 0);
+    r = run_cli (NULL, run);
+    g_test_message ("%s%s", r.out, r.err);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_nonnull (strstr (r.out, "Stopped the tuner after"));
+    g_assert_nonnull (strstr (r.out, "clblast_tuner_routine_xgemm not found; skipped"));
+    g_assert_nonnull (strstr (r.out, "Tuner's best: XgemmDirect KWID=2"));
+    g_assert_nonnull (strstr (r.out, "Step: "));
+    result_clear (&r);
+    kilt_tuning_forget (ctx->info, NULL);
+  }
   r = run_cli (NULL, (const char *const[]){ "tune", "--show", NULL });
   g_assert_nonnull (strstr (r.out, "no tuning"));
   result_clear (&r);

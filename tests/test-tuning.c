@@ -73,6 +73,19 @@ test_read (void)
   g_assert_cmpuint (value_of (k, "NWG"), ==, 32);
   g_assert_cmpuint (value_of (k, "VWN"), ==, 4);
   g_assert_cmpfloat_with_epsilon (k->best_ms, 0.04, 1e-9);
+
+  /* clblast_tuner_xgemm_direct names the variant it timed; CLBlast's parameters are for all. */
+  {
+    g_autofree char *direct = write_kernel_result (
+        dir, "clblast_xgemm_direct_1_32.json", "XgemmDirectTN", ctx->info->name, "32",
+        "KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 NDIMCD=8 PADA=1 PADB=1 PRECISION=32 VWMD=4 VWND=4 "
+        "WGD=32");
+    g_autoptr (KiltTunedKernel) d = kilt_tuned_kernel_from_clblast (direct, ctx->info, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (d->kernel, ==, "XgemmDirect");
+    g_assert_cmpuint (d->n, ==, 10);
+    g_assert_cmpuint (value_of (d, "WGD"), ==, 32);
+  }
 }
 
 static void
