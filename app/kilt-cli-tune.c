@@ -44,6 +44,31 @@ device_indices (const KiltDeviceInfo *dev, guint *platform, guint *device)
   return *device < nd;
 }
 
+/* The "Found best result" line of each phase in a tuner's log, without its colours. */
+static void
+print_bests (const char *log_path)
+{
+  g_autofree char *text = NULL;
+  g_auto (GStrv) lines = NULL;
+
+  if (!g_file_get_contents (log_path, &text, NULL, NULL))
+    return;
+  lines = g_strsplit (text, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    if (strstr (lines[i], "Found best result"))
+      {
+        GString *clean = g_string_new (NULL);
+        for (const char *c = lines[i]; *c; c++)
+          if (*c == '\033')
+            while (c[1] && *c != 'm')
+              c++;
+          else
+            g_string_append_c (clean, *c);
+        printf ("  %s\n", g_strstrip (clean->str));
+        g_string_free (clean, TRUE);
+      }
+}
+
 /* Runs @tuner in @dir for at most @minutes, with the problem size @size ("M,N,K") or, when
  * NULL, the tuner's own sizes. CLBlast's tuners write a result file after each of their phases,
  * so a run cut short still leaves the phases it finished. */
@@ -110,6 +135,7 @@ run_tuner (const char *tuner, const KiltDeviceInfo *dev, const char *dir, const 
       g_usleep (200 * 1000);
     }
   g_spawn_close_pid (pid);
+  print_bests (log_path);
   if (cut)
     printf ("Stopped the tuner after %.0f s; keeping the phases it finished.\n", minutes * 60);
   else if (WIFSIGNALED (status))
@@ -170,6 +196,31 @@ result_files (const char *dir)
       g_ptr_array_add (files, g_build_filename (dir, name, NULL));
   g_ptr_array_sort (files, (GCompareFunc)g_strcmp0);
   return files;
+}
+
+/* Drops (and says so) any kernel whose parameters CLBlast refuses, so that one bad result file
+ * does not sink the others. FALSE when none is left. */
+static gboolean
+check_each (const KiltDeviceInfo *dev, KiltTuning *t)
+{
+  for (guint i = 0; i < t->kernels->len;)
+    {
+      g_autoptr (KiltTuning) one = kilt_tuning_new (dev);
+      g_autoptr (GError) error = NULL;
+
+      g_ptr_array_set_free_func (one->kernels, NULL);
+      g_ptr_array_add (one->kernels, g_ptr_array_index (t->kernels, i));
+      if (kilt_tuning_apply (dev, one, &error))
+        {
+          i++;
+          continue;
+        }
+      printf ("Left out: %s\n", error->message);
+      g_ptr_array_remove_index (t->kernels, i);
+    }
+  if (t->kernels->len == 0)
+    fprintf (stderr, "kilt-cli tune: CLBlast accepted none of the tuned parameters\n");
+  return t->kernels->len > 0;
 }
 
 static void
@@ -365,6 +416,8 @@ kilt_cli_tune (int argc, char **argv)
       fprintf (stderr, "kilt-cli tune: %s\n", error->message);
       goto out;
     }
+  if (!check_each (dev, t))
+    goto out;
   if (!kilt_tuning_apply (dev, t, &error) || !kilt_cli_bench_step (dev, &c, steps, &after, &error))
     {
       fprintf (stderr, "kilt-cli tune: with the tuned parameters: %s\n", error->message);

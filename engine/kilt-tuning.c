@@ -182,6 +182,10 @@ kilt_tuned_kernel_from_clblast (const char *path, const KiltDeviceInfo *dev, GEr
    * parameters for all four, under XgemmDirect. */
   if (g_str_has_prefix (kernel, "XgemmDirect") && strlen (kernel) == strlen ("XgemmDirect") + 2)
     k->kernel = g_strndup (kernel, strlen ("XgemmDirect"));
+  /* clblast_tuner_routine_xgemm reports the switch between the two as its selection kernel;
+   * CLBlast's database calls it GemmRoutine. */
+  else if (g_str_equal (kernel, "gemm_kernel_selection"))
+    k->kernel = g_strdup ("GemmRoutine");
   else
     k->kernel = g_strdup (kernel);
   k->n = names->len;

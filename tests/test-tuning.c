@@ -86,6 +86,16 @@ test_read (void)
     g_assert_cmpuint (d->n, ==, 10);
     g_assert_cmpuint (value_of (d, "WGD"), ==, 32);
   }
+  /* clblast_tuner_routine_xgemm's switch between the tiled and the direct kernel. */
+  {
+    g_autofree char *routine
+        = write_kernel_result (dir, "clblast_routine_xgemm_32.json", "gemm_kernel_selection",
+                               ctx->info->name, "32", "XGEMM_MIN_INDIRECT_SIZE=1344");
+    g_autoptr (KiltTunedKernel) r = kilt_tuned_kernel_from_clblast (routine, ctx->info, &error);
+    g_assert_no_error (error);
+    g_assert_cmpstr (r->kernel, ==, "GemmRoutine");
+    g_assert_cmpuint (value_of (r, "XGEMM_MIN_INDIRECT_SIZE"), ==, 1344);
+  }
 }
 
 static void
