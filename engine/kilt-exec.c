@@ -5,6 +5,28 @@
 #include "kilt-exec.h"
 #include "kilt-error.h"
 
+gboolean
+kilt_executor_fuses (KiltModel *model, guint i)
+{
+  KiltNode *node = g_ptr_array_index (model->nodes, i), *src;
+  guint consumers = 0;
+
+  if (node->type != KILT_LAYER_ACTIVATION || node->n_inputs != 1 || node->inputs[0] == 0
+      || node->cfg.activation == KILT_ACT_SOFTMAX || g_getenv ("KILT_NO_FUSE"))
+    return FALSE;
+  src = g_ptr_array_index (model->nodes, node->inputs[0]);
+  if ((src->type != KILT_LAYER_CONV2D && src->type != KILT_LAYER_DENSE)
+      || src->cfg.activation != KILT_ACT_LINEAR)
+    return FALSE;
+  for (guint j = 1; j < model->nodes->len; j++)
+    {
+      KiltNode *n = g_ptr_array_index (model->nodes, j);
+      for (guint k = 0; k < n->n_inputs; k++)
+        consumers += n->inputs[k] == node->inputs[0];
+    }
+  return consumers == 1;
+}
+
 /* Every figure here must match what kilt_executor_new () allocates. */
 void
 kilt_executor_plan (KiltModel *model, guint batch, gboolean training, const KiltDeviceInfo *info,
@@ -22,6 +44,8 @@ kilt_executor_plan (KiltModel *model, guint batch, gboolean training, const Kilt
     {
       KiltNode *node = g_ptr_array_index (model->nodes, i);
       gsize act = 4 * (gsize)batch * kilt_shape_size (&node->out_shape);
+      if (kilt_executor_fuses (model, i))
+        continue; /* shares its input's buffers and has nothing of its own */
       bytes[KILT_MEM_ACTIVATIONS] += act;
       if (training && i > 0)
         bytes[KILT_MEM_GRADIENTS] += act;
@@ -91,6 +115,21 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
       KiltNode *node = g_ptr_array_index (model->nodes, i);
       gsize act = 4 * (gsize)batch * kilt_shape_size (&node->out_shape);
 
+      /* Conv2D or Dense then Activation: the first applies the activation as it writes its
+       * output (and its derivative as it reads the gradient), which saves the second a pass
+       * over the activations each way and two launches. */
+      node->fused = kilt_executor_fuses (model, i);
+      if (node->fused)
+        {
+          KiltNode *src = g_ptr_array_index (model->nodes, node->inputs[0]);
+          src->act_fused = TRUE;
+          src->fused_act = node->cfg.activation;
+          src->fused_alpha = node->cfg.alpha;
+          node->out = src->out;
+          node->dout = src->dout;
+          node->saved = NULL;
+          continue;
+        }
       node->out = node_alloc (exec, KILT_MEM_ACTIVATIONS, act, node, "activations", error);
       if (!node->out)
         goto fail;
@@ -154,6 +193,7 @@ kilt_executor_free (KiltExecutor *exec)
     {
       KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
       node->out = node->dout = node->saved = NULL;
+      node->fused = node->act_fused = FALSE;
     }
   g_ptr_array_unref (exec->node_buffers);
   kilt_buffer_free (exec->workspace);
@@ -200,6 +240,8 @@ kilt_executor_forward (KiltExecutor *exec, gboolean training, GError **error)
   for (guint i = 1; i < exec->model->nodes->len; i++)
     {
       KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
+      if (node->fused)
+        continue;
       exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_FORWARD);
       if (!node->klass->forward (node, &exec->ex, error))
         return FALSE;
@@ -214,6 +256,8 @@ kilt_executor_backward (KiltExecutor *exec, GError **error)
   for (guint i = exec->model->nodes->len - 1; i >= 1; i--)
     {
       KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
+      if (node->fused)
+        continue;
       exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
       if (node->klass->backward && !node->klass->backward (node, &exec->ex, error))
         return FALSE;

@@ -17,6 +17,10 @@ typedef struct
   GPtrArray *node_buffers; /* KiltBuffer*, owned: activations, gradients, saved */
 } KiltExecutor;
 
+/* Whether the executor folds node @i (an Activation) into its input, a Conv2D or Dense with a
+ * linear activation whose only consumer it is. $KILT_NO_FUSE turns this off. */
+gboolean kilt_executor_fuses (KiltModel *model, guint i);
+
 /* The bytes an executor for @model at @batch on @info's device allocates, per memory category
  * (the planner's figures; they match what kilt_executor_new () really allocates). */
 void kilt_executor_plan (KiltModel *model, guint batch, gboolean training,

@@ -98,7 +98,28 @@ struct _KiltNode
   cl_mem saved; /* saved_floats () of per-node scratch kept fwd -> bwd */
   gboolean din_needed[KILT_MAX_INPUTS];
   float din_beta[KILT_MAX_INPUTS]; /* 0: overwrite the input's dout; 1: add to it */
+  /* An Activation whose input (a Conv2D or Dense, its only consumer) applies it: this node
+   * shares that node's out and dout and runs nothing itself. */
+  gboolean fused;
+  /* On that Conv2D or Dense: apply fused_act instead of cfg.activation. */
+  gboolean act_fused;
+  KiltActivation fused_act;
+  float fused_alpha;
 };
+
+/* The activation a Conv2D or Dense applies on the device: its own, or a following
+ * Activation's that the executor folded into it. */
+static inline KiltActivation
+kilt_node_act (const KiltNode *node)
+{
+  return node->act_fused ? node->fused_act : node->cfg.activation;
+}
+
+static inline float
+kilt_node_alpha (const KiltNode *node)
+{
+  return node->act_fused ? node->fused_alpha : node->cfg.alpha;
+}
 
 /* What a layer's forward/backward can see: the device, the step and the flat buffers. */
 struct _KiltExec

@@ -64,6 +64,8 @@ need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
     {
       KiltNode *n = kilt_model_node (model, i);
       guint64 act = 4 * (guint64)batch * kilt_shape_size (&n->out_shape);
+      if (kilt_executor_fuses (model, i))
+        continue;
       consider (need, act, g_strdup_printf ("layer %s activations", n->name));
       if (n->klass->saved_floats)
         consider (need, 4 * (guint64)n->klass->saved_floats (n, batch),

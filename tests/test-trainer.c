@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "kilt-test-util.h"
+#include "kilt-exec.h"
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-model-json.h"
@@ -111,9 +112,52 @@ mlp (const char *name, guint inputs, guint hidden, KiltActivation hidden_act, gu
   return m;
 }
 
+/* Activations as separate layers (as Keras' examples write them), which the executor folds
+ * into the Conv2D or Dense before them: conv (linear) -> tanh, whose input is also added to its
+ * output (so it cannot be folded), flatten, dense -> leaky relu (alpha 0.2, folded), dense ->
+ * sigmoid as the model's output (folded), binary cross-entropy. */
+static KiltModel *
+fused_model (guint *not_fused, guint *fused_hidden, guint *fused_out)
+{
+  KiltModel *m = kilt_model_new ("fused");
+  KiltLayerConfig c = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  guint in, conv, tanh_, add, flat, d1, d2;
+
+  in = kilt_model_add_input (m, NULL, (KiltShape){ 2, 5, 4 });
+  c.units = 3;
+  c.same = TRUE;
+  conv = kilt_model_add (m, KILT_LAYER_CONV2D, "conv", &c, 1, &in);
+  c = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+  c.activation = KILT_ACT_TANH;
+  tanh_ = kilt_model_add (m, KILT_LAYER_ACTIVATION, "tanh", &c, 1, &conv);
+  add = kilt_model_add (m, KILT_LAYER_ADD, "add", NULL, 2, (guint[]){ conv, tanh_ });
+  flat = kilt_model_add (m, KILT_LAYER_FLATTEN, "flat", NULL, 1, &add);
+  c = kilt_layer_config_default (KILT_LAYER_DENSE);
+  c.units = 6;
+  d1 = kilt_model_add (m, KILT_LAYER_DENSE, "d1", &c, 1, &flat);
+  c = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+  c.activation = KILT_ACT_LEAKY_RELU;
+  c.alpha = 0.2f;
+  *fused_hidden = kilt_model_add (m, KILT_LAYER_ACTIVATION, "leaky", &c, 1, &d1);
+  c = kilt_layer_config_default (KILT_LAYER_DENSE);
+  c.units = 2;
+  d2 = kilt_model_add (m, KILT_LAYER_DENSE, "d2", &c, 1, fused_hidden);
+  c = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+  c.activation = KILT_ACT_SIGMOID;
+  *fused_out = kilt_model_add (m, KILT_LAYER_ACTIVATION, "sigmoid", &c, 1, &d2);
+  *not_fused = tanh_;
+  m->loss = KILT_LOSS_BINARY_CROSS_ENTROPY;
+  build_or_fail (m);
+  return m;
+}
+
 static KiltModel *
 small_model (const char *which)
 {
+  guint a, b, c;
+
+  if (g_str_equal (which, "fused"))
+    return fused_model (&a, &b, &c);
   if (g_str_equal (which, "cnn"))
     return tiny_cnn ((KiltShape){ 3, 7, 6 }, 4, 5);
   if (g_str_equal (which, "residual"))
@@ -248,6 +292,30 @@ test_gradients_small (gconstpointer data)
 
   check_finite_differences (m, 3, 21);
   check_device_step (m, 3, 5);
+}
+
+/* Which activations the executor folds, and the same step unfolded ($KILT_NO_FUSE). */
+static void
+test_fusion (void)
+{
+  guint not_fused, hidden, out;
+  g_autoptr (KiltModel) m = fused_model (&not_fused, &hidden, &out);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) cnn = kilt_model_load_preset ("cifar10_cnn", NULL, 0, &error);
+  guint folded = 0;
+
+  g_assert_false (kilt_executor_fuses (m, not_fused));
+  g_assert_true (kilt_executor_fuses (m, hidden));
+  g_assert_true (kilt_executor_fuses (m, out));
+  /* cifar10_cnn writes every ReLU as its own layer after a Conv2D or Dense: five of them. */
+  g_assert_no_error (error);
+  for (guint i = 0; i < kilt_model_n_nodes (cnn); i++)
+    folded += kilt_executor_fuses (cnn, i);
+  g_assert_cmpuint (folded, ==, 5);
+  g_setenv ("KILT_NO_FUSE", "1", TRUE);
+  g_assert_false (kilt_executor_fuses (m, hidden));
+  check_device_step (m, 3, 7);
+  g_unsetenv ("KILT_NO_FUSE");
 }
 
 static void
@@ -1346,6 +1414,8 @@ main (int argc, char **argv)
   g_test_add_data_func ("/trainer/gradients/residual", "residual", test_gradients_small);
   g_test_add_data_func ("/trainer/gradients/sigmoid-bce", "sigmoid-bce", test_gradients_small);
   g_test_add_data_func ("/trainer/gradients/regression-mse", "mse", test_gradients_small);
+  g_test_add_data_func ("/trainer/gradients/fused", "fused", test_gradients_small);
+  g_test_add_func ("/trainer/gradients/fusion", test_fusion);
   g_test_add_data_func ("/trainer/gradients/cifar10_cnn", "cifar10_cnn", test_gradients_preset);
   g_test_add_data_func ("/trainer/gradients/mnist_cnn", "mnist_cnn", test_gradients_preset);
   g_test_add_data_func ("/trainer/gradients/resnet20", "resnet20", test_gradients_preset);

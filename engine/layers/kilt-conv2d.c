@@ -328,7 +328,8 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
       cl_uint y_off = (cl_uint)ws_dz (&g, np);
       cl_uint bias_off = (cl_uint)(node->param_offset + g.F * g.K);
       cl_uint F = g.F, P = (cl_uint)g.P;
-      cl_int has_bias = node->cfg.use_bias, act = node->cfg.activation;
+      cl_int has_bias = node->cfg.use_bias, act = kilt_node_act (node);
+      float alpha = kilt_node_alpha (node);
       cl_int err = CL_SUCCESS;
 
       /* y = W col over the chunk; the ones row, when there, is not part of the product. */
@@ -347,7 +348,7 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (scatter, 8, F, err);
       KILT_ARG (scatter, 9, P, err);
       KILT_ARG (scatter, 10, act, err);
-      KILT_ARG (scatter, 11, node->cfg.alpha, err);
+      KILT_ARG (scatter, 11, alpha, err);
       g_assert (err == CL_SUCCESS);
       if (!(rows ? conv_launch3 (ex, scatter, g.F, nb, 1, error)
                  : conv_launch3 (ex, scatter, g.P, g.F, nb, error)))
@@ -417,7 +418,8 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       guint nb = MIN (chunk, ex->batch - b0);
       gsize np = nb * g.P;
       cl_uint dz_off = (cl_uint)ws_dz (&g, np), F = g.F, P = (cl_uint)g.P;
-      cl_int act = node->cfg.activation;
+      cl_int act = kilt_node_act (node);
+      float alpha = kilt_node_alpha (node);
       cl_int err = CL_SUCCESS;
 
       KILT_ARG (gather, 0, ex->workspace, err);
@@ -429,7 +431,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (gather, 6, F, err);
       KILT_ARG (gather, 7, P, err);
       KILT_ARG (gather, 8, act, err);
-      KILT_ARG (gather, 9, node->cfg.alpha, err);
+      KILT_ARG (gather, 9, alpha, err);
       g_assert (err == CL_SUCCESS);
       if (!(rows ? conv_launch3 (ex, gather, g.F, nb, 1, error)
                  : conv_launch3 (ex, gather, g.P, g.F, nb, error))

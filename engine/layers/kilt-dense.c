@@ -52,7 +52,7 @@ dense_forward (KiltNode *node, KiltExec *ex, GError **error)
                   node->param_offset, units, 0.0f, node->out, 0, units, error))
     return FALSE;
   return kilt_layer_bias_act (ex, node->out, node->param_offset + in * units, node->cfg.use_bias,
-                              units, 1, node->cfg.activation, node->cfg.alpha, error);
+                              units, 1, kilt_node_act (node), kilt_node_alpha (node), error);
 }
 
 static gboolean
@@ -61,7 +61,8 @@ dense_backward (KiltNode *node, KiltExec *ex, GError **error)
   KiltNode *src = kilt_exec_input (ex, node, 0);
   gsize in = kilt_shape_size (&node->in_shape[0]), units = node->cfg.units;
 
-  if (!kilt_layer_act_backward (ex, node, node->cfg.activation, node->cfg.alpha, units, 1, error))
+  if (!kilt_layer_act_backward (ex, node, kilt_node_act (node), kilt_node_alpha (node), units, 1,
+                                error))
     return FALSE;
   /* dW = x^T dz */
   if (!kilt_gemm (ex->ctx, TRUE, FALSE, in, units, ex->batch, 1.0f, src->out, 0, in, node->dout, 0,
