@@ -110,6 +110,54 @@ synthetic_data (KiltModel *model, gsize n, guint32 seed)
   return ds;
 }
 
+/* @n samples of a real data set's training split, repeated in order as often as needed: the
+ * timing then sees that data's shape and values (a CSV's features, say) however small it is. */
+static KiltDataset *
+repeated_data (const KiltDataset *src, gsize n)
+{
+  KiltDataset *ds = g_new0 (KiltDataset, 1);
+  gsize size = kilt_shape_size (&src->shape), m = MAX (src->train.n, 1);
+
+  ds->name = g_strdup (src->name);
+  ds->source = g_strdup (src->source);
+  ds->format = g_strdup (src->format);
+  ds->shape = src->shape;
+  ds->type = src->type;
+  ds->n_classes = src->n_classes;
+  ds->class_names = g_strdupv (src->class_names);
+  ds->n_targets = src->n_targets;
+  ds->train.n = n;
+  if (src->train.u8)
+    ds->train.u8 = g_malloc (n * size);
+  if (src->train.f32)
+    ds->train.f32 = g_new (float, n *size);
+  if (src->train.labels)
+    ds->train.labels = g_new (gint32, n);
+  if (src->train.targets)
+    ds->train.targets = g_new (float, n *MAX (src->n_targets, 1));
+  for (gsize i = 0; i < n; i++)
+    {
+      gsize j = i % m;
+      if (ds->train.u8)
+        memcpy (ds->train.u8 + i * size, src->train.u8 + j * size, size);
+      if (ds->train.f32)
+        memcpy (ds->train.f32 + i * size, src->train.f32 + j * size, size * sizeof (float));
+      if (ds->train.labels)
+        ds->train.labels[i] = src->train.labels[j];
+      if (ds->train.targets)
+        memcpy (ds->train.targets + i * src->n_targets, src->train.targets + j * src->n_targets,
+                src->n_targets * sizeof (float));
+    }
+  memcpy (ds->channel_mean, src->channel_mean, sizeof ds->channel_mean);
+  memcpy (ds->channel_std, src->channel_std, sizeof ds->channel_std);
+  if (src->feature_mean)
+    ds->feature_mean = g_memdup2 (src->feature_mean, src->shape.c * sizeof (float));
+  if (src->feature_std)
+    ds->feature_std = g_memdup2 (src->feature_std, src->shape.c * sizeof (float));
+  ds->hash = g_strdup (src->hash);
+  return ds;
+}
+
 static void
 bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean check,
               BenchResult *r)
@@ -119,6 +167,7 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
   g_autofree char *old_cache = g_strdup (g_getenv ("KILT_CACHE_DIR"));
   KiltContext *ctx;
   KiltModel *model;
+  g_autoptr (KiltDataset) real = NULL;
   KiltDataset *ds;
   KiltTrainConfig cfg;
   KiltTrainer *trainer;
@@ -147,7 +196,13 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
     }
   r->compile_cached = ctx->compile_seconds;
 
-  model = kilt_cli_load_model (c, NULL, &error);
+  if (c->data && (real = kilt_cli_load_data (c, &error)) == NULL)
+    {
+      r->error = g_strdup (error->message);
+      kilt_context_free (ctx);
+      return;
+    }
+  model = kilt_cli_load_model (c, real, &error);
   if (model == NULL)
     {
       r->error = g_strdup (error->message);
@@ -171,7 +226,9 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
     }
   kilt_context_free (ctx);
 
-  ds = synthetic_data (model, (gsize)steps * c->batch, (guint32)c->seed);
+  ds = real ? repeated_data (real, (gsize)steps * c->batch)
+            : synthetic_data (model, (gsize)steps * c->batch, (guint32)c->seed);
+  g_clear_pointer (&real, kilt_dataset_free);
   if (!kilt_cli_train_config (c, &cfg, &error))
     {
       r->error = g_strdup (error->message);
@@ -255,8 +312,9 @@ kilt_cli_bench (int argc, char **argv)
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, extra, NULL);
   g_option_context_set_summary (
-      oc, "Defaults: cifar10_cnn with Keras' RMSprop, batch 32, 50 steps, the default device. "
-          "--device takes a comma-separated list.");
+      oc, "Defaults: cifar10_cnn with Keras' RMSprop, batch 32, 50 steps, the default device, "
+          "random images of the model's input size (--data: that data set's training samples, "
+          "repeated as needed). --device takes a comma-separated list.");
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || steps < 1)
     {
       fprintf (stderr, "kilt-cli bench: %s\n", error ? error->message : "--steps must be >= 1");

@@ -6,7 +6,6 @@
 #include "kilt-test-util.h"
 #include "kilt-gemm.h"
 #include "kilt-run-store.h"
-#include "kilt-tuning.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -193,12 +192,47 @@ test_tune (void)
     g_assert_nonnull (strstr (r.out, "Tuner's best: XgemmDirect KWID=2"));
     g_assert_nonnull (strstr (r.out, "Step: "));
     result_clear (&r);
-    kilt_tuning_forget (ctx->info, NULL);
+    r = run_cli (NULL, (const char *const[]){ "tune", "--forget", NULL });
+    g_assert_cmpint (r.status, ==, 0);
+    result_clear (&r);
   }
   r = run_cli (NULL, (const char *const[]){ "tune", "--show", NULL });
   g_assert_nonnull (strstr (r.out, "no tuning"));
   result_clear (&r);
   g_unsetenv ("KILT_GEMM");
+}
+
+/* kilt-cli bench on a real CSV (the MLP workload): the model takes the file's features, the
+ * first step matches the C reference, and the timing covers the steps asked for. */
+static void
+test_bench_csv (void)
+{
+  g_autofree char *iris
+      = g_build_filename (g_getenv ("KILT_SOURCE_DIR"), "tests", "data", "iris.csv", NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  JsonObject *o;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  r = run_cli (NULL, (const char *const[]){ "bench", "--model", "mlp", "--data", iris, "--batch",
+                                            "16", "--steps", "10", "--json", NULL });
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+  g_assert_no_error (error);
+  o = json_node_get_object (json_parser_get_root (parser));
+  g_assert_false (json_object_has_member (o, "error"));
+  g_assert_true (json_object_get_boolean_member (o, "check_ok"));
+  g_assert_cmpfloat (json_object_get_double_member (o, "step_ms"), >, 0);
+  g_assert_cmpfloat (json_object_get_double_member (o, "steps"), ==, 10);
+  result_clear (&r);
+
+  r = run_cli (NULL, (const char *const[]){ "bench", "--model", "mlp", "--data",
+                                            "/nonexistent/x.csv", "--steps", "2", NULL });
+  g_assert_nonnull (strstr (r.out, "/nonexistent/x.csv"));
+  result_clear (&r);
 }
 
 static void
@@ -454,6 +488,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/cli/version", test_version);
   g_test_add_func ("/cli/tune", test_tune);
+  g_test_add_func ("/cli/bench-csv", test_bench_csv);
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/killed-run", test_killed_run);
