@@ -33,7 +33,10 @@ phase_kilt () {
   kb --model cifar10_cnn --batch 256
   kb --model mnist_cnn --batch 128
   kb --model resnet20 --batch 128
-  kb --model mlp --batch 128
+  # The MLP on a CSV data set: the bundled Fashion-MNIST sample as 784 pixel columns.
+  python3 bench/idx-to-csv.py resources/sample/train-images-idx3-ubyte.gz \
+    resources/sample/train-labels-idx1-ubyte.gz /tmp/fashion-sample.csv
+  kb --model mlp --batch 128 --data /tmp/fashion-sample.csv
 }
 phase_torch () {
   tp --model cifar10_cnn --batch 32 128 256
