@@ -15,7 +15,7 @@
 #define CONV_CHUNK_CPU ((gsize)1 << 19)
 /* Split-K of the weight gradient: at most this many partial products, and only for weight
  * matrices small enough that CLBlast would run them on a handful of work-groups. */
-#define CONV_SPLIT_MAX        64
+#define CONV_SPLIT_MAX        256
 #define CONV_SPLIT_MAX_WEIGHT ((gsize)1 << 16)
 #define CONV_SPLIT_MIN_INNER  256
 
@@ -83,6 +83,15 @@ conv_may_split (const ConvGeom *g)
   return g->F * g->Kc <= CONV_SPLIT_MAX_WEIGHT;
 }
 
+/* The most split-K parts a device gets: four per compute unit, within CONV_SPLIT_MAX. A small
+ * weight matrix (cifar10_cnn's first convolution: 32 x 28) is one or two GEMM tiles, so a GPU
+ * needs hundreds of parts to be busy; a 2-core CPU needs eight. */
+static guint
+conv_split_cap (const KiltDeviceInfo *info)
+{
+  return (guint)CLAMP (4 * (gsize)MAX (info->compute_units, 1), 1, CONV_SPLIT_MAX);
+}
+
 /* How many split-K parts for a weight gradient with inner dimension @np on this device:
  * enough work-groups (CLBlast tiles C in blocks of about 64 x 64) to give each compute unit
  * a few, while every part keeps a long inner loop. $KILT_CONV_SPLIT overrides, for tuning. */
@@ -98,7 +107,7 @@ conv_splits (const ConvGeom *g, gsize np, const KiltDeviceInfo *info)
     return (guint)MIN ((gsize)forced, MAX (np, 1));
   tiles = ((g->F + 63) / 64) * ((g->Kc + 63) / 64);
   want = 4 * (gsize)MAX (info->compute_units, 1) / tiles;
-  want = CLAMP (MIN (want, np / CONV_SPLIT_MIN_INNER), 1, CONV_SPLIT_MAX);
+  want = CLAMP (MIN (want, np / CONV_SPLIT_MIN_INNER), 1, conv_split_cap (info));
   /* Parts that divide np save the extra GEMM call for the remainder (about as long as the
    * batched call itself at these sizes). */
   for (gsize p = want; p > want / 2; p--)
@@ -190,7 +199,10 @@ conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *
   nb = conv_chunk (&g, batch, info);
   /* Column matrix, dz (or the forward GEMM's result), then the weight-gradient parts. */
   ws = (g.Kc + g.F) * nb * g.P;
-  ws += (conv_may_split (&g) ? CONV_SPLIT_MAX : 1) * g.F * g.Kc;
+  ws += (conv_may_split (&g)
+             ? MAX (conv_split_cap (info), conv_env ("KILT_CONV_SPLIT", CONV_SPLIT_MAX))
+             : 1)
+        * g.F * g.Kc;
   return ws;
 }
 
@@ -367,7 +379,16 @@ conv_weight_grad (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, flo
 {
   gsize dz_off = ws_dz (g, np), part_off = ws_parts (g, np), fk = g->F * g->Kc;
   cl_uint parts = conv_splits (g, np, ex->ctx->info);
-  gsize len = np / parts, rest = np - len * parts;
+  size_t ws_bytes = 0;
+  gsize len, rest;
+
+  /* The workspace was sized when the executor was made; $KILT_CONV_SPLIT may have changed
+   * since (tests change it between cases), so never write more parts than it holds. */
+  if (clGetMemObjectInfo (ex->workspace, CL_MEM_SIZE, sizeof ws_bytes, &ws_bytes, NULL)
+      == CL_SUCCESS)
+    parts = (cl_uint)CLAMP ((ws_bytes / sizeof (float) - part_off) / fk, 1, parts);
+  len = np / parts;
+  rest = np - len * parts;
   cl_kernel k;
   cl_int err = CL_SUCCESS;
   cl_uint dst_off = (cl_uint)node->param_offset, src_off = (cl_uint)part_off;
