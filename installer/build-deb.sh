@@ -89,6 +89,7 @@ Maintainer: ${DEBFULLNAME:-The Kilt developers} <${DEBEMAIL:-kilt@localhost}>
 Installed-Size: $size
 Depends: $depends
 Recommends: pocl-opencl-icd | opencl-icd, clinfo
+Suggests: clblast-utils
 Section: science
 Priority: optional
 Description: train neural networks on any OpenCL device

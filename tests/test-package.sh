@@ -61,6 +61,8 @@ for need in libgtk-4-1 libadwaita-1-0 libclblast1 ocl-icd-libopencl1; do
 done
 dpkg-deb -f "$deb" Recommends | grep -q 'pocl-opencl-icd | opencl-icd' ||
   fail "Recommends lacks pocl-opencl-icd | opencl-icd"
+# kilt-cli tune runs CLBlast's tuners from this package.
+dpkg-deb -f "$deb" Suggests | grep -q 'clblast-utils' || fail "Suggests lacks clblast-utils"
 if dpkg-deb -c "$deb" | grep -E 'gschemas.compiled|icon-theme.cache|mimeinfo.cache'; then
   fail "the package ships a cache that the system's dpkg triggers own"
 fi
