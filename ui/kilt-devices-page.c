@@ -5,6 +5,7 @@
 #include "kilt-devices-page.h"
 #include "kilt-device.h"
 #include "kilt-doctor.h"
+#include "kilt-tuning.h"
 
 struct _KiltDevicesPage
 {
@@ -123,6 +124,23 @@ on_test_clicked (GtkButton *button, KiltDevicesPage *self)
   kilt_devices_page_test (self);
 }
 
+/* What CLBlast runs with on @d: parameters `kilt-cli tune` kept, and what they gained. */
+static char *
+tuning_text (const KiltDeviceInfo *d)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltTuning) t = kilt_tuning_load (d, &error);
+
+  if (error)
+    return g_strdup (error->message);
+  if (t == NULL)
+    return g_strdup (d->type && g_str_equal (d->type, "CPU")
+                         ? "Kilt's own kernels"
+                         : "CLBlast's built-in (kilt-cli tune tunes them)");
+  return g_strdup_printf ("tuned by kilt-cli tune%s%s", t->note ? ": " : "",
+                          t->note ? t->note : "");
+}
+
 static GtkWidget *
 device_row (KiltDevicesPage *self, const KiltDeviceInfo *d)
 {
@@ -136,6 +154,7 @@ device_row (KiltDevicesPage *self, const KiltDeviceInfo *d)
   g_autofree char *units = g_strdup_printf ("%u at %u MHz", d->compute_units, d->clock_mhz);
   g_autofree char *check_label = g_strdup_printf ("Use %s as default", d->name);
   g_autofree char *test_label = g_strdup_printf ("Test %s", d->name);
+  g_autofree char *tuning = tuning_text (d);
 
   subtitle = g_strdup_printf ("%s · %s · %s memory%s%s", d->type, d->platform_name, mem,
                               d->unusable_reason ? " · not usable: " : "",
@@ -176,6 +195,7 @@ device_row (KiltDevicesPage *self, const KiltDeviceInfo *d)
                                                                  : d->fp16          ? "half only"
                                                                                     : "neither"));
   adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("Stable id", d->id));
+  adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("GEMM parameters", tuning));
 
   g_object_set_data (G_OBJECT (row), "kilt-check", check);
   g_object_set_data_full (G_OBJECT (row), "kilt-device-id", g_strdup (d->id), g_free);
