@@ -195,6 +195,11 @@ test_tune (void)
     r = run_cli (NULL, (const char *const[]){ "tune", "--forget", NULL });
     g_assert_cmpint (r.status, ==, 0);
     result_clear (&r);
+    /* No tuner at all: an error that says where to get them. */
+    r = run_cli (NULL, (const char *const[]){ "tune", "--tuner-dir", dir, NULL });
+    g_assert_cmpint (r.status, ==, 1);
+    g_assert_nonnull (strstr (r.err, "apt-get install clblast-utils"));
+    result_clear (&r);
   }
   r = run_cli (NULL, (const char *const[]){ "tune", "--show", NULL });
   g_assert_nonnull (strstr (r.out, "no tuning"));

@@ -687,6 +687,43 @@ find_row (GtkWidget *w, const char *title)
   return NULL;
 }
 
+static gboolean
+has_label (GtkWidget *w, const char *text)
+{
+  if (GTK_IS_LABEL (w) && g_str_equal (gtk_label_get_text (GTK_LABEL (w)), text))
+    return TRUE;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    if (has_label (c, text))
+      return TRUE;
+  return FALSE;
+}
+
+/* A device's facts, opened: among them which GEMM parameters it runs with. */
+static void
+test_device_facts (void)
+{
+  KiltDevicesPage *page = kilt_window_get_devices_page (window);
+  const KiltDeviceInfo *d = pocl_device ();
+  GtkWidget *row, *gemm;
+
+  if (d == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  kilt_window_show_page (window, "devices");
+  row = find_row (GTK_WIDGET (page), d->name);
+  g_assert_nonnull (row);
+  adw_expander_row_set_expanded (ADW_EXPANDER_ROW (row), TRUE);
+  settle (0.3);
+  gemm = find_row (row, "GEMM parameters");
+  g_assert_nonnull (gemm);
+  /* PoCL is a CPU device: Kilt's own GEMM kernels, not CLBlast's. */
+  g_assert_true (has_label (gemm, "Kilt's own kernels"));
+  screenshot (window_content (), "devices-facts");
+  adw_expander_row_set_expanded (ADW_EXPANDER_ROW (row), FALSE);
+}
+
 /* Each optimizer shows its own settings, and what is shown is what a run gets. */
 static void
 test_optimizer_settings (void)
@@ -1128,6 +1165,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/1-starts", test_starts);
   g_test_add_func ("/ui/2-pages", test_pages);
   g_test_add_func ("/ui/3-device", test_device);
+  g_test_add_func ("/ui/3-device-facts", test_device_facts);
   g_test_add_func ("/ui/3-doctor-cancel", test_doctor_cancel);
   g_test_add_func ("/ui/3-doctor-full", test_doctor_full);
   g_test_add_func ("/ui/4-sample-data", test_sample_data);

@@ -185,6 +185,7 @@ device_row (KiltDevicesPage *self, const KiltDeviceInfo *d)
   adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("Vendor", d->vendor));
   adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("OpenCL", d->opencl_version));
   adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("Driver", d->driver_version));
+  adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("GEMM parameters", tuning));
   adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("Compute units", units));
   adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("Global memory", mem));
   adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("Largest allocation", alloc));
@@ -195,7 +196,6 @@ device_row (KiltDevicesPage *self, const KiltDeviceInfo *d)
                                                                  : d->fp16          ? "half only"
                                                                                     : "neither"));
   adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("Stable id", d->id));
-  adw_expander_row_add_row (ADW_EXPANDER_ROW (row), fact_row ("GEMM parameters", tuning));
 
   g_object_set_data (G_OBJECT (row), "kilt-check", check);
   g_object_set_data_full (G_OBJECT (row), "kilt-device-id", g_strdup (d->id), g_free);
