@@ -83,6 +83,35 @@ __kernel void kilt_pool_backward (__global float *din, __global const float *dou
   din[gid] = beta == 0.0f ? acc : beta * din[gid] + acc;
 }
 
+/* Max pooling whose windows tile the plane (strides equal to the window, no padding before):
+ * one work-item per output writes its whole window, the gradient at the recorded winner and 0
+ * elsewhere, so each input is written once, without the search over covering windows (and its
+ * integer divisions) that kilt_pool_backward does per input. The last window of a row or column
+ * also takes the pixels past it that no window covers. din = beta * din + that. */
+__kernel void kilt_maxpool_backward_tiles (__global float *din, __global const float *dout,
+                                           __global const int *arg, const uint n,
+                                           const uint H, const uint W, const uint OH,
+                                           const uint OW, const uint kh, const uint kw,
+                                           const float beta)
+{
+  uint gid = get_global_id (0);
+  if (gid >= n)
+    return;
+  uint ox = gid % OW, t = gid / OW, oy = t % OH, bc = t / OH;
+  __global float *plane = din + (size_t) bc * H * W;
+  int win = arg[gid];
+  float g = dout[gid];
+  uint y0 = oy * kh, x0 = ox * kw;
+  uint y1 = oy == OH - 1 ? H : min (y0 + kh, H), x1 = ox == OW - 1 ? W : min (x0 + kw, W);
+  for (uint y = y0; y < y1; y++)
+    for (uint x = x0; x < x1; x++)
+      {
+        uint i = y * W + x;
+        float v = (int) i == win ? g : 0.0f;
+        plane[i] = beta == 0.0f ? v : beta * plane[i] + v;
+      }
+}
+
 /* out[bc] = mean of plane bc; one work-group per plane, a tree sum in local memory. The
  * group size must be a power of two of at most 256. */
 __kernel void kilt_global_avg_pool_forward (__global float *out, __global const float *x,

@@ -273,6 +273,11 @@ test_max_pool (void)
   pool_case ("max 2x3 strides 1x2 same", t, (KiltShape){ 2, 4, 7 }, 2, 3, 1, 2, TRUE, 2, FALSE);
   pool_case ("max 2x2 on 1x1 same", t, (KiltShape){ 3, 1, 1 }, 2, 2, 0, 0, TRUE, 3, FALSE);
   pool_case ("max 3x3 stride 1 adds", t, (KiltShape){ 2, 5, 6 }, 3, 3, 1, 1, TRUE, 3, TRUE);
+  /* Windows that tile the plane take their own backward kernel: with pixels past the last
+   * window, with accumulation, and with 3 x 3 tiles over a 7 x 8 plane. */
+  pool_case ("max 2x2 odd adds", t, (KiltShape){ 2, 7, 5 }, 2, 2, 0, 0, FALSE, 3, TRUE);
+  pool_case ("max 3x3 tiles odd", t, (KiltShape){ 2, 7, 8 }, 3, 3, 0, 0, FALSE, 2, FALSE);
+  pool_case ("max 3x3 tiles same", t, (KiltShape){ 1, 8, 8 }, 3, 3, 0, 0, TRUE, 2, TRUE);
 }
 
 static void
