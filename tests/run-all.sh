@@ -106,6 +106,10 @@ for path in sys.argv[1:]:
         else:
             failed += 1
             print("FAILED:", name, res)
+            # The end of its output here too: CI shows only the tail of the whole run, where
+            # meson's --print-errorlogs copy has long scrolled away.
+            for l in ((r.get("stdout") or "") + (r.get("stderr") or "")).splitlines()[-40:]:
+                print("  |", l[:300])
 for s in skipped:
     print("skipped:", s)
 print(f"{passed} passed, {failed} failed")

@@ -127,6 +127,40 @@ test_conv_other_kernels (void)
   g_unsetenv ("KILT_GEMM");
 }
 
+/* The implicit-GEMM kernels (kernels/igemm.cl), forced on, on shapes that reach both tile shapes
+ * (up to 32 rows, more), partial tiles in every dimension, several tap tiles, uneven taps (flipped
+ * for the data gradient), strides (the data gradient then takes im2col), chunks and an accumulated
+ * input gradient. */
+static void
+test_conv_implicit_gemm (void)
+{
+  ConvCase acc = { 3, 7, 6, 5, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_TANH, 3 };
+  KiltLayerCheck c = conv_check ("conv adds to the input gradient, implicit GEMM", &acc);
+
+  g_setenv ("KILT_CONV_IGEMM", "1", TRUE);
+  /*                                     c  h  w  F kh kw sh sw same  bias   act          batch */
+  conv_case ("igemm 3x3 same relu",
+             (ConvCase){ 3, 7, 9, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 });
+  conv_case ("igemm 40 filters over 8 channels",
+             (ConvCase){ 8, 12, 12, 40, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 });
+  conv_case ("igemm 40 channels to 6",
+             (ConvCase){ 40, 6, 5, 6, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_LINEAR, 2 });
+  conv_case ("igemm 2x3 valid tanh",
+             (ConvCase){ 2, 6, 7, 3, 2, 3, 1, 1, FALSE, TRUE, KILT_ACT_TANH, 3 });
+  conv_case ("igemm 3x2 same, no bias",
+             (ConvCase){ 3, 5, 6, 3, 3, 2, 1, 1, TRUE, FALSE, KILT_ACT_LEAKY_RELU, 2 });
+  conv_case ("igemm 5x5 same stride 2",
+             (ConvCase){ 1, 9, 8, 3, 5, 5, 2, 2, TRUE, TRUE, KILT_ACT_SIGMOID, 3 });
+  conv_case ("igemm 1x1", (ConvCase){ 5, 4, 4, 3, 1, 1, 1, 1, FALSE, FALSE, KILT_ACT_LINEAR, 3 });
+  c.accumulate = TRUE;
+  kilt_test_layer_case (&c);
+  g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
+  c.label = "conv adds to the input gradient, implicit GEMM in chunks of 2";
+  kilt_test_layer_case (&c);
+  g_unsetenv ("KILT_CONV_CHUNK");
+  g_unsetenv ("KILT_CONV_IGEMM");
+}
+
 static void
 test_conv_accumulate (void)
 {
@@ -371,6 +405,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/conv2d/chunks", test_conv_chunks);
   g_test_add_func ("/layers/conv2d/accumulate", test_conv_accumulate);
   g_test_add_func ("/layers/conv2d/other-kernels", test_conv_other_kernels);
+  g_test_add_func ("/layers/conv2d/implicit-gemm", test_conv_implicit_gemm);
   g_test_add_func ("/layers/pool/infer", test_pool_infer);
   g_test_add_func ("/layers/pool/max", test_max_pool);
   g_test_add_func ("/layers/pool/avg", test_avg_pool);

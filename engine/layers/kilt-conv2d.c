@@ -319,6 +319,174 @@ conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, fl
   return conv_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
 }
 
+/* The implicit-GEMM kernels (kernels/igemm.cl): forward, and the data gradient of stride-1
+ * convolutions, without the column matrix. Only where $KILT_CONV_IGEMM=1 asks for them: they
+ * are not yet measured against im2col on a GPU. */
+static gboolean
+conv_igemm (const KiltDeviceInfo *info, gsize columns)
+{
+  const char *forced = g_getenv ("KILT_CONV_IGEMM");
+
+  (void)info;
+  if (columns > G_MAXUINT32)
+    return FALSE;
+  return forced && g_str_equal (forced, "1");
+}
+
+/* One implicit GEMM: out = act (A G + bias) (+ beta out); the fields are the kernel's
+ * arguments, in its order (kernels/igemm.cl says what each means). */
+typedef struct
+{
+  cl_mem out;
+  cl_ulong out_off;
+  cl_uint out_bs;
+  cl_mem a;
+  cl_ulong a_off;
+  cl_uint a_ms, a_cs;
+  cl_int a_flip;
+  cl_mem img;
+  cl_ulong img_off;
+  cl_uint img_bs, img_cs;
+  cl_mem bias;
+  cl_ulong bias_off;
+  cl_int has_bias;
+  cl_uint M, N, IC, IH, IW, kh, kw, sh, sw;
+  cl_int pt, pl;
+  cl_uint OW, OP;
+  cl_int act;
+  float alpha, beta;
+} IgemmArgs;
+
+static gboolean
+conv_igemm_launch (KiltExec *ex, const IgemmArgs *a, GError **error)
+{
+  gboolean wide = a->M > 32;
+  cl_kernel k
+      = kilt_context_kernel (ex->ctx, wide ? "kilt_conv_igemm_64" : "kilt_conv_igemm_32", error);
+  gsize tm = wide ? 64 : 32, tn = 8192 / tm;
+  size_t global[2] = { (a->N + tn - 1) / tn * 256, (a->M + tm - 1) / tm }, local[2] = { 256, 1 };
+  cl_int err = CL_SUCCESS;
+  guint i = 0;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, i++, a->out, err);
+  KILT_ARG (k, i++, a->out_off, err);
+  KILT_ARG (k, i++, a->out_bs, err);
+  KILT_ARG (k, i++, a->a, err);
+  KILT_ARG (k, i++, a->a_off, err);
+  KILT_ARG (k, i++, a->a_ms, err);
+  KILT_ARG (k, i++, a->a_cs, err);
+  KILT_ARG (k, i++, a->a_flip, err);
+  KILT_ARG (k, i++, a->img, err);
+  KILT_ARG (k, i++, a->img_off, err);
+  KILT_ARG (k, i++, a->img_bs, err);
+  KILT_ARG (k, i++, a->img_cs, err);
+  KILT_ARG (k, i++, a->bias, err);
+  KILT_ARG (k, i++, a->bias_off, err);
+  KILT_ARG (k, i++, a->has_bias, err);
+  KILT_ARG (k, i++, a->M, err);
+  KILT_ARG (k, i++, a->N, err);
+  KILT_ARG (k, i++, a->IC, err);
+  KILT_ARG (k, i++, a->IH, err);
+  KILT_ARG (k, i++, a->IW, err);
+  KILT_ARG (k, i++, a->kh, err);
+  KILT_ARG (k, i++, a->kw, err);
+  KILT_ARG (k, i++, a->sh, err);
+  KILT_ARG (k, i++, a->sw, err);
+  KILT_ARG (k, i++, a->pt, err);
+  KILT_ARG (k, i++, a->pl, err);
+  KILT_ARG (k, i++, a->OW, err);
+  KILT_ARG (k, i++, a->OP, err);
+  KILT_ARG (k, i++, a->act, err);
+  KILT_ARG (k, i++, a->alpha, err);
+  KILT_ARG (k, i++, a->beta, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch (ex->ctx, k, 2, global, local, error);
+}
+
+/* The forward pass as one implicit GEMM over the whole batch: W (F x K) times the input's
+ * column matrix, bias and activation in the epilogue, written as NCHW. */
+static gboolean
+conv_forward_igemm (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  IgemmArgs a = {
+    .out = node->out,
+    .out_bs = (cl_uint)(g->F * g->P),
+    .a = ex->params,
+    .a_off = node->param_offset,
+    .a_ms = (cl_uint)g->K,
+    .a_cs = g->kh * g->kw,
+    .img = src->out,
+    .img_bs = g->C * g->H * g->W,
+    .img_cs = g->H * g->W,
+    .bias = ex->params,
+    .bias_off = node->param_offset + g->F * g->K,
+    .has_bias = node->cfg.use_bias,
+    .M = g->F,
+    .N = (cl_uint)(ex->batch * g->P),
+    .IC = g->C,
+    .IH = g->H,
+    .IW = g->W,
+    .kh = g->kh,
+    .kw = g->kw,
+    .sh = g->sh,
+    .sw = g->sw,
+    .pt = (cl_int)g->pt,
+    .pl = (cl_int)g->pl,
+    .OW = g->OW,
+    .OP = (cl_uint)g->P,
+    .act = kilt_node_act (node),
+    .alpha = kilt_node_alpha (node),
+  };
+
+  return conv_igemm_launch (ex, &a, error);
+}
+
+/* The data gradient of a stride-1 convolution for samples b0 .. b0 + nb, as the forward pass
+ * of dz (F x nb P in the workspace) with the weights flipped and transposed: din (C x H x W per
+ * sample) = beta din + the sum over (f, i, j) of W[f, c, i, j] dz[f, y + pt - i, x + pl - j]. */
+static gboolean
+conv_data_grad_igemm (KiltNode *node, KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0,
+                      guint nb, float beta, GError **error)
+{
+  gsize np = (gsize)nb * g->P;
+  IgemmArgs a = {
+    .out = din,
+    .out_off = (cl_ulong)b0 * g->C * g->H * g->W,
+    .out_bs = g->C * g->H * g->W,
+    .a = ex->params,
+    .a_off = node->param_offset,
+    .a_ms = g->kh * g->kw,
+    .a_cs = (cl_uint)g->K,
+    .a_flip = 1,
+    .img = ex->workspace,
+    .img_off = ws_dz (g, np),
+    .img_bs = (cl_uint)g->P,
+    .img_cs = (cl_uint)np,
+    .bias = ex->params,
+    .M = g->C,
+    .N = nb * g->H * g->W,
+    .IC = g->F,
+    .IH = g->OH,
+    .IW = g->OW,
+    .kh = g->kh,
+    .kw = g->kw,
+    .sh = 1,
+    .sw = 1,
+    .pt = (cl_int)g->kh - 1 - (cl_int)g->pt,
+    .pl = (cl_int)g->kw - 1 - (cl_int)g->pl,
+    .OW = g->W,
+    .OP = g->H * g->W,
+    .act = KILT_ACT_LINEAR,
+    .alpha = 0.0f,
+    .beta = beta,
+  };
+
+  return conv_igemm_launch (ex, &a, error);
+}
+
 static gboolean
 conv_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
@@ -332,6 +500,8 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
   if (!scatter)
     return FALSE;
   conv_geom (node, &g);
+  if (conv_igemm (ex->ctx->info, (gsize)ex->batch * g.P))
+    return conv_forward_igemm (node, ex, &g, error);
   chunk = conv_chunk (&g, ex->batch, ex->ctx->info);
   for (guint b0 = 0; b0 < ex->batch; b0 += chunk)
     {
@@ -461,6 +631,12 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
         return FALSE;
       if (!node->din_needed[0])
         continue;
+      if (g.sh == 1 && g.sw == 1 && conv_igemm (ex->ctx->info, (gsize)nb * g.H * g.W))
+        {
+          if (!conv_data_grad_igemm (node, ex, &g, src->dout, b0, nb, node->din_beta[0], error))
+            return FALSE;
+          continue;
+        }
       /* dcol = W^T dz overwrites the column matrix, which the weight gradient has used. */
       if (!kilt_gemm (ex->ctx, TRUE, FALSE, g.K, np, g.F, 1.0f, ex->params, node->param_offset, g.K,
                       ex->workspace, dz_off, np, 0.0f, ex->workspace, 0, np, error)

@@ -1,0 +1,188 @@
+/* Implicit-GEMM convolution for GPUs: out = act(A * G + bias) (+ beta * out), where G is the
+ * column matrix of an image that is never written out. Entry (k, n) of G is the image value
+ * under tap k = (c, i, j) for output column n = (b, oy, ox), 0 in the padding. The forward pass
+ * is A = the weights (F x C kh kw) over the input; the data gradient of a stride-1 convolution
+ * is the same product with A = the weights flipped and transposed, over the output gradient
+ * padded by kh - 1 - pt. im2col + GEMM wrote, read and (in backward) rewrote that matrix: for
+ * cifar10_cnn's second convolution at batch 256 it is 265 MB each way.
+ *
+ * A work-group of 256 work-items computes a TM x TN tile of the output (TM = 32 or 64 rows of
+ * A, TN = 8192 / TM columns), IGEMM_TK taps at a time through local memory. The work-items
+ * form an 8 x 32 grid, each with an RM x RN block of accumulators (RM = TM / 8, RN = TN / 32).
+ * A warp is 4 x 8 of that grid, so that its reads of a k-row of A and of B touch 4 and 8
+ * distinct vectors. The next tile's global loads are issued into registers before the current
+ * tile's products, which hides their latency behind the arithmetic. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+
+#define IGEMM_TK      16
+#define IGEMM_THREADS 256
+
+/* Arguments, offsets and strides in floats:
+ * - out: the output tensor; sample b's channel m starts at out_off + b * out_bs + m * OP.
+ * - A: row m of A at a_off + m * a_ms; entry (m, k = (c, t)) at + c * a_cs + t, or with a_flip
+ *   at + c * a_cs + (kh kw - 1 - t) (t = i * kw + j).
+ * - img: channel c of sample b at img_off + b * img_bs + c * img_cs, rows IW floats apart.
+ * - bias: bias_off + m, when has_bias.
+ * - M rows, N = batch x OP columns; IC x IH x IW image, kh x kw taps, strides, padding.
+ * - the epilogue: act (an activation, kilt_act), then beta * out added when beta != 0. */
+#define KILT_IGEMM_ARGS                                                                            \
+  __global float *out, const ulong out_off, const uint out_bs, __global const float *A,            \
+      const ulong a_off, const uint a_ms, const uint a_cs, const int a_flip,                       \
+      __global const float *img, const ulong img_off, const uint img_bs, const uint img_cs,        \
+      __global const float *bias, const ulong bias_off, const int has_bias, const uint M,          \
+      const uint N, const uint IC, const uint IH, const uint IW, const uint kh, const uint kw,     \
+      const uint sh, const uint sw, const int pt, const int pl, const uint OW, const uint OP,      \
+      const int act, const float alpha, const float beta
+
+#define KILT_IGEMM_PASS                                                                            \
+  out, out_off, out_bs, A, a_off, a_ms, a_cs, a_flip, img, img_off, img_bs, img_cs, bias,          \
+      bias_off, has_bias, M, N, IC, IH, IW, kh, kw, sh, sw, pt, pl, OW, OP, act, alpha, beta
+
+/* A row of the tap table: image offset, tap row i, tap column j, offset in a row of A. A tap
+ * past K gets a row far outside the image, so that every bounds test fails on it. */
+inline void
+kilt_igemm_taps (__local int4 *tab, uint k0, uint K, uint kh, uint kw, uint img_cs, uint IW,
+                 uint a_cs, int a_flip)
+{
+  uint l = get_local_id (0);
+
+  if (l < IGEMM_TK)
+    {
+      uint k = k0 + l, khkw = kh * kw;
+      int4 e = (int4) (0, -(1 << 20), 0, 0);
+
+      if (k < K)
+        {
+          uint c = k / khkw, t = k - c * khkw, i = t / kw, j = t - i * kw;
+          e = (int4) ((int) (c * img_cs + i * IW + j), (int) i, (int) j,
+                      (int) (c * a_cs + (a_flip ? khkw - 1 - t : t)));
+        }
+      tab[l] = e;
+    }
+}
+
+inline void
+kilt_igemm_body (const uint TM, const uint TN, __local float *As, __local float *Bs,
+                 __local int4 *tab, KILT_IGEMM_ARGS)
+{
+  const uint RM = TM / 8, RN = TN / 32;
+  const uint AKS = IGEMM_THREADS / TM, AR = IGEMM_TK / AKS;
+  const uint BRS = IGEMM_THREADS / TN, BR = IGEMM_TK / BRS;
+  uint l = get_local_id (0), lane = l & 31, w = l >> 5;
+  uint tm = (w & 1) * 4 + (lane >> 3), tn = (w >> 1) * 8 + (lane & 7);
+  uint m0 = get_group_id (1) * TM, n0 = get_group_id (0) * TN;
+  uint K = IC * kh * kw, tiles = (K + IGEMM_TK - 1) / IGEMM_TK;
+  /* The A loader: row am, taps ak0 + r * AKS. The B loader: column bc, taps br0 + r * BRS. */
+  uint am = l % TM, ak0 = l / TM, bc = l % TN, br0 = l / TN;
+  bool a_in = m0 + am < M;
+  ulong a_row = a_off + (ulong) (a_in ? m0 + am : 0) * a_ms;
+  uint n = n0 + bc;
+  int y0 = -(1 << 28), x0 = 0;
+  long base = 0;
+  float av[4], bv[16], acc[8][8];
+
+  if (n < N)
+    {
+      uint b = n / OP, p = n - b * OP, oy = p / OW, ox = p - oy * OW;
+      y0 = (int) (oy * sh) - pt;
+      x0 = (int) (ox * sw) - pl;
+      base = (long) img_off + (long) b * img_bs + (long) y0 * IW + x0;
+    }
+  for (uint i = 0; i < RM; i++)
+    for (uint j = 0; j < RN; j++)
+      acc[i][j] = 0.0f;
+
+  kilt_igemm_taps (tab, 0, K, kh, kw, img_cs, IW, a_cs, a_flip);
+  barrier (CLK_LOCAL_MEM_FENCE);
+  for (uint r = 0; r < AR; r++)
+    {
+      uint kk = ak0 + r * AKS;
+      av[r] = a_in && kk < K ? A[a_row + tab[kk].w] : 0.0f;
+    }
+  for (uint r = 0; r < BR; r++)
+    {
+      int4 e = tab[br0 + r * BRS];
+      int y = y0 + e.y, x = x0 + e.z;
+      bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f;
+    }
+
+  for (uint t = 0; t < tiles; t++)
+    {
+      __local int4 *next = tab + ((t + 1) & 1) * IGEMM_TK;
+      uint k1 = (t + 1) * IGEMM_TK;
+
+      for (uint r = 0; r < AR; r++)
+        As[(ak0 + r * AKS) * TM + am] = av[r];
+      for (uint r = 0; r < BR; r++)
+        Bs[(br0 + r * BRS) * TN + bc] = bv[r];
+      kilt_igemm_taps (next, k1, K, kh, kw, img_cs, IW, a_cs, a_flip);
+      barrier (CLK_LOCAL_MEM_FENCE);
+      if (t + 1 < tiles)
+        {
+          for (uint r = 0; r < AR; r++)
+            {
+              uint kk = ak0 + r * AKS;
+              av[r] = a_in && k1 + kk < K ? A[a_row + next[kk].w] : 0.0f;
+            }
+          for (uint r = 0; r < BR; r++)
+            {
+              int4 e = next[br0 + r * BRS];
+              int y = y0 + e.y, x = x0 + e.z;
+              bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f;
+            }
+        }
+      for (uint kk = 0; kk < IGEMM_TK; kk++)
+        {
+          __local const float4 *a4 = (__local const float4 *) (As + kk * TM + tm * RM);
+          __local const float4 *b4 = (__local const float4 *) (Bs + kk * TN + tn * RN);
+          float a[8], b[8];
+          for (uint q = 0; q < RM / 4; q++)
+            vstore4 (a4[q], q, a);
+          for (uint q = 0; q < RN / 4; q++)
+            vstore4 (b4[q], q, b);
+          for (uint i = 0; i < RM; i++)
+            for (uint j = 0; j < RN; j++)
+              acc[i][j] = fma (a[i], b[j], acc[i][j]);
+        }
+      barrier (CLK_LOCAL_MEM_FENCE);
+    }
+
+  for (uint j = 0; j < RN; j++)
+    {
+      uint nj = n0 + tn * RN + j;
+      if (nj >= N)
+        break;
+      uint b = nj / OP, p = nj - b * OP;
+      ulong o = out_off + (ulong) b * out_bs + p;
+      for (uint i = 0; i < RM; i++)
+        {
+          uint m = m0 + tm * RM + i;
+          if (m >= M)
+            break;
+          float v = kilt_act (act, acc[i][j] + (has_bias ? bias[bias_off + m] : 0.0f), alpha);
+          ulong d = o + (ulong) m * OP;
+          out[d] = beta == 0.0f ? v : fma (beta, out[d], v);
+        }
+    }
+}
+
+/* Two tile shapes: 32 x 256 for up to 32 rows (cifar10_cnn's 32-filter layers would leave half
+ * of a 64-row tile idle), 64 x 128 above. Launch over (ceil(N / TN) * 256, ceil(M / TM)) with
+ * groups of (256, 1). */
+__kernel __attribute__ ((reqd_work_group_size (IGEMM_THREADS, 1, 1))) void
+kilt_conv_igemm_32 (KILT_IGEMM_ARGS)
+{
+  __local float4 As[IGEMM_TK * 32 / 4], Bs[IGEMM_TK * 256 / 4];
+  __local int4 tab[2 * IGEMM_TK];
+
+  kilt_igemm_body (32, 256, (__local float *) As, (__local float *) Bs, tab, KILT_IGEMM_PASS);
+}
+
+__kernel __attribute__ ((reqd_work_group_size (IGEMM_THREADS, 1, 1))) void
+kilt_conv_igemm_64 (KILT_IGEMM_ARGS)
+{
+  __local float4 As[IGEMM_TK * 64 / 4], Bs[IGEMM_TK * 128 / 4];
+  __local int4 tab[2 * IGEMM_TK];
+
+  kilt_igemm_body (64, 128, (__local float *) As, (__local float *) Bs, tab, KILT_IGEMM_PASS);
+}
