@@ -412,6 +412,10 @@ kilt_cli_bench (int argc, char **argv)
                       NUM ("forward_ms", t->forward_ms);
                       NUM ("backward_ms", t->backward_ms);
                       NUM ("update_ms", t->update_ms);
+                      if (t->algo)
+                        {
+                          STR ("algo", t->algo);
+                        }
                       json_builder_end_object (b);
                     }
                   json_builder_end_array (b);
@@ -456,8 +460,9 @@ kilt_cli_bench (int argc, char **argv)
                 {
                   KiltLayerTiming *t = &g_array_index (r.timings, KiltLayerTiming, j);
                   double sum = t->forward_ms + t->backward_ms + t->update_ms;
-                  printf ("  %-20s %9.3f %9.3f %9.3f %5.1f%%\n", t->layer, t->forward_ms,
-                          t->backward_ms, t->update_ms, 100 * sum / MAX (total, 1e-12));
+                  printf ("  %-20s %9.3f %9.3f %9.3f %5.1f%%%s%s\n", t->layer, t->forward_ms,
+                          t->backward_ms, t->update_ms, 100 * sum / MAX (total, 1e-12),
+                          t->algo ? "  " : "", t->algo ? t->algo : "");
                 }
             }
         }

@@ -105,6 +105,12 @@ struct _KiltNode
   gboolean act_fused;
   KiltActivation fused_act;
   float fused_alpha;
+  /* A layer with more than one algorithm (Conv2D on a GPU) keeps the one it measured fastest
+   * on the device, for the batch size it measured at (0: not measured), and its name for
+   * reports (NULL: the layer has one algorithm). */
+  guint algo;
+  guint algo_batch;
+  const char *algo_name;
 };
 
 /* The activation a Conv2D or Dense applies on the device: its own, or a following

@@ -1070,14 +1070,6 @@ kilt_run_record_clear (KiltRunRecord *r)
   kilt_train_config_clear (&r->config);
 }
 
-static void
-layer_timing_clear (gpointer p)
-{
-  KiltLayerTiming *t = p;
-  g_free (t->layer);
-  g_free (t->type);
-}
-
 void
 kilt_run_free (KiltRun *run)
 {
@@ -1152,7 +1144,7 @@ run_from_row (sqlite3_stmt *s)
   run->tags = g_ptr_array_new_with_free_func (g_free);
   run->epochs = g_array_new (FALSE, TRUE, sizeof (KiltEpochRecord));
   run->layer_timings = g_array_new (FALSE, TRUE, sizeof (KiltLayerTiming));
-  g_array_set_clear_func (run->layer_timings, layer_timing_clear);
+  g_array_set_clear_func (run->layer_timings, kilt_layer_timing_clear);
   return run;
 }
 

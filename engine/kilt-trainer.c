@@ -104,6 +104,7 @@ kilt_layer_timing_clear (gpointer timing)
 
   g_free (t->layer);
   g_free (t->type);
+  g_free (t->algo);
 }
 
 /* ---- events ------------------------------------------------------------------------------- */

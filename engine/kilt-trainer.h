@@ -54,6 +54,7 @@ typedef struct
   double forward_ms; /* device time per step */
   double backward_ms;
   double update_ms;
+  char *algo; /* the algorithm the layer chose (Conv2D), or NULL */
 } KiltLayerTiming;
 
 void kilt_layer_timing_clear (gpointer timing);

@@ -240,6 +240,60 @@ test_bench_csv (void)
   result_clear (&r);
 }
 
+/* Which convolution algorithm each Conv2D layer ran, in bench's per-layer figures: the one
+ * forced, or one of the two when it is measured; the first step matches the C reference
+ * either way. */
+static void
+test_bench_conv_algo (void)
+{
+  const char *modes[] = { "1", "0", "measure" };
+
+  if (!cli_path ())
+    return;
+  for (guint m = 0; m < G_N_ELEMENTS (modes); m++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      g_autoptr (GError) error = NULL;
+      JsonObject *o;
+      JsonArray *layers;
+      guint convs = 0;
+      Result r;
+
+      g_setenv ("KILT_CONV_IGEMM", modes[m], TRUE);
+      r = run_cli (NULL, (const char *const[]){ "bench", "--model", "mnist_cnn", "--batch", "4",
+                                                "--steps", "2", "--json", NULL });
+      g_test_message ("KILT_CONV_IGEMM=%s: %s%s", modes[m], r.out, r.err);
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+      g_assert_no_error (error);
+      o = json_node_get_object (json_parser_get_root (parser));
+      g_assert_true (json_object_get_boolean_member (o, "check_ok"));
+      layers = json_object_get_array_member (o, "layers");
+      for (guint i = 0; i < json_array_get_length (layers); i++)
+        {
+          JsonObject *l = json_array_get_object_element (layers, i);
+          const char *name = json_object_get_string_member (l, "layer");
+          const char *algo = json_object_get_string_member_with_default (l, "algo", NULL);
+
+          /* Keras names them conv2d, conv2d_1, ...; nothing else has an algorithm. */
+          g_assert_cmpint (g_str_has_prefix (name, "conv2d"), ==, algo != NULL);
+          if (!algo)
+            continue;
+          convs++;
+          if (m == 0)
+            g_assert_cmpstr (algo, ==, "implicit GEMM");
+          else if (m == 1)
+            g_assert_cmpstr (algo, ==, "im2col + GEMM");
+          else
+            g_assert_true (g_str_equal (algo, "implicit GEMM")
+                           || g_str_equal (algo, "im2col + GEMM"));
+        }
+      g_assert_cmpuint (convs, ==, 2);
+      result_clear (&r);
+    }
+  g_unsetenv ("KILT_CONV_IGEMM");
+}
+
 static void
 test_bad_data (void)
 {
@@ -494,6 +548,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/version", test_version);
   g_test_add_func ("/cli/tune", test_tune);
   g_test_add_func ("/cli/bench-csv", test_bench_csv);
+  g_test_add_func ("/cli/bench-conv-algo", test_bench_conv_algo);
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/killed-run", test_killed_run);

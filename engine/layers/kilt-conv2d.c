@@ -319,18 +319,23 @@ conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, fl
   return conv_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
 }
 
-/* The implicit-GEMM kernels (kernels/igemm.cl): forward, and the data gradient of stride-1
- * convolutions, without the column matrix. Only where $KILT_CONV_IGEMM=1 asks for them: they
- * are not yet measured against im2col on a GPU. */
-static gboolean
-conv_igemm (const KiltDeviceInfo *info, gsize columns)
+/* The two algorithms: im2col into the workspace + one GEMM per chunk of the batch, or the
+ * implicit-GEMM kernels (kernels/igemm.cl), which never write the column matrix. The second
+ * does the forward pass and the data gradient of stride-1 convolutions. */
+enum
 {
-  const char *forced = g_getenv ("KILT_CONV_IGEMM");
+  CONV_ALGO_IM2COL = 1,
+  CONV_ALGO_IGEMM = 2,
+};
 
-  (void)info;
-  if (columns > G_MAXUINT32)
-    return FALSE;
-  return forced && g_str_equal (forced, "1");
+static const char *const conv_algo_names[] = { NULL, "im2col + GEMM", "implicit GEMM" };
+
+/* Whether a device can run the implicit-GEMM kernels over @columns output columns: groups of
+ * 256 work-items, 19 KiB of local memory, and column indices that fit 32 bits. */
+static gboolean
+conv_igemm_fits (const KiltDeviceInfo *info, gsize columns)
+{
+  return columns <= G_MAXUINT32 && info->max_work_group >= 256 && info->local_mem >= 24 * 1024;
 }
 
 /* One implicit GEMM: out = act (A G + bias) (+ beta out); the fields are the kernel's
@@ -488,36 +493,33 @@ conv_data_grad_igemm (KiltNode *node, KiltExec *ex, const ConvGeom *g, cl_mem di
 }
 
 static gboolean
-conv_forward (KiltNode *node, KiltExec *ex, GError **error)
+conv_forward_im2col (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
   gboolean rows = conv_rows (ex->ctx->info);
   cl_kernel scatter
       = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_scatter_rows" : "kilt_conv_scatter", error);
-  ConvGeom g = { 0 };
   guint chunk;
 
   if (!scatter)
     return FALSE;
-  conv_geom (node, &g);
-  if (conv_igemm (ex->ctx->info, (gsize)ex->batch * g.P))
-    return conv_forward_igemm (node, ex, &g, error);
-  chunk = conv_chunk (&g, ex->batch, ex->ctx->info);
+  chunk = conv_chunk (g, ex->batch, ex->ctx->info);
   for (guint b0 = 0; b0 < ex->batch; b0 += chunk)
     {
       guint nb = MIN (chunk, ex->batch - b0);
-      gsize np = nb * g.P;
-      cl_uint y_off = (cl_uint)ws_dz (&g, np);
-      cl_uint bias_off = (cl_uint)(node->param_offset + g.F * g.K);
-      cl_uint F = g.F, P = (cl_uint)g.P;
+      gsize np = nb * g->P;
+      cl_uint y_off = (cl_uint)ws_dz (g, np);
+      cl_uint bias_off = (cl_uint)(node->param_offset + g->F * g->K);
+      cl_uint F = g->F, P = (cl_uint)g->P;
       cl_int has_bias = node->cfg.use_bias, act = kilt_node_act (node);
       float alpha = kilt_node_alpha (node);
       cl_int err = CL_SUCCESS;
 
       /* y = W col over the chunk; the ones row, when there, is not part of the product. */
-      if (!conv_im2col (ex, &g, src->out, b0, nb, error)
-          || !kilt_gemm (ex->ctx, FALSE, FALSE, g.F, np, g.K, 1.0f, ex->params, node->param_offset,
-                         g.K, ex->workspace, 0, np, 0.0f, ex->workspace, y_off, np, error))
+      if (!conv_im2col (ex, g, src->out, b0, nb, error)
+          || !kilt_gemm (ex->ctx, FALSE, FALSE, g->F, np, g->K, 1.0f, ex->params,
+                         node->param_offset, g->K, ex->workspace, 0, np, 0.0f, ex->workspace, y_off,
+                         np, error))
         return FALSE;
       KILT_ARG (scatter, 0, node->out, err);
       KILT_ARG (scatter, 1, ex->workspace, err);
@@ -532,11 +534,84 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (scatter, 10, act, err);
       KILT_ARG (scatter, 11, alpha, err);
       g_assert (err == CL_SUCCESS);
-      if (!(rows ? conv_launch3 (ex, scatter, g.F, nb, 1, error)
-                 : conv_launch3 (ex, scatter, g.P, g.F, nb, error)))
+      if (!(rows ? conv_launch3 (ex, scatter, g->F, nb, 1, error)
+                 : conv_launch3 (ex, scatter, g->P, g->F, nb, error)))
         return FALSE;
     }
   return TRUE;
+}
+
+/* Runs one forward algorithm three times after a warm-up, each waited for; the best time in
+ * microseconds, or -1 with @error set. */
+static gint64
+conv_time (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, GError **error)
+{
+  gint64 best = G_MAXINT64;
+
+  for (guint r = 0; r < 4; r++)
+    {
+      gint64 t0 = g_get_monotonic_time ();
+      gboolean ok = algo == CONV_ALGO_IGEMM ? conv_forward_igemm (node, ex, g, error)
+                                            : conv_forward_im2col (node, ex, g, error);
+
+      if (!ok || !kilt_context_finish (ex->ctx, error))
+        return -1;
+      if (r > 0)
+        best = MIN (best, g_get_monotonic_time () - t0);
+    }
+  return best;
+}
+
+/* Sets node->algo: im2col on CPU devices, where PoCL runs it faster than kernels built around
+ * local memory and barriers, and on devices the implicit-GEMM kernels do not fit; elsewhere
+ * whichever of the two forward passes measures faster, once per batch size (like cuDNN's
+ * benchmark mode, so the choice, and with it the last bits of the results, can differ between
+ * runs where the two are close). $KILT_CONV_IGEMM=1 or 0 forces one; =measure measures on a
+ * CPU too. */
+static gboolean
+conv_choose (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
+{
+  const KiltDeviceInfo *info = ex->ctx->info;
+  const char *forced = g_getenv ("KILT_CONV_IGEMM");
+  gboolean fits = conv_igemm_fits (info, (gsize)ex->batch * g->P);
+  gboolean measure = forced && g_str_equal (forced, "measure");
+
+  if (forced && *forced && !measure)
+    node->algo = fits && g_str_equal (forced, "1") ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+  else if (!fits || (!measure && info->type && g_str_equal (info->type, "CPU")))
+    node->algo = CONV_ALGO_IM2COL;
+  else if (node->algo_batch != ex->batch || !node->algo)
+    {
+      gboolean profiling = ex->ctx->profiling;
+      gint64 t_im2col, t_igemm = -1;
+
+      ex->ctx->profiling = FALSE;
+      t_im2col = conv_time (node, ex, g, CONV_ALGO_IM2COL, error);
+      if (t_im2col >= 0)
+        t_igemm = conv_time (node, ex, g, CONV_ALGO_IGEMM, error);
+      ex->ctx->profiling = profiling;
+      if (t_igemm < 0)
+        return FALSE;
+      node->algo = t_igemm < t_im2col ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+      node->algo_batch = ex->batch;
+      g_debug ("%s at batch %u: im2col %.3f ms, implicit GEMM %.3f ms", node->name, ex->batch,
+               t_im2col / 1e3, t_igemm / 1e3);
+    }
+  node->algo_name = conv_algo_names[node->algo];
+  return TRUE;
+}
+
+static gboolean
+conv_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  ConvGeom g = { 0 };
+
+  conv_geom (node, &g);
+  if (!conv_choose (node, ex, &g, error))
+    return FALSE;
+  if (node->algo == CONV_ALGO_IGEMM)
+    return conv_forward_igemm (node, ex, &g, error);
+  return conv_forward_im2col (node, ex, &g, error);
 }
 
 /* grads (+)= dz (F x np) * col^T (np x Kc): the weights and, through the ones row, the bias.
@@ -631,7 +706,8 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
         return FALSE;
       if (!node->din_needed[0])
         continue;
-      if (g.sh == 1 && g.sw == 1 && conv_igemm (ex->ctx->info, (gsize)nb * g.H * g.W))
+      if (node->algo == CONV_ALGO_IGEMM && g.sh == 1 && g.sw == 1
+          && conv_igemm_fits (ex->ctx->info, (gsize)nb * g.H * g.W))
         {
           if (!conv_data_grad_igemm (node, ex, &g, src->dout, b0, nb, node->din_beta[0], error))
             return FALSE;
