@@ -52,12 +52,46 @@ fi
 if [ $# -eq 0 ] && [ "${KILT_SKIP_ASAN:-0}" != 1 ]; then
   if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dgui=false --buildtype=debug; then
     lap "asan-build"
-    KILT_TEST_SANITIZER=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:use_sigaltstack=0 \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
-      meson test -C build-asan --print-errorlogs --num-processes 1 --suite engine --suite data \
-      --no-suite slow || status=1
-    logs+=(build-asan/meson-logs/testlog.json)
+    asan_test () # meson test arguments
+    {
+      KILT_TEST_SANITIZER=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:use_sigaltstack=0 \
+      UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
+        meson test -C build-asan --print-errorlogs --num-processes 1 "$@"
+    }
+    # PoCL's compiled kernels from the plain pass: PoCL builds them with LLVM, which under
+    # ASan's allocator ran test-gemm's cold build of CLBlast's kernels past its 120 s limit on a
+    # loaded machine (2.5 s warm). The cold build stays tested in the plain pass.
+    if [ -d build-test/test-cache/pocl ]; then
+      rm -rf build-asan/test-cache/pocl
+      mkdir -p build-asan/test-cache
+      cp -r build-test/test-cache/pocl build-asan/test-cache/pocl
+    fi
+    # The summary below counts from the logs, so a failure here needs no status of its own.
+    asan_test --suite engine --suite data --no-suite slow
+    cp build-asan/meson-logs/testlog.json build-asan/meson-logs/testlog-asan.json
+    logs+=(build-asan/meson-logs/testlog-asan.json)
+    # LeakSanitizer itself sometimes dies while it stops a process's threads at exit ("Tracer
+    # caught signal", "LeakSanitizer has encountered a fatal error": google/sanitizers#1353), and
+    # PoCL leaves worker threads running. That is the tool failing, not a leak found, so such a
+    # test runs once more; its second result is the one counted, and the summary says so.
+    again=$(python3 - build-asan/meson-logs/testlog-asan.json <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    text = (r.get("stdout") or "") + (r.get("stderr") or "")
+    if r.get("result") not in ("OK", "SKIP", "EXPECTEDFAIL") and (
+            "LeakSanitizer has encountered a fatal error" in text
+            or "Tracer caught signal" in text):
+        print(r["name"].split(" / ")[-1])
+PY
+)
+    if [ -n "$again" ]; then
+      echo "LeakSanitizer failed as a tool in: $again; running again"
+      asan_test $again
+      cp build-asan/meson-logs/testlog.json build-asan/meson-logs/testlog-asan-again.json
+      logs+=(build-asan/meson-logs/testlog-asan-again.json)
+    fi
     lap "asan-suites"
   else
     echo "FAILED: the sanitizer build did not compile"
@@ -78,40 +112,47 @@ printf 'Times:'
 printf ' %s;' "${times[@]}"
 echo
 
-python3 - "${logs[@]}" <<'PY'
+python3 - "${logs[@]}" <<'PY' || status=1
 import json, re, sys
-passed = failed = 0
-skipped = []
-skip_line = re.compile(r"^ok \d+ (\S+) # SKIP ?(.*)$")
+results = {}  # name -> (result, record, log); a later log (a run again) replaces an earlier
+again = []
 for path in sys.argv[1:]:
     tag = "asan:" if "asan" in path else ""
     try:
         lines = open(path).read().splitlines()
     except OSError:
-        lines = []
-        failed += 1
-        print("FAILED: no results in", path)
+        results["no results in " + path] = ("ERROR", {}, path)
+        continue
     for line in lines:
         r = json.loads(line)
-        res = r.get("result")
         name = tag + r.get("name", "?")
-        if res in ("OK", "EXPECTEDFAIL"):
-            passed += 1
-            # GLib test cases skipped inside a passing program (data that is absent, slow runs).
-            for m in filter(None, map(skip_line.match, (r.get("stdout") or "").splitlines())):
-                skipped.append(f"{name} {m.group(1)} ({m.group(2) or 'no reason given'})")
-        elif res == "SKIP":
-            why = [l for l in (r.get("stdout") or "").splitlines() if "SKIP" in l.upper()]
-            skipped.append(f"{name} ({why[-1].strip() if why else 'no reason given'})")
-        else:
-            failed += 1
-            print("FAILED:", name, res)
-            # The end of its output here too: CI shows only the tail of the whole run, where
-            # meson's --print-errorlogs copy has long scrolled away.
-            for l in ((r.get("stdout") or "") + (r.get("stderr") or "")).splitlines()[-40:]:
-                print("  |", l[:300])
+        if name in results:
+            again.append(f"{name}: {results[name][0]} the first time, {r.get('result')} again")
+        results[name] = (r.get("result"), r, path)
+passed = failed = 0
+skipped = []
+skip_line = re.compile(r"^ok \d+ (\S+) # SKIP ?(.*)$")
+for name, (res, r, path) in results.items():
+    if res in ("OK", "EXPECTEDFAIL"):
+        passed += 1
+        # GLib test cases skipped inside a passing program (data that is absent, slow runs).
+        for m in filter(None, map(skip_line.match, (r.get("stdout") or "").splitlines())):
+            skipped.append(f"{name} {m.group(1)} ({m.group(2) or 'no reason given'})")
+    elif res == "SKIP":
+        why = [l for l in (r.get("stdout") or "").splitlines() if "SKIP" in l.upper()]
+        skipped.append(f"{name} ({why[-1].strip() if why else 'no reason given'})")
+    else:
+        failed += 1
+        print("FAILED:", name, res)
+        # The end of its output here too: CI shows only the tail of the whole run, where
+        # meson's --print-errorlogs copy has long scrolled away.
+        for l in ((r.get("stdout") or "") + (r.get("stderr") or "")).splitlines()[-40:]:
+            print("  |", l[:300])
 for s in skipped:
     print("skipped:", s)
+for a in again:
+    print("ran again after LeakSanitizer failed as a tool:", a)
 print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
 PY
 [ $status -eq 0 ] || exit 1
