@@ -12,6 +12,20 @@
 
 #define BUILD_OPTIONS "-cl-std=CL1.2"
 
+gboolean
+kilt_device_runs_igemm (const KiltDeviceInfo *info)
+{
+  return info->max_work_group >= KILT_IGEMM_GROUP && info->local_mem >= KILT_IGEMM_LOCAL_MEM;
+}
+
+/* kernels/igemm.cl is compiled only for devices that can run it: its 18.5 KiB of local arrays
+ * would fail the whole program's build on a device with 16 KiB. */
+static const char *
+build_options (const KiltDeviceInfo *info)
+{
+  return kilt_device_runs_igemm (info) ? BUILD_OPTIONS " -DKILT_IGEMM" : BUILD_OPTIONS;
+}
+
 /* ---- fault injection ---------------------------------------------------------------------- */
 
 static gint fault_countdown[KILT_FAULT_N];
@@ -93,7 +107,7 @@ cache_key (const KiltDeviceInfo *info, const char *source)
   g_checksum_update (sum, (const guchar *)info->vendor, -1);
   g_checksum_update (sum, (const guchar *)info->driver_version, -1);
   g_checksum_update (sum, (const guchar *)info->platform_version, -1);
-  g_checksum_update (sum, (const guchar *)BUILD_OPTIONS, -1);
+  g_checksum_update (sum, (const guchar *)build_options (info), -1);
   g_checksum_update (sum, (const guchar *)source, -1);
   key = g_strdup (g_checksum_get_string (sum));
   g_checksum_free (sum);
@@ -126,7 +140,8 @@ try_cached (KiltContext *ctx, const char *path)
   ctx->program
       = clCreateProgramWithBinary (ctx->context, 1, &ctx->info->device, &len, &ptr, &status, &err);
   if (err == CL_SUCCESS && status == CL_SUCCESS)
-    err = clBuildProgram (ctx->program, 1, &ctx->info->device, BUILD_OPTIONS, NULL, NULL);
+    err = clBuildProgram (ctx->program, 1, &ctx->info->device, build_options (ctx->info), NULL,
+                          NULL);
   if (err != CL_SUCCESS || status != CL_SUCCESS)
     {
       /* A stale or foreign binary: fall back to building from source. */
@@ -187,7 +202,7 @@ build_program (KiltContext *ctx, GError **error)
       kilt_set_cl_error (error, err, ctx->info->name, "creating the kernel program");
       return FALSE;
     }
-  err = clBuildProgram (ctx->program, 1, &ctx->info->device, BUILD_OPTIONS, NULL, NULL);
+  err = clBuildProgram (ctx->program, 1, &ctx->info->device, build_options (ctx->info), NULL, NULL);
   if (err != CL_SUCCESS)
     {
       g_autofree char *log = build_log (ctx);

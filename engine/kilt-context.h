@@ -38,6 +38,12 @@ void kilt_context_free (KiltContext *ctx);
 /* The named kernel from the library, or NULL with an error naming it. */
 cl_kernel kilt_context_kernel (KiltContext *ctx, const char *name, GError **error);
 
+/* Whether a device gets the implicit-GEMM convolution kernels (kernels/igemm.cl): groups of
+ * 256 work-items and 18.5 KiB of local memory, with room to spare. */
+#define KILT_IGEMM_GROUP     256
+#define KILT_IGEMM_LOCAL_MEM (24 * 1024)
+gboolean kilt_device_runs_igemm (const KiltDeviceInfo *info);
+
 /* Enqueues a 1-3 D launch; @local may be NULL. Rounds @global up to a multiple of @local.
  * Honours fault injection and profiling. */
 gboolean kilt_context_launch (KiltContext *ctx, cl_kernel kernel, guint dims, const size_t *global,

@@ -14,6 +14,10 @@
  * tile's products, which hides their latency behind the arithmetic. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 
+/* Built only where the device has the local memory and group size (KILT_IGEMM, set by
+ * kilt-context.c). */
+#ifdef KILT_IGEMM
+
 #define IGEMM_TK      16
 #define IGEMM_THREADS 256
 
@@ -186,3 +190,5 @@ kilt_conv_igemm_64 (KILT_IGEMM_ARGS)
 
   kilt_igemm_body (64, 128, (__local float *) As, (__local float *) Bs, tab, KILT_IGEMM_PASS);
 }
+
+#endif /* KILT_IGEMM */

@@ -132,6 +132,31 @@ test_error_names (void)
   g_assert_nonnull (strstr (error->message, "Dev"));
 }
 
+/* The implicit-GEMM kernels are built only for devices that can run them (a device with
+ * 16 KiB of local memory would fail the whole program on their local arrays); where they are
+ * built, the kernels are there. */
+static void
+test_igemm_devices (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  KiltDeviceInfo d = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  d.max_work_group = 1024;
+  d.local_mem = 16 * 1024;
+  g_assert_false (kilt_device_runs_igemm (&d));
+  d.local_mem = 48 * 1024;
+  g_assert_true (kilt_device_runs_igemm (&d));
+  d.max_work_group = 128;
+  g_assert_false (kilt_device_runs_igemm (&d));
+  if (!ctx)
+    return;
+  if (kilt_device_runs_igemm (ctx->info))
+    g_assert_nonnull (kilt_context_kernel (ctx, "kilt_conv_igemm_32", &error));
+  else
+    g_assert_null (kilt_context_kernel (ctx, "kilt_conv_igemm_32", &error));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -140,5 +165,6 @@ main (int argc, char **argv)
   g_test_add_func ("/device/default", test_default_and_env);
   g_test_add_func ("/device/cache-and-memory", test_cache_and_memory);
   g_test_add_func ("/device/error-names", test_error_names);
+  g_test_add_func ("/device/igemm-kernels", test_igemm_devices);
   return g_test_run ();
 }

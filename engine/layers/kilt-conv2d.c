@@ -330,12 +330,12 @@ enum
 
 static const char *const conv_algo_names[] = { NULL, "im2col + GEMM", "implicit GEMM" };
 
-/* Whether a device can run the implicit-GEMM kernels over @columns output columns: groups of
- * 256 work-items, 19 KiB of local memory, and column indices that fit 32 bits. */
+/* Whether a device can run the implicit-GEMM kernels over @columns output columns: it has
+ * them (kilt-context.c), and the column indices fit 32 bits. */
 static gboolean
 conv_igemm_fits (const KiltDeviceInfo *info, gsize columns)
 {
-  return columns <= G_MAXUINT32 && info->max_work_group >= 256 && info->local_mem >= 24 * 1024;
+  return columns <= G_MAXUINT32 && kilt_device_runs_igemm (info);
 }
 
 /* One implicit GEMM: out = act (A G + bias) (+ beta out); the fields are the kernel's
@@ -369,7 +369,8 @@ conv_igemm_launch (KiltExec *ex, const IgemmArgs *a, GError **error)
   cl_kernel k
       = kilt_context_kernel (ex->ctx, wide ? "kilt_conv_igemm_64" : "kilt_conv_igemm_32", error);
   gsize tm = wide ? 64 : 32, tn = 8192 / tm;
-  size_t global[2] = { (a->N + tn - 1) / tn * 256, (a->M + tm - 1) / tm }, local[2] = { 256, 1 };
+  size_t global[2] = { (a->N + tn - 1) / tn * KILT_IGEMM_GROUP, (a->M + tm - 1) / tm };
+  size_t local[2] = { KILT_IGEMM_GROUP, 1 };
   cl_int err = CL_SUCCESS;
   guint i = 0;
 
