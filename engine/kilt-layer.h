@@ -110,6 +110,8 @@ struct _KiltNode
    * reports (NULL: the layer has one algorithm). */
   guint algo;
   guint algo_batch;
+  guint algo_dw; /* Conv2D: the weight gradient's, measured on its own */
+  guint algo_dw_batch;
   const char *algo_name;
 };
 

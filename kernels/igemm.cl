@@ -191,4 +191,161 @@ kilt_conv_igemm_64 (KILT_IGEMM_ARGS)
   kilt_igemm_body (64, 128, (__local float *) As, (__local float *) Bs, tab, KILT_IGEMM_PASS);
 }
 
+/* The weight gradient (split-K): part s of the inner dimension, columns n in [s len, (s + 1)
+ * len) of the chunk, gives parts[s] (F x Kc) = dz (F x np, rows np apart) times the column
+ * matrix G (Kc x np) transposed, G's row K all ones when Kc > K (the bias gradient).
+ * kilt_conv_sum_parts then adds the parts into the gradients. A work-group computes a TF x 64
+ * tile of one part, TF = 32 (128 work-items) or 64 (256), each work-item 4 x 4 outputs, going
+ * down the part's columns IGEMM_TK at a time. The group's 64 taps are decoded once; the columns'
+ * (sample, row, column) as they come, into a table that alternates like the taps above. */
+#define KILT_IGEMM_WGRAD_ARGS                                                                      \
+  __global float *parts, const ulong parts_off, __global const float *dz, const ulong dz_off,      \
+      const uint np, const uint len, __global const float *img, const ulong img_off,               \
+      const uint img_bs, const uint img_cs, const uint F, const uint Kc, const uint IC,            \
+      const uint IH, const uint IW, const uint kh, const uint kw, const uint sh, const uint sw,    \
+      const int pt, const int pl, const uint OW, const uint OP
+
+#define KILT_IGEMM_WGRAD_PASS                                                                      \
+  parts, parts_off, dz, dz_off, np, len, img, img_off, img_bs, img_cs, F, Kc, IC, IH, IW, kh, kw,  \
+      sh, sw, pt, pl, OW, OP
+
+#define IGEMM_TKC 64
+
+/* Columns n0 .. n0 + IGEMM_TK of the chunk: (offset of the window's corner in the image, its
+ * top row, its left column, 1 when n is inside the part). */
+inline void
+kilt_igemm_columns (__local int4 *cols, uint n0, uint n_hi, uint img_bs, uint IW, uint sh, uint sw,
+                    int pt, int pl, uint OW, uint OP)
+{
+  uint l = get_local_id (0);
+
+  if (l < IGEMM_TK)
+    {
+      uint n = n0 + l;
+      int4 e = (int4) (0, 0, 0, 0);
+
+      if (n < n_hi)
+        {
+          uint b = n / OP, p = n - b * OP, oy = p / OW, ox = p - oy * OW;
+          int y0 = (int) (oy * sh) - pt, x0 = (int) (ox * sw) - pl;
+          e = (int4) ((int) (b * img_bs) + y0 * (int) IW + x0, y0, x0, 1);
+        }
+      cols[l] = e;
+    }
+}
+
+inline void
+kilt_igemm_wgrad_body (const uint TF, const uint THREADS, __local float *As, __local float *Bs,
+                       __local int4 *taps, __local int4 *cols, KILT_IGEMM_WGRAD_ARGS)
+{
+  const uint AS = TF + 4, BS = IGEMM_TKC + 4, ROWS = THREADS / IGEMM_TK;
+  uint l = get_local_id (0), tf = l / 16, tkc = l % 16;
+  uint f0 = get_group_id (1) * TF, kc0 = get_group_id (0) * IGEMM_TKC, s = get_group_id (2);
+  uint K = IC * kh * kw, khkw = kh * kw;
+  uint n_lo = min (np, s * len), n_hi = min (np, n_lo + len);
+  uint tiles = (n_hi - n_lo + IGEMM_TK - 1) / IGEMM_TK;
+  /* The loaders: column kk of the tile, rows r0 + r * ROWS of dz and of G. */
+  uint kk = l % IGEMM_TK, r0 = l / IGEMM_TK;
+  float acc[4][4];
+
+  for (uint q = l; q < IGEMM_TKC; q += THREADS)
+    {
+      uint k = kc0 + q;
+      int4 e = (int4) (0, -(1 << 20), 0, 0);
+
+      if (k < K)
+        {
+          uint c = k / khkw, t = k - c * khkw, i = t / kw, j = t - i * kw;
+          e = (int4) ((int) (c * img_cs + i * IW + j), (int) i, (int) j, 0);
+        }
+      else if (k < Kc)
+        e = (int4) (0, 0, 0, 1);
+      taps[q] = e;
+    }
+  for (uint i = 0; i < 4; i++)
+    for (uint j = 0; j < 4; j++)
+      acc[i][j] = 0.0f;
+  kilt_igemm_columns (cols, n_lo, n_hi, img_bs, IW, sh, sw, pt, pl, OW, OP);
+  barrier (CLK_LOCAL_MEM_FENCE);
+
+  for (uint t = 0; t < tiles; t++)
+    {
+      __local int4 *cur = cols + (t & 1) * IGEMM_TK;
+      uint n = n_lo + t * IGEMM_TK + kk;
+      int4 c = cur[kk];
+
+      for (uint r = 0; r < TF / ROWS; r++)
+        {
+          uint f = f0 + r0 + r * ROWS;
+          As[kk * AS + r0 + r * ROWS] = f < F && n < n_hi ? dz[dz_off + (ulong) f * np + n] : 0.0f;
+        }
+      for (uint r = 0; r < IGEMM_TKC / ROWS; r++)
+        {
+          int4 e = taps[r0 + r * ROWS];
+          int y = c.y + e.y, x = c.z + e.z;
+          float v = e.w ? 1.0f : ((uint) y < IH && (uint) x < IW ? img[img_off + c.x + e.x] : 0.0f);
+          Bs[kk * BS + r0 + r * ROWS] = c.w ? v : 0.0f;
+        }
+      kilt_igemm_columns (cols + ((t + 1) & 1) * IGEMM_TK, n_lo + (t + 1) * IGEMM_TK, n_hi,
+                          img_bs, IW, sh, sw, pt, pl, OW, OP);
+      barrier (CLK_LOCAL_MEM_FENCE);
+      for (uint q = 0; q < IGEMM_TK; q++)
+        {
+          float4 a = *(__local const float4 *) (As + q * AS + tf * 4);
+          float4 b = *(__local const float4 *) (Bs + q * BS + tkc * 4);
+          acc[0][0] = fma (a.x, b.x, acc[0][0]);
+          acc[0][1] = fma (a.x, b.y, acc[0][1]);
+          acc[0][2] = fma (a.x, b.z, acc[0][2]);
+          acc[0][3] = fma (a.x, b.w, acc[0][3]);
+          acc[1][0] = fma (a.y, b.x, acc[1][0]);
+          acc[1][1] = fma (a.y, b.y, acc[1][1]);
+          acc[1][2] = fma (a.y, b.z, acc[1][2]);
+          acc[1][3] = fma (a.y, b.w, acc[1][3]);
+          acc[2][0] = fma (a.z, b.x, acc[2][0]);
+          acc[2][1] = fma (a.z, b.y, acc[2][1]);
+          acc[2][2] = fma (a.z, b.z, acc[2][2]);
+          acc[2][3] = fma (a.z, b.w, acc[2][3]);
+          acc[3][0] = fma (a.w, b.x, acc[3][0]);
+          acc[3][1] = fma (a.w, b.y, acc[3][1]);
+          acc[3][2] = fma (a.w, b.z, acc[3][2]);
+          acc[3][3] = fma (a.w, b.w, acc[3][3]);
+        }
+      barrier (CLK_LOCAL_MEM_FENCE);
+    }
+
+  for (uint i = 0; i < 4; i++)
+    {
+      uint f = f0 + tf * 4 + i;
+      if (f >= F)
+        break;
+      for (uint j = 0; j < 4; j++)
+        {
+          uint kc = kc0 + tkc * 4 + j;
+          if (kc < Kc)
+            parts[parts_off + ((ulong) s * F + f) * Kc + kc] = acc[i][j];
+        }
+    }
+}
+
+/* Launch over (ceil(Kc / 64) * THREADS, ceil(F / TF), parts) with groups of (THREADS, 1, 1). */
+__kernel __attribute__ ((reqd_work_group_size (128, 1, 1))) void
+kilt_conv_igemm_wgrad_32 (KILT_IGEMM_WGRAD_ARGS)
+{
+  __local float4 As[IGEMM_TK * (32 + 4) / 4], Bs[IGEMM_TK * (IGEMM_TKC + 4) / 4];
+  __local int4 taps[IGEMM_TKC], cols[2 * IGEMM_TK];
+
+  kilt_igemm_wgrad_body (32, 128, (__local float *) As, (__local float *) Bs, taps, cols,
+                         KILT_IGEMM_WGRAD_PASS);
+}
+
+__kernel __attribute__ ((reqd_work_group_size (256, 1, 1))) void
+kilt_conv_igemm_wgrad_64 (KILT_IGEMM_WGRAD_ARGS)
+{
+  __local float4 As[IGEMM_TK * (64 + 4) / 4], Bs[IGEMM_TK * (IGEMM_TKC + 4) / 4];
+  __local int4 taps[IGEMM_TKC], cols[2 * IGEMM_TK];
+
+  kilt_igemm_wgrad_body (64, 256, (__local float *) As, (__local float *) Bs, taps, cols,
+                         KILT_IGEMM_WGRAD_PASS);
+}
+
 #endif /* KILT_IGEMM */

@@ -129,8 +129,8 @@ test_conv_other_kernels (void)
 
 /* The implicit-GEMM kernels (kernels/igemm.cl), forced on, on shapes that reach both tile shapes
  * (up to 32 rows, more), partial tiles in every dimension, several tap tiles, uneven taps (flipped
- * for the data gradient), strides (the data gradient then takes im2col), chunks and an accumulated
- * input gradient. */
+ * for the data gradient), strides (the data gradient then takes im2col), chunks, uneven parts of
+ * the weight gradient and an accumulated input gradient. */
 static void
 test_conv_implicit_gemm (void)
 {
@@ -157,6 +157,12 @@ test_conv_implicit_gemm (void)
   g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
   c.label = "conv adds to the input gradient, implicit GEMM in chunks of 2";
   kilt_test_layer_case (&c);
+  /* Parts of the weight gradient's inner dimension: 84 columns a chunk in 5 parts of 17, the
+   * last one 16. */
+  g_setenv ("KILT_CONV_SPLIT", "5", TRUE);
+  c.label = "conv adds to the input gradient, implicit GEMM in chunks and parts";
+  kilt_test_layer_case (&c);
+  g_unsetenv ("KILT_CONV_SPLIT");
   g_unsetenv ("KILT_CONV_CHUNK");
   g_unsetenv ("KILT_CONV_IGEMM");
 }

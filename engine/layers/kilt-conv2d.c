@@ -330,6 +330,16 @@ enum
 
 static const char *const conv_algo_names[] = { NULL, "im2col + GEMM", "implicit GEMM" };
 
+/* For reports: one name where the forward pass and the weight gradient use the same. */
+static const char *
+conv_algo_label (guint algo, guint algo_dw)
+{
+  if (!algo_dw || algo == algo_dw)
+    return conv_algo_names[algo];
+  return algo == CONV_ALGO_IGEMM ? "implicit GEMM, weights by im2col + GEMM"
+                                 : "im2col + GEMM, weights by implicit GEMM";
+}
+
 /* Whether a device can run the implicit-GEMM kernels over @columns output columns: it has
  * them (kilt-context.c), and the column indices fit 32 bits. */
 static gboolean
@@ -598,7 +608,7 @@ conv_choose (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
       g_debug ("%s at batch %u: im2col %.3f ms, implicit GEMM %.3f ms", node->name, ex->batch,
                t_im2col / 1e3, t_igemm / 1e3);
     }
-  node->algo_name = conv_algo_names[node->algo];
+  node->algo_name = conv_algo_label (node->algo, node->algo_dw);
   return TRUE;
 }
 
@@ -615,42 +625,115 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
   return conv_forward_im2col (node, ex, &g, error);
 }
 
-/* grads (+)= dz (F x np) * col^T (np x Kc): the weights and, through the ones row, the bias.
- * The inner dimension is split into @parts partial products (one batched GEMM into the
- * workspace), which a small kernel sums into place: CLBlast gives a GEMM with so small an
- * output and so long an inner dimension too few work-groups to fill a GPU. */
-static gboolean
-conv_weight_grad (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, float beta,
-                  GError **error)
+/* How many split-K parts a weight gradient over np columns writes: conv_splits (), within
+ * what the workspace holds. It was sized when the executor was made; $KILT_CONV_SPLIT may
+ * have changed since (tests change it between cases). */
+static cl_uint
+conv_parts (KiltExec *ex, const ConvGeom *g, gsize np)
 {
-  gsize dz_off = ws_dz (g, np), part_off = ws_parts (g, np), fk = g->F * g->Kc;
   cl_uint parts = conv_splits (g, np, ex->ctx->info);
   size_t ws_bytes = 0;
-  gsize len, rest;
 
-  /* The workspace was sized when the executor was made; $KILT_CONV_SPLIT may have changed
-   * since (tests change it between cases), so never write more parts than it holds. */
   if (clGetMemObjectInfo (ex->workspace, CL_MEM_SIZE, sizeof ws_bytes, &ws_bytes, NULL)
       == CL_SUCCESS)
-    parts = (cl_uint)CLAMP ((ws_bytes / sizeof (float) - part_off) / fk, 1, parts);
-  len = np / parts;
-  rest = np - len * parts;
-  cl_kernel k;
-  cl_int err = CL_SUCCESS;
-  cl_uint dst_off = (cl_uint)node->param_offset, src_off = (cl_uint)part_off;
-  cl_uint F = g->F, K = (cl_uint)g->K, Kc = (cl_uint)g->Kc;
+    parts = (cl_uint)CLAMP ((ws_bytes / sizeof (float) - ws_parts (g, np)) / (g->F * g->Kc), 1,
+                            parts);
+  return parts;
+}
+
+/* The parts of dz (F x np) * col^T (np x Kc) from the column matrix (im2col first): one batched
+ * GEMM, CLBlast giving a GEMM with so small an output and so long an inner dimension too few
+ * work-groups to fill a GPU. */
+static gboolean
+conv_parts_im2col (KiltExec *ex, const ConvGeom *g, gsize np, cl_uint parts, GError **error)
+{
+  gsize dz_off = ws_dz (g, np), part_off = ws_parts (g, np), fk = g->F * g->Kc;
+  gsize len = np / parts, rest = np - len * parts;
 
   if (!kilt_gemm_strided_batched (ex->ctx, FALSE, TRUE, g->F, g->Kc, len, 1.0f, ex->workspace,
                                   dz_off, np, len, ex->workspace, 0, np, len, 0.0f, ex->workspace,
                                   part_off, g->Kc, fk, parts, error))
     return FALSE;
   /* The columns left over after equal parts go into the first part. */
-  if (rest
-      && !kilt_gemm (ex->ctx, FALSE, TRUE, g->F, g->Kc, rest, 1.0f, ex->workspace,
-                     dz_off + len * parts, np, ex->workspace, len * parts, np, 1.0f, ex->workspace,
-                     part_off, g->Kc, error))
+  return !rest
+         || kilt_gemm (ex->ctx, FALSE, TRUE, g->F, g->Kc, rest, 1.0f, ex->workspace,
+                       dz_off + len * parts, np, ex->workspace, len * parts, np, 1.0f,
+                       ex->workspace, part_off, g->Kc, error);
+}
+
+/* The same parts by the implicit-GEMM kernel, from the input of samples b0 .. b0 + nb. */
+static gboolean
+conv_parts_igemm (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint nb,
+                  cl_uint parts, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  gboolean wide = g->F > 32;
+  cl_kernel k = kilt_context_kernel (
+      ex->ctx, wide ? "kilt_conv_igemm_wgrad_64" : "kilt_conv_igemm_wgrad_32", error);
+  gsize threads = wide ? 256 : 128, tf = wide ? 64 : 32;
+  cl_uint np = nb * (cl_uint)g->P, len = (np + parts - 1) / parts;
+  cl_ulong parts_off = ws_parts (g, np), dz_off = ws_dz (g, np);
+  cl_ulong img_off = (cl_ulong)b0 * g->C * g->H * g->W;
+  cl_uint img_bs = g->C * g->H * g->W, img_cs = g->H * g->W, Kc = (cl_uint)g->Kc;
+  cl_uint OP = (cl_uint)g->P;
+  cl_int pt = (cl_int)g->pt, pl = (cl_int)g->pl;
+  size_t global[3] = { (g->Kc + 63) / 64 * threads, (g->F + tf - 1) / tf, parts };
+  size_t local[3] = { threads, 1, 1 };
+  cl_int err = CL_SUCCESS;
+  guint i = 0;
+
+  if (!k)
     return FALSE;
-  k = kilt_context_kernel (ex->ctx, "kilt_conv_sum_parts", error);
+  KILT_ARG (k, i++, ex->workspace, err);
+  KILT_ARG (k, i++, parts_off, err);
+  KILT_ARG (k, i++, ex->workspace, err);
+  KILT_ARG (k, i++, dz_off, err);
+  KILT_ARG (k, i++, np, err);
+  KILT_ARG (k, i++, len, err);
+  KILT_ARG (k, i++, src->out, err);
+  KILT_ARG (k, i++, img_off, err);
+  KILT_ARG (k, i++, img_bs, err);
+  KILT_ARG (k, i++, img_cs, err);
+  KILT_ARG (k, i++, g->F, err);
+  KILT_ARG (k, i++, Kc, err);
+  KILT_ARG (k, i++, g->C, err);
+  KILT_ARG (k, i++, g->H, err);
+  KILT_ARG (k, i++, g->W, err);
+  KILT_ARG (k, i++, g->kh, err);
+  KILT_ARG (k, i++, g->kw, err);
+  KILT_ARG (k, i++, g->sh, err);
+  KILT_ARG (k, i++, g->sw, err);
+  KILT_ARG (k, i++, pt, err);
+  KILT_ARG (k, i++, pl, err);
+  KILT_ARG (k, i++, g->OW, err);
+  KILT_ARG (k, i++, OP, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch (ex->ctx, k, 3, global, local, error);
+}
+
+static gboolean
+conv_parts_run (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, guint b0, guint nb,
+                cl_uint parts, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  gsize np = (gsize)nb * g->P;
+
+  if (algo == CONV_ALGO_IGEMM)
+    return conv_parts_igemm (node, ex, g, b0, nb, parts, error);
+  return conv_im2col (ex, g, src->out, b0, nb, error)
+         && conv_parts_im2col (ex, g, np, parts, error);
+}
+
+/* grads (+)= the sum of the parts: the weights and, from column K, the bias. */
+static gboolean
+conv_sum_parts (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, cl_uint parts,
+                float beta, GError **error)
+{
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_sum_parts", error);
+  cl_int err = CL_SUCCESS;
+  cl_uint dst_off = (cl_uint)node->param_offset, src_off = (cl_uint)ws_parts (g, np);
+  cl_uint F = g->F, K = (cl_uint)g->K, Kc = (cl_uint)g->Kc;
+
   if (!k)
     return FALSE;
   KILT_ARG (k, 0, ex->grads, err);
@@ -663,7 +746,53 @@ conv_weight_grad (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, flo
   KILT_ARG (k, 7, parts, err);
   KILT_ARG (k, 8, beta, err);
   g_assert (err == CL_SUCCESS);
-  return kilt_context_launch_1d (ex->ctx, k, fk, error);
+  return kilt_context_launch_1d (ex->ctx, k, g->F * g->Kc, error);
+}
+
+/* Sets node->algo_dw for the weight gradient as conv_choose () does for the forward pass:
+ * both ways write only the parts, in the workspace, so they can be timed on the real step.
+ * dz of samples b0 .. b0 + nb must be in place. */
+static gboolean
+conv_choose_dw (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint nb, cl_uint parts,
+                GError **error)
+{
+  const KiltDeviceInfo *info = ex->ctx->info;
+  const char *forced = g_getenv ("KILT_CONV_IGEMM");
+  gboolean fits = conv_igemm_fits (info, (gsize)nb * g->P);
+  gboolean measure = forced && g_str_equal (forced, "measure");
+
+  if (forced && *forced && !measure)
+    node->algo_dw = fits && g_str_equal (forced, "1") ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+  else if (!fits || (!measure && info->type && g_str_equal (info->type, "CPU")))
+    node->algo_dw = CONV_ALGO_IM2COL;
+  else if (node->algo_dw_batch != ex->batch || !node->algo_dw)
+    {
+      gboolean profiling = ex->ctx->profiling;
+      gint64 t[3] = { 0, G_MAXINT64, G_MAXINT64 };
+
+      ex->ctx->profiling = FALSE;
+      for (guint r = 0; r < 8; r++)
+        {
+          guint algo = r % 2 ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+          gint64 t0 = g_get_monotonic_time ();
+
+          if (!conv_parts_run (node, ex, g, algo, b0, nb, parts, error)
+              || !kilt_context_finish (ex->ctx, error))
+            {
+              ex->ctx->profiling = profiling;
+              return FALSE;
+            }
+          if (r >= 2)
+            t[algo] = MIN (t[algo], g_get_monotonic_time () - t0);
+        }
+      ex->ctx->profiling = profiling;
+      node->algo_dw = t[CONV_ALGO_IGEMM] < t[CONV_ALGO_IM2COL] ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+      node->algo_dw_batch = ex->batch;
+      g_debug ("%s weight gradient at batch %u: im2col %.3f ms, implicit GEMM %.3f ms", node->name,
+               ex->batch, t[CONV_ALGO_IM2COL] / 1e3, t[CONV_ALGO_IGEMM] / 1e3);
+    }
+  node->algo_name = conv_algo_label (node->algo, node->algo_dw);
+  return TRUE;
 }
 
 static gboolean
@@ -685,6 +814,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       guint nb = MIN (chunk, ex->batch - b0);
       gsize np = nb * g.P;
       cl_uint dz_off = (cl_uint)ws_dz (&g, np), F = g.F, P = (cl_uint)g.P;
+      cl_uint parts = conv_parts (ex, &g, np);
       cl_int act = kilt_node_act (node);
       float alpha = kilt_node_alpha (node);
       cl_int err = CL_SUCCESS;
@@ -702,8 +832,9 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       g_assert (err == CL_SUCCESS);
       if (!(rows ? conv_launch3 (ex, gather, g.F, nb, 1, error)
                  : conv_launch3 (ex, gather, g.P, g.F, nb, error))
-          || !conv_im2col (ex, &g, src->out, b0, nb, error)
-          || !conv_weight_grad (node, ex, &g, np, b0 > 0 ? 1.0f : 0.0f, error))
+          || (b0 == 0 && !conv_choose_dw (node, ex, &g, b0, nb, parts, error))
+          || !conv_parts_run (node, ex, &g, node->algo_dw, b0, nb, parts, error)
+          || !conv_sum_parts (node, ex, &g, np, parts, b0 > 0 ? 1.0f : 0.0f, error))
         return FALSE;
       if (!node->din_needed[0])
         continue;
@@ -714,7 +845,8 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
             return FALSE;
           continue;
         }
-      /* dcol = W^T dz overwrites the column matrix, which the weight gradient has used. */
+      /* dcol = W^T dz into the column matrix's place (which the weight gradient has used, or
+       * never needed), then gathered back onto the input. */
       if (!kilt_gemm (ex->ctx, TRUE, FALSE, g.K, np, g.F, 1.0f, ex->params, node->param_offset, g.K,
                       ex->workspace, dz_off, np, 0.0f, ex->workspace, 0, np, error)
           || !conv_col2im (ex, &g, src->dout, b0, nb, node->din_beta[0], error))
