@@ -840,6 +840,33 @@ stored_run (gint64 id)
   return run;
 }
 
+/* The Train page's status label: its first title-4 label. */
+static GtkWidget *
+train_status_label (KiltTrainPage *train)
+{
+  GtkWidget *stack[64];
+  int top = 0;
+
+  stack[top++] = GTK_WIDGET (train);
+  while (top > 0)
+    {
+      GtkWidget *x = stack[--top];
+      if (GTK_IS_LABEL (x) && gtk_widget_has_css_class (x, "title-4"))
+        return x;
+      for (GtkWidget *c = gtk_widget_get_first_child (x); c && top < 63;
+           c = gtk_widget_get_next_sibling (c))
+        stack[top++] = c;
+    }
+  g_assert_not_reached ();
+}
+
+static void
+saw_device_2 (GtkLabel *label, GParamSpec *pspec, gboolean *saw)
+{
+  if (g_str_has_prefix (gtk_label_get_label (label), "Device 2 of 2"))
+    *saw = TRUE;
+}
+
 /* Compare Devices: the dialog lists the devices with check boxes; the runs go one after
  * another with progress on the Train page, and end on the Runs page, selected and compared. */
 static void
@@ -852,7 +879,7 @@ test_compare_devices (void)
   GtkWidget *dialog;
   KiltRun *runs[2];
   gboolean saw_second = FALSE;
-  KiltTrainPage *train = kilt_window_get_train_page (window);
+  GtkWidget *status = train_status_label (kilt_window_get_train_page (window));
 
   if (d == NULL)
     {
@@ -892,35 +919,23 @@ test_compare_devices (void)
   g_assert_no_error (error);
   g_assert_true (kilt_session_is_running (kilt_window_get_session (window)));
   g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
-  /* Progress on the Train page names the device of the sequence. */
+  /* Progress on the Train page names the device of the sequence: every text the status label
+   * shows is seen, however briefly. */
   {
     gint64 end = g_get_monotonic_time () + 120 * G_USEC_PER_SEC;
+    gboolean shot = FALSE;
+
+    g_signal_connect (status, "notify::label", G_CALLBACK (saw_device_2), &saw_second);
     while (kilt_session_is_running (kilt_window_get_session (window))
            && g_get_monotonic_time () < end)
       {
         g_main_context_iteration (NULL, FALSE);
-        if (!saw_second)
-          {
-            GtkWidget *w = GTK_WIDGET (train);
-            /* The status label: the first title-4 label of the page. */
-            GtkWidget *stack[64];
-            int top = 0;
-            stack[top++] = w;
-            while (top > 0)
-              {
-                GtkWidget *x = stack[--top];
-                if (GTK_IS_LABEL (x) && gtk_widget_has_css_class (x, "title-4")
-                    && g_str_has_prefix (gtk_label_get_text (GTK_LABEL (x)), "Device 2 of 2"))
-                  saw_second = TRUE;
-                for (GtkWidget *c = gtk_widget_get_first_child (x); c && top < 63;
-                     c = gtk_widget_get_next_sibling (c))
-                  stack[top++] = c;
-              }
-            if (saw_second)
-              screenshot (window_content (), "compare-devices-progress");
-          }
+        if (saw_second && !shot)
+          screenshot (window_content (), "compare-devices-progress");
+        shot = saw_second;
         g_usleep (2000);
       }
+    g_signal_handlers_disconnect_by_func (status, saw_device_2, &saw_second);
   }
   g_assert_false (kilt_session_is_running (kilt_window_get_session (window)));
   g_test_message ("shown: %s", kilt_window_get_last_message (window));
