@@ -250,6 +250,19 @@ conv_rows (const KiltDeviceInfo *info)
   return info->type && g_str_equal (info->type, "CPU");
 }
 
+/* The arguments im2col and col2im share, from @first on: b0, nb, then the geometry. */
+static cl_int
+conv_geom_args (cl_kernel k, guint first, const ConvGeom *g, guint b0, guint nb)
+{
+  const cl_uint v[]
+      = { b0, nb, g->C, g->H, g->W, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->OH, g->OW };
+  cl_int err = CL_SUCCESS;
+
+  for (guint i = 0; i < G_N_ELEMENTS (v); i++)
+    KILT_ARG (k, first + i, v[i], err);
+  return err;
+}
+
 static gboolean
 conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GError **error)
 {
@@ -264,19 +277,7 @@ conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GErr
   KILT_ARG (k, 0, ex->workspace, err);
   KILT_ARG (k, 1, zero, err);
   KILT_ARG (k, 2, x, err);
-  KILT_ARG (k, 3, b0, err);
-  KILT_ARG (k, 4, nb, err);
-  KILT_ARG (k, 5, g->C, err);
-  KILT_ARG (k, 6, g->H, err);
-  KILT_ARG (k, 7, g->W, err);
-  KILT_ARG (k, 8, g->kh, err);
-  KILT_ARG (k, 9, g->kw, err);
-  KILT_ARG (k, 10, g->sh, err);
-  KILT_ARG (k, 11, g->sw, err);
-  KILT_ARG (k, 12, g->pt, err);
-  KILT_ARG (k, 13, g->pl, err);
-  KILT_ARG (k, 14, g->OH, err);
-  KILT_ARG (k, 15, g->OW, err);
+  err |= conv_geom_args (k, 3, g, b0, nb);
   KILT_ARG (k, 16, ones, err);
   g_assert (err == CL_SUCCESS);
   if (rows)
@@ -299,19 +300,7 @@ conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, fl
   KILT_ARG (k, 0, din, err);
   KILT_ARG (k, 1, ex->workspace, err);
   KILT_ARG (k, 2, zero, err);
-  KILT_ARG (k, 3, b0, err);
-  KILT_ARG (k, 4, nb, err);
-  KILT_ARG (k, 5, g->C, err);
-  KILT_ARG (k, 6, g->H, err);
-  KILT_ARG (k, 7, g->W, err);
-  KILT_ARG (k, 8, g->kh, err);
-  KILT_ARG (k, 9, g->kw, err);
-  KILT_ARG (k, 10, g->sh, err);
-  KILT_ARG (k, 11, g->sw, err);
-  KILT_ARG (k, 12, g->pt, err);
-  KILT_ARG (k, 13, g->pl, err);
-  KILT_ARG (k, 14, g->OH, err);
-  KILT_ARG (k, 15, g->OW, err);
+  err |= conv_geom_args (k, 3, g, b0, nb);
   KILT_ARG (k, 16, beta, err);
   g_assert (err == CL_SUCCESS);
   if (rows)
