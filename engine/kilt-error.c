@@ -152,6 +152,12 @@ kilt_set_clblast_error (GError **error, int status, const char *device_name, con
       case CLBlastDatabaseError:
         hint = "CLBlast has no parameters for this device";
         break;
+      case CLBlastMissingOverrideParameter:
+        hint = "a parameter this kernel needs is missing (a tuner result cut short?)";
+        break;
+      case CLBlastInvalidOverrideKernel:
+        hint = "CLBlast has no kernel of that name";
+        break;
       default:
         hint = "CLBlast reported an error";
         break;

@@ -170,7 +170,8 @@ test_tune (void)
     g_autofree char *bin = g_build_filename (dir, "bin", NULL);
     g_autofree char *direct = g_build_filename (bin, "clblast_tuner_xgemm_direct", NULL);
     g_autofree char *tiled = g_build_filename (bin, "clblast_tuner_xgemm", NULL);
-    g_autofree char *script = g_strdup_printf (
+    g_autofree char *routine = g_build_filename (bin, "clblast_tuner_routine_xgemm", NULL);
+    char *script = g_strdup_printf (
         "#!/bin/sh\n[ \"$1 $3 $5 $6\" = \"-platform -device -precision 32\" ] || exit 3\n"
         "echo '{ \"precision\": \"32\", \"best_kernel\": \"XgemmDirectNN\", "
         "\"best_time\": \"0.2\", \"best_parameters\": \"KWID=2 MDIMAD=8 MDIMCD=8 NDIMBD=8 "
@@ -195,11 +196,42 @@ test_tune (void)
     r = run_cli (NULL, (const char *const[]){ "tune", "--forget", NULL });
     g_assert_cmpint (r.status, ==, 0);
     result_clear (&r);
+
+    /* A tuner that dies of a signal after writing a result CLBlast refuses (the tiled kernel
+     * without its KWG): the phases before it still count, the refused kernel is left out
+     * with a message, and the routine tuner that never finishes is stopped. */
+    g_free (script);
+    script = g_strdup_printf (
+        "#!/bin/sh\n"
+        "echo '{ \"precision\": \"32\", \"best_kernel\": \"Xgemm\", "
+        "\"best_time\": \"0.1\", \"best_parameters\": \"%s\", \"device\": \"%s\" }' "
+        "> clblast_xgemm_1_32.json\nkill -9 $$\n",
+        "GEMMK=0 KREG=1 KWI=2 MDIMA=8 MDIMC=8 MWG=64 NDIMB=8 NDIMC=8 NWG=32 PRECISION=32 SA=0 "
+        "SB=0 STRM=0 STRN=0 VWM=4 VWN=4",
+        ctx->info->name);
+    g_assert_true (g_file_set_contents (tiled, script, -1, NULL));
+    g_assert_true (g_file_set_contents (routine, "#!/bin/sh\nexec sleep 60\n", -1, NULL));
+    g_assert_cmpint (g_chmod (tiled, 0755), ==, 0);
+    g_assert_cmpint (g_chmod (routine, 0755), ==, 0);
+    r = run_cli (NULL, run);
+    g_test_message ("%s%s", r.out, r.err);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_nonnull (strstr (r.out, "killed by signal 9"));
+    g_assert_nonnull (strstr (r.out, "Left out: "));
+    g_assert_nonnull (strstr (r.out, "a parameter this kernel needs is missing"));
+    g_assert_nonnull (strstr (r.out, "Stopped the tuner after"));
+    g_assert_nonnull (strstr (r.out, "Tuner's best: XgemmDirect KWID=2"));
+    g_assert_nonnull (strstr (r.out, "Step: "));
+    result_clear (&r);
+    r = run_cli (NULL, (const char *const[]){ "tune", "--forget", NULL });
+    g_assert_cmpint (r.status, ==, 0);
+    result_clear (&r);
     /* No tuner at all: an error that says where to get them. */
     r = run_cli (NULL, (const char *const[]){ "tune", "--tuner-dir", dir, NULL });
     g_assert_cmpint (r.status, ==, 1);
     g_assert_nonnull (strstr (r.err, "apt-get install clblast-utils"));
     result_clear (&r);
+    g_free (script);
   }
   r = run_cli (NULL, (const char *const[]){ "tune", "--show", NULL });
   g_assert_nonnull (strstr (r.out, "no tuning"));
