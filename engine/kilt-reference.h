@@ -29,8 +29,11 @@ void kilt_reference_backward (KiltReference *ref, const double *input, const dou
 
 /* Runs one training forward + loss + backward of @model on @ctx with the parameters
  * initialised from @seed and random inputs and labels, does the same in the reference, and
- * returns the relative differences of the loss and of the parameter gradients. */
+ * returns the relative differences of the loss and of the parameter gradients. Inputs where a
+ * ReLU's input fell on the other side of 0 on the device (within rounding of it) are drawn
+ * again, a few times at most; *@draws (may be NULL) says how many draws it took. */
 gboolean kilt_reference_check_step (KiltContext *ctx, KiltModel *model, guint batch, guint32 seed,
-                                    double *loss_error, double *grad_error, GError **error);
+                                    double *loss_error, double *grad_error, guint *draws,
+                                    GError **error);
 
 G_END_DECLS
