@@ -5,6 +5,8 @@
 #   kilt   kilt-cli bench for every workload
 #   torch  bench/torch_peer.py for every workload (TORCH_MODES, default "fp32 tf32 compiled")
 #   train  the article's accuracy run in Kilt, then in PyTorch
+#   algo   cifar10_cnn and ResNet-20 with each convolution algorithm forced (KILT_CONV_IGEMM=0,
+#          1) and chosen by timing, to see what the implicit-GEMM kernels do on this card
 # Results go to $OUT (the device tool brings them back). Every phase has a time limit and
 # writes line by line, so a phase cut short still leaves what it measured.
 # Usage (repository root, after ../shared/device/prepare.sh build-rel/app/kilt-cli and copying
@@ -37,6 +39,15 @@ phase_kilt () {
   python3 bench/idx-to-csv.py resources/sample/train-images-idx3-ubyte.gz \
     resources/sample/train-labels-idx1-ubyte.gz /tmp/fashion-sample.csv
   kb --model mlp --batch 128 --data /tmp/fashion-sample.csv
+}
+phase_algo () {
+  for m in "cifar10_cnn 32" "cifar10_cnn 256" "resnet20 128"; do
+    set -- $m
+    for a in 0 1 measure; do
+      echo "KILT_CONV_IGEMM=$a" | tee -a "$out/kilt-bench.jsonl"
+      KILT_CONV_IGEMM=$a G_MESSAGES_DEBUG=kilt-conv2d kb --model "$1" --batch "$2"
+    done
+  done
 }
 phase_torch () {
   tp --model cifar10_cnn --batch 32 128 256
