@@ -44,7 +44,7 @@ phase_algo () {
   for m in "cifar10_cnn 32" "cifar10_cnn 256" "resnet20 128"; do
     set -- $m
     for a in 0 1 measure; do
-      echo "KILT_CONV_IGEMM=$a" | tee -a "$out/kilt-bench.jsonl"
+      say "KILT_CONV_IGEMM=$a (the bench line below)"
       KILT_CONV_IGEMM=$a G_MESSAGES_DEBUG=kilt-conv2d kb --model "$1" --batch "$2"
     done
   done
