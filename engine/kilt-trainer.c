@@ -57,6 +57,9 @@ typedef struct
   KiltBuffer *targets;
   KiltBuffer *metrics;
   KiltBuffer *eval_metrics;
+  /* Evaluation alone builds an inference executor, with no gradient buffers: the loss kernel's
+   * gradient output goes here instead (batch x outputs floats, never read). */
+  KiltBuffer *eval_dout;
   KiltProfiler *profiler;
   guint64 global_step;
   guint64 first_global_step; /* where this run (or resumption) started */
@@ -554,7 +557,8 @@ evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **
                                 &n_valid, error)
           || !kilt_executor_forward (s->exec, FALSE, error)
           || !kilt_loss_enqueue (s->ctx, t->model->loss, t->config.batch, n_valid, n_out, out->out,
-                                 s->targets->mem, out->dout, s->eval_metrics->mem, error))
+                                 s->targets->mem, s->eval_dout ? s->eval_dout->mem : out->dout,
+                                 s->eval_metrics->mem, error))
         {
           g_prefix_error (error, "evaluating on the %s split, batch %u: ",
                           s->eval_split == &t->data->val ? "validation" : "test", b + 1);
@@ -822,6 +826,7 @@ session_free_buffers (Session *s)
     clFinish (s->ctx->queue);
   g_clear_pointer (&s->profiler, kilt_profiler_free);
   g_clear_pointer (&s->eval_metrics, kilt_buffer_free);
+  g_clear_pointer (&s->eval_dout, kilt_buffer_free);
   g_clear_pointer (&s->metrics, kilt_buffer_free);
   g_clear_pointer (&s->targets, kilt_buffer_free);
   g_clear_pointer (&s->test_batcher, kilt_batcher_free);
@@ -1000,9 +1005,15 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
     goto out;
   if (!checkpoint_fits_model (ck, model, config->checkpoint_path, error))
     goto out;
-  s.exec = kilt_executor_new (s.ctx, model, config->batch, TRUE, error);
+  /* Inference only: no gradients, which for a CNN are about as large as its activations. */
+  s.exec = kilt_executor_new (s.ctx, model, config->batch, FALSE, error);
   if (!s.exec || !check_loss_fits_model (&s, error)
       || !kilt_executor_upload (s.exec, ck->params, ck->state, error))
+    goto out;
+  s.eval_dout = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE,
+                                 4 * (gsize)config->batch * MAX (kilt_model_n_outputs (model), 1),
+                                 error, "the loss gradient (evaluation)");
+  if (!s.eval_dout)
     goto out;
   s.eval_batcher = kilt_batcher_new (s.ctx, data, split, config->batch, config->preprocess, FALSE,
                                      config->seed, 0, error);
