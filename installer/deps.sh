@@ -9,7 +9,8 @@ build=(meson ninja-build pkg-config gcc python3 libglib2.0-dev libgtk-4-dev liba
   libsqlite3-dev libgdk-pixbuf-2.0-dev zlib1g-dev)
 runtime=(pocl-opencl-icd clinfo)
 testing=(xvfb xauth desktop-file-utils appstream dataset-fashion-mnist clang-format
-  poppler-utils libglib2.0-bin dbus-x11 x11-utils dpkg-dev fakeroot clang libclang-rt-14-dev)
+  poppler-utils libglib2.0-bin dbus-x11 x11-utils dpkg-dev fakeroot clang libclang-rt-14-dev
+  clang-15 libclc-15)
 
 want=("${build[@]}" "${runtime[@]}")
 if [ "${1:-}" = "--test" ]; then

@@ -15,7 +15,9 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 
 /* Built only where the device has the local memory and group size (KILT_IGEMM, set by
- * kilt-context.c). */
+ * kilt-context.c). The helpers are static and always inlined: a plain C99 inline function
+ * with two callers was left out of line, without a definition, by clang for NVPTX (checked
+ * with clang + libclc + ptxas for sm_90), and inlining makes the tile sizes constants. */
 #ifdef KILT_IGEMM
 
 #define IGEMM_TK      16
@@ -44,7 +46,7 @@
 
 /* A row of the tap table: image offset, tap row i, tap column j, offset in a row of A. A tap
  * past K gets a row far outside the image, so that every bounds test fails on it. */
-inline void
+static inline __attribute__ ((always_inline)) void
 kilt_igemm_taps (__local int4 *tab, uint k0, uint K, uint kh, uint kw, uint img_cs, uint IW,
                  uint a_cs, int a_flip)
 {
@@ -65,131 +67,151 @@ kilt_igemm_taps (__local int4 *tab, uint k0, uint K, uint kh, uint kw, uint img_
     }
 }
 
-inline void
-kilt_igemm_body (const uint TM, const uint TN, __local float *As, __local float *Bs,
-                 __local int4 *tab, KILT_IGEMM_ARGS)
-{
-  const uint RM = TM / 8, RN = TN / 32;
-  const uint AKS = IGEMM_THREADS / TM, AR = IGEMM_TK / AKS;
-  const uint BRS = IGEMM_THREADS / TN, BR = IGEMM_TK / BRS;
-  uint l = get_local_id (0), lane = l & 31, w = l >> 5;
-  uint tm = (w & 1) * 4 + (lane >> 3), tn = (w >> 1) * 8 + (lane & 7);
-  uint m0 = get_group_id (1) * TM, n0 = get_group_id (0) * TN;
-  uint K = IC * kh * kw, tiles = (K + IGEMM_TK - 1) / IGEMM_TK;
-  /* The A loader: row am, taps ak0 + r * AKS. The B loader: column bc, taps br0 + r * BRS. */
-  uint am = l % TM, ak0 = l / TM, bc = l % TN, br0 = l / TN;
-  bool a_in = m0 + am < M;
-  ulong a_row = a_off + (ulong) (a_in ? m0 + am : 0) * a_ms;
-  uint n = n0 + bc;
-  int y0 = -(1 << 28), x0 = 0;
-  long base = 0;
-  float av[4], bv[16], acc[8][8];
-
-  if (n < N)
-    {
-      uint b = n / OP, p = n - b * OP, oy = p / OW, ox = p - oy * OW;
-      y0 = (int) (oy * sh) - pt;
-      x0 = (int) (ox * sw) - pl;
-      base = (long) img_off + (long) b * img_bs + (long) y0 * IW + x0;
-    }
-  for (uint i = 0; i < RM; i++)
-    for (uint j = 0; j < RN; j++)
-      acc[i][j] = 0.0f;
-
-  kilt_igemm_taps (tab, 0, K, kh, kw, img_cs, IW, a_cs, a_flip);
-  barrier (CLK_LOCAL_MEM_FENCE);
-  for (uint r = 0; r < AR; r++)
-    {
-      uint kk = ak0 + r * AKS;
-      av[r] = a_in && kk < K ? A[a_row + tab[kk].w] : 0.0f;
-    }
-  for (uint r = 0; r < BR; r++)
-    {
-      int4 e = tab[br0 + r * BRS];
-      int y = y0 + e.y, x = x0 + e.z;
-      bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f;
-    }
-
-  for (uint t = 0; t < tiles; t++)
-    {
-      __local int4 *next = tab + ((t + 1) & 1) * IGEMM_TK;
-      uint k1 = (t + 1) * IGEMM_TK;
-
-      for (uint r = 0; r < AR; r++)
-        As[(ak0 + r * AKS) * TM + am] = av[r];
-      for (uint r = 0; r < BR; r++)
-        Bs[(br0 + r * BRS) * TN + bc] = bv[r];
-      kilt_igemm_taps (next, k1, K, kh, kw, img_cs, IW, a_cs, a_flip);
-      barrier (CLK_LOCAL_MEM_FENCE);
-      if (t + 1 < tiles)
-        {
-          for (uint r = 0; r < AR; r++)
-            {
-              uint kk = ak0 + r * AKS;
-              av[r] = a_in && k1 + kk < K ? A[a_row + next[kk].w] : 0.0f;
-            }
-          for (uint r = 0; r < BR; r++)
-            {
-              int4 e = next[br0 + r * BRS];
-              int y = y0 + e.y, x = x0 + e.z;
-              bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f;
-            }
-        }
-      for (uint kk = 0; kk < IGEMM_TK; kk++)
-        {
-          __local const float4 *a4 = (__local const float4 *) (As + kk * TM + tm * RM);
-          __local const float4 *b4 = (__local const float4 *) (Bs + kk * TN + tn * RN);
-          float a[8], b[8];
-          for (uint q = 0; q < RM / 4; q++)
-            vstore4 (a4[q], q, a);
-          for (uint q = 0; q < RN / 4; q++)
-            vstore4 (b4[q], q, b);
-          for (uint i = 0; i < RM; i++)
-            for (uint j = 0; j < RN; j++)
-              acc[i][j] = fma (a[i], b[j], acc[i][j]);
-        }
-      barrier (CLK_LOCAL_MEM_FENCE);
-    }
-
-  for (uint j = 0; j < RN; j++)
-    {
-      uint nj = n0 + tn * RN + j;
-      if (nj >= N)
-        break;
-      uint b = nj / OP, p = nj - b * OP;
-      ulong o = out_off + (ulong) b * out_bs + p;
-      for (uint i = 0; i < RM; i++)
-        {
-          uint m = m0 + tm * RM + i;
-          if (m >= M)
-            break;
-          float v = kilt_act (act, acc[i][j] + (has_bias ? bias[bias_off + m] : 0.0f), alpha);
-          ulong d = o + (ulong) m * OP;
-          out[d] = beta == 0.0f ? v : fma (beta, out[d], v);
-        }
-    }
+/* A kernel for one tile shape. A macro rather than a function of TM and TN: with the sizes
+ * constant from the start, clang (for NVPTX and PoCL alike) keeps the accumulators and the
+ * staged loads in registers. As a function inlined into two kernels, they stayed in a stack
+ * frame of 80-368 bytes per work-item (clang + libclc + ptxas for sm_90). */
+#define KILT_IGEMM_KERNEL(NAME, TM, TN) \
+__kernel __attribute__ ((reqd_work_group_size (IGEMM_THREADS, 1, 1))) void \
+NAME (KILT_IGEMM_ARGS) \
+{ \
+  __local float4 As4[IGEMM_TK * (TM) / 4], Bs4[IGEMM_TK * (TN) / 4]; \
+  __local int4 tab[2 * IGEMM_TK]; \
+  __local float *As = (__local float *) As4, *Bs = (__local float *) Bs4; \
+  const uint RM = TM / 8, RN = TN / 32; \
+  const uint AKS = IGEMM_THREADS / TM, AR = IGEMM_TK / AKS; \
+  const uint BRS = IGEMM_THREADS / TN, BR = IGEMM_TK / BRS; \
+  uint l = get_local_id (0), lane = l & 31, w = l >> 5; \
+  uint tm = (w & 1) * 4 + (lane >> 3), tn = (w >> 1) * 8 + (lane & 7); \
+  uint m0 = get_group_id (1) * TM, n0 = get_group_id (0) * TN; \
+  uint K = IC * kh * kw, tiles = (K + IGEMM_TK - 1) / IGEMM_TK; \
+  /* The A loader: row am, taps ak0 + r * AKS. The B loader: column bc, taps br0 + r * BRS. */ \
+  uint am = l % TM, ak0 = l / TM, bc = l % TN, br0 = l / TN; \
+  bool a_in = m0 + am < M; \
+  ulong a_row = a_off + (ulong) (a_in ? m0 + am : 0) * a_ms; \
+  uint n = n0 + bc; \
+  int y0 = -(1 << 28), x0 = 0; \
+  long base = 0; \
+  float av[IGEMM_TK * (TM) / IGEMM_THREADS], bv[IGEMM_TK * (TN) / IGEMM_THREADS]; \
+  float acc[(TM) / 8][(TN) / 32]; \
+ \
+  if (n < N) \
+    { \
+      uint b = n / OP, p = n - b * OP, oy = p / OW, ox = p - oy * OW; \
+      y0 = (int) (oy * sh) - pt; \
+      x0 = (int) (ox * sw) - pl; \
+      base = (long) img_off + (long) b * img_bs + (long) y0 * IW + x0; \
+    } \
+  _Pragma ("unroll") \
+  for (uint i = 0; i < RM; i++) \
+    _Pragma ("unroll") \
+    for (uint j = 0; j < RN; j++) \
+      acc[i][j] = 0.0f; \
+ \
+  kilt_igemm_taps (tab, 0, K, kh, kw, img_cs, IW, a_cs, a_flip); \
+  barrier (CLK_LOCAL_MEM_FENCE); \
+  _Pragma ("unroll") \
+  for (uint r = 0; r < AR; r++) \
+    { \
+      uint kk = ak0 + r * AKS; \
+      av[r] = a_in && kk < K ? A[a_row + tab[kk].w] : 0.0f; \
+    } \
+  _Pragma ("unroll") \
+  for (uint r = 0; r < BR; r++) \
+    { \
+      int4 e = tab[br0 + r * BRS]; \
+      int y = y0 + e.y, x = x0 + e.z; \
+      bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f; \
+    } \
+ \
+  for (uint t = 0; t < tiles; t++) \
+    { \
+      __local int4 *next = tab + ((t + 1) & 1) * IGEMM_TK; \
+      uint k1 = (t + 1) * IGEMM_TK; \
+ \
+      _Pragma ("unroll") \
+      for (uint r = 0; r < AR; r++) \
+        As[(ak0 + r * AKS) * TM + am] = av[r]; \
+      _Pragma ("unroll") \
+      for (uint r = 0; r < BR; r++) \
+        Bs[(br0 + r * BRS) * TN + bc] = bv[r]; \
+      kilt_igemm_taps (next, k1, K, kh, kw, img_cs, IW, a_cs, a_flip); \
+      barrier (CLK_LOCAL_MEM_FENCE); \
+      if (t + 1 < tiles) \
+        { \
+          _Pragma ("unroll") \
+          for (uint r = 0; r < AR; r++) \
+            { \
+              uint kk = ak0 + r * AKS; \
+              av[r] = a_in && k1 + kk < K ? A[a_row + next[kk].w] : 0.0f; \
+            } \
+          _Pragma ("unroll") \
+          for (uint r = 0; r < BR; r++) \
+            { \
+              int4 e = next[br0 + r * BRS]; \
+              int y = y0 + e.y, x = x0 + e.z; \
+              bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f; \
+            } \
+        } \
+      _Pragma ("unroll") \
+      for (uint kk = 0; kk < IGEMM_TK; kk++) \
+        { \
+          __local const float4 *a4 = (__local const float4 *) (As + kk * TM + tm * RM); \
+          __local const float4 *b4 = (__local const float4 *) (Bs + kk * TN + tn * RN); \
+          float a[(TM) / 8], b[(TN) / 32]; \
+          _Pragma ("unroll") \
+          for (uint q = 0; q < RM / 4; q++) \
+            { \
+              float4 v = a4[q]; \
+              a[4 * q] = v.x; \
+              a[4 * q + 1] = v.y; \
+              a[4 * q + 2] = v.z; \
+              a[4 * q + 3] = v.w; \
+            } \
+          _Pragma ("unroll") \
+          for (uint q = 0; q < RN / 4; q++) \
+            { \
+              float4 v = b4[q]; \
+              b[4 * q] = v.x; \
+              b[4 * q + 1] = v.y; \
+              b[4 * q + 2] = v.z; \
+              b[4 * q + 3] = v.w; \
+            } \
+          _Pragma ("unroll") \
+          for (uint i = 0; i < RM; i++) \
+            _Pragma ("unroll") \
+            for (uint j = 0; j < RN; j++) \
+              acc[i][j] = fma (a[i], b[j], acc[i][j]); \
+        } \
+      barrier (CLK_LOCAL_MEM_FENCE); \
+    } \
+ \
+  _Pragma ("unroll") \
+  for (uint j = 0; j < RN; j++) \
+    { \
+      uint nj = n0 + tn * RN + j; \
+      if (nj >= N) \
+        break; \
+      uint b = nj / OP, p = nj - b * OP; \
+      ulong o = out_off + (ulong) b * out_bs + p; \
+      _Pragma ("unroll") \
+      for (uint i = 0; i < RM; i++) \
+        { \
+          uint m = m0 + tm * RM + i; \
+          if (m >= M) \
+            break; \
+          float v = kilt_act (act, acc[i][j] + (has_bias ? bias[bias_off + m] : 0.0f), alpha); \
+          ulong d = o + (ulong) m * OP; \
+          out[d] = beta == 0.0f ? v : fma (beta, out[d], v); \
+        } \
+    } \
 }
 
 /* Two tile shapes: 32 x 256 for up to 32 rows (cifar10_cnn's 32-filter layers would leave half
  * of a 64-row tile idle), 64 x 128 above. Launch over (ceil(N / TN) * 256, ceil(M / TM)) with
  * groups of (256, 1). */
-__kernel __attribute__ ((reqd_work_group_size (IGEMM_THREADS, 1, 1))) void
-kilt_conv_igemm_32 (KILT_IGEMM_ARGS)
-{
-  __local float4 As[IGEMM_TK * 32 / 4], Bs[IGEMM_TK * 256 / 4];
-  __local int4 tab[2 * IGEMM_TK];
-
-  kilt_igemm_body (32, 256, (__local float *) As, (__local float *) Bs, tab, KILT_IGEMM_PASS);
-}
-
-__kernel __attribute__ ((reqd_work_group_size (IGEMM_THREADS, 1, 1))) void
-kilt_conv_igemm_64 (KILT_IGEMM_ARGS)
-{
-  __local float4 As[IGEMM_TK * 64 / 4], Bs[IGEMM_TK * 128 / 4];
-  __local int4 tab[2 * IGEMM_TK];
-
-  kilt_igemm_body (64, 128, (__local float *) As, (__local float *) Bs, tab, KILT_IGEMM_PASS);
-}
+KILT_IGEMM_KERNEL (kilt_conv_igemm_32, 32, 256)
+KILT_IGEMM_KERNEL (kilt_conv_igemm_64, 64, 128)
 
 /* The weight gradient (split-K): part s of the inner dimension, columns n in [s len, (s + 1)
  * len) of the chunk, gives parts[s] (F x Kc) = dz (F x np, rows np apart) times the column
@@ -213,7 +235,7 @@ kilt_conv_igemm_64 (KILT_IGEMM_ARGS)
 
 /* Columns n0 .. n0 + IGEMM_TK of the chunk: (offset of the window's corner in the image, its
  * top row, its left column, 1 when n is inside the part). */
-inline void
+static inline __attribute__ ((always_inline)) void
 kilt_igemm_columns (__local int4 *cols, uint n0, uint n_hi, uint img_bs, uint IW, uint sh, uint sw,
                     int pt, int pl, uint OW, uint OP)
 {
@@ -234,7 +256,7 @@ kilt_igemm_columns (__local int4 *cols, uint n0, uint n_hi, uint img_bs, uint IW
     }
 }
 
-inline void
+static inline __attribute__ ((always_inline)) void
 kilt_igemm_wgrad_body (const uint TF, const uint THREADS, __local float *As, __local float *Bs,
                        __local int4 *taps, __local int4 *cols, KILT_IGEMM_WGRAD_ARGS)
 {
