@@ -18,6 +18,42 @@ kilt_device_runs_igemm (const KiltDeviceInfo *info)
   return info->max_work_group >= KILT_IGEMM_GROUP && info->local_mem >= KILT_IGEMM_LOCAL_MEM;
 }
 
+/* Whether the implicit-GEMM kernels, once built, take the group sizes kernels/igemm.cl
+ * requires: a compiler that needs more registers may allow fewer work-items. */
+static gboolean
+igemm_kernels_run (KiltContext *ctx)
+{
+  static const struct
+  {
+    const char *name;
+    size_t group;
+  } kernels[] = { { "kilt_conv_igemm_32", 256 },
+                  { "kilt_conv_igemm_64", 256 },
+                  { "kilt_conv_igemm_wgrad_32", 128 },
+                  { "kilt_conv_igemm_wgrad_64", 256 } };
+
+  if (!kilt_device_runs_igemm (ctx->info))
+    return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (kernels); i++)
+    {
+      cl_kernel k = kilt_context_kernel (ctx, kernels[i].name, NULL);
+      size_t most = 0;
+
+      if (!k
+          || clGetKernelWorkGroupInfo (k, ctx->info->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most,
+                                       &most, NULL)
+                 != CL_SUCCESS
+          || most < kernels[i].group)
+        {
+          g_debug ("%s: the implicit-GEMM kernel %s takes at most %zu work-items a group; "
+                   "convolutions keep im2col",
+                   ctx->info->name, kernels[i].name, most);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 /* kernels/igemm.cl is compiled only for devices that can run it: its 18.5 KiB of local arrays
  * would fail the whole program's build on a device with 16 KiB. */
 static const char *
@@ -294,6 +330,7 @@ kilt_context_new (const KiltDeviceInfo *device, GError **error)
       kilt_context_free (ctx);
       return NULL;
     }
+  ctx->igemm = igemm_kernels_run (ctx);
   /* Parameters `kilt-cli tune` found for this device; a broken file is not worth failing the
    * run for, but a person should hear of it. */
   if (!kilt_tuning_apply_saved (device, &tuning_error))

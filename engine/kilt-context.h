@@ -20,6 +20,7 @@ struct _KiltContext
   guint64 budget; /* bytes Kilt lets itself allocate on this device */
 
   /* Profiling: when profiling is on, each launch records an event tagged with prof_tag. */
+  gboolean igemm; /* the implicit-GEMM convolution kernels are built and can run */
   gboolean profiling;
   int prof_tag;
   GArray *prof_events; /* KiltProfEvent */

@@ -155,6 +155,11 @@ test_igemm_devices (void)
     g_assert_nonnull (kilt_context_kernel (ctx, "kilt_conv_igemm_32", &error));
   else
     g_assert_null (kilt_context_kernel (ctx, "kilt_conv_igemm_32", &error));
+  /* Usable only where built (and, on PoCL, whose groups go to 4096, built means usable). */
+  if (!kilt_device_runs_igemm (ctx->info))
+    g_assert_false (ctx->igemm);
+  else if (g_str_has_prefix (ctx->info->platform_name, "Portable Computing Language"))
+    g_assert_true (ctx->igemm);
 }
 
 int

@@ -329,12 +329,12 @@ conv_algo_label (guint algo, guint algo_dw)
                                  : "im2col + GEMM, weights by implicit GEMM";
 }
 
-/* Whether a device can run the implicit-GEMM kernels over @columns output columns: it has
- * them (kilt-context.c), and the column indices fit 32 bits. */
+/* Whether the implicit-GEMM kernels can run over @columns output columns: the device has them
+ * (kilt-context.c), and the column indices fit 32 bits. */
 static gboolean
-conv_igemm_fits (const KiltDeviceInfo *info, gsize columns)
+conv_igemm_fits (KiltContext *ctx, gsize columns)
 {
-  return columns <= G_MAXUINT32 && kilt_device_runs_igemm (info);
+  return columns <= G_MAXUINT32 && ctx->igemm;
 }
 
 /* One implicit GEMM: out = act (A G + bias) (+ beta out); the fields are the kernel's
@@ -541,62 +541,98 @@ conv_forward_im2col (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
   return TRUE;
 }
 
-/* Runs one forward algorithm three times after a warm-up, each waited for; the best time in
- * microseconds, or -1 with @error set. */
-static gint64
-conv_time (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, GError **error)
+/* What $KILT_CONV_IGEMM and the device settle before any timing: im2col on CPU devices, where
+ * PoCL runs it faster than kernels built around local memory and barriers, and where the
+ * implicit-GEMM kernels do not fit; 0 where the two are to be timed. $KILT_CONV_IGEMM=1 or 0
+ * forces one; =measure times them on a CPU too. */
+static guint
+conv_settled (KiltExec *ex, gsize columns)
 {
-  gint64 best = G_MAXINT64;
+  const char *forced = g_getenv ("KILT_CONV_IGEMM");
+  gboolean measure = forced && g_str_equal (forced, "measure");
+  gboolean fits = conv_igemm_fits (ex->ctx, columns);
 
-  for (guint r = 0; r < 4; r++)
-    {
-      gint64 t0 = g_get_monotonic_time ();
-      gboolean ok = algo == CONV_ALGO_IGEMM ? conv_forward_igemm (node, ex, g, error)
-                                            : conv_forward_im2col (node, ex, g, error);
-
-      if (!ok || !kilt_context_finish (ex->ctx, error))
-        return -1;
-      if (r > 0)
-        best = MIN (best, g_get_monotonic_time () - t0);
-    }
-  return best;
+  if (forced && *forced && !measure)
+    return fits && g_str_equal (forced, "1") ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+  if (!fits || (!measure && ex->ctx->info->type && g_str_equal (ex->ctx->info->type, "CPU")))
+    return CONV_ALGO_IM2COL;
+  return 0;
 }
 
-/* Sets node->algo: im2col on CPU devices, where PoCL runs it faster than kernels built around
- * local memory and barriers, and on devices the implicit-GEMM kernels do not fit; elsewhere
- * whichever of the two forward passes measures faster, once per batch size (like cuDNN's
- * benchmark mode, so the choice, and with it the last bits of the results, can differ between
- * runs where the two are close). $KILT_CONV_IGEMM=1 or 0 forces one; =measure measures on a
- * CPU too. */
+/* One run of one algorithm of a layer's pass, for conv_measure (). */
+typedef gboolean (*ConvRun) (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo,
+                             gconstpointer data, GError **error);
+
+/* Times @run with each algorithm, alternately, four times each, each run waited for; the best
+ * of the last three decides (like cuDNN's benchmark mode, so the choice, and with it the last
+ * bits of the results, can differ between runs where the two are close). When the
+ * implicit-GEMM kernels fail to run on the device, im2col is chosen and their error only
+ * logged. 0, with @error set, when im2col itself fails. */
+static guint
+conv_measure (KiltNode *node, KiltExec *ex, const ConvGeom *g, ConvRun run, gconstpointer data,
+              const char *what, GError **error)
+{
+  gboolean profiling = ex->ctx->profiling;
+  gint64 t[3] = { 0, G_MAXINT64, G_MAXINT64 };
+  g_autoptr (GError) igemm_error = NULL;
+  guint choice = 0;
+
+  ex->ctx->profiling = FALSE;
+  for (guint r = 0; r < 8; r++)
+    {
+      guint algo = r % 2 ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+      GError **e = algo == CONV_ALGO_IGEMM ? &igemm_error : error;
+      gint64 t0 = g_get_monotonic_time ();
+
+      if (algo == CONV_ALGO_IGEMM && igemm_error)
+        continue;
+      if (!run (node, ex, g, algo, data, e) || !kilt_context_finish (ex->ctx, e))
+        {
+          if (algo == CONV_ALGO_IM2COL)
+            goto out;
+          continue;
+        }
+      if (r >= 2)
+        t[algo] = MIN (t[algo], g_get_monotonic_time () - t0);
+    }
+  if (igemm_error)
+    g_debug ("%s %s: the implicit-GEMM kernels failed (%s); using im2col", node->name, what,
+             igemm_error->message);
+  choice = t[CONV_ALGO_IGEMM] < t[CONV_ALGO_IM2COL] ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+  g_debug ("%s %s at batch %u: im2col %.3f ms, implicit GEMM %.3f ms", node->name, what, ex->batch,
+           t[CONV_ALGO_IM2COL] / 1e3,
+           t[CONV_ALGO_IGEMM] == G_MAXINT64 ? NAN : t[CONV_ALGO_IGEMM] / 1e3);
+out:
+  ex->ctx->profiling = profiling;
+  return choice;
+}
+
+static gboolean
+conv_forward_run (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, gconstpointer data,
+                  GError **error)
+{
+  if (algo == CONV_ALGO_IGEMM)
+    return conv_forward_igemm (node, ex, g, error);
+  return conv_forward_im2col (node, ex, g, error);
+}
+
+/* Sets node->algo, for the forward pass and the data gradient: settled, or measured once per
+ * batch size on the real step's forward pass. */
 static gboolean
 conv_choose (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
 {
-  const KiltDeviceInfo *info = ex->ctx->info;
-  const char *forced = g_getenv ("KILT_CONV_IGEMM");
-  gboolean fits = conv_igemm_fits (info, (gsize)ex->batch * g->P);
-  gboolean measure = forced && g_str_equal (forced, "measure");
+  guint algo = conv_settled (ex, (gsize)ex->batch * g->P);
 
-  if (forced && *forced && !measure)
-    node->algo = fits && g_str_equal (forced, "1") ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
-  else if (!fits || (!measure && info->type && g_str_equal (info->type, "CPU")))
-    node->algo = CONV_ALGO_IM2COL;
-  else if (node->algo_batch != ex->batch || !node->algo)
+  if (!algo && node->algo_batch == ex->batch && node->algo)
+    algo = node->algo;
+  else if (!algo)
     {
-      gboolean profiling = ex->ctx->profiling;
-      gint64 t_im2col, t_igemm = -1;
-
-      ex->ctx->profiling = FALSE;
-      t_im2col = conv_time (node, ex, g, CONV_ALGO_IM2COL, error);
-      if (t_im2col >= 0)
-        t_igemm = conv_time (node, ex, g, CONV_ALGO_IGEMM, error);
-      ex->ctx->profiling = profiling;
-      if (t_igemm < 0)
+      algo = conv_measure (node, ex, g, conv_forward_run, NULL, "forward", error);
+      if (!algo)
         return FALSE;
-      node->algo = t_igemm < t_im2col ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
       node->algo_batch = ex->batch;
-      g_debug ("%s at batch %u: im2col %.3f ms, implicit GEMM %.3f ms", node->name, ex->batch,
-               t_im2col / 1e3, t_igemm / 1e3);
     }
+  node->algo = algo;
   node->algo_name = conv_algo_label (node->algo, node->algo_dw);
   return TRUE;
 }
@@ -607,11 +643,8 @@ conv_forward (KiltNode *node, KiltExec *ex, GError **error)
   ConvGeom g = { 0 };
 
   conv_geom (node, &g);
-  if (!conv_choose (node, ex, &g, error))
-    return FALSE;
-  if (node->algo == CONV_ALGO_IGEMM)
-    return conv_forward_igemm (node, ex, &g, error);
-  return conv_forward_im2col (node, ex, &g, error);
+  return conv_choose (node, ex, &g, error)
+         && conv_forward_run (node, ex, &g, node->algo, NULL, error);
 }
 
 /* How many split-K parts a weight gradient over np columns writes: conv_splits (), within
@@ -738,48 +771,42 @@ conv_sum_parts (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, cl_ui
   return kilt_context_launch_1d (ex->ctx, k, g->F * g->Kc, error);
 }
 
-/* Sets node->algo_dw for the weight gradient as conv_choose () does for the forward pass:
- * both ways write only the parts, in the workspace, so they can be timed on the real step.
- * dz of samples b0 .. b0 + nb must be in place. */
+/* The samples and parts of a weight gradient, for conv_parts_measured (). */
+typedef struct
+{
+  guint b0, nb;
+  cl_uint parts;
+} PartsRun;
+
+static gboolean
+conv_parts_measured (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo,
+                     gconstpointer data, GError **error)
+{
+  const PartsRun *p = data;
+
+  return conv_parts_run (node, ex, g, algo, p->b0, p->nb, p->parts, error);
+}
+
+/* Sets node->algo_dw for the weight gradient as conv_choose () does for the forward pass: both
+ * ways write only the parts, in the workspace, so they can be timed on the real step. dz of
+ * samples b0 .. b0 + nb must be in place. */
 static gboolean
 conv_choose_dw (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint nb, cl_uint parts,
                 GError **error)
 {
-  const KiltDeviceInfo *info = ex->ctx->info;
-  const char *forced = g_getenv ("KILT_CONV_IGEMM");
-  gboolean fits = conv_igemm_fits (info, (gsize)nb * g->P);
-  gboolean measure = forced && g_str_equal (forced, "measure");
+  guint algo = conv_settled (ex, (gsize)nb * g->P);
+  PartsRun run = { b0, nb, parts };
 
-  if (forced && *forced && !measure)
-    node->algo_dw = fits && g_str_equal (forced, "1") ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
-  else if (!fits || (!measure && info->type && g_str_equal (info->type, "CPU")))
-    node->algo_dw = CONV_ALGO_IM2COL;
-  else if (node->algo_dw_batch != ex->batch || !node->algo_dw)
+  if (!algo && node->algo_dw_batch == ex->batch && node->algo_dw)
+    algo = node->algo_dw;
+  else if (!algo)
     {
-      gboolean profiling = ex->ctx->profiling;
-      gint64 t[3] = { 0, G_MAXINT64, G_MAXINT64 };
-
-      ex->ctx->profiling = FALSE;
-      for (guint r = 0; r < 8; r++)
-        {
-          guint algo = r % 2 ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
-          gint64 t0 = g_get_monotonic_time ();
-
-          if (!conv_parts_run (node, ex, g, algo, b0, nb, parts, error)
-              || !kilt_context_finish (ex->ctx, error))
-            {
-              ex->ctx->profiling = profiling;
-              return FALSE;
-            }
-          if (r >= 2)
-            t[algo] = MIN (t[algo], g_get_monotonic_time () - t0);
-        }
-      ex->ctx->profiling = profiling;
-      node->algo_dw = t[CONV_ALGO_IGEMM] < t[CONV_ALGO_IM2COL] ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+      algo = conv_measure (node, ex, g, conv_parts_measured, &run, "weight gradient", error);
+      if (!algo)
+        return FALSE;
       node->algo_dw_batch = ex->batch;
-      g_debug ("%s weight gradient at batch %u: im2col %.3f ms, implicit GEMM %.3f ms", node->name,
-               ex->batch, t[CONV_ALGO_IM2COL] / 1e3, t[CONV_ALGO_IGEMM] / 1e3);
     }
+  node->algo_dw = algo;
   node->algo_name = conv_algo_label (node->algo, node->algo_dw);
   return TRUE;
 }
@@ -828,7 +855,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       if (!node->din_needed[0])
         continue;
       if (node->algo == CONV_ALGO_IGEMM && g.sh == 1 && g.sw == 1
-          && conv_igemm_fits (ex->ctx->info, (gsize)nb * g.H * g.W))
+          && conv_igemm_fits (ex->ctx, (gsize)nb * g.H * g.W))
         {
           if (!conv_data_grad_igemm (node, ex, &g, src->dout, b0, nb, node->din_beta[0], error))
             return FALSE;
