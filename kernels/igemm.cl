@@ -67,6 +67,16 @@ kilt_igemm_taps (__local int4 *tab, uint k0, uint K, uint kh, uint kw, uint img_
     }
 }
 
+/* The four lanes of @v into dst[0..3] (vstore4 into a private array kept it in memory). */
+static inline __attribute__ ((always_inline)) void
+kilt_igemm_unpack (float4 v, float *dst)
+{
+  dst[0] = v.x;
+  dst[1] = v.y;
+  dst[2] = v.z;
+  dst[3] = v.w;
+}
+
 /* A kernel for one tile shape. A macro rather than a function of TM and TN: with the sizes
  * constant from the start, clang (for NVPTX and PoCL alike) keeps the accumulators and the
  * staged loads in registers. As a function inlined into two kernels, they stayed in a stack
@@ -161,22 +171,10 @@ NAME (KILT_IGEMM_ARGS) \
           float a[(TM) / 8], b[(TN) / 32]; \
           _Pragma ("unroll") \
           for (uint q = 0; q < RM / 4; q++) \
-            { \
-              float4 v = a4[q]; \
-              a[4 * q] = v.x; \
-              a[4 * q + 1] = v.y; \
-              a[4 * q + 2] = v.z; \
-              a[4 * q + 3] = v.w; \
-            } \
+            kilt_igemm_unpack (a4[q], a + 4 * q); \
           _Pragma ("unroll") \
           for (uint q = 0; q < RN / 4; q++) \
-            { \
-              float4 v = b4[q]; \
-              b[4 * q] = v.x; \
-              b[4 * q + 1] = v.y; \
-              b[4 * q + 2] = v.z; \
-              b[4 * q + 3] = v.w; \
-            } \
+            kilt_igemm_unpack (b4[q], b + 4 * q); \
           _Pragma ("unroll") \
           for (uint i = 0; i < RM; i++) \
             _Pragma ("unroll") \
