@@ -418,6 +418,23 @@ kilt_cli_bench (int argc, char **argv)
                         {
                           STR ("algo", t->algo);
                         }
+                      if (t->algo_ms[0][0] > 0 || t->algo_ms[1][0] > 0)
+                        {
+                          /* What the choice measured, per pass and algorithm (ms). */
+                          static const char *const passes[] = { "forward", "weights" };
+                          json_builder_set_member_name (b, "algo_ms");
+                          json_builder_begin_object (b);
+                          for (guint p = 0; p < 2; p++)
+                            if (t->algo_ms[p][0] > 0)
+                              {
+                                json_builder_set_member_name (b, passes[p]);
+                                json_builder_begin_array (b);
+                                json_builder_add_double_value (b, t->algo_ms[p][0]);
+                                json_builder_add_double_value (b, t->algo_ms[p][1]);
+                                json_builder_end_array (b);
+                              }
+                          json_builder_end_object (b);
+                        }
                       json_builder_end_object (b);
                     }
                   json_builder_end_array (b);

@@ -113,6 +113,9 @@ struct _KiltNode
   guint algo_dw; /* Conv2D: the weight gradient's, measured on its own */
   guint algo_dw_batch;
   const char *algo_name;
+  /* What the measurement found, in ms: [forward, weight gradient][the first algorithm, the
+   * second] (Conv2D: im2col, implicit GEMM); 0 where nothing was measured. */
+  double algo_ms[2][2];
 };
 
 /* The activation a Conv2D or Dense applies on the device: its own, or a following

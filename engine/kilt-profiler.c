@@ -102,6 +102,7 @@ kilt_profiler_timings (KiltProfiler *prof)
       t.backward_ms = prof->ns[3 * i + KILT_PHASE_BACKWARD] / steps / 1e6;
       t.update_ms = prof->ns[3 * i + KILT_PHASE_UPDATE] / steps / 1e6;
       t.algo = g_strdup (n->algo_name);
+      memcpy (t.algo_ms, n->algo_ms, sizeof t.algo_ms);
       g_array_append_val (out, t);
     }
   return out;

@@ -54,7 +54,8 @@ typedef struct
   double forward_ms; /* device time per step */
   double backward_ms;
   double update_ms;
-  char *algo; /* the algorithm the layer chose (Conv2D), or NULL */
+  char *algo;           /* the algorithm the layer chose (Conv2D), or NULL */
+  double algo_ms[2][2]; /* the choice's measurements, as KiltNode.algo_ms */
 } KiltLayerTiming;
 
 void kilt_layer_timing_clear (gpointer timing);

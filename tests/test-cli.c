@@ -317,8 +317,20 @@ test_bench_conv_algo (void)
           else if (m == 1)
             g_assert_cmpstr (algo, ==, "im2col + GEMM");
           else
-            g_assert_true (g_str_equal (algo, "implicit GEMM")
-                           || g_str_equal (algo, "im2col + GEMM"));
+            {
+              /* Measured: the times behind the choice, [im2col, implicit GEMM] per pass. */
+              JsonObject *ms = json_object_get_object_member (l, "algo_ms");
+
+              g_assert_true (g_str_has_prefix (algo, "implicit GEMM")
+                             || g_str_has_prefix (algo, "im2col + GEMM"));
+              for (guint p = 0; p < 2; p++)
+                {
+                  JsonArray *a = json_object_get_array_member (ms, p == 0 ? "forward" : "weights");
+                  g_assert_cmpuint (json_array_get_length (a), ==, 2);
+                  g_assert_cmpfloat (json_array_get_double_element (a, 0), >, 0);
+                  g_assert_cmpfloat (json_array_get_double_element (a, 1), >, 0);
+                }
+            }
         }
       g_assert_cmpuint (convs, ==, 2);
       result_clear (&r);

@@ -570,7 +570,7 @@ typedef gboolean (*ConvRun) (KiltNode *node, KiltExec *ex, const ConvGeom *g, gu
  * logged. 0, with @error set, when im2col itself fails. */
 static guint
 conv_measure (KiltNode *node, KiltExec *ex, const ConvGeom *g, ConvRun run, gconstpointer data,
-              const char *what, GError **error)
+              const char *what, double *ms, GError **error)
 {
   gboolean profiling = ex->ctx->profiling;
   gint64 t[3] = { 0, G_MAXINT64, G_MAXINT64 };
@@ -599,6 +599,8 @@ conv_measure (KiltNode *node, KiltExec *ex, const ConvGeom *g, ConvRun run, gcon
     g_debug ("%s %s: the implicit-GEMM kernels failed (%s); using im2col", node->name, what,
              igemm_error->message);
   choice = t[CONV_ALGO_IGEMM] < t[CONV_ALGO_IM2COL] ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+  for (guint a = 0; a < 2; a++)
+    ms[a] = t[a + 1] == G_MAXINT64 ? 0 : t[a + 1] / 1e3;
   g_debug ("%s %s at batch %u: im2col %.3f ms, implicit GEMM %.3f ms", node->name, what, ex->batch,
            t[CONV_ALGO_IM2COL] / 1e3,
            t[CONV_ALGO_IGEMM] == G_MAXINT64 ? NAN : t[CONV_ALGO_IGEMM] / 1e3);
@@ -627,7 +629,7 @@ conv_choose (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
     algo = node->algo;
   else if (!algo)
     {
-      algo = conv_measure (node, ex, g, conv_forward_run, NULL, "forward", error);
+      algo = conv_measure (node, ex, g, conv_forward_run, NULL, "forward", node->algo_ms[0], error);
       if (!algo)
         return FALSE;
       node->algo_batch = ex->batch;
@@ -801,7 +803,8 @@ conv_choose_dw (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint
     algo = node->algo_dw;
   else if (!algo)
     {
-      algo = conv_measure (node, ex, g, conv_parts_measured, &run, "weight gradient", error);
+      algo = conv_measure (node, ex, g, conv_parts_measured, &run, "weight gradient",
+                           node->algo_ms[1], error);
       if (!algo)
         return FALSE;
       node->algo_dw_batch = ex->batch;
