@@ -399,6 +399,8 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
       j_num (b, "forward", t->forward_ms);
       j_num (b, "backward", t->backward_ms);
       j_num (b, "update", t->update_ms);
+      if (t->algo)
+        j_str (b, "algo", t->algo);
       json_builder_end_object (b);
     }
   json_builder_end_array (b);
@@ -682,9 +684,11 @@ kilt_report_build_tables (const KiltReportOptions *o)
               {
                 const KiltLayerTiming *lt
                     = kilt_report_find_timing (g_ptr_array_index (o->runs, i), names->pdata[n]);
-                cell (row, lt ? g_strdup_printf ("%.3f / %.3f / %.3f", lt->forward_ms,
-                                                 lt->backward_ms, lt->update_ms)
-                              : NULL);
+                cell (row,
+                      lt ? g_strdup_printf ("%.3f / %.3f / %.3f%s%s%s", lt->forward_ms,
+                                            lt->backward_ms, lt->update_ms, lt->algo ? " (" : "",
+                                            lt->algo ? lt->algo : "", lt->algo ? ")" : "")
+                         : NULL);
               }
           }
         g_ptr_array_add (tables, t);

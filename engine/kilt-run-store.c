@@ -80,6 +80,8 @@ static const char *const migrations[] = {
   "  PRIMARY KEY (run_id, global_step));",
   /* 2 -> 3: where the data came from, so a run can be repeated ("run again"). */
   "ALTER TABLE runs ADD COLUMN data_spec TEXT;",
+  /* 3 -> 4: the algorithm a layer chose on the device (Conv2D: im2col or implicit GEMM). */
+  "ALTER TABLE layer_timings ADD COLUMN algo TEXT;",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == KILT_RUN_STORE_SCHEMA_VERSION);
@@ -985,9 +987,13 @@ kilt_run_store_set_layer_timings (KiltRunStore *store, gint64 id, GArray *timing
   if (ok)
     {
       del = prepare (store, "DELETE FROM layer_timings WHERE run_id = ?", error);
+      /* A store kept at an older version (kilt_run_store_open_version) has no algo column. */
       ins = prepare (store,
-                     "INSERT INTO layer_timings (run_id, position, layer, type, forward_ms,"
-                     " backward_ms, update_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     store->version >= 4
+                         ? "INSERT INTO layer_timings (run_id, position, layer, type, forward_ms,"
+                           " backward_ms, update_ms, algo) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                         : "INSERT INTO layer_timings (run_id, position, layer, type, forward_ms,"
+                           " backward_ms, update_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
                      error);
       ok = del && ins;
     }
@@ -1007,6 +1013,8 @@ kilt_run_store_set_layer_timings (KiltRunStore *store, gint64 id, GArray *timing
       bind_real (ins, 5, t->forward_ms);
       bind_real (ins, 6, t->backward_ms);
       bind_real (ins, 7, t->update_ms);
+      if (store->version >= 4)
+        bind_text (ins, 8, t->algo);
       ok = step_done (store, ins, error, "recording layer timings");
     }
   return commit (store, ok, error);
@@ -1187,8 +1195,11 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
     return set_db_error (store, error, "reading epochs");
 
   lt = prepare (store,
-                "SELECT layer, type, forward_ms, backward_ms, update_ms FROM layer_timings"
-                " WHERE run_id = ? ORDER BY position",
+                store->version >= 4
+                    ? "SELECT layer, type, forward_ms, backward_ms, update_ms, algo FROM"
+                      " layer_timings WHERE run_id = ? ORDER BY position"
+                    : "SELECT layer, type, forward_ms, backward_ms, update_ms FROM layer_timings"
+                      " WHERE run_id = ? ORDER BY position",
                 error);
   if (lt == NULL)
     return FALSE;
@@ -1201,6 +1212,8 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
       t.forward_ms = col_real (lt, 2);
       t.backward_ms = col_real (lt, 3);
       t.update_ms = col_real (lt, 4);
+      if (store->version >= 4)
+        t.algo = col_text (lt, 5);
       g_array_append_val (run->layer_timings, t);
     }
   if (rc != SQLITE_DONE)

@@ -7,7 +7,7 @@
 G_BEGIN_DECLS
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define KILT_RUN_STORE_SCHEMA_VERSION 3
+#define KILT_RUN_STORE_SCHEMA_VERSION 4
 
 /* Where a run's data came from and how it was loaded, so that the run can be repeated. */
 typedef struct

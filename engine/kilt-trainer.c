@@ -101,6 +101,15 @@ kilt_train_config_clear (KiltTrainConfig *config)
 }
 
 void
+kilt_layer_timing_copy (KiltLayerTiming *dst, const KiltLayerTiming *src)
+{
+  *dst = *src;
+  dst->layer = g_strdup (src->layer);
+  dst->type = g_strdup (src->type);
+  dst->algo = g_strdup (src->algo);
+}
+
+void
 kilt_layer_timing_clear (gpointer timing)
 {
   KiltLayerTiming *t = timing;

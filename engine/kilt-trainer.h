@@ -58,6 +58,8 @@ typedef struct
   double algo_ms[2][2]; /* the choice's measurements, as KiltNode.algo_ms */
 } KiltLayerTiming;
 
+/* A deep copy (the strings too); kilt_layer_timing_clear () frees what it owns. */
+void kilt_layer_timing_copy (KiltLayerTiming *dst, const KiltLayerTiming *src);
 void kilt_layer_timing_clear (gpointer timing);
 
 typedef struct

@@ -134,7 +134,8 @@ fixture_set_up (Fixture *f, gconstpointer data)
                                 .type = (char *)"dense",
                                 .forward_ms = g_rand_double (r),
                                 .backward_ms = g_rand_double (r),
-                                .update_ms = g_rand_double (r) };
+                                .update_ms = g_rand_double (r),
+                                .algo = k == 1 ? (char *)"implicit GEMM" : NULL };
           g_array_append_val (timings, t);
         }
       g_assert_true (kilt_run_store_set_layer_timings (f->store, id, timings, &error));
@@ -235,6 +236,11 @@ test_json (Fixture *f, gconstpointer data)
       g_assert_cmpfloat (
           json_object_get_double_member (json_array_get_object_element (layers, 2), "backward"), ==,
           g_array_index (run->layer_timings, KiltLayerTiming, 2).backward_ms);
+      /* The algorithm a layer chose, where it had a choice. */
+      g_assert_cmpstr (json_object_get_string_member_with_default (
+                           json_array_get_object_element (layers, 1), "algo", NULL),
+                       ==, "implicit GEMM");
+      g_assert_false (json_object_has_member (json_array_get_object_element (layers, 0), "algo"));
     }
 }
 

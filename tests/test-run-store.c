@@ -219,7 +219,8 @@ test_round_trip (void)
                             .type = rand_string (r, "type"),
                             .forward_ms = g_rand_double (r),
                             .backward_ms = g_rand_double (r),
-                            .update_ms = g_rand_double (r) };
+                            .update_ms = g_rand_double (r),
+                            .algo = i % 2 ? rand_string (r, "algo") : NULL };
       g_array_append_val (timings, t);
     }
   g_assert_true (kilt_run_store_set_layer_timings (store, id, timings, &error));
@@ -249,8 +250,8 @@ test_round_trip (void)
       g_assert_cmpfloat (a->forward_ms, ==, b->forward_ms);
       g_assert_cmpfloat (a->backward_ms, ==, b->backward_ms);
       g_assert_cmpfloat (a->update_ms, ==, b->update_ms);
-      g_free (a->layer);
-      g_free (a->type);
+      g_assert_cmpstr (a->algo, ==, b->algo);
+      kilt_layer_timing_clear (a);
     }
   /* Derived figures against sums made here. */
   g_assert_cmpfloat_with_epsilon (kilt_run_train_seconds (run), sum, 1e-9 * sum);
@@ -686,6 +687,22 @@ test_migration (void)
   run = kilt_run_store_get (store, id, &error);
   g_assert_cmpuint (run->tags->len, ==, 1);
   g_assert_cmpstr (run->tags->pdata[0], ==, "migrated");
+  g_clear_pointer (&run, kilt_run_free);
+  /* And what version 4 added: the algorithm a layer chose. */
+  {
+    g_autoptr (GArray) lt = g_array_new (FALSE, TRUE, sizeof (KiltLayerTiming));
+    KiltLayerTiming t
+        = { .layer = "conv2d", .type = "Conv2D", .forward_ms = 1, .algo = "implicit GEMM" };
+
+    g_array_append_val (lt, t);
+    g_assert_true (kilt_run_store_set_layer_timings (store, id, lt, &error));
+    g_assert_no_error (error);
+    run = kilt_run_store_get (store, id, &error);
+    g_assert_cmpuint (run->layer_timings->len, ==, 1);
+    g_assert_cmpstr (g_array_index (run->layer_timings, KiltLayerTiming, 0).algo, ==,
+                     "implicit GEMM");
+    g_clear_pointer (&run, kilt_run_free);
+  }
   /* And what version 3 added: a new run keeps its data source. */
   {
     KiltRunRecord rec3;

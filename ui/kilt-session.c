@@ -126,14 +126,6 @@ shared_unref (Shared *s)
   g_free (s);
 }
 
-static void
-timing_clear (gpointer data)
-{
-  KiltLayerTiming *t = data;
-  g_free (t->layer);
-  g_free (t->type);
-}
-
 /* A copy of the event's numbers, without the pointers it owns. */
 static KiltEvent
 scalars (const KiltEvent *e)
@@ -317,13 +309,12 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
               u->timings = g_array_new (FALSE, FALSE, sizeof (KiltLayerTiming));
               for (guint i = 0; i < event->timings->len; i++)
                 {
-                  KiltLayerTiming t = g_array_index (event->timings, KiltLayerTiming, i);
+                  KiltLayerTiming t;
                   /* The strings belong to the event: keep copies in a side list. */
-                  t.layer = g_strdup (t.layer);
-                  t.type = g_strdup (t.type);
+                  kilt_layer_timing_copy (&t, &g_array_index (event->timings, KiltLayerTiming, i));
                   g_array_append_val (u->timings, t);
                 }
-              g_array_set_clear_func (u->timings, timing_clear);
+              g_array_set_clear_func (u->timings, kilt_layer_timing_clear);
             }
           break;
         case KILT_EVENT_LOG:

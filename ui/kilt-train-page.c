@@ -121,7 +121,9 @@ show_timings (KiltTrainPage *self, GArray *timings)
       g_autofree char *b = g_strdup_printf ("%.3f ms", t->backward_ms);
       g_autofree char *u = g_strdup_printf ("%.3f ms", t->update_ms);
       g_autofree char *s = g_strdup_printf ("%.1f%%", total > 0 ? 100 * sum / total : 0);
-      const char *cells[] = { t->layer, t->type, f, b, u, s };
+      g_autofree char *type
+          = t->algo ? g_strdup_printf ("%s · %s", t->type, t->algo) : g_strdup (t->type);
+      const char *cells[] = { t->layer, type, f, b, u, s };
       for (int c = 0; c < 6; c++)
         {
           GtkWidget *l = gtk_label_new (cells[c]);
