@@ -253,6 +253,22 @@ kilt_doctor_run (const KiltDeviceInfo *device, KiltDoctorProgress progress, gpoi
     }
   r->compile_seconds = seconds_since (t0);
   r->compile_cached = ctx->from_cache;
+  /* Convolutions both ways where the device has the implicit-GEMM kernels: training picks
+   * whichever is faster, so each must be right. */
+  if (ctx->igemm)
+    for (guint i = 0; i < cases->len; i++)
+      {
+        KiltLayerCheck c = g_array_index (cases, KiltLayerCheck, i);
+        g_autofree char *label = g_strconcat (c.label, ", implicit GEMM", NULL);
+
+        if (c.type != KILT_LAYER_CONV2D)
+          continue;
+        g_array_index (cases, KiltLayerCheck, i).algo = KILT_CONV_ALGO_IM2COL;
+        c.algo = KILT_CONV_ALGO_IGEMM;
+        c.label = g_intern_string (label);
+        g_array_insert_val (cases, ++i, c);
+      }
+  total = cases->len + 3;
 
   for (guint i = 0; i < cases->len; i++)
     {
@@ -331,13 +347,17 @@ kilt_doctor_report_text (const KiltDoctorReport *r)
   g_string_append_printf (s, "Device doctor: %s (%s)\n", r->device_name, r->device_id);
   g_string_append_printf (s, "  kernels:     %.2f s (%s)\n", r->compile_seconds,
                           r->compile_cached ? "from the cache" : "compiled");
+  int width = 28;
+
+  for (guint i = 0; i < r->checks->len; i++)
+    width = MAX (width, (int)strlen (g_array_index (r->checks, KiltDoctorCheck, i).op));
   for (guint i = 0; i < r->checks->len; i++)
     {
       KiltDoctorCheck *c = &g_array_index (r->checks, KiltDoctorCheck, i);
       if (c->error)
-        g_string_append_printf (s, "  %-28s FAIL  %s\n", c->op, c->error);
+        g_string_append_printf (s, "  %-*s FAIL  %s\n", width, c->op, c->error);
       else
-        g_string_append_printf (s, "  %-28s %s  max error %.1e\n", c->op,
+        g_string_append_printf (s, "  %-*s %s  max error %.1e\n", width, c->op,
                                 c->passed ? "pass" : "FAIL", c->max_error);
     }
   if (r->gemm_gflops > 0)

@@ -125,6 +125,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   node.type = check->type;
   node.klass = kilt_layer_class_get (check->type);
   node.cfg = check->cfg;
+  node.algo_forced = check->algo;
   node.n_inputs = check->n_inputs;
   for (guint i = 0; i < check->n_inputs; i++)
     {

@@ -17,6 +17,7 @@ typedef struct
   gboolean training;
   guint32 seed;
   gboolean accumulate; /* backward with din_beta 1 (add to the input gradient), not 0 */
+  guint algo;          /* a layer with several algorithms: this one (KiltNode.algo_forced) */
 } KiltLayerCheck;
 
 typedef struct

@@ -70,6 +70,14 @@ typedef struct
   KiltInit init;             /* kernel initialiser; biases start at zero */
 } KiltLayerConfig;
 
+/* Conv2D's algorithms (KiltNode.algo): im2col into device memory + a GEMM, or the
+ * implicit-GEMM kernels (kernels/igemm.cl), which never write the column matrix. */
+enum
+{
+  KILT_CONV_ALGO_IM2COL = 1,
+  KILT_CONV_ALGO_IGEMM = 2,
+};
+
 typedef struct _KiltNode KiltNode;
 typedef struct _KiltLayerClass KiltLayerClass;
 typedef struct _KiltExec KiltExec;
@@ -110,7 +118,8 @@ struct _KiltNode
    * reports (NULL: the layer has one algorithm). */
   guint algo;
   guint algo_batch;
-  guint algo_dw; /* Conv2D: the weight gradient's, measured on its own */
+  guint algo_forced; /* set by whoever built the node (the doctor): use this one, not timing */
+  guint algo_dw;     /* Conv2D: the weight gradient's, measured on its own */
   guint algo_dw_batch;
   const char *algo_name;
   /* What the measurement found, in ms: [forward, weight gradient][the first algorithm, the

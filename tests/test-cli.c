@@ -239,6 +239,33 @@ test_tune (void)
   g_unsetenv ("KILT_GEMM");
 }
 
+/* kilt-cli devices --test: the doctor checks every op on the default device, convolutions
+ * with each algorithm where the device has the implicit-GEMM kernels (PoCL does). */
+static void
+test_devices_test (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  Result r;
+
+  if (!cli_path () || !ctx)
+    return;
+  r = run_cli (NULL, (const char *const[]){ "devices", "--test", NULL });
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_null (strstr (r.out, "FAIL"));
+  g_assert_nonnull (strstr (r.out, "Conv2D 3x3 same, ReLU "));
+  if (ctx->igemm)
+    {
+      const char *line = strstr (r.out, "Conv2D 3x3 same, ReLU, implicit GEMM");
+      g_assert_nonnull (line);
+      g_assert_nonnull (strstr (line, " pass "));
+      g_assert_true (strstr (line, " pass ") < strchr (line, '\n'));
+      g_assert_nonnull (strstr (r.out, "Conv2D 5x5 valid, stride 2, implicit GEMM"));
+    }
+  g_assert_nonnull (strstr (r.out, "verdict:     Usable"));
+  result_clear (&r);
+}
+
 /* kilt-cli bench on a real CSV (the MLP workload): the model takes the file's features, the
  * first step matches the C reference, and the timing covers the steps asked for. */
 static void
@@ -593,6 +620,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/tune", test_tune);
   g_test_add_func ("/cli/bench-csv", test_bench_csv);
   g_test_add_func ("/cli/bench-conv-algo", test_bench_conv_algo);
+  g_test_add_func ("/cli/devices-test", test_devices_test);
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/killed-run", test_killed_run);

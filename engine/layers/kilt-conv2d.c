@@ -308,15 +308,9 @@ conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, fl
   return conv_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
 }
 
-/* The two algorithms: im2col into the workspace + one GEMM per chunk of the batch, or the
- * implicit-GEMM kernels (kernels/igemm.cl), which never write the column matrix. The second
- * does the forward pass and the data gradient of stride-1 convolutions. */
-enum
-{
-  CONV_ALGO_IM2COL = 1,
-  CONV_ALGO_IGEMM = 2,
-};
-
+/* The two algorithms (KILT_CONV_ALGO_*): im2col into the workspace + one GEMM per chunk of the
+ * batch, or the implicit-GEMM kernels, which do the forward pass, the weight gradient and the
+ * data gradient of stride-1 convolutions. */
 static const char *const conv_algo_names[] = { NULL, "im2col + GEMM", "implicit GEMM" };
 
 /* For reports: one name where the forward pass and the weight gradient use the same. */
@@ -325,8 +319,8 @@ conv_algo_label (guint algo, guint algo_dw)
 {
   if (!algo_dw || algo == algo_dw)
     return conv_algo_names[algo];
-  return algo == CONV_ALGO_IGEMM ? "implicit GEMM, weights by im2col + GEMM"
-                                 : "im2col + GEMM, weights by implicit GEMM";
+  return algo == KILT_CONV_ALGO_IGEMM ? "implicit GEMM, weights by im2col + GEMM"
+                                      : "im2col + GEMM, weights by implicit GEMM";
 }
 
 /* Whether the implicit-GEMM kernels can run over @columns output columns: the device has them
@@ -541,21 +535,24 @@ conv_forward_im2col (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
   return TRUE;
 }
 
-/* What $KILT_CONV_IGEMM and the device settle before any timing: im2col on CPU devices, where
- * PoCL runs it faster than kernels built around local memory and barriers, and where the
- * implicit-GEMM kernels do not fit; 0 where the two are to be timed. $KILT_CONV_IGEMM=1 or 0
- * forces one; =measure times them on a CPU too. */
+/* What the node's builder (node->algo_forced), $KILT_CONV_IGEMM and the device settle before
+ * any timing: im2col on CPU devices, where PoCL runs it faster than kernels built around local
+ * memory and barriers, and where the implicit-GEMM kernels do not fit; 0 where the two are to
+ * be timed. $KILT_CONV_IGEMM=1 or 0 forces one; =measure times them on a CPU too. */
 static guint
-conv_settled (KiltExec *ex, gsize columns)
+conv_settled (const KiltNode *node, KiltExec *ex, gsize columns)
 {
   const char *forced = g_getenv ("KILT_CONV_IGEMM");
   gboolean measure = forced && g_str_equal (forced, "measure");
   gboolean fits = conv_igemm_fits (ex->ctx, columns);
 
+  if (node->algo_forced)
+    return fits && node->algo_forced == KILT_CONV_ALGO_IGEMM ? KILT_CONV_ALGO_IGEMM
+                                                             : KILT_CONV_ALGO_IM2COL;
   if (forced && *forced && !measure)
-    return fits && g_str_equal (forced, "1") ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+    return fits && g_str_equal (forced, "1") ? KILT_CONV_ALGO_IGEMM : KILT_CONV_ALGO_IM2COL;
   if (!fits || (!measure && ex->ctx->info->type && g_str_equal (ex->ctx->info->type, "CPU")))
-    return CONV_ALGO_IM2COL;
+    return KILT_CONV_ALGO_IM2COL;
   return 0;
 }
 
@@ -580,15 +577,15 @@ conv_measure (KiltNode *node, KiltExec *ex, const ConvGeom *g, ConvRun run, gcon
   ex->ctx->profiling = FALSE;
   for (guint r = 0; r < 8; r++)
     {
-      guint algo = r % 2 ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
-      GError **e = algo == CONV_ALGO_IGEMM ? &igemm_error : error;
+      guint algo = r % 2 ? KILT_CONV_ALGO_IGEMM : KILT_CONV_ALGO_IM2COL;
+      GError **e = algo == KILT_CONV_ALGO_IGEMM ? &igemm_error : error;
       gint64 t0 = g_get_monotonic_time ();
 
-      if (algo == CONV_ALGO_IGEMM && igemm_error)
+      if (algo == KILT_CONV_ALGO_IGEMM && igemm_error)
         continue;
       if (!run (node, ex, g, algo, data, e) || !kilt_context_finish (ex->ctx, e))
         {
-          if (algo == CONV_ALGO_IM2COL)
+          if (algo == KILT_CONV_ALGO_IM2COL)
             goto out;
           continue;
         }
@@ -598,12 +595,13 @@ conv_measure (KiltNode *node, KiltExec *ex, const ConvGeom *g, ConvRun run, gcon
   if (igemm_error)
     g_debug ("%s %s: the implicit-GEMM kernels failed (%s); using im2col", node->name, what,
              igemm_error->message);
-  choice = t[CONV_ALGO_IGEMM] < t[CONV_ALGO_IM2COL] ? CONV_ALGO_IGEMM : CONV_ALGO_IM2COL;
+  choice = t[KILT_CONV_ALGO_IGEMM] < t[KILT_CONV_ALGO_IM2COL] ? KILT_CONV_ALGO_IGEMM
+                                                              : KILT_CONV_ALGO_IM2COL;
   for (guint a = 0; a < 2; a++)
     ms[a] = t[a + 1] == G_MAXINT64 ? 0 : t[a + 1] / 1e3;
   g_debug ("%s %s at batch %u: im2col %.3f ms, implicit GEMM %.3f ms", node->name, what, ex->batch,
-           t[CONV_ALGO_IM2COL] / 1e3,
-           t[CONV_ALGO_IGEMM] == G_MAXINT64 ? NAN : t[CONV_ALGO_IGEMM] / 1e3);
+           t[KILT_CONV_ALGO_IM2COL] / 1e3,
+           t[KILT_CONV_ALGO_IGEMM] == G_MAXINT64 ? NAN : t[KILT_CONV_ALGO_IGEMM] / 1e3);
 out:
   ex->ctx->profiling = profiling;
   return choice;
@@ -613,7 +611,7 @@ static gboolean
 conv_forward_run (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, gconstpointer data,
                   GError **error)
 {
-  if (algo == CONV_ALGO_IGEMM)
+  if (algo == KILT_CONV_ALGO_IGEMM)
     return conv_forward_igemm (node, ex, g, error);
   return conv_forward_im2col (node, ex, g, error);
 }
@@ -623,7 +621,7 @@ conv_forward_run (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, g
 static gboolean
 conv_choose (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
 {
-  guint algo = conv_settled (ex, (gsize)ex->batch * g->P);
+  guint algo = conv_settled (node, ex, (gsize)ex->batch * g->P);
 
   if (!algo && node->algo_batch == ex->batch && node->algo)
     algo = node->algo;
@@ -742,7 +740,7 @@ conv_parts_run (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, gui
   KiltNode *src = kilt_exec_input (ex, node, 0);
   gsize np = (gsize)nb * g->P;
 
-  if (algo == CONV_ALGO_IGEMM)
+  if (algo == KILT_CONV_ALGO_IGEMM)
     return conv_parts_igemm (node, ex, g, b0, nb, parts, error);
   return conv_im2col (ex, g, src->out, b0, nb, error)
          && conv_parts_im2col (ex, g, np, parts, error);
@@ -796,7 +794,7 @@ static gboolean
 conv_choose_dw (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint nb, cl_uint parts,
                 GError **error)
 {
-  guint algo = conv_settled (ex, (gsize)nb * g->P);
+  guint algo = conv_settled (node, ex, (gsize)nb * g->P);
   PartsRun run = { b0, nb, parts };
 
   if (!algo && node->algo_dw_batch == ex->batch && node->algo_dw)
@@ -857,7 +855,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
         return FALSE;
       if (!node->din_needed[0])
         continue;
-      if (node->algo == CONV_ALGO_IGEMM && g.sh == 1 && g.sw == 1
+      if (node->algo == KILT_CONV_ALGO_IGEMM && g.sh == 1 && g.sw == 1
           && conv_igemm_fits (ex->ctx, (gsize)nb * g.H * g.W))
         {
           if (!conv_data_grad_igemm (node, ex, &g, src->dout, b0, nb, node->din_beta[0], error))
