@@ -30,6 +30,8 @@ phase_tune () {
   cp ~/.config/kilt/clblast/*.json "$out/" 2>/dev/null
 }
 phase_kilt () {
+  # Every op against the reference first, convolutions with each algorithm.
+  timeout 120 kilt-cli devices --test --device "$dev" 2>&1 | tee "$out/doctor.txt" | grep -E "Conv|verdict"
   kb --model cifar10_cnn --batch 32
   kb --model cifar10_cnn --batch 128
   kb --model cifar10_cnn --batch 256
