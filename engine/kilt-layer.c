@@ -354,3 +354,16 @@ kilt_layer_out_dim (guint in, guint k, guint s, gboolean same, guint *out, guint
   *out = (in - k) / s + 1;
   return TRUE;
 }
+
+gboolean
+kilt_layer_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError **error)
+{
+  size_t global[3] = { x, y, z }, local[3] = { 1, 1, 1 };
+  size_t cap = MIN ((size_t)64, ex->ctx->info->max_work_group);
+
+  while (local[0] < x && local[0] * 2 <= cap)
+    local[0] *= 2;
+  while (local[1] < y && local[0] * local[1] * 2 <= cap)
+    local[1] *= 2;
+  return kilt_context_launch (ex->ctx, k, 3, global, local, error);
+}

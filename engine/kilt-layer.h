@@ -238,6 +238,10 @@ gboolean kilt_layer_act_backward (KiltExec *ex, KiltNode *node, KiltActivation a
 /* One spatial output size as Keras/TensorFlow compute it for convolution and pooling: same
  * -> ceil (in / stride) with the odd padding pixel after; valid -> floor ((in - k) / s) + 1.
  * FALSE when the window does not fit (valid) or the output is empty. */
+/* A 3-D launch over (x, y, z) with groups of about 64 work-items shaped to the rows, so a
+ * small row (13 wide) does not leave most of a 64-wide group idle; kernels index by
+ * (x, y, z) instead of dividing a flat index. */
+gboolean kilt_layer_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError **error);
 gboolean kilt_layer_out_dim (guint in, guint k, guint s, gboolean same, guint *out,
                              guint *pad_before);
 /* y = beta * y + x over n floats (a copy when beta is 0). */

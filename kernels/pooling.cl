@@ -1,18 +1,19 @@
 /* Max and average pooling (valid or Keras "same" padding) and global average pooling, NCHW. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 
-/* One work-item per output element. Padding never takes part: max looks only at real
- * pixels, average divides by how many real pixels the window covers (as Keras does). Max
+/* One work-item per output element, over (OW, OH, planes): no integer division, which on a
+ * CPU (PoCL) cost more than the pooling itself. Padding never takes part: max looks only at
+ * real pixels, average divides by how many real pixels the window covers (as Keras does). Max
  * pooling records the winner's index within the plane (the first of equal maxima). */
 __kernel void kilt_pool_forward (__global float *out, __global int *arg, __global const float *x,
-                                 const uint n, const uint H, const uint W, const uint OH,
+                                 const uint planes, const uint H, const uint W, const uint OH,
                                  const uint OW, const uint kh, const uint kw, const uint sh,
                                  const uint sw, const uint pt, const uint pl, const int is_max)
 {
-  uint gid = get_global_id (0);
-  if (gid >= n)
+  uint ox = get_global_id (0), oy = get_global_id (1), bc = get_global_id (2);
+  if (ox >= OW || oy >= OH || bc >= planes)
     return;
-  uint ox = gid % OW, oy = (gid / OW) % OH, bc = gid / (OW * OH);
+  size_t gid = ((size_t) bc * OH + oy) * OW + ox;
   __global const float *plane = x + (size_t) bc * H * W;
   int y0 = (int) (oy * sh) - (int) pt, x0 = (int) (ox * sw) - (int) pl;
   int ylo = max (y0, 0), yhi = min (y0 + (int) kh, (int) H);
@@ -89,15 +90,15 @@ __kernel void kilt_pool_backward (__global float *din, __global const float *dou
  * integer divisions) that kilt_pool_backward does per input. The last window of a row or column
  * also takes the pixels past it that no window covers. din = beta * din + that. */
 __kernel void kilt_maxpool_backward_tiles (__global float *din, __global const float *dout,
-                                           __global const int *arg, const uint n,
+                                           __global const int *arg, const uint planes,
                                            const uint H, const uint W, const uint OH,
                                            const uint OW, const uint kh, const uint kw,
                                            const float beta)
 {
-  uint gid = get_global_id (0);
-  if (gid >= n)
+  uint ox = get_global_id (0), oy = get_global_id (1), bc = get_global_id (2);
+  if (ox >= OW || oy >= OH || bc >= planes)
     return;
-  uint ox = gid % OW, t = gid / OW, oy = t % OH, bc = t / OH;
+  size_t gid = ((size_t) bc * OH + oy) * OW + ox;
   __global float *plane = din + (size_t) bc * H * W;
   int win = arg[gid];
   float g = dout[gid];

@@ -222,21 +222,6 @@ ws_parts (const ConvGeom *g, gsize np)
   return (g->Kc + g->F) * np;
 }
 
-/* A 3-D launch over (x, y, z) with groups of about 64 work-items shaped to the rows, so a
- * small row (13 wide) does not leave most of a 64-wide group idle. */
-static gboolean
-conv_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError **error)
-{
-  size_t global[3] = { x, y, z }, local[3] = { 1, 1, 1 };
-  size_t cap = MIN ((size_t)64, ex->ctx->info->max_work_group);
-
-  while (local[0] < x && local[0] * 2 <= cap)
-    local[0] *= 2;
-  while (local[1] < y && local[0] * local[1] * 2 <= cap)
-    local[1] *= 2;
-  return kilt_context_launch (ex->ctx, k, 3, global, local, error);
-}
-
 /* im2col, col2im, scatter and gather a row per work-item (kernels/conv.cl) on CPU devices,
  * where the element-wise kernels' scattered stores were slower than the GEMMs;
  * $KILT_CONV_IM2COL=rows or items forces one, for tests. */
@@ -281,8 +266,8 @@ conv_im2col (KiltExec *ex, const ConvGeom *g, cl_mem x, guint b0, guint nb, GErr
   KILT_ARG (k, 16, ones, err);
   g_assert (err == CL_SUCCESS);
   if (rows)
-    return conv_launch3 (ex, k, g->K, nb, 1, error);
-  return conv_launch3 (ex, k, g->OW, g->OH, (gsize)g->C * nb, error);
+    return kilt_layer_launch3 (ex, k, g->K, nb, 1, error);
+  return kilt_layer_launch3 (ex, k, g->OW, g->OH, (gsize)g->C * nb, error);
 }
 
 static gboolean
@@ -304,8 +289,8 @@ conv_col2im (KiltExec *ex, const ConvGeom *g, cl_mem din, guint b0, guint nb, fl
   KILT_ARG (k, 16, beta, err);
   g_assert (err == CL_SUCCESS);
   if (rows)
-    return conv_launch3 (ex, k, g->H, g->C, nb, error);
-  return conv_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
+    return kilt_layer_launch3 (ex, k, g->H, g->C, nb, error);
+  return kilt_layer_launch3 (ex, k, g->W, g->H, (gsize)g->C * nb, error);
 }
 
 /* The two algorithms (KILT_CONV_ALGO_*): im2col into the workspace + one GEMM per chunk of the
@@ -528,8 +513,8 @@ conv_forward_im2col (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
       KILT_ARG (scatter, 10, act, err);
       KILT_ARG (scatter, 11, alpha, err);
       g_assert (err == CL_SUCCESS);
-      if (!(rows ? conv_launch3 (ex, scatter, g->F, nb, 1, error)
-                 : conv_launch3 (ex, scatter, g->P, g->F, nb, error)))
+      if (!(rows ? kilt_layer_launch3 (ex, scatter, g->F, nb, 1, error)
+                 : kilt_layer_launch3 (ex, scatter, g->P, g->F, nb, error)))
         return FALSE;
     }
   return TRUE;
@@ -847,8 +832,8 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (gather, 8, act, err);
       KILT_ARG (gather, 9, alpha, err);
       g_assert (err == CL_SUCCESS);
-      if (!(rows ? conv_launch3 (ex, gather, g.F, nb, 1, error)
-                 : conv_launch3 (ex, gather, g.P, g.F, nb, error))
+      if (!(rows ? kilt_layer_launch3 (ex, gather, g.F, nb, 1, error)
+                 : kilt_layer_launch3 (ex, gather, g.P, g.F, nb, error))
           || (b0 == 0 && !conv_choose_dw (node, ex, &g, b0, nb, parts, error))
           || !conv_parts_run (node, ex, &g, node->algo_dw, b0, nb, parts, error)
           || !conv_sum_parts (node, ex, &g, np, parts, b0 > 0 ? 1.0f : 0.0f, error))

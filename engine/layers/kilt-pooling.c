@@ -87,7 +87,7 @@ pool_forward (KiltNode *node, KiltExec *ex, GError **error)
     return FALSE;
   g_return_val_if_fail (!is_max || node->saved != NULL, FALSE);
   pool_geom (node, &g);
-  n = ex->batch * g.C * g.OH * g.OW;
+  n = ex->batch * g.C;
   KILT_ARG (k, 0, node->out, err);
   KILT_ARG (k, 1, arg, err);
   KILT_ARG (k, 2, src->out, err);
@@ -104,7 +104,7 @@ pool_forward (KiltNode *node, KiltExec *ex, GError **error)
   KILT_ARG (k, 13, g.pl, err);
   KILT_ARG (k, 14, is_max, err);
   g_assert (err == CL_SUCCESS);
-  return kilt_context_launch_1d (ex->ctx, k, n, error);
+  return kilt_layer_launch3 (ex, k, g.OW, g.OH, n, error);
 }
 
 static gboolean
@@ -130,7 +130,8 @@ pool_backward (KiltNode *node, KiltExec *ex, GError **error)
                            error);
   if (!k)
     return FALSE;
-  n = ex->batch * g.C * (tiles ? g.OH * g.OW : g.H * g.W);
+  /* The tiled kernel runs over (OW, OH, planes), the general one over every input element. */
+  n = ex->batch * g.C * (tiles ? 1 : g.H * g.W);
   KILT_ARG (k, 0, src->dout, err);
   KILT_ARG (k, 1, node->dout, err);
   KILT_ARG (k, 2, arg, err);
@@ -153,6 +154,8 @@ pool_backward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (k, 15, node->din_beta[0], err);
     }
   g_assert (err == CL_SUCCESS);
+  if (tiles)
+    return kilt_layer_launch3 (ex, k, g.OW, g.OH, n, error);
   return kilt_context_launch_1d (ex->ctx, k, n, error);
 }
 
