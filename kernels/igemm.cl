@@ -77,6 +77,27 @@ kilt_igemm_unpack (float4 v, float *dst)
   dst[3] = v.w;
 }
 
+/* Inside KILT_IGEMM_KERNEL: the global loads of the tile of taps K0 .. K0 + IGEMM_TK, through
+ * its tap table TB, into the registers av (A) and bv (B). */
+#define KILT_IGEMM_LOAD(TB, K0) \
+  do \
+    { \
+      _Pragma ("unroll") \
+      for (uint r = 0; r < AR; r++) \
+        { \
+          uint kk = ak0 + r * AKS; \
+          av[r] = a_in && (K0) + kk < K ? A[a_row + (TB)[kk].w] : 0.0f; \
+        } \
+      _Pragma ("unroll") \
+      for (uint r = 0; r < BR; r++) \
+        { \
+          int4 e = (TB)[br0 + r * BRS]; \
+          int y = y0 + e.y, x = x0 + e.z; \
+          bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f; \
+        } \
+    } \
+  while (0)
+
 /* A kernel for one tile shape. A macro rather than a function of TM and TN: with the sizes
  * constant from the start, clang (for NVPTX and PoCL alike) keeps the accumulators and the
  * staged loads in registers. As a function inlined into two kernels, they stayed in a stack
@@ -120,19 +141,7 @@ NAME (KILT_IGEMM_ARGS) \
  \
   kilt_igemm_taps (tab, 0, K, kh, kw, img_cs, IW, a_cs, a_flip); \
   barrier (CLK_LOCAL_MEM_FENCE); \
-  _Pragma ("unroll") \
-  for (uint r = 0; r < AR; r++) \
-    { \
-      uint kk = ak0 + r * AKS; \
-      av[r] = a_in && kk < K ? A[a_row + tab[kk].w] : 0.0f; \
-    } \
-  _Pragma ("unroll") \
-  for (uint r = 0; r < BR; r++) \
-    { \
-      int4 e = tab[br0 + r * BRS]; \
-      int y = y0 + e.y, x = x0 + e.z; \
-      bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f; \
-    } \
+  KILT_IGEMM_LOAD (tab, 0); \
  \
   for (uint t = 0; t < tiles; t++) \
     { \
@@ -148,21 +157,7 @@ NAME (KILT_IGEMM_ARGS) \
       kilt_igemm_taps (next, k1, K, kh, kw, img_cs, IW, a_cs, a_flip); \
       barrier (CLK_LOCAL_MEM_FENCE); \
       if (t + 1 < tiles) \
-        { \
-          _Pragma ("unroll") \
-          for (uint r = 0; r < AR; r++) \
-            { \
-              uint kk = ak0 + r * AKS; \
-              av[r] = a_in && k1 + kk < K ? A[a_row + next[kk].w] : 0.0f; \
-            } \
-          _Pragma ("unroll") \
-          for (uint r = 0; r < BR; r++) \
-            { \
-              int4 e = next[br0 + r * BRS]; \
-              int y = y0 + e.y, x = x0 + e.z; \
-              bv[r] = (uint) y < IH && (uint) x < IW ? img[base + e.x] : 0.0f; \
-            } \
-        } \
+        KILT_IGEMM_LOAD (next, k1); \
       _Pragma ("unroll") \
       for (uint kk = 0; kk < IGEMM_TK; kk++) \
         { \

@@ -601,25 +601,36 @@ conv_forward_run (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, g
   return conv_forward_im2col (node, ex, g, error);
 }
 
-/* Sets node->algo, for the forward pass and the data gradient: settled, or measured once per
- * batch size on the real step's forward pass. */
+/* Sets *@algo for one pass: settled over @columns, kept from an earlier measurement at this
+ * batch size (*@batch), or measured now with @run; the layer's label follows. */
+static gboolean
+conv_pick (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize columns, guint *algo,
+           guint *batch, ConvRun run, gconstpointer data, const char *what, double *ms,
+           GError **error)
+{
+  guint a = conv_settled (node, ex, columns);
+
+  if (!a && *batch == ex->batch && *algo)
+    a = *algo;
+  else if (!a)
+    {
+      a = conv_measure (node, ex, g, run, data, what, ms, error);
+      if (!a)
+        return FALSE;
+      *batch = ex->batch;
+    }
+  *algo = a;
+  node->algo_name = conv_algo_label (node->algo, node->algo_dw);
+  return TRUE;
+}
+
+/* Sets node->algo, for the forward pass and the data gradient, measured on the real step's
+ * forward pass. */
 static gboolean
 conv_choose (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
 {
-  guint algo = conv_settled (node, ex, (gsize)ex->batch * g->P);
-
-  if (!algo && node->algo_batch == ex->batch && node->algo)
-    algo = node->algo;
-  else if (!algo)
-    {
-      algo = conv_measure (node, ex, g, conv_forward_run, NULL, "forward", node->algo_ms[0], error);
-      if (!algo)
-        return FALSE;
-      node->algo_batch = ex->batch;
-    }
-  node->algo = algo;
-  node->algo_name = conv_algo_label (node->algo, node->algo_dw);
-  return TRUE;
+  return conv_pick (node, ex, g, (gsize)ex->batch * g->P, &node->algo, &node->algo_batch,
+                    conv_forward_run, NULL, "forward", node->algo_ms[0], error);
 }
 
 static gboolean
@@ -779,22 +790,10 @@ static gboolean
 conv_choose_dw (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint nb, cl_uint parts,
                 GError **error)
 {
-  guint algo = conv_settled (node, ex, (gsize)nb * g->P);
   PartsRun run = { b0, nb, parts };
 
-  if (!algo && node->algo_dw_batch == ex->batch && node->algo_dw)
-    algo = node->algo_dw;
-  else if (!algo)
-    {
-      algo = conv_measure (node, ex, g, conv_parts_measured, &run, "weight gradient",
-                           node->algo_ms[1], error);
-      if (!algo)
-        return FALSE;
-      node->algo_dw_batch = ex->batch;
-    }
-  node->algo_dw = algo;
-  node->algo_name = conv_algo_label (node->algo, node->algo_dw);
-  return TRUE;
+  return conv_pick (node, ex, g, (gsize)nb * g->P, &node->algo_dw, &node->algo_dw_batch,
+                    conv_parts_measured, &run, "weight gradient", node->algo_ms[1], error);
 }
 
 static gboolean
