@@ -72,6 +72,58 @@ max_pool_saved_floats (const KiltNode *node, guint batch)
   return (gsize)batch * kilt_shape_size (&node->out_shape);
 }
 
+/* Max pooling whose windows tile the plane (strides equal to the window, no padding before),
+ * Keras' usual 2 x 2. */
+static gboolean
+pool_tiles (const KiltNode *node, const PoolGeom *g)
+{
+  return node->type == KILT_LAYER_MAX_POOL2D && g->sh == g->kh && g->sw == g->kw && g->pt == 0
+         && g->pl == 0;
+}
+
+/* The row-per-work-item kernels for tiling max pooling on CPU devices; $KILT_POOL_ROWS=1 or 0
+ * forces them on or off (tests run both kinds everywhere). */
+static gboolean
+pool_rows (const KiltDeviceInfo *info)
+{
+  const char *forced = g_getenv ("KILT_POOL_ROWS");
+
+  if (forced && *forced)
+    return g_str_equal (forced, "1");
+  return info->type && g_str_equal (info->type, "CPU");
+}
+
+/* Launches one of the tiling max-pooling kernels, whose first ten arguments are the same
+ * (the backward one takes beta after them): over (OW, OH, planes) for the element kernels,
+ * (OH, planes) for the row kernels. */
+static gboolean
+pool_tiles_launch (KiltExec *ex, const PoolGeom *g, const char *name, gboolean rows, cl_mem a0,
+                   cl_mem a1, cl_mem a2, const float *beta, GError **error)
+{
+  cl_kernel k = kilt_context_kernel (ex->ctx, name, error);
+  cl_uint planes = ex->batch * g->C;
+  cl_int err = CL_SUCCESS;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, a0, err);
+  KILT_ARG (k, 1, a1, err);
+  KILT_ARG (k, 2, a2, err);
+  KILT_ARG (k, 3, planes, err);
+  KILT_ARG (k, 4, g->H, err);
+  KILT_ARG (k, 5, g->W, err);
+  KILT_ARG (k, 6, g->OH, err);
+  KILT_ARG (k, 7, g->OW, err);
+  KILT_ARG (k, 8, g->kh, err);
+  KILT_ARG (k, 9, g->kw, err);
+  if (beta)
+    KILT_ARG (k, 10, *beta, err);
+  g_assert (err == CL_SUCCESS);
+  if (rows)
+    return kilt_layer_launch3 (ex, k, g->OH, planes, 1, error);
+  return kilt_layer_launch3 (ex, k, g->OW, g->OH, planes, error);
+}
+
 static gboolean
 pool_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
@@ -87,6 +139,9 @@ pool_forward (KiltNode *node, KiltExec *ex, GError **error)
     return FALSE;
   g_return_val_if_fail (!is_max || node->saved != NULL, FALSE);
   pool_geom (node, &g);
+  if (pool_tiles (node, &g) && pool_rows (ex->ctx->info))
+    return pool_tiles_launch (ex, &g, "kilt_maxpool_tiles_rows", TRUE, node->out, arg, src->out,
+                              NULL, error);
   n = ex->batch * g.C;
   KILT_ARG (k, 0, node->out, err);
   KILT_ARG (k, 1, arg, err);
@@ -116,22 +171,25 @@ pool_backward (KiltNode *node, KiltExec *ex, GError **error)
   cl_mem arg = is_max ? node->saved : node->out;
   PoolGeom g = { 0 };
   cl_uint n;
-  gboolean tiles;
 
   if (!node->din_needed[0])
     return TRUE;
   pool_geom (node, &g);
   /* Keras' usual MaxPooling2D (2 x 2, strides 2) has windows that tile the plane: a work-item
-   * per window instead of a search per input. Measured on PoCL (2 cores), cifar10_cnn batch
-   * 32: the first pooling's backward went from 5.9 to 1.9 ms, the step from 72-78 to 68-69 ms.
-   * The two kernels share their first ten arguments. */
-  tiles = is_max && g.sh == g.kh && g.sw == g.kw && g.pt == 0 && g.pl == 0;
-  k = kilt_context_kernel (ex->ctx, tiles ? "kilt_maxpool_backward_tiles" : "kilt_pool_backward",
-                           error);
+   * per window (or, on a CPU, per row of windows) instead of a search per input. Measured on
+   * PoCL (2 cores), cifar10_cnn batch 32: the first pooling's backward went from 5.9 to 1.9 ms,
+   * the step from 72-78 to 68-69 ms. */
+  if (pool_tiles (node, &g))
+    {
+      gboolean rows = pool_rows (ex->ctx->info);
+      return pool_tiles_launch (
+          ex, &g, rows ? "kilt_maxpool_backward_tiles_rows" : "kilt_maxpool_backward_tiles", rows,
+          src->dout, node->dout, arg, &node->din_beta[0], error);
+    }
+  k = kilt_context_kernel (ex->ctx, "kilt_pool_backward", error);
   if (!k)
     return FALSE;
-  /* The tiled kernel runs over (OW, OH, planes), the general one over every input element. */
-  n = ex->batch * g.C * (tiles ? 1 : g.H * g.W);
+  n = ex->batch * g.C * g.H * g.W;
   KILT_ARG (k, 0, src->dout, err);
   KILT_ARG (k, 1, node->dout, err);
   KILT_ARG (k, 2, arg, err);
@@ -142,20 +200,13 @@ pool_backward (KiltNode *node, KiltExec *ex, GError **error)
   KILT_ARG (k, 7, g.OW, err);
   KILT_ARG (k, 8, g.kh, err);
   KILT_ARG (k, 9, g.kw, err);
-  if (tiles)
-    KILT_ARG (k, 10, node->din_beta[0], err);
-  else
-    {
-      KILT_ARG (k, 10, g.sh, err);
-      KILT_ARG (k, 11, g.sw, err);
-      KILT_ARG (k, 12, g.pt, err);
-      KILT_ARG (k, 13, g.pl, err);
-      KILT_ARG (k, 14, is_max, err);
-      KILT_ARG (k, 15, node->din_beta[0], err);
-    }
+  KILT_ARG (k, 10, g.sh, err);
+  KILT_ARG (k, 11, g.sw, err);
+  KILT_ARG (k, 12, g.pt, err);
+  KILT_ARG (k, 13, g.pl, err);
+  KILT_ARG (k, 14, is_max, err);
+  KILT_ARG (k, 15, node->din_beta[0], err);
   g_assert (err == CL_SUCCESS);
-  if (tiles)
-    return kilt_layer_launch3 (ex, k, g.OW, g.OH, n, error);
   return kilt_context_launch_1d (ex->ctx, k, n, error);
 }
 
