@@ -167,6 +167,77 @@ test_conv_implicit_gemm (void)
   g_unsetenv ("KILT_CONV_IGEMM");
 }
 
+/* Whether an injected launch failure is still pending (it did not fire): kilt_fault_hit ()
+ * counts it down to TRUE only then. Clears it either way. */
+static gboolean
+fault_pending (void)
+{
+  gboolean pending = FALSE;
+
+  for (guint i = 0; i < 1000 && !pending; i++)
+    pending = kilt_fault_hit (KILT_FAULT_ENQUEUE);
+  kilt_fault_set (KILT_FAULT_ENQUEUE, 0);
+  return pending;
+}
+
+/* While a layer times its two algorithms, an implicit-GEMM launch that fails makes it keep
+ * im2col and go on, with right results; a failing im2col launch, or any launch after the
+ * choice, fails the step with a message naming the kernel. Every launch of one checked step is
+ * failed in turn, until the injected failure no longer fires. */
+static void
+test_conv_igemm_fallback (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  ConvCase cc = { 3, 6, 7, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 };
+  KiltLayerCheck c = conv_check ("conv timed, a launch failing", &cc);
+  guint absorbed = 0, failed = 0, nth;
+
+  if (!ctx || !ctx->igemm)
+    {
+      g_test_skip ("the device has no implicit-GEMM kernels");
+      return;
+    }
+  g_setenv ("KILT_CONV_IGEMM", "measure", TRUE);
+  for (nth = 1; nth < 200; nth++)
+    {
+      KiltLayerCheckResult r;
+      g_autoptr (GError) error = NULL;
+      gboolean ok;
+
+      kilt_fault_set (KILT_FAULT_ENQUEUE, nth);
+      ok = kilt_layer_check_run (ctx, &c, &r, &error);
+      if (fault_pending ())
+        {
+          g_assert_true (ok);
+          break;
+        }
+      if (ok)
+        {
+          absorbed++;
+          g_assert_cmpfloat (r.forward, <=, KILT_TEST_TOL_FORWARD);
+          g_assert_cmpfloat (r.backward_input, <=, KILT_TEST_TOL_BACKWARD);
+          g_assert_cmpfloat (r.backward_param, <=, KILT_TEST_TOL_BACKWARD);
+        }
+      else
+        {
+          failed++;
+          g_assert_nonnull (error);
+          g_assert_nonnull (strstr (error->message, "injected fault"));
+          /* It names what failed: the kernel, or the GEMM with its shape. */
+          g_assert_true (strstr (error->message, "kernel kilt_")
+                         || g_str_has_prefix (error->message, "GEMM "));
+        }
+    }
+  g_unsetenv ("KILT_CONV_IGEMM");
+  g_test_message ("%u launches: %u failures absorbed by the timing, %u failed the step", nth - 1,
+                  absorbed, failed);
+  g_assert_cmpuint (nth, <, 200);
+  /* Forward and weight gradient each time the implicit kernels four times; their failures are
+   * absorbed. */
+  g_assert_cmpuint (absorbed, >=, 2);
+  g_assert_cmpuint (failed, >, 0);
+}
+
 static void
 test_conv_accumulate (void)
 {
@@ -424,6 +495,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/conv2d/accumulate", test_conv_accumulate);
   g_test_add_func ("/layers/conv2d/other-kernels", test_conv_other_kernels);
   g_test_add_func ("/layers/conv2d/implicit-gemm", test_conv_implicit_gemm);
+  g_test_add_func ("/layers/conv2d/implicit-gemm-fallback", test_conv_igemm_fallback);
   g_test_add_func ("/layers/pool/infer", test_pool_infer);
   g_test_add_func ("/layers/pool/max", test_max_pool);
   g_test_add_func ("/layers/pool/avg", test_avg_pool);
