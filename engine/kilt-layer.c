@@ -367,3 +367,13 @@ kilt_layer_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError
     local[1] *= 2;
   return kilt_context_launch (ex->ctx, k, 3, global, local, error);
 }
+
+gboolean
+kilt_layer_use_rows (const KiltDeviceInfo *info, const char *env)
+{
+  const char *forced = g_getenv (env);
+
+  if (forced && (g_str_equal (forced, "rows") || g_str_equal (forced, "items")))
+    return g_str_equal (forced, "rows");
+  return info->type && g_str_equal (info->type, "CPU");
+}

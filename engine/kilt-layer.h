@@ -242,6 +242,10 @@ gboolean kilt_layer_act_backward (KiltExec *ex, KiltNode *node, KiltActivation a
  * small row (13 wide) does not leave most of a 64-wide group idle; kernels index by
  * (x, y, z) instead of dividing a flat index. */
 gboolean kilt_layer_launch3 (KiltExec *ex, cl_kernel k, gsize x, gsize y, gsize z, GError **error);
+/* Whether a layer runs its row-per-work-item kernels (CPU devices: PoCL runs a group's
+ * work-items in a loop, where per-element kernels pay for gathers and divisions), unless
+ * $@env says "rows" or "items" (tests run both kinds everywhere). */
+gboolean kilt_layer_use_rows (const KiltDeviceInfo *info, const char *env);
 gboolean kilt_layer_out_dim (guint in, guint k, guint s, gboolean same, guint *out,
                              guint *pad_before);
 /* y = beta * y + x over n floats (a copy when beta is 0). */

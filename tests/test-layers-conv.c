@@ -393,14 +393,14 @@ test_max_pool (void)
    * per work-item (CPUs) or a window per work-item (GPUs). */
   for (guint v = 0; v < 2; v++)
     {
-      g_setenv ("KILT_POOL_ROWS", v ? "1" : "0", TRUE);
+      g_setenv ("KILT_POOL_KERNELS", v ? "rows" : "items", TRUE);
       pool_case ("max 2x2, forced", t, (KiltShape){ 2, 6, 6 }, 2, 2, 0, 0, FALSE, 3, FALSE);
       pool_case ("max 2x2 odd adds, forced", t, (KiltShape){ 2, 7, 5 }, 2, 2, 0, 0, FALSE, 3, TRUE);
       pool_case ("max 3x3 tiles same, forced", t, (KiltShape){ 1, 8, 8 }, 3, 3, 0, 0, TRUE, 2,
                  TRUE);
       pool_case ("max 2x2 same odd, forced", t, (KiltShape){ 3, 5, 7 }, 2, 2, 0, 0, TRUE, 3, FALSE);
     }
-  g_unsetenv ("KILT_POOL_ROWS");
+  g_unsetenv ("KILT_POOL_KERNELS");
 }
 
 static void

@@ -224,15 +224,11 @@ ws_parts (const ConvGeom *g, gsize np)
 
 /* im2col, col2im, scatter and gather a row per work-item (kernels/conv.cl) on CPU devices,
  * where the element-wise kernels' scattered stores were slower than the GEMMs;
- * $KILT_CONV_IM2COL=rows or items forces one, for tests. */
+ * $KILT_CONV_IM2COL=rows or items forces one. */
 static gboolean
 conv_rows (const KiltDeviceInfo *info)
 {
-  const char *forced = g_getenv ("KILT_CONV_IM2COL");
-
-  if (forced && (g_str_equal (forced, "rows") || g_str_equal (forced, "items")))
-    return g_str_equal (forced, "rows");
-  return info->type && g_str_equal (info->type, "CPU");
+  return kilt_layer_use_rows (info, "KILT_CONV_IM2COL");
 }
 
 /* The arguments im2col and col2im share, from @first on: b0, nb, then the geometry. */

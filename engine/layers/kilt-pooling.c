@@ -81,16 +81,12 @@ pool_tiles (const KiltNode *node, const PoolGeom *g)
          && g->pl == 0;
 }
 
-/* The row-per-work-item kernels for tiling max pooling on CPU devices; $KILT_POOL_ROWS=1 or 0
- * forces them on or off (tests run both kinds everywhere). */
+/* The row-per-work-item kernels for tiling max pooling on CPU devices; $KILT_POOL_KERNELS=rows
+ * or items forces one. */
 static gboolean
 pool_rows (const KiltDeviceInfo *info)
 {
-  const char *forced = g_getenv ("KILT_POOL_ROWS");
-
-  if (forced && *forced)
-    return g_str_equal (forced, "1");
-  return info->type && g_str_equal (info->type, "CPU");
+  return kilt_layer_use_rows (info, "KILT_POOL_KERNELS");
 }
 
 /* Launches one of the tiling max-pooling kernels, whose first ten arguments are the same
