@@ -1015,7 +1015,6 @@ test_run_again (void)
     kilt_device_picker_set_chosen (dialog, ids);
   }
   adw_message_dialog_response (ADW_MESSAGE_DIALOG (dialog), "ok");
-  settle (0.1);
   g_assert_true (kilt_session_is_running (kilt_window_get_session (window)));
   g_assert_true (wait_until (run_over, NULL, 120));
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
