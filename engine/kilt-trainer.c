@@ -318,6 +318,53 @@ checkpoint_fits_model (const KiltCheckpoint *ck, KiltModel *model, const char *p
   return FALSE;
 }
 
+G_STATIC_ASSERT (KILT_CHECKPOINT_MAX_ALGO == KILT_CONV_ALGO_IGEMM);
+
+/* The algorithms the layers chose (measured on a GPU), for the checkpoint. */
+static GArray *
+chosen_algos (KiltModel *model)
+{
+  GArray *algos = g_array_new (FALSE, FALSE, sizeof (KiltCheckpointAlgo));
+
+  for (guint i = 0; i < kilt_model_n_nodes (model); i++)
+    {
+      const KiltNode *n = kilt_model_node (model, i);
+      KiltCheckpointAlgo a = { i, n->algo, n->algo_batch, n->algo_dw, n->algo_dw_batch };
+      if (n->algo || n->algo_dw)
+        g_array_append_val (algos, a);
+    }
+  return algos;
+}
+
+/* A resumed run on the device that chose them keeps the checkpoint's algorithms instead of
+ * timing again: a close race could pick the other one, whose sums round differently, and the
+ * resumed run would then not compute what the uninterrupted one did. */
+static void
+restore_algos (Session *s, const KiltCheckpoint *ck)
+{
+  KiltModel *model = s->trainer->model;
+  guint n = 0;
+
+  if (ck->algos == NULL || ck->algos->len == 0 || g_strcmp0 (ck->device_id, s->ctx->info->id))
+    return;
+  for (guint i = 0; i < ck->algos->len; i++)
+    {
+      const KiltCheckpointAlgo *a = &g_array_index (ck->algos, KiltCheckpointAlgo, i);
+      KiltNode *node;
+      if (a->node >= kilt_model_n_nodes (model))
+        continue;
+      node = kilt_model_node (model, a->node);
+      node->algo = a->algo;
+      node->algo_batch = a->algo_batch;
+      node->algo_dw = a->algo_dw;
+      node->algo_dw_batch = a->algo_dw_batch;
+      n++;
+    }
+  if (n)
+    emit_log (s, G_LOG_LEVEL_INFO, "Kept the algorithms of %u layer%s that the checkpoint recorded",
+              n, n == 1 ? "" : "s");
+}
+
 static gboolean
 load_checkpoint (Session *s, GError **error)
 {
@@ -341,6 +388,7 @@ load_checkpoint (Session *s, GError **error)
   if (!kilt_executor_upload (s->exec, ck->params, ck->state, error)
       || !kilt_optimizer_write_state (s->opt, ck->opt_state, error))
     return FALSE;
+  restore_algos (s, ck);
   s->first_epoch = ck->epochs_done;
   s->global_step = ck->global_step;
   emit_log (s, G_LOG_LEVEL_INFO, "Resumed from %s after epoch %u (step %" G_GUINT64_FORMAT ")",
@@ -367,12 +415,15 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
   ck.params = g_new (float, ck.n_params + 1);
   ck.state = g_new (float, ck.n_state + 1);
   ck.opt_state = g_new (float, ck.n_opt_state + 1);
+  ck.device_id = s->ctx->info->id;
+  ck.algos = chosen_algos (t->model);
   ok = kilt_executor_download (s->exec, ck.params, ck.state, error)
        && kilt_optimizer_read_state (s->opt, ck.opt_state, error)
        && kilt_checkpoint_save (&ck, t->config.checkpoint_path, error);
   g_free (ck.params);
   g_free (ck.state);
   g_free (ck.opt_state);
+  g_array_unref (ck.algos);
   return ok;
 }
 

@@ -985,6 +985,122 @@ test_checkpoint_bad (void)
   }
 }
 
+/* A checkpoint records the algorithm each Conv2D ran, on which device, and a resumed run that
+ * would otherwise time them again keeps those. Each algorithm in turn is forced for the
+ * uninterrupted run and the first epoch, then the second epoch resumes with timing on: it must
+ * match bit for bit. The two algorithms round differently (asserted), so whichever one timing
+ * would pick, one of the two resumes fails without the recorded choice. */
+static void
+test_checkpoint_algorithms (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *full_files[2] = { NULL, NULL };
+  KiltContext *ctx = kilt_test_context ();
+
+  if (ctx == NULL)
+    return;
+  for (guint k = 0; k < 2; k++)
+    {
+      guint want = k == 0 ? KILT_CONV_ALGO_IGEMM : KILT_CONV_ALGO_IM2COL;
+      g_autofree char *ck_part = g_strdup_printf ("%s/part-%u.ckpt", dir, k);
+      KiltTrainConfig cf, c1 = toy_config (1, ck_part), c2 = toy_config (2, ck_part);
+      g_autoptr (Run) full = NULL, first = NULL, second = NULL;
+      g_autoptr (KiltCheckpoint) k1 = NULL;
+      const KiltCheckpointAlgo *a;
+      gboolean kept = FALSE;
+
+      full_files[k] = g_strdup_printf ("%s/full-%u.ckpt", dir, k);
+      cf = toy_config (2, full_files[k]);
+      g_setenv ("KILT_CONV_IGEMM", k == 0 ? "1" : "0", TRUE);
+      full = train_toy (&cf);
+      first = train_toy (&c1);
+      g_assert_cmpint (full->status, ==, KILT_RUN_FINISHED);
+      g_assert_cmpint (first->status, ==, KILT_RUN_FINISHED);
+      k1 = load_checkpoint (ck_part);
+      g_assert_cmpstr (k1->device_id, ==, ctx->info->id);
+      g_assert_nonnull (k1->algos);
+      g_assert_cmpuint (k1->algos->len, ==, 1); /* the one Conv2D */
+      a = &g_array_index (k1->algos, KiltCheckpointAlgo, 0);
+      g_assert_cmpuint (a->node, ==, 1);
+      g_assert_cmpuint (a->algo, ==, want);
+      g_assert_cmpuint (a->algo_dw, ==, want);
+      g_assert_cmpuint (a->algo_batch, ==, c1.batch);
+      g_assert_cmpuint (a->algo_dw_batch, ==, c1.batch);
+
+      g_setenv ("KILT_CONV_IGEMM", "measure", TRUE);
+      c2.resume = TRUE;
+      second = train_toy (&c2);
+      g_unsetenv ("KILT_CONV_IGEMM");
+      g_assert_cmpint (second->status, ==, KILT_RUN_FINISHED);
+      for (guint i = 0; i < second->logs->len; i++)
+        kept |= strstr (second->logs->pdata[i], "Kept the algorithms of 1 layer") != NULL;
+      g_assert_true (kept);
+      g_assert_true (same_file (full_files[k], ck_part));
+    }
+  g_assert_false (same_file (full_files[0], full_files[1]));
+}
+
+/* A version-1 checkpoint (before algorithms were recorded) still loads, with none; an
+ * algorithm number out of range is named as corrupt. */
+static void
+test_checkpoint_versions (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "v.ckpt", NULL);
+  g_autofree char *data = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltCheckpointAlgo algos[2] = { { 3, 1, 32, 2, 32 }, { 5, 2, 64, 0, 0 } };
+  float params[3] = { 0.5f, -1.25f, 3 }, state[1] = { 7 }, opt[2] = { -2, 0.125f };
+  KiltCheckpoint ck = { 3, 1, 2, 4, 1234, 99, 0xfeedull, params, state, opt, "cl/dev/0", NULL };
+  gsize len, v1_len;
+  guint32 version = 1;
+
+  ck.algos = g_array_new (FALSE, FALSE, sizeof (KiltCheckpointAlgo));
+  g_array_append_vals (ck.algos, algos, 2);
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+  g_array_unref (ck.algos);
+  {
+    g_autoptr (KiltCheckpoint) back = load_checkpoint (path);
+    g_assert_cmpuint (back->global_step, ==, 1234);
+    g_assert_cmpfloat (back->params[1], ==, -1.25f);
+    g_assert_cmpfloat (back->opt_state[1], ==, 0.125f);
+    g_assert_cmpstr (back->device_id, ==, "cl/dev/0");
+    g_assert_cmpuint (back->algos->len, ==, 2);
+    g_assert_cmpmem (back->algos->data, 2 * sizeof algos[0], algos, sizeof algos);
+  }
+
+  /* The same file as version 1 wrote it: no trailer. Header 64 bytes, then 6 floats. */
+  data = read_file (path, &len);
+  v1_len = 64 + 4 * 6;
+  g_assert_cmpuint (len, ==, v1_len + 4 + strlen ("cl/dev/0") + 4 + sizeof algos);
+  memcpy (data + 8, &version, 4);
+  write_bytes (path, data, v1_len);
+  {
+    g_autoptr (KiltCheckpoint) back = load_checkpoint (path);
+    g_assert_cmpuint (back->epochs_done, ==, 4);
+    g_assert_cmpfloat (back->state[0], ==, 7);
+    g_assert_null (back->device_id);
+    g_assert_null (back->algos);
+  }
+  /* A version-1 file with a trailer is one too long. */
+  write_bytes (path, data, len);
+  g_assert_null (kilt_checkpoint_load (path, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_clear_error (&error);
+
+  /* Version 2 with algorithm 7 for layer 5. */
+  version = 2;
+  memcpy (data + 8, &version, 4);
+  data[len - sizeof algos[0] + 4] = 7;
+  write_bytes (path, data, len);
+  g_assert_null (kilt_checkpoint_load (path, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "algorithm 7 for layer 5"));
+  g_assert_nonnull (strstr (error->message, path));
+}
+
 /* ---- 4. injected faults ------------------------------------------------------------------- */
 
 /* What every failed run must show: FAILED with the injected fault's error naming the device,
@@ -1469,6 +1585,8 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/determinism", test_determinism);
   g_test_add_func ("/trainer/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func ("/trainer/checkpoint/bad", test_checkpoint_bad);
+  g_test_add_func ("/trainer/checkpoint/algorithms", test_checkpoint_algorithms);
+  g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);
   g_test_add_func ("/trainer/validation-and-test", test_validation_and_test);
   g_test_add_func ("/trainer/max-train-samples", test_max_train_samples);
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);

@@ -597,8 +597,9 @@ conv_forward_run (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, g
   return conv_forward_im2col (node, ex, g, error);
 }
 
-/* Sets *@algo for one pass: settled over @columns, kept from an earlier measurement at this
- * batch size (*@batch), or measured now with @run; the layer's label follows. */
+/* Sets *@algo for one pass: settled over @columns, kept from an earlier choice at this batch
+ * size (*@batch; a resumed run's come from its checkpoint), or measured now with @run; the
+ * layer's label follows. */
 static gboolean
 conv_pick (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize columns, guint *algo,
            guint *batch, ConvRun run, gconstpointer data, const char *what, double *ms,
@@ -608,13 +609,9 @@ conv_pick (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize columns, guint
 
   if (!a && *batch == ex->batch && *algo)
     a = *algo;
-  else if (!a)
-    {
-      a = conv_measure (node, ex, g, run, data, what, ms, error);
-      if (!a)
-        return FALSE;
-      *batch = ex->batch;
-    }
+  else if (!a && !(a = conv_measure (node, ex, g, run, data, what, ms, error)))
+    return FALSE;
+  *batch = ex->batch;
   *algo = a;
   node->algo_name = conv_algo_label (node->algo, node->algo_dw);
   return TRUE;
