@@ -254,39 +254,6 @@ build_program (KiltContext *ctx, GError **error)
 
 /* ---- context ------------------------------------------------------------------------------ */
 
-static KiltDeviceInfo *
-info_copy (const KiltDeviceInfo *d)
-{
-  KiltDeviceInfo *c = g_new0 (KiltDeviceInfo, 1);
-
-  *c = *d;
-  c->id = g_strdup (d->id);
-  c->name = g_strdup (d->name);
-  c->vendor = g_strdup (d->vendor);
-  c->platform_name = g_strdup (d->platform_name);
-  c->platform_version = g_strdup (d->platform_version);
-  c->driver_version = g_strdup (d->driver_version);
-  c->opencl_version = g_strdup (d->opencl_version);
-  c->type = g_strdup (d->type);
-  c->unusable_reason = g_strdup (d->unusable_reason);
-  return c;
-}
-
-static void
-info_free (KiltDeviceInfo *d)
-{
-  g_free (d->id);
-  g_free (d->name);
-  g_free (d->vendor);
-  g_free (d->platform_name);
-  g_free (d->platform_version);
-  g_free (d->driver_version);
-  g_free (d->opencl_version);
-  g_free (d->type);
-  g_free (d->unusable_reason);
-  g_free (d);
-}
-
 static void
 release_kernel (gpointer kernel)
 {
@@ -303,7 +270,7 @@ kilt_context_new (const KiltDeviceInfo *device, GError **error)
   const char *budget_env = g_getenv ("KILT_MEMORY_BUDGET_MB");
   g_autoptr (GError) tuning_error = NULL;
 
-  ctx->info = info_copy (device);
+  ctx->info = kilt_device_info_copy (device);
   ctx->kernels = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, release_kernel);
   ctx->prof_events = g_array_new (FALSE, FALSE, sizeof (KiltProfEvent));
   /* Leave a little of the device for the driver and the display. */
@@ -365,7 +332,7 @@ kilt_context_free (KiltContext *ctx)
   if (ctx->mem.live_total != 0)
     g_warning ("%" G_GINT64_FORMAT " bytes of device memory still allocated at context close",
                ctx->mem.live_total);
-  info_free (ctx->info);
+  kilt_device_info_free (ctx->info);
   g_free (ctx);
 }
 

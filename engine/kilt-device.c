@@ -73,11 +73,29 @@ slug (const char *s)
   return g_string_free (out, FALSE);
 }
 
-static void
-device_info_free (gpointer data)
+KiltDeviceInfo *
+kilt_device_info_copy (const KiltDeviceInfo *d)
 {
-  KiltDeviceInfo *d = data;
+  KiltDeviceInfo *c = g_new0 (KiltDeviceInfo, 1);
 
+  *c = *d;
+  c->id = g_strdup (d->id);
+  c->name = g_strdup (d->name);
+  c->vendor = g_strdup (d->vendor);
+  c->platform_name = g_strdup (d->platform_name);
+  c->platform_version = g_strdup (d->platform_version);
+  c->driver_version = g_strdup (d->driver_version);
+  c->opencl_version = g_strdup (d->opencl_version);
+  c->type = g_strdup (d->type);
+  c->unusable_reason = g_strdup (d->unusable_reason);
+  return c;
+}
+
+void
+kilt_device_info_free (KiltDeviceInfo *d)
+{
+  if (d == NULL)
+    return;
   g_free (d->id);
   g_free (d->name);
   g_free (d->vendor);
@@ -151,7 +169,7 @@ kilt_device_list_new (void)
   cl_platform_id *platforms;
   cl_int err;
 
-  list->devices = g_ptr_array_new_with_free_func (device_info_free);
+  list->devices = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_device_info_free);
   list->problems = g_ptr_array_new_with_free_func (g_free);
 
   err = clGetPlatformIDs (0, NULL, &n_platforms);

@@ -32,6 +32,10 @@ typedef struct
   cl_device_id device;
 } KiltDeviceInfo;
 
+/* A deep copy of @d's strings (the OpenCL handles are shared), and its free. */
+KiltDeviceInfo *kilt_device_info_copy (const KiltDeviceInfo *d);
+void kilt_device_info_free (KiltDeviceInfo *d);
+
 typedef struct
 {
   GPtrArray *devices;  /* KiltDeviceInfo */

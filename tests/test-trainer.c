@@ -1134,6 +1134,21 @@ device_name (void)
   return ctx ? g_strdup (ctx->info->name) : NULL;
 }
 
+/* Trains one toy epoch into checkpoint @ck and copies it to @ck_copy, for faults in a resume
+ * that must leave @ck as it was. */
+static void
+first_epoch_checkpoint (const char *ck, const char *ck_copy)
+{
+  KiltTrainConfig c1 = toy_config (1, ck);
+  g_autoptr (Run) r = train_toy (&c1);
+  g_autofree char *data = NULL;
+  gsize len;
+
+  g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
+  data = read_file (ck, &len);
+  write_bytes (ck_copy, data, len);
+}
+
 /* Every allocation of a run, one after another: each ends the run FAILED naming the buffer
  * and the device, frees everything, and leaves the checkpoint it was resuming from as it was.
  * The sweep ends at the first index past the run's last allocation, where the run finishes. */
@@ -1144,19 +1159,12 @@ test_fault_alloc (void)
   g_autofree char *ck = g_build_filename (dir, "resume.ckpt", NULL);
   g_autofree char *ck_copy = g_build_filename (dir, "copy.ckpt", NULL);
   g_autofree char *dev = device_name ();
-  KiltTrainConfig c1 = toy_config (1, ck), c2 = toy_config (2, ck);
-  g_autofree char *data = NULL;
-  gsize len;
+  KiltTrainConfig c2 = toy_config (2, ck);
   guint n;
 
   if (dev == NULL)
     return;
-  {
-    g_autoptr (Run) r = train_toy (&c1);
-    g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
-  }
-  data = read_file (ck, &len);
-  write_bytes (ck_copy, data, len);
+  first_epoch_checkpoint (ck, ck_copy);
   c2.resume = TRUE;
   for (n = 1; n < 200; n++)
     {
@@ -1280,18 +1288,11 @@ test_fault_build (void)
   g_autofree char *ck = g_build_filename (dir, "resume.ckpt", NULL);
   g_autofree char *ck_copy = g_build_filename (dir, "copy.ckpt", NULL);
   g_autofree char *dev = device_name ();
-  KiltTrainConfig c1 = toy_config (1, ck), c2 = toy_config (2, ck);
-  g_autofree char *data = NULL;
-  gsize len;
+  KiltTrainConfig c2 = toy_config (2, ck);
 
   if (dev == NULL)
     return;
-  {
-    g_autoptr (Run) r = train_toy (&c1);
-    g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
-  }
-  data = read_file (ck, &len);
-  write_bytes (ck_copy, data, len);
+  first_epoch_checkpoint (ck, ck_copy);
   c2.resume = TRUE;
   kilt_fault_set (KILT_FAULT_BUILD, 1);
   {

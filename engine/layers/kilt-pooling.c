@@ -120,40 +120,48 @@ pool_tiles_launch (KiltExec *ex, const PoolGeom *g, const char *name, gboolean r
   return kilt_layer_launch3 (ex, k, g->OW, g->OH, planes, error);
 }
 
+/* Arguments 3 to 14 of kilt_pool_forward and kilt_pool_backward: the count @n, the geometry
+ * and whether it is max pooling. */
+static void
+pool_window_args (cl_kernel k, const PoolGeom *g, cl_uint n, cl_int is_max, cl_int *err)
+{
+  KILT_ARG (k, 3, n, *err);
+  KILT_ARG (k, 4, g->H, *err);
+  KILT_ARG (k, 5, g->W, *err);
+  KILT_ARG (k, 6, g->OH, *err);
+  KILT_ARG (k, 7, g->OW, *err);
+  KILT_ARG (k, 8, g->kh, *err);
+  KILT_ARG (k, 9, g->kw, *err);
+  KILT_ARG (k, 10, g->sh, *err);
+  KILT_ARG (k, 11, g->sw, *err);
+  KILT_ARG (k, 12, g->pt, *err);
+  KILT_ARG (k, 13, g->pl, *err);
+  KILT_ARG (k, 14, is_max, *err);
+}
+
 static gboolean
 pool_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
-  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_pool_forward", error);
+  cl_kernel k;
   cl_int err = CL_SUCCESS, is_max = node->type == KILT_LAYER_MAX_POOL2D;
   /* Average pooling has no indices to keep; any buffer satisfies the argument. */
   cl_mem arg = is_max ? node->saved : node->out;
   PoolGeom g = { 0 };
   cl_uint n;
 
-  if (!k)
-    return FALSE;
   g_return_val_if_fail (!is_max || node->saved != NULL, FALSE);
   pool_geom (node, &g);
   if (pool_tiles (node, &g) && pool_rows (ex->ctx->info))
     return pool_tiles_launch (ex, &g, "kilt_maxpool_tiles_rows", TRUE, node->out, arg, src->out,
                               NULL, error);
+  if (!(k = kilt_context_kernel (ex->ctx, "kilt_pool_forward", error)))
+    return FALSE;
   n = ex->batch * g.C;
   KILT_ARG (k, 0, node->out, err);
   KILT_ARG (k, 1, arg, err);
   KILT_ARG (k, 2, src->out, err);
-  KILT_ARG (k, 3, n, err);
-  KILT_ARG (k, 4, g.H, err);
-  KILT_ARG (k, 5, g.W, err);
-  KILT_ARG (k, 6, g.OH, err);
-  KILT_ARG (k, 7, g.OW, err);
-  KILT_ARG (k, 8, g.kh, err);
-  KILT_ARG (k, 9, g.kw, err);
-  KILT_ARG (k, 10, g.sh, err);
-  KILT_ARG (k, 11, g.sw, err);
-  KILT_ARG (k, 12, g.pt, err);
-  KILT_ARG (k, 13, g.pl, err);
-  KILT_ARG (k, 14, is_max, err);
+  pool_window_args (k, &g, n, is_max, &err);
   g_assert (err == CL_SUCCESS);
   return kilt_layer_launch3 (ex, k, g.OW, g.OH, n, error);
 }
@@ -189,18 +197,7 @@ pool_backward (KiltNode *node, KiltExec *ex, GError **error)
   KILT_ARG (k, 0, src->dout, err);
   KILT_ARG (k, 1, node->dout, err);
   KILT_ARG (k, 2, arg, err);
-  KILT_ARG (k, 3, n, err);
-  KILT_ARG (k, 4, g.H, err);
-  KILT_ARG (k, 5, g.W, err);
-  KILT_ARG (k, 6, g.OH, err);
-  KILT_ARG (k, 7, g.OW, err);
-  KILT_ARG (k, 8, g.kh, err);
-  KILT_ARG (k, 9, g.kw, err);
-  KILT_ARG (k, 10, g.sh, err);
-  KILT_ARG (k, 11, g.sw, err);
-  KILT_ARG (k, 12, g.pt, err);
-  KILT_ARG (k, 13, g.pl, err);
-  KILT_ARG (k, 14, is_max, err);
+  pool_window_args (k, &g, n, is_max, &err);
   KILT_ARG (k, 15, node->din_beta[0], err);
   g_assert (err == CL_SUCCESS);
   return kilt_context_launch_1d (ex->ctx, k, n, error);
