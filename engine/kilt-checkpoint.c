@@ -107,16 +107,23 @@ KiltCheckpoint *
 kilt_checkpoint_load (const char *path, GError **error)
 {
   g_autofree char *buf = NULL;
+  gsize len = 0;
+
+  if (!g_file_get_contents (path, &buf, &len, error))
+    return NULL;
+  return kilt_checkpoint_load_data (buf, len, path, error);
+}
+
+KiltCheckpoint *
+kilt_checkpoint_load_data (const char *buf, gsize len, const char *path, GError **error)
+{
   g_autofree char *device_id = NULL;
   g_autoptr (GArray) algos = NULL;
-  gsize len = 0;
   Header h;
   KiltCheckpoint *c;
   const char *p;
   guint64 want;
 
-  if (!g_file_get_contents (path, &buf, &len, error))
-    return NULL;
   if (len >= 8 && len < sizeof h && memcmp (buf, MAGIC, 8) == 0)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
@@ -155,6 +162,12 @@ kilt_checkpoint_load (const char *path, GError **error)
       p += 4;
       if ((gsize)(end - p) < (gsize)id_len + 4)
         return truncated (path, len, error);
+      if (memchr (p, 0, id_len))
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                       "checkpoint %s is corrupt: its device id holds a zero byte", path);
+          return NULL;
+        }
       device_id = g_strndup (p, id_len);
       p += id_len;
       memcpy (&n_algos, p, 4);

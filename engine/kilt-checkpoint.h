@@ -43,6 +43,9 @@ gboolean kilt_checkpoint_save (const KiltCheckpoint *ckpt, const char *path, GEr
 /* Checks the magic, version and every size against the file's length. Reads versions 1 (no
  * algorithms) and 2. */
 KiltCheckpoint *kilt_checkpoint_load (const char *path, GError **error);
+/* The same from bytes already read; @path names them in messages. */
+KiltCheckpoint *kilt_checkpoint_load_data (const char *buf, gsize len, const char *path,
+                                           GError **error);
 void kilt_checkpoint_free (KiltCheckpoint *ckpt);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (KiltCheckpoint, kilt_checkpoint_free)

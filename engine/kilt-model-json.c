@@ -804,7 +804,6 @@ kilt_model_load_preset (const char *name, const KiltShape *input, guint n_classe
   g_autofree char *file = NULL;
   g_autofree char *path = NULL;
   g_autofree char *data = NULL;
-  g_autofree char *what = NULL;
   g_autoptr (KiltModel) model = NULL;
   KiltNode *last_dense = NULL;
   gsize length;

@@ -1089,9 +1089,16 @@ test_checkpoint_versions (void)
   g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
   g_clear_error (&error);
 
-  /* Version 2 with algorithm 7 for layer 5. */
+  /* Version 2 with a zero byte in its device id, then with algorithm 7 for layer 5. */
   version = 2;
   memcpy (data + 8, &version, 4);
+  data[v1_len + 4 + 2] = 0;
+  write_bytes (path, data, len);
+  g_assert_null (kilt_checkpoint_load (path, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "device id"));
+  g_clear_error (&error);
+  data[v1_len + 4 + 2] = '/';
   data[len - sizeof algos[0] + 4] = 7;
   write_bytes (path, data, len);
   g_assert_null (kilt_checkpoint_load (path, &error));

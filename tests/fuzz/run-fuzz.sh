@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds the data-set fuzz targets with clang (libFuzzer + AddressSanitizer + UBSan) and runs
-# each for a bounded time from seeds cut from real files. Usage: run-fuzz.sh SRC BUILD [SECONDS]
+# Builds the fuzz targets with clang (libFuzzer + AddressSanitizer + UBSan) and runs each for a
+# bounded time from seeds cut from real files: the data-set parsers (IDX, CIFAR, CSV), model
+# files (Keras to_json and Kilt JSON) and checkpoints. The parsers under test are compiled with
+# the fuzzer's instrumentation; what else the model target needs comes from the engine library
+# of BUILD. Usage: run-fuzz.sh SRC BUILD [SECONDS]
 # SPDX-License-Identifier: GPL-3.0-or-later
 set -euo pipefail
 src=$(cd "$1" && pwd)
@@ -14,11 +17,13 @@ cc=${CLANG:-clang}
 flags=(-g -O1 -Wall -Werror -Wno-unused-parameter -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
   -I"$src/engine" -I"$src/engine/data" -I"$src/engine/layers" -I"$build"
   -DCL_TARGET_OPENCL_VERSION=120 -DCL_USE_DEPRECATED_OPENCL_1_2_APIS)
-pkgs=(glib-2.0 gio-2.0 gdk-pixbuf-2.0 zlib OpenCL clblast)
+pkgs=(glib-2.0 gio-2.0 gdk-pixbuf-2.0 zlib OpenCL clblast json-glib-1.0)
 read -r -a pc_cflags <<<"$(pkg-config --cflags "${pkgs[@]}")"
 read -r -a pc_libs <<<"$(pkg-config --libs "${pkgs[@]}")"
-engine=("$src"/engine/data/kilt-dataset.c "$src"/engine/data/kilt-data-{idx,cifar,csv,cache,folder}.c
+data_sources=("$src"/engine/data/kilt-dataset.c "$src"/engine/data/kilt-data-{idx,cifar,csv,cache,folder}.c
   "$src"/engine/kilt-error.c)
+model_sources=("$src"/engine/kilt-keras.c "$src"/engine/kilt-model-json.c "$build"/engine/libkilt-engine.a)
+checkpoint_sources=("$src"/engine/kilt-checkpoint.c "$src"/engine/kilt-error.c)
 
 # Seeds: the first few real samples of the bundled sample, and real CSV text.
 python3 - "$src" "$out" <<'PY'
@@ -47,12 +52,37 @@ open(f"{out}/seeds-csv/iris-split", "w").write(
 open(f"{out}/seeds-csv/iris-semi", "w").write(
     "\n".join(l.replace(",", ";") for l in iris[95:110]) + "\n")
 PY
-mkdir -p seeds-cifar
+mkdir -p seeds-cifar seeds-model seeds-checkpoint
 cp "$src"/tests/fuzz/seeds/*.bin seeds-cifar/
+cp "$src"/resources/presets/*.json seeds-model/
+for f in "$src"/tests/data/keras/*.json; do
+  case $f in *.counts.json) ;; *) cp "$f" seeds-model/ ;; esac
+done
+# Checkpoints as Kilt writes them: version 2 with a device and two layers' algorithms, and
+# version 1 (no trailer).
+python3 - <<'PY'
+import struct
+def ckpt(version, params, state, opt, device=b"", algos=()):
+    h = b"KILTCKPT" + struct.pack("<IIII", version, 3, 42, 0)
+    h += struct.pack("<QQQQQ", 123, 0xfeed, len(params), len(state), len(opt))
+    body = struct.pack(f"<{len(params) + len(state) + len(opt)}f", *params, *state, *opt)
+    if version == 1:
+        return h + body
+    tail = struct.pack("<I", len(device)) + device + struct.pack("<I", len(algos))
+    return h + body + tail + b"".join(struct.pack("<5I", *a) for a in algos)
+open("seeds-checkpoint/v2", "wb").write(
+    ckpt(2, [0.5, -1.0, 2.0], [1.0], [0.1] * 6, b"nvidia/h100/0", [(1, 2, 32, 1, 32), (4, 1, 32, 2, 32)]))
+open("seeds-checkpoint/v1", "wb").write(ckpt(1, [0.25] * 4, [], [0.0] * 4))
+PY
 
 status=0
-for t in idx cifar csv; do
-  "$cc" "${flags[@]}" "${pc_cflags[@]}" "$src/tests/fuzz/fuzz-$t.c" "${engine[@]}" \
+for t in ${KILT_FUZZ_TARGETS:-idx cifar csv model checkpoint}; do
+  case $t in
+    model) sources=("${model_sources[@]}") ;;
+    checkpoint) sources=("${checkpoint_sources[@]}") ;;
+    *) sources=("${data_sources[@]}") ;;
+  esac
+  "$cc" "${flags[@]}" "${pc_cflags[@]}" "$src/tests/fuzz/fuzz-$t.c" "${sources[@]}" \
     "${pc_libs[@]}" -lcsv -lm -o "fuzz-$t"
   mkdir -p "corpus-$t"
   echo "fuzz-$t: ${seconds} s"
