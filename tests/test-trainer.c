@@ -994,7 +994,7 @@ static void
 test_checkpoint_algorithms (void)
 {
   g_autofree char *dir = kilt_test_tmpdir ();
-  g_autofree char *full_files[2] = { NULL, NULL };
+  char *full_files[2] = { NULL, NULL };
   KiltContext *ctx = kilt_test_context ();
 
   if (ctx == NULL)
@@ -1038,6 +1038,8 @@ test_checkpoint_algorithms (void)
       g_assert_true (same_file (full_files[k], ck_part));
     }
   g_assert_false (same_file (full_files[0], full_files[1]));
+  g_free (full_files[0]);
+  g_free (full_files[1]);
 }
 
 /* A version-1 checkpoint (before algorithms were recorded) still loads, with none; an
