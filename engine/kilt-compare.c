@@ -9,6 +9,7 @@
 #include "kilt-model-json.h"
 #include "kilt-run-recorder.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 
 struct _KiltCompare
@@ -24,6 +25,8 @@ struct _KiltCompare
   KiltCompareFunc func;
   gpointer user_data;
   KiltDataset *first_ds;
+  gboolean keep_weights;
+  char *resume_from;
 
   GThread *thread;
   GCancellable *cancel; /* data loading */
@@ -95,6 +98,27 @@ stop_requested (KiltCompare *c)
   return stop;
 }
 
+/* A new checkpoint file for run @i in the store's folder; the first run of a resumed sequence
+ * starts from a copy of the one it resumes, which stays with its own run. */
+static char *
+run_checkpoint (KiltCompare *c, guint i, const char *model_name, GError **error)
+{
+  g_autofree char *path = kilt_run_store_new_checkpoint_path (c->db_path, model_name, error);
+  g_autofree char *bytes = NULL;
+  gsize len = 0;
+
+  if (path == NULL || i > 0 || c->resume_from == NULL)
+    return g_steal_pointer (&path);
+  if (!g_file_get_contents (c->resume_from, &bytes, &len, error)
+      || !g_file_set_contents (path, bytes, len, error))
+    {
+      g_prefix_error (error, "cannot resume from checkpoint %s: ", c->resume_from);
+      g_unlink (path);
+      return NULL;
+    }
+  return g_steal_pointer (&path);
+}
+
 /* Trains on device @i; returns its status and sets *out_id to the recorded run. */
 static KiltRunStatus
 run_one (KiltCompare *c, guint i, gint64 *out_id)
@@ -108,6 +132,7 @@ run_one (KiltCompare *c, guint i, gint64 *out_id)
   KiltTrainer *trainer;
   KiltRunStatus status;
   g_autofree char *run_name = NULL;
+  g_autofree char *checkpoint = NULL;
 
   *out_id = 0;
   if (i == 0 && c->first_ds)
@@ -132,6 +157,15 @@ run_one (KiltCompare *c, guint i, gint64 *out_id)
 
   cfg = c->config;
   cfg.device_id = c->device_ids[i];
+  if (c->keep_weights && !(checkpoint = run_checkpoint (c, i, model->name, &error)))
+    {
+      kilt_dataset_free (ds);
+      kilt_model_free (model);
+      forward_failure (c, i, error);
+      return KILT_RUN_FAILED;
+    }
+  cfg.checkpoint_path = checkpoint;
+  cfg.resume = checkpoint && i == 0 && c->resume_from;
   /* Unnamed runs of a comparison are told apart by their device. */
   if (cfg.run_name == NULL)
     cfg.run_name = run_name = g_strdup_printf ("%s on %s", model->name, c->device_names[i]);
@@ -270,6 +304,21 @@ kilt_compare_set_first_dataset (KiltCompare *c, KiltDataset *ds)
 }
 
 void
+kilt_compare_set_keep_weights (KiltCompare *c, gboolean keep)
+{
+  c->keep_weights = keep;
+}
+
+void
+kilt_compare_set_resume_from (KiltCompare *c, const char *checkpoint)
+{
+  g_free (c->resume_from);
+  c->resume_from = g_strdup (checkpoint);
+  if (checkpoint)
+    c->keep_weights = TRUE;
+}
+
+void
 kilt_compare_start (KiltCompare *c)
 {
   g_return_if_fail (c != NULL && c->thread == NULL);
@@ -354,6 +403,7 @@ kilt_compare_free (KiltCompare *c)
   g_free (c->model_json);
   kilt_data_spec_clear (&c->data);
   g_free (c->config.run_name);
+  g_free (c->resume_from);
   g_free (c->db_path);
   g_free (c->tag);
   kilt_dataset_free (c->first_ds);

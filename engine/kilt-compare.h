@@ -28,8 +28,9 @@ typedef void (*KiltCompareFunc) (const KiltCompareEvent *event, gpointer user_da
 /* @device_ids: the devices in the order to run them (the same id twice is allowed). Each run
  * gets a fresh model parsed from @model_json (kilt_model_to_json) and a fresh data set loaded
  * from @data; @config is the run's configuration (its device_id, checkpoint and resume are
- * ignored; a NULL run_name names each run "<model> on <device>"). Runs go to the store at @db_path
- * (NULL: the default store) and, when @tag is non-NULL, carry that tag. Copies everything it keeps.
+ * ignored, see kilt_compare_set_keep_weights; a NULL run_name names each run "<model> on
+ * <device>"). Runs go to the store at @db_path (NULL: the default store) and, when @tag is
+ * non-NULL, carry that tag. Copies everything it keeps.
  */
 KiltCompare *kilt_compare_new (const char *const *device_ids, const char *model_json,
                                const KiltDataSpec *data, const KiltTrainConfig *config,
@@ -38,6 +39,12 @@ KiltCompare *kilt_compare_new (const char *const *device_ids, const char *model_
 /* Lets the first run use @ds (already loaded from the same spec) instead of loading it again.
  * Takes ownership. Call before kilt_compare_start. */
 void kilt_compare_set_first_dataset (KiltCompare *compare, KiltDataset *ds);
+/* Each run writes its weights after every epoch to a new file in the store's checkpoint folder
+ * (kilt_run_store_new_checkpoint_path), which its recorded configuration names. */
+void kilt_compare_set_keep_weights (KiltCompare *compare, gboolean keep);
+/* The first run goes on from checkpoint @checkpoint (a copy of it: the run it came from keeps
+ * its own) instead of starting afresh; implies keeping weights. Call before start. */
+void kilt_compare_set_resume_from (KiltCompare *compare, const char *checkpoint);
 void kilt_compare_start (KiltCompare *compare);
 /* Stops the run going on; no further run starts. */
 void kilt_compare_stop (KiltCompare *compare);

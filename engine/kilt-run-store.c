@@ -6,6 +6,7 @@
 #include "kilt-error.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -351,6 +352,57 @@ kilt_run_store_default_path (void)
   if (env && *env)
     return g_strdup (env);
   return g_build_filename (g_get_user_data_dir (), "kilt", "runs.db", NULL);
+}
+
+char *
+kilt_run_store_checkpoint_dir (const char *db_path)
+{
+  g_autofree char *db = db_path ? g_strdup (db_path) : kilt_run_store_default_path ();
+  g_autofree char *dir = g_path_get_dirname (db);
+
+  return g_build_filename (dir, "checkpoints", NULL);
+}
+
+char *
+kilt_run_store_new_checkpoint_path (const char *db_path, const char *model_name, GError **error)
+{
+  g_autofree char *dir = kilt_run_store_checkpoint_dir (db_path);
+  g_autoptr (GDateTime) now = g_date_time_new_now_local ();
+  g_autofree char *stamp = g_date_time_format (now, "%Y%m%d-%H%M%S");
+  g_autoptr (GString) model = g_string_new (NULL);
+
+  if (g_mkdir_with_parents (dir, 0700) != 0)
+    {
+      int e = errno;
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "cannot make the checkpoint folder %s: %s", dir, g_strerror (e));
+      return NULL;
+    }
+  /* The model's name as far as it is safe in a file name. */
+  for (const char *p = model_name ? model_name : "model"; *p && model->len < 40; p++)
+    g_string_append_c (model, g_ascii_isalnum (*p) || *p == '-' || *p == '_' ? *p : '_');
+  for (guint n = 0;; n++)
+    {
+      g_autofree char *base = n ? g_strdup_printf ("%s-%s-%u.ckpt", stamp, model->str, n + 1)
+                                : g_strdup_printf ("%s-%s.ckpt", stamp, model->str);
+      char *path = g_build_filename (dir, base, NULL);
+      /* Claimed by creating it empty; the trainer replaces it with the first epoch's. */
+      int fd = g_open (path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+      if (fd >= 0)
+        {
+          g_close (fd, NULL);
+          return path;
+        }
+      if (errno != EEXIST || n > 1000)
+        {
+          int e = errno;
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "cannot create %s: %s", path,
+                       g_strerror (e));
+          g_free (path);
+          return NULL;
+        }
+      g_free (path);
+    }
 }
 
 static int
@@ -1414,11 +1466,76 @@ kilt_run_store_remove_tag (KiltRunStore *store, gint64 id, const char *tag, GErr
                "untagging a run", error);
 }
 
+/* The run's checkpoint when it is in this store's checkpoint folder, else NULL. */
+static char *
+owned_checkpoint (KiltRunStore *store, gint64 id)
+{
+  g_autoptr (sqlite3_stmt) stmt
+      = prepare (store, "SELECT config_json FROM runs WHERE id = ?", NULL);
+  g_autofree char *dir = NULL, *parent = NULL;
+  KiltTrainConfig config = { 0 };
+  char *path = NULL;
+
+  if (stmt == NULL)
+    return NULL;
+  sqlite3_bind_int64 (stmt, 1, id);
+  if (sqlite3_step (stmt) != SQLITE_ROW || sqlite3_column_type (stmt, 0) != SQLITE_TEXT
+      || !kilt_run_config_from_json ((const char *)sqlite3_column_text (stmt, 0), &config, NULL))
+    return NULL;
+  dir = kilt_run_store_checkpoint_dir (store->path);
+  if (config.checkpoint_path)
+    parent = g_path_get_dirname (config.checkpoint_path);
+  if (parent && g_str_equal (parent, dir))
+    path = g_steal_pointer (&config.checkpoint_path);
+  kilt_train_config_clear (&config);
+  return path;
+}
+
 gboolean
 kilt_run_store_delete (KiltRunStore *store, gint64 id, GError **error)
 {
+  g_autofree char *checkpoint = owned_checkpoint (store, id);
+
   /* Epochs, steps, timings and tags go with it (ON DELETE CASCADE). */
-  return edit (store, id, "DELETE FROM runs WHERE id = ?", NULL, "deleting a run", error);
+  if (!edit (store, id, "DELETE FROM runs WHERE id = ?", NULL, "deleting a run", error))
+    return FALSE;
+  if (checkpoint && g_unlink (checkpoint) != 0 && errno != ENOENT)
+    g_warning ("could not delete run %" G_GINT64_FORMAT "'s checkpoint %s: %s", id, checkpoint,
+               g_strerror (errno));
+  return TRUE;
+}
+
+gboolean
+kilt_run_can_resume (const KiltRun *run, GError **error)
+{
+  const char *ckpt = run->record.config.checkpoint_path;
+  guint done = run->epochs->len
+                   ? g_array_index (run->epochs, KiltEpochRecord, run->epochs->len - 1).epoch
+                   : 0;
+  GStatBuf st;
+  const char *why = NULL;
+
+  if (run->status == KILT_RUN_RUNNING)
+    why = "is still running";
+  else if (run->status == KILT_RUN_FINISHED || done >= run->record.config.epochs)
+    why = "has trained all its epochs";
+  else if (ckpt == NULL)
+    why = "kept no weights (kilt-cli train without --checkpoint, or an older Kilt)";
+  else if (done == 0)
+    why = "ended before its first epoch did, so it has no weights to go on from: run it again";
+  else if (g_stat (ckpt, &st) != 0 || st.st_size == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT "'s checkpoint %s is gone", run->id, ckpt);
+      return FALSE;
+    }
+  if (why)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT " %s", run->id, why);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 /* ---- derived figures ---- */

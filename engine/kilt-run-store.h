@@ -102,6 +102,14 @@ typedef struct _KiltRunStore KiltRunStore;
 /* $KILT_RUNS_DB, else $XDG_DATA_HOME/kilt/runs.db. Caller frees. */
 char *kilt_run_store_default_path (void);
 
+/* The window keeps each run's weights (a checkpoint written after every epoch) in a folder
+ * "checkpoints" beside the store at @db_path (NULL: the default store). Caller frees. */
+char *kilt_run_store_checkpoint_dir (const char *db_path);
+/* A new file name in that folder for a run of @model_name, which no other run uses (the folder
+ * is created). Caller frees. */
+char *kilt_run_store_new_checkpoint_path (const char *db_path, const char *model_name,
+                                          GError **error);
+
 /* Opens (creating folders and migrating the schema as needed) one connection. A store is used by
  * one thread; other threads and processes open their own. Runs left 'running' by a process that
  * is gone are marked interrupted. @path NULL means the default path. */
@@ -141,6 +149,8 @@ gboolean kilt_run_store_rename (KiltRunStore *store, gint64 id, const char *name
 gboolean kilt_run_store_add_tag (KiltRunStore *store, gint64 id, const char *tag, GError **error);
 gboolean kilt_run_store_remove_tag (KiltRunStore *store, gint64 id, const char *tag,
                                     GError **error);
+/* Deletes the run and, when its checkpoint lies in this store's checkpoint folder (the
+ * window's), that file too; a checkpoint written elsewhere (kilt-cli train --checkpoint) stays. */
 gboolean kilt_run_store_delete (KiltRunStore *store, gint64 id, GError **error);
 
 void kilt_run_record_clear (KiltRunRecord *record);
@@ -159,6 +169,11 @@ double kilt_run_mean_samples_per_second (const KiltRun *run);
 /* Achieved training GFLOP/s: 3 x forward FLOPs (forward + backward at twice the forward)
  * x samples/s / 1e9; NaN when flops_per_sample is unknown. */
 double kilt_run_gflops (const KiltRun *run);
+
+/* Whether @run can go on from its checkpoint: it ended without finishing (stopped, failed or
+ * interrupted) after at least one epoch and before its last, and its checkpoint is on disk.
+ * FALSE with @error saying why not. */
+gboolean kilt_run_can_resume (const KiltRun *run, GError **error);
 
 /* The KiltTrainConfig as JSON, and back (strings in @out are newly allocated). */
 char *kilt_run_config_to_json (const KiltTrainConfig *config);

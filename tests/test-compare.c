@@ -2,6 +2,7 @@
  * stopping between and during runs. Two "devices" are the test device named twice. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
+#include "kilt-checkpoint.h"
 #include "kilt-compare.h"
 #include "kilt-error.h"
 #include "kilt-model-json.h"
@@ -231,6 +232,129 @@ test_two_runs (void)
   setup_clear (&s);
 }
 
+/* Runs one sequence on the test device and returns its one run, read back from the store. */
+static KiltRun *
+run_sequence (Setup *s, guint epochs, gboolean keep, const char *resume_from)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (GArray) ids = NULL;
+  const char *devices[] = { s->device_id, NULL };
+  KiltRun *run;
+  Watch w;
+
+  watch_init (&w);
+  s->cfg.epochs = epochs;
+  w.compare
+      = kilt_compare_new (devices, s->model_json, &s->spec, &s->cfg, s->db, NULL, on_event, &w);
+  kilt_compare_set_keep_weights (w.compare, keep);
+  kilt_compare_set_resume_from (w.compare, resume_from);
+  kilt_compare_start (w.compare);
+  g_assert_cmpint (kilt_compare_join (w.compare), ==, KILT_RUN_FINISHED);
+  ids = kilt_compare_dup_run_ids (w.compare);
+  kilt_compare_free (w.compare);
+  watch_clear (&w);
+  g_assert_cmpuint (ids->len, ==, 1);
+  store = kilt_run_store_open (s->db, &error);
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, g_array_index (ids, gint64, 0), &error);
+  g_assert_no_error (error);
+  return run;
+}
+
+static guint
+checkpoint_epochs (const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (path, &error);
+
+  g_assert_no_error (error);
+  return ck->epochs_done;
+}
+
+/* The window's runs keep their weights: each run a checkpoint of its own in the store's folder,
+ * named in its recorded settings. A stopped run goes on from a copy of its checkpoint as a new
+ * run, which computes what the uninterrupted run did; deleting a run deletes its checkpoint. */
+static void
+test_keep_weights (void)
+{
+  Setup s;
+  g_autoptr (KiltRun) plain = NULL, whole = NULL, first = NULL, rest = NULL;
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = NULL, *first_dir = NULL, *foreign = NULL;
+  const char *a, *b;
+  KiltEpochRecord *e2, *r2;
+
+  if (!setup (&s, 256))
+    return;
+  dir = kilt_run_store_checkpoint_dir (s.db);
+  plain = run_sequence (&s, 1, FALSE, NULL);
+  g_assert_null (plain->record.config.checkpoint_path);
+
+  whole = run_sequence (&s, 2, TRUE, NULL);
+  first = run_sequence (&s, 1, TRUE, NULL);
+  a = first->record.config.checkpoint_path;
+  g_assert_nonnull (a);
+  g_assert_cmpstr (whole->record.config.checkpoint_path, !=, a);
+  first_dir = g_path_get_dirname (a);
+  g_assert_cmpstr (first_dir, ==, dir);
+  g_assert_false (first->record.config.resume);
+  g_assert_cmpuint (checkpoint_epochs (a), ==, 1);
+  g_assert_cmpuint (checkpoint_epochs (whole->record.config.checkpoint_path), ==, 2);
+
+  rest = run_sequence (&s, 2, TRUE, a);
+  b = rest->record.config.checkpoint_path;
+  g_assert_nonnull (b);
+  g_assert_cmpstr (b, !=, a);
+  g_assert_true (rest->record.config.resume);
+  g_assert_cmpuint (checkpoint_epochs (b), ==, 2);
+  g_assert_cmpuint (checkpoint_epochs (a), ==, 1); /* the stopped run's own is untouched */
+  /* Only the second epoch ran, numbered 2, and it is the uninterrupted run's. */
+  g_assert_cmpuint (rest->epochs->len, ==, 1);
+  r2 = &g_array_index (rest->epochs, KiltEpochRecord, 0);
+  e2 = &g_array_index (whole->epochs, KiltEpochRecord, 1);
+  g_assert_cmpuint (r2->epoch, ==, 2);
+  g_test_message ("epoch 2: loss %.7f uninterrupted, %.7f resumed", e2->train_loss, r2->train_loss);
+  g_assert_cmpfloat (r2->train_loss, ==, e2->train_loss);
+  g_assert_cmpfloat (r2->val_accuracy, ==, e2->val_accuracy);
+
+  /* Resuming from a checkpoint that is gone fails the run, naming it. */
+  {
+    g_autofree char *gone = g_build_filename (dir, "gone.ckpt", NULL);
+    const char *devices[] = { s.device_id, NULL };
+    KiltCompare *c
+        = kilt_compare_new (devices, s.model_json, &s.spec, &s.cfg, s.db, NULL, NULL, NULL);
+    kilt_compare_set_resume_from (c, gone);
+    kilt_compare_start (c);
+    g_assert_cmpint (kilt_compare_join (c), ==, KILT_RUN_FAILED);
+    kilt_compare_free (c);
+  }
+
+  /* Deleting runs deletes their checkpoints in the folder, and only those. */
+  store = kilt_run_store_open (s.db, &error);
+  g_assert_no_error (error);
+  foreign = g_build_filename (first_dir, "..", "mine.ckpt", NULL);
+  g_assert_true (g_file_set_contents (foreign, "x", 1, NULL));
+  {
+    KiltRunRecord rec = { 0 };
+    gint64 id;
+    rec.name = (char *)"from the command line";
+    rec.config = kilt_train_config_default ();
+    rec.config.checkpoint_path = foreign;
+    g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+    g_assert_true (kilt_run_store_delete (store, id, &error));
+    g_assert_true (g_file_test (foreign, G_FILE_TEST_EXISTS));
+  }
+  g_assert_true (kilt_run_store_delete (store, first->id, &error));
+  g_assert_no_error (error);
+  g_assert_false (g_file_test (a, G_FILE_TEST_EXISTS));
+  g_assert_true (g_file_test (b, G_FILE_TEST_EXISTS));
+  g_assert_true (kilt_run_store_delete (store, rest->id, &error));
+  g_assert_false (g_file_test (b, G_FILE_TEST_EXISTS));
+  setup_clear (&s);
+}
+
 /* Stop once the first run has finished: the second never starts. */
 static void
 test_stop_between (void)
@@ -360,6 +484,7 @@ main (int argc, char **argv)
   g_test_add_func ("/compare/stop-between", test_stop_between);
   g_test_add_func ("/compare/stop-during", test_stop_during);
   g_test_add_func ("/compare/bad-data", test_bad_data);
+  g_test_add_func ("/compare/keep-weights", test_keep_weights);
   status = g_test_run ();
   kilt_test_context_close ();
   return status;

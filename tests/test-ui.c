@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "kilt-application.h"
+#include "kilt-checkpoint.h"
 #include "kilt-chart-view.h"
 #include "kilt-context.h"
 #include "kilt-device.h"
@@ -16,6 +17,7 @@
 static KiltApplication *app;
 static KiltWindow *window;
 static char *artifacts;
+static char *store_dir; /* the run store of this test, removed at the end */
 
 typedef gboolean (*Cond) (gpointer data);
 
@@ -1050,6 +1052,107 @@ test_run_again (void)
   screenshot (window_content (), "run-again-runs");
 }
 
+/* The newest run in the store (the one just started), or NULL. */
+static KiltRun *
+newest_run (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store
+      = kilt_run_store_open (kilt_runs_page_get_db_path (runs_page ()), &error);
+  g_autoptr (GPtrArray) runs = NULL;
+
+  g_assert_no_error (error);
+  runs = kilt_run_store_list (store, &error);
+  g_assert_no_error (error);
+  return runs->len ? g_ptr_array_steal_index (runs, 0) : NULL;
+}
+
+static gboolean
+newest_has_epoch (gpointer data)
+{
+  g_autoptr (KiltRun) run = newest_run ();
+
+  g_usleep (20000); /* each look opens the store */
+  return run && run->id > *(gint64 *)data && run->epochs->len >= 1;
+}
+
+/* A run stopped after its first epoch goes on with Resume, as a new run from its last epoch,
+ * on its checkpoint's copy; and its weights can be saved. */
+static void
+test_resume (void)
+{
+  KiltRunsPage *page = runs_page ();
+  g_autoptr (KiltRun) before = NULL, stopped = NULL, resumed = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("kilt-ui-XXXXXX", NULL);
+  g_autofree char *saved = g_build_filename (dir, "weights.ckpt", NULL);
+  gint64 last_id;
+  guint done;
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  before = newest_run ();
+  last_id = before ? before->id : 0;
+  kilt_model_page_set_epochs (kilt_window_get_model_page (window), 20);
+  kilt_window_set_sample_limit (window, 512);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (wait_until (newest_has_epoch, &last_id, 60));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
+  g_assert_true (wait_until (run_over, NULL, 30));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training stopped");
+
+  stopped = newest_run ();
+  g_assert_cmpint (stopped->status, ==, KILT_RUN_STOPPED);
+  done = g_array_index (stopped->epochs, KiltEpochRecord, stopped->epochs->len - 1).epoch;
+  g_assert_cmpuint (done, >=, 1);
+  g_assert_cmpuint (done, <, 20);
+  g_assert_nonnull (stopped->record.config.checkpoint_path);
+  g_assert_true (g_file_test (stopped->record.config.checkpoint_path, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (kilt_runs_page_reload (page, &error));
+  kilt_runs_page_select (page, &stopped->id, 1);
+  g_assert_true (kilt_runs_page_can_resume (page, &error));
+  g_assert_no_error (error);
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "runs.resume", NULL));
+  g_assert_true (kilt_session_is_running (kilt_window_get_session (window)));
+  g_assert_true (wait_until (run_over, NULL, 120));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
+  resumed = newest_run ();
+  g_assert_cmpint (resumed->id, >, stopped->id);
+  g_assert_cmpint (resumed->status, ==, KILT_RUN_FINISHED);
+  g_assert_true (resumed->record.config.resume);
+  g_assert_cmpstr (resumed->record.name, ==, stopped->record.name);
+  g_assert_cmpstr (resumed->record.device_id, ==, stopped->record.device_id);
+  /* Epochs done+1 to 20 ran; the stopped run's checkpoint is its own still. */
+  g_assert_cmpuint (resumed->epochs->len, ==, 20 - done);
+  g_assert_cmpuint (g_array_index (resumed->epochs, KiltEpochRecord, 0).epoch, ==, done + 1);
+  g_assert_cmpstr (resumed->record.config.checkpoint_path, !=,
+                   stopped->record.config.checkpoint_path);
+  g_assert_true (g_file_test (stopped->record.config.checkpoint_path, G_FILE_TEST_IS_REGULAR));
+
+  /* A finished run cannot be resumed, and says why; its weights can be saved. */
+  g_assert_true (kilt_runs_page_reload (page, &error));
+  kilt_runs_page_select (page, &resumed->id, 1);
+  g_assert_false (kilt_runs_page_can_resume (page, &error));
+  g_assert_nonnull (strstr (error->message, "trained all its epochs"));
+  g_clear_error (&error);
+  g_assert_true (kilt_runs_page_save_weights (page, saved, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (saved, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ck->epochs_done, ==, 20);
+  }
+  g_unlink (saved);
+  g_rmdir (dir);
+  settle (0.3);
+  screenshot (window_content (), "runs-resumed");
+}
+
 static void
 test_screenshots (void)
 {
@@ -1157,6 +1260,24 @@ test_close_during_run (void)
   g_assert_true (wait_until (window_gone, NULL, 10));
 }
 
+/* Removes @dir with the files and folders in it (the run store's: two levels). */
+static void
+remove_tree (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+
+  while (d && (name = g_dir_read_name (d)))
+    {
+      g_autofree char *path = g_build_filename (dir, name, NULL);
+      if (g_file_test (path, G_FILE_TEST_IS_DIR))
+        remove_tree (path);
+      else
+        g_unlink (path);
+    }
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1168,6 +1289,13 @@ main (int argc, char **argv)
    * and the screenshots would not show what people see. */
   g_unsetenv ("GTK_THEME");
   g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  /* A run store of its own, emptied at the end with the weights its runs kept. */
+  store_dir = g_dir_make_tmp ("kilt-ui-runs-XXXXXX", NULL);
+  g_assert_nonnull (store_dir);
+  {
+    g_autofree char *db = g_build_filename (store_dir, "runs.db", NULL);
+    g_setenv ("KILT_RUNS_DB", db, TRUE);
+  }
   g_test_init (&argc, &argv, NULL);
   if (!gtk_init_check ())
     {
@@ -1203,6 +1331,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/8-stop", test_stop);
   g_test_add_func ("/ui/8-z-compare-devices", test_compare_devices);
   g_test_add_func ("/ui/8-z-run-again", test_run_again);
+  g_test_add_func ("/ui/8-z-resume", test_resume);
   g_test_add_func ("/ui/9-screenshots", test_screenshots);
   g_test_add_func ("/ui/9-dialogs", test_dialogs);
   g_test_add_func ("/ui/z-close-during-run", test_close_during_run);
@@ -1213,5 +1342,7 @@ main (int argc, char **argv)
   settle (0.2);
   g_object_unref (app);
   g_free (artifacts);
+  remove_tree (store_dir);
+  g_free (store_dir);
   return status;
 }

@@ -6,6 +6,7 @@
 #include "kilt-runs-resources.h"
 #include "kilt-error.h"
 
+#include <glib/gstdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -214,6 +215,7 @@ G_DEFINE_FINAL_TYPE (KiltRunsPage, kilt_runs_page, ADW_TYPE_BIN)
 enum
 {
   SIGNAL_RUN_AGAIN,
+  SIGNAL_RESUME,
   N_SIGNALS
 };
 static guint signals[N_SIGNALS];
@@ -434,6 +436,33 @@ update_comparison (KiltRunsPage *self)
   gtk_widget_queue_draw (GTK_WIDGET (self->chart_area));
 }
 
+/* The one selected run's checkpoint when it is on disk, else NULL with @error saying why. */
+static const char *
+selected_checkpoint (KiltRunsPage *self, GError **error)
+{
+  const KiltRun *run;
+  const char *path;
+  GStatBuf st;
+
+  if (self->selected->len != 1)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID, "select one run");
+      return NULL;
+    }
+  run = self->selected->pdata[0];
+  path = run->record.config.checkpoint_path;
+  if (path == NULL || g_stat (path, &st) != 0 || st.st_size == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   path ? "run #%" G_GINT64_FORMAT " has no weights: it ended before its first "
+                          "epoch did, or its checkpoint %s is gone"
+                        : "run #%" G_GINT64_FORMAT " kept no weights",
+                   run->id, path);
+      return NULL;
+    }
+  return path;
+}
+
 static void
 update_actions (KiltRunsPage *self)
 {
@@ -445,6 +474,10 @@ update_actions (KiltRunsPage *self)
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.export", n >= 1);
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.run-again",
                                  n == 1 && kilt_runs_page_can_run_again (self, NULL));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.resume",
+                                 n == 1 && kilt_runs_page_can_resume (self, NULL));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.save-weights",
+                                 n == 1 && selected_checkpoint (self, NULL));
 }
 
 static void
@@ -723,7 +756,98 @@ kilt_runs_page_can_run_again (KiltRunsPage *self, GError **error)
   return TRUE;
 }
 
+gboolean
+kilt_runs_page_can_resume (KiltRunsPage *self, GError **error)
+{
+  if (!kilt_runs_page_can_run_again (self, error))
+    return FALSE;
+  return kilt_run_can_resume (self->selected->pdata[0], error);
+}
+
+gboolean
+kilt_runs_page_save_weights (KiltRunsPage *self, const char *path, GError **error)
+{
+  const char *from = selected_checkpoint (self, error);
+  g_autofree char *bytes = NULL;
+  gsize len = 0;
+
+  if (from == NULL)
+    return FALSE;
+  if (!g_file_get_contents (from, &bytes, &len, error)
+      || !g_file_set_contents (path, bytes, len, error))
+    {
+      g_prefix_error (error, "Saving the weights: ");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* ---- actions with dialogs ---- */
+
+static GtkWindow *parent_window (KiltRunsPage *self);
+
+static void
+action_resume (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  g_autoptr (GError) error = NULL;
+
+  if (!kilt_runs_page_can_resume (self, &error))
+    {
+      toast (self, error->message);
+      return;
+    }
+  g_signal_emit (self, signals[SIGNAL_RESUME], 0, ((KiltRun *)self->selected->pdata[0])->id);
+}
+
+static void
+save_weights_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
+{
+  g_autoptr (GFile) file = NULL;
+  g_autofree char *path = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (native));
+      path = file ? g_file_get_path (file) : NULL;
+      if (path == NULL)
+        toast (self, "Weights can only be saved to local files");
+      else if (!kilt_runs_page_save_weights (self, path, &error))
+        toast (self, error->message);
+      else
+        {
+          g_autofree char *base = g_path_get_basename (path);
+          g_autofree char *msg = g_strdup_printf ("Saved %s", base);
+          toast (self, msg);
+        }
+    }
+  g_object_unref (native);
+}
+
+static void
+action_save_weights (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  g_autoptr (GError) error = NULL;
+  GtkFileChooserNative *native;
+  const KiltRun *run;
+  g_autofree char *suggested = NULL;
+
+  if (!selected_checkpoint (self, &error))
+    {
+      toast (self, error->message);
+      return;
+    }
+  run = self->selected->pdata[0];
+  suggested = g_strdup_printf ("%s-run%" G_GINT64_FORMAT ".ckpt",
+                               run->record.model_name ? run->record.model_name : "model", run->id);
+  native = gtk_file_chooser_native_new ("Save Weights", parent_window (self),
+                                        GTK_FILE_CHOOSER_ACTION_SAVE, "_Save", "_Cancel");
+  gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (native), suggested);
+  g_signal_connect (native, "response", G_CALLBACK (save_weights_response), self);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (native));
+}
 
 static void
 action_run_again (GtkWidget *widget, const char *name, GVariant *param)
@@ -954,11 +1078,16 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_install_action (widget_class, "runs.export", NULL, action_export);
   gtk_widget_class_install_action (widget_class, "runs.reload", NULL, action_reload);
   gtk_widget_class_install_action (widget_class, "runs.run-again", NULL, action_run_again);
+  gtk_widget_class_install_action (widget_class, "runs.resume", NULL, action_resume);
+  gtk_widget_class_install_action (widget_class, "runs.save-weights", NULL, action_save_weights);
 
   /* run-again (gint64 run id): "Run Again On…" was chosen for that run. */
   signals[SIGNAL_RUN_AGAIN]
       = g_signal_new ("run-again", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
                       NULL, G_TYPE_NONE, 1, G_TYPE_INT64);
+  /* resume (gint64 run id): "Resume" was chosen for that run. */
+  signals[SIGNAL_RESUME] = g_signal_new ("resume", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
+                                         NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_INT64);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F2, 0, "runs.rename", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Delete, 0, "runs.delete", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F5, 0, "runs.reload", NULL);

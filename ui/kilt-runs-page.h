@@ -42,6 +42,12 @@ gboolean kilt_runs_page_delete_selected (KiltRunsPage *page, GError **error);
 /* Whether the one selected run can be repeated (its model, data source and settings are
  * recorded). The "run-again" signal (gint64 id) asks the window to choose a device and start. */
 gboolean kilt_runs_page_can_run_again (KiltRunsPage *page, GError **error);
+/* Whether the one selected run can go on from its checkpoint (kilt_run_can_resume ()). The
+ * "resume" signal (gint64 id) asks the window to start it. */
+gboolean kilt_runs_page_can_resume (KiltRunsPage *page, GError **error);
+/* Copies the one selected run's checkpoint (its trained weights, for kilt-cli eval or a later
+ * --resume) to @path. */
+gboolean kilt_runs_page_save_weights (KiltRunsPage *page, const char *path, GError **error);
 /* A report of the selected runs against the chosen baseline (PNG/SVG: the chart shown). */
 gboolean kilt_runs_page_export (KiltRunsPage *page, KiltReportFormat format, const char *path,
                                 GError **error);

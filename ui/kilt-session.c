@@ -47,6 +47,8 @@ struct _KiltSession
   gpointer tag;             /* RunTag of the trainer, freed after its thread is joined */
   KiltDataSpec next_spec;   /* where the next run's data came from; source NULL: unknown */
   GPtrArray *external_tags; /* RunTag of runs fed by kilt_session_post (), kept to the end */
+  gboolean keep_weights;    /* each run writes a checkpoint in the store's folder */
+  char *resume_from;        /* the next sequence's first run goes on from this checkpoint */
   gboolean running, paused;
   gint64 start_us, end_us;
 };
@@ -412,6 +414,8 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
                     const KiltTrainConfig *config, GError **error)
 {
   RunTag *tag;
+  g_autofree char *checkpoint = NULL;
+  KiltTrainConfig with_checkpoint;
 
   g_return_val_if_fail (KILT_IS_SESSION (self), FALSE);
   if (self->running)
@@ -421,6 +425,21 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "A run is already going on; stop it first");
       return FALSE;
+    }
+  if (self->keep_weights)
+    {
+      checkpoint = kilt_run_store_new_checkpoint_path (NULL, model->name, error);
+      if (checkpoint == NULL)
+        {
+          kilt_model_free (model);
+          kilt_dataset_free (data);
+          g_prefix_error (error, "Cannot keep the run's weights: ");
+          return FALSE;
+        }
+      with_checkpoint = *config;
+      with_checkpoint.checkpoint_path = checkpoint;
+      with_checkpoint.resume = FALSE;
+      config = &with_checkpoint;
     }
   tag = begin_run (self);
   {
@@ -452,6 +471,8 @@ kilt_session_start_compare (KiltSession *self, const char *const *device_ids,
                             const char *db_path, const char *tag_name, GError **error)
 {
   RunTag *tag;
+  /* Meant for this sequence only, whether or not it starts. */
+  g_autofree char *resume_from = g_steal_pointer (&self->resume_from);
 
   g_return_val_if_fail (KILT_IS_SESSION (self), FALSE);
   if (self->running)
@@ -475,6 +496,8 @@ kilt_session_start_compare (KiltSession *self, const char *const *device_ids,
                                     on_compare_event, tag);
   if (first_data)
     kilt_compare_set_first_dataset (self->compare, first_data);
+  kilt_compare_set_keep_weights (self->compare, self->keep_weights);
+  kilt_compare_set_resume_from (self->compare, resume_from);
   self->running = TRUE;
   self->paused = FALSE;
   kilt_compare_start (self->compare);
@@ -489,6 +512,21 @@ kilt_session_set_data_spec (KiltSession *self, const KiltDataSpec *spec)
   kilt_data_spec_clear (&self->next_spec);
   if (spec && spec->source)
     kilt_data_spec_copy (&self->next_spec, spec);
+}
+
+void
+kilt_session_set_keep_weights (KiltSession *self, gboolean keep)
+{
+  g_return_if_fail (KILT_IS_SESSION (self));
+  self->keep_weights = keep;
+}
+
+void
+kilt_session_set_resume_from (KiltSession *self, const char *checkpoint)
+{
+  g_return_if_fail (KILT_IS_SESSION (self));
+  g_free (self->resume_from);
+  self->resume_from = g_strdup (checkpoint);
 }
 
 void
@@ -589,6 +627,7 @@ kilt_session_finalize (GObject *object)
 
   g_ptr_array_unref (self->external_tags);
   kilt_data_spec_clear (&self->next_spec);
+  g_free (self->resume_from);
   shared_unref (self->shared);
   G_OBJECT_CLASS (kilt_session_parent_class)->finalize (object);
 }

@@ -50,6 +50,11 @@ gboolean kilt_session_start_compare (KiltSession *self, const char *const *devic
                                      const char *db_path, const char *tag, GError **error);
 /* Where the next kilt_session_start () run's data came from, for its record. */
 void kilt_session_set_data_spec (KiltSession *self, const KiltDataSpec *spec);
+/* Every run started from now on writes its weights after each epoch to a checkpoint of its own
+ * in the run store's folder (kilt_run_store_new_checkpoint_path), which its record names. */
+void kilt_session_set_keep_weights (KiltSession *self, gboolean keep);
+/* The next kilt_session_start_compare ()'s first run goes on from a copy of @checkpoint. */
+void kilt_session_set_resume_from (KiltSession *self, const char *checkpoint);
 /* A run fed from outside (tests, replays): events go in through kilt_session_post () from any
  * thread, exactly as the trainer's would, ending with a FINISHED event. Returns the run's
  * token, valid as long as the session; events posted for a replaced run are dropped. */

@@ -381,8 +381,11 @@ kilt_window_compare_devices (KiltWindow *self, const char *const *ids, GError **
   return ok;
 }
 
-gboolean
-kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id, GError **error)
+/* Starts stored run @run_id's model, data and settings again on @device_id (NULL: the device
+ * it ran on when that is here, else the chosen one); with @resume, from its checkpoint. */
+static gboolean
+start_from_run (KiltWindow *self, gint64 run_id, const char *device_id, gboolean resume,
+                GError **error)
 {
   g_autoptr (KiltRunStore) store = NULL;
   g_autoptr (KiltRun) run = NULL;
@@ -407,6 +410,18 @@ kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id, G
                    "run #%" G_GINT64_FORMAT " has no recorded model or settings", run_id);
       return FALSE;
     }
+  if (resume && !kilt_run_can_resume (run, error))
+    return FALSE;
+  if (ids[0] == NULL)
+    ids[0] = find_device (self, run->record.device_id)
+                 ? run->record.device_id
+                 : kilt_devices_page_get_device_id (self->devices_page);
+  if (ids[0] == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "No OpenCL device to train on: see the Devices page");
+      return FALSE;
+    }
   if (!kilt_data_spec_from_json (run->record.data_spec, &spec, error))
     return FALSE;
   if (!kilt_run_config_from_json (run->config_json, &config, error))
@@ -414,8 +429,13 @@ kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id, G
       kilt_data_spec_clear (&spec);
       return FALSE;
     }
-  /* Named after its model and new device, not the original's. */
-  g_clear_pointer (&config.run_name, g_free);
+  /* Run again: named after its model and new device, not the original's. Resumed: the same
+   * name, going on. */
+  if (!resume)
+    g_clear_pointer (&config.run_name, g_free);
+  else if (config.run_name == NULL)
+    config.run_name = g_strdup (run->record.name);
+  kilt_session_set_resume_from (self->session, resume ? run->record.config.checkpoint_path : NULL);
   ok = begin_sequence (self, ids, run->record.model_name, run_id, config.epochs, error)
        && kilt_session_start_compare (self->session, ids, run->record.model_json, &spec, NULL,
                                       &config, runs_db_path (self), NULL, error);
@@ -427,6 +447,19 @@ kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id, G
     kilt_window_show_page (self, "train");
   update_actions (self);
   return ok;
+}
+
+gboolean
+kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id, GError **error)
+{
+  g_return_val_if_fail (device_id != NULL, FALSE);
+  return start_from_run (self, run_id, device_id, FALSE, error);
+}
+
+gboolean
+kilt_window_resume_run (KiltWindow *self, gint64 run_id, GError **error)
+{
+  return start_from_run (self, run_id, NULL, TRUE, error);
 }
 
 static void
@@ -480,6 +513,15 @@ on_run_again_response (AdwMessageDialog *dialog, const char *response, KiltWindo
     return;
   ids = kilt_device_picker_dup_chosen (GTK_WIDGET (dialog));
   if (ids[0] && !kilt_window_run_again (self, id, ids[0], &error))
+    say (self, error->message);
+}
+
+static void
+on_resume (KiltRunsPage *page, gint64 id, KiltWindow *self)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!kilt_window_resume_run (self, id, &error))
     say (self, error->message);
 }
 
@@ -785,6 +827,8 @@ kilt_window_init (KiltWindow *self)
   gtk_widget_init_template (GTK_WIDGET (self));
   self->settings = g_settings_new ("org.kilt.Kilt");
   self->session = kilt_session_new ();
+  /* Every run's trained weights are kept, so a run can be resumed or its weights saved. */
+  kilt_session_set_keep_weights (self->session, TRUE);
   g_signal_connect (self->session, "update", G_CALLBACK (on_session_update), self);
   g_signal_connect (self->session, "notify::running", G_CALLBACK (on_session_state), self);
   g_signal_connect (self->session, "notify::paused", G_CALLBACK (on_session_state), self);
@@ -867,7 +911,10 @@ kilt_window_set_runs_page (KiltWindow *self, GtkWidget *page)
   adw_view_stack_page_set_use_underline (adw_view_stack_get_page (self->stack, page), TRUE);
   self->runs_placeholder = page;
   if (KILT_IS_RUNS_PAGE (page))
-    g_signal_connect_object (page, "run-again", G_CALLBACK (on_run_again), self, 0);
+    {
+      g_signal_connect_object (page, "run-again", G_CALLBACK (on_run_again), self, 0);
+      g_signal_connect_object (page, "resume", G_CALLBACK (on_resume), self, 0);
+    }
 }
 
 void

@@ -36,6 +36,10 @@ gboolean kilt_window_compare_devices (KiltWindow *self, const char *const *ids, 
  * runs are compared on the Runs page. */
 gboolean kilt_window_run_again (KiltWindow *self, gint64 run_id, const char *device_id,
                                 GError **error);
+/* Resume: stored run @run_id, stopped or failed after at least one epoch, goes on from its
+ * checkpoint as a new run, on the device it ran on when that is here (see
+ * kilt_run_can_resume ()). */
+gboolean kilt_window_resume_run (KiltWindow *self, gint64 run_id, GError **error);
 /* The last status message shown as a toast or inline error (for tests). */
 const char *kilt_window_get_last_message (KiltWindow *self);
 
