@@ -800,6 +800,16 @@ action_resume (GtkWidget *widget, const char *name, GVariant *param)
   g_signal_emit (self, signals[SIGNAL_RESUME], 0, ((KiltRun *)self->selected->pdata[0])->id);
 }
 
+/* Says how saving @path went: its name when @ok, else @error's message. */
+static void
+toast_saved (KiltRunsPage *self, gboolean ok, const char *path, const GError *error)
+{
+  g_autofree char *base = g_path_get_basename (path);
+  g_autofree char *msg = ok ? g_strdup_printf ("Saved %s", base) : NULL;
+
+  toast (self, ok ? msg : error->message);
+}
+
 static void
 save_weights_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
 {
@@ -813,13 +823,10 @@ save_weights_response (GtkNativeDialog *native, int response, KiltRunsPage *self
       path = file ? g_file_get_path (file) : NULL;
       if (path == NULL)
         toast (self, "Weights can only be saved to local files");
-      else if (!kilt_runs_page_save_weights (self, path, &error))
-        toast (self, error->message);
       else
         {
-          g_autofree char *base = g_path_get_basename (path);
-          g_autofree char *msg = g_strdup_printf ("Saved %s", base);
-          toast (self, msg);
+          gboolean ok = kilt_runs_page_save_weights (self, path, &error);
+          toast_saved (self, ok, path, error);
         }
     }
   g_object_unref (native);
@@ -991,13 +998,10 @@ export_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
       else if (dot == NULL || !kilt_report_format_from_name (dot + 1, &format))
         toast (self, "End the name in .html, .pdf, .md, .csv, .json, .png or .svg to choose"
                      " the format");
-      else if (!kilt_runs_page_export (self, format, path, &error))
-        toast (self, error->message);
       else
         {
-          g_autofree char *base = g_path_get_basename (path);
-          g_autofree char *msg = g_strdup_printf ("Saved %s", base);
-          toast (self, msg);
+          gboolean ok = kilt_runs_page_export (self, format, path, &error);
+          toast_saved (self, ok, path, error);
         }
     }
   g_object_unref (native);
