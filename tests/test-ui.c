@@ -1076,8 +1076,8 @@ newest_has_epoch (gpointer data)
   return run && run->id > *(gint64 *)data && run->epochs->len >= 1;
 }
 
-/* A run stopped after its first epoch goes on with Resume, as a new run from its last epoch,
- * on its checkpoint's copy; and its weights can be saved. */
+/* A run whose device fails after its first epoch goes on with Resume, as a new run from its
+ * last finished epoch, on a copy of its checkpoint; and its weights can be saved. */
 static void
 test_resume (void)
 {
@@ -1101,12 +1101,16 @@ test_resume (void)
   kilt_window_set_sample_limit (window, 512);
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
   g_assert_true (wait_until (newest_has_epoch, &last_id, 60));
-  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL));
+  /* The device fails 50 launches later, as a lost GPU would. */
+  kilt_fault_set (KILT_FAULT_ENQUEUE, 50);
   g_assert_true (wait_until (run_over, NULL, 30));
-  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training stopped");
+  kilt_fault_set (KILT_FAULT_ENQUEUE, 0);
+  g_test_message ("shown: %s", kilt_window_get_last_message (window));
+  g_assert_true (g_str_has_prefix (kilt_window_get_last_message (window), "Training failed: "));
+  g_assert_nonnull (strstr (kilt_window_get_last_message (window), "Resume on the Runs page"));
 
   stopped = newest_run ();
-  g_assert_cmpint (stopped->status, ==, KILT_RUN_STOPPED);
+  g_assert_cmpint (stopped->status, ==, KILT_RUN_FAILED);
   done = g_array_index (stopped->epochs, KiltEpochRecord, stopped->epochs->len - 1).epoch;
   g_assert_cmpuint (done, >=, 1);
   g_assert_cmpuint (done, <, 20);

@@ -30,6 +30,7 @@ struct _KiltWindow
   guint sample_limit;
   gboolean close_after_run;
   gboolean dataset_in_run;
+  guint epochs_done; /* of the run going on (or just ended): its checkpoint has them */
   char *last_message;
   /* A sequence (compare devices, run again) going on: its devices' names and capacities, the
    * model's name, and a run to show beside its runs at the end (run again's original). */
@@ -121,12 +122,18 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
       kilt_train_page_set_sequence (self->train_page, u->device_index, u->n_devices);
     }
   kilt_train_page_apply (self->train_page, u, kilt_session_elapsed (session));
+  if (u->started)
+    self->epochs_done = 0;
+  self->epochs_done += u->epochs ? u->epochs->len : 0;
   if (!u->finished)
     return;
   if (u->status == KILT_RUN_FAILED)
     {
-      g_autofree char *msg
-          = g_strdup_printf ("Training failed: %s", u->error ? u->error->message : "unknown error");
+      g_autofree char *msg = g_strdup_printf (
+          "Training failed: %s%s", u->error ? u->error->message : "unknown error",
+          self->epochs_done ? ". The weights of its last finished epoch are kept: Resume on the "
+                              "Runs page goes on from there"
+                            : "");
       g_free (self->last_message);
       self->last_message = g_strdup (msg);
       kilt_train_page_show_error (self->train_page, msg);
