@@ -358,7 +358,9 @@ char *
 kilt_run_store_checkpoint_dir (const char *db_path)
 {
   g_autofree char *db = db_path ? g_strdup (db_path) : kilt_run_store_default_path ();
-  g_autofree char *dir = g_path_get_dirname (db);
+  /* Absolute, since runs record the path and may be resumed from another folder. */
+  g_autofree char *full = g_canonicalize_filename (db, NULL);
+  g_autofree char *dir = g_path_get_dirname (full);
 
   return g_build_filename (dir, "checkpoints", NULL);
 }

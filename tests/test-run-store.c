@@ -850,6 +850,19 @@ test_default_path (void)
   p = kilt_run_store_default_path ();
   g_assert_true (g_str_has_prefix (p, g_get_user_data_dir ()));
   g_assert_true (g_str_has_suffix (p, "/kilt/runs.db"));
+
+  /* The window's checkpoints sit beside the store, by an absolute path even when the store's
+   * is relative: runs record it, and may be resumed from another folder. */
+  g_free (p);
+  p = kilt_run_store_checkpoint_dir ("/some/where/else.db");
+  g_assert_cmpstr (p, ==, "/some/where/checkpoints");
+  g_free (p);
+  p = kilt_run_store_checkpoint_dir ("runs.db");
+  {
+    g_autofree char *cwd = g_get_current_dir ();
+    g_autofree char *want = g_build_filename (cwd, "checkpoints", NULL);
+    g_assert_cmpstr (p, ==, want);
+  }
 }
 
 int
