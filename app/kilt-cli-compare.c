@@ -8,93 +8,8 @@
 #include "kilt-model-json.h"
 #include "kilt-report.h"
 
-#include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
-
-typedef struct
-{
-  KiltCliCommon *opts;
-  gboolean tty;
-  guint epochs;
-  guint steps_per_epoch;
-  GMutex lock;
-  KiltRunStatus *status; /* per device */
-  char **errors;         /* per device */
-} CompareView;
-
-static KiltCompare *running;
-
-static void
-on_sigint (int sig)
-{
-  static int count;
-
-  if (running && count++ == 0)
-    {
-      kilt_compare_stop (running);
-      return;
-    }
-  signal (SIGINT, SIG_DFL);
-  raise (SIGINT);
-}
-
-/* On the trainers' threads, one call at a time. */
-static void
-on_event (const KiltCompareEvent *ce, gpointer user_data)
-{
-  CompareView *v = user_data;
-  const KiltEvent *ev = ce->event;
-
-  if (ev == NULL)
-    return;
-  switch (ev->type)
-    {
-      case KILT_EVENT_STARTED:
-        printf ("[%u/%u] %s (%s): kernels %s in %.2f s\n", ce->index + 1, ce->n_devices,
-                ev->device_name, ce->device_id, ev->compile_cached ? "loaded" : "compiled",
-                ev->compile_seconds);
-        v->steps_per_epoch = ev->steps_per_epoch;
-        break;
-      case KILT_EVENT_STEP:
-        if (v->tty)
-          fprintf (stderr, "\r\033[K[%u/%u] epoch %u/%u step %u/%u  %.0f samples/s  loss %.4f",
-                   ce->index + 1, ce->n_devices, ev->epoch, v->epochs, ev->step, v->steps_per_epoch,
-                   ev->samples_per_second, ev->loss);
-        break;
-      case KILT_EVENT_EPOCH:
-        if (v->tty)
-          fprintf (stderr, "\r\033[K");
-        printf ("[%u/%u] epoch %u/%u: %.2f s, loss %.4f, accuracy %.4f", ce->index + 1,
-                ce->n_devices, ev->epoch, v->epochs, ev->epoch_seconds, ev->loss, ev->accuracy);
-        if (isfinite (ev->val_accuracy))
-          printf (", val_accuracy %.4f", ev->val_accuracy);
-        printf ("\n");
-        break;
-      case KILT_EVENT_LOG:
-        if (ev->level & (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL))
-          fprintf (stderr, "%skilt-cli compare: warning: %s\n", v->tty ? "\r\033[K" : "",
-                   ev->message);
-        break;
-      case KILT_EVENT_FINISHED:
-        if (v->tty)
-          fprintf (stderr, "\r\033[K");
-        g_mutex_lock (&v->lock);
-        v->status[ce->index] = ev->status;
-        if (ev->error)
-          v->errors[ce->index] = g_strdup (ev->error->message);
-        g_mutex_unlock (&v->lock);
-        if (ev->error)
-          fprintf (stderr, "[%u/%u] %s failed: %s\n", ce->index + 1, ce->n_devices, ce->device_id,
-                   ev->error->message);
-        break;
-      default:
-        break;
-    }
-  fflush (stdout);
-}
 
 /* Device ids as given: an id, an index or a unique part of a name, resolved to stable ids. */
 static char **
@@ -191,9 +106,8 @@ kilt_cli_compare (int argc, char **argv)
   KiltDataset *ds = NULL;
   KiltModel *model = NULL;
   g_autofree char *model_json = NULL;
-  CompareView view = { 0 };
+  KiltCliSequence view = { 0 };
   KiltCompare *compare;
-  KiltRunStatus status;
   g_autoptr (GArray) run_ids = NULL;
   guint n;
   int rc;
@@ -233,26 +147,10 @@ kilt_cli_compare (int argc, char **argv)
           n, model->name, ds->name, ds->train.n, cfg.epochs, cfg.batch, cfg.seed, tag);
   kilt_model_free (model);
 
-  view.opts = &c;
-  view.tty = isatty (fileno (stderr));
-  view.epochs = cfg.epochs;
-  view.status = g_new0 (KiltRunStatus, n);
-  view.errors = g_new0 (char *, n + 1);
-  g_mutex_init (&view.lock);
-  for (guint i = 0; i < n; i++)
-    view.status[i] = KILT_RUN_STOPPED; /* until it says otherwise: never started */
-
   compare = kilt_compare_new ((const char *const *)ids, model_json, &spec, &cfg, NULL, tag,
-                              on_event, &view);
+                              kilt_cli_sequence_event, &view);
   kilt_compare_set_first_dataset (compare, ds);
-  running = compare;
-  signal (SIGINT, on_sigint);
-  kilt_compare_start (compare);
-  status = kilt_compare_join (compare);
-  running = NULL;
-  signal (SIGINT, SIG_DFL);
-  run_ids = kilt_compare_dup_run_ids (compare);
-  kilt_compare_free (compare);
+  rc = kilt_cli_run_sequence (compare, &view, n, cfg.epochs, &run_ids);
 
   print_table (run_ids);
   printf ("\n%u of %u runs recorded, tagged %s; a full report: kilt-cli report", run_ids->len, n,
@@ -260,13 +158,6 @@ kilt_cli_compare (int argc, char **argv)
   for (guint i = 0; i < run_ids->len; i++)
     printf (" %" G_GINT64_FORMAT, g_array_index (run_ids, gint64, i));
   printf (" -o report.html\n");
-  rc = status == KILT_RUN_STOPPED ? 130 : 0;
-  for (guint i = 0; i < n; i++)
-    if (view.status[i] == KILT_RUN_FAILED)
-      rc = rc ? rc : 1;
-  g_free (view.status);
-  g_strfreev (view.errors);
-  g_mutex_clear (&view.lock);
   kilt_data_spec_clear (&spec);
   kilt_train_config_clear (&cfg);
   kilt_cli_common_clear (&c);

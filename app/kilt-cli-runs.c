@@ -3,6 +3,8 @@
 #include "config.h"
 
 #include "kilt-cli-runs.h"
+#include "kilt-cli.h"
+#include "kilt-device.h"
 #include "kilt-report.h"
 
 #include <math.h>
@@ -12,7 +14,7 @@
 
 static const char runs_usage[]
     = "usage: kilt-cli runs [list | show ID | rename ID NAME | tag ID TAG | untag ID TAG |"
-      " delete ID] [--json] [--db FILE]";
+      " delete ID | resume ID [--device DEV]] [--json] [--db FILE]";
 static const char report_usage[]
     = "usage: kilt-cli report ID... [--baseline ID] --format csv|json|md|html|pdf|png|svg"
       " -o FILE [--chart loss|accuracy|epoch-time|speedup|layers|accuracy-time]"
@@ -166,20 +168,84 @@ list_json (GPtrArray *runs)
   return json_generator_to_data (gen, NULL);
 }
 
+/* runs resume: the stored run goes on from its checkpoint as a new run (as the window's
+ * Resume), on @device_text or the device it ran on. */
+static int
+resume (KiltRunStore *store, gint64 id, const char *device_text)
+{
+  GError *error = NULL;
+  g_autoptr (KiltRun) run = kilt_run_store_get (store, id, &error);
+  g_autoptr (KiltDeviceList) list = NULL;
+  const KiltDeviceInfo *dev = NULL;
+  KiltCliSequence view = { 0 };
+  g_autoptr (GArray) run_ids = NULL;
+  KiltTrainConfig cfg;
+  KiltDataSpec spec;
+  KiltCompare *compare;
+  const char *ids[2] = { NULL, NULL };
+  guint done;
+  int rc;
+
+  if (run == NULL || !kilt_run_can_resume (run, &error))
+    return fail (error);
+  if (run->record.model_json == NULL || run->record.data_spec == NULL)
+    return usage (runs_usage, "the run was recorded without its model or data source (by an "
+                              "older Kilt), so it cannot go on");
+  list = kilt_device_list_new ();
+  dev = device_text ? kilt_device_list_find (list, device_text)
+                    : kilt_device_list_find (list, run->record.device_id);
+  if (dev == NULL && device_text == NULL)
+    dev = kilt_device_list_choose_default (list, NULL);
+  if (dev == NULL)
+    {
+      g_autofree char *msg = g_strdup_printf ("no OpenCL device \"%s\" here (kilt-cli devices "
+                                              "lists them)",
+                                              device_text ? device_text : run->record.device_id);
+      return usage (runs_usage, msg);
+    }
+  if (!kilt_data_spec_from_json (run->record.data_spec, &spec, &error))
+    return fail (error);
+  if (!kilt_run_config_from_json (run->config_json, &cfg, &error))
+    {
+      kilt_data_spec_clear (&spec);
+      return fail (error);
+    }
+  if (cfg.run_name == NULL)
+    cfg.run_name = g_strdup (run->record.name);
+  done = g_array_index (run->epochs, KiltEpochRecord, run->epochs->len - 1).epoch;
+  printf ("Resuming run #%" G_GINT64_FORMAT " (%s) on %s after epoch %u of %u\n", id,
+          run->record.name, dev->name, done, cfg.epochs);
+  ids[0] = dev->id;
+  compare
+      = kilt_compare_new (ids, run->record.model_json, &spec, &cfg, kilt_run_store_get_path (store),
+                          NULL, kilt_cli_sequence_event, &view);
+  kilt_compare_set_resume_from (compare, run->record.config.checkpoint_path);
+  rc = kilt_cli_run_sequence (compare, &view, 1, cfg.epochs, &run_ids);
+  if (run_ids->len)
+    printf ("Recorded as run #%" G_GINT64_FORMAT "\n", g_array_index (run_ids, gint64, 0));
+  kilt_data_spec_clear (&spec);
+  kilt_train_config_clear (&cfg);
+  return rc;
+}
+
 int
 kilt_cli_runs (int argc, char **argv)
 {
   gboolean json = FALSE;
   g_autofree char *db = NULL;
+  g_autofree char *device = NULL;
   GOptionEntry entries[] = {
     { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+    { "device", 'd', 0, G_OPTION_ARG_STRING, &device,
+      "resume: the device (default: the one it ran on, when it is here)", "DEV" },
     { "db", 0, 0, G_OPTION_ARG_FILENAME, &db,
       "The run store (default $KILT_RUNS_DB or the data"
       " folder)",
       "FILE" },
     { NULL },
   };
-  g_autoptr (GOptionContext) ctx = g_option_context_new ("[list|show|rename|tag|untag|delete]");
+  g_autoptr (GOptionContext) ctx
+      = g_option_context_new ("[list|show|rename|tag|untag|delete|resume]");
   g_autoptr (KiltRunStore) store = NULL;
   GError *error = NULL;
   const char *verb;
@@ -253,6 +319,8 @@ kilt_cli_runs (int argc, char **argv)
     }
   if (strcmp (verb, "delete") == 0)
     return kilt_run_store_delete (store, id, &error) ? 0 : fail (error);
+  if (strcmp (verb, "resume") == 0)
+    return resume (store, id, device);
   {
     g_autofree char *msg = g_strdup_printf ("unknown runs command '%s'", verb);
     return usage (runs_usage, msg);

@@ -152,7 +152,7 @@ usage (FILE *out)
                 "  setup      choose the default device\n"
                 "  bench      time training steps on one or more devices\n"
                 "  compare    train one model on several devices in turn; speed-ups\n"
-                "  runs       list, show, rename, tag and delete recorded runs\n"
+                "  runs       list, show, rename, tag, delete and resume runs\n"
                 "  report     write a timing report for runs\n"
                 "  tune       tune CLBlast's GEMM for a device; kept when a step gets faster\n"
                 "  --version  Kilt, CLBlast and OpenCL platform versions\n"

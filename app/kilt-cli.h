@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
+#include "kilt-compare.h"
 #include "kilt-run-store.h"
 #include "kilt-trainer.h"
 
@@ -54,6 +55,25 @@ gboolean kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError *
  * (after as many warm-up steps), as `kilt-cli bench` measures it. */
 gboolean kilt_cli_bench_step (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps,
                               double *step_ms, GError **error);
+
+/* Progress of a KiltCompare sequence on the terminal (kilt-cli compare, runs resume). */
+typedef struct
+{
+  gboolean tty;
+  guint epochs;
+  guint steps_per_epoch;
+  GMutex lock;
+  KiltRunStatus *status; /* per device */
+  char **errors;         /* per device */
+} KiltCliSequence;
+
+/* The KiltCompareFunc that prints a sequence's progress into a KiltCliSequence. */
+void kilt_cli_sequence_event (const KiltCompareEvent *event, gpointer user_data);
+/* Runs @compare (made with kilt_cli_sequence_event and @view; @n devices, @epochs each) to its
+ * end with Ctrl+C stopping it, frees it, and sets *@run_ids to the recorded runs. Returns the
+ * exit status: 130 when stopped, 1 when a run failed, else 0. */
+int kilt_cli_run_sequence (KiltCompare *compare, KiltCliSequence *view, guint n, guint epochs,
+                           GArray **run_ids);
 
 int kilt_cli_train (int argc, char **argv);
 int kilt_cli_eval (int argc, char **argv);

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "kilt-test-util.h"
+#include "kilt-checkpoint.h"
 #include "kilt-gemm.h"
 #include "kilt-run-store.h"
 
@@ -40,9 +41,10 @@ result_clear (Result *r)
   g_free (r->err);
 }
 
-/* Runs kilt-cli with @args (NULL-terminated), with KILT_RUNS_DB set to @db. */
+/* Runs kilt-cli with @args (NULL-terminated), with KILT_RUNS_DB set to @db and, when @fault is
+ * not NULL, KILT_FAULT to it. */
 static Result
-run_cli (const char *db, const char *const *args)
+run_cli_fault (const char *db, const char *fault, const char *const *args)
 {
   g_autoptr (GSubprocessLauncher) l
       = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
@@ -57,12 +59,20 @@ run_cli (const char *db, const char *const *args)
   g_ptr_array_add (argv, NULL);
   if (db)
     g_subprocess_launcher_setenv (l, "KILT_RUNS_DB", db, TRUE);
+  if (fault)
+    g_subprocess_launcher_setenv (l, "KILT_FAULT", fault, TRUE);
   p = g_subprocess_launcher_spawnv (l, (const char *const *)argv->pdata, &error);
   g_assert_no_error (error);
   g_assert_true (g_subprocess_communicate_utf8 (p, NULL, NULL, &r.out, &r.err, &error));
   g_assert_no_error (error);
   r.status = g_subprocess_get_if_exited (p) ? g_subprocess_get_exit_status (p) : -1;
   return r;
+}
+
+static Result
+run_cli (const char *db, const char *const *args)
+{
+  return run_cli_fault (db, NULL, args);
 }
 
 static void
@@ -509,6 +519,89 @@ test_json (void)
   result_clear (&r);
 }
 
+static guint
+checkpoint_epochs (const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (path, &error);
+
+  g_assert_no_error (error);
+  return ck->epochs_done;
+}
+
+/* `runs resume`: a run whose device failed in its third epoch goes on from its checkpoint as a
+ * new run, which trains epochs 3 to 20 into a checkpoint of its own; a finished run, or an
+ * unknown device, is refused with the reason. */
+static void
+test_runs_resume (void)
+{
+  g_autofree char *dir = NULL, *db = NULL, *ckpt = NULL, *own_dir = NULL, *want_dir = NULL;
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (KiltRun) failed = NULL, resumed = NULL;
+  g_autoptr (GError) error = NULL;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  ckpt = g_build_filename (dir, "mine.ckpt", NULL);
+  {
+    /* About 180 launches an epoch here: the 500th is in the third. */
+    const char *args[] = { "train",        "--epochs", "20",     "--max-samples", "64",
+                           "--checkpoint", ckpt,       "--name", "resumable",     NULL };
+    r = run_cli_fault (db, "enqueue:500", args);
+  }
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "injected fault"));
+  result_clear (&r);
+  g_assert_cmpuint (checkpoint_epochs (ckpt), ==, 2);
+
+  {
+    const char *args[] = { "runs", "resume", "1", NULL };
+    r = run_cli (db, args);
+  }
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, "after epoch 2 of 20"));
+  g_assert_nonnull (strstr (r.out, "epoch 20/20"));
+  g_assert_nonnull (strstr (r.out, "Recorded as run #2"));
+  result_clear (&r);
+
+  store = kilt_run_store_open (db, &error);
+  g_assert_no_error (error);
+  failed = kilt_run_store_get (store, 1, &error);
+  resumed = kilt_run_store_get (store, 2, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (failed->status, ==, KILT_RUN_FAILED);
+  g_assert_cmpuint (failed->epochs->len, ==, 2);
+  g_assert_cmpint (resumed->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpstr (resumed->record.name, ==, "resumable");
+  g_assert_cmpuint (resumed->epochs->len, ==, 18);
+  g_assert_cmpuint (g_array_index (resumed->epochs, KiltEpochRecord, 0).epoch, ==, 3);
+  /* Its own checkpoint, beside the store; the one it came from is as it was. */
+  own_dir = g_path_get_dirname (resumed->record.config.checkpoint_path);
+  want_dir = kilt_run_store_checkpoint_dir (db);
+  g_assert_cmpstr (own_dir, ==, want_dir);
+  g_assert_cmpuint (checkpoint_epochs (resumed->record.config.checkpoint_path), ==, 20);
+  g_assert_cmpuint (checkpoint_epochs (ckpt), ==, 2);
+
+  {
+    const char *args[] = { "runs", "resume", "2", NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "run #2 has trained all its epochs"));
+  result_clear (&r);
+  {
+    const char *args[] = { "runs", "resume", "1", "--device", "no-such-device", NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "no OpenCL device \"no-such-device\""));
+  result_clear (&r);
+}
+
 /* A run killed with SIGKILL after its first epoch: every epoch it printed is in the store,
  * with the same figures, and the next open marks it interrupted. */
 static void
@@ -624,5 +717,6 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/killed-run", test_killed_run);
+  g_test_add_func ("/cli/runs-resume", test_runs_resume);
   return g_test_run ();
 }
