@@ -351,7 +351,9 @@ restore_algos (Session *s, const KiltCheckpoint *ck)
     {
       const KiltCheckpointAlgo *a = &g_array_index (ck->algos, KiltCheckpointAlgo, i);
       KiltNode *node;
-      if (a->node >= kilt_model_n_nodes (model))
+      /* Only convolutions choose; a file that says otherwise is not followed there. */
+      if (a->node >= kilt_model_n_nodes (model)
+          || kilt_model_node (model, a->node)->type != KILT_LAYER_CONV2D)
         continue;
       node = kilt_model_node (model, a->node);
       node->algo = a->algo;
