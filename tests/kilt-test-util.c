@@ -1,6 +1,7 @@
 /* Shared by the test programs: one device context per process, random data, skips. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
+#include "kilt-checkpoint.h"
 
 #include <glib/gstdio.h>
 #include <stdlib.h>
@@ -97,4 +98,14 @@ kilt_test_tmpdir (void)
     }
   g_ptr_array_add (tmpdirs, g_strdup (dir));
   return dir;
+}
+
+guint
+kilt_test_checkpoint_epochs (const char *path)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (path, &error);
+
+  g_assert_no_error (error);
+  return ck->epochs_done;
 }

@@ -14,3 +14,5 @@ char *kilt_test_shared_file (const char *relative);
 
 /* A fresh temporary folder, removed at exit. */
 char *kilt_test_tmpdir (void);
+/* The completed epochs the checkpoint at @path holds (fails the test when it does not load). */
+guint kilt_test_checkpoint_epochs (const char *path);

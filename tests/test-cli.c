@@ -4,7 +4,6 @@
 #include "config.h"
 
 #include "kilt-test-util.h"
-#include "kilt-checkpoint.h"
 #include "kilt-gemm.h"
 #include "kilt-run-store.h"
 
@@ -519,16 +518,6 @@ test_json (void)
   result_clear (&r);
 }
 
-static guint
-checkpoint_epochs (const char *path)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (path, &error);
-
-  g_assert_no_error (error);
-  return ck->epochs_done;
-}
-
 /* `runs resume`: a run whose device failed in its third epoch goes on from its checkpoint as a
  * new run, which trains epochs 3 to 20 into a checkpoint of its own; a finished run, or an
  * unknown device, is refused with the reason. */
@@ -555,7 +544,7 @@ test_runs_resume (void)
   g_assert_cmpint (r.status, ==, 1);
   g_assert_nonnull (strstr (r.err, "injected fault"));
   result_clear (&r);
-  g_assert_cmpuint (checkpoint_epochs (ckpt), ==, 2);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (ckpt), ==, 2);
 
   {
     const char *args[] = { "runs", "resume", "1", NULL };
@@ -583,8 +572,8 @@ test_runs_resume (void)
   own_dir = g_path_get_dirname (resumed->record.config.checkpoint_path);
   want_dir = kilt_run_store_checkpoint_dir (db);
   g_assert_cmpstr (own_dir, ==, want_dir);
-  g_assert_cmpuint (checkpoint_epochs (resumed->record.config.checkpoint_path), ==, 20);
-  g_assert_cmpuint (checkpoint_epochs (ckpt), ==, 2);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (resumed->record.config.checkpoint_path), ==, 20);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (ckpt), ==, 2);
 
   {
     const char *args[] = { "runs", "resume", "2", NULL };

@@ -2,7 +2,6 @@
  * stopping between and during runs. Two "devices" are the test device named twice. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
-#include "kilt-checkpoint.h"
 #include "kilt-compare.h"
 #include "kilt-error.h"
 #include "kilt-model-json.h"
@@ -262,16 +261,6 @@ run_sequence (Setup *s, guint epochs, gboolean keep, const char *resume_from)
   return run;
 }
 
-static guint
-checkpoint_epochs (const char *path)
-{
-  g_autoptr (GError) error = NULL;
-  g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (path, &error);
-
-  g_assert_no_error (error);
-  return ck->epochs_done;
-}
-
 /* The window's runs keep their weights: each run a checkpoint of its own in the store's folder,
  * named in its recorded settings. A stopped run goes on from a copy of its checkpoint as a new
  * run, which computes what the uninterrupted run did; deleting a run deletes its checkpoint. */
@@ -300,16 +289,17 @@ test_keep_weights (void)
   first_dir = g_path_get_dirname (a);
   g_assert_cmpstr (first_dir, ==, dir);
   g_assert_false (first->record.config.resume);
-  g_assert_cmpuint (checkpoint_epochs (a), ==, 1);
-  g_assert_cmpuint (checkpoint_epochs (whole->record.config.checkpoint_path), ==, 2);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (a), ==, 1);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (whole->record.config.checkpoint_path), ==, 2);
 
   rest = run_sequence (&s, 2, TRUE, a);
   b = rest->record.config.checkpoint_path;
   g_assert_nonnull (b);
   g_assert_cmpstr (b, !=, a);
   g_assert_true (rest->record.config.resume);
-  g_assert_cmpuint (checkpoint_epochs (b), ==, 2);
-  g_assert_cmpuint (checkpoint_epochs (a), ==, 1); /* the stopped run's own is untouched */
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (b), ==, 2);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (a), ==,
+                    1); /* the stopped run's own is untouched */
   /* Only the second epoch ran, numbered 2, and it is the uninterrupted run's. */
   g_assert_cmpuint (rest->epochs->len, ==, 1);
   r2 = &g_array_index (rest->epochs, KiltEpochRecord, 0);
