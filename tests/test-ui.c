@@ -1153,6 +1153,13 @@ test_resume (void)
   }
   g_unlink (saved);
   g_rmdir (dir);
+  /* The picture: both runs' loss, one going on from the other. */
+  {
+    gint64 both[] = { stopped->id, resumed->id };
+    kilt_runs_page_select (page, both, 2);
+    kilt_runs_page_set_baseline (page, stopped->id);
+    kilt_runs_page_set_chart (page, KILT_REPORT_CHART_LOSS);
+  }
   settle (0.3);
   screenshot (window_content (), "runs-resumed");
 }
