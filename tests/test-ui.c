@@ -1076,6 +1076,40 @@ newest_has_epoch (gpointer data)
   return run && run->id > *(gint64 *)data && run->epochs->len >= 1;
 }
 
+typedef struct
+{
+  gboolean done, ok;
+  GError *error;
+} Saved;
+
+static void
+weights_saved (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Saved *s = data;
+
+  s->ok = kilt_runs_page_save_weights_finish (KILT_RUNS_PAGE (source), result, &s->error);
+  s->done = TRUE;
+}
+
+static gboolean
+saved_done (gpointer data)
+{
+  return ((Saved *)data)->done;
+}
+
+/* The Runs page's Save Weights to @path, waited for with the main loop turning. */
+static gboolean
+save_weights (KiltRunsPage *page, const char *path, GError **error)
+{
+  Saved s = { FALSE, FALSE, NULL };
+
+  kilt_runs_page_save_weights (page, path, weights_saved, &s);
+  g_assert_true (wait_until (saved_done, &s, 60));
+  if (s.error)
+    g_propagate_error (error, s.error);
+  return s.ok;
+}
+
 /* A run whose device fails after its first epoch goes on with Resume, as a new run from its
  * last finished epoch, on a copy of its checkpoint; and its weights can be saved. */
 static void
@@ -1144,12 +1178,20 @@ test_resume (void)
   g_assert_false (kilt_runs_page_can_resume (page, &error));
   g_assert_nonnull (strstr (error->message, "trained all its epochs"));
   g_clear_error (&error);
-  g_assert_true (kilt_runs_page_save_weights (page, saved, &error));
+  g_assert_true (save_weights (page, saved, &error));
   g_assert_no_error (error);
   {
     g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (saved, &error);
     g_assert_no_error (error);
     g_assert_cmpuint (ck->epochs_done, ==, 20);
+  }
+  /* A place it cannot go: the error says so, and names nothing saved. */
+  {
+    g_autofree char *nowhere = g_build_filename (dir, "no-such-folder", "w.ckpt", NULL);
+    g_assert_false (save_weights (page, nowhere, &error));
+    g_test_message ("%s", error->message);
+    g_assert_true (g_str_has_prefix (error->message, "Saving the weights: "));
+    g_clear_error (&error);
   }
   g_unlink (saved);
   g_rmdir (dir);

@@ -764,22 +764,47 @@ kilt_runs_page_can_resume (KiltRunsPage *self, GError **error)
   return kilt_run_can_resume (self->selected->pdata[0], error);
 }
 
-gboolean
-kilt_runs_page_save_weights (KiltRunsPage *self, const char *path, GError **error)
+static void
+weights_copied (GObject *source, GAsyncResult *result, gpointer data)
 {
-  const char *from = selected_checkpoint (self, error);
-  g_autofree char *bytes = NULL;
-  gsize len = 0;
+  GTask *task = data;
+  GError *error = NULL;
+
+  if (g_file_copy_finish (G_FILE (source), result, &error))
+    g_task_return_boolean (task, TRUE);
+  else
+    {
+      g_prefix_error (&error, "Saving the weights: ");
+      g_task_return_error (task, error);
+    }
+  g_object_unref (task);
+}
+
+void
+kilt_runs_page_save_weights (KiltRunsPage *self, const char *path, GAsyncReadyCallback callback,
+                             gpointer user_data)
+{
+  GTask *task = g_task_new (self, NULL, callback, user_data);
+  GError *error = NULL;
+  const char *from = selected_checkpoint (self, &error);
+  g_autoptr (GFile) src = NULL, dest = NULL;
 
   if (from == NULL)
-    return FALSE;
-  if (!g_file_get_contents (from, &bytes, &len, error)
-      || !g_file_set_contents (path, bytes, len, error))
     {
-      g_prefix_error (error, "Saving the weights: ");
-      return FALSE;
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
     }
-  return TRUE;
+  src = g_file_new_for_path (from);
+  dest = g_file_new_for_path (path);
+  g_file_copy_async (src, dest, G_FILE_COPY_OVERWRITE, G_PRIORITY_DEFAULT, NULL, NULL, NULL,
+                     weights_copied, task);
+}
+
+gboolean
+kilt_runs_page_save_weights_finish (KiltRunsPage *self, GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 /* ---- actions with dialogs ---- */
@@ -811,11 +836,21 @@ toast_saved (KiltRunsPage *self, gboolean ok, const char *path, const GError *er
 }
 
 static void
+weights_saved (GObject *source, GAsyncResult *result, gpointer data)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (source);
+  g_autofree char *path = data;
+  g_autoptr (GError) error = NULL;
+  gboolean ok = kilt_runs_page_save_weights_finish (self, result, &error);
+
+  toast_saved (self, ok, path, error);
+}
+
+static void
 save_weights_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
 {
   g_autoptr (GFile) file = NULL;
   g_autofree char *path = NULL;
-  g_autoptr (GError) error = NULL;
 
   if (response == GTK_RESPONSE_ACCEPT)
     {
@@ -824,10 +859,7 @@ save_weights_response (GtkNativeDialog *native, int response, KiltRunsPage *self
       if (path == NULL)
         toast (self, "Weights can only be saved to local files");
       else
-        {
-          gboolean ok = kilt_runs_page_save_weights (self, path, &error);
-          toast_saved (self, ok, path, error);
-        }
+        kilt_runs_page_save_weights (self, path, weights_saved, g_strdup (path));
     }
   g_object_unref (native);
 }

@@ -46,8 +46,12 @@ gboolean kilt_runs_page_can_run_again (KiltRunsPage *page, GError **error);
  * "resume" signal (gint64 id) asks the window to start it. */
 gboolean kilt_runs_page_can_resume (KiltRunsPage *page, GError **error);
 /* Copies the one selected run's checkpoint (its trained weights, for kilt-cli eval or a later
- * --resume) to @path. */
-gboolean kilt_runs_page_save_weights (KiltRunsPage *page, const char *path, GError **error);
+ * --resume) to @path, without blocking (a large model's weights are gigabytes); @callback gets
+ * the outcome from kilt_runs_page_save_weights_finish (). */
+void kilt_runs_page_save_weights (KiltRunsPage *page, const char *path,
+                                  GAsyncReadyCallback callback, gpointer user_data);
+gboolean kilt_runs_page_save_weights_finish (KiltRunsPage *page, GAsyncResult *result,
+                                             GError **error);
 /* A report of the selected runs against the chosen baseline (PNG/SVG: the chart shown). */
 gboolean kilt_runs_page_export (KiltRunsPage *page, KiltReportFormat format, const char *path,
                                 GError **error);
