@@ -837,6 +837,38 @@ test_concurrent (void)
   kilt_run_record_clear (&rec);
 }
 
+/* New checkpoint names are claimed (created empty) so no two runs share one; a folder that
+ * cannot be made is named in the error. */
+static void
+test_checkpoint_paths (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *db = g_build_filename (dir, "runs.db", NULL);
+  g_autofree char *blocker = g_build_filename (dir, "blocker", NULL);
+  g_autofree char *blocked_db = g_build_filename (blocker, "runs.db", NULL);
+  g_autofree char *folder = kilt_run_store_checkpoint_dir (db);
+  g_autofree char *a = NULL, *b = NULL, *parent = NULL;
+  g_autoptr (GError) error = NULL;
+
+  a = kilt_run_store_new_checkpoint_path (db, "my model/v2", &error);
+  g_assert_no_error (error);
+  b = kilt_run_store_new_checkpoint_path (db, "my model/v2", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (a, !=, b);
+  parent = g_path_get_dirname (a);
+  g_assert_cmpstr (parent, ==, folder);
+  g_assert_true (g_file_test (a, G_FILE_TEST_IS_REGULAR));
+  g_assert_true (g_file_test (b, G_FILE_TEST_IS_REGULAR));
+  g_assert_nonnull (strstr (a, "my_model_v2"));
+
+  g_assert_true (g_file_set_contents (blocker, "a file, not a folder", -1, NULL));
+  g_assert_null (kilt_run_store_new_checkpoint_path (blocked_db, "m", &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "cannot make the checkpoint folder"));
+  g_assert_nonnull (strstr (error->message, blocker));
+}
+
 static void
 test_default_path (void)
 {
@@ -870,6 +902,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/run-store/default-path", test_default_path);
+  g_test_add_func ("/run-store/checkpoint-paths", test_checkpoint_paths);
   g_test_add_func ("/run-store/round-trip", test_round_trip);
   g_test_add_func ("/run-store/step-sampling", test_step_sampling);
   g_test_add_func ("/run-store/killed-writer", test_killed_writer);

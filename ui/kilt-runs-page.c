@@ -885,6 +885,8 @@ action_save_weights (GtkWidget *widget, const char *name, GVariant *param)
                                         GTK_FILE_CHOOSER_ACTION_SAVE, "_Save", "_Cancel");
   gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (native), suggested);
   g_signal_connect (native, "response", G_CALLBACK (save_weights_response), self);
+  /* Modal: the save takes the selection as it is when the name is chosen. */
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (native), TRUE);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (native));
 }
 
@@ -1048,6 +1050,8 @@ action_export (GtkWidget *widget, const char *name, GVariant *param)
 
   gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (native), "kilt-report.html");
   g_signal_connect (native, "response", G_CALLBACK (export_response), self);
+  /* Modal, like Save Weights: the report is of the runs selected when it was asked for. */
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (native), TRUE);
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (native));
 }
 
