@@ -270,6 +270,121 @@ test_bad_csv (void)
   data_test_expect_fail (p, &opts, "bad.csv", "out of range");
 }
 
+/* What a hostile file can hold: each is refused cheaply with where and what, or read right. */
+static void
+test_hostile_csv (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *p = g_build_filename (dir, "odd.csv", NULL);
+  g_autoptr (GString) s = g_string_new (NULL);
+  KiltLoadOptions opts;
+
+  /* 150,000 columns: refused at the first line, before any per-column memory. It crashed with a
+   * stack array of one float per column at 2.2 million. */
+  for (guint r = 0; r < 2; r++)
+    {
+      for (guint j = 0; j < 150000; j++)
+        g_string_append (s, "0,");
+      g_string_append (s, r ? "b\n" : "a\n");
+    }
+  data_test_write (p, s->str, s->len, FALSE);
+  data_test_expect_fail (p, NULL, "odd.csv", "line 1 has more than 100000 fields");
+  /* 100,000 columns is allowed and loads. */
+  g_string_truncate (s, 0);
+  for (guint r = 0; r < 2; r++)
+    {
+      for (guint j = 0; j < 99999; j++)
+        g_string_append_printf (s, "%u,", (j + r) % 7);
+      g_string_append (s, r ? "b\n" : "a\n");
+    }
+  data_test_write (p, s->str, s->len, FALSE);
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (p, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->shape.c, ==, 99999);
+    g_assert_cmpuint (ds->train.n, ==, 2);
+    g_assert_cmpuint (ds->n_classes, ==, 2);
+  }
+
+  /* A 1 MB cell, closed or never closed: refused with its line and column, and the error quotes
+   * a short excerpt rather than the cell. */
+  for (guint quoted = 0; quoted < 2; quoted++)
+    {
+      g_autoptr (GError) error = NULL;
+      KiltDataset *ds;
+      g_string_assign (s, "a,b\n1,x\n2,");
+      if (quoted)
+        g_string_append_c (s, '"');
+      for (guint i = 0; i < (1u << 20); i++)
+        g_string_append_c (s, 'y');
+      g_string_append (s, "\n3,z\n");
+      data_test_write (p, s->str, s->len, FALSE);
+      ds = kilt_dataset_load (p, NULL, NULL, NULL, NULL, &error);
+      g_assert_null (ds);
+      data_test_assert_error (error, KILT_ENGINE_ERROR_DATA, "odd.csv", "line 3, column 1",
+                              "longer than 65536 bytes", "'yyyy", "...'", NULL);
+      g_assert_cmpuint (strlen (error->message), <, 300);
+    }
+  /* Long bad cells are quoted short in the list of bad values too. */
+  g_string_assign (s, "a,b\n1,x\n");
+  for (guint i = 0; i < 5000; i++)
+    g_string_append_c (s, 'q');
+  g_string_append (s, ",y\n");
+  data_test_write (p, s->str, s->len, FALSE);
+  {
+    g_autoptr (GError) error = NULL;
+    g_assert_null (kilt_dataset_load (p, NULL, NULL, NULL, NULL, &error));
+    data_test_assert_error (error, KILT_ENGINE_ERROR_DATA, "line 3, column 'a': 'qqq", "...'",
+                            NULL);
+    g_assert_cmpuint (strlen (error->message), <, 300);
+  }
+
+  /* A byte order mark is not part of the first column's name, nor of a first number. */
+  data_test_write (p, "\xef\xbb\xbfname,b,c\nx,2,3\ny,4,5\n", 24, FALSE);
+  kilt_load_options_init (&opts);
+  opts.label_column = "name";
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (p, &opts, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->n_classes, ==, 2);
+    g_assert_cmpstr (ds->class_names[0], ==, "x");
+  }
+  data_test_write (p,
+                   "\xef\xbb\xbf"
+                   "1,2,x\n3,4,y\n",
+                   15, FALSE);
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (p, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->train.n, ==, 2);
+    g_assert_cmpuint (ds->skipped, ==, 0);
+    g_assert_cmpfloat (ds->feature_mean[0], ==, 2.0f);
+  }
+  data_test_write (p,
+                   "\xff\xfe"
+                   "a\0,\0b\0\n\0",
+                   10, FALSE);
+  data_test_expect_fail (p, NULL, "odd.csv", "UTF-16");
+
+  /* Class names are one line of UTF-8: a quoted line break or a Latin-1 byte is refused with
+   * its line. */
+  data_test_write (p, "a,b\n1,x\n2,\"two\nlines\"\n3,x\n", 26, FALSE);
+  data_test_expect_fail (p, NULL, "odd.csv", "line 3, column 'b'", "line break", "two\\nlines");
+  data_test_write (p, "a,b\n1,x\n2,caf\xe9\n", 15, FALSE);
+  data_test_expect_fail (p, NULL, "odd.csv", "line 3, column 'b'", "not UTF-8", "0xe9", "offset 3");
+
+  /* A numeric column read as classes: more distinct values than classes allowed. */
+  g_string_assign (s, "a,b\n");
+  for (guint i = 0; i < 70000; i++)
+    g_string_append_printf (s, "1,%u.5\n", i);
+  data_test_write (p, s->str, s->len, FALSE);
+  data_test_expect_fail (p, NULL, "odd.csv", "70000 distinct values", "65536 classes",
+                         "regression");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -278,5 +393,6 @@ main (int argc, char **argv)
   g_test_add_func ("/data/csv/train-test-folder", test_train_test_folder);
   g_test_add_func ("/data/csv/dialects", test_dialects);
   g_test_add_func ("/data/csv/bad", test_bad_csv);
+  g_test_add_func ("/data/csv/hostile", test_hostile_csv);
   return g_test_run ();
 }

@@ -12,6 +12,14 @@
 #include <string.h>
 
 #define MAX_LISTED 5
+/* A wider or longer file is refused at once, before memory grows with it: tabular data sets
+ * have thousands of columns at most, and a number or class name fits in far less than a cell. */
+#define MAX_COLUMNS 100000
+#define MAX_CELL    65536
+/* Bytes handed to libcsv at a time, so that a cell that never ends is caught early. */
+#define FEED 65536
+/* Characters of a cell quoted in an error. */
+#define EXCERPT 40
 
 typedef struct
 {
@@ -29,7 +37,40 @@ typedef struct
   CsvRow cur;
   gboolean in_row;
   guint line;
+  gboolean too_wide; /* a record with more than MAX_COLUMNS fields: its line is in cur */
+  char *long_cell;   /* an excerpt of a cell longer than MAX_CELL */
+  guint long_line;   /* and where it starts */
+  guint long_col;
 } CsvTable;
+
+/* At most EXCERPT characters of @s (@len bytes), valid UTF-8, control characters escaped, with
+ * "..." when cut: what an error quotes of a cell, however long or odd the cell is. */
+static char *
+excerpt (const char *s, gsize len)
+{
+  g_autofree char *valid = g_utf8_make_valid (s, (gssize)MIN (len, (gsize)EXCERPT * 4));
+  GString *out = g_string_new (NULL);
+  const char *c = valid;
+  guint n = 0;
+
+  for (; *c && n < EXCERPT; c = g_utf8_next_char (c), n++)
+    {
+      gunichar u = g_utf8_get_char (c);
+      if (u == '\n')
+        g_string_append (out, "\\n");
+      else if (u == '\r')
+        g_string_append (out, "\\r");
+      else if (u == '\t')
+        g_string_append (out, "\\t");
+      else if (g_unichar_iscntrl (u))
+        g_string_append_printf (out, "\\x%02x", u);
+      else
+        g_string_append_unichar (out, u);
+    }
+  if (*c || len > (gsize)EXCERPT * 4)
+    g_string_append (out, "...");
+  return g_string_free (out, FALSE);
+}
 
 static void
 table_clear (CsvTable *t)
@@ -40,6 +81,7 @@ table_clear (CsvTable *t)
     g_ptr_array_unref (t->cells);
   if (t->rows)
     g_array_unref (t->rows);
+  g_free (t->long_cell);
 }
 
 static void
@@ -47,12 +89,26 @@ on_field (void *s, size_t len, void *data)
 {
   CsvTable *t = data;
 
+  if (t->too_wide || t->long_cell)
+    return; /* refused after this piece of input; keep nothing more */
   if (!t->in_row)
     {
       t->cur.line = t->line;
       t->cur.first = t->cells->len;
       t->cur.n = 0;
       t->in_row = TRUE;
+    }
+  if (t->cur.n >= MAX_COLUMNS)
+    {
+      t->too_wide = TRUE;
+      return;
+    }
+  if (len > MAX_CELL)
+    {
+      t->long_cell = excerpt (s ? s : "", len);
+      t->long_line = t->cur.line;
+      t->long_col = t->cur.n;
+      return;
     }
   g_ptr_array_add (t->cells, g_string_chunk_insert_len (t->chunk, s ? s : "", (gssize)len));
   t->cur.n++;
@@ -63,7 +119,7 @@ on_row (int c, void *data)
 {
   CsvTable *t = data;
 
-  if (!t->in_row)
+  if (!t->in_row || t->too_wide || t->long_cell)
     return;
   g_array_append_val (t->rows, t->cur);
   t->in_row = FALSE;
@@ -104,6 +160,21 @@ detect_delimiter (const char *text, gsize len)
 }
 
 static gboolean
+limits_ok (const CsvTable *t, GError **error)
+{
+  if (t->too_wide)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                 "%s: line %u has more than %u fields; Kilt reads at most %u columns", t->name,
+                 t->cur.line, MAX_COLUMNS, MAX_COLUMNS);
+  else if (t->long_cell)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                 "%s: line %u, column %u: a cell longer than %u bytes ('%s'); a number or a "
+                 "class name is far shorter (an unclosed quote?)",
+                 t->name, t->long_line, t->long_col, MAX_CELL, t->long_cell);
+  return !t->too_wide && !t->long_cell;
+}
+
+static gboolean
 parse_table (const char *name, const char *text, gsize len, char delim, CsvTable *t, GError **error)
 {
   struct csv_parser p;
@@ -122,21 +193,38 @@ parse_table (const char *name, const char *text, gsize len, char delim, CsvTable
     }
   csv_set_delim (&p, (unsigned char)delim);
   csv_set_space_func (&p, only_space);
-  /* Fed one line at a time so that each record knows the line it starts on. */
+  /* Fed one line at a time so that each record knows the line it starts on, and a long line
+   * in pieces so that a huge cell or record is refused before it is all buffered. */
   for (t->line = 1; pos < len; t->line++)
     {
       const char *nl = memchr (text + pos, '\n', len - pos);
-      gsize chunk = nl ? (gsize)(nl - (text + pos)) + 1 : len - pos;
-      if (csv_parse (&p, text + pos, chunk, on_field, on_row, t) != chunk)
+      gsize line_end = nl ? (gsize)(nl - text) + 1 : len;
+      while (pos < line_end)
         {
-          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
-                       "%s: line %u: %s (a quote inside a field that is not quoted, or text "
-                       "after a closing quote)",
-                       name, t->line, csv_strerror (csv_error (&p)));
-          csv_free (&p);
-          return FALSE;
+          gsize chunk = MIN (line_end - pos, (gsize)FEED);
+          if (csv_parse (&p, text + pos, chunk, on_field, on_row, t) != chunk)
+            {
+              g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                           "%s: line %u: %s (a quote inside a field that is not quoted, or text "
+                           "after a closing quote)",
+                           name, t->line, csv_strerror (csv_error (&p)));
+              csv_free (&p);
+              return FALSE;
+            }
+          pos += chunk;
+          if (p.entry_pos > MAX_CELL && !t->long_cell)
+            {
+              /* A cell still open: libcsv holds what it has read of it. */
+              t->long_cell = excerpt ((const char *)p.entry_buf, p.entry_pos);
+              t->long_line = t->in_row ? t->cur.line : t->line;
+              t->long_col = t->in_row ? t->cur.n : 0;
+            }
+          if (!limits_ok (t, error))
+            {
+              csv_free (&p);
+              return FALSE;
+            }
         }
-      pos += chunk;
     }
   t->line--;
   if (csv_fini (&p, on_field, on_row, t) != 0)
@@ -147,7 +235,7 @@ parse_table (const char *name, const char *text, gsize len, char delim, CsvTable
       return FALSE;
     }
   csv_free (&p);
-  return TRUE;
+  return limits_ok (t, error);
 }
 
 static inline const char *
@@ -196,6 +284,16 @@ check_text (const char *name, const char *text, gsize len, GError **error)
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA, "%s: the file is empty", name);
       return FALSE;
     }
+  if (len >= 2
+      && (((guint8)text[0] == 0xff && (guint8)text[1] == 0xfe)
+          || ((guint8)text[0] == 0xfe && (guint8)text[1] == 0xff)))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%s: UTF-16 text (a UTF-16 byte order mark at byte offset 0); save the file "
+                   "as UTF-8",
+                   name);
+      return FALSE;
+    }
   if (nul)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
@@ -222,6 +320,9 @@ read_file (const char *name, const char *text, gsize len, const KiltLoadOptions 
 
   if (!check_text (name, text, len, error))
     return FALSE;
+  /* A UTF-8 byte order mark (Excel writes one) is not part of the first cell. */
+  if (len >= 3 && memcmp (text, "\xef\xbb\xbf", 3) == 0)
+    text += 3, len -= 3;
   delim = opts->delimiter ? opts->delimiter : detect_delimiter (text, len);
   if (!parse_table (name, text, len, delim, &f->t, error))
     return FALSE;
@@ -266,7 +367,11 @@ static char *
 column_name (const CsvFile *f, guint j)
 {
   if (f->header)
-    return g_strdup_printf ("'%s'", cell (&f->t, &g_array_index (f->t.rows, CsvRow, 0), j));
+    {
+      const char *h = cell (&f->t, &g_array_index (f->t.rows, CsvRow, 0), j);
+      g_autofree char *short_name = excerpt (h, strlen (h));
+      return g_strdup_printf ("'%s'", short_name);
+    }
   return g_strdup_printf ("column %u", j);
 }
 
@@ -303,12 +408,42 @@ find_label_column (const CsvFile *f, const char *spec, guint *out, GError **erro
     }
   {
     g_autoptr (GString) names = g_string_new (NULL);
-    for (guint j = 0; f->header && j < f->ncols; j++)
-      g_string_append_printf (names, "%s'%s'", j ? ", " : "", cell (&f->t, h, j));
+    g_autofree char *want = excerpt (spec, strlen (spec));
+    for (guint j = 0; f->header && j < MIN (f->ncols, 20u); j++)
+      {
+        g_autofree char *col = column_name (f, j);
+        g_string_append_printf (names, "%s%s", j ? ", " : "", col);
+      }
+    if (f->header && f->ncols > 20)
+      g_string_append_printf (names, " ... (%u in all)", f->ncols);
     g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
-                 "%s: no label column named '%s' (columns: %s)", f->t.name, spec,
+                 "%s: no label column named '%s' (columns: %s)", f->t.name, want,
                  f->header ? names->str : "none named; the file has no header");
   }
+  return FALSE;
+}
+
+/* A class name is shown in the window and written to the run record: one line of UTF-8. */
+static gboolean
+check_class_name (const CsvFile *f, const CsvRow *r, guint j, const char *s, GError **error)
+{
+  const char *bad = NULL;
+  g_autofree char *col = NULL, *val = NULL;
+
+  if (g_utf8_validate (s, -1, &bad) && strpbrk (s, "\r\n") == NULL)
+    return TRUE;
+  col = column_name (f, j);
+  val = excerpt (s, strlen (s));
+  if (bad && *bad)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                 "%s: line %u, column %s: the label '%s' is not UTF-8 text (byte 0x%02x at "
+                 "offset %u of the cell); save the file as UTF-8",
+                 f->t.name, r->line, col, val, (guint8)*bad, (guint)(bad - s));
+  else
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                 "%s: line %u, column %s: the label '%s' holds a line break (inside quotes); a "
+                 "class name is one line",
+                 f->t.name, r->line, col, val);
   return FALSE;
 }
 
@@ -327,7 +462,7 @@ collect_rows (const CsvFile *f, guint label_col, const KiltLoadOptions *opts, Cs
   guint nf = f->ncols - 1, n_bad = 0;
   g_autoptr (GString) listed = g_string_new (NULL);
   guint n_listed = 0;
-  float *row = g_newa (float, nf);
+  g_autofree float *row = g_new (float, MAX (nf, 1));
 
   out->x = g_array_new (FALSE, FALSE, sizeof (float));
   out->labels = g_ptr_array_new ();
@@ -345,6 +480,9 @@ collect_rows (const CsvFile *f, guint label_col, const KiltLoadOptions *opts, Cs
         {
           const char *s = cell (&f->t, r, j);
           gboolean ok;
+          if (j == label_col && opts->task == KILT_TASK_CLASSIFICATION
+              && !check_class_name (f, r, j, s, error))
+            return FALSE;
           if (j == label_col)
             ok = opts->task == KILT_TASK_REGRESSION ? parse_number (s, &v)
                                                     : strspn (s, " ") != strlen (s);
@@ -359,8 +497,9 @@ collect_rows (const CsvFile *f, guint label_col, const KiltLoadOptions *opts, Cs
               if (n_listed < MAX_LISTED)
                 {
                   g_autofree char *col = column_name (f, j);
+                  g_autofree char *val = excerpt (s, strlen (s));
                   g_string_append_printf (listed, "\n  line %u, column %s: %s%s%s", r->line, col,
-                                          *s ? "'" : "", *s ? s : "missing", *s ? "'" : "");
+                                          *s ? "'" : "", *s ? val : "missing", *s ? "'" : "");
                   n_listed++;
                 }
             }
@@ -490,6 +629,15 @@ kilt_csv_parse (const char *train_name, const char *train, gsize train_len, cons
                 numeric = numeric && parse_number (l, &v);
               }
           }
+      if (uniq->len > KILT_DATA_MAX_CLASSES)
+        {
+          g_autofree char *col = column_name (&files[0], label_col);
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                       "%s: the label column %s holds %u distinct values, more than the %u "
+                       "classes Kilt allows; is it a numeric target (the regression task)?",
+                       train_name, col, uniq->len, KILT_DATA_MAX_CLASSES);
+          goto out;
+        }
       /* Sorted, as scikit-learn's LabelEncoder does, so indices do not depend on row order. */
       g_ptr_array_sort_with_data (uniq, compare_labels, GINT_TO_POINTER (numeric));
       ds->n_classes = uniq->len;

@@ -9,6 +9,9 @@ G_BEGIN_DECLS
 
 /* More than this from one file is refused, whatever a header or gzip trailer claims. */
 #define KILT_DATA_MAX_FILE_BYTES ((gsize)8 << 30)
+/* More classes than this is refused: a label set that large is a damaged file or a numeric
+ * column, and class names are built for every class up to the largest label. */
+#define KILT_DATA_MAX_CLASSES 65536u
 
 /* Reads a whole file, inflating it when it starts with the gzip magic. */
 gboolean kilt_data_read_file (const char *path, gsize max_bytes, guint8 **data, gsize *len,
