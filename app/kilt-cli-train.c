@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "kilt-cli.h"
+#include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-keras.h"
 #include "kilt-optimizer.h"
@@ -29,11 +30,11 @@ kilt_cli_common_init (KiltCliCommon *c)
   c->epochs = 2;
   c->seed = 1;
   c->optimizer = g_strdup ("adam");
-  c->lr = -1;
-  c->momentum = -1;
-  c->rho = -1;
-  c->decay = -1;
-  c->epsilon = -1;
+  c->lr = NAN;
+  c->momentum = NAN;
+  c->rho = NAN;
+  c->decay = NAN;
+  c->epsilon = NAN;
   c->weight_decay = 0;
   c->val_split = 0;
   c->loss = NULL;
@@ -51,6 +52,80 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->label_column);
   g_free (c->run_name);
   g_free (c->image_size);
+  for (gsize i = 0; i < G_N_ELEMENTS (c->number_text); i++)
+    g_free (c->number_text[i]);
+}
+
+/* The floating-point options. GOption's own double parsing takes "nan" and "inf" as numbers,
+ * and a sentinel such as -1 for "not given" silently turned a negative value into the
+ * default: they arrive as text and are checked here. Order: KiltCliCommon.number_text. */
+typedef struct
+{
+  const char *option;
+  gsize offset; /* of the double in KiltCliCommon */
+  double min, max;
+  gboolean min_open, max_open;
+} NumberOption;
+
+static const NumberOption number_options[] = {
+  { "lr", G_STRUCT_OFFSET (KiltCliCommon, lr), 0, G_MAXFLOAT, TRUE, FALSE },
+  { "momentum", G_STRUCT_OFFSET (KiltCliCommon, momentum), 0, 1, FALSE, TRUE },
+  { "rho", G_STRUCT_OFFSET (KiltCliCommon, rho), 0, 1, FALSE, TRUE },
+  { "epsilon", G_STRUCT_OFFSET (KiltCliCommon, epsilon), 0, G_MAXFLOAT, TRUE, FALSE },
+  { "decay", G_STRUCT_OFFSET (KiltCliCommon, decay), 0, G_MAXFLOAT, FALSE, FALSE },
+  { "weight-decay", G_STRUCT_OFFSET (KiltCliCommon, weight_decay), 0, G_MAXFLOAT, FALSE, FALSE },
+  { "val-split", G_STRUCT_OFFSET (KiltCliCommon, val_split), 0, 1, FALSE, TRUE },
+};
+
+G_STATIC_ASSERT (G_N_ELEMENTS (number_options)
+                 == G_N_ELEMENTS (((KiltCliCommon *)NULL)->number_text));
+
+static char *
+number_range (const NumberOption *n)
+{
+  if (n->max >= G_MAXFLOAT)
+    return g_strdup_printf ("%s %g (and at most %.3g)", n->min_open ? "greater than" : "at least",
+                            n->min, (double)G_MAXFLOAT);
+  return g_strdup_printf ("in %c%g, %g%c", n->min_open ? '(' : '[', n->min, n->max,
+                          n->max_open ? ')' : ']');
+}
+
+static gboolean
+parse_number (const NumberOption *n, const char *text, double *out, GError **error)
+{
+  g_autofree char *range = number_range (n);
+  char *end = NULL;
+  double v;
+
+  v = g_ascii_strtod (text, &end);
+  if (end == text || *end != '\0' || g_ascii_isspace (*text))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--%s wants a number %s; \"%s\" is not a number", n->option, range, text);
+      return FALSE;
+    }
+  /* The engine keeps 32-bit floats: a value must stay in range once it is one (1e-50 would
+   * become 0 and 1e39 infinity). */
+  if (!isfinite (v) || fabs (v) > G_MAXFLOAT || !isfinite ((float)v) || v < n->min
+      || (n->min_open && (float)v <= n->min) || v > n->max
+      || (n->max_open && (v >= n->max || (float)v >= n->max)))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--%s wants a finite number %s, not %s", n->option, range, text);
+      return FALSE;
+    }
+  *out = v;
+  return TRUE;
+}
+
+static gboolean
+check_int (const char *option, int v, int min, int max, GError **error)
+{
+  if (v >= min && v <= max)
+    return TRUE;
+  g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+               "--%s wants a whole number from %d to %d, not %d", option, min, max, v);
+  return FALSE;
 }
 
 gboolean
@@ -66,6 +141,14 @@ kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***
   for (gsize i = 0; i < G_N_ELEMENTS (fields); i++)
     if (*fields[i] != defaults[i])
       g_free (defaults[i]);
+  for (gsize i = 0; ok && i < G_N_ELEMENTS (number_options); i++)
+    if (c->number_text[i])
+      ok = parse_number (&number_options[i], c->number_text[i],
+                         (double *)((char *)c + number_options[i].offset), error);
+  ok = ok && check_int ("epochs", c->epochs, 1, KILT_CHECKPOINT_MAX_EPOCHS, error)
+       && check_int ("batch", c->batch, 1, 65536, error)
+       && check_int ("seed", c->seed, 0, G_MAXINT, error)
+       && check_int ("max-samples", c->max_samples, 0, G_MAXINT, error);
   return ok;
 }
 
@@ -86,18 +169,21 @@ kilt_cli_common_entries (KiltCliCommon *c)
     { "batch", 'b', 0, G_OPTION_ARG_INT, &c->batch, "Batch size (default 32)", "N" },
     { "optimizer", 'o', 0, G_OPTION_ARG_STRING, &c->optimizer,
       "sgd, rmsprop, adam, adadelta or adagrad (default adam)", "NAME" },
-    { "lr", 0, 0, G_OPTION_ARG_DOUBLE, &c->lr, "Learning rate (default: Keras' for the optimizer)",
-      "LR" },
-    { "momentum", 0, 0, G_OPTION_ARG_DOUBLE, &c->momentum, "SGD momentum", "M" },
+    { "lr", 0, 0, G_OPTION_ARG_STRING, &c->number_text[0],
+      "Learning rate, above 0 (default: Keras' for the optimizer)", "LR" },
+    { "momentum", 0, 0, G_OPTION_ARG_STRING, &c->number_text[1], "SGD momentum, in [0, 1)", "M" },
     { "nesterov", 0, 0, G_OPTION_ARG_NONE, &c->nesterov, "SGD with Nesterov momentum", NULL },
-    { "rho", 0, 0, G_OPTION_ARG_DOUBLE, &c->rho, "RMSprop / Adadelta rho", "RHO" },
-    { "epsilon", 0, 0, G_OPTION_ARG_DOUBLE, &c->epsilon, "Optimizer epsilon", "EPS" },
-    { "decay", 0, 0, G_OPTION_ARG_DOUBLE, &c->decay,
+    { "rho", 0, 0, G_OPTION_ARG_STRING, &c->number_text[2], "RMSprop / Adadelta rho, in [0, 1)",
+      "RHO" },
+    { "epsilon", 0, 0, G_OPTION_ARG_STRING, &c->number_text[3], "Optimizer epsilon, above 0",
+      "EPS" },
+    { "decay", 0, 0, G_OPTION_ARG_STRING, &c->number_text[4],
       "Learning-rate decay per step, lr / (1 + decay * step)", "D" },
-    { "weight-decay", 0, 0, G_OPTION_ARG_DOUBLE, &c->weight_decay, "L2 weight decay", "WD" },
+    { "weight-decay", 0, 0, G_OPTION_ARG_STRING, &c->number_text[5], "L2 weight decay, 0 or more",
+      "WD" },
     { "seed", 's', 0, G_OPTION_ARG_INT, &c->seed, "Seed for weights, shuffles and dropout", "N" },
-    { "val-split", 0, 0, G_OPTION_ARG_DOUBLE, &c->val_split,
-      "Carve this fraction of the training data for validation", "F" },
+    { "val-split", 0, 0, G_OPTION_ARG_STRING, &c->number_text[6],
+      "Carve this fraction, in [0, 1), of the training data for validation", "F" },
     { "max-samples", 0, 0, G_OPTION_ARG_INT, &c->max_samples,
       "Use at most this many samples per split", "N" },
     { "augment", 0, 0, G_OPTION_ARG_NONE, &c->augment,
@@ -284,28 +370,31 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
                    c->optimizer);
       return FALSE;
     }
-  if (c->epochs < 1 || c->batch < 1 || c->batch > 65536)
+  if (c->epochs < 1 || c->epochs > (int)KILT_CHECKPOINT_MAX_EPOCHS || c->batch < 1
+      || c->batch > 65536)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-                   "--epochs must be at least 1 and --batch between 1 and 65536");
+                   "--epochs must be from 1 to %u and --batch from 1 to 65536",
+                   KILT_CHECKPOINT_MAX_EPOCHS);
       return FALSE;
     }
-  if (c->val_split < 0 || c->val_split >= 1)
+  if (!(c->val_split >= 0 && c->val_split < 1))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "--val-split must be in [0, 1)");
       return FALSE;
     }
   cfg->opt = kilt_optimizer_config_default (type);
-  if (c->lr >= 0)
+  /* NAN: not given (kilt_cli_common_parse lets no NaN through as a value). */
+  if (!isnan (c->lr))
     cfg->opt.lr = (float)c->lr;
-  if (c->momentum >= 0)
+  if (!isnan (c->momentum))
     cfg->opt.momentum = (float)c->momentum;
-  if (c->rho >= 0)
+  if (!isnan (c->rho))
     cfg->opt.rho = (float)c->rho;
-  if (c->epsilon >= 0)
+  if (!isnan (c->epsilon))
     cfg->opt.epsilon = (float)c->epsilon;
-  if (c->decay >= 0)
+  if (!isnan (c->decay))
     cfg->opt.decay = (float)c->decay;
   cfg->opt.nesterov = c->nesterov;
   cfg->opt.weight_decay = (float)c->weight_decay;

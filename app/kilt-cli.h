@@ -19,10 +19,14 @@ typedef struct
   int epochs;
   int batch;
   char *optimizer;
-  double lr, momentum, rho, epsilon, decay, weight_decay;
+  /* NAN: not given, the optimizer's default. kilt_cli_common_parse fills these from
+   * number_text, refusing what is not a finite number in the option's range, so a NAN here can
+   * only mean "unset". */
+  double lr, momentum, rho, epsilon, decay;
+  double weight_decay; /* 0 unless given */
   gboolean nesterov;
   int seed;
-  double val_split;
+  double val_split; /* 0 unless given */
   int max_samples;
   gboolean augment;
   gboolean standardize;
@@ -35,11 +39,15 @@ typedef struct
   gboolean resume;
   char *run_name;
   gboolean json;
+  /* What the floating-point options said, before checking (KiltCliNumber order). */
+  char *number_text[7];
 } KiltCliCommon;
 
 void kilt_cli_common_init (KiltCliCommon *c);
 void kilt_cli_common_clear (KiltCliCommon *c);
-/* g_option_context_parse () for a context holding kilt_cli_common_entries (@c). */
+/* g_option_context_parse () for a context holding kilt_cli_common_entries (@c), then every
+ * numeric option checked: NaN, infinities, text that is not a number and values out of the
+ * option's range fail with G_OPTION_ERROR_BAD_VALUE naming the option and what it takes. */
 gboolean kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***argv,
                                 GError **error);
 /* The shared options bound to @c; free the array with g_free. */

@@ -10,6 +10,8 @@ G_BEGIN_DECLS
  * each was measured at), so that a resumed run computes as the uninterrupted one did. */
 /* The largest algorithm number a checkpoint may hold (KILT_CONV_ALGO_IGEMM; 0: none chosen). */
 #define KILT_CHECKPOINT_MAX_ALGO 2u
+/* The most epochs a run may train (kilt-cli's --epochs) and a checkpoint may say it has done. */
+#define KILT_CHECKPOINT_MAX_EPOCHS 1000000u
 
 typedef struct
 {

@@ -544,6 +544,18 @@ need_version (KiltRunStore *store, int version, GError **error)
 
 static const char *const preprocess_names[] = { "scale", "standard" };
 
+/* JSON has no NaN or infinity: json-glib would write a bare nan, and the whole configuration
+ * would no longer parse. Such a value is written as null (read back as the default). */
+static void
+add_number (JsonBuilder *b, const char *name, double v)
+{
+  json_builder_set_member_name (b, name);
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
 char *
 kilt_run_config_to_json (const KiltTrainConfig *c)
 {
@@ -564,8 +576,7 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_add_int_value (b, c->batch);
   json_builder_set_member_name (b, "seed");
   json_builder_add_int_value (b, c->seed);
-  json_builder_set_member_name (b, "val_fraction");
-  json_builder_add_double_value (b, c->val_fraction);
+  add_number (b, "val_fraction", c->val_fraction);
   json_builder_set_member_name (b, "augment");
   json_builder_add_boolean_value (b, c->augment);
   json_builder_set_member_name (b, "preprocess");
@@ -594,9 +605,7 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_set_member_name (b, "type");
   json_builder_add_string_value (
       b, (guint)o->type < KILT_OPT_N_TYPES ? kilt_optimizer_name (o->type) : "sgd");
-#define ADD_F(field)                                                                               \
-  json_builder_set_member_name (b, #field);                                                        \
-  json_builder_add_double_value (b, o->field)
+#define ADD_F(field) add_number (b, #field, o->field)
   ADD_F (lr);
   ADD_F (momentum);
   ADD_F (rho);
@@ -625,6 +634,41 @@ dup_member (JsonObject *o, const char *name)
   return g_strdup (json_node_get_string (n));
 }
 
+/* A finite number member, else @fallback (absent, null, or not a number). */
+static double
+get_number (JsonObject *o, const char *name, double fallback)
+{
+  JsonNode *n = json_object_get_member (o, name);
+  double v;
+
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
+    return fallback;
+  switch (json_node_get_value_type (n))
+    {
+      case G_TYPE_DOUBLE:
+      case G_TYPE_INT64:
+        v = json_node_get_double (n);
+        return isfinite (v) ? v : fallback;
+      default:
+        return fallback;
+    }
+}
+
+/* Stores written before non-finite numbers were kept out hold bare nan.0 or inf.0 tokens (from
+ * --val-split nan, say), which no JSON parser takes: those become null so that the rest of
+ * the configuration still reads. NULL when there is none. */
+static char *
+null_non_finite (const char *json)
+{
+  g_autoptr (GRegex) re = g_regex_new ("(:\\s*)[-+]?(nan|inf(inity)?)(\\.0)?(?=\\s*[,}\\]])",
+                                       G_REGEX_CASELESS, 0, NULL);
+  char *fixed = re ? g_regex_replace (re, json, -1, 0, "\\1null", 0, NULL) : NULL;
+
+  if (fixed && strcmp (fixed, json) == 0)
+    g_clear_pointer (&fixed, g_free);
+  return fixed;
+}
+
 gboolean
 kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **error)
 {
@@ -633,8 +677,17 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   const char *s;
 
   memset (out, 0, sizeof *out);
-  if (!json_parser_load_from_data (parser, json, -1, error))
-    return FALSE;
+  if (!json_parser_load_from_data (parser, json, -1, NULL))
+    {
+      g_autofree char *fixed = null_non_finite (json);
+      if (fixed == NULL || !json_parser_load_from_data (parser, fixed, -1, error))
+        {
+          if (fixed == NULL)
+            json_parser_load_from_data (parser, json, -1, error);
+          g_prefix_error (error, "a stored run configuration does not parse: ");
+          return FALSE;
+        }
+    }
   if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
@@ -646,7 +699,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   out->epochs = json_object_get_int_member_with_default (o, "epochs", 0);
   out->batch = json_object_get_int_member_with_default (o, "batch", 0);
   out->seed = (guint32)json_object_get_int_member_with_default (o, "seed", 0);
-  out->val_fraction = json_object_get_double_member_with_default (o, "val_fraction", 0);
+  out->val_fraction = get_number (o, "val_fraction", 0);
   out->augment = json_object_get_boolean_member_with_default (o, "augment", FALSE);
   s = json_object_get_string_member_with_default (o, "preprocess", "scale");
   out->preprocess
@@ -661,8 +714,11 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
     {
       opt = json_object_get_object_member (o, "optimizer");
       s = json_object_get_string_member_with_default (opt, "type", "sgd");
-      kilt_optimizer_from_name (s, &out->opt.type);
-#define GET_F(field) out->opt.field = json_object_get_double_member_with_default (opt, #field, 0)
+      if (!kilt_optimizer_from_name (s, &out->opt.type))
+        out->opt.type = KILT_OPT_SGD;
+      /* What is missing (or was not a finite number) gets the optimizer's default. */
+      out->opt = kilt_optimizer_config_default (out->opt.type);
+#define GET_F(field) out->opt.field = get_number (opt, #field, out->opt.field)
       GET_F (lr);
       GET_F (momentum);
       GET_F (rho);

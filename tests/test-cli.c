@@ -694,6 +694,42 @@ test_killed_run (void)
     }
 }
 
+/* Numeric options that are not finite numbers in their range are refused before anything runs,
+ * naming the option and its range (exit 2); nothing is recorded. Until now --val-split nan
+ * went into the stored configuration, and a negative --lr silently became the default. */
+static void
+test_bad_numbers (void)
+{
+  static const char *const cases[][3] = {
+    { "--val-split", "nan", "[0, 1)" },    { "--val-split", "1", "[0, 1)" },
+    { "--lr", "-5", "greater than 0" },    { "--lr", "nan", "greater than 0" },
+    { "--lr", "1e39", "greater than 0" },  { "--lr", "1e-60", "greater than 0" },
+    { "--lr", "fast", "is not a number" }, { "--momentum", "-1", "[0, 1)" },
+    { "--rho", "inf", "[0, 1)" },          { "--epsilon", "-1e-7", "greater than 0" },
+    { "--decay", "-1", "at least 0" },     { "--weight-decay", "-inf", "at least 0" },
+    { "--epochs", "0", "from 1 to" },      { "--batch", "100000", "from 1 to 65536" },
+    { "--seed", "-1", "from 0 to" },       { "--max-samples", "-5", "from 0 to" },
+  };
+  g_autofree char *dir = NULL, *db = NULL;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const char *args[] = { "train", cases[i][0], cases[i][1], NULL };
+      Result r = run_cli (db, args);
+      g_test_message ("%s %s: %d %s", cases[i][0], cases[i][1], r.status, r.err);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_nonnull (strstr (r.err, cases[i][0]));
+      g_assert_nonnull (strstr (r.err, cases[i][2]));
+      result_clear (&r);
+    }
+  /* Nothing ran, so nothing was recorded (the store was not even made). */
+  g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -704,6 +740,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/bench-conv-algo", test_bench_conv_algo);
   g_test_add_func ("/cli/devices-test", test_devices_test);
   g_test_add_func ("/cli/bad-data", test_bad_data);
+  g_test_add_func ("/cli/bad-numbers", test_bad_numbers);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);

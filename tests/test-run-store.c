@@ -4,6 +4,7 @@
 #include "kilt-error.h"
 #include "kilt-run-store-private.h"
 
+#include <json-glib/json-glib.h>
 #include <math.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -897,6 +898,61 @@ test_default_path (void)
   }
 }
 
+/* A configuration holding non-finite numbers is written as JSON that parses (null, read back as
+ * the default), and a store written before that, with bare nan.0 tokens, still reads. */
+static void
+test_config_non_finite (void)
+{
+  KiltTrainConfig c = kilt_train_config_default (), back = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autofree char *json = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  const char *old = "{\"epochs\":7,\"batch\":16,\"val_fraction\":nan.0,"
+                    "\"optimizer\":{\"type\":\"rmsprop\",\"lr\":0.01,\"rho\":-inf.0,"
+                    "\"epsilon\":inf.0}}";
+
+  c.epochs = 5;
+  c.batch = 64;
+  c.val_fraction = NAN;
+  c.opt = kilt_optimizer_config_default (KILT_OPT_ADAM);
+  c.opt.lr = INFINITY;
+  c.opt.decay = -INFINITY;
+  json = kilt_run_config_to_json (&c);
+  g_assert_null (strstr (json, "nan"));
+  g_assert_null (strstr (json, "inf"));
+  g_assert_true (json_parser_load_from_data (parser, json, -1, &error));
+  g_assert_no_error (error);
+  g_assert_true (kilt_run_config_from_json (json, &back, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (back.epochs, ==, 5);
+  g_assert_cmpuint (back.batch, ==, 64);
+  g_assert_cmpfloat (back.val_fraction, ==, 0);
+  g_assert_cmpint (back.opt.type, ==, KILT_OPT_ADAM);
+  g_assert_cmpfloat (back.opt.lr, ==, kilt_optimizer_config_default (KILT_OPT_ADAM).lr);
+  g_assert_cmpfloat (back.opt.decay, ==, 0);
+  g_assert_cmpfloat (back.opt.beta2, ==, c.opt.beta2);
+  kilt_train_config_clear (&back);
+  kilt_train_config_clear (&c);
+
+  g_assert_true (kilt_run_config_from_json (old, &back, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (back.epochs, ==, 7);
+  g_assert_cmpuint (back.batch, ==, 16);
+  g_assert_cmpfloat (back.val_fraction, ==, 0);
+  g_assert_cmpint (back.opt.type, ==, KILT_OPT_RMSPROP);
+  g_assert_cmpfloat (back.opt.lr, ==, 0.01f);
+  g_assert_cmpfloat (back.opt.rho, ==, kilt_optimizer_config_default (KILT_OPT_RMSPROP).rho);
+  g_assert_cmpfloat (back.opt.epsilon, ==,
+                     kilt_optimizer_config_default (KILT_OPT_RMSPROP).epsilon);
+  kilt_train_config_clear (&back);
+
+  /* Something that is not JSON at all still fails, saying so. */
+  g_assert_false (kilt_run_config_from_json ("{\"epochs\": 3, oops}", &back, &error));
+  g_assert_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_BAREWORD);
+  g_assert_nonnull (strstr (error->message, "stored run configuration"));
+  kilt_train_config_clear (&back);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -910,5 +966,6 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/migration", test_migration);
   g_test_add_func ("/run-store/data-spec", test_data_spec);
   g_test_add_func ("/run-store/concurrent", test_concurrent);
+  g_test_add_func ("/run-store/config-non-finite", test_config_non_finite);
   return g_test_run ();
 }
