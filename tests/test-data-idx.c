@@ -350,6 +350,79 @@ test_bad_files (void)
   }
 }
 
+/* Labels a flipped byte could make, and a gzip stream far larger than its header declares. */
+static void
+test_hostile_files (void)
+{
+  g_autofree char *tmp = kilt_test_tmpdir ();
+  guint32 dims[3] = { 4, 5, 5 }, ldims[1] = { 4 };
+  guint8 px[100], odd[4] = { 0, 1, 2, 200 }, all[4] = { 0, 1, 2, 1 };
+  guint8 huge32[16] = { 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 2, 0x7f, 0xff, 0xff, 0xff };
+  g_autoptr (GByteArray) im = NULL, lodd = NULL, lall = NULL, lhuge = NULL;
+
+  data_test_fill_random (px, sizeof px, 5);
+  im = data_test_idx (0x08, 3, dims, px, sizeof px);
+  lodd = data_test_idx (0x08, 1, ldims, odd, 4);
+  lall = data_test_idx (0x08, 1, ldims, all, 4);
+  lhuge = data_test_idx (0x0C, 1, ldims, huge32, 16);
+
+  /* 2^31 - 1 would have built 2^31 class names: refused, naming the record and offset. */
+  {
+    g_autofree char *d = write_pair (tmp, "huge-label", im, lhuge, FALSE);
+    data_test_expect_fail (d, NULL, "train-labels-idx1-ubyte", "label 2147483647 of record 3",
+                           "byte offset 20", "65536 classes");
+  }
+  /* One odd label among 0..2: loaded, but the gap and where the odd label is are said. */
+  {
+    g_autofree char *d = write_pair (tmp, "odd-label", im, lodd, FALSE);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (d, NULL, NULL, NULL, NULL, &error);
+    g_autofree char *text = NULL;
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->n_classes, ==, 201);
+    g_assert_nonnull (ds->notes);
+    {
+      const char *wants[] = { "0 to 200", "197 of those 201 classes have no samples (3-199)",
+                              "record 3 of train-labels-idx1-ubyte (byte offset 11)",
+                              "far above the next largest" };
+      for (guint i = 0; i < G_N_ELEMENTS (wants); i++)
+        if (strstr (ds->notes, wants[i]) == NULL)
+          g_error ("expected \"%s\" in the notes: %s", wants[i], ds->notes);
+    }
+    text = kilt_dataset_describe (ds);
+    g_assert_nonnull (strstr (text, "no samples"));
+  }
+  /* Every class present: nothing to say. */
+  {
+    g_autofree char *d = write_pair (tmp, "all-labels", im, lall, FALSE);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (d, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->n_classes, ==, 3);
+    g_assert_null (ds->notes);
+  }
+  /* 16 MiB of zeros after a header that declares 100 pixels: refused at the declared size. */
+  {
+    g_autoptr (GByteArray) bomb = g_byte_array_new ();
+    g_autofree guint8 *zeros = g_malloc0 (16 << 20);
+    g_autofree char *d = NULL;
+    g_byte_array_append (bomb, im->data, im->len);
+    g_byte_array_append (bomb, zeros, 16 << 20);
+    d = write_pair (tmp, "bomb", bomb, lall, TRUE);
+    data_test_expect_fail (d, NULL, "train-images-idx3-ubyte.gz",
+                           "decompresses to more than the 116 bytes its header declares",
+                           "4 x 5 x 5");
+  }
+  /* A gzip header that declares 9 GB is refused before any of it is inflated. */
+  {
+    guint32 big[3] = { 100000, 300, 300 };
+    g_autoptr (GByteArray) h = data_test_idx (0x08, 3, big, px, sizeof px);
+    g_autofree char *d = write_pair (tmp, "declared", h, lall, TRUE);
+    data_test_expect_fail (d, NULL, "train-images-idx3-ubyte.gz", "100000 x 300 x 300",
+                           "more than the 4 GiB");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -359,5 +432,6 @@ main (int argc, char **argv)
   g_test_add_func ("/data/idx/sample-lookup", test_sample_lookup);
   g_test_add_func ("/data/idx/dims-and-gzip", test_dims_and_gzip);
   g_test_add_func ("/data/idx/bad-files", test_bad_files);
+  g_test_add_func ("/data/idx/hostile-files", test_hostile_files);
   return g_test_run ();
 }

@@ -33,10 +33,12 @@ be32 (const guint8 *p)
   return ((guint32)p[0] << 24) | ((guint32)p[1] << 16) | ((guint32)p[2] << 8) | p[3];
 }
 
-gboolean
-kilt_idx_parse (const char *name, const guint8 *bytes, gsize len, KiltIdxArray *out, GError **error)
+/* The magic number and dimensions: out->count is their product, *header the header's size. */
+static gboolean
+parse_header (const char *name, const guint8 *bytes, gsize len, KiltIdxArray *out,
+              gsize *header_out, GError **error)
 {
-  gsize header, esize, count = 1, payload;
+  gsize header, esize, count = 1;
 
   memset (out, 0, sizeof *out);
   if (len < 4)
@@ -81,27 +83,95 @@ kilt_idx_parse (const char *name, const guint8 *bytes, gsize len, KiltIdxArray *
         }
       count *= out->dims[i];
     }
+  out->count = count;
+  *header_out = header;
+  return TRUE;
+}
+
+static char *
+dims_text (const KiltIdxArray *a)
+{
+  GString *dims = g_string_new (NULL);
+
+  for (guint i = 0; i < a->ndims; i++)
+    g_string_append_printf (dims, "%s%u", i ? " x " : "", a->dims[i]);
+  return g_string_free (dims, FALSE);
+}
+
+gboolean
+kilt_idx_parse (const char *name, const guint8 *bytes, gsize len, KiltIdxArray *out, GError **error)
+{
+  gsize header, esize, count, payload;
+
+  if (!parse_header (name, bytes, len, out, &header, error))
+    return FALSE;
+  esize = idx_elem_size (out->type);
+  count = out->count;
   payload = len - header;
   if (payload / esize < count || payload % esize != 0 || payload / esize > count)
     {
-      g_autoptr (GString) dims = g_string_new (NULL);
-      for (guint i = 0; i < out->ndims; i++)
-        g_string_append_printf (dims, "%s%u", i ? " x " : "", out->dims[i]);
+      g_autofree char *dims = dims_text (out);
       if (payload / esize < count)
         g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
                      "%s: truncated: the header declares %s elements (%" G_GSIZE_FORMAT
                      " bytes after the %" G_GSIZE_FORMAT "-byte header) but the data ends at "
                      "byte offset %" G_GSIZE_FORMAT,
-                     name, dims->str, count * esize, header, len);
+                     name, dims, count * esize, header, len);
       else
         g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
                      "%s: %" G_GSIZE_FORMAT " unexpected bytes after the %s elements the header "
                      "declares, from byte offset %" G_GSIZE_FORMAT,
-                     name, payload - count * esize, dims->str, header + count * esize);
+                     name, payload - count * esize, dims, header + count * esize);
       return FALSE;
     }
-  out->count = count;
   out->data = bytes + header;
+  return TRUE;
+}
+
+gboolean
+kilt_idx_read_file (const char *path, guint8 **data, gsize *len, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  g_autoptr (GMappedFile) map = g_mapped_file_new (path, FALSE, &local);
+  g_autofree guint8 *head = NULL;
+  g_autofree char *dims = NULL;
+  const guint8 *bytes;
+  gsize n, head_len = 0, header, declared;
+  KiltIdxArray a;
+
+  if (map == NULL
+      || !kilt_data_is_gzip ((const guint8 *)g_mapped_file_get_contents (map),
+                             g_mapped_file_get_length (map)))
+    return kilt_data_read_file (path, KILT_DATA_MAX_IDX_BYTES, data, len, error);
+  bytes = (const guint8 *)g_mapped_file_get_contents (map);
+  n = g_mapped_file_get_length (map);
+  /* The header first (4 bytes and at most 8 dimensions), then exactly what it declares: a
+   * small file that inflates to gigabytes is refused at the size it claims to be. */
+  if (!kilt_data_gunzip_head (path, bytes, n, 4 + 4 * 8, &head, &head_len, error)
+      || !parse_header (path, head, head_len, &a, &header, error))
+    return FALSE;
+  dims = dims_text (&a);
+  if (a.count > (KILT_DATA_MAX_IDX_BYTES - header) / idx_elem_size (a.type))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%s: the header declares %s elements of %u bytes, more than the %" G_GSIZE_FORMAT
+                   " GiB Kilt reads from one IDX file",
+                   path, dims, idx_elem_size (a.type), KILT_DATA_MAX_IDX_BYTES >> 30);
+      return FALSE;
+    }
+  declared = header + a.count * idx_elem_size (a.type);
+  if (!kilt_data_gunzip_head (path, bytes, n, declared + 1, data, len, error))
+    return FALSE;
+  if (*len > declared)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%s: decompresses to more than the %" G_GSIZE_FORMAT
+                   " bytes its header declares (%s elements after a %" G_GSIZE_FORMAT
+                   "-byte header); refused there",
+                   path, declared, dims, header);
+      g_clear_pointer (data, g_free);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -132,7 +202,7 @@ idx_label (const KiltIdxArray *a, gsize i, gint64 *value)
 gboolean
 kilt_idx_fill_split (const char *images_name, const guint8 *images, gsize images_len,
                      const char *labels_name, const guint8 *labels, gsize labels_len,
-                     guint max_samples, KiltShape *shape, guint n_classes, gint64 *max_label,
+                     guint max_samples, KiltShape *shape, guint n_classes, KiltIdxLabelSeen *seen,
                      KiltSplit *split, GError **error)
 {
   KiltIdxArray im, lb;
@@ -213,14 +283,20 @@ kilt_idx_fill_split (const char *images_name, const guint8 *images, gsize images
     {
       gint64 v = 0;
       idx_label (&lb, i, &v);
-      if (v < 0 || v > G_MAXINT32 || (n_classes && v >= n_classes))
+      gsize off = 8 + i * idx_elem_size (lb.type);
+      if (v < 0 || v >= (n_classes ? n_classes : KILT_DATA_MAX_CLASSES))
         {
-          gsize off = 8 + i * idx_elem_size (lb.type);
-          if (v < 0 || v > G_MAXINT32)
+          if (v < 0)
             g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
                          "%s: label %" G_GINT64_FORMAT " of record %" G_GSIZE_FORMAT
                          " (byte offset %" G_GSIZE_FORMAT ") is not a class index",
                          labels_name, v, i, off);
+          else if (n_classes == 0)
+            g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                         "%s: label %" G_GINT64_FORMAT " of record %" G_GSIZE_FORMAT
+                         " (byte offset %" G_GSIZE_FORMAT ") is beyond the %u classes Kilt "
+                         "allows (a damaged label?)",
+                         labels_name, v, i, off, KILT_DATA_MAX_CLASSES);
           else
             g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
                          "%s: label %" G_GINT64_FORMAT " of record %" G_GSIZE_FORMAT
@@ -230,7 +306,8 @@ kilt_idx_fill_split (const char *images_name, const guint8 *images, gsize images
           return FALSE;
         }
       split->labels[i] = (gint32)v;
-      *max_label = MAX (*max_label, v);
+      if (v > seen->max)
+        *seen = (KiltIdxLabelSeen){ v, labels_name, i, off };
     }
   return TRUE;
 }
@@ -280,10 +357,10 @@ kilt_data_looks_idx_dir (const char *path)
 }
 
 static gboolean
-load_pair (const char *images_path, const KiltLoadOptions *opts, KiltShape *shape, guint n_classes,
-           gint64 *max_label, KiltSplit *split, GError **error)
+load_pair (const char *images_path, char *labels_path, const KiltLoadOptions *opts,
+           KiltShape *shape, guint n_classes, KiltIdxLabelSeen *seen, KiltSplit *split,
+           GError **error)
 {
-  g_autofree char *labels_path = find_labels_for (images_path);
   g_autofree guint8 *im = NULL, *lb = NULL;
   gsize im_len = 0, lb_len = 0;
 
@@ -295,11 +372,63 @@ load_pair (const char *images_path, const KiltLoadOptions *opts, KiltShape *shap
                    images_path);
       return FALSE;
     }
-  if (!kilt_data_read_file (images_path, KILT_DATA_MAX_FILE_BYTES, &im, &im_len, error)
-      || !kilt_data_read_file (labels_path, KILT_DATA_MAX_FILE_BYTES, &lb, &lb_len, error))
+  if (!kilt_idx_read_file (images_path, &im, &im_len, error)
+      || !kilt_idx_read_file (labels_path, &lb, &lb_len, error))
     return FALSE;
   return kilt_idx_fill_split (images_path, im, im_len, labels_path, lb, lb_len, opts->max_samples,
-                              shape, n_classes, max_label, split, error);
+                              shape, n_classes, seen, split, error);
+}
+
+/* Classes are numbered up to the largest label, so one damaged label byte (200 among 0..9)
+ * makes a class for every number in between: say which classes have no samples and where the
+ * largest label is. */
+static void
+note_label_gaps (KiltDataset *ds, const KiltIdxLabelSeen *seen)
+{
+  g_autofree guint *counts = g_new0 (guint, MAX (ds->n_classes, 1));
+  g_autoptr (GString) ranges = g_string_new (NULL);
+  const KiltSplit *splits[] = { &ds->train, &ds->test };
+  guint missing = 0, listed = 0, below_max = 0;
+  g_autofree char *file = NULL;
+
+  for (guint s = 0; s < G_N_ELEMENTS (splits); s++)
+    for (gsize i = 0; i < splits[s]->n; i++)
+      counts[splits[s]->labels[i]]++;
+  for (guint c = 0; c < ds->n_classes; c++)
+    {
+      guint end = c;
+      if (counts[c])
+        continue;
+      while (end + 1 < ds->n_classes && counts[end + 1] == 0)
+        end++;
+      missing += end - c + 1;
+      if (listed++ < 8)
+        g_string_append_printf (ranges, end > c ? "%s%u-%u" : "%s%u", listed > 1 ? ", " : "", c,
+                                end);
+      else if (listed == 9)
+        g_string_append (ranges, ", ...");
+      c = end;
+    }
+  if (missing == 0)
+    return;
+  /* The largest label stands alone when the one below it is far off. */
+  for (guint c = ds->n_classes - 1; c-- > 0;)
+    if (counts[c])
+      {
+        below_max = c;
+        break;
+      }
+  file = g_path_get_basename (seen->file);
+  kilt_data_note (ds,
+                  "labels run from 0 to %" G_GINT64_FORMAT " but %u of those %u classes have no "
+                  "samples (%s); the largest label, %" G_GINT64_FORMAT ", first appears in record "
+                  "%" G_GSIZE_FORMAT " of %s (byte offset %" G_GSIZE_FORMAT ")%s%s",
+                  seen->max, missing, ds->n_classes, ranges->str, seen->max, seen->record, file,
+                  seen->offset,
+                  seen->max > 2 * (gint64)below_max + 1 ? ", far above the next largest" : "",
+                  seen->max > 2 * (gint64)below_max + 1
+                      ? ": a damaged label? Every number up to it became a class"
+                      : "");
 }
 
 KiltDataset *
@@ -308,8 +437,9 @@ kilt_data_load_idx (const char *path, const KiltLoadOptions *opts, KiltProgressF
 {
   g_autoptr (KiltDataset) ds = NULL;
   g_autofree char *train_path = NULL, *test_path = NULL, *names_path = NULL, *folder = NULL;
+  g_autofree char *train_labels = NULL, *test_labels = NULL;
   g_auto (GStrv) names = NULL;
-  gint64 max_label = -1;
+  KiltIdxLabelSeen seen = { -1, NULL, 0, 0 };
   guint n_names = 0;
 
   if (g_file_test (path, G_FILE_TEST_IS_DIR))
@@ -361,14 +491,16 @@ kilt_data_load_idx (const char *path, const KiltLoadOptions *opts, KiltProgressF
     ds = kilt_data_new (base, path, "idx");
   }
   kilt_data_progress (progress, user_data, 0.0, "reading %s", train_path);
-  if (!load_pair (train_path, opts, &ds->shape, n_names, &max_label, &ds->train, error))
+  train_labels = find_labels_for (train_path);
+  if (!load_pair (train_path, train_labels, opts, &ds->shape, n_names, &seen, &ds->train, error))
     return NULL;
   if (!kilt_data_check_cancel (cancel, error))
     return NULL;
   if (test_path)
     {
       kilt_data_progress (progress, user_data, 0.7, "reading %s", test_path);
-      if (!load_pair (test_path, opts, &ds->shape, n_names, &max_label, &ds->test, error))
+      test_labels = find_labels_for (test_path);
+      if (!load_pair (test_path, test_labels, opts, &ds->shape, n_names, &seen, &ds->test, error))
         return NULL;
     }
   ds->type = KILT_SAMPLE_U8;
@@ -379,8 +511,9 @@ kilt_data_load_idx (const char *path, const KiltLoadOptions *opts, KiltProgressF
     }
   else
     {
-      ds->n_classes = (guint)(max_label + 1);
+      ds->n_classes = (guint)(seen.max + 1);
       ds->class_names = kilt_data_number_names (ds->n_classes);
+      note_label_gaps (ds, &seen);
     }
   ds->n_targets = 1;
   return g_steal_pointer (&ds);

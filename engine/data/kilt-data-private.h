@@ -19,6 +19,9 @@ gboolean kilt_data_read_file (const char *path, gsize max_bytes, guint8 **data, 
 /* Inflates gzip (or zlib) bytes named @name in errors; output capped at @max_bytes. */
 gboolean kilt_data_gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_bytes,
                            guint8 **out, gsize *out_len, GError **error);
+/* The same, but stopping without an error after @max_bytes of output (at most that many). */
+gboolean kilt_data_gunzip_head (const char *name, const guint8 *in, gsize in_len, gsize max_bytes,
+                                guint8 **out, gsize *out_len, GError **error);
 gboolean kilt_data_is_gzip (const guint8 *data, gsize len);
 
 KiltDataset *kilt_data_new (const char *name, const char *source, const char *format);
@@ -46,15 +49,29 @@ typedef struct
   const guint8 *data;
 } KiltIdxArray;
 
+/* More than this from one IDX file is refused, whatever its header declares. */
+#define KILT_DATA_MAX_IDX_BYTES ((gsize)4 << 30)
+
 gboolean kilt_idx_parse (const char *name, const guint8 *bytes, gsize len, KiltIdxArray *out,
                          GError **error);
+/* The largest label seen so far and where it first appeared (for a warning about gaps). */
+typedef struct
+{
+  gint64 max; /* -1 before any */
+  const char *file;
+  gsize record, offset;
+} KiltIdxLabelSeen;
+
 /* Images and labels of one split, from the (already inflated) bytes of both files. @shape
  * is set from the images when its size is 0, else the images must match it. Labels must be
- * below @n_classes when it is non-zero; *max_label grows to the largest label seen. */
+ * below @n_classes when it is non-zero, else below KILT_DATA_MAX_CLASSES; @seen grows to the
+ * largest label seen (its file is @labels_name, which must outlive it). */
 gboolean kilt_idx_fill_split (const char *images_name, const guint8 *images, gsize images_len,
                               const char *labels_name, const guint8 *labels, gsize labels_len,
                               guint max_samples, KiltShape *shape, guint n_classes,
-                              gint64 *max_label, KiltSplit *split, GError **error);
+                              KiltIdxLabelSeen *seen, KiltSplit *split, GError **error);
+/* Reads an IDX file, inflating gzip only as far as its header says the file holds. */
+gboolean kilt_idx_read_file (const char *path, guint8 **data, gsize *len, GError **error);
 KiltDataset *kilt_data_load_idx (const char *path, const KiltLoadOptions *opts,
                                  KiltProgressFunc progress, gpointer user_data,
                                  GCancellable *cancel, GError **error);

@@ -145,9 +145,10 @@ kilt_data_is_gzip (const guint8 *data, gsize len)
   return len >= 2 && data[0] == 0x1f && data[1] == 0x8b;
 }
 
-gboolean
-kilt_data_gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_bytes, guint8 **out,
-                  gsize *out_len, GError **error)
+/* With @head, output stops without an error at @max_bytes: the first bytes of a stream. */
+static gboolean
+gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_bytes, gboolean head,
+        guint8 **out, gsize *out_len, GError **error)
 {
   z_stream z = { 0 };
   gsize cap = MIN (MAX (in_len * 4, (gsize)4096), max_bytes);
@@ -170,6 +171,8 @@ kilt_data_gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_by
       z.avail_in = (uInt)MIN (in_left, (gsize)G_MAXUINT32);
       if (done == cap)
         {
+          if (cap >= max_bytes && head)
+            break;
           if (cap >= max_bytes)
             {
               g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
@@ -221,6 +224,20 @@ fail:
   inflateEnd (&z);
   g_free (buf);
   return FALSE;
+}
+
+gboolean
+kilt_data_gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_bytes, guint8 **out,
+                  gsize *out_len, GError **error)
+{
+  return gunzip (name, in, in_len, max_bytes, FALSE, out, out_len, error);
+}
+
+gboolean
+kilt_data_gunzip_head (const char *name, const guint8 *in, gsize in_len, gsize max_bytes,
+                       guint8 **out, gsize *out_len, GError **error)
+{
+  return gunzip (name, in, in_len, max_bytes, TRUE, out, out_len, error);
 }
 
 gboolean

@@ -18,7 +18,7 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
   KiltShape shape = { 0, 0, 0 };
   KiltSplit split = { 0 };
   KiltIdxArray arr;
-  gint64 max_label = -1;
+  KiltIdxLabelSeen seen = { -1, NULL, 0, 0 };
 
   if (mark)
     {
@@ -39,7 +39,7 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
     {
       guint n_classes = lens[1] > 0 ? parts[1][lens[1] - 1] % 16 : 0;
       if (kilt_idx_fill_split ("fuzz-images", parts[0], lens[0], "fuzz-labels", parts[1], lens[1],
-                               lens[1] % 5, &shape, n_classes, &max_label, &split, NULL))
+                               lens[1] % 5, &shape, n_classes, &seen, &split, NULL))
         kilt_split_clear (&split);
     }
 out:
