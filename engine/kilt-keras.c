@@ -4,6 +4,7 @@
 
 #include "kilt-keras.h"
 #include "kilt-error.h"
+#include "kilt-json-limits.h"
 #include "kilt-model-json.h"
 
 #include <json-glib/json-glib.h>
@@ -1209,9 +1210,16 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
   g_return_val_if_fail (data != NULL, NULL);
   if (notes)
     *notes = NULL;
+  /* Before json-glib, whose parser recurses per level and whose strings stop at a NUL. */
+  if (!kilt_json_check_text (data, length, &local))
+    {
+      set_error (error, &imp, "%s", local->message);
+      return NULL;
+    }
   if (!json_parser_load_from_data (parser, data, length, &local))
     {
-      set_error (error, &imp, "not valid JSON: %s", local->message);
+      g_autofree char *msg = kilt_json_clean_message (local->message);
+      set_error (error, &imp, "not valid JSON: %s", msg);
       return NULL;
     }
   if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))
@@ -1285,15 +1293,10 @@ kilt_keras_load_file (const char *path, KiltLossType loss, char **notes, GError 
 {
   g_autofree char *data = NULL;
   gsize length = 0;
-  g_autoptr (GError) local = NULL;
 
   if (notes)
     *notes = NULL;
-  if (!g_file_get_contents (path, &data, &length, &local))
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "cannot read Keras model %s: %s",
-                   path, local->message);
-      return NULL;
-    }
+  if (!kilt_json_read_file (path, "Keras model", &data, &length, error))
+    return NULL;
   return kilt_keras_load_data (data, (gssize)length, path, loss, notes, error);
 }

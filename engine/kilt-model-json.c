@@ -6,6 +6,7 @@
 
 #include "kilt-model-json.h"
 #include "kilt-error.h"
+#include "kilt-json-limits.h"
 
 #include <json-glib/json-glib.h>
 #include <stdarg.h>
@@ -485,9 +486,16 @@ parse_model (const char *data, gssize length, const char *source, GError **error
   JsonNode *n;
   JsonArray *layers;
 
+  /* Before json-glib, whose parser recurses per level and whose strings stop at a NUL. */
+  if (!kilt_json_check_text (data, length, &local))
+    {
+      set_error (error, &top, "%s", local->message);
+      return NULL;
+    }
   if (!json_parser_load_from_data (parser, data, length, &local))
     {
-      set_error (error, &top, "not valid JSON: %s", local->message);
+      g_autofree char *msg = kilt_json_clean_message (local->message);
+      set_error (error, &top, "not valid JSON: %s", msg);
       return NULL;
     }
   if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
@@ -593,14 +601,9 @@ kilt_model_load_json_file (const char *path, GError **error)
 {
   g_autofree char *data = NULL;
   gsize length = 0;
-  g_autoptr (GError) local = NULL;
 
-  if (!g_file_get_contents (path, &data, &length, &local))
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "cannot read model %s: %s", path,
-                   local->message);
-      return NULL;
-    }
+  if (!kilt_json_read_file (path, "model", &data, &length, error))
+    return NULL;
   return kilt_model_load_json_data (data, (gssize)length, path, error);
 }
 
@@ -609,8 +612,12 @@ kilt_model_load_json_file (const char *path, GError **error)
 static void
 append_string (GString *s, const char *str)
 {
+  /* Names made through the API may hold any bytes; the file must stay UTF-8 (json-glib refuses
+   * anything else), so invalid sequences become U+FFFD. */
+  g_autofree char *valid = g_utf8_make_valid (str, -1);
+
   g_string_append_c (s, '"');
-  for (const unsigned char *p = (const unsigned char *)str; *p; p++)
+  for (const unsigned char *p = (const unsigned char *)valid; *p; p++)
     {
       if (*p == '"' || *p == '\\')
         g_string_append_printf (s, "\\%c", *p);

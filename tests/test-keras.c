@@ -296,6 +296,72 @@ test_errors (void)
       "2 input_layers", "one input");
 }
 
+/* Runs @body in a child process: a stack overflow there fails this test, not the binary. */
+static void
+in_child (void (*body) (void))
+{
+  if (g_test_subprocess ())
+    {
+      body ();
+      return;
+    }
+  g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+}
+
+static void
+hostile_depth (void)
+{
+  static const char *head = "{\"class_name\": \"Sequential\", \"config\": ";
+  static const char *open_close[][2] = { { "[", "]" }, { "{\"a\": ", "}" } };
+
+  /* 100,000 levels of lists (200 KB) or objects overflowed json-glib's recursive parser. The
+   * document's object is level 1, so the 512th opening is the first past the cap. */
+  for (guint k = 0; k < G_N_ELEMENTS (open_close); k++)
+    {
+      g_autoptr (GString) s = g_string_new (head);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KiltModel) m = NULL;
+      g_autofree char *at
+          = g_strdup_printf ("k.json: line 1, column %zu (byte %zu): nesting deeper than 512 "
+                             "levels",
+                             strlen (head) + 511 * strlen (open_close[k][0]) + 1,
+                             strlen (head) + 511 * strlen (open_close[k][0]));
+      for (guint i = 0; i < 100000; i++)
+        g_string_append (s, open_close[k][0]);
+      g_string_append (s, "1");
+      for (guint i = 0; i < 100000; i++)
+        g_string_append (s, open_close[k][1]);
+      g_string_append (s, "}");
+      m = kilt_keras_load_data (s->str, (gssize)s->len, "k.json", KILT_LOSS_MSE, NULL, &error);
+      g_assert_null (m);
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+      g_test_message ("%s", error->message);
+      g_assert_cmpstr (error->message, ==, at);
+    }
+}
+
+static void
+test_hostile_depth (void)
+{
+  in_child (hostile_depth);
+}
+
+/* Names must be UTF-8 (json-glib takes nothing else); the error says where the bad byte is. */
+static void
+test_hostile_utf8 (void)
+{
+  static const char doc[] = K2_SEQ (K2_INPUT ("[null, 4]") "," K2_DENSE ("d\x80", ""));
+  const char *bad = strchr (doc, '\x80');
+  g_autofree char *at = g_strdup_printf ("k.json: line 1, column %zu (byte %zu): invalid UTF-8 "
+                                         "(byte 0x80)",
+                                         (gsize)(bad - doc) + 1, (gsize)(bad - doc));
+
+  expect_error (doc, at, NULL);
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") "," K2_DENSE ("d\\u0000x", "")),
+                "\\u0000 (NUL) escape in a string", NULL);
+}
+
 /* Keras 3's call records, channels_first, notes, Keras-1 spellings and a Softmax layer. */
 static void
 test_hand_written (void)
@@ -420,6 +486,8 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/unsupported-files", test_unsupported_files);
   g_test_add_func ("/keras/errors", test_errors);
   g_test_add_func ("/keras/hand-written", test_hand_written);
+  g_test_add_func ("/keras/hostile-depth", test_hostile_depth);
+  g_test_add_func ("/keras/hostile-utf8", test_hostile_utf8);
   g_test_add_func ("/keras/bare-list", test_bare_list);
   g_test_add_func ("/keras/to-kilt-format", test_to_kilt_format);
   return g_test_run ();

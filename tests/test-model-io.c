@@ -4,10 +4,14 @@
 
 #include "kilt-test-util.h"
 #include "kilt-error.h"
+#include "kilt-json-limits.h"
 #include "kilt-model-json.h"
 #include "kilt-summary.h"
 
+#include <fcntl.h>
+#include <glib/gstdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* The layer families are written on other branches; until they are merged a preset that uses
  * one cannot load. Skip (saying which) rather than fail. */
@@ -332,6 +336,184 @@ test_errors (void)
                 "layer d (Dense)", "used by nothing");
 }
 
+/* Runs @body in a child process: a stack overflow there fails this test, not the binary. */
+static void
+in_child (void (*body) (void))
+{
+  if (g_test_subprocess ())
+    {
+      body ();
+      return;
+    }
+  g_test_trap_subprocess (NULL, 120 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_INHERIT_STDERR);
+  g_test_trap_assert_passed ();
+}
+
+/* "bad.json: line 1, column C (byte B): ..." for an error found before json-glib parses. */
+static void
+expect_error_at (const char *doc, gssize length, gsize byte, const char *what)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = kilt_model_load_json_data (doc, length, "bad.json", &error);
+  g_autofree char *at = g_strdup_printf ("(byte %" G_GSIZE_FORMAT "): ", byte);
+
+  g_assert_null (m);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_test_message ("%.300s", error->message);
+  g_assert_true (g_utf8_validate (error->message, -1, NULL));
+  g_assert_true (g_str_has_prefix (error->message, "bad.json: line "));
+  g_assert_nonnull (strstr (error->message, at));
+  g_assert_nonnull (strstr (error->message, what));
+}
+
+#define DOC_NAME "{\"format\": \"kilt-model\", \"version\": 1, \"name\": "
+
+static char *
+nested (guint depth)
+{
+  GString *s = g_string_new (DOC_NAME);
+
+  for (guint i = 0; i < depth; i++)
+    g_string_append_c (s, '[');
+  for (guint i = 0; i < depth; i++)
+    g_string_append_c (s, ']');
+  g_string_append_c (s, '}');
+  return g_string_free (s, FALSE);
+}
+
+static void
+hostile_depth (void)
+{
+  /* 100,000 levels (200 KB) overflowed json-glib's recursive parser. The document's own
+   * object is level 1, so the 512th "[" is the first past the cap. */
+  g_autofree char *deep = nested (100000);
+  g_autofree char *edge = nested (511);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  gint64 t0 = g_get_monotonic_time ();
+
+  expect_error_at (deep, -1, strlen (DOC_NAME) + 511, "nesting deeper than 512 levels");
+  g_assert_cmpint (g_get_monotonic_time () - t0, <, 2 * G_USEC_PER_SEC);
+  /* 512 levels pass the cap and reach the usual checks. */
+  m = kilt_model_load_json_data (edge, -1, "edge.json", &error);
+  g_assert_null (m);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_assert_cmpstr (error->message, ==, "edge.json: name must be a string");
+}
+
+static void
+test_hostile_depth (void)
+{
+  in_child (hostile_depth);
+}
+
+static void
+test_hostile_size (void)
+{
+  gsize len = KILT_JSON_MAX_BYTES + 1;
+  g_autofree char *big = g_malloc (len);
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "huge.json", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  int fd;
+
+  memset (big, ' ', len);
+  m = kilt_model_load_json_data (big, (gssize)len, "big.json", &error);
+  g_assert_null (m);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "big.json: the text is 67108865 bytes"));
+  g_assert_nonnull (strstr (error->message, "at most 64 MiB"));
+  g_clear_error (&error);
+
+  /* A file over the cap is refused from its size, before any of it is read: a sparse one of
+   * 1 GiB costs nothing to make. */
+  fd = g_open (path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  g_assert_cmpint (fd, >=, 0);
+  g_assert_cmpint (ftruncate (fd, (off_t)1 << 30), ==, 0);
+  close (fd);
+  m = kilt_model_load_json_file (path, &error);
+  g_assert_null (m);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, path));
+  g_assert_nonnull (strstr (error->message, "1073741824 bytes"));
+  g_assert_nonnull (strstr (error->message, "at most 64 MiB"));
+  g_clear_error (&error);
+  g_unlink (path);
+
+  /* Nor is a device read to its end. */
+  if (g_file_test ("/dev/zero", G_FILE_TEST_EXISTS))
+    {
+      m = kilt_model_load_json_file ("/dev/zero", &error);
+      g_assert_null (m);
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+      g_assert_nonnull (strstr (error->message, "/dev/zero: not a regular file"));
+    }
+}
+
+/* json-glib takes UTF-8 only and keeps strings as C strings: bad bytes, NUL bytes, \u0000 and
+ * lone surrogate escapes are refused where they are, so no name that reaches a label, a log, a
+ * report or a written model is anything but UTF-8. */
+static void
+test_hostile_utf8 (void)
+{
+  static const char nul_doc[] = DOC_NAME "\"m\0x\"}";
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autoptr (KiltModel) back = NULL;
+  g_autofree char *json = NULL;
+  KiltShape in = { 4, 1, 1 };
+  KiltLayerConfig dense = kilt_layer_config_default (KILT_LAYER_DENSE);
+
+  expect_error_at (DOC_NAME "\"m\xff\xfe\"}", -1, strlen (DOC_NAME) + 2,
+                   "invalid UTF-8 (byte 0xff)");
+  expect_error_at (HEAD "\n{\"name\": \"bad\xc3(\", \"type\": \"Dense\", \"units\": 2}]}", -1,
+                   strlen (HEAD) + 14, "invalid UTF-8 (byte 0xc3)");
+  expect_error_at (HEAD "\n  {\"name\": \"bad\xc3(\"}]}", -1, strlen (HEAD) + 16,
+                   "line 2, column 16");
+  expect_error_at (nul_doc, sizeof nul_doc - 1, strlen (DOC_NAME) + 2, "a NUL byte");
+  expect_error_at (HEAD "{\"name\": \"a\\u0000b\", \"type\": \"Dense\", \"units\": 2}]}", -1,
+                   strlen (HEAD) + 11, "\\u0000 (NUL) escape");
+  /* An escaped backslash before "u0000" is not an escape of NUL. */
+  m = kilt_model_load_json_data (HEAD "{\"name\": \"a\\\\u0000b\", \"type\": \"Dense\", \"units\": "
+                                      "2}]}",
+                                 -1, "ok.json", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (kilt_model_node (m, 1)->name, ==, "a\\u0000b");
+  g_clear_pointer (&m, kilt_model_free);
+
+  /* json-glib would turn a lone surrogate into bytes that are not UTF-8; a pair is one
+   * character. */
+  expect_error_at (DOC_NAME "\"m\\ud800x\"}", -1, strlen (DOC_NAME) + 2,
+                   "lone surrogate escape \\ud800");
+  expect_error_at (DOC_NAME "\"m\\udc00\"}", -1, strlen (DOC_NAME) + 2,
+                   "lone surrogate escape \\udc00");
+  m = kilt_model_load_json_data ("{\"format\": \"kilt-model\", \"version\": 1, \"name\": "
+                                 "\"\\ud83d\\ude00\", \"input\": {\"channels\": 2}, \"layers\": "
+                                 "[{\"type\": \"Dense\", \"units\": 2}]}",
+                                 -1, "pair.json", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (m->name, ==, "\xf0\x9f\x98\x80");
+  g_clear_pointer (&m, kilt_model_free);
+
+  /* Names given through the API may hold any bytes; what is written is UTF-8 and loads. */
+  m = kilt_model_new ("bad\xff name");
+  kilt_model_add_input (m, "in\xc3", in);
+  dense.units = 3;
+  kilt_model_add (m, KILT_LAYER_DENSE, "d\xe2\x82", &dense, 1, (guint[]){ 0 });
+  kilt_model_build (m, &error);
+  g_assert_no_error (error);
+  json = kilt_model_to_json (m);
+  g_assert_true (g_utf8_validate (json, -1, NULL));
+  back = kilt_model_load_json_data (json, -1, "written.json", &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (back->name, ==, "bad\xef\xbf\xbd name");
+  g_assert_true (g_str_has_prefix (kilt_model_node (back, 1)->name, "d\xef\xbf\xbd"));
+  g_assert_cmpuint (back->n_params, ==, m->n_params);
+}
+
 /* Names, defaults and the chain shorthand of a minimal document. */
 static void
 test_minimal_document (void)
@@ -492,6 +674,9 @@ main (int argc, char **argv)
   g_test_add_func ("/model-io/round-trip-hand-built", test_round_trip_hand_built);
   g_test_add_func ("/model-io/round-trip-presets", test_round_trip_presets);
   g_test_add_func ("/model-io/errors", test_errors);
+  g_test_add_func ("/model-io/hostile-depth", test_hostile_depth);
+  g_test_add_func ("/model-io/hostile-size", test_hostile_size);
+  g_test_add_func ("/model-io/hostile-utf8", test_hostile_utf8);
   g_test_add_func ("/model-io/summary", test_summary);
   g_test_add_func ("/model-io/summary-dag", test_summary_dag);
   return g_test_run ();

@@ -13,6 +13,12 @@ round_trip (KiltModel *model)
   g_autoptr (GError) error = NULL;
   KiltModel *back = kilt_model_load_json_data (json, -1, "round trip", &error);
 
+  /* Names come from the file; what Kilt writes must still be UTF-8, which json-glib requires. */
+  if (!g_utf8_validate (json, -1, NULL) || !g_utf8_validate (model->name, -1, NULL))
+    {
+      g_printerr ("a loaded model wrote text that is not UTF-8\n");
+      __builtin_trap ();
+    }
   if (back == NULL)
     {
       g_printerr ("a loaded model did not load back: %s\n%s\n", error->message, json);
@@ -42,7 +48,7 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       kilt_model_free (model);
     }
   else
-    g_assert (error != NULL && error->message[0]);
+    g_assert (error != NULL && error->message[0] && g_utf8_validate (error->message, -1, NULL));
   g_clear_error (&error);
   model = kilt_model_load_json_data ((const char *)data, size, "fuzz.json", &error);
   if (model)
@@ -51,6 +57,6 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       kilt_model_free (model);
     }
   else
-    g_assert (error != NULL && error->message[0]);
+    g_assert (error != NULL && error->message[0] && g_utf8_validate (error->message, -1, NULL));
   return 0;
 }

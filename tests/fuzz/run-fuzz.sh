@@ -22,7 +22,8 @@ read -r -a pc_cflags <<<"$(pkg-config --cflags "${pkgs[@]}")"
 read -r -a pc_libs <<<"$(pkg-config --libs "${pkgs[@]}")"
 data_sources=("$src"/engine/data/kilt-dataset.c "$src"/engine/data/kilt-data-{idx,cifar,csv,cache,folder}.c
   "$src"/engine/kilt-error.c)
-model_sources=("$src"/engine/kilt-keras.c "$src"/engine/kilt-model-json.c "$build"/engine/libkilt-engine.a)
+model_sources=("$src"/engine/kilt-keras.c "$src"/engine/kilt-model-json.c "$src"/engine/kilt-json-limits.c
+  "$build"/engine/libkilt-engine.a)
 checkpoint_sources=("$src"/engine/kilt-checkpoint.c "$src"/engine/kilt-error.c)
 
 # Seeds: the first few real samples of the bundled sample, and real CSV text.
