@@ -947,6 +947,36 @@ read_inbound (Import *imp, JsonObject *layer, Entry *e, GError **error)
   return TRUE;
 }
 
+/* Reads every entry of @layers into @entries and indexes them by name in @by_name, so that
+ * following the graph is linear in its size. */
+static gboolean
+read_entries (Import *imp, JsonArray *layers, gboolean functional, GArray *entries,
+              GHashTable *by_name, GError **error)
+{
+  guint n = json_array_get_length (layers);
+
+  /* Refused before anything is converted, so a hostile file costs one pass of json-glib. */
+  if (n > KILT_MODEL_MAX_LAYERS + 1)
+    {
+      set_error (error, imp, "the model has %u layers; Kilt takes at most %u", n,
+                 KILT_MODEL_MAX_LAYERS);
+      return FALSE;
+    }
+  g_array_set_size (entries, n);
+  for (guint i = 0; i < n; i++)
+    {
+      Entry *e = &g_array_index (entries, Entry, i);
+      JsonNode *node = json_array_get_element (layers, i);
+
+      if (!read_entry (imp, node, i, e, error)
+          || (functional && !read_inbound (imp, json_node_get_object (node), e, error)))
+        return FALSE;
+      if (!g_hash_table_contains (by_name, e->name)) /* the first of a name, as before */
+        g_hash_table_insert (by_name, (gpointer)e->name, e);
+    }
+  return TRUE;
+}
+
 /* The single layer name of input_layers / output_layers: [[name, 0, 0]] or [name, 0, 0]. */
 static const char *
 endpoint (Import *imp, JsonObject *cfg, const char *key, GError **error)
@@ -975,57 +1005,17 @@ endpoint (Import *imp, JsonObject *cfg, const char *key, GError **error)
   return NULL;
 }
 
-static Entry *
-find_entry (GArray *entries, const char *name)
-{
-  for (guint i = 0; i < entries->len; i++)
-    if (g_str_equal (g_array_index (entries, Entry, i).name, name))
-      return &g_array_index (entries, Entry, i);
-  return NULL;
-}
-
-/* Converts @e after everything it reads (depth first from the output, so the Kilt order is
- * topological and ends with the output). */
+/* Converts one entry whose inputs are all converted. */
 static gboolean
-visit (Import *imp, GArray *entries, Entry *e, guint depth, GError **error)
+convert_entry (Import *imp, Entry *e, GError **error)
 {
   guint inputs[KILT_MAX_INPUTS];
 
-  if (e->state == 2)
-    return TRUE;
   imp->cur = e;
-  if (e->state == 1)
-    {
-      set_error (error, imp, "the graph has a cycle through this layer");
-      return FALSE;
-    }
-  if (depth > 100000)
-    {
-      set_error (error, imp, "the graph is too deep");
-      return FALSE;
-    }
-  if (e->inbound->len > KILT_MAX_INPUTS)
-    {
-      set_error (error, imp, "has %u inputs; Kilt takes at most %d", e->inbound->len,
-                 KILT_MAX_INPUTS);
-      return FALSE;
-    }
-  e->state = 1;
   for (guint i = 0; i < e->inbound->len; i++)
-    {
-      const char *name = g_ptr_array_index (e->inbound, i);
-      Entry *src = find_entry (entries, name);
-      if (src == NULL)
-        {
-          imp->cur = e;
-          set_error (error, imp, "reads layer \"%s\", which the file does not have", name);
-          return FALSE;
-        }
-      if (!visit (imp, entries, src, depth + 1, error))
-        return FALSE;
-      inputs[i] = GPOINTER_TO_UINT (g_hash_table_lookup (imp->node_of, name)) - 1;
-    }
-  imp->cur = e;
+    inputs[i]
+        = GPOINTER_TO_UINT (g_hash_table_lookup (imp->node_of, g_ptr_array_index (e->inbound, i)))
+          - 1;
   if (g_str_equal (e->class_name, "InputLayer"))
     {
       gboolean has_batch;
@@ -1054,11 +1044,81 @@ visit (Import *imp, GArray *entries, Entry *e, guint depth, GError **error)
   return TRUE;
 }
 
+/* Marks @e as on the path being followed, after checking it can be. */
+static gboolean
+enter (Import *imp, Entry *e, GError **error)
+{
+  imp->cur = e;
+  if (e->state == 1)
+    {
+      set_error (error, imp, "the graph has a cycle through this layer");
+      return FALSE;
+    }
+  if (e->inbound->len > KILT_MAX_INPUTS)
+    {
+      set_error (error, imp, "has %u inputs; Kilt takes at most %d", e->inbound->len,
+                 KILT_MAX_INPUTS);
+      return FALSE;
+    }
+  e->state = 1;
+  return TRUE;
+}
+
+typedef struct
+{
+  Entry *entry;
+  guint next; /* the next of its inbound layers to follow */
+} Frame;
+
+/* Converts every entry @out depends on, then @out: depth first, post-order, so the Kilt order
+ * is topological and ends with the output. An explicit stack, since a chain of layers is as
+ * deep as it is long and would overflow the thread's stack by recursion. */
+static gboolean
+visit (Import *imp, GHashTable *by_name, Entry *out, GError **error)
+{
+  g_autoptr (GArray) stack = g_array_new (FALSE, FALSE, sizeof (Frame));
+  Frame f = { out, 0 };
+
+  if (!enter (imp, out, error))
+    return FALSE;
+  g_array_append_val (stack, f);
+  while (stack->len > 0)
+    {
+      Frame *top = &g_array_index (stack, Frame, stack->len - 1);
+      Entry *e = top->entry, *src;
+      const char *name;
+
+      if (top->next == e->inbound->len)
+        {
+          g_array_set_size (stack, stack->len - 1);
+          if (!convert_entry (imp, e, error))
+            return FALSE;
+          continue;
+        }
+      name = g_ptr_array_index (e->inbound, top->next++);
+      src = g_hash_table_lookup (by_name, name);
+      if (src == NULL)
+        {
+          imp->cur = e;
+          set_error (error, imp, "reads layer \"%s\", which the file does not have", name);
+          return FALSE;
+        }
+      if (src->state == 2)
+        continue;
+      if (!enter (imp, src, error))
+        return FALSE;
+      f = (Frame){ src, 0 };
+      g_array_append_val (stack, f); /* may move the array: @top is not used after this */
+    }
+  return TRUE;
+}
+
 static gboolean
 import_functional (Import *imp, JsonObject *config, GError **error)
 {
   JsonArray *layers = member_array (config, "layers");
   g_autoptr (GArray) entries = g_array_new (FALSE, TRUE, sizeof (Entry));
+  g_autoptr (GHashTable) by_name = g_hash_table_new (g_str_hash, g_str_equal);
   const char *in_name, *out_name;
   Entry *out;
 
@@ -1068,26 +1128,19 @@ import_functional (Import *imp, JsonObject *config, GError **error)
       set_error (error, imp, "the model config has no layers list");
       return FALSE;
     }
-  g_array_set_size (entries, json_array_get_length (layers));
-  for (guint i = 0; i < json_array_get_length (layers); i++)
-    {
-      Entry *e = &g_array_index (entries, Entry, i);
-      JsonNode *n = json_array_get_element (layers, i);
-      if (!read_entry (imp, n, i, e, error)
-          || !read_inbound (imp, json_node_get_object (n), e, error))
-        return FALSE;
-    }
+  if (!read_entries (imp, layers, TRUE, entries, by_name, error))
+    return FALSE;
   if (!(in_name = endpoint (imp, config, "input_layers", error))
       || !(out_name = endpoint (imp, config, "output_layers", error)))
     return FALSE;
-  out = find_entry (entries, out_name);
-  if (out == NULL || find_entry (entries, in_name) == NULL)
+  out = g_hash_table_lookup (by_name, out_name);
+  if (out == NULL || g_hash_table_lookup (by_name, in_name) == NULL)
     {
       set_error (error, imp, "the model's input %s or output %s is not among its layers", in_name,
                  out_name);
       return FALSE;
     }
-  if (!visit (imp, entries, out, 0, error))
+  if (!visit (imp, by_name, out, error))
     return FALSE;
   imp->cur = NULL;
   for (guint i = 0; i < entries->len; i++)
@@ -1104,14 +1157,12 @@ static gboolean
 import_sequential (Import *imp, JsonArray *layers, JsonObject *root, GError **error)
 {
   g_autoptr (GArray) entries = g_array_new (FALSE, TRUE, sizeof (Entry));
+  g_autoptr (GHashTable) by_name = g_hash_table_new (g_str_hash, g_str_equal);
   guint start = 0;
 
   g_array_set_clear_func (entries, entry_clear);
-  g_array_set_size (entries, json_array_get_length (layers));
-  for (guint i = 0; i < entries->len; i++)
-    if (!read_entry (imp, json_array_get_element (layers, i), i, &g_array_index (entries, Entry, i),
-                     error))
-      return FALSE;
+  if (!read_entries (imp, layers, FALSE, entries, by_name, error))
+    return FALSE;
   if (entries->len == 0)
     {
       set_error (error, imp, "the Sequential model has no layers");

@@ -571,6 +571,12 @@ parse_model (const char *data, gssize length, const char *source, GError **error
       return NULL;
     }
   layers = json_node_get_array (n);
+  if (json_array_get_length (layers) > KILT_MODEL_MAX_LAYERS)
+    {
+      set_error (error, &top, "the model has %u layers; Kilt takes at most %u",
+                 json_array_get_length (layers), KILT_MODEL_MAX_LAYERS);
+      return NULL;
+    }
   for (guint i = 0; i < json_array_get_length (layers); i++)
     if (!parse_layer (json_array_get_element (layers, i), i, &top, model, error))
       return NULL;

@@ -21,6 +21,7 @@ kilt_model_new (const char *name)
 
   m->name = g_strdup (name ? name : "model");
   m->nodes = g_ptr_array_new_with_free_func (node_free);
+  m->by_name = g_hash_table_new (g_str_hash, g_str_equal);
   m->loss = KILT_LOSS_SOFTMAX_CROSS_ENTROPY;
   return m;
 }
@@ -30,6 +31,7 @@ kilt_model_free (KiltModel *model)
 {
   if (model == NULL)
     return;
+  g_hash_table_unref (model->by_name);
   g_ptr_array_unref (model->nodes);
   g_free (model->name);
   g_free (model);
@@ -40,7 +42,7 @@ default_name (KiltModel *model, const KiltLayerClass *klass)
 {
   g_autofree char *base = NULL;
   GString *s = g_string_new (NULL);
-  guint count = 0;
+  guint *seq = &model->name_seq[klass->type];
 
   /* "Conv2D" -> "conv2d", "MaxPooling2D" -> "max_pooling2d", as Keras names layers. */
   for (const char *p = klass->name; *p; p++)
@@ -50,10 +52,16 @@ default_name (KiltModel *model, const KiltLayerClass *klass)
       g_string_append_c (s, g_ascii_tolower (*p));
     }
   base = g_string_free (s, FALSE);
-  for (guint i = 0; i < model->nodes->len; i++)
-    if (((KiltNode *)g_ptr_array_index (model->nodes, i))->type == klass->type)
-      count++;
-  return count == 0 ? g_strdup (base) : g_strdup_printf ("%s_%u", base, count);
+  /* The suffix counts the type's nodes so far and skips names a file gave other nodes; it
+   * never goes back, so naming n layers stays linear whatever names the file holds. */
+  for (;;)
+    {
+      char *name = *seq == 0 ? g_strdup (base) : g_strdup_printf ("%s_%u", base, *seq);
+      if (!g_hash_table_contains (model->by_name, name))
+        return name;
+      g_free (name);
+      ++*seq;
+    }
 }
 
 guint
@@ -73,6 +81,9 @@ kilt_model_add (KiltModel *model, KiltLayerType type, const char *name, const Ki
   for (guint i = 0; i < n_inputs; i++)
     n->inputs[i] = inputs[i];
   g_ptr_array_add (model->nodes, n);
+  model->name_seq[type]++;
+  if (!g_hash_table_contains (model->by_name, n->name))
+    g_hash_table_insert (model->by_name, n->name, n);
   model->built = FALSE;
   return n->index;
 }
@@ -120,13 +131,7 @@ kilt_model_output (KiltModel *model)
 KiltNode *
 kilt_model_find (KiltModel *model, const char *name)
 {
-  for (guint i = 0; i < model->nodes->len; i++)
-    {
-      KiltNode *n = g_ptr_array_index (model->nodes, i);
-      if (g_str_equal (n->name, name))
-        return n;
-    }
-  return NULL;
+  return g_hash_table_lookup (model->by_name, name);
 }
 
 gboolean
@@ -140,6 +145,13 @@ kilt_model_build (KiltModel *model, GError **error)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
                    "model %s has no layers after its input", model->name);
+      return FALSE;
+    }
+  if (n - 1 > KILT_MODEL_MAX_LAYERS)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "model %s has %u layers after its input; Kilt takes at most %u", model->name,
+                   n - 1, KILT_MODEL_MAX_LAYERS);
       return FALSE;
     }
   consumers = g_new0 (guint, n);

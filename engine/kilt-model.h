@@ -13,10 +13,16 @@ typedef enum
   KILT_LOSS_MSE,                   /* regression */
 } KiltLossType;
 
+/* Far above any real network (ResNet-152 has about 500 layers); loaders refuse more before
+ * converting anything, so a hostile file is cheap to turn down. */
+#define KILT_MODEL_MAX_LAYERS 100000
+
 typedef struct
 {
   char *name;
-  GPtrArray *nodes; /* KiltNode*, owned; every node's inputs come earlier */
+  GPtrArray *nodes;                   /* KiltNode*, owned; every node's inputs come earlier */
+  GHashTable *by_name;                /* node name -> KiltNode*, the first of that name */
+  guint name_seq[KILT_LAYER_N_TYPES]; /* next suffix to try for a default name, per type */
   KiltLossType loss;
   gsize n_params; /* after kilt_model_build () */
   gsize n_state;
@@ -27,20 +33,23 @@ KiltModel *kilt_model_new (const char *name);
 void kilt_model_free (KiltModel *model);
 
 /* Adds a node; returns its index. Input nodes take @shape; others take @inputs (earlier
- * indices). A NULL @name becomes "<type>_<n>". Invalidates a previous build. */
+ * indices). A NULL @name becomes "<type>_<n>", a name no node has yet. Invalidates a previous
+ * build. */
 guint kilt_model_add_input (KiltModel *model, const char *name, KiltShape shape);
 guint kilt_model_add (KiltModel *model, KiltLayerType type, const char *name,
                       const KiltLayerConfig *cfg, guint n_inputs, const guint *inputs);
 /* Sequential shorthand: input is the last node added. */
 guint kilt_model_append (KiltModel *model, KiltLayerType type, const KiltLayerConfig *cfg);
 
-/* Infers every shape, checks the graph (one input, one output, inputs earlier, counts right),
- * and lays out parameters. Errors name the node. */
+/* Infers every shape, checks the graph (one input, one output, inputs earlier, counts right,
+ * at most KILT_MODEL_MAX_LAYERS after the input), and lays out parameters. Errors name the
+ * node. */
 gboolean kilt_model_build (KiltModel *model, GError **error);
 
 KiltNode *kilt_model_node (KiltModel *model, guint index);
 KiltNode *kilt_model_output (KiltModel *model);
 guint kilt_model_n_nodes (KiltModel *model);
+/* The first node named @name, or NULL; constant time. */
 KiltNode *kilt_model_find (KiltModel *model, const char *name);
 
 /* Seeded initialisation of host copies (n_params and n_state floats). */

@@ -9,6 +9,7 @@
 #include "kilt-model-json.h"
 
 #include <json-glib/json-glib.h>
+#include <pthread.h>
 #include <string.h>
 
 static gboolean
@@ -347,6 +348,94 @@ test_hostile_depth (void)
   in_child (hostile_depth);
 }
 
+/* A functional chain of @n Activation layers after an input, as Keras 2 writes it. */
+static char *
+functional_chain (guint n)
+{
+  GString *s = g_string_new ("{\"class_name\": \"Functional\", \"config\": {\"name\": \"chain\", "
+                             "\"layers\": [{\"class_name\": \"InputLayer\", \"name\": \"a0\", "
+                             "\"config\": {\"name\": \"a0\", \"batch_input_shape\": [null, 4]}, "
+                             "\"inbound_nodes\": []}");
+
+  for (guint i = 1; i <= n; i++)
+    g_string_append_printf (s,
+                            ", {\"class_name\": \"Activation\", \"name\": \"a%u\", \"config\": "
+                            "{\"name\": \"a%u\", \"activation\": \"relu\"}, \"inbound_nodes\": "
+                            "[[[\"a%u\", 0, 0, {}]]]}",
+                            i, i, i - 1);
+  g_string_append_printf (s,
+                          "], \"input_layers\": [[\"a0\", 0, 0]], \"output_layers\": "
+                          "[[\"a%u\", 0, 0]]}}",
+                          n);
+  return g_string_free (s, FALSE);
+}
+
+typedef struct
+{
+  const char *text;
+  KiltModel *model;
+  GError *error;
+  double seconds;
+} ChainImport;
+
+static void *
+import_thread (void *data)
+{
+  ChainImport *ci = data;
+  gint64 t0 = g_get_monotonic_time ();
+
+  ci->model = kilt_keras_load_data (ci->text, -1, "chain.json", KILT_LOSS_MSE, NULL, &ci->error);
+  ci->seconds = (g_get_monotonic_time () - t0) / 1e6;
+  return NULL;
+}
+
+static void
+long_chain (void)
+{
+  g_autofree char *text = functional_chain (60000);
+  ChainImport ci = { text, NULL, NULL, 0 };
+  pthread_attr_t attr;
+  pthread_t thread;
+  g_autoptr (GString) over = g_string_new ("{\"class_name\": \"Sequential\", \"config\": "
+                                           "{\"name\": \"s\", \"layers\": [");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+
+  /* 60,000 layers overflowed the recursive visit (its depth guard was 100,000), and 30,000
+   * took 10 s with names found by linear search. Now on a thread with a 256 KiB stack (the
+   * visit keeps its own), in about a second here and a few under sanitizers on a busy
+   * machine. */
+  g_assert_cmpint (pthread_attr_init (&attr), ==, 0);
+  g_assert_cmpint (pthread_attr_setstacksize (&attr, 256 * 1024), ==, 0);
+  g_assert_cmpint (pthread_create (&thread, &attr, import_thread, &ci), ==, 0);
+  g_assert_cmpint (pthread_join (thread, NULL), ==, 0);
+  pthread_attr_destroy (&attr);
+  g_test_message ("60,000 layers imported in %.2f s", ci.seconds);
+  g_assert_no_error (ci.error);
+  g_assert_cmpuint (kilt_model_n_nodes (ci.model), ==, 60001);
+  for (guint i = 1; i < 60001; i++)
+    g_assert_cmpuint (kilt_model_node (ci.model, i)->inputs[0], ==, i - 1);
+  g_assert_true (kilt_model_find (ci.model, "a59999") == kilt_model_node (ci.model, 59999));
+  g_assert_cmpfloat (ci.seconds, <, 20.0);
+  kilt_model_free (ci.model);
+
+  /* Past the layer cap: refused from the count, before any layer is read. */
+  for (guint i = 0; i < KILT_MODEL_MAX_LAYERS + 2; i++)
+    g_string_append (over, i ? ", {}" : "{}");
+  g_string_append (over, "]}}");
+  m = kilt_keras_load_data (over->str, -1, "over.json", KILT_LOSS_MSE, NULL, &error);
+  g_assert_null (m);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_assert_cmpstr (error->message, ==,
+                   "over.json: the model has 100002 layers; Kilt takes at most 100000");
+}
+
+static void
+test_long_chain (void)
+{
+  in_child (long_chain);
+}
+
 /* Names must be UTF-8 (json-glib takes nothing else); the error says where the bad byte is. */
 static void
 test_hostile_utf8 (void)
@@ -487,6 +576,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/errors", test_errors);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);
+  g_test_add_func ("/keras/long-chain", test_long_chain);
   g_test_add_func ("/keras/hostile-utf8", test_hostile_utf8);
   g_test_add_func ("/keras/bare-list", test_bare_list);
   g_test_add_func ("/keras/to-kilt-format", test_to_kilt_format);
