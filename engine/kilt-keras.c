@@ -28,6 +28,8 @@ typedef struct
   JsonObject *config;
   GPtrArray *inbound; /* const char*: names of the layers it reads (functional models) */
   guint n_calls;      /* how many times the layer is called (shared layers: more than one) */
+  guint position;     /* 1-based, in the file's layers list */
+  gboolean named;     /* the file gave a name (else it is the class name) */
   int state;          /* ordering: 0 unseen, 1 on the stack, 2 done */
 } Entry;
 
@@ -863,6 +865,8 @@ read_entry (Import *imp, JsonNode *node, guint index, Entry *e, GError **error)
       set_error (error, imp, "layer %u has no class_name and config", index + 1);
       return FALSE;
     }
+  e->position = index + 1;
+  e->named = e->name != NULL;
   if (e->name == NULL)
     e->name = g_intern_string (e->class_name); /* names are optional in hand-written files */
   return TRUE;
@@ -947,8 +951,9 @@ read_inbound (Import *imp, JsonObject *layer, Entry *e, GError **error)
   return TRUE;
 }
 
-/* Reads every entry of @layers into @entries and indexes them by name in @by_name, so that
- * following the graph is linear in its size. */
+/* Reads every entry of @layers into @entries and indexes them by name in @by_name. Keras
+ * refuses two layers of one name; a file that has them was edited, and reading one name as
+ * either layer would quietly rewire the graph. */
 static gboolean
 read_entries (Import *imp, JsonArray *layers, gboolean functional, GArray *entries,
               GHashTable *by_name, GError **error)
@@ -965,14 +970,28 @@ read_entries (Import *imp, JsonArray *layers, gboolean functional, GArray *entri
   g_array_set_size (entries, n);
   for (guint i = 0; i < n; i++)
     {
-      Entry *e = &g_array_index (entries, Entry, i);
+      Entry *e = &g_array_index (entries, Entry, i), *first;
       JsonNode *node = json_array_get_element (layers, i);
 
       if (!read_entry (imp, node, i, e, error)
           || (functional && !read_inbound (imp, json_node_get_object (node), e, error)))
         return FALSE;
-      if (!g_hash_table_contains (by_name, e->name)) /* the first of a name, as before */
-        g_hash_table_insert (by_name, (gpointer)e->name, e);
+      if ((first = g_hash_table_lookup (by_name, e->name)))
+        {
+          imp->cur = NULL;
+          if (first->named && e->named)
+            set_error (error, imp,
+                       "layers %u (%s) and %u (%s) are both named \"%s\"; layer names must be "
+                       "unique",
+                       first->position, first->class_name, e->position, e->class_name, e->name);
+          else
+            set_error (error, imp,
+                       "layers %u and %u are both called \"%s\" (a layer without a name takes "
+                       "its class name); give them unique names",
+                       first->position, e->position, e->name);
+          return FALSE;
+        }
+      g_hash_table_insert (by_name, (gpointer)e->name, e);
     }
   return TRUE;
 }

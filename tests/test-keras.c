@@ -436,6 +436,36 @@ test_long_chain (void)
   in_child (long_chain);
 }
 
+/* Two layers of one name: Keras refuses them, and reading the name as either layer rewired
+ * the graph (a model of 11,881 parameters imported as 9,561, with only a note). */
+static void
+test_duplicate_names (void)
+{
+  expect_error (
+      "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": ["
+      "{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": {\"name\": \"x\", "
+      "\"batch_input_shape\": [null, 10]}, \"inbound_nodes\": []},"
+      "{\"class_name\": \"Dense\", \"name\": \"h\", \"config\": {\"name\": \"h\", \"units\": 100}, "
+      "\"inbound_nodes\": [[[\"x\", 0, 0, {}]]]},"
+      "{\"class_name\": \"Dense\", \"name\": \"h\", \"config\": {\"name\": \"h\", \"units\": 80}, "
+      "\"inbound_nodes\": [[[\"h\", 0, 0, {}]]]},"
+      "{\"class_name\": \"Dense\", \"name\": \"out\", \"config\": {\"name\": \"out\", \"units\": "
+      "10}, \"inbound_nodes\": [[[\"h\", 0, 0, {}]]]}],"
+      "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"out\", 0, 0]]}}",
+      "layers 2 (Dense) and 3 (Dense) are both named \"h\"", "names must be unique");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") "," K2_DENSE ("d", "") "," K2_DENSE (
+                    "e", "") "," K2_DENSE ("d", "")),
+                "layers 2 (Dense) and 4 (Dense) are both named \"d\"", NULL);
+  /* The input layer is one of the layers. */
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") "," K2_DENSE ("in", "")),
+                "layers 1 (InputLayer) and 2 (Dense) are both named \"in\"", NULL);
+  /* Unnamed layers are called by their class name. */
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"Dense\", \"config\": "
+                                               "{\"units\": 3}},{\"class_name\": \"Dense\", "
+                                               "\"config\": {\"units\": 3}}"),
+                "layers 2 and 3 are both called \"Dense\"", "give them unique names");
+}
+
 /* Names must be UTF-8 (json-glib takes nothing else); the error says where the bad byte is. */
 static void
 test_hostile_utf8 (void)
@@ -577,6 +607,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);
   g_test_add_func ("/keras/long-chain", test_long_chain);
+  g_test_add_func ("/keras/duplicate-names", test_duplicate_names);
   g_test_add_func ("/keras/hostile-utf8", test_hostile_utf8);
   g_test_add_func ("/keras/bare-list", test_bare_list);
   g_test_add_func ("/keras/to-kilt-format", test_to_kilt_format);
