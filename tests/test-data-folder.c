@@ -3,6 +3,7 @@
 #include "test-data-util.h"
 
 #include <gdk-pixbuf/gdk-pixbuf.h>
+#include <unistd.h>
 
 /* Saves a w x h RGB image of seeded random pixels; returns the pixels (HWC). */
 static guint8 *
@@ -265,6 +266,119 @@ test_cancel_and_cap (void)
     g_assert_cmpuint (counts[c], ==, 10);
 }
 
+static void
+png_chunk (GByteArray *b, const char *type, const guint8 *data, guint32 len)
+{
+  guint8 be[4] = { len >> 24, len >> 16, len >> 8, len };
+  guint32 crc = crc32 (0, (const Bytef *)type, 4);
+
+  crc = crc32 (crc, data, len);
+  g_byte_array_append (b, be, 4);
+  g_byte_array_append (b, (const guint8 *)type, 4);
+  g_byte_array_append (b, data, len);
+  be[0] = crc >> 24, be[1] = crc >> 16, be[2] = crc >> 8, be[3] = crc;
+  g_byte_array_append (b, be, 4);
+}
+
+/* A small PNG file whose header declares @w x @h RGB pixels (its data is a few zero rows). */
+static void
+write_png_header_only (const char *path, guint32 w, guint32 h)
+{
+  static const guint8 sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+  guint8 ihdr[13] = { w >> 24, w >> 16, w >> 8, w, h >> 24, h >> 16, h >> 8, h, 8, 2, 0, 0, 0 };
+  g_autofree guint8 *rows = g_malloc0 (4 * (1 + (gsize)w * 3));
+  uLongf zlen = compressBound (4 * (1 + w * 3));
+  g_autofree guint8 *z = g_malloc (zlen);
+  g_autoptr (GByteArray) b = g_byte_array_new ();
+
+  g_assert_cmpint (compress (z, &zlen, rows, 4 * (1 + w * 3)), ==, Z_OK);
+  g_byte_array_append (b, sig, 8);
+  png_chunk (b, "IHDR", ihdr, 13);
+  png_chunk (b, "IDAT", z, (guint32)zlen);
+  png_chunk (b, "IEND", NULL, 0);
+  data_test_write (path, b->data, b->len, FALSE);
+}
+
+/* What a hostile folder can hold: files that cannot be read (each was a leaked decoder and a
+ * GLib warning, which g_test makes fatal), an image that declares 1.2 GB of pixels, images of
+ * another size, and a class folder that is a link to another. */
+static void
+test_hostile_folder (void)
+{
+  g_autofree char *root = kilt_test_tmpdir ();
+  g_autofree char *cat = g_build_filename (root, "cat", NULL);
+  g_autofree char *dog = g_build_filename (root, "dog", NULL);
+  g_autofree char *dangling = g_build_filename (dog, "gone.jpg", NULL);
+  g_autofree char *dir_png = g_build_filename (dog, "folder.png", NULL);
+  g_autofree char *huge = g_build_filename (dog, "huge.png", NULL);
+  g_autofree char *link = g_build_filename (root, "kitten", NULL);
+  KiltLoadOptions opts;
+
+  use_fresh_cache ();
+  for (guint i = 0; i < 20; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%02u.png", i);
+      g_free (save_image (i % 2 ? cat : dog, name, "png", 4, 4, i));
+    }
+  g_free (save_image (dog, "wide.png", "png", 8, 6, 99));
+  g_assert_cmpint (symlink ("/nonexistent/kilt", dangling), ==, 0);
+  g_assert_cmpint (g_mkdir (dir_png, 0755), ==, 0);
+  write_png_header_only (huge, 20000, 20000);
+  g_assert_cmpint (symlink ("cat", link), ==, 0);
+
+  kilt_load_options_init (&opts);
+  opts.max_bad_fraction = 0.5;
+  {
+    g_autoptr (GError) error = NULL;
+    gint64 t0 = g_get_monotonic_time ();
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+    const char *wants[]
+        = { "gone.jpg",
+            "folder.png",
+            "huge.png: 20000 x 20000 pixels is more than the 64 megapixels",
+            "the class folder 'kitten' is the same folder as 'cat' (a link to it); skipped it",
+            "images differ in size: 1 of 21 are not 4 x 4",
+            "wide.png is 8 x 6); they were resized to 4 x 4" };
+    g_assert_no_error (error);
+    /* Refused from its header: not inflated (1.2 GB) nor decoded. */
+    g_assert_cmpint (g_get_monotonic_time () - t0, <, 2 * G_TIME_SPAN_SECOND);
+    g_assert_cmpuint (ds->n_classes, ==, 2);
+    g_assert_cmpstr (ds->class_names[0], ==, "cat");
+    g_assert_cmpstr (ds->class_names[1], ==, "dog");
+    g_assert_cmpuint (ds->train.n, ==, 21);
+    g_assert_cmpuint (ds->skipped, ==, 3);
+    for (guint i = 0; i < G_N_ELEMENTS (wants); i++)
+      if (strstr (ds->notes, wants[i]) == NULL)
+        g_error ("expected \"%s\" in the notes: %s", wants[i], ds->notes);
+  }
+  /* A chosen size resizes without a word; a read from the cache keeps what was said. */
+  opts.image_width = opts.image_height = 4;
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_null (strstr (ds->notes, "differ in size"));
+    g_assert_nonnull (strstr (ds->notes, "kitten"));
+  }
+  opts.image_width = opts.image_height = 0;
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_true (ds->from_cache);
+    g_assert_nonnull (strstr (ds->notes, "differ in size"));
+  }
+  /* Only the huge image in a class: the first-size probe refuses it with the reason. */
+  {
+    g_autofree char *f = kilt_test_tmpdir ();
+    g_autofree char *a = g_build_filename (f, "a", "big.png", NULL);
+    g_autofree char *ad = g_build_filename (f, "a", NULL);
+    g_mkdir (ad, 0755);
+    write_png_header_only (a, 40000, 100);
+    data_test_expect_fail (f, NULL, "big.png", "40000 x 100 pixels", "32768 pixels a side");
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -273,5 +387,6 @@ main (int argc, char **argv)
   g_test_add_func ("/data/folder/resize-and-crop", test_resize_and_crop);
   g_test_add_func ("/data/folder/bad-images", test_bad_images);
   g_test_add_func ("/data/folder/cancel-and-cap", test_cancel_and_cap);
+  g_test_add_func ("/data/folder/hostile", test_hostile_folder);
   return g_test_run ();
 }

@@ -67,12 +67,53 @@ list_dir (const char *dir, gboolean want_dirs)
 }
 
 /* Lists the images of one split; class names come from the training split. */
+/* Drops class folders that are the same folder as another (a link to it), keeping the one
+ * that is not a link: its images would otherwise count twice, under two classes. */
+static void
+drop_duplicate_dirs (const char *root, GPtrArray *dirs, GString *warnings)
+{
+  guint n = dirs->len;
+  g_autofree GStatBuf *st = g_new0 (GStatBuf, MAX (n, 1));
+  g_autofree gboolean *link = g_new0 (gboolean, MAX (n, 1));
+  g_autofree gboolean *drop = g_new0 (gboolean, MAX (n, 1));
+
+  for (guint i = 0; i < n; i++)
+    {
+      g_autofree char *p = g_build_filename (root, (const char *)g_ptr_array_index (dirs, i), NULL);
+      link[i] = g_file_test (p, G_FILE_TEST_IS_SYMLINK);
+      if (g_stat (p, &st[i]) != 0)
+        memset (&st[i], 0, sizeof st[i]);
+    }
+  for (guint i = 0; i < n; i++)
+    for (guint j = 0; j < n && !drop[i]; j++)
+      {
+        gboolean same = j != i && !drop[j] && st[i].st_ino != 0 && st[i].st_ino == st[j].st_ino
+                        && st[i].st_dev == st[j].st_dev;
+        /* i goes when it is a link and j is not, or both are alike and j comes first. */
+        if (same && ((link[i] && !link[j]) || (link[i] == link[j] && j < i)))
+          {
+            drop[i] = TRUE;
+            g_string_append_printf (
+                warnings,
+                "%s%s: the class folder '%s' is the same folder as '%s'%s; "
+                "skipped it, so its images count once",
+                warnings->len ? "\n" : "", root, (const char *)g_ptr_array_index (dirs, i),
+                (const char *)g_ptr_array_index (dirs, j), link[i] ? " (a link to it)" : "");
+          }
+      }
+  for (guint i = n; i-- > 0;)
+    if (drop[i])
+      g_ptr_array_remove_index (dirs, i);
+}
+
 static gboolean
 scan_split (const char *root, KiltSplitKind kind, GPtrArray *classes, guint max_samples,
-            GArray *files, GError **error)
+            GArray *files, GString *warnings, GError **error)
 {
   g_autoptr (GPtrArray) dirs = list_dir (root, TRUE);
   g_autoptr (GArray) mine = g_array_new (FALSE, FALSE, sizeof (ImageFile));
+
+  drop_duplicate_dirs (root, dirs, warnings);
 
   /* Frees the paths listed so far when a later class folder is refused. */
   g_array_set_clear_func (mine, image_file_clear);
@@ -146,9 +187,68 @@ scan_split (const char *root, KiltSplitKind kind, GPtrArray *classes, guint max_
   return TRUE;
 }
 
+/* Images with more pixels than this (or a side longer than MAX_SIDE) are refused from their
+ * header, before any pixel memory: a 1 MB PNG can declare 20000 x 20000 pixels, 1.2 GB decoded,
+ * and every decoding thread may hold one. */
+#define MAX_PIXELS ((gint64)64 << 20)
+#define MAX_SIDE   32768
+/* And files larger than this are not read at all. */
+#define MAX_FILE_BYTES ((gint64)256 << 20)
+/* Bytes handed to a loader at a time. */
+#define FEED 4096
+
+typedef struct
+{
+  int width, height;
+  gboolean too_big;
+} SizeCheck;
+
+static void
+on_size_prepared (GdkPixbufLoader *loader, int width, int height, gpointer user_data)
+{
+  SizeCheck *c = user_data;
+
+  c->width = width;
+  c->height = height;
+  if (width > MAX_SIDE || height > MAX_SIDE || (gint64)width * height > MAX_PIXELS)
+    {
+      c->too_big = TRUE;
+      /* A size of 0 x 0 makes every gdk-pixbuf loader stop before it allocates the image (as
+       * gdk_pixbuf_get_file_info () does). */
+      gdk_pixbuf_loader_set_size (loader, 0, 0);
+    }
+}
+
+/* Feeds @bytes to @loader and always closes it: a loader dropped unclosed keeps its decoder
+ * state (68 KB for JPEG) and warns. */
+static GdkPixbuf *
+decode_bytes (GdkPixbufLoader *loader, const guint8 *bytes, gsize len, SizeCheck *check,
+              GError **error)
+{
+  g_autoptr (GError) write_error = NULL;
+  GdkPixbuf *pb = NULL;
+  gboolean ok;
+
+  g_signal_connect (loader, "size-prepared", G_CALLBACK (on_size_prepared), check);
+  /* In pieces, so that an image refused from its header is not inflated to its end anyway
+   * (libpng goes on decompressing after the loader has stopped taking rows). */
+  ok = TRUE;
+  for (gsize at = 0; ok && at < len && !check->too_big; at += MIN (len - at, (gsize)FEED))
+    ok = gdk_pixbuf_loader_write (loader, bytes + at, MIN (len - at, (gsize)FEED), &write_error);
+  ok = ok && !check->too_big;
+  /* A failed write has closed the loader already; closing again is harmless. */
+  ok = gdk_pixbuf_loader_close (loader, ok ? error : NULL) && ok;
+  if (ok)
+    pb = gdk_pixbuf_loader_get_pixbuf (loader);
+  if (!ok && write_error && error && *error == NULL)
+    g_propagate_error (error, g_steal_pointer (&write_error));
+  return pb ? g_object_ref (pb) : NULL;
+}
+
 /* gdk_pixbuf_new_from_file () sniffs every file against every loader; naming the loader from
  * the extension and handing it the bytes is markedly cheaper for many small images. A file
- * whose extension lies falls back to sniffing. */
+ * whose extension lies falls back to a loader that sniffs the bytes. Either way the image's
+ * size is checked from its header before it is decoded. */
 static GdkPixbuf *
 load_pixbuf (const char *path, GError **error)
 {
@@ -156,27 +256,65 @@ load_pixbuf (const char *path, GError **error)
   const char *type = g_str_has_suffix (lower, ".png")   ? "png"
                      : g_str_has_suffix (lower, ".bmp") ? "bmp"
                                                         : "jpeg";
-  g_autoptr (GdkPixbufLoader) loader = gdk_pixbuf_loader_new_with_type (type, NULL);
-  g_autofree char *bytes = NULL;
+  g_autofree char *contents = NULL;
+  g_autoptr (GError) local = NULL;
+  SizeCheck check = { 0, 0, FALSE };
   GdkPixbuf *pb = NULL;
+  const guint8 *bytes;
+  GStatBuf st;
   gsize len;
 
-  if (loader == NULL || !g_file_get_contents (path, &bytes, &len, error))
-    return loader ? NULL : gdk_pixbuf_new_from_file (path, error);
-  if (gdk_pixbuf_loader_write (loader, (const guchar *)bytes, len, NULL)
-      && gdk_pixbuf_loader_close (loader, NULL))
-    pb = gdk_pixbuf_loader_get_pixbuf (loader);
-  else
-    gdk_pixbuf_loader_close (loader, NULL);
+  if (g_stat (path, &st) == 0 && st.st_size > MAX_FILE_BYTES)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%" G_GINT64_FORMAT " bytes is more than Kilt reads for one image",
+                   (gint64)st.st_size);
+      return NULL;
+    }
+  if (!g_file_get_contents (path, &contents, &len, error))
+    return NULL;
+  bytes = (const guint8 *)contents;
+  if (len == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA, "the file is empty");
+      return NULL;
+    }
+  {
+    g_autoptr (GdkPixbufLoader) typed = gdk_pixbuf_loader_new_with_type (type, NULL);
+    if (typed)
+      pb = decode_bytes (typed, bytes, len, &check, &local);
+  }
+  if (pb == NULL && !check.too_big)
+    {
+      g_autoptr (GdkPixbufLoader) sniffing = gdk_pixbuf_loader_new ();
+      g_autoptr (GError) sniff_error = NULL;
+      GdkPixbufFormat *format;
+      pb = decode_bytes (sniffing, bytes, len, &check, &sniff_error);
+      format = gdk_pixbuf_loader_get_format (sniffing);
+      /* The sniffing loader's reason only when it found another format than the name said. */
+      if (local == NULL || (format && g_strcmp0 (gdk_pixbuf_format_get_name (format), type) != 0))
+        {
+          g_clear_error (&local);
+          local = g_steal_pointer (&sniff_error);
+        }
+    }
   if (pb)
-    return g_object_ref (pb);
-  return gdk_pixbuf_new_from_file (path, error);
+    return pb;
+  if (check.too_big)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                 "%d x %d pixels is more than the %" G_GINT64_FORMAT
+                 " megapixels (or %d pixels a side) Kilt decodes; shrink the image first",
+                 check.width, check.height, MAX_PIXELS >> 20, MAX_SIDE);
+  else
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA, "not a readable image: %s",
+                 local ? local->message : "no decoder recognised it");
+  return NULL;
 }
 
 /* Decodes one image into @out (channels first, w x h). */
 static gboolean
 decode_image (const char *path, guint w, guint h, gboolean gray, KiltImageFit fit, guint8 *out,
-              char **err)
+              guint *src_w, guint *src_h, char **err)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (GdkPixbuf) pb = load_pixbuf (path, &error);
@@ -193,6 +331,8 @@ decode_image (const char *path, guint w, guint h, gboolean gray, KiltImageFit fi
     }
   pw = gdk_pixbuf_get_width (pb);
   ph = gdk_pixbuf_get_height (pb);
+  *src_w = (guint)pw;
+  *src_h = (guint)ph;
   use = pb;
   if ((guint)pw != w || (guint)ph != h)
     {
@@ -241,7 +381,8 @@ typedef struct
 {
   GArray *files; /* ImageFile */
   guint8 *pixels;
-  char **errors; /* per file: NULL or why it could not be read */
+  char **errors;        /* per file: NULL or why it could not be read */
+  guint *src_w, *src_h; /* per file: its size before scaling */
   guint w, h;
   gboolean gray;
   KiltImageFit fit;
@@ -265,12 +406,52 @@ decode_chunk (gpointer data, gpointer user_data)
       if (g_atomic_int_get (&job->cancelled))
         break;
       decode_image (f->path, job->w, job->h, job->gray, job->fit, job->pixels + i * job->ss,
-                    &job->errors[i]);
+                    &job->src_w[i], &job->src_h[i], &job->errors[i]);
     }
   g_mutex_lock (&job->lock);
   g_atomic_int_add (&job->done, (gint)(end - start));
   g_cond_signal (&job->cond);
   g_mutex_unlock (&job->lock);
+}
+
+static void
+job_clear (DecodeJob *job)
+{
+  for (guint i = 0; job->errors && i < job->files->len; i++)
+    g_free (job->errors[i]);
+  g_free (job->errors);
+  g_free (job->src_w);
+  g_free (job->src_h);
+  g_free (job->pixels);
+}
+
+/* With no size chosen, the first image's size is every image's: say when others differ, since
+ * they were stretched (or cropped) to it. */
+static void
+note_mixed_sizes (KiltDataset *ds, const DecodeJob *job)
+{
+  guint n_other = 0, n_read = 0, first = G_MAXUINT;
+
+  for (guint i = 0; i < job->files->len; i++)
+    {
+      if (job->errors[i])
+        continue;
+      n_read++;
+      if (job->src_w[i] == job->w && job->src_h[i] == job->h)
+        continue;
+      if (n_other++ == 0)
+        first = i;
+    }
+  if (n_other == 0)
+    return;
+  kilt_data_note (ds,
+                  "images differ in size: %u of %u are not %u x %u, the size of the first image "
+                  "(e.g. %s is %u x %u); they were %s to %u x %u (choose the size with the image "
+                  "size option, e.g. --image-size %ux%u)",
+                  n_other, n_read, job->w, job->h,
+                  g_array_index (job->files, ImageFile, first).path, job->src_w[first],
+                  job->src_h[first], job->fit == KILT_FIT_CROP ? "scaled and cropped" : "resized",
+                  job->w, job->h, job->w, job->h);
 }
 
 static char *
@@ -279,9 +460,15 @@ cache_key (const char *root, const KiltLoadOptions *opts, guint w, guint h, GArr
   g_autoptr (GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
   g_autofree char *abs = g_canonicalize_filename (root, NULL);
   gsize root_len = strlen (abs);
-  guint32 o[5] = { w, h, (guint32)opts->grayscale, opts->fit, opts->max_samples };
+  /* Whether the size was chosen or came from the first image: the notes differ. */
+  guint32 o[6] = { w,
+                   h,
+                   (guint32)opts->grayscale,
+                   opts->fit,
+                   opts->max_samples,
+                   opts->image_width && opts->image_height };
 
-  g_checksum_update (sum, (const guchar *)"kilt-image-folder-1", -1);
+  g_checksum_update (sum, (const guchar *)"kilt-image-folder-2", -1);
   g_checksum_update (sum, (const guchar *)abs, (gssize)root_len + 1);
   g_checksum_update (sum, (const guchar *)o, sizeof o);
   for (guint i = 0; i < files->len; i++)
@@ -317,9 +504,9 @@ first_size (GArray *files, guint *w, guint *h, GError **error)
           return TRUE;
         }
       if (first == NULL)
-        first = local ? g_steal_pointer (&local)
-                      : g_error_new (KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA, "%s: not an image",
-                                     g_array_index (files, ImageFile, i).path);
+        first = g_error_new (KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA, "%s: %s",
+                             g_array_index (files, ImageFile, i).path,
+                             local ? local->message : "not an image");
     }
   g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
                "none of the first %u of %u images can be read; the first: %s",
@@ -346,6 +533,7 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   gsize counts[3] = { 0 }, fill[3] = { 0 };
   KiltSplit *splits[3];
   g_autoptr (GString) listed = g_string_new (NULL);
+  g_autoptr (GString) warnings = g_string_new (NULL);
   double max_bad = opts->max_bad_fraction < 0 ? 0.01 : opts->max_bad_fraction;
   gint64 t0 = g_get_monotonic_time ();
 
@@ -353,19 +541,21 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   kilt_data_progress (progress, user_data, 0.0, "listing %s", path);
   if (g_file_test (train_root, G_FILE_TEST_IS_DIR))
     {
-      if (!scan_split (train_root, KILT_SPLIT_TRAIN, classes, opts->max_samples, files, error))
+      if (!scan_split (train_root, KILT_SPLIT_TRAIN, classes, opts->max_samples, files, warnings,
+                       error))
         return NULL;
       if (g_file_test (test_root, G_FILE_TEST_IS_DIR)
-          && !scan_split (test_root, KILT_SPLIT_TEST, classes, opts->max_samples, files, error))
+          && !scan_split (test_root, KILT_SPLIT_TEST, classes, opts->max_samples, files, warnings,
+                          error))
         return NULL;
       if (g_file_test (val_root, G_FILE_TEST_IS_DIR)
           && !scan_split (val_root,
                           g_file_test (test_root, G_FILE_TEST_IS_DIR) ? KILT_SPLIT_VAL
                                                                       : KILT_SPLIT_TEST,
-                          classes, opts->max_samples, files, error))
+                          classes, opts->max_samples, files, warnings, error))
         return NULL;
     }
-  else if (!scan_split (path, KILT_SPLIT_TRAIN, classes, opts->max_samples, files, error))
+  else if (!scan_split (path, KILT_SPLIT_TRAIN, classes, opts->max_samples, files, warnings, error))
     return NULL;
 
   if ((w == 0 || h == 0) && !first_size (files, &w, &h, error))
@@ -400,12 +590,13 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   job.ss = (gsize)(opts->grayscale ? 1 : 3) * w * h;
   job.pixels = g_try_malloc (MAX (job.ss * files->len, 1));
   job.errors = g_new0 (char *, files->len);
+  job.src_w = g_new0 (guint, MAX (files->len, 1));
+  job.src_h = g_new0 (guint, MAX (files->len, 1));
   if (job.pixels == NULL)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
                    "%s: not enough memory for %u images of %u x %u", path, files->len, w, h);
-      g_free (job.errors);
-      return NULL;
+      goto fail;
     }
   g_mutex_init (&job.lock);
   g_cond_init (&job.cond);
@@ -484,9 +675,13 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
       sp->labels[fill[f->split]++] = f->label;
     }
   ds->skipped = n_bad;
+  if (warnings->len)
+    kilt_data_note (ds, "%s", warnings->str);
   if (n_bad)
     kilt_data_note (ds, "skipped %u unreadable image%s:%s%s", n_bad, n_bad == 1 ? "" : "s",
                     listed->str, n_bad > MAX_LISTED ? "\n  ..." : "");
+  if (opts->image_width == 0 || opts->image_height == 0)
+    note_mixed_sizes (ds, &job);
   g_debug ("%s: decoded %u images in %.2f s", path, files->len,
            (g_get_monotonic_time () - t0) / 1e6);
 
@@ -499,16 +694,10 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
       kilt_data_note (ds, "the decoded images could not be cached: %s", cache_error->message);
   }
 
-  for (guint i = 0; i < files->len; i++)
-    g_free (job.errors[i]);
-  g_free (job.errors);
-  g_free (job.pixels);
+  job_clear (&job);
   return g_steal_pointer (&ds);
 
 fail:
-  for (guint i = 0; i < files->len; i++)
-    g_free (job.errors[i]);
-  g_free (job.errors);
-  g_free (job.pixels);
+  job_clear (&job);
   return NULL;
 }
