@@ -38,13 +38,37 @@ typedef struct
    * (KiltCheckpointAlgo; NULL or empty when no layer had a choice). */
   char *device_id;
   GArray *algos;
+  /* Version 3: the optimizer whose state opt_state holds, as KiltOptimizerType + 1 (0: not
+   * recorded, as in versions 1 and 2), and a token of the run that wrote the file (0: none), so
+   * that a run resumes only from its own weights. */
+  guint32 optimizer;
+  guint64 run_token;
+  guint32 version; /* the file's, when loaded; 0 for one made in memory */
 } KiltCheckpoint;
 
-/* Written atomically (temp file + rename): the file is the old one or the new one. */
+/* What a checkpoint file says of itself, read without loading or verifying its arrays. */
+typedef struct
+{
+  guint32 version;
+  guint32 epochs_done;
+  guint64 global_step;
+  guint64 model_hash;
+  guint32 optimizer; /* as KiltCheckpoint.optimizer */
+  guint64 run_token; /* 0 before version 3 */
+} KiltCheckpointInfo;
+
+/* Writes version 3, crash-safe: a temporary file beside @path, flushed to disk (fsync), then
+ * renamed over @path, and the folder flushed; the file is the old one or the new one, also
+ * after a crash or a full disk. Refuses weights that are not finite (NaN or infinity) and an
+ * epoch count above KILT_CHECKPOINT_MAX_EPOCHS. */
 gboolean kilt_checkpoint_save (const KiltCheckpoint *ckpt, const char *path, GError **error);
-/* Checks the magic, version and every size against the file's length. Reads versions 1 (no
- * algorithms) and 2. */
+/* Checks the magic, version and every size against the file's length, version 3's CRC-32 over
+ * everything before it, that every weight and state value is finite and that the epoch count
+ * is sane. Reads versions 1 (no algorithms), 2 (no checksum, optimizer or run token) and 3. */
 KiltCheckpoint *kilt_checkpoint_load (const char *path, GError **error);
+/* The header (and version 3's run token) of the checkpoint at @path, reading a few bytes;
+ * nothing is verified beyond the magic, version and size. */
+gboolean kilt_checkpoint_read_info (const char *path, KiltCheckpointInfo *out, GError **error);
 /* The same from bytes already read; @path names them in messages. */
 KiltCheckpoint *kilt_checkpoint_load_data (const char *buf, gsize len, const char *path,
                                            GError **error);

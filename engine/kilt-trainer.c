@@ -64,6 +64,7 @@ typedef struct
   guint64 global_step;
   guint64 first_global_step; /* where this run (or resumption) started */
   guint first_epoch;
+  guint64 run_token; /* written into every checkpoint of this run */
   /* The last evaluation of eval_split and the step it was taken at (G_MAXUINT64: none). */
   double eval_loss, eval_accuracy;
   guint64 eval_step;
@@ -387,6 +388,24 @@ load_checkpoint (Session *s, GError **error)
                    kilt_optimizer_state_floats (&t->config.opt, t->model->n_params));
       return FALSE;
     }
+  /* Adam and Adadelta keep state of the same size: only the recorded kind tells them apart. */
+  if (ck->optimizer && ck->optimizer - 1 != (guint32)t->config.opt.type)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "checkpoint %s holds %s's state, not %s's: resume with the optimizer it was "
+                   "trained with (-o %s)",
+                   t->config.checkpoint_path, kilt_optimizer_name (ck->optimizer - 1),
+                   kilt_optimizer_name (t->config.opt.type),
+                   kilt_optimizer_name (ck->optimizer - 1));
+      return FALSE;
+    }
+  if (ck->epochs_done > t->config.epochs)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "checkpoint %s has %u epochs done, more than the %u this run trains",
+                   t->config.checkpoint_path, ck->epochs_done, t->config.epochs);
+      return FALSE;
+    }
   if (!kilt_executor_upload (s->exec, ck->params, ck->state, error)
       || !kilt_optimizer_write_state (s->opt, ck->opt_state, error))
     return FALSE;
@@ -419,6 +438,8 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
   ck.opt_state = g_new (float, ck.n_opt_state + 1);
   ck.device_id = s->ctx->info->id;
   ck.algos = chosen_algos (t->model);
+  ck.optimizer = (guint32)t->config.opt.type + 1;
+  ck.run_token = s->run_token;
   ok = kilt_executor_download (s->exec, ck.params, ck.state, error)
        && kilt_optimizer_read_state (s->opt, ck.opt_state, error)
        && kilt_checkpoint_save (&ck, t->config.checkpoint_path, error);
@@ -563,6 +584,9 @@ prepare (Session *s, GError **error)
   ev.n_params = t->model->n_params;
   ev.flops_per_sample = kilt_model_flops (t->model);
   ev.steps_per_epoch = kilt_batcher_n_batches (s->train_batcher);
+  /* Random and never 0 ("none"): a resume checks that a checkpoint is this run's. */
+  s->run_token = ((guint64)g_random_int () << 32 | g_random_int ()) | 1;
+  ev.run_token = s->run_token;
   emit (s, &ev);
   emit_memory (s);
   return TRUE;

@@ -75,6 +75,7 @@ typedef struct
   gsize n_params;
   guint64 flops_per_sample; /* forward */
   guint steps_per_epoch;
+  guint64 run_token; /* STARTED: the token this run writes into its checkpoints (never 0) */
   /* STEP and EPOCH */
   guint epoch; /* 1-based */
   guint step;  /* within the epoch, 1-based */

@@ -659,6 +659,18 @@ same_file (const char *a, const char *b)
   return la == lb && memcmp (da, db, la) == 0;
 }
 
+/* Two runs' checkpoints hold the same training state: the same bytes but for the last 12, the
+ * run token (each run has its own) and the checksum over it. */
+static gboolean
+same_weights (const char *a, const char *b)
+{
+  gsize la, lb;
+  g_autofree char *da = read_file (a, &la);
+  g_autofree char *db = read_file (b, &lb);
+
+  return la == lb && la > 12 && memcmp (da, db, la - 12) == 0;
+}
+
 /* ---- 2. determinism ----------------------------------------------------------------------- */
 
 static void
@@ -712,7 +724,7 @@ test_determinism (void)
       }
   g_test_message ("%u step samples in common", matched);
   g_assert_cmpuint (matched, >=, 1); /* the first read is always after step 1 */
-  g_assert_true (same_file (ck_a, ck_b));
+  g_assert_true (same_weights (ck_a, ck_b));
   g_assert_cmpfloat (a->test_accuracy, ==, b->test_accuracy);
 
   /* Another seed: other weights, shuffles and dropout masks, so another curve. */
@@ -811,7 +823,7 @@ test_checkpoint_resume (void)
   g_assert_cmpfloat (max_rel_diff (kf->state, k2->state, kf->n_state), <=, 1e-5);
   g_assert_cmpfloat (max_rel_diff (kf->opt_state, k2->opt_state, kf->n_opt_state), <=, 1e-5);
   g_test_message ("resumed weights %s the uninterrupted run's bit for bit",
-                  same_file (ck_full, ck_part) ? "match" : "do not match");
+                  same_weights (ck_full, ck_part) ? "match" : "do not match");
 
   /* Evaluating the final checkpoint gives the run's own test figures. */
   {
@@ -965,6 +977,9 @@ test_checkpoint_bad (void)
     KiltTrainConfig cs = cb;
     cs.opt = kilt_optimizer_config_default (KILT_OPT_SGD);
     assert_fails_naming (&cs, toy_model (), KILT_ENGINE_ERROR_INVALID, bad);
+    /* Adadelta keeps as much state as Adam: only the recorded kind tells them apart. */
+    cs.opt = kilt_optimizer_config_default (KILT_OPT_ADADELTA);
+    assert_fails_naming (&cs, toy_model (), KILT_ENGINE_ERROR_INVALID, "holds adam's state");
   }
   {
     g_autoptr (KiltModel) other = tiny_cnn ((KiltShape){ 1, 8, 8 }, 5, 3);
@@ -1035,9 +1050,9 @@ test_checkpoint_algorithms (void)
       for (guint i = 0; i < second->logs->len; i++)
         kept |= strstr (second->logs->pdata[i], "Kept the algorithms of 1 layer") != NULL;
       g_assert_true (kept);
-      g_assert_true (same_file (full_files[k], ck_part));
+      g_assert_true (same_weights (full_files[k], ck_part));
     }
-  g_assert_false (same_file (full_files[0], full_files[1]));
+  g_assert_false (same_weights (full_files[0], full_files[1]));
   g_free (full_files[0]);
   g_free (full_files[1]);
 }
@@ -1072,10 +1087,12 @@ test_checkpoint_versions (void)
     g_assert_cmpmem (back->algos->data, 2 * sizeof algos[0], algos, sizeof algos);
   }
 
-  /* The same file as version 1 wrote it: no trailer. Header 64 bytes, then 6 floats. */
+  /* The same file as version 1 wrote it: no trailer. Header 64 bytes, then 6 floats. Version 3
+   * ends with a run token and a CRC-32 (12 bytes) after version 2's trailer. */
   data = read_file (path, &len);
   v1_len = 64 + 4 * 6;
-  g_assert_cmpuint (len, ==, v1_len + 4 + strlen ("cl/dev/0") + 4 + sizeof algos);
+  g_assert_cmpuint (len, ==, v1_len + 4 + strlen ("cl/dev/0") + 4 + sizeof algos + 12);
+  len -= 12;
   memcpy (data + 8, &version, 4);
   write_bytes (path, data, v1_len);
   {
@@ -1110,6 +1127,104 @@ test_checkpoint_versions (void)
   g_assert_nonnull (strstr (error->message, path));
 }
 
+/* Version 3: a CRC-32 over the file, the optimizer's kind and the run's token; weights that are
+ * not finite and impossible epoch counts are refused on saving and on loading (version 2 too). */
+static void
+test_checkpoint_checked (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "c.ckpt", NULL);
+  g_autofree char *v2 = g_build_filename (dir, "v2.ckpt", NULL);
+  g_autofree char *data = NULL, *before = NULL;
+  g_autoptr (GError) error = NULL;
+  float params[3] = { 0.5f, -1.25f, 3 }, state[1] = { 7 }, opt[2] = { -2, 0.125f };
+  KiltCheckpoint ck = { 3, 1, 2, 4, 1234, 99, 0xfeedull, params, state, opt, "cl/dev/0", NULL };
+  KiltCheckpointInfo info;
+  guint32 version = 2, epochs = 1000000000u;
+  gsize len, before_len;
+
+  ck.optimizer = KILT_OPT_ADAM + 1;
+  ck.run_token = 0x0123456789abcdefull;
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr (KiltCheckpoint) back = load_checkpoint (path);
+    g_assert_cmpuint (back->version, ==, 3);
+    g_assert_cmpuint (back->optimizer, ==, KILT_OPT_ADAM + 1);
+    g_assert_cmpuint (back->run_token, ==, 0x0123456789abcdefull);
+    g_assert_cmpfloat (back->params[2], ==, 3);
+  }
+  g_assert_true (kilt_checkpoint_read_info (path, &info, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (info.version, ==, 3);
+  g_assert_cmpuint (info.epochs_done, ==, 4);
+  g_assert_cmpuint (info.global_step, ==, 1234);
+  g_assert_cmpuint (info.optimizer, ==, KILT_OPT_ADAM + 1);
+  g_assert_cmpuint (info.run_token, ==, 0x0123456789abcdefull);
+
+  /* One bit flipped in a weight, or in the token: the checksum says so. */
+  data = read_file (path, &len);
+  for (guint k = 0; k < 2; k++)
+    {
+      gsize at = k == 0 ? 64 + 4 + 1 : len - 12 + 3;
+      data[at] ^= 0x10;
+      write_bytes (path, data, len);
+      g_assert_null (kilt_checkpoint_load (path, &error));
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+      g_assert_nonnull (strstr (error->message, path));
+      g_assert_nonnull (strstr (error->message, "CRC-32"));
+      g_clear_error (&error);
+      data[at] ^= 0x10;
+    }
+  write_bytes (path, data, len);
+
+  /* A NaN weight is not written: the last good file stays as it was. */
+  params[1] = NAN;
+  g_assert_false (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "non-finite weight"));
+  g_clear_error (&error);
+  before = read_file (path, &before_len);
+  g_assert_cmpmem (before, before_len, data, len);
+  params[1] = -1.25f;
+  /* Nor an impossible epoch count. */
+  ck.epochs_done = epochs;
+  g_assert_false (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_clear_error (&error);
+
+  /* Version 2 (no checksum) with infinity in the optimizer state, then 1e9 epochs done. */
+  memcpy (data + 8, &version, 4);
+  memset (data + 20, 0, 4);
+  {
+    float inf = INFINITY;
+    g_autofree char *bad = g_memdup2 (data, len - 12);
+    memcpy (bad + 64 + 4 * 5, &inf, 4);
+    write_bytes (v2, bad, len - 12);
+    g_assert_null (kilt_checkpoint_load (v2, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+    g_assert_nonnull (strstr (error->message, "non-finite optimizer state value"));
+    g_assert_nonnull (strstr (error->message, v2));
+    g_clear_error (&error);
+  }
+  memcpy (data + 12, &epochs, 4);
+  write_bytes (v2, data, len - 12);
+  g_assert_null (kilt_checkpoint_load (v2, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "1000000000 epochs"));
+  g_clear_error (&error);
+  /* The version-2 file as it was loads, with no optimizer or token recorded. */
+  epochs = 4;
+  memcpy (data + 12, &epochs, 4);
+  write_bytes (v2, data, len - 12);
+  {
+    g_autoptr (KiltCheckpoint) back = load_checkpoint (v2);
+    g_assert_cmpuint (back->version, ==, 2);
+    g_assert_cmpuint (back->optimizer, ==, 0);
+    g_assert_cmpuint (back->run_token, ==, 0);
+  }
+}
+
 /* ---- 4. injected faults ------------------------------------------------------------------- */
 
 /* What every failed run must show: FAILED with the injected fault's error naming the device,
@@ -1131,7 +1246,7 @@ assert_fault_run (Run *r, const char *device, const char *checkpoint, const char
     {
       g_autoptr (KiltCheckpoint) ck = load_checkpoint (checkpoint);
       g_assert_cmpuint (ck->epochs_done, ==, r->epochs->len);
-      g_assert_true (same_file (checkpoint, clean_after[r->epochs->len - 1]));
+      g_assert_true (same_weights (checkpoint, clean_after[r->epochs->len - 1]));
     }
 }
 
@@ -1597,6 +1712,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/checkpoint/bad", test_checkpoint_bad);
   g_test_add_func ("/trainer/checkpoint/algorithms", test_checkpoint_algorithms);
   g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);
+  g_test_add_func ("/trainer/checkpoint/checked", test_checkpoint_checked);
   g_test_add_func ("/trainer/validation-and-test", test_validation_and_test);
   g_test_add_func ("/trainer/max-train-samples", test_max_train_samples);
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);
