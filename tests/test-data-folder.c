@@ -379,6 +379,92 @@ test_hostile_folder (void)
   }
 }
 
+/* The one .kds file under $KILT_CACHE_DIR/datasets. */
+static char *
+find_cache_file (void)
+{
+  g_autofree char *dir = g_build_filename (g_getenv ("KILT_CACHE_DIR"), "datasets", NULL);
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  char *found = NULL;
+
+  g_assert_nonnull (d);
+  while ((name = g_dir_read_name (d)))
+    if (g_str_has_suffix (name, ".kds"))
+      {
+        g_assert_null (found);
+        found = g_build_filename (dir, name, NULL);
+      }
+  g_assert_nonnull (found);
+  return found;
+}
+
+/* Flipped bytes in the decoded cache are caught by its checksum: the images are decoded again
+ * (the right pixels and hash), the load says so once, and the cache is written anew. */
+static void
+test_damaged_cache (void)
+{
+  g_autofree char *root = kilt_test_tmpdir ();
+  g_autoptr (KiltDataset) first = NULL;
+  g_autofree char *cache = NULL, *bytes = NULL;
+  g_autoptr (GError) error = NULL;
+  gsize len;
+
+  use_fresh_cache ();
+  for (guint i = 0; i < 60; i++)
+    {
+      g_autofree char *dir = g_strdup_printf ("%s/c%u", root, i % 3);
+      g_autofree char *name = g_strdup_printf ("%02u.png", i);
+      g_free (save_image (dir, name, "png", 6, 6, 500 + i));
+    }
+  first = kilt_dataset_load (root, NULL, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_false (first->from_cache);
+  cache = find_cache_file ();
+  g_assert_true (g_file_get_contents (cache, &bytes, &len, NULL));
+  /* The middle of the file is pixels (60 x 108 bytes of 7 KB). */
+  bytes[len / 2] ^= 0x10;
+  data_test_write (cache, bytes, len, FALSE);
+  {
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (root, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_false (ds->from_cache);
+    g_assert_nonnull (ds->notes);
+    g_assert_nonnull (strstr (ds->notes, "decoded-image cache"));
+    g_assert_nonnull (strstr (ds->notes, "was damaged (its checksum is"));
+    g_assert_cmpmem (ds->train.u8, first->train.n * 108, first->train.u8, first->train.n * 108);
+    g_assert_cmpstr (ds->hash, ==, first->hash);
+  }
+  /* Written anew: served from the cache, with nothing said about the damage. */
+  {
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (root, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_true (ds->from_cache);
+    g_assert_true (ds->notes == NULL || strstr (ds->notes, "damaged") == NULL);
+    g_assert_cmpmem (ds->train.u8, first->train.n * 108, first->train.u8, first->train.n * 108);
+    g_assert_cmpstr (ds->hash, ==, first->hash);
+  }
+  /* Cut short, and a file of another version: decoded again, the short one named. */
+  data_test_write (cache, bytes, 20, FALSE);
+  {
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (root, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_false (ds->from_cache);
+    g_assert_nonnull (strstr (ds->notes, "damaged (cut short)"));
+  }
+  g_free (bytes);
+  g_assert_true (g_file_get_contents (cache, &bytes, &len, NULL));
+  bytes[6] = 0x01; /* version 1, which had no checksum */
+  data_test_write (cache, bytes, len, FALSE);
+  {
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (root, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_false (ds->from_cache);
+    g_assert_null (ds->notes);
+    g_assert_cmpstr (ds->hash, ==, first->hash);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -388,5 +474,6 @@ main (int argc, char **argv)
   g_test_add_func ("/data/folder/bad-images", test_bad_images);
   g_test_add_func ("/data/folder/cancel-and-cap", test_cancel_and_cap);
   g_test_add_func ("/data/folder/hostile", test_hostile_folder);
+  g_test_add_func ("/data/folder/damaged-cache", test_damaged_cache);
   return g_test_run ();
 }

@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
-#define CACHE_MAGIC  "KILTDS\x01\x00"
+/* Version 2 adds a CRC-32 of everything between the magic and the trailer: a cached file's
+ * bytes are served as pixels and its hash is recorded for the run, so damage must not pass. */
+#define CACHE_MAGIC  "KILTDS\x02\x00"
 #define CACHE_ENDIAN 0x01020304u
 
 char *
@@ -27,13 +30,22 @@ typedef struct
 {
   FILE *f;
   gboolean ok;
+  uLong crc;
 } Writer;
+
+static void
+put_raw (Writer *w, const void *p, gsize n)
+{
+  if (w->ok && n > 0 && fwrite (p, 1, n, w->f) != n)
+    w->ok = FALSE;
+}
 
 static void
 put (Writer *w, const void *p, gsize n)
 {
-  if (w->ok && n > 0 && fwrite (p, 1, n, w->f) != n)
-    w->ok = FALSE;
+  if (n > 0)
+    w->crc = crc32_z (w->crc, p, n);
+  put_raw (w, p, n);
 }
 
 static void
@@ -58,7 +70,7 @@ kilt_data_cache_write (const KiltDataset *ds, const char *path, GError **error)
   g_autofree char *tmp = g_strconcat (path, ".tmp-XXXXXX", NULL);
   const KiltSplit *splits[] = { &ds->train, &ds->val, &ds->test };
   gsize ss = kilt_dataset_sample_size (ds);
-  Writer w = { NULL, TRUE };
+  Writer w = { NULL, TRUE, 0 };
   int fd;
 
   if (g_mkdir_with_parents (dir, 0755) != 0)
@@ -76,7 +88,8 @@ kilt_data_cache_write (const KiltDataset *ds, const char *path, GError **error)
         close (fd);
       return FALSE;
     }
-  put (&w, CACHE_MAGIC, 8);
+  put_raw (&w, CACHE_MAGIC, 8);
+  w.crc = crc32_z (0, NULL, 0);
   put_u32 (&w, CACHE_ENDIAN);
   {
     guint32 head[7] = { ds->type,      ds->shape.c,   ds->shape.h, ds->shape.w,
@@ -106,7 +119,11 @@ kilt_data_cache_write (const KiltDataset *ds, const char *path, GError **error)
       if (sp->targets)
         put (&w, sp->targets, n * ds->n_targets * sizeof (float));
     }
-  put (&w, CACHE_MAGIC, 8); /* a trailer: a file cut short never reads back */
+  {
+    guint32 crc = (guint32)w.crc;
+    put_raw (&w, &crc, sizeof crc);
+  }
+  put_raw (&w, CACHE_MAGIC, 8); /* a trailer: a file cut short never reads back */
   if (fclose (w.f) != 0)
     w.ok = FALSE;
   if (!w.ok || g_rename (tmp, path) != 0)
@@ -160,23 +177,49 @@ get_array (Reader *r, guint64 count, gsize size, gpointer *out)
 }
 
 KiltDataset *
-kilt_data_cache_read (const char *path)
+kilt_data_cache_read (const char *path, char **damaged)
 {
   g_autoptr (GMappedFile) map = g_mapped_file_new (path, FALSE, NULL);
   g_autoptr (KiltDataset) ds = NULL;
   KiltSplit *splits[3];
   char magic[8];
   guint32 endian, head[7];
+  const guint8 *trailer;
   Reader r;
   gsize ss;
 
+  if (damaged)
+    *damaged = NULL;
   if (map == NULL)
     return NULL;
   r.p = (const guint8 *)g_mapped_file_get_contents (map);
   r.left = g_mapped_file_get_length (map);
-  if (!get (&r, magic, 8) || memcmp (magic, CACHE_MAGIC, 8) != 0 || !get (&r, &endian, 4)
-      || endian != CACHE_ENDIAN || !get (&r, head, sizeof head))
+  /* Another version (or not a cache file at all) is stale, not damaged: decoded again. */
+  if (!get (&r, magic, 8) || memcmp (magic, CACHE_MAGIC, 8) != 0)
     return NULL;
+  if (r.left < 4 + 4 + 8)
+    {
+      if (damaged)
+        *damaged = g_strdup ("cut short");
+      return NULL;
+    }
+  {
+    guint32 stored;
+    uLong crc = crc32_z (crc32_z (0, NULL, 0), r.p, r.left - 12);
+    memcpy (&stored, r.p + r.left - 12, 4);
+    if (stored != (guint32)crc)
+      {
+        if (damaged)
+          *damaged
+              = g_strdup_printf ("its checksum is %08x, its bytes give %08x", stored, (guint32)crc);
+        return NULL;
+      }
+    r.left -= 12;
+    trailer = r.p + r.left + 4;
+  }
+  if (memcmp (trailer, CACHE_MAGIC, 8) != 0 || !get (&r, &endian, 4) || endian != CACHE_ENDIAN
+      || !get (&r, head, sizeof head))
+    goto damaged;
   ds = kilt_data_new (NULL, NULL, NULL);
   ds->type = head[0];
   ds->shape = (KiltShape){ head[1], head[2], head[3] };
@@ -188,11 +231,11 @@ kilt_data_cache_read (const char *path)
       || !get (&r, ds->channel_mean, sizeof ds->channel_mean)
       || !get (&r, ds->channel_std, sizeof ds->channel_std) || !get_str (&r, &ds->hash)
       || !get_str (&r, &ds->notes))
-    return NULL;
+    goto damaged;
   ds->class_names = g_new0 (char *, ds->n_classes + 1);
   for (guint i = 0; i < ds->n_classes; i++)
     if (!get_str (&r, &ds->class_names[i]) || ds->class_names[i] == NULL)
-      return NULL;
+      goto damaged;
   splits[0] = &ds->train, splits[1] = &ds->val, splits[2] = &ds->test;
   for (guint s = 0; s < 3; s++)
     {
@@ -200,20 +243,26 @@ kilt_data_cache_read (const char *path)
       guint32 flags;
       KiltSplit *sp = splits[s];
       if (!get (&r, &n, sizeof n) || !get (&r, &flags, sizeof flags) || n > r.left)
-        return NULL;
+        goto damaged;
       sp->n = n;
       if (((flags & 1) && !get_array (&r, n, ss, (gpointer *)&sp->u8))
           || ((flags & 2) && !get_array (&r, n, ss * sizeof (float), (gpointer *)&sp->f32))
           || ((flags & 4) && !get_array (&r, n, sizeof (gint32), (gpointer *)&sp->labels))
           || ((flags & 8)
               && !get_array (&r, n, ds->n_targets * sizeof (float), (gpointer *)&sp->targets)))
-        return NULL;
+        goto damaged;
       for (gsize i = 0; sp->labels && i < n; i++)
         if (sp->labels[i] < 0 || (guint)sp->labels[i] >= ds->n_classes)
-          return NULL;
+          goto damaged;
     }
-  if (!get (&r, magic, 8) || memcmp (magic, CACHE_MAGIC, 8) != 0 || r.left != 0)
-    return NULL;
+  if (r.left != 0)
+    goto damaged;
   ds->from_cache = TRUE;
   return g_steal_pointer (&ds);
+
+damaged:
+  /* The checksum matched, so the writer itself wrote this: still, never serve it. */
+  if (damaged)
+    *damaged = g_strdup ("its contents do not parse");
+  return NULL;
 }

@@ -524,7 +524,7 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   g_autofree char *train_root = g_build_filename (path, "train", NULL);
   g_autofree char *test_root = g_build_filename (path, "test", NULL);
   g_autofree char *val_root = g_build_filename (path, "val", NULL);
-  g_autofree char *key = NULL, *cache_path = NULL, *cache_dir = NULL;
+  g_autofree char *key = NULL, *cache_path = NULL, *cache_dir = NULL, *cache_damaged = NULL;
   g_autoptr (KiltDataset) ds = NULL;
   g_autofree char *base = g_path_get_basename (path);
   DecodeJob job = { 0 };
@@ -567,7 +567,9 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   cache_dir = kilt_data_cache_dir ();
   key = cache_key (path, opts, w, h, files);
   cache_path = g_strconcat (cache_dir, G_DIR_SEPARATOR_S, key, ".kds", NULL);
-  ds = opts->no_cache ? NULL : kilt_data_cache_read (cache_path);
+  ds = opts->no_cache ? NULL : kilt_data_cache_read (cache_path, &cache_damaged);
+  if (cache_damaged)
+    g_unlink (cache_path);
   /* A cached load that skipped more than this call tolerates: decode again for the error. */
   if (ds && ds->skipped > (guint)floor (max_bad * files->len))
     g_clear_pointer (&ds, kilt_dataset_free);
@@ -677,6 +679,7 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   ds->skipped = n_bad;
   if (warnings->len)
     kilt_data_note (ds, "%s", warnings->str);
+
   if (n_bad)
     kilt_data_note (ds, "skipped %u unreadable image%s:%s%s", n_bad, n_bad == 1 ? "" : "s",
                     listed->str, n_bad > MAX_LISTED ? "\n  ..." : "");
@@ -693,6 +696,10 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
     if (!kilt_data_cache_write (ds, cache_path, &cache_error))
       kilt_data_note (ds, "the decoded images could not be cached: %s", cache_error->message);
   }
+  /* Said for this load only, so after the cache is written. */
+  if (cache_damaged)
+    kilt_data_note (ds, "the decoded-image cache %s was damaged (%s); decoded the images again",
+                    cache_path, cache_damaged);
 
   job_clear (&job);
   return g_steal_pointer (&ds);

@@ -105,7 +105,8 @@ KiltDataset *kilt_data_load_folder (const char *path, const KiltLoadOptions *opt
 /* The decoded-data cache ($KILT_CACHE_DIR/datasets or $XDG_CACHE_HOME/kilt/datasets). */
 char *kilt_data_cache_dir (void);
 gboolean kilt_data_cache_write (const KiltDataset *ds, const char *path, GError **error);
-/* NULL (and no error) when the file is absent, stale or damaged in any way. */
-KiltDataset *kilt_data_cache_read (const char *path);
+/* NULL (and no error) when the file is absent, stale or damaged in any way; when it is
+ * damaged (its checksum or contents are wrong), *@damaged (if given) says how. Caller frees. */
+KiltDataset *kilt_data_cache_read (const char *path, char **damaged);
 
 G_END_DECLS
