@@ -260,11 +260,69 @@ test_bad_batches (void)
   data_test_expect_fail (dir, NULL, "data_batch_1.bin", "empty");
 }
 
+/* A batch missing from the middle: the others are loaded and the missing one is named (the
+ * loader stopped at the first gap, dropping batches 3 to 5 without a word). */
+static void
+test_missing_batch (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree guint8 *bytes = g_malloc (2 * 3073);
+
+  for (guint b = 1; b <= 5; b++)
+    {
+      g_autofree char *name = g_strdup_printf ("%s/data_batch_%u.bin", dir, b);
+      if (b == 2)
+        continue;
+      data_test_fill_random (bytes, 2 * 3073, b);
+      bytes[0] = (guint8)b;
+      bytes[3073] = (guint8)(b + 1);
+      data_test_write (name, bytes, 2 * 3073, FALSE);
+    }
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = kilt_dataset_load (dir, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->train.n, ==, 8);
+    g_assert_cmpint (ds->train.labels[0], ==, 1);
+    g_assert_cmpint (ds->train.labels[2], ==, 3); /* batch 3 follows batch 1 */
+    g_assert_cmpint (ds->train.labels[7], ==, 6);
+    g_assert_nonnull (ds->notes);
+    g_assert_nonnull (strstr (ds->notes, "missing data_batch_2.bin"));
+    g_assert_nonnull (strstr (ds->notes, "loaded the other 4 batches, 8 training images"));
+  }
+  /* All five: nothing to say. */
+  {
+    g_autofree char *name = g_strdup_printf ("%s/data_batch_2.bin", dir);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = NULL;
+    data_test_write (name, bytes, 2 * 3073, FALSE);
+    ds = kilt_dataset_load (dir, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->train.n, ==, 10);
+    g_assert_null (ds->notes);
+  }
+  /* Batch 1 missing beside a test batch: the training batches still load, and 1 is named. */
+  {
+    g_autofree char *b1 = g_strdup_printf ("%s/data_batch_1.bin", dir);
+    g_autofree char *tb = g_strdup_printf ("%s/test_batch.bin", dir);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = NULL;
+    g_unlink (b1);
+    data_test_write (tb, bytes, 2 * 3073, FALSE);
+    ds = kilt_dataset_load (dir, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->train.n, ==, 8);
+    g_assert_cmpuint (ds->test.n, ==, 2);
+    g_assert_nonnull (strstr (ds->notes, "missing data_batch_1.bin"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/data/cifar/folder-and-binary", test_folder_and_binary);
   g_test_add_func ("/data/cifar/bad-batches", test_bad_batches);
+  g_test_add_func ("/data/cifar/missing-batch", test_missing_batch);
   return g_test_run ();
 }

@@ -7,7 +7,10 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
-#define CIFAR_PIXELS (3 * 32 * 32)
+#define CIFAR_PIXELS    (3 * 32 * 32)
+#define CIFAR10_BATCHES 5
+/* data_batch_N.bin beyond this is not taken for a batch. */
+#define MAX_BATCHES 1000
 
 static const char *const cifar10_names[] = {
   "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck", NULL,
@@ -105,6 +108,27 @@ kilt_data_looks_cifar (const char *path)
   return FALSE;
 }
 
+/* The highest N of the data_batch_N.bin files in @dir (0 when there are none). */
+static guint
+last_batch (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  const char *name;
+  guint last = 0;
+
+  while (d && (name = g_dir_read_name (d)))
+    {
+      guint64 n;
+      g_autofree char *num = NULL;
+      if (!g_str_has_prefix (name, "data_batch_") || !g_str_has_suffix (name, ".bin"))
+        continue;
+      num = g_strndup (name + 11, strlen (name) - 11 - 4);
+      if (g_ascii_string_to_unsigned (num, 10, 1, MAX_BATCHES, &n, NULL))
+        last = MAX (last, (guint)n);
+    }
+  return last;
+}
+
 /* Class names from @file in @dir, else @fallback (or numbers when NULL). */
 static char **
 read_names (const char *dir, const char *file, const char *const *fallback, guint n_default)
@@ -165,17 +189,32 @@ kilt_data_load_cifar (const char *path, const KiltLoadOptions *opts, KiltProgres
     }
   else if (!c100)
     {
-      for (guint b = 1;; b++)
+      guint last = last_batch (dir), n_read = 0;
+      g_autoptr (GString) missing = g_string_new (NULL);
+      /* Every batch there is, and those missing named: stopping at the first gap dropped
+       * batches 3 to 5 without a word when data_batch_2.bin was missing. */
+      for (guint b = 1; b <= MAX (last, CIFAR10_BATCHES); b++)
         {
           g_autofree char *name = g_strdup_printf ("data_batch_%u.bin", b);
           g_autofree char *p = g_build_filename (dir, name, NULL);
           if (!g_file_test (p, G_FILE_TEST_IS_REGULAR))
-            break;
+            {
+              if (last > 0)
+                g_string_append_printf (missing, "%s%s", missing->len ? ", " : "", name);
+              continue;
+            }
           kilt_data_progress (progress, user_data, (b - 1) / 6.0, "reading %s", name);
           if (!parse_file (p, 1, 0, ds->n_classes, opts->max_samples, &ds->train, error)
               || !kilt_data_check_cancel (cancel, error))
             return NULL;
+          n_read++;
         }
+      if (missing->len)
+        kilt_data_note (ds,
+                        "%s: missing %s (CIFAR-10 has data_batch_1.bin to data_batch_%u.bin); "
+                        "loaded the other %u batch%s, %" G_GSIZE_FORMAT " training images",
+                        dir, missing->str, MAX (last, CIFAR10_BATCHES), n_read,
+                        n_read == 1 ? "" : "es", ds->train.n);
       if (file_in (dir, "test_batch.bin"))
         {
           g_autofree char *p = g_build_filename (dir, "test_batch.bin", NULL);
