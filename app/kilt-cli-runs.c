@@ -183,11 +183,15 @@ resume (KiltRunStore *store, gint64 id, const char *device_text)
   KiltDataSpec spec;
   KiltCompare *compare;
   const char *ids[2] = { NULL, NULL };
-  guint done;
+  g_autofree char *note = NULL;
+  guint done = 0;
   int rc;
 
-  if (run == NULL || !kilt_run_can_resume (run, &error))
+  /* From the epochs the checkpoint holds, which must be the run's own. */
+  if (run == NULL || !kilt_run_resume_point (run, &done, &note, &error))
     return fail (error);
+  if (note)
+    fprintf (stderr, "kilt-cli: warning: %s\n", note);
   if (run->record.model_json == NULL || run->record.data_spec == NULL)
     return usage (runs_usage, "the run was recorded without its model or data source (by an "
                               "older Kilt), so it cannot go on");
@@ -212,7 +216,6 @@ resume (KiltRunStore *store, gint64 id, const char *device_text)
     }
   if (cfg.run_name == NULL)
     cfg.run_name = g_strdup (run->record.name);
-  done = g_array_index (run->epochs, KiltEpochRecord, run->epochs->len - 1).epoch;
   printf ("Resuming run #%" G_GINT64_FORMAT " (%s) on %s after epoch %u of %u\n", id,
           run->record.name, dev->name, done, cfg.epochs);
   ids[0] = dev->id;

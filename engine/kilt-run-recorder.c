@@ -99,6 +99,7 @@ begin (KiltRunRecorder *rec, const KiltEvent *ev)
       r->steps_per_epoch = ev->steps_per_epoch;
       r->compile_seconds = ev->compile_seconds;
       r->compile_cached = ev->compile_cached;
+      r->checkpoint_token = ev->run_token;
     }
   if (!kilt_run_store_begin_run (rec->store, r, &rec->id, &error))
     {

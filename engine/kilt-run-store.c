@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "kilt-run-store"
 
 #include "kilt-run-store-private.h"
+#include "kilt-checkpoint.h"
 #include "kilt-error.h"
 
 #include <errno.h>
@@ -83,6 +84,9 @@ static const char *const migrations[] = {
   "ALTER TABLE runs ADD COLUMN data_spec TEXT;",
   /* 3 -> 4: the algorithm a layer chose on the device (Conv2D: im2col or implicit GEMM). */
   "ALTER TABLE layer_timings ADD COLUMN algo TEXT;",
+  /* 4 -> 5: the token the run writes into its checkpoints, so that a resume can tell the run's
+   * own weights from those of another run that shares the file. */
+  "ALTER TABLE runs ADD COLUMN checkpoint_token INTEGER;",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == KILT_RUN_STORE_SCHEMA_VERSION);
@@ -948,6 +952,18 @@ kilt_run_store_begin_run (KiltRunStore *store, const KiltRunRecord *r, gint64 *o
           ok = step_done (store, up, error, "recording a new run's data");
         }
     }
+  if (ok && r->checkpoint_token && store->version >= 5)
+    {
+      g_autoptr (sqlite3_stmt) up
+          = prepare (store, "UPDATE runs SET checkpoint_token = ? WHERE id = ?", error);
+      ok = up != NULL;
+      if (ok)
+        {
+          sqlite3_bind_int64 (up, 1, (gint64)r->checkpoint_token);
+          sqlite3_bind_int64 (up, 2, id);
+          ok = step_done (store, up, error, "recording a new run's checkpoint token");
+        }
+    }
   return commit (store, ok, error);
 }
 
@@ -1343,13 +1359,20 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
     }
   if (store->version >= 3)
     {
-      g_autoptr (sqlite3_stmt) ds
-          = prepare (store, "SELECT data_spec FROM runs WHERE id = ?", error);
+      g_autoptr (sqlite3_stmt) ds = prepare (
+          store,
+          store->version >= 5 ? "SELECT data_spec, checkpoint_token FROM runs WHERE id = ?"
+                              : "SELECT data_spec FROM runs WHERE id = ?",
+          error);
       if (ds == NULL)
         return FALSE;
       sqlite3_bind_int64 (ds, 1, run->id);
       if ((rc = sqlite3_step (ds)) == SQLITE_ROW)
-        run->record.data_spec = col_text (ds, 0);
+        {
+          run->record.data_spec = col_text (ds, 0);
+          if (store->version >= 5)
+            run->record.checkpoint_token = (guint64)sqlite3_column_int64 (ds, 1);
+        }
       else if (rc != SQLITE_DONE)
         return set_db_error (store, error, "reading the data source");
     }
@@ -1563,8 +1586,64 @@ kilt_run_store_delete (KiltRunStore *store, gint64 id, GError **error)
   return TRUE;
 }
 
+/* Whether the checkpoint at @ckpt is @run's own, and how many epochs it holds. */
+static gboolean
+check_run_checkpoint (const KiltRun *run, const char *ckpt, guint done, guint *out_epochs,
+                      char **out_note, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  KiltCheckpointInfo info;
+  guint64 token = run->record.checkpoint_token;
+
+  if (!kilt_checkpoint_read_info (ckpt, &info, &local))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "run #%" G_GINT64_FORMAT "'s checkpoint cannot be read: %s", run->id,
+                   local->message);
+      return FALSE;
+    }
+  /* A file shared by several runs (kilt-cli train --checkpoint) holds the last writer's
+   * weights; a run recorded before tokens were kept (token 0) can only be told by its epoch
+   * count, and a file with a token was written since, by some other run. */
+  if (token ? info.run_token != token : info.run_token != 0 || info.epochs_done != done)
+    {
+      g_set_error (
+          error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+          "run #%" G_GINT64_FORMAT "'s checkpoint %s now holds another run's weights "
+          "(%u epochs done, where run #%" G_GINT64_FORMAT
+          " recorded %u): another run wrote to the same file since, so run #%" G_GINT64_FORMAT
+          " can no longer go on; give each run its own --checkpoint",
+          run->id, ckpt, info.epochs_done, run->id, done, run->id);
+      return FALSE;
+    }
+  if (info.epochs_done == 0 || info.epochs_done >= run->record.config.epochs)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT "'s checkpoint %s holds %u of its %u epochs: there "
+                   "is nothing to go on from",
+                   run->id, ckpt, info.epochs_done, run->record.config.epochs);
+      return FALSE;
+    }
+  /* The run's own file, yet another count: the store missed epochs (a write failed, say on a
+   * full disk) or the run stopped between an epoch and its checkpoint. The weights are what
+   * counts. */
+  if (info.epochs_done != done && out_note)
+    *out_note = g_strdup_printf ("run #%" G_GINT64_FORMAT " recorded %u epochs but its "
+                                 "checkpoint %s holds %u: going on from the checkpoint's",
+                                 run->id, done, ckpt, info.epochs_done);
+  if (out_epochs)
+    *out_epochs = info.epochs_done;
+  return TRUE;
+}
+
 gboolean
 kilt_run_can_resume (const KiltRun *run, GError **error)
+{
+  return kilt_run_resume_point (run, NULL, NULL, error);
+}
+
+gboolean
+kilt_run_resume_point (const KiltRun *run, guint *out_epochs, char **out_note, GError **error)
 {
   const char *ckpt = run->record.config.checkpoint_path;
   guint done = run->epochs->len
@@ -1593,7 +1672,7 @@ kilt_run_can_resume (const KiltRun *run, GError **error)
                    "run #%" G_GINT64_FORMAT " %s", run->id, why);
       return FALSE;
     }
-  return TRUE;
+  return check_run_checkpoint (run, ckpt, done, out_epochs, out_note, error);
 }
 
 /* ---- derived figures ---- */

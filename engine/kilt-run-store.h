@@ -7,7 +7,7 @@
 G_BEGIN_DECLS
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define KILT_RUN_STORE_SCHEMA_VERSION 4
+#define KILT_RUN_STORE_SCHEMA_VERSION 5
 
 /* Where a run's data came from and how it was loaded, so that the run can be repeated. */
 typedef struct
@@ -50,6 +50,8 @@ typedef struct
   guint steps_per_epoch;
   double compile_seconds; /* kernel build time at start */
   gboolean compile_cached;
+  guint64 checkpoint_token; /* KiltEvent.run_token, in each checkpoint the run writes (schema
+                             * 5); 0 when not known */
 } KiltRunRecord;
 
 /* One finished epoch (fed from KILT_EVENT_EPOCH plus the MEMORY snapshot). */
@@ -171,9 +173,16 @@ double kilt_run_mean_samples_per_second (const KiltRun *run);
 double kilt_run_gflops (const KiltRun *run);
 
 /* Whether @run can go on from its checkpoint: it ended without finishing (stopped, failed or
- * interrupted) after at least one epoch and before its last, and its checkpoint is on disk.
- * FALSE with @error saying why not. */
+ * interrupted) after at least one epoch and before its last, and its checkpoint is on disk and
+ * still its own (the run's checkpoint token, or for runs recorded before tokens its epoch
+ * count: a file shared with a later run holds that run's weights). FALSE with @error saying
+ * why not. */
 gboolean kilt_run_can_resume (const KiltRun *run, GError **error);
+/* The same, and the epochs the checkpoint holds, from which a resumed run goes on. When they
+ * are not the store's count (the store missed some, or the run stopped between an epoch and
+ * its checkpoint), *@out_note (may be NULL; caller frees) says so. */
+gboolean kilt_run_resume_point (const KiltRun *run, guint *out_epochs, char **out_note,
+                                GError **error);
 
 /* The KiltTrainConfig as JSON, and back (strings in @out are newly allocated). */
 char *kilt_run_config_to_json (const KiltTrainConfig *config);

@@ -730,6 +730,51 @@ test_bad_numbers (void)
   g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
 }
 
+/* Two runs share one --checkpoint file: the first (failed in its third epoch) can no longer be
+ * resumed once the second wrote the file, since it would go on from the other run's weights.
+ * Until now it said "after epoch 2" and trained from the other's last epoch. */
+static void
+test_runs_resume_shared (void)
+{
+  g_autofree char *dir = NULL, *db = NULL, *ckpt = NULL;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  ckpt = g_build_filename (dir, "shared.ckpt", NULL);
+  {
+    /* About 180 launches an epoch here: the 500th is in the third. */
+    const char *args[]
+        = { "train", "--epochs", "6", "--max-samples", "64", "--checkpoint", ckpt, NULL };
+    r = run_cli_fault (db, "enqueue:500", args);
+  }
+  g_assert_cmpint (r.status, ==, 1);
+  result_clear (&r);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (ckpt), ==, 2);
+  {
+    const char *args[]
+        = { "train", "--epochs", "4", "--max-samples", "64", "--checkpoint", ckpt, NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 0);
+  result_clear (&r);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (ckpt), ==, 4);
+  {
+    const char *args[] = { "runs", "resume", "1", NULL };
+    r = run_cli (db, args);
+  }
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "now holds another run's weights"));
+  g_assert_nonnull (strstr (r.err, ckpt));
+  g_assert_null (strstr (r.out, "Resuming"));
+  result_clear (&r);
+  /* Nothing trained: the file is the second run's still. */
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (ckpt), ==, 4);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -744,5 +789,6 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);
+  g_test_add_func ("/cli/runs-resume-shared", test_runs_resume_shared);
   return g_test_run ();
 }

@@ -3,6 +3,7 @@
 #include "kilt-test-util.h"
 #include "kilt-error.h"
 #include "kilt-run-store-private.h"
+#include "kilt-checkpoint.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -953,6 +954,122 @@ test_config_non_finite (void)
   kilt_train_config_clear (&back);
 }
 
+static void
+write_checkpoint (const char *path, guint epochs, guint64 token)
+{
+  float params[2] = { 1, 2 };
+  KiltCheckpoint ck = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  ck.n_params = 2;
+  ck.params = params;
+  ck.epochs_done = epochs;
+  ck.global_step = epochs * 10;
+  ck.run_token = token;
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+}
+
+/* A run resumes only from its own checkpoint: the token it recorded must be the file's (a file
+ * shared with a later run holds that run's weights), or for a run recorded without one, the
+ * epoch count. When its own file holds another count than the store (the store missed
+ * epochs), the checkpoint's count is where it goes on, with a note saying so. */
+static void
+test_resume_point (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *ckpt = g_build_filename (dir, "shared.ckpt", NULL);
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (11);
+  const guint64 token = 0x5eed5eed12345677ull;
+  gint64 ids[2];
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  for (guint k = 0; k < 2; k++)
+    {
+      KiltRunRecord rec;
+      make_record (r, &rec);
+      rec.config.epochs = 5;
+      g_free (rec.config.checkpoint_path);
+      rec.config.checkpoint_path = g_strdup (ckpt);
+      rec.checkpoint_token = k == 0 ? token : 0; /* the second as an older Kilt recorded it */
+      g_assert_true (kilt_run_store_begin_run (store, &rec, &ids[k], &error));
+      g_assert_no_error (error);
+      for (guint e = 1; e <= 2; e++)
+        {
+          KiltEpochRecord ep = { 0 };
+          make_epoch (r, e, &ep);
+          g_assert_true (kilt_run_store_add_epoch (store, ids[k], &ep, &error));
+          g_assert_no_error (error);
+        }
+      g_assert_true (
+          kilt_run_store_finish_run (store, ids[k], KILT_RUN_STOPPED, NULL, NAN, NAN, &error));
+      g_assert_no_error (error);
+      kilt_run_record_clear (&rec);
+    }
+  {
+    g_autoptr (KiltRun) run = kilt_run_store_get (store, ids[0], &error);
+    g_autoptr (KiltRun) old = kilt_run_store_get (store, ids[1], &error);
+    g_autofree char *note = NULL;
+    guint epochs = 0;
+
+    g_assert_no_error (error);
+    g_assert_cmpuint (run->record.checkpoint_token, ==, token);
+    g_assert_cmpuint (old->record.checkpoint_token, ==, 0);
+
+    /* Its own file, as the store says. */
+    write_checkpoint (ckpt, 2, token);
+    g_assert_true (kilt_run_resume_point (run, &epochs, &note, &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (epochs, ==, 2);
+    g_assert_null (note);
+    /* Its own file, one epoch further than the store knows. */
+    write_checkpoint (ckpt, 3, token);
+    g_assert_true (kilt_run_resume_point (run, &epochs, &note, &error));
+    g_assert_cmpuint (epochs, ==, 3);
+    g_assert_nonnull (note);
+    g_assert_nonnull (strstr (note, "recorded 2 epochs"));
+    g_assert_nonnull (strstr (note, "holds 3"));
+    g_clear_pointer (&note, g_free);
+    /* Another run's: refused, naming the file, for both runs. */
+    write_checkpoint (ckpt, 4, token + 2);
+    for (guint k = 0; k < 2; k++)
+      {
+        g_assert_false (kilt_run_resume_point (k ? old : run, &epochs, &note, &error));
+        g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+        g_test_message ("%s", error->message);
+        g_assert_nonnull (strstr (error->message, "another run's weights"));
+        g_assert_nonnull (strstr (error->message, ckpt));
+        g_clear_error (&error);
+        g_assert_false (kilt_run_can_resume (k ? old : run, &error));
+        g_clear_error (&error);
+      }
+    /* Its own, but with all the epochs: nothing to go on from. */
+    write_checkpoint (ckpt, 5, token);
+    g_assert_false (kilt_run_resume_point (run, &epochs, NULL, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+    g_assert_nonnull (strstr (error->message, "holds 5 of its 5 epochs"));
+    g_clear_error (&error);
+    /* A run recorded without a token goes by the epochs of a file without one. */
+    write_checkpoint (ckpt, 2, 0);
+    g_assert_true (kilt_run_resume_point (old, &epochs, NULL, &error));
+    g_assert_no_error (error);
+    g_assert_cmpuint (epochs, ==, 2);
+    write_checkpoint (ckpt, 3, 0);
+    g_assert_false (kilt_run_resume_point (old, &epochs, NULL, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+    g_clear_error (&error);
+    /* Not a checkpoint at all. */
+    g_assert_true (g_file_set_contents (ckpt, "garbage", -1, NULL));
+    g_assert_false (kilt_run_resume_point (run, &epochs, NULL, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+    g_assert_nonnull (strstr (error->message, "not a Kilt checkpoint"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -967,5 +1084,6 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/data-spec", test_data_spec);
   g_test_add_func ("/run-store/concurrent", test_concurrent);
   g_test_add_func ("/run-store/config-non-finite", test_config_non_finite);
+  g_test_add_func ("/run-store/resume-point", test_resume_point);
   return g_test_run ();
 }
