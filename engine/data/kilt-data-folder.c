@@ -289,10 +289,12 @@ load_pixbuf (const char *path, GError **error)
       g_autoptr (GdkPixbufLoader) sniffing = gdk_pixbuf_loader_new ();
       g_autoptr (GError) sniff_error = NULL;
       GdkPixbufFormat *format;
+      g_autofree char *found = NULL;
       pb = decode_bytes (sniffing, bytes, len, &check, &sniff_error);
       format = gdk_pixbuf_loader_get_format (sniffing);
+      found = format ? gdk_pixbuf_format_get_name (format) : NULL;
       /* The sniffing loader's reason only when it found another format than the name said. */
-      if (local == NULL || (format && g_strcmp0 (gdk_pixbuf_format_get_name (format), type) != 0))
+      if (local == NULL || (found && g_strcmp0 (found, type) != 0))
         {
           g_clear_error (&local);
           local = g_steal_pointer (&sniff_error);
