@@ -368,6 +368,24 @@ test_hostile_folder (void)
     g_assert_true (ds->from_cache);
     g_assert_nonnull (strstr (ds->notes, "differ in size"));
   }
+  /* A class folder whose name is not UTF-8 (Latin-1 'café') or holds a line break: shown
+   * cleaned, and said. */
+  {
+    g_autofree char *f = kilt_test_tmpdir ();
+    g_autofree char *latin = g_build_filename (f, "caf\xe9", NULL);
+    g_autofree char *nl = g_build_filename (f, "two\nlines", NULL);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = NULL;
+    g_free (save_image (latin, "a.png", "png", 2, 2, 1));
+    g_free (save_image (nl, "b.png", "png", 2, 2, 2));
+    ds = kilt_dataset_load (f, NULL, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->n_classes, ==, 2);
+    g_assert_cmpstr (ds->class_names[0], ==, "caf\xef\xbf\xbd");
+    g_assert_cmpstr (ds->class_names[1], ==, "two?lines");
+    g_assert_nonnull (strstr (ds->notes, "'caf\\351' is not one line of UTF-8 text"));
+    g_assert_nonnull (strstr (ds->notes, "'two\\nlines'"));
+  }
   /* Only the huge image in a class: the first-size probe refuses it with the reason. */
   {
     g_autofree char *f = kilt_test_tmpdir ();

@@ -67,6 +67,19 @@ list_dir (const char *dir, gboolean want_dirs)
 }
 
 /* Lists the images of one split; class names come from the training split. */
+/* A folder name as a class name: the window and the run record take one line of UTF-8, and a
+ * file name may hold any byte but '/' (invalid bytes become U+FFFD, control characters '?'). */
+static char *
+display_class_name (const char *raw)
+{
+  char *name = g_utf8_make_valid (raw, -1);
+
+  for (char *c = name; *c; c++)
+    if ((guchar)*c < 0x20 || *c == 0x7f)
+      *c = '?';
+  return name;
+}
+
 /* Drops class folders that are the same folder as another (a link to it), keeping the one
  * that is not a link: its images would otherwise count twice, under two classes. */
 static void
@@ -658,8 +671,20 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   ds->shape = (KiltShape){ opts->grayscale ? 1 : 3, h, w };
   ds->n_targets = 1;
   ds->n_classes = classes->len;
-  g_ptr_array_add (classes, NULL);
-  ds->class_names = g_strdupv ((char **)classes->pdata);
+  ds->class_names = g_new0 (char *, classes->len + 1);
+  for (guint c = 0; c < classes->len; c++)
+    {
+      const char *raw = g_ptr_array_index (classes, c);
+      ds->class_names[c] = display_class_name (raw);
+      if (strcmp (ds->class_names[c], raw) != 0)
+        {
+          g_autofree char *escaped = g_strescape (raw, NULL);
+          kilt_data_note (ds,
+                          "the class folder name '%s' is not one line of UTF-8 text; the class "
+                          "is shown as '%s'",
+                          escaped, ds->class_names[c]);
+        }
+    }
   splits[0] = &ds->train, splits[1] = &ds->val, splits[2] = &ds->test;
   for (guint s = 0; s < 3; s++)
     {
