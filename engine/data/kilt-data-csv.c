@@ -672,8 +672,9 @@ kilt_data_load_csv (const char *path, const KiltLoadOptions *opts, KiltProgressF
                     gpointer user_data, GCancellable *cancel, GError **error)
 {
   g_autofree char *train_path = NULL, *test_path = NULL;
-  g_autofree guint8 *train = NULL, *test = NULL;
+  g_autoptr (GBytes) train = NULL, test = NULL;
   gsize train_len = 0, test_len = 0;
+  const char *train_text, *test_text = NULL;
   KiltDataset *ds;
 
   if (g_file_test (path, G_FILE_TEST_IS_DIR))
@@ -692,15 +693,21 @@ kilt_data_load_csv (const char *path, const KiltLoadOptions *opts, KiltProgressF
     train_path = g_strdup (path);
 
   kilt_data_progress (progress, user_data, 0.0, "reading %s", train_path);
-  if (!kilt_data_read_file (train_path, KILT_DATA_MAX_FILE_BYTES, &train, &train_len, error))
+  train = kilt_data_read_bytes (train_path, KILT_DATA_MAX_FILE_BYTES, error);
+  if (train == NULL)
     return NULL;
-  if (test_path
-      && !kilt_data_read_file (test_path, KILT_DATA_MAX_FILE_BYTES, &test, &test_len, error))
-    return NULL;
+  train_text = g_bytes_get_data (train, &train_len);
+  if (test_path)
+    {
+      test = kilt_data_read_bytes (test_path, KILT_DATA_MAX_FILE_BYTES, error);
+      if (test == NULL)
+        return NULL;
+      test_text = g_bytes_get_data (test, &test_len);
+    }
   if (!kilt_data_check_cancel (cancel, error))
     return NULL;
-  ds = kilt_csv_parse (train_path, (const char *)train, train_len, test_path, (const char *)test,
-                       test_len, opts, error);
+  ds = kilt_csv_parse (train_path, train_text, train_len, test_path, test_text, test_len, opts,
+                       error);
   if (ds && g_file_test (path, G_FILE_TEST_IS_DIR))
     {
       g_free (ds->name);

@@ -16,6 +16,8 @@ G_BEGIN_DECLS
 /* Reads a whole file, inflating it when it starts with the gzip magic. */
 gboolean kilt_data_read_file (const char *path, gsize max_bytes, guint8 **data, gsize *len,
                               GError **error);
+/* The same as bytes: the file's mapping (not copied) or its inflated contents. */
+GBytes *kilt_data_read_bytes (const char *path, gsize max_bytes, GError **error);
 /* Inflates gzip (or zlib) bytes named @name in errors; output capped at @max_bytes. */
 gboolean kilt_data_gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_bytes,
                            guint8 **out, gsize *out_len, GError **error);

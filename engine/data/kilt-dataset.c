@@ -275,6 +275,42 @@ kilt_data_read_file (const char *path, gsize max_bytes, guint8 **data, gsize *le
   return TRUE;
 }
 
+GBytes *
+kilt_data_read_bytes (const char *path, gsize max_bytes, GError **error)
+{
+  g_autoptr (GError) local = NULL;
+  g_autoptr (GMappedFile) map = g_mapped_file_new (path, FALSE, &local);
+  const guint8 *bytes;
+  guint8 *out;
+  gsize n, len;
+
+  if (map == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA, "%s: cannot read: %s", path,
+                   local->message);
+      return NULL;
+    }
+  bytes = (const guint8 *)g_mapped_file_get_contents (map);
+  n = g_mapped_file_get_length (map);
+  if (n == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA, "%s: the file is empty", path);
+      return NULL;
+    }
+  if (kilt_data_is_gzip (bytes, n))
+    return kilt_data_gunzip (path, bytes, n, max_bytes, &out, &len, error)
+               ? g_bytes_new_take (out, len)
+               : NULL;
+  if (n > max_bytes)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%s: %" G_GSIZE_FORMAT " bytes is more than Kilt reads from one file", path, n);
+      return NULL;
+    }
+  /* The mapping itself: a large text file is not copied. */
+  return g_mapped_file_get_bytes (map);
+}
+
 char *
 kilt_dataset_find_sample_dir (void)
 {
