@@ -109,6 +109,20 @@ print_list (GPtrArray *runs)
     }
 }
 
+/* The run store reads text as valid UTF-8 already; this keeps the JSON valid whatever a
+ * KiltRun holds. */
+static void
+json_text (JsonBuilder *b, const char *name, const char *v)
+{
+  g_autofree char *valid = NULL;
+
+  if (!g_utf8_validate (v, -1, NULL))
+    v = valid = g_utf8_make_valid (v, -1);
+  if (name)
+    json_builder_set_member_name (b, name);
+  json_builder_add_string_value (b, v);
+}
+
 static void
 json_num (JsonBuilder *b, const char *name, double v)
 {
@@ -136,19 +150,14 @@ list_json (GPtrArray *runs)
       json_builder_begin_object (b);
       json_builder_set_member_name (b, "id");
       json_builder_add_int_value (b, run->id);
-      json_builder_set_member_name (b, "name");
-      json_builder_add_string_value (b, run->record.name);
+      json_text (b, "name", run->record.name);
       json_builder_set_member_name (b, "status");
       json_builder_add_string_value (b, kilt_run_store_status_name (run->status));
       json_builder_set_member_name (b, "started_at");
       json_builder_add_string_value (b, iso);
-      json_builder_set_member_name (b, "model");
-      json_builder_add_string_value (b, run->record.model_name ? run->record.model_name : "");
-      json_builder_set_member_name (b, "data");
-      json_builder_add_string_value (b, run->record.data_description ? run->record.data_description
-                                                                     : "");
-      json_builder_set_member_name (b, "device");
-      json_builder_add_string_value (b, run->record.device_name ? run->record.device_name : "");
+      json_text (b, "model", run->record.model_name ? run->record.model_name : "");
+      json_text (b, "data", run->record.data_description ? run->record.data_description : "");
+      json_text (b, "device", run->record.device_name ? run->record.device_name : "");
       json_builder_set_member_name (b, "epochs");
       json_builder_add_int_value (b, run->epochs->len);
       json_num (b, "best_val_accuracy", kilt_run_best_val_accuracy (run));
@@ -157,7 +166,7 @@ list_json (GPtrArray *runs)
       json_builder_set_member_name (b, "tags");
       json_builder_begin_array (b);
       for (guint k = 0; k < run->tags->len; k++)
-        json_builder_add_string_value (b, run->tags->pdata[k]);
+        json_text (b, NULL, run->tags->pdata[k]);
       json_builder_end_array (b);
       json_builder_end_object (b);
     }

@@ -136,7 +136,25 @@ kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***
    * defaults aside and free each one that a given option replaced. */
   char *defaults[] = { c->data, c->model, c->optimizer };
   char **fields[] = { &c->data, &c->model, &c->optimizer };
+  g_autofree char **given = g_memdup2 (*argv, sizeof (char *) * (*argc + 1));
+  int n_given = *argc;
   gboolean ok = g_option_context_parse (oc, argc, argv, error);
+
+  /* A text option (--name, --device, ...) whose value is not UTF-8 fails in GOption's
+   * conversion with no word of which option: say it. (File names may be any bytes.) */
+  if (!ok && error && *error && (*error)->domain == G_CONVERT_ERROR)
+    for (int i = 1; i < n_given; i++)
+      if (!g_utf8_validate (given[i], -1, NULL))
+        {
+          const char *eq = strchr (given[i], '=');
+          g_autofree char *option = given[i][0] == '-' && eq ? g_strndup (given[i], eq - given[i])
+                                                             : g_strdup (given[i - 1]);
+          g_clear_error (error);
+          g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                       "%s wants UTF-8 text; the value given holds bytes that are not",
+                       g_utf8_validate (option, -1, NULL) ? option : "an option");
+          break;
+        }
 
   for (gsize i = 0; i < G_N_ELEMENTS (fields); i++)
     if (*fields[i] != defaults[i])
@@ -149,6 +167,13 @@ kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***
        && check_int ("batch", c->batch, 1, 65536, error)
        && check_int ("seed", c->seed, 0, G_MAXINT, error)
        && check_int ("max-samples", c->max_samples, 0, G_MAXINT, error);
+  /* The name goes into the run store, JSON and HTML reports: text, not bytes. */
+  if (ok && c->run_name && !g_utf8_validate (c->run_name, -1, NULL))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--name must be UTF-8 text; the name given holds bytes that are not");
+      ok = FALSE;
+    }
   return ok;
 }
 

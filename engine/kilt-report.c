@@ -133,8 +133,13 @@ kilt_report_time_label (gint64 unix_us)
 static void
 csv_field (GString *s, const char *text)
 {
+  g_autofree char *valid = NULL;
+
   if (text == NULL)
     text = "";
+  /* Every format is UTF-8 text, whatever bytes a store held. */
+  if (!g_utf8_validate (text, -1, NULL))
+    text = valid = g_utf8_make_valid (text, -1);
   if (strpbrk (text, ",\"\r\n") == NULL)
     {
       g_string_append (s, text);
@@ -234,12 +239,26 @@ kilt_report_to_csv (const KiltReportOptions *o)
 
 /* ---- JSON ---- */
 
+/* A string value, made valid UTF-8 first: json-glib copies bad bytes through, and the whole
+ * document is then no JSON a reader accepts. */
+static void
+j_add_text (JsonBuilder *b, const char *v)
+{
+  if (g_utf8_validate (v, -1, NULL))
+    json_builder_add_string_value (b, v);
+  else
+    {
+      g_autofree char *valid = g_utf8_make_valid (v, -1);
+      json_builder_add_string_value (b, valid);
+    }
+}
+
 static void
 j_str (JsonBuilder *b, const char *name, const char *v)
 {
   json_builder_set_member_name (b, name);
   if (v)
-    json_builder_add_string_value (b, v);
+    j_add_text (b, v);
   else
     json_builder_add_null_value (b);
 }
@@ -285,7 +304,7 @@ j_embedded (JsonBuilder *b, const char *name, const char *text)
   if (text && json_parser_load_from_data (p, text, -1, NULL) && json_parser_get_root (p))
     json_builder_add_value (b, json_node_copy (json_parser_get_root (p)));
   else if (text)
-    json_builder_add_string_value (b, text);
+    j_add_text (b, text);
   else
     json_builder_add_null_value (b);
 }
@@ -306,7 +325,7 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
   json_builder_set_member_name (b, "tags");
   json_builder_begin_array (b);
   for (guint i = 0; i < run->tags->len; i++)
-    json_builder_add_string_value (b, run->tags->pdata[i]);
+    j_add_text (b, run->tags->pdata[i]);
   json_builder_end_array (b);
 
   json_builder_set_member_name (b, "model");
@@ -714,6 +733,10 @@ kilt_report_find_timing (const KiltRun *run, const char *layer)
 static void
 md_cell (GString *s, const char *text)
 {
+  g_autofree char *valid = NULL;
+
+  if (!g_utf8_validate (text, -1, NULL))
+    text = valid = g_utf8_make_valid (text, -1);
   g_string_append (s, " ");
   for (const char *p = text; *p; p++)
     {
@@ -773,17 +796,36 @@ kilt_report_to_markdown (const KiltReportOptions *o)
       g_string_append_printf (s, "\n## %s\n\n", t->title);
       kilt_report_table_to_markdown (t, s);
     }
+  /* Titles hold run names as they are; Markdown is escaped byte by byte, so mending the whole
+   * text afterwards cannot move any markup. */
+  if (!g_utf8_validate (s->str, s->len, NULL))
+    {
+      char *valid = g_utf8_make_valid (s->str, s->len);
+      g_string_free (s, TRUE);
+      return valid;
+    }
   return g_string_free (s, FALSE);
 }
 
 /* ---- HTML ---- */
+
+/* g_markup_escape_text wants valid UTF-8 (a bad lead byte could swallow the '<' after it). */
+static char *
+html_escape (const char *text)
+{
+  g_autofree char *valid = NULL;
+
+  if (!g_utf8_validate (text, -1, NULL))
+    text = valid = g_utf8_make_valid (text, -1);
+  return g_markup_escape_text (text, -1);
+}
 
 char *
 kilt_report_to_html (const KiltReportOptions *o)
 {
   g_autoptr (GPtrArray) tables = kilt_report_build_tables (o);
   g_autofree char *title = report_title (o);
-  g_autofree char *title_esc = g_markup_escape_text (title, -1);
+  g_autofree char *title_esc = html_escape (title);
   g_autofree char *when = kilt_report_time_label (g_get_real_time ());
   GString *s = g_string_new (NULL);
 
@@ -801,17 +843,17 @@ kilt_report_to_html (const KiltReportOptions *o)
   for (guint i = 0; i < tables->len; i++)
     {
       KiltReportTable *t = tables->pdata[i];
-      g_autofree char *tt = g_markup_escape_text (t->title, -1);
+      g_autofree char *tt = html_escape (t->title);
       g_string_append_printf (s, "<h2>%s</h2>\n", tt);
       if (t->note)
         {
-          g_autofree char *n = g_markup_escape_text (t->note, -1);
+          g_autofree char *n = html_escape (t->note);
           g_string_append_printf (s, "<p>%s</p>\n", n);
         }
       g_string_append (s, "<table>\n<tr>");
       for (guint c = 0; c < t->header->len; c++)
         {
-          g_autofree char *h = g_markup_escape_text (t->header->pdata[c], -1);
+          g_autofree char *h = html_escape (t->header->pdata[c]);
           g_string_append_printf (s, "<th>%s</th>", h);
         }
       g_string_append (s, "</tr>\n");
@@ -821,7 +863,7 @@ kilt_report_to_html (const KiltReportOptions *o)
           g_string_append (s, "<tr>");
           for (guint c = 0; c < row->len; c++)
             {
-              g_autofree char *v = g_markup_escape_text (row->pdata[c], -1);
+              g_autofree char *v = html_escape (row->pdata[c]);
               g_string_append_printf (s, "<td>%s</td>", v);
             }
           g_string_append (s, "</tr>\n");

@@ -203,11 +203,31 @@ col_real (sqlite3_stmt *stmt, int i)
   return sqlite3_column_double (stmt, i);
 }
 
+/* Always valid UTF-8: a store may hold bad bytes (written by an older Kilt, or by hand), and
+ * every reader (GTK labels, JSON, HTML, cairo) needs text. Bad bytes read as U+FFFD. */
 static char *
 col_text (sqlite3_stmt *stmt, int i)
 {
-  const unsigned char *s = sqlite3_column_text (stmt, i);
-  return s ? g_strdup ((const char *)s) : NULL;
+  const char *s = (const char *)sqlite3_column_text (stmt, i);
+  int n = sqlite3_column_bytes (stmt, i);
+
+  if (s == NULL)
+    return NULL;
+  return g_utf8_validate_len (s, n, NULL) ? g_strndup (s, n) : g_utf8_make_valid (s, n);
+}
+
+/* Names and tags are text a person reads: refuse bytes that are not UTF-8, with where. */
+static gboolean
+check_text (const char *what, const char *text, GError **error)
+{
+  const char *end = NULL;
+
+  if (g_utf8_validate (text, -1, &end))
+    return TRUE;
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+               "%s must be UTF-8 text; byte %d (0x%02x) of the one given is not", what,
+               (int)(end - text) + 1, (guint)(guchar)*end);
+  return FALSE;
 }
 
 /* ---- the process that owns a running run ---- */
@@ -906,7 +926,14 @@ kilt_run_store_begin_run (KiltRunStore *store, const KiltRunRecord *r, gint64 *o
       error);
   if (stmt == NULL)
     return commit (store, FALSE, error);
-  bind_text (stmt, i++, r->name ? r->name : "");
+  /* The window and the CLI refuse such a name first; a caller that did not gets it mended. */
+  if (r->name && !g_utf8_validate (r->name, -1, NULL))
+    {
+      g_autofree char *valid = g_utf8_make_valid (r->name, -1);
+      bind_text (stmt, i++, valid);
+    }
+  else
+    bind_text (stmt, i++, r->name ? r->name : "");
   sqlite3_bind_int64 (stmt, i++, now);
   sqlite3_bind_int64 (stmt, i++, now);
   sqlite3_bind_int64 (stmt, i++, getpid ());
@@ -1511,6 +1538,8 @@ gboolean
 kilt_run_store_rename (KiltRunStore *store, gint64 id, const char *name, GError **error)
 {
   g_return_val_if_fail (name != NULL, FALSE);
+  if (!check_text ("a run's name", name, error))
+    return FALSE;
   return edit (store, id, "UPDATE runs SET name = ? WHERE id = ?", name, "renaming a run", error);
 }
 
@@ -1526,7 +1555,7 @@ check_tag (const char *tag, GError **error)
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID, "a tag cannot be empty");
       return FALSE;
     }
-  return TRUE;
+  return check_text ("a tag", tag, error);
 }
 
 gboolean

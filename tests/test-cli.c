@@ -775,6 +775,43 @@ test_runs_resume_shared (void)
   g_assert_cmpuint (kilt_test_checkpoint_epochs (ckpt), ==, 4);
 }
 
+/* A run name that is not UTF-8 is refused at train time (GOption's own conversion error named
+ * no option) and at rename time, before the store holds it: it made runs --json and the JSON
+ * and HTML reports invalid. */
+static void
+test_bad_name (void)
+{
+  g_autofree char *dir = NULL, *db = NULL;
+  const char *names[] = { "--name", "--name=ok\xfe" };
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      const char *args[] = { "train", names[i], i == 0 ? "\xff" : NULL, NULL };
+      r = run_cli (db, args);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_nonnull (strstr (r.err, "--name wants UTF-8 text"));
+      result_clear (&r);
+    }
+  g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltRunStore) store = kilt_run_store_open (db, &error);
+    g_assert_no_error (error);
+  }
+  {
+    const char *args[] = { "runs", "rename", "1", "\xff", NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "must be UTF-8 text"));
+  result_clear (&r);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -786,6 +823,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/devices-test", test_devices_test);
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/bad-numbers", test_bad_numbers);
+  g_test_add_func ("/cli/bad-name", test_bad_name);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);

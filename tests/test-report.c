@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 #include <cairo.h>
+#include <sqlite3.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 
@@ -626,6 +627,79 @@ test_cli (Fixture *f, gconstpointer data)
   g_assert_cmpint (cli (kilt_cli_runs, "runs", "frobnicate", ida, "--db", f->db, NULL), ==, 2);
 }
 
+/* Bytes that are not UTF-8 in a store (a name renamed by an older Kilt, or by hand): the store
+ * reads them as U+FFFD, and the writers keep every format valid UTF-8 even for a KiltRun that
+ * holds such bytes itself; JSON still parses and HTML markup is still escaped. */
+static void
+test_bad_utf8 (Fixture *f, gconstpointer data)
+{
+  KiltRun *a = f->runs->pdata[0];
+  g_autoptr (GPtrArray) one = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRun) back = NULL;
+  g_autofree char *sql = NULL;
+  const char *bad = "\xff<b>\xf0\"x";
+  sqlite3 *db = NULL;
+
+  g_assert_cmpint (sqlite3_open (f->db, &db), ==, SQLITE_OK);
+  sql = g_strdup_printf (
+      "UPDATE runs SET name = CAST(X'ff3c623ef02278' AS TEXT) WHERE id = %" G_GINT64_FORMAT
+      "; INSERT INTO run_tags (run_id, tag) VALUES (%" G_GINT64_FORMAT ", CAST(X'c3' AS TEXT));",
+      a->id, a->id);
+  g_assert_cmpint (sqlite3_exec (db, sql, NULL, NULL, NULL), ==, SQLITE_OK);
+  sqlite3_close (db);
+  back = kilt_run_store_get (f->store, a->id, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_utf8_validate (back->record.name, -1, NULL));
+  g_assert_cmpstr (back->record.name, ==, "\xef\xbf\xbd<b>\xef\xbf\xbd\"x");
+  g_assert_cmpuint (back->tags->len, ==, 1);
+  g_assert_cmpstr (back->tags->pdata[0], ==, "\xef\xbf\xbd");
+
+  /* The same bytes in memory, given straight to the writers. */
+  g_free (a->record.name);
+  a->record.name = g_strdup (bad);
+  g_ptr_array_add (a->tags, g_strdup ("\xc3"));
+  g_ptr_array_add (one, a);
+  {
+    KiltReportOptions o = { .runs = one };
+    g_autofree char *json = kilt_report_to_json (&o);
+    g_autofree char *html = kilt_report_to_html (&o);
+    g_autofree char *md = kilt_report_to_markdown (&o);
+    g_autofree char *csv = kilt_report_to_csv (&o);
+    g_autoptr (JsonParser) p = json_parser_new ();
+    JsonObject *run;
+
+    g_assert_true (g_utf8_validate (json, -1, NULL));
+    g_assert_true (g_utf8_validate (html, -1, NULL));
+    g_assert_true (g_utf8_validate (md, -1, NULL));
+    g_assert_true (g_utf8_validate (csv, -1, NULL));
+    g_assert_true (json_parser_load_from_data (p, json, -1, &error));
+    g_assert_no_error (error);
+    run = json_array_get_object_element (
+        json_object_get_array_member (json_node_get_object (json_parser_get_root (p)), "runs"), 0);
+    g_assert_cmpstr (json_object_get_string_member (run, "name"), ==,
+                     "\xef\xbf\xbd<b>\xef\xbf\xbd\"x");
+    g_assert_nonnull (strstr (html, "\xef\xbf\xbd&lt;b&gt;"));
+    g_assert_null (strstr (html, "<b>"));
+  }
+  /* Renaming or tagging with such bytes is refused, saying why; the name stays. */
+  g_assert_false (kilt_run_store_rename (f->store, a->id, "ok\xff", &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_assert_nonnull (strstr (error->message, "UTF-8"));
+  g_assert_nonnull (strstr (error->message, "byte 3 (0xff)"));
+  g_clear_error (&error);
+  g_assert_false (kilt_run_store_add_tag (f->store, a->id, "\xfe", &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_clear_error (&error);
+  {
+    g_autofree char *id = g_strdup_printf ("%" G_GINT64_FORMAT, a->id);
+    g_assert_cmpint (cli (kilt_cli_runs, "runs", "rename", id, "\xff", "--db", f->db, NULL), ==, 1);
+  }
+  g_clear_pointer (&back, kilt_run_free);
+  back = kilt_run_store_get (f->store, a->id, &error);
+  g_assert_cmpstr (back->record.name, ==, "\xef\xbf\xbd<b>\xef\xbf\xbd\"x");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -642,6 +716,7 @@ main (int argc, char **argv)
   ADD ("atomic", test_atomic);
   ADD ("cli", test_cli);
   ADD ("samples", test_samples);
+  ADD ("bad-utf8", test_bad_utf8);
 #undef ADD
   g_test_add_func ("/report/article-speedup", test_article_speedup);
   rc = g_test_run ();
