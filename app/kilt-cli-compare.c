@@ -135,7 +135,8 @@ kilt_cli_compare (int argc, char **argv)
       goto fail;
     }
   if (!(ids = resolve_devices (devices_text, &error)) || !kilt_cli_train_config (&c, &cfg, &error)
-      || !kilt_cli_data_spec (&c, &spec, &error) || !(ds = kilt_cli_load_data_spec (&spec, &error))
+      || !kilt_cli_data_spec (&c, &spec, &error)
+      || !(ds = kilt_cli_load_data_spec (&spec, TRUE, &error))
       || !(model = kilt_cli_load_model (&c, ds, &error)))
     goto fail;
   model_json = kilt_model_to_json (model);

@@ -275,9 +275,43 @@ kilt_cli_runs (int argc, char **argv)
   if (strcmp (verb, "list") != 0 && (argc < 3 || !parse_id (argv[2], &id)))
     return usage (runs_usage, argc < 3 ? "which run? give its ID" : "an ID is a number");
 
+  {
+    g_autofree char *path = db ? g_strdup (db) : kilt_run_store_default_path ();
+    const char *env = g_getenv ("KILT_RUNS_DB");
+
+    /* Reading makes nothing: a --db (or $KILT_RUNS_DB) that names no file is a mistake to
+     * point out, not an empty store; only the default store may simply not exist yet. */
+    if (!g_file_test (path, G_FILE_TEST_EXISTS))
+      {
+        if (db == NULL && (env == NULL || *env == '\0') && strcmp (verb, "list") == 0)
+          {
+            if (json)
+              printf ("[]\n");
+            else
+              printf ("No runs yet: `kilt-cli train` records one.\n");
+            return 0;
+          }
+        fprintf (stderr, "kilt-cli: there is no run store at %s%s\n", path,
+                 db            ? " (--db must name an existing store)"
+                 : env && *env ? " ($KILT_RUNS_DB must name an existing store)"
+                               : "");
+        return 1;
+      }
+  }
   store = kilt_run_store_open (db, &error);
   if (store == NULL)
     return fail (error);
+  if (kilt_run_store_is_read_only (store) && strcmp (verb, "list") != 0
+      && strcmp (verb, "show") != 0)
+    {
+      g_autofree char *msg = g_strdup_printf (
+          "run store %s is read-only here (no write access to it or its folder): it can be "
+          "listed and shown, not changed%s",
+          kilt_run_store_get_path (store),
+          strcmp (verb, "resume") == 0 ? ", nor can a resumed run be recorded in it" : "");
+      fprintf (stderr, "kilt-cli: %s\n", msg);
+      return 1;
+    }
 
   if (strcmp (verb, "list") == 0)
     {
@@ -398,7 +432,8 @@ kilt_cli_report (int argc, char **argv)
   if (chart_name == NULL)
     o.chart = argc > 2 ? KILT_REPORT_CHART_EPOCH_TIME : KILT_REPORT_CHART_LOSS;
 
-  store = kilt_run_store_open (db, &error);
+  /* A report reads: nothing is made, and a missing store is named. */
+  store = kilt_run_store_open_read_only (db, &error);
   if (store == NULL)
     return fail (error);
   for (int i = 1; i < argc; i++)

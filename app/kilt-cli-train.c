@@ -302,7 +302,7 @@ kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error)
 }
 
 KiltDataset *
-kilt_cli_load_data_spec (const KiltDataSpec *spec, GError **error)
+kilt_cli_load_data_spec (const KiltDataSpec *spec, gboolean tell_notes, GError **error)
 {
   gint64 t0 = g_get_monotonic_time ();
   gboolean tty = isatty (fileno (stderr));
@@ -316,6 +316,14 @@ kilt_cli_load_data_spec (const KiltDataSpec *spec, GError **error)
   if (ds)
     fprintf (stderr, "Loaded %s in %.1f s%s\n", spec->source, (g_get_monotonic_time () - t0) / 1e6,
              ds->from_cache ? " (from the decoded cache)" : "");
+  /* What the loader decided (files skipped, classes renamed, batches missing) is for the
+   * person to read before the run starts, one note per line. */
+  if (ds && ds->notes && tell_notes)
+    {
+      g_auto (GStrv) lines = g_strsplit (ds->notes, "\n", -1);
+      for (guint i = 0; lines[i]; i++)
+        fprintf (stderr, "kilt-cli: note: %s\n", lines[i]);
+    }
   return ds;
 }
 
@@ -327,7 +335,7 @@ kilt_cli_load_data (KiltCliCommon *c, GError **error)
 
   if (!kilt_cli_data_spec (c, &spec, error))
     return NULL;
-  ds = kilt_cli_load_data_spec (&spec, error);
+  ds = kilt_cli_load_data_spec (&spec, TRUE, error);
   kilt_data_spec_clear (&spec);
   return ds;
 }
@@ -719,6 +727,10 @@ kilt_cli_train (int argc, char **argv)
   kilt_trainer_join (trainer);
   running_trainer = NULL;
   signal (SIGINT, SIG_DFL);
+  /* A run the store missed part of (a full disk, say) is not left to look interrupted. */
+  if (kilt_run_recorder_get_failure (view.recorder))
+    fprintf (stderr, "kilt-cli train: warning: %s\n",
+             kilt_run_recorder_get_failure (view.recorder));
   kilt_run_recorder_free (view.recorder);
 
   if (!c.json)
@@ -837,7 +849,16 @@ kilt_cli_data (int argc, char **argv)
     }
   g_free (c.data);
   c.data = g_strdup (argv[2]);
-  ds = kilt_cli_load_data (&c, &error);
+  {
+    /* The description below lists the notes itself. */
+    KiltDataSpec spec;
+    ds = NULL;
+    if (kilt_cli_data_spec (&c, &spec, &error))
+      {
+        ds = kilt_cli_load_data_spec (&spec, FALSE, &error);
+        kilt_data_spec_clear (&spec);
+      }
+  }
   if (ds == NULL)
     {
       fprintf (stderr, "kilt-cli data: %s\n", error->message);

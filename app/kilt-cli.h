@@ -55,7 +55,8 @@ GOptionEntry *kilt_cli_common_entries (KiltCliCommon *c);
 KiltDataset *kilt_cli_load_data (KiltCliCommon *c, GError **error);
 /* Where --data and the loading options point, for recording and reloading. */
 gboolean kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error);
-KiltDataset *kilt_cli_load_data_spec (const KiltDataSpec *spec, GError **error);
+KiltDataset *kilt_cli_load_data_spec (const KiltDataSpec *spec, gboolean tell_notes,
+                                      GError **error);
 KiltModel *kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error);
 gboolean kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error);
 

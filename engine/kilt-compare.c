@@ -197,6 +197,15 @@ run_one (KiltCompare *c, guint i, gint64 *out_id)
   c->current = NULL;
   g_mutex_unlock (&c->lock);
   *out_id = kilt_run_recorder_id (ctx.recorder);
+  /* The store missed part of the run (a full disk, say): the person must hear of it. */
+  if (kilt_run_recorder_get_failure (ctx.recorder))
+    {
+      KiltEvent log = { 0 };
+      log.type = KILT_EVENT_LOG;
+      log.level = G_LOG_LEVEL_WARNING;
+      log.message = (char *)kilt_run_recorder_get_failure (ctx.recorder);
+      forward (c, i, *out_id, &log);
+    }
   kilt_trainer_free (trainer);
   kilt_run_recorder_free (ctx.recorder);
   return status;

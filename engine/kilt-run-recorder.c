@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "kilt-run-recorder.h"
+#include "kilt-error.h"
 #include "kilt-gemm.h"
 #include "kilt-model-json.h"
 
@@ -16,7 +17,9 @@ struct _KiltRunRecorder
   KiltRunRecord record;
   gint64 id;
   gint64 t0;
-  gboolean failed; /* a write failed: stop writing, keep training */
+  gboolean failed;  /* a write failed: stop writing, keep training */
+  char *failure;    /* what went unrecorded, for the person (NULL: all of it was recorded) */
+  guint last_epoch; /* the last epoch written */
 };
 
 KiltRunRecorder *
@@ -30,6 +33,12 @@ kilt_run_recorder_new (const char *db_path, KiltModel *model, const KiltDataset 
 
   rec->t0 = g_get_monotonic_time ();
   rec->store = kilt_run_store_open (path, &error);
+  if (rec->store && kilt_run_store_is_read_only (rec->store))
+    {
+      g_set_error (&error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "run store %s is read-only here (no write access to it or its folder)", path);
+      g_clear_pointer (&rec->store, kilt_run_store_close);
+    }
   if (rec->store == NULL && warning)
     *warning = g_strdup_printf ("this run is not recorded: %s", error->message);
   r->name = g_strdup (cfg->run_name ? cfg->run_name : "");
@@ -67,11 +76,68 @@ kilt_run_recorder_set_data_spec (KiltRunRecorder *rec, const KiltDataSpec *spec)
   rec->record.data_spec = kilt_data_spec_to_json (spec);
 }
 
+static gboolean begin (KiltRunRecorder *rec, const KiltEvent *ev);
+
 static void
 note_failure (KiltRunRecorder *rec, GError *error)
 {
-  g_warning ("the run store stopped recording this run: %s", error->message);
+  if (!rec->failed)
+    {
+      g_warning ("the run store stopped recording this run: %s", error->message);
+      rec->failure
+          = rec->last_epoch
+                ? g_strdup_printf ("the run store recorded this run up to epoch %u, then "
+                                   "failed: %s",
+                                   rec->last_epoch, error->message)
+                : g_strdup_printf ("the run store failed to record this run: %s", error->message);
+    }
   rec->failed = TRUE;
+}
+
+/* The end is worth a try even after a failed write (a full disk may take a small update, a
+ * lock may have gone): otherwise a run that finished is left 'running', and shown as
+ * interrupted once this process is gone. */
+static void
+finish (KiltRunRecorder *rec, const KiltEvent *ev)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *message = NULL;
+  const char *why = ev->error ? ev->error->message : NULL;
+
+  if (rec->failed && rec->id == 0)
+    return;
+  if (!rec->failed && !begin (rec, ev))
+    return;
+  if (rec->failed && why == NULL)
+    why = message = g_strdup_printf ("%s (the run itself %s)", rec->failure,
+                                     kilt_run_status_name (ev->status));
+  if (kilt_run_store_finish_run (rec->store, rec->id, ev->status, why, ev->test_loss,
+                                 ev->test_accuracy, &error))
+    return;
+  if (rec->failed)
+    {
+      char *more = g_strdup_printf ("%s; its end could not be recorded either (%s), so the "
+                                    "store will show run #%" G_GINT64_FORMAT " as interrupted",
+                                    rec->failure, error->message, rec->id);
+      g_free (rec->failure);
+      rec->failure = more;
+    }
+  else
+    {
+      rec->failure
+          = g_strdup_printf ("the run store could not record the end of run #%" G_GINT64_FORMAT
+                             " (%s): it will show it as interrupted",
+                             rec->id, error->message);
+      rec->failed = TRUE;
+    }
+  /* Told by the caller (kilt_run_recorder_get_failure): the CLI, the window and compare. */
+  g_message ("%s", rec->failure);
+}
+
+const char *
+kilt_run_recorder_get_failure (KiltRunRecorder *rec)
+{
+  return rec ? rec->failure : NULL;
 }
 
 static gboolean
@@ -115,7 +181,14 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
   g_autoptr (GError) error = NULL;
   double elapsed = (g_get_monotonic_time () - rec->t0) / 1e6;
 
-  if (rec == NULL || rec->failed || rec->store == NULL)
+  if (rec == NULL || rec->store == NULL)
+    return;
+  if (ev->type == KILT_EVENT_FINISHED)
+    {
+      finish (rec, ev);
+      return;
+    }
+  if (rec->failed)
     return;
   switch (ev->type)
     {
@@ -149,18 +222,12 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
           e.peak_total = ev->mem.peak_total;
           if (rec->id && !kilt_run_store_add_epoch (rec->store, rec->id, &e, &error))
             note_failure (rec, error);
+          else if (rec->id)
+            rec->last_epoch = ev->epoch;
           break;
         }
       case KILT_EVENT_TIMINGS:
         if (rec->id && !kilt_run_store_set_layer_timings (rec->store, rec->id, ev->timings, &error))
-          note_failure (rec, error);
-        break;
-      case KILT_EVENT_FINISHED:
-        /* A run that failed before it started is recorded too, with its error. */
-        if (begin (rec, ev)
-            && !kilt_run_store_finish_run (rec->store, rec->id, ev->status,
-                                           ev->error ? ev->error->message : NULL, ev->test_loss,
-                                           ev->test_accuracy, &error))
           note_failure (rec, error);
         break;
       default:
@@ -181,5 +248,6 @@ kilt_run_recorder_free (KiltRunRecorder *rec)
     return;
   kilt_run_record_clear (&rec->record);
   kilt_run_store_close (rec->store);
+  g_free (rec->failure);
   g_free (rec);
 }

@@ -20,6 +20,11 @@ void kilt_run_recorder_set_data_spec (KiltRunRecorder *rec, const KiltDataSpec *
 void kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *event);
 /* The run's id in the store, or 0 before it was begun or when not recording. */
 gint64 kilt_run_recorder_id (KiltRunRecorder *rec);
+/* After the FINISHED event: NULL when the store recorded the whole run, else what it missed
+ * (a write failed, say on a full disk) and whether the run's end was recorded, for the person
+ * to see. Owned by @rec. A run whose writes failed still gets its end recorded when the store
+ * takes it, with that note as its message. */
+const char *kilt_run_recorder_get_failure (KiltRunRecorder *rec);
 void kilt_run_recorder_free (KiltRunRecorder *rec);
 
 G_END_DECLS

@@ -24,6 +24,7 @@ struct _KiltRunStore
   sqlite3 *db;
   char *path;
   int version;
+  gboolean read_only;    /* opened without write access: lists and reads only */
   GHashTable *last_step; /* run id -> (double *) elapsed seconds of the last kept step */
 };
 
@@ -154,6 +155,14 @@ G_DEFINE_AUTOPTR_CLEANUP_FUNC (sqlite3_stmt, sqlite3_finalize)
 static gboolean
 begin (KiltRunStore *store, GError **error)
 {
+  if (store->read_only)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "run store %s is read-only here (no write access to it or its folder): it "
+                   "can be listed and read, not changed",
+                   store->path);
+      return FALSE;
+    }
   return exec (store, "BEGIN IMMEDIATE", error);
 }
 
@@ -477,6 +486,78 @@ migrate (KiltRunStore *store, int target, GError **error)
   return commit (store, ok, error);
 }
 
+static KiltRunStore *
+store_new (const char *path)
+{
+  KiltRunStore *store = g_new0 (KiltRunStore, 1);
+
+  store->path = g_strdup (path);
+  store->last_step = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+  return store;
+}
+
+static gboolean
+open_uri (KiltRunStore *store, const char *query)
+{
+  g_autofree char *escaped = g_uri_escape_string (store->path, "/", FALSE);
+  g_autofree char *uri = g_strdup_printf ("file:%s?%s", escaped, query);
+
+  if (store->db)
+    sqlite3_close (store->db);
+  store->db = NULL;
+  return sqlite3_open_v2 (uri, &store->db,
+                          SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL)
+         == SQLITE_OK;
+}
+
+KiltRunStore *
+kilt_run_store_open_read_only (const char *path, GError **error)
+{
+  g_autofree char *default_path = NULL;
+  KiltRunStore *store;
+  int version;
+
+  if (path == NULL)
+    path = default_path = kilt_run_store_default_path ();
+  if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "there is no run store at %s%s",
+                   path, g_file_test (path, G_FILE_TEST_EXISTS) ? " (it is not a file)" : "");
+      return NULL;
+    }
+  store = store_new (path);
+  store->read_only = TRUE;
+  /* A store in WAL mode needs its -shm file, which a read-only folder may not let SQLite make:
+   * then it is read as an immutable file (no one can be writing where we cannot). */
+  if (!open_uri (store, "mode=ro") || (version = read_user_version (store)) < 0)
+    {
+      if (!open_uri (store, "mode=ro&immutable=1") || (version = read_user_version (store)) < 0)
+        {
+          set_db_error (store, error, "opening (read-only)");
+          kilt_run_store_close (store);
+          return NULL;
+        }
+    }
+  if (version < 1 || version > KILT_RUN_STORE_SCHEMA_VERSION)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   version < 1 ? "%s is not a Kilt run store (schema version %d)"
+                               : "run store %s has schema version %d, written by a newer Kilt; "
+                                 "this one reads up to version %d",
+                   path, version, KILT_RUN_STORE_SCHEMA_VERSION);
+      kilt_run_store_close (store);
+      return NULL;
+    }
+  store->version = version;
+  return store;
+}
+
+gboolean
+kilt_run_store_is_read_only (KiltRunStore *store)
+{
+  return store->read_only;
+}
+
 KiltRunStore *
 kilt_run_store_open_version (const char *path, int max_version, GError **error)
 {
@@ -497,9 +578,7 @@ kilt_run_store_open_version (const char *path, int max_version, GError **error)
       return NULL;
     }
 
-  store = g_new0 (KiltRunStore, 1);
-  store->path = g_strdup (path);
-  store->last_step = g_hash_table_new_full (g_int64_hash, g_int64_equal, g_free, g_free);
+  store = store_new (path);
   if (sqlite3_open_v2 (path, &store->db,
                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL)
       != SQLITE_OK)
@@ -508,18 +587,32 @@ kilt_run_store_open_version (const char *path, int max_version, GError **error)
       kilt_run_store_close (store);
       return NULL;
     }
+  /* SQLite opens a file it may not write read-only without a word; a folder we may not write
+   * keeps it from making the WAL's files. Either way the store can still be read. */
+  if (sqlite3_db_readonly (store->db, "main") == 1
+      || (g_file_test (path, G_FILE_TEST_IS_REGULAR) && g_access (dir, W_OK) != 0))
+    {
+      kilt_run_store_close (store);
+      return kilt_run_store_open_read_only (path, error);
+    }
   /* Two Kilt processes (the window and kilt-cli) may write at once: wait for the lock rather
    * than fail. WAL lets readers go on while a run writes; NORMAL stays consistent across a
    * crash and loses at most the last commits on power loss. */
   sqlite3_busy_timeout (store->db, 10000);
   if (!exec (store, "PRAGMA journal_mode = WAL", error)
       || !exec (store, "PRAGMA synchronous = NORMAL", error)
-      || !exec (store, "PRAGMA foreign_keys = ON", error) || !migrate (store, max_version, error)
-      || !mark_interrupted (store, error))
+      || !exec (store, "PRAGMA foreign_keys = ON", error) || !migrate (store, max_version, error))
     {
       kilt_run_store_close (store);
       return NULL;
     }
+  /* A store that cannot take this write (a full disk) can still be read: runs whose process is
+   * gone read as interrupted all the same (run_from_row). */
+  {
+    g_autoptr (GError) local = NULL;
+    if (!mark_interrupted (store, &local))
+      g_message ("could not mark runs of ended processes interrupted: %s", local->message);
+  }
   return store;
 }
 
@@ -1252,7 +1345,8 @@ kilt_run_free (KiltRun *run)
   " model_json, data_description, data_hash, device_id, device_name, device_vendor,"               \
   " device_type, device_driver, device_opencl_version, kilt_version, clblast_version,"             \
   " platform_name, platform_version, config_json, flops_per_sample, n_params, train_samples,"      \
-  " steps_per_epoch, compile_seconds, compile_cached, test_loss, test_accuracy"
+  " steps_per_epoch, compile_seconds, compile_cached, test_loss, test_accuracy, process_start,"    \
+  " boot_id"
 
 static KiltRun *
 run_from_row (sqlite3_stmt *s)
@@ -1295,6 +1389,20 @@ run_from_row (sqlite3_stmt *s)
   r->compile_cached = sqlite3_column_int (s, i++) != 0;
   run->test_loss = col_real (s, i++);
   run->test_accuracy = col_real (s, i++);
+  /* A store opened read-only was not marked: a run whose process is gone reads as what it
+   * is. */
+  if (run->status == KILT_RUN_RUNNING && g_strcmp0 (run->hostname, g_get_host_name ()) == 0)
+    {
+      guint64 start = (guint64)sqlite3_column_int64 (s, i++);
+      const char *boot = (const char *)sqlite3_column_text (s, i++);
+      if (!process_alive (run->pid, start, boot))
+        {
+          run->status = KILT_RUN_INTERRUPTED;
+          if (run->error_message == NULL)
+            run->error_message = g_strdup_printf (
+                "the process (pid %" G_GINT64_FORMAT ") ended before the run finished", run->pid);
+        }
+    }
   if (run->config_json && !kilt_run_config_from_json (run->config_json, &r->config, NULL))
     g_warning ("run %" G_GINT64_FORMAT ": its stored configuration does not parse", run->id);
   if (r->name == NULL || *r->name == '\0')
@@ -1601,10 +1709,52 @@ owned_checkpoint (KiltRunStore *store, gint64 id)
   return path;
 }
 
+/* Whether run @id is being written by a live process (or one on another machine). */
+static gboolean
+run_is_live (KiltRunStore *store, gint64 id, char **out_who)
+{
+  g_autoptr (sqlite3_stmt) stmt = prepare (
+      store,
+      "SELECT pid, process_start, boot_id, hostname FROM runs WHERE id = ? AND status = 'running'",
+      NULL);
+  const char *host, *boot;
+  gint64 pid;
+
+  if (stmt == NULL)
+    return FALSE;
+  sqlite3_bind_int64 (stmt, 1, id);
+  if (sqlite3_step (stmt) != SQLITE_ROW)
+    return FALSE;
+  pid = sqlite3_column_int64 (stmt, 0);
+  boot = (const char *)sqlite3_column_text (stmt, 2);
+  host = (const char *)sqlite3_column_text (stmt, 3);
+  if (g_strcmp0 (host, g_get_host_name ()) != 0)
+    {
+      *out_who = g_strdup_printf ("on the machine %s, where this one cannot see whether its "
+                                  "process lives",
+                                  host ? host : "?");
+      return TRUE;
+    }
+  if (!process_alive (pid, (guint64)sqlite3_column_int64 (stmt, 1), boot))
+    return FALSE;
+  *out_who = g_strdup_printf ("in process %" G_GINT64_FORMAT, pid);
+  return TRUE;
+}
+
 gboolean
 kilt_run_store_delete (KiltRunStore *store, gint64 id, GError **error)
 {
   g_autofree char *checkpoint = owned_checkpoint (store, id);
+  g_autofree char *who = NULL;
+
+  if (run_is_live (store, id, &who))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT " is still running (%s): stop it first, then delete "
+                   "it",
+                   id, who);
+      return FALSE;
+    }
 
   /* Epochs, steps, timings and tags go with it (ON DELETE CASCADE). */
   if (!edit (store, id, "DELETE FROM runs WHERE id = ?", NULL, "deleting a run", error))

@@ -116,6 +116,13 @@ char *kilt_run_store_new_checkpoint_path (const char *db_path, const char *model
  * one thread; other threads and processes open their own. Runs left 'running' by a process that
  * is gone are marked interrupted. @path NULL means the default path. */
 KiltRunStore *kilt_run_store_open (const char *path, GError **error);
+/* Opens an existing store for reading only: nothing is created, migrated or marked (runs left
+ * 'running' by a process that is gone read as interrupted). kilt_run_store_open falls back to
+ * this when the file or its folder may not be written (a read-only mount, another user's
+ * store); every write then fails saying the store is read-only. A missing file is an error
+ * naming it. */
+KiltRunStore *kilt_run_store_open_read_only (const char *path, GError **error);
+gboolean kilt_run_store_is_read_only (KiltRunStore *store);
 void kilt_run_store_close (KiltRunStore *store);
 const char *kilt_run_store_get_path (KiltRunStore *store);
 int kilt_run_store_get_schema_version (KiltRunStore *store);
@@ -152,7 +159,9 @@ gboolean kilt_run_store_add_tag (KiltRunStore *store, gint64 id, const char *tag
 gboolean kilt_run_store_remove_tag (KiltRunStore *store, gint64 id, const char *tag,
                                     GError **error);
 /* Deletes the run and, when its checkpoint lies in this store's checkpoint folder (the
- * window's), that file too; a checkpoint written elsewhere (kilt-cli train --checkpoint) stays. */
+ * window's), that file too; a checkpoint written elsewhere (kilt-cli train --checkpoint) stays.
+ * A run still running (its process alive, or on another machine, where we cannot tell) is
+ * refused: its process would go on writing to a run that is gone. */
 gboolean kilt_run_store_delete (KiltRunStore *store, gint64 id, GError **error);
 
 void kilt_run_record_clear (KiltRunRecord *record);

@@ -415,6 +415,22 @@ test_bad_data (void)
     g_assert_null (strstr (r.out, "epoch 1/1"));
     result_clear (&r);
   }
+
+  /* What the loader decided is told before training: here the dropped row. */
+  {
+    g_autofree char *csv = g_build_filename (dir, "rows.csv", NULL);
+    g_autoptr (GString) rows = g_string_new ("a,b,label\n");
+    for (int i = 0; i < 40; i++)
+      g_string_append_printf (rows, "%d,%d,%s\n", i, 40 - i, i % 2 ? "odd" : "even");
+    g_string_append (rows, "7,x,odd\n");
+    g_assert_true (g_file_set_contents (csv, rows->str, -1, NULL));
+    r = run_cli (db, (const char *const[]){ "train", "--data", csv, "--drop-bad-rows", "--model",
+                                            "mlp", "--epochs", "1", NULL });
+    g_test_message ("exit %d: %s", r.status, r.err);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_nonnull (strstr (r.err, "kilt-cli: note: dropped 1 row with missing or non-numeric"));
+    result_clear (&r);
+  }
 }
 
 static JsonObject *
@@ -812,6 +828,45 @@ test_bad_name (void)
   result_clear (&r);
 }
 
+/* Reading a store makes nothing: a --db or $KILT_RUNS_DB naming no file is said to be
+ * missing (it used to say "No runs yet" and leave an empty store behind). */
+static void
+test_runs_missing_store (void)
+{
+  g_autofree char *dir = NULL, *db = NULL;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "missing", "x.db", NULL);
+  {
+    const char *args[] = { "runs", "--db", db, NULL };
+    r = run_cli (NULL, args);
+  }
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "there is no run store at"));
+  g_assert_nonnull (strstr (r.err, db));
+  g_assert_null (strstr (r.out, "No runs yet"));
+  result_clear (&r);
+  {
+    const char *args[] = { "runs", "show", "1", NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "$KILT_RUNS_DB"));
+  result_clear (&r);
+  {
+    g_autofree char *out = g_build_filename (dir, "r.json", NULL);
+    const char *args[] = { "report", "1", "--format", "json", "-o", out, NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, db));
+  result_clear (&r);
+  g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -828,5 +883,6 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);
   g_test_add_func ("/cli/runs-resume-shared", test_runs_resume_shared);
+  g_test_add_func ("/cli/runs-missing-store", test_runs_missing_store);
   return g_test_run ();
 }

@@ -4,7 +4,10 @@
 #include "kilt-error.h"
 #include "kilt-run-store-private.h"
 #include "kilt-checkpoint.h"
+#include "kilt-model-json.h"
+#include "kilt-run-recorder.h"
 
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <signal.h>
@@ -1070,6 +1073,232 @@ test_resume_point (void)
   }
 }
 
+static void
+sql (const char *path, const char *text)
+{
+  sqlite3 *db = NULL;
+  char *msg = NULL;
+
+  g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+  if (sqlite3_exec (db, text, NULL, NULL, &msg) != SQLITE_OK)
+    g_error ("%s: %s", text, msg);
+  sqlite3_close (db);
+}
+
+static gint64
+begin_one (KiltRunStore *store, GRand *r)
+{
+  g_autoptr (GError) error = NULL;
+  KiltRunRecord rec;
+  gint64 id = 0;
+
+  make_record (r, &rec);
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  g_assert_no_error (error);
+  kilt_run_record_clear (&rec);
+  return id;
+}
+
+/* A store that may not be written is still listed and read (it failed on the WAL pragma);
+ * writes say it is read-only; a missing file is named, never made. */
+static void
+test_read_only (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autofree char *dir = g_path_get_dirname (path);
+  g_autofree char *missing = g_build_filename (dir, "none", "runs.db", NULL);
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (5);
+  g_autoptr (GPtrArray) runs = NULL;
+  gint64 done, gone;
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  g_assert_false (kilt_run_store_is_read_only (store));
+  done = begin_one (store, r);
+  g_assert_true (
+      kilt_run_store_finish_run (store, done, KILT_RUN_FINISHED, NULL, NAN, NAN, &error));
+  gone = begin_one (store, r);
+  g_clear_pointer (&store, kilt_run_store_close);
+  /* The second as a process that is gone left it: this pid, another start time. */
+  {
+    g_autofree char *q = g_strdup_printf (
+        "UPDATE runs SET process_start = 1, hostname = '%s' WHERE id = %" G_GINT64_FORMAT,
+        g_get_host_name (), gone);
+    sql (path, q);
+  }
+
+  store = kilt_run_store_open_read_only (path, &error);
+  g_assert_no_error (error);
+  g_assert_true (kilt_run_store_is_read_only (store));
+  runs = kilt_run_store_list (store, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (runs->len, ==, 2);
+  for (guint i = 0; i < runs->len; i++)
+    {
+      KiltRun *run = runs->pdata[i];
+      g_assert_cmpint (run->status, ==, run->id == done ? KILT_RUN_FINISHED : KILT_RUN_INTERRUPTED);
+    }
+  g_assert_false (kilt_run_store_rename (store, done, "x", &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, "read-only"));
+  g_assert_nonnull (strstr (error->message, path));
+  g_clear_error (&error);
+  g_assert_false (kilt_run_store_delete (store, done, &error));
+  g_assert_nonnull (strstr (error->message, "read-only"));
+  g_clear_error (&error);
+  g_clear_pointer (&store, kilt_run_store_close);
+
+  /* Where permissions bite (not as root): a folder and file without write access. */
+  if (geteuid () != 0)
+    {
+      g_assert_cmpint (g_chmod (path, 0444), ==, 0);
+      g_assert_cmpint (g_chmod (dir, 0555), ==, 0);
+      store = kilt_run_store_open (path, &error);
+      g_assert_no_error (error);
+      g_assert_true (kilt_run_store_is_read_only (store));
+      g_clear_pointer (&runs, g_ptr_array_unref);
+      runs = kilt_run_store_list (store, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (runs->len, ==, 2);
+      g_clear_pointer (&store, kilt_run_store_close);
+      g_chmod (dir, 0755);
+      g_chmod (path, 0644);
+    }
+  else
+    g_test_message ("as root, permissions do not make a store read-only: that part skipped");
+
+  g_assert_null (kilt_run_store_open_read_only (missing, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO);
+  g_assert_nonnull (strstr (error->message, missing));
+  g_clear_error (&error);
+  g_assert_false (g_file_test (missing, G_FILE_TEST_EXISTS));
+}
+
+/* A run still running cannot be deleted: its process would go on writing to it. */
+static void
+test_delete_running (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (6);
+  g_autofree char *pid = g_strdup_printf ("in process %d", (int)getpid ());
+  gint64 id;
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  id = begin_one (store, r);
+  g_assert_false (kilt_run_store_delete (store, id, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "still running"));
+  g_assert_nonnull (strstr (error->message, pid));
+  g_clear_error (&error);
+  /* Another machine's: we cannot know, so no. */
+  {
+    g_autofree char *q = g_strdup_printf (
+        "UPDATE runs SET hostname = 'elsewhere' WHERE id = %" G_GINT64_FORMAT, id);
+    sql (path, q);
+  }
+  g_assert_false (kilt_run_store_delete (store, id, &error));
+  g_assert_nonnull (strstr (error->message, "elsewhere"));
+  g_clear_error (&error);
+  /* Here again, and its process gone (another start time): it may go. */
+  {
+    g_autofree char *q = g_strdup_printf (
+        "UPDATE runs SET hostname = '%s', process_start = 1 WHERE id = %" G_GINT64_FORMAT,
+        g_get_host_name (), id);
+    sql (path, q);
+  }
+  g_assert_true (kilt_run_store_delete (store, id, &error));
+  g_assert_no_error (error);
+  /* A finished one may go too. */
+  id = begin_one (store, r);
+  g_assert_true (kilt_run_store_finish_run (store, id, KILT_RUN_FINISHED, NULL, NAN, NAN, &error));
+  g_assert_true (kilt_run_store_delete (store, id, &error));
+  g_assert_no_error (error);
+}
+
+static void
+feed (KiltRunRecorder *rec, KiltEventType type, guint epoch)
+{
+  KiltEvent ev = { .type = type };
+
+  ev.epoch = epoch;
+  ev.loss = 1.0 / (epoch + 1);
+  ev.val_loss = ev.val_accuracy = ev.busy_percent = NAN;
+  ev.test_loss = ev.test_accuracy = NAN;
+  ev.status = KILT_RUN_FINISHED;
+  ev.run_token = 77;
+  kilt_run_recorder_event (rec, &ev);
+}
+
+/* A write that fails mid-run (a full disk, here a trigger) stops the recording, but the end is
+ * still recorded (finished, not left to look interrupted) with a note of what is missing, and
+ * the recorder says so for the person; when the end cannot be written either, it says that. */
+static void
+test_recorder_failure (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  KiltTrainConfig cfg = kilt_train_config_default ();
+  KiltShape shape = { 1, 4, 4 };
+  g_autoptr (KiltModel) model = kilt_model_load_preset ("mlp", &shape, 3, &error);
+  KiltDataset *ds = g_new0 (KiltDataset, 1);
+
+  g_assert_no_error (error);
+  ds->name = g_strdup ("toy");
+  cfg.epochs = 5;
+  for (guint k = 0; k < 2; k++)
+    {
+      g_autofree char *warning = NULL;
+      g_autoptr (KiltRunStore) store = NULL;
+      g_autoptr (KiltRun) run = NULL;
+      KiltRunRecorder *rec = kilt_run_recorder_new (path, model, ds, &cfg, &warning);
+      gint64 id;
+
+      g_assert_null (warning);
+      feed (rec, KILT_EVENT_STARTED, 0);
+      feed (rec, KILT_EVENT_EPOCH, 1);
+      id = kilt_run_recorder_id (rec);
+      sql (path, "CREATE TRIGGER full BEFORE INSERT ON epochs BEGIN"
+                 " SELECT RAISE (ABORT, 'database or disk is full (test)'); END;");
+      if (k == 1)
+        sql (path, "CREATE TRIGGER full_end BEFORE UPDATE OF status ON runs BEGIN"
+                   " SELECT RAISE (ABORT, 'still full (test)'); END;");
+      g_test_expect_message ("kilt-run-recorder", G_LOG_LEVEL_WARNING, "*stopped recording*");
+      feed (rec, KILT_EVENT_EPOCH, 2);
+      g_test_assert_expected_messages ();
+      feed (rec, KILT_EVENT_EPOCH, 3);
+      feed (rec, KILT_EVENT_FINISHED, 3);
+      g_assert_nonnull (kilt_run_recorder_get_failure (rec));
+      g_test_message ("%s", kilt_run_recorder_get_failure (rec));
+      g_assert_nonnull (strstr (kilt_run_recorder_get_failure (rec), "up to epoch 1"));
+      g_assert_nonnull (strstr (kilt_run_recorder_get_failure (rec), "disk is full (test)"));
+      if (k == 1)
+        g_assert_nonnull (strstr (kilt_run_recorder_get_failure (rec), "as interrupted"));
+      kilt_run_recorder_free (rec);
+      sql (path, k == 0 ? "DROP TRIGGER full;" : "DROP TRIGGER full; DROP TRIGGER full_end;");
+
+      store = kilt_run_store_open (path, &error);
+      g_assert_no_error (error);
+      run = kilt_run_store_get (store, id, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (run->epochs->len, ==, 1);
+      g_assert_cmpuint (run->record.checkpoint_token, ==, 77);
+      if (k == 0)
+        {
+          g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+          g_assert_nonnull (strstr (run->error_message, "up to epoch 1"));
+        }
+      else /* this process lives: still 'running' until it is gone */
+        g_assert_cmpint (run->status, ==, KILT_RUN_RUNNING);
+    }
+  kilt_dataset_free (ds);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1085,5 +1314,8 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/concurrent", test_concurrent);
   g_test_add_func ("/run-store/config-non-finite", test_config_non_finite);
   g_test_add_func ("/run-store/resume-point", test_resume_point);
+  g_test_add_func ("/run-store/read-only", test_read_only);
+  g_test_add_func ("/run-store/delete-running", test_delete_running);
+  g_test_add_func ("/run-store/recorder-failure", test_recorder_failure);
   return g_test_run ();
 }

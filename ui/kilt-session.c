@@ -237,6 +237,16 @@ on_event (const KiltEvent *event, gpointer user_data)
   /* The record is kept whatever the window does with the run. */
   if (tag->recorder)
     kilt_run_recorder_event (tag->recorder, event);
+  /* The store missed part of the run (a full disk, say): say so before the end shows. */
+  if (tag->recorder && event->type == KILT_EVENT_FINISHED
+      && kilt_run_recorder_get_failure (tag->recorder))
+    {
+      g_mutex_lock (&tag->shared->lock);
+      g_ptr_array_add (
+          tag->shared->pending.logs,
+          g_strdup_printf ("warning: %s", kilt_run_recorder_get_failure (tag->recorder)));
+      g_mutex_unlock (&tag->shared->lock);
+    }
   post_event (tag, 0, 1, event, NULL);
 }
 
