@@ -1,0 +1,429 @@
+/* Keras import: one converter per Keras layer class, from its config to a Kilt node. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-keras"
+
+#include "kilt-keras-private.h"
+#include "kilt-model-json.h"
+
+/* ---- layers ------------------------------------------------------------------------------- */
+
+guint
+keras_node_rank (const Import *imp, guint node)
+{
+  return g_array_index (imp->rank, guint, node);
+}
+
+gboolean
+keras_add_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg, guint n_inputs,
+                const guint *inputs, guint rank, GError **error)
+{
+  guint index;
+
+  if (kilt_layer_class_get (type) == NULL)
+    {
+      keras_set_error (error, imp, "layer type %s is not available in this build of Kilt",
+                       kilt_layer_type_name (type));
+      return FALSE;
+    }
+  if (kilt_model_find (imp->model, imp->cur->name))
+    {
+      keras_set_error (error, imp, "the name is used by another layer; names must be unique");
+      return FALSE;
+    }
+  index = kilt_model_add (imp->model, type, imp->cur->name, cfg, n_inputs, inputs);
+  g_array_append_val (imp->rank, rank);
+  g_hash_table_insert (imp->node_of, (gpointer)imp->cur->name, GUINT_TO_POINTER (index + 1));
+  return TRUE;
+}
+
+static gboolean
+convert_conv (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  guint dh = 1, dw = 1, groups = 1;
+
+  if (call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image input (height, width, channels)");
+      return FALSE;
+    }
+  if (keras_member (c, "filters") == NULL)
+    {
+      keras_set_error (error, imp, "expected filters");
+      return FALSE;
+    }
+  if (!keras_get_int (imp, keras_member (c, "filters"), "filters", 1, &cfg->units, error)
+      || !keras_get_pair (imp, c, "kernel_size", &cfg->kh, &cfg->kw, error)
+      || !keras_get_pair (imp, c, "strides", &cfg->sh, &cfg->sw, error)
+      || !keras_get_pair (imp, c, "dilation_rate", &dh, &dw, error)
+      || !keras_get_padding (imp, c, &cfg->same, error)
+      || !keras_get_activation (imp, c, &cfg->activation, error)
+      || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error)
+      || !keras_check_data_format (imp, c, error))
+    return FALSE;
+  if (keras_member (c, "kernel_size") == NULL)
+    {
+      keras_set_error (error, imp, "expected kernel_size");
+      return FALSE;
+    }
+  if (dh != 1 || dw != 1)
+    {
+      keras_set_error (error, imp, "dilation_rate (%u, %u) is not supported; Kilt takes 1", dh, dw);
+      return FALSE;
+    }
+  if (keras_member (c, "groups")
+      && (!keras_get_int (imp, keras_member (c, "groups"), "groups", 1, &groups, error)))
+    return FALSE;
+  if (groups != 1)
+    {
+      keras_set_error (error, imp, "groups = %u is not supported; Kilt takes 1", groups);
+      return FALSE;
+    }
+  if (cfg->activation == KILT_ACT_SOFTMAX)
+    {
+      keras_set_error (error, imp, "activation softmax inside Conv2D is not supported");
+      return FALSE;
+    }
+  keras_note_weight_options (imp, c, "kernel", &cfg->init);
+  keras_note_weight_options (imp, c, "bias", NULL);
+  return TRUE;
+}
+
+static gboolean
+convert_dense (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  JsonNode *units = keras_member (c, "units");
+
+  if (units == NULL)
+    units = keras_member (c, "output_dim"); /* Keras 1 */
+  if (units == NULL)
+    {
+      keras_set_error (error, imp, "expected units");
+      return FALSE;
+    }
+  if (!keras_get_int (imp, units, "units", 1, &cfg->units, error)
+      || !keras_get_activation (imp, c, &cfg->activation, error)
+      || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error))
+    return FALSE;
+  keras_note_weight_options (imp, c, "kernel", &cfg->init);
+  keras_note_weight_options (imp, c, "bias", NULL);
+  return TRUE;
+}
+
+static gboolean
+convert_pool (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  cfg->kh = cfg->kw = 2;
+  cfg->sh = cfg->sw = 0;
+  if (!keras_get_pair (imp, c, "pool_size", &cfg->kh, &cfg->kw, error)
+      || !keras_get_pair (imp, c, "strides", &cfg->sh, &cfg->sw, error)
+      || !keras_get_padding (imp, c, &cfg->same, error) || !keras_check_data_format (imp, c, error))
+    return FALSE;
+  /* Strides equal to the window are Keras' default: keep Kilt's 0 ("the window"). */
+  if (cfg->sh == cfg->kh && cfg->sw == cfg->kw)
+    cfg->sh = cfg->sw = 0;
+  return TRUE;
+}
+
+static gboolean
+convert_batch_norm (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  guint rank = call->rank;
+  gint64 axis;
+  gboolean center = TRUE, scale = TRUE, renorm = FALSE, sync = FALSE;
+  double momentum = cfg->momentum, epsilon = cfg->epsilon;
+
+  if (!keras_get_axis (imp, c, "axis", -1, &axis, error)
+      || !keras_get_double (imp, c, "momentum", 0.0, 1.0, &momentum, error)
+      || !keras_get_double (imp, c, "epsilon", 0.0, 1.0, &epsilon, error)
+      || !keras_get_bool (imp, c, "center", &center, error)
+      || !keras_get_bool (imp, c, "scale", &scale, error)
+      || !keras_get_bool (imp, c, "renorm", &renorm, error)
+      || !keras_get_bool (imp, c, "synchronized", &sync, error))
+    return FALSE;
+  if (!keras_is_channel_axis (imp, axis, rank))
+    {
+      keras_set_error (error, imp,
+                       "axis %" G_GINT64_FORMAT
+                       " is not supported; Kilt normalises over the channel "
+                       "axis only",
+                       axis);
+      return FALSE;
+    }
+  if (!center || !scale)
+    {
+      keras_set_error (error, imp,
+                       "%s = false is not supported; Kilt's batch normalization has both "
+                       "gamma and beta",
+                       !center ? "center" : "scale");
+      return FALSE;
+    }
+  if (renorm)
+    {
+      keras_set_error (error, imp, "renorm = true is not supported");
+      return FALSE;
+    }
+  if (epsilon <= 0)
+    {
+      keras_set_error (error, imp, "epsilon must be above 0");
+      return FALSE;
+    }
+  cfg->momentum = (float)momentum;
+  cfg->epsilon = (float)epsilon;
+  keras_note_weight_options (imp, c, "beta", NULL);
+  keras_note_weight_options (imp, c, "gamma", NULL);
+  return TRUE;
+}
+
+static gboolean
+convert_global_avg_pool (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  gboolean keepdims = FALSE;
+
+  if (!keras_check_data_format (imp, call->c, error)
+      || !keras_get_bool (imp, call->c, "keepdims", &keepdims, error))
+    return FALSE;
+  if (keepdims)
+    {
+      keras_set_error (error, imp, "keepdims = true is not supported");
+      return FALSE;
+    }
+  call->rank = 2;
+  return TRUE;
+}
+
+static gboolean
+convert_activation (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  return keras_get_activation (imp, call->c, &cfg->activation, error);
+}
+
+static gboolean
+convert_relu (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  double slope = 0, threshold = 0;
+
+  if (keras_member (c, "max_value"))
+    {
+      g_autofree char *text = keras_render (keras_member (c, "max_value"));
+      keras_set_error (error, imp, "max_value %s is not supported (no capped ReLU)", text);
+      return FALSE;
+    }
+  if (!keras_get_double (imp, c, "negative_slope", 0, 1e6, &slope, error)
+      || !keras_get_double (imp, c, "threshold", -1e30, 1e30, &threshold, error))
+    return FALSE;
+  if (threshold != 0)
+    {
+      keras_set_error (error, imp, "threshold %g is not supported; Kilt takes 0", threshold);
+      return FALSE;
+    }
+  cfg->activation = slope > 0 ? KILT_ACT_LEAKY_RELU : KILT_ACT_RELU;
+  cfg->alpha = (float)slope;
+  return TRUE;
+}
+
+static gboolean
+convert_leaky_relu (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  double alpha = 0.3; /* Keras' default */
+
+  if (!keras_get_double (imp, call->c, "alpha", 0, 1e6, &alpha, error)
+      || !keras_get_double (imp, call->c, "negative_slope", 0, 1e6, &alpha, error))
+    return FALSE;
+  cfg->activation = KILT_ACT_LEAKY_RELU;
+  cfg->alpha = (float)alpha;
+  return TRUE;
+}
+
+static gboolean
+convert_softmax (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  gint64 axis;
+
+  if (!keras_get_axis (imp, call->c, "axis", -1, &axis, error))
+    return FALSE;
+  if (!keras_is_channel_axis (imp, axis, call->rank))
+    {
+      keras_set_error (error, imp,
+                       "axis %" G_GINT64_FORMAT " is not supported; Kilt's softmax runs over "
+                       "the channel axis",
+                       axis);
+      return FALSE;
+    }
+  cfg->activation = KILT_ACT_SOFTMAX;
+  return TRUE;
+}
+
+static gboolean
+convert_dropout (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  double rate = 0;
+
+  if (keras_member (c, "noise_shape"))
+    {
+      g_autofree char *text = keras_render (keras_member (c, "noise_shape"));
+      keras_set_error (error, imp, "noise_shape %s is not supported", text);
+      return FALSE;
+    }
+  if (!keras_get_double (imp, c, "rate", 0, 0.999999, &rate, error)
+      || !keras_get_double (imp, c, "p", 0, 0.999999, &rate, error)) /* Keras 1 */
+    return FALSE;
+  cfg->rate = (float)rate;
+  return TRUE;
+}
+
+static gboolean
+convert_flatten (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  if (!keras_check_data_format (imp, call->c, error))
+    return FALSE;
+  call->rank = 2;
+  return TRUE;
+}
+
+static gboolean
+convert_add (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  if (call->n_inputs < 2)
+    {
+      keras_set_error (error, imp, "needs at least two inputs, got %u", call->n_inputs);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+convert_concatenate (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  gint64 axis;
+
+  if (!keras_get_axis (imp, call->c, "axis", -1, &axis, error))
+    return FALSE;
+  if (call->n_inputs < 2)
+    {
+      keras_set_error (error, imp, "needs at least two inputs, got %u", call->n_inputs);
+      return FALSE;
+    }
+  for (guint i = 1; i < call->n_inputs; i++)
+    if (keras_node_rank (imp, call->inputs[i]) != call->rank)
+      {
+        keras_set_error (error, imp, "its inputs mix images and vectors");
+        return FALSE;
+      }
+  if (!keras_is_channel_axis (imp, axis, call->rank))
+    {
+      keras_set_error (error, imp,
+                       "axis %" G_GINT64_FORMAT " is not supported; Kilt concatenates along the "
+                       "channel axis only",
+                       axis);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- the table ---------------------------------------------------------------------------- */
+
+/* One Keras class (or alias) and how it becomes a Kilt node. */
+typedef struct
+{
+  const char *keras_class;
+  KiltLayerType type;
+  gboolean many_inputs; /* merge layers; the rest take one input */
+  gboolean (*convert) (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error);
+} Converter;
+
+static const Converter converters[] = {
+  { "Conv2D", KILT_LAYER_CONV2D, FALSE, convert_conv },
+  { "Dense", KILT_LAYER_DENSE, FALSE, convert_dense },
+  { "MaxPooling2D", KILT_LAYER_MAX_POOL2D, FALSE, convert_pool },
+  { "MaxPool2D", KILT_LAYER_MAX_POOL2D, FALSE, convert_pool },
+  { "AveragePooling2D", KILT_LAYER_AVG_POOL2D, FALSE, convert_pool },
+  { "AvgPool2D", KILT_LAYER_AVG_POOL2D, FALSE, convert_pool },
+  { "GlobalAveragePooling2D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_avg_pool },
+  { "GlobalAvgPool2D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_avg_pool },
+  { "Activation", KILT_LAYER_ACTIVATION, FALSE, convert_activation },
+  { "ReLU", KILT_LAYER_ACTIVATION, FALSE, convert_relu },
+  { "LeakyReLU", KILT_LAYER_ACTIVATION, FALSE, convert_leaky_relu },
+  { "Softmax", KILT_LAYER_ACTIVATION, FALSE, convert_softmax },
+  { "Dropout", KILT_LAYER_DROPOUT, FALSE, convert_dropout },
+  { "Flatten", KILT_LAYER_FLATTEN, FALSE, convert_flatten },
+  { "BatchNormalization", KILT_LAYER_BATCH_NORM, FALSE, convert_batch_norm },
+  { "Add", KILT_LAYER_ADD, TRUE, convert_add },
+  { "Concatenate", KILT_LAYER_CONCATENATE, TRUE, convert_concatenate },
+};
+
+/* "InputLayer, Conv2D, ..., Add and Concatenate", from the table (aliases left out). */
+static char *
+supported_layers (void)
+{
+  GString *s = g_string_new ("InputLayer");
+  guint n = G_N_ELEMENTS (converters);
+
+  for (guint i = 0; i < n; i++)
+    {
+      gboolean alias = FALSE;
+      for (guint j = 0; j < i; j++)
+        alias |= converters[j].type == converters[i].type
+                 && converters[j].convert == converters[i].convert;
+      if (!alias)
+        g_string_append_printf (s, i == n - 1 ? " and %s" : ", %s", converters[i].keras_class);
+    }
+  return g_string_free (s, FALSE);
+}
+
+gboolean
+keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
+                     GError **error)
+{
+  JsonObject *c = e->config;
+  const char *cls = e->class_name;
+  const Converter *conv = NULL;
+  KiltLayerConfig cfg;
+  KerasCall call = { c, cls, n_inputs, inputs, n_inputs ? keras_node_rank (imp, inputs[0]) : 2 };
+  gboolean trainable = TRUE;
+  const char *dtype = keras_member_string (c, "dtype");
+
+  imp->cur = e;
+  if (!keras_get_bool (imp, c, "trainable", &trainable, error))
+    return FALSE;
+  if (!trainable)
+    keras_add_note (imp, "frozen (trainable = false) in Keras; Kilt trains it");
+  /* Keras 3 writes a dtype policy object; older files a string. */
+  if (dtype == NULL && keras_member_object (c, "dtype"))
+    dtype = keras_member_string (keras_member_object (keras_member_object (c, "dtype"), "config"),
+                                 "name");
+  if (dtype && !g_str_equal (dtype, "float32"))
+    keras_add_note (imp, "dtype %s; Kilt computes in float32", dtype);
+
+  for (guint i = 0; i < G_N_ELEMENTS (converters) && conv == NULL; i++)
+    if (g_str_equal (cls, converters[i].keras_class))
+      conv = &converters[i];
+  if (conv == NULL)
+    {
+      g_autofree char *list = NULL;
+      if (g_str_equal (cls, "Sequential") || g_str_equal (cls, "Functional")
+          || g_str_equal (cls, "Model"))
+        {
+          keras_set_error (error, imp,
+                           "nested models are not supported; flatten the model into one");
+          return FALSE;
+        }
+      list = supported_layers ();
+      keras_set_error (error, imp, "layer type %s is not supported; Kilt imports %s", cls, list);
+      return FALSE;
+    }
+  cfg = kilt_layer_config_default (conv->type);
+  if (!conv->convert (imp, &call, &cfg, error))
+    return FALSE;
+  if (!conv->many_inputs && n_inputs != 1)
+    {
+      keras_set_error (error, imp, "takes one input, got %u", n_inputs);
+      return FALSE;
+    }
+  return keras_add_node (imp, conv->type, &cfg, n_inputs, inputs, call.rank, error);
+}
