@@ -68,6 +68,9 @@ typedef struct
   /* The last evaluation of eval_split and the step it was taken at (G_MAXUINT64: none). */
   double eval_loss, eval_accuracy;
   guint64 eval_step;
+  /* Microseconds spent paused so far: kept out of epoch times, throughput and ETAs, so a
+   * pause does not make a run look slower than it trained. */
+  gint64 paused_us;
 } Session;
 
 const char *
@@ -167,6 +170,7 @@ wait_if_paused (Session *s)
 {
   KiltTrainer *t = s->trainer;
   gboolean was_paused = FALSE;
+  gint64 pause_t0 = 0;
 
   g_mutex_lock (&t->lock);
   while (t->paused && !should_stop (t))
@@ -179,11 +183,15 @@ wait_if_paused (Session *s)
           emit_log (s, G_LOG_LEVEL_INFO, "Paused at step %" G_GUINT64_FORMAT, s->global_step);
           g_mutex_lock (&t->lock);
           was_paused = TRUE;
+          /* The drain above was work the queued steps needed; the pause starts after it. */
+          pause_t0 = g_get_monotonic_time ();
           continue;
         }
       g_cond_wait (&t->cond, &t->lock);
     }
   g_mutex_unlock (&t->lock);
+  if (was_paused)
+    s->paused_us += g_get_monotonic_time () - pause_t0;
   if (was_paused && !should_stop (t))
     emit_log (s, G_LOG_LEVEL_INFO, "Resumed");
   return !should_stop (t);
@@ -719,6 +727,8 @@ run_epoch (Session *s, guint epoch, GError **error)
   /* Drivers such as PoCL compile each kernel on its first launch: the run's first step is
    * timed on its own and kept out of the throughput, so compile time is not training time. */
   gint64 rate_t0 = t0;
+  /* s->paused_us when the epoch, and its throughput window, began */
+  gint64 paused0 = s->paused_us, rate_paused0 = s->paused_us;
   double warmup = 0;
   const char *stage = NULL;
   guint step_in_epoch = 0;
@@ -770,8 +780,9 @@ run_epoch (Session *s, guint epoch, GError **error)
         {
           if (!kilt_context_finish (s->ctx, error))
             goto out;
-          warmup = (g_get_monotonic_time () - t0) / 1e6;
+          warmup = (g_get_monotonic_time () - t0 - (s->paused_us - paused0)) / 1e6;
           rate_t0 = g_get_monotonic_time ();
+          rate_paused0 = s->paused_us;
           samples = 0;
           emit_log (s, G_LOG_LEVEL_INFO,
                     "The first step took %.2f s (it includes the driver's compilation of each "
@@ -808,7 +819,7 @@ run_epoch (Session *s, guint epoch, GError **error)
           if (st == CL_COMPLETE || st < 0)
             {
               KiltEvent sev = { .type = KILT_EVENT_STEP };
-              double elapsed = (g_get_monotonic_time () - t0) / 1e6;
+              double elapsed = (g_get_monotonic_time () - t0 - (s->paused_us - paused0)) / 1e6;
               clReleaseEvent (rd.event);
               rd.pending = FALSE;
               if (st < 0)
@@ -875,7 +886,9 @@ out:
     if (!check_finite (s, m, s->global_step, error))
       return FALSE;
   }
-  ev.samples_per_second = samples / MAX ((g_get_monotonic_time () - rate_t0) / 1e6, 1e-9);
+  ev.samples_per_second
+      = samples
+        / MAX ((g_get_monotonic_time () - rate_t0 - (s->paused_us - rate_paused0)) / 1e6, 1e-9);
   ev.warmup_seconds = warmup;
   ev.val_loss = ev.val_accuracy = NAN;
   if (s->eval_batcher && !evaluate (s, s->eval_batcher, &ev.val_loss, &ev.val_accuracy, error))
@@ -888,7 +901,7 @@ out:
   s->eval_loss = ev.val_loss;
   s->eval_accuracy = ev.val_accuracy;
   s->eval_step = s->global_step;
-  ev.epoch_seconds = (g_get_monotonic_time () - t0) / 1e6;
+  ev.epoch_seconds = (g_get_monotonic_time () - t0 - (s->paused_us - paused0)) / 1e6;
   kilt_mem_stats_snapshot (&s->ctx->mem, &ev.mem);
   ev.busy_percent = s->profiler ? kilt_profiler_busy_percent (s->profiler) : NAN;
   emit (s, &ev);

@@ -361,6 +361,7 @@ typedef struct
   guint epoch;
   guint64 global_step;
   double loss, accuracy, val_loss, val_accuracy;
+  double seconds, samples_per_second;
 } EpochRec;
 
 typedef struct
@@ -435,8 +436,9 @@ on_event (const KiltEvent *ev, gpointer user_data)
         }
       case KILT_EVENT_EPOCH:
         {
-          EpochRec e = { ev->epoch,    ev->global_step, ev->loss,
-                         ev->accuracy, ev->val_loss,    ev->val_accuracy };
+          EpochRec e
+              = { ev->epoch,    ev->global_step,  ev->loss,          ev->accuracy,
+                  ev->val_loss, ev->val_accuracy, ev->epoch_seconds, ev->samples_per_second };
           g_array_append_val (r->epochs, e);
           break;
         }
@@ -1555,6 +1557,53 @@ test_pause (void)
   }
 }
 
+/* A pause inside an epoch is not training time: the epoch's recorded time, and its
+ * throughput, are what it took to train, not what the clock on the wall says. */
+static void
+test_pause_timing (void)
+{
+  KiltTrainConfig cfg = kilt_train_config_default ();
+  g_autoptr (Run) paused = NULL, plain = NULL;
+  const double pause_s = 1.5;
+  gint64 t_pause, t_resume;
+  double wall, rec, plain_s;
+
+  if (kilt_test_context () == NULL)
+    return;
+  cfg.epochs = 1;
+  /* Warm the kernel cache so both runs time the same work. */
+  plain = train (sample_preset ("lenet5"), sample_data (320), &cfg);
+  g_clear_pointer (&plain, run_free);
+  plain = train (sample_preset ("lenet5"), sample_data (320), &cfg);
+  g_assert_cmpuint (plain->epochs->len, ==, 1);
+  plain_s = g_array_index (plain->epochs, EpochRec, 0).seconds;
+
+  paused = run_start_paused (sample_preset ("lenet5"), sample_data (320), &cfg);
+  g_assert_true (wait_for (&paused->paused_logged, 1, 60));
+  t_pause = g_get_monotonic_time ();
+  g_usleep ((gulong)(pause_s * 1e6));
+  t_resume = g_get_monotonic_time ();
+  kilt_trainer_resume (paused->trainer);
+  run_finish (paused);
+  g_assert_cmpint (paused->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (paused->epochs->len, ==, 1);
+  rec = g_array_index (paused->epochs, EpochRec, 0).seconds;
+  wall = (paused->finished_us - t_pause) / 1e6;
+  g_test_message ("epoch with a %.2f s pause: recorded %.3f s (unpaused run %.3f s, %.0f vs %.0f "
+                  "samples/s), %.3f s on the clock from the pause to the end",
+                  (t_resume - t_pause) / 1e6, rec, plain_s,
+                  g_array_index (paused->epochs, EpochRec, 0).samples_per_second,
+                  g_array_index (plain->epochs, EpochRec, 0).samples_per_second, wall);
+  /* The clock saw the pause; the record must not. */
+  g_assert_cmpfloat (wall, >=, pause_s);
+  g_assert_cmpfloat (rec, >, 0);
+  g_assert_cmpfloat (rec, <, wall - pause_s * 0.8);
+  g_assert_cmpfloat (rec, <, plain_s + pause_s * 0.5);
+  /* Throughput alike: a 1.5 s pause in a short epoch would cut it several times over. */
+  g_assert_cmpfloat (g_array_index (paused->epochs, EpochRec, 0).samples_per_second, >,
+                     g_array_index (plain->epochs, EpochRec, 0).samples_per_second / 2.5);
+}
+
 /* ---- 7. a plan that does not fit ---------------------------------------------------------- */
 
 static guint64
@@ -1721,6 +1770,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/diverged", test_diverged);
   g_test_add_func ("/trainer/stop", test_stop);
   g_test_add_func ("/trainer/pause", test_pause);
+  g_test_add_func ("/trainer/pause-timing", test_pause_timing);
   g_test_add_func ("/trainer/does-not-fit", test_does_not_fit);
   g_test_add_func ("/trainer/fashion-mnist", test_fashion_mnist);
   rc = g_test_run ();
