@@ -26,8 +26,13 @@ typedef struct
   gint64 peak_bytes;
   double check_loss;
   double check_grad;
-  guint check_draws; /* inputs drawn for the check (more than one: a ReLU sat on its kink) */
+  guint check_draws;     /* inputs drawn for the check (more than one: a ReLU sat on its kink) */
+  guint check_batch;     /* samples the check ran on */
+  KiltShape check_input; /* the input it ran on: the model's, or a smaller one (see below) */
   gboolean check_ok;
+  KiltShape input;          /* the model's input, as timed */
+  guint64 flops_per_sample; /* forward, as the model's summary counts them */
+  gboolean adapted;         /* a preset whose input or classes were changed to fit --data */
   char *error;
   GArray *timings;
 } BenchResult;
@@ -159,6 +164,104 @@ repeated_data (const KiltDataset *src, gsize n)
   return ds;
 }
 
+/* The C reference runs in double precision on one core, at about 1 GFLOP/s: a training step
+ * costs it about three forward passes per sample. Past this budget the check takes fewer
+ * samples, then a smaller input, so that bench never sits silent for minutes before timing
+ * (VGG16 at 224 is 93 GFLOP a sample). */
+#define CHECK_BUDGET_FLOP 1.5e9
+
+/* @model rebuilt on an input of @h x @w (its channels kept), or NULL where it does not build
+ * (a pooling that leaves nothing, say). */
+static KiltModel *
+model_at_size (KiltModel *model, guint h, guint w)
+{
+  g_autofree char *json = kilt_model_to_json (model);
+  g_autoptr (KiltModel) copy = kilt_model_load_json_data (json, -1, model->name, NULL);
+  KiltShape *in;
+
+  if (copy == NULL)
+    return NULL;
+  in = &kilt_model_node (copy, 0)->out_shape;
+  in->h = h;
+  in->w = w;
+  if (!kilt_model_build (copy, NULL))
+    return NULL;
+  return g_steal_pointer (&copy);
+}
+
+/* Checks the device's first step against the C reference within CHECK_BUDGET_FLOP, saying on
+ * stderr what it checks, since on a big model it takes seconds. */
+static gboolean
+check_first_step (KiltContext *ctx, KiltModel *model, const KiltCliCommon *c, BenchResult *r,
+                  GError **error)
+{
+  g_autoptr (KiltModel) small = NULL;
+  KiltModel *checked = model;
+  KiltShape in = kilt_model_node (model, 0)->out_shape;
+  double cost = 3.0 * (double)kilt_model_flops (model);
+  guint batch = MIN ((guint)c->batch, 4u);
+  gboolean ok;
+
+  while (batch > 1 && cost * batch > CHECK_BUDGET_FLOP)
+    batch--;
+  /* Still too big at one sample: the same layers on a smaller image, shrunk by a quarter at a
+   * time while it still builds. */
+  if (cost > CHECK_BUDGET_FLOP && in.h > 1 && in.w > 1)
+    {
+      guint h = in.h, w = in.w;
+      while (cost > CHECK_BUDGET_FLOP && h > 8 && w > 8)
+        {
+          KiltModel *next;
+          h = h * 3 / 4;
+          w = w * 3 / 4;
+          next = model_at_size (model, h, w);
+          if (next == NULL)
+            break;
+          g_clear_pointer (&small, kilt_model_free);
+          small = next;
+          cost = 3.0 * (double)kilt_model_flops (small);
+        }
+      if (small)
+        checked = small;
+    }
+  r->check_batch = batch;
+  r->check_input = kilt_model_node (checked, 0)->out_shape;
+  if (!c->json)
+    {
+      if (checked != model)
+        fprintf (stderr,
+                 "Checking the first step against the C reference on %u sample of %ux%ux%u "
+                 "(the model rebuilt smaller: at %ux%ux%u one sample is %.0f GFLOP for the "
+                 "reference) ...\n",
+                 batch, r->check_input.c, r->check_input.h, r->check_input.w, in.c, in.h, in.w,
+                 3.0 * kilt_model_flops (model) / 1e9);
+      else
+        fprintf (stderr,
+                 "Checking the first step against the C reference on %u sample%s of %ux%ux%u "
+                 "...\n",
+                 batch, batch == 1 ? "" : "s", in.c, in.h, in.w);
+    }
+  ok = kilt_reference_check_step (ctx, checked, batch, (guint32)c->seed, &r->check_loss,
+                                  &r->check_grad, &r->check_draws, error);
+  if (ok && checked != model)
+    g_prefix_error (error, "with the model rebuilt at %ux%u: ", r->check_input.h, r->check_input.w);
+  else if (!ok && checked != model)
+    g_prefix_error (error, "the check with the model rebuilt at %ux%u: ", r->check_input.h,
+                    r->check_input.w);
+  return ok;
+}
+
+/* "41.6 M", "30.9 G": FLOP counts as a person reads them. */
+static char *
+format_flop (double v)
+{
+  if (v >= 1e9)
+    return g_strdup_printf ("%.1f G", v / 1e9);
+  if (v >= 1e6)
+    return g_strdup_printf ("%.1f M", v / 1e6);
+  return g_strdup_printf ("%.1f k", v / 1e3);
+}
+
 static void
 bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean check,
               BenchResult *r)
@@ -210,12 +313,19 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
       kilt_context_free (ctx);
       return;
     }
+  r->input = kilt_model_node (model, 0)->out_shape;
+  r->flops_per_sample = kilt_model_flops (model);
+  /* Timing a preset on data of another shape times another network: say so. */
+  if (real && !g_file_test (c->model, G_FILE_TEST_IS_REGULAR))
+    {
+      g_autoptr (KiltModel) own = kilt_model_load_preset (c->model, NULL, 0, NULL);
+      r->adapted
+          = own
+            && (kilt_model_flops (own) != r->flops_per_sample || own->n_params != model->n_params);
+    }
   if (check)
     {
-      /* A small batch keeps the double-precision reference quick on big models. */
-      r->check_ok
-          = kilt_reference_check_step (ctx, model, MIN ((guint)c->batch, 4u), (guint32)c->seed,
-                                       &r->check_loss, &r->check_grad, &r->check_draws, &error);
+      r->check_ok = check_first_step (ctx, model, c, r, &error);
       if (!r->check_ok)
         {
           r->error = g_strdup (error->message);
@@ -248,6 +358,8 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
     r->error = view.error ? g_strdup (view.error) : g_strdup ("the timed epoch did not finish");
   else
     {
+      /* What the trainer ran is what the model's summary counts. */
+      g_warn_if_fail (view.flops == r->flops_per_sample);
       r->step_ms = view.seconds * 1e3 / steps;
       r->samples_per_second = (double)steps * c->batch / view.seconds;
       /* A training step costs about three forward passes (forward, input and weight
@@ -309,13 +421,17 @@ kilt_cli_bench (int argc, char **argv)
   c.model = g_strdup ("cifar10_cnn");
   g_free (c.optimizer);
   c.optimizer = g_strdup ("rmsprop");
+  /* No bundled sample here: without --data the model is timed on its own input shape. */
+  g_clear_pointer (&c.data, g_free);
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, extra, NULL);
   g_option_context_set_summary (
       oc, "Defaults: cifar10_cnn with Keras' RMSprop, batch 32, 50 steps, the default device, "
-          "random images of the model's input size (--data: that data set's training samples, "
-          "repeated as needed). --device takes a comma-separated list.");
+          "random images of the model's own input shape (--data: that data set's training "
+          "samples, repeated as needed, with a preset's input and classes fitted to it). "
+          "--device takes a comma-separated list. The output names the input shape and the "
+          "FLOP per sample timed; precision is FP32.");
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || steps < 1)
     {
       fprintf (stderr, "kilt-cli bench: %s\n", error ? error->message : "--steps must be >= 1");
@@ -381,6 +497,22 @@ kilt_cli_bench (int argc, char **argv)
           STR ("optimizer", c.optimizer);
           NUM ("batch", c.batch);
           NUM ("steps", steps);
+          STR ("precision", "fp32");
+          STR ("data", c.data ? c.data : "synthetic");
+          if (r.input.c)
+            {
+              json_builder_set_member_name (b, "input_chw");
+              json_builder_begin_array (b);
+              json_builder_add_int_value (b, r.input.c);
+              json_builder_add_int_value (b, r.input.h);
+              json_builder_add_int_value (b, r.input.w);
+              json_builder_end_array (b);
+              /* Forward, as `kilt-cli summary` counts them; a training step is about 3x. */
+              NUM ("forward_flops_per_sample", r.flops_per_sample);
+              NUM ("train_mflop_per_sample", 3.0 * r.flops_per_sample / 1e6);
+              json_builder_set_member_name (b, "adapted_to_data");
+              json_builder_add_boolean_value (b, r.adapted);
+            }
           if (r.error)
             {
               STR ("error", r.error);
@@ -399,6 +531,13 @@ kilt_cli_bench (int argc, char **argv)
                   NUM ("check_loss_rel", r.check_loss);
                   NUM ("check_grad_rel", r.check_grad);
                   NUM ("check_draws", r.check_draws);
+                  NUM ("check_samples", r.check_batch);
+                  json_builder_set_member_name (b, "check_input_chw");
+                  json_builder_begin_array (b);
+                  json_builder_add_int_value (b, r.check_input.c);
+                  json_builder_add_int_value (b, r.check_input.h);
+                  json_builder_add_int_value (b, r.check_input.w);
+                  json_builder_end_array (b);
                   json_builder_set_member_name (b, "check_ok");
                   json_builder_add_boolean_value (b, r.check_ok);
                 }
@@ -452,19 +591,33 @@ kilt_cli_bench (int argc, char **argv)
       else
         {
           g_autofree char *peak = kilt_format_bytes (r.peak_bytes);
-          printf ("%s: %s batch %d, %s\n", r.device_name, c.model, c.batch, c.optimizer);
+          printf ("%s: %s batch %d, %s, fp32\n", r.device_name, c.model, c.batch, c.optimizer);
+          g_autofree char *fwd = format_flop (r.flops_per_sample);
+          g_autofree char *train = format_flop (3.0 * r.flops_per_sample);
+          printf ("  workload:  input %ux%ux%u (channels x height x width) of %s; %sFLOP forward "
+                  "per sample, %sFLOP per training sample (3x)%s\n",
+                  r.input.c, r.input.h, r.input.w, c.data ? c.data : "random data", fwd, train,
+                  r.adapted ? "; the preset was fitted to the data's input and classes, so this "
+                              "is not the preset's own network"
+                            : "");
           printf (
               "  kernels:   %.2f s with an empty Kilt cache (the driver's own cache may be warm), "
               "%.2f s cached\n",
               r.compile_cold, r.compile_cached);
-          printf ("  step:      %.2f ms (%.0f samples/s, %.1f GFLOP/s achieved)\n", r.step_ms,
+          printf ("  step:      %.2f ms (%.4g samples/s, %.1f GFLOP/s achieved)\n", r.step_ms,
                   r.samples_per_second, r.gflops);
           if (isfinite (r.busy_percent))
             printf ("  device:    %.0f%% busy while profiled\n", r.busy_percent);
           printf ("  memory:    %s peak\n", peak);
           if (!no_check)
-            printf ("  check:     %s (loss %.1e, gradients %.1e relative to the C reference%s)\n",
-                    r.check_ok ? "pass" : "FAIL", r.check_loss, r.check_grad,
+            printf ("  check:     %s on %u sample%s of %ux%ux%u%s (loss %.1e, gradients %.1e "
+                    "relative to the C reference%s)\n",
+                    r.check_ok ? "pass" : "FAIL", r.check_batch, r.check_batch == 1 ? "" : "s",
+                    r.check_input.c, r.check_input.h, r.check_input.w,
+                    r.check_input.h != r.input.h || r.check_input.w != r.input.w
+                        ? ", the model rebuilt smaller to keep the reference quick"
+                        : "",
+                    r.check_loss, r.check_grad,
                     r.check_draws > 1 ? "; inputs drawn again where a ReLU's input was within "
                                         "rounding of 0"
                                       : "");

@@ -290,6 +290,8 @@ kilt_cli_tune (int argc, char **argv)
   g_free (c.optimizer);
   c.optimizer = g_strdup ("rmsprop");
   c.batch = 128;
+  /* Timed on the model's own input shape unless --data is given, as bench does. */
+  g_clear_pointer (&c.data, g_free);
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, extra, NULL);

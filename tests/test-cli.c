@@ -5,7 +5,9 @@
 
 #include "kilt-test-util.h"
 #include "kilt-gemm.h"
+#include "kilt-model-json.h"
 #include "kilt-run-store.h"
+#include "kilt-summary.h"
 
 #include <gio/gio.h>
 #include <glib/gstdio.h>
@@ -305,6 +307,135 @@ test_bench_csv (void)
   r = run_cli (NULL, (const char *const[]){ "bench", "--model", "mlp", "--data",
                                             "/nonexistent/x.csv", "--steps", "2", NULL });
   g_assert_nonnull (strstr (r.out, "/nonexistent/x.csv"));
+  result_clear (&r);
+}
+
+static JsonObject *
+bench_json (JsonParser *parser, const Result *r)
+{
+  g_autoptr (GError) error = NULL;
+  JsonObject *o;
+
+  g_assert_true (json_parser_load_from_data (parser, r->out, -1, &error));
+  g_assert_no_error (error);
+  o = json_node_get_object (json_parser_get_root (parser));
+  g_assert_false (json_object_has_member (o, "error"));
+  return o;
+}
+
+/* bench times each preset's own network: with no --data, random inputs of the preset's input
+ * shape, and the FLOP per sample it reports are those of the model's summary (it once timed
+ * every preset on the bundled 28x28x1 sample, adapting cifar10_cnn to 89.4 MFLOP a training
+ * sample instead of 124.9). With --data, the fitted preset is named as such. */
+static void
+test_bench_workload (void)
+{
+  g_auto (GStrv) names = kilt_model_preset_list ();
+
+  if (!cli_path ())
+    return;
+  g_assert_cmpuint (g_strv_length (names), >=, 7);
+  for (guint i = 0; names[i]; i++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KiltModel) model = kilt_model_load_preset (names[i], NULL, 0, &error);
+      g_autoptr (KiltSummary) summary = NULL;
+      KiltShape in;
+      JsonArray *chw;
+      JsonObject *o;
+      Result r;
+
+      g_assert_no_error (error);
+      summary = kilt_summary_new (model, 2);
+      in = kilt_model_node (model, 0)->out_shape;
+      r = run_cli (NULL, (const char *const[]){ "bench", "--model", names[i], "--batch", "2",
+                                                "--steps", "1", "--no-check", "--json", NULL });
+      g_test_message ("%s: %s%s", names[i], r.out, r.err);
+      g_assert_cmpint (r.status, ==, 0);
+      o = bench_json (parser, &r);
+      g_assert_cmpstr (json_object_get_string_member (o, "data"), ==, "synthetic");
+      g_assert_cmpstr (json_object_get_string_member (o, "precision"), ==, "fp32");
+      g_assert_false (json_object_get_boolean_member (o, "adapted_to_data"));
+      chw = json_object_get_array_member (o, "input_chw");
+      g_assert_cmpint (json_array_get_int_element (chw, 0), ==, in.c);
+      g_assert_cmpint (json_array_get_int_element (chw, 1), ==, in.h);
+      g_assert_cmpint (json_array_get_int_element (chw, 2), ==, in.w);
+      g_assert_cmpfloat (json_object_get_double_member (o, "forward_flops_per_sample"), ==,
+                         (double)summary->total_flops);
+      g_assert_cmpfloat_with_epsilon (json_object_get_double_member (o, "train_mflop_per_sample"),
+                                      3.0 * summary->total_flops / 1e6, 1e-6);
+      result_clear (&r);
+      /* And the summary command says the same, at its printed precision. */
+      r = run_cli (NULL, (const char *const[]){ "summary", "--model", names[i], NULL });
+      g_assert_cmpint (r.status, ==, 0);
+      {
+        const char *line = strstr (r.out, "Forward FLOPs per sample: ");
+        double v;
+        char unit;
+        g_assert_nonnull (line);
+        g_assert_cmpint (sscanf (line, "Forward FLOPs per sample: %lf %c", &v, &unit), ==, 2);
+        v *= unit == 'G' ? 1e9 : unit == 'M' ? 1e6 : unit == 'k' ? 1e3 : 1;
+        g_assert_cmpfloat (fabs (v - summary->total_flops), <=, 0.01 * summary->total_flops);
+      }
+      result_clear (&r);
+    }
+
+  /* cifar10_cnn on the 28x28x1 sample is another network, and bench says so. */
+  {
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    g_autoptr (KiltModel) fitted
+        = kilt_model_load_preset ("cifar10_cnn", &(KiltShape){ 1, 28, 28 }, 10, NULL);
+    JsonObject *o;
+    Result r
+        = run_cli (NULL, (const char *const[]){ "bench", "--data", "sample", "--batch", "2",
+                                                "--steps", "1", "--no-check", "--json", NULL });
+    g_assert_cmpint (r.status, ==, 0);
+    o = bench_json (parser, &r);
+    g_assert_true (json_object_get_boolean_member (o, "adapted_to_data"));
+    g_assert_cmpint (json_array_get_int_element (json_object_get_array_member (o, "input_chw"), 2),
+                     ==, 28);
+    g_assert_cmpfloat (json_object_get_double_member (o, "forward_flops_per_sample"), ==,
+                       (double)kilt_model_flops (fitted));
+    result_clear (&r);
+    r = run_cli (NULL, (const char *const[]){ "bench", "--data", "sample", "--batch", "2",
+                                              "--steps", "1", "--no-check", NULL });
+    g_assert_nonnull (strstr (r.out, "not the preset's own network"));
+    result_clear (&r);
+  }
+}
+
+/* The first-step check stays bounded on a big network: VGG16 at 224 (93 GFLOP a sample for
+ * the reference) is checked on one sample of a smaller input, and bench says so before it
+ * starts and in its result. */
+static void
+test_bench_check_bounded (void)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonObject *o;
+  JsonArray *chw;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  r = run_cli (NULL, (const char *const[]){ "bench", "--model", "vgg16", "--batch", "2", "--steps",
+                                            "1", NULL });
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.err, "Checking the first step against the C reference on 1 sample"));
+  g_assert_nonnull (strstr (r.out, "check:     pass on 1 sample of 3x"));
+  g_assert_nonnull (strstr (r.out, "rebuilt smaller"));
+  g_assert_nonnull (strstr (r.out, "input 3x224x224"));
+  result_clear (&r);
+  /* cifar10_cnn fits the budget: its own input, up to 4 samples. */
+  r = run_cli (NULL,
+               (const char *const[]){ "bench", "--batch", "8", "--steps", "1", "--json", NULL });
+  g_assert_cmpint (r.status, ==, 0);
+  o = bench_json (parser, &r);
+  g_assert_true (json_object_get_boolean_member (o, "check_ok"));
+  g_assert_cmpfloat (json_object_get_double_member (o, "check_samples"), ==, 4);
+  chw = json_object_get_array_member (o, "check_input_chw");
+  g_assert_cmpint (json_array_get_int_element (chw, 1), ==, 32);
   result_clear (&r);
 }
 
@@ -875,6 +1006,8 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/tune", test_tune);
   g_test_add_func ("/cli/bench-csv", test_bench_csv);
   g_test_add_func ("/cli/bench-conv-algo", test_bench_conv_algo);
+  g_test_add_func ("/cli/bench-workload", test_bench_workload);
+  g_test_add_func ("/cli/bench-check-bounded", test_bench_check_bounded);
   g_test_add_func ("/cli/devices-test", test_devices_test);
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/bad-numbers", test_bad_numbers);

@@ -28,7 +28,7 @@ have_all_layers (void)
 }
 
 static const char *preset_names[]
-    = { "cifar10_cnn", "lenet5", "mlp", "mnist_cnn", "resnet20", "small_vgg" };
+    = { "cifar10_cnn", "lenet5", "mlp", "mnist_cnn", "resnet20", "small_vgg", "vgg16" };
 
 static void
 test_preset_list (void)
@@ -52,6 +52,7 @@ test_preset_params (void)
     gsize trainable, state;
     guint n_nodes;
     KiltShape input;
+    guint outputs; /* 0: 10 */
   } expect[] = {
     /* 896 + 9248 + 18496 + 36928 + 2304*512+512 + 5130 */
     { "cifar10_cnn", 1250858, 0, 19, { 3, 32, 32 } },
@@ -67,6 +68,9 @@ test_preset_params (void)
     /* He et al.'s ResNet-20 as Keras' cifar10_resnet v1: 274,442 in all, 1,376 of them
      * running statistics (2 x (16 + 6*16 + 6*32 + 6*64)) */
     { "resnet20", 273066, 1376, 71, { 3, 32, 32 } },
+    /* keras.applications.VGG16 (include_top): what Keras prints, 138,357,544; 13 convs, 5
+     * pools, the flatten and 3 Dense */
+    { "vgg16", 138357544, 0, 23, { 3, 224, 224 }, 1000 },
   };
 
   if (!have_all_layers ())
@@ -87,7 +91,7 @@ test_preset_params (void)
       g_assert_cmpuint (in->out_shape.c, ==, expect[i].input.c);
       g_assert_cmpuint (in->out_shape.h, ==, expect[i].input.h);
       g_assert_cmpuint (in->out_shape.w, ==, expect[i].input.w);
-      g_assert_cmpuint (kilt_model_n_outputs (m), ==, 10);
+      g_assert_cmpuint (kilt_model_n_outputs (m), ==, expect[i].outputs ? expect[i].outputs : 10);
       g_assert_cmpint (m->loss, ==, KILT_LOSS_SOFTMAX_CROSS_ENTROPY);
     }
 }
