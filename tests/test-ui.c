@@ -17,7 +17,8 @@
 static KiltApplication *app;
 static KiltWindow *window;
 static char *artifacts;
-static char *store_dir; /* the run store of this test, removed at the end */
+static char *store_dir;     /* the run store of this test, removed at the end */
+static gint64 first_run_id; /* a run in the store before the window opened */
 
 typedef gboolean (*Cond) (gpointer data);
 
@@ -544,6 +545,47 @@ test_broken_data (void)
   g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "model");
   g_unlink (path);
   g_rmdir (dir);
+
+  /* Issue 15, 2: a run takes the data set and the page loads it again after the run: what it
+   * loads is the good data set still shown, not the path that failed. */
+  {
+    KiltDataset *taken = kilt_data_page_take_dataset (page);
+    g_autofree char *name = g_strdup (taken->name);
+    kilt_dataset_free (taken);
+    kilt_data_page_reload (page);
+    g_assert_true (wait_until (data_idle, NULL, 60));
+    g_assert_null (kilt_data_page_get_error (page));
+    g_assert_nonnull (kilt_data_page_get_dataset (page));
+    g_assert_cmpstr (kilt_data_page_get_dataset (page)->name, ==, name);
+  }
+  /* And through a real run, when there is a device: Start works again after it. */
+  if (pocl_device () != NULL)
+    {
+      g_autofree char *dir2 = g_dir_make_tmp ("kilt-ui-XXXXXX", NULL);
+      g_autofree char *text = g_build_filename (dir2, "notes.txt", NULL);
+      g_assert_true (g_file_set_contents (text, "not a data set\n", -1, NULL));
+      kilt_data_page_load (page, text);
+      g_assert_true (wait_until (data_idle, NULL, 30));
+      g_assert_nonnull (kilt_data_page_get_error (page));
+      kilt_model_page_choose_preset (kilt_window_get_model_page (window), "mlp");
+      kilt_model_page_set_epochs (kilt_window_get_model_page (window), 1);
+      kilt_window_set_sample_limit (window, 256);
+      g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+      g_assert_true (kilt_session_is_running (kilt_window_get_session (window)));
+      g_assert_true (wait_until (run_over, NULL, 120));
+      g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
+      g_assert_true (wait_until (data_idle, NULL, 60));
+      g_assert_nonnull (kilt_data_page_get_dataset (page));
+      g_assert_null (kilt_data_page_get_error (page));
+      g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+      g_assert_true (kilt_session_is_running (kilt_window_get_session (window)));
+      gtk_widget_activate_action (GTK_WIDGET (window), "win.stop", NULL);
+      g_assert_true (wait_until (run_over, NULL, 60));
+      g_assert_true (wait_until (data_idle, NULL, 60));
+      g_assert_nonnull (kilt_data_page_get_dataset (page));
+      g_unlink (text);
+      g_rmdir (dir2);
+    }
   /* Back to good data for what follows. */
   kilt_data_page_load (page, "sample");
   g_assert_true (wait_until (data_idle, NULL, 60));
@@ -1206,6 +1248,84 @@ test_resume (void)
   screenshot (window_content (), "runs-resumed");
 }
 
+/* A finished run written straight into the test's store, as kilt-cli or an earlier session of
+ * the window would have left it. Returns its id. */
+static gint64
+store_add_run (const char *name, guint epochs, double epoch_seconds)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (g_getenv ("KILT_RUNS_DB"), &error);
+  KiltRunRecord rec = { 0 };
+  gint64 id = 0;
+  double elapsed = 0;
+
+  g_assert_no_error (error);
+  rec.name = g_strdup (name);
+  rec.device_name = g_strdup ("Earlier device");
+  rec.model_name = g_strdup ("mlp");
+  rec.data_description = g_strdup ("sample");
+  rec.config.epochs = epochs;
+  rec.config.batch = 32;
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  for (guint e = 1; e <= epochs; e++)
+    {
+      KiltEpochRecord ep = { .epoch = e };
+      ep.wall_seconds = epoch_seconds;
+      elapsed += epoch_seconds;
+      ep.elapsed_seconds = elapsed;
+      ep.train_loss = 2.0 / e;
+      ep.train_accuracy = 0.3 + 0.1 * e;
+      ep.val_loss = ep.train_loss * 1.1;
+      ep.val_accuracy = ep.train_accuracy - 0.02;
+      ep.samples_per_second = 512 / epoch_seconds;
+      g_assert_true (kilt_run_store_add_epoch (store, id, &ep, &error));
+    }
+  g_assert_true (kilt_run_store_finish_run (store, id, KILT_RUN_FINISHED, NULL, NAN, NAN, &error));
+  kilt_run_record_clear (&rec);
+  return id;
+}
+
+/* Issue 15, 1: runs already in the store are on the Runs page at start, F5 reads the store
+ * again from anywhere in the window, and the empty text says whether there are runs. */
+static void
+test_runs_at_start (void)
+{
+  KiltRunsPage *page = runs_page ();
+  gint64 later;
+
+  kilt_window_show_page (window, "runs");
+  settle (0.3);
+  g_assert_cmpuint (kilt_runs_page_get_n_shown (page), ==, 1);
+  g_assert_cmpint (kilt_runs_page_get_shown_id (page, 0), ==, first_run_id);
+  g_test_message ("empty text: %s", kilt_runs_page_get_empty_title (page));
+  g_assert_nonnull (strstr (kilt_runs_page_get_empty_title (page), "1 run"));
+  screenshot (window_content (), "runs-at-start");
+
+  /* A run from the shell while the page is shown: F5 (the window's binding) brings it. */
+  later = store_add_run ("from kilt-cli", 2, 1.5);
+  g_assert_cmpuint (kilt_runs_page_get_n_shown (page), ==, 1);
+  gtk_widget_grab_focus (GTK_WIDGET (window));
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.reload", NULL));
+  g_assert_cmpuint (kilt_runs_page_get_n_shown (page), ==, 2);
+  g_assert_nonnull (strstr (kilt_runs_page_get_empty_title (page), "2 runs"));
+  /* A filter that matches nothing says so, rather than that there are no runs. */
+  kilt_runs_page_set_filter (page, "no-such-run");
+  g_assert_cmpuint (kilt_runs_page_get_n_shown (page), ==, 0);
+  g_assert_nonnull (strstr (kilt_runs_page_get_empty_title (page), "No run matches"));
+  kilt_runs_page_set_filter (page, NULL);
+  /* Shown again after another page: read again (the run deleted meanwhile is gone). */
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltRunStore) store = kilt_run_store_open (g_getenv ("KILT_RUNS_DB"), &error);
+    g_assert_true (kilt_run_store_delete (store, later, &error));
+  }
+  kilt_window_show_page (window, "data");
+  settle (0.2);
+  kilt_window_show_page (window, "runs");
+  settle (0.2);
+  g_assert_cmpuint (kilt_runs_page_get_n_shown (page), ==, 1);
+}
+
 static void
 test_screenshots (void)
 {
@@ -1350,6 +1470,7 @@ main (int argc, char **argv)
     g_setenv ("KILT_RUNS_DB", db, TRUE);
   }
   g_test_init (&argc, &argv, NULL);
+  first_run_id = store_add_run ("before the window", 3, 2.0);
   if (!gtk_init_check ())
     {
       g_print ("1..0 # SKIP no display (run under xvfb-run)\n");
@@ -1369,6 +1490,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/ui/1-starts", test_starts);
   g_test_add_func ("/ui/2-pages", test_pages);
+  g_test_add_func ("/ui/2-runs-at-start", test_runs_at_start);
   g_test_add_func ("/ui/3-device", test_device);
   g_test_add_func ("/ui/3-device-facts", test_device_facts);
   g_test_add_func ("/ui/3-doctor-cancel", test_doctor_cancel);

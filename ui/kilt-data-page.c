@@ -243,6 +243,12 @@ load_done (GObject *source, GAsyncResult *result, gpointer data)
         set_error (self, NULL);
       else
         set_error (self, error->message);
+      /* What stays loaded is the data set before this attempt. */
+      if (self->loaded.source && g_strcmp0 (self->spec, self->loaded.source) != 0)
+        {
+          g_free (self->spec);
+          self->spec = g_strdup (self->loaded.source);
+        }
     }
   else
     {
@@ -261,27 +267,18 @@ load_done (GObject *source, GAsyncResult *result, gpointer data)
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_DATASET_NAME]);
 }
 
+/* Starts loading @spec with @job's options filled in by the caller. */
+static void start_load (KiltDataPage *self, const char *spec, LoadJob *job);
+
 void
 kilt_data_page_load (KiltDataPage *self, const char *spec)
 {
-  g_autoptr (GTask) task = NULL;
   LoadJob *job;
   guint delim;
 
   g_return_if_fail (KILT_IS_DATA_PAGE (self));
   g_return_if_fail (spec != NULL);
-  if (self->cancellable)
-    g_cancellable_cancel (self->cancellable);
-  g_clear_object (&self->cancellable);
-  self->cancellable = g_cancellable_new ();
-  if (spec != self->spec)
-    {
-      g_free (self->spec);
-      self->spec = g_strdup (spec);
-    }
   job = g_new0 (LoadJob, 1);
-  job->spec = g_strdup (spec);
-  job->generation = ++self->generation;
   delim = adw_combo_row_get_selected (self->delimiter_row);
   job->delimiter = delim == 1 ? ',' : delim == 2 ? ';' : delim == 3 ? '\t' : 0;
   job->header = (int)adw_combo_row_get_selected (self->header_row);
@@ -292,6 +289,25 @@ kilt_data_page_load (KiltDataPage *self, const char *spec)
       if (item && adw_combo_row_get_selected (self->label_row) > 0)
         job->label_column = g_strdup (gtk_string_object_get_string (item));
     }
+  start_load (self, spec, job);
+}
+
+static void
+start_load (KiltDataPage *self, const char *spec, LoadJob *job)
+{
+  g_autoptr (GTask) task = NULL;
+
+  if (self->cancellable)
+    g_cancellable_cancel (self->cancellable);
+  g_clear_object (&self->cancellable);
+  self->cancellable = g_cancellable_new ();
+  if (spec != self->spec)
+    {
+      g_free (self->spec);
+      self->spec = g_strdup (spec);
+    }
+  job->spec = g_strdup (spec);
+  job->generation = ++self->generation;
 
   g_mutex_lock (&self->progress_lock);
   self->progress_fraction = 0;
@@ -440,12 +456,27 @@ action_cancel (GtkWidget *widget, const char *name, GVariant *param)
     g_cancellable_cancel (self->cancellable);
 }
 
+/* Loads again what was last loaded, with the options it was loaded with: a load that failed
+ * since (its error shown, the good data set kept) is not what a reload brings back. */
 void
 kilt_data_page_reload (KiltDataPage *self)
 {
+  LoadJob *job;
+
   g_return_if_fail (KILT_IS_DATA_PAGE (self));
-  if (self->spec)
-    kilt_data_page_load (self, self->spec);
+  if (self->loaded.source == NULL)
+    {
+      if (self->spec)
+        kilt_data_page_load (self, self->spec);
+      return;
+    }
+  job = g_new0 (LoadJob, 1);
+  job->delimiter = self->loaded.options.delimiter;
+  job->header = self->loaded.options.header == KILT_HEADER_YES  ? 1
+                : self->loaded.options.header == KILT_HEADER_NO ? 2
+                                                                : 0;
+  job->label_column = g_strdup (self->loaded.label_column);
+  start_load (self, self->loaded.source, job);
 }
 
 gboolean

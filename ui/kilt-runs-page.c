@@ -189,6 +189,7 @@ struct _KiltRunsPage
   GtkSearchEntry *search;
   GtkColumnView *table;
   GtkStack *compare_stack;
+  AdwStatusPage *empty_status;
   GtkDropDown *chart_choice;
   GtkCheckButton *x_time;
   GtkDropDown *baseline_choice;
@@ -480,6 +481,37 @@ update_actions (KiltRunsPage *self)
                                  n == 1 && selected_checkpoint (self, NULL));
 }
 
+/* What the comparison area says with nothing selected: whether there are runs to pick. */
+static void
+update_empty_text (KiltRunsPage *self)
+{
+  guint n_all = g_list_model_get_n_items (G_LIST_MODEL (self->items));
+  guint n_shown = g_list_model_get_n_items (G_LIST_MODEL (self->selection));
+  g_autofree char *title = NULL;
+
+  if (n_all == 0)
+    {
+      adw_status_page_set_title (self->empty_status, "No runs yet");
+      adw_status_page_set_description (
+          self->empty_status, "Every training run is kept here. Start one on the Train page.");
+      return;
+    }
+  if (n_shown == 0)
+    {
+      title = g_strdup_printf ("No run matches “%s”",
+                               gtk_editable_get_text (GTK_EDITABLE (self->search)));
+      adw_status_page_set_title (self->empty_status, title);
+      adw_status_page_set_description (self->empty_status, "Clear the filter to see all the runs.");
+      return;
+    }
+  title = g_strdup_printf (
+      n_shown == 1 ? "%u run — select it to see it" : "%u runs — select some to compare", n_shown);
+  adw_status_page_set_title (self->empty_status, title);
+  adw_status_page_set_description (
+      self->empty_status, "Pick one or more runs in the table (Ctrl or Shift for several) to see "
+                          "their curves, time per epoch, speed-ups and per-layer times.");
+}
+
 static void
 selection_changed (KiltRunsPage *self)
 {
@@ -516,6 +548,7 @@ selection_changed (KiltRunsPage *self)
   self->updating_baseline = FALSE;
 
   gtk_stack_set_visible_child_name (self->compare_stack, self->selected->len ? "compare" : "empty");
+  update_empty_text (self);
   update_actions (self);
   update_comparison (self);
 }
@@ -604,6 +637,13 @@ guint
 kilt_runs_page_get_n_shown (KiltRunsPage *self)
 {
   return g_list_model_get_n_items (G_LIST_MODEL (self->selection));
+}
+
+const char *
+kilt_runs_page_get_empty_title (KiltRunsPage *self)
+{
+  g_return_val_if_fail (KILT_IS_RUNS_PAGE (self), NULL);
+  return adw_status_page_get_title (self->empty_status);
 }
 
 gint64
@@ -1105,6 +1145,7 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, search);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, table);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, compare_stack);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, empty_status);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, chart_choice);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, x_time);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, baseline_choice);
@@ -1131,6 +1172,18 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F2, 0, "runs.rename", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_Delete, 0, "runs.delete", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F5, 0, "runs.reload", NULL);
+}
+
+/* Runs come from this window and from kilt-cli alike: the page reads the store each time it
+ * is shown, so it is never empty at start nor stale after a run from the shell. */
+static void
+on_map (GtkWidget *widget)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  g_autoptr (GError) error = NULL;
+
+  if (!kilt_runs_page_reload (self, &error))
+    toast (self, error->message);
 }
 
 static void
@@ -1167,6 +1220,8 @@ kilt_runs_page_init (KiltRunsPage *self)
   g_signal_connect_swapped (self->baseline_choice, "notify::selected",
                             G_CALLBACK (baseline_changed), self);
   gtk_drawing_area_set_draw_func (self->chart_area, draw_chart, self, NULL);
+  g_signal_connect (self, "map", G_CALLBACK (on_map), NULL);
+  update_empty_text (self);
   update_actions (self);
 }
 

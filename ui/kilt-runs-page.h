@@ -22,6 +22,8 @@ gboolean kilt_runs_page_reload (KiltRunsPage *page, GError **error);
 /* The table as shown: filtered and sorted. */
 void kilt_runs_page_set_filter (KiltRunsPage *page, const char *text);
 guint kilt_runs_page_get_n_shown (KiltRunsPage *page);
+/* The words shown in place of the comparison while no run is selected. */
+const char *kilt_runs_page_get_empty_title (KiltRunsPage *page);
 gint64 kilt_runs_page_get_shown_id (KiltRunsPage *page, guint position);
 /* Sorts by the column titled @title ("Total time", "Best val acc", ...). */
 gboolean kilt_runs_page_sort_by (KiltRunsPage *page, const char *title, gboolean descending);

@@ -676,6 +676,15 @@ action_forward (GtkWidget *widget, const char *name, GVariant *param)
       kilt_window_show_page (self, "model");
       gtk_widget_activate_action (GTK_WIDGET (self->model_page), "model.import-keras", NULL);
     }
+  else if (g_strcmp0 (name, "win.reload") == 0)
+    {
+      /* F5 reloads what the visible page shows, wherever the focus is. */
+      const char *page = kilt_window_get_visible_page (self);
+      if (g_strcmp0 (page, "runs") == 0)
+        gtk_widget_activate_action (self->runs_placeholder, "runs.reload", NULL);
+      else if (g_strcmp0 (page, "data") == 0)
+        gtk_widget_activate_action (GTK_WIDGET (self->data_page), "data.reload", NULL);
+    }
 }
 
 static void
@@ -805,6 +814,8 @@ kilt_window_class_init (KiltWindowClass *klass)
   gtk_widget_class_install_action (widget_class, "win.open-data", NULL, action_forward);
   gtk_widget_class_install_action (widget_class, "win.open-data-folder", NULL, action_forward);
   gtk_widget_class_install_action (widget_class, "win.import-model", NULL, action_forward);
+  gtk_widget_class_install_action (widget_class, "win.reload", NULL, action_forward);
+  gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F5, 0, "win.reload", NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK, "win.open-data",
                                        NULL);
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_o, GDK_CONTROL_MASK | GDK_SHIFT_MASK,
