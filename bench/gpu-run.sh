@@ -2,7 +2,8 @@
 # On the GPU machine: Kilt and PyTorch side by side on one card. Phases, in the order given
 # (default: kilt torch train):
 #   tune   kilt-cli tune (CLBlast's tuner; carry clblast_tuner_xgemm in .device/bin)
-#   kilt   kilt-cli bench for every workload
+#   kilt   kilt-cli bench for every workload (no --data: random inputs of each model's own
+#          input shape, as PyTorch's peer uses; each line names its input and FLOP per sample)
 #   torch  bench/torch_peer.py for every workload (TORCH_MODES, default "fp32 tf32 compiled")
 #   train  the article's accuracy run in Kilt, then in PyTorch
 #   algo   cifar10_cnn and ResNet-20 with each convolution algorithm forced (KILT_CONV_IGEMM=0,
@@ -37,6 +38,7 @@ phase_kilt () {
   kb --model cifar10_cnn --batch 256
   kb --model mnist_cnn --batch 128
   kb --model resnet20 --batch 128
+  kb --model vgg16 --batch 16 --steps 40
   # The MLP on a CSV data set: the bundled Fashion-MNIST sample as 784 pixel columns.
   python3 bench/idx-to-csv.py resources/sample/train-images-idx3-ubyte.gz \
     resources/sample/train-labels-idx1-ubyte.gz /tmp/fashion-sample.csv
@@ -56,6 +58,7 @@ phase_torch () {
   tp --model mnist_cnn --batch 128
   tp --model resnet20 --batch 128
   tp --model mlp --batch 128
+  tp --model vgg16 --batch 16 --steps 40
 }
 phase_train () {
   mkdir -p /tmp/cifar10 && tar xzf .device/cifar10-jpeg.tar.gz -C /tmp/cifar10

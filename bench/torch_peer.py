@@ -59,8 +59,22 @@ def mlp(c=1, n=10):
         nn.Linear(512, 512), nn.ReLU(), nn.Dropout(0.2), nn.Linear(512, n))
 
 
+def vgg16(c=3, n=1000):
+    # keras.applications.VGG16 with its top (Kilt's preset vgg16), at 224x224.
+    layers, cin = [], c
+    for cout, convs in ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3)):
+        for _ in range(convs):
+            layers += [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU()]
+            cin = cout
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.Flatten(), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Linear(4096, 4096),
+               nn.ReLU(), nn.Linear(4096, n)]
+    return nn.Sequential(*layers)
+
+
 MODELS = {"cifar10_cnn": (cifar10_cnn, (3, 32, 32)), "mnist_cnn": (mnist_cnn, (1, 28, 28)),
-          "resnet20": (resnet20, (3, 32, 32)), "mlp": (mlp, (1, 28, 28))}
+          "resnet20": (resnet20, (3, 32, 32)), "mlp": (mlp, (1, 28, 28)),
+          "vgg16": (vgg16, (3, 224, 224))}
 
 
 def keras_rmsprop(params, lr=1e-4, decay=1e-6):
@@ -76,7 +90,8 @@ def bench(model_name, batch, steps, mode, device):
     model = make().to(device)
     opt, sched = keras_rmsprop(model.parameters())
     x = torch.rand(steps, batch, *shape, device=device)
-    y = torch.randint(0, 10, (steps, batch), device=device)
+    classes = 1000 if model_name == "vgg16" else 10
+    y = torch.randint(0, classes, (steps, batch), device=device)
 
     def step(xb, yb):
         opt.zero_grad(set_to_none=True)
@@ -98,8 +113,9 @@ def bench(model_name, batch, steps, mode, device):
         fn(x[i], y[i])
     sync()
     dt = time.perf_counter() - t0
+    params = sum(p.numel() for p in model.parameters())
     return {"peer": "pytorch", "torch": torch.__version__, "mode": mode, "model": model_name,
-            "batch": batch, "steps": steps, "step_ms": dt * 1e3 / steps,
+            "input_chw": list(shape), "params": params, "batch": batch, "steps": steps, "step_ms": dt * 1e3 / steps,
             "samples_per_s": steps * batch / dt,
             "device": torch.cuda.get_device_name() if device == "cuda" else "cpu"}
 
