@@ -84,6 +84,8 @@ typedef struct
   gboolean empty;
   gboolean marker_above; /* the marker is above the data's range and left off the scale */
   guint x_rows;          /* lines of x tick labels: 2 when category names alternate */
+  double bar_gap;        /* the narrowest spacing of the x values of every bar series */
+  gboolean bars_share_x; /* some x has bars of two series (grouped bars, not one per x) */
 } Layout;
 
 static const double palette[][3] = {
@@ -838,6 +840,32 @@ text_width (cairo_t *cr, const char *text)
   return e.x_advance;
 }
 
+/* @text, shortened at a character boundary with "…" until it is at most @max_width wide. */
+static char *
+fit_text (cairo_t *cr, const char *text, double max_width)
+{
+  glong n = g_utf8_strlen (text, -1);
+
+  if (text_width (cr, text) <= max_width)
+    return g_strdup (text);
+  while (n-- > 1)
+    {
+      g_autofree char *head = g_utf8_substring (text, 0, n);
+      char *s = g_strconcat (head, "…", NULL);
+      if (text_width (cr, s) <= max_width)
+        return s;
+      g_free (s);
+    }
+  return g_strdup ("…");
+}
+
+static gint
+compare_doubles (gconstpointer a, gconstpointer b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
 static gboolean
 series_has_points (Series *s)
 {
@@ -858,7 +886,9 @@ compute_ranges (KiltChart *chart, Layout *l)
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
   gboolean zero = FALSE, bars = FALSE;
   double bar_gap = INFINITY;
+  g_autoptr (GArray) bar_x = g_array_new (FALSE, FALSE, sizeof (double));
 
+  l->bars_share_x = FALSE;
   for (guint i = 0; i < chart->series->len; i++)
     {
       Series *s = g_ptr_array_index (chart->series, i);
@@ -871,12 +901,8 @@ compute_ranges (KiltChart *chart, Layout *l)
       if (s->kind == KILT_CHART_BAR)
         {
           bars = TRUE;
-          for (guint j = 1; j < s->reduced->len / 2; j++)
-            {
-              double d = AT (s->reduced, 2 * j) - AT (s->reduced, 2 * j - 2);
-              if (d > 0)
-                bar_gap = MIN (bar_gap, d);
-            }
+          for (guint j = 0; j < s->buckets->len; j++)
+            g_array_append_val (bar_x, g_array_index (s->buckets, Bucket, j).x_first);
         }
       for (guint j = 0; j < s->reduced->len / 2; j++)
         {
@@ -892,6 +918,21 @@ compute_ranges (KiltChart *chart, Layout *l)
             ylo = MIN (ylo, sv), yhi = MAX (yhi, sv);
         }
     }
+  /* One spacing for every bar series, from all their x values together: a series with a
+   * single bar (a run of one epoch) must not size its bar by the whole plot and push it off
+   * the chart. Categories are one apart whatever is drawn. */
+  g_array_sort (bar_x, compare_doubles);
+  for (guint j = 1; j < bar_x->len; j++)
+    {
+      double d = g_array_index (bar_x, double, j) - g_array_index (bar_x, double, j - 1);
+      if (d > 1e-9)
+        bar_gap = MIN (bar_gap, d);
+      else
+        l->bars_share_x = TRUE;
+    }
+  if (chart->x_categories)
+    bar_gap = 1;
+  l->bar_gap = isfinite (bar_gap) ? bar_gap : 1;
   l->empty = !isfinite (xlo);
   /* A marker far above the data (a 5 GiB device running a 10 MiB model) would flatten the
    * series into the axis: it then stays off the scale and is only named at the top. */
@@ -908,9 +949,11 @@ compute_ranges (KiltChart *chart, Layout *l)
     xlo = 0, xhi = 1;
   if (bars)
     {
-      double half = isfinite (bar_gap) ? bar_gap / 2 : 0.5;
+      double half = l->bar_gap / 2;
       xlo -= half, xhi += half;
     }
+  else if (chart->x_categories && isfinite (xlo))
+    xlo -= 0.5, xhi += 0.5;
   if (xhi <= xlo)
     xhi = xlo + 1;
   if (!isfinite (ylo))
@@ -1154,7 +1197,9 @@ legend_walk (KiltChart *chart, cairo_t *cr, double width, double top, gboolean d
   for (guint i = 0; i < chart->series->len; i++)
     {
       Series *s = g_ptr_array_index (chart->series, i);
-      double w = 14 + 5 + text_width (cr, s->name);
+      /* A name wider than the chart is shortened with an ellipsis, never cut at the edge. */
+      g_autofree char *name = fit_text (cr, s->name, width - 2 * PAD - 4 - 19);
+      double w = 14 + 5 + text_width (cr, name);
       double cy;
 
       if (x + w > width - PAD && x > PAD + 2)
@@ -1180,7 +1225,7 @@ legend_walk (KiltChart *chart, cairo_t *cr, double width, double top, gboolean d
             }
           set_fg (cr, chart, s->visible ? 0.85 : 0.35);
           cairo_move_to (cr, x + 19, cy + LABEL_SIZE * 0.35);
-          cairo_show_text (cr, s->name);
+          cairo_show_text (cr, name);
         }
       x += w + 16;
     }
@@ -1279,22 +1324,16 @@ draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
       if (!series_has_points (s) || s->kind != KILT_CHART_BAR)
         continue;
       series_reduce (s);
-      slot = l->plot.width / MAX (s->buckets->len, 1);
-      {
-        /* Bars share the narrowest spacing of their x values. */
-        double gap = INFINITY;
-        for (guint j = 1; j < s->buckets->len; j++)
-          gap = MIN (gap, g_array_index (s->buckets, Bucket, j).x_first
-                              - g_array_index (s->buckets, Bucket, j - 1).x_first);
-        if (isfinite (gap) && gap > 0)
-          slot = gap / (l->x_hi - l->x_lo) * l->plot.width;
-      }
-      bw = slot * 0.75 / n_bars;
+      slot = l->bar_gap / (l->x_hi - l->x_lo) * l->plot.width;
+      /* Bars of different series at different x (a bar per run) stand alone and centred;
+       * bars sharing an x stand side by side in a group. */
+      bw = l->bars_share_x ? slot * 0.75 / n_bars : slot * 0.6;
       cairo_set_source_rgb (cr, s->rgb[0], s->rgb[1], s->rgb[2]);
       for (guint j = 0; j < s->buckets->len; j++)
         {
           const Bucket *b = &g_array_index (s->buckets, Bucket, j);
-          double x = map_x (l, b->x_first) - slot * 0.375 + bar_i * bw;
+          double x = l->bars_share_x ? map_x (l, b->x_first) - slot * 0.375 + bar_i * bw
+                                     : map_x (l, b->x_first) - bw / 2;
           double y = map_y (chart, l, b->ymax);
 
           if (isfinite (y))

@@ -61,16 +61,24 @@ run_color (guint i, gboolean light, double out[3])
     out[k] = light ? c[k] + (1 - c[k]) * 0.5 : c[k];
 }
 
-/* Legends hold one line: curves (two per run) are named by run id, bars by id and a short
- * name; the tables beside the charts give the rest. */
+/* Legend entries. Curves (two per run) are named by run id and "train" or "val", to keep the
+ * legend short; bars by id and the run's name (a long one ends in "…", and the chart shortens
+ * what does not fit its width). */
 static char *
 series_name (const KiltRun *run, const char *what)
 {
   g_autofree char *name = NULL;
+  glong n = g_utf8_strlen (run->record.name, -1);
 
   if (what)
     return g_strdup_printf ("#%" G_GINT64_FORMAT " %s", run->id, what);
-  name = g_utf8_substring (run->record.name, 0, MIN (g_utf8_strlen (run->record.name, -1), 18));
+  if (n > 40)
+    {
+      g_autofree char *head = g_utf8_substring (run->record.name, 0, 39);
+      name = g_strconcat (head, "…", NULL);
+    }
+  else
+    name = g_strdup (run->record.name);
   return g_strdup_printf ("#%" G_GINT64_FORMAT " %s", run->id, name);
 }
 
@@ -154,7 +162,23 @@ kilt_report_chart_new (const KiltReportOptions *o, KiltReportChart chart)
         break;
 
       case KILT_REPORT_CHART_EPOCH_TIME:
-        /* A group of bars per epoch, one bar per run: the article's three-backend figure. */
+        /* A group of bars per epoch, one bar per run: the article's three-backend figure.
+         * Epochs are categories (x = epoch - 1), named by their number. */
+        {
+          guint last = 0;
+          g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+          for (guint i = 0; i < o->runs->len; i++)
+            {
+              const KiltRun *run = g_ptr_array_index (o->runs, i);
+              for (guint k = 0; k < run->epochs->len; k++)
+                last = MAX (last, g_array_index (run->epochs, KiltEpochRecord, k).epoch);
+            }
+          for (guint e = 1; e <= last; e++)
+            g_ptr_array_add (names, g_strdup_printf ("%u", e));
+          g_ptr_array_add (names, NULL);
+          if (last > 0)
+            kilt_chart_set_x_categories (c, (const char *const *)names->pdata);
+        }
         for (guint i = 0; i < o->runs->len; i++)
           {
             const KiltRun *run = g_ptr_array_index (o->runs, i);
@@ -166,8 +190,8 @@ kilt_report_chart_new (const KiltReportOptions *o, KiltReportChart chart)
             for (guint k = 0; k < run->epochs->len; k++)
               {
                 const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);
-                if (!isnan (e->wall_seconds))
-                  kilt_chart_append (c, s, e->epoch, e->wall_seconds);
+                if (!isnan (e->wall_seconds) && e->epoch >= 1)
+                  kilt_chart_append (c, s, e->epoch - 1, e->wall_seconds);
               }
           }
         kilt_chart_set_x_axis (c, "epoch", KILT_AXIS_NUMBER);
@@ -175,6 +199,16 @@ kilt_report_chart_new (const KiltReportOptions *o, KiltReportChart chart)
         break;
 
       case KILT_REPORT_CHART_SPEEDUP:
+        /* A bar per run, each in its own category named by the run's id. */
+        {
+          g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+          for (guint i = 0; i < o->runs->len; i++)
+            g_ptr_array_add (
+                names, g_strdup_printf ("#%" G_GINT64_FORMAT,
+                                        ((const KiltRun *)g_ptr_array_index (o->runs, i))->id));
+          g_ptr_array_add (names, NULL);
+          kilt_chart_set_x_categories (c, (const char *const *)names->pdata);
+        }
         for (guint i = 0; i < o->runs->len; i++)
           {
             const KiltRun *run = g_ptr_array_index (o->runs, i);
@@ -185,20 +219,20 @@ kilt_report_chart_new (const KiltReportOptions *o, KiltReportChart chart)
             run_color (i, FALSE, rgb);
             s = kilt_chart_add_series (c, name, KILT_CHART_BAR, rgb);
             if (!isnan (sp))
-              kilt_chart_append (c, s, 1, sp);
+              kilt_chart_append (c, s, i, sp);
           }
         if (base)
           {
             g_autofree char *label = g_strdup_printf ("baseline #%" G_GINT64_FORMAT, base->id);
             kilt_chart_set_marker (c, 1.0, label);
           }
-        kilt_chart_set_x_axis (c, "", KILT_AXIS_NUMBER);
+        kilt_chart_set_x_axis (c, "run", KILT_AXIS_NUMBER);
         kilt_chart_set_y_axis (c, "speed-up (×)", KILT_AXIS_NUMBER);
         break;
 
       case KILT_REPORT_CHART_LAYERS:
         {
-          /* x = the layer's position in the first run that has it (the table names them). */
+          /* x = the layer's position in the first run that has it, named on the axis. */
           g_autoptr (GPtrArray) names = g_ptr_array_new ();
           g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
           for (guint i = 0; i < o->runs->len; i++)
@@ -223,10 +257,11 @@ kilt_report_chart_new (const KiltReportOptions *o, KiltReportChart chart)
                 {
                   const KiltLayerTiming *lt = kilt_report_find_timing (run, names->pdata[n]);
                   if (lt)
-                    kilt_chart_append (c, s, n + 1,
-                                       lt->forward_ms + lt->backward_ms + lt->update_ms);
+                    kilt_chart_append (c, s, n, lt->forward_ms + lt->backward_ms + lt->update_ms);
                 }
             }
+          g_ptr_array_add (names, NULL);
+          kilt_chart_set_x_categories (c, (const char *const *)names->pdata);
           kilt_chart_set_x_axis (c, "layer (in model order)", KILT_AXIS_NUMBER);
           kilt_chart_set_y_axis (c, "ms per step", KILT_AXIS_NUMBER);
         }

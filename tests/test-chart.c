@@ -352,6 +352,102 @@ pixel_near (cairo_surface_t *s, int x, int y, const guint8 rgb[3], int tol)
   return abs (r - rgb[0]) <= tol && abs (g - rgb[1]) <= tol && abs (b - rgb[2]) <= tol;
 }
 
+/* Issue 15, 6: a bar per run, each in its own category, stands centred on its name; a run
+ * with one epoch keeps its bar beside runs with several (its bar was sized by the whole plot
+ * and drawn off it); a legend name wider than the chart is shortened, not cut at the edge. */
+static void
+test_bars_per_category (void)
+{
+  const char *runs[] = { "#1", "#2", "#3", NULL };
+  const double red[3] = { 1, 0, 0 }, green[3] = { 0, 1, 0 }, blue[3] = { 0, 0, 1 };
+  const guint8 red8[3] = { 255, 0, 0 }, green8[3] = { 0, 255, 0 }, blue8[3] = { 0, 0, 255 };
+  const guint8 *want[3] = { red8, green8, blue8 };
+  const double bg[4] = { 1, 1, 1, 1 }, fg[3] = { 0, 0, 0 };
+  cairo_rectangle_t area;
+
+  {
+    g_autoptr (KiltChart) c = kilt_chart_new ("Speed-up");
+    cairo_surface_t *img = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, 600, 300);
+    cairo_t *cr = cairo_create (img);
+
+    kilt_chart_add_series (c, "#1 cpu", KILT_CHART_BAR, red);
+    kilt_chart_add_series (c, "#2 gpu", KILT_CHART_BAR, green);
+    kilt_chart_add_series (c, "#3 other gpu", KILT_CHART_BAR, blue);
+    for (guint i = 0; i < 3; i++)
+      kilt_chart_append (c, i, i, 1.0 + i);
+    kilt_chart_set_x_categories (c, runs);
+    kilt_chart_set_colors (c, fg, bg);
+    kilt_chart_draw (c, cr, 600, 300, -1);
+    kilt_chart_get_plot_area (c, 600, 300, &area);
+    cairo_surface_flush (img);
+    for (guint i = 0; i < 3; i++)
+      {
+        /* Categories span [-0.5, 2.5]: the middle of category i, just above the axis. */
+        int x = (int)(area.x + (i + 0.5) / 3.0 * area.width);
+        int y = (int)(area.y + area.height - 4);
+        g_autofree char *t = kilt_chart_describe_at (c, 600, 300, x);
+        g_assert_true (pixel_near (img, x, y, want[i], 8));
+        g_assert_nonnull (strstr (t, runs[i]));
+      }
+    cairo_destroy (cr);
+    cairo_surface_destroy (img);
+  }
+  {
+    /* Run 1 has one epoch, run 2 three: both bars of epoch 1 are in the plot, side by side. */
+    const char *epochs[] = { "1", "2", "3", NULL };
+    g_autoptr (KiltChart) c = kilt_chart_new ("Time per epoch");
+    cairo_surface_t *img = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, 600, 300);
+    cairo_t *cr = cairo_create (img);
+    gboolean seen_red = FALSE, seen_green = FALSE;
+    int y;
+
+    kilt_chart_add_series (c, "#1 one epoch", KILT_CHART_BAR, red);
+    kilt_chart_add_series (c, "#2 three epochs", KILT_CHART_BAR, green);
+    kilt_chart_append (c, 0, 0, 5);
+    for (guint e = 0; e < 3; e++)
+      kilt_chart_append (c, 1, e, 4);
+    kilt_chart_set_x_categories (c, epochs);
+    kilt_chart_set_colors (c, fg, bg);
+    kilt_chart_draw (c, cr, 600, 300, -1);
+    kilt_chart_get_plot_area (c, 600, 300, &area);
+    cairo_surface_flush (img);
+    y = (int)(area.y + area.height - 4);
+    for (int x = (int)area.x; x < (int)(area.x + area.width / 3); x++)
+      {
+        seen_red |= pixel_near (img, x, y, red8, 8);
+        seen_green |= pixel_near (img, x, y, green8, 8);
+      }
+    g_assert_true (seen_red);
+    g_assert_true (seen_green);
+    /* Nothing red beyond epoch 1's category. */
+    for (int x = (int)(area.x + area.width / 3) + 1; x < (int)(area.x + area.width); x++)
+      g_assert_false (pixel_near (img, x, y, red8, 8));
+    cairo_destroy (cr);
+    cairo_surface_destroy (img);
+  }
+  {
+    /* A long legend entry in a narrow chart: the right margin stays empty. */
+    g_autoptr (KiltChart) c = kilt_chart_new (NULL);
+    g_autoptr (GString) name = g_string_new ("#12 ");
+    cairo_surface_t *img = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, 240, 160);
+    cairo_t *cr = cairo_create (img);
+    const guint8 white[3] = { 255, 255, 255 };
+
+    for (int i = 0; i < 20; i++)
+      g_string_append (name, "cifar10_cnn ");
+    kilt_chart_add_series (c, name->str, KILT_CHART_BAR, red);
+    kilt_chart_append (c, 0, 0, 1);
+    kilt_chart_set_colors (c, fg, bg);
+    kilt_chart_draw (c, cr, 240, 160, -1);
+    cairo_surface_flush (img);
+    for (int x = 236; x < 240; x++)
+      for (int yy = 0; yy < 40; yy++)
+        g_assert_true (pixel_near (img, x, yy, white, 4));
+    cairo_destroy (cr);
+    cairo_surface_destroy (img);
+  }
+}
+
 static void
 test_png (void)
 {
@@ -470,6 +566,7 @@ main (int argc, char **argv)
   g_test_add_func ("/chart/stacked-and-scaling", test_stacked_and_scaling);
   g_test_add_func ("/chart/png", test_png);
   g_test_add_func ("/chart/categories", test_categories);
+  g_test_add_func ("/chart/bars-per-category", test_bars_per_category);
   g_test_add_func ("/chart/svg-pdf", test_vector_files);
   return g_test_run ();
 }

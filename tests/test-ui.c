@@ -752,6 +752,21 @@ has_label (GtkWidget *w, const char *text)
   return FALSE;
 }
 
+/* The widget named @name (gtk_widget_set_name) under @w, or NULL. */
+static GtkWidget *
+find_named (GtkWidget *w, const char *name)
+{
+  if (g_strcmp0 (gtk_widget_get_name (w), name) == 0)
+    return w;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_named (c, name);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
 /* A device's facts, opened: among them which GEMM parameters it runs with. */
 static void
 test_device_facts (void)
@@ -1251,7 +1266,7 @@ test_resume (void)
 /* A finished run written straight into the test's store, as kilt-cli or an earlier session of
  * the window would have left it. Returns its id. */
 static gint64
-store_add_run (const char *name, guint epochs, double epoch_seconds)
+store_add_run_with (const char *name, guint epochs, double epoch_seconds, KiltOptimizerType opt)
 {
   g_autoptr (GError) error = NULL;
   g_autoptr (KiltRunStore) store = kilt_run_store_open (g_getenv ("KILT_RUNS_DB"), &error);
@@ -1266,6 +1281,7 @@ store_add_run (const char *name, guint epochs, double epoch_seconds)
   rec.data_description = g_strdup ("sample");
   rec.config.epochs = epochs;
   rec.config.batch = 32;
+  rec.config.opt = kilt_optimizer_config_default (opt);
   g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
   for (guint e = 1; e <= epochs; e++)
     {
@@ -1285,6 +1301,12 @@ store_add_run (const char *name, guint epochs, double epoch_seconds)
   return id;
 }
 
+static gint64
+store_add_run (const char *name, guint epochs, double epoch_seconds)
+{
+  return store_add_run_with (name, epochs, epoch_seconds, KILT_OPT_RMSPROP);
+}
+
 /* Issue 15, 1: runs already in the store are on the Runs page at start, F5 reads the store
  * again from anywhere in the window, and the empty text says whether there are runs. */
 static void
@@ -1301,13 +1323,31 @@ test_runs_at_start (void)
   g_assert_nonnull (strstr (kilt_runs_page_get_empty_title (page), "1 run"));
   screenshot (window_content (), "runs-at-start");
 
-  /* A run from the shell while the page is shown: F5 (the window's binding) brings it. */
-  later = store_add_run ("from kilt-cli", 2, 1.5);
+  /* A run from the shell while the page is shown: F5 (the window's binding) brings it. It has
+   * the same name as the first and another optimizer. */
+  later = store_add_run_with ("before the window", 2, 1.5, KILT_OPT_ADAM);
   g_assert_cmpuint (kilt_runs_page_get_n_shown (page), ==, 1);
   gtk_widget_grab_focus (GTK_WIDGET (window));
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.reload", NULL));
   g_assert_cmpuint (kilt_runs_page_get_n_shown (page), ==, 2);
   g_assert_nonnull (strstr (kilt_runs_page_get_empty_title (page), "2 runs"));
+  /* Issue 15, 6 and 7: both selected, the comparison says what differs and names runs by id. */
+  {
+    gint64 both[] = { first_run_id, later };
+    GtkWidget *diff;
+    kilt_runs_page_select (page, both, 2);
+    kilt_runs_page_set_chart (page, KILT_REPORT_CHART_SPEEDUP);
+    settle (0.3);
+    diff = find_named (GTK_WIDGET (page), "differences");
+    g_assert_nonnull (diff);
+    g_assert_true (has_label (diff, "Optimizer"));
+    g_assert_true (has_label (diff, "adam"));
+    g_assert_true (has_label (diff, "rmsprop"));
+    g_assert_false (has_label (diff, "Model")); /* the same in both */
+    g_assert_true (has_label (GTK_WIDGET (page), "Run"));
+    screenshot (window_content (), "runs-differences");
+    kilt_runs_page_select (page, NULL, 0);
+  }
   /* A filter that matches nothing says so, rather than that there are no runs. */
   kilt_runs_page_set_filter (page, "no-such-run");
   g_assert_cmpuint (kilt_runs_page_get_n_shown (page), ==, 0);

@@ -67,6 +67,7 @@ kilt_run_item_new (KiltRun *run)
 
 typedef enum
 {
+  COL_ID,
   COL_DATE,
   COL_NAME,
   COL_STATUS,
@@ -81,23 +82,28 @@ typedef enum
   N_COLS
 } Column;
 
+/* @chars: the narrowest a column gets, in characters; text columns with more to say are
+ * shortened with "…" beyond that and show the whole text as a tooltip. Where the columns do
+ * not fit the window, the table scrolls sideways rather than cutting every name. */
 static const struct
 {
   const char *title;
   gboolean numeric;
   gboolean expand;
+  int chars;
 } columns[N_COLS] = {
-  [COL_DATE] = { "Date", FALSE, FALSE },
-  [COL_NAME] = { "Name", FALSE, TRUE },
-  [COL_STATUS] = { "Status", FALSE, FALSE },
-  [COL_MODEL] = { "Model", FALSE, FALSE },
-  [COL_DATA] = { "Data", FALSE, TRUE },
-  [COL_DEVICE] = { "Device", FALSE, TRUE },
-  [COL_EPOCHS] = { "Epochs", TRUE, FALSE },
-  [COL_BEST_VAL] = { "Best val acc", TRUE, FALSE },
-  [COL_PER_EPOCH] = { "Time/epoch", TRUE, FALSE },
-  [COL_TOTAL] = { "Total time", TRUE, FALSE },
-  [COL_TAGS] = { "Tags", FALSE, FALSE },
+  [COL_ID] = { "Run", TRUE, FALSE, 4 },
+  [COL_DATE] = { "Date", FALSE, FALSE, 16 },
+  [COL_NAME] = { "Name", FALSE, TRUE, 18 },
+  [COL_STATUS] = { "Status", FALSE, FALSE, 8 },
+  [COL_MODEL] = { "Model", FALSE, FALSE, 11 },
+  [COL_DATA] = { "Data", FALSE, TRUE, 14 },
+  [COL_DEVICE] = { "Device", FALSE, TRUE, 16 },
+  [COL_EPOCHS] = { "Epochs", TRUE, FALSE, 6 },
+  [COL_BEST_VAL] = { "Best val acc", TRUE, FALSE, 7 },
+  [COL_PER_EPOCH] = { "Time/epoch", TRUE, FALSE, 7 },
+  [COL_TOTAL] = { "Total time", TRUE, FALSE, 7 },
+  [COL_TAGS] = { "Tags", FALSE, FALSE, 8 },
 };
 
 static double
@@ -105,6 +111,8 @@ column_number (const KiltRun *run, Column col)
 {
   switch (col)
     {
+      case COL_ID:
+        return (double)run->id;
       case COL_DATE:
         return (double)run->started_at;
       case COL_EPOCHS:
@@ -140,6 +148,8 @@ column_text (const KiltRun *run, Column col)
 
   switch (col)
     {
+      case COL_ID:
+        return g_strdup_printf ("#%" G_GINT64_FORMAT, run->id);
       case COL_DATE:
         {
           g_autoptr (GDateTime) dt
@@ -243,7 +253,7 @@ compare_func (gconstpointer a, gconstpointer b, gpointer user_data)
   const KiltRun *rb = KILT_RUN_ITEM ((gpointer)b)->run;
   double x = column_number (ra, col), y = column_number (rb, col);
 
-  if (!isnan (x) || !isnan (y) || col == COL_DATE)
+  if (!isnan (x) || !isnan (y) || col == COL_DATE || col == COL_ID)
     {
       /* Runs without the figure sort after those with it. */
       if (isnan (x) != isnan (y))
@@ -265,6 +275,7 @@ setup_cell (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer user_
 
   gtk_label_set_xalign (GTK_LABEL (label), columns[col].numeric ? 1 : 0);
   gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+  gtk_label_set_width_chars (GTK_LABEL (label), columns[col].chars);
   if (columns[col].numeric)
     gtk_widget_add_css_class (label, "numeric");
   gtk_list_item_set_child (item, label);
@@ -281,6 +292,8 @@ bind_cell (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer user_d
   gtk_label_set_text (GTK_LABEL (label), text);
   if (col == COL_STATUS && run_item->run->error_message)
     gtk_widget_set_tooltip_text (label, run_item->run->error_message);
+  else if (!columns[col].numeric && col != COL_DATE && col != COL_STATUS)
+    gtk_widget_set_tooltip_text (label, text);
   else
     gtk_widget_set_tooltip_text (label, NULL);
 }
@@ -344,9 +357,10 @@ draw_chart (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer u
   kilt_chart_draw (chart, cr, width, height, -1);
 }
 
-/* @t as a grid; @only: the header names of the columns to show (NULL: all). */
+/* @t as a grid; @only: the header names of the columns to show (NULL: all); @short_header:
+ * columns headed by runs show only their ids. */
 static GtkWidget *
-table_widget (const KiltReportTable *t, const char *const *only)
+table_widget (const KiltReportTable *t, const char *const *only, gboolean short_header)
 {
   GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
   GtkWidget *title = gtk_label_new (t->title);
@@ -384,7 +398,15 @@ table_widget (const KiltReportTable *t, const char *const *only)
           GtkWidget *cell;
           if (c >= row->len)
             continue;
-          cell = gtk_label_new (row->pdata[c]);
+          if (r == 0 && c > 0 && short_header && g_str_has_prefix (row->pdata[c], "#"))
+            {
+              /* "#10 mlp on …": the run's id heads its column, the name is its tooltip. */
+              g_autofree char *id = g_strndup (row->pdata[c], strcspn (row->pdata[c], " "));
+              cell = gtk_label_new (id);
+              gtk_widget_set_tooltip_text (cell, row->pdata[c]);
+            }
+          else
+            cell = gtk_label_new (row->pdata[c]);
           gtk_label_set_xalign (GTK_LABEL (cell), c == 0 ? 0 : 1);
           gtk_label_set_selectable (GTK_LABEL (cell), TRUE);
           if (c == 0 && only)
@@ -400,6 +422,116 @@ table_widget (const KiltReportTable *t, const char *const *only)
         }
     }
   gtk_box_append (GTK_BOX (box), grid);
+  return box;
+}
+
+/* One setting of a run, as the differences table shows it. */
+static char *
+setting_text (const KiltRun *run, guint what)
+{
+  const KiltRunRecord *r = &run->record;
+  const KiltTrainConfig *c = &r->config;
+
+  switch (what)
+    {
+      case 0:
+        return g_strdup (r->model_name ? r->model_name : "–");
+      case 1:
+        return g_strdup (r->data_description ? r->data_description : "–");
+      case 2:
+        return g_strdup (r->device_name ? r->device_name : "–");
+      case 3:
+        return g_strdup (kilt_optimizer_name (c->opt.type));
+      case 4:
+        return g_strdup_printf ("%g", c->opt.lr);
+      case 5:
+        return g_strdup_printf ("%u", c->batch);
+      case 6:
+        return g_strdup_printf ("%u", c->epochs);
+      case 7:
+        return g_strdup_printf ("%u", c->seed);
+      case 8:
+        return g_strdup (c->augment ? "yes" : "no");
+      case 9:
+        return c->max_train_samples ? g_strdup_printf ("%u", c->max_train_samples)
+                                    : g_strdup ("all");
+      case 10:
+        return c->val_fraction > 0 ? g_strdup_printf ("%.0f%%", c->val_fraction * 100)
+                                   : g_strdup ("none (test split)");
+      case 11:
+        return g_strdup (c->resume ? "resumed" : "new");
+      default:
+        return NULL;
+    }
+}
+
+static const char *const setting_names[]
+    = { "Model",  "Data", "Device",       "Optimizer",        "Learning rate", "Batch",
+        "Epochs", "Seed", "Augmentation", "Training samples", "Validation",    "Start" };
+
+/* With several runs selected: the settings in which they differ (runs often share a name). */
+static GtkWidget *
+differences_widget (KiltRunsPage *self)
+{
+  GtkWidget *box = gtk_box_new (GTK_ORIENTATION_VERTICAL, 6);
+  GtkWidget *title = gtk_label_new ("What differs");
+  GtkWidget *grid = gtk_grid_new ();
+  guint row = 1;
+
+  gtk_widget_add_css_class (title, "heading");
+  gtk_label_set_xalign (GTK_LABEL (title), 0);
+  gtk_box_append (GTK_BOX (box), title);
+  gtk_grid_set_column_spacing (GTK_GRID (grid), 12);
+  gtk_grid_set_row_spacing (GTK_GRID (grid), 2);
+  for (guint i = 0; i < self->selected->len; i++)
+    {
+      g_autofree char *id
+          = g_strdup_printf ("#%" G_GINT64_FORMAT, ((KiltRun *)self->selected->pdata[i])->id);
+      GtkWidget *cell = gtk_label_new (id);
+      gtk_widget_add_css_class (cell, "caption-heading");
+      gtk_label_set_xalign (GTK_LABEL (cell), 0);
+      gtk_grid_attach (GTK_GRID (grid), cell, (int)i + 1, 0, 1, 1);
+    }
+  for (guint w = 0; w < G_N_ELEMENTS (setting_names); w++)
+    {
+      g_autofree char *first = setting_text (self->selected->pdata[0], w);
+      gboolean differs = FALSE;
+
+      for (guint i = 1; i < self->selected->len && !differs; i++)
+        {
+          g_autofree char *other = setting_text (self->selected->pdata[i], w);
+          differs = g_strcmp0 (first, other) != 0;
+        }
+      if (!differs)
+        continue;
+      {
+        GtkWidget *name = gtk_label_new (setting_names[w]);
+        gtk_label_set_xalign (GTK_LABEL (name), 0);
+        gtk_widget_add_css_class (name, "dim-label");
+        gtk_grid_attach (GTK_GRID (grid), name, 0, (int)row, 1, 1);
+      }
+      for (guint i = 0; i < self->selected->len; i++)
+        {
+          g_autofree char *text = setting_text (self->selected->pdata[i], w);
+          GtkWidget *cell = gtk_label_new (text);
+          gtk_label_set_xalign (GTK_LABEL (cell), 0);
+          gtk_label_set_ellipsize (GTK_LABEL (cell), PANGO_ELLIPSIZE_END);
+          gtk_label_set_max_width_chars (GTK_LABEL (cell), 22);
+          gtk_widget_set_tooltip_text (cell, text);
+          gtk_grid_attach (GTK_GRID (grid), cell, (int)i + 1, (int)row, 1, 1);
+        }
+      row++;
+    }
+  if (row == 1)
+    {
+      GtkWidget *same = gtk_label_new ("The same model, data, device and settings.");
+      gtk_widget_add_css_class (same, "dim-label");
+      gtk_label_set_xalign (GTK_LABEL (same), 0);
+      gtk_box_append (GTK_BOX (box), same);
+    }
+  else
+    gtk_box_append (GTK_BOX (box), grid);
+  gtk_widget_set_name (box, "differences");
   return box;
 }
 
@@ -422,17 +554,26 @@ update_tables (KiltRunsPage *self)
       KiltReportTable *t = tables->pdata[i];
       /* The summary's figures that compare runs; the rest are in the exported report. */
       static const char *const summary[]
-          = { "Run", "Time/epoch (s)", "Speed-up", "Best val acc", "Samples/s", "Device", NULL };
+          = { "Run", "Time/epoch (s)", "Speed-up", "Best val acc", "Samples/s", NULL };
       if (i == 0)
-        gtk_box_append (self->tables_box, table_widget (t, summary));
+        {
+          gtk_box_append (self->tables_box, table_widget (t, summary, FALSE));
+          if (self->selected->len >= 2)
+            gtk_box_append (self->tables_box, differences_widget (self));
+        }
       else if (g_str_has_prefix (t->title, "Per-layer"))
-        gtk_box_append (self->tables_box, table_widget (t, NULL));
+        gtk_box_append (self->tables_box, table_widget (t, NULL, TRUE));
     }
 }
 
 static void
 update_comparison (KiltRunsPage *self)
 {
+  KiltReportChart chart = (KiltReportChart)gtk_drop_down_get_selected (self->chart_choice);
+
+  /* Wall time is an x axis for curves only; bars stand per epoch, run or layer. */
+  gtk_widget_set_sensitive (GTK_WIDGET (self->x_time),
+                            chart == KILT_REPORT_CHART_LOSS || chart == KILT_REPORT_CHART_ACCURACY);
   update_tables (self);
   gtk_widget_queue_draw (GTK_WIDGET (self->chart_area));
 }
