@@ -31,6 +31,7 @@ kilt_model_free (KiltModel *model)
 {
   if (model == NULL)
     return;
+  kilt_model_set_weights (model, NULL, NULL, NULL);
   g_hash_table_unref (model->by_name);
   g_ptr_array_unref (model->nodes);
   g_free (model->name);
@@ -212,6 +213,30 @@ kilt_model_build (KiltModel *model, GError **error)
   model->n_params = params;
   model->n_state = state;
   model->built = TRUE;
+  return TRUE;
+}
+
+void
+kilt_model_set_weights (KiltModel *model, float *params, float *state, const char *note)
+{
+  g_free (model->weights_params);
+  g_free (model->weights_state);
+  g_free (model->weights_note);
+  model->weights_params = params;
+  model->weights_state = params ? state : (g_free (state), NULL);
+  model->weights_n_params = params ? model->n_params : 0;
+  model->weights_n_state = params ? model->n_state : 0;
+  model->weights_note = params && note ? g_strdup (note) : NULL;
+}
+
+gboolean
+kilt_model_get_weights (KiltModel *model, const float **params, const float **state)
+{
+  if (model->weights_params == NULL || !model->built || model->weights_n_params != model->n_params
+      || model->weights_n_state != model->n_state)
+    return FALSE;
+  *params = model->weights_params;
+  *state = model->weights_state;
   return TRUE;
 }
 

@@ -27,6 +27,13 @@ typedef struct
   gsize n_params; /* after kilt_model_build () */
   gsize n_state;
   gboolean built;
+  /* Starting weights that came with the model (an imported Keras file), or NULL: whoever runs
+   * the model uploads these instead of initialising, while their sizes match the built model.
+   * See kilt_model_set_weights (). */
+  float *weights_params;
+  float *weights_state;
+  gsize weights_n_params, weights_n_state;
+  char *weights_note; /* "weights loaded from X: N tensors, M parameters" */
 } KiltModel;
 
 KiltModel *kilt_model_new (const char *name);
@@ -51,6 +58,13 @@ KiltNode *kilt_model_output (KiltModel *model);
 guint kilt_model_n_nodes (KiltModel *model);
 /* The first node named @name, or NULL; constant time. */
 KiltNode *kilt_model_find (KiltModel *model, const char *name);
+
+/* Gives @model starting weights (takes @params and @state, n_params and n_state floats of the
+ * built model, and copies @note). NULL @params drops them. */
+void kilt_model_set_weights (KiltModel *model, float *params, float *state, const char *note);
+/* The starting weights, or FALSE when there are none or they no longer fit the built model
+ * (its layout changed after they were set). Borrowed pointers. */
+gboolean kilt_model_get_weights (KiltModel *model, const float **params, const float **state);
 
 /* Seeded initialisation of host copies (n_params and n_state floats). */
 void kilt_model_init_params (KiltModel *model, guint64 seed, float *params, float *state);

@@ -14,10 +14,10 @@ G_BEGIN_DECLS
 
 typedef struct
 {
-  guint n_tensors;  /* variables read from the file */
-  gsize n_values;   /* floats they held */
-  guint n_layers;   /* layers that had variables */
-  gboolean keras3;  /* the Keras 3 layout (layers/<name>/vars/<i>) */
+  guint n_tensors; /* variables read from the file */
+  gsize n_values;  /* floats they held */
+  guint n_layers;  /* layers that had variables */
+  gboolean keras3; /* the Keras 3 layout (layers/<name>/vars/<i>) */
 } KiltKerasWeightsInfo;
 
 /* Reads the weights in the HDF5 file at @path (or, with @image non-NULL, in the @image_len

@@ -26,7 +26,7 @@ p=mingw-w64-ucrt-x86_64
 
 # 1. Packages. libcsv is the one dependency MSYS2 does not package (step 2).
 pkgs=("$p-cc" "$p-meson" "$p-ninja" "$p-pkgconf" "$p-glib2" "$p-gtk4" "$p-libadwaita"
-  "$p-json-glib" "$p-sqlite3" "$p-cairo" "$p-gdk-pixbuf2" "$p-librsvg" "$p-zlib"
+  "$p-json-glib" "$p-sqlite3" "$p-cairo" "$p-gdk-pixbuf2" "$p-librsvg" "$p-zlib" "$p-hdf5" "$p-libzip"
   "$p-clblast" "$p-opencl-icd" "$p-opencl-headers" "$p-adwaita-icon-theme" "$p-ntldd"
   "$p-nsis" curl)
 [ $with_pocl = 1 ] && pkgs+=("$p-pocl")

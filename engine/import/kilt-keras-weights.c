@@ -1,0 +1,1459 @@
+/* Keras weights (HDF5: Keras 2 model.save / save_weights .h5, Keras 3 .weights.h5) onto a model. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-keras-weights"
+
+#include "kilt-keras-weights.h"
+#include "kilt-error.h"
+#include "kilt-json-limits.h"
+#include "kilt-model-json.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+#ifdef G_OS_UNIX
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
+/* Far above any real layer's variable count (BatchNormalization has 4) and any model's layer
+ * list; an attribute that claims more is refused before it is read. */
+#define MAX_VARS_PER_LAYER 64
+#define MAX_NAME_BYTES     4096
+
+/* libhdf5 as Debian builds it is not thread-safe: every use goes through this lock. */
+static GMutex h5_lock;
+
+static void
+h5_quiet (void)
+{
+  /* HDF5 prints its error stack to stderr by default; Kilt says what failed itself. */
+  H5Eset_auto2 (H5E_DEFAULT, NULL, NULL);
+}
+
+static void set_error (GError **error, const char *path, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
+
+static void
+set_error (GError **error, const char *path, const char *fmt, ...)
+{
+  g_autofree char *msg = NULL;
+  va_list ap;
+
+  va_start (ap, fmt);
+  msg = g_strdup_vprintf (fmt, ap);
+  va_end (ap);
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "%s: %s", path, msg);
+}
+
+gboolean
+kilt_keras_weights_is_hdf5 (const char *path)
+{
+  static const guint8 sig[8] = { 0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n' };
+  guint8 buf[8];
+  FILE *f = fopen (path, "rb");
+  gboolean ok;
+
+  if (f == NULL)
+    return FALSE;
+  ok = fread (buf, 1, 8, f) == 8 && memcmp (buf, sig, 8) == 0;
+  fclose (f);
+  return ok;
+}
+
+/* Opens the file, or the in-memory image of one (read-only, not copied). */
+static hid_t
+h5_open (const char *path, const void *image, gsize image_len, GError **error)
+{
+  hid_t fapl, f;
+
+  if (image == NULL)
+    {
+      if (!kilt_keras_weights_is_hdf5 (path))
+        {
+          if (!g_file_test (path, G_FILE_TEST_IS_REGULAR))
+            set_error (error, path, "no such file");
+          else
+            set_error (error, path, "not an HDF5 file (no HDF5 signature at its start)");
+          return H5I_INVALID_HID;
+        }
+      f = H5Fopen (path, H5F_ACC_RDONLY, H5P_DEFAULT);
+      if (f < 0)
+        set_error (error, path, "HDF5 cannot open the file: it is truncated or damaged");
+      return f;
+    }
+  if (image_len < 8 || image_len > KILT_KERAS_MAX_WEIGHTS_IMAGE)
+    {
+      set_error (error, path, "the HDF5 image is %zu bytes; expected 8 to %zu", image_len,
+                 KILT_KERAS_MAX_WEIGHTS_IMAGE);
+      return H5I_INVALID_HID;
+    }
+  fapl = H5Pcreate (H5P_FILE_ACCESS);
+  H5Pset_fapl_core (fapl, 1 << 20, 0);
+  /* HDF5 copies the image unless told the buffer stays valid and unchanged. */
+  H5Pset_file_image (fapl, (void *)image, image_len);
+  f = H5Fopen (path, H5F_ACC_RDONLY, fapl);
+  H5Pclose (fapl);
+  if (f < 0)
+    set_error (error, path, "HDF5 cannot read the weights: the file is truncated or damaged");
+  return f;
+}
+
+/* A string from a string-typed attribute or element (fixed or variable length). */
+static char *
+attr_read_strings (hid_t obj, const char *name, guint max, guint *n_out, char ***out,
+                   const char *path, GError **error)
+{
+  hid_t attr = -1, type = -1, space = -1, mem = -1;
+  hssize_t n;
+  char **strs = NULL;
+  gboolean ok = FALSE;
+
+  *out = NULL;
+  *n_out = 0;
+  attr = H5Aopen (obj, name, H5P_DEFAULT);
+  if (attr < 0)
+    {
+      set_error (error, path, "attribute %s cannot be read", name);
+      return NULL;
+    }
+  type = H5Aget_type (attr);
+  space = H5Aget_space (attr);
+  n = space < 0 ? -1 : H5Sget_simple_extent_npoints (space);
+  /* h5py writes an empty list (a layer without weights) as an empty array of floats. */
+  if (n == 0 && type >= 0)
+    {
+      strs = g_new0 (char *, 1);
+      ok = TRUE;
+      goto out;
+    }
+  if (type < 0 || space < 0 || H5Tget_class (type) != H5T_STRING)
+    {
+      set_error (error, path, "attribute %s is not text", name);
+      goto out;
+    }
+  if (n < 0 || (guint64)n > max || H5Sget_simple_extent_ndims (space) > 1)
+    {
+      set_error (error, path,
+                 "attribute %s holds %" G_GINT64_FORMAT " strings; expected at most %u", name,
+                 (gint64)n, max);
+      goto out;
+    }
+  strs = g_new0 (char *, n + 1);
+  if (H5Tis_variable_str (type) > 0)
+    {
+      char **raw = g_new0 (char *, n + 1);
+      mem = H5Tcopy (H5T_C_S1);
+      H5Tset_size (mem, H5T_VARIABLE);
+      H5Tset_cset (mem, H5Tget_cset (type));
+      if (H5Aread (attr, mem, raw) < 0)
+        {
+          g_free (raw);
+          set_error (error, path, "attribute %s cannot be read", name);
+          goto out;
+        }
+      ok = TRUE;
+      for (hssize_t i = 0; i < n; i++)
+        {
+          if (raw[i] == NULL || strlen (raw[i]) > KILT_KERAS_MAX_CONFIG_BYTES)
+            ok = FALSE;
+          else
+            strs[i] = g_strdup (raw[i]);
+        }
+      H5Dvlen_reclaim (mem, space, H5P_DEFAULT, raw);
+      g_free (raw);
+      if (!ok)
+        {
+          set_error (error, path, "attribute %s holds an empty or oversized string", name);
+          goto out;
+        }
+    }
+  else
+    {
+      gsize size = H5Tget_size (type);
+      g_autofree char *buf = NULL;
+      if (size == 0 || size > KILT_KERAS_MAX_CONFIG_BYTES
+          || size * (gsize)MAX (n, 1) > KILT_KERAS_MAX_CONFIG_BYTES)
+        {
+          set_error (error, path, "attribute %s has strings of %zu bytes; too large", name, size);
+          goto out;
+        }
+      mem = H5Tcopy (H5T_C_S1);
+      H5Tset_size (mem, size);
+      H5Tset_strpad (mem, H5T_STR_NULLPAD);
+      buf = g_malloc0 (size * (gsize)MAX (n, 1) + 1);
+      if (H5Aread (attr, mem, buf) < 0)
+        {
+          set_error (error, path, "attribute %s cannot be read", name);
+          goto out;
+        }
+      for (hssize_t i = 0; i < n; i++)
+        strs[i] = g_strndup (buf + i * size, size);
+    }
+  ok = TRUE;
+  for (hssize_t i = 0; i < n; i++)
+    if (!g_utf8_validate (strs[i], -1, NULL))
+      {
+        set_error (error, path, "attribute %s holds text that is not UTF-8", name);
+        ok = FALSE;
+        break;
+      }
+out:
+  if (mem >= 0)
+    H5Tclose (mem);
+  if (space >= 0)
+    H5Sclose (space);
+  if (type >= 0)
+    H5Tclose (type);
+  H5Aclose (attr);
+  if (!ok)
+    {
+      g_strfreev (strs);
+      return NULL;
+    }
+  *out = strs;
+  *n_out = (guint)n;
+  return (char *)strs;
+}
+
+static gboolean
+has_attr (hid_t obj, const char *name)
+{
+  return H5Aexists (obj, name) > 0;
+}
+
+static gboolean
+has_link (hid_t obj, const char *name)
+{
+  return H5Lexists (obj, name, H5P_DEFAULT) > 0;
+}
+
+/* ---- what the file holds ------------------------------------------------------------------ */
+
+typedef struct
+{
+  char *name; /* Keras 2: "kernel" (the part after the layer's prefix, without ":0");
+               * Keras 3: "0", "1", ... */
+  char *h5path;
+} FileVar;
+
+typedef struct
+{
+  char *name;      /* Keras 2: the layer's name; Keras 3: the group's (class-based) name */
+  GPtrArray *vars; /* FileVar* */
+  gboolean used;
+} FileLayer;
+
+static void
+file_var_free (gpointer p)
+{
+  FileVar *v = p;
+
+  g_free (v->name);
+  g_free (v->h5path);
+  g_free (v);
+}
+
+static void
+file_layer_free (gpointer p)
+{
+  FileLayer *l = p;
+
+  g_free (l->name);
+  g_ptr_array_unref (l->vars);
+  g_free (l);
+}
+
+static FileLayer *
+file_layer_new (const char *name)
+{
+  FileLayer *l = g_new0 (FileLayer, 1);
+
+  l->name = g_strdup (name);
+  l->vars = g_ptr_array_new_with_free_func (file_var_free);
+  return l;
+}
+
+/* "conv2d/kernel:0" -> "kernel"; "block/conv/bias:0" -> "bias". */
+static char *
+short_var_name (const char *full)
+{
+  const char *slash = strrchr (full, '/');
+  const char *base = slash ? slash + 1 : full;
+  const char *colon = strrchr (base, ':');
+
+  return colon ? g_strndup (base, colon - base) : g_strdup (base);
+}
+
+/* Keras 2: @root (the file, or its model_weights group) has layer_names; each layer's group
+ * has weight_names, paths of datasets inside that group. */
+static GPtrArray *
+read_keras2 (hid_t root, guint max_layers, const char *path, GError **error)
+{
+  g_autoptr (GPtrArray) layers = g_ptr_array_new_with_free_func (file_layer_free);
+  g_auto (GStrv) names = NULL;
+  guint n = 0;
+
+  if (!attr_read_strings (root, "layer_names", max_layers, &n, &names, path, error))
+    return NULL;
+  for (guint i = 0; i < n; i++)
+    {
+      g_auto (GStrv) wnames = NULL;
+      guint nw = 0;
+      hid_t g;
+      FileLayer *l;
+
+      if (names[i][0] == '\0' || strlen (names[i]) > MAX_NAME_BYTES || strchr (names[i], '/'))
+        {
+          set_error (error, path, "layer name %u (\"%.40s\") is not a plain name", i, names[i]);
+          return NULL;
+        }
+      if (!has_link (root, names[i]) || (g = H5Gopen2 (root, names[i], H5P_DEFAULT)) < 0)
+        {
+          set_error (error, path, "layer %s is listed in layer_names but has no group", names[i]);
+          return NULL;
+        }
+      l = file_layer_new (names[i]);
+      g_ptr_array_add (layers, l);
+      if (has_attr (g, "weight_names")
+          && !attr_read_strings (g, "weight_names", MAX_VARS_PER_LAYER, &nw, &wnames, path, error))
+        {
+          H5Gclose (g);
+          g_prefix_error (error, "layer %s: ", names[i]);
+          return NULL;
+        }
+      H5Gclose (g);
+      for (guint j = 0; j < nw; j++)
+        {
+          FileVar *v = g_new0 (FileVar, 1);
+          v->name = short_var_name (wnames[j]);
+          v->h5path = g_strdup_printf ("%s/%s", names[i], wnames[j]);
+          g_ptr_array_add (l->vars, v);
+        }
+    }
+  return g_steal_pointer (&layers);
+}
+
+typedef struct
+{
+  GPtrArray *layers;
+  guint max;
+  gboolean failed;
+  const char *path;
+  GError **error;
+  hid_t root;
+} Keras3Walk;
+
+static herr_t
+keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *data)
+{
+  Keras3Walk *w = data;
+  g_autofree char *vars_path = NULL;
+  FileLayer *l;
+  hid_t vg;
+  H5G_info_t gi;
+
+  (void)group;
+  (void)info;
+  if (w->layers->len >= w->max)
+    {
+      set_error (w->error, w->path, "more than %u layers under layers/", w->max);
+      w->failed = TRUE;
+      return 1;
+    }
+  if (strlen (name) > MAX_NAME_BYTES)
+    {
+      set_error (w->error, w->path, "a layer group's name is longer than %d bytes", MAX_NAME_BYTES);
+      w->failed = TRUE;
+      return 1;
+    }
+  l = file_layer_new (name);
+  g_ptr_array_add (w->layers, l);
+  vars_path = g_strdup_printf ("layers/%s/vars", name);
+  if (H5Lexists (w->root, vars_path, H5P_DEFAULT) <= 0)
+    return 0;
+  vg = H5Gopen2 (w->root, vars_path, H5P_DEFAULT);
+  if (vg < 0 || H5Gget_info (vg, &gi) < 0)
+    {
+      if (vg >= 0)
+        H5Gclose (vg);
+      set_error (w->error, w->path, "group %s cannot be read", vars_path);
+      w->failed = TRUE;
+      return 1;
+    }
+  H5Gclose (vg);
+  if (gi.nlinks > MAX_VARS_PER_LAYER)
+    {
+      set_error (w->error, w->path, "layer %s has %" G_GUINT64_FORMAT " variables; at most %d",
+                 name, (guint64)gi.nlinks, MAX_VARS_PER_LAYER);
+      w->failed = TRUE;
+      return 1;
+    }
+  /* Keras 3 names a layer's variables 0, 1, ... in the order the layer made them. */
+  for (hsize_t i = 0; i < gi.nlinks; i++)
+    {
+      g_autofree char *vname = g_strdup_printf ("%" G_GUINT64_FORMAT, (guint64)i);
+      g_autofree char *vpath = g_strdup_printf ("%s/%s", vars_path, vname);
+      FileVar *v;
+      if (H5Lexists (w->root, vpath, H5P_DEFAULT) <= 0)
+        {
+          set_error (w->error, w->path,
+                     "layer %s: its variables are not numbered 0 to %" G_GUINT64_FORMAT " (no %s)",
+                     name, (guint64)gi.nlinks - 1, vname);
+          w->failed = TRUE;
+          return 1;
+        }
+      v = g_new0 (FileVar, 1);
+      v->name = g_steal_pointer (&vname);
+      v->h5path = g_steal_pointer (&vpath);
+      g_ptr_array_add (l->vars, v);
+    }
+  return 0;
+}
+
+static GPtrArray *
+read_keras3 (hid_t root, guint max_layers, const char *path, GError **error)
+{
+  g_autoptr (GPtrArray) layers = g_ptr_array_new_with_free_func (file_layer_free);
+  Keras3Walk w = { layers, max_layers, FALSE, path, error, root };
+  hid_t g = H5Gopen2 (root, "layers", H5P_DEFAULT);
+  hsize_t idx = 0;
+  herr_t r;
+
+  if (g < 0)
+    {
+      set_error (error, path, "group layers cannot be read");
+      return NULL;
+    }
+  r = H5Literate (g, H5_INDEX_NAME, H5_ITER_INC, &idx, keras3_layer_cb, &w);
+  H5Gclose (g);
+  if (w.failed)
+    return NULL;
+  if (r < 0)
+    {
+      set_error (error, path, "the layers group cannot be listed: the file is damaged");
+      return NULL;
+    }
+  return g_steal_pointer (&layers);
+}
+
+/* ---- what the Keras architecture says of each layer ---------------------------------------- */
+
+typedef struct
+{
+  char *class_name;
+  char *key;       /* Keras 3's group name: the class in snake case, _1, _2 for repeats */
+  gboolean center; /* BatchNormalization */
+  gboolean scale;
+  gboolean known; /* the JSON gave this layer */
+} LayerInfo;
+
+static void
+layer_info_free (gpointer p)
+{
+  LayerInfo *li = p;
+
+  g_free (li->class_name);
+  g_free (li->key);
+  g_free (li);
+}
+
+/* keras.src.utils.naming.to_snake_case: "Conv2D" -> "conv2d", "BatchNormalization" ->
+ * "batch_normalization", "ReLU" -> "re_lu". */
+static char *
+snake_case (const char *name)
+{
+  GString *a = g_string_new (NULL), *b = g_string_new (NULL), *c = g_string_new (NULL);
+  gsize n;
+
+  for (const char *p = name; *p; p++)
+    if (g_ascii_isalnum (*p) || *p == '_' || (guchar)*p >= 0x80)
+      g_string_append_c (a, *p);
+  /* (.)([A-Z][a-z]+) -> \1_\2, left to right without overlaps. */
+  n = a->len;
+  for (gsize i = 0; i < n; i++)
+    {
+      if (i > 0 && g_ascii_isupper (a->str[i]) && i + 1 < n && g_ascii_islower (a->str[i + 1]))
+        g_string_append_c (b, '_');
+      g_string_append_c (b, a->str[i]);
+    }
+  /* ([a-z])([A-Z]) -> \1_\2 */
+  for (gsize i = 0; i < b->len; i++)
+    {
+      g_string_append_c (c, g_ascii_tolower (b->str[i]));
+      if (g_ascii_islower (b->str[i]) && i + 1 < b->len && g_ascii_isupper (b->str[i + 1]))
+        g_string_append_c (c, '_');
+    }
+  g_string_free (a, TRUE);
+  g_string_free (b, TRUE);
+  return g_string_free (c, FALSE);
+}
+
+/* The layers array of a Keras model JSON (Keras 2 or 3, or a bare legacy list). */
+static JsonArray *
+json_layers (JsonNode *root)
+{
+  JsonObject *o, *cfg;
+  JsonNode *c;
+
+  if (JSON_NODE_HOLDS_ARRAY (root))
+    return json_node_get_array (root);
+  if (!JSON_NODE_HOLDS_OBJECT (root))
+    return NULL;
+  o = json_node_get_object (root);
+  c = json_object_get_member (o, "config");
+  if (c && JSON_NODE_HOLDS_ARRAY (c))
+    return json_node_get_array (c);
+  if (c == NULL || !JSON_NODE_HOLDS_OBJECT (c))
+    return NULL;
+  cfg = json_node_get_object (c);
+  c = json_object_get_member (cfg, "layers");
+  return c && JSON_NODE_HOLDS_ARRAY (c) ? json_node_get_array (c) : NULL;
+}
+
+static gboolean
+json_bool (JsonObject *o, const char *key, gboolean def)
+{
+  JsonNode *n = o ? json_object_get_member (o, key) : NULL;
+
+  if (n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_BOOLEAN)
+    return json_node_get_boolean (n);
+  return def;
+}
+
+static const char *
+json_str (JsonObject *o, const char *key)
+{
+  JsonNode *n = o ? json_object_get_member (o, key) : NULL;
+
+  if (n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
+    return json_node_get_string (n);
+  return NULL;
+}
+
+/* Node name -> LayerInfo, from the JSON when there is one, else from the model's own types,
+ * in the order Keras lists its layers; *channels_first from any layer's data_format. */
+static GHashTable *
+layer_infos (KiltModel *model, const char *keras_json, gboolean *channels_first)
+{
+  GHashTable *infos = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, layer_info_free);
+  g_autoptr (GHashTable) used = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonArray *arr = NULL;
+  GPtrArray *order = g_ptr_array_new_with_free_func (g_free);
+  GPtrArray *classes = g_ptr_array_new_with_free_func (g_free);
+  GArray *centers = g_array_new (FALSE, FALSE, sizeof (gboolean));
+  GArray *scales = g_array_new (FALSE, FALSE, sizeof (gboolean));
+
+  *channels_first = FALSE;
+  /* The JSON has been through kilt_keras_load_data (), which refuses what json-glib cannot
+   * take safely; a failure here only means "no extra information". */
+  if (keras_json && kilt_json_check_text (keras_json, -1, NULL)
+      && json_parser_load_from_data (parser, keras_json, -1, NULL))
+    arr = json_layers (json_parser_get_root (parser));
+  if (arr)
+    for (guint i = 0; i < json_array_get_length (arr); i++)
+      {
+        JsonNode *ln = json_array_get_element (arr, i);
+        JsonObject *lo, *cfg;
+        JsonNode *cn;
+        const char *cls, *name, *df;
+        gboolean t;
+        if (!JSON_NODE_HOLDS_OBJECT (ln))
+          continue;
+        lo = json_node_get_object (ln);
+        cn = json_object_get_member (lo, "config");
+        cfg = cn && JSON_NODE_HOLDS_OBJECT (cn) ? json_node_get_object (cn) : NULL;
+        cls = json_str (lo, "class_name");
+        name = json_str (cfg, "name");
+        if (name == NULL)
+          name = json_str (lo, "name");
+        if (cls == NULL || name == NULL)
+          continue;
+        df = json_str (cfg, "data_format");
+        if (df && g_str_equal (df, "channels_first"))
+          *channels_first = TRUE;
+        g_ptr_array_add (order, g_strdup (name));
+        g_ptr_array_add (classes, g_strdup (cls));
+        t = json_bool (cfg, "center", TRUE);
+        g_array_append_val (centers, t);
+        t = json_bool (cfg, "scale", TRUE);
+        g_array_append_val (scales, t);
+      }
+  if (order->len == 0)
+    for (guint i = 0; i < kilt_model_n_nodes (model); i++)
+      {
+        KiltNode *node = kilt_model_node (model, i);
+        gboolean t = TRUE;
+        g_ptr_array_add (order, g_strdup (node->name));
+        g_ptr_array_add (classes, g_strdup (node->type == KILT_LAYER_INPUT
+                                                ? "InputLayer"
+                                                : kilt_layer_type_name (node->type)));
+        g_array_append_val (centers, t);
+        g_array_append_val (scales, t);
+      }
+  for (guint i = 0; i < order->len; i++)
+    {
+      LayerInfo *li = g_new0 (LayerInfo, 1);
+      g_autofree char *base = snake_case (g_ptr_array_index (classes, i));
+      gpointer seen;
+      guint count = 0;
+      if (g_hash_table_lookup_extended (used, base, NULL, &seen))
+        {
+          count = GPOINTER_TO_UINT (seen) + 1;
+          li->key = g_strdup_printf ("%s_%u", base, count);
+        }
+      else
+        li->key = g_strdup (base);
+      g_hash_table_replace (used, g_strdup (base), GUINT_TO_POINTER (count));
+      li->class_name = g_strdup (g_ptr_array_index (classes, i));
+      li->center = g_array_index (centers, gboolean, i);
+      li->scale = g_array_index (scales, gboolean, i);
+      li->known = arr != NULL;
+      if (!g_hash_table_contains (infos, g_ptr_array_index (order, i)))
+        g_hash_table_insert (infos, g_strdup (g_ptr_array_index (order, i)), li);
+      else
+        layer_info_free (li);
+    }
+  g_ptr_array_unref (order);
+  g_ptr_array_unref (classes);
+  g_array_unref (centers);
+  g_array_unref (scales);
+  return infos;
+}
+
+/* ---- the per-layer-type table -------------------------------------------------------------- */
+
+typedef enum
+{
+  PLACE_COPY,         /* dst[i] = src[i] (permuted by the input's feature order, if any) */
+  PLACE_DENSE_KERNEL, /* (in, units), rows in the input's feature order */
+  PLACE_CONV_KERNEL,  /* Keras HWIO (kh, kw, in, out) -> Kilt OIHW */
+} Place;
+
+typedef struct
+{
+  const char *name; /* Keras 2's variable name */
+  gboolean present; /* the Keras layer has it (Keras 3 lists only those) */
+  guint rank;
+  gsize dims[4];
+  float *dst; /* NULL: not in Kilt (filled instead) */
+  Place place;
+  gboolean permute; /* PLACE_COPY over the input's features */
+  float fill;       /* when not present */
+  gsize n;          /* floats at dst */
+} Var;
+
+/* What a node's Keras variables are and where each goes; *n_vars set. FALSE with an error
+ * when the node's parameter count is not what the table expects. */
+typedef gboolean (*ExpectFunc) (const KiltNode *node, const LayerInfo *li, float *params,
+                                float *state, Var *vars, guint *n_vars, GError **error);
+
+static gboolean
+expect_dense (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
+              guint *n, GError **error)
+{
+  gsize in = kilt_shape_size (&node->in_shape[0]), units = node->cfg.units;
+
+  (void)li;
+  (void)state;
+  (void)error;
+  v[0]
+      = (Var){ "kernel", TRUE, 2, { in, units }, params, PLACE_DENSE_KERNEL, FALSE, 0, in * units };
+  *n = 1;
+  if (node->cfg.use_bias)
+    v[(*n)++]
+        = (Var){ "bias", TRUE, 1, { units }, params + in * units, PLACE_COPY, FALSE, 0, units };
+  return TRUE;
+}
+
+static gboolean
+expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
+               guint *n, GError **error)
+{
+  gsize c = node->in_shape[0].c, f = node->cfg.units, k = c * node->cfg.kh * node->cfg.kw;
+
+  (void)li;
+  (void)state;
+  (void)error;
+  v[0] = (Var){
+    "kernel", TRUE, 4,    { node->cfg.kh, node->cfg.kw, c, f }, params, PLACE_CONV_KERNEL,
+    FALSE,    0,    k * f
+  };
+  *n = 1;
+  if (node->cfg.use_bias)
+    v[(*n)++] = (Var){ "bias", TRUE, 1, { f }, params + k * f, PLACE_COPY, FALSE, 0, f };
+  return TRUE;
+}
+
+static gboolean
+expect_batch_norm (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
+                   guint *n, GError **error)
+{
+  gsize c = node->in_shape[0].c;
+
+  (void)error;
+  /* Kilt keeps gamma and beta always: a Keras layer without them (scale or center false)
+   * computes as gamma 1 and beta 0. Statistics are the node's state. */
+  if (node->n_params != 2 * c || node->n_state != 2 * c)
+    {
+      kilt_layer_set_error (error, node,
+                            "holds %zu parameters and %zu statistics; the Keras weights map "
+                            "expects gamma, beta, mean and variance of %zu channels each",
+                            node->n_params, node->n_state, c);
+      return FALSE;
+    }
+  v[0] = (Var){ "gamma", li->scale, 1, { c }, params, PLACE_COPY, TRUE, 1.0f, c };
+  v[1] = (Var){ "beta", li->center, 1, { c }, params + c, PLACE_COPY, TRUE, 0.0f, c };
+  v[2] = (Var){ "moving_mean", TRUE, 1, { c }, state, PLACE_COPY, TRUE, 0.0f, c };
+  v[3] = (Var){ "moving_variance", TRUE, 1, { c }, state + c, PLACE_COPY, TRUE, 1.0f, c };
+  *n = 4;
+  return TRUE;
+}
+
+/* New layer types with weights add an entry here. A type absent from the table must have no
+ * parameters or statistics, or the model cannot take Keras weights. */
+static const struct
+{
+  KiltLayerType type;
+  ExpectFunc expect;
+} weight_table[] = {
+  { KILT_LAYER_DENSE, expect_dense },
+  { KILT_LAYER_CONV2D, expect_conv2d },
+  { KILT_LAYER_BATCH_NORM, expect_batch_norm },
+};
+
+static ExpectFunc
+find_expect (KiltLayerType type)
+{
+  for (gsize i = 0; i < G_N_ELEMENTS (weight_table); i++)
+    if (weight_table[i].type == type)
+      return weight_table[i].expect;
+  return NULL;
+}
+
+/* ---- feature order after a Flatten ---------------------------------------------------------- */
+
+/* perm[node][k]: for a vector that came from flattening a channels-last image, the Keras
+ * index of Kilt's feature k (Keras flattens (h, w, c), Kilt (c, h, w)); NULL when the orders
+ * agree. Followed through layers that keep the order of their features. */
+static guint **
+feature_orders (KiltModel *model, gboolean channels_first, const char *path, GError **error)
+{
+  guint n = kilt_model_n_nodes (model);
+  guint **perm = g_new0 (guint *, n + 1);
+
+  if (channels_first)
+    return perm;
+  for (guint i = 0; i < n; i++)
+    {
+      KiltNode *node = kilt_model_node (model, i);
+      const KiltShape *in = &node->in_shape[0];
+      guint *p0 = node->n_inputs ? perm[node->inputs[0]] : NULL;
+      switch (node->type)
+        {
+          case KILT_LAYER_FLATTEN:
+            if (p0)
+              perm[i] = g_memdup2 (p0, sizeof (guint) * kilt_shape_size (in));
+            else if (in->h * in->w > 1 && in->c > 1)
+              {
+                gsize hw = (gsize)in->h * in->w;
+                perm[i] = g_new (guint, kilt_shape_size (in));
+                for (gsize c = 0; c < in->c; c++)
+                  for (gsize s = 0; s < hw; s++)
+                    perm[i][c * hw + s] = (guint)(s * in->c + c);
+              }
+            break;
+          case KILT_LAYER_DROPOUT:
+          case KILT_LAYER_ACTIVATION:
+          case KILT_LAYER_BATCH_NORM:
+            if (p0)
+              perm[i] = g_memdup2 (p0, sizeof (guint) * kilt_shape_size (in));
+            break;
+          case KILT_LAYER_ADD:
+            for (guint j = 1; j < node->n_inputs; j++)
+              {
+                guint *pj = perm[node->inputs[j]];
+                if ((p0 == NULL) != (pj == NULL)
+                    || (p0 && memcmp (p0, pj, sizeof (guint) * kilt_shape_size (in)) != 0))
+                  {
+                    set_error (error, path,
+                               "layer %s adds vectors flattened from images of other shapes; "
+                               "their Keras feature order cannot be mapped",
+                               node->name);
+                    for (guint k = 0; k < n; k++)
+                      g_free (perm[k]);
+                    g_free (perm);
+                    return NULL;
+                  }
+              }
+            if (p0)
+              perm[i] = g_memdup2 (p0, sizeof (guint) * kilt_shape_size (in));
+            break;
+          case KILT_LAYER_CONCATENATE:
+            {
+              gboolean any = FALSE;
+              gsize off = 0;
+              for (guint j = 0; j < node->n_inputs; j++)
+                any |= perm[node->inputs[j]] != NULL;
+              if (!any || node->out_shape.h * node->out_shape.w != 1)
+                break;
+              perm[i] = g_new (guint, kilt_shape_size (&node->out_shape));
+              for (guint j = 0; j < node->n_inputs; j++)
+                {
+                  gsize m = kilt_shape_size (&node->in_shape[j]);
+                  guint *pj = perm[node->inputs[j]];
+                  for (gsize k = 0; k < m; k++)
+                    perm[i][off + k] = (guint)(off + (pj ? pj[k] : k));
+                  off += m;
+                }
+              break;
+            }
+          default:
+            break;
+        }
+    }
+  return perm;
+}
+
+/* ---- reading one variable ------------------------------------------------------------------ */
+
+static gboolean
+shape_text_matches (hid_t space, const Var *v, char **file_shape)
+{
+  int nd = H5Sget_simple_extent_ndims (space);
+  hsize_t dims[32];
+  GString *s = g_string_new ("(");
+  gboolean same;
+
+  if (nd < 0 || nd > 32)
+    {
+      *file_shape = g_string_free (s, TRUE), *file_shape = g_strdup ("(an unreadable shape)");
+      return FALSE;
+    }
+  H5Sget_simple_extent_dims (space, dims, NULL);
+  same = (guint)nd == v->rank;
+  for (int i = 0; i < nd; i++)
+    {
+      g_string_append_printf (s, "%s%" G_GUINT64_FORMAT, i ? "," : "", (guint64)dims[i]);
+      if (same && dims[i] != v->dims[i])
+        same = FALSE;
+    }
+  g_string_append (s, nd == 1 ? ",)" : ")");
+  *file_shape = g_string_free (s, FALSE);
+  return same;
+}
+
+static char *
+var_shape_text (const Var *v)
+{
+  GString *s = g_string_new ("(");
+
+  for (guint i = 0; i < v->rank; i++)
+    g_string_append_printf (s, "%s%zu", i ? "," : "", v->dims[i]);
+  g_string_append (s, v->rank == 1 ? ",)" : ")");
+  return g_string_free (s, FALSE);
+}
+
+static gboolean
+read_var (hid_t f, const FileVar *fv, const KiltNode *node, const Var *v, const guint *perm,
+          const char *path, KiltKerasWeightsInfo *info, GError **error)
+{
+  g_autofree float *buf = NULL;
+  g_autofree char *fshape = NULL, *want = NULL;
+  gsize n = 1;
+  hid_t d, space, type;
+  gboolean ok = FALSE;
+
+  if (H5Lexists (f, fv->h5path, H5P_DEFAULT) <= 0
+      || (d = H5Dopen2 (f, fv->h5path, H5P_DEFAULT)) < 0)
+    {
+      set_error (error, path, "layer %s: variable %s (%s) is not a dataset in the file", node->name,
+                 v->name, fv->h5path);
+      return FALSE;
+    }
+  space = H5Dget_space (d);
+  type = H5Dget_type (d);
+  want = var_shape_text (v);
+  if (space < 0 || type < 0)
+    {
+      set_error (error, path, "layer %s: variable %s cannot be read", node->name, v->name);
+      goto out;
+    }
+  if (H5Tget_class (type) != H5T_FLOAT && H5Tget_class (type) != H5T_INTEGER)
+    {
+      set_error (error, path, "layer %s: variable %s is not numbers", node->name, v->name);
+      goto out;
+    }
+  if (!shape_text_matches (space, v, &fshape))
+    {
+      set_error (error, path, "layer %s (%s): variable %s has shape %s; the model expects %s",
+                 node->name, node->klass->name, v->name, fshape, want);
+      goto out;
+    }
+  for (guint i = 0; i < v->rank; i++)
+    n *= v->dims[i];
+  g_assert (n == v->n);
+  buf = g_new (float, n + 1);
+  if (H5Dread (d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+    {
+      set_error (error, path,
+                 "layer %s: variable %s cannot be read: the file is truncated or "
+                 "damaged",
+                 node->name, v->name);
+      goto out;
+    }
+  for (gsize i = 0; i < n; i++)
+    if (!isfinite (buf[i]))
+      {
+        set_error (error, path, "layer %s: variable %s holds %g at element %zu", node->name,
+                   v->name, (double)buf[i], i);
+        goto out;
+      }
+  switch (v->place)
+    {
+      case PLACE_COPY:
+        for (gsize i = 0; i < n; i++)
+          v->dst[i] = v->permute && perm ? buf[perm[i]] : buf[i];
+        break;
+      case PLACE_DENSE_KERNEL:
+        {
+          gsize in = v->dims[0], units = v->dims[1];
+          for (gsize k = 0; k < in; k++)
+            memcpy (v->dst + k * units, buf + (perm ? perm[k] : k) * units, units * sizeof (float));
+          break;
+        }
+      case PLACE_CONV_KERNEL:
+        {
+          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], fo = v->dims[3];
+          for (gsize i = 0; i < kh; i++)
+            for (gsize j = 0; j < kw; j++)
+              for (gsize ci = 0; ci < c; ci++)
+                for (gsize o = 0; o < fo; o++)
+                  v->dst[o * c * kh * kw + (ci * kh + i) * kw + j]
+                      = buf[((i * kw + j) * c + ci) * fo + o];
+          break;
+        }
+    }
+  info->n_tensors++;
+  info->n_values += n;
+  ok = TRUE;
+out:
+  if (type >= 0)
+    H5Tclose (type);
+  if (space >= 0)
+    H5Sclose (space);
+  H5Dclose (d);
+  return ok;
+}
+
+/* ---- putting it together -------------------------------------------------------------------- */
+
+static gboolean
+map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GHashTable *infos,
+            guint **perm, const char *path, float *params, float *state, KiltKerasWeightsInfo *info,
+            GError **error)
+{
+  g_autoptr (GHashTable) by_name = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (guint i = 0; i < layers->len; i++)
+    {
+      FileLayer *l = g_ptr_array_index (layers, i);
+      if (g_hash_table_contains (by_name, l->name))
+        {
+          set_error (error, path, "layer %s is in the file twice", l->name);
+          return FALSE;
+        }
+      g_hash_table_insert (by_name, l->name, l);
+    }
+  for (guint i = 0; i < kilt_model_n_nodes (model); i++)
+    {
+      KiltNode *node = kilt_model_node (model, i);
+      LayerInfo *li = g_hash_table_lookup (infos, node->name);
+      LayerInfo fallback = { NULL, NULL, TRUE, TRUE, FALSE };
+      ExpectFunc expect = find_expect (node->type);
+      Var vars[MAX_VARS_PER_LAYER];
+      guint n_vars = 0, n_present = 0;
+      FileLayer *l;
+      const char *key;
+
+      if (li == NULL)
+        li = &fallback;
+      key = keras3 ? li->key : node->name;
+      l = key ? g_hash_table_lookup (by_name, key) : NULL;
+      if (expect == NULL)
+        {
+          if (node->n_params || node->n_state)
+            {
+              set_error (error, path,
+                         "layer %s (%s) has parameters, but Kilt cannot read Keras weights for "
+                         "%s layers yet",
+                         node->name, node->klass->name, node->klass->name);
+              return FALSE;
+            }
+          if (l && l->vars->len > 0)
+            {
+              set_error (error, path,
+                         "layer %s has %u variables in the file; the model's %s layer %s has none",
+                         l->name, l->vars->len, node->klass->name, node->name);
+              return FALSE;
+            }
+          if (l)
+            l->used = TRUE;
+          continue;
+        }
+      if (!expect (node, li, params + node->param_offset, state + node->state_offset, vars, &n_vars,
+                   error))
+        {
+          g_prefix_error (error, "%s: ", path);
+          return FALSE;
+        }
+      if (l == NULL)
+        {
+          if (keras3)
+            set_error (error, path,
+                       "the model's layer %s (%s) has no weights in the file (expected a group "
+                       "layers/%s)",
+                       node->name, node->klass->name, key ? key : "?");
+          else
+            set_error (error, path, "the model's layer %s (%s) has no weights in the file",
+                       node->name, node->klass->name);
+          return FALSE;
+        }
+      l->used = TRUE;
+      for (guint v = 0; v < n_vars; v++)
+        n_present += vars[v].present;
+      if (keras3)
+        {
+          /* Keras 3 lists only the variables the layer made, in order, without names. */
+          guint fi = 0;
+          if (l->vars->len != n_present)
+            {
+              GString *names = g_string_new (NULL);
+              for (guint v = 0; v < n_vars; v++)
+                if (vars[v].present)
+                  g_string_append_printf (names, "%s%s", names->len ? ", " : "", vars[v].name);
+              set_error (error, path,
+                         "layer %s (%s, group layers/%s) has %u variables in the file; the model "
+                         "expects %u (%s)",
+                         node->name, node->klass->name, key, l->vars->len, n_present, names->str);
+              g_string_free (names, TRUE);
+              return FALSE;
+            }
+          for (guint v = 0; v < n_vars; v++)
+            {
+              if (!vars[v].present)
+                continue;
+              if (!read_var (root, g_ptr_array_index (l->vars, fi++), node, &vars[v],
+                             perm[node->inputs[0]], path, info, error))
+                return FALSE;
+            }
+        }
+      else
+        {
+          gboolean got[MAX_VARS_PER_LAYER] = { FALSE };
+          for (guint j = 0; j < l->vars->len; j++)
+            {
+              FileVar *fv = g_ptr_array_index (l->vars, j);
+              guint v;
+              for (v = 0; v < n_vars; v++)
+                if (g_str_equal (fv->name, vars[v].name))
+                  break;
+              if (v == n_vars || got[v] || !vars[v].present)
+                {
+                  set_error (error, path,
+                             "layer %s (%s): variable %s in the file is %s for this layer",
+                             node->name, node->klass->name, fv->name,
+                             v == n_vars ? "not expected" : "given twice");
+                  return FALSE;
+                }
+              got[v] = TRUE;
+              if (!read_var (root, fv, node, &vars[v], perm[node->inputs[0]], path, info, error))
+                return FALSE;
+            }
+          for (guint v = 0; v < n_vars; v++)
+            if (!got[v])
+              {
+                /* gamma and beta may be absent (scale, center false): files name what they
+                 * hold, so without the architecture that is taken from the file. */
+                gboolean optional
+                    = g_str_equal (vars[v].name, "gamma") || g_str_equal (vars[v].name, "beta");
+                if (!vars[v].present || (optional && !li->known))
+                  vars[v].present = FALSE;
+                else
+                  {
+                    set_error (error, path, "layer %s (%s): variable %s is missing in the file",
+                               node->name, node->klass->name, vars[v].name);
+                    return FALSE;
+                  }
+              }
+        }
+      for (guint v = 0; v < n_vars; v++)
+        if (!vars[v].present && vars[v].dst)
+          for (gsize k = 0; k < vars[v].n; k++)
+            vars[v].dst[k] = vars[v].fill;
+      info->n_layers++;
+    }
+  for (guint i = 0; i < layers->len; i++)
+    {
+      FileLayer *l = g_ptr_array_index (layers, i);
+      if (!l->used && l->vars->len > 0)
+        {
+          set_error (error, path, "layer %s in the file (%u variables) is not in the model",
+                     l->name, l->vars->len);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+read_direct (KiltModel *model, const char *keras_json, const char *path, const void *image,
+             gsize image_len, float *params, float *state, KiltKerasWeightsInfo *info,
+             GError **error)
+{
+  g_autoptr (GHashTable) infos = NULL;
+  g_autoptr (GPtrArray) layers = NULL;
+  guint **perm = NULL;
+  gboolean channels_first = FALSE, keras3 = FALSE, ok = FALSE;
+  guint max_layers = MIN (KILT_MODEL_MAX_LAYERS, 4 * kilt_model_n_nodes (model) + 64);
+  hid_t f, root = H5I_INVALID_HID;
+
+  memset (info, 0, sizeof *info);
+  h5_quiet ();
+  f = h5_open (path, image, image_len, error);
+  if (f < 0)
+    goto out;
+  if (has_link (f, "layers") && !has_attr (f, "layer_names"))
+    {
+      keras3 = TRUE;
+      root = H5Gopen2 (f, "/", H5P_DEFAULT);
+      if (root >= 0)
+        layers = read_keras3 (root, max_layers, path, error);
+    }
+  else if (has_attr (f, "layer_names"))
+    {
+      root = H5Gopen2 (f, "/", H5P_DEFAULT);
+      if (root >= 0)
+        layers = read_keras2 (root, max_layers, path, error);
+    }
+  else if (has_link (f, "model_weights"))
+    {
+      root = H5Gopen2 (f, "model_weights", H5P_DEFAULT);
+      if (root >= 0)
+        {
+          if (!has_attr (root, "layer_names"))
+            set_error (error, path, "model_weights has no layer_names attribute");
+          else
+            layers = read_keras2 (root, max_layers, path, error);
+        }
+    }
+  else
+    {
+      set_error (error, path,
+                 "an HDF5 file without Keras weights (expected a layers group, Keras 3, or a "
+                 "layer_names attribute or model_weights group, Keras 2)");
+      goto out;
+    }
+  if (layers == NULL)
+    {
+      if (error && *error == NULL)
+        set_error (error, path, "the file's groups cannot be read");
+      goto out;
+    }
+  infos = layer_infos (model, keras_json, &channels_first);
+  perm = feature_orders (model, channels_first, path, error);
+  if (perm == NULL)
+    goto out;
+  info->keras3 = keras3;
+  ok = map_layers (model, root, layers, keras3, infos, perm, path, params, state, info, error);
+out:
+  if (perm)
+    {
+      for (guint i = 0; i < kilt_model_n_nodes (model); i++)
+        g_free (perm[i]);
+      g_free (perm);
+    }
+  if (root >= 0)
+    H5Gclose (root);
+  if (f >= 0)
+    H5Fclose (f);
+  return ok;
+}
+
+static char *
+config_direct (const char *path, GError **error)
+{
+  g_auto (GStrv) strs = NULL;
+  char *json = NULL;
+  guint n = 0;
+  hid_t f;
+
+  h5_quiet ();
+  f = h5_open (path, NULL, 0, error);
+  if (f >= 0)
+    {
+      if (has_attr (f, "model_config")
+          && attr_read_strings (f, "model_config", 1, &n, &strs, path, error))
+        {
+          if (n == 1)
+            json = g_strdup (strs[0]);
+          else
+            set_error (error, path, "the model_config attribute is empty");
+        }
+      H5Fclose (f);
+    }
+  return json;
+}
+
+/* ---- HDF5 in a child process ---------------------------------------------------------------- */
+
+/* libhdf5 trusts a file's structure: a damaged global heap, for one, makes 1.10's H5Aread
+ * dereference wild addresses (a flipped byte in a Keras 2 .h5 crashed the test). Every
+ * read therefore runs in a forked child, which sends its result through a pipe; a child that
+ * dies is an error naming the file, never the caller's crash. */
+typedef gboolean (*IsolatedFunc) (gpointer data, GByteArray *out, GError **error);
+
+typedef struct
+{
+  guint32 magic;
+  guint32 ok;
+  guint64 len;
+} IsolatedHeader;
+
+#define ISOLATED_MAGIC 0x4b48354bu
+
+static gboolean
+write_all (int fd, const void *data, gsize len)
+{
+  const guint8 *p = data;
+
+  while (len > 0)
+    {
+      gssize w = write (fd, p, len);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        return FALSE;
+      p += w;
+      len -= (gsize)w;
+    }
+  return TRUE;
+}
+
+static gsize
+read_all (int fd, void *data, gsize len)
+{
+  guint8 *p = data;
+  gsize got = 0;
+
+  while (got < len)
+    {
+      gssize r = read (fd, p + got, len - got);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        break;
+      got += (gsize)r;
+    }
+  return got;
+}
+
+static gboolean
+isolated (IsolatedFunc fn, gpointer data, const char *path, GByteArray *out, GError **error)
+{
+  IsolatedHeader h = { 0 };
+  int fds[2], status = 0;
+  pid_t pid;
+  gboolean ok = FALSE;
+
+#ifndef G_OS_UNIX
+  if (TRUE)
+#else
+  if (g_getenv ("KILT_HDF5_IN_PROCESS"))
+#endif
+    {
+      /* For debugging the reader itself (gdb, sanitizers) in one process. */
+      gboolean r;
+      g_mutex_lock (&h5_lock);
+      r = fn (data, out, error);
+      g_mutex_unlock (&h5_lock);
+      return r;
+    }
+#ifdef G_OS_UNIX
+  if (pipe (fds) != 0)
+    {
+      set_error (error, path, "cannot start the HDF5 reader: %s", g_strerror (errno));
+      return FALSE;
+    }
+  /* No thread of this process is inside HDF5 while it forks. */
+  g_mutex_lock (&h5_lock);
+  pid = fork ();
+  if (pid == 0)
+    {
+      GByteArray *res = g_byte_array_new ();
+      GError *e = NULL;
+      close (fds[0]);
+      h.magic = ISOLATED_MAGIC;
+      h.ok = fn (data, res, &e);
+      if (!h.ok)
+        {
+          g_byte_array_set_size (res, 0);
+          g_byte_array_append (res, (const guint8 *)(e ? e->message : "failed"),
+                               (guint)strlen (e ? e->message : "failed"));
+        }
+      h.len = res->len;
+      if (!write_all (fds[1], &h, sizeof h) || !write_all (fds[1], res->data, res->len))
+        _exit (3);
+      _exit (0);
+    }
+  g_mutex_unlock (&h5_lock);
+  close (fds[1]);
+  if (pid < 0)
+    {
+      close (fds[0]);
+      set_error (error, path, "cannot start the HDF5 reader: %s", g_strerror (errno));
+      return FALSE;
+    }
+  if (read_all (fds[0], &h, sizeof h) == sizeof h && h.magic == ISOLATED_MAGIC
+      && h.len <= G_MAXUINT)
+    {
+      g_byte_array_set_size (out, (guint)h.len);
+      ok = read_all (fds[0], out->data, (gsize)h.len) == h.len;
+    }
+  close (fds[0]);
+  while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+    ;
+  if (!ok || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+    {
+      if (WIFSIGNALED (status))
+        set_error (error, path,
+                   "HDF5 failed on the file (its reader died of signal %d): the file is "
+                   "damaged",
+                   WTERMSIG (status));
+      else
+        set_error (error, path, "HDF5 failed on the file: the file is damaged");
+      g_byte_array_set_size (out, 0);
+      return FALSE;
+    }
+  if (!h.ok)
+    {
+      /* The child's message, which names the file already. */
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "%.*s", (int)out->len,
+                   (const char *)out->data);
+      g_byte_array_set_size (out, 0);
+      return FALSE;
+    }
+  return TRUE;
+#endif
+}
+
+typedef struct
+{
+  KiltModel *model;
+  const char *keras_json, *path;
+  const void *image;
+  gsize image_len;
+} ReadJob;
+
+static gboolean
+read_job (gpointer data, GByteArray *out, GError **error)
+{
+  ReadJob *j = data;
+  KiltKerasWeightsInfo info;
+  gsize np = j->model->n_params, ns = j->model->n_state;
+  g_autofree float *params = g_new0 (float, np + 1), *state = g_new0 (float, ns + 1);
+
+  if (!read_direct (j->model, j->keras_json, j->path, j->image, j->image_len, params, state, &info,
+                    error))
+    return FALSE;
+  g_byte_array_append (out, (const guint8 *)&info, sizeof info);
+  g_byte_array_append (out, (const guint8 *)params, (guint)(np * sizeof (float)));
+  g_byte_array_append (out, (const guint8 *)state, (guint)(ns * sizeof (float)));
+  return TRUE;
+}
+
+gboolean
+kilt_keras_weights_read (KiltModel *model, const char *keras_json, const char *path,
+                         const void *image, gsize image_len, float *params, float *state,
+                         KiltKerasWeightsInfo *info, GError **error)
+{
+  ReadJob job = { model, keras_json, path, image, image_len };
+  g_autoptr (GByteArray) out = g_byte_array_new ();
+  gsize np = model->n_params, ns = model->n_state;
+
+  g_return_val_if_fail (model->built, FALSE);
+  if ((np + ns) * sizeof (float) + sizeof *info > G_MAXUINT)
+    {
+      set_error (error, path,
+                 "the model has %zu parameters; Kilt reads Keras weights for at most "
+                 "%u",
+                 np + ns, (guint)((G_MAXUINT - sizeof *info) / sizeof (float)));
+      return FALSE;
+    }
+  if (!isolated (read_job, &job, path, out, error))
+    return FALSE;
+  if (out->len != sizeof *info + (np + ns) * sizeof (float))
+    {
+      set_error (error, path, "the HDF5 reader sent %u bytes; expected %zu", out->len,
+                 sizeof *info + (np + ns) * sizeof (float));
+      return FALSE;
+    }
+  if (info)
+    memcpy (info, out->data, sizeof *info);
+  memcpy (params, out->data + sizeof *info, np * sizeof (float));
+  memcpy (state, out->data + sizeof *info + np * sizeof (float), ns * sizeof (float));
+  return TRUE;
+}
+
+static gboolean
+config_job (gpointer data, GByteArray *out, GError **error)
+{
+  GError *local = NULL;
+  g_autofree char *json = config_direct (data, &local);
+
+  if (local)
+    {
+      g_propagate_error (error, local);
+      return FALSE;
+    }
+  /* A leading byte tells "weights only" (0) from a configuration (1). */
+  g_byte_array_append (out, (const guint8 *)(json ? "\1" : "\0"), 1);
+  if (json)
+    g_byte_array_append (out, (const guint8 *)json, (guint)strlen (json));
+  return TRUE;
+}
+
+char *
+kilt_keras_weights_model_config (const char *path, GError **error)
+{
+  g_autoptr (GByteArray) out = g_byte_array_new ();
+
+  if (!isolated (config_job, (gpointer)path, path, out, error))
+    return NULL;
+  if (out->len < 1 || out->data[0] == 0)
+    return NULL;
+  return g_strndup ((const char *)out->data + 1, out->len - 1);
+}
+
+gboolean
+kilt_keras_weights_apply (KiltModel *model, const char *keras_json, const char *path,
+                          const void *image, gsize image_len, GError **error)
+{
+  g_autofree float *params = NULL, *state = NULL;
+  g_autofree char *note = NULL, *base = NULL;
+  KiltKerasWeightsInfo info;
+
+  if (!model->built && !kilt_model_build (model, error))
+    return FALSE;
+  params = g_new0 (float, model->n_params + 1);
+  state = g_new0 (float, model->n_state + 1);
+  if (!kilt_keras_weights_read (model, keras_json, path, image, image_len, params, state, &info,
+                                error))
+    return FALSE;
+  base = g_path_get_basename (path);
+  note = g_strdup_printf ("weights loaded from %s: %u tensors, %zu parameters", base,
+                          info.n_tensors, info.n_values);
+  kilt_model_set_weights (model, g_steal_pointer (&params), g_steal_pointer (&state), note);
+  return TRUE;
+}

@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+# Writes the Keras model files with weights that test-keras-weights reads, and what Keras
+# predicts for them on a few fixed random inputs (weights-*.predict.json beside them).
+# SPDX-License-Identifier: GPL-3.0-or-later
+#
+# Not part of the build: run by hand in a throwaway virtual environment, e.g.
+#   python3 -m venv /tmp/kvenv && /tmp/kvenv/bin/pip install tensorflow-cpu tf-keras
+#   /tmp/kvenv/bin/python tests/data/keras/make-keras-weights.py tests/data/keras
+# tf_keras is Keras 2 (tf.keras' format); keras is Keras 3. For each model and each Keras:
+#   weights-kerasN-NAME.json          the architecture (model.to_json ())
+#   weights-keras2-NAME.h5            model.save (): model_config + model_weights (Keras 2)
+#   weights-keras2-NAME-only.h5       model.save_weights () (Keras 2, weights only)
+#   weights-keras3-NAME.keras         model.save (): config.json + model.weights.h5 (Keras 3)
+#   weights-keras3-NAME.weights.h5    model.save_weights () (Keras 3)
+#   weights-kerasN-NAME.predict.json  inputs (channels-last, flat) and model.predict () outputs
+# The weights are random draws, not Keras' initial values (zero biases, unit gamma, zero
+# mean, unit variance would hide a swapped or misplaced variable).
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+
+N_INPUTS = 3
+
+
+def build_all(K):
+    L = K.layers
+    models = {}
+
+    m = K.Sequential(name="mlp")
+    m.add(L.Input(shape=(20,)))
+    m.add(L.Dense(16, activation="relu", name="hidden1"))
+    m.add(L.Dropout(0.3))
+    m.add(L.Dense(8, activation="tanh", name="hidden2"))
+    m.add(L.Dense(4, activation="softmax", name="out"))
+    models["mlp"] = m
+
+    # Conv2D + BatchNormalization + a Dense after a Flatten of a multi-channel image: Keras
+    # flattens (h, w, c), Kilt (c, h, w).
+    m = K.Sequential(name="cnn")
+    m.add(L.Input(shape=(10, 10, 3)))
+    m.add(L.Conv2D(6, 3, padding="same", activation="relu"))
+    m.add(L.BatchNormalization())
+    m.add(L.MaxPooling2D(2))
+    m.add(L.Conv2D(8, 3, use_bias=False))
+    m.add(L.BatchNormalization(momentum=0.9, epsilon=1e-5))
+    m.add(L.Activation("relu"))
+    m.add(L.Flatten())
+    m.add(L.Dense(12, activation="relu"))
+    m.add(L.Dropout(0.5))
+    m.add(L.Dense(5, activation="softmax"))
+    models["cnn"] = m
+
+    # Functional: a residual block, a strided 1x1 projection, a Concatenate of a pooled
+    # vector and a flattened image, and a BatchNormalization of that vector.
+    x_in = L.Input(shape=(8, 8, 4), name="image")
+    x = L.Conv2D(8, 3, padding="same", name="stem")(x_in)
+    x = L.BatchNormalization(name="stem_bn")(x)
+    x = L.ReLU()(x)
+    y = L.Conv2D(8, 3, padding="same")(x)
+    y = L.BatchNormalization()(y)
+    y = L.LeakyReLU(0.1)(y)
+    y = L.Conv2D(8, 3, padding="same")(y)
+    x = L.Add()([x, y])
+    x = L.Activation("relu")(x)
+    x = L.Conv2D(6, 1, strides=2, activation="tanh")(x)
+    g = L.GlobalAveragePooling2D()(x)
+    f = L.Flatten()(L.MaxPooling2D(2)(x))
+    x = L.Concatenate()([g, f])
+    x = L.Dense(10)(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("sigmoid")(x)
+    x = L.Dense(3)(x)
+    x = L.Softmax()(x)
+    models["residual"] = K.Model(x_in, x, name="residual")
+
+    # BatchNormalization without beta (center) and without gamma (scale): Keras leaves the
+    # variable out of the file.
+    m = K.Sequential(name="bn_options")
+    m.add(L.Input(shape=(6, 6, 2)))
+    m.add(L.Conv2D(4, 3))
+    m.add(L.BatchNormalization(center=False))
+    m.add(L.BatchNormalization(scale=False))
+    m.add(L.Flatten())
+    m.add(L.Dense(3, activation="softmax"))
+    models["bn_options"] = m
+    return models
+
+
+def randomize(model, rng):
+    for layer in model.layers:
+        ws = layer.get_weights()
+        if not ws:
+            continue
+        names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
+        new = []
+        for name, w in zip(names, ws):
+            if "variance" in name:
+                new.append(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+            elif "gamma" in name:
+                new.append(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+            else:
+                fan = max(1, int(np.prod(w.shape[:-1])))
+                new.append((rng.standard_normal(w.shape) / np.sqrt(fan)).astype(np.float32))
+        layer.set_weights(new)
+
+
+def predictions(model, rng):
+    shape = tuple(model.input_shape[1:])
+    x = rng.uniform(-1, 1, (N_INPUTS,) + shape).astype(np.float32)
+    y = model.predict(x, verbose=0)
+    return {"input_shape": list(shape), "inputs": [[float(v) for v in s.ravel()] for s in x],
+            "outputs": [[float(v) for v in s.ravel()] for s in y]}
+
+
+def dump(K, prefix, outdir, seed):
+    for i, (name, m) in enumerate(build_all(K).items()):
+        rng = np.random.default_rng(seed + i)
+        randomize(m, rng)
+        base = os.path.join(outdir, f"weights-{prefix}-{name}")
+        with open(base + ".json", "w") as f:
+            f.write(m.to_json())
+            f.write("\n")
+        if prefix == "keras2":
+            m.save(base + ".h5")
+            m.save_weights(base + "-only.h5")
+        else:
+            m.save(base + ".keras")
+            m.save_weights(base + ".weights.h5")
+        pred = predictions(m, rng)
+        pred["keras_version"] = K.__version__
+        pred["count_params"] = int(m.count_params())
+        with open(base + ".predict.json", "w") as f:
+            json.dump(pred, f, separators=(",", ":"))
+            f.write("\n")
+        # The files read back by Keras itself give the same predictions.
+        again = K.models.load_model(base + (".h5" if prefix == "keras2" else ".keras"))
+        x = np.array(pred["inputs"], np.float32).reshape((N_INPUTS,) + tuple(pred["input_shape"]))
+        assert np.allclose(again.predict(x, verbose=0).reshape(N_INPUTS, -1),
+                           np.array(pred["outputs"]), atol=1e-6), base
+
+
+def main():
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
+    import tf_keras as k2
+    dump(k2, "keras2", outdir, 1000)
+    import keras as k3
+    dump(k3, "keras3", outdir, 2000)
+
+
+if __name__ == "__main__":
+    main()
