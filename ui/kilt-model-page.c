@@ -7,6 +7,7 @@
 #include "kilt-model-page.h"
 #include "kilt-error.h"
 
+#include "kilt-keras-file.h"
 #include "kilt-keras.h"
 #include "kilt-model-json.h"
 #include "kilt-planner.h"
@@ -70,6 +71,9 @@ static KiltModel *
 load_source (KiltModelPage *self, const char *source, GError **error)
 {
   const KiltShape *shape = self->input.c ? &self->input : NULL;
+  /* A Keras .h5 or .keras file brings its weights; a JSON file only the architecture. */
+  if (g_str_has_prefix (source, "keras:") && kilt_keras_file_sniff (source + 6))
+    return kilt_keras_file_load (source + 6, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, error);
   if (g_str_has_prefix (source, "keras:"))
     return kilt_keras_load_file (source + 6, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, error);
   if (g_str_has_prefix (source, "json:"))
@@ -275,8 +279,15 @@ open_chooser (KiltModelPage *self, const char *kind, const char *title, gboolean
       title, GTK_IS_WINDOW (root) ? GTK_WINDOW (root) : NULL,
       save ? GTK_FILE_CHOOSER_ACTION_SAVE : GTK_FILE_CHOOSER_ACTION_OPEN, save ? "_Save" : "_Open",
       "_Cancel");
-  gtk_file_filter_set_name (filter, "JSON files");
   gtk_file_filter_add_pattern (filter, "*.json");
+  if (g_str_equal (kind, "keras"))
+    {
+      gtk_file_filter_set_name (filter, "Keras models (.json, .h5, .keras)");
+      gtk_file_filter_add_pattern (filter, "*.h5");
+      gtk_file_filter_add_pattern (filter, "*.keras");
+    }
+  else
+    gtk_file_filter_set_name (filter, "JSON files");
   gtk_file_chooser_add_filter (GTK_FILE_CHOOSER (self->chooser), filter);
   if (save)
     gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (self->chooser), "model.json");
