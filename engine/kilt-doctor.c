@@ -33,6 +33,21 @@ make_check (const char *label, KiltLayerType type, KiltShape in, guint n_inputs)
   return c;
 }
 
+static const char *const act_labels[KILT_ACT_N_TYPES] = {
+  [KILT_ACT_RELU6] = "Activation relu6",
+  [KILT_ACT_ELU] = "Activation elu",
+  [KILT_ACT_SELU] = "Activation selu",
+  [KILT_ACT_SOFTPLUS] = "Activation softplus",
+  [KILT_ACT_SOFTSIGN] = "Activation softsign",
+  [KILT_ACT_EXPONENTIAL] = "Activation exponential",
+  [KILT_ACT_SWISH] = "Activation swish",
+  [KILT_ACT_GELU] = "Activation gelu",
+  [KILT_ACT_GELU_TANH] = "Activation gelu_tanh",
+  [KILT_ACT_HARD_SIGMOID] = "Activation hard_sigmoid",
+  [KILT_ACT_HARD_SIGMOID_K2] = "Activation hard_sigmoid_keras2",
+  [KILT_ACT_HARD_SWISH] = "Activation hard_swish",
+};
+
 static GArray *
 doctor_cases (void)
 {
@@ -76,6 +91,30 @@ doctor_cases (void)
   g_array_append_val (a, c);
   c = make_check ("Flatten", KILT_LAYER_FLATTEN, (KiltShape){ 3, 4, 5 }, 1);
   g_array_append_val (a, c);
+  c = make_check ("ZeroPadding2D ((1, 2), (0, 3))", KILT_LAYER_ZERO_PADDING2D,
+                  (KiltShape){ 2, 5, 4 }, 1);
+  memcpy (c.cfg.pad, (guint[4]){ 1, 2, 0, 3 }, sizeof c.cfg.pad);
+  g_array_append_val (a, c);
+  c = make_check ("Cropping2D ((1, 0), (2, 1))", KILT_LAYER_CROPPING2D, (KiltShape){ 3, 6, 7 }, 1);
+  memcpy (c.cfg.pad, (guint[4]){ 1, 0, 2, 1 }, sizeof c.cfg.pad);
+  g_array_append_val (a, c);
+  c = make_check ("ReLU max_value 6, threshold -0.5, negative_slope 0.1", KILT_LAYER_ACTIVATION,
+                  (KiltShape){ 3, 4, 5 }, 1);
+  c.cfg.activation = KILT_ACT_RELU;
+  c.cfg.max_value = 6;
+  c.cfg.threshold = -0.5f;
+  c.cfg.negative_slope = 0.1f;
+  c.input_scale = 8;
+  g_array_append_val (a, c);
+  /* Every element-wise activation the Activation layer computes itself. */
+  for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
+    {
+      c = make_check (act_labels[act], KILT_LAYER_ACTIVATION, (KiltShape){ 3, 4, 5 }, 1);
+      c.cfg.activation = act;
+      c.cfg.alpha = 0.7f;
+      c.input_scale = 4; /* past hard_sigmoid's and hard_swish's kinks at +-3 */
+      g_array_append_val (a, c);
+    }
   return a;
 }
 

@@ -12,7 +12,8 @@ kilt_executor_fuses (KiltModel *model, guint i)
   guint consumers = 0;
 
   if (node->type != KILT_LAYER_ACTIVATION || node->n_inputs != 1 || node->inputs[0] == 0
-      || node->cfg.activation == KILT_ACT_SOFTMAX || g_getenv ("KILT_NO_FUSE"))
+      || node->cfg.activation == KILT_ACT_SOFTMAX || !kilt_layer_config_act_fusable (&node->cfg)
+      || g_getenv ("KILT_NO_FUSE"))
     return FALSE;
   src = g_ptr_array_index (model->nodes, node->inputs[0]);
   if ((src->type != KILT_LAYER_CONV2D && src->type != KILT_LAYER_DENSE)

@@ -199,7 +199,8 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
       ref.in[i] = g_new (double, n);
       for (gsize j = 0; j < n; j++)
         {
-          x[j] = (float)(2.0 * kilt_rng_uniform (&rng) - 1.0);
+          x[j] = (float)((check->input_scale > 0 ? check->input_scale : 1.0)
+                         * (2.0 * kilt_rng_uniform (&rng) - 1.0));
           ref.in[i][j] = x[j];
         }
       ALLOC (inb[i], inputs[i].out, KILT_MEM_ACTIVATIONS, 4 * n, "input");

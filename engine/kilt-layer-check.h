@@ -18,6 +18,7 @@ typedef struct
   guint32 seed;
   gboolean accumulate; /* backward with din_beta 1 (add to the input gradient), not 0 */
   guint algo;          /* a layer with several algorithms: this one (KiltNode.algo_forced) */
+  float input_scale;   /* inputs are uniform in [-scale, scale] (0: 1), to reach kinks */
 } KiltLayerCheck;
 
 typedef struct

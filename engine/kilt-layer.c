@@ -24,6 +24,8 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_BATCH_NORM] = &kilt_batch_norm_class,
     [KILT_LAYER_ADD] = &kilt_add_class,
     [KILT_LAYER_CONCATENATE] = &kilt_concatenate_class,
+    [KILT_LAYER_ZERO_PADDING2D] = &kilt_zero_padding2d_class,
+    [KILT_LAYER_CROPPING2D] = &kilt_cropping2d_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -43,7 +45,40 @@ kilt_layer_class_find (const char *name)
   return NULL;
 }
 
-static const char *act_names[] = { "linear", "relu", "leaky_relu", "sigmoid", "tanh", "softmax" };
+static const char *act_names[KILT_ACT_N_TYPES] = {
+  "linear",
+  "relu",
+  "leaky_relu",
+  "sigmoid",
+  "tanh",
+  "softmax",
+  "relu6",
+  "elu",
+  "selu",
+  "softplus",
+  "softsign",
+  "exponential",
+  "swish",
+  "gelu",
+  "gelu_tanh",
+  "hard_sigmoid",
+  "hard_sigmoid_keras2",
+  "hard_swish",
+};
+
+gboolean
+kilt_activation_fusable (KiltActivation act)
+{
+  return act <= KILT_ACT_SOFTMAX;
+}
+
+gboolean
+kilt_layer_config_act_fusable (const KiltLayerConfig *cfg)
+{
+  if (cfg->activation == KILT_ACT_RELU)
+    return cfg->negative_slope == 0 && cfg->threshold == 0 && isinf (cfg->max_value);
+  return kilt_activation_fusable (cfg->activation);
+}
 
 const char *
 kilt_activation_name (KiltActivation act)
@@ -66,6 +101,16 @@ kilt_activation_from_name (const char *name, KiltActivation *out)
       *out = KILT_ACT_LEAKY_RELU;
       return TRUE;
     }
+  if (g_ascii_strcasecmp (name, "silu") == 0)
+    {
+      *out = KILT_ACT_SWISH;
+      return TRUE;
+    }
+  if (g_ascii_strcasecmp (name, "hard_silu") == 0)
+    {
+      *out = KILT_ACT_HARD_SWISH;
+      return TRUE;
+    }
   return FALSE;
 }
 
@@ -79,6 +124,7 @@ kilt_layer_config_default (KiltLayerType type)
   c.use_bias = TRUE;
   c.activation = KILT_ACT_LINEAR;
   c.alpha = 0.3f; /* Keras' LeakyReLU default */
+  c.max_value = INFINITY;
   c.rate = 0.5f;
   c.momentum = 0.99f;
   c.epsilon = 1e-3f;

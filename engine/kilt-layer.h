@@ -23,6 +23,8 @@ typedef enum
   KILT_LAYER_BATCH_NORM,
   KILT_LAYER_ADD,
   KILT_LAYER_CONCATENATE,
+  KILT_LAYER_ZERO_PADDING2D,
+  KILT_LAYER_CROPPING2D,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -35,6 +37,21 @@ typedef enum
   KILT_ACT_SIGMOID = 3,
   KILT_ACT_TANH = 4,
   KILT_ACT_SOFTMAX = 5,
+  /* Element-wise ones the Activation layer computes (Conv2D and Dense do not fuse them, as
+   * their gradient needs the input, not only the output). */
+  KILT_ACT_RELU6 = 6,
+  KILT_ACT_ELU = 7,  /* alpha */
+  KILT_ACT_SELU = 8, /* Keras' fixed alpha and scale */
+  KILT_ACT_SOFTPLUS = 9,
+  KILT_ACT_SOFTSIGN = 10,
+  KILT_ACT_EXPONENTIAL = 11,
+  KILT_ACT_SWISH = 12,           /* x sigmoid (x), Keras' silu */
+  KILT_ACT_GELU = 13,            /* exact, through erf */
+  KILT_ACT_GELU_TANH = 14,       /* the tanh approximation */
+  KILT_ACT_HARD_SIGMOID = 15,    /* Keras 3: clip (x / 6 + 0.5, 0, 1) */
+  KILT_ACT_HARD_SIGMOID_K2 = 16, /* Keras 2: clip (0.2 x + 0.5, 0, 1) */
+  KILT_ACT_HARD_SWISH = 17,      /* x hard_sigmoid (x) (Keras 3), Keras' hard_silu */
+  KILT_ACT_N_TYPES
 } KiltActivation;
 
 typedef enum
@@ -63,7 +80,11 @@ typedef struct
   gboolean same;             /* padding "same"; FALSE = "valid" */
   gboolean use_bias;         /* Conv2D, Dense */
   KiltActivation activation; /* Conv2D, Dense, Activation */
-  float alpha;               /* LeakyReLU slope */
+  float alpha;               /* LeakyReLU slope, ELU's alpha */
+  float negative_slope;      /* ReLU (Keras' ReLU layer): below threshold, slope (x - t) */
+  float max_value;           /* ReLU's cap (INFINITY: none) */
+  float threshold;           /* ReLU's threshold (0) */
+  guint pad[4];              /* ZeroPadding2D / Cropping2D: top, bottom, left, right */
   float rate;                /* Dropout rate */
   float momentum;            /* BatchNormalization running-average momentum (Keras: 0.99) */
   float epsilon;             /* BatchNormalization epsilon (Keras: 1e-3) */
@@ -199,6 +220,10 @@ struct _KiltLayerClass
 const KiltLayerClass *kilt_layer_class_get (KiltLayerType type);
 const KiltLayerClass *kilt_layer_class_find (const char *name);
 const char *kilt_activation_name (KiltActivation act);
+/* Whether Conv2D and Dense can apply @act themselves (its gradient follows from the output). */
+gboolean kilt_activation_fusable (KiltActivation act);
+/* The same for a layer's activation with its options (a ReLU with a cap or threshold is not). */
+gboolean kilt_layer_config_act_fusable (const KiltLayerConfig *cfg);
 gboolean kilt_activation_from_name (const char *name, KiltActivation *out);
 KiltLayerConfig kilt_layer_config_default (KiltLayerType type);
 
@@ -215,6 +240,8 @@ extern const KiltLayerClass kilt_flatten_class;
 extern const KiltLayerClass kilt_batch_norm_class;
 extern const KiltLayerClass kilt_add_class;
 extern const KiltLayerClass kilt_concatenate_class;
+extern const KiltLayerClass kilt_zero_padding2d_class;
+extern const KiltLayerClass kilt_cropping2d_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

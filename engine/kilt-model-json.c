@@ -9,6 +9,7 @@
 #include "kilt-json-limits.h"
 
 #include <json-glib/json-glib.h>
+#include <math.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -28,6 +29,8 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_BATCH_NORM] = "BatchNormalization",
   [KILT_LAYER_ADD] = "Add",
   [KILT_LAYER_CONCATENATE] = "Concatenate",
+  [KILT_LAYER_ZERO_PADDING2D] = "ZeroPadding2D",
+  [KILT_LAYER_CROPPING2D] = "Cropping2D",
 };
 
 const char *
@@ -67,11 +70,16 @@ typedef enum
   F_RATE = 1 << 10,
   F_MOMENTUM = 1 << 11,
   F_EPSILON = 1 << 12,
+  F_SIDES = 1 << 13,
+  F_NEGATIVE_SLOPE = 1 << 14,
+  F_MAX_VALUE = 1 << 15,
+  F_THRESHOLD = 1 << 16,
 } Field;
 
 static const char *field_names[] = {
-  "filters",    "units", "kernel_size",        "pool_size", "strides",  "padding", "use_bias",
-  "activation", "alpha", "kernel_initializer", "rate",      "momentum", "epsilon",
+  "filters",  "units",      "kernel_size",    "pool_size",          "strides",   "padding",
+  "use_bias", "activation", "alpha",          "kernel_initializer", "rate",      "momentum",
+  "epsilon",  "sides",      "negative_slope", "max_value",          "threshold",
 };
 
 /* Allowed fields per type, and the ones a file must give. */
@@ -86,12 +94,15 @@ static const struct
   [KILT_LAYER_MAX_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
   [KILT_LAYER_AVG_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
   [KILT_LAYER_GLOBAL_AVG_POOL2D] = { 0, 0 },
-  [KILT_LAYER_ACTIVATION] = { F_ACTIVATION | F_ALPHA, F_ACTIVATION },
+  [KILT_LAYER_ACTIVATION]
+  = { F_ACTIVATION | F_ALPHA | F_NEGATIVE_SLOPE | F_MAX_VALUE | F_THRESHOLD, F_ACTIVATION },
   [KILT_LAYER_DROPOUT] = { F_RATE, F_RATE },
   [KILT_LAYER_FLATTEN] = { 0, 0 },
   [KILT_LAYER_BATCH_NORM] = { F_MOMENTUM | F_EPSILON, 0 },
   [KILT_LAYER_ADD] = { 0, 0 },
   [KILT_LAYER_CONCATENATE] = { 0, 0 },
+  [KILT_LAYER_ZERO_PADDING2D] = { F_SIDES, F_SIDES },
+  [KILT_LAYER_CROPPING2D] = { F_SIDES, F_SIDES },
 };
 
 static int
@@ -262,12 +273,34 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
         if (!is_string (node)
             || !kilt_activation_from_name (json_node_get_string (node), &cfg->activation))
           {
-            set_error (error, w,
-                       "activation must be one of linear, relu, leaky_relu, sigmoid, tanh, "
-                       "softmax");
+            GString *names = g_string_new (NULL);
+            for (int a = 0; a < KILT_ACT_N_TYPES; a++)
+              g_string_append_printf (names, "%s%s", a ? ", " : "", kilt_activation_name (a));
+            set_error (error, w, "activation must be one of %s", names->str);
+            g_string_free (names, TRUE);
             return FALSE;
           }
         return TRUE;
+      case F_SIDES:
+        {
+          JsonArray *a;
+          if (!JSON_NODE_HOLDS_ARRAY (node)
+              || json_array_get_length (a = json_node_get_array (node)) != 4)
+            {
+              set_error (error, w, "sides must be four integers [top, bottom, left, right]");
+              return FALSE;
+            }
+          for (guint i = 0; i < 4; i++)
+            if (!get_dim (json_array_get_element (a, i), w, name, 0, &cfg->pad[i], error))
+              return FALSE;
+          return TRUE;
+        }
+      case F_NEGATIVE_SLOPE:
+        return get_float (node, w, name, 0.0, 1e6, FALSE, &cfg->negative_slope, error);
+      case F_MAX_VALUE:
+        return get_float (node, w, name, 0.0, 1e30, FALSE, &cfg->max_value, error);
+      case F_THRESHOLD:
+        return get_float (node, w, name, -1e30, 1e30, FALSE, &cfg->threshold, error);
       case F_ALPHA:
         return get_float (node, w, name, 0.0, 1e6, FALSE, &cfg->alpha, error);
       case F_INIT:
@@ -691,8 +724,18 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     g_string_append_printf (s, ", \"use_bias\": %s", c->use_bias ? "true" : "false");
   if (allowed & F_ACTIVATION)
     g_string_append_printf (s, ", \"activation\": \"%s\"", kilt_activation_name (c->activation));
-  if ((allowed & F_ALPHA) && c->activation == KILT_ACT_LEAKY_RELU)
+  if ((allowed & F_ALPHA)
+      && (c->activation == KILT_ACT_LEAKY_RELU || c->activation == KILT_ACT_ELU))
     append_float (s, "alpha", c->alpha);
+  if ((allowed & F_NEGATIVE_SLOPE) && c->negative_slope != 0)
+    append_float (s, "negative_slope", c->negative_slope);
+  if ((allowed & F_MAX_VALUE) && isfinite (c->max_value))
+    append_float (s, "max_value", c->max_value);
+  if ((allowed & F_THRESHOLD) && c->threshold != 0)
+    append_float (s, "threshold", c->threshold);
+  if (allowed & F_SIDES)
+    g_string_append_printf (s, ", \"sides\": [%u, %u, %u, %u]", c->pad[0], c->pad[1], c->pad[2],
+                            c->pad[3]);
   if (allowed & F_INIT)
     g_string_append_printf (s, ", \"kernel_initializer\": \"%s\"",
                             c->init == KILT_INIT_HE_NORMAL ? "he_normal" : "glorot_uniform");

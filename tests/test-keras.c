@@ -62,6 +62,7 @@ check_file (const char *stem)
   JsonObject *counts;
   JsonArray *layers;
   gboolean has_input_row = FALSE;
+  guint extra = 0;
 
   g_test_message ("%s", stem);
   m = kilt_keras_load_file (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
@@ -95,8 +96,11 @@ check_file (const char *stem)
       g_assert_cmpuint (node->n_params + node->n_state, ==,
                         (gsize)json_object_get_int_member (l, "params"));
     }
-  /* Keras lists a Sequential model's layers without its input: one node each, plus ours. */
-  g_assert_cmpuint (kilt_model_n_nodes (m), ==,
+  /* Keras lists a Sequential model's layers without its input: one node each, plus ours,
+   * plus the "LAYER/activation" nodes Kilt adds after a Conv2D or Dense. */
+  for (guint i = 0; i < kilt_model_n_nodes (m); i++)
+    extra += strchr (kilt_model_node (m, i)->name, '/') != NULL;
+  g_assert_cmpuint (kilt_model_n_nodes (m) - extra, ==,
                     json_array_get_length (layers) + (has_input_row ? 0 : 1));
   g_assert_cmpint (m->loss, ==, KILT_LOSS_SOFTMAX_CROSS_ENTROPY);
 }
@@ -155,6 +159,119 @@ test_functional (void)
   g_assert_nonnull (notes);
   g_assert_nonnull (strstr (notes, "kernel_regularizer L2 is ignored"));
   g_assert_cmpint (kilt_model_output (m)->cfg.activation, ==, KILT_ACT_SOFTMAX);
+}
+
+static KiltNode *
+find (KiltModel *m, const char *name)
+{
+  KiltNode *n = kilt_model_find (m, name);
+
+  if (n == NULL)
+    g_error ("no node %s", name);
+  return n;
+}
+
+static KiltModel *
+load_data_file (const char *file)
+{
+  g_autofree char *path = data_file (file);
+  g_autoptr (GError) error = NULL;
+  KiltModel *m = kilt_keras_load_file (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+
+  g_assert_no_error (error);
+  return m;
+}
+
+/* ZeroPadding2D, Cropping2D and activations Conv2D and Dense do not fold in, from both
+ * generations, against Keras' own counts and shapes. */
+static void
+test_padding_files (void)
+{
+  const char *stems[] = { "keras2-padding", "keras3-padding" };
+
+  if (!have_all_layers ())
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (stems); i++)
+    {
+      g_autofree char *file = g_strconcat (stems[i], ".json", NULL);
+      g_autoptr (KiltModel) m = NULL;
+      KiltNode *n;
+
+      check_file (stems[i]);
+      m = load_data_file (file);
+      n = find (m, "pad_sides");
+      g_assert_cmpuint (n->cfg.pad[0], ==, 1);
+      g_assert_cmpuint (n->cfg.pad[1], ==, 2);
+      g_assert_cmpuint (n->cfg.pad[2], ==, 0);
+      g_assert_cmpuint (n->cfg.pad[3], ==, 3);
+      n = find (m, "crop_hw");
+      g_assert_cmpint (n->type, ==, KILT_LAYER_CROPPING2D);
+      g_assert_cmpuint (n->cfg.pad[0], ==, 2);
+      g_assert_cmpuint (n->cfg.pad[1], ==, 2);
+      g_assert_cmpuint (n->cfg.pad[2], ==, 1);
+      g_assert_cmpuint (n->cfg.pad[3], ==, 1);
+      /* The Conv2D keeps its name (and weights) and computes linearly; the swish follows. */
+      g_assert_cmpint (find (m, "conv_swish")->cfg.activation, ==, KILT_ACT_LINEAR);
+      n = find (m, "conv_swish/activation");
+      g_assert_cmpint (n->cfg.activation, ==, KILT_ACT_SWISH);
+      g_assert_cmpuint (n->inputs[0], ==, find (m, "conv_swish")->index);
+      g_assert_cmpuint (find (m, "pad_2")->inputs[0], ==, n->index);
+      g_assert_cmpint (find (m, "conv_gelu/activation")->cfg.activation, ==, KILT_ACT_GELU);
+      g_assert_cmpint (find (m, "dense_hard_sigmoid/activation")->cfg.activation, ==,
+                       i == 0 ? KILT_ACT_HARD_SIGMOID_K2 : KILT_ACT_HARD_SIGMOID);
+    }
+}
+
+static void
+test_activation_files (void)
+{
+  if (!have_all_layers ())
+    return;
+  for (int k3 = 0; k3 < 2; k3++)
+    {
+      g_autoptr (KiltModel) m = NULL;
+      KiltNode *n;
+
+      check_file (k3 ? "keras3-activations" : "keras2-activations");
+      m = load_data_file (k3 ? "keras3-activations.json" : "keras2-activations.json");
+      n = find (m, "dense_elu/activation");
+      g_assert_cmpint (n->cfg.activation, ==, KILT_ACT_ELU);
+      g_assert_cmpfloat (n->cfg.alpha, ==, 1.0f);
+      g_assert_cmpint (find (m, "act_selu")->cfg.activation, ==, KILT_ACT_SELU);
+      g_assert_cmpint (find (m, "act_softplus")->cfg.activation, ==, KILT_ACT_SOFTPLUS);
+      g_assert_cmpint (find (m, "act_softsign")->cfg.activation, ==, KILT_ACT_SOFTSIGN);
+      g_assert_cmpint (find (m, "act_exponential")->cfg.activation, ==, KILT_ACT_EXPONENTIAL);
+      g_assert_cmpint (find (m, "act_swish")->cfg.activation, ==, KILT_ACT_SWISH);
+      g_assert_cmpint (find (m, "act_gelu")->cfg.activation, ==, KILT_ACT_GELU);
+      g_assert_cmpint (find (m, "act_hard_sigmoid")->cfg.activation, ==,
+                       k3 ? KILT_ACT_HARD_SIGMOID : KILT_ACT_HARD_SIGMOID_K2);
+      g_assert_cmpint (find (m, "act_linear")->cfg.activation, ==, KILT_ACT_LINEAR);
+      n = find (m, "act_leaky_relu");
+      g_assert_cmpint (n->cfg.activation, ==, KILT_ACT_LEAKY_RELU);
+      g_assert_cmpfloat (n->cfg.alpha, ==, 0.2f); /* the function's default, not the layer's */
+      g_assert_cmpint (find (m, "act_relu6")->cfg.activation, ==, KILT_ACT_RELU6);
+      g_assert_cmpint (find (m, "relu_6")->cfg.activation, ==, KILT_ACT_RELU6);
+      n = find (m, "relu_all");
+      g_assert_cmpint (n->cfg.activation, ==, KILT_ACT_RELU);
+      g_assert_cmpfloat (n->cfg.max_value, ==, 4.0f);
+      g_assert_cmpfloat (n->cfg.threshold, ==, 0.5f);
+      g_assert_cmpfloat (n->cfg.negative_slope, ==, 0.1f);
+      n = find (m, "relu_leaky");
+      g_assert_cmpint (n->cfg.activation, ==, KILT_ACT_LEAKY_RELU);
+      g_assert_cmpfloat (n->cfg.alpha, ==, 0.2f);
+      n = find (m, "elu_layer");
+      g_assert_cmpint (n->cfg.activation, ==, KILT_ACT_ELU);
+      g_assert_cmpfloat (n->cfg.alpha, ==, 0.5f);
+      n = find (m, "leaky_default");
+      g_assert_cmpint (n->cfg.activation, ==, KILT_ACT_LEAKY_RELU);
+      g_assert_cmpfloat (n->cfg.alpha, ==, 0.3f);
+      if (k3)
+        {
+          g_assert_cmpint (find (m, "act_silu")->cfg.activation, ==, KILT_ACT_SWISH);
+          g_assert_cmpint (find (m, "act_hard_silu")->cfg.activation, ==, KILT_ACT_HARD_SWISH);
+          g_assert_cmpint (find (m, "act_hard_swish")->cfg.activation, ==, KILT_ACT_HARD_SWISH);
+        }
+    }
 }
 
 static void
@@ -221,8 +338,8 @@ test_errors (void)
   expect_error ("{\"format\": \"kilt-model\"}", "not a Keras model", NULL);
   expect_error ("{\"class_name\": \"Bidirectional\", \"config\": {}}",
                 "model class Bidirectional is not supported", NULL);
-  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") "," K2_DENSE ("d", ", \"activation\": \"elu\"")),
-                "layer d (Dense)", "activation \"elu\" is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") "," K2_DENSE ("d", ", \"activation\": \"mish\"")),
+                "layer d (Dense)", "activation \"mish\" is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, 28, 28]") "," K2_DENSE ("d", "")),
                 "layer in (InputLayer)", "2 dimensions per sample is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, null]") "," K2_DENSE ("d", "")), "layer in (InputLayer)",
@@ -232,8 +349,19 @@ test_errors (void)
                                                "{\"name\": \"rnn\", \"units\": 4}}"),
                 "layer rnn (LSTM)", "LSTM is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"ReLU\", \"config\": "
-                                               "{\"name\": \"r6\", \"max_value\": 6.0}}"),
-                "layer r6 (ReLU)", "max_value 6");
+                                               "{\"name\": \"r6\", \"max_value\": -1}}"),
+                "layer r6 (ReLU)", "max_value = -1 is out of range");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"ZeroPadding2D\", "
+                                               "\"config\": {\"name\": \"zp\"}}"),
+                "layer zp (ZeroPadding2D)", "expects an image input");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"ZeroPadding2D\", "
+                                                     "\"config\": {\"name\": \"zp\", "
+                                                     "\"padding\": [[1, 2, 3], [0, 0]]}}"),
+                "layer zp (ZeroPadding2D)", "padding must be n, (height, width) or ((top");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Cropping2D\", "
+                                                     "\"config\": {\"name\": \"cr\", "
+                                                     "\"cropping\": [[4, 4], [0, 0]]}}"),
+                "layer cr (Cropping2D)", "leaves nothing of a 8x8 input");
   expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"Dropout\", \"config\": "
                                                "{\"name\": \"dr\", \"rate\": 0.5, "
                                                "\"noise_shape\": [null, 1]}}"),
@@ -603,6 +731,8 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/legacy", test_legacy);
   g_test_add_func ("/keras/functional", test_functional);
   g_test_add_func ("/keras/unsupported-files", test_unsupported_files);
+  g_test_add_func ("/keras/padding-files", test_padding_files);
+  g_test_add_func ("/keras/activation-files", test_activation_files);
   g_test_add_func ("/keras/errors", test_errors);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);

@@ -257,6 +257,41 @@ test_round_trip_hand_built (void)
   round_trip (m);
 }
 
+/* Every option of the layers issue 11 added survives a save and a load. */
+static void
+test_round_trip_new_layers (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("issue 11");
+  g_autoptr (GError) error = NULL;
+  KiltLayerConfig p = kilt_layer_config_default (KILT_LAYER_ZERO_PADDING2D);
+  KiltLayerConfig c = kilt_layer_config_default (KILT_LAYER_CROPPING2D);
+  KiltLayerConfig a = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+
+  kilt_model_add_input (m, "img", (KiltShape){ 2, 7, 6 });
+  memcpy (p.pad, (guint[4]){ 1, 0, 3, 2 }, sizeof p.pad);
+  kilt_model_append (m, KILT_LAYER_ZERO_PADDING2D, &p);
+  memcpy (c.pad, (guint[4]){ 0, 2, 1, 1 }, sizeof c.pad);
+  kilt_model_append (m, KILT_LAYER_CROPPING2D, &c);
+  a.activation = KILT_ACT_RELU;
+  a.max_value = 6.5f;
+  a.threshold = -0.25f;
+  a.negative_slope = 0.125f;
+  kilt_model_append (m, KILT_LAYER_ACTIVATION, &a);
+  for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
+    {
+      a = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+      a.activation = act;
+      if (act == KILT_ACT_ELU)
+        a.alpha = 0.75f;
+      kilt_model_append (m, KILT_LAYER_ACTIVATION, &a);
+    }
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (kilt_model_output (m)->out_shape.h, ==, 6);
+  g_assert_cmpuint (kilt_model_output (m)->out_shape.w, ==, 9);
+  round_trip (m);
+}
+
 static void
 test_round_trip_presets (void)
 {
@@ -317,8 +352,18 @@ test_errors (void)
                 "layer d (Dense)", "units must be an integer");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"units\": 0}]}", "layer d (Dense)",
                 "units must be an integer from 1");
+  expect_error (HEAD "{\"type\": \"Dense\", \"units\": 2, \"activation\": \"mish\"}]}",
+                "layer #1 (Dense)", "activation must be one of linear, relu");
   expect_error (HEAD "{\"type\": \"Dense\", \"units\": 2, \"activation\": \"elu\"}]}",
-                "layer #1 (Dense)", "activation must be one of");
+                "layer dense (Dense): activation elu is not one Dense applies itself",
+                "add an Activation");
+  expect_error (HEAD "{\"type\": \"ZeroPadding2D\"}]}", "layer #1 (ZeroPadding2D)",
+                "expected a field \"sides\"");
+  expect_error (HEAD "{\"type\": \"Cropping2D\", \"sides\": [1, 2]}]}", "layer #1 (Cropping2D)",
+                "sides must be four integers");
+  expect_error (HEAD "{\"type\": \"Activation\", \"activation\": \"relu\", "
+                     "\"max_value\": -2}]}",
+                "layer #1 (Activation)", "max_value must be in [0,");
   expect_error (HEAD "{\"name\": \"a\", \"type\": \"Activation\", \"activation\": \"leaky_relu\", "
                      "\"alpha\": -1}]}",
                 "layer a (Activation)", "alpha must be in [0");
@@ -753,6 +798,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model-io/minimal-document", test_minimal_document);
   g_test_add_func ("/model-io/round-trip-hand-built", test_round_trip_hand_built);
   g_test_add_func ("/model-io/round-trip-presets", test_round_trip_presets);
+  g_test_add_func ("/model-io/round-trip-new-layers", test_round_trip_new_layers);
   g_test_add_func ("/model-io/errors", test_errors);
   g_test_add_func ("/model-io/default-names-unique", test_default_names_unique);
   g_test_add_func ("/model-io/hostile-depth", test_hostile_depth);

@@ -5,6 +5,8 @@
 #include "kilt-keras-private.h"
 #include "kilt-model-json.h"
 
+#include <math.h>
+
 /* ---- layers ------------------------------------------------------------------------------- */
 
 guint
@@ -36,6 +38,24 @@ keras_add_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg, gui
   return TRUE;
 }
 
+gboolean
+keras_add_extra_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg,
+                      const char *suffix, GError **error)
+{
+  g_autofree char *name = g_strdup_printf ("%s/%s", imp->cur->name, suffix);
+  guint last = kilt_model_n_nodes (imp->model) - 1, index;
+
+  if (kilt_model_find (imp->model, name))
+    {
+      keras_set_error (error, imp, "the name %s is used by another layer", name);
+      return FALSE;
+    }
+  index = kilt_model_add (imp->model, type, name, cfg, 1, &last);
+  g_array_append_val (imp->rank, g_array_index (imp->rank, guint, last));
+  g_hash_table_insert (imp->node_of, (gpointer)imp->cur->name, GUINT_TO_POINTER (index + 1));
+  return TRUE;
+}
+
 static gboolean
 convert_conv (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
@@ -57,7 +77,7 @@ convert_conv (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error
       || !keras_get_pair (imp, c, "strides", &cfg->sh, &cfg->sw, error)
       || !keras_get_pair (imp, c, "dilation_rate", &dh, &dw, error)
       || !keras_get_padding (imp, c, &cfg->same, error)
-      || !keras_get_activation (imp, c, &cfg->activation, error)
+      || !keras_get_activation (imp, c, cfg, error)
       || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error)
       || !keras_check_data_format (imp, c, error))
     return FALSE;
@@ -103,7 +123,7 @@ convert_dense (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **erro
       return FALSE;
     }
   if (!keras_get_int (imp, units, "units", 1, &cfg->units, error)
-      || !keras_get_activation (imp, c, &cfg->activation, error)
+      || !keras_get_activation (imp, c, cfg, error)
       || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error))
     return FALSE;
   keras_note_weight_options (imp, c, "kernel", &cfg->init);
@@ -198,32 +218,119 @@ convert_global_avg_pool (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GEr
 static gboolean
 convert_activation (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
-  return keras_get_activation (imp, call->c, &cfg->activation, error);
+  return keras_get_activation (imp, call->c, cfg, error);
 }
 
+/* Keras' ReLU layer: max_value, negative_slope, threshold. A plain ReLU or leaky ReLU stays
+ * one Conv2D and Dense can fold in. */
 static gboolean
 convert_relu (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
   JsonObject *c = call->c;
-  double slope = 0, threshold = 0;
+  double slope = 0, threshold = 0, max_value = INFINITY;
 
-  if (keras_member (c, "max_value"))
-    {
-      g_autofree char *text = keras_render (keras_member (c, "max_value"));
-      keras_set_error (error, imp, "max_value %s is not supported (no capped ReLU)", text);
-      return FALSE;
-    }
   if (!keras_get_double (imp, c, "negative_slope", 0, 1e6, &slope, error)
-      || !keras_get_double (imp, c, "threshold", -1e30, 1e30, &threshold, error))
+      || !keras_get_double (imp, c, "threshold", -1e30, 1e30, &threshold, error)
+      || !keras_get_double (imp, c, "max_value", 0, 1e30, &max_value, error))
     return FALSE;
-  if (threshold != 0)
+  if (threshold == 0 && isinf (max_value))
     {
-      keras_set_error (error, imp, "threshold %g is not supported; Kilt takes 0", threshold);
+      cfg->activation = slope > 0 ? KILT_ACT_LEAKY_RELU : KILT_ACT_RELU;
+      cfg->alpha = (float)slope;
+      return TRUE;
+    }
+  if (threshold == 0 && slope == 0 && max_value == 6)
+    {
+      cfg->activation = KILT_ACT_RELU6;
+      return TRUE;
+    }
+  cfg->activation = KILT_ACT_RELU;
+  cfg->negative_slope = (float)slope;
+  cfg->threshold = (float)threshold;
+  cfg->max_value = (float)max_value;
+  return TRUE;
+}
+
+static gboolean
+convert_elu (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  double alpha = 1.0; /* Keras' default */
+
+  if (!keras_get_double (imp, call->c, "alpha", -1e6, 1e6, &alpha, error))
+    return FALSE;
+  cfg->activation = KILT_ACT_ELU;
+  cfg->alpha = (float)alpha;
+  return TRUE;
+}
+
+/* ZeroPadding2D's padding and Cropping2D's cropping: n, (h, w) or ((top, bottom), (left,
+ * right)), into top, bottom, left, right. */
+static gboolean
+get_sides (Import *imp, JsonObject *c, const char *key, guint side[4], GError **error)
+{
+  JsonNode *n = keras_member (c, key);
+  JsonArray *a;
+
+  if (n == NULL)
+    return TRUE;
+  if (!JSON_NODE_HOLDS_ARRAY (n))
+    {
+      if (!keras_get_int (imp, n, key, 0, &side[0], error))
+        return FALSE;
+      side[1] = side[2] = side[3] = side[0];
+      return TRUE;
+    }
+  a = json_node_get_array (n);
+  if (json_array_get_length (a) != 2)
+    goto bad;
+  for (guint i = 0; i < 2; i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      if (JSON_NODE_HOLDS_ARRAY (e))
+        {
+          JsonArray *p = json_node_get_array (e);
+          if (json_array_get_length (p) != 2
+              || !keras_get_int (imp, json_array_get_element (p, 0), key, 0, &side[2 * i], error)
+              || !keras_get_int (imp, json_array_get_element (p, 1), key, 0, &side[2 * i + 1],
+                                 error))
+            goto bad_or_error;
+        }
+      else
+        {
+          if (!keras_get_int (imp, e, key, 0, &side[2 * i], error))
+            return FALSE;
+          side[2 * i + 1] = side[2 * i];
+        }
+    }
+  return TRUE;
+
+bad_or_error:
+  if (error && *error)
+    return FALSE;
+bad:
+  {
+    g_autofree char *text = keras_render (n);
+    keras_set_error (error, imp,
+                     "%s must be n, (height, width) or ((top, bottom), (left, right)), got %s", key,
+                     text);
+  }
+  return FALSE;
+}
+
+static gboolean
+convert_padding (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  gboolean crop = g_str_equal (call->cls, "Cropping2D");
+
+  if (call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image input (height, width, channels)");
       return FALSE;
     }
-  cfg->activation = slope > 0 ? KILT_ACT_LEAKY_RELU : KILT_ACT_RELU;
-  cfg->alpha = (float)slope;
-  return TRUE;
+  if (!crop)
+    cfg->pad[0] = cfg->pad[1] = cfg->pad[2] = cfg->pad[3] = 1; /* Keras' default */
+  return keras_check_data_format (imp, call->c, error)
+         && get_sides (imp, call->c, crop ? "cropping" : "padding", cfg->pad, error);
 }
 
 static gboolean
@@ -350,11 +457,14 @@ static const Converter converters[] = {
   { "ReLU", KILT_LAYER_ACTIVATION, FALSE, convert_relu },
   { "LeakyReLU", KILT_LAYER_ACTIVATION, FALSE, convert_leaky_relu },
   { "Softmax", KILT_LAYER_ACTIVATION, FALSE, convert_softmax },
+  { "ELU", KILT_LAYER_ACTIVATION, FALSE, convert_elu },
   { "Dropout", KILT_LAYER_DROPOUT, FALSE, convert_dropout },
   { "Flatten", KILT_LAYER_FLATTEN, FALSE, convert_flatten },
   { "BatchNormalization", KILT_LAYER_BATCH_NORM, FALSE, convert_batch_norm },
   { "Add", KILT_LAYER_ADD, TRUE, convert_add },
   { "Concatenate", KILT_LAYER_CONCATENATE, TRUE, convert_concatenate },
+  { "ZeroPadding2D", KILT_LAYER_ZERO_PADDING2D, FALSE, convert_padding },
+  { "Cropping2D", KILT_LAYER_CROPPING2D, FALSE, convert_padding },
 };
 
 /* "InputLayer, Conv2D, ..., Add and Concatenate", from the table (aliases left out). */
@@ -424,6 +534,18 @@ keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *i
     {
       keras_set_error (error, imp, "takes one input, got %u", n_inputs);
       return FALSE;
+    }
+  /* Conv2D and Dense apply only activations whose gradient follows from their output; any
+   * other becomes an Activation node after them ("LAYER/activation"). */
+  if ((conv->type == KILT_LAYER_CONV2D || conv->type == KILT_LAYER_DENSE)
+      && !kilt_layer_config_act_fusable (&cfg))
+    {
+      KiltLayerConfig act = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+      act.activation = cfg.activation;
+      act.alpha = cfg.alpha;
+      cfg.activation = KILT_ACT_LINEAR;
+      return keras_add_node (imp, conv->type, &cfg, n_inputs, inputs, call.rank, error)
+             && keras_add_extra_node (imp, KILT_LAYER_ACTIVATION, &act, "activation", error);
     }
   return keras_add_node (imp, conv->type, &cfg, n_inputs, inputs, call.rank, error);
 }

@@ -39,6 +39,7 @@ typedef struct
   GArray *rank;        /* guint per Kilt node: 2 (vector) or 4 (image), with the batch */
   GHashTable *node_of; /* Keras layer name -> Kilt node index + 1 */
   const Entry *cur;    /* the layer being converted, for messages */
+  gboolean keras3;     /* written by Keras 3 (whose hard_sigmoid differs from Keras 2's) */
 } Import;
 
 /* Messages: "SOURCE: layer NAME (CLASS): ..." and notes of the same form. */
@@ -66,9 +67,11 @@ gboolean keras_get_bool (const Import *imp, JsonObject *cfg, const char *key, gb
 
 /* Options many layers share. */
 gboolean keras_check_data_format (Import *imp, JsonObject *cfg, GError **error);
-gboolean keras_get_activation_name (Import *imp, const char *name, KiltActivation *out,
+/* Sets out->activation (and alpha where the function has one) from Keras' name, as the
+ * file's Keras version defines it. */
+gboolean keras_get_activation_name (Import *imp, const char *name, KiltLayerConfig *out,
                                     GError **error);
-gboolean keras_get_activation (Import *imp, JsonObject *cfg, KiltActivation *out, GError **error);
+gboolean keras_get_activation (Import *imp, JsonObject *cfg, KiltLayerConfig *out, GError **error);
 void keras_note_weight_options (Import *imp, JsonObject *cfg, const char *prefix, KiltInit *init);
 gboolean keras_get_padding (Import *imp, JsonObject *cfg, gboolean *same, GError **error);
 gboolean keras_is_channel_axis (const Import *imp, gint64 axis, guint rank);
@@ -79,6 +82,10 @@ gboolean keras_get_axis (Import *imp, JsonObject *cfg, const char *key, gint64 d
 guint keras_node_rank (const Import *imp, guint node);
 gboolean keras_add_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg,
                          guint n_inputs, const guint *inputs, guint rank, GError **error);
+/* A further node for the same Keras layer, named "LAYER/@suffix" (Keras names hold no '/'),
+ * reading the layer's last node; the layer's name then stands for it. */
+gboolean keras_add_extra_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg,
+                               const char *suffix, GError **error);
 
 /* One call of a Keras layer, as its converter sees it; the converter may change @rank
  * (the output's: 2 for vectors, 4 for images). */

@@ -229,30 +229,68 @@ keras_check_data_format (Import *imp, JsonObject *cfg, GError **error)
   return TRUE;
 }
 
-gboolean
-keras_get_activation_name (Import *imp, const char *name, KiltActivation *out, GError **error)
+/* Keras' activation names, as Keras 2 (tf.keras) and Keras 3 write them. */
+static const struct
 {
-  if (!kilt_activation_from_name (name, out))
-    {
-      keras_set_error (
-          error, imp,
-          "activation \"%s\" is not supported; Kilt has linear, relu, leaky_relu, sigmoid, "
-          "tanh and softmax",
-          name);
-      return FALSE;
-    }
-  return TRUE;
+  const char *keras;
+  KiltActivation act;
+} keras_activations[] = {
+  { "linear", KILT_ACT_LINEAR },
+  { "relu", KILT_ACT_RELU },
+  { "leaky_relu", KILT_ACT_LEAKY_RELU },
+  { "sigmoid", KILT_ACT_SIGMOID },
+  { "tanh", KILT_ACT_TANH },
+  { "softmax", KILT_ACT_SOFTMAX },
+  { "relu6", KILT_ACT_RELU6 },
+  { "elu", KILT_ACT_ELU },
+  { "selu", KILT_ACT_SELU },
+  { "softplus", KILT_ACT_SOFTPLUS },
+  { "softsign", KILT_ACT_SOFTSIGN },
+  { "exponential", KILT_ACT_EXPONENTIAL },
+  { "swish", KILT_ACT_SWISH },
+  { "silu", KILT_ACT_SWISH },
+  { "gelu", KILT_ACT_GELU }, /* Keras' default is the exact form (approximate = False) */
+  { "hard_sigmoid", KILT_ACT_HARD_SIGMOID },
+  { "hard_swish", KILT_ACT_HARD_SWISH },
+  { "hard_silu", KILT_ACT_HARD_SWISH },
+};
+
+gboolean
+keras_get_activation_name (Import *imp, const char *name, KiltLayerConfig *out, GError **error)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (keras_activations); i++)
+    if (g_str_equal (name, keras_activations[i].keras))
+      {
+        out->activation = keras_activations[i].act;
+        /* Keras 2 defines hard_sigmoid as clip (0.2 x + 0.5), Keras 3 as relu6 (x + 3) / 6. */
+        if (out->activation == KILT_ACT_HARD_SIGMOID && !imp->keras3)
+          out->activation = KILT_ACT_HARD_SIGMOID_K2;
+        /* The functions' own defaults: elu (alpha = 1), leaky_relu (negative_slope = 0.2). */
+        if (out->activation == KILT_ACT_ELU)
+          out->alpha = 1.0f;
+        else if (out->activation == KILT_ACT_LEAKY_RELU)
+          out->alpha = 0.2f;
+        return TRUE;
+      }
+  {
+    g_autoptr (GString) list = g_string_new (NULL);
+    for (guint i = 0; i < G_N_ELEMENTS (keras_activations); i++)
+      g_string_append_printf (list, "%s%s", i ? ", " : "", keras_activations[i].keras);
+    keras_set_error (error, imp, "activation \"%s\" is not supported; Kilt has %s", name,
+                     list->str);
+  }
+  return FALSE;
 }
 
 gboolean
-keras_get_activation (Import *imp, JsonObject *cfg, KiltActivation *out, GError **error)
+keras_get_activation (Import *imp, JsonObject *cfg, KiltLayerConfig *out, GError **error)
 {
   JsonNode *n = keras_member (cfg, "activation");
   const char *name;
 
   if (n == NULL)
     {
-      *out = KILT_ACT_LINEAR;
+      out->activation = KILT_ACT_LINEAR;
       return TRUE;
     }
   name = keras_node_is (n, G_TYPE_STRING) ? json_node_get_string (n) : NULL;

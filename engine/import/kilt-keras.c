@@ -546,6 +546,11 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
                        "config, as model.to_json () writes");
       return NULL;
     }
+  /* Keras 3 writes "module" beside class_name; Keras 2 a keras_version of 2.x. */
+  {
+    const char *version = keras_member_string (root, "keras_version");
+    imp.keras3 = keras_member (root, "module") != NULL || (version && version[0] == '3');
+  }
   config = keras_member (root, "config");
   if (config == NULL)
     {

@@ -140,6 +140,14 @@ conv_infer (KiltNode *node, GError **error)
       kilt_layer_set_error (error, node, "input %ux%ux%u is empty", in->h, in->w, in->c);
       return FALSE;
     }
+  if (!kilt_activation_fusable (node->cfg.activation))
+    {
+      kilt_layer_set_error (error, node,
+                            "activation %s is not one Conv2D applies itself (linear, relu, "
+                            "leaky_relu, sigmoid, tanh); add an Activation layer after it",
+                            kilt_activation_name (node->cfg.activation));
+      return FALSE;
+    }
   if (cfg->activation == KILT_ACT_SOFTMAX)
     {
       kilt_layer_set_error (error, node,

@@ -8,6 +8,14 @@ dense_infer (KiltNode *node, GError **error)
 {
   gsize in = kilt_shape_size (&node->in_shape[0]);
 
+  if (!kilt_activation_fusable (node->cfg.activation))
+    {
+      kilt_layer_set_error (error, node,
+                            "activation %s is not one Dense applies itself (linear, relu, "
+                            "leaky_relu, sigmoid, tanh, softmax); add an Activation layer after it",
+                            kilt_activation_name (node->cfg.activation));
+      return FALSE;
+    }
   if (node->cfg.units == 0)
     {
       kilt_layer_set_error (error, node, "units must be at least 1");

@@ -140,6 +140,40 @@ def build_all(K, layers, keras3):
     m.add(layers.Flatten())
     m.add(layers.Dense(10, activation="softmax"))
     models["unsupported_option"] = m
+
+    # Issue 11's first layers, at awkward sizes: padding and cropping in each spelling, and
+    # activations Conv2D and Dense do not fold in (Kilt adds an Activation node after them).
+    m = K.Sequential()
+    m.add(inp((13, 11, 3)))
+    m.add(layers.ZeroPadding2D(((1, 2), (0, 3)), name="pad_sides"))
+    m.add(layers.Conv2D(4, 3, activation="swish", name="conv_swish"))
+    m.add(layers.ZeroPadding2D(2, name="pad_2"))
+    m.add(layers.Cropping2D(((1, 0), (2, 1)), name="crop_sides"))
+    m.add(layers.Cropping2D(1, name="crop_1"))
+    m.add(layers.ZeroPadding2D((1, 2), name="pad_hw"))
+    m.add(layers.Cropping2D((2, 1), name="crop_hw"))
+    m.add(layers.Conv2D(2, 3, strides=2, activation="gelu", name="conv_gelu"))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(5, activation="hard_sigmoid", name="dense_hard_sigmoid"))
+    m.add(layers.Dense(3, activation="softmax"))
+    models["padding"] = m
+
+    m = K.Sequential()
+    m.add(inp((12,)))
+    m.add(layers.Dense(9, activation="elu", name="dense_elu"))
+    names = ["selu", "softplus", "softsign", "exponential", "swish", "gelu", "hard_sigmoid",
+             "linear", "leaky_relu", "relu6", "tanh", "sigmoid", "relu"]
+    if keras3:
+        names += ["silu", "hard_silu", "hard_swish"]
+    for a in names:
+        m.add(layers.Activation(a, name="act_" + a))
+    m.add(layers.ReLU(max_value=6.0, name="relu_6"))
+    m.add(layers.ReLU(max_value=4.0, threshold=0.5, negative_slope=0.1, name="relu_all"))
+    m.add(layers.ReLU(negative_slope=0.2, name="relu_leaky"))
+    m.add(layers.ELU(alpha=0.5, name="elu_layer"))
+    m.add(layers.LeakyReLU(name="leaky_default"))
+    m.add(layers.Dense(4, activation="softmax"))
+    models["activations"] = m
     return models
 
 

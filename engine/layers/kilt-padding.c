@@ -1,0 +1,160 @@
+/* ZeroPadding2D and Cropping2D: each channel's plane grown by zeros or cut, per side. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-layer.h"
+
+#include <string.h>
+
+/* The pads are top, bottom, left, right (cfg.pad); padding adds them, cropping removes. */
+static gboolean
+pad_infer (KiltNode *node, GError **error)
+{
+  const KiltShape *in = &node->in_shape[0];
+  const guint *p = node->cfg.pad;
+  const guint cap = 1u << 24;
+
+  for (guint i = 0; i < 4; i++)
+    if (p[i] > cap)
+      {
+        kilt_layer_set_error (error, node, "a side of %u is over the limit of %u", p[i], cap);
+        return FALSE;
+      }
+  if (node->type == KILT_LAYER_ZERO_PADDING2D)
+    {
+      node->out_shape = (KiltShape){ in->c, in->h + p[0] + p[1], in->w + p[2] + p[3] };
+      if (node->out_shape.h > cap || node->out_shape.w > cap)
+        {
+          kilt_layer_set_error (error, node, "the padded size %ux%u is over the limit of %u",
+                                node->out_shape.h, node->out_shape.w, cap);
+          return FALSE;
+        }
+      return TRUE;
+    }
+  if ((guint64)p[0] + p[1] >= in->h || (guint64)p[2] + p[3] >= in->w)
+    {
+      kilt_layer_set_error (error, node,
+                            "cropping ((%u, %u), (%u, %u)) leaves nothing of a %ux%u input", p[0],
+                            p[1], p[2], p[3], in->h, in->w);
+      return FALSE;
+    }
+  node->out_shape = (KiltShape){ in->c, in->h - p[0] - p[1], in->w - p[2] - p[3] };
+  return TRUE;
+}
+
+/* The shift from the destination back to the source: padding's forward reads at -top. */
+static void
+pad_shift (const KiltNode *node, gboolean forward, int *oy, int *ox)
+{
+  int sign = (node->type == KILT_LAYER_ZERO_PADDING2D) == forward ? -1 : 1;
+
+  *oy = sign * (int)node->cfg.pad[0];
+  *ox = sign * (int)node->cfg.pad[2];
+}
+
+static gboolean
+shift_launch (KiltExec *ex, cl_mem dst, const KiltShape *ds, cl_mem src, const KiltShape *ss,
+              int oy, int ox, float beta, GError **error)
+{
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_shift2d", error);
+  cl_int err = CL_SUCCESS;
+  cl_uint planes = ex->batch * ds->c, sh = ss->h, sw = ss->w, dh = ds->h, dw = ds->w;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, dst, err);
+  KILT_ARG (k, 1, src, err);
+  KILT_ARG (k, 2, planes, err);
+  KILT_ARG (k, 3, sh, err);
+  KILT_ARG (k, 4, sw, err);
+  KILT_ARG (k, 5, dh, err);
+  KILT_ARG (k, 6, dw, err);
+  KILT_ARG (k, 7, oy, err);
+  KILT_ARG (k, 8, ox, err);
+  KILT_ARG (k, 9, beta, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_layer_launch3 (ex, k, dw, dh, planes, error);
+}
+
+static gboolean
+pad_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  int oy, ox;
+
+  pad_shift (node, TRUE, &oy, &ox);
+  return shift_launch (ex, node->out, &node->out_shape, src->out, &node->in_shape[0], oy, ox, 0.0f,
+                       error);
+}
+
+static gboolean
+pad_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  int oy, ox;
+
+  if (!node->din_needed[0])
+    return TRUE;
+  pad_shift (node, FALSE, &oy, &ox);
+  return shift_launch (ex, src->dout, &node->in_shape[0], node->dout, &node->out_shape, oy, ox,
+                       node->din_beta[0], error);
+}
+
+static void
+ref_shift (double *dst, const KiltShape *ds, const double *src, const KiltShape *ss, guint batch,
+           int oy, int ox)
+{
+  for (gsize p = 0; p < (gsize)batch * ds->c; p++)
+    for (guint y = 0; y < ds->h; y++)
+      for (guint x = 0; x < ds->w; x++)
+        {
+          int sy = (int)y + oy, sx = (int)x + ox;
+          gboolean inside = sy >= 0 && sx >= 0 && sy < (int)ss->h && sx < (int)ss->w;
+          dst[(p * ds->h + y) * ds->w + x] = inside ? src[(p * ss->h + sy) * ss->w + sx] : 0.0;
+        }
+}
+
+static void
+pad_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                 const double *const *in, const double *params, double *state, double *out)
+{
+  int oy, ox;
+
+  pad_shift (node, TRUE, &oy, &ox);
+  ref_shift (out, &node->out_shape, in[0], &node->in_shape[0], batch, oy, ox);
+}
+
+static void
+pad_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                  const double *const *in, const double *params, const double *state,
+                  const double *out, const double *dout, double **din, double *dparams)
+{
+  int oy, ox;
+
+  if (!din[0])
+    return;
+  pad_shift (node, FALSE, &oy, &ox);
+  ref_shift (din[0], &node->in_shape[0], dout, &node->out_shape, batch, oy, ox);
+}
+
+const KiltLayerClass kilt_zero_padding2d_class = {
+  .type = KILT_LAYER_ZERO_PADDING2D,
+  .name = "ZeroPadding2D",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = pad_infer,
+  .forward = pad_forward,
+  .backward = pad_backward,
+  .ref_forward = pad_ref_forward,
+  .ref_backward = pad_ref_backward,
+};
+
+const KiltLayerClass kilt_cropping2d_class = {
+  .type = KILT_LAYER_CROPPING2D,
+  .name = "Cropping2D",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = pad_infer,
+  .forward = pad_forward,
+  .backward = pad_backward,
+  .ref_forward = pad_ref_forward,
+  .ref_backward = pad_ref_backward,
+};

@@ -1,0 +1,238 @@
+/* The layers of Keras applications that Kilt first lacked: ZeroPadding2D, Cropping2D and the
+ * Activation layer's further functions (Keras' ReLU options, relu6, swish, gelu, hard_sigmoid,
+ * ...), against the plain-C reference and finite differences, with Keras' values at points. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-test-util.h"
+#include "kilt-layer-check.h"
+#include "kilt-error.h"
+#include "kilt-exec.h"
+#include "kilt-model.h"
+
+#include "test-layer-cases.h"
+
+#include <math.h>
+
+static void
+pad_case (const char *label, KiltLayerType type, KiltShape in, guint t, guint b, guint l, guint r,
+          guint batch, gboolean accumulate)
+{
+  KiltLayerCheck c = { 0 };
+
+  c.label = label;
+  c.type = type;
+  c.cfg = kilt_layer_config_default (type);
+  c.cfg.pad[0] = t;
+  c.cfg.pad[1] = b;
+  c.cfg.pad[2] = l;
+  c.cfg.pad[3] = r;
+  c.n_inputs = 1;
+  c.in[0] = in;
+  c.batch = batch;
+  c.training = TRUE;
+  c.seed = 31;
+  c.accumulate = accumulate;
+  kilt_test_layer_case (&c);
+}
+
+static void
+test_zero_padding (void)
+{
+  pad_case ("pad 1 all sides", KILT_LAYER_ZERO_PADDING2D, (KiltShape){ 3, 5, 7 }, 1, 1, 1, 1, 2,
+            FALSE);
+  pad_case ("pad ((0, 3), (2, 0))", KILT_LAYER_ZERO_PADDING2D, (KiltShape){ 2, 4, 3 }, 0, 3, 2, 0,
+            3, FALSE);
+  pad_case ("pad ((1, 0), (0, 1)) accumulate", KILT_LAYER_ZERO_PADDING2D, (KiltShape){ 5, 1, 9 }, 1,
+            0, 0, 1, 1, TRUE);
+  pad_case ("pad none", KILT_LAYER_ZERO_PADDING2D, (KiltShape){ 1, 3, 3 }, 0, 0, 0, 0, 2, FALSE);
+}
+
+static void
+test_cropping (void)
+{
+  pad_case ("crop 1 all sides", KILT_LAYER_CROPPING2D, (KiltShape){ 3, 5, 7 }, 1, 1, 1, 1, 2,
+            FALSE);
+  pad_case ("crop ((2, 0), (1, 3))", KILT_LAYER_CROPPING2D, (KiltShape){ 2, 6, 5 }, 2, 0, 1, 3, 3,
+            FALSE);
+  pad_case ("crop ((0, 1), (0, 0)) accumulate", KILT_LAYER_CROPPING2D, (KiltShape){ 4, 2, 3 }, 0, 1,
+            0, 0, 2, TRUE);
+}
+
+static void
+test_padding_infer (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("pad");
+  g_autoptr (GError) error = NULL;
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_ZERO_PADDING2D);
+  guint in, p;
+
+  in = kilt_model_add_input (m, "in", (KiltShape){ 3, 6, 5 });
+  memcpy (cfg.pad, (guint[4]){ 1, 2, 3, 0 }, sizeof cfg.pad);
+  p = kilt_model_add (m, KILT_LAYER_ZERO_PADDING2D, "pad", &cfg, 1, &in);
+  memcpy (cfg.pad, (guint[4]){ 0, 4, 2, 2 }, sizeof cfg.pad);
+  kilt_model_add (m, KILT_LAYER_CROPPING2D, "crop", &cfg, 1, &p);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (kilt_model_find (m, "pad")->out_shape.h, ==, 9);
+  g_assert_cmpuint (kilt_model_find (m, "pad")->out_shape.w, ==, 8);
+  g_assert_cmpuint (kilt_model_find (m, "crop")->out_shape.c, ==, 3);
+  g_assert_cmpuint (kilt_model_find (m, "crop")->out_shape.h, ==, 5);
+  g_assert_cmpuint (kilt_model_find (m, "crop")->out_shape.w, ==, 4);
+  g_assert_cmpuint (m->n_params, ==, 0);
+
+  /* Cropping all of a side away is refused, naming the layer and the sizes. */
+  {
+    g_autoptr (KiltModel) bad = kilt_model_new ("crop");
+    in = kilt_model_add_input (bad, "in", (KiltShape){ 3, 6, 5 });
+    memcpy (cfg.pad, (guint[4]){ 0, 0, 3, 2 }, sizeof cfg.pad);
+    kilt_model_add (bad, KILT_LAYER_CROPPING2D, "crop", &cfg, 1, &in);
+    g_assert_false (kilt_model_build (bad, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "layer crop (Cropping2D)"));
+    g_assert_nonnull (strstr (error->message, "leaves nothing of a 6x5 input"));
+  }
+}
+
+static void
+act_case (const char *label, const KiltLayerConfig *cfg, KiltShape shape, guint batch, float scale,
+          gboolean accumulate)
+{
+  KiltLayerCheck c = { 0 };
+
+  c.label = label;
+  c.type = KILT_LAYER_ACTIVATION;
+  c.cfg = *cfg;
+  c.n_inputs = 1;
+  c.in[0] = shape;
+  c.batch = batch;
+  c.training = TRUE;
+  c.seed = 13;
+  c.input_scale = scale;
+  c.accumulate = accumulate;
+  kilt_test_layer_case (&c);
+}
+
+static void
+test_activations (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+
+  for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
+    {
+      cfg.activation = act;
+      cfg.alpha = 0.6f;
+      /* Inputs to +-8: past hard_sigmoid's kinks and relu6's cap. */
+      act_case (kilt_activation_name (act), &cfg, (KiltShape){ 3, 5, 7 }, 3, 8, FALSE);
+      act_case (kilt_activation_name (act), &cfg, (KiltShape){ 13, 1, 1 }, 2, 1, TRUE);
+    }
+  /* Keras' ReLU with each option, alone and together. */
+  cfg = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+  cfg.activation = KILT_ACT_RELU;
+  cfg.max_value = 0.5f;
+  act_case ("ReLU max_value 0.5", &cfg, (KiltShape){ 2, 3, 5 }, 3, 1, FALSE);
+  cfg.max_value = INFINITY;
+  cfg.threshold = 0.25f;
+  act_case ("ReLU threshold 0.25", &cfg, (KiltShape){ 2, 3, 5 }, 3, 1, FALSE);
+  cfg.threshold = -0.5f;
+  cfg.negative_slope = 0.3f;
+  act_case ("ReLU threshold -0.5 slope 0.3", &cfg, (KiltShape){ 2, 3, 5 }, 3, 1, FALSE);
+  cfg.max_value = 0.7f;
+  act_case ("ReLU all three", &cfg, (KiltShape){ 4, 1, 3 }, 5, 1, TRUE);
+}
+
+/* The reference at points, against values Keras' definitions give. */
+static double
+ref_at (KiltActivation act, double alpha, double x)
+{
+  KiltNode node = { 0 };
+  const double *in[1] = { &x };
+  double y = NAN;
+
+  node.name = (char *)"a";
+  node.type = KILT_LAYER_ACTIVATION;
+  node.klass = kilt_layer_class_get (KILT_LAYER_ACTIVATION);
+  node.cfg = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+  node.cfg.activation = act;
+  node.cfg.alpha = (float)alpha;
+  node.n_inputs = 1;
+  node.in_shape[0] = node.out_shape = (KiltShape){ 1, 1, 1 };
+  node.klass->ref_forward (&node, 1, FALSE, 0, 0, in, NULL, NULL, &y);
+  return y;
+}
+
+static void
+test_activation_values (void)
+{
+  /* Keras 2: 0.2 x + 0.5 within +-2.5; Keras 3: x / 6 + 0.5 within +-3. */
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_HARD_SIGMOID_K2, 0, 1.0), 0.7, 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_HARD_SIGMOID_K2, 0, -2.6), 0.0, 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_HARD_SIGMOID, 0, 1.0), 1.0 / 6 + 0.5, 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_HARD_SIGMOID, 0, 2.9), 2.9 / 6 + 0.5, 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_HARD_SWISH, 0, 1.0), 1.0 * (1.0 / 6 + 0.5),
+                                  1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_RELU6, 0, 7.5), 6.0, 1e-12);
+  /* gelu (1) = 0.5 (1 + erf (1 / sqrt 2)) = 0.8413447460685429; tanh form 0.8411919906082768. */
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_GELU, 0, 1.0), 0.8413447460685429, 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_GELU_TANH, 0, 1.0), 0.8411919906082768, 1e-12);
+  /* selu (-1) = 1.0507 * 1.6733 * (e^-1 - 1) = -1.1113307378125625. */
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_SELU, 0, -1.0), -1.1113307378125625, 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_ELU, 0.5, -1.0), 0.5 * (exp (-1.0) - 1), 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_SWISH, 0, 2.0), 2.0 / (1 + exp (-2.0)), 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_SOFTPLUS, 0, 40.0), 40.0, 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_SOFTPLUS, 0, 0.0), log (2.0), 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_SOFTSIGN, 0, -3.0), -0.75, 1e-12);
+  g_assert_cmpfloat_with_epsilon (ref_at (KILT_ACT_EXPONENTIAL, 0, 1.0), G_E, 1e-12);
+}
+
+/* Conv2D and Dense keep to the activations whose gradient their output gives; the executor
+ * does not fold the others into them. */
+static void
+test_activation_not_fused (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("fuse");
+  g_autoptr (GError) error = NULL;
+  KiltLayerConfig conv = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  KiltLayerConfig act = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+  guint in, c;
+
+  in = kilt_model_add_input (m, "in", (KiltShape){ 2, 5, 5 });
+  conv.units = 3;
+  c = kilt_model_add (m, KILT_LAYER_CONV2D, "conv", &conv, 1, &in);
+  act.activation = KILT_ACT_SWISH;
+  c = kilt_model_add (m, KILT_LAYER_ACTIVATION, "swish", &act, 1, &c);
+  act.activation = KILT_ACT_RELU;
+  act.max_value = 6;
+  conv.units = 2;
+  c = kilt_model_add (m, KILT_LAYER_CONV2D, "conv2", &conv, 1, &c);
+  kilt_model_add (m, KILT_LAYER_ACTIVATION, "capped", &act, 1, &c);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  g_assert_false (kilt_executor_fuses (m, 2));
+  g_assert_false (kilt_executor_fuses (m, 4));
+
+  {
+    g_autoptr (KiltModel) bad = kilt_model_new ("bad");
+    KiltLayerConfig dense = kilt_layer_config_default (KILT_LAYER_DENSE);
+    in = kilt_model_add_input (bad, "in", (KiltShape){ 4, 1, 1 });
+    dense.units = 2;
+    dense.activation = KILT_ACT_GELU;
+    kilt_model_add (bad, KILT_LAYER_DENSE, "d", &dense, 1, &in);
+    g_assert_false (kilt_model_build (bad, &error));
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "layer d (Dense): activation gelu"));
+    g_assert_nonnull (strstr (error->message, "add an Activation layer"));
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/layers-shape/zero-padding", test_zero_padding);
+  g_test_add_func ("/layers-shape/cropping", test_cropping);
+  g_test_add_func ("/layers-shape/padding-infer", test_padding_infer);
+  g_test_add_func ("/layers-shape/activations", test_activations);
+  g_test_add_func ("/layers-shape/activation-values", test_activation_values);
+  g_test_add_func ("/layers-shape/activation-not-fused", test_activation_not_fused);
+  return g_test_run ();
+}
