@@ -11,6 +11,7 @@
 #include "kilt-run-recorder.h"
 #include "kilt-summary.h"
 #include "kilt-trainer.h"
+#include "kilt-worker-protocol.h"
 
 #include <math.h>
 #include <signal.h>
@@ -484,99 +485,12 @@ on_sigint (int sig)
   raise (SIGINT);
 }
 
-static void
-json_number (JsonBuilder *b, const char *name, double v)
-{
-  json_builder_set_member_name (b, name);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
+/* The worker protocol's encoding (the window reads the same lines). */
 static void
 print_json_event (const KiltEvent *ev)
 {
-  g_autoptr (JsonBuilder) b = json_builder_new ();
-  g_autoptr (JsonNode) root = NULL;
-  g_autofree char *text = NULL;
-  static const char *names[]
-      = { "started", "step", "epoch", "memory", "timings", "log", "finished" };
+  g_autofree char *text = kilt_event_to_json (ev);
 
-  json_builder_begin_object (b);
-  json_builder_set_member_name (b, "event");
-  json_builder_add_string_value (b, names[ev->type]);
-  switch (ev->type)
-    {
-      case KILT_EVENT_STARTED:
-        json_builder_set_member_name (b, "device");
-        json_builder_add_string_value (b, ev->device_name);
-        json_number (b, "compile_seconds", ev->compile_seconds);
-        json_builder_set_member_name (b, "compile_cached");
-        json_builder_add_boolean_value (b, ev->compile_cached);
-        json_number (b, "planned_bytes", (double)ev->planned_bytes);
-        json_number (b, "params", (double)ev->n_params);
-        json_number (b, "flops_per_sample", (double)ev->flops_per_sample);
-        json_number (b, "steps_per_epoch", ev->steps_per_epoch);
-        break;
-      case KILT_EVENT_STEP:
-      case KILT_EVENT_EPOCH:
-        json_number (b, "epoch", ev->epoch);
-        json_number (b, "step", ev->step);
-        json_number (b, "loss", ev->loss);
-        json_number (b, "accuracy", ev->accuracy);
-        json_number (b, "samples_per_second", ev->samples_per_second);
-        if (ev->type == KILT_EVENT_EPOCH)
-          {
-            json_number (b, "val_loss", ev->val_loss);
-            json_number (b, "val_accuracy", ev->val_accuracy);
-            json_number (b, "seconds", ev->epoch_seconds);
-            json_number (b, "busy_percent", ev->busy_percent);
-          }
-        else
-          json_number (b, "eta_seconds", ev->eta_seconds);
-        break;
-      case KILT_EVENT_MEMORY:
-        json_number (b, "live_bytes", (double)ev->mem.live_total);
-        json_number (b, "peak_bytes", (double)ev->mem.peak_total);
-        for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
-          json_number (b, kilt_mem_category_name (i), (double)ev->mem.live[i]);
-        break;
-      case KILT_EVENT_TIMINGS:
-        json_builder_set_member_name (b, "layers");
-        json_builder_begin_array (b);
-        for (guint i = 0; i < ev->timings->len; i++)
-          {
-            KiltLayerTiming *t = &g_array_index (ev->timings, KiltLayerTiming, i);
-            json_builder_begin_object (b);
-            json_builder_set_member_name (b, "layer");
-            json_builder_add_string_value (b, t->layer);
-            json_number (b, "forward_ms", t->forward_ms);
-            json_number (b, "backward_ms", t->backward_ms);
-            json_number (b, "update_ms", t->update_ms);
-            json_builder_end_object (b);
-          }
-        json_builder_end_array (b);
-        break;
-      case KILT_EVENT_LOG:
-        json_builder_set_member_name (b, "message");
-        json_builder_add_string_value (b, ev->message);
-        break;
-      case KILT_EVENT_FINISHED:
-        json_builder_set_member_name (b, "status");
-        json_builder_add_string_value (b, kilt_run_status_name (ev->status));
-        if (ev->error)
-          {
-            json_builder_set_member_name (b, "error");
-            json_builder_add_string_value (b, ev->error->message);
-          }
-        json_number (b, "test_loss", ev->test_loss);
-        json_number (b, "test_accuracy", ev->test_accuracy);
-        break;
-    }
-  json_builder_end_object (b);
-  root = json_builder_get_root (b);
-  text = json_to_string (root, FALSE);
   printf ("%s\n", text);
   fflush (stdout);
 }

@@ -155,6 +155,7 @@ usage (FILE *out)
                 "  runs       list, show, rename, tag, delete and resume runs\n"
                 "  report     write a timing report for runs\n"
                 "  tune       tune CLBlast's GEMM for a device; kept when a step gets faster\n"
+                "  worker     train for a window: commands and events as JSON lines (stdin/out)\n"
                 "  --version  Kilt, CLBlast and OpenCL platform versions\n"
                 "\n"
                 "kilt-cli COMMAND --help shows a command's options.\n");
@@ -172,6 +173,7 @@ main (int argc, char **argv)
     { "data", kilt_cli_data },       { "devices", cmd_devices }, { "setup", cmd_setup },
     { "bench", kilt_cli_bench },     { "runs", kilt_cli_runs },  { "report", kilt_cli_report },
     { "compare", kilt_cli_compare }, { "tune", kilt_cli_tune },
+    { "worker", kilt_cli_worker },
   };
 
   if (argc >= 2 && (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "version") == 0))

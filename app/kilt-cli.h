@@ -91,5 +91,6 @@ int kilt_cli_data (int argc, char **argv);
 int kilt_cli_bench (int argc, char **argv);
 int kilt_cli_compare (int argc, char **argv);
 int kilt_cli_tune (int argc, char **argv);
+int kilt_cli_worker (int argc, char **argv);
 
 G_END_DECLS

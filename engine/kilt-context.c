@@ -4,11 +4,15 @@
 
 #include "kilt-context.h"
 #include "kilt-error.h"
+#include "kilt-breadcrumb.h"
 #include "kilt-tuning.h"
 #include "kilt-kernel-sources.h"
 
 #include <glib/gstdio.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define BUILD_OPTIONS "-cl-std=CL1.2"
 
@@ -66,6 +70,10 @@ build_options (const KiltDeviceInfo *info)
 
 static gint fault_countdown[KILT_FAULT_N];
 static gsize fault_env_read;
+static const char *fault_names[KILT_FAULT_N]
+    = { "alloc", "enqueue", "build", "segv", "abort", "hang" };
+/* A step fault whose step came: the kind, fired by the next backward-pass launch; 0: none. */
+static gint fault_armed;
 
 static void
 fault_read_env (void)
@@ -73,13 +81,13 @@ fault_read_env (void)
   if (g_once_init_enter (&fault_env_read))
     {
       const char *env = g_getenv ("KILT_FAULT");
-      static const char *names[KILT_FAULT_N] = { "alloc", "enqueue", "build" };
-      if (env)
+      g_auto (GStrv) parts = env ? g_strsplit (env, ",", -1) : NULL;
+      for (guint i = 0; parts && parts[i]; i++)
         for (int k = 0; k < KILT_FAULT_N; k++)
           {
-            gsize len = strlen (names[k]);
-            if (strncmp (env, names[k], len) == 0 && env[len] == ':')
-              g_atomic_int_set (&fault_countdown[k], atoi (env + len + 1));
+            gsize len = strlen (fault_names[k]);
+            if (strncmp (parts[i], fault_names[k], len) == 0 && parts[i][len] == ':')
+              g_atomic_int_set (&fault_countdown[k], atoi (parts[i] + len + 1));
           }
       g_once_init_leave (&fault_env_read, 1);
     }
@@ -106,6 +114,51 @@ kilt_fault_hit (KiltFaultKind kind)
     }
   while (!g_atomic_int_compare_and_exchange (&fault_countdown[kind], old, old - 1));
   return old == 1;
+}
+
+void
+kilt_fault_step (void)
+{
+  for (int k = KILT_FAULT_SEGV; k <= KILT_FAULT_HANG; k++)
+    if (kilt_fault_hit (k))
+      g_atomic_int_set (&fault_armed, k);
+}
+
+char *
+kilt_fault_take (void)
+{
+  GString *s = g_string_new (NULL);
+
+  fault_read_env ();
+  for (int k = 0; k < KILT_FAULT_N; k++)
+    {
+      gint n = g_atomic_int_and (&fault_countdown[k], 0);
+      if (n > 0)
+        g_string_append_printf (s, "%s%s:%d", s->len ? "," : "", fault_names[k], n);
+    }
+  return g_string_free (s, s->len == 0);
+}
+
+/* A driver that faults, aborts or never returns, for the worker's crash and hang tests. */
+static void
+fault_fire (gint kind)
+{
+  g_atomic_int_set (&fault_armed, 0);
+  if (kind == KILT_FAULT_SEGV)
+    {
+      /* A real fault, not raise (): the compiler libraries of some drivers (LLVM in PoCL)
+       * catch SIGSEGV and return, which only a faulting access survives into the next
+       * handler. */
+      volatile int *page = mmap (NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (page != MAP_FAILED)
+        *page = 1;
+      raise (SIGSEGV);
+    }
+  else if (kind == KILT_FAULT_ABORT)
+    abort ();
+  else
+    for (;;)
+      g_usleep (G_USEC_PER_SEC);
 }
 
 /* ---- program build and binary cache ------------------------------------------------------- */
@@ -374,6 +427,8 @@ kilt_context_launch (KiltContext *ctx, cl_kernel kernel, guint dims, const size_
   cl_event *ev;
 
   g_return_val_if_fail (dims >= 1 && dims <= 3, FALSE);
+  if (G_UNLIKELY (g_atomic_int_get (&fault_armed)) && kilt_breadcrumb_in_backward ())
+    fault_fire (g_atomic_int_get (&fault_armed));
   if (kilt_fault_hit (KILT_FAULT_ENQUEUE))
     {
       char name[128] = "";

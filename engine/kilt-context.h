@@ -62,17 +62,28 @@ gboolean kilt_context_finish (KiltContext *ctx, GError **error);
 char *kilt_kernel_cache_dir (void);
 
 /* Test switch: make the Nth (1-based) allocation, enqueue or build from now fail. 0 = never.
- * Also read once from $KILT_FAULT="alloc:N", "enqueue:N" or "build:N". */
+ * SEGV, ABORT and HANG count training steps (kilt_fault_step): in the Nth step from now the
+ * first kernel launch of a layer's backward pass raises SIGSEGV, calls abort () or sleeps for
+ * ever, as a faulting or stuck driver would. Also read once from $KILT_FAULT, a comma-separated
+ * list of "alloc:N", "enqueue:N", "build:N", "segv:N", "abort:N", "hang:N". */
 typedef enum
 {
   KILT_FAULT_ALLOC,
   KILT_FAULT_ENQUEUE,
   KILT_FAULT_BUILD,
+  KILT_FAULT_SEGV,
+  KILT_FAULT_ABORT,
+  KILT_FAULT_HANG,
   KILT_FAULT_N
 } KiltFaultKind;
 
 void kilt_fault_set (KiltFaultKind kind, guint nth);
 gboolean kilt_fault_hit (KiltFaultKind kind);
+/* The trainer calls this once per training step. */
+void kilt_fault_step (void);
+/* The armed faults as $KILT_FAULT text ("enqueue:40"), disarmed here: a window hands them to
+ * the worker process it starts. NULL when none is armed. Caller frees. */
+char *kilt_fault_take (void);
 
 /* Sets a kernel argument by value; collects failures in *err. */
 #define KILT_ARG(kernel, index, value, err)                                                        \

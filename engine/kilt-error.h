@@ -24,6 +24,7 @@ typedef enum
   KILT_ENGINE_ERROR_IO,            /* a file could not be read or written */
   KILT_ENGINE_ERROR_INVALID,       /* an argument a person gave is out of range */
   KILT_ENGINE_ERROR_FAULT,         /* injected by the test fault switch */
+  KILT_ENGINE_ERROR_WORKER,        /* the training worker process died or hung */
 } KiltEngineError;
 
 GQuark kilt_engine_error_quark (void);

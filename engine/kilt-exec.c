@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "kilt-exec"
 
 #include "kilt-exec.h"
+#include "kilt-breadcrumb.h"
 #include "kilt-error.h"
 
 gboolean
@@ -245,6 +246,7 @@ kilt_executor_forward (KiltExecutor *exec, gboolean training, GError **error)
         continue;
       exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_FORWARD);
       if (!node->klass->forward (node, &exec->ex, error))
+      kilt_breadcrumb_layer (node->name, training ? KILT_CRUMB_FORWARD : KILT_CRUMB_INFERENCE);
         return FALSE;
     }
   return TRUE;
@@ -261,6 +263,7 @@ kilt_executor_backward (KiltExecutor *exec, GError **error)
         continue;
       exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
       if (node->klass->backward && !node->klass->backward (node, &exec->ex, error))
+      kilt_breadcrumb_layer (node->name, KILT_CRUMB_BACKWARD);
         return FALSE;
     }
   return TRUE;

@@ -6,6 +6,7 @@
 
 #include "kilt-trainer.h"
 #include "kilt-batcher.h"
+#include "kilt-breadcrumb.h"
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-exec.h"
@@ -751,10 +752,15 @@ run_epoch (Session *s, guint epoch, GError **error)
       if (!wait_if_paused (s))
         break;
       step_in_epoch = b + 1;
+      /* Where a crash or hang happened, for the worker's crash handler; and the test faults
+       * that make one. */
+      kilt_breadcrumb_step (epoch + 1, s->global_step + 1);
+      kilt_fault_step ();
       s->ctx->profiling = profile;
       s->exec->ex.step = s->global_step;
       s->ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_FORWARD);
       stage = "gathering the batch";
+      kilt_breadcrumb_stage (stage);
       if (!kilt_batcher_gather (s->train_batcher, b, kilt_executor_input (s->exec), s->targets->mem,
                                 &n_valid, error))
         goto step_failed;
@@ -763,6 +769,7 @@ run_epoch (Session *s, guint epoch, GError **error)
         goto step_failed;
       s->ctx->prof_tag = KILT_PROF_TAG (out->index, KILT_PHASE_BACKWARD);
       stage = "the loss";
+      kilt_breadcrumb_stage (stage);
       if (!kilt_loss_enqueue (s->ctx, t->model->loss, c->batch, n_valid, n_out, out->out,
                               s->targets->mem, out->dout, s->metrics->mem, error))
         goto step_failed;
@@ -771,6 +778,7 @@ run_epoch (Session *s, guint epoch, GError **error)
         goto step_failed;
       s->ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_UPDATE);
       stage = "the optimizer update";
+      kilt_breadcrumb_stage (stage);
       if (!kilt_optimizer_step (s->opt, s->exec->params->mem, s->exec->grads->mem, s->global_step,
                                 error))
         goto step_failed;

@@ -1,0 +1,58 @@
+/* The worker protocol: a trainer's commands and events as JSON lines over a pipe. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include <json-glib/json-glib.h>
+
+#include "kilt-compare.h"
+#include "kilt-run-store.h"
+#include "kilt-trainer.h"
+
+G_BEGIN_DECLS
+
+/* Bumped whenever a member changes meaning or a command or event is added. The worker's first
+ * line is {"kilt_worker": VERSION, "kilt": "<version>", "pid": N}. */
+#define KILT_WORKER_PROTOCOL_VERSION 1
+
+/* One line of JSON (no newline) for @ev, the members kilt-cli train --json prints. Caller
+ * frees. With a builder from kilt_worker_event_begin (), more members can be added before
+ * kilt_worker_event_end (). */
+char *kilt_event_to_json (const KiltEvent *ev);
+JsonBuilder *kilt_worker_event_begin (const KiltEvent *ev);
+char *kilt_worker_event_end (JsonBuilder *b);
+
+/* Fills @ev from an event line's object (what kilt_event_to_json wrote); @ev owns what it
+ * points to afterwards: kilt_worker_event_clear () frees it. FALSE with an error naming the
+ * member when @o is no event. */
+gboolean kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error);
+void kilt_worker_event_clear (KiltEvent *ev);
+
+/* What the window asks a worker to run: one training run, or a sequence of them (compare
+ * devices, run again, resume) when @device_ids is set. */
+typedef struct
+{
+  char *model_json;  /* kilt_model_to_json () */
+  KiltDataSpec data; /* where the worker loads the data from */
+  KiltTrainConfig config;
+  char *db_path;         /* the run store; NULL: the default */
+  gboolean keep_weights; /* a checkpoint per run in the store's folder */
+  char **device_ids;     /* a sequence on these devices; NULL: one run on config.device_id */
+  char *tag;             /* sequence: the tag its runs carry, or NULL */
+  char *resume_from;     /* sequence: its first run goes on from this checkpoint, or NULL */
+} KiltWorkerJob;
+
+void kilt_worker_job_clear (KiltWorkerJob *job);
+/* {"cmd":"start", ...}, one line without newline. Caller frees. */
+char *kilt_worker_job_to_json (const KiltWorkerJob *job);
+/* From a start command's object. Errors name the member. */
+gboolean kilt_worker_job_from_json (JsonObject *o, KiltWorkerJob *job, GError **error);
+
+/* Parses one line into an object; FALSE (naming @what and the line's start) when the line is
+ * not a JSON object. Caller unrefs *out. */
+gboolean kilt_worker_parse_line (const char *line, const char *what, JsonObject **out,
+                                 GError **error);
+
+/* "finished" -> KILT_RUN_FINISHED ...; FALSE for anything else. */
+gboolean kilt_run_status_from_name (const char *name, KiltRunStatus *out);
+
+G_END_DECLS

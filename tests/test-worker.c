@@ -1,0 +1,591 @@
+/* The training worker (kilt-cli worker) driven as the window drives it: the protocol's
+ * encoding, a run, pause/resume/stop, a sequence, crashes by signal with their breadcrumb, a
+ * hang ended by the watchdog, and a worker that speaks another protocol. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-test-util.h"
+#include "kilt-error.h"
+#include "kilt-model-json.h"
+#include "kilt-worker-client.h"
+
+#include <glib/gstdio.h>
+#include <math.h>
+#include <string.h>
+
+/* ---- the encoding, no device needed ---- */
+
+static KiltEvent
+decode (const char *line)
+{
+  g_autoptr (JsonObject) o = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltEvent ev;
+
+  g_assert_true (kilt_worker_parse_line (line, "test", &o, &error));
+  g_assert_no_error (error);
+  g_assert_true (kilt_worker_event_from_json (o, &ev, &error));
+  g_assert_no_error (error);
+  return ev;
+}
+
+static void
+test_encoding (void)
+{
+  KiltEvent e = { .type = KILT_EVENT_STARTED }, d;
+  g_autofree char *line = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) o = NULL;
+
+  e.device_name = "Some GPU";
+  e.compile_seconds = 1.5;
+  e.planned_bytes = 123456789;
+  e.n_params = 11881;
+  e.steps_per_epoch = 8;
+  e.run_token = G_GUINT64_CONSTANT (0xfedcba9876543210); /* more than a double holds */
+  line = kilt_event_to_json (&e);
+  d = decode (line);
+  g_assert_cmpint (d.type, ==, KILT_EVENT_STARTED);
+  g_assert_cmpstr (d.device_name, ==, "Some GPU");
+  g_assert_cmpfloat (d.compile_seconds, ==, 1.5);
+  g_assert_cmpuint (d.planned_bytes, ==, 123456789);
+  g_assert_cmpuint (d.n_params, ==, 11881);
+  g_assert_cmpuint (d.steps_per_epoch, ==, 8);
+  g_assert_cmpuint (d.run_token, ==, G_GUINT64_CONSTANT (0xfedcba9876543210));
+  kilt_worker_event_clear (&d);
+  g_clear_pointer (&line, g_free);
+
+  e = (KiltEvent){ .type = KILT_EVENT_EPOCH, .epoch = 3, .step = 8, .global_step = 24 };
+  e.loss = 0.25;
+  e.accuracy = 0.75;
+  e.val_loss = NAN; /* no validation data: null on the wire, NaN again here */
+  e.val_accuracy = NAN;
+  e.epoch_seconds = 2.5;
+  e.busy_percent = 40;
+  e.mem.peak[KILT_MEM_ACTIVATIONS] = 4096;
+  e.mem.peak_total = 8192;
+  line = kilt_event_to_json (&e);
+  g_assert_nonnull (strstr (line, "\"val_loss\":null"));
+  d = decode (line);
+  g_assert_cmpuint (d.epoch, ==, 3);
+  g_assert_cmpuint (d.global_step, ==, 24);
+  g_assert_cmpfloat (d.loss, ==, 0.25);
+  g_assert_true (isnan (d.val_loss));
+  g_assert_cmpfloat (d.epoch_seconds, ==, 2.5);
+  g_assert_cmpint (d.mem.peak[KILT_MEM_ACTIVATIONS], ==, 4096);
+  g_assert_cmpint (d.mem.peak_total, ==, 8192);
+  kilt_worker_event_clear (&d);
+  g_clear_pointer (&line, g_free);
+
+  {
+    KiltLayerTiming t = { "conv2d_1", "Conv2D", 1.25, 2.5, 0.125, "igemm", { { 1, 2 }, { 3, 4 } } };
+    e = (KiltEvent){ .type = KILT_EVENT_TIMINGS };
+    e.timings = g_array_new (FALSE, FALSE, sizeof t);
+    g_array_append_val (e.timings, t);
+    line = kilt_event_to_json (&e);
+    g_array_unref (e.timings);
+    d = decode (line);
+    g_assert_cmpuint (d.timings->len, ==, 1);
+    g_assert_cmpstr (g_array_index (d.timings, KiltLayerTiming, 0).layer, ==, "conv2d_1");
+    g_assert_cmpstr (g_array_index (d.timings, KiltLayerTiming, 0).algo, ==, "igemm");
+    g_assert_cmpfloat (g_array_index (d.timings, KiltLayerTiming, 0).backward_ms, ==, 2.5);
+    g_assert_cmpfloat (g_array_index (d.timings, KiltLayerTiming, 0).algo_ms[1][0], ==, 3);
+    kilt_worker_event_clear (&d);
+    g_clear_pointer (&line, g_free);
+  }
+
+  e = (KiltEvent){ .type = KILT_EVENT_FINISHED, .status = KILT_RUN_FAILED };
+  e.error = g_error_new_literal (KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY, "no room");
+  e.test_loss = e.test_accuracy = NAN;
+  line = kilt_event_to_json (&e);
+  g_clear_error (&e.error);
+  d = decode (line);
+  g_assert_cmpint (d.status, ==, KILT_RUN_FAILED);
+  g_assert_error (d.error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+  g_assert_cmpstr (d.error->message, ==, "no room");
+  kilt_worker_event_clear (&d);
+
+  /* What is not an event says which member is wrong. */
+  g_assert_false (kilt_worker_parse_line ("[1,2]", "test", &o, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_clear_error (&error);
+  g_assert_true (kilt_worker_parse_line ("{\"event\":\"bogus\"}", "test", &o, &error));
+  g_assert_false (kilt_worker_event_from_json (o, &d, &error));
+  g_assert_nonnull (strstr (error->message, "\"bogus\""));
+  g_clear_error (&error);
+  g_clear_pointer (&o, json_object_unref);
+  g_assert_true (
+      kilt_worker_parse_line ("{\"event\":\"finished\",\"status\":\"x\"}", "t", &o, &error));
+  g_assert_false (kilt_worker_event_from_json (o, &d, &error));
+  g_assert_nonnull (strstr (error->message, "status"));
+  g_clear_error (&error);
+}
+
+static void
+test_job_encoding (void)
+{
+  KiltWorkerJob job = { 0 }, back;
+  KiltLoadOptions opts;
+  g_autofree char *line = NULL;
+  g_autoptr (JsonObject) o = NULL;
+  g_autoptr (GError) error = NULL;
+  const char *devices[] = { "a", "b", NULL };
+
+  kilt_load_options_init (&opts);
+  opts.max_samples = 77;
+  kilt_data_spec_init (&job.data, "sample", &opts);
+  job.model_json = g_strdup ("{\"format\":\"x\"}");
+  job.config = kilt_train_config_default ();
+  job.config.epochs = 7;
+  job.config.run_name = g_strdup ("name \"quoted\"");
+  job.db_path = g_strdup ("/tmp/x.db");
+  job.keep_weights = TRUE;
+  job.device_ids = g_strdupv ((char **)devices);
+  line = kilt_worker_job_to_json (&job);
+  g_assert_null (strchr (line, '\n'));
+  g_assert_true (kilt_worker_parse_line (line, "test", &o, &error));
+  g_assert_true (kilt_worker_job_from_json (o, &back, &error));
+  g_assert_no_error (error);
+  g_assert_cmpstr (back.model_json, ==, job.model_json);
+  g_assert_cmpstr (back.data.source, ==, "sample");
+  g_assert_cmpuint (back.data.options.max_samples, ==, 77);
+  g_assert_cmpuint (back.config.epochs, ==, 7);
+  g_assert_cmpstr (back.config.run_name, ==, "name \"quoted\"");
+  g_assert_cmpstr (back.db_path, ==, "/tmp/x.db");
+  g_assert_true (back.keep_weights);
+  g_assert_cmpuint (g_strv_length (back.device_ids), ==, 2);
+  kilt_worker_job_clear (&back);
+  kilt_worker_job_clear (&job);
+  g_clear_pointer (&o, json_object_unref);
+  g_assert_true (kilt_worker_parse_line ("{\"cmd\":\"start\",\"data\":\"{}\",\"config\":\"{}\"}",
+                                         "test", &o, &error));
+  g_assert_false (kilt_worker_job_from_json (o, &back, &error));
+  g_assert_nonnull (strstr (error->message, "model_json"));
+}
+
+/* ---- a worker ---- */
+
+typedef struct
+{
+  KiltWorkerClient *client;
+  guint started, steps, epochs, memory, timings, logs, finished, ends;
+  guint steps_after_pause_log; /* STEP events after the worker said it paused */
+  gboolean pause_logged;
+  KiltRunStatus status, end_status;
+  char *error;
+  gboolean crashed;
+  gint64 run_id;
+  GArray *end_ids;
+  guint pause_at_step; /* pause at this STEP event (0: never) */
+  guint stop_at_step;  /* ... stop */
+  double latency_sum_ms, latency_max_ms;
+  guint latency_n;
+  gint64 finished_us;
+} Seen;
+
+static void
+on_message (const KiltWorkerMessage *m, gpointer user_data)
+{
+  Seen *s = user_data;
+
+  if (m->sequence_end)
+    {
+      s->ends++;
+      s->end_status = m->status;
+      s->end_ids = g_array_copy ((GArray *)m->run_ids);
+      return;
+    }
+  if (m->latency_us >= 0)
+    {
+      s->latency_sum_ms += m->latency_us / 1e3;
+      s->latency_max_ms = MAX (s->latency_max_ms, m->latency_us / 1e3);
+      s->latency_n++;
+    }
+  if (m->run_id)
+    s->run_id = m->run_id;
+  switch (m->event->type)
+    {
+      case KILT_EVENT_STARTED:
+        s->started++;
+        break;
+      case KILT_EVENT_STEP:
+        s->steps++;
+        if (s->pause_logged)
+          s->steps_after_pause_log++;
+        if (s->steps == s->pause_at_step)
+          kilt_worker_client_pause (s->client);
+        if (s->steps == s->stop_at_step)
+          kilt_worker_client_stop (s->client);
+        break;
+      case KILT_EVENT_EPOCH:
+        s->epochs++;
+        break;
+      case KILT_EVENT_MEMORY:
+        s->memory++;
+        break;
+      case KILT_EVENT_TIMINGS:
+        g_assert_cmpuint (m->event->timings->len, >, 0);
+        s->timings++;
+        break;
+      case KILT_EVENT_LOG:
+        s->logs++;
+        if (g_str_has_prefix (m->event->message, "Paused at step"))
+          s->pause_logged = TRUE;
+        break;
+      case KILT_EVENT_FINISHED:
+        s->finished++;
+        s->status = m->event->status;
+        s->crashed = m->crashed;
+        g_free (s->error);
+        s->error = m->event->error ? g_strdup (m->event->error->message) : NULL;
+        s->finished_us = g_get_monotonic_time ();
+        break;
+    }
+}
+
+static gboolean
+iterate_until (gboolean (*done) (Seen *), Seen *s, double seconds)
+{
+  gint64 end = g_get_monotonic_time () + (gint64)(seconds * G_USEC_PER_SEC);
+
+  while (!done (s) && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  return done (s);
+}
+
+static gboolean
+is_over (Seen *s)
+{
+  return !kilt_worker_client_is_running (s->client);
+}
+
+static gboolean
+has_paused (Seen *s)
+{
+  return s->pause_logged;
+}
+
+typedef struct
+{
+  char *dir;
+  char *db;
+  KiltWorkerJob job;
+} Fixture;
+
+/* mlp on 256 samples of the bundled set: 8 steps an epoch. */
+static gboolean
+fixture_init (Fixture *f, guint epochs)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltDataset) ds = NULL;
+  g_autoptr (KiltModel) model = NULL;
+  KiltLoadOptions o;
+  KiltContext *ctx = kilt_test_context ();
+
+  if (ctx == NULL)
+    return FALSE;
+  memset (f, 0, sizeof *f);
+  f->dir = kilt_test_tmpdir ();
+  f->db = g_build_filename (f->dir, "runs.db", NULL);
+  kilt_load_options_init (&o);
+  o.max_samples = 256;
+  kilt_data_spec_init (&f->job.data, "sample", &o);
+  ds = kilt_dataset_load ("sample", &o, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  model = kilt_model_load_preset ("mlp", &ds->shape, ds->n_classes, &error);
+  g_assert_no_error (error);
+  f->job.model_json = kilt_model_to_json (model);
+  f->job.config = kilt_train_config_default ();
+  f->job.config.device_id = g_strdup (ctx->info->id);
+  f->job.config.epochs = epochs;
+  f->job.config.batch = 32;
+  f->job.config.profile = TRUE;
+  f->job.config.run_name = g_strdup ("worker test");
+  f->job.config.opt = kilt_optimizer_config_default (KILT_OPT_ADAM);
+  f->job.db_path = g_strdup (f->db);
+  f->job.keep_weights = TRUE;
+  return TRUE;
+}
+
+static void
+fixture_clear (Fixture *f)
+{
+  kilt_worker_job_clear (&f->job);
+  g_free (f->db);
+  g_free (f->dir);
+}
+
+static void
+seen_clear (Seen *s)
+{
+  kilt_worker_client_free (s->client);
+  g_free (s->error);
+  if (s->end_ids)
+    g_array_unref (s->end_ids);
+}
+
+static KiltRun *
+stored_run (Fixture *f, gint64 id)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (f->db, &error);
+  KiltRun *run;
+
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  return run;
+}
+
+static void
+start (Seen *s, Fixture *f)
+{
+  g_autoptr (GError) error = NULL;
+
+  s->client = kilt_worker_client_new (on_message, s);
+  g_assert_true (kilt_worker_client_start (s->client, &f->job, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (kilt_worker_client_get_pid (s->client), >, 0);
+}
+
+static void
+test_run (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  g_autoptr (KiltRun) run = NULL;
+
+  if (!fixture_init (&f, 2))
+    return;
+  start (&s, &f);
+  g_assert_true (iterate_until (is_over, &s, 120));
+  g_test_message ("%u events; latency mean %.2f ms, max %.2f ms", s.latency_n,
+                  s.latency_sum_ms / MAX (s.latency_n, 1), s.latency_max_ms);
+  g_assert_null (s.error);
+  g_assert_cmpint (s.status, ==, KILT_RUN_FINISHED);
+  g_assert_false (s.crashed);
+  g_assert_cmpuint (s.started, ==, 1);
+  g_assert_cmpuint (s.epochs, ==, 2);
+  g_assert_cmpuint (s.steps, >, 0);
+  g_assert_cmpuint (s.memory, >, 0);
+  g_assert_cmpuint (s.timings, >, 0);
+  g_assert_cmpuint (s.finished, ==, 1);
+  /* The worker recorded the run, as kilt-cli train does. */
+  g_assert_cmpint (s.run_id, >, 0);
+  run = stored_run (&f, s.run_id);
+  g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (run->epochs->len, ==, 2);
+  g_assert_cmpstr (run->record.name, ==, "worker test");
+  g_assert_nonnull (run->record.config.checkpoint_path);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (run->record.config.checkpoint_path), ==, 2);
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
+static void
+test_pause_resume_stop (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  g_autoptr (KiltRun) run = NULL;
+  guint before;
+
+  if (!fixture_init (&f, 400))
+    return;
+  s.pause_at_step = 2;
+  start (&s, &f);
+  g_assert_true (iterate_until (has_paused, &s, 60));
+  /* Paused: no steps for a while, the worker still there. */
+  before = s.steps;
+  {
+    gint64 end = g_get_monotonic_time () + G_USEC_PER_SEC;
+    while (g_get_monotonic_time () < end)
+      g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  }
+  g_assert_cmpuint (s.steps_after_pause_log, ==, 0);
+  g_assert_true (kilt_worker_client_is_running (s.client));
+  s.stop_at_step = before + 3;
+  kilt_worker_client_resume (s.client);
+  g_assert_true (iterate_until (is_over, &s, 120));
+  g_assert_cmpuint (s.steps, >=, before + 3);
+  g_assert_cmpint (s.status, ==, KILT_RUN_STOPPED);
+  g_assert_false (s.crashed);
+  run = stored_run (&f, s.run_id);
+  g_assert_cmpint (run->status, ==, KILT_RUN_STOPPED);
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
+/* A driver that faults in step 12 (epoch 2 of 8-step epochs): the worker dies of the signal,
+ * its handler said where, the run is recorded as failed with that, and it can be resumed. */
+static void
+crash (KiltFaultKind kind, const char *signal_text)
+{
+  Fixture f;
+  Seen s = { 0 };
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (!fixture_init (&f, 3))
+    return;
+  kilt_fault_set (kind, 12);
+  start (&s, &f);
+  /* The fault went to the worker, not this process. */
+  g_assert_null (kilt_fault_take ());
+  g_assert_true (iterate_until (is_over, &s, 120));
+  g_test_message ("shown: %s", s.error);
+  g_assert_true (s.crashed);
+  g_assert_cmpint (s.status, ==, KILT_RUN_FAILED);
+  g_assert_nonnull (strstr (s.error, signal_text));
+  /* The breadcrumb: a layer's backward pass, step 12 of epoch 2. */
+  g_assert_nonnull (strstr (s.error, " backward, step 12 (epoch 2)"));
+  g_assert_cmpint (s.run_id, >, 0);
+  run = stored_run (&f, s.run_id);
+  g_assert_cmpint (run->status, ==, KILT_RUN_FAILED);
+  g_assert_nonnull (strstr (run->error_message, signal_text));
+  g_assert_nonnull (strstr (run->error_message, "backward, step 12"));
+  /* Epoch 1's checkpoint is kept, and the run can go on from it. */
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (run->record.config.checkpoint_path), ==, 1);
+  g_assert_true (kilt_run_can_resume (run, &error));
+  g_assert_no_error (error);
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
+static void
+test_crash_segv (void)
+{
+  crash (KILT_FAULT_SEGV, "crashed: SIGSEGV during ");
+}
+
+static void
+test_crash_abort (void)
+{
+  crash (KILT_FAULT_ABORT, "crashed: SIGABRT during ");
+}
+
+static void
+test_hang (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  g_autoptr (KiltRun) run = NULL;
+  gint64 t0;
+
+  if (!fixture_init (&f, 3))
+    return;
+  g_setenv ("KILT_WORKER_WATCHDOG", "2", TRUE);
+  kilt_fault_set (KILT_FAULT_HANG, 12);
+  start (&s, &f);
+  t0 = g_get_monotonic_time ();
+  g_assert_true (iterate_until (is_over, &s, 60));
+  g_unsetenv ("KILT_WORKER_WATCHDOG");
+  g_test_message ("shown after %.1f s: %s", (g_get_monotonic_time () - t0) / 1e6, s.error);
+  g_assert_true (s.crashed);
+  g_assert_nonnull (strstr (s.error, "hung: no progress for "));
+  g_assert_nonnull (strstr (s.error, "backward, step 12 (epoch 2)"));
+  g_assert_nonnull (strstr (s.error, "the worker was ended"));
+  run = stored_run (&f, s.run_id);
+  g_assert_cmpint (run->status, ==, KILT_RUN_FAILED);
+  g_assert_nonnull (strstr (run->error_message, "hung: "));
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
+/* Compare devices through the worker: the test device twice, then a resume of the first. */
+static void
+test_sequence (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  const char *ids[3];
+
+  if (!fixture_init (&f, 1))
+    return;
+  ids[0] = ids[1] = f.job.config.device_id;
+  ids[2] = NULL;
+  f.job.device_ids = g_strdupv ((char **)ids);
+  f.job.tag = g_strdup ("compare-test");
+  start (&s, &f);
+  g_assert_true (iterate_until (is_over, &s, 120));
+  g_assert_cmpuint (s.ends, ==, 1);
+  g_assert_cmpuint (s.started, ==, 2);
+  g_assert_cmpuint (s.finished, ==, 2);
+  g_assert_cmpint (s.end_status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (s.end_ids->len, ==, 2);
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autoptr (KiltRun) run = stored_run (&f, g_array_index (s.end_ids, gint64, i));
+      g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+    }
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
+/* A start the worker cannot read ends with a failed run naming what was wrong. */
+static void
+test_bad_model (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+
+  if (!fixture_init (&f, 1))
+    return;
+  g_free (f.job.model_json);
+  f.job.model_json = g_strdup ("{\"format\": 12}");
+  start (&s, &f);
+  g_assert_true (iterate_until (is_over, &s, 60));
+  g_assert_cmpint (s.status, ==, KILT_RUN_FAILED);
+  g_assert_false (s.crashed);
+  g_assert_true (g_str_has_prefix (s.error, "Cannot build the model: "));
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
+/* A kilt-cli of another Kilt: refused by its first line, not misread. */
+static void
+test_other_version (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *script = g_build_filename (dir, "kilt-cli", NULL);
+  g_autofree char *old = g_strdup (g_getenv ("KILT_CLI"));
+  KiltWorkerJob job = { 0 };
+  Seen s = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (g_file_set_contents (script, "#!/bin/sh\necho '{\"kilt_worker\":999}'\nsleep 30\n",
+                                      -1, NULL));
+  g_chmod (script, 0755);
+  g_setenv ("KILT_CLI", script, TRUE);
+  kilt_data_spec_init (&job.data, "sample", NULL);
+  job.model_json = g_strdup ("{}");
+  job.config = kilt_train_config_default ();
+  s.client = kilt_worker_client_new (on_message, &s);
+  g_assert_true (kilt_worker_client_start (s.client, &job, &error));
+  g_assert_true (iterate_until (is_over, &s, 20));
+  g_setenv ("KILT_CLI", old, TRUE);
+  g_assert_cmpint (s.status, ==, KILT_RUN_FAILED);
+  g_assert_nonnull (strstr (s.error, "speaks worker protocol 999"));
+  seen_clear (&s);
+  kilt_worker_job_clear (&job);
+  /* No program at all: said before anything starts. */
+  g_setenv ("KILT_CLI", "/nonexistent/kilt-cli", TRUE);
+  g_assert_null (kilt_worker_find_cli (&error));
+  g_assert_nonnull (strstr (error->message, "/nonexistent/kilt-cli"));
+  g_setenv ("KILT_CLI", old, TRUE);
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/worker/encoding", test_encoding);
+  g_test_add_func ("/worker/job-encoding", test_job_encoding);
+  g_test_add_func ("/worker/run", test_run);
+  g_test_add_func ("/worker/pause-resume-stop", test_pause_resume_stop);
+  g_test_add_func ("/worker/crash-segv", test_crash_segv);
+  g_test_add_func ("/worker/crash-abort", test_crash_abort);
+  g_test_add_func ("/worker/hang", test_hang);
+  g_test_add_func ("/worker/sequence", test_sequence);
+  g_test_add_func ("/worker/bad-model", test_bad_model);
+  g_test_add_func ("/worker/other-version", test_other_version);
+  return g_test_run ();
+}
