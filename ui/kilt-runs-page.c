@@ -1315,6 +1315,48 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_add_binding_action (widget_class, GDK_KEY_F5, 0, "runs.reload", NULL);
 }
 
+static void
+setup_choice (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer max_chars)
+{
+  GtkWidget *label = gtk_label_new (NULL);
+
+  gtk_label_set_xalign (GTK_LABEL (label), 0);
+  if (GPOINTER_TO_INT (max_chars) > 0)
+    {
+      gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
+      gtk_label_set_max_width_chars (GTK_LABEL (label), GPOINTER_TO_INT (max_chars));
+    }
+  gtk_list_item_set_child (item, label);
+}
+
+static void
+bind_choice (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer data)
+{
+  const char *text = gtk_string_object_get_string (gtk_list_item_get_item (item));
+
+  gtk_label_set_text (GTK_LABEL (gtk_list_item_get_child (item)), text);
+  gtk_widget_set_tooltip_text (gtk_list_item_get_child (item), text);
+}
+
+/* A drop-down that shows its choice in at most @max_chars (the rest as "…"; the list opened
+ * shows whole names): long run names or chart titles would hold the page wider than a small
+ * window. */
+static void
+drop_down_ellipsize (GtkDropDown *drop_down, int max_chars)
+{
+  GtkListItemFactory *button = gtk_signal_list_item_factory_new ();
+  GtkListItemFactory *list = gtk_signal_list_item_factory_new ();
+
+  g_signal_connect (button, "setup", G_CALLBACK (setup_choice), GINT_TO_POINTER (max_chars));
+  g_signal_connect (button, "bind", G_CALLBACK (bind_choice), NULL);
+  g_signal_connect (list, "setup", G_CALLBACK (setup_choice), GINT_TO_POINTER (0));
+  g_signal_connect (list, "bind", G_CALLBACK (bind_choice), NULL);
+  gtk_drop_down_set_factory (drop_down, button);
+  gtk_drop_down_set_list_factory (drop_down, list);
+  g_object_unref (button);
+  g_object_unref (list);
+}
+
 /* Runs come from this window and from kilt-cli alike: the page reads the store each time it
  * is shown, so it is never empty at start nor stale after a run from the shell. */
 static void
@@ -1361,6 +1403,8 @@ kilt_runs_page_init (KiltRunsPage *self)
   g_signal_connect_swapped (self->baseline_choice, "notify::selected",
                             G_CALLBACK (baseline_changed), self);
   gtk_drawing_area_set_draw_func (self->chart_area, draw_chart, self, NULL);
+  drop_down_ellipsize (self->chart_choice, 22);
+  drop_down_ellipsize (self->baseline_choice, 22);
   g_signal_connect (self, "map", G_CALLBACK (on_map), NULL);
   update_empty_text (self);
   update_actions (self);
