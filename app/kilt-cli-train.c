@@ -5,6 +5,7 @@
 #include "kilt-cli.h"
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
+#include "kilt-keras-file.h"
 #include "kilt-keras.h"
 #include "kilt-optimizer.h"
 #include "kilt-model-json.h"
@@ -47,6 +48,7 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->device);
   g_free (c->data);
   g_free (c->model);
+  g_free (c->weights);
   g_free (c->optimizer);
   g_free (c->checkpoint);
   g_free (c->loss);
@@ -187,8 +189,12 @@ kilt_cli_common_entries (KiltCliCommon *c)
     { "data", 0, 0, G_OPTION_ARG_FILENAME, &c->data,
       "Data set: sample, fashion-mnist, or a path (IDX, CIFAR binary, image folder, CSV)", "DATA" },
     { "model", 'm', 0, G_OPTION_ARG_FILENAME, &c->model,
-      "Model: a preset name (kilt-cli summary --list), a Kilt JSON file or a Keras to_json file",
+      "Model: a preset name (kilt-cli summary --list), a Kilt JSON file, a Keras to_json file, "
+      "or a Keras .h5 / .keras file (architecture and weights)",
       "MODEL" },
+    { "weights", 0, 0, G_OPTION_ARG_FILENAME, &c->weights,
+      "Keras weights for --model: a save_weights .h5 or .weights.h5, or a .h5 / .keras model",
+      "FILE" },
     { "loss", 0, 0, G_OPTION_ARG_STRING, &c->loss,
       "Loss: softmax_cross_entropy, binary_cross_entropy or mse (default: the model's)", "LOSS" },
     { "epochs", 'e', 0, G_OPTION_ARG_INT, &c->epochs, "Epochs (default 2)", "N" },
@@ -345,8 +351,20 @@ KiltModel *
 kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error)
 {
   KiltModel *model = NULL;
+  g_autofree char *keras_text = NULL;
 
-  if (g_file_test (c->model, G_FILE_TEST_IS_REGULAR))
+  if (g_file_test (c->model, G_FILE_TEST_IS_REGULAR) && kilt_keras_file_sniff (c->model))
+    {
+      /* A Keras .h5 or .keras file: architecture and weights. */
+      g_autofree char *notes = NULL;
+      KiltLossType loss = KILT_LOSS_SOFTMAX_CROSS_ENTROPY;
+      if (c->loss)
+        kilt_loss_from_name (c->loss, &loss);
+      model = kilt_keras_file_load (c->model, loss, &notes, error);
+      if (model && notes && *notes)
+        fprintf (stderr, "kilt-cli: note: %s\n", notes);
+    }
+  else if (g_file_test (c->model, G_FILE_TEST_IS_REGULAR))
     {
       g_autofree char *text = NULL;
       if (!g_file_get_contents (c->model, &text, NULL, error))
@@ -363,6 +381,7 @@ kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error)
           model = kilt_keras_load_data (text, -1, c->model, loss, &notes, error);
           if (model && notes && *notes)
             fprintf (stderr, "kilt-cli: note: %s\n", notes);
+          keras_text = g_steal_pointer (&text);
         }
     }
   else
@@ -387,6 +406,17 @@ kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error)
     {
       kilt_model_free (model);
       return NULL;
+    }
+  /* The Keras text tells the weights reader each layer's class and options; Kilt's own
+   * format and presets are read as channels-last Keras models of the same layers. */
+  if (c->weights)
+    {
+      if (!kilt_keras_file_load_weights (model, keras_text, c->weights, error))
+        {
+          kilt_model_free (model);
+          return NULL;
+        }
+      fprintf (stderr, "kilt-cli: note: %s\n", model->weights_note);
     }
   return model;
 }
@@ -734,6 +764,8 @@ kilt_cli_summary (int argc, char **argv)
     kilt_summary_free (summary);
   }
   fputs (text, stdout);
+  if (model->weights_note)
+    printf ("Starting weights: %s\n", model->weights_note);
   kilt_model_free (model);
   kilt_dataset_free (ds);
   kilt_cli_common_clear (&c);

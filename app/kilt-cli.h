@@ -15,6 +15,7 @@ typedef struct
   char *device;
   char *data;
   char *model;
+  char *weights; /* --weights: Keras weights onto --model */
   char *loss;
   int epochs;
   int batch;

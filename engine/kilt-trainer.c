@@ -576,7 +576,16 @@ prepare (Session *s, GError **error)
     {
       g_autofree float *params = g_new0 (float, t->model->n_params + 1);
       g_autofree float *state = g_new0 (float, t->model->n_state + 1);
-      kilt_model_init_params (t->model, c->seed, params, state);
+      const float *wp, *ws;
+      /* Weights the model came with (an imported Keras file) are its starting point. */
+      if (kilt_model_get_weights (t->model, &wp, &ws))
+        {
+          memcpy (params, wp, sizeof (float) * t->model->n_params);
+          memcpy (state, ws, sizeof (float) * t->model->n_state);
+          emit_log (s, G_LOG_LEVEL_INFO, "Starts from the model's %s", t->model->weights_note);
+        }
+      else
+        kilt_model_init_params (t->model, c->seed, params, state);
       if (!kilt_executor_upload (s->exec, params, state, error))
         return FALSE;
     }
@@ -1009,8 +1018,13 @@ done:
   session_free_buffers (&s);
   if (s.ctx)
     fin.leaked_bytes = __atomic_load_n (&s.ctx->mem.live_total, __ATOMIC_RELAXED);
+  /* The device the run opened, so a run that fails before STARTED (a plan that does not fit)
+   * is still recorded with its device rather than "–". A copy: the context is freed first. */
+  fin.device = s.ctx ? kilt_device_info_copy (s.ctx->info) : NULL;
+  fin.device_name = fin.device ? fin.device->name : NULL;
   session_free (&s);
   emit (&s, &fin);
+  kilt_device_info_free ((KiltDeviceInfo *)fin.device);
   g_clear_error (&error);
   return NULL;
 }
@@ -1087,6 +1101,7 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
   Session s = { .trainer = &t };
   const KiltSplit *split = data->test.n > 0 ? &data->test : &data->val;
   g_autoptr (KiltCheckpoint) ck = NULL;
+  const float *wp = NULL, *ws = NULL;
   gboolean ok = FALSE;
 
   t.model = model;
@@ -1100,22 +1115,24 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
                    "data set %s has no test or validation samples to evaluate on", data->name);
       return FALSE;
     }
-  if (config->checkpoint_path == NULL)
+  /* Without a checkpoint, the weights the model came with (an imported Keras file). */
+  if (config->checkpoint_path == NULL
+      && (!model->built || !kilt_model_get_weights (model, &wp, &ws)))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "evaluation needs a checkpoint with the trained weights");
       return FALSE;
     }
-  if (!(ck = kilt_checkpoint_load (config->checkpoint_path, error)))
+  if (config->checkpoint_path && !(ck = kilt_checkpoint_load (config->checkpoint_path, error)))
     return FALSE;
   if ((!model->built && !kilt_model_build (model, error)) || !open_device (&s, error))
     goto out;
-  if (!checkpoint_fits_model (ck, model, config->checkpoint_path, error))
+  if (ck && !checkpoint_fits_model (ck, model, config->checkpoint_path, error))
     goto out;
   /* Inference only: no gradients, which for a CNN are about as large as its activations. */
   s.exec = kilt_executor_new (s.ctx, model, config->batch, FALSE, error);
   if (!s.exec || !check_loss_fits_model (&s, error)
-      || !kilt_executor_upload (s.exec, ck->params, ck->state, error))
+      || !kilt_executor_upload (s.exec, ck ? ck->params : wp, ck ? ck->state : ws, error))
     goto out;
   s.eval_dout = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE,
                                  4 * (gsize)config->batch * MAX (kilt_model_n_outputs (model), 1),

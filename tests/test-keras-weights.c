@@ -9,6 +9,8 @@
 #include "kilt-keras-file.h"
 #include "kilt-keras-weights.h"
 #include "kilt-keras.h"
+#include "kilt-data-private.h"
+#include "kilt-trainer.h"
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -243,6 +245,58 @@ CASE (test_k3_bn_keras, "weights-keras3-bn_options", ".keras", FILE_WHOLE)
 CASE (test_k3_bn_wh5, "weights-keras3-bn_options", ".weights.h5", FILE_WEIGHTS)
 /* The weights inside a .keras archive onto the same architecture given as JSON. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
+
+/* kilt_trainer_evaluate () without a checkpoint takes the weights the model came with: on
+ * Keras' own inputs, labelled with Keras' top class, accuracy is 1 and the loss is the mean
+ * of -log p (label) over Keras' outputs. */
+static void
+test_evaluate (void)
+{
+  g_autofree char *path = data_file ("weights-keras2-mlp.h5");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) model = NULL;
+  KiltTrainConfig cfg = kilt_train_config_default ();
+  KiltDataset *ds;
+  Predict p = { 0 };
+  double loss = -1, acc = -1, want = 0;
+
+  if (kilt_test_context () == NULL)
+    return;
+  predict_load (&p, "weights-keras2-mlp");
+  model = kilt_keras_file_load (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+  g_assert_no_error (error);
+  ds = kilt_data_new ("keras inputs", "test", "test");
+  ds->shape = (KiltShape){ p.in_size, 1, 1 };
+  ds->type = KILT_SAMPLE_F32;
+  ds->n_classes = p.out_size;
+  ds->class_names = g_new0 (char *, p.out_size + 1);
+  for (guint i = 0; i < p.out_size; i++)
+    ds->class_names[i] = g_strdup_printf ("class %u", i);
+  ds->test.n = p.n;
+  ds->test.f32 = g_memdup2 (p.inputs, sizeof (float) * p.n * p.in_size);
+  ds->test.labels = g_new (gint32, p.n);
+  for (guint s = 0; s < p.n; s++)
+    {
+      guint best = 0;
+      for (guint i = 1; i < p.out_size; i++)
+        if (p.outputs[s * p.out_size + i] > p.outputs[s * p.out_size + best])
+          best = i;
+      ds->test.labels[s] = (gint32)best;
+      want += -log (p.outputs[s * p.out_size + best]) / p.n;
+    }
+  cfg.batch = p.n;
+  g_assert_true (kilt_trainer_evaluate (model, ds, &cfg, &loss, &acc, &error));
+  g_assert_no_error (error);
+  g_assert_cmpfloat (acc, ==, 1.0);
+  g_assert_cmpfloat (fabs (loss - want), <, 1e-4);
+  /* Without a checkpoint or weights, evaluation still refuses. */
+  kilt_model_set_weights (model, NULL, NULL, NULL);
+  g_assert_false (kilt_trainer_evaluate (model, ds, &cfg, &loss, &acc, &error));
+  g_assert_nonnull (error);
+  kilt_dataset_free (ds);
+  kilt_train_config_clear (&cfg);
+  predict_clear (&p);
+}
 
 /* ---- mismatches ------------------------------------------------------------------------------ */
 
@@ -592,6 +646,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-keras/bn-options", test_k3_bn_keras);
   g_test_add_func ("/keras-weights/keras3-weights-h5/bn-options", test_k3_bn_wh5);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/cnn", test_k3_cnn_keras_weights);
+  g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/shape-mismatch", test_shape_mismatch);
   g_test_add_func ("/keras-weights/layer-mismatch", test_layer_mismatch);
   g_test_add_func ("/keras-weights/truncated", test_truncated);
