@@ -389,6 +389,7 @@ typedef struct
   gboolean pause_at_first_step;
   gboolean stop_at_first_step;
   gint64 stop_asked_us;
+  char *finished_device; /* the FINISHED event's device, which the run store records */
 } Run;
 
 static void
@@ -398,6 +399,7 @@ run_free (Run *r)
   g_array_unref (r->epochs);
   g_ptr_array_unref (r->logs);
   g_clear_error (&r->error);
+  g_free (r->finished_device);
   g_mutex_clear (&r->lock);
   g_free (r);
 }
@@ -456,6 +458,7 @@ on_event (const KiltEvent *ev, gpointer user_data)
         r->test_loss = ev->test_loss;
         r->test_accuracy = ev->test_accuracy;
         r->finished_us = g_get_monotonic_time ();
+        r->finished_device = ev->device ? g_strdup (ev->device->name) : NULL;
         break;
       default:
         break;
@@ -1641,6 +1644,8 @@ test_does_not_fit (void)
   g_test_message ("%s", msg);
   g_assert_false (r->started);
   g_assert_cmpuint (r->steps->len, ==, 0);
+  /* No STARTED event, but the end still names the device, for the run store (issue 15, 5). */
+  g_assert_cmpstr (r->finished_device, ==, kilt_test_context ()->info->name);
   g_assert_nonnull (strstr (msg, "small_vgg"));
   g_assert_nonnull (strstr (msg, "4096"));
   g_assert_nonnull (strstr (msg, "GiB"));

@@ -8,6 +8,7 @@
 #include "kilt-context.h"
 #include "kilt-device.h"
 #include "kilt-device-picker.h"
+#include "kilt-error.h"
 #include "kilt-runs-page.h"
 #include "kilt-window.h"
 
@@ -691,6 +692,56 @@ test_failed_run (void)
   g_assert_null (strstr (kilt_chart_get_empty_text (kilt_train_page_get_chart (
                              kilt_window_get_train_page (window), KILT_TRAIN_CHART_ACCURACY)),
                          "failed"));
+}
+
+static KiltRun *newest_run (void);
+
+/* Issue 15, 5: a plan that does not fit keeps Start from starting a run that can only fail,
+ * says what fits, and the page's plan is the run's (the same budget as the trainer). */
+static void
+test_plan_does_not_fit (void)
+{
+  KiltModelPage *model = kilt_window_get_model_page (window);
+  KiltSession *session = kilt_window_get_session (window);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRun) before = NULL, after = NULL;
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  g_assert_true (kilt_model_page_choose_preset (model, "mlp"));
+  g_assert_true (kilt_model_page_check_fits (model, &error));
+  g_assert_no_error (error);
+  before = newest_run ();
+  /* A 1 MiB budget, as KILT_MEMORY_BUDGET_MB gives the trainer: the mlp needs more. */
+  g_setenv ("KILT_MEMORY_BUDGET_MB", "1", TRUE);
+  g_assert_true (kilt_model_page_choose_preset (model, "mlp"));
+  g_assert_false (kilt_model_page_check_fits (model, &error));
+  g_test_message ("%s", error->message);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+  g_assert_nonnull (strstr (error->message, "does not fit"));
+  kilt_window_show_page (window, "model");
+  settle (0.3);
+  screenshot (window_content (), "model-does-not-fit");
+
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_false (kilt_session_is_running (session));
+  g_assert_cmpstr (kilt_window_get_visible_page (window), ==, "train");
+  g_test_message ("shown: %s", kilt_window_get_last_message (window));
+  g_assert_nonnull (strstr (kilt_window_get_last_message (window), "does not fit"));
+  g_assert_null (strstr (kilt_window_get_last_message (window), "Resume"));
+  /* No run was stored for it. */
+  after = newest_run ();
+  g_assert_cmpint (after ? after->id : 0, ==, before ? before->id : 0);
+  settle (0.3);
+  screenshot (window_content (), "train-does-not-fit");
+
+  g_unsetenv ("KILT_MEMORY_BUDGET_MB");
+  g_assert_true (kilt_model_page_choose_preset (model, "mlp"));
+  g_assert_true (kilt_model_page_check_fits (model, NULL));
 }
 
 static void
@@ -1607,6 +1658,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/6-live-charts", test_live_charts);
   g_test_add_func ("/ui/7-train", test_train);
   g_test_add_func ("/ui/7-train-failed", test_failed_run);
+  g_test_add_func ("/ui/8-plan-does-not-fit", test_plan_does_not_fit);
   g_test_add_func ("/ui/8-stop", test_stop);
   g_test_add_func ("/ui/8-z-compare-devices", test_compare_devices);
   g_test_add_func ("/ui/8-z-run-again", test_run_again);

@@ -155,6 +155,55 @@ show_table (KiltModelPage *self)
   }
 }
 
+/* What the trainer will let itself allocate on @device: kilt_context_new leaves a twentieth
+ * of the device to the driver and display, and KILT_MEMORY_BUDGET_MB may lower it. The page
+ * plans against the same figure, so its verdict and largest batch are the run's. */
+static guint64
+device_budget (const KiltDeviceInfo *device)
+{
+  const char *env = g_getenv ("KILT_MEMORY_BUDGET_MB");
+  guint64 budget = device->global_mem - device->global_mem / 20;
+
+  if (env && g_ascii_strtoll (env, NULL, 10) > 0)
+    budget = MIN (budget, (guint64)g_ascii_strtoll (env, NULL, 10) << 20);
+  return budget;
+}
+
+/* The plan for the page's model, batch and optimizer on its device, or NULL without both. */
+static KiltPlan *
+current_plan (KiltModelPage *self)
+{
+  KiltOptimizerConfig opt;
+
+  if (self->model == NULL || self->device == NULL)
+    return NULL;
+  opt = kilt_model_page_get_optimizer (self);
+  return kilt_plan_compute (self->model, kilt_model_page_get_batch (self), &opt,
+                            self->dataset_bytes, self->device, device_budget (self->device));
+}
+
+gboolean
+kilt_model_page_check_fits (KiltModelPage *self, GError **error)
+{
+  g_autoptr (KiltPlan) plan = NULL;
+
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  plan = current_plan (self);
+  if (plan == NULL || plan->fits)
+    return TRUE;
+  if (plan->max_batch > 0)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
+                 "%s does not fit on %s at batch %u: %s. Set the batch to %u or less on the "
+                 "Model page",
+                 self->model->name, self->device->name, plan->batch, plan->message,
+                 plan->max_batch);
+  else
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
+                 "%s does not fit on %s: %s. Choose a smaller model or another device",
+                 self->model->name, self->device->name, plan->message);
+  return FALSE;
+}
+
 static void
 show_plan (KiltModelPage *self)
 {
@@ -171,9 +220,7 @@ show_plan (KiltModelPage *self)
     }
   else
     {
-      KiltOptimizerConfig opt = kilt_model_page_get_optimizer (self);
-      g_autoptr (KiltPlan) plan = kilt_plan_compute (self->model, kilt_model_page_get_batch (self),
-                                                     &opt, self->dataset_bytes, self->device, 0);
+      g_autoptr (KiltPlan) plan = current_plan (self);
       g_autofree char *title = NULL;
 
       if (plan->fits)

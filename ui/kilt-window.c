@@ -30,7 +30,8 @@ struct _KiltWindow
   guint sample_limit;
   gboolean close_after_run;
   gboolean dataset_in_run;
-  guint epochs_done; /* of the run going on (or just ended): its checkpoint has them */
+  gboolean was_running; /* the session's running state when last notified */
+  guint epochs_done;    /* of the run going on (or just ended): its checkpoint has them */
   char *last_message;
   /* A sequence (compare devices, run again) going on: its devices' names and capacities, the
    * model's name, and a run to show beside its runs at the end (run again's original). */
@@ -168,6 +169,12 @@ on_session_update (KiltSession *session, KiltSessionUpdate *u, KiltWindow *self)
 static void
 on_session_state (KiltSession *session, GParamSpec *pspec, KiltWindow *self)
 {
+  /* A run that fails before its STARTED event (a plan that does not fit) must not inherit
+   * the last run's epochs, or its message offers a Resume that has nothing to go on from. */
+  if (g_strcmp0 (pspec->name, "running") == 0 && kilt_session_is_running (session)
+      && !self->was_running)
+    self->epochs_done = 0;
+  self->was_running = kilt_session_is_running (session);
   update_actions (self);
 }
 
@@ -226,6 +233,13 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
       start_failed (self, kilt_data_page_get_loading (self->data_page)
                               ? "The data set is still loading; try again when it is done"
                               : "Load a data set first, on the Data page");
+      return;
+    }
+  /* The page's plan said "Does not fit": a run would only fail a second later, with no
+   * epoch to resume from. */
+  if (!kilt_model_page_check_fits (self->model_page, &error))
+    {
+      start_failed (self, error->message);
       return;
     }
   model = kilt_model_page_create_model (self->model_page, &error);
