@@ -87,6 +87,7 @@ int kilt_cli_run_sequence (KiltCompare *compare, KiltCliSequence *view, guint n,
 
 int kilt_cli_train (int argc, char **argv);
 int kilt_cli_eval (int argc, char **argv);
+int kilt_cli_predict (int argc, char **argv);
 int kilt_cli_summary (int argc, char **argv);
 int kilt_cli_data (int argc, char **argv);
 int kilt_cli_bench (int argc, char **argv);

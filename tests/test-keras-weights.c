@@ -298,6 +298,166 @@ test_evaluate (void)
   predict_clear (&p);
 }
 
+static char *write_bytes (const char *name, const char *data, gsize len);
+
+/* ---- kilt-cli predict ---------------------------------------------------------------------- */
+
+/* Runs $KILT_CLI predict ARGS... --json in the data folder; returns its exit status and
+ * stdout, stderr in *@err. NULL (test skipped) without a kilt-cli. */
+static char *
+run_predict (const char *const *args, int *status, char **err)
+{
+  const char *cli = g_getenv ("KILT_CLI");
+  g_autoptr (GPtrArray) argv = g_ptr_array_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = data_file (".");
+  char *out = NULL;
+
+  if (cli == NULL)
+    {
+      g_test_skip ("KILT_CLI is not set");
+      return NULL;
+    }
+  g_ptr_array_add (argv, (char *)cli);
+  g_ptr_array_add (argv, "predict");
+  g_ptr_array_add (argv, "--json");
+  for (guint i = 0; args[i]; i++)
+    g_ptr_array_add (argv, (char *)args[i]);
+  g_ptr_array_add (argv, NULL);
+  g_assert_true (g_spawn_sync (dir, (char **)argv->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out,
+                               err, status, &error));
+  g_assert_no_error (error);
+  return out;
+}
+
+/* Each JSON line's scores against @want (n x n_out), and its top class. */
+static double
+predict_diff (const char *out, const double *want, guint n, guint n_out)
+{
+  g_auto (GStrv) lines = g_strsplit (out, "\n", -1);
+  double max_diff = 0;
+  guint s = 0;
+
+  for (guint l = 0; lines[l]; l++)
+    {
+      g_autoptr (JsonParser) parser = json_parser_new ();
+      JsonArray *scores, *top;
+      guint best = 0;
+      if (*lines[l] == '\0')
+        continue;
+      g_assert_true (json_parser_load_from_data (parser, lines[l], -1, NULL));
+      scores = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
+                                             "scores");
+      top = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
+                                          "top");
+      g_assert_cmpuint (s, <, n);
+      g_assert_cmpuint (json_array_get_length (scores), ==, n_out);
+      for (guint i = 0; i < n_out; i++)
+        {
+          max_diff = MAX (max_diff,
+                          fabs (json_array_get_double_element (scores, i) - want[s * n_out + i]));
+          if (want[s * n_out + i] > want[s * n_out + best])
+            best = i;
+        }
+      g_assert_cmpint (json_array_get_int_element (top, 0), ==, best);
+      s++;
+    }
+  g_assert_cmpuint (s, ==, n);
+  return max_diff;
+}
+
+static void
+test_predict_csv (void)
+{
+  g_autofree char *csv = NULL, *out = NULL, *err = NULL;
+  GString *text = g_string_new (NULL);
+  Predict p = { 0 };
+  int status = -1;
+  double diff;
+
+  predict_load (&p, "weights-keras2-mlp");
+  for (guint i = 0; i < p.in_size; i++)
+    g_string_append_printf (text, "%sx%u", i ? "," : "", i);
+  g_string_append_c (text, '\n');
+  for (guint s = 0; s < p.n; s++)
+    for (guint i = 0; i < p.in_size; i++)
+      g_string_append_printf (text, "%.9g%c", p.inputs[s * p.in_size + i],
+                              i + 1 < p.in_size ? ',' : '\n');
+  csv = write_bytes ("rows.csv", text->str, text->len);
+  g_string_free (text, TRUE);
+  {
+    const char *args[] = { "--model", "weights-keras2-mlp.h5", "-k", "2", csv, NULL };
+    out = run_predict (args, &status, &err);
+  }
+  if (out == NULL)
+    return predict_clear (&p);
+  if (status != 0)
+    g_error ("kilt-cli predict failed: %s", err);
+  diff = predict_diff (out, p.outputs, p.n, p.out_size);
+  g_printerr ("# kilt-cli predict on a CSV: max abs difference %.3g\n", diff);
+  g_assert_cmpfloat (diff, <, TOLERANCE);
+  g_free (out);
+  g_free (err);
+  /* A JSON model without --weights has nothing to predict with. */
+  {
+    const char *args[] = { "--model", "weights-keras2-mlp.json", csv, NULL };
+    out = run_predict (args, &status, &err);
+    g_assert_cmpint (status, !=, 0);
+    g_assert_nonnull (strstr (err, "has no weights"));
+    g_free (out);
+    g_free (err);
+  }
+  /* With --weights it has. */
+  {
+    const char *args[]
+        = { "--model", "weights-keras2-mlp.json", "--weights", "weights-keras2-mlp-only.h5", csv,
+            NULL };
+    out = run_predict (args, &status, &err);
+    g_assert_cmpint (status, ==, 0);
+    g_assert_cmpfloat (predict_diff (out, p.outputs, p.n, p.out_size), <, TOLERANCE);
+  }
+  predict_clear (&p);
+}
+
+static void
+test_predict_images (void)
+{
+  g_autofree char *text = read_text ("weights-keras3-cnn.predict.json");
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *out = NULL, *err = NULL;
+  g_autofree double *want = NULL;
+  JsonObject *o;
+  JsonArray *images, *outs;
+  int status = -1;
+  guint n_out;
+  double diff;
+
+  g_assert_true (json_parser_load_from_data (parser, text, -1, NULL));
+  o = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
+                                     "image_inputs");
+  images = json_object_get_array_member (o, "images");
+  outs = json_object_get_array_member (o, "outputs");
+  n_out = json_array_get_length (json_array_get_array_element (outs, 0));
+  want = g_new (double, json_array_get_length (outs) * n_out);
+  for (guint s = 0; s < json_array_get_length (outs); s++)
+    for (guint i = 0; i < n_out; i++)
+      want[s * n_out + i]
+          = json_array_get_double_element (json_array_get_array_element (outs, s), i);
+  {
+    const char *args[]
+        = { "--model", "weights-keras3-cnn.keras", json_array_get_string_element (images, 0),
+            json_array_get_string_element (images, 1), NULL };
+    out = run_predict (args, &status, &err);
+  }
+  if (out == NULL)
+    return;
+  if (status != 0)
+    g_error ("kilt-cli predict failed: %s", err);
+  diff = predict_diff (out, want, json_array_get_length (outs), n_out);
+  g_printerr ("# kilt-cli predict on PNG images: max abs difference %.3g\n", diff);
+  g_assert_cmpfloat (diff, <, TOLERANCE);
+}
+
 /* ---- mismatches ------------------------------------------------------------------------------ */
 
 static KiltModel *
@@ -647,6 +807,8 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-weights-h5/bn-options", test_k3_bn_wh5);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/cnn", test_k3_cnn_keras_weights);
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
+  g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);
+  g_test_add_func ("/keras-weights/predict-images", test_predict_images);
   g_test_add_func ("/keras-weights/shape-mismatch", test_shape_mismatch);
   g_test_add_func ("/keras-weights/layer-mismatch", test_layer_mismatch);
   g_test_add_func ("/keras-weights/truncated", test_truncated);

@@ -17,7 +17,9 @@
 # mean, unit variance would hide a swapped or misplaced variable).
 import json
 import os
+import struct
 import sys
+import zlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -117,6 +119,34 @@ def predictions(model, rng):
             "outputs": [[float(v) for v in s.ravel()] for s in y]}
 
 
+def write_png(path, rgb):
+    """An 8-bit RGB PNG of an (h, w, 3) uint8 array, without an imaging library."""
+    h, w, _ = rgb.shape
+    raw = b"".join(b"\0" + rgb[y].tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def image_predictions(m, rng, base):
+    """Two random images as PNG files and Keras' predictions on them scaled by 1/255, for
+    kilt-cli predict (which decodes, scales and reorders them to channels first)."""
+    shape = tuple(m.input_shape[1:])
+    imgs = rng.integers(0, 256, (2,) + shape, dtype=np.uint8)
+    names = []
+    for i, img in enumerate(imgs):
+        name = f"{os.path.basename(base)}-{i}.png"
+        write_png(os.path.join(os.path.dirname(base), name), img)
+        names.append(name)
+    y = m.predict(imgs.astype(np.float32) / 255, verbose=0)
+    return {"images": names, "outputs": [[float(v) for v in s.ravel()] for s in y]}
+
+
 def dump(K, prefix, outdir, seed):
     for i, (name, m) in enumerate(build_all(K).items()):
         rng = np.random.default_rng(seed + i)
@@ -132,6 +162,8 @@ def dump(K, prefix, outdir, seed):
             m.save(base + ".keras")
             m.save_weights(base + ".weights.h5")
         pred = predictions(m, rng)
+        if prefix == "keras3" and name == "cnn":
+            pred["image_inputs"] = image_predictions(m, rng, base)
         pred["keras_version"] = K.__version__
         pred["count_params"] = int(m.count_params())
         with open(base + ".predict.json", "w") as f:
