@@ -106,6 +106,27 @@ doctor_cases (void)
   c.cfg.negative_slope = 0.1f;
   c.input_scale = 8;
   g_array_append_val (a, c);
+  c = make_check ("BatchNormalization, scale false", KILT_LAYER_BATCH_NORM, (KiltShape){ 3, 4, 5 },
+                  1);
+  c.cfg.bn_no_scale = TRUE;
+  g_array_append_val (a, c);
+  c = make_check ("BatchNormalization, center false", KILT_LAYER_BATCH_NORM, (KiltShape){ 3, 4, 5 },
+                  1);
+  c.cfg.bn_no_center = TRUE;
+  g_array_append_val (a, c);
+  c = make_check ("Rescaling 1/127.5, -1", KILT_LAYER_RESCALING, (KiltShape){ 3, 4, 5 }, 1);
+  c.cfg.scale = 1 / 127.5f;
+  c.cfg.offset = -1;
+  g_array_append_val (a, c);
+  c = make_check ("Reshape (C) to (1, 1, C)", KILT_LAYER_RESHAPE, (KiltShape){ 6, 1, 1 }, 1);
+  c.cfg.target = (KiltShape){ 6, 1, 1 };
+  g_array_append_val (a, c);
+  c = make_check ("Multiply, per-channel scale", KILT_LAYER_MULTIPLY, (KiltShape){ 3, 4, 5 }, 2);
+  c.in[1] = (KiltShape){ 3, 1, 1 };
+  g_array_append_val (a, c);
+  c = make_check ("SpatialDropout2D 0.5", KILT_LAYER_DROPOUT, (KiltShape){ 3, 4, 5 }, 1);
+  c.cfg.dropout_mask = KILT_DROPOUT_CHANNEL;
+  g_array_append_val (a, c);
   /* Every element-wise activation the Activation layer computes itself. */
   for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
     {

@@ -26,6 +26,9 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_CONCATENATE] = &kilt_concatenate_class,
     [KILT_LAYER_ZERO_PADDING2D] = &kilt_zero_padding2d_class,
     [KILT_LAYER_CROPPING2D] = &kilt_cropping2d_class,
+    [KILT_LAYER_RESCALING] = &kilt_rescaling_class,
+    [KILT_LAYER_RESHAPE] = &kilt_reshape_class,
+    [KILT_LAYER_MULTIPLY] = &kilt_multiply_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -125,6 +128,7 @@ kilt_layer_config_default (KiltLayerType type)
   c.activation = KILT_ACT_LINEAR;
   c.alpha = 0.3f; /* Keras' LeakyReLU default */
   c.max_value = INFINITY;
+  c.scale = 1.0f;
   c.rate = 0.5f;
   c.momentum = 0.99f;
   c.epsilon = 1e-3f;

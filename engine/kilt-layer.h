@@ -25,6 +25,9 @@ typedef enum
   KILT_LAYER_CONCATENATE,
   KILT_LAYER_ZERO_PADDING2D,
   KILT_LAYER_CROPPING2D,
+  KILT_LAYER_RESCALING,
+  KILT_LAYER_RESHAPE,
+  KILT_LAYER_MULTIPLY,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -53,6 +56,14 @@ typedef enum
   KILT_ACT_HARD_SWISH = 17,      /* x hard_sigmoid (x) (Keras 3), Keras' hard_silu */
   KILT_ACT_N_TYPES
 } KiltActivation;
+
+/* Which elements share one dropout draw (Keras' noise_shape). */
+typedef enum
+{
+  KILT_DROPOUT_ELEMENT, /* every element its own */
+  KILT_DROPOUT_CHANNEL, /* a channel's plane: (None, 1, 1, C), SpatialDropout2D */
+  KILT_DROPOUT_SAMPLE,  /* a whole sample: (None, 1, 1, 1) */
+} KiltDropoutMask;
 
 typedef enum
 {
@@ -85,10 +96,15 @@ typedef struct
   float max_value;           /* ReLU's cap (INFINITY: none) */
   float threshold;           /* ReLU's threshold (0) */
   guint pad[4];              /* ZeroPadding2D / Cropping2D: top, bottom, left, right */
+  float scale, offset;       /* Rescaling: y = scale x + offset */
+  KiltShape target;          /* Reshape's output shape */
   float rate;                /* Dropout rate */
-  float momentum;            /* BatchNormalization running-average momentum (Keras: 0.99) */
-  float epsilon;             /* BatchNormalization epsilon (Keras: 1e-3) */
-  KiltInit init;             /* kernel initialiser; biases start at zero */
+  KiltDropoutMask dropout_mask;
+  float momentum;        /* BatchNormalization running-average momentum (Keras: 0.99) */
+  float epsilon;         /* BatchNormalization epsilon (Keras: 1e-3) */
+  gboolean bn_no_scale;  /* BatchNormalization without gamma (Keras: scale = false) */
+  gboolean bn_no_center; /* ... without beta (center = false) */
+  KiltInit init;         /* kernel initialiser; biases start at zero */
 } KiltLayerConfig;
 
 /* Conv2D's algorithms (KiltNode.algo): im2col into device memory + a GEMM, or the
@@ -242,6 +258,9 @@ extern const KiltLayerClass kilt_add_class;
 extern const KiltLayerClass kilt_concatenate_class;
 extern const KiltLayerClass kilt_zero_padding2d_class;
 extern const KiltLayerClass kilt_cropping2d_class;
+extern const KiltLayerClass kilt_rescaling_class;
+extern const KiltLayerClass kilt_reshape_class;
+extern const KiltLayerClass kilt_multiply_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

@@ -31,6 +31,9 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_CONCATENATE] = "Concatenate",
   [KILT_LAYER_ZERO_PADDING2D] = "ZeroPadding2D",
   [KILT_LAYER_CROPPING2D] = "Cropping2D",
+  [KILT_LAYER_RESCALING] = "Rescaling",
+  [KILT_LAYER_RESHAPE] = "Reshape",
+  [KILT_LAYER_MULTIPLY] = "Multiply",
 };
 
 const char *
@@ -74,12 +77,20 @@ typedef enum
   F_NEGATIVE_SLOPE = 1 << 14,
   F_MAX_VALUE = 1 << 15,
   F_THRESHOLD = 1 << 16,
+  F_SCALE = 1 << 17,
+  F_OFFSET = 1 << 18,
+  F_TARGET_SHAPE = 1 << 19,
+  F_MASK = 1 << 20,
+  F_GAMMA = 1 << 21,
+  F_BETA = 1 << 22,
 } Field;
 
 static const char *field_names[] = {
-  "filters",  "units",      "kernel_size",    "pool_size",          "strides",   "padding",
-  "use_bias", "activation", "alpha",          "kernel_initializer", "rate",      "momentum",
-  "epsilon",  "sides",      "negative_slope", "max_value",          "threshold",
+  "filters",   "units",     "kernel_size", "pool_size", "strides",
+  "padding",   "use_bias",  "activation",  "alpha",     "kernel_initializer",
+  "rate",      "momentum",  "epsilon",     "sides",     "negative_slope",
+  "max_value", "threshold", "scale",       "offset",    "target_shape",
+  "mask",      "gamma",     "beta",
 };
 
 /* Allowed fields per type, and the ones a file must give. */
@@ -96,13 +107,16 @@ static const struct
   [KILT_LAYER_GLOBAL_AVG_POOL2D] = { 0, 0 },
   [KILT_LAYER_ACTIVATION]
   = { F_ACTIVATION | F_ALPHA | F_NEGATIVE_SLOPE | F_MAX_VALUE | F_THRESHOLD, F_ACTIVATION },
-  [KILT_LAYER_DROPOUT] = { F_RATE, F_RATE },
+  [KILT_LAYER_DROPOUT] = { F_RATE | F_MASK, F_RATE },
   [KILT_LAYER_FLATTEN] = { 0, 0 },
-  [KILT_LAYER_BATCH_NORM] = { F_MOMENTUM | F_EPSILON, 0 },
+  [KILT_LAYER_BATCH_NORM] = { F_MOMENTUM | F_EPSILON | F_GAMMA | F_BETA, 0 },
   [KILT_LAYER_ADD] = { 0, 0 },
   [KILT_LAYER_CONCATENATE] = { 0, 0 },
   [KILT_LAYER_ZERO_PADDING2D] = { F_SIDES, F_SIDES },
   [KILT_LAYER_CROPPING2D] = { F_SIDES, F_SIDES },
+  [KILT_LAYER_RESCALING] = { F_SCALE | F_OFFSET, F_SCALE },
+  [KILT_LAYER_RESHAPE] = { F_TARGET_SHAPE, F_TARGET_SHAPE },
+  [KILT_LAYER_MULTIPLY] = { 0, 0 },
 };
 
 static int
@@ -301,6 +315,48 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
         return get_float (node, w, name, 0.0, 1e30, FALSE, &cfg->max_value, error);
       case F_THRESHOLD:
         return get_float (node, w, name, -1e30, 1e30, FALSE, &cfg->threshold, error);
+      case F_SCALE:
+        return get_float (node, w, name, -1e30, 1e30, FALSE, &cfg->scale, error);
+      case F_OFFSET:
+        return get_float (node, w, name, -1e30, 1e30, FALSE, &cfg->offset, error);
+      case F_TARGET_SHAPE:
+        {
+          JsonArray *a;
+          if (!JSON_NODE_HOLDS_ARRAY (node)
+              || json_array_get_length (a = json_node_get_array (node)) != 3)
+            {
+              set_error (error, w, "target_shape must be [channels, height, width]");
+              return FALSE;
+            }
+          /* 0: what the others leave. */
+          return get_dim (json_array_get_element (a, 0), w, name, 0, &cfg->target.c, error)
+                 && get_dim (json_array_get_element (a, 1), w, name, 0, &cfg->target.h, error)
+                 && get_dim (json_array_get_element (a, 2), w, name, 0, &cfg->target.w, error);
+        }
+      case F_GAMMA:
+      case F_BETA:
+        if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+          {
+            set_error (error, w, "%s must be true or false", name);
+            return FALSE;
+          }
+        if ((1u << f) == F_GAMMA)
+          cfg->bn_no_scale = !json_node_get_boolean (node);
+        else
+          cfg->bn_no_center = !json_node_get_boolean (node);
+        return TRUE;
+      case F_MASK:
+        {
+          const char *masks[] = { "element", "channel", "sample" };
+          for (guint i = 0; i < G_N_ELEMENTS (masks); i++)
+            if (is_string (node) && g_str_equal (json_node_get_string (node), masks[i]))
+              {
+                cfg->dropout_mask = (KiltDropoutMask)i;
+                return TRUE;
+              }
+          set_error (error, w, "mask must be \"element\", \"channel\" or \"sample\"");
+          return FALSE;
+        }
       case F_ALPHA:
         return get_float (node, w, name, 0.0, 1e6, FALSE, &cfg->alpha, error);
       case F_INIT:
@@ -733,6 +789,20 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     append_float (s, "max_value", c->max_value);
   if ((allowed & F_THRESHOLD) && c->threshold != 0)
     append_float (s, "threshold", c->threshold);
+  if (allowed & F_SCALE)
+    append_float (s, "scale", c->scale);
+  if ((allowed & F_OFFSET) && c->offset != 0)
+    append_float (s, "offset", c->offset);
+  if (allowed & F_TARGET_SHAPE)
+    g_string_append_printf (s, ", \"target_shape\": [%u, %u, %u]", c->target.c, c->target.h,
+                            c->target.w);
+  if ((allowed & F_MASK) && c->dropout_mask != KILT_DROPOUT_ELEMENT)
+    g_string_append_printf (s, ", \"mask\": \"%s\"",
+                            c->dropout_mask == KILT_DROPOUT_CHANNEL ? "channel" : "sample");
+  if ((allowed & F_GAMMA) && c->bn_no_scale)
+    g_string_append (s, ", \"gamma\": false");
+  if ((allowed & F_BETA) && c->bn_no_center)
+    g_string_append (s, ", \"beta\": false");
   if (allowed & F_SIDES)
     g_string_append_printf (s, ", \"sides\": [%u, %u, %u, %u]", c->pad[0], c->pad[1], c->pad[2],
                             c->pad[3]);

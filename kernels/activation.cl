@@ -121,3 +121,24 @@ __kernel void kilt_act_x_backward (__global float *dx, __global const float *dy,
       dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
     }
 }
+
+/* Rescaling: y = scale x + offset. */
+__kernel void kilt_affine_forward (__global float *y, __global const float *x, const uint n,
+                                   const float scale, const float offset)
+{
+  uint i = get_global_id (0);
+  if (i < n)
+    y[i] = scale * x[i] + offset;
+}
+
+/* dx = beta dx + scale dy. */
+__kernel void kilt_affine_backward (__global float *dx, __global const float *dy, const uint n,
+                                    const float scale, const float beta)
+{
+  uint i = get_global_id (0);
+  if (i < n)
+    {
+      float g = scale * dy[i];
+      dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
+    }
+}

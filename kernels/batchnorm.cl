@@ -169,13 +169,14 @@ __kernel void kilt_bn_backward_finish (__global const float *part, const uint pa
 }
 
 /* dx = beta * dx + gamma * istd / N * (N * dy - dbeta - xhat * dgamma), N = batch * spatial,
- * with dgamma and dbeta as kilt_bn_backward_finish left them in grads. */
+ * with dgamma and dbeta as kilt_bn_backward_finish left them in grads (at grad_off). */
 __kernel void kilt_bn_backward_apply (__global float *dx, __global const float *dy,
                                       __global const float *x, __global const float *saved,
                                       __global const float *params,
                                       __global const float *grads, const uint param_off,
-                                      const uint channels, const uint spatial, const uint n,
-                                      const float count, const float beta)
+                                      const uint grad_off, const uint channels,
+                                      const uint spatial, const uint n, const float count,
+                                      const float beta)
 {
   uint i = get_global_id (0);
   if (i >= n)
@@ -184,6 +185,6 @@ __kernel void kilt_bn_backward_apply (__global float *dx, __global const float *
   float mean = saved[c], istd = saved[channels + c];
   float xhat = (x[i] - mean) * istd;
   float g = params[param_off + c] * istd / count
-            * (count * dy[i] - grads[param_off + channels + c] - xhat * grads[param_off + c]);
+            * (count * dy[i] - grads[grad_off + channels + c] - xhat * grads[grad_off + c]);
   dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
 }

@@ -8,25 +8,26 @@ inline float kilt_dropout_factor (uint seed, uint step, uint i, float rate, floa
   return kilt_uniform (seed, step, i) >= rate ? scale : 0.0f;
 }
 
-/* y = x * mask * scale over n floats. */
+/* y = x * mask * scale over n floats; @group consecutive elements share one draw (1; a
+ * channel's plane for SpatialDropout2D and noise_shape (None, 1, 1, C); a whole sample). */
 __kernel void kilt_dropout_forward (__global float *y, __global const float *x, const uint n,
                                     const uint seed, const uint step, const float rate,
-                                    const float scale)
+                                    const float scale, const uint group)
 {
   uint i = get_global_id (0);
   if (i < n)
-    y[i] = x[i] * kilt_dropout_factor (seed, step, i, rate, scale);
+    y[i] = x[i] * kilt_dropout_factor (seed, step, i / group, rate, scale);
 }
 
 /* dx = beta * dx + dy * mask * scale, the mask drawn again from (seed, step, i). */
 __kernel void kilt_dropout_backward (__global float *dx, __global const float *dy, const uint n,
                                      const uint seed, const uint step, const float rate,
-                                     const float scale, const float beta)
+                                     const float scale, const float beta, const uint group)
 {
   uint i = get_global_id (0);
   if (i < n)
     {
-      float g = dy[i] * kilt_dropout_factor (seed, step, i, rate, scale);
+      float g = dy[i] * kilt_dropout_factor (seed, step, i / group, rate, scale);
       dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
     }
 }

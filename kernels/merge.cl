@@ -53,3 +53,35 @@ __kernel void kilt_concat_backward (__global float *dx, __global const float *dy
   float g = dy[(size_t) b * c_out * spatial + (size_t) c_off * spatial + r];
   dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
 }
+
+/* Multiply: an input of a channel's value per plane (C, 1, 1) against (C, H, W) reads element
+ * i / group (group = H W), so SE blocks' broadcasts need no copy. y[i] = x[i / group]. */
+__kernel void kilt_mul_copy (__global float *y, __global const float *x, const uint n,
+                             const uint group)
+{
+  uint i = get_global_id (0);
+  if (i < n)
+    y[i] = x[i / group];
+}
+
+/* y[i] *= x[i / group]. */
+__kernel void kilt_mul_inplace (__global float *y, __global const float *x, const uint n,
+                                const uint group)
+{
+  uint i = get_global_id (0);
+  if (i < n)
+    y[i] *= x[i / group];
+}
+
+/* dx[j] = beta dx[j] + the sum of w over the group of j, for j < m (m x group = len (w)). */
+__kernel void kilt_mul_group_sum (__global float *dx, __global const float *w, const uint m,
+                                  const uint group, const float beta)
+{
+  uint j = get_global_id (0);
+  if (j >= m)
+    return;
+  float acc = 0.0f;
+  for (uint s = 0; s < group; s++)
+    acc += w[(size_t) j * group + s];
+  dx[j] = beta == 0.0f ? acc : beta * dx[j] + acc;
+}

@@ -224,6 +224,185 @@ test_activation_not_fused (void)
   }
 }
 
+static void
+one_case (const char *label, KiltLayerType type, const KiltLayerConfig *cfg, guint n_inputs,
+          const KiltShape *in, guint batch, gboolean training, gboolean accumulate)
+{
+  KiltLayerCheck c = { 0 };
+
+  c.label = label;
+  c.type = type;
+  c.cfg = *cfg;
+  c.n_inputs = n_inputs;
+  for (guint i = 0; i < n_inputs; i++)
+    c.in[i] = in[i];
+  c.batch = batch;
+  c.training = training;
+  c.seed = 17;
+  c.accumulate = accumulate;
+  kilt_test_layer_case (&c);
+}
+
+static void
+test_batch_norm_partial (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_BATCH_NORM);
+  KiltShape in = { 3, 5, 7 }, flat = { 11, 1, 1 };
+
+  cfg.bn_no_scale = TRUE;
+  one_case ("bn scale false", KILT_LAYER_BATCH_NORM, &cfg, 1, &in, 3, TRUE, FALSE);
+  one_case ("bn scale false, inference", KILT_LAYER_BATCH_NORM, &cfg, 1, &in, 2, FALSE, FALSE);
+  cfg.bn_no_scale = FALSE;
+  cfg.bn_no_center = TRUE;
+  one_case ("bn center false", KILT_LAYER_BATCH_NORM, &cfg, 1, &flat, 5, TRUE, TRUE);
+  cfg.bn_no_scale = TRUE;
+  one_case ("bn neither", KILT_LAYER_BATCH_NORM, &cfg, 1, &in, 2, TRUE, FALSE);
+
+  /* Keras' counts: C per parameter kept, plus the 2C running statistics. */
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("bn");
+    g_autoptr (GError) error = NULL;
+    guint i = kilt_model_add_input (m, "in", in);
+    cfg.bn_no_scale = TRUE;
+    cfg.bn_no_center = FALSE;
+    i = kilt_model_add (m, KILT_LAYER_BATCH_NORM, "a", &cfg, 1, &i);
+    cfg.bn_no_scale = TRUE;
+    cfg.bn_no_center = TRUE;
+    kilt_model_add (m, KILT_LAYER_BATCH_NORM, "b", &cfg, 1, &i);
+    g_assert_true (kilt_model_build (m, &error));
+    g_assert_cmpuint (kilt_model_find (m, "a")->n_params, ==, 3);
+    g_assert_cmpuint (kilt_model_find (m, "b")->n_params, ==, 0);
+    g_assert_cmpuint (kilt_model_find (m, "b")->n_state, ==, 6);
+  }
+}
+
+static void
+test_rescaling (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_RESCALING);
+  KiltShape in = { 3, 4, 5 };
+
+  cfg.scale = 1 / 127.5f;
+  cfg.offset = -1;
+  one_case ("rescaling", KILT_LAYER_RESCALING, &cfg, 1, &in, 3, TRUE, FALSE);
+  cfg.scale = -2.5f;
+  cfg.offset = 0.25f;
+  one_case ("rescaling accumulate", KILT_LAYER_RESCALING, &cfg, 1, &in, 2, TRUE, TRUE);
+}
+
+static void
+test_reshape (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_RESHAPE);
+  KiltShape flat = { 12, 1, 1 }, img = { 4, 3, 5 };
+
+  cfg.target = (KiltShape){ 12, 1, 1 };
+  one_case ("reshape (12) to (1, 1, 12)", KILT_LAYER_RESHAPE, &cfg, 1, &flat, 3, TRUE, TRUE);
+  cfg.target = (KiltShape){ 4, 3, 0 }; /* the width is what is left */
+  one_case ("reshape same shape", KILT_LAYER_RESHAPE, &cfg, 1, &img, 2, TRUE, FALSE);
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("r");
+    g_autoptr (GError) error = NULL;
+    guint i = kilt_model_add_input (m, "in", img);
+    cfg.target = (KiltShape){ 4, 5, 3 };
+    kilt_model_add (m, KILT_LAYER_RESHAPE, "r", &cfg, 1, &i);
+    g_assert_false (kilt_model_build (m, &error));
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "layer r (Reshape): reshaping 3x5x4 to 5x3x4"));
+  }
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("r");
+    g_autoptr (GError) error = NULL;
+    guint i = kilt_model_add_input (m, "in", flat);
+    cfg.target = (KiltShape){ 5, 0, 1 };
+    kilt_model_add (m, KILT_LAYER_RESHAPE, "r", &cfg, 1, &i);
+    g_assert_false (kilt_model_build (m, &error));
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "does not fit the input's 12 values"));
+  }
+}
+
+static void
+test_multiply (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_MULTIPLY);
+  KiltShape same[3] = { { 3, 4, 5 }, { 3, 4, 5 }, { 3, 4, 5 } };
+  KiltShape se[2] = { { 6, 5, 3 }, { 6, 1, 1 } };
+  KiltShape se_first[3] = { { 2, 1, 1 }, { 2, 7, 3 }, { 2, 7, 3 } };
+
+  one_case ("multiply 3 inputs", KILT_LAYER_MULTIPLY, &cfg, 3, same, 2, TRUE, FALSE);
+  one_case ("multiply by a channel scale", KILT_LAYER_MULTIPLY, &cfg, 2, se, 3, TRUE, FALSE);
+  one_case ("multiply, scale first, accumulate", KILT_LAYER_MULTIPLY, &cfg, 3, se_first, 2, TRUE,
+            TRUE);
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("m");
+    g_autoptr (GError) error = NULL;
+    guint in[2];
+    in[0] = kilt_model_add_input (m, "in", (KiltShape){ 6, 5, 3 });
+    in[1] = kilt_model_add (m, KILT_LAYER_GLOBAL_AVG_POOL2D, "g", NULL, 1, in);
+    kilt_model_add (m, KILT_LAYER_MULTIPLY, "se", &cfg, 2, in);
+    g_assert_true (kilt_model_build (m, &error));
+    g_assert_cmpuint (kilt_model_output (m)->out_shape.h, ==, 5);
+  }
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("m");
+    g_autoptr (GError) error = NULL;
+    guint in[2];
+    in[0] = kilt_model_add_input (m, "in", (KiltShape){ 6, 5, 3 });
+    in[1] = kilt_model_add (m, KILT_LAYER_FLATTEN, "f", NULL, 1, in);
+    kilt_model_add (m, KILT_LAYER_MULTIPLY, "bad", &cfg, 2, in);
+    g_assert_false (kilt_model_build (m, &error));
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "layer bad (Multiply): input 2 is 1x1x90"));
+  }
+}
+
+/* noise_shape (None, 1, 1, C) and SpatialDropout2D: a channel's plane is kept or dropped
+ * whole; (None, 1, 1, 1): a sample. Checked on the reference the device is held to. */
+static void
+test_dropout_masks (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_DROPOUT);
+  KiltShape in = { 4, 3, 5 };
+
+  cfg.rate = 0.5f;
+  for (int mask = KILT_DROPOUT_CHANNEL; mask <= KILT_DROPOUT_SAMPLE; mask++)
+    {
+      KiltNode node = { 0 };
+      guint batch = 6;
+      gsize n = batch * kilt_shape_size (&in), group;
+      g_autofree double *x = g_new (double, n);
+      g_autofree double *y = g_new (double, n);
+      const double *ins[1] = { x };
+      guint kept = 0, groups;
+
+      cfg.dropout_mask = mask;
+      one_case (mask == KILT_DROPOUT_CHANNEL ? "dropout per channel" : "dropout per sample",
+                KILT_LAYER_DROPOUT, &cfg, 1, &in, 3, TRUE, FALSE);
+      node.name = (char *)"d";
+      node.index = 3;
+      node.type = KILT_LAYER_DROPOUT;
+      node.klass = kilt_layer_class_get (KILT_LAYER_DROPOUT);
+      node.cfg = cfg;
+      node.n_inputs = 1;
+      node.in_shape[0] = node.out_shape = in;
+      for (gsize i = 0; i < n; i++)
+        x[i] = 1.0;
+      node.klass->ref_forward (&node, batch, TRUE, 99, 4, ins, NULL, NULL, y);
+      group = mask == KILT_DROPOUT_CHANNEL ? 15 : kilt_shape_size (&in);
+      groups = (guint)(n / group);
+      for (gsize g = 0; g < groups; g++)
+        {
+          for (gsize j = 1; j < group; j++)
+            g_assert_cmpfloat (y[g * group + j], ==, y[g * group]);
+          kept += y[g * group] != 0;
+        }
+      /* Not all kept, not all dropped (24 planes or 6 samples at rate 0.5, fixed seed). */
+      g_assert_cmpuint (kept, >, 0);
+      g_assert_cmpuint (kept, <, groups);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -234,5 +413,10 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/activations", test_activations);
   g_test_add_func ("/layers-shape/activation-values", test_activation_values);
   g_test_add_func ("/layers-shape/activation-not-fused", test_activation_not_fused);
+  g_test_add_func ("/layers-shape/batch-norm-partial", test_batch_norm_partial);
+  g_test_add_func ("/layers-shape/rescaling", test_rescaling);
+  g_test_add_func ("/layers-shape/reshape", test_reshape);
+  g_test_add_func ("/layers-shape/multiply", test_multiply);
+  g_test_add_func ("/layers-shape/dropout-masks", test_dropout_masks);
   return g_test_run ();
 }

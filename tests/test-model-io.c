@@ -285,10 +285,35 @@ test_round_trip_new_layers (void)
         a.alpha = 0.75f;
       kilt_model_append (m, KILT_LAYER_ACTIVATION, &a);
     }
+  {
+    KiltLayerConfig r = kilt_layer_config_default (KILT_LAYER_RESCALING);
+    KiltLayerConfig b = kilt_layer_config_default (KILT_LAYER_BATCH_NORM);
+    KiltLayerConfig d = kilt_layer_config_default (KILT_LAYER_DROPOUT);
+    KiltLayerConfig sh = kilt_layer_config_default (KILT_LAYER_RESHAPE);
+    guint x, g;
+    r.scale = 0.00392156f;
+    r.offset = -0.5f;
+    x = kilt_model_append (m, KILT_LAYER_RESCALING, &r);
+    b.bn_no_scale = TRUE;
+    x = kilt_model_append (m, KILT_LAYER_BATCH_NORM, &b);
+    b.bn_no_scale = FALSE;
+    b.bn_no_center = TRUE;
+    x = kilt_model_append (m, KILT_LAYER_BATCH_NORM, &b);
+    d.rate = 0.25f;
+    d.dropout_mask = KILT_DROPOUT_CHANNEL;
+    x = kilt_model_append (m, KILT_LAYER_DROPOUT, &d);
+    d.dropout_mask = KILT_DROPOUT_SAMPLE;
+    x = kilt_model_append (m, KILT_LAYER_DROPOUT, &d);
+    g = kilt_model_add (m, KILT_LAYER_GLOBAL_AVG_POOL2D, "squeeze", NULL, 1, &x);
+    sh.target = (KiltShape){ 0, 1, 1 };
+    g = kilt_model_add (m, KILT_LAYER_RESHAPE, "back", &sh, 1, &g);
+    kilt_model_add (m, KILT_LAYER_MULTIPLY, "excite", NULL, 2, (guint[]){ g, x });
+  }
   g_assert_true (kilt_model_build (m, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (kilt_model_output (m)->out_shape.h, ==, 6);
   g_assert_cmpuint (kilt_model_output (m)->out_shape.w, ==, 9);
+  g_assert_cmpuint (kilt_model_find (m, "back")->out_shape.c, ==, 2);
   round_trip (m);
 }
 

@@ -43,7 +43,7 @@ keras_add_extra_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cf
                       const char *suffix, GError **error)
 {
   g_autofree char *name = g_strdup_printf ("%s/%s", imp->cur->name, suffix);
-  guint last = kilt_model_n_nodes (imp->model) - 1, index;
+  guint last = kilt_model_n_nodes (imp->model) - 1, index, rank;
 
   if (kilt_model_find (imp->model, name))
     {
@@ -51,7 +51,8 @@ keras_add_extra_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cf
       return FALSE;
     }
   index = kilt_model_add (imp->model, type, name, cfg, 1, &last);
-  g_array_append_val (imp->rank, g_array_index (imp->rank, guint, last));
+  rank = g_array_index (imp->rank, guint, last); /* a copy: the append may move the array */
+  g_array_append_val (imp->rank, rank);
   g_hash_table_insert (imp->node_of, (gpointer)imp->cur->name, GUINT_TO_POINTER (index + 1));
   return TRUE;
 }
@@ -173,14 +174,8 @@ convert_batch_norm (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError *
                        axis);
       return FALSE;
     }
-  if (!center || !scale)
-    {
-      keras_set_error (error, imp,
-                       "%s = false is not supported; Kilt's batch normalization has both "
-                       "gamma and beta",
-                       !center ? "center" : "scale");
-      return FALSE;
-    }
+  cfg->bn_no_center = !center;
+  cfg->bn_no_scale = !scale;
   if (renorm)
     {
       keras_set_error (error, imp, "renorm = true is not supported");
@@ -206,12 +201,8 @@ convert_global_avg_pool (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GEr
   if (!keras_check_data_format (imp, call->c, error)
       || !keras_get_bool (imp, call->c, "keepdims", &keepdims, error))
     return FALSE;
-  if (keepdims)
-    {
-      keras_set_error (error, imp, "keepdims = true is not supported");
-      return FALSE;
-    }
-  call->rank = 2;
+  /* Kilt's output is (C, 1, 1) either way; keepdims keeps it an image for what follows. */
+  call->rank = keepdims ? 4 : 2;
   return TRUE;
 }
 
@@ -365,18 +356,135 @@ convert_softmax (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **er
   return TRUE;
 }
 
+/* Dropout's noise_shape: one draw per element, per channel's plane ((None, 1, 1, C) for an
+ * image) or per sample (all ones); a dimension is None, its full size, or 1. */
+static gboolean
+get_noise_shape (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonNode *n = keras_member (call->c, "noise_shape");
+  JsonArray *a = JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+  guint len = a ? json_array_get_length (a) : 0, ones = 0, spatial_ones = 0;
+  gboolean channel_one = FALSE;
+
+  if (a == NULL || len != call->rank)
+    goto bad;
+  for (guint i = 1; i < len; i++)
+    {
+      JsonNode *d = json_array_get_element (a, i);
+      gboolean one = keras_node_is (d, G_TYPE_INT64) && json_node_get_int (d) == 1;
+      /* The channel axis: last for channels_last, first after the batch for channels_first. */
+      gboolean is_channel
+          = len == 2 || (imp->format == FORMAT_CHANNELS_FIRST ? i == 1 : i == len - 1);
+      if (!one && !JSON_NODE_HOLDS_NULL (d) && !keras_node_is (d, G_TYPE_INT64))
+        goto bad;
+      ones += one;
+      if (is_channel)
+        channel_one = one;
+      else
+        spatial_ones += one;
+    }
+  if (ones == 0)
+    cfg->dropout_mask = KILT_DROPOUT_ELEMENT;
+  else if (ones == len - 1)
+    cfg->dropout_mask = KILT_DROPOUT_SAMPLE;
+  else if (len == 4 && spatial_ones == 2 && !channel_one)
+    cfg->dropout_mask = KILT_DROPOUT_CHANNEL;
+  else
+    goto bad;
+  return TRUE;
+
+bad:
+  {
+    g_autofree char *text = keras_render (n);
+    keras_set_error (error, imp,
+                     "noise_shape %s is not supported; Kilt draws per element, per channel "
+                     "((None, 1, 1, C)) or per sample",
+                     text);
+  }
+  return FALSE;
+}
+
+static gboolean
+convert_rescaling (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  double scale = 1, offset = 0;
+
+  if (!keras_get_double (imp, call->c, "scale", -1e30, 1e30, &scale, error)
+      || !keras_get_double (imp, call->c, "offset", -1e30, 1e30, &offset, error))
+    return FALSE;
+  cfg->scale = (float)scale;
+  cfg->offset = (float)offset;
+  return TRUE;
+}
+
+/* Reshape's target_shape, channels last or first; a -1 (Kilt's 0) takes what is left. */
+static gboolean
+convert_reshape (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonArray *a = keras_member_array (call->c, "target_shape");
+  guint len = a ? json_array_get_length (a) : 0, dims[3] = { 1, 1, 1 };
+  gboolean any_free = FALSE;
+
+  if (len != 1 && len != 3)
+    {
+      g_autofree char *text = keras_render (keras_member (call->c, "target_shape"));
+      keras_set_error (error, imp,
+                       "target_shape %s is not supported; Kilt takes (features) or (height, "
+                       "width, channels)",
+                       text);
+      return FALSE;
+    }
+  for (guint i = 0; i < len; i++)
+    {
+      JsonNode *d = json_array_get_element (a, i);
+      if (keras_node_is (d, G_TYPE_INT64) && json_node_get_int (d) == -1 && !any_free)
+        {
+          dims[i] = 0;
+          any_free = TRUE;
+        }
+      else if (!keras_get_int (imp, d, "target_shape", 1, &dims[i], error))
+        return FALSE;
+    }
+  if (len == 1)
+    cfg->target = (KiltShape){ dims[0], 1, 1 };
+  else if (imp->format == FORMAT_CHANNELS_FIRST)
+    cfg->target = (KiltShape){ dims[0], dims[1], dims[2] };
+  else
+    cfg->target = (KiltShape){ dims[2], dims[0], dims[1] };
+  call->rank = len == 1 ? 2 : 4;
+  return TRUE;
+}
+
+static gboolean
+convert_multiply (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  if (call->n_inputs < 2)
+    {
+      keras_set_error (error, imp, "needs at least two inputs, got %u", call->n_inputs);
+      return FALSE;
+    }
+  for (guint i = 0; i < call->n_inputs; i++)
+    call->rank = MAX (call->rank, keras_node_rank (imp, call->inputs[i]));
+  return TRUE;
+}
+
 static gboolean
 convert_dropout (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
   JsonObject *c = call->c;
   double rate = 0;
 
-  if (keras_member (c, "noise_shape"))
+  if (g_str_equal (call->cls, "SpatialDropout2D"))
     {
-      g_autofree char *text = keras_render (keras_member (c, "noise_shape"));
-      keras_set_error (error, imp, "noise_shape %s is not supported", text);
-      return FALSE;
+      if (call->rank != 4)
+        {
+          keras_set_error (error, imp, "expects an image input (height, width, channels)");
+          return FALSE;
+        }
+      cfg->dropout_mask = KILT_DROPOUT_CHANNEL;
     }
+  else if (keras_member (c, "noise_shape") && !get_noise_shape (imp, call, cfg, error))
+    return FALSE;
   if (!keras_get_double (imp, c, "rate", 0, 0.999999, &rate, error)
       || !keras_get_double (imp, c, "p", 0, 0.999999, &rate, error)) /* Keras 1 */
     return FALSE;
@@ -459,12 +567,16 @@ static const Converter converters[] = {
   { "Softmax", KILT_LAYER_ACTIVATION, FALSE, convert_softmax },
   { "ELU", KILT_LAYER_ACTIVATION, FALSE, convert_elu },
   { "Dropout", KILT_LAYER_DROPOUT, FALSE, convert_dropout },
+  { "SpatialDropout2D", KILT_LAYER_DROPOUT, FALSE, convert_dropout },
   { "Flatten", KILT_LAYER_FLATTEN, FALSE, convert_flatten },
   { "BatchNormalization", KILT_LAYER_BATCH_NORM, FALSE, convert_batch_norm },
   { "Add", KILT_LAYER_ADD, TRUE, convert_add },
   { "Concatenate", KILT_LAYER_CONCATENATE, TRUE, convert_concatenate },
   { "ZeroPadding2D", KILT_LAYER_ZERO_PADDING2D, FALSE, convert_padding },
   { "Cropping2D", KILT_LAYER_CROPPING2D, FALSE, convert_padding },
+  { "Rescaling", KILT_LAYER_RESCALING, FALSE, convert_rescaling },
+  { "Reshape", KILT_LAYER_RESHAPE, FALSE, convert_reshape },
+  { "Multiply", KILT_LAYER_MULTIPLY, TRUE, convert_multiply },
 };
 
 /* "InputLayer, Conv2D, ..., Add and Concatenate", from the table (aliases left out). */

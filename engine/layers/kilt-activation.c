@@ -331,3 +331,160 @@ const KiltLayerClass kilt_flatten_class = {
   .ref_forward = flatten_ref_forward,
   .ref_backward = flatten_ref_backward,
 };
+
+/* ---- Rescaling: y = scale x + offset (Keras' preprocessing layer). ------------------------- */
+
+static gboolean
+rescaling_infer (KiltNode *node, GError **error)
+{
+  if (!isfinite (node->cfg.scale) || !isfinite (node->cfg.offset))
+    {
+      kilt_layer_set_error (error, node, "scale (%g) and offset (%g) must be finite",
+                            node->cfg.scale, node->cfg.offset);
+      return FALSE;
+    }
+  node->out_shape = node->in_shape[0];
+  return TRUE;
+}
+
+static gboolean
+rescaling_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  gsize n = ex->batch * kilt_shape_size (&node->out_shape);
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_affine_forward", error);
+  cl_int err = CL_SUCCESS;
+  cl_uint count = (cl_uint)n;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, node->out, err);
+  KILT_ARG (k, 1, src->out, err);
+  KILT_ARG (k, 2, count, err);
+  KILT_ARG (k, 3, node->cfg.scale, err);
+  KILT_ARG (k, 4, node->cfg.offset, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, n, error);
+}
+
+static gboolean
+rescaling_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  gsize n = ex->batch * kilt_shape_size (&node->out_shape);
+  cl_int err = CL_SUCCESS;
+  cl_uint count = (cl_uint)n;
+  cl_kernel k;
+
+  if (!node->din_needed[0])
+    return TRUE;
+  k = kilt_context_kernel (ex->ctx, "kilt_affine_backward", error);
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, src->dout, err);
+  KILT_ARG (k, 1, node->dout, err);
+  KILT_ARG (k, 2, count, err);
+  KILT_ARG (k, 3, node->cfg.scale, err);
+  KILT_ARG (k, 4, node->din_beta[0], err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, n, error);
+}
+
+static void
+rescaling_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed,
+                       guint64 step, const double *const *in, const double *params, double *state,
+                       double *out)
+{
+  gsize n = batch * kilt_shape_size (&node->out_shape);
+
+  for (gsize i = 0; i < n; i++)
+    out[i] = (double)node->cfg.scale * in[0][i] + node->cfg.offset;
+}
+
+static void
+rescaling_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                        const double *const *in, const double *params, const double *state,
+                        const double *out, const double *dout, double **din, double *dparams)
+{
+  gsize n = batch * kilt_shape_size (&node->out_shape);
+
+  if (din[0])
+    for (gsize i = 0; i < n; i++)
+      din[0][i] = (double)node->cfg.scale * dout[i];
+}
+
+const KiltLayerClass kilt_rescaling_class = {
+  .type = KILT_LAYER_RESCALING,
+  .name = "Rescaling",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = rescaling_infer,
+  .flops = act_flops,
+  .forward = rescaling_forward,
+  .backward = rescaling_backward,
+  .ref_forward = rescaling_ref_forward,
+  .ref_backward = rescaling_ref_backward,
+};
+
+/* ---- Reshape: between layouts with the same memory order (Kilt is channels first, so only
+ * (C) <-> (1, 1, C) and the same shape; others would need a transpose). ---------------------- */
+
+static gboolean
+reshape_infer (KiltNode *node, GError **error)
+{
+  const KiltShape *in = &node->in_shape[0];
+  KiltShape target = node->cfg.target, *t = &target;
+  guint *dims[] = { &t->c, &t->h, &t->w }, n_free = 0;
+  gsize known = 1;
+  gboolean flat_in = in->h == 1 && in->w == 1, flat_out;
+
+  /* A dimension of 0 is whatever the others leave (Keras' -1). */
+  for (guint i = 0; i < 3; i++)
+    {
+      n_free += *dims[i] == 0;
+      known *= MAX (*dims[i], 1);
+    }
+  if (n_free > 1 || (n_free == 1 && kilt_shape_size (in) % known))
+    {
+      kilt_layer_set_error (error, node,
+                            "the target %ux%ux%u does not fit the input's %zu values (one 0 "
+                            "takes what is left)",
+                            t->h, t->w, t->c, kilt_shape_size (in));
+      return FALSE;
+    }
+  for (guint i = 0; i < 3; i++)
+    if (*dims[i] == 0)
+      *dims[i] = (guint)(kilt_shape_size (in) / known);
+  flat_out = t->h == 1 && t->w == 1;
+  if (kilt_shape_size (t) != kilt_shape_size (in))
+    {
+      kilt_layer_set_error (error, node,
+                            "the target %ux%ux%u holds %zu values, the input %ux%ux%u %zu "
+                            "(height x width x channels)",
+                            t->h, t->w, t->c, kilt_shape_size (t), in->h, in->w, in->c,
+                            kilt_shape_size (in));
+      return FALSE;
+    }
+  if (!(flat_in && flat_out) && !(in->h == t->h && in->w == t->w))
+    {
+      kilt_layer_set_error (error, node,
+                            "reshaping %ux%ux%u to %ux%ux%u changes the order of values in "
+                            "memory; Kilt reshapes only between (channels) and (1, 1, channels)",
+                            in->h, in->w, in->c, t->h, t->w, t->c);
+      return FALSE;
+    }
+  node->out_shape = *t;
+  return TRUE;
+}
+
+const KiltLayerClass kilt_reshape_class = {
+  .type = KILT_LAYER_RESHAPE,
+  .name = "Reshape",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = reshape_infer,
+  .forward = flatten_forward,
+  .backward = flatten_backward,
+  .ref_forward = flatten_ref_forward,
+  .ref_backward = flatten_ref_backward,
+};

@@ -1,10 +1,12 @@
 /* BatchNormalization over channels: batch statistics in training, running ones in inference. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-layer.h"
+#include "kilt-error.h"
 
 #include <math.h>
 
-/* Parameters: gamma[C] then beta[C]. State: running mean[C] then running variance[C].
+/* Parameters: gamma[C] then beta[C], either left out when Keras' scale or center is false.
+ * State: running mean[C] then running variance[C].
  * Saved between forward and backward: batch mean[C] then 1/sqrt(var + eps)[C], then room for
  * the per-slice partial sums of the two-level reductions (2 x BN_GROUPS_MAX x C).
  *
@@ -16,6 +18,70 @@
 
 /* At most this many slices (work-groups) per channel in the reductions. */
 #define BN_GROUPS_MAX 64
+
+/* Without gamma or beta (Keras' scale / center false), the kernels read a full gamma, beta
+ * block the layer keeps in its saved buffer after the partial sums (1 or 0 where a parameter
+ * is absent), and write both gradients beside it; the ones that exist are copied to grads. */
+static gboolean
+bn_partial (const KiltNode *node)
+{
+  return node->cfg.bn_no_scale || node->cfg.bn_no_center;
+}
+
+static gsize
+bn_eff_offset (const KiltNode *node)
+{
+  return 2 * (gsize)node->in_shape[0].c * (1 + BN_GROUPS_MAX);
+}
+
+/* Copies @n floats between buffers at float offsets, or fills them with @value (src NULL). */
+static gboolean
+bn_copy (KiltExec *ex, cl_mem dst, gsize dst_off, cl_mem src, gsize src_off, gsize n, float value,
+         GError **error)
+{
+  cl_int err;
+
+  if (n == 0)
+    return TRUE;
+  if (src)
+    err = clEnqueueCopyBuffer (ex->ctx->queue, src, dst, 4 * src_off, 4 * dst_off, 4 * n, 0, NULL,
+                               NULL);
+  else
+    err = clEnqueueFillBuffer (ex->ctx->queue, dst, &value, sizeof value, 4 * dst_off, 4 * n, 0,
+                               NULL, NULL);
+  if (err != CL_SUCCESS)
+    {
+      kilt_set_cl_error (error, err, ex->ctx->info->name,
+                         "filling batch normalization's gamma and beta");
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Where the kernels read gamma, beta (@buf, @off) and write their gradients (@gbuf, @goff). */
+static gboolean
+bn_params (KiltNode *node, KiltExec *ex, gboolean fill, cl_mem *buf, cl_uint *off, cl_mem *gbuf,
+           cl_uint *goff, GError **error)
+{
+  gsize c = node->in_shape[0].c, e = bn_eff_offset (node), pofs = node->param_offset;
+  gboolean scale = !node->cfg.bn_no_scale, center = !node->cfg.bn_no_center;
+
+  if (!bn_partial (node))
+    {
+      *buf = ex->params;
+      *gbuf = ex->grads;
+      *off = *goff = (cl_uint)pofs;
+      return TRUE;
+    }
+  *buf = *gbuf = node->saved;
+  *off = (cl_uint)e;
+  *goff = (cl_uint)(e + 2 * c);
+  if (!fill)
+    return TRUE;
+  return bn_copy (ex, node->saved, e, scale ? ex->params : NULL, pofs, c, 1.0f, error)
+         && bn_copy (ex, node->saved, e + c, center ? ex->params : NULL, pofs + (scale ? c : 0), c,
+                     0.0f, error);
+}
 
 static gboolean
 bn_infer (KiltNode *node, GError **error)
@@ -31,7 +97,7 @@ bn_infer (KiltNode *node, GError **error)
       return FALSE;
     }
   node->out_shape = node->in_shape[0];
-  node->n_params = 2 * (gsize)node->in_shape[0].c;
+  node->n_params = (gsize)node->in_shape[0].c * (!node->cfg.bn_no_scale + !node->cfg.bn_no_center);
   node->n_state = 2 * (gsize)node->in_shape[0].c;
   return TRUE;
 }
@@ -41,10 +107,14 @@ bn_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
 {
   guint c = node->in_shape[0].c;
 
+  guint beta_at = node->cfg.bn_no_scale ? 0 : c;
+
   for (guint i = 0; i < c; i++)
     {
-      params[i] = 1.0f;
-      params[c + i] = 0.0f;
+      if (!node->cfg.bn_no_scale)
+        params[i] = 1.0f;
+      if (!node->cfg.bn_no_center)
+        params[beta_at + i] = 0.0f;
       state[i] = 0.0f;
       state[c + i] = 1.0f;
     }
@@ -60,7 +130,7 @@ bn_flops (const KiltNode *node)
 static gsize
 bn_saved_floats (const KiltNode *node, guint batch)
 {
-  return 2 * (gsize)node->in_shape[0].c * (1 + BN_GROUPS_MAX);
+  return bn_eff_offset (node) + (bn_partial (node) ? 4 * (gsize)node->in_shape[0].c : 0);
 }
 
 /* A power-of-two work-group size for the per-channel reductions: no larger than the kernel and
@@ -123,7 +193,8 @@ bn_forward (KiltNode *node, KiltExec *ex, GError **error)
   cl_uint sofs = (cl_uint)node->state_offset, zero = 0;
   cl_int err = CL_SUCCESS, update = 1, as_var = !ex->training;
   float eps = node->cfg.epsilon, momentum = node->cfg.momentum;
-  cl_mem stats = ex->training ? node->saved : ex->state;
+  cl_mem stats = ex->training ? node->saved : ex->state, pbuf, gbuf;
+  cl_uint gofs;
   cl_uint stats_off = ex->training ? zero : sofs;
   cl_kernel k;
 
@@ -166,9 +237,11 @@ bn_forward (KiltNode *node, KiltExec *ex, GError **error)
   k = kilt_context_kernel (ex->ctx, "kilt_bn_apply", error);
   if (!k)
     return FALSE;
+  if (!bn_params (node, ex, TRUE, &pbuf, &pofs, &gbuf, &gofs, error))
+    return FALSE;
   KILT_ARG (k, 0, node->out, err);
   KILT_ARG (k, 1, src->out, err);
-  KILT_ARG (k, 2, ex->params, err);
+  KILT_ARG (k, 2, pbuf, err);
   KILT_ARG (k, 3, pofs, err);
   KILT_ARG (k, 4, stats, err);
   KILT_ARG (k, 5, stats_off, err);
@@ -189,9 +262,13 @@ bn_backward (KiltNode *node, KiltExec *ex, GError **error)
   cl_uint c = node->in_shape[0].c, sp = node->in_shape[0].h * node->in_shape[0].w;
   cl_uint batch = ex->batch, n = batch * c * sp, pofs = (cl_uint)node->param_offset;
   float count = (float)batch * sp;
-  cl_uint groups = bn_groups (ex, c, (gsize)batch * sp), part_off = 2 * c;
+  cl_uint groups = bn_groups (ex, c, (gsize)batch * sp), part_off = 2 * c, gofs;
   cl_int err = CL_SUCCESS;
   cl_kernel k;
+  cl_mem pbuf, gbuf;
+
+  if (!bn_params (node, ex, FALSE, &pbuf, &pofs, &gbuf, &gofs, error))
+    return FALSE;
 
   k = kilt_context_kernel (ex->ctx, "kilt_bn_backward_partial", error);
   if (!k)
@@ -215,11 +292,22 @@ bn_backward (KiltNode *node, KiltExec *ex, GError **error)
   KILT_ARG (k, 1, part_off, err);
   KILT_ARG (k, 2, c, err);
   KILT_ARG (k, 3, groups, err);
-  KILT_ARG (k, 4, ex->grads, err);
-  KILT_ARG (k, 5, pofs, err);
+  KILT_ARG (k, 4, gbuf, err);
+  KILT_ARG (k, 5, gofs, err);
   g_assert (err == CL_SUCCESS);
   if (!kilt_context_launch_1d (ex->ctx, k, c, error))
     return FALSE;
+  if (bn_partial (node))
+    {
+      gsize pofs_real = node->param_offset;
+      if (!node->cfg.bn_no_scale
+          && !bn_copy (ex, ex->grads, pofs_real, node->saved, gofs, c, 0, error))
+        return FALSE;
+      if (!node->cfg.bn_no_center
+          && !bn_copy (ex, ex->grads, pofs_real + (node->cfg.bn_no_scale ? 0 : c), node->saved,
+                       gofs + c, c, 0, error))
+        return FALSE;
+    }
   if (!node->din_needed[0])
     return TRUE;
 
@@ -230,19 +318,35 @@ bn_backward (KiltNode *node, KiltExec *ex, GError **error)
   KILT_ARG (k, 1, node->dout, err);
   KILT_ARG (k, 2, src->out, err);
   KILT_ARG (k, 3, node->saved, err);
-  KILT_ARG (k, 4, ex->params, err);
-  KILT_ARG (k, 5, ex->grads, err);
+  KILT_ARG (k, 4, pbuf, err);
+  KILT_ARG (k, 5, gbuf, err);
   KILT_ARG (k, 6, pofs, err);
-  KILT_ARG (k, 7, c, err);
-  KILT_ARG (k, 8, sp, err);
-  KILT_ARG (k, 9, n, err);
-  KILT_ARG (k, 10, count, err);
-  KILT_ARG (k, 11, node->din_beta[0], err);
+  KILT_ARG (k, 7, gofs, err);
+  KILT_ARG (k, 8, c, err);
+  KILT_ARG (k, 9, sp, err);
+  KILT_ARG (k, 10, n, err);
+  KILT_ARG (k, 11, count, err);
+  KILT_ARG (k, 12, node->din_beta[0], err);
   g_assert (err == CL_SUCCESS);
   return kilt_context_launch_1d (ex->ctx, k, n, error);
 }
 
 /* ---- plain-C reference ---------------------------------------------------------------------- */
+
+/* Gamma and beta of channel @ch: 1 and 0 where Keras' scale or center leaves them out. */
+static double
+bn_ref_gamma (const KiltNode *node, const double *params, gsize ch)
+{
+  return node->cfg.bn_no_scale ? 1.0 : params[ch];
+}
+
+static double
+bn_ref_beta (const KiltNode *node, const double *params, gsize ch)
+{
+  if (node->cfg.bn_no_center)
+    return 0.0;
+  return params[(node->cfg.bn_no_scale ? 0 : node->in_shape[0].c) + ch];
+}
 
 /* Batch mean and biased variance of channel @ch. */
 static void
@@ -296,7 +400,8 @@ bn_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 se
         for (gsize s = 0; s < sp; s++)
           {
             gsize i = (b * c + ch) * sp + s;
-            out[i] = params[ch] * (in[0][i] - mean) * istd + params[c + ch];
+            out[i] = bn_ref_gamma (node, params, ch) * (in[0][i] - mean) * istd
+                     + bn_ref_beta (node, params, ch);
           }
     }
 }
@@ -321,15 +426,18 @@ bn_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
             sdy += dout[i];
             sdyx += dout[i] * (in[0][i] - mean) * istd;
           }
-      dparams[ch] = sdyx;
-      dparams[c + ch] = sdy;
+      if (!node->cfg.bn_no_scale)
+        dparams[ch] = sdyx;
+      if (!node->cfg.bn_no_center)
+        dparams[(node->cfg.bn_no_scale ? 0 : c) + ch] = sdy;
       if (din[0])
         for (guint b = 0; b < batch; b++)
           for (gsize s = 0; s < sp; s++)
             {
               gsize i = (b * c + ch) * sp + s;
               double xhat = (in[0][i] - mean) * istd;
-              din[0][i] = params[ch] * istd / n * (n * dout[i] - sdy - xhat * sdyx);
+              din[0][i]
+                  = bn_ref_gamma (node, params, ch) * istd / n * (n * dout[i] - sdy - xhat * sdyx);
             }
     }
 }

@@ -13,9 +13,31 @@ dropout_seed (guint32 seed, guint node_index)
   return seed ^ (node_index * 0x27D4EB2Fu);
 }
 
+/* How many consecutive elements share one draw: 1, a channel's plane, or a whole sample. */
+static guint
+dropout_group (const KiltNode *node)
+{
+  const KiltShape *s = &node->out_shape;
+
+  switch (node->cfg.dropout_mask)
+    {
+      case KILT_DROPOUT_CHANNEL:
+        return s->h * s->w;
+      case KILT_DROPOUT_SAMPLE:
+        return (guint)kilt_shape_size (s);
+      default:
+        return 1;
+    }
+}
+
 static gboolean
 dropout_infer (KiltNode *node, GError **error)
 {
+  if ((guint)node->cfg.dropout_mask > KILT_DROPOUT_SAMPLE)
+    {
+      kilt_layer_set_error (error, node, "unknown dropout mask %d", (int)node->cfg.dropout_mask);
+      return FALSE;
+    }
   /* Written so that NaN fails too. */
   if (!(node->cfg.rate >= 0.0f && node->cfg.rate < 1.0f))
     {
@@ -43,6 +65,7 @@ dropout_launch (KiltNode *node, KiltExec *ex, cl_mem dst, cl_mem src, float beta
   cl_uint count = (cl_uint)n, seed = dropout_seed (ex->seed, node->index);
   cl_uint step = (cl_uint)ex->step;
   float rate = node->cfg.rate, scale = 1.0f / (1.0f - node->cfg.rate);
+  cl_uint group = dropout_group (node);
 
   k = kilt_context_kernel (ex->ctx, forward ? "kilt_dropout_forward" : "kilt_dropout_backward",
                            error);
@@ -57,6 +80,7 @@ dropout_launch (KiltNode *node, KiltExec *ex, cl_mem dst, cl_mem src, float beta
   KILT_ARG (k, 6, scale, err);
   if (!forward)
     KILT_ARG (k, 7, beta, err);
+  KILT_ARG (k, forward ? 7 : 8, group, err);
   g_assert (err == CL_SUCCESS);
   return kilt_context_launch_1d (ex->ctx, k, n, error);
 }
@@ -92,7 +116,8 @@ dropout_backward (KiltNode *node, KiltExec *ex, GError **error)
 static double
 dropout_ref_factor (const KiltNode *node, guint32 seed, guint64 step, gsize i)
 {
-  float u = kilt_hash_uniform (dropout_seed (seed, node->index), (guint32)step, (guint32)i);
+  float u = kilt_hash_uniform (dropout_seed (seed, node->index), (guint32)step,
+                               (guint32)(i / dropout_group (node)));
 
   return u >= node->cfg.rate ? 1.0 / (1.0 - (double)node->cfg.rate) : 0.0;
 }

@@ -277,3 +277,184 @@ const KiltLayerClass kilt_concatenate_class = {
   .ref_forward = concat_ref_forward,
   .ref_backward = concat_ref_backward,
 };
+
+/* ---- Multiply: element-wise product; an input of shape (C, 1, 1) multiplies each channel's
+ * plane (Keras broadcasts it so in squeeze-and-excitation blocks). ------------------------------
+ */
+
+static gboolean
+mul_broadcasts (const KiltNode *node, guint i)
+{
+  const KiltShape *s = &node->in_shape[i];
+
+  return s->h * s->w == 1 && node->out_shape.h * node->out_shape.w != 1;
+}
+
+static gboolean
+mul_infer (KiltNode *node, GError **error)
+{
+  KiltShape out = node->in_shape[0];
+
+  if (!merge_check_count (node, error))
+    return FALSE;
+  for (guint i = 1; i < node->n_inputs; i++)
+    if (node->in_shape[i].h * node->in_shape[i].w > out.h * out.w)
+      out = node->in_shape[i];
+  for (guint i = 0; i < node->n_inputs; i++)
+    {
+      const KiltShape *b = &node->in_shape[i];
+      gboolean same = b->c == out.c && b->h == out.h && b->w == out.w;
+      if (!same && !(b->c == out.c && b->h == 1 && b->w == 1))
+        {
+          kilt_layer_set_error (error, node,
+                                "input %u is %ux%ux%u; Multiply takes inputs of the output's "
+                                "shape %ux%ux%u or 1x1x%u (height x width x channels)",
+                                i + 1, b->h, b->w, b->c, out.h, out.w, out.c, out.c);
+          return FALSE;
+        }
+    }
+  node->out_shape = out;
+  return TRUE;
+}
+
+static guint64
+mul_flops (const KiltNode *node)
+{
+  return (guint64)(node->n_inputs - 1) * kilt_shape_size (&node->out_shape);
+}
+
+/* The product's gradient for input @skip goes in the workspace; backward needs it per input. */
+static gsize
+mul_workspace (const KiltNode *node, guint batch, const KiltDeviceInfo *info)
+{
+  return (gsize)batch * kilt_shape_size (&node->out_shape);
+}
+
+static gboolean
+mul_launch (KiltExec *ex, const char *name, cl_mem y, cl_mem x, gsize n, guint group,
+            GError **error)
+{
+  cl_kernel k = kilt_context_kernel (ex->ctx, name, error);
+  cl_int err = CL_SUCCESS;
+  cl_uint count = (cl_uint)n, g = group;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, y, err);
+  KILT_ARG (k, 1, x, err);
+  KILT_ARG (k, 2, count, err);
+  KILT_ARG (k, 3, g, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, n, error);
+}
+
+static guint
+mul_group (const KiltNode *node, guint i)
+{
+  return mul_broadcasts (node, i) ? node->out_shape.h * node->out_shape.w : 1;
+}
+
+static gboolean
+mul_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  gsize n = ex->batch * kilt_shape_size (&node->out_shape);
+
+  if (!mul_launch (ex, "kilt_mul_copy", node->out, kilt_exec_input (ex, node, 0)->out, n,
+                   mul_group (node, 0), error))
+    return FALSE;
+  for (guint i = 1; i < node->n_inputs; i++)
+    if (!mul_launch (ex, "kilt_mul_inplace", node->out, kilt_exec_input (ex, node, i)->out, n,
+                     mul_group (node, i), error))
+      return FALSE;
+  return TRUE;
+}
+
+static gboolean
+mul_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  gsize n = ex->batch * kilt_shape_size (&node->out_shape);
+
+  for (guint i = 0; i < node->n_inputs; i++)
+    {
+      KiltNode *src = kilt_exec_input (ex, node, i);
+      guint group = mul_group (node, i);
+      cl_uint m = (cl_uint)(n / group), g = group;
+      cl_int err = CL_SUCCESS;
+      cl_kernel k;
+
+      if (!node->din_needed[i])
+        continue;
+      if (!kilt_layer_copy_scaled (ex, ex->workspace, node->dout, n, 0.0f, error))
+        return FALSE;
+      for (guint j = 0; j < node->n_inputs; j++)
+        if (j != i
+            && !mul_launch (ex, "kilt_mul_inplace", ex->workspace,
+                            kilt_exec_input (ex, node, j)->out, n, mul_group (node, j), error))
+          return FALSE;
+      k = kilt_context_kernel (ex->ctx, "kilt_mul_group_sum", error);
+      if (!k)
+        return FALSE;
+      KILT_ARG (k, 0, src->dout, err);
+      KILT_ARG (k, 1, ex->workspace, err);
+      KILT_ARG (k, 2, m, err);
+      KILT_ARG (k, 3, g, err);
+      KILT_ARG (k, 4, node->din_beta[i], err);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_context_launch_1d (ex->ctx, k, m, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+mul_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                 const double *const *in, const double *params, double *state, double *out)
+{
+  gsize n = batch * kilt_shape_size (&node->out_shape);
+
+  for (gsize j = 0; j < n; j++)
+    {
+      double v = 1;
+      for (guint i = 0; i < node->n_inputs; i++)
+        v *= in[i][j / mul_group (node, i)];
+      out[j] = v;
+    }
+}
+
+static void
+mul_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                  const double *const *in, const double *params, const double *state,
+                  const double *out, const double *dout, double **din, double *dparams)
+{
+  gsize n = batch * kilt_shape_size (&node->out_shape);
+
+  for (guint i = 0; i < node->n_inputs; i++)
+    {
+      guint group = mul_group (node, i);
+      if (!din[i])
+        continue;
+      memset (din[i], 0, sizeof (double) * (n / group));
+      for (gsize j = 0; j < n; j++)
+        {
+          double v = dout[j];
+          for (guint k = 0; k < node->n_inputs; k++)
+            if (k != i)
+              v *= in[k][j / mul_group (node, k)];
+          din[i][j / group] += v;
+        }
+    }
+}
+
+const KiltLayerClass kilt_multiply_class = {
+  .type = KILT_LAYER_MULTIPLY,
+  .name = "Multiply",
+  .min_inputs = 2,
+  .max_inputs = KILT_MAX_INPUTS,
+  .infer = mul_infer,
+  .flops = mul_flops,
+  .workspace_floats = mul_workspace,
+  .forward = mul_forward,
+  .backward = mul_backward,
+  .ref_forward = mul_ref_forward,
+  .ref_backward = mul_ref_backward,
+};

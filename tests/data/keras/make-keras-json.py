@@ -174,6 +174,32 @@ def build_all(K, layers, keras3):
     m.add(layers.LeakyReLU(name="leaky_default"))
     m.add(layers.Dense(4, activation="softmax"))
     models["activations"] = m
+
+    # The blocks MobileNet and EfficientNet build from: rescaling, BatchNormalization without
+    # gamma or beta, squeeze-and-excitation (keepdims or Reshape, then Multiply), dropout per
+    # channel.
+    x_in = layers.Input(shape=(15, 13, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1, name="rescale")(x_in)
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)
+    x = layers.BatchNormalization(scale=False, name="bn_no_scale")(x)
+    x = layers.ReLU(6.0, name="stem_relu6")(x)
+    s = layers.GlobalAveragePooling2D(keepdims=True, name="se_squeeze")(x)
+    s = layers.Conv2D(2, 1, activation="relu", name="se_reduce")(s)
+    s = layers.Conv2D(8, 1, activation="hard_sigmoid", name="se_expand")(s)
+    x = layers.Multiply(name="se_excite")([x, s])
+    t = layers.GlobalAveragePooling2D(name="se2_squeeze")(x)
+    t = layers.Reshape((1, 1, 8), name="se2_reshape")(t)
+    t = layers.Dense(8, activation="sigmoid", name="se2_gate")(layers.Flatten()(t))
+    t = layers.Reshape((1, 1, -1), name="se2_back")(t)
+    x = layers.Multiply(name="se2_excite")([t, x])
+    x = layers.Dropout(0.2, noise_shape=(None, 1, 1, 8), name="drop_channels")(x)
+    x = layers.SpatialDropout2D(0.1, name="spatial_drop")(x)
+    x = layers.BatchNormalization(center=False, name="bn_no_center")(x)
+    x = layers.BatchNormalization(center=False, scale=False, name="bn_neither")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
+    x = layers.Reshape((8,), name="head_flat")(x)
+    x = layers.Dense(3, activation="softmax", name="head")(x)
+    models["blocks"] = K.Model(x_in, x, name="blocks")
     return models
 
 
