@@ -52,6 +52,7 @@ typedef struct
   GArray *reduced;   /* (x, v) pairs */
   GArray *reduced_s; /* (x, s) pairs */
   gboolean reduced_valid;
+  gboolean points; /* sparse measurements: never smoothed, each point marked */
 } Series;
 
 struct _KiltChart
@@ -519,6 +520,21 @@ kilt_chart_set_series_visible (KiltChart *chart, guint series, gboolean visible)
 
 #define AT(a, i) g_array_index ((a), double, (i))
 
+void
+kilt_chart_set_series_points (KiltChart *chart, guint series, gboolean points)
+{
+  Series *s = get_series (chart, series);
+
+  if (s == NULL || s->points == !!points)
+    return;
+  s->points = !!points;
+  /* What was smoothed so far goes back to the measured values. */
+  for (guint j = 0; j < s->v->len && points; j++)
+    AT (s->s, j) = AT (s->v, j);
+  s->reduced_valid = FALSE;
+  changed (chart);
+}
+
 /* ---- reduction ----------------------------------------------------------------------- */
 
 static void
@@ -670,8 +686,9 @@ kilt_chart_set_smoothing (KiltChart *chart, double weight)
       s->ema = 0;
       s->ema_pow = 1;
       for (guint j = 0; j < s->v->len; j++)
-        AT (s->s, j)
-            = s->kind == KILT_CHART_LINE ? series_smooth (s, weight, AT (s->v, j)) : AT (s->v, j);
+        AT (s->s, j) = s->kind == KILT_CHART_LINE && !s->points
+                           ? series_smooth (s, weight, AT (s->v, j))
+                           : AT (s->v, j);
       series_rebucket (s, chart->columns);
     }
   changed (chart);
@@ -723,7 +740,7 @@ kilt_chart_append (KiltChart *chart, guint series, double x, double y)
             break;
           }
       }
-  sm = s->kind == KILT_CHART_LINE ? series_smooth (s, chart->smoothing, v) : v;
+  sm = s->kind == KILT_CHART_LINE && !s->points ? series_smooth (s, chart->smoothing, v) : v;
   if (s->x->len == 0)
     s->origin = x;
   g_array_append_val (s->x, x);
@@ -954,8 +971,9 @@ compute_ranges (KiltChart *chart, Layout *l)
     }
   else if (chart->x_categories && isfinite (xlo))
     xlo -= 0.5, xhi += 0.5;
+  /* A lone x (the first validation point) stands in the middle, not on the clipped edge. */
   if (xhi <= xlo)
-    xhi = xlo + 1;
+    xlo -= 0.5, xhi = xlo + 1;
   if (!isfinite (ylo))
     ylo = 0, yhi = chart->log_y ? 1 : 1;
   if (zero && !chart->log_y)
@@ -1271,7 +1289,7 @@ path_line (KiltChart *chart, cairo_t *cr, const Layout *l, GArray *pts)
       /* A single point: a dot, so the first step of a run is visible. */
       double x = map_x (l, AT (pts, 0)), y = map_y (chart, l, AT (pts, 1));
       cairo_new_path (cr);
-      cairo_arc (cr, x, y, 2.5, 0, 2 * G_PI);
+      cairo_arc (cr, x, y, 4, 0, 2 * G_PI);
       cairo_fill (cr);
     }
 }
@@ -1352,7 +1370,26 @@ draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
       if (!series_has_points (s) || s->kind != KILT_CHART_LINE)
         continue;
       series_reduce (s);
-      if (chart->smoothing > 0)
+      if (s->points)
+        {
+          /* Measured points: the line between them, and a dot on each (while they are few
+           * enough to tell apart). */
+          cairo_set_source_rgb (cr, s->rgb[0], s->rgb[1], s->rgb[2]);
+          cairo_set_line_width (cr, 2);
+          path_line (chart, cr, l, s->reduced);
+          cairo_stroke (cr);
+          if (s->x->len <= l->plot.width / 8)
+            for (guint j = 0; j < s->x->len; j++)
+              {
+                double x = map_x (l, AT (s->x, j)), y = map_y (chart, l, AT (s->v, j));
+                if (!isfinite (y))
+                  continue;
+                cairo_new_sub_path (cr);
+                cairo_arc (cr, x, y, 3.5, 0, 2 * G_PI);
+              }
+          cairo_fill (cr);
+        }
+      else if (chart->smoothing > 0)
         {
           cairo_set_source_rgba (cr, s->rgb[0], s->rgb[1], s->rgb[2], 0.25);
           cairo_set_line_width (cr, 1.2);
@@ -1450,6 +1487,8 @@ hover_lines (KiltChart *chart, const Layout *l, double hover_x, GPtrArray *lines
 {
   double dx = hover_data_x (l, hover_x);
   double best = INFINITY;
+  /* Four pixels, in x units: dense series have a point that close to any x. */
+  double near = 4 * (l->x_hi - l->x_lo) / MAX (l->plot.width, 1);
   g_autofree char *xt = NULL;
   GString *all = g_string_new (NULL);
 
@@ -1481,6 +1520,10 @@ hover_lines (KiltChart *chart, const Layout *l, double hover_x, GPtrArray *lines
       if (!series_has_points (s))
         continue;
       k = nearest_index (s, best);
+      /* A series with no point at this x (validation between epochs) says nothing here,
+       * rather than a value it did not measure. */
+      if (fabs (AT (s->x, k) - best) > near)
+        continue;
       v = series_shown_at (chart, s, k);
       step = chart->log_y ? fabs (v) / 100 : l->y_step / 100;
       if (chart->y_unit == KILT_AXIS_BYTES)
@@ -1521,6 +1564,8 @@ draw_hover (KiltChart *chart, cairo_t *cr, const Layout *l, double hover_x, doub
       if (!series_has_points (s))
         continue;
       k = nearest_index (s, xs);
+      if (fabs (AT (s->x, k) - xs) > 4 * (l->x_hi - l->x_lo) / MAX (l->plot.width, 1))
+        continue;
       y = map_y (chart, l,
                  s->kind == KILT_CHART_LINE && chart->smoothing > 0 ? AT (s->s, k) : AT (s->v, k));
       if (!isfinite (y))
@@ -1562,7 +1607,10 @@ draw_hover (KiltChart *chart, cairo_t *cr, const Layout *l, double hover_x, doub
       Series *s = g_ptr_array_index (chart->series, i);
       double ty = by + 5 + (line + 1) * (LABEL_SIZE + 5) - 5;
 
-      if (!series_has_points (s))
+      if (!series_has_points (s)
+          || fabs (AT (s->x, nearest_index (s, xs)) - xs)
+                 > 4 * (l->x_hi - l->x_lo) / MAX (l->plot.width, 1)
+          || line >= lines->len)
         continue;
       cairo_set_source_rgb (cr, s->rgb[0], s->rgb[1], s->rgb[2]);
       cairo_arc (cr, bx + 12, ty - LABEL_SIZE * 0.35, 4, 0, 2 * G_PI);

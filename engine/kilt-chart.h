@@ -68,6 +68,9 @@ guint kilt_chart_add_series (KiltChart *chart, const char *name, KiltChartKind k
                              const double *rgb);
 guint kilt_chart_get_n_series (KiltChart *chart);
 void kilt_chart_set_series_visible (KiltChart *chart, guint series, gboolean visible);
+/* Marks @series as sparse measurements (validation once per epoch): a dot on each point, never
+ * smoothed, and named in the read-out only where it has a point. */
+void kilt_chart_set_series_points (KiltChart *chart, guint series, gboolean points);
 /* x should not decrease within a series; a point with a smaller x joins the last column. */
 void kilt_chart_append (KiltChart *chart, guint series, double x, double y);
 /* Removes every point, keeps the series. */

@@ -124,6 +124,10 @@ add_curves (KiltChart *c, const KiltReportOptions *o, gboolean accuracy)
       run_color (i, TRUE, light);
       ts = kilt_chart_add_series (c, tn, KILT_CHART_LINE, rgb);
       vs = any_val ? kilt_chart_add_series (c, vn, KILT_CHART_LINE, light) : 0;
+      /* One figure per epoch: marked where measured, never smoothed. */
+      kilt_chart_set_series_points (c, ts, TRUE);
+      if (any_val)
+        kilt_chart_set_series_points (c, vs, TRUE);
       for (guint k = 0; k < run->epochs->len; k++)
         {
           const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);

@@ -739,6 +739,8 @@ run_epoch (Session *s, guint epoch, GError **error)
   gint64 rate_t0 = t0;
   /* s->paused_us when the epoch, and its throughput window, began */
   gint64 paused0 = s->paused_us, rate_paused0 = s->paused_us;
+  /* The samples of the warm-up step, left out of the step reports' throughput as well */
+  double warm_samples = 0;
   double warmup = 0;
   const char *stage = NULL;
   guint step_in_epoch = 0;
@@ -800,6 +802,7 @@ run_epoch (Session *s, guint epoch, GError **error)
           warmup = (g_get_monotonic_time () - t0 - (s->paused_us - paused0)) / 1e6;
           rate_t0 = g_get_monotonic_time ();
           rate_paused0 = s->paused_us;
+          warm_samples = samples;
           samples = 0;
           emit_log (s, G_LOG_LEVEL_INFO,
                     "The first step took %.2f s (it includes the driver's compilation of each "
@@ -851,7 +854,15 @@ run_epoch (Session *s, guint epoch, GError **error)
               sev.global_step = s->global_step;
               sev.loss = rd.values[2] > 0 ? rd.values[0] / rd.values[2] : NAN;
               sev.accuracy = rd.values[2] > 0 ? rd.values[1] / rd.values[2] : NAN;
-              sev.samples_per_second = rd.values[2] / MAX (elapsed, 1e-9);
+              /* Since the warm-up, as the epoch's figure: counted from the epoch's start, the
+               * first reports of a run carried the compile time and the curve rose from 0.
+               * 0 while nothing has been timed past the warm-up. */
+              {
+                double rate_s
+                    = (g_get_monotonic_time () - rate_t0 - (s->paused_us - rate_paused0)) / 1e6;
+                double n = rd.values[2] - warm_samples;
+                sev.samples_per_second = n > 0 && rate_s > 0 ? n / rate_s : 0;
+              }
               sev.eta_seconds = elapsed / MAX (rd.step, 1) * (n_batches - rd.step);
               sev.busy_percent = s->profiler ? kilt_profiler_busy_percent (s->profiler) : NAN;
               emit (s, &sev);

@@ -448,6 +448,75 @@ test_bars_per_category (void)
   }
 }
 
+/* Issue 15, 8: validation measured once an epoch is never smoothed, is read out only where it
+ * was measured, and a single point is a dot big enough to see. */
+static void
+test_sparse_points (void)
+{
+  g_autoptr (KiltChart) c = kilt_chart_new ("Loss");
+  const double red[3] = { 1, 0, 0 }, blue[3] = { 0, 0, 1 };
+  const double bg[4] = { 1, 1, 1, 1 }, fg[3] = { 0, 0, 0 };
+  const guint8 blue8[3] = { 0, 0, 255 };
+  cairo_rectangle_t area;
+  guint val;
+
+  kilt_chart_add_series (c, "training", KILT_CHART_LINE, red);
+  val = kilt_chart_add_series (c, "validation", KILT_CHART_LINE, blue);
+  kilt_chart_set_series_points (c, val, TRUE);
+  kilt_chart_set_smoothing (c, 0.9);
+  for (guint i = 0; i <= 400; i++)
+    kilt_chart_append (c, 0, i / 100.0, 2.0 - i / 400.0);
+  /* 1.0 then 0.2: smoothed with weight 0.9 the second would read about 0.62. */
+  kilt_chart_append (c, val, 1, 1.0);
+  kilt_chart_append (c, val, 2, 0.2);
+  kilt_chart_append (c, val, 3, 0.4);
+  kilt_chart_get_plot_area (c, 600, 300, &area);
+  {
+    /* x runs 0 to 4: 1.5 is between measurements, 2 is one. */
+    g_autofree char *between
+        = kilt_chart_describe_at (c, 600, 300, area.x + area.width * (1.5 / 4.0));
+    g_autofree char *at = kilt_chart_describe_at (c, 600, 300, area.x + area.width * (2.0 / 4.0));
+    g_test_message ("%s | %s", between, at);
+    g_assert_nonnull (strstr (between, "training"));
+    g_assert_null (strstr (between, "validation"));
+    g_assert_nonnull (strstr (at, "validation 0.200"));
+  }
+  /* Smoothing on: the training line is smoothed, validation keeps its measured values. */
+  {
+    gsize n;
+    const double *p = kilt_chart_get_reduced (c, val, &n);
+    g_assert_cmpuint (n, ==, 3);
+    g_assert_cmpfloat (p[3], ==, 0.2);
+  }
+
+  /* One point alone: a dot of a few pixels' radius, not a speck. */
+  {
+    g_autoptr (KiltChart) one = kilt_chart_new (NULL);
+    cairo_surface_t *img = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, 300, 200);
+    cairo_t *cr = cairo_create (img);
+    double x, y;
+    int hits = 0;
+
+    kilt_chart_add_series (one, "validation", KILT_CHART_LINE, blue);
+    kilt_chart_set_series_points (one, 0, TRUE);
+    kilt_chart_append (one, 0, 1, 0.5);
+    kilt_chart_set_y_range (one, 0, 1);
+    kilt_chart_set_colors (one, fg, bg);
+    kilt_chart_draw (one, cr, 300, 200, -1);
+    cairo_surface_flush (img);
+    kilt_chart_get_plot_area (one, 300, 200, &area);
+    /* A lone x gets a unit range around it; the point is in the middle. */
+    x = area.x + area.width / 2, y = area.y + area.height / 2;
+    for (int dy = -3; dy <= 3; dy++)
+      for (int dx = -3; dx <= 3; dx++)
+        hits += pixel_near (img, (int)x + dx, (int)y + dy, blue8, 60);
+    g_test_message ("%d blue pixels around the point", hits);
+    g_assert_cmpint (hits, >=, 20);
+    cairo_destroy (cr);
+    cairo_surface_destroy (img);
+  }
+}
+
 static void
 test_png (void)
 {
@@ -567,6 +636,7 @@ main (int argc, char **argv)
   g_test_add_func ("/chart/png", test_png);
   g_test_add_func ("/chart/categories", test_categories);
   g_test_add_func ("/chart/bars-per-category", test_bars_per_category);
+  g_test_add_func ("/chart/sparse-points", test_sparse_points);
   g_test_add_func ("/chart/svg-pdf", test_vector_files);
   return g_test_run ();
 }

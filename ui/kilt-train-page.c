@@ -31,7 +31,11 @@ struct _KiltTrainPage
   guint vendor_series;
   char *device_name;
   char *empty_texts[KILT_TRAIN_N_CHARTS]; /* what an empty chart says before a run */
-  guint seq_index, seq_count;             /* a run of a sequence (compare devices) */
+  /* The last step report: its epoch, step and running means over the epoch so far, from
+   * which the next report's figures over the steps between them are taken. */
+  guint prev_epoch, prev_step;
+  double prev_loss, prev_accuracy;
+  guint seq_index, seq_count; /* a run of a sequence (compare devices) */
 };
 
 G_DEFINE_FINAL_TYPE (KiltTrainPage, kilt_train_page, ADW_TYPE_BIN)
@@ -139,6 +143,7 @@ void
 kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity)
 {
   g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  self->prev_epoch = self->prev_step = 0;
   for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
     {
       kilt_chart_clear (chart (self, i));
@@ -194,8 +199,25 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
     {
       const KiltEvent *e = &g_array_index (u->steps, KiltEvent, i);
       double x = epoch_x (self, e);
-      kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 0, x, e->loss);
-      kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 0, x, 100 * e->accuracy);
+      double loss = e->loss, accuracy = e->accuracy;
+
+      /* A step report holds the running means over its epoch so far, which restart at each
+       * epoch: drawn as they are, the curve jumps at every epoch boundary. Drawn instead: the
+       * means over the steps since the previous report of the same epoch. */
+      if (e->epoch == self->prev_epoch && e->step > self->prev_step && self->prev_step > 0
+          && isfinite (self->prev_loss))
+        {
+          double n = e->step, m = self->prev_step;
+          loss = (e->loss * n - self->prev_loss * m) / (n - m);
+          accuracy = (e->accuracy * n - self->prev_accuracy * m) / (n - m);
+        }
+      self->prev_epoch = e->epoch;
+      self->prev_step = e->step;
+      self->prev_loss = e->loss;
+      self->prev_accuracy = e->accuracy;
+      kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 0, x, loss);
+      kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 0, x,
+                         100 * CLAMP (accuracy, 0, 1));
       if (e->samples_per_second > 0)
         kilt_chart_append (chart (self, KILT_TRAIN_CHART_THROUGHPUT), 0, x, e->samples_per_second);
       if (isfinite (e->busy_percent) && e->busy_percent > 0)
@@ -417,6 +439,8 @@ kilt_train_page_init (KiltTrainPage *self)
   kilt_chart_set_x_axis (c, "Epoch", KILT_AXIS_NUMBER);
   kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
   kilt_chart_add_series (c, "validation", KILT_CHART_LINE, NULL);
+  /* Validation is measured once an epoch: its points are marked and never smoothed. */
+  kilt_chart_set_series_points (c, 1, TRUE);
   self->empty_texts[KILT_TRAIN_CHART_LOSS] = g_strdup ("Loss appears here once training starts");
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_LOSS, c), 0, 0, 1, 1);
   kilt_chart_unref (c);
@@ -426,6 +450,7 @@ kilt_train_page_init (KiltTrainPage *self)
   kilt_chart_set_y_axis (c, NULL, KILT_AXIS_PERCENT);
   kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
   kilt_chart_add_series (c, "validation", KILT_CHART_LINE, NULL);
+  kilt_chart_set_series_points (c, 1, TRUE);
   self->empty_texts[KILT_TRAIN_CHART_ACCURACY]
       = g_strdup ("Accuracy appears here once training starts");
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_ACCURACY, c), 1, 0, 1, 1);
