@@ -7,6 +7,7 @@
 #include "kilt-cli.h"
 #include "kilt-breadcrumb.h"
 #include "kilt-compare.h"
+#include "kilt-context.h"
 #include "kilt-error.h"
 #include "kilt-model-json.h"
 #include "kilt-run-recorder.h"
@@ -226,6 +227,9 @@ command (Worker *w, const char *line)
       if (w->compare)
         kilt_compare_resume (w->compare);
     }
+  else if (strcmp (cmd, "fault") == 0)
+    /* Test faults a window's test armed mid-run. */
+    kilt_fault_apply (json_object_get_string_member_with_default (o, "faults", ""));
   else if (strcmp (cmd, "stop") == 0)
     {
       w->stop = TRUE;
@@ -236,8 +240,9 @@ command (Worker *w, const char *line)
       g_cancellable_cancel (w->cancel);
     }
   else
-    g_set_error (&error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-                 "kilt-cli worker: command \"%s\" is not start (once), pause, resume or stop", cmd);
+    g_set_error (
+        &error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+        "kilt-cli worker: command \"%s\" is not start (once), pause, resume, stop or fault", cmd);
   g_cond_broadcast (&w->cond);
   g_mutex_unlock (&w->lock);
   if (error)

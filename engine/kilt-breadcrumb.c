@@ -127,8 +127,8 @@ kilt_breadcrumb_format (char *buf, gsize size)
   return o.len;
 }
 
-static const char *
-signal_name (int sig)
+const char *
+kilt_breadcrumb_signal_name (int sig)
 {
   switch (sig)
     {
@@ -144,8 +144,10 @@ signal_name (int sig)
         return "SIGABRT";
       case SIGTERM:
         return "SIGTERM";
+      case SIGKILL:
+        return "SIGKILL";
       default:
-        return "a signal";
+        return NULL;
     }
 }
 
@@ -159,7 +161,7 @@ on_fatal_signal (int sig)
 
   put (&o, KILT_BREADCRUMB_PREFIX);
   put (&o, sig == SIGTERM ? "ended: " : "crashed: ");
-  put (&o, signal_name (sig));
+  put (&o, kilt_breadcrumb_signal_name (sig) ? kilt_breadcrumb_signal_name (sig) : "a signal");
   put (&o, " during ");
   kilt_breadcrumb_format (where, sizeof where);
   put (&o, where);

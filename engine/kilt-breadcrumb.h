@@ -35,6 +35,10 @@ gsize kilt_breadcrumb_format (char *buf, gsize size);
  * "ended: SIGTERM during ..."), then the process dies of the same signal as before. */
 void kilt_breadcrumb_install_handlers (int fd);
 
+/* "SIGSEGV" for SIGSEGV, and so on for the signals a crash handler sees; NULL for others.
+ * Async-signal-safe. */
+const char *kilt_breadcrumb_signal_name (int sig);
+
 /* The line prefix the handlers write, for whoever reads @fd. */
 #define KILT_BREADCRUMB_PREFIX "kilt-worker: "
 

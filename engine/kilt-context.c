@@ -75,20 +75,28 @@ static const char *fault_names[KILT_FAULT_N]
 /* A step fault whose step came: the kind, fired by the next backward-pass launch; 0: none. */
 static gint fault_armed;
 
+static void (*fault_notify) (void);
+
+static void
+parse_faults (const char *text)
+{
+  g_auto (GStrv) parts = text ? g_strsplit (text, ",", -1) : NULL;
+
+  for (guint i = 0; parts && parts[i]; i++)
+    for (int k = 0; k < KILT_FAULT_N; k++)
+      {
+        gsize len = strlen (fault_names[k]);
+        if (strncmp (parts[i], fault_names[k], len) == 0 && parts[i][len] == ':')
+          g_atomic_int_set (&fault_countdown[k], atoi (parts[i] + len + 1));
+      }
+}
+
 static void
 fault_read_env (void)
 {
   if (g_once_init_enter (&fault_env_read))
     {
-      const char *env = g_getenv ("KILT_FAULT");
-      g_auto (GStrv) parts = env ? g_strsplit (env, ",", -1) : NULL;
-      for (guint i = 0; parts && parts[i]; i++)
-        for (int k = 0; k < KILT_FAULT_N; k++)
-          {
-            gsize len = strlen (fault_names[k]);
-            if (strncmp (parts[i], fault_names[k], len) == 0 && parts[i][len] == ':')
-              g_atomic_int_set (&fault_countdown[k], atoi (parts[i] + len + 1));
-          }
+      parse_faults (g_getenv ("KILT_FAULT"));
       g_once_init_leave (&fault_env_read, 1);
     }
 }
@@ -98,6 +106,21 @@ kilt_fault_set (KiltFaultKind kind, guint nth)
 {
   fault_read_env ();
   g_atomic_int_set (&fault_countdown[kind], (gint)nth);
+  if (nth > 0 && fault_notify)
+    fault_notify ();
+}
+
+void
+kilt_fault_apply (const char *text)
+{
+  fault_read_env ();
+  parse_faults (text);
+}
+
+void
+kilt_fault_set_notify (void (*func) (void))
+{
+  fault_notify = func;
 }
 
 gboolean

@@ -84,6 +84,11 @@ void kilt_fault_step (void);
 /* The armed faults as $KILT_FAULT text ("enqueue:40"), disarmed here: a window hands them to
  * the worker process it starts. NULL when none is armed. Caller frees. */
 char *kilt_fault_take (void);
+/* Arms the faults of a $KILT_FAULT text (as kilt_fault_take gives). */
+void kilt_fault_apply (const char *text);
+/* @func is called (on the caller's thread) each time kilt_fault_set arms a fault, so that a
+ * window can hand a fault a test arms mid-run to its worker. NULL: none. */
+void kilt_fault_set_notify (void (*func) (void));
 
 /* Sets a kernel argument by value; collects failures in *err. */
 #define KILT_ARG(kernel, index, value, err)                                                        \

@@ -185,39 +185,43 @@ send_line (KiltWorkerClient *c, char *line)
   write_next (c);
 }
 
+/* ---- test faults ---- */
+
+/* The client whose worker gets faults a test arms here mid-run (one run at a time). */
+static KiltWorkerClient *fault_target;
+
+static void
+forward_faults (void)
+{
+  g_autofree char *faults = NULL;
+
+  if (fault_target == NULL || !(faults = kilt_fault_take ()))
+    return;
+  send_line (fault_target, g_strdup_printf ("{\"cmd\":\"fault\",\"faults\":\"%s\"}", faults));
+}
+
+static void
+fault_target_release (KiltWorkerClient *c)
+{
+  if (fault_target == c)
+    {
+      fault_target = NULL;
+      kilt_fault_set_notify (NULL);
+    }
+}
+
 /* ---- the end ---- */
 
 static void
 deliver (KiltWorkerClient *c, KiltWorkerMessage *m)
 {
   if (m->sequence_end || (m->event && m->event->type == KILT_EVENT_FINISHED && !c->sequence))
-    c->running = FALSE;
+    {
+      c->running = FALSE;
+      fault_target_release (c);
+    }
   if (c->func)
     c->func (m, c->user_data);
-}
-
-static const char *
-signal_name (int sig)
-{
-  switch (sig)
-    {
-      case SIGSEGV:
-        return "SIGSEGV";
-      case SIGABRT:
-        return "SIGABRT";
-      case SIGBUS:
-        return "SIGBUS";
-      case SIGILL:
-        return "SIGILL";
-      case SIGFPE:
-        return "SIGFPE";
-      case SIGKILL:
-        return "SIGKILL";
-      case SIGTERM:
-        return "SIGTERM";
-      default:
-        return NULL;
-    }
 }
 
 /* Where the worker was, as well as the window knows. */
@@ -259,8 +263,9 @@ crash_reason (KiltWorkerClient *c)
   if (sig && c->crash_line)
     return g_strdup (c->crash_line);
   if (sig)
-    return signal_name (sig) ? g_strdup_printf ("crashed: %s %s", signal_name (sig), place)
-                             : g_strdup_printf ("crashed: signal %d %s", sig, place);
+    return kilt_breadcrumb_signal_name (sig)
+               ? g_strdup_printf ("crashed: %s %s", kilt_breadcrumb_signal_name (sig), place)
+               : g_strdup_printf ("crashed: signal %d %s", sig, place);
   return g_strdup_printf ("the worker exited (status %d) %s before the run ended%s%s",
                           c->proc ? g_subprocess_get_exit_status (c->proc) : -1, place,
                           g_queue_peek_tail (&c->tail) ? ": " : "",
@@ -281,6 +286,7 @@ conclude (KiltWorkerClient *c)
       g_source_remove (c->watchdog_id);
       c->watchdog_id = 0;
     }
+  fault_target_release (c);
   if (!c->running)
     return;
   reason = crash_reason (c);
@@ -295,8 +301,7 @@ conclude (KiltWorkerClient *c)
                    error->message);
       g_clear_pointer (&store, kilt_run_store_close);
     }
-  message = g_strdup_printf ("The training worker %s%s", reason,
-                             c->run_id ? "; the run keeps its last checkpoint" : "");
+  message = g_strdup_printf ("The training worker %s", reason);
   fin.error = g_error_new_literal (KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_WORKER, message);
   fin.test_loss = fin.test_accuracy = NAN;
   m.event = &fin;
@@ -618,6 +623,8 @@ kilt_worker_client_start (KiltWorkerClient *c, const KiltWorkerJob *job, GError 
   c->db_path = g_strdup (job->db_path);
   c->batch = job->config.batch;
   c->running = TRUE;
+  fault_target = c;
+  kilt_fault_set_notify (forward_faults);
   note_progress (c);
   send_line (c, kilt_worker_job_to_json (job));
   read_out (c);
@@ -679,6 +686,7 @@ kilt_worker_client_free (KiltWorkerClient *c)
   if (c == NULL)
     return;
   c->func = NULL;
+  fault_target_release (c);
   if (c->running)
     send_command (c, "stop");
   /* Closing stdin also tells a worker whose window is going that nobody watches. */

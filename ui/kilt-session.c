@@ -1,5 +1,6 @@
-/* The window's side of a training run: starts the trainer thread and turns its events into
- * coalesced updates on the main thread (at most ~10 a second). */
+/* The window's side of a training run: starts a worker process (kilt-cli worker) for it, or
+ * the trainer thread where no worker can run, and turns its events into coalesced updates on
+ * the main thread (at most ~10 a second). */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #define G_LOG_DOMAIN "kilt-session"
 
@@ -8,6 +9,8 @@
 #include "kilt-session.h"
 #include "kilt-error.h"
 #include "kilt-run-recorder.h"
+#include "kilt-model-json.h"
+#include "kilt-worker-client.h"
 
 #include <string.h>
 
@@ -44,6 +47,7 @@ struct _KiltSession
   Shared *shared;
   KiltTrainer *trainer;
   KiltCompare *compare;     /* a sequence of runs, instead of the trainer */
+  KiltWorkerClient *worker; /* the run's worker process, instead of either */
   gpointer tag;             /* RunTag of the trainer, freed after its thread is joined */
   KiltDataSpec next_spec;   /* where the next run's data came from; source NULL: unknown */
   GPtrArray *external_tags; /* RunTag of runs fed by kilt_session_post (), kept to the end */
@@ -204,6 +208,11 @@ flush (gpointer data)
           KiltTrainer *trainer = g_steal_pointer (&self->trainer);
           KiltCompare *compare = g_steal_pointer (&self->compare);
 
+          /* Its work is over; the process ends by itself. */
+          g_clear_pointer (&self->worker, kilt_worker_client_free);
+          if (self->tag && !trainer && !compare)
+            g_clear_pointer (&self->tag, run_tag_free);
+
           self->running = FALSE;
           self->paused = FALSE;
           self->end_us = g_get_monotonic_time ();
@@ -255,6 +264,25 @@ static void
 on_compare_event (const KiltCompareEvent *ce, gpointer user_data)
 {
   post_event (user_data, ce->index, ce->n_devices, ce->event, ce->event ? NULL : ce);
+}
+
+/* On the main thread: what the worker process said. */
+static void
+on_worker_message (const KiltWorkerMessage *m, gpointer user_data)
+{
+  RunTag *tag = user_data;
+
+  if (m->sequence_end)
+    {
+      KiltCompareEvent end = { 0 };
+      end.index = m->index;
+      end.n_devices = m->n_devices;
+      end.run_ids = m->run_ids;
+      end.status = m->status;
+      post_event (tag, m->index, m->n_devices, NULL, &end);
+      return;
+    }
+  post_event (tag, m->index, m->n_devices, m->event, NULL);
 }
 
 /* Adds @event of run @index (of @n) to the pending update; @end (with @event NULL): the
@@ -419,10 +447,60 @@ kilt_session_post (gpointer token, const KiltEvent *event)
   on_event (event, token);
 }
 
+/* Whether runs go to a worker process, and if not, why (for the log). $KILT_WORKER=0 keeps
+ * them in this process (for comparisons). */
+static gboolean
+use_worker (char **why)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *cli = NULL;
+
+  if (g_strcmp0 (g_getenv ("KILT_WORKER"), "0") == 0)
+    {
+      *why = g_strdup ("KILT_WORKER=0 keeps training in the window's process");
+      return FALSE;
+    }
+  cli = kilt_worker_find_cli (&error);
+  if (cli == NULL)
+    {
+      *why = g_strdup_printf ("training in the window's process, where a driver crash ends the "
+                              "window too: %s",
+                              error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+log_pending (KiltSession *self, const char *fmt, const char *text)
+{
+  g_mutex_lock (&self->shared->lock);
+  g_ptr_array_add (self->shared->pending.logs, g_strdup_printf (fmt, text));
+  g_mutex_unlock (&self->shared->lock);
+}
+
+/* Hands @job to a new worker process; the run's events come back through post_event (). */
+static gboolean
+start_worker (KiltSession *self, RunTag *tag, const KiltWorkerJob *job, GError **error)
+{
+  self->worker = kilt_worker_client_new (on_worker_message, tag);
+  if (!kilt_worker_client_start (self->worker, job, error))
+    {
+      g_clear_pointer (&self->worker, kilt_worker_client_free);
+      return FALSE;
+    }
+  self->tag = tag;
+  self->running = TRUE;
+  self->paused = FALSE;
+  g_object_notify_by_pspec (G_OBJECT (self), props[PROP_RUNNING]);
+  return TRUE;
+}
+
 gboolean
 kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
                     const KiltTrainConfig *config, GError **error)
 {
+  g_autofree char *why = NULL;
   RunTag *tag;
   g_autofree char *checkpoint = NULL;
   KiltTrainConfig with_checkpoint;
@@ -435,6 +513,37 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "A run is already going on; stop it first");
       return FALSE;
+    }
+  /* The worker loads the data again from where it came from: a data set made in memory
+   * (tests, replays) has nowhere to come from and trains here. */
+  if (model->weights_params)
+    /* The worker builds its model from JSON, which holds no weights. */
+    why = g_strdup ("training in the window's process: the model's imported starting weights "
+                    "do not travel to a worker yet");
+  else if ((self->next_spec.source || data->source) && use_worker (&why))
+    {
+      KiltWorkerJob job = { 0 };
+      gboolean ok;
+
+      job.model_json = kilt_model_to_json (model);
+      if (self->next_spec.source)
+        kilt_data_spec_copy (&job.data, &self->next_spec);
+      else
+        kilt_data_spec_init (&job.data, data->source, NULL);
+      kilt_data_spec_clear (&self->next_spec);
+      job.config = *config;
+      job.config.device_id = g_strdup (config->device_id);
+      job.config.checkpoint_path = g_strdup (config->checkpoint_path);
+      job.config.run_name = g_strdup (config->run_name);
+      job.keep_weights = self->keep_weights;
+      kilt_model_free (model);
+      kilt_dataset_free (data);
+      tag = begin_run (self);
+      ok = start_worker (self, tag, &job, error);
+      if (!ok)
+        run_tag_free (tag);
+      kilt_worker_job_clear (&job);
+      return ok;
     }
   if (self->keep_weights)
     {
@@ -465,6 +574,8 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
         g_mutex_unlock (&self->shared->lock);
       }
   }
+  if (why)
+    log_pending (self, "warning: %s", why);
   self->tag = tag;
   self->trainer = kilt_trainer_new (model, data, config, on_event, tag);
   self->running = TRUE;
@@ -501,6 +612,34 @@ kilt_session_start_compare (KiltSession *self, const char *const *device_ids,
     }
   tag = begin_run (self);
   tag->sequence = TRUE;
+  {
+    g_autofree char *why = NULL;
+    if (use_worker (&why))
+      {
+        KiltWorkerJob job = { 0 };
+        gboolean ok;
+
+        job.model_json = g_strdup (model_json);
+        kilt_data_spec_copy (&job.data, data);
+        job.config = *config;
+        job.config.device_id = g_strdup (config->device_id);
+        job.config.checkpoint_path = g_strdup (config->checkpoint_path);
+        job.config.run_name = g_strdup (config->run_name);
+        job.db_path = g_strdup (db_path);
+        job.keep_weights = self->keep_weights;
+        job.device_ids = g_strdupv ((char **)device_ids);
+        job.tag = g_strdup (tag_name);
+        job.resume_from = g_strdup (resume_from);
+        /* The worker loads its own copy. */
+        kilt_dataset_free (first_data);
+        ok = start_worker (self, tag, &job, error);
+        if (!ok)
+          run_tag_free (tag);
+        kilt_worker_job_clear (&job);
+        return ok;
+      }
+    log_pending (self, "warning: %s", why);
+  }
   self->tag = tag;
   self->compare = kilt_compare_new (device_ids, model_json, data, config, db_path, tag_name,
                                     on_compare_event, tag);
@@ -549,6 +688,8 @@ kilt_session_pause (KiltSession *self)
     kilt_trainer_pause (self->trainer);
   if (self->compare)
     kilt_compare_pause (self->compare);
+  if (self->worker)
+    kilt_worker_client_pause (self->worker);
   self->paused = TRUE;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
 }
@@ -563,6 +704,8 @@ kilt_session_resume (KiltSession *self)
     kilt_trainer_resume (self->trainer);
   if (self->compare)
     kilt_compare_resume (self->compare);
+  if (self->worker)
+    kilt_worker_client_resume (self->worker);
   self->paused = FALSE;
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_PAUSED]);
 }
@@ -575,6 +718,8 @@ kilt_session_stop (KiltSession *self)
     kilt_trainer_stop (self->trainer);
   if (self->running && self->compare)
     kilt_compare_stop (self->compare);
+  if (self->running && self->worker)
+    kilt_worker_client_stop (self->worker);
 }
 
 gboolean
@@ -625,6 +770,15 @@ kilt_session_dispose (GObject *object)
       kilt_compare_stop (self->compare);
       kilt_compare_join (self->compare);
       g_clear_pointer (&self->compare, kilt_compare_free);
+      g_clear_pointer (&self->tag, run_tag_free);
+    }
+  if (self->worker)
+    {
+      /* The worker is asked to stop and left to record its run's end; nothing waits here. */
+      g_mutex_lock (&self->shared->lock);
+      self->shared->generation++;
+      g_mutex_unlock (&self->shared->lock);
+      g_clear_pointer (&self->worker, kilt_worker_client_free);
       g_clear_pointer (&self->tag, run_tag_free);
     }
   G_OBJECT_CLASS (kilt_session_parent_class)->dispose (object);
