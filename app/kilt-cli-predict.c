@@ -249,8 +249,9 @@ kilt_cli_predict (int argc, char **argv)
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, extra, NULL);
-  g_option_context_set_summary (oc, "Give --model (a Keras .h5 or .keras file, or a JSON model "
-                                    "with --weights) and image files or CSV files of rows.");
+  g_option_context_set_summary (oc, "Give --model (a Keras .h5 or .keras file, or a model with "
+                                    "--weights or --checkpoint) and image files or CSV files of "
+                                    "rows.");
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error))
     {
       fprintf (stderr, "kilt-cli predict: %s\n", error->message);
@@ -286,7 +287,8 @@ kilt_cli_predict (int argc, char **argv)
       g_strchomp (text);
       labels = g_strsplit (text, "\n", -1);
     }
-  if (!(model = kilt_cli_load_model (&c, NULL, &error)))
+  if (!(model = kilt_cli_load_model (&c, NULL, &error))
+      || !kilt_cli_checkpoint_weights (&c, model, &error))
     {
       fprintf (stderr, "kilt-cli predict: %s\n", error->message);
       goto done;

@@ -147,6 +147,7 @@ usage (FILE *out)
                 "  train      train a model (no options: lenet5 on the bundled sample data)\n"
                 "  eval       evaluate a checkpoint on a data set's test split\n"
                 "  predict    a model's top classes for images or CSV rows\n"
+                "  export     a model's weights as a Keras 3 .weights.h5\n"
                 "  summary    print a model's layer table (--list: the presets)\n"
                 "  data info  describe a data set\n"
                 "  devices    list OpenCL devices (--test: run the device doctor on each)\n"
@@ -170,11 +171,11 @@ main (int argc, char **argv)
     const char *name;
     int (*run) (int argc, char **argv);
   } commands[] = {
-    { "train", kilt_cli_train },     { "eval", kilt_cli_eval },  { "summary", kilt_cli_summary },
-    { "data", kilt_cli_data },       { "devices", cmd_devices }, { "setup", cmd_setup },
-    { "bench", kilt_cli_bench },     { "runs", kilt_cli_runs },  { "report", kilt_cli_report },
-    { "compare", kilt_cli_compare }, { "tune", kilt_cli_tune },  { "worker", kilt_cli_worker },
-    { "predict", kilt_cli_predict },
+    { "train", kilt_cli_train },     { "eval", kilt_cli_eval },     { "summary", kilt_cli_summary },
+    { "data", kilt_cli_data },       { "devices", cmd_devices },    { "setup", cmd_setup },
+    { "bench", kilt_cli_bench },     { "runs", kilt_cli_runs },     { "report", kilt_cli_report },
+    { "compare", kilt_cli_compare }, { "tune", kilt_cli_tune },     { "worker", kilt_cli_worker },
+    { "predict", kilt_cli_predict }, { "export", kilt_cli_export },
   };
 
   if (argc >= 2 && (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "version") == 0))

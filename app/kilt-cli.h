@@ -60,6 +60,9 @@ KiltDataset *kilt_cli_load_data_spec (const KiltDataSpec *spec, gboolean tell_no
                                       GError **error);
 KiltModel *kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error);
 gboolean kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error);
+/* With --checkpoint, its weights become @model's starting weights (the checkpoint must be
+ * this model's); without, nothing changes. */
+gboolean kilt_cli_checkpoint_weights (KiltCliCommon *c, KiltModel *model, GError **error);
 
 /* The trainer's step time for @c's model and batch on @dev over @steps synthetic batches
  * (after as many warm-up steps), as `kilt-cli bench` measures it. */
@@ -88,6 +91,7 @@ int kilt_cli_run_sequence (KiltCompare *compare, KiltCliSequence *view, guint n,
 int kilt_cli_train (int argc, char **argv);
 int kilt_cli_eval (int argc, char **argv);
 int kilt_cli_predict (int argc, char **argv);
+int kilt_cli_export (int argc, char **argv);
 int kilt_cli_summary (int argc, char **argv);
 int kilt_cli_data (int argc, char **argv);
 int kilt_cli_bench (int argc, char **argv);

@@ -299,6 +299,8 @@ test_evaluate (void)
 }
 
 static char *write_bytes (const char *name, const char *data, gsize len);
+static char *tmp_path (const char *name);
+static KiltModel *model_from_json (const char *json);
 
 /* ---- kilt-cli predict ---------------------------------------------------------------------- */
 
@@ -456,6 +458,59 @@ test_predict_images (void)
   diff = predict_diff (out, want, json_array_get_length (outs), n_out);
   g_printerr ("# kilt-cli predict on PNG images: max abs difference %.3g\n", diff);
   g_assert_cmpfloat (diff, <, TOLERANCE);
+}
+
+/* ---- export ------------------------------------------------------------------------------------
+ */
+
+/* Weights written as a Keras 3 .weights.h5 read back to the same values, for every model:
+ * the writer's layouts are the reader's inverse (the reader's are checked against Keras
+ * above; tests/data/keras/make-keras-weights.py --check-export loads such files in Keras). */
+static void
+test_export_round_trip (void)
+{
+  const char *stems[] = { "weights-keras3-mlp", "weights-keras3-cnn", "weights-keras3-residual",
+                          "weights-keras2-cnn" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (stems); i++)
+    {
+      g_autofree char *json_name = g_strconcat (stems[i], ".json", NULL);
+      g_autofree char *json = read_text (json_name);
+      g_autofree char *wname = g_strconcat (stems[i], i < 3 ? ".weights.h5" : "-only.h5", NULL);
+      g_autofree char *wpath = data_file (wname);
+      g_autofree char *out_name = g_strconcat ("export-", stems[i], ".weights.h5", NULL);
+      g_autofree char *out = tmp_path (out_name);
+      g_autoptr (KiltModel) a = model_from_json (json);
+      g_autoptr (KiltModel) b = model_from_json (json);
+      g_autoptr (GError) error = NULL;
+      const float *pa, *sa, *pb, *sb;
+      guint n = 0;
+
+      g_assert_true (kilt_keras_file_load_weights (a, json, wpath, &error));
+      g_assert_no_error (error);
+      g_assert_true (kilt_model_get_weights (a, &pa, &sa));
+      g_assert_true (kilt_keras_weights_write (a, json, pa, sa, out, &n, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (n, >, 0);
+      g_assert_true (kilt_keras_file_load_weights (b, json, out, &error));
+      g_assert_no_error (error);
+      g_assert_true (kilt_model_get_weights (b, &pb, &sb));
+      g_assert_cmpmem (pa, a->n_params * sizeof (float), pb, b->n_params * sizeof (float));
+      g_assert_cmpmem (sa, a->n_state * sizeof (float), sb, b->n_state * sizeof (float));
+    }
+  /* A folder that does not exist: an error naming it, and nothing left behind. */
+  {
+    g_autofree char *json = read_text ("weights-keras3-mlp.json");
+    g_autoptr (KiltModel) m = model_from_json (json);
+    g_autofree char *w = data_file ("weights-keras3-mlp.weights.h5");
+    g_autoptr (GError) error = NULL;
+    const float *p, *s;
+    g_assert_true (kilt_keras_file_load_weights (m, json, w, &error));
+    g_assert_true (kilt_model_get_weights (m, &p, &s));
+    g_assert_false (
+        kilt_keras_weights_write (m, json, p, s, "/nonexistent-kilt/x.weights.h5", NULL, &error));
+    g_assert_nonnull (strstr (error->message, "/nonexistent-kilt/x.weights.h5"));
+  }
 }
 
 /* ---- mismatches ------------------------------------------------------------------------------ */
@@ -809,6 +864,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);
   g_test_add_func ("/keras-weights/predict-images", test_predict_images);
+  g_test_add_func ("/keras-weights/export-round-trip", test_export_round_trip);
   g_test_add_func ("/keras-weights/shape-mismatch", test_shape_mismatch);
   g_test_add_func ("/keras-weights/layer-mismatch", test_layer_mismatch);
   g_test_add_func ("/keras-weights/truncated", test_truncated);

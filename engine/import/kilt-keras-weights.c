@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "kilt-keras-weights"
 
 #include "kilt-keras-weights.h"
+#include "kilt-keras-weights-private.h"
 #include "kilt-error.h"
 #include "kilt-json-limits.h"
 #include "kilt-model-json.h"
@@ -23,7 +24,6 @@
 #define MAX_NAME_BYTES     4096
 
 /* libhdf5 as Debian builds it is not thread-safe: every use goes through this lock. */
-static GMutex h5_lock;
 
 static void
 h5_quiet (void)
@@ -437,385 +437,6 @@ read_keras3 (hid_t root, guint max_layers, const char *path, GError **error)
   return g_steal_pointer (&layers);
 }
 
-/* ---- what the Keras architecture says of each layer ---------------------------------------- */
-
-typedef struct
-{
-  char *class_name;
-  char *key;       /* Keras 3's group name: the class in snake case, _1, _2 for repeats */
-  gboolean center; /* BatchNormalization */
-  gboolean scale;
-  gboolean known; /* the JSON gave this layer */
-} LayerInfo;
-
-static void
-layer_info_free (gpointer p)
-{
-  LayerInfo *li = p;
-
-  g_free (li->class_name);
-  g_free (li->key);
-  g_free (li);
-}
-
-/* keras.src.utils.naming.to_snake_case: "Conv2D" -> "conv2d", "BatchNormalization" ->
- * "batch_normalization", "ReLU" -> "re_lu". */
-static char *
-snake_case (const char *name)
-{
-  GString *a = g_string_new (NULL), *b = g_string_new (NULL), *c = g_string_new (NULL);
-  gsize n;
-
-  for (const char *p = name; *p; p++)
-    if (g_ascii_isalnum (*p) || *p == '_' || (guchar)*p >= 0x80)
-      g_string_append_c (a, *p);
-  /* (.)([A-Z][a-z]+) -> \1_\2, left to right without overlaps. */
-  n = a->len;
-  for (gsize i = 0; i < n; i++)
-    {
-      if (i > 0 && g_ascii_isupper (a->str[i]) && i + 1 < n && g_ascii_islower (a->str[i + 1]))
-        g_string_append_c (b, '_');
-      g_string_append_c (b, a->str[i]);
-    }
-  /* ([a-z])([A-Z]) -> \1_\2 */
-  for (gsize i = 0; i < b->len; i++)
-    {
-      g_string_append_c (c, g_ascii_tolower (b->str[i]));
-      if (g_ascii_islower (b->str[i]) && i + 1 < b->len && g_ascii_isupper (b->str[i + 1]))
-        g_string_append_c (c, '_');
-    }
-  g_string_free (a, TRUE);
-  g_string_free (b, TRUE);
-  return g_string_free (c, FALSE);
-}
-
-/* The layers array of a Keras model JSON (Keras 2 or 3, or a bare legacy list). */
-static JsonArray *
-json_layers (JsonNode *root)
-{
-  JsonObject *o, *cfg;
-  JsonNode *c;
-
-  if (JSON_NODE_HOLDS_ARRAY (root))
-    return json_node_get_array (root);
-  if (!JSON_NODE_HOLDS_OBJECT (root))
-    return NULL;
-  o = json_node_get_object (root);
-  c = json_object_get_member (o, "config");
-  if (c && JSON_NODE_HOLDS_ARRAY (c))
-    return json_node_get_array (c);
-  if (c == NULL || !JSON_NODE_HOLDS_OBJECT (c))
-    return NULL;
-  cfg = json_node_get_object (c);
-  c = json_object_get_member (cfg, "layers");
-  return c && JSON_NODE_HOLDS_ARRAY (c) ? json_node_get_array (c) : NULL;
-}
-
-static gboolean
-json_bool (JsonObject *o, const char *key, gboolean def)
-{
-  JsonNode *n = o ? json_object_get_member (o, key) : NULL;
-
-  if (n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_BOOLEAN)
-    return json_node_get_boolean (n);
-  return def;
-}
-
-static const char *
-json_str (JsonObject *o, const char *key)
-{
-  JsonNode *n = o ? json_object_get_member (o, key) : NULL;
-
-  if (n && JSON_NODE_HOLDS_VALUE (n) && json_node_get_value_type (n) == G_TYPE_STRING)
-    return json_node_get_string (n);
-  return NULL;
-}
-
-/* Node name -> LayerInfo, from the JSON when there is one, else from the model's own types,
- * in the order Keras lists its layers; *channels_first from any layer's data_format. */
-static GHashTable *
-layer_infos (KiltModel *model, const char *keras_json, gboolean *channels_first)
-{
-  GHashTable *infos = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, layer_info_free);
-  g_autoptr (GHashTable) used = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonArray *arr = NULL;
-  GPtrArray *order = g_ptr_array_new_with_free_func (g_free);
-  GPtrArray *classes = g_ptr_array_new_with_free_func (g_free);
-  GArray *centers = g_array_new (FALSE, FALSE, sizeof (gboolean));
-  GArray *scales = g_array_new (FALSE, FALSE, sizeof (gboolean));
-
-  *channels_first = FALSE;
-  /* The JSON has been through kilt_keras_load_data (), which refuses what json-glib cannot
-   * take safely; a failure here only means "no extra information". */
-  if (keras_json && kilt_json_check_text (keras_json, -1, NULL)
-      && json_parser_load_from_data (parser, keras_json, -1, NULL))
-    arr = json_layers (json_parser_get_root (parser));
-  if (arr)
-    for (guint i = 0; i < json_array_get_length (arr); i++)
-      {
-        JsonNode *ln = json_array_get_element (arr, i);
-        JsonObject *lo, *cfg;
-        JsonNode *cn;
-        const char *cls, *name, *df;
-        gboolean t;
-        if (!JSON_NODE_HOLDS_OBJECT (ln))
-          continue;
-        lo = json_node_get_object (ln);
-        cn = json_object_get_member (lo, "config");
-        cfg = cn && JSON_NODE_HOLDS_OBJECT (cn) ? json_node_get_object (cn) : NULL;
-        cls = json_str (lo, "class_name");
-        name = json_str (cfg, "name");
-        if (name == NULL)
-          name = json_str (lo, "name");
-        if (cls == NULL || name == NULL)
-          continue;
-        df = json_str (cfg, "data_format");
-        if (df && g_str_equal (df, "channels_first"))
-          *channels_first = TRUE;
-        g_ptr_array_add (order, g_strdup (name));
-        g_ptr_array_add (classes, g_strdup (cls));
-        t = json_bool (cfg, "center", TRUE);
-        g_array_append_val (centers, t);
-        t = json_bool (cfg, "scale", TRUE);
-        g_array_append_val (scales, t);
-      }
-  if (order->len == 0)
-    for (guint i = 0; i < kilt_model_n_nodes (model); i++)
-      {
-        KiltNode *node = kilt_model_node (model, i);
-        gboolean t = TRUE;
-        g_ptr_array_add (order, g_strdup (node->name));
-        g_ptr_array_add (classes, g_strdup (node->type == KILT_LAYER_INPUT
-                                                ? "InputLayer"
-                                                : kilt_layer_type_name (node->type)));
-        g_array_append_val (centers, t);
-        g_array_append_val (scales, t);
-      }
-  for (guint i = 0; i < order->len; i++)
-    {
-      LayerInfo *li = g_new0 (LayerInfo, 1);
-      g_autofree char *base = snake_case (g_ptr_array_index (classes, i));
-      gpointer seen;
-      guint count = 0;
-      if (g_hash_table_lookup_extended (used, base, NULL, &seen))
-        {
-          count = GPOINTER_TO_UINT (seen) + 1;
-          li->key = g_strdup_printf ("%s_%u", base, count);
-        }
-      else
-        li->key = g_strdup (base);
-      g_hash_table_replace (used, g_strdup (base), GUINT_TO_POINTER (count));
-      li->class_name = g_strdup (g_ptr_array_index (classes, i));
-      li->center = g_array_index (centers, gboolean, i);
-      li->scale = g_array_index (scales, gboolean, i);
-      li->known = arr != NULL;
-      if (!g_hash_table_contains (infos, g_ptr_array_index (order, i)))
-        g_hash_table_insert (infos, g_strdup (g_ptr_array_index (order, i)), li);
-      else
-        layer_info_free (li);
-    }
-  g_ptr_array_unref (order);
-  g_ptr_array_unref (classes);
-  g_array_unref (centers);
-  g_array_unref (scales);
-  return infos;
-}
-
-/* ---- the per-layer-type table -------------------------------------------------------------- */
-
-typedef enum
-{
-  PLACE_COPY,         /* dst[i] = src[i] (permuted by the input's feature order, if any) */
-  PLACE_DENSE_KERNEL, /* (in, units), rows in the input's feature order */
-  PLACE_CONV_KERNEL,  /* Keras HWIO (kh, kw, in, out) -> Kilt OIHW */
-} Place;
-
-typedef struct
-{
-  const char *name; /* Keras 2's variable name */
-  gboolean present; /* the Keras layer has it (Keras 3 lists only those) */
-  guint rank;
-  gsize dims[4];
-  float *dst; /* NULL: not in Kilt (filled instead) */
-  Place place;
-  gboolean permute; /* PLACE_COPY over the input's features */
-  float fill;       /* when not present */
-  gsize n;          /* floats at dst */
-} Var;
-
-/* What a node's Keras variables are and where each goes; *n_vars set. FALSE with an error
- * when the node's parameter count is not what the table expects. */
-typedef gboolean (*ExpectFunc) (const KiltNode *node, const LayerInfo *li, float *params,
-                                float *state, Var *vars, guint *n_vars, GError **error);
-
-static gboolean
-expect_dense (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
-              guint *n, GError **error)
-{
-  gsize in = kilt_shape_size (&node->in_shape[0]), units = node->cfg.units;
-
-  (void)li;
-  (void)state;
-  (void)error;
-  v[0]
-      = (Var){ "kernel", TRUE, 2, { in, units }, params, PLACE_DENSE_KERNEL, FALSE, 0, in * units };
-  *n = 1;
-  if (node->cfg.use_bias)
-    v[(*n)++]
-        = (Var){ "bias", TRUE, 1, { units }, params + in * units, PLACE_COPY, FALSE, 0, units };
-  return TRUE;
-}
-
-static gboolean
-expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
-               guint *n, GError **error)
-{
-  gsize c = node->in_shape[0].c, f = node->cfg.units, k = c * node->cfg.kh * node->cfg.kw;
-
-  (void)li;
-  (void)state;
-  (void)error;
-  v[0] = (Var){
-    "kernel", TRUE, 4,    { node->cfg.kh, node->cfg.kw, c, f }, params, PLACE_CONV_KERNEL,
-    FALSE,    0,    k * f
-  };
-  *n = 1;
-  if (node->cfg.use_bias)
-    v[(*n)++] = (Var){ "bias", TRUE, 1, { f }, params + k * f, PLACE_COPY, FALSE, 0, f };
-  return TRUE;
-}
-
-static gboolean
-expect_batch_norm (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
-                   guint *n, GError **error)
-{
-  gsize c = node->in_shape[0].c;
-
-  (void)error;
-  /* Kilt keeps gamma and beta always: a Keras layer without them (scale or center false)
-   * computes as gamma 1 and beta 0. Statistics are the node's state. */
-  if (node->n_params != 2 * c || node->n_state != 2 * c)
-    {
-      kilt_layer_set_error (error, node,
-                            "holds %zu parameters and %zu statistics; the Keras weights map "
-                            "expects gamma, beta, mean and variance of %zu channels each",
-                            node->n_params, node->n_state, c);
-      return FALSE;
-    }
-  v[0] = (Var){ "gamma", li->scale, 1, { c }, params, PLACE_COPY, TRUE, 1.0f, c };
-  v[1] = (Var){ "beta", li->center, 1, { c }, params + c, PLACE_COPY, TRUE, 0.0f, c };
-  v[2] = (Var){ "moving_mean", TRUE, 1, { c }, state, PLACE_COPY, TRUE, 0.0f, c };
-  v[3] = (Var){ "moving_variance", TRUE, 1, { c }, state + c, PLACE_COPY, TRUE, 1.0f, c };
-  *n = 4;
-  return TRUE;
-}
-
-/* New layer types with weights add an entry here. A type absent from the table must have no
- * parameters or statistics, or the model cannot take Keras weights. */
-static const struct
-{
-  KiltLayerType type;
-  ExpectFunc expect;
-} weight_table[] = {
-  { KILT_LAYER_DENSE, expect_dense },
-  { KILT_LAYER_CONV2D, expect_conv2d },
-  { KILT_LAYER_BATCH_NORM, expect_batch_norm },
-};
-
-static ExpectFunc
-find_expect (KiltLayerType type)
-{
-  for (gsize i = 0; i < G_N_ELEMENTS (weight_table); i++)
-    if (weight_table[i].type == type)
-      return weight_table[i].expect;
-  return NULL;
-}
-
-/* ---- feature order after a Flatten ---------------------------------------------------------- */
-
-/* perm[node][k]: for a vector that came from flattening a channels-last image, the Keras
- * index of Kilt's feature k (Keras flattens (h, w, c), Kilt (c, h, w)); NULL when the orders
- * agree. Followed through layers that keep the order of their features. */
-static guint **
-feature_orders (KiltModel *model, gboolean channels_first, const char *path, GError **error)
-{
-  guint n = kilt_model_n_nodes (model);
-  guint **perm = g_new0 (guint *, n + 1);
-
-  if (channels_first)
-    return perm;
-  for (guint i = 0; i < n; i++)
-    {
-      KiltNode *node = kilt_model_node (model, i);
-      const KiltShape *in = &node->in_shape[0];
-      guint *p0 = node->n_inputs ? perm[node->inputs[0]] : NULL;
-      switch (node->type)
-        {
-          case KILT_LAYER_FLATTEN:
-            if (p0)
-              perm[i] = g_memdup2 (p0, sizeof (guint) * kilt_shape_size (in));
-            else if (in->h * in->w > 1 && in->c > 1)
-              {
-                gsize hw = (gsize)in->h * in->w;
-                perm[i] = g_new (guint, kilt_shape_size (in));
-                for (gsize c = 0; c < in->c; c++)
-                  for (gsize s = 0; s < hw; s++)
-                    perm[i][c * hw + s] = (guint)(s * in->c + c);
-              }
-            break;
-          case KILT_LAYER_DROPOUT:
-          case KILT_LAYER_ACTIVATION:
-          case KILT_LAYER_BATCH_NORM:
-            if (p0)
-              perm[i] = g_memdup2 (p0, sizeof (guint) * kilt_shape_size (in));
-            break;
-          case KILT_LAYER_ADD:
-            for (guint j = 1; j < node->n_inputs; j++)
-              {
-                guint *pj = perm[node->inputs[j]];
-                if ((p0 == NULL) != (pj == NULL)
-                    || (p0 && memcmp (p0, pj, sizeof (guint) * kilt_shape_size (in)) != 0))
-                  {
-                    set_error (error, path,
-                               "layer %s adds vectors flattened from images of other shapes; "
-                               "their Keras feature order cannot be mapped",
-                               node->name);
-                    for (guint k = 0; k < n; k++)
-                      g_free (perm[k]);
-                    g_free (perm);
-                    return NULL;
-                  }
-              }
-            if (p0)
-              perm[i] = g_memdup2 (p0, sizeof (guint) * kilt_shape_size (in));
-            break;
-          case KILT_LAYER_CONCATENATE:
-            {
-              gboolean any = FALSE;
-              gsize off = 0;
-              for (guint j = 0; j < node->n_inputs; j++)
-                any |= perm[node->inputs[j]] != NULL;
-              if (!any || node->out_shape.h * node->out_shape.w != 1)
-                break;
-              perm[i] = g_new (guint, kilt_shape_size (&node->out_shape));
-              for (guint j = 0; j < node->n_inputs; j++)
-                {
-                  gsize m = kilt_shape_size (&node->in_shape[j]);
-                  guint *pj = perm[node->inputs[j]];
-                  for (gsize k = 0; k < m; k++)
-                    perm[i][off + k] = (guint)(off + (pj ? pj[k] : k));
-                  off += m;
-                }
-              break;
-            }
-          default:
-            break;
-        }
-    }
-  return perm;
-}
-
 /* ---- reading one variable ------------------------------------------------------------------ */
 
 static gboolean
@@ -971,7 +592,7 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
       KiltNode *node = kilt_model_node (model, i);
       LayerInfo *li = g_hash_table_lookup (infos, node->name);
       LayerInfo fallback = { NULL, NULL, TRUE, TRUE, FALSE };
-      ExpectFunc expect = find_expect (node->type);
+      ExpectFunc expect = kilt_keras_find_expect (node->type);
       Var vars[MAX_VARS_PER_LAYER];
       guint n_vars = 0, n_present = 0;
       FileLayer *l;
@@ -1161,8 +782,8 @@ read_direct (KiltModel *model, const char *keras_json, const char *path, const v
         set_error (error, path, "the file's groups cannot be read");
       goto out;
     }
-  infos = layer_infos (model, keras_json, &channels_first);
-  perm = feature_orders (model, channels_first, path, error);
+  infos = kilt_keras_layer_infos (model, keras_json, &channels_first);
+  perm = kilt_keras_feature_orders (model, channels_first, path, error);
   if (perm == NULL)
     goto out;
   info->keras3 = keras3;
@@ -1275,9 +896,9 @@ isolated (IsolatedFunc fn, gpointer data, const char *path, GByteArray *out, GEr
     {
       /* For debugging the reader itself (gdb, sanitizers) in one process. */
       gboolean r;
-      g_mutex_lock (&h5_lock);
+      kilt_keras_h5_lock ();
       r = fn (data, out, error);
-      g_mutex_unlock (&h5_lock);
+      kilt_keras_h5_unlock ();
       return r;
     }
 #ifdef G_OS_UNIX
@@ -1287,7 +908,7 @@ isolated (IsolatedFunc fn, gpointer data, const char *path, GByteArray *out, GEr
       return FALSE;
     }
   /* No thread of this process is inside HDF5 while it forks. */
-  g_mutex_lock (&h5_lock);
+  kilt_keras_h5_lock ();
   pid = fork ();
   if (pid == 0)
     {
@@ -1307,7 +928,7 @@ isolated (IsolatedFunc fn, gpointer data, const char *path, GByteArray *out, GEr
         _exit (3);
       _exit (0);
     }
-  g_mutex_unlock (&h5_lock);
+  kilt_keras_h5_unlock ();
   close (fds[1]);
   if (pid < 0)
     {

@@ -51,4 +51,13 @@ gboolean kilt_keras_weights_is_hdf5 (const char *path);
 gboolean kilt_keras_weights_apply (KiltModel *model, const char *keras_json, const char *path,
                                    const void *image, gsize image_len, GError **error);
 
+/* Writes @params and @state (laid out as the built @model's) as a Keras 3 .weights.h5 at
+ * @path that keras' Model.load_weights () reads onto the same architecture: groups
+ * layers/<class key>/vars/<i> in Keras' variable order and layouts (HWIO kernels, Dense rows
+ * after a Flatten in (h, w, c) order). @keras_json as for kilt_keras_weights_read (). The file
+ * is written beside @path and renamed over it. *@n_tensors (may be NULL): variables written. */
+gboolean kilt_keras_weights_write (KiltModel *model, const char *keras_json, const float *params,
+                                   const float *state, const char *path, guint *n_tensors,
+                                   GError **error);
+
 G_END_DECLS

@@ -15,6 +15,11 @@
 #   weights-kerasN-NAME.predict.json  inputs (channels-last, flat) and model.predict () outputs
 # The weights are random draws, not Keras' initial values (zero biases, unit gamma, zero
 # mean, unit variance would hide a swapped or misplaced variable).
+#
+# With --check-export KILT_CLI (after the files exist), it checks Kilt's export instead:
+# kilt-cli export writes each Keras 3 model's weights as a .weights.h5, Keras loads it onto the
+# architecture and must predict what it predicted before; and an MLP trained for an epoch in
+# Kilt, exported from its checkpoint, must predict in Keras what kilt-cli predict prints.
 import json
 import os
 import struct
@@ -176,7 +181,71 @@ def dump(K, prefix, outdir, seed):
                            np.array(pred["outputs"]), atol=1e-6), base
 
 
+def check_export(cli, outdir):
+    import subprocess
+    import tempfile
+    import keras as K
+    tmp = tempfile.mkdtemp()
+    worst = 0.0
+    for name in ("mlp", "cnn", "residual"):
+        base = os.path.join(outdir, f"weights-keras3-{name}")
+        out = os.path.join(tmp, f"{name}.weights.h5")
+        subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
+        with open(base + ".json") as f:
+            m = K.models.model_from_json(f.read())
+        m.load_weights(out)
+        with open(base + ".predict.json") as f:
+            pred = json.load(f)
+        x = np.array(pred["inputs"], np.float32).reshape((-1,) + tuple(pred["input_shape"]))
+        d = float(np.abs(m.predict(x, verbose=0).reshape(len(x), -1) - np.array(pred["outputs"])).max())
+        print(f"export {name}: Keras on Kilt's export, max abs difference {d:.3g}")
+        worst = max(worst, d)
+    # A model trained in Kilt leaves it: train the MLP an epoch from its Keras weights.
+    base = os.path.join(outdir, "weights-keras3-mlp")
+    rng = np.random.default_rng(5)
+    rows = rng.uniform(-1, 1, (64, 20)).astype(np.float32)
+    csv = os.path.join(tmp, "train.csv")
+    with open(csv, "w") as f:
+        f.write(",".join(f"x{i}" for i in range(20)) + ",label\n")
+        for i, r in enumerate(rows):
+            f.write(",".join(f"{v:.6f}" for v in r) + f",c{i % 4}\n")
+    ck = os.path.join(tmp, "mlp.ckpt")
+    env = dict(os.environ, XDG_DATA_HOME=tmp, XDG_CONFIG_HOME=tmp)
+    subprocess.run([cli, "train", "--model", base + ".keras", "--data", csv, "--epochs", "1",
+                    "--lr", "0.05", "-o", "sgd", "--checkpoint", ck], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
+    out = os.path.join(tmp, "trained.weights.h5")
+    subprocess.run([cli, "export", "--model", base + ".json", "--checkpoint", ck, "--output", out],
+                   check=True)
+    inputs = os.path.join(tmp, "inputs.csv")
+    with open(inputs, "w") as f:
+        for r in rows[:5]:
+            f.write(",".join(f"{v:.9g}" for v in r) + "\n")
+    kilt = subprocess.run([cli, "predict", "--json", "--model", base + ".json", "--checkpoint",
+                           ck, inputs], check=True, capture_output=True, text=True).stdout
+    kilt_y = np.array([json.loads(l)["scores"] for l in kilt.splitlines() if l.strip()])
+    with open(base + ".json") as f:
+        m = K.models.model_from_json(f.read())
+    m.load_weights(out)
+    keras_y = m.predict(np.array([[float(v) for v in l.split(",")] for l in open(inputs)],
+                                 np.float32), verbose=0)
+    before = np.array(json.load(open(base + ".predict.json"))["outputs"])
+    d = float(np.abs(keras_y - kilt_y).max())
+    print(f"export of a Kilt-trained MLP: Keras vs kilt-cli predict, max abs difference {d:.3g}")
+    worst = max(worst, d)
+    assert worst < 1e-4, worst
+    # Training moved the weights: Keras' predictions are not those of the untrained model.
+    m0 = K.models.load_model(base + ".keras")
+    moved = float(np.abs(m0.predict(rows[:5], verbose=0) - keras_y).max())
+    print(f"training moved the outputs by up to {moved:.3g}")
+    assert moved > 1e-3 and before.shape[1] == keras_y.shape[1]
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[1] == "--check-export":
+        outdir = sys.argv[3] if len(sys.argv) > 3 else os.path.dirname(os.path.abspath(__file__))
+        check_export(sys.argv[2], outdir)
+        return
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     import tf_keras as k2
     dump(k2, "keras2", outdir, 1000)

@@ -1,0 +1,109 @@
+/* kilt-cli export: a model's weights (imported or from a checkpoint) as a Keras 3 .weights.h5. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "kilt-checkpoint.h"
+#include "kilt-cli.h"
+#include "kilt-error.h"
+#include "kilt-keras-file.h"
+#include "kilt-keras-weights.h"
+#include "kilt-model-json.h"
+
+#include <stdio.h>
+#include <string.h>
+
+gboolean
+kilt_cli_checkpoint_weights (KiltCliCommon *c, KiltModel *model, GError **error)
+{
+  g_autoptr (KiltCheckpoint) ck = NULL;
+  g_autofree char *note = NULL, *base = NULL;
+
+  if (c->checkpoint == NULL)
+    return TRUE;
+  if (!(ck = kilt_checkpoint_load (c->checkpoint, error)))
+    return FALSE;
+  if (ck->model_hash != kilt_model_hash (model) || ck->n_params != model->n_params
+      || ck->n_state != model->n_state)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "checkpoint %s belongs to a different model than %s (it holds %" G_GUINT64_FORMAT
+                   " parameters, %s has %zu)",
+                   c->checkpoint, model->name, ck->n_params, model->name, model->n_params);
+      return FALSE;
+    }
+  base = g_path_get_basename (c->checkpoint);
+  note = g_strdup_printf ("weights from checkpoint %s (after epoch %u)", base, ck->epochs_done);
+  kilt_model_set_weights (model, g_steal_pointer (&ck->params), g_steal_pointer (&ck->state), note);
+  return TRUE;
+}
+
+/* The Keras text of --model when it is a Keras to_json file (its layer classes and options
+ * name the groups of the file written); NULL for presets, Kilt's format and .h5/.keras files,
+ * whose layer types give the same names. */
+static char *
+keras_text (const char *model)
+{
+  char *text = NULL;
+
+  if (!g_file_test (model, G_FILE_TEST_IS_REGULAR) || kilt_keras_file_sniff (model)
+      || !g_file_get_contents (model, &text, NULL, NULL))
+    return NULL;
+  if (strstr (text, KILT_MODEL_FORMAT_NAME))
+    g_clear_pointer (&text, g_free);
+  return text;
+}
+
+int
+kilt_cli_export (int argc, char **argv)
+{
+  KiltCliCommon c;
+  g_autoptr (GOptionContext) oc
+      = g_option_context_new ("--output FILE.weights.h5 - export weights");
+  g_autofree GOptionEntry *entries = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *out = NULL, *json = NULL;
+  GOptionEntry extra[] = {
+    { "output", 0, 0, G_OPTION_ARG_FILENAME, &out, "The Keras 3 .weights.h5 to write", "FILE" },
+    { NULL },
+  };
+  KiltModel *model = NULL;
+  const float *params, *state;
+  guint n = 0;
+  int rc = 1;
+
+  kilt_cli_common_init (&c);
+  entries = kilt_cli_common_entries (&c);
+  g_option_context_add_main_entries (oc, entries, NULL);
+  g_option_context_add_main_entries (oc, extra, NULL);
+  g_option_context_set_summary (oc, "Writes --model's weights (from --checkpoint, --weights or "
+                                    "the Keras file itself) as a Keras 3 .weights.h5 that "
+                                    "keras' Model.load_weights reads onto the same architecture.");
+  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || out == NULL)
+    {
+      fprintf (stderr, "kilt-cli export: %s\n",
+               error ? error->message : "give the file to write with --output FILE.weights.h5");
+      kilt_cli_common_clear (&c);
+      g_free (out);
+      return 2;
+    }
+  json = keras_text (c.model);
+  if (!(model = kilt_cli_load_model (&c, NULL, &error))
+      || !kilt_cli_checkpoint_weights (&c, model, &error))
+    fprintf (stderr, "kilt-cli export: %s\n", error->message);
+  else if (!kilt_model_get_weights (model, &params, &state))
+    fprintf (stderr,
+             "kilt-cli export: model %s has no weights: give --checkpoint, --weights or a Keras "
+             ".h5 / .keras model\n",
+             model->name);
+  else if (!kilt_keras_weights_write (model, json, params, state, out, &n, &error))
+    fprintf (stderr, "kilt-cli export: %s\n", error->message);
+  else
+    {
+      printf ("Wrote %s: %u tensors, %zu parameters and %zu statistics (%s)\n", out, n,
+              model->n_params, model->n_state, model->weights_note);
+      rc = 0;
+    }
+  kilt_model_free (model);
+  kilt_cli_common_clear (&c);
+  return rc;
+}

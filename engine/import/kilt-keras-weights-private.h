@@ -1,0 +1,61 @@
+/* Shared by the Keras weights reader and writer: each layer's Keras class and options, the
+ * per-layer-type table of variables, and the feature order after a Flatten. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#pragma once
+
+#include "kilt-model.h"
+
+G_BEGIN_DECLS
+
+typedef struct
+{
+  char *class_name;
+  char *key;       /* Keras 3's group name: the class in snake case, _1, _2 for repeats */
+  gboolean center; /* BatchNormalization */
+  gboolean scale;
+  gboolean known; /* the JSON gave this layer */
+} LayerInfo;
+
+typedef enum
+{
+  PLACE_COPY,         /* dst[i] = src[i] (permuted by the input's feature order, if any) */
+  PLACE_DENSE_KERNEL, /* (in, units), rows in the input's feature order */
+  PLACE_CONV_KERNEL,  /* Keras HWIO (kh, kw, in, out) -> Kilt OIHW */
+} Place;
+
+typedef struct
+{
+  const char *name; /* Keras 2's variable name */
+  gboolean present; /* the Keras layer has it (Keras 3 lists only those) */
+  guint rank;
+  gsize dims[4];
+  float *dst; /* NULL: not in Kilt (filled instead) */
+  Place place;
+  gboolean permute; /* PLACE_COPY over the input's features */
+  float fill;       /* when not present */
+  gsize n;          /* floats at dst */
+} Var;
+
+/* What a node's Keras variables are and where each goes; *n_vars set. FALSE with an error
+ * when the node's parameter count is not what the table expects. */
+typedef gboolean (*ExpectFunc) (const KiltNode *node, const LayerInfo *li, float *params,
+                                float *state, Var *vars, guint *n_vars, GError **error);
+
+/* Node name -> LayerInfo, from the Keras JSON when there is one (may be NULL), else from the
+ * model's own types, in the order Keras lists its layers; *channels_first from any layer's
+ * data_format. Free with g_hash_table_unref. */
+GHashTable *kilt_keras_layer_infos (KiltModel *model, const char *keras_json,
+                                    gboolean *channels_first);
+/* The table's entry for @type, or NULL: a type with no Keras variables. */
+ExpectFunc kilt_keras_find_expect (KiltLayerType type);
+/* Per node, NULL or the Keras index of each Kilt feature of its (vector) output; NULL with an
+ * error naming @path when the order cannot be followed. Free with kilt_keras_free_orders. */
+guint **kilt_keras_feature_orders (KiltModel *model, gboolean channels_first, const char *path,
+                                   GError **error);
+void kilt_keras_free_orders (KiltModel *model, guint **perm);
+
+/* libhdf5 as Debian builds it is not thread-safe: every use in this process holds this. */
+void kilt_keras_h5_lock (void);
+void kilt_keras_h5_unlock (void);
+
+G_END_DECLS

@@ -1,0 +1,188 @@
+/* Writes a model's weights as a Keras 3 .weights.h5 (layers/<class key>/vars/<i>). */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-keras-weights"
+
+#include "kilt-keras-weights.h"
+#include "kilt-error.h"
+#include "kilt-keras-weights-private.h"
+
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <hdf5.h>
+#include <string.h>
+
+#define MAX_VARS_PER_LAYER 64
+
+/* Keras' layout of @v's values from Kilt's (the inverse of the reader's placement). */
+static void
+unplace (const Var *v, const float *src, const guint *perm, float *out)
+{
+  switch (v->place)
+    {
+      case PLACE_COPY:
+        for (gsize i = 0; i < v->n; i++)
+          out[v->permute && perm ? perm[i] : i] = src[i];
+        break;
+      case PLACE_DENSE_KERNEL:
+        {
+          gsize in = v->dims[0], units = v->dims[1];
+          for (gsize k = 0; k < in; k++)
+            memcpy (out + (perm ? perm[k] : k) * units, src + k * units, units * sizeof (float));
+          break;
+        }
+      case PLACE_CONV_KERNEL:
+        {
+          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], fo = v->dims[3];
+          for (gsize i = 0; i < kh; i++)
+            for (gsize j = 0; j < kw; j++)
+              for (gsize ci = 0; ci < c; ci++)
+                for (gsize o = 0; o < fo; o++)
+                  out[((i * kw + j) * c + ci) * fo + o]
+                      = src[o * c * kh * kw + (ci * kh + i) * kw + j];
+          break;
+        }
+    }
+}
+
+static gboolean
+write_dataset (hid_t group, const char *name, const Var *v, const float *data)
+{
+  hsize_t dims[4];
+  hid_t space, d;
+  herr_t r;
+
+  for (guint i = 0; i < v->rank; i++)
+    dims[i] = v->dims[i];
+  space = H5Screate_simple ((int)v->rank, dims, NULL);
+  if (space < 0)
+    return FALSE;
+  d = H5Dcreate2 (group, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Sclose (space);
+  if (d < 0)
+    return FALSE;
+  r = H5Dwrite (d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+  H5Dclose (d);
+  return r >= 0;
+}
+
+static gboolean
+make_group (hid_t parent, const char *name, hid_t *out)
+{
+  *out = H5Gcreate2 (parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  return *out >= 0;
+}
+
+/* One layer's group layers/<key>/vars with its variables 0, 1, ... in Keras' order. */
+static gboolean
+write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const float *params,
+             const float *state, const guint *perm, guint *n_tensors, GError **error)
+{
+  Var vars[MAX_VARS_PER_LAYER];
+  guint n_vars = 0, index = 0;
+  ExpectFunc expect = kilt_keras_find_expect (node->type);
+  hid_t g = -1, vg = -1;
+  gboolean ok = FALSE;
+
+  if (!make_group (layers, li->key, &g) || !make_group (g, "vars", &vg))
+    goto out;
+  if (expect == NULL)
+    {
+      ok = TRUE;
+      goto out;
+    }
+  /* The table points into the buffers it is given; here they are only read. */
+  if (!expect (node, li, (float *)params + node->param_offset, (float *)state + node->state_offset,
+               vars, &n_vars, error))
+    goto out;
+  for (guint i = 0; i < n_vars; i++)
+    {
+      g_autofree float *buf = NULL;
+      g_autofree char *name = NULL;
+      if (!vars[i].present)
+        continue;
+      buf = g_new0 (float, vars[i].n + 1);
+      unplace (&vars[i], vars[i].dst, perm, buf);
+      name = g_strdup_printf ("%u", index++);
+      if (!write_dataset (vg, name, &vars[i], buf))
+        goto out;
+      (*n_tensors)++;
+    }
+  ok = TRUE;
+out:
+  if (vg >= 0)
+    H5Gclose (vg);
+  if (g >= 0)
+    H5Gclose (g);
+  return ok;
+}
+
+gboolean
+kilt_keras_weights_write (KiltModel *model, const char *keras_json, const float *params,
+                          const float *state, const char *path, guint *n_tensors, GError **error)
+{
+  g_autoptr (GHashTable) infos = NULL;
+  g_autofree char *tmp = NULL;
+  guint **perm = NULL;
+  gboolean channels_first = FALSE, ok = FALSE;
+  guint count = 0;
+  hid_t f = -1, layers = -1, vars = -1;
+
+  g_return_val_if_fail (model->built, FALSE);
+  infos = kilt_keras_layer_infos (model, keras_json, &channels_first);
+  perm = kilt_keras_feature_orders (model, channels_first, path, error);
+  if (perm == NULL)
+    return FALSE;
+  /* Written beside @path and renamed over it: a failed export leaves no half file. */
+  tmp = g_strdup_printf ("%s.part", path);
+  kilt_keras_h5_lock ();
+  H5Eset_auto2 (H5E_DEFAULT, NULL, NULL);
+  f = H5Fcreate (tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0 || !make_group (f, "layers", &layers) || !make_group (f, "vars", &vars))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "%s: cannot be written", tmp);
+      goto out;
+    }
+  for (guint i = 1; i < kilt_model_n_nodes (model); i++)
+    {
+      KiltNode *node = kilt_model_node (model, i);
+      LayerInfo *li = g_hash_table_lookup (infos, node->name);
+      if (li == NULL)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                       "%s: layer %s is not in the Keras architecture given", path, node->name);
+          goto out;
+        }
+      if (!write_layer (layers, node, li, params, state,
+                        node->n_inputs ? perm[node->inputs[0]] : NULL, &count, error))
+        {
+          if (error && *error == NULL)
+            g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                         "%s: layer %s cannot be written", tmp, node->name);
+          goto out;
+        }
+    }
+  ok = TRUE;
+out:
+  if (vars >= 0)
+    H5Gclose (vars);
+  if (layers >= 0)
+    H5Gclose (layers);
+  if (f >= 0 && H5Fclose (f) < 0 && ok)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "%s: cannot be written", tmp);
+      ok = FALSE;
+    }
+  kilt_keras_h5_unlock ();
+  kilt_keras_free_orders (model, perm);
+  if (ok && g_rename (tmp, path) != 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "%s: cannot be written: %s",
+                   path, g_strerror (errno));
+      ok = FALSE;
+    }
+  if (!ok)
+    g_unlink (tmp);
+  if (ok && n_tensors)
+    *n_tensors = count;
+  return ok;
+}
