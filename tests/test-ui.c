@@ -1303,7 +1303,29 @@ test_resume (void)
   g_assert_cmpint (resumed->id, >, stopped->id);
   g_assert_cmpint (resumed->status, ==, KILT_RUN_FINISHED);
   g_assert_true (resumed->record.config.resume);
-  g_assert_cmpstr (resumed->record.name, ==, stopped->record.name);
+  /* Issue 15, 9: the name links it to the run it goes on from ... */
+  {
+    g_autofree char *want = g_strdup_printf ("%s (resumed from #%" G_GINT64_FORMAT ")",
+                                             stopped->record.name, stopped->id);
+    g_assert_cmpstr (resumed->record.name, ==, want);
+  }
+  /* ... and the Train page drew that run's curves first: training from its first epoch, and
+   * a validation point for every epoch of both runs. */
+  {
+    KiltTrainPage *train = kilt_window_get_train_page (window);
+    gsize n;
+    const double *p
+        = kilt_chart_get_reduced (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LOSS), 0, &n);
+    g_assert_cmpuint (n, >, 0);
+    g_test_message ("the loss curve starts at epoch %.2f; the resumed run at %u", p[0], done);
+    g_assert_cmpfloat (p[0], <, 1.0);
+    g_assert_cmpuint (
+        kilt_chart_get_n_points (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LOSS), 1), ==,
+        20);
+    kilt_window_show_page (window, "train");
+    settle (0.3);
+    screenshot (window_content (), "train-resumed");
+  }
   g_assert_cmpstr (resumed->record.device_id, ==, stopped->record.device_id);
   /* Epochs done+1 to 20 ran; the stopped run's checkpoint is its own still. */
   g_assert_cmpuint (resumed->epochs->len, ==, 20 - done);

@@ -68,13 +68,6 @@ chart_card (KiltTrainPage *self, KiltTrainChart which, KiltChart *c)
   return frame;
 }
 
-static double
-epoch_x (KiltTrainPage *self, const KiltEvent *e)
-{
-  guint spe = self->steps_per_epoch ? self->steps_per_epoch : 1;
-  return (e->epoch ? e->epoch - 1 : 0) + (double)e->step / spe;
-}
-
 static char *
 format_eta (double seconds)
 {
@@ -180,6 +173,75 @@ kilt_train_page_log (KiltTrainPage *self, const char *line)
   gtk_text_buffer_insert (self->log, &end, "\n", 1);
 }
 
+/* A step report on the loss, accuracy, throughput and busy charts. */
+static void
+append_step (KiltTrainPage *self, guint epoch, guint step, double loss, double accuracy,
+             double samples_per_second, double busy_percent)
+{
+  guint spe = self->steps_per_epoch ? self->steps_per_epoch : 1;
+  double x = (epoch ? epoch - 1 : 0) + (double)step / spe;
+  double run_loss = loss, run_accuracy = accuracy;
+
+  /* A step report holds the running means over its epoch so far, which restart at each
+   * epoch: drawn as they are, the curve jumps at every epoch boundary. Drawn instead: the
+   * means over the steps since the previous report of the same epoch. */
+  if (epoch == self->prev_epoch && step > self->prev_step && self->prev_step > 0
+      && isfinite (self->prev_loss))
+    {
+      double n = step, m = self->prev_step;
+      loss = (run_loss * n - self->prev_loss * m) / (n - m);
+      accuracy = (run_accuracy * n - self->prev_accuracy * m) / (n - m);
+    }
+  self->prev_epoch = epoch;
+  self->prev_step = step;
+  self->prev_loss = run_loss;
+  self->prev_accuracy = run_accuracy;
+  kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 0, x, loss);
+  kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 0, x, 100 * CLAMP (accuracy, 0, 1));
+  if (samples_per_second > 0)
+    kilt_chart_append (chart (self, KILT_TRAIN_CHART_THROUGHPUT), 0, x, samples_per_second);
+  if (isfinite (busy_percent) && busy_percent > 0)
+    kilt_chart_append (chart (self, KILT_TRAIN_CHART_BUSY), 0, x, busy_percent);
+}
+
+void
+kilt_train_page_show_history (KiltTrainPage *self, const KiltRun *run)
+{
+  g_autofree char *line = NULL;
+
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  g_return_if_fail (run != NULL);
+  if (run->record.steps_per_epoch)
+    self->steps_per_epoch = run->record.steps_per_epoch;
+  for (guint i = 0; run->steps && i < run->steps->len; i++)
+    {
+      const KiltStepRecord *st = &g_array_index (run->steps, KiltStepRecord, i);
+      append_step (self, st->epoch, st->step, st->loss, st->accuracy, st->samples_per_second, NAN);
+    }
+  for (guint i = 0; i < run->epochs->len; i++)
+    {
+      const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, i);
+      /* Without sampled steps, the epoch's own figures make the training curve. */
+      if (run->steps == NULL || run->steps->len == 0)
+        append_step (self, e->epoch, self->steps_per_epoch ? self->steps_per_epoch : 1,
+                     e->train_loss, e->train_accuracy, e->samples_per_second, e->busy_percent);
+      if (!isnan (e->val_loss))
+        kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 1, e->epoch, e->val_loss);
+      if (!isnan (e->val_accuracy))
+        kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 1, e->epoch,
+                           100 * e->val_accuracy);
+    }
+  line = g_strdup_printf (
+      "info: goes on from run #%" G_GINT64_FORMAT " (%s) after its epoch %u; "
+      "the curves up to there are that run's",
+      run->id, run->record.name,
+      run->epochs->len ? g_array_index (run->epochs, KiltEpochRecord, run->epochs->len - 1).epoch
+                       : 0);
+  kilt_train_page_log (self, line);
+  for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+    kilt_chart_view_update (self->views[i]);
+}
+
 void
 kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double elapsed)
 {
@@ -198,30 +260,8 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
   for (guint i = 0; i < u->steps->len; i++)
     {
       const KiltEvent *e = &g_array_index (u->steps, KiltEvent, i);
-      double x = epoch_x (self, e);
-      double loss = e->loss, accuracy = e->accuracy;
-
-      /* A step report holds the running means over its epoch so far, which restart at each
-       * epoch: drawn as they are, the curve jumps at every epoch boundary. Drawn instead: the
-       * means over the steps since the previous report of the same epoch. */
-      if (e->epoch == self->prev_epoch && e->step > self->prev_step && self->prev_step > 0
-          && isfinite (self->prev_loss))
-        {
-          double n = e->step, m = self->prev_step;
-          loss = (e->loss * n - self->prev_loss * m) / (n - m);
-          accuracy = (e->accuracy * n - self->prev_accuracy * m) / (n - m);
-        }
-      self->prev_epoch = e->epoch;
-      self->prev_step = e->step;
-      self->prev_loss = e->loss;
-      self->prev_accuracy = e->accuracy;
-      kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 0, x, loss);
-      kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 0, x,
-                         100 * CLAMP (accuracy, 0, 1));
-      if (e->samples_per_second > 0)
-        kilt_chart_append (chart (self, KILT_TRAIN_CHART_THROUGHPUT), 0, x, e->samples_per_second);
-      if (isfinite (e->busy_percent) && e->busy_percent > 0)
-        kilt_chart_append (chart (self, KILT_TRAIN_CHART_BUSY), 0, x, e->busy_percent);
+      append_step (self, e->epoch, e->step, e->loss, e->accuracy, e->samples_per_second,
+                   e->busy_percent);
     }
   for (guint i = 0; i < u->epochs->len; i++)
     {

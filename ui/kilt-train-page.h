@@ -5,6 +5,7 @@
 #include <adwaita.h>
 
 #include "kilt-chart.h"
+#include "kilt-run-store.h"
 #include "kilt-session.h"
 
 G_BEGIN_DECLS
@@ -26,6 +27,8 @@ typedef enum
 void kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity);
 /* Applies a coalesced update from the session. */
 void kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *update, double elapsed);
+/* Draws a stored run's curves (a resumed run's parent) before the run that goes on from it. */
+void kilt_train_page_show_history (KiltTrainPage *self, const KiltRun *run);
 void kilt_train_page_set_state (KiltTrainPage *self, gboolean running, gboolean paused);
 /* Shows @message where the person is looking; NULL hides it. */
 void kilt_train_page_show_error (KiltTrainPage *self, const char *message);

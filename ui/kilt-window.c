@@ -454,14 +454,31 @@ start_from_run (KiltWindow *self, gint64 run_id, const char *device_id, gboolean
    * name, going on. */
   if (!resume)
     g_clear_pointer (&config.run_name, g_free);
-  else if (config.run_name == NULL)
-    config.run_name = g_strdup (run->record.name);
+  else
+    {
+      /* Resumed: the name says which run it goes on from (the table and the charts show the
+       * link); a run resumed again names its own parent, not the whole chain. */
+      g_autofree char *base = g_strdup (config.run_name ? config.run_name : run->record.name);
+      char *suffix = strstr (base, " (resumed from #");
+      if (suffix && g_str_has_suffix (suffix, ")"))
+        *suffix = '\0';
+      g_free (config.run_name);
+      config.run_name = g_strdup_printf ("%s (resumed from #%" G_GINT64_FORMAT ")", base, run_id);
+    }
   kilt_session_set_resume_from (self->session, resume ? run->record.config.checkpoint_path : NULL);
   ok = begin_sequence (self, ids, run->record.model_name, run_id, config.epochs, error)
        && kilt_session_start_compare (self->session, ids, run->record.model_json, &spec, NULL,
                                       &config, runs_db_path (self), NULL, error);
   if (!ok)
     self->in_sequence = FALSE;
+  /* The run it goes on from, drawn first: its curves did not start at the resumed epoch. */
+  if (ok && resume)
+    {
+      g_autoptr (GError) steps_error = NULL;
+      if (!kilt_run_store_load_steps (store, run, &steps_error))
+        g_message ("run #%" G_GINT64_FORMAT "'s steps: %s", run_id, steps_error->message);
+      kilt_train_page_show_history (self->train_page, run);
+    }
   kilt_data_spec_clear (&spec);
   kilt_train_config_clear (&config);
   if (ok)
