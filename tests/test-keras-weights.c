@@ -694,6 +694,9 @@ test_truncated (void)
       = { "weights-keras2-cnn.h5", "weights-keras3-cnn.keras", "weights-keras3-cnn.weights.h5" };
   g_autofree char *json = read_text ("weights-keras3-cnn.json");
 
+  /* In this process, not the reader's child: HDF5 refuses cut files without crashing, and so
+   * the sanitizer pass sees Kilt's own reading code on them. */
+  g_setenv ("KILT_HDF5_IN_PROCESS", "1", TRUE);
   for (gsize f = 0; f < G_N_ELEMENTS (files); f++)
     {
       g_autofree char *path = data_file (files[f]);
@@ -708,6 +711,7 @@ test_truncated (void)
           load_damaged (cut_path, json, f < 2, TRUE);
         }
     }
+  g_unsetenv ("KILT_HDF5_IN_PROCESS");
 }
 
 static void
@@ -725,7 +729,10 @@ test_flipped_child (void)
       g_autofree char *data = NULL;
       gsize len = 0;
       g_assert_true (g_file_get_contents (path, &data, &len, NULL));
-      for (guint round = 0; round < 60; round++)
+      /* Fewer under the sanitizers, where libhdf5's own crashes in the reader's child each
+       * print a report and take a second. */
+      guint rounds = g_getenv ("KILT_TEST_SANITIZER") ? 8 : 60;
+      for (guint round = 0; round < rounds; round++)
         {
           g_autofree char *copy = g_memdup2 (data, len);
           g_autofree char *name = g_strdup_printf ("flip-%u-%s", round, files[f]);
@@ -818,7 +825,8 @@ test_bad_archives (void)
     g_clear_error (&error);
   }
   {
-    g_autofree char *path = write_bytes ("random.h5", "PK\x03\x04 and then nothing at all", 30);
+    static const char zip_start[] = "PK\x03\x04 and then nothing at all";
+    g_autofree char *path = write_bytes ("random.h5", zip_start, sizeof zip_start - 1);
     const char *want[] = { "random.h5", NULL };
     g_assert_null (kilt_keras_file_load (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error));
     assert_message (error, want);
