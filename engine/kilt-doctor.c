@@ -127,6 +127,17 @@ doctor_cases (void)
   c = make_check ("SpatialDropout2D 0.5", KILT_LAYER_DROPOUT, (KiltShape){ 3, 4, 5 }, 1);
   c.cfg.dropout_mask = KILT_DROPOUT_CHANNEL;
   g_array_append_val (a, c);
+  c = make_check ("DepthwiseConv2D 3x3 same, stride 2, multiplier 2", KILT_LAYER_DEPTHWISE_CONV2D,
+                  (KiltShape){ 3, 9, 7 }, 1);
+  c.cfg.units = 2;
+  c.cfg.sh = c.cfg.sw = 2;
+  c.cfg.same = TRUE;
+  c.cfg.activation = KILT_ACT_RELU;
+  g_array_append_val (a, c);
+  c = make_check ("DepthwiseConv2D 3x3 valid, dilation 2", KILT_LAYER_DEPTHWISE_CONV2D,
+                  (KiltShape){ 2, 8, 9 }, 1);
+  c.cfg.dil_h = c.cfg.dil_w = 2;
+  g_array_append_val (a, c);
   /* Every element-wise activation the Activation layer computes itself. */
   for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
     {

@@ -29,6 +29,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_RESCALING] = &kilt_rescaling_class,
     [KILT_LAYER_RESHAPE] = &kilt_reshape_class,
     [KILT_LAYER_MULTIPLY] = &kilt_multiply_class,
+    [KILT_LAYER_DEPTHWISE_CONV2D] = &kilt_depthwise_conv2d_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -122,8 +123,12 @@ kilt_layer_config_default (KiltLayerType type)
 {
   KiltLayerConfig c = { 0 };
 
-  c.kh = c.kw = (type == KILT_LAYER_CONV2D) ? 3 : 2;
-  c.sh = c.sw = (type == KILT_LAYER_CONV2D) ? 1 : 0; /* pooling: 0 = the window */
+  gboolean conv = type == KILT_LAYER_CONV2D || type == KILT_LAYER_DEPTHWISE_CONV2D;
+
+  c.kh = c.kw = conv ? 3 : 2;
+  c.sh = c.sw = conv ? 1 : 0; /* pooling: 0 = the window */
+  if (type == KILT_LAYER_DEPTHWISE_CONV2D)
+    c.units = 1; /* depth_multiplier */
   c.use_bias = TRUE;
   c.activation = KILT_ACT_LINEAR;
   c.alpha = 0.3f; /* Keras' LeakyReLU default */

@@ -28,6 +28,7 @@ typedef enum
   KILT_LAYER_RESCALING,
   KILT_LAYER_RESHAPE,
   KILT_LAYER_MULTIPLY,
+  KILT_LAYER_DEPTHWISE_CONV2D,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -85,7 +86,8 @@ kilt_shape_size (const KiltShape *s)
 
 typedef struct
 {
-  guint units;               /* Dense units, Conv2D filters */
+  guint units;               /* Dense units, Conv2D filters, DepthwiseConv2D depth_multiplier */
+  guint dil_h, dil_w;        /* DepthwiseConv2D dilation_rate (0: 1) */
   guint kh, kw;              /* Conv2D kernel; pooling window */
   guint sh, sw;              /* strides (pooling: default = window) */
   gboolean same;             /* padding "same"; FALSE = "valid" */
@@ -261,6 +263,7 @@ extern const KiltLayerClass kilt_cropping2d_class;
 extern const KiltLayerClass kilt_rescaling_class;
 extern const KiltLayerClass kilt_reshape_class;
 extern const KiltLayerClass kilt_multiply_class;
+extern const KiltLayerClass kilt_depthwise_conv2d_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

@@ -34,6 +34,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_RESCALING] = "Rescaling",
   [KILT_LAYER_RESHAPE] = "Reshape",
   [KILT_LAYER_MULTIPLY] = "Multiply",
+  [KILT_LAYER_DEPTHWISE_CONV2D] = "DepthwiseConv2D",
 };
 
 const char *
@@ -83,14 +84,24 @@ typedef enum
   F_MASK = 1 << 20,
   F_GAMMA = 1 << 21,
   F_BETA = 1 << 22,
+  F_DEPTH_MULTIPLIER = 1 << 23,
+  F_DILATION = 1 << 24,
 } Field;
 
 static const char *field_names[] = {
-  "filters",   "units",     "kernel_size", "pool_size", "strides",
-  "padding",   "use_bias",  "activation",  "alpha",     "kernel_initializer",
-  "rate",      "momentum",  "epsilon",     "sides",     "negative_slope",
-  "max_value", "threshold", "scale",       "offset",    "target_shape",
-  "mask",      "gamma",     "beta",
+  "filters",        "units",
+  "kernel_size",    "pool_size",
+  "strides",        "padding",
+  "use_bias",       "activation",
+  "alpha",          "kernel_initializer",
+  "rate",           "momentum",
+  "epsilon",        "sides",
+  "negative_slope", "max_value",
+  "threshold",      "scale",
+  "offset",         "target_shape",
+  "mask",           "gamma",
+  "beta",           "depth_multiplier",
+  "dilation_rate",
 };
 
 /* Allowed fields per type, and the ones a file must give. */
@@ -117,6 +128,9 @@ static const struct
   [KILT_LAYER_RESCALING] = { F_SCALE | F_OFFSET, F_SCALE },
   [KILT_LAYER_RESHAPE] = { F_TARGET_SHAPE, F_TARGET_SHAPE },
   [KILT_LAYER_MULTIPLY] = { 0, 0 },
+  [KILT_LAYER_DEPTHWISE_CONV2D] = { F_DEPTH_MULTIPLIER | F_KERNEL_SIZE | F_STRIDES | F_PADDING
+                                        | F_USE_BIAS | F_ACTIVATION | F_ALPHA | F_INIT | F_DILATION,
+                                    0 },
 };
 
 static int
@@ -258,6 +272,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
     {
       case F_FILTERS:
       case F_UNITS:
+      case F_DEPTH_MULTIPLIER:
         return get_dim (node, w, name, 1, &cfg->units, error);
       case F_KERNEL_SIZE:
       case F_POOL_SIZE:
@@ -333,6 +348,13 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
                  && get_dim (json_array_get_element (a, 1), w, name, 0, &cfg->target.h, error)
                  && get_dim (json_array_get_element (a, 2), w, name, 0, &cfg->target.w, error);
         }
+      case F_DILATION:
+        if (!get_pair (node, w, name, &cfg->dil_h, &cfg->dil_w, error))
+          return FALSE;
+        /* 1 is stored as 0 ("none"), as the importer and the defaults have it. */
+        cfg->dil_h = cfg->dil_h > 1 ? cfg->dil_h : 0;
+        cfg->dil_w = cfg->dil_w > 1 ? cfg->dil_w : 0;
+        return TRUE;
       case F_GAMMA:
       case F_BETA:
         if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
@@ -799,6 +821,10 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
   if ((allowed & F_MASK) && c->dropout_mask != KILT_DROPOUT_ELEMENT)
     g_string_append_printf (s, ", \"mask\": \"%s\"",
                             c->dropout_mask == KILT_DROPOUT_CHANNEL ? "channel" : "sample");
+  if (allowed & F_DEPTH_MULTIPLIER)
+    g_string_append_printf (s, ", \"depth_multiplier\": %u", c->units);
+  if ((allowed & F_DILATION) && (c->dil_h > 1 || c->dil_w > 1))
+    append_pair (s, "dilation_rate", MAX (c->dil_h, 1), MAX (c->dil_w, 1));
   if ((allowed & F_GAMMA) && c->bn_no_scale)
     g_string_append (s, ", \"gamma\": false");
   if ((allowed & F_BETA) && c->bn_no_center)

@@ -403,6 +403,67 @@ test_dropout_masks (void)
     }
 }
 
+static void
+dw_case (const char *label, KiltShape in, guint dm, guint k_h, guint k_w, guint s_h, guint s_w,
+         guint d_h, guint d_w, gboolean same, gboolean bias, KiltActivation act, guint batch,
+         gboolean accumulate)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_DEPTHWISE_CONV2D);
+
+  cfg.units = dm;
+  cfg.kh = k_h;
+  cfg.kw = k_w;
+  cfg.sh = s_h;
+  cfg.sw = s_w;
+  cfg.dil_h = d_h;
+  cfg.dil_w = d_w;
+  cfg.same = same;
+  cfg.use_bias = bias;
+  cfg.activation = act;
+  one_case (label, KILT_LAYER_DEPTHWISE_CONV2D, &cfg, 1, &in, batch, TRUE, accumulate);
+}
+
+static void
+test_depthwise (void)
+{
+  dw_case ("dw 3x3 same", (KiltShape){ 3, 7, 5 }, 1, 3, 3, 1, 1, 0, 0, TRUE, TRUE, KILT_ACT_LINEAR,
+           2, FALSE);
+  dw_case ("dw 3x3 same stride 2, dm 2, relu", (KiltShape){ 4, 9, 8 }, 2, 3, 3, 2, 2, 0, 0, TRUE,
+           TRUE, KILT_ACT_RELU, 3, FALSE);
+  dw_case ("dw 5x5 valid stride (2, 1), no bias", (KiltShape){ 2, 11, 7 }, 1, 5, 5, 2, 1, 0, 0,
+           FALSE, FALSE, KILT_ACT_LINEAR, 2, TRUE);
+  dw_case ("dw (3, 2) dilated (2, 3) same, dm 3, tanh", (KiltShape){ 2, 10, 9 }, 3, 3, 2, 1, 1, 2,
+           3, TRUE, TRUE, KILT_ACT_TANH, 2, FALSE);
+  dw_case ("dw 1x1 dm 4 valid", (KiltShape){ 5, 3, 4 }, 4, 1, 1, 1, 1, 0, 0, FALSE, TRUE,
+           KILT_ACT_LINEAR, 1, TRUE);
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("dw");
+    g_autoptr (GError) error = NULL;
+    KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_DEPTHWISE_CONV2D);
+    guint i = kilt_model_add_input (m, "in", (KiltShape){ 3, 8, 8 });
+    cfg.units = 2;
+    cfg.use_bias = TRUE;
+    i = kilt_model_add (m, KILT_LAYER_DEPTHWISE_CONV2D, "dw", &cfg, 1, &i);
+    g_assert_true (kilt_model_build (m, &error));
+    /* Keras: kh kw C dm + C dm. */
+    g_assert_cmpuint (kilt_model_find (m, "dw")->n_params, ==, 9 * 3 * 2 + 6);
+    g_assert_cmpuint (kilt_model_find (m, "dw")->out_shape.c, ==, 6);
+  }
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("dw");
+    g_autoptr (GError) error = NULL;
+    KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_DEPTHWISE_CONV2D);
+    guint i = kilt_model_add_input (m, "in", (KiltShape){ 3, 4, 4 });
+    cfg.kh = cfg.kw = 3;
+    cfg.dil_h = cfg.dil_w = 2;
+    kilt_model_add (m, KILT_LAYER_DEPTHWISE_CONV2D, "dw", &cfg, 1, &i);
+    g_assert_false (kilt_model_build (m, &error));
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "layer dw (DepthwiseConv2D): a 3x3 kernel "
+                                              "(dilation 2x2, strides 1x1) does not fit a 4x4"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -418,5 +479,6 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/reshape", test_reshape);
   g_test_add_func ("/layers-shape/multiply", test_multiply);
   g_test_add_func ("/layers-shape/dropout-masks", test_dropout_masks);
+  g_test_add_func ("/layers-shape/depthwise", test_depthwise);
   return g_test_run ();
 }

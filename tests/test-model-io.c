@@ -307,12 +307,26 @@ test_round_trip_new_layers (void)
     g = kilt_model_add (m, KILT_LAYER_GLOBAL_AVG_POOL2D, "squeeze", NULL, 1, &x);
     sh.target = (KiltShape){ 0, 1, 1 };
     g = kilt_model_add (m, KILT_LAYER_RESHAPE, "back", &sh, 1, &g);
-    kilt_model_add (m, KILT_LAYER_MULTIPLY, "excite", NULL, 2, (guint[]){ g, x });
+    x = kilt_model_add (m, KILT_LAYER_MULTIPLY, "excite", NULL, 2, (guint[]){ g, x });
+    {
+      KiltLayerConfig dw = kilt_layer_config_default (KILT_LAYER_DEPTHWISE_CONV2D);
+      dw.units = 3;
+      dw.kh = 3;
+      dw.kw = 2;
+      dw.dil_h = 2;
+      dw.same = TRUE;
+      dw.use_bias = FALSE;
+      dw.activation = KILT_ACT_LEAKY_RELU;
+      dw.alpha = 0.125f;
+      dw.init = KILT_INIT_HE_NORMAL;
+      x = kilt_model_add (m, KILT_LAYER_DEPTHWISE_CONV2D, "dw", &dw, 1, &x);
+    }
   }
   g_assert_true (kilt_model_build (m, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (kilt_model_output (m)->out_shape.h, ==, 6);
   g_assert_cmpuint (kilt_model_output (m)->out_shape.w, ==, 9);
+  g_assert_cmpuint (kilt_model_output (m)->out_shape.c, ==, 6);
   g_assert_cmpuint (kilt_model_find (m, "back")->out_shape.c, ==, 2);
   round_trip (m);
 }

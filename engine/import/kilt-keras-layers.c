@@ -19,6 +19,14 @@ gboolean
 keras_add_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg, guint n_inputs,
                 const guint *inputs, guint rank, GError **error)
 {
+  return keras_add_node_as (imp, NULL, type, cfg, n_inputs, inputs, rank, error);
+}
+
+gboolean
+keras_add_node_as (Import *imp, const char *suffix, KiltLayerType type, const KiltLayerConfig *cfg,
+                   guint n_inputs, const guint *inputs, guint rank, GError **error)
+{
+  g_autofree char *name = suffix ? g_strdup_printf ("%s/%s", imp->cur->name, suffix) : NULL;
   guint index;
 
   if (kilt_layer_class_get (type) == NULL)
@@ -27,12 +35,13 @@ keras_add_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg, gui
                        kilt_layer_type_name (type));
       return FALSE;
     }
-  if (kilt_model_find (imp->model, imp->cur->name))
+  if (kilt_model_find (imp->model, name ? name : imp->cur->name))
     {
-      keras_set_error (error, imp, "the name is used by another layer; names must be unique");
+      keras_set_error (error, imp, "the name %s is used by another layer; names must be unique",
+                       name ? name : imp->cur->name);
       return FALSE;
     }
-  index = kilt_model_add (imp->model, type, imp->cur->name, cfg, n_inputs, inputs);
+  index = kilt_model_add (imp->model, type, name ? name : imp->cur->name, cfg, n_inputs, inputs);
   g_array_append_val (imp->rank, rank);
   g_hash_table_insert (imp->node_of, (gpointer)imp->cur->name, GUINT_TO_POINTER (index + 1));
   return TRUE;
@@ -106,6 +115,62 @@ convert_conv (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error
       return FALSE;
     }
   keras_note_weight_options (imp, c, "kernel", &cfg->init);
+  keras_note_weight_options (imp, c, "bias", NULL);
+  return TRUE;
+}
+
+/* DepthwiseConv2D, and SeparableConv2D's depthwise half (call->filters its pointwise's). */
+static gboolean
+convert_depthwise (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  gboolean separable = g_str_equal (call->cls, "SeparableConv2D");
+  guint dh = 1, dw = 1;
+
+  if (call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image input (height, width, channels)");
+      return FALSE;
+    }
+  if (separable
+      && (keras_member (c, "filters") == NULL
+          || !keras_get_int (imp, keras_member (c, "filters"), "filters", 1, &call->filters,
+                             error)))
+    {
+      if (error && *error == NULL)
+        keras_set_error (error, imp, "expected filters");
+      return FALSE;
+    }
+  if (keras_member (c, "depth_multiplier")
+      && !keras_get_int (imp, keras_member (c, "depth_multiplier"), "depth_multiplier", 1,
+                         &cfg->units, error))
+    return FALSE;
+  if (!keras_get_pair (imp, c, "kernel_size", &cfg->kh, &cfg->kw, error)
+      || !keras_get_pair (imp, c, "strides", &cfg->sh, &cfg->sw, error)
+      || !keras_get_pair (imp, c, "dilation_rate", &dh, &dw, error)
+      || !keras_get_padding (imp, c, &cfg->same, error)
+      || !keras_get_activation (imp, c, cfg, error)
+      || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error)
+      || !keras_check_data_format (imp, c, error))
+    return FALSE;
+  if (keras_member (c, "kernel_size") == NULL)
+    {
+      keras_set_error (error, imp, "expected kernel_size");
+      return FALSE;
+    }
+  if (cfg->activation == KILT_ACT_SOFTMAX)
+    {
+      keras_set_error (error, imp, "activation softmax inside %s is not supported", call->cls);
+      return FALSE;
+    }
+  cfg->dil_h = dh > 1 ? dh : 0;
+  cfg->dil_w = dw > 1 ? dw : 0;
+  keras_note_weight_options (imp, c, "depthwise", &cfg->init);
+  if (separable)
+    {
+      KiltInit pointwise = cfg->init; /* the pointwise Conv2D takes the depthwise's */
+      keras_note_weight_options (imp, c, "pointwise", &pointwise);
+    }
   keras_note_weight_options (imp, c, "bias", NULL);
   return TRUE;
 }
@@ -550,17 +615,18 @@ typedef struct
   KiltLayerType type;
   gboolean many_inputs; /* merge layers; the rest take one input */
   gboolean (*convert) (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error);
+  gboolean alias; /* another spelling of the row above: left out of the list of layers */
 } Converter;
 
 static const Converter converters[] = {
   { "Conv2D", KILT_LAYER_CONV2D, FALSE, convert_conv },
   { "Dense", KILT_LAYER_DENSE, FALSE, convert_dense },
   { "MaxPooling2D", KILT_LAYER_MAX_POOL2D, FALSE, convert_pool },
-  { "MaxPool2D", KILT_LAYER_MAX_POOL2D, FALSE, convert_pool },
+  { "MaxPool2D", KILT_LAYER_MAX_POOL2D, FALSE, convert_pool, TRUE },
   { "AveragePooling2D", KILT_LAYER_AVG_POOL2D, FALSE, convert_pool },
-  { "AvgPool2D", KILT_LAYER_AVG_POOL2D, FALSE, convert_pool },
+  { "AvgPool2D", KILT_LAYER_AVG_POOL2D, FALSE, convert_pool, TRUE },
   { "GlobalAveragePooling2D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_avg_pool },
-  { "GlobalAvgPool2D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_avg_pool },
+  { "GlobalAvgPool2D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_avg_pool, TRUE },
   { "Activation", KILT_LAYER_ACTIVATION, FALSE, convert_activation },
   { "ReLU", KILT_LAYER_ACTIVATION, FALSE, convert_relu },
   { "LeakyReLU", KILT_LAYER_ACTIVATION, FALSE, convert_leaky_relu },
@@ -577,6 +643,9 @@ static const Converter converters[] = {
   { "Rescaling", KILT_LAYER_RESCALING, FALSE, convert_rescaling },
   { "Reshape", KILT_LAYER_RESHAPE, FALSE, convert_reshape },
   { "Multiply", KILT_LAYER_MULTIPLY, TRUE, convert_multiply },
+  { "DepthwiseConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
+  { "SeparableConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
+  { "SeparableConvolution2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise, TRUE },
 };
 
 /* "InputLayer, Conv2D, ..., Add and Concatenate", from the table (aliases left out). */
@@ -584,18 +653,36 @@ static char *
 supported_layers (void)
 {
   GString *s = g_string_new ("InputLayer");
-  guint n = G_N_ELEMENTS (converters);
+  guint n = G_N_ELEMENTS (converters), last = 0;
+
+  for (guint i = 0; i < n; i++)
+    if (!converters[i].alias)
+      last = i;
 
   for (guint i = 0; i < n; i++)
     {
-      gboolean alias = FALSE;
-      for (guint j = 0; j < i; j++)
-        alias |= converters[j].type == converters[i].type
-                 && converters[j].convert == converters[i].convert;
-      if (!alias)
-        g_string_append_printf (s, i == n - 1 ? " and %s" : ", %s", converters[i].keras_class);
+      if (!converters[i].alias)
+        g_string_append_printf (s, i == last ? " and %s" : ", %s", converters[i].keras_class);
     }
   return g_string_free (s, FALSE);
+}
+
+/* Conv2D, Dense and DepthwiseConv2D apply only activations whose gradient follows from their
+ * output; any other becomes an Activation node after them ("LAYER/activation"). */
+static gboolean
+add_with_activation (Import *imp, KiltLayerType type, KiltLayerConfig *cfg, guint n_inputs,
+                     const guint *inputs, guint rank, GError **error)
+{
+  KiltLayerConfig act = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
+
+  if ((type != KILT_LAYER_CONV2D && type != KILT_LAYER_DENSE && type != KILT_LAYER_DEPTHWISE_CONV2D)
+      || kilt_layer_config_act_fusable (cfg))
+    return keras_add_node (imp, type, cfg, n_inputs, inputs, rank, error);
+  act.activation = cfg->activation;
+  act.alpha = cfg->alpha;
+  cfg->activation = KILT_ACT_LINEAR;
+  return keras_add_node (imp, type, cfg, n_inputs, inputs, rank, error)
+         && keras_add_extra_node (imp, KILT_LAYER_ACTIVATION, &act, "activation", error);
 }
 
 gboolean
@@ -647,17 +734,24 @@ keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *i
       keras_set_error (error, imp, "takes one input, got %u", n_inputs);
       return FALSE;
     }
-  /* Conv2D and Dense apply only activations whose gradient follows from their output; any
-   * other becomes an Activation node after them ("LAYER/activation"). */
-  if ((conv->type == KILT_LAYER_CONV2D || conv->type == KILT_LAYER_DENSE)
-      && !kilt_layer_config_act_fusable (&cfg))
+  /* SeparableConv2D: a DepthwiseConv2D without bias ("LAYER/depthwise"), then the pointwise
+   * 1x1 Conv2D under the layer's name with its filters, bias and activation. */
+  if (g_str_equal (cls, "SeparableConv2D"))
     {
-      KiltLayerConfig act = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
-      act.activation = cfg.activation;
-      act.alpha = cfg.alpha;
+      KiltLayerConfig point = kilt_layer_config_default (KILT_LAYER_CONV2D);
+      guint dw_index = kilt_model_n_nodes (imp->model);
+      point.units = call.filters;
+      point.kh = point.kw = 1;
+      point.use_bias = cfg.use_bias;
+      point.activation = cfg.activation;
+      point.alpha = cfg.alpha;
+      point.init = cfg.init;
+      cfg.use_bias = FALSE;
       cfg.activation = KILT_ACT_LINEAR;
-      return keras_add_node (imp, conv->type, &cfg, n_inputs, inputs, call.rank, error)
-             && keras_add_extra_node (imp, KILT_LAYER_ACTIVATION, &act, "activation", error);
+      if (!keras_add_node_as (imp, "depthwise", KILT_LAYER_DEPTHWISE_CONV2D, &cfg, n_inputs, inputs,
+                              call.rank, error))
+        return FALSE;
+      return add_with_activation (imp, KILT_LAYER_CONV2D, &point, 1, &dw_index, call.rank, error);
     }
-  return keras_add_node (imp, conv->type, &cfg, n_inputs, inputs, call.rank, error);
+  return add_with_activation (imp, conv->type, &cfg, n_inputs, inputs, call.rank, error);
 }

@@ -82,6 +82,10 @@ gboolean keras_get_axis (Import *imp, JsonObject *cfg, const char *key, gint64 d
 guint keras_node_rank (const Import *imp, guint node);
 gboolean keras_add_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg,
                          guint n_inputs, const guint *inputs, guint rank, GError **error);
+/* The same, named "LAYER/@suffix" (@suffix NULL: the layer's name). */
+gboolean keras_add_node_as (Import *imp, const char *suffix, KiltLayerType type,
+                            const KiltLayerConfig *cfg, guint n_inputs, const guint *inputs,
+                            guint rank, GError **error);
 /* A further node for the same Keras layer, named "LAYER/@suffix" (Keras names hold no '/'),
  * reading the layer's last node; the layer's name then stands for it. */
 gboolean keras_add_extra_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cfg,
@@ -96,6 +100,7 @@ typedef struct
   guint n_inputs;
   const guint *inputs;
   guint rank;
+  guint filters; /* SeparableConv2D's pointwise filters */
 } KerasCall;
 
 /* Adds the Kilt node(s) for one Keras layer @e reading @inputs (Kilt node indices), through

@@ -129,7 +129,7 @@ def build_all(K, layers, keras3):
     m = K.Sequential()
     m.add(inp((28, 28, 1)))
     m.add(layers.Conv2D(8, 3, activation="relu"))
-    m.add(layers.SeparableConv2D(16, 3, name="sep_conv"))
+    m.add(layers.Conv2DTranspose(16, 3, name="deconv"))
     m.add(layers.Flatten())
     m.add(layers.Dense(10, activation="softmax"))
     models["unsupported_layer"] = m
@@ -200,6 +200,21 @@ def build_all(K, layers, keras3):
     x = layers.Reshape((8,), name="head_flat")(x)
     x = layers.Dense(3, activation="softmax", name="head")(x)
     models["blocks"] = K.Model(x_in, x, name="blocks")
+
+    # DepthwiseConv2D (depth_multiplier, strides, dilation) and SeparableConv2D, as MobileNet,
+    # Xception and EfficientNet use them, at odd sizes.
+    m = K.Sequential()
+    m.add(inp((17, 15, 5)))
+    m.add(layers.DepthwiseConv2D(3, depth_multiplier=2, strides=2, padding="same",
+                                 activation="relu", name="dw_stride"))
+    m.add(layers.DepthwiseConv2D((3, 2), dilation_rate=2, use_bias=False, name="dw_dilated"))
+    m.add(layers.DepthwiseConv2D(1, activation="relu6", name="dw_relu6"))
+    m.add(layers.SeparableConv2D(6, 3, padding="same", activation="swish", name="sep"))
+    m.add(layers.SeparableConv2D(4, (2, 3), strides=2, depth_multiplier=3, use_bias=False,
+                                 name="sep_stride"))
+    m.add(layers.Flatten())
+    m.add(layers.Dense(3, activation="softmax"))
+    models["separable"] = m
     return models
 
 
