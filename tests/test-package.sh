@@ -56,7 +56,8 @@ deb=$(ls "$tmp"/out/kilt_*.deb)
 rm -rf "$tmp/src"
 echo "# built $(basename "$deb"), $(du -k "$deb" | cut -f1) KiB"
 dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/^ */#   depends: /'
-for need in libgtk-4-1 libadwaita-1-0 libclblast1 ocl-icd-libopencl1; do
+# libhdf5 and libzip: Keras weights (.h5, .weights.h5, .keras).
+for need in libgtk-4-1 libadwaita-1-0 libclblast1 ocl-icd-libopencl1 libhdf5-103 libzip4; do
   dpkg-deb -f "$deb" Depends | grep -q "$need" || fail "Depends lacks $need"
 done
 dpkg-deb -f "$deb" Recommends | grep -q 'pocl-opencl-icd | opencl-icd' ||
