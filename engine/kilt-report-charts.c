@@ -413,20 +413,72 @@ pdf_text (Pdf *p, const char *text, double size, gboolean bold)
   cairo_show_text (p->cr, text);
 }
 
-/* A table in columns sized to their widest cell, shrunk to fit the page width. */
+/* The PDF's table text: 8 pt, never shrunk (a wide table was once scaled to about 3 pt). */
+#define TABLE_SIZE  8.0
+#define TABLE_GAP   10.0
+#define TABLE_WIDTH (PAGE_W - 2 * MARGIN)
+
+/* @text shortened with "…" until it is at most @max_width wide in the current font. */
+static char *
+pdf_fit (cairo_t *cr, const char *text, double max_width)
+{
+  cairo_text_extents_t e;
+  glong n = g_utf8_strlen (text, -1);
+
+  cairo_text_extents (cr, text, &e);
+  if (e.x_advance <= max_width)
+    return g_strdup (text);
+  while (n-- > 1)
+    {
+      g_autofree char *head = g_utf8_substring (text, 0, n);
+      char *s = g_strconcat (head, "…", NULL);
+      cairo_text_extents (cr, s, &e);
+      if (e.x_advance <= max_width)
+        return s;
+      g_free (s);
+    }
+  return g_strdup ("…");
+}
+
+static void
+pdf_row (Pdf *p, GPtrArray *row, const guint *cols, guint n_cols, const double *w, gboolean bold)
+{
+  double x = MARGIN;
+
+  p->y += TABLE_SIZE * 1.5;
+  cairo_select_font_face (p->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
+                          bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size (p->cr, TABLE_SIZE);
+  for (guint k = 0; k < n_cols; k++)
+    {
+      guint c = cols[k];
+      if (c < row->len && row->pdata[c])
+        {
+          g_autofree char *text = pdf_fit (p->cr, row->pdata[c], w[c]);
+          cairo_move_to (p->cr, x, p->y);
+          cairo_show_text (p->cr, text);
+        }
+      x += w[c] + TABLE_GAP;
+    }
+}
+
+/* A table at a readable size: columns as wide as their widest cell (a cell wider than the
+ * page is shortened with "…"); when they do not all fit across the page, the first column
+ * (the run or the layer) is repeated with as many of the others as fit, group after group.
+ * A table that goes on over a page break repeats its title and header row there. */
 static void
 pdf_table (Pdf *p, KiltReportTable *t)
 {
   guint n = t->header->len;
   g_autofree double *w = g_new0 (double, n);
-  double total = 0, size = 8, scale;
+  g_autofree guint *cols = g_new0 (guint, n);
   cairo_text_extents_t ext;
+  guint next = 1;
 
-  pdf_text (p, t->title, 12, TRUE);
-  if (t->note)
-    pdf_text (p, t->note, 7, FALSE);
+  if (n == 0)
+    return;
+  cairo_set_font_size (p->cr, TABLE_SIZE);
   cairo_select_font_face (p->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_BOLD);
-  cairo_set_font_size (p->cr, size);
   for (guint c = 0; c < n; c++)
     {
       cairo_text_extents (p->cr, t->header->pdata[c], &ext);
@@ -437,34 +489,58 @@ pdf_table (Pdf *p, KiltReportTable *t)
     {
       GPtrArray *row = t->rows->pdata[r];
       for (guint c = 0; c < n && c < row->len; c++)
-        {
-          cairo_text_extents (p->cr, row->pdata[c], &ext);
-          w[c] = MAX (w[c], ext.x_advance);
-        }
+        if (row->pdata[c])
+          {
+            cairo_text_extents (p->cr, row->pdata[c], &ext);
+            w[c] = MAX (w[c], ext.x_advance);
+          }
     }
-  for (guint c = 0; c < n; c++)
-    total += w[c] + 10;
-  scale = MIN (1.0, (PAGE_W - 2 * MARGIN) / total);
-  size *= scale;
+  /* The first column takes at most a third of the page, the others what is left beside it. */
+  w[0] = MIN (w[0], TABLE_WIDTH / 3);
+  for (guint c = 1; c < n; c++)
+    w[c] = MIN (w[c], TABLE_WIDTH - w[0] - 2 * TABLE_GAP);
 
-  for (guint r = 0; r <= t->rows->len; r++)
+  do
     {
-      GPtrArray *row = r == 0 ? t->header : t->rows->pdata[r - 1];
-      double x = MARGIN;
-      if (p->y + size * 1.5 > PAGE_H - MARGIN)
-        pdf_new_page (p);
-      p->y += size * 1.5;
-      cairo_select_font_face (p->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
-                              r == 0 ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
-      cairo_set_font_size (p->cr, size);
-      for (guint c = 0; c < n && c < row->len; c++)
+      guint n_cols = 1;
+      double used = w[0] + TABLE_GAP;
+      gboolean continued = next > 1;
+
+      cols[0] = 0;
+      while (next < n && (n_cols == 1 || used + w[next] <= TABLE_WIDTH))
         {
-          cairo_move_to (p->cr, x, p->y);
-          cairo_show_text (p->cr, row->pdata[c]);
-          x += (w[c] + 10) * scale;
+          used += w[next] + TABLE_GAP;
+          cols[n_cols++] = next++;
         }
+      /* The title, the note and a header row and one row stay together on a page. */
+      if (p->y + 12 * 1.4 + 2 * TABLE_SIZE * 1.5 + (t->note ? 7 * 1.4 : 0) > PAGE_H - MARGIN)
+        pdf_new_page (p);
+      if (continued)
+        {
+          g_autofree char *title = g_strdup_printf ("%s (more columns)", t->title);
+          pdf_text (p, title, 12, TRUE);
+        }
+      else
+        {
+          pdf_text (p, t->title, 12, TRUE);
+          if (t->note)
+            pdf_text (p, t->note, 7, FALSE);
+        }
+      pdf_row (p, t->header, cols, n_cols, w, TRUE);
+      for (guint r = 0; r < t->rows->len; r++)
+        {
+          if (p->y + TABLE_SIZE * 1.5 > PAGE_H - MARGIN)
+            {
+              g_autofree char *title = g_strdup_printf ("%s (continued)", t->title);
+              pdf_new_page (p);
+              pdf_text (p, title, 12, TRUE);
+              pdf_row (p, t->header, cols, n_cols, w, TRUE);
+            }
+          pdf_row (p, t->rows->pdata[r], cols, n_cols, w, FALSE);
+        }
+      p->y += 10;
     }
-  p->y += 10;
+  while (next < n);
 }
 
 GBytes *

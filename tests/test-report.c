@@ -443,6 +443,132 @@ test_pdf (Fixture *f, gconstpointer data)
                   count_files (f->dir, "page"));
 }
 
+/* The words pdftotext finds on each page of @pdf: a GPtrArray per page of "height text". */
+static GPtrArray *
+pdf_words (const char *pdf, const char *dir)
+{
+  g_autofree char *pdftotext = g_find_program_in_path ("pdftotext");
+  g_autofree char *html_path = g_build_filename (dir, "words.html", NULL);
+  g_autofree char *html = NULL;
+  const char *argv[] = { pdftotext, "-bbox", pdf, html_path, NULL };
+  g_autoptr (GError) error = NULL;
+  GPtrArray *pages = g_ptr_array_new_with_free_func ((GDestroyNotify)g_ptr_array_unref);
+  int status = -1;
+  char **parts;
+
+  if (pdftotext == NULL)
+    return pages;
+  g_assert_true (g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_STDERR_TO_DEV_NULL, NULL, NULL,
+                               NULL, NULL, &status, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_spawn_check_wait_status (status, &error));
+  g_assert_true (g_file_get_contents (html_path, &html, NULL, NULL));
+  parts = g_strsplit (html, "<page ", -1);
+  for (guint i = 1; parts[i]; i++)
+    {
+      GPtrArray *words = g_ptr_array_new_with_free_func (g_free);
+      const char *at = parts[i];
+      while ((at = strstr (at, "<word ")))
+        {
+          const char *ymin = strstr (at, "yMin=\""), *ymax = strstr (at, "yMax=\"");
+          const char *text = strchr (at, '>');
+          const char *end = text ? strstr (text, "</word>") : NULL;
+          if (!ymin || !ymax || !end)
+            break;
+          {
+            double h = g_ascii_strtod (ymax + 6, NULL) - g_ascii_strtod (ymin + 6, NULL);
+            g_autofree char *word = g_strndup (text + 1, end - text - 1);
+            g_ptr_array_add (words, g_strdup_printf ("%.2f %s", h, word));
+          }
+          at = end;
+        }
+      g_ptr_array_add (pages, words);
+    }
+  g_strfreev (parts);
+  return pages;
+}
+
+static gboolean
+page_has_word (GPtrArray *words, const char *prefix, double *height)
+{
+  for (guint k = 0; k < words->len; k++)
+    {
+      const char *w = strchr (words->pdata[k], ' ') + 1;
+      if (g_str_has_prefix (w, prefix))
+        {
+          if (height)
+            *height = g_ascii_strtod (words->pdata[k], NULL);
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+/* Issue 15, 10: the PDF's tables stay readable, and one that goes over a page break repeats
+ * its header row there. The device table had been shrunk to about 3 pt to fit the width. */
+static void
+test_pdf_tables (Fixture *f, gconstpointer data)
+{
+  KiltReportOptions o = { .runs = f->runs };
+  g_autofree char *path = g_build_filename (f->dir, "tables.pdf", NULL);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) pages = NULL;
+  KiltRun *run = f->runs->pdata[0];
+  guint layer_pages = 0;
+  double smallest = INFINITY;
+
+  /* Long software names, and a deep model's 150 layers. */
+  for (guint i = 0; i < f->runs->len; i++)
+    {
+      KiltRun *r = f->runs->pdata[i];
+      g_free (r->record.platform_name);
+      r->record.platform_name
+          = g_strdup ("Portable Computing Language OpenCL 3.0 PoCL 3.1+debian Linux, None+Asserts, "
+                      "RELOC, SPIR, LLVM 15.0.6, SLEEF, DISTRO, POCL_DEBUG");
+      g_free (r->record.device_name);
+      r->record.device_name = g_strdup_printf ("pthread-skylake-avx512-AMD EPYC 7B13 %u", i);
+    }
+  for (guint k = 0; k < 150; k++)
+    {
+      KiltLayerTiming t = { .layer = g_strdup_printf ("layer_%03u", k),
+                            .type = g_strdup ("conv2d"),
+                            .forward_ms = 1,
+                            .backward_ms = 2,
+                            .update_ms = 0.5 };
+      g_array_append_val (run->layer_timings, t);
+    }
+  g_assert_true (kilt_report_write (&o, KILT_REPORT_PDF, path, &error));
+  g_assert_no_error (error);
+  pages = pdf_words (path, f->dir);
+  if (pages->len == 0)
+    {
+      g_test_skip ("pdftotext (poppler-utils) is not installed");
+      return;
+    }
+  for (guint p = 0; p < pages->len; p++)
+    {
+      GPtrArray *words = pages->pdata[p];
+      double h;
+      /* The per-layer chart's page names layers on its axis: only the tables count. */
+      if (page_has_word (words, "(in", NULL))
+        continue;
+      if (page_has_word (words, "layer_", NULL))
+        {
+          layer_pages++;
+          /* The per-layer table's header row on every page it takes. */
+          g_assert_true (page_has_word (words, "Layer", NULL));
+        }
+      if (page_has_word (words, "pthread-skylake", &h))
+        smallest = MIN (smallest, h);
+      if (page_has_word (words, "vendor", &h))
+        smallest = MIN (smallest, h);
+    }
+  g_test_message ("%u pages, the per-layer table on %u; device table text %.1f pt high", pages->len,
+                  layer_pages, smallest);
+  g_assert_cmpuint (layer_pages, >=, 2);
+  g_assert_cmpfloat (smallest, >=, 6.0);
+}
+
 static void
 test_chart_files (Fixture *f, gconstpointer data)
 {
@@ -712,6 +838,7 @@ main (int argc, char **argv)
   ADD ("csv", test_csv);
   ADD ("markdown-html", test_markdown_html);
   ADD ("pdf", test_pdf);
+  ADD ("pdf-tables", test_pdf_tables);
   ADD ("chart-files", test_chart_files);
   ADD ("atomic", test_atomic);
   ADD ("cli", test_cli);
