@@ -13,6 +13,7 @@
 #include "kilt-trainer.h"
 
 #include <glib/gstdio.h>
+#include <hdf5.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
@@ -846,6 +847,94 @@ test_bad_archives (void)
   }
 }
 
+/* Files that claim more than they hold: a variable of 10^9 x 10^9 floats (HDF5 allocates
+ * nothing for it, and neither may Kilt: its shape is compared first), a layer list far longer
+ * than the model's, and a config.json that unpacks past the 64 MiB cap. */
+static void
+test_oversized (void)
+{
+  g_autofree char *json = read_text ("weights-keras3-mlp.json");
+  g_autofree char *huge = tmp_path ("huge.weights.h5");
+  g_autofree char *many = tmp_path ("many.h5");
+  g_autoptr (GError) error = NULL;
+  KiltModel *m;
+  hid_t f, g, space, d;
+  hsize_t dims[2] = { 1000000000, 1000000000 };
+
+  f = H5Fcreate (huge, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  g_assert_cmpint (f, >=, 0);
+  {
+    hid_t lcpl = H5Pcreate (H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group (lcpl, 1);
+    g = H5Gcreate2 (f, "layers/dense/vars", lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    H5Pclose (lcpl);
+  }
+  g_assert_cmpint (g, >=, 0);
+  space = H5Screate_simple (2, dims, NULL);
+  d = H5Dcreate2 (g, "0", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  g_assert_cmpint (d, >=, 0);
+  H5Dclose (d);
+  H5Sclose (space);
+  /* The bias, so that the count is right and the kernel's shape is what is refused. */
+  space = H5Screate_simple (1, (hsize_t[]){ 16 }, NULL);
+  d = H5Dcreate2 (g, "1", H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  H5Dclose (d);
+  H5Sclose (space);
+  H5Gclose (g);
+  H5Fclose (f);
+  m = model_from_json (json);
+  g_assert_false (kilt_keras_file_load_weights (m, json, huge, &error));
+  {
+    const char *want[]
+        = { "huge.weights.h5", "hidden1", "(1000000000,1000000000)", "(20,16)", NULL };
+    assert_message (error, want);
+  }
+  g_clear_error (&error);
+
+  /* 5,000 names in layer_names (an attribute holds 64 KiB), for a model of a few layers. */
+  {
+    hid_t type = H5Tcopy (H5T_C_S1), attr;
+    hsize_t n = 5000;
+    g_autofree char *names = g_malloc0 (n * 8);
+    for (hsize_t i = 0; i < n; i++)
+      g_snprintf (names + i * 8, 8, "l%" G_GUINT64_FORMAT, (guint64)i);
+    H5Tset_size (type, 8);
+    f = H5Fcreate (many, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    space = H5Screate_simple (1, &n, NULL);
+    attr = H5Acreate2 (f, "layer_names", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint (H5Awrite (attr, type, names), >=, 0);
+    H5Aclose (attr);
+    H5Sclose (space);
+    H5Tclose (type);
+    H5Fclose (f);
+    g_assert_false (kilt_keras_file_load_weights (m, json, many, &error));
+    const char *want[] = { "many.h5", "layer_names", "5000", NULL };
+    assert_message (error, want);
+    g_clear_error (&error);
+  }
+  kilt_model_free (m);
+
+  /* config.json of 65 MiB of spaces: refused from the archive's declared size. */
+  {
+    gsize big = ((gsize)65 << 20);
+    g_autofree char *spaces = g_malloc (big + 1);
+    g_autofree char *path = tmp_path ("big-config.keras");
+    int err = 0;
+    zip_t *z;
+    memset (spaces, ' ', big);
+    spaces[big] = '\0';
+    z = zip_open (path, ZIP_CREATE | ZIP_TRUNCATE, &err);
+    g_assert_nonnull (z);
+    g_assert_cmpint (
+        zip_file_add (z, "config.json", zip_source_buffer (z, spaces, big, 0), ZIP_FL_OVERWRITE),
+        >=, 0);
+    g_assert_cmpint (zip_close (z), ==, 0);
+    g_assert_null (kilt_keras_file_load (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error));
+    const char *want[] = { "big-config.keras", "config.json", "at most", NULL };
+    assert_message (error, want);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -878,6 +967,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/truncated", test_truncated);
   g_test_add_func ("/keras-weights/flipped", test_flipped);
   g_test_add_func ("/keras-weights/bad-archives", test_bad_archives);
+  g_test_add_func ("/keras-weights/oversized", test_oversized);
   rc = g_test_run ();
   kilt_test_context_close ();
   return rc;
