@@ -350,6 +350,17 @@ test_separable_files (void)
     }
 }
 
+/* keras.applications.MobileNetV2 (weights=None, 32x32, 10 classes) from both generations:
+ * Keras' 2,270,794 parameters and every one of its layers' output shapes and counts. */
+static void
+test_application_files (void)
+{
+  if (!have_all_layers ())
+    return;
+  check_file ("keras2-app-mobilenetv2");
+  check_file ("keras3-app-mobilenetv2");
+}
+
 static void
 expect_file_error (const char *file, const char *layer, const char *option)
 {
@@ -812,6 +823,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/activation-files", test_activation_files);
   g_test_add_func ("/keras/block-files", test_block_files);
   g_test_add_func ("/keras/separable-files", test_separable_files);
+  g_test_add_func ("/keras/application-files", test_application_files);
   g_test_add_func ("/keras/errors", test_errors);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);

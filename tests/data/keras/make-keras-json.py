@@ -215,6 +215,11 @@ def build_all(K, layers, keras3):
     m.add(layers.Flatten())
     m.add(layers.Dense(3, activation="softmax"))
     models["separable"] = m
+
+    # A whole application, weights=None at a small input (issue 11: every one must import
+    # with Keras' counts and shapes; this one is committed, the others are checked by hand).
+    models["app-mobilenetv2"] = K.applications.MobileNetV2(
+        weights=None, input_shape=(32, 32, 3), classes=10)
     return models
 
 
