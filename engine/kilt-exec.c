@@ -245,8 +245,8 @@ kilt_executor_forward (KiltExecutor *exec, gboolean training, GError **error)
       if (node->fused)
         continue;
       exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_FORWARD);
-      if (!node->klass->forward (node, &exec->ex, error))
       kilt_breadcrumb_layer (node->name, training ? KILT_CRUMB_FORWARD : KILT_CRUMB_INFERENCE);
+      if (!node->klass->forward (node, &exec->ex, error))
         return FALSE;
     }
   return TRUE;
@@ -262,8 +262,8 @@ kilt_executor_backward (KiltExecutor *exec, GError **error)
       if (node->fused)
         continue;
       exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
-      if (node->klass->backward && !node->klass->backward (node, &exec->ex, error))
       kilt_breadcrumb_layer (node->name, KILT_CRUMB_BACKWARD);
+      if (node->klass->backward && !node->klass->backward (node, &exec->ex, error))
         return FALSE;
     }
   return TRUE;
