@@ -266,7 +266,7 @@ crash_reason (KiltWorkerClient *c)
     return kilt_breadcrumb_signal_name (sig)
                ? g_strdup_printf ("crashed: %s %s", kilt_breadcrumb_signal_name (sig), place)
                : g_strdup_printf ("crashed: signal %d %s", sig, place);
-  return g_strdup_printf ("the worker exited (status %d) %s before the run ended%s%s",
+  return g_strdup_printf ("exited (status %d) %s before the run ended%s%s",
                           c->proc ? g_subprocess_get_exit_status (c->proc) : -1, place,
                           g_queue_peek_tail (&c->tail) ? ": " : "",
                           g_queue_peek_tail (&c->tail) ? (char *)g_queue_peek_tail (&c->tail) : "");
@@ -301,7 +301,9 @@ conclude (KiltWorkerClient *c)
                    error->message);
       g_clear_pointer (&store, kilt_run_store_close);
     }
-  message = g_strdup_printf ("The training worker %s", reason);
+  /* "The training worker crashed: ...", "... hung: ...", "... was killed: SIGKILL ...". */
+  message = g_strdup_printf ("The training worker %s%s",
+                             g_str_has_prefix (reason, "killed") ? "was " : "", reason);
   fin.error = g_error_new_literal (KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_WORKER, message);
   fin.test_loss = fin.test_accuracy = NAN;
   m.event = &fin;
@@ -398,7 +400,8 @@ handle_line (KiltWorkerClient *c, const char *line)
   if (!kilt_worker_parse_line (line, "the training worker", &o, &error))
     {
       if (!c->hello)
-        fail_protocol (c, g_strdup_printf ("the kilt-cli found is no training worker of this "
+        fail_protocol (c, g_strdup_printf ("could not run: the kilt-cli found is no training "
+                                           "worker of this "
                                            "Kilt (%s)",
                                            error->message));
       else
@@ -410,9 +413,10 @@ handle_line (KiltWorkerClient *c, const char *line)
       gint64 version = json_object_get_int_member_with_default (o, "kilt_worker", -1);
       if (version != KILT_WORKER_PROTOCOL_VERSION)
         fail_protocol (
-            c, g_strdup_printf ("the kilt-cli found speaks worker protocol %" G_GINT64_FORMAT
-                                ", this window %d (Kilt %s): install one Kilt",
-                                version, KILT_WORKER_PROTOCOL_VERSION, KILT_VERSION));
+            c, g_strdup_printf (
+                   "could not run: the kilt-cli found speaks worker protocol %" G_GINT64_FORMAT
+                   ", this window %d (Kilt %s): install one Kilt",
+                   version, KILT_WORKER_PROTOCOL_VERSION, KILT_VERSION));
       c->hello = TRUE;
       return;
     }

@@ -9,6 +9,7 @@
 
 #include <glib/gstdio.h>
 #include <math.h>
+#include <signal.h>
 #include <string.h>
 
 /* ---- the encoding, no device needed ---- */
@@ -501,6 +502,38 @@ test_hang (void)
   fixture_clear (&f);
 }
 
+static gboolean
+has_epoch (Seen *s)
+{
+  return s->epochs >= 1 && s->steps > 0;
+}
+
+/* The out-of-memory killer's way: SIGKILL, which no handler sees. The window still says what
+ * ended the worker and after which step, from the events it had. */
+static void
+test_killed (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  g_autoptr (KiltRun) run = NULL;
+
+  if (!fixture_init (&f, 400))
+    return;
+  start (&s, &f);
+  g_assert_true (iterate_until (has_epoch, &s, 60));
+  g_assert_cmpint (kill (kilt_worker_client_get_pid (s.client), SIGKILL), ==, 0);
+  g_assert_true (iterate_until (is_over, &s, 30));
+  g_test_message ("shown: %s", s.error);
+  g_assert_true (s.crashed);
+  g_assert_true (g_str_has_prefix (s.error, "The training worker was killed: SIGKILL "));
+  g_assert_nonnull (strstr (s.error, "out-of-memory killer"));
+  run = stored_run (&f, s.run_id);
+  g_assert_cmpint (run->status, ==, KILT_RUN_FAILED);
+  g_assert_nonnull (strstr (run->error_message, "SIGKILL"));
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
 /* Compare devices through the worker: the test device twice, then a resume of the first. */
 static void
 test_sequence (void)
@@ -595,6 +628,7 @@ main (int argc, char **argv)
   g_test_add_func ("/worker/crash-segv", test_crash_segv);
   g_test_add_func ("/worker/crash-abort", test_crash_abort);
   g_test_add_func ("/worker/hang", test_hang);
+  g_test_add_func ("/worker/killed", test_killed);
   g_test_add_func ("/worker/sequence", test_sequence);
   g_test_add_func ("/worker/bad-model", test_bad_model);
   g_test_add_func ("/worker/other-version", test_other_version);
