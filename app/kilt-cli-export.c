@@ -37,15 +37,17 @@ kilt_cli_checkpoint_weights (KiltCliCommon *c, KiltModel *model, GError **error)
   return TRUE;
 }
 
-/* The Keras text of --model when it is a Keras to_json file (its layer classes and options
- * name the groups of the file written); NULL for presets, Kilt's format and .h5/.keras files,
- * whose layer types give the same names. */
+/* The Keras text of --model when it is a Keras file (its layer classes and options name the
+ * groups of the file written, and a .keras archive takes it as its config.json); NULL for
+ * presets and Kilt's format, whose layer types give the same group names. */
 static char *
 keras_text (const char *model)
 {
   char *text = NULL;
 
-  if (!g_file_test (model, G_FILE_TEST_IS_REGULAR) || kilt_keras_file_sniff (model)
+  if (g_file_test (model, G_FILE_TEST_IS_REGULAR) && kilt_keras_file_sniff (model))
+    return kilt_keras_file_config (model, NULL);
+  if (!g_file_test (model, G_FILE_TEST_IS_REGULAR)
       || !g_file_get_contents (model, &text, NULL, NULL))
     return NULL;
   if (strstr (text, KILT_MODEL_FORMAT_NAME))
@@ -63,7 +65,8 @@ kilt_cli_export (int argc, char **argv)
   g_autoptr (GError) error = NULL;
   g_autofree char *out = NULL, *json = NULL;
   GOptionEntry extra[] = {
-    { "output", 0, 0, G_OPTION_ARG_FILENAME, &out, "The Keras 3 .weights.h5 to write", "FILE" },
+    { "output", 0, 0, G_OPTION_ARG_FILENAME, &out,
+      "The Keras 3 .weights.h5, or .keras (architecture and weights), to write", "FILE" },
     { NULL },
   };
   KiltModel *model = NULL;
@@ -77,7 +80,9 @@ kilt_cli_export (int argc, char **argv)
   g_option_context_add_main_entries (oc, extra, NULL);
   g_option_context_set_summary (oc, "Writes --model's weights (from --checkpoint, --weights or "
                                     "the Keras file itself) as a Keras 3 .weights.h5 that "
-                                    "keras' Model.load_weights reads onto the same architecture.");
+                                    "keras' Model.load_weights reads onto the same architecture, "
+                                    "or, for a Keras 3 model, as a .keras file that "
+                                    "keras.saving.load_model reads.");
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || out == NULL)
     {
       fprintf (stderr, "kilt-cli export: %s\n",
@@ -95,8 +100,18 @@ kilt_cli_export (int argc, char **argv)
              "kilt-cli export: model %s has no weights: give --checkpoint, --weights or a Keras "
              ".h5 / .keras model\n",
              model->name);
-  else if (!kilt_keras_weights_write (model, json, params, state, out, &n, &error))
+  else if (g_str_has_suffix (out, ".keras")
+           && !kilt_keras_file_write_archive (model, json, params, state, out, &error))
     fprintf (stderr, "kilt-cli export: %s\n", error->message);
+  else if (!g_str_has_suffix (out, ".keras")
+           && !kilt_keras_weights_write (model, json, params, state, out, &n, &error))
+    fprintf (stderr, "kilt-cli export: %s\n", error->message);
+  else if (g_str_has_suffix (out, ".keras"))
+    {
+      printf ("Wrote %s: the Keras architecture and %zu parameters and %zu statistics (%s)\n", out,
+              model->n_params, model->n_state, model->weights_note);
+      rc = 0;
+    }
   else
     {
       printf ("Wrote %s: %u tensors, %zu parameters and %zu statistics (%s)\n", out, n,

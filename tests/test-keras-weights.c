@@ -499,6 +499,35 @@ test_export_round_trip (void)
       g_assert_cmpmem (pa, a->n_params * sizeof (float), pb, b->n_params * sizeof (float));
       g_assert_cmpmem (sa, a->n_state * sizeof (float), sb, b->n_state * sizeof (float));
     }
+  /* A .keras archive of a Keras 3 model reads back, architecture and weights, the same; a
+   * Keras 2 configuration is refused (Keras 3 cannot load it). */
+  {
+    g_autofree char *src = data_file ("weights-keras3-residual.keras");
+    g_autofree char *out = tmp_path ("export.keras");
+    g_autofree char *config = NULL, *k2 = data_file ("weights-keras2-mlp.h5");
+    g_autofree char *k2config = NULL;
+    g_autoptr (KiltModel) a = NULL, b = NULL;
+    g_autoptr (GError) error = NULL;
+    const float *pa, *sa, *pb, *sb;
+
+    a = kilt_keras_file_load (src, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+    g_assert_no_error (error);
+    config = kilt_keras_file_config (src, &error);
+    g_assert_no_error (error);
+    g_assert_true (kilt_model_get_weights (a, &pa, &sa));
+    g_assert_true (kilt_keras_file_write_archive (a, config, pa, sa, out, &error));
+    g_assert_no_error (error);
+    b = kilt_keras_file_load (out, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (kilt_model_hash (a), ==, kilt_model_hash (b));
+    g_assert_true (kilt_model_get_weights (b, &pb, &sb));
+    g_assert_cmpmem (pa, a->n_params * sizeof (float), pb, b->n_params * sizeof (float));
+    g_assert_cmpmem (sa, a->n_state * sizeof (float), sb, b->n_state * sizeof (float));
+    k2config = kilt_keras_file_config (k2, &error);
+    g_assert_no_error (error);
+    g_assert_false (kilt_keras_file_write_archive (a, k2config, pa, sa, out, &error));
+    g_assert_nonnull (strstr (error->message, "Keras 3"));
+  }
   /* A folder that does not exist: an error naming it, and nothing left behind. */
   {
     g_autofree char *json = read_text ("weights-keras3-mlp.json");

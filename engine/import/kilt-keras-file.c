@@ -8,6 +8,9 @@
 #include "kilt-keras-weights.h"
 #include "kilt-keras.h"
 
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
 #include <zip.h>
@@ -285,4 +288,119 @@ kilt_keras_file_load_weights (KiltModel *model, const char *keras_json, const ch
   else
     set_error (error, path, "neither an HDF5 weights file (.h5, .weights.h5) nor a .keras archive");
   return FALSE;
+}
+
+char *
+kilt_keras_file_config (const char *path, GError **error)
+{
+  switch (kilt_keras_file_sniff (path))
+    {
+      case KILT_KERAS_FILE_HDF5:
+        {
+          g_autoptr (GError) local = NULL;
+          char *config = kilt_keras_weights_model_config (path, &local);
+          if (config == NULL && local == NULL)
+            set_error (error, path, "holds weights only (no model_config)");
+          else if (config == NULL)
+            g_propagate_error (error, g_steal_pointer (&local));
+          return config;
+        }
+      case KILT_KERAS_FILE_ARCHIVE:
+        {
+          Archive a = { 0 };
+          char *config;
+          gsize len = 0;
+          if (!archive_open (&a, path, error))
+            return NULL;
+          config = archive_read (&a, "config.json", KILT_JSON_MAX_BYTES, &len, error);
+          zip_discard (a.zip);
+          return config;
+        }
+      case KILT_KERAS_FILE_NONE:
+        break;
+    }
+  set_error (error, path, "neither an HDF5 (.h5) nor a .keras (zip) file");
+  return NULL;
+}
+
+/* Keras 3 serialises a model as {"module": ..., "class_name": ..., "config": ...}; Keras 2's
+ * configuration has no "module" at its top, and Keras 3's load_model cannot read it. */
+static gboolean
+is_keras3_config (const char *json)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonNode *root;
+
+  if (json == NULL || !kilt_json_check_text (json, -1, NULL)
+      || !json_parser_load_from_data (parser, json, -1, NULL))
+    return FALSE;
+  root = json_parser_get_root (parser);
+  return root && JSON_NODE_HOLDS_OBJECT (root)
+         && json_object_has_member (json_node_get_object (root), "module");
+}
+
+gboolean
+kilt_keras_file_write_archive (KiltModel *model, const char *keras_json, const float *params,
+                               const float *state, const char *path, GError **error)
+{
+  g_autofree char *tmp = g_strdup_printf ("%s.part", path);
+  g_autofree char *weights_path = g_strdup_printf ("%s.weights.h5.part", path);
+  g_autofree char *weights = NULL, *meta = NULL, *date = NULL;
+  g_autoptr (GDateTime) now = g_date_time_new_now_utc ();
+  gsize weights_len = 0;
+  zip_t *z;
+  int code = 0;
+  gboolean ok = FALSE;
+
+  if (!is_keras3_config (keras_json))
+    {
+      set_error (error, path,
+                 "a .keras file needs the model's Keras 3 architecture (a Keras 3 to_json or "
+                 ".keras file as --model; Keras 3 cannot load a Keras 2 configuration); write a "
+                 ".weights.h5 instead");
+      return FALSE;
+    }
+  if (!kilt_keras_weights_write (model, keras_json, params, state, weights_path, NULL, error))
+    return FALSE;
+  if (!g_file_get_contents (weights_path, &weights, &weights_len, error))
+    goto out;
+  date = g_date_time_format (now, "%Y-%m-%d@%H:%M:%S");
+  /* What Keras writes there; it reads the version to pick how to load older files. */
+  meta = g_strdup_printf ("{\"keras_version\": \"3.0.0\", \"date_saved\": \"%s\", "
+                          "\"exported_by\": \"Kilt\"}",
+                          date);
+  z = zip_open (tmp, ZIP_CREATE | ZIP_TRUNCATE, &code);
+  if (z == NULL)
+    {
+      set_error (error, tmp, "cannot be written");
+      goto out;
+    }
+  if (zip_file_add (z, "metadata.json", zip_source_buffer (z, meta, strlen (meta), 0), 0) < 0
+      || zip_file_add (z, "config.json", zip_source_buffer (z, keras_json, strlen (keras_json), 0),
+                       0)
+             < 0
+      || zip_file_add (z, "model.weights.h5", zip_source_buffer (z, weights, weights_len, 0), 0)
+             < 0)
+    {
+      set_error (error, tmp, "cannot be written: %s", zip_strerror (z));
+      zip_discard (z);
+      goto out;
+    }
+  if (zip_close (z) < 0)
+    {
+      set_error (error, tmp, "cannot be written: %s", zip_strerror (z));
+      zip_discard (z);
+      goto out;
+    }
+  if (g_rename (tmp, path) != 0)
+    {
+      set_error (error, path, "cannot be written: %s", g_strerror (errno));
+      goto out;
+    }
+  ok = TRUE;
+out:
+  g_unlink (weights_path);
+  if (!ok)
+    g_unlink (tmp);
+  return ok;
 }

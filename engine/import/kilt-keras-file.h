@@ -33,4 +33,16 @@ KiltModel *kilt_keras_file_load (const char *path, KiltLossType loss, char **not
 gboolean kilt_keras_file_load_weights (KiltModel *model, const char *keras_json, const char *path,
                                        GError **error);
 
+/* The Keras architecture a .keras archive (config.json) or a Keras 2 model.save () .h5
+ * (model_config) holds, as text; NULL with an error naming @path otherwise. Caller frees. */
+char *kilt_keras_file_config (const char *path, GError **error);
+
+/* Writes a Keras 3 .keras archive at @path: @keras_json (a Keras 3 architecture, as
+ * model.to_json () or a .keras file's config.json give it) as config.json, @params and
+ * @state as model.weights.h5 (kilt_keras_weights_write) and a metadata.json. Written beside
+ * @path and renamed over it. */
+gboolean kilt_keras_file_write_archive (KiltModel *model, const char *keras_json,
+                                        const float *params, const float *state, const char *path,
+                                        GError **error);
+
 G_END_DECLS

@@ -17,8 +17,8 @@
 # mean, unit variance would hide a swapped or misplaced variable).
 #
 # With --check-export KILT_CLI (after the files exist), it checks Kilt's export instead:
-# kilt-cli export writes each Keras 3 model's weights as a .weights.h5, Keras loads it onto the
-# architecture and must predict what it predicted before; and an MLP trained for an epoch in
+# kilt-cli export writes each Keras 3 model's weights as a .weights.h5 and the model as a
+# .keras, Keras loads them and must predict what it predicted before; and an MLP trained for an epoch in
 # Kilt, exported from its checkpoint, must predict in Keras what kilt-cli predict prints.
 import json
 import os
@@ -199,6 +199,13 @@ def check_export(cli, outdir):
         x = np.array(pred["inputs"], np.float32).reshape((-1,) + tuple(pred["input_shape"]))
         d = float(np.abs(m.predict(x, verbose=0).reshape(len(x), -1) - np.array(pred["outputs"])).max())
         print(f"export {name}: Keras on Kilt's export, max abs difference {d:.3g}")
+        worst = max(worst, d)
+        # The whole model as a .keras archive, read by keras.saving.load_model.
+        arch = os.path.join(tmp, f"{name}.keras")
+        subprocess.run([cli, "export", "--model", base + ".keras", "--output", arch], check=True)
+        m = K.saving.load_model(arch)
+        d = float(np.abs(m.predict(x, verbose=0).reshape(len(x), -1) - np.array(pred["outputs"])).max())
+        print(f"export {name}.keras: keras.saving.load_model, max abs difference {d:.3g}")
         worst = max(worst, d)
     # A model trained in Kilt leaves it: train the MLP an epoch from its Keras weights.
     base = os.path.join(outdir, "weights-keras3-mlp")
