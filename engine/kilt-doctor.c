@@ -284,7 +284,7 @@ judge (KiltDoctorReport *r, const KiltDeviceInfo *device, const char *failure)
     {
       r->usable = TRUE;
       r->verdict = g_strdup_printf ("Usable: every op matches the reference; GEMM %.0f GFLOP/s, "
-                                    "launch %.0f us",
+                                    "launch %.0f µs",
                                     r->gemm_gflops, r->launch_us);
     }
 }

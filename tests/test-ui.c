@@ -416,6 +416,23 @@ test_pages (void)
     }
 }
 
+static GtkWidget *find_row (GtkWidget *w, const char *title);
+
+/* The first widget of @type under @w (depth first), or NULL. */
+static GtkWidget *
+find_type (GtkWidget *w, GType type)
+{
+  if (g_type_is_a (G_OBJECT_TYPE (w), type))
+    return w;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_type (c, type);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
 static const KiltDeviceInfo *
 pocl_device (void)
 {
@@ -466,6 +483,19 @@ test_device (void)
   g_assert_cmpstr (saved_file, ==, d->id);
   report = kilt_devices_page_dup_report (page);
   g_assert_nonnull (strstr (report, d->name));
+  /* The default is a radio button, even for a lone device: activating the chosen one again
+   * (a click) leaves it chosen, where a check box was unticked and left no default. */
+  {
+    GtkWidget *row = find_row (GTK_WIDGET (page), d->name);
+    GtkWidget *check = row ? find_type (row, GTK_TYPE_CHECK_BUTTON) : NULL;
+    g_assert_nonnull (check);
+    g_assert_true (gtk_check_button_get_active (GTK_CHECK_BUTTON (check)));
+    g_assert_cmpstr (gtk_widget_get_css_name (gtk_widget_get_first_child (check)), ==, "radio");
+    gtk_widget_activate (check);
+    settle (0.1);
+    g_assert_true (gtk_check_button_get_active (GTK_CHECK_BUTTON (check)));
+    g_assert_cmpstr (kilt_devices_page_get_device_id (page), ==, d->id);
+  }
   /* Copy device report goes through the window's action. */
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.copy-report", NULL));
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Device report copied");

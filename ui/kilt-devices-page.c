@@ -25,6 +25,9 @@ struct _KiltDevicesPage
   KiltDeviceList *list;
   GCancellable *list_cancellable;
   GtkCheckButton *radio_group;
+  /* Never shown: every device's button joins its group, so even a lone device gets a radio
+   * button (one that a click cannot untick, leaving no default while training used it). */
+  GtkWidget *radio_anchor;
   char *device_id;
   char *device_name;
   guint64 device_memory;
@@ -219,7 +222,7 @@ show_list (KiltDevicesPage *self)
 
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->device_list))))
     gtk_list_box_remove (self->device_list, child);
-  self->radio_group = NULL;
+  self->radio_group = GTK_CHECK_BUTTON (self->radio_anchor);
   for (guint i = 0; i < self->list->devices->len; i++)
     gtk_list_box_append (self->device_list,
                          device_row (self, g_ptr_array_index (self->list->devices, i)));
@@ -349,7 +352,12 @@ progress_tick (gpointer data)
   KiltDevicesPage *self = data;
 
   g_mutex_lock (&self->progress_lock);
-  gtk_progress_bar_set_fraction (self->test_progress, self->progress_fraction);
+  /* Nothing measured yet (the kernels are compiling, which takes a while on a first start):
+   * the bar moves to and fro, so the test does not look stuck at 0. */
+  if (self->progress_fraction <= 0)
+    gtk_progress_bar_pulse (self->test_progress);
+  else
+    gtk_progress_bar_set_fraction (self->test_progress, self->progress_fraction);
   if (self->progress_what)
     adw_action_row_set_subtitle (self->test_row, self->progress_what);
   g_mutex_unlock (&self->progress_lock);
@@ -531,6 +539,7 @@ kilt_devices_page_dispose (GObject *object)
   g_clear_object (&self->list_cancellable);
   g_clear_handle_id (&self->progress_timer, g_source_remove);
   gtk_widget_dispose_template (GTK_WIDGET (self), KILT_TYPE_DEVICES_PAGE);
+  g_clear_object (&self->radio_anchor);
   G_OBJECT_CLASS (kilt_devices_page_parent_class)->dispose (object);
 }
 
@@ -606,6 +615,7 @@ kilt_devices_page_init (KiltDevicesPage *self)
   gtk_widget_init_template (GTK_WIDGET (self));
   g_mutex_init (&self->progress_lock);
   self->settings = g_settings_new ("org.kilt.Kilt");
+  self->radio_anchor = g_object_ref_sink (gtk_check_button_new ());
   refresh (self);
 }
 
