@@ -90,7 +90,7 @@ h5_open (const char *path, const void *image, gsize image_len, GError **error)
     }
   fapl = H5Pcreate (H5P_FILE_ACCESS);
   H5Pset_fapl_core (fapl, 1 << 20, 0);
-  /* HDF5 copies the image unless told the buffer stays valid and unchanged. */
+  /* HDF5 copies the image (a second copy of a .keras file's weights, in the reader's child). */
   H5Pset_file_image (fapl, (void *)image, image_len);
   f = H5Fopen (path, H5F_ACC_RDONLY, fapl);
   H5Pclose (fapl);
@@ -833,7 +833,16 @@ config_direct (const char *path, GError **error)
  * dereference wild addresses (a flipped byte in a Keras 2 .h5 crashed the test). Every
  * read therefore runs in a forked child, which sends its result through a pipe; a child that
  * dies is an error naming the file, never the caller's crash. */
-typedef gboolean (*IsolatedFunc) (gpointer data, GByteArray *out, GError **error);
+/* What a reader sends back: pieces of memory, written one after the other without a copy. */
+typedef struct
+{
+  const void *ptr;
+  gsize len;
+} Segment;
+
+/* Fills @segs (Segment) with its result; the memory stays valid until the process ends (the
+ * child) or @owned is freed (in process): it adds what it allocates there. */
+typedef gboolean (*IsolatedFunc) (gpointer data, GArray *segs, GPtrArray *owned, GError **error);
 
 typedef struct
 {
@@ -844,6 +853,17 @@ typedef struct
 
 #define ISOLATED_MAGIC 0x4b48354bu
 
+static gsize
+segments_len (const Segment *seg, guint n)
+{
+  gsize len = 0;
+
+  for (guint i = 0; i < n; i++)
+    len += seg[i].len;
+  return len;
+}
+
+#ifdef G_OS_UNIX
 static gboolean
 write_all (int fd, const void *data, gsize len)
 {
@@ -851,7 +871,7 @@ write_all (int fd, const void *data, gsize len)
 
   while (len > 0)
     {
-      gssize w = write (fd, p, len);
+      gssize w = write (fd, p, MIN (len, (gsize)1 << 30));
       if (w < 0 && errno == EINTR)
         continue;
       if (w <= 0)
@@ -870,7 +890,7 @@ read_all (int fd, void *data, gsize len)
 
   while (got < len)
     {
-      gssize r = read (fd, p + got, len - got);
+      gssize r = read (fd, p + got, MIN (len - got, (gsize)1 << 30));
       if (r < 0 && errno == EINTR)
         continue;
       if (r <= 0)
@@ -879,94 +899,132 @@ read_all (int fd, void *data, gsize len)
     }
   return got;
 }
+#endif
 
+/* Runs @fn in a child and puts its result into @dest (@n_dest pieces that it must fill
+ * exactly) or, with @dest NULL, into @out. */
 static gboolean
-isolated (IsolatedFunc fn, gpointer data, const char *path, GByteArray *out, GError **error)
+isolated (IsolatedFunc fn, gpointer data, const char *path, const Segment *dest, guint n_dest,
+          GByteArray *out, GError **error)
 {
+  gsize want = dest ? segments_len (dest, n_dest) : 0;
+#ifdef G_OS_UNIX
   IsolatedHeader h = { 0 };
   int fds[2], status = 0;
   pid_t pid;
   gboolean ok = FALSE;
 
-#ifndef G_OS_UNIX
-  if (TRUE)
-#else
-  if (g_getenv ("KILT_HDF5_IN_PROCESS"))
-#endif
+  if (g_getenv ("KILT_HDF5_IN_PROCESS") == NULL)
     {
-      /* For debugging the reader itself (gdb, sanitizers) in one process. */
-      gboolean r;
+      if (pipe (fds) != 0)
+        {
+          set_error (error, path, "cannot start the HDF5 reader: %s", g_strerror (errno));
+          return FALSE;
+        }
+      /* No thread of this process is inside HDF5 while it forks. */
       kilt_keras_h5_lock ();
-      r = fn (data, out, error);
+      pid = fork ();
+      if (pid == 0)
+        {
+          GArray *segs = g_array_new (FALSE, FALSE, sizeof (Segment));
+          GPtrArray *owned = g_ptr_array_new ();
+          GError *e = NULL;
+          close (fds[0]);
+          h.magic = ISOLATED_MAGIC;
+          h.ok = fn (data, segs, owned, &e);
+          if (!h.ok)
+            {
+              Segment m = { e ? e->message : "failed", strlen (e ? e->message : "failed") };
+              g_array_set_size (segs, 0);
+              g_array_append_val (segs, m);
+            }
+          h.len = segments_len ((Segment *)segs->data, segs->len);
+          if (!write_all (fds[1], &h, sizeof h))
+            _exit (3);
+          for (guint i = 0; i < segs->len; i++)
+            if (!write_all (fds[1], g_array_index (segs, Segment, i).ptr,
+                            g_array_index (segs, Segment, i).len))
+              _exit (3);
+          _exit (0);
+        }
       kilt_keras_h5_unlock ();
-      return r;
-    }
-#ifdef G_OS_UNIX
-  if (pipe (fds) != 0)
-    {
-      set_error (error, path, "cannot start the HDF5 reader: %s", g_strerror (errno));
-      return FALSE;
-    }
-  /* No thread of this process is inside HDF5 while it forks. */
-  kilt_keras_h5_lock ();
-  pid = fork ();
-  if (pid == 0)
-    {
-      GByteArray *res = g_byte_array_new ();
-      GError *e = NULL;
+      close (fds[1]);
+      if (pid < 0)
+        {
+          close (fds[0]);
+          set_error (error, path, "cannot start the HDF5 reader: %s", g_strerror (errno));
+          return FALSE;
+        }
+      if (read_all (fds[0], &h, sizeof h) == sizeof h && h.magic == ISOLATED_MAGIC)
+        {
+          if (h.ok && dest)
+            {
+              ok = h.len == want;
+              for (guint i = 0; ok && i < n_dest; i++)
+                ok = read_all (fds[0], (void *)dest[i].ptr, dest[i].len) == dest[i].len;
+            }
+          else if (h.len <= KILT_KERAS_MAX_CONFIG_BYTES + 16)
+            {
+              g_byte_array_set_size (out, (guint)h.len);
+              ok = read_all (fds[0], out->data, (gsize)h.len) == h.len;
+            }
+        }
       close (fds[0]);
-      h.magic = ISOLATED_MAGIC;
-      h.ok = fn (data, res, &e);
+      while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
+        ;
+      if (!ok || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
+        {
+          if (WIFSIGNALED (status))
+            set_error (error, path,
+                       "HDF5 failed on the file (its reader died of signal %d): the file is "
+                       "damaged",
+                       WTERMSIG (status));
+          else
+            set_error (error, path, "HDF5 failed on the file: the file is damaged");
+          g_byte_array_set_size (out, 0);
+          return FALSE;
+        }
       if (!h.ok)
         {
-          g_byte_array_set_size (res, 0);
-          g_byte_array_append (res, (const guint8 *)(e ? e->message : "failed"),
-                               (guint)strlen (e ? e->message : "failed"));
+          /* The child's message, which names the file already. */
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "%.*s", (int)out->len,
+                       (const char *)out->data);
+          g_byte_array_set_size (out, 0);
+          return FALSE;
         }
-      h.len = res->len;
-      if (!write_all (fds[1], &h, sizeof h) || !write_all (fds[1], res->data, res->len))
-        _exit (3);
-      _exit (0);
+      return TRUE;
     }
-  kilt_keras_h5_unlock ();
-  close (fds[1]);
-  if (pid < 0)
-    {
-      close (fds[0]);
-      set_error (error, path, "cannot start the HDF5 reader: %s", g_strerror (errno));
-      return FALSE;
-    }
-  if (read_all (fds[0], &h, sizeof h) == sizeof h && h.magic == ISOLATED_MAGIC
-      && h.len <= G_MAXUINT)
-    {
-      g_byte_array_set_size (out, (guint)h.len);
-      ok = read_all (fds[0], out->data, (gsize)h.len) == h.len;
-    }
-  close (fds[0]);
-  while (waitpid (pid, &status, 0) < 0 && errno == EINTR)
-    ;
-  if (!ok || !WIFEXITED (status) || WEXITSTATUS (status) != 0)
-    {
-      if (WIFSIGNALED (status))
-        set_error (error, path,
-                   "HDF5 failed on the file (its reader died of signal %d): the file is "
-                   "damaged",
-                   WTERMSIG (status));
-      else
-        set_error (error, path, "HDF5 failed on the file: the file is damaged");
-      g_byte_array_set_size (out, 0);
-      return FALSE;
-    }
-  if (!h.ok)
-    {
-      /* The child's message, which names the file already. */
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "%.*s", (int)out->len,
-                   (const char *)out->data);
-      g_byte_array_set_size (out, 0);
-      return FALSE;
-    }
-  return TRUE;
 #endif
+  /* In this process: where there is no fork, and for debugging the reader itself (gdb,
+   * sanitizers) with $KILT_HDF5_IN_PROCESS. */
+  {
+    g_autoptr (GArray) segs = g_array_new (FALSE, FALSE, sizeof (Segment));
+    g_autoptr (GPtrArray) owned = g_ptr_array_new_with_free_func (g_free);
+    gboolean r;
+    kilt_keras_h5_lock ();
+    r = fn (data, segs, owned, error);
+    kilt_keras_h5_unlock ();
+    if (!r)
+      return FALSE;
+    if (dest && segments_len ((Segment *)segs->data, segs->len) != want)
+      {
+        set_error (error, path, "the HDF5 reader gave another size than expected");
+        return FALSE;
+      }
+    for (guint i = 0, d = 0; i < segs->len; i++)
+      {
+        const Segment *sg = &g_array_index (segs, Segment, i);
+        if (dest)
+          {
+            /* The reader's pieces are the destination's, one for one. */
+            g_assert (d < n_dest && dest[d].len == sg->len);
+            memcpy ((void *)dest[d++].ptr, sg->ptr, sg->len);
+          }
+        else
+          g_byte_array_append (out, sg->ptr, (guint)sg->len);
+      }
+    return TRUE;
+  }
 }
 
 typedef struct
@@ -975,22 +1033,25 @@ typedef struct
   const char *keras_json, *path;
   const void *image;
   gsize image_len;
+  KiltKerasWeightsInfo info;
 } ReadJob;
 
 static gboolean
-read_job (gpointer data, GByteArray *out, GError **error)
+read_job (gpointer data, GArray *segs, GPtrArray *owned, GError **error)
 {
   ReadJob *j = data;
-  KiltKerasWeightsInfo info;
   gsize np = j->model->n_params, ns = j->model->n_state;
-  g_autofree float *params = g_new0 (float, np + 1), *state = g_new0 (float, ns + 1);
+  float *params = g_new0 (float, np + 1), *state = g_new0 (float, ns + 1);
+  Segment s[3] = { { &j->info, sizeof j->info },
+                   { params, np * sizeof (float) },
+                   { state, ns * sizeof (float) } };
 
-  if (!read_direct (j->model, j->keras_json, j->path, j->image, j->image_len, params, state, &info,
-                    error))
+  g_ptr_array_add (owned, params);
+  g_ptr_array_add (owned, state);
+  if (!read_direct (j->model, j->keras_json, j->path, j->image, j->image_len, params, state,
+                    &j->info, error))
     return FALSE;
-  g_byte_array_append (out, (const guint8 *)&info, sizeof info);
-  g_byte_array_append (out, (const guint8 *)params, (guint)(np * sizeof (float)));
-  g_byte_array_append (out, (const guint8 *)state, (guint)(ns * sizeof (float)));
+  g_array_append_vals (segs, s, 3);
   return TRUE;
 }
 
@@ -999,49 +1060,39 @@ kilt_keras_weights_read (KiltModel *model, const char *keras_json, const char *p
                          const void *image, gsize image_len, float *params, float *state,
                          KiltKerasWeightsInfo *info, GError **error)
 {
-  ReadJob job = { model, keras_json, path, image, image_len };
+  ReadJob job = { model, keras_json, path, image, image_len, { 0 } };
   g_autoptr (GByteArray) out = g_byte_array_new ();
-  gsize np = model->n_params, ns = model->n_state;
+  KiltKerasWeightsInfo got = { 0 };
+  Segment dest[3] = { { &got, sizeof got },
+                      { params, model->n_params * sizeof (float) },
+                      { state, model->n_state * sizeof (float) } };
 
   g_return_val_if_fail (model->built, FALSE);
-  if ((np + ns) * sizeof (float) + sizeof *info > G_MAXUINT)
-    {
-      set_error (error, path,
-                 "the model has %zu parameters; Kilt reads Keras weights for at most "
-                 "%u",
-                 np + ns, (guint)((G_MAXUINT - sizeof *info) / sizeof (float)));
-      return FALSE;
-    }
-  if (!isolated (read_job, &job, path, out, error))
+  if (!isolated (read_job, &job, path, dest, 3, out, error))
     return FALSE;
-  if (out->len != sizeof *info + (np + ns) * sizeof (float))
-    {
-      set_error (error, path, "the HDF5 reader sent %u bytes; expected %zu", out->len,
-                 sizeof *info + (np + ns) * sizeof (float));
-      return FALSE;
-    }
   if (info)
-    memcpy (info, out->data, sizeof *info);
-  memcpy (params, out->data + sizeof *info, np * sizeof (float));
-  memcpy (state, out->data + sizeof *info + np * sizeof (float), ns * sizeof (float));
+    *info = got;
   return TRUE;
 }
 
 static gboolean
-config_job (gpointer data, GByteArray *out, GError **error)
+config_job (gpointer data, GArray *segs, GPtrArray *owned, GError **error)
 {
   GError *local = NULL;
-  g_autofree char *json = config_direct (data, &local);
+  char *json = config_direct (data, &local);
+  /* A leading byte tells "weights only" (0) from a configuration (1). */
+  Segment flag = { json ? "\1" : "\0", 1 }, text = { json, json ? strlen (json) : 0 };
 
   if (local)
     {
       g_propagate_error (error, local);
       return FALSE;
     }
-  /* A leading byte tells "weights only" (0) from a configuration (1). */
-  g_byte_array_append (out, (const guint8 *)(json ? "\1" : "\0"), 1);
   if (json)
-    g_byte_array_append (out, (const guint8 *)json, (guint)strlen (json));
+    g_ptr_array_add (owned, json);
+  g_array_append_val (segs, flag);
+  if (json)
+    g_array_append_val (segs, text);
   return TRUE;
 }
 
@@ -1050,7 +1101,7 @@ kilt_keras_weights_model_config (const char *path, GError **error)
 {
   g_autoptr (GByteArray) out = g_byte_array_new ();
 
-  if (!isolated (config_job, (gpointer)path, path, out, error))
+  if (!isolated (config_job, (gpointer)path, path, NULL, 0, out, error))
     return NULL;
   if (out->len < 1 || out->data[0] == 0)
     return NULL;
