@@ -138,6 +138,8 @@ doctor_cases (void)
                   (KiltShape){ 2, 8, 9 }, 1);
   c.cfg.dil_h = c.cfg.dil_w = 2;
   g_array_append_val (a, c);
+  c = make_check ("Normalization", KILT_LAYER_NORMALIZATION, (KiltShape){ 3, 4, 5 }, 1);
+  g_array_append_val (a, c);
   /* Every element-wise activation the Activation layer computes itself. */
   for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
     {

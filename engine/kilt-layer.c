@@ -30,6 +30,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_RESHAPE] = &kilt_reshape_class,
     [KILT_LAYER_MULTIPLY] = &kilt_multiply_class,
     [KILT_LAYER_DEPTHWISE_CONV2D] = &kilt_depthwise_conv2d_class,
+    [KILT_LAYER_NORMALIZATION] = &kilt_normalization_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)

@@ -29,6 +29,7 @@ typedef enum
   KILT_LAYER_RESHAPE,
   KILT_LAYER_MULTIPLY,
   KILT_LAYER_DEPTHWISE_CONV2D,
+  KILT_LAYER_NORMALIZATION,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -264,6 +265,7 @@ extern const KiltLayerClass kilt_rescaling_class;
 extern const KiltLayerClass kilt_reshape_class;
 extern const KiltLayerClass kilt_multiply_class;
 extern const KiltLayerClass kilt_depthwise_conv2d_class;
+extern const KiltLayerClass kilt_normalization_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

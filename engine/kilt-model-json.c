@@ -35,6 +35,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_RESHAPE] = "Reshape",
   [KILT_LAYER_MULTIPLY] = "Multiply",
   [KILT_LAYER_DEPTHWISE_CONV2D] = "DepthwiseConv2D",
+  [KILT_LAYER_NORMALIZATION] = "Normalization",
 };
 
 const char *

@@ -188,3 +188,30 @@ __kernel void kilt_bn_backward_apply (__global float *dx, __global const float *
             * (count * dy[i] - grads[grad_off + channels + c] - xhat * grads[grad_off + c]);
   dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
 }
+
+/* Normalization (Keras' preprocessing layer, adapted): y = (x - mean[c]) / max (sqrt (var[c]),
+ * eps) with mean, var the node's state; dx = beta dx + dy / max (sqrt (var[c]), eps). */
+__kernel void kilt_norm_forward (__global float *y, __global const float *x,
+                                 __global const float *state, const uint state_off,
+                                 const uint channels, const uint spatial, const uint n,
+                                 const float eps)
+{
+  uint i = get_global_id (0);
+  if (i >= n)
+    return;
+  uint c = (i / spatial) % channels;
+  y[i] = (x[i] - state[state_off + c]) / fmax (sqrt (state[state_off + channels + c]), eps);
+}
+
+__kernel void kilt_norm_backward (__global float *dx, __global const float *dy,
+                                  __global const float *state, const uint state_off,
+                                  const uint channels, const uint spatial, const uint n,
+                                  const float eps, const float beta)
+{
+  uint i = get_global_id (0);
+  if (i >= n)
+    return;
+  uint c = (i / spatial) % channels;
+  float g = dy[i] / fmax (sqrt (state[state_off + channels + c]), eps);
+  dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
+}

@@ -302,6 +302,8 @@ test_block_files (void)
       n = find (m, "rescale");
       g_assert_cmpfloat_with_epsilon (n->cfg.scale, 1 / 127.5, 1e-9);
       g_assert_cmpfloat (n->cfg.offset, ==, -1.0f);
+      g_assert_cmpint (find (m, "norm")->type, ==, KILT_LAYER_NORMALIZATION);
+      g_assert_cmpuint (find (m, "norm")->n_state, ==, 2 * 3 + 1);
       g_assert_true (find (m, "bn_no_scale")->cfg.bn_no_scale);
       g_assert_false (find (m, "bn_no_scale")->cfg.bn_no_center);
       g_assert_true (find (m, "bn_neither")->cfg.bn_no_center);
@@ -477,6 +479,10 @@ test_errors (void)
                                                      "[1]}}"),
                 "layer bn (BatchNormalization)", "axis 1 is not supported");
 
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Normalization\", "
+                                                     "\"config\": {\"name\": \"n\", \"mean\": "
+                                                     "[1, 2, 3], \"variance\": [1, 1, 1]}}"),
+                "layer n (Normalization)", "a mean and variance given in the config");
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Reshape\", "
                                                      "\"config\": {\"name\": \"r\", "
                                                      "\"target_shape\": [16, 12]}}"),

@@ -276,6 +276,19 @@ test_batch_norm_partial (void)
   }
 }
 
+/* Normalization with its statistics as state (the checker fills them, variances positive). */
+static void
+test_normalization (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_NORMALIZATION);
+  KiltShape in = { 3, 4, 5 }, flat = { 7, 1, 1 };
+
+  one_case ("normalization", KILT_LAYER_NORMALIZATION, &cfg, 1, &in, 3, TRUE, FALSE);
+  one_case ("normalization flat, accumulate", KILT_LAYER_NORMALIZATION, &cfg, 1, &flat, 2, TRUE,
+            TRUE);
+  one_case ("normalization inference", KILT_LAYER_NORMALIZATION, &cfg, 1, &in, 2, FALSE, FALSE);
+}
+
 static void
 test_rescaling (void)
 {
@@ -476,6 +489,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/activation-not-fused", test_activation_not_fused);
   g_test_add_func ("/layers-shape/batch-norm-partial", test_batch_norm_partial);
   g_test_add_func ("/layers-shape/rescaling", test_rescaling);
+  g_test_add_func ("/layers-shape/normalization", test_normalization);
   g_test_add_func ("/layers-shape/reshape", test_reshape);
   g_test_add_func ("/layers-shape/multiply", test_multiply);
   g_test_add_func ("/layers-shape/dropout-masks", test_dropout_masks);

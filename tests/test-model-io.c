@@ -294,6 +294,7 @@ test_round_trip_new_layers (void)
     r.scale = 0.00392156f;
     r.offset = -0.5f;
     x = kilt_model_append (m, KILT_LAYER_RESCALING, &r);
+    x = kilt_model_append (m, KILT_LAYER_NORMALIZATION, NULL);
     b.bn_no_scale = TRUE;
     x = kilt_model_append (m, KILT_LAYER_BATCH_NORM, &b);
     b.bn_no_scale = FALSE;

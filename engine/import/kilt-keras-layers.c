@@ -520,6 +520,40 @@ convert_reshape (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **er
   return TRUE;
 }
 
+/* Normalization as Keras adapts it (mean, variance and count become weights); a mean and
+ * variance written into the config are constants Keras does not count, not yet taken. */
+static gboolean
+convert_normalization (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  gint64 axis;
+  gboolean invert = FALSE;
+
+  if (!keras_get_axis (imp, call->c, "axis", -1, &axis, error)
+      || !keras_get_bool (imp, call->c, "invert", &invert, error))
+    return FALSE;
+  if (!keras_is_channel_axis (imp, axis, call->rank))
+    {
+      keras_set_error (error, imp,
+                       "axis %" G_GINT64_FORMAT " is not supported; Kilt normalises over the "
+                       "channel axis only",
+                       axis);
+      return FALSE;
+    }
+  if (invert)
+    {
+      keras_set_error (error, imp, "invert = true is not supported");
+      return FALSE;
+    }
+  if (keras_member (call->c, "mean") || keras_member (call->c, "variance"))
+    {
+      keras_set_error (error, imp,
+                       "a mean and variance given in the config are not supported yet; adapt "
+                       "the layer instead (its statistics are then weights)");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 convert_multiply (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
@@ -643,6 +677,7 @@ static const Converter converters[] = {
   { "Rescaling", KILT_LAYER_RESCALING, FALSE, convert_rescaling },
   { "Reshape", KILT_LAYER_RESHAPE, FALSE, convert_reshape },
   { "Multiply", KILT_LAYER_MULTIPLY, TRUE, convert_multiply },
+  { "Normalization", KILT_LAYER_NORMALIZATION, FALSE, convert_normalization },
   { "DepthwiseConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
   { "SeparableConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
   { "SeparableConvolution2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise, TRUE },

@@ -180,6 +180,7 @@ def build_all(K, layers, keras3):
     # channel.
     x_in = layers.Input(shape=(15, 13, 3), name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1, name="rescale")(x_in)
+    x = layers.Normalization(name="norm")(x)
     x = layers.Conv2D(8, 3, padding="same", use_bias=False, name="stem")(x)
     x = layers.BatchNormalization(scale=False, name="bn_no_scale")(x)
     x = layers.ReLU(6.0, name="stem_relu6")(x)
