@@ -35,6 +35,43 @@ typedef struct
   gboolean done; /* the run is over: the heartbeat ends */
 } Worker;
 
+/* Pause, resume and stop go to whichever run there is; a stop also ends data loading.
+ * Called with the lock held. */
+static void
+apply_pause (Worker *w)
+{
+  if (w->trainer)
+    (w->paused ? kilt_trainer_pause : kilt_trainer_resume) (w->trainer);
+  if (w->compare)
+    (w->paused ? kilt_compare_pause : kilt_compare_resume) (w->compare);
+}
+
+static void
+apply_stop (Worker *w)
+{
+  w->stop = TRUE;
+  if (w->trainer)
+    kilt_trainer_stop (w->trainer);
+  if (w->compare)
+    kilt_compare_stop (w->compare);
+  g_cancellable_cancel (w->cancel);
+}
+
+/* The run commands go to from now on (NULL, NULL: none); a pause or stop that came before it
+ * existed applies at once. */
+static void
+attach_run (Worker *w, KiltTrainer *trainer, KiltCompare *compare)
+{
+  g_mutex_lock (&w->lock);
+  w->trainer = trainer;
+  w->compare = compare;
+  if (w->paused)
+    apply_pause (w);
+  if (w->stop)
+    apply_stop (w);
+  g_mutex_unlock (&w->lock);
+}
+
 /* Writes one line; a window that went away makes the run stop. Called with the lock held. */
 static void
 emit_line (Worker *w, const char *line)
@@ -42,14 +79,7 @@ emit_line (Worker *w, const char *line)
   if (fputs (line, stdout) < 0 || fputc ('\n', stdout) < 0 || fflush (stdout) != 0)
     {
       if (!w->stop)
-        {
-          w->stop = TRUE;
-          if (w->trainer)
-            kilt_trainer_stop (w->trainer);
-          if (w->compare)
-            kilt_compare_stop (w->compare);
-          g_cancellable_cancel (w->cancel);
-        }
+        apply_stop (w);
     }
 }
 
@@ -211,34 +241,16 @@ command (Worker *w, const char *line)
       if (kilt_worker_job_from_json (o, &w->job, &error))
         w->have_job = TRUE;
     }
-  else if (strcmp (cmd, "pause") == 0)
+  else if (strcmp (cmd, "pause") == 0 || strcmp (cmd, "resume") == 0)
     {
-      w->paused = TRUE;
-      if (w->trainer)
-        kilt_trainer_pause (w->trainer);
-      if (w->compare)
-        kilt_compare_pause (w->compare);
-    }
-  else if (strcmp (cmd, "resume") == 0)
-    {
-      w->paused = FALSE;
-      if (w->trainer)
-        kilt_trainer_resume (w->trainer);
-      if (w->compare)
-        kilt_compare_resume (w->compare);
+      w->paused = strcmp (cmd, "pause") == 0;
+      apply_pause (w);
     }
   else if (strcmp (cmd, "fault") == 0)
     /* Test faults a window's test armed mid-run. */
     kilt_fault_apply (json_object_get_string_member_with_default (o, "faults", ""));
   else if (strcmp (cmd, "stop") == 0)
-    {
-      w->stop = TRUE;
-      if (w->trainer)
-        kilt_trainer_stop (w->trainer);
-      if (w->compare)
-        kilt_compare_stop (w->compare);
-      g_cancellable_cancel (w->cancel);
-    }
+    apply_stop (w);
   else
     g_set_error (
         &error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
@@ -280,12 +292,7 @@ read_commands (gpointer data)
    * recorded as stopped. */
   g_mutex_lock (&w->lock);
   w->eof = TRUE;
-  w->stop = TRUE;
-  if (w->trainer)
-    kilt_trainer_stop (w->trainer);
-  if (w->compare)
-    kilt_compare_stop (w->compare);
-  g_cancellable_cancel (w->cancel);
+  apply_stop (w);
   g_cond_broadcast (&w->cond);
   g_mutex_unlock (&w->lock);
   return NULL;
@@ -393,18 +400,10 @@ run_one (Worker *w, KiltWorkerJob *job)
     emit_log (w, G_LOG_LEVEL_WARNING, warning);
   kilt_breadcrumb_stage ("opening the device");
   trainer = kilt_trainer_new (model, ds, &job->config, on_event, w);
-  g_mutex_lock (&w->lock);
-  w->trainer = trainer;
-  if (w->paused)
-    kilt_trainer_pause (trainer);
-  if (w->stop)
-    kilt_trainer_stop (trainer);
-  g_mutex_unlock (&w->lock);
+  attach_run (w, trainer, NULL);
   kilt_trainer_start (trainer);
   kilt_trainer_join (trainer);
-  g_mutex_lock (&w->lock);
-  w->trainer = NULL;
-  g_mutex_unlock (&w->lock);
+  attach_run (w, NULL, NULL);
   kilt_trainer_free (trainer);
   g_clear_pointer (&w->recorder, kilt_run_recorder_free);
 }
@@ -418,18 +417,10 @@ run_sequence (Worker *w, KiltWorkerJob *job)
                               &job->config, job->db_path, job->tag, on_compare_event, w);
   kilt_compare_set_keep_weights (compare, job->keep_weights);
   kilt_compare_set_resume_from (compare, job->resume_from);
-  g_mutex_lock (&w->lock);
-  w->compare = compare;
-  if (w->paused)
-    kilt_compare_pause (compare);
-  if (w->stop)
-    kilt_compare_stop (compare);
-  g_mutex_unlock (&w->lock);
+  attach_run (w, NULL, compare);
   kilt_compare_start (compare);
   kilt_compare_join (compare);
-  g_mutex_lock (&w->lock);
-  w->compare = NULL;
-  g_mutex_unlock (&w->lock);
+  attach_run (w, NULL, NULL);
   kilt_compare_free (compare);
 }
 
