@@ -695,6 +695,15 @@ test_train (void)
   g_assert_true (wait_until (run_over, NULL, 120));
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
   g_assert_cmpuint (kilt_chart_get_n_points (loss, 0), >, 0);
+  /* Finished says how it ended up, and Stop is no longer red. */
+  {
+    KiltTrainPage *train = kilt_window_get_train_page (window);
+    g_test_message ("finished: %s", kilt_train_page_get_detail (train));
+    g_assert_cmpstr (kilt_train_page_get_status (train), ==, "Finished");
+    g_assert_nonnull (strstr (kilt_train_page_get_detail (train), "2 epochs · loss "));
+    g_assert_nonnull (strstr (kilt_train_page_get_detail (train), "accuracy"));
+    g_assert_false (kilt_train_page_get_stop_armed (train));
+  }
   settle (0.3);
   screenshot (GTK_WIDGET (window), "train-finished");
   /* The lower half: busy %, the log and the per-layer times. */
@@ -827,6 +836,15 @@ test_stop (void)
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.pause", NULL));
   g_assert_true (kilt_session_is_paused (session));
   settle (0.3);
+  /* Paused keeps the epoch and drops the time left (issue 15, Train page). */
+  {
+    KiltTrainPage *train = kilt_window_get_train_page (window);
+    g_test_message ("paused: %s / %s", kilt_train_page_get_status (train),
+                    kilt_train_page_get_detail (train));
+    g_assert_true (g_str_has_prefix (kilt_train_page_get_status (train), "Paused · Epoch "));
+    g_assert_null (strstr (kilt_train_page_get_detail (train), "left"));
+    g_assert_true (kilt_train_page_get_stop_armed (train));
+  }
   g_assert_true (kilt_session_is_running (session));
   g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.pause", NULL));
   g_assert_false (kilt_session_is_paused (session));

@@ -6,6 +6,7 @@
 #include "kilt-chart-view.h"
 
 #include <math.h>
+#include <string.h>
 
 struct _KiltTrainPage
 {
@@ -17,6 +18,7 @@ struct _KiltTrainPage
   GtkLabel *detail_label;
   GtkProgressBar *progress;
   GtkWidget *pause_button;
+  GtkWidget *stop_button;
   GtkScale *smoothing_scale;
   GtkCheckButton *log_check;
   GtkGrid *chart_grid;
@@ -35,6 +37,9 @@ struct _KiltTrainPage
    * which the next report's figures over the steps between them are taken. */
   guint prev_epoch, prev_step;
   double prev_loss, prev_accuracy;
+  gboolean paused;            /* as the window last set it */
+  KiltEvent last_step;        /* the last step report of the run going on (epoch 0: none yet) */
+  KiltEvent last_epoch;       /* the last finished epoch's figures (epoch 0: none yet) */
   guint seq_index, seq_count; /* a run of a sequence (compare devices) */
 };
 
@@ -137,6 +142,8 @@ kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity)
 {
   g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
   self->prev_epoch = self->prev_step = 0;
+  memset (&self->last_step, 0, sizeof self->last_step);
+  memset (&self->last_epoch, 0, sizeof self->last_epoch);
   for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
     {
       kilt_chart_clear (chart (self, i));
@@ -300,6 +307,10 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
   if (u->timings)
     show_timings (self, u->timings);
 
+  if (u->steps->len)
+    self->last_step = g_array_index (u->steps, KiltEvent, u->steps->len - 1);
+  if (u->epochs->len)
+    self->last_epoch = g_array_index (u->epochs, KiltEvent, u->epochs->len - 1);
   if (u->has_last && !u->run_finished)
     {
       const KiltEvent *e = &u->last;
@@ -318,6 +329,9 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
       gtk_label_set_text (self->status_label, status);
       gtk_label_set_text (self->detail_label, detail);
       gtk_progress_bar_set_fraction (self->progress, CLAMP (done / MAX (total, 1), 0, 1));
+      /* Reports still in flight when Pause was pressed must not bring back an ETA. */
+      if (self->paused)
+        kilt_train_page_set_state (self, TRUE, TRUE);
     }
   if (u->run_finished)
     {
@@ -336,9 +350,19 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
           if (kilt_chart_get_n_points (chart (self, i), 0) == 0)
             kilt_chart_set_empty_text (chart (self, i), empty);
 
-      if (u->status == KILT_RUN_FINISHED && !isnan (u->last.val_accuracy) && u->has_last)
-        detail = g_strdup_printf ("Took %s · validation accuracy %.1f%%", took,
-                                  100 * u->last.val_accuracy);
+      if (self->last_epoch.epoch)
+        {
+          /* The end of a run says how it ended up: the last epoch's figures. */
+          const KiltEvent *e = &self->last_epoch;
+          GString *d = g_string_new (NULL);
+          g_string_append_printf (d, "Took %s · %u epoch%s · loss %.4f · accuracy %.1f%%", took,
+                                  e->epoch, e->epoch == 1 ? "" : "s", e->loss, 100 * e->accuracy);
+          if (!isnan (e->val_accuracy))
+            g_string_append_printf (d, " · validation accuracy %.1f%%", 100 * e->val_accuracy);
+          if (e->samples_per_second > 0)
+            g_string_append_printf (d, " · %.0f samples/s", e->samples_per_second);
+          detail = g_string_free (d, FALSE);
+        }
       else
         detail = g_strdup_printf ("Took %s", took);
       gtk_label_set_text (self->status_label, status);
@@ -361,8 +385,28 @@ kilt_train_page_set_state (KiltTrainPage *self, gboolean running, gboolean pause
 {
   g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
   gtk_button_set_label (GTK_BUTTON (self->pause_button), paused ? "_Resume" : "_Pause");
+  /* Red only while there is a run to stop: an insensitive red button still looked armed. */
+  if (running)
+    gtk_widget_add_css_class (self->stop_button, "destructive-action");
+  else
+    gtk_widget_remove_css_class (self->stop_button, "destructive-action");
+  self->paused = running && paused;
   if (running && paused)
-    gtk_label_set_text (self->status_label, "Paused");
+    {
+      /* Where it stands, and no time left: a paused run is not going to end. */
+      const KiltEvent *e = &self->last_step;
+      guint spe = self->steps_per_epoch ? self->steps_per_epoch : 1;
+      g_autofree char *status
+          = e->epoch ? g_strdup_printf ("Paused · Epoch %u of %u", e->epoch, self->epochs)
+                     : g_strdup ("Paused");
+      g_autofree char *detail
+          = e->epoch ? g_strdup_printf ("Step %u of %u · loss %.4f · accuracy %.1f%% · Resume "
+                                        "(Ctrl+P) goes on from here",
+                                        e->step, spe, e->loss, 100 * e->accuracy)
+                     : g_strdup ("Resume (Ctrl+P) goes on from here");
+      gtk_label_set_text (self->status_label, status);
+      gtk_label_set_text (self->detail_label, detail);
+    }
 }
 
 void
@@ -371,6 +415,27 @@ kilt_train_page_show_error (KiltTrainPage *self, const char *message)
   g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
   gtk_label_set_text (self->error_label, message ? message : "");
   gtk_revealer_set_reveal_child (self->error_revealer, message != NULL);
+}
+
+const char *
+kilt_train_page_get_status (KiltTrainPage *self)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), NULL);
+  return gtk_label_get_text (self->status_label);
+}
+
+const char *
+kilt_train_page_get_detail (KiltTrainPage *self)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), NULL);
+  return gtk_label_get_text (self->detail_label);
+}
+
+gboolean
+kilt_train_page_get_stop_armed (KiltTrainPage *self)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), FALSE);
+  return gtk_widget_has_css_class (self->stop_button, "destructive-action");
 }
 
 KiltChart *
@@ -457,6 +522,7 @@ kilt_train_page_class_init (KiltTrainPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, detail_label);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, progress);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, pause_button);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, stop_button);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, smoothing_scale);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, log_check);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, chart_grid);
@@ -544,6 +610,16 @@ kilt_train_page_init (KiltTrainPage *self)
                                   "Run log", -1);
   gtk_scrolled_window_set_child (GTK_SCROLLED_WINDOW (log_scroll), log_view);
   gtk_frame_set_child (GTK_FRAME (log_frame), log_scroll);
+  {
+    /* Named, and not a blank card before the first run. */
+    GtkWidget *title = gtk_label_new ("Log");
+    gtk_widget_add_css_class (title, "heading");
+    gtk_frame_set_label_widget (GTK_FRAME (log_frame), title);
+    gtk_text_buffer_set_text (self->log,
+                              "Messages from the run (kernel builds, epochs, errors) "
+                              "appear here.",
+                              -1);
+  }
   gtk_grid_attach (self->chart_grid, log_frame, 1, 2, 1, 1);
   show_timings (self, NULL);
 

@@ -27,6 +27,11 @@ typedef enum
 void kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity);
 /* Applies a coalesced update from the session. */
 void kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *update, double elapsed);
+/* The status line and the line under it ("Epoch 3 of 10", "Step 12 of 40 · …"). */
+const char *kilt_train_page_get_status (KiltTrainPage *self);
+const char *kilt_train_page_get_detail (KiltTrainPage *self);
+/* Whether Stop is shown as a live destructive button (only while a run goes on). */
+gboolean kilt_train_page_get_stop_armed (KiltTrainPage *self);
 /* Draws a stored run's curves (a resumed run's parent) before the run that goes on from it. */
 void kilt_train_page_show_history (KiltTrainPage *self, const KiltRun *run);
 void kilt_train_page_set_state (KiltTrainPage *self, gboolean running, gboolean paused);
