@@ -363,6 +363,74 @@ test_application_files (void)
   check_file ("keras3-app-mobilenetv2");
 }
 
+static void expect_error_named (const char *doc, const char *source, const char *want1,
+                                const char *want2);
+
+/* x + 3 and x * (1 / 6) with constants, as MobileNetV3's hard_sigmoid writes them: Keras 3 as
+ * an Add / Multiply with a float among its args, tf.keras as TFOpLambda layers whose one call
+ * is written unwrapped with the constant in its kwargs. Both become Rescaling nodes. */
+static void
+test_scalar_ops (void)
+{
+  const char *k3
+      = "{\"module\": \"keras\", \"class_name\": \"Functional\", \"config\": {\"name\": \"k3\", "
+        "\"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": {\"name\": \"x\", "
+        "\"batch_shape\": [null, 4, 4, 2]}, \"inbound_nodes\": []},"
+        "{\"module\": \"keras.src.ops.numpy\", \"class_name\": \"Add\", \"name\": \"add\", "
+        "\"config\": {\"name\": \"add\"}, \"inbound_nodes\": [{\"args\": [{\"class_name\": "
+        "\"__keras_tensor__\", \"config\": {\"keras_history\": [\"x\", 0, 0]}}, 3.0], "
+        "\"kwargs\": {}}]},"
+        "{\"module\": \"keras.src.ops.numpy\", \"class_name\": \"Multiply\", \"name\": \"mul\", "
+        "\"config\": {\"name\": \"mul\"}, \"inbound_nodes\": [{\"args\": [{\"class_name\": "
+        "\"__keras_tensor__\", \"config\": {\"keras_history\": [\"add\", 0, 0]}}, "
+        "0.16666666666666666], \"kwargs\": {}}]}],"
+        "\"input_layers\": [\"x\", 0, 0], \"output_layers\": [\"mul\", 0, 0]}}";
+  const char *k2
+      = "{\"class_name\": \"Functional\", \"config\": {\"name\": \"k2\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": {\"name\": \"x\", "
+        "\"batch_input_shape\": [null, 4, 4, 2]}, \"inbound_nodes\": []},"
+        "{\"class_name\": \"TFOpLambda\", \"name\": \"tf.__operators__.add\", \"config\": "
+        "{\"name\": \"tf.__operators__.add\", \"function\": \"__operators__.add\"}, "
+        "\"inbound_nodes\": [[\"x\", 0, 0, {\"y\": 3.0, \"name\": null}]]},"
+        "{\"class_name\": \"TFOpLambda\", \"name\": \"tf.math.multiply\", \"config\": "
+        "{\"name\": \"tf.math.multiply\", \"function\": \"math.multiply\"}, "
+        "\"inbound_nodes\": [[\"tf.__operators__.add\", 0, 0, {\"y\": 0.5, \"name\": null}]]}],"
+        "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"tf.math.multiply\", 0, 0]]}, "
+        "\"keras_version\": \"2.15.0\"}";
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m3 = kilt_keras_load_data (k3, -1, "k3.json", KILT_LOSS_MSE, NULL, &error);
+  g_autoptr (KiltModel) m2 = NULL;
+
+  g_assert_no_error (error);
+  g_assert_cmpint (find (m3, "add")->type, ==, KILT_LAYER_RESCALING);
+  g_assert_cmpfloat (find (m3, "add")->cfg.offset, ==, 3.0f);
+  g_assert_cmpfloat (find (m3, "add")->cfg.scale, ==, 1.0f);
+  g_assert_cmpfloat (find (m3, "mul")->cfg.scale, ==, (float)(1.0 / 6));
+  g_assert_cmpfloat (find (m3, "mul")->cfg.offset, ==, 0.0f);
+  m2 = kilt_keras_load_data (k2, -1, "k2.json", KILT_LOSS_MSE, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (find (m2, "tf.__operators__.add")->cfg.offset, ==, 3.0f);
+  g_assert_cmpfloat (find (m2, "tf.math.multiply")->cfg.scale, ==, 0.5f);
+  g_assert_cmpuint (kilt_model_output (m2)->out_shape.c, ==, 2);
+
+  /* Another op, and an Add of one tensor with no constant, are refused by name. */
+  {
+    g_autofree char *other = g_strdup (k2);
+    char *at = strstr (other, "\"function\": \"math.multiply\"");
+    memcpy (at, "\"function\": \"math.subtrac\" ", strlen ("\"function\": \"math.multiply\""));
+    expect_error_named (other, "k2.json", "layer tf.math.multiply (TFOpLambda)",
+                        "TensorFlow op math.subtrac is not supported");
+  }
+  {
+    g_autofree char *lone = g_strdup (k3);
+    char *at = strstr (lone, "}}, 3.0]");
+    memcpy (at, "}}     ]", strlen ("}}, 3.0]"));
+    expect_error_named (lone, "k3.json", "layer add (Add)",
+                        "expected one tensor and one constant operand");
+  }
+}
+
 static void
 expect_file_error (const char *file, const char *layer, const char *option)
 {
@@ -418,6 +486,19 @@ expect_error (const char *doc, const char *want1, const char *want2)
   g_assert_nonnull (strstr (error->message, want1));
   if (want2)
     g_assert_nonnull (strstr (error->message, want2));
+}
+
+static void
+expect_error_named (const char *doc, const char *source, const char *want1, const char *want2)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = kilt_keras_load_data (doc, -1, source, KILT_LOSS_MSE, NULL, &error);
+
+  g_assert_null (m);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, want1));
+  g_assert_nonnull (strstr (error->message, want2));
 }
 
 static void
@@ -830,6 +911,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/block-files", test_block_files);
   g_test_add_func ("/keras/separable-files", test_separable_files);
   g_test_add_func ("/keras/application-files", test_application_files);
+  g_test_add_func ("/keras/scalar-ops", test_scalar_ops);
   g_test_add_func ("/keras/errors", test_errors);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);

@@ -720,6 +720,97 @@ add_with_activation (Import *imp, KiltLayerType type, KiltLayerConfig *cfg, guin
          && keras_add_extra_node (imp, KILT_LAYER_ACTIVATION, &act, "activation", error);
 }
 
+/* A number the call gives beside its one tensor: Keras 3 writes x + 3.0 as an Add whose
+ * args hold the float, tf.keras as a TFOpLambda whose call kwargs hold it as "y". */
+static gboolean
+scalar_operand (const Entry *e, double *value)
+{
+  JsonArray *nodes = keras_member_array (e->layer, "inbound_nodes");
+  JsonNode *first
+      = nodes && json_array_get_length (nodes) ? json_array_get_element (nodes, 0) : NULL;
+
+  if (first && JSON_NODE_HOLDS_OBJECT (first))
+    {
+      JsonArray *args = keras_member_array (json_node_get_object (first), "args");
+      for (guint i = 0; args && i < json_array_get_length (args); i++)
+        {
+          JsonNode *a = json_array_get_element (args, i);
+          if (keras_node_is (a, G_TYPE_DOUBLE) || keras_node_is (a, G_TYPE_INT64))
+            {
+              *value = json_node_get_double (a);
+              return TRUE;
+            }
+        }
+    }
+  else if (first && JSON_NODE_HOLDS_ARRAY (first)
+           && json_array_get_length (json_node_get_array (first)) > 0)
+    {
+      /* [name, node, tensor, kwargs] (TFOpLambda's own form) or [[name, ...]]. */
+      JsonArray *outer = json_node_get_array (first);
+      JsonNode *call = keras_node_is (json_array_get_element (outer, 0), G_TYPE_STRING)
+                           ? first
+                           : json_array_get_element (outer, 0);
+      JsonArray *c = JSON_NODE_HOLDS_ARRAY (call) ? json_node_get_array (call) : NULL;
+      JsonNode *kw = c && json_array_get_length (c) == 4 ? json_array_get_element (c, 3) : NULL;
+      JsonNode *y = kw && JSON_NODE_HOLDS_OBJECT (kw)
+                        ? keras_member (json_node_get_object (kw), "y")
+                        : NULL;
+      if (keras_node_is (y, G_TYPE_DOUBLE) || keras_node_is (y, G_TYPE_INT64))
+        {
+          *value = json_node_get_double (y);
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+/* x + c and x * c with a constant c, as MobileNetV3's hard_sigmoid writes them: a Rescaling.
+ * FALSE with nothing set when @e is not such a call. */
+static gboolean
+convert_scalar_op (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
+                   gboolean *handled, GError **error)
+{
+  const char *fn = keras_member_string (e->config, "function");
+  gboolean add, mul;
+  double v;
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_RESCALING);
+
+  *handled = FALSE;
+  if (g_str_equal (e->class_name, "TFOpLambda"))
+    {
+      add = fn && (g_str_equal (fn, "__operators__.add") || g_str_equal (fn, "math.add"));
+      mul = fn && g_str_equal (fn, "math.multiply");
+      if (!add && !mul)
+        {
+          keras_set_error (error, imp,
+                           "TensorFlow op %s is not supported; Kilt takes __operators__.add, "
+                           "math.add and math.multiply with a constant",
+                           fn ? fn : "(unnamed)");
+          *handled = TRUE;
+          return FALSE;
+        }
+    }
+  else
+    {
+      add = g_str_equal (e->class_name, "Add");
+      mul = g_str_equal (e->class_name, "Multiply");
+      if (!(add || mul) || n_inputs != 1)
+        return FALSE;
+    }
+  *handled = TRUE;
+  if (n_inputs != 1 || !scalar_operand (e, &v) || !isfinite (v))
+    {
+      keras_set_error (error, imp, "expected one tensor and one constant operand");
+      return FALSE;
+    }
+  if (add)
+    cfg.offset = (float)v;
+  else
+    cfg.scale = (float)v;
+  return keras_add_node (imp, KILT_LAYER_RESCALING, &cfg, 1, inputs,
+                         keras_node_rank (imp, inputs[0]), error);
+}
+
 gboolean
 keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
                      GError **error)
@@ -744,6 +835,12 @@ keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *i
   if (dtype && !g_str_equal (dtype, "float32"))
     keras_add_note (imp, "dtype %s; Kilt computes in float32", dtype);
 
+  {
+    gboolean handled;
+    gboolean ok = convert_scalar_op (imp, e, n_inputs, inputs, &handled, error);
+    if (handled)
+      return ok;
+  }
   for (guint i = 0; i < G_N_ELEMENTS (converters) && conv == NULL; i++)
     if (g_str_equal (cls, converters[i].keras_class))
       conv = &converters[i];

@@ -23,6 +23,7 @@ typedef struct
   const char *name;
   const char *class_name;
   JsonObject *config;
+  JsonObject *layer;  /* the whole entry (its inbound_nodes hold constant operands) */
   GPtrArray *inbound; /* const char*: names of the layers it reads (functional models) */
   guint n_calls;      /* how many times the layer is called (shared layers: more than one) */
   guint position;     /* 1-based, in the file's layers list */

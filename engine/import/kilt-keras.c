@@ -98,6 +98,7 @@ read_entry (Import *imp, JsonNode *node, guint index, Entry *e, GError **error)
   o = json_node_get_object (node);
   e->class_name = keras_member_string (o, "class_name");
   e->config = keras_member_object (o, "config");
+  e->layer = o;
   e->name = keras_member_string (o, "name");
   if (e->name == NULL)
     e->name = keras_member_string (e->config, "name");
@@ -158,9 +159,12 @@ read_inbound (Import *imp, JsonObject *layer, Entry *e, GError **error)
     else if (JSON_NODE_HOLDS_ARRAY (call)) /* Keras 2: [[name, node, tensor, kwargs], ...] */
       {
         JsonArray *a = json_node_get_array (call);
-        for (guint i = 0; i < json_array_get_length (a); i++)
+        /* tf.keras' TFOpLambda writes its one call unwrapped: [name, node, tensor, kwargs]. */
+        gboolean bare = json_array_get_length (a) > 0
+                        && keras_node_is (json_array_get_element (a, 0), G_TYPE_STRING);
+        for (guint i = 0; i < (bare ? 1 : json_array_get_length (a)); i++)
           {
-            JsonNode *t = json_array_get_element (a, i);
+            JsonNode *t = bare ? call : json_array_get_element (a, i);
             JsonArray *ta = JSON_NODE_HOLDS_ARRAY (t) ? json_node_get_array (t) : NULL;
             if (ta == NULL || json_array_get_length (ta) < 3
                 || !keras_node_is (json_array_get_element (ta, 0), G_TYPE_STRING))
