@@ -433,6 +433,22 @@ find_type (GtkWidget *w, GType type)
   return NULL;
 }
 
+/* The first button under @w whose label starts with @prefix, or NULL. */
+static GtkWidget *
+find_button (GtkWidget *w, const char *prefix)
+{
+  if (GTK_IS_BUTTON (w) && gtk_button_get_label (GTK_BUTTON (w))
+      && g_str_has_prefix (gtk_button_get_label (GTK_BUTTON (w)), prefix))
+    return w;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_button (c, prefix);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
 static const KiltDeviceInfo *
 pocl_device (void)
 {
@@ -810,6 +826,38 @@ test_plan_does_not_fit (void)
   g_assert_cmpint (after ? after->id : 0, ==, before ? before->id : 0);
   settle (0.3);
   screenshot (window_content (), "train-does-not-fit");
+
+  /* No batch fits in 1 MiB: nothing to offer. In 200 MiB batch 65536 does not fit, a smaller
+   * one does, and "Use Batch N" sets it. */
+  g_assert_false (kilt_model_page_use_fitting_batch (model));
+  g_setenv ("KILT_MEMORY_BUDGET_MB", "200", TRUE);
+  kilt_model_page_set_batch (model, 65536);
+  g_assert_false (kilt_model_page_check_fits (model, NULL));
+  g_assert_true (kilt_model_page_use_fitting_batch (model));
+  g_test_message ("Use Batch set %u", kilt_model_page_get_batch (model));
+  g_assert_cmpuint (kilt_model_page_get_batch (model), <, 65536);
+  g_assert_cmpuint (kilt_model_page_get_batch (model), >, 32);
+  g_assert_true (kilt_model_page_check_fits (model, NULL));
+  kilt_model_page_set_batch (model, 65536);
+  kilt_window_show_page (window, "model");
+  settle (0.3);
+  {
+    /* The plan with its breakdown and the button, at the bottom of the page. */
+    GtkWidget *sw = find_type (GTK_WIDGET (model), GTK_TYPE_SCROLLED_WINDOW);
+    g_assert_nonnull (sw);
+    GtkWidget *button = find_button (GTK_WIDGET (model), "Use Batch ");
+    graphene_rect_t box;
+    g_assert_nonnull (button);
+    g_assert_true (gtk_widget_get_visible (button));
+    g_assert_true (gtk_widget_compute_bounds (
+        button, gtk_scrolled_window_get_child (GTK_SCROLLED_WINDOW (sw)), &box));
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)),
+                              box.origin.y - 300);
+    settle (0.3);
+    screenshot (window_content (), "model-use-batch");
+    gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 0);
+  }
+  kilt_model_page_set_batch (model, 32);
 
   g_unsetenv ("KILT_MEMORY_BUDGET_MB");
   g_assert_true (kilt_model_page_choose_preset (model, "mlp"));

@@ -25,6 +25,8 @@ struct _KiltModelPage
   GtkGrid *layer_grid;
   AdwActionRow *plan_row;
   GtkImage *plan_icon;
+  GtkWidget *use_batch_button; /* "Use Batch N" when the plan does not fit; made in init */
+  guint use_batch;
   AdwComboRow *optimizer_row;
   GtkSpinButton *lr_spin;
   GtkWidget *momentum_row, *nesterov_row, *rho_row, *beta1_row, *beta2_row, *epsilon_row;
@@ -92,7 +94,7 @@ grid_cell (KiltModelPage *self, int col, int row, const char *text, gboolean num
   if (col == 0)
     {
       gtk_label_set_ellipsize (GTK_LABEL (label), PANGO_ELLIPSIZE_END);
-      gtk_label_set_width_chars (GTK_LABEL (label), MIN ((int)g_utf8_strlen (text, -1), 14));
+      gtk_label_set_width_chars (GTK_LABEL (label), MIN ((int)g_utf8_strlen (text, -1), 24));
     }
   gtk_widget_set_hexpand (label, col == 0);
   if (header)
@@ -102,6 +104,7 @@ grid_cell (KiltModelPage *self, int col, int row, const char *text, gboolean num
   gtk_grid_attach (self->layer_grid, label, col, row, 1, 1);
 }
 
+/* One format down a column: "512", "9.2 k", "1.25 M" (it mixed "9248" with "18.5 k"). */
 static char *
 count_text (guint64 n)
 {
@@ -109,7 +112,7 @@ count_text (guint64 n)
     return g_strdup_printf ("%.2f G", n / 1e9);
   if (n >= 1000000)
     return g_strdup_printf ("%.2f M", n / 1e6);
-  if (n >= 10000)
+  if (n >= 1000)
     return g_strdup_printf ("%.1f k", n / 1e3);
   return g_strdup_printf ("%" G_GUINT64_FORMAT, n);
 }
@@ -118,7 +121,10 @@ static void
 show_table (KiltModelPage *self)
 {
   GtkWidget *child;
-  const char *heads[] = { "Layer", "Type", "Output shape", "Parameters", "FLOPs", "Memory" };
+  /* Memory is per batch: say so, and which batch. */
+  g_autofree char *mem_head
+      = g_strdup_printf ("Memory (batch %u)", kilt_model_page_get_batch (self));
+  const char *heads[] = { "Layer", "Type", "Output shape", "Parameters", "FLOPs", mem_head };
   int row = 1;
 
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->layer_grid))))
@@ -136,8 +142,14 @@ show_table (KiltModelPage *self)
         g_autofree char *params = count_text (r->params);
         g_autofree char *flops = count_text (r->flops);
         g_autofree char *mem = g_format_size_full (r->act_bytes, G_FORMAT_SIZE_IEC_UNITS);
+        KiltNode *node = kilt_model_node (self->model, i);
+        /* Which activation: an Activation row, or a layer with one fused ("Dense · relu"). */
+        g_autofree char *type = node && node->cfg.activation != KILT_ACT_LINEAR
+                                    ? g_strdup_printf ("%s · %s", r->type,
+                                                       kilt_activation_name (node->cfg.activation))
+                                    : g_strdup (r->type);
         grid_cell (self, 0, row, r->name, FALSE, FALSE);
-        grid_cell (self, 1, row, r->type, FALSE, FALSE);
+        grid_cell (self, 1, row, type, FALSE, FALSE);
         grid_cell (self, 2, row, shape, FALSE, FALSE);
         grid_cell (self, 3, row, params, TRUE, FALSE);
         grid_cell (self, 4, row, flops, TRUE, FALSE);
@@ -217,6 +229,7 @@ show_plan (KiltModelPage *self)
       adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row),
                                      self->device ? "Choose a model" : "Choose a device");
       adw_action_row_set_subtitle (self->plan_row, "");
+      self->use_batch = 0;
     }
   else
     {
@@ -227,11 +240,34 @@ show_plan (KiltModelPage *self)
         title = g_strdup_printf ("Fits on %s", self->device->name);
       else
         title = g_strdup_printf ("Does not fit on %s", self->device->name);
+      GString *sub = g_string_new (plan->message);
+
       adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row), title);
-      adw_action_row_set_subtitle (self->plan_row, plan->message);
+      /* What the total is made of, by category, as the Train page's memory chart shows it. */
+      g_string_append_c (sub, '\n');
+      for (int c = 0, shown = 0; c < KILT_MEM_N_CATEGORIES; c++)
+        if (plan->bytes[c])
+          {
+            g_autofree char *b = g_format_size_full (plan->bytes[c], G_FORMAT_SIZE_IEC_UNITS);
+            g_string_append_printf (sub, "%s%s %s", shown++ ? " · " : "",
+                                    kilt_mem_category_name ((KiltMemCategory)c), b);
+          }
+      {
+        g_autofree char *markup = g_markup_escape_text (sub->str, -1);
+        adw_action_row_set_subtitle (self->plan_row, markup);
+      }
+      g_string_free (sub, TRUE);
+      self->use_batch = !plan->fits && plan->max_batch > 0 ? plan->max_batch : 0;
+      if (self->use_batch)
+        {
+          g_autofree char *label = g_strdup_printf ("Use Batch %u", self->use_batch);
+          gtk_button_set_label (GTK_BUTTON (self->use_batch_button), label);
+        }
       icon = plan->fits ? "emblem-ok-symbolic" : "dialog-error-symbolic";
       css = plan->fits ? "success" : "error";
     }
+  if (self->use_batch_button)
+    gtk_widget_set_visible (self->use_batch_button, self->model && self->device && self->use_batch);
   gtk_image_set_from_icon_name (self->plan_icon, icon);
   if (css)
     gtk_widget_add_css_class (GTK_WIDGET (self->plan_icon), css);
@@ -562,6 +598,30 @@ on_small_input (GtkSpinButton *spin, double *value, gpointer data)
 }
 
 static void
+on_use_batch (KiltModelPage *self)
+{
+  if (self->use_batch)
+    gtk_spin_button_set_value (self->batch_spin, self->use_batch);
+}
+
+void
+kilt_model_page_set_batch (KiltModelPage *self, guint batch)
+{
+  g_return_if_fail (KILT_IS_MODEL_PAGE (self));
+  gtk_spin_button_set_value (self->batch_spin, batch);
+}
+
+gboolean
+kilt_model_page_use_fitting_batch (KiltModelPage *self)
+{
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  if (!gtk_widget_get_visible (self->use_batch_button))
+    return FALSE;
+  g_signal_emit_by_name (self->use_batch_button, "clicked");
+  return TRUE;
+}
+
+static void
 on_setting_changed (KiltModelPage *self)
 {
   show_table (self);
@@ -671,6 +731,13 @@ kilt_model_page_init (KiltModelPage *self)
   g_settings_bind (self->settings, "learning-rate", self->lr_spin, "value",
                    G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "batch", self->batch_spin, "value", G_SETTINGS_BIND_DEFAULT);
+  self->use_batch_button = gtk_button_new_with_label ("Use Batch");
+  gtk_widget_set_valign (self->use_batch_button, GTK_ALIGN_CENTER);
+  gtk_widget_set_visible (self->use_batch_button, FALSE);
+  gtk_widget_set_tooltip_text (self->use_batch_button,
+                               "Set the batch size to the largest that fits on this device");
+  g_signal_connect_swapped (self->use_batch_button, "clicked", G_CALLBACK (on_use_batch), self);
+  adw_action_row_add_suffix (self->plan_row, self->use_batch_button);
   g_settings_bind (self->settings, "epochs", self->epochs_spin, "value", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "seed", self->seed_spin, "value", G_SETTINGS_BIND_DEFAULT);
   g_signal_connect_swapped (self->batch_spin, "value-changed", G_CALLBACK (on_setting_changed),

@@ -27,9 +27,12 @@ const char *kilt_model_page_get_model_name (KiltModelPage *self);
 KiltOptimizerConfig kilt_model_page_get_optimizer (KiltModelPage *self);
 void kilt_model_page_set_optimizer (KiltModelPage *self, const KiltOptimizerConfig *opt);
 guint kilt_model_page_get_batch (KiltModelPage *self);
+void kilt_model_page_set_batch (KiltModelPage *self, guint batch);
 /* FALSE, with @error saying what fits, when the memory plan shown says the model does not
  * fit on the device at the chosen batch (TRUE when there is no plan to go by). */
 gboolean kilt_model_page_check_fits (KiltModelPage *self, GError **error);
+/* "Use Batch N" on the plan: sets the batch to the largest that fits; FALSE when not offered. */
+gboolean kilt_model_page_use_fitting_batch (KiltModelPage *self);
 guint kilt_model_page_get_epochs (KiltModelPage *self);
 guint32 kilt_model_page_get_seed (KiltModelPage *self);
 void kilt_model_page_set_epochs (KiltModelPage *self, guint epochs);
