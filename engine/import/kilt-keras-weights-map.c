@@ -263,23 +263,74 @@ expect_batch_norm (const KiltNode *node, const LayerInfo *li, float *params, flo
                    guint *n, GError **error)
 {
   gsize c = node->in_shape[0].c;
+  gboolean scale = !node->cfg.bn_no_scale, center = !node->cfg.bn_no_center;
 
-  (void)error;
-  /* Kilt keeps gamma and beta always: a Keras layer without them (scale or center false)
-   * computes as gamma 1 and beta 0. Statistics are the node's state. */
-  if (node->n_params != 2 * c || node->n_state != 2 * c)
+  (void)li;
+  /* gamma[C] (scale), then beta[C] (center): Keras leaves out of the file what the layer
+   * leaves out, and so does Kilt of its parameters. Statistics are the node's state. */
+  if (node->n_params != c * (scale + center) || node->n_state != 2 * c)
     {
       kilt_layer_set_error (error, node,
                             "holds %zu parameters and %zu statistics; the Keras weights map "
-                            "expects gamma, beta, mean and variance of %zu channels each",
-                            node->n_params, node->n_state, c);
+                            "expects %s%s mean and variance of %zu channels each",
+                            node->n_params, node->n_state, scale ? "gamma, " : "",
+                            center ? "beta, " : "", c);
       return FALSE;
     }
-  v[0] = (Var){ "gamma", li->scale, 1, { c }, params, PLACE_COPY, TRUE, 1.0f, c };
-  v[1] = (Var){ "beta", li->center, 1, { c }, params + c, PLACE_COPY, TRUE, 0.0f, c };
+  v[0] = (Var){ "gamma", scale, 1, { c }, scale ? params : NULL, PLACE_COPY, TRUE, 1.0f, c };
+  v[1] = (Var){ "beta",     center, 1,    { c }, center ? params + (scale ? c : 0) : NULL,
+                PLACE_COPY, TRUE,   0.0f, c };
   v[2] = (Var){ "moving_mean", TRUE, 1, { c }, state, PLACE_COPY, TRUE, 0.0f, c };
   v[3] = (Var){ "moving_variance", TRUE, 1, { c }, state + c, PLACE_COPY, TRUE, 1.0f, c };
   *n = 4;
+  return TRUE;
+}
+
+static gboolean
+expect_depthwise (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
+                  guint *n, GError **error)
+{
+  gsize c = node->in_shape[0].c, dm = node->cfg.units, k = c * dm * node->cfg.kh * node->cfg.kw;
+
+  (void)li;
+  (void)state;
+  (void)error;
+  v[0] = (Var){ "depthwise_kernel",
+                TRUE,
+                4,
+                { node->cfg.kh, node->cfg.kw, c, dm },
+                params,
+                PLACE_DEPTHWISE_KERNEL,
+                FALSE,
+                0,
+                k };
+  *n = 1;
+  if (node->cfg.use_bias)
+    v[(*n)++] = (Var){ "bias", TRUE, 1, { c * dm }, params + k, PLACE_COPY, FALSE, 0, c * dm };
+  return TRUE;
+}
+
+static gboolean
+expect_normalization (const KiltNode *node, const LayerInfo *li, float *params, float *state,
+                      Var *v, guint *n, GError **error)
+{
+  gsize c = node->in_shape[0].c;
+
+  (void)li;
+  (void)params;
+  if (node->n_state != 2 * c + 1)
+    {
+      kilt_layer_set_error (error, node,
+                            "holds %zu statistics; the Keras weights map expects mean, variance "
+                            "and count (%zu)",
+                            node->n_state, 2 * c + 1);
+      return FALSE;
+    }
+  /* Keras' adapted statistics, and its sample count (a scalar). */
+  v[0] = (Var){ "mean", TRUE, 1, { c }, state, PLACE_COPY, TRUE, 0.0f, c };
+  v[1] = (Var){ "variance", TRUE, 1, { c }, state + c, PLACE_COPY, TRUE, 1.0f, c };
+  v[2] = (Var){ "count", TRUE, 0, { 0 }, state + 2 * c, PLACE_COPY, FALSE, 0.0f, 1 };
+  *n = 3;
   return TRUE;
 }
 
@@ -293,6 +344,8 @@ static const struct
   { KILT_LAYER_DENSE, expect_dense },
   { KILT_LAYER_CONV2D, expect_conv2d },
   { KILT_LAYER_BATCH_NORM, expect_batch_norm },
+  { KILT_LAYER_DEPTHWISE_CONV2D, expect_depthwise },
+  { KILT_LAYER_NORMALIZATION, expect_normalization },
 };
 
 ExpectFunc

@@ -18,9 +18,10 @@ typedef struct
 
 typedef enum
 {
-  PLACE_COPY,         /* dst[i] = src[i] (permuted by the input's feature order, if any) */
-  PLACE_DENSE_KERNEL, /* (in, units), rows in the input's feature order */
-  PLACE_CONV_KERNEL,  /* Keras HWIO (kh, kw, in, out) -> Kilt OIHW */
+  PLACE_COPY,             /* dst[i] = src[i] (permuted by the input's feature order, if any) */
+  PLACE_DENSE_KERNEL,     /* (in, units), rows in the input's feature order */
+  PLACE_CONV_KERNEL,      /* Keras HWIO (kh, kw, in, out) -> Kilt OIHW */
+  PLACE_DEPTHWISE_KERNEL, /* Keras (kh, kw, c, dm) -> Kilt (c, dm, kh, kw) */
 } Place;
 
 typedef struct

@@ -41,6 +41,16 @@ unplace (const Var *v, const float *src, const guint *perm, float *out)
                       = src[o * c * kh * kw + (ci * kh + i) * kw + j];
           break;
         }
+      case PLACE_DEPTHWISE_KERNEL:
+        {
+          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], dm = v->dims[3];
+          for (gsize i = 0; i < kh; i++)
+            for (gsize j = 0; j < kw; j++)
+              for (gsize ci = 0; ci < c; ci++)
+                for (gsize m = 0; m < dm; m++)
+                  out[((i * kw + j) * c + ci) * dm + m] = src[((ci * dm + m) * kh + i) * kw + j];
+          break;
+        }
     }
 }
 

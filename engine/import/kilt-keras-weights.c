@@ -555,6 +555,16 @@ read_var (hid_t f, const FileVar *fv, const KiltNode *node, const Var *v, const 
                       = buf[((i * kw + j) * c + ci) * fo + o];
           break;
         }
+      case PLACE_DEPTHWISE_KERNEL:
+        {
+          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], dm = v->dims[3];
+          for (gsize i = 0; i < kh; i++)
+            for (gsize j = 0; j < kw; j++)
+              for (gsize ci = 0; ci < c; ci++)
+                for (gsize m = 0; m < dm; m++)
+                  v->dst[((ci * dm + m) * kh + i) * kw + j] = buf[((i * kw + j) * c + ci) * dm + m];
+          break;
+        }
     }
   info->n_tensors++;
   info->n_values += n;
@@ -693,20 +703,11 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
                 return FALSE;
             }
           for (guint v = 0; v < n_vars; v++)
-            if (!got[v])
+            if (!got[v] && vars[v].present)
               {
-                /* gamma and beta may be absent (scale, center false): files name what they
-                 * hold, so without the architecture that is taken from the file. */
-                gboolean optional
-                    = g_str_equal (vars[v].name, "gamma") || g_str_equal (vars[v].name, "beta");
-                if (!vars[v].present || (optional && !li->known))
-                  vars[v].present = FALSE;
-                else
-                  {
-                    set_error (error, path, "layer %s (%s): variable %s is missing in the file",
-                               node->name, node->klass->name, vars[v].name);
-                    return FALSE;
-                  }
+                set_error (error, path, "layer %s (%s): variable %s is missing in the file",
+                           node->name, node->klass->name, vars[v].name);
+                return FALSE;
               }
         }
       for (guint v = 0; v < n_vars; v++)
