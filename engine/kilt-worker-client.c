@@ -614,6 +614,9 @@ kilt_worker_client_start (KiltWorkerClient *c, const KiltWorkerJob *job, GError 
   faults = kilt_fault_take ();
   if (faults)
     g_subprocess_launcher_setenv (launcher, "KILT_FAULT", faults, TRUE);
+  else
+    /* $KILT_FAULT of this process was read once, here: it is not every worker's. */
+    g_subprocess_launcher_unsetenv (launcher, "KILT_FAULT");
   c->proc = g_subprocess_launcher_spawn (launcher, error, cli, "worker", NULL);
   if (c->proc == NULL)
     {
