@@ -414,6 +414,31 @@ test_scalar_ops (void)
   g_assert_cmpfloat (find (m2, "tf.math.multiply")->cfg.scale, ==, 0.5f);
   g_assert_cmpuint (kilt_model_output (m2)->out_shape.c, ==, 2);
 
+  /* InceptionResNetV2's CustomScaleLayer: inputs[0] + inputs[1] * scale. */
+  {
+    const char *cs
+        = "{\"class_name\": \"Functional\", \"config\": {\"name\": \"cs\", \"layers\": ["
+          "{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": {\"name\": \"x\", "
+          "\"batch_input_shape\": [null, 4, 4, 2]}, \"inbound_nodes\": []},"
+          "{\"class_name\": \"Activation\", \"name\": \"a\", \"config\": {\"name\": \"a\", "
+          "\"activation\": \"tanh\"}, \"inbound_nodes\": [[[\"x\", 0, 0, {}]]]},"
+          "{\"class_name\": \"CustomScaleLayer\", \"name\": \"up\", \"config\": {\"name\": "
+          "\"up\", \"scale\": 0.17}, \"inbound_nodes\": [[[\"x\", 0, 0, {}], [\"a\", 0, 0, "
+          "{}]]]}],"
+          "\"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"up\", 0, 0]]}}";
+    g_autoptr (KiltModel) m = kilt_keras_load_data (cs, -1, "cs.json", KILT_LOSS_MSE, NULL, &error);
+    KiltNode *up, *scaled;
+    g_assert_no_error (error);
+    up = find (m, "up");
+    scaled = find (m, "up/scale");
+    g_assert_cmpint (up->type, ==, KILT_LAYER_ADD);
+    g_assert_cmpint (scaled->type, ==, KILT_LAYER_RESCALING);
+    g_assert_cmpfloat (scaled->cfg.scale, ==, 0.17f);
+    g_assert_cmpuint (scaled->inputs[0], ==, find (m, "a")->index);
+    g_assert_cmpuint (up->inputs[0], ==, 0);
+    g_assert_cmpuint (up->inputs[1], ==, scaled->index);
+  }
+
   /* Another op, and an Add of one tensor with no constant, are refused by name. */
   {
     g_autofree char *other = g_strdup (k2);

@@ -811,6 +811,38 @@ convert_scalar_op (Import *imp, const Entry *e, guint n_inputs, const guint *inp
                          keras_node_rank (imp, inputs[0]), error);
 }
 
+/* keras.applications' InceptionResNetV2 CustomScaleLayer: inputs[0] + inputs[1] * scale, as a
+ * Rescaling of the second input ("LAYER/scale") and an Add under the layer's name. */
+static gboolean
+convert_custom_scale (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
+                      GError **error)
+{
+  KiltLayerConfig r = kilt_layer_config_default (KILT_LAYER_RESCALING);
+  KiltLayerConfig add = kilt_layer_config_default (KILT_LAYER_ADD);
+  double scale = NAN;
+  guint sum[2];
+
+  if (n_inputs != 2)
+    {
+      keras_set_error (error, imp, "takes two inputs, got %u", n_inputs);
+      return FALSE;
+    }
+  if (!keras_get_double (imp, e->config, "scale", -1e30, 1e30, &scale, error))
+    return FALSE;
+  if (isnan (scale))
+    {
+      keras_set_error (error, imp, "expected scale");
+      return FALSE;
+    }
+  r.scale = (float)scale;
+  sum[0] = inputs[0];
+  sum[1] = kilt_model_n_nodes (imp->model);
+  return keras_add_node_as (imp, "scale", KILT_LAYER_RESCALING, &r, 1, &inputs[1],
+                            keras_node_rank (imp, inputs[1]), error)
+         && keras_add_node (imp, KILT_LAYER_ADD, &add, 2, sum, keras_node_rank (imp, inputs[0]),
+                            error);
+}
+
 gboolean
 keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
                      GError **error)
@@ -835,6 +867,8 @@ keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *i
   if (dtype && !g_str_equal (dtype, "float32"))
     keras_add_note (imp, "dtype %s; Kilt computes in float32", dtype);
 
+  if (g_str_equal (cls, "CustomScaleLayer"))
+    return convert_custom_scale (imp, e, n_inputs, inputs, error);
   {
     gboolean handled;
     gboolean ok = convert_scalar_op (imp, e, n_inputs, inputs, &handled, error);
