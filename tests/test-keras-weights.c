@@ -244,6 +244,10 @@ CASE (test_k2_bn_h5, "weights-keras2-bn_options", ".h5", FILE_WHOLE)
 CASE (test_k2_bn_only, "weights-keras2-bn_options", "-only.h5", FILE_WEIGHTS)
 CASE (test_k3_bn_keras, "weights-keras3-bn_options", ".keras", FILE_WHOLE)
 CASE (test_k3_bn_wh5, "weights-keras3-bn_options", ".weights.h5", FILE_WEIGHTS)
+CASE (test_k2_dw_h5, "weights-keras2-depthwise", ".h5", FILE_WHOLE)
+CASE (test_k2_dw_only, "weights-keras2-depthwise", "-only.h5", FILE_WEIGHTS)
+CASE (test_k3_dw_keras, "weights-keras3-depthwise", ".keras", FILE_WHOLE)
+CASE (test_k3_dw_wh5, "weights-keras3-depthwise", ".weights.h5", FILE_WEIGHTS)
 /* The weights inside a .keras archive onto the same architecture given as JSON. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
 
@@ -471,13 +475,15 @@ static void
 test_export_round_trip (void)
 {
   const char *stems[] = { "weights-keras3-mlp", "weights-keras3-cnn", "weights-keras3-residual",
-                          "weights-keras2-cnn" };
+                          "weights-keras3-depthwise", "weights-keras2-cnn" };
 
   for (gsize i = 0; i < G_N_ELEMENTS (stems); i++)
     {
       g_autofree char *json_name = g_strconcat (stems[i], ".json", NULL);
       g_autofree char *json = read_text (json_name);
-      g_autofree char *wname = g_strconcat (stems[i], i < 3 ? ".weights.h5" : "-only.h5", NULL);
+      g_autofree char *wname = g_strconcat (
+          stems[i], g_str_has_prefix (stems[i], "weights-keras3") ? ".weights.h5" : "-only.h5",
+          NULL);
       g_autofree char *wpath = data_file (wname);
       g_autofree char *out_name = g_strconcat ("export-", stems[i], ".weights.h5", NULL);
       g_autofree char *out = tmp_path (out_name);
@@ -986,6 +992,10 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras2-save-weights/bn-options", test_k2_bn_only);
   g_test_add_func ("/keras-weights/keras3-keras/bn-options", test_k3_bn_keras);
   g_test_add_func ("/keras-weights/keras3-weights-h5/bn-options", test_k3_bn_wh5);
+  g_test_add_func ("/keras-weights/keras2-h5/depthwise", test_k2_dw_h5);
+  g_test_add_func ("/keras-weights/keras2-save-weights/depthwise", test_k2_dw_only);
+  g_test_add_func ("/keras-weights/keras3-keras/depthwise", test_k3_dw_keras);
+  g_test_add_func ("/keras-weights/keras3-weights-h5/depthwise", test_k3_dw_wh5);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/cnn", test_k3_cnn_keras_weights);
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);

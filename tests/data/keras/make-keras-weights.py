@@ -95,6 +95,21 @@ def build_all(K):
     m.add(L.Flatten())
     m.add(L.Dense(3, activation="softmax"))
     models["bn_options"] = m
+
+    # DepthwiseConv2D (depth_multiplier 2, with and without bias) after an adapted
+    # Normalization, whose mean, variance and count are weights in both Kerases.
+    norm = L.Normalization()
+    norm.adapt(np.random.default_rng(3).normal(0.5, 2.0, (64, 8, 8, 3)).astype(np.float32))
+    m = K.Sequential(name="depthwise")
+    m.add(L.Input(shape=(8, 8, 3)))
+    m.add(norm)
+    m.add(L.DepthwiseConv2D(3, depth_multiplier=2, padding="same"))
+    m.add(L.BatchNormalization())
+    m.add(L.ReLU())
+    m.add(L.DepthwiseConv2D(3, use_bias=False))
+    m.add(L.Flatten())
+    m.add(L.Dense(4, activation="softmax"))
+    models["depthwise"] = m
     return models
 
 
@@ -106,7 +121,9 @@ def randomize(model, rng):
         names = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
         new = []
         for name, w in zip(names, ws):
-            if "variance" in name:
+            if name == "count":  # Normalization's sample count: Kilt keeps, never uses it
+                new.append(w)
+            elif "variance" in name:
                 new.append(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
             elif "gamma" in name:
                 new.append(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
@@ -114,6 +131,10 @@ def randomize(model, rng):
                 fan = max(1, int(np.prod(w.shape[:-1])))
                 new.append((rng.standard_normal(w.shape) / np.sqrt(fan)).astype(np.float32))
         layer.set_weights(new)
+        # Normalization computes with statistics it derives from its weights after adapt ();
+        # load_model derives them again, so predict () must see the new ones too.
+        if layer.__class__.__name__ == "Normalization":
+            layer.finalize_state()
 
 
 def predictions(model, rng):
@@ -152,8 +173,10 @@ def image_predictions(m, rng, base):
     return {"images": names, "outputs": [[float(v) for v in s.ravel()] for s in y]}
 
 
-def dump(K, prefix, outdir, seed):
+def dump(K, prefix, outdir, seed, only=None):
     for i, (name, m) in enumerate(build_all(K).items()):
+        if only and name not in only:
+            continue
         rng = np.random.default_rng(seed + i)
         randomize(m, rng)
         base = os.path.join(outdir, f"weights-{prefix}-{name}")
@@ -187,7 +210,7 @@ def check_export(cli, outdir):
     import keras as K
     tmp = tempfile.mkdtemp()
     worst = 0.0
-    for name in ("mlp", "cnn", "residual"):
+    for name in ("mlp", "cnn", "residual", "bn_options", "depthwise"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
@@ -253,11 +276,17 @@ def main():
         outdir = sys.argv[3] if len(sys.argv) > 3 else os.path.dirname(os.path.abspath(__file__))
         check_export(sys.argv[2], outdir)
         return
+    # --only NAME,NAME writes those models alone (the others' .keras archives would change by
+    # their timestamps only).
+    only = None
+    if len(sys.argv) > 2 and sys.argv[1] == "--only":
+        only = sys.argv[2].split(",")
+        del sys.argv[1:3]
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     import tf_keras as k2
-    dump(k2, "keras2", outdir, 1000)
+    dump(k2, "keras2", outdir, 1000, only)
     import keras as k3
-    dump(k3, "keras3", outdir, 2000)
+    dump(k3, "keras3", outdir, 2000, only)
 
 
 if __name__ == "__main__":
