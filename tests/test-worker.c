@@ -534,6 +534,37 @@ test_killed (void)
   fixture_clear (&f);
 }
 
+/* The window goes while its worker trains (closed, or died): the worker's stdin closes, and
+ * it stops the run and records that by itself. */
+static void
+test_window_gone (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  gint64 id, end;
+  KiltRunStatus status = KILT_RUN_RUNNING;
+
+  if (!fixture_init (&f, 400))
+    return;
+  start (&s, &f);
+  g_assert_true (iterate_until (has_epoch, &s, 60));
+  id = s.run_id;
+  g_assert_cmpint (id, >, 0);
+  kilt_worker_client_free (g_steal_pointer (&s.client));
+  end = g_get_monotonic_time () + 30 * G_USEC_PER_SEC;
+  while (status == KILT_RUN_RUNNING && g_get_monotonic_time () < end)
+    {
+      g_autoptr (KiltRun) run = stored_run (&f, id);
+      status = run->status;
+      for (int i = 0; i < 20; i++)
+        g_main_context_iteration (NULL, FALSE);
+      g_usleep (20000);
+    }
+  g_assert_cmpint (status, ==, KILT_RUN_STOPPED);
+  g_free (s.error);
+  fixture_clear (&f);
+}
+
 /* Compare devices through the worker: the test device twice, then a resume of the first. */
 static void
 test_sequence (void)
@@ -629,6 +660,7 @@ main (int argc, char **argv)
   g_test_add_func ("/worker/crash-abort", test_crash_abort);
   g_test_add_func ("/worker/hang", test_hang);
   g_test_add_func ("/worker/killed", test_killed);
+  g_test_add_func ("/worker/window-gone", test_window_gone);
   g_test_add_func ("/worker/sequence", test_sequence);
   g_test_add_func ("/worker/bad-model", test_bad_model);
   g_test_add_func ("/worker/other-version", test_other_version);
