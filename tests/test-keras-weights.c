@@ -233,22 +233,23 @@ CASE (test_k2_cnn_h5, "weights-keras2-cnn", ".h5", FILE_WHOLE)
 CASE (test_k2_res_h5, "weights-keras2-residual", ".h5", FILE_WHOLE)
 CASE (test_k2_mlp_only, "weights-keras2-mlp", "-only.h5", FILE_WEIGHTS)
 CASE (test_k2_cnn_only, "weights-keras2-cnn", "-only.h5", FILE_WEIGHTS)
-CASE (test_k2_res_only, "weights-keras2-residual", "-only.h5", FILE_WEIGHTS)
+CASE (test_k2_res_only, "weights-keras2-residual", ".h5", FILE_WEIGHTS)
 CASE (test_k3_mlp_keras, "weights-keras3-mlp", ".keras", FILE_WHOLE)
 CASE (test_k3_cnn_keras, "weights-keras3-cnn", ".keras", FILE_WHOLE)
 CASE (test_k3_res_keras, "weights-keras3-residual", ".keras", FILE_WHOLE)
 CASE (test_k3_mlp_wh5, "weights-keras3-mlp", ".weights.h5", FILE_WEIGHTS)
 CASE (test_k3_cnn_wh5, "weights-keras3-cnn", ".weights.h5", FILE_WEIGHTS)
-CASE (test_k3_res_wh5, "weights-keras3-residual", ".weights.h5", FILE_WEIGHTS)
+CASE (test_k3_res_wh5, "weights-keras3-residual", ".keras", FILE_WEIGHTS)
 CASE (test_k2_bn_h5, "weights-keras2-bn_options", ".h5", FILE_WHOLE)
-CASE (test_k2_bn_only, "weights-keras2-bn_options", "-only.h5", FILE_WEIGHTS)
+CASE (test_k2_bn_only, "weights-keras2-bn_options", ".h5", FILE_WEIGHTS)
 CASE (test_k3_bn_keras, "weights-keras3-bn_options", ".keras", FILE_WHOLE)
-CASE (test_k3_bn_wh5, "weights-keras3-bn_options", ".weights.h5", FILE_WEIGHTS)
+CASE (test_k3_bn_wh5, "weights-keras3-bn_options", ".keras", FILE_WEIGHTS)
 CASE (test_k2_dw_h5, "weights-keras2-depthwise", ".h5", FILE_WHOLE)
-CASE (test_k2_dw_only, "weights-keras2-depthwise", "-only.h5", FILE_WEIGHTS)
+CASE (test_k2_dw_only, "weights-keras2-depthwise", ".h5", FILE_WEIGHTS)
 CASE (test_k3_dw_keras, "weights-keras3-depthwise", ".keras", FILE_WHOLE)
-CASE (test_k3_dw_wh5, "weights-keras3-depthwise", ".weights.h5", FILE_WEIGHTS)
-/* The weights inside a .keras archive onto the same architecture given as JSON. */
+CASE (test_k3_dw_wh5, "weights-keras3-depthwise", ".keras", FILE_WEIGHTS)
+/* The weights inside a .keras archive (or a model.save .h5) onto the same architecture given as
+ * JSON; the save_weights files of the MLP and the CNN cover those formats on their own. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
 
 /* kilt_trainer_evaluate () without a checkpoint takes the weights the model came with: on
@@ -482,8 +483,7 @@ test_export_round_trip (void)
       g_autofree char *json_name = g_strconcat (stems[i], ".json", NULL);
       g_autofree char *json = read_text (json_name);
       g_autofree char *wname = g_strconcat (
-          stems[i], g_str_has_prefix (stems[i], "weights-keras3") ? ".weights.h5" : "-only.h5",
-          NULL);
+          stems[i], g_str_has_prefix (stems[i], "weights-keras3") ? ".keras" : "-only.h5", NULL);
       g_autofree char *wpath = data_file (wname);
       g_autofree char *out_name = g_strconcat ("export-", stems[i], ".weights.h5", NULL);
       g_autofree char *out = tmp_path (out_name);
@@ -614,7 +614,7 @@ test_layer_mismatch (void)
   g_autofree char *mlp = read_text ("weights-keras2-mlp.json");
   g_autofree char *mlp_weights = data_file ("weights-keras2-mlp-only.h5");
   g_autofree char *mlp3_weights = data_file ("weights-keras3-mlp.weights.h5");
-  g_autofree char *res_weights = data_file ("weights-keras2-residual-only.h5");
+  g_autofree char *res_weights = data_file ("weights-keras2-residual.h5");
   g_autoptr (GError) error = NULL;
   KiltModel *m;
 
@@ -659,7 +659,7 @@ test_layer_mismatch (void)
   /* The residual model's weights onto the MLP. */
   m = model_from_json (mlp);
   g_assert_false (kilt_keras_file_load_weights (m, mlp, res_weights, &error));
-  g_assert_nonnull (strstr (error->message, "weights-keras2-residual-only.h5"));
+  g_assert_nonnull (strstr (error->message, "weights-keras2-residual.h5"));
   kilt_model_free (m);
   g_clear_error (&error);
   /* A weights-only file where a whole model is expected. */
@@ -981,21 +981,21 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras2-h5/residual", test_k2_res_h5);
   g_test_add_func ("/keras-weights/keras2-save-weights/mlp", test_k2_mlp_only);
   g_test_add_func ("/keras-weights/keras2-save-weights/cnn", test_k2_cnn_only);
-  g_test_add_func ("/keras-weights/keras2-save-weights/residual", test_k2_res_only);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/residual", test_k2_res_only);
   g_test_add_func ("/keras-weights/keras3-keras/mlp", test_k3_mlp_keras);
   g_test_add_func ("/keras-weights/keras3-keras/cnn", test_k3_cnn_keras);
   g_test_add_func ("/keras-weights/keras3-keras/residual", test_k3_res_keras);
   g_test_add_func ("/keras-weights/keras3-weights-h5/mlp", test_k3_mlp_wh5);
   g_test_add_func ("/keras-weights/keras3-weights-h5/cnn", test_k3_cnn_wh5);
-  g_test_add_func ("/keras-weights/keras3-weights-h5/residual", test_k3_res_wh5);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/residual", test_k3_res_wh5);
   g_test_add_func ("/keras-weights/keras2-h5/bn-options", test_k2_bn_h5);
-  g_test_add_func ("/keras-weights/keras2-save-weights/bn-options", test_k2_bn_only);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/bn-options", test_k2_bn_only);
   g_test_add_func ("/keras-weights/keras3-keras/bn-options", test_k3_bn_keras);
-  g_test_add_func ("/keras-weights/keras3-weights-h5/bn-options", test_k3_bn_wh5);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/bn-options", test_k3_bn_wh5);
   g_test_add_func ("/keras-weights/keras2-h5/depthwise", test_k2_dw_h5);
-  g_test_add_func ("/keras-weights/keras2-save-weights/depthwise", test_k2_dw_only);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/depthwise", test_k2_dw_only);
   g_test_add_func ("/keras-weights/keras3-keras/depthwise", test_k3_dw_keras);
-  g_test_add_func ("/keras-weights/keras3-weights-h5/depthwise", test_k3_dw_wh5);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/depthwise", test_k3_dw_wh5);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/cnn", test_k3_cnn_keras_weights);
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);

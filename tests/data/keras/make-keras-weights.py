@@ -9,9 +9,9 @@
 # tf_keras is Keras 2 (tf.keras' format); keras is Keras 3. For each model and each Keras:
 #   weights-kerasN-NAME.json          the architecture (model.to_json ())
 #   weights-keras2-NAME.h5            model.save (): model_config + model_weights (Keras 2)
-#   weights-keras2-NAME-only.h5       model.save_weights () (Keras 2, weights only)
+#   weights-keras2-NAME-only.h5       model.save_weights () (Keras 2, weights only; MLP, CNN)
 #   weights-keras3-NAME.keras         model.save (): config.json + model.weights.h5 (Keras 3)
-#   weights-keras3-NAME.weights.h5    model.save_weights () (Keras 3)
+#   weights-keras3-NAME.weights.h5    model.save_weights () (Keras 3; MLP, CNN)
 #   weights-kerasN-NAME.predict.json  inputs (channels-last, flat) and model.predict () outputs
 # The weights are random draws, not Keras' initial values (zero biases, unit gamma, zero
 # mean, unit variance would hide a swapped or misplaced variable).
@@ -32,6 +32,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import numpy as np  # noqa: E402
 
 N_INPUTS = 3
+SAVE_WEIGHTS = ("mlp", "cnn")
 
 
 def build_all(K):
@@ -183,12 +184,16 @@ def dump(K, prefix, outdir, seed, only=None):
         with open(base + ".json", "w") as f:
             f.write(m.to_json())
             f.write("\n")
+        # save_weights files only for two models: the layout is the same as inside the whole
+        # files, and each HDF5 file costs tens of KB of structure.
         if prefix == "keras2":
             m.save(base + ".h5")
-            m.save_weights(base + "-only.h5")
+            if name in SAVE_WEIGHTS:
+                m.save_weights(base + "-only.h5")
         else:
             m.save(base + ".keras")
-            m.save_weights(base + ".weights.h5")
+            if name in SAVE_WEIGHTS:
+                m.save_weights(base + ".weights.h5")
         pred = predictions(m, rng)
         if prefix == "keras3" and name == "cnn":
             pred["image_inputs"] = image_predictions(m, rng, base)
