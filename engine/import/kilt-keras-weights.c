@@ -729,15 +729,16 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
   return TRUE;
 }
 
+/* @infos and @perm come from the caller: they are made before the reader's child is forked,
+ * which then runs nothing but HDF5 and plain allocation (json-glib's GObjects take locks
+ * another thread may have held at the fork). */
 static gboolean
-read_direct (KiltModel *model, const char *keras_json, const char *path, const void *image,
+read_direct (KiltModel *model, GHashTable *infos, guint **perm, const char *path, const void *image,
              gsize image_len, float *params, float *state, KiltKerasWeightsInfo *info,
              GError **error)
 {
-  g_autoptr (GHashTable) infos = NULL;
   g_autoptr (GPtrArray) layers = NULL;
-  guint **perm = NULL;
-  gboolean channels_first = FALSE, keras3 = FALSE, ok = FALSE;
+  gboolean keras3 = FALSE, ok = FALSE;
   guint max_layers = MIN (KILT_MODEL_MAX_LAYERS, 4 * kilt_model_n_nodes (model) + 64);
   hid_t f, root = H5I_INVALID_HID;
 
@@ -783,19 +784,9 @@ read_direct (KiltModel *model, const char *keras_json, const char *path, const v
         set_error (error, path, "the file's groups cannot be read");
       goto out;
     }
-  infos = kilt_keras_layer_infos (model, keras_json, &channels_first);
-  perm = kilt_keras_feature_orders (model, channels_first, path, error);
-  if (perm == NULL)
-    goto out;
   info->keras3 = keras3;
   ok = map_layers (model, root, layers, keras3, infos, perm, path, params, state, info, error);
 out:
-  if (perm)
-    {
-      for (guint i = 0; i < kilt_model_n_nodes (model); i++)
-        g_free (perm[i]);
-      g_free (perm);
-    }
   if (root >= 0)
     H5Gclose (root);
   if (f >= 0)
@@ -1031,7 +1022,9 @@ isolated (IsolatedFunc fn, gpointer data, const char *path, const Segment *dest,
 typedef struct
 {
   KiltModel *model;
-  const char *keras_json, *path;
+  GHashTable *infos;
+  guint **perm;
+  const char *path;
   const void *image;
   gsize image_len;
   KiltKerasWeightsInfo info;
@@ -1049,7 +1042,7 @@ read_job (gpointer data, GArray *segs, GPtrArray *owned, GError **error)
 
   g_ptr_array_add (owned, params);
   g_ptr_array_add (owned, state);
-  if (!read_direct (j->model, j->keras_json, j->path, j->image, j->image_len, params, state,
+  if (!read_direct (j->model, j->infos, j->perm, j->path, j->image, j->image_len, params, state,
                     &j->info, error))
     return FALSE;
   g_array_append_vals (segs, s, 3);
@@ -1061,7 +1054,9 @@ kilt_keras_weights_read (KiltModel *model, const char *keras_json, const char *p
                          const void *image, gsize image_len, float *params, float *state,
                          KiltKerasWeightsInfo *info, GError **error)
 {
-  ReadJob job = { model, keras_json, path, image, image_len, { 0 } };
+  g_autoptr (GHashTable) infos = NULL;
+  gboolean channels_first = FALSE, ok;
+  ReadJob job = { model, NULL, NULL, path, image, image_len, { 0 } };
   g_autoptr (GByteArray) out = g_byte_array_new ();
   KiltKerasWeightsInfo got = { 0 };
   Segment dest[3] = { { &got, sizeof got },
@@ -1069,7 +1064,16 @@ kilt_keras_weights_read (KiltModel *model, const char *keras_json, const char *p
                       { state, model->n_state * sizeof (float) } };
 
   g_return_val_if_fail (model->built, FALSE);
-  if (!isolated (read_job, &job, path, dest, 3, out, error))
+  infos = kilt_keras_layer_infos (model, keras_json, &channels_first);
+  job.infos = infos;
+  job.perm = kilt_keras_feature_orders (model, channels_first, path, error);
+  if (job.perm == NULL)
+    return FALSE;
+  /* The error domain's quark is registered here, not first in the child. */
+  (void)KILT_ENGINE_ERROR;
+  ok = isolated (read_job, &job, path, dest, 3, out, error);
+  kilt_keras_free_orders (model, job.perm);
+  if (!ok)
     return FALSE;
   if (info)
     *info = got;
