@@ -417,6 +417,7 @@ test_pages (void)
 }
 
 static GtkWidget *find_row (GtkWidget *w, const char *title);
+static GtkWidget *find_named (GtkWidget *w, const char *name);
 
 /* The first widget of @type under @w (depth first), or NULL. */
 static GtkWidget *
@@ -665,6 +666,79 @@ test_broken_data (void)
       g_unlink (text);
       g_rmdir (dir2);
     }
+  /* The error banner can be dismissed. */
+  {
+    g_autofree char *dir3 = g_dir_make_tmp ("kilt-ui-XXXXXX", NULL);
+    g_autofree char *bad = g_build_filename (dir3, "broken.csv", NULL);
+    g_assert_true (g_file_set_contents (bad, "a,b,label\n1,2\n", -1, NULL));
+    kilt_data_page_load (page, bad);
+    g_assert_true (wait_until (data_idle, NULL, 30));
+    g_assert_nonnull (kilt_data_page_get_error (page));
+    g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "data.dismiss-error", NULL));
+    g_assert_null (kilt_data_page_get_error (page));
+    g_unlink (bad);
+    g_rmdir (dir3);
+  }
+  /* A folder with a file that is not an image: the note is a row of its own, said once, not
+   * a dump in the summary's subtitle. */
+  {
+    g_autofree char *root = g_dir_make_tmp ("kilt-ui-folder-XXXXXX", NULL);
+    const char *classes[] = { "cats", "dogs" };
+    g_autoptr (GPtrArray) made = g_ptr_array_new_with_free_func (g_free);
+    GtkWidget *notes;
+
+    for (guint c = 0; c < 2; c++)
+      {
+        g_autofree char *sub = g_build_filename (root, classes[c], NULL);
+        g_mkdir (sub, 0755);
+        g_ptr_array_add (made, g_strdup (sub));
+        for (guint k = 0; k < 60; k++) /* 1 bad file in 121 is within the 1% allowed */
+          {
+            guint8 px[8 * 8 * 4];
+            g_autoptr (GBytes) bytes = NULL;
+            g_autoptr (GdkTexture) tex = NULL;
+            g_autofree char *name = g_strdup_printf ("%u.png", k);
+            char *png = g_build_filename (sub, name, NULL);
+            for (guint i = 0; i < sizeof px; i++)
+              px[i] = (guint8)(i * 7 + c * 100 + k);
+            bytes = g_bytes_new (px, sizeof px);
+            tex = gdk_memory_texture_new (8, 8, GDK_MEMORY_R8G8B8A8, bytes, 8 * 4);
+            g_assert_true (gdk_texture_save_to_png (tex, png));
+            g_ptr_array_add (made, png);
+          }
+      }
+    {
+      char *junk = g_build_filename (root, "dogs", "broken.png", NULL);
+      g_assert_true (g_file_set_contents (junk, "not an image", -1, NULL));
+      g_ptr_array_add (made, junk);
+    }
+    kilt_data_page_load (page, root);
+    g_assert_true (wait_until (data_idle, NULL, 30));
+    g_test_message ("folder: error %s; notes %s", kilt_data_page_get_error (page),
+                    kilt_data_page_get_dataset (page) ? kilt_data_page_get_dataset (page)->notes
+                                                      : "(no data set)");
+    g_assert_null (kilt_data_page_get_error (page));
+    /* The broken image is noted (and its path said once). */
+    g_assert_nonnull (kilt_data_page_get_dataset (page)->notes);
+    {
+      notes = find_named (GTK_WIDGET (page), "data-notes");
+      g_assert_nonnull (notes);
+      g_assert_cmpstr (adw_preferences_row_get_title (ADW_PREFERENCES_ROW (notes)), ==,
+                       "Notes from loading");
+      adw_expander_row_set_expanded (ADW_EXPANDER_ROW (notes), TRUE);
+      kilt_window_show_page (window, "data");
+      settle (0.3);
+      screenshot (window_content (), "data-notes");
+    }
+    for (guint i = made->len; i-- > 0;)
+      {
+        if (g_file_test (made->pdata[i], G_FILE_TEST_IS_DIR))
+          g_rmdir (made->pdata[i]);
+        else
+          g_unlink (made->pdata[i]);
+      }
+    g_rmdir (root);
+  }
   /* Back to good data for what follows. */
   kilt_data_page_load (page, "sample");
   g_assert_true (wait_until (data_idle, NULL, 60));

@@ -7,6 +7,8 @@
 #include "kilt-data-page.h"
 #include "kilt-chart-view.h"
 #include "kilt-error.h"
+
+#include <string.h>
 #include "kilt-run-store.h"
 
 #define PREVIEW_SAMPLES 32
@@ -27,6 +29,7 @@ struct _KiltDataPage
   GtkLabel *error_label;
   GtkWidget *summary_group;
   AdwActionRow *summary_row;
+  GtkWidget *notes_row; /* what the loader noted, one row per note; NULL when none */
   GtkWidget *preview_group;
   GtkFlowBox *preview;
   GtkWidget *histogram_group;
@@ -99,6 +102,23 @@ load_job_options (const LoadJob *job, KiltLoadOptions *opts)
   opts->label_column = job->label_column;
 }
 
+/* @n with thousands separators: "50,000". */
+static char *
+thousands (guint64 n)
+{
+  g_autofree char *digits = g_strdup_printf ("%" G_GUINT64_FORMAT, n);
+  GString *s = g_string_new (NULL);
+  gsize len = strlen (digits);
+
+  for (gsize i = 0; i < len; i++)
+    {
+      if (i > 0 && (len - i) % 3 == 0)
+        g_string_append_c (s, ',');
+      g_string_append_c (s, digits[i]);
+    }
+  return g_string_free (s, FALSE);
+}
+
 static void
 set_error (KiltDataPage *self, const char *message)
 {
@@ -168,14 +188,57 @@ show_preview (KiltDataPage *self)
   if (ds == NULL)
     return;
   {
-    g_autofree char *subtitle = g_strdup_printf (
-        "%s format · %zu training and %zu test samples of %u×%u×%u · %u classes%s%s", ds->format,
-        ds->train.n, ds->test.n, ds->shape.c, ds->shape.h, ds->shape.w, ds->n_classes,
-        ds->notes ? "\n" : "", ds->notes ? ds->notes : "");
+    g_autofree char *train = thousands (ds->train.n);
+    g_autofree char *val = thousands (ds->val.n);
+    g_autofree char *test = thousands (ds->test.n);
+    g_autofree char *subtitle
+        = ds->val.n ? g_strdup_printf ("%s format · %s training, %s validation and %s test samples "
+                                       "of %u×%u×%u · %u classes",
+                                       ds->format, train, val, test, ds->shape.c, ds->shape.h,
+                                       ds->shape.w, ds->n_classes)
+                    : g_strdup_printf ("%s format · %s training and %s test samples of %u×%u×%u · "
+                                       "%u classes",
+                                       ds->format, train, test, ds->shape.c, ds->shape.h,
+                                       ds->shape.w, ds->n_classes);
+    g_autofree char *markup = g_markup_escape_text (subtitle, -1);
     const char *title = ds->name;
     adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->summary_row), title);
-    adw_action_row_set_subtitle (self->summary_row, subtitle);
+    adw_action_row_set_subtitle (self->summary_row, markup);
   }
+  /* The loader's notes (skipped files, dropped rows) in rows of their own under the summary,
+   * each once, rather than all of them in its subtitle. */
+  if (self->notes_row)
+    {
+      adw_preferences_group_remove (ADW_PREFERENCES_GROUP (self->summary_group), self->notes_row);
+      self->notes_row = NULL;
+    }
+  if (ds->notes && *ds->notes)
+    {
+      g_auto (GStrv) lines = g_strsplit (ds->notes, "\n", -1);
+      g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+      GtkWidget *row = adw_expander_row_new ();
+
+      for (guint i = 0; lines[i]; i++)
+        if (*g_strstrip (lines[i]) && g_hash_table_add (seen, lines[i]))
+          {
+            GtkWidget *line = gtk_label_new (lines[i]);
+            gtk_label_set_wrap (GTK_LABEL (line), TRUE);
+            gtk_label_set_wrap_mode (GTK_LABEL (line), PANGO_WRAP_WORD_CHAR);
+            gtk_label_set_xalign (GTK_LABEL (line), 0);
+            gtk_label_set_selectable (GTK_LABEL (line), TRUE);
+            gtk_widget_set_margin_start (line, 12);
+            gtk_widget_set_margin_end (line, 12);
+            gtk_widget_set_margin_top (line, 6);
+            gtk_widget_set_margin_bottom (line, 6);
+            adw_expander_row_add_row (ADW_EXPANDER_ROW (row), line);
+          }
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), "Notes from loading");
+      adw_expander_row_set_subtitle (ADW_EXPANDER_ROW (row),
+                                     "Skipped files, dropped rows and the like");
+      gtk_widget_set_name (row, "data-notes");
+      adw_preferences_group_add (ADW_PREFERENCES_GROUP (self->summary_group), row);
+      self->notes_row = row;
+    }
   for (gsize i = 0; i < MIN (ds->train.n, PREVIEW_SAMPLES); i++)
     {
       /* Spread the preview over the split, so it shows more than one class. */
@@ -443,6 +506,12 @@ action_load (GtkWidget *widget, const char *name, GVariant *param)
 }
 
 static void
+action_dismiss_error (GtkWidget *widget, const char *name, GVariant *param)
+{
+  set_error (KILT_DATA_PAGE (widget), NULL);
+}
+
+static void
 action_reload (GtkWidget *widget, const char *name, GVariant *param)
 {
   kilt_data_page_reload (KILT_DATA_PAGE (widget));
@@ -638,6 +707,7 @@ kilt_data_page_class_init (KiltDataPageClass *klass)
   gtk_widget_class_install_action (widget_class, "data.load", "s", action_load);
   gtk_widget_class_install_action (widget_class, "data.reload", NULL, action_reload);
   gtk_widget_class_install_action (widget_class, "data.cancel", NULL, action_cancel);
+  gtk_widget_class_install_action (widget_class, "data.dismiss-error", NULL, action_dismiss_error);
 }
 
 static void
