@@ -14,12 +14,14 @@ checks (GtkWidget *dialog)
   return g_object_get_data (G_OBJECT (dialog), CHECKS_KEY);
 }
 
+/* OK needs one device ticked, or two to compare (one alone compares nothing). */
 static void
 update_ok (GtkWidget *dialog)
 {
   g_auto (GStrv) chosen = kilt_device_picker_dup_chosen (dialog);
+  guint need = GPOINTER_TO_UINT (g_object_get_data (G_OBJECT (dialog), "kilt-need"));
   adw_message_dialog_set_response_enabled (ADW_MESSAGE_DIALOG (dialog), "ok",
-                                           chosen && chosen[0] != NULL);
+                                           chosen && g_strv_length (chosen) >= MAX (need, 1));
 }
 
 GtkWidget *
@@ -27,7 +29,15 @@ kilt_device_picker_new (GtkWindow *parent, const char *heading, const char *body
                         GPtrArray *devices, gboolean multiple, const char *const *chosen,
                         const char *ok_label)
 {
-  GtkWidget *dialog = adw_message_dialog_new (parent, heading, body);
+  /* Comparing needs two devices; a machine with one is told so rather than offered a
+   * comparison of one run. */
+  g_autofree char *text
+      = multiple && (devices == NULL || devices->len < 2)
+            ? g_strdup_printf ("%s\n\nKilt sees one OpenCL device here, and a comparison needs "
+                               "two: Start trains on this one.",
+                               body)
+            : g_strdup (body);
+  GtkWidget *dialog = adw_message_dialog_new (parent, heading, text);
   GtkWidget *list = gtk_list_box_new ();
   GPtrArray *buttons = g_ptr_array_new ();
   GtkCheckButton *group = NULL;
@@ -66,6 +76,7 @@ kilt_device_picker_new (GtkWindow *parent, const char *heading, const char *body
       g_ptr_array_add (buttons, check);
       g_signal_connect_swapped (check, "toggled", G_CALLBACK (update_ok), dialog);
     }
+  g_object_set_data (G_OBJECT (dialog), "kilt-need", GUINT_TO_POINTER (multiple ? 2 : 1));
   g_object_set_data_full (G_OBJECT (dialog), CHECKS_KEY, buttons,
                           (GDestroyNotify)g_ptr_array_unref);
   adw_message_dialog_set_extra_child (ADW_MESSAGE_DIALOG (dialog), list);

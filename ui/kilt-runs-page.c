@@ -1184,8 +1184,11 @@ action_delete (GtkWidget *widget, const char *name, GVariant *param)
             ? g_strdup_printf ("Delete “%s”?", ((KiltRun *)self->selected->pdata[0])->record.name)
             : g_strdup_printf ("Delete %u runs?", self->selected->len);
   dialog = adw_message_dialog_new (parent_window (self), heading,
-                                   "Their epochs, timings and tags go with them. This cannot"
-                                   " be undone.");
+                                   self->selected->len == 1
+                                       ? "Its epochs, timings and tags go with it. This cannot be "
+                                         "undone."
+                                       : "Their epochs, timings and tags go with them. This "
+                                         "cannot be undone.");
   adw_message_dialog_add_responses (ADW_MESSAGE_DIALOG (dialog), "cancel", "_Cancel", "delete",
                                     "_Delete", NULL);
   adw_message_dialog_set_response_appearance (ADW_MESSAGE_DIALOG (dialog), "delete",
