@@ -140,6 +140,12 @@ doctor_cases (void)
   g_array_append_val (a, c);
   c = make_check ("Normalization", KILT_LAYER_NORMALIZATION, (KiltShape){ 3, 4, 5 }, 1);
   g_array_append_val (a, c);
+  c = make_check ("Normalization, constant mean and variance", KILT_LAYER_NORMALIZATION,
+                  (KiltShape){ 3, 4, 5 }, 1);
+  c.cfg.norm_n = 3;
+  memcpy (c.cfg.norm_mean, (float[]){ 0.485f, 0.456f, 0.406f }, 3 * sizeof (float));
+  memcpy (c.cfg.norm_var, (float[]){ 0.052441f, 0.050176f, 0.050625f }, 3 * sizeof (float));
+  g_array_append_val (a, c);
   /* Every element-wise activation the Activation layer computes itself. */
   for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
     {

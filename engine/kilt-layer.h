@@ -8,6 +8,8 @@
 G_BEGIN_DECLS
 
 #define KILT_MAX_INPUTS 8
+/* Normalization with a mean and variance given as constants: at most this many channels. */
+#define KILT_NORM_CONST_MAX 8
 
 typedef enum
 {
@@ -108,6 +110,10 @@ typedef struct
   gboolean bn_no_scale;  /* BatchNormalization without gamma (Keras: scale = false) */
   gboolean bn_no_center; /* ... without beta (center = false) */
   KiltInit init;         /* kernel initialiser; biases start at zero */
+  /* Normalization's mean and variance when given as constants (Keras does not count them as
+   * weights): norm_n values each (1: one for every channel); 0 = adapted, kept as state. */
+  guint norm_n;
+  float norm_mean[KILT_NORM_CONST_MAX], norm_var[KILT_NORM_CONST_MAX];
 } KiltLayerConfig;
 
 /* Conv2D's algorithms (KiltNode.algo): im2col into device memory + a GEMM, or the

@@ -87,6 +87,8 @@ typedef enum
   F_BETA = 1 << 22,
   F_DEPTH_MULTIPLIER = 1 << 23,
   F_DILATION = 1 << 24,
+  F_MEAN = 1 << 25,
+  F_VARIANCE = 1 << 26,
 } Field;
 
 static const char *field_names[] = {
@@ -102,7 +104,8 @@ static const char *field_names[] = {
   "offset",         "target_shape",
   "mask",           "gamma",
   "beta",           "depth_multiplier",
-  "dilation_rate",
+  "dilation_rate",  "mean",
+  "variance",
 };
 
 /* Allowed fields per type, and the ones a file must give. */
@@ -132,6 +135,7 @@ static const struct
   [KILT_LAYER_DEPTHWISE_CONV2D] = { F_DEPTH_MULTIPLIER | F_KERNEL_SIZE | F_STRIDES | F_PADDING
                                         | F_USE_BIAS | F_ACTIVATION | F_ALPHA | F_INIT | F_DILATION,
                                     0 },
+  [KILT_LAYER_NORMALIZATION] = { F_MEAN | F_VARIANCE, 0 },
 };
 
 static int
@@ -348,6 +352,36 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
           return get_dim (json_array_get_element (a, 0), w, name, 0, &cfg->target.c, error)
                  && get_dim (json_array_get_element (a, 1), w, name, 0, &cfg->target.h, error)
                  && get_dim (json_array_get_element (a, 2), w, name, 0, &cfg->target.w, error);
+        }
+      case F_MEAN:
+      case F_VARIANCE:
+        {
+          JsonArray *a = JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
+          guint n = a ? json_array_get_length (a) : 0;
+          float *dst = (1u << f) == F_MEAN ? cfg->norm_mean : cfg->norm_var;
+          if (n == 0 || n > KILT_NORM_CONST_MAX || (cfg->norm_n && cfg->norm_n != n))
+            {
+              set_error (error, w,
+                         "%s must be a list of 1 to %d numbers, as long as the other of mean and "
+                         "variance",
+                         name, KILT_NORM_CONST_MAX);
+              return FALSE;
+            }
+          for (guint i = 0; i < n; i++)
+            if (!get_float (json_array_get_element (a, i), w, name, -1e30, 1e30, FALSE, &dst[i],
+                            error))
+              return FALSE;
+          if (cfg->norm_n == 0)
+            for (guint i = 0; i < n; i++)
+              {
+                /* The other list's defaults until it is read: mean 0, variance 1. */
+                if ((1u << f) == F_MEAN)
+                  cfg->norm_var[i] = 1.0f;
+                else
+                  cfg->norm_mean[i] = 0.0f;
+              }
+          cfg->norm_n = n;
+          return TRUE;
         }
       case F_DILATION:
         if (!get_pair (node, w, name, &cfg->dil_h, &cfg->dil_w, error))
@@ -826,6 +860,20 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     g_string_append_printf (s, ", \"depth_multiplier\": %u", c->units);
   if ((allowed & F_DILATION) && (c->dil_h > 1 || c->dil_w > 1))
     append_pair (s, "dilation_rate", MAX (c->dil_h, 1), MAX (c->dil_w, 1));
+  if ((allowed & F_MEAN) && c->norm_n)
+    {
+      for (int list = 0; list < 2; list++)
+        {
+          g_string_append_printf (s, ", \"%s\": [", list ? "variance" : "mean");
+          for (guint i = 0; i < c->norm_n; i++)
+            {
+              char buf[G_ASCII_DTOSTR_BUF_SIZE];
+              g_ascii_formatd (buf, sizeof buf, "%.9g", list ? c->norm_var[i] : c->norm_mean[i]);
+              g_string_append_printf (s, "%s%s", i ? ", " : "", buf);
+            }
+          g_string_append_c (s, ']');
+        }
+    }
   if ((allowed & F_GAMMA) && c->bn_no_scale)
     g_string_append (s, ", \"gamma\": false");
   if ((allowed & F_BETA) && c->bn_no_center)

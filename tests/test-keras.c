@@ -587,8 +587,12 @@ test_errors (void)
 
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Normalization\", "
                                                      "\"config\": {\"name\": \"n\", \"mean\": "
-                                                     "[1, 2, 3], \"variance\": [1, 1, 1]}}"),
-                "layer n (Normalization)", "a mean and variance given in the config");
+                                                     "[1, 2, 3]}}"),
+                "layer n (Normalization)", "mean and variance must both be given");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Normalization\", "
+                                                     "\"config\": {\"name\": \"n\", \"mean\": "
+                                                     "[1, 2], \"variance\": [1, 1, 1]}}"),
+                "layer n (Normalization)", "mean and variance must both be given");
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Reshape\", "
                                                      "\"config\": {\"name\": \"r\", "
                                                      "\"target_shape\": [16, 12]}}"),
@@ -623,6 +627,28 @@ test_errors (void)
       "{\"class_name\": \"Functional\", \"config\": {\"name\": \"f\", \"layers\": [],"
       "\"input_layers\": [[\"x\", 0, 0], [\"y\", 0, 0]], \"output_layers\": [[\"d\", 0, 0]]}}",
       "2 input_layers", "one input");
+}
+
+static void
+test_normalization_constants (void)
+{
+  g_autoptr (GError) error = NULL;
+
+  /* EfficientNetV2's Normalization with constants: a mean list and one variance number. */
+  {
+    const char *nc = K2_SEQ (K2_INPUT ("[null, 4, 4, 3]") ",{\"class_name\": \"Normalization\", "
+                                                          "\"config\": {\"name\": \"n\", "
+                                                          "\"axis\": [3], \"mean\": [0.485, "
+                                                          "0.456, 0.406], \"variance\": 0.05}}");
+    g_autoptr (KiltModel) m = kilt_keras_load_data (nc, -1, "nc.json", KILT_LOSS_MSE, NULL, &error);
+    KiltNode *n;
+    g_assert_no_error (error);
+    n = find (m, "n");
+    g_assert_cmpuint (n->cfg.norm_n, ==, 3);
+    g_assert_cmpfloat (n->cfg.norm_mean[2], ==, 0.406f);
+    g_assert_cmpfloat (n->cfg.norm_var[2], ==, 0.05f);
+    g_assert_cmpuint (n->n_state + n->n_params, ==, 0); /* Keras counts no weights */
+  }
 }
 
 /* Runs @body in a child process: a stack overflow there fails this test, not the binary. */
@@ -937,6 +963,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/separable-files", test_separable_files);
   g_test_add_func ("/keras/application-files", test_application_files);
   g_test_add_func ("/keras/scalar-ops", test_scalar_ops);
+  g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);

@@ -287,6 +287,36 @@ test_normalization (void)
   one_case ("normalization flat, accumulate", KILT_LAYER_NORMALIZATION, &cfg, 1, &flat, 2, TRUE,
             TRUE);
   one_case ("normalization inference", KILT_LAYER_NORMALIZATION, &cfg, 1, &in, 2, FALSE, FALSE);
+  /* Constants, as EfficientNetV2 and ConvNeXt give them: no state, Keras counts nothing. */
+  cfg.norm_n = 3;
+  memcpy (cfg.norm_mean, (float[]){ 0.485f, 0.456f, 0.406f }, 3 * sizeof (float));
+  memcpy (cfg.norm_var, (float[]){ 0.052441f, 0.050176f, 0.050625f }, 3 * sizeof (float));
+  one_case ("normalization constants", KILT_LAYER_NORMALIZATION, &cfg, 1, &in, 3, TRUE, FALSE);
+  cfg.norm_n = 1;
+  cfg.norm_mean[0] = -0.5f;
+  cfg.norm_var[0] = 4.0f;
+  one_case ("normalization one constant", KILT_LAYER_NORMALIZATION, &cfg, 1, &flat, 2, TRUE, TRUE);
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("n");
+    g_autoptr (GError) error = NULL;
+    guint i = kilt_model_add_input (m, "in", (KiltShape){ 9, 2, 2 });
+    cfg.norm_n = 3;
+    kilt_model_add (m, KILT_LAYER_NORMALIZATION, "n", &cfg, 1, &i);
+    g_assert_false (kilt_model_build (m, &error));
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "layer n (Normalization): 3 constant means and "
+                                              "variances for 9 channels"));
+  }
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("n");
+    g_autoptr (GError) error = NULL;
+    guint i = kilt_model_add_input (m, "in", (KiltShape){ 3, 2, 2 });
+    cfg.norm_n = 3;
+    cfg.norm_var[1] = -1;
+    kilt_model_add (m, KILT_LAYER_NORMALIZATION, "n", &cfg, 1, &i);
+    g_assert_false (kilt_model_build (m, &error));
+    g_assert_nonnull (strstr (error->message, "variance 0 or more"));
+  }
 }
 
 static void

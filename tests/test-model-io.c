@@ -295,6 +295,15 @@ test_round_trip_new_layers (void)
     r.offset = -0.5f;
     x = kilt_model_append (m, KILT_LAYER_RESCALING, &r);
     x = kilt_model_append (m, KILT_LAYER_NORMALIZATION, NULL);
+    {
+      KiltLayerConfig nc = kilt_layer_config_default (KILT_LAYER_NORMALIZATION);
+      nc.norm_n = 2; /* the input has 2 channels */
+      nc.norm_mean[0] = 123.675f;
+      nc.norm_mean[1] = -0.25f;
+      nc.norm_var[0] = 3409.976f;
+      nc.norm_var[1] = 0.050176f;
+      x = kilt_model_append (m, KILT_LAYER_NORMALIZATION, &nc);
+    }
     b.bn_no_scale = TRUE;
     x = kilt_model_append (m, KILT_LAYER_BATCH_NORM, &b);
     b.bn_no_scale = FALSE;

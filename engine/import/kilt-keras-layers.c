@@ -520,8 +520,53 @@ convert_reshape (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **er
   return TRUE;
 }
 
-/* Normalization as Keras adapts it (mean, variance and count become weights); a mean and
- * variance written into the config are constants Keras does not count, not yet taken. */
+/* Normalization's mean and variance given in the config: numbers or lists of one per channel
+ * (at most KILT_NORM_CONST_MAX); Keras keeps them as constants, not weights. */
+static gboolean
+get_norm_constants (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  const char *keys[] = { "mean", "variance" };
+  float *dst[] = { cfg->norm_mean, cfg->norm_var };
+  guint len[2] = { 0, 0 }, n;
+
+  for (guint k = 0; k < 2; k++)
+    {
+      JsonNode *node = keras_member (call->c, keys[k]);
+      JsonArray *a = node && JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
+      guint count = a ? json_array_get_length (a) : 1;
+      if (node == NULL || count == 0 || count > KILT_NORM_CONST_MAX)
+        goto bad;
+      for (guint i = 0; i < count; i++)
+        {
+          JsonNode *v = a ? json_array_get_element (a, i) : node;
+          if (!keras_node_is (v, G_TYPE_DOUBLE) && !keras_node_is (v, G_TYPE_INT64))
+            goto bad;
+          dst[k][i] = (float)json_node_get_double (v);
+        }
+      len[k] = count;
+    }
+  /* One of them a single number: spread it to the other's length. */
+  n = MAX (len[0], len[1]);
+  for (guint k = 0; k < 2; k++)
+    {
+      if (len[k] != n && len[k] != 1)
+        goto bad;
+      for (guint i = len[k]; i < n; i++)
+        dst[k][i] = dst[k][0];
+    }
+  cfg->norm_n = n;
+  return TRUE;
+
+bad:
+  keras_set_error (error, imp,
+                   "mean and variance must both be given, as numbers or lists of 1 to %d numbers "
+                   "(one per channel)",
+                   KILT_NORM_CONST_MAX);
+  return FALSE;
+}
+
+/* Normalization as Keras adapts it (mean, variance and count become weights), or with a mean
+ * and variance written into the config (constants Keras does not count). */
 static gboolean
 convert_normalization (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
@@ -545,12 +590,7 @@ convert_normalization (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GErro
       return FALSE;
     }
   if (keras_member (call->c, "mean") || keras_member (call->c, "variance"))
-    {
-      keras_set_error (error, imp,
-                       "a mean and variance given in the config are not supported yet; adapt "
-                       "the layer instead (its statistics are then weights)");
-      return FALSE;
-    }
+    return get_norm_constants (imp, call, cfg, error);
   return TRUE;
 }
 
