@@ -521,6 +521,28 @@ kilt_chart_set_series_visible (KiltChart *chart, guint series, gboolean visible)
 #define AT(a, i) g_array_index ((a), double, (i))
 
 void
+kilt_chart_set_series_name (KiltChart *chart, guint series, const char *name)
+{
+  Series *s = get_series (chart, series);
+
+  if (s == NULL || g_strcmp0 (s->name, name) == 0)
+    return;
+  g_free (s->name);
+  s->name = g_strdup (name ? name : "");
+  changed (chart);
+}
+
+gboolean
+kilt_chart_has_points (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, FALSE);
+  for (guint i = 0; i < chart->series->len; i++)
+    if (((Series *)g_ptr_array_index (chart->series, i))->x->len > 0)
+      return TRUE;
+  return FALSE;
+}
+
+void
 kilt_chart_set_series_points (KiltChart *chart, guint series, gboolean points)
 {
   Series *s = get_series (chart, series);

@@ -71,6 +71,10 @@ void kilt_chart_set_series_visible (KiltChart *chart, guint series, gboolean vis
 /* Marks @series as sparse measurements (validation once per epoch): a dot on each point, never
  * smoothed, and named in the read-out only where it has a point. */
 void kilt_chart_set_series_points (KiltChart *chart, guint series, gboolean points);
+/* Renames @series (copies @name): "validation" becomes "test split" when that is what it is. */
+void kilt_chart_set_series_name (KiltChart *chart, guint series, const char *name);
+/* Whether any series has a point: an empty chart is not worth saving. */
+gboolean kilt_chart_has_points (KiltChart *chart);
 /* x should not decrease within a series; a point with a smaller x joins the last column. */
 void kilt_chart_append (KiltChart *chart, guint series, double x, double y);
 /* Removes every point, keeps the series. */

@@ -335,6 +335,22 @@ test_live_charts (void)
   kilt_train_page_reset (train, "Training mlp on pthread", 2ull << 30);
   kilt_train_page_set_epochs (train, 5);
   kilt_window_show_page (window, "train");
+  /* Save Chart on an empty chart says so, naming the chart, and opens no dialog. */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.save-chart", NULL));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==,
+                   "The Loss chart has nothing to save yet");
+  /* The curves name what they were measured on. */
+  kilt_train_page_set_eval_name (train, "test split");
+  {
+    cairo_rectangle_t area;
+    KiltChart *loss = kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LOSS);
+    kilt_chart_append (loss, 1, 1, 0.5);
+    kilt_chart_get_plot_area (loss, 480, 240, &area);
+    g_autofree char *t = kilt_chart_describe_at (loss, 480, 240, area.x + area.width / 2);
+    g_assert_nonnull (strstr (t, "test split"));
+    kilt_chart_clear (loss);
+  }
+  kilt_train_page_set_eval_name (train, "validation");
   feed.token = kilt_session_begin_external (session);
   thread = g_thread_new ("feed", feed_thread, &feed);
   /* The main loop keeps turning (and the window drawing) while events pour in. */

@@ -417,6 +417,16 @@ kilt_train_page_show_error (KiltTrainPage *self, const char *message)
   gtk_revealer_set_reveal_child (self->error_revealer, message != NULL);
 }
 
+void
+kilt_train_page_set_eval_name (KiltTrainPage *self, const char *name)
+{
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  kilt_chart_set_series_name (chart (self, KILT_TRAIN_CHART_LOSS), 1, name);
+  kilt_chart_set_series_name (chart (self, KILT_TRAIN_CHART_ACCURACY), 1, name);
+  for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+    kilt_chart_view_update (self->views[i]);
+}
+
 const char *
 kilt_train_page_get_status (KiltTrainPage *self)
 {

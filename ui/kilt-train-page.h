@@ -27,6 +27,9 @@ typedef enum
 void kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity);
 /* Applies a coalesced update from the session. */
 void kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *update, double elapsed);
+/* What the second loss and accuracy curves are measured on: "validation", or "test split"
+ * when the run has no validation split and evaluates on the test split. */
+void kilt_train_page_set_eval_name (KiltTrainPage *self, const char *name);
 /* The status line and the line under it ("Epoch 3 of 10", "Step 12 of 40 · …"). */
 const char *kilt_train_page_get_status (KiltTrainPage *self);
 const char *kilt_train_page_get_detail (KiltTrainPage *self);

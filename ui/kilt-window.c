@@ -257,6 +257,10 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
   kilt_train_page_reset (self->train_page, title,
                          kilt_devices_page_get_device_memory (self->devices_page));
   kilt_train_page_set_epochs (self->train_page, config.epochs);
+  /* The trainer evaluates on a validation split when there is one (or it carves one), else on
+   * the test split: the curves say which. */
+  kilt_train_page_set_eval_name (
+      self->train_page, config.val_fraction > 0 || ds->val.n > 0 ? "validation" : "test split");
   {
     KiltDataset *data = kilt_data_page_take_dataset (self->data_page);
     KiltDataSpec spec;
@@ -664,11 +668,22 @@ action_save_chart (GtkWidget *widget, const char *name, GVariant *param)
   const char *patterns[] = { "*.png", "*.svg", "*.pdf" };
   const char *names[] = { "PNG image", "SVG drawing", "PDF document" };
 
+  g_autofree char *heading = NULL;
+
   if (self->chooser)
     return;
+  /* An empty chart saves an empty picture: say so, and which chart it was. */
+  if (!kilt_chart_has_points (chart))
+    {
+      g_autofree char *msg
+          = g_strdup_printf ("The %s chart has nothing to save yet", kilt_chart_get_title (chart));
+      say (self, msg);
+      return;
+    }
   g_strdelimit (base, " ", '-');
   suggest = g_strconcat (base, ".png", NULL);
-  self->chooser = gtk_file_chooser_native_new ("Save Chart", GTK_WINDOW (self),
+  heading = g_strdup_printf ("Save the %s Chart", kilt_chart_get_title (chart));
+  self->chooser = gtk_file_chooser_native_new (heading, GTK_WINDOW (self),
                                                GTK_FILE_CHOOSER_ACTION_SAVE, "_Save", "_Cancel");
   for (guint i = 0; i < G_N_ELEMENTS (patterns); i++)
     {
