@@ -77,6 +77,8 @@ doctor_cases (void)
   c = make_check ("GlobalAveragePooling2D", KILT_LAYER_GLOBAL_AVG_POOL2D, (KiltShape){ 4, 5, 3 },
                   1);
   g_array_append_val (a, c);
+  c = make_check ("GlobalMaxPooling2D", KILT_LAYER_GLOBAL_MAX_POOL2D, (KiltShape){ 4, 5, 3 }, 1);
+  g_array_append_val (a, c);
   c = make_check ("Activation tanh", KILT_LAYER_ACTIVATION, (KiltShape){ 3, 4, 5 }, 1);
   c.cfg.activation = KILT_ACT_TANH;
   g_array_append_val (a, c);

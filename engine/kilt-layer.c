@@ -31,6 +31,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_MULTIPLY] = &kilt_multiply_class,
     [KILT_LAYER_DEPTHWISE_CONV2D] = &kilt_depthwise_conv2d_class,
     [KILT_LAYER_NORMALIZATION] = &kilt_normalization_class,
+    [KILT_LAYER_GLOBAL_MAX_POOL2D] = &kilt_global_max_pool2d_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)

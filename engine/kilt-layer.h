@@ -32,6 +32,7 @@ typedef enum
   KILT_LAYER_MULTIPLY,
   KILT_LAYER_DEPTHWISE_CONV2D,
   KILT_LAYER_NORMALIZATION,
+  KILT_LAYER_GLOBAL_MAX_POOL2D,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -272,6 +273,7 @@ extern const KiltLayerClass kilt_reshape_class;
 extern const KiltLayerClass kilt_multiply_class;
 extern const KiltLayerClass kilt_depthwise_conv2d_class;
 extern const KiltLayerClass kilt_normalization_class;
+extern const KiltLayerClass kilt_global_max_pool2d_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

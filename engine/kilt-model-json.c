@@ -36,6 +36,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_MULTIPLY] = "Multiply",
   [KILT_LAYER_DEPTHWISE_CONV2D] = "DepthwiseConv2D",
   [KILT_LAYER_NORMALIZATION] = "Normalization",
+  [KILT_LAYER_GLOBAL_MAX_POOL2D] = "GlobalMaxPooling2D",
 };
 
 const char *

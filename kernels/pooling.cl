@@ -208,3 +208,37 @@ __kernel void kilt_global_avg_pool_backward (__global float *din, __global const
   float g = dout[gid / spatial] / (float) spatial;
   din[gid] = beta == 0.0f ? g : beta * din[gid] + g;
 }
+
+/* GlobalMaxPooling2D: one work-item per plane; the first maximum wins, as in the reference. */
+__kernel void kilt_global_max_pool_forward (__global float *out, __global const float *x,
+                                            const uint planes, const uint spatial)
+{
+  uint bc = get_global_id (0);
+  if (bc >= planes)
+    return;
+  __global const float *plane = x + (size_t) bc * spatial;
+  float m = plane[0];
+  for (uint i = 1; i < spatial; i++)
+    m = plane[i] > m ? plane[i] : m;
+  out[bc] = m;
+}
+
+/* din = beta din + dout at the plane's (first) maximum, found again in the kept input. */
+__kernel void kilt_global_max_pool_backward (__global float *din, __global const float *dout,
+                                             __global const float *x, const uint planes,
+                                             const uint spatial, const float beta)
+{
+  uint bc = get_global_id (0);
+  if (bc >= planes)
+    return;
+  __global const float *plane = x + (size_t) bc * spatial;
+  __global float *d = din + (size_t) bc * spatial;
+  uint arg = 0;
+  for (uint i = 1; i < spatial; i++)
+    arg = plane[i] > plane[arg] ? i : arg;
+  for (uint i = 0; i < spatial; i++)
+    {
+      float g = i == arg ? dout[bc] : 0.0f;
+      d[i] = beta == 0.0f ? g : beta * d[i] + g;
+    }
+}

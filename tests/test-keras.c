@@ -302,6 +302,7 @@ test_block_files (void)
       n = find (m, "rescale");
       g_assert_cmpfloat_with_epsilon (n->cfg.scale, 1 / 127.5, 1e-9);
       g_assert_cmpfloat (n->cfg.offset, ==, -1.0f);
+      g_assert_cmpint (find (m, "head_max")->type, ==, KILT_LAYER_GLOBAL_MAX_POOL2D);
       g_assert_cmpint (find (m, "norm")->type, ==, KILT_LAYER_NORMALIZATION);
       g_assert_cmpuint (find (m, "norm")->n_state, ==, 2 * 3 + 1);
       g_assert_true (find (m, "bn_no_scale")->cfg.bn_no_scale);

@@ -507,6 +507,17 @@ test_depthwise (void)
   }
 }
 
+static void
+test_global_max_pool (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_GLOBAL_MAX_POOL2D);
+  KiltShape in = { 3, 5, 7 }, one = { 4, 1, 1 };
+
+  one_case ("global max", KILT_LAYER_GLOBAL_MAX_POOL2D, &cfg, 1, &in, 3, TRUE, FALSE);
+  one_case ("global max accumulate", KILT_LAYER_GLOBAL_MAX_POOL2D, &cfg, 1, &in, 2, TRUE, TRUE);
+  one_case ("global max of 1x1", KILT_LAYER_GLOBAL_MAX_POOL2D, &cfg, 1, &one, 2, TRUE, FALSE);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -524,5 +535,6 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/multiply", test_multiply);
   g_test_add_func ("/layers-shape/dropout-masks", test_dropout_masks);
   g_test_add_func ("/layers-shape/depthwise", test_depthwise);
+  g_test_add_func ("/layers-shape/global-max-pool", test_global_max_pool);
   return g_test_run ();
 }

@@ -258,6 +258,7 @@ convert_batch_norm (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError *
   return TRUE;
 }
 
+/* GlobalAveragePooling2D and GlobalMaxPooling2D. */
 static gboolean
 convert_global_avg_pool (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
@@ -701,6 +702,8 @@ static const Converter converters[] = {
   { "AvgPool2D", KILT_LAYER_AVG_POOL2D, FALSE, convert_pool, TRUE },
   { "GlobalAveragePooling2D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_avg_pool },
   { "GlobalAvgPool2D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_avg_pool, TRUE },
+  { "GlobalMaxPooling2D", KILT_LAYER_GLOBAL_MAX_POOL2D, FALSE, convert_global_avg_pool },
+  { "GlobalMaxPool2D", KILT_LAYER_GLOBAL_MAX_POOL2D, FALSE, convert_global_avg_pool, TRUE },
   { "Activation", KILT_LAYER_ACTIVATION, FALSE, convert_activation },
   { "ReLU", KILT_LAYER_ACTIVATION, FALSE, convert_relu },
   { "LeakyReLU", KILT_LAYER_ACTIVATION, FALSE, convert_leaky_relu },

@@ -377,6 +377,92 @@ gap_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
       din[0][i] = dout[i / spatial] / (double)spatial;
 }
 
+/* ---- global max --------------------------------------------------------------------------- */
+
+static gboolean
+gmp_launch (KiltNode *node, KiltExec *ex, gboolean forward, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_kernel k = kilt_context_kernel (
+      ex->ctx, forward ? "kilt_global_max_pool_forward" : "kilt_global_max_pool_backward", error);
+  cl_int err = CL_SUCCESS;
+  cl_uint planes = ex->batch * node->in_shape[0].c;
+  cl_uint spatial = node->in_shape[0].h * node->in_shape[0].w;
+
+  if (!k)
+    return FALSE;
+  if (forward)
+    {
+      KILT_ARG (k, 0, node->out, err);
+      KILT_ARG (k, 1, src->out, err);
+      KILT_ARG (k, 2, planes, err);
+      KILT_ARG (k, 3, spatial, err);
+    }
+  else
+    {
+      KILT_ARG (k, 0, src->dout, err);
+      KILT_ARG (k, 1, node->dout, err);
+      KILT_ARG (k, 2, src->out, err);
+      KILT_ARG (k, 3, planes, err);
+      KILT_ARG (k, 4, spatial, err);
+      KILT_ARG (k, 5, node->din_beta[0], err);
+    }
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, planes, error);
+}
+
+static gboolean
+gmp_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  return gmp_launch (node, ex, TRUE, error);
+}
+
+static gboolean
+gmp_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  if (!node->din_needed[0])
+    return TRUE;
+  return gmp_launch (node, ex, FALSE, error);
+}
+
+static gsize
+gmp_arg (const double *plane, gsize spatial)
+{
+  gsize arg = 0;
+
+  for (gsize i = 1; i < spatial; i++)
+    if (plane[i] > plane[arg])
+      arg = i;
+  return arg;
+}
+
+static void
+gmp_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                 const double *const *in, const double *params, double *state, double *out)
+{
+  gsize spatial = (gsize)node->in_shape[0].h * node->in_shape[0].w;
+
+  for (gsize bc = 0; bc < (gsize)batch * node->in_shape[0].c; bc++)
+    out[bc] = in[0][bc * spatial + gmp_arg (in[0] + bc * spatial, spatial)];
+}
+
+static void
+gmp_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                  const double *const *in, const double *params, const double *state,
+                  const double *out, const double *dout, double **din, double *dparams)
+{
+  gsize spatial = (gsize)node->in_shape[0].h * node->in_shape[0].w;
+
+  if (!din[0])
+    return;
+  for (gsize bc = 0; bc < (gsize)batch * node->in_shape[0].c; bc++)
+    {
+      gsize arg = gmp_arg (in[0] + bc * spatial, spatial);
+      for (gsize s = 0; s < spatial; s++)
+        din[0][bc * spatial + s] = s == arg ? dout[bc] : 0.0;
+    }
+}
+
 const KiltLayerClass kilt_max_pool2d_class = {
   .type = KILT_LAYER_MAX_POOL2D,
   .name = "MaxPooling2D",
@@ -415,4 +501,17 @@ const KiltLayerClass kilt_global_avg_pool2d_class = {
   .backward = gap_backward,
   .ref_forward = gap_ref_forward,
   .ref_backward = gap_ref_backward,
+};
+
+const KiltLayerClass kilt_global_max_pool2d_class = {
+  .type = KILT_LAYER_GLOBAL_MAX_POOL2D,
+  .name = "GlobalMaxPooling2D",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = gap_infer,
+  .flops = gap_flops,
+  .forward = gmp_forward,
+  .backward = gmp_backward,
+  .ref_forward = gmp_ref_forward,
+  .ref_backward = gmp_ref_backward,
 };

@@ -197,8 +197,10 @@ def build_all(K, layers, keras3):
     x = layers.SpatialDropout2D(0.1, name="spatial_drop")(x)
     x = layers.BatchNormalization(center=False, name="bn_no_center")(x)
     x = layers.BatchNormalization(center=False, scale=False, name="bn_neither")(x)
+    g = layers.GlobalMaxPooling2D(name="head_max")(x)
     x = layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
     x = layers.Reshape((8,), name="head_flat")(x)
+    x = layers.Concatenate(name="head_cat")([x, g])
     x = layers.Dense(3, activation="softmax", name="head")(x)
     models["blocks"] = K.Model(x_in, x, name="blocks")
 
