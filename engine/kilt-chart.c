@@ -923,7 +923,7 @@ static void
 compute_ranges (KiltChart *chart, Layout *l)
 {
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
-  gboolean zero = FALSE, bars = FALSE;
+  gboolean zero = FALSE, bars = FALSE, marked = FALSE;
   double bar_gap = INFINITY;
   g_autoptr (GArray) bar_x = g_array_new (FALSE, FALSE, sizeof (double));
 
@@ -937,6 +937,7 @@ compute_ranges (KiltChart *chart, Layout *l)
       series_reduce (s);
       if (s->kind != KILT_CHART_LINE)
         zero = TRUE;
+      marked |= s->points;
       if (s->kind == KILT_CHART_BAR)
         {
           bars = TRUE;
@@ -990,6 +991,12 @@ compute_ranges (KiltChart *chart, Layout *l)
     {
       double half = l->bar_gap / 2;
       xlo -= half, xhi += half;
+    }
+  else if (marked && isfinite (xlo) && xhi > xlo && !chart->x_categories)
+    {
+      /* Marked points at the ends would be cut in half by the plot's edge. */
+      double pad = (xhi - xlo) * 0.02;
+      xlo -= pad, xhi += pad;
     }
   else if (chart->x_categories && isfinite (xlo))
     xlo -= 0.5, xhi += 0.5;
