@@ -767,8 +767,12 @@ test_preset (void)
   g_autoptr (GError) error = NULL;
   g_autoptr (KiltModel) model = NULL;
 
+  g_assert_true (kilt_model_page_choose_preset (page, "lenet5"));
   g_assert_true (kilt_model_page_choose_preset (page, "mlp"));
   g_assert_cmpstr (kilt_model_page_get_model_name (page), !=, NULL);
+  /* The preset says what it is (its JSON's description), not only its id. */
+  g_test_message ("preset: %s", kilt_model_page_get_preset_subtitle (page));
+  g_assert_nonnull (strstr (kilt_model_page_get_preset_subtitle (page), "Dense 512"));
   model = kilt_model_page_create_model (page, &error);
   g_assert_no_error (error);
   g_assert_true (model->built);

@@ -13,6 +13,7 @@
 #include "kilt-planner.h"
 #include "kilt-summary.h"
 
+#include <json-glib/json-glib.h>
 #include <math.h>
 
 struct _KiltModelPage
@@ -299,13 +300,49 @@ use_source (KiltModelPage *self, const char *source)
   return TRUE;
 }
 
+/* The "description" of preset @name's JSON file, or NULL. */
+static char *
+preset_description (const char *name)
+{
+  g_autofree char *dir = kilt_model_preset_dir ();
+  g_autofree char *file = g_strconcat (name, ".json", NULL);
+  g_autofree char *path = dir ? g_build_filename (dir, file, NULL) : NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonNode *root;
+
+  if (path == NULL || !json_parser_load_from_file (parser, path, NULL))
+    return NULL;
+  root = json_parser_get_root (parser);
+  if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
+    return NULL;
+  return g_strdup (json_object_get_string_member_with_default (json_node_get_object (root),
+                                                               "description", NULL));
+}
+
 static void
 on_preset_selected (AdwComboRow *row, GParamSpec *pspec, KiltModelPage *self)
 {
   GtkStringObject *item = adw_combo_row_get_selected_item (row);
 
   if (item)
-    use_source (self, gtk_string_object_get_string (item));
+    {
+      /* Say what the preset is, not only its id. */
+      g_autofree char *about = preset_description (gtk_string_object_get_string (item));
+      g_autofree char *subtitle
+          = about
+                ? g_strdup_printf ("%s Adapted to the loaded data set’s input and classes.", about)
+                : g_strdup ("Adapted to the loaded data set’s input and classes");
+      g_autofree char *markup = g_markup_escape_text (subtitle, -1);
+      adw_action_row_set_subtitle (ADW_ACTION_ROW (row), markup);
+      use_source (self, gtk_string_object_get_string (item));
+    }
+}
+
+const char *
+kilt_model_page_get_preset_subtitle (KiltModelPage *self)
+{
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), NULL);
+  return adw_action_row_get_subtitle (ADW_ACTION_ROW (self->preset_row));
 }
 
 gboolean

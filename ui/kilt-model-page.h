@@ -20,6 +20,8 @@ void kilt_model_page_set_input (KiltModelPage *self, const KiltShape *shape, gui
 void kilt_model_page_set_device (KiltModelPage *self, const KiltDeviceInfo *device);
 /* Chooses a preset by name; FALSE when there is none by that name. */
 gboolean kilt_model_page_choose_preset (KiltModelPage *self, const char *name);
+/* What the preset row says about the chosen preset (its description). */
+const char *kilt_model_page_get_preset_subtitle (KiltModelPage *self);
 /* A fresh, built copy of the chosen model for a run (caller owns it), or NULL with @error. */
 KiltModel *kilt_model_page_create_model (KiltModelPage *self, GError **error);
 const char *kilt_model_page_get_model_name (KiltModelPage *self);
