@@ -686,10 +686,19 @@ test_broken_data (void)
   {
     g_autofree char *dir3 = g_dir_make_tmp ("kilt-ui-XXXXXX", NULL);
     g_autofree char *bad = g_build_filename (dir3, "broken.csv", NULL);
+    GtkWidget *sw = find_type (GTK_WIDGET (page), GTK_TYPE_SCROLLED_WINDOW);
+    GtkAdjustment *adj = gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw));
     g_assert_true (g_file_set_contents (bad, "a,b,label\n1,2\n", -1, NULL));
+    kilt_window_show_page (window, "data");
+    settle (0.2);
+    /* Scrolled down to the samples when the load fails: the banner at the top comes into view. */
+    gtk_adjustment_set_value (adj, gtk_adjustment_get_upper (adj));
+    settle (0.1);
+    g_assert_cmpfloat (gtk_adjustment_get_value (adj), >, 0);
     kilt_data_page_load (page, bad);
     g_assert_true (wait_until (data_idle, NULL, 30));
     g_assert_nonnull (kilt_data_page_get_error (page));
+    g_assert_cmpfloat (gtk_adjustment_get_value (adj), ==, 0);
     g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "data.dismiss-error", NULL));
     g_assert_null (kilt_data_page_get_error (page));
     g_unlink (bad);

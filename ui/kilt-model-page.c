@@ -67,6 +67,15 @@ set_error (KiltModelPage *self, const char *message)
 {
   gtk_label_set_text (self->error_label, message ? message : "");
   gtk_revealer_set_reveal_child (self->error_revealer, message != NULL);
+  /* The banner is at the top of the page: bring it into view when the page is scrolled down. */
+  if (message)
+    {
+      GtkWidget *sw
+          = gtk_widget_get_ancestor (GTK_WIDGET (self->error_revealer), GTK_TYPE_SCROLLED_WINDOW);
+      if (sw)
+        gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)),
+                                  0);
+    }
 }
 
 /* The model a source names, built for the page's input. */
