@@ -409,12 +409,12 @@ table_widget (const KiltReportTable *t, const char *const *only, gboolean short_
             cell = gtk_label_new (row->pdata[c]);
           gtk_label_set_xalign (GTK_LABEL (cell), c == 0 ? 0 : 1);
           gtk_label_set_selectable (GTK_LABEL (cell), TRUE);
-          if (c == 0 && only)
+          if (c == 0 && only && r > 0 && g_str_has_prefix (row->pdata[c], "#"))
             {
-              /* Run names can be long; the figures beside them matter more. */
-              gtk_label_set_ellipsize (GTK_LABEL (cell), PANGO_ELLIPSIZE_END);
-              gtk_label_set_width_chars (GTK_LABEL (cell), 12);
-              gtk_label_set_max_width_chars (GTK_LABEL (cell), 24);
+              /* Run names are long and in the table, the legend and "What differs": the
+               * summary names its rows by id, so its figures fit beside the chart. */
+              g_autofree char *id = g_strndup (row->pdata[c], strcspn (row->pdata[c], " "));
+              gtk_label_set_text (GTK_LABEL (cell), id);
               gtk_widget_set_tooltip_text (cell, row->pdata[c]);
             }
           gtk_widget_add_css_class (cell, r == 0 ? "caption-heading" : "numeric");
