@@ -9,6 +9,7 @@
 #include "kilt-device.h"
 #include "kilt-device-picker.h"
 #include "kilt-error.h"
+#include "kilt-format.h"
 #include "kilt-runs-page.h"
 #include "kilt-window.h"
 
@@ -416,6 +417,28 @@ test_starts (void)
   gtk_widget_measure (GTK_WIDGET (window), GTK_ORIENTATION_VERTICAL, 800, &min_h, NULL, NULL, NULL);
   g_assert_cmpint (min_w, <=, 800);
   g_assert_cmpint (min_h, <=, 600);
+}
+
+/* Counts read the same on every page: "1,250,858", not "1250858". */
+static void
+test_formats (void)
+{
+  const struct
+  {
+    guint64 n;
+    const char *text;
+  } cases[] = { { 0, "0" },
+                { 999, "999" },
+                { 1000, "1,000" },
+                { 669706, "669,706" },
+                { 1250858, "1,250,858" },
+                { 50000, "50,000" } };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *t = kilt_format_thousands (cases[i].n);
+      g_assert_cmpstr (t, ==, cases[i].text);
+    }
 }
 
 static void
@@ -1904,6 +1927,7 @@ main (int argc, char **argv)
   settle (0.5);
 
   g_test_add_func ("/ui/1-starts", test_starts);
+  g_test_add_func ("/ui/2-formats", test_formats);
   g_test_add_func ("/ui/2-pages", test_pages);
   g_test_add_func ("/ui/2-runs-at-start", test_runs_at_start);
   g_test_add_func ("/ui/3-device", test_device);

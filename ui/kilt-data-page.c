@@ -7,6 +7,7 @@
 #include "kilt-data-page.h"
 #include "kilt-chart-view.h"
 #include "kilt-error.h"
+#include "kilt-format.h"
 
 #include <string.h>
 #include "kilt-run-store.h"
@@ -102,23 +103,6 @@ load_job_options (const LoadJob *job, KiltLoadOptions *opts)
   opts->label_column = job->label_column;
 }
 
-/* @n with thousands separators: "50,000". */
-static char *
-thousands (guint64 n)
-{
-  g_autofree char *digits = g_strdup_printf ("%" G_GUINT64_FORMAT, n);
-  GString *s = g_string_new (NULL);
-  gsize len = strlen (digits);
-
-  for (gsize i = 0; i < len; i++)
-    {
-      if (i > 0 && (len - i) % 3 == 0)
-        g_string_append_c (s, ',');
-      g_string_append_c (s, digits[i]);
-    }
-  return g_string_free (s, FALSE);
-}
-
 static void
 set_error (KiltDataPage *self, const char *message)
 {
@@ -197,9 +181,9 @@ show_preview (KiltDataPage *self)
   if (ds == NULL)
     return;
   {
-    g_autofree char *train = thousands (ds->train.n);
-    g_autofree char *val = thousands (ds->val.n);
-    g_autofree char *test = thousands (ds->test.n);
+    g_autofree char *train = kilt_format_thousands (ds->train.n);
+    g_autofree char *val = kilt_format_thousands (ds->val.n);
+    g_autofree char *test = kilt_format_thousands (ds->test.n);
     g_autofree char *subtitle
         = ds->val.n ? g_strdup_printf ("%s format · %s training, %s validation and %s test samples "
                                        "of %u×%u×%u · %u classes",

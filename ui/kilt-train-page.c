@@ -4,6 +4,7 @@
 
 #include "kilt-train-page.h"
 #include "kilt-chart-view.h"
+#include "kilt-format.h"
 
 #include <math.h>
 #include <string.h>
@@ -257,10 +258,11 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
   if (u->started)
     {
       g_autofree char *plan = g_format_size_full (u->first.planned_bytes, G_FORMAT_SIZE_IEC_UNITS);
+      g_autofree char *params = kilt_format_thousands (u->first.n_params);
       g_autofree char *line
-          = g_strdup_printf ("info: kernels %s in %.2f s; %zu parameters; plan %s",
+          = g_strdup_printf ("info: kernels %s in %.2f s; %s parameters; plan %s",
                              u->first.compile_cached ? "loaded from cache" : "compiled",
-                             u->first.compile_seconds, u->first.n_params, plan);
+                             u->first.compile_seconds, params, plan);
       self->steps_per_epoch = u->first.steps_per_epoch;
       kilt_train_page_log (self, line);
     }
