@@ -91,6 +91,14 @@ doctor_cases (void)
   c = make_check ("Concatenate (2 inputs)", KILT_LAYER_CONCATENATE, (KiltShape){ 3, 4, 5 }, 2);
   c.in[1].c = 2;
   g_array_append_val (a, c);
+  c = make_check ("Subtract", KILT_LAYER_SUBTRACT, (KiltShape){ 3, 4, 5 }, 2);
+  g_array_append_val (a, c);
+  c = make_check ("Average (3 inputs)", KILT_LAYER_AVERAGE, (KiltShape){ 3, 4, 5 }, 3);
+  g_array_append_val (a, c);
+  c = make_check ("Maximum (3 inputs)", KILT_LAYER_MAXIMUM, (KiltShape){ 3, 4, 5 }, 3);
+  g_array_append_val (a, c);
+  c = make_check ("Minimum", KILT_LAYER_MINIMUM, (KiltShape){ 3, 4, 5 }, 2);
+  g_array_append_val (a, c);
   c = make_check ("Flatten", KILT_LAYER_FLATTEN, (KiltShape){ 3, 4, 5 }, 1);
   g_array_append_val (a, c);
   c = make_check ("ZeroPadding2D ((1, 2), (0, 3))", KILT_LAYER_ZERO_PADDING2D,

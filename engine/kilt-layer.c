@@ -32,6 +32,10 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_DEPTHWISE_CONV2D] = &kilt_depthwise_conv2d_class,
     [KILT_LAYER_NORMALIZATION] = &kilt_normalization_class,
     [KILT_LAYER_GLOBAL_MAX_POOL2D] = &kilt_global_max_pool2d_class,
+    [KILT_LAYER_SUBTRACT] = &kilt_subtract_class,
+    [KILT_LAYER_AVERAGE] = &kilt_average_class,
+    [KILT_LAYER_MAXIMUM] = &kilt_maximum_class,
+    [KILT_LAYER_MINIMUM] = &kilt_minimum_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)

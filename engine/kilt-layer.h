@@ -33,6 +33,10 @@ typedef enum
   KILT_LAYER_DEPTHWISE_CONV2D,
   KILT_LAYER_NORMALIZATION,
   KILT_LAYER_GLOBAL_MAX_POOL2D,
+  KILT_LAYER_SUBTRACT,
+  KILT_LAYER_AVERAGE,
+  KILT_LAYER_MAXIMUM,
+  KILT_LAYER_MINIMUM,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -274,6 +278,10 @@ extern const KiltLayerClass kilt_multiply_class;
 extern const KiltLayerClass kilt_depthwise_conv2d_class;
 extern const KiltLayerClass kilt_normalization_class;
 extern const KiltLayerClass kilt_global_max_pool2d_class;
+extern const KiltLayerClass kilt_subtract_class;
+extern const KiltLayerClass kilt_average_class;
+extern const KiltLayerClass kilt_maximum_class;
+extern const KiltLayerClass kilt_minimum_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

@@ -37,6 +37,10 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_DEPTHWISE_CONV2D] = "DepthwiseConv2D",
   [KILT_LAYER_NORMALIZATION] = "Normalization",
   [KILT_LAYER_GLOBAL_MAX_POOL2D] = "GlobalMaxPooling2D",
+  [KILT_LAYER_SUBTRACT] = "Subtract",
+  [KILT_LAYER_AVERAGE] = "Average",
+  [KILT_LAYER_MAXIMUM] = "Maximum",
+  [KILT_LAYER_MINIMUM] = "Minimum",
 };
 
 const char *

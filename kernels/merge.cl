@@ -85,3 +85,96 @@ __kernel void kilt_mul_group_sum (__global float *dx, __global const float *w, c
     acc += w[(size_t) j * group + s];
   dx[j] = beta == 0.0f ? acc : beta * dx[j] + acc;
 }
+
+/* Subtract, Average, Maximum, Minimum of 2 to 8 inputs (codes as KiltMergeOp in
+ * engine/layers/kilt-merge.c): y[i] over x0..x{n_inputs-1}; unused buffers may repeat x0. */
+#define KILT_MERGE_SUBTRACT 0
+#define KILT_MERGE_AVERAGE 1
+#define KILT_MERGE_MAXIMUM 2
+#define KILT_MERGE_MINIMUM 3
+
+static inline float kilt_merge_at (uint k, uint i, __global const float *x0,
+                                   __global const float *x1, __global const float *x2,
+                                   __global const float *x3, __global const float *x4,
+                                   __global const float *x5, __global const float *x6,
+                                   __global const float *x7)
+{
+  switch (k)
+    {
+    case 0: return x0[i];
+    case 1: return x1[i];
+    case 2: return x2[i];
+    case 3: return x3[i];
+    case 4: return x4[i];
+    case 5: return x5[i];
+    case 6: return x6[i];
+    default: return x7[i];
+    }
+}
+
+/* The input Maximum / Minimum takes at element i: the first extreme, as the reference. */
+static inline uint kilt_merge_pick (int op, uint n_inputs, uint i, __global const float *x0,
+                                    __global const float *x1, __global const float *x2,
+                                    __global const float *x3, __global const float *x4,
+                                    __global const float *x5, __global const float *x6,
+                                    __global const float *x7)
+{
+  uint best = 0;
+  float v = x0[i];
+  for (uint k = 1; k < n_inputs; k++)
+    {
+      float u = kilt_merge_at (k, i, x0, x1, x2, x3, x4, x5, x6, x7);
+      if (op == KILT_MERGE_MAXIMUM ? u > v : u < v)
+        {
+          v = u;
+          best = k;
+        }
+    }
+  return best;
+}
+
+__kernel void kilt_merge_forward (__global float *y, const uint n, const uint n_inputs,
+                                  const int op, __global const float *x0,
+                                  __global const float *x1, __global const float *x2,
+                                  __global const float *x3, __global const float *x4,
+                                  __global const float *x5, __global const float *x6,
+                                  __global const float *x7)
+{
+  uint i = get_global_id (0);
+  if (i >= n)
+    return;
+  if (op == KILT_MERGE_SUBTRACT)
+    y[i] = x0[i] - x1[i];
+  else if (op == KILT_MERGE_AVERAGE)
+    {
+      float s = 0.0f;
+      for (uint k = 0; k < n_inputs; k++)
+        s += kilt_merge_at (k, i, x0, x1, x2, x3, x4, x5, x6, x7);
+      y[i] = s / (float) n_inputs;
+    }
+  else
+    y[i] = kilt_merge_at (kilt_merge_pick (op, n_inputs, i, x0, x1, x2, x3, x4, x5, x6, x7), i,
+                          x0, x1, x2, x3, x4, x5, x6, x7);
+}
+
+/* dx (input @which) = beta dx + its share of dy. */
+__kernel void kilt_merge_backward (__global float *dx, __global const float *dy, const uint n,
+                                   const uint n_inputs, const int op, const uint which,
+                                   const float beta, __global const float *x0,
+                                   __global const float *x1, __global const float *x2,
+                                   __global const float *x3, __global const float *x4,
+                                   __global const float *x5, __global const float *x6,
+                                   __global const float *x7)
+{
+  uint i = get_global_id (0);
+  if (i >= n)
+    return;
+  float g;
+  if (op == KILT_MERGE_SUBTRACT)
+    g = which == 0 ? dy[i] : -dy[i];
+  else if (op == KILT_MERGE_AVERAGE)
+    g = dy[i] / (float) n_inputs;
+  else
+    g = kilt_merge_pick (op, n_inputs, i, x0, x1, x2, x3, x4, x5, x6, x7) == which ? dy[i] : 0.0f;
+  dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
+}

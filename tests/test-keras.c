@@ -356,6 +356,26 @@ test_separable_files (void)
 /* keras.applications.MobileNetV2 (weights=None, 32x32, 10 classes) from both generations:
  * Keras' 2,270,794 parameters and every one of its layers' output shapes and counts. */
 static void
+test_merge_files (void)
+{
+  if (!have_all_layers ())
+    return;
+  for (int k3 = 0; k3 < 2; k3++)
+    {
+      g_autoptr (KiltModel) m = NULL;
+
+      check_file (k3 ? "keras3-merges" : "keras2-merges");
+      m = load_data_file (k3 ? "keras3-merges.json" : "keras2-merges.json");
+      g_assert_cmpint (find (m, "sub")->type, ==, KILT_LAYER_SUBTRACT);
+      g_assert_cmpuint (find (m, "sub")->inputs[0], ==, find (m, "left")->index);
+      g_assert_cmpint (find (m, "avg")->type, ==, KILT_LAYER_AVERAGE);
+      g_assert_cmpuint (find (m, "avg")->n_inputs, ==, 3);
+      g_assert_cmpint (find (m, "max")->type, ==, KILT_LAYER_MAXIMUM);
+      g_assert_cmpint (find (m, "min")->type, ==, KILT_LAYER_MINIMUM);
+    }
+}
+
+static void
 test_application_files (void)
 {
   if (!have_all_layers ())
@@ -963,6 +983,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/block-files", test_block_files);
   g_test_add_func ("/keras/separable-files", test_separable_files);
   g_test_add_func ("/keras/application-files", test_application_files);
+  g_test_add_func ("/keras/merge-files", test_merge_files);
   g_test_add_func ("/keras/scalar-ops", test_scalar_ops);
   g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);

@@ -518,6 +518,34 @@ test_global_max_pool (void)
   one_case ("global max of 1x1", KILT_LAYER_GLOBAL_MAX_POOL2D, &cfg, 1, &one, 2, TRUE, FALSE);
 }
 
+static void
+test_merges (void)
+{
+  KiltShape two[2] = { { 3, 4, 5 }, { 3, 4, 5 } },
+            three[3] = { { 2, 3, 3 }, { 2, 3, 3 }, { 2, 3, 3 } };
+  const KiltLayerType types[]
+      = { KILT_LAYER_SUBTRACT, KILT_LAYER_AVERAGE, KILT_LAYER_MAXIMUM, KILT_LAYER_MINIMUM };
+
+  for (guint t = 0; t < G_N_ELEMENTS (types); t++)
+    {
+      KiltLayerConfig cfg = kilt_layer_config_default (types[t]);
+      const char *name = kilt_layer_class_get (types[t])->name;
+      one_case (name, types[t], &cfg, 2, two, 3, TRUE, FALSE);
+      if (types[t] != KILT_LAYER_SUBTRACT)
+        one_case (name, types[t], &cfg, 3, three, 2, TRUE, TRUE);
+    }
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("s");
+    g_autoptr (GError) error = NULL;
+    guint in[3];
+    in[0] = kilt_model_add_input (m, "in", (KiltShape){ 3, 2, 2 });
+    in[1] = in[2] = in[0];
+    kilt_model_add (m, KILT_LAYER_SUBTRACT, "sub", NULL, 3, in);
+    g_assert_false (kilt_model_build (m, &error));
+    g_assert_nonnull (strstr (error->message, "layer sub (Subtract): takes exactly 2 inputs"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -536,5 +564,6 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/dropout-masks", test_dropout_masks);
   g_test_add_func ("/layers-shape/depthwise", test_depthwise);
   g_test_add_func ("/layers-shape/global-max-pool", test_global_max_pool);
+  g_test_add_func ("/layers-shape/merges", test_merges);
   return g_test_run ();
 }

@@ -641,6 +641,7 @@ convert_flatten (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **er
   return TRUE;
 }
 
+/* Add, Subtract, Average, Maximum, Minimum: shapes are checked when the model is built. */
 static gboolean
 convert_add (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
@@ -714,6 +715,10 @@ static const Converter converters[] = {
   { "Flatten", KILT_LAYER_FLATTEN, FALSE, convert_flatten },
   { "BatchNormalization", KILT_LAYER_BATCH_NORM, FALSE, convert_batch_norm },
   { "Add", KILT_LAYER_ADD, TRUE, convert_add },
+  { "Subtract", KILT_LAYER_SUBTRACT, TRUE, convert_add },
+  { "Average", KILT_LAYER_AVERAGE, TRUE, convert_add },
+  { "Maximum", KILT_LAYER_MAXIMUM, TRUE, convert_add },
+  { "Minimum", KILT_LAYER_MINIMUM, TRUE, convert_add },
   { "Concatenate", KILT_LAYER_CONCATENATE, TRUE, convert_concatenate },
   { "ZeroPadding2D", KILT_LAYER_ZERO_PADDING2D, FALSE, convert_padding },
   { "Cropping2D", KILT_LAYER_CROPPING2D, FALSE, convert_padding },

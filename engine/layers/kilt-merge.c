@@ -1,4 +1,5 @@
-/* Merge layers: Add (element-wise sum of 2 to 8 inputs) and Concatenate (along channels). */
+/* Merge layers: Add, Subtract, Average, Maximum, Minimum and Multiply (element-wise over 2 to 8
+ * inputs; Multiply also scales by a per-channel input) and Concatenate (along channels). */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-layer.h"
 
@@ -277,6 +278,189 @@ const KiltLayerClass kilt_concatenate_class = {
   .ref_forward = concat_ref_forward,
   .ref_backward = concat_ref_backward,
 };
+
+/* ---- Subtract, Average, Maximum, Minimum ----------------------------------------------------- */
+
+/* Values shared with kernels/merge.cl. */
+typedef enum
+{
+  MERGE_SUBTRACT = 0,
+  MERGE_AVERAGE = 1,
+  MERGE_MAXIMUM = 2,
+  MERGE_MINIMUM = 3,
+} MergeOp;
+
+static MergeOp
+merge_op (const KiltNode *node)
+{
+  switch (node->type)
+    {
+      case KILT_LAYER_SUBTRACT:
+        return MERGE_SUBTRACT;
+      case KILT_LAYER_AVERAGE:
+        return MERGE_AVERAGE;
+      case KILT_LAYER_MAXIMUM:
+        return MERGE_MAXIMUM;
+      default:
+        return MERGE_MINIMUM;
+    }
+}
+
+static gboolean
+merge_infer (KiltNode *node, GError **error)
+{
+  if (node->type == KILT_LAYER_SUBTRACT && node->n_inputs != 2)
+    {
+      kilt_layer_set_error (error, node, "takes exactly 2 inputs, got %u", node->n_inputs);
+      return FALSE;
+    }
+  return add_infer (node, error);
+}
+
+static cl_int
+merge_inputs (KiltNode *node, KiltExec *ex, cl_kernel k, cl_uint first)
+{
+  cl_int err = CL_SUCCESS;
+
+  for (guint i = 0; i < KILT_MAX_INPUTS; i++)
+    {
+      KiltNode *src = kilt_exec_input (ex, node, i < node->n_inputs ? i : 0);
+      err |= clSetKernelArg (k, first + i, sizeof (cl_mem), &src->out);
+    }
+  return err;
+}
+
+static gboolean
+merge_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  gsize n = ex->batch * kilt_shape_size (&node->out_shape);
+  cl_int err = CL_SUCCESS, op = merge_op (node);
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_merge_forward", error);
+  cl_uint count = (cl_uint)n, n_inputs = node->n_inputs;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, node->out, err);
+  KILT_ARG (k, 1, count, err);
+  KILT_ARG (k, 2, n_inputs, err);
+  KILT_ARG (k, 3, op, err);
+  err |= merge_inputs (node, ex, k, 4);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, n, error);
+}
+
+static gboolean
+merge_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  gsize n = ex->batch * kilt_shape_size (&node->out_shape);
+  cl_uint count = (cl_uint)n, n_inputs = node->n_inputs;
+  cl_int op = merge_op (node);
+
+  for (guint i = 0; i < node->n_inputs; i++)
+    {
+      KiltNode *src = kilt_exec_input (ex, node, i);
+      cl_int err = CL_SUCCESS;
+      cl_uint which = i;
+      cl_kernel k;
+
+      if (!node->din_needed[i])
+        continue;
+      k = kilt_context_kernel (ex->ctx, "kilt_merge_backward", error);
+      if (!k)
+        return FALSE;
+      KILT_ARG (k, 0, src->dout, err);
+      KILT_ARG (k, 1, node->dout, err);
+      KILT_ARG (k, 2, count, err);
+      KILT_ARG (k, 3, n_inputs, err);
+      KILT_ARG (k, 4, op, err);
+      KILT_ARG (k, 5, which, err);
+      KILT_ARG (k, 6, node->din_beta[i], err);
+      err |= merge_inputs (node, ex, k, 7);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_context_launch_1d (ex->ctx, k, n, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
+/* The input Maximum / Minimum takes at element @j: the first extreme. */
+static guint
+merge_ref_pick (const KiltNode *node, const double *const *in, gsize j)
+{
+  guint best = 0;
+
+  for (guint i = 1; i < node->n_inputs; i++)
+    if (merge_op (node) == MERGE_MAXIMUM ? in[i][j] > in[best][j] : in[i][j] < in[best][j])
+      best = i;
+  return best;
+}
+
+static void
+merge_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                   const double *const *in, const double *params, double *state, double *out)
+{
+  gsize n = batch * kilt_shape_size (&node->out_shape);
+
+  for (gsize j = 0; j < n; j++)
+    switch (merge_op (node))
+      {
+        case MERGE_SUBTRACT:
+          out[j] = in[0][j] - in[1][j];
+          break;
+        case MERGE_AVERAGE:
+          {
+            double v = 0;
+            for (guint i = 0; i < node->n_inputs; i++)
+              v += in[i][j];
+            out[j] = v / node->n_inputs;
+            break;
+          }
+        default:
+          out[j] = in[merge_ref_pick (node, in, j)][j];
+      }
+}
+
+static void
+merge_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                    const double *const *in, const double *params, const double *state,
+                    const double *out, const double *dout, double **din, double *dparams)
+{
+  gsize n = batch * kilt_shape_size (&node->out_shape);
+
+  for (guint i = 0; i < node->n_inputs; i++)
+    if (din[i])
+      for (gsize j = 0; j < n; j++)
+        switch (merge_op (node))
+          {
+            case MERGE_SUBTRACT:
+              din[i][j] = i == 0 ? dout[j] : -dout[j];
+              break;
+            case MERGE_AVERAGE:
+              din[i][j] = dout[j] / node->n_inputs;
+              break;
+            default:
+              din[i][j] = merge_ref_pick (node, in, j) == i ? dout[j] : 0.0;
+          }
+}
+
+#define MERGE_CLASS(sym, t, keras)                                                                 \
+  const KiltLayerClass sym = {                                                                     \
+    .type = t,                                                                                     \
+    .name = keras,                                                                                 \
+    .min_inputs = 2,                                                                               \
+    .max_inputs = KILT_MAX_INPUTS,                                                                 \
+    .infer = merge_infer,                                                                          \
+    .flops = add_flops,                                                                            \
+    .forward = merge_forward,                                                                      \
+    .backward = merge_backward,                                                                    \
+    .ref_forward = merge_ref_forward,                                                              \
+    .ref_backward = merge_ref_backward,                                                            \
+  }
+
+MERGE_CLASS (kilt_subtract_class, KILT_LAYER_SUBTRACT, "Subtract");
+MERGE_CLASS (kilt_average_class, KILT_LAYER_AVERAGE, "Average");
+MERGE_CLASS (kilt_maximum_class, KILT_LAYER_MAXIMUM, "Maximum");
+MERGE_CLASS (kilt_minimum_class, KILT_LAYER_MINIMUM, "Minimum");
 
 /* ---- Multiply: element-wise product; an input of shape (C, 1, 1) multiplies each channel's
  * plane (Keras broadcasts it so in squeeze-and-excitation blocks). ------------------------------

@@ -219,6 +219,19 @@ def build_all(K, layers, keras3):
     m.add(layers.Dense(3, activation="softmax"))
     models["separable"] = m
 
+    # The other element-wise merges.
+    a_in = layers.Input(shape=(6, 5, 4), name="image")
+    a = layers.Conv2D(4, 3, padding="same", name="left")(a_in)
+    b = layers.Conv2D(4, 1, name="right")(a_in)
+    c = layers.Conv2D(4, 3, padding="same", dilation_rate=1, name="third")(a_in)
+    d = layers.Subtract(name="sub")([a, b])
+    e = layers.Average(name="avg")([a, b, c])
+    f = layers.Maximum(name="max")([d, e, c])
+    g = layers.Minimum(name="min")([f, a])
+    x = layers.Flatten()(g)
+    x = layers.Dense(3, activation="softmax")(x)
+    models["merges"] = K.Model(a_in, x, name="merges")
+
     # A whole application, weights=None at a small input (issue 11: every one must import
     # with Keras' counts and shapes; this one is committed, the others are checked by hand).
     models["app-mobilenetv2"] = K.applications.MobileNetV2(
