@@ -108,6 +108,10 @@ doctor_cases (void)
   c = make_check ("Cropping2D ((1, 0), (2, 1))", KILT_LAYER_CROPPING2D, (KiltShape){ 3, 6, 7 }, 1);
   memcpy (c.cfg.pad, (guint[4]){ 1, 0, 2, 1 }, sizeof c.cfg.pad);
   g_array_append_val (a, c);
+  c = make_check ("UpSampling2D (2, 3)", KILT_LAYER_UPSAMPLING2D, (KiltShape){ 3, 4, 5 }, 1);
+  c.cfg.kh = 2;
+  c.cfg.kw = 3;
+  g_array_append_val (a, c);
   c = make_check ("ReLU max_value 6, threshold -0.5, negative_slope 0.1", KILT_LAYER_ACTIVATION,
                   (KiltShape){ 3, 4, 5 }, 1);
   c.cfg.activation = KILT_ACT_RELU;

@@ -37,6 +37,7 @@ typedef enum
   KILT_LAYER_AVERAGE,
   KILT_LAYER_MAXIMUM,
   KILT_LAYER_MINIMUM,
+  KILT_LAYER_UPSAMPLING2D,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -96,7 +97,7 @@ typedef struct
 {
   guint units;               /* Dense units, Conv2D filters, DepthwiseConv2D depth_multiplier */
   guint dil_h, dil_w;        /* DepthwiseConv2D dilation_rate (0: 1) */
-  guint kh, kw;              /* Conv2D kernel; pooling window */
+  guint kh, kw;              /* Conv2D kernel; pooling window; UpSampling2D size */
   guint sh, sw;              /* strides (pooling: default = window) */
   gboolean same;             /* padding "same"; FALSE = "valid" */
   gboolean use_bias;         /* Conv2D, Dense */
@@ -282,6 +283,7 @@ extern const KiltLayerClass kilt_subtract_class;
 extern const KiltLayerClass kilt_average_class;
 extern const KiltLayerClass kilt_maximum_class;
 extern const KiltLayerClass kilt_minimum_class;
+extern const KiltLayerClass kilt_upsampling2d_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

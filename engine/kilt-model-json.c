@@ -41,6 +41,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_AVERAGE] = "Average",
   [KILT_LAYER_MAXIMUM] = "Maximum",
   [KILT_LAYER_MINIMUM] = "Minimum",
+  [KILT_LAYER_UPSAMPLING2D] = "UpSampling2D",
 };
 
 const char *
@@ -94,6 +95,7 @@ typedef enum
   F_DILATION = 1 << 24,
   F_MEAN = 1 << 25,
   F_VARIANCE = 1 << 26,
+  F_SIZE = 1 << 27,
 } Field;
 
 static const char *field_names[] = {
@@ -141,6 +143,7 @@ static const struct
                                         | F_USE_BIAS | F_ACTIVATION | F_ALPHA | F_INIT | F_DILATION,
                                     0 },
   [KILT_LAYER_NORMALIZATION] = { F_MEAN | F_VARIANCE, 0 },
+  [KILT_LAYER_UPSAMPLING2D] = { F_SIZE, 0 },
 };
 
 static int
@@ -286,6 +289,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
         return get_dim (node, w, name, 1, &cfg->units, error);
       case F_KERNEL_SIZE:
       case F_POOL_SIZE:
+      case F_SIZE:
         return get_pair (node, w, name, &cfg->kh, &cfg->kw, error);
       case F_STRIDES:
         return get_pair (node, w, name, &cfg->sh, &cfg->sw, error);
@@ -833,6 +837,8 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     append_pair (s, "kernel_size", c->kh, c->kw);
   if (allowed & F_POOL_SIZE)
     append_pair (s, "pool_size", c->kh, c->kw);
+  if (allowed & F_SIZE)
+    append_pair (s, "size", c->kh, c->kw);
   /* Pooling strides of 0 mean "the window", as Keras' None does: leave them out. */
   if ((allowed & F_STRIDES) && c->sh && c->sw)
     append_pair (s, "strides", c->sh, c->sw);

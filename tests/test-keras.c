@@ -372,6 +372,7 @@ test_merge_files (void)
       g_assert_cmpuint (find (m, "avg")->n_inputs, ==, 3);
       g_assert_cmpint (find (m, "max")->type, ==, KILT_LAYER_MAXIMUM);
       g_assert_cmpint (find (m, "min")->type, ==, KILT_LAYER_MINIMUM);
+      g_assert_cmpuint (find (m, "up")->cfg.kw, ==, 3);
     }
 }
 

@@ -244,6 +244,19 @@ one_case (const char *label, KiltLayerType type, const KiltLayerConfig *cfg, gui
 }
 
 static void
+test_upsampling (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_UPSAMPLING2D);
+  KiltShape in = { 3, 4, 5 };
+
+  cfg.kh = cfg.kw = 2;
+  one_case ("upsampling 2x2", KILT_LAYER_UPSAMPLING2D, &cfg, 1, &in, 2, TRUE, FALSE);
+  cfg.kh = 3;
+  cfg.kw = 1;
+  one_case ("upsampling (3, 1) accumulate", KILT_LAYER_UPSAMPLING2D, &cfg, 1, &in, 3, TRUE, TRUE);
+}
+
+static void
 test_batch_norm_partial (void)
 {
   KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_BATCH_NORM);
@@ -553,6 +566,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/zero-padding", test_zero_padding);
   g_test_add_func ("/layers-shape/cropping", test_cropping);
   g_test_add_func ("/layers-shape/padding-infer", test_padding_infer);
+  g_test_add_func ("/layers-shape/upsampling", test_upsampling);
   g_test_add_func ("/layers-shape/activations", test_activations);
   g_test_add_func ("/layers-shape/activation-values", test_activation_values);
   g_test_add_func ("/layers-shape/activation-not-fused", test_activation_not_fused);

@@ -471,6 +471,27 @@ bad:
 }
 
 static gboolean
+convert_upsampling (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  const char *interp = keras_member_string (call->c, "interpolation");
+
+  if (call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image input (height, width, channels)");
+      return FALSE;
+    }
+  if (interp && !g_str_equal (interp, "nearest"))
+    {
+      keras_set_error (error, imp, "interpolation \"%s\" is not supported; Kilt has nearest",
+                       interp);
+      return FALSE;
+    }
+  cfg->kh = cfg->kw = 2; /* Keras' default */
+  return keras_get_pair (imp, call->c, "size", &cfg->kh, &cfg->kw, error)
+         && keras_check_data_format (imp, call->c, error);
+}
+
+static gboolean
 convert_rescaling (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
   double scale = 1, offset = 0;
@@ -722,6 +743,7 @@ static const Converter converters[] = {
   { "Concatenate", KILT_LAYER_CONCATENATE, TRUE, convert_concatenate },
   { "ZeroPadding2D", KILT_LAYER_ZERO_PADDING2D, FALSE, convert_padding },
   { "Cropping2D", KILT_LAYER_CROPPING2D, FALSE, convert_padding },
+  { "UpSampling2D", KILT_LAYER_UPSAMPLING2D, FALSE, convert_upsampling },
   { "Rescaling", KILT_LAYER_RESCALING, FALSE, convert_rescaling },
   { "Reshape", KILT_LAYER_RESHAPE, FALSE, convert_reshape },
   { "Multiply", KILT_LAYER_MULTIPLY, TRUE, convert_multiply },

@@ -1,4 +1,5 @@
-/* ZeroPadding2D and Cropping2D: each channel's plane grown by zeros or cut, per side. */
+/* ZeroPadding2D and Cropping2D (each channel's plane grown by zeros or cut, per side) and
+ * UpSampling2D (nearest): copies of planes into other sizes. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-layer.h"
 
@@ -157,4 +158,106 @@ const KiltLayerClass kilt_cropping2d_class = {
   .backward = pad_backward,
   .ref_forward = pad_ref_forward,
   .ref_backward = pad_ref_backward,
+};
+
+/* ---- UpSampling2D, nearest: each pixel repeated size (kh x kw) times. ------------------------ */
+
+static gboolean
+up_infer (KiltNode *node, GError **error)
+{
+  const KiltShape *in = &node->in_shape[0];
+  guint sy = node->cfg.kh, sx = node->cfg.kw;
+
+  if (sy == 0 || sx == 0 || sy > 1024 || sx > 1024 || (guint64)in->h * sy > (1u << 24)
+      || (guint64)in->w * sx > (1u << 24))
+    {
+      kilt_layer_set_error (error, node, "size %ux%u must be from 1 to 1024 and fit the input", sy,
+                            sx);
+      return FALSE;
+    }
+  node->out_shape = (KiltShape){ in->c, in->h * sy, in->w * sx };
+  return TRUE;
+}
+
+static gboolean
+up_launch (KiltNode *node, KiltExec *ex, gboolean forward, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_kernel k = kilt_context_kernel (
+      ex->ctx, forward ? "kilt_upsample_forward" : "kilt_upsample_backward", error);
+  cl_int err = CL_SUCCESS;
+  cl_uint planes = ex->batch * node->in_shape[0].c, ih = node->in_shape[0].h;
+  cl_uint iw = node->in_shape[0].w, sy = node->cfg.kh, sx = node->cfg.kw;
+  cl_mem dst = forward ? node->out : src->dout, from = forward ? src->out : node->dout;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, dst, err);
+  KILT_ARG (k, 1, from, err);
+  KILT_ARG (k, 2, planes, err);
+  KILT_ARG (k, 3, ih, err);
+  KILT_ARG (k, 4, iw, err);
+  KILT_ARG (k, 5, sy, err);
+  KILT_ARG (k, 6, sx, err);
+  if (!forward)
+    KILT_ARG (k, 7, node->din_beta[0], err);
+  g_assert (err == CL_SUCCESS);
+  return forward ? kilt_layer_launch3 (ex, k, iw * sx, ih * sy, planes, error)
+                 : kilt_layer_launch3 (ex, k, iw, ih, planes, error);
+}
+
+static gboolean
+up_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  return up_launch (node, ex, TRUE, error);
+}
+
+static gboolean
+up_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  if (!node->din_needed[0])
+    return TRUE;
+  return up_launch (node, ex, FALSE, error);
+}
+
+static void
+up_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                const double *const *in, const double *params, double *state, double *out)
+{
+  const KiltShape *s = &node->in_shape[0], *o = &node->out_shape;
+
+  for (gsize p = 0; p < (gsize)batch * s->c; p++)
+    for (guint y = 0; y < o->h; y++)
+      for (guint x = 0; x < o->w; x++)
+        out[(p * o->h + y) * o->w + x]
+            = in[0][(p * s->h + y / node->cfg.kh) * s->w + x / node->cfg.kw];
+}
+
+static void
+up_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                 const double *const *in, const double *params, const double *state,
+                 const double *out, const double *dout, double **din, double *dparams)
+{
+  const KiltShape *s = &node->in_shape[0], *o = &node->out_shape;
+
+  if (!din[0])
+    return;
+  memset (din[0], 0, sizeof (double) * batch * kilt_shape_size (s));
+  for (gsize p = 0; p < (gsize)batch * s->c; p++)
+    for (guint y = 0; y < o->h; y++)
+      for (guint x = 0; x < o->w; x++)
+        din[0][(p * s->h + y / node->cfg.kh) * s->w + x / node->cfg.kw]
+            += dout[(p * o->h + y) * o->w + x];
+}
+
+const KiltLayerClass kilt_upsampling2d_class = {
+  .type = KILT_LAYER_UPSAMPLING2D,
+  .name = "UpSampling2D",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = up_infer,
+  .forward = up_forward,
+  .backward = up_backward,
+  .ref_forward = up_ref_forward,
+  .ref_backward = up_ref_backward,
 };

@@ -228,6 +228,7 @@ def build_all(K, layers, keras3):
     e = layers.Average(name="avg")([a, b, c])
     f = layers.Maximum(name="max")([d, e, c])
     g = layers.Minimum(name="min")([f, a])
+    g = layers.UpSampling2D((2, 3), name="up")(g)
     x = layers.Flatten()(g)
     x = layers.Dense(3, activation="softmax")(x)
     models["merges"] = K.Model(a_in, x, name="merges")
