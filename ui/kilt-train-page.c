@@ -420,6 +420,19 @@ kilt_train_page_show_error (KiltTrainPage *self, const char *message)
 }
 
 void
+kilt_train_page_set_device_type (KiltTrainPage *self, const char *type)
+{
+  gboolean cpu = g_strcmp0 (type, "CPU") == 0;
+
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  /* A CPU device runs each kernel as it is queued, so its queue is busy nearly all the time:
+   * the flat line says so rather than looking like a GPU kept full. */
+  kilt_chart_set_title (chart (self, KILT_TRAIN_CHART_BUSY),
+                        cpu ? "Device busy (a CPU is busy while work is queued)" : "Device busy");
+  kilt_chart_view_update (self->views[KILT_TRAIN_CHART_BUSY]);
+}
+
+void
 kilt_train_page_set_eval_name (KiltTrainPage *self, const char *name)
 {
   g_return_if_fail (KILT_IS_TRAIN_PAGE (self));

@@ -27,6 +27,8 @@ typedef enum
 void kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity);
 /* Applies a coalesced update from the session. */
 void kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *update, double elapsed);
+/* The run's device type ("CPU", "GPU", ...): the busy chart says what its figure means there. */
+void kilt_train_page_set_device_type (KiltTrainPage *self, const char *type);
 /* What the second loss and accuracy curves are measured on: "validation", or "test split"
  * when the run has no validation split and evaluates on the test split. */
 void kilt_train_page_set_eval_name (KiltTrainPage *self, const char *name);

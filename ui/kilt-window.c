@@ -262,6 +262,10 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
   kilt_train_page_set_eval_name (
       self->train_page, config.val_fraction > 0 || ds->val.n > 0 ? "validation" : "test split");
   {
+    const KiltDeviceInfo *info = kilt_devices_page_get_device_info (self->devices_page);
+    kilt_train_page_set_device_type (self->train_page, info ? info->type : NULL);
+  }
+  {
     KiltDataset *data = kilt_data_page_take_dataset (self->data_page);
     KiltDataSpec spec;
     self->dataset_in_run = TRUE;
