@@ -5,6 +5,7 @@
 #include "kilt-cli.h"
 #include "kilt-context.h"
 #include "kilt-error.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-model-json.h"
 #include "kilt-reference.h"
 
@@ -33,6 +34,7 @@ typedef struct
   KiltShape input;          /* the model's input, as timed */
   guint64 flops_per_sample; /* forward, as the model's summary counts them */
   gboolean adapted;         /* a preset whose input or classes were changed to fit --data */
+  KiltPrecision precision;
   char *error;
   GArray *timings;
 } BenchResult;
@@ -299,6 +301,19 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
       return;
     }
   r->compile_cached = ctx->compile_seconds;
+  if (c->precision && !kilt_precision_from_name (c->precision, &r->precision))
+    {
+      r->error = g_strdup_printf ("unknown --precision \"%s\": Kilt trains in fp32 or tf32",
+                                  c->precision);
+      kilt_context_free (ctx);
+      return;
+    }
+  if (!kilt_context_set_precision (ctx, r->precision, &error))
+    {
+      r->error = g_strdup (error->message);
+      kilt_context_free (ctx);
+      return;
+    }
 
   if (c->data && (real = kilt_cli_load_data (c, &error)) == NULL)
     {
@@ -333,7 +348,11 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
           kilt_context_free (ctx);
           return;
         }
-      r->check_ok = r->check_loss < 1e-4 && r->check_grad < 1e-3;
+      {
+        double tol_loss, tol_grad;
+        kilt_precision_tolerance (r->precision, &tol_loss, &tol_grad);
+        r->check_ok = r->check_loss < tol_loss && r->check_grad < tol_grad;
+      }
     }
   kilt_context_free (ctx);
 
@@ -431,7 +450,7 @@ kilt_cli_bench (int argc, char **argv)
           "random images of the model's own input shape (--data: that data set's training "
           "samples, repeated as needed, with a preset's input and classes fitted to it). "
           "--device takes a comma-separated list. The output names the input shape and the "
-          "FLOP per sample timed; precision is FP32.");
+          "FLOP per sample timed, and the precision (--precision).");
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || steps < 1)
     {
       fprintf (stderr, "kilt-cli bench: %s\n", error ? error->message : "--steps must be >= 1");
@@ -497,7 +516,7 @@ kilt_cli_bench (int argc, char **argv)
           STR ("optimizer", c.optimizer);
           NUM ("batch", c.batch);
           NUM ("steps", steps);
-          STR ("precision", "fp32");
+          STR ("precision", kilt_precision_name (r.precision));
           STR ("data", c.data ? c.data : "synthetic");
           if (r.input.c)
             {
@@ -591,7 +610,8 @@ kilt_cli_bench (int argc, char **argv)
       else
         {
           g_autofree char *peak = kilt_format_bytes (r.peak_bytes);
-          printf ("%s: %s batch %d, %s, fp32\n", r.device_name, c.model, c.batch, c.optimizer);
+          printf ("%s: %s batch %d, %s, %s\n", r.device_name, c.model, c.batch, c.optimizer,
+                  kilt_precision_name (r.precision));
           g_autofree char *fwd = format_flop (r.flops_per_sample);
           g_autofree char *train = format_flop (3.0 * r.flops_per_sample);
           printf ("  workload:  input %ux%ux%u (channels x height x width) of %s; %sFLOP forward "

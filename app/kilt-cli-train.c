@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include "kilt-cli.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-keras-file.h"
@@ -50,6 +51,7 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->model);
   g_free (c->weights);
   g_free (c->optimizer);
+  g_free (c->precision);
   g_free (c->checkpoint);
   g_free (c->loss);
   g_free (c->label_column);
@@ -220,6 +222,8 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Use at most this many samples per split", "N" },
     { "augment", 0, 0, G_OPTION_ARG_NONE, &c->augment,
       "Random flips and shifts of images, as Keras' cifar10_cnn", NULL },
+    { "precision", 0, 0, G_OPTION_ARG_STRING, &c->precision,
+      "fp32 (default: exact) or tf32 (GEMMs on NVIDIA tensor cores, FP32 storage)", "P" },
     { "standardize", 0, 0, G_OPTION_ARG_NONE, &c->standardize,
       "Per-channel mean/std normalisation instead of x/255", NULL },
     { "image-size", 0, 0, G_OPTION_ARG_STRING, &c->image_size,
@@ -462,6 +466,17 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
     cfg->opt.decay = (float)c->decay;
   cfg->opt.nesterov = c->nesterov;
   cfg->opt.weight_decay = (float)c->weight_decay;
+  if (c->precision && !kilt_precision_from_name (c->precision, &cfg->precision))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "unknown --precision \"%s\": Kilt trains in fp32 or tf32", c->precision);
+      return FALSE;
+    }
+  if (c->precision)
+    {
+      g_free (c->precision);
+      c->precision = g_strdup (kilt_precision_name (cfg->precision));
+    }
   if (!kilt_optimizer_config_check (&cfg->opt, error))
     return FALSE;
   cfg->device_id = g_strdup (c->device);
@@ -555,10 +570,11 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
         {
           g_autofree char *plan = kilt_format_bytes (ev->planned_bytes);
           g_autofree char *dev = kilt_format_bytes (ev->device_bytes);
-          printf ("Training on %s: %zu parameters, %.1f MFLOP per sample, %u steps per epoch; "
-                  "plan %s of %s; kernels %s in %.2f s\n",
-                  ev->device_name, ev->n_params, ev->flops_per_sample / 1e6, ev->steps_per_epoch,
-                  plan, dev, ev->compile_cached ? "loaded" : "compiled", ev->compile_seconds);
+          printf ("Training on %s in %s: %zu parameters, %.1f MFLOP per sample, %u steps per "
+                  "epoch; plan %s of %s; kernels %s in %.2f s\n",
+                  ev->device_name, v->opts->precision ? v->opts->precision : "fp32", ev->n_params,
+                  ev->flops_per_sample / 1e6, ev->steps_per_epoch, plan, dev,
+                  ev->compile_cached ? "loaded" : "compiled", ev->compile_seconds);
           v->steps_per_epoch = ev->steps_per_epoch;
           fflush (stdout);
           break;
@@ -645,6 +661,23 @@ kilt_cli_train (int argc, char **argv)
       kilt_train_config_clear (&cfg);
       kilt_cli_common_clear (&c);
       return error->domain == G_OPTION_ERROR || error->code == KILT_ENGINE_ERROR_INVALID ? 2 : 1;
+    }
+  /* A precision the device lacks is refused before a run is recorded. */
+  if (cfg.precision != KILT_PRECISION_FP32)
+    {
+      g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
+      const KiltDeviceInfo *d = cfg.device_id ? kilt_device_list_find (list, cfg.device_id)
+                                              : kilt_device_list_choose_default (list, NULL);
+      g_autofree char *why = NULL;
+      if (d && !kilt_precision_available (d, cfg.precision, &why))
+        {
+          fprintf (stderr, "kilt-cli train: %s\n", why);
+          kilt_model_free (model);
+          kilt_dataset_free (ds);
+          kilt_train_config_clear (&cfg);
+          kilt_cli_common_clear (&c);
+          return 2;
+        }
     }
   if (!c.json)
     printf ("Data: %s (%zu training, %zu validation, %zu test samples); model: %s\n", ds->name,

@@ -30,6 +30,7 @@ typedef struct
   double val_split; /* 0 unless given */
   int max_samples;
   gboolean augment;
+  char *precision; /* NULL: fp32 */
   gboolean standardize;
   char *image_size;
   gboolean grayscale;

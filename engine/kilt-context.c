@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "kilt-context"
 
 #include "kilt-context.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-error.h"
 #include "kilt-breadcrumb.h"
 #include "kilt-tuning.h"
@@ -397,6 +398,7 @@ kilt_context_free (KiltContext *ctx)
   if (ctx->queue)
     clFinish (ctx->queue);
   prof_clear (ctx);
+  kilt_context_free_tf32 (ctx);
   g_array_unref (ctx->prof_events);
   g_hash_table_unref (ctx->kernels);
   if (ctx->program)

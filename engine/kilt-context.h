@@ -4,6 +4,7 @@
 
 #include "kilt-device.h"
 #include "kilt-memory.h"
+#include "kilt-precision.h"
 
 G_BEGIN_DECLS
 
@@ -20,7 +21,10 @@ struct _KiltContext
   guint64 budget; /* bytes Kilt lets itself allocate on this device */
 
   /* Profiling: when profiling is on, each launch records an event tagged with prof_tag. */
-  gboolean igemm; /* the implicit-GEMM convolution kernels are built and can run */
+  gboolean igemm;             /* the implicit-GEMM convolution kernels are built and can run */
+  KiltPrecision precision;    /* what GEMMs compute in (kilt_context_set_precision) */
+  cl_program tf32_program[2]; /* kernels/gemm-tf32.cl, built on first use of TF32, with */
+  cl_kernel tf32_kernel[2];   /* 64 x 64 and 128 x 128 tiles */
   gboolean profiling;
   int prof_tag;
   GArray *prof_events; /* KiltProfEvent */

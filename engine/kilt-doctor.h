@@ -22,11 +22,12 @@ typedef struct
   char *device_name;
   double compile_seconds;
   gboolean compile_cached;
-  GArray *checks;     /* KiltDoctorCheck */
-  double gemm_gflops; /* SGEMM 1024^3 (512^3 on CPUs) */
-  double copy_gbps;   /* device-to-device copy */
-  double upload_gbps; /* host-to-device */
-  double launch_us;   /* empty-kernel launch + completion, averaged */
+  GArray *checks;          /* KiltDoctorCheck */
+  double gemm_gflops;      /* SGEMM 1024^3 (512^3 on CPUs) */
+  double gemm_tf32_gflops; /* 2048^3 at tf32, where the device offers it; else 0 */
+  double copy_gbps;        /* device-to-device copy */
+  double upload_gbps;      /* host-to-device */
+  double launch_us;        /* empty-kernel launch + completion, averaged */
   gboolean usable;
   char *verdict; /* one sentence with the reason */
 } KiltDoctorReport;

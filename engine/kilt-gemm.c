@@ -4,6 +4,7 @@
 #define G_LOG_DOMAIN "kilt-gemm"
 
 #include "kilt-gemm.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-error.h"
 
 #include <clblast_c.h>
@@ -164,6 +165,17 @@ kilt_gemm_strided_batched (KiltContext *ctx, gboolean trans_a, gboolean trans_b,
     return TRUE;
   if (gemm_fault (ctx, batch, m, n, k, error))
     return FALSE;
+  /* TF32 on tensor cores where the run asked for it (the same 32-bit sizes as below). */
+  if (ctx->precision == KILT_PRECISION_TF32 && ctx->tf32_kernel[0] && m <= G_MAXUINT32
+      && n <= G_MAXUINT32 && k <= G_MAXUINT32 && lda <= G_MAXUINT32 && ldb <= G_MAXUINT32
+      && ldc <= G_MAXUINT32)
+    return gemm_check_operand (ctx, 'A', a, a_off, lda, a_stride, trans_a ? k : m, trans_a ? m : k,
+                               batch, error)
+           && gemm_check_operand (ctx, 'B', b, b_off, ldb, b_stride, trans_b ? n : k,
+                                  trans_b ? k : n, batch, error)
+           && gemm_check_operand (ctx, 'C', c, c_off, ldc, c_stride, m, n, batch, error)
+           && kilt_gemm_tf32 (ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, a_stride, b,
+                              b_off, ldb, b_stride, beta, c, c_off, ldc, c_stride, batch, error);
   /* The kernels index with 32-bit sizes: anything larger goes to CLBlast. */
   if (kilt_gemm_path (ctx) == KILT_GEMM_PATH_KILT && m <= G_MAXUINT32 && n <= G_MAXUINT32
       && k <= G_MAXUINT32 && lda <= G_MAXUINT32 && ldb <= G_MAXUINT32 && ldc <= G_MAXUINT32)

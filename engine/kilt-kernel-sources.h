@@ -10,3 +10,5 @@ typedef struct
 
 /* Terminated by { NULL, NULL }. */
 extern const KiltKernelSource kilt_kernel_sources[];
+/* kernels/gemm-tf32.cl, built apart (kilt-gemm-tf32.c). */
+extern const KiltKernelSource kilt_kernel_sources_tf32[];

@@ -602,7 +602,7 @@ kilt_report_build_tables (const KiltReportOptions *o)
   /* Model, data and hyper-parameters. */
   t = table_new ("Model, data and hyper-parameters", NULL);
   table_head (t, "Run", "Model", "Parameters", "Data", "Optimizer", "LR", "Batch", "Epochs", "Seed",
-              "Augment", "Started", NULL);
+              "Augment", "Precision", "Started", NULL);
   for (guint i = 0; i < o->runs->len; i++)
     {
       const KiltRun *run = g_ptr_array_index (o->runs, i);
@@ -640,6 +640,7 @@ kilt_report_build_tables (const KiltReportOptions *o)
       cell (row, g_strdup_printf ("%u", r->config.epochs));
       cell (row, g_strdup_printf ("%u", r->config.seed));
       cell (row, g_strdup (r->config.augment ? "yes" : "no"));
+      cell (row, g_strdup (kilt_precision_name (r->config.precision)));
       cell (row, kilt_report_time_label (run->started_at));
     }
   g_ptr_array_add (tables, t);

@@ -696,6 +696,8 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   add_number (b, "val_fraction", c->val_fraction);
   json_builder_set_member_name (b, "augment");
   json_builder_add_boolean_value (b, c->augment);
+  json_builder_set_member_name (b, "precision");
+  json_builder_add_string_value (b, kilt_precision_name (c->precision));
   json_builder_set_member_name (b, "preprocess");
   json_builder_add_string_value (b, (guint)c->preprocess < G_N_ELEMENTS (preprocess_names)
                                         ? preprocess_names[c->preprocess]
@@ -818,6 +820,10 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   out->seed = (guint32)json_object_get_int_member_with_default (o, "seed", 0);
   out->val_fraction = get_number (o, "val_fraction", 0);
   out->augment = json_object_get_boolean_member_with_default (o, "augment", FALSE);
+  /* Runs recorded before the setting trained in fp32. */
+  if (!kilt_precision_from_name (
+          json_object_get_string_member_with_default (o, "precision", "fp32"), &out->precision))
+    out->precision = KILT_PRECISION_FP32;
   s = json_object_get_string_member_with_default (o, "preprocess", "scale");
   out->preprocess
       = g_strcmp0 (s, "standard") == 0 ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;

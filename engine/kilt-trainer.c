@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "kilt-trainer.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-batcher.h"
 #include "kilt-breadcrumb.h"
 #include "kilt-checkpoint.h"
@@ -254,6 +255,13 @@ open_device (Session *s, GError **error)
     return FALSE;
   emit_log (s, G_LOG_LEVEL_INFO, "Kernels for %s %s in %.2f s", info->name,
             s->ctx->from_cache ? "loaded from the cache" : "compiled", s->ctx->compile_seconds);
+  if (s->trainer->config.precision != KILT_PRECISION_FP32)
+    {
+      if (!kilt_context_set_precision (s->ctx, s->trainer->config.precision, error))
+        return FALSE;
+      emit_log (s, G_LOG_LEVEL_INFO, "Training in %s on %s: GEMMs on tensor cores",
+                kilt_precision_name (s->trainer->config.precision), info->name);
+    }
   return TRUE;
 }
 

@@ -6,6 +6,7 @@
 #include "kilt-memory.h"
 #include "kilt-model.h"
 #include "kilt-optimizer-config.h"
+#include "kilt-precision.h"
 #include "data/kilt-dataset.h"
 
 G_BEGIN_DECLS
@@ -24,7 +25,8 @@ typedef struct
   char *checkpoint_path;   /* written after each epoch (not on stop or failure); NULL = none */
   gboolean resume;         /* start from checkpoint_path */
   char *run_name;
-  gboolean profile; /* collect per-layer device times */
+  gboolean profile;        /* collect per-layer device times */
+  KiltPrecision precision; /* fp32 unless asked; refused on a device that lacks it */
 } KiltTrainConfig;
 
 typedef enum

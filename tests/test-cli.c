@@ -405,6 +405,79 @@ test_bench_workload (void)
   }
 }
 
+/* --precision: tf32 is refused where there are no tensor cores, naming the device, before a
+ * run is recorded; with the kernel emulated (KILT_TF32_EMULATE=1, any device) a run trains in
+ * tf32 and says so, the store and the report record it, and bench checks its step against the
+ * C reference at tf32's tolerance. */
+static void
+test_precision (void)
+{
+  g_autofree char *dir = NULL, *db = NULL;
+  g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
+  const KiltDeviceInfo *d = kilt_device_list_choose_default (list, NULL);
+  Result r;
+
+  if (!cli_path () || d == NULL)
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  if (!strstr (d->vendor, "NVIDIA"))
+    {
+      r = run_cli (db,
+                   (const char *const[]){ "train", "--precision", "tf32", "--epochs", "1", NULL });
+      g_test_message ("%s", r.err);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_nonnull (strstr (r.err, d->name));
+      g_assert_nonnull (strstr (r.err, "train in fp32"));
+      g_assert_null (strstr (r.out, "epoch 1/1"));
+      result_clear (&r);
+      g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
+    }
+  r = run_cli (db, (const char *const[]){ "train", "--precision", "bf16", NULL });
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "unknown --precision \"bf16\""));
+  result_clear (&r);
+
+  g_setenv ("KILT_TF32_EMULATE", "1", TRUE);
+  r = run_cli (db, (const char *const[]){ "train", "--model", "mlp", "--precision", "TF32",
+                                          "--epochs", "1", "--max-samples", "128", NULL });
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, " in tf32: "));
+  result_clear (&r);
+  {
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltRunStore) store = kilt_run_store_open (db, &error);
+    g_autoptr (KiltRun) run = kilt_run_store_get (store, 1, &error);
+    g_assert_no_error (error);
+    g_assert_cmpint (run->record.config.precision, ==, KILT_PRECISION_TF32);
+    g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+  }
+  {
+    g_autofree char *md = g_build_filename (dir, "r.md", NULL);
+    g_autofree char *text = NULL;
+    r = run_cli (db, (const char *const[]){ "report", "1", "--format", "md", "-o", md, NULL });
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (g_file_get_contents (md, &text, NULL, NULL));
+    g_assert_nonnull (strstr (text, "| Precision |"));
+    g_assert_nonnull (strstr (text, "| tf32 |"));
+    result_clear (&r);
+  }
+  {
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    JsonObject *o;
+    r = run_cli (NULL,
+                 (const char *const[]){ "bench", "--model", "mnist_cnn", "--precision", "tf32",
+                                        "--batch", "4", "--steps", "1", "--json", NULL });
+    g_assert_cmpint (r.status, ==, 0);
+    o = bench_json (parser, &r);
+    g_assert_cmpstr (json_object_get_string_member (o, "precision"), ==, "tf32");
+    g_assert_true (json_object_get_boolean_member (o, "check_ok"));
+    result_clear (&r);
+  }
+  g_unsetenv ("KILT_TF32_EMULATE");
+}
+
 /* The first-step check stays bounded on a big network: VGG16 at 224 (93 GFLOP a sample for
  * the reference) is checked on one sample of a smaller input, and bench says so before it
  * starts and in its result. */
@@ -1008,6 +1081,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/bench-conv-algo", test_bench_conv_algo);
   g_test_add_func ("/cli/bench-workload", test_bench_workload);
   g_test_add_func ("/cli/bench-check-bounded", test_bench_check_bounded);
+  g_test_add_func ("/cli/precision", test_precision);
   g_test_add_func ("/cli/devices-test", test_devices_test);
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/bad-numbers", test_bad_numbers);

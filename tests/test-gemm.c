@@ -4,6 +4,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
 #include "kilt-gemm.h"
+#include "kilt-error.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-rng.h"
 
 #include <float.h>
@@ -26,10 +28,31 @@ uniform (KiltRng *rng)
   return (float)(2.0 * kilt_rng_uniform (rng) - 1.0);
 }
 
-/* Runs one case on the current path; returns the number of elements that failed. */
+/* What a TF32 input keeps of a float: sign, exponent and 10 mantissa bits, rounded to nearest
+ * with ties away from zero (PTX's cvt.rna.tf32.f32). */
+static double
+tf32 (float x)
+{
+  guint32 u;
+
+  memcpy (&u, &x, sizeof u);
+  if ((u & 0x7f800000u) != 0x7f800000u)
+    u = (u + 0x1000u) & 0xffffe000u;
+  memcpy (&x, &u, sizeof u);
+  return x;
+}
+
+/* Cases where the result differed from the exact FP32 product by more than FP32 rounding: the
+ * TF32 path must round its inputs, not merely pass. */
+static guint tf32_visible;
+
+/* Runs one case on the current path; returns the number of elements that failed. At TF32
+ * (@ctx's precision) the reference rounds the inputs as the tensor cores take them. */
 static guint
 run_case (KiltContext *ctx, const GemmCase *t, KiltRng *rng)
 {
+  gboolean at_tf32 = ctx->precision == KILT_PRECISION_TF32;
+  gboolean visible = FALSE;
   g_autoptr (GError) error = NULL;
   gsize a_rows = t->ta ? t->k : t->m, a_cols = t->ta ? t->m : t->k;
   gsize b_rows = t->tb ? t->n : t->k, b_cols = t->tb ? t->k : t->n;
@@ -74,13 +97,15 @@ run_case (KiltContext *ctx, const GemmCase *t, KiltRng *rng)
         {
           const float *az = a + a_off + z * a_stride, *bz = b + b_off + z * b_stride;
           gsize o = c_off + z * c_stride + i * ldc + j;
-          double s = 0, mag = 0, want, tol;
+          double s = 0, mag = 0, exact = 0, want, tol;
 
           for (gsize p = 0; p < t->k; p++)
             {
-              double x = t->ta ? az[p * lda + i] : az[i * lda + p];
-              double y = t->tb ? bz[j * ldb + p] : bz[p * ldb + j];
+              float xf = t->ta ? az[p * lda + i] : az[i * lda + p];
+              float yf = t->tb ? bz[j * ldb + p] : bz[p * ldb + j];
+              double x = at_tf32 ? tf32 (xf) : xf, y = at_tf32 ? tf32 (yf) : yf;
               s += x * y;
+              exact += (double)xf * yf;
               mag += fabs (x * y);
             }
           want = t->alpha * s + (t->beta == 0.0f ? 0.0 : (double)t->beta * c0[o]);
@@ -91,6 +116,11 @@ run_case (KiltContext *ctx, const GemmCase *t, KiltRng *rng)
           if (!(fabs (c[o] - want) <= tol) && bad++ < 3)
             g_printerr ("  C[%zu](%zu,%zu) = %.9g, want %.9g (tol %.3g)\n", z, i, j, c[o], want,
                         tol);
+          if (at_tf32
+              && fabs (c[o]
+                       - (t->alpha * exact + (t->beta == 0.0f ? 0.0 : (double)t->beta * c0[o])))
+                     > tol)
+            visible = TRUE;
           c[o] = c0[o]; /* checked: now compare the rest bitwise */
         }
   for (gsize o = 0; o < nc; o++)
@@ -99,6 +129,7 @@ run_case (KiltContext *ctx, const GemmCase *t, KiltRng *rng)
   kilt_buffer_free (da);
   kilt_buffer_free (db);
   kilt_buffer_free (dc);
+  tf32_visible += visible;
   return bad;
 }
 
@@ -108,8 +139,22 @@ run_cases (const char *path)
   KiltContext *ctx = kilt_test_context ();
   /* Sizes around the tiles (4 x 16 and 4 x 3) and the vector width along k (8). */
   static const gsize shapes[][3] = {
-    { 1, 1, 1 },  { 7, 13, 5 }, { 33, 65, 17 },  { 4, 16, 8 },  { 5, 17, 9 },  { 3, 15, 7 },
-    { 8, 3, 16 }, { 2, 40, 1 }, { 64, 48, 300 }, { 17, 2, 31 }, { 1, 33, 24 }, { 40, 1, 13 },
+    { 1, 1, 1 },
+    { 7, 13, 5 },
+    { 33, 65, 17 },
+    { 4, 16, 8 },
+    { 5, 17, 9 },
+    { 3, 15, 7 },
+    { 8, 3, 16 },
+    { 2, 40, 1 },
+    { 64, 48, 300 },
+    { 17, 2, 31 },
+    { 1, 33, 24 },
+    { 40, 1, 13 },
+    /* and around the TF32 kernel's 64 x 64 tile and 16-deep slices */
+    { 64, 64, 16 },
+    { 65, 129, 33 },
+    { 130, 63, 47 },
   };
   static const float ab[][2] = { { 1.0f, 0.0f }, { 0.5f, 1.0f }, { -1.25f, -0.75f } };
   KiltRng rng;
@@ -117,9 +162,22 @@ run_cases (const char *path)
 
   if (!ctx)
     return;
-  g_setenv ("KILT_GEMM", path, TRUE);
-  g_assert_cmpint (kilt_gemm_path (ctx), ==,
-                   g_str_equal (path, "kilt") ? KILT_GEMM_PATH_KILT : KILT_GEMM_PATH_CLBLAST);
+  if (g_str_equal (path, "tf32"))
+    {
+      /* The tensor-core kernel with each mma emulated from the lanes' fragments: every tile
+       * edge, operand layout and batch offset of the real one, on this device. */
+      g_autoptr (GError) error = NULL;
+      g_setenv ("KILT_TF32_EMULATE", "1", TRUE);
+      g_assert_true (kilt_context_set_precision (ctx, KILT_PRECISION_TF32, &error));
+      g_assert_no_error (error);
+      tf32_visible = 0;
+    }
+  else
+    {
+      g_setenv ("KILT_GEMM", path, TRUE);
+      g_assert_cmpint (kilt_gemm_path (ctx), ==,
+                       g_str_equal (path, "kilt") ? KILT_GEMM_PATH_KILT : KILT_GEMM_PATH_CLBLAST);
+    }
   kilt_rng_init (&rng, 2024);
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
     for (guint tr = 0; tr < 4; tr++)
@@ -174,6 +232,15 @@ run_cases (const char *path)
   g_unsetenv ("KILT_GEMM");
   g_test_message ("%s: %u of %u cases failed", path, failed, cases);
   g_assert_cmpuint (failed, ==, 0);
+  if (ctx->precision == KILT_PRECISION_TF32)
+    {
+      g_autoptr (GError) error = NULL;
+      g_test_message ("tf32: %u of %u cases differ from FP32 beyond its rounding", tf32_visible,
+                      cases);
+      g_assert_cmpuint (tf32_visible, >, cases / 2);
+      g_assert_true (kilt_context_set_precision (ctx, KILT_PRECISION_FP32, &error));
+      g_unsetenv ("KILT_TF32_EMULATE");
+    }
 }
 
 static void
@@ -186,6 +253,47 @@ static void
 test_clblast (void)
 {
   run_cases ("clblast");
+}
+
+/* Both builds of the kernel, 64 x 64 and 128 x 128 tiles, each forced on every case. */
+static void
+test_tf32 (void)
+{
+  static const char *const tiles[] = { "64", "128" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (tiles); i++)
+    {
+      g_setenv ("KILT_TF32_TILE", tiles[i], TRUE);
+      g_test_message ("tiles of %s", tiles[i]);
+      run_cases ("tf32");
+    }
+  g_unsetenv ("KILT_TF32_TILE");
+}
+
+/* TF32 is offered where tensor cores run it and refused elsewhere with the reason. */
+static void
+test_tf32_available (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *why = NULL;
+  KiltPrecision p;
+
+  if (!ctx)
+    return;
+  g_assert_true (kilt_precision_from_name ("TF32", &p));
+  g_assert_cmpint (p, ==, KILT_PRECISION_TF32);
+  g_assert_false (kilt_precision_from_name ("bf16", &p));
+  g_assert_cmpstr (kilt_precision_name (KILT_PRECISION_FP32), ==, "fp32");
+  g_assert_true (kilt_precision_available (ctx->info, KILT_PRECISION_FP32, &why));
+  if (strstr (ctx->info->vendor, "NVIDIA"))
+    return;
+  g_assert_false (kilt_precision_available (ctx->info, KILT_PRECISION_TF32, &why));
+  g_assert_nonnull (strstr (why, ctx->info->name));
+  g_assert_nonnull (strstr (why, "fp32"));
+  g_assert_false (kilt_context_set_precision (ctx, KILT_PRECISION_TF32, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  g_assert_cmpint (ctx->precision, ==, KILT_PRECISION_FP32);
 }
 
 /* A leading dimension shorter than a row, or a matrix past the end of its buffer, is an error
@@ -260,6 +368,8 @@ main (int argc, char **argv)
   g_test_add_func ("/gemm/default-path", test_default_path);
   g_test_add_func ("/gemm/kilt", test_kilt);
   g_test_add_func ("/gemm/clblast", test_clblast);
+  g_test_add_func ("/gemm/tf32", test_tf32);
+  g_test_add_func ("/gemm/tf32-available", test_tf32_available);
   g_test_add_func ("/gemm/refusals", test_refusals);
   rc = g_test_run ();
   kilt_test_context_close ();

@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
 #include "kilt-layer-check.h"
+#include "kilt-model.h"
 
 #include "test-layer-cases.h"
 #include "kilt-error.h"
@@ -99,7 +100,32 @@ test_conv_chunks (void)
   cc.kh = cc.kw = 1;
   cc.bias = FALSE;
   conv_case ("conv split-K 16 of 1x1", cc);
+  /* A weight gradient above the 2^16 floats that once kept a layer from splitting at all
+   * (VGG16's from block 2 on): 520 x 16 x 3 x 3. */
+  g_setenv ("KILT_CONV_SPLIT", "3", TRUE);
+  conv_case ("conv split-K 3 of 520 x 144",
+             (ConvCase){ 16, 5, 4, 520, 3, 3, 1, 1, TRUE, FALSE, KILT_ACT_LINEAR, 2 });
   g_unsetenv ("KILT_CONV_SPLIT");
+  /* ... and its workspace has room for the parts (it had room for one). */
+  {
+    KiltContext *ctx = kilt_test_context ();
+    g_autoptr (KiltModel) m = kilt_model_new ("wide");
+    g_autoptr (GError) error = NULL;
+    KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_CONV2D);
+    KiltNode *conv;
+    gsize fk = 520 * 16 * 3 * 3;
+
+    if (!ctx)
+      return;
+    cfg.units = 520;
+    cfg.kh = cfg.kw = 3;
+    cfg.use_bias = FALSE;
+    kilt_model_add_input (m, NULL, (KiltShape){ 16, 5, 4 });
+    kilt_model_append (m, KILT_LAYER_CONV2D, &cfg);
+    g_assert_true (kilt_model_build (m, &error));
+    conv = kilt_model_node (m, 1);
+    g_assert_cmpuint (conv->klass->workspace_floats (conv, 2, ctx->info), >=, 3 * fk);
+  }
 }
 
 /* The kernels a device of the other kind gets: per-element im2col/col2im/scatter/gather and

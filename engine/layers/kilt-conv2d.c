@@ -15,8 +15,11 @@
 #define CONV_CHUNK_CPU ((gsize)1 << 19)
 /* Split-K of the weight gradient: at most this many partial products, and only for weight
  * matrices small enough that CLBlast would run them on a handful of work-groups. */
-#define CONV_SPLIT_MAX        256
-#define CONV_SPLIT_MAX_WEIGHT ((gsize)1 << 16)
+#define CONV_SPLIT_MAX 256
+/* The split-K parts of one layer's weight gradient share a workspace of at most this many
+ * floats (64 MiB): VGG16's 128 x 576 gradients of block 2 get 29 parts on an H200, its
+ * 512 x 4608 ones of block 5 up to 7. */
+#define CONV_SPLIT_MAX_FLOATS ((gsize)1 << 24)
 #define CONV_SPLIT_MIN_INNER  256
 
 typedef struct
@@ -77,10 +80,20 @@ conv_chunk (const ConvGeom *g, guint batch, const KiltDeviceInfo *info)
   return (guint)CLAMP (nb, 1, MAX (batch, 1));
 }
 
+/* How many weight-gradient parts of this layer the workspace may hold (1: no split). It was
+ * a flat 2^16 floats of weights, so every layer of VGG16 from block 2 on ran its gradient as
+ * one GEMM of 18 to 576 tiles with an inner dimension of 10^4 to 10^5: 2.4 TFLOP/s on an H200
+ * for block 2, whose 12 ms were half of the step's weight gradients. */
+static gsize
+conv_part_room (const ConvGeom *g)
+{
+  return CONV_SPLIT_MAX_FLOATS / MAX (g->F * g->Kc, 1);
+}
+
 static gboolean
 conv_may_split (const ConvGeom *g)
 {
-  return g->F * g->Kc <= CONV_SPLIT_MAX_WEIGHT;
+  return conv_part_room (g) >= 2;
 }
 
 /* The most split-K parts a device gets: four per compute unit, within CONV_SPLIT_MAX. A small
@@ -104,10 +117,11 @@ conv_splits (const ConvGeom *g, gsize np, const KiltDeviceInfo *info)
   if (!conv_may_split (g))
     return 1;
   if (forced > 0)
-    return (guint)MIN ((gsize)forced, MAX (np, 1));
+    return (guint)MIN (MIN ((gsize)forced, MAX (np, 1)), conv_part_room (g));
   tiles = ((g->F + 63) / 64) * ((g->Kc + 63) / 64);
   want = 4 * (gsize)MAX (info->compute_units, 1) / tiles;
-  want = CLAMP (MIN (want, np / CONV_SPLIT_MIN_INNER), 1, conv_split_cap (info));
+  want = CLAMP (MIN (MIN (want, np / CONV_SPLIT_MIN_INNER), conv_part_room (g)), 1,
+                conv_split_cap (info));
   /* Parts that divide np save the extra GEMM call for the remainder (about as long as the
    * batched call itself at these sizes). */
   for (gsize p = want; p > want / 2; p--)
@@ -208,7 +222,8 @@ conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *
   /* Column matrix, dz (or the forward GEMM's result), then the weight-gradient parts. */
   ws = (g.Kc + g.F) * nb * g.P;
   ws += (conv_may_split (&g)
-             ? MAX (conv_split_cap (info), conv_env ("KILT_CONV_SPLIT", CONV_SPLIT_MAX))
+             ? MIN (MAX (conv_split_cap (info), conv_env ("KILT_CONV_SPLIT", CONV_SPLIT_MAX)),
+                    conv_part_room (&g))
              : 1)
         * g.F * g.Kc;
   return ws;

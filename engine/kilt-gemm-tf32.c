@@ -1,0 +1,361 @@
+/* TF32 GEMM on NVIDIA tensor cores through inline PTX, and the precision a context computes in. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "config.h"
+
+#include "kilt-gemm-tf32.h"
+#include "kilt-error.h"
+#include "kilt-kernel-sources.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* cl_nv_device_attribute_query */
+#define KILT_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV 0x4000
+#define KILT_CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV 0x4001
+
+/* The two builds of kernels/gemm-tf32.cl: the tile of C a group computes, its work-items and
+ * the options that make it. */
+static const struct
+{
+  gsize tile, threads;
+  const char *options;
+} tf32_builds[2] = {
+  { 64, 128, "" },
+  { 128, 256, " -DTF_BM=128 -DTF_BN=128 -DTF_WM=64 -DTF_WN=32" },
+};
+
+static const char *const precision_names[KILT_PRECISION_N] = { "fp32", "tf32" };
+
+const char *
+kilt_precision_name (KiltPrecision p)
+{
+  return p < KILT_PRECISION_N ? precision_names[p] : "?";
+}
+
+gboolean
+kilt_precision_from_name (const char *name, KiltPrecision *out)
+{
+  for (guint i = 0; name && i < KILT_PRECISION_N; i++)
+    if (g_ascii_strcasecmp (name, precision_names[i]) == 0)
+      {
+        *out = (KiltPrecision)i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+void
+kilt_precision_tolerance (KiltPrecision p, double *loss, double *grad)
+{
+  /* FP32 sums of a few thousand products stay within 1e-4 (loss) and 1e-3 (largest relative
+   * gradient error). TF32 rounds each input to 11 significant bits (a relative error up to
+   * 2^-11, about 5e-4, per factor), so a step's loss moves by about 1e-4; the gradients move
+   * more, since an input to a ReLU within that error of 0 may fall on its other side (measured
+   * on PoCL with the emulated kernel: 5e-4 to 5e-2 of the largest gradient on the presets). */
+  *loss = p == KILT_PRECISION_TF32 ? 5e-3 : 1e-4;
+  *grad = p == KILT_PRECISION_TF32 ? 1e-1 : 1e-3;
+}
+
+static gboolean
+emulated (void)
+{
+  return g_strcmp0 (g_getenv ("KILT_TF32_EMULATE"), "1") == 0;
+}
+
+static gboolean
+is_nvidia (const KiltDeviceInfo *info)
+{
+  return (info->vendor && strstr (info->vendor, "NVIDIA"))
+         || (info->platform_name && strstr (info->platform_name, "NVIDIA"));
+}
+
+gboolean
+kilt_precision_available (const KiltDeviceInfo *info, KiltPrecision p, char **why)
+{
+  g_autofree char *unused = NULL;
+  cl_uint major = 0, minor = 0;
+
+  if (why == NULL)
+    why = &unused;
+  if (p == KILT_PRECISION_FP32)
+    return TRUE;
+  if (emulated ())
+    return TRUE;
+  if (!is_nvidia (info))
+    {
+      *why = g_strdup_printf (
+          "%s cannot train in %s: Kilt's TF32 path runs on NVIDIA tensor cores (mma.sync through "
+          "the driver's inline PTX), and this device is %s's; train in fp32",
+          info->name, kilt_precision_name (p), info->vendor ? info->vendor : "another vendor");
+      return FALSE;
+    }
+  if (clGetDeviceInfo (info->device, KILT_CL_DEVICE_COMPUTE_CAPABILITY_MAJOR_NV, sizeof major,
+                       &major, NULL)
+          != CL_SUCCESS
+      || clGetDeviceInfo (info->device, KILT_CL_DEVICE_COMPUTE_CAPABILITY_MINOR_NV, sizeof minor,
+                          &minor, NULL)
+             != CL_SUCCESS)
+    {
+      *why = g_strdup_printf ("%s cannot train in %s: its driver does not say the GPU's compute "
+                              "capability (cl_nv_device_attribute_query); train in fp32",
+                              info->name, kilt_precision_name (p));
+      return FALSE;
+    }
+  if (major < 8)
+    {
+      *why = g_strdup_printf ("%s cannot train in %s: TF32 tensor cores came with compute "
+                              "capability 8.0 (Ampere) and this GPU has %u.%u; train in fp32",
+                              info->name, kilt_precision_name (p), major, minor);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static gboolean
+build_tf32 (KiltContext *ctx, guint which, GError **error)
+{
+  const char *src = kilt_kernel_sources_tf32[0].source;
+  g_autofree char *options = g_strconcat (
+      emulated () && !is_nvidia (ctx->info) ? "-cl-std=CL1.2" : "-cl-std=CL1.2 -DKILT_PTX",
+      tf32_builds[which].options, NULL);
+  cl_int err = CL_SUCCESS;
+  cl_program prog = clCreateProgramWithSource (ctx->context, 1, &src, NULL, &err);
+
+  ctx->tf32_program[which] = prog;
+  if (err == CL_SUCCESS)
+    err = clBuildProgram (prog, 1, &ctx->info->device, options, NULL, NULL);
+  if (err != CL_SUCCESS)
+    {
+      g_autofree char *log = NULL;
+      size_t n = 0;
+      if (prog)
+        {
+          clGetProgramBuildInfo (prog, ctx->info->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
+          log = g_malloc0 (n + 1);
+          clGetProgramBuildInfo (prog, ctx->info->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+        }
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_BUILD,
+                   "building the TF32 tensor-core GEMM (%zu x %zu tiles) failed on %s (%s); "
+                   "train in fp32. Build log:\n%s",
+                   tf32_builds[which].tile, tf32_builds[which].tile, ctx->info->name,
+                   kilt_cl_error_name (err), log ? log : "");
+      kilt_context_free_tf32 (ctx);
+      return FALSE;
+    }
+  ctx->tf32_kernel[which] = clCreateKernel (prog, "kilt_gemm_tf32", &err);
+  if (err != CL_SUCCESS)
+    {
+      kilt_set_cl_error (error, err, ctx->info->name, "creating the TF32 GEMM kernel");
+      kilt_context_free_tf32 (ctx);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+kilt_context_set_precision (KiltContext *ctx, KiltPrecision p, GError **error)
+{
+  g_autofree char *why = NULL;
+
+  if (p >= KILT_PRECISION_N)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID, "unknown precision %d",
+                   (int)p);
+      return FALSE;
+    }
+  if (!kilt_precision_available (ctx->info, p, &why))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID, "%s", why);
+      return FALSE;
+    }
+  if (p == KILT_PRECISION_TF32)
+    for (guint i = 0; i < G_N_ELEMENTS (tf32_builds); i++)
+      if (ctx->tf32_kernel[i] == NULL && !build_tf32 (ctx, i, error))
+        return FALSE;
+  ctx->precision = p;
+  return TRUE;
+}
+
+static gboolean
+gemm_launch (KiltContext *ctx, guint which, gboolean trans_a, gboolean trans_b, gsize m, gsize n,
+             gsize k, float alpha, cl_mem a, gsize a_off, gsize lda, gsize a_stride, cl_mem b,
+             gsize b_off, gsize ldb, gsize b_stride, float beta, cl_mem c, gsize c_off, gsize ldc,
+             gsize c_stride, gsize batch, GError **error)
+{
+  cl_kernel kern = ctx->tf32_kernel[which];
+  gsize tile = tf32_builds[which].tile, threads = tf32_builds[which].threads;
+  cl_uint M = (cl_uint)m, N = (cl_uint)n, K = (cl_uint)k;
+  cl_uint LDA = (cl_uint)lda, LDB = (cl_uint)ldb, LDC = (cl_uint)ldc;
+  cl_uint ta = trans_a != 0, tb = trans_b != 0;
+  cl_ulong ao = a_off, bo = b_off, co = c_off, as = a_stride, bs = b_stride, cs = c_stride;
+  size_t global[3] = { (m + tile - 1) / tile * threads, (n + tile - 1) / tile, batch };
+  size_t local[3] = { threads, 1, 1 };
+  cl_int err = CL_SUCCESS;
+  guint i = 0;
+
+  g_return_val_if_fail (kern != NULL, FALSE);
+  KILT_ARG (kern, i++, M, err);
+  KILT_ARG (kern, i++, N, err);
+  KILT_ARG (kern, i++, K, err);
+  KILT_ARG (kern, i++, alpha, err);
+  KILT_ARG (kern, i++, a, err);
+  KILT_ARG (kern, i++, ao, err);
+  KILT_ARG (kern, i++, LDA, err);
+  KILT_ARG (kern, i++, as, err);
+  KILT_ARG (kern, i++, ta, err);
+  KILT_ARG (kern, i++, b, err);
+  KILT_ARG (kern, i++, bo, err);
+  KILT_ARG (kern, i++, LDB, err);
+  KILT_ARG (kern, i++, bs, err);
+  KILT_ARG (kern, i++, tb, err);
+  KILT_ARG (kern, i++, beta, err);
+  KILT_ARG (kern, i++, c, err);
+  KILT_ARG (kern, i++, co, err);
+  KILT_ARG (kern, i++, LDC, err);
+  KILT_ARG (kern, i++, cs, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch (ctx, kern, 3, global, local, error);
+}
+
+gboolean
+kilt_gemm_tf32 (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize n, gsize k,
+                float alpha, cl_mem a, gsize a_off, gsize lda, gsize a_stride, cl_mem b,
+                gsize b_off, gsize ldb, gsize b_stride, float beta, cl_mem c, gsize c_off,
+                gsize ldc, gsize c_stride, gsize batch, GError **error)
+{
+  const char *forced = g_getenv ("KILT_TF32_TILE");
+  /* The big tile where it still gives every compute unit a group, unless told otherwise. */
+  gsize groups = ((m + 127) / 128) * ((n + 127) / 128) * batch;
+  guint which = forced ? g_strcmp0 (forced, "128") == 0
+                       : m >= 128 && n >= 128 && groups >= MAX (ctx->info->compute_units, 1);
+
+  return gemm_launch (ctx, which, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, a_stride, b,
+                      b_off, ldb, b_stride, beta, c, c_off, ldc, c_stride, batch, error);
+}
+
+void
+kilt_context_free_tf32 (KiltContext *ctx)
+{
+  for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_kernel); i++)
+    {
+      if (ctx->tf32_kernel[i])
+        clReleaseKernel (ctx->tf32_kernel[i]);
+      if (ctx->tf32_program[i])
+        clReleaseProgram (ctx->tf32_program[i]);
+      ctx->tf32_kernel[i] = NULL;
+      ctx->tf32_program[i] = NULL;
+    }
+  if (ctx->precision == KILT_PRECISION_TF32)
+    ctx->precision = KILT_PRECISION_FP32;
+}
+
+static double
+tf32_value (float x)
+{
+  guint32 u;
+
+  memcpy (&u, &x, sizeof u);
+  if ((u & 0x7f800000u) != 0x7f800000u)
+    u = (u + 0x1000u) & 0xffffe000u;
+  memcpy (&x, &u, sizeof u);
+  return x;
+}
+
+/* One product of each transpose on the device against a double-precision product of the
+ * TF32-rounded inputs: the largest error relative to the sum of the magnitudes it came from. */
+static gboolean
+check_case (KiltContext *ctx, guint which, gboolean ta, gboolean tb, gsize m, gsize n, gsize k,
+            float beta, double *worst, GError **error)
+{
+  gsize na = m * k, nb = k * n, nc = m * n;
+  g_autofree float *a = g_new (float, na), *b = g_new (float, nb), *c0 = g_new (float, nc);
+  g_autofree float *c = g_new (float, nc);
+  g_autoptr (KiltBuffer) da = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * na, error, "A");
+  g_autoptr (KiltBuffer) db = NULL;
+  g_autoptr (KiltBuffer) dc = NULL;
+  GRand *rng = g_rand_new_with_seed ((guint32)(m * 131 + n * 17 + k + ta * 2 + tb));
+  gsize lda = ta ? m : k, ldb = tb ? k : n;
+
+  for (gsize i = 0; i < na; i++)
+    a[i] = (float)g_rand_double_range (rng, -1, 1);
+  for (gsize i = 0; i < nb; i++)
+    b[i] = (float)g_rand_double_range (rng, -1, 1);
+  for (gsize i = 0; i < nc; i++)
+    c0[i] = (float)g_rand_double_range (rng, -1, 1);
+  g_rand_free (rng);
+  if (!da || !(db = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * nb, error, "B"))
+      || !(dc = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * nc, error, "C"))
+      || !kilt_buffer_write (da, 0, a, 4 * na, error)
+      || !kilt_buffer_write (db, 0, b, 4 * nb, error)
+      || !kilt_buffer_write (dc, 0, c0, 4 * nc, error)
+      || !gemm_launch (ctx, which, ta, tb, m, n, k, 1.0f, da->mem, 0, lda, 0, db->mem, 0, ldb, 0,
+                       beta, dc->mem, 0, n, 0, 1, error)
+      || !kilt_buffer_read (dc, 0, c, 4 * nc, error))
+    return FALSE;
+  for (gsize i = 0; i < m; i++)
+    for (gsize j = 0; j < n; j++)
+      {
+        double s = beta * (double)c0[i * n + j], mag = fabs (s);
+        for (gsize p = 0; p < k; p++)
+          {
+            double x = tf32_value (ta ? a[p * lda + i] : a[i * lda + p]);
+            double y = tf32_value (tb ? b[j * ldb + p] : b[p * ldb + j]);
+            s += x * y;
+            mag += fabs (x * y);
+          }
+        *worst = MAX (*worst, isfinite (c[i * n + j]) ? fabs (c[i * n + j] - s) / MAX (mag, FLT_MIN)
+                                                      : INFINITY);
+      }
+  return TRUE;
+}
+
+gboolean
+kilt_gemm_tf32_check (KiltContext *ctx, double *max_error, double *gflops, GError **error)
+{
+  static const gsize shapes[][3]
+      = { { 130, 63, 47 }, { 64, 64, 16 }, { 1, 200, 300 }, { 257, 9, 1000 } };
+  KiltPrecision was = ctx->precision;
+  /* (256 where the kernel runs emulated on a CPU, for tests) */
+  gsize n = g_strcmp0 (ctx->info->type, "CPU") == 0 ? 256 : 2048;
+  g_autoptr (KiltBuffer) a = NULL;
+  g_autoptr (KiltBuffer) b = NULL;
+  g_autoptr (KiltBuffer) c = NULL;
+  gint64 t0 = 0;
+  int reps = 5;
+
+  *max_error = 0;
+  *gflops = 0;
+  if (!kilt_context_set_precision (ctx, KILT_PRECISION_TF32, error))
+    return FALSE;
+  /* Both builds of the kernel on every case. */
+  for (guint w = 0; w < G_N_ELEMENTS (tf32_builds); w++)
+    for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+      for (guint t = 0; t < 4; t++)
+        if (!check_case (ctx, w, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2],
+                         s % 2 ? 0.0f : 0.5f, max_error, error))
+          goto fail;
+  if (!(a = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * n * n, error, "A"))
+      || !(b = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * n * n, error, "B"))
+      || !(c = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * n * n, error, "C")))
+    goto fail;
+  /* Contents do not matter for the time; the first call warms up. */
+  for (int i = 0; i <= reps; i++)
+    {
+      if (i == 1 && !kilt_context_finish (ctx, error))
+        goto fail;
+      if (i == 1)
+        t0 = g_get_monotonic_time ();
+      if (!kilt_gemm_tf32 (ctx, FALSE, FALSE, n, n, n, 1.0f, a->mem, 0, n, 0, b->mem, 0, n, 0, 0.0f,
+                           c->mem, 0, n, 0, 1, error))
+        goto fail;
+    }
+  if (!kilt_context_finish (ctx, error))
+    goto fail;
+  *gflops = 2.0 * n * n * n * reps / ((g_get_monotonic_time () - t0) / 1e6) / 1e9;
+  return kilt_context_set_precision (ctx, was, error);
+
+fail:
+  kilt_context_set_precision (ctx, was, NULL);
+  return FALSE;
+}

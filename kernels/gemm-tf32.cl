@@ -1,0 +1,245 @@
+/* TF32 GEMM on tensor cores: C = alpha op(A) op(B) + beta C, row-major, batched by stride.
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ *
+ * Built only for NVIDIA devices (KILT_PTX defined), where the driver compiles inline PTX and
+ * each warp issues mma.sync.m16n8k8 with TF32 inputs (10-bit mantissas, rounded to nearest
+ * with ties away from zero, as cvt.rna.tf32.f32 does) and FP32 accumulation. Without KILT_PTX
+ * the same kernel runs everywhere with each mma emulated through local memory from the
+ * fragments the lanes hold (PTX ISA, "Matrix fragments for mma.m16n8k8" with .tf32), so the
+ * tiling, the operand layouts and every edge are tested on any OpenCL device; only the
+ * instruction itself needs the GPU (the device doctor checks it there).
+ *
+ * A group is TF_WARPS warps of 32 (NVIDIA numbers the lanes of a 1-D group consecutively) and
+ * computes a TF_BM x TF_BN tile of C; each warp owns a TF_WM x TF_WN part of it, TF_MI x TF_NI
+ * mma tiles of 16 x 8. K is staged through local memory 16 at a time, the next slice read from
+ * global memory into registers while this one is multiplied. */
+
+/* The tile of C a group computes and the tile of each warp; the program is built once per
+ * tile size (kilt-gemm-tf32.c): 64 x 64 by four warps of 32 x 32, and 128 x 128 by eight warps
+ * of 64 x 32 for large products. */
+#ifndef TF_BM
+#define TF_BM 64
+#define TF_BN 64
+#define TF_WM 32
+#define TF_WN 32
+#endif
+#if TF_BM != TF_BN
+#error "the loads assume square group tiles"
+#endif
+#define TF_BK      16
+#define TF_LD      (TF_BK + 4) /* a row of 20 floats: the fragment reads hit 32 banks */
+#define TF_WARPS_N (TF_BN / TF_WN)
+#define TF_WARPS   ((TF_BM / TF_WM) * TF_WARPS_N)
+#define TF_THREADS (32 * TF_WARPS)
+#define TF_MI      (TF_WM / 16) /* mma tiles of 16 x 8 per warp, down and across */
+#define TF_NI      (TF_WN / 8)
+#define TF_LOADS   (TF_BM * TF_BK / TF_THREADS) /* of A and of B per work-item per slice */
+
+#ifdef KILT_PTX
+/* NVIDIA's OpenCL C spells it asm (measured on the driver); clang, which the ISA check in the
+ * test suite compiles this with, wants __asm__. */
+#ifndef KILT_ASM
+#define KILT_ASM asm
+#endif
+static inline uint
+tf32_round (float x)
+{
+  uint r;
+  KILT_ASM ("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+  return r;
+}
+#else
+/* Keeps the sign, the exponent and the top 10 mantissa bits, rounding half away from zero;
+ * infinities and NaNs pass unchanged. */
+static inline uint
+tf32_round (float x)
+{
+  uint u = as_uint (x);
+
+  if ((u & 0x7f800000u) == 0x7f800000u)
+    return u;
+  return (u + 0x1000u) & 0xffffe000u;
+}
+#endif
+
+__kernel __attribute__ ((reqd_work_group_size (TF_THREADS, 1, 1))) void
+kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ulong a_off,
+                uint lda, ulong a_stride, uint trans_a, __global const float *B, ulong b_off,
+                uint ldb, ulong b_stride, uint trans_b, float beta, __global float *C,
+                ulong c_off, uint ldc, ulong c_stride)
+{
+  __local uint As[TF_BM * TF_LD];
+  __local uint Bs[TF_BN * TF_LD];
+#ifndef KILT_PTX
+  /* Per warp: the A fragments of its two row tiles and the B fragments of its four column
+   * tiles, placed where the lanes' registers say they belong. */
+  __local float emu_a[TF_WARPS][TF_MI][16][8];
+  __local float emu_b[TF_WARPS][TF_NI][8][8];
+#endif
+  const uint tid = get_local_id (0);
+  const uint warp = tid / 32, lane = tid % 32;
+  const uint g = lane / 4, t = lane % 4;
+  const uint wm = (warp / TF_WARPS_N) * TF_WM, wn = (warp % TF_WARPS_N) * TF_WN;
+  const uint bm = get_group_id (0) * TF_BM, bn = get_group_id (1) * TF_BN;
+  const ulong z = get_group_id (2);
+  float acc[TF_MI][TF_NI][4];
+  float ra[TF_LOADS], rb[TF_LOADS];
+
+  A += a_off + z * a_stride;
+  B += b_off + z * b_stride;
+  C += c_off + z * c_stride;
+#pragma unroll
+  for (uint i = 0; i < TF_MI; i++)
+#pragma unroll
+    for (uint j = 0; j < TF_NI; j++)
+#pragma unroll
+      for (uint r = 0; r < 4; r++)
+        acc[i][j][r] = 0.0f;
+
+  /* Element e of this work-item's share of a slice: (row of the tile, k within the slice),
+   * walking memory contiguously whichever way the operand is stored. */
+#define A_POS(e, mm, kk)                                                                          \
+  {                                                                                               \
+    uint lid_ = (e) * TF_THREADS + tid;                                                           \
+    mm = trans_a ? lid_ % TF_BM : lid_ / TF_BK;                                                   \
+    kk = trans_a ? lid_ / TF_BM : lid_ % TF_BK;                                                   \
+  }
+#define B_POS(e, nn, kk)                                                                          \
+  {                                                                                               \
+    uint lid_ = (e) * TF_THREADS + tid;                                                           \
+    nn = trans_b ? lid_ / TF_BK : lid_ % TF_BN;                                                   \
+    kk = trans_b ? lid_ % TF_BK : lid_ / TF_BN;                                                   \
+  }
+#define LOAD_SLICE(k0)                                                                            \
+  _Pragma ("unroll") for (uint e = 0; e < TF_LOADS; e++)                                                             \
+    {                                                                                             \
+      uint mm, nn, kk;                                                                            \
+      A_POS (e, mm, kk);                                                                          \
+      {                                                                                           \
+        uint row = bm + mm, k = (k0) + kk;                                                        \
+        ra[e] = row < M && k < K ? A[trans_a ? (ulong)k * lda + row : (ulong)row * lda + k]      \
+                                 : 0.0f;                                                          \
+      }                                                                                           \
+      B_POS (e, nn, kk);                                                                          \
+      {                                                                                           \
+        uint col = bn + nn, k = (k0) + kk;                                                        \
+        rb[e] = col < N && k < K ? B[trans_b ? (ulong)col * ldb + k : (ulong)k * ldb + col]      \
+                                 : 0.0f;                                                          \
+      }                                                                                           \
+    }
+
+  LOAD_SLICE (0);
+  for (uint k0 = 0; k0 < K; k0 += TF_BK)
+    {
+      barrier (CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+      for (uint e = 0; e < TF_LOADS; e++)
+        {
+          uint mm, nn, kk;
+          A_POS (e, mm, kk);
+          As[mm * TF_LD + kk] = tf32_round (ra[e]);
+          B_POS (e, nn, kk);
+          Bs[nn * TF_LD + kk] = tf32_round (rb[e]);
+        }
+      barrier (CLK_LOCAL_MEM_FENCE);
+      if (k0 + TF_BK < K)
+        LOAD_SLICE (k0 + TF_BK);
+
+#pragma unroll
+      for (uint k8 = 0; k8 < TF_BK; k8 += 8)
+        {
+          uint a[TF_MI][4], b[TF_NI][2];
+
+#pragma unroll
+          for (uint i = 0; i < TF_MI; i++)
+            {
+              uint r0 = (wm + i * 16 + g) * TF_LD + k8 + t;
+              a[i][0] = As[r0];
+              a[i][1] = As[r0 + 8 * TF_LD];
+              a[i][2] = As[r0 + 4];
+              a[i][3] = As[r0 + 8 * TF_LD + 4];
+            }
+#pragma unroll
+          for (uint j = 0; j < TF_NI; j++)
+            {
+              uint c0 = (wn + j * 8 + g) * TF_LD + k8 + t;
+              b[j][0] = Bs[c0];
+              b[j][1] = Bs[c0 + 4];
+            }
+#ifdef KILT_PTX
+#pragma unroll
+          for (uint i = 0; i < TF_MI; i++)
+#pragma unroll
+            for (uint j = 0; j < TF_NI; j++)
+              {
+                float d0, d1, d2, d3;
+                KILT_ASM volatile ("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+                              "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+                              "{%10, %11, %12, %13};"
+                              : "=f"(d0), "=f"(d1), "=f"(d2), "=f"(d3)
+                              : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]),
+                                "r"(b[j][0]), "r"(b[j][1]), "f"(acc[i][j][0]),
+                                "f"(acc[i][j][1]), "f"(acc[i][j][2]), "f"(acc[i][j][3]));
+                acc[i][j][0] = d0;
+                acc[i][j][1] = d1;
+                acc[i][j][2] = d2;
+                acc[i][j][3] = d3;
+              }
+#else
+          /* The fragment layout: a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4);
+           * b0 (k t, n g), b1 (k t + 4, n g); c_r (g + 8 (r / 2), 2 t + r % 2). */
+#pragma unroll
+          for (uint i = 0; i < TF_MI; i++)
+            {
+              emu_a[warp][i][g][t] = as_float (a[i][0]);
+              emu_a[warp][i][g + 8][t] = as_float (a[i][1]);
+              emu_a[warp][i][g][t + 4] = as_float (a[i][2]);
+              emu_a[warp][i][g + 8][t + 4] = as_float (a[i][3]);
+            }
+#pragma unroll
+          for (uint j = 0; j < TF_NI; j++)
+            {
+              emu_b[warp][j][t][g] = as_float (b[j][0]);
+              emu_b[warp][j][t + 4][g] = as_float (b[j][1]);
+            }
+          barrier (CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+          for (uint i = 0; i < TF_MI; i++)
+#pragma unroll
+            for (uint j = 0; j < TF_NI; j++)
+#pragma unroll
+              for (uint r = 0; r < 4; r++)
+                {
+                  uint row = g + 8 * (r / 2), col = 2 * t + r % 2;
+                  float s = acc[i][j][r];
+#pragma unroll
+                  for (uint kk = 0; kk < 8; kk++)
+                    s = fma (emu_a[warp][i][row][kk], emu_b[warp][j][kk][col], s);
+                  acc[i][j][r] = s;
+                }
+          barrier (CLK_LOCAL_MEM_FENCE);
+#endif
+        }
+    }
+
+#pragma unroll
+  for (uint i = 0; i < TF_MI; i++)
+#pragma unroll
+    for (uint j = 0; j < TF_NI; j++)
+#pragma unroll
+      for (uint r = 0; r < 4; r++)
+        {
+          uint row = bm + wm + i * 16 + g + 8 * (r / 2);
+          uint col = bn + wn + j * 8 + 2 * t + r % 2;
+          if (row < M && col < N)
+            {
+              ulong at = (ulong)row * ldc + col;
+              float v = alpha * acc[i][j][r];
+              /* beta 0 never reads C, which may hold anything (NaN included). */
+              C[at] = beta != 0.0f ? fma (beta, C[at], v) : v;
+            }
+        }
+#undef A_POS
+#undef B_POS
+#undef LOAD_SLICE
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Compiles kernels/gemm-tf32.cl as NVIDIA's driver does (KILT_PTX) with clang-15's NVPTX target
+# and checks the PTX of both builds (64 x 64 and 128 x 128 tiles): the tensor-core instructions
+# are there, unrolled (a warp's 2 x 4 or 4 x 4 mma tiles, two 8-deep steps of a 16-deep slice),
+# inputs rounded with cvt.rna.tf32, and nothing in a stack frame (.local): a work-item's 32 or
+# 64 accumulators must stay in registers, or the kernel runs at a fraction of its speed. With
+# the CUDA toolkit's ptxas, also assembles each for sm_80 (the first GPUs with TF32) and fails
+# on spills. Skips (77) without clang-15 and libclc.
+# SPDX-License-Identifier: GPL-3.0-or-later
+set -uo pipefail
+src=${1:?usage: $0 gemm-tf32.cl}
+clang=$(command -v clang-15 || true)
+clc=/usr/lib/clc/nvptx64--nvidiacl.bc
+if [ -z "$clang" ] || [ ! -f "$clc" ]; then
+  echo "SKIP: needs clang-15 and libclc-15 ($clc)"
+  exit 77
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+bad=0
+ptxas=$(command -v ptxas || true)
+[ -n "$ptxas" ] || { [ -x /usr/local/cuda/bin/ptxas ] && ptxas=/usr/local/cuda/bin/ptxas; }
+# The two builds kilt-gemm-tf32.c makes, and how many mma.sync each slice unrolls to.
+for build in "64::16" "128:-DTF_BM=128 -DTF_BN=128 -DTF_WM=64 -DTF_WN=32:32"; do
+  tile=${build%%:*}; rest=${build#*:}; opts=${rest%:*}; want=${rest##*:}
+  # shellcheck disable=SC2086
+  if ! "$clang" -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -target nvptx64--nvidiacl \
+    -Xclang -mlink-builtin-bitcode -Xclang "$clc" \
+    -Xclang -target-cpu -Xclang sm_80 -Xclang -target-feature -Xclang +ptx70 \
+    -DKILT_PTX -DKILT_ASM=__asm__ $opts -O3 -S -o "$work/tf32.ptx" "$src" 2> "$work/clang.log"; then
+    cat "$work/clang.log"
+    echo "FAILED: gemm-tf32.cl ($tile x $tile tiles) does not compile for NVPTX with KILT_PTX"
+    exit 1
+  fi
+  mma=$(grep -c 'mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32' "$work/tf32.ptx")
+  cvt=$(grep -c 'cvt.rna.tf32.f32' "$work/tf32.ptx")
+  locals=$(grep -c '\.local' "$work/tf32.ptx")
+  echo "$tile x $tile tiles: mma.sync m16n8k8 tf32: $mma, cvt.rna.tf32: $cvt, .local: $locals"
+  [ "$mma" -eq "$want" ] || { echo "FAILED: expected $want unrolled mma.sync, found $mma"; bad=1; }
+  [ "$cvt" -ge 16 ] || { echo "FAILED: expected the 16 loads of a slice rounded, found $cvt"; bad=1; }
+  [ "$locals" -eq 0 ] || { echo "FAILED: the kernel keeps values in a stack frame"; bad=1; }
+  if [ -n "$ptxas" ]; then
+    if ! "$ptxas" -arch=sm_80 -v "$work/tf32.ptx" -o "$work/tf32.cubin" > "$work/ptxas.log" 2>&1; then
+      cat "$work/ptxas.log"
+      echo "FAILED: ptxas refused the $tile x $tile TF32 kernel for sm_80"
+      bad=1
+    fi
+    grep -E "registers|spill" "$work/ptxas.log"
+    if grep -qE "[1-9][0-9]* bytes (spill|stack)" "$work/ptxas.log"; then
+      echo "FAILED: the $tile x $tile kernel spills"
+      bad=1
+    fi
+  fi
+done
+[ -n "$ptxas" ] || echo "(no ptxas: the PTX was not assembled)"
+[ $bad -eq 0 ] && echo "PASS"
+exit $bad
