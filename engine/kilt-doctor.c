@@ -128,6 +128,8 @@ doctor_cases (void)
                   1);
   c.cfg.bn_no_center = TRUE;
   g_array_append_val (a, c);
+  c = make_check ("LayerNormalization", KILT_LAYER_LAYER_NORM, (KiltShape){ 6, 4, 3 }, 1);
+  g_array_append_val (a, c);
   c = make_check ("Rescaling 1/127.5, -1", KILT_LAYER_RESCALING, (KiltShape){ 3, 4, 5 }, 1);
   c.cfg.scale = 1 / 127.5f;
   c.cfg.offset = -1;

@@ -37,6 +37,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_MAXIMUM] = &kilt_maximum_class,
     [KILT_LAYER_MINIMUM] = &kilt_minimum_class,
     [KILT_LAYER_UPSAMPLING2D] = &kilt_upsampling2d_class,
+    [KILT_LAYER_LAYER_NORM] = &kilt_layer_norm_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)

@@ -42,6 +42,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_MAXIMUM] = "Maximum",
   [KILT_LAYER_MINIMUM] = "Minimum",
   [KILT_LAYER_UPSAMPLING2D] = "UpSampling2D",
+  [KILT_LAYER_LAYER_NORM] = "LayerNormalization",
 };
 
 const char *
@@ -144,6 +145,7 @@ static const struct
                                     0 },
   [KILT_LAYER_NORMALIZATION] = { F_MEAN | F_VARIANCE, 0 },
   [KILT_LAYER_UPSAMPLING2D] = { F_SIZE, 0 },
+  [KILT_LAYER_LAYER_NORM] = { F_EPSILON | F_GAMMA | F_BETA, 0 },
 };
 
 static int

@@ -215,3 +215,93 @@ __kernel void kilt_norm_backward (__global float *dx, __global const float *dy,
   float g = dy[i] / fmax (sqrt (state[state_off + channels + c]), eps);
   dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
 }
+
+/* LayerNormalization over channels: per position (b, s), mean and 1/sqrt(var + eps) over the C
+ * channels (biased variance, as Keras), saved[2 (b sp + s)] and [+ 1]; y = gamma xhat + beta
+ * with gamma, beta at params[param_off + c] and [+ C + c] (has_gamma / has_beta: else 1, 0). */
+__kernel void kilt_ln_forward (__global float *y, __global const float *x, __global float *saved,
+                               __global const float *params, const uint param_off,
+                               const int has_gamma, const int has_beta, const uint channels,
+                               const uint spatial, const uint positions, const float eps)
+{
+  uint q = get_global_id (0);
+  if (q >= positions)
+    return;
+  uint b = q / spatial, s = q % spatial;
+  __global const float *xp = x + (size_t) b * channels * spatial + s;
+  __global float *yp = y + (size_t) b * channels * spatial + s;
+  float mean = 0.0f, var = 0.0f;
+  for (uint c = 0; c < channels; c++)
+    mean += xp[(size_t) c * spatial];
+  mean /= (float) channels;
+  for (uint c = 0; c < channels; c++)
+    {
+      float d = xp[(size_t) c * spatial] - mean;
+      var += d * d;
+    }
+  float istd = 1.0f / sqrt (var / (float) channels + eps);
+  saved[2 * q] = mean;
+  saved[2 * q + 1] = istd;
+  uint beta_at = param_off + (has_gamma ? channels : 0);
+  for (uint c = 0; c < channels; c++)
+    {
+      float g = has_gamma ? params[param_off + c] : 1.0f;
+      float bb = has_beta ? params[beta_at + c] : 0.0f;
+      yp[(size_t) c * spatial] = g * (xp[(size_t) c * spatial] - mean) * istd + bb;
+    }
+}
+
+/* dx = beta dx + istd / C (C g dy - sum g dy - xhat sum g dy xhat), per position. */
+__kernel void kilt_ln_backward_input (__global float *dx, __global const float *dy,
+                                      __global const float *x, __global const float *saved,
+                                      __global const float *params, const uint param_off,
+                                      const int has_gamma, const uint channels,
+                                      const uint spatial, const uint positions, const float beta)
+{
+  uint q = get_global_id (0);
+  if (q >= positions)
+    return;
+  uint b = q / spatial, s = q % spatial;
+  size_t base = (size_t) b * channels * spatial + s;
+  float mean = saved[2 * q], istd = saved[2 * q + 1], s1 = 0.0f, s2 = 0.0f;
+  for (uint c = 0; c < channels; c++)
+    {
+      size_t at = base + (size_t) c * spatial;
+      float g = (has_gamma ? params[param_off + c] : 1.0f) * dy[at];
+      s1 += g;
+      s2 += g * (x[at] - mean) * istd;
+    }
+  for (uint c = 0; c < channels; c++)
+    {
+      size_t at = base + (size_t) c * spatial;
+      float g = (has_gamma ? params[param_off + c] : 1.0f) * dy[at];
+      float xhat = (x[at] - mean) * istd;
+      float v = istd / (float) channels * ((float) channels * g - s1 - xhat * s2);
+      dx[at] = beta == 0.0f ? v : beta * dx[at] + v;
+    }
+}
+
+/* dgamma[c] = sum dy xhat, dbeta[c] = sum dy over batch and positions, written at grads. */
+__kernel void kilt_ln_backward_params (__global float *grads, const uint param_off,
+                                       const int has_gamma, const int has_beta,
+                                       __global const float *dy, __global const float *x,
+                                       __global const float *saved, const uint batch,
+                                       const uint channels, const uint spatial)
+{
+  uint c = get_global_id (0);
+  if (c >= channels)
+    return;
+  float sg = 0.0f, sb = 0.0f;
+  for (uint b = 0; b < batch; b++)
+    for (uint s = 0; s < spatial; s++)
+      {
+        size_t at = ((size_t) b * channels + c) * spatial + s;
+        uint q = b * spatial + s;
+        sg += dy[at] * (x[at] - saved[2 * q]) * saved[2 * q + 1];
+        sb += dy[at];
+      }
+  if (has_gamma)
+    grads[param_off + c] = sg;
+  if (has_beta)
+    grads[param_off + (has_gamma ? channels : 0) + c] = sb;
+}

@@ -373,6 +373,9 @@ test_merge_files (void)
       g_assert_cmpint (find (m, "max")->type, ==, KILT_LAYER_MAXIMUM);
       g_assert_cmpint (find (m, "min")->type, ==, KILT_LAYER_MINIMUM);
       g_assert_cmpuint (find (m, "up")->cfg.kw, ==, 3);
+      g_assert_cmpint (find (m, "ln")->type, ==, KILT_LAYER_LAYER_NORM);
+      g_assert_cmpfloat (find (m, "ln")->cfg.epsilon, ==, 1e-6f);
+      g_assert_true (find (m, "ln_no_beta")->cfg.bn_no_center);
     }
 }
 

@@ -333,6 +333,22 @@ test_normalization (void)
 }
 
 static void
+test_layer_norm (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_LAYER_NORM);
+  KiltShape img = { 7, 3, 4 }, flat = { 9, 1, 1 };
+
+  one_case ("layer norm image", KILT_LAYER_LAYER_NORM, &cfg, 1, &img, 2, TRUE, FALSE);
+  cfg.epsilon = 1e-6f;
+  one_case ("layer norm flat, accumulate", KILT_LAYER_LAYER_NORM, &cfg, 1, &flat, 3, TRUE, TRUE);
+  cfg.bn_no_scale = TRUE;
+  one_case ("layer norm no gamma", KILT_LAYER_LAYER_NORM, &cfg, 1, &img, 2, TRUE, FALSE);
+  cfg.bn_no_scale = FALSE;
+  cfg.bn_no_center = TRUE;
+  one_case ("layer norm no beta", KILT_LAYER_LAYER_NORM, &cfg, 1, &flat, 2, TRUE, FALSE);
+}
+
+static void
 test_rescaling (void)
 {
   KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_RESCALING);
@@ -572,6 +588,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/activation-not-fused", test_activation_not_fused);
   g_test_add_func ("/layers-shape/batch-norm-partial", test_batch_norm_partial);
   g_test_add_func ("/layers-shape/rescaling", test_rescaling);
+  g_test_add_func ("/layers-shape/layer-norm", test_layer_norm);
   g_test_add_func ("/layers-shape/normalization", test_normalization);
   g_test_add_func ("/layers-shape/reshape", test_reshape);
   g_test_add_func ("/layers-shape/multiply", test_multiply);

@@ -330,6 +330,12 @@ test_round_trip_new_layers (void)
       dw.alpha = 0.125f;
       dw.init = KILT_INIT_HE_NORMAL;
       x = kilt_model_add (m, KILT_LAYER_DEPTHWISE_CONV2D, "dw", &dw, 1, &x);
+      {
+        KiltLayerConfig ln = kilt_layer_config_default (KILT_LAYER_LAYER_NORM);
+        ln.epsilon = 1e-6f;
+        ln.bn_no_center = TRUE;
+        x = kilt_model_add (m, KILT_LAYER_LAYER_NORM, "ln", &ln, 1, &x);
+      }
     }
   }
   g_assert_true (kilt_model_build (m, &error));

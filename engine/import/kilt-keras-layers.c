@@ -491,6 +491,47 @@ convert_upsampling (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError *
          && keras_check_data_format (imp, call->c, error);
 }
 
+/* LayerNormalization over the channel axis, as ConvNeXt and transformers use it. */
+static gboolean
+convert_layer_norm (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  gint64 axis;
+  gboolean center = TRUE, scale = TRUE, rms = FALSE;
+  double epsilon = cfg->epsilon;
+
+  if (!keras_get_axis (imp, c, "axis", -1, &axis, error)
+      || !keras_get_double (imp, c, "epsilon", 0.0, 1.0, &epsilon, error)
+      || !keras_get_bool (imp, c, "center", &center, error)
+      || !keras_get_bool (imp, c, "scale", &scale, error)
+      || !keras_get_bool (imp, c, "rms_scaling", &rms, error))
+    return FALSE;
+  if (!keras_is_channel_axis (imp, axis, call->rank))
+    {
+      keras_set_error (error, imp,
+                       "axis %" G_GINT64_FORMAT " is not supported; Kilt normalises over the "
+                       "channel axis only",
+                       axis);
+      return FALSE;
+    }
+  if (rms)
+    {
+      keras_set_error (error, imp, "rms_scaling = true is not supported");
+      return FALSE;
+    }
+  if (epsilon <= 0)
+    {
+      keras_set_error (error, imp, "epsilon must be above 0");
+      return FALSE;
+    }
+  cfg->epsilon = (float)epsilon;
+  cfg->bn_no_center = !center;
+  cfg->bn_no_scale = !scale;
+  keras_note_weight_options (imp, c, "beta", NULL);
+  keras_note_weight_options (imp, c, "gamma", NULL);
+  return TRUE;
+}
+
 static gboolean
 convert_rescaling (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
@@ -735,6 +776,7 @@ static const Converter converters[] = {
   { "SpatialDropout2D", KILT_LAYER_DROPOUT, FALSE, convert_dropout },
   { "Flatten", KILT_LAYER_FLATTEN, FALSE, convert_flatten },
   { "BatchNormalization", KILT_LAYER_BATCH_NORM, FALSE, convert_batch_norm },
+  { "LayerNormalization", KILT_LAYER_LAYER_NORM, FALSE, convert_layer_norm },
   { "Add", KILT_LAYER_ADD, TRUE, convert_add },
   { "Subtract", KILT_LAYER_SUBTRACT, TRUE, convert_add },
   { "Average", KILT_LAYER_AVERAGE, TRUE, convert_add },

@@ -229,6 +229,8 @@ def build_all(K, layers, keras3):
     f = layers.Maximum(name="max")([d, e, c])
     g = layers.Minimum(name="min")([f, a])
     g = layers.UpSampling2D((2, 3), name="up")(g)
+    g = layers.LayerNormalization(epsilon=1e-6, name="ln")(g)
+    g = layers.LayerNormalization(center=False, name="ln_no_beta")(g)
     x = layers.Flatten()(g)
     x = layers.Dense(3, activation="softmax")(x)
     models["merges"] = K.Model(a_in, x, name="merges")
