@@ -6,6 +6,7 @@
 #include "kilt-context.h"
 #include "kilt-error.h"
 #include "kilt-gemm.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-layer-check.h"
 
 #include <math.h>
@@ -395,6 +396,20 @@ kilt_doctor_run (const KiltDeviceInfo *device, KiltDoctorProgress progress, gpoi
       g_array_append_val (r->checks, dc);
     }
 
+  /* TF32 where the device offers it: the tensor-core GEMM against the reference. */
+  if (kilt_precision_available (device, KILT_PRECISION_TF32, NULL))
+    {
+      KiltDoctorCheck dc = { 0 };
+      g_autoptr (GError) terr = NULL;
+
+      STEP (total - 2, "GEMM at tf32");
+      dc.op = g_strdup ("GEMM at tf32");
+      if (!kilt_gemm_tf32_check (ctx, &dc.max_error, &r->gemm_tf32_gflops, &terr))
+        dc.error = g_strdup (terr->message);
+      else
+        dc.passed = dc.max_error <= KILT_TF32_CHECK_TOLERANCE;
+      g_array_append_val (r->checks, dc);
+    }
   STEP (total - 2, "Measuring GEMM");
   if (!measure_gemm (ctx, r, &error))
     {
@@ -457,6 +472,8 @@ kilt_doctor_report_text (const KiltDoctorReport *r)
     }
   if (r->gemm_gflops > 0)
     g_string_append_printf (s, "  GEMM:        %.1f GFLOP/s\n", r->gemm_gflops);
+  if (r->gemm_tf32_gflops > 0)
+    g_string_append_printf (s, "  GEMM tf32:   %.1f GFLOP/s\n", r->gemm_tf32_gflops);
   if (r->copy_gbps > 0)
     g_string_append_printf (s, "  copy:        %.1f GB/s on the device, %.1f GB/s upload\n",
                             r->copy_gbps, r->upload_gbps);
