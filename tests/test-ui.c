@@ -805,6 +805,7 @@ test_preset (void)
   /* The preset says what it is (its JSON's description), not only its id. */
   g_test_message ("preset: %s", kilt_model_page_get_preset_subtitle (page));
   g_assert_nonnull (strstr (kilt_model_page_get_preset_subtitle (page), "Dense 512"));
+  g_assert_nonnull (strstr (kilt_model_page_get_preset_subtitle (page), "Keras' mnist_mlp"));
   model = kilt_model_page_create_model (page, &error);
   g_assert_no_error (error);
   g_assert_true (model->built);

@@ -341,8 +341,10 @@ on_preset_selected (AdwComboRow *row, GParamSpec *pspec, KiltModelPage *self)
           = about
                 ? g_strdup_printf ("%s Adapted to the loaded data set’s input and classes.", about)
                 : g_strdup ("Adapted to the loaded data set’s input and classes");
-      g_autofree char *markup = g_markup_escape_text (subtitle, -1);
-      adw_action_row_set_subtitle (ADW_ACTION_ROW (row), markup);
+      /* Plain text: a combo row shows its subtitle as it is given (an escaped ' showed as
+       * "&apos;"). */
+      adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (row), FALSE);
+      adw_action_row_set_subtitle (ADW_ACTION_ROW (row), subtitle);
       use_source (self, gtk_string_object_get_string (item));
     }
 }
