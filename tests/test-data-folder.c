@@ -395,6 +395,31 @@ test_hostile_folder (void)
     write_png_header_only (a, 40000, 100);
     data_test_expect_fail (f, NULL, "big.png", "40000 x 100 pixels", "32768 pixels a side");
   }
+  /* A 40-byte BMP whose info header declares 2.3 GB: gdk-pixbuf reserved that much per
+   * decoding thread before it read the image size (found by fuzz-folder). Refused from the
+   * header, naming it. */
+  {
+    static const guint8 bmp[40] = { 'B', 'M',  40,   0,    0,    0, 0, 0, 0, 0, 26, 0, 0,
+                                    0,   0x03, 0x05, 0x00, 0x89, 2, 0, 2, 0, 1, 0,  24 };
+    g_autofree char *f = kilt_test_tmpdir ();
+    g_autofree char *a = g_build_filename (f, "a", NULL);
+    g_autofree char *b = g_build_filename (f, "b", NULL);
+    g_autofree char *bad = g_build_filename (a, "bad.bmp", NULL);
+    g_autoptr (GError) error = NULL;
+    g_autoptr (KiltDataset) ds = NULL;
+    g_free (save_image (a, "ok.png", "png", 2, 2, 3));
+    g_free (save_image (a, "ok2.png", "png", 2, 2, 4));
+    g_free (save_image (b, "ok.png", "png", 2, 2, 5));
+    data_test_write (bad, bmp, sizeof bmp, FALSE);
+    ds = kilt_dataset_load (f, &opts, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (ds->train.n, ==, 3);
+    g_assert_cmpuint (ds->skipped, ==, 1);
+    if (strstr (ds->notes, "bad.bmp: not a readable image: its BMP info header (byte offset 14) "
+                           "declares 2298479875 bytes, more than the 124")
+        == NULL)
+      g_error ("expected the BMP header refused in the notes: %s", ds->notes);
+  }
 }
 
 /* The one .kds file under $KILT_CACHE_DIR/datasets. */

@@ -3,12 +3,16 @@
 # bounded time from seeds cut from real files: the data-set parsers (IDX, CIFAR, CSV), model
 # files (Keras to_json and Kilt JSON) and checkpoints. The parsers under test are compiled with
 # the fuzzer's instrumentation; what else the model target needs comes from the engine library
-# of BUILD. Usage: run-fuzz.sh SRC BUILD [SECONDS]
+# of BUILD. The image-folder target writes each input as a folder of images (under TMPDIR) and
+# loads it, twice when it goes through the decoded-image cache.
+# Usage: run-fuzz.sh SRC BUILD [SECONDS]; KILT_FUZZ_TARGETS picks targets, KILT_FUZZ_MAX_LEN
+# sets -max_len (20000 bytes here; bench/fuzz-soak.sh runs megabytes).
 # SPDX-License-Identifier: GPL-3.0-or-later
 set -euo pipefail
 src=$(cd "$1" && pwd)
 build=$(cd "$2" && pwd)
 seconds=${3:-20}
+max_len=${KILT_FUZZ_MAX_LEN:-20000}
 out="$build/fuzz"
 mkdir -p "$out"
 cd "$out"
@@ -53,7 +57,12 @@ open(f"{out}/seeds-csv/iris-split", "w").write(
 open(f"{out}/seeds-csv/iris-semi", "w").write(
     "\n".join(l.replace(",", ";") for l in iris[95:110]) + "\n")
 PY
-mkdir -p seeds-cifar seeds-model seeds-checkpoint
+mkdir -p seeds-cifar seeds-model seeds-checkpoint seeds-folder
+read -r -a pixbuf_cflags <<<"$(pkg-config --cflags gdk-pixbuf-2.0)"
+read -r -a pixbuf_libs <<<"$(pkg-config --libs gdk-pixbuf-2.0)"
+"$cc" -O1 "${pixbuf_cflags[@]}" "$src/tests/fuzz/make-folder-seeds.c" "${pixbuf_libs[@]}" \
+  -o make-folder-seeds
+./make-folder-seeds seeds-folder
 cp "$src"/tests/fuzz/seeds/*.bin seeds-cifar/
 cp "$src"/resources/presets/*.json seeds-model/
 for f in "$src"/tests/data/keras/*.json; do
@@ -77,7 +86,7 @@ open("seeds-checkpoint/v1", "wb").write(ckpt(1, [0.25] * 4, [], [0.0] * 4))
 PY
 
 status=0
-for t in ${KILT_FUZZ_TARGETS:-idx cifar csv model checkpoint}; do
+for t in ${KILT_FUZZ_TARGETS:-idx cifar csv model checkpoint folder}; do
   case $t in
     model) sources=("${model_sources[@]}") ;;
     checkpoint) sources=("${checkpoint_sources[@]}") ;;
@@ -87,8 +96,9 @@ for t in ${KILT_FUZZ_TARGETS:-idx cifar csv model checkpoint}; do
     "${pc_libs[@]}" -lcsv -lm -o "fuzz-$t"
   mkdir -p "corpus-$t"
   echo "fuzz-$t: ${seconds} s"
-  if ! ASAN_OPTIONS=detect_leaks=1 ./"fuzz-$t" -max_total_time="$seconds" -max_len=20000 \
-      -rss_limit_mb=2048 -print_final_stats=1 "corpus-$t" "seeds-$t" >"fuzz-$t.log" 2>&1; then
+  if ! ASAN_OPTIONS=detect_leaks=1 ./"fuzz-$t" -max_total_time="$seconds" -max_len="$max_len" \
+      -rss_limit_mb=2048 -print_final_stats=1 "corpus-$t" "seeds-$t" \
+      >"fuzz-$t.log" 2>&1; then
     echo "fuzz-$t FAILED:"
     tail -60 "fuzz-$t.log"
     status=1
