@@ -2,6 +2,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "test-data-util.h"
 
+#include "kilt-data-private.h"
+
 #include <gdk-pixbuf/gdk-pixbuf.h>
 #include <unistd.h>
 
@@ -422,6 +424,65 @@ test_hostile_folder (void)
   }
 }
 
+/* The host allocations the images' count and size decide, failed in turn: an out-of-memory
+ * error naming the folder each time, then, past the last, the same pixels as unfaulted. */
+static void
+test_alloc_failure (void)
+{
+  g_autofree char *root = kilt_test_tmpdir ();
+  g_autofree char *cat = g_build_filename (root, "cat", NULL);
+  g_autofree char *dog = g_build_filename (root, "dog", NULL);
+  g_autofree char *test_cat = g_build_filename (root, "test", "cat", NULL);
+  g_autofree char *train = g_build_filename (root, "train", NULL);
+  g_autoptr (KiltDataset) ref = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltLoadOptions opts;
+  guint calls, nth, failed = 0;
+
+  kilt_load_options_init (&opts);
+  opts.no_cache = TRUE;
+  g_free (save_image (cat, "a.png", "png", 3, 2, 1));
+  g_free (save_image (dog, "b.png", "png", 3, 2, 2));
+  g_free (save_image (test_cat, "c.png", "png", 3, 2, 3));
+  g_assert_cmpint (g_mkdir (train, 0755), ==, 0);
+  {
+    g_autofree char *to_cat = g_build_filename (train, "cat", NULL);
+    g_autofree char *to_dog = g_build_filename (train, "dog", NULL);
+    g_assert_cmpint (g_rename (cat, to_cat), ==, 0);
+    g_assert_cmpint (g_rename (dog, to_dog), ==, 0);
+  }
+  kilt_data_fail_alloc (0);
+  ref = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+  g_assert_no_error (error);
+  calls = kilt_data_fail_alloc (0);
+  g_assert_cmpuint (calls, >=, 3); /* all pixels, the training and the test split */
+  for (nth = 1; nth <= calls + 1; nth++)
+    {
+      g_autoptr (KiltDataset) ds = NULL;
+      g_clear_error (&error);
+      kilt_data_fail_alloc (nth);
+      ds = kilt_dataset_load (root, &opts, NULL, NULL, NULL, &error);
+      kilt_data_fail_alloc (0);
+      if (ds == NULL)
+        {
+          g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+          if (!g_str_has_prefix (error->message, root)
+              || strstr (error->message, ": not enough memory for ") == NULL)
+            g_error ("allocation %u: %s", nth, error->message);
+          failed++;
+          continue;
+        }
+      g_assert_no_error (error);
+      g_assert_cmpuint (ds->train.n, ==, 2);
+      g_assert_cmpuint (ds->test.n, ==, 1);
+      g_assert_cmpmem (ds->train.u8, 36, ref->train.u8, 36);
+      g_assert_cmpmem (ds->test.u8, 18, ref->test.u8, 18);
+      break;
+    }
+  g_assert_cmpuint (failed, ==, calls);
+  g_assert_cmpuint (nth, ==, calls + 1);
+}
+
 /* The one .kds file under $KILT_CACHE_DIR/datasets. */
 static char *
 find_cache_file (void)
@@ -518,5 +579,6 @@ main (int argc, char **argv)
   g_test_add_func ("/data/folder/cancel-and-cap", test_cancel_and_cap);
   g_test_add_func ("/data/folder/hostile", test_hostile_folder);
   g_test_add_func ("/data/folder/damaged-cache", test_damaged_cache);
+  g_test_add_func ("/data/folder/alloc-failure", test_alloc_failure);
   return g_test_run ();
 }

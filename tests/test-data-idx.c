@@ -2,6 +2,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "test-data-util.h"
 
+#include "kilt-data-private.h"
+
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 
 /* Reads a gzip file with zlib's own reader, independent of the loader. */
@@ -423,6 +425,63 @@ test_hostile_files (void)
   }
 }
 
+/* Every host allocation a file's size decides, failed in turn (as SQLite's tests fail the Nth
+ * malloc): each ends in an out-of-memory error naming the file, never GLib's abort, and
+ * nothing leaks (the sanitizer pass runs this); past the last one the load succeeds, equal to
+ * an unfaulted load. Gzip and raw files take different paths. */
+static void
+test_alloc_failure (void)
+{
+  g_autofree char *tmp = kilt_test_tmpdir ();
+  guint32 dims[3] = { 3, 6, 7 }, ldims[1] = { 3 };
+  guint8 px[126], lb[3] = { 0, 1, 2 };
+  g_autoptr (GByteArray) im = NULL, lbl = NULL;
+
+  data_test_fill_random (px, sizeof px, 9);
+  im = data_test_idx (0x08, 3, dims, px, sizeof px);
+  lbl = data_test_idx (0x08, 1, ldims, lb, 3);
+  for (guint gz = 0; gz < 2; gz++)
+    {
+      g_autofree char *d = write_pair (tmp, gz ? "gz" : "raw", im, lbl, gz);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KiltDataset) ref = NULL;
+      guint nth, failed = 0, calls;
+
+      kilt_data_fail_alloc (0);
+      ref = kilt_dataset_load (d, NULL, NULL, NULL, NULL, &error);
+      g_assert_no_error (error);
+      calls = kilt_data_fail_alloc (0);
+      g_assert_cmpuint (calls, >=, gz ? 3 : 2);
+      for (nth = 1; nth <= calls + 1; nth++)
+        {
+          g_autoptr (KiltDataset) ds = NULL;
+          g_clear_error (&error);
+          kilt_data_fail_alloc (nth);
+          ds = kilt_dataset_load (d, NULL, NULL, NULL, NULL, &error);
+          kilt_data_fail_alloc (0);
+          if (ds == NULL)
+            {
+              g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+              /* Names the images or the labels file, whichever was being read. */
+              if (!g_str_has_prefix (error->message, d)
+                  || !g_regex_match_simple ("^[^:]*/train-(images-idx3|labels-idx1)-ubyte(\\.gz)?: "
+                                            "not enough memory for ",
+                                            error->message, 0, 0))
+                g_error ("allocation %u: %s", nth, error->message);
+              failed++;
+              continue;
+            }
+          g_assert_no_error (error);
+          g_assert_cmpuint (ds->train.n, ==, 3);
+          g_assert_cmpmem (ds->train.u8, 126, ref->train.u8, 126);
+          break;
+        }
+      /* Every counted allocation failed once, and the one after the last was not armed. */
+      g_assert_cmpuint (failed, ==, calls);
+      g_assert_cmpuint (nth, ==, calls + 1);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -433,5 +492,6 @@ main (int argc, char **argv)
   g_test_add_func ("/data/idx/dims-and-gzip", test_dims_and_gzip);
   g_test_add_func ("/data/idx/bad-files", test_bad_files);
   g_test_add_func ("/data/idx/hostile-files", test_hostile_files);
+  g_test_add_func ("/data/idx/alloc-failure", test_alloc_failure);
   return g_test_run ();
 }

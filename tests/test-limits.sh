@@ -2,10 +2,11 @@
 # The big-input cases of issue 14 through kilt-cli under resource limits, as a hostile user
 # would run them on a small machine: `ulimit -v` (2 GiB of address space) and `ulimit -s`
 # (1 MiB of stack). A 2.2M-column CSV, JSON nested 100,000 deep (Kilt and Keras formats), a
-# 60,000-layer Keras chain, an IDX label of 2^31-1, gzip bombs (4 GiB of zeros in 4 MB, and a
-# header that declares 9 GB), and a PNG whose header declares 20000 x 20000 pixels. Each must
-# end with exit status 1 or 2 and a message naming its file (the chain, a valid model, with
-# its table), never by a signal, and within seconds. The inputs are made here, cheaply.
+# 60,000-layer Keras chain, an IDX label of 2^31-1, gzip bombs (4 GiB of zeros in 4 MB, a
+# header that declares 9 GB, and 2.4 GB declared and delivered), and a PNG whose header
+# declares 20000 x 20000 pixels. Each must end with exit status 1 or 2 and a message naming
+# its file (the chain, a valid model, with its table), never by a signal, and within seconds.
+# The inputs are made here, cheaply.
 # Skips (77) under AddressSanitizer or ThreadSanitizer, which reserve terabytes of address
 # space and so cannot start under `ulimit -v`.
 # Usage: tests/test-limits.sh KILT_CLI
@@ -69,6 +70,14 @@ with open(os.path.join(t, "bomb.bin"), "wb") as f:
 os.makedirs(os.path.join(t, "bomb"))
 os.rename(os.path.join(t, "bomb.bin"), os.path.join(t, "bomb/train-images-idx3-ubyte.gz"))
 labels = idx(0x08, [4], bytes([0, 1, 2, 0]))
+# A gzip IDX that declares 60000 x 200 x 200 (2.4 GB, under the 4 GiB cap) and inflates to
+# it: more than `ulimit -v` allows, which was GLib's abort (SIGTRAP) in the gzip reader.
+os.makedirs(os.path.join(t, "big-idx"))
+with open(os.path.join(t, "big-idx/train-images-idx3-ubyte.gz"), "wb") as f:
+    f.write(gzip.compress(idx(0x08, [60000, 200, 200], b""), mtime=0))
+    for _ in range(2400000000 // (16 << 20) + 1):
+        f.write(member)
+put("big-idx/train-labels-idx1-ubyte", idx(0x08, [60000], bytes(i % 10 for i in range(60000))))
 put("bomb/train-labels-idx1-ubyte.gz", gzip.compress(labels, mtime=0))
 put("declared/train-images-idx3-ubyte.gz",
     gzip.compress(idx(0x08, [100000, 300, 300], bytes(range(100))), mtime=0))
@@ -148,6 +157,8 @@ expect gzip-bomb 1 "train-images-idx3-ubyte.gz" "decompresses to more than" -- \
   data info "$tmp/bomb"
 expect gzip-declared-9gb 1 "train-images-idx3-ubyte.gz" "100000 x 300 x 300" -- \
   data info "$tmp/declared"
+expect gzip-2.4gb-declared 1 "train-images-idx3-ubyte.gz" "not enough memory for" -- \
+  data info "$tmp/big-idx"
 expect png-20000x20000 1 "big.png" "20000 x 20000 pixels" -- data info "$tmp/huge-png"
 echo "1..$n"
 [ $failed -eq 0 ] || { echo "# $failed of $n failed"; exit 1; }

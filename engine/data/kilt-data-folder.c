@@ -629,16 +629,15 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   job.gray = opts->grayscale;
   job.fit = opts->fit;
   job.ss = (gsize)(opts->grayscale ? 1 : 3) * w * h;
-  job.pixels = g_try_malloc (MAX (job.ss * files->len, 1));
-  job.errors = g_new0 (char *, files->len);
+  {
+    g_autofree char *what = g_strdup_printf ("%u images of %u x %u", files->len, w, h);
+    job.pixels = kilt_data_try_alloc (job.ss * files->len, path, what, error);
+  }
+  job.errors = g_new0 (char *, MAX (files->len, 1));
   job.src_w = g_new0 (guint, MAX (files->len, 1));
   job.src_h = g_new0 (guint, MAX (files->len, 1));
   if (job.pixels == NULL)
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
-                   "%s: not enough memory for %u images of %u x %u", path, files->len, w, h);
-      goto fail;
-    }
+    goto fail;
   g_mutex_init (&job.lock);
   g_cond_init (&job.cond);
   pool
@@ -712,10 +711,12 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
   splits[0] = &ds->train, splits[1] = &ds->val, splits[2] = &ds->test;
   for (guint s = 0; s < 3; s++)
     {
-      splits[s]->n = counts[s];
       if (counts[s] == 0)
         continue;
-      splits[s]->u8 = g_malloc (counts[s] * job.ss);
+      splits[s]->u8 = kilt_data_try_alloc (counts[s] * job.ss, path, "the decoded images", error);
+      if (splits[s]->u8 == NULL)
+        goto fail;
+      splits[s]->n = counts[s];
       splits[s]->labels = g_new (gint32, counts[s]);
     }
   for (guint i = 0; i < files->len; i++)

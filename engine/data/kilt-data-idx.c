@@ -266,8 +266,10 @@ kilt_idx_fill_split (const char *images_name, const guint8 *images, gsize images
   n = im.dims[0];
   if (max_samples && n > max_samples)
     n = max_samples;
+  split->u8 = kilt_data_try_alloc (n * ss, images_name, "its samples", error);
+  if (split->u8 == NULL)
+    return FALSE;
   split->n = n;
-  split->u8 = g_malloc (MAX (n * ss, 1));
   split->labels = g_new (gint32, MAX (n, 1));
   if (nhwc)
     {

@@ -26,6 +26,17 @@ gboolean kilt_data_gunzip_head (const char *name, const guint8 *in, gsize in_len
                                 guint8 **out, gsize *out_len, GError **error);
 gboolean kilt_data_is_gzip (const guint8 *data, gsize len);
 
+/* Host memory for a file's contents, whose size the file decides: NULL and
+ * KILT_ENGINE_ERROR_OUT_OF_MEMORY ("@name: not enough memory for @what (N MB)") when it cannot
+ * be had, as under `ulimit -v`, instead of GLib's abort. kilt_data_try_realloc leaves @mem
+ * as it was when it fails. */
+gpointer kilt_data_try_alloc (gsize bytes, const char *name, const char *what, GError **error);
+gpointer kilt_data_try_realloc (gpointer mem, gsize bytes, const char *name, const char *what,
+                                GError **error);
+/* Tests: the @nth call of the two above from now fails as if memory had run out (0: none);
+ * returns how many calls were made since the last arming. */
+guint kilt_data_fail_alloc (guint nth);
+
 KiltDataset *kilt_data_new (const char *name, const char *source, const char *format);
 void kilt_split_clear (KiltSplit *split);
 /* A class name list "0", "1", ... for @n classes. */

@@ -163,7 +163,9 @@ gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_bytes, gbool
                    "%s: could not start the gzip decoder", name);
       return FALSE;
     }
-  buf = g_malloc (cap);
+  buf = kilt_data_try_alloc (cap, name, "its decompressed contents", error);
+  if (buf == NULL)
+    goto fail;
   z.next_in = (Bytef *)in;
   for (;;)
     {
@@ -180,8 +182,12 @@ gunzip (const char *name, const guint8 *in, gsize in_len, gsize max_bytes, gbool
                            max_bytes);
               goto fail;
             }
+          guint8 *more;
           cap = MIN (cap * 2, max_bytes);
-          buf = g_realloc (buf, cap);
+          more = kilt_data_try_realloc (buf, cap, name, "its decompressed contents", error);
+          if (more == NULL)
+            goto fail;
+          buf = more;
         }
       z.next_out = buf + done;
       z.avail_out = (uInt)MIN (cap - done, (gsize)G_MAXUINT32);
@@ -224,6 +230,58 @@ fail:
   inflateEnd (&z);
   g_free (buf);
   return FALSE;
+}
+
+static gint fail_alloc_at; /* atomic: the armed call's number, 0: none */
+static gint alloc_calls;   /* atomic: calls since the last arming */
+
+guint
+kilt_data_fail_alloc (guint nth)
+{
+  guint calls = (guint)g_atomic_int_get (&alloc_calls);
+
+  g_atomic_int_set (&alloc_calls, 0);
+  g_atomic_int_set (&fail_alloc_at, (gint)nth);
+  return calls;
+}
+
+static gboolean
+alloc_fault (void)
+{
+  gint at = g_atomic_int_get (&fail_alloc_at);
+  gint call = g_atomic_int_add (&alloc_calls, 1) + 1;
+
+  return at > 0 && call == at;
+}
+
+static void
+set_no_memory (gsize bytes, const char *name, const char *what, GError **error)
+{
+  g_autofree char *size = g_format_size (bytes);
+
+  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
+               "%s: not enough memory for %s (%s)", name, what, size);
+}
+
+gpointer
+kilt_data_try_alloc (gsize bytes, const char *name, const char *what, GError **error)
+{
+  gpointer mem = alloc_fault () ? NULL : g_try_malloc (MAX (bytes, 1));
+
+  if (mem == NULL)
+    set_no_memory (bytes, name, what, error);
+  return mem;
+}
+
+gpointer
+kilt_data_try_realloc (gpointer mem, gsize bytes, const char *name, const char *what,
+                       GError **error)
+{
+  gpointer out = alloc_fault () ? NULL : g_try_realloc (mem, MAX (bytes, 1));
+
+  if (out == NULL)
+    set_no_memory (bytes, name, what, error);
+  return out;
 }
 
 gboolean
@@ -270,7 +328,10 @@ kilt_data_read_file (const char *path, gsize max_bytes, guint8 **data, gsize *le
                    "%s: %" G_GSIZE_FORMAT " bytes is more than Kilt reads from one file", path, n);
       return FALSE;
     }
-  *data = g_memdup2 (bytes, n);
+  *data = kilt_data_try_alloc (n, path, "its contents", error);
+  if (*data == NULL)
+    return FALSE;
+  memcpy (*data, bytes, n);
   *len = n;
   return TRUE;
 }
