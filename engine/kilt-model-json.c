@@ -113,8 +113,10 @@ static const char *field_names[] = {
   "mask",           "gamma",
   "beta",           "depth_multiplier",
   "dilation_rate",  "mean",
-  "variance",
+  "variance",       "size",
 };
+/* One name per field bit: a bit without its name is a field no file can give. */
+G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 28 && F_SIZE == 1 << 27);
 
 /* Allowed fields per type, and the ones a file must give. */
 static const struct

@@ -19,14 +19,14 @@ cd "$out"
 
 cc=${CLANG:-clang}
 flags=(-g -O1 -Wall -Werror -Wno-unused-parameter -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-  -I"$src/engine" -I"$src/engine/data" -I"$src/engine/layers" -I"$build"
+  -I"$src/engine" -I"$src/engine/data" -I"$src/engine/layers" -I"$src/engine/import" -I"$build"
   -DCL_TARGET_OPENCL_VERSION=120 -DCL_USE_DEPRECATED_OPENCL_1_2_APIS)
 pkgs=(glib-2.0 gio-2.0 gdk-pixbuf-2.0 zlib OpenCL clblast json-glib-1.0)
 read -r -a pc_cflags <<<"$(pkg-config --cflags "${pkgs[@]}")"
 read -r -a pc_libs <<<"$(pkg-config --libs "${pkgs[@]}")"
 data_sources=("$src"/engine/data/kilt-dataset.c "$src"/engine/data/kilt-data-{idx,cifar,csv,cache,folder}.c
   "$src"/engine/kilt-error.c)
-model_sources=("$src"/engine/kilt-keras.c "$src"/engine/kilt-model-json.c "$src"/engine/kilt-json-limits.c
+model_sources=("$src"/engine/import/kilt-keras{,-layers,-util}.c "$src"/engine/kilt-model-json.c "$src"/engine/kilt-json-limits.c
   "$build"/engine/libkilt-engine.a)
 checkpoint_sources=("$src"/engine/kilt-checkpoint.c "$src"/engine/kilt-error.c)
 
