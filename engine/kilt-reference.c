@@ -162,7 +162,35 @@ kinked_act (const KiltNode *node)
     act = node->cfg.activation;
   else if ((node->type == KILT_LAYER_CONV2D || node->type == KILT_LAYER_DENSE) && !node->act_fused)
     act = node->cfg.activation;
-  return act == KILT_ACT_RELU || act == KILT_ACT_LEAKY_RELU ? act : KILT_ACT_LINEAR;
+  switch (act)
+    {
+      case KILT_ACT_RELU:
+      case KILT_ACT_LEAKY_RELU:
+      case KILT_ACT_RELU6:
+      case KILT_ACT_HARD_SIGMOID:
+      case KILT_ACT_HARD_SIGMOID_K2:
+      case KILT_ACT_HARD_SWISH:
+        return act;
+      default:
+        return KILT_ACT_LINEAR;
+    }
+}
+
+/* Where a kinked activation's output bends, as output values: below @lo (or at it) one side
+ * of the lower kink, at or above @hi the upper one (NaN: none). ReLU6 and a capped ReLU bend
+ * at 0 and at their cap, the hard sigmoids at 0 and 1; MobileNets have thousands of ReLU6
+ * outputs, and one at 6 on one side and just under it on the other moves the gradients. */
+static void
+kink_outputs (const KiltNode *node, KiltActivation act, float *lo, float *hi)
+{
+  *lo = 0.0f;
+  *hi = NAN;
+  if (act == KILT_ACT_RELU6)
+    *hi = 6.0f;
+  else if (act == KILT_ACT_RELU && isfinite (node->cfg.max_value))
+    *hi = node->cfg.max_value;
+  else if (act == KILT_ACT_HARD_SIGMOID || act == KILT_ACT_HARD_SIGMOID_K2)
+    *hi = 1.0f;
 }
 
 /* Reads the device's output of every kinked activation (after the forward pass), one array per
@@ -207,10 +235,14 @@ kink_flipped (KiltModel *model, KiltReference *ref, float **dev)
       KiltNode *node = g_ptr_array_index (model->nodes, i);
       gsize n = (gsize)ref->batch * kilt_shape_size (&node->out_shape);
 
+      float lo, hi;
+
       if (!dev[i])
         continue;
+      kink_outputs (node, kinked_act (node), &lo, &hi);
       for (gsize k = 0; k < n; k++)
-        if ((dev[i][k] > 0) != (ref->out[i][k] > 0))
+        if ((dev[i][k] > lo) != (ref->out[i][k] > lo)
+            || (isfinite (hi) && (dev[i][k] >= hi) != (ref->out[i][k] >= hi)))
           return node->name;
     }
   return NULL;
