@@ -9,28 +9,52 @@
 #include <unistd.h>
 
 /* Written by the trainer's thread, read by a signal handler (most often on that same thread,
- * the one that faulted). A torn read can only garble the text, never crash the handler: the
- * name is a fixed buffer that always ends in a NUL. */
-static volatile guint crumb_epoch;
-static volatile guint64 crumb_step;
-static volatile int crumb_phase = -1;
-static const char *volatile crumb_stage;
+ * the one that faulted) and by the worker's heartbeat thread. Every field is a relaxed atomic
+ * and the writes are bracketed by a sequence number (odd while a write is under way), so a
+ * reader on another thread retries instead of taking half of one layer's name and half of the
+ * next (ThreadSanitizer found the heartbeat's torn reads). A reader that interrupted the
+ * writer on its own thread cannot wait for it: after a few tries it takes what is there,
+ * which can only garble the text, never crash the handler (the name always ends in a NUL). */
+static guint crumb_seq;
+static guint crumb_epoch;
+static guint64 crumb_step;
+static int crumb_phase = -1;
+static const char *crumb_stage;
 static char crumb_layer[64];
 static int crumb_fd = -1;
 static gint crumb_count;
 
+/* Release stores and acquire loads rather than fences (which GCC's ThreadSanitizer does not
+ * take): a reader that saw any of a write's data then sees the sequence number it moved. */
+#define STORE(var, v) __atomic_store_n (&(var), (v), __ATOMIC_RELEASE)
+#define LOAD(var)     __atomic_load_n (&(var), __ATOMIC_ACQUIRE)
+
+static void
+write_begin (void)
+{
+  STORE (crumb_seq, LOAD (crumb_seq) + 1);
+}
+
+static void
+write_end (void)
+{
+  STORE (crumb_seq, LOAD (crumb_seq) + 1);
+  g_atomic_int_inc (&crumb_count);
+}
+
 void
 kilt_breadcrumb_step (guint epoch, guint64 global_step)
 {
-  crumb_epoch = epoch;
-  crumb_step = global_step;
-  g_atomic_int_inc (&crumb_count);
+  write_begin ();
+  STORE (crumb_epoch, epoch);
+  STORE (crumb_step, global_step);
+  write_end ();
 }
 
 gboolean
 kilt_breadcrumb_in_backward (void)
 {
-  return crumb_phase == KILT_CRUMB_BACKWARD;
+  return LOAD (crumb_phase) == KILT_CRUMB_BACKWARD;
 }
 
 guint
@@ -45,19 +69,22 @@ kilt_breadcrumb_layer (const char *layer, KiltCrumbPhase phase)
   gsize n = layer ? strlen (layer) : 0;
 
   n = MIN (n, sizeof crumb_layer - 1);
-  memcpy (crumb_layer, layer ? layer : "", n);
-  crumb_layer[n] = '\0';
-  crumb_phase = (int)phase;
-  crumb_stage = NULL;
-  g_atomic_int_inc (&crumb_count);
+  write_begin ();
+  for (gsize i = 0; i < n; i++)
+    STORE (crumb_layer[i], layer[i]);
+  STORE (crumb_layer[n], '\0');
+  STORE (crumb_phase, (int)phase);
+  STORE (crumb_stage, NULL);
+  write_end ();
 }
 
 void
 kilt_breadcrumb_stage (const char *what)
 {
-  crumb_stage = what;
-  crumb_phase = -1;
-  g_atomic_int_inc (&crumb_count);
+  write_begin ();
+  STORE (crumb_stage, what);
+  STORE (crumb_phase, -1);
+  write_end ();
 }
 
 typedef struct
@@ -99,29 +126,44 @@ kilt_breadcrumb_format (char *buf, gsize size)
 {
   static const char *phases[] = { "forward", "backward", "forward (evaluation)" };
   Out o = { buf, size, 0 };
-  const char *stage = crumb_stage;
-  int phase = crumb_phase;
-  guint64 step = crumb_step;
+  const char *stage = NULL;
+  char layer[sizeof crumb_layer];
+  int phase = -1;
+  guint64 step = 0;
+  guint epoch = 0;
 
   if (size == 0)
     return 0;
+  for (int tries = 0; tries < 64; tries++)
+    {
+      guint seq = LOAD (crumb_seq);
+      stage = LOAD (crumb_stage);
+      phase = LOAD (crumb_phase);
+      step = LOAD (crumb_step);
+      epoch = LOAD (crumb_epoch);
+      for (gsize i = 0; i < sizeof layer; i++)
+        layer[i] = LOAD (crumb_layer[i]);
+      if (seq % 2 == 0 && LOAD (crumb_seq) == seq)
+        break;
+    }
+  layer[sizeof layer - 1] = '\0';
   buf[0] = '\0';
   if (stage)
     put (&o, stage);
   else if (phase >= 0 && phase < (int)G_N_ELEMENTS (phases))
     {
-      put (&o, crumb_layer);
+      put (&o, layer);
       put (&o, " ");
       put (&o, phases[phase]);
     }
   else
     put (&o, "setting up");
-  if (step > 0 || crumb_epoch > 0)
+  if (step > 0 || epoch > 0)
     {
       put (&o, ", step ");
       put_number (&o, step);
       put (&o, " (epoch ");
-      put_number (&o, crumb_epoch);
+      put_number (&o, epoch);
       put (&o, ")");
     }
   return o.len;
