@@ -102,7 +102,9 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
     {
       const guint8 *next = memmem (at, (gsize)(end - at), "KIMG", 4);
       const guint8 *stop = next ? next : end;
-      guint8 pick = *at;
+      /* An empty part ("KIMGKIMG") is an empty file with pick 0. */
+      guint8 pick = stop > at ? *at : 0;
+      gssize len = stop > at ? stop - at - 1 : 0;
       g_autofree char *cdir = NULL, *file = NULL, *name = NULL;
 
       if (flags & 8) /* train/ test/ val/ */
@@ -112,7 +114,7 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       g_mkdir_with_parents (cdir, 0755);
       name = g_strdup_printf ("i%02u%s", n, extensions[(pick >> 4) & 3]);
       file = g_build_filename (cdir, name, NULL);
-      g_file_set_contents (file, (const char *)at + 1, stop - at - 1, NULL);
+      g_file_set_contents (file, len ? (const char *)at + 1 : "", len, NULL);
       n++;
       at = next ? next + 4 : end;
     }
