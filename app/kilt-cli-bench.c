@@ -35,6 +35,7 @@ typedef struct
   guint64 flops_per_sample; /* forward, as the model's summary counts them */
   gboolean adapted;         /* a preset whose input or classes were changed to fit --data */
   KiltPrecision precision;
+  double check_tf32_gemm; /* tf32: the GEMM's largest error against its rounded inputs */
   char *error;
   GArray *timings;
 } BenchResult;
@@ -340,7 +341,19 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
     }
   if (check)
     {
-      r->check_ok = check_first_step (ctx, model, c, r, &error);
+      /* At tf32 a deep network's step drifts from the double-precision reference by what
+       * TF32's 11-bit inputs do through it (MobileNetV2's batch normalisations over a 1x1
+       * image made that 2% of the loss), which tells nothing of whether a kernel is wrong.
+       * So the step is checked at fp32, every kernel but the GEMM the same, and the TF32
+       * GEMM against a reference of its rounded inputs, which it matches to FP32 rounding. */
+      r->check_ok = kilt_context_set_precision (ctx, KILT_PRECISION_FP32, &error)
+                    && check_first_step (ctx, model, c, r, &error)
+                    && kilt_context_set_precision (ctx, r->precision, &error);
+      if (r->check_ok && r->precision == KILT_PRECISION_TF32)
+        {
+          double gflops;
+          r->check_ok = kilt_gemm_tf32_check (ctx, &r->check_tf32_gemm, &gflops, &error);
+        }
       if (!r->check_ok)
         {
           r->error = g_strdup (error->message);
@@ -348,11 +361,9 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
           kilt_context_free (ctx);
           return;
         }
-      {
-        double tol_loss, tol_grad;
-        kilt_precision_tolerance (r->precision, &tol_loss, &tol_grad);
-        r->check_ok = r->check_loss < tol_loss && r->check_grad < tol_grad;
-      }
+      r->check_ok = r->check_loss < 1e-4 && r->check_grad < 1e-3
+                    && (r->precision != KILT_PRECISION_TF32
+                        || r->check_tf32_gemm <= KILT_TF32_CHECK_TOLERANCE);
     }
   kilt_context_free (ctx);
 
@@ -551,6 +562,10 @@ kilt_cli_bench (int argc, char **argv)
                   NUM ("check_grad_rel", r.check_grad);
                   NUM ("check_draws", r.check_draws);
                   NUM ("check_samples", r.check_batch);
+                  if (r.precision == KILT_PRECISION_TF32)
+                    {
+                      NUM ("check_tf32_gemm_error", r.check_tf32_gemm);
+                    }
                   json_builder_set_member_name (b, "check_input_chw");
                   json_builder_begin_array (b);
                   json_builder_add_int_value (b, r.check_input.c);
@@ -639,8 +654,12 @@ kilt_cli_bench (int argc, char **argv)
                         : "",
                     r.check_loss, r.check_grad,
                     r.check_draws > 1 ? "; inputs drawn again where a ReLU's input was within "
-                                        "rounding of 0"
+                                        "rounding of a kink"
                                       : "");
+          if (!no_check && r.precision == KILT_PRECISION_TF32)
+            printf ("             (the step at fp32; the tf32 GEMM against its rounded inputs: "
+                    "largest error %.1e)\n",
+                    r.check_tf32_gemm);
           if (r.timings)
             {
               double total = 0;

@@ -45,18 +45,6 @@ kilt_precision_from_name (const char *name, KiltPrecision *out)
   return FALSE;
 }
 
-void
-kilt_precision_tolerance (KiltPrecision p, double *loss, double *grad)
-{
-  /* FP32 sums of a few thousand products stay within 1e-4 (loss) and 1e-3 (largest relative
-   * gradient error). TF32 rounds each input to 11 significant bits (a relative error up to
-   * 2^-11, about 5e-4, per factor), so a step's loss moves by about 1e-4; the gradients move
-   * more, since an input to a ReLU within that error of 0 may fall on its other side (measured
-   * on PoCL with the emulated kernel: 5e-4 to 5e-2 of the largest gradient on the presets). */
-  *loss = p == KILT_PRECISION_TF32 ? 5e-3 : 1e-4;
-  *grad = p == KILT_PRECISION_TF32 ? 1e-1 : 1e-3;
-}
-
 static gboolean
 emulated (void)
 {

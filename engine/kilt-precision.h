@@ -17,8 +17,5 @@ typedef enum
 const char *kilt_precision_name (KiltPrecision p);
 /* "fp32", "tf32"; FALSE for anything else (bf16 and fp16 are not built yet). */
 gboolean kilt_precision_from_name (const char *name, KiltPrecision *out);
-/* Relative tolerances of a training step against the double-precision C reference at @p:
- * the loss and the largest gradient error. */
-void kilt_precision_tolerance (KiltPrecision p, double *loss, double *grad);
 
 G_END_DECLS
