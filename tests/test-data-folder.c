@@ -412,15 +412,26 @@ test_hostile_folder (void)
     g_free (save_image (a, "ok.png", "png", 2, 2, 3));
     g_free (save_image (a, "ok2.png", "png", 2, 2, 4));
     g_free (save_image (b, "ok.png", "png", 2, 2, 5));
+    g_autofree char *far = g_build_filename (a, "far.bmp", NULL);
+    guint8 far_bytes[40];
     data_test_write (bad, bmp, sizeof bmp, FALSE);
+    /* And one whose pixel data would start 4 GB in (the loader buffered up to it). */
+    memcpy (far_bytes, bmp, sizeof far_bytes);
+    memcpy (far_bytes + 10, (const guint8[]){ 0x36, 0x00, 0x00, 0xfa }, 4);
+    memcpy (far_bytes + 14, (const guint8[]){ 40, 0, 0, 0 }, 4);
+    data_test_write (far, far_bytes, sizeof far_bytes, FALSE);
     ds = kilt_dataset_load (f, &opts, NULL, NULL, NULL, &error);
     g_assert_no_error (error);
     g_assert_cmpuint (ds->train.n, ==, 3);
-    g_assert_cmpuint (ds->skipped, ==, 1);
+    g_assert_cmpuint (ds->skipped, ==, 2);
     if (strstr (ds->notes, "bad.bmp: not a readable image: its BMP info header (byte offset 14) "
                            "declares 2298479875 bytes, more than the 124")
         == NULL)
       g_error ("expected the BMP header refused in the notes: %s", ds->notes);
+    if (strstr (ds->notes, "far.bmp: not a readable image: its BMP pixel data starts at byte "
+                           "4194304054 (the offset at byte 10), past the end of the 40-byte file")
+        == NULL)
+      g_error ("expected the BMP offset refused in the notes: %s", ds->notes);
   }
 }
 

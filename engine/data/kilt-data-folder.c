@@ -258,26 +258,40 @@ decode_bytes (GdkPixbufLoader *loader, const guint8 *bytes, gsize len, SizeCheck
   return pb ? g_object_ref (pb) : NULL;
 }
 
-/* gdk-pixbuf's BMP loader buffers a file's whole info header before it reads the image size,
- * at the size the file declares: a 111-byte file that declares 2 GB made every decoding thread
- * reserve 2 GB (found by tests/fuzz/fuzz-folder.c). No BMP header is longer than BMP v5's. */
+/* gdk-pixbuf's BMP loader buffers a file's whole info header, and then everything up to its
+ * pixel data, at the sizes the file declares, before it reads the image size: a 100-byte
+ * file that declares 2 GB (or 4 GB) made every decoding thread reserve that much (found by
+ * tests/fuzz/fuzz-folder.c). No BMP header is longer than BMP v5's, and pixel data that
+ * starts past the end of the file is not there. */
 #define MAX_BMP_INFO 124
 
 static gboolean
 check_bmp_header (const guint8 *bytes, gsize len, GError **error)
 {
-  guint32 info;
+  guint32 info, offset;
 
   if (len < 18 || bytes[0] != 'B' || bytes[1] != 'M')
     return TRUE; /* not a BMP, or too short for a loader to take */
+  offset
+      = bytes[10] | (guint32)bytes[11] << 8 | (guint32)bytes[12] << 16 | (guint32)bytes[13] << 24;
   info = bytes[14] | (guint32)bytes[15] << 8 | (guint32)bytes[16] << 16 | (guint32)bytes[17] << 24;
-  if (info <= MAX_BMP_INFO)
-    return TRUE;
-  g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
-               "not a readable image: its BMP info header (byte offset 14) declares %u bytes, "
-               "more than the %d of any BMP version",
-               info, MAX_BMP_INFO);
-  return FALSE;
+  if (info > MAX_BMP_INFO)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "not a readable image: its BMP info header (byte offset 14) declares %u bytes, "
+                   "more than the %d of any BMP version",
+                   info, MAX_BMP_INFO);
+      return FALSE;
+    }
+  if (offset > len)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "not a readable image: its BMP pixel data starts at byte %u (the offset at "
+                   "byte 10), past the end of the %" G_GSIZE_FORMAT "-byte file",
+                   offset, len);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 /* gdk_pixbuf_new_from_file () sniffs every file against every loader; naming the loader from
