@@ -17,7 +17,7 @@ void __tsan_release (void *addr);
 #define REAL(name)                                                                                 \
   static __typeof__ (&name) real_##name;                                                           \
   if (!real_##name)                                                                                \
-    real_##name = (__typeof__ (&name))dlsym (RTLD_NEXT, #name)
+  real_##name = (__typeof__ (&name))dlsym (RTLD_NEXT, #name)
 
 void
 g_mutex_lock (GMutex *m)
