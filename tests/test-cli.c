@@ -347,9 +347,16 @@ test_bench_workload (void)
       Result r;
 
       g_assert_no_error (error);
+      /* VGG16's two training steps are 186 GFLOP on the CPU: the sanitizer pass leaves them to
+       * the plain one. */
+      if (g_str_equal (names[i], "vgg16") && g_getenv ("KILT_TEST_SANITIZER"))
+        {
+          g_test_message ("vgg16: in the plain build only (KILT_TEST_SANITIZER)");
+          continue;
+        }
       summary = kilt_summary_new (model, 2);
       in = kilt_model_node (model, 0)->out_shape;
-      r = run_cli (NULL, (const char *const[]){ "bench", "--model", names[i], "--batch", "2",
+      r = run_cli (NULL, (const char *const[]){ "bench", "--model", names[i], "--batch", "1",
                                                 "--steps", "1", "--no-check", "--json", NULL });
       g_test_message ("%s: %s%s", names[i], r.out, r.err);
       g_assert_cmpint (r.status, ==, 0);
@@ -491,15 +498,21 @@ test_bench_check_bounded (void)
 
   if (!cli_path ())
     return;
-  r = run_cli (NULL, (const char *const[]){ "bench", "--model", "vgg16", "--batch", "2", "--steps",
-                                            "1", NULL });
-  g_test_message ("%s%s", r.out, r.err);
-  g_assert_cmpint (r.status, ==, 0);
-  g_assert_nonnull (strstr (r.err, "Checking the first step against the C reference on 1 sample"));
-  g_assert_nonnull (strstr (r.out, "check:     pass on 1 sample of 3x"));
-  g_assert_nonnull (strstr (r.out, "rebuilt smaller"));
-  g_assert_nonnull (strstr (r.out, "input 3x224x224"));
-  result_clear (&r);
+  if (g_getenv ("KILT_TEST_SANITIZER"))
+    g_test_message ("vgg16: in the plain build only (KILT_TEST_SANITIZER)");
+  else
+    {
+      r = run_cli (NULL, (const char *const[]){ "bench", "--model", "vgg16", "--batch", "1",
+                                                "--steps", "1", NULL });
+      g_test_message ("%s%s", r.out, r.err);
+      g_assert_cmpint (r.status, ==, 0);
+      g_assert_nonnull (
+          strstr (r.err, "Checking the first step against the C reference on 1 sample"));
+      g_assert_nonnull (strstr (r.out, "check:     pass on 1 sample of 3x"));
+      g_assert_nonnull (strstr (r.out, "rebuilt smaller"));
+      g_assert_nonnull (strstr (r.out, "input 3x224x224"));
+      result_clear (&r);
+    }
   /* MobileNetV2 (imported from Keras 3): thousands of ReLU6 outputs, one of which sat at its
    * cap of 6 on the device and just under it in the reference, which moved the gradients by
    * 1e-2 through batch normalisation; such a draw is now seen and drawn again. */
