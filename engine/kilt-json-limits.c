@@ -3,6 +3,8 @@
 #define G_LOG_DOMAIN "kilt-json-limits"
 
 #include "kilt-json-limits.h"
+
+#include <math.h>
 #include "kilt-error.h"
 
 #include <glib/gstdio.h>
@@ -177,4 +179,43 @@ char *
 kilt_json_clean_message (const char *message)
 {
   return g_utf8_make_valid (message, -1);
+}
+
+void
+kilt_json_add_number (JsonBuilder *b, const char *name, double v)
+{
+  json_builder_set_member_name (b, name);
+  if (isfinite (v))
+    json_builder_add_double_value (b, v);
+  else
+    json_builder_add_null_value (b);
+}
+
+void
+kilt_json_add_int (JsonBuilder *b, const char *name, gint64 v)
+{
+  json_builder_set_member_name (b, name);
+  json_builder_add_int_value (b, v);
+}
+
+void
+kilt_json_add_text (JsonBuilder *b, const char *v)
+{
+  if (g_utf8_validate (v, -1, NULL))
+    json_builder_add_string_value (b, v);
+  else
+    {
+      g_autofree char *valid = g_utf8_make_valid (v, -1);
+      json_builder_add_string_value (b, valid);
+    }
+}
+
+void
+kilt_json_add_string (JsonBuilder *b, const char *name, const char *v)
+{
+  json_builder_set_member_name (b, name);
+  if (v)
+    kilt_json_add_text (b, v);
+  else
+    json_builder_add_null_value (b);
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <glib.h>
+#include <json-glib/json-glib.h>
 
 G_BEGIN_DECLS
 
@@ -27,5 +28,14 @@ gboolean kilt_json_read_file (const char *path, const char *what, char **data, g
 /* json-glib's messages quote the text it choked on, which may be invalid UTF-8: a copy that is
  * valid UTF-8, safe for a label, a log or a JSON report. */
 char *kilt_json_clean_message (const char *message);
+
+/* Members of the object a JsonBuilder is in. JSON has no NaN or infinity (json-glib would write
+ * a bare nan, and the document would no longer parse): such a number is written as null. A
+ * string is made valid UTF-8 first (json-glib copies bad bytes through); NULL is null. */
+void kilt_json_add_number (JsonBuilder *b, const char *name, double v);
+void kilt_json_add_int (JsonBuilder *b, const char *name, gint64 v);
+void kilt_json_add_string (JsonBuilder *b, const char *name, const char *v);
+/* A string value (in an array, or after a member name), made valid UTF-8 first. */
+void kilt_json_add_text (JsonBuilder *b, const char *v);
 
 G_END_DECLS

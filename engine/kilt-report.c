@@ -4,6 +4,7 @@
 
 #include "kilt-report-private.h"
 #include "kilt-error.h"
+#include "kilt-json-limits.h"
 
 #include <math.h>
 #include <string.h>
@@ -239,47 +240,6 @@ kilt_report_to_csv (const KiltReportOptions *o)
 
 /* ---- JSON ---- */
 
-/* A string value, made valid UTF-8 first: json-glib copies bad bytes through, and the whole
- * document is then no JSON a reader accepts. */
-static void
-j_add_text (JsonBuilder *b, const char *v)
-{
-  if (g_utf8_validate (v, -1, NULL))
-    json_builder_add_string_value (b, v);
-  else
-    {
-      g_autofree char *valid = g_utf8_make_valid (v, -1);
-      json_builder_add_string_value (b, valid);
-    }
-}
-
-static void
-j_str (JsonBuilder *b, const char *name, const char *v)
-{
-  json_builder_set_member_name (b, name);
-  if (v)
-    j_add_text (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-j_num (JsonBuilder *b, const char *name, double v)
-{
-  json_builder_set_member_name (b, name);
-  if (isnan (v) || isinf (v))
-    json_builder_add_null_value (b);
-  else
-    json_builder_add_double_value (b, v);
-}
-
-static void
-j_int (JsonBuilder *b, const char *name, gint64 v)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, v);
-}
-
 static void
 j_time (JsonBuilder *b, const char *name, gint64 unix_us)
 {
@@ -304,7 +264,7 @@ j_embedded (JsonBuilder *b, const char *name, const char *text)
   if (text && json_parser_load_from_data (p, text, -1, NULL) && json_parser_get_root (p))
     json_builder_add_value (b, json_node_copy (json_parser_get_root (p)));
   else if (text)
-    j_add_text (b, text);
+    kilt_json_add_text (b, text);
   else
     json_builder_add_null_value (b);
 }
@@ -315,70 +275,70 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
   const KiltRunRecord *r = &run->record;
 
   json_builder_begin_object (b);
-  j_int (b, "id", run->id);
-  j_str (b, "name", r->name);
-  j_str (b, "status", kilt_run_store_status_name (run->status));
-  j_str (b, "error", run->error_message);
+  kilt_json_add_int (b, "id", run->id);
+  kilt_json_add_string (b, "name", r->name);
+  kilt_json_add_string (b, "status", kilt_run_store_status_name (run->status));
+  kilt_json_add_string (b, "error", run->error_message);
   j_time (b, "started_at", run->started_at);
   j_time (b, "ended_at", run->ended_at);
-  j_str (b, "hostname", run->hostname);
+  kilt_json_add_string (b, "hostname", run->hostname);
   json_builder_set_member_name (b, "tags");
   json_builder_begin_array (b);
   for (guint i = 0; i < run->tags->len; i++)
-    j_add_text (b, run->tags->pdata[i]);
+    kilt_json_add_text (b, run->tags->pdata[i]);
   json_builder_end_array (b);
 
   json_builder_set_member_name (b, "model");
   json_builder_begin_object (b);
-  j_str (b, "name", r->model_name);
-  j_int (b, "parameters", (gint64)r->n_params);
-  j_int (b, "flops_per_sample", (gint64)r->flops_per_sample);
+  kilt_json_add_string (b, "name", r->model_name);
+  kilt_json_add_int (b, "parameters", (gint64)r->n_params);
+  kilt_json_add_int (b, "flops_per_sample", (gint64)r->flops_per_sample);
   j_embedded (b, "description", r->model_json);
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "data");
   json_builder_begin_object (b);
-  j_str (b, "description", r->data_description);
-  j_str (b, "hash", r->data_hash);
-  j_int (b, "train_samples", (gint64)r->train_samples);
-  j_int (b, "steps_per_epoch", r->steps_per_epoch);
+  kilt_json_add_string (b, "description", r->data_description);
+  kilt_json_add_string (b, "hash", r->data_hash);
+  kilt_json_add_int (b, "train_samples", (gint64)r->train_samples);
+  kilt_json_add_int (b, "steps_per_epoch", r->steps_per_epoch);
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "device");
   json_builder_begin_object (b);
-  j_str (b, "id", r->device_id);
-  j_str (b, "name", r->device_name);
-  j_str (b, "vendor", r->device_vendor);
-  j_str (b, "type", r->device_type);
-  j_str (b, "driver", r->device_driver);
-  j_str (b, "opencl_version", r->device_opencl_version);
+  kilt_json_add_string (b, "id", r->device_id);
+  kilt_json_add_string (b, "name", r->device_name);
+  kilt_json_add_string (b, "vendor", r->device_vendor);
+  kilt_json_add_string (b, "type", r->device_type);
+  kilt_json_add_string (b, "driver", r->device_driver);
+  kilt_json_add_string (b, "opencl_version", r->device_opencl_version);
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "software");
   json_builder_begin_object (b);
-  j_str (b, "kilt", r->kilt_version);
-  j_str (b, "clblast", r->clblast_version);
-  j_str (b, "opencl_platform", r->platform_name);
-  j_str (b, "opencl_platform_version", r->platform_version);
+  kilt_json_add_string (b, "kilt", r->kilt_version);
+  kilt_json_add_string (b, "clblast", r->clblast_version);
+  kilt_json_add_string (b, "opencl_platform", r->platform_name);
+  kilt_json_add_string (b, "opencl_platform_version", r->platform_version);
   json_builder_end_object (b);
 
   j_embedded (b, "config", run->config_json);
 
   json_builder_set_member_name (b, "summary");
   json_builder_begin_object (b);
-  j_int (b, "epochs", run->epochs->len);
-  j_num (b, "compile_seconds", r->compile_seconds);
+  kilt_json_add_int (b, "epochs", run->epochs->len);
+  kilt_json_add_number (b, "compile_seconds", r->compile_seconds);
   json_builder_set_member_name (b, "compile_cached");
   json_builder_add_boolean_value (b, r->compile_cached);
-  j_num (b, "train_seconds", kilt_run_train_seconds (run));
-  j_num (b, "mean_epoch_seconds", kilt_run_mean_epoch_seconds (run));
-  j_num (b, "samples_per_second", kilt_run_mean_samples_per_second (run));
-  j_num (b, "gflops", kilt_run_gflops (run));
-  j_num (b, "best_val_accuracy", kilt_run_best_val_accuracy (run));
-  j_num (b, "final_val_accuracy", kilt_run_final_val_accuracy (run));
-  j_num (b, "test_loss", run->test_loss);
-  j_num (b, "test_accuracy", run->test_accuracy);
-  j_num (b, "speedup", kilt_report_speedup (run, base));
+  kilt_json_add_number (b, "train_seconds", kilt_run_train_seconds (run));
+  kilt_json_add_number (b, "mean_epoch_seconds", kilt_run_mean_epoch_seconds (run));
+  kilt_json_add_number (b, "samples_per_second", kilt_run_mean_samples_per_second (run));
+  kilt_json_add_number (b, "gflops", kilt_run_gflops (run));
+  kilt_json_add_number (b, "best_val_accuracy", kilt_run_best_val_accuracy (run));
+  kilt_json_add_number (b, "final_val_accuracy", kilt_run_final_val_accuracy (run));
+  kilt_json_add_number (b, "test_loss", run->test_loss);
+  kilt_json_add_number (b, "test_accuracy", run->test_accuracy);
+  kilt_json_add_number (b, "speedup", kilt_report_speedup (run, base));
   json_builder_end_object (b);
 
   json_builder_set_member_name (b, "epochs");
@@ -387,21 +347,21 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
     {
       const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);
       json_builder_begin_object (b);
-      j_int (b, "epoch", e->epoch);
-      j_num (b, "train_loss", e->train_loss);
-      j_num (b, "train_accuracy", e->train_accuracy);
-      j_num (b, "val_loss", e->val_loss);
-      j_num (b, "val_accuracy", e->val_accuracy);
-      j_num (b, "seconds", e->wall_seconds);
-      j_num (b, "elapsed_seconds", e->elapsed_seconds);
-      j_num (b, "samples_per_second", e->samples_per_second);
-      j_num (b, "compile_seconds", e->compile_seconds);
-      j_num (b, "busy_percent", e->busy_percent);
+      kilt_json_add_int (b, "epoch", e->epoch);
+      kilt_json_add_number (b, "train_loss", e->train_loss);
+      kilt_json_add_number (b, "train_accuracy", e->train_accuracy);
+      kilt_json_add_number (b, "val_loss", e->val_loss);
+      kilt_json_add_number (b, "val_accuracy", e->val_accuracy);
+      kilt_json_add_number (b, "seconds", e->wall_seconds);
+      kilt_json_add_number (b, "elapsed_seconds", e->elapsed_seconds);
+      kilt_json_add_number (b, "samples_per_second", e->samples_per_second);
+      kilt_json_add_number (b, "compile_seconds", e->compile_seconds);
+      kilt_json_add_number (b, "busy_percent", e->busy_percent);
       json_builder_set_member_name (b, "peak_bytes");
       json_builder_begin_object (b);
       for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
-        j_int (b, kilt_mem_category_name (c), e->peak_bytes[c]);
-      j_int (b, "total", e->peak_total);
+        kilt_json_add_int (b, kilt_mem_category_name (c), e->peak_bytes[c]);
+      kilt_json_add_int (b, "total", e->peak_total);
       json_builder_end_object (b);
       json_builder_end_object (b);
     }
@@ -413,13 +373,13 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
     {
       const KiltLayerTiming *t = &g_array_index (run->layer_timings, KiltLayerTiming, k);
       json_builder_begin_object (b);
-      j_str (b, "layer", t->layer);
-      j_str (b, "type", t->type);
-      j_num (b, "forward", t->forward_ms);
-      j_num (b, "backward", t->backward_ms);
-      j_num (b, "update", t->update_ms);
+      kilt_json_add_string (b, "layer", t->layer);
+      kilt_json_add_string (b, "type", t->type);
+      kilt_json_add_number (b, "forward", t->forward_ms);
+      kilt_json_add_number (b, "backward", t->backward_ms);
+      kilt_json_add_number (b, "update", t->update_ms);
       if (t->algo)
-        j_str (b, "algo", t->algo);
+        kilt_json_add_string (b, "algo", t->algo);
       json_builder_end_object (b);
     }
   json_builder_end_array (b);
@@ -432,13 +392,13 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
         {
           const KiltStepRecord *st = &g_array_index (run->steps, KiltStepRecord, k);
           json_builder_begin_object (b);
-          j_int (b, "epoch", st->epoch);
-          j_int (b, "step", st->step);
-          j_int (b, "global_step", (gint64)st->global_step);
-          j_num (b, "elapsed_seconds", st->elapsed_seconds);
-          j_num (b, "loss", st->loss);
-          j_num (b, "accuracy", st->accuracy);
-          j_num (b, "samples_per_second", st->samples_per_second);
+          kilt_json_add_int (b, "epoch", st->epoch);
+          kilt_json_add_int (b, "step", st->step);
+          kilt_json_add_int (b, "global_step", (gint64)st->global_step);
+          kilt_json_add_number (b, "elapsed_seconds", st->elapsed_seconds);
+          kilt_json_add_number (b, "loss", st->loss);
+          kilt_json_add_number (b, "accuracy", st->accuracy);
+          kilt_json_add_number (b, "samples_per_second", st->samples_per_second);
           json_builder_end_object (b);
         }
       json_builder_end_array (b);
@@ -455,16 +415,18 @@ kilt_report_to_json (const KiltReportOptions *o)
   const KiltRun *base = kilt_report_baseline (o);
 
   json_builder_begin_object (b);
-  j_str (b, "format", "kilt-report");
-  j_int (b, "version", 1);
+  kilt_json_add_string (b, "format", "kilt-report");
+  kilt_json_add_int (b, "version", 1);
   j_time (b, "generated_at", g_get_real_time ());
   json_builder_set_member_name (b, "baseline_id");
   if (base)
     json_builder_add_int_value (b, base->id);
   else
     json_builder_add_null_value (b);
-  j_str (b, "speedup_definition", "baseline mean epoch seconds / run mean epoch seconds");
-  j_str (b, "gflops_definition", "3 x forward FLOPs per sample x samples per second / 1e9");
+  kilt_json_add_string (b, "speedup_definition",
+                        "baseline mean epoch seconds / run mean epoch seconds");
+  kilt_json_add_string (b, "gflops_definition",
+                        "3 x forward FLOPs per sample x samples per second / 1e9");
   json_builder_set_member_name (b, "runs");
   json_builder_begin_array (b);
   for (guint i = 0; i < o->runs->len; i++)

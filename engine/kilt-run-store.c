@@ -5,6 +5,7 @@
 #include "kilt-run-store-private.h"
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
+#include "kilt-json-limits.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -661,18 +662,6 @@ need_version (KiltRunStore *store, int version, GError **error)
 
 static const char *const preprocess_names[] = { "scale", "standard" };
 
-/* JSON has no NaN or infinity: json-glib would write a bare nan, and the whole configuration
- * would no longer parse. Such a value is written as null (read back as the default). */
-static void
-add_number (JsonBuilder *b, const char *name, double v)
-{
-  json_builder_set_member_name (b, name);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
 char *
 kilt_run_config_to_json (const KiltTrainConfig *c)
 {
@@ -693,7 +682,7 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_add_int_value (b, c->batch);
   json_builder_set_member_name (b, "seed");
   json_builder_add_int_value (b, c->seed);
-  add_number (b, "val_fraction", c->val_fraction);
+  kilt_json_add_number (b, "val_fraction", c->val_fraction);
   json_builder_set_member_name (b, "augment");
   json_builder_add_boolean_value (b, c->augment);
   json_builder_set_member_name (b, "precision");
@@ -724,7 +713,7 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_set_member_name (b, "type");
   json_builder_add_string_value (
       b, (guint)o->type < KILT_OPT_N_TYPES ? kilt_optimizer_name (o->type) : "sgd");
-#define ADD_F(field) add_number (b, #field, o->field)
+#define ADD_F(field) kilt_json_add_number (b, #field, o->field)
   ADD_F (lr);
   ADD_F (momentum);
   ADD_F (rho);

@@ -6,6 +6,7 @@
 
 #include "kilt-worker-protocol.h"
 #include "kilt-error.h"
+#include "kilt-json-limits.h"
 
 #include <math.h>
 #include <string.h>
@@ -13,34 +14,7 @@
 static const char *event_names[]
     = { "started", "step", "epoch", "memory", "timings", "log", "finished" };
 
-/* JSON has no NaN or infinity: null stands for them (read back as NaN). */
-static void
-add_number (JsonBuilder *b, const char *name, double v)
-{
-  json_builder_set_member_name (b, name);
-  if (isfinite (v))
-    json_builder_add_double_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_string (JsonBuilder *b, const char *name, const char *v)
-{
-  json_builder_set_member_name (b, name);
-  if (v)
-    json_builder_add_string_value (b, v);
-  else
-    json_builder_add_null_value (b);
-}
-
-static void
-add_int (JsonBuilder *b, const char *name, gint64 v)
-{
-  json_builder_set_member_name (b, name);
-  json_builder_add_int_value (b, v);
-}
-
+/* (Non-finite numbers go out as null, read back as NaN: kilt_json_add_number.) */
 JsonBuilder *
 kilt_worker_event_begin (const KiltEvent *ev)
 {
@@ -48,62 +22,62 @@ kilt_worker_event_begin (const KiltEvent *ev)
 
   g_return_val_if_fail ((guint)ev->type < G_N_ELEMENTS (event_names), b);
   json_builder_begin_object (b);
-  add_string (b, "event", event_names[ev->type]);
+  kilt_json_add_string (b, "event", event_names[ev->type]);
   switch (ev->type)
     {
       case KILT_EVENT_STARTED:
-        add_string (b, "device", ev->device_name);
-        add_number (b, "compile_seconds", ev->compile_seconds);
+        kilt_json_add_string (b, "device", ev->device_name);
+        kilt_json_add_number (b, "compile_seconds", ev->compile_seconds);
         json_builder_set_member_name (b, "compile_cached");
         json_builder_add_boolean_value (b, ev->compile_cached);
-        add_number (b, "planned_bytes", (double)ev->planned_bytes);
-        add_number (b, "device_bytes", (double)ev->device_bytes);
-        add_number (b, "params", (double)ev->n_params);
-        add_number (b, "flops_per_sample", (double)ev->flops_per_sample);
-        add_number (b, "steps_per_epoch", ev->steps_per_epoch);
+        kilt_json_add_number (b, "planned_bytes", (double)ev->planned_bytes);
+        kilt_json_add_number (b, "device_bytes", (double)ev->device_bytes);
+        kilt_json_add_number (b, "params", (double)ev->n_params);
+        kilt_json_add_number (b, "flops_per_sample", (double)ev->flops_per_sample);
+        kilt_json_add_number (b, "steps_per_epoch", ev->steps_per_epoch);
         /* 64 bits: more than a double holds exactly. */
         {
           char token[32];
           g_snprintf (token, sizeof token, "%" G_GUINT64_FORMAT, ev->run_token);
-          add_string (b, "run_token", token);
+          kilt_json_add_string (b, "run_token", token);
         }
         break;
       case KILT_EVENT_STEP:
       case KILT_EVENT_EPOCH:
-        add_number (b, "epoch", ev->epoch);
-        add_number (b, "step", ev->step);
-        add_number (b, "global_step", (double)ev->global_step);
-        add_number (b, "loss", ev->loss);
-        add_number (b, "accuracy", ev->accuracy);
-        add_number (b, "samples_per_second", ev->samples_per_second);
-        add_number (b, "eta_seconds", ev->eta_seconds);
+        kilt_json_add_number (b, "epoch", ev->epoch);
+        kilt_json_add_number (b, "step", ev->step);
+        kilt_json_add_number (b, "global_step", (double)ev->global_step);
+        kilt_json_add_number (b, "loss", ev->loss);
+        kilt_json_add_number (b, "accuracy", ev->accuracy);
+        kilt_json_add_number (b, "samples_per_second", ev->samples_per_second);
+        kilt_json_add_number (b, "eta_seconds", ev->eta_seconds);
         if (ev->type == KILT_EVENT_EPOCH)
           {
-            add_number (b, "val_loss", ev->val_loss);
-            add_number (b, "val_accuracy", ev->val_accuracy);
-            add_number (b, "seconds", ev->epoch_seconds);
-            add_number (b, "warmup_seconds", ev->warmup_seconds);
-            add_number (b, "busy_percent", ev->busy_percent);
+            kilt_json_add_number (b, "val_loss", ev->val_loss);
+            kilt_json_add_number (b, "val_accuracy", ev->val_accuracy);
+            kilt_json_add_number (b, "seconds", ev->epoch_seconds);
+            kilt_json_add_number (b, "warmup_seconds", ev->warmup_seconds);
+            kilt_json_add_number (b, "busy_percent", ev->busy_percent);
             /* The epoch's peaks go into the run store's epoch record. */
             json_builder_set_member_name (b, "peak");
             json_builder_begin_object (b);
             for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
-              add_number (b, kilt_mem_category_name (i), (double)ev->mem.peak[i]);
+              kilt_json_add_number (b, kilt_mem_category_name (i), (double)ev->mem.peak[i]);
             json_builder_end_object (b);
-            add_number (b, "peak_bytes", (double)ev->mem.peak_total);
+            kilt_json_add_number (b, "peak_bytes", (double)ev->mem.peak_total);
           }
         break;
       case KILT_EVENT_MEMORY:
-        add_number (b, "live_bytes", (double)ev->mem.live_total);
-        add_number (b, "peak_bytes", (double)ev->mem.peak_total);
+        kilt_json_add_number (b, "live_bytes", (double)ev->mem.live_total);
+        kilt_json_add_number (b, "peak_bytes", (double)ev->mem.peak_total);
         for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
-          add_number (b, kilt_mem_category_name (i), (double)ev->mem.live[i]);
+          kilt_json_add_number (b, kilt_mem_category_name (i), (double)ev->mem.live[i]);
         json_builder_set_member_name (b, "peak");
         json_builder_begin_object (b);
         for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
-          add_number (b, kilt_mem_category_name (i), (double)ev->mem.peak[i]);
+          kilt_json_add_number (b, kilt_mem_category_name (i), (double)ev->mem.peak[i]);
         json_builder_end_object (b);
-        add_number (b, "vendor_used_bytes", (double)ev->vendor_used_bytes);
+        kilt_json_add_number (b, "vendor_used_bytes", (double)ev->vendor_used_bytes);
         break;
       case KILT_EVENT_TIMINGS:
         json_builder_set_member_name (b, "layers");
@@ -112,14 +86,14 @@ kilt_worker_event_begin (const KiltEvent *ev)
           {
             KiltLayerTiming *t = &g_array_index (ev->timings, KiltLayerTiming, i);
             json_builder_begin_object (b);
-            add_string (b, "layer", t->layer);
-            add_string (b, "type", t->type);
-            add_number (b, "forward_ms", t->forward_ms);
-            add_number (b, "backward_ms", t->backward_ms);
-            add_number (b, "update_ms", t->update_ms);
+            kilt_json_add_string (b, "layer", t->layer);
+            kilt_json_add_string (b, "type", t->type);
+            kilt_json_add_number (b, "forward_ms", t->forward_ms);
+            kilt_json_add_number (b, "backward_ms", t->backward_ms);
+            kilt_json_add_number (b, "update_ms", t->update_ms);
             if (t->algo)
               {
-                add_string (b, "algo", t->algo);
+                kilt_json_add_string (b, "algo", t->algo);
                 json_builder_set_member_name (b, "algo_ms");
                 json_builder_begin_array (b);
                 for (int k = 0; k < 4; k++)
@@ -132,19 +106,19 @@ kilt_worker_event_begin (const KiltEvent *ev)
         json_builder_end_array (b);
         break;
       case KILT_EVENT_LOG:
-        add_string (b, "message", ev->message);
-        add_int (b, "level", ev->level);
+        kilt_json_add_string (b, "message", ev->message);
+        kilt_json_add_int (b, "level", ev->level);
         break;
       case KILT_EVENT_FINISHED:
-        add_string (b, "status", kilt_run_status_name (ev->status));
+        kilt_json_add_string (b, "status", kilt_run_status_name (ev->status));
         if (ev->error)
           {
-            add_string (b, "error", ev->error->message);
-            add_int (b, "error_code", ev->error->code);
+            kilt_json_add_string (b, "error", ev->error->message);
+            kilt_json_add_int (b, "error_code", ev->error->code);
           }
-        add_number (b, "test_loss", ev->test_loss);
-        add_number (b, "test_accuracy", ev->test_accuracy);
-        add_number (b, "leaked_bytes", (double)ev->leaked_bytes);
+        kilt_json_add_number (b, "test_loss", ev->test_loss);
+        kilt_json_add_number (b, "test_accuracy", ev->test_accuracy);
+        kilt_json_add_number (b, "leaked_bytes", (double)ev->leaked_bytes);
         break;
     }
   return b;
@@ -400,12 +374,12 @@ kilt_worker_job_to_json (const KiltWorkerJob *job)
   g_autofree char *config = kilt_run_config_to_json (&job->config);
 
   json_builder_begin_object (b);
-  add_string (b, "cmd", "start");
-  add_string (b, "model_json", job->model_json);
+  kilt_json_add_string (b, "cmd", "start");
+  kilt_json_add_string (b, "model_json", job->model_json);
   /* Nested as text: each has its own reader, which the run store uses too. */
-  add_string (b, "data", data);
-  add_string (b, "config", config);
-  add_string (b, "db", job->db_path);
+  kilt_json_add_string (b, "data", data);
+  kilt_json_add_string (b, "config", config);
+  kilt_json_add_string (b, "db", job->db_path);
   json_builder_set_member_name (b, "keep_weights");
   json_builder_add_boolean_value (b, job->keep_weights);
   if (job->device_ids)
@@ -416,8 +390,8 @@ kilt_worker_job_to_json (const KiltWorkerJob *job)
         json_builder_add_string_value (b, job->device_ids[i]);
       json_builder_end_array (b);
     }
-  add_string (b, "tag", job->tag);
-  add_string (b, "resume_from", job->resume_from);
+  kilt_json_add_string (b, "tag", job->tag);
+  kilt_json_add_string (b, "resume_from", job->resume_from);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   json_generator_set_root (gen, root);
