@@ -246,9 +246,7 @@ check_first_step (KiltContext *ctx, KiltModel *model, const KiltCliCommon *c, Be
     }
   ok = kilt_reference_check_step (ctx, checked, batch, (guint32)c->seed, &r->check_loss,
                                   &r->check_grad, &r->check_draws, error);
-  if (ok && checked != model)
-    g_prefix_error (error, "with the model rebuilt at %ux%u: ", r->check_input.h, r->check_input.w);
-  else if (!ok && checked != model)
+  if (!ok && checked != model)
     g_prefix_error (error, "the check with the model rebuilt at %ux%u: ", r->check_input.h,
                     r->check_input.w);
   return ok;
