@@ -54,8 +54,8 @@ kilt_test_shared_file (const char *relative)
   return path;
 }
 
-static void
-remove_tree (const char *path)
+void
+kilt_test_remove_tree (const char *path)
 {
   GDir *dir = g_dir_open (path, 0, NULL);
   const char *name;
@@ -67,7 +67,7 @@ remove_tree (const char *path)
           g_autofree char *child = g_build_filename (path, name, NULL);
           if (g_file_test (child, G_FILE_TEST_IS_DIR)
               && !g_file_test (child, G_FILE_TEST_IS_SYMLINK))
-            remove_tree (child);
+            kilt_test_remove_tree (child);
           else
             g_unlink (child);
         }
@@ -82,7 +82,7 @@ static void
 cleanup_tmpdirs (void)
 {
   for (guint i = 0; tmpdirs && i < tmpdirs->len; i++)
-    remove_tree (g_ptr_array_index (tmpdirs, i));
+    kilt_test_remove_tree (g_ptr_array_index (tmpdirs, i));
 }
 
 char *

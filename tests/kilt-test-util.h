@@ -14,5 +14,7 @@ char *kilt_test_shared_file (const char *relative);
 
 /* A fresh temporary folder, removed at exit. */
 char *kilt_test_tmpdir (void);
+/* Removes @path and everything under it (links are removed, not followed). */
+void kilt_test_remove_tree (const char *path);
 /* The completed epochs the checkpoint at @path holds (fails the test when it does not load). */
 guint kilt_test_checkpoint_epochs (const char *path);

@@ -3,6 +3,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
 
+#include "kilt-test-util.h"
+
 #include "kilt-application.h"
 #include "kilt-context.h"
 #include "kilt-device.h"
@@ -191,23 +193,6 @@ test_hang (void)
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
 }
 
-static void
-remove_tree (const char *path)
-{
-  g_autoptr (GDir) dir = g_dir_open (path, 0, NULL);
-  const char *name;
-
-  while (dir && (name = g_dir_read_name (dir)))
-    {
-      g_autofree char *child = g_build_filename (path, name, NULL);
-      if (g_file_test (child, G_FILE_TEST_IS_DIR))
-        remove_tree (child);
-      else
-        g_unlink (child);
-    }
-  g_rmdir (path);
-}
-
 int
 main (int argc, char **argv)
 {
@@ -241,6 +226,6 @@ main (int argc, char **argv)
   if (window)
     gtk_window_destroy (GTK_WINDOW (window));
   g_clear_object (&app);
-  remove_tree (store_dir);
+  kilt_test_remove_tree (store_dir);
   return status;
 }

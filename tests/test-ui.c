@@ -2,6 +2,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
 
+#include "kilt-test-util.h"
+
 #include "kilt-application.h"
 #include "kilt-checkpoint.h"
 #include "kilt-chart-view.h"
@@ -1874,25 +1876,6 @@ test_close_during_run (void)
   kilt_session_post (token, &fin);
   g_assert_true (wait_until (window_gone, NULL, 10));
 }
-
-/* Removes @dir with the files and folders in it (the run store's: two levels). */
-static void
-remove_tree (const char *dir)
-{
-  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
-  const char *name;
-
-  while (d && (name = g_dir_read_name (d)))
-    {
-      g_autofree char *path = g_build_filename (dir, name, NULL);
-      if (g_file_test (path, G_FILE_TEST_IS_DIR))
-        remove_tree (path);
-      else
-        g_unlink (path);
-    }
-  g_rmdir (dir);
-}
-
 int
 main (int argc, char **argv)
 {
@@ -1962,7 +1945,7 @@ main (int argc, char **argv)
   settle (0.2);
   g_object_unref (app);
   g_free (artifacts);
-  remove_tree (store_dir);
+  kilt_test_remove_tree (store_dir);
   g_free (store_dir);
   return status;
 }
