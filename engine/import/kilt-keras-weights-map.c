@@ -451,3 +451,53 @@ kilt_keras_free_orders (KiltModel *model, guint **perm)
     g_free (perm[i]);
   g_free (perm);
 }
+
+void
+kilt_keras_place (const Var *v, float *keras, float *kilt, const guint *perm, gboolean to_kilt)
+{
+#define MOVE(ke, ki)                                                                               \
+  do                                                                                               \
+    {                                                                                              \
+      if (to_kilt)                                                                                 \
+        kilt[ki] = keras[ke];                                                                      \
+      else                                                                                         \
+        keras[ke] = kilt[ki];                                                                      \
+    }                                                                                              \
+  while (0)
+  switch (v->place)
+    {
+      case PLACE_COPY:
+        for (gsize i = 0; i < v->n; i++)
+          MOVE (v->permute && perm ? perm[i] : i, i);
+        break;
+      case PLACE_DENSE_KERNEL:
+        {
+          gsize in = v->dims[0], units = v->dims[1];
+          for (gsize k = 0; k < in; k++)
+            for (gsize u = 0; u < units; u++)
+              MOVE ((perm ? perm[k] : k) * units + u, k * units + u);
+          break;
+        }
+      case PLACE_CONV_KERNEL:
+        {
+          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], fo = v->dims[3];
+          for (gsize i = 0; i < kh; i++)
+            for (gsize j = 0; j < kw; j++)
+              for (gsize ci = 0; ci < c; ci++)
+                for (gsize o = 0; o < fo; o++)
+                  MOVE (((i * kw + j) * c + ci) * fo + o, o * c * kh * kw + (ci * kh + i) * kw + j);
+          break;
+        }
+      case PLACE_DEPTHWISE_KERNEL:
+        {
+          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], dm = v->dims[3];
+          for (gsize i = 0; i < kh; i++)
+            for (gsize j = 0; j < kw; j++)
+              for (gsize ci = 0; ci < c; ci++)
+                for (gsize m = 0; m < dm; m++)
+                  MOVE (((i * kw + j) * c + ci) * dm + m, ((ci * dm + m) * kh + i) * kw + j);
+          break;
+        }
+    }
+#undef MOVE
+}

@@ -37,6 +37,12 @@ typedef struct
   gsize n;          /* floats at dst */
 } Var;
 
+/* Moves @v's values between Keras' layout (@keras) and Kilt's (@kilt), towards Kilt when
+ * @to_kilt, else back (the writer): the one place that knows each Place's index mapping.
+ * @perm: the input's feature order (Dense rows, PLACE_COPY with permute), or NULL. */
+void kilt_keras_place (const Var *v, float *keras, float *kilt, const guint *perm,
+                       gboolean to_kilt);
+
 /* What a node's Keras variables are and where each goes; *n_vars set. FALSE with an error
  * when the node's parameter count is not what the table expects. */
 typedef gboolean (*ExpectFunc) (const KiltNode *node, const LayerInfo *li, float *params,

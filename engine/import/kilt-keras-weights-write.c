@@ -13,47 +13,6 @@
 
 #define MAX_VARS_PER_LAYER 64
 
-/* Keras' layout of @v's values from Kilt's (the inverse of the reader's placement). */
-static void
-unplace (const Var *v, const float *src, const guint *perm, float *out)
-{
-  switch (v->place)
-    {
-      case PLACE_COPY:
-        for (gsize i = 0; i < v->n; i++)
-          out[v->permute && perm ? perm[i] : i] = src[i];
-        break;
-      case PLACE_DENSE_KERNEL:
-        {
-          gsize in = v->dims[0], units = v->dims[1];
-          for (gsize k = 0; k < in; k++)
-            memcpy (out + (perm ? perm[k] : k) * units, src + k * units, units * sizeof (float));
-          break;
-        }
-      case PLACE_CONV_KERNEL:
-        {
-          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], fo = v->dims[3];
-          for (gsize i = 0; i < kh; i++)
-            for (gsize j = 0; j < kw; j++)
-              for (gsize ci = 0; ci < c; ci++)
-                for (gsize o = 0; o < fo; o++)
-                  out[((i * kw + j) * c + ci) * fo + o]
-                      = src[o * c * kh * kw + (ci * kh + i) * kw + j];
-          break;
-        }
-      case PLACE_DEPTHWISE_KERNEL:
-        {
-          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], dm = v->dims[3];
-          for (gsize i = 0; i < kh; i++)
-            for (gsize j = 0; j < kw; j++)
-              for (gsize ci = 0; ci < c; ci++)
-                for (gsize m = 0; m < dm; m++)
-                  out[((i * kw + j) * c + ci) * dm + m] = src[((ci * dm + m) * kh + i) * kw + j];
-          break;
-        }
-    }
-}
-
 static gboolean
 write_dataset (hid_t group, const char *name, const Var *v, const float *data)
 {
@@ -111,7 +70,7 @@ write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const floa
       if (!vars[i].present)
         continue;
       buf = g_new0 (float, vars[i].n + 1);
-      unplace (&vars[i], vars[i].dst, perm, buf);
+      kilt_keras_place (&vars[i], buf, vars[i].dst, perm, FALSE);
       name = g_strdup_printf ("%u", index++);
       if (!write_dataset (vg, name, &vars[i], buf))
         goto out;

@@ -531,41 +531,7 @@ read_var (hid_t f, const FileVar *fv, const KiltNode *node, const Var *v, const 
                    v->name, (double)buf[i], i);
         goto out;
       }
-  switch (v->place)
-    {
-      case PLACE_COPY:
-        for (gsize i = 0; i < n; i++)
-          v->dst[i] = v->permute && perm ? buf[perm[i]] : buf[i];
-        break;
-      case PLACE_DENSE_KERNEL:
-        {
-          gsize in = v->dims[0], units = v->dims[1];
-          for (gsize k = 0; k < in; k++)
-            memcpy (v->dst + k * units, buf + (perm ? perm[k] : k) * units, units * sizeof (float));
-          break;
-        }
-      case PLACE_CONV_KERNEL:
-        {
-          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], fo = v->dims[3];
-          for (gsize i = 0; i < kh; i++)
-            for (gsize j = 0; j < kw; j++)
-              for (gsize ci = 0; ci < c; ci++)
-                for (gsize o = 0; o < fo; o++)
-                  v->dst[o * c * kh * kw + (ci * kh + i) * kw + j]
-                      = buf[((i * kw + j) * c + ci) * fo + o];
-          break;
-        }
-      case PLACE_DEPTHWISE_KERNEL:
-        {
-          gsize kh = v->dims[0], kw = v->dims[1], c = v->dims[2], dm = v->dims[3];
-          for (gsize i = 0; i < kh; i++)
-            for (gsize j = 0; j < kw; j++)
-              for (gsize ci = 0; ci < c; ci++)
-                for (gsize m = 0; m < dm; m++)
-                  v->dst[((ci * dm + m) * kh + i) * kw + j] = buf[((i * kw + j) * c + ci) * dm + m];
-          break;
-        }
-    }
+  kilt_keras_place (v, buf, v->dst, perm, TRUE);
   info->n_tensors++;
   info->n_values += n;
   ok = TRUE;
