@@ -1098,6 +1098,109 @@ test_runs_missing_store (void)
   g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
 }
 
+/* `eval --confusion`: the matrix and per-class table with class names, the same figures in
+ * --json (whose accuracy is plain eval's), `--misclassified N` lists N, a bad N is refused. */
+static void
+test_eval_confusion (void)
+{
+  g_autofree char *dir = NULL, *db = NULL, *ck = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  JsonObject *o;
+  JsonArray *rows, *per_class, *mis;
+  gint64 samples, correct, sum = 0, diag = 0;
+  double plain_acc;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  ck = g_build_filename (dir, "eval.ckpt", NULL);
+  {
+    const char *args[]
+        = { "train", "--epochs", "1", "--max-samples", "200", "--checkpoint", ck, NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    result_clear (&r);
+  }
+  {
+    const char *args[] = { "eval", "--json", "--max-samples", "200", "--checkpoint", ck, NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    plain_acc = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)),
+                                               "accuracy");
+    result_clear (&r);
+  }
+  {
+    const char *args[]
+        = { "eval",         "--json", "--confusion", "--misclassified", "3", "--max-samples", "200",
+            "--checkpoint", ck,       NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    g_assert_no_error (error);
+  }
+  o = json_node_get_object (json_parser_get_root (parser));
+  samples = json_object_get_int_member (o, "samples");
+  correct = json_object_get_int_member (o, "correct");
+  rows = json_object_get_array_member (o, "confusion");
+  per_class = json_object_get_array_member (o, "per_class");
+  mis = json_object_get_array_member (o, "misclassified");
+  g_assert_cmpuint (json_array_get_length (rows), ==, 10);
+  for (guint t = 0; t < 10; t++)
+    for (guint p = 0; p < 10; p++)
+      {
+        gint64 v = json_array_get_int_element (json_array_get_array_element (rows, t), p);
+        sum += v;
+        diag += t == p ? v : 0;
+      }
+  g_test_message ("eval --confusion: %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT
+                  " right (plain eval: accuracy %.4f)",
+                  correct, samples, plain_acc);
+  g_assert_cmpint (samples, >, 0);
+  g_assert_cmpint (sum, ==, samples);
+  g_assert_cmpint (diag, ==, correct);
+  g_assert_cmpfloat_with_epsilon (json_object_get_double_member (o, "accuracy"), plain_acc, 1e-5);
+  g_assert_cmpuint (json_array_get_length (per_class), ==, 10);
+  g_assert_cmpstr (
+      json_object_get_string_member (json_array_get_object_element (per_class, 1), "name"), ==,
+      "Trouser");
+  g_assert_cmpuint (json_array_get_length (mis), ==, MIN (3, samples - correct));
+  for (guint i = 0; i < json_array_get_length (mis); i++)
+    {
+      JsonObject *m = json_array_get_object_element (mis, i);
+      g_assert_cmpint (json_object_get_int_member (m, "true"), !=,
+                       json_object_get_int_member (m, "predicted"));
+    }
+  result_clear (&r);
+
+  {
+    const char *args[]
+        = { "eval", "--confusion", "--misclassified", "2", "--max-samples", "200", "--checkpoint",
+            ck,     NULL };
+    g_autofree char *want = NULL;
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_test_message ("%s", r.out);
+    g_assert_nonnull (strstr (r.out, "Confusion matrix (rows: true class"));
+    g_assert_nonnull (strstr (r.out, "\nAnkle boot "));
+    g_assert_nonnull (strstr (r.out, "Precision  Recall"));
+    want = g_strdup_printf ("(%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT ")", correct, samples);
+    g_assert_nonnull (strstr (r.out, want));
+    g_assert_nonnull (strstr (r.out, "Misclassified: 2 of"));
+    result_clear (&r);
+  }
+  {
+    const char *args[] = { "eval", "--misclassified", "-4", "--checkpoint", ck, NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 2);
+    g_assert_nonnull (strstr (r.err, "--misclassified takes a count"));
+    result_clear (&r);
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1114,6 +1217,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/bad-numbers", test_bad_numbers);
   g_test_add_func ("/cli/bad-name", test_bad_name);
   g_test_add_func ("/cli/json", test_json);
+  g_test_add_func ("/cli/eval-confusion", test_eval_confusion);
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);
   g_test_add_func ("/cli/runs-resume-shared", test_runs_resume_shared);
