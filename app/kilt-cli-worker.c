@@ -9,11 +9,14 @@
 #include "kilt-compare.h"
 #include "kilt-context.h"
 #include "kilt-error.h"
+#include "kilt-evaluation.h"
+#include "kilt-json-limits.h"
 #include "kilt-model-json.h"
 #include "kilt-run-recorder.h"
 #include "kilt-worker-protocol.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -236,7 +239,8 @@ command (Worker *w, const char *line)
     }
   cmd = json_object_get_string_member_with_default (o, "cmd", "");
   g_mutex_lock (&w->lock);
-  if (strcmp (cmd, "start") == 0 && !w->have_job)
+  if ((strcmp (cmd, "start") == 0 || strcmp (cmd, "evaluate") == 0 || strcmp (cmd, "classify") == 0)
+      && !w->have_job)
     {
       if (kilt_worker_job_from_json (o, &w->job, &error))
         w->have_job = TRUE;
@@ -254,14 +258,17 @@ command (Worker *w, const char *line)
   else
     g_set_error (
         &error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-        "kilt-cli worker: command \"%s\" is not start (once), pause, resume, stop or fault", cmd);
+        "kilt-cli worker: command \"%s\" is not start, evaluate or classify (once), pause, "
+        "resume, stop or fault",
+        cmd);
   g_cond_broadcast (&w->cond);
   g_mutex_unlock (&w->lock);
   if (error)
     {
       emit_log (w, G_LOG_LEVEL_WARNING, error->message);
       /* A start that cannot be read ends the worker's only run before it began. */
-      if (strcmp (cmd, "start") == 0)
+      if (strcmp (cmd, "start") == 0 || strcmp (cmd, "evaluate") == 0
+          || strcmp (cmd, "classify") == 0)
         {
           g_mutex_lock (&w->lock);
           w->eof = TRUE;
@@ -408,6 +415,101 @@ run_one (Worker *w, KiltWorkerJob *job)
   g_clear_pointer (&w->recorder, kilt_run_recorder_free);
 }
 
+/* The end of an evaluate or classify task: @b's object, one line. */
+static void
+emit_object (Worker *w, JsonBuilder *b)
+{
+  g_autoptr (JsonNode) root = json_builder_get_root (b);
+  g_autofree char *line = json_to_string (root, FALSE);
+
+  g_mutex_lock (&w->lock);
+  emit_line (w, line);
+  g_mutex_unlock (&w->lock);
+}
+
+static void
+emit_task_error (Worker *w, const GError *error)
+{
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+
+  json_builder_begin_object (b);
+  kilt_json_add_string (b, "event", "error");
+  kilt_json_add_string (b, "message", error->message);
+  json_builder_set_member_name (b, "cancelled");
+  json_builder_add_boolean_value (
+      b, g_error_matches (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_CANCELLED)
+             || g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED));
+  json_builder_end_object (b);
+  emit_object (w, b);
+}
+
+/* Evaluate a checkpoint, or classify one file with it: load, run, one answer. */
+static void
+run_task (Worker *w, KiltWorkerJob *job)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltDataset) ds = NULL;
+  g_autoptr (KiltModel) model = NULL;
+  g_autoptr (JsonBuilder) b = json_builder_new ();
+
+  kilt_breadcrumb_stage ("loading the data");
+  ds = kilt_dataset_load (job->data.source, &job->data.options, on_data_progress, w, w->cancel,
+                          &error);
+  if (ds == NULL)
+    {
+      g_prefix_error (&error, "Cannot load the data (%s): ", job->data.source);
+      emit_task_error (w, error);
+      return;
+    }
+  kilt_breadcrumb_stage ("building the model");
+  model = kilt_model_load_json_data (job->model_json, -1, "the window's model", &error);
+  if (model == NULL || (!model->built && !kilt_model_build (model, &error)))
+    {
+      g_prefix_error (&error, "Cannot build the model: ");
+      emit_task_error (w, error);
+      return;
+    }
+  kilt_breadcrumb_stage (job->task == KILT_WORKER_TASK_EVALUATE ? "evaluating" : "classifying");
+  json_builder_begin_object (b);
+  if (job->task == KILT_WORKER_TASK_EVALUATE)
+    {
+      g_autoptr (KiltEvaluation) ev
+          = kilt_evaluation_run (model, ds, &job->config, on_data_progress, w, w->cancel, &error);
+      if (ev == NULL)
+        {
+          emit_task_error (w, error);
+          return;
+        }
+      kilt_json_add_string (b, "event", "evaluation");
+      json_builder_set_member_name (b, "evaluation");
+      json_builder_add_value (b, kilt_evaluation_to_json (ev, job->max_misclassified));
+    }
+  else
+    {
+      g_autofree float *scores = NULL;
+      guint n = 0;
+      if (!kilt_evaluation_classify_file (model, ds, &job->config, job->file, &scores, &n, &error))
+        {
+          emit_task_error (w, error);
+          return;
+        }
+      kilt_json_add_string (b, "event", "classified");
+      kilt_json_add_string (b, "file", job->file);
+      json_builder_set_member_name (b, "scores");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < n; i++)
+        json_builder_add_double_value (b, isfinite (scores[i]) ? scores[i] : 0.0);
+      json_builder_end_array (b);
+      json_builder_set_member_name (b, "class_names");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < n; i++)
+        kilt_json_add_text (b, i < ds->n_classes ? ds->class_names[i] : "?");
+      json_builder_end_array (b);
+    }
+  json_builder_end_object (b);
+  emit_object (w, b);
+}
+
 static void
 run_sequence (Worker *w, KiltWorkerJob *job)
 {
@@ -438,7 +540,10 @@ kilt_cli_worker (int argc, char **argv)
       oc, "The first line out says {\"kilt_worker\": VERSION}. Commands, one JSON object a line:\n"
           "{\"cmd\":\"start\", \"model_json\", \"data\", \"config\", \"db\", \"keep_weights\","
           " \"devices\", \"tag\", \"resume_from\"}, {\"cmd\":\"pause\"}, {\"cmd\":\"resume\"},"
-          " {\"cmd\":\"stop\"}.\nEvents are kilt-cli train --json's, with run_id (and index, n in"
+          " {\"cmd\":\"stop\"}; or {\"cmd\":\"evaluate\", ..., \"max_misclassified\"} or"
+          " {\"cmd\":\"classify\", ..., \"file\"}\n(config names the checkpoint), answered by"
+          " progress lines and one \"evaluation\", \"classified\" or \"error\" event.\n"
+          "Events are kilt-cli train --json's, with run_id (and index, n in"
           " a sequence),\nthen the worker exits. A crash writes \"kilt-worker: crashed: SIGNAL"
           " during WHERE\" to stderr.");
   if (!g_option_context_parse (oc, &argc, &argv, &error))
@@ -461,7 +566,9 @@ kilt_cli_worker (int argc, char **argv)
   while (!w.have_job && !w.eof)
     g_cond_wait (&w.cond, &w.lock);
   g_mutex_unlock (&w.lock);
-  if (w.have_job && w.stop)
+  if (w.have_job && w.job.task != KILT_WORKER_TASK_TRAIN)
+    run_task (&w, &w.job);
+  else if (w.have_job && w.stop)
     emit_failed (&w, NULL, KILT_RUN_STOPPED);
   else if (w.have_job && w.job.device_ids)
     run_sequence (&w, &w.job);

@@ -380,11 +380,16 @@ kilt_evaluation_run (KiltModel *model, KiltDataset *data, const KiltTrainConfig 
                      KiltProgressFunc progress, gpointer user_data, GCancellable *cancel,
                      GError **error)
 {
-  const KiltSplit *split = data->test.n > 0 ? &data->test : &data->val;
+  const KiltSplit *split;
   Runner r = { 0 };
   KiltEvaluation *ev = NULL;
   guint batch = config->batch ? config->batch : 32;
 
+  /* The samples the run held out, as the trainer carved them (same fraction and seed). */
+  if (data->test.n == 0 && data->val.n == 0 && config->val_fraction > 0
+      && !kilt_dataset_split_validation (data, config->val_fraction, config->seed, error))
+    return NULL;
+  split = data->test.n > 0 ? &data->test : &data->val;
   if (split->n == 0)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,

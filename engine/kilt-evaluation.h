@@ -62,8 +62,9 @@ gboolean kilt_evaluation_tally (KiltEvaluation *ev, GError **error);
 /* Runs @data's test split (else its validation split) through @model on the device @config
  * names (device_id, batch, preprocess, precision) with the weights of @config's
  * checkpoint_path, or without one the weights the model came with. Checks that the model is a
- * classifier of the data's classes and input shape. @progress (may be NULL) is called on this
- * thread after each batch with the fraction done; @cancel stops between batches
+ * classifier of the data's classes and input shape. Data with neither split gets the
+ * validation split the trainer carves (config->val_fraction, config->seed). @progress (may be NULL)
+ * is called on this thread after each batch with the fraction done; @cancel stops between batches
  * (KILT_ENGINE_ERROR_CANCELLED). */
 KiltEvaluation *kilt_evaluation_run (KiltModel *model, KiltDataset *data,
                                      const KiltTrainConfig *config, KiltProgressFunc progress,

@@ -30,6 +30,7 @@ struct _KiltWorkerClient
   gboolean writing, close_stdin;
 
   gboolean sequence;
+  KiltWorkerTask task;
   char *db_path;
   guint batch;
 
@@ -215,7 +216,8 @@ fault_target_release (KiltWorkerClient *c)
 static void
 deliver (KiltWorkerClient *c, KiltWorkerMessage *m)
 {
-  if (m->sequence_end || (m->event && m->event->type == KILT_EVENT_FINISHED && !c->sequence))
+  if (m->sequence_end || m->task_end
+      || (m->event && m->event->type == KILT_EVENT_FINISHED && !c->sequence))
     {
       c->running = FALSE;
       fault_target_release (c);
@@ -388,6 +390,80 @@ note_progress (KiltWorkerClient *c)
   c->last_progress_us = g_get_monotonic_time ();
 }
 
+/* The lines only an evaluate or classify job gets; FALSE for the others. */
+static gboolean
+handle_task_line (KiltWorkerClient *c, const char *kind, JsonObject *o)
+{
+  KiltWorkerMessage m = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltEvaluation) ev = NULL;
+  g_autofree float *scores = NULL;
+  g_autoptr (GPtrArray) names = g_ptr_array_new ();
+
+  m.n_devices = 1;
+  m.latency_us = -1;
+  if (strcmp (kind, "progress") == 0)
+    {
+      JsonNode *f = json_object_get_member (o, "fraction");
+      m.progress = TRUE;
+      m.fraction = f && JSON_NODE_HOLDS_VALUE (f) ? CLAMP (json_node_get_double (f), 0, 1) : 0;
+      m.what = json_object_get_string_member_with_default (o, "what", "");
+      deliver (c, &m);
+      return TRUE;
+    }
+  if (strcmp (kind, "evaluation") == 0)
+    {
+      if (!(ev = kilt_evaluation_from_json (json_object_get_member (o, "evaluation"), &error)))
+        g_prefix_error (&error, "the worker's evaluation: ");
+      m.evaluation = ev;
+    }
+  else if (strcmp (kind, "classified") == 0)
+    {
+      JsonNode *sn = json_object_get_member (o, "scores");
+      JsonNode *cn = json_object_get_member (o, "class_names");
+      JsonArray *sa = sn && JSON_NODE_HOLDS_ARRAY (sn) ? json_node_get_array (sn) : NULL;
+      JsonArray *ca = cn && JSON_NODE_HOLDS_ARRAY (cn) ? json_node_get_array (cn) : NULL;
+      guint n = sa ? json_array_get_length (sa) : 0;
+      if (sa == NULL || ca == NULL || n == 0 || n > KILT_EVALUATION_MAX_CLASSES
+          || json_array_get_length (ca) != n)
+        g_set_error (&error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_WORKER,
+                     "the worker's classification: \"scores\" and \"class_names\" must be "
+                     "arrays of one to %u entries, as many of each",
+                     KILT_EVALUATION_MAX_CLASSES);
+      else
+        {
+          scores = g_new (float, n);
+          for (guint i = 0; i < n; i++)
+            {
+              JsonNode *e = json_array_get_element (sa, i);
+              JsonNode *ne = json_array_get_element (ca, i);
+              scores[i] = JSON_NODE_HOLDS_VALUE (e) ? (float)json_node_get_double (e) : NAN;
+              g_ptr_array_add (names, JSON_NODE_HOLDS_VALUE (ne)
+                                              && json_node_get_value_type (ne) == G_TYPE_STRING
+                                          ? (gpointer)json_node_get_string (ne)
+                                          : (gpointer) "?");
+            }
+          g_ptr_array_add (names, NULL);
+          m.scores = scores;
+          m.n_scores = n;
+          m.class_names = (const char *const *)names->pdata;
+        }
+    }
+  else if (strcmp (kind, "error") == 0)
+    error = g_error_new_literal (
+        KILT_ENGINE_ERROR,
+        json_object_get_boolean_member_with_default (o, "cancelled", FALSE)
+            ? KILT_ENGINE_ERROR_CANCELLED
+            : KILT_ENGINE_ERROR_WORKER,
+        json_object_get_string_member_with_default (o, "message", "the worker failed"));
+  else
+    return FALSE;
+  m.task_end = TRUE;
+  m.task_error = error;
+  deliver (c, &m);
+  return TRUE;
+}
+
 static void
 handle_line (KiltWorkerClient *c, const char *line)
 {
@@ -428,6 +504,8 @@ handle_line (KiltWorkerClient *c, const char *line)
       c->where = g_strdup (json_object_get_string_member_with_default (o, "where", "?"));
       return;
     }
+  if (c->task != KILT_WORKER_TASK_TRAIN && handle_task_line (c, kind, o))
+    return;
   if (strcmp (kind, "progress") == 0)
     return;
   if (strcmp (kind, "sequence_end") == 0)
@@ -626,7 +704,8 @@ kilt_worker_client_start (KiltWorkerClient *c, const KiltWorkerJob *job, GError 
   c->in = g_object_ref (g_subprocess_get_stdin_pipe (c->proc));
   c->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (c->proc));
   c->err = g_data_input_stream_new (g_subprocess_get_stderr_pipe (c->proc));
-  c->sequence = job->device_ids != NULL;
+  c->sequence = job->device_ids != NULL && job->task == KILT_WORKER_TASK_TRAIN;
+  c->task = job->task;
   c->db_path = g_strdup (job->db_path);
   c->batch = job->config.batch;
   c->running = TRUE;

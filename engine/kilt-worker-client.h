@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
+#include "kilt-evaluation.h"
 #include "kilt-worker-protocol.h"
 
 G_BEGIN_DECLS
@@ -21,6 +22,19 @@ typedef struct
   KiltRunStatus status;
   const GArray *run_ids; /* gint64 */
   gint64 latency_us;     /* from the worker's write to this call; -1 when unknown */
+  /* An evaluate or classify job: progress (@fraction of @what) while it works, then one
+   * message with @task_end and either @evaluation, or @scores (@n_scores, with their
+   * @class_names), or @task_error (KILT_ENGINE_ERROR_CANCELLED after a stop). A worker that
+   * dies instead ends the job with a crashed FINISHED @event as a run's. */
+  gboolean progress;
+  double fraction;
+  const char *what;
+  gboolean task_end;
+  const KiltEvaluation *evaluation;
+  const float *scores;
+  guint n_scores;
+  const char *const *class_names;
+  const GError *task_error;
 } KiltWorkerMessage;
 
 typedef void (*KiltWorkerFunc) (const KiltWorkerMessage *message, gpointer user_data);
@@ -36,8 +50,9 @@ char *kilt_worker_find_cli (GError **error);
 double kilt_worker_watchdog_floor (void);
 
 KiltWorkerClient *kilt_worker_client_new (KiltWorkerFunc func, gpointer user_data);
-/* Starts a worker for @job. Test faults armed in this process (kilt_fault_set) go to the
- * worker, disarmed here. FALSE when no worker could be started. */
+/* Starts a worker for @job (a run, a sequence, an evaluation or a classification). Test faults
+ * armed in this process (kilt_fault_set) go to the worker, disarmed here. FALSE when no worker
+ * could be started. */
 gboolean kilt_worker_client_start (KiltWorkerClient *client, const KiltWorkerJob *job,
                                    GError **error);
 void kilt_worker_client_pause (KiltWorkerClient *client);

@@ -6,6 +6,7 @@
 
 #include "kilt-worker-protocol.h"
 #include "kilt-error.h"
+#include "kilt-evaluation.h"
 #include "kilt-json-limits.h"
 
 #include <math.h>
@@ -361,6 +362,7 @@ kilt_worker_job_clear (KiltWorkerJob *job)
   g_strfreev (job->device_ids);
   g_free (job->tag);
   g_free (job->resume_from);
+  g_free (job->file);
   memset (job, 0, sizeof *job);
 }
 
@@ -374,7 +376,10 @@ kilt_worker_job_to_json (const KiltWorkerJob *job)
   g_autofree char *config = kilt_run_config_to_json (&job->config);
 
   json_builder_begin_object (b);
-  kilt_json_add_string (b, "cmd", "start");
+  kilt_json_add_string (b, "cmd",
+                        job->task == KILT_WORKER_TASK_EVALUATE   ? "evaluate"
+                        : job->task == KILT_WORKER_TASK_CLASSIFY ? "classify"
+                                                                 : "start");
   kilt_json_add_string (b, "model_json", job->model_json);
   /* Nested as text: each has its own reader, which the run store uses too. */
   kilt_json_add_string (b, "data", data);
@@ -392,6 +397,10 @@ kilt_worker_job_to_json (const KiltWorkerJob *job)
     }
   kilt_json_add_string (b, "tag", job->tag);
   kilt_json_add_string (b, "resume_from", job->resume_from);
+  if (job->task == KILT_WORKER_TASK_EVALUATE)
+    kilt_json_add_int (b, "max_misclassified", job->max_misclassified);
+  if (job->task == KILT_WORKER_TASK_CLASSIFY)
+    kilt_json_add_string (b, "file", job->file);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   json_generator_set_root (gen, root);
@@ -405,8 +414,13 @@ kilt_worker_job_from_json (JsonObject *o, KiltWorkerJob *job, GError **error)
   const char *data = get_string (o, "data");
   const char *config = get_string (o, "config");
   JsonNode *devices = json_object_get_member (o, "devices");
+  const char *cmd = get_string (o, "cmd");
+  gint64 max_mis;
 
   memset (job, 0, sizeof *job);
+  job->task = g_strcmp0 (cmd, "evaluate") == 0   ? KILT_WORKER_TASK_EVALUATE
+              : g_strcmp0 (cmd, "classify") == 0 ? KILT_WORKER_TASK_CLASSIFY
+                                                 : KILT_WORKER_TASK_TRAIN;
   if (model == NULL || data == NULL || config == NULL)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
@@ -453,6 +467,32 @@ kilt_worker_job_from_json (JsonObject *o, KiltWorkerJob *job, GError **error)
     }
   job->tag = g_strdup (get_string (o, "tag"));
   job->resume_from = g_strdup (get_string (o, "resume_from"));
+  max_mis = json_object_get_int_member_with_default (o, "max_misclassified", 0);
+  if (max_mis < 0 || max_mis > KILT_EVALUATION_MAX_MISCLASSIFIED)
+    {
+      g_set_error (
+          error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+          "evaluate command: member \"max_misclassified\" must be 0 to %d, not %" G_GINT64_FORMAT,
+          KILT_EVALUATION_MAX_MISCLASSIFIED, max_mis);
+      kilt_worker_job_clear (job);
+      return FALSE;
+    }
+  job->max_misclassified = (guint)max_mis;
+  job->file = g_strdup (get_string (o, "file"));
+  if (job->task == KILT_WORKER_TASK_CLASSIFY && job->file == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "classify command: member \"file\" (a string) is missing");
+      kilt_worker_job_clear (job);
+      return FALSE;
+    }
+  if (job->task != KILT_WORKER_TASK_TRAIN && job->config.checkpoint_path == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "%s command: member \"config\" names no checkpoint_path", cmd);
+      kilt_worker_job_clear (job);
+      return FALSE;
+    }
   return TRUE;
 }
 

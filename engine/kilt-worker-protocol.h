@@ -12,7 +12,7 @@ G_BEGIN_DECLS
 
 /* Bumped whenever a member changes meaning or a command or event is added. The worker's first
  * line is {"kilt_worker": VERSION, "kilt": "<version>", "pid": N}. */
-#define KILT_WORKER_PROTOCOL_VERSION 1
+#define KILT_WORKER_PROTOCOL_VERSION 2
 
 /* One line of JSON (no newline) for @ev, the members kilt-cli train --json prints. Caller
  * frees. With a builder from kilt_worker_event_begin (), more members can be added before
@@ -27,24 +27,41 @@ char *kilt_worker_event_end (JsonBuilder *b);
 gboolean kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error);
 void kilt_worker_event_clear (KiltEvent *ev);
 
+/* What a worker does: train (the "start" command), or evaluate a checkpoint on the data's
+ * test split ("evaluate": progress events, then one "evaluation" event), or classify one
+ * image file ("classify": one "classified" event). Either of the last two ends with "error"
+ * instead when it fails. */
+typedef enum
+{
+  KILT_WORKER_TASK_TRAIN,
+  KILT_WORKER_TASK_EVALUATE,
+  KILT_WORKER_TASK_CLASSIFY,
+} KiltWorkerTask;
+
 /* What the window asks a worker to run: one training run, or a sequence of them (compare
- * devices, run again, resume) when @device_ids is set. */
+ * devices, run again, resume) when @device_ids is set; or an evaluation of
+ * config.checkpoint_path, or one file classified with it. */
 typedef struct
 {
+  KiltWorkerTask task;
   char *model_json;  /* kilt_model_to_json () */
   KiltDataSpec data; /* where the worker loads the data from */
   KiltTrainConfig config;
-  char *db_path;         /* the run store; NULL: the default */
-  gboolean keep_weights; /* a checkpoint per run in the store's folder */
-  char **device_ids;     /* a sequence on these devices; NULL: one run on config.device_id */
-  char *tag;             /* sequence: the tag its runs carry, or NULL */
-  char *resume_from;     /* sequence: its first run goes on from this checkpoint, or NULL */
+  char *db_path;           /* the run store; NULL: the default */
+  gboolean keep_weights;   /* a checkpoint per run in the store's folder */
+  char **device_ids;       /* a sequence on these devices; NULL: one run on config.device_id */
+  char *tag;               /* sequence: the tag its runs carry, or NULL */
+  char *resume_from;       /* sequence: its first run goes on from this checkpoint, or NULL */
+  guint max_misclassified; /* evaluate: the misclassified samples the answer lists, at most */
+  char *file;              /* classify: the image file */
 } KiltWorkerJob;
 
 void kilt_worker_job_clear (KiltWorkerJob *job);
-/* {"cmd":"start", ...}, one line without newline. Caller frees. */
+/* {"cmd":"start", ...} ("evaluate", "classify" by @job's task), one line without newline.
+ * Caller frees. */
 char *kilt_worker_job_to_json (const KiltWorkerJob *job);
-/* From a start command's object. Errors name the member. */
+/* From a start, evaluate or classify command's object (its "cmd" gives the task). Errors
+ * name the member. */
 gboolean kilt_worker_job_from_json (JsonObject *o, KiltWorkerJob *job, GError **error);
 
 /* Parses one line into an object; FALSE (naming @what and the line's start) when the line is

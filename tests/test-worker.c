@@ -7,6 +7,7 @@
 #include "kilt-model-json.h"
 #include "kilt-worker-client.h"
 
+#include <gdk-pixbuf/gdk-pixbuf.h>
 #include <glib/gstdio.h>
 #include <math.h>
 #include <signal.h>
@@ -160,6 +161,36 @@ test_job_encoding (void)
                                          "test", &o, &error));
   g_assert_false (kilt_worker_job_from_json (o, &back, &error));
   g_assert_nonnull (strstr (error->message, "model_json"));
+  g_clear_error (&error);
+
+  /* An evaluate command keeps its task and bound; one without a checkpoint is refused. */
+  g_clear_pointer (&o, json_object_unref);
+  g_clear_pointer (&line, g_free);
+  job.model_json = g_strdup ("{}");
+  kilt_data_spec_init (&job.data, "sample", &opts);
+  job.config = kilt_train_config_default ();
+  job.task = KILT_WORKER_TASK_EVALUATE;
+  job.max_misclassified = 12;
+  job.config.checkpoint_path = g_strdup ("/tmp/x.ckpt");
+  line = kilt_worker_job_to_json (&job);
+  g_assert_nonnull (strstr (line, "\"cmd\":\"evaluate\""));
+  g_assert_true (kilt_worker_parse_line (line, "test", &o, &error));
+  g_assert_true (kilt_worker_job_from_json (o, &back, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (back.task, ==, KILT_WORKER_TASK_EVALUATE);
+  g_assert_cmpuint (back.max_misclassified, ==, 12);
+  g_assert_cmpstr (back.config.checkpoint_path, ==, "/tmp/x.ckpt");
+  kilt_worker_job_clear (&back);
+  g_clear_pointer (&job.config.checkpoint_path, g_free);
+  g_clear_pointer (&o, json_object_unref);
+  g_clear_pointer (&line, g_free);
+  job.task = KILT_WORKER_TASK_CLASSIFY;
+  job.file = g_strdup ("/tmp/cat.png");
+  line = kilt_worker_job_to_json (&job);
+  g_assert_true (kilt_worker_parse_line (line, "test", &o, &error));
+  g_assert_false (kilt_worker_job_from_json (o, &back, &error));
+  g_assert_nonnull (strstr (error->message, "checkpoint_path"));
+  kilt_worker_job_clear (&job);
 }
 
 /* ---- a worker ---- */
@@ -648,6 +679,188 @@ test_other_version (void)
   g_setenv ("KILT_CLI", old, TRUE);
 }
 
+/* ---- evaluate and classify ---- */
+
+typedef struct
+{
+  KiltWorkerClient *client;
+  guint progress, ends;
+  KiltEvaluation *evaluation;
+  float *scores;
+  guint n_scores;
+  char *first_class;
+  char *error;
+  gboolean cancelled, crashed;
+} TaskSeen;
+
+static void
+on_task_message (const KiltWorkerMessage *m, gpointer user_data)
+{
+  TaskSeen *t = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (m->progress)
+    {
+      g_assert_cmpfloat (m->fraction, >=, 0);
+      g_assert_cmpfloat (m->fraction, <=, 1);
+      t->progress++;
+      return;
+    }
+  if (m->event && m->event->type == KILT_EVENT_FINISHED)
+    {
+      t->ends++;
+      t->crashed = m->crashed;
+      t->error = g_strdup (m->event->error ? m->event->error->message : "?");
+      return;
+    }
+  if (!m->task_end)
+    return;
+  t->ends++;
+  if (m->task_error)
+    {
+      t->error = g_strdup (m->task_error->message);
+      t->cancelled
+          = g_error_matches (m->task_error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_CANCELLED);
+    }
+  if (m->evaluation)
+    {
+      g_autoptr (JsonNode) node = kilt_evaluation_to_json (m->evaluation, G_MAXUINT);
+      t->evaluation = kilt_evaluation_from_json (node, &error);
+      g_assert_no_error (error);
+    }
+  if (m->scores)
+    {
+      t->scores = g_memdup2 (m->scores, sizeof (float) * m->n_scores);
+      t->n_scores = m->n_scores;
+      t->first_class = g_strdup (m->class_names[0]);
+    }
+}
+
+static gboolean
+task_over (TaskSeen *t)
+{
+  return !kilt_worker_client_is_running (t->client);
+}
+
+static void
+run_task (TaskSeen *t, Fixture *f)
+{
+  g_autoptr (GError) error = NULL;
+  gint64 end = g_get_monotonic_time () + 60 * G_USEC_PER_SEC;
+
+  memset (t, 0, sizeof *t);
+  t->client = kilt_worker_client_new (on_task_message, t);
+  g_assert_true (kilt_worker_client_start (t->client, &f->job, &error));
+  g_assert_no_error (error);
+  while (!task_over (t) && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  g_assert_true (task_over (t));
+  while (kilt_worker_client_get_pid (t->client) != 0 && g_get_monotonic_time () < end)
+    g_main_context_iteration (NULL, FALSE) || (g_usleep (2000), TRUE);
+  for (int i = 0; i < 50; i++)
+    g_main_context_iteration (NULL, FALSE);
+  g_clear_pointer (&t->client, kilt_worker_client_free);
+}
+
+static void
+task_clear (TaskSeen *t)
+{
+  kilt_evaluation_free (t->evaluation);
+  g_free (t->scores);
+  g_free (t->first_class);
+  g_free (t->error);
+}
+
+/* A trained checkpoint evaluated by the worker gives what the engine gives in this process;
+ * one image file is classified; a missing checkpoint is an error naming it, not a crash. */
+static void
+test_evaluate (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  TaskSeen t;
+  g_autofree char *ck = NULL, *png = NULL;
+  g_autoptr (KiltEvaluation) here = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (!fixture_init (&f, 1))
+    return;
+  ck = g_build_filename (f.dir, "eval.ckpt", NULL);
+  f.job.config.checkpoint_path = g_strdup (ck);
+  f.job.keep_weights = FALSE;
+  start (&s, &f);
+  g_assert_true (iterate_until (is_over, &s, 120));
+  g_assert_cmpint (s.status, ==, KILT_RUN_FINISHED);
+  seen_clear (&s);
+
+  f.job.task = KILT_WORKER_TASK_EVALUATE;
+  f.job.max_misclassified = 5;
+  run_task (&t, &f);
+  g_assert_null (t.error);
+  g_assert_cmpuint (t.ends, ==, 1);
+  g_assert_nonnull (t.evaluation);
+  {
+    g_autoptr (KiltDataset) ds
+        = kilt_dataset_load ("sample", &f.job.data.options, NULL, NULL, NULL, &error);
+    g_autoptr (KiltModel) model = kilt_model_load_json_data (f.job.model_json, -1, "test", &error);
+    g_assert_no_error (error);
+    here = kilt_evaluation_run (model, ds, &f.job.config, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+
+    /* The test image 0 as a file, for classify. */
+    {
+      g_autoptr (GdkPixbuf) pb
+          = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, ds->shape.w, ds->shape.h);
+      for (guint y = 0; y < ds->shape.h; y++)
+        for (guint x = 0; x < ds->shape.w; x++)
+          {
+            guint8 *p = gdk_pixbuf_get_pixels (pb) + y * gdk_pixbuf_get_rowstride (pb) + x * 3;
+            p[0] = p[1] = p[2] = ds->test.u8[y * ds->shape.w + x];
+          }
+      png = g_build_filename (f.dir, "first.png", NULL);
+      g_assert_true (gdk_pixbuf_save (pb, png, "png", &error, NULL));
+    }
+  }
+  g_test_message ("worker: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT " right, %u progress lines",
+                  t.evaluation->correct, t.evaluation->n_samples, t.progress);
+  g_assert_cmpuint (t.progress, >, 0);
+  g_assert_cmpuint (t.evaluation->n_samples, ==, here->n_samples);
+  g_assert_cmpuint (t.evaluation->correct, ==, here->correct);
+  g_assert_cmpmem (t.evaluation->confusion, sizeof (guint64) * 100, here->confusion,
+                   sizeof (guint64) * 100);
+  g_assert_cmpuint (t.evaluation->misclassified->len, ==, MIN (5, here->misclassified->len));
+  g_assert_cmpuint (g_array_index (t.evaluation->misclassified, KiltMisclassified, 0).index, ==,
+                    g_array_index (here->misclassified, KiltMisclassified, 0).index);
+  g_assert_cmpstr (t.evaluation->class_names[9], ==, "Ankle boot");
+  task_clear (&t);
+
+  f.job.task = KILT_WORKER_TASK_CLASSIFY;
+  f.job.file = g_strdup (png);
+  run_task (&t, &f);
+  g_assert_null (t.error);
+  g_assert_cmpuint (t.n_scores, ==, 10);
+  g_assert_cmpstr (t.first_class, ==, "T-shirt/top");
+  {
+    guint best = 0;
+    for (guint i = 1; i < 10; i++)
+      if (t.scores[i] > t.scores[best])
+        best = i;
+    g_assert_cmpuint (best, ==, here->predicted[0]);
+    g_assert_cmpfloat_with_epsilon (t.scores[best], here->probability[0], 1e-5);
+  }
+  task_clear (&t);
+
+  g_free (f.job.config.checkpoint_path);
+  f.job.config.checkpoint_path = g_build_filename (f.dir, "missing.ckpt", NULL);
+  f.job.task = KILT_WORKER_TASK_EVALUATE;
+  run_task (&t, &f);
+  g_assert_nonnull (t.error);
+  g_assert_false (t.crashed);
+  g_assert_nonnull (strstr (t.error, "missing.ckpt"));
+  task_clear (&t);
+  fixture_clear (&f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -655,6 +868,7 @@ main (int argc, char **argv)
   g_test_add_func ("/worker/encoding", test_encoding);
   g_test_add_func ("/worker/job-encoding", test_job_encoding);
   g_test_add_func ("/worker/run", test_run);
+  g_test_add_func ("/worker/evaluate", test_evaluate);
   g_test_add_func ("/worker/pause-resume-stop", test_pause_resume_stop);
   g_test_add_func ("/worker/crash-segv", test_crash_segv);
   g_test_add_func ("/worker/crash-abort", test_crash_abort);
