@@ -155,6 +155,14 @@ doctor_cases (void)
                   (KiltShape){ 2, 8, 9 }, 1);
   c.cfg.dil_h = c.cfg.dil_w = 2;
   g_array_append_val (a, c);
+  c = make_check ("Conv2D 3x3 same, dilation 2, groups 2", KILT_LAYER_CONV2D,
+                  (KiltShape){ 4, 7, 6 }, 1);
+  c.cfg.units = 6;
+  c.cfg.same = TRUE;
+  c.cfg.dil_h = c.cfg.dil_w = 2;
+  c.cfg.groups = 2;
+  c.cfg.activation = KILT_ACT_RELU;
+  g_array_append_val (a, c);
   c = make_check ("Normalization", KILT_LAYER_NORMALIZATION, (KiltShape){ 3, 4, 5 }, 1);
   g_array_append_val (a, c);
   c = make_check ("Normalization, constant mean and variance", KILT_LAYER_NORMALIZATION,

@@ -97,7 +97,8 @@ kilt_shape_size (const KiltShape *s)
 typedef struct
 {
   guint units;               /* Dense units, Conv2D filters, DepthwiseConv2D depth_multiplier */
-  guint dil_h, dil_w;        /* DepthwiseConv2D dilation_rate (0: 1) */
+  guint dil_h, dil_w;        /* Conv2D, DepthwiseConv2D dilation_rate (0: 1) */
+  guint groups;              /* Conv2D groups (0: 1) */
   guint kh, kw;              /* Conv2D kernel; pooling window; UpSampling2D size */
   guint sh, sw;              /* strides (pooling: default = window) */
   gboolean same;             /* padding "same"; FALSE = "valid" */

@@ -97,6 +97,7 @@ typedef enum
   F_MEAN = 1 << 25,
   F_VARIANCE = 1 << 26,
   F_SIZE = 1 << 27,
+  F_GROUPS = 1 << 28,
 } Field;
 
 static const char *field_names[] = {
@@ -114,9 +115,10 @@ static const char *field_names[] = {
   "beta",           "depth_multiplier",
   "dilation_rate",  "mean",
   "variance",       "size",
+  "groups",
 };
 /* One name per field bit: a bit without its name is a field no file can give. */
-G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 28 && F_SIZE == 1 << 27);
+G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 29 && F_GROUPS == 1 << 28);
 
 /* Allowed fields per type, and the ones a file must give. */
 static const struct
@@ -124,7 +126,7 @@ static const struct
   guint allowed, required;
 } type_fields[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_CONV2D] = { F_FILTERS | F_KERNEL_SIZE | F_STRIDES | F_PADDING | F_USE_BIAS
-                              | F_ACTIVATION | F_ALPHA | F_INIT,
+                              | F_ACTIVATION | F_ALPHA | F_INIT | F_DILATION | F_GROUPS,
                           F_FILTERS },
   [KILT_LAYER_DENSE] = { F_UNITS | F_USE_BIAS | F_ACTIVATION | F_ALPHA | F_INIT, F_UNITS },
   [KILT_LAYER_MAX_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
@@ -291,6 +293,11 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
       case F_UNITS:
       case F_DEPTH_MULTIPLIER:
         return get_dim (node, w, name, 1, &cfg->units, error);
+      case F_GROUPS:
+        if (!get_dim (node, w, name, 1, &cfg->groups, error))
+          return FALSE;
+        cfg->groups = cfg->groups > 1 ? cfg->groups : 0; /* 1 is stored as 0, as dilation */
+        return TRUE;
       case F_KERNEL_SIZE:
       case F_POOL_SIZE:
       case F_SIZE:
@@ -875,6 +882,8 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     g_string_append_printf (s, ", \"depth_multiplier\": %u", c->units);
   if ((allowed & F_DILATION) && (c->dil_h > 1 || c->dil_w > 1))
     append_pair (s, "dilation_rate", MAX (c->dil_h, 1), MAX (c->dil_w, 1));
+  if ((allowed & F_GROUPS) && c->groups > 1)
+    g_string_append_printf (s, ", \"groups\": %u", c->groups);
   if ((allowed & F_MEAN) && c->norm_n)
     {
       for (int list = 0; list < 2; list++)

@@ -13,7 +13,7 @@ __kernel void kilt_conv_im2col (__global float *col, const uint col_off, __globa
                                 const uint b0, const uint nb, const uint C, const uint H,
                                 const uint W, const uint kh, const uint kw, const uint sh,
                                 const uint sw, const uint pt, const uint pl, const uint OH,
-                                const uint OW, const int ones)
+                                const uint OW, const int ones, const uint dh, const uint dw)
 {
   uint ox = get_global_id (0), oy = get_global_id (1), z = get_global_id (2);
   if (ox >= OW || oy >= OH || z >= C * nb)
@@ -26,11 +26,11 @@ __kernel void kilt_conv_im2col (__global float *col, const uint col_off, __globa
   size_t k = (size_t) c * kh * kw;
   for (uint i = 0; i < kh; i++)
     {
-      int y = y0 + (int) i;
+      int y = y0 + (int) (i * dh);
       bool row_in = y >= 0 && y < (int) H;
       for (uint j = 0; j < kw; j++, k++)
         {
-          int xx = x0 + (int) j;
+          int xx = x0 + (int) (j * dw);
           dst[k * NP] = row_in && xx >= 0 && xx < (int) W ? plane[y * (int) W + xx] : 0.0f;
         }
     }
@@ -45,7 +45,8 @@ __kernel void kilt_conv_col2im (__global float *din, __global const float *col,
                                 const uint col_off, const uint b0, const uint nb, const uint C,
                                 const uint H, const uint W, const uint kh, const uint kw,
                                 const uint sh, const uint sw, const uint pt, const uint pl,
-                                const uint OH, const uint OW, const float beta)
+                                const uint OH, const uint OW, const float beta, const uint dh,
+                                const uint dw)
 {
   uint xx = get_global_id (0), y = get_global_id (1), z = get_global_id (2);
   if (xx >= W || y >= H || z >= C * nb)
@@ -55,11 +56,33 @@ __kernel void kilt_conv_col2im (__global float *din, __global const float *col,
   __global const float *base = col + col_off + (size_t) b * OH * OW;
   /* Taps i with (y + pt - i) a multiple of sh and the output row in range; likewise j. */
   int ty = (int) (y + pt), tx = (int) (xx + pl);
+  float acc = 0.0f;
+  if (dh > 1 || dw > 1)
+    {
+      /* Dilated (strides are then 1 on that axis, as Keras has it, but any are handled): every
+       * tap (i, j) whose output (ty - i dh) / sh, (tx - j dw) / sw is whole and in range. */
+      for (uint i = 0; i < kh; i++)
+        {
+          int t = ty - (int) (i * dh);
+          if (t < 0 || t % (int) sh != 0 || t / (int) sh >= (int) OH)
+            continue;
+          uint oy = (uint) t / sh;
+          for (uint j = 0; j < kw; j++)
+            {
+              int u = tx - (int) (j * dw);
+              if (u < 0 || u % (int) sw != 0 || u / (int) sw >= (int) OW)
+                continue;
+              acc += base[(size_t) ((c * kh + i) * kw + j) * NP + oy * OW + (uint) u / sw];
+            }
+        }
+      size_t o = (((size_t) (b0 + b) * C + c) * H + y) * W + xx;
+      din[o] = beta == 0.0f ? acc : beta * din[o] + acc;
+      return;
+    }
   int oy_lo = ty - (int) kh + 1 <= 0 ? 0 : (ty - (int) kh + (int) sh) / (int) sh;
   int oy_hi = min (ty / (int) sh, (int) OH - 1);
   int ox_lo = tx - (int) kw + 1 <= 0 ? 0 : (tx - (int) kw + (int) sw) / (int) sw;
   int ox_hi = min (tx / (int) sw, (int) OW - 1);
-  float acc = 0.0f;
   for (int oy = oy_lo; oy <= oy_hi; oy++)
     {
       uint i = (uint) (ty - oy * (int) sh);
@@ -135,7 +158,8 @@ __kernel void kilt_conv_im2col_rows (__global float *col, const uint col_off,
                                      __global const float *x, const uint b0, const uint nb,
                                      const uint C, const uint H, const uint W, const uint kh,
                                      const uint kw, const uint sh, const uint sw, const uint pt,
-                                     const uint pl, const uint OH, const uint OW, const int ones)
+                                     const uint pl, const uint OH, const uint OW, const int ones,
+                                     const uint dh, const uint dw)
 {
   uint k = get_global_id (0), b = get_global_id (1);
   uint taps = kh * kw;
@@ -152,13 +176,13 @@ __kernel void kilt_conv_im2col_rows (__global float *col, const uint col_off,
         one[p] = 1.0f;
     }
   /* Output columns whose input column ox * sw + x0 lies inside the row: [lo, hi). */
-  int x0 = (int) j - (int) pl;
+  int x0 = (int) (j * dw) - (int) pl;
   int lo = x0 >= 0 ? 0 : (-x0 + (int) sw - 1) / (int) sw;
   int hi = (int) W - x0 <= 0 ? 0 : min ((int) OW, ((int) W - x0 + (int) sw - 1) / (int) sw);
   lo = min (lo, hi);
   for (uint oy = 0; oy < OH; oy++, dst += OW)
     {
-      int y = (int) (oy * sh + i) - (int) pt;
+      int y = (int) (oy * sh + i * dh) - (int) pt;
       if (y < 0 || y >= (int) H)
         {
           for (uint ox = 0; ox < OW; ox++)
@@ -187,7 +211,7 @@ __kernel void kilt_conv_col2im_rows (__global float *din, __global const float *
                                      const uint C, const uint H, const uint W, const uint kh,
                                      const uint kw, const uint sh, const uint sw, const uint pt,
                                      const uint pl, const uint OH, const uint OW,
-                                     const float beta)
+                                     const float beta, const uint dh, const uint dw)
 {
   uint y = get_global_id (0), c = get_global_id (1), b = get_global_id (2);
   if (y >= H || c >= C || b >= nb)
@@ -203,7 +227,7 @@ __kernel void kilt_conv_col2im_rows (__global float *din, __global const float *
   for (uint i = 0; i < kh; i++)
     {
       /* The output row oy that took input row y through tap row i, if any. */
-      int t = (int) (y + pt) - (int) i;
+      int t = (int) (y + pt) - (int) (i * dh);
       if (t < 0 || t % (int) sh != 0 || t / (int) sh >= (int) OH)
         continue;
       uint oy = (uint) t / sh;
@@ -211,8 +235,8 @@ __kernel void kilt_conv_col2im_rows (__global float *din, __global const float *
         {
           __global const float *src
               = col + col_off + ((size_t) (c * kh + i) * kw + j) * NP + ((size_t) b * OH + oy) * OW;
-          /* Input column xx = ox * sw + j - pl for ox in [0, OW). */
-          int x0 = (int) j - (int) pl;
+          /* Input column xx = ox * sw + j dw - pl for ox in [0, OW). */
+          int x0 = (int) (j * dw) - (int) pl;
           int lo = x0 >= 0 ? 0 : (-x0 + (int) sw - 1) / (int) sw;
           int hi = (int) W - x0 <= 0 ? 0 : min ((int) OW, ((int) W - x0 + (int) sw - 1) / (int) sw);
           if (sw == 1)

@@ -248,6 +248,8 @@ CASE (test_k2_dw_h5, "weights-keras2-depthwise", ".h5", FILE_WHOLE)
 CASE (test_k2_dw_only, "weights-keras2-depthwise", ".h5", FILE_WEIGHTS)
 CASE (test_k3_dw_keras, "weights-keras3-depthwise", ".keras", FILE_WHOLE)
 CASE (test_k3_dw_wh5, "weights-keras3-depthwise", ".keras", FILE_WEIGHTS)
+CASE (test_k2_groups_h5, "weights-keras2-conv_groups", ".h5", FILE_WHOLE)
+CASE (test_k3_groups_keras, "weights-keras3-conv_groups", ".keras", FILE_WHOLE)
 /* The weights inside a .keras archive (or a model.save .h5) onto the same architecture given as
  * JSON; the save_weights files of the MLP and the CNN cover those formats on their own. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
@@ -997,6 +999,8 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-keras/depthwise", test_k3_dw_keras);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/depthwise", test_k3_dw_wh5);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/cnn", test_k3_cnn_keras_weights);
+  g_test_add_func ("/keras-weights/keras2-h5/conv-groups", test_k2_groups_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/conv-groups", test_k3_groups_keras);
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);
   g_test_add_func ("/keras-weights/predict-images", test_predict_images);

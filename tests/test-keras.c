@@ -505,10 +505,10 @@ test_unsupported_files (void)
                      "Conv2DTranspose is not supported");
   expect_file_error ("keras3-unsupported_layer.json", "layer deconv (Conv2DTranspose)",
                      "Conv2DTranspose is not supported");
-  expect_file_error ("keras2-unsupported_option.json", "layer dilated (Conv2D)",
-                     "dilation_rate (2, 2) is not supported");
-  expect_file_error ("keras3-unsupported_option.json", "layer dilated (Conv2D)",
-                     "dilation_rate (2, 2) is not supported");
+  expect_file_error ("keras2-unsupported_option.json", "layer renorm (BatchNormalization)",
+                     "renorm = true is not supported");
+  expect_file_error ("keras3-unsupported_option.json", "layer renorm (BatchNormalization)",
+                     "renorm = true is not supported");
 }
 
 /* Small hand-written documents in the shapes Keras writes, for the paths the real files do
@@ -599,7 +599,7 @@ test_errors (void)
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Conv2D\", \"config\": "
                                                      "{\"name\": \"c\", \"filters\": 2, "
                                                      "\"kernel_size\": [3, 3], \"groups\": 2}}"),
-                "layer c (Conv2D)", "groups = 2 is not supported");
+                "layer c (Conv2D)", "groups = 2 must divide both the input's 3 channels");
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Conv2D\", \"config\": "
                                                      "{\"name\": \"c\", \"filters\": 2, "
                                                      "\"kernel_size\": 3, \"padding\": "

@@ -153,6 +153,114 @@ test_conv_other_kernels (void)
   g_unsetenv ("KILT_GEMM");
 }
 
+/* Conv2D with dilation_rate and groups (the im2col path with a GEMM per group), against the
+ * reference and finite differences: each alone and together, same and valid padding, with and
+ * without bias, in chunks, adding to the input gradient, both kinds of im2col/col2im kernels,
+ * and with the implicit GEMM asked for (which knows neither, so im2col runs). */
+static void
+dilated_case (const char *label, ConvCase cc, guint dil_h, guint dil_w, guint groups,
+              gboolean accumulate)
+{
+  KiltLayerCheck c = conv_check (label, &cc);
+
+  c.cfg.dil_h = dil_h;
+  c.cfg.dil_w = dil_w;
+  c.cfg.groups = groups;
+  c.accumulate = accumulate;
+  kilt_test_layer_case (&c);
+}
+
+static void
+dilated_cases (const char *suffix)
+{
+  /*                                                  c  h  w  F kh kw sh sw same  bias */
+  g_autofree char *l1 = g_strconcat ("conv 3x3 same dilation 2", suffix, NULL);
+  g_autofree char *l2 = g_strconcat ("conv 3x2 valid dilation (3, 2)", suffix, NULL);
+  g_autofree char *l3 = g_strconcat ("conv 3x3 same groups 2", suffix, NULL);
+  g_autofree char *l4 = g_strconcat ("conv 2x2 valid stride 2 groups 3 no bias", suffix, NULL);
+  g_autofree char *l5 = g_strconcat ("conv 3x3 same dilation 2 groups 4, adds", suffix, NULL);
+  g_autofree char *l6 = g_strconcat ("conv groups = channels (depthwise-like)", suffix, NULL);
+
+  dilated_case (l1, (ConvCase){ 3, 8, 9, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 }, 2, 2, 0,
+                FALSE);
+  dilated_case (l2, (ConvCase){ 2, 9, 7, 3, 3, 2, 1, 1, FALSE, TRUE, KILT_ACT_TANH, 2 }, 3, 2, 0,
+                FALSE);
+  dilated_case (l3, (ConvCase){ 4, 6, 7, 6, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_LINEAR, 3 }, 0, 0, 2,
+                FALSE);
+  dilated_case (l4, (ConvCase){ 6, 7, 8, 3, 2, 2, 2, 2, FALSE, FALSE, KILT_ACT_SIGMOID, 2 }, 0, 0,
+                3, FALSE);
+  dilated_case (l5, (ConvCase){ 8, 7, 6, 8, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_TANH, 3 }, 2, 2, 4,
+                TRUE);
+  dilated_case (l6, (ConvCase){ 3, 5, 5, 6, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_LINEAR, 2 }, 0, 0, 3,
+                FALSE);
+}
+
+static void
+test_conv_dilation_groups (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  gboolean cpu = ctx && g_str_equal (ctx->info->type, "CPU");
+
+  if (!ctx)
+    return;
+  dilated_cases ("");
+  g_setenv ("KILT_CONV_IM2COL", cpu ? "items" : "rows", TRUE);
+  dilated_cases (", other kernels");
+  g_unsetenv ("KILT_CONV_IM2COL");
+  g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
+  g_setenv ("KILT_CONV_IGEMM", "1", TRUE);
+  dilated_cases (", chunks of 2, implicit GEMM asked for");
+  g_unsetenv ("KILT_CONV_IGEMM");
+  g_unsetenv ("KILT_CONV_CHUNK");
+}
+
+/* Parameters, output shape and FLOPs of a grouped, dilated Conv2D as Keras counts them, and
+ * the errors for groups that do not divide and for strides with dilation. */
+static void
+test_conv_dilation_groups_infer (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  g_autoptr (GError) error = NULL;
+  KiltNode node = { 0 };
+
+  cfg.units = 8;
+  cfg.groups = 4;
+  cfg.dil_h = 2;
+  cfg.dil_w = 3;
+  node.name = "g";
+  node.type = KILT_LAYER_CONV2D;
+  node.klass = &kilt_conv2d_class;
+  node.cfg = cfg;
+  node.in_shape[0] = (KiltShape){ 12, 10, 11 };
+  g_assert_true (kilt_conv2d_class.infer (&node, &error));
+  g_assert_no_error (error);
+  /* Keras: (3 * 3 * 12 / 4) * 8 + 8; valid output 10 - 4, 11 - 6. */
+  g_assert_cmpuint (node.n_params, ==, 3 * 3 * 3 * 8 + 8);
+  g_assert_cmpuint (node.out_shape.c, ==, 8);
+  g_assert_cmpuint (node.out_shape.h, ==, 6);
+  g_assert_cmpuint (node.out_shape.w, ==, 5);
+  g_assert_cmpuint (kilt_conv2d_class.flops (&node), ==, 2ull * 27 * 8 * 30);
+  node.cfg.same = TRUE;
+  g_assert_true (kilt_conv2d_class.infer (&node, &error));
+  g_assert_cmpuint (node.out_shape.h, ==, 10);
+  g_assert_cmpuint (node.out_shape.w, ==, 11);
+  node.cfg.groups = 5;
+  g_assert_false (kilt_conv2d_class.infer (&node, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_assert_nonnull (strstr (error->message, "groups = 5 must divide"));
+  g_clear_error (&error);
+  node.cfg.groups = 4;
+  node.cfg.sh = 2;
+  g_assert_false (kilt_conv2d_class.infer (&node, &error));
+  g_assert_nonnull (strstr (error->message, "strides 2x1 with dilation_rate 2x3"));
+  g_clear_error (&error);
+  node.cfg.sh = 1;
+  node.cfg.same = FALSE;
+  node.in_shape[0] = (KiltShape){ 12, 4, 11 };
+  g_assert_false (kilt_conv2d_class.infer (&node, &error));
+  g_assert_nonnull (strstr (error->message, "dilation 2x3"));
+}
+
 /* The implicit-GEMM kernels (kernels/igemm.cl), forced on, on shapes that reach both tile shapes
  * (up to 32 rows, more), partial tiles in every dimension, several tap tiles, uneven taps (flipped
  * for the data gradient), strides (the data gradient then takes im2col), chunks, uneven parts of
@@ -520,6 +628,8 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/conv2d/chunks", test_conv_chunks);
   g_test_add_func ("/layers/conv2d/accumulate", test_conv_accumulate);
   g_test_add_func ("/layers/conv2d/other-kernels", test_conv_other_kernels);
+  g_test_add_func ("/layers/conv2d/dilation-groups", test_conv_dilation_groups);
+  g_test_add_func ("/layers/conv2d/dilation-groups-infer", test_conv_dilation_groups_infer);
   g_test_add_func ("/layers/conv2d/implicit-gemm", test_conv_implicit_gemm);
   g_test_add_func ("/layers/conv2d/implicit-gemm-fallback", test_conv_igemm_fallback);
   g_test_add_func ("/layers/pool/infer", test_pool_infer);

@@ -865,6 +865,46 @@ test_round_trip_upsampling (void)
   g_assert_cmpuint (kilt_model_node (back, 1)->out_shape.w, ==, 12);
 }
 
+/* Conv2D's dilation_rate and groups are written and read back; groups that do not divide the
+ * channels are refused naming the layer. */
+static void
+test_round_trip_conv_groups (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("grouped");
+  g_autoptr (KiltModel) back = NULL;
+  g_autoptr (KiltModel) bad = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *wrong = NULL;
+  KiltLayerConfig c = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  KiltNode *n;
+
+  kilt_model_add_input (m, "img", (KiltShape){ 4, 9, 9 });
+  c.units = 6;
+  c.groups = 2;
+  c.dil_h = 2;
+  c.dil_w = 3;
+  kilt_model_append (m, KILT_LAYER_CONV2D, &c);
+  g_assert_true (kilt_model_build (m, &error));
+  json = kilt_model_to_json (m);
+  g_assert_nonnull (strstr (json, "\"groups\": 2"));
+  back = kilt_model_load_json_data (json, -1, "grouped.json", &error);
+  g_assert_no_error (error);
+  n = kilt_model_node (back, 1);
+  g_assert_cmpuint (n->cfg.groups, ==, 2);
+  g_assert_cmpuint (n->cfg.dil_h, ==, 2);
+  g_assert_cmpuint (n->cfg.dil_w, ==, 3);
+  g_assert_cmpuint (n->n_params, ==, 3 * 3 * 2 * 6 + 6);
+  g_assert_cmpuint (n->out_shape.h, ==, 5);
+  g_assert_cmpuint (n->out_shape.w, ==, 3);
+  wrong = g_strdup (json);
+  memcpy (strstr (wrong, "\"groups\": 2") + 10, "3", 1);
+  bad = kilt_model_load_json_data (wrong, -1, "grouped.json", &error);
+  g_assert_null (bad);
+  g_assert_nonnull (error);
+  g_assert_nonnull (strstr (error->message, "groups = 3 must divide"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -881,6 +921,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model-io/round-trip-presets", test_round_trip_presets);
   g_test_add_func ("/model-io/round-trip-new-layers", test_round_trip_new_layers);
   g_test_add_func ("/model-io/round-trip-upsampling", test_round_trip_upsampling);
+  g_test_add_func ("/model-io/round-trip-conv-groups", test_round_trip_conv_groups);
   g_test_add_func ("/model-io/errors", test_errors);
   g_test_add_func ("/model-io/default-names-unique", test_default_names_unique);
   g_test_add_func ("/model-io/hostile-depth", test_hostile_depth);

@@ -96,19 +96,13 @@ convert_conv (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error
       keras_set_error (error, imp, "expected kernel_size");
       return FALSE;
     }
-  if (dh != 1 || dw != 1)
-    {
-      keras_set_error (error, imp, "dilation_rate (%u, %u) is not supported; Kilt takes 1", dh, dw);
-      return FALSE;
-    }
   if (keras_member (c, "groups")
       && (!keras_get_int (imp, keras_member (c, "groups"), "groups", 1, &groups, error)))
     return FALSE;
-  if (groups != 1)
-    {
-      keras_set_error (error, imp, "groups = %u is not supported; Kilt takes 1", groups);
-      return FALSE;
-    }
+  /* 1 is stored as 0 (none); the layer checks that groups divide channels and filters. */
+  cfg->dil_h = dh > 1 ? dh : 0;
+  cfg->dil_w = dw > 1 ? dw : 0;
+  cfg->groups = groups > 1 ? groups : 0;
   if (cfg->activation == KILT_ACT_SOFTMAX)
     {
       keras_set_error (error, imp, "activation softmax inside Conv2D is not supported");

@@ -243,7 +243,9 @@ static gboolean
 expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
                guint *n, GError **error)
 {
-  gsize c = node->in_shape[0].c, f = node->cfg.units, k = c * node->cfg.kh * node->cfg.kw;
+  /* With groups, Keras' kernel is (kh, kw, C / groups, F), and so is each filter's part in Kilt. */
+  gsize c = node->in_shape[0].c / MAX (node->cfg.groups, 1), f = node->cfg.units;
+  gsize k = c * node->cfg.kh * node->cfg.kw;
 
   (void)li;
   (void)state;

@@ -25,9 +25,27 @@
 typedef struct
 {
   guint C, H, W, F, kh, kw, sh, sw, pt, pl, OH, OW;
+  guint dh, dw; /* dilation_rate: tap (i, j) reads input (y + i dh, x + j dw) */
+  guint G;      /* groups: filter f sees the C / G channels of its group, f / (F / G) */
   gsize K, P;
   gsize Kc; /* rows of the column matrix: K, plus a row of ones for the bias gradient */
+  gsize Kg; /* weights per filter: K / G, rows (cg, i, j) of its group's part of the column */
+  guint Fg; /* filters per group */
 } ConvGeom;
+
+static inline guint
+conv_one (guint v)
+{
+  return MAX (v, 1);
+}
+
+/* Dilation or groups: the im2col path with a GEMM per group, the implicit-GEMM kernels and
+ * the split-K weight gradient do not know them. */
+static inline gboolean
+conv_general (const KiltNode *node)
+{
+  return node->cfg.dil_h > 1 || node->cfg.dil_w > 1 || node->cfg.groups > 1;
+}
 
 static void
 conv_geom (const KiltNode *node, ConvGeom *g)
@@ -42,11 +60,17 @@ conv_geom (const KiltNode *node, ConvGeom *g)
   g->kw = node->cfg.kw;
   g->sh = node->cfg.sh;
   g->sw = node->cfg.sw;
-  kilt_layer_out_dim (g->H, g->kh, g->sh, node->cfg.same, &g->OH, &g->pt);
-  kilt_layer_out_dim (g->W, g->kw, g->sw, node->cfg.same, &g->OW, &g->pl);
+  g->dh = conv_one (node->cfg.dil_h);
+  g->dw = conv_one (node->cfg.dil_w);
+  g->G = conv_one (node->cfg.groups);
+  /* A dilated kernel covers (k - 1) d + 1 pixels, which is what padding and output sizes see. */
+  kilt_layer_out_dim (g->H, (g->kh - 1) * g->dh + 1, g->sh, node->cfg.same, &g->OH, &g->pt);
+  kilt_layer_out_dim (g->W, (g->kw - 1) * g->dw + 1, g->sw, node->cfg.same, &g->OW, &g->pl);
   g->K = (gsize)g->C * g->kh * g->kw;
   g->P = (gsize)g->OH * g->OW;
   g->Kc = g->K + (node->cfg.use_bias ? 1 : 0);
+  g->Kg = g->K / g->G;
+  g->Fg = g->F / g->G;
 }
 
 /* A tuning and test knob from the environment: 0 when unset. Read on each use so that a
@@ -154,6 +178,28 @@ conv_infer (KiltNode *node, GError **error)
       kilt_layer_set_error (error, node, "input %ux%ux%u is empty", in->h, in->w, in->c);
       return FALSE;
     }
+  if (cfg->dil_h > 1024 || cfg->dil_w > 1024 || cfg->kh > 1024 || cfg->kw > 1024)
+    {
+      kilt_layer_set_error (error, node, "kernel %ux%u or dilation %ux%u is over 1024", cfg->kh,
+                            cfg->kw, cfg->dil_h, cfg->dil_w);
+      return FALSE;
+    }
+  if ((cfg->dil_h > 1 && cfg->sh > 1) || (cfg->dil_w > 1 && cfg->sw > 1))
+    {
+      kilt_layer_set_error (error, node,
+                            "strides %ux%u with dilation_rate %ux%u: Keras allows one of them "
+                            "above 1 per axis, not both",
+                            cfg->sh, cfg->sw, cfg->dil_h, cfg->dil_w);
+      return FALSE;
+    }
+  if (cfg->groups > 1 && (in->c % cfg->groups != 0 || cfg->units % cfg->groups != 0))
+    {
+      kilt_layer_set_error (error, node,
+                            "groups = %u must divide both the input's %u channels and the %u "
+                            "filters",
+                            cfg->groups, in->c, cfg->units);
+      return FALSE;
+    }
   if (!kilt_activation_fusable (node->cfg.activation))
     {
       kilt_layer_set_error (error, node,
@@ -169,13 +215,16 @@ conv_infer (KiltNode *node, GError **error)
                             "use a linear Conv2D and a Softmax layer after Flatten");
       return FALSE;
     }
-  if (!kilt_layer_out_dim (in->h, cfg->kh, cfg->sh, cfg->same, &oh, &pad)
-      || !kilt_layer_out_dim (in->w, cfg->kw, cfg->sw, cfg->same, &ow, &pad))
+  if (!kilt_layer_out_dim (in->h, (cfg->kh - 1) * conv_one (cfg->dil_h) + 1, cfg->sh, cfg->same,
+                           &oh, &pad)
+      || !kilt_layer_out_dim (in->w, (cfg->kw - 1) * conv_one (cfg->dil_w) + 1, cfg->sw, cfg->same,
+                              &ow, &pad))
     {
       kilt_layer_set_error (error, node,
-                            "a %ux%u kernel with valid padding needs an input of at least that "
-                            "size, got %ux%u",
-                            cfg->kh, cfg->kw, in->h, in->w);
+                            "a %ux%u kernel (dilation %ux%u) with valid padding needs an input of "
+                            "at least the size it covers, got %ux%u",
+                            cfg->kh, cfg->kw, conv_one (cfg->dil_h), conv_one (cfg->dil_w), in->h,
+                            in->w);
       return FALSE;
     }
   conv_geom (node, &g);
@@ -185,7 +234,7 @@ conv_infer (KiltNode *node, GError **error)
       return FALSE;
     }
   node->out_shape = (KiltShape){ g.F, g.OH, g.OW };
-  node->n_params = g.F * g.K + (cfg->use_bias ? g.F : 0);
+  node->n_params = g.F * g.Kg + (cfg->use_bias ? g.F : 0);
   return TRUE;
 }
 
@@ -195,10 +244,11 @@ conv_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
   ConvGeom g = { 0 };
 
   conv_geom (node, &g);
-  kilt_layer_init_weights (params, g.F * g.K, node->cfg.init, (guint)g.K, g.F * g.kh * g.kw, rng);
+  /* Keras' fans of a (kh, kw, C / groups, F) kernel. */
+  kilt_layer_init_weights (params, g.F * g.Kg, node->cfg.init, (guint)g.Kg, g.F * g.kh * g.kw, rng);
   if (node->cfg.use_bias)
     for (guint f = 0; f < g.F; f++)
-      params[g.F * g.K + f] = 0.0f;
+      params[g.F * g.Kg + f] = 0.0f;
 }
 
 static guint64
@@ -207,7 +257,7 @@ conv_flops (const KiltNode *node)
   ConvGeom g = { 0 };
 
   conv_geom (node, &g);
-  return 2ull * g.K * g.F * g.P;
+  return 2ull * g.Kg * g.F * g.P;
 }
 
 static gsize
@@ -260,10 +310,14 @@ conv_geom_args (cl_kernel k, guint first, const ConvGeom *g, guint b0, guint nb)
 {
   const cl_uint v[]
       = { b0, nb, g->C, g->H, g->W, g->kh, g->kw, g->sh, g->sw, g->pt, g->pl, g->OH, g->OW };
+  const cl_uint dil[] = { g->dh, g->dw };
   cl_int err = CL_SUCCESS;
 
   for (guint i = 0; i < G_N_ELEMENTS (v); i++)
     KILT_ARG (k, first + i, v[i], err);
+  /* After the last argument of each kernel (ones, beta). */
+  for (guint i = 0; i < G_N_ELEMENTS (dil); i++)
+    KILT_ARG (k, first + G_N_ELEMENTS (v) + 1 + i, dil[i], err);
   return err;
 }
 
@@ -507,18 +561,22 @@ conv_forward_im2col (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
       guint nb = MIN (chunk, ex->batch - b0);
       gsize np = nb * g->P;
       cl_uint y_off = (cl_uint)ws_dz (g, np);
-      cl_uint bias_off = (cl_uint)(node->param_offset + g->F * g->K);
+      cl_uint bias_off = (cl_uint)(node->param_offset + g->F * g->Kg);
       cl_uint F = g->F, P = (cl_uint)g->P;
       cl_int has_bias = node->cfg.use_bias, act = kilt_node_act (node);
       float alpha = kilt_node_alpha (node);
       cl_int err = CL_SUCCESS;
 
-      /* y = W col over the chunk; the ones row, when there, is not part of the product. */
-      if (!conv_im2col (ex, g, src->out, b0, nb, error)
-          || !kilt_gemm (ex->ctx, FALSE, FALSE, g->F, np, g->K, 1.0f, ex->params,
-                         node->param_offset, g->K, ex->workspace, 0, np, 0.0f, ex->workspace, y_off,
-                         np, error))
+      /* y = W col over the chunk; the ones row, when there, is not part of the product. With
+       * groups, one GEMM per group: its filters' rows of W times its channels' rows of col. */
+      if (!conv_im2col (ex, g, src->out, b0, nb, error))
         return FALSE;
+      for (guint gi = 0; gi < g->G; gi++)
+        if (!kilt_gemm (ex->ctx, FALSE, FALSE, g->Fg, np, g->Kg, 1.0f, ex->params,
+                        node->param_offset + gi * g->Fg * g->Kg, g->Kg, ex->workspace,
+                        gi * g->Kg * np, np, 0.0f, ex->workspace, y_off + gi * g->Fg * np, np,
+                        error))
+          return FALSE;
       KILT_ARG (scatter, 0, node->out, err);
       KILT_ARG (scatter, 1, ex->workspace, err);
       KILT_ARG (scatter, 2, y_off, err);
@@ -550,6 +608,8 @@ conv_settled (const KiltNode *node, KiltExec *ex, gsize columns)
   gboolean measure = forced && g_str_equal (forced, "measure");
   gboolean fits = conv_igemm_fits (ex->ctx, columns);
 
+  if (conv_general (node))
+    return KILT_CONV_ALGO_IM2COL;
   if (node->algo_forced)
     return fits && node->algo_forced == KILT_CONV_ALGO_IGEMM ? KILT_CONV_ALGO_IGEMM
                                                              : KILT_CONV_ALGO_IM2COL;
@@ -812,6 +872,30 @@ conv_choose_dw (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint
                     conv_parts_measured, &run, "weight gradient", node->algo_ms[1], error);
 }
 
+/* The weight and bias gradients of a chunk where the layer has dilation or groups: its column
+ * matrix (with the ones row when there is a bias), then per group grads (+)= dz_g col_g^T, and
+ * the bias gradient as dz times the ones row. No split-K: these layers are rare and small. */
+static gboolean
+conv_wgrad_general (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint nb,
+                    GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  gsize np = (gsize)nb * g->P, dz_off = ws_dz (g, np);
+  float beta = b0 > 0 ? 1.0f : 0.0f;
+
+  if (!conv_im2col (ex, g, src->out, b0, nb, error))
+    return FALSE;
+  for (guint gi = 0; gi < g->G; gi++)
+    if (!kilt_gemm (ex->ctx, FALSE, TRUE, g->Fg, g->Kg, np, 1.0f, ex->workspace,
+                    dz_off + gi * g->Fg * np, np, ex->workspace, gi * g->Kg * np, np, beta,
+                    ex->grads, node->param_offset + gi * g->Fg * g->Kg, g->Kg, error))
+      return FALSE;
+  return !node->cfg.use_bias
+         || kilt_gemm (ex->ctx, FALSE, TRUE, g->F, 1, np, 1.0f, ex->workspace, dz_off, np,
+                       ex->workspace, g->K * np, np, beta, ex->grads,
+                       node->param_offset + g->F * g->Kg, 1, error);
+}
+
 static gboolean
 conv_backward (KiltNode *node, KiltExec *ex, GError **error)
 {
@@ -848,10 +932,13 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (gather, 9, alpha, err);
       g_assert (err == CL_SUCCESS);
       if (!(rows ? kilt_layer_launch3 (ex, gather, g.F, nb, 1, error)
-                 : kilt_layer_launch3 (ex, gather, g.P, g.F, nb, error))
-          || (b0 == 0 && !conv_choose_dw (node, ex, &g, b0, nb, parts, error))
-          || !conv_parts_run (node, ex, &g, node->algo_dw, b0, nb, parts, error)
-          || !conv_sum_parts (node, ex, &g, np, parts, b0 > 0 ? 1.0f : 0.0f, error))
+                 : kilt_layer_launch3 (ex, gather, g.P, g.F, nb, error)))
+        return FALSE;
+      if (conv_general (node)
+              ? !conv_wgrad_general (node, ex, &g, b0, nb, error)
+              : ((b0 == 0 && !conv_choose_dw (node, ex, &g, b0, nb, parts, error))
+                 || !conv_parts_run (node, ex, &g, node->algo_dw, b0, nb, parts, error)
+                 || !conv_sum_parts (node, ex, &g, np, parts, b0 > 0 ? 1.0f : 0.0f, error)))
         return FALSE;
       if (!node->din_needed[0])
         continue;
@@ -863,10 +950,15 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
           continue;
         }
       /* dcol = W^T dz into the column matrix's place (which the weight gradient has used, or
-       * never needed), then gathered back onto the input. */
-      if (!kilt_gemm (ex->ctx, TRUE, FALSE, g.K, np, g.F, 1.0f, ex->params, node->param_offset, g.K,
-                      ex->workspace, dz_off, np, 0.0f, ex->workspace, 0, np, error)
-          || !conv_col2im (ex, &g, src->dout, b0, nb, node->din_beta[0], error))
+       * never needed), then gathered back onto the input; a GEMM per group, each writing its
+       * channels' rows. */
+      for (guint gi = 0; gi < g.G; gi++)
+        if (!kilt_gemm (ex->ctx, TRUE, FALSE, g.Kg, np, g.Fg, 1.0f, ex->params,
+                        node->param_offset + gi * g.Fg * g.Kg, g.Kg, ex->workspace,
+                        dz_off + gi * g.Fg * np, np, 0.0f, ex->workspace, gi * g.Kg * np, np,
+                        error))
+          return FALSE;
+      if (!conv_col2im (ex, &g, src->dout, b0, nb, node->din_beta[0], error))
         return FALSE;
     }
   return TRUE;
@@ -879,7 +971,8 @@ static inline double
 ref_tap (const ConvGeom *g, const double *x, guint b, guint c, guint i, guint j, guint oy, guint ox,
          gsize *index)
 {
-  gint64 y = (gint64)oy * g->sh + i - g->pt, xx = (gint64)ox * g->sw + j - g->pl;
+  gint64 y = (gint64)oy * g->sh + (gint64)i * g->dh - g->pt;
+  gint64 xx = (gint64)ox * g->sw + (gint64)j * g->dw - g->pl;
 
   if (y < 0 || y >= g->H || xx < 0 || xx >= g->W)
     return (*index = G_MAXSIZE, 0.0);
@@ -900,12 +993,13 @@ conv_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 
       for (guint oy = 0; oy < g.OH; oy++)
         for (guint ox = 0; ox < g.OW; ox++)
           {
-            double acc = node->cfg.use_bias ? params[g.F * g.K + f] : 0.0;
-            for (guint c = 0; c < g.C; c++)
+            double acc = node->cfg.use_bias ? params[g.F * g.Kg + f] : 0.0;
+            guint c0 = f / g.Fg * (g.C / g.G);
+            for (guint c = 0; c < g.C / g.G; c++)
               for (guint i = 0; i < g.kh; i++)
                 for (guint j = 0; j < g.kw; j++)
-                  acc += params[f * g.K + (c * g.kh + i) * g.kw + j]
-                         * ref_tap (&g, in[0], b, c, i, j, oy, ox, &idx);
+                  acc += params[f * g.Kg + (c * g.kh + i) * g.kw + j]
+                         * ref_tap (&g, in[0], b, c0 + c, i, j, oy, ox, &idx);
             out[(((gsize)b * g.F + f) * g.OH + oy) * g.OW + ox] = acc;
           }
   kilt_ref_activate (out, batch, g.F, g.P, node->cfg.activation, node->cfg.alpha);
@@ -936,14 +1030,15 @@ conv_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step
         for (guint ox = 0; ox < g.OW; ox++)
           {
             double d = dz[(((gsize)b * g.F + f) * g.OH + oy) * g.OW + ox];
+            guint c0 = f / g.Fg * (g.C / g.G);
             if (node->cfg.use_bias)
-              dparams[g.F * g.K + f] += d;
-            for (guint c = 0; c < g.C; c++)
+              dparams[g.F * g.Kg + f] += d;
+            for (guint c = 0; c < g.C / g.G; c++)
               for (guint i = 0; i < g.kh; i++)
                 for (guint j = 0; j < g.kw; j++)
                   {
-                    gsize w = f * g.K + (c * g.kh + i) * g.kw + j;
-                    double v = ref_tap (&g, in[0], b, c, i, j, oy, ox, &idx);
+                    gsize w = f * g.Kg + (c * g.kh + i) * g.kw + j;
+                    double v = ref_tap (&g, in[0], b, c0 + c, i, j, oy, ox, &idx);
                     if (idx == G_MAXSIZE)
                       continue;
                     dparams[w] += d * v;

@@ -136,7 +136,8 @@ def build_all(K, layers, keras3):
 
     m = K.Sequential()
     m.add(inp((28, 28, 1)))
-    m.add(layers.Conv2D(8, 3, dilation_rate=2, name="dilated"))
+    m.add(layers.Conv2D(8, 3, name="conv"))
+    m.add(layers.BatchNormalization(renorm=True, name="renorm"))
     m.add(layers.Flatten())
     m.add(layers.Dense(10, activation="softmax"))
     models["unsupported_option"] = m

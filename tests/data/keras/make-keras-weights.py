@@ -111,6 +111,16 @@ def build_all(K):
     m.add(L.Flatten())
     m.add(L.Dense(4, activation="softmax"))
     models["depthwise"] = m
+
+    # Conv2D with dilation_rate and groups (issue 11): the kernel is (kh, kw, C / groups, F).
+    m = K.Sequential(name="conv_groups")
+    m.add(L.Input(shape=(9, 9, 4)))
+    m.add(L.Conv2D(6, 3, padding="same", dilation_rate=2, groups=2, activation="relu"))
+    m.add(L.Conv2D(4, (2, 3), dilation_rate=(2, 1), groups=2, use_bias=False))
+    m.add(L.Conv2D(6, 1, groups=2, activation="tanh"))
+    m.add(L.Flatten())
+    m.add(L.Dense(3, activation="softmax"))
+    models["conv_groups"] = m
     return models
 
 
