@@ -1,4 +1,5 @@
-/* kilt-cli export: a model's weights (imported or from a checkpoint) as a Keras 3 .weights.h5. */
+/* kilt-cli export: a model's weights (imported or from a checkpoint) as a Keras 3 .weights.h5,
+ * a Keras 3 .keras, or an ONNX model. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
 
@@ -8,6 +9,7 @@
 #include "kilt-keras-file.h"
 #include "kilt-keras-weights.h"
 #include "kilt-model-json.h"
+#include "kilt-onnx-export.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -55,20 +57,57 @@ keras_text (const char *model)
   return text;
 }
 
+typedef enum
+{
+  EXPORT_WEIGHTS, /* Keras 3 .weights.h5 */
+  EXPORT_KERAS,   /* Keras 3 .keras */
+  EXPORT_ONNX,
+} ExportFormat;
+
+/* --format, or else the file's extension: .onnx, .keras, anything else .weights.h5. */
+static gboolean
+export_format (const char *format, const char *out, ExportFormat *fmt, GError **error)
+{
+  if (format == NULL)
+    {
+      *fmt = g_str_has_suffix (out, ".onnx")    ? EXPORT_ONNX
+             : g_str_has_suffix (out, ".keras") ? EXPORT_KERAS
+                                                : EXPORT_WEIGHTS;
+      return TRUE;
+    }
+  if (g_str_equal (format, "onnx"))
+    *fmt = EXPORT_ONNX;
+  else if (g_str_equal (format, "keras"))
+    *fmt = EXPORT_KERAS;
+  else if (g_str_equal (format, "weights.h5") || g_str_equal (format, "weights"))
+    *fmt = EXPORT_WEIGHTS;
+  else
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "unknown --format \"%s\": give onnx, keras or weights.h5", format);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 int
 kilt_cli_export (int argc, char **argv)
 {
   KiltCliCommon c;
   g_autoptr (GOptionContext) oc
-      = g_option_context_new ("--output FILE.weights.h5 - export weights");
+      = g_option_context_new ("--output FILE.weights.h5|FILE.keras|FILE.onnx - export a model");
   g_autofree GOptionEntry *entries = NULL;
   g_autoptr (GError) error = NULL;
-  g_autofree char *out = NULL, *json = NULL;
+  g_autofree char *out = NULL, *json = NULL, *format = NULL;
   GOptionEntry extra[] = {
-    { "output", 0, 0, G_OPTION_ARG_FILENAME, &out,
-      "The Keras 3 .weights.h5, or .keras (architecture and weights), to write", "FILE" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &out,
+      "The Keras 3 .weights.h5, .keras (architecture and weights) or .onnx to write", "FILE" },
+    { "format", 0, 0, G_OPTION_ARG_STRING, &format,
+      "onnx, keras or weights.h5 (default: from the file's extension)", "FORMAT" },
     { NULL },
   };
+  KiltOnnxExportInfo onnx = { 0 };
+  ExportFormat fmt = EXPORT_WEIGHTS;
   KiltModel *model = NULL;
   const float *params, *state;
   guint n = 0;
@@ -76,19 +115,28 @@ kilt_cli_export (int argc, char **argv)
 
   kilt_cli_common_init (&c);
   entries = kilt_cli_common_entries (&c);
+  /* -o is --output here, as in `kilt-cli report`; export trains nothing, so --optimizer (whose
+   * short name it is in the common options) keeps only its long name. */
+  for (GOptionEntry *e = entries; e->long_name; e++)
+    if (e->short_name == 'o')
+      e->short_name = 0;
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, extra, NULL);
   g_option_context_set_summary (oc, "Writes --model's weights (from --checkpoint, --weights or "
                                     "the Keras file itself) as a Keras 3 .weights.h5 that "
                                     "keras' Model.load_weights reads onto the same architecture, "
                                     "or, for a Keras 3 model, as a .keras file that "
-                                    "keras.saving.load_model reads.");
-  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || out == NULL)
+                                    "keras.saving.load_model reads, or as an ONNX model "
+                                    "(opset 17, NCHW, a symbolic batch, the probabilities "
+                                    "out) that onnxruntime runs.");
+  if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || out == NULL
+      || !export_format (format, out, &fmt, &error))
     {
       fprintf (stderr, "kilt-cli export: %s\n",
-               error ? error->message : "give the file to write with --output FILE.weights.h5");
+               error ? error->message
+                     : "give the file to write with --output FILE.weights.h5, FILE.keras or "
+                       "FILE.onnx");
       kilt_cli_common_clear (&c);
-      g_free (out);
       return 2;
     }
   json = keras_text (c.model);
@@ -100,13 +148,23 @@ kilt_cli_export (int argc, char **argv)
              "kilt-cli export: model %s has no weights: give --checkpoint, --weights or a Keras "
              ".h5 / .keras model\n",
              model->name);
-  else if (g_str_has_suffix (out, ".keras")
+  else if (fmt == EXPORT_ONNX && !kilt_onnx_export (model, params, state, out, &onnx, &error))
+    fprintf (stderr, "kilt-cli export: %s\n", error->message);
+  else if (fmt == EXPORT_KERAS
            && !kilt_keras_file_write_archive (model, json, params, state, out, &error))
     fprintf (stderr, "kilt-cli export: %s\n", error->message);
-  else if (!g_str_has_suffix (out, ".keras")
+  else if (fmt == EXPORT_WEIGHTS
            && !kilt_keras_weights_write (model, json, params, state, out, &n, &error))
     fprintf (stderr, "kilt-cli export: %s\n", error->message);
-  else if (g_str_has_suffix (out, ".keras"))
+  else if (fmt == EXPORT_ONNX)
+    {
+      printf ("Wrote %s: ONNX opset %d, %u operators, %u initializers, %zu parameters and %zu "
+              "statistics (%s)\n",
+              out, KILT_ONNX_OPSET, onnx.n_nodes, onnx.n_initializers, model->n_params,
+              model->n_state, model->weights_note);
+      rc = 0;
+    }
+  else if (fmt == EXPORT_KERAS)
     {
       printf ("Wrote %s: the Keras architecture and %zu parameters and %zu statistics (%s)\n", out,
               model->n_params, model->n_state, model->weights_note);

@@ -30,7 +30,7 @@ build () # dir, meson options...
   ninja -C "$dir" || return 1
 }
 
-if build build-test --buildtype=debugoptimized; then
+if build build-test --buildtype=debugoptimized -Donnx=enabled; then
   lap "build"
   xvfb=()
   if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null; then
@@ -50,7 +50,7 @@ fi
 # The sanitizer pass: our code must show no error and no leak (tests/lsan.supp names what the
 # OpenCL driver itself leaks).
 if [ $# -eq 0 ] && [ "${KILT_SKIP_ASAN:-0}" != 1 ]; then
-  if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dgui=false --buildtype=debug; then
+  if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dgui=false --buildtype=debug -Donnx=enabled; then
     lap "asan-build"
     asan_test () # meson test arguments
     {
