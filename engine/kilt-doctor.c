@@ -163,6 +163,19 @@ doctor_cases (void)
   c.cfg.groups = 2;
   c.cfg.activation = KILT_ACT_RELU;
   g_array_append_val (a, c);
+  c = make_check ("Conv2DTranspose 3x3 same, stride 2", KILT_LAYER_CONV2D_TRANSPOSE,
+                  (KiltShape){ 3, 4, 5 }, 1);
+  c.cfg.units = 4;
+  c.cfg.sh = c.cfg.sw = 2;
+  c.cfg.same = TRUE;
+  c.cfg.activation = KILT_ACT_RELU;
+  g_array_append_val (a, c);
+  c = make_check ("Conv2DTranspose 2x2 valid, stride 3", KILT_LAYER_CONV2D_TRANSPOSE,
+                  (KiltShape){ 2, 3, 4 }, 1);
+  c.cfg.units = 3;
+  c.cfg.kh = c.cfg.kw = 2;
+  c.cfg.sh = c.cfg.sw = 3;
+  g_array_append_val (a, c);
   c = make_check ("Normalization", KILT_LAYER_NORMALIZATION, (KiltShape){ 3, 4, 5 }, 1);
   g_array_append_val (a, c);
   c = make_check ("Normalization, constant mean and variance", KILT_LAYER_NORMALIZATION,
@@ -365,7 +378,8 @@ kilt_doctor_run (const KiltDeviceInfo *device, KiltDoctorProgress progress, gpoi
         KiltLayerCheck c = g_array_index (cases, KiltLayerCheck, i);
         g_autofree char *label = g_strconcat (c.label, ", implicit GEMM", NULL);
 
-        if (c.type != KILT_LAYER_CONV2D)
+        /* Dilated or grouped convolutions have the im2col path only. */
+        if (c.type != KILT_LAYER_CONV2D || c.cfg.groups > 1 || c.cfg.dil_h > 1 || c.cfg.dil_w > 1)
           continue;
         g_array_index (cases, KiltLayerCheck, i).algo = KILT_CONV_ALGO_IM2COL;
         c.algo = KILT_CONV_ALGO_IGEMM;

@@ -38,6 +38,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_MINIMUM] = &kilt_minimum_class,
     [KILT_LAYER_UPSAMPLING2D] = &kilt_upsampling2d_class,
     [KILT_LAYER_LAYER_NORM] = &kilt_layer_norm_class,
+    [KILT_LAYER_CONV2D_TRANSPOSE] = &kilt_conv2d_transpose_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -131,7 +132,8 @@ kilt_layer_config_default (KiltLayerType type)
 {
   KiltLayerConfig c = { 0 };
 
-  gboolean conv = type == KILT_LAYER_CONV2D || type == KILT_LAYER_DEPTHWISE_CONV2D;
+  gboolean conv = type == KILT_LAYER_CONV2D || type == KILT_LAYER_DEPTHWISE_CONV2D
+                  || type == KILT_LAYER_CONV2D_TRANSPOSE;
 
   c.kh = c.kw = conv ? 3 : 2;
   c.sh = c.sw = conv ? 1 : 0; /* pooling: 0 = the window */

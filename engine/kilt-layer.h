@@ -39,6 +39,7 @@ typedef enum
   KILT_LAYER_MINIMUM,
   KILT_LAYER_UPSAMPLING2D,
   KILT_LAYER_LAYER_NORM,
+  KILT_LAYER_CONV2D_TRANSPOSE,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -287,6 +288,7 @@ extern const KiltLayerClass kilt_maximum_class;
 extern const KiltLayerClass kilt_minimum_class;
 extern const KiltLayerClass kilt_upsampling2d_class;
 extern const KiltLayerClass kilt_layer_norm_class;
+extern const KiltLayerClass kilt_conv2d_transpose_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

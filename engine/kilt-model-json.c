@@ -42,6 +42,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_MAXIMUM] = "Maximum",
   [KILT_LAYER_MINIMUM] = "Minimum",
   [KILT_LAYER_UPSAMPLING2D] = "UpSampling2D",
+  [KILT_LAYER_CONV2D_TRANSPOSE] = "Conv2DTranspose",
   [KILT_LAYER_LAYER_NORM] = "LayerNormalization",
 };
 
@@ -149,6 +150,9 @@ static const struct
                                     0 },
   [KILT_LAYER_NORMALIZATION] = { F_MEAN | F_VARIANCE, 0 },
   [KILT_LAYER_UPSAMPLING2D] = { F_SIZE, 0 },
+  [KILT_LAYER_CONV2D_TRANSPOSE] = { F_FILTERS | F_KERNEL_SIZE | F_STRIDES | F_PADDING | F_USE_BIAS
+                                        | F_ACTIVATION | F_ALPHA | F_INIT,
+                                    F_FILTERS },
   [KILT_LAYER_LAYER_NORM] = { F_EPSILON | F_GAMMA | F_BETA, 0 },
 };
 

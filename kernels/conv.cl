@@ -298,3 +298,17 @@ __kernel void kilt_conv_gather_rows (__global float *dz, const uint dz_off,
     for (uint p = 0; p < P; p++)
       dst[p] = dout[s + p] * kilt_act_grad (act, out[s + p], alpha);
 }
+
+/* The inverse of gather without an activation: dst (samples b0.., NCHW) = beta * dst + the
+ * (C, nb * P) matrix at src_off (Conv2DTranspose's input gradient). Over (P, C, nb). */
+__kernel void kilt_conv_ungather (__global float *dst, __global const float *src,
+                                  const uint src_off, const uint b0, const uint nb, const uint C,
+                                  const uint P, const float beta)
+{
+  uint p = get_global_id (0), c = get_global_id (1), b = get_global_id (2);
+  if (p >= P || c >= C || b >= nb)
+    return;
+  size_t o = ((size_t) (b0 + b) * C + c) * P + p;
+  float v = src[src_off + ((size_t) c * nb + b) * P + p];
+  dst[o] = beta == 0.0f ? v : beta * dst[o] + v;
+}

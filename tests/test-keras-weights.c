@@ -250,6 +250,9 @@ CASE (test_k3_dw_keras, "weights-keras3-depthwise", ".keras", FILE_WHOLE)
 CASE (test_k3_dw_wh5, "weights-keras3-depthwise", ".keras", FILE_WEIGHTS)
 CASE (test_k2_groups_h5, "weights-keras2-conv_groups", ".h5", FILE_WHOLE)
 CASE (test_k3_groups_keras, "weights-keras3-conv_groups", ".keras", FILE_WHOLE)
+CASE (test_k2_convt_h5, "weights-keras2-conv_transpose", ".h5", FILE_WHOLE)
+CASE (test_k3_convt_keras, "weights-keras3-conv_transpose", ".keras", FILE_WHOLE)
+CASE (test_k3_convt_wh5, "weights-keras3-conv_transpose", ".keras", FILE_WEIGHTS)
 /* The weights inside a .keras archive (or a model.save .h5) onto the same architecture given as
  * JSON; the save_weights files of the MLP and the CNN cover those formats on their own. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
@@ -1001,6 +1004,9 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/cnn", test_k3_cnn_keras_weights);
   g_test_add_func ("/keras-weights/keras2-h5/conv-groups", test_k2_groups_h5);
   g_test_add_func ("/keras-weights/keras3-keras/conv-groups", test_k3_groups_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/conv-transpose", test_k2_convt_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/conv-transpose", test_k3_convt_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/conv-transpose", test_k3_convt_wh5);
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);
   g_test_add_func ("/keras-weights/predict-images", test_predict_images);

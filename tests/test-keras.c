@@ -501,10 +501,10 @@ test_unsupported_files (void)
 {
   if (!have_all_layers ())
     return;
-  expect_file_error ("keras2-unsupported_layer.json", "layer deconv (Conv2DTranspose)",
-                     "Conv2DTranspose is not supported");
-  expect_file_error ("keras3-unsupported_layer.json", "layer deconv (Conv2DTranspose)",
-                     "Conv2DTranspose is not supported");
+  expect_file_error ("keras2-unsupported_layer.json", "layer noise (GaussianNoise)",
+                     "GaussianNoise is not supported");
+  expect_file_error ("keras3-unsupported_layer.json", "layer noise (GaussianNoise)",
+                     "GaussianNoise is not supported");
   expect_file_error ("keras2-unsupported_option.json", "layer renorm (BatchNormalization)",
                      "renorm = true is not supported");
   expect_file_error ("keras3-unsupported_option.json", "layer renorm (BatchNormalization)",

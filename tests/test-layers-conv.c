@@ -261,6 +261,123 @@ test_conv_dilation_groups_infer (void)
   g_assert_nonnull (strstr (error->message, "dilation 2x3"));
 }
 
+/* Conv2DTranspose against the reference and finite differences: strides below, at and above
+ * the kernel size, same and valid, with and without bias, fused activations, chunks of the
+ * batch, an accumulated input gradient, and both kinds of im2col/col2im kernels. */
+static void
+transpose_case (const char *label, ConvCase cc, gboolean accumulate)
+{
+  KiltLayerCheck c = conv_check (label, &cc);
+
+  c.type = KILT_LAYER_CONV2D_TRANSPOSE;
+  c.accumulate = accumulate;
+  kilt_test_layer_case (&c);
+}
+
+static void
+transpose_cases (const char *suffix)
+{
+  /*                                               c  h  w  F kh kw sh sw same  bias */
+  static const struct
+  {
+    const char *label;
+    ConvCase cc;
+    gboolean acc;
+  } cases[] = {
+    { "convT 3x3 same", { 3, 5, 6, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 }, FALSE },
+    { "convT 3x3 same stride 2",
+      { 2, 4, 5, 3, 3, 3, 2, 2, TRUE, TRUE, KILT_ACT_LINEAR, 3 },
+      FALSE },
+    { "convT 3x3 valid stride 2",
+      { 2, 4, 3, 3, 3, 3, 2, 2, FALSE, TRUE, KILT_ACT_TANH, 2 },
+      FALSE },
+    { "convT 2x2 valid stride 2 no bias",
+      { 3, 3, 4, 2, 2, 2, 2, 2, FALSE, FALSE, KILT_ACT_LINEAR, 3 },
+      FALSE },
+    { "convT 1x2 valid stride 3 (gaps)",
+      { 2, 3, 3, 3, 1, 2, 3, 3, FALSE, TRUE, KILT_ACT_SIGMOID, 2 },
+      FALSE },
+    { "convT 4x3 same strides 2x1, adds",
+      { 3, 4, 5, 2, 4, 3, 2, 1, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 3 },
+      TRUE },
+    { "convT 5x5 same stride 3",
+      { 1, 3, 2, 3, 5, 5, 3, 3, TRUE, TRUE, KILT_ACT_LINEAR, 2 },
+      FALSE },
+  };
+
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      g_autofree char *label = g_strconcat (cases[i].label, suffix, NULL);
+      transpose_case (label, cases[i].cc, cases[i].acc);
+    }
+}
+
+static void
+test_conv_transpose (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  gboolean cpu = ctx && g_str_equal (ctx->info->type, "CPU");
+
+  if (!ctx)
+    return;
+  transpose_cases ("");
+  g_setenv ("KILT_CONV_IM2COL", cpu ? "items" : "rows", TRUE);
+  g_setenv ("KILT_GEMM", cpu ? "clblast" : "kilt", TRUE);
+  transpose_cases (", other kernels");
+  g_unsetenv ("KILT_GEMM");
+  g_unsetenv ("KILT_CONV_IM2COL");
+  g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
+  transpose_cases (", chunks of 2");
+  g_unsetenv ("KILT_CONV_CHUNK");
+}
+
+/* Output sizes as Keras' deconv_output_length gives them (same: in * s; valid:
+ * in * s + max (k - s, 0)), parameters (kh kw F Cin + F), and the errors. */
+static void
+test_conv_transpose_infer (void)
+{
+  static const struct
+  {
+    guint in, k, s;
+    gboolean same;
+    guint out;
+  } dims[] = {
+    { 5, 3, 1, TRUE, 5 },  { 5, 3, 2, TRUE, 10 }, { 5, 3, 2, FALSE, 11 }, { 4, 2, 2, FALSE, 8 },
+    { 3, 1, 3, FALSE, 9 }, { 3, 5, 1, FALSE, 7 }, { 1, 4, 3, TRUE, 3 },
+  };
+  g_autoptr (GError) error = NULL;
+  KiltNode node = { 0 };
+
+  node.name = "up";
+  node.type = KILT_LAYER_CONV2D_TRANSPOSE;
+  node.klass = &kilt_conv2d_transpose_class;
+  for (guint i = 0; i < G_N_ELEMENTS (dims); i++)
+    {
+      node.cfg = kilt_layer_config_default (KILT_LAYER_CONV2D_TRANSPOSE);
+      node.cfg.units = 4;
+      node.cfg.kh = dims[i].k;
+      node.cfg.kw = 1;
+      node.cfg.sh = dims[i].s;
+      node.cfg.same = dims[i].same;
+      node.in_shape[0] = (KiltShape){ 3, dims[i].in, 2 };
+      g_assert_true (kilt_conv2d_transpose_class.infer (&node, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (node.out_shape.c, ==, 4);
+      g_assert_cmpuint (node.out_shape.h, ==, dims[i].out);
+      g_assert_cmpuint (node.out_shape.w, ==, 2);
+      g_assert_cmpuint (node.n_params, ==, dims[i].k * 1 * 4 * 3 + 4);
+    }
+  node.cfg.units = 0;
+  g_assert_false (kilt_conv2d_transpose_class.infer (&node, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_assert_nonnull (strstr (error->message, "layer up (Conv2DTranspose): filters"));
+  g_clear_error (&error);
+  node.cfg.units = 2;
+  node.cfg.activation = KILT_ACT_SOFTMAX;
+  g_assert_false (kilt_conv2d_transpose_class.infer (&node, &error));
+  g_assert_nonnull (strstr (error->message, "activation softmax"));
+}
+
 /* The implicit-GEMM kernels (kernels/igemm.cl), forced on, on shapes that reach both tile shapes
  * (up to 32 rows, more), partial tiles in every dimension, several tap tiles, uneven taps (flipped
  * for the data gradient), strides (the data gradient then takes im2col), chunks, uneven parts of
@@ -630,6 +747,8 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/conv2d/other-kernels", test_conv_other_kernels);
   g_test_add_func ("/layers/conv2d/dilation-groups", test_conv_dilation_groups);
   g_test_add_func ("/layers/conv2d/dilation-groups-infer", test_conv_dilation_groups_infer);
+  g_test_add_func ("/layers/conv2d-transpose/shapes", test_conv_transpose);
+  g_test_add_func ("/layers/conv2d-transpose/infer", test_conv_transpose_infer);
   g_test_add_func ("/layers/conv2d/implicit-gemm", test_conv_implicit_gemm);
   g_test_add_func ("/layers/conv2d/implicit-gemm-fallback", test_conv_igemm_fallback);
   g_test_add_func ("/layers/pool/infer", test_pool_infer);

@@ -865,8 +865,8 @@ test_round_trip_upsampling (void)
   g_assert_cmpuint (kilt_model_node (back, 1)->out_shape.w, ==, 12);
 }
 
-/* Conv2D's dilation_rate and groups are written and read back; groups that do not divide the
- * channels are refused naming the layer. */
+/* Conv2D's dilation_rate and groups, and a Conv2DTranspose, are written and read back; groups
+ * that do not divide the channels are refused naming the layer. */
 static void
 test_round_trip_conv_groups (void)
 {
@@ -877,6 +877,7 @@ test_round_trip_conv_groups (void)
   g_autofree char *json = NULL;
   g_autofree char *wrong = NULL;
   KiltLayerConfig c = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  KiltLayerConfig t = kilt_layer_config_default (KILT_LAYER_CONV2D_TRANSPOSE);
   KiltNode *n;
 
   kilt_model_add_input (m, "img", (KiltShape){ 4, 9, 9 });
@@ -885,9 +886,19 @@ test_round_trip_conv_groups (void)
   c.dil_h = 2;
   c.dil_w = 3;
   kilt_model_append (m, KILT_LAYER_CONV2D, &c);
+  t.units = 3;
+  t.kh = 2;
+  t.kw = 3;
+  t.sh = 2;
+  t.sw = 1;
+  t.same = TRUE;
+  t.use_bias = FALSE;
+  t.activation = KILT_ACT_TANH;
+  kilt_model_append (m, KILT_LAYER_CONV2D_TRANSPOSE, &t);
   g_assert_true (kilt_model_build (m, &error));
   json = kilt_model_to_json (m);
   g_assert_nonnull (strstr (json, "\"groups\": 2"));
+  g_assert_nonnull (strstr (json, "\"Conv2DTranspose\""));
   back = kilt_model_load_json_data (json, -1, "grouped.json", &error);
   g_assert_no_error (error);
   n = kilt_model_node (back, 1);
@@ -896,6 +907,15 @@ test_round_trip_conv_groups (void)
   g_assert_cmpuint (n->cfg.dil_w, ==, 3);
   g_assert_cmpuint (n->n_params, ==, 3 * 3 * 2 * 6 + 6);
   g_assert_cmpuint (n->out_shape.h, ==, 5);
+  g_assert_cmpuint (n->out_shape.w, ==, 3);
+  n = kilt_model_node (back, 2);
+  g_assert_cmpuint (n->type, ==, KILT_LAYER_CONV2D_TRANSPOSE);
+  g_assert_cmpuint (n->cfg.sh, ==, 2);
+  g_assert_false (n->cfg.use_bias);
+  g_assert_cmpuint (n->cfg.activation, ==, KILT_ACT_TANH);
+  g_assert_cmpuint (n->n_params, ==, 2 * 3 * 3 * 6);
+  g_assert_cmpuint (n->out_shape.c, ==, 3);
+  g_assert_cmpuint (n->out_shape.h, ==, 10);
   g_assert_cmpuint (n->out_shape.w, ==, 3);
   wrong = g_strdup (json);
   memcpy (strstr (wrong, "\"groups\": 2") + 10, "3", 1);

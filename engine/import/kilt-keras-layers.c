@@ -113,6 +113,56 @@ convert_conv (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error
   return TRUE;
 }
 
+/* Conv2DTranspose: strides, same/valid padding, bias and activation; output_padding must be
+ * None (Keras' default, the output size from the input's) and dilation_rate 1. */
+static gboolean
+convert_conv_transpose (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  JsonNode *op = keras_member (c, "output_padding");
+  guint dh = 1, dw = 1;
+
+  if (call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image input (height, width, channels)");
+      return FALSE;
+    }
+  if (keras_member (c, "filters") == NULL || keras_member (c, "kernel_size") == NULL)
+    {
+      keras_set_error (error, imp, "expected filters and kernel_size");
+      return FALSE;
+    }
+  if (!keras_get_int (imp, keras_member (c, "filters"), "filters", 1, &cfg->units, error)
+      || !keras_get_pair (imp, c, "kernel_size", &cfg->kh, &cfg->kw, error)
+      || !keras_get_pair (imp, c, "strides", &cfg->sh, &cfg->sw, error)
+      || !keras_get_pair (imp, c, "dilation_rate", &dh, &dw, error)
+      || !keras_get_padding (imp, c, &cfg->same, error)
+      || !keras_get_activation (imp, c, cfg, error)
+      || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error)
+      || !keras_check_data_format (imp, c, error))
+    return FALSE;
+  if (op && !JSON_NODE_HOLDS_NULL (op))
+    {
+      keras_set_error (error, imp,
+                       "output_padding other than None is not supported; Kilt takes the output "
+                       "size Keras derives from the input");
+      return FALSE;
+    }
+  if (dh != 1 || dw != 1)
+    {
+      keras_set_error (error, imp, "dilation_rate (%u, %u) is not supported; Kilt takes 1", dh, dw);
+      return FALSE;
+    }
+  if (cfg->activation == KILT_ACT_SOFTMAX)
+    {
+      keras_set_error (error, imp, "activation softmax inside Conv2DTranspose is not supported");
+      return FALSE;
+    }
+  keras_note_weight_options (imp, c, "kernel", &cfg->init);
+  keras_note_weight_options (imp, c, "bias", NULL);
+  return TRUE;
+}
+
 /* DepthwiseConv2D, and SeparableConv2D's depthwise half (call->filters its pointwise's). */
 static gboolean
 convert_depthwise (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
@@ -785,6 +835,8 @@ static const Converter converters[] = {
   { "Multiply", KILT_LAYER_MULTIPLY, TRUE, convert_multiply },
   { "Normalization", KILT_LAYER_NORMALIZATION, FALSE, convert_normalization },
   { "DepthwiseConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
+  { "Conv2DTranspose", KILT_LAYER_CONV2D_TRANSPOSE, FALSE, convert_conv_transpose },
+  { "Convolution2DTranspose", KILT_LAYER_CONV2D_TRANSPOSE, FALSE, convert_conv_transpose, TRUE },
   { "SeparableConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
   { "SeparableConvolution2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise, TRUE },
 };
@@ -816,7 +868,8 @@ add_with_activation (Import *imp, KiltLayerType type, KiltLayerConfig *cfg, guin
 {
   KiltLayerConfig act = kilt_layer_config_default (KILT_LAYER_ACTIVATION);
 
-  if ((type != KILT_LAYER_CONV2D && type != KILT_LAYER_DENSE && type != KILT_LAYER_DEPTHWISE_CONV2D)
+  if ((type != KILT_LAYER_CONV2D && type != KILT_LAYER_DENSE && type != KILT_LAYER_DEPTHWISE_CONV2D
+       && type != KILT_LAYER_CONV2D_TRANSPOSE)
       || kilt_layer_config_act_fusable (cfg))
     return keras_add_node (imp, type, cfg, n_inputs, inputs, rank, error);
   act.activation = cfg->activation;

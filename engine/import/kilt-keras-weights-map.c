@@ -260,6 +260,25 @@ expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *
   return TRUE;
 }
 
+/* Conv2DTranspose: Keras' (kh, kw, F, Cin) kernel is Kilt's (Cin, F, kh, kw), the layout
+ * Conv2D's (kh, kw, C, F) -> (F, C, kh, kw) move gives with the last two axes' roles. */
+static gboolean
+expect_conv2d_transpose (const KiltNode *node, const LayerInfo *li, float *params, float *state,
+                         Var *v, guint *n, GError **error)
+{
+  gsize c = node->in_shape[0].c, f = node->cfg.units, k = c * f * node->cfg.kh * node->cfg.kw;
+
+  (void)li;
+  (void)state;
+  (void)error;
+  v[0] = (Var){ "kernel", TRUE, 4, { node->cfg.kh, node->cfg.kw, f, c }, params, PLACE_CONV_KERNEL,
+                FALSE,    0,    k };
+  *n = 1;
+  if (node->cfg.use_bias)
+    v[(*n)++] = (Var){ "bias", TRUE, 1, { f }, params + k, PLACE_COPY, FALSE, 0, f };
+  return TRUE;
+}
+
 static gboolean
 expect_batch_norm (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
                    guint *n, GError **error)
@@ -345,6 +364,7 @@ static const struct
 } weight_table[] = {
   { KILT_LAYER_DENSE, expect_dense },
   { KILT_LAYER_CONV2D, expect_conv2d },
+  { KILT_LAYER_CONV2D_TRANSPOSE, expect_conv2d_transpose },
   { KILT_LAYER_BATCH_NORM, expect_batch_norm },
   { KILT_LAYER_DEPTHWISE_CONV2D, expect_depthwise },
   { KILT_LAYER_NORMALIZATION, expect_normalization },

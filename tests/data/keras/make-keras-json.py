@@ -129,7 +129,7 @@ def build_all(K, layers, keras3):
     m = K.Sequential()
     m.add(inp((28, 28, 1)))
     m.add(layers.Conv2D(8, 3, activation="relu"))
-    m.add(layers.Conv2DTranspose(16, 3, name="deconv"))
+    m.add(layers.GaussianNoise(0.1, name="noise"))
     m.add(layers.Flatten())
     m.add(layers.Dense(10, activation="softmax"))
     models["unsupported_layer"] = m

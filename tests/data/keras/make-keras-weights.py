@@ -121,6 +121,17 @@ def build_all(K):
     m.add(L.Flatten())
     m.add(L.Dense(3, activation="softmax"))
     models["conv_groups"] = m
+
+    # Conv2DTranspose: strides above the kernel size (gaps), same and valid padding, an
+    # activation it does not fuse (swish: an Activation node after it in Kilt).
+    m = K.Sequential(name="conv_transpose")
+    m.add(L.Input(shape=(3, 4, 2)))
+    m.add(L.Conv2DTranspose(3, 2, strides=3, activation="tanh"))
+    m.add(L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu"))
+    m.add(L.Conv2DTranspose(2, (2, 3), use_bias=False, activation="swish"))
+    m.add(L.Flatten())
+    m.add(L.Dense(3, activation="softmax"))
+    models["conv_transpose"] = m
     return models
 
 
