@@ -118,7 +118,15 @@ forward_max_diff (KiltModel *model, const Predict *p)
     {
       const float *src = p->inputs + (gsize)s * p->in_size;
       float *dst = x + (gsize)s * p->in_size;
-      if (p->rank == 3)
+      if (p->rank == 2)
+        {
+          /* (steps, channels) -> Kilt's (channels, 1, steps). */
+          guint steps = p->in_shape[0], c = p->in_shape[1];
+          for (guint t = 0; t < steps; t++)
+            for (guint k = 0; k < c; k++)
+              dst[(gsize)k * steps + t] = src[(gsize)t * c + k];
+        }
+      else if (p->rank == 3)
         {
           guint h = p->in_shape[0], w = p->in_shape[1], c = p->in_shape[2];
           for (guint i = 0; i < h; i++)
@@ -253,6 +261,10 @@ CASE (test_k3_groups_keras, "weights-keras3-conv_groups", ".keras", FILE_WHOLE)
 CASE (test_k2_convt_h5, "weights-keras2-conv_transpose", ".h5", FILE_WHOLE)
 CASE (test_k3_convt_keras, "weights-keras3-conv_transpose", ".keras", FILE_WHOLE)
 CASE (test_k3_convt_wh5, "weights-keras3-conv_transpose", ".keras", FILE_WEIGHTS)
+CASE (test_k2_conv1d_h5, "weights-keras2-conv1d", ".h5", FILE_WHOLE)
+CASE (test_k2_conv1d_json, "weights-keras2-conv1d", ".h5", FILE_WEIGHTS)
+CASE (test_k3_conv1d_keras, "weights-keras3-conv1d", ".keras", FILE_WHOLE)
+CASE (test_k3_conv1d_json, "weights-keras3-conv1d", ".keras", FILE_WEIGHTS)
 /* The weights inside a .keras archive (or a model.save .h5) onto the same architecture given as
  * JSON; the save_weights files of the MLP and the CNN cover those formats on their own. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
@@ -1007,6 +1019,10 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras2-h5/conv-transpose", test_k2_convt_h5);
   g_test_add_func ("/keras-weights/keras3-keras/conv-transpose", test_k3_convt_keras);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/conv-transpose", test_k3_convt_wh5);
+  g_test_add_func ("/keras-weights/keras2-h5/conv1d", test_k2_conv1d_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/conv1d", test_k2_conv1d_json);
+  g_test_add_func ("/keras-weights/keras3-keras/conv1d", test_k3_conv1d_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/conv1d", test_k3_conv1d_json);
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);
   g_test_add_func ("/keras-weights/predict-images", test_predict_images);

@@ -30,7 +30,7 @@ data_file (const char *name)
   return g_build_filename (KILT_SOURCE_DIR, "tests", "data", "keras", name, NULL);
 }
 
-/* Keras' (None, h, w, c) or (None, n) as Kilt's channels-first shape. */
+/* Keras' (None, h, w, c), (None, steps, c) or (None, n) as Kilt's channels-first shape. */
 static KiltShape
 keras_shape (JsonArray *a)
 {
@@ -39,6 +39,9 @@ keras_shape (JsonArray *a)
   g_assert_true (JSON_NODE_HOLDS_NULL (json_array_get_element (a, 0)));
   if (n == 2)
     return (KiltShape){ (guint)json_array_get_int_element (a, 1), 1, 1 };
+  if (n == 3)
+    return (KiltShape){ (guint)json_array_get_int_element (a, 2), 1,
+                        (guint)json_array_get_int_element (a, 1) };
   g_assert_cmpuint (n, ==, 4);
   return (KiltShape){ (guint)json_array_get_int_element (a, 3),
                       (guint)json_array_get_int_element (a, 1),
@@ -230,6 +233,49 @@ test_padding_files (void)
       g_assert_cmpint (find (m, "conv_gelu/activation")->cfg.activation, ==, KILT_ACT_GELU);
       g_assert_cmpint (find (m, "dense_hard_sigmoid/activation")->cfg.activation, ==,
                        i == 0 ? KILT_ACT_HARD_SIGMOID_K2 : KILT_ACT_HARD_SIGMOID);
+    }
+}
+
+/* 1-D layers on a (steps, channels) input, from both generations, against Keras' counts and
+ * shapes: Conv1D (causal: a padding node on the left of a valid convolution; same with
+ * strides and groups; valid), the 1-D poolings and global poolings with keepdims. */
+static void
+test_sequence_files (void)
+{
+  const char *stems[] = { "keras2-sequence", "keras3-sequence" };
+
+  if (!have_all_layers ())
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (stems); i++)
+    {
+      g_autofree char *file = g_strconcat (stems[i], ".json", NULL);
+      g_autoptr (KiltModel) m = NULL;
+      KiltNode *n;
+
+      check_file (stems[i]);
+      m = load_data_file (file);
+      g_assert_cmpuint (kilt_model_node (m, 0)->out_shape.c, ==, 5);
+      g_assert_cmpuint (kilt_model_node (m, 0)->out_shape.h, ==, 1);
+      g_assert_cmpuint (kilt_model_node (m, 0)->out_shape.w, ==, 17);
+      n = find (m, "c_causal/causal_pad");
+      g_assert_cmpint (n->type, ==, KILT_LAYER_ZERO_PADDING2D);
+      g_assert_cmpuint (n->cfg.pad[2], ==, 9); /* (4 - 1) * 3 */
+      g_assert_cmpuint (n->cfg.pad[0] + n->cfg.pad[1] + n->cfg.pad[3], ==, 0);
+      n = find (m, "c_causal");
+      g_assert_cmpint (n->type, ==, KILT_LAYER_CONV2D);
+      g_assert_false (n->cfg.same);
+      g_assert_cmpuint (n->cfg.kh, ==, 1);
+      g_assert_cmpuint (n->cfg.kw, ==, 4);
+      g_assert_cmpuint (n->cfg.dil_w, ==, 3);
+      g_assert_cmpuint (n->inputs[0], ==, find (m, "c_causal/causal_pad")->index);
+      n = find (m, "c_same");
+      g_assert_cmpuint (n->cfg.groups, ==, 3);
+      g_assert_cmpuint (n->cfg.sw, ==, 2);
+      g_assert_true (n->cfg.same);
+      g_assert_cmpint (find (m, "c_same/activation")->cfg.activation, ==, KILT_ACT_SWISH);
+      g_assert_cmpint (find (m, "p_max")->type, ==, KILT_LAYER_MAX_POOL2D);
+      g_assert_cmpint (find (m, "p_avg")->type, ==, KILT_LAYER_AVG_POOL2D);
+      g_assert_cmpint (find (m, "g_max")->type, ==, KILT_LAYER_GLOBAL_MAX_POOL2D);
     }
 }
 
@@ -560,8 +606,22 @@ test_errors (void)
                 "model class Bidirectional is not supported", NULL);
   expect_error (K2_SEQ (K2_INPUT ("[null, 4]") "," K2_DENSE ("d", ", \"activation\": \"mish\"")),
                 "layer d (Dense)", "activation \"mish\" is not supported");
-  expect_error (K2_SEQ (K2_INPUT ("[null, 28, 28]") "," K2_DENSE ("d", "")),
-                "layer in (InputLayer)", "2 dimensions per sample is not supported");
+  /* A (steps, channels) input is a sequence now; Dense on it is Keras' per-step Dense. */
+  expect_error (K2_SEQ (K2_INPUT ("[null, 28, 28]") "," K2_DENSE ("d", "")), "layer d (Dense)",
+                "Keras applies Dense at every step");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 2, 3, 4, 5]") "," K2_DENSE ("d", "")),
+                "layer in (InputLayer)", "4 dimensions per sample is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Conv1D\", \"config\": "
+                                                     "{\"name\": \"c1\", \"filters\": 2, "
+                                                     "\"kernel_size\": [3]}}"),
+                "layer c1 (Conv1D)", "expects a sequence input (steps, channels)");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 3]") ",{\"class_name\": \"MaxPooling2D\", "
+                                                  "\"config\": {\"name\": \"p\"}}"),
+                "layer p (MaxPooling2D)", "expects an image input");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 3]") ",{\"class_name\": \"Conv1D\", \"config\": "
+                                                  "{\"name\": \"c1\", \"filters\": 2, "
+                                                  "\"kernel_size\": [3, 3]}}"),
+                "layer c1 (Conv1D)", "kernel_size must hold one value (steps)");
   expect_error (K2_SEQ (K2_INPUT ("[null, null]") "," K2_DENSE ("d", "")), "layer in (InputLayer)",
                 "is None");
   expect_error (K2_SEQ (K2_DENSE ("d", "")), "layer d (Dense)", "declares no input shape");
@@ -984,6 +1044,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/unsupported-files", test_unsupported_files);
   g_test_add_func ("/keras/padding-files", test_padding_files);
   g_test_add_func ("/keras/activation-files", test_activation_files);
+  g_test_add_func ("/keras/sequence-files", test_sequence_files);
   g_test_add_func ("/keras/block-files", test_block_files);
   g_test_add_func ("/keras/separable-files", test_separable_files);
   g_test_add_func ("/keras/application-files", test_application_files);

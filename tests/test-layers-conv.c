@@ -622,6 +622,32 @@ pool_case (const char *label, KiltLayerType type, KiltShape in, guint kh, guint 
   kilt_test_layer_case (&c);
 }
 
+/* The 1-D layers Keras import maps onto the 2-D ones: a sequence (steps, channels) is
+ * (channels, 1, steps), Conv1D a (1, k) Conv2D (dilated, strided, grouped), the 1-D poolings
+ * (1, k) windows, the global ones the 2-D global poolings over a single row. */
+static void
+test_one_dimensional (void)
+{
+  KiltShape seq = { 4, 1, 13 };
+
+  /*                                                       c  h  w  F kh kw sh sw same  bias */
+  dilated_case ("conv1d k3 same",
+                (ConvCase){ 4, 1, 13, 3, 1, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 }, 0, 0, 0,
+                FALSE);
+  dilated_case ("conv1d k4 valid dilation 3 (after a causal pad)",
+                (ConvCase){ 4, 1, 22, 3, 1, 4, 1, 1, FALSE, TRUE, KILT_ACT_LINEAR, 3 }, 0, 3, 0,
+                FALSE);
+  dilated_case ("conv1d k3 same stride 2 groups 2",
+                (ConvCase){ 4, 1, 13, 6, 1, 3, 1, 2, TRUE, FALSE, KILT_ACT_TANH, 2 }, 0, 0, 2,
+                TRUE);
+  pool_case ("max1d 3 stride 2 same", KILT_LAYER_MAX_POOL2D, seq, 1, 3, 1, 2, TRUE, 3, FALSE);
+  pool_case ("max1d 2", KILT_LAYER_MAX_POOL2D, seq, 1, 2, 0, 0, FALSE, 3, FALSE);
+  pool_case ("avg1d 3 stride 1 same", KILT_LAYER_AVG_POOL2D, seq, 1, 3, 1, 1, TRUE, 3, TRUE);
+  pool_case ("avg1d 2", KILT_LAYER_AVG_POOL2D, seq, 1, 2, 0, 0, FALSE, 2, FALSE);
+  pool_case ("global max1d", KILT_LAYER_GLOBAL_MAX_POOL2D, seq, 1, 1, 0, 0, FALSE, 3, FALSE);
+  pool_case ("global avg1d", KILT_LAYER_GLOBAL_AVG_POOL2D, seq, 1, 1, 0, 0, FALSE, 3, FALSE);
+}
+
 static void
 test_max_pool (void)
 {
@@ -747,6 +773,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/conv2d/other-kernels", test_conv_other_kernels);
   g_test_add_func ("/layers/conv2d/dilation-groups", test_conv_dilation_groups);
   g_test_add_func ("/layers/conv2d/dilation-groups-infer", test_conv_dilation_groups_infer);
+  g_test_add_func ("/layers/one-dimensional", test_one_dimensional);
   g_test_add_func ("/layers/conv2d-transpose/shapes", test_conv_transpose);
   g_test_add_func ("/layers/conv2d-transpose/infer", test_conv_transpose_infer);
   g_test_add_func ("/layers/conv2d/implicit-gemm", test_conv_implicit_gemm);

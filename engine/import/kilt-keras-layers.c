@@ -113,6 +113,133 @@ convert_conv (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error
   return TRUE;
 }
 
+/* ---- 1-D layers: a sequence (steps, channels) is Kilt's (channels, 1, steps), so Conv1D and
+ * the 1-D poolings are the 2-D layers with a window of one row (the same arithmetic: a
+ * (1, k) kernel over a one-row image is a k-tap filter along the steps). */
+
+/* An int or a list of one (Keras writes both for 1-D layers); absent leaves *@v. */
+static gboolean
+keras_get_single (const Import *imp, JsonObject *cfg, const char *key, guint *v, GError **error)
+{
+  JsonNode *n = keras_member (cfg, key);
+
+  if (n == NULL)
+    return TRUE;
+  if (JSON_NODE_HOLDS_ARRAY (n))
+    {
+      JsonArray *a = json_node_get_array (n);
+      if (json_array_get_length (a) != 1)
+        {
+          g_autofree char *text = keras_render (n);
+          keras_set_error (error, imp, "%s must hold one value (steps), got %s", key, text);
+          return FALSE;
+        }
+      n = json_array_get_element (a, 0);
+    }
+  return keras_get_int (imp, n, key, 1, v, error);
+}
+
+static gboolean
+expect_sequence (Import *imp, const KerasCall *call, GError **error)
+{
+  if (call->rank == 3)
+    return TRUE;
+  keras_set_error (error, imp, "expects a sequence input (steps, channels)");
+  return FALSE;
+}
+
+/* Conv1D: filters, kernel_size, strides, dilation_rate, groups, padding valid, same or causal
+ * (a ZeroPadding2D of (k - 1) * dilation steps on the left before a valid convolution, as
+ * Keras pads), activation and bias. */
+static gboolean
+convert_conv1d (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  const char *padding = keras_member_string (c, "padding");
+  guint k = 1, s = 1, d = 1, groups = 1;
+
+  if (!expect_sequence (imp, call, error))
+    return FALSE;
+  if (keras_member (c, "filters") == NULL || keras_member (c, "kernel_size") == NULL)
+    {
+      keras_set_error (error, imp, "expected filters and kernel_size");
+      return FALSE;
+    }
+  if (!keras_get_int (imp, keras_member (c, "filters"), "filters", 1, &cfg->units, error)
+      || !keras_get_single (imp, c, "kernel_size", &k, error)
+      || !keras_get_single (imp, c, "strides", &s, error)
+      || !keras_get_single (imp, c, "dilation_rate", &d, error)
+      || !keras_get_activation (imp, c, cfg, error)
+      || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error)
+      || !keras_check_data_format (imp, c, error))
+    return FALSE;
+  if (keras_member (c, "groups")
+      && !keras_get_int (imp, keras_member (c, "groups"), "groups", 1, &groups, error))
+    return FALSE;
+  if (padding && g_str_equal (padding, "causal"))
+    {
+      if ((guint64)(k - 1) * d > 1u << 20)
+        {
+          keras_set_error (error, imp, "causal padding of (%u - 1) x %u steps is too large", k, d);
+          return FALSE;
+        }
+      call->causal = (k - 1) * d;
+    }
+  else if (!keras_get_padding (imp, c, &cfg->same, error))
+    return FALSE;
+  if (cfg->activation == KILT_ACT_SOFTMAX)
+    {
+      keras_set_error (error, imp, "activation softmax inside Conv1D is not supported");
+      return FALSE;
+    }
+  cfg->kh = 1;
+  cfg->kw = k;
+  cfg->sh = 1;
+  cfg->sw = s;
+  cfg->dil_w = d > 1 ? d : 0;
+  cfg->groups = groups > 1 ? groups : 0;
+  keras_note_weight_options (imp, c, "kernel", &cfg->init);
+  keras_note_weight_options (imp, c, "bias", NULL);
+  return TRUE;
+}
+
+/* MaxPooling1D, AveragePooling1D: pool_size, strides (None: the window), padding. */
+static gboolean
+convert_pool1d (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  guint k = 2, s = 0;
+
+  if (!expect_sequence (imp, call, error) || !keras_get_single (imp, c, "pool_size", &k, error)
+      || !keras_get_single (imp, c, "strides", &s, error)
+      || !keras_get_padding (imp, c, &cfg->same, error) || !keras_check_data_format (imp, c, error))
+    return FALSE;
+  cfg->kh = 1;
+  cfg->kw = k;
+  /* Strides equal to the window (or None) are Kilt's 0, "the window". */
+  cfg->sh = cfg->sw = 0;
+  if (s && s != k)
+    {
+      cfg->sh = 1;
+      cfg->sw = s;
+    }
+  return TRUE;
+}
+
+/* GlobalAveragePooling1D, GlobalMaxPooling1D: (channels, 1, 1), a vector, or with keepdims a
+ * sequence of one step. */
+static gboolean
+convert_global_pool1d (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  gboolean keepdims = FALSE;
+
+  if (!expect_sequence (imp, call, error) || !keras_check_data_format (imp, call->c, error)
+      || !keras_get_bool (imp, call->c, "keepdims", &keepdims, error))
+    return FALSE;
+  call->rank = keepdims ? 3 : 2;
+  return TRUE;
+}
+
 /* Conv2DTranspose: strides, same/valid padding, bias and activation; output_padding must be
  * None (Keras' default, the output size from the input's) and dilation_rate 1. */
 static gboolean
@@ -232,6 +359,14 @@ convert_dense (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **erro
       keras_set_error (error, imp, "expected units");
       return FALSE;
     }
+  if (call->rank == 3)
+    {
+      keras_set_error (error, imp,
+                       "on a sequence (steps, channels) Keras applies Dense at every step, "
+                       "which Kilt's Dense does not; use a Conv1D with kernel_size 1, or "
+                       "Flatten first");
+      return FALSE;
+    }
   if (!keras_get_int (imp, units, "units", 1, &cfg->units, error)
       || !keras_get_activation (imp, c, cfg, error)
       || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error))
@@ -245,6 +380,11 @@ static gboolean
 convert_pool (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
 {
   JsonObject *c = call->c;
+  if (call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image input (height, width, channels)");
+      return FALSE;
+    }
   cfg->kh = cfg->kw = 2;
   cfg->sh = cfg->sw = 0;
   if (!keras_get_pair (imp, c, "pool_size", &cfg->kh, &cfg->kw, error)
@@ -308,6 +448,11 @@ convert_global_avg_pool (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GEr
 {
   gboolean keepdims = FALSE;
 
+  if (call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image input (height, width, channels)");
+      return FALSE;
+    }
   if (!keras_check_data_format (imp, call->c, error)
       || !keras_get_bool (imp, call->c, "keepdims", &keepdims, error))
     return FALSE;
@@ -836,6 +981,16 @@ static const Converter converters[] = {
   { "Normalization", KILT_LAYER_NORMALIZATION, FALSE, convert_normalization },
   { "DepthwiseConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
   { "Conv2DTranspose", KILT_LAYER_CONV2D_TRANSPOSE, FALSE, convert_conv_transpose },
+  { "Conv1D", KILT_LAYER_CONV2D, FALSE, convert_conv1d },
+  { "Convolution1D", KILT_LAYER_CONV2D, FALSE, convert_conv1d, TRUE },
+  { "MaxPooling1D", KILT_LAYER_MAX_POOL2D, FALSE, convert_pool1d },
+  { "MaxPool1D", KILT_LAYER_MAX_POOL2D, FALSE, convert_pool1d, TRUE },
+  { "AveragePooling1D", KILT_LAYER_AVG_POOL2D, FALSE, convert_pool1d },
+  { "AvgPool1D", KILT_LAYER_AVG_POOL2D, FALSE, convert_pool1d, TRUE },
+  { "GlobalMaxPooling1D", KILT_LAYER_GLOBAL_MAX_POOL2D, FALSE, convert_global_pool1d },
+  { "GlobalMaxPool1D", KILT_LAYER_GLOBAL_MAX_POOL2D, FALSE, convert_global_pool1d, TRUE },
+  { "GlobalAveragePooling1D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_pool1d },
+  { "GlobalAvgPool1D", KILT_LAYER_GLOBAL_AVG_POOL2D, FALSE, convert_global_pool1d, TRUE },
   { "Convolution2DTranspose", KILT_LAYER_CONV2D_TRANSPOSE, FALSE, convert_conv_transpose, TRUE },
   { "SeparableConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
   { "SeparableConvolution2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise, TRUE },
@@ -1077,6 +1232,19 @@ keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *i
                               call.rank, error))
         return FALSE;
       return add_with_activation (imp, KILT_LAYER_CONV2D, &point, 1, &dw_index, call.rank, error);
+    }
+  /* Conv1D with causal padding: "LAYER/causal_pad" pads the steps on the left, then the
+   * convolution (valid) under the layer's name. */
+  if (call.causal)
+    {
+      KiltLayerConfig pad = kilt_layer_config_default (KILT_LAYER_ZERO_PADDING2D);
+      guint pad_index = kilt_model_n_nodes (imp->model);
+      pad.pad[2] = call.causal;
+      cfg.same = FALSE;
+      if (!keras_add_node_as (imp, "causal_pad", KILT_LAYER_ZERO_PADDING2D, &pad, n_inputs, inputs,
+                              call.rank, error))
+        return FALSE;
+      return add_with_activation (imp, conv->type, &cfg, 1, &pad_index, call.rank, error);
     }
   return add_with_activation (imp, conv->type, &cfg, n_inputs, inputs, call.rank, error);
 }

@@ -93,7 +93,8 @@ gboolean keras_add_extra_node (Import *imp, KiltLayerType type, const KiltLayerC
                                const char *suffix, GError **error);
 
 /* One call of a Keras layer, as its converter sees it; the converter may change @rank
- * (the output's: 2 for vectors, 4 for images). */
+ * (the output's: 2 for vectors, 3 for sequences (steps, channels), which Kilt holds as
+ * (channels, 1, steps), 4 for images). */
 typedef struct
 {
   JsonObject *c;
@@ -102,6 +103,7 @@ typedef struct
   const guint *inputs;
   guint rank;
   guint filters; /* SeparableConv2D's pointwise filters */
+  guint causal;  /* Conv1D with causal padding: the steps to pad on the left */
 } KerasCall;
 
 /* Adds the Kilt node(s) for one Keras layer @e reading @inputs (Kilt node indices), through

@@ -374,6 +374,8 @@ keras_is_channel_axis (const Import *imp, gint64 axis, guint rank)
 {
   if (rank == 2)
     return axis == 1 || axis == -1;
+  if (rank == 3) /* (steps, channels), or (channels, steps) */
+    return imp->format == FORMAT_CHANNELS_FIRST ? axis == 1 || axis == -2 : axis == 2 || axis == -1;
   if (imp->format == FORMAT_CHANNELS_FIRST)
     return axis == 1 || axis == -3;
   return axis == 3 || axis == -1;

@@ -246,14 +246,21 @@ expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *
   /* With groups, Keras' kernel is (kh, kw, C / groups, F), and so is each filter's part in Kilt. */
   gsize c = node->in_shape[0].c / MAX (node->cfg.groups, 1), f = node->cfg.units;
   gsize k = c * node->cfg.kh * node->cfg.kw;
+  /* A Keras Conv1D is Kilt's Conv2D with a one-row kernel; its kernel is (k, C, F). */
+  gboolean one_d = li->class_name && node->cfg.kh == 1
+                   && (g_str_equal (li->class_name, "Conv1D")
+                       || g_str_equal (li->class_name, "Convolution1D"));
 
-  (void)li;
   (void)state;
   (void)error;
-  v[0] = (Var){
-    "kernel", TRUE, 4,    { node->cfg.kh, node->cfg.kw, c, f }, params, PLACE_CONV_KERNEL,
-    FALSE,    0,    k * f
-  };
+  if (one_d)
+    v[0] = (Var){ "kernel", TRUE, 3,    { node->cfg.kw, c, f }, params, PLACE_CONV1D_KERNEL,
+                  FALSE,    0,    k * f };
+  else
+    v[0] = (Var){
+      "kernel", TRUE, 4,    { node->cfg.kh, node->cfg.kw, c, f }, params, PLACE_CONV_KERNEL,
+      FALSE,    0,    k * f
+    };
   *n = 1;
   if (node->cfg.use_bias)
     v[(*n)++] = (Var){ "bias", TRUE, 1, { f }, params + k * f, PLACE_COPY, FALSE, 0, f };
@@ -508,6 +515,15 @@ kilt_keras_place (const Var *v, float *keras, float *kilt, const guint *perm, gb
               for (gsize ci = 0; ci < c; ci++)
                 for (gsize o = 0; o < fo; o++)
                   MOVE (((i * kw + j) * c + ci) * fo + o, o * c * kh * kw + (ci * kh + i) * kw + j);
+          break;
+        }
+      case PLACE_CONV1D_KERNEL:
+        {
+          gsize kw = v->dims[0], c = v->dims[1], fo = v->dims[2];
+          for (gsize j = 0; j < kw; j++)
+            for (gsize ci = 0; ci < c; ci++)
+              for (gsize o = 0; o < fo; o++)
+                MOVE ((j * c + ci) * fo + o, (o * c + ci) * kw + j);
           break;
         }
       case PLACE_DEPTHWISE_KERNEL:

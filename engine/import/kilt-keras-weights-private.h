@@ -22,6 +22,7 @@ typedef enum
   PLACE_DENSE_KERNEL,     /* (in, units), rows in the input's feature order */
   PLACE_CONV_KERNEL,      /* Keras HWIO (kh, kw, in, out) -> Kilt OIHW */
   PLACE_DEPTHWISE_KERNEL, /* Keras (kh, kw, c, dm) -> Kilt (c, dm, kh, kw) */
+  PLACE_CONV1D_KERNEL,    /* Keras (k, in, out) -> Kilt (out, in, 1, k) */
 } Place;
 
 typedef struct

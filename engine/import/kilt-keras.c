@@ -18,12 +18,12 @@ keras_add_input (Import *imp, const char *name, JsonArray *shape, gboolean has_b
   KiltShape s;
   guint rank;
 
-  if (n < first + 1 || n > first + 3 || n - first == 2)
+  if (n < first + 1 || n > first + 3)
     {
       keras_set_error (
           error, imp,
           "input shape with %u dimensions per sample is not supported; Kilt takes images "
-          "(height, width, channels) or vectors (features)",
+          "(height, width, channels), sequences (steps, channels) or vectors (features)",
           n - first);
       return FALSE;
     }
@@ -45,6 +45,16 @@ keras_add_input (Import *imp, const char *name, JsonArray *shape, gboolean has_b
     {
       s = (KiltShape){ dims[0], 1, 1 };
       rank = 2;
+    }
+  else if (n - first == 2)
+    {
+      /* A sequence (steps, channels) is Kilt's (channels, 1, steps): 1-D layers are the 2-D
+       * ones over a single row. */
+      if (imp->format == FORMAT_CHANNELS_FIRST)
+        s = (KiltShape){ dims[0], 1, dims[1] };
+      else
+        s = (KiltShape){ dims[1], 1, dims[0] };
+      rank = 3;
     }
   else
     {

@@ -240,6 +240,24 @@ def build_all(K, layers, keras3):
     # with Keras' counts and shapes; this one is committed, the others are checked by hand).
     models["app-mobilenetv2"] = K.applications.MobileNetV2(
         weights=None, input_shape=(32, 32, 3), classes=10)
+
+    # (After the application, so that its automatic layer names stay as they were.)
+    # 1-D layers on sequences (steps, channels): every padding of Conv1D, the 1-D poolings
+    # with strides and padding, global poolings with keepdims.
+    s_in = inp((17, 5))
+    s = layers.Conv1D(6, 4, padding="causal", dilation_rate=3, name="c_causal")(s_in)
+    s = layers.Conv1D(6, 3, strides=2, padding="same", groups=3, activation="swish",
+                      name="c_same")(s)
+    s = layers.MaxPooling1D(3, strides=2, padding="same", name="p_max")(s)
+    s = layers.AveragePooling1D(2, name="p_avg")(s)
+    s = layers.Conv1D(8, 2, use_bias=False, name="c_valid")(s)
+    k = layers.GlobalAveragePooling1D(keepdims=True, name="g_keep")(s)
+    k = layers.Flatten(name="k_flat")(k)
+    m1 = layers.GlobalMaxPooling1D(name="g_max")(s)
+    x = layers.Concatenate(name="cat")([k, m1])
+    x = layers.Dense(4, activation="softmax")(x)
+    models["sequence"] = K.Model(s_in, x, name="sequence")
+
     return models
 
 

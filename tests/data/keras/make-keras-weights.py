@@ -132,6 +132,23 @@ def build_all(K):
     m.add(L.Flatten())
     m.add(L.Dense(3, activation="softmax"))
     models["conv_transpose"] = m
+
+    # 1-D layers on a (steps, channels) input: Conv1D with causal padding and dilation, strides
+    # and groups, the 1-D poolings, BatchNormalization over the channels, and a Flatten of a
+    # sequence (Keras flattens steps-major) before the Dense.
+    x_in = L.Input(shape=(20, 3), name="series")
+    a = L.Conv1D(4, 3, padding="causal", dilation_rate=2, activation="relu", name="causal")(x_in)
+    a = L.BatchNormalization(name="bn")(a)
+    a = L.MaxPooling1D(2, name="max")(a)
+    a = L.Conv1D(6, 3, strides=2, padding="same", groups=2, name="strided")(a)
+    b = L.AveragePooling1D(3, strides=1, padding="same", name="avg")(a)
+    b = L.Conv1D(4, 2, use_bias=False, activation="tanh", name="valid")(b)
+    g1 = L.GlobalMaxPooling1D(name="gmax")(b)
+    g2 = L.GlobalAveragePooling1D(name="gavg")(a)
+    f = L.Flatten(name="flat")(b)
+    x = L.Concatenate(name="cat")([g1, g2, f])
+    x = L.Dense(3, activation="softmax", name="out")(x)
+    models["conv1d"] = K.Model(x_in, x, name="conv1d")
     return models
 
 
