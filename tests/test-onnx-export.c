@@ -335,10 +335,11 @@ test_fused (void)
 }
 
 /* The geometry that is easy to get wrong: Keras' "same" with strides where the padding is
- * uneven (more after than before), average pooling that leaves the padding out, dilated depthwise
- * convolutions with a depth multiplier, uneven zero padding and cropping, upsampling, layer
- * normalisation of planes and of vectors, batch normalisation without gamma or beta,
- * Normalization with constants, merges with a (C, 1, 1) broadcast, global max pooling. */
+ * uneven (more after than before), grouped and dilated convolutions, transposed ones, average
+ * pooling that leaves the padding out, dilated depthwise convolutions with a depth multiplier,
+ * uneven zero padding and cropping, upsampling, layer normalisation of planes and of vectors,
+ * batch normalisation without gamma or beta, Normalization with constants, merges with a
+ * (C, 1, 1) broadcast, global max pooling. */
 static void
 test_geometry (void)
 {
@@ -424,9 +425,25 @@ test_geometry (void)
   c = kilt_layer_config_default (KILT_LAYER_UPSAMPLING2D);
   c.kh = 2, c.kw = 3;
   a = kilt_model_add (m, KILT_LAYER_UPSAMPLING2D, NULL, &c, 1, &a); /* 6 x 9 */
+  /* Transposed convolutions: "same" with a kernel over the stride (pads), and "valid" with
+   * one under it (output_padding). */
+  c = kilt_layer_config_default (KILT_LAYER_CONV2D_TRANSPOSE);
+  c.units = 5;
+  c.kh = 3, c.kw = 4;
+  c.sh = c.sw = 2;
+  c.same = TRUE;
+  c.activation = KILT_ACT_TANH;
+  c.use_bias = FALSE;
+  a = kilt_model_add (m, KILT_LAYER_CONV2D_TRANSPOSE, "deconv_same", &c, 1, &a); /* 12 x 18 */
+  c = kilt_layer_config_default (KILT_LAYER_CONV2D_TRANSPOSE);
+  c.units = 4;
+  c.kh = 1, c.kw = 2;
+  c.sh = 2, c.sw = 3;
+  a = kilt_model_add (m, KILT_LAYER_CONV2D_TRANSPOSE, "deconv_valid", &c, 1, &a); /* 24 x 54 */
+  /* Cropping keeps the last row and column, which only output_padding gives (bias there). */
   c = kilt_layer_config_default (KILT_LAYER_CROPPING2D);
-  c.pad[0] = 0, c.pad[1] = 1, c.pad[2] = 2, c.pad[3] = 1;
-  a = kilt_model_add (m, KILT_LAYER_CROPPING2D, NULL, &c, 1, &a); /* 5 x 6 */
+  c.pad[0] = 1, c.pad[1] = 0, c.pad[2] = 2, c.pad[3] = 0;
+  a = kilt_model_add (m, KILT_LAYER_CROPPING2D, NULL, &c, 1, &a); /* 23 x 52 */
   c = kilt_layer_config_default (KILT_LAYER_GLOBAL_MAX_POOL2D);
   b = kilt_model_add (m, KILT_LAYER_GLOBAL_MAX_POOL2D, NULL, &c, 1, &a);
   c = kilt_layer_config_default (KILT_LAYER_GLOBAL_AVG_POOL2D);
@@ -461,7 +478,8 @@ test_cli (void)
   const char *cli = g_getenv ("KILT_CLI");
   g_autofree char *dir = kilt_test_tmpdir ();
   static const char *const stems[]
-      = { "weights-keras3-cnn", "weights-keras3-conv_groups", "weights-keras3-bn_options" };
+      = { "weights-keras3-cnn", "weights-keras3-conv_groups", "weights-keras3-bn_options",
+          "weights-keras3-conv_transpose" };
   g_autofree char *out = NULL, *err = NULL;
   g_autofree char *model = g_build_filename (KILT_SOURCE_DIR, "tests", "data", "keras",
                                              "weights-keras3-cnn.keras", NULL);
