@@ -73,6 +73,8 @@ def main(argv):
         x = np.array(p["inputs"], dtype=np.float32).reshape(-1, *shape)
         if len(shape) == 3:  # Keras' (H, W, C) to Kilt's (C, H, W)
             x = x.transpose(0, 3, 1, 2)
+        elif len(shape) == 2:  # a sequence, (steps, C), to Kilt's (C, 1, steps)
+            x = x.transpose(0, 2, 1)
         expected = np.array(p["outputs"], dtype=np.float64)
         return verdict(run(session(model), x), expected, float(tol), "against Keras")
     print(__doc__ or "usage: see the comment at the top", file=sys.stderr)

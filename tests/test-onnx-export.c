@@ -212,6 +212,7 @@ test_keras (void)
   static const char *const fixtures[] = {
     "keras3-activations", "keras2-activations", "keras3-blocks",   "keras3-merges",
     "keras3-padding",     "keras3-separable",   "keras3-residual", "keras3-app-mobilenetv2",
+    "keras3-sequence",    "keras2-sequence",
   };
 
   for (guint i = 0; i < G_N_ELEMENTS (fixtures); i++)
@@ -479,7 +480,7 @@ test_cli (void)
   g_autofree char *dir = kilt_test_tmpdir ();
   static const char *const stems[]
       = { "weights-keras3-cnn", "weights-keras3-conv_groups", "weights-keras3-bn_options",
-          "weights-keras3-conv_transpose" };
+          "weights-keras3-conv_transpose", "weights-keras3-conv1d" };
   g_autofree char *out = NULL, *err = NULL;
   g_autofree char *model = g_build_filename (KILT_SOURCE_DIR, "tests", "data", "keras",
                                              "weights-keras3-cnn.keras", NULL);
