@@ -1876,6 +1876,246 @@ test_close_during_run (void)
   kilt_session_post (token, &fin);
   g_assert_true (wait_until (window_gone, NULL, 10));
 }
+/* ---- the evaluation view ---- */
+
+static gboolean
+eval_view_idle (gpointer data)
+{
+  return !kilt_eval_view_get_busy (data);
+}
+
+/* `kilt-cli eval --confusion --json` on @run's model, data and checkpoint. Caller unrefs. */
+static JsonObject *
+cli_evaluation (const KiltRun *run, const char *dir)
+{
+  g_autofree char *model = g_build_filename (dir, "model.json", NULL);
+  g_autofree char *batch = g_strdup_printf ("%u", run->record.config.batch);
+  g_autofree char *max = NULL;
+  g_autoptr (GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr (GSubprocess) p = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *out = NULL;
+  KiltDataSpec spec;
+
+  g_assert_true (g_file_set_contents (model, run->record.model_json, -1, &error));
+  g_assert_true (kilt_data_spec_from_json (run->record.data_spec, &spec, &error));
+  g_ptr_array_add (argv, g_strdup (g_getenv ("KILT_CLI")));
+  g_ptr_array_add (argv, g_strdup ("eval"));
+  g_ptr_array_add (argv, g_strdup ("--json"));
+  g_ptr_array_add (argv, g_strdup ("--confusion"));
+  g_ptr_array_add (argv, g_strdup ("--model"));
+  g_ptr_array_add (argv, g_strdup (model));
+  g_ptr_array_add (argv, g_strdup ("--data"));
+  g_ptr_array_add (argv, g_strdup (spec.source));
+  g_ptr_array_add (argv, g_strdup ("--checkpoint"));
+  g_ptr_array_add (argv, g_strdup (run->record.config.checkpoint_path));
+  g_ptr_array_add (argv, g_strdup ("--batch"));
+  g_ptr_array_add (argv, g_strdup (batch));
+  if (spec.options.max_samples)
+    {
+      max = g_strdup_printf ("%u", spec.options.max_samples);
+      g_ptr_array_add (argv, g_strdup ("--max-samples"));
+      g_ptr_array_add (argv, g_strdup (max));
+    }
+  if (run->record.config.device_id)
+    {
+      g_ptr_array_add (argv, g_strdup ("--device"));
+      g_ptr_array_add (argv, g_strdup (run->record.config.device_id));
+    }
+  g_ptr_array_add (argv, NULL);
+  kilt_data_spec_clear (&spec);
+  p = g_subprocess_newv ((const char *const *)argv->pdata,
+                         G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_SILENCE,
+                         &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_communicate_utf8 (p, NULL, NULL, &out, NULL, &error));
+  g_assert_cmpint (g_subprocess_get_exit_status (p), ==, 0);
+  g_assert_true (json_parser_load_from_data (parser, out, -1, &error));
+  g_assert_no_error (error);
+  return json_object_ref (json_node_get_object (json_parser_get_root (parser)));
+}
+
+/* A finished run's "Evaluate…": the view's matrix and per-class figures are the CLI's, the
+ * gallery shows the misclassified images, a file of one's own is classified, a damaged
+ * checkpoint is an error in the view (the window lives on), and screenshots at two sizes. */
+static void
+test_evaluate_view (void)
+{
+  KiltRunsPage *page = runs_page ();
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonObject) cli = NULL;
+  g_autofree char *dir = g_dir_make_tmp ("kilt-ui-eval-XXXXXX", NULL);
+  KiltEvalView *view;
+  const KiltEvaluation *ev;
+  JsonArray *rows, *per_class;
+  GtkWidget *eval_window;
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (wait_until (devices_loaded, NULL, 30));
+  if (kilt_data_page_get_dataset (kilt_window_get_data_page (window)) == NULL)
+    kilt_data_page_load (kilt_window_get_data_page (window), "sample");
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  g_assert_true (wait_until (run_over, NULL, 60));
+  run = newest_run ();
+  if (run == NULL || run->status != KILT_RUN_FINISHED || !run->record.config.checkpoint_path)
+    {
+      gint64 last = run ? run->id : 0;
+      g_clear_pointer (&run, kilt_run_free);
+      kilt_model_page_set_epochs (kilt_window_get_model_page (window), 1);
+      kilt_window_set_sample_limit (window, 512);
+      g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+      g_assert_true (wait_until (run_over, NULL, 120));
+      run = newest_run ();
+      g_assert_cmpint (run->id, >, last);
+    }
+  g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+  kilt_window_show_page (window, "runs");
+  g_assert_true (kilt_runs_page_reload (page, &error));
+  kilt_runs_page_select (page, &run->id, 1);
+  g_assert_true (kilt_runs_page_can_evaluate (page, &error));
+  g_assert_no_error (error);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (page), "runs.evaluate", NULL));
+  view = kilt_runs_page_get_eval_view (page);
+  g_assert_nonnull (view);
+  g_assert_true (wait_until (eval_view_idle, view, 120));
+  g_assert_null (kilt_eval_view_get_error (view));
+  ev = kilt_eval_view_get_evaluation (view);
+  g_assert_nonnull (ev);
+
+  /* The same figures as the CLI's. */
+  cli = cli_evaluation (run, dir);
+  g_test_message ("view: %" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
+                  " right; CLI: %" G_GINT64_FORMAT " of %" G_GINT64_FORMAT,
+                  ev->correct, ev->n_samples, json_object_get_int_member (cli, "correct"),
+                  json_object_get_int_member (cli, "samples"));
+  g_assert_cmpint ((gint64)ev->n_samples, ==, json_object_get_int_member (cli, "samples"));
+  g_assert_cmpint ((gint64)ev->correct, ==, json_object_get_int_member (cli, "correct"));
+  rows = json_object_get_array_member (cli, "confusion");
+  per_class = json_object_get_array_member (cli, "per_class");
+  g_assert_cmpuint (json_array_get_length (rows), ==, ev->n_classes);
+  for (guint t = 0; t < ev->n_classes; t++)
+    {
+      JsonObject *pc = json_array_get_object_element (per_class, t);
+      for (guint p = 0; p < ev->n_classes; p++)
+        g_assert_cmpint ((gint64)ev->confusion[t * ev->n_classes + p], ==,
+                         json_array_get_int_element (json_array_get_array_element (rows, t), p));
+      g_assert_cmpstr (ev->class_names[t], ==, json_object_get_string_member (pc, "name"));
+      g_assert_cmpint ((gint64)ev->support[t], ==, json_object_get_int_member (pc, "support"));
+      if (!isnan (ev->recall[t]))
+        g_assert_cmpfloat_with_epsilon (ev->recall[t], json_object_get_double_member (pc, "recall"),
+                                        1e-9);
+      if (!isnan (ev->precision[t]))
+        g_assert_cmpfloat_with_epsilon (ev->precision[t],
+                                        json_object_get_double_member (pc, "precision"), 1e-9);
+    }
+  g_assert_cmpuint (kilt_eval_view_get_gallery_size (view), ==,
+                    MIN (KILT_EVAL_VIEW_GALLERY_MAX, ev->n_samples - ev->correct));
+  g_assert_cmpuint (kilt_eval_view_get_gallery_size (view), >, 0);
+
+  /* Classify a file: the first test image, written as a PNG. */
+  {
+    g_autoptr (KiltDataset) ds = kilt_dataset_load ("sample", NULL, NULL, NULL, NULL, &error);
+    g_autofree char *png = g_build_filename (dir, "mine.png", NULL);
+    g_autoptr (GdkPixbuf) pb = NULL;
+    const char *text;
+    g_assert_no_error (error);
+    pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, ds->shape.w, ds->shape.h);
+    for (guint y = 0; y < ds->shape.h; y++)
+      for (guint x = 0; x < ds->shape.w; x++)
+        {
+          guint8 *px = gdk_pixbuf_get_pixels (pb) + y * gdk_pixbuf_get_rowstride (pb) + x * 3;
+          px[0] = px[1] = px[2] = ds->test.u8[y * ds->shape.w + x];
+        }
+    g_assert_true (gdk_pixbuf_save (pb, png, "png", &error, NULL));
+    g_assert_true (kilt_eval_view_classify (view, png, &error));
+    g_assert_no_error (error);
+    g_assert_true (wait_until (eval_view_idle, view, 60));
+    g_assert_null (kilt_eval_view_get_error (view));
+    text = kilt_eval_view_get_classification (view);
+    g_test_message ("classified: %s", text);
+    g_assert_nonnull (text);
+    /* Three classes with percentages; the first is the class the evaluation gave that
+     * sample when its list holds every mistake (else the sample's own label). */
+    {
+      g_auto (GStrv) parts = g_strsplit (text, ", ", -1);
+      guint predicted = (guint)ds->test.labels[0];
+      g_autofree char *want = NULL;
+      g_assert_cmpuint (g_strv_length (parts), ==, 3);
+      for (guint i = 0; i < 3; i++)
+        g_assert_true (g_str_has_suffix (parts[i], "%"));
+      if (ev->misclassified->len == ev->n_samples - ev->correct)
+        {
+          for (guint i = 0; i < ev->misclassified->len; i++)
+            if (g_array_index (ev->misclassified, KiltMisclassified, i).index == 0)
+              predicted = g_array_index (ev->misclassified, KiltMisclassified, i).predicted;
+          want = g_strdup_printf ("%s ", ev->class_names[predicted]);
+          g_assert_true (g_str_has_prefix (text, want));
+        }
+    }
+  }
+
+  eval_window = GTK_WIDGET (gtk_widget_get_root (GTK_WIDGET (view)));
+  {
+    const int sizes[][2] = { { 1024, 700 }, { 800, 600 } };
+    for (guint z = 0; z < G_N_ELEMENTS (sizes); z++)
+      {
+        g_autofree char *name = g_strdup_printf ("eval-view-%dx%d", sizes[z][0], sizes[z][1]);
+        int min_w;
+        gtk_window_set_default_size (GTK_WINDOW (eval_window), sizes[z][0], sizes[z][1]);
+        settle (0.5);
+        gtk_widget_measure (eval_window, GTK_ORIENTATION_HORIZONTAL, -1, &min_w, NULL, NULL, NULL);
+        g_test_message ("%s: minimum width %d", name, min_w);
+        g_assert_cmpint (min_w, <=, sizes[z][0]);
+        screenshot (eval_window, name);
+      }
+    /* And the gallery of misclassified images, scrolled to. */
+    kilt_eval_view_scroll_to_gallery (view);
+    settle (0.3);
+    screenshot (eval_window, "eval-view-800x600-gallery");
+    gtk_window_set_default_size (GTK_WINDOW (eval_window), 1024, 700);
+    settle (0.3);
+    kilt_eval_view_scroll_to_gallery (view);
+    settle (0.3);
+    screenshot (eval_window, "eval-view-1024x700-gallery");
+  }
+
+  /* A damaged checkpoint: the view says so, names it, and the windows stay. */
+  {
+    g_autofree char *bad = g_build_filename (dir, "damaged.ckpt", NULL);
+    KiltRun copy = *run;
+    const char *err;
+    g_assert_true (g_file_set_contents (bad, "not a checkpoint at all", -1, &error));
+    copy.record.config.checkpoint_path = bad;
+    g_assert_true (kilt_eval_view_evaluate (view, &copy, &error));
+    g_assert_true (wait_until (eval_view_idle, view, 60));
+    err = kilt_eval_view_get_error (view);
+    g_test_message ("damaged checkpoint: %s", err);
+    g_assert_nonnull (err);
+    g_assert_nonnull (strstr (err, "damaged.ckpt"));
+    g_assert_null (kilt_eval_view_get_evaluation (view));
+    g_assert_true (gtk_widget_get_visible (eval_window));
+    g_assert_true (gtk_widget_get_visible (GTK_WIDGET (window)));
+    screenshot (eval_window, "eval-view-error");
+  }
+
+  /* Cancelled at once: not busy soon after, and says cancelled unless it had already ended. */
+  g_assert_true (kilt_eval_view_evaluate (view, run, &error));
+  kilt_eval_view_cancel (view);
+  g_assert_true (wait_until (eval_view_idle, view, 30));
+  if (kilt_eval_view_get_error (view))
+    g_assert_cmpstr (kilt_eval_view_get_error (view), ==, "Evaluation cancelled");
+  gtk_window_destroy (GTK_WINDOW (eval_window));
+  settle (0.3);
+  g_assert_null (kilt_runs_page_get_eval_view (page));
+  kilt_test_remove_tree (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1934,6 +2174,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/8-z-compare-devices", test_compare_devices);
   g_test_add_func ("/ui/8-z-run-again", test_run_again);
   g_test_add_func ("/ui/8-z-resume", test_resume);
+  g_test_add_func ("/ui/8-z-evaluate", test_evaluate_view);
   g_test_add_func ("/ui/9-screenshots", test_screenshots);
   g_test_add_func ("/ui/9-small-sizes", test_small_sizes);
   g_test_add_func ("/ui/9-dialogs", test_dialogs);

@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "kilt-runs-page"
 
 #include "kilt-runs-page.h"
+#include "kilt-eval-view.h"
 #include "kilt-runs-resources.h"
 #include "kilt-error.h"
 
@@ -219,6 +220,8 @@ struct _KiltRunsPage
   GtkStringList *baseline_list;
   gint64 baseline_id;
   gboolean updating_baseline;
+  GtkWindow *eval_window; /* the evaluation view's window while open (weak) */
+  KiltEvalView *eval_view;
 };
 
 G_DEFINE_FINAL_TYPE (KiltRunsPage, kilt_runs_page, ADW_TYPE_BIN)
@@ -620,6 +623,8 @@ update_actions (KiltRunsPage *self)
                                  n == 1 && kilt_runs_page_can_resume (self, NULL));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.save-weights",
                                  n == 1 && selected_checkpoint (self, NULL));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.evaluate",
+                                 n == 1 && kilt_runs_page_can_evaluate (self, NULL));
 }
 
 /* What the comparison area says with nothing selected: whether there are runs to pick. */
@@ -1071,6 +1076,100 @@ action_save_weights (GtkWidget *widget, const char *name, GVariant *param)
   gtk_native_dialog_show (GTK_NATIVE_DIALOG (native));
 }
 
+gboolean
+kilt_runs_page_can_evaluate (KiltRunsPage *self, GError **error)
+{
+  const KiltRun *run;
+
+  if (!selected_checkpoint (self, error))
+    return FALSE;
+  run = self->selected->pdata[0];
+  if (run->status != KILT_RUN_FINISHED)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT " did not finish: Resume it, then evaluate", run->id);
+      return FALSE;
+    }
+  if (run->record.data_spec == NULL || run->record.model_json == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT " does not record its model and data source", run->id);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+eval_window_gone (gpointer data, GObject *where_the_window_was)
+{
+  KiltRunsPage *self = data;
+
+  self->eval_window = NULL;
+  self->eval_view = NULL;
+}
+
+static gboolean
+eval_window_close (GtkWindow *window, KiltEvalView *view)
+{
+  /* Nobody watches any more: the worker stops. */
+  kilt_eval_view_cancel (view);
+  return FALSE;
+}
+
+KiltEvalView *
+kilt_runs_page_evaluate_selected (KiltRunsPage *self, GError **error)
+{
+  GtkWidget *toolbar, *header;
+  g_autofree char *title = NULL;
+  const KiltRun *run;
+
+  if (!kilt_runs_page_can_evaluate (self, error))
+    return NULL;
+  run = self->selected->pdata[0];
+  if (self->eval_window == NULL)
+    {
+      GtkRoot *root = gtk_widget_get_root (GTK_WIDGET (self));
+      self->eval_window = GTK_WINDOW (adw_window_new ());
+      self->eval_view = KILT_EVAL_VIEW (kilt_eval_view_new ());
+      /* libadwaita 1.2: no AdwToolbarView yet. */
+      toolbar = gtk_box_new (GTK_ORIENTATION_VERTICAL, 0);
+      header = adw_header_bar_new ();
+      gtk_box_append (GTK_BOX (toolbar), header);
+      gtk_widget_set_vexpand (GTK_WIDGET (self->eval_view), TRUE);
+      gtk_box_append (GTK_BOX (toolbar), GTK_WIDGET (self->eval_view));
+      adw_window_set_content (ADW_WINDOW (self->eval_window), toolbar);
+      gtk_window_set_default_size (self->eval_window, 1024, 700);
+      if (GTK_IS_WINDOW (root))
+        gtk_window_set_transient_for (self->eval_window, GTK_WINDOW (root));
+      g_object_weak_ref (G_OBJECT (self->eval_window), eval_window_gone, self);
+      g_signal_connect (self->eval_window, "close-request", G_CALLBACK (eval_window_close),
+                        self->eval_view);
+    }
+  title = g_strdup_printf ("Evaluation of run #%" G_GINT64_FORMAT, run->id);
+  gtk_window_set_title (self->eval_window, title);
+  gtk_window_present (self->eval_window);
+  /* A failure is shown in the view; the window stays open to say it. */
+  if (!kilt_eval_view_evaluate (self->eval_view, run, error))
+    return NULL;
+  return self->eval_view;
+}
+
+KiltEvalView *
+kilt_runs_page_get_eval_view (KiltRunsPage *self)
+{
+  return self->eval_view;
+}
+
+static void
+action_evaluate (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  g_autoptr (GError) error = NULL;
+
+  if (!kilt_runs_page_evaluate_selected (self, &error))
+    toast (self, error->message);
+}
+
 static void
 action_run_again (GtkWidget *widget, const char *name, GVariant *param)
 {
@@ -1259,6 +1358,13 @@ kilt_runs_page_dispose (GObject *object)
    * as well would unparent it twice. */
   g_clear_object (&self->selection);
   g_clear_object (&self->baseline_list);
+  if (self->eval_window)
+    {
+      g_object_weak_unref (G_OBJECT (self->eval_window), eval_window_gone, self);
+      gtk_window_destroy (self->eval_window);
+      self->eval_window = NULL;
+      self->eval_view = NULL;
+    }
   G_OBJECT_CLASS (kilt_runs_page_parent_class)->dispose (object);
 }
 
@@ -1305,6 +1411,7 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_install_action (widget_class, "runs.run-again", NULL, action_run_again);
   gtk_widget_class_install_action (widget_class, "runs.resume", NULL, action_resume);
   gtk_widget_class_install_action (widget_class, "runs.save-weights", NULL, action_save_weights);
+  gtk_widget_class_install_action (widget_class, "runs.evaluate", NULL, action_evaluate);
 
   /* run-again (gint64 run id): "Run Again On…" was chosen for that run. */
   signals[SIGNAL_RUN_AGAIN]

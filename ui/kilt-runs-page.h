@@ -4,6 +4,7 @@
 
 #include <adwaita.h>
 
+#include "kilt-eval-view.h"
 #include "kilt-report.h"
 
 G_BEGIN_DECLS
@@ -54,6 +55,15 @@ void kilt_runs_page_save_weights (KiltRunsPage *page, const char *path,
                                   GAsyncReadyCallback callback, gpointer user_data);
 gboolean kilt_runs_page_save_weights_finish (KiltRunsPage *page, GAsyncResult *result,
                                              GError **error);
+/* Whether the one selected run can be evaluated: it finished, kept its weights and records its
+ * model and data source. */
+gboolean kilt_runs_page_can_evaluate (KiltRunsPage *page, GError **error);
+/* "Evaluate…": opens (or reuses) the evaluation window for the one selected run and starts
+ * the evaluation in a worker. NULL with @error when it cannot start (the window then shows
+ * the error too). The view is owned by its window. */
+KiltEvalView *kilt_runs_page_evaluate_selected (KiltRunsPage *page, GError **error);
+/* The evaluation view while its window is open, else NULL. */
+KiltEvalView *kilt_runs_page_get_eval_view (KiltRunsPage *page);
 /* A report of the selected runs against the chosen baseline (PNG/SVG: the chart shown). */
 gboolean kilt_runs_page_export (KiltRunsPage *page, KiltReportFormat format, const char *path,
                                 GError **error);
