@@ -113,6 +113,12 @@ doctor_cases (void)
   c.cfg.kh = 2;
   c.cfg.kw = 3;
   g_array_append_val (a, c);
+  c.label = "UpSampling2D (2, 3), bilinear";
+  c.cfg.bilinear = TRUE;
+  g_array_append_val (a, c);
+  c = make_check ("Permute (2, 0, 1)", KILT_LAYER_PERMUTE, (KiltShape){ 3, 4, 5 }, 1);
+  memcpy (c.cfg.perm, (guint[3]){ 2, 0, 1 }, sizeof c.cfg.perm);
+  g_array_append_val (a, c);
   c = make_check ("ReLU max_value 6, threshold -0.5, negative_slope 0.1", KILT_LAYER_ACTIVATION,
                   (KiltShape){ 3, 4, 5 }, 1);
   c.cfg.activation = KILT_ACT_RELU;

@@ -39,6 +39,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_UPSAMPLING2D] = &kilt_upsampling2d_class,
     [KILT_LAYER_LAYER_NORM] = &kilt_layer_norm_class,
     [KILT_LAYER_CONV2D_TRANSPOSE] = &kilt_conv2d_transpose_class,
+    [KILT_LAYER_PERMUTE] = &kilt_permute_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -148,6 +149,9 @@ kilt_layer_config_default (KiltLayerType type)
   c.momentum = 0.99f;
   c.epsilon = 1e-3f;
   c.init = KILT_INIT_GLOROT_UNIFORM;
+  c.perm[0] = 0; /* Permute: the identity */
+  c.perm[1] = 1;
+  c.perm[2] = 2;
   return c;
 }
 

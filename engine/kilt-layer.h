@@ -40,6 +40,7 @@ typedef enum
   KILT_LAYER_UPSAMPLING2D,
   KILT_LAYER_LAYER_NORM,
   KILT_LAYER_CONV2D_TRANSPOSE,
+  KILT_LAYER_PERMUTE,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -100,6 +101,8 @@ typedef struct
   guint units;               /* Dense units, Conv2D filters, DepthwiseConv2D depth_multiplier */
   guint dil_h, dil_w;        /* Conv2D, DepthwiseConv2D dilation_rate (0: 1) */
   guint groups;              /* Conv2D groups (0: 1) */
+  gboolean bilinear;         /* UpSampling2D interpolation "bilinear" (FALSE: nearest) */
+  guint perm[3];             /* Permute: output axis a (0 c, 1 h, 2 w) is input axis perm[a] */
   guint kh, kw;              /* Conv2D kernel; pooling window; UpSampling2D size */
   guint sh, sw;              /* strides (pooling: default = window) */
   gboolean same;             /* padding "same"; FALSE = "valid" */
@@ -289,6 +292,7 @@ extern const KiltLayerClass kilt_minimum_class;
 extern const KiltLayerClass kilt_upsampling2d_class;
 extern const KiltLayerClass kilt_layer_norm_class;
 extern const KiltLayerClass kilt_conv2d_transpose_class;
+extern const KiltLayerClass kilt_permute_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

@@ -43,6 +43,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_MINIMUM] = "Minimum",
   [KILT_LAYER_UPSAMPLING2D] = "UpSampling2D",
   [KILT_LAYER_CONV2D_TRANSPOSE] = "Conv2DTranspose",
+  [KILT_LAYER_PERMUTE] = "Permute",
   [KILT_LAYER_LAYER_NORM] = "LayerNormalization",
 };
 
@@ -99,6 +100,8 @@ typedef enum
   F_VARIANCE = 1 << 26,
   F_SIZE = 1 << 27,
   F_GROUPS = 1 << 28,
+  F_INTERPOLATION = 1 << 29,
+  F_PERMUTATION = 1 << 30,
 } Field;
 
 static const char *field_names[] = {
@@ -116,10 +119,11 @@ static const char *field_names[] = {
   "beta",           "depth_multiplier",
   "dilation_rate",  "mean",
   "variance",       "size",
-  "groups",
+  "groups",         "interpolation",
+  "permutation",
 };
 /* One name per field bit: a bit without its name is a field no file can give. */
-G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 29 && F_GROUPS == 1 << 28);
+G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 31 && F_PERMUTATION == 1 << 30);
 
 /* Allowed fields per type, and the ones a file must give. */
 static const struct
@@ -149,7 +153,8 @@ static const struct
                                         | F_USE_BIAS | F_ACTIVATION | F_ALPHA | F_INIT | F_DILATION,
                                     0 },
   [KILT_LAYER_NORMALIZATION] = { F_MEAN | F_VARIANCE, 0 },
-  [KILT_LAYER_UPSAMPLING2D] = { F_SIZE, 0 },
+  [KILT_LAYER_UPSAMPLING2D] = { F_SIZE | F_INTERPOLATION, 0 },
+  [KILT_LAYER_PERMUTE] = { F_PERMUTATION, F_PERMUTATION },
   [KILT_LAYER_CONV2D_TRANSPOSE] = { F_FILTERS | F_KERNEL_SIZE | F_STRIDES | F_PADDING | F_USE_BIAS
                                         | F_ACTIVATION | F_ALPHA | F_INIT,
                                     F_FILTERS },
@@ -297,6 +302,41 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
       case F_UNITS:
       case F_DEPTH_MULTIPLIER:
         return get_dim (node, w, name, 1, &cfg->units, error);
+      case F_INTERPOLATION:
+        if (is_string (node) && g_str_equal (json_node_get_string (node), "bilinear"))
+          cfg->bilinear = TRUE;
+        else if (is_string (node) && g_str_equal (json_node_get_string (node), "nearest"))
+          cfg->bilinear = FALSE;
+        else
+          {
+            set_error (error, w, "interpolation must be \"nearest\" or \"bilinear\"");
+            return FALSE;
+          }
+        return TRUE;
+      case F_PERMUTATION:
+        {
+          JsonArray *a = JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
+          guint seen = 0;
+          if (a == NULL || json_array_get_length (a) != 3)
+            {
+              set_error (error, w,
+                         "permutation must list the input axes (0 c, 1 h, 2 w) of the "
+                         "three output axes");
+              return FALSE;
+            }
+          for (guint i = 0; i < 3; i++)
+            {
+              if (!get_dim (json_array_get_element (a, i), w, name, 0, &cfg->perm[i], error))
+                return FALSE;
+              if (cfg->perm[i] > 2 || (seen & (1u << cfg->perm[i])))
+                {
+                  set_error (error, w, "permutation must hold 0, 1 and 2 once each");
+                  return FALSE;
+                }
+              seen |= 1u << cfg->perm[i];
+            }
+          return TRUE;
+        }
       case F_GROUPS:
         if (!get_dim (node, w, name, 1, &cfg->groups, error))
           return FALSE;
@@ -886,6 +926,11 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     g_string_append_printf (s, ", \"depth_multiplier\": %u", c->units);
   if ((allowed & F_DILATION) && (c->dil_h > 1 || c->dil_w > 1))
     append_pair (s, "dilation_rate", MAX (c->dil_h, 1), MAX (c->dil_w, 1));
+  if ((allowed & F_INTERPOLATION) && c->bilinear)
+    g_string_append (s, ", \"interpolation\": \"bilinear\"");
+  if (allowed & F_PERMUTATION)
+    g_string_append_printf (s, ", \"permutation\": [%u, %u, %u]", c->perm[0], c->perm[1],
+                            c->perm[2]);
   if ((allowed & F_GROUPS) && c->groups > 1)
     g_string_append_printf (s, ", \"groups\": %u", c->groups);
   if ((allowed & F_MEAN) && c->norm_n)

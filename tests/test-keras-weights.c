@@ -265,6 +265,10 @@ CASE (test_k2_conv1d_h5, "weights-keras2-conv1d", ".h5", FILE_WHOLE)
 CASE (test_k2_conv1d_json, "weights-keras2-conv1d", ".h5", FILE_WEIGHTS)
 CASE (test_k3_conv1d_keras, "weights-keras3-conv1d", ".keras", FILE_WHOLE)
 CASE (test_k3_conv1d_json, "weights-keras3-conv1d", ".keras", FILE_WEIGHTS)
+CASE (test_k2_permute_h5, "weights-keras2-permute_bilinear", ".h5", FILE_WHOLE)
+CASE (test_k3_permute_keras, "weights-keras3-permute_bilinear", ".keras", FILE_WHOLE)
+CASE (test_k2_permute_seq_h5, "weights-keras2-permute_seq", ".h5", FILE_WHOLE)
+CASE (test_k3_permute_seq_keras, "weights-keras3-permute_seq", ".keras", FILE_WHOLE)
 /* The weights inside a .keras archive (or a model.save .h5) onto the same architecture given as
  * JSON; the save_weights files of the MLP and the CNN cover those formats on their own. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
@@ -1023,6 +1027,10 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras2-h5-onto-json/conv1d", test_k2_conv1d_json);
   g_test_add_func ("/keras-weights/keras3-keras/conv1d", test_k3_conv1d_keras);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/conv1d", test_k3_conv1d_json);
+  g_test_add_func ("/keras-weights/keras2-h5/permute-bilinear", test_k2_permute_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/permute-bilinear", test_k3_permute_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/permute-sequence", test_k2_permute_seq_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/permute-sequence", test_k3_permute_seq_keras);
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);
   g_test_add_func ("/keras-weights/predict-images", test_predict_images);

@@ -622,6 +622,13 @@ test_errors (void)
                                                   "{\"name\": \"c1\", \"filters\": 2, "
                                                   "\"kernel_size\": [3, 3]}}"),
                 "layer c1 (Conv1D)", "kernel_size must hold one value (steps)");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Permute\", \"config\": "
+                                                     "{\"name\": \"pm\", \"dims\": [1, 1, 3]}}"),
+                "layer pm (Permute)", "dims [1,1,3] must hold 1 to 3 once each");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"UpSampling2D\", "
+                                                     "\"config\": {\"name\": \"up\", "
+                                                     "\"interpolation\": \"bicubic\"}}"),
+                "layer up (UpSampling2D)", "interpolation \"bicubic\" is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, null]") "," K2_DENSE ("d", "")), "layer in (InputLayer)",
                 "is None");
   expect_error (K2_SEQ (K2_DENSE ("d", "")), "layer d (Dense)", "declares no input shape");

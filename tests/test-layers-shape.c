@@ -256,6 +256,86 @@ test_upsampling (void)
   one_case ("upsampling (3, 1) accumulate", KILT_LAYER_UPSAMPLING2D, &cfg, 1, &in, 3, TRUE, TRUE);
 }
 
+/* UpSampling2D interpolation="bilinear" against the reference and finite differences, and
+ * the reference against values of TensorFlow's resize (half-pixel centres) worked by hand:
+ * a row (0, 1) doubled is (0, .25, .75, 1), tripled (0, 0, 1/3, 2/3, 1, 1). */
+static void
+test_upsampling_bilinear (void)
+{
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_UPSAMPLING2D);
+  KiltShape in = { 3, 4, 5 }, row = { 1, 1, 2 };
+  KiltNode node = { 0 };
+  g_autoptr (GError) error = NULL;
+  const double x[2] = { 0, 1 }, *ins[1] = { x };
+  const double twice[4] = { 0, 0.25, 0.75, 1 }, thrice[6] = { 0, 0, 1 / 3.0, 2 / 3.0, 1, 1 };
+  double y[6];
+
+  cfg.bilinear = TRUE;
+  cfg.kh = cfg.kw = 2;
+  one_case ("bilinear 2x2", KILT_LAYER_UPSAMPLING2D, &cfg, 1, &in, 2, TRUE, FALSE);
+  cfg.kh = 3;
+  cfg.kw = 1;
+  one_case ("bilinear (3, 1) accumulate", KILT_LAYER_UPSAMPLING2D, &cfg, 1, &in, 3, TRUE, TRUE);
+  cfg.kh = 1;
+  cfg.kw = 4;
+  in = (KiltShape){ 2, 1, 1 };
+  one_case ("bilinear (1, 4) of 1x1", KILT_LAYER_UPSAMPLING2D, &cfg, 1, &in, 2, TRUE, FALSE);
+  in = (KiltShape){ 2, 3, 2 };
+  cfg.kh = 5;
+  cfg.kw = 3;
+  one_case ("bilinear (5, 3)", KILT_LAYER_UPSAMPLING2D, &cfg, 1, &in, 2, TRUE, FALSE);
+
+  node.name = "up";
+  node.type = KILT_LAYER_UPSAMPLING2D;
+  node.klass = &kilt_upsampling2d_class;
+  node.cfg = cfg;
+  node.in_shape[0] = row;
+  for (guint s = 2; s <= 3; s++)
+    {
+      node.cfg.kh = 1;
+      node.cfg.kw = s;
+      g_assert_true (node.klass->infer (&node, &error));
+      g_assert_no_error (error);
+      node.klass->ref_forward (&node, 1, FALSE, 0, 0, ins, NULL, NULL, y);
+      for (guint i = 0; i < 2 * s; i++)
+        g_assert_cmpfloat_with_epsilon (y[i], s == 2 ? twice[i] : thrice[i], 1e-12);
+    }
+}
+
+/* Permute: every order of the three axes, against the reference and finite differences, and
+ * the shape it gives. */
+static void
+test_permute (void)
+{
+  static const guint orders[][3]
+      = { { 0, 2, 1 }, { 1, 0, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 }, { 0, 1, 2 } };
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_PERMUTE);
+  KiltShape in = { 3, 4, 5 };
+  KiltNode node = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  for (guint i = 0; i < G_N_ELEMENTS (orders); i++)
+    {
+      g_autofree char *label
+          = g_strdup_printf ("permute (%u, %u, %u)", orders[i][0], orders[i][1], orders[i][2]);
+      memcpy (cfg.perm, orders[i], sizeof cfg.perm);
+      one_case (label, KILT_LAYER_PERMUTE, &cfg, 1, &in, 2, TRUE, i == 2);
+    }
+  node.name = "perm";
+  node.type = KILT_LAYER_PERMUTE;
+  node.klass = &kilt_permute_class;
+  node.in_shape[0] = in;
+  memcpy (node.cfg.perm, orders[3], sizeof node.cfg.perm);
+  g_assert_true (node.klass->infer (&node, &error));
+  g_assert_cmpuint (node.out_shape.c, ==, 5);
+  g_assert_cmpuint (node.out_shape.h, ==, 3);
+  g_assert_cmpuint (node.out_shape.w, ==, 4);
+  node.cfg.perm[2] = 0;
+  g_assert_false (node.klass->infer (&node, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_assert_nonnull (strstr (error->message, "layer perm (Permute): permutation (2, 0, 0)"));
+}
+
 static void
 test_batch_norm_partial (void)
 {
@@ -583,6 +663,8 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/cropping", test_cropping);
   g_test_add_func ("/layers-shape/padding-infer", test_padding_infer);
   g_test_add_func ("/layers-shape/upsampling", test_upsampling);
+  g_test_add_func ("/layers-shape/upsampling-bilinear", test_upsampling_bilinear);
+  g_test_add_func ("/layers-shape/permute", test_permute);
   g_test_add_func ("/layers-shape/activations", test_activations);
   g_test_add_func ("/layers-shape/activation-values", test_activation_values);
   g_test_add_func ("/layers-shape/activation-not-fused", test_activation_not_fused);

@@ -865,7 +865,8 @@ test_round_trip_upsampling (void)
   g_assert_cmpuint (kilt_model_node (back, 1)->out_shape.w, ==, 12);
 }
 
-/* Conv2D's dilation_rate and groups, and a Conv2DTranspose, are written and read back; groups
+/* Conv2D's dilation_rate and groups, a Conv2DTranspose, a bilinear UpSampling2D and a Permute
+ * are written and read back; groups
  * that do not divide the channels are refused naming the layer. */
 static void
 test_round_trip_conv_groups (void)
@@ -878,6 +879,8 @@ test_round_trip_conv_groups (void)
   g_autofree char *wrong = NULL;
   KiltLayerConfig c = kilt_layer_config_default (KILT_LAYER_CONV2D);
   KiltLayerConfig t = kilt_layer_config_default (KILT_LAYER_CONV2D_TRANSPOSE);
+  KiltLayerConfig up = kilt_layer_config_default (KILT_LAYER_UPSAMPLING2D);
+  KiltLayerConfig pm = kilt_layer_config_default (KILT_LAYER_PERMUTE);
   KiltNode *n;
 
   kilt_model_add_input (m, "img", (KiltShape){ 4, 9, 9 });
@@ -895,6 +898,12 @@ test_round_trip_conv_groups (void)
   t.use_bias = FALSE;
   t.activation = KILT_ACT_TANH;
   kilt_model_append (m, KILT_LAYER_CONV2D_TRANSPOSE, &t);
+  up.kh = 2;
+  up.kw = 1;
+  up.bilinear = TRUE;
+  kilt_model_append (m, KILT_LAYER_UPSAMPLING2D, &up);
+  memcpy (pm.perm, (guint[3]){ 2, 0, 1 }, sizeof pm.perm);
+  kilt_model_append (m, KILT_LAYER_PERMUTE, &pm);
   g_assert_true (kilt_model_build (m, &error));
   json = kilt_model_to_json (m);
   g_assert_nonnull (strstr (json, "\"groups\": 2"));
@@ -917,6 +926,15 @@ test_round_trip_conv_groups (void)
   g_assert_cmpuint (n->out_shape.c, ==, 3);
   g_assert_cmpuint (n->out_shape.h, ==, 10);
   g_assert_cmpuint (n->out_shape.w, ==, 3);
+  g_assert_true (kilt_model_node (back, 3)->cfg.bilinear);
+  n = kilt_model_node (back, 4);
+  g_assert_cmpuint (n->type, ==, KILT_LAYER_PERMUTE);
+  g_assert_cmpuint (n->cfg.perm[0], ==, 2);
+  g_assert_cmpuint (n->cfg.perm[1], ==, 0);
+  g_assert_cmpuint (n->cfg.perm[2], ==, 1);
+  g_assert_cmpuint (n->out_shape.c, ==, 3); /* (3, 20, 3) permuted */
+  g_assert_cmpuint (n->out_shape.h, ==, 3);
+  g_assert_cmpuint (n->out_shape.w, ==, 20);
   wrong = g_strdup (json);
   memcpy (strstr (wrong, "\"groups\": 2") + 10, "3", 1);
   bad = kilt_model_load_json_data (wrong, -1, "grouped.json", &error);

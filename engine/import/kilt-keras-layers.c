@@ -240,6 +240,52 @@ convert_global_pool1d (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GErro
   return TRUE;
 }
 
+/* Permute: Keras' dims (1-based, without the batch) as Kilt's channels-first axes. For an
+ * image, Keras' axes 1, 2, 3 are (h, w, c), Kilt's 1, 2, 0 (channels_first: (c, h, w)); for a
+ * sequence, 1, 2 are (steps, channels), Kilt's 2, 0 (channels_first: 0, 2), the single row
+ * (axis 1) staying. */
+static gboolean
+convert_permute (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  static const guint image_last[] = { 1, 2, 0 }, image_first[] = { 0, 1, 2 };
+  static const guint seq_last[] = { 2, 0 }, seq_first[] = { 0, 2 };
+  gboolean first = imp->format == FORMAT_CHANNELS_FIRST;
+  JsonArray *dims = keras_member_array (call->c, "dims");
+  guint n = call->rank - 1, seen = 0;
+  const guint *axis;
+
+  if (call->rank != 3 && call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image or a sequence input");
+      return FALSE;
+    }
+  axis = n == 3 ? (first ? image_first : image_last) : (first ? seq_first : seq_last);
+  if (dims == NULL || json_array_get_length (dims) != n)
+    {
+      keras_set_error (error, imp, "dims must list the %u axes 1 to %u", n, n);
+      return FALSE;
+    }
+  cfg->perm[0] = 0;
+  cfg->perm[1] = 1;
+  cfg->perm[2] = 2;
+  for (guint j = 0; j < n; j++)
+    {
+      guint d;
+      if (!keras_get_int (imp, json_array_get_element (dims, j), "dims", 1, &d, error))
+        return FALSE;
+      if (d > n || (seen & (1u << d)))
+        {
+          g_autofree char *text = keras_render (keras_member (call->c, "dims"));
+          keras_set_error (error, imp, "dims %s must hold 1 to %u once each", text, n);
+          return FALSE;
+        }
+      seen |= 1u << d;
+      /* Keras' output axis j + 1 takes its input axis d. */
+      cfg->perm[axis[j]] = axis[d - 1];
+    }
+  return TRUE;
+}
+
 /* Conv2DTranspose: strides, same/valid padding, bias and activation; output_padding must be
  * None (Keras' default, the output size from the input's) and dilation_rate 1. */
 static gboolean
@@ -669,9 +715,12 @@ convert_upsampling (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError *
       keras_set_error (error, imp, "expects an image input (height, width, channels)");
       return FALSE;
     }
-  if (interp && !g_str_equal (interp, "nearest"))
+  if (interp && g_str_equal (interp, "bilinear"))
+    cfg->bilinear = TRUE;
+  else if (interp && !g_str_equal (interp, "nearest"))
     {
-      keras_set_error (error, imp, "interpolation \"%s\" is not supported; Kilt has nearest",
+      keras_set_error (error, imp,
+                       "interpolation \"%s\" is not supported; Kilt has nearest and bilinear",
                        interp);
       return FALSE;
     }
@@ -975,6 +1024,7 @@ static const Converter converters[] = {
   { "ZeroPadding2D", KILT_LAYER_ZERO_PADDING2D, FALSE, convert_padding },
   { "Cropping2D", KILT_LAYER_CROPPING2D, FALSE, convert_padding },
   { "UpSampling2D", KILT_LAYER_UPSAMPLING2D, FALSE, convert_upsampling },
+  { "Permute", KILT_LAYER_PERMUTE, FALSE, convert_permute },
   { "Rescaling", KILT_LAYER_RESCALING, FALSE, convert_rescaling },
   { "Reshape", KILT_LAYER_RESHAPE, FALSE, convert_reshape },
   { "Multiply", KILT_LAYER_MULTIPLY, TRUE, convert_multiply },

@@ -1,5 +1,5 @@
-/* ZeroPadding2D and Cropping2D (each channel's plane grown by zeros or cut, per side) and
- * UpSampling2D (nearest): copies of planes into other sizes. */
+/* ZeroPadding2D and Cropping2D (each channel's plane grown by zeros or cut, per side),
+ * UpSampling2D (nearest, bilinear) and Permute: copies of planes into other sizes and orders. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-layer.h"
 
@@ -160,7 +160,8 @@ const KiltLayerClass kilt_cropping2d_class = {
   .ref_backward = pad_ref_backward,
 };
 
-/* ---- UpSampling2D, nearest: each pixel repeated size (kh x kw) times. ------------------------ */
+/* ---- UpSampling2D, nearest: each pixel repeated size (kh x kw) times; bilinear: TensorFlow's
+ * resize with half-pixel centres. ------------------------------------------------------------ */
 
 static gboolean
 up_infer (KiltNode *node, GError **error)
@@ -183,8 +184,11 @@ static gboolean
 up_launch (KiltNode *node, KiltExec *ex, gboolean forward, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
-  cl_kernel k = kilt_context_kernel (
-      ex->ctx, forward ? "kilt_upsample_forward" : "kilt_upsample_backward", error);
+  const char *name
+      = node->cfg.bilinear
+            ? (forward ? "kilt_upsample_bilinear_forward" : "kilt_upsample_bilinear_backward")
+            : (forward ? "kilt_upsample_forward" : "kilt_upsample_backward");
+  cl_kernel k = kilt_context_kernel (ex->ctx, name, error);
   cl_int err = CL_SUCCESS;
   cl_uint planes = ex->batch * node->in_shape[0].c, ih = node->in_shape[0].h;
   cl_uint iw = node->in_shape[0].w, sy = node->cfg.kh, sx = node->cfg.kw;
@@ -220,12 +224,60 @@ up_backward (KiltNode *node, KiltExec *ex, GError **error)
   return up_launch (node, ex, FALSE, error);
 }
 
+/* Bilinear, TensorFlow's half-pixel sampling (kernels/padding.cl says how): along one axis,
+ * output o reads inputs *i0 and *i1 with weights 1 - *l and *l. */
+static void
+up_ref_tap (guint o, guint s, guint n, guint *i0, guint *i1, double *l)
+{
+  double f = MAX ((o + 0.5) / s - 0.5, 0.0);
+  guint a = MIN ((guint)f, n - 1);
+
+  *i0 = a;
+  *i1 = MIN (a + 1, n - 1);
+  *l = f - a;
+}
+
+/* out (+)= the bilinear upsampling of in (forward), or din (+)= its transpose applied to
+ * dout (backward), over every plane. */
+static void
+up_ref_bilinear (const KiltNode *node, guint batch, const double *in, double *out, gboolean back)
+{
+  const KiltShape *s = &node->in_shape[0], *o = &node->out_shape;
+
+  for (gsize p = 0; p < (gsize)batch * s->c; p++)
+    for (guint y = 0; y < o->h; y++)
+      for (guint x = 0; x < o->w; x++)
+        {
+          guint ys[2], xs[2];
+          double ly, lx;
+          gsize at = (p * o->h + y) * o->w + x;
+          up_ref_tap (y, node->cfg.kh, s->h, &ys[0], &ys[1], &ly);
+          up_ref_tap (x, node->cfg.kw, s->w, &xs[0], &xs[1], &lx);
+          for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++)
+              {
+                double w = (a ? ly : 1 - ly) * (b ? lx : 1 - lx);
+                gsize src = (p * s->h + ys[a]) * s->w + xs[b];
+                if (back)
+                  out[src] += w * in[at];
+                else
+                  out[at] += w * in[src];
+              }
+        }
+}
+
 static void
 up_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
                 const double *const *in, const double *params, double *state, double *out)
 {
   const KiltShape *s = &node->in_shape[0], *o = &node->out_shape;
 
+  if (node->cfg.bilinear)
+    {
+      memset (out, 0, sizeof (double) * batch * kilt_shape_size (o));
+      up_ref_bilinear (node, batch, in[0], out, FALSE);
+      return;
+    }
   for (gsize p = 0; p < (gsize)batch * s->c; p++)
     for (guint y = 0; y < o->h; y++)
       for (guint x = 0; x < o->w; x++)
@@ -243,6 +295,11 @@ up_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
   if (!din[0])
     return;
   memset (din[0], 0, sizeof (double) * batch * kilt_shape_size (s));
+  if (node->cfg.bilinear)
+    {
+      up_ref_bilinear (node, batch, dout, din[0], TRUE);
+      return;
+    }
   for (gsize p = 0; p < (gsize)batch * s->c; p++)
     for (guint y = 0; y < o->h; y++)
       for (guint x = 0; x < o->w; x++)
@@ -260,4 +317,133 @@ const KiltLayerClass kilt_upsampling2d_class = {
   .backward = up_backward,
   .ref_forward = up_ref_forward,
   .ref_backward = up_ref_backward,
+};
+
+/* ---- Permute: the axes of a sample in another order (Keras' Permute). -------------------- */
+
+static guint
+perm_dim (const KiltShape *s, guint axis)
+{
+  return axis == 0 ? s->c : axis == 1 ? s->h : s->w;
+}
+
+static gboolean
+perm_infer (KiltNode *node, GError **error)
+{
+  const KiltShape *in = &node->in_shape[0];
+  const guint *p = node->cfg.perm;
+
+  if (p[0] > 2 || p[1] > 2 || p[2] > 2 || p[0] == p[1] || p[0] == p[2] || p[1] == p[2])
+    {
+      kilt_layer_set_error (error, node,
+                            "permutation (%u, %u, %u) must hold the axes 0, 1 and 2 once each",
+                            p[0], p[1], p[2]);
+      return FALSE;
+    }
+  node->out_shape = (KiltShape){ perm_dim (in, p[0]), perm_dim (in, p[1]), perm_dim (in, p[2]) };
+  return TRUE;
+}
+
+/* The input stride of input axis @axis (channels-first, one sample). */
+static guint
+perm_stride (const KiltShape *s, guint axis)
+{
+  return axis == 0 ? s->h * s->w : axis == 1 ? s->w : 1;
+}
+
+static gboolean
+perm_launch (KiltNode *node, KiltExec *ex, gboolean forward, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_permute", error);
+  const KiltShape *in = &node->in_shape[0], *o = &node->out_shape;
+  cl_uint v[] = { o->c,
+                  o->h,
+                  o->w,
+                  perm_stride (in, node->cfg.perm[0]),
+                  perm_stride (in, node->cfg.perm[1]),
+                  perm_stride (in, node->cfg.perm[2]),
+                  ex->batch };
+  cl_mem dst = forward ? node->out : src->dout, from = forward ? src->out : node->dout;
+  cl_int err = CL_SUCCESS, back = !forward;
+  float beta = forward ? 0.0f : node->din_beta[0];
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, 0, dst, err);
+  KILT_ARG (k, 1, from, err);
+  for (guint i = 0; i < G_N_ELEMENTS (v); i++)
+    KILT_ARG (k, 2 + i, v[i], err);
+  KILT_ARG (k, 9, back, err);
+  KILT_ARG (k, 10, beta, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_layer_launch3 (ex, k, o->w, o->h, (gsize)o->c * ex->batch, error);
+}
+
+static gboolean
+perm_forward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  return perm_launch (node, ex, TRUE, error);
+}
+
+static gboolean
+perm_backward (KiltNode *node, KiltExec *ex, GError **error)
+{
+  return !node->din_needed[0] || perm_launch (node, ex, FALSE, error);
+}
+
+/* For output element (a0, a1, a2) of a sample, the input's index in that sample. */
+static gsize
+perm_ref_index (const KiltNode *node, guint a0, guint a1, guint a2)
+{
+  const KiltShape *in = &node->in_shape[0];
+  const guint *p = node->cfg.perm;
+
+  return (gsize)a0 * perm_stride (in, p[0]) + (gsize)a1 * perm_stride (in, p[1])
+         + (gsize)a2 * perm_stride (in, p[2]);
+}
+
+static void
+perm_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 seed, guint64 step,
+                  const double *const *in, const double *params, double *state, double *out)
+{
+  const KiltShape *o = &node->out_shape;
+  gsize n = kilt_shape_size (o);
+
+  for (guint b = 0; b < batch; b++)
+    for (guint a0 = 0; a0 < o->c; a0++)
+      for (guint a1 = 0; a1 < o->h; a1++)
+        for (guint a2 = 0; a2 < o->w; a2++)
+          out[b * n + ((gsize)a0 * o->h + a1) * o->w + a2]
+              = in[0][b * n + perm_ref_index (node, a0, a1, a2)];
+}
+
+static void
+perm_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
+                   const double *const *in, const double *params, const double *state,
+                   const double *out, const double *dout, double **din, double *dparams)
+{
+  const KiltShape *o = &node->out_shape;
+  gsize n = kilt_shape_size (o);
+
+  if (!din[0])
+    return;
+  for (guint b = 0; b < batch; b++)
+    for (guint a0 = 0; a0 < o->c; a0++)
+      for (guint a1 = 0; a1 < o->h; a1++)
+        for (guint a2 = 0; a2 < o->w; a2++)
+          din[0][b * n + perm_ref_index (node, a0, a1, a2)]
+              = dout[b * n + ((gsize)a0 * o->h + a1) * o->w + a2];
+}
+
+const KiltLayerClass kilt_permute_class = {
+  .type = KILT_LAYER_PERMUTE,
+  .name = "Permute",
+  .min_inputs = 1,
+  .max_inputs = 1,
+  .infer = perm_infer,
+  .forward = perm_forward,
+  .backward = perm_backward,
+  .ref_forward = perm_ref_forward,
+  .ref_backward = perm_ref_backward,
 };

@@ -149,6 +149,29 @@ def build_all(K):
     x = L.Concatenate(name="cat")([g1, g2, f])
     x = L.Dense(3, activation="softmax", name="out")(x)
     models["conv1d"] = K.Model(x_in, x, name="conv1d")
+
+    # UpSampling2D bilinear (TensorFlow's resize, half-pixel centres) and Permute of an image
+    # (its Flatten then sees Keras' order of the permuted tensor).
+    m = K.Sequential(name="permute_bilinear")
+    m.add(L.Input(shape=(4, 5, 3)))
+    m.add(L.UpSampling2D((2, 3), interpolation="bilinear"))
+    m.add(L.Conv2D(4, 3, activation="relu"))
+    m.add(L.Permute((3, 1, 2)))
+    m.add(L.UpSampling2D((3, 1), interpolation="bilinear"))
+    m.add(L.Conv2D(3, 2))
+    m.add(L.Permute((2, 1, 3)))
+    m.add(L.Flatten())
+    m.add(L.Dense(3, activation="softmax"))
+    models["permute_bilinear"] = m
+
+    # Permute of a sequence: (steps, channels) to (channels, steps).
+    m = K.Sequential(name="permute_seq")
+    m.add(L.Input(shape=(6, 4)))
+    m.add(L.Permute((2, 1)))
+    m.add(L.Conv1D(3, 2, activation="tanh"))
+    m.add(L.Flatten())
+    m.add(L.Dense(3, activation="softmax"))
+    models["permute_seq"] = m
     return models
 
 
