@@ -16,6 +16,7 @@
 #include "kilt-worker-protocol.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -652,6 +653,41 @@ record:
     }
 }
 
+/* An MPI job ends a rank by SIGTERM when another rank failed (then SIGKILL): rank 0 marks its
+ * run failed, in a store connection of its own, before it goes. SIGTERM is blocked in every
+ * other thread, so this one takes it. */
+static gpointer
+watch_sigterm (gpointer data)
+{
+  KiltRunRecorder *rec = data;
+  sigset_t set;
+  int sig = 0;
+  gint64 id;
+
+  sigemptyset (&set);
+  sigaddset (&set, SIGTERM);
+  if (sigwait (&set, &sig) != 0)
+    return NULL;
+  id = kilt_run_recorder_id (rec);
+  if (id > 0)
+    {
+      KiltRunStore *store = kilt_run_store_open (NULL, NULL);
+      if (store)
+        kilt_run_store_finish_run (store, id, KILT_RUN_FAILED,
+                                   "the MPI job was ended while this run trained: another rank "
+                                   "failed or mpirun was stopped (mpirun's message names the rank "
+                                   "and host)",
+                                   NAN, NAN, NULL);
+      kilt_run_store_close (store);
+    }
+  fprintf (
+      stderr,
+      "kilt-cli train: rank 0: the MPI job was ended (another rank failed); run %" G_GINT64_FORMAT
+      " is marked failed, its last checkpoint is kept\n",
+      id);
+  _exit (1);
+}
+
 /* --devices: several devices into @cfg's list ("all": every device listed), one into its
  * device_id. */
 static gboolean
@@ -745,6 +781,16 @@ kilt_cli_train (int argc, char **argv)
     { NULL },
   };
 
+  /* An MPI rank blocks SIGTERM before any thread starts (OpenCL's, MPI's), so that only
+   * watch_sigterm takes it. */
+  for (int i = 1; i < argc; i++)
+    if (g_str_equal (argv[i], "--mpi"))
+      {
+        sigset_t set;
+        sigemptyset (&set);
+        sigaddset (&set, SIGTERM);
+        pthread_sigmask (SIG_BLOCK, &set, NULL);
+      }
   kilt_cli_common_init (&c);
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);
@@ -803,6 +849,8 @@ kilt_cli_train (int argc, char **argv)
       if (warning)
         fprintf (stderr, "kilt-cli train: warning: %s\n", warning);
     }
+  if (comm && !view.quiet && view.recorder)
+    g_thread_unref (g_thread_new ("sigterm", watch_sigterm, view.recorder));
   trainer = kilt_trainer_new (model, ds, &cfg, on_train_event, &view);
   running_trainer = trainer;
   signal (SIGINT, on_sigint);
@@ -866,6 +914,16 @@ kilt_cli_summary (int argc, char **argv)
   KiltModel *model;
   g_autofree char *text = NULL;
 
+  /* An MPI rank blocks SIGTERM before any thread starts (OpenCL's, MPI's), so that only
+   * watch_sigterm takes it. */
+  for (int i = 1; i < argc; i++)
+    if (g_str_equal (argv[i], "--mpi"))
+      {
+        sigset_t set;
+        sigemptyset (&set);
+        sigaddset (&set, SIGTERM);
+        pthread_sigmask (SIG_BLOCK, &set, NULL);
+      }
   kilt_cli_common_init (&c);
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);

@@ -652,7 +652,7 @@ prepare (Session *s, GError **error)
       if (!prepare_replica (s, rp, cap, i == 0 ? &plan : &p, error))
         {
           if (s->n_rep > 1)
-            g_prefix_error (error, "on %s: ", rp->ctx->info->name);
+            g_prefix_error (error, "on device [%u] %s: ", i, rp->ctx->info->name);
           return FALSE;
         }
     }

@@ -271,7 +271,7 @@ fail:
     s->rep[0] = keep;
   }
   if (s->n_rep > 1)
-    g_prefix_error (error, "on %s: ", s->rep[fail_rep].ctx->info->name);
+    g_prefix_error (error, "on device [%u] %s: ", fail_rep, s->rep[fail_rep].ctx->info->name);
   return FALSE;
 }
 
@@ -436,7 +436,7 @@ kilt_session_dist_evaluate (Session *s, gboolean test, double *loss, double *acc
             || !cl_ok (rp, clFlush (rp->ctx->queue), error, "queueing an evaluation"))
           {
             if (s->n_rep > 1)
-              g_prefix_error (error, "on %s: ", rp->ctx->info->name);
+              g_prefix_error (error, "on device [%u] %s: ", i, rp->ctx->info->name);
             goto fail;
           }
         (void)split;
