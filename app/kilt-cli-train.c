@@ -16,6 +16,7 @@
 #include "kilt-worker-protocol.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -511,6 +512,7 @@ typedef struct
   double total_seconds;
   char *error;
   KiltRunRecorder *recorder;
+  gboolean quiet; /* a rank other than 0 of an MPI job */
 } TrainView;
 
 static KiltTrainer *running_trainer;
@@ -559,6 +561,8 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
 
   if (v->recorder)
     kilt_run_recorder_event (v->recorder, ev);
+  if (v->quiet)
+    goto record;
   if (v->opts->json)
     {
       print_json_event (ev);
@@ -576,6 +580,10 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
                   ev->flops_per_sample / 1e6, ev->steps_per_epoch, plan, dev,
                   ev->compile_cached ? "loaded" : "compiled", ev->compile_seconds);
           v->steps_per_epoch = ev->steps_per_epoch;
+          if (ev->n_ranks > 1)
+            printf ("MPI job of %u ranks: each trains on its rows of every batch; rank 0 records "
+                    "the run\n",
+                    ev->n_ranks);
           fflush (stdout);
           break;
         }
@@ -603,10 +611,22 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
           printf (", device busy %.0f%%", ev->busy_percent);
         if (ev->warmup_seconds > 0.5)
           printf ("; first step %.1f s, compiling kernels", ev->warmup_seconds);
+        if (ev->n_replicas > 1)
+          {
+            printf ("; rows per batch:");
+            for (guint i = 0; i < ev->n_replicas; i++)
+              printf ("%s [%u] %u", i ? "," : "", i, ev->replicas[i].share);
+            printf ("; summing gradients %.2f ms a step", ev->reduce_ms);
+          }
         printf (")\n");
         fflush (stdout);
         break;
       case KILT_EVENT_LOG:
+        if (ev->level & G_LOG_LEVEL_INFO
+            && (g_str_has_prefix (ev->message, "Data-parallel")
+                || g_str_has_prefix (ev->message, "Measured at equal shares")
+                || g_str_has_prefix (ev->message, "Training on all")))
+          printf ("%s\n", ev->message);
         if (ev->level & (G_LOG_LEVEL_WARNING | G_LOG_LEVEL_CRITICAL))
           fprintf (stderr, "%skilt-cli: warning: %s\n", v->tty ? "\r\033[K" : "", ev->message);
         break;
@@ -633,6 +653,104 @@ record:
     }
 }
 
+/* An MPI job ends a rank by SIGTERM when another rank failed (then SIGKILL): rank 0 marks its
+ * run failed, in a store connection of its own, before it goes. SIGTERM is blocked in every
+ * other thread, so this one takes it. */
+static gpointer
+watch_sigterm (gpointer data)
+{
+  KiltRunRecorder *rec = data;
+  sigset_t set;
+  int sig = 0;
+  gint64 id;
+
+  sigemptyset (&set);
+  sigaddset (&set, SIGTERM);
+  if (sigwait (&set, &sig) != 0)
+    return NULL;
+  id = kilt_run_recorder_id (rec);
+  if (id > 0)
+    {
+      KiltRunStore *store = kilt_run_store_open (NULL, NULL);
+      if (store)
+        kilt_run_store_finish_run (store, id, KILT_RUN_FAILED,
+                                   "the MPI job was ended while this run trained: another rank "
+                                   "failed or mpirun was stopped (mpirun's message names the rank "
+                                   "and host)",
+                                   NAN, NAN, NULL);
+      kilt_run_store_close (store);
+    }
+  fprintf (
+      stderr,
+      "kilt-cli train: rank 0: the MPI job was ended (another rank failed); run %" G_GINT64_FORMAT
+      " is marked failed, its last checkpoint is kept\n",
+      id);
+  _exit (1);
+}
+
+/* --devices: several devices into @cfg's list ("all": every device listed), one into its
+ * device_id. */
+static gboolean
+kilt_cli_train_devices (const char *devices, KiltTrainConfig *cfg, GError **error)
+{
+  g_auto (GStrv) parts = NULL;
+  GPtrArray *ids;
+
+  if (devices == NULL)
+    return TRUE;
+  if (cfg->device_id)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "give --device or --devices, not both");
+      return FALSE;
+    }
+  ids = g_ptr_array_new ();
+  if (g_str_equal (devices, "all"))
+    {
+      g_autoptr (KiltDeviceList) list = kilt_device_list_new ();
+      for (guint i = 0; i < list->devices->len; i++)
+        {
+          const KiltDeviceInfo *d = g_ptr_array_index (list->devices, i);
+          if (d->unusable_reason == NULL)
+            g_ptr_array_add (ids, g_strdup_printf ("%u", i));
+        }
+    }
+  else
+    {
+      parts = g_strsplit (devices, ",", -1);
+      for (guint i = 0; parts[i]; i++)
+        {
+          g_strstrip (parts[i]);
+          if (parts[i][0] == '\0')
+            {
+              g_ptr_array_free (ids, TRUE);
+              g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                           "--devices \"%s\" has an empty entry: give ids, indices or names "
+                           "separated by commas, or all",
+                           devices);
+              return FALSE;
+            }
+          g_ptr_array_add (ids, g_strdup (parts[i]));
+        }
+    }
+  if (ids->len == 0)
+    {
+      g_ptr_array_free (ids, TRUE);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_DEVICE,
+                   "--devices all: no usable OpenCL device (`kilt-cli devices` says why)");
+      return FALSE;
+    }
+  if (ids->len == 1)
+    {
+      cfg->device_id = g_ptr_array_steal_index (ids, 0);
+      g_ptr_array_free (ids, TRUE);
+      return TRUE;
+    }
+  g_ptr_array_add (ids, NULL);
+  cfg->devices = (char **)g_ptr_array_free (ids, FALSE);
+  return TRUE;
+}
+
 int
 kilt_cli_train (int argc, char **argv)
 {
@@ -646,17 +764,47 @@ kilt_cli_train (int argc, char **argv)
   TrainView view = { 0 };
   KiltTrainer *trainer;
   int rc = 0;
+  g_autofree char *devices = NULL;
+  gboolean mpi = FALSE;
+  double mpi_timeout = 300;
+  KiltComm *comm = NULL;
+  GOptionEntry extra[] = {
+    { "devices", 0, 0, G_OPTION_ARG_STRING, &devices,
+      "Train data-parallel on several devices: ids, indices or names, comma-separated, or all",
+      "A,B" },
+    { "mpi", 0, 0, G_OPTION_ARG_NONE, &mpi,
+      "One rank of an MPI job (mpirun -np N kilt-cli train --mpi ...): each rank trains on its "
+      "rows of every batch, rank 0 records the run",
+      NULL },
+    { "mpi-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &mpi_timeout,
+      "Seconds a rank waits for the others before it ends the job (default 300)", "S" },
+    { NULL },
+  };
 
+  /* An MPI rank blocks SIGTERM before any thread starts (OpenCL's, MPI's), so that only
+   * watch_sigterm takes it. */
+  for (int i = 1; i < argc; i++)
+    if (g_str_equal (argv[i], "--mpi"))
+      {
+        sigset_t set;
+        sigemptyset (&set);
+        sigaddset (&set, SIGTERM);
+        pthread_sigmask (SIG_BLOCK, &set, NULL);
+      }
   kilt_cli_common_init (&c);
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);
+  g_option_context_add_main_entries (oc, extra, NULL);
   g_option_context_set_summary (oc, "With no options: trains lenet5 on the bundled sample data "
                                     "(Fashion-MNIST images) on the default device.");
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error)
-      || !kilt_cli_train_config (&c, &cfg, &error) || !(ds = kilt_cli_load_data (&c, &error))
-      || !(model = kilt_cli_load_model (&c, ds, &error)))
+      || !kilt_cli_train_config (&c, &cfg, &error)
+      || !kilt_cli_train_devices (devices, &cfg, &error)
+      || (mpi && !(comm = kilt_comm_mpi_new (mpi_timeout, &error)))
+      || !(ds = kilt_cli_load_data (&c, &error)) || !(model = kilt_cli_load_model (&c, ds, &error)))
     {
       fprintf (stderr, "kilt-cli train: %s\n", error->message);
+      kilt_comm_free (comm, TRUE);
       kilt_dataset_free (ds);
       kilt_train_config_clear (&cfg);
       kilt_cli_common_clear (&c);
@@ -679,7 +827,10 @@ kilt_cli_train (int argc, char **argv)
           return 2;
         }
     }
-  if (!c.json)
+  cfg.comm = comm;
+  /* Rank 0 speaks and records for the job; the others only report their own failure. */
+  view.quiet = comm && kilt_comm_rank (comm) > 0;
+  if (!c.json && !view.quiet)
     printf ("Data: %s (%zu training, %zu validation, %zu test samples); model: %s\n", ds->name,
             ds->train.n, ds->val.n, ds->test.n, model->name);
 
@@ -687,16 +838,19 @@ kilt_cli_train (int argc, char **argv)
   view.tty = isatty (fileno (stderr)) && !c.json;
   view.epochs = cfg.epochs;
   view.final_loss = view.final_acc = view.val_loss = view.val_acc = NAN;
-  {
-    g_autofree char *warning = NULL;
-    KiltDataSpec spec = { 0 };
-    view.recorder = kilt_run_recorder_new (NULL, model, ds, &cfg, &warning);
-    if (kilt_cli_data_spec (&c, &spec, NULL))
-      kilt_run_recorder_set_data_spec (view.recorder, &spec);
-    kilt_data_spec_clear (&spec);
-    if (warning)
-      fprintf (stderr, "kilt-cli train: warning: %s\n", warning);
-  }
+  if (!view.quiet)
+    {
+      g_autofree char *warning = NULL;
+      KiltDataSpec spec = { 0 };
+      view.recorder = kilt_run_recorder_new (NULL, model, ds, &cfg, &warning);
+      if (kilt_cli_data_spec (&c, &spec, NULL))
+        kilt_run_recorder_set_data_spec (view.recorder, &spec);
+      kilt_data_spec_clear (&spec);
+      if (warning)
+        fprintf (stderr, "kilt-cli train: warning: %s\n", warning);
+    }
+  if (comm && !view.quiet && view.recorder)
+    g_thread_unref (g_thread_new ("sigterm", watch_sigterm, view.recorder));
   trainer = kilt_trainer_new (model, ds, &cfg, on_train_event, &view);
   running_trainer = trainer;
   signal (SIGINT, on_sigint);
@@ -710,10 +864,14 @@ kilt_cli_train (int argc, char **argv)
              kilt_run_recorder_get_failure (view.recorder));
   kilt_run_recorder_free (view.recorder);
 
-  if (!c.json)
+  if (view.quiet && view.status == KILT_RUN_FAILED)
+    fprintf (stderr, "kilt-cli train: rank %d on %s: %s\n", kilt_comm_rank (comm),
+             kilt_comm_host (comm), view.error);
+  else if (!c.json && !view.quiet)
     {
       if (view.status == KILT_RUN_FAILED)
-        fprintf (stderr, "kilt-cli train: %s\n", view.error);
+        fprintf (stderr, "kilt-cli train: %s%s\n", view.error,
+                 comm ? " (rank 0; the job ends on every rank)" : "");
       else
         {
           printf ("%s after %.1f s: training loss %.4f, accuracy %.4f",
@@ -729,6 +887,8 @@ kilt_cli_train (int argc, char **argv)
   rc = view.status == KILT_RUN_FINISHED ? 0 : view.status == KILT_RUN_STOPPED ? 130 : 1;
   g_free (view.error);
   kilt_trainer_free (trainer);
+  /* A failed rank ends the whole job (MPI_Abort), so none waits for it. */
+  kilt_comm_free (comm, rc != 0);
   kilt_train_config_clear (&cfg);
   kilt_cli_common_clear (&c);
   return rc;
@@ -754,6 +914,16 @@ kilt_cli_summary (int argc, char **argv)
   KiltModel *model;
   g_autofree char *text = NULL;
 
+  /* An MPI rank blocks SIGTERM before any thread starts (OpenCL's, MPI's), so that only
+   * watch_sigterm takes it. */
+  for (int i = 1; i < argc; i++)
+    if (g_str_equal (argv[i], "--mpi"))
+      {
+        sigset_t set;
+        sigemptyset (&set);
+        sigaddset (&set, SIGTERM);
+        pthread_sigmask (SIG_BLOCK, &set, NULL);
+      }
   kilt_cli_common_init (&c);
   entries = kilt_cli_common_entries (&c);
   g_option_context_add_main_entries (oc, entries, NULL);

@@ -509,11 +509,18 @@ gboolean
 kilt_batcher_gather (KiltBatcher *b, guint batch_index, cl_mem input, cl_mem targets,
                      guint *n_valid, GError **error)
 {
+  return kilt_batcher_gather_slice (b, batch_index, 0, b->batch, input, targets, n_valid, error);
+}
+
+gboolean
+kilt_batcher_gather_slice (KiltBatcher *b, guint batch_index, guint first, guint count,
+                           cl_mem input, cl_mem targets, guint *n_valid, GError **error)
+{
   KiltContext *ctx = b->ctx;
   const KiltShape *sh = &b->ds->shape;
   cl_kernel k = b->kernel;
-  cl_uint pos0 = batch_index * b->batch, valid, chunk_pos = 0, a = 0;
-  cl_uint batch = b->batch, C = sh->c, H = sh->h, W = sh->w, T = b->n_targets;
+  cl_uint pos0 = batch_index * b->batch + first, valid, chunk_pos = 0, a = 0;
+  cl_uint batch = count, C = sh->c, H = sh->h, W = sh->w, T = b->n_targets;
   cl_uint aug_seed = b->aug_seed;
   cl_int streamed = b->streamed, augment = b->augment, err = CL_SUCCESS;
   float shift = KILT_BATCHER_SHIFT_RANGE;
@@ -526,9 +533,19 @@ kilt_batcher_gather (KiltBatcher *b, guint batch_index, cl_mem input, cl_mem tar
                    kilt_batcher_n_batches (b));
       return FALSE;
     }
+  if (count == 0 || first + count > b->batch)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "rows %u..%u asked of a batch of %u", first, first + count, b->batch);
+      return FALSE;
+    }
   if (!check_size (b, input, (gsize)batch * b->sample_size * sizeof (float), "input", error)
       || !check_size (b, targets, (gsize)batch * T * sizeof (float), "targets", error))
     return FALSE;
+  if (n_valid)
+    *n_valid = 0;
+  if (pos0 >= b->n)
+    return TRUE;
   valid = (cl_uint)MIN ((gsize)batch, b->n - pos0);
 
   if (b->streamed)

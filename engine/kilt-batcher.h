@@ -55,5 +55,11 @@ guint64 kilt_batcher_get_device_bytes (KiltBatcher *b);
  * partial, and its remaining rows repeat the valid ones. Does not wait for the device. */
 gboolean kilt_batcher_gather (KiltBatcher *b, guint batch_index, cl_mem input, cl_mem targets,
                               guint *n_valid, GError **error);
+/* Rows @first .. @first + @count - 1 of batch @batch_index, into @input and @targets as
+ * kilt_batcher_gather () fills a whole batch (@count rows of them): a replica's share of the
+ * global batch (engine/dist). *@n_valid is 0, and nothing is enqueued, when the slice starts
+ * past the end of the split (the short last batch). */
+gboolean kilt_batcher_gather_slice (KiltBatcher *b, guint batch_index, guint first, guint count,
+                                    cl_mem input, cl_mem targets, guint *n_valid, GError **error);
 
 G_END_DECLS

@@ -290,6 +290,7 @@ kilt_compare_new (const char *const *device_ids, const char *model_json, const K
   kilt_data_spec_copy (&c->data, data);
   c->config = *config;
   c->config.device_id = NULL;
+  c->config.devices = NULL;         /* each run is on one of device_ids */
   c->config.checkpoint_path = NULL; /* each run would overwrite the last one's */
   c->config.resume = FALSE;
   c->config.run_name = g_strdup (config->run_name);

@@ -25,6 +25,7 @@ typedef enum
   KILT_ENGINE_ERROR_INVALID,       /* an argument a person gave is out of range */
   KILT_ENGINE_ERROR_FAULT,         /* injected by the test fault switch */
   KILT_ENGINE_ERROR_WORKER,        /* the training worker process died or hung */
+  KILT_ENGINE_ERROR_PEER,          /* another rank of an MPI job failed or did not answer */
 } KiltEngineError;
 
 GQuark kilt_engine_error_quark (void);

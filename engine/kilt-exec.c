@@ -259,12 +259,15 @@ kilt_executor_backward (KiltExecutor *exec, GError **error)
   for (guint i = exec->model->nodes->len - 1; i >= 1; i--)
     {
       KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
-      if (node->fused)
-        continue;
-      exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
-      kilt_breadcrumb_layer (node->name, KILT_CRUMB_BACKWARD);
-      if (node->klass->backward && !node->klass->backward (node, &exec->ex, error))
-        return FALSE;
+      if (!node->fused)
+        {
+          exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
+          kilt_breadcrumb_layer (node->name, KILT_CRUMB_BACKWARD);
+          if (node->klass->backward && !node->klass->backward (node, &exec->ex, error))
+            return FALSE;
+        }
+      if (exec->backward_hook)
+        exec->backward_hook (exec, i, exec->backward_hook_data);
     }
   return TRUE;
 }

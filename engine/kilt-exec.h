@@ -6,7 +6,13 @@
 
 G_BEGIN_DECLS
 
-typedef struct
+typedef struct _KiltExecutor KiltExecutor;
+
+/* Called by kilt_executor_backward () once node @node's backward pass is enqueued (fused
+ * nodes too), so the gradients of nodes >= @node can be taken while earlier ones compute. */
+typedef void (*KiltBackwardHook) (KiltExecutor *exec, guint node, gpointer data);
+
+struct _KiltExecutor
 {
   KiltExec ex;      /* what layers see */
   KiltModel *model; /* borrowed; must outlive the executor */
@@ -14,8 +20,10 @@ typedef struct
   KiltBuffer *grads; /* NULL for inference-only executors */
   KiltBuffer *state;
   KiltBuffer *workspace;
-  GPtrArray *node_buffers; /* KiltBuffer*, owned: activations, gradients, saved */
-} KiltExecutor;
+  GPtrArray *node_buffers;        /* KiltBuffer*, owned: activations, gradients, saved */
+  KiltBackwardHook backward_hook; /* NULL: none */
+  gpointer backward_hook_data;
+};
 
 /* Whether the executor folds node @i (an Activation) into its input, a Conv2D or Dense with a
  * linear activation whose only consumer it is. $KILT_NO_FUSE turns this off. */

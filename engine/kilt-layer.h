@@ -208,6 +208,8 @@ struct _KiltExec
   gboolean training;
   guint32 seed;             /* run seed, for dropout */
   guint64 step;             /* global step counter, for dropout */
+  guint sample_offset;      /* where this batch starts in the global batch (a replica's slice,
+                             * engine/dist; 0 on one device), for dropout's draws */
   cl_mem params;            /* all trainable parameters, flat */
   cl_mem grads;             /* same layout as params */
   cl_mem state;             /* non-trainable state, flat */

@@ -57,10 +57,8 @@ kilt_run_recorder_new (const char *db_path, KiltModel *model, const KiltDataset 
     }
   r->kilt_version = g_strdup (KILT_VERSION);
   r->clblast_version = g_strdup (kilt_clblast_version ());
-  r->config = *cfg;
-  r->config.device_id = g_strdup (cfg->device_id);
-  r->config.checkpoint_path = g_strdup (cfg->checkpoint_path);
-  r->config.run_name = g_strdup (cfg->run_name);
+  kilt_train_config_copy (&r->config, cfg);
+  r->config.comm = NULL;
   r->flops_per_sample = kilt_model_flops (model);
   r->n_params = model->n_params;
   r->train_samples = ds->train.n;

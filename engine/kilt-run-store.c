@@ -676,6 +676,14 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
     json_builder_add_string_value (b, c->device_id);
   else
     json_builder_add_null_value (b);
+  if (c->devices)
+    {
+      json_builder_set_member_name (b, "devices");
+      json_builder_begin_array (b);
+      for (guint i = 0; c->devices[i]; i++)
+        json_builder_add_string_value (b, c->devices[i]);
+      json_builder_end_array (b);
+    }
   json_builder_set_member_name (b, "epochs");
   json_builder_add_int_value (b, c->epochs);
   json_builder_set_member_name (b, "batch");
@@ -804,6 +812,31 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
     }
   o = json_node_get_object (json_parser_get_root (parser));
   out->device_id = dup_member (o, "device_id");
+  if (json_object_has_member (o, "devices"))
+    {
+      JsonNode *n = json_object_get_member (o, "devices");
+      JsonArray *a = JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+      guint len = a ? json_array_get_length (a) : 0;
+      if (a == NULL || len < 2 || len > KILT_MAX_DEVICES)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                       "a run configuration's \"devices\" must be a list of 2 to %d device names",
+                       KILT_MAX_DEVICES);
+          return FALSE;
+        }
+      out->devices = g_new0 (char *, len + 1);
+      for (guint i = 0; i < len; i++)
+        {
+          JsonNode *e = json_array_get_element (a, i);
+          if (!JSON_NODE_HOLDS_VALUE (e) || json_node_get_value_type (e) != G_TYPE_STRING)
+            {
+              g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                           "a run configuration's \"devices\" entry %u is not a string", i + 1);
+              return FALSE;
+            }
+          out->devices[i] = g_strdup (json_node_get_string (e));
+        }
+    }
   out->epochs = json_object_get_int_member_with_default (o, "epochs", 0);
   out->batch = json_object_get_int_member_with_default (o, "batch", 0);
   out->seed = (guint32)json_object_get_int_member_with_default (o, "seed", 0);

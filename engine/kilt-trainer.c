@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include "kilt-trainer.h"
+#include "kilt-trainer-private.h"
 #include "kilt-gemm-tf32.h"
 #include "kilt-batcher.h"
 #include "kilt-breadcrumb.h"
@@ -16,6 +17,9 @@
 #include "kilt-planner.h"
 #include "kilt-profiler.h"
 #include "kilt-vendor-memory.h"
+#include "dist/kilt-reduce.h"
+#include "dist/kilt-replica.h"
+#include "dist/kilt-shares.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -25,55 +29,6 @@
 /* How many steps may be queued on the device ahead of the host: enough to keep it busy,
  * few enough that stop and pause answer within a few steps. */
 #define STEPS_IN_FLIGHT 3
-/* Metrics are read back (asynchronously) at most this often. */
-#define REPORT_INTERVAL_US (100 * 1000)
-#define METRICS_FLOATS     4
-
-struct _KiltTrainer
-{
-  KiltModel *model;
-  KiltDataset *data;
-  KiltTrainConfig config;
-  KiltEventFunc func;
-  gpointer user_data;
-  GThread *thread;
-  GMutex lock;
-  GCond cond;
-  gboolean paused;
-  gint stop;
-  KiltRunStatus status;
-};
-
-/* Everything the thread owns while it runs; freed in order by session_free. */
-typedef struct
-{
-  KiltTrainer *trainer;
-  KiltDeviceList *devices;
-  KiltContext *ctx;
-  KiltExecutor *exec;
-  KiltOptimizer *opt;
-  KiltBatcher *train_batcher;
-  KiltBatcher *eval_batcher;
-  const KiltSplit *eval_split;
-  KiltBatcher *test_batcher; /* the test split when eval_split is the validation split */
-  KiltBuffer *targets;
-  KiltBuffer *metrics;
-  KiltBuffer *eval_metrics;
-  /* Evaluation alone builds an inference executor, with no gradient buffers: the loss kernel's
-   * gradient output goes here instead (batch x outputs floats, never read). */
-  KiltBuffer *eval_dout;
-  KiltProfiler *profiler;
-  guint64 global_step;
-  guint64 first_global_step; /* where this run (or resumption) started */
-  guint first_epoch;
-  guint64 run_token; /* written into every checkpoint of this run */
-  /* The last evaluation of eval_split and the step it was taken at (G_MAXUINT64: none). */
-  double eval_loss, eval_accuracy;
-  guint64 eval_step;
-  /* Microseconds spent paused so far: kept out of epoch times, throughput and ETAs, so a
-   * pause does not make a run look slower than it trained. */
-  gint64 paused_us;
-} Session;
 
 const char *
 kilt_run_status_name (KiltRunStatus status)
@@ -99,11 +54,22 @@ kilt_train_config_default (void)
 }
 
 void
+kilt_train_config_copy (KiltTrainConfig *dst, const KiltTrainConfig *src)
+{
+  *dst = *src;
+  dst->device_id = g_strdup (src->device_id);
+  dst->checkpoint_path = g_strdup (src->checkpoint_path);
+  dst->run_name = g_strdup (src->run_name);
+  dst->devices = g_strdupv (src->devices);
+}
+
+void
 kilt_train_config_clear (KiltTrainConfig *config)
 {
   g_clear_pointer (&config->device_id, g_free);
   g_clear_pointer (&config->checkpoint_path, g_free);
   g_clear_pointer (&config->run_name, g_free);
+  g_clear_pointer (&config->devices, g_strfreev);
 }
 
 void
@@ -127,16 +93,14 @@ kilt_layer_timing_clear (gpointer timing)
 
 /* ---- events ------------------------------------------------------------------------------- */
 
-static void
-emit (Session *s, KiltEvent *ev)
+void
+kilt_session_emit (Session *s, KiltEvent *ev)
 {
   s->trainer->func (ev, s->trainer->user_data);
 }
 
-static void emit_log (Session *s, GLogLevelFlags level, const char *fmt, ...) G_GNUC_PRINTF (3, 4);
-
-static void
-emit_log (Session *s, GLogLevelFlags level, const char *fmt, ...)
+void
+kilt_session_log (Session *s, GLogLevelFlags level, const char *fmt, ...)
 {
   KiltEvent ev = { .type = KILT_EVENT_LOG, .level = level };
   va_list ap;
@@ -144,45 +108,46 @@ emit_log (Session *s, GLogLevelFlags level, const char *fmt, ...)
   va_start (ap, fmt);
   ev.message = g_strdup_vprintf (fmt, ap);
   va_end (ap);
-  emit (s, &ev);
+  kilt_session_emit (s, &ev);
   g_free (ev.message);
 }
 
-static void
-emit_memory (Session *s)
+void
+kilt_session_emit_memory (Session *s)
 {
   KiltEvent ev = { .type = KILT_EVENT_MEMORY };
 
-  kilt_mem_stats_snapshot (&s->ctx->mem, &ev.mem);
-  ev.vendor_used_bytes = kilt_vendor_used_bytes (s->ctx->info);
-  emit (s, &ev);
+  kilt_mem_stats_snapshot (&s->rep[0].ctx->mem, &ev.mem);
+  ev.vendor_used_bytes = kilt_vendor_used_bytes (s->rep[0].ctx->info);
+  kilt_session_emit (s, &ev);
 }
 
 /* ---- commands ----------------------------------------------------------------------------- */
 
-static gboolean
-should_stop (KiltTrainer *t)
+gboolean
+kilt_session_should_stop (KiltTrainer *t)
 {
   return g_atomic_int_get (&t->stop) != 0;
 }
 
 /* Blocks while paused; returns FALSE when a stop arrived. */
-static gboolean
-wait_if_paused (Session *s)
+gboolean
+kilt_session_wait_if_paused (Session *s)
 {
   KiltTrainer *t = s->trainer;
   gboolean was_paused = FALSE;
   gint64 pause_t0 = 0;
 
   g_mutex_lock (&t->lock);
-  while (t->paused && !should_stop (t))
+  while (t->paused && !kilt_session_should_stop (t))
     {
       if (!was_paused)
         {
           g_mutex_unlock (&t->lock);
           /* Let the device drain so the pause is a real pause. */
-          clFinish (s->ctx->queue);
-          emit_log (s, G_LOG_LEVEL_INFO, "Paused at step %" G_GUINT64_FORMAT, s->global_step);
+          clFinish (s->rep[0].ctx->queue);
+          kilt_session_log (s, G_LOG_LEVEL_INFO, "Paused at step %" G_GUINT64_FORMAT,
+                            s->global_step);
           g_mutex_lock (&t->lock);
           was_paused = TRUE;
           /* The drain above was work the queued steps needed; the pause starts after it. */
@@ -194,9 +159,9 @@ wait_if_paused (Session *s)
   g_mutex_unlock (&t->lock);
   if (was_paused)
     s->paused_us += g_get_monotonic_time () - pause_t0;
-  if (was_paused && !should_stop (t))
-    emit_log (s, G_LOG_LEVEL_INFO, "Resumed");
-  return !should_stop (t);
+  if (was_paused && !kilt_session_should_stop (t))
+    kilt_session_log (s, G_LOG_LEVEL_INFO, "Resumed");
+  return !kilt_session_should_stop (t);
 }
 
 void
@@ -228,40 +193,100 @@ kilt_trainer_stop (KiltTrainer *trainer)
 
 /* ---- set-up ------------------------------------------------------------------------------- */
 
+/* The device @name names, or an error saying what `kilt-cli devices` would list. */
+static const KiltDeviceInfo *
+find_device (Session *s, const char *name, GError **error)
+{
+  const KiltDeviceInfo *info = kilt_device_list_find (s->devices, name);
+
+  if (info == NULL)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_DEVICE,
+                 "No OpenCL device matches \"%s\" (or several do); `kilt-cli devices` lists them",
+                 name);
+  return info;
+}
+
+static KiltContext *
+open_context (Session *s, const KiltDeviceInfo *info, GError **error)
+{
+  KiltContext *ctx;
+
+  if (info->unusable_reason)
+    kilt_session_log (s, G_LOG_LEVEL_WARNING, "%s may not work: %s", info->name,
+                      info->unusable_reason);
+  ctx = kilt_context_new (info, error);
+  if (ctx == NULL)
+    return NULL;
+  kilt_session_log (s, G_LOG_LEVEL_INFO, "Kernels for %s %s in %.2f s", info->name,
+                    ctx->from_cache ? "loaded from the cache" : "compiled", ctx->compile_seconds);
+  if (s->trainer->config.precision != KILT_PRECISION_FP32)
+    {
+      if (!kilt_context_set_precision (ctx, s->trainer->config.precision, error))
+        {
+          kilt_context_free (ctx);
+          return NULL;
+        }
+      kilt_session_log (s, G_LOG_LEVEL_INFO, "Training in %s on %s: GEMMs on tensor cores",
+                        kilt_precision_name (s->trainer->config.precision), info->name);
+    }
+  return ctx;
+}
+
 static gboolean
 open_device (Session *s, GError **error)
 {
-  const KiltDeviceInfo *info;
+  KiltTrainConfig *c = &s->trainer->config;
+  guint n = c->devices ? g_strv_length (c->devices) : 0;
+  const KiltDeviceInfo **infos;
 
   s->devices = kilt_device_list_new ();
-  if (s->trainer->config.device_id)
+  s->comm = c->comm;
+  if (n > KILT_MAX_DEVICES)
     {
-      info = kilt_device_list_find (s->devices, s->trainer->config.device_id);
-      if (info == NULL)
-        {
-          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_DEVICE,
-                       "No OpenCL device matches \"%s\" (or several do); `kilt-cli devices` "
-                       "lists them",
-                       s->trainer->config.device_id);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "%u devices asked for; Kilt trains on at most %d at once", n, KILT_MAX_DEVICES);
+      return FALSE;
+    }
+  s->n_rep = MAX (n, 1);
+  s->rep = g_new0 (KiltReplica, s->n_rep);
+  infos = g_newa (const KiltDeviceInfo *, s->n_rep);
+  if (n > 0)
+    for (guint i = 0; i < n; i++)
+      {
+        if ((infos[i] = find_device (s, c->devices[i], error)) == NULL)
           return FALSE;
-        }
-    }
-  else if ((info = kilt_device_list_choose_default (s->devices, error)) == NULL)
-    return FALSE;
-  if (info->unusable_reason)
-    emit_log (s, G_LOG_LEVEL_WARNING, "%s may not work: %s", info->name, info->unusable_reason);
-  s->ctx = kilt_context_new (info, error);
-  if (s->ctx == NULL)
-    return FALSE;
-  emit_log (s, G_LOG_LEVEL_INFO, "Kernels for %s %s in %.2f s", info->name,
-            s->ctx->from_cache ? "loaded from the cache" : "compiled", s->ctx->compile_seconds);
-  if (s->trainer->config.precision != KILT_PRECISION_FP32)
+        for (guint j = 0; j < i; j++)
+          if (infos[j] == infos[i])
+            {
+              g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                           "--devices names %s twice (\"%s\" and \"%s\")", infos[i]->name,
+                           c->devices[j], c->devices[i]);
+              return FALSE;
+            }
+      }
+  else if (c->device_id)
     {
-      if (!kilt_context_set_precision (s->ctx, s->trainer->config.precision, error))
+      if ((infos[0] = find_device (s, c->device_id, error)) == NULL)
         return FALSE;
-      emit_log (s, G_LOG_LEVEL_INFO, "Training in %s on %s: GEMMs on tensor cores",
-                kilt_precision_name (s->trainer->config.precision), info->name);
     }
+  else if (s->comm && kilt_comm_size (s->comm) > 1)
+    {
+      /* One rank per device of its host, in the order `kilt-cli devices` lists them. */
+      guint nd = s->devices->devices->len;
+      if (nd == 0 && kilt_device_list_choose_default (s->devices, error) == NULL)
+        return FALSE;
+      infos[0] = g_ptr_array_index (s->devices->devices,
+                                    (guint)kilt_comm_local_rank (s->comm) % MAX (nd, 1));
+    }
+  else if ((infos[0] = kilt_device_list_choose_default (s->devices, error)) == NULL)
+    return FALSE;
+  for (guint i = 0; i < s->n_rep; i++)
+    if ((s->rep[i].ctx = open_context (s, infos[i], error)) == NULL)
+      {
+        if (s->n_rep > 1)
+          g_prefix_error (error, "device %u of %u (%s): ", i + 1, s->n_rep, infos[i]->name);
+        return FALSE;
+      }
   return TRUE;
 }
 
@@ -299,7 +324,9 @@ check_loss_fits_model (Session *s, GError **error)
                        d->name, d->n_classes);
           return FALSE;
         }
-      s->exec->ex.softmax_fused_node = out->index;
+      for (guint i = 0; i < s->n_rep; i++)
+        if (s->rep[i].exec)
+          s->rep[i].exec->ex.softmax_fused_node = out->index;
     }
   else if (m->loss == KILT_LOSS_MSE && d->n_classes == 0 && n_out != MAX (d->n_targets, 1))
     {
@@ -363,7 +390,8 @@ restore_algos (Session *s, const KiltCheckpoint *ck)
   KiltModel *model = s->trainer->model;
   guint n = 0;
 
-  if (ck->algos == NULL || ck->algos->len == 0 || g_strcmp0 (ck->device_id, s->ctx->info->id))
+  if (ck->algos == NULL || ck->algos->len == 0
+      || g_strcmp0 (ck->device_id, s->rep[0].ctx->info->id))
     return;
   for (guint i = 0; i < ck->algos->len; i++)
     {
@@ -381,8 +409,9 @@ restore_algos (Session *s, const KiltCheckpoint *ck)
       n++;
     }
   if (n)
-    emit_log (s, G_LOG_LEVEL_INFO, "Kept the algorithms of %u layer%s that the checkpoint recorded",
-              n, n == 1 ? "" : "s");
+    kilt_session_log (s, G_LOG_LEVEL_INFO,
+                      "Kept the algorithms of %u layer%s that the checkpoint recorded", n,
+                      n == 1 ? "" : "s");
 }
 
 static gboolean
@@ -423,14 +452,15 @@ load_checkpoint (Session *s, GError **error)
                    t->config.checkpoint_path, ck->epochs_done, t->config.epochs);
       return FALSE;
     }
-  if (!kilt_executor_upload (s->exec, ck->params, ck->state, error)
-      || !kilt_optimizer_write_state (s->opt, ck->opt_state, error))
+  if (!kilt_executor_upload (s->rep[0].exec, ck->params, ck->state, error)
+      || !kilt_optimizer_write_state (s->rep[0].opt, ck->opt_state, error))
     return FALSE;
   restore_algos (s, ck);
   s->first_epoch = ck->epochs_done;
   s->global_step = ck->global_step;
-  emit_log (s, G_LOG_LEVEL_INFO, "Resumed from %s after epoch %u (step %" G_GUINT64_FORMAT ")",
-            t->config.checkpoint_path, ck->epochs_done, ck->global_step);
+  kilt_session_log (s, G_LOG_LEVEL_INFO,
+                    "Resumed from %s after epoch %u (step %" G_GUINT64_FORMAT ")",
+                    t->config.checkpoint_path, ck->epochs_done, ck->global_step);
   return TRUE;
 }
 
@@ -441,7 +471,7 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
   KiltCheckpoint ck = { 0 };
   gboolean ok;
 
-  if (t->config.checkpoint_path == NULL)
+  if (t->config.checkpoint_path == NULL || (s->comm && kilt_comm_rank (s->comm) > 0))
     return TRUE;
   ck.n_params = t->model->n_params;
   ck.n_state = t->model->n_state;
@@ -453,12 +483,12 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
   ck.params = g_new (float, ck.n_params + 1);
   ck.state = g_new (float, ck.n_state + 1);
   ck.opt_state = g_new (float, ck.n_opt_state + 1);
-  ck.device_id = s->ctx->info->id;
-  ck.algos = chosen_algos (t->model);
+  ck.device_id = s->rep[0].ctx->info->id;
+  ck.algos = chosen_algos (s->rep[0].model);
   ck.optimizer = (guint32)t->config.opt.type + 1;
   ck.run_token = s->run_token;
-  ok = kilt_executor_download (s->exec, ck.params, ck.state, error)
-       && kilt_optimizer_read_state (s->opt, ck.opt_state, error)
+  ok = kilt_executor_download (s->rep[0].exec, ck.params, ck.state, error)
+       && kilt_optimizer_read_state (s->rep[0].opt, ck.opt_state, error)
        && kilt_checkpoint_save (&ck, t->config.checkpoint_path, error);
   g_free (ck.params);
   g_free (ck.state);
@@ -484,6 +514,73 @@ check_checkpoint_folder (const char *path, GError **error)
   return TRUE;
 }
 
+/* One device's executor (for @exec_batch rows), optimizer, data and buffers, once its plan fits
+ * (*@plan_out gets the plan). */
+static gboolean
+prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_out, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  KiltTrainConfig *c = &t->config;
+  KiltDataset *d = t->data;
+  KiltContext *ctx = rp->ctx;
+  guint64 data_bytes
+      = kilt_batcher_device_bytes (ctx, d, &d->train, c->batch, 0, NULL)
+        + (s->eval_split ? kilt_batcher_device_bytes (ctx, d, s->eval_split, c->batch, 0, NULL) : 0)
+        + (s->eval_split == &d->val && d->test.n > 0
+               ? kilt_batcher_device_bytes (ctx, d, &d->test, c->batch, 0, NULL)
+               : 0);
+  KiltPlan *plan
+      = kilt_plan_compute (rp->model, exec_batch, &c->opt, data_bytes, ctx->info, ctx->budget);
+
+  *plan_out = plan;
+  if (!kilt_plan_check (plan, error))
+    {
+      g_prefix_error (error, "model %s: ", rp->model->name);
+      return FALSE;
+    }
+  rp->cap = exec_batch;
+  rp->share = exec_batch;
+  rp->exec = kilt_executor_new (ctx, rp->model, exec_batch, TRUE, error);
+  if (rp->exec == NULL)
+    return FALSE;
+  rp->exec->ex.seed = c->seed;
+  rp->opt = kilt_optimizer_new (ctx, &c->opt, rp->model->n_params, error);
+  if (rp->opt == NULL)
+    return FALSE;
+  rp->train_batcher = kilt_batcher_new (ctx, d, &d->train, c->batch, c->preprocess, c->augment,
+                                        c->seed, 0, error);
+  if (rp->train_batcher == NULL)
+    return FALSE;
+  if (s->eval_split)
+    {
+      rp->eval_batcher = kilt_batcher_new (ctx, d, s->eval_split, c->batch, c->preprocess, FALSE,
+                                           c->seed, 0, error);
+      if (rp->eval_batcher == NULL)
+        return FALSE;
+    }
+  /* Validation picks the epochs; the test split still gives the run's final figures. */
+  if (s->eval_split == &d->val && d->test.n > 0)
+    {
+      rp->test_batcher
+          = kilt_batcher_new (ctx, d, &d->test, c->batch, c->preprocess, FALSE, c->seed, 0, error);
+      if (rp->test_batcher == NULL)
+        return FALSE;
+    }
+  rp->targets = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE,
+                                 4 * (gsize)exec_batch * MAX (kilt_model_n_outputs (rp->model), 1),
+                                 error, "the batch targets");
+  if (rp->targets == NULL)
+    return FALSE;
+  rp->metrics = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (exec_batch),
+                                 error, "the training metrics");
+  if (rp->metrics == NULL)
+    return FALSE;
+  rp->eval_metrics
+      = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (exec_batch), error,
+                         "the evaluation metrics");
+  return rp->eval_metrics != NULL;
+}
+
 static gboolean
 prepare (Session *s, GError **error)
 {
@@ -493,11 +590,11 @@ prepare (Session *s, GError **error)
   g_autoptr (KiltPlan) plan = NULL;
   KiltEvent ev = { .type = KILT_EVENT_STARTED };
   const KiltSplit *train = &d->train;
-  guint64 data_bytes;
 
   if (!t->model->built && !kilt_model_build (t->model, error))
     return FALSE;
-  if (c->checkpoint_path && !check_checkpoint_folder (c->checkpoint_path, error))
+  if (c->checkpoint_path && (c->comm == NULL || kilt_comm_rank (c->comm) == 0)
+      && !check_checkpoint_folder (c->checkpoint_path, error))
     return FALSE;
   if (c->val_fraction > 0 && d->val.n == 0
       && !kilt_dataset_split_validation (d, c->val_fraction, c->seed, error))
@@ -506,8 +603,8 @@ prepare (Session *s, GError **error)
    * the (already shuffled by the loader or the split) training split. */
   if (c->max_train_samples > 0 && d->train.n > c->max_train_samples)
     {
-      emit_log (s, G_LOG_LEVEL_INFO, "Training on the first %u of %zu training samples",
-                c->max_train_samples, d->train.n);
+      kilt_session_log (s, G_LOG_LEVEL_INFO, "Training on the first %u of %zu training samples",
+                        c->max_train_samples, d->train.n);
       d->train.n = c->max_train_samples;
     }
   s->eval_split = d->val.n > 0 ? &d->val : d->test.n > 0 ? &d->test : NULL;
@@ -518,64 +615,65 @@ prepare (Session *s, GError **error)
       return FALSE;
     }
 
-  data_bytes
-      = kilt_batcher_device_bytes (s->ctx, d, train, c->batch, 0, NULL)
-        + (s->eval_split ? kilt_batcher_device_bytes (s->ctx, d, s->eval_split, c->batch, 0, NULL)
-                         : 0)
-        + (s->eval_split == &d->val && d->test.n > 0
-               ? kilt_batcher_device_bytes (s->ctx, d, &d->test, c->batch, 0, NULL)
-               : 0);
-  plan = kilt_plan_compute (t->model, c->batch, &c->opt, data_bytes, s->ctx->info, s->ctx->budget);
-  if (!kilt_plan_check (plan, error))
+  s->rep[0].model = t->model;
+  s->rank_first = 0;
+  s->rank_count = c->batch;
+  if (s->comm)
     {
-      g_prefix_error (error, "model %s: ", t->model->name);
+      guint n_ranks = (guint)kilt_comm_size (s->comm), rank = (guint)kilt_comm_rank (s->comm);
+      guint *parts = g_newa (guint, n_ranks);
+      kilt_shares_split (c->batch, n_ranks, NULL, NULL, parts);
+      s->rank_first = kilt_shares_first (parts, rank);
+      s->rank_count = parts[rank];
+      if (s->rank_count < s->n_rep)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                       "a batch of %u cannot be shared by %u ranks of %u device%s each: give "
+                       "--batch at least %u",
+                       c->batch, n_ranks, s->n_rep, s->n_rep == 1 ? "" : "s", n_ranks * s->n_rep);
+          return FALSE;
+        }
+    }
+  else if (c->batch < s->n_rep)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "a batch of %u cannot be shared by %u devices: give --batch at least %u",
+                   c->batch, s->n_rep, s->n_rep);
       return FALSE;
     }
-
-  s->exec = kilt_executor_new (s->ctx, t->model, c->batch, TRUE, error);
-  if (s->exec == NULL)
-    return FALSE;
-  s->exec->ex.seed = c->seed;
+  for (guint i = 0; i < s->n_rep; i++)
+    {
+      KiltReplica *rp = &s->rep[i];
+      gboolean dist = s->n_rep > 1 || s->comm;
+      guint cap = dist ? kilt_shares_cap (s->rank_count, s->n_rep) : c->batch;
+      g_autoptr (KiltPlan) p = NULL;
+      if (i > 0 && (rp->model = kilt_replica_copy_model (t->model, error)) == NULL)
+        return FALSE;
+      if (!prepare_replica (s, rp, cap, i == 0 ? &plan : &p, error))
+        {
+          if (s->n_rep > 1)
+            g_prefix_error (error, "on device [%u] %s: ", i, rp->ctx->info->name);
+          return FALSE;
+        }
+    }
   if (!check_loss_fits_model (s, error))
     return FALSE;
-  s->opt = kilt_optimizer_new (s->ctx, &c->opt, t->model->n_params, error);
-  if (s->opt == NULL)
-    return FALSE;
-  s->train_batcher
-      = kilt_batcher_new (s->ctx, d, train, c->batch, c->preprocess, c->augment, c->seed, 0, error);
-  if (s->train_batcher == NULL)
-    return FALSE;
-  if (s->eval_split)
+  if (s->n_rep > 1 || s->comm)
     {
-      s->eval_batcher = kilt_batcher_new (s->ctx, d, s->eval_split, c->batch, c->preprocess, FALSE,
-                                          c->seed, 0, error);
-      if (s->eval_batcher == NULL)
-        return FALSE;
+      guint *parts = g_newa (guint, s->n_rep), *caps = g_newa (guint, s->n_rep);
+      for (guint i = 0; i < s->n_rep; i++)
+        caps[i] = s->rep[i].cap;
+      kilt_shares_split (s->rank_count, s->n_rep, NULL, caps, parts);
+      for (guint i = 0; i < s->n_rep; i++)
+        {
+          s->rep[i].share = parts[i];
+          s->rep[i].first = kilt_shares_first (parts, i);
+        }
     }
-  /* Validation picks the epochs; the test split still gives the run's final figures. */
-  if (s->eval_split == &d->val && d->test.n > 0)
-    {
-      s->test_batcher = kilt_batcher_new (s->ctx, d, &d->test, c->batch, c->preprocess, FALSE,
-                                          c->seed, 0, error);
-      if (s->test_batcher == NULL)
-        return FALSE;
-    }
-  s->targets = kilt_buffer_new (s->ctx, KILT_MEM_WORKSPACE,
-                                4 * (gsize)c->batch * MAX (kilt_model_n_outputs (t->model), 1),
-                                error, "the batch targets");
-  if (s->targets == NULL)
-    return FALSE;
-  s->metrics = kilt_buffer_new (s->ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (c->batch),
-                                error, "the training metrics");
-  if (s->metrics == NULL)
-    return FALSE;
-  s->eval_metrics
-      = kilt_buffer_new (s->ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (c->batch), error,
-                         "the evaluation metrics");
-  if (s->eval_metrics == NULL)
-    return FALSE;
 
-  if (c->resume && c->checkpoint_path && g_file_test (c->checkpoint_path, G_FILE_TEST_EXISTS))
+  /* Rank 0 alone reads the checkpoint; the others get its weights below. */
+  if (c->resume && c->checkpoint_path && (s->comm == NULL || kilt_comm_rank (s->comm) == 0)
+      && g_file_test (c->checkpoint_path, G_FILE_TEST_EXISTS))
     {
       if (!load_checkpoint (s, error))
         return FALSE;
@@ -590,54 +688,72 @@ prepare (Session *s, GError **error)
         {
           memcpy (params, wp, sizeof (float) * t->model->n_params);
           memcpy (state, ws, sizeof (float) * t->model->n_state);
-          emit_log (s, G_LOG_LEVEL_INFO, "Starts from the model's %s", t->model->weights_note);
+          kilt_session_log (s, G_LOG_LEVEL_INFO, "Starts from the model's %s",
+                            t->model->weights_note);
         }
       else
         kilt_model_init_params (t->model, c->seed, params, state);
-      if (!kilt_executor_upload (s->exec, params, state, error))
+      if (!kilt_executor_upload (s->rep[0].exec, params, state, error))
         return FALSE;
     }
-  if (c->profile)
+  if ((s->n_rep > 1 || s->comm) && !kilt_session_dist_prepare (s, error))
+    return FALSE;
+  /* Per-layer times are taken on one device's queue. */
+  if (c->profile && s->n_rep == 1 && s->comm == NULL)
     s->profiler = kilt_profiler_new (t->model);
   s->first_global_step = s->global_step;
 
-  ev.device = s->ctx->info;
-  ev.device_name = s->ctx->info->name;
-  ev.compile_seconds = s->ctx->compile_seconds;
-  ev.compile_cached = s->ctx->from_cache;
+  ev.device = s->rep[0].ctx->info;
+  ev.device_name = s->rep[0].ctx->info->name;
+  ev.compile_seconds = s->rep[0].ctx->compile_seconds;
+  ev.compile_cached = s->rep[0].ctx->from_cache;
   ev.planned_bytes = plan->total;
-  ev.device_bytes = s->ctx->budget;
+  ev.device_bytes = s->rep[0].ctx->budget;
   ev.n_params = t->model->n_params;
   ev.flops_per_sample = kilt_model_flops (t->model);
-  ev.steps_per_epoch = kilt_batcher_n_batches (s->train_batcher);
+  ev.steps_per_epoch = kilt_batcher_n_batches (s->rep[0].train_batcher);
   /* Random and never 0 ("none"): a resume checks that a checkpoint is this run's. */
   s->run_token = ((guint64)g_random_int () << 32 | g_random_int ()) | 1;
   ev.run_token = s->run_token;
-  emit (s, &ev);
-  emit_memory (s);
+  {
+    KiltReplicaShare *shares = g_newa (KiltReplicaShare, s->n_rep);
+    g_autofree char *names = kilt_replicas_names (s->rep, s->n_rep);
+    if (s->n_rep > 1)
+      {
+        for (guint i = 0; i < s->n_rep; i++)
+          shares[i] = (KiltReplicaShare){ s->rep[i].ctx->info->name, s->rep[i].share, 0, 0 };
+        ev.n_replicas = s->n_rep;
+        ev.replicas = shares;
+        ev.device_name = names;
+      }
+    ev.n_ranks = s->comm ? (guint)kilt_comm_size (s->comm) : 1;
+    kilt_session_emit (s, &ev);
+  }
+  kilt_session_emit_memory (s);
   return TRUE;
 }
 
 /* ---- the loop ----------------------------------------------------------------------------- */
 
-static gboolean
-zero_metrics (Session *s, KiltBuffer *metrics, GError **error)
+gboolean
+kilt_session_zero_metrics (Session *s, KiltBuffer *metrics, GError **error)
 {
   const float zero = 0.0f;
-  cl_int err = clEnqueueFillBuffer (s->ctx->queue, metrics->mem, &zero, sizeof zero, 0,
+  cl_int err = clEnqueueFillBuffer (metrics->ctx->queue, metrics->mem, &zero, sizeof zero, 0,
                                     metrics->bytes, 0, NULL, NULL);
 
   if (err != CL_SUCCESS)
     {
-      kilt_set_cl_error (error, err, s->ctx->info->name, "clearing %s", metrics->label);
+      kilt_set_cl_error (error, err, metrics->ctx->info->name, "clearing %s", metrics->label);
       return FALSE;
     }
   return TRUE;
 }
 
 /* Mean loss and accuracy over everything accumulated in @metrics (blocking read). */
-static gboolean
-read_metrics (Session *s, KiltBuffer *metrics, double *loss, double *acc, GError **error)
+gboolean
+kilt_session_read_metrics (Session *s, KiltBuffer *metrics, double *loss, double *acc,
+                           GError **error)
 {
   float m[METRICS_FLOATS];
 
@@ -652,33 +768,34 @@ static gboolean
 evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **error)
 {
   KiltTrainer *t = s->trainer;
-  guint n_out = kilt_model_n_outputs (t->model);
-  KiltNode *out = kilt_model_output (t->model);
-  gboolean profiling = s->ctx->profiling;
+  guint n_out = kilt_model_n_outputs (s->rep[0].model);
+  KiltNode *out = kilt_model_output (s->rep[0].model);
+  gboolean profiling = s->rep[0].ctx->profiling;
 
-  s->ctx->profiling = FALSE;
-  if (!zero_metrics (s, s->eval_metrics, error)
+  s->rep[0].ctx->profiling = FALSE;
+  if (!kilt_session_zero_metrics (s, s->rep[0].eval_metrics, error)
       || !kilt_batcher_begin_epoch (batcher, 0, FALSE, error))
     return FALSE;
   for (guint b = 0; b < kilt_batcher_n_batches (batcher); b++)
     {
       guint n_valid = 0;
-      if (should_stop (t))
+      if (kilt_session_should_stop (t))
         break;
-      if (!kilt_batcher_gather (batcher, b, kilt_executor_input (s->exec), s->targets->mem,
-                                &n_valid, error)
-          || !kilt_executor_forward (s->exec, FALSE, error)
-          || !kilt_loss_enqueue (s->ctx, t->model->loss, t->config.batch, n_valid, n_out, out->out,
-                                 s->targets->mem, s->eval_dout ? s->eval_dout->mem : out->dout,
-                                 s->eval_metrics->mem, error))
+      if (!kilt_batcher_gather (batcher, b, kilt_executor_input (s->rep[0].exec),
+                                s->rep[0].targets->mem, &n_valid, error)
+          || !kilt_executor_forward (s->rep[0].exec, FALSE, error)
+          || !kilt_loss_enqueue (s->rep[0].ctx, t->model->loss, t->config.batch, n_valid, n_out,
+                                 out->out, s->rep[0].targets->mem,
+                                 s->rep[0].eval_dout ? s->rep[0].eval_dout->mem : out->dout,
+                                 s->rep[0].eval_metrics->mem, error))
         {
           g_prefix_error (error, "evaluating on the %s split, batch %u: ",
                           s->eval_split == &t->data->val ? "validation" : "test", b + 1);
           return FALSE;
         }
     }
-  s->ctx->profiling = profiling;
-  return read_metrics (s, s->eval_metrics, loss, acc, error);
+  s->rep[0].ctx->profiling = profiling;
+  return kilt_session_read_metrics (s, s->rep[0].eval_metrics, loss, acc, error);
 }
 
 typedef struct
@@ -689,8 +806,9 @@ typedef struct
   guint step; /* the step the read follows */
 } MetricsRead;
 
-static gboolean
-check_finite_loss (Session *s, const char *which, double loss, guint64 step, GError **error)
+gboolean
+kilt_session_check_finite_loss (Session *s, const char *which, double loss, guint64 step,
+                                GError **error)
 {
   if (!isfinite (loss))
     {
@@ -706,16 +824,17 @@ check_finite_loss (Session *s, const char *which, double loss, guint64 step, GEr
 static gboolean
 check_finite (Session *s, const float *m, guint64 step, GError **error)
 {
-  return check_finite_loss (s, "training", m[0], step, error);
+  return kilt_session_check_finite_loss (s, "training", m[0], step, error);
 }
 
 /* Says where a training step failed: the layer and phase the executor had reached (it sets
  * the profiling tag before each layer) or, around the layers, @stage. */
-static void
-prefix_step_error (Session *s, GError **error, const char *stage, guint epoch, guint step)
+void
+kilt_session_prefix_step_error (Session *s, GError **error, const char *stage, guint epoch,
+                                guint step)
 {
   static const char *phases[] = { "forward", "backward", "update" };
-  int tag = s->ctx->prof_tag;
+  int tag = s->rep[0].ctx->prof_tag;
   guint node_index = (guint)tag / 3;
 
   if (stage == NULL && node_index > 0 && node_index < s->trainer->model->nodes->len)
@@ -733,9 +852,9 @@ run_epoch (Session *s, guint epoch, GError **error)
 {
   KiltTrainer *t = s->trainer;
   KiltTrainConfig *c = &t->config;
-  guint n_batches = kilt_batcher_n_batches (s->train_batcher);
-  guint n_out = kilt_model_n_outputs (t->model);
-  KiltNode *out = kilt_model_output (t->model);
+  guint n_batches = kilt_batcher_n_batches (s->rep[0].train_batcher);
+  guint n_out = kilt_model_n_outputs (s->rep[0].model);
+  KiltNode *out = kilt_model_output (s->rep[0].model);
   gint64 t0 = g_get_monotonic_time (), last_report = 0;
   MetricsRead rd = { 0 };
   cl_event markers[STEPS_IN_FLIGHT] = { 0 };
@@ -753,8 +872,8 @@ run_epoch (Session *s, guint epoch, GError **error)
   const char *stage = NULL;
   guint step_in_epoch = 0;
 
-  if (!zero_metrics (s, s->metrics, error)
-      || !kilt_batcher_begin_epoch (s->train_batcher, epoch, TRUE, error))
+  if (!kilt_session_zero_metrics (s, s->rep[0].metrics, error)
+      || !kilt_batcher_begin_epoch (s->rep[0].train_batcher, epoch, TRUE, error))
     return FALSE;
   if (s->profiler)
     kilt_profiler_begin_epoch (s->profiler);
@@ -768,54 +887,55 @@ run_epoch (Session *s, guint epoch, GError **error)
       gboolean profile = s->profiler && b >= MIN (2u, n_batches - 1)
                          && b < MIN (2u, n_batches - 1) + KILT_PROFILED_STEPS;
 
-      if (!wait_if_paused (s))
+      if (!kilt_session_wait_if_paused (s))
         break;
       step_in_epoch = b + 1;
       /* Where a crash or hang happened, for the worker's crash handler; and the test faults
        * that make one. */
       kilt_breadcrumb_step (epoch + 1, s->global_step + 1);
       kilt_fault_step ();
-      s->ctx->profiling = profile;
-      s->exec->ex.step = s->global_step;
-      s->ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_FORWARD);
+      s->rep[0].ctx->profiling = profile;
+      s->rep[0].exec->ex.step = s->global_step;
+      s->rep[0].ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_FORWARD);
       stage = "gathering the batch";
       kilt_breadcrumb_stage (stage);
-      if (!kilt_batcher_gather (s->train_batcher, b, kilt_executor_input (s->exec), s->targets->mem,
-                                &n_valid, error))
+      if (!kilt_batcher_gather (s->rep[0].train_batcher, b, kilt_executor_input (s->rep[0].exec),
+                                s->rep[0].targets->mem, &n_valid, error))
         goto step_failed;
       stage = NULL;
-      if (!kilt_executor_forward (s->exec, TRUE, error))
+      if (!kilt_executor_forward (s->rep[0].exec, TRUE, error))
         goto step_failed;
-      s->ctx->prof_tag = KILT_PROF_TAG (out->index, KILT_PHASE_BACKWARD);
+      s->rep[0].ctx->prof_tag = KILT_PROF_TAG (out->index, KILT_PHASE_BACKWARD);
       stage = "the loss";
       kilt_breadcrumb_stage (stage);
-      if (!kilt_loss_enqueue (s->ctx, t->model->loss, c->batch, n_valid, n_out, out->out,
-                              s->targets->mem, out->dout, s->metrics->mem, error))
+      if (!kilt_loss_enqueue (s->rep[0].ctx, t->model->loss, c->batch, n_valid, n_out, out->out,
+                              s->rep[0].targets->mem, out->dout, s->rep[0].metrics->mem, error))
         goto step_failed;
       stage = NULL;
-      if (!kilt_executor_backward (s->exec, error))
+      if (!kilt_executor_backward (s->rep[0].exec, error))
         goto step_failed;
-      s->ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_UPDATE);
+      s->rep[0].ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_UPDATE);
       stage = "the optimizer update";
       kilt_breadcrumb_stage (stage);
-      if (!kilt_optimizer_step (s->opt, s->exec->params->mem, s->exec->grads->mem, s->global_step,
-                                error))
+      if (!kilt_optimizer_step (s->rep[0].opt, s->rep[0].exec->params->mem,
+                                s->rep[0].exec->grads->mem, s->global_step, error))
         goto step_failed;
       s->global_step++;
       samples += n_valid;
       if (s->global_step == s->first_global_step + 1)
         {
-          if (!kilt_context_finish (s->ctx, error))
+          if (!kilt_context_finish (s->rep[0].ctx, error))
             goto out;
           warmup = (g_get_monotonic_time () - t0 - (s->paused_us - paused0)) / 1e6;
           rate_t0 = g_get_monotonic_time ();
           rate_paused0 = s->paused_us;
           warm_samples = samples;
           samples = 0;
-          emit_log (s, G_LOG_LEVEL_INFO,
-                    "The first step took %.2f s (it includes the driver's compilation of each "
-                    "kernel on first use)",
-                    warmup);
+          kilt_session_log (
+              s, G_LOG_LEVEL_INFO,
+              "The first step took %.2f s (it includes the driver's compilation of each "
+              "kernel on first use)",
+              warmup);
         }
 
       /* Keep at most STEPS_IN_FLIGHT steps queued: wait for the marker of an older step. */
@@ -826,16 +946,18 @@ run_epoch (Session *s, guint epoch, GError **error)
           markers[b % STEPS_IN_FLIGHT] = NULL;
           if (err != CL_SUCCESS)
             {
-              kilt_set_cl_error (error, err, s->ctx->info->name, "training step %u", b + 1);
+              kilt_set_cl_error (error, err, s->rep[0].ctx->info->name, "training step %u", b + 1);
               goto out;
             }
         }
-      err = clEnqueueMarkerWithWaitList (s->ctx->queue, 0, NULL, &markers[b % STEPS_IN_FLIGHT]);
+      err = clEnqueueMarkerWithWaitList (s->rep[0].ctx->queue, 0, NULL,
+                                         &markers[b % STEPS_IN_FLIGHT]);
       if (err == CL_SUCCESS)
-        err = clFlush (s->ctx->queue);
+        err = clFlush (s->rep[0].ctx->queue);
       if (err != CL_SUCCESS)
         {
-          kilt_set_cl_error (error, err, s->ctx->info->name, "queueing training step %u", b + 1);
+          kilt_set_cl_error (error, err, s->rep[0].ctx->info->name, "queueing training step %u",
+                             b + 1);
           goto out;
         }
 
@@ -852,7 +974,7 @@ run_epoch (Session *s, guint epoch, GError **error)
               rd.pending = FALSE;
               if (st < 0)
                 {
-                  kilt_set_cl_error (error, st, s->ctx->info->name, "reading the metrics");
+                  kilt_set_cl_error (error, st, s->rep[0].ctx->info->name, "reading the metrics");
                   goto out;
                 }
               if (!check_finite (s, rd.values, s->global_step - (b + 1 - rd.step), error))
@@ -873,18 +995,18 @@ run_epoch (Session *s, guint epoch, GError **error)
               }
               sev.eta_seconds = elapsed / MAX (rd.step, 1) * (n_batches - rd.step);
               sev.busy_percent = s->profiler ? kilt_profiler_busy_percent (s->profiler) : NAN;
-              emit (s, &sev);
-              emit_memory (s);
+              kilt_session_emit (s, &sev);
+              kilt_session_emit_memory (s);
             }
         }
       now = g_get_monotonic_time ();
       if (!rd.pending && now - last_report >= REPORT_INTERVAL_US)
         {
-          err = clEnqueueReadBuffer (s->ctx->queue, s->metrics->mem, CL_FALSE, 0, sizeof rd.values,
-                                     rd.values, 0, NULL, &rd.event);
+          err = clEnqueueReadBuffer (s->rep[0].ctx->queue, s->rep[0].metrics->mem, CL_FALSE, 0,
+                                     sizeof rd.values, rd.values, 0, NULL, &rd.event);
           if (err != CL_SUCCESS)
             {
-              kilt_set_cl_error (error, err, s->ctx->info->name, "reading the metrics");
+              kilt_set_cl_error (error, err, s->rep[0].ctx->info->name, "reading the metrics");
               goto out;
             }
           rd.pending = TRUE;
@@ -896,26 +1018,26 @@ run_epoch (Session *s, guint epoch, GError **error)
   goto out;
 
 step_failed:
-  prefix_step_error (s, error, stage, epoch + 1, step_in_epoch);
+  kilt_session_prefix_step_error (s, error, stage, epoch + 1, step_in_epoch);
 
 out:
-  s->ctx->profiling = FALSE;
+  s->rep[0].ctx->profiling = FALSE;
   /* Drain before anything is read or freed, even after an error. */
-  clFinish (s->ctx->queue);
-  if (s->profiler && !kilt_profiler_collect (s->profiler, s->ctx, ok ? error : NULL))
+  clFinish (s->rep[0].ctx->queue);
+  if (s->profiler && !kilt_profiler_collect (s->profiler, s->rep[0].ctx, ok ? error : NULL))
     ok = FALSE;
   for (guint i = 0; i < STEPS_IN_FLIGHT; i++)
     if (markers[i])
       clReleaseEvent (markers[i]);
   if (rd.pending)
     clReleaseEvent (rd.event);
-  if (!ok || should_stop (t))
+  if (!ok || kilt_session_should_stop (t))
     return ok;
 
   ev.epoch = epoch + 1;
   ev.step = n_batches;
   ev.global_step = s->global_step;
-  if (!read_metrics (s, s->metrics, &ev.loss, &ev.accuracy, error))
+  if (!kilt_session_read_metrics (s, s->rep[0].metrics, &ev.loss, &ev.accuracy, error))
     return FALSE;
   {
     float m[METRICS_FLOATS] = { (float)ev.loss, 0, 1, 0 };
@@ -927,55 +1049,51 @@ out:
         / MAX ((g_get_monotonic_time () - rate_t0 - (s->paused_us - rate_paused0)) / 1e6, 1e-9);
   ev.warmup_seconds = warmup;
   ev.val_loss = ev.val_accuracy = NAN;
-  if (s->eval_batcher && !evaluate (s, s->eval_batcher, &ev.val_loss, &ev.val_accuracy, error))
+  if (s->rep[0].eval_batcher
+      && !evaluate (s, s->rep[0].eval_batcher, &ev.val_loss, &ev.val_accuracy, error))
     return FALSE;
   /* The last update can break the weights after the last training loss was taken. */
-  if (s->eval_batcher && !should_stop (t)
-      && !check_finite_loss (s, s->eval_split == &t->data->val ? "validation" : "test", ev.val_loss,
-                             s->global_step, error))
+  if (s->rep[0].eval_batcher && !kilt_session_should_stop (t)
+      && !kilt_session_check_finite_loss (s, s->eval_split == &t->data->val ? "validation" : "test",
+                                          ev.val_loss, s->global_step, error))
     return FALSE;
   s->eval_loss = ev.val_loss;
   s->eval_accuracy = ev.val_accuracy;
   s->eval_step = s->global_step;
   ev.epoch_seconds = (g_get_monotonic_time () - t0 - (s->paused_us - paused0)) / 1e6;
-  kilt_mem_stats_snapshot (&s->ctx->mem, &ev.mem);
+  kilt_mem_stats_snapshot (&s->rep[0].ctx->mem, &ev.mem);
   ev.busy_percent = s->profiler ? kilt_profiler_busy_percent (s->profiler) : NAN;
-  emit (s, &ev);
-  emit_memory (s);
+  kilt_session_emit (s, &ev);
+  kilt_session_emit_memory (s);
   if (s->profiler)
     {
       KiltEvent tev = { .type = KILT_EVENT_TIMINGS };
       tev.epoch = epoch + 1;
       tev.timings = kilt_profiler_timings (s->profiler);
-      emit (s, &tev);
+      kilt_session_emit (s, &tev);
       g_array_unref (tev.timings);
     }
   return TRUE;
 }
 
-/* Everything but the context itself, so that its counters can still be read. */
+/* Everything but the contexts themselves, so that their counters can still be read. */
 static void
 session_free_buffers (Session *s)
 {
-  if (s->ctx)
-    clFinish (s->ctx->queue);
+  kilt_session_dist_free (s);
   g_clear_pointer (&s->profiler, kilt_profiler_free);
-  g_clear_pointer (&s->eval_metrics, kilt_buffer_free);
-  g_clear_pointer (&s->eval_dout, kilt_buffer_free);
-  g_clear_pointer (&s->metrics, kilt_buffer_free);
-  g_clear_pointer (&s->targets, kilt_buffer_free);
-  g_clear_pointer (&s->test_batcher, kilt_batcher_free);
-  g_clear_pointer (&s->eval_batcher, kilt_batcher_free);
-  g_clear_pointer (&s->train_batcher, kilt_batcher_free);
-  g_clear_pointer (&s->opt, kilt_optimizer_free);
-  g_clear_pointer (&s->exec, kilt_executor_free);
+  for (guint i = 0; i < s->n_rep; i++)
+    kilt_replica_clear (&s->rep[i], s->rep[i].model != s->trainer->model);
 }
 
 static void
 session_free (Session *s)
 {
   session_free_buffers (s);
-  g_clear_pointer (&s->ctx, kilt_context_free);
+  for (guint i = 0; i < s->n_rep; i++)
+    g_clear_pointer (&s->rep[i].ctx, kilt_context_free);
+  g_clear_pointer (&s->rep, g_free);
+  s->n_rep = 0;
   kilt_device_list_free (s->devices);
 }
 
@@ -991,58 +1109,62 @@ trainer_thread (gpointer data)
   fin.test_loss = fin.test_accuracy = NAN;
   if (!open_device (&s, &error) || !prepare (&s, &error))
     goto done;
-  for (epoch = s.first_epoch; epoch < t->config.epochs && !should_stop (t); epoch++)
+  for (epoch = s.first_epoch; epoch < t->config.epochs && !kilt_session_should_stop (t); epoch++)
     {
-      if (!run_epoch (&s, epoch, &error))
+      if (!(s.reducer ? kilt_session_dist_epoch (&s, epoch, &error)
+                      : run_epoch (&s, epoch, &error)))
         break;
-      if (should_stop (t))
+      if (kilt_session_should_stop (t))
         break;
       if (!save_checkpoint (&s, epoch + 1, &error))
         break;
     }
   /* With no validation split the test split was evaluated after the last epoch already, on
    * the same weights: those are the figures. */
-  if (error == NULL && !should_stop (t) && s.eval_split == &t->data->test
+  if (error == NULL && !kilt_session_should_stop (t) && s.eval_split == &t->data->test
       && s.eval_step == s.global_step)
     {
       fin.test_loss = s.eval_loss;
       fin.test_accuracy = s.eval_accuracy;
     }
-  else if (error == NULL && !should_stop (t)
-           && (s.test_batcher || (s.eval_split == &t->data->test && s.eval_batcher)))
+  else if (error == NULL && !kilt_session_should_stop (t)
+           && (s.rep[0].test_batcher || (s.eval_split == &t->data->test && s.rep[0].eval_batcher)))
     {
       const KiltSplit *keep = s.eval_split;
       s.eval_split = &t->data->test; /* for evaluate's messages */
-      if (evaluate (&s, s.test_batcher ? s.test_batcher : s.eval_batcher, &fin.test_loss,
-                    &fin.test_accuracy, &error)
-          && !should_stop (t))
-        check_finite_loss (&s, "test", fin.test_loss, s.global_step, &error);
+      if ((s.reducer
+               ? kilt_session_dist_evaluate (&s, TRUE, &fin.test_loss, &fin.test_accuracy, &error)
+               : evaluate (&s,
+                           s.rep[0].test_batcher ? s.rep[0].test_batcher : s.rep[0].eval_batcher,
+                           &fin.test_loss, &fin.test_accuracy, &error))
+          && !kilt_session_should_stop (t))
+        kilt_session_check_finite_loss (&s, "test", fin.test_loss, s.global_step, &error);
       s.eval_split = keep;
     }
 
 done:
   if (error)
     fin.status = KILT_RUN_FAILED;
-  else if (should_stop (t))
+  else if (kilt_session_should_stop (t))
     fin.status = KILT_RUN_STOPPED;
   else
     fin.status = KILT_RUN_FINISHED;
   fin.error = error;
   fin.global_step = s.global_step;
-  if (s.ctx)
-    kilt_mem_stats_snapshot (&s.ctx->mem, &fin.mem);
+  if (s.rep[0].ctx)
+    kilt_mem_stats_snapshot (&s.rep[0].ctx->mem, &fin.mem);
   t->status = fin.status;
   /* Everything on the device is released before the last event, so a receiver may start
    * the next run at once. */
   session_free_buffers (&s);
-  if (s.ctx)
-    fin.leaked_bytes = __atomic_load_n (&s.ctx->mem.live_total, __ATOMIC_RELAXED);
+  if (s.rep[0].ctx)
+    fin.leaked_bytes = __atomic_load_n (&s.rep[0].ctx->mem.live_total, __ATOMIC_RELAXED);
   /* The device the run opened, so a run that fails before STARTED (a plan that does not fit)
    * is still recorded with its device rather than "–". A copy: the context is freed first. */
-  fin.device = s.ctx ? kilt_device_info_copy (s.ctx->info) : NULL;
+  fin.device = s.rep[0].ctx ? kilt_device_info_copy (s.rep[0].ctx->info) : NULL;
   fin.device_name = fin.device ? fin.device->name : NULL;
   session_free (&s);
-  emit (&s, &fin);
+  kilt_session_emit (&s, &fin);
   kilt_device_info_free ((KiltDeviceInfo *)fin.device);
   g_clear_error (&error);
   return NULL;
@@ -1058,10 +1180,7 @@ kilt_trainer_new (KiltModel *model, KiltDataset *data, const KiltTrainConfig *co
 
   t->model = model;
   t->data = data;
-  t->config = *config;
-  t->config.device_id = g_strdup (config->device_id);
-  t->config.checkpoint_path = g_strdup (config->checkpoint_path);
-  t->config.run_name = g_strdup (config->run_name);
+  kilt_train_config_copy (&t->config, config);
   if (t->config.batch == 0)
     t->config.batch = 32;
   t->func = func;
@@ -1127,6 +1246,11 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
   t.data = data;
   t.config = *config;
   t.func = ignore_event;
+  /* One device evaluates: the first of several. */
+  if (config->devices && config->devices[0])
+    t.config.device_id = config->devices[0];
+  t.config.devices = NULL;
+  t.config.comm = NULL;
   s.eval_split = split;
   if (split->n == 0)
     {
@@ -1146,36 +1270,37 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
     return FALSE;
   if ((!model->built && !kilt_model_build (model, error)) || !open_device (&s, error))
     goto out;
+  s.rep[0].model = model;
   if (ck && !checkpoint_fits_model (ck, model, config->checkpoint_path, error))
     goto out;
   /* Inference only: no gradients, which for a CNN are about as large as its activations. */
-  s.exec = kilt_executor_new (s.ctx, model, config->batch, FALSE, error);
-  if (!s.exec || !check_loss_fits_model (&s, error)
-      || !kilt_executor_upload (s.exec, ck ? ck->params : wp, ck ? ck->state : ws, error))
+  s.rep[0].exec = kilt_executor_new (s.rep[0].ctx, model, config->batch, FALSE, error);
+  if (!s.rep[0].exec || !check_loss_fits_model (&s, error)
+      || !kilt_executor_upload (s.rep[0].exec, ck ? ck->params : wp, ck ? ck->state : ws, error))
     goto out;
-  s.eval_dout = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE,
-                                 4 * (gsize)config->batch * MAX (kilt_model_n_outputs (model), 1),
-                                 error, "the loss gradient (evaluation)");
-  if (!s.eval_dout)
+  s.rep[0].eval_dout
+      = kilt_buffer_new (s.rep[0].ctx, KILT_MEM_WORKSPACE,
+                         4 * (gsize)config->batch * MAX (kilt_model_n_outputs (model), 1), error,
+                         "the loss gradient (evaluation)");
+  if (!s.rep[0].eval_dout)
     goto out;
-  s.eval_batcher = kilt_batcher_new (s.ctx, data, split, config->batch, config->preprocess, FALSE,
-                                     config->seed, 0, error);
-  if (!s.eval_batcher)
+  s.rep[0].eval_batcher = kilt_batcher_new (s.rep[0].ctx, data, split, config->batch,
+                                            config->preprocess, FALSE, config->seed, 0, error);
+  if (!s.rep[0].eval_batcher)
     goto out;
-  s.targets = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE,
-                               4 * (gsize)config->batch * MAX (kilt_model_n_outputs (model), 1),
-                               error, "the batch targets");
-  if (!s.targets)
+  s.rep[0].targets = kilt_buffer_new (
+      s.rep[0].ctx, KILT_MEM_WORKSPACE,
+      4 * (gsize)config->batch * MAX (kilt_model_n_outputs (model), 1), error, "the batch targets");
+  if (!s.rep[0].targets)
     goto out;
-  s.eval_metrics
-      = kilt_buffer_new (s.ctx, KILT_MEM_WORKSPACE, 4 * kilt_loss_metrics_floats (config->batch),
-                         error, "the evaluation metrics");
-  if (!s.eval_metrics)
+  s.rep[0].eval_metrics = kilt_buffer_new (s.rep[0].ctx, KILT_MEM_WORKSPACE,
+                                           4 * kilt_loss_metrics_floats (config->batch), error,
+                                           "the evaluation metrics");
+  if (!s.rep[0].eval_metrics)
     goto out;
-  ok = evaluate (&s, s.eval_batcher, loss, accuracy, error);
+  ok = evaluate (&s, s.rep[0].eval_batcher, loss, accuracy, error);
 
 out:
-  t.model = NULL;
   session_free (&s);
   return ok;
 }

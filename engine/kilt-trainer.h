@@ -8,8 +8,12 @@
 #include "kilt-optimizer-config.h"
 #include "kilt-precision.h"
 #include "data/kilt-dataset.h"
+#include "dist/kilt-comm.h"
 
 G_BEGIN_DECLS
+
+/* The most devices one process trains on together. */
+#define KILT_MAX_DEVICES 64
 
 typedef struct
 {
@@ -27,7 +31,22 @@ typedef struct
   char *run_name;
   gboolean profile;        /* collect per-layer device times */
   KiltPrecision precision; /* fp32 unless asked; refused on a device that lacks it */
+  /* Several devices (ids, indices or names), data-parallel: each trains on a share of every
+   * batch, by measured speed. NULL or one entry: device_id (or that entry) alone. */
+  char **devices;
+  /* An MPI job's ranks (borrowed; NULL: this process alone). Each rank trains on its rows of
+   * every batch; rank 0 alone writes the checkpoint. */
+  KiltComm *comm;
 } KiltTrainConfig;
+
+/* One device's part of a run on several devices. */
+typedef struct
+{
+  const char *device_name;
+  guint share;               /* rows of every global batch */
+  double step_ms;            /* device time per step at that share, as calibration measured */
+  double samples_per_second; /* share / step time, alone (0: not measured) */
+} KiltReplicaShare;
 
 typedef enum
 {
@@ -78,6 +97,12 @@ typedef struct
   guint64 flops_per_sample; /* forward */
   guint steps_per_epoch;
   guint64 run_token; /* STARTED: the token this run writes into its checkpoints (never 0) */
+  /* STARTED and EPOCH of a run on several devices (n_replicas > 1) or ranks: each device's
+   * share; the ranks of an MPI job; the gradient sum's host time per step (EPOCH). */
+  guint n_replicas;
+  const KiltReplicaShare *replicas;
+  guint n_ranks;
+  double reduce_ms;
   /* STEP and EPOCH */
   guint epoch; /* 1-based */
   guint step;  /* within the epoch, 1-based */
@@ -131,6 +156,8 @@ gboolean kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltT
                                 double *loss, double *accuracy, GError **error);
 
 KiltTrainConfig kilt_train_config_default (void);
+/* A deep copy (the strings too; the comm stays borrowed); kilt_train_config_clear () frees it. */
+void kilt_train_config_copy (KiltTrainConfig *dst, const KiltTrainConfig *src);
 void kilt_train_config_clear (KiltTrainConfig *config);
 const char *kilt_run_status_name (KiltRunStatus status);
 

@@ -19,7 +19,7 @@ for tool in meson ninja dpkg-deb dpkg-shlibdeps dpkg-architecture python3; do
 done
 
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" "$src" --prefix=/usr --buildtype=release -Dgui=true >/dev/null
+  meson setup "$build" "$src" --prefix=/usr --buildtype=release -Dgui=true -Dmpi=enabled >/dev/null
 fi
 
 # Only what gets installed: the test programs in the same tree are not part of the package.

@@ -7,8 +7,8 @@ set -euo pipefail
 build=(meson ninja-build pkg-config gcc python3 libglib2.0-dev libgtk-4-dev libadwaita-1-dev
   ocl-icd-opencl-dev opencl-headers libclblast-dev libcairo2-dev libcsv-dev libjson-glib-dev
   libsqlite3-dev libgdk-pixbuf-2.0-dev zlib1g-dev libhdf5-dev libzip-dev
-  libprotobuf-c-dev protobuf-c-compiler libonnx-dev)
-runtime=(pocl-opencl-icd clinfo)
+  libprotobuf-c-dev protobuf-c-compiler libonnx-dev libopenmpi-dev)
+runtime=(pocl-opencl-icd clinfo openmpi-bin)
 testing=(xvfb xauth desktop-file-utils appstream dataset-fashion-mnist clang-format
   poppler-utils libglib2.0-bin dbus-x11 x11-utils dpkg-dev fakeroot clang libclang-rt-14-dev
   clang-15 libclc-15 python3-venv)

@@ -30,7 +30,7 @@ build () # dir, meson options...
   ninja -C "$dir" || return 1
 }
 
-if build build-test --buildtype=debugoptimized -Donnx=enabled; then
+if build build-test --buildtype=debugoptimized -Donnx=enabled -Dmpi=enabled; then
   lap "build"
   xvfb=()
   if [ -z "${DISPLAY:-}" ] && command -v xvfb-run >/dev/null; then

@@ -66,6 +66,7 @@ dropout_launch (KiltNode *node, KiltExec *ex, cl_mem dst, cl_mem src, float beta
   cl_uint step = (cl_uint)ex->step;
   float rate = node->cfg.rate, scale = 1.0f / (1.0f - node->cfg.rate);
   cl_uint group = dropout_group (node);
+  cl_uint first = (cl_uint)(ex->sample_offset * kilt_shape_size (&node->out_shape));
 
   k = kilt_context_kernel (ex->ctx, forward ? "kilt_dropout_forward" : "kilt_dropout_backward",
                            error);
@@ -81,6 +82,7 @@ dropout_launch (KiltNode *node, KiltExec *ex, cl_mem dst, cl_mem src, float beta
   if (!forward)
     KILT_ARG (k, 7, beta, err);
   KILT_ARG (k, forward ? 7 : 8, group, err);
+  KILT_ARG (k, forward ? 8 : 9, first, err);
   g_assert (err == CL_SUCCESS);
   return kilt_context_launch_1d (ex->ctx, k, n, error);
 }
