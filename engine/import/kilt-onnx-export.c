@@ -622,6 +622,16 @@ ex_node (KiltOnnxGraph *e, guint index, GError **error)
         ok = ex_pad_crop (e, out = kilt_onnx_name (e, NULL), &r);
         break;
       case KILT_LAYER_UPSAMPLING2D:
+        /* Resize's linear modes clamp and centre differently from TensorFlow's bilinear
+         * resize, and no test compares them yet: refuse rather than write nearest. */
+        if (node->cfg.bilinear)
+          {
+            g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                         "layer %s (UpSampling2D, interpolation bilinear) has no ONNX export yet "
+                         "(nearest has)",
+                         node->name);
+            return FALSE;
+          }
         ok = ex_upsampling (e, out = kilt_onnx_name (e, NULL), &r);
         break;
       default:
