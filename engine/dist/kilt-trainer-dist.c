@@ -371,6 +371,14 @@ decide (Session *s, GError **error)
   return kilt_replicas_sync (s->rep, s->n_rep, (guint)s->fastest, NULL, error);
 }
 
+/* Whether calibration also times the fastest device alone: one process (ranks must step
+ * together), and that device can hold the whole batch. */
+static gboolean
+can_go_alone (Session *s)
+{
+  return s->comm == NULL && s->fastest >= 0 && s->rep[s->fastest].cap >= s->trainer->config.batch;
+}
+
 /* Sums [loss, correct, count] over replicas (and ranks) of @which metrics. */
 static gboolean
 sum_metrics (Session *s, gboolean eval, double m[3], GError **error)
@@ -457,7 +465,6 @@ gboolean
 kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
 {
   KiltTrainer *t = s->trainer;
-  KiltTrainConfig *c = &t->config;
   guint n_batches = kilt_batcher_n_batches (s->rep[0].train_batcher);
   /* An MPI job reports every few steps, at the same step on every rank (the figures are
    * summed over ranks); one process, a few times a second. */
@@ -488,8 +495,7 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
       kilt_fault_step ();
       if (calibrating && s->n_rep > 1)
         {
-          gboolean can_alone
-              = s->comm == NULL && s->fastest >= 0 && s->rep[s->fastest].cap >= c->batch;
+          gboolean can_alone = can_go_alone (s);
           timed = k >= CAL_SPEED_FIRST && k <= CAL_SPEED_LAST;
           measure_wall = (k >= CAL_MIX_FIRST && k <= CAL_MIX_LAST)
                          || (can_alone && k >= CAL_ALONE_FIRST && k <= CAL_ALONE_LAST);
@@ -533,7 +539,7 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
         }
       if (calibrating && s->n_rep > 1)
         {
-          gboolean can_alone = s->comm == NULL && s->rep[MAX (s->fastest, 0)].cap >= c->batch;
+          gboolean can_alone = can_go_alone (s);
           if (k == CAL_SPEED_LAST)
             rebalance (s);
           else if ((k == CAL_MIX_LAST && !can_alone) || k == CAL_ALONE_LAST)
