@@ -615,9 +615,15 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
           {
             printf ("; rows per batch:");
             for (guint i = 0; i < ev->n_replicas; i++)
-              printf ("%s [%u] %u", i ? "," : "", i, ev->replicas[i].share);
+              {
+                printf ("%s [%u] %u", i ? "," : "", i, ev->replicas[i].share);
+                if (isfinite (ev->replicas[i].busy_percent))
+                  printf (" (busy %.0f%%)", ev->replicas[i].busy_percent);
+              }
             printf ("; summing gradients %.2f ms a step", ev->reduce_ms);
           }
+        else if (ev->n_ranks > 1)
+          printf ("; summing gradients across ranks %.2f ms a step", ev->reduce_ms);
         printf (")\n");
         fflush (stdout);
         break;

@@ -32,6 +32,7 @@ export OPAL_PREFIX=\$_o PATH=\$_o/bin:\$PATH
 export LD_LIBRARY_PATH=\$_o/lib/$arch/openmpi/lib:\$_o/lib/$arch/pmix2/lib:\$LD_LIBRARY_PATH
 export PMIX_MCA_mca_base_component_path=\$_o/lib/$arch/pmix2/lib/pmix
 export OMPI_MCA_btl=self,vader OMPI_MCA_btl_vader_single_copy_mechanism=none
+export PMIX_MCA_pcompress_base_silence_warning=1
 unset _o
 ENV
 du -sh "$dst"

@@ -63,6 +63,12 @@ mpi () {
       --device "$gpu" --mpi > "$out/mpi2-$1-b$2.txt" 2>&1
     say "mpi2-$1-b$2 under mpirun: rc $?"
     grep -E "^(Rank|Training on|epoch|Finished|MPI)|warning|rror" "$out/mpi2-$1-b$2.txt" | cut -c1-400 | tee -a "$out/phases.txt"
+    # One rank: the MPI path's own cost, without two processes sharing the card.
+    timeout 160 mpirun -np 1 --allow-run-as-root stdbuf -oL kilt-cli train --data "$data" --seed 7 \
+      --optimizer rmsprop --lr 0.0001 --decay 0.000001 --model "$1" --batch "$2" --epochs 3 \
+      --device "$gpu" --mpi > "$out/mpi1-$1-b$2.txt" 2>&1
+    say "mpi1-$1-b$2 under mpirun: rc $?"
+    grep -E "^(epoch|Finished)|rror" "$out/mpi1-$1-b$2.txt" | cut -c1-400 | tee -a "$out/phases.txt"
   done
 }
 phase_mpicnn () { mpi "cifar10_cnn 512"; }
@@ -87,3 +93,5 @@ for phase in "${@:-paircnn mpicnn pairresnet mpiresnet big torch}"; do
   done
 done
 say "done"
+# The device tool brings back a few files: everything in one archive.
+tar czf /tmp/scale.tgz -C "$out" . && find "$out" -type f -delete && mv /tmp/scale.tgz "$out/"

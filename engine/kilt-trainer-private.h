@@ -46,6 +46,11 @@ typedef struct
   double calib_mix_ms, calib_alone_ms;
   guint calib_mix_n, calib_alone_n;
   gint fastest;
+  /* Once settled, every BUSY_EVERY-th step of several replicas is timed on each device
+   * (KiltReplica.busy_ms) against the wall time until the next step began (busy_wall_ms);
+   * busy_t0 is the timed step's start, 0 when none is waiting for the next. */
+  double busy_wall_ms;
+  gint64 busy_t0;
   const KiltSplit *eval_split;
   KiltProfiler *profiler;
   guint64 global_step;

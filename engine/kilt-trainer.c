@@ -721,7 +721,11 @@ prepare (Session *s, GError **error)
     if (s->n_rep > 1)
       {
         for (guint i = 0; i < s->n_rep; i++)
-          shares[i] = (KiltReplicaShare){ s->rep[i].ctx->info->name, s->rep[i].share, 0, 0 };
+          shares[i] = (KiltReplicaShare){ .device_name = s->rep[i].ctx->info->name,
+                                          .share = s->rep[i].share,
+                                          .busy_percent = NAN,
+                                          .live_bytes = -1,
+                                          .peak_bytes = -1 };
         ev.n_replicas = s->n_rep;
         ev.replicas = shares;
         ev.device_name = names;

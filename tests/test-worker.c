@@ -121,6 +121,57 @@ test_encoding (void)
   g_clear_error (&error);
 }
 
+/* A run on several devices: each device's share, speed, busy figure and memory, and the
+ * calibration's step times, reach the window. */
+static void
+test_replicas_encoding (void)
+{
+  KiltReplicaShare shares[2] = {
+    { "GPU", 120, 5.0, 24000, 91.5, 1 << 20, 2 << 20 },
+    { "CPU \"quoted\"", 8, 5.2, 1538.5, NAN, -1, -1 },
+  };
+  KiltEvent e = { .type = KILT_EVENT_EPOCH, .epoch = 1, .n_replicas = 2, .replicas = shares };
+  g_autofree char *line = NULL;
+  KiltEvent d;
+
+  e.n_ranks = 1;
+  e.reduce_ms = 0.5;
+  e.dist_step_ms = 5.5;
+  e.alone_step_ms = 6.25;
+  e.val_loss = e.val_accuracy = e.busy_percent = NAN;
+  line = kilt_event_to_json (&e);
+  d = decode (line);
+  g_assert_cmpuint (d.n_replicas, ==, 2);
+  g_assert_cmpstr (d.replicas[0].device_name, ==, "GPU");
+  g_assert_cmpstr (d.replicas[1].device_name, ==, "CPU \"quoted\"");
+  g_assert_cmpuint (d.replicas[0].share, ==, 120);
+  g_assert_cmpuint (d.replicas[1].share, ==, 8);
+  g_assert_cmpfloat (d.replicas[0].samples_per_second, ==, 24000);
+  g_assert_cmpfloat (d.replicas[0].busy_percent, ==, 91.5);
+  g_assert_true (isnan (d.replicas[1].busy_percent));
+  g_assert_cmpint (d.replicas[0].peak_bytes, ==, 2 << 20);
+  g_assert_cmpint (d.replicas[1].live_bytes, ==, -1);
+  g_assert_cmpfloat (d.dist_step_ms, ==, 5.5);
+  g_assert_cmpfloat (d.alone_step_ms, ==, 6.25);
+  g_assert_cmpfloat (d.reduce_ms, ==, 0.5);
+  kilt_worker_event_clear (&d);
+  g_assert_null (d.replicas);
+  g_clear_pointer (&line, g_free);
+
+  /* Replicas that are not objects are skipped, not trusted. */
+  {
+    g_autoptr (JsonObject) o = NULL;
+    g_autoptr (GError) error = NULL;
+    g_assert_true (kilt_worker_parse_line (
+        "{\"event\":\"epoch\",\"replicas\":[1,\"x\",{\"share\":-5}]}", "t", &o, &error));
+    g_assert_true (kilt_worker_event_from_json (o, &d, &error));
+    g_assert_cmpuint (d.n_replicas, ==, 1);
+    g_assert_cmpuint (d.replicas[0].share, ==, 0);
+    g_assert_cmpstr (d.replicas[0].device_name, ==, "?");
+    kilt_worker_event_clear (&d);
+  }
+}
+
 static void
 test_job_encoding (void)
 {
@@ -866,6 +917,7 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/worker/encoding", test_encoding);
+  g_test_add_func ("/worker/replicas-encoding", test_replicas_encoding);
   g_test_add_func ("/worker/job-encoding", test_job_encoding);
   g_test_add_func ("/worker/run", test_run);
   g_test_add_func ("/worker/evaluate", test_evaluate);
