@@ -102,7 +102,36 @@ update_clear (KiltSessionUpdate *u)
   g_ptr_array_unref (u->logs);
   g_clear_pointer (&u->timings, g_array_unref);
   g_clear_pointer (&u->run_ids, g_array_unref);
+  g_clear_pointer (&u->replicas, g_array_unref);
   g_clear_error (&u->error);
+}
+
+static void
+replica_share_clear (gpointer data)
+{
+  g_free ((char *)((KiltReplicaShare *)data)->device_name);
+}
+
+/* Keeps @event's devices (STARTED and EPOCH of a run on several) in @u, copied. */
+static void
+keep_replicas (KiltSessionUpdate *u, const KiltEvent *event)
+{
+  if (event->n_replicas == 0 || event->replicas == NULL)
+    return;
+  g_clear_pointer (&u->replicas, g_array_unref);
+  u->replicas = g_array_sized_new (FALSE, TRUE, sizeof (KiltReplicaShare), event->n_replicas);
+  g_array_set_clear_func (u->replicas, replica_share_clear);
+  for (guint i = 0; i < event->n_replicas; i++)
+    {
+      KiltReplicaShare r = event->replicas[i];
+      r.device_name = g_strdup (r.device_name ? r.device_name : "?");
+      g_array_append_val (u->replicas, r);
+    }
+  if (event->type == KILT_EVENT_EPOCH)
+    {
+      u->dist_step_ms = event->dist_step_ms;
+      u->alone_step_ms = event->alone_step_ms;
+    }
 }
 
 static void
@@ -143,6 +172,7 @@ scalars (const KiltEvent *e)
   c.timings = NULL;
   c.message = NULL;
   c.error = NULL;
+  c.replicas = NULL;
   return c;
 }
 
@@ -328,6 +358,7 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
         case KILT_EVENT_STARTED:
           u->started = TRUE;
           u->first = c;
+          keep_replicas (u, event);
           now = TRUE;
           break;
         case KILT_EVENT_STEP:
@@ -337,6 +368,7 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
         case KILT_EVENT_EPOCH:
           g_array_append_val (u->epochs, c);
           u->last = c, u->has_last = TRUE;
+          keep_replicas (u, event);
           break;
         case KILT_EVENT_MEMORY:
           c.epoch_seconds = (g_get_monotonic_time () - s->start_us) / 1e6;
