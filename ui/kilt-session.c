@@ -563,10 +563,7 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
       else
         kilt_data_spec_init (&job.data, data->source, NULL);
       kilt_data_spec_clear (&self->next_spec);
-      job.config = *config;
-      job.config.device_id = g_strdup (config->device_id);
-      job.config.checkpoint_path = g_strdup (config->checkpoint_path);
-      job.config.run_name = g_strdup (config->run_name);
+      kilt_train_config_copy (&job.config, config);
       job.keep_weights = self->keep_weights;
       kilt_model_free (model);
       kilt_dataset_free (data);
@@ -653,10 +650,9 @@ kilt_session_start_compare (KiltSession *self, const char *const *device_ids,
 
         job.model_json = g_strdup (model_json);
         kilt_data_spec_copy (&job.data, data);
-        job.config = *config;
-        job.config.device_id = g_strdup (config->device_id);
-        job.config.checkpoint_path = g_strdup (config->checkpoint_path);
-        job.config.run_name = g_strdup (config->run_name);
+        kilt_train_config_copy (&job.config, config);
+        /* Each run of a comparison is on one of @device_ids. */
+        g_clear_pointer (&job.config.devices, g_strfreev);
         job.db_path = g_strdup (db_path);
         job.keep_weights = self->keep_weights;
         job.device_ids = g_strdupv ((char **)device_ids);
