@@ -824,6 +824,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
           g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                        "a run configuration's \"devices\" must be a list of 2 to %d device names",
                        KILT_MAX_DEVICES);
+          kilt_train_config_clear (out);
           return FALSE;
         }
       out->devices = g_new0 (char *, len + 1);
@@ -834,6 +835,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
             {
               g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                            "a run configuration's \"devices\" entry %u is not a string", i + 1);
+              kilt_train_config_clear (out);
               return FALSE;
             }
           out->devices[i] = g_strdup (json_node_get_string (e));

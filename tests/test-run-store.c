@@ -1089,6 +1089,50 @@ test_config_non_finite (void)
   kilt_train_config_clear (&back);
 }
 
+/* The devices of a run on several come back in order; a stored list that is not one is
+ * refused with what was wrong, and nothing half-read is left behind. */
+static void
+test_config_devices (void)
+{
+  KiltTrainConfig c = kilt_train_config_default (), back = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autofree char *json = NULL;
+  g_autoptr (GString) many = g_string_new ("{\"devices\":[");
+  const char *bad[][2] = {
+    { "{\"devices\":\"gpu\"}", "list of 2 to" },
+    { "{\"devices\":[\"gpu\"]}", "list of 2 to" },
+    { "{\"devices\":{}}", "list of 2 to" },
+    { "{\"device_id\":\"x\",\"devices\":[\"a\",\"b\",7]}", "entry 3 is not a string" },
+    { "{\"devices\":[\"a\",null]}", "entry 2 is not a string" },
+  };
+  const char *names[] = { "NVIDIA H200", "1", "portable-computing-language/pthread/0", NULL };
+
+  c.devices = g_strdupv ((char **)names);
+  json = kilt_run_config_to_json (&c);
+  g_assert_true (kilt_run_config_from_json (json, &back, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_strv_length (back.devices), ==, 3);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpstr (back.devices[i], ==, names[i]);
+  kilt_train_config_clear (&back);
+  kilt_train_config_clear (&c);
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_assert_false (kilt_run_config_from_json (bad[i][0], &back, &error));
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+      g_assert_nonnull (strstr (error->message, bad[i][1]));
+      g_assert_null (back.devices);
+      g_assert_null (back.device_id);
+      g_clear_error (&error);
+    }
+  for (guint i = 0; i <= KILT_MAX_DEVICES; i++)
+    g_string_append_printf (many, "%s\"d%u\"", i ? "," : "", i);
+  g_string_append (many, "]}");
+  g_assert_false (kilt_run_config_from_json (many->str, &back, &error));
+  g_assert_nonnull (strstr (error->message, "list of 2 to"));
+}
+
 static void
 write_checkpoint (const char *path, guint epochs, guint64 token)
 {
@@ -1446,6 +1490,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/data-spec", test_data_spec);
   g_test_add_func ("/run-store/concurrent", test_concurrent);
   g_test_add_func ("/run-store/config-non-finite", test_config_non_finite);
+  g_test_add_func ("/run-store/config-devices", test_config_devices);
   g_test_add_func ("/run-store/resume-point", test_resume_point);
   g_test_add_func ("/run-store/read-only", test_read_only);
   g_test_add_func ("/run-store/delete-running", test_delete_running);
