@@ -893,8 +893,9 @@ kilt_cli_train (int argc, char **argv)
   rc = view.status == KILT_RUN_FINISHED ? 0 : view.status == KILT_RUN_STOPPED ? 130 : 1;
   g_free (view.error);
   kilt_trainer_free (trainer);
-  /* A failed rank ends the whole job (MPI_Abort), so none waits for it. */
-  kilt_comm_free (comm, rc != 0);
+  /* A failed rank ends the whole job (MPI_Abort), so none waits for it; a stop is agreed by
+   * every rank, which all end normally. */
+  kilt_comm_free (comm, view.status != KILT_RUN_FINISHED && view.status != KILT_RUN_STOPPED);
   kilt_train_config_clear (&cfg);
   kilt_cli_common_clear (&c);
   return rc;

@@ -139,7 +139,7 @@ kilt_session_wait_if_paused (Session *s)
   gint64 pause_t0 = 0;
 
   g_mutex_lock (&t->lock);
-  while (t->paused && !kilt_session_should_stop (t))
+  while (t->paused && !kilt_session_should_stop (t) && !g_atomic_int_get (&t->stop_wanted))
     {
       if (!was_paused)
         {
@@ -182,13 +182,28 @@ kilt_trainer_resume (KiltTrainer *trainer)
   g_mutex_unlock (&trainer->lock);
 }
 
-void
-kilt_trainer_stop (KiltTrainer *trainer)
+static void
+stop_now (KiltTrainer *trainer)
 {
   g_atomic_int_set (&trainer->stop, 1);
   g_mutex_lock (&trainer->lock);
   g_cond_broadcast (&trainer->cond);
   g_mutex_unlock (&trainer->lock);
+}
+
+void
+kilt_trainer_stop (KiltTrainer *trainer)
+{
+  /* A rank that stopped alone would leave the others waiting in a collective. */
+  if (trainer->config.comm)
+    {
+      g_atomic_int_set (&trainer->stop_wanted, 1);
+      g_mutex_lock (&trainer->lock);
+      g_cond_broadcast (&trainer->cond);
+      g_mutex_unlock (&trainer->lock);
+      return;
+    }
+  stop_now (trainer);
 }
 
 /* ---- set-up ------------------------------------------------------------------------------- */
@@ -1218,7 +1233,7 @@ kilt_trainer_free (KiltTrainer *trainer)
 {
   if (trainer == NULL)
     return;
-  kilt_trainer_stop (trainer);
+  stop_now (trainer);
   kilt_trainer_join (trainer);
   kilt_model_free (trainer->model);
   kilt_dataset_free (trainer->data);

@@ -469,6 +469,27 @@ kilt_session_dist_evaluate (Session *s, gboolean test, double *loss, double *acc
 }
 
 gboolean
+kilt_session_agree_stop (Session *s, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  double wanted;
+
+  if (s->comm == NULL)
+    return TRUE;
+  wanted = g_atomic_int_get (&t->stop_wanted) || kilt_session_should_stop (t) ? 1 : 0;
+  if (!kilt_comm_sum_doubles (s->comm, &wanted, 1, error))
+    return FALSE;
+  if (wanted > 0 && !kilt_session_should_stop (t))
+    {
+      kilt_session_log (s, G_LOG_LEVEL_INFO,
+                        "Stopping at step %" G_GUINT64_FORMAT ": %.0f of %d ranks asked to stop",
+                        s->global_step, wanted, kilt_comm_size (s->comm));
+      g_atomic_int_set (&t->stop, 1);
+    }
+  return TRUE;
+}
+
+gboolean
 kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
 {
   KiltTrainer *t = s->trainer;
@@ -583,7 +604,7 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
           KiltEvent sev = { .type = KILT_EVENT_STEP };
           double elapsed = (g_get_monotonic_time () - t0 - (s->paused_us - paused0)) / 1e6;
           double rate_s = (g_get_monotonic_time () - rate_t0 - (s->paused_us - rate_paused0)) / 1e6;
-          if (!sum_metrics (s, FALSE, m, error))
+          if (!sum_metrics (s, FALSE, m, error) || !kilt_session_agree_stop (s, error))
             return FALSE;
           last_report = g_get_monotonic_time ();
           if (!kilt_session_check_finite_loss (s, "training", m[2] > 0 ? m[0] / m[2] : 0,
@@ -601,7 +622,7 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
           kilt_session_emit_memory (s);
         }
     }
-  if (!finish_all (s, error))
+  if (!finish_all (s, error) || !kilt_session_agree_stop (s, error))
     return FALSE;
   if (kilt_session_should_stop (t))
     return TRUE;
