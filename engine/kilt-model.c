@@ -110,6 +110,20 @@ kilt_model_append (KiltModel *model, KiltLayerType type, const KiltLayerConfig *
   return kilt_model_add (model, type, NULL, cfg, 1, &prev);
 }
 
+void
+kilt_model_truncate (KiltModel *model, guint n_nodes)
+{
+  g_return_if_fail (n_nodes >= 1 && n_nodes <= model->nodes->len);
+  for (guint i = n_nodes; i < model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      if (g_hash_table_lookup (model->by_name, node->name) == node)
+        g_hash_table_remove (model->by_name, node->name);
+    }
+  g_ptr_array_set_size (model->nodes, n_nodes);
+  model->built = FALSE;
+}
+
 KiltNode *
 kilt_model_node (KiltModel *model, guint index)
 {

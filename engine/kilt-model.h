@@ -66,6 +66,10 @@ guint kilt_model_append (KiltModel *model, KiltLayerType type, const KiltLayerCo
  * node. */
 gboolean kilt_model_build (KiltModel *model, GError **error);
 
+/* Drops every node from index @n_nodes on (at least the input stays); the model must be built
+ * again. */
+void kilt_model_truncate (KiltModel *model, guint n_nodes);
+
 KiltNode *kilt_model_node (KiltModel *model, guint index);
 KiltNode *kilt_model_output (KiltModel *model);
 guint kilt_model_n_nodes (KiltModel *model);

@@ -49,7 +49,7 @@ kilt_summary_new (KiltModel *model, guint batch)
       r.out_shape = n->out_shape;
       r.params = n->n_params;
       r.state = n->n_state;
-      r.frozen = n->frozen;
+      r.frozen = n->frozen && (n->n_params > 0 || n->n_state > 0);
       r.flops = n->klass->flops ? n->klass->flops (n) : 0;
       /* The executor's figures for training: activations, their gradients (not for the input,
        * nor below the lowest trainable layer) and the values kept from forward to backward. */

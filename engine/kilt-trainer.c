@@ -320,8 +320,10 @@ check_loss_fits_model (Session *s, GError **error)
       if (n_out != d->n_classes)
         {
           g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                       "model %s has %u outputs but data set %s has %u classes", m->name, n_out,
-                       d->name, d->n_classes);
+                       "model %s has %u outputs but data set %s has %u classes; use "
+                       "--replace-head to train a new %u-class head (the window: Replace head "
+                       "on the Model page)",
+                       m->name, n_out, d->name, d->n_classes, d->n_classes);
           return FALSE;
         }
       for (guint i = 0; i < s->n_rep; i++)
