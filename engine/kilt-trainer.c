@@ -430,7 +430,8 @@ load_checkpoint (Session *s, GError **error)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "checkpoint %s holds another optimizer's state (%" G_GUINT64_FORMAT
-                   " floats; %s here keeps %zu): resume with the optimizer it was trained with",
+                   " floats; %s here keeps %zu): resume with the optimizer it was trained with "
+                   "and the same layers frozen",
                    t->config.checkpoint_path, ck->n_opt_state,
                    kilt_optimizer_name (t->config.opt.type),
                    kilt_optimizer_state_floats (&t->config.opt, t->model->n_grads));
