@@ -9,6 +9,7 @@
 #include "kilt-error.h"
 #include "kilt-exec.h"
 #include "kilt-keras-file.h"
+#include "kilt-keras.h"
 #include "kilt-loss.h"
 #include "kilt-model-json.h"
 #include "kilt-optimizer.h"
@@ -566,6 +567,54 @@ test_bad_names (void)
   g_assert_nonnull (strstr (error->message, "softmax"));
 }
 
+/* A Keras file's trainable = false freezes what the layer becomes, with a note. */
+static void
+test_keras_trainable (void)
+{
+  g_autofree char *path = keras_file ("keras3-cifar10_cnn.json");
+  g_autofree char *text = NULL, *edited = NULL;
+  g_autofree char *notes = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  char *at;
+  guint frozen = 0;
+
+  g_assert_true (g_file_get_contents (path, &text, NULL, &error));
+  /* The model's own flag comes first; the next one is the first Conv2D's (the InputLayer has
+   * none in Keras 3 files). */
+  at = strstr (text, "\"trainable\": true");
+  g_assert_nonnull (at);
+  at = strstr (at + 1, "\"trainable\": true");
+  g_assert_nonnull (at);
+  edited = g_strdup_printf ("%.*s\"trainable\": false%s", (int)(at - text), text,
+                            at + strlen ("\"trainable\": true"));
+  m = kilt_keras_load_data (edited, -1, "frozen.json", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes,
+                            &error);
+  g_assert_no_error (error);
+  g_assert_true (kilt_model_build (m, &error));
+  for (guint i = 0; i < kilt_model_n_nodes (m); i++)
+    frozen += kilt_model_node (m, i)->frozen;
+  g_assert_cmpuint (frozen, >=, 1);
+  g_assert_true (kilt_model_node (m, 1)->frozen);
+  g_assert_cmpuint (kilt_model_node (m, 1)->type, ==, KILT_LAYER_CONV2D);
+  g_assert_cmpuint (kilt_model_n_frozen (m), ==, 1);
+  g_assert_nonnull (strstr (notes, "layer conv2d (Conv2D): frozen as in Keras"));
+  g_clear_pointer (&m, kilt_model_free);
+  g_clear_pointer (&notes, g_free);
+
+  /* model.trainable = false: every layer. */
+  at = strstr (text, "\"trainable\": true");
+  g_free (edited);
+  edited = g_strdup_printf ("%.*s\"trainable\": false%s", (int)(at - text), text,
+                            at + strlen ("\"trainable\": true"));
+  m = kilt_keras_load_data (edited, -1, "frozen.json", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes,
+                            &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (m->n_grads, ==, 0);
+  g_assert_cmpuint (kilt_model_n_frozen (m), ==, 6);
+  g_assert_nonnull (strstr (notes, "the whole model is frozen"));
+}
+
 /* ---- kilt-cli ----------------------------------------------------------------------------- */
 
 static int
@@ -625,6 +674,7 @@ main (int argc, char **argv)
   g_test_add_func ("/transfer/json-and-resume", test_json_and_resume);
   g_test_add_func ("/transfer/replace-head", test_replace_head);
   g_test_add_func ("/transfer/bad-names", test_bad_names);
+  g_test_add_func ("/transfer/keras-trainable", test_keras_trainable);
   g_test_add_func ("/transfer/cli", test_cli);
   return g_test_run ();
 }
