@@ -18,6 +18,7 @@
 #include "kilt-trainer.h"
 #include "kilt-transfer.h"
 
+#include <gdk-pixbuf/gdk-pixbuf.h>
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -658,6 +659,94 @@ test_cli (void)
   g_assert_nonnull (strstr (out2, "conv2d (Conv2D, frozen)"));
 }
 
+/* An image folder of 3 classes of 10 x 10 RGB pictures, bars in a band of rows per class. */
+static char *
+image_folder (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  char *root = g_build_filename (dir, "bars", NULL);
+  const char *classes[] = { "top", "middle", "bottom" };
+  KiltRng rng;
+
+  kilt_rng_init (&rng, 5);
+  for (guint c = 0; c < 3; c++)
+    {
+      g_autofree char *sub = g_build_filename (root, classes[c], NULL);
+      g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
+      for (guint i = 0; i < 6; i++)
+        {
+          g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, 10, 10);
+          g_autofree char *name = g_strdup_printf ("%u.png", i);
+          g_autofree char *png = g_build_filename (sub, name, NULL);
+          g_autoptr (GError) error = NULL;
+          for (int y = 0; y < 10; y++)
+            for (int x = 0; x < 10; x++)
+              {
+                guint8 *p = gdk_pixbuf_get_pixels (pb) + y * gdk_pixbuf_get_rowstride (pb) + x * 3;
+                gboolean bar = (guint)y * 3 / 10 == c;
+                for (int k = 0; k < 3; k++)
+                  p[k] = (guint8)((bar ? 150 : 0) + kilt_rng_below (&rng, 100));
+              }
+          g_assert_true (gdk_pixbuf_save (pb, png, "png", &error, NULL));
+        }
+    }
+  return root;
+}
+
+/* kilt-cli train on the 5-class Keras model and 3-class images: refused with the hint, then
+ * trained with --replace-head and the base frozen. */
+static void
+test_cli_replace_head (void)
+{
+  g_autofree char *path = keras_file ("weights-keras3-cnn.keras");
+  g_autofree char *data = NULL, *dir = kilt_test_tmpdir ();
+  g_autofree char *ckpt = g_build_filename (dir, "cli.ckpt", NULL);
+  g_autofree char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+  g_autoptr (KiltCheckpoint) ck = NULL;
+
+  if (g_getenv ("KILT_CLI") == NULL || kilt_test_context () == NULL)
+    {
+      g_test_skip ("KILT_CLI does not name kilt-cli, or no device");
+      return;
+    }
+  data = image_folder ();
+  {
+    const char *args[]
+        = { "train", "--model", path, "--data", data, "--epochs", "1", "--batch", "4", NULL };
+    g_assert_cmpint (cli (args, &out, &err), !=, 0);
+    g_test_message ("%s", err);
+    g_assert_nonnull (strstr (err, "use --replace-head to train a new 3-class head"));
+  }
+  {
+    const char *args[] = { "train",
+                           "--model",
+                           path,
+                           "--data",
+                           data,
+                           "--epochs",
+                           "2",
+                           "--batch",
+                           "4",
+                           "--replace-head",
+                           "--freeze-until",
+                           "max_pooling2d",
+                           "--checkpoint",
+                           ckpt,
+                           NULL };
+    g_assert_cmpint (cli (args, &out2, &err2), ==, 0);
+    g_test_message ("%s%s", out2, err2);
+    g_assert_nonnull (strstr (err2, "replaced by a new Dense \"head\" of 3 classes"));
+    g_assert_nonnull (strstr (out2, "Finished"));
+  }
+  /* The file's 1,569 weights (and 28 running statistics) with a head of 12 x 3 + 3 instead of
+   * 12 x 5 + 5; Adam state for the trainable part only (conv2d's 168 and
+   * batch_normalization's 12 weights frozen). */
+  ck = load_ckpt (ckpt);
+  g_assert_cmpuint (ck->n_params, ==, 1569 - 65 + 39);
+  g_assert_cmpuint (ck->n_state, ==, 28);
+  g_assert_cmpuint (ck->n_opt_state, ==, 2 * (1569 - 65 + 39 - 168 - 12));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -676,5 +765,6 @@ main (int argc, char **argv)
   g_test_add_func ("/transfer/bad-names", test_bad_names);
   g_test_add_func ("/transfer/keras-trainable", test_keras_trainable);
   g_test_add_func ("/transfer/cli", test_cli);
+  g_test_add_func ("/transfer/cli-replace-head", test_cli_replace_head);
   return g_test_run ();
 }
