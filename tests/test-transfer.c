@@ -745,6 +745,23 @@ test_cli_replace_head (void)
   g_assert_cmpuint (ck->n_params, ==, 1569 - 65 + 39);
   g_assert_cmpuint (ck->n_state, ==, 28);
   g_assert_cmpuint (ck->n_opt_state, ==, 2 * (1569 - 65 + 39 - 168 - 12));
+  /* predict rebuilds the same model from the same options, and names the data's classes. */
+  {
+    g_autofree char *png = g_build_filename (data, "top", "0.png", NULL);
+    g_autofree char *pout = NULL, *perr = NULL, *kout = NULL, *kerr = NULL;
+    g_autofree char *keras_out = g_build_filename (dir, "head.keras", NULL);
+    const char *args[] = { "predict",        "--model",      path, "--data", data,
+                           "--replace-head", "--checkpoint", ckpt, png,      NULL };
+    const char *kargs[] = { "export",       "--model", path, "--data",  data, "--replace-head",
+                            "--checkpoint", ckpt,      "-o", keras_out, NULL };
+    g_assert_cmpint (cli (args, &pout, &perr), ==, 0);
+    g_assert_nonnull (strstr (pout, "0.png: "));
+    g_assert_nonnull (strstr (pout, "middle"));
+    /* A .keras would carry the Keras file's old head: refused, not written wrong. */
+    g_assert_cmpint (cli (kargs, &kout, &kerr), !=, 0);
+    g_assert_nonnull (strstr (kerr, "write .onnx"));
+    g_assert_false (g_file_test (keras_out, G_FILE_TEST_EXISTS));
+  }
 }
 
 int
