@@ -850,6 +850,14 @@ test_transfer (void)
   model = kilt_model_page_create_model (page, &error);
   g_assert_false (kilt_model_find (model, "conv2d")->frozen);
   kilt_model_free (model);
+  /* Freeze up to batch_normalization_1: the layers before and it, not the dense ones. */
+  g_assert_true (kilt_model_page_freeze_until (page, "batch_normalization_1"));
+  model = kilt_model_page_create_model (page, &error);
+  g_assert_true (kilt_model_find (model, "conv2d")->frozen);
+  g_assert_true (kilt_model_find (model, "batch_normalization_1")->frozen);
+  g_assert_false (kilt_model_find (model, "dense")->frozen);
+  g_assert_false (kilt_model_find (model, "head")->frozen);
+  kilt_model_free (model);
   /* Leave the remembered model as the other tests expect it. */
   g_assert_true (kilt_model_page_open (page, "mlp"));
   g_object_unref (page);

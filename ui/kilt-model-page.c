@@ -25,7 +25,10 @@ struct _KiltModelPage
   GtkRevealer *error_revealer;
   GtkLabel *error_label;
   GtkGrid *layer_grid;
-  AdwActionRow *head_row; /* "Replace Head (N Classes)" when the outputs and classes differ */
+  AdwActionRow *head_row;  /* "Replace Head (N Classes)" when the outputs and classes differ */
+  AdwComboRow *freeze_row; /* "Freeze up to": "Per layer", then the layers with weights */
+  GtkStringList *freeze_names;
+  gboolean freeze_updating; /* the list is being rebuilt or reset: not a person's choice */
   GtkButton *head_button;
   AdwActionRow *plan_row;
   GtkImage *plan_icon;
@@ -157,6 +160,15 @@ refresh_in_idle (gpointer data)
   return G_SOURCE_REMOVE;
 }
 
+/* "Per layer" back on the Freeze row, without acting on it. */
+static void
+reset_freeze_row (KiltModelPage *self)
+{
+  self->freeze_updating = TRUE;
+  adw_combo_row_set_selected (self->freeze_row, 0);
+  self->freeze_updating = FALSE;
+}
+
 static void
 on_trainable_toggled (GtkCheckButton *check, KiltModelPage *self)
 {
@@ -164,6 +176,35 @@ on_trainable_toggled (GtkCheckButton *check, KiltModelPage *self)
   gboolean on = gtk_check_button_get_active (check);
 
   kilt_model_page_set_trainable (self, name, on);
+  reset_freeze_row (self);
+}
+
+/* The Freeze row's choices: the layers with weights or statistics of the loaded model. */
+static void
+fill_freeze_row (KiltModelPage *self)
+{
+  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->freeze_names));
+
+  self->freeze_updating = TRUE;
+  gtk_string_list_splice (self->freeze_names, 0, n, (const char *const[]){ "Per layer", NULL });
+  for (guint i = 0; self->model && i < kilt_model_n_nodes (self->model); i++)
+    {
+      KiltNode *node = kilt_model_node (self->model, i);
+      if (node->n_params > 0 || node->n_state > 0)
+        gtk_string_list_append (self->freeze_names, node->name);
+    }
+  adw_combo_row_set_selected (self->freeze_row, 0);
+  self->freeze_updating = FALSE;
+}
+
+static void
+on_freeze_selected (AdwComboRow *row, GParamSpec *pspec, KiltModelPage *self)
+{
+  guint i = adw_combo_row_get_selected (row);
+
+  if (self->freeze_updating || i == 0 || i == GTK_INVALID_LIST_POSITION)
+    return;
+  kilt_model_page_freeze_until (self, gtk_string_list_get_string (self->freeze_names, i));
 }
 
 static void
@@ -256,7 +297,9 @@ show_table (KiltModelPage *self)
       g_autofree char *params = count_text (sum->total_params);
       g_autofree char *flops = count_text (sum->total_flops);
       g_autofree char *mem = g_format_size_full (sum->total_act_bytes, G_FORMAT_SIZE_IEC_UNITS);
-      grid_cell (self, 0, row, "Total", FALSE, TRUE);
+      /* The parameters' total counts the trainable ones: say so once some are frozen. */
+      grid_cell (self, 0, row, kilt_model_n_frozen (self->model) ? "Total trainable" : "Total",
+                 FALSE, TRUE);
       grid_cell (self, 3, row, params, TRUE, TRUE);
       grid_cell (self, 4, row, flops, TRUE, TRUE);
       grid_cell (self, 5, row, mem, TRUE, TRUE);
@@ -402,6 +445,7 @@ use_source (KiltModelPage *self, const char *source)
       self->source = g_strdup (source);
       g_settings_set_string (self->settings, "last-model", source);
     }
+  fill_freeze_row (self);
   show_table (self);
   show_plan (self);
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_MODEL_NAME]);
@@ -637,6 +681,24 @@ kilt_model_page_set_trainable (KiltModelPage *self, const char *layer, gboolean 
   return TRUE;
 }
 
+gboolean
+kilt_model_page_freeze_until (KiltModelPage *self, const char *layer)
+{
+  KiltNode *last;
+
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  last = self->model ? kilt_model_find (self->model, layer) : NULL;
+  if (last == NULL)
+    return FALSE;
+  for (guint i = 1; i < kilt_model_n_nodes (self->model); i++)
+    {
+      KiltNode *node = kilt_model_node (self->model, i);
+      if (node->n_params > 0 || node->n_state > 0)
+        kilt_model_page_set_trainable (self, node->name, i > last->index);
+    }
+  return TRUE;
+}
+
 const char *
 kilt_model_page_get_head_offer (KiltModelPage *self)
 {
@@ -857,6 +919,7 @@ kilt_model_page_finalize (GObject *object)
 
   g_clear_pointer (&self->model, kilt_model_free);
   g_clear_pointer (&self->trainable, g_hash_table_unref);
+  g_clear_object (&self->freeze_names);
   g_clear_object (&self->settings);
   g_clear_object (&self->presets);
   g_free (self->source);
@@ -901,6 +964,7 @@ kilt_model_page_class_init (KiltModelPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, layer_grid);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, head_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, head_button);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, freeze_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_icon);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, optimizer_row);
@@ -939,6 +1003,9 @@ kilt_model_page_init (KiltModelPage *self)
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->trainable = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->freeze_names = gtk_string_list_new ((const char *const[]){ "Per layer", NULL });
+  adw_combo_row_set_model (self->freeze_row, G_LIST_MODEL (self->freeze_names));
+  g_signal_connect (self->freeze_row, "notify::selected", G_CALLBACK (on_freeze_selected), self);
   self->settings = g_settings_new ("org.kilt.Kilt");
   g_settings_bind_with_mapping (self->settings, "optimizer", self->optimizer_row, "selected",
                                 G_SETTINGS_BIND_DEFAULT, optimizer_get_mapping,

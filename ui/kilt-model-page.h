@@ -35,6 +35,9 @@ gboolean kilt_model_page_set_trainable (KiltModelPage *self, const char *layer, 
  * its head can be replaced, else NULL; kilt_model_page_replace_head () does it (FALSE when not
  * offered). */
 const char *kilt_model_page_get_head_offer (KiltModelPage *self);
+/* The Freeze row's choice: every layer up to and including @layer frozen, the later ones
+ * trainable; FALSE when no layer has that name. */
+gboolean kilt_model_page_freeze_until (KiltModelPage *self, const char *layer);
 gboolean kilt_model_page_replace_head (KiltModelPage *self);
 /* The optimizer and the settings shown for it (those it does not use keep its defaults). */
 KiltOptimizerConfig kilt_model_page_get_optimizer (KiltModelPage *self);
