@@ -441,6 +441,8 @@ kilt_worker_job_clear (KiltWorkerJob *job)
   g_free (job->tag);
   g_free (job->resume_from);
   g_free (job->file);
+  g_free (job->weights_file);
+  g_free (job->weights_note);
   memset (job, 0, sizeof *job);
 }
 
@@ -479,6 +481,8 @@ kilt_worker_job_to_json (const KiltWorkerJob *job)
     kilt_json_add_int (b, "max_misclassified", job->max_misclassified);
   if (job->task == KILT_WORKER_TASK_CLASSIFY)
     kilt_json_add_string (b, "file", job->file);
+  kilt_json_add_string (b, "weights_file", job->weights_file);
+  kilt_json_add_string (b, "weights_note", job->weights_note);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   json_generator_set_root (gen, root);
@@ -545,6 +549,8 @@ kilt_worker_job_from_json (JsonObject *o, KiltWorkerJob *job, GError **error)
     }
   job->tag = g_strdup (get_string (o, "tag"));
   job->resume_from = g_strdup (get_string (o, "resume_from"));
+  job->weights_file = g_strdup (get_string (o, "weights_file"));
+  job->weights_note = g_strdup (get_string (o, "weights_note"));
   max_mis = json_object_get_int_member_with_default (o, "max_misclassified", 0);
   if (max_mis < 0 || max_mis > KILT_EVALUATION_MAX_MISCLASSIFIED)
     {

@@ -3,6 +3,7 @@
  * hang ended by the watchdog, and a worker that speaks another protocol. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
+#include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-model-json.h"
 #include "kilt-worker-client.h"
@@ -474,6 +475,69 @@ test_run (void)
   fixture_clear (&f);
 }
 
+/* A model with imported starting weights (not what the seed gives) and a frozen first layer:
+ * both reach the worker, whose checkpoint keeps that layer's weights to the bit while the
+ * others trained from theirs. */
+static void
+test_weights_and_frozen (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (KiltModel) model = NULL;
+  g_autoptr (KiltCheckpoint) ck = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *p0 = NULL, *s0 = NULL;
+  g_autofree char *weights_file = NULL;
+  KiltNode *first = NULL, *last;
+  KiltRng rng;
+
+  if (!fixture_init (&f, 1))
+    return;
+  model = kilt_model_load_json_data (f.job.model_json, -1, "mlp", &error);
+  g_assert_no_error (error);
+  p0 = g_new (float, model->n_params);
+  s0 = g_new (float, model->n_state + 1);
+  kilt_rng_init (&rng, 4321);
+  for (gsize i = 0; i < model->n_params; i++)
+    p0[i] = (float)(kilt_rng_uniform (&rng) - 0.5) * 0.1f;
+  for (gsize i = 0; i < model->n_state; i++)
+    s0[i] = 1.0f;
+  kilt_model_set_weights (model, g_memdup2 (p0, 4 * model->n_params),
+                          g_memdup2 (s0, 4 * (model->n_state + 1)), "test weights");
+  for (guint i = 0; i < kilt_model_n_nodes (model) && first == NULL; i++)
+    if (kilt_model_node (model, i)->n_params)
+      first = kilt_model_node (model, i);
+  g_assert_nonnull (first);
+  kilt_model_set_trainable (model, first->index, FALSE);
+  last = kilt_model_output (model);
+  g_free (f.job.model_json);
+  f.job.model_json = kilt_model_to_json (model);
+  g_assert_true (kilt_worker_job_attach_weights (&f.job, model, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_file_test (f.job.weights_file, G_FILE_TEST_EXISTS));
+  weights_file = g_strdup (f.job.weights_file);
+  start (&s, &f);
+  g_assert_true (iterate_until (is_over, &s, 120));
+  g_assert_null (s.error);
+  g_assert_cmpint (s.status, ==, KILT_RUN_FINISHED);
+  /* The worker took the file over. */
+  g_assert_false (g_file_test (weights_file, G_FILE_TEST_EXISTS));
+  run = stored_run (&f, s.run_id);
+  ck = kilt_checkpoint_load (run->record.config.checkpoint_path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (ck->n_params, ==, model->n_params);
+  g_assert_cmpint (
+      memcmp (ck->params + first->param_offset, p0 + first->param_offset, 4 * first->n_params), ==,
+      0);
+  g_assert_cmpint (
+      memcmp (ck->params + last->param_offset, p0 + last->param_offset, 4 * last->n_params), !=, 0);
+  /* Adam's state for the trainable parameters alone. */
+  g_assert_cmpuint (ck->n_opt_state, ==, 2 * model->n_grads);
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
 static void
 test_pause_resume_stop (void)
 {
@@ -920,6 +984,7 @@ main (int argc, char **argv)
   g_test_add_func ("/worker/replicas-encoding", test_replicas_encoding);
   g_test_add_func ("/worker/job-encoding", test_job_encoding);
   g_test_add_func ("/worker/run", test_run);
+  g_test_add_func ("/worker/weights-and-frozen", test_weights_and_frozen);
   g_test_add_func ("/worker/evaluate", test_evaluate);
   g_test_add_func ("/worker/pause-resume-stop", test_pause_resume_stop);
   g_test_add_func ("/worker/crash-segv", test_crash_segv);

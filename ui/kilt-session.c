@@ -12,6 +12,7 @@
 #include "kilt-model-json.h"
 #include "kilt-worker-client.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 
 #define FLUSH_MS 100
@@ -548,15 +549,22 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
     }
   /* The worker loads the data again from where it came from: a data set made in memory
    * (tests, replays) has nowhere to come from and trains here. */
-  if (model->weights_params)
-    /* The worker builds its model from JSON, which holds no weights. */
-    why = g_strdup ("training in the window's process: the model's imported starting weights "
-                    "do not travel to a worker yet");
-  else if ((self->next_spec.source || data->source) && use_worker (&why))
+  if ((self->next_spec.source || data->source) && use_worker (&why))
     {
       KiltWorkerJob job = { 0 };
+      g_autoptr (GError) local = NULL;
       gboolean ok;
 
+      /* The JSON holds the architecture and the frozen flags; imported starting weights go in
+       * a file beside it, which the worker reads and removes. */
+      if (!kilt_worker_job_attach_weights (&job, model, &local))
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "%s", local->message);
+          kilt_model_free (model);
+          kilt_dataset_free (data);
+          kilt_data_spec_clear (&self->next_spec);
+          return FALSE;
+        }
       job.model_json = kilt_model_to_json (model);
       if (self->next_spec.source)
         kilt_data_spec_copy (&job.data, &self->next_spec);
@@ -571,6 +579,8 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
       ok = start_worker (self, tag, &job, error);
       if (!ok)
         run_tag_free (tag);
+      if (!ok && job.weights_file)
+        g_unlink (job.weights_file);
       kilt_worker_job_clear (&job);
       return ok;
     }
