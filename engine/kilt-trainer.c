@@ -643,15 +643,6 @@ prepare (Session *s, GError **error)
                    t->model->name);
       return FALSE;
     }
-  /* The gradient sum of engine/dist covers the whole parameter buffer. */
-  if ((s->n_rep > 1 || c->comm) && kilt_model_n_frozen (t->model) > 0)
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-                   "model %s has %u frozen layers: training with frozen layers runs on one "
-                   "device for now (drop --devices or --mpi, or unfreeze the layers)",
-                   t->model->name, kilt_model_n_frozen (t->model));
-      return FALSE;
-    }
   s->rep[0].model = t->model;
   s->rank_first = 0;
   s->rank_count = c->batch;

@@ -52,6 +52,15 @@ else
   bad "two devices vs one: ${msg:-no shares line}"; cat "$tmp/one.txt" "$tmp/two.txt"
 fi
 
+# Frozen layers (transfer learning): the gradient sum covers the trainable parameters alone.
+"$cli" "${train[@]}" --device 0 --epochs 2 --freeze-until conv2d_1 >"$tmp/one-frozen.txt" 2>&1
+"$cli" "${train[@]}" --devices 0,1 --epochs 2 --freeze-until conv2d_1 >"$tmp/two-frozen.txt" 2>&1
+if msg=$(same_curve "$tmp/one-frozen.txt" "$tmp/two-frozen.txt") && ! msg=$(same_curve "$tmp/one.txt" "$tmp/one-frozen.txt"); then
+  ok "with frozen layers, two devices train the curve of one: $(curve "$tmp/two-frozen.txt" | tail -1)"
+else
+  bad "frozen layers on two devices: ${msg:-same curve as unfrozen}"; cat "$tmp/one-frozen.txt" "$tmp/two-frozen.txt"
+fi
+
 if "${mpirun[@]}" "$cli" "${train[@]}" --mpi --epochs 2 >"$tmp/mpi.txt" 2>&1 \
   && grep -q "MPI job of 2 ranks" "$tmp/mpi.txt" && msg=$(same_curve "$tmp/one.txt" "$tmp/mpi.txt"); then
   ok "two MPI ranks train the curve of one process"
