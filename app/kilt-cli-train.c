@@ -53,6 +53,7 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->weights);
   g_free (c->optimizer);
   g_free (c->precision);
+  g_free (c->memory);
   g_free (c->checkpoint);
   g_free (c->loss);
   g_free (c->label_column);
@@ -225,6 +226,10 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Random flips and shifts of images, as Keras' cifar10_cnn", NULL },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &c->precision,
       "fp32 (default: exact) or tf32 (GEMMs on NVIDIA tensor cores, FP32 storage)", "P" },
+    { "memory", 0, 0, G_OPTION_ARG_STRING, &c->memory,
+      "auto (default: keep activations when they fit, otherwise recompute them in backward), "
+      "keep or recompute",
+      "M" },
     { "standardize", 0, 0, G_OPTION_ARG_NONE, &c->standardize,
       "Per-channel mean/std normalisation instead of x/255", NULL },
     { "image-size", 0, 0, G_OPTION_ARG_STRING, &c->image_size,
@@ -478,6 +483,12 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
       g_free (c->precision);
       c->precision = g_strdup (kilt_precision_name (cfg->precision));
     }
+  if (c->memory && !kilt_memory_mode_from_name (c->memory, &cfg->memory))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "unknown --memory \"%s\": give auto, keep or recompute", c->memory);
+      return FALSE;
+    }
   if (!kilt_optimizer_config_check (&cfg->opt, error))
     return FALSE;
   cfg->device_id = g_strdup (c->device);
@@ -580,6 +591,8 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
                   ev->flops_per_sample / 1e6, ev->steps_per_epoch, plan, dev,
                   ev->compile_cached ? "loaded" : "compiled", ev->compile_seconds);
           v->steps_per_epoch = ev->steps_per_epoch;
+          if (ev->message)
+            printf ("Memory: %s\n", ev->message);
           if (ev->n_ranks > 1)
             printf ("MPI job of %u ranks: each trains on its rows of every batch; rank 0 records "
                     "the run\n",

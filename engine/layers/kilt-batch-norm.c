@@ -191,7 +191,7 @@ bn_forward (KiltNode *node, KiltExec *ex, GError **error)
   cl_uint c = node->in_shape[0].c, sp = node->in_shape[0].h * node->in_shape[0].w;
   cl_uint batch = ex->batch, n = batch * c * sp, pofs = (cl_uint)node->param_offset;
   cl_uint sofs = (cl_uint)node->state_offset, zero = 0;
-  cl_int err = CL_SUCCESS, update = 1, as_var = !ex->training;
+  cl_int err = CL_SUCCESS, update = !ex->recompute, as_var = !ex->training;
   float eps = node->cfg.epsilon, momentum = node->cfg.momentum;
   cl_mem stats = ex->training ? node->saved : ex->state, pbuf, gbuf;
   cl_uint gofs;

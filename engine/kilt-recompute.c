@@ -1,0 +1,370 @@
+/* Activation recompute: which layers a training step keeps, and how the others share buffers. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#define G_LOG_DOMAIN "kilt-recompute"
+
+#include "kilt-recompute.h"
+#include "kilt-exec.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *mode_names[] = { "auto", "keep", "recompute" };
+
+const char *
+kilt_memory_mode_name (KiltMemoryMode mode)
+{
+  return (guint)mode < G_N_ELEMENTS (mode_names) ? mode_names[mode] : "auto";
+}
+
+gboolean
+kilt_memory_mode_from_name (const char *name, KiltMemoryMode *out)
+{
+  for (guint i = 0; name && i < G_N_ELEMENTS (mode_names); i++)
+    if (g_ascii_strcasecmp (name, mode_names[i]) == 0)
+      {
+        *out = (KiltMemoryMode)i;
+        return TRUE;
+      }
+  return FALSE;
+}
+
+/* What a layout needs to know of the model, computed once for the many layouts a choice
+ * tries (kilt_executor_fuses () walks the graph for every node). */
+typedef struct
+{
+  guint n;
+  guint8 *fused;
+  guint8 *cuts;
+  guint *owner; /* the node whose buffers it uses: itself, or a fused activation's source */
+  guint64 *out_b, *saved_b, *dout_b; /* per node's own buffers, in bytes */
+  guint64 *flops;                    /* forward per sample, a fused activation's in its source */
+  guint64 total_flops;
+  guint owner_last;
+} Info;
+
+static void
+info_init (Info *in, KiltModel *model, guint batch, gboolean training)
+{
+  guint n = kilt_model_n_nodes (model);
+  gint *crossed = g_new0 (gint, n + 1);
+  KiltNode *last = kilt_model_output (model);
+
+  in->n = n;
+  in->fused = g_new0 (guint8, n);
+  in->cuts = g_new0 (guint8, n);
+  in->owner = g_new0 (guint, n);
+  in->out_b = g_new0 (guint64, n);
+  in->saved_b = g_new0 (guint64, n);
+  in->dout_b = g_new0 (guint64, n);
+  in->flops = g_new0 (guint64, n);
+  in->total_flops = 0;
+  for (guint i = 0; i < n; i++)
+    {
+      KiltNode *node = kilt_model_node (model, i);
+      guint64 f = node->klass->flops ? node->klass->flops (node) : 0;
+      in->fused[i] = kilt_executor_fuses (model, i);
+      in->owner[i] = in->fused[i] ? node->inputs[0] : i;
+      in->flops[in->owner[i]] += f;
+      in->total_flops += f;
+      /* Every node strictly between an input (the buffers it is read from) and its reader is
+       * passed over. */
+      for (guint k = 0; k < node->n_inputs; k++)
+        {
+          guint from = in->owner[node->inputs[k]];
+          if (from + 1 < i)
+            {
+              crossed[from + 1]++;
+              crossed[i]--;
+            }
+        }
+      if (in->fused[i])
+        continue;
+      in->out_b[i] = 4 * (guint64)batch * kilt_shape_size (&node->out_shape);
+      if (training && i > 0)
+        in->dout_b[i] = in->out_b[i];
+      if (node->klass->saved_floats)
+        in->saved_b[i] = 4 * (guint64)node->klass->saved_floats (node, batch);
+    }
+  in->owner_last = in->owner[last->index];
+  {
+    gint run = 0;
+    for (guint i = 0; i < n; i++)
+      {
+        run += crossed[i];
+        in->cuts[i] = run == 0 && !in->fused[i];
+      }
+  }
+  in->cuts[0] = in->cuts[in->owner_last] = 1;
+  g_free (crossed);
+}
+
+static void
+info_clear (Info *in)
+{
+  g_free (in->fused);
+  g_free (in->cuts);
+  g_free (in->owner);
+  g_free (in->out_b);
+  g_free (in->saved_b);
+  g_free (in->dout_b);
+  g_free (in->flops);
+}
+
+guint8 *
+kilt_recompute_cuts (KiltModel *model)
+{
+  Info in;
+  guint8 *cuts;
+
+  g_return_val_if_fail (model->built, NULL);
+  info_init (&in, model, 1, TRUE);
+  cuts = g_steal_pointer (&in.cuts);
+  info_clear (&in);
+  return cuts;
+}
+
+typedef struct
+{
+  guint64 bytes;
+  guint node;
+  guint *slot; /* where the chosen slot goes */
+} Item;
+
+/* Largest first; equal sizes by node, so the plan and the executor agree on every machine. */
+static int
+item_cmp (const void *a, const void *b)
+{
+  const Item *x = a, *y = b;
+  if (x->bytes != y->bytes)
+    return x->bytes > y->bytes ? -1 : 1;
+  if (x->node != y->node)
+    return x->node < y->node ? -1 : 1;
+  return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/* Puts one segment's buffers into slots (the i-th largest into slot i) and empties @items. */
+static void
+assign_slots (GArray *items, GArray *slot_bytes)
+{
+  qsort (items->data, items->len, sizeof (Item), item_cmp);
+  for (guint r = 0; r < items->len; r++)
+    {
+      Item *it = &g_array_index (items, Item, r);
+      guint64 zero = 0;
+      if (r == slot_bytes->len)
+        g_array_append_val (slot_bytes, zero);
+      if (it->bytes > g_array_index (slot_bytes, guint64, r))
+        g_array_index (slot_bytes, guint64, r) = it->bytes;
+      *it->slot = r;
+    }
+  g_array_set_size (items, 0);
+}
+
+static KiltRecompute *
+layout_from (const Info *in, const guint8 *keep)
+{
+  KiltRecompute *r = g_new0 (KiltRecompute, 1);
+  guint n = in->n;
+  GArray *act = g_array_new (FALSE, FALSE, sizeof (Item));
+  GArray *grad = g_array_new (FALSE, FALSE, sizeof (Item));
+  GArray *act_slots = g_array_new (FALSE, FALSE, sizeof (guint64));
+  GArray *grad_slots = g_array_new (FALSE, FALSE, sizeof (guint64));
+  g_autofree guint8 *recomputed = g_new0 (guint8, n);
+  guint seg_start = 1;
+
+  r->n_nodes = n;
+  r->keep = g_new0 (guint8, n);
+  r->slot_out = g_new (guint, n);
+  r->slot_saved = g_new (guint, n);
+  r->slot_dout = g_new (guint, n);
+  r->last_kept = in->owner_last;
+  r->forward_flops = in->total_flops;
+  for (guint i = 0; i < n; i++)
+    {
+      r->keep[i] = keep == NULL || (keep[i] && in->cuts[i]);
+      r->slot_out[i] = r->slot_saved[i] = r->slot_dout[i] = G_MAXUINT;
+    }
+  r->keep[0] = r->keep[in->owner_last] = 1;
+
+  for (guint i = 0; i < n; i++)
+    {
+      if (in->fused[i])
+        continue;
+      if (r->keep[i])
+        {
+          r->act_bytes += in->out_b[i] + in->saved_b[i];
+          r->grad_bytes += in->dout_b[i];
+          /* The segment this checkpoint ends: recomputed unless it is the last. */
+          if (i > 0 && i < in->owner_last)
+            for (guint j = seg_start; j < i; j++)
+              if (!in->fused[j])
+                {
+                  recomputed[j] = 1;
+                  r->recompute_flops += in->flops[j];
+                }
+          assign_slots (act, act_slots);
+          assign_slots (grad, grad_slots);
+          seg_start = i + 1;
+          continue;
+        }
+      {
+        Item o = { in->out_b[i], i, &r->slot_out[i] };
+        g_array_append_val (act, o);
+      }
+      if (in->saved_b[i])
+        {
+          Item s = { in->saved_b[i], i, &r->slot_saved[i] };
+          g_array_append_val (act, s);
+        }
+      if (in->dout_b[i])
+        {
+          Item d = { in->dout_b[i], i, &r->slot_dout[i] };
+          g_array_append_val (grad, d);
+        }
+    }
+  assign_slots (act, act_slots);
+  assign_slots (grad, grad_slots);
+  /* A fused activation lives in its source's buffers, kept or not with them. */
+  for (guint i = 0; i < n; i++)
+    if (in->fused[i])
+      r->keep[i] = r->keep[in->owner[i]];
+
+  /* Blocks: the pieces between consecutive places a checkpoint may go. */
+  {
+    gboolean any = FALSE;
+    for (guint i = 1; i <= in->owner_last; i++)
+      {
+        any |= recomputed[i];
+        if (in->cuts[i])
+          {
+            r->n_blocks++;
+            r->n_blocks_kept += !any;
+            any = FALSE;
+          }
+      }
+  }
+
+  r->n_act_slots = act_slots->len;
+  r->n_grad_slots = grad_slots->len;
+  for (guint s = 0; s < act_slots->len; s++)
+    r->act_bytes += g_array_index (act_slots, guint64, s);
+  for (guint s = 0; s < grad_slots->len; s++)
+    r->grad_bytes += g_array_index (grad_slots, guint64, s);
+  r->act_slot_bytes = (guint64 *)g_array_free (act_slots, FALSE);
+  r->grad_slot_bytes = (guint64 *)g_array_free (grad_slots, FALSE);
+  g_array_unref (act);
+  g_array_unref (grad);
+  return r;
+}
+
+KiltRecompute *
+kilt_recompute_new (KiltModel *model, guint batch, gboolean training, const guint8 *keep)
+{
+  Info in;
+  KiltRecompute *r;
+
+  g_return_val_if_fail (model->built, NULL);
+  info_init (&in, model, batch, training);
+  r = layout_from (&in, keep);
+  info_clear (&in);
+  return r;
+}
+
+void
+kilt_recompute_free (KiltRecompute *layout)
+{
+  if (layout == NULL)
+    return;
+  g_free (layout->keep);
+  g_free (layout->slot_out);
+  g_free (layout->slot_saved);
+  g_free (layout->slot_dout);
+  g_free (layout->act_slot_bytes);
+  g_free (layout->grad_slot_bytes);
+  g_free (layout);
+}
+
+double
+kilt_recompute_percent (const KiltRecompute *layout)
+{
+  if (layout->forward_flops == 0)
+    return 0;
+  return 100.0 * (double)layout->recompute_flops / (3.0 * (double)layout->forward_flops);
+}
+
+/* Keeps a checkpoint wherever the segment it would otherwise grow would pass @limit bytes. */
+static void
+greedy_keep (const Info *in, guint64 limit, guint8 *keep)
+{
+  guint64 cur = 0;
+
+  memset (keep, 0, in->n);
+  for (guint i = 1; i < in->owner_last; i++)
+    {
+      guint64 own = in->out_b[i] + in->saved_b[i] + in->dout_b[i], next = 0;
+      if (in->fused[i])
+        continue;
+      if (!in->cuts[i])
+        {
+          cur += own;
+          continue;
+        }
+      for (guint j = i + 1; j < in->owner_last && !in->cuts[j]; j++)
+        next += in->out_b[j] + in->saved_b[j] + in->dout_b[j];
+      if (cur + own + next > limit)
+        {
+          keep[i] = 1;
+          cur = 0;
+        }
+      else
+        cur += own;
+    }
+}
+
+static gboolean
+better (const KiltRecompute *a, const KiltRecompute *best, guint64 budget, gboolean least_memory)
+{
+  guint64 ma = a->act_bytes + a->grad_bytes, mb = best->act_bytes + best->grad_bytes;
+  gboolean fa = ma <= budget, fb = mb <= budget;
+
+  if (!least_memory && fa != fb)
+    return fa;
+  if (!least_memory && fa)
+    return a->recompute_flops < best->recompute_flops
+           || (a->recompute_flops == best->recompute_flops && ma < mb);
+  return ma < mb || (ma == mb && a->recompute_flops < best->recompute_flops);
+}
+
+KiltRecompute *
+kilt_recompute_choose (KiltModel *model, guint batch, guint64 budget, gboolean least_memory)
+{
+  Info in;
+  KiltRecompute *best = NULL;
+  g_autofree guint8 *keep = NULL;
+  guint64 total = 0;
+  double limit;
+
+  g_return_val_if_fail (model->built, NULL);
+  info_init (&in, model, batch, TRUE);
+  keep = g_new0 (guint8, in.n);
+  for (guint i = 0; i < in.n; i++)
+    total += in.out_b[i] + in.saved_b[i] + in.dout_b[i];
+  /* From one segment (nothing recomputed) down to a checkpoint at every place one may go,
+   * in steps of a fifth: a few dozen layouts, each linear in the model's size. */
+  limit = (double)total;
+  for (int k = 0; k <= 80; k++, limit *= 0.8)
+    {
+      KiltRecompute *r;
+      greedy_keep (&in, k == 80 ? 0 : (guint64)limit, keep);
+      r = layout_from (&in, keep);
+      if (best == NULL || better (r, best, budget, least_memory))
+        {
+          kilt_recompute_free (best);
+          best = r;
+        }
+      else
+        kilt_recompute_free (r);
+    }
+  info_clear (&in);
+  return best;
+}
