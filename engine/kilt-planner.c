@@ -296,7 +296,8 @@ kilt_plan_compute_memory (KiltModel *model, guint batch, const KiltOptimizerConf
     {
       need_at (model, batch, device, slots, dataset_bytes, HOLD_LEAST_COMPUTE, plan->capacity,
                &probe);
-      if (need_fits (&probe, plan->capacity, plan->max_alloc))
+      plan->recompute_fits = need_fits (&probe, plan->capacity, plan->max_alloc);
+      if (plan->recompute_fits)
         {
           g_autofree char *words = recompute_words (probe.layout);
           g_autofree char *used = kilt_format_bytes (probe.total);
