@@ -11,6 +11,7 @@
 #include "kilt-optimizer.h"
 #include "kilt-model-json.h"
 #include "kilt-run-recorder.h"
+#include "kilt-planner.h"
 #include "kilt-summary.h"
 #include "kilt-trainer.h"
 #include "kilt-worker-protocol.h"
@@ -909,6 +910,54 @@ kilt_cli_train (int argc, char **argv)
 
 /* ---- summary and data info ---------------------------------------------------------------- */
 
+/* The memory plan of training @model at --batch with --optimizer and --memory on --device (or
+ * the default one), as train would plan it; nothing when there is no device. */
+static gboolean
+print_summary_plan (KiltCliCommon *c, KiltModel *model, GError **error)
+{
+  KiltTrainConfig cfg = kilt_train_config_default ();
+  g_autoptr (KiltDeviceList) list = NULL;
+  g_autoptr (KiltPlan) plan = NULL;
+  const KiltDeviceInfo *dev;
+
+  if (!kilt_cli_train_config (c, &cfg, error))
+    {
+      kilt_train_config_clear (&cfg);
+      return FALSE;
+    }
+  list = kilt_device_list_new ();
+  dev = cfg.device_id ? kilt_device_list_find (list, cfg.device_id)
+                      : kilt_device_list_choose_default (list, NULL);
+  if (dev == NULL)
+    {
+      if (cfg.device_id)
+        g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_DEVICE,
+                     "No OpenCL device matches \"%s\" (or several do); `kilt-cli devices` "
+                     "lists them",
+                     cfg.device_id);
+      kilt_train_config_clear (&cfg);
+      return cfg.device_id == NULL;
+    }
+  /* The data set's share depends on how the batcher keeps it on that device: train's plan
+   * has it, this one is the model's alone. */
+  plan = kilt_plan_compute_memory (model, cfg.batch, &cfg.opt, 0, dev,
+                                   kilt_context_budget_for (dev), cfg.memory);
+  printf ("Memory plan (--memory %s, %s, without the data set): %s\n",
+          kilt_memory_mode_name (cfg.memory), kilt_optimizer_name (cfg.opt.type), plan->message);
+  printf ("  by category:");
+  for (int k = 0, shown = 0; k < KILT_MEM_N_CATEGORIES; k++)
+    if (plan->bytes[k])
+      {
+        g_autofree char *b = kilt_format_bytes (plan->bytes[k]);
+        printf ("%s %s %s", shown++ ? "," : "", kilt_mem_category_name ((KiltMemCategory)k), b);
+      }
+  printf ("\n");
+  if (plan->fits)
+    printf ("Activations: %s\n", plan->memory_line);
+  kilt_train_config_clear (&cfg);
+  return TRUE;
+}
+
 int
 kilt_cli_summary (int argc, char **argv)
 {
@@ -982,6 +1031,14 @@ kilt_cli_summary (int argc, char **argv)
   fputs (text, stdout);
   if (model->weights_note)
     printf ("Starting weights: %s\n", model->weights_note);
+  if (!print_summary_plan (&c, model, &error))
+    {
+      fprintf (stderr, "kilt-cli summary: %s\n", error->message);
+      kilt_model_free (model);
+      kilt_dataset_free (ds);
+      kilt_cli_common_clear (&c);
+      return 1;
+    }
   kilt_model_free (model);
   kilt_dataset_free (ds);
   kilt_cli_common_clear (&c);

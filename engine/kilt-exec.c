@@ -191,7 +191,7 @@ executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training
           node->saved = NULL;
           continue;
         }
-      if (exec->layout && !exec->layout->keep[i])
+      if (exec->layout)
         {
           KiltRecompute *lo = exec->layout;
           node->out = act_slots[lo->slot_out[i]];

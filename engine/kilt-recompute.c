@@ -38,6 +38,7 @@ typedef struct
   guint *owner; /* the node whose buffers it uses: itself, or a fused activation's source */
   guint64 *out_b, *saved_b, *dout_b; /* per node's own buffers, in bytes */
   guint64 *flops;                    /* forward per sample, a fused activation's in its source */
+  guint *last_reader; /* the last node whose backward writes its gradient (n: the loss) */
   guint64 total_flops;
   guint owner_last;
 } Info;
@@ -57,6 +58,7 @@ info_init (Info *in, KiltModel *model, guint batch, gboolean training)
   in->saved_b = g_new0 (guint64, n);
   in->dout_b = g_new0 (guint64, n);
   in->flops = g_new0 (guint64, n);
+  in->last_reader = g_new0 (guint, n);
   in->total_flops = 0;
   for (guint i = 0; i < n; i++)
     {
@@ -66,6 +68,12 @@ info_init (Info *in, KiltModel *model, guint batch, gboolean training)
       in->owner[i] = in->fused[i] ? node->inputs[0] : i;
       in->flops[in->owner[i]] += f;
       in->total_flops += f;
+      /* A folded activation's backward is its source's: only others write gradients. */
+      for (guint k = 0; k < node->n_inputs && !in->fused[i]; k++)
+        {
+          guint from = in->owner[node->inputs[k]];
+          in->last_reader[from] = MAX (in->last_reader[from], i);
+        }
       /* Every node strictly between an input (the buffers it is read from) and its reader is
        * passed over. */
       for (guint k = 0; k < node->n_inputs; k++)
@@ -86,6 +94,7 @@ info_init (Info *in, KiltModel *model, guint batch, gboolean training)
         in->saved_b[i] = 4 * (guint64)node->klass->saved_floats (node, batch);
     }
   in->owner_last = in->owner[last->index];
+  in->last_reader[in->owner_last] = n; /* the loss writes the output's gradient */
   {
     gint run = 0;
     for (guint i = 0; i < n; i++)
@@ -108,6 +117,7 @@ info_clear (Info *in)
   g_free (in->saved_b);
   g_free (in->dout_b);
   g_free (in->flops);
+  g_free (in->last_reader);
 }
 
 guint8 *
@@ -123,11 +133,17 @@ kilt_recompute_cuts (KiltModel *model)
   return cuts;
 }
 
+/* One buffer to place: alive over one or two spans of the step's timeline (a recomputed
+ * layer's activations live from its forward to its last reader's, then again from the
+ * recompute to its own backward). */
 typedef struct
 {
   guint64 bytes;
   guint node;
-  guint *slot; /* where the chosen slot goes */
+  guint kind; /* 0 activations, 1 saved values, 2 activation gradient: ties in order */
+  guint n_spans;
+  guint from[2], to[2]; /* inclusive */
+  guint *slot;          /* where the chosen slot goes */
 } Item;
 
 /* Largest first; equal sizes by node, so the plan and the executor agree on every machine. */
@@ -139,38 +155,67 @@ item_cmp (const void *a, const void *b)
     return x->bytes > y->bytes ? -1 : 1;
   if (x->node != y->node)
     return x->node < y->node ? -1 : 1;
-  return x->slot < y->slot ? -1 : x->slot > y->slot;
+  return x->kind < y->kind ? -1 : x->kind > y->kind;
 }
 
-/* Puts one segment's buffers into slots (the i-th largest into slot i) and empties @items. */
-static void
-assign_slots (GArray *items, GArray *slot_bytes)
+static gboolean
+spans_meet (const GArray *spans, const Item *it)
 {
+  for (guint s = 0; s < spans->len; s += 2)
+    for (guint k = 0; k < it->n_spans; k++)
+      if (g_array_index (spans, guint, s) <= it->to[k]
+          && it->from[k] <= g_array_index (spans, guint, s + 1))
+        return TRUE;
+  return FALSE;
+}
+
+/* Greedy by size: each buffer, largest first, goes into the smallest slot none of whose
+ * buffers is alive when it is (every slot is large enough, having taken a larger one first),
+ * or into a new slot of its size. */
+static void
+pack (GArray *items, GArray *slot_bytes)
+{
+  GPtrArray *spans = g_ptr_array_new_with_free_func ((GDestroyNotify)g_array_unref);
+
   qsort (items->data, items->len, sizeof (Item), item_cmp);
-  for (guint r = 0; r < items->len; r++)
+  for (guint i = 0; i < items->len; i++)
     {
-      Item *it = &g_array_index (items, Item, r);
-      guint64 zero = 0;
-      if (r == slot_bytes->len)
-        g_array_append_val (slot_bytes, zero);
-      if (it->bytes > g_array_index (slot_bytes, guint64, r))
-        g_array_index (slot_bytes, guint64, r) = it->bytes;
-      *it->slot = r;
+      Item *it = &g_array_index (items, Item, i);
+      guint s = spans->len;
+      /* The smallest free one: large slots stay for large buffers. */
+      for (guint c = 0; c < spans->len; c++)
+        if (!spans_meet (g_ptr_array_index (spans, c), it)
+            && (s == spans->len
+                || g_array_index (slot_bytes, guint64, c) < g_array_index (slot_bytes, guint64, s)))
+          s = c;
+      if (s == spans->len)
+        {
+          g_ptr_array_add (spans, g_array_new (FALSE, FALSE, sizeof (guint)));
+          g_array_append_val (slot_bytes, it->bytes);
+        }
+      for (guint k = 0; k < it->n_spans; k++)
+        {
+          g_array_append_val (g_ptr_array_index (spans, s), it->from[k]);
+          g_array_append_val (g_ptr_array_index (spans, s), it->to[k]);
+        }
+      *it->slot = s;
     }
-  g_array_set_size (items, 0);
+  g_ptr_array_unref (spans);
 }
 
 static KiltRecompute *
 layout_from (const Info *in, const guint8 *keep)
 {
   KiltRecompute *r = g_new0 (KiltRecompute, 1);
-  guint n = in->n;
+  guint n = in->n, t, end;
   GArray *act = g_array_new (FALSE, FALSE, sizeof (Item));
   GArray *grad = g_array_new (FALSE, FALSE, sizeof (Item));
   GArray *act_slots = g_array_new (FALSE, FALSE, sizeof (guint64));
   GArray *grad_slots = g_array_new (FALSE, FALSE, sizeof (guint64));
   g_autofree guint8 *recomputed = g_new0 (guint8, n);
-  guint seg_start = 1;
+  g_autofree guint *seg_end = g_new0 (guint, n);
+  g_autofree guint *bwd = g_new0 (guint, n + 1);
+  g_autofree guint *redo = g_new0 (guint, n);
 
   r->n_nodes = n;
   r->keep = g_new0 (guint8, n);
@@ -186,44 +231,92 @@ layout_from (const Info *in, const guint8 *keep)
     }
   r->keep[0] = r->keep[in->owner_last] = 1;
 
-  for (guint i = 0; i < n; i++)
+  /* Which checkpoint ends each node's segment; the segments before the last are redone. */
+  for (guint i = n, next = in->owner_last; i-- > 0;)
     {
-      if (in->fused[i])
-        continue;
-      if (r->keep[i])
-        {
-          r->act_bytes += in->out_b[i] + in->saved_b[i];
-          r->grad_bytes += in->dout_b[i];
-          /* The segment this checkpoint ends: recomputed unless it is the last. */
-          if (i > 0 && i < in->owner_last)
-            for (guint j = seg_start; j < i; j++)
-              if (!in->fused[j])
-                {
-                  recomputed[j] = 1;
-                  r->recompute_flops += in->flops[j];
-                }
-          assign_slots (act, act_slots);
-          assign_slots (grad, grad_slots);
-          seg_start = i + 1;
-          continue;
-        }
-      {
-        Item o = { in->out_b[i], i, &r->slot_out[i] };
-        g_array_append_val (act, o);
-      }
-      if (in->saved_b[i])
-        {
-          Item s = { in->saved_b[i], i, &r->slot_saved[i] };
-          g_array_append_val (act, s);
-        }
-      if (in->dout_b[i])
-        {
-          Item d = { in->dout_b[i], i, &r->slot_dout[i] };
-          g_array_append_val (grad, d);
-        }
+      if (!in->fused[i] && r->keep[i] && i <= in->owner_last)
+        next = i;
+      seg_end[i] = next;
     }
-  assign_slots (act, act_slots);
-  assign_slots (grad, grad_slots);
+  for (guint i = 1; i < in->owner_last; i++)
+    if (!in->fused[i] && !r->keep[i] && seg_end[i] < in->owner_last)
+      {
+        recomputed[i] = 1;
+        r->recompute_flops += in->flops[i];
+      }
+
+  if (keep == NULL)
+    {
+      /* Every node its own buffers, as the executor always had them. */
+      for (guint i = 0; i < n; i++)
+        if (!in->fused[i])
+          {
+            r->act_bytes += in->out_b[i] + in->saved_b[i];
+            r->grad_bytes += in->dout_b[i];
+          }
+    }
+  else
+    {
+      /* The step's timeline: forward i at time i, the loss at n, then the backward pass, each
+       * redone segment just before the backward of the checkpoint that ends it. */
+      t = n + 1;
+      for (guint i = n; i-- > 1;)
+        {
+          if (in->fused[i])
+            continue;
+          if (r->keep[i] && i < in->owner_last)
+            for (guint j = i; j-- > 1 && seg_end[j] == i;)
+              if (recomputed[j])
+                {
+                  redo[i] = t++;
+                  break;
+                }
+          bwd[i] = t++;
+        }
+      bwd[n] = n; /* "read by the loss" */
+      end = t;
+      for (guint i = 0; i < n; i++)
+        {
+          Item it = { 0 };
+          if (in->fused[i])
+            continue;
+          it.node = i;
+          it.n_spans = 1;
+          it.from[0] = i;
+          if (i == 0 || i == in->owner_last)
+            it.to[0] = end; /* the input batch and the output the loss reads */
+          else if (recomputed[i])
+            {
+              it.to[0] = MAX (MIN (in->last_reader[i], n - 1), i);
+              it.n_spans = 2;
+              it.from[1] = redo[seg_end[i]];
+              it.to[1] = bwd[i];
+            }
+          else
+            it.to[0] = bwd[i];
+          it.bytes = in->out_b[i];
+          it.slot = &r->slot_out[i];
+          g_array_append_val (act, it);
+          if (in->saved_b[i])
+            {
+              it.bytes = in->saved_b[i];
+              it.kind = 1;
+              it.slot = &r->slot_saved[i];
+              g_array_append_val (act, it);
+            }
+          if (in->dout_b[i])
+            {
+              /* Written first by its last reader's backward (or the loss), read last by its own. */
+              Item d = { in->dout_b[i], i, 2, 1, { 0 }, { 0 }, &r->slot_dout[i] };
+              guint first = in->last_reader[i] ? bwd[in->last_reader[i]] : bwd[i];
+              d.from[0] = MIN (first, bwd[i]);
+              d.to[0] = bwd[i];
+              g_array_append_val (grad, d);
+            }
+        }
+      pack (act, act_slots);
+      pack (grad, grad_slots);
+    }
   /* A fused activation lives in its source's buffers, kept or not with them. */
   for (guint i = 0; i < n; i++)
     if (in->fused[i])
@@ -301,7 +394,7 @@ greedy_keep (const Info *in, guint64 limit, guint8 *keep)
   memset (keep, 0, in->n);
   for (guint i = 1; i < in->owner_last; i++)
     {
-      guint64 own = in->out_b[i] + in->saved_b[i] + in->dout_b[i], next = 0;
+      guint64 own = in->out_b[i] + in->saved_b[i], next = 0;
       if (in->fused[i])
         continue;
       if (!in->cuts[i])
@@ -310,7 +403,7 @@ greedy_keep (const Info *in, guint64 limit, guint8 *keep)
           continue;
         }
       for (guint j = i + 1; j < in->owner_last && !in->cuts[j]; j++)
-        next += in->out_b[j] + in->saved_b[j] + in->dout_b[j];
+        next += in->out_b[j] + in->saved_b[j];
       if (cur + own + next > limit)
         {
           keep[i] = 1;
@@ -348,7 +441,7 @@ kilt_recompute_choose (KiltModel *model, guint batch, guint64 budget, gboolean l
   info_init (&in, model, batch, TRUE);
   keep = g_new0 (guint8, in.n);
   for (guint i = 0; i < in.n; i++)
-    total += in.out_b[i] + in.saved_b[i] + in.dout_b[i];
+    total += in.out_b[i] + in.saved_b[i];
   /* From one segment (nothing recomputed) down to a checkpoint at every place one may go,
    * in steps of a fifth: a few dozen layouts, each linear in the model's size. */
   limit = (double)total;
@@ -364,6 +457,49 @@ kilt_recompute_choose (KiltModel *model, guint batch, guint64 budget, gboolean l
         }
       else
         kilt_recompute_free (r);
+    }
+  /* Then move single checkpoints while that helps: the sweep's segments have the sizes it
+   * asked for, but the slots are sized by every segment's largest, second largest, ...
+   * buffers, which one checkpoint more or less can change a lot (a VGG's first block). */
+  memcpy (keep, best->keep, in.n);
+  for (int pass = 0; pass < 4; pass++)
+    {
+      gboolean moved = FALSE;
+      for (guint c = 1; c < in.owner_last; c++)
+        {
+          KiltRecompute *r;
+          if (!in.cuts[c])
+            continue;
+          keep[c] = !keep[c];
+          r = layout_from (&in, keep);
+          if (better (r, best, budget, least_memory))
+            {
+              kilt_recompute_free (best);
+              best = r;
+              moved = TRUE;
+            }
+          else
+            {
+              keep[c] = !keep[c];
+              kilt_recompute_free (r);
+            }
+        }
+      if (!moved)
+        break;
+    }
+  if (g_log_writer_default_would_drop (G_LOG_LEVEL_DEBUG, G_LOG_DOMAIN) == FALSE)
+    {
+      GString *s = g_string_new (NULL);
+      for (guint i = 0; i < in.n; i++)
+        if (best->keep[i] && !in.fused[i])
+          g_string_append_printf (s, " %s", kilt_model_node (model, i)->name);
+      g_debug ("batch %u: keeps%s; %u activation slots, %u gradient slots; %" G_GUINT64_FORMAT
+               " + %" G_GUINT64_FORMAT " bytes",
+               batch, s->str, best->n_act_slots, best->n_grad_slots, best->act_bytes,
+               best->grad_bytes);
+      for (guint k = 0; k < best->n_act_slots; k++)
+        g_debug ("activation slot %u: %" G_GUINT64_FORMAT " bytes", k, best->act_slot_bytes[k]);
+      g_string_free (s, TRUE);
     }
   info_clear (&in);
   return best;
