@@ -113,6 +113,29 @@ need_fits (const Need *need, guint64 capacity, guint64 max_alloc)
   return need->total <= capacity && need->largest <= max_alloc;
 }
 
+/* The largest batch below @batch that fits (0: not even 1; @probe then holds batch 1's
+ * needs): needs grow with the batch, so bisect. */
+static guint
+largest_batch (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
+               guint64 dataset_bytes, Hold hold, guint64 capacity, guint64 max_alloc, Need *probe)
+{
+  guint lo = 1, hi = batch; /* lo fits, hi does not */
+
+  need_at (model, 1, dev, slots, dataset_bytes, hold, capacity, probe);
+  if (!need_fits (probe, capacity, max_alloc))
+    return 0;
+  while (hi - lo > 1)
+    {
+      guint mid = lo + (hi - lo) / 2;
+      need_at (model, mid, dev, slots, dataset_bytes, hold, capacity, probe);
+      if (need_fits (probe, capacity, max_alloc))
+        lo = mid;
+      else
+        hi = mid;
+    }
+  return lo;
+}
+
 /* "keeps 6 of 19 blocks, recomputes the rest: +28% compute" */
 static char *
 recompute_words (const KiltRecompute *r)
@@ -216,25 +239,16 @@ kilt_plan_compute_memory (KiltModel *model, guint batch, const KiltOptimizerConf
       return plan;
     }
 
-  /* The largest batch that fits: needs grow with the batch, so bisect between 1 and @batch,
-   * recomputing as much as it takes unless keeping was asked for. */
+  /* The largest batch that fits, recomputing as much as it takes unless keeping was asked
+   * for. */
   if (mode != KILT_MEMORY_KEEP)
     hold = HOLD_LEAST_MEMORY;
-  need_at (model, 1, device, slots, dataset_bytes, hold, plan->capacity, &probe);
-  if (need_fits (&probe, plan->capacity, plan->max_alloc))
+  plan->max_batch = largest_batch (model, batch, device, slots, dataset_bytes, hold, plan->capacity,
+                                   plan->max_alloc, &probe);
+  if (plan->max_batch)
     {
-      guint lo = 1, hi = batch; /* lo fits, hi does not */
+      guint lo = plan->max_batch;
       g_autofree char *tail = NULL;
-      while (hi - lo > 1)
-        {
-          guint mid = lo + (hi - lo) / 2;
-          need_at (model, mid, device, slots, dataset_bytes, hold, plan->capacity, &probe);
-          if (need_fits (&probe, plan->capacity, plan->max_alloc))
-            lo = mid;
-          else
-            hi = mid;
-        }
-      plan->max_batch = lo;
       tail = hold != HOLD_KEEP ? g_strdup (" recomputing activations") : NULL;
       if (plan->total > plan->capacity)
         plan->message
@@ -304,10 +318,15 @@ kilt_plan_compute_memory (KiltModel *model, guint batch, const KiltOptimizerConf
         {
           g_autofree char *words = recompute_words (probe.layout);
           g_autofree char *used = kilt_format_bytes (probe.total);
-          char *m = g_strdup_printf ("%s; recomputing activations, batch %u fits in %s (%s)",
-                                     plan->message, batch, used, words);
-          g_free (plan->message);
-          plan->message = m;
+          plan->hint = g_strdup_printf ("recomputing activations, batch %u fits in %s (%s)", batch,
+                                        used, words);
+        }
+      else
+        {
+          guint rc = largest_batch (model, batch, device, slots, dataset_bytes, HOLD_LEAST_MEMORY,
+                                    plan->capacity, plan->max_alloc, &probe);
+          if (rc > plan->max_batch)
+            plan->hint = g_strdup_printf ("recomputing activations, batch %u fits", rc);
         }
     }
   need_clear (&probe);
@@ -325,6 +344,7 @@ kilt_plan_free (KiltPlan *plan)
   g_free (plan->message);
   g_free (plan->keep);
   g_free (plan->memory_line);
+  g_free (plan->hint);
   g_free (plan);
 }
 

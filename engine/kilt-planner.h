@@ -33,6 +33,9 @@ typedef struct
   double recompute_percent; /* compute a step adds */
   guint64 keep_total;       /* what keeping every activation needs */
   gboolean recompute_fits;  /* KILT_MEMORY_KEEP that does not fit: recomputing would */
+  /* KILT_MEMORY_KEEP that does not fit: what recomputing would fit ("recomputing activations,
+   * batch 32 fits in 1.8 GiB (keeps ...)"), or NULL; not part of ->message. */
+  char *hint;
   /* "keeps 6 of 19 blocks, recomputes the rest: +28% compute, fits in 1.8 of 2.0 GiB", or
    * "keeps every layer's activations: fits in 1.2 of 2.0 GiB" (or "does not fit in") */
   char *memory_line;

@@ -536,6 +536,13 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   if (!kilt_plan_check (plan, error))
     {
       g_prefix_error (error, "model %s: ", rp->model->name);
+      if (plan->hint && error && *error)
+        {
+          /* Keeping was asked for: say what --memory auto or recompute would do. */
+          char *m = g_strdup_printf ("%s; %s", (*error)->message, plan->hint);
+          g_free ((*error)->message);
+          (*error)->message = m;
+        }
       return FALSE;
     }
   rp->cap = exec_batch;

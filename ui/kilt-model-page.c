@@ -247,9 +247,9 @@ kilt_model_page_check_fits (KiltModelPage *self, GError **error)
     return TRUE;
   if (plan->recompute_fits)
     g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
-                 "%s does not fit on %s at batch %u keeping every activation: %s. Set "
+                 "%s does not fit on %s at batch %u keeping every activation: %s; %s. Set "
                  "Activations to Auto or Recompute, or the batch to %u or less, on the Model page",
-                 self->model->name, self->device->name, plan->batch, plan->message,
+                 self->model->name, self->device->name, plan->batch, plan->message, plan->hint,
                  plan->max_batch);
   else if (plan->max_batch > 0)
     g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
