@@ -11,6 +11,7 @@
 #include "kilt-optimizer.h"
 #include "kilt-planner.h"
 #include "kilt-recompute.h"
+#include "kilt-run-store.h"
 #include "kilt-trainer.h"
 
 #include <glib/gstdio.h>
@@ -669,6 +670,31 @@ test_small_device (void)
   run_clear (&autor);
 }
 
+/* The run store keeps the choice (reports and resume read it back); runs recorded before it
+ * existed read as auto. */
+static void
+test_config_round_trip (void)
+{
+  KiltTrainConfig cfg = kilt_train_config_default (), back = { 0 }, old = { 0 };
+  g_autofree char *json = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltMemoryMode m;
+
+  g_assert_cmpint (cfg.memory, ==, KILT_MEMORY_AUTO);
+  cfg.memory = KILT_MEMORY_RECOMPUTE;
+  json = kilt_run_config_to_json (&cfg);
+  g_assert_nonnull (strstr (json, "\"memory\":\"recompute\""));
+  g_assert_true (kilt_run_config_from_json (json, &back, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (back.memory, ==, KILT_MEMORY_RECOMPUTE);
+  g_assert_true (kilt_run_config_from_json ("{\"epochs\": 1, \"batch\": 8}", &old, &error));
+  g_assert_cmpint (old.memory, ==, KILT_MEMORY_AUTO);
+  g_assert_true (kilt_memory_mode_from_name ("Keep", &m) && m == KILT_MEMORY_KEEP);
+  g_assert_false (kilt_memory_mode_from_name ("sometimes", &m));
+  kilt_train_config_clear (&back);
+  kilt_train_config_clear (&old);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -676,6 +702,7 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/recompute/cuts", test_cuts);
+  g_test_add_func ("/recompute/config", test_config_round_trip);
   g_test_add_func ("/recompute/equal-to-keep", test_equal_to_keep);
   g_test_add_func ("/recompute/plan-matches-executor", test_plan_matches_executor);
   g_test_add_func ("/recompute/plan-max-batch", test_plan_max_batch);
