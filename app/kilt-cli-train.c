@@ -942,8 +942,9 @@ print_summary_plan (KiltCliCommon *c, KiltModel *model, GError **error)
    * has it, this one is the model's alone. */
   plan = kilt_plan_compute_memory (model, cfg.batch, &cfg.opt, 0, dev,
                                    kilt_context_budget_for (dev), cfg.memory);
-  printf ("Memory plan (--memory %s, %s, without the data set): %s\n",
-          kilt_memory_mode_name (cfg.memory), kilt_optimizer_name (cfg.opt.type), plan->message);
+  printf ("Memory plan (--memory %s, %s, without the data set): %s%s%s\n",
+          kilt_memory_mode_name (cfg.memory), kilt_optimizer_name (cfg.opt.type), plan->message,
+          plan->hint ? "; " : "", plan->hint ? plan->hint : "");
   printf ("  by category:");
   for (int k = 0, shown = 0; k < KILT_MEM_N_CATEGORIES; k++)
     if (plan->bytes[k])

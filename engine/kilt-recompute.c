@@ -433,22 +433,38 @@ kilt_recompute_choose (KiltModel *model, guint batch, guint64 budget, gboolean l
 {
   Info in;
   KiltRecompute *best = NULL;
-  g_autofree guint8 *keep = NULL;
-  guint64 total = 0;
+  g_autofree guint8 *keep = NULL, *last = NULL;
+  guint64 total = 0, smallest = G_MAXUINT64;
+  guint n_cuts = 0;
   double limit;
 
   g_return_val_if_fail (model->built, NULL);
   info_init (&in, model, batch, TRUE);
   keep = g_new0 (guint8, in.n);
+  last = g_new0 (guint8, in.n);
   for (guint i = 0; i < in.n; i++)
-    total += in.out_b[i] + in.saved_b[i];
+    {
+      total += in.out_b[i] + in.saved_b[i];
+      if (!in.fused[i] && in.out_b[i])
+        smallest = MIN (smallest, in.out_b[i]);
+      n_cuts += in.cuts[i];
+    }
   /* From one segment (nothing recomputed) down to a checkpoint at every place one may go,
-   * in steps of a fifth: a few dozen layouts, each linear in the model's size. */
+   * in steps of a fifth: a few dozen layouts, each linear in the model's size (the same
+   * checkpoints twice are laid out once). */
   limit = (double)total;
   for (int k = 0; k <= 80; k++, limit *= 0.8)
     {
       KiltRecompute *r;
-      greedy_keep (&in, k == 80 ? 0 : (guint64)limit, keep);
+      gboolean at_end = k == 80 || limit < (double)smallest;
+      greedy_keep (&in, at_end ? 0 : (guint64)limit, keep);
+      if (best && memcmp (keep, last, in.n) == 0)
+        {
+          if (at_end)
+            break;
+          continue;
+        }
+      memcpy (last, keep, in.n);
       r = layout_from (&in, keep);
       if (best == NULL || better (r, best, budget, least_memory))
         {
@@ -457,12 +473,21 @@ kilt_recompute_choose (KiltModel *model, guint batch, guint64 budget, gboolean l
         }
       else
         kilt_recompute_free (r);
+      if (at_end)
+        break;
+    }
+  /* A few dozen places a checkpoint may go (a VGG, a small ResNet) are cheap to polish;
+   * hundreds (a deep ResNet's every block) would make each plan take seconds. */
+  if (n_cuts > 64)
+    {
+      info_clear (&in);
+      return best;
     }
   /* Then move single checkpoints while that helps: the sweep's segments have the sizes it
    * asked for, but the slots are sized by every segment's largest, second largest, ...
    * buffers, which one checkpoint more or less can change a lot (a VGG's first block). */
   memcpy (keep, best->keep, in.n);
-  for (int pass = 0; pass < 4; pass++)
+  for (int pass = 0; pass < 3; pass++)
     {
       gboolean moved = FALSE;
       for (guint c = 1; c < in.owner_last; c++)
