@@ -42,7 +42,7 @@ plan_layout (KiltModel *model, guint batch, gboolean training, const KiltDeviceI
     bytes[i] = 0;
   bytes[KILT_MEM_WEIGHTS] = 4 * MAX (model->n_params, 1) + 4 * MAX (model->n_state, 1);
   if (training)
-    bytes[KILT_MEM_GRADIENTS] = 4 * MAX (model->n_params, 1);
+    bytes[KILT_MEM_GRADIENTS] = 4 * MAX (model->n_grads, 1);
   /* Activations, their gradients and saved values: a node's own, or the slots it shares. */
   bytes[KILT_MEM_ACTIVATIONS] = layout->act_bytes;
   bytes[KILT_MEM_GRADIENTS] += layout->grad_bytes;
@@ -141,7 +141,8 @@ executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training
     goto fail;
   if (training)
     {
-      exec->grads = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, 4 * MAX (model->n_params, 1), error,
+      /* Frozen layers' parameters have no gradients: the buffer holds the trainable ones. */
+      exec->grads = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, 4 * MAX (model->n_grads, 1), error,
                                      "the parameter gradients");
       if (!exec->grads)
         goto fail;
@@ -205,7 +206,8 @@ executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training
       if (!node->out)
         goto fail;
       node->dout = NULL;
-      if (training && i > 0)
+      /* Below the lowest trainable layer no gradient flows, so there is none to keep. */
+      if (training && i > 0 && node->grad_path)
         {
           node->dout
               = node_alloc (exec, KILT_MEM_GRADIENTS, act, node, "activation gradients", error);
@@ -242,7 +244,8 @@ executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training
       for (guint j = 0; j < node->n_inputs; j++)
         {
           guint src = node->inputs[j];
-          node->din_needed[j] = training && src != 0;
+          node->din_needed[j] = training && src != 0
+                                && ((KiltNode *)g_ptr_array_index (model->nodes, src))->grad_path;
           node->din_beta[j] = last_writer[src] ? 1.0f : 0.0f;
           if (node->din_needed[j])
             last_writer[src] = 1;
@@ -356,7 +359,7 @@ kilt_executor_backward (KiltExecutor *exec, GError **error)
       KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
       /* A checkpoint before the last one ends a segment whose forward later segments have
        * overwritten in the shared slots: redo it, now that the backward pass needs it. */
-      if (lo && !node->fused && lo->keep[i] && i < lo->last_kept)
+      if (lo && lo->redo[i])
         {
           guint from = i;
           while (from > 1 && !lo->keep[from - 1])
@@ -364,7 +367,9 @@ kilt_executor_backward (KiltExecutor *exec, GError **error)
           if (from < i && !recompute_segment (exec, from, i, error))
             return FALSE;
         }
-      if (!node->fused)
+      /* A node off every gradient's path has neither trainable parameters nor an input
+       * that needs its gradient: nothing to compute. */
+      if (!node->fused && node->grad_path)
         {
           exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
           kilt_breadcrumb_layer (node->name, KILT_CRUMB_BACKWARD);

@@ -38,7 +38,10 @@ typedef struct
   guint *owner; /* the node whose buffers it uses: itself, or a fused activation's source */
   guint64 *out_b, *saved_b, *dout_b; /* per node's own buffers, in bytes */
   guint64 *flops;                    /* forward per sample, a fused activation's in its source */
-  guint *last_reader; /* the last node whose backward writes its gradient (n: the loss) */
+  guint *last_reader;     /* the last node whose backward writes its gradient (n: the loss) */
+  guint8 *grad_path;      /* KiltNode.grad_path: its backward runs (frozen layers below: not) */
+  guint *first_gp_reader; /* the first reader on a gradient's path (G_MAXUINT: none) */
+  guint *n_in, *in_from;  /* per node its inputs' owners, KILT_MAX_INPUTS apart */
   guint64 total_flops;
   guint owner_last;
 } Info;
@@ -59,6 +62,12 @@ info_init (Info *in, KiltModel *model, guint batch, gboolean training)
   in->dout_b = g_new0 (guint64, n);
   in->flops = g_new0 (guint64, n);
   in->last_reader = g_new0 (guint, n);
+  in->grad_path = g_new0 (guint8, n);
+  in->first_gp_reader = g_new (guint, n);
+  in->n_in = g_new0 (guint, n);
+  in->in_from = g_new0 (guint, (gsize)n * KILT_MAX_INPUTS);
+  for (guint i = 0; i < n; i++)
+    in->first_gp_reader[i] = G_MAXUINT;
   in->total_flops = 0;
   for (guint i = 0; i < n; i++)
     {
@@ -69,10 +78,16 @@ info_init (Info *in, KiltModel *model, guint batch, gboolean training)
       in->flops[in->owner[i]] += f;
       in->total_flops += f;
       /* A folded activation's backward is its source's: only others write gradients. */
+      in->grad_path[i] = training && node->grad_path;
+      in->n_in[i] = node->n_inputs;
+      for (guint k = 0; k < node->n_inputs; k++)
+        in->in_from[(gsize)i * KILT_MAX_INPUTS + k] = in->owner[node->inputs[k]];
       for (guint k = 0; k < node->n_inputs && !in->fused[i]; k++)
         {
           guint from = in->owner[node->inputs[k]];
           in->last_reader[from] = MAX (in->last_reader[from], i);
+          if (in->grad_path[i])
+            in->first_gp_reader[from] = MIN (in->first_gp_reader[from], i);
         }
       /* Every node strictly between an input (the buffers it is read from) and its reader is
        * passed over. */
@@ -88,7 +103,7 @@ info_init (Info *in, KiltModel *model, guint batch, gboolean training)
       if (in->fused[i])
         continue;
       in->out_b[i] = 4 * (guint64)batch * kilt_shape_size (&node->out_shape);
-      if (training && i > 0)
+      if (training && i > 0 && node->grad_path)
         in->dout_b[i] = in->out_b[i];
       if (node->klass->saved_floats)
         in->saved_b[i] = 4 * (guint64)node->klass->saved_floats (node, batch);
@@ -118,6 +133,10 @@ info_clear (Info *in)
   g_free (in->dout_b);
   g_free (in->flops);
   g_free (in->last_reader);
+  g_free (in->grad_path);
+  g_free (in->first_gp_reader);
+  g_free (in->n_in);
+  g_free (in->in_from);
 }
 
 guint8 *
@@ -207,7 +226,7 @@ static KiltRecompute *
 layout_from (const Info *in, const guint8 *keep)
 {
   KiltRecompute *r = g_new0 (KiltRecompute, 1);
-  guint n = in->n, t, end;
+  guint n = in->n, t, end, last_use;
   GArray *act = g_array_new (FALSE, FALSE, sizeof (Item));
   GArray *grad = g_array_new (FALSE, FALSE, sizeof (Item));
   GArray *act_slots = g_array_new (FALSE, FALSE, sizeof (guint64));
@@ -216,12 +235,14 @@ layout_from (const Info *in, const guint8 *keep)
   g_autofree guint *seg_end = g_new0 (guint, n);
   g_autofree guint *bwd = g_new0 (guint, n + 1);
   g_autofree guint *redo = g_new0 (guint, n);
+  g_autofree guint *redo_read = g_new0 (guint, n);
 
   r->n_nodes = n;
   r->keep = g_new0 (guint8, n);
   r->slot_out = g_new (guint, n);
   r->slot_saved = g_new (guint, n);
   r->slot_dout = g_new (guint, n);
+  r->redo = g_new0 (guint8, n);
   r->last_kept = in->owner_last;
   r->forward_flops = in->total_flops;
   for (guint i = 0; i < n; i++)
@@ -238,10 +259,13 @@ layout_from (const Info *in, const guint8 *keep)
         next = i;
       seg_end[i] = next;
     }
+  /* (A segment is redone for its checkpoint's backward; below the lowest trainable layer
+   * none runs, and nothing is redone.) */
   for (guint i = 1; i < in->owner_last; i++)
-    if (!in->fused[i] && !r->keep[i] && seg_end[i] < in->owner_last)
+    if (!in->fused[i] && !r->keep[i] && seg_end[i] < in->owner_last && in->grad_path[seg_end[i]])
       {
         recomputed[i] = 1;
+        r->redo[seg_end[i]] = 1;
         r->recompute_flops += in->flops[i];
       }
 
@@ -264,17 +288,22 @@ layout_from (const Info *in, const guint8 *keep)
         {
           if (in->fused[i])
             continue;
-          if (r->keep[i] && i < in->owner_last)
-            for (guint j = i; j-- > 1 && seg_end[j] == i;)
-              if (recomputed[j])
-                {
-                  redo[i] = t++;
-                  break;
-                }
+          if (r->redo[i])
+            redo[i] = t++;
           bwd[i] = t++;
         }
       bwd[n] = n; /* "read by the loss" */
       end = t;
+      /* What a redone forward reads must still be there then: the checkpoint before the
+       * segment, whose own backward (if any) comes later, but which is read only in the
+       * forward pass when nothing below it trains. */
+      for (guint q = 1; q < n; q++)
+        if (recomputed[q])
+          for (guint k = 0; k < in->n_in[q]; k++)
+            {
+              guint j = in->in_from[(gsize)q * KILT_MAX_INPUTS + k];
+              redo_read[j] = MAX (redo_read[j], redo[seg_end[q]]);
+            }
       for (guint i = 0; i < n; i++)
         {
           Item it = { 0 };
@@ -283,6 +312,14 @@ layout_from (const Info *in, const guint8 *keep)
           it.node = i;
           it.n_spans = 1;
           it.from[0] = i;
+          /* Last read in the backward pass by its own backward, else by the first reader's on
+           * a gradient's path, else only in the forward pass. */
+          if (in->grad_path[i])
+            last_use = bwd[i];
+          else if (in->first_gp_reader[i] != G_MAXUINT)
+            last_use = bwd[in->first_gp_reader[i]];
+          else
+            last_use = MAX (MIN (in->last_reader[i], n - 1), i);
           if (i == 0 || i == in->owner_last)
             it.to[0] = end; /* the input batch and the output the loss reads */
           else if (recomputed[i])
@@ -290,10 +327,10 @@ layout_from (const Info *in, const guint8 *keep)
               it.to[0] = MAX (MIN (in->last_reader[i], n - 1), i);
               it.n_spans = 2;
               it.from[1] = redo[seg_end[i]];
-              it.to[1] = bwd[i];
+              it.to[1] = MAX (MAX (last_use, it.from[1]), redo_read[i]);
             }
           else
-            it.to[0] = bwd[i];
+            it.to[0] = MAX (last_use, redo_read[i]);
           it.bytes = in->out_b[i];
           it.slot = &r->slot_out[i];
           g_array_append_val (act, it);
@@ -372,6 +409,7 @@ kilt_recompute_free (KiltRecompute *layout)
   g_free (layout->slot_out);
   g_free (layout->slot_saved);
   g_free (layout->slot_dout);
+  g_free (layout->redo);
   g_free (layout->act_slot_bytes);
   g_free (layout->grad_slot_bytes);
   g_free (layout);

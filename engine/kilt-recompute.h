@@ -32,11 +32,13 @@ typedef struct
   guint *slot_out, *slot_saved, *slot_dout;
   guint n_act_slots, n_grad_slots;
   guint64 *act_slot_bytes, *grad_slot_bytes;
-  guint64 act_bytes;       /* all the activations and saved values the layout allocates */
-  guint64 grad_bytes;      /* all the activation gradients */
-  guint last_kept;         /* the output's owner: the last segment ends there */
-  guint n_blocks;          /* the pieces between places a checkpoint may go */
-  guint n_blocks_kept;     /* blocks of which nothing is recomputed */
+  guint64 act_bytes;   /* all the activations and saved values the layout allocates */
+  guint64 grad_bytes;  /* all the activation gradients */
+  guint8 *redo;        /* per node: 1 at a checkpoint whose segment the backward pass redoes just
+                        * before the checkpoint's own backward */
+  guint last_kept;     /* the output's owner: the last segment ends there */
+  guint n_blocks;      /* the pieces between places a checkpoint may go */
+  guint n_blocks_kept; /* blocks of which nothing is recomputed */
   guint64 recompute_flops; /* forward FLOPs per sample that the backward pass redoes */
   guint64 forward_flops;   /* the model's forward FLOPs per sample */
 } KiltRecompute;

@@ -89,6 +89,8 @@ static const char *const migrations[] = {
   /* 4 -> 5: the token the run writes into its checkpoints, so that a resume can tell the run's
    * own weights from those of another run that shares the file. */
   "ALTER TABLE runs ADD COLUMN checkpoint_token INTEGER;",
+  /* 5 -> 6: how a run on several devices or MPI ranks shared its work (KiltRunScaling). */
+  "ALTER TABLE runs ADD COLUMN scaling_json TEXT;",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == KILT_RUN_STORE_SCHEMA_VERSION);
@@ -824,6 +826,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
           g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                        "a run configuration's \"devices\" must be a list of 2 to %d device names",
                        KILT_MAX_DEVICES);
+          kilt_train_config_clear (out);
           return FALSE;
         }
       out->devices = g_new0 (char *, len + 1);
@@ -834,6 +837,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
             {
               g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                            "a run configuration's \"devices\" entry %u is not a string", i + 1);
+              kilt_train_config_clear (out);
               return FALSE;
             }
           out->devices[i] = g_strdup (json_node_get_string (e));
@@ -1255,6 +1259,32 @@ kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *s
 }
 
 gboolean
+kilt_run_store_set_scaling (KiltRunStore *store, gint64 id, const KiltRunScaling *scaling,
+                            GError **error)
+{
+  g_autoptr (sqlite3_stmt) up = NULL;
+  g_autofree char *json = NULL;
+  gboolean ok;
+
+  /* A store kept at an older version has nowhere to put it: nothing is lost that it had. */
+  if (store->version < 6)
+    return TRUE;
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  if (ok)
+    ok = (up = prepare (store, "UPDATE runs SET scaling_json = ? WHERE id = ?", error)) != NULL;
+  if (ok)
+    {
+      json = scaling ? kilt_run_scaling_to_json (scaling) : NULL;
+      bind_text (up, 1, json);
+      sqlite3_bind_int64 (up, 2, id);
+      ok = step_done (store, up, error, "recording the run's devices");
+    }
+  return commit (store, ok, error);
+}
+
+gboolean
 kilt_run_store_set_layer_timings (KiltRunStore *store, gint64 id, GArray *timings, GError **error)
 {
   g_autoptr (sqlite3_stmt) del = NULL;
@@ -1371,6 +1401,7 @@ kilt_run_free (KiltRun *run)
   g_clear_pointer (&run->epochs, g_array_unref);
   g_clear_pointer (&run->layer_timings, g_array_unref);
   g_clear_pointer (&run->steps, g_array_unref);
+  kilt_run_scaling_free (run->scaling);
   g_free (run);
 }
 
@@ -1544,6 +1575,25 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
         }
       else if (rc != SQLITE_DONE)
         return set_db_error (store, error, "reading the data source");
+    }
+  if (store->version >= 6)
+    {
+      g_autoptr (sqlite3_stmt) sc
+          = prepare (store, "SELECT scaling_json FROM runs WHERE id = ?", error);
+      if (sc == NULL)
+        return FALSE;
+      sqlite3_bind_int64 (sc, 1, run->id);
+      if ((rc = sqlite3_step (sc)) == SQLITE_ROW && sqlite3_column_type (sc, 0) != SQLITE_NULL)
+        {
+          g_autoptr (GError) local = NULL;
+          g_autofree char *json = col_text (sc, 0);
+          run->scaling = kilt_run_scaling_from_json (json, &local);
+          /* The rest of the run is still worth showing. */
+          if (run->scaling == NULL)
+            g_warning ("run %" G_GINT64_FORMAT ": %s", run->id, local->message);
+        }
+      else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return set_db_error (store, error, "reading the run's devices");
     }
   return TRUE;
 }

@@ -3,11 +3,12 @@
 #pragma once
 
 #include "kilt-trainer.h"
+#include "kilt-run-scaling.h"
 
 G_BEGIN_DECLS
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define KILT_RUN_STORE_SCHEMA_VERSION 5
+#define KILT_RUN_STORE_SCHEMA_VERSION 6
 
 /* Where a run's data came from and how it was loaded, so that the run can be repeated. */
 typedef struct
@@ -93,10 +94,11 @@ typedef struct
   double test_loss, test_accuracy; /* NaN when absent */
   gint64 pid;
   char *hostname;
-  GPtrArray *tags;       /* char* */
-  GArray *epochs;        /* KiltEpochRecord, by epoch */
-  GArray *layer_timings; /* KiltLayerTiming */
-  GArray *steps;         /* KiltStepRecord; NULL until kilt_run_store_load_steps */
+  GPtrArray *tags;         /* char* */
+  GArray *epochs;          /* KiltEpochRecord, by epoch */
+  GArray *layer_timings;   /* KiltLayerTiming */
+  GArray *steps;           /* KiltStepRecord; NULL until kilt_run_store_load_steps */
+  KiltRunScaling *scaling; /* a run on several devices or ranks (schema 6); NULL: one device */
 } KiltRun;
 
 typedef struct _KiltRunStore KiltRunStore;
@@ -137,6 +139,9 @@ gboolean kilt_run_store_add_epoch (KiltRunStore *store, gint64 id, const KiltEpo
 gboolean kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *step,
                                   gboolean *out_kept, GError **error);
 /* Replaces the run's per-layer timings with @timings (KiltLayerTiming). */
+/* Replaces what run @id's record says about its devices (a run on several, or on ranks). */
+gboolean kilt_run_store_set_scaling (KiltRunStore *store, gint64 id, const KiltRunScaling *scaling,
+                                     GError **error);
 gboolean kilt_run_store_set_layer_timings (KiltRunStore *store, gint64 id, GArray *timings,
                                            GError **error);
 /* @error_message: why it failed (FAILED), or NULL. @test_loss/@test_accuracy NaN if none. */
