@@ -197,8 +197,9 @@ run_steps (KiltContext *ctx, KiltModel *m, const guint8 *keep, const float *para
   g_assert_true ((exec->layout != NULL) == (keep != NULL));
   oc.momentum = 0.9f;
   oc.lr = 0.05f;
-  opt = kilt_optimizer_new (ctx, &oc, m->n_params, &error);
+  opt = kilt_optimizer_new (ctx, &oc, m->n_grads, &error);
   g_assert_no_error (error);
+  kilt_optimizer_set_ranges (opt, m->grad_ranges, m->n_grad_ranges);
   g_assert_true (kilt_executor_upload (exec, params, state, &error));
   exec->ex.seed = 11;
   exec->ex.softmax_fused_node = last->index;
@@ -227,11 +228,11 @@ run_steps (KiltContext *ctx, KiltModel *m, const guint8 *keep, const float *para
             kilt_optimizer_step (opt, exec->params->mem, exec->grads->mem, 5 + s, &error));
       g_assert_no_error (error);
     }
-  res->grads = g_new (float, m->n_params);
+  res->grads = g_new (float, MAX (m->n_grads, 1));
   res->params = g_new (float, m->n_params);
   res->state = g_new (float, m->n_state);
   res->out = g_new (float, BATCH *n_out);
-  g_assert_true (kilt_buffer_read (exec->grads, 0, res->grads, 4 * m->n_params, &error));
+  g_assert_true (kilt_buffer_read (exec->grads, 0, res->grads, 4 * m->n_grads, &error));
   g_assert_true (kilt_executor_download (exec, res->params, res->state, &error));
   /* The output is a checkpoint: the recomputed segments did not overwrite it. */
   g_assert_cmpint (clEnqueueReadBuffer (ctx->queue, last->out, CL_TRUE, 0, 4 * BATCH * n_out,
@@ -316,6 +317,62 @@ test_equal_to_keep (void)
       }
   }
   step_result_clear (&kept);
+}
+
+/* The same with the first block frozen (transfer learning): no gradient flows below conv2,
+ * so the frozen layers' activations are needed in the forward pass only (and by a redone
+ * segment after them: a checkpoint no backward reads must last until then), and segments
+ * whose checkpoint runs no backward are not redone. */
+static void
+test_equal_frozen (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  g_autoptr (KiltModel) m = NULL;
+  g_autofree float *params = NULL, *state = NULL, *x = NULL, *t = NULL;
+  g_autoptr (KiltRecompute) least = NULL, all = NULL;
+  g_autoptr (GError) error = NULL;
+  StepResult kept = { 0 }, rc = { 0 };
+  gsize in_size;
+  KiltRng rng;
+
+  if (ctx == NULL)
+    return;
+  m = conv_net ((KiltShape){ 3, 8, 8 }, 4);
+  kilt_model_set_trainable (m, node_index (m, "conv1"), FALSE);
+  kilt_model_set_trainable (m, node_index (m, "bn1"), FALSE);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  g_assert_false (kilt_model_node (m, node_index (m, "relu1"))->grad_path);
+  in_size = BATCH * kilt_shape_size (&kilt_model_node (m, 0)->out_shape);
+  params = g_new (float, m->n_params);
+  state = g_new (float, m->n_state);
+  kilt_model_init_params (m, 8, params, state);
+  kilt_rng_init (&rng, 17);
+  x = g_new (float, 2 * in_size);
+  for (gsize i = 0; i < 2 * in_size; i++)
+    x[i] = (float)(2 * kilt_rng_uniform (&rng) - 1);
+  t = g_new (float, BATCH);
+  for (guint i = 0; i < BATCH; i++)
+    t[i] = (float)kilt_rng_below (&rng, 4);
+  least = kilt_recompute_choose (m, BATCH, 0, TRUE);
+  all = kilt_recompute_new (m, BATCH, TRUE, NULL);
+  g_test_message ("frozen, least memory: %u of %u blocks kept, +%.0f%% compute, %" G_GUINT64_FORMAT
+                  " bytes against %" G_GUINT64_FORMAT,
+                  least->n_blocks_kept, least->n_blocks, kilt_recompute_percent (least),
+                  least->act_bytes + least->grad_bytes, all->act_bytes + all->grad_bytes);
+  g_assert_cmpuint (least->recompute_flops, >, 0);
+  g_assert_cmpuint (least->act_bytes + least->grad_bytes, <, all->act_bytes + all->grad_bytes);
+  /* Nothing below the frozen block's output is redone: its backward never runs. */
+  g_assert_cmpuint (least->redo[node_index (m, "conv1")] + least->redo[node_index (m, "bn1")], ==,
+                    0);
+  run_steps (ctx, m, NULL, params, state, x, t, 2, &kept);
+  run_steps (ctx, m, least->keep, params, state, x, t, 2, &rc);
+  assert_same (kept.grads, rc.grads, m->n_grads, "gradients");
+  assert_same (kept.params, rc.params, m->n_params, "weights");
+  assert_same (kept.state, rc.state, m->n_state, "running statistics");
+  assert_same (kept.out, rc.out, BATCH * kilt_model_n_outputs (m), "outputs");
+  step_result_clear (&kept);
+  step_result_clear (&rc);
 }
 
 /* ---- the plan against the device ---------------------------------------------------------- */
@@ -704,6 +761,7 @@ main (int argc, char **argv)
   g_test_add_func ("/recompute/cuts", test_cuts);
   g_test_add_func ("/recompute/config", test_config_round_trip);
   g_test_add_func ("/recompute/equal-to-keep", test_equal_to_keep);
+  g_test_add_func ("/recompute/equal-frozen", test_equal_frozen);
   g_test_add_func ("/recompute/plan-matches-executor", test_plan_matches_executor);
   g_test_add_func ("/recompute/plan-max-batch", test_plan_max_batch);
   g_test_add_func ("/recompute/trainer-equal", test_trainer_equal);
