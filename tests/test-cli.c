@@ -515,7 +515,9 @@ test_bench_check_bounded (void)
     }
   /* MobileNetV2 (imported from Keras 3): thousands of ReLU6 outputs, one of which sat at its
    * cap of 6 on the device and just under it in the reference, which moved the gradients by
-   * 1e-2 through batch normalisation; such a draw is now seen and drawn again. */
+   * 1e-2 through batch normalisation; the reference now takes the device's side there. Its
+   * last batch normalisations see 1x1 maps: the check takes 16 samples, so that each has 16
+   * values a channel (kilt_reference_check_batch), and says so. */
   {
     g_autofree char *mnv2 = g_build_filename (g_getenv ("KILT_SOURCE_DIR"), "tests", "data",
                                               "keras", "keras3-app-mobilenetv2.json", NULL);
@@ -525,6 +527,9 @@ test_bench_check_bounded (void)
     g_assert_cmpint (r.status, ==, 0);
     o = bench_json (parser, &r);
     g_assert_true (json_object_get_boolean_member (o, "check_ok"));
+    g_assert_cmpfloat (json_object_get_double_member (o, "check_samples"), ==, 16);
+    g_assert_cmpfloat (json_object_get_double_member (o, "check_bn_min_values"), >=, 16);
+    g_assert_true (json_object_has_member (o, "check_kinks_followed"));
     result_clear (&r);
   }
   /* cifar10_cnn fits the budget: its own input, up to 4 samples. */
