@@ -195,8 +195,8 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
         break;
       case KILT_EVENT_STEP:
         {
-          KiltStepRecord s = { ev->epoch, ev->step,     ev->global_step,       elapsed,
-                               ev->loss,  ev->accuracy, ev->samples_per_second };
+          KiltStepRecord s = { ev->epoch, ev->step,     ev->global_step,        elapsed,
+                               ev->loss,  ev->accuracy, ev->samples_per_second, ev->learning_rate };
           if (rec->id && !kilt_run_store_add_step (rec->store, rec->id, &s, NULL, &error))
             note_failure (rec, error);
           break;
@@ -215,6 +215,7 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
           e.compile_seconds
               = (ev->epoch == 1 ? rec->record.compile_seconds : 0) + ev->warmup_seconds;
           e.busy_percent = ev->busy_percent;
+          e.learning_rate = ev->learning_rate;
           for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
             e.peak_bytes[i] = ev->mem.peak[i];
           e.peak_total = ev->mem.peak_total;
