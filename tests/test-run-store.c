@@ -631,6 +631,69 @@ user_version (const char *path)
   return v;
 }
 
+/* Schema 6 keeps the learning rate of each step and epoch; a store of version 5 migrates, its
+ * old rows reading as not known. */
+static void
+test_learning_rate (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (KiltRunStore) store = kilt_run_store_open_version (path, 5, &error);
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GArray) steps = NULL;
+  KiltRunRecord rec;
+  KiltEpochRecord ep1, ep2;
+  double lr2 = g_rand_double_range (r, 1e-5, 1e-2), lr_step = g_rand_double_range (r, 1e-5, 1e-2);
+  KiltStepRecord old = { .epoch = 1,
+                         .step = 3,
+                         .global_step = 3,
+                         .elapsed_seconds = 1,
+                         .loss = 2,
+                         .accuracy = 0.25,
+                         .samples_per_second = 9,
+                         .learning_rate = 0.5 };
+  KiltStepRecord st = { .epoch = 2,
+                        .step = 1,
+                        .global_step = 4,
+                        .elapsed_seconds = 5,
+                        .loss = 1,
+                        .accuracy = 0.5,
+                        .samples_per_second = 9,
+                        .learning_rate = lr_step };
+  gint64 id;
+
+  g_assert_no_error (error);
+  make_record (r, &rec);
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  make_epoch (r, 1, &ep1);
+  ep1.learning_rate = 0.5;
+  g_assert_true (kilt_run_store_add_epoch (store, id, &ep1, &error));
+  g_assert_true (kilt_run_store_add_step (store, id, &old, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&store, kilt_run_store_close);
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (kilt_run_store_get_schema_version (store), ==, 6);
+  make_epoch (r, 2, &ep2);
+  ep2.learning_rate = lr2;
+  g_assert_true (kilt_run_store_add_epoch (store, id, &ep2, &error));
+  g_assert_true (kilt_run_store_add_step (store, id, &st, NULL, &error));
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (run->epochs->len, ==, 2);
+  g_assert_true (isnan (g_array_index (run->epochs, KiltEpochRecord, 0).learning_rate));
+  g_assert_cmpfloat (g_array_index (run->epochs, KiltEpochRecord, 1).learning_rate, ==, lr2);
+  steps = kilt_run_store_get_steps (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (steps->len, ==, 2);
+  g_assert_true (isnan (g_array_index (steps, KiltStepRecord, 0).learning_rate));
+  g_assert_cmpfloat (g_array_index (steps, KiltStepRecord, 1).learning_rate, ==, lr_step);
+  kilt_run_record_clear (&rec);
+}
+
 static void
 test_migration (void)
 {
@@ -1310,6 +1373,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/killed-writer", test_killed_writer);
   g_test_add_func ("/run-store/pid-reuse", test_pid_reuse);
   g_test_add_func ("/run-store/migration", test_migration);
+  g_test_add_func ("/run-store/learning-rate", test_learning_rate);
   g_test_add_func ("/run-store/data-spec", test_data_spec);
   g_test_add_func ("/run-store/concurrent", test_concurrent);
   g_test_add_func ("/run-store/config-non-finite", test_config_non_finite);

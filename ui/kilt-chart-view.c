@@ -78,7 +78,7 @@ share_span (KiltChartView *self)
     {
       KiltChartView *v = g_ptr_array_index (self->group->views, i);
       double a, b;
-      if (kilt_chart_get_x_extent (v->chart, &a, &b))
+      if (v->chart && kilt_chart_get_x_extent (v->chart, &a, &b))
         lo = MIN (lo, a), hi = MAX (hi, b);
     }
   kilt_chart_set_x_span (self->chart, lo, hi);
@@ -135,7 +135,7 @@ update_description (KiltChartView *self)
   int width = gtk_widget_get_width (GTK_WIDGET (self));
   int height = gtk_widget_get_height (GTK_WIDGET (self));
 
-  if (isfinite (self->hover_data) && width > 0 && height > 0)
+  if (isfinite (self->hover_data) && width > 0 && height > 0 && self->chart)
     text = kilt_chart_describe_at (
         self->chart, width, height,
         kilt_chart_x_to_pixel (self->chart, width, height, self->hover_data));
@@ -162,7 +162,7 @@ kilt_chart_view_hover (KiltChartView *self, double px)
   double x = NAN;
 
   g_return_if_fail (KILT_IS_CHART_VIEW (self));
-  if (px >= 0)
+  if (px >= 0 && self->chart)
     {
       int width = gtk_widget_get_width (GTK_WIDGET (self));
       int height = gtk_widget_get_height (GTK_WIDGET (self));
@@ -199,7 +199,11 @@ static void
 set_zoom (KiltChartView *view, gpointer data)
 {
   const double *range = data;
-  gboolean was = kilt_chart_get_x_zoom (view->chart, NULL, NULL);
+  gboolean was;
+
+  if (view->chart == NULL)
+    return;
+  was = kilt_chart_get_x_zoom (view->chart, NULL, NULL);
 
   kilt_chart_set_x_zoom (view->chart, range[0], range[1]);
   if (was || kilt_chart_get_x_zoom (view->chart, NULL, NULL))
@@ -228,8 +232,8 @@ kilt_chart_view_zoom_pixels (KiltChartView *self, double px0, double px1)
   double a, b;
 
   g_return_val_if_fail (KILT_IS_CHART_VIEW (self), FALSE);
-  if (!kilt_chart_can_zoom (self->chart) || !kilt_chart_has_points (self->chart)
-      || fabs (px1 - px0) < DRAG_MIN_PX)
+  if (self->chart == NULL || !kilt_chart_can_zoom (self->chart)
+      || !kilt_chart_has_points (self->chart) || fabs (px1 - px0) < DRAG_MIN_PX)
     return FALSE;
   kilt_chart_get_plot_area (self->chart, width, height, &plot);
   a = CLAMP (MIN (px0, px1), plot.x, plot.x + plot.width);
@@ -252,13 +256,14 @@ gboolean
 kilt_chart_view_get_zoomed (KiltChartView *self)
 {
   g_return_val_if_fail (KILT_IS_CHART_VIEW (self), FALSE);
-  return kilt_chart_get_x_zoom (self->chart, NULL, NULL);
+  return self->chart && kilt_chart_get_x_zoom (self->chart, NULL, NULL);
 }
 
 static void
 on_drag_begin (GtkGestureDrag *drag, double x, double y, KiltChartView *self)
 {
-  if (!kilt_chart_can_zoom (self->chart) || !kilt_chart_has_points (self->chart))
+  if (self->chart == NULL || !kilt_chart_can_zoom (self->chart)
+      || !kilt_chart_has_points (self->chart))
     {
       gtk_gesture_set_state (GTK_GESTURE (drag), GTK_EVENT_SEQUENCE_DENIED);
       return;
@@ -410,6 +415,8 @@ void
 kilt_chart_view_update (KiltChartView *self)
 {
   g_return_if_fail (KILT_IS_CHART_VIEW (self));
+  if (self->chart == NULL)
+    return;
   /* A linked chart follows the others' span: redraw the group when one of them changed. */
   if (kilt_chart_get_serial (self->chart) != self->drawn_serial || self->group)
     gtk_widget_queue_draw (GTK_WIDGET (self));
@@ -421,6 +428,7 @@ kilt_chart_view_save (KiltChartView *self, const char *path, GError **error)
   int width, height;
 
   g_return_val_if_fail (KILT_IS_CHART_VIEW (self), FALSE);
+  g_return_val_if_fail (self->chart != NULL, FALSE);
   width = MAX (gtk_widget_get_width (GTK_WIDGET (self)), 640);
   height = MAX (gtk_widget_get_height (GTK_WIDGET (self)), 360);
   return kilt_chart_save (self->chart, path, width, height, error);
