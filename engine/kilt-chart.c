@@ -1807,7 +1807,9 @@ describe_stamp (const KiltChartStamp *at)
     g_string_append_printf (t, "%sEpoch %.2f", t->len ? " · " : "", at->epoch);
   if (isfinite (at->seconds))
     {
-      g_autofree char *time = kilt_chart_format_value (at->seconds, 1, KILT_AXIS_SECONDS);
+      /* Tenths while short ("7.5 s"), then 1:02 and 1:02:03. */
+      g_autofree char *time
+          = kilt_chart_format_value (at->seconds, at->seconds < 60 ? 0.1 : 1, KILT_AXIS_SECONDS);
       g_string_append_printf (t, "%sTime %s", t->len ? " · " : "", time);
     }
   return g_string_free (t, t->len == 0);
@@ -1867,8 +1869,9 @@ hover_lines (KiltChart *chart, const Layout *l, double hover_x, GPtrArray *lines
         continue;
       v = series_shown_at (chart, s, k);
       step = chart->log_y ? fabs (v) / 100 : l->y_step / 100;
+      /* Bytes in the unit of the value itself: 400 KiB under a 100 MiB scale, not "0 MiB". */
       if (chart->y_unit == KILT_AXIS_BYTES)
-        step = l->y_step / 10;
+        step = fabs (AT (s->y, k)) > 0 ? fabs (AT (s->y, k)) / 10 : l->y_step / 10;
       vt = kilt_chart_format_value (v, step, chart->y_unit);
       if (s->kind == KILT_CHART_LINE && !s->points && chart->smoothing > 0)
         {
@@ -1929,9 +1932,12 @@ draw_hover (KiltChart *chart, cairo_t *cr, const Layout *l, double hover_x, doub
       cairo_stroke (cr);
     }
 
+  /* The first line is drawn bold: measured so. */
+  set_font (cr, LABEL_SIZE, TRUE);
+  box_w = text_width (cr, g_ptr_array_index (lines, 0));
   set_font (cr, LABEL_SIZE, FALSE);
-  for (guint i = 0; i < lines->len; i++)
-    box_w = MAX (box_w, text_width (cr, g_ptr_array_index (lines, i)) + (i ? 16 : 0));
+  for (guint i = 1; i < lines->len; i++)
+    box_w = MAX (box_w, text_width (cr, g_ptr_array_index (lines, i)) + 16);
   box_w += 16;
   box_h = lines->len * (LABEL_SIZE + 5) + 10;
   bx = px + 12;

@@ -728,6 +728,13 @@ on_zoom_changed (KiltChartView *view, KiltTrainPage *self)
   gtk_widget_set_sensitive (self->reset_zoom_button, kilt_chart_view_get_zoomed (view));
 }
 
+gboolean
+kilt_train_page_get_can_reset_zoom (KiltTrainPage *self)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), FALSE);
+  return gtk_widget_get_sensitive (self->reset_zoom_button);
+}
+
 static void
 action_reset_zoom (GtkWidget *widget, const char *name, GVariant *param)
 {

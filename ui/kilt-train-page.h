@@ -56,6 +56,8 @@ GtkWidget *kilt_train_page_get_focus_chart (KiltTrainPage *self);
 GtkWidget *kilt_train_page_get_chart_view (KiltTrainPage *self, KiltTrainChart which);
 /* What every chart's x axis counts, as the X axis choice sets it. */
 void kilt_train_page_set_x_mode (KiltTrainPage *self, KiltChartXMode mode);
+/* Whether the charts are zoomed, so that Reset Zoom does something. */
+gboolean kilt_train_page_get_can_reset_zoom (KiltTrainPage *self);
 /* The end-of-run summary, one "Name: value" line each; NULL while none is shown. Free it. */
 char *kilt_train_page_get_summary (KiltTrainPage *self);
 
