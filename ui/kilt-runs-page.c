@@ -867,6 +867,21 @@ kilt_runs_page_set_chart (KiltRunsPage *self, KiltReportChart chart)
   gtk_drop_down_set_selected (self->chart_choice, chart);
 }
 
+void
+kilt_runs_page_set_x_mode (KiltRunsPage *self, KiltChartXMode mode)
+{
+  /* The choice lists Epoch, Step, Time. */
+  gtk_drop_down_set_selected (self->x_choice, mode == KILT_CHART_X_STEP   ? 1
+                                              : mode == KILT_CHART_X_TIME ? 2
+                                                                          : 0);
+}
+
+KiltChart *
+kilt_runs_page_get_chart (KiltRunsPage *self)
+{
+  return kilt_chart_view_get_chart (self->chart_view);
+}
+
 gboolean
 kilt_runs_page_rename_run (KiltRunsPage *self, gint64 id, const char *name, GError **error)
 {
