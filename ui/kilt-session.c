@@ -329,6 +329,8 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
         case KILT_EVENT_STARTED:
           u->started = TRUE;
           u->first = c;
+          /* A run of a sequence starts from its own first step, not the last run's last. */
+          memset (&s->last_step, 0, sizeof s->last_step);
           now = TRUE;
           break;
         case KILT_EVENT_STEP:

@@ -311,6 +311,8 @@ kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity)
   memset (&self->last_epoch, 0, sizeof self->last_epoch);
   memset (&self->last_stamp, 0, sizeof self->last_stamp);
   self->time_offset = 0;
+  /* The charts' clear drops any zoom. */
+  gtk_widget_set_sensitive (self->reset_zoom_button, FALSE);
   summary_clear (&self->summary);
   show_summary (self, KILT_RUN_FINISHED);
   for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
