@@ -227,6 +227,8 @@ test_json (Fixture *f, gconstpointer data)
           g_assert_cmpfloat (json_object_get_double_member (je, "val_accuracy"), ==,
                              e->val_accuracy);
           g_assert_cmpfloat (json_object_get_double_member (je, "seconds"), ==, e->wall_seconds);
+          g_assert_cmpfloat (json_object_get_double_member (je, "learning_rate"), ==,
+                             e->learning_rate);
           g_assert_cmpint (json_object_get_int_member (
                                json_object_get_object_member (je, "peak_bytes"), "total"),
                            ==, e->peak_total);
