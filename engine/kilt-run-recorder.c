@@ -177,10 +177,17 @@ void
 kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
 {
   g_autoptr (GError) error = NULL;
-  double elapsed = (g_get_monotonic_time () - rec->t0) / 1e6;
+  double elapsed;
 
   if (rec == NULL || rec->store == NULL)
     return;
+  /* The trainer's training time leaves pauses (and the kernel builds) out, so that a paused run
+   * does not look slower than it trained (issue 15, 3); a worker too old to send it: the
+   * clock since the recorder began. */
+  elapsed = (ev->type == KILT_EVENT_STEP || ev->type == KILT_EVENT_EPOCH)
+                    && isfinite (ev->elapsed_seconds) && ev->elapsed_seconds >= 0
+                ? ev->elapsed_seconds
+                : (g_get_monotonic_time () - rec->t0) / 1e6;
   if (ev->type == KILT_EVENT_FINISHED)
     {
       finish (rec, ev);
