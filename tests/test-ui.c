@@ -1006,6 +1006,21 @@ test_train (void)
     g_test_message ("finished: %s", kilt_train_page_get_detail (train));
     g_assert_cmpstr (kilt_train_page_get_status (train), ==, "Finished");
     g_assert_nonnull (strstr (kilt_train_page_get_detail (train), "2 epochs · loss "));
+    /* A real run's summary: its two epochs, time and throughput, validated each epoch. */
+    {
+      g_autofree char *summary = kilt_train_page_get_summary (train);
+      g_test_message ("summary: %s", summary);
+      g_assert_nonnull (summary);
+      g_assert_true (g_str_has_prefix (summary, "Run Summary · finished after 2 epochs"));
+      g_assert_nonnull (strstr (summary, "Best validation accuracy: "));
+      g_assert_nonnull (strstr (summary, "(paused time left out)"));
+      g_assert_nonnull (strstr (summary, " samples/s (mean of the epochs)"));
+    }
+    /* The rate of the optimizer at each step report, as the trainer sent it. */
+    g_assert_cmpuint (
+        kilt_chart_get_n_points (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LEARNING_RATE),
+                                 0),
+        ==, kilt_chart_get_n_points (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LOSS), 0));
     g_assert_nonnull (strstr (kilt_train_page_get_detail (train), "accuracy"));
     g_assert_false (kilt_train_page_get_stop_armed (train));
     /* PoCL is a CPU device: the busy chart says what its near-100% means. */
