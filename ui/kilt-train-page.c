@@ -484,6 +484,13 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
           e->epoch, e->loss, 100 * e->accuracy, e->val_loss, 100 * e->val_accuracy,
           e->epoch_seconds);
       KiltChartStamp at = stamp_at (self, e->epoch, e->step, e->global_step, e->elapsed_seconds);
+      /* The epoch's end is a report of its last step too: a short epoch's last steps (or all of
+       * them) came in no step report, and the training curve would stop short of its end. Not
+       * when a later report was drawn already (one update holds the steps of both epochs). */
+      if (e->epoch > self->prev_epoch
+          || (e->epoch == self->prev_epoch && e->step > self->prev_step))
+        append_step (self, &at, e->epoch, e->step, e->loss, e->accuracy, e->samples_per_second, NAN,
+                     e->learning_rate);
       /* The profiler's busy share is known at least at each epoch's end. */
       if (isfinite (e->busy_percent))
         kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_BUSY), 0, &at, e->busy_percent);
