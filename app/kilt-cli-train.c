@@ -51,6 +51,7 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->data);
   g_free (c->model);
   g_free (c->weights);
+  g_free (c->freeze_until);
   g_free (c->optimizer);
   g_free (c->precision);
   g_free (c->checkpoint);
@@ -198,6 +199,14 @@ kilt_cli_common_entries (KiltCliCommon *c)
     { "weights", 0, 0, G_OPTION_ARG_FILENAME, &c->weights,
       "Keras weights for --model: a save_weights .h5 or .weights.h5, or a .h5 / .keras model",
       "FILE" },
+    { "freeze-until", 0, 0, G_OPTION_ARG_STRING, &c->freeze_until,
+      "Freeze every layer up to and including LAYER (by name): no weight updates there", "LAYER" },
+    { "unfreeze-all", 0, 0, G_OPTION_ARG_NONE, &c->unfreeze_all,
+      "Train every layer, also those a Keras file marks trainable = false", NULL },
+    { "replace-head", 0, 0, G_OPTION_ARG_NONE, &c->replace_head,
+      "When the model's outputs differ from the data's classes, replace its last Dense (and "
+      "activation) by a new softmax Dense with one unit per class",
+      NULL },
     { "loss", 0, 0, G_OPTION_ARG_STRING, &c->loss,
       "Loss: softmax_cross_entropy, binary_cross_entropy or mse (default: the model's)", "LOSS" },
     { "epochs", 'e', 0, G_OPTION_ARG_INT, &c->epochs, "Epochs (default 2)", "N" },
@@ -423,6 +432,11 @@ kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error)
         }
       fprintf (stderr, "kilt-cli: note: %s\n", model->weights_note);
     }
+  if (!kilt_cli_transfer (c, ds, model, error))
+    {
+      kilt_model_free (model);
+      return NULL;
+    }
   return model;
 }
 
@@ -615,9 +629,15 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
           {
             printf ("; rows per batch:");
             for (guint i = 0; i < ev->n_replicas; i++)
-              printf ("%s [%u] %u", i ? "," : "", i, ev->replicas[i].share);
+              {
+                printf ("%s [%u] %u", i ? "," : "", i, ev->replicas[i].share);
+                if (isfinite (ev->replicas[i].busy_percent))
+                  printf (" (busy %.0f%%)", ev->replicas[i].busy_percent);
+              }
             printf ("; summing gradients %.2f ms a step", ev->reduce_ms);
           }
+        else if (ev->n_ranks > 1)
+          printf ("; summing gradients across ranks %.2f ms a step", ev->reduce_ms);
         printf (")\n");
         fflush (stdout);
         break;
@@ -887,8 +907,9 @@ kilt_cli_train (int argc, char **argv)
   rc = view.status == KILT_RUN_FINISHED ? 0 : view.status == KILT_RUN_STOPPED ? 130 : 1;
   g_free (view.error);
   kilt_trainer_free (trainer);
-  /* A failed rank ends the whole job (MPI_Abort), so none waits for it. */
-  kilt_comm_free (comm, rc != 0);
+  /* A failed rank ends the whole job (MPI_Abort), so none waits for it; a stop is agreed by
+   * every rank, which all end normally. */
+  kilt_comm_free (comm, view.status != KILT_RUN_FINISHED && view.status != KILT_RUN_STOPPED);
   kilt_train_config_clear (&cfg);
   kilt_cli_common_clear (&c);
   return rc;

@@ -41,7 +41,7 @@ kilt_executor_plan (KiltModel *model, guint batch, gboolean training, const Kilt
     bytes[i] = 0;
   bytes[KILT_MEM_WEIGHTS] = 4 * MAX (model->n_params, 1) + 4 * MAX (model->n_state, 1);
   if (training)
-    bytes[KILT_MEM_GRADIENTS] = 4 * MAX (model->n_params, 1);
+    bytes[KILT_MEM_GRADIENTS] = 4 * MAX (model->n_grads, 1);
   for (guint i = 0; i < model->nodes->len; i++)
     {
       KiltNode *node = g_ptr_array_index (model->nodes, i);
@@ -49,7 +49,7 @@ kilt_executor_plan (KiltModel *model, guint batch, gboolean training, const Kilt
       if (kilt_executor_fuses (model, i))
         continue; /* shares its input's buffers and has nothing of its own */
       bytes[KILT_MEM_ACTIVATIONS] += act;
-      if (training && i > 0)
+      if (training && i > 0 && node->grad_path)
         bytes[KILT_MEM_GRADIENTS] += act;
       if (node->klass->saved_floats)
         {
@@ -103,7 +103,8 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
     goto fail;
   if (training)
     {
-      exec->grads = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, 4 * MAX (model->n_params, 1), error,
+      /* Frozen layers' parameters have no gradients: the buffer holds the trainable ones. */
+      exec->grads = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, 4 * MAX (model->n_grads, 1), error,
                                      "the parameter gradients");
       if (!exec->grads)
         goto fail;
@@ -136,7 +137,8 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
       if (!node->out)
         goto fail;
       node->dout = NULL;
-      if (training && i > 0)
+      /* Below the lowest trainable layer no gradient flows, so there is none to keep. */
+      if (training && i > 0 && node->grad_path)
         {
           node->dout
               = node_alloc (exec, KILT_MEM_GRADIENTS, act, node, "activation gradients", error);
@@ -173,7 +175,8 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
       for (guint j = 0; j < node->n_inputs; j++)
         {
           guint src = node->inputs[j];
-          node->din_needed[j] = training && src != 0;
+          node->din_needed[j] = training && src != 0
+                                && ((KiltNode *)g_ptr_array_index (model->nodes, src))->grad_path;
           node->din_beta[j] = last_writer[src] ? 1.0f : 0.0f;
           if (node->din_needed[j])
             last_writer[src] = 1;
@@ -259,7 +262,9 @@ kilt_executor_backward (KiltExecutor *exec, GError **error)
   for (guint i = exec->model->nodes->len - 1; i >= 1; i--)
     {
       KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
-      if (!node->fused)
+      /* A node off every gradient's path has neither trainable parameters nor an input
+       * that needs its gradient: nothing to compute. */
+      if (!node->fused && node->grad_path)
         {
           exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
           kilt_breadcrumb_layer (node->name, KILT_CRUMB_BACKWARD);

@@ -49,15 +49,15 @@ need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
   g_free (need->largest_what);
   memset (need, 0, sizeof *need);
   kilt_executor_plan (model, batch, TRUE, dev, need->bytes);
-  need->bytes[KILT_MEM_OPTIMIZER] = slots * 4 * (guint64)model->n_params;
+  need->bytes[KILT_MEM_OPTIMIZER] = slots * 4 * (guint64)model->n_grads;
   need->bytes[KILT_MEM_DATASET] = dataset_bytes;
   for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
     need->total += need->bytes[c];
 
   consider (need, param_bytes, g_strdup ("the model's parameters"));
   consider (need, 4 * (guint64)MAX (model->n_state, 1), g_strdup ("the running statistics"));
-  if (slots)
-    consider (need, 4 * (guint64)model->n_params, g_strdup ("the optimizer state"));
+  if (slots && model->n_grads)
+    consider (need, 4 * (guint64)model->n_grads, g_strdup ("the optimizer state"));
   if (dataset_bytes)
     consider (need, dataset_bytes, g_strdup ("the data set"));
   for (guint i = 0; i < kilt_model_n_nodes (model); i++)
@@ -164,8 +164,9 @@ kilt_plan_compute (KiltModel *model, guint batch, const KiltOptimizerConfig *opt
         {
           /* At batch 1 the parameters usually dominate: their weights, gradients and
            * optimizer state do not shrink with the batch, so say so. */
-          guint64 per_param
-              = 4 * (guint64)model->n_params * (2 + slots) + 4 * (guint64)MAX (model->n_state, 1);
+          guint64 per_param = 4 * (guint64)model->n_params
+                              + 4 * (guint64)model->n_grads * (1 + slots)
+                              + 4 * (guint64)MAX (model->n_state, 1);
           g_autofree char *need1 = kilt_format_bytes (probe.total);
           g_autofree char *part = NULL;
           int top = 0;

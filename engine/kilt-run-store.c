@@ -89,7 +89,9 @@ static const char *const migrations[] = {
   /* 4 -> 5: the token the run writes into its checkpoints, so that a resume can tell the run's
    * own weights from those of another run that shares the file. */
   "ALTER TABLE runs ADD COLUMN checkpoint_token INTEGER;",
-  /* 5 -> 6: the learning rate each step and epoch ended with, for the rate's chart. */
+  /* 5 -> 6: how a run on several devices or MPI ranks shared its work (KiltRunScaling). */
+  "ALTER TABLE runs ADD COLUMN scaling_json TEXT;",
+  /* 6 -> 7: the learning rate each step and epoch ended with, for the rate's chart. */
   "ALTER TABLE steps ADD COLUMN learning_rate REAL;"
   "ALTER TABLE epochs ADD COLUMN learning_rate REAL;",
 };
@@ -825,6 +827,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
           g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                        "a run configuration's \"devices\" must be a list of 2 to %d device names",
                        KILT_MAX_DEVICES);
+          kilt_train_config_clear (out);
           return FALSE;
         }
       out->devices = g_new0 (char *, len + 1);
@@ -835,6 +838,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
             {
               g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                            "a run configuration's \"devices\" entry %u is not a string", i + 1);
+              kilt_train_config_clear (out);
               return FALSE;
             }
           out->devices[i] = g_strdup (json_node_get_string (e));
@@ -1144,7 +1148,7 @@ gboolean
 kilt_run_store_add_epoch (KiltRunStore *store, gint64 id, const KiltEpochRecord *e, GError **error)
 {
   g_autoptr (sqlite3_stmt) stmt = NULL;
-  gboolean has_lr = store->version >= 6;
+  gboolean has_lr = store->version >= 7;
   gboolean ok;
   int i = 1;
 
@@ -1223,7 +1227,7 @@ kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *s
   if (ok)
     {
       stmt = prepare (store,
-                      store->version >= 6
+                      store->version >= 7
                           ? "INSERT OR REPLACE INTO steps (run_id, global_step, epoch, step,"
                             " elapsed_seconds, loss, accuracy, samples_per_second, learning_rate)"
                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -1243,7 +1247,7 @@ kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *s
       bind_real (stmt, 6, s->loss);
       bind_real (stmt, 7, s->accuracy);
       bind_real (stmt, 8, s->samples_per_second);
-      if (store->version >= 6)
+      if (store->version >= 7)
         bind_real (stmt, 9, s->learning_rate);
       ok = step_done (store, stmt, error, "recording a step");
     }
@@ -1259,6 +1263,32 @@ kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *s
   if (out_kept)
     *out_kept = TRUE;
   return TRUE;
+}
+
+gboolean
+kilt_run_store_set_scaling (KiltRunStore *store, gint64 id, const KiltRunScaling *scaling,
+                            GError **error)
+{
+  g_autoptr (sqlite3_stmt) up = NULL;
+  g_autofree char *json = NULL;
+  gboolean ok;
+
+  /* A store kept at an older version has nowhere to put it: nothing is lost that it had. */
+  if (store->version < 6)
+    return TRUE;
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  if (ok)
+    ok = (up = prepare (store, "UPDATE runs SET scaling_json = ? WHERE id = ?", error)) != NULL;
+  if (ok)
+    {
+      json = scaling ? kilt_run_scaling_to_json (scaling) : NULL;
+      bind_text (up, 1, json);
+      sqlite3_bind_int64 (up, 2, id);
+      ok = step_done (store, up, error, "recording the run's devices");
+    }
+  return commit (store, ok, error);
 }
 
 gboolean
@@ -1378,6 +1408,7 @@ kilt_run_free (KiltRun *run)
   g_clear_pointer (&run->epochs, g_array_unref);
   g_clear_pointer (&run->layer_timings, g_array_unref);
   g_clear_pointer (&run->steps, g_array_unref);
+  kilt_run_scaling_free (run->scaling);
   g_free (run);
 }
 
@@ -1466,7 +1497,7 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
   int rc;
 
   ep = prepare (store,
-                store->version >= 6
+                store->version >= 7
                     ? "SELECT epoch, train_loss, train_accuracy, val_loss, val_accuracy,"
                       " wall_seconds, elapsed_seconds, samples_per_second, compile_seconds,"
                       " busy_percent, peak_weights, peak_gradients, peak_optimizer,"
@@ -1498,7 +1529,7 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
       for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
         e.peak_bytes[c] = sqlite3_column_int64 (ep, i++);
       e.peak_total = sqlite3_column_int64 (ep, i++);
-      e.learning_rate = store->version >= 6 ? col_real (ep, i++) : NAN;
+      e.learning_rate = store->version >= 7 ? col_real (ep, i++) : NAN;
       g_array_append_val (run->epochs, e);
     }
   if (rc != SQLITE_DONE)
@@ -1559,6 +1590,25 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
         }
       else if (rc != SQLITE_DONE)
         return set_db_error (store, error, "reading the data source");
+    }
+  if (store->version >= 6)
+    {
+      g_autoptr (sqlite3_stmt) sc
+          = prepare (store, "SELECT scaling_json FROM runs WHERE id = ?", error);
+      if (sc == NULL)
+        return FALSE;
+      sqlite3_bind_int64 (sc, 1, run->id);
+      if ((rc = sqlite3_step (sc)) == SQLITE_ROW && sqlite3_column_type (sc, 0) != SQLITE_NULL)
+        {
+          g_autoptr (GError) local = NULL;
+          g_autofree char *json = col_text (sc, 0);
+          run->scaling = kilt_run_scaling_from_json (json, &local);
+          /* The rest of the run is still worth showing. */
+          if (run->scaling == NULL)
+            g_warning ("run %" G_GINT64_FORMAT ": %s", run->id, local->message);
+        }
+      else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return set_db_error (store, error, "reading the run's devices");
     }
   return TRUE;
 }
@@ -1625,7 +1675,7 @@ kilt_run_store_get_steps (KiltRunStore *store, gint64 id, GError **error)
   if (store->version < 2)
     return g_steal_pointer (&steps);
   stmt = prepare (store,
-                  store->version >= 6
+                  store->version >= 7
                       ? "SELECT epoch, step, global_step, elapsed_seconds, loss, accuracy,"
                         " samples_per_second, learning_rate FROM steps WHERE run_id = ?"
                         " ORDER BY global_step"
@@ -1645,7 +1695,7 @@ kilt_run_store_get_steps (KiltRunStore *store, gint64 id, GError **error)
       s.loss = col_real (stmt, 4);
       s.accuracy = col_real (stmt, 5);
       s.samples_per_second = col_real (stmt, 6);
-      s.learning_rate = store->version >= 6 ? col_real (stmt, 7) : NAN;
+      s.learning_rate = store->version >= 7 ? col_real (stmt, 7) : NAN;
       g_array_append_val (steps, s);
     }
   if (rc != SQLITE_DONE)

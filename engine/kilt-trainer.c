@@ -147,7 +147,7 @@ kilt_session_wait_if_paused (Session *s)
   gint64 pause_t0 = 0;
 
   g_mutex_lock (&t->lock);
-  while (t->paused && !kilt_session_should_stop (t))
+  while (t->paused && !kilt_session_should_stop (t) && !g_atomic_int_get (&t->stop_wanted))
     {
       if (!was_paused)
         {
@@ -190,13 +190,28 @@ kilt_trainer_resume (KiltTrainer *trainer)
   g_mutex_unlock (&trainer->lock);
 }
 
-void
-kilt_trainer_stop (KiltTrainer *trainer)
+static void
+stop_now (KiltTrainer *trainer)
 {
   g_atomic_int_set (&trainer->stop, 1);
   g_mutex_lock (&trainer->lock);
   g_cond_broadcast (&trainer->cond);
   g_mutex_unlock (&trainer->lock);
+}
+
+void
+kilt_trainer_stop (KiltTrainer *trainer)
+{
+  /* A rank that stopped alone would leave the others waiting in a collective. */
+  if (trainer->config.comm)
+    {
+      g_atomic_int_set (&trainer->stop_wanted, 1);
+      g_mutex_lock (&trainer->lock);
+      g_cond_broadcast (&trainer->cond);
+      g_mutex_unlock (&trainer->lock);
+      return;
+    }
+  stop_now (trainer);
 }
 
 /* ---- set-up ------------------------------------------------------------------------------- */
@@ -328,8 +343,10 @@ check_loss_fits_model (Session *s, GError **error)
       if (n_out != d->n_classes)
         {
           g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                       "model %s has %u outputs but data set %s has %u classes", m->name, n_out,
-                       d->name, d->n_classes);
+                       "model %s has %u outputs but data set %s has %u classes; use "
+                       "--replace-head to train a new %u-class head (the window: Replace head "
+                       "on the Model page)",
+                       m->name, n_out, d->name, d->n_classes, d->n_classes);
           return FALSE;
         }
       for (guint i = 0; i < s->n_rep; i++)
@@ -432,14 +449,15 @@ load_checkpoint (Session *s, GError **error)
     return FALSE;
   if (!checkpoint_fits_model (ck, t->model, t->config.checkpoint_path, error))
     return FALSE;
-  if (ck->n_opt_state != kilt_optimizer_state_floats (&t->config.opt, t->model->n_params))
+  if (ck->n_opt_state != kilt_optimizer_state_floats (&t->config.opt, t->model->n_grads))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "checkpoint %s holds another optimizer's state (%" G_GUINT64_FORMAT
-                   " floats; %s here keeps %zu): resume with the optimizer it was trained with",
+                   " floats; %s here keeps %zu): resume with the optimizer it was trained with "
+                   "and the same layers frozen",
                    t->config.checkpoint_path, ck->n_opt_state,
                    kilt_optimizer_name (t->config.opt.type),
-                   kilt_optimizer_state_floats (&t->config.opt, t->model->n_params));
+                   kilt_optimizer_state_floats (&t->config.opt, t->model->n_grads));
       return FALSE;
     }
   /* Adam and Adadelta keep state of the same size: only the recorded kind tells them apart. */
@@ -483,7 +501,7 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
     return TRUE;
   ck.n_params = t->model->n_params;
   ck.n_state = t->model->n_state;
-  ck.n_opt_state = kilt_optimizer_state_floats (&t->config.opt, t->model->n_params);
+  ck.n_opt_state = kilt_optimizer_state_floats (&t->config.opt, t->model->n_grads);
   ck.epochs_done = epochs_done;
   ck.global_step = s->global_step;
   ck.seed = t->config.seed;
@@ -552,9 +570,11 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   if (rp->exec == NULL)
     return FALSE;
   rp->exec->ex.seed = c->seed;
-  rp->opt = kilt_optimizer_new (ctx, &c->opt, rp->model->n_params, error);
+  /* Frozen layers' parameters have no optimizer state: it covers the trainable runs only. */
+  rp->opt = kilt_optimizer_new (ctx, &c->opt, rp->model->n_grads, error);
   if (rp->opt == NULL)
     return FALSE;
+  kilt_optimizer_set_ranges (rp->opt, rp->model->grad_ranges, rp->model->n_grad_ranges);
   rp->train_batcher = kilt_batcher_new (ctx, d, &d->train, c->batch, c->preprocess, c->augment,
                                         c->seed, 0, error);
   if (rp->train_batcher == NULL)
@@ -623,6 +643,14 @@ prepare (Session *s, GError **error)
       return FALSE;
     }
 
+  if (t->model->n_grads == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "model %s has no trainable parameters: every layer with weights is frozen "
+                   "(unfreeze some, e.g. with --unfreeze-all or a lower --freeze-until)",
+                   t->model->name);
+      return FALSE;
+    }
   s->rep[0].model = t->model;
   s->rank_first = 0;
   s->rank_count = c->batch;
@@ -730,7 +758,11 @@ prepare (Session *s, GError **error)
     if (s->n_rep > 1)
       {
         for (guint i = 0; i < s->n_rep; i++)
-          shares[i] = (KiltReplicaShare){ s->rep[i].ctx->info->name, s->rep[i].share, 0, 0 };
+          shares[i] = (KiltReplicaShare){ .device_name = s->rep[i].ctx->info->name,
+                                          .share = s->rep[i].share,
+                                          .busy_percent = NAN,
+                                          .live_bytes = -1,
+                                          .peak_bytes = -1 };
         ev.n_replicas = s->n_rep;
         ev.replicas = shares;
         ev.device_name = names;
@@ -1223,7 +1255,7 @@ kilt_trainer_free (KiltTrainer *trainer)
 {
   if (trainer == NULL)
     return;
-  kilt_trainer_stop (trainer);
+  stop_now (trainer);
   kilt_trainer_join (trainer);
   kilt_model_free (trainer->model);
   kilt_dataset_free (trainer->data);

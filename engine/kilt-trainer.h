@@ -46,6 +46,11 @@ typedef struct
   guint share;               /* rows of every global batch */
   double step_ms;            /* device time per step at that share, as calibration measured */
   double samples_per_second; /* share / step time, alone (0: not measured) */
+  /* EPOCH: the share of the epoch's sampled steps from their start until the device had
+   * done its forward and backward pass (NaN: not sampled), and its device memory now and at
+   * its peak. */
+  double busy_percent;
+  gint64 live_bytes, peak_bytes;
 } KiltReplicaShare;
 
 typedef enum
@@ -103,6 +108,10 @@ typedef struct
   const KiltReplicaShare *replicas;
   guint n_ranks;
   double reduce_ms;
+  /* EPOCH of a run started on several devices: a step with every device and with the
+   * fastest alone, as calibration timed them (0: not timed). When the fastest alone won,
+   * n_replicas is 1 from then on. */
+  double dist_step_ms, alone_step_ms;
   /* STEP and EPOCH */
   guint epoch; /* 1-based */
   guint step;  /* within the epoch, 1-based */

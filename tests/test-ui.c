@@ -974,6 +974,55 @@ test_preset (void)
   g_assert_cmpuint (model->n_params, >, 0);
 }
 
+/* Transfer learning on the Model page: an imported Keras model of 5 classes on data of 3 is
+ * offered a new head in one click, and Trainable ticks reach the run's model. A page of its
+ * own, so that the window keeps its data's input. */
+static void
+test_transfer (void)
+{
+  KiltModelPage *page = g_object_ref_sink (g_object_new (KILT_TYPE_MODEL_PAGE, NULL));
+  g_autofree char *path = g_build_filename (KILT_SOURCE_DIR, "tests", "data", "keras",
+                                            "weights-keras3-cnn.keras", NULL);
+  g_autofree char *source = g_strconcat ("keras:", path, NULL);
+  KiltShape shape = { 3, 10, 10 };
+  g_autoptr (GError) error = NULL;
+  KiltModel *model;
+  const float *wp, *ws;
+
+  kilt_model_page_set_input (page, &shape, 3, 0);
+  g_assert_true (kilt_model_page_open (page, source));
+  g_assert_cmpstr (kilt_model_page_get_head_offer (page), ==, "Replace Head (3 Classes)");
+  g_assert_true (kilt_model_page_set_trainable (page, "conv2d", FALSE));
+  g_assert_false (kilt_model_page_set_trainable (page, "no_such_layer", FALSE));
+  g_assert_true (kilt_model_page_replace_head (page));
+  g_assert_null (kilt_model_page_get_head_offer (page));
+  g_assert_false (kilt_model_page_replace_head (page));
+  model = kilt_model_page_create_model (page, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (kilt_model_n_outputs (model), ==, 3);
+  g_assert_true (kilt_model_find (model, "conv2d")->frozen);
+  g_assert_false (kilt_model_find (model, "dense")->frozen);
+  /* The imported weights stay, for the layers before the new head. */
+  g_assert_true (kilt_model_get_weights (model, &wp, &ws));
+  kilt_model_free (model);
+  /* Ticked again, it trains. */
+  g_assert_true (kilt_model_page_set_trainable (page, "conv2d", TRUE));
+  model = kilt_model_page_create_model (page, &error);
+  g_assert_false (kilt_model_find (model, "conv2d")->frozen);
+  kilt_model_free (model);
+  /* Freeze up to batch_normalization_1: the layers before and it, not the dense ones. */
+  g_assert_true (kilt_model_page_freeze_until (page, "batch_normalization_1"));
+  model = kilt_model_page_create_model (page, &error);
+  g_assert_true (kilt_model_find (model, "conv2d")->frozen);
+  g_assert_true (kilt_model_find (model, "batch_normalization_1")->frozen);
+  g_assert_false (kilt_model_find (model, "dense")->frozen);
+  g_assert_false (kilt_model_find (model, "head")->frozen);
+  kilt_model_free (model);
+  /* Leave the remembered model as the other tests expect it. */
+  g_assert_true (kilt_model_page_open (page, "mlp"));
+  g_object_unref (page);
+}
+
 static void
 test_train (void)
 {
@@ -2345,6 +2394,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/4-sample-data", test_sample_data);
   g_test_add_func ("/ui/5-broken-data", test_broken_data);
   g_test_add_func ("/ui/6-preset", test_preset);
+  g_test_add_func ("/ui/6-transfer", test_transfer);
   g_test_add_func ("/ui/6-optimizer-settings", test_optimizer_settings);
   g_test_add_func ("/ui/6-session", test_session);
   g_test_add_func ("/ui/6-live-charts", test_live_charts);

@@ -25,6 +25,20 @@ const char *kilt_model_page_get_preset_subtitle (KiltModelPage *self);
 /* A fresh, built copy of the chosen model for a run (caller owns it), or NULL with @error. */
 KiltModel *kilt_model_page_create_model (KiltModelPage *self, GError **error);
 const char *kilt_model_page_get_model_name (KiltModelPage *self);
+/* Loads a source as the page's choosers do: "keras:<path>" (JSON, .h5 or .keras), "json:<path>"
+ * (Kilt's format) or a preset name; FALSE (the page shows why) when it does not load. */
+gboolean kilt_model_page_open (KiltModelPage *self, const char *source);
+/* The Trainable tick of layer @layer (a run's model gets it too); FALSE when no layer has that
+ * name. */
+gboolean kilt_model_page_set_trainable (KiltModelPage *self, const char *layer, gboolean trainable);
+/* "Replace Head (N Classes)" when the data set's classes differ from the model's outputs and
+ * its head can be replaced, else NULL; kilt_model_page_replace_head () does it (FALSE when not
+ * offered). */
+const char *kilt_model_page_get_head_offer (KiltModelPage *self);
+/* The Freeze row's choice: every layer up to and including @layer frozen, the later ones
+ * trainable; FALSE when no layer has that name. */
+gboolean kilt_model_page_freeze_until (KiltModelPage *self, const char *layer);
+gboolean kilt_model_page_replace_head (KiltModelPage *self);
 /* The optimizer and the settings shown for it (those it does not use keep its defaults). */
 KiltOptimizerConfig kilt_model_page_get_optimizer (KiltModelPage *self);
 void kilt_model_page_set_optimizer (KiltModelPage *self, const KiltOptimizerConfig *opt);

@@ -8,6 +8,7 @@
 #include "kilt-chart.h"
 #include "kilt-run-store.h"
 #include "kilt-session.h"
+#include "kilt-replica-view.h"
 
 G_BEGIN_DECLS
 
@@ -52,6 +53,8 @@ void kilt_train_page_set_epochs (KiltTrainPage *self, guint epochs);
 void kilt_train_page_set_sequence (KiltTrainPage *self, guint index, guint count);
 /* The chart the pointer was last over (for "Save Chart…"); the loss chart by default. */
 GtkWidget *kilt_train_page_get_focus_chart (KiltTrainPage *self);
+/* The devices of a run on several (hidden otherwise). */
+KiltReplicaView *kilt_train_page_get_replica_view (KiltTrainPage *self);
 /* The view of chart @which (they share x range, cursor and zoom). */
 GtkWidget *kilt_train_page_get_chart_view (KiltTrainPage *self, KiltTrainChart which);
 /* What every chart's x axis counts, as the X axis choice sets it. */
