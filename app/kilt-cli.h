@@ -36,6 +36,7 @@ typedef struct
   int max_samples;
   gboolean augment;
   char *precision; /* NULL: fp32 */
+  char *memory;    /* --memory auto|keep|recompute; NULL: auto */
   gboolean standardize;
   char *image_size;
   gboolean grayscale;

@@ -227,6 +227,9 @@ struct _KiltExec
   cl_mem state;             /* non-trainable state, flat */
   cl_mem workspace;         /* shared scratch: max workspace_floats () over nodes */
   guint softmax_fused_node; /* node whose dout already holds d(loss)/d(pre-softmax), or G_MAXUINT */
+  /* A forward that the backward pass redoes (activation recompute): the same outputs again,
+   * but no state may change (BatchNormalization's moving statistics update once a step). */
+  gboolean recompute;
 };
 
 static inline KiltNode *

@@ -700,6 +700,8 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_add_boolean_value (b, c->augment);
   json_builder_set_member_name (b, "precision");
   json_builder_add_string_value (b, kilt_precision_name (c->precision));
+  json_builder_set_member_name (b, "memory");
+  json_builder_add_string_value (b, kilt_memory_mode_name (c->memory));
   json_builder_set_member_name (b, "preprocess");
   json_builder_add_string_value (b, (guint)c->preprocess < G_N_ELEMENTS (preprocess_names)
                                         ? preprocess_names[c->preprocess]
@@ -853,6 +855,10 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   if (!kilt_precision_from_name (
           json_object_get_string_member_with_default (o, "precision", "fp32"), &out->precision))
     out->precision = KILT_PRECISION_FP32;
+  /* Runs recorded before the setting chose as auto does now. */
+  if (!kilt_memory_mode_from_name (json_object_get_string_member_with_default (o, "memory", "auto"),
+                                   &out->memory))
+    out->memory = KILT_MEMORY_AUTO;
   s = json_object_get_string_member_with_default (o, "preprocess", "scale");
   out->preprocess
       = g_strcmp0 (s, "standard") == 0 ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;

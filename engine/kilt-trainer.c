@@ -555,18 +555,26 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
         + (s->eval_split == &d->val && d->test.n > 0
                ? kilt_batcher_device_bytes (ctx, d, &d->test, c->batch, 0, NULL)
                : 0);
-  KiltPlan *plan
-      = kilt_plan_compute (rp->model, exec_batch, &c->opt, data_bytes, ctx->info, ctx->budget);
+  KiltPlan *plan = kilt_plan_compute_memory (rp->model, exec_batch, &c->opt, data_bytes, ctx->info,
+                                             ctx->budget, c->memory);
 
   *plan_out = plan;
   if (!kilt_plan_check (plan, error))
     {
       g_prefix_error (error, "model %s: ", rp->model->name);
+      if (plan->hint && error && *error)
+        {
+          /* Keeping was asked for: say what --memory auto or recompute would do. */
+          char *m = g_strdup_printf ("%s; %s", (*error)->message, plan->hint);
+          g_free ((*error)->message);
+          (*error)->message = m;
+        }
       return FALSE;
     }
   rp->cap = exec_batch;
   rp->share = exec_batch;
-  rp->exec = kilt_executor_new (ctx, rp->model, exec_batch, TRUE, error);
+  rp->exec = kilt_executor_new_recompute (ctx, rp->model, exec_batch,
+                                          plan->recompute ? plan->keep : NULL, error);
   if (rp->exec == NULL)
     return FALSE;
   rp->exec->ex.seed = c->seed;
@@ -746,6 +754,12 @@ prepare (Session *s, GError **error)
   ev.compile_cached = s->rep[0].ctx->from_cache;
   ev.planned_bytes = plan->total;
   ev.device_bytes = s->rep[0].ctx->budget;
+  ev.recompute = plan->recompute;
+  ev.blocks_kept = plan->n_blocks_kept;
+  ev.blocks_total = plan->n_blocks;
+  ev.recompute_percent = plan->recompute_percent;
+  ev.max_batch = plan->max_batch;
+  ev.message = plan->memory_line;
   ev.n_params = t->model->n_params;
   ev.flops_per_sample = kilt_model_flops (t->model);
   ev.steps_per_epoch = kilt_batcher_n_batches (s->rep[0].train_batcher);

@@ -7,6 +7,7 @@
 #include "kilt-model.h"
 #include "kilt-optimizer-config.h"
 #include "kilt-precision.h"
+#include "kilt-recompute.h"
 #include "data/kilt-dataset.h"
 #include "dist/kilt-comm.h"
 
@@ -31,6 +32,7 @@ typedef struct
   char *run_name;
   gboolean profile;        /* collect per-layer device times */
   KiltPrecision precision; /* fp32 unless asked; refused on a device that lacks it */
+  KiltMemoryMode memory;   /* keep activations, recompute them, or whichever fits (auto) */
   /* Several devices (ids, indices or names), data-parallel: each trains on a share of every
    * batch, by measured speed. NULL or one entry: device_id (or that entry) alone. */
   char **devices;
@@ -102,6 +104,12 @@ typedef struct
   guint64 flops_per_sample; /* forward */
   guint steps_per_epoch;
   guint64 run_token; /* STARTED: the token this run writes into its checkpoints (never 0) */
+  /* STARTED: how the plan holds activations (the first device's), and its memory line in
+   * message ("keeps 6 of 19 blocks, recomputes the rest: +28% compute, fits in ...") */
+  gboolean recompute;
+  guint blocks_kept, blocks_total;
+  double recompute_percent;
+  guint max_batch; /* the largest batch the plan fits (recomputing unless --memory keep) */
   /* STARTED and EPOCH of a run on several devices (n_replicas > 1) or ranks: each device's
    * share; the ranks of an MPI job; the gradient sum's host time per step (EPOCH). */
   guint n_replicas;
@@ -134,7 +142,7 @@ typedef struct
   gint64 vendor_used_bytes; /* -1 when the platform has no figure */
   /* TIMINGS */
   GArray *timings; /* KiltLayerTiming */
-  /* LOG */
+  /* LOG (and STARTED: the plan's memory line) */
   char *message;
   GLogLevelFlags level;
   /* FINISHED */

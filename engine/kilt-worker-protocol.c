@@ -69,6 +69,13 @@ kilt_worker_event_begin (const KiltEvent *ev)
         kilt_json_add_number (b, "params", (double)ev->n_params);
         kilt_json_add_number (b, "flops_per_sample", (double)ev->flops_per_sample);
         kilt_json_add_number (b, "steps_per_epoch", ev->steps_per_epoch);
+        kilt_json_add_string (b, "memory", ev->recompute ? "recompute" : "keep");
+        kilt_json_add_number (b, "blocks_kept", ev->blocks_kept);
+        kilt_json_add_number (b, "blocks_total", ev->blocks_total);
+        kilt_json_add_number (b, "recompute_percent", ev->recompute_percent);
+        kilt_json_add_number (b, "max_batch", ev->max_batch);
+        if (ev->message)
+          kilt_json_add_string (b, "plan", ev->message);
         /* 64 bits: more than a double holds exactly. */
         {
           char token[32];
@@ -323,6 +330,14 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
         ev->n_params = get_count (o, "params");
         ev->flops_per_sample = get_count (o, "flops_per_sample");
         ev->steps_per_epoch = (guint)get_count (o, "steps_per_epoch");
+        ev->recompute = g_strcmp0 (get_string (o, "memory"), "recompute") == 0;
+        ev->blocks_kept = (guint)get_count (o, "blocks_kept");
+        ev->blocks_total = (guint)get_count (o, "blocks_total");
+        ev->recompute_percent = get_number (o, "recompute_percent");
+        if (isnan (ev->recompute_percent))
+          ev->recompute_percent = 0;
+        ev->max_batch = (guint)get_count (o, "max_batch");
+        ev->message = g_strdup (get_string (o, "plan"));
         ev->run_token = g_ascii_strtoull (
             get_string (o, "run_token") ? get_string (o, "run_token") : "0", NULL, 10);
         get_replicas (o, ev);

@@ -3,7 +3,8 @@
 # gives two CPU devices) and as an MPI job of two ranks (mpirun -np 2 --oversubscribe) must
 # give the loss curve one device gives at the same global batch (cifar10_cnn has dropout, the
 # batch of 25 splits 13/12, the last batch is short); a rank that crashes must end the job
-# within seconds, naming the rank, with rank 0's run marked failed and its checkpoint kept;
+# within seconds, naming the rank, with rank 0's run marked failed and its checkpoint kept (and
+# a device that fails in one process likewise, its checkpoint resuming on one device);
 # Ctrl-C on one rank stops every rank at the same step; that checkpoint resumes on one
 # device and on two ranks of two devices; bad --devices and
 # --mpi outside mpirun are refused with a message.
@@ -81,6 +82,22 @@ if [ $rc -ne 0 ] && [ $took -lt 60 ] && grep -q "rank 1" "$tmp/kill.txt" && grep
   ok "a crashed rank ends the job in ${took} s (exit $rc), named; run failed, checkpoint kept"
 else
   bad "crashed rank: exit $rc after $took s; runs: $runs"; cat "$tmp/kill.txt"
+fi
+
+# A device that fails mid-run (a launch fails on one of the two, in epoch 2 of 3): the run
+# ends naming the device, is recorded failed, and its epoch-1 checkpoint resumes on one device.
+KILT_FAULT=enqueue:6500 "$cli" "${train[@]}" --devices 0,1 --epochs 3 --checkpoint "$tmp/ckf.bin" \
+  >"$tmp/fail.txt" 2>&1
+rc=$?
+runs=$("$cli" runs 2>&1 | sed -n 2p)
+"$cli" "${train[@]}" --device 0 --epochs 3 --checkpoint "$tmp/ckf.bin" --resume >"$tmp/fail-res.txt" 2>&1
+rc2=$?
+if [ $rc -ne 0 ] && grep -q "on device \[[01]\] pthread.*epoch 2, step" "$tmp/fail.txt" \
+  && [ "$(curve "$tmp/fail.txt" | cut -d: -f1 | tr '\n' ' ')" = "epoch 1/3 " ] && echo "$runs" | grep -q failed \
+  && [ $rc2 -eq 0 ] && [ "$(curve "$tmp/fail-res.txt" | cut -d: -f1 | tr '\n' ' ')" = "epoch 2/3 epoch 3/3 " ]; then
+  ok "a device failing mid-run ends it naming the device; its checkpoint resumes on one device"
+else
+  bad "device failing mid-run: exit $rc, resume exit $rc2; runs: $runs"; cat "$tmp/fail.txt" "$tmp/fail-res.txt"
 fi
 
 # Ctrl-C reaches rank 1 alone, mid-run (mpirun forwards it to every rank, but not at the same

@@ -76,6 +76,20 @@ runs_page (void)
   return KILT_RUNS_PAGE (adw_view_stack_get_child_by_name (stack, "runs"));
 }
 
+static GtkWidget *
+find_named (GtkWidget *w, const char *name)
+{
+  if (g_strcmp0 (gtk_widget_get_name (w), name) == 0)
+    return w;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_named (c, name);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
 static KiltRun *
 newest_run (void)
 {
@@ -230,6 +244,15 @@ test_several_devices (void)
   g_assert_null (kilt_replica_view_get_cell (view, 2, 0));
   g_assert_cmpuint (rows, ==, run->record.config.batch);
   g_assert_nonnull (strstr (kilt_replica_view_get_summary (view), "on all 2 devices"));
+
+  /* The Runs page shows what each device did, for that run. */
+  {
+    g_autoptr (GError) error = NULL;
+    KiltRunsPage *page = runs_page ();
+    g_assert_true (kilt_runs_page_reload (page, &error));
+    kilt_runs_page_select (page, &run->id, 1);
+    g_assert_nonnull (find_named (GTK_WIDGET (page), "devices-table"));
+  }
 
   /* Switched off again: the next run is the default's alone, and the card goes. */
   g_assert_true (kilt_devices_page_set_train_device (dp, other, FALSE));

@@ -12,6 +12,7 @@
 #include "kilt-device-picker.h"
 #include "kilt-error.h"
 #include "kilt-format.h"
+#include "kilt-planner.h"
 #include "kilt-runs-page.h"
 #include "kilt-window.h"
 
@@ -1220,6 +1221,94 @@ test_plan_does_not_fit (void)
   g_assert_true (kilt_model_page_check_fits (model, NULL));
 }
 
+/* The first action row under @w whose subtitle holds @text, or NULL. */
+static GtkWidget *
+find_row_saying (GtkWidget *w, const char *text)
+{
+  if (ADW_IS_ACTION_ROW (w) && adw_action_row_get_subtitle (ADW_ACTION_ROW (w))
+      && strstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (w)), text))
+    return w;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_row_saying (c, text);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+/* Issue 11: the Activations choice beside the plan. With a budget between what recomputing and
+ * keeping need, Keep All does not fit and says that recomputing would; Auto and Recompute fit
+ * and the plan says what they keep; the choice is the setting runs take. */
+static void
+test_plan_recompute (void)
+{
+  KiltModelPage *model = kilt_window_get_model_page (window);
+  g_autoptr (GSettings) settings = g_settings_new ("org.kilt.Kilt");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autoptr (KiltPlan) keep = NULL, rc = NULL;
+  g_autofree char *mb = NULL;
+  const guint batch = 256;
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  g_assert_true (kilt_model_page_choose_preset (model, "small_vgg"));
+  kilt_model_page_set_batch (model, batch);
+  m = kilt_model_page_create_model (model, &error);
+  g_assert_no_error (error);
+  g_assert_true (m->built || kilt_model_build (m, NULL));
+  {
+    /* The device's own figures (workspace sizes depend on it), with room for anything. */
+    KiltOptimizerConfig opt = kilt_model_page_get_optimizer (model);
+    guint64 room = (guint64)1 << 40;
+    keep = kilt_plan_compute_memory (m, batch, &opt, 0, pocl_device (), room, KILT_MEMORY_KEEP);
+    rc = kilt_plan_compute_memory (m, batch, &opt, 0, pocl_device (), room, KILT_MEMORY_RECOMPUTE);
+  }
+  g_test_message ("keep: %s; recompute: %s", keep->message, rc->message);
+  /* Just above what recomputing the most needs (the page's data set is under a MiB here),
+   * far below keeping everything: only recomputing fits. */
+  g_assert_cmpuint (keep->total - rc->total, >, 64u << 20);
+  mb = g_strdup_printf ("%" G_GUINT64_FORMAT, (rc->total >> 20) + 8);
+  g_setenv ("KILT_MEMORY_BUDGET_MB", mb, TRUE);
+
+  kilt_model_page_set_memory (model, KILT_MEMORY_KEEP);
+  g_assert_cmpstr (g_settings_get_string (settings, "memory"), ==, "keep");
+  g_assert_false (kilt_model_page_check_fits (model, &error));
+  g_test_message ("Keep All in %s MiB: %s", mb, error->message);
+  g_assert_nonnull (strstr (error->message, "recomputing activations, batch 256 fits in"));
+  g_assert_nonnull (strstr (error->message, "Set Activations to Auto or Recompute"));
+  g_clear_error (&error);
+
+  kilt_model_page_set_memory (model, KILT_MEMORY_AUTO);
+  g_assert_cmpint (kilt_model_page_get_memory (model), ==, KILT_MEMORY_AUTO);
+  g_assert_true (kilt_model_page_check_fits (model, &error));
+  g_assert_no_error (error);
+  kilt_window_show_page (window, "model");
+  settle (0.3);
+  g_assert_nonnull (find_row_saying (GTK_WIDGET (model), "recomputes the rest"));
+  g_assert_nonnull (find_row_saying (GTK_WIDGET (model), "fits in"));
+
+  kilt_model_page_set_memory (model, KILT_MEMORY_RECOMPUTE);
+  g_assert_cmpstr (g_settings_get_string (settings, "memory"), ==, "recompute");
+  g_assert_true (kilt_model_page_check_fits (model, NULL));
+  {
+    GtkWidget *row = find_row_saying (GTK_WIDGET (model), "recomputes the rest");
+    g_assert_nonnull (row);
+    g_test_message ("plan: %s", adw_action_row_get_subtitle (ADW_ACTION_ROW (row)));
+  }
+
+  g_unsetenv ("KILT_MEMORY_BUDGET_MB");
+  kilt_model_page_set_memory (model, KILT_MEMORY_AUTO);
+  kilt_model_page_set_batch (model, 32);
+  g_assert_true (kilt_model_page_choose_preset (model, "mlp"));
+  g_assert_null (find_row_saying (GTK_WIDGET (model), "recomputes the rest"));
+}
+
 static void
 test_stop (void)
 {
@@ -2401,6 +2490,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/7-train", test_train);
   g_test_add_func ("/ui/7-train-failed", test_failed_run);
   g_test_add_func ("/ui/8-plan-does-not-fit", test_plan_does_not_fit);
+  g_test_add_func ("/ui/8-plan-recompute", test_plan_recompute);
   g_test_add_func ("/ui/8-stop", test_stop);
   g_test_add_func ("/ui/8-z-compare-devices", test_compare_devices);
   g_test_add_func ("/ui/8-z-run-again", test_run_again);

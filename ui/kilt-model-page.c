@@ -32,6 +32,7 @@ struct _KiltModelPage
   GtkButton *head_button;
   AdwActionRow *plan_row;
   GtkImage *plan_icon;
+  AdwComboRow *memory_row;     /* KiltMemoryMode, in its order */
   GtkWidget *use_batch_button; /* "Use Batch N" when the plan does not fit; made in init */
   guint use_batch;
   AdwComboRow *optimizer_row;
@@ -330,8 +331,39 @@ current_plan (KiltModelPage *self)
   if (self->model == NULL || self->device == NULL)
     return NULL;
   opt = kilt_model_page_get_optimizer (self);
-  return kilt_plan_compute (self->model, kilt_model_page_get_batch (self), &opt,
-                            self->dataset_bytes, self->device, device_budget (self->device));
+  return kilt_plan_compute_memory (self->model, kilt_model_page_get_batch (self), &opt,
+                                   self->dataset_bytes, self->device, device_budget (self->device),
+                                   kilt_model_page_get_memory (self));
+}
+
+KiltMemoryMode
+kilt_model_page_get_memory (KiltModelPage *self)
+{
+  guint i = adw_combo_row_get_selected (self->memory_row);
+  return i <= KILT_MEMORY_RECOMPUTE ? (KiltMemoryMode)i : KILT_MEMORY_AUTO;
+}
+
+void
+kilt_model_page_set_memory (KiltModelPage *self, KiltMemoryMode mode)
+{
+  g_return_if_fail (KILT_IS_MODEL_PAGE (self));
+  adw_combo_row_set_selected (self->memory_row, mode);
+}
+
+static gboolean
+memory_get_mapping (GValue *value, GVariant *variant, gpointer data)
+{
+  KiltMemoryMode mode = KILT_MEMORY_AUTO;
+
+  kilt_memory_mode_from_name (g_variant_get_string (variant, NULL), &mode);
+  g_value_set_uint (value, mode);
+  return TRUE;
+}
+
+static GVariant *
+memory_set_mapping (const GValue *value, const GVariantType *type, gpointer data)
+{
+  return g_variant_new_string (kilt_memory_mode_name ((KiltMemoryMode)g_value_get_uint (value)));
 }
 
 gboolean
@@ -343,7 +375,13 @@ kilt_model_page_check_fits (KiltModelPage *self, GError **error)
   plan = current_plan (self);
   if (plan == NULL || plan->fits)
     return TRUE;
-  if (plan->max_batch > 0)
+  if (plan->recompute_fits)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
+                 "%s does not fit on %s at batch %u keeping every activation: %s; %s. Set "
+                 "Activations to Auto or Recompute, or the batch to %u or less, on the Model page",
+                 self->model->name, self->device->name, plan->batch, plan->message, plan->hint,
+                 plan->max_batch);
+  else if (plan->max_batch > 0)
     g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
                  "%s does not fit on %s at batch %u: %s. Set the batch to %u or less on the "
                  "Model page",
@@ -967,6 +1005,7 @@ kilt_model_page_class_init (KiltModelPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, freeze_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_icon);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, memory_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, optimizer_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, momentum_row);
@@ -1020,6 +1059,11 @@ kilt_model_page_init (KiltModelPage *self)
                                "Set the batch size to the largest that fits on this device");
   g_signal_connect_swapped (self->use_batch_button, "clicked", G_CALLBACK (on_use_batch), self);
   adw_action_row_add_suffix (self->plan_row, self->use_batch_button);
+  g_settings_bind_with_mapping (self->settings, "memory", self->memory_row, "selected",
+                                G_SETTINGS_BIND_DEFAULT, memory_get_mapping, memory_set_mapping,
+                                NULL, NULL);
+  g_signal_connect_swapped (self->memory_row, "notify::selected", G_CALLBACK (on_setting_changed),
+                            self);
   g_settings_bind (self->settings, "epochs", self->epochs_spin, "value", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "seed", self->seed_spin, "value", G_SETTINGS_BIND_DEFAULT);
   g_signal_connect_swapped (self->batch_spin, "value-changed", G_CALLBACK (on_setting_changed),

@@ -7,6 +7,7 @@
 #include "kilt-device.h"
 #include "kilt-model.h"
 #include "kilt-optimizer-config.h"
+#include "kilt-recompute.h"
 
 G_BEGIN_DECLS
 
@@ -47,6 +48,9 @@ void kilt_model_page_set_batch (KiltModelPage *self, guint batch);
 /* FALSE, with @error saying what fits, when the memory plan shown says the model does not
  * fit on the device at the chosen batch (TRUE when there is no plan to go by). */
 gboolean kilt_model_page_check_fits (KiltModelPage *self, GError **error);
+/* How the run holds activations (the Activations row, next to the plan). */
+KiltMemoryMode kilt_model_page_get_memory (KiltModelPage *self);
+void kilt_model_page_set_memory (KiltModelPage *self, KiltMemoryMode mode);
 /* "Use Batch N" on the plan: sets the batch to the largest that fits; FALSE when not offered. */
 gboolean kilt_model_page_use_fitting_batch (KiltModelPage *self);
 guint kilt_model_page_get_epochs (KiltModelPage *self);

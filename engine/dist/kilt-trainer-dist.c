@@ -403,6 +403,29 @@ sum_metrics (Session *s, gboolean eval, double m[3], GError **error)
   return s->comm == NULL || kilt_comm_sum_doubles (s->comm, m, 3, error);
 }
 
+/* Replica @rp's rows of evaluation batch @b from @bt, into its eval metrics. */
+static gboolean
+eval_rows (Session *s, KiltReplica *rp, KiltBatcher *bt, guint b, GError **error)
+{
+  KiltNode *out = kilt_model_output (rp->model);
+  guint first = s->rank_first + rp->first, got = 0;
+
+  if (rp->share == 0)
+    return TRUE;
+  rp->exec->ex.batch = rp->share;
+  rp->exec->ex.sample_offset = first;
+  if (!kilt_batcher_gather_slice (bt, b, first, rp->share, kilt_executor_input (rp->exec),
+                                  rp->targets->mem, &got, error))
+    return FALSE;
+  if (got == 0)
+    return TRUE;
+  return kilt_executor_forward (rp->exec, FALSE, error)
+         && kilt_loss_enqueue (rp->ctx, rp->model->loss, rp->share, got,
+                               kilt_model_n_outputs (rp->model), out->out, rp->targets->mem,
+                               out->dout, rp->eval_metrics->mem, error)
+         && cl_ok (rp, clFlush (rp->ctx->queue), error, "queueing an evaluation");
+}
+
 gboolean
 kilt_session_dist_evaluate (Session *s, gboolean test, double *loss, double *acc, GError **error)
 {
@@ -433,33 +456,14 @@ kilt_session_dist_evaluate (Session *s, gboolean test, double *loss, double *acc
       {
         KiltReplica *rp = &s->rep[i];
         KiltBatcher *bt = test && rp->test_batcher ? rp->test_batcher : rp->eval_batcher;
-        KiltNode *out = kilt_model_output (rp->model);
-        guint first = s->rank_first + rp->first, got = 0;
-        if (rp->share == 0)
-          continue;
-        rp->exec->ex.batch = rp->share;
-        rp->exec->ex.sample_offset = first;
-        if (!kilt_batcher_gather_slice (bt, b, first, rp->share, kilt_executor_input (rp->exec),
-                                        rp->targets->mem, &got, error))
-          goto fail;
-        if (got == 0)
-          continue;
-        if (!kilt_executor_forward (rp->exec, FALSE, error)
-            || !kilt_loss_enqueue (rp->ctx, rp->model->loss, rp->share, got,
-                                   kilt_model_n_outputs (rp->model), out->out, rp->targets->mem,
-                                   out->dout, rp->eval_metrics->mem, error)
-            || !cl_ok (rp, clFlush (rp->ctx->queue), error, "queueing an evaluation"))
+        if (!eval_rows (s, rp, bt, b, error))
           {
             if (s->n_rep > 1)
               g_prefix_error (error, "on device [%u] %s: ", i, rp->ctx->info->name);
-            goto fail;
+            g_prefix_error (error, "evaluating on the %s split, batch %u: ",
+                            split == &t->data->val ? "validation" : "test", b + 1);
+            return FALSE;
           }
-        (void)split;
-        continue;
-      fail:
-        g_prefix_error (error, "evaluating on the %s split, batch %u: ",
-                        split == &t->data->val ? "validation" : "test", b + 1);
-        return FALSE;
       }
   if (!sum_metrics (s, TRUE, m, error))
     return FALSE;

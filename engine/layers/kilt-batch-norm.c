@@ -193,9 +193,10 @@ bn_forward (KiltNode *node, KiltExec *ex, GError **error)
   cl_uint batch = ex->batch, n = batch * c * sp, pofs = (cl_uint)node->param_offset;
   cl_uint sofs = (cl_uint)node->state_offset, zero = 0;
   /* Frozen, it runs as in inference also while training (as Keras does): the running
-   * statistics normalise and are not updated. */
+   * statistics normalise and are not updated. A recomputed forward (activation recompute)
+   * computes the same batch statistics again but must not update them a second time. */
   gboolean batch_stats = ex->training && !node->frozen;
-  cl_int err = CL_SUCCESS, update = 1, as_var = !batch_stats;
+  cl_int err = CL_SUCCESS, update = !ex->recompute, as_var = !batch_stats;
   float eps = node->cfg.epsilon, momentum = node->cfg.momentum;
   cl_mem stats = batch_stats ? node->saved : ex->state, pbuf, gbuf;
   cl_uint gofs;
