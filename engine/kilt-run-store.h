@@ -8,7 +8,7 @@
 G_BEGIN_DECLS
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define KILT_RUN_STORE_SCHEMA_VERSION 6
+#define KILT_RUN_STORE_SCHEMA_VERSION 7
 
 /* Where a run's data came from and how it was loaded, so that the run can be repeated. */
 typedef struct
@@ -68,6 +68,7 @@ typedef struct
   double busy_percent;    /* NaN when not profiled */
   gint64 peak_bytes[KILT_MEM_N_CATEGORIES];
   gint64 peak_total;
+  double learning_rate; /* at the epoch's end (schema 7); NaN when not known */
 } KiltEpochRecord;
 
 /* A sampled step (at most ten a second are kept). */
@@ -79,6 +80,7 @@ typedef struct
   double elapsed_seconds; /* since the run began */
   double loss, accuracy;
   double samples_per_second;
+  double learning_rate; /* the rate the step used (schema 7); NaN when not known */
 } KiltStepRecord;
 
 /* A run read back. Free with kilt_run_free. */

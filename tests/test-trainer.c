@@ -366,6 +366,7 @@ typedef struct
   guint epoch, step;
   guint64 global_step;
   double loss, accuracy;
+  double elapsed_seconds, learning_rate;
 } StepRec;
 
 typedef struct
@@ -374,6 +375,7 @@ typedef struct
   guint64 global_step;
   double loss, accuracy, val_loss, val_accuracy;
   double seconds, samples_per_second;
+  double elapsed_seconds, learning_rate;
 } EpochRec;
 
 typedef struct
@@ -436,7 +438,9 @@ on_event (const KiltEvent *ev, gpointer user_data)
         break;
       case KILT_EVENT_STEP:
         {
-          StepRec s = { ev->epoch, ev->step, ev->global_step, ev->loss, ev->accuracy };
+          StepRec s
+              = { ev->epoch,           ev->step,         ev->global_step, ev->loss, ev->accuracy,
+                  ev->elapsed_seconds, ev->learning_rate };
           g_array_append_val (r->steps, s);
           g_atomic_int_inc (&r->n_step_events);
           if (r->pause_at_first_step && r->steps->len == 1)
@@ -451,8 +455,9 @@ on_event (const KiltEvent *ev, gpointer user_data)
       case KILT_EVENT_EPOCH:
         {
           EpochRec e
-              = { ev->epoch,    ev->global_step,  ev->loss,          ev->accuracy,
-                  ev->val_loss, ev->val_accuracy, ev->epoch_seconds, ev->samples_per_second };
+              = { ev->epoch,           ev->global_step,  ev->loss,          ev->accuracy,
+                  ev->val_loss,        ev->val_accuracy, ev->epoch_seconds, ev->samples_per_second,
+                  ev->elapsed_seconds, ev->learning_rate };
           g_array_append_val (r->epochs, e);
           break;
         }
@@ -1586,6 +1591,8 @@ test_pause_timing (void)
   if (kilt_test_context () == NULL)
     return;
   cfg.epochs = 1;
+  /* A decaying rate, so that each step's reported rate is its own. */
+  cfg.opt.decay = 0.01f;
   /* Warm the kernel cache so both runs time the same work. */
   plain = train (sample_preset ("lenet5"), sample_data (320), &cfg);
   g_clear_pointer (&plain, run_free);
@@ -1618,6 +1625,26 @@ test_pause_timing (void)
    * 320 / 1.5 s; the machine's load may slow the epoch, but not by that much. */
   g_assert_cmpfloat (g_array_index (paused->epochs, EpochRec, 0).samples_per_second, >,
                      2 * 320 / pause_s);
+  /* Issue 15: the events' training time leaves the pause out too, and never goes back; each
+   * report carries the rate its last step used, lr / (1 + decay * iteration). */
+  {
+    const EpochRec *e = &g_array_index (paused->epochs, EpochRec, 0);
+    double before = 0;
+    g_assert_cmpfloat (e->elapsed_seconds, >=, rec * 0.99);
+    g_assert_cmpfloat (e->elapsed_seconds, <, wall - pause_s * 0.8);
+    g_assert_cmpfloat_with_epsilon (
+        e->learning_rate, cfg.opt.lr / (1 + (double)cfg.opt.decay * (e->global_step - 1)), 1e-12);
+    g_assert_cmpuint (paused->steps->len, >, 0);
+    for (guint i = 0; i < paused->steps->len; i++)
+      {
+        const StepRec *s = &g_array_index (paused->steps, StepRec, i);
+        double want = cfg.opt.lr / (1 + (double)cfg.opt.decay * (s->global_step - 1));
+        g_assert_cmpfloat (s->elapsed_seconds, >=, before);
+        g_assert_cmpfloat (s->elapsed_seconds, <=, e->elapsed_seconds);
+        g_assert_cmpfloat_with_epsilon (s->learning_rate, want, 1e-12);
+        before = s->elapsed_seconds;
+      }
+  }
 }
 
 /* ---- 7. a plan that does not fit ---------------------------------------------------------- */
