@@ -8,6 +8,8 @@
 #   mpicnn, mpiresnet
 #          mpirun -np 2 on the one card at the same global batch as the GPU alone (same curve)
 #   big    kilt-cli bench of ResNet-50 at 224 (imported from bench/models/keras3-resnet50.json)
+#   final  the record of a run on both devices (runs show), ResNet-50 at fp32 and tf32, VGG16
+#          keeping and recomputing activations, and their PyTorch peers
 #   torch  bench/torch_peer.py for the same workloads (one GPU: DDP needs several)
 # Usage (repository root, .devpack/dev.tar.xz holding .device/ with .device/ompi from
 # bench/carry-openmpi.sh, and cifar10-jpeg.tar.gz in .devpack/):
@@ -79,6 +81,31 @@ phase_big () {
   say "bench resnet50: rc $?"
   cut -c1-600 "$out/kilt-bench-resnet50.jsonl" | tail -3
   tail -3 "$out/kilt-bench-resnet50.err"
+}
+# The run record of a run on the GPU and the CPU together (both kept, so the record has two
+# devices), as `kilt-cli runs show` prints it; ResNet-50 with the first-step check at fp32 and
+# tf32; VGG16 keeping and recomputing activations; the PyTorch peers of the same steps.
+phase_final () {
+  KILT_DIST_KEEP_ALL=1 LIMIT=120 tr "record-pair" -- --model cifar10_cnn --batch 512 --epochs 2 --devices "$gpu,$cpu"
+  kilt-cli runs show "$(kilt-cli runs --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["id"])')" \
+    > "$out/record-pair-show.md" 2>&1
+  sed -n '/Devices of run/,/^## Model/p' "$out/record-pair-show.md" | tee -a "$out/phases.txt"
+  for p in fp32 tf32; do
+    timeout 200 stdbuf -oL kilt-cli bench --device "$gpu" --model bench/models/keras3-resnet50.json \
+      --batch 64 --steps 20 --precision $p --json >> "$out/kilt-bench-final.jsonl" 2>> "$out/kilt-bench-final.err"
+    say "bench resnet50 $p: rc $?"
+  done
+  for m in keep recompute; do
+    timeout 200 stdbuf -oL kilt-cli bench --device "$gpu" --model vgg16 --batch 64 --steps 20 \
+      --memory $m --json >> "$out/kilt-bench-final.jsonl" 2>> "$out/kilt-bench-final.err"
+    say "bench vgg16 b64 --memory $m: rc $?"
+  done
+  kilt-cli summary --model vgg16 --batch 1024 --device "$gpu" 2>&1 | tail -4 | tee -a "$out/phases.txt"
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    d=json.loads(l); print(d.get("model"), d.get("batch"), d.get("precision"), d.get("memory"), "step_ms", round(d.get("step_ms",0),2), "check_ok", d.get("check_ok"), d.get("check_grad_rel"))' "$out/kilt-bench-final.jsonl" | tee -a "$out/phases.txt"
+  timeout 200 stdbuf -oL python3 bench/torch_peer.py --modes fp32 tf32 --model resnet50 --batch 64 --steps 30 2>/dev/null | tee -a "$out/torch-final.jsonl" | cut -c1-250
+  timeout 200 stdbuf -oL python3 bench/torch_peer.py --modes fp32 tf32 --model vgg16 --batch 64 --steps 20 2>/dev/null | tee -a "$out/torch-final.jsonl" | cut -c1-250
 }
 phase_torch () {
   tp () { timeout 200 stdbuf -oL python3 bench/torch_peer.py --modes fp32 tf32 "$@" 2>/dev/null | tee -a "$out/torch-bench.jsonl" | cut -c1-300; }
