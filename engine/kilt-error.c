@@ -79,6 +79,8 @@ code_to_domain (cl_int code)
       case -6:
       case -61:
         return KILT_ENGINE_ERROR_OUT_OF_MEMORY;
+      case -5:
+        return KILT_ENGINE_ERROR_OUT_OF_RESOURCES;
       case -11:
         return KILT_ENGINE_ERROR_BUILD;
       case -1001:
@@ -166,6 +168,14 @@ kilt_set_clblast_error (GError **error, int status, const char *device_name, con
                "%s failed on %s: %s (CLBlast status %d)", what,
                device_name ? device_name : "the OpenCL device", hint, status);
   g_free (what);
+}
+
+gboolean
+kilt_error_is_device_memory (const GError *error)
+{
+  return error && error->domain == KILT_ENGINE_ERROR
+         && (error->code == KILT_ENGINE_ERROR_OUT_OF_MEMORY
+             || error->code == KILT_ENGINE_ERROR_OUT_OF_RESOURCES);
 }
 
 char *

@@ -42,6 +42,11 @@ kilt_worker_event_begin (const KiltEvent *ev)
           g_snprintf (token, sizeof token, "%" G_GUINT64_FORMAT, ev->run_token);
           kilt_json_add_string (b, "run_token", token);
         }
+        kilt_json_add_number (b, "batch", ev->batch);
+        kilt_json_add_number (b, "epochs_done", ev->epoch);
+        kilt_json_add_number (b, "global_step", (double)ev->global_step);
+        if (ev->change)
+          kilt_json_add_string (b, "change", ev->change);
         break;
       case KILT_EVENT_STEP:
       case KILT_EVENT_EPOCH:
@@ -252,6 +257,10 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
         ev->steps_per_epoch = (guint)get_count (o, "steps_per_epoch");
         ev->run_token = g_ascii_strtoull (
             get_string (o, "run_token") ? get_string (o, "run_token") : "0", NULL, 10);
+        ev->batch = (guint)get_count (o, "batch");
+        ev->epoch = (guint)get_count (o, "epochs_done");
+        ev->global_step = get_count (o, "global_step");
+        ev->change = g_strdup (get_string (o, "change"));
         break;
       case KILT_EVENT_STEP:
       case KILT_EVENT_EPOCH:
@@ -346,6 +355,7 @@ kilt_worker_event_clear (KiltEvent *ev)
 {
   g_clear_pointer (&ev->device_name, g_free);
   g_clear_pointer (&ev->message, g_free);
+  g_clear_pointer (&ev->change, g_free);
   g_clear_pointer (&ev->timings, g_array_unref);
   g_clear_error (&ev->error);
 }

@@ -53,6 +53,7 @@ make_record (GRand *r, KiltRunRecord *rec)
   rec->config.device_id = rand_string (r, "cfgdev");
   rec->config.epochs = g_rand_int_range (r, 1, 100);
   rec->config.batch = g_rand_int_range (r, 1, 512);
+  rec->config.on_oom = g_rand_boolean (r) ? KILT_ON_OOM_RESUME_SMALLER : KILT_ON_OOM_FAIL;
   rec->config.seed = g_rand_int (r);
   rec->config.val_fraction = (float)g_rand_double (r);
   rec->config.opt.type = (KiltOptimizerType)g_rand_int_range (r, 0, KILT_OPT_N_TYPES);
@@ -170,6 +171,7 @@ assert_record_equal (const KiltRunRecord *a, const KiltRunRecord *b)
   g_assert_cmpint (a->config.resume, ==, b->config.resume);
   g_assert_cmpstr (a->config.run_name, ==, b->config.run_name);
   g_assert_cmpint (a->config.profile, ==, b->config.profile);
+  g_assert_cmpint (a->config.on_oom, ==, b->config.on_oom);
   g_assert_cmpuint (a->flops_per_sample, ==, b->flops_per_sample);
   g_assert_cmpuint (a->n_params, ==, b->n_params);
   g_assert_cmpuint (a->train_samples, ==, b->train_samples);
@@ -325,6 +327,92 @@ test_round_trip (void)
     sqlite3_finalize (stmt);
     sqlite3_close (db);
   }
+  kilt_run_record_clear (&rec);
+}
+
+/* A run that went on from its checkpoint at a smaller batch: the notes say so, one line per
+ * change; the configuration and steps per epoch are the new ones; what it trains again
+ * (steps past the resumption's, epochs past its checkpoint) is gone, the rest kept. */
+static void
+test_change (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, &error);
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GArray) steps = NULL;
+  KiltRunRecord rec;
+  KiltTrainConfig smaller;
+  gint64 id = -1;
+  guint64 last = 0;
+
+  g_assert_no_error (error);
+  make_record (r, &rec);
+  rec.config.batch = 32;
+  rec.steps_per_epoch = 10;
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  g_assert_no_error (error);
+  /* Three epochs of ten steps, and four steps of the fourth, one sampled every 0.2 s. */
+  for (guint i = 1; i <= 34; i++)
+    {
+      KiltStepRecord st = { (i - 1) / 10 + 1, (i - 1) % 10 + 1, i, i * 0.2, 1.0 / i, 0.5, 100 };
+      g_assert_true (kilt_run_store_add_step (store, id, &st, NULL, &error));
+      g_assert_no_error (error);
+      if (i % 10 == 0)
+        {
+          KiltEpochRecord e;
+          make_epoch (r, i / 10, &e);
+          g_assert_true (kilt_run_store_add_epoch (store, id, &e, &error));
+        }
+    }
+  /* It failed in epoch 4; its checkpoint holds 2 epochs (the third's was not written). */
+  kilt_train_config_copy (&smaller, &rec.config);
+  smaller.batch = 24;
+  g_assert_true (kilt_run_store_add_change (store, id,
+                                            "out of device memory at step 34; resumed from "
+                                            "epoch 2 at batch 24 (was 32)",
+                                            &smaller, 14, 2, 20, &error));
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (run->notes, ==,
+                   "out of device memory at step 34; resumed from epoch 2 at batch 24 (was 32)");
+  g_assert_cmpuint (run->record.config.batch, ==, 24);
+  g_assert_cmpuint (run->record.steps_per_epoch, ==, 14);
+  g_assert_cmpuint (run->epochs->len, ==, 2);
+  g_assert_cmpint (run->status, ==, KILT_RUN_RUNNING);
+  steps = kilt_run_store_get_steps (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (steps->len, ==, 20);
+  for (guint i = 0; i < steps->len; i++)
+    last = MAX (last, g_array_index (steps, KiltStepRecord, i).global_step);
+  g_assert_cmpuint (last, ==, 20);
+  g_clear_pointer (&steps, g_array_unref);
+  /* The run's steps go on from step 21 at once, though their times are the run's own. */
+  {
+    KiltStepRecord st = { 3, 1, 21, 34 * 0.2 + 0.01, 0.1, 0.5, 100 };
+    gboolean kept = FALSE;
+    g_assert_true (kilt_run_store_add_step (store, id, &st, &kept, &error));
+    g_assert_true (kept);
+  }
+  /* A second change adds a line; text that is not UTF-8 is mended, not stored as bytes. */
+  smaller.batch = 18;
+  g_assert_true (
+      kilt_run_store_add_change (store, id, "again \xff at batch 18", &smaller, 19, 2, 21, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&run, kilt_run_free);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_utf8_validate (run->notes, -1, NULL));
+  g_assert_true (g_str_has_prefix (run->notes, "out of device memory at step 34; resumed from "
+                                               "epoch 2 at batch 24 (was 32)\nagain "));
+  g_assert_true (g_str_has_suffix (run->notes, " at batch 18"));
+  g_assert_cmpuint (run->record.config.batch, ==, 18);
+  /* No such run. */
+  g_assert_false (kilt_run_store_add_change (store, id + 1, "x", &smaller, 1, 0, 0, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  kilt_train_config_clear (&smaller);
   kilt_run_record_clear (&rec);
 }
 
@@ -1307,6 +1395,7 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/checkpoint-paths", test_checkpoint_paths);
   g_test_add_func ("/run-store/round-trip", test_round_trip);
   g_test_add_func ("/run-store/step-sampling", test_step_sampling);
+  g_test_add_func ("/run-store/change", test_change);
   g_test_add_func ("/run-store/killed-writer", test_killed_writer);
   g_test_add_func ("/run-store/pid-reuse", test_pid_reuse);
   g_test_add_func ("/run-store/migration", test_migration);

@@ -10,6 +10,7 @@
 #include "kilt-model-json.h"
 #include "kilt-optimizer.h"
 #include "kilt-reference.h"
+#include "kilt-run-recorder.h"
 #include "kilt-trainer.h"
 
 #include <glib/gstdio.h>
@@ -390,6 +391,11 @@ typedef struct
   gboolean stop_at_first_step;
   gint64 stop_asked_us;
   char *finished_device; /* the FINISHED event's device, which the run store records */
+  /* STARTED events: how many, the last one's batch and what it said changed */
+  guint n_started;
+  guint started_batch;
+  char *change;
+  KiltRunRecorder *recorder; /* fed every event when set */
 } Run;
 
 static void
@@ -400,6 +406,7 @@ run_free (Run *r)
   g_ptr_array_unref (r->logs);
   g_clear_error (&r->error);
   g_free (r->finished_device);
+  g_free (r->change);
   g_mutex_clear (&r->lock);
   g_free (r);
 }
@@ -412,6 +419,8 @@ on_event (const KiltEvent *ev, gpointer user_data)
   Run *r = user_data;
 
   g_mutex_lock (&r->lock);
+  if (r->recorder)
+    kilt_run_recorder_event (r->recorder, ev);
   if (r->n_finished)
     r->event_after_finish = TRUE;
   switch (ev->type)
@@ -419,6 +428,10 @@ on_event (const KiltEvent *ev, gpointer user_data)
       case KILT_EVENT_STARTED:
         r->started = TRUE;
         r->steps_per_epoch = ev->steps_per_epoch;
+        r->n_started++;
+        r->started_batch = ev->batch;
+        g_free (r->change);
+        r->change = g_strdup (ev->change);
         if (r->stop_when_started)
           kilt_trainer_stop (r->trainer);
         break;
@@ -1318,6 +1331,170 @@ test_fault_alloc (void)
   g_assert_cmpuint (n, <, 200);
 }
 
+/* ---- running out of device memory mid-run ------------------------------------------------ */
+
+/* Kernel launches (GEMMs included) from a run's start to the end of its first epoch, its
+ * evaluation included: the countdown of a fault that never fires says. */
+static guint
+launches_in_first_epoch (void)
+{
+  KiltTrainConfig c1 = toy_config (1, NULL);
+  g_autoptr (Run) r = NULL;
+  g_autofree char *left = NULL;
+  guint n;
+
+  kilt_fault_set (KILT_FAULT_OOM, 1000000);
+  r = train_toy (&c1);
+  left = kilt_fault_take ();
+  g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
+  g_assert_nonnull (left);
+  g_assert_true (g_str_has_prefix (left, "oom:"));
+  n = 1000000 - (guint)atoi (left + 4);
+  g_assert_cmpuint (n, >, TOY_STEPS * 6);
+  return n;
+}
+
+/* A launch in epoch 2 fails with CL_OUT_OF_RESOURCES, as on a driver that allocates at first
+ * use. By default the run fails saying so; with KILT_ON_OOM_RESUME_SMALLER it goes on from its
+ * epoch-1 checkpoint at a smaller batch, once, as the same run (one run token, one record that
+ * says what changed), and ends where a run resumed by hand at that batch from the same
+ * checkpoint ends. */
+static void
+test_oom_resume_smaller (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *ck = g_build_filename (dir, "auto.ckpt", NULL);
+  g_autofree char *ck_hand = g_build_filename (dir, "hand.ckpt", NULL);
+  g_autofree char *db = g_build_filename (dir, "runs.db", NULL);
+  g_autofree char *dev = device_name ();
+  g_autofree char *expect = NULL;
+  KiltTrainConfig cf = toy_config (3, ck), ca = toy_config (3, ck), c1 = toy_config (1, ck_hand),
+                  c2 = toy_config (3, ck_hand);
+  g_autoptr (Run) failed = NULL, hand1 = NULL, hand2 = NULL;
+  g_autoptr (KiltCheckpoint) k = NULL, kh = NULL;
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltModel *model;
+  KiltDataset *data;
+  Run *r;
+  guint n, batch, steps;
+  gboolean warned = FALSE;
+
+  if (dev == NULL)
+    return;
+  n = launches_in_first_epoch ();
+  g_test_message ("%u launches to the end of epoch 1", n);
+
+  /* Not allowed: the run fails in epoch 2, naming the driver's code and where it was. */
+  kilt_fault_set (KILT_FAULT_OOM, n + 5);
+  failed = train_toy (&cf);
+  kilt_fault_set (KILT_FAULT_OOM, 0);
+  g_assert_cmpint (failed->status, ==, KILT_RUN_FAILED);
+  g_assert_error (failed->error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_RESOURCES);
+  g_assert_nonnull (strstr (failed->error->message, "CL_OUT_OF_RESOURCES"));
+  g_assert_nonnull (strstr (failed->error->message, "epoch 2, step 1"));
+  g_assert_cmpuint (failed->n_started, ==, 1);
+  g_assert_cmpuint (failed->epochs->len, ==, 1);
+
+  /* Allowed. */
+  g_unlink (ck);
+  ca.on_oom = KILT_ON_OOM_RESUME_SMALLER;
+  model = toy_model ();
+  data = toy_data (TOY_TRAIN, TOY_TEST);
+  kilt_fault_set (KILT_FAULT_OOM, n + 5);
+  r = g_new0 (Run, 1);
+  g_mutex_init (&r->lock);
+  r->steps = g_array_new (FALSE, FALSE, sizeof (StepRec));
+  r->epochs = g_array_new (FALSE, FALSE, sizeof (EpochRec));
+  r->logs = g_ptr_array_new_with_free_func (g_free);
+  r->status = KILT_RUN_RUNNING;
+  r->recorder = kilt_run_recorder_new (db, model, data, &ca, NULL);
+  r->trainer = kilt_trainer_new (model, data, &ca, on_event, r);
+  kilt_trainer_start (r->trainer);
+  run_finish (r);
+  kilt_fault_set (KILT_FAULT_OOM, 0);
+  g_clear_pointer (&r->recorder, kilt_run_recorder_free);
+  if (r->error)
+    g_test_message ("%s", r->error->message);
+  g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (r->n_started, ==, 2);
+  batch = r->started_batch;
+  g_test_message ("%s", r->change);
+  g_assert_cmpuint (batch, >=, 1);
+  g_assert_cmpuint (batch, <, 16);
+  expect = g_strdup_printf ("out of device memory at step %u; resumed from epoch 1 at batch %u "
+                            "(was 16)",
+                            TOY_STEPS + 1, batch);
+  g_assert_cmpstr (r->change, ==, expect);
+  for (guint i = 0; i < r->logs->len; i++)
+    if (strstr (r->logs->pdata[i], expect) && strstr (r->logs->pdata[i], "CL_OUT_OF_RESOURCES"))
+      warned = TRUE;
+  g_assert_true (warned);
+  steps = (TOY_TRAIN + batch - 1) / batch;
+  g_assert_cmpuint (r->steps_per_epoch, ==, steps);
+  /* Epochs 1 (at 16), 2 and 3 (at the new batch): each once. */
+  g_assert_cmpuint (r->epochs->len, ==, 3);
+  for (guint e = 0; e < 3; e++)
+    g_assert_cmpuint (g_array_index (r->epochs, EpochRec, e).epoch, ==, e + 1);
+  g_assert_cmpuint (g_array_index (r->epochs, EpochRec, 2).global_step, ==, TOY_STEPS + 2 * steps);
+  k = load_checkpoint (ck);
+  g_assert_cmpuint (k->epochs_done, ==, 3);
+  g_assert_cmpuint (k->global_step, ==, TOY_STEPS + 2 * steps);
+
+  /* By hand: epoch 1 at 16, then resumed at the smaller batch. */
+  hand1 = train_toy (&c1);
+  c2.resume = TRUE;
+  c2.batch = batch;
+  hand2 = train_toy (&c2);
+  g_assert_cmpint (hand2->status, ==, KILT_RUN_FINISHED);
+  kh = load_checkpoint (ck_hand);
+  g_assert_cmpuint (kh->global_step, ==, k->global_step);
+  g_assert_cmpfloat (max_rel_diff (kh->params, k->params, k->n_params), <=, 1e-6);
+  g_assert_cmpfloat (max_rel_diff (kh->opt_state, k->opt_state, k->n_opt_state), <=, 1e-6);
+  g_test_message ("resumed by itself and by hand: %s",
+                  same_weights (ck, ck_hand) ? "the same bytes" : "within 1e-6");
+
+  /* The record: one run, finished, at the batch it ended with, saying what changed. */
+  store = kilt_run_store_open (db, &error);
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, 1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpstr (run->notes, ==, expect);
+  g_assert_cmpuint (run->record.config.batch, ==, batch);
+  g_assert_cmpuint (run->record.steps_per_epoch, ==, steps);
+  g_assert_cmpint (run->record.config.on_oom, ==, KILT_ON_OOM_RESUME_SMALLER);
+  g_assert_cmpuint (run->epochs->len, ==, 3);
+  g_assert_cmpuint (run->record.checkpoint_token, ==, k->run_token);
+  g_assert_true (kilt_run_store_get (store, 2, NULL) == NULL);
+  run_free (r);
+}
+
+/* At batch 1 there is nothing smaller: the run fails, saying so and what the driver said. */
+static void
+test_oom_batch_one (void)
+{
+  KiltTrainConfig c = toy_config (1, NULL);
+  g_autoptr (Run) r = NULL;
+
+  if (kilt_test_context () == NULL)
+    return;
+  c.batch = 1;
+  c.max_train_samples = 6;
+  c.on_oom = KILT_ON_OOM_RESUME_SMALLER;
+  kilt_fault_set (KILT_FAULT_OOM, 1);
+  r = train_toy (&c);
+  kilt_fault_set (KILT_FAULT_OOM, 0);
+  g_assert_cmpint (r->status, ==, KILT_RUN_FAILED);
+  g_assert_error (r->error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_RESOURCES);
+  g_test_message ("%s", r->error->message);
+  g_assert_true (g_str_has_prefix (r->error->message,
+                                   "out of device memory at batch 1, with no smaller batch"));
+  g_assert_nonnull (strstr (r->error->message, "CL_OUT_OF_RESOURCES"));
+  g_assert_cmpuint (r->n_started, ==, 1);
+}
+
 /* Runs a fresh 2-epoch toy run with the @nth enqueue failing. */
 static Run *
 enqueue_fault_run (guint nth, const KiltTrainConfig *cfg, const char *checkpoint)
@@ -1773,6 +1950,8 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);
   g_test_add_func ("/trainer/fault/enqueue", test_fault_enqueue);
   g_test_add_func ("/trainer/fault/build", test_fault_build);
+  g_test_add_func ("/trainer/oom/resume-smaller", test_oom_resume_smaller);
+  g_test_add_func ("/trainer/oom/batch-one", test_oom_batch_one);
   g_test_add_func ("/trainer/diverged", test_diverged);
   g_test_add_func ("/trainer/stop", test_stop);
   g_test_add_func ("/trainer/pause", test_pause);

@@ -142,6 +142,7 @@ scalars (const KiltEvent *e)
   c.device_name = NULL;
   c.timings = NULL;
   c.message = NULL;
+  c.change = NULL;
   c.error = NULL;
   return c;
 }

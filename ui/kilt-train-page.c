@@ -22,6 +22,7 @@ struct _KiltTrainPage
   GtkWidget *stop_button;
   GtkScale *smoothing_scale;
   GtkCheckButton *log_check;
+  GtkCheckButton *oom_check;
   GtkGrid *chart_grid;
   GtkGrid *timing_grid;
 
@@ -550,6 +551,7 @@ kilt_train_page_class_init (KiltTrainPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, stop_button);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, smoothing_scale);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, log_check);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, oom_check);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, chart_grid);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, timing_grid);
   gtk_widget_class_install_action (widget_class, "train.dismiss-error", NULL, action_dismiss_error);
@@ -652,6 +654,9 @@ kilt_train_page_init (KiltTrainPage *self)
                    gtk_range_get_adjustment (GTK_RANGE (self->smoothing_scale)), "value",
                    G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "chart-log-scale", self->log_check, "active",
+                   G_SETTINGS_BIND_DEFAULT);
+  /* Read by the window when a run starts (its configuration's on_oom). */
+  g_settings_bind (self->settings, "resume-smaller-on-oom", self->oom_check, "active",
                    G_SETTINGS_BIND_DEFAULT);
   g_signal_connect_swapped (self->smoothing_scale, "value-changed",
                             G_CALLBACK (apply_chart_options), self);
