@@ -17,6 +17,7 @@
 #include "kilt-planner.h"
 #include "kilt-profiler.h"
 #include "kilt-vendor-memory.h"
+#include "data/kilt-data-private.h"
 #include "dist/kilt-reduce.h"
 #include "dist/kilt-replica.h"
 #include "dist/kilt-shares.h"
@@ -503,14 +504,19 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
   ck.global_step = s->global_step;
   ck.seed = t->config.seed;
   ck.model_hash = kilt_model_hash (t->model);
-  ck.params = g_new (float, ck.n_params + 1);
-  ck.state = g_new (float, ck.n_state + 1);
-  ck.opt_state = g_new (float, ck.n_opt_state + 1);
   ck.device_id = s->rep[0].ctx->info->id;
   ck.algos = chosen_algos (s->rep[0].model);
   ck.optimizer = (guint32)t->config.opt.type + 1;
   ck.run_token = s->run_token;
-  ok = kilt_executor_download (s->rep[0].exec, ck.params, ck.state, error)
+  /* Host copies as large as the model: out of host memory, the run fails saying so and the
+   * last checkpoint stays as it was. */
+  ok = (ck.params = kilt_data_try_alloc (4 * (ck.n_params + 1), t->config.checkpoint_path,
+                                         "a host copy of the weights", error))
+       && (ck.state = kilt_data_try_alloc (4 * (ck.n_state + 1), t->config.checkpoint_path,
+                                           "a host copy of the layers' state", error))
+       && (ck.opt_state = kilt_data_try_alloc (4 * (ck.n_opt_state + 1), t->config.checkpoint_path,
+                                               "a host copy of the optimizer state", error))
+       && kilt_executor_download (s->rep[0].exec, ck.params, ck.state, error)
        && kilt_optimizer_read_state (s->rep[0].opt, ck.opt_state, error)
        && kilt_checkpoint_save (&ck, t->config.checkpoint_path, error);
   if (ok)

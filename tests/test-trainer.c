@@ -6,6 +6,7 @@
 #include "kilt-test-util.h"
 #include "kilt-exec.h"
 #include "kilt-checkpoint.h"
+#include "kilt-data-private.h"
 #include "kilt-error.h"
 #include "kilt-model-json.h"
 #include "kilt-optimizer.h"
@@ -1331,6 +1332,131 @@ test_fault_alloc (void)
   g_assert_cmpuint (n, <, 200);
 }
 
+/* ---- running out of host memory around checkpoints ----------------------------------------- */
+
+/* The files in @dir, sorted, as one line. */
+static char *
+list_dir (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  g_assert_nonnull (d);
+  while ((name = g_dir_read_name (d)))
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, (GCompareFunc)g_strcmp0);
+  g_ptr_array_add (names, NULL);
+  return g_strjoinv (" ", (char **)names->pdata);
+}
+
+/* Every host allocation of writing and of reading a checkpoint, failed in turn (as SQLite's
+ * tests fail the Nth malloc): writing fails saying so and naming the file, the checkpoint
+ * written before stays byte for byte, and no temporary file is left; reading fails the same
+ * way, leaking nothing (the sanitizer pass runs this). Then a run whose host copy of the
+ * weights fails at its second epoch's checkpoint: it fails saying so, and its first epoch's
+ * checkpoint is whole and loads. */
+static void
+test_checkpoint_alloc_failure (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "c.ckpt", NULL);
+  g_autofree char *before = NULL, *after = NULL, *files = NULL;
+  g_autoptr (GError) error = NULL;
+  float params[5] = { 0.5f, -1.25f, 3, 4, 5 }, state[1] = { 7 }, opt[2] = { -2, 0.125f };
+  KiltCheckpoint ck = { 5, 1, 2, 1, 16, 99, 0xfeedull, params, state, opt, "cl/dev/0", NULL };
+  gsize before_len, after_len;
+  guint calls;
+
+  ck.optimizer = KILT_OPT_SGD + 1;
+  ck.run_token = 77;
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+  before = read_file (path, &before_len);
+  files = list_dir (dir);
+  g_assert_cmpstr (files, ==, "c.ckpt");
+  g_clear_pointer (&files, g_free);
+
+  /* The next epoch's, with other weights. */
+  params[0] = 0.75f;
+  ck.epochs_done = 2;
+  kilt_data_fail_alloc (0);
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  calls = kilt_data_fail_alloc (0);
+  g_assert_cmpuint (calls, >=, 1);
+  after = read_file (path, &after_len);
+  g_assert_true (after_len != before_len || memcmp (after, before, before_len) != 0);
+  g_assert_true (g_file_set_contents (path, before, before_len, NULL));
+  for (guint nth = 1; nth <= calls; nth++)
+    {
+      g_autofree char *now = NULL;
+      gsize now_len;
+      g_clear_error (&error);
+      kilt_data_fail_alloc (nth);
+      g_assert_false (kilt_checkpoint_save (&ck, path, &error));
+      kilt_data_fail_alloc (0);
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+      g_test_message ("allocation %u: %s", nth, error->message);
+      g_assert_true (g_str_has_prefix (error->message, "not writing: "));
+      g_assert_nonnull (strstr (error->message, path));
+      g_assert_nonnull (strstr (error->message, "not enough memory"));
+      now = read_file (path, &now_len);
+      g_assert_cmpmem (now, now_len, before, before_len);
+      files = list_dir (dir);
+      g_assert_cmpstr (files, ==, "c.ckpt");
+      g_clear_pointer (&files, g_free);
+    }
+
+  /* Reading it back. */
+  g_clear_error (&error);
+  kilt_data_fail_alloc (0);
+  {
+    g_autoptr (KiltCheckpoint) back = kilt_checkpoint_load (path, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (back->epochs_done, ==, 1);
+  }
+  calls = kilt_data_fail_alloc (0);
+  g_assert_cmpuint (calls, ==, 3); /* weights, state, optimizer state */
+  for (guint nth = 1; nth <= calls; nth++)
+    {
+      g_autoptr (KiltCheckpoint) back = NULL;
+      g_clear_error (&error);
+      kilt_data_fail_alloc (nth);
+      back = kilt_checkpoint_load (path, &error);
+      kilt_data_fail_alloc (0);
+      g_assert_null (back);
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+      g_assert_true (g_str_has_prefix (error->message, path));
+      g_assert_nonnull (strstr (error->message, "not enough memory for the checkpoint's "));
+    }
+
+  /* A run: one epoch's checkpoint takes 3 host copies and the file's bytes; the 6th allocation
+   * from the start is the second epoch's copy of the layers' state. */
+  if (kilt_test_context () == NULL)
+    return;
+  {
+    g_autofree char *run_ck = g_build_filename (dir, "run.ckpt", NULL);
+    g_autofree char *clean_ck = g_build_filename (dir, "clean.ckpt", NULL);
+    KiltTrainConfig c2 = toy_config (2, run_ck), c1 = toy_config (1, clean_ck);
+    g_autoptr (Run) r = NULL, clean = NULL;
+    g_autoptr (KiltCheckpoint) k = NULL;
+
+    kilt_data_fail_alloc (6);
+    r = train_toy (&c2);
+    kilt_data_fail_alloc (0);
+    g_assert_cmpint (r->status, ==, KILT_RUN_FAILED);
+    g_test_message ("%s", r->error->message);
+    g_assert_error (r->error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+    g_assert_nonnull (strstr (r->error->message, run_ck));
+    g_assert_nonnull (strstr (r->error->message, "a host copy of the layers' state"));
+    g_assert_cmpuint (r->epochs->len, ==, 2);
+    k = load_checkpoint (run_ck);
+    g_assert_cmpuint (k->epochs_done, ==, 1);
+    clean = train_toy (&c1);
+    g_assert_true (same_weights (run_ck, clean_ck));
+  }
+}
+
 /* ---- running out of device memory mid-run ------------------------------------------------ */
 
 /* Kernel launches (GEMMs included) from a run's start to the end of its first epoch, its
@@ -1945,6 +2071,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/checkpoint/algorithms", test_checkpoint_algorithms);
   g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);
   g_test_add_func ("/trainer/checkpoint/checked", test_checkpoint_checked);
+  g_test_add_func ("/trainer/checkpoint/alloc-failure", test_checkpoint_alloc_failure);
   g_test_add_func ("/trainer/validation-and-test", test_validation_and_test);
   g_test_add_func ("/trainer/max-train-samples", test_max_train_samples);
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);
