@@ -182,7 +182,7 @@ find_check (GtkWidget *w, const char *label)
 static void
 test_oom_resume_smaller (void)
 {
-  GtkCheckButton *check = find_check (GTK_WIDGET (window), "Smaller batch if out of _memory");
+  GtkCheckButton *check = find_check (GTK_WIDGET (window), "Retry at a smaller _batch");
   g_autoptr (KiltRun) run = NULL, failed = NULL;
   const char *msg;
 
