@@ -64,11 +64,21 @@ screenshot (GtkWidget *widget, const char *name)
   g_autoptr (GdkTexture) texture = NULL;
   g_autofree char *path = g_strdup_printf ("%s/%s.png", artifacts, name);
   GskRenderer *renderer = gtk_native_get_renderer (gtk_widget_get_native (widget));
-  int w = gtk_widget_get_width (widget), h = gtk_widget_get_height (widget);
+  int w, h;
   g_autoptr (GHashTable) colors = g_hash_table_new (NULL, NULL);
   guint32 background, *pixels;
   gsize differ = 0;
 
+  /* A dialog just presented has no size until its first layout, which a slow run (the
+   * sanitizer pass, a loaded machine) may not have reached yet. */
+  for (guint tries = 0; tries < 100; tries++)
+    {
+      if (gtk_widget_get_width (widget) > 0 && gtk_widget_get_height (widget) > 0)
+        break;
+      settle (0.1);
+    }
+  w = gtk_widget_get_width (widget);
+  h = gtk_widget_get_height (widget);
   g_assert_cmpint (w, >, 0);
   g_assert_cmpint (h, >, 0);
   /* A widget has nothing to show until its first frame is drawn: wait for one. */
