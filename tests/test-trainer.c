@@ -16,6 +16,8 @@
 
 #include <glib/gstdio.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1457,6 +1459,60 @@ test_checkpoint_alloc_failure (void)
   }
 }
 
+/* A full disk, as a file-size limit makes one (RLIMIT_FSIZE: writes past it fail, as with
+ * ENOSPC): writing the next checkpoint fails naming the file, the one before stays byte for
+ * byte, no temporary file is left; once there is room again the write goes through. */
+static void
+test_checkpoint_disk_full (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "c.ckpt", NULL);
+  g_autofree char *before = NULL, *now = NULL, *files = NULL;
+  g_autoptr (GError) error = NULL;
+  float params[600], state[1] = { 7 }, opt[600];
+  KiltCheckpoint ck = { 600, 1, 600, 1, 16, 99, 0xfeedull, params, state, opt, "cl/dev/0", NULL };
+  struct rlimit keep, small;
+  void (*old_handler) (int);
+  gsize before_len, now_len;
+  gboolean ok;
+
+  for (guint i = 0; i < 600; i++)
+    params[i] = opt[i] = (float)i / 7;
+  ck.optimizer = KILT_OPT_SGD + 1;
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+  before = read_file (path, &before_len);
+  g_assert_cmpuint (before_len, >, 4096);
+
+  params[0] = 42;
+  ck.epochs_done = 2;
+  g_assert_cmpint (getrlimit (RLIMIT_FSIZE, &keep), ==, 0);
+  small = keep;
+  small.rlim_cur = 2048;
+  old_handler = signal (SIGXFSZ, SIG_IGN);
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &small), ==, 0);
+  ok = kilt_checkpoint_save (&ck, path, &error);
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &keep), ==, 0);
+  signal (SIGXFSZ, old_handler);
+  g_assert_false (ok);
+  g_test_message ("%s", error->message);
+  g_assert_true (error->domain == G_FILE_ERROR);
+  g_assert_nonnull (strstr (error->message, path));
+  now = read_file (path, &now_len);
+  g_assert_cmpmem (now, now_len, before, before_len);
+  files = list_dir (dir);
+  g_assert_cmpstr (files, ==, "c.ckpt");
+  g_clear_error (&error);
+
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr (KiltCheckpoint) back = load_checkpoint (path);
+    g_assert_cmpuint (back->epochs_done, ==, 2);
+    g_assert_cmpfloat (back->params[0], ==, 42);
+  }
+}
+
 /* ---- running out of device memory mid-run ------------------------------------------------ */
 
 /* Kernel launches (GEMMs included) from a run's start to the end of its first epoch, its
@@ -2072,6 +2128,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);
   g_test_add_func ("/trainer/checkpoint/checked", test_checkpoint_checked);
   g_test_add_func ("/trainer/checkpoint/alloc-failure", test_checkpoint_alloc_failure);
+  g_test_add_func ("/trainer/checkpoint/disk-full", test_checkpoint_disk_full);
   g_test_add_func ("/trainer/validation-and-test", test_validation_and_test);
   g_test_add_func ("/trainer/max-train-samples", test_max_train_samples);
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);
