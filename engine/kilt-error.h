@@ -48,7 +48,8 @@ void kilt_set_clblast_error (GError **error, int status, const char *device_name
                              const char *what_fmt, ...) G_GNUC_PRINTF (4, 5);
 
 /* Whether @error says the device ran out of memory or resources (OUT_OF_MEMORY or
- * OUT_OF_RESOURCES of KILT_ENGINE_ERROR): what a smaller batch may mend. */
+ * OUT_OF_RESOURCES of KILT_ENGINE_ERROR, not CL_OUT_OF_HOST_MEMORY): what a smaller batch may
+ * mend. Host allocations of Kilt's own that fail are OUT_OF_MEMORY too: their callers know. */
 gboolean kilt_error_is_device_memory (const GError *error);
 
 /* Human-readable byte count: "1.2 GiB", "512 MiB", "980 B". Caller frees. */

@@ -64,6 +64,8 @@ typedef struct
   /* rep[0]'s plan: what it needs, of which the data set on the device (for a smaller batch's
    * plan after running out of memory) */
   guint64 planned_bytes, data_bytes;
+  /* The host ran out of memory (a checkpoint's copies): a smaller batch would not mend it. */
+  gboolean host_memory;
   /* The last evaluation of eval_split and the step it was taken at (G_MAXUINT64: none). */
   double eval_loss, eval_accuracy;
   guint64 eval_step;

@@ -515,10 +515,16 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
        && (ck.state = kilt_data_try_alloc (4 * (ck.n_state + 1), t->config.checkpoint_path,
                                            "a host copy of the layers' state", error))
        && (ck.opt_state = kilt_data_try_alloc (4 * (ck.n_opt_state + 1), t->config.checkpoint_path,
-                                               "a host copy of the optimizer state", error))
-       && kilt_executor_download (s->rep[0].exec, ck.params, ck.state, error)
-       && kilt_optimizer_read_state (s->rep[0].opt, ck.opt_state, error)
-       && kilt_checkpoint_save (&ck, t->config.checkpoint_path, error);
+                                               "a host copy of the optimizer state", error));
+  s->host_memory = !ok;
+  ok = ok && kilt_executor_download (s->rep[0].exec, ck.params, ck.state, error)
+       && kilt_optimizer_read_state (s->rep[0].opt, ck.opt_state, error);
+  /* Past the device: what fails now is the host's (its memory, its disk). */
+  if (ok && !kilt_checkpoint_save (&ck, t->config.checkpoint_path, error))
+    {
+      ok = FALSE;
+      s->host_memory = TRUE;
+    }
   if (ok)
     {
       t->have_checkpoint = TRUE;
@@ -1165,7 +1171,7 @@ restart_after_oom (Session *s, GError **error)
   guint batch;
 
   if (c->on_oom != KILT_ON_OOM_RESUME_SMALLER || !kilt_error_is_device_memory (*error)
-      || ctx == NULL || s->planned_bytes == 0 || kilt_session_should_stop (t))
+      || s->host_memory || ctx == NULL || s->planned_bytes == 0 || kilt_session_should_stop (t))
     return FALSE;
   if (s->n_rep > 1 || s->comm)
     {
