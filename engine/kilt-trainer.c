@@ -442,6 +442,8 @@ load_checkpoint (Session *s, GError **error)
   KiltTrainer *t = s->trainer;
   g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (t->config.checkpoint_path, error);
 
+  /* The file or the host's memory, not the device's. */
+  s->host_memory = ck == NULL;
   if (ck == NULL)
     return FALSE;
   if (!checkpoint_fits_model (ck, t->model, t->config.checkpoint_path, error))
