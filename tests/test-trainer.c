@@ -1516,6 +1516,62 @@ test_checkpoint_disk_full (void)
   }
 }
 
+/* A process killed while it writes checkpoints, over and over: the file it leaves is always one
+ * whole checkpoint (its checksum holds, and every weight has the value of one write), never a
+ * torn or empty one. The writer is this test in a subprocess, killed at its time limit. */
+#define KILLED_FLOATS (1 << 20) /* 4 MiB a write */
+
+static void
+test_checkpoint_killed_writer (void)
+{
+  static char *dir;
+  g_autofree char *path = NULL;
+
+  if (!g_test_subprocess ())
+    dir = kilt_test_tmpdir ();
+  path = g_build_filename (g_test_subprocess () ? g_getenv ("KILT_KILLED_DIR") : dir, "k.ckpt",
+                           NULL);
+  if (g_test_subprocess ())
+    {
+      float *params = g_new (float, KILLED_FLOATS), state[1] = { 0 };
+      KiltCheckpoint ck
+          = { KILLED_FLOATS, 1, 0, 1, 1000000, 3, 0xfeedull, params, state, NULL, "x", NULL };
+      ck.optimizer = KILT_OPT_SGD + 1;
+      for (guint i = 1;; i++)
+        {
+          ck.epochs_done = i % 1000 + 1;
+          for (guint j = 0; j < KILLED_FLOATS; j++)
+            params[j] = (float)i;
+          g_autoptr (GError) error = NULL;
+          if (!kilt_checkpoint_save (&ck, path, &error))
+            g_error ("write %u failed: %s", i, error->message);
+        }
+    }
+  g_setenv ("KILT_KILLED_DIR", dir, TRUE);
+  for (guint round = 0; round < 6; round++)
+    {
+      g_autoptr (KiltCheckpoint) back = NULL;
+      g_autoptr (GError) error = NULL;
+      /* Killed after 0.15 to 0.4 s: a few writes in, somewhere inside one. */
+      g_test_trap_subprocess (NULL, (150 + 50 * round) * 1000, G_TEST_SUBPROCESS_DEFAULT);
+      g_assert_false (g_test_trap_has_passed ());
+      /* Killed, not failed on its own. */
+      g_test_trap_assert_stderr_unmatched ("*failed*");
+      if (!g_file_test (path, G_FILE_TEST_EXISTS))
+        continue; /* killed before the first write ended */
+      back = kilt_checkpoint_load (path, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (back->n_params, ==, KILLED_FLOATS);
+      g_assert_cmpfloat (back->params[0], >=, 1);
+      g_assert_cmpfloat (back->params[KILLED_FLOATS - 1], ==, back->params[0]);
+      g_assert_cmpuint (back->epochs_done, ==, (guint)back->params[0] % 1000 + 1);
+      g_test_message ("round %u: the file holds write %.0f, whole", round, back->params[0]);
+    }
+  g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+  g_unsetenv ("KILT_KILLED_DIR");
+  g_clear_pointer (&dir, g_free);
+}
+
 /* ---- running out of device memory mid-run ------------------------------------------------ */
 
 /* Kernel launches (GEMMs included) from a run's start to the end of its first epoch, its
@@ -2132,6 +2188,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/checkpoint/checked", test_checkpoint_checked);
   g_test_add_func ("/trainer/checkpoint/alloc-failure", test_checkpoint_alloc_failure);
   g_test_add_func ("/trainer/checkpoint/disk-full", test_checkpoint_disk_full);
+  g_test_add_func ("/trainer/checkpoint/killed-writer", test_checkpoint_killed_writer);
   g_test_add_func ("/trainer/validation-and-test", test_validation_and_test);
   g_test_add_func ("/trainer/max-train-samples", test_max_train_samples);
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);
