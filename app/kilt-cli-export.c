@@ -109,6 +109,7 @@ kilt_cli_export (int argc, char **argv)
   KiltOnnxExportInfo onnx = { 0 };
   ExportFormat fmt = EXPORT_WEIGHTS;
   KiltModel *model = NULL;
+  KiltDataset *ds = NULL;
   const float *params, *state;
   guint n = 0;
   int rc = 1;
@@ -140,9 +141,18 @@ kilt_cli_export (int argc, char **argv)
       return 2;
     }
   json = keras_text (c.model);
-  if (!(model = kilt_cli_load_model (&c, NULL, &error))
-      || !kilt_cli_checkpoint_weights (&c, model, &error))
+  /* --replace-head sizes the head to --data's classes, as in the training run. */
+  if (c.replace_head && c.data && !(ds = kilt_cli_load_data (&c, &error)))
     fprintf (stderr, "kilt-cli export: %s\n", error->message);
+  else if (!(model = kilt_cli_load_model (&c, ds, &error))
+           || !kilt_cli_checkpoint_weights (&c, model, &error))
+    fprintf (stderr, "kilt-cli export: %s\n", error->message);
+  else if (fmt == EXPORT_KERAS && c.replace_head)
+    /* The .keras archive takes the Keras file's architecture, which has the old head. */
+    fprintf (stderr,
+             "kilt-cli export: with --replace-head, model %s has a head its Keras file does not "
+             "describe: write .onnx, which takes the model as Kilt has it\n",
+             model->name);
   else if (!kilt_model_get_weights (model, &params, &state))
     fprintf (stderr,
              "kilt-cli export: model %s has no weights: give --checkpoint, --weights or a Keras "
@@ -177,6 +187,7 @@ kilt_cli_export (int argc, char **argv)
       rc = 0;
     }
   kilt_model_free (model);
+  kilt_dataset_free (ds);
   kilt_cli_common_clear (&c);
   return rc;
 }

@@ -242,6 +242,7 @@ kilt_cli_predict (int argc, char **argv)
       = { g_ptr_array_new_with_free_func (g_free), g_array_new (FALSE, FALSE, sizeof (float)) };
   g_autofree float *out = NULL;
   KiltModel *model = NULL;
+  KiltDataset *ds = NULL;
   guint n_out;
   int rc = 1;
 
@@ -287,7 +288,16 @@ kilt_cli_predict (int argc, char **argv)
       g_strchomp (text);
       labels = g_strsplit (text, "\n", -1);
     }
-  if (!(model = kilt_cli_load_model (&c, NULL, &error))
+  /* --replace-head sizes the head to --data's classes, as in the training run; their names
+   * label the scores unless --labels gives others. */
+  if (c.replace_head && c.data && !(ds = kilt_cli_load_data (&c, &error)))
+    {
+      fprintf (stderr, "kilt-cli predict: %s\n", error->message);
+      goto done;
+    }
+  if (ds && labels == NULL && ds->class_names)
+    labels = g_strdupv (ds->class_names);
+  if (!(model = kilt_cli_load_model (&c, ds, &error))
       || !kilt_cli_checkpoint_weights (&c, model, &error))
     {
       fprintf (stderr, "kilt-cli predict: %s\n", error->message);
@@ -361,6 +371,7 @@ kilt_cli_predict (int argc, char **argv)
   rc = 0;
 done:
   kilt_model_free (model);
+  kilt_dataset_free (ds);
   g_ptr_array_unref (in.names);
   g_array_unref (in.values);
   g_free (labels_path);

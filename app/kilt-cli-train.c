@@ -11,6 +11,7 @@
 #include "kilt-optimizer.h"
 #include "kilt-model-json.h"
 #include "kilt-run-recorder.h"
+#include "kilt-planner.h"
 #include "kilt-summary.h"
 #include "kilt-trainer.h"
 #include "kilt-worker-protocol.h"
@@ -51,8 +52,10 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->data);
   g_free (c->model);
   g_free (c->weights);
+  g_free (c->freeze_until);
   g_free (c->optimizer);
   g_free (c->precision);
+  g_free (c->memory);
   g_free (c->checkpoint);
   g_free (c->loss);
   g_free (c->label_column);
@@ -198,6 +201,14 @@ kilt_cli_common_entries (KiltCliCommon *c)
     { "weights", 0, 0, G_OPTION_ARG_FILENAME, &c->weights,
       "Keras weights for --model: a save_weights .h5 or .weights.h5, or a .h5 / .keras model",
       "FILE" },
+    { "freeze-until", 0, 0, G_OPTION_ARG_STRING, &c->freeze_until,
+      "Freeze every layer up to and including LAYER (by name): no weight updates there", "LAYER" },
+    { "unfreeze-all", 0, 0, G_OPTION_ARG_NONE, &c->unfreeze_all,
+      "Train every layer, also those a Keras file marks trainable = false", NULL },
+    { "replace-head", 0, 0, G_OPTION_ARG_NONE, &c->replace_head,
+      "When the model's outputs differ from the data's classes, replace its last Dense (and "
+      "activation) by a new softmax Dense with one unit per class",
+      NULL },
     { "loss", 0, 0, G_OPTION_ARG_STRING, &c->loss,
       "Loss: softmax_cross_entropy, binary_cross_entropy or mse (default: the model's)", "LOSS" },
     { "epochs", 'e', 0, G_OPTION_ARG_INT, &c->epochs, "Epochs (default 2)", "N" },
@@ -225,6 +236,10 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Random flips and shifts of images, as Keras' cifar10_cnn", NULL },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &c->precision,
       "fp32 (default: exact) or tf32 (GEMMs on NVIDIA tensor cores, FP32 storage)", "P" },
+    { "memory", 0, 0, G_OPTION_ARG_STRING, &c->memory,
+      "auto (default: keep activations when they fit, otherwise recompute them in backward), "
+      "keep or recompute",
+      "M" },
     { "standardize", 0, 0, G_OPTION_ARG_NONE, &c->standardize,
       "Per-channel mean/std normalisation instead of x/255", NULL },
     { "image-size", 0, 0, G_OPTION_ARG_STRING, &c->image_size,
@@ -423,6 +438,11 @@ kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error)
         }
       fprintf (stderr, "kilt-cli: note: %s\n", model->weights_note);
     }
+  if (!kilt_cli_transfer (c, ds, model, error))
+    {
+      kilt_model_free (model);
+      return NULL;
+    }
   return model;
 }
 
@@ -477,6 +497,12 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
     {
       g_free (c->precision);
       c->precision = g_strdup (kilt_precision_name (cfg->precision));
+    }
+  if (c->memory && !kilt_memory_mode_from_name (c->memory, &cfg->memory))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "unknown --memory \"%s\": give auto, keep or recompute", c->memory);
+      return FALSE;
     }
   if (!kilt_optimizer_config_check (&cfg->opt, error))
     return FALSE;
@@ -580,6 +606,8 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
                   ev->flops_per_sample / 1e6, ev->steps_per_epoch, plan, dev,
                   ev->compile_cached ? "loaded" : "compiled", ev->compile_seconds);
           v->steps_per_epoch = ev->steps_per_epoch;
+          if (ev->message)
+            printf ("Memory: %s\n", ev->message);
           if (ev->n_ranks > 1)
             printf ("MPI job of %u ranks: each trains on its rows of every batch; rank 0 records "
                     "the run\n",
@@ -615,9 +643,15 @@ on_train_event (const KiltEvent *ev, gpointer user_data)
           {
             printf ("; rows per batch:");
             for (guint i = 0; i < ev->n_replicas; i++)
-              printf ("%s [%u] %u", i ? "," : "", i, ev->replicas[i].share);
+              {
+                printf ("%s [%u] %u", i ? "," : "", i, ev->replicas[i].share);
+                if (isfinite (ev->replicas[i].busy_percent))
+                  printf (" (busy %.0f%%)", ev->replicas[i].busy_percent);
+              }
             printf ("; summing gradients %.2f ms a step", ev->reduce_ms);
           }
+        else if (ev->n_ranks > 1)
+          printf ("; summing gradients across ranks %.2f ms a step", ev->reduce_ms);
         printf (")\n");
         fflush (stdout);
         break;
@@ -915,14 +949,64 @@ kilt_cli_train (int argc, char **argv)
   rc = view.status == KILT_RUN_FINISHED ? 0 : view.status == KILT_RUN_STOPPED ? 130 : 1;
   g_free (view.error);
   kilt_trainer_free (trainer);
-  /* A failed rank ends the whole job (MPI_Abort), so none waits for it. */
-  kilt_comm_free (comm, rc != 0);
+  /* A failed rank ends the whole job (MPI_Abort), so none waits for it; a stop is agreed by
+   * every rank, which all end normally. */
+  kilt_comm_free (comm, view.status != KILT_RUN_FINISHED && view.status != KILT_RUN_STOPPED);
   kilt_train_config_clear (&cfg);
   kilt_cli_common_clear (&c);
   return rc;
 }
 
 /* ---- summary and data info ---------------------------------------------------------------- */
+
+/* The memory plan of training @model at --batch with --optimizer and --memory on --device (or
+ * the default one), as train would plan it; nothing when there is no device. */
+static gboolean
+print_summary_plan (KiltCliCommon *c, KiltModel *model, GError **error)
+{
+  KiltTrainConfig cfg = kilt_train_config_default ();
+  g_autoptr (KiltDeviceList) list = NULL;
+  g_autoptr (KiltPlan) plan = NULL;
+  const KiltDeviceInfo *dev;
+
+  if (!kilt_cli_train_config (c, &cfg, error))
+    {
+      kilt_train_config_clear (&cfg);
+      return FALSE;
+    }
+  list = kilt_device_list_new ();
+  dev = cfg.device_id ? kilt_device_list_find (list, cfg.device_id)
+                      : kilt_device_list_choose_default (list, NULL);
+  if (dev == NULL)
+    {
+      if (cfg.device_id)
+        g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_NO_DEVICE,
+                     "No OpenCL device matches \"%s\" (or several do); `kilt-cli devices` "
+                     "lists them",
+                     cfg.device_id);
+      kilt_train_config_clear (&cfg);
+      return cfg.device_id == NULL;
+    }
+  /* The data set's share depends on how the batcher keeps it on that device: train's plan
+   * has it, this one is the model's alone. */
+  plan = kilt_plan_compute_memory (model, cfg.batch, &cfg.opt, 0, dev,
+                                   kilt_context_budget_for (dev), cfg.memory);
+  printf ("Memory plan (--memory %s, %s, without the data set): %s%s%s\n",
+          kilt_memory_mode_name (cfg.memory), kilt_optimizer_name (cfg.opt.type), plan->message,
+          plan->hint ? "; " : "", plan->hint ? plan->hint : "");
+  printf ("  by category:");
+  for (int k = 0, shown = 0; k < KILT_MEM_N_CATEGORIES; k++)
+    if (plan->bytes[k])
+      {
+        g_autofree char *b = kilt_format_bytes (plan->bytes[k]);
+        printf ("%s %s %s", shown++ ? "," : "", kilt_mem_category_name ((KiltMemCategory)k), b);
+      }
+  printf ("\n");
+  if (plan->fits)
+    printf ("Activations: %s\n", plan->memory_line);
+  kilt_train_config_clear (&cfg);
+  return TRUE;
+}
 
 int
 kilt_cli_summary (int argc, char **argv)
@@ -997,6 +1081,14 @@ kilt_cli_summary (int argc, char **argv)
   fputs (text, stdout);
   if (model->weights_note)
     printf ("Starting weights: %s\n", model->weights_note);
+  if (!print_summary_plan (&c, model, &error))
+    {
+      fprintf (stderr, "kilt-cli summary: %s\n", error->message);
+      kilt_model_free (model);
+      kilt_dataset_free (ds);
+      kilt_cli_common_clear (&c);
+      return 1;
+    }
   kilt_model_free (model);
   kilt_dataset_free (ds);
   kilt_cli_common_clear (&c);

@@ -380,6 +380,9 @@ run_one (Worker *w, KiltWorkerJob *job)
   model = kilt_model_load_json_data (job->model_json, -1, "the window's model", &error);
   if (model && !model->built && !kilt_model_build (model, &error))
     g_clear_pointer (&model, kilt_model_free);
+  /* The weights the window's model started from (an imported Keras file's) */
+  if (model && !kilt_worker_job_load_weights (job, model, &error))
+    g_clear_pointer (&model, kilt_model_free);
   if (model == NULL)
     {
       g_prefix_error (&error, "Cannot build the model: ");

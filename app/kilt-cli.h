@@ -16,6 +16,11 @@ typedef struct
   char *data;
   char *model;
   char *weights; /* --weights: Keras weights onto --model */
+  /* Transfer learning: freeze layers up to this one; unfreeze every layer first; a new head
+   * when the model's outputs differ from the data's classes. */
+  char *freeze_until;
+  gboolean unfreeze_all;
+  gboolean replace_head;
   char *loss;
   int epochs;
   int batch;
@@ -31,6 +36,7 @@ typedef struct
   int max_samples;
   gboolean augment;
   char *precision; /* NULL: fp32 */
+  char *memory;    /* --memory auto|keep|recompute; NULL: auto */
   gboolean standardize;
   char *image_size;
   gboolean grayscale;
@@ -60,6 +66,10 @@ gboolean kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error
 KiltDataset *kilt_cli_load_data_spec (const KiltDataSpec *spec, gboolean tell_notes,
                                       GError **error);
 KiltModel *kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error);
+/* Applies --unfreeze-all, --freeze-until and --replace-head (with @ds's classes; @ds may be
+ * NULL) to built @model (app/kilt-cli-transfer.c). */
+gboolean kilt_cli_transfer (KiltCliCommon *c, const KiltDataset *ds, KiltModel *model,
+                            GError **error);
 gboolean kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error);
 /* With --checkpoint, its weights become @model's starting weights (the checkpoint must be
  * this model's); without, nothing changes. */

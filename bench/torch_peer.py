@@ -72,9 +72,38 @@ def vgg16(c=3, n=1000):
     return nn.Sequential(*layers)
 
 
+class Bottleneck(nn.Module):
+    # keras.applications.ResNet50's block: the stride in the first 1x1 convolution, biases in
+    # every convolution, BatchNormalization with Keras' epsilon 1.001e-5.
+    def __init__(self, cin, mid, stride, shortcut):
+        super().__init__()
+        bn = lambda ch: nn.BatchNorm2d(ch, momentum=0.01, eps=1.001e-5)
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, mid, 1, stride), bn(mid), nn.ReLU(),
+            nn.Conv2d(mid, mid, 3, 1, 1), bn(mid), nn.ReLU(),
+            nn.Conv2d(mid, 4 * mid, 1), bn(4 * mid))
+        self.short = nn.Sequential(nn.Conv2d(cin, 4 * mid, 1, stride), bn(4 * mid)) if shortcut else None
+
+    def forward(self, x):
+        return F.relu(self.body(x) + (self.short(x) if self.short is not None else x))
+
+
+def resnet50(c=3, n=1000):
+    # keras.applications.ResNet50 with its top (bench/models/keras3-resnet50.json), at 224x224.
+    layers = [nn.ZeroPad2d(3), nn.Conv2d(c, 64, 7, 2), nn.BatchNorm2d(64, momentum=0.01, eps=1.001e-5),
+              nn.ReLU(), nn.ZeroPad2d(1), nn.MaxPool2d(3, 2)]
+    cin = 64
+    for mid, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for b in range(blocks):
+            layers.append(Bottleneck(cin, mid, stride if b == 0 else 1, b == 0))
+            cin = 4 * mid
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2048, n)]
+    return nn.Sequential(*layers)
+
+
 MODELS = {"cifar10_cnn": (cifar10_cnn, (3, 32, 32)), "mnist_cnn": (mnist_cnn, (1, 28, 28)),
           "resnet20": (resnet20, (3, 32, 32)), "mlp": (mlp, (1, 28, 28)),
-          "vgg16": (vgg16, (3, 224, 224))}
+          "vgg16": (vgg16, (3, 224, 224)), "resnet50": (resnet50, (3, 224, 224))}
 
 
 def keras_rmsprop(params, lr=1e-4, decay=1e-6):
@@ -90,7 +119,7 @@ def bench(model_name, batch, steps, mode, device):
     model = make().to(device)
     opt, sched = keras_rmsprop(model.parameters())
     x = torch.rand(steps, batch, *shape, device=device)
-    classes = 1000 if model_name == "vgg16" else 10
+    classes = 1000 if model_name in ("vgg16", "resnet50") else 10
     y = torch.randint(0, classes, (steps, batch), device=device)
 
     def step(xb, yb):

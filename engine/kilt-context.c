@@ -337,6 +337,17 @@ release_kernel (gpointer kernel)
   clReleaseKernel (kernel);
 }
 
+guint64
+kilt_context_budget_for (const KiltDeviceInfo *device)
+{
+  const char *budget_env = g_getenv ("KILT_MEMORY_BUDGET_MB");
+  guint64 budget = device->global_mem - device->global_mem / 20;
+
+  if (budget_env && atoll (budget_env) > 0)
+    budget = MIN (budget, (guint64)atoll (budget_env) << 20);
+  return budget;
+}
+
 KiltContext *
 kilt_context_new (const KiltDeviceInfo *device, GError **error)
 {
@@ -344,16 +355,12 @@ kilt_context_new (const KiltDeviceInfo *device, GError **error)
   cl_context_properties props[]
       = { CL_CONTEXT_PLATFORM, (cl_context_properties)device->platform, 0 };
   cl_int err = CL_SUCCESS;
-  const char *budget_env = g_getenv ("KILT_MEMORY_BUDGET_MB");
   g_autoptr (GError) tuning_error = NULL;
 
   ctx->info = kilt_device_info_copy (device);
   ctx->kernels = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, release_kernel);
   ctx->prof_events = g_array_new (FALSE, FALSE, sizeof (KiltProfEvent));
-  /* Leave a little of the device for the driver and the display. */
-  ctx->budget = device->global_mem - device->global_mem / 20;
-  if (budget_env && atoll (budget_env) > 0)
-    ctx->budget = MIN (ctx->budget, (guint64)atoll (budget_env) << 20);
+  ctx->budget = kilt_context_budget_for (device);
 
   ctx->context = clCreateContext (props, 1, &device->device, NULL, NULL, &err);
   if (err != CL_SUCCESS)

@@ -37,6 +37,9 @@ typedef struct
 } KiltProfEvent;
 
 /* Opens a context on @device, builds (or loads from the cache) the kernel library. */
+/* The bytes a context on @device lets itself allocate: all but a twentieth (for the driver and
+ * the display), or $KILT_MEMORY_BUDGET_MB when that is less. */
+guint64 kilt_context_budget_for (const KiltDeviceInfo *device);
 KiltContext *kilt_context_new (const KiltDeviceInfo *device, GError **error);
 void kilt_context_free (KiltContext *ctx);
 

@@ -30,37 +30,45 @@ kilt_executor_fuses (KiltModel *model, guint i)
 }
 
 /* Every figure here must match what kilt_executor_new () allocates. */
-void
-kilt_executor_plan (KiltModel *model, guint batch, gboolean training, const KiltDeviceInfo *info,
-                    guint64 bytes[KILT_MEM_N_CATEGORIES])
+static void
+plan_layout (KiltModel *model, guint batch, gboolean training, const KiltDeviceInfo *info,
+             const guint8 *keep, guint64 bytes[KILT_MEM_N_CATEGORIES])
 {
   gsize ws = 0;
+  g_autoptr (KiltRecompute) layout = kilt_recompute_new (model, batch, training, keep);
 
   g_return_if_fail (model->built);
   for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
     bytes[i] = 0;
   bytes[KILT_MEM_WEIGHTS] = 4 * MAX (model->n_params, 1) + 4 * MAX (model->n_state, 1);
   if (training)
-    bytes[KILT_MEM_GRADIENTS] = 4 * MAX (model->n_params, 1);
+    bytes[KILT_MEM_GRADIENTS] = 4 * MAX (model->n_grads, 1);
+  /* Activations, their gradients and saved values: a node's own, or the slots it shares. */
+  bytes[KILT_MEM_ACTIVATIONS] = layout->act_bytes;
+  bytes[KILT_MEM_GRADIENTS] += layout->grad_bytes;
   for (guint i = 0; i < model->nodes->len; i++)
     {
       KiltNode *node = g_ptr_array_index (model->nodes, i);
-      gsize act = 4 * (gsize)batch * kilt_shape_size (&node->out_shape);
       if (kilt_executor_fuses (model, i))
         continue; /* shares its input's buffers and has nothing of its own */
-      bytes[KILT_MEM_ACTIVATIONS] += act;
-      if (training && i > 0)
-        bytes[KILT_MEM_GRADIENTS] += act;
-      if (node->klass->saved_floats)
-        {
-          gsize s = node->klass->saved_floats (node, batch);
-          if (s)
-            bytes[KILT_MEM_ACTIVATIONS] += 4 * s;
-        }
       if (node->klass->workspace_floats)
         ws = MAX (ws, node->klass->workspace_floats (node, batch, info));
     }
   bytes[KILT_MEM_WORKSPACE] = 4 * MAX (ws, 1);
+}
+
+void
+kilt_executor_plan (KiltModel *model, guint batch, gboolean training, const KiltDeviceInfo *info,
+                    guint64 bytes[KILT_MEM_N_CATEGORIES])
+{
+  plan_layout (model, batch, training, info, NULL, bytes);
+}
+
+void
+kilt_executor_plan_recompute (KiltModel *model, guint batch, const KiltDeviceInfo *info,
+                              const guint8 *keep, guint64 bytes[KILT_MEM_N_CATEGORIES])
+{
+  plan_layout (model, batch, TRUE, info, keep, bytes);
 }
 
 static cl_mem
@@ -75,10 +83,39 @@ node_alloc (KiltExecutor *exec, KiltMemCategory cat, gsize bytes, KiltNode *node
   return b->mem;
 }
 
+static KiltExecutor *executor_new (KiltContext *ctx, KiltModel *model, guint batch,
+                                   gboolean training, const guint8 *keep, GError **error);
+
 KiltExecutor *
 kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training,
                    GError **error)
 {
+  return executor_new (ctx, model, batch, training, NULL, error);
+}
+
+KiltExecutor *
+kilt_executor_new_recompute (KiltContext *ctx, KiltModel *model, guint batch, const guint8 *keep,
+                             GError **error)
+{
+  return executor_new (ctx, model, batch, TRUE, keep, error);
+}
+
+static KiltBuffer *
+slot_alloc (KiltExecutor *exec, KiltMemCategory cat, guint64 bytes, guint index, GError **error)
+{
+  KiltBuffer *b
+      = kilt_buffer_new (exec->ex.ctx, cat, bytes, error, "recomputed layers' shared %s %u",
+                         cat == KILT_MEM_ACTIVATIONS ? "activations" : "gradients", index + 1);
+  if (b)
+    g_ptr_array_add (exec->slots, b);
+  return b;
+}
+
+static KiltExecutor *
+executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training,
+              const guint8 *keep, GError **error)
+{
+  cl_mem *act_slots = NULL, *grad_slots = NULL;
   KiltExecutor *exec;
   gsize ws = 0;
   g_autofree int *last_writer = NULL;
@@ -88,6 +125,7 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
   exec = g_new0 (KiltExecutor, 1);
   exec->model = model;
   exec->node_buffers = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_buffer_free);
+  exec->slots = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_buffer_free);
   exec->ex.ctx = ctx;
   exec->ex.nodes = model->nodes;
   exec->ex.batch = batch;
@@ -103,7 +141,8 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
     goto fail;
   if (training)
     {
-      exec->grads = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, 4 * MAX (model->n_params, 1), error,
+      /* Frozen layers' parameters have no gradients: the buffer holds the trainable ones. */
+      exec->grads = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, 4 * MAX (model->n_grads, 1), error,
                                      "the parameter gradients");
       if (!exec->grads)
         goto fail;
@@ -111,6 +150,27 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
   exec->ex.params = exec->params->mem;
   exec->ex.state = exec->state->mem;
   exec->ex.grads = exec->grads ? exec->grads->mem : NULL;
+
+  if (training && keep)
+    {
+      KiltRecompute *lo = exec->layout = kilt_recompute_new (model, batch, TRUE, keep);
+      act_slots = g_newa (cl_mem, lo->n_act_slots + 1);
+      grad_slots = g_newa (cl_mem, lo->n_grad_slots + 1);
+      for (guint s = 0; s < lo->n_act_slots; s++)
+        {
+          KiltBuffer *b = slot_alloc (exec, KILT_MEM_ACTIVATIONS, lo->act_slot_bytes[s], s, error);
+          if (!b)
+            goto fail;
+          act_slots[s] = b->mem;
+        }
+      for (guint s = 0; s < lo->n_grad_slots; s++)
+        {
+          KiltBuffer *b = slot_alloc (exec, KILT_MEM_GRADIENTS, lo->grad_slot_bytes[s], s, error);
+          if (!b)
+            goto fail;
+          grad_slots[s] = b->mem;
+        }
+    }
 
   for (guint i = 0; i < model->nodes->len; i++)
     {
@@ -132,11 +192,22 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
           node->saved = NULL;
           continue;
         }
+      if (exec->layout)
+        {
+          KiltRecompute *lo = exec->layout;
+          node->out = act_slots[lo->slot_out[i]];
+          node->saved = lo->slot_saved[i] != G_MAXUINT ? act_slots[lo->slot_saved[i]] : NULL;
+          node->dout = lo->slot_dout[i] != G_MAXUINT ? grad_slots[lo->slot_dout[i]] : NULL;
+          if (node->klass->workspace_floats)
+            ws = MAX (ws, node->klass->workspace_floats (node, batch, ctx->info));
+          continue;
+        }
       node->out = node_alloc (exec, KILT_MEM_ACTIVATIONS, act, node, "activations", error);
       if (!node->out)
         goto fail;
       node->dout = NULL;
-      if (training && i > 0)
+      /* Below the lowest trainable layer no gradient flows, so there is none to keep. */
+      if (training && i > 0 && node->grad_path)
         {
           node->dout
               = node_alloc (exec, KILT_MEM_GRADIENTS, act, node, "activation gradients", error);
@@ -173,7 +244,8 @@ kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean tra
       for (guint j = 0; j < node->n_inputs; j++)
         {
           guint src = node->inputs[j];
-          node->din_needed[j] = training && src != 0;
+          node->din_needed[j] = training && src != 0
+                                && ((KiltNode *)g_ptr_array_index (model->nodes, src))->grad_path;
           node->din_beta[j] = last_writer[src] ? 1.0f : 0.0f;
           if (node->din_needed[j])
             last_writer[src] = 1;
@@ -198,6 +270,8 @@ kilt_executor_free (KiltExecutor *exec)
       node->fused = node->act_fused = FALSE;
     }
   g_ptr_array_unref (exec->node_buffers);
+  g_ptr_array_unref (exec->slots);
+  kilt_recompute_free (exec->layout);
   kilt_buffer_free (exec->workspace);
   kilt_buffer_free (exec->grads);
   kilt_buffer_free (exec->state);
@@ -252,14 +326,50 @@ kilt_executor_forward (KiltExecutor *exec, gboolean training, GError **error)
   return TRUE;
 }
 
+/* Redoes the forward of nodes @from .. @to - 1 (a segment between two checkpoints), which
+ * reads only the checkpoint before @from and nodes of the segment. */
+static gboolean
+recompute_segment (KiltExecutor *exec, guint from, guint to, GError **error)
+{
+  gboolean ok = TRUE;
+
+  exec->ex.training = TRUE;
+  exec->ex.recompute = TRUE;
+  for (guint j = from; j < to && ok; j++)
+    {
+      KiltNode *node = g_ptr_array_index (exec->model->nodes, j);
+      if (node->fused)
+        continue;
+      exec->ex.ctx->prof_tag = KILT_PROF_TAG (j, KILT_PHASE_FORWARD);
+      kilt_breadcrumb_layer (node->name, KILT_CRUMB_FORWARD);
+      ok = node->klass->forward (node, &exec->ex, error);
+    }
+  exec->ex.recompute = FALSE;
+  return ok;
+}
+
 gboolean
 kilt_executor_backward (KiltExecutor *exec, GError **error)
 {
+  const KiltRecompute *lo = exec->layout;
+
   g_return_val_if_fail (exec->grads != NULL, FALSE);
   for (guint i = exec->model->nodes->len - 1; i >= 1; i--)
     {
       KiltNode *node = g_ptr_array_index (exec->model->nodes, i);
-      if (!node->fused)
+      /* A checkpoint before the last one ends a segment whose forward later segments have
+       * overwritten in the shared slots: redo it, now that the backward pass needs it. */
+      if (lo && lo->redo[i])
+        {
+          guint from = i;
+          while (from > 1 && !lo->keep[from - 1])
+            from--;
+          if (from < i && !recompute_segment (exec, from, i, error))
+            return FALSE;
+        }
+      /* A node off every gradient's path has neither trainable parameters nor an input
+       * that needs its gradient: nothing to compute. */
+      if (!node->fused && node->grad_path)
         {
           exec->ex.ctx->prof_tag = KILT_PROF_TAG (i, KILT_PHASE_BACKWARD);
           kilt_breadcrumb_layer (node->name, KILT_CRUMB_BACKWARD);

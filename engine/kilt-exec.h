@@ -3,6 +3,7 @@
 #pragma once
 
 #include "kilt-model.h"
+#include "kilt-recompute.h"
 
 G_BEGIN_DECLS
 
@@ -21,6 +22,8 @@ struct _KiltExecutor
   KiltBuffer *state;
   KiltBuffer *workspace;
   GPtrArray *node_buffers;        /* KiltBuffer*, owned: activations, gradients, saved */
+  KiltRecompute *layout;          /* NULL: every node keeps its buffers (no recompute) */
+  GPtrArray *slots;               /* KiltBuffer*, owned: the recomputed segments' shared ones */
   KiltBackwardHook backward_hook; /* NULL: none */
   gpointer backward_hook_data;
 };
@@ -34,10 +37,19 @@ gboolean kilt_executor_fuses (KiltModel *model, guint i);
 void kilt_executor_plan (KiltModel *model, guint batch, gboolean training,
                          const KiltDeviceInfo *info, guint64 bytes[KILT_MEM_N_CATEGORIES]);
 
+/* The same for a training executor that keeps only the nodes where @keep is 1 (a
+ * KiltRecompute's keep; NULL: all) and recomputes the others in the backward pass. */
+void kilt_executor_plan_recompute (KiltModel *model, guint batch, const KiltDeviceInfo *info,
+                                   const guint8 *keep, guint64 bytes[KILT_MEM_N_CATEGORIES]);
+
 /* Allocates everything for @batch (no allocation happens later). With @training FALSE no
  * gradients are kept. */
 KiltExecutor *kilt_executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training,
                                  GError **error);
+/* A training executor with activation recompute: only the nodes where @keep is 1 keep their
+ * buffers through the step (see KiltRecompute); NULL @keep is kilt_executor_new (). */
+KiltExecutor *kilt_executor_new_recompute (KiltContext *ctx, KiltModel *model, guint batch,
+                                           const guint8 *keep, GError **error);
 void kilt_executor_free (KiltExecutor *exec);
 
 /* Copies host parameters and state to the device (blocking; set-up only). */
@@ -51,7 +63,9 @@ cl_mem kilt_executor_input (KiltExecutor *exec);
 /* Enqueues the forward pass (nothing waits). Profiling tags are node * 3 + phase. */
 gboolean kilt_executor_forward (KiltExecutor *exec, gboolean training, GError **error);
 /* Enqueues the backward pass; the output node's dout must hold d(loss)/d(output) (or the
- * pre-softmax gradient when ex.softmax_fused_node names it). */
+ * pre-softmax gradient when ex.softmax_fused_node names it). With recompute, it first redoes
+ * each segment's forward from its checkpoint (so the activations of nodes that are not kept
+ * are not what forward left once it returns; the output's are). */
 gboolean kilt_executor_backward (KiltExecutor *exec, GError **error);
 
 typedef enum

@@ -157,6 +157,18 @@ struct _KiltNode
   gsize param_offset;
   gsize n_state; /* non-trainable floats (running statistics), at state_offset */
   gsize state_offset;
+  /* Keras' trainable = false (transfer learning): its parameters keep their values, get no
+   * gradient buffer and no optimizer state, and a BatchNormalization runs in inference mode
+   * (running statistics, not updated) also while training. Set with kilt_model_set_trainable. */
+  gboolean frozen;
+  /* Set by kilt_model_build (). Where this node's parameter gradients start in the gradient
+   * buffer, which holds the trainable (not frozen) nodes' parameters only, in node order
+   * (equal to param_offset when nothing is frozen); meaningless for a frozen node. */
+  gsize grad_offset;
+  /* Whether training needs d(loss)/d(out) of this node: it or a node it reads from (through
+   * any path) has trainable parameters. Below the lowest trainable layer nothing does, so no
+   * gradient flows there. */
+  gboolean grad_path;
 
   /* Set by the executor for one batch size. */
   cl_mem out;   /* batch x out_shape activations */
@@ -215,6 +227,9 @@ struct _KiltExec
   cl_mem state;             /* non-trainable state, flat */
   cl_mem workspace;         /* shared scratch: max workspace_floats () over nodes */
   guint softmax_fused_node; /* node whose dout already holds d(loss)/d(pre-softmax), or G_MAXUINT */
+  /* A forward that the backward pass redoes (activation recompute): the same outputs again,
+   * but no state may change (BatchNormalization's moving statistics update once a step). */
+  gboolean recompute;
 };
 
 static inline KiltNode *

@@ -577,6 +577,7 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
   guint n_inputs = 0;
   const char *name = NULL;
   guint seen = 0;
+  gboolean trainable = TRUE;
 
   if (!JSON_NODE_HOLDS_OBJECT (node))
     {
@@ -653,6 +654,17 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
   else
     inputs[n_inputs++] = kilt_model_n_nodes (model) - 1; /* a chain: the layer before */
 
+  /* Any layer may be frozen (transfer learning); true is the default and not written. */
+  if ((n = json_object_get_member (o, "trainable")))
+    {
+      if (!JSON_NODE_HOLDS_VALUE (n) || json_node_get_value_type (n) != G_TYPE_BOOLEAN)
+        {
+          set_error (error, &w, "trainable must be true or false");
+          return FALSE;
+        }
+      trainable = json_node_get_boolean (n);
+    }
+
   cfg = kilt_layer_config_default (type);
   {
     g_autoptr (GList) members = json_object_get_members (o);
@@ -660,7 +672,8 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
       {
         const char *key = l->data;
         int f;
-        if (g_str_equal (key, "name") || g_str_equal (key, "type") || g_str_equal (key, "inputs"))
+        if (g_str_equal (key, "name") || g_str_equal (key, "type") || g_str_equal (key, "inputs")
+            || g_str_equal (key, "trainable"))
           continue;
         f = field_index (key);
         if (f < 0 || !(type_fields[type].allowed & (1u << f)))
@@ -680,7 +693,8 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
         set_error (error, &w, "expected a field \"%s\"", field_names[f]);
         return FALSE;
       }
-  kilt_model_add (model, type, name, &cfg, n_inputs, inputs);
+  kilt_model_set_trainable (model, kilt_model_add (model, type, name, &cfg, n_inputs, inputs),
+                            trainable);
   return TRUE;
 }
 
@@ -963,6 +977,8 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     append_float (s, "momentum", c->momentum);
   if (allowed & F_EPSILON)
     append_float (s, "epsilon", c->epsilon);
+  if (node->frozen)
+    g_string_append (s, ", \"trainable\": false");
   g_string_append (s, " }");
 }
 

@@ -32,6 +32,7 @@ kilt_model_free (KiltModel *model)
   if (model == NULL)
     return;
   kilt_model_set_weights (model, NULL, NULL, NULL);
+  g_free (model->grad_ranges);
   g_hash_table_unref (model->by_name);
   g_ptr_array_unref (model->nodes);
   g_free (model->name);
@@ -109,6 +110,20 @@ kilt_model_append (KiltModel *model, KiltLayerType type, const KiltLayerConfig *
   return kilt_model_add (model, type, NULL, cfg, 1, &prev);
 }
 
+void
+kilt_model_truncate (KiltModel *model, guint n_nodes)
+{
+  g_return_if_fail (n_nodes >= 1 && n_nodes <= model->nodes->len);
+  for (guint i = n_nodes; i < model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      if (g_hash_table_lookup (model->by_name, node->name) == node)
+        g_hash_table_remove (model->by_name, node->name);
+    }
+  g_ptr_array_set_size (model->nodes, n_nodes);
+  model->built = FALSE;
+}
+
 KiltNode *
 kilt_model_node (KiltModel *model, guint index)
 {
@@ -133,6 +148,69 @@ KiltNode *
 kilt_model_find (KiltModel *model, const char *name)
 {
   return g_hash_table_lookup (model->by_name, name);
+}
+
+/* The gradient layout and which nodes lie on a gradient's path, from the frozen flags. */
+static void
+layout_grads (KiltModel *model)
+{
+  GArray *ranges = g_array_new (FALSE, FALSE, sizeof (KiltParamRange));
+  gsize grads = 0;
+
+  for (guint i = 0; i < model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      gboolean trains = node->n_params > 0 && !node->frozen;
+
+      node->grad_offset = trains ? grads : 0;
+      node->grad_path = trains;
+      for (guint j = 0; j < node->n_inputs && node->inputs[j] < i; j++)
+        node->grad_path
+            |= ((KiltNode *)g_ptr_array_index (model->nodes, node->inputs[j]))->grad_path;
+      if (!trains)
+        continue;
+      if (ranges->len > 0)
+        {
+          KiltParamRange *last = &g_array_index (ranges, KiltParamRange, ranges->len - 1);
+          if (last->param_offset + last->n == node->param_offset)
+            {
+              last->n += node->n_params;
+              grads += node->n_params;
+              continue;
+            }
+        }
+      g_array_append_val (ranges, ((KiltParamRange){ node->param_offset, grads, node->n_params }));
+      grads += node->n_params;
+    }
+  g_free (model->grad_ranges);
+  model->n_grads = grads;
+  model->n_grad_ranges = ranges->len;
+  model->grad_ranges = (KiltParamRange *)g_array_free (ranges, FALSE);
+}
+
+void
+kilt_model_set_trainable (KiltModel *model, guint index, gboolean trainable)
+{
+  KiltNode *node;
+
+  g_return_if_fail (index < model->nodes->len);
+  node = g_ptr_array_index (model->nodes, index);
+  node->frozen = !trainable;
+  if (model->built)
+    layout_grads (model);
+}
+
+guint
+kilt_model_n_frozen (KiltModel *model)
+{
+  guint n = 0;
+
+  for (guint i = 0; i < model->nodes->len; i++)
+    {
+      KiltNode *node = g_ptr_array_index (model->nodes, i);
+      n += node->frozen && node->n_params > 0;
+    }
+  return n;
 }
 
 gboolean
@@ -212,6 +290,7 @@ kilt_model_build (KiltModel *model, GError **error)
       }
   model->n_params = params;
   model->n_state = state;
+  layout_grads (model);
   model->built = TRUE;
   return TRUE;
 }

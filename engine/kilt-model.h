@@ -17,6 +17,13 @@ typedef enum
  * converting anything, so a hostile file is cheap to turn down. */
 #define KILT_MODEL_MAX_LAYERS 100000
 
+/* A run of trainable parameters: @n floats at @param_offset in the parameter buffer, whose
+ * gradients (and optimizer state) are at @grad_offset in the gradient buffer. */
+typedef struct
+{
+  gsize param_offset, grad_offset, n;
+} KiltParamRange;
+
 typedef struct
 {
   char *name;
@@ -26,6 +33,12 @@ typedef struct
   KiltLossType loss;
   gsize n_params; /* after kilt_model_build () */
   gsize n_state;
+  /* After kilt_model_build (): the trainable parameters (those of nodes not frozen), which
+   * alone have gradients and optimizer state, and the runs they form in the parameter buffer
+   * (one when nothing, or only a first part of the model, is frozen). */
+  gsize n_grads;
+  KiltParamRange *grad_ranges;
+  guint n_grad_ranges;
   gboolean built;
   /* Starting weights that came with the model (an imported Keras file), or NULL: whoever runs
    * the model uploads these instead of initialising, while their sizes match the built model.
@@ -53,6 +66,10 @@ guint kilt_model_append (KiltModel *model, KiltLayerType type, const KiltLayerCo
  * node. */
 gboolean kilt_model_build (KiltModel *model, GError **error);
 
+/* Drops every node from index @n_nodes on (at least the input stays); the model must be built
+ * again. */
+void kilt_model_truncate (KiltModel *model, guint n_nodes);
+
 KiltNode *kilt_model_node (KiltModel *model, guint index);
 KiltNode *kilt_model_output (KiltModel *model);
 guint kilt_model_n_nodes (KiltModel *model);
@@ -65,6 +82,12 @@ void kilt_model_set_weights (KiltModel *model, float *params, float *state, cons
 /* The starting weights, or FALSE when there are none or they no longer fit the built model
  * (its layout changed after they were set). Borrowed pointers. */
 gboolean kilt_model_get_weights (KiltModel *model, const float **params, const float **state);
+
+/* Freezes (@trainable FALSE) or unfreezes node @index; a built model's gradient layout
+ * follows at once (the parameter layout never changes). */
+void kilt_model_set_trainable (KiltModel *model, guint index, gboolean trainable);
+/* Number of nodes with parameters that are frozen. */
+guint kilt_model_n_frozen (KiltModel *model);
 
 /* Seeded initialisation of host copies (n_params and n_state floats). */
 void kilt_model_init_params (KiltModel *model, guint64 seed, float *params, float *state);

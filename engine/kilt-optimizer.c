@@ -22,6 +22,10 @@ struct _KiltOptimizer
   guint n_slots;
   KiltBuffer *slot[MAX_SLOTS];
   cl_kernel kernel;
+  /* Where the n_params floats of state and gradients sit in the parameter buffer: one run at
+   * 0 unless layers are frozen (kilt_optimizer_set_ranges). */
+  KiltParamRange *ranges;
+  guint n_ranges;
 };
 
 static const char *optimizer_names[KILT_OPT_N_TYPES] = {
@@ -202,6 +206,9 @@ kilt_optimizer_new (KiltContext *ctx, const KiltOptimizerConfig *cfg, gsize n_pa
   opt->ctx = ctx;
   opt->cfg = *cfg;
   opt->n_params = n_params;
+  opt->n_ranges = 1;
+  opt->ranges = g_new (KiltParamRange, 1);
+  opt->ranges[0] = (KiltParamRange){ 0, 0, n_params };
   opt->n_slots = kilt_optimizer_state_slots (cfg);
   opt->kernel = kilt_context_kernel (ctx, kernel_names[cfg->type], error);
   if (opt->kernel == NULL)
@@ -243,6 +250,7 @@ kilt_optimizer_free (KiltOptimizer *opt)
     return;
   for (guint s = 0; s < MAX_SLOTS; s++)
     kilt_buffer_free (opt->slot[s]);
+  g_free (opt->ranges);
   g_free (opt);
 }
 
@@ -256,6 +264,22 @@ gsize
 kilt_optimizer_n_params (KiltOptimizer *opt)
 {
   return opt->n_params;
+}
+
+void
+kilt_optimizer_set_ranges (KiltOptimizer *opt, const KiltParamRange *ranges, guint n_ranges)
+{
+  gsize total = 0;
+
+  for (guint r = 0; r < n_ranges; r++)
+    {
+      g_return_if_fail (ranges[r].grad_offset == total);
+      total += ranges[r].n;
+    }
+  g_return_if_fail (n_ranges > 0 && total == opt->n_params);
+  g_free (opt->ranges);
+  opt->ranges = g_memdup2 (ranges, sizeof *ranges * n_ranges);
+  opt->n_ranges = n_ranges;
 }
 
 gboolean
@@ -312,14 +336,24 @@ kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 it
         g_return_val_if_reached (FALSE);
     }
   KILT_ARG (k, a++, c->weight_decay, err);
-  KILT_ARG (k, a++, n, err);
+  for (guint r = 0; r < opt->n_ranges && err == CL_SUCCESS; r++)
+    {
+      cl_uint p_off = (cl_uint)opt->ranges[r].param_offset;
+      cl_uint g_off = (cl_uint)opt->ranges[r].grad_offset;
+      n = (cl_uint)opt->ranges[r].n;
+      KILT_ARG (k, a, n, err);
+      KILT_ARG (k, a + 1, p_off, err);
+      KILT_ARG (k, a + 2, g_off, err);
+      if (err == CL_SUCCESS && !kilt_context_launch_1d (opt->ctx, k, n, error))
+        return FALSE;
+    }
   if (err != CL_SUCCESS)
     {
       kilt_set_cl_error (error, err, opt->ctx->info->name, "setting arguments of %s",
                          kernel_names[c->type]);
       return FALSE;
     }
-  return kilt_context_launch_1d (opt->ctx, k, opt->n_params, error);
+  return TRUE;
 }
 
 gboolean

@@ -4,6 +4,7 @@
 
 #include "kilt-context.h"
 #include "kilt-optimizer-config.h"
+#include "kilt-model.h"
 
 G_BEGIN_DECLS
 
@@ -28,8 +29,14 @@ void kilt_optimizer_free (KiltOptimizer *opt);
 const KiltOptimizerConfig *kilt_optimizer_get_config (KiltOptimizer *opt);
 gsize kilt_optimizer_n_params (KiltOptimizer *opt);
 
+/* Where the optimizer's @n_params floats (of gradients and state) lie in the parameter
+ * buffer: @n_ranges runs whose grad_offsets follow each other from 0 and whose sizes add up to
+ * n_params (a model with frozen layers: its grad_ranges). Default: one run at 0. */
+void kilt_optimizer_set_ranges (KiltOptimizer *opt, const KiltParamRange *ranges, guint n_ranges);
+
 /* Enqueues one update of @params (n_params floats) from @grads; @iteration is the 0-based
- * step count before this update. One kernel launch, no wait for the device. */
+ * step count before this update. One kernel launch per run of parameters, no wait for the
+ * device. */
 gboolean kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 iteration,
                               GError **error);
 

@@ -6,6 +6,7 @@
 #include "kilt-memory.h"
 #include "kilt-model.h"
 #include "kilt-optimizer-config.h"
+#include "kilt-recompute.h"
 
 G_BEGIN_DECLS
 
@@ -23,6 +24,21 @@ typedef struct
   guint max_batch; /* largest batch that fits (0: none; = batch when it fits) */
   char *message;   /* one line: what it needs against what there is, and
                     * when it does not fit, the largest batch that does */
+  /* Activation recompute (kilt_plan_compute_memory ()). */
+  KiltMemoryMode mode;      /* what was asked */
+  gboolean recompute;       /* the plan recomputes activations in the backward pass */
+  guint8 *keep;             /* per node, for kilt_executor_new_recompute (); NULL: keeps all */
+  guint n_blocks;           /* the pieces a checkpoint may separate */
+  guint n_blocks_kept;      /* those of which nothing is recomputed */
+  double recompute_percent; /* compute a step adds */
+  guint64 keep_total;       /* what keeping every activation needs */
+  gboolean recompute_fits;  /* KILT_MEMORY_KEEP that does not fit: recomputing would */
+  /* KILT_MEMORY_KEEP that does not fit: what recomputing would fit ("recomputing activations,
+   * batch 32 fits in 1.8 GiB (keeps ...)"), or NULL; not part of ->message. */
+  char *hint;
+  /* "keeps 6 of 19 blocks, recomputes the rest: +28% compute, fits in 1.8 of 2.0 GiB", or
+   * "keeps every layer's activations: fits in 1.2 of 2.0 GiB" (or "does not fit in") */
+  char *memory_line;
 } KiltPlan;
 
 /* Floats of optimizer state per trainable parameter: SGD 1 with momentum (0 without),
@@ -36,6 +52,14 @@ guint kilt_plan_optimizer_slots (const KiltOptimizerConfig *opt);
  * max allocation. Never fails: read ->fits and ->message. */
 KiltPlan *kilt_plan_compute (KiltModel *model, guint batch, const KiltOptimizerConfig *opt,
                              guint64 dataset_bytes, const KiltDeviceInfo *device, guint64 budget);
+/* The same with a choice of how activations are held: KILT_MEMORY_KEEP is kilt_plan_compute ()
+ * (and says when recomputing would fit); KILT_MEMORY_AUTO keeps everything when that fits and
+ * otherwise recomputes, redoing the least compute that fits; KILT_MEMORY_RECOMPUTE keeps the
+ * checkpoints that need the least memory. The largest batch accounts for recompute unless
+ * @mode is KILT_MEMORY_KEEP. */
+KiltPlan *kilt_plan_compute_memory (KiltModel *model, guint batch, const KiltOptimizerConfig *opt,
+                                    guint64 dataset_bytes, const KiltDeviceInfo *device,
+                                    guint64 budget, KiltMemoryMode mode);
 void kilt_plan_free (KiltPlan *plan);
 
 /* TRUE when the plan fits; otherwise a KILT_ENGINE_ERROR_OUT_OF_MEMORY error with ->message. */

@@ -324,6 +324,16 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
   json_builder_end_object (b);
 
   j_embedded (b, "config", run->config_json);
+  if (run->scaling)
+    {
+      g_autofree char *scaling = kilt_run_scaling_to_json (run->scaling);
+      g_autofree char *said = kilt_run_scaling_describe (run->scaling);
+      j_embedded (b, "devices", scaling);
+      kilt_json_add_number (b, "speedup_over_fastest_alone",
+                            kilt_run_scaling_speedup (run->scaling));
+      kilt_json_add_number (b, "scaling_efficiency", kilt_run_scaling_efficiency (run->scaling));
+      kilt_json_add_string (b, "devices_summary", said);
+    }
 
   json_builder_set_member_name (b, "summary");
   json_builder_begin_object (b);
@@ -561,6 +571,34 @@ kilt_report_build_tables (const KiltReportOptions *o)
       cell (row, dup_or_dash (r->clblast_version));
     }
   g_ptr_array_add (tables, t);
+
+  /* Runs on several devices (or MPI ranks): what each device did. */
+  for (guint i = 0; i < o->runs->len; i++)
+    {
+      const KiltRun *run = g_ptr_array_index (o->runs, i);
+      g_autofree char *title = NULL, *said = NULL;
+      if (run->scaling == NULL)
+        continue;
+      title
+          = g_strdup_printf ("Devices of run #%" G_GINT64_FORMAT " %s", run->id, run->record.name);
+      said = kilt_run_scaling_describe (run->scaling);
+      t = table_new (title, said);
+      table_head (t, "Device", "Rows per batch", "Alone at its rows (samples/s)", "Busy",
+                  "Peak memory", NULL);
+      for (guint k = 0; k < run->scaling->devices->len; k++)
+        {
+          const KiltRunDevice *d = &g_array_index (run->scaling->devices, KiltRunDevice, k);
+          GPtrArray *row = table_row (t);
+          cell (row, g_strdup_printf ("[%u] %s", k, d->name));
+          cell (row, g_strdup_printf ("%u", d->share));
+          cell (row,
+                d->samples_per_second > 0 ? kilt_report_fixed (d->samples_per_second, 0) : NULL);
+          cell (row,
+                isfinite (d->busy_percent) ? g_strdup_printf ("%.0f%%", d->busy_percent) : NULL);
+          cell (row, d->peak_bytes >= 0 ? kilt_format_bytes ((guint64)d->peak_bytes) : NULL);
+        }
+      g_ptr_array_add (tables, t);
+    }
 
   /* Model, data and hyper-parameters. */
   t = table_new ("Model, data and hyper-parameters", NULL);

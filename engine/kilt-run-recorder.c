@@ -17,9 +17,10 @@ struct _KiltRunRecorder
   KiltRunRecord record;
   gint64 id;
   gint64 t0;
-  gboolean failed;  /* a write failed: stop writing, keep training */
-  char *failure;    /* what went unrecorded, for the person (NULL: all of it was recorded) */
-  guint last_epoch; /* the last epoch written */
+  gboolean failed;         /* a write failed: stop writing, keep training */
+  char *failure;           /* what went unrecorded, for the person (NULL: all of it was recorded) */
+  guint last_epoch;        /* the last epoch written */
+  KiltRunScaling *scaling; /* a run on several devices or ranks; NULL: one device */
 };
 
 KiltRunRecorder *
@@ -150,7 +151,8 @@ begin (KiltRunRecorder *rec, const KiltEvent *ev)
     {
       const KiltDeviceInfo *d = ev->device;
       r->device_id = g_strdup (d->id);
-      r->device_name = g_strdup (d->name);
+      /* Several devices: all their names ("A + B"), the first one's other facts. */
+      r->device_name = g_strdup (ev->n_replicas > 1 && ev->device_name ? ev->device_name : d->name);
       r->device_vendor = g_strdup (d->vendor);
       r->device_type = g_strdup (d->type);
       r->device_driver = g_strdup (d->driver_version);
@@ -202,9 +204,14 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
               note_failure (rec, error);
             else
               rec->last_epoch = MIN (rec->last_epoch, ev->epoch);
+            break;
           }
-        else
-          begin (rec, ev);
+        begin (rec, ev);
+        if (ev->n_replicas > 1 || ev->n_ranks > 1)
+          {
+            rec->scaling = kilt_run_scaling_new ();
+            kilt_run_scaling_update (rec->scaling, ev);
+          }
         break;
       case KILT_EVENT_STEP:
         {
@@ -235,6 +242,9 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
             note_failure (rec, error);
           else if (rec->id)
             rec->last_epoch = ev->epoch;
+          if (rec->id && !rec->failed && rec->scaling && kilt_run_scaling_update (rec->scaling, ev)
+              && !kilt_run_store_set_scaling (rec->store, rec->id, rec->scaling, &error))
+            note_failure (rec, error);
           break;
         }
       case KILT_EVENT_TIMINGS:
@@ -259,6 +269,7 @@ kilt_run_recorder_free (KiltRunRecorder *rec)
     return;
   kilt_run_record_clear (&rec->record);
   kilt_run_store_close (rec->store);
+  kilt_run_scaling_free (rec->scaling);
   g_free (rec->failure);
   g_free (rec);
 }

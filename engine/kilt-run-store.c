@@ -89,7 +89,9 @@ static const char *const migrations[] = {
   /* 4 -> 5: the token the run writes into its checkpoints, so that a resume can tell the run's
    * own weights from those of another run that shares the file. */
   "ALTER TABLE runs ADD COLUMN checkpoint_token INTEGER;",
-  /* 5 -> 6: what changed while the run trained (resumed at a smaller batch after the device
+  /* 5 -> 6: how a run on several devices or MPI ranks shared its work (KiltRunScaling). */
+  "ALTER TABLE runs ADD COLUMN scaling_json TEXT;",
+  /* 6 -> 7: what changed while the run trained (resumed at a smaller batch after the device
    * ran out of memory), one line each. */
   "ALTER TABLE runs ADD COLUMN notes TEXT;",
 };
@@ -698,6 +700,8 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_add_boolean_value (b, c->augment);
   json_builder_set_member_name (b, "precision");
   json_builder_add_string_value (b, kilt_precision_name (c->precision));
+  json_builder_set_member_name (b, "memory");
+  json_builder_add_string_value (b, kilt_memory_mode_name (c->memory));
   json_builder_set_member_name (b, "preprocess");
   json_builder_add_string_value (b, (guint)c->preprocess < G_N_ELEMENTS (preprocess_names)
                                         ? preprocess_names[c->preprocess]
@@ -827,6 +831,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
           g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                        "a run configuration's \"devices\" must be a list of 2 to %d device names",
                        KILT_MAX_DEVICES);
+          kilt_train_config_clear (out);
           return FALSE;
         }
       out->devices = g_new0 (char *, len + 1);
@@ -837,6 +842,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
             {
               g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                            "a run configuration's \"devices\" entry %u is not a string", i + 1);
+              kilt_train_config_clear (out);
               return FALSE;
             }
           out->devices[i] = g_strdup (json_node_get_string (e));
@@ -851,6 +857,10 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   if (!kilt_precision_from_name (
           json_object_get_string_member_with_default (o, "precision", "fp32"), &out->precision))
     out->precision = KILT_PRECISION_FP32;
+  /* Runs recorded before the setting chose as auto does now. */
+  if (!kilt_memory_mode_from_name (json_object_get_string_member_with_default (o, "memory", "auto"),
+                                   &out->memory))
+    out->memory = KILT_MEMORY_AUTO;
   s = json_object_get_string_member_with_default (o, "preprocess", "scale");
   out->preprocess
       = g_strcmp0 (s, "standard") == 0 ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;
@@ -1258,6 +1268,32 @@ kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *s
 }
 
 gboolean
+kilt_run_store_set_scaling (KiltRunStore *store, gint64 id, const KiltRunScaling *scaling,
+                            GError **error)
+{
+  g_autoptr (sqlite3_stmt) up = NULL;
+  g_autofree char *json = NULL;
+  gboolean ok;
+
+  /* A store kept at an older version has nowhere to put it: nothing is lost that it had. */
+  if (store->version < 6)
+    return TRUE;
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  if (ok)
+    ok = (up = prepare (store, "UPDATE runs SET scaling_json = ? WHERE id = ?", error)) != NULL;
+  if (ok)
+    {
+      json = scaling ? kilt_run_scaling_to_json (scaling) : NULL;
+      bind_text (up, 1, json);
+      sqlite3_bind_int64 (up, 2, id);
+      ok = step_done (store, up, error, "recording the run's devices");
+    }
+  return commit (store, ok, error);
+}
+
+gboolean
 kilt_run_store_set_layer_timings (KiltRunStore *store, gint64 id, GArray *timings, GError **error)
 {
   g_autoptr (sqlite3_stmt) del = NULL;
@@ -1353,7 +1389,7 @@ kilt_run_store_add_change (KiltRunStore *store, gint64 id, const char *note,
   gboolean ok;
 
   g_return_val_if_fail (store != NULL && note != NULL && config != NULL, FALSE);
-  if (store->version < 6)
+  if (store->version < 7)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
                    "run store %s is at schema version %d, which keeps no notes", store->path,
@@ -1426,6 +1462,7 @@ kilt_run_free (KiltRun *run)
   g_clear_pointer (&run->epochs, g_array_unref);
   g_clear_pointer (&run->layer_timings, g_array_unref);
   g_clear_pointer (&run->steps, g_array_unref);
+  kilt_run_scaling_free (run->scaling);
   g_free (run);
 }
 
@@ -1601,6 +1638,25 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
         return set_db_error (store, error, "reading the data source");
     }
   if (store->version >= 6)
+    {
+      g_autoptr (sqlite3_stmt) sc
+          = prepare (store, "SELECT scaling_json FROM runs WHERE id = ?", error);
+      if (sc == NULL)
+        return FALSE;
+      sqlite3_bind_int64 (sc, 1, run->id);
+      if ((rc = sqlite3_step (sc)) == SQLITE_ROW && sqlite3_column_type (sc, 0) != SQLITE_NULL)
+        {
+          g_autoptr (GError) local = NULL;
+          g_autofree char *json = col_text (sc, 0);
+          run->scaling = kilt_run_scaling_from_json (json, &local);
+          /* The rest of the run is still worth showing. */
+          if (run->scaling == NULL)
+            g_warning ("run %" G_GINT64_FORMAT ": %s", run->id, local->message);
+        }
+      else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return set_db_error (store, error, "reading the run's devices");
+    }
+  if (store->version >= 7)
     {
       g_autoptr (sqlite3_stmt) ns = prepare (store, "SELECT notes FROM runs WHERE id = ?", error);
       if (ns == NULL)

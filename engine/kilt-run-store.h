@@ -3,11 +3,12 @@
 #pragma once
 
 #include "kilt-trainer.h"
+#include "kilt-run-scaling.h"
 
 G_BEGIN_DECLS
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define KILT_RUN_STORE_SCHEMA_VERSION 6
+#define KILT_RUN_STORE_SCHEMA_VERSION 7
 
 /* Where a run's data came from and how it was loaded, so that the run can be repeated. */
 typedef struct
@@ -88,16 +89,17 @@ typedef struct
   char *config_json; /* record.config as stored */
   KiltRunStatus status;
   char *error_message; /* FAILED (or INTERRUPTED: why) */
-  char *notes;         /* what changed while it trained, one line each (schema 6); NULL: nothing */
+  char *notes;         /* what changed while it trained, one line each (schema 7); NULL: nothing */
   gint64 started_at;   /* unix time, microseconds */
   gint64 ended_at;     /* 0 while running */
   double test_loss, test_accuracy; /* NaN when absent */
   gint64 pid;
   char *hostname;
-  GPtrArray *tags;       /* char* */
-  GArray *epochs;        /* KiltEpochRecord, by epoch */
-  GArray *layer_timings; /* KiltLayerTiming */
-  GArray *steps;         /* KiltStepRecord; NULL until kilt_run_store_load_steps */
+  GPtrArray *tags;         /* char* */
+  GArray *epochs;          /* KiltEpochRecord, by epoch */
+  GArray *layer_timings;   /* KiltLayerTiming */
+  GArray *steps;           /* KiltStepRecord; NULL until kilt_run_store_load_steps */
+  KiltRunScaling *scaling; /* a run on several devices or ranks (schema 6); NULL: one device */
 } KiltRun;
 
 typedef struct _KiltRunStore KiltRunStore;
@@ -138,6 +140,9 @@ gboolean kilt_run_store_add_epoch (KiltRunStore *store, gint64 id, const KiltEpo
 gboolean kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *step,
                                   gboolean *out_kept, GError **error);
 /* Replaces the run's per-layer timings with @timings (KiltLayerTiming). */
+/* Replaces what run @id's record says about its devices (a run on several, or on ranks). */
+gboolean kilt_run_store_set_scaling (KiltRunStore *store, gint64 id, const KiltRunScaling *scaling,
+                                     GError **error);
 gboolean kilt_run_store_set_layer_timings (KiltRunStore *store, gint64 id, GArray *timings,
                                            GError **error);
 /* @error_message: why it failed (FAILED), or NULL. @test_loss/@test_accuracy NaN if none. */

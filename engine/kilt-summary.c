@@ -49,14 +49,15 @@ kilt_summary_new (KiltModel *model, guint batch)
       r.out_shape = n->out_shape;
       r.params = n->n_params;
       r.state = n->n_state;
+      r.frozen = n->frozen && (n->n_params > 0 || n->n_state > 0);
       r.flops = n->klass->flops ? n->klass->flops (n) : 0;
-      /* The executor's figures for training: activations, their gradients (not for the input)
-       * and the values kept from forward to backward. */
-      r.act_bytes = 4 * (guint64)act * (i > 0 ? 2 : 1);
+      /* The executor's figures for training: activations, their gradients (not for the input,
+       * nor below the lowest trainable layer) and the values kept from forward to backward. */
+      r.act_bytes = 4 * (guint64)act * (i > 0 && n->grad_path ? 2 : 1);
       if (n->klass->saved_floats)
         r.act_bytes += 4 * (guint64)n->klass->saved_floats (n, batch);
-      s->total_params += r.params;
-      s->total_state += r.state;
+      s->total_params += r.frozen ? 0 : r.params;
+      s->total_state += r.state + (r.frozen ? r.params : 0);
       s->total_flops += r.flops;
       s->total_act_bytes += r.act_bytes;
       g_array_append_val (s->rows, r);
@@ -175,7 +176,8 @@ kilt_summary_to_text (const KiltSummary *summary)
     {
       const KiltSummaryRow *r = &g_array_index (summary->rows, KiltSummaryRow, i);
       cells[i] = g_new0 (char *, N_COLS + 1); /* NULL-terminated for g_strfreev */
-      cells[i][COL_LAYER] = g_strdup_printf ("%s (%s)", r->name, r->type ? r->type : "?");
+      cells[i][COL_LAYER] = g_strdup_printf ("%s (%s%s)", r->name, r->type ? r->type : "?",
+                                             r->frozen ? ", frozen" : "");
       cells[i][COL_SHAPE] = kilt_summary_format_shape (&r->out_shape);
       cells[i][COL_PARAMS] = grouped (r->params + r->state);
       cells[i][COL_FLOPS] = kilt_summary_format_count (r->flops);

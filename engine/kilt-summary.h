@@ -12,8 +12,9 @@ typedef struct
   const char *type;    /* "Conv2D" (static) */
   char *inputs;        /* names of the layers it reads, ", "-separated ("" for the input) */
   KiltShape out_shape; /* per sample, channels first */
-  gsize params;        /* trainable floats */
+  gsize params;        /* parameter floats (trainable unless frozen) */
   gsize state;         /* non-trainable floats (running statistics) */
+  gboolean frozen;     /* trainable = false: params count as non-trainable */
   guint64 flops;       /* forward, per sample; a multiply-add counts 2 */
   guint64 act_bytes;   /* device bytes this layer holds for training at the batch size:
                         * its activations, their gradients and values kept for backward */
@@ -26,8 +27,8 @@ typedef struct
   guint batch;
   gboolean is_chain;       /* every layer reads the one before: no "Connected to" column */
   GArray *rows;            /* KiltSummaryRow */
-  gsize total_params;      /* trainable */
-  gsize total_state;       /* non-trainable */
+  gsize total_params;      /* trainable: the parameters of layers not frozen */
+  gsize total_state;       /* non-trainable: running statistics and frozen layers' parameters */
   guint64 total_flops;     /* forward, per sample */
   guint64 total_act_bytes; /* sum of act_bytes */
 } KiltSummary;

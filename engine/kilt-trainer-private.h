@@ -25,6 +25,9 @@ struct _KiltTrainer
   GCond cond;
   gboolean paused;
   gint stop;
+  /* An MPI job's rank asked to stop (Ctrl-C reaches ranks at different steps): every rank
+   * stops at the same step, once the next agreement (kilt_session_agree_stop) has seen it. */
+  gint stop_wanted;
   KiltRunStatus status;
   /* Out-of-memory restarts (KILT_ON_OOM_RESUME_SMALLER): the run's checkpoint token, kept
    * across them; how many there were; the checkpoint it would go on from; what the next
@@ -55,6 +58,11 @@ typedef struct
   double calib_mix_ms, calib_alone_ms;
   guint calib_mix_n, calib_alone_n;
   gint fastest;
+  /* Once settled, every BUSY_EVERY-th step of several replicas is timed on each device
+   * (KiltReplica.busy_ms) against the wall time until the next step began (busy_wall_ms);
+   * busy_t0 is the timed step's start, 0 when none is waiting for the next. */
+  double busy_wall_ms;
+  gint64 busy_t0;
   const KiltSplit *eval_split;
   KiltProfiler *profiler;
   guint64 global_step;
@@ -94,6 +102,9 @@ void kilt_session_prefix_step_error (Session *s, GError **error, const char *sta
 /* engine/dist/kilt-trainer-dist.c: several replicas, or ranks. */
 gboolean kilt_session_dist_prepare (Session *s, GError **error);
 gboolean kilt_session_dist_epoch (Session *s, guint epoch, GError **error);
+/* An MPI job: whether any rank was asked to stop; if one was, every rank stops from here on.
+ * A collective: every rank calls it at the same step. */
+gboolean kilt_session_agree_stop (Session *s, GError **error);
 gboolean kilt_session_dist_evaluate (Session *s, gboolean test, double *loss, double *acc,
                                      GError **error);
 void kilt_session_dist_free (Session *s);

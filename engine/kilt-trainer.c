@@ -161,7 +161,7 @@ kilt_session_wait_if_paused (Session *s)
   gint64 pause_t0 = 0;
 
   g_mutex_lock (&t->lock);
-  while (t->paused && !kilt_session_should_stop (t))
+  while (t->paused && !kilt_session_should_stop (t) && !g_atomic_int_get (&t->stop_wanted))
     {
       if (!was_paused)
         {
@@ -204,13 +204,28 @@ kilt_trainer_resume (KiltTrainer *trainer)
   g_mutex_unlock (&trainer->lock);
 }
 
-void
-kilt_trainer_stop (KiltTrainer *trainer)
+static void
+stop_now (KiltTrainer *trainer)
 {
   g_atomic_int_set (&trainer->stop, 1);
   g_mutex_lock (&trainer->lock);
   g_cond_broadcast (&trainer->cond);
   g_mutex_unlock (&trainer->lock);
+}
+
+void
+kilt_trainer_stop (KiltTrainer *trainer)
+{
+  /* A rank that stopped alone would leave the others waiting in a collective. */
+  if (trainer->config.comm)
+    {
+      g_atomic_int_set (&trainer->stop_wanted, 1);
+      g_mutex_lock (&trainer->lock);
+      g_cond_broadcast (&trainer->cond);
+      g_mutex_unlock (&trainer->lock);
+      return;
+    }
+  stop_now (trainer);
 }
 
 /* ---- set-up ------------------------------------------------------------------------------- */
@@ -342,8 +357,10 @@ check_loss_fits_model (Session *s, GError **error)
       if (n_out != d->n_classes)
         {
           g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                       "model %s has %u outputs but data set %s has %u classes", m->name, n_out,
-                       d->name, d->n_classes);
+                       "model %s has %u outputs but data set %s has %u classes; use "
+                       "--replace-head to train a new %u-class head (the window: Replace head "
+                       "on the Model page)",
+                       m->name, n_out, d->name, d->n_classes, d->n_classes);
           return FALSE;
         }
       for (guint i = 0; i < s->n_rep; i++)
@@ -448,14 +465,15 @@ load_checkpoint (Session *s, GError **error)
     return FALSE;
   if (!checkpoint_fits_model (ck, t->model, t->config.checkpoint_path, error))
     return FALSE;
-  if (ck->n_opt_state != kilt_optimizer_state_floats (&t->config.opt, t->model->n_params))
+  if (ck->n_opt_state != kilt_optimizer_state_floats (&t->config.opt, t->model->n_grads))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "checkpoint %s holds another optimizer's state (%" G_GUINT64_FORMAT
-                   " floats; %s here keeps %zu): resume with the optimizer it was trained with",
+                   " floats; %s here keeps %zu): resume with the optimizer it was trained with "
+                   "and the same layers frozen",
                    t->config.checkpoint_path, ck->n_opt_state,
                    kilt_optimizer_name (t->config.opt.type),
-                   kilt_optimizer_state_floats (&t->config.opt, t->model->n_params));
+                   kilt_optimizer_state_floats (&t->config.opt, t->model->n_grads));
       return FALSE;
     }
   /* Adam and Adadelta keep state of the same size: only the recorded kind tells them apart. */
@@ -501,7 +519,7 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
     return TRUE;
   ck.n_params = t->model->n_params;
   ck.n_state = t->model->n_state;
-  ck.n_opt_state = kilt_optimizer_state_floats (&t->config.opt, t->model->n_params);
+  ck.n_opt_state = kilt_optimizer_state_floats (&t->config.opt, t->model->n_grads);
   ck.epochs_done = epochs_done;
   ck.global_step = s->global_step;
   ck.seed = t->config.seed;
@@ -571,8 +589,8 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
         + (s->eval_split == &d->val && d->test.n > 0
                ? kilt_batcher_device_bytes (ctx, d, &d->test, c->batch, 0, NULL)
                : 0);
-  KiltPlan *plan
-      = kilt_plan_compute (rp->model, exec_batch, &c->opt, data_bytes, ctx->info, ctx->budget);
+  KiltPlan *plan = kilt_plan_compute_memory (rp->model, exec_batch, &c->opt, data_bytes, ctx->info,
+                                             ctx->budget, c->memory);
 
   *plan_out = plan;
   if (rp == &s->rep[0])
@@ -583,17 +601,27 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   if (!kilt_plan_check (plan, error))
     {
       g_prefix_error (error, "model %s: ", rp->model->name);
+      if (plan->hint && error && *error)
+        {
+          /* Keeping was asked for: say what --memory auto or recompute would do. */
+          char *m = g_strdup_printf ("%s; %s", (*error)->message, plan->hint);
+          g_free ((*error)->message);
+          (*error)->message = m;
+        }
       return FALSE;
     }
   rp->cap = exec_batch;
   rp->share = exec_batch;
-  rp->exec = kilt_executor_new (ctx, rp->model, exec_batch, TRUE, error);
+  rp->exec = kilt_executor_new_recompute (ctx, rp->model, exec_batch,
+                                          plan->recompute ? plan->keep : NULL, error);
   if (rp->exec == NULL)
     return FALSE;
   rp->exec->ex.seed = c->seed;
-  rp->opt = kilt_optimizer_new (ctx, &c->opt, rp->model->n_params, error);
+  /* Frozen layers' parameters have no optimizer state: it covers the trainable runs only. */
+  rp->opt = kilt_optimizer_new (ctx, &c->opt, rp->model->n_grads, error);
   if (rp->opt == NULL)
     return FALSE;
+  kilt_optimizer_set_ranges (rp->opt, rp->model->grad_ranges, rp->model->n_grad_ranges);
   rp->train_batcher = kilt_batcher_new (ctx, d, &d->train, c->batch, c->preprocess, c->augment,
                                         c->seed, 0, error);
   if (rp->train_batcher == NULL)
@@ -662,6 +690,14 @@ prepare (Session *s, GError **error)
       return FALSE;
     }
 
+  if (t->model->n_grads == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "model %s has no trainable parameters: every layer with weights is frozen "
+                   "(unfreeze some, e.g. with --unfreeze-all or a lower --freeze-until)",
+                   t->model->name);
+      return FALSE;
+    }
   s->rep[0].model = t->model;
   s->rank_first = 0;
   s->rank_count = c->batch;
@@ -756,6 +792,12 @@ prepare (Session *s, GError **error)
   ev.compile_cached = s->rep[0].ctx->from_cache;
   ev.planned_bytes = plan->total;
   ev.device_bytes = s->rep[0].ctx->budget;
+  ev.recompute = plan->recompute;
+  ev.blocks_kept = plan->n_blocks_kept;
+  ev.blocks_total = plan->n_blocks;
+  ev.recompute_percent = plan->recompute_percent;
+  ev.max_batch = plan->max_batch;
+  ev.message = plan->memory_line;
   ev.n_params = t->model->n_params;
   ev.flops_per_sample = kilt_model_flops (t->model);
   ev.steps_per_epoch = kilt_batcher_n_batches (s->rep[0].train_batcher);
@@ -775,7 +817,11 @@ prepare (Session *s, GError **error)
     if (s->n_rep > 1)
       {
         for (guint i = 0; i < s->n_rep; i++)
-          shares[i] = (KiltReplicaShare){ s->rep[i].ctx->info->name, s->rep[i].share, 0, 0 };
+          shares[i] = (KiltReplicaShare){ .device_name = s->rep[i].ctx->info->name,
+                                          .share = s->rep[i].share,
+                                          .busy_percent = NAN,
+                                          .live_bytes = -1,
+                                          .peak_bytes = -1 };
         ev.n_replicas = s->n_rep;
         ev.replicas = shares;
         ev.device_name = names;
@@ -1189,12 +1235,14 @@ restart_after_oom (Session *s, GError **error)
       return FALSE;
     }
   live = (guint64)__atomic_load_n (&ctx->mem.live_total, __ATOMIC_RELAXED);
-  one = kilt_plan_compute (t->model, 1, &c->opt, s->data_bytes, ctx->info, 0);
+  one = kilt_plan_compute_memory (t->model, 1, &c->opt, s->data_bytes, ctx->info, 0, c->memory);
   fixed = MIN (one->total, s->planned_bytes);
   capacity = fixed + (s->planned_bytes - fixed) / 4 * 3;
   if (live > fixed && live < capacity)
     capacity = live;
-  smaller = kilt_plan_compute (t->model, c->batch, &c->opt, s->data_bytes, ctx->info, capacity);
+  /* As the run plans: with recompute when --memory lets it (auto, recompute). */
+  smaller = kilt_plan_compute_memory (t->model, c->batch, &c->opt, s->data_bytes, ctx->info,
+                                      capacity, c->memory);
   batch = MIN (smaller->max_batch, c->batch - 1);
   cap_text = kilt_format_bytes (capacity);
   need_text = kilt_format_bytes (s->planned_bytes);
@@ -1359,7 +1407,7 @@ kilt_trainer_free (KiltTrainer *trainer)
 {
   if (trainer == NULL)
     return;
-  kilt_trainer_stop (trainer);
+  stop_now (trainer);
   kilt_trainer_join (trainer);
   kilt_model_free (trainer->model);
   kilt_dataset_free (trainer->data);

@@ -7,6 +7,7 @@
 #include "kilt-model.h"
 #include "kilt-optimizer-config.h"
 #include "kilt-precision.h"
+#include "kilt-recompute.h"
 #include "data/kilt-dataset.h"
 #include "dist/kilt-comm.h"
 
@@ -47,6 +48,7 @@ typedef struct
   char *run_name;
   gboolean profile;        /* collect per-layer device times */
   KiltPrecision precision; /* fp32 unless asked; refused on a device that lacks it */
+  KiltMemoryMode memory;   /* keep activations, recompute them, or whichever fits (auto) */
   /* Several devices (ids, indices or names), data-parallel: each trains on a share of every
    * batch, by measured speed. NULL or one entry: device_id (or that entry) alone. */
   char **devices;
@@ -63,6 +65,11 @@ typedef struct
   guint share;               /* rows of every global batch */
   double step_ms;            /* device time per step at that share, as calibration measured */
   double samples_per_second; /* share / step time, alone (0: not measured) */
+  /* EPOCH: the share of the epoch's sampled steps from their start until the device had
+   * done its forward and backward pass (NaN: not sampled), and its device memory now and at
+   * its peak. */
+  double busy_percent;
+  gint64 live_bytes, peak_bytes;
 } KiltReplicaShare;
 
 typedef enum
@@ -119,12 +126,22 @@ typedef struct
    * step 1,204; resumed from epoch 2 at batch 24 (was 32)"); NULL on the first. */
   guint batch;
   char *change;
+  /* STARTED: how the plan holds activations (the first device's), and its memory line in
+   * message ("keeps 6 of 19 blocks, recomputes the rest: +28% compute, fits in ...") */
+  gboolean recompute;
+  guint blocks_kept, blocks_total;
+  double recompute_percent;
+  guint max_batch; /* the largest batch the plan fits (recomputing unless --memory keep) */
   /* STARTED and EPOCH of a run on several devices (n_replicas > 1) or ranks: each device's
    * share; the ranks of an MPI job; the gradient sum's host time per step (EPOCH). */
   guint n_replicas;
   const KiltReplicaShare *replicas;
   guint n_ranks;
   double reduce_ms;
+  /* EPOCH of a run started on several devices: a step with every device and with the
+   * fastest alone, as calibration timed them (0: not timed). When the fastest alone won,
+   * n_replicas is 1 from then on. */
+  double dist_step_ms, alone_step_ms;
   /* STEP and EPOCH; STARTED: the epochs and steps done before it (a resumption's) */
   guint epoch; /* 1-based */
   guint step;  /* within the epoch, 1-based */
@@ -143,7 +160,7 @@ typedef struct
   gint64 vendor_used_bytes; /* -1 when the platform has no figure */
   /* TIMINGS */
   GArray *timings; /* KiltLayerTiming */
-  /* LOG */
+  /* LOG (and STARTED: the plan's memory line) */
   char *message;
   GLogLevelFlags level;
   /* FINISHED */

@@ -15,6 +15,39 @@
 static const char *event_names[]
     = { "started", "step", "epoch", "memory", "timings", "log", "finished" };
 
+/* STARTED and EPOCH of a run on several devices or ranks: each device's part. */
+static void
+add_replicas (JsonBuilder *b, const KiltEvent *ev)
+{
+  if (ev->n_replicas > 0 && ev->replicas)
+    {
+      json_builder_set_member_name (b, "replicas");
+      json_builder_begin_array (b);
+      for (guint i = 0; i < ev->n_replicas; i++)
+        {
+          const KiltReplicaShare *r = &ev->replicas[i];
+          json_builder_begin_object (b);
+          kilt_json_add_string (b, "device", r->device_name);
+          kilt_json_add_int (b, "share", r->share);
+          kilt_json_add_number (b, "step_ms", r->step_ms);
+          kilt_json_add_number (b, "samples_per_second", r->samples_per_second);
+          kilt_json_add_number (b, "busy_percent", r->busy_percent);
+          kilt_json_add_number (b, "live_bytes", (double)r->live_bytes);
+          kilt_json_add_number (b, "peak_bytes", (double)r->peak_bytes);
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+    }
+  if (ev->n_ranks > 1)
+    kilt_json_add_int (b, "ranks", ev->n_ranks);
+  if (ev->type == KILT_EVENT_EPOCH && (ev->n_replicas > 0 || ev->n_ranks > 1))
+    {
+      kilt_json_add_number (b, "reduce_ms", ev->reduce_ms);
+      kilt_json_add_number (b, "dist_step_ms", ev->dist_step_ms);
+      kilt_json_add_number (b, "alone_step_ms", ev->alone_step_ms);
+    }
+}
+
 /* (Non-finite numbers go out as null, read back as NaN: kilt_json_add_number.) */
 JsonBuilder *
 kilt_worker_event_begin (const KiltEvent *ev)
@@ -36,6 +69,13 @@ kilt_worker_event_begin (const KiltEvent *ev)
         kilt_json_add_number (b, "params", (double)ev->n_params);
         kilt_json_add_number (b, "flops_per_sample", (double)ev->flops_per_sample);
         kilt_json_add_number (b, "steps_per_epoch", ev->steps_per_epoch);
+        kilt_json_add_string (b, "memory", ev->recompute ? "recompute" : "keep");
+        kilt_json_add_number (b, "blocks_kept", ev->blocks_kept);
+        kilt_json_add_number (b, "blocks_total", ev->blocks_total);
+        kilt_json_add_number (b, "recompute_percent", ev->recompute_percent);
+        kilt_json_add_number (b, "max_batch", ev->max_batch);
+        if (ev->message)
+          kilt_json_add_string (b, "plan", ev->message);
         /* 64 bits: more than a double holds exactly. */
         {
           char token[32];
@@ -47,6 +87,7 @@ kilt_worker_event_begin (const KiltEvent *ev)
         kilt_json_add_number (b, "global_step", (double)ev->global_step);
         if (ev->change)
           kilt_json_add_string (b, "change", ev->change);
+        add_replicas (b, ev);
         break;
       case KILT_EVENT_STEP:
       case KILT_EVENT_EPOCH:
@@ -71,6 +112,7 @@ kilt_worker_event_begin (const KiltEvent *ev)
               kilt_json_add_number (b, kilt_mem_category_name (i), (double)ev->mem.peak[i]);
             json_builder_end_object (b);
             kilt_json_add_number (b, "peak_bytes", (double)ev->mem.peak_total);
+            add_replicas (b, ev);
           }
         break;
       case KILT_EVENT_MEMORY:
@@ -221,6 +263,42 @@ kilt_run_status_from_name (const char *name, KiltRunStatus *out)
   return FALSE;
 }
 
+/* The devices of a run on several: read into memory the event owns (freed by
+ * kilt_worker_event_clear). At most KILT_MAX_DEVICES; what is not an object is skipped. */
+static void
+get_replicas (JsonObject *o, KiltEvent *ev)
+{
+  JsonNode *n = json_object_get_member (o, "replicas");
+  JsonArray *a = n && JSON_NODE_HOLDS_ARRAY (n) ? json_node_get_array (n) : NULL;
+  guint len = a ? MIN (json_array_get_length (a), KILT_MAX_DEVICES) : 0;
+  KiltReplicaShare *r = len ? g_new0 (KiltReplicaShare, len) : NULL;
+  guint k = 0;
+
+  for (guint i = 0; i < len; i++)
+    {
+      JsonNode *e = json_array_get_element (a, i);
+      JsonObject *d = JSON_NODE_HOLDS_OBJECT (e) ? json_node_get_object (e) : NULL;
+      if (d == NULL)
+        continue;
+      r[k].device_name = g_strdup (get_string (d, "device") ? get_string (d, "device") : "?");
+      r[k].share = (guint)MIN (get_count (d, "share"), G_MAXUINT);
+      r[k].step_ms = get_number (d, "step_ms");
+      r[k].samples_per_second = get_number (d, "samples_per_second");
+      r[k].busy_percent = get_number (d, "busy_percent");
+      r[k].live_bytes = get_bytes (d, "live_bytes");
+      r[k].peak_bytes = get_bytes (d, "peak_bytes");
+      k++;
+    }
+  if (k == 0)
+    g_free (r), r = NULL;
+  ev->replicas = r;
+  ev->n_replicas = k;
+  ev->n_ranks = (guint)MAX (MIN (get_count (o, "ranks"), G_MAXUINT), 1);
+  ev->reduce_ms = get_number (o, "reduce_ms");
+  ev->dist_step_ms = get_number (o, "dist_step_ms");
+  ev->alone_step_ms = get_number (o, "alone_step_ms");
+}
+
 gboolean
 kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
 {
@@ -255,12 +333,21 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
         ev->n_params = get_count (o, "params");
         ev->flops_per_sample = get_count (o, "flops_per_sample");
         ev->steps_per_epoch = (guint)get_count (o, "steps_per_epoch");
+        ev->recompute = g_strcmp0 (get_string (o, "memory"), "recompute") == 0;
+        ev->blocks_kept = (guint)get_count (o, "blocks_kept");
+        ev->blocks_total = (guint)get_count (o, "blocks_total");
+        ev->recompute_percent = get_number (o, "recompute_percent");
+        if (isnan (ev->recompute_percent))
+          ev->recompute_percent = 0;
+        ev->max_batch = (guint)get_count (o, "max_batch");
+        ev->message = g_strdup (get_string (o, "plan"));
         ev->run_token = g_ascii_strtoull (
             get_string (o, "run_token") ? get_string (o, "run_token") : "0", NULL, 10);
         ev->batch = (guint)get_count (o, "batch");
         ev->epoch = (guint)get_count (o, "epochs_done");
         ev->global_step = get_count (o, "global_step");
         ev->change = g_strdup (get_string (o, "change"));
+        get_replicas (o, ev);
         break;
       case KILT_EVENT_STEP:
       case KILT_EVENT_EPOCH:
@@ -280,6 +367,7 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
             ev->busy_percent = get_number (o, "busy_percent");
             get_categories (get_object (o, "peak"), ev->mem.peak);
             ev->mem.peak_total = MAX (get_bytes (o, "peak_bytes"), 0);
+            get_replicas (o, ev);
           }
         break;
       case KILT_EVENT_MEMORY:
@@ -358,6 +446,11 @@ kilt_worker_event_clear (KiltEvent *ev)
   g_clear_pointer (&ev->change, g_free);
   g_clear_pointer (&ev->timings, g_array_unref);
   g_clear_error (&ev->error);
+  for (guint i = 0; ev->replicas && i < ev->n_replicas; i++)
+    g_free ((char *)ev->replicas[i].device_name);
+  g_free ((KiltReplicaShare *)ev->replicas);
+  ev->replicas = NULL;
+  ev->n_replicas = 0;
 }
 
 /* ---- the start command ---- */
@@ -373,6 +466,8 @@ kilt_worker_job_clear (KiltWorkerJob *job)
   g_free (job->tag);
   g_free (job->resume_from);
   g_free (job->file);
+  g_free (job->weights_file);
+  g_free (job->weights_note);
   memset (job, 0, sizeof *job);
 }
 
@@ -411,6 +506,8 @@ kilt_worker_job_to_json (const KiltWorkerJob *job)
     kilt_json_add_int (b, "max_misclassified", job->max_misclassified);
   if (job->task == KILT_WORKER_TASK_CLASSIFY)
     kilt_json_add_string (b, "file", job->file);
+  kilt_json_add_string (b, "weights_file", job->weights_file);
+  kilt_json_add_string (b, "weights_note", job->weights_note);
   json_builder_end_object (b);
   root = json_builder_get_root (b);
   json_generator_set_root (gen, root);
@@ -477,6 +574,8 @@ kilt_worker_job_from_json (JsonObject *o, KiltWorkerJob *job, GError **error)
     }
   job->tag = g_strdup (get_string (o, "tag"));
   job->resume_from = g_strdup (get_string (o, "resume_from"));
+  job->weights_file = g_strdup (get_string (o, "weights_file"));
+  job->weights_note = g_strdup (get_string (o, "weights_note"));
   max_mis = json_object_get_int_member_with_default (o, "max_misclassified", 0);
   if (max_mis < 0 || max_mis > KILT_EVALUATION_MAX_MISCLASSIFIED)
     {

@@ -54,6 +54,11 @@ typedef struct
   char *resume_from;       /* sequence: its first run goes on from this checkpoint, or NULL */
   guint max_misclassified; /* evaluate: the misclassified samples the answer lists, at most */
   char *file;              /* classify: the image file */
+  /* The model's starting weights (an imported Keras file's), which its JSON does not hold: a
+   * checkpoint file (no optimizer state) that the worker reads and then removes, and their
+   * note; NULL: none. */
+  char *weights_file;
+  char *weights_note;
 } KiltWorkerJob;
 
 void kilt_worker_job_clear (KiltWorkerJob *job);
@@ -63,6 +68,14 @@ char *kilt_worker_job_to_json (const KiltWorkerJob *job);
 /* From a start, evaluate or classify command's object (its "cmd" gives the task). Errors
  * name the member. */
 gboolean kilt_worker_job_from_json (JsonObject *o, KiltWorkerJob *job, GError **error);
+
+/* Writes @model's starting weights (kilt_model_get_weights) into a new temporary file named
+ * in @job->weights_file, for the worker; TRUE without a file when the model has none. */
+gboolean kilt_worker_job_attach_weights (KiltWorkerJob *job, KiltModel *model, GError **error);
+/* The worker's side: gives @model (built from the job's JSON) the weights in
+ * @job->weights_file, after checking they belong to it, and removes the file. TRUE when the
+ * job has none. */
+gboolean kilt_worker_job_load_weights (const KiltWorkerJob *job, KiltModel *model, GError **error);
 
 /* Parses one line into an object; FALSE (naming @what and the line's start) when the line is
  * not a JSON object. Caller unrefs *out. */

@@ -189,6 +189,22 @@ __kernel void kilt_bn_backward_apply (__global float *dx, __global const float *
   dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
 }
 
+/* A frozen layer's backward, through the inference transform: dx = beta dx + gamma[c] dy /
+ * sqrt (var[c] + eps), with the running variance at state[state_off + channels + c]. */
+__kernel void kilt_bn_backward_frozen (__global float *dx, __global const float *dy,
+                                       __global const float *params, const uint param_off,
+                                       __global const float *state, const uint state_off,
+                                       const uint channels, const uint spatial, const uint n,
+                                       const float eps, const float beta)
+{
+  uint i = get_global_id (0);
+  if (i >= n)
+    return;
+  uint c = (i / spatial) % channels;
+  float g = params[param_off + c] * dy[i] / sqrt (state[state_off + channels + c] + eps);
+  dx[i] = beta == 0.0f ? g : beta * dx[i] + g;
+}
+
 /* Normalization (Keras' preprocessing layer, adapted): y = (x - mean[c]) / max (sqrt (var[c]),
  * eps) with mean, var the node's state; dx = beta dx + dy / max (sqrt (var[c]), eps). */
 __kernel void kilt_norm_forward (__global float *y, __global const float *x,

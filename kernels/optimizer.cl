@@ -1,4 +1,6 @@
-/* Optimizer updates: one launch per step over the whole flat parameter buffer. */
+/* Optimizer updates: one launch per step and run of trainable parameters (the whole flat
+ * parameter buffer unless layers are frozen). n floats of the run start at p_off in p and at
+ * g_off in the gradients and the state. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 
 /* The host folds learning-rate decay (and, for Adam, bias correction) into lr_t, so these
@@ -9,9 +11,12 @@
  * With momentum 0 there is no state and v is not touched. */
 __kernel void kilt_opt_sgd (__global float *p, __global const float *grad, __global float *v,
                             const float lr_t, const float momentum, const int nesterov,
-                            const float wd, const uint n)
+                            const float wd, const uint n, const uint p_off, const uint g_off)
 {
   uint i = get_global_id (0);
+  p += p_off;
+  grad += g_off;
+  v += g_off;
   if (i >= n)
     return;
   float w = p[i];
@@ -29,9 +34,12 @@ __kernel void kilt_opt_sgd (__global float *p, __global const float *grad, __glo
 /* RMSprop (Keras, no momentum): a = rho a + (1 - rho) g^2; p -= lr_t g / (sqrt (a) + eps). */
 __kernel void kilt_opt_rmsprop (__global float *p, __global const float *grad, __global float *a,
                                 const float lr_t, const float rho, const float eps,
-                                const float wd, const uint n)
+                                const float wd, const uint n, const uint p_off, const uint g_off)
 {
   uint i = get_global_id (0);
+  p += p_off;
+  grad += g_off;
+  a += g_off;
   if (i >= n)
     return;
   float w = p[i];
@@ -45,9 +53,13 @@ __kernel void kilt_opt_rmsprop (__global float *p, __global const float *grad, _
  * p -= lr_t m / (sqrt (v) + eps), lr_t already bias-corrected on the host. */
 __kernel void kilt_opt_adam (__global float *p, __global const float *grad, __global float *m,
                              __global float *v, const float lr_t, const float beta1,
-                             const float beta2, const float eps, const float wd, const uint n)
+                             const float beta2, const float eps, const float wd, const uint n, const uint p_off, const uint g_off)
 {
   uint i = get_global_id (0);
+  p += p_off;
+  grad += g_off;
+  m += g_off;
+  v += g_off;
   if (i >= n)
     return;
   float w = p[i];
@@ -63,9 +75,13 @@ __kernel void kilt_opt_adam (__global float *p, __global const float *grad, __gl
  * p -= lr_t d; u = rho u + (1 - rho) d^2. */
 __kernel void kilt_opt_adadelta (__global float *p, __global const float *grad, __global float *a,
                                  __global float *u, const float lr_t, const float rho,
-                                 const float eps, const float wd, const uint n)
+                                 const float eps, const float wd, const uint n, const uint p_off, const uint g_off)
 {
   uint i = get_global_id (0);
+  p += p_off;
+  grad += g_off;
+  a += g_off;
+  u += g_off;
   if (i >= n)
     return;
   float w = p[i];
@@ -80,9 +96,12 @@ __kernel void kilt_opt_adadelta (__global float *p, __global const float *grad, 
 
 /* Adagrad (tf.keras): a += g^2; p -= lr_t g / (sqrt (a) + eps). */
 __kernel void kilt_opt_adagrad (__global float *p, __global const float *grad, __global float *a,
-                                const float lr_t, const float eps, const float wd, const uint n)
+                                const float lr_t, const float eps, const float wd, const uint n, const uint p_off, const uint g_off)
 {
   uint i = get_global_id (0);
+  p += p_off;
+  grad += g_off;
+  a += g_off;
   if (i >= n)
     return;
   float w = p[i];

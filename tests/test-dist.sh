@@ -3,8 +3,10 @@
 # gives two CPU devices) and as an MPI job of two ranks (mpirun -np 2 --oversubscribe) must
 # give the loss curve one device gives at the same global batch (cifar10_cnn has dropout, the
 # batch of 25 splits 13/12, the last batch is short); a rank that crashes must end the job
-# within seconds, naming the rank, with rank 0's run marked failed and its checkpoint kept;
-# that checkpoint resumes on one device and on two ranks of two devices; bad --devices and
+# within seconds, naming the rank, with rank 0's run marked failed and its checkpoint kept (and
+# a device that fails in one process likewise, its checkpoint resuming on one device);
+# Ctrl-C on one rank stops every rank at the same step; that checkpoint resumes on one
+# device and on two ranks of two devices; bad --devices and
 # --mpi outside mpirun are refused with a message.
 # Usage: tests/test-dist.sh KILT_CLI
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -24,8 +26,11 @@ mpirun=(mpirun -np 2 --oversubscribe)
 
 # The epoch lines' "loss X ... val_loss Y", one epoch a line.
 curve () { grep -o '^epoch [0-9]*/[0-9]*: loss [0-9.]*, accuracy [0-9.]*, val_loss [0-9.]*' "$1"; }
-# Two curves agree within 1e-3 per figure: sums in another order (two devices, two ranks)
+# Two curves agree within 1e-3 per loss: sums in another order (two devices, two ranks)
 # drift by a few 1e-4 over 24 Adam steps here, while a wrong slice or weight is off by 1e-2.
+# The training accuracy counts samples: where two logits are within that drift of each other
+# one of the 290 samples can flip, so it may differ by one sample (1/290; the devices' shares
+# follow their measured speed, so the order of the sums, and which sample, varies by run).
 same_curve () {
   python3 - "$1" "$2" <<'PY'
 import re, sys
@@ -34,18 +39,27 @@ fa, fb = (re.findall(r'^epoch \d+/\d+: loss ([\d.]+), accuracy ([\d.]+), val_los
 if not fa or len(fa) != len(fb):
     sys.exit(f"epochs differ: {len(fa)} vs {len(fb)}")
 for ea, eb in zip(fa, fb):
-    for x, y in zip(ea, eb):
-        if abs(float(x) - float(y)) > 1e-3:
+    for k, (x, y) in enumerate(zip(ea, eb)):
+        if abs(float(x) - float(y)) > (1 / 290 + 1e-4 if k == 1 else 1e-3):
             sys.exit(f"{ea} vs {eb}")
 PY
 }
 
 "$cli" "${train[@]}" --device 0 --epochs 2 >"$tmp/one.txt" 2>&1 || bad "one device trains"
 "$cli" "${train[@]}" --devices 0,1 --epochs 2 >"$tmp/two.txt" 2>&1 || bad "two devices train"
-if grep -q "rows per batch: \[0\] 1[23], \[1\] 1[23]" "$tmp/two.txt" && msg=$(same_curve "$tmp/one.txt" "$tmp/two.txt"); then
+if grep -Eq "rows per batch: \[0\] 1[23]( \(busy [0-9]+%\))?, \[1\] 1[23]" "$tmp/two.txt" && msg=$(same_curve "$tmp/one.txt" "$tmp/two.txt"); then
   ok "two devices train the curve of one: $(curve "$tmp/two.txt" | tail -1)"
 else
   bad "two devices vs one: ${msg:-no shares line}"; cat "$tmp/one.txt" "$tmp/two.txt"
+fi
+
+# Frozen layers (transfer learning): the gradient sum covers the trainable parameters alone.
+"$cli" "${train[@]}" --device 0 --epochs 2 --freeze-until conv2d_1 >"$tmp/one-frozen.txt" 2>&1
+"$cli" "${train[@]}" --devices 0,1 --epochs 2 --freeze-until conv2d_1 >"$tmp/two-frozen.txt" 2>&1
+if msg=$(same_curve "$tmp/one-frozen.txt" "$tmp/two-frozen.txt") && ! msg=$(same_curve "$tmp/one.txt" "$tmp/one-frozen.txt"); then
+  ok "with frozen layers, two devices train the curve of one: $(curve "$tmp/two-frozen.txt" | tail -1)"
+else
+  bad "frozen layers on two devices: ${msg:-same curve as unfrozen}"; cat "$tmp/one-frozen.txt" "$tmp/two-frozen.txt"
 fi
 
 if "${mpirun[@]}" "$cli" "${train[@]}" --mpi --epochs 2 >"$tmp/mpi.txt" 2>&1 \
@@ -68,6 +82,43 @@ if [ $rc -ne 0 ] && [ $took -lt 60 ] && grep -q "rank 1" "$tmp/kill.txt" && grep
   ok "a crashed rank ends the job in ${took} s (exit $rc), named; run failed, checkpoint kept"
 else
   bad "crashed rank: exit $rc after $took s; runs: $runs"; cat "$tmp/kill.txt"
+fi
+
+# A device that fails mid-run (a launch fails on one of the two, in epoch 2 of 3): the run
+# ends naming the device, is recorded failed, and its epoch-1 checkpoint resumes on one device.
+KILT_FAULT=enqueue:6500 "$cli" "${train[@]}" --devices 0,1 --epochs 3 --checkpoint "$tmp/ckf.bin" \
+  >"$tmp/fail.txt" 2>&1
+rc=$?
+runs=$("$cli" runs 2>&1 | sed -n 2p)
+"$cli" "${train[@]}" --device 0 --epochs 3 --checkpoint "$tmp/ckf.bin" --resume >"$tmp/fail-res.txt" 2>&1
+rc2=$?
+if [ $rc -ne 0 ] && grep -q "on device \[[01]\] pthread.*epoch 2, step" "$tmp/fail.txt" \
+  && [ "$(curve "$tmp/fail.txt" | cut -d: -f1 | tr '\n' ' ')" = "epoch 1/3 " ] && echo "$runs" | grep -q failed \
+  && [ $rc2 -eq 0 ] && [ "$(curve "$tmp/fail-res.txt" | cut -d: -f1 | tr '\n' ' ')" = "epoch 2/3 epoch 3/3 " ]; then
+  ok "a device failing mid-run ends it naming the device; its checkpoint resumes on one device"
+else
+  bad "device failing mid-run: exit $rc, resume exit $rc2; runs: $runs"; cat "$tmp/fail.txt" "$tmp/fail-res.txt"
+fi
+
+# Ctrl-C reaches rank 1 alone, mid-run (mpirun forwards it to every rank, but not at the same
+# step): the ranks agree, every one stops at the same step, and the run is stopped, not failed
+# by the collective timeout a rank stopping alone would run into.
+rm -f "$tmp/r1.pid"
+start=$SECONDS
+KILT_TEST_PIDFILE="$tmp/r1.pid" "${mpirun[@]}" sh -c 'if [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then echo $$ >"$KILT_TEST_PIDFILE"; fi
+  exec "$0" "$@"' "$cli" "${train[@]}" --mpi --epochs 40 --mpi-timeout 30 >"$tmp/int.txt" 2>&1 &
+job=$!
+for _ in $(seq 600); do grep -q "^epoch 2/40" "$tmp/int.txt" && break; sleep 0.1; done
+[ -s "$tmp/r1.pid" ] && kill -INT "$(cat "$tmp/r1.pid")"
+wait $job
+rc=$?
+took=$((SECONDS - start))
+runs=$("$cli" runs 2>&1 | sed -n 2p)
+if [ $rc -ne 0 ] && [ $took -lt 60 ] && grep -q "^Stopped" "$tmp/int.txt" && echo "$runs" | grep -q stopped \
+  && ! grep -q "^epoch 40/40" "$tmp/int.txt"; then
+  ok "Ctrl-C on one rank stops every rank together in ${took} s: $(grep '^Stopped' "$tmp/int.txt" | cut -c1-60)"
+else
+  bad "Ctrl-C on rank 1: exit $rc after $took s; runs: $runs"; cat "$tmp/int.txt"
 fi
 
 cp "$tmp/ck.bin" "$tmp/ck2.bin"

@@ -930,6 +930,138 @@ user_version (const char *path)
   return v;
 }
 
+/* A run on several devices: what its STARTED and EPOCH events say about each device goes into
+ * its record and back, with the speed-up and scaling efficiency computed from the calibration
+ * the events carry (random figures, checked against the sums done here). */
+static void
+test_scaling (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, &error);
+  g_autoptr (KiltRunScaling) sc = kilt_run_scaling_new ();
+  g_autoptr (KiltRun) run = NULL;
+  g_autofree char *said = NULL;
+  KiltReplicaShare shares[3];
+  KiltEvent started
+      = { .type = KILT_EVENT_STARTED, .n_replicas = 3, .replicas = shares, .n_ranks = 1 };
+  KiltEvent epoch = started;
+  double speed_sum = 0, speed_max = 0, mix, alone;
+  KiltRunRecord rec;
+  gint64 id;
+
+  for (guint i = 0; i < 3; i++)
+    {
+      shares[i] = (KiltReplicaShare){ .device_name = i == 0   ? "GPU"
+                                                     : i == 1 ? "CPU"
+                                                              : "iGPU",
+                                      .share = g_rand_int_range (r, 1, 500),
+                                      .samples_per_second = g_rand_double_range (r, 100, 1e5),
+                                      .busy_percent = g_rand_double_range (r, 0, 100),
+                                      .live_bytes = g_rand_int_range (r, 0, 1 << 30),
+                                      .peak_bytes = g_rand_int_range (r, 0, 1 << 30) };
+      speed_sum += shares[i].samples_per_second;
+      speed_max = MAX (speed_max, shares[i].samples_per_second);
+    }
+  shares[2].busy_percent = NAN; /* not sampled */
+  mix = g_rand_double_range (r, 1, 50);
+  alone = g_rand_double_range (r, 1, 50);
+  epoch.type = KILT_EVENT_EPOCH;
+  epoch.dist_step_ms = mix;
+  epoch.alone_step_ms = alone;
+  epoch.reduce_ms = 0.25;
+  epoch.samples_per_second = 1234;
+  g_assert_true (kilt_run_scaling_update (sc, &started));
+  g_assert_true (kilt_run_scaling_update (sc, &epoch));
+  /* A later epoch with no calibration keeps the first one's step times. */
+  epoch.dist_step_ms = epoch.alone_step_ms = 0;
+  g_assert_true (kilt_run_scaling_update (sc, &epoch));
+  g_assert_cmpfloat_with_epsilon (kilt_run_scaling_speedup (sc), alone / mix, 1e-12);
+  g_assert_cmpfloat_with_epsilon (kilt_run_scaling_efficiency (sc),
+                                  alone / mix / (speed_sum / speed_max), 1e-12);
+
+  g_assert_no_error (error);
+  make_record (r, &rec);
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  g_assert_true (kilt_run_store_set_scaling (store, id, sc, &error));
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (run->scaling);
+  g_assert_cmpuint (run->scaling->asked->len, ==, 3);
+  g_assert_cmpstr (run->scaling->asked->pdata[1], ==, "CPU");
+  g_assert_cmpuint (run->scaling->devices->len, ==, 3);
+  for (guint i = 0; i < 3; i++)
+    {
+      const KiltRunDevice *d = &g_array_index (run->scaling->devices, KiltRunDevice, i);
+      g_assert_cmpstr (d->name, ==, shares[i].device_name);
+      g_assert_cmpuint (d->share, ==, shares[i].share);
+      g_assert_cmpfloat_with_epsilon (d->samples_per_second, shares[i].samples_per_second, 1e-9);
+      g_assert_cmpint (d->peak_bytes, ==, shares[i].peak_bytes);
+      if (i < 2)
+        g_assert_cmpfloat_with_epsilon (d->busy_percent, shares[i].busy_percent, 1e-9);
+      else
+        g_assert_true (isnan (d->busy_percent));
+    }
+  g_assert_cmpfloat_with_epsilon (kilt_run_scaling_speedup (run->scaling), alone / mix, 1e-9);
+  said = kilt_run_scaling_describe (run->scaling);
+  g_assert_nonnull (strstr (said, "data-parallel on 3 devices"));
+  g_assert_nonnull (strstr (said, "scaling efficiency"));
+  g_clear_pointer (&said, g_free);
+  g_clear_pointer (&run, kilt_run_free);
+
+  /* The fastest alone won: one device left, and the record says it was chosen. */
+  epoch.n_replicas = 1;
+  epoch.dist_step_ms = 9;
+  epoch.alone_step_ms = 3;
+  g_assert_true (kilt_run_scaling_update (sc, &epoch));
+  said = kilt_run_scaling_describe (sc);
+  g_assert_nonnull (strstr (said, "trained on GPU alone of 3 devices"));
+  g_assert_nonnull (strstr (said, "3.00 ms there, 9.00 ms on all"));
+  g_assert_true (isnan (kilt_run_scaling_efficiency (sc)));
+
+  /* A record that no longer parses leaves the rest of the run readable. */
+  {
+    sqlite3 *db;
+    g_assert_cmpint (sqlite3_open (path, &db), ==, SQLITE_OK);
+    g_assert_cmpint (
+        sqlite3_exec (db, "UPDATE runs SET scaling_json = '{\"devices\": 7'", NULL, NULL, NULL), ==,
+        SQLITE_OK);
+    sqlite3_close (db);
+  }
+  g_test_expect_message ("kilt-run-store", G_LOG_LEVEL_WARNING, "*device record*");
+  run = kilt_run_store_get (store, id, &error);
+  g_test_assert_expected_messages ();
+  g_assert_no_error (error);
+  g_assert_null (run->scaling);
+  g_assert_cmpstr (run->record.name, ==, rec.name);
+  g_clear_pointer (&run, kilt_run_free);
+  kilt_run_record_clear (&rec);
+
+  /* Hostile records: refused with the reason, never trusted. */
+  g_assert_null (kilt_run_scaling_from_json ("[]", &error));
+  g_assert_nonnull (strstr (error->message, "not an object"));
+  g_clear_error (&error);
+  g_assert_null (kilt_run_scaling_from_json ("{\"devices\":[{\"share\":3}]}", &error));
+  g_assert_nonnull (strstr (error->message, "no name"));
+  g_clear_error (&error);
+  g_assert_null (kilt_run_scaling_from_json ("{\"devices\":[\"\xff\"]}", &error));
+  g_assert_nonnull (error);
+  g_clear_error (&error);
+  {
+    g_autoptr (KiltRunScaling) odd = kilt_run_scaling_from_json (
+        "{\"devices\":[{\"name\":\"x\",\"share\":-4,\"peak_bytes\":1e300}],"
+        "\"ranks\":-2,\"step_ms\":null}",
+        &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (g_array_index (odd->devices, KiltRunDevice, 0).share, ==, 0);
+    g_assert_cmpuint (odd->ranks, ==, 1);
+    g_assert_cmpfloat (odd->step_ms, ==, 0);
+    g_assert_true (isnan (kilt_run_scaling_speedup (odd)));
+  }
+}
+
 static void
 test_migration (void)
 {
@@ -1254,6 +1386,50 @@ test_config_non_finite (void)
   g_assert_error (error, JSON_PARSER_ERROR, JSON_PARSER_ERROR_INVALID_BAREWORD);
   g_assert_nonnull (strstr (error->message, "stored run configuration"));
   kilt_train_config_clear (&back);
+}
+
+/* The devices of a run on several come back in order; a stored list that is not one is
+ * refused with what was wrong, and nothing half-read is left behind. */
+static void
+test_config_devices (void)
+{
+  KiltTrainConfig c = kilt_train_config_default (), back = { 0 };
+  g_autoptr (GError) error = NULL;
+  g_autofree char *json = NULL;
+  g_autoptr (GString) many = g_string_new ("{\"devices\":[");
+  const char *bad[][2] = {
+    { "{\"devices\":\"gpu\"}", "list of 2 to" },
+    { "{\"devices\":[\"gpu\"]}", "list of 2 to" },
+    { "{\"devices\":{}}", "list of 2 to" },
+    { "{\"device_id\":\"x\",\"devices\":[\"a\",\"b\",7]}", "entry 3 is not a string" },
+    { "{\"devices\":[\"a\",null]}", "entry 2 is not a string" },
+  };
+  const char *names[] = { "NVIDIA H200", "1", "portable-computing-language/pthread/0", NULL };
+
+  c.devices = g_strdupv ((char **)names);
+  json = kilt_run_config_to_json (&c);
+  g_assert_true (kilt_run_config_from_json (json, &back, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (g_strv_length (back.devices), ==, 3);
+  for (guint i = 0; i < 3; i++)
+    g_assert_cmpstr (back.devices[i], ==, names[i]);
+  kilt_train_config_clear (&back);
+  kilt_train_config_clear (&c);
+
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_assert_false (kilt_run_config_from_json (bad[i][0], &back, &error));
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+      g_assert_nonnull (strstr (error->message, bad[i][1]));
+      g_assert_null (back.devices);
+      g_assert_null (back.device_id);
+      g_clear_error (&error);
+    }
+  for (guint i = 0; i <= KILT_MAX_DEVICES; i++)
+    g_string_append_printf (many, "%s\"d%u\"", i ? "," : "", i);
+  g_string_append (many, "]}");
+  g_assert_false (kilt_run_config_from_json (many->str, &back, &error));
+  g_assert_nonnull (strstr (error->message, "list of 2 to"));
 }
 
 static void
@@ -1610,10 +1786,12 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/alloc-failure", test_alloc_failure);
   g_test_add_func ("/run-store/killed-writer", test_killed_writer);
   g_test_add_func ("/run-store/pid-reuse", test_pid_reuse);
+  g_test_add_func ("/run-store/scaling", test_scaling);
   g_test_add_func ("/run-store/migration", test_migration);
   g_test_add_func ("/run-store/data-spec", test_data_spec);
   g_test_add_func ("/run-store/concurrent", test_concurrent);
   g_test_add_func ("/run-store/config-non-finite", test_config_non_finite);
+  g_test_add_func ("/run-store/config-devices", test_config_devices);
   g_test_add_func ("/run-store/resume-point", test_resume_point);
   g_test_add_func ("/run-store/read-only", test_read_only);
   g_test_add_func ("/run-store/delete-running", test_delete_running);

@@ -76,6 +76,20 @@ runs_page (void)
   return KILT_RUNS_PAGE (adw_view_stack_get_child_by_name (stack, "runs"));
 }
 
+static GtkWidget *
+find_named (GtkWidget *w, const char *name)
+{
+  if (g_strcmp0 (gtk_widget_get_name (w), name) == 0)
+    return w;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_named (c, name);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
 static KiltRun *
 newest_run (void)
 {
@@ -224,6 +238,91 @@ test_oom_resume_smaller (void)
   g_assert_null (failed->notes);
 }
 
+/* Two PoCL devices: "Train on Several Devices" lists both with the default fixed on; with the
+ * other switched on a run trains on both (kept together: KILT_DIST_KEEP_ALL, as two devices on
+ * one 2-core CPU would otherwise leave one out), the Train page shows each device's rows,
+ * busy share and memory, and the run's record keeps them. */
+static void
+test_several_devices (void)
+{
+  KiltDevicesPage *dp = kilt_window_get_devices_page (window);
+  KiltReplicaView *view = kilt_train_page_get_replica_view (kilt_window_get_train_page (window));
+  g_autoptr (KiltRun) run = NULL;
+  g_auto (GStrv) chosen = NULL;
+  const char *def, *other = NULL;
+  GPtrArray *devs;
+  guint rows = 0;
+
+  if (!prepare (2))
+    return;
+  devs = kilt_devices_page_get_devices (dp);
+  def = kilt_devices_page_get_device_id (dp);
+  for (guint i = 0; i < devs->len; i++)
+    if (g_strcmp0 (((KiltDeviceInfo *)devs->pdata[i])->id, def) != 0)
+      other = ((KiltDeviceInfo *)devs->pdata[i])->id;
+  if (other == NULL)
+    {
+      g_test_skip ("one OpenCL device here");
+      return;
+    }
+  /* Nothing switched on: the default alone, as before. */
+  g_assert_null (kilt_devices_page_dup_train_devices (dp));
+  g_assert_true (kilt_devices_page_set_train_device (dp, def, FALSE)); /* stays on */
+  g_assert_null (kilt_devices_page_dup_train_devices (dp));
+  g_assert_false (kilt_devices_page_set_train_device (dp, "no/such/device", TRUE));
+  g_assert_true (kilt_devices_page_set_train_device (dp, other, TRUE));
+  chosen = kilt_devices_page_dup_train_devices (dp);
+  g_assert_cmpuint (g_strv_length (chosen), ==, 2);
+  g_assert_cmpstr (chosen[0], ==, def);
+  g_assert_cmpstr (chosen[1], ==, other);
+
+  g_setenv ("KILT_DIST_KEEP_ALL", "1", TRUE); /* the worker inherits it */
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (wait_until (run_over, NULL, 150));
+  g_unsetenv ("KILT_DIST_KEEP_ALL");
+  g_test_message ("shown: %s", kilt_window_get_last_message (window));
+  g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training finished");
+
+  run = newest_run ();
+  g_assert_nonnull (run);
+  g_assert_cmpuint (g_strv_length (run->record.config.devices), ==, 2);
+  g_assert_nonnull (run->scaling);
+  g_assert_cmpuint (run->scaling->devices->len, ==, 2);
+  g_assert_cmpuint (run->scaling->asked->len, ==, 2);
+  g_assert_cmpfloat (run->scaling->step_ms, >, 0);
+  g_assert_cmpfloat (run->scaling->alone_ms, >, 0);
+  g_assert_nonnull (strstr (run->record.device_name, " + "));
+
+  /* The Train page: a row per device, rows per batch adding up to the batch. */
+  g_assert_true (gtk_widget_get_visible (GTK_WIDGET (view)));
+  for (guint i = 0; i < 2; i++)
+    {
+      const char *busy = kilt_replica_view_get_cell (view, i, 3);
+      g_assert_nonnull (kilt_replica_view_get_cell (view, i, 0));
+      rows += (guint)g_ascii_strtoull (kilt_replica_view_get_cell (view, i, 1), NULL, 10);
+      g_assert_true (g_str_has_suffix (busy, "%"));
+      g_assert_nonnull (strstr (kilt_replica_view_get_cell (view, i, 4), "iB ("));
+      g_assert_cmpuint (g_array_index (run->scaling->devices, KiltRunDevice, i).share, ==,
+                        g_ascii_strtoull (kilt_replica_view_get_cell (view, i, 1), NULL, 10));
+    }
+  g_assert_null (kilt_replica_view_get_cell (view, 2, 0));
+  g_assert_cmpuint (rows, ==, run->record.config.batch);
+  g_assert_nonnull (strstr (kilt_replica_view_get_summary (view), "on all 2 devices"));
+
+  /* The Runs page shows what each device did, for that run. */
+  {
+    g_autoptr (GError) error = NULL;
+    KiltRunsPage *page = runs_page ();
+    g_assert_true (kilt_runs_page_reload (page, &error));
+    kilt_runs_page_select (page, &run->id, 1);
+    g_assert_nonnull (find_named (GTK_WIDGET (page), "devices-table"));
+  }
+
+  /* Switched off again: the next run is the default's alone, and the card goes. */
+  g_assert_true (kilt_devices_page_set_train_device (dp, other, FALSE));
+  g_assert_null (kilt_devices_page_dup_train_devices (dp));
+}
+
 /* A driver that never returns: the watchdog ends the worker and the window says so. */
 static void
 test_hang (void)
@@ -265,6 +364,8 @@ main (int argc, char **argv)
   g_setenv ("GTK_A11Y", "none", FALSE);
   g_setenv ("GSK_RENDERER", "cairo", FALSE);
   g_setenv ("GSETTINGS_BACKEND", "memory", TRUE);
+  /* Two CPU devices, for the run on several (the others use the first). */
+  g_setenv ("POCL_DEVICES", "pthread pthread", FALSE);
   store_dir = g_dir_make_tmp ("kilt-ui-worker-XXXXXX", NULL);
   g_assert_nonnull (store_dir);
   {
@@ -287,6 +388,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui-worker/crash-then-resume", test_crash_then_resume);
   g_test_add_func ("/ui-worker/hang", test_hang);
   g_test_add_func ("/ui-worker/oom-resume-smaller", test_oom_resume_smaller);
+  g_test_add_func ("/ui-worker/several-devices", test_several_devices);
   status = g_test_run ();
   if (window)
     gtk_window_destroy (GTK_WINDOW (window));

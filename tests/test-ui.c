@@ -12,6 +12,7 @@
 #include "kilt-device-picker.h"
 #include "kilt-error.h"
 #include "kilt-format.h"
+#include "kilt-planner.h"
 #include "kilt-runs-page.h"
 #include "kilt-window.h"
 
@@ -824,6 +825,55 @@ test_preset (void)
   g_assert_cmpuint (model->n_params, >, 0);
 }
 
+/* Transfer learning on the Model page: an imported Keras model of 5 classes on data of 3 is
+ * offered a new head in one click, and Trainable ticks reach the run's model. A page of its
+ * own, so that the window keeps its data's input. */
+static void
+test_transfer (void)
+{
+  KiltModelPage *page = g_object_ref_sink (g_object_new (KILT_TYPE_MODEL_PAGE, NULL));
+  g_autofree char *path = g_build_filename (KILT_SOURCE_DIR, "tests", "data", "keras",
+                                            "weights-keras3-cnn.keras", NULL);
+  g_autofree char *source = g_strconcat ("keras:", path, NULL);
+  KiltShape shape = { 3, 10, 10 };
+  g_autoptr (GError) error = NULL;
+  KiltModel *model;
+  const float *wp, *ws;
+
+  kilt_model_page_set_input (page, &shape, 3, 0);
+  g_assert_true (kilt_model_page_open (page, source));
+  g_assert_cmpstr (kilt_model_page_get_head_offer (page), ==, "Replace Head (3 Classes)");
+  g_assert_true (kilt_model_page_set_trainable (page, "conv2d", FALSE));
+  g_assert_false (kilt_model_page_set_trainable (page, "no_such_layer", FALSE));
+  g_assert_true (kilt_model_page_replace_head (page));
+  g_assert_null (kilt_model_page_get_head_offer (page));
+  g_assert_false (kilt_model_page_replace_head (page));
+  model = kilt_model_page_create_model (page, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (kilt_model_n_outputs (model), ==, 3);
+  g_assert_true (kilt_model_find (model, "conv2d")->frozen);
+  g_assert_false (kilt_model_find (model, "dense")->frozen);
+  /* The imported weights stay, for the layers before the new head. */
+  g_assert_true (kilt_model_get_weights (model, &wp, &ws));
+  kilt_model_free (model);
+  /* Ticked again, it trains. */
+  g_assert_true (kilt_model_page_set_trainable (page, "conv2d", TRUE));
+  model = kilt_model_page_create_model (page, &error);
+  g_assert_false (kilt_model_find (model, "conv2d")->frozen);
+  kilt_model_free (model);
+  /* Freeze up to batch_normalization_1: the layers before and it, not the dense ones. */
+  g_assert_true (kilt_model_page_freeze_until (page, "batch_normalization_1"));
+  model = kilt_model_page_create_model (page, &error);
+  g_assert_true (kilt_model_find (model, "conv2d")->frozen);
+  g_assert_true (kilt_model_find (model, "batch_normalization_1")->frozen);
+  g_assert_false (kilt_model_find (model, "dense")->frozen);
+  g_assert_false (kilt_model_find (model, "head")->frozen);
+  kilt_model_free (model);
+  /* Leave the remembered model as the other tests expect it. */
+  g_assert_true (kilt_model_page_open (page, "mlp"));
+  g_object_unref (page);
+}
+
 static void
 test_train (void)
 {
@@ -1004,6 +1054,94 @@ test_plan_does_not_fit (void)
   g_unsetenv ("KILT_MEMORY_BUDGET_MB");
   g_assert_true (kilt_model_page_choose_preset (model, "mlp"));
   g_assert_true (kilt_model_page_check_fits (model, NULL));
+}
+
+/* The first action row under @w whose subtitle holds @text, or NULL. */
+static GtkWidget *
+find_row_saying (GtkWidget *w, const char *text)
+{
+  if (ADW_IS_ACTION_ROW (w) && adw_action_row_get_subtitle (ADW_ACTION_ROW (w))
+      && strstr (adw_action_row_get_subtitle (ADW_ACTION_ROW (w)), text))
+    return w;
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkWidget *found = find_row_saying (c, text);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+/* Issue 11: the Activations choice beside the plan. With a budget between what recomputing and
+ * keeping need, Keep All does not fit and says that recomputing would; Auto and Recompute fit
+ * and the plan says what they keep; the choice is the setting runs take. */
+static void
+test_plan_recompute (void)
+{
+  KiltModelPage *model = kilt_window_get_model_page (window);
+  g_autoptr (GSettings) settings = g_settings_new ("org.kilt.Kilt");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autoptr (KiltPlan) keep = NULL, rc = NULL;
+  g_autofree char *mb = NULL;
+  const guint batch = 256;
+
+  if (pocl_device () == NULL)
+    {
+      g_test_skip ("no PoCL device here");
+      return;
+    }
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  g_assert_true (kilt_model_page_choose_preset (model, "small_vgg"));
+  kilt_model_page_set_batch (model, batch);
+  m = kilt_model_page_create_model (model, &error);
+  g_assert_no_error (error);
+  g_assert_true (m->built || kilt_model_build (m, NULL));
+  {
+    /* The device's own figures (workspace sizes depend on it), with room for anything. */
+    KiltOptimizerConfig opt = kilt_model_page_get_optimizer (model);
+    guint64 room = (guint64)1 << 40;
+    keep = kilt_plan_compute_memory (m, batch, &opt, 0, pocl_device (), room, KILT_MEMORY_KEEP);
+    rc = kilt_plan_compute_memory (m, batch, &opt, 0, pocl_device (), room, KILT_MEMORY_RECOMPUTE);
+  }
+  g_test_message ("keep: %s; recompute: %s", keep->message, rc->message);
+  /* Just above what recomputing the most needs (the page's data set is under a MiB here),
+   * far below keeping everything: only recomputing fits. */
+  g_assert_cmpuint (keep->total - rc->total, >, 64u << 20);
+  mb = g_strdup_printf ("%" G_GUINT64_FORMAT, (rc->total >> 20) + 8);
+  g_setenv ("KILT_MEMORY_BUDGET_MB", mb, TRUE);
+
+  kilt_model_page_set_memory (model, KILT_MEMORY_KEEP);
+  g_assert_cmpstr (g_settings_get_string (settings, "memory"), ==, "keep");
+  g_assert_false (kilt_model_page_check_fits (model, &error));
+  g_test_message ("Keep All in %s MiB: %s", mb, error->message);
+  g_assert_nonnull (strstr (error->message, "recomputing activations, batch 256 fits in"));
+  g_assert_nonnull (strstr (error->message, "Set Activations to Auto or Recompute"));
+  g_clear_error (&error);
+
+  kilt_model_page_set_memory (model, KILT_MEMORY_AUTO);
+  g_assert_cmpint (kilt_model_page_get_memory (model), ==, KILT_MEMORY_AUTO);
+  g_assert_true (kilt_model_page_check_fits (model, &error));
+  g_assert_no_error (error);
+  kilt_window_show_page (window, "model");
+  settle (0.3);
+  g_assert_nonnull (find_row_saying (GTK_WIDGET (model), "recomputes the rest"));
+  g_assert_nonnull (find_row_saying (GTK_WIDGET (model), "fits in"));
+
+  kilt_model_page_set_memory (model, KILT_MEMORY_RECOMPUTE);
+  g_assert_cmpstr (g_settings_get_string (settings, "memory"), ==, "recompute");
+  g_assert_true (kilt_model_page_check_fits (model, NULL));
+  {
+    GtkWidget *row = find_row_saying (GTK_WIDGET (model), "recomputes the rest");
+    g_assert_nonnull (row);
+    g_test_message ("plan: %s", adw_action_row_get_subtitle (ADW_ACTION_ROW (row)));
+  }
+
+  g_unsetenv ("KILT_MEMORY_BUDGET_MB");
+  kilt_model_page_set_memory (model, KILT_MEMORY_AUTO);
+  kilt_model_page_set_batch (model, 32);
+  g_assert_true (kilt_model_page_choose_preset (model, "mlp"));
+  g_assert_null (find_row_saying (GTK_WIDGET (model), "recomputes the rest"));
 }
 
 static void
@@ -2174,12 +2312,14 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/4-sample-data", test_sample_data);
   g_test_add_func ("/ui/5-broken-data", test_broken_data);
   g_test_add_func ("/ui/6-preset", test_preset);
+  g_test_add_func ("/ui/6-transfer", test_transfer);
   g_test_add_func ("/ui/6-optimizer-settings", test_optimizer_settings);
   g_test_add_func ("/ui/6-session", test_session);
   g_test_add_func ("/ui/6-live-charts", test_live_charts);
   g_test_add_func ("/ui/7-train", test_train);
   g_test_add_func ("/ui/7-train-failed", test_failed_run);
   g_test_add_func ("/ui/8-plan-does-not-fit", test_plan_does_not_fit);
+  g_test_add_func ("/ui/8-plan-recompute", test_plan_recompute);
   g_test_add_func ("/ui/8-stop", test_stop);
   g_test_add_func ("/ui/8-z-compare-devices", test_compare_devices);
   g_test_add_func ("/ui/8-z-run-again", test_run_again);

@@ -3,6 +3,7 @@
  * hang ended by the watchdog, and a worker that speaks another protocol. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
+#include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-model-json.h"
 #include "kilt-worker-client.h"
@@ -119,6 +120,57 @@ test_encoding (void)
   g_assert_false (kilt_worker_event_from_json (o, &d, &error));
   g_assert_nonnull (strstr (error->message, "status"));
   g_clear_error (&error);
+}
+
+/* A run on several devices: each device's share, speed, busy figure and memory, and the
+ * calibration's step times, reach the window. */
+static void
+test_replicas_encoding (void)
+{
+  KiltReplicaShare shares[2] = {
+    { "GPU", 120, 5.0, 24000, 91.5, 1 << 20, 2 << 20 },
+    { "CPU \"quoted\"", 8, 5.2, 1538.5, NAN, -1, -1 },
+  };
+  KiltEvent e = { .type = KILT_EVENT_EPOCH, .epoch = 1, .n_replicas = 2, .replicas = shares };
+  g_autofree char *line = NULL;
+  KiltEvent d;
+
+  e.n_ranks = 1;
+  e.reduce_ms = 0.5;
+  e.dist_step_ms = 5.5;
+  e.alone_step_ms = 6.25;
+  e.val_loss = e.val_accuracy = e.busy_percent = NAN;
+  line = kilt_event_to_json (&e);
+  d = decode (line);
+  g_assert_cmpuint (d.n_replicas, ==, 2);
+  g_assert_cmpstr (d.replicas[0].device_name, ==, "GPU");
+  g_assert_cmpstr (d.replicas[1].device_name, ==, "CPU \"quoted\"");
+  g_assert_cmpuint (d.replicas[0].share, ==, 120);
+  g_assert_cmpuint (d.replicas[1].share, ==, 8);
+  g_assert_cmpfloat (d.replicas[0].samples_per_second, ==, 24000);
+  g_assert_cmpfloat (d.replicas[0].busy_percent, ==, 91.5);
+  g_assert_true (isnan (d.replicas[1].busy_percent));
+  g_assert_cmpint (d.replicas[0].peak_bytes, ==, 2 << 20);
+  g_assert_cmpint (d.replicas[1].live_bytes, ==, -1);
+  g_assert_cmpfloat (d.dist_step_ms, ==, 5.5);
+  g_assert_cmpfloat (d.alone_step_ms, ==, 6.25);
+  g_assert_cmpfloat (d.reduce_ms, ==, 0.5);
+  kilt_worker_event_clear (&d);
+  g_assert_null (d.replicas);
+  g_clear_pointer (&line, g_free);
+
+  /* Replicas that are not objects are skipped, not trusted. */
+  {
+    g_autoptr (JsonObject) o = NULL;
+    g_autoptr (GError) error = NULL;
+    g_assert_true (kilt_worker_parse_line (
+        "{\"event\":\"epoch\",\"replicas\":[1,\"x\",{\"share\":-5}]}", "t", &o, &error));
+    g_assert_true (kilt_worker_event_from_json (o, &d, &error));
+    g_assert_cmpuint (d.n_replicas, ==, 1);
+    g_assert_cmpuint (d.replicas[0].share, ==, 0);
+    g_assert_cmpstr (d.replicas[0].device_name, ==, "?");
+    kilt_worker_event_clear (&d);
+  }
 }
 
 static void
@@ -419,6 +471,69 @@ test_run (void)
   g_assert_cmpstr (run->record.name, ==, "worker test");
   g_assert_nonnull (run->record.config.checkpoint_path);
   g_assert_cmpuint (kilt_test_checkpoint_epochs (run->record.config.checkpoint_path), ==, 2);
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
+/* A model with imported starting weights (not what the seed gives) and a frozen first layer:
+ * both reach the worker, whose checkpoint keeps that layer's weights to the bit while the
+ * others trained from theirs. */
+static void
+test_weights_and_frozen (void)
+{
+  Fixture f;
+  Seen s = { 0 };
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (KiltModel) model = NULL;
+  g_autoptr (KiltCheckpoint) ck = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree float *p0 = NULL, *s0 = NULL;
+  g_autofree char *weights_file = NULL;
+  KiltNode *first = NULL, *last;
+  KiltRng rng;
+
+  if (!fixture_init (&f, 1))
+    return;
+  model = kilt_model_load_json_data (f.job.model_json, -1, "mlp", &error);
+  g_assert_no_error (error);
+  p0 = g_new (float, model->n_params);
+  s0 = g_new (float, model->n_state + 1);
+  kilt_rng_init (&rng, 4321);
+  for (gsize i = 0; i < model->n_params; i++)
+    p0[i] = (float)(kilt_rng_uniform (&rng) - 0.5) * 0.1f;
+  for (gsize i = 0; i < model->n_state; i++)
+    s0[i] = 1.0f;
+  kilt_model_set_weights (model, g_memdup2 (p0, 4 * model->n_params),
+                          g_memdup2 (s0, 4 * (model->n_state + 1)), "test weights");
+  for (guint i = 0; i < kilt_model_n_nodes (model) && first == NULL; i++)
+    if (kilt_model_node (model, i)->n_params)
+      first = kilt_model_node (model, i);
+  g_assert_nonnull (first);
+  kilt_model_set_trainable (model, first->index, FALSE);
+  last = kilt_model_output (model);
+  g_free (f.job.model_json);
+  f.job.model_json = kilt_model_to_json (model);
+  g_assert_true (kilt_worker_job_attach_weights (&f.job, model, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_file_test (f.job.weights_file, G_FILE_TEST_EXISTS));
+  weights_file = g_strdup (f.job.weights_file);
+  start (&s, &f);
+  g_assert_true (iterate_until (is_over, &s, 120));
+  g_assert_null (s.error);
+  g_assert_cmpint (s.status, ==, KILT_RUN_FINISHED);
+  /* The worker took the file over. */
+  g_assert_false (g_file_test (weights_file, G_FILE_TEST_EXISTS));
+  run = stored_run (&f, s.run_id);
+  ck = kilt_checkpoint_load (run->record.config.checkpoint_path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (ck->n_params, ==, model->n_params);
+  g_assert_cmpint (
+      memcmp (ck->params + first->param_offset, p0 + first->param_offset, 4 * first->n_params), ==,
+      0);
+  g_assert_cmpint (
+      memcmp (ck->params + last->param_offset, p0 + last->param_offset, 4 * last->n_params), !=, 0);
+  /* Adam's state for the trainable parameters alone. */
+  g_assert_cmpuint (ck->n_opt_state, ==, 2 * model->n_grads);
   seen_clear (&s);
   fixture_clear (&f);
 }
@@ -866,8 +981,10 @@ main (int argc, char **argv)
 {
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/worker/encoding", test_encoding);
+  g_test_add_func ("/worker/replicas-encoding", test_replicas_encoding);
   g_test_add_func ("/worker/job-encoding", test_job_encoding);
   g_test_add_func ("/worker/run", test_run);
+  g_test_add_func ("/worker/weights-and-frozen", test_weights_and_frozen);
   g_test_add_func ("/worker/evaluate", test_evaluate);
   g_test_add_func ("/worker/pause-resume-stop", test_pause_resume_stop);
   g_test_add_func ("/worker/crash-segv", test_crash_segv);

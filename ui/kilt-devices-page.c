@@ -16,6 +16,8 @@ struct _KiltDevicesPage
   GtkLabel *placeholder_label;
   AdwPreferencesGroup *problems_group;
   GtkWidget *problem_rows;
+  AdwPreferencesGroup *multi_group;
+  GtkWidget *multi_rows; /* a switch per usable device: train on it too */
   AdwActionRow *test_row;
   GtkWidget *cancel_test_button;
   GtkProgressBar *test_progress;
@@ -88,6 +90,8 @@ set_device (KiltDevicesPage *self, const KiltDeviceInfo *info)
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_DEVICE_ID]);
 }
 
+static void show_multi (KiltDevicesPage *self);
+
 gboolean
 kilt_devices_page_choose (KiltDevicesPage *self, const char *id)
 {
@@ -99,6 +103,7 @@ kilt_devices_page_choose (KiltDevicesPage *self, const char *id)
     return FALSE;
   set_device (self, info);
   g_settings_set_string (self->settings, "device", info->id);
+  show_multi (self);
   if (!kilt_device_save_default (info->id, &error))
     g_warning ("Could not remember the default device for kilt-cli: %s", error->message);
   /* Reflect the choice in the radio buttons without re-entering. */
@@ -111,6 +116,126 @@ kilt_devices_page_choose (KiltDevicesPage *self, const char *id)
         gtk_check_button_set_active (check, TRUE);
     }
   return TRUE;
+}
+
+static gboolean
+usable (const KiltDeviceInfo *d)
+{
+  return d->unusable_reason == NULL;
+}
+
+static void
+on_multi_switch (GtkSwitch *sw, GParamSpec *pspec, KiltDevicesPage *self)
+{
+  g_autoptr (GStrvBuilder) b = g_strv_builder_new ();
+  g_auto (GStrv) ids = NULL;
+
+  for (GtkWidget *row = gtk_widget_get_first_child (self->multi_rows); row;
+       row = gtk_widget_get_next_sibling (row))
+    {
+      GtkSwitch *s = g_object_get_data (G_OBJECT (row), "kilt-switch");
+      const char *id = g_object_get_data (G_OBJECT (row), "kilt-device-id");
+      if (s && gtk_switch_get_active (s) && g_strcmp0 (id, self->device_id) != 0)
+        g_strv_builder_add (b, id);
+    }
+  ids = g_strv_builder_end (b);
+  g_settings_set_strv (self->settings, "train-devices", (const char *const *)ids);
+}
+
+/* A switch per usable device, the default's on and fixed; shown with two or more. */
+static void
+show_multi (KiltDevicesPage *self)
+{
+  g_auto (GStrv) saved = g_settings_get_strv (self->settings, "train-devices");
+  guint n_usable = 0;
+
+  if (self->multi_rows)
+    adw_preferences_group_remove (self->multi_group, self->multi_rows);
+  self->multi_rows = NULL;
+  for (guint i = 0; self->list && i < self->list->devices->len; i++)
+    n_usable += usable (g_ptr_array_index (self->list->devices, i));
+  gtk_widget_set_visible (GTK_WIDGET (self->multi_group), n_usable >= 2);
+  if (n_usable < 2)
+    return;
+  self->multi_rows = gtk_list_box_new ();
+  gtk_widget_add_css_class (self->multi_rows, "boxed-list");
+  gtk_list_box_set_selection_mode (GTK_LIST_BOX (self->multi_rows), GTK_SELECTION_NONE);
+  for (guint i = 0; i < self->list->devices->len; i++)
+    {
+      const KiltDeviceInfo *d = g_ptr_array_index (self->list->devices, i);
+      gboolean is_default = g_strcmp0 (d->id, self->device_id) == 0;
+      GtkWidget *row, *sw;
+      g_autofree char *mem = NULL, *subtitle = NULL, *label = NULL;
+      if (!usable (d))
+        continue;
+      row = adw_action_row_new ();
+      sw = gtk_switch_new ();
+      mem = format_bytes (d->global_mem);
+      subtitle = is_default ? g_strdup_printf ("%s · %s memory · the default device, always used",
+                                               d->type, mem)
+                            : g_strdup_printf ("%s · %s memory", d->type, mem);
+      label = g_strdup_printf ("Train on %s too", d->name);
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (row), d->name);
+      adw_preferences_row_set_use_markup (ADW_PREFERENCES_ROW (row), FALSE);
+      adw_action_row_set_subtitle (ADW_ACTION_ROW (row), subtitle);
+      gtk_widget_set_valign (sw, GTK_ALIGN_CENTER);
+      gtk_accessible_update_property (GTK_ACCESSIBLE (sw), GTK_ACCESSIBLE_PROPERTY_LABEL, label,
+                                      -1);
+      gtk_switch_set_active (GTK_SWITCH (sw),
+                             is_default || g_strv_contains ((const char *const *)saved, d->id));
+      gtk_widget_set_sensitive (sw, !is_default);
+      adw_action_row_add_suffix (ADW_ACTION_ROW (row), sw);
+      adw_action_row_set_activatable_widget (ADW_ACTION_ROW (row), sw);
+      g_object_set_data (G_OBJECT (row), "kilt-switch", sw);
+      g_object_set_data_full (G_OBJECT (row), "kilt-device-id", g_strdup (d->id), g_free);
+      g_signal_connect (sw, "notify::active", G_CALLBACK (on_multi_switch), self);
+      gtk_list_box_append (GTK_LIST_BOX (self->multi_rows), row);
+    }
+  adw_preferences_group_add (self->multi_group, self->multi_rows);
+}
+
+gboolean
+kilt_devices_page_set_train_device (KiltDevicesPage *self, const char *id, gboolean on)
+{
+  g_return_val_if_fail (KILT_IS_DEVICES_PAGE (self), FALSE);
+  for (GtkWidget *row = self->multi_rows ? gtk_widget_get_first_child (self->multi_rows) : NULL;
+       row; row = gtk_widget_get_next_sibling (row))
+    if (g_strcmp0 (g_object_get_data (G_OBJECT (row), "kilt-device-id"), id) == 0)
+      {
+        GtkSwitch *sw = g_object_get_data (G_OBJECT (row), "kilt-switch");
+        if (!gtk_widget_get_sensitive (GTK_WIDGET (sw)))
+          return TRUE; /* the default: always on */
+        gtk_switch_set_active (sw, on);
+        return TRUE;
+      }
+  return FALSE;
+}
+
+char **
+kilt_devices_page_dup_train_devices (KiltDevicesPage *self)
+{
+  g_auto (GStrv) saved = NULL;
+  g_autoptr (GStrvBuilder) b = NULL;
+  guint n = 1;
+
+  g_return_val_if_fail (KILT_IS_DEVICES_PAGE (self), NULL);
+  if (self->list == NULL || self->device_id == NULL)
+    return NULL;
+  saved = g_settings_get_strv (self->settings, "train-devices");
+  b = g_strv_builder_new ();
+  g_strv_builder_add (b, self->device_id);
+  /* In the list's order; a remembered device that is gone or unusable now is skipped. */
+  for (guint i = 0; i < self->list->devices->len; i++)
+    {
+      const KiltDeviceInfo *d = g_ptr_array_index (self->list->devices, i);
+      if (usable (d) && g_strcmp0 (d->id, self->device_id) != 0
+          && g_strv_contains ((const char *const *)saved, d->id))
+        {
+          g_strv_builder_add (b, d->id);
+          n++;
+        }
+    }
+  return n >= 2 ? g_strv_builder_end (b) : NULL;
 }
 
 static void
@@ -279,6 +404,7 @@ show_list (KiltDevicesPage *self)
             g_signal_handlers_unblock_by_func (check, on_radio_toggled, self);
           }
     }
+  show_multi (self);
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_LOADED]);
 }
 
@@ -599,6 +725,7 @@ kilt_devices_page_class_init (KiltDevicesPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltDevicesPage, list_spinner);
   gtk_widget_class_bind_template_child (widget_class, KiltDevicesPage, placeholder_label);
   gtk_widget_class_bind_template_child (widget_class, KiltDevicesPage, problems_group);
+  gtk_widget_class_bind_template_child (widget_class, KiltDevicesPage, multi_group);
   gtk_widget_class_bind_template_child (widget_class, KiltDevicesPage, test_row);
   gtk_widget_class_bind_template_child (widget_class, KiltDevicesPage, cancel_test_button);
   gtk_widget_class_bind_template_child (widget_class, KiltDevicesPage, test_progress);

@@ -30,6 +30,13 @@ const KiltDeviceInfo *kilt_devices_page_get_device_info (KiltDevicesPage *self);
 /* Every device found (KiltDeviceInfo, borrowed; valid until the list is refreshed), or NULL
  * before the list has loaded. */
 GPtrArray *kilt_devices_page_get_devices (KiltDevicesPage *self);
+/* The devices a run trains on together, the default first, when the person switched on at
+ * least one more under "Train on Several Devices" (ids; free with g_strfreev); NULL: the
+ * default device alone. */
+char **kilt_devices_page_dup_train_devices (KiltDevicesPage *self);
+/* Switches device @id's "train on it too" on or off (the default's stays on). FALSE when no
+ * usable device has @id. */
+gboolean kilt_devices_page_set_train_device (KiltDevicesPage *self, const char *id, gboolean on);
 /* Global memory of the chosen device in bytes, 0 when unknown. */
 guint64 kilt_devices_page_get_device_memory (KiltDevicesPage *self);
 

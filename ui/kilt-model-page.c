@@ -12,6 +12,7 @@
 #include "kilt-model-json.h"
 #include "kilt-planner.h"
 #include "kilt-summary.h"
+#include "kilt-transfer.h"
 
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -24,8 +25,14 @@ struct _KiltModelPage
   GtkRevealer *error_revealer;
   GtkLabel *error_label;
   GtkGrid *layer_grid;
+  AdwActionRow *head_row;  /* "Replace Head (N Classes)" when the outputs and classes differ */
+  AdwComboRow *freeze_row; /* "Freeze up to": "Per layer", then the layers with weights */
+  GtkStringList *freeze_names;
+  gboolean freeze_updating; /* the list is being rebuilt or reset: not a person's choice */
+  GtkButton *head_button;
   AdwActionRow *plan_row;
   GtkImage *plan_icon;
+  AdwComboRow *memory_row;     /* KiltMemoryMode, in its order */
   GtkWidget *use_batch_button; /* "Use Batch N" when the plan does not fit; made in init */
   guint use_batch;
   AdwComboRow *optimizer_row;
@@ -48,6 +55,11 @@ struct _KiltModelPage
   guint n_classes;
   guint64 dataset_bytes;
   const KiltDeviceInfo *device;
+  /* What the person changed on the loaded model, kept while the source stays: the Trainable
+   * ticks (layer name -> 1 trainable, 2 frozen) and whether its head is replaced. */
+  GHashTable *trainable;
+  gboolean replace_head;
+  guint refresh_idle;
 };
 
 G_DEFINE_FINAL_TYPE (KiltModelPage, kilt_model_page, ADW_TYPE_BIN)
@@ -93,6 +105,109 @@ load_source (KiltModelPage *self, const char *source, GError **error)
   return kilt_model_load_preset (source, shape, self->n_classes, error);
 }
 
+/* The person's changes on a freshly loaded @model: a new head first (when asked and the
+ * classes differ), then the Trainable ticks by layer name. */
+static gboolean
+apply_edits (KiltModelPage *self, KiltModel *model, GError **error)
+{
+  GHashTableIter it;
+  gpointer key, value;
+
+  if (self->replace_head && self->n_classes > 0 && kilt_model_n_outputs (model) != self->n_classes
+      && !kilt_transfer_replace_head (model, self->n_classes, kilt_model_page_get_seed (self),
+                                      error))
+    return FALSE;
+  g_hash_table_iter_init (&it, self->trainable);
+  while (g_hash_table_iter_next (&it, &key, &value))
+    {
+      KiltNode *node = kilt_model_find (model, key);
+      if (node)
+        kilt_model_set_trainable (model, node->index, GPOINTER_TO_INT (value) == 1);
+    }
+  return TRUE;
+}
+
+/* Offers a new head when the data's classes and the model's outputs differ. */
+static void
+show_head_offer (KiltModelPage *self)
+{
+  gboolean offer = self->model && self->n_classes > 0
+                   && kilt_model_n_outputs (self->model) != self->n_classes
+                   && kilt_transfer_can_replace_head (self->model, NULL);
+
+  gtk_widget_set_visible (GTK_WIDGET (self->head_row), offer);
+  if (offer)
+    {
+      g_autofree char *title
+          = g_strdup_printf ("%s has %u outputs; the data set has %u classes", self->model->name,
+                             kilt_model_n_outputs (self->model), self->n_classes);
+      g_autofree char *label = g_strdup_printf ("Replace Head (%u Classes)", self->n_classes);
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->head_row), title);
+      gtk_button_set_label (self->head_button, label);
+    }
+}
+
+static void show_table (KiltModelPage *self);
+static void show_plan (KiltModelPage *self);
+
+static gboolean
+refresh_in_idle (gpointer data)
+{
+  KiltModelPage *self = data;
+
+  self->refresh_idle = 0;
+  show_table (self);
+  show_plan (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* "Per layer" back on the Freeze row, without acting on it. */
+static void
+reset_freeze_row (KiltModelPage *self)
+{
+  self->freeze_updating = TRUE;
+  adw_combo_row_set_selected (self->freeze_row, 0);
+  self->freeze_updating = FALSE;
+}
+
+static void
+on_trainable_toggled (GtkCheckButton *check, KiltModelPage *self)
+{
+  const char *name = g_object_get_data (G_OBJECT (check), "kilt-layer");
+  gboolean on = gtk_check_button_get_active (check);
+
+  kilt_model_page_set_trainable (self, name, on);
+  reset_freeze_row (self);
+}
+
+/* The Freeze row's choices: the layers with weights or statistics of the loaded model. */
+static void
+fill_freeze_row (KiltModelPage *self)
+{
+  guint n = g_list_model_get_n_items (G_LIST_MODEL (self->freeze_names));
+
+  self->freeze_updating = TRUE;
+  gtk_string_list_splice (self->freeze_names, 0, n, (const char *const[]){ "Per layer", NULL });
+  for (guint i = 0; self->model && i < kilt_model_n_nodes (self->model); i++)
+    {
+      KiltNode *node = kilt_model_node (self->model, i);
+      if (node->n_params > 0 || node->n_state > 0)
+        gtk_string_list_append (self->freeze_names, node->name);
+    }
+  adw_combo_row_set_selected (self->freeze_row, 0);
+  self->freeze_updating = FALSE;
+}
+
+static void
+on_freeze_selected (AdwComboRow *row, GParamSpec *pspec, KiltModelPage *self)
+{
+  guint i = adw_combo_row_get_selected (row);
+
+  if (self->freeze_updating || i == 0 || i == GTK_INVALID_LIST_POSITION)
+    return;
+  kilt_model_page_freeze_until (self, gtk_string_list_get_string (self->freeze_names, i));
+}
+
 static void
 grid_cell (KiltModelPage *self, int col, int row, const char *text, gboolean numeric,
            gboolean header)
@@ -134,13 +249,15 @@ show_table (KiltModelPage *self)
   /* Memory is per batch: say so, and which batch. */
   g_autofree char *mem_head
       = g_strdup_printf ("Memory (batch %u)", kilt_model_page_get_batch (self));
-  const char *heads[] = { "Layer", "Type", "Output shape", "Parameters", "FLOPs", mem_head };
+  const char *heads[]
+      = { "Layer", "Type", "Output shape", "Parameters", "FLOPs", mem_head, "Train" };
   int row = 1;
 
   while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->layer_grid))))
     gtk_grid_remove (self->layer_grid, child);
-  for (int c = 0; c < 6; c++)
-    grid_cell (self, c, 0, heads[c], c >= 3, TRUE);
+  for (int c = 0; c < 7; c++)
+    grid_cell (self, c, 0, heads[c], c >= 3 && c < 6, TRUE);
+  show_head_offer (self);
   if (self->model == NULL)
     return;
   {
@@ -164,12 +281,26 @@ show_table (KiltModelPage *self)
         grid_cell (self, 3, row, params, TRUE, FALSE);
         grid_cell (self, 4, row, flops, TRUE, FALSE);
         grid_cell (self, 5, row, mem, TRUE, FALSE);
+        /* Layers with weights (or running statistics) can be frozen. */
+        if (node && (node->n_params > 0 || node->n_state > 0))
+          {
+            GtkWidget *check = gtk_check_button_new ();
+            g_autofree char *tip = g_strdup_printf ("Train %s (untick to freeze it)", r->name);
+            gtk_check_button_set_active (GTK_CHECK_BUTTON (check), !node->frozen);
+            gtk_widget_set_halign (check, GTK_ALIGN_CENTER);
+            gtk_widget_set_tooltip_text (check, tip);
+            g_object_set_data_full (G_OBJECT (check), "kilt-layer", g_strdup (r->name), g_free);
+            g_signal_connect (check, "toggled", G_CALLBACK (on_trainable_toggled), self);
+            gtk_grid_attach (self->layer_grid, check, 6, row, 1, 1);
+          }
       }
     {
       g_autofree char *params = count_text (sum->total_params);
       g_autofree char *flops = count_text (sum->total_flops);
       g_autofree char *mem = g_format_size_full (sum->total_act_bytes, G_FORMAT_SIZE_IEC_UNITS);
-      grid_cell (self, 0, row, "Total", FALSE, TRUE);
+      /* The parameters' total counts the trainable ones: say so once some are frozen. */
+      grid_cell (self, 0, row, kilt_model_n_frozen (self->model) ? "Total trainable" : "Total",
+                 FALSE, TRUE);
       grid_cell (self, 3, row, params, TRUE, TRUE);
       grid_cell (self, 4, row, flops, TRUE, TRUE);
       grid_cell (self, 5, row, mem, TRUE, TRUE);
@@ -200,8 +331,39 @@ current_plan (KiltModelPage *self)
   if (self->model == NULL || self->device == NULL)
     return NULL;
   opt = kilt_model_page_get_optimizer (self);
-  return kilt_plan_compute (self->model, kilt_model_page_get_batch (self), &opt,
-                            self->dataset_bytes, self->device, device_budget (self->device));
+  return kilt_plan_compute_memory (self->model, kilt_model_page_get_batch (self), &opt,
+                                   self->dataset_bytes, self->device, device_budget (self->device),
+                                   kilt_model_page_get_memory (self));
+}
+
+KiltMemoryMode
+kilt_model_page_get_memory (KiltModelPage *self)
+{
+  guint i = adw_combo_row_get_selected (self->memory_row);
+  return i <= KILT_MEMORY_RECOMPUTE ? (KiltMemoryMode)i : KILT_MEMORY_AUTO;
+}
+
+void
+kilt_model_page_set_memory (KiltModelPage *self, KiltMemoryMode mode)
+{
+  g_return_if_fail (KILT_IS_MODEL_PAGE (self));
+  adw_combo_row_set_selected (self->memory_row, mode);
+}
+
+static gboolean
+memory_get_mapping (GValue *value, GVariant *variant, gpointer data)
+{
+  KiltMemoryMode mode = KILT_MEMORY_AUTO;
+
+  kilt_memory_mode_from_name (g_variant_get_string (variant, NULL), &mode);
+  g_value_set_uint (value, mode);
+  return TRUE;
+}
+
+static GVariant *
+memory_set_mapping (const GValue *value, const GVariantType *type, gpointer data)
+{
+  return g_variant_new_string (kilt_memory_mode_name ((KiltMemoryMode)g_value_get_uint (value)));
 }
 
 gboolean
@@ -213,7 +375,13 @@ kilt_model_page_check_fits (KiltModelPage *self, GError **error)
   plan = current_plan (self);
   if (plan == NULL || plan->fits)
     return TRUE;
-  if (plan->max_batch > 0)
+  if (plan->recompute_fits)
+    g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
+                 "%s does not fit on %s at batch %u keeping every activation: %s; %s. Set "
+                 "Activations to Auto or Recompute, or the batch to %u or less, on the Model page",
+                 self->model->name, self->device->name, plan->batch, plan->message, plan->hint,
+                 plan->max_batch);
+  else if (plan->max_batch > 0)
     g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY,
                  "%s does not fit on %s at batch %u: %s. Set the batch to %u or less on the "
                  "Model page",
@@ -294,6 +462,18 @@ use_source (KiltModelPage *self, const char *source)
       set_error (self, error->message);
       return FALSE;
     }
+  /* Another model: the changes made to the last one do not carry over. */
+  if (g_strcmp0 (self->source, source) != 0)
+    {
+      g_hash_table_remove_all (self->trainable);
+      self->replace_head = FALSE;
+    }
+  if (!apply_edits (self, model, &error))
+    {
+      kilt_model_free (model);
+      set_error (self, error->message);
+      return FALSE;
+    }
   set_error (self, NULL);
   g_clear_pointer (&self->model, kilt_model_free);
   self->model = model;
@@ -303,6 +483,7 @@ use_source (KiltModelPage *self, const char *source)
       self->source = g_strdup (source);
       g_settings_set_string (self->settings, "last-model", source);
     }
+  fill_freeze_row (self);
   show_table (self);
   show_plan (self);
   g_object_notify_by_pspec (G_OBJECT (self), props[PROP_MODEL_NAME]);
@@ -446,6 +627,12 @@ action_save (GtkWidget *widget, const char *name, GVariant *param)
   open_chooser (KILT_MODEL_PAGE (widget), "save", "Save Model", TRUE);
 }
 
+static void
+action_replace_head (GtkWidget *widget, const char *name, GVariant *param)
+{
+  kilt_model_page_replace_head (KILT_MODEL_PAGE (widget));
+}
+
 void
 kilt_model_page_set_input (KiltModelPage *self, const KiltShape *shape, guint n_classes,
                            guint64 dataset_bytes)
@@ -463,6 +650,8 @@ kilt_model_page_set_input (KiltModelPage *self, const KiltShape *shape, guint n_
       g_autofree char *source = g_strdup (self->source);
       use_source (self, source);
     }
+  else
+    show_head_offer (self);
 }
 
 void
@@ -482,7 +671,79 @@ kilt_model_page_create_model (KiltModelPage *self, GError **error)
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL, "Choose a model first");
       return NULL;
     }
-  return load_source (self, self->source, error);
+  {
+    KiltModel *model = load_source (self, self->source, error);
+    if (model && !apply_edits (self, model, error))
+      g_clear_pointer (&model, kilt_model_free);
+    return model;
+  }
+}
+
+gboolean
+kilt_model_page_open (KiltModelPage *self, const char *source)
+{
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  return use_source (self, source);
+}
+
+gboolean
+kilt_model_page_replace_head (KiltModelPage *self)
+{
+  g_autofree char *source = NULL;
+
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  if (!gtk_widget_get_visible (GTK_WIDGET (self->head_row)) || self->source == NULL)
+    return FALSE;
+  self->replace_head = TRUE;
+  source = g_strdup (self->source);
+  return use_source (self, source);
+}
+
+gboolean
+kilt_model_page_set_trainable (KiltModelPage *self, const char *layer, gboolean trainable)
+{
+  KiltNode *node;
+
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  node = self->model ? kilt_model_find (self->model, layer) : NULL;
+  if (node == NULL)
+    return FALSE;
+  g_hash_table_insert (self->trainable, g_strdup (layer), GINT_TO_POINTER (trainable ? 1 : 2));
+  if (node->frozen != !trainable)
+    {
+      kilt_model_set_trainable (self->model, node->index, trainable);
+      /* The table is rebuilt after the toggle's own signal is over. */
+      if (self->refresh_idle == 0)
+        self->refresh_idle = g_idle_add (refresh_in_idle, self);
+    }
+  return TRUE;
+}
+
+gboolean
+kilt_model_page_freeze_until (KiltModelPage *self, const char *layer)
+{
+  KiltNode *last;
+
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  last = self->model ? kilt_model_find (self->model, layer) : NULL;
+  if (last == NULL)
+    return FALSE;
+  for (guint i = 1; i < kilt_model_n_nodes (self->model); i++)
+    {
+      KiltNode *node = kilt_model_node (self->model, i);
+      if (node->n_params > 0 || node->n_state > 0)
+        kilt_model_page_set_trainable (self, node->name, i > last->index);
+    }
+  return TRUE;
+}
+
+const char *
+kilt_model_page_get_head_offer (KiltModelPage *self)
+{
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), NULL);
+  return gtk_widget_get_visible (GTK_WIDGET (self->head_row))
+             ? gtk_button_get_label (self->head_button)
+             : NULL;
 }
 
 const char *
@@ -684,6 +945,7 @@ kilt_model_page_dispose (GObject *object)
   if (self->chooser)
     gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
   g_clear_object (&self->chooser);
+  g_clear_handle_id (&self->refresh_idle, g_source_remove);
   gtk_widget_dispose_template (GTK_WIDGET (self), KILT_TYPE_MODEL_PAGE);
   G_OBJECT_CLASS (kilt_model_page_parent_class)->dispose (object);
 }
@@ -694,6 +956,8 @@ kilt_model_page_finalize (GObject *object)
   KiltModelPage *self = KILT_MODEL_PAGE (object);
 
   g_clear_pointer (&self->model, kilt_model_free);
+  g_clear_pointer (&self->trainable, g_hash_table_unref);
+  g_clear_object (&self->freeze_names);
   g_clear_object (&self->settings);
   g_clear_object (&self->presets);
   g_free (self->source);
@@ -736,8 +1000,12 @@ kilt_model_page_class_init (KiltModelPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, error_revealer);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, error_label);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, layer_grid);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, head_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, head_button);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, freeze_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, plan_icon);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, memory_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, optimizer_row);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, momentum_row);
@@ -764,6 +1032,7 @@ kilt_model_page_class_init (KiltModelPageClass *klass)
   gtk_widget_class_install_action (widget_class, "model.import-keras", NULL, action_import_keras);
   gtk_widget_class_install_action (widget_class, "model.open", NULL, action_open);
   gtk_widget_class_install_action (widget_class, "model.save", NULL, action_save);
+  gtk_widget_class_install_action (widget_class, "model.replace-head", NULL, action_replace_head);
 }
 
 static void
@@ -772,6 +1041,10 @@ kilt_model_page_init (KiltModelPage *self)
   g_autofree char *last = NULL;
 
   gtk_widget_init_template (GTK_WIDGET (self));
+  self->trainable = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  self->freeze_names = gtk_string_list_new ((const char *const[]){ "Per layer", NULL });
+  adw_combo_row_set_model (self->freeze_row, G_LIST_MODEL (self->freeze_names));
+  g_signal_connect (self->freeze_row, "notify::selected", G_CALLBACK (on_freeze_selected), self);
   self->settings = g_settings_new ("org.kilt.Kilt");
   g_settings_bind_with_mapping (self->settings, "optimizer", self->optimizer_row, "selected",
                                 G_SETTINGS_BIND_DEFAULT, optimizer_get_mapping,
@@ -786,6 +1059,11 @@ kilt_model_page_init (KiltModelPage *self)
                                "Set the batch size to the largest that fits on this device");
   g_signal_connect_swapped (self->use_batch_button, "clicked", G_CALLBACK (on_use_batch), self);
   adw_action_row_add_suffix (self->plan_row, self->use_batch_button);
+  g_settings_bind_with_mapping (self->settings, "memory", self->memory_row, "selected",
+                                G_SETTINGS_BIND_DEFAULT, memory_get_mapping, memory_set_mapping,
+                                NULL, NULL);
+  g_signal_connect_swapped (self->memory_row, "notify::selected", G_CALLBACK (on_setting_changed),
+                            self);
   g_settings_bind (self->settings, "epochs", self->epochs_spin, "value", G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "seed", self->seed_spin, "value", G_SETTINGS_BIND_DEFAULT);
   g_signal_connect_swapped (self->batch_spin, "value-changed", G_CALLBACK (on_setting_changed),

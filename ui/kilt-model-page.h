@@ -7,6 +7,7 @@
 #include "kilt-device.h"
 #include "kilt-model.h"
 #include "kilt-optimizer-config.h"
+#include "kilt-recompute.h"
 
 G_BEGIN_DECLS
 
@@ -25,6 +26,20 @@ const char *kilt_model_page_get_preset_subtitle (KiltModelPage *self);
 /* A fresh, built copy of the chosen model for a run (caller owns it), or NULL with @error. */
 KiltModel *kilt_model_page_create_model (KiltModelPage *self, GError **error);
 const char *kilt_model_page_get_model_name (KiltModelPage *self);
+/* Loads a source as the page's choosers do: "keras:<path>" (JSON, .h5 or .keras), "json:<path>"
+ * (Kilt's format) or a preset name; FALSE (the page shows why) when it does not load. */
+gboolean kilt_model_page_open (KiltModelPage *self, const char *source);
+/* The Trainable tick of layer @layer (a run's model gets it too); FALSE when no layer has that
+ * name. */
+gboolean kilt_model_page_set_trainable (KiltModelPage *self, const char *layer, gboolean trainable);
+/* "Replace Head (N Classes)" when the data set's classes differ from the model's outputs and
+ * its head can be replaced, else NULL; kilt_model_page_replace_head () does it (FALSE when not
+ * offered). */
+const char *kilt_model_page_get_head_offer (KiltModelPage *self);
+/* The Freeze row's choice: every layer up to and including @layer frozen, the later ones
+ * trainable; FALSE when no layer has that name. */
+gboolean kilt_model_page_freeze_until (KiltModelPage *self, const char *layer);
+gboolean kilt_model_page_replace_head (KiltModelPage *self);
 /* The optimizer and the settings shown for it (those it does not use keep its defaults). */
 KiltOptimizerConfig kilt_model_page_get_optimizer (KiltModelPage *self);
 void kilt_model_page_set_optimizer (KiltModelPage *self, const KiltOptimizerConfig *opt);
@@ -33,6 +48,9 @@ void kilt_model_page_set_batch (KiltModelPage *self, guint batch);
 /* FALSE, with @error saying what fits, when the memory plan shown says the model does not
  * fit on the device at the chosen batch (TRUE when there is no plan to go by). */
 gboolean kilt_model_page_check_fits (KiltModelPage *self, GError **error);
+/* How the run holds activations (the Activations row, next to the plan). */
+KiltMemoryMode kilt_model_page_get_memory (KiltModelPage *self);
+void kilt_model_page_set_memory (KiltModelPage *self, KiltMemoryMode mode);
 /* "Use Batch N" on the plan: sets the batch to the largest that fits; FALSE when not offered. */
 gboolean kilt_model_page_use_fitting_batch (KiltModelPage *self);
 guint kilt_model_page_get_epochs (KiltModelPage *self);

@@ -573,6 +573,13 @@ update_tables (KiltRunsPage *self)
         }
       else if (g_str_has_prefix (t->title, "Per-layer"))
         gtk_box_append (self->tables_box, table_widget (t, NULL, TRUE));
+      /* A run on several devices: what each did, and how they scaled. */
+      else if (g_str_has_prefix (t->title, "Devices of run"))
+        {
+          GtkWidget *w = table_widget (t, NULL, FALSE);
+          gtk_widget_set_name (w, "devices-table");
+          gtk_box_append (self->tables_box, w);
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 #include "kilt-model-json.h"
 #include "kilt-worker-client.h"
 
+#include <glib/gstdio.h>
 #include <string.h>
 
 #define FLUSH_MS 100
@@ -102,7 +103,36 @@ update_clear (KiltSessionUpdate *u)
   g_ptr_array_unref (u->logs);
   g_clear_pointer (&u->timings, g_array_unref);
   g_clear_pointer (&u->run_ids, g_array_unref);
+  g_clear_pointer (&u->replicas, g_array_unref);
   g_clear_error (&u->error);
+}
+
+static void
+replica_share_clear (gpointer data)
+{
+  g_free ((char *)((KiltReplicaShare *)data)->device_name);
+}
+
+/* Keeps @event's devices (STARTED and EPOCH of a run on several) in @u, copied. */
+static void
+keep_replicas (KiltSessionUpdate *u, const KiltEvent *event)
+{
+  if (event->n_replicas == 0 || event->replicas == NULL)
+    return;
+  g_clear_pointer (&u->replicas, g_array_unref);
+  u->replicas = g_array_sized_new (FALSE, TRUE, sizeof (KiltReplicaShare), event->n_replicas);
+  g_array_set_clear_func (u->replicas, replica_share_clear);
+  for (guint i = 0; i < event->n_replicas; i++)
+    {
+      KiltReplicaShare r = event->replicas[i];
+      r.device_name = g_strdup (r.device_name ? r.device_name : "?");
+      g_array_append_val (u->replicas, r);
+    }
+  if (event->type == KILT_EVENT_EPOCH)
+    {
+      u->dist_step_ms = event->dist_step_ms;
+      u->alone_step_ms = event->alone_step_ms;
+    }
 }
 
 static void
@@ -144,6 +174,7 @@ scalars (const KiltEvent *e)
   c.message = NULL;
   c.change = NULL;
   c.error = NULL;
+  c.replicas = NULL;
   return c;
 }
 
@@ -329,6 +360,7 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
         case KILT_EVENT_STARTED:
           u->started = TRUE;
           u->first = c;
+          keep_replicas (u, event);
           now = TRUE;
           break;
         case KILT_EVENT_STEP:
@@ -338,6 +370,7 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
         case KILT_EVENT_EPOCH:
           g_array_append_val (u->epochs, c);
           u->last = c, u->has_last = TRUE;
+          keep_replicas (u, event);
           break;
         case KILT_EVENT_MEMORY:
           c.epoch_seconds = (g_get_monotonic_time () - s->start_us) / 1e6;
@@ -517,25 +550,29 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
     }
   /* The worker loads the data again from where it came from: a data set made in memory
    * (tests, replays) has nowhere to come from and trains here. */
-  if (model->weights_params)
-    /* The worker builds its model from JSON, which holds no weights. */
-    why = g_strdup ("training in the window's process: the model's imported starting weights "
-                    "do not travel to a worker yet");
-  else if ((self->next_spec.source || data->source) && use_worker (&why))
+  if ((self->next_spec.source || data->source) && use_worker (&why))
     {
       KiltWorkerJob job = { 0 };
+      g_autoptr (GError) local = NULL;
       gboolean ok;
 
+      /* The JSON holds the architecture and the frozen flags; imported starting weights go in
+       * a file beside it, which the worker reads and removes. */
+      if (!kilt_worker_job_attach_weights (&job, model, &local))
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "%s", local->message);
+          kilt_model_free (model);
+          kilt_dataset_free (data);
+          kilt_data_spec_clear (&self->next_spec);
+          return FALSE;
+        }
       job.model_json = kilt_model_to_json (model);
       if (self->next_spec.source)
         kilt_data_spec_copy (&job.data, &self->next_spec);
       else
         kilt_data_spec_init (&job.data, data->source, NULL);
       kilt_data_spec_clear (&self->next_spec);
-      job.config = *config;
-      job.config.device_id = g_strdup (config->device_id);
-      job.config.checkpoint_path = g_strdup (config->checkpoint_path);
-      job.config.run_name = g_strdup (config->run_name);
+      kilt_train_config_copy (&job.config, config);
       job.keep_weights = self->keep_weights;
       kilt_model_free (model);
       kilt_dataset_free (data);
@@ -543,6 +580,8 @@ kilt_session_start (KiltSession *self, KiltModel *model, KiltDataset *data,
       ok = start_worker (self, tag, &job, error);
       if (!ok)
         run_tag_free (tag);
+      if (!ok && job.weights_file)
+        g_unlink (job.weights_file);
       kilt_worker_job_clear (&job);
       return ok;
     }
@@ -622,10 +661,9 @@ kilt_session_start_compare (KiltSession *self, const char *const *device_ids,
 
         job.model_json = g_strdup (model_json);
         kilt_data_spec_copy (&job.data, data);
-        job.config = *config;
-        job.config.device_id = g_strdup (config->device_id);
-        job.config.checkpoint_path = g_strdup (config->checkpoint_path);
-        job.config.run_name = g_strdup (config->run_name);
+        kilt_train_config_copy (&job.config, config);
+        /* Each run of a comparison is on one of @device_ids. */
+        g_clear_pointer (&job.config.devices, g_strfreev);
         job.db_path = g_strdup (db_path);
         job.keep_weights = self->keep_weights;
         job.device_ids = g_strdupv ((char **)device_ids);

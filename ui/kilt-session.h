@@ -31,6 +31,11 @@ typedef struct
   KiltRunStatus status;
   GError *error;   /* FAILED */
   GArray *run_ids; /* with finished, for a sequence: the recorded runs (gint64), else NULL */
+  /* A run on several devices: each device's part (KiltReplicaShare, the names owned) from the
+   * latest STARTED or EPOCH that carried them, and that epoch's calibration step times with
+   * every device and the fastest alone (0: not timed); NULL when nothing new came. */
+  GArray *replicas;
+  double dist_step_ms, alone_step_ms;
 } KiltSessionUpdate;
 
 #define KILT_TYPE_SESSION (kilt_session_get_type ())

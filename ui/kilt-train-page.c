@@ -39,10 +39,11 @@ struct _KiltTrainPage
    * which the next report's figures over the steps between them are taken. */
   guint prev_epoch, prev_step;
   double prev_loss, prev_accuracy;
-  gboolean paused;            /* as the window last set it */
-  KiltEvent last_step;        /* the last step report of the run going on (epoch 0: none yet) */
-  KiltEvent last_epoch;       /* the last finished epoch's figures (epoch 0: none yet) */
-  guint seq_index, seq_count; /* a run of a sequence (compare devices) */
+  gboolean paused;               /* as the window last set it */
+  KiltEvent last_step;           /* the last step report of the run going on (epoch 0: none yet) */
+  KiltEvent last_epoch;          /* the last finished epoch's figures (epoch 0: none yet) */
+  guint seq_index, seq_count;    /* a run of a sequence (compare devices) */
+  KiltReplicaView *replica_view; /* a run on several devices: each one's part */
 };
 
 G_DEFINE_FINAL_TYPE (KiltTrainPage, kilt_train_page, ADW_TYPE_BIN)
@@ -168,6 +169,7 @@ kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity)
   gtk_progress_bar_set_fraction (self->progress, 0);
   gtk_text_buffer_set_text (self->log, "", -1);
   show_timings (self, NULL);
+  kilt_replica_view_reset (self->replica_view);
   kilt_train_page_show_error (self, NULL);
 }
 
@@ -267,6 +269,9 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
       self->steps_per_epoch = u->first.steps_per_epoch;
       kilt_train_page_log (self, line);
     }
+  if (u->replicas)
+    kilt_replica_view_update (self->replica_view, (const KiltReplicaShare *)u->replicas->data,
+                              u->replicas->len, u->dist_step_ms, u->alone_step_ms);
   for (guint i = 0; i < u->steps->len; i++)
     {
       const KiltEvent *e = &g_array_index (u->steps, KiltEvent, i);
@@ -472,6 +477,13 @@ kilt_train_page_get_chart (KiltTrainPage *self, KiltTrainChart which)
   return chart (self, which);
 }
 
+KiltReplicaView *
+kilt_train_page_get_replica_view (KiltTrainPage *self)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), NULL);
+  return self->replica_view;
+}
+
 GtkWidget *
 kilt_train_page_get_focus_chart (KiltTrainPage *self)
 {
@@ -567,6 +579,11 @@ kilt_train_page_init (KiltTrainPage *self)
 
   gtk_widget_init_template (GTK_WIDGET (self));
   self->settings = g_settings_new ("org.kilt.Kilt");
+  /* Above the charts, shown only while a run on several devices reports them. */
+  self->replica_view = KILT_REPLICA_VIEW (kilt_replica_view_new ());
+  gtk_widget_insert_before (GTK_WIDGET (self->replica_view),
+                            gtk_widget_get_parent (GTK_WIDGET (self->chart_grid)),
+                            GTK_WIDGET (self->chart_grid));
 
   c = kilt_chart_new ("Loss");
   kilt_chart_set_x_axis (c, "Epoch", KILT_AXIS_NUMBER);

@@ -7,6 +7,7 @@
 #include "kilt-chart.h"
 #include "kilt-run-store.h"
 #include "kilt-session.h"
+#include "kilt-replica-view.h"
 
 G_BEGIN_DECLS
 
@@ -50,5 +51,7 @@ void kilt_train_page_set_epochs (KiltTrainPage *self, guint epochs);
 void kilt_train_page_set_sequence (KiltTrainPage *self, guint index, guint count);
 /* The chart the pointer was last over (for "Save Chart…"); the loss chart by default. */
 GtkWidget *kilt_train_page_get_focus_chart (KiltTrainPage *self);
+/* The devices of a run on several (hidden otherwise). */
+KiltReplicaView *kilt_train_page_get_replica_view (KiltTrainPage *self);
 
 G_END_DECLS

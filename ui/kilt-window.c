@@ -195,11 +195,14 @@ window_config (KiltWindow *self, const char *device, const KiltModel *model, con
   KiltTrainConfig config = kilt_train_config_default ();
 
   config.device_id = g_strdup (device);
+  /* The default device and those switched on under "Train on Several Devices". */
+  config.devices = kilt_devices_page_dup_train_devices (self->devices_page);
   config.epochs = kilt_model_page_get_epochs (self->model_page);
   config.batch = kilt_model_page_get_batch (self->model_page);
   config.seed = kilt_model_page_get_seed (self->model_page);
   config.val_fraction = (float)kilt_data_page_get_val_split (self->data_page);
   config.opt = kilt_model_page_get_optimizer (self->model_page);
+  config.memory = kilt_model_page_get_memory (self->model_page);
   config.augment = kilt_data_page_get_augment (self->data_page);
   config.preprocess = kilt_data_page_get_preprocess (self->data_page);
   config.max_train_samples = self->sample_limit;
@@ -255,8 +258,14 @@ action_start (GtkWidget *widget, const char *name, GVariant *param)
 
   config = window_config (self, device, model, ds);
 
-  title = g_strdup_printf ("Training %s on %s", model->name,
-                           kilt_devices_page_get_device_name (self->devices_page));
+  if (config.devices)
+    title = g_strdup_printf ("Training %s on %s and %u more device%s", model->name,
+                             kilt_devices_page_get_device_name (self->devices_page),
+                             g_strv_length (config.devices) - 1,
+                             g_strv_length (config.devices) == 2 ? "" : "s");
+  else
+    title = g_strdup_printf ("Training %s on %s", model->name,
+                             kilt_devices_page_get_device_name (self->devices_page));
   kilt_train_page_reset (self->train_page, title,
                          kilt_devices_page_get_device_memory (self->devices_page));
   kilt_train_page_set_epochs (self->train_page, config.epochs);

@@ -113,7 +113,8 @@ kilt_grad_reducer_new (KiltExecutor *const *execs, guint n, KiltComm *comm, gsiz
   g_return_val_if_fail (n > 0 && bucket_floats > 0, NULL);
   r->n = n;
   r->comm = comm;
-  r->n_params = model->n_params;
+  /* The gradient buffer holds the trainable (not frozen) parameters alone. */
+  r->n_params = model->n_grads;
   r->bucket = bucket_floats;
   r->n_buckets = (guint)((r->n_params + bucket_floats - 1) / bucket_floats);
   r->bucket_node = g_new (guint, r->n_buckets + 1);
@@ -121,14 +122,14 @@ kilt_grad_reducer_new (KiltExecutor *const *execs, guint n, KiltComm *comm, gsiz
   r->req = g_new0 (KiltCommRequest *, r->n_buckets + 1);
   for (guint k = 0; k < r->n_buckets; k++)
     r->bucket_node[k] = G_MAXUINT;
-  /* Nodes lay out their parameters in order, each in one range. */
+  /* Trainable nodes lay out their gradients in order, each in one range. */
   for (guint i = 0; i < model->nodes->len; i++)
     {
       KiltNode *node = g_ptr_array_index (model->nodes, i);
-      if (node->n_params == 0)
+      if (node->n_params == 0 || node->frozen)
         continue;
-      for (gsize k = node->param_offset / bucket_floats;
-           k <= (node->param_offset + node->n_params - 1) / bucket_floats; k++)
+      for (gsize k = node->grad_offset / bucket_floats;
+           k <= (node->grad_offset + node->n_params - 1) / bucket_floats; k++)
         r->bucket_node[k] = MIN (r->bucket_node[k], i);
     }
   r->rep = g_new0 (Replica, n);
@@ -136,7 +137,7 @@ kilt_grad_reducer_new (KiltExecutor *const *execs, guint n, KiltComm *comm, gsiz
     {
       Replica *rp = &r->rep[i];
       KiltContext *ctx = execs[i]->ex.ctx;
-      g_return_val_if_fail (execs[i]->grads != NULL && execs[i]->model->n_params == r->n_params,
+      g_return_val_if_fail (execs[i]->grads != NULL && execs[i]->model->n_grads == r->n_params,
                             NULL);
       rp->owner = r;
       rp->exec = execs[i];

@@ -53,7 +53,7 @@ gboolean
 kilt_replicas_sync (KiltReplica *rep, guint n, guint src, KiltComm *comm, GError **error)
 {
   KiltModel *m = rep[0].model;
-  gsize n_opt = kilt_optimizer_state_floats (kilt_optimizer_get_config (rep[0].opt), m->n_params);
+  gsize n_opt = kilt_optimizer_state_floats (kilt_optimizer_get_config (rep[0].opt), m->n_grads);
   g_autofree float *params = g_new (float, m->n_params + 1);
   g_autofree float *opt = g_new (float, n_opt + 1);
   g_autofree float *state = g_new (float, m->n_state + 1);

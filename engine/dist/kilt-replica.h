@@ -33,6 +33,7 @@ typedef struct
   guint first, share, cap;
   guint n_valid;
   double step_ms;
+  double busy_ms; /* the sampled steps' device time this epoch (the busy figure) */
 } KiltReplica;
 
 /* Frees what the replica holds (the model only when @owns_model) and zeroes it. */

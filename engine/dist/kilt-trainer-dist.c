@@ -28,6 +28,10 @@ enum
   CAL_ALONE_LAST = 8,
 };
 
+/* Once the shares are settled, one step in this many is timed on every device for its busy
+ * figure: the host waits for each device's marker then, a few microseconds a device. */
+#define BUSY_EVERY 8
+
 /* $KILT_REDUCE_BUCKET (floats) for tests that want several buckets of a small model. */
 static gsize
 bucket_floats (void)
@@ -239,7 +243,10 @@ dist_step (Session *s, guint b, gboolean alone, gboolean timed, guint epoch, gui
   for (guint i = 0; i < s->n_rep; i++)
     if (timed && s->rep[i].n_valid > 0)
       {
-        s->rep[i].step_ms += ms[i];
+        if (s->settled)
+          s->rep[i].busy_ms += ms[i];
+        else
+          s->rep[i].step_ms += ms[i];
       }
   stage = "summing the gradients";
   if (s->reducer && !alone && !kilt_grad_reducer_finish (s->reducer, error))
@@ -396,6 +403,29 @@ sum_metrics (Session *s, gboolean eval, double m[3], GError **error)
   return s->comm == NULL || kilt_comm_sum_doubles (s->comm, m, 3, error);
 }
 
+/* Replica @rp's rows of evaluation batch @b from @bt, into its eval metrics. */
+static gboolean
+eval_rows (Session *s, KiltReplica *rp, KiltBatcher *bt, guint b, GError **error)
+{
+  KiltNode *out = kilt_model_output (rp->model);
+  guint first = s->rank_first + rp->first, got = 0;
+
+  if (rp->share == 0)
+    return TRUE;
+  rp->exec->ex.batch = rp->share;
+  rp->exec->ex.sample_offset = first;
+  if (!kilt_batcher_gather_slice (bt, b, first, rp->share, kilt_executor_input (rp->exec),
+                                  rp->targets->mem, &got, error))
+    return FALSE;
+  if (got == 0)
+    return TRUE;
+  return kilt_executor_forward (rp->exec, FALSE, error)
+         && kilt_loss_enqueue (rp->ctx, rp->model->loss, rp->share, got,
+                               kilt_model_n_outputs (rp->model), out->out, rp->targets->mem,
+                               out->dout, rp->eval_metrics->mem, error)
+         && cl_ok (rp, clFlush (rp->ctx->queue), error, "queueing an evaluation");
+}
+
 gboolean
 kilt_session_dist_evaluate (Session *s, gboolean test, double *loss, double *acc, GError **error)
 {
@@ -426,38 +456,40 @@ kilt_session_dist_evaluate (Session *s, gboolean test, double *loss, double *acc
       {
         KiltReplica *rp = &s->rep[i];
         KiltBatcher *bt = test && rp->test_batcher ? rp->test_batcher : rp->eval_batcher;
-        KiltNode *out = kilt_model_output (rp->model);
-        guint first = s->rank_first + rp->first, got = 0;
-        if (rp->share == 0)
-          continue;
-        rp->exec->ex.batch = rp->share;
-        rp->exec->ex.sample_offset = first;
-        if (!kilt_batcher_gather_slice (bt, b, first, rp->share, kilt_executor_input (rp->exec),
-                                        rp->targets->mem, &got, error))
-          goto fail;
-        if (got == 0)
-          continue;
-        if (!kilt_executor_forward (rp->exec, FALSE, error)
-            || !kilt_loss_enqueue (rp->ctx, rp->model->loss, rp->share, got,
-                                   kilt_model_n_outputs (rp->model), out->out, rp->targets->mem,
-                                   out->dout, rp->eval_metrics->mem, error)
-            || !cl_ok (rp, clFlush (rp->ctx->queue), error, "queueing an evaluation"))
+        if (!eval_rows (s, rp, bt, b, error))
           {
             if (s->n_rep > 1)
               g_prefix_error (error, "on device [%u] %s: ", i, rp->ctx->info->name);
-            goto fail;
+            g_prefix_error (error, "evaluating on the %s split, batch %u: ",
+                            split == &t->data->val ? "validation" : "test", b + 1);
+            return FALSE;
           }
-        (void)split;
-        continue;
-      fail:
-        g_prefix_error (error, "evaluating on the %s split, batch %u: ",
-                        split == &t->data->val ? "validation" : "test", b + 1);
-        return FALSE;
       }
   if (!sum_metrics (s, TRUE, m, error))
     return FALSE;
   *loss = m[2] > 0 ? m[0] / m[2] : NAN;
   *acc = m[2] > 0 ? m[1] / m[2] : NAN;
+  return TRUE;
+}
+
+gboolean
+kilt_session_agree_stop (Session *s, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  double wanted;
+
+  if (s->comm == NULL)
+    return TRUE;
+  wanted = g_atomic_int_get (&t->stop_wanted) || kilt_session_should_stop (t) ? 1 : 0;
+  if (!kilt_comm_sum_doubles (s->comm, &wanted, 1, error))
+    return FALSE;
+  if (wanted > 0 && !kilt_session_should_stop (t))
+    {
+      kilt_session_log (s, G_LOG_LEVEL_INFO,
+                        "Stopping at step %" G_GUINT64_FORMAT ": %.0f of %d ranks asked to stop",
+                        s->global_step, wanted, kilt_comm_size (s->comm));
+      g_atomic_int_set (&t->stop, 1);
+    }
   return TRUE;
 }
 
@@ -477,9 +509,14 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
   guint reduce_n = 0;
 
   for (guint i = 0; i < s->n_rep; i++)
-    if (!kilt_session_zero_metrics (s, s->rep[i].metrics, error)
-        || !kilt_batcher_begin_epoch (s->rep[i].train_batcher, epoch, TRUE, error))
-      return FALSE;
+    {
+      if (!kilt_session_zero_metrics (s, s->rep[i].metrics, error)
+          || !kilt_batcher_begin_epoch (s->rep[i].train_batcher, epoch, TRUE, error))
+        return FALSE;
+      s->rep[i].busy_ms = 0;
+    }
+  s->busy_wall_ms = 0;
+  s->busy_t0 = 0;
 
   for (guint b = 0; b < n_batches; b++)
     {
@@ -504,6 +541,16 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
             return FALSE;
         }
       step_t0 = g_get_monotonic_time ();
+      if (s->busy_t0)
+        {
+          s->busy_wall_ms += (step_t0 - s->busy_t0) / 1e3;
+          s->busy_t0 = 0;
+        }
+      if (s->settled && s->n_rep > 1 && b % BUSY_EVERY == BUSY_EVERY / 2 && b + 1 < n_batches)
+        {
+          timed = TRUE;
+          s->busy_t0 = step_t0;
+        }
       if (!dist_step (s, b, alone, timed, epoch, &n_global, error))
         return FALSE;
       if (s->reducer && !alone)
@@ -561,7 +608,7 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
           KiltEvent sev = { .type = KILT_EVENT_STEP };
           double elapsed = (g_get_monotonic_time () - t0 - (s->paused_us - paused0)) / 1e6;
           double rate_s = (g_get_monotonic_time () - rate_t0 - (s->paused_us - rate_paused0)) / 1e6;
-          if (!sum_metrics (s, FALSE, m, error))
+          if (!sum_metrics (s, FALSE, m, error) || !kilt_session_agree_stop (s, error))
             return FALSE;
           last_report = g_get_monotonic_time ();
           if (!kilt_session_check_finite_loss (s, "training", m[2] > 0 ? m[0] / m[2] : 0,
@@ -579,7 +626,7 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
           kilt_session_emit_memory (s);
         }
     }
-  if (!finish_all (s, error))
+  if (!finish_all (s, error) || !kilt_session_agree_stop (s, error))
     return FALSE;
   if (kilt_session_should_stop (t))
     return TRUE;
@@ -618,12 +665,25 @@ kilt_session_dist_epoch (Session *s, guint epoch, GError **error)
   ev.busy_percent = NAN;
   shares = g_newa (KiltReplicaShare, s->n_rep);
   for (guint i = 0; i < s->n_rep; i++)
-    shares[i]
-        = (KiltReplicaShare){ s->rep[i].ctx->info->name, s->rep[i].share, s->rep[i].step_ms,
-                              s->rep[i].step_ms > 0 ? s->rep[i].share / s->rep[i].step_ms * 1e3
-                                                    : 0 };
+    {
+      KiltReplica *rp = &s->rep[i];
+      KiltMemStats mem;
+      kilt_mem_stats_snapshot (&rp->ctx->mem, &mem);
+      shares[i] = (KiltReplicaShare){
+        .device_name = rp->ctx->info->name,
+        .share = rp->share,
+        .step_ms = rp->step_ms,
+        .samples_per_second = rp->step_ms > 0 ? rp->share / rp->step_ms * 1e3 : 0,
+        .busy_percent
+        = s->busy_wall_ms > 0 ? MIN (100.0, 100.0 * rp->busy_ms / s->busy_wall_ms) : NAN,
+        .live_bytes = mem.live_total,
+        .peak_bytes = mem.peak_total,
+      };
+    }
   ev.n_replicas = s->n_rep;
   ev.replicas = shares;
+  ev.dist_step_ms = s->calib_mix_n ? s->calib_mix_ms / s->calib_mix_n : 0;
+  ev.alone_step_ms = s->calib_alone_n ? s->calib_alone_ms / s->calib_alone_n : 0;
   ev.n_ranks = s->comm ? (guint)kilt_comm_size (s->comm) : 1;
   ev.reduce_ms = reduce_n ? reduce_ms / reduce_n : 0;
   kilt_session_emit (s, &ev);

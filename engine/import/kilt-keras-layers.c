@@ -1207,23 +1207,44 @@ convert_custom_scale (Import *imp, const Entry *e, guint n_inputs, const guint *
                             error);
 }
 
+static gboolean convert_layer (Import *imp, const Entry *e, JsonObject *c, const char *cls,
+                               guint n_inputs, const guint *inputs, GError **error);
+
 gboolean
 keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
                      GError **error)
 {
   JsonObject *c = e->config;
   const char *cls = e->class_name;
-  const Converter *conv = NULL;
-  KiltLayerConfig cfg;
-  KerasCall call = { c, cls, n_inputs, inputs, n_inputs ? keras_node_rank (imp, inputs[0]) : 2 };
   gboolean trainable = TRUE;
-  const char *dtype = keras_member_string (c, "dtype");
 
   imp->cur = e;
   if (!keras_get_bool (imp, c, "trainable", &trainable, error))
     return FALSE;
   if (!trainable)
-    keras_add_note (imp, "frozen (trainable = false) in Keras; Kilt trains it");
+    {
+      /* Every node the layer becomes (a SeparableConv2D is two, an activation may be one
+       * more) is frozen, as in Keras. */
+      guint first = kilt_model_n_nodes (imp->model);
+      if (!convert_layer (imp, e, c, cls, n_inputs, inputs, error))
+        return FALSE;
+      for (guint i = first; i < kilt_model_n_nodes (imp->model); i++)
+        kilt_model_set_trainable (imp->model, i, FALSE);
+      keras_add_note (imp, "frozen as in Keras (trainable = false)");
+      return TRUE;
+    }
+  return convert_layer (imp, e, c, cls, n_inputs, inputs, error);
+}
+
+static gboolean
+convert_layer (Import *imp, const Entry *e, JsonObject *c, const char *cls, guint n_inputs,
+               const guint *inputs, GError **error)
+{
+  const Converter *conv = NULL;
+  KiltLayerConfig cfg;
+  KerasCall call = { c, cls, n_inputs, inputs, n_inputs ? keras_node_rank (imp, inputs[0]) : 2 };
+  const char *dtype = keras_member_string (c, "dtype");
+
   /* Keras 3 writes a dtype policy object; older files a string. */
   if (dtype == NULL && keras_member_object (c, "dtype"))
     dtype = keras_member_string (keras_member_object (keras_member_object (c, "dtype"), "config"),

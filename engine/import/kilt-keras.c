@@ -612,6 +612,19 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
     }
   if (!ok)
     return NULL;
+  /* model.trainable = false in Keras freezes every layer (the base of a transfer model). */
+  if (JSON_NODE_HOLDS_OBJECT (config))
+    {
+      JsonNode *t = keras_member (json_node_get_object (config), "trainable");
+      if (t && JSON_NODE_HOLDS_VALUE (t) && json_node_get_value_type (t) == G_TYPE_BOOLEAN
+          && !json_node_get_boolean (t))
+        {
+          for (guint i = 0; i < kilt_model_n_nodes (model); i++)
+            kilt_model_set_trainable (model, i, FALSE);
+          imp.cur = NULL;
+          keras_add_note (&imp, "the whole model is frozen, as in Keras (trainable = false)");
+        }
+    }
   if (!kilt_model_build (model, error))
     {
       g_prefix_error (error, "%s: ", imp.source);

@@ -70,7 +70,8 @@ bn_params (KiltNode *node, KiltExec *ex, gboolean fill, cl_mem *buf, cl_uint *of
     {
       *buf = ex->params;
       *gbuf = ex->grads;
-      *off = *goff = (cl_uint)pofs;
+      *off = (cl_uint)pofs;
+      *goff = (cl_uint)node->grad_offset;
       return TRUE;
     }
   *buf = *gbuf = node->saved;
@@ -191,14 +192,18 @@ bn_forward (KiltNode *node, KiltExec *ex, GError **error)
   cl_uint c = node->in_shape[0].c, sp = node->in_shape[0].h * node->in_shape[0].w;
   cl_uint batch = ex->batch, n = batch * c * sp, pofs = (cl_uint)node->param_offset;
   cl_uint sofs = (cl_uint)node->state_offset, zero = 0;
-  cl_int err = CL_SUCCESS, update = 1, as_var = !ex->training;
+  /* Frozen, it runs as in inference also while training (as Keras does): the running
+   * statistics normalise and are not updated. A recomputed forward (activation recompute)
+   * computes the same batch statistics again but must not update them a second time. */
+  gboolean batch_stats = ex->training && !node->frozen;
+  cl_int err = CL_SUCCESS, update = !ex->recompute, as_var = !batch_stats;
   float eps = node->cfg.epsilon, momentum = node->cfg.momentum;
-  cl_mem stats = ex->training ? node->saved : ex->state, pbuf, gbuf;
+  cl_mem stats = batch_stats ? node->saved : ex->state, pbuf, gbuf;
   cl_uint gofs;
-  cl_uint stats_off = ex->training ? zero : sofs;
+  cl_uint stats_off = batch_stats ? zero : sofs;
   cl_kernel k;
 
-  if (ex->training)
+  if (batch_stats)
     {
       cl_uint groups = bn_groups (ex, c, (gsize)batch * sp), part_off = 2 * c;
 
@@ -254,7 +259,42 @@ bn_forward (KiltNode *node, KiltExec *ex, GError **error)
   return kilt_context_launch_1d (ex->ctx, k, n, error);
 }
 
-/* Backward for the training forward (batch statistics), which is the only one a step runs. */
+/* A frozen layer's backward: its forward is y = gamma (x - mean) / sqrt (var + eps) + beta with
+ * the running statistics as constants, so dx = gamma / sqrt (var + eps) dy, and no parameter
+ * gradients. */
+static gboolean
+bn_backward_frozen (KiltNode *node, KiltExec *ex, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_uint c = node->in_shape[0].c, sp = node->in_shape[0].h * node->in_shape[0].w;
+  cl_uint n = ex->batch * c * sp, pofs, gofs, sofs = (cl_uint)node->state_offset;
+  float eps = node->cfg.epsilon;
+  cl_int err = CL_SUCCESS;
+  cl_mem pbuf, gbuf;
+  cl_kernel k;
+
+  if (!node->din_needed[0])
+    return TRUE;
+  if (!bn_params (node, ex, FALSE, &pbuf, &pofs, &gbuf, &gofs, error)
+      || !(k = kilt_context_kernel (ex->ctx, "kilt_bn_backward_frozen", error)))
+    return FALSE;
+  KILT_ARG (k, 0, src->dout, err);
+  KILT_ARG (k, 1, node->dout, err);
+  KILT_ARG (k, 2, pbuf, err);
+  KILT_ARG (k, 3, pofs, err);
+  KILT_ARG (k, 4, ex->state, err);
+  KILT_ARG (k, 5, sofs, err);
+  KILT_ARG (k, 6, c, err);
+  KILT_ARG (k, 7, sp, err);
+  KILT_ARG (k, 8, n, err);
+  KILT_ARG (k, 9, eps, err);
+  KILT_ARG (k, 10, node->din_beta[0], err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (ex->ctx, k, n, error);
+}
+
+/* Backward for the training forward (batch statistics), which is what a step runs unless the
+ * layer is frozen. */
 static gboolean
 bn_backward (KiltNode *node, KiltExec *ex, GError **error)
 {
@@ -267,6 +307,8 @@ bn_backward (KiltNode *node, KiltExec *ex, GError **error)
   cl_kernel k;
   cl_mem pbuf, gbuf;
 
+  if (node->frozen)
+    return bn_backward_frozen (node, ex, error);
   if (!bn_params (node, ex, FALSE, &pbuf, &pofs, &gbuf, &gofs, error))
     return FALSE;
 
@@ -299,7 +341,7 @@ bn_backward (KiltNode *node, KiltExec *ex, GError **error)
     return FALSE;
   if (bn_partial (node))
     {
-      gsize pofs_real = node->param_offset;
+      gsize pofs_real = node->grad_offset;
       if (!node->cfg.bn_no_scale
           && !bn_copy (ex, ex->grads, pofs_real, node->saved, gofs, c, 0, error))
         return FALSE;
@@ -380,7 +422,7 @@ bn_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 se
   for (gsize ch = 0; ch < c; ch++)
     {
       double mean, var, istd;
-      if (training)
+      if (training && !node->frozen)
         {
           bn_ref_moments (node, batch, in[0], (guint)ch, &mean, &var);
           state[ch] = mom * state[ch] + (1 - mom) * mean;
@@ -414,6 +456,21 @@ bn_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
   gsize c = node->in_shape[0].c, sp = (gsize)node->in_shape[0].h * node->in_shape[0].w;
   double n = (double)batch * sp;
 
+  if (node->frozen)
+    {
+      /* Through the inference transform, with the running statistics as constants. */
+      for (gsize i = 0; i < node->n_params; i++)
+        dparams[i] = 0.0;
+      if (din[0])
+        for (gsize ch = 0; ch < c; ch++)
+          {
+            double k = bn_ref_gamma (node, params, ch) / sqrt (state[c + ch] + node->cfg.epsilon);
+            for (guint b = 0; b < batch; b++)
+              for (gsize s = 0; s < sp; s++)
+                din[0][(b * c + ch) * sp + s] = k * dout[(b * c + ch) * sp + s];
+          }
+      return;
+    }
   for (gsize ch = 0; ch < c; ch++)
     {
       double mean, var, istd, sdy = 0, sdyx = 0;

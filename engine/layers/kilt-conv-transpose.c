@@ -321,8 +321,8 @@ convt_backward (KiltNode *node, KiltExec *ex, GError **error)
   /* dz in place of dout, then the bias gradient over it. */
   if (!kilt_layer_act_backward (ex, node, kilt_node_act (node), kilt_node_alpha (node), g.F,
                                 (guint)g.OP, error)
-      || (node->cfg.use_bias
-          && !kilt_layer_bias_grad (ex, node->dout, node->param_offset + g.Cin * g.K, g.F,
+      || (node->cfg.use_bias && !node->frozen
+          && !kilt_layer_bias_grad (ex, node->dout, node->grad_offset + g.Cin * g.K, g.F,
                                     (guint)g.OP, error)))
     return FALSE;
   for (guint b0 = 0; b0 < ex->batch; b0 += chunk)
@@ -330,12 +330,13 @@ convt_backward (KiltNode *node, KiltExec *ex, GError **error)
       guint nb = MIN (chunk, ex->batch - b0);
       gsize np = (gsize)nb * g.P, x_off = g.K * np;
 
-      /* dW (Cin x K) (+)= x col(dz)^T over the chunk. */
+      /* dW (Cin x K) (+)= x col(dz)^T over the chunk (not when frozen; dx needs col(dz)). */
       if (!convt_im2col (ex, &g, node->dout, b0, nb, error)
-          || !convt_gather_input (ex, &g, src->out, b0, nb, x_off, error)
-          || !kilt_gemm (ex->ctx, FALSE, TRUE, g.Cin, g.K, np, 1.0f, ex->workspace, x_off, np,
-                         ex->workspace, 0, np, b0 > 0 ? 1.0f : 0.0f, ex->grads, node->param_offset,
-                         g.K, error))
+          || (!node->frozen
+              && (!convt_gather_input (ex, &g, src->out, b0, nb, x_off, error)
+                  || !kilt_gemm (ex->ctx, FALSE, TRUE, g.Cin, g.K, np, 1.0f, ex->workspace, x_off,
+                                 np, ex->workspace, 0, np, b0 > 0 ? 1.0f : 0.0f, ex->grads,
+                                 node->grad_offset, g.K, error))))
         return FALSE;
       if (!node->din_needed[0])
         continue;

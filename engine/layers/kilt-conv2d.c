@@ -825,7 +825,7 @@ conv_sum_parts (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize np, cl_ui
 {
   cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_sum_parts", error);
   cl_int err = CL_SUCCESS;
-  cl_uint dst_off = (cl_uint)node->param_offset, src_off = (cl_uint)ws_parts (g, np);
+  cl_uint dst_off = (cl_uint)node->grad_offset, src_off = (cl_uint)ws_parts (g, np);
   cl_uint F = g->F, K = (cl_uint)g->K, Kc = (cl_uint)g->Kc;
 
   if (!k)
@@ -888,12 +888,12 @@ conv_wgrad_general (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, g
   for (guint gi = 0; gi < g->G; gi++)
     if (!kilt_gemm (ex->ctx, FALSE, TRUE, g->Fg, g->Kg, np, 1.0f, ex->workspace,
                     dz_off + gi * g->Fg * np, np, ex->workspace, gi * g->Kg * np, np, beta,
-                    ex->grads, node->param_offset + gi * g->Fg * g->Kg, g->Kg, error))
+                    ex->grads, node->grad_offset + gi * g->Fg * g->Kg, g->Kg, error))
       return FALSE;
   return !node->cfg.use_bias
          || kilt_gemm (ex->ctx, FALSE, TRUE, g->F, 1, np, 1.0f, ex->workspace, dz_off, np,
                        ex->workspace, g->K * np, np, beta, ex->grads,
-                       node->param_offset + g->F * g->Kg, 1, error);
+                       node->grad_offset + g->F * g->Kg, 1, error);
 }
 
 static gboolean
@@ -934,11 +934,13 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       if (!(rows ? kilt_layer_launch3 (ex, gather, g.F, nb, 1, error)
                  : kilt_layer_launch3 (ex, gather, g.P, g.F, nb, error)))
         return FALSE;
-      if (conv_general (node)
-              ? !conv_wgrad_general (node, ex, &g, b0, nb, error)
-              : ((b0 == 0 && !conv_choose_dw (node, ex, &g, b0, nb, parts, error))
-                 || !conv_parts_run (node, ex, &g, node->algo_dw, b0, nb, parts, error)
-                 || !conv_sum_parts (node, ex, &g, np, parts, b0 > 0 ? 1.0f : 0.0f, error)))
+      /* A frozen layer computes only dx, for trainable layers below it. */
+      if (!node->frozen
+          && (conv_general (node)
+                  ? !conv_wgrad_general (node, ex, &g, b0, nb, error)
+                  : ((b0 == 0 && !conv_choose_dw (node, ex, &g, b0, nb, parts, error))
+                     || !conv_parts_run (node, ex, &g, node->algo_dw, b0, nb, parts, error)
+                     || !conv_sum_parts (node, ex, &g, np, parts, b0 > 0 ? 1.0f : 0.0f, error))))
         return FALSE;
       if (!node->din_needed[0])
         continue;

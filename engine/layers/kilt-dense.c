@@ -72,12 +72,13 @@ dense_backward (KiltNode *node, KiltExec *ex, GError **error)
   if (!kilt_layer_act_backward (ex, node, kilt_node_act (node), kilt_node_alpha (node), units, 1,
                                 error))
     return FALSE;
-  /* dW = x^T dz */
-  if (!kilt_gemm (ex->ctx, TRUE, FALSE, in, units, ex->batch, 1.0f, src->out, 0, in, node->dout, 0,
-                  units, 0.0f, ex->grads, node->param_offset, units, error))
+  /* dW = x^T dz, unless frozen (then only dx, for trainable layers below) */
+  if (!node->frozen
+      && !kilt_gemm (ex->ctx, TRUE, FALSE, in, units, ex->batch, 1.0f, src->out, 0, in, node->dout,
+                     0, units, 0.0f, ex->grads, node->grad_offset, units, error))
     return FALSE;
-  if (node->cfg.use_bias
-      && !kilt_layer_bias_grad (ex, node->dout, node->param_offset + in * units, units, 1, error))
+  if (!node->frozen && node->cfg.use_bias
+      && !kilt_layer_bias_grad (ex, node->dout, node->grad_offset + in * units, units, 1, error))
     return FALSE;
   /* dx = dz W^T */
   if (node->din_needed[0]

@@ -174,21 +174,25 @@ dw_backward (KiltNode *node, KiltExec *ex, GError **error)
   if (!kilt_layer_act_backward (ex, node, kilt_node_act (node), kilt_node_alpha (node), g.c * g.dm,
                                 g.oh * g.ow, error))
     return FALSE;
-  if (node->cfg.use_bias
-      && !kilt_layer_bias_grad (ex, node->dout, node->param_offset + nw, g.c * g.dm, g.oh * g.ow,
-                                error))
-    return FALSE;
-  if (!(k = kilt_context_kernel (ex->ctx, "kilt_dw_backward_weight", error)))
-    return FALSE;
-  KILT_ARG (k, 0, ex->grads, err);
-  KILT_ARG (k, 1, w_off, err);
-  KILT_ARG (k, 2, node->dout, err);
-  KILT_ARG (k, 3, src->out, err);
-  KILT_ARG (k, 4, batch, err);
-  err |= dw_geom_args (k, 5, &g);
-  g_assert (err == CL_SUCCESS);
-  if (!kilt_context_launch_1d (ex->ctx, k, nw, error))
-    return FALSE;
+  if (!node->frozen)
+    {
+      cl_uint g_off = (cl_uint)node->grad_offset;
+      if (node->cfg.use_bias
+          && !kilt_layer_bias_grad (ex, node->dout, node->grad_offset + nw, g.c * g.dm, g.oh * g.ow,
+                                    error))
+        return FALSE;
+      if (!(k = kilt_context_kernel (ex->ctx, "kilt_dw_backward_weight", error)))
+        return FALSE;
+      KILT_ARG (k, 0, ex->grads, err);
+      KILT_ARG (k, 1, g_off, err);
+      KILT_ARG (k, 2, node->dout, err);
+      KILT_ARG (k, 3, src->out, err);
+      KILT_ARG (k, 4, batch, err);
+      err |= dw_geom_args (k, 5, &g);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_context_launch_1d (ex->ctx, k, nw, error))
+        return FALSE;
+    }
   if (!node->din_needed[0])
     return TRUE;
   if (!(k = kilt_context_kernel (ex->ctx, "kilt_dw_backward_input", error)))

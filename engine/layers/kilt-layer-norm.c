@@ -79,14 +79,15 @@ ln_backward (KiltNode *node, KiltExec *ex, GError **error)
   cl_int err = CL_SUCCESS, has_gamma = !node->cfg.bn_no_scale, has_beta = !node->cfg.bn_no_center;
   cl_uint pofs = (cl_uint)node->param_offset, c = node->in_shape[0].c, batch = ex->batch;
   cl_uint sp = node->in_shape[0].h * node->in_shape[0].w, positions = ex->batch * sp;
+  cl_uint gofs = (cl_uint)node->grad_offset;
   cl_kernel k;
 
-  if (node->n_params)
+  if (node->n_params && !node->frozen)
     {
       if (!(k = kilt_context_kernel (ex->ctx, "kilt_ln_backward_params", error)))
         return FALSE;
       KILT_ARG (k, 0, ex->grads, err);
-      KILT_ARG (k, 1, pofs, err);
+      KILT_ARG (k, 1, gofs, err);
       KILT_ARG (k, 2, has_gamma, err);
       KILT_ARG (k, 3, has_beta, err);
       KILT_ARG (k, 4, node->dout, err);
