@@ -1112,7 +1112,10 @@ test_plan_recompute (void)
   g_setenv ("KILT_MEMORY_BUDGET_MB", mb, TRUE);
 
   kilt_model_page_set_memory (model, KILT_MEMORY_KEEP);
-  g_assert_cmpstr (g_settings_get_string (settings, "memory"), ==, "keep");
+  {
+    g_autofree char *mode = g_settings_get_string (settings, "memory");
+    g_assert_cmpstr (mode, ==, "keep");
+  }
   g_assert_false (kilt_model_page_check_fits (model, &error));
   g_test_message ("Keep All in %s MiB: %s", mb, error->message);
   g_assert_nonnull (strstr (error->message, "recomputing activations, batch 256 fits in"));
@@ -1129,7 +1132,10 @@ test_plan_recompute (void)
   g_assert_nonnull (find_row_saying (GTK_WIDGET (model), "fits in"));
 
   kilt_model_page_set_memory (model, KILT_MEMORY_RECOMPUTE);
-  g_assert_cmpstr (g_settings_get_string (settings, "memory"), ==, "recompute");
+  {
+    g_autofree char *mode = g_settings_get_string (settings, "memory");
+    g_assert_cmpstr (mode, ==, "recompute");
+  }
   g_assert_true (kilt_model_page_check_fits (model, NULL));
   {
     GtkWidget *row = find_row_saying (GTK_WIDGET (model), "recomputes the rest");
