@@ -27,9 +27,12 @@ typedef struct
   gint64 peak_bytes;
   double check_loss;
   double check_grad;
-  guint check_draws;     /* inputs drawn for the check (more than one: a ReLU sat on its kink) */
-  guint check_batch;     /* samples the check ran on */
-  KiltShape check_input; /* the input it ran on: the model's, or a smaller one (see below) */
+  guint check_draws;        /* inputs drawn for the check (more than one: a ReLU sat on its kink) */
+  guint check_followed;     /* elements where the reference took the device's side of a kink */
+  guint check_batch;        /* samples the check ran on */
+  guint check_bn_values;    /* the fewest values a batch normalisation took statistics over */
+  gboolean check_bn_raised; /* the check took more samples for batch normalisation */
+  KiltShape check_input;    /* the input it ran on: the model's, or a smaller one (see below) */
   gboolean check_ok;
   KiltShape input;          /* the model's input, as timed */
   guint64 flops_per_sample; /* forward, as the model's summary counts them */
@@ -227,25 +230,40 @@ check_first_step (KiltContext *ctx, KiltModel *model, const KiltCliCommon *c, Be
       if (small)
         checked = small;
     }
+  /* More samples where a batch normalisation would take its statistics over too few values
+   * (kilt_reference_check_batch says why), past the budget if need be: a check that cannot
+   * tell a wrong kernel from rounding is no check. */
+  {
+    guint bn_batch = kilt_reference_check_batch (checked, batch, &r->check_bn_values);
+    r->check_bn_raised = bn_batch > batch;
+    batch = bn_batch;
+  }
   r->check_batch = batch;
   r->check_input = kilt_model_node (checked, 0)->out_shape;
   if (!c->json)
     {
+      g_autofree char *why
+          = r->check_bn_raised
+                ? g_strdup_printf ("; %u samples so that every batch normalisation takes its "
+                                   "statistics over at least %u values",
+                                   batch, r->check_bn_values)
+                : g_strdup ("");
       if (checked != model)
         fprintf (stderr,
-                 "Checking the first step against the C reference on %u sample of %ux%ux%u "
+                 "Checking the first step against the C reference on %u sample%s of %ux%ux%u "
                  "(the model rebuilt smaller: at %ux%ux%u one sample is %.0f GFLOP for the "
-                 "reference) ...\n",
-                 batch, r->check_input.c, r->check_input.h, r->check_input.w, in.c, in.h, in.w,
-                 3.0 * kilt_model_flops (model) / 1e9);
+                 "reference%s) ...\n",
+                 batch, batch == 1 ? "" : "s", r->check_input.c, r->check_input.h, r->check_input.w,
+                 in.c, in.h, in.w, 3.0 * kilt_model_flops (model) / 1e9, why);
       else
         fprintf (stderr,
-                 "Checking the first step against the C reference on %u sample%s of %ux%ux%u "
-                 "...\n",
-                 batch, batch == 1 ? "" : "s", in.c, in.h, in.w);
+                 "Checking the first step against the C reference on %u sample%s of %ux%ux%u%s%s%s"
+                 " ...\n",
+                 batch, batch == 1 ? "" : "s", in.c, in.h, in.w, *why ? " (" : "",
+                 *why ? why + 2 : "", *why ? ")" : "");
     }
   ok = kilt_reference_check_step (ctx, checked, batch, (guint32)c->seed, &r->check_loss,
-                                  &r->check_grad, &r->check_draws, error);
+                                  &r->check_grad, &r->check_draws, &r->check_followed, error);
   if (!ok && checked != model)
     g_prefix_error (error, "the check with the model rebuilt at %ux%u: ", r->check_input.h,
                     r->check_input.w);
@@ -560,6 +578,12 @@ kilt_cli_bench (int argc, char **argv)
                   NUM ("check_grad_rel", r.check_grad);
                   NUM ("check_draws", r.check_draws);
                   NUM ("check_samples", r.check_batch);
+                  /* Elements where the reference took the device's side of a ReLU's kink. */
+                  NUM ("check_kinks_followed", r.check_followed);
+                  if (r.check_bn_values)
+                    {
+                      NUM ("check_bn_min_values", r.check_bn_values);
+                    }
                   if (r.precision == KILT_PRECISION_TF32)
                     {
                       NUM ("check_tf32_gemm_error", r.check_tf32_gemm);
@@ -651,9 +675,22 @@ kilt_cli_bench (int argc, char **argv)
                         ? ", the model rebuilt smaller to keep the reference quick"
                         : "",
                     r.check_loss, r.check_grad,
-                    r.check_draws > 1 ? "; inputs drawn again where a ReLU's input was within "
-                                        "rounding of a kink"
+                    r.check_draws > 1 ? "; inputs drawn again where a ReLU's input was near a "
+                                        "kink and the reference could not follow the device"
                                       : "");
+          if (!no_check && (r.check_bn_raised || r.check_followed))
+            {
+              if (r.check_bn_raised)
+                printf ("             (%u samples so that every batch normalisation took its "
+                        "statistics over at least %u values: over fewer, rounding grows past "
+                        "what the check can tell from a wrong kernel)\n",
+                        r.check_batch, r.check_bn_values);
+              if (r.check_followed)
+                printf ("             (at %u element%s a ReLU's input was within the layer's "
+                        "rounding of its kink and fell on the other side on the device: the "
+                        "reference took the device's side)\n",
+                        r.check_followed, r.check_followed == 1 ? "" : "s");
+            }
           if (!no_check && r.precision == KILT_PRECISION_TF32)
             printf ("             (the step at fp32; the tf32 GEMM against its rounded inputs: "
                     "largest error %.1e)\n",

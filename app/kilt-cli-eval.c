@@ -101,17 +101,24 @@ static void
 print_misclassified (const KiltEvaluation *ev, guint n)
 {
   guint shown = MIN (n, ev->misclassified->len);
+  gboolean any_path = FALSE;
 
   printf ("\nMisclassified: %u of %u shown, most confident first\n", shown, ev->misclassified->len);
   if (shown == 0)
     return;
-  printf ("%8s  %-16s  %-16s  %s\n", "Index", "True", "Predicted", "Probability");
+  /* Image folders name each sample's file: the one to open and look at. */
+  for (guint i = 0; i < shown && !any_path; i++)
+    any_path = g_array_index (ev->misclassified, KiltMisclassified, i).path != NULL;
+  printf ("%8s  %-16s  %-16s  %-11s%s\n", "Index", "True", "Predicted", "Probability",
+          any_path ? "  File" : "");
   for (guint i = 0; i < shown; i++)
     {
       const KiltMisclassified *m = &g_array_index (ev->misclassified, KiltMisclassified, i);
       g_autofree char *t = cell (ev->class_names[m->truth], 16, FALSE);
       g_autofree char *p = cell (ev->class_names[m->predicted], 16, FALSE);
-      printf ("%8" G_GUINT64_FORMAT "  %s  %s  %.4f\n", m->index, t, p, m->probability);
+      g_autofree char *file = m->path ? g_filename_display_name (m->path) : NULL;
+      printf ("%8" G_GUINT64_FORMAT "  %s  %s  %-11.4f%s%s\n", m->index, t, p, m->probability,
+              file ? "  " : "", file ? file : "");
     }
 }
 

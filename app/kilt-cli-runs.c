@@ -17,8 +17,8 @@ static const char runs_usage[]
       " delete ID | resume ID [--device DEV]] [--json] [--db FILE]";
 static const char report_usage[]
     = "usage: kilt-cli report ID... [--baseline ID] --format csv|json|md|html|pdf|png|svg"
-      " -o FILE [--chart loss|accuracy|epoch-time|speedup|layers|accuracy-time]"
-      " [--width PX --height PX] [--x-time] [--db FILE]";
+      " -o FILE [--chart loss|accuracy|epoch-time|speedup|layers|accuracy-time|learning-rate]"
+      " [--width PX --height PX] [--x-time | --x-steps] [--db FILE]";
 
 static gboolean
 parse_id (const char *text, gint64 *out)
@@ -391,7 +391,7 @@ kilt_cli_report (int argc, char **argv)
   g_autofree char *chart_name = NULL;
   g_autofree char *baseline_text = NULL;
   int width = 0, height = 0;
-  gboolean x_time = FALSE;
+  gboolean x_time = FALSE, x_steps = FALSE;
   GOptionEntry entries[] = {
     { "format", 'f', 0, G_OPTION_ARG_STRING, &format_name,
       "csv, json, md, html, pdf, png or svg (default: from the file name)", "FORMAT" },
@@ -402,6 +402,7 @@ kilt_cli_report (int argc, char **argv)
     { "width", 0, 0, G_OPTION_ARG_INT, &width, "PNG/SVG width", "PX" },
     { "height", 0, 0, G_OPTION_ARG_INT, &height, "PNG/SVG height", "PX" },
     { "x-time", 0, 0, G_OPTION_ARG_NONE, &x_time, "Curves against training time", NULL },
+    { "x-steps", 0, 0, G_OPTION_ARG_NONE, &x_steps, "Curves against optimizer steps", NULL },
     { "db", 0, 0, G_OPTION_ARG_FILENAME, &db, "The run store", "FILE" },
     { NULL },
   };
@@ -470,6 +471,7 @@ kilt_cli_report (int argc, char **argv)
   o.width = width;
   o.height = height;
   o.x_wall_time = x_time;
+  o.x_steps = x_steps;
   if (!kilt_report_write (&o, format, out, &error))
     return fail (error);
   return 0;

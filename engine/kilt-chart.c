@@ -53,7 +53,15 @@ typedef struct
   GArray *reduced_s; /* (x, s) pairs */
   gboolean reduced_valid;
   gboolean points; /* sparse measurements: never smoothed, each point marked */
+  GArray *at;      /* KiltChartStamp per point of x (NAN stamps for plain appends) */
+  GArray *src;     /* StampedPoint: every stamped append, to lay out again on another axis */
 } Series;
+
+typedef struct
+{
+  KiltChartStamp at;
+  double y;
+} StampedPoint;
 
 struct _KiltChart
 {
@@ -74,6 +82,9 @@ struct _KiltChart
   guint columns;
   GPtrArray *series;
   guint64 serial;
+  KiltChartXMode x_mode;
+  double zoom_lo, zoom_hi; /* NAN: not zoomed */
+  double span_lo, span_hi; /* NAN: no shared span */
 };
 
 typedef struct
@@ -296,6 +307,8 @@ series_free (gpointer data)
   g_array_unref (s->buckets);
   g_array_unref (s->reduced);
   g_array_unref (s->reduced_s);
+  g_array_unref (s->at);
+  g_array_unref (s->src);
   g_free (s);
 }
 
@@ -311,6 +324,9 @@ kilt_chart_new (const char *title)
   chart->bg[0] = chart->bg[1] = chart->bg[2] = chart->bg[3] = 1;
   chart->columns = DEFAULT_COLUMNS;
   chart->series = g_ptr_array_new_with_free_func (series_free);
+  chart->x_mode = KILT_CHART_X_EPOCH;
+  chart->zoom_lo = chart->zoom_hi = NAN;
+  chart->span_lo = chart->span_hi = NAN;
   return chart;
 }
 
@@ -494,6 +510,8 @@ kilt_chart_add_series (KiltChart *chart, const char *name, KiltChartKind kind, c
   s->buckets = g_array_new (FALSE, FALSE, sizeof (Bucket));
   s->reduced = g_array_new (FALSE, FALSE, sizeof (double));
   s->reduced_s = g_array_new (FALSE, FALSE, sizeof (double));
+  s->at = g_array_new (FALSE, FALSE, sizeof (KiltChartStamp));
+  s->src = g_array_new (FALSE, FALSE, sizeof (StampedPoint));
   s->ema_pow = 1;
   g_ptr_array_add (chart->series, s);
   changed (chart);
@@ -742,13 +760,15 @@ series_value_before (Series *s, double x)
   return AT (s->v, lo);
 }
 
-void
-kilt_chart_append (KiltChart *chart, guint series, double x, double y)
+static const KiltChartStamp no_stamp = { NAN, NAN, NAN };
+
+static void
+series_push (KiltChart *chart, guint series, double x, double y, const KiltChartStamp *at)
 {
-  Series *s = get_series (chart, series);
+  Series *s = g_ptr_array_index (chart->series, series);
   double v = y, sm;
 
-  if (s == NULL || !isfinite (x) || isnan (y))
+  if (!isfinite (x) || isnan (y))
     return;
   if (s->x->len && x < AT (s->x, s->x->len - 1))
     x = AT (s->x, s->x->len - 1);
@@ -769,8 +789,167 @@ kilt_chart_append (KiltChart *chart, guint series, double x, double y)
   g_array_append_val (s->y, y);
   g_array_append_val (s->v, v);
   g_array_append_val (s->s, sm);
+  g_array_append_val (s->at, *at);
   series_bucket_point (s, chart->columns, x, v, sm);
   s->reduced_valid = FALSE;
+  changed (chart);
+}
+
+void
+kilt_chart_append (KiltChart *chart, guint series, double x, double y)
+{
+  if (get_series (chart, series) == NULL)
+    return;
+  series_push (chart, series, x, y, &no_stamp);
+}
+
+static double
+stamp_x (const KiltChartStamp *at, KiltChartXMode mode)
+{
+  return mode == KILT_CHART_X_STEP ? at->step : mode == KILT_CHART_X_TIME ? at->seconds : at->epoch;
+}
+
+void
+kilt_chart_append_at (KiltChart *chart, guint series, const KiltChartStamp *at, double y)
+{
+  Series *s = get_series (chart, series);
+  StampedPoint p;
+
+  if (s == NULL || at == NULL || isnan (y))
+    return;
+  p.at = *at;
+  p.y = y;
+  g_array_append_val (s->src, p);
+  series_push (chart, series, stamp_x (at, chart->x_mode), y, at);
+}
+
+static void
+series_reset (Series *s)
+{
+  g_array_set_size (s->x, 0);
+  g_array_set_size (s->y, 0);
+  g_array_set_size (s->v, 0);
+  g_array_set_size (s->s, 0);
+  g_array_set_size (s->at, 0);
+  g_array_set_size (s->buckets, 0);
+  s->width = 0;
+  s->ema = 0;
+  s->ema_pow = 1;
+  s->reduced_valid = FALSE;
+}
+
+const char *
+kilt_chart_x_mode_name (KiltChartXMode mode)
+{
+  return mode == KILT_CHART_X_STEP ? "Step" : mode == KILT_CHART_X_TIME ? "Time" : "Epoch";
+}
+
+void
+kilt_chart_set_x_mode (KiltChart *chart, KiltChartXMode mode)
+{
+  g_return_if_fail (chart != NULL);
+  g_return_if_fail ((guint)mode < KILT_CHART_N_X_MODES);
+  chart->x_mode = mode;
+  g_free (chart->x_label);
+  chart->x_label = g_strdup (kilt_chart_x_mode_name (mode));
+  chart->x_unit = mode == KILT_CHART_X_TIME ? KILT_AXIS_SECONDS : KILT_AXIS_NUMBER;
+  /* A zoom on one axis means nothing on another. */
+  chart->zoom_lo = chart->zoom_hi = NAN;
+  /* In series order, so that a stacked area finds the one below already laid out. */
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+
+      if (s->src->len == 0)
+        continue;
+      series_reset (s);
+      s->origin = 0;
+      for (guint j = 0; j < s->src->len; j++)
+        {
+          const StampedPoint *p = &g_array_index (s->src, StampedPoint, j);
+          series_push (chart, i, stamp_x (&p->at, mode), p->y, &p->at);
+        }
+    }
+  changed (chart);
+}
+
+KiltChartXMode
+kilt_chart_get_x_mode (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, KILT_CHART_X_EPOCH);
+  return chart->x_mode;
+}
+
+gboolean
+kilt_chart_can_zoom (KiltChart *chart)
+{
+  g_return_val_if_fail (chart != NULL, FALSE);
+  if (chart->x_categories)
+    return FALSE;
+  for (guint i = 0; i < chart->series->len; i++)
+    if (((Series *)g_ptr_array_index (chart->series, i))->kind == KILT_CHART_BAR)
+      return FALSE;
+  return TRUE;
+}
+
+void
+kilt_chart_set_x_zoom (KiltChart *chart, double lo, double hi)
+{
+  g_return_if_fail (chart != NULL);
+  if (!isfinite (lo) || !isfinite (hi) || hi <= lo || !kilt_chart_can_zoom (chart))
+    lo = hi = NAN;
+  if ((isnan (lo) && isnan (chart->zoom_lo)) || (lo == chart->zoom_lo && hi == chart->zoom_hi))
+    return;
+  chart->zoom_lo = lo;
+  chart->zoom_hi = hi;
+  for (guint i = 0; i < chart->series->len; i++)
+    ((Series *)g_ptr_array_index (chart->series, i))->reduced_valid = FALSE;
+  changed (chart);
+}
+
+gboolean
+kilt_chart_get_x_zoom (KiltChart *chart, double *lo, double *hi)
+{
+  g_return_val_if_fail (chart != NULL, FALSE);
+  if (lo)
+    *lo = chart->zoom_lo;
+  if (hi)
+    *hi = chart->zoom_hi;
+  return isfinite (chart->zoom_lo);
+}
+
+gboolean
+kilt_chart_get_x_extent (KiltChart *chart, double *lo, double *hi)
+{
+  double a = INFINITY, b = -INFINITY;
+
+  g_return_val_if_fail (chart != NULL, FALSE);
+  for (guint i = 0; i < chart->series->len; i++)
+    {
+      Series *s = g_ptr_array_index (chart->series, i);
+      /* x never decreases within a series: its ends are its range. */
+      if (!s->visible || s->x->len == 0)
+        continue;
+      a = MIN (a, AT (s->x, 0));
+      b = MAX (b, AT (s->x, s->x->len - 1));
+    }
+  if (lo)
+    *lo = a;
+  if (hi)
+    *hi = b;
+  return isfinite (a);
+}
+
+void
+kilt_chart_set_x_span (KiltChart *chart, double lo, double hi)
+{
+  g_return_if_fail (chart != NULL);
+  if (!isfinite (lo) || !isfinite (hi))
+    lo = hi = NAN;
+  if ((isnan (lo) && isnan (chart->span_lo)) || (lo == chart->span_lo && hi == chart->span_hi))
+    return;
+  chart->span_lo = lo;
+  chart->span_hi = hi;
   changed (chart);
 }
 
@@ -782,16 +961,10 @@ kilt_chart_clear (KiltChart *chart)
     {
       Series *s = g_ptr_array_index (chart->series, i);
 
-      g_array_set_size (s->x, 0);
-      g_array_set_size (s->y, 0);
-      g_array_set_size (s->v, 0);
-      g_array_set_size (s->s, 0);
-      g_array_set_size (s->buckets, 0);
-      s->width = 0;
-      s->ema = 0;
-      s->ema_pow = 1;
-      s->reduced_valid = FALSE;
+      series_reset (s);
+      g_array_set_size (s->src, 0);
     }
+  chart->zoom_lo = chart->zoom_hi = NAN;
   changed (chart);
 }
 
@@ -810,15 +983,13 @@ push_pair (GArray *a, double x, double y)
 }
 
 static void
-series_reduce (Series *s)
+reduce_buckets (Series *s, GArray *buckets)
 {
-  if (s->reduced_valid)
-    return;
   g_array_set_size (s->reduced, 0);
   g_array_set_size (s->reduced_s, 0);
-  for (guint i = 0; i < s->buckets->len; i++)
+  for (guint i = 0; i < buckets->len; i++)
     {
-      const Bucket *b = &g_array_index (s->buckets, Bucket, i);
+      const Bucket *b = &g_array_index (buckets, Bucket, i);
 
       if (b->x_ymin == b->x_ymax)
         push_pair (s->reduced, b->x_ymin, b->ymin);
@@ -833,6 +1004,68 @@ series_reduce (Series *s)
       else
         push_pair (s->reduced_s, b->x_smax, b->smax), push_pair (s->reduced_s, b->x_smin, b->smin);
     }
+}
+
+/* The first index of @s whose x is above @x (@inclusive: at or above). */
+static guint
+series_bound (Series *s, double x, gboolean inclusive)
+{
+  guint lo = 0, hi = s->x->len;
+
+  while (lo < hi)
+    {
+      guint mid = (lo + hi) / 2;
+      if (inclusive ? AT (s->x, mid) < x : AT (s->x, mid) <= x)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  return lo;
+}
+
+/* Zoomed: the points inside the range (and one on each side, so lines run to the edges) in
+ * columns of the range's own width, at full detail however long the run. */
+static void
+series_reduce_zoomed (KiltChart *chart, Series *s)
+{
+  double lo = chart->zoom_lo, hi = chart->zoom_hi;
+  double width = (hi - lo) / MAX (chart->columns, 1);
+  guint first = series_bound (s, lo, TRUE), end = series_bound (s, hi, FALSE);
+  g_autoptr (GArray) buckets = g_array_new (FALSE, FALSE, sizeof (Bucket));
+
+  if (first > 0)
+    first--;
+  if (end < s->x->len)
+    end++;
+  for (guint i = first; i < end; i++)
+    {
+      double x = AT (s->x, i);
+      gint64 index = (gint64)floor ((x - lo) / width);
+      Bucket *last = buckets->len ? &g_array_index (buckets, Bucket, buckets->len - 1) : NULL;
+
+      /* The neighbours outside keep columns of their own. */
+      index = x < lo ? -1 : x > hi ? G_MAXINT64 : index;
+      if (last && last->index == index)
+        bucket_add (last, x, AT (s->v, i), AT (s->s, i));
+      else
+        {
+          Bucket b;
+          bucket_init (&b, index, x, AT (s->v, i), AT (s->s, i));
+          g_array_append_val (buckets, b);
+        }
+    }
+  reduce_buckets (s, buckets);
+}
+
+static void
+series_reduce (KiltChart *chart, Series *s)
+{
+  if (s->reduced_valid)
+    return;
+  if (isfinite (chart->zoom_lo) && s->kind != KILT_CHART_BAR)
+    series_reduce_zoomed (chart, s);
+  else
+    reduce_buckets (s, s->buckets);
   s->reduced_valid = TRUE;
 }
 
@@ -847,7 +1080,7 @@ kilt_chart_get_reduced (KiltChart *chart, guint series, gsize *n_points)
         *n_points = 0;
       return NULL;
     }
-  series_reduce (s);
+  series_reduce (chart, s);
   if (n_points)
     *n_points = s->reduced->len / 2;
   return (const double *)(void *)s->reduced->data;
@@ -924,6 +1157,7 @@ compute_ranges (KiltChart *chart, Layout *l)
 {
   double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
   gboolean zero = FALSE, bars = FALSE, marked = FALSE;
+  gboolean zoomed = isfinite (chart->zoom_lo);
   double bar_gap = INFINITY;
   g_autoptr (GArray) bar_x = g_array_new (FALSE, FALSE, sizeof (double));
 
@@ -934,7 +1168,7 @@ compute_ranges (KiltChart *chart, Layout *l)
 
       if (!series_has_points (s))
         continue;
-      series_reduce (s);
+      series_reduce (chart, s);
       if (s->kind != KILT_CHART_LINE)
         zero = TRUE;
       marked |= s->points;
@@ -944,6 +1178,8 @@ compute_ranges (KiltChart *chart, Layout *l)
           for (guint j = 0; j < s->buckets->len; j++)
             g_array_append_val (bar_x, g_array_index (s->buckets, Bucket, j).x_first);
         }
+      /* The columns hold where their extremes were: the first and last x are the range. */
+      xlo = MIN (xlo, AT (s->x, 0)), xhi = MAX (xhi, AT (s->x, s->x->len - 1));
       for (guint j = 0; j < s->reduced->len / 2; j++)
         {
           double x = AT (s->reduced, 2 * j);
@@ -952,6 +1188,9 @@ compute_ranges (KiltChart *chart, Layout *l)
               = y_map_value (chart, AT (s->reduced_s, MIN (2 * j + 1, s->reduced_s->len - 1)));
 
           xlo = MIN (xlo, x), xhi = MAX (xhi, x);
+          /* Zoomed, y fits what is inside the range. */
+          if (zoomed && (x < chart->zoom_lo || x > chart->zoom_hi))
+            continue;
           if (isfinite (v))
             ylo = MIN (ylo, v), yhi = MAX (yhi, v);
           if (isfinite (sv))
@@ -987,7 +1226,14 @@ compute_ranges (KiltChart *chart, Layout *l)
     }
   if (!isfinite (xlo))
     xlo = 0, xhi = 1;
-  if (bars)
+  if (zoomed && !l->empty)
+    xlo = chart->zoom_lo, xhi = chart->zoom_hi;
+  else if (isfinite (chart->span_lo) && !l->empty)
+    {
+      /* Charts of one page line up: the shared span, no padding of their own. */
+      xlo = MIN (xlo, chart->span_lo), xhi = MAX (xhi, chart->span_hi);
+    }
+  else if (bars)
     {
       double half = l->bar_gap / 2;
       xlo -= half, xhi += half;
@@ -1129,6 +1375,30 @@ kilt_chart_get_plot_area (KiltChart *chart, double width, double height, cairo_r
   compute_layout (chart, cr, width, height, &l);
   *area = l.plot;
   cairo_destroy (cr);
+}
+
+double
+kilt_chart_pixel_to_x (KiltChart *chart, double width, double height, double px)
+{
+  cairo_t *cr = measuring_context ();
+  Layout l;
+
+  g_return_val_if_fail (chart != NULL, NAN);
+  compute_layout (chart, cr, width, height, &l);
+  cairo_destroy (cr);
+  return l.x_lo + (px - l.plot.x) / l.plot.width * (l.x_hi - l.x_lo);
+}
+
+double
+kilt_chart_x_to_pixel (KiltChart *chart, double width, double height, double x)
+{
+  cairo_t *cr = measuring_context ();
+  Layout l;
+
+  g_return_val_if_fail (chart != NULL, NAN);
+  compute_layout (chart, cr, width, height, &l);
+  cairo_destroy (cr);
+  return map_x (&l, x);
 }
 
 /* ---- drawing ------------------------------------------------------------------------- */
@@ -1349,7 +1619,7 @@ draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
 
       if (!series_has_points (s) || s->kind != KILT_CHART_AREA)
         continue;
-      series_reduce (s);
+      series_reduce (chart, s);
       r = s->reduced;
       cairo_move_to (cr, map_x (l, AT (r, 0)), base);
       for (guint j = 0; j < r->len / 2; j++)
@@ -1370,7 +1640,7 @@ draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
 
       if (!series_has_points (s) || s->kind != KILT_CHART_BAR)
         continue;
-      series_reduce (s);
+      series_reduce (chart, s);
       slot = l->bar_gap / (l->x_hi - l->x_lo) * l->plot.width;
       /* Bars of different series at different x (a bar per run) stand alone and centred;
        * bars sharing an x stand side by side in a group. */
@@ -1398,7 +1668,7 @@ draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
 
       if (!series_has_points (s) || s->kind != KILT_CHART_LINE)
         continue;
-      series_reduce (s);
+      series_reduce (chart, s);
       if (s->points)
         {
           /* Measured points: the line between them, and a dot on each (while they are few
@@ -1407,8 +1677,12 @@ draw_series (KiltChart *chart, cairo_t *cr, const Layout *l)
           cairo_set_line_width (cr, 2);
           path_line (chart, cr, l, s->reduced);
           cairo_stroke (cr);
-          if (s->x->len <= l->plot.width / 8)
-            for (guint j = 0; j < s->x->len; j++)
+          guint first = 0, end = s->x->len;
+          if (isfinite (chart->zoom_lo))
+            first = series_bound (s, chart->zoom_lo, TRUE),
+            end = series_bound (s, chart->zoom_hi, FALSE);
+          if (end - first <= l->plot.width / 8)
+            for (guint j = first; j < end; j++)
               {
                 double x = map_x (l, AT (s->x, j)), y = map_y (chart, l, AT (s->v, j));
                 if (!isfinite (y))
@@ -1511,11 +1785,42 @@ series_shown_at (KiltChart *chart, Series *s, guint k)
   return s->kind == KILT_CHART_LINE && chart->smoothing > 0 ? AT (s->s, k) : AT (s->y, k);
 }
 
+/* "Step 1,234 · Epoch 2.47 · Time 0:53": where a stamped point was measured. */
+static char *
+describe_stamp (const KiltChartStamp *at)
+{
+  GString *t = g_string_new (NULL);
+
+  if (isfinite (at->step))
+    {
+      g_autofree char *digits = g_strdup_printf ("%.0f", at->step);
+      glong n = (glong)strlen (digits);
+      g_string_append (t, "Step ");
+      for (glong i = 0; i < n; i++)
+        {
+          if (i > 0 && digits[i - 1] != '-' && (n - i) % 3 == 0)
+            g_string_append_c (t, ',');
+          g_string_append_c (t, digits[i]);
+        }
+    }
+  if (isfinite (at->epoch))
+    g_string_append_printf (t, "%sEpoch %.2f", t->len ? " · " : "", at->epoch);
+  if (isfinite (at->seconds))
+    {
+      /* Tenths while short ("7.5 s"), then 1:02 and 1:02:03. */
+      g_autofree char *time
+          = kilt_chart_format_value (at->seconds, at->seconds < 60 ? 0.1 : 1, KILT_AXIS_SECONDS);
+      g_string_append_printf (t, "%sTime %s", t->len ? " · " : "", time);
+    }
+  return g_string_free (t, t->len == 0);
+}
+
 static char *
 hover_lines (KiltChart *chart, const Layout *l, double hover_x, GPtrArray *lines, double *xs)
 {
   double dx = hover_data_x (l, hover_x);
   double best = INFINITY;
+  const KiltChartStamp *best_at = NULL;
   /* Four pixels, in x units: dense series have a point that close to any x. */
   double near = 4 * (l->x_hi - l->x_lo) / MAX (l->plot.width, 1);
   g_autofree char *xt = NULL;
@@ -1530,14 +1835,23 @@ hover_lines (KiltChart *chart, const Layout *l, double hover_x, GPtrArray *lines
         continue;
       k = nearest_index (s, dx);
       if (fabs (AT (s->x, k) - dx) < fabs (best - dx))
-        best = AT (s->x, k);
+        {
+          best = AT (s->x, k);
+          best_at = &g_array_index (s->at, KiltChartStamp, k);
+        }
     }
   if (!isfinite (best))
     return g_string_free (all, TRUE), NULL;
   *xs = best;
   xt = category_at (chart, best) ? g_strdup (category_at (chart, best))
                                  : kilt_chart_format_value (best, l->x_step / 10, chart->x_unit);
-  g_string_append_printf (all, "%s %s", chart->x_label ? chart->x_label : "x", xt);
+  {
+    g_autofree char *stamp = best_at ? describe_stamp (best_at) : NULL;
+    if (stamp)
+      g_string_append (all, stamp);
+    else
+      g_string_append_printf (all, "%s %s", chart->x_label ? chart->x_label : "x", xt);
+  }
   g_ptr_array_add (lines, g_strdup (all->str));
   for (guint i = 0; i < chart->series->len; i++)
     {
@@ -1555,9 +1869,18 @@ hover_lines (KiltChart *chart, const Layout *l, double hover_x, GPtrArray *lines
         continue;
       v = series_shown_at (chart, s, k);
       step = chart->log_y ? fabs (v) / 100 : l->y_step / 100;
+      /* Bytes in the unit of the value itself: 400 KiB under a 100 MiB scale, not "0 MiB". */
       if (chart->y_unit == KILT_AXIS_BYTES)
-        step = l->y_step / 10;
+        step = fabs (AT (s->y, k)) > 0 ? fabs (AT (s->y, k)) / 10 : l->y_step / 10;
       vt = kilt_chart_format_value (v, step, chart->y_unit);
+      if (s->kind == KILT_CHART_LINE && !s->points && chart->smoothing > 0)
+        {
+          /* Smoothed, and what was measured there. */
+          g_autofree char *raw = kilt_chart_format_value (AT (s->y, k), step, chart->y_unit);
+          char *both = g_strdup_printf ("%s (raw %s)", vt, raw);
+          g_free (vt);
+          vt = both;
+        }
       g_ptr_array_add (lines, g_strdup_printf ("%s: %s", s->name, vt));
       g_string_append_printf (all, ", %s %s", s->name, vt);
     }
@@ -1609,9 +1932,12 @@ draw_hover (KiltChart *chart, cairo_t *cr, const Layout *l, double hover_x, doub
       cairo_stroke (cr);
     }
 
+  /* The first line is drawn bold: measured so. */
+  set_font (cr, LABEL_SIZE, TRUE);
+  box_w = text_width (cr, g_ptr_array_index (lines, 0));
   set_font (cr, LABEL_SIZE, FALSE);
-  for (guint i = 0; i < lines->len; i++)
-    box_w = MAX (box_w, text_width (cr, g_ptr_array_index (lines, i)) + (i ? 16 : 0));
+  for (guint i = 1; i < lines->len; i++)
+    box_w = MAX (box_w, text_width (cr, g_ptr_array_index (lines, i)) + 16);
   box_w += 16;
   box_h = lines->len * (LABEL_SIZE + 5) + 10;
   bx = px + 12;

@@ -22,6 +22,24 @@ typedef enum
   KILT_AXIS_PERCENT, /* values in percent: "40%" */
 } KiltAxisUnit;
 
+/* The x axes a chart of training curves can switch between (TensorBoard's step, relative
+ * time; and epochs). */
+typedef enum
+{
+  KILT_CHART_X_STEP,  /* optimizer steps since the run began */
+  KILT_CHART_X_EPOCH, /* epochs, fractional between their ends */
+  KILT_CHART_X_TIME,  /* training time in seconds, paused time left out */
+} KiltChartXMode;
+
+#define KILT_CHART_N_X_MODES 3
+
+/* Where a point was measured, on each axis; NAN where not known (the point is then left out
+ * while that axis is shown). */
+typedef struct
+{
+  double step, epoch, seconds;
+} KiltChartStamp;
+
 typedef struct _KiltChart KiltChart;
 
 /* Readable tick positions over [lo, hi] with at most @max_ticks ticks: 1-2-5 steps (times use
@@ -77,6 +95,28 @@ void kilt_chart_set_series_name (KiltChart *chart, guint series, const char *nam
 gboolean kilt_chart_has_points (KiltChart *chart);
 /* x should not decrease within a series; a point with a smaller x joins the last column. */
 void kilt_chart_append (KiltChart *chart, guint series, double x, double y);
+/* Appends a point measured at @at: its x is @at's coordinate on the chart's x mode, and the
+ * read-out names all three. */
+void kilt_chart_append_at (KiltChart *chart, guint series, const KiltChartStamp *at, double y);
+/* Which of @at's coordinates is x; the axis's label and unit follow ("Step", "Epoch",
+ * "Time"). Points appended with kilt_chart_append_at are laid out again. */
+void kilt_chart_set_x_mode (KiltChart *chart, KiltChartXMode mode);
+KiltChartXMode kilt_chart_get_x_mode (KiltChart *chart);
+const char *kilt_chart_x_mode_name (KiltChartXMode mode);
+/* Zoom: only x in [@lo, @hi] is drawn, at full detail, and y fits what is there; NAN, NAN shows
+ * everything again. Charts of bars or categories do not zoom. */
+void kilt_chart_set_x_zoom (KiltChart *chart, double lo, double hi);
+/* TRUE while zoomed, with the range. */
+gboolean kilt_chart_get_x_zoom (KiltChart *chart, double *lo, double *hi);
+gboolean kilt_chart_can_zoom (KiltChart *chart);
+/* The x range of the visible points; FALSE when there are none. */
+gboolean kilt_chart_get_x_extent (KiltChart *chart, double *lo, double *hi);
+/* The unzoomed x range covers at least [@lo, @hi], so that charts of one page line up;
+ * NAN, NAN: only the chart's own points. */
+void kilt_chart_set_x_span (KiltChart *chart, double lo, double hi);
+/* Between a device x in a drawing of @width x @height and the data's x. */
+double kilt_chart_pixel_to_x (KiltChart *chart, double width, double height, double px);
+double kilt_chart_x_to_pixel (KiltChart *chart, double width, double height, double x);
 /* Removes every point, keeps the series. */
 void kilt_chart_clear (KiltChart *chart);
 gsize kilt_chart_get_n_points (KiltChart *chart, guint series);

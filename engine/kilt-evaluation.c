@@ -22,6 +22,12 @@
 /* Keras' epsilon, as the loss kernel clips with it. */
 #define LOSS_EPS 1e-7
 
+static void
+misclassified_clear (gpointer data)
+{
+  g_clear_pointer (&((KiltMisclassified *)data)->path, g_free);
+}
+
 KiltEvaluation *
 kilt_evaluation_new (guint n_classes, const char *const *class_names, guint64 n_samples)
 {
@@ -51,6 +57,7 @@ kilt_evaluation_new (guint n_classes, const char *const *class_names, guint64 n_
   ev->recall = g_new0 (double, nc);
   ev->f1 = g_new0 (double, nc);
   ev->misclassified = g_array_new (FALSE, FALSE, sizeof (KiltMisclassified));
+  g_array_set_clear_func (ev->misclassified, misclassified_clear);
   ev->loss = NAN;
   return ev;
 }
@@ -63,6 +70,7 @@ kilt_evaluation_free (KiltEvaluation *ev)
   g_strfreev (ev->class_names);
   g_free (ev->truth);
   g_free (ev->predicted);
+  g_strfreev (ev->paths);
   g_free (ev->probability);
   g_free (ev->p_truth);
   g_free (ev->confusion);
@@ -144,7 +152,8 @@ kilt_evaluation_tally (KiltEvaluation *ev, GError **error)
       loss -= log (CLAMP ((double)ev->p_truth[i], LOSS_EPS, 1 - LOSS_EPS));
       if ((guint)t != p)
         {
-          KiltMisclassified m = { i, (guint)t, p, ev->probability[i] };
+          KiltMisclassified m
+              = { i, (guint)t, p, ev->probability[i], ev->paths ? g_strdup (ev->paths[i]) : NULL };
           g_array_append_val (ev->misclassified, m);
         }
     }
@@ -407,6 +416,7 @@ kilt_evaluation_run (KiltModel *model, KiltDataset *data, const KiltTrainConfig 
   ev = kilt_evaluation_new (data->n_classes, (const char *const *)data->class_names, split->n);
   ev->split = split == &data->test ? KILT_SPLIT_TEST : KILT_SPLIT_VAL;
   memcpy (ev->truth, split->labels, sizeof (gint32) * split->n);
+  ev->paths = split->paths ? g_strdupv (split->paths) : NULL;
   if (!runner_forward_split (&r, model, data, split, config->preprocess, config->seed, record_row,
                              ev, progress, user_data, cancel, error)
       || !kilt_evaluation_tally (ev, error))
@@ -587,6 +597,12 @@ kilt_evaluation_to_json (const KiltEvaluation *ev, guint max_misclassified)
       kilt_json_add_int (b, "true", m->truth);
       kilt_json_add_int (b, "predicted", m->predicted);
       kilt_json_add_number (b, "probability", m->probability);
+      if (m->path)
+        {
+          /* JSON holds UTF-8; a file name in another encoding is shown as best it can be. */
+          g_autofree char *shown = g_utf8_make_valid (m->path, -1);
+          kilt_json_add_string (b, "path", shown);
+        }
       json_builder_end_object (b);
     }
   json_builder_end_array (b);
@@ -729,6 +745,23 @@ kilt_evaluation_from_json (JsonNode *node, GError **error)
       m.truth = (guint)t;
       m.predicted = (guint)p;
       m.probability = (float)json_number (mo, "probability");
+      m.path = NULL;
+      if (json_object_has_member (mo, "path"))
+        {
+          JsonNode *pn = json_object_get_member (mo, "path");
+          const char *path
+              = JSON_NODE_HOLDS_VALUE (pn) && json_node_get_value_type (pn) == G_TYPE_STRING
+                    ? json_node_get_string (pn)
+                    : NULL;
+          if (path == NULL || !g_utf8_validate (path, -1, NULL))
+            {
+              g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                           "evaluation: misclassified entry %u: path is not a string", i);
+              kilt_evaluation_free (ev);
+              return NULL;
+            }
+          m.path = g_strdup (path);
+        }
       g_array_append_val (ev->misclassified, m);
     }
   figures_from_matrix (ev);

@@ -20,6 +20,7 @@ typedef struct
   guint truth;       /* its label */
   guint predicted;   /* the arg-max class */
   float probability; /* the predicted class's probability */
+  char *path;        /* the sample's source file (image folders), else NULL; owned */
 } KiltMisclassified;
 
 typedef struct
@@ -32,6 +33,8 @@ typedef struct
    * carries only the misclassified list below. */
   gint32 *truth;
   guint32 *predicted;   /* arg-max, the first of equal probabilities (as the loss kernel) */
+  char **paths;         /* n_samples source files, NULL-terminated, or NULL when the data set
+                         * has none (only image folders do); set before tallying */
   float *probability;   /* the predicted class's probability */
   float *p_truth;       /* the true class's probability (for the loss) */
   guint64 *confusion;   /* n_classes x n_classes, row = true class, column = predicted */
@@ -54,7 +57,8 @@ KiltEvaluation *kilt_evaluation_new (guint n_classes, const char *const *class_n
                                      guint64 n_samples);
 void kilt_evaluation_free (KiltEvaluation *ev);
 
-/* From the per-sample arrays: the confusion matrix, the misclassified list and the figures.
+/* From the per-sample arrays (and paths, when set): the confusion matrix, the misclassified list
+ * and the figures.
  * Fails (KILT_ENGINE_ERROR_DATA, naming the sample) on a label or prediction outside
  * [0, n_classes). */
 gboolean kilt_evaluation_tally (KiltEvaluation *ev, GError **error);

@@ -166,10 +166,16 @@ kilt_optimizer_config_check (const KiltOptimizerConfig *cfg, GError **error)
 }
 
 double
-kilt_optimizer_lr_at (const KiltOptimizerConfig *cfg, guint64 iteration)
+kilt_optimizer_scheduled_lr (const KiltOptimizerConfig *cfg, guint64 iteration)
 {
   /* Keras' time decay uses the iteration count before this step's increment. */
-  double lr = (double)cfg->lr / (1.0 + (double)cfg->decay * (double)iteration);
+  return (double)cfg->lr / (1.0 + (double)cfg->decay * (double)iteration);
+}
+
+double
+kilt_optimizer_lr_at (const KiltOptimizerConfig *cfg, guint64 iteration)
+{
+  double lr = kilt_optimizer_scheduled_lr (cfg, iteration);
 
   if (cfg->type == KILT_OPT_ADAM)
     {

@@ -20,6 +20,9 @@ gboolean kilt_optimizer_config_check (const KiltOptimizerConfig *cfg, GError **e
 /* The learning rate used at 0-based @iteration: lr / (1 + decay * iteration), times Adam's
  * bias correction sqrt (1 - beta2^t) / (1 - beta1^t) with t = iteration + 1. */
 double kilt_optimizer_lr_at (const KiltOptimizerConfig *cfg, guint64 iteration);
+/* The scheduled rate at 0-based @iteration, lr / (1 + decay * iteration), without Adam's bias
+ * correction: the figure Keras reports and the Train page charts. */
+double kilt_optimizer_scheduled_lr (const KiltOptimizerConfig *cfg, guint64 iteration);
 
 /* Allocates the state (KILT_MEM_OPTIMIZER, one buffer per slot) for @n_params parameters and
  * sets it to its starting value (0; Adagrad's accumulator 0.1). Free with kilt_optimizer_free. */

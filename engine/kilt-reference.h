@@ -15,6 +15,10 @@ typedef struct
   double *params; /* model->n_params */
   double *state;  /* model->n_state */
   double *grads;  /* model->n_params */
+  /* Per node, NULL or one value per element of its input: where not NaN, the input at which
+   * an Activation's backward takes its derivative instead of its own (kilt_reference_check_step
+   * sets it where the device took the other side of a kink). */
+  double **follow;
 } KiltReference;
 
 KiltReference *kilt_reference_new (KiltModel *model, guint batch);
@@ -29,11 +33,24 @@ void kilt_reference_backward (KiltReference *ref, const double *input, const dou
 
 /* Runs one training forward + loss + backward of @model on @ctx with the parameters
  * initialised from @seed and random inputs and labels, does the same in the reference, and
- * returns the relative differences of the loss and of the parameter gradients. Inputs where a
- * ReLU's input fell on the other side of 0 on the device (within rounding of it) are drawn
- * again, a few times at most; *@draws (may be NULL) says how many draws it took. */
+ * returns the relative differences of the loss and of the parameter gradients. Where a ReLU's
+ * input fell on the other side of a kink on the device, within the rounding that layer shows
+ * elsewhere, the reference takes the device's side (*@followed, may be NULL, counts those
+ * elements); inputs with a flip it cannot follow are drawn again, a few times at most;
+ * *@draws (may be NULL) says how many draws it took. */
+/* The fewest values a check lets a training BatchNormalization take its statistics over. */
+#define KILT_REFERENCE_BN_VALUES 16
+/* At most this many samples for it. */
+#define KILT_REFERENCE_BN_MAX_BATCH 16
+
+/* The batch a check of @model should run at, at least @batch: enough samples that every
+ * BatchNormalization normalises each channel over KILT_REFERENCE_BN_VALUES values (batch x
+ * its height x width), within KILT_REFERENCE_BN_MAX_BATCH. *@min_values (may be NULL) gets the
+ * fewest values any of them then has (0: the model has none). */
+guint kilt_reference_check_batch (KiltModel *model, guint batch, guint *min_values);
+
 gboolean kilt_reference_check_step (KiltContext *ctx, KiltModel *model, guint batch, guint32 seed,
                                     double *loss_error, double *grad_error, guint *draws,
-                                    GError **error);
+                                    guint *followed, GError **error);
 
 G_END_DECLS

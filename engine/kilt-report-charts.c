@@ -11,7 +11,7 @@
 #include <cairo-svg.h>
 
 static const char *const chart_names[KILT_REPORT_N_CHARTS] = {
-  "loss", "accuracy", "epoch-time", "speedup", "layers", "accuracy-time",
+  "loss", "accuracy", "epoch-time", "speedup", "layers", "accuracy-time", "learning-rate",
 };
 
 static const char *const chart_titles[KILT_REPORT_N_CHARTS] = {
@@ -21,6 +21,7 @@ static const char *const chart_titles[KILT_REPORT_N_CHARTS] = {
   "Speed-up against the baseline",
   "Per-layer device time per step",
   "Validation accuracy against training time",
+  "Learning rate",
 };
 
 /* One colour per run, the same in every chart; validation lines are a lighter tint. */
@@ -82,6 +83,53 @@ series_name (const KiltRun *run, const char *what)
   return g_strdup_printf ("#%" G_GINT64_FORMAT " %s", run->id, name);
 }
 
+/* Whether a run recorded the learning rate (schema 6 stores do). */
+static gboolean
+any_learning_rate (const KiltReportOptions *o)
+{
+  for (guint i = 0; i < o->runs->len; i++)
+    {
+      const KiltRun *run = g_ptr_array_index (o->runs, i);
+      for (guint k = 0; k < run->epochs->len; k++)
+        if (g_array_index (run->epochs, KiltEpochRecord, k).learning_rate > 0)
+          return TRUE;
+    }
+  return FALSE;
+}
+
+/* The curves' x axis: epochs, optimizer steps or training time, as the options ask. */
+static void
+set_curve_axis (KiltChart *c, const KiltReportOptions *o)
+{
+  if (o->x_wall_time)
+    {
+      kilt_chart_set_x_mode (c, KILT_CHART_X_TIME);
+      kilt_chart_set_x_axis (c, "training time", KILT_AXIS_SECONDS);
+    }
+  else if (o->x_steps)
+    {
+      kilt_chart_set_x_mode (c, KILT_CHART_X_STEP);
+      kilt_chart_set_x_axis (c, "step", KILT_AXIS_NUMBER);
+    }
+  else
+    {
+      kilt_chart_set_x_mode (c, KILT_CHART_X_EPOCH);
+      kilt_chart_set_x_axis (c, "epoch", KILT_AXIS_NUMBER);
+    }
+}
+
+/* Where the end of epoch @e of @run stands on each x axis. */
+static KiltChartStamp
+epoch_stamp (const KiltRun *run, const KiltEpochRecord *e)
+{
+  KiltChartStamp at;
+
+  at.epoch = e->epoch;
+  at.step = run->record.steps_per_epoch ? (double)e->epoch * run->record.steps_per_epoch : NAN;
+  at.seconds = e->elapsed_seconds;
+  return at;
+}
+
 static gboolean
 any_timings (const KiltReportOptions *o)
 {
@@ -100,6 +148,8 @@ kilt_report_chart_applies (const KiltReportOptions *o, KiltReportChart chart)
         return o->runs->len >= 2;
       case KILT_REPORT_CHART_LAYERS:
         return any_timings (o);
+      case KILT_REPORT_CHART_LEARNING_RATE:
+        return any_learning_rate (o);
       default:
         return o->runs->len >= 1;
     }
@@ -109,6 +159,8 @@ kilt_report_chart_applies (const KiltReportOptions *o, KiltReportChart chart)
 static void
 add_curves (KiltChart *c, const KiltReportOptions *o, gboolean accuracy)
 {
+  /* The axis first: points are laid out on it as they come. */
+  set_curve_axis (c, o);
   for (guint i = 0; i < o->runs->len; i++)
     {
       const KiltRun *run = g_ptr_array_index (o->runs, i);
@@ -131,19 +183,41 @@ add_curves (KiltChart *c, const KiltReportOptions *o, gboolean accuracy)
       for (guint k = 0; k < run->epochs->len; k++)
         {
           const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);
-          double x = o->x_wall_time ? e->elapsed_seconds : e->epoch;
+          KiltChartStamp at = epoch_stamp (run, e);
           double t = accuracy ? e->train_accuracy * 100 : e->train_loss;
           double v = accuracy ? e->val_accuracy * 100 : e->val_loss;
           if (!isnan (t))
-            kilt_chart_append (c, ts, x, t);
+            kilt_chart_append_at (c, ts, &at, t);
           if (any_val && !isnan (v))
-            kilt_chart_append (c, vs, x, v);
+            kilt_chart_append_at (c, vs, &at, v);
         }
     }
-  if (o->x_wall_time)
-    kilt_chart_set_x_axis (c, "training time", KILT_AXIS_SECONDS);
-  else
-    kilt_chart_set_x_axis (c, "epoch", KILT_AXIS_NUMBER);
+}
+
+/* The rate each run's optimizer used at its epochs' ends (Adam against RMSprop, a decay). */
+static void
+add_learning_rates (KiltChart *c, const KiltReportOptions *o)
+{
+  set_curve_axis (c, o);
+  for (guint i = 0; i < o->runs->len; i++)
+    {
+      const KiltRun *run = g_ptr_array_index (o->runs, i);
+      g_autofree char *name = series_name (run, NULL);
+      double rgb[3];
+      guint s;
+
+      run_color (i, FALSE, rgb);
+      s = kilt_chart_add_series (c, name, KILT_CHART_LINE, rgb);
+      kilt_chart_set_series_points (c, s, TRUE);
+      for (guint k = 0; k < run->epochs->len; k++)
+        {
+          const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);
+          KiltChartStamp at = epoch_stamp (run, e);
+          if (e->learning_rate > 0)
+            kilt_chart_append_at (c, s, &at, e->learning_rate);
+        }
+    }
+  kilt_chart_set_y_axis (c, "learning rate", KILT_AXIS_NUMBER);
 }
 
 KiltChart *
@@ -269,6 +343,10 @@ kilt_report_chart_new (const KiltReportOptions *o, KiltReportChart chart)
           kilt_chart_set_x_axis (c, "layer (in model order)", KILT_AXIS_NUMBER);
           kilt_chart_set_y_axis (c, "ms per step", KILT_AXIS_NUMBER);
         }
+        break;
+
+      case KILT_REPORT_CHART_LEARNING_RATE:
+        add_learning_rates (c, o);
         break;
 
       case KILT_REPORT_CHART_ACCURACY_TIME:

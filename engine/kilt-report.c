@@ -368,6 +368,8 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
       kilt_json_add_number (b, "samples_per_second", e->samples_per_second);
       kilt_json_add_number (b, "compile_seconds", e->compile_seconds);
       kilt_json_add_number (b, "busy_percent", e->busy_percent);
+      /* The rate at the epoch's end (null where the store did not keep it). */
+      kilt_json_add_number (b, "learning_rate", e->learning_rate > 0 ? e->learning_rate : NAN);
       json_builder_set_member_name (b, "peak_bytes");
       json_builder_begin_object (b);
       for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)

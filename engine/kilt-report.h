@@ -27,6 +27,7 @@ typedef enum
   KILT_REPORT_CHART_SPEEDUP,       /* speed-up against the baseline, a bar per run */
   KILT_REPORT_CHART_LAYERS,        /* per-layer time per step, a group per layer, bar per run */
   KILT_REPORT_CHART_ACCURACY_TIME, /* validation accuracy against elapsed time */
+  KILT_REPORT_CHART_LEARNING_RATE, /* the learning rate at each epoch's end, runs overlaid */
   KILT_REPORT_N_CHARTS
 } KiltReportChart;
 
@@ -51,7 +52,8 @@ typedef struct
   const KiltRun *baseline; /* speed-ups are against it; NULL: the first run */
   KiltReportChart chart;   /* for PNG and SVG */
   int width, height;       /* for PNG and SVG; 0: 800 x 500 */
-  gboolean x_wall_time;    /* loss and accuracy against elapsed time instead of epochs */
+  gboolean x_wall_time;    /* curves against elapsed time instead of epochs */
+  gboolean x_steps;        /* curves against optimizer steps (wins over neither: wall time does) */
 } KiltReportOptions;
 
 /* A table of the report: a header row and rows of cells, all strings. */

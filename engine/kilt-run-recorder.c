@@ -179,10 +179,17 @@ void
 kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
 {
   g_autoptr (GError) error = NULL;
-  double elapsed = (g_get_monotonic_time () - rec->t0) / 1e6;
+  double elapsed;
 
   if (rec == NULL || rec->store == NULL)
     return;
+  /* The trainer's training time leaves pauses (and the kernel builds) out, so that a paused run
+   * does not look slower than it trained (issue 15, 3); a worker too old to send it: the
+   * clock since the recorder began. */
+  elapsed = (ev->type == KILT_EVENT_STEP || ev->type == KILT_EVENT_EPOCH)
+                    && isfinite (ev->elapsed_seconds) && ev->elapsed_seconds >= 0
+                ? ev->elapsed_seconds
+                : (g_get_monotonic_time () - rec->t0) / 1e6;
   if (ev->type == KILT_EVENT_FINISHED)
     {
       finish (rec, ev);
@@ -215,8 +222,8 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
         break;
       case KILT_EVENT_STEP:
         {
-          KiltStepRecord s = { ev->epoch, ev->step,     ev->global_step,       elapsed,
-                               ev->loss,  ev->accuracy, ev->samples_per_second };
+          KiltStepRecord s = { ev->epoch, ev->step,     ev->global_step,        elapsed,
+                               ev->loss,  ev->accuracy, ev->samples_per_second, ev->learning_rate };
           if (rec->id && !kilt_run_store_add_step (rec->store, rec->id, &s, NULL, &error))
             note_failure (rec, error);
           break;
@@ -235,6 +242,7 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
           e.compile_seconds
               = (ev->epoch == 1 ? rec->record.compile_seconds : 0) + ev->warmup_seconds;
           e.busy_percent = ev->busy_percent;
+          e.learning_rate = ev->learning_rate;
           for (int i = 0; i < KILT_MEM_N_CATEGORIES; i++)
             e.peak_bytes[i] = ev->mem.peak[i];
           e.peak_total = ev->mem.peak_total;

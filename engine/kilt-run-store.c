@@ -91,7 +91,10 @@ static const char *const migrations[] = {
   "ALTER TABLE runs ADD COLUMN checkpoint_token INTEGER;",
   /* 5 -> 6: how a run on several devices or MPI ranks shared its work (KiltRunScaling). */
   "ALTER TABLE runs ADD COLUMN scaling_json TEXT;",
-  /* 6 -> 7: what changed while the run trained (resumed at a smaller batch after the device
+  /* 6 -> 7: the learning rate each step and epoch ended with, for the rate's chart. */
+  "ALTER TABLE steps ADD COLUMN learning_rate REAL;"
+  "ALTER TABLE epochs ADD COLUMN learning_rate REAL;",
+  /* 7 -> 8: what changed while the run trained (resumed at a smaller batch after the device
    * ran out of memory), one line each. */
   "ALTER TABLE runs ADD COLUMN notes TEXT;",
 };
@@ -1160,6 +1163,7 @@ gboolean
 kilt_run_store_add_epoch (KiltRunStore *store, gint64 id, const KiltEpochRecord *e, GError **error)
 {
   g_autoptr (sqlite3_stmt) stmt = NULL;
+  gboolean has_lr = store->version >= 7;
   gboolean ok;
   int i = 1;
 
@@ -1168,13 +1172,14 @@ kilt_run_store_add_epoch (KiltRunStore *store, gint64 id, const KiltEpochRecord 
   ok = touch_run (store, id, error);
   if (ok)
     {
-      stmt = prepare (store,
-                      "INSERT OR REPLACE INTO epochs (run_id, epoch, train_loss, train_accuracy,"
-                      " val_loss, val_accuracy, wall_seconds, elapsed_seconds, samples_per_second,"
-                      " compile_seconds, busy_percent, peak_weights, peak_gradients,"
-                      " peak_optimizer, peak_activations, peak_workspace, peak_dataset,"
-                      " peak_total) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      error);
+      g_autofree char *sql = g_strdup_printf (
+          "INSERT OR REPLACE INTO epochs (run_id, epoch, train_loss, train_accuracy,"
+          " val_loss, val_accuracy, wall_seconds, elapsed_seconds, samples_per_second,"
+          " compile_seconds, busy_percent, peak_weights, peak_gradients,"
+          " peak_optimizer, peak_activations, peak_workspace, peak_dataset,"
+          " peak_total%s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?%s)",
+          has_lr ? ", learning_rate" : "", has_lr ? ", ?" : "");
+      stmt = prepare (store, sql, error);
       ok = stmt != NULL;
     }
   if (ok)
@@ -1193,6 +1198,8 @@ kilt_run_store_add_epoch (KiltRunStore *store, gint64 id, const KiltEpochRecord 
       for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
         sqlite3_bind_int64 (stmt, i++, e->peak_bytes[c]);
       sqlite3_bind_int64 (stmt, i++, e->peak_total);
+      if (has_lr)
+        bind_real (stmt, i++, e->learning_rate);
       ok = step_done (store, stmt, error, "recording an epoch");
     }
   return commit (store, ok, error);
@@ -1235,9 +1242,13 @@ kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *s
   if (ok)
     {
       stmt = prepare (store,
-                      "INSERT OR REPLACE INTO steps (run_id, global_step, epoch, step,"
-                      " elapsed_seconds, loss, accuracy, samples_per_second)"
-                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      store->version >= 7
+                          ? "INSERT OR REPLACE INTO steps (run_id, global_step, epoch, step,"
+                            " elapsed_seconds, loss, accuracy, samples_per_second, learning_rate)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                          : "INSERT OR REPLACE INTO steps (run_id, global_step, epoch, step,"
+                            " elapsed_seconds, loss, accuracy, samples_per_second)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                       error);
       ok = stmt != NULL;
     }
@@ -1251,6 +1262,8 @@ kilt_run_store_add_step (KiltRunStore *store, gint64 id, const KiltStepRecord *s
       bind_real (stmt, 6, s->loss);
       bind_real (stmt, 7, s->accuracy);
       bind_real (stmt, 8, s->samples_per_second);
+      if (store->version >= 7)
+        bind_real (stmt, 9, s->learning_rate);
       ok = step_done (store, stmt, error, "recording a step");
     }
   if (!commit (store, ok, error))
@@ -1389,7 +1402,7 @@ kilt_run_store_add_change (KiltRunStore *store, gint64 id, const char *note,
   gboolean ok;
 
   g_return_val_if_fail (store != NULL && note != NULL && config != NULL, FALSE);
-  if (store->version < 7)
+  if (store->version < 8)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
                    "run store %s is at schema version %d, which keeps no notes", store->path,
@@ -1551,10 +1564,17 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
   int rc;
 
   ep = prepare (store,
-                "SELECT epoch, train_loss, train_accuracy, val_loss, val_accuracy, wall_seconds,"
-                " elapsed_seconds, samples_per_second, compile_seconds, busy_percent,"
-                " peak_weights, peak_gradients, peak_optimizer, peak_activations, peak_workspace,"
-                " peak_dataset, peak_total FROM epochs WHERE run_id = ? ORDER BY epoch",
+                store->version >= 7
+                    ? "SELECT epoch, train_loss, train_accuracy, val_loss, val_accuracy,"
+                      " wall_seconds, elapsed_seconds, samples_per_second, compile_seconds,"
+                      " busy_percent, peak_weights, peak_gradients, peak_optimizer,"
+                      " peak_activations, peak_workspace, peak_dataset, peak_total, learning_rate"
+                      " FROM epochs WHERE run_id = ? ORDER BY epoch"
+                    : "SELECT epoch, train_loss, train_accuracy, val_loss, val_accuracy,"
+                      " wall_seconds, elapsed_seconds, samples_per_second, compile_seconds,"
+                      " busy_percent, peak_weights, peak_gradients, peak_optimizer,"
+                      " peak_activations, peak_workspace, peak_dataset, peak_total"
+                      " FROM epochs WHERE run_id = ? ORDER BY epoch",
                 error);
   if (ep == NULL)
     return FALSE;
@@ -1576,6 +1596,7 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
       for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
         e.peak_bytes[c] = sqlite3_column_int64 (ep, i++);
       e.peak_total = sqlite3_column_int64 (ep, i++);
+      e.learning_rate = store->version >= 7 ? col_real (ep, i++) : NAN;
       g_array_append_val (run->epochs, e);
     }
   if (rc != SQLITE_DONE)
@@ -1656,7 +1677,7 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
       else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return set_db_error (store, error, "reading the run's devices");
     }
-  if (store->version >= 7)
+  if (store->version >= 8)
     {
       g_autoptr (sqlite3_stmt) ns = prepare (store, "SELECT notes FROM runs WHERE id = ?", error);
       if (ns == NULL)
@@ -1732,8 +1753,12 @@ kilt_run_store_get_steps (KiltRunStore *store, gint64 id, GError **error)
   if (store->version < 2)
     return g_steal_pointer (&steps);
   stmt = prepare (store,
-                  "SELECT epoch, step, global_step, elapsed_seconds, loss, accuracy,"
-                  " samples_per_second FROM steps WHERE run_id = ? ORDER BY global_step",
+                  store->version >= 7
+                      ? "SELECT epoch, step, global_step, elapsed_seconds, loss, accuracy,"
+                        " samples_per_second, learning_rate FROM steps WHERE run_id = ?"
+                        " ORDER BY global_step"
+                      : "SELECT epoch, step, global_step, elapsed_seconds, loss, accuracy,"
+                        " samples_per_second FROM steps WHERE run_id = ? ORDER BY global_step",
                   error);
   if (stmt == NULL)
     return NULL;
@@ -1748,6 +1773,7 @@ kilt_run_store_get_steps (KiltRunStore *store, gint64 id, GError **error)
       s.loss = col_real (stmt, 4);
       s.accuracy = col_real (stmt, 5);
       s.samples_per_second = col_real (stmt, 6);
+      s.learning_rate = store->version >= 7 ? col_real (stmt, 7) : NAN;
       g_array_append_val (steps, s);
     }
   if (rc != SQLITE_DONE)

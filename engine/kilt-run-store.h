@@ -8,7 +8,7 @@
 G_BEGIN_DECLS
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define KILT_RUN_STORE_SCHEMA_VERSION 7
+#define KILT_RUN_STORE_SCHEMA_VERSION 8
 
 /* Where a run's data came from and how it was loaded, so that the run can be repeated. */
 typedef struct
@@ -68,6 +68,7 @@ typedef struct
   double busy_percent;    /* NaN when not profiled */
   gint64 peak_bytes[KILT_MEM_N_CATEGORIES];
   gint64 peak_total;
+  double learning_rate; /* at the epoch's end (schema 7); NaN when not known */
 } KiltEpochRecord;
 
 /* A sampled step (at most ten a second are kept). */
@@ -79,6 +80,7 @@ typedef struct
   double elapsed_seconds; /* since the run began */
   double loss, accuracy;
   double samples_per_second;
+  double learning_rate; /* the rate the step used (schema 7); NaN when not known */
 } KiltStepRecord;
 
 /* A run read back. Free with kilt_run_free. */
@@ -89,7 +91,7 @@ typedef struct
   char *config_json; /* record.config as stored */
   KiltRunStatus status;
   char *error_message; /* FAILED (or INTERRUPTED: why) */
-  char *notes;         /* what changed while it trained, one line each (schema 7); NULL: nothing */
+  char *notes;         /* what changed while it trained, one line each (schema 8); NULL: nothing */
   gint64 started_at;   /* unix time, microseconds */
   gint64 ended_at;     /* 0 while running */
   double test_loss, test_accuracy; /* NaN when absent */

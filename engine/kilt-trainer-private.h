@@ -80,6 +80,9 @@ typedef struct
   /* Microseconds spent paused so far: kept out of epoch times, throughput and ETAs, so a
    * pause does not make a run look slower than it trained. */
   gint64 paused_us;
+  /* When training began (after the kernel builds and the upload): STEP and EPOCH events say
+   * how long the run has trained since, paused time left out. */
+  gint64 train_t0_us;
 } Session;
 
 void kilt_session_emit (Session *s, KiltEvent *ev);

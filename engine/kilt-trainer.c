@@ -118,6 +118,14 @@ kilt_layer_timing_clear (gpointer timing)
 void
 kilt_session_emit (Session *s, KiltEvent *ev)
 {
+  if (ev->type == KILT_EVENT_STEP || ev->type == KILT_EVENT_EPOCH)
+    {
+      /* Stamped here, so every training loop (one device or several) reports them alike. */
+      ev->elapsed_seconds = MAX (g_get_monotonic_time () - s->train_t0_us - s->paused_us, 0) / 1e6;
+      /* The rate the last step used (its 0-based iteration is global_step - 1). */
+      ev->learning_rate = kilt_optimizer_scheduled_lr (&s->trainer->config.opt,
+                                                       ev->global_step ? ev->global_step - 1 : 0);
+    }
   s->trainer->func (ev, s->trainer->user_data);
 }
 
@@ -785,6 +793,7 @@ prepare (Session *s, GError **error)
   if (c->profile && s->n_rep == 1 && s->comm == NULL)
     s->profiler = kilt_profiler_new (t->model);
   s->first_global_step = s->global_step;
+  s->train_t0_us = g_get_monotonic_time ();
 
   ev.device = s->rep[0].ctx->info;
   ev.device_name = s->rep[0].ctx->info->name;

@@ -155,6 +155,10 @@ typedef struct
                           * (drivers compile kernels on first use); samples_per_second
                           * leaves that step out */
   double busy_percent;   /* device busy time / wall time, when profiling */
+  /* STEP and EPOCH: training time since this run (or its resumption) began, paused time and
+   * the kernel builds left out; and the learning rate the last step used, as scheduled. */
+  double elapsed_seconds;
+  double learning_rate;
   /* MEMORY */
   KiltMemStats mem;
   gint64 vendor_used_bytes; /* -1 when the platform has no figure */

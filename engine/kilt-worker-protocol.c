@@ -98,6 +98,8 @@ kilt_worker_event_begin (const KiltEvent *ev)
         kilt_json_add_number (b, "accuracy", ev->accuracy);
         kilt_json_add_number (b, "samples_per_second", ev->samples_per_second);
         kilt_json_add_number (b, "eta_seconds", ev->eta_seconds);
+        kilt_json_add_number (b, "elapsed_seconds", ev->elapsed_seconds);
+        kilt_json_add_number (b, "learning_rate", ev->learning_rate);
         if (ev->type == KILT_EVENT_EPOCH)
           {
             kilt_json_add_number (b, "val_loss", ev->val_loss);
@@ -358,6 +360,8 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
         ev->accuracy = get_number (o, "accuracy");
         ev->samples_per_second = get_number (o, "samples_per_second");
         ev->eta_seconds = get_number (o, "eta_seconds");
+        ev->elapsed_seconds = get_number (o, "elapsed_seconds");
+        ev->learning_rate = get_number (o, "learning_rate");
         if (ev->type == KILT_EVENT_EPOCH)
           {
             ev->val_loss = get_number (o, "val_loss");

@@ -517,6 +517,208 @@ test_sparse_points (void)
   }
 }
 
+/* Issue 15: one set of points, laid out on steps, epochs or time; a point with no time is
+ * left out only while time is the axis; stacked areas stack again on the new axis. */
+static void
+test_x_modes (void)
+{
+  g_autoptr (KiltChart) c = kilt_chart_new ("Loss");
+  g_autoptr (GRand) rand = g_rand_new_with_seed (15);
+  KiltChartStamp at[60];
+  double y[60], lo, hi, t = 0;
+  guint line, a0, a1, n_timed = 0;
+  gsize n;
+  const double *p;
+
+  line = kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
+  a0 = kilt_chart_add_series (c, "weights", KILT_CHART_AREA, NULL);
+  a1 = kilt_chart_add_series (c, "activations", KILT_CHART_AREA, NULL);
+  kilt_chart_set_x_mode (c, KILT_CHART_X_EPOCH);
+  for (guint i = 0; i < 60; i++)
+    {
+      t += g_rand_double_range (rand, 0.05, 0.5);
+      at[i].step = 7.0 * (i + 1);
+      at[i].epoch = (i + 1) / 20.0;
+      /* Every fifth point was taken with no clock (a stored run of an older schema). */
+      at[i].seconds = i % 5 == 4 ? NAN : t;
+      n_timed += i % 5 != 4;
+      y[i] = g_rand_double_range (rand, 0.1, 3);
+      kilt_chart_append_at (c, line, &at[i], y[i]);
+      kilt_chart_append_at (c, a0, &at[i], y[i]);
+      kilt_chart_append_at (c, a1, &at[i], 2 * y[i] + 1);
+    }
+  g_assert_cmpstr (kilt_chart_x_mode_name (kilt_chart_get_x_mode (c)), ==, "Epoch");
+  p = kilt_chart_get_reduced (c, line, &n);
+  g_assert_cmpuint (n, ==, 60);
+  g_assert_cmpfloat_with_epsilon (p[0], at[0].epoch, 1e-12);
+  g_assert_cmpfloat_with_epsilon (p[2 * 59], at[59].epoch, 1e-12);
+
+  kilt_chart_set_x_mode (c, KILT_CHART_X_STEP);
+  p = kilt_chart_get_reduced (c, line, &n);
+  g_assert_cmpuint (n, ==, 60);
+  for (guint i = 0; i < 60; i++)
+    {
+      g_assert_cmpfloat_with_epsilon (p[2 * i], at[i].step, 1e-12);
+      g_assert_cmpfloat_with_epsilon (p[2 * i + 1], y[i], 1e-12);
+    }
+  /* The top area is drawn on the one below. */
+  p = kilt_chart_get_reduced (c, a1, &n);
+  g_assert_cmpuint (n, ==, 60);
+  for (guint i = 0; i < 60; i++)
+    g_assert_cmpfloat_with_epsilon (p[2 * i + 1], 3 * y[i] + 1, 1e-9);
+  g_assert_true (kilt_chart_get_x_extent (c, &lo, &hi));
+  g_assert_cmpfloat (lo, ==, 7);
+  g_assert_cmpfloat (hi, ==, 420);
+
+  kilt_chart_set_x_mode (c, KILT_CHART_X_TIME);
+  g_assert_cmpuint (kilt_chart_get_n_points (c, line), ==, n_timed);
+  p = kilt_chart_get_reduced (c, line, &n);
+  for (guint i = 0, k = 0; i < 60; i++)
+    if (isfinite (at[i].seconds))
+      {
+        g_assert_cmpfloat_with_epsilon (p[2 * k], at[i].seconds, 1e-12);
+        g_assert_cmpfloat_with_epsilon (p[2 * k + 1], y[i], 1e-12);
+        k++;
+      }
+  /* Back on epochs, nothing was lost. */
+  kilt_chart_set_x_mode (c, KILT_CHART_X_EPOCH);
+  g_assert_cmpuint (kilt_chart_get_n_points (c, line), ==, 60);
+  kilt_chart_clear (c);
+  kilt_chart_set_x_mode (c, KILT_CHART_X_STEP);
+  g_assert_cmpuint (kilt_chart_get_n_points (c, line), ==, 0);
+}
+
+/* The read-out names where the point was measured on every axis, and the raw value beside the
+ * smoothed one. */
+static void
+test_hover_stamp (void)
+{
+  g_autoptr (KiltChart) c = kilt_chart_new ("Loss");
+  g_autoptr (GRand) rand = g_rand_new_with_seed (8);
+  cairo_rectangle_t area;
+  double ema = 0, pw = 1, raw = 0, smooth = 0;
+
+  kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
+  kilt_chart_set_x_mode (c, KILT_CHART_X_STEP);
+  kilt_chart_set_smoothing (c, 0.6);
+  for (guint i = 1; i <= 1234; i++)
+    {
+      KiltChartStamp at = { i, i / 400.0, i * 0.05 };
+      raw = g_rand_double_range (rand, 1, 2);
+      ema = 0.6 * ema + 0.4 * raw, pw *= 0.6;
+      smooth = ema / (1 - pw);
+      kilt_chart_append_at (c, 0, &at, raw);
+    }
+  kilt_chart_get_plot_area (c, 600, 300, &area);
+  {
+    g_autofree char *text = kilt_chart_describe_at (c, 600, 300, area.x + area.width);
+    g_autofree char *want_raw = g_strdup_printf ("(raw %.3f)", raw);
+    g_autofree char *want_smooth = g_strdup_printf ("training %.3f", smooth);
+    g_test_message ("%s", text);
+    g_assert_true (g_str_has_prefix (text, "Step 1,234 · Epoch 3.08 · Time 1:02"));
+    g_assert_nonnull (strstr (text, want_raw));
+    g_assert_nonnull (strstr (text, want_smooth));
+  }
+  /* No smoothing: nothing to tell apart. */
+  kilt_chart_set_smoothing (c, 0);
+  {
+    g_autofree char *text = kilt_chart_describe_at (c, 600, 300, area.x + area.width);
+    g_assert_null (strstr (text, "raw"));
+  }
+}
+
+/* Zoomed into a range of a long series: every point of the range is drawn as measured (not
+ * the long run's columns), y fits the range, and the pixels map onto it. */
+static void
+test_zoom (void)
+{
+  g_autoptr (KiltChart) c = kilt_chart_new ("Loss");
+  g_autoptr (GRand) rand = g_rand_new_with_seed (4);
+  g_autoptr (GArray) ys = g_array_new (FALSE, FALSE, sizeof (double));
+  cairo_rectangle_t area;
+  double y = 0, lo, hi;
+  gsize n, n_full;
+  const double *p;
+
+  kilt_chart_add_series (c, "training", KILT_CHART_LINE, NULL);
+  kilt_chart_set_columns (c, 100);
+  for (guint i = 0; i <= 5000; i++)
+    {
+      y += g_rand_double_range (rand, -1, 1);
+      g_array_append_val (ys, y);
+      kilt_chart_append (c, 0, i, y);
+    }
+  kilt_chart_get_reduced (c, 0, &n_full);
+  g_assert_cmpuint (n_full, <=, 2 * 100 + 2);
+  g_assert_true (kilt_chart_can_zoom (c));
+  kilt_chart_set_x_zoom (c, 1000, 1100);
+  g_assert_true (kilt_chart_get_x_zoom (c, &lo, &hi));
+  g_assert_cmpfloat (lo, ==, 1000);
+  g_assert_cmpfloat (hi, ==, 1100);
+  p = kilt_chart_get_reduced (c, 0, &n);
+  /* 101 points inside, each in a column of its own, and one neighbour on each side. */
+  g_assert_cmpuint (n, ==, 103);
+  for (gsize k = 0; k < n; k++)
+    {
+      guint i = (guint)p[2 * k];
+      g_assert_cmpfloat (p[2 * k], ==, 999 + k);
+      g_assert_cmpfloat (p[2 * k + 1], ==, g_array_index (ys, double, i));
+    }
+  kilt_chart_get_plot_area (c, 600, 300, &area);
+  g_assert_cmpfloat_with_epsilon (kilt_chart_pixel_to_x (c, 600, 300, area.x), 1000, 1e-9);
+  g_assert_cmpfloat_with_epsilon (kilt_chart_pixel_to_x (c, 600, 300, area.x + area.width), 1100,
+                                  1e-9);
+  g_assert_cmpfloat_with_epsilon (kilt_chart_x_to_pixel (c, 600, 300, 1050),
+                                  area.x + area.width / 2, 1e-6);
+  {
+    /* A drawing of the zoomed chart draws (cairo keeps no error). */
+    cairo_surface_t *img = cairo_image_surface_create (CAIRO_FORMAT_ARGB32, 600, 300);
+    cairo_t *cr = cairo_create (img);
+    kilt_chart_draw (c, cr, 600, 300, area.x + area.width / 2);
+    g_assert_cmpint (cairo_status (cr), ==, CAIRO_STATUS_SUCCESS);
+    cairo_destroy (cr);
+    cairo_surface_destroy (img);
+  }
+  /* Back to everything: the long run's columns, from its first x to its last. */
+  kilt_chart_set_x_zoom (c, NAN, NAN);
+  g_assert_false (kilt_chart_get_x_zoom (c, NULL, NULL));
+  kilt_chart_get_reduced (c, 0, &n);
+  g_assert_cmpuint (n, ==, n_full);
+  kilt_chart_get_plot_area (c, 600, 300, &area);
+  g_assert_cmpfloat (kilt_chart_pixel_to_x (c, 600, 300, area.x), <=, 0);
+  g_assert_cmpfloat (kilt_chart_pixel_to_x (c, 600, 300, area.x + area.width), >=, 5000);
+
+  /* Bars do not zoom. */
+  {
+    g_autoptr (KiltChart) bars = kilt_chart_new ("Time per epoch");
+    kilt_chart_add_series (bars, "run", KILT_CHART_BAR, NULL);
+    kilt_chart_append (bars, 0, 1, 3);
+    kilt_chart_append (bars, 0, 2, 4);
+    g_assert_false (kilt_chart_can_zoom (bars));
+    kilt_chart_set_x_zoom (bars, 1, 1.5);
+    g_assert_false (kilt_chart_get_x_zoom (bars, NULL, NULL));
+  }
+}
+
+/* Charts of one page line up: a shared span widens the x range without padding. */
+static void
+test_span (void)
+{
+  g_autoptr (KiltChart) c = kilt_chart_new ("Throughput");
+  cairo_rectangle_t area;
+
+  kilt_chart_add_series (c, "samples per second", KILT_CHART_LINE, NULL);
+  for (guint i = 2; i <= 5; i++)
+    kilt_chart_append (c, 0, i, 100 + i);
+  kilt_chart_set_x_span (c, 0, 10);
+  kilt_chart_get_plot_area (c, 600, 300, &area);
+  g_assert_cmpfloat_with_epsilon (kilt_chart_pixel_to_x (c, 600, 300, area.x), 0, 1e-9);
+  g_assert_cmpfloat_with_epsilon (kilt_chart_pixel_to_x (c, 600, 300, area.x + area.width), 10,
+                                  1e-9);
+  kilt_chart_set_x_span (c, NAN, NAN);
+  g_assert_cmpfloat_with_epsilon (kilt_chart_pixel_to_x (c, 600, 300, area.x), 2, 1e-9);
+}
+
 static void
 test_png (void)
 {
@@ -638,5 +840,9 @@ main (int argc, char **argv)
   g_test_add_func ("/chart/bars-per-category", test_bars_per_category);
   g_test_add_func ("/chart/sparse-points", test_sparse_points);
   g_test_add_func ("/chart/svg-pdf", test_vector_files);
+  g_test_add_func ("/chart/x-modes", test_x_modes);
+  g_test_add_func ("/chart/hover-stamp", test_hover_stamp);
+  g_test_add_func ("/chart/zoom", test_zoom);
+  g_test_add_func ("/chart/span", test_span);
   return g_test_run ();
 }

@@ -9,6 +9,7 @@
 #include "kilt-run-store.h"
 #include "kilt-summary.h"
 
+#include <gdk-pixbuf/gdk-pixbuf.h>
 #include <gio/gio.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -515,7 +516,9 @@ test_bench_check_bounded (void)
     }
   /* MobileNetV2 (imported from Keras 3): thousands of ReLU6 outputs, one of which sat at its
    * cap of 6 on the device and just under it in the reference, which moved the gradients by
-   * 1e-2 through batch normalisation; such a draw is now seen and drawn again. */
+   * 1e-2 through batch normalisation; the reference now takes the device's side there. Its
+   * last batch normalisations see 1x1 maps: the check takes 16 samples, so that each has 16
+   * values a channel (kilt_reference_check_batch), and says so. */
   {
     g_autofree char *mnv2 = g_build_filename (g_getenv ("KILT_SOURCE_DIR"), "tests", "data",
                                               "keras", "keras3-app-mobilenetv2.json", NULL);
@@ -525,6 +528,9 @@ test_bench_check_bounded (void)
     g_assert_cmpint (r.status, ==, 0);
     o = bench_json (parser, &r);
     g_assert_true (json_object_get_boolean_member (o, "check_ok"));
+    g_assert_cmpfloat (json_object_get_double_member (o, "check_samples"), ==, 16);
+    g_assert_cmpfloat (json_object_get_double_member (o, "check_bn_min_values"), >=, 16);
+    g_assert_true (json_object_has_member (o, "check_kinks_followed"));
     result_clear (&r);
   }
   /* cifar10_cnn fits the budget: its own input, up to 4 samples. */
@@ -1160,6 +1166,91 @@ test_runs_missing_store (void)
   g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
 }
 
+/* Writes a @side x @side PNG of one grey level. */
+static void
+save_flat_png (const char *dir, const char *name, int side, guint8 level)
+{
+  g_autofree char *path = g_build_filename (dir, name, NULL);
+  g_autoptr (GdkPixbuf) pb = gdk_pixbuf_new (GDK_COLORSPACE_RGB, FALSE, 8, side, side);
+
+  g_assert_cmpint (g_mkdir_with_parents (dir, 0755), ==, 0);
+  gdk_pixbuf_fill (pb, (guint32)level << 24 | (guint32)level << 16 | (guint32)level << 8);
+  g_assert_true (gdk_pixbuf_save (pb, path, "png", NULL, NULL));
+}
+
+/* `eval --misclassified` on an image folder names each wrong sample's file. The test images are
+ * swapped on purpose (dark "light" ones and light "dark" ones), so a model that learnt the
+ * training images gets them wrong. */
+static void
+test_eval_misclassified_files (void)
+{
+  g_autofree char *dir = NULL, *db = NULL, *ck = NULL, *data = NULL;
+  g_autofree char *tr_dark = NULL, *tr_light = NULL, *te_dark = NULL, *te_light = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  JsonArray *mis;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  ck = g_build_filename (dir, "eval.ckpt", NULL);
+  data = g_build_filename (dir, "shades", NULL);
+  tr_dark = g_build_filename (data, "train", "dark", NULL);
+  tr_light = g_build_filename (data, "train", "light", NULL);
+  te_dark = g_build_filename (data, "test", "dark", NULL);
+  te_light = g_build_filename (data, "test", "light", NULL);
+  for (guint i = 0; i < 16; i++)
+    {
+      g_autofree char *name = g_strdup_printf ("%02u.png", i);
+      save_flat_png (tr_dark, name, 6, (guint8)(10 + i));
+      save_flat_png (tr_light, name, 6, (guint8)(230 + i));
+    }
+  save_flat_png (te_dark, "swapped-d.png", 6, 240);
+  save_flat_png (te_light, "swapped-l.png", 6, 12);
+  {
+    const char *args[] = { "train", "--data",  data, "--model",      "mlp", "--epochs",
+                           "8",     "--batch", "8",  "--checkpoint", ck,    NULL };
+    r = run_cli (db, args);
+    g_test_message ("%s%s", r.out, r.err);
+    g_assert_cmpint (r.status, ==, 0);
+    result_clear (&r);
+  }
+  {
+    const char *args[] = { "eval", "--data",       data, "--model", "mlp", "--misclassified",
+                           "5",    "--checkpoint", ck,   NULL };
+    r = run_cli (db, args);
+    g_test_message ("%s", r.out);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_nonnull (strstr (r.out, "Misclassified: 2 of 2"));
+    g_assert_nonnull (strstr (r.out, "File"));
+    g_assert_nonnull (strstr (r.out, "swapped-d.png"));
+    g_assert_nonnull (strstr (r.out, "swapped-l.png"));
+    result_clear (&r);
+  }
+  {
+    const char *args[]
+        = { "eval", "--json",       "--data", data, "--model", "mlp", "--misclassified",
+            "5",    "--checkpoint", ck,       NULL };
+    g_autofree char *want = g_build_filename (te_dark, "swapped-d.png", NULL);
+    gboolean found = FALSE;
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    mis = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)),
+                                        "misclassified");
+    g_assert_cmpuint (json_array_get_length (mis), ==, 2);
+    for (guint i = 0; i < 2; i++)
+      found |= g_strcmp0 (
+                   json_object_get_string_member (json_array_get_object_element (mis, i), "path"),
+                   want)
+               == 0;
+    g_assert_true (found);
+    result_clear (&r);
+  }
+}
+
 /* `eval --confusion`: the matrix and per-class table with class names, the same figures in
  * --json (whose accuracy is plain eval's), `--misclassified N` lists N, a bad N is refused. */
 static void
@@ -1280,6 +1371,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/bad-name", test_bad_name);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/eval-confusion", test_eval_confusion);
+  g_test_add_func ("/cli/eval-misclassified-files", test_eval_misclassified_files);
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);
   g_test_add_func ("/cli/on-oom", test_on_oom);

@@ -110,6 +110,63 @@ test_exact_pixels (void)
 }
 
 /* Resize squeezes the whole picture; crop keeps the centre at the right scale. */
+/* Each sample knows its file, in the split's order: decoded, read back from the cache, and
+ * after a validation split is carved out (the evaluation names the images it got wrong). */
+static void
+test_sample_paths (void)
+{
+  g_autofree char *root = kilt_test_tmpdir ();
+  g_autofree char *a = g_build_filename (root, "train", "ants", NULL);
+  g_autofree char *b = g_build_filename (root, "train", "bees", NULL);
+  g_autofree char *t = g_build_filename (root, "test", "bees", NULL);
+  const char *names[] = { "a1.png", "a2.png", "a3.png", "b1.png", "b2.png", "b3.png" };
+  g_autofree char *test_file = g_build_filename (t, "t.png", NULL);
+
+  use_fresh_cache ();
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    g_free (save_image (i < 3 ? a : b, names[i], "png", 4, 4, 10 + i));
+  g_free (save_image (t, "t.png", "png", 4, 4, 99));
+  for (guint pass = 0; pass < 2; pass++)
+    {
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KiltDataset) ds = kilt_dataset_load (root, NULL, NULL, NULL, NULL, &error);
+      g_assert_no_error (error);
+      /* The second load comes from the decoded cache, paths and all. */
+      g_assert_cmpint (ds->from_cache, ==, pass == 1);
+      g_assert_cmpuint (ds->train.n, ==, 6);
+      g_assert_nonnull (ds->train.paths);
+      for (guint i = 0; i < 6; i++)
+        {
+          g_autofree char *want = g_build_filename (i < 3 ? a : b, names[i], NULL);
+          g_assert_cmpstr (ds->train.paths[i], ==, want);
+          g_assert_cmpint (ds->train.labels[i], ==, i < 3 ? 0 : 1);
+        }
+      g_assert_null (ds->train.paths[6]);
+      g_assert_cmpuint (ds->test.n, ==, 1);
+      g_assert_cmpstr (ds->test.paths[0], ==, test_file);
+      /* Carved: every sample keeps its own file and label, none lost or doubled. */
+      g_assert_true (kilt_dataset_split_validation (ds, 0.5, 7, &error));
+      g_assert_cmpuint (ds->val.n + ds->train.n, ==, 6);
+      {
+        g_autoptr (GHashTable) seen = g_hash_table_new (g_str_hash, g_str_equal);
+        KiltSplit *parts[2] = { &ds->train, &ds->val };
+        for (guint p = 0; p < 2; p++)
+          for (guint i = 0; i < parts[p]->n; i++)
+            {
+              g_autofree char *base = g_path_get_basename (parts[p]->paths[i]);
+              g_assert_true (g_hash_table_add (seen, parts[p]->paths[i]));
+              g_assert_cmpint (parts[p]->labels[i], ==, base[0] == 'a' ? 0 : 1);
+            }
+        g_assert_cmpuint (g_hash_table_size (seen), ==, 6);
+      }
+      /* Twice: the second call starts again from the whole. */
+      g_assert_true (kilt_dataset_split_validation (ds, 0.34, 8, &error));
+      g_assert_cmpuint (ds->val.n, ==, 2);
+      g_assert_nonnull (ds->val.paths);
+      g_assert_null (ds->val.paths[2]);
+    }
+}
+
 static void
 test_resize_and_crop (void)
 {
@@ -586,6 +643,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/data/folder/exact-pixels", test_exact_pixels);
   g_test_add_func ("/data/folder/resize-and-crop", test_resize_and_crop);
+  g_test_add_func ("/data/folder/sample-paths", test_sample_paths);
   g_test_add_func ("/data/folder/bad-images", test_bad_images);
   g_test_add_func ("/data/folder/cancel-and-cap", test_cancel_and_cap);
   g_test_add_func ("/data/folder/hostile", test_hostile_folder);

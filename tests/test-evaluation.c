@@ -308,6 +308,37 @@ test_json_round_trip (void)
     }
   g_assert_cmpuint (back->misclassified->len, ==, 1); /* bounded by the writer */
   g_assert_null (back->truth);
+  g_assert_null (g_array_index (back->misclassified, KiltMisclassified, 0).path);
+  json_node_unref (node);
+
+  /* With each sample's file (an image folder), the misclassified name theirs, in JSON too. */
+  {
+    const char *files[]
+        = { "d/0.png", "d/1.png", "d/2.png", "d/3.png", "d/4.png", "d/5.png", NULL };
+    g_autoptr (KiltEvaluation) again = NULL;
+    ev->paths = g_strdupv ((char **)files);
+    g_assert_true (kilt_evaluation_tally (ev, &error));
+    g_assert_cmpstr (g_array_index (ev->misclassified, KiltMisclassified, 0).path, ==, "d/4.png");
+    g_assert_cmpstr (g_array_index (ev->misclassified, KiltMisclassified, 1).path, ==, "d/1.png");
+    node = kilt_evaluation_to_json (ev, 2);
+    again = kilt_evaluation_from_json (node, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (again->misclassified->len, ==, 2);
+    g_assert_cmpstr (g_array_index (again->misclassified, KiltMisclassified, 0).path, ==,
+                     "d/4.png");
+    g_assert_cmpstr (g_array_index (again->misclassified, KiltMisclassified, 1).path, ==,
+                     "d/1.png");
+    /* A path that is not a string is refused, naming the entry. */
+    json_object_set_int_member (
+        json_array_get_object_element (
+            json_object_get_array_member (json_node_get_object (node), "misclassified"), 1),
+        "path", 3);
+    g_clear_pointer (&again, kilt_evaluation_free);
+    again = kilt_evaluation_from_json (node, &error);
+    g_assert_null (again);
+    g_assert_nonnull (strstr (error->message, "misclassified entry 1: path"));
+    g_clear_error (&error);
+  }
 
   /* A matrix that does not sum to the samples. */
   json_object_set_int_member (json_node_get_object (node), "samples", 7);

@@ -76,6 +76,9 @@ test_conv_shapes (void)
              (ConvCase){ 3, 7, 7, 2, 3, 3, 2, 2, TRUE, TRUE, KILT_ACT_SIGMOID, 2 });
   conv_case ("conv 1x1 stride 3 skips pixels",
              (ConvCase){ 2, 5, 5, 3, 1, 1, 3, 3, FALSE, TRUE, KILT_ACT_LINEAR, 3 });
+  /* ResNet-50's projection shortcuts: 1x1, stride 2, with a bias (Keras' default). */
+  conv_case ("conv 1x1 stride 2 bias",
+             (ConvCase){ 4, 6, 7, 5, 1, 1, 2, 2, FALSE, TRUE, KILT_ACT_LINEAR, 2 });
   conv_case ("conv 3x2 strides 1x2 leaky",
              (ConvCase){ 1, 5, 6, 3, 3, 2, 1, 2, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 3 });
   conv_case ("conv 8x12x12 to 16",
@@ -657,6 +660,8 @@ test_max_pool (void)
   pool_case ("max 2x2 odd drops the edge", t, (KiltShape){ 3, 7, 5 }, 2, 2, 0, 0, FALSE, 3, FALSE);
   pool_case ("max 3x3 stride 1", t, (KiltShape){ 2, 5, 7 }, 3, 3, 1, 1, FALSE, 2, FALSE);
   pool_case ("max 3x3 stride 2 same", t, (KiltShape){ 2, 7, 8 }, 3, 3, 2, 2, TRUE, 3, FALSE);
+  /* ResNet-50's pool1: valid 3x3 windows at stride 2 (they overlap) after a ZeroPadding2D. */
+  pool_case ("max 3x3 stride 2 valid", t, (KiltShape){ 2, 10, 11 }, 3, 3, 2, 2, FALSE, 2, FALSE);
   pool_case ("max 2x2 same odd", t, (KiltShape){ 1, 5, 5 }, 2, 2, 0, 0, TRUE, 3, FALSE);
   pool_case ("max 2x3 strides 1x2 same", t, (KiltShape){ 2, 4, 7 }, 2, 3, 1, 2, TRUE, 2, FALSE);
   pool_case ("max 2x2 on 1x1 same", t, (KiltShape){ 3, 1, 1 }, 2, 2, 0, 0, TRUE, 3, FALSE);

@@ -95,6 +95,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
       rec.clblast_version = g_strdup ("1.5.3");
       rec.platform_name = g_strdup ("Portable Computing Language");
       rec.config.epochs = n_epochs;
+      rec.steps_per_epoch = 1563;
       rec.config.batch = 32;
       rec.config.seed = 7;
       rec.config.opt.type = KILT_OPT_RMSPROP;
@@ -121,6 +122,7 @@ fixture_set_up (Fixture *f, gconstpointer data)
           ep.samples_per_second = 50000 / ep.wall_seconds;
           ep.compile_seconds = e == 1 ? rec.compile_seconds : 0;
           ep.busy_percent = g_rand_double_range (r, 0, 100);
+          ep.learning_rate = 1e-4 / (1 + 1e-6 * 1563 * e) * g_rand_double_range (r, 0.5, 2);
           for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
             {
               ep.peak_bytes[c] = g_rand_int_range (r, 0, 1 << 30);
@@ -225,6 +227,8 @@ test_json (Fixture *f, gconstpointer data)
           g_assert_cmpfloat (json_object_get_double_member (je, "val_accuracy"), ==,
                              e->val_accuracy);
           g_assert_cmpfloat (json_object_get_double_member (je, "seconds"), ==, e->wall_seconds);
+          g_assert_cmpfloat (json_object_get_double_member (je, "learning_rate"), ==,
+                             e->learning_rate);
           g_assert_cmpint (json_object_get_int_member (
                                json_object_get_object_member (je, "peak_bytes"), "total"),
                            ==, e->peak_total);
@@ -569,6 +573,52 @@ test_pdf_tables (Fixture *f, gconstpointer data)
   g_assert_cmpfloat (smallest, >=, 6.0);
 }
 
+/* The curves on each x axis: an epoch's end stands at its number, at epoch x steps per epoch,
+ * and at its elapsed time; the learning-rate chart draws what each epoch recorded. */
+static void
+test_curve_axes (Fixture *f, gconstpointer data)
+{
+  KiltReportOptions o = { .runs = f->runs, .chart = KILT_REPORT_CHART_LEARNING_RATE };
+
+  g_assert_true (kilt_report_chart_applies (&o, KILT_REPORT_CHART_LEARNING_RATE));
+  for (int mode = 0; mode < 3; mode++)
+    {
+      g_autoptr (KiltChart) c = NULL;
+      o.x_steps = mode == 1;
+      o.x_wall_time = mode == 2;
+      c = kilt_report_chart_new (&o, KILT_REPORT_CHART_LEARNING_RATE);
+      g_assert_cmpuint (kilt_chart_get_n_series (c), ==, f->runs->len);
+      for (guint i = 0; i < f->runs->len; i++)
+        {
+          const KiltRun *run = g_ptr_array_index (f->runs, i);
+          gsize n;
+          const double *p = kilt_chart_get_reduced (c, i, &n);
+          g_assert_cmpuint (n, ==, run->epochs->len);
+          for (guint k = 0; k < n; k++)
+            {
+              const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, k);
+              double x = mode == 0   ? e->epoch
+                         : mode == 1 ? (double)e->epoch * run->record.steps_per_epoch
+                                     : e->elapsed_seconds;
+              g_assert_cmpfloat_with_epsilon (p[2 * k], x, 1e-9 * MAX (x, 1));
+              g_assert_cmpfloat_with_epsilon (p[2 * k + 1], e->learning_rate, 1e-15);
+            }
+        }
+    }
+  /* The loss curves follow the same choice. */
+  {
+    g_autoptr (KiltChart) c = NULL;
+    const KiltRun *run = g_ptr_array_index (f->runs, 0);
+    gsize n;
+    const double *p;
+    o.x_steps = TRUE, o.x_wall_time = FALSE;
+    c = kilt_report_chart_new (&o, KILT_REPORT_CHART_LOSS);
+    p = kilt_chart_get_reduced (c, 0, &n);
+    g_assert_cmpuint (n, ==, run->epochs->len);
+    g_assert_cmpfloat (p[2 * (n - 1)], ==, (double)run->epochs->len * 1563);
+  }
+}
+
 static void
 test_chart_files (Fixture *f, gconstpointer data)
 {
@@ -840,6 +890,7 @@ main (int argc, char **argv)
   ADD ("pdf", test_pdf);
   ADD ("pdf-tables", test_pdf_tables);
   ADD ("chart-files", test_chart_files);
+  ADD ("curve-axes", test_curve_axes);
   ADD ("atomic", test_atomic);
   ADD ("cli", test_cli);
   ADD ("samples", test_samples);

@@ -1062,6 +1062,69 @@ test_scaling (void)
   }
 }
 
+/* Schema 7 keeps the learning rate of each step and epoch; a store of version 6 migrates, its
+ * old rows reading as not known. */
+static void
+test_learning_rate (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (KiltRunStore) store = kilt_run_store_open_version (path, 6, &error);
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GArray) steps = NULL;
+  KiltRunRecord rec;
+  KiltEpochRecord ep1, ep2;
+  double lr2 = g_rand_double_range (r, 1e-5, 1e-2), lr_step = g_rand_double_range (r, 1e-5, 1e-2);
+  KiltStepRecord old = { .epoch = 1,
+                         .step = 3,
+                         .global_step = 3,
+                         .elapsed_seconds = 1,
+                         .loss = 2,
+                         .accuracy = 0.25,
+                         .samples_per_second = 9,
+                         .learning_rate = 0.5 };
+  KiltStepRecord st = { .epoch = 2,
+                        .step = 1,
+                        .global_step = 4,
+                        .elapsed_seconds = 5,
+                        .loss = 1,
+                        .accuracy = 0.5,
+                        .samples_per_second = 9,
+                        .learning_rate = lr_step };
+  gint64 id;
+
+  g_assert_no_error (error);
+  make_record (r, &rec);
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  make_epoch (r, 1, &ep1);
+  ep1.learning_rate = 0.5;
+  g_assert_true (kilt_run_store_add_epoch (store, id, &ep1, &error));
+  g_assert_true (kilt_run_store_add_step (store, id, &old, NULL, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&store, kilt_run_store_close);
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (kilt_run_store_get_schema_version (store), ==, KILT_RUN_STORE_SCHEMA_VERSION);
+  make_epoch (r, 2, &ep2);
+  ep2.learning_rate = lr2;
+  g_assert_true (kilt_run_store_add_epoch (store, id, &ep2, &error));
+  g_assert_true (kilt_run_store_add_step (store, id, &st, NULL, &error));
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (run->epochs->len, ==, 2);
+  g_assert_true (isnan (g_array_index (run->epochs, KiltEpochRecord, 0).learning_rate));
+  g_assert_cmpfloat (g_array_index (run->epochs, KiltEpochRecord, 1).learning_rate, ==, lr2);
+  steps = kilt_run_store_get_steps (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (steps->len, ==, 2);
+  g_assert_true (isnan (g_array_index (steps, KiltStepRecord, 0).learning_rate));
+  g_assert_cmpfloat (g_array_index (steps, KiltStepRecord, 1).learning_rate, ==, lr_step);
+  kilt_run_record_clear (&rec);
+}
+
 static void
 test_migration (void)
 {
@@ -1774,6 +1837,69 @@ test_recorder_failure (void)
   kilt_dataset_free (ds);
 }
 
+/* The recorder keeps the trainer's training time (pauses left out) and the learning rate of each
+ * step and epoch, so that the Runs page's time axis and rate chart show what the run did. */
+static void
+test_recorder_training_time (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  KiltTrainConfig cfg = kilt_train_config_default ();
+  KiltShape shape = { 1, 4, 4 };
+  g_autoptr (KiltModel) model = kilt_model_load_preset ("mlp", &shape, 3, &error);
+  KiltDataset *ds = g_new0 (KiltDataset, 1);
+  g_autofree char *warning = NULL;
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GArray) steps = NULL;
+  KiltRunRecorder *rec;
+  double t[3], lr[3];
+  gint64 id;
+
+  g_assert_no_error (error);
+  ds->name = g_strdup ("toy");
+  rec = kilt_run_recorder_new (path, model, ds, &cfg, &warning);
+  g_assert_null (warning);
+  feed (rec, KILT_EVENT_STARTED, 0);
+  /* Long after the recorder began (a paused run): what the events say is kept. */
+  t[0] = g_rand_double_range (r, 100, 200);
+  for (guint i = 0; i < 3; i++)
+    {
+      KiltEvent ev = { .type = i < 2 ? KILT_EVENT_STEP : KILT_EVENT_EPOCH };
+      if (i > 0)
+        t[i] = t[i - 1] + g_rand_double_range (r, 0.2, 5);
+      lr[i] = g_rand_double_range (r, 1e-5, 1e-2);
+      ev.epoch = 1;
+      ev.step = ev.global_step = i + 1;
+      ev.loss = 1, ev.accuracy = 0.5;
+      ev.val_loss = ev.val_accuracy = ev.busy_percent = NAN;
+      ev.elapsed_seconds = t[i];
+      ev.learning_rate = lr[i];
+      kilt_run_recorder_event (rec, &ev);
+    }
+  id = kilt_run_recorder_id (rec);
+  feed (rec, KILT_EVENT_FINISHED, 1);
+  kilt_run_recorder_free (rec);
+
+  store = kilt_run_store_open (path, &error);
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (run->epochs->len, ==, 1);
+  g_assert_cmpfloat (g_array_index (run->epochs, KiltEpochRecord, 0).elapsed_seconds, ==, t[2]);
+  g_assert_cmpfloat (g_array_index (run->epochs, KiltEpochRecord, 0).learning_rate, ==, lr[2]);
+  steps = kilt_run_store_get_steps (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (steps->len, ==, 2);
+  for (guint i = 0; i < 2; i++)
+    {
+      g_assert_cmpfloat (g_array_index (steps, KiltStepRecord, i).elapsed_seconds, ==, t[i]);
+      g_assert_cmpfloat (g_array_index (steps, KiltStepRecord, i).learning_rate, ==, lr[i]);
+    }
+  kilt_dataset_free (ds);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1788,6 +1914,8 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/pid-reuse", test_pid_reuse);
   g_test_add_func ("/run-store/scaling", test_scaling);
   g_test_add_func ("/run-store/migration", test_migration);
+  g_test_add_func ("/run-store/learning-rate", test_learning_rate);
+  g_test_add_func ("/run-store/recorder-training-time", test_recorder_training_time);
   g_test_add_func ("/run-store/data-spec", test_data_spec);
   g_test_add_func ("/run-store/concurrent", test_concurrent);
   g_test_add_func ("/run-store/config-non-finite", test_config_non_finite);

@@ -49,6 +49,7 @@ make_store (void)
       rec.data_description = g_strdup ("cifar10");
       rec.flops_per_sample = 41400000;
       rec.config.epochs = 4;
+      rec.steps_per_epoch = 1563;
       g_assert_true (kilt_run_store_begin_run (store, &rec, &ids[i], &error));
       for (guint e = 1; e <= 4; e++)
         {
@@ -62,6 +63,7 @@ make_store (void)
           ep.val_loss = ep.train_loss * 1.1;
           ep.val_accuracy = ep.train_accuracy - 0.02;
           ep.samples_per_second = 50000 / ep.wall_seconds;
+          ep.learning_rate = 1e-4 / (1 + 1e-6 * 1563 * e) * (i + 1);
           g_assert_true (kilt_run_store_add_epoch (store, ids[i], &ep, &error));
         }
       for (guint k = 0; k < G_N_ELEMENTS (layers); k++)
@@ -213,6 +215,33 @@ test_compare_and_export (void)
   g_free (speedup);
   speedup = g_strdup_printf ("%.2fx", totals[1] / totals[0]);
   g_assert_true (shows (GTK_WIDGET (page), speedup));
+
+  /* Issue 15: the curves on epochs, steps or time; the learning rate of each run. */
+  {
+    const KiltChartXMode modes[] = { KILT_CHART_X_STEP, KILT_CHART_X_TIME, KILT_CHART_X_EPOCH };
+    const double last[] = { 4 * 1563.0, total_of (ids[0]), 4 };
+    kilt_runs_page_set_chart (page, KILT_REPORT_CHART_LOSS);
+    for (guint m = 0; m < G_N_ELEMENTS (modes); m++)
+      {
+        gsize n;
+        const double *p;
+        kilt_runs_page_set_x_mode (page, modes[m]);
+        settle ();
+        p = kilt_chart_get_reduced (kilt_runs_page_get_chart (page), 0, &n);
+        g_assert_cmpuint (n, ==, 4);
+        g_assert_cmpfloat_with_epsilon (p[2 * 3], last[m], 1e-9 * last[m]);
+      }
+    kilt_runs_page_set_chart (page, KILT_REPORT_CHART_LEARNING_RATE);
+    settle ();
+    {
+      gsize n;
+      const double *p = kilt_chart_get_reduced (kilt_runs_page_get_chart (page), 1, &n);
+      g_assert_cmpuint (n, ==, 4);
+      g_assert_cmpfloat_with_epsilon (p[1], 2e-4 / (1 + 1e-6 * 1563), 1e-15);
+    }
+    kilt_runs_page_set_chart (page, KILT_REPORT_CHART_SPEEDUP);
+    settle ();
+  }
 
   /* Export through the page: the selected runs, against the chosen baseline. */
   g_assert_true (kilt_runs_page_export (page, KILT_REPORT_HTML, html, &error));

@@ -196,7 +196,7 @@ find_check (GtkWidget *w, const char *label)
 static void
 test_oom_resume_smaller (void)
 {
-  GtkCheckButton *check = find_check (GTK_WIDGET (window), "Retry at a smaller _batch");
+  GtkCheckButton *check = find_check (GTK_WIDGET (window), "Retry smaller _batch");
   g_autoptr (KiltRun) run = NULL, failed = NULL;
   const char *msg;
 

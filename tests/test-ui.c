@@ -214,6 +214,9 @@ fake_step (guint64 global, guint spe)
   e.busy_percent = 70 + 10 * sin (global / 60.0);
   e.eta_seconds = 100;
   e.val_loss = e.val_accuracy = NAN;
+  /* Ten milliseconds of training a step; Keras' time decay of the rate. */
+  e.elapsed_seconds = global * 0.01;
+  e.learning_rate = 1e-3 / (1 + 1e-3 * (double)(global - 1));
   return e;
 }
 
@@ -332,6 +335,160 @@ test_session (void)
   }
 }
 
+/* Issue 15: every chart of the Train page on steps, epochs and time, memory samples too; the
+ * learning rate is charted as the steps reported it. */
+static void
+check_x_axes (KiltTrainPage *train, const Feed *feed)
+{
+  const KiltTrainChart charts[]
+      = { KILT_TRAIN_CHART_LOSS, KILT_TRAIN_CHART_MEMORY, KILT_TRAIN_CHART_LEARNING_RATE };
+  /* First and last x of the steps' charts on each axis (memory: every 25th step). */
+  const double step_hi = feed->n_steps, epoch_hi = (double)feed->n_steps / feed->steps_per_epoch;
+  const double time_hi = feed->n_steps * 0.01;
+  const double want[3][2]
+      = { { 1, step_hi }, { 1.0 / feed->steps_per_epoch, epoch_hi }, { 0.01, time_hi } };
+  const double mem_lo[3] = { 25, 25.0 / feed->steps_per_epoch, 0.25 };
+  const KiltChartXMode modes[3] = { KILT_CHART_X_STEP, KILT_CHART_X_EPOCH, KILT_CHART_X_TIME };
+  KiltChart *lr = kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LEARNING_RATE);
+
+  for (guint m = 0; m < 3; m++)
+    {
+      kilt_train_page_set_x_mode (train, modes[m]);
+      for (guint c = 0; c < G_N_ELEMENTS (charts); c++)
+        {
+          KiltChart *chart = kilt_train_page_get_chart (train, charts[c]);
+          double lo, hi;
+          g_assert_cmpint (kilt_chart_get_x_mode (chart), ==, modes[m]);
+          g_assert_true (kilt_chart_get_x_extent (chart, &lo, &hi));
+          g_test_message ("%s on %s: %g to %g", kilt_chart_get_title (chart),
+                          kilt_chart_x_mode_name (modes[m]), lo, hi);
+          g_assert_cmpfloat_with_epsilon (
+              lo, charts[c] == KILT_TRAIN_CHART_MEMORY ? mem_lo[m] : want[m][0], 1e-9);
+          g_assert_cmpfloat_with_epsilon (hi, want[m][1], 1e-9);
+        }
+      /* Validation stands at the epochs' ends, on every axis. */
+      {
+        gsize n;
+        const double *p = kilt_chart_get_reduced (
+            kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LOSS), 1, &n);
+        g_assert_cmpuint (n, ==, feed->n_steps / feed->steps_per_epoch);
+        g_assert_cmpfloat_with_epsilon (p[0], want[m][1] / n, 1e-9);
+      }
+      screenshot (window_content (), modes[m] == KILT_CHART_X_STEP   ? "train-x-step"
+                                     : modes[m] == KILT_CHART_X_TIME ? "train-x-time"
+                                                                     : "train-x-epoch");
+    }
+  /* The rate of every step, as reported (no smoothing). */
+  g_assert_cmpuint (kilt_chart_get_n_points (lr, 0), ==, feed->n_steps);
+  {
+    gsize n;
+    const double *p = kilt_chart_get_reduced (lr, 0, &n);
+    double ymin = INFINITY, ymax = -INFINITY;
+    for (gsize k = 0; k < n; k++)
+      ymin = MIN (ymin, p[2 * k + 1]), ymax = MAX (ymax, p[2 * k + 1]);
+    g_assert_cmpfloat_with_epsilon (ymax, 1e-3, 1e-12);
+    g_assert_cmpfloat_with_epsilon (ymin, 1e-3 / (1 + 1e-3 * (feed->n_steps - 1)), 1e-12);
+  }
+}
+
+/* One cursor for the page's charts, its read-out naming step, epoch, time and the raw value
+ * beside the smoothed one; a drag's range zooms them all, and Reset Zoom shows all again. */
+static void
+check_cursor_and_zoom (KiltTrainPage *train)
+{
+  KiltChartView *loss
+      = KILT_CHART_VIEW (kilt_train_page_get_chart_view (train, KILT_TRAIN_CHART_LOSS));
+  KiltChartView *rate
+      = KILT_CHART_VIEW (kilt_train_page_get_chart_view (train, KILT_TRAIN_CHART_THROUGHPUT));
+  KiltChart *lc = kilt_chart_view_get_chart (loss);
+  int w = gtk_widget_get_width (GTK_WIDGET (loss)), h = gtk_widget_get_height (GTK_WIDGET (loss));
+  cairo_rectangle_t area;
+  double zlo, zhi;
+
+  g_assert_cmpint (w, >, 0);
+  kilt_train_page_set_x_mode (train, KILT_CHART_X_EPOCH);
+  kilt_chart_get_plot_area (lc, w, h, &area);
+  /* At epoch 2.5 of the 5 (the span is shared, so the throughput chart's cursor is there too). */
+  kilt_chart_view_hover (loss, kilt_chart_x_to_pixel (lc, w, h, 2.5));
+  g_assert_cmpfloat_with_epsilon (kilt_chart_view_get_hover_x (loss), 2.5, 1e-6);
+  g_assert_cmpfloat_with_epsilon (kilt_chart_view_get_hover_x (rate), 2.5, 1e-6);
+  {
+    g_autofree char *text
+        = kilt_chart_describe_at (lc, w, h, kilt_chart_x_to_pixel (lc, w, h, 2.5));
+    g_test_message ("hover: %s", text);
+    g_assert_true (g_str_has_prefix (text, "Step 750 · Epoch 2.50 · Time 7.5 s"));
+    g_assert_nonnull (strstr (text, "(raw "));
+    /* Validation was not measured at 2.5: not named. */
+    g_assert_null (strstr (text, "validation"));
+  }
+  settle (0.2);
+  screenshot (window_content (), "train-hover");
+  kilt_chart_view_hover (loss, -1);
+  g_assert_true (isnan (kilt_chart_view_get_hover_x (rate)));
+
+  /* A drag from epoch 1 to 2 on the loss chart zooms every chart of the page to it. */
+  g_assert_true (kilt_chart_view_zoom_pixels (loss, kilt_chart_x_to_pixel (lc, w, h, 1),
+                                              kilt_chart_x_to_pixel (lc, w, h, 2)));
+  for (guint c = 0; c < KILT_TRAIN_N_CHARTS; c++)
+    {
+      g_assert_true (kilt_chart_get_x_zoom (kilt_train_page_get_chart (train, c), &zlo, &zhi));
+      g_assert_cmpfloat_with_epsilon (zlo, 1, 0.02);
+      g_assert_cmpfloat_with_epsilon (zhi, 2, 0.02);
+    }
+  {
+    /* At full detail: every step report between the ends is drawn. */
+    gsize n;
+    kilt_chart_get_reduced (lc, 0, &n);
+    g_assert_cmpuint (n, >=, 290);
+  }
+  g_assert_true (kilt_train_page_get_can_reset_zoom (train));
+  settle (0.2);
+  screenshot (window_content (), "train-zoomed");
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (train), "train.reset-zoom", NULL));
+  for (guint c = 0; c < KILT_TRAIN_N_CHARTS; c++)
+    g_assert_false (kilt_chart_get_x_zoom (kilt_train_page_get_chart (train, c), NULL, NULL));
+  g_assert_false (kilt_train_page_get_can_reset_zoom (train));
+  /* Too narrow a drag (a click) zooms nothing. */
+  g_assert_false (kilt_chart_view_zoom_pixels (loss, area.x + 40, area.x + 42));
+  kilt_train_page_set_x_mode (train, KILT_CHART_X_EPOCH);
+}
+
+/* A run that ended says how it did: final and best figures with their epoch, its training
+ * time with the pause left out, and its throughput. */
+static void
+check_summary (KiltTrainPage *train, const Feed *feed)
+{
+  g_autofree char *text = kilt_train_page_get_summary (train);
+  guint n_epochs = feed->n_steps / feed->steps_per_epoch, best = 0;
+  double best_acc = -1, rate = 0;
+  g_autofree char *want_best = NULL, *want_final = NULL;
+
+  g_assert_nonnull (text);
+  g_test_message ("summary:\n%s", text);
+  for (guint e = 1; e <= n_epochs; e++)
+    {
+      KiltEvent ev = fake_step (e * feed->steps_per_epoch, feed->steps_per_epoch);
+      double acc = ev.accuracy * 0.98;
+      if (acc > best_acc)
+        best_acc = acc, best = e;
+      rate += ev.samples_per_second / n_epochs;
+      if (e == n_epochs)
+        want_final = g_strdup_printf ("%.4f training · %.4f validation", ev.loss, ev.loss * 1.1);
+    }
+  want_best
+      = g_strdup_printf ("Best validation accuracy: %.1f%% at epoch %u", 100 * best_acc, best);
+  g_assert_true (g_str_has_prefix (text, "Run Summary · stopped after 5 epochs"));
+  g_assert_nonnull (strstr (text, want_best));
+  g_assert_nonnull (strstr (text, want_final));
+  g_assert_nonnull (strstr (text, "Training time: 15.0 s (paused time left out)"));
+  {
+    g_autofree char *n = kilt_format_thousands ((guint64)llround (rate));
+    g_autofree char *want = g_strdup_printf ("Throughput: %s samples/s", n);
+    g_assert_nonnull (strstr (text, want));
+  }
+  screenshot (window_content (), "train-summary");
+}
+
 /* The Train page fed through the window's own session, as a run would feed it. */
 static void
 test_live_charts (void)
@@ -407,6 +564,8 @@ test_live_charts (void)
     g_assert_nonnull (strstr (at, "validation"));
   }
   screenshot (window_content (), "train-live");
+  check_x_axes (train, &feed);
+  check_cursor_and_zoom (train);
   {
     KiltEvent fin = { 0 };
     fin.type = KILT_EVENT_FINISHED;
@@ -415,6 +574,7 @@ test_live_charts (void)
   }
   g_assert_true (wait_until (run_over, NULL, 10));
   g_assert_cmpstr (kilt_window_get_last_message (window), ==, "Training stopped");
+  check_summary (train, &feed);
 }
 
 static void
@@ -906,6 +1066,21 @@ test_train (void)
     g_test_message ("finished: %s", kilt_train_page_get_detail (train));
     g_assert_cmpstr (kilt_train_page_get_status (train), ==, "Finished");
     g_assert_nonnull (strstr (kilt_train_page_get_detail (train), "2 epochs · loss "));
+    /* A real run's summary: its two epochs, time and throughput, validated each epoch. */
+    {
+      g_autofree char *summary = kilt_train_page_get_summary (train);
+      g_test_message ("summary: %s", summary);
+      g_assert_nonnull (summary);
+      g_assert_true (g_str_has_prefix (summary, "Run Summary · finished after 2 epochs"));
+      g_assert_nonnull (strstr (summary, "Best validation accuracy: "));
+      g_assert_nonnull (strstr (summary, "(paused time left out)"));
+      g_assert_nonnull (strstr (summary, " samples/s (mean of the epochs)"));
+    }
+    /* The rate of the optimizer at each step report, as the trainer sent it. */
+    g_assert_cmpuint (
+        kilt_chart_get_n_points (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LEARNING_RATE),
+                                 0),
+        ==, kilt_chart_get_n_points (kilt_train_page_get_chart (train, KILT_TRAIN_CHART_LOSS), 0));
     g_assert_nonnull (strstr (kilt_train_page_get_detail (train), "accuracy"));
     g_assert_false (kilt_train_page_get_stop_armed (train));
     /* PoCL is a CPU device: the busy chart says what its near-100% means. */
@@ -2171,6 +2346,12 @@ test_evaluate_view (void)
   g_assert_cmpuint (kilt_eval_view_get_gallery_size (view), ==,
                     MIN (KILT_EVAL_VIEW_GALLERY_MAX, ev->n_samples - ev->correct));
   g_assert_cmpuint (kilt_eval_view_get_gallery_size (view), >, 0);
+  /* The sample data has no files: each image says its place in the split. */
+  {
+    g_autofree char *want = g_strdup_printf (
+        "sample %" G_GUINT64_FORMAT, g_array_index (ev->misclassified, KiltMisclassified, 0).index);
+    g_assert_cmpstr (kilt_eval_view_get_gallery_source (view, 0), ==, want);
+  }
 
   /* Classify a file: the first test image, written as a PNG. */
   {

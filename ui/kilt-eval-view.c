@@ -339,11 +339,16 @@ fill_gallery (KiltEvalView *self)
       g_autofree char *tp = g_strdup_printf ("true: %s", ev->class_names[m->truth]);
       g_autofree char *pp = g_strdup_printf ("predicted: %s %.0f%%", ev->class_names[m->predicted],
                                              100.0 * m->probability);
+      /* Which image it is: its file where the data set has one, else its place in the split. */
+      g_autofree char *where = m->path ? g_filename_display_name (m->path)
+                                       : g_strdup_printf ("sample %" G_GUINT64_FORMAT, m->index);
+      g_autofree char *base = m->path ? g_filename_display_basename (m->path) : NULL;
       g_autofree char *tip
-          = g_strdup_printf ("Sample %" G_GUINT64_FORMAT " of the %s split\n%s\n%s", m->index,
-                             kilt_split_kind_name (ev->split), tp, pp);
+          = g_strdup_printf ("%s (sample %" G_GUINT64_FORMAT " of the %s split)\n%s\n%s", where,
+                             m->index, kilt_split_kind_name (ev->split), tp, pp);
       GtkWidget *pic = tex ? gtk_picture_new_for_paintable (GDK_PAINTABLE (tex)) : NULL;
       GtkWidget *l1 = gtk_label_new (tp), *l2 = gtk_label_new (pp);
+      GtkWidget *l3 = gtk_label_new (base ? base : where);
 
       if (pic)
         {
@@ -366,6 +371,14 @@ fill_gallery (KiltEvalView *self)
           gtk_box_append (GTK_BOX (box), l);
         }
       gtk_widget_add_css_class (l2, "error");
+      /* The file name, one line, shortened in the middle where the two ends tell them apart. */
+      gtk_label_set_ellipsize (GTK_LABEL (l3), PANGO_ELLIPSIZE_MIDDLE);
+      gtk_label_set_max_width_chars (GTK_LABEL (l3), 16);
+      gtk_label_set_width_chars (GTK_LABEL (l3), 12);
+      gtk_widget_add_css_class (l3, "caption");
+      gtk_widget_add_css_class (l3, "dim-label");
+      gtk_widget_set_name (l3, "sample-source");
+      gtk_box_append (GTK_BOX (box), l3);
       gtk_widget_set_tooltip_text (box, tip);
       gtk_widget_set_size_request (box, 120, -1);
       gtk_flow_box_append (self->gallery, box);
@@ -726,6 +739,22 @@ guint
 kilt_eval_view_get_gallery_size (KiltEvalView *self)
 {
   return self->gallery_size;
+}
+
+const char *
+kilt_eval_view_get_gallery_source (KiltEvalView *view, guint i)
+{
+  GtkFlowBoxChild *child;
+
+  g_return_val_if_fail (KILT_IS_EVAL_VIEW (view), NULL);
+  child = gtk_flow_box_get_child_at_index (view->gallery, (int)i);
+  if (child == NULL)
+    return NULL;
+  for (GtkWidget *w = gtk_widget_get_first_child (gtk_flow_box_child_get_child (child)); w;
+       w = gtk_widget_get_next_sibling (w))
+    if (g_strcmp0 (gtk_widget_get_name (w), "sample-source") == 0)
+      return gtk_label_get_text (GTK_LABEL (w));
+  return NULL;
 }
 
 void

@@ -39,6 +39,9 @@ const char *kilt_eval_view_get_error (KiltEvalView *view);
 const char *kilt_eval_view_get_classification (KiltEvalView *view);
 /* Thumbnails in the gallery. */
 guint kilt_eval_view_get_gallery_size (KiltEvalView *view);
+/* What the gallery's image @i says it is: its file's name where the data set has files (image
+ * folders), else "sample N". NULL past the end. */
+const char *kilt_eval_view_get_gallery_source (KiltEvalView *view, guint i);
 /* Scrolls the gallery of misclassified images to the top of the view. */
 void kilt_eval_view_scroll_to_gallery (KiltEvalView *view);
 

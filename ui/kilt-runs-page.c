@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "kilt-runs-page"
 
 #include "kilt-runs-page.h"
+#include "kilt-chart-view.h"
 #include "kilt-eval-view.h"
 #include "kilt-runs-resources.h"
 #include "kilt-error.h"
@@ -202,9 +203,10 @@ struct _KiltRunsPage
   GtkStack *compare_stack;
   AdwStatusPage *empty_status;
   GtkDropDown *chart_choice;
-  GtkCheckButton *x_time;
+  GtkDropDown *x_choice;
+  GtkWidget *x_label;
   GtkDropDown *baseline_choice;
-  GtkDrawingArea *chart_area;
+  KiltChartView *chart_view;
   GtkBox *tables_box;
 
   char *db_path;
@@ -341,30 +343,25 @@ report_options (KiltRunsPage *self)
     if (((KiltRun *)self->selected->pdata[i])->id == self->baseline_id)
       o.baseline = self->selected->pdata[i];
   o.chart = (KiltReportChart)gtk_drop_down_get_selected (self->chart_choice);
-  o.x_wall_time = gtk_check_button_get_active (self->x_time);
+  /* The choice lists Epoch, Step, Time. */
+  o.x_steps = gtk_drop_down_get_selected (self->x_choice) == 1;
+  o.x_wall_time = gtk_drop_down_get_selected (self->x_choice) == 2;
   return o;
 }
 
+/* The chart of the selected runs, built again whenever they or the options change; the view
+ * draws it with the hover read-out and zoom of the Train page's charts. */
 static void
-draw_chart (GtkDrawingArea *area, cairo_t *cr, int width, int height, gpointer user_data)
+rebuild_chart (KiltRunsPage *self)
 {
-  KiltRunsPage *self = user_data;
   KiltReportOptions o = report_options (self);
   g_autoptr (KiltChart) chart = NULL;
-  GdkRGBA fg;
-  double fgv[3], bg[4] = { 0, 0, 0, 0 };
 
   if (self->selected->len == 0)
-    return;
-  chart = kilt_report_chart_new (&o, o.chart);
-  /* GTK 4.8 has no gtk_widget_get_color (4.10): the style context gives the text colour. */
-  G_GNUC_BEGIN_IGNORE_DEPRECATIONS
-  gtk_style_context_get_color (gtk_widget_get_style_context (GTK_WIDGET (area)), &fg);
-  G_GNUC_END_IGNORE_DEPRECATIONS
-  fgv[0] = fg.red, fgv[1] = fg.green, fgv[2] = fg.blue;
-  kilt_chart_set_colors (chart, fgv, bg);
-  kilt_chart_set_columns (chart, (guint)MAX (width, 1));
-  kilt_chart_draw (chart, cr, width, height, -1);
+    chart = kilt_chart_new (NULL);
+  else
+    chart = kilt_report_chart_new (&o, o.chart);
+  kilt_chart_view_set_chart (self->chart_view, chart);
 }
 
 /* @t as a grid; @only: the header names of the columns to show (NULL: all); @short_header:
@@ -588,11 +585,14 @@ update_comparison (KiltRunsPage *self)
 {
   KiltReportChart chart = (KiltReportChart)gtk_drop_down_get_selected (self->chart_choice);
 
-  /* Wall time is an x axis for curves only; bars stand per epoch, run or layer. */
-  gtk_widget_set_sensitive (GTK_WIDGET (self->x_time),
-                            chart == KILT_REPORT_CHART_LOSS || chart == KILT_REPORT_CHART_ACCURACY);
+  /* The x choice is for curves only; bars stand per epoch, run or layer, and the accuracy
+   * against time is against time. */
+  gboolean curves = chart == KILT_REPORT_CHART_LOSS || chart == KILT_REPORT_CHART_ACCURACY
+                    || chart == KILT_REPORT_CHART_LEARNING_RATE;
+  gtk_widget_set_visible (GTK_WIDGET (self->x_choice), curves);
+  gtk_widget_set_visible (self->x_label, curves);
   update_tables (self);
-  gtk_widget_queue_draw (GTK_WIDGET (self->chart_area));
+  rebuild_chart (self);
 }
 
 /* The one selected run's checkpoint when it is on disk, else NULL with @error saying why. */
@@ -879,6 +879,21 @@ void
 kilt_runs_page_set_chart (KiltRunsPage *self, KiltReportChart chart)
 {
   gtk_drop_down_set_selected (self->chart_choice, chart);
+}
+
+void
+kilt_runs_page_set_x_mode (KiltRunsPage *self, KiltChartXMode mode)
+{
+  /* The choice lists Epoch, Step, Time. */
+  gtk_drop_down_set_selected (self->x_choice, mode == KILT_CHART_X_STEP   ? 1
+                                              : mode == KILT_CHART_X_TIME ? 2
+                                                                          : 0);
+}
+
+KiltChart *
+kilt_runs_page_get_chart (KiltRunsPage *self)
+{
+  return kilt_chart_view_get_chart (self->chart_view);
 }
 
 gboolean
@@ -1404,6 +1419,7 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   object_class->finalize = kilt_runs_page_finalize;
 
   kilt_runs_register_resource ();
+  g_type_ensure (KILT_TYPE_CHART_VIEW);
   gtk_widget_class_set_template_from_resource (widget_class, "/org/kilt/Kilt/ui/kilt-runs-page.ui");
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, toasts);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, search);
@@ -1411,9 +1427,10 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, compare_stack);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, empty_status);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, chart_choice);
-  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, x_time);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, x_choice);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, x_label);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, baseline_choice);
-  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, chart_area);
+  gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, chart_view);
   gtk_widget_class_bind_template_child (widget_class, KiltRunsPage, tables_box);
   gtk_widget_class_bind_template_callback (widget_class, on_search_changed);
 
@@ -1523,10 +1540,11 @@ kilt_runs_page_init (KiltRunsPage *self)
   gtk_drop_down_set_model (self->baseline_choice, G_LIST_MODEL (self->baseline_list));
   g_signal_connect_swapped (self->chart_choice, "notify::selected", G_CALLBACK (update_comparison),
                             self);
-  g_signal_connect_swapped (self->x_time, "toggled", G_CALLBACK (update_comparison), self);
+  g_signal_connect_swapped (self->x_choice, "notify::selected", G_CALLBACK (update_comparison),
+                            self);
   g_signal_connect_swapped (self->baseline_choice, "notify::selected",
                             G_CALLBACK (baseline_changed), self);
-  gtk_drawing_area_set_draw_func (self->chart_area, draw_chart, self, NULL);
+  rebuild_chart (self);
   drop_down_ellipsize (self->chart_choice, 22);
   drop_down_ellipsize (self->baseline_choice, 22);
   g_signal_connect (self, "map", G_CALLBACK (on_map), NULL);

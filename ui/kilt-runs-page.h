@@ -36,6 +36,11 @@ GArray *kilt_runs_page_get_selected (KiltRunsPage *page);
 void kilt_runs_page_set_baseline (KiltRunsPage *page, gint64 id);
 gint64 kilt_runs_page_get_baseline (KiltRunsPage *page);
 void kilt_runs_page_set_chart (KiltRunsPage *page, KiltReportChart chart);
+/* What the comparison's curves are drawn against, as the X axis choice sets it. */
+void kilt_runs_page_set_x_mode (KiltRunsPage *page, KiltChartXMode mode);
+/* The comparison chart shown (owned by the page, rebuilt when the selection or options
+ * change). */
+KiltChart *kilt_runs_page_get_chart (KiltRunsPage *page);
 
 /* What the page's buttons do, without their dialogs. */
 gboolean kilt_runs_page_rename_run (KiltRunsPage *page, gint64 id, const char *name,

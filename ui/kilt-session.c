@@ -29,6 +29,7 @@ typedef struct
   KiltSessionUpdate pending;
   GQueue ready; /* KiltSessionUpdate *: whole updates of earlier runs of a sequence, in order */
   gint64 start_us;
+  KiltEvent last_step; /* scalars of the last STEP posted: where memory samples stand */
 } Shared;
 
 typedef struct
@@ -361,11 +362,14 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
           u->started = TRUE;
           u->first = c;
           keep_replicas (u, event);
+          /* A run of a sequence starts from its own first step, not the last run's last. */
+          memset (&s->last_step, 0, sizeof s->last_step);
           now = TRUE;
           break;
         case KILT_EVENT_STEP:
           g_array_append_val (u->steps, c);
           u->last = c, u->has_last = TRUE;
+          s->last_step = c;
           break;
         case KILT_EVENT_EPOCH:
           g_array_append_val (u->epochs, c);
@@ -374,6 +378,12 @@ post_event (RunTag *tag, guint index, guint n, const KiltEvent *event, const Kil
           break;
         case KILT_EVENT_MEMORY:
           c.epoch_seconds = (g_get_monotonic_time () - s->start_us) / 1e6;
+          /* A sample is taken just after a step report: it stands where that report does on
+           * the charts' step, epoch and time axes (the page gets the two apart). */
+          c.epoch = s->last_step.epoch;
+          c.step = s->last_step.step;
+          c.global_step = s->last_step.global_step;
+          c.elapsed_seconds = s->last_step.elapsed_seconds;
           g_array_append_val (u->memory, c);
           break;
         case KILT_EVENT_TIMINGS:
@@ -453,6 +463,7 @@ begin_run (KiltSession *self)
   update_init (&self->shared->pending);
   g_queue_clear_full (&self->shared->ready, update_free);
   self->shared->start_us = g_get_monotonic_time ();
+  memset (&self->shared->last_step, 0, sizeof self->shared->last_step);
   g_mutex_unlock (&self->shared->lock);
   self->start_us = self->shared->start_us;
   self->end_us = 0;

@@ -15,7 +15,8 @@ typedef struct
 {
   GArray *steps;    /* KiltEvent copies of type STEP (scalars only) */
   GArray *epochs;   /* ... EPOCH */
-  GArray *memory;   /* ... MEMORY, with .epoch_seconds holding seconds since start */
+  GArray *memory;   /* ... MEMORY, with .epoch_seconds holding seconds since start and
+                     * .epoch, .step, .global_step, .elapsed_seconds the last STEP's */
   GPtrArray *logs;  /* char *: "warning: ..." lines */
   GArray *timings;  /* KiltLayerTiming: the latest per-layer times, or NULL */
   gboolean started; /* the STARTED event is in @first */

@@ -1,4 +1,5 @@
-/* Train page: progress, live charts (loss, accuracy, memory, throughput, busy), timings, log. */
+/* Train page: progress, live charts (loss, accuracy, memory, throughput, busy, learning rate),
+ * the end-of-run summary, timings, log. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #define G_LOG_DOMAIN "kilt-train-page"
 
@@ -8,6 +9,19 @@
 
 #include <math.h>
 #include <string.h>
+
+/* What the end-of-run summary is made of, gathered from the epochs as they end. */
+typedef struct
+{
+  guint epochs;             /* epochs finished in this run */
+  double best_val_accuracy; /* NaN while no epoch was validated */
+  guint best_val_accuracy_epoch;
+  double best_val_loss;
+  guint best_val_loss_epoch;
+  double train_seconds; /* training time, paused time left out */
+  double rate_sum;      /* samples/s of each epoch, summed */
+  guint rate_n;
+} Summary;
 
 struct _KiltTrainPage
 {
@@ -23,6 +37,11 @@ struct _KiltTrainPage
   GtkScale *smoothing_scale;
   GtkCheckButton *log_check;
   GtkCheckButton *oom_check;
+  GtkDropDown *x_choice;
+  GtkWidget *reset_zoom_button;
+  GtkRevealer *summary_revealer;
+  GtkLabel *summary_title;
+  GtkGrid *summary_grid;
   GtkGrid *chart_grid;
   GtkGrid *timing_grid;
 
@@ -34,6 +53,7 @@ struct _KiltTrainPage
   guint epochs;
   guint vendor_series;
   char *device_name;
+  char *eval_name;                        /* what the second curves are measured on */
   char *empty_texts[KILT_TRAIN_N_CHARTS]; /* what an empty chart says before a run */
   /* The last step report: its epoch, step and running means over the epoch so far, from
    * which the next report's figures over the steps between them are taken. */
@@ -44,9 +64,16 @@ struct _KiltTrainPage
   KiltEvent last_epoch;          /* the last finished epoch's figures (epoch 0: none yet) */
   guint seq_index, seq_count;    /* a run of a sequence (compare devices) */
   KiltReplicaView *replica_view; /* a run on several devices: each one's part */
+  /* Where the last step report stood on every x axis (memory samples are taken with it), and
+   * what a resumed run's own clock starts from: its parent's training time. */
+  KiltChartStamp last_stamp;
+  double time_offset;
+  Summary summary;
 };
 
 G_DEFINE_FINAL_TYPE (KiltTrainPage, kilt_train_page, ADW_TYPE_BIN)
+
+static const char *const x_mode_keys[KILT_CHART_N_X_MODES] = { "step", "epoch", "time" };
 
 static KiltChart *
 chart (KiltTrainPage *self, KiltTrainChart which)
@@ -86,6 +113,15 @@ format_eta (double seconds)
   if (s >= 3600)
     return g_strdup_printf ("%d:%02d:%02d", (int)(s / 3600), (int)(s / 60 % 60), (int)(s % 60));
   return g_strdup_printf ("%d:%02d", (int)(s / 60), (int)(s % 60));
+}
+
+/* A run's length: seconds with a decimal while short (a test run of 0.4 s is not "0:00"). */
+static char *
+format_duration (double seconds)
+{
+  if (isfinite (seconds) && seconds >= 0 && seconds < 60)
+    return g_strdup_printf ("%.1f s", seconds);
+  return format_eta (seconds);
 }
 
 static void
@@ -140,6 +176,134 @@ show_timings (KiltTrainPage *self, GArray *timings)
     }
 }
 
+/* ---- the end-of-run summary ---- */
+
+static void
+summary_clear (Summary *m)
+{
+  memset (m, 0, sizeof *m);
+  m->best_val_accuracy = m->best_val_loss = NAN;
+}
+
+static void
+summary_add_epoch (Summary *m, const KiltEvent *e)
+{
+  m->epochs = MAX (m->epochs, e->epoch);
+  if (!isnan (e->val_accuracy) && !(e->val_accuracy <= m->best_val_accuracy))
+    m->best_val_accuracy = e->val_accuracy, m->best_val_accuracy_epoch = e->epoch;
+  if (!isnan (e->val_loss) && !(e->val_loss >= m->best_val_loss))
+    m->best_val_loss = e->val_loss, m->best_val_loss_epoch = e->epoch;
+  if (isfinite (e->elapsed_seconds))
+    m->train_seconds = MAX (m->train_seconds, e->elapsed_seconds);
+  if (e->samples_per_second > 0)
+    m->rate_sum += e->samples_per_second, m->rate_n++;
+}
+
+static void
+summary_row (KiltTrainPage *self, guint row, guint col, const char *name, const char *value)
+{
+  GtkWidget *n = gtk_label_new (name);
+  GtkWidget *v = gtk_label_new (value);
+
+  gtk_label_set_xalign (GTK_LABEL (n), 0);
+  gtk_label_set_xalign (GTK_LABEL (v), 0);
+  gtk_label_set_wrap (GTK_LABEL (v), TRUE);
+  gtk_label_set_selectable (GTK_LABEL (v), TRUE);
+  gtk_widget_set_hexpand (v, TRUE);
+  gtk_widget_add_css_class (n, "dim-label");
+  gtk_widget_add_css_class (v, "stat-value");
+  gtk_grid_attach (self->summary_grid, n, col * 2, row, 1, 1);
+  gtk_grid_attach (self->summary_grid, v, col * 2 + 1, row, 1, 1);
+}
+
+static char *
+format_pair (const char *fmt_train, double train, const char *fmt_val, double val,
+             const char *val_name)
+{
+  GString *t = g_string_new (NULL);
+
+  if (isfinite (train))
+    g_string_append_printf (t, fmt_train, train);
+  if (isfinite (val))
+    {
+      g_string_append (t, t->len ? " · " : "");
+      g_string_append_printf (t, fmt_val, val);
+      g_string_append_printf (t, " %s", val_name);
+    }
+  return g_string_free (t, FALSE);
+}
+
+/* How the run ended up: final and best figures, training time, throughput. */
+static void
+show_summary (KiltTrainPage *self, KiltRunStatus status)
+{
+  const Summary *m = &self->summary;
+  const KiltEvent *e = &self->last_epoch;
+  const char *val_name = self->eval_name ? self->eval_name : "validation";
+  g_autofree char *title = NULL;
+  g_autofree char *loss = NULL, *acc = NULL, *time = NULL, *rate = NULL;
+  GtkWidget *child;
+  guint row = 0;
+
+  while ((child = gtk_widget_get_first_child (GTK_WIDGET (self->summary_grid))))
+    gtk_grid_remove (self->summary_grid, child);
+  if (e->epoch == 0)
+    {
+      gtk_revealer_set_reveal_child (self->summary_revealer, FALSE);
+      return;
+    }
+  title = g_strdup_printf ("Run Summary · %s after %u epoch%s",
+                           status == KILT_RUN_FINISHED ? "finished" : "stopped", m->epochs,
+                           m->epochs == 1 ? "" : "s");
+  gtk_label_set_text (self->summary_title, title);
+  loss = format_pair ("%.4f training", e->loss, "%.4f", e->val_loss, val_name);
+  acc = format_pair ("%.1f%% training", 100 * e->accuracy, "%.1f%%", 100 * e->val_accuracy,
+                     val_name);
+  summary_row (self, row, 0, "Final loss", loss);
+  summary_row (self, row++, 1, "Final accuracy", acc);
+  if (!isnan (m->best_val_accuracy))
+    {
+      g_autofree char *ba = g_strdup_printf ("%.1f%% at epoch %u", 100 * m->best_val_accuracy,
+                                             m->best_val_accuracy_epoch);
+      g_autofree char *bl
+          = g_strdup_printf ("%.4f at epoch %u", m->best_val_loss, m->best_val_loss_epoch);
+      g_autofree char *na = g_strdup_printf ("Best %s accuracy", val_name);
+      g_autofree char *nl = g_strdup_printf ("Best %s loss", val_name);
+      summary_row (self, row, 0, nl, bl);
+      summary_row (self, row++, 1, na, ba);
+    }
+  {
+    g_autofree char *d = format_duration (m->train_seconds);
+    time = g_strdup_printf ("%s (paused time left out)", d);
+  }
+  if (m->rate_n)
+    {
+      g_autofree char *n = kilt_format_thousands ((guint64)llround (m->rate_sum / m->rate_n));
+      rate = g_strdup_printf ("%s samples/s (mean of the epochs)", n);
+    }
+  else
+    rate = g_strdup ("–");
+  summary_row (self, row, 0, "Training time", time);
+  summary_row (self, row++, 1, "Throughput", rate);
+  gtk_revealer_set_reveal_child (self->summary_revealer, TRUE);
+}
+
+char *
+kilt_train_page_get_summary (KiltTrainPage *self)
+{
+  GString *t;
+  guint i = 0;
+
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), NULL);
+  if (!gtk_revealer_get_reveal_child (self->summary_revealer))
+    return NULL;
+  t = g_string_new (gtk_label_get_text (self->summary_title));
+  for (GtkWidget *c = gtk_widget_get_first_child (GTK_WIDGET (self->summary_grid)); c;
+       c = gtk_widget_get_next_sibling (c), i++)
+    g_string_append_printf (t, i % 2 ? ": %s" : "\n%s", gtk_label_get_text (GTK_LABEL (c)));
+  return g_string_free (t, FALSE);
+}
+
 void
 kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity)
 {
@@ -147,6 +311,12 @@ kilt_train_page_reset (KiltTrainPage *self, const char *title, guint64 capacity)
   self->prev_epoch = self->prev_step = 0;
   memset (&self->last_step, 0, sizeof self->last_step);
   memset (&self->last_epoch, 0, sizeof self->last_epoch);
+  memset (&self->last_stamp, 0, sizeof self->last_stamp);
+  self->time_offset = 0;
+  /* The charts' clear drops any zoom. */
+  gtk_widget_set_sensitive (self->reset_zoom_button, FALSE);
+  summary_clear (&self->summary);
+  show_summary (self, KILT_RUN_FINISHED);
   for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
     {
       kilt_chart_clear (chart (self, i));
@@ -184,13 +354,25 @@ kilt_train_page_log (KiltTrainPage *self, const char *line)
   gtk_text_buffer_insert (self->log, &end, "\n", 1);
 }
 
-/* A step report on the loss, accuracy, throughput and busy charts. */
-static void
-append_step (KiltTrainPage *self, guint epoch, guint step, double loss, double accuracy,
-             double samples_per_second, double busy_percent)
+/* Where a report of @epoch and @step (within it; @global_step 0: not known) stands on every
+ * x axis, @seconds into this run. */
+static KiltChartStamp
+stamp_at (KiltTrainPage *self, guint epoch, guint step, guint64 global_step, double seconds)
 {
   guint spe = self->steps_per_epoch ? self->steps_per_epoch : 1;
-  double x = (epoch ? epoch - 1 : 0) + (double)step / spe;
+  KiltChartStamp at;
+
+  at.epoch = (epoch ? epoch - 1 : 0) + (double)step / spe;
+  at.step = global_step ? (double)global_step : (epoch ? epoch - 1 : 0) * (double)spe + step;
+  at.seconds = isfinite (seconds) ? seconds + self->time_offset : NAN;
+  return at;
+}
+
+/* A step report on the loss, accuracy, throughput, busy and learning-rate charts. */
+static void
+append_step (KiltTrainPage *self, const KiltChartStamp *at, guint epoch, guint step, double loss,
+             double accuracy, double samples_per_second, double busy_percent, double lr)
+{
   double run_loss = loss, run_accuracy = accuracy;
 
   /* A step report holds the running means over its epoch so far, which restart at each
@@ -207,12 +389,27 @@ append_step (KiltTrainPage *self, guint epoch, guint step, double loss, double a
   self->prev_step = step;
   self->prev_loss = run_loss;
   self->prev_accuracy = run_accuracy;
-  kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 0, x, loss);
-  kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 0, x, 100 * CLAMP (accuracy, 0, 1));
+  self->last_stamp = *at;
+  kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_LOSS), 0, at, loss);
+  kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_ACCURACY), 0, at,
+                        100 * CLAMP (accuracy, 0, 1));
   if (samples_per_second > 0)
-    kilt_chart_append (chart (self, KILT_TRAIN_CHART_THROUGHPUT), 0, x, samples_per_second);
+    kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_THROUGHPUT), 0, at, samples_per_second);
   if (isfinite (busy_percent) && busy_percent > 0)
-    kilt_chart_append (chart (self, KILT_TRAIN_CHART_BUSY), 0, x, busy_percent);
+    kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_BUSY), 0, at, busy_percent);
+  if (isfinite (lr) && lr > 0)
+    kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_LEARNING_RATE), 0, at, lr);
+}
+
+/* An epoch's validation figures, where they were measured. */
+static void
+append_validation (KiltTrainPage *self, const KiltChartStamp *at, double val_loss,
+                   double val_accuracy)
+{
+  if (!isnan (val_loss))
+    kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_LOSS), 1, at, val_loss);
+  if (!isnan (val_accuracy))
+    kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_ACCURACY), 1, at, 100 * val_accuracy);
 }
 
 void
@@ -224,24 +421,28 @@ kilt_train_page_show_history (KiltTrainPage *self, const KiltRun *run)
   g_return_if_fail (run != NULL);
   if (run->record.steps_per_epoch)
     self->steps_per_epoch = run->record.steps_per_epoch;
+  self->time_offset = 0;
   for (guint i = 0; run->steps && i < run->steps->len; i++)
     {
       const KiltStepRecord *st = &g_array_index (run->steps, KiltStepRecord, i);
-      append_step (self, st->epoch, st->step, st->loss, st->accuracy, st->samples_per_second, NAN);
+      KiltChartStamp at
+          = stamp_at (self, st->epoch, st->step, st->global_step, st->elapsed_seconds);
+      append_step (self, &at, st->epoch, st->step, st->loss, st->accuracy, st->samples_per_second,
+                   NAN, st->learning_rate);
     }
   for (guint i = 0; i < run->epochs->len; i++)
     {
       const KiltEpochRecord *e = &g_array_index (run->epochs, KiltEpochRecord, i);
+      guint spe = self->steps_per_epoch ? self->steps_per_epoch : 1;
+      KiltChartStamp at = stamp_at (self, e->epoch, spe, 0, e->elapsed_seconds);
       /* Without sampled steps, the epoch's own figures make the training curve. */
       if (run->steps == NULL || run->steps->len == 0)
-        append_step (self, e->epoch, self->steps_per_epoch ? self->steps_per_epoch : 1,
-                     e->train_loss, e->train_accuracy, e->samples_per_second, e->busy_percent);
-      if (!isnan (e->val_loss))
-        kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 1, e->epoch, e->val_loss);
-      if (!isnan (e->val_accuracy))
-        kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 1, e->epoch,
-                           100 * e->val_accuracy);
+        append_step (self, &at, e->epoch, spe, e->train_loss, e->train_accuracy,
+                     e->samples_per_second, e->busy_percent, e->learning_rate);
+      append_validation (self, &at, e->val_loss, e->val_accuracy);
     }
+  /* The resumed run's clock goes on from where its parent's stopped. */
+  self->time_offset = isfinite (self->last_stamp.seconds) ? self->last_stamp.seconds : 0;
   line = g_strdup_printf (
       "info: goes on from run #%" G_GINT64_FORMAT " (%s) after its epoch %u; "
       "the curves up to there are that run's",
@@ -275,8 +476,10 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
   for (guint i = 0; i < u->steps->len; i++)
     {
       const KiltEvent *e = &g_array_index (u->steps, KiltEvent, i);
-      append_step (self, e->epoch, e->step, e->loss, e->accuracy, e->samples_per_second,
-                   e->busy_percent);
+      KiltChartStamp at = stamp_at (self, e->epoch, e->step, e->global_step, e->elapsed_seconds);
+      append_step (self, &at, e->epoch, e->step, e->loss, e->accuracy, e->samples_per_second,
+                   e->busy_percent, e->learning_rate);
+      self->summary.train_seconds = MAX (self->summary.train_seconds, e->elapsed_seconds);
     }
   for (guint i = 0; i < u->epochs->len; i++)
     {
@@ -286,14 +489,19 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
           "(%.1f s)",
           e->epoch, e->loss, 100 * e->accuracy, e->val_loss, 100 * e->val_accuracy,
           e->epoch_seconds);
+      KiltChartStamp at = stamp_at (self, e->epoch, e->step, e->global_step, e->elapsed_seconds);
+      /* The epoch's end is a report of its last step too: a short epoch's last steps (or all of
+       * them) came in no step report, and the training curve would stop short of its end. Not
+       * when a later report was drawn already (one update holds the steps of both epochs). */
+      if (e->epoch > self->prev_epoch
+          || (e->epoch == self->prev_epoch && e->step > self->prev_step))
+        append_step (self, &at, e->epoch, e->step, e->loss, e->accuracy, e->samples_per_second, NAN,
+                     e->learning_rate);
       /* The profiler's busy share is known at least at each epoch's end. */
       if (isfinite (e->busy_percent))
-        kilt_chart_append (chart (self, KILT_TRAIN_CHART_BUSY), 0, e->epoch, e->busy_percent);
-      if (!isnan (e->val_loss))
-        kilt_chart_append (chart (self, KILT_TRAIN_CHART_LOSS), 1, e->epoch, e->val_loss);
-      if (!isnan (e->val_accuracy))
-        kilt_chart_append (chart (self, KILT_TRAIN_CHART_ACCURACY), 1, e->epoch,
-                           100 * e->val_accuracy);
+        kilt_chart_append_at (chart (self, KILT_TRAIN_CHART_BUSY), 0, &at, e->busy_percent);
+      append_validation (self, &at, e->val_loss, e->val_accuracy);
+      summary_add_epoch (&self->summary, e);
       kilt_train_page_log (self, line);
     }
   for (guint i = 0; i < u->memory->len; i++)
@@ -301,14 +509,16 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
       const KiltEvent *e = &g_array_index (u->memory, KiltEvent, i);
       KiltChart *mem = chart (self, KILT_TRAIN_CHART_MEMORY);
       /* Lower layers first: each area stacks on the one before. */
+      /* Taken just after a step report, so it stands where that report does. */
+      KiltChartStamp stamp = stamp_at (self, e->epoch, e->step, e->global_step, e->elapsed_seconds);
+      const KiltChartStamp *at = &stamp;
       for (guint c = 0; c < KILT_MEM_N_CATEGORIES; c++)
-        kilt_chart_append (mem, c, e->epoch_seconds, (double)e->mem.live[c]);
+        kilt_chart_append_at (mem, c, at, (double)e->mem.live[c]);
       if (e->vendor_used_bytes >= 0 && self->vendor_series == G_MAXUINT)
         self->vendor_series = kilt_chart_add_series (mem, "driver's figure", KILT_CHART_LINE,
                                                      (const double[]){ 0.2, 0.2, 0.2 });
       if (e->vendor_used_bytes >= 0)
-        kilt_chart_append (mem, self->vendor_series, e->epoch_seconds,
-                           (double)e->vendor_used_bytes);
+        kilt_chart_append_at (mem, self->vendor_series, at, (double)e->vendor_used_bytes);
     }
   for (guint i = 0; i < u->logs->len; i++)
     kilt_train_page_log (self, g_ptr_array_index (u->logs, i));
@@ -343,7 +553,10 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
     }
   if (u->run_finished)
     {
-      g_autofree char *took = format_eta (elapsed);
+      /* Training time with pauses left out when the run reported it (the kernel builds before
+       * the first step are not training either); else the wall time since Start. */
+      g_autofree char *took = format_duration (
+          self->summary.train_seconds > 0 ? self->summary.train_seconds : elapsed);
       g_autofree char *detail = NULL;
       const char *status = u->status == KILT_RUN_FINISHED  ? "Finished"
                            : u->status == KILT_RUN_STOPPED ? "Stopped"
@@ -368,13 +581,27 @@ kilt_train_page_apply (KiltTrainPage *self, const KiltSessionUpdate *u, double e
           if (!isnan (e->val_accuracy))
             g_string_append_printf (d, " · validation accuracy %.1f%%", 100 * e->val_accuracy);
           if (e->samples_per_second > 0)
-            g_string_append_printf (d, " · %.0f samples/s", e->samples_per_second);
+            {
+              g_autofree char *n = kilt_format_thousands ((guint64)llround (e->samples_per_second));
+              g_string_append_printf (d, " · %s samples/s", n);
+            }
           detail = g_string_free (d, FALSE);
         }
       else
         detail = g_strdup_printf ("Took %s", took);
-      gtk_label_set_text (self->status_label, status);
+      /* A run of a sequence says which device's run ended: a short one may end within the
+       * update that brought its first step, and would otherwise never name its device. */
+      if (self->seq_count > 1)
+        {
+          g_autofree char *which = g_strdup_printf ("Device %u of %u · %s", self->seq_index + 1,
+                                                    self->seq_count, status);
+          gtk_label_set_text (self->status_label, which);
+        }
+      else
+        gtk_label_set_text (self->status_label, status);
       gtk_label_set_text (self->detail_label, detail);
+      if (u->status == KILT_RUN_FINISHED || u->status == KILT_RUN_STOPPED)
+        show_summary (self, u->status);
       if (u->status == KILT_RUN_FINISHED)
         gtk_progress_bar_set_fraction (self->progress, 1);
       if (u->error)
@@ -442,6 +669,8 @@ void
 kilt_train_page_set_eval_name (KiltTrainPage *self, const char *name)
 {
   g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  g_free (self->eval_name);
+  self->eval_name = g_strdup (name);
   kilt_chart_set_series_name (chart (self, KILT_TRAIN_CHART_LOSS), 1, name);
   kilt_chart_set_series_name (chart (self, KILT_TRAIN_CHART_ACCURACY), 1, name);
   for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
@@ -489,6 +718,59 @@ kilt_train_page_get_focus_chart (KiltTrainPage *self)
 {
   g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), NULL);
   return self->focus_chart ? self->focus_chart : GTK_WIDGET (self->views[0]);
+}
+
+GtkWidget *
+kilt_train_page_get_chart_view (KiltTrainPage *self, KiltTrainChart which)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), NULL);
+  g_return_val_if_fail (which < KILT_TRAIN_N_CHARTS, NULL);
+  return GTK_WIDGET (self->views[which]);
+}
+
+void
+kilt_train_page_set_x_mode (KiltTrainPage *self, KiltChartXMode mode)
+{
+  g_return_if_fail (KILT_IS_TRAIN_PAGE (self));
+  g_return_if_fail ((guint)mode < KILT_CHART_N_X_MODES);
+  /* Through the choice, so that the setting and the charts follow it. */
+  gtk_drop_down_set_selected (self->x_choice, mode);
+}
+
+static void
+apply_x_mode (KiltTrainPage *self)
+{
+  guint mode = gtk_drop_down_get_selected (self->x_choice);
+
+  if (mode >= KILT_CHART_N_X_MODES)
+    return;
+  for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
+    {
+      kilt_chart_set_x_mode (chart (self, i), mode);
+      kilt_chart_view_update (self->views[i]);
+    }
+  g_settings_set_string (self->settings, "chart-x-axis", x_mode_keys[mode]);
+  gtk_widget_set_sensitive (self->reset_zoom_button, FALSE);
+}
+
+static void
+on_zoom_changed (KiltChartView *view, KiltTrainPage *self)
+{
+  gtk_widget_set_sensitive (self->reset_zoom_button, kilt_chart_view_get_zoomed (view));
+}
+
+gboolean
+kilt_train_page_get_can_reset_zoom (KiltTrainPage *self)
+{
+  g_return_val_if_fail (KILT_IS_TRAIN_PAGE (self), FALSE);
+  return gtk_widget_get_sensitive (self->reset_zoom_button);
+}
+
+static void
+action_reset_zoom (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltTrainPage *self = KILT_TRAIN_PAGE (widget);
+  kilt_chart_view_reset_zoom (self->views[0]);
 }
 
 void
@@ -539,6 +821,7 @@ kilt_train_page_finalize (GObject *object)
 
   g_clear_object (&self->settings);
   g_free (self->device_name);
+  g_free (self->eval_name);
   for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
     g_free (self->empty_texts[i]);
   G_OBJECT_CLASS (kilt_train_page_parent_class)->finalize (object);
@@ -564,9 +847,15 @@ kilt_train_page_class_init (KiltTrainPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, smoothing_scale);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, log_check);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, oom_check);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, x_choice);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, reset_zoom_button);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, summary_revealer);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, summary_title);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, summary_grid);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, chart_grid);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, timing_grid);
   gtk_widget_class_install_action (widget_class, "train.dismiss-error", NULL, action_dismiss_error);
+  gtk_widget_class_install_action (widget_class, "train.reset-zoom", NULL, action_reset_zoom);
 }
 
 static void
@@ -607,7 +896,6 @@ kilt_train_page_init (KiltTrainPage *self)
   kilt_chart_unref (c);
 
   c = kilt_chart_new ("Device memory");
-  kilt_chart_set_x_axis (c, "Time", KILT_AXIS_SECONDS);
   kilt_chart_set_y_axis (c, NULL, KILT_AXIS_BYTES);
   for (guint i = 0; i < KILT_MEM_N_CATEGORIES; i++)
     kilt_chart_add_series (c, mem_names[i], KILT_CHART_AREA, NULL);
@@ -637,6 +925,22 @@ kilt_train_page_init (KiltTrainPage *self)
   gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_BUSY, c), 0, 2, 1, 1);
   kilt_chart_unref (c);
 
+  c = kilt_chart_new ("Learning rate");
+  kilt_chart_set_y_axis (c, NULL, KILT_AXIS_NUMBER);
+  kilt_chart_add_series (c, "rate the optimizer used", KILT_CHART_LINE,
+                         (const double[]){ 0.57, 0.25, 0.67 });
+  self->empty_texts[KILT_TRAIN_CHART_LEARNING_RATE]
+      = g_strdup ("The learning rate of each step appears here during a run");
+  gtk_grid_attach (self->chart_grid, chart_card (self, KILT_TRAIN_CHART_LEARNING_RATE, c), 1, 2, 1,
+                   1);
+  kilt_chart_unref (c);
+
+  /* One x axis, cursor and zoom for the page, as Sysprof's rows share theirs. */
+  for (guint i = 1; i < KILT_TRAIN_N_CHARTS; i++)
+    kilt_chart_view_link (self->views[0], self->views[i]);
+  g_signal_connect (self->views[0], "zoom-changed", G_CALLBACK (on_zoom_changed), self);
+  gtk_widget_set_sensitive (self->reset_zoom_button, FALSE);
+
   for (guint i = 0; i < KILT_TRAIN_N_CHARTS; i++)
     kilt_chart_set_empty_text (chart (self, i), self->empty_texts[i]);
 
@@ -664,7 +968,8 @@ kilt_train_page_init (KiltTrainPage *self)
                               "appear here.",
                               -1);
   }
-  gtk_grid_attach (self->chart_grid, log_frame, 1, 2, 1, 1);
+  gtk_widget_set_size_request (log_frame, -1, 160);
+  gtk_grid_attach (self->chart_grid, log_frame, 0, 3, 2, 1);
   show_timings (self, NULL);
 
   g_settings_bind (self->settings, "chart-smoothing",
@@ -679,4 +984,14 @@ kilt_train_page_init (KiltTrainPage *self)
                             G_CALLBACK (apply_chart_options), self);
   g_signal_connect_swapped (self->log_check, "toggled", G_CALLBACK (apply_chart_options), self);
   apply_chart_options (self);
+  {
+    g_autofree char *key = g_settings_get_string (self->settings, "chart-x-axis");
+    guint mode = KILT_CHART_X_EPOCH;
+    for (guint i = 0; i < KILT_CHART_N_X_MODES; i++)
+      if (g_strcmp0 (key, x_mode_keys[i]) == 0)
+        mode = i;
+    gtk_drop_down_set_selected (self->x_choice, mode);
+    apply_x_mode (self);
+    g_signal_connect_swapped (self->x_choice, "notify::selected", G_CALLBACK (apply_x_mode), self);
+  }
 }

@@ -1,4 +1,5 @@
-/* Train page: progress, live charts (loss, accuracy, memory, throughput, busy), timings, log. */
+/* Train page: progress, live charts (loss, accuracy, memory, throughput, busy, learning rate),
+ * the end-of-run summary, timings, log. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
@@ -21,6 +22,7 @@ typedef enum
   KILT_TRAIN_CHART_MEMORY,
   KILT_TRAIN_CHART_THROUGHPUT,
   KILT_TRAIN_CHART_BUSY,
+  KILT_TRAIN_CHART_LEARNING_RATE,
   KILT_TRAIN_N_CHARTS
 } KiltTrainChart;
 
@@ -53,5 +55,13 @@ void kilt_train_page_set_sequence (KiltTrainPage *self, guint index, guint count
 GtkWidget *kilt_train_page_get_focus_chart (KiltTrainPage *self);
 /* The devices of a run on several (hidden otherwise). */
 KiltReplicaView *kilt_train_page_get_replica_view (KiltTrainPage *self);
+/* The view of chart @which (they share x range, cursor and zoom). */
+GtkWidget *kilt_train_page_get_chart_view (KiltTrainPage *self, KiltTrainChart which);
+/* What every chart's x axis counts, as the X axis choice sets it. */
+void kilt_train_page_set_x_mode (KiltTrainPage *self, KiltChartXMode mode);
+/* Whether the charts are zoomed, so that Reset Zoom does something. */
+gboolean kilt_train_page_get_can_reset_zoom (KiltTrainPage *self);
+/* The end-of-run summary, one "Name: value" line each; NULL while none is shown. Free it. */
+char *kilt_train_page_get_summary (KiltTrainPage *self);
 
 G_END_DECLS

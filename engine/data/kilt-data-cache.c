@@ -13,7 +13,8 @@
 
 /* Version 2 adds a CRC-32 of everything between the magic and the trailer: a cached file's
  * bytes are served as pixels and its hash is recorded for the run, so damage must not pass. */
-#define CACHE_MAGIC  "KILTDS\x02\x00"
+/* Version 3 adds each sample's file path (an evaluation names the images it got wrong). */
+#define CACHE_MAGIC  "KILTDS\x03\x00"
 #define CACHE_ENDIAN 0x01020304u
 
 char *
@@ -106,8 +107,8 @@ kilt_data_cache_write (const KiltDataset *ds, const char *path, GError **error)
     {
       const KiltSplit *sp = splits[s];
       guint64 n = sp->n;
-      guint32 flags
-          = (sp->u8 ? 1 : 0) | (sp->f32 ? 2 : 0) | (sp->labels ? 4 : 0) | (sp->targets ? 8 : 0);
+      guint32 flags = (sp->u8 ? 1 : 0) | (sp->f32 ? 2 : 0) | (sp->labels ? 4 : 0)
+                      | (sp->targets ? 8 : 0) | (sp->paths ? 16 : 0);
       put (&w, &n, sizeof n);
       put_u32 (&w, flags);
       if (sp->u8)
@@ -118,6 +119,8 @@ kilt_data_cache_write (const KiltDataset *ds, const char *path, GError **error)
         put (&w, sp->labels, n * sizeof (gint32));
       if (sp->targets)
         put (&w, sp->targets, n * ds->n_targets * sizeof (float));
+      for (guint64 i = 0; sp->paths && i < n; i++)
+        put_str (&w, sp->paths[i]);
     }
   {
     guint32 crc = (guint32)w.crc;
@@ -251,6 +254,13 @@ kilt_data_cache_read (const char *path, char **damaged)
           || ((flags & 8)
               && !get_array (&r, n, ds->n_targets * sizeof (float), (gpointer *)&sp->targets)))
         goto damaged;
+      if (flags & 16)
+        {
+          sp->paths = g_new0 (char *, n + 1);
+          for (guint64 i = 0; i < n; i++)
+            if (!get_str (&r, &sp->paths[i]) || sp->paths[i] == NULL)
+              goto damaged;
+        }
       for (gsize i = 0; sp->labels && i < n; i++)
         if (sp->labels[i] < 0 || (guint)sp->labels[i] >= ds->n_classes)
           goto damaged;

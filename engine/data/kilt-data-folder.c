@@ -732,6 +732,8 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
         goto fail;
       splits[s]->n = counts[s];
       splits[s]->labels = g_new (gint32, counts[s]);
+      /* Each sample's file, so that an evaluation can name the image it got wrong. */
+      splits[s]->paths = g_new0 (char *, counts[s] + 1);
     }
   for (guint i = 0; i < files->len; i++)
     {
@@ -740,6 +742,7 @@ kilt_data_load_folder (const char *path, const KiltLoadOptions *opts, KiltProgre
       if (job.errors[i])
         continue;
       memcpy (sp->u8 + fill[f->split] * job.ss, job.pixels + i * job.ss, job.ss);
+      sp->paths[fill[f->split]] = g_strdup (f->path);
       sp->labels[fill[f->split]++] = f->label;
     }
   ds->skipped = n_bad;

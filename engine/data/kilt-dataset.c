@@ -32,6 +32,7 @@ kilt_split_clear (KiltSplit *split)
   g_free (split->f32);
   g_free (split->labels);
   g_free (split->targets);
+  g_strfreev (split->paths);
   memset (split, 0, sizeof *split);
 }
 
@@ -633,9 +634,13 @@ gather (const KiltDataset *ds, const KiltSplit *from, const gsize *idx, gsize n,
     to->labels = g_new (gint32, MAX (n, 1));
   if (from->targets)
     to->targets = g_new (float, MAX (n * nt, 1));
+  if (from->paths)
+    to->paths = g_new0 (char *, n + 1);
   for (gsize i = 0; i < n; i++)
     {
       gsize k = idx[i];
+      if (to->paths)
+        to->paths[i] = g_strdup (from->paths[k]);
       if (to->u8)
         memcpy (to->u8 + i * ss, from->u8 + k * ss, ss);
       if (to->f32)
@@ -686,6 +691,8 @@ kilt_dataset_split_validation (KiltDataset *ds, double fraction, guint32 seed, G
         all.labels = g_new (gint32, n);
       if (parts[0].targets)
         all.targets = g_new (float, n *nt);
+      if (parts[0].paths && parts[1].paths)
+        all.paths = g_new0 (char *, n + 1);
       for (guint p = 0, off = 0; p < 2; off += (guint)parts[p].n, p++)
         {
           if (all.u8)
@@ -696,6 +703,8 @@ kilt_dataset_split_validation (KiltDataset *ds, double fraction, guint32 seed, G
             memcpy (all.labels + off, parts[p].labels, parts[p].n * sizeof (gint32));
           if (all.targets)
             memcpy (all.targets + off * nt, parts[p].targets, parts[p].n * nt * sizeof (float));
+          for (gsize i = 0; all.paths && i < parts[p].n; i++)
+            all.paths[off + i] = g_strdup (parts[p].paths[i]);
         }
       kilt_split_clear (&ds->train);
       kilt_split_clear (&ds->val);

@@ -27,6 +27,7 @@ typedef struct
   float *f32;     /* n x sample_size floats (KILT_SAMPLE_F32) */
   gint32 *labels; /* n class indices (classification) */
   float *targets; /* n x n_targets floats (regression), else NULL */
+  char **paths;   /* n source file paths, NULL-terminated (image folders), else NULL */
 } KiltSplit;
 
 typedef struct
