@@ -343,6 +343,8 @@ kilt_cli_runs (int argc, char **argv)
       fputs (text, stdout);
       if (!json && run->error_message)
         printf ("\n%s: %s\n", kilt_run_store_status_name (run->status), run->error_message);
+      if (!json && run->notes)
+        printf ("\nwhile it trained: %s\n", run->notes);
       if (!json && run->record.config.checkpoint_path)
         printf ("\nweights: %s%s\n", run->record.config.checkpoint_path,
                 g_file_test (run->record.config.checkpoint_path, G_FILE_TEST_IS_REGULAR)

@@ -785,6 +785,28 @@ kilt_cli_train_devices (const char *devices, KiltTrainConfig *cfg, GError **erro
   return TRUE;
 }
 
+/* --on-oom: what the run does when the device runs out of memory once it trains. */
+static gboolean
+kilt_cli_train_on_oom (const char *on_oom, gboolean mpi, KiltTrainConfig *cfg, GError **error)
+{
+  if (on_oom == NULL)
+    return TRUE;
+  if (!kilt_on_oom_from_name (on_oom, &cfg->on_oom))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--on-oom wants fail or resume-smaller, not \"%s\"", on_oom);
+      return FALSE;
+    }
+  if (cfg->on_oom == KILT_ON_OOM_RESUME_SMALLER && (mpi || cfg->devices))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--on-oom resume-smaller is for a run on one device, not with %s",
+                   mpi ? "--mpi" : "--devices");
+      return FALSE;
+    }
+  return TRUE;
+}
+
 int
 kilt_cli_train (int argc, char **argv)
 {
@@ -799,6 +821,7 @@ kilt_cli_train (int argc, char **argv)
   KiltTrainer *trainer;
   int rc = 0;
   g_autofree char *devices = NULL;
+  g_autofree char *on_oom = NULL;
   gboolean mpi = FALSE;
   double mpi_timeout = 300;
   KiltComm *comm = NULL;
@@ -812,6 +835,10 @@ kilt_cli_train (int argc, char **argv)
       NULL },
     { "mpi-timeout", 0, 0, G_OPTION_ARG_DOUBLE, &mpi_timeout,
       "Seconds a rank waits for the others before it ends the job (default 300)", "S" },
+    { "on-oom", 0, 0, G_OPTION_ARG_STRING, &on_oom,
+      "When the device runs out of memory mid-run: fail (default), or resume-smaller: go on "
+      "from the last --checkpoint (the start without one) at the largest batch that fits",
+      "WHAT" },
     { NULL },
   };
 
@@ -834,6 +861,7 @@ kilt_cli_train (int argc, char **argv)
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error)
       || !kilt_cli_train_config (&c, &cfg, &error)
       || !kilt_cli_train_devices (devices, &cfg, &error)
+      || !kilt_cli_train_on_oom (on_oom, mpi, &cfg, &error)
       || (mpi && !(comm = kilt_comm_mpi_new (mpi_timeout, &error)))
       || !(ds = kilt_cli_load_data (&c, &error)) || !(model = kilt_cli_load_model (&c, ds, &error)))
     {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A ThreadSanitizer pass over the trainer thread, the image decoder pool and the worker
 # protocol (issue 14): builds BUILD (default build-tsan) with -Db_sanitize=thread and no GUI,
-# runs test-data-folder, test-worker (its kilt-cli workers too), test-trainer-small-device
-# and test-trainer's stop, pause and checkpoint cases once, and prints every race report
+# runs test-data-folder, test-worker (its kilt-cli workers too), test-trainer-small-device,
+# test-trainer's stop, pause, checkpoint and out-of-memory restart cases, and kilt-cli training
+# on two PoCL devices once, and prints every race report
 # grouped by the first Kilt source line in it. GLib's own synchronisation is made visible by
 # bench/tsan-glib-sync.c (LD_PRELOAD); tests/tsan.supp names the uninstrumented libraries
 # and why. Not a CI step: it takes several minutes on 2 cores (bench/results/tsan.md).
@@ -44,7 +45,14 @@ run meson-tests meson test -C "$build" --no-rebuild --num-processes 1 test-data-
   test-worker test-trainer-small-device
 run trainer-threads env KILT_CACHE_DIR="$PWD/$build/test-cache" \
   POCL_CACHE_DIR="$PWD/$build/test-cache/pocl" "$build/tests/test-trainer" \
-  -p /trainer/stop -p /trainer/pause -p /trainer/checkpoint/resume
+  -p /trainer/stop -p /trainer/pause -p /trainer/checkpoint/resume \
+  -p /trainer/oom/resume-smaller
+# Data-parallel training on two PoCL devices: a replica thread per device and the gradient
+# sum overlapped with the backward pass (engine/dist).
+run two-devices env KILT_CACHE_DIR="$PWD/$build/test-cache" \
+  POCL_CACHE_DIR="$PWD/$build/test-cache/pocl" POCL_DEVICES="pthread pthread" \
+  KILT_RUNS_DB="$logs/runs.db" "$build/app/kilt-cli" train --devices 0,1 --epochs 2 \
+  --max-samples 256 --batch 32
 n=$(cat "$logs"/tsan.* 2>/dev/null | grep -c '^WARNING: ThreadSanitizer')
 echo "tsan: $n reports in $((SECONDS - start)) s"
 if [ "$n" -gt 0 ]; then

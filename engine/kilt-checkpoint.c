@@ -5,6 +5,7 @@
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-optimizer-config.h"
+#include "data/kilt-data-private.h"
 
 #include <fcntl.h>
 #include <math.h>
@@ -156,7 +157,14 @@ kilt_checkpoint_save (const KiltCheckpoint *ckpt, const char *path, GError **err
   n_algos = ckpt->algos ? ckpt->algos->len : 0;
   total = sizeof h + 4 * (ckpt->n_params + ckpt->n_state + ckpt->n_opt_state) + 4 + id_len + 4
           + n_algos * sizeof (KiltCheckpointAlgo) + TRAILER;
-  buf = g_malloc (total);
+  /* As large as the model's weights and optimizer state: a full host memory is an error the
+   * person sees (the last checkpoint stays as it was), not GLib's abort. */
+  buf = kilt_data_try_alloc (total, path, "the checkpoint to write", error);
+  if (buf == NULL)
+    {
+      g_prefix_error (error, "not writing: ");
+      return FALSE;
+    }
   p = buf;
   memcpy (p, &h, sizeof h);
   p += sizeof h;
@@ -198,12 +206,14 @@ kilt_checkpoint_save (const KiltCheckpoint *ckpt, const char *path, GError **err
   return TRUE;
 }
 
+/* NULL (with @error) when host memory ran out. */
 static float *
-copy_floats (const char *src, guint64 n)
+copy_floats (const char *src, guint64 n, const char *path, const char *what, GError **error)
 {
-  float *f = g_new0 (float, n + 1);
+  float *f = kilt_data_try_alloc (4 * (n + 1), path, what, error);
 
-  memcpy (f, src, 4 * n);
+  if (f)
+    memcpy (f, src, 4 * n);
   return f;
 }
 
@@ -350,11 +360,15 @@ kilt_checkpoint_load_data (const char *buf, gsize len, const char *path, GError 
   c->device_id = g_steal_pointer (&device_id);
   c->algos = g_steal_pointer (&algos);
   p = buf + sizeof h;
-  c->params = copy_floats (p, h.n_params);
-  p += 4 * h.n_params;
-  c->state = copy_floats (p, h.n_state);
-  p += 4 * h.n_state;
-  c->opt_state = copy_floats (p, h.n_opt_state);
+  if (!(c->params = copy_floats (p, h.n_params, path, "the checkpoint's weights", error))
+      || !(c->state
+           = copy_floats (p + 4 * h.n_params, h.n_state, path, "the checkpoint's state", error))
+      || !(c->opt_state = copy_floats (p + 4 * (h.n_params + h.n_state), h.n_opt_state, path,
+                                       "the checkpoint's optimizer state", error)))
+    {
+      kilt_checkpoint_free (c);
+      return NULL;
+    }
   /* Checked on the (aligned) copies. */
   if (!check_values (c->params, c->n_params, c->state, c->n_state, c->opt_state, c->n_opt_state,
                      path, error))

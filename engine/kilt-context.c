@@ -72,7 +72,7 @@ build_options (const KiltDeviceInfo *info)
 static gint fault_countdown[KILT_FAULT_N];
 static gsize fault_env_read;
 static const char *fault_names[KILT_FAULT_N]
-    = { "alloc", "enqueue", "build", "segv", "abort", "hang" };
+    = { "alloc", "enqueue", "build", "segv", "abort", "hang", "oom" };
 /* A step fault whose step came: the kind, fired by the next backward-pass launch; 0: none. */
 static gint fault_armed;
 
@@ -468,6 +468,14 @@ kilt_context_launch (KiltContext *ctx, cl_kernel kernel, guint dims, const size_
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_FAULT,
                    "launching kernel %s failed on %s: injected fault (KILT_FAULT)", name,
                    ctx->info->name);
+      return FALSE;
+    }
+  if (kilt_fault_hit (KILT_FAULT_OOM))
+    {
+      char name[128] = "";
+      clGetKernelInfo (kernel, CL_KERNEL_FUNCTION_NAME, sizeof name - 1, name, NULL);
+      kilt_set_cl_error (error, CL_OUT_OF_RESOURCES, ctx->info->name,
+                         "launching kernel %s (injected: KILT_FAULT oom)", name);
       return FALSE;
     }
   for (guint i = 0; i < dims; i++)

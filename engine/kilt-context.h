@@ -72,7 +72,9 @@ char *kilt_kernel_cache_dir (void);
  * SEGV, ABORT and HANG count training steps (kilt_fault_step): in the Nth step from now the
  * first kernel launch of a layer's backward pass raises SIGSEGV, calls abort () or sleeps for
  * ever, as a faulting or stuck driver would. Also read once from $KILT_FAULT, a comma-separated
- * list of "alloc:N", "enqueue:N", "build:N", "segv:N", "abort:N", "hang:N". */
+ * list of "alloc:N", "enqueue:N", "build:N", "segv:N", "abort:N", "hang:N", "oom:N". OOM counts
+ * kernel launches (GEMMs too) and fails the Nth with CL_OUT_OF_RESOURCES, as a driver that
+ * allocates at first use does when the device is full. */
 typedef enum
 {
   KILT_FAULT_ALLOC,
@@ -81,6 +83,7 @@ typedef enum
   KILT_FAULT_SEGV,
   KILT_FAULT_ABORT,
   KILT_FAULT_HANG,
+  KILT_FAULT_OOM,
   KILT_FAULT_N
 } KiltFaultKind;
 

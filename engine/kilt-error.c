@@ -4,6 +4,7 @@
 
 #include <clblast_c.h>
 #include <stdarg.h>
+#include <string.h>
 
 G_DEFINE_QUARK (kilt - engine - error - quark, kilt_engine_error)
 
@@ -79,6 +80,8 @@ code_to_domain (cl_int code)
       case -6:
       case -61:
         return KILT_ENGINE_ERROR_OUT_OF_MEMORY;
+      case -5:
+        return KILT_ENGINE_ERROR_OUT_OF_RESOURCES;
       case -11:
         return KILT_ENGINE_ERROR_BUILD;
       case -1001:
@@ -166,6 +169,16 @@ kilt_set_clblast_error (GError **error, int status, const char *device_name, con
                "%s failed on %s: %s (CLBlast status %d)", what,
                device_name ? device_name : "the OpenCL device", hint, status);
   g_free (what);
+}
+
+gboolean
+kilt_error_is_device_memory (const GError *error)
+{
+  /* The driver's own host memory (-6) shares OUT_OF_MEMORY; kilt_set_cl_error names it. */
+  return error && error->domain == KILT_ENGINE_ERROR
+         && (error->code == KILT_ENGINE_ERROR_OUT_OF_RESOURCES
+             || (error->code == KILT_ENGINE_ERROR_OUT_OF_MEMORY
+                 && !strstr (error->message, "(CL_OUT_OF_HOST_MEMORY)")));
 }
 
 char *

@@ -26,6 +26,9 @@ typedef enum
   KILT_ENGINE_ERROR_FAULT,         /* injected by the test fault switch */
   KILT_ENGINE_ERROR_WORKER,        /* the training worker process died or hung */
   KILT_ENGINE_ERROR_PEER,          /* another rank of an MPI job failed or did not answer */
+  /* CL_OUT_OF_RESOURCES: the device ran out of memory late (NVIDIA allocates at first use),
+   * or a kernel faulted; either way the context is lost. */
+  KILT_ENGINE_ERROR_OUT_OF_RESOURCES,
 } KiltEngineError;
 
 GQuark kilt_engine_error_quark (void);
@@ -43,6 +46,11 @@ void kilt_set_cl_error (GError **error, cl_int code, const char *device_name, co
 /* The same for a CLBlast status (which includes the OpenCL codes). */
 void kilt_set_clblast_error (GError **error, int status, const char *device_name,
                              const char *what_fmt, ...) G_GNUC_PRINTF (4, 5);
+
+/* Whether @error says the device ran out of memory or resources (OUT_OF_MEMORY or
+ * OUT_OF_RESOURCES of KILT_ENGINE_ERROR, not CL_OUT_OF_HOST_MEMORY): what a smaller batch may
+ * mend. Host allocations of Kilt's own that fail are OUT_OF_MEMORY too: their callers know. */
+gboolean kilt_error_is_device_memory (const GError *error);
 
 /* Human-readable byte count: "1.2 GiB", "512 MiB", "980 B". Caller frees. */
 char *kilt_format_bytes (guint64 bytes);

@@ -37,6 +37,12 @@ kilt_gemm_path (KiltContext *ctx)
 static gboolean
 gemm_fault (KiltContext *ctx, gsize batch, gsize m, gsize n, gsize k, GError **error)
 {
+  if (kilt_fault_hit (KILT_FAULT_OOM))
+    {
+      kilt_set_cl_error (error, CL_OUT_OF_RESOURCES, ctx->info->name,
+                         "GEMM %zu x %zux%zux%zu (injected: KILT_FAULT oom)", batch, m, n, k);
+      return TRUE;
+    }
   if (!kilt_fault_hit (KILT_FAULT_ENQUEUE))
     return FALSE;
   g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_FAULT,

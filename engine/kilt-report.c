@@ -279,6 +279,7 @@ json_run (JsonBuilder *b, const KiltRun *run, const KiltRun *base)
   kilt_json_add_string (b, "name", r->name);
   kilt_json_add_string (b, "status", kilt_run_store_status_name (run->status));
   kilt_json_add_string (b, "error", run->error_message);
+  kilt_json_add_string (b, "notes", run->notes);
   j_time (b, "started_at", run->started_at);
   j_time (b, "ended_at", run->ended_at);
   kilt_json_add_string (b, "hostname", run->hostname);

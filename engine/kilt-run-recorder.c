@@ -200,6 +200,19 @@ kilt_run_recorder_event (KiltRunRecorder *rec, const KiltEvent *ev)
   switch (ev->type)
     {
       case KILT_EVENT_STARTED:
+        /* Again, after running out of device memory: the same run, at a smaller batch. */
+        if (rec->id && ev->change)
+          {
+            rec->record.config.batch = ev->batch;
+            rec->record.steps_per_epoch = ev->steps_per_epoch;
+            if (!kilt_run_store_add_change (rec->store, rec->id, ev->change, &rec->record.config,
+                                            ev->steps_per_epoch, ev->epoch, ev->global_step,
+                                            &error))
+              note_failure (rec, error);
+            else
+              rec->last_epoch = MIN (rec->last_epoch, ev->epoch);
+            break;
+          }
         begin (rec, ev);
         if (ev->n_replicas > 1 || ev->n_ranks > 1)
           {

@@ -94,6 +94,9 @@ static const char *const migrations[] = {
   /* 6 -> 7: the learning rate each step and epoch ended with, for the rate's chart. */
   "ALTER TABLE steps ADD COLUMN learning_rate REAL;"
   "ALTER TABLE epochs ADD COLUMN learning_rate REAL;",
+  /* 7 -> 8: what changed while the run trained (resumed at a smaller batch after the device
+   * ran out of memory), one line each. */
+  "ALTER TABLE runs ADD COLUMN notes TEXT;",
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (migrations) == KILT_RUN_STORE_SCHEMA_VERSION);
@@ -722,6 +725,8 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
     json_builder_add_null_value (b);
   json_builder_set_member_name (b, "profile");
   json_builder_add_boolean_value (b, c->profile);
+  json_builder_set_member_name (b, "on_oom");
+  json_builder_add_string_value (b, kilt_on_oom_name (c->on_oom));
 
   json_builder_set_member_name (b, "optimizer");
   json_builder_begin_object (b);
@@ -867,6 +872,10 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   out->resume = json_object_get_boolean_member_with_default (o, "resume", FALSE);
   out->run_name = dup_member (o, "run_name");
   out->profile = json_object_get_boolean_member_with_default (o, "profile", FALSE);
+  /* Runs recorded before the setting failed when the device ran out of memory. */
+  if (!kilt_on_oom_from_name (json_object_get_string_member_with_default (o, "on_oom", "fail"),
+                              &out->on_oom))
+    out->on_oom = KILT_ON_OOM_FAIL;
   if (json_object_has_member (o, "optimizer")
       && JSON_NODE_HOLDS_OBJECT (json_object_get_member (o, "optimizer")))
     {
@@ -1377,6 +1386,57 @@ kilt_run_store_finish_run (KiltRunStore *store, gint64 id, KiltRunStatus status,
   return commit (store, ok, error);
 }
 
+gboolean
+kilt_run_store_add_change (KiltRunStore *store, gint64 id, const char *note,
+                           const KiltTrainConfig *config, guint steps_per_epoch, guint epochs_done,
+                           guint64 global_step, GError **error)
+{
+  g_autofree char *json = kilt_run_config_to_json (config);
+  g_autofree char *valid = g_utf8_make_valid (note, -1);
+  static const char *const sql[] = {
+    "UPDATE runs SET notes = CASE WHEN notes IS NULL OR notes = '' THEN ?1"
+    " ELSE notes || char(10) || ?1 END, config_json = ?2, steps_per_epoch = ?3 WHERE id = ?4",
+    "DELETE FROM steps WHERE run_id = ?4 AND global_step > ?5",
+    "DELETE FROM epochs WHERE run_id = ?4 AND epoch > ?6",
+  };
+  gboolean ok;
+
+  g_return_val_if_fail (store != NULL && note != NULL && config != NULL, FALSE);
+  if (store->version < 8)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO,
+                   "run store %s is at schema version %d, which keeps no notes", store->path,
+                   store->version);
+      return FALSE;
+    }
+  if (!begin (store, error))
+    return FALSE;
+  ok = touch_run (store, id, error);
+  for (guint i = 0; ok && i < G_N_ELEMENTS (sql); i++)
+    {
+      g_autoptr (sqlite3_stmt) stmt = prepare (store, sql[i], error);
+      ok = stmt != NULL;
+      if (!ok)
+        break;
+      /* Each statement uses some of the numbered parameters. */
+      if (sqlite3_bind_parameter_index (stmt, "?1"))
+        bind_text (stmt, sqlite3_bind_parameter_index (stmt, "?1"), valid);
+      if (sqlite3_bind_parameter_index (stmt, "?2"))
+        bind_text (stmt, sqlite3_bind_parameter_index (stmt, "?2"), json);
+      if (sqlite3_bind_parameter_index (stmt, "?3"))
+        sqlite3_bind_int64 (stmt, sqlite3_bind_parameter_index (stmt, "?3"), steps_per_epoch);
+      sqlite3_bind_int64 (stmt, sqlite3_bind_parameter_index (stmt, "?4"), id);
+      if (sqlite3_bind_parameter_index (stmt, "?5"))
+        sqlite3_bind_int64 (stmt, sqlite3_bind_parameter_index (stmt, "?5"), (gint64)global_step);
+      if (sqlite3_bind_parameter_index (stmt, "?6"))
+        sqlite3_bind_int64 (stmt, sqlite3_bind_parameter_index (stmt, "?6"), epochs_done);
+      ok = step_done (store, stmt, error, "recording what changed in a run");
+    }
+  /* The run's sampled steps start again from @global_step. */
+  g_hash_table_remove (store->last_step, &id);
+  return commit (store, ok, error);
+}
+
 /* ---- reading ---- */
 
 void
@@ -1409,6 +1469,7 @@ kilt_run_free (KiltRun *run)
   kilt_run_record_clear (&run->record);
   g_free (run->config_json);
   g_free (run->error_message);
+  g_free (run->notes);
   g_free (run->hostname);
   g_clear_pointer (&run->tags, g_ptr_array_unref);
   g_clear_pointer (&run->epochs, g_array_unref);
@@ -1615,6 +1676,17 @@ load_details (KiltRunStore *store, KiltRun *run, GError **error)
         }
       else if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return set_db_error (store, error, "reading the run's devices");
+    }
+  if (store->version >= 8)
+    {
+      g_autoptr (sqlite3_stmt) ns = prepare (store, "SELECT notes FROM runs WHERE id = ?", error);
+      if (ns == NULL)
+        return FALSE;
+      sqlite3_bind_int64 (ns, 1, run->id);
+      if ((rc = sqlite3_step (ns)) == SQLITE_ROW)
+        run->notes = col_text (ns, 0);
+      else if (rc != SQLITE_DONE)
+        return set_db_error (store, error, "reading the run's notes");
     }
   return TRUE;
 }

@@ -8,7 +8,7 @@
 G_BEGIN_DECLS
 
 /* The schema version this build writes (PRAGMA user_version). */
-#define KILT_RUN_STORE_SCHEMA_VERSION 7
+#define KILT_RUN_STORE_SCHEMA_VERSION 8
 
 /* Where a run's data came from and how it was loaded, so that the run can be repeated. */
 typedef struct
@@ -90,9 +90,10 @@ typedef struct
   KiltRunRecord record;
   char *config_json; /* record.config as stored */
   KiltRunStatus status;
-  char *error_message;             /* FAILED (or INTERRUPTED: why) */
-  gint64 started_at;               /* unix time, microseconds */
-  gint64 ended_at;                 /* 0 while running */
+  char *error_message; /* FAILED (or INTERRUPTED: why) */
+  char *notes;         /* what changed while it trained, one line each (schema 8); NULL: nothing */
+  gint64 started_at;   /* unix time, microseconds */
+  gint64 ended_at;     /* 0 while running */
   double test_loss, test_accuracy; /* NaN when absent */
   gint64 pid;
   char *hostname;
@@ -150,6 +151,14 @@ gboolean kilt_run_store_set_layer_timings (KiltRunStore *store, gint64 id, GArra
 gboolean kilt_run_store_finish_run (KiltRunStore *store, gint64 id, KiltRunStatus status,
                                     const char *error_message, double test_loss,
                                     double test_accuracy, GError **error);
+
+/* What changed while run @id trained (it went on from its checkpoint at a smaller batch after
+ * the device ran out of memory): @note is added to its notes, @config (the batch it trains at
+ * now) and @steps_per_epoch replace what was recorded, and the sampled steps past
+ * @global_step and epochs past @epochs_done, which it trains again, are dropped. */
+gboolean kilt_run_store_add_change (KiltRunStore *store, gint64 id, const char *note,
+                                    const KiltTrainConfig *config, guint steps_per_epoch,
+                                    guint epochs_done, guint64 global_step, GError **error);
 
 /* Reading. list: every run, newest first, without steps (epochs and timings included). */
 GPtrArray *kilt_run_store_list (KiltRunStore *store, GError **error);

@@ -29,6 +29,15 @@ struct _KiltTrainer
    * stops at the same step, once the next agreement (kilt_session_agree_stop) has seen it. */
   gint stop_wanted;
   KiltRunStatus status;
+  /* Out-of-memory restarts (KILT_ON_OOM_RESUME_SMALLER): the run's checkpoint token, kept
+   * across them; how many there were; the checkpoint it would go on from; what the next
+   * STARTED event tells; the memory the next session may plan with (0: the device's). */
+  guint64 run_token;
+  guint oom_restarts;
+  gboolean have_checkpoint; /* written or loaded: checkpoint_path holds checkpoint_epochs */
+  guint checkpoint_epochs;
+  char *change;
+  guint64 oom_budget;
 };
 
 /* Everything the thread owns while it runs; freed in order by session_free. */
@@ -60,6 +69,11 @@ typedef struct
   guint64 first_global_step; /* where this run (or resumption) started */
   guint first_epoch;
   guint64 run_token; /* written into every checkpoint of this run */
+  /* rep[0]'s plan: what it needs, of which the data set on the device (for a smaller batch's
+   * plan after running out of memory) */
+  guint64 planned_bytes, data_bytes;
+  /* The host ran out of memory (a checkpoint's copies): a smaller batch would not mend it. */
+  gboolean host_memory;
   /* The last evaluation of eval_split and the step it was taken at (G_MAXUINT64: none). */
   double eval_loss, eval_accuracy;
   guint64 eval_step;

@@ -17,6 +17,7 @@
 #include "kilt-planner.h"
 #include "kilt-profiler.h"
 #include "kilt-vendor-memory.h"
+#include "data/kilt-data-private.h"
 #include "dist/kilt-reduce.h"
 #include "dist/kilt-replica.h"
 #include "dist/kilt-shares.h"
@@ -29,6 +30,27 @@
 /* How many steps may be queued on the device ahead of the host: enough to keep it busy,
  * few enough that stop and pause answer within a few steps. */
 #define STEPS_IN_FLIGHT 3
+
+static const char *on_oom_names[] = { "fail", "resume-smaller" };
+
+const char *
+kilt_on_oom_name (KiltOnOom on_oom)
+{
+  g_return_val_if_fail ((guint)on_oom < G_N_ELEMENTS (on_oom_names), "fail");
+  return on_oom_names[on_oom];
+}
+
+gboolean
+kilt_on_oom_from_name (const char *name, KiltOnOom *out)
+{
+  for (guint i = 0; name && i < G_N_ELEMENTS (on_oom_names); i++)
+    if (g_str_equal (name, on_oom_names[i]))
+      {
+        *out = (KiltOnOom)i;
+        return TRUE;
+      }
+  return FALSE;
+}
 
 const char *
 kilt_run_status_name (KiltRunStatus status)
@@ -445,6 +467,8 @@ load_checkpoint (Session *s, GError **error)
   KiltTrainer *t = s->trainer;
   g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (t->config.checkpoint_path, error);
 
+  /* The file or the host's memory, not the device's. */
+  s->host_memory = ck == NULL;
   if (ck == NULL)
     return FALSE;
   if (!checkpoint_fits_model (ck, t->model, t->config.checkpoint_path, error))
@@ -483,6 +507,8 @@ load_checkpoint (Session *s, GError **error)
     return FALSE;
   restore_algos (s, ck);
   s->first_epoch = ck->epochs_done;
+  t->have_checkpoint = TRUE;
+  t->checkpoint_epochs = ck->epochs_done;
   s->global_step = ck->global_step;
   kilt_session_log (s, G_LOG_LEVEL_INFO,
                     "Resumed from %s after epoch %u (step %" G_GUINT64_FORMAT ")",
@@ -506,16 +532,32 @@ save_checkpoint (Session *s, guint epochs_done, GError **error)
   ck.global_step = s->global_step;
   ck.seed = t->config.seed;
   ck.model_hash = kilt_model_hash (t->model);
-  ck.params = g_new (float, ck.n_params + 1);
-  ck.state = g_new (float, ck.n_state + 1);
-  ck.opt_state = g_new (float, ck.n_opt_state + 1);
   ck.device_id = s->rep[0].ctx->info->id;
   ck.algos = chosen_algos (s->rep[0].model);
   ck.optimizer = (guint32)t->config.opt.type + 1;
   ck.run_token = s->run_token;
-  ok = kilt_executor_download (s->rep[0].exec, ck.params, ck.state, error)
-       && kilt_optimizer_read_state (s->rep[0].opt, ck.opt_state, error)
-       && kilt_checkpoint_save (&ck, t->config.checkpoint_path, error);
+  /* Host copies as large as the model: out of host memory, the run fails saying so and the
+   * last checkpoint stays as it was. */
+  ok = (ck.params = kilt_data_try_alloc (4 * (ck.n_params + 1), t->config.checkpoint_path,
+                                         "a host copy of the weights", error))
+       && (ck.state = kilt_data_try_alloc (4 * (ck.n_state + 1), t->config.checkpoint_path,
+                                           "a host copy of the layers' state", error))
+       && (ck.opt_state = kilt_data_try_alloc (4 * (ck.n_opt_state + 1), t->config.checkpoint_path,
+                                               "a host copy of the optimizer state", error));
+  s->host_memory = !ok;
+  ok = ok && kilt_executor_download (s->rep[0].exec, ck.params, ck.state, error)
+       && kilt_optimizer_read_state (s->rep[0].opt, ck.opt_state, error);
+  /* Past the device: what fails now is the host's (its memory, its disk). */
+  if (ok && !kilt_checkpoint_save (&ck, t->config.checkpoint_path, error))
+    {
+      ok = FALSE;
+      s->host_memory = TRUE;
+    }
+  if (ok)
+    {
+      t->have_checkpoint = TRUE;
+      t->checkpoint_epochs = epochs_done;
+    }
   g_free (ck.params);
   g_free (ck.state);
   g_free (ck.opt_state);
@@ -559,6 +601,11 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
                                              ctx->budget, c->memory);
 
   *plan_out = plan;
+  if (rp == &s->rep[0])
+    {
+      s->planned_bytes = plan->total;
+      s->data_bytes = data_bytes;
+    }
   if (!kilt_plan_check (plan, error))
     {
       g_prefix_error (error, "model %s: ", rp->model->name);
@@ -763,9 +810,16 @@ prepare (Session *s, GError **error)
   ev.n_params = t->model->n_params;
   ev.flops_per_sample = kilt_model_flops (t->model);
   ev.steps_per_epoch = kilt_batcher_n_batches (s->rep[0].train_batcher);
-  /* Random and never 0 ("none"): a resume checks that a checkpoint is this run's. */
-  s->run_token = ((guint64)g_random_int () << 32 | g_random_int ()) | 1;
+  /* Random and never 0 ("none"): a resume checks that a checkpoint is this run's. The same
+   * after an out-of-memory restart: it is the same run. */
+  if (t->run_token == 0)
+    t->run_token = ((guint64)g_random_int () << 32 | g_random_int ()) | 1;
+  s->run_token = t->run_token;
   ev.run_token = s->run_token;
+  ev.batch = c->batch;
+  ev.change = t->change;
+  ev.epoch = s->first_epoch;
+  ev.global_step = s->global_step;
   {
     KiltReplicaShare *shares = g_newa (KiltReplicaShare, s->n_rep);
     g_autofree char *names = kilt_replicas_names (s->rep, s->n_rep);
@@ -1152,6 +1206,85 @@ session_free (Session *s)
   kilt_device_list_free (s->devices);
 }
 
+/* After the device ran out of memory mid-run (@error), with KILT_ON_OOM_RESUME_SMALLER: sets
+ * the config for the next session (a smaller batch, the last checkpoint), says so, clears
+ * @error and returns TRUE. FALSE (with @error kept, perhaps prefixed) when the run ends here.
+ * The device's real capacity is unknown, only that it held less than the plan: when an
+ * allocation failed, what it did hold; when a launch failed (drivers that allocate at first
+ * use), the next plan takes three quarters of what the batch added to the model's fixed
+ * needs, and the planner gives the largest batch within that. */
+static gboolean
+restart_after_oom (Session *s, GError **error)
+{
+  KiltTrainer *t = s->trainer;
+  KiltTrainConfig *c = &t->config;
+  KiltContext *ctx = s->rep && s->n_rep ? s->rep[0].ctx : NULL;
+  g_autoptr (KiltPlan) one = NULL;
+  g_autoptr (KiltPlan) smaller = NULL;
+  g_autofree char *from = NULL;
+  g_autofree char *cap_text = NULL;
+  g_autofree char *need_text = NULL;
+  guint64 live, fixed, capacity;
+  guint batch;
+
+  if (c->on_oom != KILT_ON_OOM_RESUME_SMALLER || !kilt_error_is_device_memory (*error)
+      || s->host_memory || ctx == NULL || s->planned_bytes == 0 || kilt_session_should_stop (t))
+    return FALSE;
+  if (s->n_rep > 1 || s->comm)
+    {
+      kilt_session_log (s, G_LOG_LEVEL_WARNING,
+                        "Out of device memory: a run on several devices or ranks is not resumed "
+                        "at a smaller batch (one on a single device is)");
+      return FALSE;
+    }
+  if (t->oom_restarts >= KILT_OOM_MAX_RESTARTS)
+    {
+      g_prefix_error (error, "out of device memory again after %u resumptions at smaller batches: ",
+                      t->oom_restarts);
+      return FALSE;
+    }
+  live = (guint64)__atomic_load_n (&ctx->mem.live_total, __ATOMIC_RELAXED);
+  one = kilt_plan_compute_memory (t->model, 1, &c->opt, s->data_bytes, ctx->info, 0, c->memory);
+  fixed = MIN (one->total, s->planned_bytes);
+  capacity = fixed + (s->planned_bytes - fixed) / 4 * 3;
+  if (live > fixed && live < capacity)
+    capacity = live;
+  /* As the run plans: with recompute when --memory lets it (auto, recompute). */
+  smaller = kilt_plan_compute_memory (t->model, c->batch, &c->opt, s->data_bytes, ctx->info,
+                                      capacity, c->memory);
+  batch = MIN (smaller->max_batch, c->batch - 1);
+  cap_text = kilt_format_bytes (capacity);
+  need_text = kilt_format_bytes (s->planned_bytes);
+  if (batch == 0)
+    {
+      if (c->batch <= 1)
+        g_prefix_error (error, "out of device memory at batch 1, with no smaller batch to resume "
+                               "at: ");
+      else
+        g_prefix_error (error,
+                        "out of device memory at batch %u (planned %s), and no batch fits in "
+                        "%s: ",
+                        c->batch, need_text, cap_text);
+      return FALSE;
+    }
+  c->resume = c->checkpoint_path && t->have_checkpoint
+              && g_file_test (c->checkpoint_path, G_FILE_TEST_EXISTS);
+  from = c->resume ? g_strdup_printf ("resumed from epoch %u", t->checkpoint_epochs)
+                   : g_strdup ("restarted from the start (no checkpoint yet)");
+  g_free (t->change);
+  t->change = g_strdup_printf ("out of device memory at step %" G_GUINT64_FORMAT
+                               "; %s at batch %u (was %u)",
+                               s->global_step + 1, from, batch, c->batch);
+  kilt_session_log (s, G_LOG_LEVEL_WARNING,
+                    "%s. Batch %u planned %s; batch %u is the largest the plan fits in %s. (%s)",
+                    t->change, c->batch, need_text, batch, cap_text, (*error)->message);
+  t->oom_restarts++;
+  t->oom_budget = capacity;
+  c->batch = batch;
+  g_clear_error (error);
+  return TRUE;
+}
+
 static gpointer
 trainer_thread (gpointer data)
 {
@@ -1159,11 +1292,18 @@ trainer_thread (gpointer data)
   Session s = { .trainer = t, .eval_step = G_MAXUINT64 };
   KiltEvent fin = { .type = KILT_EVENT_FINISHED };
   GError *error = NULL;
+  gboolean started = FALSE;
   guint epoch;
 
   fin.test_loss = fin.test_accuracy = NAN;
-  if (!open_device (&s, &error) || !prepare (&s, &error))
+again:
+  if (!open_device (&s, &error))
     goto done;
+  if (t->oom_budget)
+    s.rep[0].ctx->budget = MIN (s.rep[0].ctx->budget, t->oom_budget);
+  if (!prepare (&s, &error))
+    goto done;
+  started = TRUE;
   for (epoch = s.first_epoch; epoch < t->config.epochs && !kilt_session_should_stop (t); epoch++)
     {
       if (!(s.reducer ? kilt_session_dist_epoch (&s, epoch, &error)
@@ -1198,6 +1338,13 @@ trainer_thread (gpointer data)
     }
 
 done:
+  /* Past the start (a plan that does not fit at first is the person's to change). */
+  if (error && started && restart_after_oom (&s, &error))
+    {
+      session_free (&s);
+      s = (Session){ .trainer = t, .eval_step = G_MAXUINT64 };
+      goto again;
+    }
   if (error)
     fin.status = KILT_RUN_FAILED;
   else if (kilt_session_should_stop (t))
@@ -1274,6 +1421,7 @@ kilt_trainer_free (KiltTrainer *trainer)
   kilt_model_free (trainer->model);
   kilt_dataset_free (trainer->data);
   kilt_train_config_clear (&trainer->config);
+  g_free (trainer->change);
   g_mutex_clear (&trainer->lock);
   g_cond_clear (&trainer->cond);
   g_free (trainer);

@@ -16,6 +16,22 @@ G_BEGIN_DECLS
 /* The most devices one process trains on together. */
 #define KILT_MAX_DEVICES 64
 
+/* What a run does when the device runs out of memory after it started (a late allocation
+ * failure, CL_OUT_OF_RESOURCES): fail, or go on from its last checkpoint (the start when it
+ * has none) at the largest batch the plan fits in less memory, up to KILT_OOM_MAX_RESTARTS
+ * times. One device only: a run on several devices or ranks fails as before. */
+typedef enum
+{
+  KILT_ON_OOM_FAIL,
+  KILT_ON_OOM_RESUME_SMALLER,
+} KiltOnOom;
+
+#define KILT_OOM_MAX_RESTARTS 4
+
+/* "fail", "resume-smaller"; FALSE for anything else. */
+const char *kilt_on_oom_name (KiltOnOom on_oom);
+gboolean kilt_on_oom_from_name (const char *name, KiltOnOom *out);
+
 typedef struct
 {
   char *device_id; /* NULL: the default device */
@@ -39,6 +55,7 @@ typedef struct
   /* An MPI job's ranks (borrowed; NULL: this process alone). Each rank trains on its rows of
    * every batch; rank 0 alone writes the checkpoint. */
   KiltComm *comm;
+  KiltOnOom on_oom;
 } KiltTrainConfig;
 
 /* One device's part of a run on several devices. */
@@ -104,6 +121,11 @@ typedef struct
   guint64 flops_per_sample; /* forward */
   guint steps_per_epoch;
   guint64 run_token; /* STARTED: the token this run writes into its checkpoints (never 0) */
+  /* STARTED: the batch the run trains at; again after an out-of-memory restart
+   * (KILT_ON_OOM_RESUME_SMALLER), with @change saying what changed ("out of device memory at
+   * step 1,204; resumed from epoch 2 at batch 24 (was 32)"); NULL on the first. */
+  guint batch;
+  char *change;
   /* STARTED: how the plan holds activations (the first device's), and its memory line in
    * message ("keeps 6 of 19 blocks, recomputes the rest: +28% compute, fits in ...") */
   gboolean recompute;
@@ -120,7 +142,7 @@ typedef struct
    * fastest alone, as calibration timed them (0: not timed). When the fastest alone won,
    * n_replicas is 1 from then on. */
   double dist_step_ms, alone_step_ms;
-  /* STEP and EPOCH */
+  /* STEP and EPOCH; STARTED: the epochs and steps done before it (a resumption's) */
   guint epoch; /* 1-based */
   guint step;  /* within the epoch, 1-based */
   guint64 global_step;

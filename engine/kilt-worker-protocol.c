@@ -82,6 +82,11 @@ kilt_worker_event_begin (const KiltEvent *ev)
           g_snprintf (token, sizeof token, "%" G_GUINT64_FORMAT, ev->run_token);
           kilt_json_add_string (b, "run_token", token);
         }
+        kilt_json_add_number (b, "batch", ev->batch);
+        kilt_json_add_number (b, "epochs_done", ev->epoch);
+        kilt_json_add_number (b, "global_step", (double)ev->global_step);
+        if (ev->change)
+          kilt_json_add_string (b, "change", ev->change);
         add_replicas (b, ev);
         break;
       case KILT_EVENT_STEP:
@@ -340,6 +345,10 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
         ev->message = g_strdup (get_string (o, "plan"));
         ev->run_token = g_ascii_strtoull (
             get_string (o, "run_token") ? get_string (o, "run_token") : "0", NULL, 10);
+        ev->batch = (guint)get_count (o, "batch");
+        ev->epoch = (guint)get_count (o, "epochs_done");
+        ev->global_step = get_count (o, "global_step");
+        ev->change = g_strdup (get_string (o, "change"));
         get_replicas (o, ev);
         break;
       case KILT_EVENT_STEP:
@@ -438,6 +447,7 @@ kilt_worker_event_clear (KiltEvent *ev)
 {
   g_clear_pointer (&ev->device_name, g_free);
   g_clear_pointer (&ev->message, g_free);
+  g_clear_pointer (&ev->change, g_free);
   g_clear_pointer (&ev->timings, g_array_unref);
   g_clear_error (&ev->error);
   for (guint i = 0; ev->replicas && i < ev->n_replicas; i++)

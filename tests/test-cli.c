@@ -774,6 +774,68 @@ test_json (void)
 /* `runs resume`: a run whose device failed in its third epoch goes on from its checkpoint as a
  * new run, which trains epochs 3 to 20 into a checkpoint of its own; a finished run, or an
  * unknown device, is refused with the reason. */
+/* --on-oom resume-smaller: a launch in epoch 2 fails with CL_OUT_OF_RESOURCES; the run goes
+ * on from its epoch-1 checkpoint at a smaller batch, finishes, and `runs show` says what
+ * changed. Without it the run fails naming the code; a wrong value is refused. */
+static void
+test_on_oom (void)
+{
+  g_autofree char *dir = NULL, *db = NULL, *ckpt = NULL, *id = NULL;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  ckpt = g_build_filename (dir, "oom.ckpt", NULL);
+  {
+    /* About 180 launches an epoch here (test_runs_resume): the 250th is in the second. */
+    const char *args[] = { "train",        "--epochs", "3",        "--max-samples",  "64",
+                           "--checkpoint", ckpt,       "--on-oom", "resume-smaller", NULL };
+    r = run_cli_fault (db, "oom:250", args);
+  }
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.err, "warning: out of device memory at step "));
+  g_assert_nonnull (strstr (r.err, "; resumed from epoch 1 at batch "));
+  g_assert_nonnull (strstr (r.err, "(was 32)"));
+  g_assert_nonnull (strstr (r.err, "CL_OUT_OF_RESOURCES"));
+  g_assert_nonnull (strstr (r.out, "epoch 3/3"));
+  g_assert_nonnull (strstr (r.out, "Finished after"));
+  result_clear (&r);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (ckpt), ==, 3);
+  {
+    const char *args[] = { "runs", "show", "1", NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 0);
+  g_assert_nonnull (strstr (r.out, "\nwhile it trained: out of device memory at step "));
+  result_clear (&r);
+
+  {
+    const char *args[] = { "train", "--epochs", "2", "--max-samples", "64", NULL };
+    r = run_cli_fault (db, "oom:250", args);
+  }
+  g_assert_cmpint (r.status, ==, 1);
+  g_assert_nonnull (strstr (r.err, "epoch 2, step "));
+  g_assert_nonnull (strstr (r.err, "CL_OUT_OF_RESOURCES"));
+  result_clear (&r);
+  {
+    const char *args[] = { "train", "--on-oom", "sometimes", NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "--on-oom wants fail or resume-smaller, not \"sometimes\""));
+  result_clear (&r);
+  {
+    const char *args[] = { "train", "--on-oom", "resume-smaller", "--devices", "0,0", NULL };
+    r = run_cli (db, args);
+  }
+  g_assert_cmpint (r.status, ==, 2);
+  g_assert_nonnull (strstr (r.err, "not with --devices"));
+  result_clear (&r);
+}
+
 static void
 test_runs_resume (void)
 {
@@ -1312,6 +1374,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/eval-misclassified-files", test_eval_misclassified_files);
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);
+  g_test_add_func ("/cli/on-oom", test_on_oom);
   g_test_add_func ("/cli/runs-resume-shared", test_runs_resume_shared);
   g_test_add_func ("/cli/runs-missing-store", test_runs_missing_store);
   return g_test_run ();

@@ -53,6 +53,7 @@ make_record (GRand *r, KiltRunRecord *rec)
   rec->config.device_id = rand_string (r, "cfgdev");
   rec->config.epochs = g_rand_int_range (r, 1, 100);
   rec->config.batch = g_rand_int_range (r, 1, 512);
+  rec->config.on_oom = g_rand_boolean (r) ? KILT_ON_OOM_RESUME_SMALLER : KILT_ON_OOM_FAIL;
   rec->config.seed = g_rand_int (r);
   rec->config.val_fraction = (float)g_rand_double (r);
   rec->config.opt.type = (KiltOptimizerType)g_rand_int_range (r, 0, KILT_OPT_N_TYPES);
@@ -170,6 +171,7 @@ assert_record_equal (const KiltRunRecord *a, const KiltRunRecord *b)
   g_assert_cmpint (a->config.resume, ==, b->config.resume);
   g_assert_cmpstr (a->config.run_name, ==, b->config.run_name);
   g_assert_cmpint (a->config.profile, ==, b->config.profile);
+  g_assert_cmpint (a->config.on_oom, ==, b->config.on_oom);
   g_assert_cmpuint (a->flops_per_sample, ==, b->flops_per_sample);
   g_assert_cmpuint (a->n_params, ==, b->n_params);
   g_assert_cmpuint (a->train_samples, ==, b->train_samples);
@@ -326,6 +328,303 @@ test_round_trip (void)
     sqlite3_close (db);
   }
   kilt_run_record_clear (&rec);
+}
+
+/* A run that went on from its checkpoint at a smaller batch: the notes say so, one line per
+ * change; the configuration and steps per epoch are the new ones; what it trains again
+ * (steps past the resumption's, epochs past its checkpoint) is gone, the rest kept. */
+static void
+test_change (void)
+{
+  g_autofree char *path = fresh_db ();
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, &error);
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GArray) steps = NULL;
+  KiltRunRecord rec;
+  KiltTrainConfig smaller;
+  gint64 id = -1;
+  guint64 last = 0;
+
+  g_assert_no_error (error);
+  make_record (r, &rec);
+  rec.config.batch = 32;
+  rec.steps_per_epoch = 10;
+  g_assert_true (kilt_run_store_begin_run (store, &rec, &id, &error));
+  g_assert_no_error (error);
+  /* Three epochs of ten steps, and four steps of the fourth, one sampled every 0.2 s. */
+  for (guint i = 1; i <= 34; i++)
+    {
+      KiltStepRecord st = { (i - 1) / 10 + 1, (i - 1) % 10 + 1, i, i * 0.2, 1.0 / i, 0.5, 100 };
+      g_assert_true (kilt_run_store_add_step (store, id, &st, NULL, &error));
+      g_assert_no_error (error);
+      if (i % 10 == 0)
+        {
+          KiltEpochRecord e;
+          make_epoch (r, i / 10, &e);
+          g_assert_true (kilt_run_store_add_epoch (store, id, &e, &error));
+        }
+    }
+  /* It failed in epoch 4; its checkpoint holds 2 epochs (the third's was not written). */
+  kilt_train_config_copy (&smaller, &rec.config);
+  smaller.batch = 24;
+  g_assert_true (kilt_run_store_add_change (store, id,
+                                            "out of device memory at step 34; resumed from "
+                                            "epoch 2 at batch 24 (was 32)",
+                                            &smaller, 14, 2, 20, &error));
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (run->notes, ==,
+                   "out of device memory at step 34; resumed from epoch 2 at batch 24 (was 32)");
+  g_assert_cmpuint (run->record.config.batch, ==, 24);
+  g_assert_cmpuint (run->record.steps_per_epoch, ==, 14);
+  g_assert_cmpuint (run->epochs->len, ==, 2);
+  g_assert_cmpint (run->status, ==, KILT_RUN_RUNNING);
+  steps = kilt_run_store_get_steps (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (steps->len, ==, 20);
+  for (guint i = 0; i < steps->len; i++)
+    last = MAX (last, g_array_index (steps, KiltStepRecord, i).global_step);
+  g_assert_cmpuint (last, ==, 20);
+  g_clear_pointer (&steps, g_array_unref);
+  /* The run's steps go on from step 21 at once, though their times are the run's own. */
+  {
+    KiltStepRecord st = { 3, 1, 21, 34 * 0.2 + 0.01, 0.1, 0.5, 100 };
+    gboolean kept = FALSE;
+    g_assert_true (kilt_run_store_add_step (store, id, &st, &kept, &error));
+    g_assert_true (kept);
+  }
+  /* A second change adds a line; text that is not UTF-8 is mended, not stored as bytes. */
+  smaller.batch = 18;
+  g_assert_true (
+      kilt_run_store_add_change (store, id, "again \xff at batch 18", &smaller, 19, 2, 21, &error));
+  g_assert_no_error (error);
+  g_clear_pointer (&run, kilt_run_free);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_utf8_validate (run->notes, -1, NULL));
+  g_assert_true (g_str_has_prefix (run->notes, "out of device memory at step 34; resumed from "
+                                               "epoch 2 at batch 24 (was 32)\nagain "));
+  g_assert_true (g_str_has_suffix (run->notes, " at batch 18"));
+  g_assert_cmpuint (run->record.config.batch, ==, 18);
+  /* No such run. */
+  g_assert_false (kilt_run_store_add_change (store, id + 1, "x", &smaller, 1, 0, 0, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  kilt_train_config_clear (&smaller);
+  kilt_run_record_clear (&rec);
+}
+
+/* ---- host memory running out inside SQLite ------------------------------------------------ */
+
+/* SQLite's allocator, wrapped so that the armed allocation fails (as SQLite's own tests fail
+ * the Nth malloc): one-shot, or with @fail_after that one and every later one. */
+static sqlite3_mem_methods real_mem;
+static gint mem_calls;   /* atomic */
+static gint mem_fail_at; /* atomic: 0, none */
+static gboolean mem_fail_after;
+
+static void *
+faulty_malloc (int n)
+{
+  gint call = g_atomic_int_add (&mem_calls, 1) + 1;
+  gint at = g_atomic_int_get (&mem_fail_at);
+
+  if (at > 0 && (call == at || (mem_fail_after && call > at)))
+    return NULL;
+  return real_mem.xMalloc (n);
+}
+
+static void *
+faulty_realloc (void *p, int n)
+{
+  gint call = g_atomic_int_add (&mem_calls, 1) + 1;
+  gint at = g_atomic_int_get (&mem_fail_at);
+
+  if (at > 0 && (call == at || (mem_fail_after && call > at)))
+    return NULL;
+  return real_mem.xRealloc (p, n);
+}
+
+static void
+faulty_mem_install (gboolean install)
+{
+  sqlite3_mem_methods m;
+
+  g_assert_cmpint (sqlite3_shutdown (), ==, SQLITE_OK);
+  if (install)
+    {
+      g_assert_cmpint (sqlite3_config (SQLITE_CONFIG_GETMALLOC, &real_mem), ==, SQLITE_OK);
+      m = real_mem;
+      m.xMalloc = faulty_malloc;
+      m.xRealloc = faulty_realloc;
+      g_assert_cmpint (sqlite3_config (SQLITE_CONFIG_MALLOC, &m), ==, SQLITE_OK);
+    }
+  else
+    g_assert_cmpint (sqlite3_config (SQLITE_CONFIG_MALLOC, &real_mem), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_initialize (), ==, SQLITE_OK);
+}
+
+static void
+mem_arm (gint at)
+{
+  g_atomic_int_set (&mem_calls, 0);
+  g_atomic_int_set (&mem_fail_at, at);
+}
+
+/* What a recorder does for a run of two epochs, from opening the store to listing it; FALSE
+ * at the first failure, with @error set. */
+static gboolean
+store_session (const char *path, GRand *r, GError **error)
+{
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, error);
+  g_autoptr (GPtrArray) list = NULL;
+  KiltRunRecord rec;
+  gint64 id = 0;
+  gboolean ok;
+
+  if (store == NULL)
+    return FALSE;
+  if (kilt_run_store_is_read_only (store))
+    {
+      /* Not what a full memory is: a store that can be written must not pass for read-only. */
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "opened read-only (test: it is writable)");
+      return FALSE;
+    }
+  make_record (r, &rec);
+  ok = kilt_run_store_begin_run (store, &rec, &id, error);
+  for (guint e = 1; ok && e <= 2; e++)
+    {
+      KiltEpochRecord ep;
+      KiltStepRecord st = { e, 1, e, e * 1.0, 0.5, 0.5, 10 };
+      make_epoch (r, e, &ep);
+      ok = kilt_run_store_add_step (store, id, &st, NULL, error)
+           && kilt_run_store_add_epoch (store, id, &ep, error);
+    }
+  ok = ok && kilt_run_store_finish_run (store, id, KILT_RUN_FINISHED, NULL, 0.5, 0.75, error)
+       && (list = kilt_run_store_list (store, error)) != NULL;
+  kilt_run_record_clear (&rec);
+  return ok;
+}
+
+/* The store as it must be after any failure: it opens, passes SQLite's integrity check, and
+ * holds the run recorded before every session whole; every later run it holds is whole too
+ * (a transaction either landed or did not) or unfinished. */
+static void
+assert_store_intact (const char *path, guint sessions_done)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = kilt_run_store_open (path, &error);
+  g_autoptr (GPtrArray) runs = NULL;
+  sqlite3 *db;
+  sqlite3_stmt *stmt;
+  guint finished = 0;
+
+  g_assert_no_error (error);
+  g_assert_false (kilt_run_store_is_read_only (store));
+  runs = kilt_run_store_list (store, &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < runs->len; i++)
+    {
+      KiltRun *run = runs->pdata[i];
+      if (run->status == KILT_RUN_FINISHED)
+        {
+          g_assert_cmpuint (run->epochs->len, ==, 2);
+          g_assert_cmpfloat (run->test_accuracy, ==, 0.75);
+          finished++;
+        }
+      else
+        g_assert_cmpuint (run->epochs->len, <=, 2);
+    }
+  g_assert_cmpuint (finished, >=, sessions_done);
+  g_assert_cmpint (sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY, NULL), ==, SQLITE_OK);
+  g_assert_cmpint (sqlite3_prepare_v2 (db, "PRAGMA integrity_check", -1, &stmt, NULL), ==,
+                   SQLITE_OK);
+  g_assert_cmpint (sqlite3_step (stmt), ==, SQLITE_ROW);
+  g_assert_cmpstr ((const char *)sqlite3_column_text (stmt, 0), ==, "ok");
+  sqlite3_finalize (stmt);
+  sqlite3_close (db);
+}
+
+/* A fresh copy of the store at @base, at @path (its WAL files gone). */
+static void
+restore_store (const char *base, const char *path)
+{
+  g_autofree char *data = NULL;
+  g_autofree char *wal = g_strconcat (path, "-wal", NULL);
+  g_autofree char *shm = g_strconcat (path, "-shm", NULL);
+  gsize len = 0;
+
+  g_assert_true (g_file_get_contents (base, &data, &len, NULL));
+  g_unlink (wal);
+  g_unlink (shm);
+  /* No fsync (g_file_set_contents makes one): a few thousand copies. */
+  {
+    FILE *f = fopen (path, "wb");
+    g_assert_nonnull (f);
+    g_assert_cmpuint (fwrite (data, 1, len, f), ==, len);
+    g_assert_cmpint (fclose (f), ==, 0);
+  }
+}
+
+/* The allocations SQLite makes while a run is recorded, failed in turn: one-shot, each of the
+ * first 200 (opening the store) and every 7th after; then with every later one failing too,
+ * every 13th (from a random offset, so that runs of the suite cover them all), on a store that
+ * holds one run: each failure is an
+ * error that names the store (never a crash, an abort or a store that passes for read-only), and
+ * afterwards the store opens, is consistent, and has lost nothing committed before. */
+static void
+test_alloc_failure (void)
+{
+  g_autofree char *base = fresh_db ();
+  g_autofree char *dir = g_path_get_dirname (base);
+  g_autofree char *path = g_build_filename (dir, "faulty.db", NULL);
+  g_autoptr (GRand) r = g_rand_new_with_seed (g_test_rand_int ());
+  g_autoptr (GError) error = NULL;
+  guint calls, done = 0, failures = 0;
+
+  g_assert_true (store_session (base, r, &error));
+  g_assert_no_error (error);
+  faulty_mem_install (TRUE);
+  restore_store (base, path);
+  mem_arm (0);
+  g_assert_true (store_session (path, r, &error));
+  calls = (guint)g_atomic_int_get (&mem_calls);
+  g_test_message ("a recorded run makes %u SQLite allocations", calls);
+  g_assert_cmpuint (calls, >, 20);
+  for (guint pass = 0; pass < 2; pass++)
+    {
+      mem_fail_after = pass == 1;
+      guint offset = (guint)g_test_rand_int_range (0, 13);
+      for (guint at = pass ? 1 + offset : 1; at <= calls + 1; at += pass ? 13 : at < 200 ? 1 : 7)
+        {
+          gboolean ok;
+          g_clear_error (&error);
+          restore_store (base, path);
+          mem_arm ((gint)at);
+          ok = store_session (path, r, &error);
+          mem_arm (0);
+          if (ok)
+            done++;
+          else
+            {
+              failures++;
+              g_assert_nonnull (error);
+              if (error->domain != KILT_ENGINE_ERROR || strstr (error->message, path) == NULL)
+                g_error ("allocation %u%s: an error that does not name the store: %s", at,
+                         pass ? " and after" : "", error->message);
+              if (at % 97 == 1)
+                g_test_message ("allocation %u%s: %s", at, pass ? " and after" : "",
+                                error->message);
+            }
+          assert_store_intact (path, ok ? 2 : 1);
+        }
+    }
+  faulty_mem_install (FALSE);
+  g_test_message ("%u sessions recorded, %u failed", done, failures);
+  g_assert_cmpuint (failures, >, 0);
 }
 
 static void
@@ -807,7 +1106,7 @@ test_learning_rate (void)
 
   store = kilt_run_store_open (path, &error);
   g_assert_no_error (error);
-  g_assert_cmpint (kilt_run_store_get_schema_version (store), ==, 7);
+  g_assert_cmpint (kilt_run_store_get_schema_version (store), ==, KILT_RUN_STORE_SCHEMA_VERSION);
   make_epoch (r, 2, &ep2);
   ep2.learning_rate = lr2;
   g_assert_true (kilt_run_store_add_epoch (store, id, &ep2, &error));
@@ -1609,6 +1908,8 @@ main (int argc, char **argv)
   g_test_add_func ("/run-store/checkpoint-paths", test_checkpoint_paths);
   g_test_add_func ("/run-store/round-trip", test_round_trip);
   g_test_add_func ("/run-store/step-sampling", test_step_sampling);
+  g_test_add_func ("/run-store/change", test_change);
+  g_test_add_func ("/run-store/alloc-failure", test_alloc_failure);
   g_test_add_func ("/run-store/killed-writer", test_killed_writer);
   g_test_add_func ("/run-store/pid-reuse", test_pid_reuse);
   g_test_add_func ("/run-store/scaling", test_scaling);

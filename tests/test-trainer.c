@@ -6,14 +6,18 @@
 #include "kilt-test-util.h"
 #include "kilt-exec.h"
 #include "kilt-checkpoint.h"
+#include "kilt-data-private.h"
 #include "kilt-error.h"
 #include "kilt-model-json.h"
 #include "kilt-optimizer.h"
 #include "kilt-reference.h"
+#include "kilt-run-recorder.h"
 #include "kilt-trainer.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -404,6 +408,11 @@ typedef struct
   gboolean stop_at_first_step;
   gint64 stop_asked_us;
   char *finished_device; /* the FINISHED event's device, which the run store records */
+  /* STARTED events: how many, the last one's batch and what it said changed */
+  guint n_started;
+  guint started_batch;
+  char *change;
+  KiltRunRecorder *recorder; /* fed every event when set */
 } Run;
 
 static void
@@ -414,6 +423,7 @@ run_free (Run *r)
   g_ptr_array_unref (r->logs);
   g_clear_error (&r->error);
   g_free (r->finished_device);
+  g_free (r->change);
   g_mutex_clear (&r->lock);
   g_free (r);
 }
@@ -426,6 +436,8 @@ on_event (const KiltEvent *ev, gpointer user_data)
   Run *r = user_data;
 
   g_mutex_lock (&r->lock);
+  if (r->recorder)
+    kilt_run_recorder_event (r->recorder, ev);
   if (r->n_finished)
     r->event_after_finish = TRUE;
   switch (ev->type)
@@ -433,6 +445,10 @@ on_event (const KiltEvent *ev, gpointer user_data)
       case KILT_EVENT_STARTED:
         r->started = TRUE;
         r->steps_per_epoch = ev->steps_per_epoch;
+        r->n_started++;
+        r->started_batch = ev->batch;
+        g_free (r->change);
+        r->change = g_strdup (ev->change);
         if (r->stop_when_started)
           kilt_trainer_stop (r->trainer);
         break;
@@ -1335,6 +1351,408 @@ test_fault_alloc (void)
   g_assert_cmpuint (n, <, 200);
 }
 
+/* ---- running out of host memory around checkpoints ----------------------------------------- */
+
+/* The files in @dir, sorted, as one line. */
+static char *
+list_dir (const char *dir)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, NULL);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  g_assert_nonnull (d);
+  while ((name = g_dir_read_name (d)))
+    g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, (GCompareFunc)g_strcmp0);
+  g_ptr_array_add (names, NULL);
+  return g_strjoinv (" ", (char **)names->pdata);
+}
+
+/* Every host allocation of writing and of reading a checkpoint, failed in turn (as SQLite's
+ * tests fail the Nth malloc): writing fails saying so and naming the file, the checkpoint
+ * written before stays byte for byte, and no temporary file is left; reading fails the same
+ * way, leaking nothing (the sanitizer pass runs this). Then a run whose host copy of the
+ * weights fails at its second epoch's checkpoint: it fails saying so, and its first epoch's
+ * checkpoint is whole and loads. */
+static void
+test_checkpoint_alloc_failure (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "c.ckpt", NULL);
+  g_autofree char *before = NULL, *after = NULL, *files = NULL;
+  g_autoptr (GError) error = NULL;
+  float params[5] = { 0.5f, -1.25f, 3, 4, 5 }, state[1] = { 7 }, opt[2] = { -2, 0.125f };
+  KiltCheckpoint ck = { 5, 1, 2, 1, 16, 99, 0xfeedull, params, state, opt, "cl/dev/0", NULL };
+  gsize before_len, after_len;
+  guint calls;
+
+  ck.optimizer = KILT_OPT_SGD + 1;
+  ck.run_token = 77;
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+  before = read_file (path, &before_len);
+  files = list_dir (dir);
+  g_assert_cmpstr (files, ==, "c.ckpt");
+  g_clear_pointer (&files, g_free);
+
+  /* The next epoch's, with other weights. */
+  params[0] = 0.75f;
+  ck.epochs_done = 2;
+  kilt_data_fail_alloc (0);
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  calls = kilt_data_fail_alloc (0);
+  g_assert_cmpuint (calls, >=, 1);
+  after = read_file (path, &after_len);
+  g_assert_true (after_len != before_len || memcmp (after, before, before_len) != 0);
+  g_assert_true (g_file_set_contents (path, before, before_len, NULL));
+  for (guint nth = 1; nth <= calls; nth++)
+    {
+      g_autofree char *now = NULL;
+      gsize now_len;
+      g_clear_error (&error);
+      kilt_data_fail_alloc (nth);
+      g_assert_false (kilt_checkpoint_save (&ck, path, &error));
+      kilt_data_fail_alloc (0);
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+      g_test_message ("allocation %u: %s", nth, error->message);
+      g_assert_true (g_str_has_prefix (error->message, "not writing: "));
+      g_assert_nonnull (strstr (error->message, path));
+      g_assert_nonnull (strstr (error->message, "not enough memory"));
+      now = read_file (path, &now_len);
+      g_assert_cmpmem (now, now_len, before, before_len);
+      files = list_dir (dir);
+      g_assert_cmpstr (files, ==, "c.ckpt");
+      g_clear_pointer (&files, g_free);
+    }
+
+  /* Reading it back. */
+  g_clear_error (&error);
+  kilt_data_fail_alloc (0);
+  {
+    g_autoptr (KiltCheckpoint) back = kilt_checkpoint_load (path, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (back->epochs_done, ==, 1);
+  }
+  calls = kilt_data_fail_alloc (0);
+  g_assert_cmpuint (calls, ==, 3); /* weights, state, optimizer state */
+  for (guint nth = 1; nth <= calls; nth++)
+    {
+      g_autoptr (KiltCheckpoint) back = NULL;
+      g_clear_error (&error);
+      kilt_data_fail_alloc (nth);
+      back = kilt_checkpoint_load (path, &error);
+      kilt_data_fail_alloc (0);
+      g_assert_null (back);
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+      g_assert_true (g_str_has_prefix (error->message, path));
+      g_assert_nonnull (strstr (error->message, "not enough memory for the checkpoint's "));
+    }
+
+  /* A run: one epoch's checkpoint takes 3 host copies and the file's bytes; the 6th allocation
+   * from the start is the second epoch's copy of the layers' state. Out of host memory, not the
+   * device's: a run allowed to go on at a smaller batch does not. */
+  if (kilt_test_context () == NULL)
+    return;
+  {
+    g_autofree char *run_ck = g_build_filename (dir, "run.ckpt", NULL);
+    g_autofree char *clean_ck = g_build_filename (dir, "clean.ckpt", NULL);
+    KiltTrainConfig c2 = toy_config (2, run_ck), c1 = toy_config (1, clean_ck);
+    g_autoptr (Run) r = NULL, clean = NULL;
+    g_autoptr (KiltCheckpoint) k = NULL;
+
+    c2.on_oom = KILT_ON_OOM_RESUME_SMALLER;
+    kilt_data_fail_alloc (6);
+    r = train_toy (&c2);
+    kilt_data_fail_alloc (0);
+    g_assert_cmpint (r->status, ==, KILT_RUN_FAILED);
+    g_test_message ("%s", r->error->message);
+    g_assert_error (r->error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
+    g_assert_nonnull (strstr (r->error->message, run_ck));
+    g_assert_nonnull (strstr (r->error->message, "a host copy of the layers' state"));
+    g_assert_cmpuint (r->epochs->len, ==, 2);
+    g_assert_cmpuint (r->n_started, ==, 1);
+    k = load_checkpoint (run_ck);
+    g_assert_cmpuint (k->epochs_done, ==, 1);
+    clean = train_toy (&c1);
+    g_assert_true (same_weights (run_ck, clean_ck));
+  }
+}
+
+/* A full disk, as a file-size limit makes one (RLIMIT_FSIZE: writes past it fail, as with
+ * ENOSPC): writing the next checkpoint fails naming the file, the one before stays byte for
+ * byte, no temporary file is left; once there is room again the write goes through. */
+static void
+test_checkpoint_disk_full (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "c.ckpt", NULL);
+  g_autofree char *before = NULL, *now = NULL, *files = NULL;
+  g_autoptr (GError) error = NULL;
+  float params[600], state[1] = { 7 }, opt[600];
+  KiltCheckpoint ck = { 600, 1, 600, 1, 16, 99, 0xfeedull, params, state, opt, "cl/dev/0", NULL };
+  struct rlimit keep, small;
+  void (*old_handler) (int);
+  gsize before_len, now_len;
+  gboolean ok;
+
+  for (guint i = 0; i < 600; i++)
+    params[i] = opt[i] = (float)i / 7;
+  ck.optimizer = KILT_OPT_SGD + 1;
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+  before = read_file (path, &before_len);
+  g_assert_cmpuint (before_len, >, 4096);
+
+  params[0] = 42;
+  ck.epochs_done = 2;
+  g_assert_cmpint (getrlimit (RLIMIT_FSIZE, &keep), ==, 0);
+  small = keep;
+  small.rlim_cur = 2048;
+  old_handler = signal (SIGXFSZ, SIG_IGN);
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &small), ==, 0);
+  ok = kilt_checkpoint_save (&ck, path, &error);
+  g_assert_cmpint (setrlimit (RLIMIT_FSIZE, &keep), ==, 0);
+  signal (SIGXFSZ, old_handler);
+  g_assert_false (ok);
+  g_test_message ("%s", error->message);
+  g_assert_true (error->domain == G_FILE_ERROR);
+  g_assert_nonnull (strstr (error->message, path));
+  now = read_file (path, &now_len);
+  g_assert_cmpmem (now, now_len, before, before_len);
+  files = list_dir (dir);
+  g_assert_cmpstr (files, ==, "c.ckpt");
+  g_clear_error (&error);
+
+  g_assert_true (kilt_checkpoint_save (&ck, path, &error));
+  g_assert_no_error (error);
+  {
+    g_autoptr (KiltCheckpoint) back = load_checkpoint (path);
+    g_assert_cmpuint (back->epochs_done, ==, 2);
+    g_assert_cmpfloat (back->params[0], ==, 42);
+  }
+}
+
+/* A process killed while it writes checkpoints, over and over: the file it leaves is always one
+ * whole checkpoint (its checksum holds, and every weight has the value of one write), never a
+ * torn or empty one. The writer is this test in a subprocess, killed at its time limit. */
+#define KILLED_FLOATS (1 << 20) /* 4 MiB a write */
+
+static void
+test_checkpoint_killed_writer (void)
+{
+  static char *dir;
+  g_autofree char *path = NULL;
+
+  if (!g_test_subprocess ())
+    dir = kilt_test_tmpdir ();
+  path = g_build_filename (g_test_subprocess () ? g_getenv ("KILT_KILLED_DIR") : dir, "k.ckpt",
+                           NULL);
+  if (g_test_subprocess ())
+    {
+      float *params = g_new (float, KILLED_FLOATS), state[1] = { 0 };
+      KiltCheckpoint ck
+          = { KILLED_FLOATS, 1, 0, 1, 1000000, 3, 0xfeedull, params, state, NULL, "x", NULL };
+      ck.optimizer = KILT_OPT_SGD + 1;
+      for (guint i = 1;; i++)
+        {
+          ck.epochs_done = i % 1000 + 1;
+          for (guint j = 0; j < KILLED_FLOATS; j++)
+            params[j] = (float)i;
+          g_autoptr (GError) error = NULL;
+          if (!kilt_checkpoint_save (&ck, path, &error))
+            g_error ("write %u failed: %s", i, error->message);
+        }
+    }
+  g_setenv ("KILT_KILLED_DIR", dir, TRUE);
+  for (guint round = 0; round < 6; round++)
+    {
+      g_autoptr (KiltCheckpoint) back = NULL;
+      g_autoptr (GError) error = NULL;
+      /* Killed after 0.15 to 0.4 s: a few writes in, somewhere inside one. */
+      g_test_trap_subprocess (NULL, (150 + 50 * round) * 1000, G_TEST_SUBPROCESS_DEFAULT);
+      g_assert_false (g_test_trap_has_passed ());
+      /* Killed, not failed on its own. */
+      g_test_trap_assert_stderr_unmatched ("*failed*");
+      if (!g_file_test (path, G_FILE_TEST_EXISTS))
+        continue; /* killed before the first write ended */
+      back = kilt_checkpoint_load (path, &error);
+      g_assert_no_error (error);
+      g_assert_cmpuint (back->n_params, ==, KILLED_FLOATS);
+      g_assert_cmpfloat (back->params[0], >=, 1);
+      g_assert_cmpfloat (back->params[KILLED_FLOATS - 1], ==, back->params[0]);
+      g_assert_cmpuint (back->epochs_done, ==, (guint)back->params[0] % 1000 + 1);
+      g_test_message ("round %u: the file holds write %.0f, whole", round, back->params[0]);
+    }
+  g_assert_true (g_file_test (path, G_FILE_TEST_EXISTS));
+  g_unsetenv ("KILT_KILLED_DIR");
+  g_clear_pointer (&dir, g_free);
+}
+
+/* ---- running out of device memory mid-run ------------------------------------------------ */
+
+/* Kernel launches (GEMMs included) from a run's start to the end of its first epoch, its
+ * evaluation included: the countdown of a fault that never fires says. */
+static guint
+launches_in_first_epoch (void)
+{
+  KiltTrainConfig c1 = toy_config (1, NULL);
+  g_autoptr (Run) r = NULL;
+  g_autofree char *left = NULL;
+  guint n;
+
+  kilt_fault_set (KILT_FAULT_OOM, 1000000);
+  r = train_toy (&c1);
+  left = kilt_fault_take ();
+  g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
+  g_assert_nonnull (left);
+  g_assert_true (g_str_has_prefix (left, "oom:"));
+  n = 1000000 - (guint)atoi (left + 4);
+  g_assert_cmpuint (n, >, TOY_STEPS * 6);
+  return n;
+}
+
+/* A launch in epoch 2 fails with CL_OUT_OF_RESOURCES, as on a driver that allocates at first
+ * use. By default the run fails saying so; with KILT_ON_OOM_RESUME_SMALLER it goes on from its
+ * epoch-1 checkpoint at a smaller batch, once, as the same run (one run token, one record that
+ * says what changed), and ends where a run resumed by hand at that batch from the same
+ * checkpoint ends. */
+static void
+test_oom_resume_smaller (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *ck = g_build_filename (dir, "auto.ckpt", NULL);
+  g_autofree char *ck_hand = g_build_filename (dir, "hand.ckpt", NULL);
+  g_autofree char *db = g_build_filename (dir, "runs.db", NULL);
+  g_autofree char *dev = device_name ();
+  g_autofree char *expect = NULL;
+  KiltTrainConfig cf = toy_config (3, ck), ca = toy_config (3, ck), c1 = toy_config (1, ck_hand),
+                  c2 = toy_config (3, ck_hand);
+  g_autoptr (Run) failed = NULL, hand1 = NULL, hand2 = NULL;
+  g_autoptr (KiltCheckpoint) k = NULL, kh = NULL;
+  g_autoptr (KiltRunStore) store = NULL;
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltModel *model;
+  KiltDataset *data;
+  Run *r;
+  guint n, batch, steps;
+  gboolean warned = FALSE;
+
+  if (dev == NULL)
+    return;
+  n = launches_in_first_epoch ();
+  g_test_message ("%u launches to the end of epoch 1", n);
+
+  /* Not allowed: the run fails in epoch 2, naming the driver's code and where it was. */
+  kilt_fault_set (KILT_FAULT_OOM, n + 5);
+  failed = train_toy (&cf);
+  kilt_fault_set (KILT_FAULT_OOM, 0);
+  g_assert_cmpint (failed->status, ==, KILT_RUN_FAILED);
+  g_assert_error (failed->error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_RESOURCES);
+  g_assert_nonnull (strstr (failed->error->message, "CL_OUT_OF_RESOURCES"));
+  g_assert_nonnull (strstr (failed->error->message, "epoch 2, step 1"));
+  g_assert_cmpuint (failed->n_started, ==, 1);
+  g_assert_cmpuint (failed->epochs->len, ==, 1);
+
+  /* Allowed. */
+  g_unlink (ck);
+  ca.on_oom = KILT_ON_OOM_RESUME_SMALLER;
+  model = toy_model ();
+  data = toy_data (TOY_TRAIN, TOY_TEST);
+  kilt_fault_set (KILT_FAULT_OOM, n + 5);
+  r = g_new0 (Run, 1);
+  g_mutex_init (&r->lock);
+  r->steps = g_array_new (FALSE, FALSE, sizeof (StepRec));
+  r->epochs = g_array_new (FALSE, FALSE, sizeof (EpochRec));
+  r->logs = g_ptr_array_new_with_free_func (g_free);
+  r->status = KILT_RUN_RUNNING;
+  r->recorder = kilt_run_recorder_new (db, model, data, &ca, NULL);
+  r->trainer = kilt_trainer_new (model, data, &ca, on_event, r);
+  kilt_trainer_start (r->trainer);
+  run_finish (r);
+  kilt_fault_set (KILT_FAULT_OOM, 0);
+  g_clear_pointer (&r->recorder, kilt_run_recorder_free);
+  if (r->error)
+    g_test_message ("%s", r->error->message);
+  g_assert_cmpint (r->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (r->n_started, ==, 2);
+  batch = r->started_batch;
+  g_test_message ("%s", r->change);
+  g_assert_cmpuint (batch, >=, 1);
+  g_assert_cmpuint (batch, <, 16);
+  expect = g_strdup_printf ("out of device memory at step %u; resumed from epoch 1 at batch %u "
+                            "(was 16)",
+                            TOY_STEPS + 1, batch);
+  g_assert_cmpstr (r->change, ==, expect);
+  for (guint i = 0; i < r->logs->len; i++)
+    if (strstr (r->logs->pdata[i], expect) && strstr (r->logs->pdata[i], "CL_OUT_OF_RESOURCES"))
+      warned = TRUE;
+  g_assert_true (warned);
+  steps = (TOY_TRAIN + batch - 1) / batch;
+  g_assert_cmpuint (r->steps_per_epoch, ==, steps);
+  /* Epochs 1 (at 16), 2 and 3 (at the new batch): each once. */
+  g_assert_cmpuint (r->epochs->len, ==, 3);
+  for (guint e = 0; e < 3; e++)
+    g_assert_cmpuint (g_array_index (r->epochs, EpochRec, e).epoch, ==, e + 1);
+  g_assert_cmpuint (g_array_index (r->epochs, EpochRec, 2).global_step, ==, TOY_STEPS + 2 * steps);
+  k = load_checkpoint (ck);
+  g_assert_cmpuint (k->epochs_done, ==, 3);
+  g_assert_cmpuint (k->global_step, ==, TOY_STEPS + 2 * steps);
+
+  /* By hand: epoch 1 at 16, then resumed at the smaller batch. */
+  hand1 = train_toy (&c1);
+  c2.resume = TRUE;
+  c2.batch = batch;
+  hand2 = train_toy (&c2);
+  g_assert_cmpint (hand2->status, ==, KILT_RUN_FINISHED);
+  kh = load_checkpoint (ck_hand);
+  g_assert_cmpuint (kh->global_step, ==, k->global_step);
+  g_assert_cmpfloat (max_rel_diff (kh->params, k->params, k->n_params), <=, 1e-6);
+  g_assert_cmpfloat (max_rel_diff (kh->opt_state, k->opt_state, k->n_opt_state), <=, 1e-6);
+  g_test_message ("resumed by itself and by hand: %s",
+                  same_weights (ck, ck_hand) ? "the same bytes" : "within 1e-6");
+
+  /* The record: one run, finished, at the batch it ended with, saying what changed. */
+  store = kilt_run_store_open (db, &error);
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, 1, &error);
+  g_assert_no_error (error);
+  g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpstr (run->notes, ==, expect);
+  g_assert_cmpuint (run->record.config.batch, ==, batch);
+  g_assert_cmpuint (run->record.steps_per_epoch, ==, steps);
+  g_assert_cmpint (run->record.config.on_oom, ==, KILT_ON_OOM_RESUME_SMALLER);
+  g_assert_cmpuint (run->epochs->len, ==, 3);
+  g_assert_cmpuint (run->record.checkpoint_token, ==, k->run_token);
+  g_assert_true (kilt_run_store_get (store, 2, NULL) == NULL);
+  run_free (r);
+}
+
+/* At batch 1 there is nothing smaller: the run fails, saying so and what the driver said. */
+static void
+test_oom_batch_one (void)
+{
+  KiltTrainConfig c = toy_config (1, NULL);
+  g_autoptr (Run) r = NULL;
+
+  if (kilt_test_context () == NULL)
+    return;
+  c.batch = 1;
+  c.max_train_samples = 6;
+  c.on_oom = KILT_ON_OOM_RESUME_SMALLER;
+  kilt_fault_set (KILT_FAULT_OOM, 1);
+  r = train_toy (&c);
+  kilt_fault_set (KILT_FAULT_OOM, 0);
+  g_assert_cmpint (r->status, ==, KILT_RUN_FAILED);
+  g_assert_error (r->error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_RESOURCES);
+  g_test_message ("%s", r->error->message);
+  g_assert_true (g_str_has_prefix (r->error->message,
+                                   "out of device memory at batch 1, with no smaller batch"));
+  g_assert_nonnull (strstr (r->error->message, "CL_OUT_OF_RESOURCES"));
+  g_assert_cmpuint (r->n_started, ==, 1);
+}
+
 /* Runs a fresh 2-epoch toy run with the @nth enqueue failing. */
 static Run *
 enqueue_fault_run (guint nth, const KiltTrainConfig *cfg, const char *checkpoint)
@@ -1807,11 +2225,16 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/checkpoint/algorithms", test_checkpoint_algorithms);
   g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);
   g_test_add_func ("/trainer/checkpoint/checked", test_checkpoint_checked);
+  g_test_add_func ("/trainer/checkpoint/alloc-failure", test_checkpoint_alloc_failure);
+  g_test_add_func ("/trainer/checkpoint/disk-full", test_checkpoint_disk_full);
+  g_test_add_func ("/trainer/checkpoint/killed-writer", test_checkpoint_killed_writer);
   g_test_add_func ("/trainer/validation-and-test", test_validation_and_test);
   g_test_add_func ("/trainer/max-train-samples", test_max_train_samples);
   g_test_add_func ("/trainer/fault/alloc", test_fault_alloc);
   g_test_add_func ("/trainer/fault/enqueue", test_fault_enqueue);
   g_test_add_func ("/trainer/fault/build", test_fault_build);
+  g_test_add_func ("/trainer/oom/resume-smaller", test_oom_resume_smaller);
+  g_test_add_func ("/trainer/oom/batch-one", test_oom_batch_one);
   g_test_add_func ("/trainer/diverged", test_diverged);
   g_test_add_func ("/trainer/stop", test_stop);
   g_test_add_func ("/trainer/pause", test_pause);

@@ -174,6 +174,70 @@ test_crash_then_resume (void)
       g_array_index (resumed->epochs, KiltEpochRecord, resumed->epochs->len - 1).epoch, ==, 3);
 }
 
+/* The check button labelled @label under @w, or NULL. */
+static GtkCheckButton *
+find_check (GtkWidget *w, const char *label)
+{
+  if (GTK_IS_CHECK_BUTTON (w)
+      && g_strcmp0 (gtk_check_button_get_label (GTK_CHECK_BUTTON (w)), label) == 0)
+    return GTK_CHECK_BUTTON (w);
+  for (GtkWidget *c = gtk_widget_get_first_child (w); c; c = gtk_widget_get_next_sibling (c))
+    {
+      GtkCheckButton *found = find_check (c, label);
+      if (found)
+        return found;
+    }
+  return NULL;
+}
+
+/* The device runs out of memory in epoch 2 (a launch fails with CL_OUT_OF_RESOURCES in the
+ * worker). With the Train page's box ticked the run goes on from epoch 1 at a smaller batch
+ * and finishes, one run whose record says what changed; unticked, it fails saying why. */
+static void
+test_oom_resume_smaller (void)
+{
+  GtkCheckButton *check = find_check (GTK_WIDGET (window), "Retry smaller _batch");
+  g_autoptr (KiltRun) run = NULL, failed = NULL;
+  const char *msg;
+
+  if (!prepare (3))
+    return;
+  g_assert_nonnull (check);
+  gtk_check_button_set_active (check, TRUE);
+  /* About 650 launches an epoch here: the 900th is in epoch 2. */
+  kilt_fault_set (KILT_FAULT_OOM, 900);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (wait_until (run_over, NULL, 120));
+  g_assert_null (kilt_fault_take ());
+  msg = kilt_window_get_last_message (window);
+  g_test_message ("shown: %s", msg);
+  g_assert_cmpstr (msg, ==, "Training finished");
+  run = newest_run ();
+  g_assert_cmpint (run->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpint (run->record.config.on_oom, ==, KILT_ON_OOM_RESUME_SMALLER);
+  g_assert_nonnull (run->notes);
+  g_test_message ("notes: %s", run->notes);
+  g_assert_true (g_str_has_prefix (run->notes, "out of device memory at step "));
+  g_assert_nonnull (strstr (run->notes, "; resumed from epoch 1 at batch "));
+  g_assert_true (g_str_has_suffix (run->notes, " (was 32)"));
+  g_assert_cmpuint (run->record.config.batch, <, 32);
+  g_assert_cmpuint (run->epochs->len, ==, 3);
+
+  gtk_check_button_set_active (check, FALSE);
+  g_assert_true (wait_until (data_idle, NULL, 60));
+  kilt_fault_set (KILT_FAULT_OOM, 900);
+  g_assert_true (gtk_widget_activate_action (GTK_WIDGET (window), "win.start", NULL));
+  g_assert_true (wait_until (run_over, NULL, 120));
+  msg = kilt_window_get_last_message (window);
+  g_test_message ("shown: %s", msg);
+  g_assert_true (g_str_has_prefix (msg, "Training failed: "));
+  g_assert_nonnull (strstr (msg, "CL_OUT_OF_RESOURCES"));
+  failed = newest_run ();
+  g_assert_cmpint (failed->id, >, run->id);
+  g_assert_cmpint (failed->status, ==, KILT_RUN_FAILED);
+  g_assert_null (failed->notes);
+}
+
 /* Two PoCL devices: "Train on Several Devices" lists both with the default fixed on; with the
  * other switched on a run trains on both (kept together: KILT_DIST_KEEP_ALL, as two devices on
  * one 2-core CPU would otherwise leave one out), the Train page shows each device's rows,
@@ -323,6 +387,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/ui-worker/crash-then-resume", test_crash_then_resume);
   g_test_add_func ("/ui-worker/hang", test_hang);
+  g_test_add_func ("/ui-worker/oom-resume-smaller", test_oom_resume_smaller);
   g_test_add_func ("/ui-worker/several-devices", test_several_devices);
   status = g_test_run ();
   if (window)

@@ -295,8 +295,15 @@ bind_cell (GtkSignalListItemFactory *factory, GtkListItem *item, gpointer user_d
   GtkWidget *label = gtk_list_item_get_child (item);
 
   gtk_label_set_text (GTK_LABEL (label), text);
-  if (col == COL_STATUS && run_item->run->error_message)
-    gtk_widget_set_tooltip_text (label, run_item->run->error_message);
+  if (col == COL_STATUS && (run_item->run->error_message || run_item->run->notes))
+    {
+      /* What went wrong, and what changed on the way (a smaller batch after running out of
+       * device memory). */
+      g_autofree char *tip = g_strjoin (
+          "\n", run_item->run->error_message ? run_item->run->error_message : run_item->run->notes,
+          run_item->run->error_message ? run_item->run->notes : NULL, NULL);
+      gtk_widget_set_tooltip_text (label, tip);
+    }
   else if (!columns[col].numeric && col != COL_DATE && col != COL_STATUS)
     gtk_widget_set_tooltip_text (label, text);
   else

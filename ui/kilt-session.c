@@ -173,6 +173,7 @@ scalars (const KiltEvent *e)
   c.device_name = NULL;
   c.timings = NULL;
   c.message = NULL;
+  c.change = NULL;
   c.error = NULL;
   c.replicas = NULL;
   return c;

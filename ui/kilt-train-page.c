@@ -36,6 +36,7 @@ struct _KiltTrainPage
   GtkWidget *stop_button;
   GtkScale *smoothing_scale;
   GtkCheckButton *log_check;
+  GtkCheckButton *oom_check;
   GtkDropDown *x_choice;
   GtkWidget *reset_zoom_button;
   GtkRevealer *summary_revealer;
@@ -845,6 +846,7 @@ kilt_train_page_class_init (KiltTrainPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, stop_button);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, smoothing_scale);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, log_check);
+  gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, oom_check);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, x_choice);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, reset_zoom_button);
   gtk_widget_class_bind_template_child (widget_class, KiltTrainPage, summary_revealer);
@@ -974,6 +976,9 @@ kilt_train_page_init (KiltTrainPage *self)
                    gtk_range_get_adjustment (GTK_RANGE (self->smoothing_scale)), "value",
                    G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "chart-log-scale", self->log_check, "active",
+                   G_SETTINGS_BIND_DEFAULT);
+  /* Read by the window when a run starts (its configuration's on_oom). */
+  g_settings_bind (self->settings, "resume-smaller-on-oom", self->oom_check, "active",
                    G_SETTINGS_BIND_DEFAULT);
   g_signal_connect_swapped (self->smoothing_scale, "value-changed",
                             G_CALLBACK (apply_chart_options), self);

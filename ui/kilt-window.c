@@ -207,6 +207,9 @@ window_config (KiltWindow *self, const char *device, const KiltModel *model, con
   config.preprocess = kilt_data_page_get_preprocess (self->data_page);
   config.max_train_samples = self->sample_limit;
   config.profile = TRUE;
+  config.on_oom = g_settings_get_boolean (self->settings, "resume-smaller-on-oom")
+                      ? KILT_ON_OOM_RESUME_SMALLER
+                      : KILT_ON_OOM_FAIL;
   config.run_name = g_strdup_printf ("%s on %s", model->name, ds->name);
   return config;
 }
