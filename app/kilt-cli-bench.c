@@ -38,7 +38,11 @@ typedef struct
   guint64 flops_per_sample; /* forward, as the model's summary counts them */
   gboolean adapted;         /* a preset whose input or classes were changed to fit --data */
   KiltPrecision precision;
-  double check_tf32_gemm; /* tf32: the GEMM's largest error against its rounded inputs */
+  KiltMemoryMode memory; /* as asked (--memory) */
+  gboolean recompute;    /* the plan recomputed activations in backward */
+  guint blocks_kept, blocks_total;
+  double recompute_percent; /* extra compute of a step, as the plan counts it */
+  double check_tf32_gemm;   /* tf32: the GEMM's largest error against its rounded inputs */
   char *error;
   GArray *timings;
 } BenchResult;
@@ -52,6 +56,9 @@ typedef struct
   KiltRunStatus status;
   char *error;
   guint64 flops;
+  gboolean recompute; /* the plan recomputes activations: blocks kept of total, extra compute */
+  guint blocks_kept, blocks_total;
+  double recompute_percent;
   GArray *timings; /* KiltLayerTiming of the timed epoch */
 } BenchView;
 
@@ -64,6 +71,10 @@ on_bench_event (const KiltEvent *ev, gpointer user_data)
     {
       case KILT_EVENT_STARTED:
         v->flops = ev->flops_per_sample;
+        v->recompute = ev->recompute;
+        v->blocks_kept = ev->blocks_kept;
+        v->blocks_total = ev->blocks_total;
+        v->recompute_percent = ev->recompute_percent;
         break;
       case KILT_EVENT_EPOCH:
         /* Epoch 1 is the warm-up (CLBlast builds its kernels on first use); epoch 2 is timed. */
@@ -393,6 +404,7 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
       kilt_dataset_free (ds);
       return;
     }
+  r->memory = cfg.memory;
   g_free (cfg.device_id);
   cfg.device_id = g_strdup (dev->id);
   cfg.epochs = 2;
@@ -413,6 +425,10 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
       r->gflops = 3.0 * view.flops * r->samples_per_second / 1e9;
       r->busy_percent = view.busy;
       r->peak_bytes = view.peak;
+      r->recompute = view.recompute;
+      r->blocks_kept = view.blocks_kept;
+      r->blocks_total = view.blocks_total;
+      r->recompute_percent = view.recompute_percent;
       r->timings = g_steal_pointer (&view.timings);
     }
   g_clear_pointer (&view.timings, g_array_unref);
@@ -544,6 +560,7 @@ kilt_cli_bench (int argc, char **argv)
           NUM ("batch", c.batch);
           NUM ("steps", steps);
           STR ("precision", kilt_precision_name (r.precision));
+          STR ("memory", kilt_memory_mode_name (r.memory));
           STR ("data", c.data ? c.data : "synthetic");
           if (r.input.c)
             {
@@ -572,6 +589,14 @@ kilt_cli_bench (int argc, char **argv)
               NUM ("gflops", r.gflops);
               NUM ("busy_percent", r.busy_percent);
               NUM ("peak_bytes", r.peak_bytes);
+              json_builder_set_member_name (b, "recompute");
+              json_builder_add_boolean_value (b, r.recompute);
+              if (r.recompute)
+                {
+                  NUM ("blocks_kept", r.blocks_kept);
+                  NUM ("blocks_total", r.blocks_total);
+                  NUM ("recompute_percent", r.recompute_percent);
+                }
               if (!no_check)
                 {
                   NUM ("check_loss_rel", r.check_loss);
@@ -665,7 +690,15 @@ kilt_cli_bench (int argc, char **argv)
                   r.samples_per_second, r.gflops);
           if (isfinite (r.busy_percent))
             printf ("  device:    %.0f%% busy while profiled\n", r.busy_percent);
-          printf ("  memory:    %s peak\n", peak);
+          if (r.recompute)
+            printf ("  memory:    %s peak, --memory %s: keeps %u of %u blocks, recomputes the "
+                    "rest (+%.0f%% compute; GFLOP/s above counts the model's, not the "
+                    "recomputed)\n",
+                    peak, kilt_memory_mode_name (r.memory), r.blocks_kept, r.blocks_total,
+                    r.recompute_percent);
+          else
+            printf ("  memory:    %s peak, --memory %s: every activation kept\n", peak,
+                    kilt_memory_mode_name (r.memory));
           if (!no_check)
             printf ("  check:     %s on %u sample%s of %ux%ux%u%s (loss %.1e, gradients %.1e "
                     "relative to the C reference%s)\n",

@@ -364,6 +364,8 @@ test_bench_workload (void)
       o = bench_json (parser, &r);
       g_assert_cmpstr (json_object_get_string_member (o, "data"), ==, "synthetic");
       g_assert_cmpstr (json_object_get_string_member (o, "precision"), ==, "fp32");
+      g_assert_cmpstr (json_object_get_string_member (o, "memory"), ==, "auto");
+      g_assert_false (json_object_get_boolean_member (o, "recompute"));
       g_assert_false (json_object_get_boolean_member (o, "adapted_to_data"));
       chw = json_object_get_array_member (o, "input_chw");
       g_assert_cmpint (json_array_get_int_element (chw, 0), ==, in.c);
@@ -388,6 +390,22 @@ test_bench_workload (void)
       }
       result_clear (&r);
     }
+
+  /* Recomputing activations: bench names it, with what the plan keeps and its extra cost. */
+  {
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    JsonObject *o;
+    Result r = run_cli (NULL, (const char *const[]){ "bench", "--model", "lenet5", "--batch", "2",
+                                                     "--steps", "1", "--no-check", "--memory",
+                                                     "recompute", "--json", NULL });
+    o = bench_json (parser, &r);
+    g_assert_cmpstr (json_object_get_string_member (o, "memory"), ==, "recompute");
+    g_assert_true (json_object_get_boolean_member (o, "recompute"));
+    g_assert_cmpint (json_object_get_int_member (o, "blocks_kept"), <,
+                     json_object_get_int_member (o, "blocks_total"));
+    g_assert_cmpfloat (json_object_get_double_member (o, "recompute_percent"), >, 0);
+    result_clear (&r);
+  }
 
   /* cifar10_cnn on the 28x28x1 sample is another network, and bench says so. */
   {
