@@ -28,7 +28,8 @@ data_sources=("$src"/engine/data/kilt-dataset.c "$src"/engine/data/kilt-data-{id
   "$src"/engine/kilt-error.c)
 model_sources=("$src"/engine/import/kilt-keras{,-layers,-util}.c "$src"/engine/kilt-model-json.c "$src"/engine/kilt-json-limits.c
   "$build"/engine/libkilt-engine.a)
-checkpoint_sources=("$src"/engine/kilt-checkpoint.c "$src"/engine/kilt-error.c)
+# The checkpoint reader allocates through the data sets' kilt_data_try_alloc.
+checkpoint_sources=("$src"/engine/kilt-checkpoint.c "${data_sources[@]}")
 
 # Seeds: the first few real samples of the bundled sample, and real CSV text.
 python3 - "$src" "$out" <<'PY'
