@@ -1268,11 +1268,7 @@ convert_layer (Import *imp, const Entry *e, JsonObject *c, const char *cls, guin
       g_autofree char *list = NULL;
       if (g_str_equal (cls, "Sequential") || g_str_equal (cls, "Functional")
           || g_str_equal (cls, "Model"))
-        {
-          keras_set_error (error, imp,
-                           "nested models are not supported; flatten the model into one");
-          return FALSE;
-        }
+        return keras_convert_nested (imp, e, n_inputs, inputs, error);
       list = supported_layers ();
       keras_set_error (error, imp, "layer type %s is not supported; Kilt imports %s", cls, list);
       return FALSE;
