@@ -601,6 +601,31 @@ replace (const char *text, const char *from, const char *to)
   return g_strjoinv (to, parts);
 }
 
+/* A model with nested models imports (test-keras), but Keras keeps the nested models'
+ * weights in groups of their own, which the reader and writer do not follow yet: both say so,
+ * naming the nested model, before touching a file. */
+static void
+test_nested_refused (void)
+{
+  g_autofree char *json = read_text ("keras3-nested-blocks.json");
+  g_autoptr (KiltModel) m = model_from_json (json);
+  g_autofree char *out = tmp_path ("nested.weights.h5");
+  g_autofree float *params = g_new0 (float, m->n_params + 1);
+  g_autofree float *state = g_new0 (float, m->n_state + 1);
+  g_autoptr (GError) error = NULL;
+  const char *read_parts[]
+      = { "nested.weights.h5", "nested model stem (Sequential)", "weights of nested models", NULL };
+  const char *write_parts[] = { out, "nested model stem (Sequential)", "without nesting", NULL };
+
+  g_assert_false (
+      kilt_keras_weights_read (m, json, "nested.weights.h5", NULL, 0, params, state, NULL, &error));
+  assert_message (error, read_parts);
+  g_clear_error (&error);
+  g_assert_false (kilt_keras_weights_write (m, json, params, state, out, NULL, &error));
+  assert_message (error, write_parts);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+}
+
 static void
 test_shape_mismatch (void)
 {
@@ -998,6 +1023,7 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/keras-weights/keras2-h5/mlp", test_k2_mlp_h5);
+  g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
   g_test_add_func ("/keras-weights/keras2-h5/cnn", test_k2_cnn_h5);
   g_test_add_func ("/keras-weights/keras2-h5/residual", test_k2_res_h5);
   g_test_add_func ("/keras-weights/keras2-save-weights/mlp", test_k2_mlp_only);

@@ -1029,7 +1029,19 @@ kilt_keras_weights_read (KiltModel *model, const char *keras_json, const char *p
                       { params, model->n_params * sizeof (float) },
                       { state, model->n_state * sizeof (float) } };
 
+  g_autofree char *nested = kilt_keras_json_nested_model (keras_json);
+
   g_return_val_if_fail (model->built, FALSE);
+  if (nested)
+    {
+      set_error (error, path,
+                 "the model holds nested model %s, whose weights Keras keeps in groups of their "
+                 "own; Kilt does not read weights of nested models yet (the architecture "
+                 "imports: train it from scratch, or save the weights of a model without "
+                 "nesting)",
+                 nested);
+      return FALSE;
+    }
   infos = kilt_keras_layer_infos (model, keras_json, &channels_first);
   job.infos = infos;
   job.perm = kilt_keras_feature_orders (model, channels_first, path, error);
