@@ -269,6 +269,9 @@ CASE (test_k2_permute_h5, "weights-keras2-permute_bilinear", ".h5", FILE_WHOLE)
 CASE (test_k3_permute_keras, "weights-keras3-permute_bilinear", ".keras", FILE_WHOLE)
 CASE (test_k2_permute_seq_h5, "weights-keras2-permute_seq", ".h5", FILE_WHOLE)
 CASE (test_k3_permute_seq_keras, "weights-keras3-permute_seq", ".keras", FILE_WHOLE)
+/* ConvNeXt's Dense on an image (a 1x1 Conv2D in Kilt) and LayerScale (a 1x1 depthwise). */
+CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WHOLE)
+CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
 /* The weights inside a .keras archive (or a model.save .h5) onto the same architecture given as
  * JSON; the save_weights files of the MLP and the CNN cover those formats on their own. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
@@ -1023,6 +1026,8 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/keras-weights/keras2-h5/mlp", test_k2_mlp_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/layer-scale", test_k3_layer_scale_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/layer-scale", test_k3_layer_scale_json);
   g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
   g_test_add_func ("/keras-weights/keras2-h5/cnn", test_k2_cnn_h5);
   g_test_add_func ("/keras-weights/keras2-h5/residual", test_k2_res_h5);

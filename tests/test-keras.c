@@ -445,6 +445,61 @@ test_application_files (void)
 static void expect_error_named (const char *doc, const char *source, const char *want1,
                                 const char *want2);
 
+static void expect_error (const char *doc, const char *want1, const char *want2);
+
+/* ConvNeXt's LayerScale: a 1x1 depthwise kernel without bias holding gamma, which starts at
+ * init_values (Keras' 1e-6), and keeps that start through Kilt's own model format. Dense on
+ * an image: a 1x1 Conv2D. */
+static void
+test_layer_scale (void)
+{
+  g_autoptr (KiltModel) m = NULL;
+  g_autoptr (KiltModel) again = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *doc = NULL;
+  g_autofree float *params = NULL, *state = NULL;
+  KiltNode *scale, *pw;
+
+  if (!have_all_layers ())
+    return;
+  m = load_data_file ("weights-keras3-layer_scale.json");
+  scale = find (m, "scale");
+  g_assert_cmpint (scale->type, ==, KILT_LAYER_DEPTHWISE_CONV2D);
+  g_assert_cmpuint (scale->cfg.kh * scale->cfg.kw * scale->cfg.units, ==, 1);
+  g_assert_false (scale->cfg.use_bias);
+  g_assert_cmpuint (scale->n_params, ==, 6);
+  g_assert_cmpint (scale->cfg.init, ==, KILT_INIT_CONSTANT);
+  pw = find (m, "pw_1");
+  g_assert_cmpint (pw->type, ==, KILT_LAYER_CONV2D);
+  g_assert_cmpuint (pw->out_shape.c, ==, 8);
+  g_assert_cmpuint (pw->out_shape.h * pw->out_shape.w, ==, 5 * 4);
+  g_assert_cmpuint (pw->n_params, ==, 6 * 8 + 8);
+
+  doc = kilt_model_to_json (m);
+  g_assert_nonnull (strstr (doc, "\"kernel_initializer\": {\"constant\": 1e-06}"));
+  again = kilt_model_load_json_data (doc, -1, "round trip", &error);
+  g_assert_no_error (error);
+  scale = find (again, "scale");
+  g_assert_cmpint (scale->cfg.init, ==, KILT_INIT_CONSTANT);
+  g_assert_cmpfloat (scale->cfg.init_value, ==, 1e-6f);
+  params = g_new0 (float, again->n_params + 1);
+  state = g_new0 (float, again->n_state + 1);
+  kilt_model_init_params (again, 7, params, state);
+  for (guint i = 0; i < 6; i++)
+    g_assert_cmpfloat (params[scale->param_offset + i], ==, 1e-6f);
+  /* The other kernels still draw at random. */
+  g_assert_cmpfloat (params[find (again, "pw_1")->param_offset], !=,
+                     params[find (again, "pw_1")->param_offset + 1]);
+
+  expect_error ("{\"class_name\": \"Sequential\", \"config\": {\"layers\": ["
+                "{\"class_name\": \"InputLayer\", \"config\": {\"name\": \"in\", "
+                "\"batch_input_shape\": [null, 4, 4, 3]}},"
+                "{\"class_name\": \"LayerScale\", \"config\": {\"name\": \"ls\", "
+                "\"init_values\": 0.1, \"projection_dim\": 5}, "
+                "\"build_config\": {\"input_shape\": [null, 4, 4, 3]}}]}}",
+                "layer ls (LayerScale)", "projection_dim 5 differs from its input's 3 channels");
+}
+
 /* Models inside models, flattened into one graph: MobileNetV2 as the base of a Sequential
  * (Keras' 2,270,794 parameters and every inner layer's shape), and blocks nested two deep
  * with clashing names, a frozen nested model and residual wiring across the nesting. */
@@ -460,6 +515,8 @@ test_nested_files (void)
     return;
   check_file ("keras3-nested-mobilenetv2");
   check_file ("keras3-nested-blocks");
+  /* Nested Sequential stem and downsampling blocks, Dense on images, LayerScale. */
+  check_file ("keras3-app-convnexttiny");
 
   m = kilt_keras_load_file (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
   g_assert_no_error (error);
@@ -1103,6 +1160,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/application-files", test_application_files);
   g_test_add_func ("/keras/merge-files", test_merge_files);
   g_test_add_func ("/keras/nested-files", test_nested_files);
+  g_test_add_func ("/keras/layer-scale", test_layer_scale);
   g_test_add_func ("/keras/scalar-ops", test_scalar_ops);
   g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);

@@ -287,7 +287,10 @@ expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *
 
   (void)state;
   (void)error;
-  if (one_d)
+  /* A Keras Dense on an image is Kilt's 1x1 Conv2D; its kernel is (C, F). */
+  if (li->class_name && g_str_equal (li->class_name, "Dense"))
+    v[0] = (Var){ "kernel", TRUE, 2, { c, f }, params, PLACE_POINTWISE_KERNEL, FALSE, 0, k * f };
+  else if (one_d)
     v[0] = (Var){ "kernel", TRUE, 3,    { node->cfg.kw, c, f }, params, PLACE_CONV1D_KERNEL,
                   FALSE,    0,    k * f };
   else
@@ -354,9 +357,15 @@ expect_depthwise (const KiltNode *node, const LayerInfo *li, float *params, floa
 {
   gsize c = node->in_shape[0].c, dm = node->cfg.units, k = c * dm * node->cfg.kh * node->cfg.kw;
 
-  (void)li;
   (void)state;
   (void)error;
+  /* ConvNeXt's LayerScale, imported as a 1x1 depthwise kernel: Keras keeps gamma (C). */
+  if (li && li->class_name && g_str_equal (li->class_name, "LayerScale"))
+    {
+      v[0] = (Var){ "gamma", TRUE, 1, { c }, params, PLACE_COPY, FALSE, 0, c };
+      *n = 1;
+      return TRUE;
+    }
   v[0] = (Var){ "depthwise_kernel",
                 TRUE,
                 4,
@@ -549,6 +558,14 @@ kilt_keras_place (const Var *v, float *keras, float *kilt, const guint *perm, gb
               for (gsize ci = 0; ci < c; ci++)
                 for (gsize o = 0; o < fo; o++)
                   MOVE (((i * kw + j) * c + ci) * fo + o, o * c * kh * kw + (ci * kh + i) * kw + j);
+          break;
+        }
+      case PLACE_POINTWISE_KERNEL:
+        {
+          gsize c = v->dims[0], fo = v->dims[1];
+          for (gsize ci = 0; ci < c; ci++)
+            for (gsize o = 0; o < fo; o++)
+              MOVE (ci * fo + o, o * c + ci);
           break;
         }
       case PLACE_CONV1D_KERNEL:

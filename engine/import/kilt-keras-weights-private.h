@@ -23,6 +23,7 @@ typedef enum
   PLACE_CONV_KERNEL,      /* Keras HWIO (kh, kw, in, out) -> Kilt OIHW */
   PLACE_DEPTHWISE_KERNEL, /* Keras (kh, kw, c, dm) -> Kilt (c, dm, kh, kw) */
   PLACE_CONV1D_KERNEL,    /* Keras (k, in, out) -> Kilt (out, in, 1, k) */
+  PLACE_POINTWISE_KERNEL, /* Keras Dense (in, out) on an image -> Kilt 1x1 Conv2D (out, in) */
 } Place;
 
 typedef struct

@@ -294,13 +294,27 @@ def build_nested(K, layers):
     x = layers.Flatten(name="flat")(x)
     x = layers.Dense(5, activation="softmax", name="fc")(x)
     models["nested-blocks"] = K.Model(s_in, x, name="nested_blocks")
+
+    # ConvNeXtTiny at a small input: its stem and downsampling blocks are nested Sequentials,
+    # its pointwise layers Dense on images, and it has LayerScale (28,589,128 parameters at
+    # any input size).
+    models["app-convnexttiny"] = K.applications.ConvNeXtTiny(weights=None,
+                                                             input_shape=(32, 32, 3))
     return models
+
+
+def model_parts(model):
+    """A model's layers and, in a Keras 3 functional model, the operations its file lists as
+    layers too (ConvNeXt's `x + y` is an Add in the JSON, not in model.layers)."""
+    if hasattr(model, "operations") and model.__class__.__name__ != "Sequential":
+        return model.operations
+    return model.layers
 
 
 def flat_layers(model, uses, scope=None):
     """A model's layers with nested models' layers in their place, named as Kilt names them."""
     out = []
-    for layer in model.layers:
+    for layer in model_parts(model):
         if hasattr(layer, "layers") and hasattr(layer, "inputs"):
             out += flat_layers(layer, uses, layer.name)
             continue
@@ -312,7 +326,7 @@ def flat_layers(model, uses, scope=None):
 
 
 def name_uses(model, uses, nested=False):
-    for layer in model.layers:
+    for layer in model_parts(model):
         if hasattr(layer, "layers") and hasattr(layer, "inputs"):
             name_uses(layer, uses, True)
         elif not (nested and layer.__class__.__name__ == "InputLayer"):
@@ -333,7 +347,8 @@ def counts(model):
     for name, layer in flat_layers(model, name_uses(model, {})):
         out["layers"].append({"name": name, "class_name": layer.__class__.__name__,
                               "output_shape": shape_list(layer.output.shape),
-                              "params": int(layer.count_params())})
+                              "params": int(layer.count_params())
+                              if hasattr(layer, "count_params") else 0})
     return out
 
 

@@ -172,7 +172,32 @@ def build_all(K):
     m.add(L.Flatten())
     m.add(L.Dense(3, activation="softmax"))
     models["permute_seq"] = m
+
+    # ConvNeXt's pieces: Dense on an image (applied at every pixel: Kilt's 1x1 Conv2D) and
+    # LayerScale (a learned per-channel gamma) on a residual branch. LayerScale is the
+    # application's own class, not in keras.layers.
+    layer_scale = layer_scale_class(K)
+    if layer_scale is not None:
+        x_in = L.Input(shape=(5, 4, 6), name="image")
+        x = L.Dense(8, name="pw_1")(x_in)
+        x = L.Activation("gelu", name="gelu")(x)
+        x = L.Dense(6, name="pw_2")(x)
+        x = layer_scale(1e-6, 6, name="scale")(x)
+        x = L.Add(name="add")([x_in, x])
+        x = L.GlobalAveragePooling2D(name="gap")(x)
+        x = L.Dense(3, activation="softmax", name="out")(x)
+        models["layer_scale"] = K.Model(x_in, x, name="layer_scale")
     return models
+
+
+def layer_scale_class(K):
+    import importlib
+    for module in (K.__name__ + ".src.applications.convnext",):
+        try:
+            return importlib.import_module(module).LayerScale
+        except (ImportError, AttributeError):
+            pass
+    return None
 
 
 def randomize(model, rng):
