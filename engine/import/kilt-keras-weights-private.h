@@ -7,6 +7,10 @@
 
 G_BEGIN_DECLS
 
+/* How deep nested models' groups may nest in a Keras 3 weights file (as the importer's
+ * KILT_KERAS_MAX_NESTING). */
+#define KILT_KERAS_WEIGHTS_MAX_NESTING 16
+
 typedef struct
 {
   char *class_name;

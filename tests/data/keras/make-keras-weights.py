@@ -187,6 +187,21 @@ def build_all(K):
         x = L.GlobalAveragePooling2D(name="gap")(x)
         x = L.Dense(3, activation="softmax", name="out")(x)
         models["layer_scale"] = K.Model(x_in, x, name="layer_scale")
+
+    # Nested models (Keras 3: its weights files keep a nested model's layers in groups under
+    # the model's own, layers/functional/layers/sequential/layers/conv2d): a Sequential inside
+    # a functional base inside a Sequential, a residual across the nesting, and a name ("conv")
+    # at two depths, which Kilt gives as "inner/conv" and "conv".
+    if K.__name__ == "keras":
+        inner = K.Sequential([L.Input((6, 6, 3)), L.Conv2D(4, 3, padding="same", name="conv"),
+                              L.BatchNormalization(name="bn")], name="inner")
+        b_in = L.Input((6, 6, 3), name="base_in")
+        x = L.ReLU(name="relu")(inner(b_in))
+        x = L.Conv2D(3, 1, name="proj")(x)
+        base = K.Model(b_in, L.Add(name="res")([x, b_in]), name="base")
+        models["nested"] = K.Sequential(
+            [L.Input((6, 6, 3)), base, L.Conv2D(2, 3, name="conv"), L.Flatten(name="flat"),
+             L.Dense(3, activation="softmax", name="out")], name="nested")
     return models
 
 
