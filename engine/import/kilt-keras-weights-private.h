@@ -61,7 +61,8 @@ GHashTable *kilt_keras_layer_infos (KiltModel *model, const char *keras_json,
                                     gboolean *channels_first);
 /* "NAME (CLASS)" of the first model nested in @keras_json's layers, or NULL when none is (or
  * there is no JSON). Keras keeps a nested model's weights in groups of its own, which the
- * reader and writer do not follow yet. Free with g_free. */
+ * reader follows in Keras 3 files only and the writer does not write. Free with g_free. */
+
 char *kilt_keras_json_nested_model (const char *keras_json);
 /* The table's entry for @type, or NULL: a type with no Keras variables. */
 ExpectFunc kilt_keras_find_expect (KiltLayerType type);
