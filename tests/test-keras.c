@@ -447,6 +447,60 @@ static void expect_error_named (const char *doc, const char *source, const char 
 
 static void expect_error (const char *doc, const char *want1, const char *want2);
 
+/* tf.keras 2's spelling of a nested model: inbound_nodes as [[layer, node, tensor, kwargs]],
+ * the outer model reading the base's second node (its first is the base's own graph), and a
+ * name ("c") used inside and outside. */
+static void
+test_nested_keras2 (void)
+{
+  static const char *doc
+      = "{\"class_name\": \"Functional\", \"keras_version\": \"2.15.0\", \"config\": "
+        "{\"name\": \"outer\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"input_2\", \"config\": {\"name\": "
+        "\"input_2\", \"batch_input_shape\": [null, 4, 4, 3]}, \"inbound_nodes\": []},"
+        "{\"class_name\": \"Functional\", \"name\": \"base\", \"config\": {\"name\": "
+        "\"base\", \"trainable\": false, \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"input_1\", \"config\": {\"name\": "
+        "\"input_1\", \"batch_input_shape\": [null, 4, 4, 3]}, \"inbound_nodes\": []},"
+        "{\"class_name\": \"Conv2D\", \"name\": \"c\", \"config\": {\"name\": \"c\", "
+        "\"filters\": 2, \"kernel_size\": [3, 3]}, \"inbound_nodes\": [[[\"input_1\", 0, 0, "
+        "{}]]]}], \"input_layers\": [[\"input_1\", 0, 0]], \"output_layers\": [[\"c\", 0, "
+        "0]]}, \"inbound_nodes\": [[[\"input_2\", 0, 0, {}]]]},"
+        "{\"class_name\": \"Flatten\", \"name\": \"f\", \"config\": {\"name\": \"f\"}, "
+        "\"inbound_nodes\": [[[\"base\", 1, 0, {}]]]},"
+        "{\"class_name\": \"Dense\", \"name\": \"c\", \"config\": {\"name\": \"c\", "
+        "\"units\": 3}, \"inbound_nodes\": [[[\"f\", 0, 0, {}]]]}],"
+        "\"input_layers\": [[\"input_2\", 0, 0]], \"output_layers\": [[\"c\", 0, 0]]}}";
+  g_autoptr (GError) error = NULL;
+  g_autofree char *notes = NULL;
+  g_autoptr (KiltModel) m
+      = kilt_keras_load_data (doc, -1, "k2", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (kilt_model_n_nodes (m), ==, 4);
+  g_assert_cmpint (find (m, "base/c")->type, ==, KILT_LAYER_CONV2D);
+  g_assert_cmpuint (find (m, "base/c")->inputs[0], ==, 0);
+  g_assert_cmpuint (find (m, "base/c")->out_shape.c * find (m, "base/c")->out_shape.h, ==, 2 * 2);
+  g_assert_cmpuint (find (m, "base/c")->n_params, ==, 3 * 3 * 3 * 2 + 2);
+  g_assert_true (find (m, "base/c")->frozen);
+  g_assert_cmpuint (find (m, "f")->inputs[0], ==, find (m, "base/c")->index);
+  g_assert_cmpint (find (m, "c")->type, ==, KILT_LAYER_DENSE);
+  g_assert_false (find (m, "c")->frozen);
+  g_assert_cmpuint (find (m, "c")->n_params, ==, 8 * 3 + 3);
+  g_assert_nonnull (strstr (notes, "of nested model base is named base/c"));
+
+  /* A nested model that reads two tensors is refused by name. */
+  expect_error ("{\"class_name\": \"Functional\", \"config\": {\"name\": \"o\", \"layers\": ["
+                "{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": {\"name\": "
+                "\"x\", \"batch_input_shape\": [null, 4]}, \"inbound_nodes\": []},"
+                "{\"class_name\": \"Sequential\", \"name\": \"two\", \"config\": {\"name\": "
+                "\"two\", \"layers\": [{\"class_name\": \"Dense\", \"config\": {\"name\": "
+                "\"d\", \"units\": 2}}]}, \"inbound_nodes\": [[[\"x\", 0, 0, {}], [\"x\", 0, 0, "
+                "{}]]]}], \"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"two\", 0, "
+                "0]]}}",
+                "layer two (Sequential)", "the nested model reads 2 inputs");
+}
+
 /* ConvNeXt's LayerScale: a 1x1 depthwise kernel without bias holding gamma, which starts at
  * init_values (Keras' 1e-6), and keeps that start through Kilt's own model format. Dense on
  * an image: a 1x1 Conv2D. */
@@ -1161,6 +1215,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/merge-files", test_merge_files);
   g_test_add_func ("/keras/nested-files", test_nested_files);
   g_test_add_func ("/keras/layer-scale", test_layer_scale);
+  g_test_add_func ("/keras/nested-keras2", test_nested_keras2);
   g_test_add_func ("/keras/scalar-ops", test_scalar_ops);
   g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);

@@ -559,7 +559,7 @@ rename_clashes (Import *imp, const char *scope, GArray *entries, GHashTable *by_
                       "the file is also named %s",
                       e->name, e->class_name, scope, full, e->name);
       g_hash_table_insert (renamed, (gpointer)e->name, (gpointer)g_intern_string (full));
-      g_hash_table_remove (by_name, e->name);
+      /* The old name stays too: the model's input_layers and output_layers use it. */
       e->name = g_intern_string (full);
       g_hash_table_insert (by_name, (gpointer)e->name, e);
     }
