@@ -316,10 +316,15 @@ kilt_layer_bias_grad (KiltExec *ex, cl_mem dz, gsize offset, guint channels, gui
 }
 
 void
-kilt_layer_init_weights (float *w, gsize n, KiltInit init, guint fan_in, guint fan_out,
+kilt_layer_init_weights (float *w, gsize n, const KiltLayerConfig *cfg, guint fan_in, guint fan_out,
                          KiltRng *rng)
 {
-  if (init == KILT_INIT_HE_NORMAL)
+  if (cfg->init == KILT_INIT_CONSTANT)
+    {
+      for (gsize i = 0; i < n; i++)
+        w[i] = cfg->init_value;
+    }
+  else if (cfg->init == KILT_INIT_HE_NORMAL)
     {
       /* Keras' he_normal: truncated normal (|z| < 2) with stddev sqrt(2 / fan_in) / .8796. */
       double sd = sqrt (2.0 / MAX (fan_in, 1)) / 0.87962566103423978;

@@ -82,6 +82,7 @@ typedef enum
 {
   KILT_INIT_GLOROT_UNIFORM,
   KILT_INIT_HE_NORMAL,
+  KILT_INIT_CONSTANT, /* every weight init_value (LayerScale's gamma) */
 } KiltInit;
 
 /* Per-sample shape, channels first (NCHW in memory). A vector of n features is {n, 1, 1}. */
@@ -122,6 +123,7 @@ typedef struct
   gboolean bn_no_scale;  /* BatchNormalization without gamma (Keras: scale = false) */
   gboolean bn_no_center; /* ... without beta (center = false) */
   KiltInit init;         /* kernel initialiser; biases start at zero */
+  float init_value;      /* KILT_INIT_CONSTANT's value */
   /* Normalization's mean and variance when given as constants (Keras does not count them as
    * weights): norm_n values each (1: one for every channel); 0 = adapted, kept as state. */
   guint norm_n;
@@ -349,9 +351,10 @@ gboolean kilt_layer_copy_scaled (KiltExec *ex, cl_mem y, cl_mem x, gsize n, floa
 /* grads[offset + c] = sum over batch, spatial of dz. */
 gboolean kilt_layer_bias_grad (KiltExec *ex, cl_mem dz, gsize offset, guint channels, guint spatial,
                                GError **error);
-/* Glorot-uniform or He-normal fill of n weights with the given fans. */
-void kilt_layer_init_weights (float *w, gsize n, KiltInit init, guint fan_in, guint fan_out,
-                              KiltRng *rng);
+/* Fills n kernel weights as @cfg's init says: Glorot-uniform or He-normal with the given fans,
+ * or every one cfg->init_value. */
+void kilt_layer_init_weights (float *w, gsize n, const KiltLayerConfig *cfg, guint fan_in,
+                              guint fan_out, KiltRng *rng);
 
 /* Sets "node %s (%s): <msg>" as a KILT_ENGINE_ERROR_MODEL error. */
 void kilt_layer_set_error (GError **error, const KiltNode *node, const char *fmt, ...)

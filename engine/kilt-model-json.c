@@ -485,9 +485,21 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
           cfg->init = KILT_INIT_GLOROT_UNIFORM;
         else if (is_string (node) && g_str_equal (json_node_get_string (node), "he_normal"))
           cfg->init = KILT_INIT_HE_NORMAL;
+        else if (JSON_NODE_HOLDS_OBJECT (node)
+                 && json_object_get_size (json_node_get_object (node)) == 1
+                 && json_object_get_member (json_node_get_object (node), "constant"))
+          {
+            /* {"constant": v}: every weight starts at v (Keras' LayerScale). */
+            cfg->init = KILT_INIT_CONSTANT;
+            return get_float (json_object_get_member (json_node_get_object (node), "constant"), w,
+                              "kernel_initializer constant", -1e30, 1e30, FALSE, &cfg->init_value,
+                              error);
+          }
         else
           {
-            set_error (error, w, "kernel_initializer must be \"glorot_uniform\" or \"he_normal\"");
+            set_error (error, w,
+                       "kernel_initializer must be \"glorot_uniform\", \"he_normal\" or "
+                       "{\"constant\": value}");
             return FALSE;
           }
         return TRUE;
@@ -968,7 +980,13 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
   if (allowed & F_SIDES)
     g_string_append_printf (s, ", \"sides\": [%u, %u, %u, %u]", c->pad[0], c->pad[1], c->pad[2],
                             c->pad[3]);
-  if (allowed & F_INIT)
+  if ((allowed & F_INIT) && c->init == KILT_INIT_CONSTANT)
+    {
+      g_autoptr (GString) v = g_string_new (NULL);
+      append_float (v, "constant", c->init_value); /* ", \"constant\": V" */
+      g_string_append_printf (s, ", \"kernel_initializer\": {%s}", v->str + 2);
+    }
+  else if (allowed & F_INIT)
     g_string_append_printf (s, ", \"kernel_initializer\": \"%s\"",
                             c->init == KILT_INIT_HE_NORMAL ? "he_normal" : "glorot_uniform");
   if (allowed & F_RATE)

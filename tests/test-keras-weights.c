@@ -269,6 +269,12 @@ CASE (test_k2_permute_h5, "weights-keras2-permute_bilinear", ".h5", FILE_WHOLE)
 CASE (test_k3_permute_keras, "weights-keras3-permute_bilinear", ".keras", FILE_WHOLE)
 CASE (test_k2_permute_seq_h5, "weights-keras2-permute_seq", ".h5", FILE_WHOLE)
 CASE (test_k3_permute_seq_keras, "weights-keras3-permute_seq", ".keras", FILE_WHOLE)
+/* ConvNeXt's Dense on an image (a 1x1 Conv2D in Kilt) and LayerScale (a 1x1 depthwise). */
+CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WHOLE)
+CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
+/* A Sequential in a functional base in a Sequential, with a name at two depths. */
+CASE (test_k3_nested_keras, "weights-keras3-nested", ".keras", FILE_WHOLE)
+CASE (test_k3_nested_json, "weights-keras3-nested", ".keras", FILE_WEIGHTS)
 /* The weights inside a .keras archive (or a model.save .h5) onto the same architecture given as
  * JSON; the save_weights files of the MLP and the CNN cover those formats on their own. */
 CASE (test_k3_cnn_keras_weights, "weights-keras3-cnn", ".keras", FILE_WEIGHTS)
@@ -599,6 +605,33 @@ replace (const char *text, const char *from, const char *to)
 
   g_assert_cmpuint (g_strv_length (parts), >, 1);
   return g_strjoinv (to, parts);
+}
+
+/* Nested models' weights: Keras 3 files are read (the CASEs above); a Keras 2 file onto a
+ * nested architecture is refused naming the nested model, and so is writing Keras weights
+ * for one (Keras would look for its layers in groups of their own). */
+static void
+test_nested_refused (void)
+{
+  g_autofree char *json = read_text ("keras3-nested-blocks.json");
+  g_autoptr (KiltModel) m = model_from_json (json);
+  g_autofree char *k2 = data_file ("weights-keras2-mlp.h5");
+  g_autofree char *out = tmp_path ("nested.weights.h5");
+  g_autofree float *params = g_new0 (float, m->n_params + 1);
+  g_autofree float *state = g_new0 (float, m->n_state + 1);
+  g_autoptr (GError) error = NULL;
+  const char *read_parts[]
+      = { "weights-keras2-mlp.h5", "nested model stem (Sequential)", "Keras 3 files", NULL };
+  const char *write_parts[] = { out, "nested model stem (Sequential)", "without nesting", NULL };
+
+  if (kilt_test_context () == NULL)
+    return;
+  g_assert_false (kilt_keras_weights_read (m, json, k2, NULL, 0, params, state, NULL, &error));
+  assert_message (error, read_parts);
+  g_clear_error (&error);
+  g_assert_false (kilt_keras_weights_write (m, json, params, state, out, NULL, &error));
+  assert_message (error, write_parts);
+  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
 }
 
 static void
@@ -998,6 +1031,11 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/keras-weights/keras2-h5/mlp", test_k2_mlp_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/layer-scale", test_k3_layer_scale_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/layer-scale", test_k3_layer_scale_json);
+  g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
+  g_test_add_func ("/keras-weights/keras3-keras/nested", test_k3_nested_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/nested", test_k3_nested_json);
   g_test_add_func ("/keras-weights/keras2-h5/cnn", test_k2_cnn_h5);
   g_test_add_func ("/keras-weights/keras2-h5/residual", test_k2_res_h5);
   g_test_add_func ("/keras-weights/keras2-save-weights/mlp", test_k2_mlp_only);

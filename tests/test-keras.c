@@ -79,8 +79,8 @@ check_file (const char *stem)
 
   g_assert_cmpuint (m->n_params + m->n_state, ==,
                     (gsize)json_object_get_int_member (counts, "count_params"));
-  g_assert_cmpuint (m->n_params, ==,
-                    (gsize)json_object_get_int_member (counts, "trainable_params"));
+  /* Trainable: neither state (BatchNormalization's moving statistics) nor frozen layers. */
+  g_assert_cmpuint (m->n_grads, ==, (gsize)json_object_get_int_member (counts, "trainable_params"));
   layers = json_object_get_array_member (counts, "layers");
   for (guint i = 0; i < json_array_get_length (layers); i++)
     {
@@ -111,9 +111,17 @@ check_file (const char *stem)
       }
     }
   /* Keras lists a Sequential model's layers without its input: one node each, plus ours,
-   * plus the "LAYER/activation" nodes Kilt adds after a Conv2D or Dense. */
+   * plus the "LAYER/activation" nodes Kilt adds after a Conv2D or Dense (a nested model's
+   * "SCOPE/LAYER" is a listed layer, not an extra node). */
   for (guint i = 0; i < kilt_model_n_nodes (m); i++)
-    extra += strchr (kilt_model_node (m, i)->name, '/') != NULL;
+    {
+      const char *node_name = kilt_model_node (m, i)->name;
+      gboolean listed = FALSE;
+      for (guint j = 0; j < json_array_get_length (layers) && !listed; j++)
+        listed = g_str_equal (node_name, json_object_get_string_member (
+                                             json_array_get_object_element (layers, j), "name"));
+      extra += !listed && strchr (node_name, '/') != NULL;
+    }
   g_assert_cmpuint (kilt_model_n_nodes (m) - extra, ==,
                     json_array_get_length (layers) + (has_input_row ? 0 : 1));
   g_assert_cmpint (m->loss, ==, KILT_LOSS_SOFTMAX_CROSS_ENTROPY);
@@ -437,6 +445,155 @@ test_application_files (void)
 static void expect_error_named (const char *doc, const char *source, const char *want1,
                                 const char *want2);
 
+static void expect_error (const char *doc, const char *want1, const char *want2);
+
+/* tf.keras 2's spelling of a nested model: inbound_nodes as [[layer, node, tensor, kwargs]],
+ * the outer model reading the base's second node (its first is the base's own graph), and a
+ * name ("c") used inside and outside. */
+static void
+test_nested_keras2 (void)
+{
+  static const char *doc
+      = "{\"class_name\": \"Functional\", \"keras_version\": \"2.15.0\", \"config\": "
+        "{\"name\": \"outer\", \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"input_2\", \"config\": {\"name\": "
+        "\"input_2\", \"batch_input_shape\": [null, 4, 4, 3]}, \"inbound_nodes\": []},"
+        "{\"class_name\": \"Functional\", \"name\": \"base\", \"config\": {\"name\": "
+        "\"base\", \"trainable\": false, \"layers\": ["
+        "{\"class_name\": \"InputLayer\", \"name\": \"input_1\", \"config\": {\"name\": "
+        "\"input_1\", \"batch_input_shape\": [null, 4, 4, 3]}, \"inbound_nodes\": []},"
+        "{\"class_name\": \"Conv2D\", \"name\": \"c\", \"config\": {\"name\": \"c\", "
+        "\"filters\": 2, \"kernel_size\": [3, 3]}, \"inbound_nodes\": [[[\"input_1\", 0, 0, "
+        "{}]]]}], \"input_layers\": [[\"input_1\", 0, 0]], \"output_layers\": [[\"c\", 0, "
+        "0]]}, \"inbound_nodes\": [[[\"input_2\", 0, 0, {}]]]},"
+        "{\"class_name\": \"Flatten\", \"name\": \"f\", \"config\": {\"name\": \"f\"}, "
+        "\"inbound_nodes\": [[[\"base\", 1, 0, {}]]]},"
+        "{\"class_name\": \"Dense\", \"name\": \"c\", \"config\": {\"name\": \"c\", "
+        "\"units\": 3}, \"inbound_nodes\": [[[\"f\", 0, 0, {}]]]}],"
+        "\"input_layers\": [[\"input_2\", 0, 0]], \"output_layers\": [[\"c\", 0, 0]]}}";
+  g_autoptr (GError) error = NULL;
+  g_autofree char *notes = NULL;
+  g_autoptr (KiltModel) m
+      = kilt_keras_load_data (doc, -1, "k2", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
+
+  g_assert_no_error (error);
+  g_assert_cmpuint (kilt_model_n_nodes (m), ==, 4);
+  g_assert_cmpint (find (m, "base/c")->type, ==, KILT_LAYER_CONV2D);
+  g_assert_cmpuint (find (m, "base/c")->inputs[0], ==, 0);
+  g_assert_cmpuint (find (m, "base/c")->out_shape.c * find (m, "base/c")->out_shape.h, ==, 2 * 2);
+  g_assert_cmpuint (find (m, "base/c")->n_params, ==, 3 * 3 * 3 * 2 + 2);
+  g_assert_true (find (m, "base/c")->frozen);
+  g_assert_cmpuint (find (m, "f")->inputs[0], ==, find (m, "base/c")->index);
+  g_assert_cmpint (find (m, "c")->type, ==, KILT_LAYER_DENSE);
+  g_assert_false (find (m, "c")->frozen);
+  g_assert_cmpuint (find (m, "c")->n_params, ==, 8 * 3 + 3);
+  g_assert_nonnull (strstr (notes, "of nested model base is named base/c"));
+
+  /* A nested model that reads two tensors is refused by name. */
+  expect_error ("{\"class_name\": \"Functional\", \"config\": {\"name\": \"o\", \"layers\": ["
+                "{\"class_name\": \"InputLayer\", \"name\": \"x\", \"config\": {\"name\": "
+                "\"x\", \"batch_input_shape\": [null, 4]}, \"inbound_nodes\": []},"
+                "{\"class_name\": \"Sequential\", \"name\": \"two\", \"config\": {\"name\": "
+                "\"two\", \"layers\": [{\"class_name\": \"Dense\", \"config\": {\"name\": "
+                "\"d\", \"units\": 2}}]}, \"inbound_nodes\": [[[\"x\", 0, 0, {}], [\"x\", 0, 0, "
+                "{}]]]}], \"input_layers\": [[\"x\", 0, 0]], \"output_layers\": [[\"two\", 0, "
+                "0]]}}",
+                "layer two (Sequential)", "the nested model reads 2 inputs");
+}
+
+/* ConvNeXt's LayerScale: a 1x1 depthwise kernel without bias holding gamma, which starts at
+ * init_values (Keras' 1e-6), and keeps that start through Kilt's own model format. Dense on
+ * an image: a 1x1 Conv2D. */
+static void
+test_layer_scale (void)
+{
+  g_autoptr (KiltModel) m = NULL;
+  g_autoptr (KiltModel) again = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *doc = NULL;
+  g_autofree float *params = NULL, *state = NULL;
+  KiltNode *scale, *pw;
+
+  if (!have_all_layers ())
+    return;
+  m = load_data_file ("weights-keras3-layer_scale.json");
+  scale = find (m, "scale");
+  g_assert_cmpint (scale->type, ==, KILT_LAYER_DEPTHWISE_CONV2D);
+  g_assert_cmpuint (scale->cfg.kh * scale->cfg.kw * scale->cfg.units, ==, 1);
+  g_assert_false (scale->cfg.use_bias);
+  g_assert_cmpuint (scale->n_params, ==, 6);
+  g_assert_cmpint (scale->cfg.init, ==, KILT_INIT_CONSTANT);
+  pw = find (m, "pw_1");
+  g_assert_cmpint (pw->type, ==, KILT_LAYER_CONV2D);
+  g_assert_cmpuint (pw->out_shape.c, ==, 8);
+  g_assert_cmpuint (pw->out_shape.h * pw->out_shape.w, ==, 5 * 4);
+  g_assert_cmpuint (pw->n_params, ==, 6 * 8 + 8);
+
+  doc = kilt_model_to_json (m);
+  g_assert_nonnull (strstr (doc, "\"kernel_initializer\": {\"constant\": 1e-06}"));
+  again = kilt_model_load_json_data (doc, -1, "round trip", &error);
+  g_assert_no_error (error);
+  scale = find (again, "scale");
+  g_assert_cmpint (scale->cfg.init, ==, KILT_INIT_CONSTANT);
+  g_assert_cmpfloat (scale->cfg.init_value, ==, 1e-6f);
+  params = g_new0 (float, again->n_params + 1);
+  state = g_new0 (float, again->n_state + 1);
+  kilt_model_init_params (again, 7, params, state);
+  for (guint i = 0; i < 6; i++)
+    g_assert_cmpfloat (params[scale->param_offset + i], ==, 1e-6f);
+  /* The other kernels still draw at random. */
+  g_assert_cmpfloat (params[find (again, "pw_1")->param_offset], !=,
+                     params[find (again, "pw_1")->param_offset + 1]);
+
+  expect_error ("{\"class_name\": \"Sequential\", \"config\": {\"layers\": ["
+                "{\"class_name\": \"InputLayer\", \"config\": {\"name\": \"in\", "
+                "\"batch_input_shape\": [null, 4, 4, 3]}},"
+                "{\"class_name\": \"LayerScale\", \"config\": {\"name\": \"ls\", "
+                "\"init_values\": 0.1, \"projection_dim\": 5}, "
+                "\"build_config\": {\"input_shape\": [null, 4, 4, 3]}}]}}",
+                "layer ls (LayerScale)", "projection_dim 5 differs from its input's 3 channels");
+}
+
+/* Models inside models, flattened into one graph: MobileNetV2 as the base of a Sequential
+ * (Keras' 2,270,794 parameters and every inner layer's shape), and blocks nested two deep
+ * with clashing names, a frozen nested model and residual wiring across the nesting. */
+static void
+test_nested_files (void)
+{
+  g_autofree char *path = data_file ("keras3-nested-blocks.json");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autofree char *notes = NULL;
+
+  if (!have_all_layers ())
+    return;
+  check_file ("keras3-nested-mobilenetv2");
+  check_file ("keras3-nested-blocks");
+  /* Nested Sequential stem and downsampling blocks, Dense on images, LayerScale. */
+  check_file ("keras3-app-convnexttiny");
+
+  m = kilt_keras_load_file (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
+  g_assert_no_error (error);
+  /* The nested models' inputs are what the outer model feeds them; their outputs feed on. */
+  g_assert_cmpuint (find (m, "stem/conv")->inputs[0], ==, 0);
+  g_assert_cmpuint (find (m, "stem_ln")->inputs[0], ==, find (m, "stem/conv")->index);
+  g_assert_cmpuint (find (m, "inner/conv")->inputs[0], ==, find (m, "stem_ln")->index);
+  g_assert_cmpuint (find (m, "block_add")->inputs[0], ==, find (m, "inner_bn")->index);
+  g_assert_cmpuint (find (m, "block_add")->inputs[1], ==, find (m, "stem_ln")->index);
+  g_assert_cmpuint (find (m, "outer_add")->inputs[0], ==, find (m, "stem_ln")->index);
+  g_assert_cmpuint (find (m, "outer_add")->inputs[1], ==, find (m, "block_relu")->index);
+  g_assert_cmpuint (find (m, "frozen/fc")->inputs[0], ==, find (m, "outer_add")->index);
+  g_assert_cmpuint (find (m, "flat")->inputs[0], ==, find (m, "frozen/fc")->index);
+  /* The outer "fc" keeps its name; the nested model's frozen state reaches its layers. */
+  g_assert_cmpint (find (m, "fc")->type, ==, KILT_LAYER_DENSE);
+  g_assert_true (find (m, "frozen/fc")->frozen);
+  g_assert_false (find (m, "stem/conv")->frozen);
+  g_assert_nonnull (notes);
+  g_assert_nonnull (strstr (notes, "of nested model inner is named inner/conv"));
+  g_assert_nonnull (strstr (notes, "of nested model frozen is named frozen/fc"));
+  g_assert_null (strstr (notes, "stem_ln (LayerNormalization) of nested"));
+}
+
 /* x + 3 and x * (1 / 6) with constants, as MobileNetV3's hard_sigmoid writes them: Keras 3 as
  * an Add / Multiply with a float among its args, tf.keras as TFOpLambda layers whose one call
  * is written unwrapped with the constant in its kwargs. Both become Rescaling nodes. */
@@ -655,7 +812,7 @@ test_errors (void)
                 "layer dr (Dropout)", "noise_shape [null,8,8,1] is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"Sequential\", \"config\": "
                                                "{\"name\": \"inner\", \"layers\": []}}"),
-                "layer inner (Sequential)", "nested models");
+                "layer inner (Sequential)", "the nested model has no layers list");
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Flatten\", \"config\": "
                                                      "{\"name\": \"f1\", \"data_format\": "
                                                      "\"channels_first\"}}, "
@@ -1056,6 +1213,9 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/separable-files", test_separable_files);
   g_test_add_func ("/keras/application-files", test_application_files);
   g_test_add_func ("/keras/merge-files", test_merge_files);
+  g_test_add_func ("/keras/nested-files", test_nested_files);
+  g_test_add_func ("/keras/layer-scale", test_layer_scale);
+  g_test_add_func ("/keras/nested-keras2", test_nested_keras2);
   g_test_add_func ("/keras/scalar-ops", test_scalar_ops);
   g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);

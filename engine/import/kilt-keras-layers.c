@@ -985,6 +985,59 @@ convert_concatenate (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError 
 /* ---- the table ---------------------------------------------------------------------------- */
 
 /* One Keras class (or alias) and how it becomes a Kilt node. */
+/* ConvNeXt's LayerScale: gamma * x with one learned gamma per channel (the last axis),
+ * starting at init_values. That is a 1x1 DepthwiseConv2D without bias, whose kernel holds
+ * gamma, so it runs (forward and backward) on the depthwise kernels. */
+static gboolean
+convert_layer_scale (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  JsonArray *built
+      = keras_member_array (keras_member_object (imp->cur->layer, "build_config"), "input_shape");
+  double init = 1e-6;
+  guint dim = 0;
+
+  if (call->rank != 4)
+    {
+      keras_set_error (error, imp, "expects an image input (height, width, channels)");
+      return FALSE;
+    }
+  if (imp->format == FORMAT_CHANNELS_FIRST)
+    {
+      keras_set_error (error, imp,
+                       "scales the last axis, which is not the channels of a channels_first "
+                       "model; this is not supported");
+      return FALSE;
+    }
+  if (!keras_get_double (imp, c, "init_values", -1e30, 1e30, &init, error))
+    return FALSE;
+  if (keras_member (c, "projection_dim") == NULL
+      || !keras_get_int (imp, keras_member (c, "projection_dim"), "projection_dim", 1, &dim, error))
+    {
+      if (error && *error == NULL)
+        keras_set_error (error, imp, "expected projection_dim");
+      return FALSE;
+    }
+  /* Kilt's shapes come later, when the model is built; Keras 3 states the input it saw. */
+  if (built && json_array_get_length (built) == 4
+      && keras_node_is (json_array_get_element (built, 3), G_TYPE_INT64)
+      && json_array_get_int_element (built, 3) != (gint64)dim)
+    {
+      keras_set_error (error, imp,
+                       "projection_dim %u differs from its input's %" G_GINT64_FORMAT " channels",
+                       dim, json_array_get_int_element (built, 3));
+      return FALSE;
+    }
+  cfg->units = 1;
+  cfg->kh = cfg->kw = cfg->sh = cfg->sw = 1;
+  cfg->same = FALSE;
+  cfg->use_bias = FALSE;
+  cfg->activation = KILT_ACT_LINEAR;
+  cfg->init = KILT_INIT_CONSTANT;
+  cfg->init_value = (float)init;
+  return TRUE;
+}
+
 typedef struct
 {
   const char *keras_class;
@@ -1030,6 +1083,7 @@ static const Converter converters[] = {
   { "Multiply", KILT_LAYER_MULTIPLY, TRUE, convert_multiply },
   { "Normalization", KILT_LAYER_NORMALIZATION, FALSE, convert_normalization },
   { "DepthwiseConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
+  { "LayerScale", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_layer_scale },
   { "Conv2DTranspose", KILT_LAYER_CONV2D_TRANSPOSE, FALSE, convert_conv_transpose },
   { "Conv1D", KILT_LAYER_CONV2D, FALSE, convert_conv1d },
   { "Convolution1D", KILT_LAYER_CONV2D, FALSE, convert_conv1d, TRUE },
@@ -1268,11 +1322,7 @@ convert_layer (Import *imp, const Entry *e, JsonObject *c, const char *cls, guin
       g_autofree char *list = NULL;
       if (g_str_equal (cls, "Sequential") || g_str_equal (cls, "Functional")
           || g_str_equal (cls, "Model"))
-        {
-          keras_set_error (error, imp,
-                           "nested models are not supported; flatten the model into one");
-          return FALSE;
-        }
+        return keras_convert_nested (imp, e, n_inputs, inputs, error);
       list = supported_layers ();
       keras_set_error (error, imp, "layer type %s is not supported; Kilt imports %s", cls, list);
       return FALSE;
@@ -1284,6 +1334,26 @@ convert_layer (Import *imp, const Entry *e, JsonObject *c, const char *cls, guin
     {
       keras_set_error (error, imp, "takes one input, got %u", n_inputs);
       return FALSE;
+    }
+  /* Dense on an image: Keras applies it at every pixel over the channels (ConvNeXt's
+   * pointwise layers), which is a 1x1 Conv2D. */
+  if (conv->type == KILT_LAYER_DENSE && call.rank == 4)
+    {
+      KiltLayerConfig point = kilt_layer_config_default (KILT_LAYER_CONV2D);
+      if (imp->format == FORMAT_CHANNELS_FIRST)
+        {
+          keras_set_error (error, imp,
+                           "on an image of a channels_first model Keras applies Dense over the "
+                           "width; this is not supported");
+          return FALSE;
+        }
+      point.units = cfg.units;
+      point.kh = point.kw = 1;
+      point.use_bias = cfg.use_bias;
+      point.activation = cfg.activation;
+      point.alpha = cfg.alpha;
+      point.init = cfg.init;
+      return add_with_activation (imp, KILT_LAYER_CONV2D, &point, 1, inputs, 4, error);
     }
   /* SeparableConv2D: a DepthwiseConv2D without bias ("LAYER/depthwise"), then the pointwise
    * 1x1 Conv2D under the layer's name with its filters, bias and activation. */

@@ -9,6 +9,8 @@
 G_BEGIN_DECLS
 
 #define KILT_KERAS_MAX_DIM (1u << 24)
+/* How deep models may nest in one another (a base in a Sequential, blocks in the base). */
+#define KILT_KERAS_MAX_NESTING 16
 
 typedef enum
 {
@@ -37,10 +39,12 @@ typedef struct
   KiltModel *model;
   GString *notes;
   DataFormat format;
-  GArray *rank;        /* guint per Kilt node: 2 (vector) or 4 (image), with the batch */
-  GHashTable *node_of; /* Keras layer name -> Kilt node index + 1 */
-  const Entry *cur;    /* the layer being converted, for messages */
-  gboolean keras3;     /* written by Keras 3 (whose hard_sigmoid differs from Keras 2's) */
+  GArray *rank;          /* guint per Kilt node: 2 (vector) or 4 (image), with the batch */
+  GHashTable *node_of;   /* Keras layer name -> Kilt node index + 1 */
+  const Entry *cur;      /* the layer being converted, for messages */
+  gboolean keras3;       /* written by Keras 3 (whose hard_sigmoid differs from Keras 2's) */
+  GHashTable *name_uses; /* layer name -> how many layers at any depth of nesting have it */
+  guint depth;           /* how many nested models the layer being converted is inside */
 } Import;
 
 /* Messages: "SOURCE: layer NAME (CLASS): ..." and notes of the same form. */
@@ -110,5 +114,10 @@ typedef struct
  * the converter table of kilt-keras-layers.c. */
 gboolean keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
                               GError **error);
+
+/* Converts nested model @e (Sequential or functional) reading Kilt node @inputs[0] into the
+ * model's graph, layer by layer; its name then stands for its output (kilt-keras.c). */
+gboolean keras_convert_nested (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
+                               GError **error);
 
 G_END_DECLS

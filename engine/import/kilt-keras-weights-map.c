@@ -128,6 +128,166 @@ json_str (JsonObject *o, const char *key)
   return NULL;
 }
 
+char *
+kilt_keras_json_nested_model (const char *keras_json)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  JsonArray *arr;
+
+  if (keras_json == NULL || !kilt_json_check_text (keras_json, -1, NULL)
+      || !json_parser_load_from_data (parser, keras_json, -1, NULL)
+      || !(arr = json_layers (json_parser_get_root (parser))))
+    return NULL;
+  for (guint i = 0; i < json_array_get_length (arr); i++)
+    {
+      JsonNode *ln = json_array_get_element (arr, i);
+      JsonObject *lo, *cfg;
+      JsonNode *cn;
+      const char *cls, *name;
+
+      if (!JSON_NODE_HOLDS_OBJECT (ln))
+        continue;
+      lo = json_node_get_object (ln);
+      cn = json_object_get_member (lo, "config");
+      cfg = cn && JSON_NODE_HOLDS_OBJECT (cn) ? json_node_get_object (cn) : NULL;
+      cls = json_str (lo, "class_name");
+      if (cls == NULL
+          || !(g_str_equal (cls, "Sequential") || g_str_equal (cls, "Functional")
+               || g_str_equal (cls, "Model")))
+        continue;
+      if (!(name = json_str (cfg, "name")) && !(name = json_str (lo, "name")))
+        name = cls;
+      return g_strdup_printf ("%s (%s)", name, cls);
+    }
+  return NULL;
+}
+
+static gboolean
+is_model_class (const char *cls)
+{
+  return g_str_equal (cls, "Sequential") || g_str_equal (cls, "Functional")
+         || g_str_equal (cls, "Model");
+}
+
+static const char *
+entry_name (JsonObject *lo, JsonObject *cfg, const char *cls)
+{
+  const char *name = json_str (cfg, "name");
+
+  if (name == NULL)
+    name = json_str (lo, "name");
+  return name ? name : cls;
+}
+
+/* The importer's rule for names (kilt-keras.c, count_names): how many layers that become
+ * Kilt nodes have each name, at every depth of nesting. */
+static void
+count_uses (JsonArray *arr, guint depth, GHashTable *uses)
+{
+  if (arr == NULL || depth > KILT_KERAS_WEIGHTS_MAX_NESTING)
+    return;
+  for (guint i = 0; i < json_array_get_length (arr); i++)
+    {
+      JsonNode *ln = json_array_get_element (arr, i);
+      JsonObject *lo, *cfg;
+      JsonNode *cn;
+      const char *cls, *name;
+
+      if (!JSON_NODE_HOLDS_OBJECT (ln))
+        continue;
+      lo = json_node_get_object (ln);
+      cn = json_object_get_member (lo, "config");
+      cfg = cn && JSON_NODE_HOLDS_OBJECT (cn) ? json_node_get_object (cn) : NULL;
+      if ((cls = json_str (lo, "class_name")) == NULL || cfg == NULL)
+        continue;
+      if (is_model_class (cls))
+        {
+          JsonNode *sub = json_object_get_member (cfg, "layers");
+          count_uses (sub && JSON_NODE_HOLDS_ARRAY (sub) ? json_node_get_array (sub) : NULL,
+                      depth + 1, uses);
+          continue;
+        }
+      if (depth > 0 && g_str_equal (cls, "InputLayer"))
+        continue;
+      name = entry_name (lo, cfg, cls);
+      g_hash_table_insert (
+          uses, (gpointer)name,
+          GUINT_TO_POINTER (GPOINTER_TO_UINT (g_hash_table_lookup (uses, name)) + 1));
+    }
+}
+
+/* Adds the LayerInfo of every layer of @arr (one model's list) to @infos under its Kilt node
+ * name, with its Keras 3 group @key_prefix + class key; a nested model's layers follow under
+ * its own key ("functional/layers/conv2d"), named as the importer names them (SCOPE/NAME
+ * where another layer of the file has the name). */
+static void
+collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, guint depth,
+               GHashTable *uses, GHashTable *infos, gboolean *channels_first)
+{
+  g_autoptr (GHashTable) used = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  if (depth > KILT_KERAS_WEIGHTS_MAX_NESTING)
+    return;
+  for (guint i = 0; i < json_array_get_length (arr); i++)
+    {
+      JsonNode *ln = json_array_get_element (arr, i);
+      JsonObject *lo, *cfg;
+      JsonNode *cn;
+      const char *cls, *name, *df;
+      g_autofree char *base = NULL, *key = NULL, *node_name = NULL;
+      gpointer seen;
+      guint count = 0;
+
+      if (!JSON_NODE_HOLDS_OBJECT (ln))
+        continue;
+      lo = json_node_get_object (ln);
+      cn = json_object_get_member (lo, "config");
+      cfg = cn && JSON_NODE_HOLDS_OBJECT (cn) ? json_node_get_object (cn) : NULL;
+      cls = json_str (lo, "class_name");
+      name = json_str (cfg, "name");
+      if (name == NULL)
+        name = json_str (lo, "name");
+      if (cls == NULL || name == NULL)
+        continue;
+      df = json_str (cfg, "data_format");
+      if (df && g_str_equal (df, "channels_first"))
+        *channels_first = TRUE;
+      /* Keras 3 numbers repeats of a class within one model's list: conv2d, conv2d_1, ... */
+      base = snake_case (cls);
+      if (g_hash_table_lookup_extended (used, base, NULL, &seen))
+        {
+          count = GPOINTER_TO_UINT (seen) + 1;
+          key = g_strdup_printf ("%s%s_%u", key_prefix, base, count);
+        }
+      else
+        key = g_strdup_printf ("%s%s", key_prefix, base);
+      g_hash_table_replace (used, g_strdup (base), GUINT_TO_POINTER (count));
+      if (is_model_class (cls))
+        {
+          JsonNode *sub = json_object_get_member (cfg, "layers");
+          g_autofree char *prefix = g_strconcat (key, "/layers/", NULL);
+          if (sub && JSON_NODE_HOLDS_ARRAY (sub))
+            collect_infos (json_node_get_array (sub), prefix, name, depth + 1, uses, infos,
+                           channels_first);
+          continue;
+        }
+      if (scope && GPOINTER_TO_UINT (g_hash_table_lookup (uses, name)) >= 2)
+        node_name = g_strdup_printf ("%s/%s", scope, name);
+      else
+        node_name = g_strdup (name);
+      if (!g_hash_table_contains (infos, node_name))
+        {
+          LayerInfo *li = g_new0 (LayerInfo, 1);
+          li->class_name = g_strdup (cls);
+          li->key = g_steal_pointer (&key);
+          li->center = json_bool (cfg, "center", TRUE);
+          li->scale = json_bool (cfg, "scale", TRUE);
+          li->known = TRUE;
+          g_hash_table_insert (infos, g_steal_pointer (&node_name), li);
+        }
+    }
+}
+
 /* Node name -> LayerInfo, from the JSON when there is one, else from the model's own types,
  * in the order Keras lists its layers; *channels_first from any layer's data_format. */
 GHashTable *
@@ -137,10 +297,6 @@ kilt_keras_layer_infos (KiltModel *model, const char *keras_json, gboolean *chan
   g_autoptr (GHashTable) used = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   g_autoptr (JsonParser) parser = json_parser_new ();
   JsonArray *arr = NULL;
-  GPtrArray *order = g_ptr_array_new_with_free_func (g_free);
-  GPtrArray *classes = g_ptr_array_new_with_free_func (g_free);
-  GArray *centers = g_array_new (FALSE, FALSE, sizeof (gboolean));
-  GArray *scales = g_array_new (FALSE, FALSE, sizeof (gboolean));
 
   *channels_first = FALSE;
   /* The JSON has been through kilt_keras_load_data (), which refuses what json-glib cannot
@@ -149,52 +305,25 @@ kilt_keras_layer_infos (KiltModel *model, const char *keras_json, gboolean *chan
       && json_parser_load_from_data (parser, keras_json, -1, NULL))
     arr = json_layers (json_parser_get_root (parser));
   if (arr)
-    for (guint i = 0; i < json_array_get_length (arr); i++)
-      {
-        JsonNode *ln = json_array_get_element (arr, i);
-        JsonObject *lo, *cfg;
-        JsonNode *cn;
-        const char *cls, *name, *df;
-        gboolean t;
-        if (!JSON_NODE_HOLDS_OBJECT (ln))
-          continue;
-        lo = json_node_get_object (ln);
-        cn = json_object_get_member (lo, "config");
-        cfg = cn && JSON_NODE_HOLDS_OBJECT (cn) ? json_node_get_object (cn) : NULL;
-        cls = json_str (lo, "class_name");
-        name = json_str (cfg, "name");
-        if (name == NULL)
-          name = json_str (lo, "name");
-        if (cls == NULL || name == NULL)
-          continue;
-        df = json_str (cfg, "data_format");
-        if (df && g_str_equal (df, "channels_first"))
-          *channels_first = TRUE;
-        g_ptr_array_add (order, g_strdup (name));
-        g_ptr_array_add (classes, g_strdup (cls));
-        t = json_bool (cfg, "center", TRUE);
-        g_array_append_val (centers, t);
-        t = json_bool (cfg, "scale", TRUE);
-        g_array_append_val (scales, t);
-      }
-  if (order->len == 0)
-    for (guint i = 0; i < kilt_model_n_nodes (model); i++)
-      {
-        KiltNode *node = kilt_model_node (model, i);
-        gboolean t = TRUE;
-        g_ptr_array_add (order, g_strdup (node->name));
-        g_ptr_array_add (classes, g_strdup (node->type == KILT_LAYER_INPUT
-                                                ? "InputLayer"
-                                                : kilt_layer_type_name (node->type)));
-        g_array_append_val (centers, t);
-        g_array_append_val (scales, t);
-      }
-  for (guint i = 0; i < order->len; i++)
     {
-      LayerInfo *li = g_new0 (LayerInfo, 1);
-      g_autofree char *base = snake_case (g_ptr_array_index (classes, i));
+      g_autoptr (GHashTable) uses = g_hash_table_new (g_str_hash, g_str_equal);
+      count_uses (arr, 0, uses);
+      collect_infos (arr, "", NULL, 0, uses, infos, channels_first);
+    }
+  if (g_hash_table_size (infos) > 0)
+    return infos;
+  for (guint i = 0; i < kilt_model_n_nodes (model); i++)
+    {
+      KiltNode *node = kilt_model_node (model, i);
+      LayerInfo *li;
+      g_autofree char *base = snake_case (
+          node->type == KILT_LAYER_INPUT ? "InputLayer" : kilt_layer_type_name (node->type));
       gpointer seen;
       guint count = 0;
+
+      if (g_hash_table_contains (infos, node->name))
+        continue;
+      li = g_new0 (LayerInfo, 1);
       if (g_hash_table_lookup_extended (used, base, NULL, &seen))
         {
           count = GPOINTER_TO_UINT (seen) + 1;
@@ -203,19 +332,12 @@ kilt_keras_layer_infos (KiltModel *model, const char *keras_json, gboolean *chan
       else
         li->key = g_strdup (base);
       g_hash_table_replace (used, g_strdup (base), GUINT_TO_POINTER (count));
-      li->class_name = g_strdup (g_ptr_array_index (classes, i));
-      li->center = g_array_index (centers, gboolean, i);
-      li->scale = g_array_index (scales, gboolean, i);
-      li->known = arr != NULL;
-      if (!g_hash_table_contains (infos, g_ptr_array_index (order, i)))
-        g_hash_table_insert (infos, g_strdup (g_ptr_array_index (order, i)), li);
-      else
-        layer_info_free (li);
+      li->class_name = g_strdup (
+          node->type == KILT_LAYER_INPUT ? "InputLayer" : kilt_layer_type_name (node->type));
+      li->center = li->scale = TRUE;
+      li->known = FALSE;
+      g_hash_table_insert (infos, g_strdup (node->name), li);
     }
-  g_ptr_array_unref (order);
-  g_ptr_array_unref (classes);
-  g_array_unref (centers);
-  g_array_unref (scales);
   return infos;
 }
 
@@ -253,7 +375,10 @@ expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *
 
   (void)state;
   (void)error;
-  if (one_d)
+  /* A Keras Dense on an image is Kilt's 1x1 Conv2D; its kernel is (C, F). */
+  if (li->class_name && g_str_equal (li->class_name, "Dense"))
+    v[0] = (Var){ "kernel", TRUE, 2, { c, f }, params, PLACE_POINTWISE_KERNEL, FALSE, 0, k * f };
+  else if (one_d)
     v[0] = (Var){ "kernel", TRUE, 3,    { node->cfg.kw, c, f }, params, PLACE_CONV1D_KERNEL,
                   FALSE,    0,    k * f };
   else
@@ -320,9 +445,15 @@ expect_depthwise (const KiltNode *node, const LayerInfo *li, float *params, floa
 {
   gsize c = node->in_shape[0].c, dm = node->cfg.units, k = c * dm * node->cfg.kh * node->cfg.kw;
 
-  (void)li;
   (void)state;
   (void)error;
+  /* ConvNeXt's LayerScale, imported as a 1x1 depthwise kernel: Keras keeps gamma (C). */
+  if (li && li->class_name && g_str_equal (li->class_name, "LayerScale"))
+    {
+      v[0] = (Var){ "gamma", TRUE, 1, { c }, params, PLACE_COPY, FALSE, 0, c };
+      *n = 1;
+      return TRUE;
+    }
   v[0] = (Var){ "depthwise_kernel",
                 TRUE,
                 4,
@@ -515,6 +646,14 @@ kilt_keras_place (const Var *v, float *keras, float *kilt, const guint *perm, gb
               for (gsize ci = 0; ci < c; ci++)
                 for (gsize o = 0; o < fo; o++)
                   MOVE (((i * kw + j) * c + ci) * fo + o, o * c * kh * kw + (ci * kh + i) * kw + j);
+          break;
+        }
+      case PLACE_POINTWISE_KERNEL:
+        {
+          gsize c = v->dims[0], fo = v->dims[1];
+          for (gsize ci = 0; ci < c; ci++)
+            for (gsize o = 0; o < fo; o++)
+              MOVE (ci * fo + o, o * c + ci);
           break;
         }
       case PLACE_CONV1D_KERNEL:

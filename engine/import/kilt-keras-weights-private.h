@@ -7,6 +7,10 @@
 
 G_BEGIN_DECLS
 
+/* How deep nested models' groups may nest in a Keras 3 weights file (as the importer's
+ * KILT_KERAS_MAX_NESTING). */
+#define KILT_KERAS_WEIGHTS_MAX_NESTING 16
+
 typedef struct
 {
   char *class_name;
@@ -23,6 +27,7 @@ typedef enum
   PLACE_CONV_KERNEL,      /* Keras HWIO (kh, kw, in, out) -> Kilt OIHW */
   PLACE_DEPTHWISE_KERNEL, /* Keras (kh, kw, c, dm) -> Kilt (c, dm, kh, kw) */
   PLACE_CONV1D_KERNEL,    /* Keras (k, in, out) -> Kilt (out, in, 1, k) */
+  PLACE_POINTWISE_KERNEL, /* Keras Dense (in, out) on an image -> Kilt 1x1 Conv2D (out, in) */
 } Place;
 
 typedef struct
@@ -54,6 +59,10 @@ typedef gboolean (*ExpectFunc) (const KiltNode *node, const LayerInfo *li, float
  * data_format. Free with g_hash_table_unref. */
 GHashTable *kilt_keras_layer_infos (KiltModel *model, const char *keras_json,
                                     gboolean *channels_first);
+/* "NAME (CLASS)" of the first model nested in @keras_json's layers, or NULL when none is (or
+ * there is no JSON). Keras keeps a nested model's weights in groups of its own, which the
+ * reader follows in Keras 3 files only and the writer does not write. Free with g_free. */
+char *kilt_keras_json_nested_model (const char *keras_json);
 /* The table's entry for @type, or NULL: a type with no Keras variables. */
 ExpectFunc kilt_keras_find_expect (KiltLayerType type);
 /* Per node, NULL or the Keras index of each Kilt feature of its (vector) output; NULL with an

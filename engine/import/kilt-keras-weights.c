@@ -342,7 +342,11 @@ typedef struct
   const char *path;
   GError **error;
   hid_t root;
+  const char *prefix; /* "" at the top; "KEY/layers/" inside a nested model's group */
+  guint depth;
 } Keras3Walk;
+
+static gboolean walk_keras3 (Keras3Walk *w, const char *group_path);
 
 static herr_t
 keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *data)
@@ -367,9 +371,34 @@ keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *da
       w->failed = TRUE;
       return 1;
     }
-  l = file_layer_new (name);
-  g_ptr_array_add (w->layers, l);
-  vars_path = g_strdup_printf ("layers/%s/vars", name);
+  {
+    /* A nested model's layers are groups under its own: KEY/layers/INNER. */
+    g_autofree char *full = g_strconcat (w->prefix, name, NULL);
+    g_autofree char *inner = g_strdup_printf ("layers/%s/layers", full);
+    l = file_layer_new (full);
+    g_ptr_array_add (w->layers, l);
+    vars_path = g_strdup_printf ("layers/%s/vars", full);
+    if (H5Lexists (w->root, inner, H5P_DEFAULT) > 0)
+      {
+        g_autofree char *prefix = g_strconcat (full, "/layers/", NULL);
+        Keras3Walk sub = *w;
+        if (w->depth >= KILT_KERAS_WEIGHTS_MAX_NESTING)
+          {
+            set_error (w->error, w->path, "layer groups nest more than %d deep",
+                       KILT_KERAS_WEIGHTS_MAX_NESTING);
+            w->failed = TRUE;
+            return 1;
+          }
+        sub.prefix = prefix;
+        sub.depth = w->depth + 1;
+        if (!walk_keras3 (&sub, inner))
+          {
+            w->failed = TRUE;
+            return 1;
+          }
+      }
+  }
+  name = l->name;
   if (H5Lexists (w->root, vars_path, H5P_DEFAULT) <= 0)
     return 0;
   vg = H5Gopen2 (w->root, vars_path, H5P_DEFAULT);
@@ -411,29 +440,40 @@ keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *da
   return 0;
 }
 
-static GPtrArray *
-read_keras3 (hid_t root, guint max_layers, const char *path, GError **error)
+/* Lists the layer groups under @group_path into w->layers, nested models' ones too. */
+static gboolean
+walk_keras3 (Keras3Walk *w, const char *group_path)
 {
-  g_autoptr (GPtrArray) layers = g_ptr_array_new_with_free_func (file_layer_free);
-  Keras3Walk w = { layers, max_layers, FALSE, path, error, root };
-  hid_t g = H5Gopen2 (root, "layers", H5P_DEFAULT);
+  hid_t g = H5Gopen2 (w->root, group_path, H5P_DEFAULT);
   hsize_t idx = 0;
   herr_t r;
 
   if (g < 0)
     {
-      set_error (error, path, "group layers cannot be read");
-      return NULL;
+      set_error (w->error, w->path, "group %s cannot be read", group_path);
+      return FALSE;
     }
-  r = H5Literate (g, H5_INDEX_NAME, H5_ITER_INC, &idx, keras3_layer_cb, &w);
+  r = H5Literate (g, H5_INDEX_NAME, H5_ITER_INC, &idx, keras3_layer_cb, w);
   H5Gclose (g);
-  if (w.failed)
-    return NULL;
+  if (w->failed)
+    return FALSE;
   if (r < 0)
     {
-      set_error (error, path, "the layers group cannot be listed: the file is damaged");
-      return NULL;
+      set_error (w->error, w->path, "the %s group cannot be listed: the file is damaged",
+                 group_path);
+      return FALSE;
     }
+  return TRUE;
+}
+
+static GPtrArray *
+read_keras3 (hid_t root, guint max_layers, const char *path, GError **error)
+{
+  g_autoptr (GPtrArray) layers = g_ptr_array_new_with_free_func (file_layer_free);
+  Keras3Walk w = { layers, max_layers, FALSE, path, error, root, "", 0 };
+
+  if (!walk_keras3 (&w, "layers"))
+    return NULL;
   return g_steal_pointer (&layers);
 }
 
@@ -699,9 +739,9 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
  * which then runs nothing but HDF5 and plain allocation (json-glib's GObjects take locks
  * another thread may have held at the fork). */
 static gboolean
-read_direct (KiltModel *model, GHashTable *infos, guint **perm, const char *path, const void *image,
-             gsize image_len, float *params, float *state, KiltKerasWeightsInfo *info,
-             GError **error)
+read_direct (KiltModel *model, GHashTable *infos, guint **perm, const char *nested,
+             const char *path, const void *image, gsize image_len, float *params, float *state,
+             KiltKerasWeightsInfo *info, GError **error)
 {
   g_autoptr (GPtrArray) layers = NULL;
   gboolean keras3 = FALSE, ok = FALSE;
@@ -748,6 +788,16 @@ read_direct (KiltModel *model, GHashTable *infos, guint **perm, const char *path
     {
       if (error && *error == NULL)
         set_error (error, path, "the file's groups cannot be read");
+      goto out;
+    }
+  if (nested && !keras3)
+    {
+      set_error (error, path,
+                 "the model holds nested model %s, whose weights Keras 2 keeps in groups of "
+                 "their own; Kilt reads nested models' weights from Keras 3 files (.keras, "
+                 ".weights.h5) only (the architecture imports: train it from scratch, or save "
+                 "the weights with Keras 3)",
+                 nested);
       goto out;
     }
   info->keras3 = keras3;
@@ -994,6 +1044,7 @@ typedef struct
   const void *image;
   gsize image_len;
   KiltKerasWeightsInfo info;
+  const char *nested; /* "NAME (CLASS)" of a nested model of the JSON, or NULL */
 } ReadJob;
 
 static gboolean
@@ -1008,8 +1059,8 @@ read_job (gpointer data, GArray *segs, GPtrArray *owned, GError **error)
 
   g_ptr_array_add (owned, params);
   g_ptr_array_add (owned, state);
-  if (!read_direct (j->model, j->infos, j->perm, j->path, j->image, j->image_len, params, state,
-                    &j->info, error))
+  if (!read_direct (j->model, j->infos, j->perm, j->nested, j->path, j->image, j->image_len, params,
+                    state, &j->info, error))
     return FALSE;
   g_array_append_vals (segs, s, 3);
   return TRUE;
@@ -1029,7 +1080,10 @@ kilt_keras_weights_read (KiltModel *model, const char *keras_json, const char *p
                       { params, model->n_params * sizeof (float) },
                       { state, model->n_state * sizeof (float) } };
 
+  g_autofree char *nested = kilt_keras_json_nested_model (keras_json);
+
   g_return_val_if_fail (model->built, FALSE);
+  job.nested = nested;
   infos = kilt_keras_layer_infos (model, keras_json, &channels_first);
   job.infos = infos;
   job.perm = kilt_keras_feature_orders (model, channels_first, path, error);

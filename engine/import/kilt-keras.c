@@ -492,6 +492,200 @@ import_sequential (Import *imp, JsonArray *layers, JsonObject *root, GError **er
   return TRUE;
 }
 
+/* ---- nested models ------------------------------------------------------------------------ */
+
+static gboolean
+is_model_class (const char *cls)
+{
+  return g_str_equal (cls, "Sequential") || g_str_equal (cls, "Functional")
+         || g_str_equal (cls, "Model");
+}
+
+/* Counts, in imp->name_uses, the names of the layers that become Kilt nodes, at every depth:
+ * a nested model's own name does not (its layers do), nor does a nested model's InputLayer
+ * (the outer model's tensor feeds it). */
+static void
+count_names (Import *imp, JsonArray *layers, guint depth)
+{
+  if (layers == NULL || depth > KILT_KERAS_MAX_NESTING)
+    return;
+  for (guint i = 0; i < json_array_get_length (layers); i++)
+    {
+      JsonNode *node = json_array_get_element (layers, i);
+      JsonObject *o, *cfg;
+      const char *cls, *name;
+      guint uses;
+
+      if (!JSON_NODE_HOLDS_OBJECT (node))
+        continue;
+      o = json_node_get_object (node);
+      cls = keras_member_string (o, "class_name");
+      cfg = keras_member_object (o, "config");
+      if (cls == NULL || cfg == NULL)
+        continue;
+      if (is_model_class (cls))
+        {
+          count_names (imp, keras_member_array (cfg, "layers"), depth + 1);
+          continue;
+        }
+      if (depth > 0 && g_str_equal (cls, "InputLayer"))
+        continue;
+      if (!(name = keras_member_string (o, "name")) && !(name = keras_member_string (cfg, "name")))
+        name = cls;
+      uses = GPOINTER_TO_UINT (g_hash_table_lookup (imp->name_uses, name));
+      g_hash_table_insert (imp->name_uses, (gpointer)name, GUINT_TO_POINTER (uses + 1));
+    }
+}
+
+/* Inside nested model @scope, a layer whose name another layer of the file also has becomes
+ * "SCOPE/NAME", and the layers reading it read the new name. */
+static void
+rename_clashes (Import *imp, const char *scope, GArray *entries, GHashTable *by_name)
+{
+  g_autoptr (GHashTable) renamed = g_hash_table_new (g_str_hash, g_str_equal);
+
+  for (guint i = 0; i < entries->len; i++)
+    {
+      Entry *e = &g_array_index (entries, Entry, i);
+      g_autofree char *full = NULL;
+
+      if (g_str_equal (e->class_name, "InputLayer") || is_model_class (e->class_name)
+          || GPOINTER_TO_UINT (g_hash_table_lookup (imp->name_uses, e->name)) < 2)
+        continue;
+      full = g_strdup_printf ("%s/%s", scope, e->name);
+      imp->cur = NULL;
+      keras_add_note (imp,
+                      "layer %s (%s) of nested model %s is named %s, since another layer of "
+                      "the file is also named %s",
+                      e->name, e->class_name, scope, full, e->name);
+      g_hash_table_insert (renamed, (gpointer)e->name, (gpointer)g_intern_string (full));
+      /* The old name stays too: the model's input_layers and output_layers use it. */
+      e->name = g_intern_string (full);
+      g_hash_table_insert (by_name, (gpointer)e->name, e);
+    }
+  if (g_hash_table_size (renamed) == 0)
+    return;
+  for (guint i = 0; i < entries->len; i++)
+    {
+      Entry *e = &g_array_index (entries, Entry, i);
+      for (guint j = 0; e->inbound && j < e->inbound->len; j++)
+        {
+          const char *to = g_hash_table_lookup (renamed, g_ptr_array_index (e->inbound, j));
+          if (to)
+            g_ptr_array_index (e->inbound, j) = (gpointer)to;
+        }
+    }
+}
+
+static gboolean
+nested_functional (Import *imp, const Entry *model, GArray *entries, GHashTable *by_name,
+                   guint input, guint *output, GError **error)
+{
+  const char *in_name, *out_name;
+  Entry *in, *out;
+
+  imp->cur = model;
+  if (!(in_name = endpoint (imp, model->config, "input_layers", error))
+      || !(out_name = endpoint (imp, model->config, "output_layers", error)))
+    return FALSE;
+  in = g_hash_table_lookup (by_name, in_name);
+  out = g_hash_table_lookup (by_name, out_name);
+  if (in == NULL || out == NULL || !g_str_equal (in->class_name, "InputLayer"))
+    {
+      keras_set_error (error, imp,
+                       "the nested model's input %s or output %s is not among its layers", in_name,
+                       out_name);
+      return FALSE;
+    }
+  /* The nested model's input is what the outer model feeds it. */
+  in->state = 2;
+  g_hash_table_insert (imp->node_of, (gpointer)in->name, GUINT_TO_POINTER (input + 1));
+  if (!visit (imp, by_name, out, error))
+    return FALSE;
+  imp->cur = NULL;
+  for (guint i = 0; i < entries->len; i++)
+    {
+      Entry *e = &g_array_index (entries, Entry, i);
+      if (e->state != 2)
+        keras_add_note (imp,
+                        "layer %s (%s) of nested model %s does not lead to its output; left out",
+                        e->name, e->class_name, model->name);
+    }
+  *output = GPOINTER_TO_UINT (g_hash_table_lookup (imp->node_of, out->name)) - 1;
+  return TRUE;
+}
+
+static gboolean
+nested_sequential (Import *imp, GArray *entries, guint input, guint *output, GError **error)
+{
+  guint prev = input;
+
+  for (guint i = 0; i < entries->len; i++)
+    {
+      Entry *e = &g_array_index (entries, Entry, i);
+      imp->cur = e;
+      if (g_str_equal (e->class_name, "InputLayer"))
+        {
+          if (i == 0)
+            continue; /* fed by the outer model */
+          keras_set_error (error, imp, "an InputLayer in the middle of a Sequential model");
+          return FALSE;
+        }
+      if (!keras_convert_layer (imp, e, 1, &prev, error))
+        return FALSE;
+      prev = GPOINTER_TO_UINT (g_hash_table_lookup (imp->node_of, e->name)) - 1;
+    }
+  *output = prev;
+  return TRUE;
+}
+
+gboolean
+keras_convert_nested (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
+                      GError **error)
+{
+  gboolean functional = !g_str_equal (e->class_name, "Sequential");
+  JsonArray *layers = keras_member_array (e->config, "layers");
+  g_autoptr (GArray) entries = g_array_new (FALSE, TRUE, sizeof (Entry));
+  g_autoptr (GHashTable) by_name = g_hash_table_new (g_str_hash, g_str_equal);
+  g_autoptr (GHashTable) node_of = g_hash_table_new (g_str_hash, g_str_equal);
+  GHashTable *outer = imp->node_of;
+  guint output = 0;
+  gboolean ok;
+
+  g_array_set_clear_func (entries, entry_clear);
+  imp->cur = e;
+  if (n_inputs != 1)
+    {
+      keras_set_error (error, imp, "the nested model reads %u inputs; Kilt takes one", n_inputs);
+      return FALSE;
+    }
+  if (imp->depth >= KILT_KERAS_MAX_NESTING)
+    {
+      keras_set_error (error, imp, "models nest more than %d deep", KILT_KERAS_MAX_NESTING);
+      return FALSE;
+    }
+  if (layers == NULL || json_array_get_length (layers) == 0)
+    {
+      keras_set_error (error, imp, "the nested model has no layers list");
+      return FALSE;
+    }
+  if (!read_entries (imp, layers, functional, entries, by_name, error))
+    return FALSE;
+  rename_clashes (imp, e->name, entries, by_name);
+  /* The nested model's layer names are its own: look them up in a table of their own. */
+  imp->node_of = node_of;
+  imp->depth++;
+  ok = functional ? nested_functional (imp, e, entries, by_name, inputs[0], &output, error)
+                  : nested_sequential (imp, entries, inputs[0], &output, error);
+  imp->depth--;
+  imp->node_of = outer;
+  imp->cur = e;
+  if (!ok)
+    return FALSE;
+  g_hash_table_insert (imp->node_of, (gpointer)e->name, GUINT_TO_POINTER (output + 1));
+  return TRUE;
+}
+
 /* The model's layout, from the first layer that states one. */
 static gboolean
 scan_format (Import *imp, JsonNode *n, GError **error)
@@ -529,8 +723,17 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
   g_autoptr (GArray) rank = g_array_new (FALSE, FALSE, sizeof (guint));
   g_autoptr (GHashTable) node_of = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GString) note_text = g_string_new (NULL);
-  Import imp
-      = { source ? source : "Keras model", NULL, note_text, FORMAT_UNKNOWN, rank, node_of, NULL };
+  g_autoptr (GHashTable) name_uses = g_hash_table_new (g_str_hash, g_str_equal);
+  Import imp = { source ? source : "Keras model",
+                 NULL,
+                 note_text,
+                 FORMAT_UNKNOWN,
+                 rank,
+                 node_of,
+                 NULL,
+                 FALSE,
+                 name_uses,
+                 0 };
   JsonObject *root;
   JsonNode *config;
   const char *cls, *name = NULL;
@@ -579,6 +782,11 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
     return NULL;
   if (imp.format == FORMAT_UNKNOWN)
     imp.format = FORMAT_CHANNELS_LAST;
+  count_names (&imp,
+               JSON_NODE_HOLDS_ARRAY (config)
+                   ? json_node_get_array (config)
+                   : keras_member_array (json_node_get_object (config), "layers"),
+               0);
 
   if (g_str_equal (cls, "Sequential"))
     {

@@ -116,8 +116,7 @@ convt_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
 
   convt_geom (node, &g);
   /* Keras' fans of a (kh, kw, F, Cin) kernel: F kh kw in, Cin kh kw out. */
-  kilt_layer_init_weights (params, g.Cin * g.K, node->cfg.init, (guint)g.K, g.Cin * g.kh * g.kw,
-                           rng);
+  kilt_layer_init_weights (params, g.Cin * g.K, &node->cfg, (guint)g.K, g.Cin * g.kh * g.kw, rng);
   if (node->cfg.use_bias)
     for (guint f = 0; f < g.F; f++)
       params[g.Cin * g.K + f] = 0.0f;

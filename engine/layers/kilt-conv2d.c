@@ -245,7 +245,7 @@ conv_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
 
   conv_geom (node, &g);
   /* Keras' fans of a (kh, kw, C / groups, F) kernel. */
-  kilt_layer_init_weights (params, g.F * g.Kg, node->cfg.init, (guint)g.Kg, g.F * g.kh * g.kw, rng);
+  kilt_layer_init_weights (params, g.F * g.Kg, &node->cfg, (guint)g.Kg, g.F * g.kh * g.kw, rng);
   if (node->cfg.use_bias)
     for (guint f = 0; f < g.F; f++)
       params[g.F * g.Kg + f] = 0.0f;

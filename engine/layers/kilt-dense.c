@@ -38,7 +38,7 @@ dense_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
 {
   guint in = (guint)kilt_shape_size (&node->in_shape[0]), units = node->cfg.units;
 
-  kilt_layer_init_weights (params, (gsize)in * units, node->cfg.init, in, units, rng);
+  kilt_layer_init_weights (params, (gsize)in * units, &node->cfg, in, units, rng);
   if (node->cfg.use_bias)
     for (guint i = 0; i < units; i++)
       params[(gsize)in * units + i] = 0.0f;

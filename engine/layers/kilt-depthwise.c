@@ -101,7 +101,7 @@ dw_init (const KiltNode *node, float *params, float *state, KiltRng *rng)
   dw_geom (node, &g);
   n = (gsize)g.c * g.dm * g.kh * g.kw;
   /* Keras' fans for a (kh, kw, C, dm) kernel. */
-  kilt_layer_init_weights (params, n, node->cfg.init, g.kh * g.kw * g.c, g.kh * g.kw * g.dm, rng);
+  kilt_layer_init_weights (params, n, &node->cfg, g.kh * g.kw * g.c, g.kh * g.kw * g.dm, rng);
   if (node->cfg.use_bias)
     memset (params + n, 0, sizeof (float) * g.c * g.dm);
 }

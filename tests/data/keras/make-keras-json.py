@@ -261,6 +261,79 @@ def build_all(K, layers, keras3):
     return models
 
 
+def build_nested(K, layers):
+    """Models nested in models (Keras 3 only: tf_keras nests the same way in its JSON, but is
+    not in the venv these were written with)."""
+    models = {}
+    # Transfer learning's usual shape: a pre-trained base (a functional model) inside a
+    # Sequential with a new head.
+    base = K.applications.MobileNetV2(weights=None, include_top=False, input_shape=(32, 32, 3))
+    models["nested-mobilenetv2"] = K.Sequential(
+        [layers.Input((32, 32, 3)), base, layers.GlobalAveragePooling2D(), layers.Dense(10)],
+        name="transfer")
+
+    # Nesting two deep, a frozen block, residual wiring inside and around the nested parts, and
+    # names that clash across levels ("conv", "fc": the inner ones become "SCOPE/NAME").
+    s_in = layers.Input((12, 10, 3))
+    stem = K.Sequential([layers.Input((12, 10, 3)), layers.Conv2D(8, 3, padding="same",
+                                                                  name="conv"),
+                         layers.LayerNormalization(epsilon=1e-6, name="stem_ln")], name="stem")
+    b_in = layers.Input((12, 10, 8))
+    inner = K.Sequential([layers.Input((12, 10, 8)), layers.Conv2D(8, 1, name="conv"),
+                          layers.BatchNormalization(name="inner_bn")], name="inner")
+    t = inner(b_in)
+    t = layers.Add(name="block_add")([t, b_in])
+    block = K.Model(b_in, layers.Activation("relu", name="block_relu")(t), name="block")
+    frozen = K.Sequential([layers.Input((12, 10, 8)), layers.Conv2D(4, 3, strides=2, name="fc")],
+                          name="frozen")
+    frozen.trainable = False
+    x = stem(s_in)
+    y = block(x)
+    x = layers.Add(name="outer_add")([x, y])
+    x = frozen(x)
+    x = layers.Flatten(name="flat")(x)
+    x = layers.Dense(5, activation="softmax", name="fc")(x)
+    models["nested-blocks"] = K.Model(s_in, x, name="nested_blocks")
+
+    # ConvNeXtTiny at a small input: its stem and downsampling blocks are nested Sequentials,
+    # its pointwise layers Dense on images, and it has LayerScale (28,589,128 parameters at
+    # any input size).
+    models["app-convnexttiny"] = K.applications.ConvNeXtTiny(weights=None,
+                                                             input_shape=(32, 32, 3))
+    return models
+
+
+def model_parts(model):
+    """A model's layers and, in a Keras 3 functional model, the operations its file lists as
+    layers too (ConvNeXt's `x + y` is an Add in the JSON, not in model.layers)."""
+    if hasattr(model, "operations") and model.__class__.__name__ != "Sequential":
+        return model.operations
+    return model.layers
+
+
+def flat_layers(model, uses, scope=None):
+    """A model's layers with nested models' layers in their place, named as Kilt names them."""
+    out = []
+    for layer in model_parts(model):
+        if hasattr(layer, "layers") and hasattr(layer, "inputs"):
+            out += flat_layers(layer, uses, layer.name)
+            continue
+        if scope is not None and layer.__class__.__name__ == "InputLayer":
+            continue
+        name = layer.name if scope is None or uses[layer.name] < 2 else f"{scope}/{layer.name}"
+        out.append((name, layer))
+    return out
+
+
+def name_uses(model, uses, nested=False):
+    for layer in model_parts(model):
+        if hasattr(layer, "layers") and hasattr(layer, "inputs"):
+            name_uses(layer, uses, True)
+        elif not (nested and layer.__class__.__name__ == "InputLayer"):
+            uses[layer.name] = uses.get(layer.name, 0) + 1
+    return uses
+
+
 def shape_list(s):
     if isinstance(s, list):  # several outputs: not in these models
         raise SystemExit("unexpected multi-output layer")
@@ -271,10 +344,11 @@ def counts(model):
     trainable = sum(int(w.shape.num_elements()) if hasattr(w.shape, "num_elements")
                     else int(__import__("numpy").prod(w.shape)) for w in model.trainable_weights)
     out = {"count_params": int(model.count_params()), "trainable_params": trainable, "layers": []}
-    for layer in model.layers:
-        out["layers"].append({"name": layer.name, "class_name": layer.__class__.__name__,
+    for name, layer in flat_layers(model, name_uses(model, {})):
+        out["layers"].append({"name": name, "class_name": layer.__class__.__name__,
                               "output_shape": shape_list(layer.output.shape),
-                              "params": int(layer.count_params())})
+                              "params": int(layer.count_params())
+                              if hasattr(layer, "count_params") else 0})
     return out
 
 
@@ -299,6 +373,7 @@ def main():
 
     import keras as k3
     dump("keras3", build_all(k3, k3.layers, True), k3.__version__, outdir)
+    dump("keras3", build_nested(k3, k3.layers), k3.__version__, outdir)
 
     # Keras 2.0-2.1: Sequential config was the bare list of layers.
     with open(os.path.join(outdir, "keras2-mnist_cnn.json")) as f:

@@ -172,7 +172,47 @@ def build_all(K):
     m.add(L.Flatten())
     m.add(L.Dense(3, activation="softmax"))
     models["permute_seq"] = m
+
+    # ConvNeXt's pieces: Dense on an image (applied at every pixel: Kilt's 1x1 Conv2D) and
+    # LayerScale (a learned per-channel gamma) on a residual branch. LayerScale is the
+    # application's own class, not in keras.layers.
+    layer_scale = layer_scale_class(K)
+    if layer_scale is not None:
+        x_in = L.Input(shape=(5, 4, 6), name="image")
+        x = L.Dense(8, name="pw_1")(x_in)
+        x = L.Activation("gelu", name="gelu")(x)
+        x = L.Dense(6, name="pw_2")(x)
+        x = layer_scale(1e-6, 6, name="scale")(x)
+        x = L.Add(name="add")([x_in, x])
+        x = L.GlobalAveragePooling2D(name="gap")(x)
+        x = L.Dense(3, activation="softmax", name="out")(x)
+        models["layer_scale"] = K.Model(x_in, x, name="layer_scale")
+
+    # Nested models (Keras 3: its weights files keep a nested model's layers in groups under
+    # the model's own, layers/functional/layers/sequential/layers/conv2d): a Sequential inside
+    # a functional base inside a Sequential, a residual across the nesting, and a name ("conv")
+    # at two depths, which Kilt gives as "inner/conv" and "conv".
+    if K.__name__ == "keras":
+        inner = K.Sequential([L.Input((6, 6, 3)), L.Conv2D(4, 3, padding="same", name="conv"),
+                              L.BatchNormalization(name="bn")], name="inner")
+        b_in = L.Input((6, 6, 3), name="base_in")
+        x = L.ReLU(name="relu")(inner(b_in))
+        x = L.Conv2D(3, 1, name="proj")(x)
+        base = K.Model(b_in, L.Add(name="res")([x, b_in]), name="base")
+        models["nested"] = K.Sequential(
+            [L.Input((6, 6, 3)), base, L.Conv2D(2, 3, name="conv"), L.Flatten(name="flat"),
+             L.Dense(3, activation="softmax", name="out")], name="nested")
     return models
+
+
+def layer_scale_class(K):
+    import importlib
+    for module in (K.__name__ + ".src.applications.convnext",):
+        try:
+            return importlib.import_module(module).LayerScale
+        except (ImportError, AttributeError):
+            pass
+    return None
 
 
 def randomize(model, rng):
