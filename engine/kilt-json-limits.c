@@ -181,6 +181,24 @@ kilt_json_clean_message (const char *message)
   return g_utf8_make_valid (message, -1);
 }
 
+double
+kilt_json_get_number (JsonObject *o, const char *name)
+{
+  JsonNode *n = json_object_get_member (o, name);
+
+  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
+    return NAN;
+  switch (json_node_get_value_type (n))
+    {
+      case G_TYPE_INT64:
+        return (double)json_node_get_int (n);
+      case G_TYPE_DOUBLE:
+        return json_node_get_double (n);
+      default:
+        return NAN;
+    }
+}
+
 void
 kilt_json_add_number (JsonBuilder *b, const char *name, double v)
 {

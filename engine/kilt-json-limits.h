@@ -35,6 +35,9 @@ char *kilt_json_clean_message (const char *message);
 void kilt_json_add_number (JsonBuilder *b, const char *name, double v);
 void kilt_json_add_int (JsonBuilder *b, const char *name, gint64 v);
 void kilt_json_add_string (JsonBuilder *b, const char *name, const char *v);
+/* Member @name of @o as a number (an integer or a double); NaN when it is missing, null (how
+ * NaN is written) or not a number. */
+double kilt_json_get_number (JsonObject *o, const char *name);
 /* A string value (in an array, or after a member name), made valid UTF-8 first. */
 void kilt_json_add_text (JsonBuilder *b, const char *v);
 

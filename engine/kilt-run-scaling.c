@@ -119,25 +119,6 @@ kilt_run_scaling_to_json (const KiltRunScaling *s)
   return json_generator_to_data (gen, NULL);
 }
 
-/* A number member; NaN when absent or not a number (null is how NaN is written). */
-static double
-number (JsonObject *o, const char *name)
-{
-  JsonNode *n = json_object_get_member (o, name);
-
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
-    return NAN;
-  switch (json_node_get_value_type (n))
-    {
-      case G_TYPE_INT64:
-        return (double)json_node_get_int (n);
-      case G_TYPE_DOUBLE:
-        return json_node_get_double (n);
-      default:
-        return NAN;
-    }
-}
-
 static gboolean
 bad (GError **error, const char *what)
 {
@@ -189,21 +170,21 @@ kilt_run_scaling_from_json (const char *json, GError **error)
       const char *name = d ? json_object_get_string_member_with_default (d, "name", NULL) : NULL;
       if (name == NULL)
         return bad (error, "a device has no name"), NULL;
-      v = number (d, "share");
+      v = kilt_json_get_number (d, "share");
       dev.name = g_strdup (name);
       dev.share = isfinite (v) && v >= 0 && v <= G_MAXUINT ? (guint)v : 0;
-      dev.samples_per_second = finite_or (number (d, "samples_per_second"), 0);
-      dev.busy_percent = number (d, "busy_percent");
-      v = number (d, "peak_bytes");
+      dev.samples_per_second = finite_or (kilt_json_get_number (d, "samples_per_second"), 0);
+      dev.busy_percent = kilt_json_get_number (d, "busy_percent");
+      v = kilt_json_get_number (d, "peak_bytes");
       dev.peak_bytes = isfinite (v) && v >= 0 ? (gint64)v : -1;
       g_array_append_val (s->devices, dev);
     }
-  s->step_ms = MAX (finite_or (number (o, "step_ms"), 0), 0);
-  s->alone_ms = MAX (finite_or (number (o, "alone_ms"), 0), 0);
-  v = number (o, "ranks");
+  s->step_ms = MAX (finite_or (kilt_json_get_number (o, "step_ms"), 0), 0);
+  s->alone_ms = MAX (finite_or (kilt_json_get_number (o, "alone_ms"), 0), 0);
+  v = kilt_json_get_number (o, "ranks");
   s->ranks = isfinite (v) && v >= 1 && v <= G_MAXINT ? (guint)v : 1;
-  s->reduce_ms = MAX (finite_or (number (o, "reduce_ms"), 0), 0);
-  s->samples_per_second = MAX (finite_or (number (o, "samples_per_second"), 0), 0);
+  s->reduce_ms = MAX (finite_or (kilt_json_get_number (o, "reduce_ms"), 0), 0);
+  s->samples_per_second = MAX (finite_or (kilt_json_get_number (o, "samples_per_second"), 0), 0);
   return g_steal_pointer (&s);
 }
 

@@ -766,20 +766,9 @@ dup_member (JsonObject *o, const char *name)
 static double
 get_number (JsonObject *o, const char *name, double fallback)
 {
-  JsonNode *n = json_object_get_member (o, name);
-  double v;
+  double v = kilt_json_get_number (o, name);
 
-  if (n == NULL || !JSON_NODE_HOLDS_VALUE (n))
-    return fallback;
-  switch (json_node_get_value_type (n))
-    {
-      case G_TYPE_DOUBLE:
-      case G_TYPE_INT64:
-        v = json_node_get_double (n);
-        return isfinite (v) ? v : fallback;
-      default:
-        return fallback;
-    }
+  return isfinite (v) ? v : fallback;
 }
 
 /* Stores written before non-finite numbers were kept out hold bare nan.0 or inf.0 tokens (from

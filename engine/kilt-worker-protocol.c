@@ -195,36 +195,18 @@ kilt_event_to_json (const KiltEvent *ev)
 
 /* ---- reading ---- */
 
-static double
-get_number (JsonObject *o, const char *name)
-{
-  JsonNode *n = json_object_get_member (o, name);
-
-  if (n == NULL || JSON_NODE_TYPE (n) != JSON_NODE_VALUE)
-    return NAN;
-  switch (json_node_get_value_type (n))
-    {
-      case G_TYPE_INT64:
-        return (double)json_node_get_int (n);
-      case G_TYPE_DOUBLE:
-        return json_node_get_double (n);
-      default:
-        return NAN;
-    }
-}
-
 /* A count: NaN and negatives read as 0. */
 static guint64
 get_count (JsonObject *o, const char *name)
 {
-  double v = get_number (o, name);
+  double v = kilt_json_get_number (o, name);
   return isfinite (v) && v > 0 ? (guint64)v : 0;
 }
 
 static gint64
 get_bytes (JsonObject *o, const char *name)
 {
-  double v = get_number (o, name);
+  double v = kilt_json_get_number (o, name);
   return isfinite (v) ? (gint64)v : -1;
 }
 
@@ -284,9 +266,9 @@ get_replicas (JsonObject *o, KiltEvent *ev)
         continue;
       r[k].device_name = g_strdup (get_string (d, "device") ? get_string (d, "device") : "?");
       r[k].share = (guint)MIN (get_count (d, "share"), G_MAXUINT);
-      r[k].step_ms = get_number (d, "step_ms");
-      r[k].samples_per_second = get_number (d, "samples_per_second");
-      r[k].busy_percent = get_number (d, "busy_percent");
+      r[k].step_ms = kilt_json_get_number (d, "step_ms");
+      r[k].samples_per_second = kilt_json_get_number (d, "samples_per_second");
+      r[k].busy_percent = kilt_json_get_number (d, "busy_percent");
       r[k].live_bytes = get_bytes (d, "live_bytes");
       r[k].peak_bytes = get_bytes (d, "peak_bytes");
       k++;
@@ -296,9 +278,9 @@ get_replicas (JsonObject *o, KiltEvent *ev)
   ev->replicas = r;
   ev->n_replicas = k;
   ev->n_ranks = (guint)MAX (MIN (get_count (o, "ranks"), G_MAXUINT), 1);
-  ev->reduce_ms = get_number (o, "reduce_ms");
-  ev->dist_step_ms = get_number (o, "dist_step_ms");
-  ev->alone_step_ms = get_number (o, "alone_step_ms");
+  ev->reduce_ms = kilt_json_get_number (o, "reduce_ms");
+  ev->dist_step_ms = kilt_json_get_number (o, "dist_step_ms");
+  ev->alone_step_ms = kilt_json_get_number (o, "alone_step_ms");
 }
 
 gboolean
@@ -327,7 +309,7 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
     {
       case KILT_EVENT_STARTED:
         ev->device_name = g_strdup (get_string (o, "device"));
-        ev->compile_seconds = get_number (o, "compile_seconds");
+        ev->compile_seconds = kilt_json_get_number (o, "compile_seconds");
         ev->compile_cached
             = json_object_get_boolean_member_with_default (o, "compile_cached", FALSE);
         ev->planned_bytes = get_count (o, "planned_bytes");
@@ -338,7 +320,7 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
         ev->recompute = g_strcmp0 (get_string (o, "memory"), "recompute") == 0;
         ev->blocks_kept = (guint)get_count (o, "blocks_kept");
         ev->blocks_total = (guint)get_count (o, "blocks_total");
-        ev->recompute_percent = get_number (o, "recompute_percent");
+        ev->recompute_percent = kilt_json_get_number (o, "recompute_percent");
         if (isnan (ev->recompute_percent))
           ev->recompute_percent = 0;
         ev->max_batch = (guint)get_count (o, "max_batch");
@@ -356,19 +338,19 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
         ev->epoch = (guint)get_count (o, "epoch");
         ev->step = (guint)get_count (o, "step");
         ev->global_step = get_count (o, "global_step");
-        ev->loss = get_number (o, "loss");
-        ev->accuracy = get_number (o, "accuracy");
-        ev->samples_per_second = get_number (o, "samples_per_second");
-        ev->eta_seconds = get_number (o, "eta_seconds");
-        ev->elapsed_seconds = get_number (o, "elapsed_seconds");
-        ev->learning_rate = get_number (o, "learning_rate");
+        ev->loss = kilt_json_get_number (o, "loss");
+        ev->accuracy = kilt_json_get_number (o, "accuracy");
+        ev->samples_per_second = kilt_json_get_number (o, "samples_per_second");
+        ev->eta_seconds = kilt_json_get_number (o, "eta_seconds");
+        ev->elapsed_seconds = kilt_json_get_number (o, "elapsed_seconds");
+        ev->learning_rate = kilt_json_get_number (o, "learning_rate");
         if (ev->type == KILT_EVENT_EPOCH)
           {
-            ev->val_loss = get_number (o, "val_loss");
-            ev->val_accuracy = get_number (o, "val_accuracy");
-            ev->epoch_seconds = get_number (o, "seconds");
-            ev->warmup_seconds = get_number (o, "warmup_seconds");
-            ev->busy_percent = get_number (o, "busy_percent");
+            ev->val_loss = kilt_json_get_number (o, "val_loss");
+            ev->val_accuracy = kilt_json_get_number (o, "val_accuracy");
+            ev->epoch_seconds = kilt_json_get_number (o, "seconds");
+            ev->warmup_seconds = kilt_json_get_number (o, "warmup_seconds");
+            ev->busy_percent = kilt_json_get_number (o, "busy_percent");
             get_categories (get_object (o, "peak"), ev->mem.peak);
             ev->mem.peak_total = MAX (get_bytes (o, "peak_bytes"), 0);
             get_replicas (o, ev);
@@ -397,9 +379,9 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
                 continue;
               t.layer = g_strdup (get_string (l, "layer"));
               t.type = g_strdup (get_string (l, "type"));
-              t.forward_ms = get_number (l, "forward_ms");
-              t.backward_ms = get_number (l, "backward_ms");
-              t.update_ms = get_number (l, "update_ms");
+              t.forward_ms = kilt_json_get_number (l, "forward_ms");
+              t.backward_ms = kilt_json_get_number (l, "backward_ms");
+              t.update_ms = kilt_json_get_number (l, "update_ms");
               t.algo = g_strdup (get_string (l, "algo"));
               ms = json_object_get_member (l, "algo_ms");
               if (ms && JSON_NODE_HOLDS_ARRAY (ms)
@@ -434,8 +416,8 @@ kilt_worker_event_from_json (JsonObject *o, KiltEvent *ev, GError **error)
         else if (ev->status == KILT_RUN_FAILED)
           ev->error = g_error_new_literal (KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_WORKER,
                                            "the run failed (the worker gave no reason)");
-        ev->test_loss = get_number (o, "test_loss");
-        ev->test_accuracy = get_number (o, "test_accuracy");
+        ev->test_loss = kilt_json_get_number (o, "test_loss");
+        ev->test_accuracy = kilt_json_get_number (o, "test_accuracy");
         ev->leaked_bytes = MAX (get_bytes (o, "leaked_bytes"), 0);
         break;
     }
