@@ -167,7 +167,11 @@ kilt_run_scaling_from_json (const char *json, GError **error)
       JsonNode *e = json_array_get_element (json_node_get_array (n), i);
       JsonObject *d = JSON_NODE_HOLDS_OBJECT (e) ? json_node_get_object (e) : NULL;
       KiltRunDevice dev = { 0 };
-      const char *name = d ? json_object_get_string_member_with_default (d, "name", NULL) : NULL;
+      JsonNode *nn = d ? json_object_get_member (d, "name") : NULL;
+      const char *name
+          = nn && JSON_NODE_HOLDS_VALUE (nn) && json_node_get_value_type (nn) == G_TYPE_STRING
+                ? json_node_get_string (nn)
+                : NULL;
       if (name == NULL)
         return bad (error, "a device has no name"), NULL;
       v = kilt_json_get_number (d, "share");

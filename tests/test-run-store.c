@@ -1046,6 +1046,9 @@ test_scaling (void)
   g_assert_null (kilt_run_scaling_from_json ("{\"devices\":[{\"share\":3}]}", &error));
   g_assert_nonnull (strstr (error->message, "no name"));
   g_clear_error (&error);
+  g_assert_null (kilt_run_scaling_from_json ("{\"devices\":[{\"name\":5}]}", &error));
+  g_assert_nonnull (strstr (error->message, "no name"));
+  g_clear_error (&error);
   g_assert_null (kilt_run_scaling_from_json ("{\"devices\":[\"\xff\"]}", &error));
   g_assert_nonnull (error);
   g_clear_error (&error);
