@@ -308,20 +308,6 @@ show_table (KiltModelPage *self)
   }
 }
 
-/* What the trainer will let itself allocate on @device: kilt_context_new leaves a twentieth
- * of the device to the driver and display, and KILT_MEMORY_BUDGET_MB may lower it. The page
- * plans against the same figure, so its verdict and largest batch are the run's. */
-static guint64
-device_budget (const KiltDeviceInfo *device)
-{
-  const char *env = g_getenv ("KILT_MEMORY_BUDGET_MB");
-  guint64 budget = device->global_mem - device->global_mem / 20;
-
-  if (env && g_ascii_strtoll (env, NULL, 10) > 0)
-    budget = MIN (budget, (guint64)g_ascii_strtoll (env, NULL, 10) << 20);
-  return budget;
-}
-
 /* The plan for the page's model, batch and optimizer on its device, or NULL without both. */
 static KiltPlan *
 current_plan (KiltModelPage *self)
@@ -331,9 +317,9 @@ current_plan (KiltModelPage *self)
   if (self->model == NULL || self->device == NULL)
     return NULL;
   opt = kilt_model_page_get_optimizer (self);
-  return kilt_plan_compute_memory (self->model, kilt_model_page_get_batch (self), &opt,
-                                   self->dataset_bytes, self->device, device_budget (self->device),
-                                   kilt_model_page_get_memory (self));
+  return kilt_plan_compute_memory (
+      self->model, kilt_model_page_get_batch (self), &opt, self->dataset_bytes, self->device,
+      kilt_context_budget_for (self->device), kilt_model_page_get_memory (self));
 }
 
 KiltMemoryMode
