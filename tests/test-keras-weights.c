@@ -274,6 +274,9 @@ CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WH
 CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
 /* A Sequential in a functional base in a Sequential, with a name at two depths. */
 CASE (test_k3_nested_keras, "weights-keras3-nested", ".keras", FILE_WHOLE)
+/* Keras 2 keeps every layer inside "base" in base's own group, under its own name. */
+CASE (test_k2_nested_h5, "weights-keras2-nested", ".h5", FILE_WHOLE)
+CASE (test_k2_nested_json, "weights-keras2-nested", ".h5", FILE_WEIGHTS)
 CASE (test_k3_nested_json, "weights-keras3-nested", ".keras", FILE_WEIGHTS)
 /* The weights inside a .keras archive (or a model.save .h5) onto the same architecture given as
  * JSON; the save_weights files of the MLP and the CNN cover those formats on their own. */
@@ -607,9 +610,9 @@ replace (const char *text, const char *from, const char *to)
   return g_strjoinv (to, parts);
 }
 
-/* Nested models' weights: Keras 3 files are read (the CASEs above); a Keras 2 file onto a
- * nested architecture is refused naming the nested model, and so is writing Keras weights
- * for one (Keras would look for its layers in groups of their own). */
+/* Nested models' weights: Keras 2 and 3 files are read (the CASEs above); a Keras 2 file
+ * that lacks a nested model's layer says where it looked; writing Keras weights for a nested
+ * model is refused naming it (Keras would look for its layers in groups of their own). */
 static void
 test_nested_refused (void)
 {
@@ -620,8 +623,8 @@ test_nested_refused (void)
   g_autofree float *params = g_new0 (float, m->n_params + 1);
   g_autofree float *state = g_new0 (float, m->n_state + 1);
   g_autoptr (GError) error = NULL;
-  const char *read_parts[]
-      = { "weights-keras2-mlp.h5", "nested model stem (Sequential)", "Keras 3 files", NULL };
+  const char *read_parts[] = { "weights-keras2-mlp.h5", "layer stem/conv (Conv2D) has no weights",
+                               "in nested model stem's group, as conv/...", NULL };
   const char *write_parts[] = { out, "nested model stem (Sequential)", "without nesting", NULL };
 
   if (kilt_test_context () == NULL)
@@ -1035,6 +1038,8 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/layer-scale", test_k3_layer_scale_json);
   g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
   g_test_add_func ("/keras-weights/keras3-keras/nested", test_k3_nested_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/nested", test_k2_nested_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/nested", test_k2_nested_json);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/nested", test_k3_nested_json);
   g_test_add_func ("/keras-weights/keras2-h5/cnn", test_k2_cnn_h5);
   g_test_add_func ("/keras-weights/keras2-h5/residual", test_k2_res_h5);

@@ -52,6 +52,7 @@ layer_info_free (gpointer p)
 
   g_free (li->class_name);
   g_free (li->key);
+  g_free (li->key2);
   g_free (li);
 }
 
@@ -219,10 +220,11 @@ count_uses (JsonArray *arr, guint depth, GHashTable *uses)
 /* Adds the LayerInfo of every layer of @arr (one model's list) to @infos under its Kilt node
  * name, with its Keras 3 group @key_prefix + class key; a nested model's layers follow under
  * its own key ("functional/layers/conv2d"), named as the importer names them (SCOPE/NAME
- * where another layer of the file has the name). */
+ * where another layer of the file has the name), and @outer, the top-level model layer they
+ * are in (NULL at the top), gives their Keras 2 key. */
 static void
-collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, guint depth,
-               GHashTable *uses, GHashTable *infos, gboolean *channels_first)
+collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, const char *outer,
+               guint depth, GHashTable *uses, GHashTable *infos, gboolean *channels_first)
 {
   g_autoptr (GHashTable) used = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
 
@@ -267,8 +269,8 @@ collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, guint 
           JsonNode *sub = json_object_get_member (cfg, "layers");
           g_autofree char *prefix = g_strconcat (key, "/layers/", NULL);
           if (sub && JSON_NODE_HOLDS_ARRAY (sub))
-            collect_infos (json_node_get_array (sub), prefix, name, depth + 1, uses, infos,
-                           channels_first);
+            collect_infos (json_node_get_array (sub), prefix, name, outer ? outer : name, depth + 1,
+                           uses, infos, channels_first);
           continue;
         }
       if (scope && GPOINTER_TO_UINT (g_hash_table_lookup (uses, name)) >= 2)
@@ -280,6 +282,7 @@ collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, guint 
           LayerInfo *li = g_new0 (LayerInfo, 1);
           li->class_name = g_strdup (cls);
           li->key = g_steal_pointer (&key);
+          li->key2 = outer ? g_strdup_printf ("%s/%s", outer, name) : NULL;
           li->center = json_bool (cfg, "center", TRUE);
           li->scale = json_bool (cfg, "scale", TRUE);
           li->known = TRUE;
@@ -308,7 +311,7 @@ kilt_keras_layer_infos (KiltModel *model, const char *keras_json, gboolean *chan
     {
       g_autoptr (GHashTable) uses = g_hash_table_new (g_str_hash, g_str_equal);
       count_uses (arr, 0, uses);
-      collect_infos (arr, "", NULL, 0, uses, infos, channels_first);
+      collect_infos (arr, "", NULL, NULL, 0, uses, infos, channels_first);
     }
   if (g_hash_table_size (infos) > 0)
     return infos;

@@ -14,7 +14,11 @@ G_BEGIN_DECLS
 typedef struct
 {
   char *class_name;
-  char *key;       /* Keras 3's group name: the class in snake case, _1, _2 for repeats */
+  char *key; /* Keras 3's group name: the class in snake case, _1, _2 for repeats */
+  /* Keras 2 (.h5): inside a nested model, "OUTER/NAME": OUTER is the top-level model layer
+   * whose group holds the weights of every layer nested in it, at any depth, under their
+   * own names; NULL at the top, where the group is the node's name. */
+  char *key2;
   gboolean center; /* BatchNormalization */
   gboolean scale;
   gboolean known; /* the JSON gave this layer */

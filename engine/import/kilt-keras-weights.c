@@ -286,9 +286,11 @@ short_var_name (const char *full)
 }
 
 /* Keras 2: @root (the file, or its model_weights group) has layer_names; each layer's group
- * has weight_names, paths of datasets inside that group. */
+ * has weight_names, paths of datasets inside that group. The group of a model nested in the
+ * model (a name in @nested) holds the weights of all the layers inside it, at any depth, as
+ * "INNER/kernel:0": those become layers "GROUP/INNER". */
 static GPtrArray *
-read_keras2 (hid_t root, guint max_layers, const char *path, GError **error)
+read_keras2 (hid_t root, guint max_layers, GHashTable *nested, const char *path, GError **error)
 {
   g_autoptr (GPtrArray) layers = g_ptr_array_new_with_free_func (file_layer_free);
   g_auto (GStrv) names = NULL;
@@ -326,9 +328,41 @@ read_keras2 (hid_t root, guint max_layers, const char *path, GError **error)
       for (guint j = 0; j < nw; j++)
         {
           FileVar *v = g_new0 (FileVar, 1);
+          FileLayer *owner = l;
           v->name = short_var_name (wnames[j]);
           v->h5path = g_strdup_printf ("%s/%s", names[i], wnames[j]);
-          g_ptr_array_add (l->vars, v);
+          if (g_hash_table_contains (nested, names[i]))
+            {
+              const char *slash = strrchr (wnames[j], '/');
+              g_autofree char *inner = slash ? g_strdup_printf ("%s/%.*s", names[i],
+                                                                (int)(slash - wnames[j]), wnames[j])
+                                             : NULL;
+              if (inner == NULL || slash == wnames[j])
+                {
+                  set_error (error, path,
+                             "nested model %s: weight %s does not name the layer it belongs to",
+                             names[i], wnames[j]);
+                  file_var_free (v);
+                  return NULL;
+                }
+              /* The weights of one inner layer are listed together. */
+              owner = NULL;
+              for (guint k = layers->len; k-- > 0 && owner == NULL;)
+                if (g_str_equal (((FileLayer *)g_ptr_array_index (layers, k))->name, inner))
+                  owner = g_ptr_array_index (layers, k);
+              if (owner == NULL)
+                {
+                  if (layers->len >= max_layers)
+                    {
+                      set_error (error, path, "more than %u layers in the file", max_layers);
+                      file_var_free (v);
+                      return NULL;
+                    }
+                  owner = file_layer_new (inner);
+                  g_ptr_array_add (layers, owner);
+                }
+            }
+          g_ptr_array_add (owner->vars, v);
         }
     }
   return g_steal_pointer (&layers);
@@ -607,7 +641,7 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
     {
       KiltNode *node = kilt_model_node (model, i);
       LayerInfo *li = g_hash_table_lookup (infos, node->name);
-      LayerInfo fallback = { NULL, NULL, TRUE, TRUE, FALSE };
+      LayerInfo fallback = { .center = TRUE, .scale = TRUE };
       ExpectFunc expect = kilt_keras_find_expect (node->type);
       Var vars[MAX_VARS_PER_LAYER];
       guint n_vars = 0, n_present = 0;
@@ -616,7 +650,7 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
 
       if (li == NULL)
         li = &fallback;
-      key = keras3 ? li->key : node->name;
+      key = keras3 ? li->key : li->key2 ? li->key2 : node->name;
       l = key ? g_hash_table_lookup (by_name, key) : NULL;
       if (expect == NULL)
         {
@@ -652,6 +686,16 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
                        "the model's layer %s (%s) has no weights in the file (expected a group "
                        "layers/%s)",
                        node->name, node->klass->name, key ? key : "?");
+          else if (li->key2)
+            {
+              /* key2 is "OUTER/NAME": Keras 2 keeps it in OUTER's group as NAME/... */
+              const char *slash = strchr (li->key2, '/');
+              set_error (error, path,
+                         "the model's layer %s (%s) has no weights in the file (expected them "
+                         "in nested model %.*s's group, as %s/...)",
+                         node->name, node->klass->name, (int)(slash - li->key2), li->key2,
+                         slash + 1);
+            }
           else
             set_error (error, path, "the model's layer %s (%s) has no weights in the file",
                        node->name, node->klass->name);
@@ -739,7 +783,7 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
  * which then runs nothing but HDF5 and plain allocation (json-glib's GObjects take locks
  * another thread may have held at the fork). */
 static gboolean
-read_direct (KiltModel *model, GHashTable *infos, guint **perm, const char *nested,
+read_direct (KiltModel *model, GHashTable *infos, guint **perm, GHashTable *nested_groups,
              const char *path, const void *image, gsize image_len, float *params, float *state,
              KiltKerasWeightsInfo *info, GError **error)
 {
@@ -764,7 +808,7 @@ read_direct (KiltModel *model, GHashTable *infos, guint **perm, const char *nest
     {
       root = H5Gopen2 (f, "/", H5P_DEFAULT);
       if (root >= 0)
-        layers = read_keras2 (root, max_layers, path, error);
+        layers = read_keras2 (root, max_layers, nested_groups, path, error);
     }
   else if (has_link (f, "model_weights"))
     {
@@ -774,7 +818,7 @@ read_direct (KiltModel *model, GHashTable *infos, guint **perm, const char *nest
           if (!has_attr (root, "layer_names"))
             set_error (error, path, "model_weights has no layer_names attribute");
           else
-            layers = read_keras2 (root, max_layers, path, error);
+            layers = read_keras2 (root, max_layers, nested_groups, path, error);
         }
     }
   else
@@ -788,16 +832,6 @@ read_direct (KiltModel *model, GHashTable *infos, guint **perm, const char *nest
     {
       if (error && *error == NULL)
         set_error (error, path, "the file's groups cannot be read");
-      goto out;
-    }
-  if (nested && !keras3)
-    {
-      set_error (error, path,
-                 "the model holds nested model %s, whose weights Keras 2 keeps in groups of "
-                 "their own; Kilt reads nested models' weights from Keras 3 files (.keras, "
-                 ".weights.h5) only (the architecture imports: train it from scratch, or save "
-                 "the weights with Keras 3)",
-                 nested);
       goto out;
     }
   info->keras3 = keras3;
@@ -1044,7 +1078,7 @@ typedef struct
   const void *image;
   gsize image_len;
   KiltKerasWeightsInfo info;
-  const char *nested; /* "NAME (CLASS)" of a nested model of the JSON, or NULL */
+  GHashTable *nested_groups; /* Keras 2: the top-level layers that are models */
 } ReadJob;
 
 static gboolean
@@ -1059,8 +1093,8 @@ read_job (gpointer data, GArray *segs, GPtrArray *owned, GError **error)
 
   g_ptr_array_add (owned, params);
   g_ptr_array_add (owned, state);
-  if (!read_direct (j->model, j->infos, j->perm, j->nested, j->path, j->image, j->image_len, params,
-                    state, &j->info, error))
+  if (!read_direct (j->model, j->infos, j->perm, j->nested_groups, j->path, j->image, j->image_len,
+                    params, state, &j->info, error))
     return FALSE;
   g_array_append_vals (segs, s, 3);
   return TRUE;
@@ -1080,12 +1114,22 @@ kilt_keras_weights_read (KiltModel *model, const char *keras_json, const char *p
                       { params, model->n_params * sizeof (float) },
                       { state, model->n_state * sizeof (float) } };
 
-  g_autofree char *nested = kilt_keras_json_nested_model (keras_json);
+  g_autoptr (GHashTable) nested_groups
+      = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  GHashTableIter it;
+  gpointer value;
 
   g_return_val_if_fail (model->built, FALSE);
-  job.nested = nested;
   infos = kilt_keras_layer_infos (model, keras_json, &channels_first);
+  g_hash_table_iter_init (&it, infos);
+  while (g_hash_table_iter_next (&it, NULL, &value))
+    {
+      const LayerInfo *li = value;
+      if (li->key2)
+        g_hash_table_add (nested_groups, g_strndup (li->key2, strcspn (li->key2, "/")));
+    }
   job.infos = infos;
+  job.nested_groups = nested_groups;
   job.perm = kilt_keras_feature_orders (model, channels_first, path, error);
   if (job.perm == NULL)
     return FALSE;

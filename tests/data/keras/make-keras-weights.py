@@ -188,11 +188,12 @@ def build_all(K):
         x = L.Dense(3, activation="softmax", name="out")(x)
         models["layer_scale"] = K.Model(x_in, x, name="layer_scale")
 
-    # Nested models (Keras 3: its weights files keep a nested model's layers in groups under
-    # the model's own, layers/functional/layers/sequential/layers/conv2d): a Sequential inside
-    # a functional base inside a Sequential, a residual across the nesting, and a name ("conv")
+    # Nested models (Keras 3's weights files keep a nested model's layers in groups under
+    # the model's own, layers/functional/layers/sequential/layers/conv2d; Keras 2's .h5 puts
+    # all of them in the top-level model's group, base/conv/kernel:0): a Sequential inside a
+    # functional base inside a Sequential, a residual across the nesting, and a name ("conv")
     # at two depths, which Kilt gives as "inner/conv" and "conv".
-    if K.__name__ == "keras":
+    if True:
         inner = K.Sequential([L.Input((6, 6, 3)), L.Conv2D(4, 3, padding="same", name="conv"),
                               L.BatchNormalization(name="bn")], name="inner")
         b_in = L.Input((6, 6, 3), name="base_in")
@@ -389,10 +390,22 @@ def main():
         only = sys.argv[2].split(",")
         del sys.argv[1:3]
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-    import tf_keras as k2
-    dump(k2, "keras2", outdir, 1000, only)
+    # Keras 2 is tf_keras beside TensorFlow 2.16 on, or TensorFlow 2.15's own tf.keras; Keras 3
+    # is keras from 3.0 on. Either may be missing from the environment: each writes its files.
+    try:
+        import tf_keras as k2
+    except ImportError:
+        try:
+            import tensorflow as tf
+            k2 = tf.keras if tf.__version__.startswith("2.15") else None
+        except ImportError:
+            k2 = None
+    if k2 is not None:
+        k2.__version__ = getattr(k2, "__version__", None) or __import__("keras").__version__
+        dump(k2, "keras2", outdir, 1000, only)
     import keras as k3
-    dump(k3, "keras3", outdir, 2000, only)
+    if int(k3.__version__.split(".")[0]) >= 3:
+        dump(k3, "keras3", outdir, 2000, only)
 
 
 if __name__ == "__main__":
