@@ -101,9 +101,44 @@ def resnet50(c=3, n=1000):
     return nn.Sequential(*layers)
 
 
+class InvertedResidual(nn.Module):
+    # keras.applications.MobileNetV2's block: 1x1 expansion (not in the first block), 3x3
+    # depthwise, 1x1 projection without activation; BatchNormalization with Keras' momentum
+    # 0.999 and epsilon 1e-3; a residual where the shape stays.
+    def __init__(self, cin, cout, stride, t):
+        super().__init__()
+        bn = lambda ch: nn.BatchNorm2d(ch, momentum=0.001, eps=1e-3)
+        mid = cin * t
+        parts = [nn.Conv2d(cin, mid, 1, bias=False), bn(mid), nn.ReLU6()] if t != 1 else []
+        parts += [nn.Conv2d(mid, mid, 3, stride, 1, groups=mid, bias=False), bn(mid), nn.ReLU6(),
+                  nn.Conv2d(mid, cout, 1, bias=False), bn(cout)]
+        self.body = nn.Sequential(*parts)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+def mobilenetv2(c=3, n=1000):
+    # keras.applications.MobileNetV2 (alpha 1) with its top, at 224x224: 3,504,872 trainable
+    # parameters, as Keras reports (its total adds the BatchNormalization statistics).
+    bn = lambda ch: nn.BatchNorm2d(ch, momentum=0.001, eps=1e-3)
+    layers = [nn.Conv2d(c, 32, 3, 2, 1, bias=False), bn(32), nn.ReLU6()]
+    cin = 32
+    for t, cout, blocks, stride in ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                                    (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)):
+        for b in range(blocks):
+            layers.append(InvertedResidual(cin, cout, stride if b == 0 else 1, t))
+            cin = cout
+    layers += [nn.Conv2d(cin, 1280, 1, bias=False), bn(1280), nn.ReLU6(),
+               nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1280, n)]
+    return nn.Sequential(*layers)
+
+
 MODELS = {"cifar10_cnn": (cifar10_cnn, (3, 32, 32)), "mnist_cnn": (mnist_cnn, (1, 28, 28)),
           "resnet20": (resnet20, (3, 32, 32)), "mlp": (mlp, (1, 28, 28)),
-          "vgg16": (vgg16, (3, 224, 224)), "resnet50": (resnet50, (3, 224, 224))}
+          "vgg16": (vgg16, (3, 224, 224)), "resnet50": (resnet50, (3, 224, 224)),
+          "mobilenetv2": (mobilenetv2, (3, 224, 224))}
 
 
 def keras_rmsprop(params, lr=1e-4, decay=1e-6):
@@ -119,7 +154,7 @@ def bench(model_name, batch, steps, mode, device):
     model = make().to(device)
     opt, sched = keras_rmsprop(model.parameters())
     x = torch.rand(steps, batch, *shape, device=device)
-    classes = 1000 if model_name in ("vgg16", "resnet50") else 10
+    classes = 1000 if model_name in ("vgg16", "resnet50", "mobilenetv2") else 10
     y = torch.randint(0, classes, (steps, batch), device=device)
 
     def step(xb, yb):
