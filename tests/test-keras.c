@@ -8,6 +8,8 @@
 #include "kilt-keras.h"
 #include "kilt-model-json.h"
 
+#include <gio/gio.h>
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <pthread.h>
 #include <string.h>
@@ -52,15 +54,12 @@ keras_shape (JsonArray *a)
  * Python script wrote from Keras itself: total and trainable parameters, and per layer the
  * output shape and parameter count. */
 static void
-check_file (const char *stem)
+check_paths (const char *stem, const char *path, const char *counts_path)
 {
-  g_autofree char *json_name = g_strconcat (stem, ".json", NULL);
-  g_autofree char *counts_name = g_strconcat (stem, ".counts.json", NULL);
-  g_autofree char *path = data_file (json_name);
-  g_autofree char *counts_path = data_file (counts_name);
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) error = NULL;
   g_autoptr (KiltModel) m = NULL;
+  g_autoptr (GHashTable) listed = g_hash_table_new (g_str_hash, g_str_equal);
   g_autofree char *notes = NULL;
   JsonObject *counts;
   JsonArray *layers;
@@ -83,6 +82,9 @@ check_file (const char *stem)
   g_assert_cmpuint (m->n_grads, ==, (gsize)json_object_get_int_member (counts, "trainable_params"));
   layers = json_object_get_array_member (counts, "layers");
   for (guint i = 0; i < json_array_get_length (layers); i++)
+    g_hash_table_add (listed, (gpointer)json_object_get_string_member (
+                                  json_array_get_object_element (layers, i), "name"));
+  for (guint i = 0; i < json_array_get_length (layers); i++)
     {
       JsonObject *l = json_array_get_object_element (layers, i);
       const char *name = json_object_get_string_member (l, "name");
@@ -97,14 +99,17 @@ check_file (const char *stem)
       g_assert_cmpuint (node->out_shape.h, ==, want.h);
       g_assert_cmpuint (node->out_shape.w, ==, want.w);
       /* A Keras layer Kilt splits (SeparableConv2D: "NAME/depthwise" and "NAME") counts all
-       * its nodes. */
+       * its nodes; "NAME/..." that Keras lists itself is another layer (tf.keras'
+       * MobileNetV3 has "Conv" and "Conv/BatchNorm"). */
       {
         g_autofree char *prefix = g_strconcat (name, "/", NULL);
         gsize params = 0;
         for (guint j = 0; j < kilt_model_n_nodes (m); j++)
           {
             KiltNode *part = kilt_model_node (m, j);
-            if (g_str_equal (part->name, name) || g_str_has_prefix (part->name, prefix))
+            if (g_str_equal (part->name, name)
+                || (g_str_has_prefix (part->name, prefix)
+                    && !g_hash_table_contains (listed, part->name)))
               params += part->n_params + part->n_state;
           }
         g_assert_cmpuint (params, ==, (gsize)json_object_get_int_member (l, "params"));
@@ -116,15 +121,98 @@ check_file (const char *stem)
   for (guint i = 0; i < kilt_model_n_nodes (m); i++)
     {
       const char *node_name = kilt_model_node (m, i)->name;
-      gboolean listed = FALSE;
-      for (guint j = 0; j < json_array_get_length (layers) && !listed; j++)
-        listed = g_str_equal (node_name, json_object_get_string_member (
-                                             json_array_get_object_element (layers, j), "name"));
-      extra += !listed && strchr (node_name, '/') != NULL;
+      extra += !g_hash_table_contains (listed, node_name) && strchr (node_name, '/') != NULL;
     }
   g_assert_cmpuint (kilt_model_n_nodes (m) - extra, ==,
                     json_array_get_length (layers) + (has_input_row ? 0 : 1));
   g_assert_cmpint (m->loss, ==, KILT_LOSS_SOFTMAX_CROSS_ENTROPY);
+}
+
+static void
+check_file (const char *stem)
+{
+  g_autofree char *json_name = g_strconcat (stem, ".json", NULL);
+  g_autofree char *counts_name = g_strconcat (stem, ".counts.json", NULL);
+  g_autofree char *path = data_file (json_name);
+  g_autofree char *counts_path = data_file (counts_name);
+
+  check_paths (stem, path, counts_path);
+}
+
+/* Writes the gzip file @gz uncompressed to @dir/@name; returns its path. */
+static char *
+gunzip_to (const char *gz, const char *dir, const char *name)
+{
+  g_autoptr (GFile) in_file = g_file_new_for_path (gz);
+  g_autofree char *out_path = g_build_filename (dir, name, NULL);
+  g_autoptr (GFile) out_file = g_file_new_for_path (out_path);
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GFileInputStream) in = g_file_read (in_file, NULL, &error);
+  g_autoptr (GFileOutputStream) out = NULL;
+  g_autoptr (GZlibDecompressor) z = NULL;
+  g_autoptr (GInputStream) plain = NULL;
+
+  g_assert_no_error (error);
+  out = g_file_replace (out_file, NULL, FALSE, G_FILE_CREATE_NONE, NULL, &error);
+  g_assert_no_error (error);
+  z = g_zlib_decompressor_new (G_ZLIB_COMPRESSOR_FORMAT_GZIP);
+  plain = g_converter_input_stream_new (G_INPUT_STREAM (in), G_CONVERTER (z));
+  g_assert_cmpint (g_output_stream_splice (G_OUTPUT_STREAM (out), plain,
+                                           G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE
+                                               | G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
+                                           NULL, &error),
+                   >, 0);
+  g_assert_no_error (error);
+  return g_steal_pointer (&out_path);
+}
+
+/* Every keras.applications network of Keras 3 and of tf.keras 2.15 at a small input
+ * (tests/data/keras/make-keras-apps.py wrote them, gzip-compressed: the JSON of the big ones
+ * runs to a megabyte): Keras' parameter counts and every layer's output shape.
+ * KILT_TEST_APPS_DIR names another folder of such files: the same check by hand on the
+ * default-size ones the script writes with --size default (too big to commit). */
+static void
+test_applications (void)
+{
+  g_autofree char *dir = g_getenv ("KILT_TEST_APPS_DIR")
+                             ? g_strdup (g_getenv ("KILT_TEST_APPS_DIR"))
+                             : data_file ("apps");
+  g_autoptr (GDir) d = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GPtrArray) stems = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *tmp = NULL;
+  const char *name;
+  guint keras2 = 0, keras3 = 0;
+
+  if (!have_all_layers ())
+    return;
+  d = g_dir_open (dir, 0, &error);
+  g_assert_no_error (error);
+  while ((name = g_dir_read_name (d)) != NULL)
+    if (g_str_has_suffix (name, ".counts.json.gz"))
+      g_ptr_array_add (stems, g_strndup (name, strlen (name) - strlen (".counts.json.gz")));
+  tmp = g_dir_make_tmp ("kilt-apps-XXXXXX", &error);
+  g_assert_no_error (error);
+  for (guint i = 0; i < stems->len; i++)
+    {
+      const char *stem = stems->pdata[i];
+      g_autofree char *gz = g_strdup_printf ("%s/%s.json.gz", dir, stem);
+      g_autofree char *counts_gz = g_strdup_printf ("%s/%s.counts.json.gz", dir, stem);
+      g_autofree char *path = gunzip_to (gz, tmp, "model.json");
+      g_autofree char *counts_path = gunzip_to (counts_gz, tmp, "counts.json");
+
+      check_paths (stem, path, counts_path);
+      keras2 += g_str_has_prefix (stem, "keras2-");
+      keras3 += g_str_has_prefix (stem, "keras3-");
+      g_unlink (path);
+      g_unlink (counts_path);
+    }
+  g_rmdir (tmp);
+  /* The 35 the issue names (ResNets and their V2s, EfficientNet B0-B7 and V2 B0-B3, S, M,
+   * L ...) from both Kerases: a file lost from the folder fails here, not silently. */
+  g_assert_cmpuint (keras2 + keras3, >, 0);
+  g_assert_cmpuint (keras3, ==, g_getenv ("KILT_TEST_APPS_DIR") && keras3 == 0 ? 0 : 35);
+  g_assert_cmpuint (keras2, ==, g_getenv ("KILT_TEST_APPS_DIR") && keras2 == 0 ? 0 : 35);
 }
 
 static void
@@ -1212,6 +1300,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/block-files", test_block_files);
   g_test_add_func ("/keras/separable-files", test_separable_files);
   g_test_add_func ("/keras/application-files", test_application_files);
+  g_test_add_func ("/keras/applications", test_applications);
   g_test_add_func ("/keras/merge-files", test_merge_files);
   g_test_add_func ("/keras/nested-files", test_nested_files);
   g_test_add_func ("/keras/layer-scale", test_layer_scale);

@@ -1216,9 +1216,16 @@ convert_scalar_op (Import *imp, const Entry *e, guint n_inputs, const guint *inp
         return FALSE;
     }
   *handled = TRUE;
+  if (n_inputs == 2 && g_str_equal (e->class_name, "TFOpLambda"))
+    {
+      /* Two tensors: tf.keras writes a residual x + y this way. */
+      KiltLayerType t = add ? KILT_LAYER_ADD : KILT_LAYER_MULTIPLY;
+      KiltLayerConfig m = kilt_layer_config_default (t);
+      return keras_add_node (imp, t, &m, 2, inputs, keras_node_rank (imp, inputs[0]), error);
+    }
   if (n_inputs != 1 || !scalar_operand (e, &v) || !isfinite (v))
     {
-      keras_set_error (error, imp, "expected one tensor and one constant operand");
+      keras_set_error (error, imp, "expected one tensor and one constant operand, or two tensors");
       return FALSE;
     }
   if (add)

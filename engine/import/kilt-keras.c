@@ -195,6 +195,30 @@ read_inbound (Import *imp, JsonObject *layer, Entry *e, GError **error)
                 return FALSE;
               }
             g_ptr_array_add (e->inbound, (gpointer)json_array_get_string_element (ta, 0));
+            /* x + y of two tensors (tf.keras' ConvNeXt): the TFOpLambda's kwargs give y as
+             * [layer, node, tensor]; a number there is a constant (convert_scalar_op). */
+            if (bare && json_array_get_length (ta) == 4
+                && JSON_NODE_HOLDS_OBJECT (json_array_get_element (ta, 3)))
+              {
+                JsonNode *y
+                    = keras_member (json_node_get_object (json_array_get_element (ta, 3)), "y");
+                JsonArray *ya = y && JSON_NODE_HOLDS_ARRAY (y) ? json_node_get_array (y) : NULL;
+                if (ya && json_array_get_length (ya) >= 3
+                    && keras_node_is (json_array_get_element (ya, 0), G_TYPE_STRING))
+                  {
+                    if (json_array_get_int_element (ya, 2) != 0)
+                      {
+                        imp->cur = e;
+                        keras_set_error (error, imp,
+                                         "reads output %" G_GINT64_FORMAT " of layer %s; layers "
+                                         "with several outputs are not supported",
+                                         json_array_get_int_element (ya, 2),
+                                         json_array_get_string_element (ya, 0));
+                        return FALSE;
+                      }
+                    g_ptr_array_add (e->inbound, (gpointer)json_array_get_string_element (ya, 0));
+                  }
+              }
           }
       }
   }
