@@ -36,8 +36,9 @@ kilt_ids_preprocess (KiltModel *model, KiltPreprocess asked, KiltPreprocess *use
   if (asked == KILT_PREPROCESS_STANDARD)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-                   "model %s: standardising the data (--standardize) would change the ids that "
-                   "layer %s (Embedding) reads; train without it",
+                   "model %s: standardising the data (--standardize, or the Data page's "
+                   "Standardise per channel) would change the ids that layer %s (Embedding) "
+                   "reads; scale instead (ids are then read as written)",
                    model->name, reader->name);
       return FALSE;
     }
