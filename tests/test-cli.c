@@ -865,6 +865,42 @@ test_embedding_text (void)
   g_assert_nonnull (strstr (r.err, "would change the ids that layer emb (Embedding) reads"));
   result_clear (&r);
 
+  /* predict takes rows of ids from a CSV and names an id past the table. */
+  {
+    g_autofree char *rows = g_build_filename (dir, "windows.csv", NULL);
+    g_auto (GStrv) out = NULL;
+    g_assert_true (g_file_set_contents (
+        rows, "3,1,0,7,2,2,9,0,15,4,4,1,0,0,6,8\n12,5,5,0,1,3,3,40,2,0,0,9,11,1,7,500\n", -1,
+        &error));
+    r = run_cli (db, (const char *const[]){ "predict", "--json", "--model", model, "--checkpoint",
+                                            ck, rows, NULL });
+    g_assert_cmpint (r.status, ==, 0);
+    out = g_strsplit (g_strchomp (r.out), "\n", -1);
+    g_assert_cmpuint (g_strv_length (out), ==, 2);
+    for (guint i = 0; i < 2; i++)
+      {
+        JsonObject *o
+            = json_node_get_object ((json_parser_load_from_data (parser, out[i], -1, &error),
+                                     json_parser_get_root (parser)));
+        JsonArray *scores = json_object_get_array_member (o, "scores");
+        double sum = 0;
+        g_assert_cmpuint (json_array_get_length (scores), ==, 4);
+        for (guint k = 0; k < 4; k++)
+          sum += json_array_get_double_element (scores, k);
+        g_assert_cmpfloat_with_epsilon (sum, 1.0, 1e-5);
+      }
+    result_clear (&r);
+    g_assert_true (g_file_set_contents (
+        rows, "3,1,0,7,2,2,9,0,15,4,4,1,0,0,6,8\n12,5,5,0,1,3,3,40,2,0,0,9,11,1,7,501\n", -1,
+        &error));
+    r = run_cli (db, (const char *const[]){ "predict", "--json", "--model", model, "--checkpoint",
+                                            ck, rows, NULL });
+    g_assert_cmpint (r.status, !=, 0);
+    g_assert_nonnull (strstr (r.err, "windows.csv:2 holds 501 at value 16 (counting from 1); layer "
+                                     "emb (Embedding) takes whole-number ids from 0 to 500"));
+    result_clear (&r);
+  }
+
   /* Row 3 of the training file names word 501 of a 501-word table (ids 0 to 500). */
   g_assert_true (g_file_get_contents (train_csv, &text, NULL, &error));
   bad = g_build_filename (dir, "bad-words", NULL);
