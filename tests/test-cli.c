@@ -285,6 +285,78 @@ test_devices_test (void)
   result_clear (&r);
 }
 
+/* IDX bytes as ids: an Embedding reads them as written, not divided by 255 as images are (every
+ * id would then truncate to row 0 and nothing could be learnt). Samples of 6 ids from 0 to 9
+ * whose class is whether id 7 is among them train to well above the 50% of a coin; a byte of
+ * 10 in a 10-row table is refused naming the layer. */
+static void
+test_embedding_idx (void)
+{
+  static const char model_json[]
+      = "{\"format\": \"kilt-model\", \"version\": 1, \"name\": \"idx-ids\", \"input\": "
+        "{\"channels\": 6}, \"layers\": [{\"name\": \"emb\", \"type\": \"Embedding\", "
+        "\"input_dim\": 10, \"output_dim\": 4}, {\"type\": \"GlobalMaxPooling2D\"}, "
+        "{\"type\": \"Dense\", \"units\": 2, \"activation\": \"softmax\"}]}";
+  const guint n = 256, steps = 6;
+  g_autofree char *dir = NULL, *db = NULL, *model = NULL, *images = NULL, *labels = NULL;
+  g_autofree guint8 *im = g_malloc (12 + n * steps), *lb = g_malloc (8 + n);
+  g_autoptr (GRand) rand = g_rand_new_with_seed (11);
+  g_autoptr (GError) error = NULL;
+  const char *acc;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  model = g_build_filename (dir, "idx-ids.json", NULL);
+  images = g_build_filename (dir, "train-images-idx3-ubyte", NULL);
+  labels = g_build_filename (dir, "train-labels-idx1-ubyte", NULL);
+  g_assert_true (g_file_set_contents (model, model_json, -1, &error));
+  /* IDX: type 08 (bytes), 2 dimensions (n, steps) big-endian, then the bytes. */
+  memcpy (im, (guint8[]){ 0, 0, 8, 2, 0, 0, n >> 8, n & 255, 0, 0, 0, steps }, 12);
+  memcpy (lb, (guint8[]){ 0, 0, 8, 1, 0, 0, n >> 8, n & 255 }, 8);
+  for (guint i = 0; i < n; i++)
+    {
+      gboolean seven = FALSE;
+      for (guint t = 0; t < steps; t++)
+        {
+          guint8 id = (guint8)g_rand_int_range (rand, 0, 10);
+          /* Half the samples without a 7, half with. */
+          if (i % 2 == 0 && id == 7)
+            id = 8;
+          im[12 + i * steps + t] = id;
+          seven |= id == 7;
+        }
+      if (i % 2 == 1 && !seven)
+        im[12 + i * steps + g_rand_int_range (rand, 0, steps)] = 7, seven = TRUE;
+      lb[8 + i] = seven;
+    }
+  g_assert_true (g_file_set_contents (images, (char *)im, 12 + n * steps, &error));
+  g_assert_true (g_file_set_contents (labels, (char *)lb, 8 + n, &error));
+  r = run_cli (db, (const char *const[]){ "train", "--model", model, "--data", images, "--epochs",
+                                          "15", "--lr", "0.05", "--seed", "2", NULL });
+  g_test_message ("%s%s", r.out, r.err);
+  g_assert_cmpint (r.status, ==, 0);
+  acc = strstr (r.out, "Finished after");
+  g_assert_nonnull (acc);
+  acc = strstr (acc, "training loss");
+  g_assert_nonnull (acc);
+  acc = strstr (acc, "accuracy ");
+  g_assert_nonnull (acc);
+  g_assert_cmpfloat (g_ascii_strtod (acc + strlen ("accuracy "), NULL), >, 0.9);
+  result_clear (&r);
+
+  im[12 + 5] = 10;
+  g_assert_true (g_file_set_contents (images, (char *)im, 12 + n * steps, &error));
+  r = run_cli (db, (const char *const[]){ "train", "--model", model, "--data", images, "--epochs",
+                                          "1", NULL });
+  g_assert_cmpint (r.status, !=, 0);
+  g_assert_nonnull (strstr (r.err, "holds 10 at feature 5"));
+  g_assert_nonnull (strstr (r.err, "takes whole-number ids from 0 to 9 (input_dim 10)"));
+  result_clear (&r);
+}
+
 /* kilt-cli bench on a real CSV (the MLP workload): the model takes the file's features, the
  * first step matches the C reference, and the timing covers the steps asked for. */
 static void
@@ -1526,6 +1598,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/bad-name", test_bad_name);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/embedding-text", test_embedding_text);
+  g_test_add_func ("/cli/embedding-idx", test_embedding_idx);
   g_test_add_func ("/cli/eval-confusion", test_eval_confusion);
   g_test_add_func ("/cli/eval-misclassified-files", test_eval_misclassified_files);
   g_test_add_func ("/cli/killed-run", test_killed_run);
