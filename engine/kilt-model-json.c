@@ -625,10 +625,12 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
   w.type = json_node_get_string (n);
   if (!kilt_layer_type_from_name (w.type, &type) || type == KILT_LAYER_INPUT)
     {
-      set_error (error, &w,
-                 "unknown layer type; expected Conv2D, Dense, MaxPooling2D, AveragePooling2D, "
-                 "GlobalAveragePooling2D, Activation, Dropout, Flatten, BatchNormalization, Add "
-                 "or Concatenate");
+      /* Every type the format has (the list above kept drifting from the table). */
+      g_autoptr (GString) names = g_string_new (NULL);
+      for (int t = KILT_LAYER_INPUT + 1; t < KILT_LAYER_N_TYPES; t++)
+        g_string_append_printf (names, "%s%s", t == KILT_LAYER_INPUT + 1 ? "" : ", ",
+                                type_names[t]);
+      set_error (error, &w, "unknown layer type; expected one of %s", names->str);
       return FALSE;
     }
   w.type = type_names[type];

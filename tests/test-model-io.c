@@ -398,7 +398,10 @@ test_errors (void)
   expect_error ("{\"format\": \"kilt-model\", \"version\": 1, \"extra\": 1}",
                 "unknown field \"extra\" at the top level", NULL);
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Frobnicate\"}]}", "layer d (Frobnicate)",
-                "unknown layer type");
+                "unknown layer type; expected one of Conv2D, Dense, MaxPooling2D");
+  /* The list is the format's whole table, to its last type. */
+  expect_error (HEAD "{\"name\": \"d\", \"type\": \"Embeding\"}]}", "layer d (Embeding)",
+                "Conv2DTranspose, Permute, Embedding");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\"}]}", "layer d (Dense)",
                 "expected a field \"units\"");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"unit\": 3}]}", "layer d (Dense)",
