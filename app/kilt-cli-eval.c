@@ -166,7 +166,8 @@ kilt_cli_eval (int argc, char **argv)
       goto out;
     }
   if (!kilt_cli_train_config (&c, &cfg, &error) || !(ds = kilt_cli_load_data (&c, &error))
-      || !(model = kilt_cli_load_model (&c, ds, &error)))
+      || !(model = kilt_cli_load_model (&c, ds, &error))
+      || !kilt_cli_data_for_model (&c, model, &ds, &error))
     {
       fprintf (stderr, "kilt-cli eval: %s\n", error->message);
       goto out;

@@ -322,6 +322,27 @@ kilt_cli_predict (int argc, char **argv)
       fprintf (stderr, "kilt-cli predict: no samples in the files given\n");
       goto done;
     }
+  /* A model that reads ids: an id outside the table would read zeros on the device; name it
+   * instead, as training does. */
+  for (guint i = 1; i < kilt_model_n_nodes (model); i++)
+    {
+      const KiltNode *node = kilt_model_node (model, i);
+      gsize size = kilt_shape_size (&kilt_model_node (model, 0)->out_shape);
+      if (node->type != KILT_LAYER_EMBEDDING || node->inputs[0] != 0)
+        continue;
+      for (gsize k = 0; k < (gsize)in.names->len * size; k++)
+        {
+          float v = g_array_index (in.values, float, k);
+          if (v >= 0 && v < node->cfg.input_dim && v == floorf (v))
+            continue;
+          fprintf (stderr,
+                   "kilt-cli predict: %s holds %.9g at value %zu (counting from 1); layer %s "
+                   "(Embedding) takes whole-number ids from 0 to %u\n",
+                   (const char *)g_ptr_array_index (in.names, k / size), v, k % size + 1,
+                   node->name, node->cfg.input_dim - 1);
+          goto done;
+        }
+    }
   n_out = kilt_model_n_outputs (model);
   out = g_new (float, (gsize)in.names->len *n_out);
   if (!run_model (model, c.device, &in, out, &error))

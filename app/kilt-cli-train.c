@@ -6,6 +6,7 @@
 #include "kilt-gemm-tf32.h"
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
+#include "kilt-ids.h"
 #include "kilt-keras-file.h"
 #include "kilt-keras.h"
 #include "kilt-optimizer.h"
@@ -322,6 +323,7 @@ kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error)
   opts.grayscale = c->grayscale;
   opts.label_column = c->label_column;
   opts.drop_bad_rows = c->drop_bad_rows;
+  opts.raw_features = c->raw_features;
   opts.task = c->regression ? KILT_TASK_REGRESSION : KILT_TASK_CLASSIFICATION;
   opts.max_samples = c->max_samples > 0 ? (guint)c->max_samples : 0;
   kilt_data_spec_init (out, c->data, &opts);
@@ -365,6 +367,28 @@ kilt_cli_load_data (KiltCliCommon *c, GError **error)
   ds = kilt_cli_load_data_spec (&spec, TRUE, error);
   kilt_data_spec_clear (&spec);
   return ds;
+}
+
+gboolean
+kilt_cli_data_for_model (KiltCliCommon *c, KiltModel *model, KiltDataset **ds, GError **error)
+{
+  KiltNode *reader = kilt_ids_reader (model);
+  KiltDataset *raw;
+
+  /* The loader standardises CSV features before any model is known; ids are names of rows,
+   * not quantities, so they must come as written. */
+  if (*ds == NULL || reader == NULL || (*ds)->type != KILT_SAMPLE_F32 || !(*ds)->feature_mean)
+    return TRUE;
+  fprintf (stderr,
+           "kilt-cli: note: layer %s (Embedding) reads ids; loading %s again with its values as "
+           "they are (not standardised)\n",
+           reader->name, c->data);
+  c->raw_features = TRUE;
+  if (!(raw = kilt_cli_load_data (c, error)))
+    return FALSE;
+  kilt_dataset_free (*ds);
+  *ds = raw;
+  return TRUE;
 }
 
 KiltModel *
@@ -863,7 +887,8 @@ kilt_cli_train (int argc, char **argv)
       || !kilt_cli_train_devices (devices, &cfg, &error)
       || !kilt_cli_train_on_oom (on_oom, mpi, &cfg, &error)
       || (mpi && !(comm = kilt_comm_mpi_new (mpi_timeout, &error)))
-      || !(ds = kilt_cli_load_data (&c, &error)) || !(model = kilt_cli_load_model (&c, ds, &error)))
+      || !(ds = kilt_cli_load_data (&c, &error)) || !(model = kilt_cli_load_model (&c, ds, &error))
+      || !kilt_cli_data_for_model (&c, model, &ds, &error))
     {
       fprintf (stderr, "kilt-cli train: %s\n", error->message);
       kilt_comm_free (comm, TRUE);

@@ -10,6 +10,7 @@
 #include "kilt-context.h"
 #include "kilt-error.h"
 #include "kilt-evaluation.h"
+#include "kilt-ids.h"
 #include "kilt-json-limits.h"
 #include "kilt-model-json.h"
 #include "kilt-run-recorder.h"
@@ -355,6 +356,25 @@ hello (Worker *w)
   g_mutex_unlock (&w->lock);
 }
 
+/* As kilt-cli train does: a model that reads ids (an Embedding on its input) needs a CSV's
+ * features as written, and the loader standardised them before the model was known, so the
+ * data is loaded again without (the job's spec, recorded with the run, says so). *@ds is
+ * replaced; FALSE with *@ds NULL when the second load fails. */
+static gboolean
+reload_for_ids (Worker *w, KiltWorkerJob *job, KiltModel *model, KiltDataset **ds, GError **error)
+{
+  if (kilt_ids_reader (model) == NULL || (*ds)->type != KILT_SAMPLE_F32 || !(*ds)->feature_mean)
+    return TRUE;
+  job->data.options.raw_features = TRUE;
+  kilt_dataset_free (*ds);
+  *ds = kilt_dataset_load (job->data.source, &job->data.options, on_data_progress, w, w->cancel,
+                           error);
+  if (*ds == NULL)
+    g_prefix_error (error,
+                    "Cannot load the data again with its ids as written (%s): ", job->data.source);
+  return *ds != NULL;
+}
+
 /* One run: load, record and train, as kilt-cli train does. */
 static void
 run_one (Worker *w, KiltWorkerJob *job)
@@ -387,6 +407,12 @@ run_one (Worker *w, KiltWorkerJob *job)
     {
       g_prefix_error (&error, "Cannot build the model: ");
       kilt_dataset_free (ds);
+      emit_failed (w, error, KILT_RUN_FAILED);
+      return;
+    }
+  if (!reload_for_ids (w, job, model, &ds, &error))
+    {
+      kilt_model_free (model);
       emit_failed (w, error, KILT_RUN_FAILED);
       return;
     }
@@ -469,6 +495,11 @@ run_task (Worker *w, KiltWorkerJob *job)
   if (model == NULL || (!model->built && !kilt_model_build (model, &error)))
     {
       g_prefix_error (&error, "Cannot build the model: ");
+      emit_task_error (w, error);
+      return;
+    }
+  if (!reload_for_ids (w, job, model, &ds, &error))
+    {
       emit_task_error (w, error);
       return;
     }

@@ -43,6 +43,7 @@ typedef struct
   char *label_column;
   gboolean regression;
   gboolean drop_bad_rows;
+  gboolean raw_features; /* set by kilt_cli_data_for_model: the model reads ids */
   char *checkpoint;
   gboolean resume;
   char *run_name;
@@ -66,6 +67,10 @@ gboolean kilt_cli_data_spec (KiltCliCommon *c, KiltDataSpec *out, GError **error
 KiltDataset *kilt_cli_load_data_spec (const KiltDataSpec *spec, gboolean tell_notes,
                                       GError **error);
 KiltModel *kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error);
+/* A model that reads ids (an Embedding on its input) needs the features as they are: when *@ds
+ * was standardised on loading, it is loaded again without (and @c records that for the run). */
+gboolean kilt_cli_data_for_model (KiltCliCommon *c, KiltModel *model, KiltDataset **ds,
+                                  GError **error);
 /* Applies --unfreeze-all, --freeze-until and --replace-head (with @ds's classes; @ds may be
  * NULL) to built @model (app/kilt-cli-transfer.c). */
 gboolean kilt_cli_transfer (KiltCliCommon *c, const KiltDataset *ds, KiltModel *model,

@@ -173,7 +173,7 @@ norm_table (const KiltDataset *ds, KiltPreprocess pp, GError **error)
 
   for (guint c = 0; c < C; c++)
     {
-      t[2 * c] = ds->type == KILT_SAMPLE_U8 ? 1.0f / 255.0f : 1.0f;
+      t[2 * c] = ds->type == KILT_SAMPLE_U8 && pp != KILT_PREPROCESS_RAW ? 1.0f / 255.0f : 1.0f;
       t[2 * c + 1] = 0.0f;
     }
   /* Float samples come standardised from the loader; image-like float data (<= 4 channels)

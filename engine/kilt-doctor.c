@@ -119,6 +119,11 @@ doctor_cases (void)
   c = make_check ("Permute (2, 0, 1)", KILT_LAYER_PERMUTE, (KiltShape){ 3, 4, 5 }, 1);
   memcpy (c.cfg.perm, (guint[3]){ 2, 0, 1 }, sizeof c.cfg.perm);
   g_array_append_val (a, c);
+  c = make_check ("Embedding 7 x 5, 11 steps", KILT_LAYER_EMBEDDING, (KiltShape){ 11, 1, 1 }, 1);
+  c.cfg.input_dim = 7;
+  c.cfg.units = 5;
+  c.ids = 7;
+  g_array_append_val (a, c);
   c = make_check ("ReLU max_value 6, threshold -0.5, negative_slope 0.1", KILT_LAYER_ACTIVATION,
                   (KiltShape){ 3, 4, 5 }, 1);
   c.cfg.activation = KILT_ACT_RELU;

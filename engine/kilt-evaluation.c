@@ -10,6 +10,7 @@
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-exec.h"
+#include "kilt-ids.h"
 #include "kilt-gemm-tf32.h"
 #include "kilt-json-limits.h"
 
@@ -313,8 +314,11 @@ runner_forward_split (Runner *r, KiltModel *model, const KiltDataset *data, cons
 {
   guint n_out = kilt_model_n_outputs (model);
   g_autofree float *host = g_new (float, (gsize)r->batch *n_out);
+  /* A model that reads ids gets them as stored, as in training. */
   KiltBatcher *batcher
-      = kilt_batcher_new (r->ctx, data, split, r->batch, preprocess, FALSE, seed, 0, error);
+      = kilt_ids_preprocess (model, preprocess, &preprocess, error)
+            ? kilt_batcher_new (r->ctx, data, split, r->batch, preprocess, FALSE, seed, 0, error)
+            : NULL;
   const guint32 *order;
   gsize n_order = 0;
   gboolean ok = FALSE;

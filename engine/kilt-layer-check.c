@@ -199,8 +199,18 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
       ref.in[i] = g_new (double, n);
       for (gsize j = 0; j < n; j++)
         {
-          x[j] = (float)((check->input_scale > 0 ? check->input_scale : 1.0)
-                         * (2.0 * kilt_rng_uniform (&rng) - 1.0));
+          if (check->ids)
+            {
+              /* One in eight outside the table (either side), one in eight with a fraction. */
+              guint32 kind = kilt_rng_below (&rng, 8), id = kilt_rng_below (&rng, check->ids);
+              x[j] = kind == 0
+                         ? (kilt_rng_below (&rng, 2) ? -1.0f - (float)id : (float)(check->ids + id))
+                     : kind == 1 ? (float)id + 0.75f
+                                 : (float)id;
+            }
+          else
+            x[j] = (float)((check->input_scale > 0 ? check->input_scale : 1.0)
+                           * (2.0 * kilt_rng_uniform (&rng) - 1.0));
           ref.in[i][j] = x[j];
         }
       ALLOC (inb[i], inputs[i].out, KILT_MEM_ACTIVATIONS, 4 * n, "input");
@@ -288,7 +298,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
     }
 
   /* Finite differences on the reference, in double precision. */
-  for (guint i = 0; i < check->n_inputs; i++)
+  for (guint i = 0; i < check->n_inputs && !check->ids; i++)
     result->finite_diff
         = MAX (result->finite_diff,
                fd_check (&ref, ref.in[i], din[i], batch * kilt_shape_size (&check->in[i]), &rng, 24,

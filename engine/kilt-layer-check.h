@@ -19,6 +19,10 @@ typedef struct
   gboolean accumulate; /* backward with din_beta 1 (add to the input gradient), not 0 */
   guint algo;          /* a layer with several algorithms: this one (KiltNode.algo_forced) */
   float input_scale;   /* inputs are uniform in [-scale, scale] (0: 1), to reach kinks */
+  /* A layer that reads ids (Embedding): > 0 makes the inputs whole numbers from 0 to ids - 1,
+   * repeating, with some outside that range and some with a fraction; its input gets no
+   * finite differences (ids are not differentiable). */
+  guint ids;
 } KiltLayerCheck;
 
 typedef struct

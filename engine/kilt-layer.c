@@ -40,6 +40,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_LAYER_NORM] = &kilt_layer_norm_class,
     [KILT_LAYER_CONV2D_TRANSPOSE] = &kilt_conv2d_transpose_class,
     [KILT_LAYER_PERMUTE] = &kilt_permute_class,
+    [KILT_LAYER_EMBEDDING] = &kilt_embedding_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -152,6 +153,7 @@ kilt_layer_config_default (KiltLayerType type)
   c.perm[0] = 0; /* Permute: the identity */
   c.perm[1] = 1;
   c.perm[2] = 2;
+  c.init_value = type == KILT_LAYER_EMBEDDING ? 0.05f : 0.0f; /* Keras' uniform (-0.05, 0.05) */
   return c;
 }
 

@@ -41,6 +41,7 @@ typedef enum
   KILT_LAYER_LAYER_NORM,
   KILT_LAYER_CONV2D_TRANSPOSE,
   KILT_LAYER_PERMUTE,
+  KILT_LAYER_EMBEDDING,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -99,7 +100,9 @@ kilt_shape_size (const KiltShape *s)
 
 typedef struct
 {
-  guint units;               /* Dense units, Conv2D filters, DepthwiseConv2D depth_multiplier */
+  guint units;               /* Dense units, Conv2D filters, DepthwiseConv2D depth_multiplier,
+                              * Embedding output_dim */
+  guint input_dim;           /* Embedding: rows of the table (ids 0 to input_dim - 1) */
   guint dil_h, dil_w;        /* Conv2D, DepthwiseConv2D dilation_rate (0: 1) */
   guint groups;              /* Conv2D groups (0: 1) */
   gboolean bilinear;         /* UpSampling2D interpolation "bilinear" (FALSE: nearest) */
@@ -123,7 +126,7 @@ typedef struct
   gboolean bn_no_scale;  /* BatchNormalization without gamma (Keras: scale = false) */
   gboolean bn_no_center; /* ... without beta (center = false) */
   KiltInit init;         /* kernel initialiser; biases start at zero */
-  float init_value;      /* KILT_INIT_CONSTANT's value */
+  float init_value;      /* KILT_INIT_CONSTANT's value; Embedding's uniform limit (0.05) */
   /* Normalization's mean and variance when given as constants (Keras does not count them as
    * weights): norm_n values each (1: one for every channel); 0 = adapted, kept as state. */
   guint norm_n;
@@ -312,6 +315,7 @@ extern const KiltLayerClass kilt_upsampling2d_class;
 extern const KiltLayerClass kilt_layer_norm_class;
 extern const KiltLayerClass kilt_conv2d_transpose_class;
 extern const KiltLayerClass kilt_permute_class;
+extern const KiltLayerClass kilt_embedding_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

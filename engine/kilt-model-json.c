@@ -44,6 +44,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_UPSAMPLING2D] = "UpSampling2D",
   [KILT_LAYER_CONV2D_TRANSPOSE] = "Conv2DTranspose",
   [KILT_LAYER_PERMUTE] = "Permute",
+  [KILT_LAYER_EMBEDDING] = "Embedding",
   [KILT_LAYER_LAYER_NORM] = "LayerNormalization",
 };
 
@@ -103,6 +104,10 @@ typedef enum
   F_INTERPOLATION = 1 << 29,
   F_PERMUTATION = 1 << 30,
 } Field;
+/* Past an int's bits: the masks are 64-bit. */
+#define F_INPUT_DIM  (G_GUINT64_CONSTANT (1) << 31)
+#define F_OUTPUT_DIM (G_GUINT64_CONSTANT (1) << 32)
+#define FBIT(f)      (G_GUINT64_CONSTANT (1) << (f))
 
 static const char *field_names[] = {
   "filters",        "units",
@@ -120,15 +125,16 @@ static const char *field_names[] = {
   "dilation_rate",  "mean",
   "variance",       "size",
   "groups",         "interpolation",
-  "permutation",
+  "permutation",    "input_dim",
+  "output_dim",
 };
 /* One name per field bit: a bit without its name is a field no file can give. */
-G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 31 && F_PERMUTATION == 1 << 30);
+G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 33 && F_OUTPUT_DIM == FBIT (32));
 
 /* Allowed fields per type, and the ones a file must give. */
 static const struct
 {
-  guint allowed, required;
+  guint64 allowed, required;
 } type_fields[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_CONV2D] = { F_FILTERS | F_KERNEL_SIZE | F_STRIDES | F_PADDING | F_USE_BIAS
                               | F_ACTIVATION | F_ALPHA | F_INIT | F_DILATION | F_GROUPS,
@@ -159,6 +165,7 @@ static const struct
                                         | F_ACTIVATION | F_ALPHA | F_INIT,
                                     F_FILTERS },
   [KILT_LAYER_LAYER_NORM] = { F_EPSILON | F_GAMMA | F_BETA, 0 },
+  [KILT_LAYER_EMBEDDING] = { F_INPUT_DIM | F_OUTPUT_DIM, F_INPUT_DIM | F_OUTPUT_DIM },
 };
 
 static int
@@ -171,13 +178,13 @@ field_index (const char *name)
 }
 
 static char *
-field_list (guint mask)
+field_list (guint64 mask)
 {
   GString *s = g_string_new (NULL);
 
   g_string_append (s, "name, type, inputs");
   for (guint i = 0; i < G_N_ELEMENTS (field_names); i++)
-    if (mask & (1u << i))
+    if (mask & FBIT (i))
       g_string_append_printf (s, ", %s", field_names[i]);
   return g_string_free (s, FALSE);
 }
@@ -296,12 +303,15 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
 {
   const char *name = field_names[f];
 
-  switch (1u << f)
+  switch (FBIT (f))
     {
       case F_FILTERS:
       case F_UNITS:
       case F_DEPTH_MULTIPLIER:
+      case F_OUTPUT_DIM:
         return get_dim (node, w, name, 1, &cfg->units, error);
+      case F_INPUT_DIM:
+        return get_dim (node, w, name, 1, &cfg->input_dim, error);
       case F_INTERPOLATION:
         if (is_string (node) && g_str_equal (json_node_get_string (node), "bilinear"))
           cfg->bilinear = TRUE;
@@ -422,7 +432,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
         {
           JsonArray *a = JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
           guint n = a ? json_array_get_length (a) : 0;
-          float *dst = (1u << f) == F_MEAN ? cfg->norm_mean : cfg->norm_var;
+          float *dst = FBIT (f) == F_MEAN ? cfg->norm_mean : cfg->norm_var;
           if (n == 0 || n > KILT_NORM_CONST_MAX || (cfg->norm_n && cfg->norm_n != n))
             {
               set_error (error, w,
@@ -439,7 +449,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
             for (guint i = 0; i < n; i++)
               {
                 /* The other list's defaults until it is read: mean 0, variance 1. */
-                if ((1u << f) == F_MEAN)
+                if (FBIT (f) == F_MEAN)
                   cfg->norm_var[i] = 1.0f;
                 else
                   cfg->norm_mean[i] = 0.0f;
@@ -461,7 +471,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
             set_error (error, w, "%s must be true or false", name);
             return FALSE;
           }
-        if ((1u << f) == F_GAMMA)
+        if (FBIT (f) == F_GAMMA)
           cfg->bn_no_scale = !json_node_get_boolean (node);
         else
           cfg->bn_no_center = !json_node_get_boolean (node);
@@ -588,7 +598,7 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
   guint inputs[KILT_MAX_INPUTS];
   guint n_inputs = 0;
   const char *name = NULL;
-  guint seen = 0;
+  guint64 seen = 0;
   gboolean trainable = TRUE;
 
   if (!JSON_NODE_HOLDS_OBJECT (node))
@@ -615,10 +625,12 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
   w.type = json_node_get_string (n);
   if (!kilt_layer_type_from_name (w.type, &type) || type == KILT_LAYER_INPUT)
     {
-      set_error (error, &w,
-                 "unknown layer type; expected Conv2D, Dense, MaxPooling2D, AveragePooling2D, "
-                 "GlobalAveragePooling2D, Activation, Dropout, Flatten, BatchNormalization, Add "
-                 "or Concatenate");
+      /* Every type the format has (the list above kept drifting from the table). */
+      g_autoptr (GString) names = g_string_new (NULL);
+      for (int t = KILT_LAYER_INPUT + 1; t < KILT_LAYER_N_TYPES; t++)
+        g_string_append_printf (names, "%s%s", t == KILT_LAYER_INPUT + 1 ? "" : ", ",
+                                type_names[t]);
+      set_error (error, &w, "unknown layer type; expected one of %s", names->str);
       return FALSE;
     }
   w.type = type_names[type];
@@ -688,7 +700,7 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
             || g_str_equal (key, "trainable"))
           continue;
         f = field_index (key);
-        if (f < 0 || !(type_fields[type].allowed & (1u << f)))
+        if (f < 0 || !(type_fields[type].allowed & FBIT (f)))
           {
             g_autofree char *expected = field_list (type_fields[type].allowed);
             set_error (error, &w, "unknown field \"%s\"; expected %s", key, expected);
@@ -696,11 +708,11 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
           }
         if (!parse_field (f, json_object_get_member (o, key), &w, &cfg, error))
           return FALSE;
-        seen |= 1u << f;
+        seen |= FBIT (f);
       }
   }
   for (guint f = 0; f < G_N_ELEMENTS (field_names); f++)
-    if ((type_fields[type].required & (1u << f)) && !(seen & (1u << f)))
+    if ((type_fields[type].required & FBIT (f)) && !(seen & FBIT (f)))
       {
         set_error (error, &w, "expected a field \"%s\"", field_names[f]);
         return FALSE;
@@ -898,7 +910,7 @@ static void
 append_layer (GString *s, KiltModel *model, KiltNode *node)
 {
   const KiltLayerConfig *c = &node->cfg;
-  guint allowed = type_fields[node->type].allowed;
+  guint64 allowed = type_fields[node->type].allowed;
 
   g_string_append (s, "    { \"name\": ");
   append_string (s, node->name);
@@ -914,6 +926,8 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     g_string_append_printf (s, ", \"filters\": %u", c->units);
   if (allowed & F_UNITS)
     g_string_append_printf (s, ", \"units\": %u", c->units);
+  if (allowed & F_INPUT_DIM)
+    g_string_append_printf (s, ", \"input_dim\": %u, \"output_dim\": %u", c->input_dim, c->units);
   if (allowed & F_KERNEL_SIZE)
     append_pair (s, "kernel_size", c->kh, c->kw);
   if (allowed & F_POOL_SIZE)

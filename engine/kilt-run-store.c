@@ -957,6 +957,7 @@ kilt_data_spec_to_json (const KiltDataSpec *spec)
                                                  : "auto");
   ADD_S ("label_column", spec->label_column);
   ADD_B ("drop_bad_rows", o->drop_bad_rows);
+  ADD_B ("raw_features", o->raw_features);
   ADD_S ("task", o->task == KILT_TASK_REGRESSION ? "regression" : "classification");
   ADD_B ("cifar100_coarse", o->cifar100_coarse);
   ADD_I ("max_samples", o->max_samples);
@@ -1013,6 +1014,7 @@ kilt_data_spec_from_json (const char *json, KiltDataSpec *out, GError **error)
   label = dup_member (obj, "label_column");
   o.label_column = label;
   o.drop_bad_rows = json_object_get_boolean_member_with_default (obj, "drop_bad_rows", FALSE);
+  o.raw_features = json_object_get_boolean_member_with_default (obj, "raw_features", FALSE);
   s = json_object_get_string_member_with_default (obj, "task", "classification");
   o.task = g_strcmp0 (s, "regression") == 0 ? KILT_TASK_REGRESSION : KILT_TASK_CLASSIFICATION;
   o.cifar100_coarse = json_object_get_boolean_member_with_default (obj, "cifar100_coarse", FALSE);

@@ -12,6 +12,7 @@
 #include "kilt-checkpoint.h"
 #include "kilt-error.h"
 #include "kilt-exec.h"
+#include "kilt-ids.h"
 #include "kilt-loss.h"
 #include "kilt-optimizer.h"
 #include "kilt-planner.h"
@@ -393,7 +394,8 @@ check_loss_fits_model (Session *s, GError **error)
         return FALSE;
       }
   }
-  return TRUE;
+  /* An id outside the table would read zeros on the device; say which one it is instead. */
+  return kilt_ids_check_data (m, d, error);
 }
 
 /* The checkpoint's weights have this model's layout (structure hash and sizes). */
@@ -591,6 +593,7 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   KiltTrainConfig *c = &t->config;
   KiltDataset *d = t->data;
   KiltContext *ctx = rp->ctx;
+  KiltPreprocess pp;
   guint64 data_bytes
       = kilt_batcher_device_bytes (ctx, d, &d->train, c->batch, 0, NULL)
         + (s->eval_split ? kilt_batcher_device_bytes (ctx, d, s->eval_split, c->batch, 0, NULL) : 0)
@@ -630,14 +633,17 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   if (rp->opt == NULL)
     return FALSE;
   kilt_optimizer_set_ranges (rp->opt, rp->model->grad_ranges, rp->model->n_grad_ranges);
-  rp->train_batcher = kilt_batcher_new (ctx, d, &d->train, c->batch, c->preprocess, c->augment,
-                                        c->seed, 0, error);
+  /* A model that reads ids gets them as stored (no scaling); standardising them is refused. */
+  if (!kilt_ids_preprocess (rp->model, c->preprocess, &pp, error))
+    return FALSE;
+  rp->train_batcher
+      = kilt_batcher_new (ctx, d, &d->train, c->batch, pp, c->augment, c->seed, 0, error);
   if (rp->train_batcher == NULL)
     return FALSE;
   if (s->eval_split)
     {
-      rp->eval_batcher = kilt_batcher_new (ctx, d, s->eval_split, c->batch, c->preprocess, FALSE,
-                                           c->seed, 0, error);
+      rp->eval_batcher
+          = kilt_batcher_new (ctx, d, s->eval_split, c->batch, pp, FALSE, c->seed, 0, error);
       if (rp->eval_batcher == NULL)
         return FALSE;
     }
@@ -645,7 +651,7 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   if (s->eval_split == &d->val && d->test.n > 0)
     {
       rp->test_batcher
-          = kilt_batcher_new (ctx, d, &d->test, c->batch, c->preprocess, FALSE, c->seed, 0, error);
+          = kilt_batcher_new (ctx, d, &d->test, c->batch, pp, FALSE, c->seed, 0, error);
       if (rp->test_batcher == NULL)
         return FALSE;
     }
@@ -1443,6 +1449,7 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
   const KiltSplit *split = data->test.n > 0 ? &data->test : &data->val;
   g_autoptr (KiltCheckpoint) ck = NULL;
   const float *wp = NULL, *ws = NULL;
+  KiltPreprocess pp;
   gboolean ok = FALSE;
 
   t.model = model;
@@ -1487,8 +1494,10 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
                          "the loss gradient (evaluation)");
   if (!s.rep[0].eval_dout)
     goto out;
-  s.rep[0].eval_batcher = kilt_batcher_new (s.rep[0].ctx, data, split, config->batch,
-                                            config->preprocess, FALSE, config->seed, 0, error);
+  if (!kilt_ids_preprocess (model, config->preprocess, &pp, error))
+    goto out;
+  s.rep[0].eval_batcher = kilt_batcher_new (s.rep[0].ctx, data, split, config->batch, pp, FALSE,
+                                            config->seed, 0, error);
   if (!s.rep[0].eval_batcher)
     goto out;
   s.rep[0].targets = kilt_buffer_new (

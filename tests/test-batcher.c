@@ -124,7 +124,7 @@ reference_batch (const KiltDataset *ds, const guint32 *order, guint batch, guint
                 v = sample_value (ds, id, c, y, x);
               if (pp == KILT_PREPROCESS_STANDARD && (ds->type == KILT_SAMPLE_U8 || C <= 4))
                 v = (v - ds->channel_mean[c]) / ds->channel_std[c];
-              else if (ds->type == KILT_SAMPLE_U8)
+              else if (ds->type == KILT_SAMPLE_U8 && pp != KILT_PREPROCESS_RAW)
                 v = v / 255.0;
               input[(((gsize)b * C + c) * H + y) * W + x] = (float)v;
             }
@@ -234,7 +234,8 @@ test_gather_reference (void)
   for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
     {
       KiltDataset *ds = make_dataset (KILT_SAMPLE_U8, shapes[s].shape, shapes[s].n, 10, 0, 100 + s);
-      for (int pp = 0; pp < 2; pp++)
+      /* Scaled, standardised, and raw (bytes as they are: ids for an Embedding). */
+      for (int pp = 0; pp <= KILT_PREPROCESS_RAW; pp++)
         for (int aug = 0; aug < 2; aug++)
           {
             gsize moved = check_epoch (ctx, ds, shapes[s].batch, pp, aug, aug, 77, 3, 0);

@@ -269,6 +269,12 @@ CASE (test_k2_permute_h5, "weights-keras2-permute_bilinear", ".h5", FILE_WHOLE)
 CASE (test_k3_permute_keras, "weights-keras3-permute_bilinear", ".keras", FILE_WHOLE)
 CASE (test_k2_permute_seq_h5, "weights-keras2-permute_seq", ".h5", FILE_WHOLE)
 CASE (test_k3_permute_seq_keras, "weights-keras3-permute_seq", ".keras", FILE_WHOLE)
+/* Embedding (ids in, a trained-looking table), averaged, or through Conv1D and Flatten. */
+CASE (test_k2_embedding_h5, "weights-keras2-embedding", ".h5", FILE_WHOLE)
+CASE (test_k3_embedding_keras, "weights-keras3-embedding", ".keras", FILE_WHOLE)
+CASE (test_k3_embedding_json, "weights-keras3-embedding", ".keras", FILE_WEIGHTS)
+CASE (test_k2_embedding_conv_h5, "weights-keras2-embedding_conv", ".h5", FILE_WHOLE)
+CASE (test_k3_embedding_conv_keras, "weights-keras3-embedding_conv", ".keras", FILE_WHOLE)
 /* ConvNeXt's Dense on an image (a 1x1 Conv2D in Kilt) and LayerScale (a 1x1 depthwise). */
 CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WHOLE)
 CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
@@ -505,8 +511,9 @@ test_predict_images (void)
 static void
 test_export_round_trip (void)
 {
-  const char *stems[] = { "weights-keras3-mlp", "weights-keras3-cnn", "weights-keras3-residual",
-                          "weights-keras3-depthwise", "weights-keras2-cnn" };
+  const char *stems[]
+      = { "weights-keras3-mlp",       "weights-keras3-cnn", "weights-keras3-residual",
+          "weights-keras3-depthwise", "weights-keras2-cnn", "weights-keras3-embedding_conv" };
 
   for (gsize i = 0; i < G_N_ELEMENTS (stems); i++)
     {
@@ -1074,6 +1081,12 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-keras/permute-bilinear", test_k3_permute_keras);
   g_test_add_func ("/keras-weights/keras2-h5/permute-sequence", test_k2_permute_seq_h5);
   g_test_add_func ("/keras-weights/keras3-keras/permute-sequence", test_k3_permute_seq_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/embedding", test_k2_embedding_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/embedding", test_k3_embedding_keras);
+  g_test_add_func ("/keras-weights/keras3-json/embedding", test_k3_embedding_json);
+  g_test_add_func ("/keras-weights/keras2-h5/embedding-conv1d-flatten", test_k2_embedding_conv_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/embedding-conv1d-flatten",
+                   test_k3_embedding_conv_keras);
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);
   g_test_add_func ("/keras-weights/predict-images", test_predict_images);

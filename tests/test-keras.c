@@ -842,6 +842,60 @@ expect_error_named (const char *doc, const char *source, const char *want1, cons
   g_assert_nonnull (strstr (error->message, want2));
 }
 
+/* Embedding's options: a symmetric RandomUniform keeps its limit, another initialiser is
+ * noted and replaced; mask_zero false and Keras 2's input_length are accepted; the output is
+ * the sequence (output_dim, 1, steps). */
+static void
+test_embedding (void)
+{
+  const char *doc = K2_SEQ (K2_INPUT (
+      "[null, 10]") ",{\"class_name\": \"Embedding\", \"config\": {\"name\": \"emb\", "
+                    "\"input_dim\": 100, \"output_dim\": 4, \"mask_zero\": false, "
+                    "\"input_length\": 10, \"embeddings_initializer\": {\"class_name\": "
+                    "\"RandomUniform\", \"config\": {\"minval\": -0.1, \"maxval\": 0.1}}}},"
+                    "{\"class_name\": \"Embedding\", \"config\": {\"name\": \"bad\", "
+                    "\"input_dim\": 5, \"output_dim\": 3}}");
+  const char *other = K2_SEQ (
+      K2_INPUT ("[null, 6]") ",{\"class_name\": \"Embedding\", \"config\": {\"name\": \"emb\", "
+                             "\"input_dim\": 7, \"output_dim\": 2, \"embeddings_initializer\": "
+                             "{\"class_name\": \"GlorotUniform\", \"config\": {}}}}");
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autofree char *notes = NULL;
+  KiltNode *n;
+
+  /* An Embedding reads ids, not the sequence another gives. */
+  m = kilt_keras_load_data (doc, -1, "emb.json", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+  g_assert_null (m);
+  g_assert_nonnull (strstr (error->message, "layer bad (Embedding): expects a vector of ids"));
+  g_clear_error (&error);
+  m = kilt_keras_load_data (other, -1, "emb.json", KILT_LOSS_MSE, &notes, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (strstr (notes, "embeddings_initializer GlorotUniform is replaced"));
+  n = kilt_model_find (m, "emb");
+  g_assert_cmpuint (n->out_shape.c, ==, 2);
+  g_assert_cmpuint (n->out_shape.w, ==, 6);
+  g_assert_cmpfloat (n->cfg.init_value, ==, 0.05f);
+  g_clear_pointer (&m, kilt_model_free);
+  g_clear_pointer (&notes, g_free);
+  doc = K2_SEQ (K2_INPUT ("[null, 10]") ",{\"class_name\": \"Embedding\", \"config\": {\"name\": "
+                                        "\"emb\", \"input_dim\": 100, \"output_dim\": 4, "
+                                        "\"mask_zero\": false, \"input_length\": 10, "
+                                        "\"embeddings_initializer\": {\"class_name\": "
+                                        "\"RandomUniform\", \"config\": {\"minval\": -0.1, "
+                                        "\"maxval\": 0.1}}}}");
+  m = kilt_keras_load_data (doc, -1, "emb.json", KILT_LOSS_MSE, &notes, &error);
+  g_assert_no_error (error);
+  n = kilt_model_find (m, "emb");
+  g_assert_cmpuint (n->cfg.input_dim, ==, 100);
+  g_assert_cmpuint (n->cfg.units, ==, 4);
+  g_assert_cmpuint (n->n_params, ==, 400);
+  g_assert_cmpuint (n->out_shape.c, ==, 4);
+  g_assert_cmpuint (n->out_shape.h, ==, 1);
+  g_assert_cmpuint (n->out_shape.w, ==, 10);
+  g_assert_cmpfloat (n->cfg.init_value, ==, 0.1f);
+}
+
 static void
 test_errors (void)
 {
@@ -870,6 +924,18 @@ test_errors (void)
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Permute\", \"config\": "
                                                      "{\"name\": \"pm\", \"dims\": [1, 1, 3]}}"),
                 "layer pm (Permute)", "dims [1,1,3] must hold 1 to 3 once each");
+  /* Embedding: masks are refused by name (Kilt has none); ids come as a vector. */
+  expect_error (K2_SEQ (K2_INPUT ("[null, 10]") ",{\"class_name\": \"Embedding\", \"config\": "
+                                                "{\"name\": \"emb\", \"input_dim\": 100, "
+                                                "\"output_dim\": 4, \"mask_zero\": true}}"),
+                "layer emb (Embedding)", "mask_zero = true is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 10, 2]") ",{\"class_name\": \"Embedding\", "
+                                                   "\"config\": {\"name\": \"emb\", "
+                                                   "\"input_dim\": 100, \"output_dim\": 4}}"),
+                "layer emb (Embedding)", "expects a vector of ids (steps)");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 10]") ",{\"class_name\": \"Embedding\", \"config\": "
+                                                "{\"name\": \"emb\", \"output_dim\": 4}}"),
+                "layer emb (Embedding)", "expected input_dim and output_dim");
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"UpSampling2D\", "
                                                      "\"config\": {\"name\": \"up\", "
                                                      "\"interpolation\": \"bicubic\"}}"),
@@ -1308,6 +1374,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/scalar-ops", test_scalar_ops);
   g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);
+  g_test_add_func ("/keras/embedding", test_embedding);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);
   g_test_add_func ("/keras/long-chain", test_long_chain);

@@ -336,6 +336,76 @@ test_permute (void)
   g_assert_nonnull (strstr (error->message, "layer perm (Permute): permutation (2, 0, 0)"));
 }
 
+/* Embedding: ids repeating within the batch (the gradient's scatter-add sums them), ids outside
+ * the table and with fractions, against the reference (whose table gradient finite
+ * differences check); both ways of splitting the table's gradient; the shape and count. */
+static void
+test_embedding (void)
+{
+  static const char *const kinds[] = { "rows", "items" };
+  KiltLayerConfig cfg = kilt_layer_config_default (KILT_LAYER_EMBEDDING);
+  KiltLayerCheck c = { 0 };
+  KiltNode node = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  c.type = KILT_LAYER_EMBEDDING;
+  c.n_inputs = 1;
+  c.training = TRUE;
+  c.seed = 23;
+  for (guint k = 0; k < G_N_ELEMENTS (kinds); k++)
+    {
+      g_setenv ("KILT_EMBEDDING_KERNEL", kinds[k], TRUE);
+      /* 4 rows for 3 x 13 positions: every row is hit many times. */
+      c.label = k ? "embedding 4 x 3, 13 steps (items)" : "embedding 4 x 3, 13 steps (rows)";
+      c.cfg = cfg;
+      c.cfg.input_dim = c.ids = 4;
+      c.cfg.units = 3;
+      c.in[0] = (KiltShape){ 13, 1, 1 };
+      c.batch = 3;
+      c.accumulate = FALSE;
+      kilt_test_layer_case (&c);
+      /* More rows than work-items share a column, an odd width, accumulating into the input. */
+      c.label
+          = k ? "embedding 301 x 7, accumulate (items)" : "embedding 301 x 7, accumulate (rows)";
+      c.cfg.input_dim = c.ids = 301;
+      c.cfg.units = 7;
+      c.in[0] = (KiltShape){ 5, 1, 1 };
+      c.batch = 4;
+      c.accumulate = TRUE;
+      kilt_test_layer_case (&c);
+    }
+  g_unsetenv ("KILT_EMBEDDING_KERNEL");
+  c.label = "embedding, inference";
+  c.training = FALSE;
+  c.cfg.input_dim = c.ids = 9;
+  c.cfg.units = 2;
+  c.in[0] = (KiltShape){ 6, 1, 1 };
+  kilt_test_layer_case (&c);
+
+  node.name = "emb";
+  node.type = KILT_LAYER_EMBEDDING;
+  node.klass = &kilt_embedding_class;
+  node.cfg = cfg;
+  node.cfg.input_dim = 20000;
+  node.cfg.units = 16;
+  node.in_shape[0] = (KiltShape){ 40, 1, 1 };
+  g_assert_true (node.klass->infer (&node, &error));
+  g_assert_no_error (error);
+  /* (output_dim, 1, steps): a Keras sequence (steps, output_dim). */
+  g_assert_cmpuint (node.out_shape.c, ==, 16);
+  g_assert_cmpuint (node.out_shape.h, ==, 1);
+  g_assert_cmpuint (node.out_shape.w, ==, 40);
+  g_assert_cmpuint (node.n_params, ==, 20000 * 16);
+  node.in_shape[0] = (KiltShape){ 4, 5, 1 };
+  g_assert_false (node.klass->infer (&node, &error));
+  g_assert_nonnull (strstr (error->message, "layer emb (Embedding): expects a vector of ids"));
+  g_clear_error (&error);
+  node.in_shape[0] = (KiltShape){ 4, 1, 1 };
+  node.cfg.input_dim = 0;
+  g_assert_false (node.klass->infer (&node, &error));
+  g_assert_nonnull (strstr (error->message, "input_dim must be from 1"));
+}
+
 static void
 test_batch_norm_partial (void)
 {
@@ -665,6 +735,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers-shape/upsampling", test_upsampling);
   g_test_add_func ("/layers-shape/upsampling-bilinear", test_upsampling_bilinear);
   g_test_add_func ("/layers-shape/permute", test_permute);
+  g_test_add_func ("/layers-shape/embedding", test_embedding);
   g_test_add_func ("/layers-shape/activations", test_activations);
   g_test_add_func ("/layers-shape/activation-values", test_activation_values);
   g_test_add_func ("/layers-shape/activation-not-fused", test_activation_not_fused);

@@ -398,7 +398,10 @@ test_errors (void)
   expect_error ("{\"format\": \"kilt-model\", \"version\": 1, \"extra\": 1}",
                 "unknown field \"extra\" at the top level", NULL);
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Frobnicate\"}]}", "layer d (Frobnicate)",
-                "unknown layer type");
+                "unknown layer type; expected one of Conv2D, Dense, MaxPooling2D");
+  /* The list is the format's whole table, to its last type. */
+  expect_error (HEAD "{\"name\": \"d\", \"type\": \"Embeding\"}]}", "layer d (Embeding)",
+                "Conv2DTranspose, Permute, Embedding");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\"}]}", "layer d (Dense)",
                 "expected a field \"units\"");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"unit\": 3}]}", "layer d (Dense)",
@@ -944,6 +947,65 @@ test_round_trip_conv_groups (void)
   g_assert_nonnull (strstr (error->message, "groups = 3 must divide"));
 }
 
+/* Embedding in Kilt's JSON: input_dim and output_dim written and read back, the sequence it
+ * gives (output_dim, 1, steps), its table in the parameter count and the summary (no FLOPs:
+ * a lookup), and a file without input_dim refused naming the layer. */
+static void
+test_round_trip_embedding (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("text");
+  g_autoptr (KiltModel) back = NULL;
+  g_autoptr (KiltSummary) s = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *wrong = NULL;
+  KiltLayerConfig e = kilt_layer_config_default (KILT_LAYER_EMBEDDING);
+  KiltLayerConfig d = kilt_layer_config_default (KILT_LAYER_DENSE);
+  KiltNode *n;
+  char *at;
+
+  kilt_model_add_input (m, "ids", (KiltShape){ 12, 1, 1 });
+  e.input_dim = 500;
+  e.units = 8;
+  kilt_model_add (m, KILT_LAYER_EMBEDDING, "emb", &e, 1, (guint[]){ 0 });
+  kilt_model_append (m, KILT_LAYER_GLOBAL_AVG_POOL2D, NULL);
+  d.units = 3;
+  d.activation = KILT_ACT_SOFTMAX;
+  kilt_model_append (m, KILT_LAYER_DENSE, &d);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  json = kilt_model_to_json (m);
+  g_assert_nonnull (strstr (json, "\"type\": \"Embedding\""));
+  g_assert_nonnull (strstr (json, "\"input_dim\": 500, \"output_dim\": 8"));
+  back = kilt_model_load_json_data (json, -1, "text.json", &error);
+  g_assert_no_error (error);
+  n = kilt_model_find (back, "emb");
+  g_assert_nonnull (n);
+  g_assert_cmpuint (n->type, ==, KILT_LAYER_EMBEDDING);
+  g_assert_cmpuint (n->cfg.input_dim, ==, 500);
+  g_assert_cmpuint (n->cfg.units, ==, 8);
+  g_assert_cmpuint (n->n_params, ==, 500 * 8);
+  g_assert_cmpuint (n->out_shape.c, ==, 8);
+  g_assert_cmpuint (n->out_shape.h, ==, 1);
+  g_assert_cmpuint (n->out_shape.w, ==, 12);
+  g_assert_cmpuint (kilt_model_node (back, 2)->out_shape.c, ==, 8);
+  s = kilt_summary_new (back, 32);
+  g_assert_cmpuint (g_array_index (s->rows, KiltSummaryRow, 1).params, ==, 4000);
+  g_assert_cmpuint (g_array_index (s->rows, KiltSummaryRow, 1).flops, ==, 0);
+  g_assert_cmpuint (s->total_params, ==, 4000 + 8 * 3 + 3);
+
+  wrong = g_strdup (json);
+  at = strstr (wrong, "\"input_dim\": 500, ");
+  memmove (at, at + strlen ("\"input_dim\": 500, "),
+           strlen (at + strlen ("\"input_dim\": 500, ")) + 1);
+  g_clear_pointer (&back, kilt_model_free);
+  g_assert_null (kilt_model_load_json_data (wrong, -1, "text.json", &error));
+  g_assert_nonnull (error);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (
+      strstr (error->message, "text.json: layer emb (Embedding): expected a field \"input_dim\""));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -961,6 +1023,7 @@ main (int argc, char **argv)
   g_test_add_func ("/model-io/round-trip-new-layers", test_round_trip_new_layers);
   g_test_add_func ("/model-io/round-trip-upsampling", test_round_trip_upsampling);
   g_test_add_func ("/model-io/round-trip-conv-groups", test_round_trip_conv_groups);
+  g_test_add_func ("/model-io/round-trip-embedding", test_round_trip_embedding);
   g_test_add_func ("/model-io/errors", test_errors);
   g_test_add_func ("/model-io/default-names-unique", test_default_names_unique);
   g_test_add_func ("/model-io/hostile-depth", test_hostile_depth);

@@ -10,6 +10,7 @@
 #include "kilt-exec.h"
 #include "kilt-keras.h"
 #include "kilt-model-json.h"
+#include "kilt-ids.h"
 #include "kilt-onnx-export.h"
 
 #include <glib/gstdio.h>
@@ -166,7 +167,33 @@ check_model (KiltModel *model, guint32 seed)
     return;
   random_weights (model, seed, params, state);
   for (gsize i = 0; i < BATCH * in_size; i++)
-    x[i] = (float)g_rand_double_range (rand, -1.5, 1.5);
+    {
+      KiltNode *ids = kilt_ids_reader (model);
+      if (ids)
+        {
+          /* Ids, repeating; some past the table on either side, some with a fraction. */
+          gint32 rows = (gint32)ids->cfg.input_dim, id = g_rand_int_range (rand, 0, rows);
+          switch (g_rand_int_range (rand, 0, 8))
+            {
+              case 0:
+                x[i] = (float)(-1 - id);
+                break;
+              case 1:
+                x[i] = (float)(rows + id);
+                break;
+              case 2:
+                x[i] = (float)id + 0.75f;
+                break;
+              case 3:
+                x[i] = -0.5f;
+                break;
+              default:
+                x[i] = (float)id;
+            }
+        }
+      else
+        x[i] = (float)g_rand_double_range (rand, -1.5, 1.5);
+    }
   g_assert_true (kilt_onnx_export (model, params, state, onnx, &info, &error));
   g_assert_no_error (error);
   g_assert_cmpuint (info.n_nodes, >, 0);
@@ -228,6 +255,44 @@ test_keras (void)
       g_assert_no_error (error);
       check_model (model, 2000 + i);
     }
+}
+
+/* Embedding through Gather: ids (with ones past the table and fractions, which Kilt reads as
+ * zeros or truncates) looked up, flattened in Kilt's order and through a Conv1D-like Conv2D
+ * and a softmax head. */
+static void
+test_embedding (void)
+{
+  g_autoptr (KiltModel) flat = kilt_model_new ("embedding-flat");
+  g_autoptr (KiltModel) conv = kilt_model_new ("embedding-conv");
+  g_autoptr (GError) error = NULL;
+  KiltLayerConfig e = kilt_layer_config_default (KILT_LAYER_EMBEDDING);
+  KiltLayerConfig c = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  KiltLayerConfig d = kilt_layer_config_default (KILT_LAYER_DENSE);
+
+  e.input_dim = 30;
+  e.units = 4;
+  kilt_model_add_input (flat, "ids", (KiltShape){ 9, 1, 1 });
+  kilt_model_append (flat, KILT_LAYER_EMBEDDING, &e);
+  kilt_model_append (flat, KILT_LAYER_FLATTEN, NULL);
+  g_assert_true (kilt_model_build (flat, &error));
+  g_assert_no_error (error);
+  check_model (flat, 3100);
+
+  kilt_model_add_input (conv, "ids", (KiltShape){ 9, 1, 1 });
+  kilt_model_append (conv, KILT_LAYER_EMBEDDING, &e);
+  c.units = 5;
+  c.kh = 1;
+  c.kw = 3;
+  c.activation = KILT_ACT_RELU;
+  kilt_model_append (conv, KILT_LAYER_CONV2D, &c);
+  kilt_model_append (conv, KILT_LAYER_FLATTEN, NULL);
+  d.units = 3;
+  d.activation = KILT_ACT_SOFTMAX;
+  kilt_model_append (conv, KILT_LAYER_DENSE, &d);
+  g_assert_true (kilt_model_build (conv, &error));
+  g_assert_no_error (error);
+  check_model (conv, 3200);
 }
 
 static guint
@@ -596,6 +661,7 @@ main (int argc, char **argv)
   g_test_add_func ("/onnx/geometry", test_geometry);
   g_test_add_func ("/onnx/presets", test_presets);
   g_test_add_func ("/onnx/keras", test_keras);
+  g_test_add_func ("/onnx/embedding", test_embedding);
   g_test_add_func ("/onnx/cli", test_cli);
   rc = g_test_run ();
   kilt_test_context_close ();

@@ -538,6 +538,43 @@ test_weights_and_frozen (void)
   fixture_clear (&f);
 }
 
+/* The window's way to an Embedding model: the worker loads the CSV as the Data page asked
+ * (standardised), sees the model read ids, loads it again as written, trains it above chance
+ * (28% for the largest class of the test windows) and records the spec that reloads the same
+ * way. */
+static void
+test_embedding_ids (void)
+{
+  g_autofree char *data
+      = g_build_filename (g_getenv ("KILT_SOURCE_DIR"), "tests", "data", "license-words", NULL);
+  g_autofree char *model_path = g_build_filename (data, "model.json", NULL);
+  g_autoptr (KiltRun) run = NULL;
+  g_autoptr (GError) error = NULL;
+  KiltLoadOptions o;
+  Fixture f;
+  Seen s = { 0 };
+
+  if (!fixture_init (&f, 10))
+    return;
+  kilt_data_spec_clear (&f.job.data);
+  kilt_load_options_init (&o);
+  kilt_data_spec_init (&f.job.data, data, &o);
+  g_free (f.job.model_json);
+  g_assert_true (g_file_get_contents (model_path, &f.job.model_json, NULL, &error));
+  f.job.config.opt.lr = 0.01f;
+  f.job.config.seed = 3;
+  start (&s, &f);
+  g_assert_true (iterate_until (is_over, &s, 120));
+  g_assert_null (s.error);
+  g_assert_cmpint (s.status, ==, KILT_RUN_FINISHED);
+  run = stored_run (&f, s.run_id);
+  g_test_message ("test accuracy %.3f", run->test_accuracy);
+  g_assert_cmpfloat (run->test_accuracy, >, 0.5);
+  g_assert_nonnull (strstr (run->record.data_spec, "\"raw_features\":true"));
+  seen_clear (&s);
+  fixture_clear (&f);
+}
+
 static void
 test_pause_resume_stop (void)
 {
@@ -985,6 +1022,7 @@ main (int argc, char **argv)
   g_test_add_func ("/worker/job-encoding", test_job_encoding);
   g_test_add_func ("/worker/run", test_run);
   g_test_add_func ("/worker/weights-and-frozen", test_weights_and_frozen);
+  g_test_add_func ("/worker/embedding-ids", test_embedding_ids);
   g_test_add_func ("/worker/evaluate", test_evaluate);
   g_test_add_func ("/worker/pause-resume-stop", test_pause_resume_stop);
   g_test_add_func ("/worker/crash-segv", test_crash_segv);

@@ -655,7 +655,11 @@ kilt_csv_parse (const char *train_name, const char *train, gsize train_len, cons
   if (ds->skipped)
     kilt_data_note (ds, "dropped %u row%s with missing or non-numeric values", ds->skipped,
                     ds->skipped == 1 ? "" : "s");
-  kilt_data_standardise (ds);
+  /* Ids for an Embedding are names of rows, not quantities: they stay as they are. */
+  if (!opts->raw_features)
+    kilt_data_standardise (ds);
+  else
+    kilt_data_note (ds, "features kept as read (not standardised)");
   result = g_steal_pointer (&ds);
 
 out:

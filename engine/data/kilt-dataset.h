@@ -18,6 +18,7 @@ typedef enum
 {
   KILT_PREPROCESS_SCALE,    /* x / 255, as the Keras examples do (F32: unchanged) */
   KILT_PREPROCESS_STANDARD, /* per-channel (x - mean) / std, statistics from the train split */
+  KILT_PREPROCESS_RAW,      /* the values as stored, bytes too: ids for an Embedding */
 } KiltPreprocess;
 
 typedef struct
@@ -94,6 +95,7 @@ typedef struct
   KiltHeaderMode header;
   const char *label_column; /* a header name, or a 0-based index as text; NULL: last column */
   gboolean drop_bad_rows;   /* drop rows with missing or non-numeric values instead of failing */
+  gboolean raw_features; /* keep the features as read, not standardised (ids, for an Embedding) */
   KiltTask task;
   /* CIFAR-100: the coarse (20 super-classes) label byte instead of the fine one. */
   gboolean cifar100_coarse;

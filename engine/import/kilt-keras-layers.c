@@ -982,6 +982,91 @@ convert_concatenate (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError 
   return TRUE;
 }
 
+/* Embedding: input_dim, output_dim; ids (steps,) become the sequence (steps, output_dim),
+ * Kilt's (output_dim, 1, steps). Keras starts the table uniform in [-0.05, 0.05]; a
+ * symmetric RandomUniform keeps its limit, other initialisers are noted and replaced. */
+static gboolean
+convert_embedding (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  JsonNode *init = keras_member (c, "embeddings_initializer");
+  const char *init_class = keras_object_class (init);
+  gboolean mask_zero = FALSE, sparse = FALSE;
+  guint lora = 0;
+
+  if (call->rank != 2)
+    {
+      keras_set_error (error, imp, "expects a vector of ids (steps) per sample");
+      return FALSE;
+    }
+  if (imp->format == FORMAT_CHANNELS_FIRST)
+    {
+      keras_set_error (error, imp,
+                       "gives (steps, output_dim), which a channels_first model's 1-D layers "
+                       "read the other way round; this is not supported");
+      return FALSE;
+    }
+  if (keras_member (c, "input_dim") == NULL || keras_member (c, "output_dim") == NULL)
+    {
+      keras_set_error (error, imp, "expected input_dim and output_dim");
+      return FALSE;
+    }
+  if (!keras_get_int (imp, keras_member (c, "input_dim"), "input_dim", 1, &cfg->input_dim, error)
+      || !keras_get_int (imp, keras_member (c, "output_dim"), "output_dim", 1, &cfg->units, error)
+      || !keras_get_bool (imp, c, "mask_zero", &mask_zero, error)
+      || !keras_get_bool (imp, c, "sparse", &sparse, error))
+    return FALSE;
+  if (mask_zero)
+    {
+      keras_set_error (error, imp,
+                       "mask_zero = true is not supported: Kilt has no masks, so the layers after "
+                       "it would average and learn from the padding; save the model with "
+                       "mask_zero = false (id 0 is then an ordinary row)");
+      return FALSE;
+    }
+  if (sparse)
+    {
+      keras_set_error (error, imp, "sparse = true (sparse gradients) is not supported");
+      return FALSE;
+    }
+  if (keras_member (c, "lora_rank")
+      && !keras_get_int (imp, keras_member (c, "lora_rank"), "lora_rank", 0, &lora, error))
+    return FALSE;
+  if (lora)
+    {
+      keras_set_error (error, imp, "lora_rank %u (LoRA) is not supported", lora);
+      return FALSE;
+    }
+  if (init_class
+      && (g_ascii_strcasecmp (init_class, "RandomUniform") == 0
+          || g_ascii_strcasecmp (init_class, "uniform") == 0
+          || g_ascii_strcasecmp (init_class, "random_uniform") == 0))
+    {
+      JsonObject *ic = JSON_NODE_HOLDS_OBJECT (init)
+                           ? keras_member_object (json_node_get_object (init), "config")
+                           : NULL;
+      double lo = -0.05, hi = 0.05;
+      if (!keras_get_double (imp, ic, "minval", -1e30, 1e30, &lo, error)
+          || !keras_get_double (imp, ic, "maxval", -1e30, 1e30, &hi, error))
+        return FALSE;
+      if (hi > 0 && lo == -hi)
+        cfg->init_value = (float)hi;
+      else
+        keras_add_note (imp,
+                        "embeddings_initializer RandomUniform (%g, %g) is replaced by (-0.05, "
+                        "0.05)",
+                        lo, hi);
+    }
+  else if (init_class)
+    keras_add_note (imp, "embeddings_initializer %s is replaced by RandomUniform (-0.05, 0.05)",
+                    init_class);
+  keras_note_weight_options (imp, c, "embeddings", NULL);
+  if (keras_member (c, "activity_regularizer"))
+    keras_add_note (imp, "activity_regularizer is ignored");
+  call->rank = 3;
+  return TRUE;
+}
+
 /* ---- the table ---------------------------------------------------------------------------- */
 
 /* One Keras class (or alias) and how it becomes a Kilt node. */
@@ -1078,6 +1163,7 @@ static const Converter converters[] = {
   { "Cropping2D", KILT_LAYER_CROPPING2D, FALSE, convert_padding },
   { "UpSampling2D", KILT_LAYER_UPSAMPLING2D, FALSE, convert_upsampling },
   { "Permute", KILT_LAYER_PERMUTE, FALSE, convert_permute },
+  { "Embedding", KILT_LAYER_EMBEDDING, FALSE, convert_embedding },
   { "Rescaling", KILT_LAYER_RESCALING, FALSE, convert_rescaling },
   { "Reshape", KILT_LAYER_RESHAPE, FALSE, convert_reshape },
   { "Multiply", KILT_LAYER_MULTIPLY, TRUE, convert_multiply },

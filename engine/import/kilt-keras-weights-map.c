@@ -496,6 +496,21 @@ expect_normalization (const KiltNode *node, const LayerInfo *li, float *params, 
   return TRUE;
 }
 
+/* Embedding: `embeddings` (input_dim, output_dim), row r the vector of id r, as Kilt keeps it. */
+static gboolean
+expect_embedding (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
+                  guint *n, GError **error)
+{
+  gsize rows = node->cfg.input_dim, dim = node->cfg.units;
+
+  (void)li;
+  (void)state;
+  (void)error;
+  v[0] = (Var){ "embeddings", TRUE, 2, { rows, dim }, params, PLACE_COPY, FALSE, 0, rows * dim };
+  *n = 1;
+  return TRUE;
+}
+
 /* New layer types with weights add an entry here. A type absent from the table must have no
  * parameters or statistics, or the model cannot take Keras weights. */
 static const struct
@@ -509,6 +524,7 @@ static const struct
   { KILT_LAYER_BATCH_NORM, expect_batch_norm },
   { KILT_LAYER_DEPTHWISE_CONV2D, expect_depthwise },
   { KILT_LAYER_NORMALIZATION, expect_normalization },
+  { KILT_LAYER_EMBEDDING, expect_embedding },
 };
 
 ExpectFunc

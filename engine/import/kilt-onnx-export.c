@@ -515,6 +515,42 @@ ex_pad_crop (KiltOnnxGraph *e, const char *out, guint *rank)
   return TRUE;
 }
 
+/* Embedding as Gather: the ids (batch, steps) are truncated to int64 as Kilt's kernel does,
+ * an id outside [0, input_dim) (NaN too) is sent to an extra row of zeros past the table, so
+ * that onnxruntime gives what Kilt gives (Gather itself fails on such ids, or counts negative
+ * ones from the end); (batch, steps, dim) is turned into Kilt's (batch, dim, 1, steps). */
+static gboolean
+ex_embedding (KiltOnnxGraph *e, const char *out, guint *rank)
+{
+  const KiltNode *node = e->node;
+  gsize rows = node->cfg.input_dim, dim = node->cfg.units;
+  float *table = kilt_onnx_alloc (e, sizeof (float) * (rows + 1) * dim);
+  gint64 tdims[2] = { (gint64)rows + 1, (gint64)dim }, past[1] = { (gint64)rows };
+  static const gint64 perm[] = { 0, 2, 1 }, axes[] = { 2 };
+  const char *x = kilt_onnx_in2 (e);
+  const char *ge = kilt_onnx_name (e, "id_at_least_0"), *lt = kilt_onnx_name (e, "id_below_rows");
+  const char *ok = kilt_onnx_name (e, "id_in_table"), *id = kilt_onnx_name (e, "id");
+  const char *row = kilt_onnx_name (e, "row"), *looked = kilt_onnx_name (e, "looked_up");
+  const char *seq = kilt_onnx_name (e, "sequence");
+  Onnx__NodeProto *n;
+
+  memcpy (table, e->params + node->param_offset, sizeof (float) * rows * dim);
+  memset (table + rows * dim, 0, sizeof (float) * dim);
+  kilt_onnx_op (e, "GreaterOrEqual", ge, x, kilt_onnx_scalar (e, 0.0f), NULL);
+  kilt_onnx_op (e, "Less", lt, x, kilt_onnx_scalar (e, (float)rows), NULL);
+  kilt_onnx_op (e, "And", ok, ge, lt, NULL);
+  n = kilt_onnx_op (e, "Cast", id, x, NULL);
+  kilt_onnx_attr_int (e, n, "to", ONNX__TENSOR_PROTO__DATA_TYPE__INT64);
+  kilt_onnx_op (e, "Where", row, ok, id, kilt_onnx_ints (e, "past_table", past, 1), NULL);
+  kilt_onnx_op (e, "Gather", looked,
+                kilt_onnx_floats (e, "embeddings", table, (rows + 1) * dim, tdims, 2), row, NULL);
+  n = kilt_onnx_op (e, "Transpose", seq, looked, NULL);
+  kilt_onnx_attr_ints (e, n, "perm", perm, 3);
+  kilt_onnx_op (e, "Unsqueeze", out, seq, kilt_onnx_ints (e, "axes", axes, 1), NULL);
+  *rank = 4;
+  return TRUE;
+}
+
 static gboolean
 ex_upsampling (KiltOnnxGraph *e, const char *out, guint *rank)
 {
@@ -620,6 +656,9 @@ ex_node (KiltOnnxGraph *e, guint index, GError **error)
       case KILT_LAYER_ZERO_PADDING2D:
       case KILT_LAYER_CROPPING2D:
         ok = ex_pad_crop (e, out = kilt_onnx_name (e, NULL), &r);
+        break;
+      case KILT_LAYER_EMBEDDING:
+        ok = ex_embedding (e, out = kilt_onnx_name (e, NULL), &r);
         break;
       case KILT_LAYER_UPSAMPLING2D:
         /* Resize's linear modes clamp and centre differently from TensorFlow's bilinear

@@ -173,6 +173,22 @@ def build_all(K):
     m.add(L.Dense(3, activation="softmax"))
     models["permute_seq"] = m
 
+    # Embedding: ids (steps,) to the sequence (steps, output_dim), then a text classifier's
+    # average over the steps; and Conv1D + Flatten after it (Keras flattens steps-major).
+    m = K.Sequential(name="embedding")
+    m.add(L.Input(shape=(12,)))
+    m.add(L.Embedding(50, 8))
+    m.add(L.GlobalAveragePooling1D())
+    m.add(L.Dense(3, activation="softmax"))
+    models["embedding"] = m
+    m = K.Sequential(name="embedding_conv")
+    m.add(L.Input(shape=(9,)))
+    m.add(L.Embedding(30, 4))
+    m.add(L.Conv1D(5, 3, activation="relu"))
+    m.add(L.Flatten())
+    m.add(L.Dense(3, activation="softmax"))
+    models["embedding_conv"] = m
+
     # ConvNeXt's pieces: Dense on an image (applied at every pixel: Kilt's 1x1 Conv2D) and
     # LayerScale (a learned per-channel gamma) on a residual branch. LayerScale is the
     # application's own class, not in keras.layers.
@@ -228,6 +244,8 @@ def randomize(model, rng):
                 new.append(w)
             elif "variance" in name:
                 new.append(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+            elif "embeddings" in name:  # a trained table: rows far apart, not +-0.05
+                new.append(rng.standard_normal(w.shape).astype(np.float32))
             elif "gamma" in name:
                 new.append(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
             else:
@@ -242,7 +260,12 @@ def randomize(model, rng):
 
 def predictions(model, rng):
     shape = tuple(model.input_shape[1:])
-    x = rng.uniform(-1, 1, (N_INPUTS,) + shape).astype(np.float32)
+    first = model.layers[0]
+    if first.__class__.__name__ == "Embedding":
+        # Ids, each row of the table likely more than once.
+        x = rng.integers(0, first.input_dim, (N_INPUTS,) + shape).astype(np.float32)
+    else:
+        x = rng.uniform(-1, 1, (N_INPUTS,) + shape).astype(np.float32)
     y = model.predict(x, verbose=0)
     return {"input_shape": list(shape), "inputs": [[float(v) for v in s.ravel()] for s in x],
             "outputs": [[float(v) for v in s.ravel()] for s in y]}
@@ -317,7 +340,7 @@ def check_export(cli, outdir):
     import keras as K
     tmp = tempfile.mkdtemp()
     worst = 0.0
-    for name in ("mlp", "cnn", "residual", "bn_options", "depthwise"):
+    for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "embedding_conv"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
@@ -389,22 +412,30 @@ def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--only":
         only = sys.argv[2].split(",")
         del sys.argv[1:3]
+    # --keras 2 or 3 writes one generation (each may live in its own environment: Keras 2 is
+    # tf_keras, or keras itself under TensorFlow 2.15).
+    which = ("2", "3")
+    if len(sys.argv) > 2 and sys.argv[1] == "--keras":
+        which = (sys.argv[2],)
+        del sys.argv[1:3]
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
     # Keras 2 is tf_keras beside TensorFlow 2.16 on, or TensorFlow 2.15's own tf.keras; Keras 3
     # is keras from 3.0 on. Either may be missing from the environment: each writes its files.
-    try:
-        import tf_keras as k2
-    except ImportError:
+    k2 = None
+    if "2" in which:
         try:
-            import tensorflow as tf
-            k2 = tf.keras if tf.__version__.startswith("2.15") else None
+            import tf_keras as k2
         except ImportError:
-            k2 = None
+            try:
+                import tensorflow as tf
+                k2 = tf.keras if tf.__version__.startswith("2.15") else None
+            except ImportError:
+                k2 = None
     if k2 is not None:
         k2.__version__ = getattr(k2, "__version__", None) or __import__("keras").__version__
         dump(k2, "keras2", outdir, 1000, only)
     import keras as k3
-    if int(k3.__version__.split(".")[0]) >= 3:
+    if "3" in which and int(k3.__version__.split(".")[0]) >= 3:
         dump(k3, "keras3", outdir, 2000, only)
 
 
