@@ -747,7 +747,8 @@ prepare (Session *s, GError **error)
           return FALSE;
         }
     }
-  if (!check_loss_fits_model (s, error))
+  if (!check_loss_fits_model (s, error)
+      || !kilt_loss_check_smoothing (t->model->loss, c->label_smoothing, error))
     return FALSE;
   if (s->n_rep > 1 || s->comm)
     {
@@ -793,6 +794,13 @@ prepare (Session *s, GError **error)
   if (c->profile && s->n_rep == 1 && s->comm == NULL)
     s->profiler = kilt_profiler_new (t->model);
   s->first_global_step = s->global_step;
+  /* The schedule's length is known only now: the steps of an epoch at this batch, and where a
+   * resumption takes the run up. Every replica's optimizer and the reported rate follow it. */
+  if (!kilt_lr_schedule_resolve (&c->opt.schedule, kilt_batcher_n_batches (s->rep[0].train_batcher),
+                                 c->epochs, s->first_epoch, s->global_step, error))
+    return FALSE;
+  for (guint i = 0; i < s->n_rep; i++)
+    kilt_optimizer_set_schedule (s->rep[i].opt, &c->opt.schedule);
   s->train_t0_us = g_get_monotonic_time ();
 
   ev.device = s->rep[0].ctx->info;
@@ -893,10 +901,11 @@ evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **
       if (!kilt_batcher_gather (batcher, b, kilt_executor_input (s->rep[0].exec),
                                 s->rep[0].targets->mem, &n_valid, error)
           || !kilt_executor_forward (s->rep[0].exec, FALSE, error)
-          || !kilt_loss_enqueue (s->rep[0].ctx, t->model->loss, t->config.batch, n_valid, n_out,
-                                 out->out, s->rep[0].targets->mem,
-                                 s->rep[0].eval_dout ? s->rep[0].eval_dout->mem : out->dout,
-                                 s->rep[0].eval_metrics->mem, error))
+          || !kilt_loss_enqueue_smoothed (
+              s->rep[0].ctx, t->model->loss, t->config.label_smoothing, t->config.batch, n_valid,
+              n_out, out->out, s->rep[0].targets->mem,
+              s->rep[0].eval_dout ? s->rep[0].eval_dout->mem : out->dout,
+              s->rep[0].eval_metrics->mem, error))
         {
           g_prefix_error (error, "evaluating on the %s split, batch %u: ",
                           s->eval_split == &t->data->val ? "validation" : "test", b + 1);
@@ -1017,8 +1026,9 @@ run_epoch (Session *s, guint epoch, GError **error)
       s->rep[0].ctx->prof_tag = KILT_PROF_TAG (out->index, KILT_PHASE_BACKWARD);
       stage = "the loss";
       kilt_breadcrumb_stage (stage);
-      if (!kilt_loss_enqueue (s->rep[0].ctx, t->model->loss, c->batch, n_valid, n_out, out->out,
-                              s->rep[0].targets->mem, out->dout, s->rep[0].metrics->mem, error))
+      if (!kilt_loss_enqueue_smoothed (s->rep[0].ctx, t->model->loss, c->label_smoothing, c->batch,
+                                       n_valid, n_out, out->out, s->rep[0].targets->mem, out->dout,
+                                       s->rep[0].metrics->mem, error))
         goto step_failed;
       stage = NULL;
       if (!kilt_executor_backward (s->rep[0].exec, error))

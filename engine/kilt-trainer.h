@@ -56,6 +56,9 @@ typedef struct
    * every batch; rank 0 alone writes the checkpoint. */
   KiltComm *comm;
   KiltOnOom on_oom;
+  /* Categorical cross-entropy against y (1 - s) + s / classes instead of one-hot y, as Keras'
+   * label_smoothing; in [0, 1), 0 = none. Other losses refuse anything but 0. */
+  float label_smoothing;
 } KiltTrainConfig;
 
 /* One device's part of a run on several devices. */
