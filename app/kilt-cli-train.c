@@ -990,6 +990,13 @@ kilt_cli_train (int argc, char **argv)
   if (!c.json && !view.quiet)
     printf ("Data: %s (%zu training, %zu validation, %zu test samples); model: %s\n", ds->name,
             ds->train.n, ds->val.n, ds->test.n, model->name);
+  if (!c.json && !view.quiet
+      && (!kilt_lr_schedule_is_flat (&cfg.opt.schedule) || cfg.label_smoothing != 0.0f))
+    {
+      g_autofree char *sched = kilt_lr_schedule_describe (&cfg.opt.schedule);
+      printf ("Learning rate %g (%s), %s; label smoothing %g\n", cfg.opt.lr,
+              kilt_optimizer_name (cfg.opt.type), sched, cfg.label_smoothing);
+    }
 
   view.opts = &c;
   view.tty = isatty (fileno (stderr)) && !c.json;
