@@ -188,6 +188,7 @@ kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***
        && check_int ("batch", c->batch, 1, 65536, error)
        && check_int ("seed", c->seed, 0, G_MAXINT, error)
        && check_int ("warmup-steps", c->warmup_steps, 0, G_MAXINT, error)
+       && check_int ("translate", c->translate, 0, 64, error)
        && check_int ("max-samples", c->max_samples, 0, G_MAXINT, error);
   /* The name goes into the run store, JSON and HTML reports: text, not bytes. */
   if (ok && c->run_name && !g_utf8_validate (c->run_name, -1, NULL))
@@ -267,6 +268,10 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Use at most this many samples per split", "N" },
     { "augment", 0, 0, G_OPTION_ARG_NONE, &c->augment,
       "Random flips and shifts of images, as Keras' cifar10_cnn", NULL },
+    { "translate", 0, 0, G_OPTION_ARG_INT, &c->translate,
+      "Instead of --augment: random flips and whole-pixel shifts of up to N pixels each way, "
+      "the image reflected at its edges (airbench's; N from 0 to 64)",
+      "N" },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &c->precision,
       "fp32 (default: exact) or tf32 (GEMMs on NVIDIA tensor cores, FP32 storage)", "P" },
     { "memory", 0, 0, G_OPTION_ARG_STRING, &c->memory,
@@ -607,6 +612,13 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
   cfg->seed = (guint32)c->seed;
   cfg->val_fraction = (float)c->val_split;
   cfg->augment = c->augment;
+  cfg->translate = (guint)MAX (c->translate, 0);
+  if (c->augment && c->translate > 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--augment and --translate are two augmentations: give one");
+      return FALSE;
+    }
   cfg->preprocess = c->standardize ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;
   cfg->checkpoint_path = g_strdup (c->checkpoint);
   cfg->resume = c->resume;

@@ -701,6 +701,8 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   kilt_json_add_number (b, "val_fraction", c->val_fraction);
   json_builder_set_member_name (b, "augment");
   json_builder_add_boolean_value (b, c->augment);
+  json_builder_set_member_name (b, "translate");
+  json_builder_add_int_value (b, c->translate);
   json_builder_set_member_name (b, "precision");
   json_builder_add_string_value (b, kilt_precision_name (c->precision));
   json_builder_set_member_name (b, "memory");
@@ -856,6 +858,11 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   out->seed = (guint32)json_object_get_int_member_with_default (o, "seed", 0);
   out->val_fraction = get_number (o, "val_fraction", 0);
   out->augment = json_object_get_boolean_member_with_default (o, "augment", FALSE);
+  {
+    /* Runs recorded before the setting had none. */
+    gint64 t = json_object_get_int_member_with_default (o, "translate", 0);
+    out->translate = t > 0 && t <= G_MAXUINT ? (guint)t : 0;
+  }
   /* Runs recorded before the setting trained in fp32. */
   if (!kilt_precision_from_name (
           json_object_get_string_member_with_default (o, "precision", "fp32"), &out->precision))

@@ -632,7 +632,8 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   kilt_optimizer_set_ranges (rp->opt, rp->model->grad_ranges, rp->model->n_grad_ranges);
   rp->train_batcher = kilt_batcher_new (ctx, d, &d->train, c->batch, c->preprocess, c->augment,
                                         c->seed, 0, error);
-  if (rp->train_batcher == NULL)
+  if (rp->train_batcher == NULL
+      || !kilt_batcher_set_translate (rp->train_batcher, c->translate, error))
     return FALSE;
   if (s->eval_split)
     {
@@ -676,6 +677,14 @@ prepare (Session *s, GError **error)
 
   if (!t->model->built && !kilt_model_build (t->model, error))
     return FALSE;
+  if (c->augment && c->translate > 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "two augmentations asked for: Keras' flip and shift (--augment) and a flip "
+                   "with a %u-pixel translation (--translate); give one",
+                   c->translate);
+      return FALSE;
+    }
   if (c->checkpoint_path && (c->comm == NULL || kilt_comm_rank (c->comm) == 0)
       && !check_checkpoint_folder (c->checkpoint_path, error))
     return FALSE;

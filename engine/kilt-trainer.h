@@ -41,6 +41,9 @@ typedef struct
   float val_fraction; /* carve from train when the data has no test split; 0 = none */
   KiltOptimizerConfig opt;
   gboolean augment; /* random horizontal flip + shift, as Keras' cifar10_cnn */
+  /* Random horizontal flip + a whole-pixel shift of up to this many pixels each way, the image
+   * reflected at its edges (airbench's), instead of augment; 0 = none. */
+  guint translate;
   KiltPreprocess preprocess;
   guint max_train_samples; /* 0 = all; else train on the first this many samples */
   char *checkpoint_path;   /* written after each epoch (not on stop or failure); NULL = none */

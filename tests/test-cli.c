@@ -1057,6 +1057,7 @@ test_bad_numbers (void)
     { "--lr-peak-at", "2", "[0, 1]" },
     { "--label-smoothing", "1", "[0, 1)" },
     { "--label-smoothing", "-0.1", "[0, 1)" },
+    { "--translate", "65", "from 0 to 64" },
   };
   g_autofree char *dir = NULL, *db = NULL;
 
@@ -1091,6 +1092,7 @@ test_schedule_options (void)
     { "--lr-peak-at", "0.2", NULL, NULL, "--lr-peak-at goes with --lr-schedule one-cycle" },
     { "--lr-final", "0.1", NULL, NULL, "--lr-final goes with --lr-schedule linear" },
     { "--lr-start", "0.1", "--lr-schedule", "cosine", "--lr-start goes with a warm-up" },
+    { "--augment", "--translate", "2", NULL, "two augmentations: give one" },
   };
   g_autofree char *dir = NULL, *db = NULL;
   Result r;

@@ -1566,6 +1566,27 @@ test_schedule_settings (void)
   g_assert_true (gtk_widget_get_visible (find_row (w, "Label smoothing")));
   kilt_model_page_set_label_smoothing (page, 0);
 
+  /* The flip-and-translate augmentation on the Data page: kept in GSettings, and it and
+   * Keras' augmentation exclude each other there as a run does. */
+  {
+    KiltDataPage *data = kilt_window_get_data_page (window);
+    GtkWidget *dw = GTK_WIDGET (data), *row = find_row (dw, "Flip and translate");
+    gboolean augment = g_settings_get_boolean (settings, "augment");
+    g_assert_nonnull (row);
+    g_settings_set_boolean (settings, "augment", FALSE);
+    g_settings_set_uint (settings, "translate", 2);
+    g_assert_cmpuint (kilt_data_page_get_translate (data), ==, 2);
+    g_assert_false (kilt_data_page_get_augment (data));
+    g_assert_true (gtk_widget_get_sensitive (row));
+    g_assert_false (gtk_widget_get_sensitive (find_row (dw, "Augment images")));
+    g_settings_set_uint (settings, "translate", 0);
+    g_settings_set_boolean (settings, "augment", TRUE);
+    g_assert_cmpuint (kilt_data_page_get_translate (data), ==, 0);
+    g_assert_false (gtk_widget_get_sensitive (row));
+    g_assert_true (gtk_widget_get_sensitive (find_row (dw, "Augment images")));
+    g_settings_set_boolean (settings, "augment", augment);
+  }
+
   /* The rest of the tests train with Adam's defaults. */
   sgd = kilt_optimizer_config_default (KILT_OPT_ADAM);
   kilt_model_page_set_optimizer (page, &sgd);
