@@ -272,6 +272,10 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Instead of --augment: random flips and whole-pixel shifts of up to N pixels each way, "
       "the image reflected at its edges (airbench's; N from 0 to 64)",
       "N" },
+    { "tta-flip", 0, 0, G_OPTION_ARG_NONE, &c->tta_flip,
+      "Validation and test figures from the mean prediction of each image and its mirror "
+      "(flip test-time augmentation)",
+      NULL },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &c->precision,
       "fp32 (default: exact) or tf32 (GEMMs on NVIDIA tensor cores, FP32 storage)", "P" },
     { "memory", 0, 0, G_OPTION_ARG_STRING, &c->memory,
@@ -613,6 +617,7 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
   cfg->val_fraction = (float)c->val_split;
   cfg->augment = c->augment;
   cfg->translate = (guint)MAX (c->translate, 0);
+  cfg->tta_flip = c->tta_flip;
   if (c->augment && c->translate > 0)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,

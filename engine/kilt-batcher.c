@@ -19,6 +19,7 @@ struct _KiltBatcher
   guint batch;
   gboolean augment;
   guint translate; /* flip + whole-pixel shift by reflection instead of augment; 0 = none */
+  gboolean mirror; /* every sample flipped (no augmentation): flip test-time augmentation */
   guint32 seed;
   gsize n;            /* samples */
   gsize sample_size;  /* values per sample */
@@ -460,6 +461,13 @@ kilt_batcher_set_translate (KiltBatcher *b, guint pixels, GError **error)
   return TRUE;
 }
 
+void
+kilt_batcher_set_mirror (KiltBatcher *b, gboolean mirror)
+{
+  g_return_if_fail (!mirror || (!b->augment && b->translate == 0));
+  b->mirror = mirror;
+}
+
 guint
 kilt_batcher_n_batches (KiltBatcher *b)
 {
@@ -541,6 +549,7 @@ kilt_batcher_gather_slice (KiltBatcher *b, guint batch_index, guint first, guint
   cl_uint batch = count, C = sh->c, H = sh->h, W = sh->w, T = b->n_targets;
   cl_uint aug_seed = b->aug_seed;
   cl_int streamed = b->streamed, augment = b->augment, translate = (cl_int)b->translate;
+  cl_int mirror = b->mirror;
   cl_int err = CL_SUCCESS;
   float shift = KILT_BATCHER_SHIFT_RANGE;
   cl_mem data;
@@ -608,6 +617,7 @@ kilt_batcher_gather_slice (KiltBatcher *b, guint batch_index, guint first, guint
   KILT_ARG (k, a++, aug_seed, err);
   KILT_ARG (k, a++, shift, err);
   KILT_ARG (k, a++, translate, err);
+  KILT_ARG (k, a++, mirror, err);
   if (!cl_check (b, err, error, "setting the batch gather arguments"))
     return FALSE;
   if (!kilt_context_launch_1d (ctx, k, (size_t)batch * MAX (b->sample_size, (gsize)T), error))

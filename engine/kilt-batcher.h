@@ -46,6 +46,9 @@ void kilt_batcher_free (KiltBatcher *b);
  * image reflected at its edges (airbench's), in place of the Keras augmentation; 0 stops it.
  * Fails when @pixels is not smaller than the images' width and height. */
 gboolean kilt_batcher_set_translate (KiltBatcher *b, guint pixels, GError **error);
+/* Flips every sample horizontally in the gathers enqueued from now on (not with either
+ * augmentation): the second half of flip test-time augmentation. */
+void kilt_batcher_set_mirror (KiltBatcher *b, gboolean mirror);
 
 /* Fixes the epoch's order (shuffled or not) and augmentation draws; uploads the order. */
 gboolean kilt_batcher_begin_epoch (KiltBatcher *b, guint epoch, gboolean shuffle, GError **error);

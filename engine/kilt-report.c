@@ -645,9 +645,13 @@ kilt_report_build_tables (const KiltReportOptions *o)
       cell (row, g_strdup_printf ("%u", r->config.batch));
       cell (row, g_strdup_printf ("%u", r->config.epochs));
       cell (row, g_strdup_printf ("%u", r->config.seed));
-      cell (row, r->config.translate
-                     ? g_strdup_printf ("flip, translate %u px (reflect)", r->config.translate)
-                     : g_strdup (r->config.augment ? "yes" : "no"));
+      {
+        g_autofree char *aug
+            = r->config.translate
+                  ? g_strdup_printf ("flip, translate %u px (reflect)", r->config.translate)
+                  : g_strdup (r->config.augment ? "yes" : "no");
+        cell (row, g_strdup_printf ("%s%s", aug, r->config.tta_flip ? "; flip TTA" : ""));
+      }
       cell (row, g_strdup (kilt_precision_name (r->config.precision)));
       cell (row, kilt_report_time_label (run->started_at));
     }

@@ -665,6 +665,31 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   return rp->eval_metrics != NULL;
 }
 
+/* The buffer flip test-time augmentation keeps the first pass's outputs in, when asked for. */
+static gboolean
+prepare_tta (Session *s, GError **error)
+{
+  KiltReplica *rp = &s->rep[0];
+
+  const KiltShape *shape = &s->trainer->data->shape;
+
+  if (!s->trainer->config.tta_flip || rp->tta_out)
+    return TRUE;
+  if (shape->w < 2)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "flip test-time augmentation mirrors images left to right; %s's samples are "
+                   "%u wide",
+                   s->trainer->data->name ? s->trainer->data->name : "the data", shape->w);
+      return FALSE;
+    }
+  rp->tta_out = kilt_buffer_new (rp->ctx, KILT_MEM_WORKSPACE,
+                                 4 * (gsize)s->trainer->config.batch
+                                     * MAX (kilt_model_n_outputs (rp->model), 1),
+                                 error, "the unflipped predictions (flip test-time augmentation)");
+  return rp->tta_out != NULL;
+}
+
 static gboolean
 prepare (Session *s, GError **error)
 {
@@ -802,6 +827,16 @@ prepare (Session *s, GError **error)
   /* Per-layer times are taken on one device's queue. */
   if (c->profile && s->n_rep == 1 && s->comm == NULL)
     s->profiler = kilt_profiler_new (t->model);
+  if (c->tta_flip && (s->n_rep > 1 || s->comm))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "flip test-time augmentation evaluates on one device; this run trains on %u "
+                   "devices%s",
+                   s->n_rep, s->comm ? " of several ranks" : "");
+      return FALSE;
+    }
+  if (!prepare_tta (s, error))
+    return FALSE;
   s->first_global_step = s->global_step;
   /* The schedule's length is known only now: the steps of an epoch at this batch, and where a
    * resumption takes the run up. Every replica's optimizer and the reported rate follow it. */
@@ -890,6 +925,42 @@ kilt_session_read_metrics (Session *s, KiltBuffer *metrics, double *loss, double
   return TRUE;
 }
 
+/* Flip test-time augmentation after the first forward pass: keeps its outputs, runs the
+ * mirrored batch and leaves the mean of the two in the output node. */
+static gboolean
+forward_mirrored (Session *s, KiltBatcher *batcher, guint b, GError **error)
+{
+  KiltReplica *rp = &s->rep[0];
+  KiltNode *out = kilt_model_output (rp->model);
+  cl_uint n = (cl_uint)((gsize)s->trainer->config.batch * kilt_model_n_outputs (rp->model));
+  cl_int err;
+  cl_kernel k;
+  gboolean ok;
+
+  err = clEnqueueCopyBuffer (rp->ctx->queue, out->out, rp->tta_out->mem, 0, 0, 4 * (size_t)n, 0,
+                             NULL, NULL);
+  if (err != CL_SUCCESS)
+    {
+      kilt_set_cl_error (error, err, rp->ctx->info->name, "keeping the unflipped predictions");
+      return FALSE;
+    }
+  kilt_batcher_set_mirror (batcher, TRUE);
+  ok = kilt_batcher_gather (batcher, b, kilt_executor_input (rp->exec), rp->targets->mem, NULL,
+                            error);
+  kilt_batcher_set_mirror (batcher, FALSE);
+  if (!ok || !kilt_executor_forward (rp->exec, FALSE, error))
+    return FALSE;
+  k = kilt_context_kernel (rp->ctx, "kilt_mean_of_two", error);
+  if (!k)
+    return FALSE;
+  err = CL_SUCCESS;
+  KILT_ARG (k, 0, out->out, err);
+  KILT_ARG (k, 1, rp->tta_out->mem, err);
+  KILT_ARG (k, 2, n, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (rp->ctx, k, n, error);
+}
+
 static gboolean
 evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **error)
 {
@@ -910,6 +981,7 @@ evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **
       if (!kilt_batcher_gather (batcher, b, kilt_executor_input (s->rep[0].exec),
                                 s->rep[0].targets->mem, &n_valid, error)
           || !kilt_executor_forward (s->rep[0].exec, FALSE, error)
+          || (t->config.tta_flip && !forward_mirrored (s, batcher, b, error))
           || !kilt_loss_enqueue_smoothed (
               s->rep[0].ctx, t->model->loss, t->config.label_smoothing, t->config.batch, n_valid,
               n_out, out->out, s->rep[0].targets->mem,
@@ -1520,7 +1592,7 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
                                            "the evaluation metrics");
   if (!s.rep[0].eval_metrics)
     goto out;
-  ok = evaluate (&s, s.rep[0].eval_batcher, loss, accuracy, error);
+  ok = prepare_tta (&s, error) && evaluate (&s, s.rep[0].eval_batcher, loss, accuracy, error);
 
 out:
   session_free (&s);

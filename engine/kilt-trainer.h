@@ -44,6 +44,9 @@ typedef struct
   /* Random horizontal flip + a whole-pixel shift of up to this many pixels each way, the image
    * reflected at its edges (airbench's), instead of augment; 0 = none. */
   guint translate;
+  /* Flip test-time augmentation: validation and test figures (kilt_trainer_evaluate too) from
+   * the mean of the predicted probabilities for each image and its mirror. One device. */
+  gboolean tta_flip;
   KiltPreprocess preprocess;
   guint max_train_samples; /* 0 = all; else train on the first this many samples */
   char *checkpoint_path;   /* written after each epoch (not on stop or failure); NULL = none */

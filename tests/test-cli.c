@@ -1114,11 +1114,17 @@ test_schedule_options (void)
   {
     /* 96 samples in batches of 32: 3 steps an epoch, 9 in all, the warm-up's 2 (0.5 epoch,
      * rounded) from 0.1. Its last step (iteration 8) is at cosine (8 - 2) / 7 of the way. */
-    const char *args[]
-        = { "train", "--epochs",   "3",   "--max-samples", "96",     "--optimizer",
-            "sgd",   "--lr",       "0.2", "--lr-schedule", "cosine", "--warmup-epochs",
-            "0.5",   "--lr-start", "0.1", "--lr-final",    "0.05",   "--label-smoothing",
-            "0.15",  "--json",     NULL };
+    const char *args[] = { "train",  "--epochs",
+                           "3",      "--max-samples",
+                           "96",     "--optimizer",
+                           "sgd",    "--lr",
+                           "0.2",    "--lr-schedule",
+                           "cosine", "--warmup-epochs",
+                           "0.5",    "--lr-start",
+                           "0.1",    "--lr-final",
+                           "0.05",   "--label-smoothing",
+                           "0.15",   "--tta-flip",
+                           "--json", NULL };
     double want = 0.2 * (0.05 + 0.95 * (1 + cos (M_PI * 6.0 / 7.0)) / 2);
     g_autofree char *key = NULL;
     const char *at;
@@ -1138,6 +1144,8 @@ test_schedule_options (void)
     r = run_cli (db, args);
     g_assert_cmpint (r.status, ==, 0);
     g_assert_nonnull (strstr (r.out, "| cosine to 0.05, warm-up 0.5 epochs from 0.1 | 0.15 |"));
+    g_assert_nonnull (strstr (r.out, "| no; flip TTA |"));
+    g_assert_nonnull (strstr (r.out, "| no; flip TTA |"));
     result_clear (&r);
   }
 }

@@ -1585,6 +1585,11 @@ test_schedule_settings (void)
     g_assert_false (gtk_widget_get_sensitive (row));
     g_assert_true (gtk_widget_get_sensitive (find_row (dw, "Augment images")));
     g_settings_set_boolean (settings, "augment", augment);
+    g_assert_nonnull (find_row (dw, "Flip test-time augmentation"));
+    g_settings_set_boolean (settings, "tta-flip", TRUE);
+    g_assert_true (kilt_data_page_get_tta_flip (data));
+    g_settings_set_boolean (settings, "tta-flip", FALSE);
+    g_assert_false (kilt_data_page_get_tta_flip (data));
   }
 
   /* The rest of the tests train with Adam's defaults. */

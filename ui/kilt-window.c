@@ -206,6 +206,7 @@ window_config (KiltWindow *self, const char *device, const KiltModel *model, con
   config.memory = kilt_model_page_get_memory (self->model_page);
   config.augment = kilt_data_page_get_augment (self->data_page);
   config.translate = kilt_data_page_get_translate (self->data_page);
+  config.tta_flip = kilt_data_page_get_tta_flip (self->data_page);
   config.preprocess = kilt_data_page_get_preprocess (self->data_page);
   config.max_train_samples = self->sample_limit;
   config.profile = TRUE;
