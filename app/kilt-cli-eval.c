@@ -157,6 +157,14 @@ kilt_cli_eval (int argc, char **argv)
       rc = 2;
       goto out;
     }
+  if (c.tta_flip)
+    {
+      /* Accepted silently, it would print figures without it as if with it. */
+      fprintf (stderr, "kilt-cli eval: --tta-flip is for training runs (their validation and "
+                       "test figures); eval's per-sample figures do not mirror images yet\n");
+      rc = 2;
+      goto out;
+    }
   if (misclassified != -1
       && (misclassified < 0 || misclassified > KILT_EVALUATION_MAX_MISCLASSIFIED))
     {

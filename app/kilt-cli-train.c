@@ -42,6 +42,11 @@ kilt_cli_common_init (KiltCliCommon *c)
   c->decay = NAN;
   c->epsilon = NAN;
   c->weight_decay = 0;
+  c->warmup_epochs = NAN;
+  c->lr_start = NAN;
+  c->lr_final = NAN;
+  c->lr_peak = NAN;
+  c->label_smoothing = 0;
   c->val_split = 0;
   c->loss = NULL;
 }
@@ -55,6 +60,7 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->weights);
   g_free (c->freeze_until);
   g_free (c->optimizer);
+  g_free (c->lr_schedule);
   g_free (c->precision);
   g_free (c->memory);
   g_free (c->checkpoint);
@@ -85,6 +91,12 @@ static const NumberOption number_options[] = {
   { "decay", G_STRUCT_OFFSET (KiltCliCommon, decay), 0, G_MAXFLOAT, FALSE, FALSE },
   { "weight-decay", G_STRUCT_OFFSET (KiltCliCommon, weight_decay), 0, G_MAXFLOAT, FALSE, FALSE },
   { "val-split", G_STRUCT_OFFSET (KiltCliCommon, val_split), 0, 1, FALSE, TRUE },
+  { "warmup-epochs", G_STRUCT_OFFSET (KiltCliCommon, warmup_epochs), 0, KILT_CHECKPOINT_MAX_EPOCHS,
+    FALSE, FALSE },
+  { "lr-start", G_STRUCT_OFFSET (KiltCliCommon, lr_start), 0, 1, FALSE, FALSE },
+  { "lr-final", G_STRUCT_OFFSET (KiltCliCommon, lr_final), 0, 1, FALSE, FALSE },
+  { "lr-peak-at", G_STRUCT_OFFSET (KiltCliCommon, lr_peak), 0, 1, FALSE, FALSE },
+  { "label-smoothing", G_STRUCT_OFFSET (KiltCliCommon, label_smoothing), 0, 1, FALSE, TRUE },
 };
 
 G_STATIC_ASSERT (G_N_ELEMENTS (number_options)
@@ -176,6 +188,8 @@ kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***
   ok = ok && check_int ("epochs", c->epochs, 1, KILT_CHECKPOINT_MAX_EPOCHS, error)
        && check_int ("batch", c->batch, 1, 65536, error)
        && check_int ("seed", c->seed, 0, G_MAXINT, error)
+       && check_int ("warmup-steps", c->warmup_steps, 0, G_MAXINT, error)
+       && check_int ("translate", c->translate, 0, 64, error)
        && check_int ("max-samples", c->max_samples, 0, G_MAXINT, error);
   /* The name goes into the run store, JSON and HTML reports: text, not bytes. */
   if (ok && c->run_name && !g_utf8_validate (c->run_name, -1, NULL))
@@ -228,6 +242,26 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Learning-rate decay per step, lr / (1 + decay * step)", "D" },
     { "weight-decay", 0, 0, G_OPTION_ARG_STRING, &c->number_text[5], "L2 weight decay, 0 or more",
       "WD" },
+    { "lr-schedule", 0, 0, G_OPTION_ARG_STRING, &c->lr_schedule,
+      "Learning-rate schedule: constant (default), linear or cosine (from --lr down to "
+      "--lr-final x lr by the last step, after any warm-up), or one-cycle (linear from "
+      "--lr-start x lr up to lr at --lr-peak-at of the run, then down to --lr-final x lr)",
+      "NAME" },
+    { "warmup-epochs", 0, 0, G_OPTION_ARG_STRING, &c->number_text[7],
+      "Linear warm-up from --lr-start x lr to lr over E epochs (a fraction too), before "
+      "constant, linear or cosine",
+      "E" },
+    { "warmup-steps", 0, 0, G_OPTION_ARG_INT, &c->warmup_steps,
+      "The same warm-up over N steps instead", "N" },
+    { "lr-start", 0, 0, G_OPTION_ARG_STRING, &c->number_text[8],
+      "Where warm-up or one-cycle starts, as a fraction of lr in [0, 1] (default 0)", "F" },
+    { "lr-final", 0, 0, G_OPTION_ARG_STRING, &c->number_text[9],
+      "Where linear, cosine or one-cycle ends, as a fraction of lr in [0, 1] (default 0)", "F" },
+    { "lr-peak-at", 0, 0, G_OPTION_ARG_STRING, &c->number_text[10],
+      "One-cycle: where the rate peaks, as a fraction of the run's steps in [0, 1] (default 0.3)",
+      "F" },
+    { "label-smoothing", 0, 0, G_OPTION_ARG_STRING, &c->number_text[11],
+      "Categorical cross-entropy against y (1 - S) + S / classes, S in [0, 1) (default 0)", "S" },
     { "seed", 's', 0, G_OPTION_ARG_INT, &c->seed, "Seed for weights, shuffles and dropout", "N" },
     { "val-split", 0, 0, G_OPTION_ARG_STRING, &c->number_text[6],
       "Carve this fraction, in [0, 1), of the training data for validation", "F" },
@@ -235,6 +269,14 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Use at most this many samples per split", "N" },
     { "augment", 0, 0, G_OPTION_ARG_NONE, &c->augment,
       "Random flips and shifts of images, as Keras' cifar10_cnn", NULL },
+    { "translate", 0, 0, G_OPTION_ARG_INT, &c->translate,
+      "Instead of --augment: random flips and whole-pixel shifts of up to N pixels each way, "
+      "the image reflected at its edges (airbench's; N from 0 to 64)",
+      "N" },
+    { "tta-flip", 0, 0, G_OPTION_ARG_NONE, &c->tta_flip,
+      "Validation and test figures from the mean prediction of each image and its mirror "
+      "(flip test-time augmentation)",
+      NULL },
     { "precision", 0, 0, G_OPTION_ARG_STRING, &c->precision,
       "fp32 (default: exact) or tf32 (GEMMs on NVIDIA tensor cores, FP32 storage)", "P" },
     { "memory", 0, 0, G_OPTION_ARG_STRING, &c->memory,
@@ -470,6 +512,65 @@ kilt_cli_load_model (KiltCliCommon *c, const KiltDataset *ds, GError **error)
   return model;
 }
 
+/* --lr-schedule and its settings, refused by option name when they do not go together. */
+static gboolean
+cli_schedule (const KiltCliCommon *c, KiltLrSchedule *s, GError **error)
+{
+  gboolean warmup = (!isnan (c->warmup_epochs) && c->warmup_epochs > 0) || c->warmup_steps > 0;
+
+  if (c->lr_schedule && !kilt_lr_schedule_from_name (c->lr_schedule, &s->type))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "unknown --lr-schedule \"%s\": give constant, linear, cosine or one-cycle",
+                   c->lr_schedule);
+      return FALSE;
+    }
+  if (!isnan (c->warmup_epochs) && c->warmup_steps > 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--warmup-epochs and --warmup-steps both give the warm-up: give one");
+      return FALSE;
+    }
+  if (s->type == KILT_LR_ONE_CYCLE && warmup)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--lr-schedule one-cycle rises by itself from --lr-start to lr at "
+                   "--lr-peak-at; it takes no --warmup-epochs or --warmup-steps");
+      return FALSE;
+    }
+  if (!isnan (c->lr_peak) && s->type != KILT_LR_ONE_CYCLE)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--lr-peak-at goes with --lr-schedule one-cycle (this run's schedule is %s)",
+                   kilt_lr_schedule_name (s->type));
+      return FALSE;
+    }
+  if (!isnan (c->lr_final) && (s->type == KILT_LR_CONSTANT))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--lr-final goes with --lr-schedule linear, cosine or one-cycle (this run's "
+                   "schedule is constant)");
+      return FALSE;
+    }
+  if (!isnan (c->lr_start) && !warmup && s->type != KILT_LR_ONE_CYCLE)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--lr-start goes with a warm-up (--warmup-epochs, --warmup-steps) or "
+                   "--lr-schedule one-cycle");
+      return FALSE;
+    }
+  if (!isnan (c->warmup_epochs))
+    s->warmup_epochs = (float)c->warmup_epochs;
+  s->warmup_steps = (guint)MAX (c->warmup_steps, 0);
+  if (!isnan (c->lr_start))
+    s->start = (float)c->lr_start;
+  if (!isnan (c->lr_final))
+    s->final = (float)c->lr_final;
+  if (!isnan (c->lr_peak))
+    s->peak = (float)c->lr_peak;
+  return TRUE;
+}
+
 gboolean
 kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
 {
@@ -511,6 +612,9 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
     cfg->opt.decay = (float)c->decay;
   cfg->opt.nesterov = c->nesterov;
   cfg->opt.weight_decay = (float)c->weight_decay;
+  if (!cli_schedule (c, &cfg->opt.schedule, error))
+    return FALSE;
+  cfg->label_smoothing = (float)c->label_smoothing;
   if (c->precision && !kilt_precision_from_name (c->precision, &cfg->precision))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
@@ -536,6 +640,14 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
   cfg->seed = (guint32)c->seed;
   cfg->val_fraction = (float)c->val_split;
   cfg->augment = c->augment;
+  cfg->translate = (guint)MAX (c->translate, 0);
+  cfg->tta_flip = c->tta_flip;
+  if (c->augment && c->translate > 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "--augment and --translate are two augmentations: give one");
+      return FALSE;
+    }
   cfg->preprocess = c->standardize ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;
   cfg->checkpoint_path = g_strdup (c->checkpoint);
   cfg->resume = c->resume;
@@ -920,6 +1032,13 @@ kilt_cli_train (int argc, char **argv)
   if (!c.json && !view.quiet)
     printf ("Data: %s (%zu training, %zu validation, %zu test samples); model: %s\n", ds->name,
             ds->train.n, ds->val.n, ds->test.n, model->name);
+  if (!c.json && !view.quiet
+      && (!kilt_lr_schedule_is_flat (&cfg.opt.schedule) || cfg.label_smoothing != 0.0f))
+    {
+      g_autofree char *sched = kilt_lr_schedule_describe (&cfg.opt.schedule);
+      printf ("Learning rate %g (%s), %s; label smoothing %g\n", cfg.opt.lr,
+              kilt_optimizer_name (cfg.opt.type), sched, cfg.label_smoothing);
+    }
 
   view.opts = &c;
   view.tty = isatty (fileno (stderr)) && !c.json;

@@ -31,10 +31,17 @@ typedef struct
   double lr, momentum, rho, epsilon, decay;
   double weight_decay; /* 0 unless given */
   gboolean nesterov;
+  /* --lr-schedule and its settings; NULL and NAN (the schedule's default) unless given. */
+  char *lr_schedule;
+  double warmup_epochs, lr_start, lr_final, lr_peak;
+  int warmup_steps;
+  double label_smoothing; /* 0 unless given */
   int seed;
   double val_split; /* 0 unless given */
   int max_samples;
   gboolean augment;
+  int translate; /* --translate N: flip + shift by reflection; 0 unless given */
+  gboolean tta_flip;
   char *precision; /* NULL: fp32 */
   char *memory;    /* --memory auto|keep|recompute; NULL: auto */
   gboolean standardize;
@@ -49,7 +56,7 @@ typedef struct
   char *run_name;
   gboolean json;
   /* What the floating-point options said, before checking (KiltCliNumber order). */
-  char *number_text[7];
+  char *number_text[12];
 } KiltCliCommon;
 
 void kilt_cli_common_init (KiltCliCommon *c);

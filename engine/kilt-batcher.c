@@ -18,6 +18,8 @@ struct _KiltBatcher
   const KiltSplit *split;
   guint batch;
   gboolean augment;
+  guint translate; /* flip + whole-pixel shift by reflection instead of augment; 0 = none */
+  gboolean mirror; /* every sample flipped (no augmentation): flip test-time augmentation */
   guint32 seed;
   gsize n;            /* samples */
   gsize sample_size;  /* values per sample */
@@ -442,6 +444,30 @@ kilt_batcher_begin_epoch (KiltBatcher *b, guint epoch, gboolean shuffle, GError 
   return TRUE;
 }
 
+gboolean
+kilt_batcher_set_translate (KiltBatcher *b, guint pixels, GError **error)
+{
+  const KiltShape *sh = &b->ds->shape;
+
+  if (pixels > 0 && (pixels >= sh->w || pixels >= sh->h))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "a translation of up to %u pixels needs images wider and taller than that; "
+                   "%s's samples are %ux%u",
+                   pixels, b->ds->name ? b->ds->name : "the data", sh->w, sh->h);
+      return FALSE;
+    }
+  b->translate = pixels;
+  return TRUE;
+}
+
+void
+kilt_batcher_set_mirror (KiltBatcher *b, gboolean mirror)
+{
+  g_return_if_fail (!mirror || (!b->augment && b->translate == 0));
+  b->mirror = mirror;
+}
+
 guint
 kilt_batcher_n_batches (KiltBatcher *b)
 {
@@ -522,7 +548,9 @@ kilt_batcher_gather_slice (KiltBatcher *b, guint batch_index, guint first, guint
   cl_uint pos0 = batch_index * b->batch + first, valid, chunk_pos = 0, a = 0;
   cl_uint batch = count, C = sh->c, H = sh->h, W = sh->w, T = b->n_targets;
   cl_uint aug_seed = b->aug_seed;
-  cl_int streamed = b->streamed, augment = b->augment, err = CL_SUCCESS;
+  cl_int streamed = b->streamed, augment = b->augment, translate = (cl_int)b->translate;
+  cl_int mirror = b->mirror;
+  cl_int err = CL_SUCCESS;
   float shift = KILT_BATCHER_SHIFT_RANGE;
   cl_mem data;
 
@@ -588,6 +616,8 @@ kilt_batcher_gather_slice (KiltBatcher *b, guint batch_index, guint first, guint
   KILT_ARG (k, a++, augment, err);
   KILT_ARG (k, a++, aug_seed, err);
   KILT_ARG (k, a++, shift, err);
+  KILT_ARG (k, a++, translate, err);
+  KILT_ARG (k, a++, mirror, err);
   if (!cl_check (b, err, error, "setting the batch gather arguments"))
     return FALSE;
   if (!kilt_context_launch_1d (ctx, k, (size_t)batch * MAX (b->sample_size, (gsize)T), error))

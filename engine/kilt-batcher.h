@@ -17,7 +17,11 @@ typedef struct _KiltBatcher KiltBatcher;
  *   KiltRng seeded by kilt_batcher_shuffle_seed (seed, e); without shuffle it is 0 .. n-1;
  * - sample id s in epoch e is flipped when kilt_hash_uniform (a, s, 0) < 0.5 and shifted by
  *   (2 u - 1) * KILT_BATCHER_SHIFT_RANGE * W (x, u from counter 1) and * H (y, counter 2),
- *   a = kilt_batcher_augment_seed (seed, e), sampled bilinearly with clamped coordinates. */
+ *   a = kilt_batcher_augment_seed (seed, e), sampled bilinearly with clamped coordinates;
+ * - with a translation of t pixels (kilt_batcher_set_translate) instead: flipped as above and
+ *   shifted by whole pixels, dx = min ((int) (u * (2t + 1)), 2t) - t (u from counter 1; dy
+ *   from counter 2), out (y, x) = in (reflect (y + dy), reflect (x' + dx)) with x' the flipped
+ *   column and reflect (-i) = i, reflect (W - 1 + i) = W - 1 - i (the edge is not repeated). */
 
 guint64 kilt_batcher_shuffle_seed (guint32 seed, guint epoch);
 guint32 kilt_batcher_augment_seed (guint32 seed, guint epoch);
@@ -38,6 +42,13 @@ KiltBatcher *kilt_batcher_new (KiltContext *ctx, const KiltDataset *ds, const Ki
                                guint batch, KiltPreprocess preprocess, gboolean augment,
                                guint32 seed, guint64 max_resident_bytes, GError **error);
 void kilt_batcher_free (KiltBatcher *b);
+/* Augments by a random flip and a whole-pixel translation of up to @pixels each way, the
+ * image reflected at its edges (airbench's), in place of the Keras augmentation; 0 stops it.
+ * Fails when @pixels is not smaller than the images' width and height. */
+gboolean kilt_batcher_set_translate (KiltBatcher *b, guint pixels, GError **error);
+/* Flips every sample horizontally in the gathers enqueued from now on (not with either
+ * augmentation): the second half of flip test-time augmentation. */
+void kilt_batcher_set_mirror (KiltBatcher *b, gboolean mirror);
 
 /* Fixes the epoch's order (shuffled or not) and augmentation draws; uploads the order. */
 gboolean kilt_batcher_begin_epoch (KiltBatcher *b, guint epoch, gboolean shuffle, GError **error);

@@ -47,6 +47,35 @@ gboolean
 kilt_loss_enqueue (KiltContext *ctx, KiltLossType loss, guint batch, guint n_valid, guint n_out,
                    cl_mem out, cl_mem targets, cl_mem dout, cl_mem metrics, GError **error)
 {
+  return kilt_loss_enqueue_smoothed (ctx, loss, 0.0f, batch, n_valid, n_out, out, targets, dout,
+                                     metrics, error);
+}
+
+gboolean
+kilt_loss_check_smoothing (KiltLossType loss, float smoothing, GError **error)
+{
+  if (!isfinite (smoothing) || smoothing < 0.0f || smoothing >= 1.0f)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "label smoothing is %g; it must be in [0, 1)", smoothing);
+      return FALSE;
+    }
+  if (smoothing != 0.0f && loss != KILT_LOSS_SOFTMAX_CROSS_ENTROPY)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "label smoothing %g applies to categorical cross-entropy; this model's loss is "
+                   "%s",
+                   smoothing, kilt_loss_name (loss));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+kilt_loss_enqueue_smoothed (KiltContext *ctx, KiltLossType loss, float smoothing, guint batch,
+                            guint n_valid, guint n_out, cl_mem out, cl_mem targets, cl_mem dout,
+                            cl_mem metrics, GError **error)
+{
   gsize n_targets = loss == KILT_LOSS_SOFTMAX_CROSS_ENTROPY ? batch : (gsize)batch * n_out;
   cl_uint b = batch, v = n_valid, no = n_out;
   cl_int err = CL_SUCCESS, type = loss;
@@ -55,6 +84,8 @@ kilt_loss_enqueue (KiltContext *ctx, KiltLossType loss, guint batch, guint n_val
   g_return_val_if_fail (batch > 0 && n_valid > 0 && n_valid <= batch, FALSE);
   g_return_val_if_fail (n_out > 0, FALSE);
   g_return_val_if_fail ((guint)loss <= KILT_LOSS_MSE, FALSE);
+  if (!kilt_loss_check_smoothing (loss, smoothing, error))
+    return FALSE;
 
   if (!check_size (ctx, out, (gsize)batch * n_out, "output", error)
       || !check_size (ctx, targets, n_targets, "target", error)
@@ -73,6 +104,7 @@ kilt_loss_enqueue (KiltContext *ctx, KiltLossType loss, guint batch, guint n_val
   KILT_ARG (k, 5, v, err);
   KILT_ARG (k, 6, no, err);
   KILT_ARG (k, 7, type, err);
+  KILT_ARG (k, 8, smoothing, err);
   g_assert (err == CL_SUCCESS);
   if (!kilt_context_launch_1d (ctx, k, batch, error))
     return FALSE;
@@ -97,6 +129,14 @@ void
 kilt_loss_reference (KiltLossType loss, guint batch, guint n_valid, guint n_out, const double *out,
                      const double *targets, double *dout, double metrics[3])
 {
+  kilt_loss_reference_smoothed (loss, 0.0, batch, n_valid, n_out, out, targets, dout, metrics);
+}
+
+void
+kilt_loss_reference_smoothed (KiltLossType loss, double smoothing, guint batch, guint n_valid,
+                              guint n_out, const double *out, const double *targets, double *dout,
+                              double metrics[3])
+{
   double sum_loss = 0, sum_correct = 0;
 
   for (guint r = 0; r < batch; r++)
@@ -116,14 +156,19 @@ kilt_loss_reference (KiltLossType loss, guint batch, guint n_valid, guint n_out,
           double t = targets[r];
           int label = (t >= 0 && t < n_out) ? (int)t : -1;
           guint best = 0;
+          /* The smoothed target y_j = onehot_j (1 - s) + s / n_out, written out in full. */
           for (guint j = 0; j < n_out; j++)
             {
+              double y = ((int)j == label ? 1.0 - smoothing : 0.0) + smoothing / n_out;
               if (p[j] > p[best])
                 best = j;
               if (d)
-                d[j] = (p[j] - ((int)j == label ? 1.0 : 0.0)) / n_valid;
+                d[j] = (p[j] - y) / n_valid;
+              if (y != 0)
+                l -= y * log (clip (p[j]));
             }
-          l = -log (clip (label >= 0 ? p[label] : 0.0));
+          if (label < 0)
+            l -= (1.0 - smoothing) * log (clip (0.0));
           correct = label >= 0 && (int)best == label;
         }
       else if (loss == KILT_LOSS_BINARY_CROSS_ENTROPY)

@@ -35,10 +35,25 @@ gboolean kilt_loss_enqueue (KiltContext *ctx, KiltLossType loss, guint batch, gu
                             guint n_out, cl_mem out, cl_mem targets, cl_mem dout, cl_mem metrics,
                             GError **error);
 
+/* kilt_loss_enqueue with Keras' label smoothing @smoothing in [0, 1) for softmax
+ * cross-entropy: the target is onehot (1 - s) + s / n_out, the loss -sum_j y_j log (clip
+ * (p_j)) and the logits' gradient (p - y) / n_valid. 0 is kilt_loss_enqueue to the bit. Fails
+ * (KILT_ENGINE_ERROR_INVALID) as kilt_loss_check_smoothing does. */
+gboolean kilt_loss_enqueue_smoothed (KiltContext *ctx, KiltLossType loss, float smoothing,
+                                     guint batch, guint n_valid, guint n_out, cl_mem out,
+                                     cl_mem targets, cl_mem dout, cl_mem metrics, GError **error);
+
+/* An error naming the setting unless @smoothing is in [0, 1) and, when not 0, @loss is
+ * softmax cross-entropy. */
+gboolean kilt_loss_check_smoothing (KiltLossType loss, float smoothing, GError **error);
+
 /* The same in double precision on the host. @dout (may be NULL) gets what the device writes;
  * @metrics[0..2] are overwritten with this batch's sums. */
 void kilt_loss_reference (KiltLossType loss, guint batch, guint n_valid, guint n_out,
                           const double *out, const double *targets, double *dout,
                           double metrics[3]);
+void kilt_loss_reference_smoothed (KiltLossType loss, double smoothing, guint batch, guint n_valid,
+                                   guint n_out, const double *out, const double *targets,
+                                   double *dout, double metrics[3]);
 
 G_END_DECLS

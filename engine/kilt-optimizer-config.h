@@ -2,6 +2,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #pragma once
 
+#include "kilt-lr-schedule.h"
+
 #include <glib.h>
 
 G_BEGIN_DECLS
@@ -25,8 +27,9 @@ typedef struct
   float rho;          /* RMSprop, Adadelta */
   float beta1, beta2; /* Adam */
   float epsilon;
-  float decay;        /* Keras' time decay: lr / (1 + decay * iterations) */
-  float weight_decay; /* L2: adds weight_decay * w to each gradient */
+  float decay;             /* Keras' time decay: lr / (1 + decay * iterations) */
+  float weight_decay;      /* L2: adds weight_decay * w to each gradient */
+  KiltLrSchedule schedule; /* times the rate at each step, with the time decay */
 } KiltOptimizerConfig;
 
 /* Keras' defaults for @type (e.g. RMSprop lr 1e-3, rho 0.9, eps 1e-7). */

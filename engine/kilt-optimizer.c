@@ -46,6 +46,7 @@ kilt_optimizer_config_default (KiltOptimizerType type)
   c.rho = 0.9f;
   c.beta1 = 0.9f;
   c.beta2 = 0.999f;
+  c.schedule = kilt_lr_schedule_default ();
   switch (type)
     {
       case KILT_OPT_SGD:
@@ -144,7 +145,8 @@ kilt_optimizer_config_check (const KiltOptimizerConfig *cfg, GError **error)
   name = optimizer_names[cfg->type];
   if (!check_range (error, name, "learning rate", cfg->lr, 0, TRUE, G_MAXFLOAT, FALSE)
       || !check_range (error, name, "decay", cfg->decay, 0, FALSE, G_MAXFLOAT, FALSE)
-      || !check_range (error, name, "weight decay", cfg->weight_decay, 0, FALSE, G_MAXFLOAT, FALSE))
+      || !check_range (error, name, "weight decay", cfg->weight_decay, 0, FALSE, G_MAXFLOAT, FALSE)
+      || !kilt_lr_schedule_check (&cfg->schedule, error))
     return FALSE;
   switch (cfg->type)
     {
@@ -168,8 +170,10 @@ kilt_optimizer_config_check (const KiltOptimizerConfig *cfg, GError **error)
 double
 kilt_optimizer_scheduled_lr (const KiltOptimizerConfig *cfg, guint64 iteration)
 {
-  /* Keras' time decay uses the iteration count before this step's increment. */
-  return (double)cfg->lr / (1.0 + (double)cfg->decay * (double)iteration);
+  /* Keras' time decay uses the iteration count before this step's increment. A flat schedule's
+   * factor is exactly 1, so the decay alone stays Keras' figure to the bit. */
+  return (double)cfg->lr * kilt_lr_schedule_factor (&cfg->schedule, iteration)
+         / (1.0 + (double)cfg->decay * (double)iteration);
 }
 
 double
@@ -264,6 +268,12 @@ const KiltOptimizerConfig *
 kilt_optimizer_get_config (KiltOptimizer *opt)
 {
   return &opt->cfg;
+}
+
+void
+kilt_optimizer_set_schedule (KiltOptimizer *opt, const KiltLrSchedule *schedule)
+{
+  opt->cfg.schedule = *schedule;
 }
 
 gsize

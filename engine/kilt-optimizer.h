@@ -17,11 +17,12 @@ guint kilt_optimizer_state_slots (const KiltOptimizerConfig *cfg);
 gsize kilt_optimizer_state_floats (const KiltOptimizerConfig *cfg, gsize n_params);
 /* An error naming the field when @cfg is out of range (negative rate, rho outside [0, 1) ...). */
 gboolean kilt_optimizer_config_check (const KiltOptimizerConfig *cfg, GError **error);
-/* The learning rate used at 0-based @iteration: lr / (1 + decay * iteration), times Adam's
+/* The learning rate used at 0-based @iteration: kilt_optimizer_scheduled_lr, times Adam's
  * bias correction sqrt (1 - beta2^t) / (1 - beta1^t) with t = iteration + 1. */
 double kilt_optimizer_lr_at (const KiltOptimizerConfig *cfg, guint64 iteration);
-/* The scheduled rate at 0-based @iteration, lr / (1 + decay * iteration), without Adam's bias
- * correction: the figure Keras reports and the Train page charts. */
+/* The scheduled rate at 0-based @iteration, lr * schedule factor / (1 + decay * iteration),
+ * without Adam's bias correction: the figure Keras reports and the Train page charts. A
+ * schedule other than flat must be resolved (kilt_lr_schedule_resolve) first. */
 double kilt_optimizer_scheduled_lr (const KiltOptimizerConfig *cfg, guint64 iteration);
 
 /* Allocates the state (KILT_MEM_OPTIMIZER, one buffer per slot) for @n_params parameters and
@@ -30,6 +31,8 @@ KiltOptimizer *kilt_optimizer_new (KiltContext *ctx, const KiltOptimizerConfig *
                                    GError **error);
 void kilt_optimizer_free (KiltOptimizer *opt);
 const KiltOptimizerConfig *kilt_optimizer_get_config (KiltOptimizer *opt);
+/* Replaces the schedule (once the trainer has resolved it to the run's length). */
+void kilt_optimizer_set_schedule (KiltOptimizer *opt, const KiltLrSchedule *schedule);
 gsize kilt_optimizer_n_params (KiltOptimizer *opt);
 
 /* Where the optimizer's @n_params floats (of gradients and state) lie in the parameter

@@ -604,8 +604,9 @@ kilt_report_build_tables (const KiltReportOptions *o)
 
   /* Model, data and hyper-parameters. */
   t = table_new ("Model, data and hyper-parameters", NULL);
-  table_head (t, "Run", "Model", "Parameters", "Data", "Optimizer", "LR", "Batch", "Epochs", "Seed",
-              "Augment", "Precision", "Started", NULL);
+  table_head (t, "Run", "Model", "Parameters", "Data", "Optimizer", "LR", "LR schedule",
+              "Label smoothing", "Batch", "Epochs", "Seed", "Augment", "Precision", "Started",
+              NULL);
   for (guint i = 0; i < o->runs->len; i++)
     {
       const KiltRun *run = g_ptr_array_index (o->runs, i);
@@ -639,10 +640,18 @@ kilt_report_build_tables (const KiltReportOptions *o)
             break;
         }
       cell (row, g_strdup_printf ("%g", opt->lr));
+      cell (row, kilt_lr_schedule_describe (&opt->schedule));
+      cell (row, g_strdup_printf ("%g", r->config.label_smoothing));
       cell (row, g_strdup_printf ("%u", r->config.batch));
       cell (row, g_strdup_printf ("%u", r->config.epochs));
       cell (row, g_strdup_printf ("%u", r->config.seed));
-      cell (row, g_strdup (r->config.augment ? "yes" : "no"));
+      {
+        g_autofree char *aug
+            = r->config.translate
+                  ? g_strdup_printf ("flip, translate %u px (reflect)", r->config.translate)
+                  : g_strdup (r->config.augment ? "yes" : "no");
+        cell (row, g_strdup_printf ("%s%s", aug, r->config.tta_flip ? "; flip TTA" : ""));
+      }
       cell (row, g_strdup (kilt_precision_name (r->config.precision)));
       cell (row, kilt_report_time_label (run->started_at));
     }

@@ -701,6 +701,10 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   kilt_json_add_number (b, "val_fraction", c->val_fraction);
   json_builder_set_member_name (b, "augment");
   json_builder_add_boolean_value (b, c->augment);
+  json_builder_set_member_name (b, "translate");
+  json_builder_add_int_value (b, c->translate);
+  json_builder_set_member_name (b, "tta_flip");
+  json_builder_add_boolean_value (b, c->tta_flip);
   json_builder_set_member_name (b, "precision");
   json_builder_add_string_value (b, kilt_precision_name (c->precision));
   json_builder_set_member_name (b, "memory");
@@ -727,6 +731,7 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_add_boolean_value (b, c->profile);
   json_builder_set_member_name (b, "on_oom");
   json_builder_add_string_value (b, kilt_on_oom_name (c->on_oom));
+  kilt_json_add_number (b, "label_smoothing", c->label_smoothing);
 
   json_builder_set_member_name (b, "optimizer");
   json_builder_begin_object (b);
@@ -745,6 +750,16 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
 #undef ADD_F
   json_builder_set_member_name (b, "nesterov");
   json_builder_add_boolean_value (b, o->nesterov);
+  json_builder_set_member_name (b, "schedule");
+  json_builder_add_string_value (b, (guint)o->schedule.type < KILT_LR_N_SCHEDULES
+                                        ? kilt_lr_schedule_name (o->schedule.type)
+                                        : "constant");
+  kilt_json_add_number (b, "warmup_epochs", o->schedule.warmup_epochs);
+  json_builder_set_member_name (b, "warmup_steps");
+  json_builder_add_int_value (b, o->schedule.warmup_steps);
+  kilt_json_add_number (b, "lr_start", o->schedule.start);
+  kilt_json_add_number (b, "lr_final", o->schedule.final);
+  kilt_json_add_number (b, "lr_peak", o->schedule.peak);
   json_builder_end_object (b);
   json_builder_end_object (b);
 
@@ -845,6 +860,12 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
   out->seed = (guint32)json_object_get_int_member_with_default (o, "seed", 0);
   out->val_fraction = get_number (o, "val_fraction", 0);
   out->augment = json_object_get_boolean_member_with_default (o, "augment", FALSE);
+  {
+    /* Runs recorded before the setting had none. */
+    gint64 t = json_object_get_int_member_with_default (o, "translate", 0);
+    out->translate = t > 0 && t <= G_MAXUINT ? (guint)t : 0;
+  }
+  out->tta_flip = json_object_get_boolean_member_with_default (o, "tta_flip", FALSE);
   /* Runs recorded before the setting trained in fp32. */
   if (!kilt_precision_from_name (
           json_object_get_string_member_with_default (o, "precision", "fp32"), &out->precision))
@@ -885,7 +906,22 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
       GET_F (weight_decay);
 #undef GET_F
       out->opt.nesterov = json_object_get_boolean_member_with_default (opt, "nesterov", FALSE);
+      /* Runs recorded before schedules kept the rate constant (but for the time decay). */
+      if (!kilt_lr_schedule_from_name (
+              json_object_get_string_member_with_default (opt, "schedule", "constant"),
+              &out->opt.schedule.type))
+        out->opt.schedule.type = KILT_LR_CONSTANT;
+      out->opt.schedule.warmup_epochs = get_number (opt, "warmup_epochs", 0);
+      {
+        gint64 w = json_object_get_int_member_with_default (opt, "warmup_steps", 0);
+        out->opt.schedule.warmup_steps = w > 0 && w <= G_MAXUINT ? (guint)w : 0;
+      }
+      out->opt.schedule.start = get_number (opt, "lr_start", out->opt.schedule.start);
+      out->opt.schedule.final = get_number (opt, "lr_final", out->opt.schedule.final);
+      out->opt.schedule.peak = get_number (opt, "lr_peak", out->opt.schedule.peak);
     }
+  /* Runs recorded before the setting had none. */
+  out->label_smoothing = get_number (o, "label_smoothing", 0);
   return TRUE;
 }
 

@@ -638,7 +638,8 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
     return FALSE;
   rp->train_batcher
       = kilt_batcher_new (ctx, d, &d->train, c->batch, pp, c->augment, c->seed, 0, error);
-  if (rp->train_batcher == NULL)
+  if (rp->train_batcher == NULL
+      || !kilt_batcher_set_translate (rp->train_batcher, c->translate, error))
     return FALSE;
   if (s->eval_split)
     {
@@ -670,6 +671,31 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   return rp->eval_metrics != NULL;
 }
 
+/* The buffer flip test-time augmentation keeps the first pass's outputs in, when asked for. */
+static gboolean
+prepare_tta (Session *s, GError **error)
+{
+  KiltReplica *rp = &s->rep[0];
+
+  const KiltShape *shape = &s->trainer->data->shape;
+
+  if (!s->trainer->config.tta_flip || rp->tta_out)
+    return TRUE;
+  if (shape->w < 2)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "flip test-time augmentation mirrors images left to right; %s's samples are "
+                   "%u wide",
+                   s->trainer->data->name ? s->trainer->data->name : "the data", shape->w);
+      return FALSE;
+    }
+  rp->tta_out = kilt_buffer_new (rp->ctx, KILT_MEM_WORKSPACE,
+                                 4 * (gsize)s->trainer->config.batch
+                                     * MAX (kilt_model_n_outputs (rp->model), 1),
+                                 error, "the unflipped predictions (flip test-time augmentation)");
+  return rp->tta_out != NULL;
+}
+
 static gboolean
 prepare (Session *s, GError **error)
 {
@@ -682,6 +708,14 @@ prepare (Session *s, GError **error)
 
   if (!t->model->built && !kilt_model_build (t->model, error))
     return FALSE;
+  if (c->augment && c->translate > 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "two augmentations asked for: Keras' flip and shift (--augment) and a flip "
+                   "with a %u-pixel translation (--translate); give one",
+                   c->translate);
+      return FALSE;
+    }
   if (c->checkpoint_path && (c->comm == NULL || kilt_comm_rank (c->comm) == 0)
       && !check_checkpoint_folder (c->checkpoint_path, error))
     return FALSE;
@@ -753,7 +787,8 @@ prepare (Session *s, GError **error)
           return FALSE;
         }
     }
-  if (!check_loss_fits_model (s, error))
+  if (!check_loss_fits_model (s, error)
+      || !kilt_loss_check_smoothing (t->model->loss, c->label_smoothing, error))
     return FALSE;
   if (s->n_rep > 1 || s->comm)
     {
@@ -798,7 +833,24 @@ prepare (Session *s, GError **error)
   /* Per-layer times are taken on one device's queue. */
   if (c->profile && s->n_rep == 1 && s->comm == NULL)
     s->profiler = kilt_profiler_new (t->model);
+  if (c->tta_flip && (s->n_rep > 1 || s->comm))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "flip test-time augmentation evaluates on one device; this run trains on %u "
+                   "devices%s",
+                   s->n_rep, s->comm ? " of several ranks" : "");
+      return FALSE;
+    }
+  if (!prepare_tta (s, error))
+    return FALSE;
   s->first_global_step = s->global_step;
+  /* The schedule's length is known only now: the steps of an epoch at this batch, and where a
+   * resumption takes the run up. Every replica's optimizer and the reported rate follow it. */
+  if (!kilt_lr_schedule_resolve (&c->opt.schedule, kilt_batcher_n_batches (s->rep[0].train_batcher),
+                                 c->epochs, s->first_epoch, s->global_step, error))
+    return FALSE;
+  for (guint i = 0; i < s->n_rep; i++)
+    kilt_optimizer_set_schedule (s->rep[i].opt, &c->opt.schedule);
   s->train_t0_us = g_get_monotonic_time ();
 
   ev.device = s->rep[0].ctx->info;
@@ -879,6 +931,42 @@ kilt_session_read_metrics (Session *s, KiltBuffer *metrics, double *loss, double
   return TRUE;
 }
 
+/* Flip test-time augmentation after the first forward pass: keeps its outputs, runs the
+ * mirrored batch and leaves the mean of the two in the output node. */
+static gboolean
+forward_mirrored (Session *s, KiltBatcher *batcher, guint b, GError **error)
+{
+  KiltReplica *rp = &s->rep[0];
+  KiltNode *out = kilt_model_output (rp->model);
+  cl_uint n = (cl_uint)((gsize)s->trainer->config.batch * kilt_model_n_outputs (rp->model));
+  cl_int err;
+  cl_kernel k;
+  gboolean ok;
+
+  err = clEnqueueCopyBuffer (rp->ctx->queue, out->out, rp->tta_out->mem, 0, 0, 4 * (size_t)n, 0,
+                             NULL, NULL);
+  if (err != CL_SUCCESS)
+    {
+      kilt_set_cl_error (error, err, rp->ctx->info->name, "keeping the unflipped predictions");
+      return FALSE;
+    }
+  kilt_batcher_set_mirror (batcher, TRUE);
+  ok = kilt_batcher_gather (batcher, b, kilt_executor_input (rp->exec), rp->targets->mem, NULL,
+                            error);
+  kilt_batcher_set_mirror (batcher, FALSE);
+  if (!ok || !kilt_executor_forward (rp->exec, FALSE, error))
+    return FALSE;
+  k = kilt_context_kernel (rp->ctx, "kilt_mean_of_two", error);
+  if (!k)
+    return FALSE;
+  err = CL_SUCCESS;
+  KILT_ARG (k, 0, out->out, err);
+  KILT_ARG (k, 1, rp->tta_out->mem, err);
+  KILT_ARG (k, 2, n, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch_1d (rp->ctx, k, n, error);
+}
+
 static gboolean
 evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **error)
 {
@@ -899,10 +987,12 @@ evaluate (Session *s, KiltBatcher *batcher, double *loss, double *acc, GError **
       if (!kilt_batcher_gather (batcher, b, kilt_executor_input (s->rep[0].exec),
                                 s->rep[0].targets->mem, &n_valid, error)
           || !kilt_executor_forward (s->rep[0].exec, FALSE, error)
-          || !kilt_loss_enqueue (s->rep[0].ctx, t->model->loss, t->config.batch, n_valid, n_out,
-                                 out->out, s->rep[0].targets->mem,
-                                 s->rep[0].eval_dout ? s->rep[0].eval_dout->mem : out->dout,
-                                 s->rep[0].eval_metrics->mem, error))
+          || (t->config.tta_flip && !forward_mirrored (s, batcher, b, error))
+          || !kilt_loss_enqueue_smoothed (
+              s->rep[0].ctx, t->model->loss, t->config.label_smoothing, t->config.batch, n_valid,
+              n_out, out->out, s->rep[0].targets->mem,
+              s->rep[0].eval_dout ? s->rep[0].eval_dout->mem : out->dout,
+              s->rep[0].eval_metrics->mem, error))
         {
           g_prefix_error (error, "evaluating on the %s split, batch %u: ",
                           s->eval_split == &t->data->val ? "validation" : "test", b + 1);
@@ -1023,8 +1113,9 @@ run_epoch (Session *s, guint epoch, GError **error)
       s->rep[0].ctx->prof_tag = KILT_PROF_TAG (out->index, KILT_PHASE_BACKWARD);
       stage = "the loss";
       kilt_breadcrumb_stage (stage);
-      if (!kilt_loss_enqueue (s->rep[0].ctx, t->model->loss, c->batch, n_valid, n_out, out->out,
-                              s->rep[0].targets->mem, out->dout, s->rep[0].metrics->mem, error))
+      if (!kilt_loss_enqueue_smoothed (s->rep[0].ctx, t->model->loss, c->label_smoothing, c->batch,
+                                       n_valid, n_out, out->out, s->rep[0].targets->mem, out->dout,
+                                       s->rep[0].metrics->mem, error))
         goto step_failed;
       stage = NULL;
       if (!kilt_executor_backward (s->rep[0].exec, error))
@@ -1510,7 +1601,7 @@ kilt_trainer_evaluate (KiltModel *model, KiltDataset *data, const KiltTrainConfi
                                            "the evaluation metrics");
   if (!s.rep[0].eval_metrics)
     goto out;
-  ok = evaluate (&s, s.rep[0].eval_batcher, loss, accuracy, error);
+  ok = prepare_tta (&s, error) && evaluate (&s, s.rep[0].eval_batcher, loss, accuracy, error);
 
 out:
   session_free (&s);

@@ -41,6 +41,12 @@ typedef struct
   float val_fraction; /* carve from train when the data has no test split; 0 = none */
   KiltOptimizerConfig opt;
   gboolean augment; /* random horizontal flip + shift, as Keras' cifar10_cnn */
+  /* Random horizontal flip + a whole-pixel shift of up to this many pixels each way, the image
+   * reflected at its edges (airbench's), instead of augment; 0 = none. */
+  guint translate;
+  /* Flip test-time augmentation: validation and test figures (kilt_trainer_evaluate too) from
+   * the mean of the predicted probabilities for each image and its mirror. One device. */
+  gboolean tta_flip;
   KiltPreprocess preprocess;
   guint max_train_samples; /* 0 = all; else train on the first this many samples */
   char *checkpoint_path;   /* written after each epoch (not on stop or failure); NULL = none */
@@ -56,6 +62,9 @@ typedef struct
    * every batch; rank 0 alone writes the checkpoint. */
   KiltComm *comm;
   KiltOnOom on_oom;
+  /* Categorical cross-entropy against y (1 - s) + s / classes instead of one-hot y, as Keras'
+   * label_smoothing; in [0, 1), 0 = none. Other losses refuse anything but 0. */
+  float label_smoothing;
 } KiltTrainConfig;
 
 /* One device's part of a run on several devices. */

@@ -22,14 +22,18 @@
  * Row b of the batch is position pos0 + b of the epoch's order; rows past n_valid repeat the
  * valid ones. Resident data is indexed by sample id, a streamed chunk by position - chunk_pos.
  * norm holds (mul, add) per channel. Augmentation draws, per sample id, flip from
- * kilt_uniform (aug_seed, id, 0) and shifts from counters 1 (x) and 2 (y). */
+ * kilt_uniform (aug_seed, id, 0) and shifts from counters 1 (x) and 2 (y): Keras' (augment,
+ * bilinear, shift a fraction of the size) or, when translate > 0, whole pixels in
+ * [-translate, translate] with the image reflected at its edges (airbench's pad + crop).
+ * Without augmentation, mirror flips every sample (flip test-time augmentation). */
 #define KILT_DEFINE_GATHER(NAME, TYPE)                                                            \
   __kernel void NAME (__global float *out, __global float *targets, __global const TYPE *data,    \
                       __global const uint *order, __global const float *tsrc,                     \
                       __global const float *norm, const uint pos0, const uint n_valid,            \
                       const uint batch, const uint chunk_pos, const int streamed, const uint C,   \
                       const uint H, const uint W, const uint T, const int augment,                \
-                      const uint aug_seed, const float shift)                                     \
+                      const uint aug_seed, const float shift, const int translate,                \
+                      const int mirror)                                                           \
   {                                                                                               \
     uint i = get_global_id (0);                                                                   \
     uint HW = H * W, S = C * HW;                                                                  \
@@ -42,7 +46,18 @@
         uint c = r / HW, yx = r - c * HW, y = yx / W, x = yx - y * W;                             \
         __global const TYPE *src = data + row * S + (size_t) c * HW;                              \
         float v;                                                                                  \
-        if (augment)                                                                              \
+        if (translate > 0)                                                                        \
+          {                                                                                       \
+            int flip = kilt_uniform (aug_seed, id, 0u) < 0.5f, span = 2 * translate + 1;          \
+            int dx = min ((int) (kilt_uniform (aug_seed, id, 1u) * (float) span), span - 1);      \
+            int dy = min ((int) (kilt_uniform (aug_seed, id, 2u) * (float) span), span - 1);      \
+            int xs = (flip ? (int) W - 1 - (int) x : (int) x) + dx - translate;                   \
+            int ys = (int) y + dy - translate;                                                    \
+            xs = xs < 0 ? -xs : xs >= (int) W ? 2 * ((int) W - 1) - xs : xs;                      \
+            ys = ys < 0 ? -ys : ys >= (int) H ? 2 * ((int) H - 1) - ys : ys;                      \
+            v = (float) src[ys * (int) W + xs];                                                   \
+          }                                                                                       \
+        else if (augment)                                                                         \
           {                                                                                       \
             int flip = kilt_uniform (aug_seed, id, 0u) < 0.5f;                                    \
             float tx = (2.0f * kilt_uniform (aug_seed, id, 1u) - 1.0f) * shift * (float) W;       \
@@ -52,7 +67,7 @@
             KILT_BILINEAR (src, W, H, ys, xs, v);                                                 \
           }                                                                                       \
         else                                                                                      \
-          v = (float) src[yx];                                                                    \
+          v = (float) src[mirror ? y * W + (W - 1 - x) : yx];                                     \
         out[i] = v * norm[2 * c] + norm[2 * c + 1];                                               \
       }                                                                                           \
     if (i < batch * T)                                                                            \
@@ -65,3 +80,11 @@
 
 KILT_DEFINE_GATHER (kilt_gather_u8, uchar)
 KILT_DEFINE_GATHER (kilt_gather_f32, float)
+
+/* Flip test-time augmentation: y = (y + x) / 2, the mean of the two predictions. */
+__kernel void kilt_mean_of_two (__global float *y, __global const float *x, const uint n)
+{
+  uint i = get_global_id (0);
+  if (i < n)
+    y[i] = 0.5f * (y[i] + x[i]);
+}

@@ -12,10 +12,13 @@
 
 /* One work-item per row of the batch. Rows below n_valid write their loss and correctness at
  * metrics[4 + r] and metrics[4 + batch + r] and the gradient of the mean loss over n_valid rows
- * into dout; later rows (a partial last batch) get a zero gradient and nothing else. */
+ * into dout; later rows (a partial last batch) get a zero gradient and nothing else.
+ * smoothing (softmax cross-entropy only) is Keras' label_smoothing: the target is
+ * onehot (1 - s) + s / n_out. */
 __kernel void kilt_loss_rows (__global const float *out, __global const float *targets,
                               __global float *dout, __global float *metrics, const uint batch,
-                              const uint n_valid, const uint n_out, const int loss)
+                              const uint n_valid, const uint n_out, const int loss,
+                              const float smoothing)
 {
   uint r = get_global_id (0);
   if (r >= batch)
@@ -38,17 +41,21 @@ __kernel void kilt_loss_rows (__global const float *out, __global const float *t
       int label = (t >= 0.0f && t < (float) n_out) ? (int) t : -1;
       uint best = 0;
       bool nan_seen = false;
+      /* Without smoothing on = 1 and off = 0 exactly: the plain one-hot figures to the bit. */
+      float on = 1.0f - smoothing, off = smoothing / (float) n_out, spread = 0.0f;
       for (uint j = 0; j < n_out; j++)
         {
           if (p[j] > p[best])
             best = j;
           nan_seen |= isnan (p[j]);
           /* The gradient w.r.t. the pre-softmax logits: the softmax backward is skipped. */
-          d[j] = (p[j] - ((int) j == label ? 1.0f : 0.0f)) * scale;
+          d[j] = (p[j] - ((int) j == label ? on : 0.0f) - off) * scale;
+          if (smoothing != 0.0f)
+            spread += log (clamp (p[j], KILT_LOSS_EPS, 1.0f - KILT_LOSS_EPS));
         }
       float pl = label >= 0 ? p[label] : 0.0f;
       /* clamp () turns NaN into eps: a diverged model would report a finite loss. */
-      l = nan_seen ? NAN : -log (clamp (pl, KILT_LOSS_EPS, 1.0f - KILT_LOSS_EPS));
+      l = nan_seen ? NAN : -on * log (clamp (pl, KILT_LOSS_EPS, 1.0f - KILT_LOSS_EPS)) - off * spread;
       correct = label >= 0 && (int) best == label ? 1.0f : 0.0f;
     }
   else if (loss == KILT_LOSS_BCE)

@@ -80,8 +80,8 @@ sample_value (const KiltDataset *ds, gsize id, guint c, int y, int x)
 /* Written from the contract in kilt-batcher.h, not from the kernel. */
 static void
 reference_batch (const KiltDataset *ds, const guint32 *order, guint batch, guint bi,
-                 KiltPreprocess pp, gboolean augment, guint32 seed, guint epoch, float *input,
-                 float *targets, guint *n_valid)
+                 KiltPreprocess pp, gboolean augment, guint translate, guint32 seed, guint epoch,
+                 float *input, float *targets, guint *n_valid)
 {
   guint C = ds->shape.c, H = ds->shape.h, W = ds->shape.w;
   gsize n = ds->train.n, first = (gsize)bi * batch;
@@ -105,7 +105,30 @@ reference_batch (const KiltDataset *ds, const guint32 *order, guint batch, guint
           for (guint x = 0; x < W; x++)
             {
               double v;
-              if (augment)
+              if (translate)
+                {
+                  /* A whole-pixel shift in [-t, t], drawn as the contract says, into the image
+                   * mirrored about its edge pixels. */
+                  int span = 2 * (int)translate + 1;
+                  int dx
+                      = MIN ((int)(kilt_hash_uniform (a, (guint32)id, 1) * (float)span), span - 1)
+                        - (int)translate;
+                  int dy
+                      = MIN ((int)(kilt_hash_uniform (a, (guint32)id, 2) * (float)span), span - 1)
+                        - (int)translate;
+                  int xs = (int)(flip ? W - 1 - x : x) + dx, ys = (int)y + dy;
+                  if (xs < 0)
+                    xs = -xs;
+                  if (xs > (int)W - 1)
+                    xs = 2 * ((int)W - 1) - xs;
+                  if (ys < 0)
+                    ys = -ys;
+                  if (ys > (int)H - 1)
+                    ys = 2 * ((int)H - 1) - ys;
+                  g_assert (xs >= 0 && xs < (int)W && ys >= 0 && ys < (int)H);
+                  v = sample_value (ds, id, c, (guint)ys, (guint)xs);
+                }
+              else if (augment)
                 {
                   double xs = (double)((float)(flip ? W - 1 - x : x) + tx);
                   double ys = (double)((float)y + ty);
@@ -160,7 +183,8 @@ bufs_clear (BatchBufs *bb)
  * away from the plain gather (0 when not augmenting). */
 static gsize
 check_epoch (KiltContext *ctx, const KiltDataset *ds, guint batch, KiltPreprocess pp,
-             gboolean augment, gboolean shuffle, guint32 seed, guint epoch, guint64 max_resident)
+             gboolean augment, gboolean shuffle, guint32 seed, guint epoch, guint64 max_resident,
+             guint translate)
 {
   g_autoptr (GError) error = NULL;
   KiltBatcher *b
@@ -171,6 +195,7 @@ check_epoch (KiltContext *ctx, const KiltDataset *ds, guint batch, KiltPreproces
   guint nb;
 
   g_assert_no_error (error);
+  g_assert_true (kilt_batcher_set_translate (b, translate, &error));
   bufs_init (&bb, ctx, ds, batch);
   g_assert_true (kilt_batcher_begin_epoch (b, epoch, shuffle, &error));
   order = kilt_batcher_order (b, &n_order);
@@ -188,7 +213,8 @@ check_epoch (KiltContext *ctx, const KiltDataset *ds, guint batch, KiltPreproces
       g_assert_no_error (error);
       g_assert_true (kilt_buffer_read (bb.input, 0, got, bb.in_floats * 4, &error));
       g_assert_true (kilt_buffer_read (bb.targets, 0, gt, bb.t_floats * 4, &error));
-      reference_batch (ds, order, batch, bi, pp, augment, seed, epoch, want, wt, &wvalid);
+      reference_batch (ds, order, batch, bi, pp, augment, translate, seed, epoch, want, wt,
+                       &wvalid);
       g_assert_cmpuint (valid, ==, wvalid);
       if (bi + 1 < nb)
         g_assert_cmpuint (valid, ==, batch);
@@ -202,9 +228,9 @@ check_epoch (KiltContext *ctx, const KiltDataset *ds, guint batch, KiltPreproces
         g_assert_cmpmem (got + (gsize)r * (bb.in_floats / batch), bb.in_floats / batch * 4,
                          got + (gsize)(r % valid) * (bb.in_floats / batch),
                          bb.in_floats / batch * 4);
-      if (augment)
+      if (augment || translate)
         {
-          reference_batch (ds, order, batch, bi, pp, FALSE, seed, epoch, plain, wt, &wvalid);
+          reference_batch (ds, order, batch, bi, pp, FALSE, 0, seed, epoch, plain, wt, &wvalid);
           for (gsize i = 0; i < bb.in_floats; i++)
             moved += fabsf (plain[i] - got[i]) > 1e-3f;
         }
@@ -238,7 +264,7 @@ test_gather_reference (void)
       for (int pp = 0; pp <= KILT_PREPROCESS_RAW; pp++)
         for (int aug = 0; aug < 2; aug++)
           {
-            gsize moved = check_epoch (ctx, ds, shapes[s].batch, pp, aug, aug, 77, 3, 0);
+            gsize moved = check_epoch (ctx, ds, shapes[s].batch, pp, aug, aug, 77, 3, 0, 0);
             /* Augmentation really moves pixels (images are random, so nearly all of them). */
             if (aug)
               g_assert_cmpuint (moved, >, shapes[s].n * kilt_dataset_sample_size (ds) / 4);
@@ -246,6 +272,48 @@ test_gather_reference (void)
       free_dataset (ds);
     }
   g_assert_cmpint (ctx->mem.live[KILT_MEM_DATASET], ==, 0);
+}
+
+/* The whole-pixel translation by reflection (airbench's flip + translate) against the
+ * reference, on odd sizes, resident and streamed; shifts up to the largest the images take,
+ * and one more refused, naming the sizes. */
+static void
+test_translate (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  static const KiltShape shapes[] = { { 3, 5, 7 }, { 1, 9, 4 }, { 3, 32, 32 } };
+  g_autoptr (GError) error = NULL;
+
+  if (ctx == NULL)
+    return;
+  for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+    {
+      KiltDataset *ds = make_dataset (KILT_SAMPLE_U8, shapes[s], 21, 10, 0, 300 + s);
+      guint most = MIN (shapes[s].h, shapes[s].w) - 1;
+      for (guint t = 1; t <= MIN (most, 3u); t++)
+        {
+          gsize moved = check_epoch (ctx, ds, 4, KILT_PREPROCESS_SCALE, FALSE, TRUE, 9, t, 0, t);
+          g_test_message ("%ux%ux%u, translate %u: %" G_GSIZE_FORMAT " values moved", shapes[s].c,
+                          shapes[s].h, shapes[s].w, t, moved);
+          g_assert_cmpuint (moved, >, 21 * kilt_dataset_sample_size (ds) / 4);
+        }
+      check_epoch (ctx, ds, 4, KILT_PREPROCESS_STANDARD, FALSE, TRUE, 9, 2, most, most);
+      /* Streamed in chunks of 8 samples: the same draws. */
+      check_epoch (ctx, ds, 4, KILT_PREPROCESS_SCALE, FALSE, TRUE, 9, 1,
+                   8 * kilt_dataset_sample_size (ds), 1);
+      {
+        KiltBatcher *b
+            = kilt_batcher_new (ctx, ds, &ds->train, 4, KILT_PREPROCESS_SCALE, FALSE, 9, 0, &error);
+        g_assert_no_error (error);
+        g_assert_false (kilt_batcher_set_translate (b, most + 1, &error));
+        g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+        g_test_message ("%s", error->message);
+        g_assert_nonnull (strstr (error->message, "wider and taller"));
+        g_clear_error (&error);
+        kilt_batcher_free (b);
+      }
+      free_dataset (ds);
+    }
 }
 
 static void
@@ -428,17 +496,17 @@ test_float_samples (void)
     return;
   /* Float images standardised per channel, regression targets of 3 values. */
   img = make_dataset (KILT_SAMPLE_F32, (KiltShape){ 2, 3, 4 }, 11, 0, 3, 12);
-  check_epoch (ctx, img, 4, KILT_PREPROCESS_STANDARD, TRUE, TRUE, 5, 1, 0);
-  check_epoch (ctx, img, 4, KILT_PREPROCESS_SCALE, FALSE, TRUE, 5, 1, 0);
+  check_epoch (ctx, img, 4, KILT_PREPROCESS_STANDARD, TRUE, TRUE, 5, 1, 0, 0);
+  check_epoch (ctx, img, 4, KILT_PREPROCESS_SCALE, FALSE, TRUE, 5, 1, 0, 0);
   /* Streamed floats too. */
-  check_epoch (ctx, img, 4, KILT_PREPROCESS_SCALE, TRUE, TRUE, 5, 2, 4 * 24 * 4);
+  check_epoch (ctx, img, 4, KILT_PREPROCESS_SCALE, TRUE, TRUE, 5, 2, 4 * 24 * 4, 0);
   /* Tabular rows (13 features, more than 4 "channels"), 1 target; more targets than inputs in
    * the third case so the target part of the launch is the wider one. */
   tab = make_dataset (KILT_SAMPLE_F32, (KiltShape){ 13, 1, 1 }, 9, 4, 0, 13);
-  check_epoch (ctx, tab, 2, KILT_PREPROCESS_STANDARD, FALSE, TRUE, 6, 0, 0);
+  check_epoch (ctx, tab, 2, KILT_PREPROCESS_STANDARD, FALSE, TRUE, 6, 0, 0, 0);
   free_dataset (tab);
   tab = make_dataset (KILT_SAMPLE_F32, (KiltShape){ 2, 1, 1 }, 7, 0, 5, 14);
-  check_epoch (ctx, tab, 3, KILT_PREPROCESS_SCALE, FALSE, TRUE, 6, 0, 0);
+  check_epoch (ctx, tab, 3, KILT_PREPROCESS_SCALE, FALSE, TRUE, 6, 0, 0, 0);
   free_dataset (tab);
   free_dataset (img);
 }
@@ -549,6 +617,7 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/batcher/gather-reference", test_gather_reference);
+  g_test_add_func ("/batcher/translate", test_translate);
   g_test_add_func ("/batcher/shuffle", test_shuffle);
   g_test_add_func ("/batcher/streamed-equals-resident", test_streamed_equals_resident);
   g_test_add_func ("/batcher/float-samples", test_float_samples);

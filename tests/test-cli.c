@@ -1243,14 +1243,30 @@ static void
 test_bad_numbers (void)
 {
   static const char *const cases[][3] = {
-    { "--val-split", "nan", "[0, 1)" },    { "--val-split", "1", "[0, 1)" },
-    { "--lr", "-5", "greater than 0" },    { "--lr", "nan", "greater than 0" },
-    { "--lr", "1e39", "greater than 0" },  { "--lr", "1e-60", "greater than 0" },
-    { "--lr", "fast", "is not a number" }, { "--momentum", "-1", "[0, 1)" },
-    { "--rho", "inf", "[0, 1)" },          { "--epsilon", "-1e-7", "greater than 0" },
-    { "--decay", "-1", "at least 0" },     { "--weight-decay", "-inf", "at least 0" },
-    { "--epochs", "0", "from 1 to" },      { "--batch", "100000", "from 1 to 65536" },
-    { "--seed", "-1", "from 0 to" },       { "--max-samples", "-5", "from 0 to" },
+    { "--val-split", "nan", "[0, 1)" },
+    { "--val-split", "1", "[0, 1)" },
+    { "--lr", "-5", "greater than 0" },
+    { "--lr", "nan", "greater than 0" },
+    { "--lr", "1e39", "greater than 0" },
+    { "--lr", "1e-60", "greater than 0" },
+    { "--lr", "fast", "is not a number" },
+    { "--momentum", "-1", "[0, 1)" },
+    { "--rho", "inf", "[0, 1)" },
+    { "--epsilon", "-1e-7", "greater than 0" },
+    { "--decay", "-1", "at least 0" },
+    { "--weight-decay", "-inf", "at least 0" },
+    { "--epochs", "0", "from 1 to" },
+    { "--batch", "100000", "from 1 to 65536" },
+    { "--seed", "-1", "from 0 to" },
+    { "--max-samples", "-5", "from 0 to" },
+    { "--warmup-epochs", "-1", "[0, " },
+    { "--warmup-steps", "-3", "from 0 to" },
+    { "--lr-start", "1.5", "[0, 1]" },
+    { "--lr-final", "nan", "[0, 1]" },
+    { "--lr-peak-at", "2", "[0, 1]" },
+    { "--label-smoothing", "1", "[0, 1)" },
+    { "--label-smoothing", "-0.1", "[0, 1)" },
+    { "--translate", "65", "from 0 to 64" },
   };
   g_autofree char *dir = NULL, *db = NULL;
 
@@ -1270,6 +1286,77 @@ test_bad_numbers (void)
     }
   /* Nothing ran, so nothing was recorded (the store was not even made). */
   g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
+}
+
+/* Schedule options that do not go together are refused by name before anything runs; a run
+ * with a schedule and label smoothing reports the scheduled rate its last step used and is
+ * recorded with both, as `runs show` prints. */
+static void
+test_schedule_options (void)
+{
+  static const char *const bad[][5] = {
+    { "--lr-schedule", "cos", NULL, NULL, "unknown --lr-schedule \"cos\"" },
+    { "--lr-schedule", "one-cycle", "--warmup-epochs", "1", "takes no --warmup-epochs" },
+    { "--warmup-epochs", "1", "--warmup-steps", "4", "give one" },
+    { "--lr-peak-at", "0.2", NULL, NULL, "--lr-peak-at goes with --lr-schedule one-cycle" },
+    { "--lr-final", "0.1", NULL, NULL, "--lr-final goes with --lr-schedule linear" },
+    { "--lr-start", "0.1", "--lr-schedule", "cosine", "--lr-start goes with a warm-up" },
+    { "--augment", "--translate", "2", NULL, "two augmentations: give one" },
+  };
+  g_autofree char *dir = NULL, *db = NULL;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      const char *args[] = { "train", bad[i][0], bad[i][1], bad[i][2], bad[i][3], NULL };
+      r = run_cli (db, args);
+      g_test_message ("%s %s: %d %s", bad[i][0], bad[i][1], r.status, r.err);
+      g_assert_cmpint (r.status, ==, 2);
+      g_assert_nonnull (strstr (r.err, bad[i][4]));
+      result_clear (&r);
+    }
+  g_assert_false (g_file_test (db, G_FILE_TEST_EXISTS));
+  {
+    /* 96 samples in batches of 32: 3 steps an epoch, 9 in all, the warm-up's 2 (0.5 epoch,
+     * rounded) from 0.1. Its last step (iteration 8) is at cosine (8 - 2) / 7 of the way. */
+    const char *args[] = { "train",  "--epochs",
+                           "3",      "--max-samples",
+                           "96",     "--optimizer",
+                           "sgd",    "--lr",
+                           "0.2",    "--lr-schedule",
+                           "cosine", "--warmup-epochs",
+                           "0.5",    "--lr-start",
+                           "0.1",    "--lr-final",
+                           "0.05",   "--label-smoothing",
+                           "0.15",   "--tta-flip",
+                           "--json", NULL };
+    double want = 0.2 * (0.05 + 0.95 * (1 + cos (M_PI * 6.0 / 7.0)) / 2);
+    g_autofree char *key = NULL;
+    const char *at;
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    at = g_strrstr (r.out, "\"event\":\"epoch\"");
+    g_assert_nonnull (at);
+    at = strstr (at, "\"learning_rate\":");
+    g_assert_nonnull (at);
+    g_test_message ("last epoch's rate %.10g, the formula's %.10g", g_ascii_strtod (at + 16, NULL),
+                    want);
+    g_assert_cmpfloat_with_epsilon (g_ascii_strtod (at + 16, NULL), want, 1e-9);
+    result_clear (&r);
+  }
+  {
+    const char *args[] = { "runs", "show", "1", NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_nonnull (strstr (r.out, "| cosine to 0.05, warm-up 0.5 epochs from 0.1 | 0.15 |"));
+    g_assert_nonnull (strstr (r.out, "| no; flip TTA |"));
+    g_assert_nonnull (strstr (r.out, "| no; flip TTA |"));
+    result_clear (&r);
+  }
 }
 
 /* Two runs share one --checkpoint file: the first (failed in its third epoch) can no longer be
@@ -1595,6 +1682,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/devices-test", test_devices_test);
   g_test_add_func ("/cli/bad-data", test_bad_data);
   g_test_add_func ("/cli/bad-numbers", test_bad_numbers);
+  g_test_add_func ("/cli/schedule-options", test_schedule_options);
   g_test_add_func ("/cli/bad-name", test_bad_name);
   g_test_add_func ("/cli/json", test_json);
   g_test_add_func ("/cli/embedding-text", test_embedding_text);

@@ -473,6 +473,112 @@ test_classify_file (void)
   g_assert_null (scores);
 }
 
+/* The mean loss and accuracy of the plain-C model's predictions on the test split, of each
+ * image alone or averaged with its mirror's (flip test-time augmentation). */
+static void
+reference_figures (KiltModel *m, const KiltDataset *ds, const float *params, gboolean tta,
+                   double *loss, double *acc)
+{
+  KiltReference *ref = kilt_reference_new (m, N_TEST);
+  g_autofree double *input = g_new (double, N_TEST *SIDE *SIDE);
+  g_autofree double *mirrored = g_new (double, N_TEST *SIDE *SIDE);
+  g_autofree double *targets = g_new (double, N_TEST);
+  g_autofree double *y = g_new (double, N_TEST *N_CLASSES);
+  guint out = kilt_model_n_nodes (m) - 1;
+
+  for (gsize i = 0; i < m->n_params; i++)
+    ref->params[i] = params[i];
+  for (gsize i = 0; i < N_TEST; i++)
+    {
+      targets[i] = ds->test.labels[i];
+      for (guint r = 0; r < SIDE; r++)
+        for (guint c = 0; c < SIDE; c++)
+          {
+            gsize at = (i * SIDE + r) * SIDE;
+            input[at + c] = ds->test.u8[at + c] / 255.0;
+            mirrored[at + c] = ds->test.u8[at + SIDE - 1 - c] / 255.0;
+          }
+    }
+  kilt_reference_forward (ref, input, targets, FALSE, 0, 0);
+  memcpy (y, ref->out[out], sizeof (double) * N_TEST * N_CLASSES);
+  if (tta)
+    {
+      kilt_reference_forward (ref, mirrored, targets, FALSE, 0, 0);
+      for (gsize i = 0; i < N_TEST * N_CLASSES; i++)
+        y[i] = (y[i] + ref->out[out][i]) / 2;
+    }
+  *loss = *acc = 0;
+  for (gsize i = 0; i < N_TEST; i++)
+    {
+      const double *p = y + i * N_CLASSES;
+      guint best = 0;
+      for (guint j = 1; j < N_CLASSES; j++)
+        if (p[j] > p[best])
+          best = j;
+      *loss -= log (CLAMP (p[ds->test.labels[i]], 1e-7, 1 - 1e-7)) / N_TEST;
+      *acc += (best == (guint)ds->test.labels[i]) / (double)N_TEST;
+    }
+  kilt_reference_free (ref);
+}
+
+/* Flip test-time augmentation: the trainer's test figures are those of the mean of each image's
+ * and its mirror's predicted probabilities, as the plain-C model gives them, and not the
+ * figures without it; data that are not images are refused. */
+static void
+test_tta_flip (void)
+{
+  g_autoptr (KiltModel) m = small_model ();
+  g_autoptr (KiltDataset) ds = random_data (N_TEST, 0);
+  g_autofree float *params = NULL;
+  g_autofree char *ck = write_checkpoint (m, &params);
+  KiltTrainConfig cfg = eval_config (ck);
+  g_autoptr (GError) error = NULL;
+  double loss = NAN, acc = NAN, plain_loss = NAN, plain_acc = NAN, ref_loss, ref_acc;
+  double ref_plain_loss, ref_plain_acc;
+
+  if (kilt_test_context () == NULL)
+    return;
+  g_assert_true (kilt_trainer_evaluate (m, ds, &cfg, &plain_loss, &plain_acc, &error));
+  g_assert_no_error (error);
+  cfg.tta_flip = TRUE;
+  g_assert_true (kilt_trainer_evaluate (m, ds, &cfg, &loss, &acc, &error));
+  g_assert_no_error (error);
+  reference_figures (m, ds, params, FALSE, &ref_plain_loss, &ref_plain_acc);
+  reference_figures (m, ds, params, TRUE, &ref_loss, &ref_acc);
+  g_test_message ("plain: loss %.6f acc %.4f (C %.6f %.4f); flip TTA: loss %.6f acc %.4f (C %.6f "
+                  "%.4f)",
+                  plain_loss, plain_acc, ref_plain_loss, ref_plain_acc, loss, acc, ref_loss,
+                  ref_acc);
+  g_assert_cmpfloat_with_epsilon (plain_loss, ref_plain_loss, 1e-5 * ref_plain_loss);
+  g_assert_cmpfloat_with_epsilon (loss, ref_loss, 1e-5 * ref_loss);
+  /* A near tie could go either way in float: at most one sample's worth. */
+  g_assert_cmpfloat (fabs (acc - ref_acc), <=, 1.0 / N_TEST + 1e-9);
+  g_assert_cmpfloat (fabs (loss - plain_loss), >, 1e-3);
+
+  {
+    /* A CSV-like data set of 1-wide samples has nothing to mirror. */
+    g_autoptr (KiltDataset) flat = random_data (N_TEST, 0);
+    g_autoptr (KiltModel) dense = kilt_model_new ("dense");
+    KiltLayerConfig c = kilt_layer_config_default (KILT_LAYER_DENSE);
+    flat->shape = (KiltShape){ 1, SIDE * SIDE, 1 };
+    kilt_model_add_input (dense, NULL, flat->shape);
+    kilt_model_append (dense, KILT_LAYER_FLATTEN, NULL);
+    c.units = N_CLASSES;
+    c.activation = KILT_ACT_SOFTMAX;
+    kilt_model_append (dense, KILT_LAYER_DENSE, &c);
+    dense->loss = KILT_LOSS_SOFTMAX_CROSS_ENTROPY;
+    g_assert_true (kilt_model_build (dense, &error));
+    g_assert_no_error (error);
+    g_autofree float *dense_params = NULL;
+    g_autofree char *dense_ck = write_checkpoint (dense, &dense_params);
+    cfg.checkpoint_path = dense_ck;
+    g_assert_false (kilt_trainer_evaluate (dense, flat, &cfg, &loss, &acc, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "mirrors images"));
+  }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -480,6 +586,7 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/evaluation/against-reference", test_against_reference);
+  g_test_add_func ("/evaluation/tta-flip", test_tta_flip);
   g_test_add_func ("/evaluation/validation-split", test_validation_split);
   g_test_add_func ("/evaluation/json", test_json_round_trip);
   g_test_add_func ("/evaluation/refusals", test_refusals);

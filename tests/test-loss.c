@@ -18,6 +18,7 @@ typedef struct
   double *x;   /* softmax CE: logits; otherwise the outputs */
   double *out; /* what the loss sees: softmax (x) or x, rounded to float */
   double *targets;
+  double smoothing; /* softmax CE's label smoothing; 0 unless a test sets it */
 } Case;
 
 static void
@@ -58,6 +59,7 @@ case_init (Case *c, KiltLossType loss, guint batch, guint n_valid, guint n_out, 
 
   kilt_rng_init (&rng, seed);
   c->loss = loss;
+  c->smoothing = 0;
   c->batch = batch;
   c->n_valid = n_valid;
   c->n_out = n_out;
@@ -154,15 +156,17 @@ device_check (const Case *c, const char *label)
   mb = upload (ctx, pre, 4, n_metrics, "metrics");
   for (int rep = 0; rep < 2; rep++)
     {
-      g_assert_true (kilt_loss_enqueue (ctx, c->loss, c->batch, c->n_valid, c->n_out, ob->mem,
-                                        tb->mem, db->mem, mb->mem, &error));
+      g_assert_true (kilt_loss_enqueue_smoothed (ctx, c->loss, (float)c->smoothing, c->batch,
+                                                 c->n_valid, c->n_out, ob->mem, tb->mem, db->mem,
+                                                 mb->mem, &error));
       g_assert_no_error (error);
     }
   g_assert_true (kilt_buffer_read (db, 0, dev_d, 4 * n, &error));
   g_assert_true (kilt_buffer_read (mb, 0, m, 4 * 4, &error));
   g_assert_no_error (error);
 
-  kilt_loss_reference (c->loss, c->batch, c->n_valid, c->n_out, c->out, c->targets, ref_d, ref_m);
+  kilt_loss_reference_smoothed (c->loss, c->smoothing, c->batch, c->n_valid, c->n_out, c->out,
+                                c->targets, ref_d, ref_m);
   e_d = max_rel (dev_d, ref_d, n);
   e_loss = fabs ((m[0] - pre[0]) / 2 - ref_m[0]) / MAX (fabs (ref_m[0]), 1e-12);
   e_correct = fabs ((m[1] - pre[1]) / 2 - ref_m[1]);
@@ -182,8 +186,9 @@ device_check (const Case *c, const char *label)
     {
       float zero[4] = { 0 };
       g_assert_true (kilt_buffer_write (mb, 0, zero, sizeof zero, &error));
-      g_assert_true (kilt_loss_enqueue (ctx, c->loss, c->batch, c->n_valid, c->n_out, ob->mem,
-                                        tb->mem, db->mem, mb->mem, &error));
+      g_assert_true (kilt_loss_enqueue_smoothed (ctx, c->loss, (float)c->smoothing, c->batch,
+                                                 c->n_valid, c->n_out, ob->mem, tb->mem, db->mem,
+                                                 mb->mem, &error));
       g_assert_true (kilt_buffer_read (mb, 0, m, 4, &error));
       g_assert_no_error (error);
       if (rep == 0)
@@ -200,7 +205,8 @@ mean_loss (Case *c)
   double m[3];
 
   case_outputs (c, FALSE);
-  kilt_loss_reference (c->loss, c->batch, c->n_valid, c->n_out, c->out, c->targets, NULL, m);
+  kilt_loss_reference_smoothed (c->loss, c->smoothing, c->batch, c->n_valid, c->n_out, c->out,
+                                c->targets, NULL, m);
   return m[0] / m[2];
 }
 
@@ -212,7 +218,8 @@ fd_check (Case *c, const char *label)
   double m[3], worst = 0;
 
   case_outputs (c, FALSE);
-  kilt_loss_reference (c->loss, c->batch, c->n_valid, c->n_out, c->out, c->targets, d, m);
+  kilt_loss_reference_smoothed (c->loss, c->smoothing, c->batch, c->n_valid, c->n_out, c->out,
+                                c->targets, d, m);
   for (gsize i = 0; i < n; i++)
     {
       double keep = c->x[i], h = 1e-6 * MAX (1.0, fabs (keep)), lp, lm, fd;
@@ -253,6 +260,81 @@ loss_cases (KiltLossType loss)
       fd_check (&c, label);
       case_clear (&c);
     }
+}
+
+/* Keras' label smoothing: against the reference on the device, the reference against finite
+ * differences, and the loss against its split into the plain one-hot loss and the loss
+ * against a uniform target, (1 - s) L_onehot + s L_uniform, with L_uniform written out here. */
+static void
+test_label_smoothing (void)
+{
+  static const guint shapes[][3] = { { 5, 5, 10 }, { 7, 4, 3 }, { 33, 17, 11 }, { 2, 2, 2 } };
+  static const double amounts[] = { 0.2, 0.05, 0.9 };
+
+  for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+    for (guint a = 0; a < G_N_ELEMENTS (amounts); a++)
+      {
+        Case c;
+        double m[3], plain, uniform = 0, want;
+        g_autofree char *label
+            = g_strdup_printf ("smoothing %g batch %u valid %u outputs %u", amounts[a],
+                               shapes[s][0], shapes[s][1], shapes[s][2]);
+
+        case_init (&c, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, shapes[s][0], shapes[s][1], shapes[s][2],
+                   300 + 10 * s + a);
+        c.smoothing = amounts[a];
+        device_check (&c, label);
+        fd_check (&c, label);
+
+        case_outputs (&c, FALSE);
+        kilt_loss_reference (c.loss, c.batch, c.n_valid, c.n_out, c.out, c.targets, NULL, m);
+        plain = m[0];
+        for (guint r = 0; r < c.n_valid; r++)
+          for (guint j = 0; j < c.n_out; j++)
+            uniform -= log (CLAMP (c.out[r * c.n_out + j], (double)1e-7f, (double)(1.0f - 1e-7f)))
+                       / c.n_out;
+        want = (1 - c.smoothing) * plain + c.smoothing * uniform;
+        kilt_loss_reference_smoothed (c.loss, c.smoothing, c.batch, c.n_valid, c.n_out, c.out,
+                                      c.targets, NULL, m);
+        g_assert_cmpfloat_with_epsilon (m[0], want, 1e-12 * MAX (1.0, fabs (want)));
+        /* Smoothing changes the loss, not the accuracy. */
+        g_assert_cmpfloat (fabs (m[0] - plain), >, 1e-6);
+        case_clear (&c);
+      }
+}
+
+/* Out-of-range smoothing and smoothing of a loss other than categorical cross-entropy are
+ * refused by name, on the device too. */
+static void
+test_label_smoothing_refused (void)
+{
+  static const float bad[] = { 1.0f, -0.1f, NAN, INFINITY };
+  KiltContext *ctx = kilt_test_context ();
+  g_autoptr (GError) error = NULL;
+
+  g_assert_true (kilt_loss_check_smoothing (KILT_LOSS_SOFTMAX_CROSS_ENTROPY, 0.999f, NULL));
+  g_assert_true (kilt_loss_check_smoothing (KILT_LOSS_MSE, 0.0f, NULL));
+  for (guint i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_assert_false (kilt_loss_check_smoothing (KILT_LOSS_SOFTMAX_CROSS_ENTROPY, bad[i], &error));
+      g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+      g_assert_nonnull (strstr (error->message, "label smoothing"));
+      g_assert_nonnull (strstr (error->message, "[0, 1)"));
+      g_clear_error (&error);
+    }
+  g_assert_false (kilt_loss_check_smoothing (KILT_LOSS_BINARY_CROSS_ENTROPY, 0.1f, &error));
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "categorical cross-entropy"));
+  g_assert_nonnull (strstr (error->message, kilt_loss_name (KILT_LOSS_BINARY_CROSS_ENTROPY)));
+  g_clear_error (&error);
+  if (ctx == NULL)
+    return;
+  {
+    g_autoptr (KiltBuffer) a = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, 4 * 4096, &error, "x");
+    g_assert_false (kilt_loss_enqueue_smoothed (ctx, KILT_LOSS_MSE, 0.2f, 8, 8, 10, a->mem, a->mem,
+                                                a->mem, a->mem, &error));
+    g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID);
+  }
 }
 
 static void
@@ -354,6 +436,8 @@ main (int argc, char **argv)
   g_test_add_func ("/loss/softmax-cross-entropy", test_softmax_ce);
   g_test_add_func ("/loss/binary-cross-entropy", test_bce);
   g_test_add_func ("/loss/mse", test_mse);
+  g_test_add_func ("/loss/label-smoothing", test_label_smoothing);
+  g_test_add_func ("/loss/label-smoothing-refused", test_label_smoothing_refused);
   g_test_add_func ("/loss/clipping", test_clipping);
   g_test_add_func ("/loss/uniform-softmax", test_uniform_softmax);
   g_test_add_func ("/loss/small-metrics-buffer", test_small_metrics_buffer);

@@ -66,6 +66,17 @@ make_record (GRand *r, KiltRunRecord *rec)
   rec->config.opt.epsilon = (float)g_rand_double_range (r, 1e-9, 1e-5);
   rec->config.opt.decay = (float)g_rand_double (r);
   rec->config.opt.weight_decay = (float)g_rand_double (r);
+  rec->config.opt.schedule.type = (KiltLrScheduleType)g_rand_int_range (r, 0, KILT_LR_N_SCHEDULES);
+  if (g_rand_boolean (r))
+    rec->config.opt.schedule.warmup_epochs = (float)g_rand_double_range (r, 0.1, 5);
+  else
+    rec->config.opt.schedule.warmup_steps = g_rand_int_range (r, 0, 100000);
+  rec->config.opt.schedule.start = (float)g_rand_double (r);
+  rec->config.opt.schedule.final = (float)g_rand_double (r);
+  rec->config.opt.schedule.peak = (float)g_rand_double (r);
+  rec->config.label_smoothing = (float)g_rand_double (r);
+  rec->config.translate = g_rand_int_range (r, 0, 5);
+  rec->config.tta_flip = g_rand_boolean (r);
   rec->config.augment = g_rand_boolean (r);
   rec->config.preprocess = g_rand_boolean (r) ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;
   rec->config.max_train_samples = g_rand_int_range (r, 0, 100000);
@@ -164,6 +175,16 @@ assert_record_equal (const KiltRunRecord *a, const KiltRunRecord *b)
   g_assert_cmpfloat (a->config.opt.epsilon, ==, b->config.opt.epsilon);
   g_assert_cmpfloat (a->config.opt.decay, ==, b->config.opt.decay);
   g_assert_cmpfloat (a->config.opt.weight_decay, ==, b->config.opt.weight_decay);
+  g_assert_cmpint (a->config.opt.schedule.type, ==, b->config.opt.schedule.type);
+  g_assert_cmpfloat (a->config.opt.schedule.warmup_epochs, ==,
+                     b->config.opt.schedule.warmup_epochs);
+  g_assert_cmpuint (a->config.opt.schedule.warmup_steps, ==, b->config.opt.schedule.warmup_steps);
+  g_assert_cmpfloat (a->config.opt.schedule.start, ==, b->config.opt.schedule.start);
+  g_assert_cmpfloat (a->config.opt.schedule.final, ==, b->config.opt.schedule.final);
+  g_assert_cmpfloat (a->config.opt.schedule.peak, ==, b->config.opt.schedule.peak);
+  g_assert_cmpfloat (a->config.label_smoothing, ==, b->config.label_smoothing);
+  g_assert_cmpuint (a->config.translate, ==, b->config.translate);
+  g_assert_cmpint (a->config.tta_flip, ==, b->config.tta_flip);
   g_assert_cmpint (a->config.augment, ==, b->config.augment);
   g_assert_cmpint (a->config.preprocess, ==, b->config.preprocess);
   g_assert_cmpuint (a->config.max_train_samples, ==, b->config.max_train_samples);
@@ -1445,6 +1466,13 @@ test_config_non_finite (void)
   g_assert_cmpfloat (back.opt.rho, ==, kilt_optimizer_config_default (KILT_OPT_RMSPROP).rho);
   g_assert_cmpfloat (back.opt.epsilon, ==,
                      kilt_optimizer_config_default (KILT_OPT_RMSPROP).epsilon);
+  /* Recorded before schedules and label smoothing: a constant rate, one-hot targets. */
+  g_assert_cmpint (back.opt.schedule.type, ==, KILT_LR_CONSTANT);
+  g_assert_true (kilt_lr_schedule_is_flat (&back.opt.schedule));
+  g_assert_cmpfloat (back.opt.schedule.peak, ==, kilt_lr_schedule_default ().peak);
+  g_assert_cmpfloat (back.label_smoothing, ==, 0);
+  g_assert_cmpuint (back.translate, ==, 0);
+  g_assert_false (back.tta_flip);
   kilt_train_config_clear (&back);
 
   /* Something that is not JSON at all still fails, saying so. */

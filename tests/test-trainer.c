@@ -415,6 +415,14 @@ typedef struct
   KiltRunRecorder *recorder; /* fed every event when set */
 } Run;
 
+/* When set, at the EPOCH event of epoch @epoch (before that epoch's checkpoint is written)
+ * a run copies the checkpoint file @from, the one after the epoch before, to @to. */
+static struct
+{
+  guint epoch;
+  const char *from, *to;
+} checkpoint_copy;
+
 static void
 run_free (Run *r)
 {
@@ -475,6 +483,13 @@ on_event (const KiltEvent *ev, gpointer user_data)
                   ev->val_loss,        ev->val_accuracy, ev->epoch_seconds, ev->samples_per_second,
                   ev->elapsed_seconds, ev->learning_rate };
           g_array_append_val (r->epochs, e);
+          if (checkpoint_copy.epoch && ev->epoch == checkpoint_copy.epoch)
+            {
+              g_autofree char *bytes = NULL;
+              gsize len = 0;
+              g_assert_true (g_file_get_contents (checkpoint_copy.from, &bytes, &len, NULL));
+              g_assert_true (g_file_set_contents (checkpoint_copy.to, bytes, (gssize)len, NULL));
+            }
           break;
         }
       case KILT_EVENT_LOG:
@@ -875,6 +890,82 @@ test_checkpoint_resume (void)
     g_assert_cmpfloat_with_epsilon (acc, full->test_accuracy, 1e-6);
     kilt_dataset_free (ds);
   }
+}
+
+/* A scheduled rate (warm-up then cosine) with label smoothing: each event reports the rate
+ * its last step used, by the schedule's formula written out here, and a run resumed from the
+ * checkpoint after its first epoch goes on at the uninterrupted run's step of the schedule,
+ * so its later epochs and weights are the uninterrupted run's. */
+static void
+test_schedule_resume (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *ck_full = g_build_filename (dir, "full.ckpt", NULL);
+  g_autofree char *ck_part = g_build_filename (dir, "part.ckpt", NULL);
+  KiltTrainConfig cf = toy_config (3, ck_full), c2 = toy_config (3, ck_part),
+                  plain = toy_config (1, NULL);
+  g_autoptr (Run) full = NULL, second = NULL, unsmoothed = NULL;
+  g_autoptr (KiltCheckpoint) kf = NULL, k2 = NULL;
+  const double total = 3.0 * TOY_STEPS, warm = 3, final = 0.1;
+
+  if (kilt_test_context () == NULL)
+    return;
+  for (KiltTrainConfig *c = &cf; c; c = c == &cf ? &c2 : NULL)
+    {
+      c->opt.schedule.type = KILT_LR_COSINE;
+      c->opt.schedule.warmup_epochs = 0.5f; /* 3 of the 6 steps */
+      c->opt.schedule.start = 0.25f;
+      c->opt.schedule.final = (float) final;
+      c->label_smoothing = 0.1f;
+    }
+  checkpoint_copy.epoch = 2;
+  checkpoint_copy.from = ck_full;
+  checkpoint_copy.to = ck_part;
+  full = train_toy (&cf);
+  memset (&checkpoint_copy, 0, sizeof checkpoint_copy);
+  g_assert_cmpint (full->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (full->epochs->len, ==, 3);
+  g_assert_cmpuint (kilt_test_checkpoint_epochs (ck_part), ==, 1);
+  for (guint i = 0; i < full->epochs->len + full->steps->len; i++)
+    {
+      gboolean epoch = i < full->epochs->len;
+      guint64 g = epoch ? g_array_index (full->epochs, EpochRec, i).global_step
+                        : g_array_index (full->steps, StepRec, i - full->epochs->len).global_step;
+      double lr = epoch ? g_array_index (full->epochs, EpochRec, i).learning_rate
+                        : g_array_index (full->steps, StepRec, i - full->epochs->len).learning_rate;
+      double pos = (double)g - 1, f;
+      f = pos < warm ? 0.25 + 0.75 * pos / warm
+                     : final + (1 - final) * (1 + cos (M_PI * (pos - warm) / (total - warm))) / 2;
+      g_assert_cmpfloat_with_epsilon (lr, (double)cf.opt.lr * f, 1e-9);
+    }
+  g_assert_cmpfloat (g_array_index (full->epochs, EpochRec, 2).learning_rate, <,
+                     0.5 * g_array_index (full->epochs, EpochRec, 0).learning_rate);
+
+  c2.resume = TRUE;
+  second = train_toy (&c2);
+  g_assert_cmpint (second->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpuint (second->epochs->len, ==, 2);
+  for (guint i = 0; i < 2; i++)
+    {
+      const EpochRec *ef = &g_array_index (full->epochs, EpochRec, i + 1);
+      const EpochRec *e2 = &g_array_index (second->epochs, EpochRec, i);
+      g_test_message ("epoch %u uninterrupted: loss %.7f lr %.7g; resumed: loss %.7f lr %.7g",
+                      ef->epoch, ef->loss, ef->learning_rate, e2->loss, e2->learning_rate);
+      g_assert_cmpuint (e2->epoch, ==, ef->epoch);
+      g_assert_cmpfloat (e2->learning_rate, ==, ef->learning_rate);
+      g_assert_cmpfloat_with_epsilon (e2->loss, ef->loss, 1e-5 * fabs (ef->loss));
+      g_assert_cmpfloat_with_epsilon (e2->val_loss, ef->val_loss, 1e-5 * fabs (ef->val_loss));
+    }
+  kf = load_checkpoint (ck_full);
+  k2 = load_checkpoint (ck_part);
+  g_assert_cmpfloat (max_rel_diff (kf->params, k2->params, kf->n_params), <=, 1e-5);
+
+  /* Smoothing is in the loss: the first epoch without it reports another one. */
+  unsmoothed = train_toy (&plain);
+  g_assert_cmpint (unsmoothed->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpfloat (fabs (g_array_index (unsmoothed->epochs, EpochRec, 0).loss
+                           - g_array_index (full->epochs, EpochRec, 0).loss),
+                     >, 1e-3);
 }
 
 /* max_train_samples limits the epoch to that many training samples. */
@@ -2221,6 +2312,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/gradients/resnet20-kink", test_gradients_kink);
   g_test_add_func ("/trainer/determinism", test_determinism);
   g_test_add_func ("/trainer/checkpoint/resume", test_checkpoint_resume);
+  g_test_add_func ("/trainer/checkpoint/schedule-resume", test_schedule_resume);
   g_test_add_func ("/trainer/checkpoint/bad", test_checkpoint_bad);
   g_test_add_func ("/trainer/checkpoint/algorithms", test_checkpoint_algorithms);
   g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);

@@ -1502,6 +1502,101 @@ test_optimizer_settings (void)
   kilt_model_page_set_optimizer (page, &adam);
 }
 
+/* The learning-rate schedule and label smoothing: each schedule shows the settings it uses,
+ * what is shown is what a run gets, and the choice is kept in GSettings as the others are. */
+static void
+test_schedule_settings (void)
+{
+  KiltModelPage *page = kilt_window_get_model_page (window);
+  GtkWidget *w = GTK_WIDGET (page);
+  KiltOptimizerConfig sgd = kilt_optimizer_config_default (KILT_OPT_SGD), got;
+  g_autoptr (GSettings) settings = g_settings_new ("org.kilt.Kilt");
+  g_autofree char *stored = NULL;
+
+  sgd.lr = 0.05f;
+  sgd.schedule.type = KILT_LR_COSINE;
+  sgd.schedule.warmup_epochs = 1.5f;
+  sgd.schedule.start = 0.125f;
+  sgd.schedule.final = 0.0625f;
+  kilt_model_page_set_optimizer (page, &sgd);
+  got = kilt_model_page_get_optimizer (page);
+  g_assert_cmpint (got.schedule.type, ==, KILT_LR_COSINE);
+  g_assert_cmpfloat_with_epsilon (got.schedule.warmup_epochs, 1.5, 1e-6);
+  g_assert_cmpfloat_with_epsilon (got.schedule.start, 0.125, 1e-6);
+  g_assert_cmpfloat_with_epsilon (got.schedule.final, 0.0625, 1e-6);
+  g_assert_true (kilt_lr_schedule_check (&got.schedule, NULL));
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Warm-up epochs")));
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Start fraction")));
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Final fraction")));
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Peak at")));
+  stored = g_settings_get_string (settings, "lr-schedule");
+  g_assert_cmpstr (stored, ==, "cosine");
+  g_assert_cmpfloat_with_epsilon (g_settings_get_double (settings, "warmup-epochs"), 1.5, 1e-9);
+
+  /* One-cycle rises by itself: no warm-up row, and none passed on (the engine would refuse
+   * one); its peak shows. */
+  sgd.schedule.type = KILT_LR_ONE_CYCLE;
+  sgd.schedule.start = 0.2f;
+  sgd.schedule.peak = 0.23f;
+  sgd.schedule.final = 0;
+  kilt_model_page_set_optimizer (page, &sgd);
+  got = kilt_model_page_get_optimizer (page);
+  g_assert_cmpint (got.schedule.type, ==, KILT_LR_ONE_CYCLE);
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Warm-up epochs")));
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Peak at")));
+  g_assert_cmpfloat (got.schedule.warmup_epochs, ==, 0);
+  g_assert_cmpfloat_with_epsilon (got.schedule.peak, 0.23, 1e-6);
+  g_assert_cmpfloat_with_epsilon (got.schedule.start, 0.2, 1e-6);
+  g_assert_true (kilt_lr_schedule_check (&got.schedule, NULL));
+  g_clear_pointer (&stored, g_free);
+  stored = g_settings_get_string (settings, "lr-schedule");
+  g_assert_cmpstr (stored, ==, "one-cycle");
+
+  /* Constant without warm-up: nothing of the schedule shows but the warm-up. */
+  sgd.schedule = kilt_lr_schedule_default ();
+  kilt_model_page_set_optimizer (page, &sgd);
+  got = kilt_model_page_get_optimizer (page);
+  g_assert_true (kilt_lr_schedule_is_flat (&got.schedule));
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Start fraction")));
+  g_assert_false (gtk_widget_get_visible (find_row (w, "Final fraction")));
+
+  kilt_model_page_set_label_smoothing (page, 0.2f);
+  g_assert_cmpfloat_with_epsilon (kilt_model_page_get_label_smoothing (page), 0.2, 1e-6);
+  g_assert_cmpfloat_with_epsilon (g_settings_get_double (settings, "label-smoothing"), 0.2, 1e-6);
+  g_assert_true (gtk_widget_get_visible (find_row (w, "Label smoothing")));
+  kilt_model_page_set_label_smoothing (page, 0);
+
+  /* The flip-and-translate augmentation on the Data page: kept in GSettings, and it and
+   * Keras' augmentation exclude each other there as a run does. */
+  {
+    KiltDataPage *data = kilt_window_get_data_page (window);
+    GtkWidget *dw = GTK_WIDGET (data), *row = find_row (dw, "Flip and translate");
+    gboolean augment = g_settings_get_boolean (settings, "augment");
+    g_assert_nonnull (row);
+    g_settings_set_boolean (settings, "augment", FALSE);
+    g_settings_set_uint (settings, "translate", 2);
+    g_assert_cmpuint (kilt_data_page_get_translate (data), ==, 2);
+    g_assert_false (kilt_data_page_get_augment (data));
+    g_assert_true (gtk_widget_get_sensitive (row));
+    g_assert_false (gtk_widget_get_sensitive (find_row (dw, "Augment images")));
+    g_settings_set_uint (settings, "translate", 0);
+    g_settings_set_boolean (settings, "augment", TRUE);
+    g_assert_cmpuint (kilt_data_page_get_translate (data), ==, 0);
+    g_assert_false (gtk_widget_get_sensitive (row));
+    g_assert_true (gtk_widget_get_sensitive (find_row (dw, "Augment images")));
+    g_settings_set_boolean (settings, "augment", augment);
+    g_assert_nonnull (find_row (dw, "Flip test-time augmentation"));
+    g_settings_set_boolean (settings, "tta-flip", TRUE);
+    g_assert_true (kilt_data_page_get_tta_flip (data));
+    g_settings_set_boolean (settings, "tta-flip", FALSE);
+    g_assert_false (kilt_data_page_get_tta_flip (data));
+  }
+
+  /* The rest of the tests train with Adam's defaults. */
+  sgd = kilt_optimizer_config_default (KILT_OPT_ADAM);
+  kilt_model_page_set_optimizer (page, &sgd);
+}
+
 static GtkWidget *
 visible_dialog (void)
 {
@@ -2501,6 +2596,7 @@ main (int argc, char **argv)
   g_test_add_func ("/ui/6-preset", test_preset);
   g_test_add_func ("/ui/6-transfer", test_transfer);
   g_test_add_func ("/ui/6-optimizer-settings", test_optimizer_settings);
+  g_test_add_func ("/ui/6-schedule-settings", test_schedule_settings);
   g_test_add_func ("/ui/6-session", test_session);
   g_test_add_func ("/ui/6-live-charts", test_live_charts);
   g_test_add_func ("/ui/7-train", test_train);

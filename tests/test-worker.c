@@ -190,6 +190,12 @@ test_job_encoding (void)
   job.config = kilt_train_config_default ();
   job.config.epochs = 7;
   job.config.run_name = g_strdup ("name \"quoted\"");
+  /* The window's runs go through here: the schedule and smoothing must reach the worker. */
+  job.config.opt.schedule.type = KILT_LR_ONE_CYCLE;
+  job.config.opt.schedule.start = 0.2f;
+  job.config.opt.schedule.peak = 0.23f;
+  job.config.opt.schedule.final = 0.05f;
+  job.config.label_smoothing = 0.2f;
   job.db_path = g_strdup ("/tmp/x.db");
   job.keep_weights = TRUE;
   job.device_ids = g_strdupv ((char **)devices);
@@ -203,6 +209,11 @@ test_job_encoding (void)
   g_assert_cmpuint (back.data.options.max_samples, ==, 77);
   g_assert_cmpuint (back.config.epochs, ==, 7);
   g_assert_cmpstr (back.config.run_name, ==, "name \"quoted\"");
+  g_assert_cmpint (back.config.opt.schedule.type, ==, KILT_LR_ONE_CYCLE);
+  g_assert_cmpfloat (back.config.opt.schedule.start, ==, 0.2f);
+  g_assert_cmpfloat (back.config.opt.schedule.peak, ==, 0.23f);
+  g_assert_cmpfloat (back.config.opt.schedule.final, ==, 0.05f);
+  g_assert_cmpfloat (back.config.label_smoothing, ==, 0.2f);
   g_assert_cmpstr (back.db_path, ==, "/tmp/x.db");
   g_assert_true (back.keep_weights);
   g_assert_cmpuint (g_strv_length (back.device_ids), ==, 2);

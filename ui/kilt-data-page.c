@@ -38,6 +38,9 @@ struct _KiltDataPage
   GtkSpinButton *val_spin;
   AdwComboRow *preprocess_row;
   GtkSwitch *augment_switch;
+  GtkWidget *augment_row, *translate_row;
+  GtkSpinButton *translate_spin;
+  GtkSwitch *tta_switch;
 
   GSettings *settings;
   GtkFileChooserNative *chooser;
@@ -594,6 +597,30 @@ kilt_data_page_get_augment (KiltDataPage *self)
   return gtk_switch_get_active (self->augment_switch);
 }
 
+guint
+kilt_data_page_get_translate (KiltDataPage *self)
+{
+  g_return_val_if_fail (KILT_IS_DATA_PAGE (self), 0);
+  return (guint)gtk_spin_button_get_value_as_int (self->translate_spin);
+}
+
+gboolean
+kilt_data_page_get_tta_flip (KiltDataPage *self)
+{
+  g_return_val_if_fail (KILT_IS_DATA_PAGE (self), FALSE);
+  return gtk_switch_get_active (self->tta_switch);
+}
+
+/* The two augmentations exclude each other (a run refuses both): while one is on, the other
+ * cannot be set. */
+static void
+sync_augment_rows (KiltDataPage *self)
+{
+  gtk_widget_set_sensitive (self->translate_row, !gtk_switch_get_active (self->augment_switch));
+  gtk_widget_set_sensitive (self->augment_row,
+                            gtk_spin_button_get_value_as_int (self->translate_spin) == 0);
+}
+
 KiltPreprocess
 kilt_data_page_get_preprocess (KiltDataPage *self)
 {
@@ -694,6 +721,10 @@ kilt_data_page_class_init (KiltDataPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltDataPage, val_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltDataPage, preprocess_row);
   gtk_widget_class_bind_template_child (widget_class, KiltDataPage, augment_switch);
+  gtk_widget_class_bind_template_child (widget_class, KiltDataPage, augment_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltDataPage, translate_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltDataPage, translate_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltDataPage, tta_switch);
 
   gtk_widget_class_install_action (widget_class, "data.open-file", NULL, action_open_file);
   gtk_widget_class_install_action (widget_class, "data.open-folder", NULL, action_open_folder);
@@ -716,6 +747,14 @@ kilt_data_page_init (KiltDataPage *self)
                    G_SETTINGS_BIND_DEFAULT);
   g_settings_bind (self->settings, "augment", self->augment_switch, "active",
                    G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "translate", self->translate_spin, "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "tta-flip", self->tta_switch, "active", G_SETTINGS_BIND_DEFAULT);
+  g_signal_connect_swapped (self->augment_switch, "notify::active", G_CALLBACK (sync_augment_rows),
+                            self);
+  g_signal_connect_swapped (self->translate_spin, "value-changed", G_CALLBACK (sync_augment_rows),
+                            self);
+  sync_augment_rows (self);
 
   kilt_chart_set_x_axis (chart, "Class", KILT_AXIS_NUMBER);
   kilt_chart_set_y_axis (chart, "Samples", KILT_AXIS_NUMBER);

@@ -28,6 +28,10 @@ gboolean kilt_data_page_get_spec (KiltDataPage *self, KiltDataSpec *out);
 const char *kilt_data_page_get_error (KiltDataPage *self);
 double kilt_data_page_get_val_split (KiltDataPage *self);
 gboolean kilt_data_page_get_augment (KiltDataPage *self);
+/* Pixels of the flip-and-translate augmentation (0: off); excludes get_augment. */
+guint kilt_data_page_get_translate (KiltDataPage *self);
+/* Whether validation and test figures come with flip test-time augmentation. */
+gboolean kilt_data_page_get_tta_flip (KiltDataPage *self);
 KiltPreprocess kilt_data_page_get_preprocess (KiltDataPage *self);
 
 G_END_DECLS

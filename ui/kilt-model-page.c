@@ -41,6 +41,10 @@ struct _KiltModelPage
   GtkWidget *decay_row, *weight_decay_row;
   GtkSpinButton *momentum_spin, *rho_spin, *beta1_spin, *beta2_spin, *epsilon_spin, *decay_spin;
   GtkSpinButton *weight_decay_spin, *val_spin;
+  AdwComboRow *lr_schedule_row; /* KiltLrScheduleType, in its order */
+  GtkWidget *warmup_row, *lr_start_row, *lr_peak_row, *lr_final_row;
+  GtkSpinButton *warmup_spin, *lr_start_spin, *lr_peak_spin, *lr_final_spin;
+  GtkSpinButton *label_smoothing_spin;
   GtkSwitch *nesterov_switch;
   GtkSpinButton *batch_spin;
   GtkSpinButton *epochs_spin;
@@ -739,6 +743,47 @@ kilt_model_page_get_model_name (KiltModelPage *self)
   return self->model ? self->model->name : NULL;
 }
 
+static KiltLrScheduleType
+chosen_schedule (KiltModelPage *self)
+{
+  guint i = adw_combo_row_get_selected (self->lr_schedule_row);
+  return i < KILT_LR_N_SCHEDULES ? (KiltLrScheduleType)i : KILT_LR_CONSTANT;
+}
+
+/* The rows the chosen schedule uses: warm-up for all but one-cycle (which rises by itself),
+ * the start fraction with a warm-up or one-cycle, the peak for one-cycle, the final fraction
+ * for the decays. */
+static void
+show_schedule_rows (KiltModelPage *self)
+{
+  KiltLrScheduleType type = chosen_schedule (self);
+  gboolean warmup = type != KILT_LR_ONE_CYCLE;
+
+  gtk_widget_set_visible (self->warmup_row, warmup);
+  gtk_widget_set_visible (self->lr_start_row,
+                          type == KILT_LR_ONE_CYCLE
+                              || (warmup && gtk_spin_button_get_value (self->warmup_spin) > 0));
+  gtk_widget_set_visible (self->lr_peak_row, type == KILT_LR_ONE_CYCLE);
+  gtk_widget_set_visible (self->lr_final_row, type != KILT_LR_CONSTANT);
+}
+
+static gboolean
+schedule_get_mapping (GValue *value, GVariant *variant, gpointer data)
+{
+  KiltLrScheduleType type = KILT_LR_CONSTANT;
+
+  kilt_lr_schedule_from_name (g_variant_get_string (variant, NULL), &type);
+  g_value_set_uint (value, type);
+  return TRUE;
+}
+
+static GVariant *
+schedule_set_mapping (const GValue *value, const GVariantType *type, gpointer data)
+{
+  guint i = g_value_get_uint (value);
+  return g_variant_new_string (kilt_lr_schedule_name (MIN (i, KILT_LR_N_SCHEDULES - 1)));
+}
+
 KiltOptimizerConfig
 kilt_model_page_get_optimizer (KiltModelPage *self)
 {
@@ -763,7 +808,31 @@ kilt_model_page_get_optimizer (KiltModelPage *self)
     opt.epsilon = (float)gtk_spin_button_get_value (self->epsilon_spin);
   opt.decay = (float)gtk_spin_button_get_value (self->decay_spin);
   opt.weight_decay = (float)gtk_spin_button_get_value (self->weight_decay_spin);
+  /* As with the optimizer's rows, a hidden setting keeps the schedule's default. */
+  opt.schedule.type = chosen_schedule (self);
+  if (gtk_widget_get_visible (self->warmup_row))
+    opt.schedule.warmup_epochs = (float)gtk_spin_button_get_value (self->warmup_spin);
+  if (gtk_widget_get_visible (self->lr_start_row))
+    opt.schedule.start = (float)gtk_spin_button_get_value (self->lr_start_spin);
+  if (gtk_widget_get_visible (self->lr_peak_row))
+    opt.schedule.peak = (float)gtk_spin_button_get_value (self->lr_peak_spin);
+  if (gtk_widget_get_visible (self->lr_final_row))
+    opt.schedule.final = (float)gtk_spin_button_get_value (self->lr_final_spin);
   return opt;
+}
+
+float
+kilt_model_page_get_label_smoothing (KiltModelPage *self)
+{
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), 0.0f);
+  return (float)gtk_spin_button_get_value (self->label_smoothing_spin);
+}
+
+void
+kilt_model_page_set_label_smoothing (KiltModelPage *self, float smoothing)
+{
+  g_return_if_fail (KILT_IS_MODEL_PAGE (self));
+  gtk_spin_button_set_value (self->label_smoothing_spin, smoothing);
 }
 
 void
@@ -781,6 +850,15 @@ kilt_model_page_set_optimizer (KiltModelPage *self, const KiltOptimizerConfig *o
   gtk_spin_button_set_value (self->epsilon_spin, opt->epsilon);
   gtk_spin_button_set_value (self->decay_spin, opt->decay);
   gtk_spin_button_set_value (self->weight_decay_spin, opt->weight_decay);
+  /* The page sets warm-up in epochs; a run's warm-up in steps (from the command line) shows as
+   * none here. */
+  adw_combo_row_set_selected (self->lr_schedule_row,
+                              MIN ((guint)opt->schedule.type, KILT_LR_N_SCHEDULES - 1));
+  gtk_spin_button_set_value (self->warmup_spin, opt->schedule.warmup_epochs);
+  gtk_spin_button_set_value (self->lr_start_spin, opt->schedule.start);
+  gtk_spin_button_set_value (self->lr_peak_spin, opt->schedule.peak);
+  gtk_spin_button_set_value (self->lr_final_spin, opt->schedule.final);
+  show_schedule_rows (self);
 }
 
 guint
@@ -1010,6 +1088,16 @@ kilt_model_page_class_init (KiltModelPageClass *klass)
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, epsilon_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, decay_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, weight_decay_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_schedule_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, warmup_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, warmup_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_start_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_start_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_peak_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_peak_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_final_row);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, lr_final_spin);
+  gtk_widget_class_bind_template_child (widget_class, KiltModelPage, label_smoothing_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, val_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, batch_spin);
   gtk_widget_class_bind_template_child (widget_class, KiltModelPage, epochs_spin);
@@ -1069,6 +1157,23 @@ kilt_model_page_init (KiltModelPage *self)
   show_optimizer_rows (self, TRUE);
   g_signal_connect_swapped (self->optimizer_row, "notify::selected",
                             G_CALLBACK (on_optimizer_changed), self);
+  g_settings_bind_with_mapping (self->settings, "lr-schedule", self->lr_schedule_row, "selected",
+                                G_SETTINGS_BIND_DEFAULT, schedule_get_mapping, schedule_set_mapping,
+                                NULL, NULL);
+  g_settings_bind (self->settings, "warmup-epochs", self->warmup_spin, "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "lr-start", self->lr_start_spin, "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "lr-peak", self->lr_peak_spin, "value", G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "lr-final", self->lr_final_spin, "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  g_settings_bind (self->settings, "label-smoothing", self->label_smoothing_spin, "value",
+                   G_SETTINGS_BIND_DEFAULT);
+  show_schedule_rows (self);
+  g_signal_connect_swapped (self->lr_schedule_row, "notify::selected",
+                            G_CALLBACK (show_schedule_rows), self);
+  g_signal_connect_swapped (self->warmup_spin, "value-changed", G_CALLBACK (show_schedule_rows),
+                            self);
 
   {
     g_auto (GStrv) names = kilt_model_preset_list ();

@@ -43,6 +43,9 @@ gboolean kilt_model_page_replace_head (KiltModelPage *self);
 /* The optimizer and the settings shown for it (those it does not use keep its defaults). */
 KiltOptimizerConfig kilt_model_page_get_optimizer (KiltModelPage *self);
 void kilt_model_page_set_optimizer (KiltModelPage *self, const KiltOptimizerConfig *opt);
+/* Keras' label smoothing for categorical cross-entropy, in [0, 0.99]. */
+float kilt_model_page_get_label_smoothing (KiltModelPage *self);
+void kilt_model_page_set_label_smoothing (KiltModelPage *self, float smoothing);
 guint kilt_model_page_get_batch (KiltModelPage *self);
 void kilt_model_page_set_batch (KiltModelPage *self, guint batch);
 /* FALSE, with @error saying what fits, when the memory plan shown says the model does not

@@ -202,8 +202,11 @@ window_config (KiltWindow *self, const char *device, const KiltModel *model, con
   config.seed = kilt_model_page_get_seed (self->model_page);
   config.val_fraction = (float)kilt_data_page_get_val_split (self->data_page);
   config.opt = kilt_model_page_get_optimizer (self->model_page);
+  config.label_smoothing = kilt_model_page_get_label_smoothing (self->model_page);
   config.memory = kilt_model_page_get_memory (self->model_page);
   config.augment = kilt_data_page_get_augment (self->data_page);
+  config.translate = kilt_data_page_get_translate (self->data_page);
+  config.tta_flip = kilt_data_page_get_tta_flip (self->data_page);
   config.preprocess = kilt_data_page_get_preprocess (self->data_page);
   config.max_train_samples = self->sample_limit;
   config.profile = TRUE;

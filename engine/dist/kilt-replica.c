@@ -15,6 +15,7 @@ kilt_replica_clear (KiltReplica *r, gboolean owns_model)
     clFinish (r->ctx->queue);
   g_clear_pointer (&r->eval_metrics, kilt_buffer_free);
   g_clear_pointer (&r->eval_dout, kilt_buffer_free);
+  g_clear_pointer (&r->tta_out, kilt_buffer_free);
   g_clear_pointer (&r->metrics, kilt_buffer_free);
   g_clear_pointer (&r->targets, kilt_buffer_free);
   g_clear_pointer (&r->test_batcher, kilt_batcher_free);

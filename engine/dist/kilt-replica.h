@@ -27,6 +27,7 @@ typedef struct
   /* Evaluation alone builds an inference executor, with no gradient buffers: the loss kernel's
    * gradient output goes here instead (batch x outputs floats, never read). */
   KiltBuffer *eval_dout;
+  KiltBuffer *tta_out; /* flip test-time augmentation: the unflipped pass's outputs */
   /* Several replicas: the replica's rows of every global batch (first, share: within this
    * rank's rows), the most its executor holds (cap), this step's real rows, and the device
    * time calibration measured per step. */

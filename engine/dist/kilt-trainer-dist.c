@@ -223,9 +223,9 @@ dist_step (Session *s, guint b, gboolean alone, gboolean timed, guint epoch, gui
       if (!kilt_executor_forward (rp->exec, TRUE, error))
         goto fail;
       stage = "the loss";
-      if (!kilt_loss_enqueue (rp->ctx, rp->model->loss, count, got,
-                              kilt_model_n_outputs (rp->model), out->out, rp->targets->mem,
-                              out->dout, rp->metrics->mem, error))
+      if (!kilt_loss_enqueue_smoothed (rp->ctx, rp->model->loss, s->trainer->config.label_smoothing,
+                                       count, got, kilt_model_n_outputs (rp->model), out->out,
+                                       rp->targets->mem, out->dout, rp->metrics->mem, error))
         goto fail;
       stage = NULL;
       if (!kilt_executor_backward (rp->exec, error))
@@ -420,9 +420,10 @@ eval_rows (Session *s, KiltReplica *rp, KiltBatcher *bt, guint b, GError **error
   if (got == 0)
     return TRUE;
   return kilt_executor_forward (rp->exec, FALSE, error)
-         && kilt_loss_enqueue (rp->ctx, rp->model->loss, rp->share, got,
-                               kilt_model_n_outputs (rp->model), out->out, rp->targets->mem,
-                               out->dout, rp->eval_metrics->mem, error)
+         && kilt_loss_enqueue_smoothed (rp->ctx, rp->model->loss,
+                                        s->trainer->config.label_smoothing, rp->share, got,
+                                        kilt_model_n_outputs (rp->model), out->out,
+                                        rp->targets->mem, out->dout, rp->eval_metrics->mem, error)
          && cl_ok (rp, clFlush (rp->ctx->queue), error, "queueing an evaluation");
 }
 
