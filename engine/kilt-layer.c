@@ -40,6 +40,8 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_LAYER_NORM] = &kilt_layer_norm_class,
     [KILT_LAYER_CONV2D_TRANSPOSE] = &kilt_conv2d_transpose_class,
     [KILT_LAYER_PERMUTE] = &kilt_permute_class,
+    [KILT_LAYER_LSTM] = &kilt_lstm_class,
+    [KILT_LAYER_GRU] = &kilt_gru_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -152,6 +154,14 @@ kilt_layer_config_default (KiltLayerType type)
   c.perm[0] = 0; /* Permute: the identity */
   c.perm[1] = 1;
   c.perm[2] = 2;
+  if (type == KILT_LAYER_LSTM || type == KILT_LAYER_GRU)
+    {
+      /* Keras 3's and tf.keras 2's defaults. */
+      c.activation = KILT_ACT_TANH;
+      c.recurrent_activation = KILT_ACT_SIGMOID;
+      c.reset_after = TRUE;
+      c.unit_forget_bias = TRUE;
+    }
   return c;
 }
 

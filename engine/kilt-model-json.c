@@ -45,6 +45,8 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_CONV2D_TRANSPOSE] = "Conv2DTranspose",
   [KILT_LAYER_PERMUTE] = "Permute",
   [KILT_LAYER_LAYER_NORM] = "LayerNormalization",
+  [KILT_LAYER_LSTM] = "LSTM",
+  [KILT_LAYER_GRU] = "GRU",
 };
 
 const char *
@@ -69,66 +71,87 @@ kilt_layer_type_from_name (const char *name, KiltLayerType *out)
 
 /* ---- fields ------------------------------------------------------------------------------- */
 
-typedef enum
-{
-  F_FILTERS = 1 << 0,
-  F_UNITS = 1 << 1,
-  F_KERNEL_SIZE = 1 << 2,
-  F_POOL_SIZE = 1 << 3,
-  F_STRIDES = 1 << 4,
-  F_PADDING = 1 << 5,
-  F_USE_BIAS = 1 << 6,
-  F_ACTIVATION = 1 << 7,
-  F_ALPHA = 1 << 8,
-  F_INIT = 1 << 9,
-  F_RATE = 1 << 10,
-  F_MOMENTUM = 1 << 11,
-  F_EPSILON = 1 << 12,
-  F_SIDES = 1 << 13,
-  F_NEGATIVE_SLOPE = 1 << 14,
-  F_MAX_VALUE = 1 << 15,
-  F_THRESHOLD = 1 << 16,
-  F_SCALE = 1 << 17,
-  F_OFFSET = 1 << 18,
-  F_TARGET_SHAPE = 1 << 19,
-  F_MASK = 1 << 20,
-  F_GAMMA = 1 << 21,
-  F_BETA = 1 << 22,
-  F_DEPTH_MULTIPLIER = 1 << 23,
-  F_DILATION = 1 << 24,
-  F_MEAN = 1 << 25,
-  F_VARIANCE = 1 << 26,
-  F_SIZE = 1 << 27,
-  F_GROUPS = 1 << 28,
-  F_INTERPOLATION = 1 << 29,
-  F_PERMUTATION = 1 << 30,
-} Field;
+/* Field bits: 64 of them, so each layer type's set fits one integer. */
+#define F_FILTERS              ((guint64)1 << 0)
+#define F_UNITS                ((guint64)1 << 1)
+#define F_KERNEL_SIZE          ((guint64)1 << 2)
+#define F_POOL_SIZE            ((guint64)1 << 3)
+#define F_STRIDES              ((guint64)1 << 4)
+#define F_PADDING              ((guint64)1 << 5)
+#define F_USE_BIAS             ((guint64)1 << 6)
+#define F_ACTIVATION           ((guint64)1 << 7)
+#define F_ALPHA                ((guint64)1 << 8)
+#define F_INIT                 ((guint64)1 << 9)
+#define F_RATE                 ((guint64)1 << 10)
+#define F_MOMENTUM             ((guint64)1 << 11)
+#define F_EPSILON              ((guint64)1 << 12)
+#define F_SIDES                ((guint64)1 << 13)
+#define F_NEGATIVE_SLOPE       ((guint64)1 << 14)
+#define F_MAX_VALUE            ((guint64)1 << 15)
+#define F_THRESHOLD            ((guint64)1 << 16)
+#define F_SCALE                ((guint64)1 << 17)
+#define F_OFFSET               ((guint64)1 << 18)
+#define F_TARGET_SHAPE         ((guint64)1 << 19)
+#define F_MASK                 ((guint64)1 << 20)
+#define F_GAMMA                ((guint64)1 << 21)
+#define F_BETA                 ((guint64)1 << 22)
+#define F_DEPTH_MULTIPLIER     ((guint64)1 << 23)
+#define F_DILATION             ((guint64)1 << 24)
+#define F_MEAN                 ((guint64)1 << 25)
+#define F_VARIANCE             ((guint64)1 << 26)
+#define F_SIZE                 ((guint64)1 << 27)
+#define F_GROUPS               ((guint64)1 << 28)
+#define F_INTERPOLATION        ((guint64)1 << 29)
+#define F_PERMUTATION          ((guint64)1 << 30)
+#define F_RECURRENT_ACTIVATION ((guint64)1 << 31)
+#define F_RETURN_SEQUENCES     ((guint64)1 << 32)
+#define F_GO_BACKWARDS         ((guint64)1 << 33)
+#define F_RESET_AFTER          ((guint64)1 << 34)
 
 static const char *field_names[] = {
-  "filters",        "units",
-  "kernel_size",    "pool_size",
-  "strides",        "padding",
-  "use_bias",       "activation",
-  "alpha",          "kernel_initializer",
-  "rate",           "momentum",
-  "epsilon",        "sides",
-  "negative_slope", "max_value",
-  "threshold",      "scale",
-  "offset",         "target_shape",
-  "mask",           "gamma",
-  "beta",           "depth_multiplier",
-  "dilation_rate",  "mean",
-  "variance",       "size",
-  "groups",         "interpolation",
+  "filters",
+  "units",
+  "kernel_size",
+  "pool_size",
+  "strides",
+  "padding",
+  "use_bias",
+  "activation",
+  "alpha",
+  "kernel_initializer",
+  "rate",
+  "momentum",
+  "epsilon",
+  "sides",
+  "negative_slope",
+  "max_value",
+  "threshold",
+  "scale",
+  "offset",
+  "target_shape",
+  "mask",
+  "gamma",
+  "beta",
+  "depth_multiplier",
+  "dilation_rate",
+  "mean",
+  "variance",
+  "size",
+  "groups",
+  "interpolation",
   "permutation",
+  "recurrent_activation",
+  "return_sequences",
+  "go_backwards",
+  "reset_after",
 };
 /* One name per field bit: a bit without its name is a field no file can give. */
-G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 31 && F_PERMUTATION == 1 << 30);
+G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 35 && F_RESET_AFTER == (guint64)1 << 34);
 
 /* Allowed fields per type, and the ones a file must give. */
 static const struct
 {
-  guint allowed, required;
+  guint64 allowed, required;
 } type_fields[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_CONV2D] = { F_FILTERS | F_KERNEL_SIZE | F_STRIDES | F_PADDING | F_USE_BIAS
                               | F_ACTIVATION | F_ALPHA | F_INIT | F_DILATION | F_GROUPS,
@@ -159,6 +182,12 @@ static const struct
                                         | F_ACTIVATION | F_ALPHA | F_INIT,
                                     F_FILTERS },
   [KILT_LAYER_LAYER_NORM] = { F_EPSILON | F_GAMMA | F_BETA, 0 },
+  [KILT_LAYER_LSTM]
+  = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES | F_GO_BACKWARDS | F_INIT,
+      F_UNITS },
+  [KILT_LAYER_GRU] = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES
+                           | F_GO_BACKWARDS | F_RESET_AFTER | F_INIT,
+                       F_UNITS },
 };
 
 static int
@@ -171,13 +200,13 @@ field_index (const char *name)
 }
 
 static char *
-field_list (guint mask)
+field_list (guint64 mask)
 {
   GString *s = g_string_new (NULL);
 
   g_string_append (s, "name, type, inputs");
   for (guint i = 0; i < G_N_ELEMENTS (field_names); i++)
-    if (mask & (1u << i))
+    if (mask & ((guint64)1 << i))
       g_string_append_printf (s, ", %s", field_names[i]);
   return g_string_free (s, FALSE);
 }
@@ -296,7 +325,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
 {
   const char *name = field_names[f];
 
-  switch (1u << f)
+  switch ((guint64)1 << f)
     {
       case F_FILTERS:
       case F_UNITS:
@@ -360,12 +389,35 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
           }
         return TRUE;
       case F_USE_BIAS:
-        if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+      case F_RETURN_SEQUENCES:
+      case F_GO_BACKWARDS:
+      case F_RESET_AFTER:
+        {
+          guint64 bit = (guint64)1 << f;
+          gboolean *dst = bit == F_USE_BIAS           ? &cfg->use_bias
+                          : bit == F_RETURN_SEQUENCES ? &cfg->return_sequences
+                          : bit == F_GO_BACKWARDS     ? &cfg->go_backwards
+                                                      : &cfg->reset_after;
+          if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+            {
+              set_error (error, w, "%s must be true or false", name);
+              return FALSE;
+            }
+          *dst = json_node_get_boolean (node);
+          return TRUE;
+        }
+      case F_RECURRENT_ACTIVATION:
+        if (!is_string (node)
+            || !kilt_activation_from_name (json_node_get_string (node), &cfg->recurrent_activation)
+            || (cfg->recurrent_activation != KILT_ACT_SIGMOID
+                && cfg->recurrent_activation != KILT_ACT_HARD_SIGMOID
+                && cfg->recurrent_activation != KILT_ACT_HARD_SIGMOID_K2))
           {
-            set_error (error, w, "use_bias must be true or false");
+            set_error (error, w,
+                       "recurrent_activation must be \"sigmoid\", \"hard_sigmoid\" or "
+                       "\"hard_sigmoid_keras2\"");
             return FALSE;
           }
-        cfg->use_bias = json_node_get_boolean (node);
         return TRUE;
       case F_ACTIVATION:
         if (!is_string (node)
@@ -422,7 +474,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
         {
           JsonArray *a = JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
           guint n = a ? json_array_get_length (a) : 0;
-          float *dst = (1u << f) == F_MEAN ? cfg->norm_mean : cfg->norm_var;
+          float *dst = ((guint64)1 << f) == F_MEAN ? cfg->norm_mean : cfg->norm_var;
           if (n == 0 || n > KILT_NORM_CONST_MAX || (cfg->norm_n && cfg->norm_n != n))
             {
               set_error (error, w,
@@ -439,7 +491,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
             for (guint i = 0; i < n; i++)
               {
                 /* The other list's defaults until it is read: mean 0, variance 1. */
-                if ((1u << f) == F_MEAN)
+                if (((guint64)1 << f) == F_MEAN)
                   cfg->norm_var[i] = 1.0f;
                 else
                   cfg->norm_mean[i] = 0.0f;
@@ -461,7 +513,7 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
             set_error (error, w, "%s must be true or false", name);
             return FALSE;
           }
-        if ((1u << f) == F_GAMMA)
+        if (((guint64)1 << f) == F_GAMMA)
           cfg->bn_no_scale = !json_node_get_boolean (node);
         else
           cfg->bn_no_center = !json_node_get_boolean (node);
@@ -588,7 +640,7 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
   guint inputs[KILT_MAX_INPUTS];
   guint n_inputs = 0;
   const char *name = NULL;
-  guint seen = 0;
+  guint64 seen = 0;
   gboolean trainable = TRUE;
 
   if (!JSON_NODE_HOLDS_OBJECT (node))
@@ -688,7 +740,7 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
             || g_str_equal (key, "trainable"))
           continue;
         f = field_index (key);
-        if (f < 0 || !(type_fields[type].allowed & (1u << f)))
+        if (f < 0 || !(type_fields[type].allowed & ((guint64)1 << f)))
           {
             g_autofree char *expected = field_list (type_fields[type].allowed);
             set_error (error, &w, "unknown field \"%s\"; expected %s", key, expected);
@@ -696,11 +748,11 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
           }
         if (!parse_field (f, json_object_get_member (o, key), &w, &cfg, error))
           return FALSE;
-        seen |= 1u << f;
+        seen |= (guint64)1 << f;
       }
   }
   for (guint f = 0; f < G_N_ELEMENTS (field_names); f++)
-    if ((type_fields[type].required & (1u << f)) && !(seen & (1u << f)))
+    if ((type_fields[type].required & ((guint64)1 << f)) && !(seen & ((guint64)1 << f)))
       {
         set_error (error, &w, "expected a field \"%s\"", field_names[f]);
         return FALSE;
@@ -898,7 +950,7 @@ static void
 append_layer (GString *s, KiltModel *model, KiltNode *node)
 {
   const KiltLayerConfig *c = &node->cfg;
-  guint allowed = type_fields[node->type].allowed;
+  guint64 allowed = type_fields[node->type].allowed;
 
   g_string_append (s, "    { \"name\": ");
   append_string (s, node->name);
@@ -929,6 +981,16 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     g_string_append_printf (s, ", \"use_bias\": %s", c->use_bias ? "true" : "false");
   if (allowed & F_ACTIVATION)
     g_string_append_printf (s, ", \"activation\": \"%s\"", kilt_activation_name (c->activation));
+  if (allowed & F_RECURRENT_ACTIVATION)
+    g_string_append_printf (s, ", \"recurrent_activation\": \"%s\"",
+                            kilt_activation_name (c->recurrent_activation));
+  if (allowed & F_RETURN_SEQUENCES)
+    g_string_append_printf (s, ", \"return_sequences\": %s",
+                            c->return_sequences ? "true" : "false");
+  if ((allowed & F_GO_BACKWARDS) && c->go_backwards)
+    g_string_append (s, ", \"go_backwards\": true");
+  if (allowed & F_RESET_AFTER)
+    g_string_append_printf (s, ", \"reset_after\": %s", c->reset_after ? "true" : "false");
   if ((allowed & F_ALPHA)
       && (c->activation == KILT_ACT_LEAKY_RELU || c->activation == KILT_ACT_ELU))
     append_float (s, "alpha", c->alpha);
