@@ -754,6 +754,62 @@ expect_error_named (const char *doc, const char *source, const char *want1, cons
   g_assert_nonnull (strstr (error->message, want2));
 }
 
+/* LSTM and GRU: their options as Keras wrote them (Keras 2's hard_sigmoid is not Keras 3's),
+ * and what Kilt does not compute refused naming the layer and the option. */
+#define K2_RNN(cls, extra)                                                                         \
+  K2_SEQ (K2_INPUT ("[null, 7, 3]") ", {\"class_name\": \"" cls "\", \"config\": {\"name\": "      \
+                                    "\"r\", \"units\": 4" extra "}}")
+
+static void
+test_rnn (void)
+{
+  const char *files[] = { "weights-keras2-rnn_stack.json", "weights-keras3-rnn_stack.json" };
+
+  if (!have_all_layers ())
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *path = data_file (files[i]);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KiltModel) m = kilt_keras_load_file (path, KILT_LOSS_MSE, NULL, &error);
+      KiltNode *n;
+
+      g_assert_no_error (error);
+      g_assert_true (kilt_model_build (m, &error));
+      n = kilt_model_find (m, "lstm_seq");
+      g_assert_cmpuint (n->type, ==, KILT_LAYER_LSTM);
+      g_assert_true (n->cfg.return_sequences);
+      g_assert_cmpuint (n->out_shape.c, ==, 5);
+      g_assert_cmpuint (n->out_shape.w, ==, 7); /* 9 steps through a valid Conv1D of 3 */
+      n = kilt_model_find (m, "gru_seq");
+      g_assert_cmpuint (n->type, ==, KILT_LAYER_GRU);
+      g_assert_true (n->cfg.go_backwards);
+      g_assert_true (n->cfg.reset_after);
+      g_assert_cmpuint (n->cfg.recurrent_activation, ==,
+                        i == 0 ? KILT_ACT_HARD_SIGMOID_K2 : KILT_ACT_HARD_SIGMOID);
+      n = kilt_model_find (m, "lstm_last");
+      g_assert_false (n->cfg.return_sequences);
+      g_assert_false (n->cfg.use_bias);
+      g_assert_cmpuint (n->out_shape.c, ==, 4);
+      g_assert_cmpuint (n->out_shape.w, ==, 1);
+    }
+  expect_error (K2_RNN ("LSTM", ", \"return_state\": true"), "layer r (LSTM)",
+                "return_state true is not supported");
+  expect_error (K2_RNN ("GRU", ", \"stateful\": true"), "layer r (GRU)",
+                "stateful true is not supported");
+  expect_error (K2_RNN ("LSTM", ", \"dropout\": 0.25"), "layer r (LSTM)",
+                "dropout 0.25 is not supported inside LSTM");
+  expect_error (K2_RNN ("GRU", ", \"recurrent_dropout\": 0.1"), "layer r (GRU)",
+                "recurrent_dropout 0.1 is not supported");
+  expect_error (K2_RNN ("LSTM", ", \"activation\": \"relu\""), "layer r (LSTM)",
+                "activation relu is not supported inside LSTM; only tanh is");
+  expect_error (K2_RNN ("GRU", ", \"recurrent_activation\": \"tanh\""), "layer r (GRU)",
+                "recurrent_activation tanh is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 5, 5, 3]") ", {\"class_name\": \"LSTM\", \"config\": "
+                                                     "{\"name\": \"r\", \"units\": 4}}"),
+                "layer r (LSTM)", "expects a sequence input");
+}
+
 static void
 test_errors (void)
 {
@@ -789,9 +845,9 @@ test_errors (void)
   expect_error (K2_SEQ (K2_INPUT ("[null, null]") "," K2_DENSE ("d", "")), "layer in (InputLayer)",
                 "is None");
   expect_error (K2_SEQ (K2_DENSE ("d", "")), "layer d (Dense)", "declares no input shape");
-  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"LSTM\", \"config\": "
-                                               "{\"name\": \"rnn\", \"units\": 4}}"),
-                "layer rnn (LSTM)", "LSTM is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4, 2]") ",{\"class_name\": \"SimpleRNN\", \"config\": "
+                                                  "{\"name\": \"rnn\", \"units\": 4}}"),
+                "layer rnn (SimpleRNN)", "SimpleRNN is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"ReLU\", \"config\": "
                                                "{\"name\": \"r6\", \"max_value\": -1}}"),
                 "layer r6 (ReLU)", "max_value = -1 is out of range");
@@ -1219,6 +1275,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/scalar-ops", test_scalar_ops);
   g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);
+  g_test_add_func ("/keras/rnn", test_rnn);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);
   g_test_add_func ("/keras/long-chain", test_long_chain);

@@ -240,6 +240,115 @@ convert_global_pool1d (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GErro
   return TRUE;
 }
 
+/* LSTM, GRU: over a sequence, the state at every step (return_sequences, a sequence again)
+ * or the last one (a vector). What Kilt does not compute is refused by name: returned
+ * states, stateful layers, dropout inside the cell, a cell activation other than tanh. */
+static gboolean
+convert_rnn (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  gboolean gru = g_str_equal (call->cls, "GRU");
+  static const char *refused[] = { "return_state", "stateful", "time_major" };
+  static const char *rates[] = { "dropout", "recurrent_dropout" };
+  const char *init;
+
+  if (!expect_sequence (imp, call, error))
+    return FALSE;
+  if (keras_member (c, "units") == NULL)
+    {
+      keras_set_error (error, imp, "expected units");
+      return FALSE;
+    }
+  if (!keras_get_int (imp, keras_member (c, "units"), "units", 1, &cfg->units, error)
+      || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error)
+      || !keras_get_bool (imp, c, "return_sequences", &cfg->return_sequences, error)
+      || !keras_get_bool (imp, c, "go_backwards", &cfg->go_backwards, error))
+    return FALSE;
+  /* Files from before Keras 2.1.3 have no reset_after: their GRU resets before. */
+  cfg->reset_after = FALSE;
+  if (gru && !keras_get_bool (imp, c, "reset_after", &cfg->reset_after, error))
+    return FALSE;
+  if (!gru && !keras_get_bool (imp, c, "unit_forget_bias", &cfg->unit_forget_bias, error))
+    return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      gboolean on = FALSE;
+      if (!keras_get_bool (imp, c, refused[i], &on, error))
+        return FALSE;
+      if (on)
+        {
+          keras_set_error (error, imp,
+                           "%s true is not supported; Kilt's %s returns its output only",
+                           refused[i], call->cls);
+          return FALSE;
+        }
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (rates); i++)
+    {
+      double rate = 0;
+      if (!keras_get_double (imp, c, rates[i], 0, 1, &rate, error))
+        return FALSE;
+      if (rate > 0)
+        {
+          keras_set_error (error, imp,
+                           "%s %g is not supported inside %s; set it to 0 (a Dropout layer "
+                           "before or after the layer drops whole features instead)",
+                           rates[i], rate, call->cls);
+          return FALSE;
+        }
+    }
+  if (keras_member (c, "activation"))
+    {
+      KiltLayerConfig act = *cfg;
+      if (!keras_get_activation (imp, c, &act, error))
+        return FALSE;
+      if (act.activation != KILT_ACT_TANH)
+        {
+          keras_set_error (error, imp, "activation %s is not supported inside %s; only tanh is",
+                           kilt_activation_name (act.activation), call->cls);
+          return FALSE;
+        }
+    }
+  if (keras_member (c, "recurrent_activation"))
+    {
+      KiltLayerConfig act = *cfg;
+      JsonObject *o = keras_member_object (c, "recurrent_activation");
+      const char *name = keras_member_string (c, "recurrent_activation");
+      if (name == NULL && o)
+        name = keras_member_string (o, "config");
+      if (name == NULL)
+        {
+          keras_set_error (error, imp, "recurrent_activation is not a built-in activation's name");
+          return FALSE;
+        }
+      if (!keras_get_activation_name (imp, name, &act, error))
+        return FALSE;
+      if (act.activation != KILT_ACT_SIGMOID && act.activation != KILT_ACT_HARD_SIGMOID
+          && act.activation != KILT_ACT_HARD_SIGMOID_K2)
+        {
+          keras_set_error (error, imp,
+                           "recurrent_activation %s is not supported; sigmoid or hard_sigmoid is",
+                           name);
+          return FALSE;
+        }
+      cfg->recurrent_activation = act.activation;
+    }
+  keras_note_weight_options (imp, c, "kernel", &cfg->init);
+  init = keras_object_class (keras_member (c, "recurrent_initializer"));
+  if (init && g_ascii_strcasecmp (init, "Orthogonal") != 0)
+    keras_add_note (imp, "recurrent_initializer %s is replaced by orthogonal", init);
+  for (guint i = 0; i < 2; i++)
+    {
+      const char *key = i ? "recurrent_constraint" : "recurrent_regularizer";
+      const char *cls = keras_object_class (keras_member (c, key));
+      if (cls)
+        keras_add_note (imp, "%s %s is ignored", key, cls);
+    }
+  keras_note_weight_options (imp, c, "bias", NULL);
+  call->rank = cfg->return_sequences ? 3 : 2;
+  return TRUE;
+}
+
 /* Permute: Keras' dims (1-based, without the batch) as Kilt's channels-first axes. For an
  * image, Keras' axes 1, 2, 3 are (h, w, c), Kilt's 1, 2, 0 (channels_first: (c, h, w)); for a
  * sequence, 1, 2 are (steps, channels), Kilt's 2, 0 (channels_first: 0, 2), the single row
@@ -1098,6 +1207,8 @@ static const Converter converters[] = {
   { "Convolution2DTranspose", KILT_LAYER_CONV2D_TRANSPOSE, FALSE, convert_conv_transpose, TRUE },
   { "SeparableConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
   { "SeparableConvolution2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise, TRUE },
+  { "LSTM", KILT_LAYER_LSTM, FALSE, convert_rnn },
+  { "GRU", KILT_LAYER_GRU, FALSE, convert_rnn },
 };
 
 /* "InputLayer, Conv2D, ..., Add and Concatenate", from the table (aliases left out). */

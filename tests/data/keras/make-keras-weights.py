@@ -202,6 +202,35 @@ def build_all(K):
         models["nested"] = K.Sequential(
             [L.Input((6, 6, 3)), base, L.Conv2D(2, 3, name="conv"), L.Flatten(name="flat"),
              L.Dense(3, activation="softmax", name="out")], name="nested")
+    # (Last, so the models above keep their seeds.)
+    # Recurrent layers on sequences (steps, features): LSTM and GRU (reset_after true, Keras 3's
+    # and tf2's default, and false) returning the last state, and a stack that returns every
+    # step's (after a Conv1D, going backwards, with hard_sigmoid gates: Keras 2's and 3's
+    # hard_sigmoid differ, each file its own).
+    m = K.Sequential(name="lstm")
+    m.add(L.Input(shape=(7, 5)))
+    m.add(L.LSTM(6, name="lstm"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["lstm"] = m
+    m = K.Sequential(name="gru")
+    m.add(L.Input(shape=(7, 5)))
+    m.add(L.GRU(5, name="gru"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["gru"] = m
+    m = K.Sequential(name="gru_reset_before")
+    m.add(L.Input(shape=(6, 3)))
+    m.add(L.GRU(4, reset_after=False, go_backwards=True, name="gru"))
+    m.add(L.Dense(2, activation="softmax"))
+    models["gru_reset_before"] = m
+    m = K.Sequential(name="rnn_stack")
+    m.add(L.Input(shape=(9, 4)))
+    m.add(L.Conv1D(6, 3, activation="relu"))
+    m.add(L.LSTM(5, return_sequences=True, name="lstm_seq"))
+    m.add(L.GRU(3, return_sequences=True, go_backwards=True, recurrent_activation="hard_sigmoid",
+                name="gru_seq"))
+    m.add(L.LSTM(4, use_bias=False, name="lstm_last"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["rnn_stack"] = m
     return models
 
 
@@ -298,7 +327,7 @@ def dump(K, prefix, outdir, seed, only=None):
         pred = predictions(m, rng)
         if prefix == "keras3" and name == "cnn":
             pred["image_inputs"] = image_predictions(m, rng, base)
-        pred["keras_version"] = K.__version__
+        pred["keras_version"] = getattr(K, "__version__", None) or __import__("keras").__version__
         pred["count_params"] = int(m.count_params())
         with open(base + ".predict.json", "w") as f:
             json.dump(pred, f, separators=(",", ":"))
@@ -316,7 +345,8 @@ def check_export(cli, outdir):
     import keras as K
     tmp = tempfile.mkdtemp()
     worst = 0.0
-    for name in ("mlp", "cnn", "residual", "bn_options", "depthwise"):
+    for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "lstm", "gru",
+                 "gru_reset_before", "rnn_stack"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
@@ -388,11 +418,22 @@ def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--only":
         only = sys.argv[2].split(",")
         del sys.argv[1:3]
+    # --keras 2 or 3 writes one Keras' files alone, for an environment that has only that one
+    # (TensorFlow 2.15's own tf.keras is Keras 2 as tf_keras is).
+    which = ("2", "3")
+    if len(sys.argv) > 2 and sys.argv[1] == "--keras":
+        which = (sys.argv[2],)
+        del sys.argv[1:3]
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-    import tf_keras as k2
-    dump(k2, "keras2", outdir, 1000, only)
-    import keras as k3
-    dump(k3, "keras3", outdir, 2000, only)
+    if "2" in which:
+        try:
+            import tf_keras as k2
+        except ImportError:
+            from tensorflow import keras as k2
+        dump(k2, "keras2", outdir, 1000, only)
+    if "3" in which:
+        import keras as k3
+        dump(k3, "keras3", outdir, 2000, only)
 
 
 if __name__ == "__main__":
