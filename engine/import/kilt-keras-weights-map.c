@@ -493,6 +493,31 @@ expect_normalization (const KiltNode *node, const LayerInfo *li, float *params, 
   return TRUE;
 }
 
+/* LSTM, GRU: Kilt keeps Keras' kernel (features, G units), recurrent_kernel (units, G units)
+ * and bias (G units, or a reset_after GRU's (2, 3 units)) as they are. */
+static gboolean
+expect_rnn (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
+            guint *n, GError **error)
+{
+  gsize f = node->in_shape[0].c, u = node->cfg.units,
+        gu = (node->type == KILT_LAYER_LSTM ? 4 : 3) * u;
+  gboolean two = node->type == KILT_LAYER_GRU && node->cfg.reset_after;
+
+  (void)li;
+  (void)state;
+  (void)error;
+  v[0] = (Var){ "kernel", TRUE, 2, { f, gu }, params, PLACE_COPY, FALSE, 0, f * gu };
+  v[1] = (Var){ "recurrent_kernel", TRUE,  2, { u, gu }, params + f * gu,
+                PLACE_COPY,         FALSE, 0, u * gu };
+  *n = 2;
+  if (node->cfg.use_bias && two)
+    v[(*n)++]
+        = (Var){ "bias", TRUE, 2, { 2, gu }, params + (f + u) * gu, PLACE_COPY, FALSE, 0, 2 * gu };
+  else if (node->cfg.use_bias)
+    v[(*n)++] = (Var){ "bias", TRUE, 1, { gu }, params + (f + u) * gu, PLACE_COPY, FALSE, 0, gu };
+  return TRUE;
+}
+
 /* New layer types with weights add an entry here. A type absent from the table must have no
  * parameters or statistics, or the model cannot take Keras weights. */
 static const struct
@@ -506,6 +531,8 @@ static const struct
   { KILT_LAYER_BATCH_NORM, expect_batch_norm },
   { KILT_LAYER_DEPTHWISE_CONV2D, expect_depthwise },
   { KILT_LAYER_NORMALIZATION, expect_normalization },
+  { KILT_LAYER_LSTM, expect_rnn },
+  { KILT_LAYER_GRU, expect_rnn },
 };
 
 ExpectFunc

@@ -49,11 +49,20 @@ write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const floa
   Var vars[MAX_VARS_PER_LAYER];
   guint n_vars = 0, index = 0;
   ExpectFunc expect = kilt_keras_find_expect (node->type);
-  hid_t g = -1, vg = -1;
+  hid_t g = -1, vg = -1, cell = -1;
   gboolean ok = FALSE;
 
   if (!make_group (layers, li->key, &g) || !make_group (g, "vars", &vg))
     goto out;
+  /* LSTM and GRU: Keras 3 keeps the variables in the cell's group, layers/lstm/cell/vars, and
+   * an empty vars group of the layer's own. */
+  if (node->type == KILT_LAYER_LSTM || node->type == KILT_LAYER_GRU)
+    {
+      H5Gclose (vg);
+      vg = -1;
+      if (!make_group (g, "cell", &cell) || !make_group (cell, "vars", &vg))
+        goto out;
+    }
   if (expect == NULL)
     {
       ok = TRUE;
@@ -80,6 +89,8 @@ write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const floa
 out:
   if (vg >= 0)
     H5Gclose (vg);
+  if (cell >= 0)
+    H5Gclose (cell);
   if (g >= 0)
     H5Gclose (g);
   return ok;

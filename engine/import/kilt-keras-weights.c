@@ -378,6 +378,18 @@ keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *da
     l = file_layer_new (full);
     g_ptr_array_add (w->layers, l);
     vars_path = g_strdup_printf ("layers/%s/vars", full);
+    /* LSTM and GRU keep their variables in their cell's group: layers/lstm/cell/vars. */
+    {
+      g_autofree char *cell_group = g_strdup_printf ("layers/%s/cell", full);
+      g_autofree char *cell = g_strdup_printf ("%s/vars", cell_group);
+      /* (An absent group first: H5Lexists fails on a path through one.) */
+      if (H5Lexists (w->root, cell_group, H5P_DEFAULT) > 0
+          && H5Lexists (w->root, cell, H5P_DEFAULT) > 0)
+        {
+          g_free (vars_path);
+          vars_path = g_steal_pointer (&cell);
+        }
+    }
     if (H5Lexists (w->root, inner, H5P_DEFAULT) > 0)
       {
         g_autofree char *prefix = g_strconcat (full, "/layers/", NULL);
