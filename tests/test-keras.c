@@ -901,7 +901,11 @@ test_errors (void)
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Reshape\", "
                                                      "\"config\": {\"name\": \"r\", "
                                                      "\"target_shape\": [16, 12]}}"),
-                "layer r (Reshape)", "target_shape [16,12] is not supported");
+                "layer r (Reshape)", "changes the order of values in memory");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Reshape\", "
+                                                     "\"config\": {\"name\": \"r\", "
+                                                     "\"target_shape\": [2, 2, 12, 4]}}"),
+                "layer r (Reshape)", "target_shape [2,2,12,4] is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Reshape\", "
                                                      "\"config\": {\"name\": \"r\", "
                                                      "\"target_shape\": [4, 16, 3]}}"),

@@ -900,12 +900,12 @@ convert_reshape (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **er
   guint len = a ? json_array_get_length (a) : 0, dims[3] = { 1, 1, 1 };
   gboolean any_free = FALSE;
 
-  if (len != 1 && len != 3)
+  if (len < 1 || len > 3)
     {
       g_autofree char *text = keras_render (keras_member (call->c, "target_shape"));
       keras_set_error (error, imp,
-                       "target_shape %s is not supported; Kilt takes (features) or (height, "
-                       "width, channels)",
+                       "target_shape %s is not supported; Kilt takes (features), (steps, "
+                       "features) or (height, width, channels)",
                        text);
       return FALSE;
     }
@@ -922,11 +922,13 @@ convert_reshape (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **er
     }
   if (len == 1)
     cfg->target = (KiltShape){ dims[0], 1, 1 };
+  else if (len == 2) /* a sequence (steps, features): Kilt's (features, 1, steps) */
+    cfg->target = (KiltShape){ dims[1], 1, dims[0] };
   else if (imp->format == FORMAT_CHANNELS_FIRST)
     cfg->target = (KiltShape){ dims[0], dims[1], dims[2] };
   else
     cfg->target = (KiltShape){ dims[2], dims[0], dims[1] };
-  call->rank = len == 1 ? 2 : 4;
+  call->rank = len + 1;
   return TRUE;
 }
 
