@@ -134,6 +134,7 @@ typedef struct
   KiltActivation recurrent_activation; /* the gates': sigmoid or hard_sigmoid (Keras 3 or 2) */
   gboolean return_sequences;           /* every step's state (units, 1, steps), else the last */
   gboolean go_backwards;               /* the steps last to first, the output in that order */
+  gboolean keep_time_order;            /* ... but the output in the input's order (Bidirectional) */
   gboolean reset_after;                /* GRU: reset gate after the recurrent matmul */
   gboolean unit_forget_bias;           /* LSTM: the forget gate's bias starts at 1 */
 } KiltLayerConfig;

@@ -107,6 +107,7 @@ kilt_layer_type_from_name (const char *name, KiltLayerType *out)
 #define F_RETURN_SEQUENCES     ((guint64)1 << 32)
 #define F_GO_BACKWARDS         ((guint64)1 << 33)
 #define F_RESET_AFTER          ((guint64)1 << 34)
+#define F_KEEP_TIME_ORDER      ((guint64)1 << 35)
 
 static const char *field_names[] = {
   "filters",
@@ -144,9 +145,10 @@ static const char *field_names[] = {
   "return_sequences",
   "go_backwards",
   "reset_after",
+  "keep_time_order",
 };
 /* One name per field bit: a bit without its name is a field no file can give. */
-G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 35 && F_RESET_AFTER == (guint64)1 << 34);
+G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 36 && F_KEEP_TIME_ORDER == (guint64)1 << 35);
 
 /* Allowed fields per type, and the ones a file must give. */
 static const struct
@@ -182,11 +184,11 @@ static const struct
                                         | F_ACTIVATION | F_ALPHA | F_INIT,
                                     F_FILTERS },
   [KILT_LAYER_LAYER_NORM] = { F_EPSILON | F_GAMMA | F_BETA, 0 },
-  [KILT_LAYER_LSTM]
-  = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES | F_GO_BACKWARDS | F_INIT,
-      F_UNITS },
+  [KILT_LAYER_LSTM] = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES
+                            | F_GO_BACKWARDS | F_KEEP_TIME_ORDER | F_INIT,
+                        F_UNITS },
   [KILT_LAYER_GRU] = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES
-                           | F_GO_BACKWARDS | F_RESET_AFTER | F_INIT,
+                           | F_GO_BACKWARDS | F_KEEP_TIME_ORDER | F_RESET_AFTER | F_INIT,
                        F_UNITS },
 };
 
@@ -392,11 +394,13 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
       case F_RETURN_SEQUENCES:
       case F_GO_BACKWARDS:
       case F_RESET_AFTER:
+      case F_KEEP_TIME_ORDER:
         {
           guint64 bit = (guint64)1 << f;
           gboolean *dst = bit == F_USE_BIAS           ? &cfg->use_bias
                           : bit == F_RETURN_SEQUENCES ? &cfg->return_sequences
                           : bit == F_GO_BACKWARDS     ? &cfg->go_backwards
+                          : bit == F_KEEP_TIME_ORDER  ? &cfg->keep_time_order
                                                       : &cfg->reset_after;
           if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
             {
@@ -989,6 +993,8 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
                             c->return_sequences ? "true" : "false");
   if ((allowed & F_GO_BACKWARDS) && c->go_backwards)
     g_string_append (s, ", \"go_backwards\": true");
+  if ((allowed & F_KEEP_TIME_ORDER) && c->keep_time_order)
+    g_string_append (s, ", \"keep_time_order\": true");
   if (allowed & F_RESET_AFTER)
     g_string_append_printf (s, ", \"reset_after\": %s", c->reset_after ? "true" : "false");
   if ((allowed & F_ALPHA)

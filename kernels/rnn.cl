@@ -53,13 +53,14 @@ __kernel void kilt_rnn_from_steps (__global float *dx, __global const float *dxt
   dx[i] = beta == 0.0f ? v : beta * dx[i] + v;
 }
 
-/* Where step t's state goes in the layer's output: out[b][u][t] with return_sequences, else
- * out[b][u] at the last step only. */
+/* Where processing step t's state goes in the layer's output. @sequences: 0, the last step's
+ * only, out[b][u]; 1, every step's in processing order, out[b][u][t]; 2, every step's in the
+ * input's order (a Bidirectional's backward half), out[b][u][steps - 1 - t]. */
 inline void kilt_rnn_emit (__global float *out, uint b, uint j, uint t, uint units, uint steps,
                            int sequences, float h)
 {
   if (sequences)
-    out[((size_t) b * units + j) * steps + t] = h;
+    out[((size_t) b * units + j) * steps + (sequences == 2 ? steps - 1 - t : t)] = h;
   else if (t == steps - 1)
     out[(size_t) b * units + j] = h;
 }
@@ -69,7 +70,7 @@ inline float kilt_rnn_dout (__global const float *dout, uint b, uint j, uint t, 
                             uint steps, int sequences)
 {
   if (sequences)
-    return dout[((size_t) b * units + j) * steps + t];
+    return dout[((size_t) b * units + j) * steps + (sequences == 2 ? steps - 1 - t : t)];
   return t == steps - 1 ? dout[(size_t) b * units + j] : 0.0f;
 }
 

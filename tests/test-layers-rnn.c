@@ -49,6 +49,22 @@ backwards (KiltLayerConfig *cfg)
   cfg->go_backwards = TRUE;
 }
 
+/* A Bidirectional's backward half: the steps read last to first, the outputs in their order. */
+static void
+backwards_time_order (KiltLayerConfig *cfg)
+{
+  cfg->return_sequences = TRUE;
+  cfg->go_backwards = TRUE;
+  cfg->keep_time_order = TRUE;
+}
+
+static void
+gru_backwards_time_order (KiltLayerConfig *cfg)
+{
+  backwards_time_order (cfg);
+  cfg->reset_after = FALSE;
+}
+
 static void
 no_bias (KiltLayerConfig *cfg)
 {
@@ -98,6 +114,7 @@ test_lstm (void)
   rnn_case ("lstm go_backwards", KILT_LAYER_LSTM, 2, 7, 3, 2, backwards);
   rnn_case ("lstm go_backwards sequences", KILT_LAYER_LSTM, 3, 6, 1, 3, backwards_sequences);
   rnn_case ("lstm no bias", KILT_LAYER_LSTM, 6, 4, 7, 1, no_bias);
+  rnn_case ("lstm backwards in time order", KILT_LAYER_LSTM, 3, 7, 4, 3, backwards_time_order);
   rnn_case ("lstm hard_sigmoid", KILT_LAYER_LSTM, 3, 5, 3, 3, hard_sigmoid);
   rnn_case ("lstm hard_sigmoid keras 2", KILT_LAYER_LSTM, 3, 5, 3, 3, hard_sigmoid_k2);
 }
@@ -110,6 +127,9 @@ test_gru (void)
   rnn_case ("gru sequences", KILT_LAYER_GRU, 3, 7, 5, 3, sequences);
   rnn_case ("gru go_backwards sequences", KILT_LAYER_GRU, 3, 6, 1, 3, backwards_sequences);
   rnn_case ("gru no bias", KILT_LAYER_GRU, 6, 4, 7, 1, no_bias);
+  rnn_case ("gru backwards in time order", KILT_LAYER_GRU, 3, 7, 4, 3, backwards_time_order);
+  rnn_case ("gru reset_before backwards in time order", KILT_LAYER_GRU, 3, 7, 4, 3,
+            gru_backwards_time_order);
   rnn_case ("gru hard_sigmoid", KILT_LAYER_GRU, 3, 5, 3, 3, hard_sigmoid);
   rnn_case ("gru reset_before 7 steps", KILT_LAYER_GRU, 5, 7, 3, 3, reset_before);
   rnn_case ("gru reset_before 1 step", KILT_LAYER_GRU, 4, 1, 5, 3, reset_before);

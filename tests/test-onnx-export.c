@@ -474,8 +474,9 @@ test_geometry (void)
  * on the exported file against Keras' own predictions (its .predict.json in tests/data/keras,
  * channels-last inputs), and the format following the extension. */
 /* Sequences: a vector read as a sequence of one feature, a one-row convolution along the
- * steps, then LSTM and GRU returning every step (one going backwards, one with Keras 2's
- * hard sigmoid gates, a GRU resetting before its matmul) and the last. */
+ * steps, then LSTM and GRU returning every step (both going backwards, the GRU with its
+ * outputs in the input's order, Keras 2's hard sigmoid gates and resetting before its matmul)
+ * and an LSTM's last. */
 static void
 test_sequences (void)
 {
@@ -503,6 +504,8 @@ test_sequences (void)
   c.return_sequences = TRUE;
   c.reset_after = FALSE;
   c.recurrent_activation = KILT_ACT_HARD_SIGMOID_K2;
+  c.go_backwards = TRUE;
+  c.keep_time_order = TRUE; /* a Bidirectional's backward half */
   x = kilt_model_add (m, KILT_LAYER_GRU, "gru_before", &c, 1, &x);
   c = kilt_layer_config_default (KILT_LAYER_LSTM);
   c.units = 4;

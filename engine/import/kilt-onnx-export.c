@@ -619,7 +619,7 @@ ex_rnn (KiltOnnxGraph *e, const char *out, guint *rank)
   /* Y (T, 1, N, u) -> (T, N, u) [reversed in time] -> (N, u, T) -> (N, u, 1, T) */
   seq = kilt_onnx_name (e, "y_steps");
   kilt_onnx_op (e, "Squeeze", seq, y, kilt_onnx_ints (e, "axes", axis1, 1), NULL);
-  if (cfg->go_backwards)
+  if (cfg->go_backwards && !cfg->keep_time_order)
     {
       static const gint64 start[] = { -1 }, end[] = { G_MININT64 }, step[] = { -1 };
       const char *rev = kilt_onnx_name (e, "y_reversed");

@@ -187,6 +187,16 @@ rnn_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *i
 
 /* ---- device ---------------------------------------------------------------------------------- */
 
+/* The kernels' output mode: 0 the last state, 1 every step's in processing order, 2 every
+ * step's in the input's order (go_backwards with keep_time_order). */
+static gint
+seq_mode (const KiltNode *node)
+{
+  if (!node->cfg.return_sequences)
+    return 0;
+  return node->cfg.go_backwards && node->cfg.keep_time_order ? 2 : 1;
+}
+
 typedef struct
 {
   cl_kernel k;
@@ -334,7 +344,7 @@ lstm_forward (KiltNode *node, KiltExec *ex, GError **error)
       arg_uint (&a, d.u);
       arg_uint (&a, d.steps);
       arg_int (&a, node->cfg.recurrent_activation);
-      arg_int (&a, node->cfg.return_sequences);
+      arg_int (&a, seq_mode (node));
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
     }
@@ -426,7 +436,7 @@ lstm_backward (KiltNode *node, KiltExec *ex, GError **error)
       arg_uint (&a, d.u);
       arg_uint (&a, d.steps);
       arg_int (&a, node->cfg.recurrent_activation);
-      arg_int (&a, node->cfg.return_sequences);
+      arg_int (&a, seq_mode (node));
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
       /* dh_{t-1} = dz_t U^T */
@@ -481,7 +491,7 @@ gru_forward (KiltNode *node, KiltExec *ex, GError **error)
         arg_uint (&a, d.steps);
       arg_int (&a, node->cfg.recurrent_activation);
       if (after)
-        arg_int (&a, node->cfg.return_sequences);
+        arg_int (&a, seq_mode (node));
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
       if (after)
@@ -508,7 +518,7 @@ gru_forward (KiltNode *node, KiltExec *ex, GError **error)
       arg_uint (&a, d.batch);
       arg_uint (&a, d.u);
       arg_uint (&a, d.steps);
-      arg_int (&a, node->cfg.return_sequences);
+      arg_int (&a, seq_mode (node));
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
     }
@@ -546,7 +556,7 @@ gru_backward (KiltNode *node, KiltExec *ex, GError **error)
       arg_uint (&a, d.u);
       arg_uint (&a, d.steps);
       arg_int (&a, node->cfg.recurrent_activation);
-      arg_int (&a, node->cfg.return_sequences);
+      arg_int (&a, seq_mode (node));
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
       if (after)
@@ -635,6 +645,13 @@ ref_dx (const KiltNode *node, const Dims *d, double *dx, gsize b, gsize i, gsize
   return &dx[(b * d->f + i) * d->steps + t];
 }
 
+/* Where processing step s's state is in a return_sequences output. */
+static gsize
+ref_out_step (const KiltNode *node, const Dims *d, gsize s)
+{
+  return node->cfg.go_backwards && node->cfg.keep_time_order ? d->steps - 1 - s : s;
+}
+
 /* One sample's forward, keeping per step the activated gates g[s][G u], the cell states (LSTM)
  * or recurrent candidate terms / r h (GRU) k[s][u] and the states h[s][u]. */
 static void
@@ -716,7 +733,7 @@ rnn_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 s
       for (gsize j = 0; j < d.u; j++)
         if (node->cfg.return_sequences)
           for (gsize s = 0; s < d.steps; s++)
-            out[(b * d.u + j) * d.steps + s] = h[s * d.u + j];
+            out[(b * d.u + j) * d.steps + ref_out_step (node, &d, s)] = h[s * d.u + j];
         else
           out[b * d.u + j] = h[(d.steps - 1) * d.u + j];
     }
@@ -756,9 +773,10 @@ rnn_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
         {
           const double *gs = g + s * gu, *hp = s > 0 ? h + (s - 1) * u : NULL;
           for (gsize j = 0; j < u; j++)
-            dh[j] += node->cfg.return_sequences ? dout[(b * u + j) * d.steps + s]
-                     : s == d.steps - 1         ? dout[b * u + j]
-                                                : 0;
+            dh[j] += node->cfg.return_sequences
+                         ? dout[(b * u + j) * d.steps + ref_out_step (node, &d, s)]
+                     : s == d.steps - 1 ? dout[b * u + j]
+                                        : 0;
           memset (dnext, 0, sizeof (double) * u);
           for (gsize j = 0; j < u; j++)
             {
