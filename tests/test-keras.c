@@ -793,6 +793,41 @@ test_rnn (void)
       g_assert_cmpuint (n->out_shape.c, ==, 4);
       g_assert_cmpuint (n->out_shape.w, ==, 1);
     }
+  /* Bidirectional: two halves and their merge, named as both Keras name their weights. */
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *path = data_file (i ? "weights-keras3-bidirectional.json"
+                                           : "weights-keras2-bidirectional.json");
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KiltModel) m = kilt_keras_load_file (path, KILT_LOSS_MSE, NULL, &error);
+      KiltNode *f, *b, *cat;
+
+      g_assert_no_error (error);
+      g_assert_true (kilt_model_build (m, &error));
+      f = kilt_model_find (m, "bi_lstm/forward_lstm");
+      b = kilt_model_find (m, "bi_lstm/backward_lstm");
+      cat = kilt_model_find (m, "bi_lstm");
+      g_assert_nonnull (f);
+      g_assert_nonnull (b);
+      g_assert_false (f->cfg.go_backwards);
+      g_assert_true (b->cfg.go_backwards);
+      g_assert_true (b->cfg.keep_time_order);
+      g_assert_cmpuint (cat->type, ==, KILT_LAYER_CONCATENATE);
+      g_assert_cmpuint (cat->out_shape.c, ==, 8);
+      g_assert_cmpuint (cat->out_shape.w, ==, 6);
+      g_assert_cmpuint (kilt_model_find (m, "bi_gru")->type, ==, KILT_LAYER_ADD);
+      g_assert_cmpuint (kilt_model_find (m, "bi_gru/backward_gru")->type, ==, KILT_LAYER_GRU);
+    }
+  expect_error (K2_SEQ (K2_INPUT ("[null, 7, 3]") ", {\"class_name\": \"Bidirectional\", "
+                                                  "\"config\": {\"name\": \"bi\", \"merge_mode\": "
+                                                  "null, \"layer\": {\"class_name\": \"LSTM\", "
+                                                  "\"config\": {\"name\": \"l\", \"units\": 2}}}}"),
+                "layer bi (Bidirectional)", "merge_mode None");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 7, 3]") ", {\"class_name\": \"Bidirectional\", "
+                                                  "\"config\": {\"name\": \"bi\", \"layer\": "
+                                                  "{\"class_name\": \"SimpleRNN\", \"config\": "
+                                                  "{\"name\": \"l\", \"units\": 2}}}}"),
+                "layer bi (Bidirectional)", "wraps SimpleRNN");
   expect_error (K2_RNN ("LSTM", ", \"return_state\": true"), "layer r (LSTM)",
                 "return_state true is not supported");
   expect_error (K2_RNN ("GRU", ", \"stateful\": true"), "layer r (GRU)",

@@ -6,6 +6,7 @@
 #include "kilt-model-json.h"
 
 #include <math.h>
+#include <string.h>
 
 /* ---- layers ------------------------------------------------------------------------------- */
 
@@ -347,6 +348,124 @@ convert_rnn (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
   keras_note_weight_options (imp, c, "bias", NULL);
   call->rank = cfg->return_sequences ? 3 : 2;
   return TRUE;
+}
+
+/* The Kilt node names of a Bidirectional's halves, as both Keras name their weights:
+ * "forward_NAME" and "backward_NAME" for the wrapped layer NAME (Keras 3 names the wrapped
+ * layer forward_NAME itself, and the backward one in backward_layer). Free with g_free. */
+void
+keras_bidirectional_names (JsonObject *c, char **forward, char **backward)
+{
+  JsonObject *layer = keras_member_object (c, "layer");
+  JsonObject *back = keras_member_object (c, "backward_layer");
+  const char *name
+      = layer ? keras_member_string (keras_member_object (layer, "config"), "name") : NULL;
+  const char *bname
+      = back ? keras_member_string (keras_member_object (back, "config"), "name") : NULL;
+
+  if (name == NULL)
+    name = "rnn";
+  if (g_str_has_prefix (name, "forward_"))
+    name += strlen ("forward_");
+  *forward = g_strconcat ("forward_", name, NULL);
+  *backward = bname ? g_strdup (bname) : g_strconcat ("backward_", name, NULL);
+}
+
+/* Bidirectional (LSTM or GRU): the layer forwards ("NAME/forward_lstm"), its copy going
+ * backwards with its outputs in the input's order ("NAME/backward_lstm"), and their merge
+ * (concat, sum, mul or ave) under the wrapper's name. */
+static gboolean
+convert_bidirectional (Import *imp, JsonObject *c, guint n_inputs, const guint *inputs,
+                       GError **error)
+{
+  JsonObject *layer = keras_member_object (c, "layer");
+  JsonObject *back = keras_member_object (c, "backward_layer");
+  const char *cls = layer ? keras_member_string (layer, "class_name") : NULL;
+  const char *mode = keras_member_string (c, "merge_mode");
+  static const struct
+  {
+    const char *mode;
+    KiltLayerType type;
+  } merges[] = { { "concat", KILT_LAYER_CONCATENATE },
+                 { "sum", KILT_LAYER_ADD },
+                 { "mul", KILT_LAYER_MULTIPLY },
+                 { "ave", KILT_LAYER_AVERAGE } };
+  KiltLayerType type, merge = KILT_LAYER_N_TYPES;
+  KiltLayerConfig fwd, bwd, m;
+  g_autofree char *fname = NULL, *bname = NULL;
+  guint halves[2], rank;
+
+  if (cls == NULL || !(g_str_equal (cls, "LSTM") || g_str_equal (cls, "GRU")))
+    {
+      keras_set_error (error, imp, "wraps %s; Kilt's Bidirectional takes an LSTM or a GRU",
+                       cls ? cls : "no layer");
+      return FALSE;
+    }
+  if (json_object_has_member (c, "merge_mode") && mode == NULL)
+    {
+      keras_set_error (error, imp,
+                       "merge_mode None (the two halves as two outputs) is not supported; use "
+                       "concat, sum, mul or ave");
+      return FALSE;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (merges); i++)
+    if (g_str_equal (mode ? mode : "concat", merges[i].mode))
+      merge = merges[i].type;
+  if (merge == KILT_LAYER_N_TYPES)
+    {
+      keras_set_error (error, imp, "merge_mode \"%s\" is not supported; concat, sum, mul or ave is",
+                       mode);
+      return FALSE;
+    }
+  if (n_inputs != 1)
+    {
+      keras_set_error (error, imp, "takes one input, got %u", n_inputs);
+      return FALSE;
+    }
+  type = g_str_equal (cls, "LSTM") ? KILT_LAYER_LSTM : KILT_LAYER_GRU;
+  fwd = kilt_layer_config_default (type);
+  {
+    KerasCall call = { keras_member_object (layer, "config"), cls, n_inputs, inputs,
+                       keras_node_rank (imp, inputs[0]) };
+    if (call.c == NULL || !convert_rnn (imp, &call, &fwd, error))
+      return FALSE;
+    rank = call.rank;
+  }
+  bwd = fwd;
+  if (back)
+    {
+      const char *bcls = keras_member_string (back, "class_name");
+      KerasCall call = { keras_member_object (back, "config"), bcls, n_inputs, inputs,
+                         keras_node_rank (imp, inputs[0]) };
+      bwd = kilt_layer_config_default (type);
+      if (bcls == NULL || !g_str_equal (bcls, cls) || call.c == NULL
+          || !convert_rnn (imp, &call, &bwd, error))
+        {
+          if (error && *error == NULL)
+            keras_set_error (error, imp, "backward_layer must be a %s like its layer", cls);
+          return FALSE;
+        }
+    }
+  else
+    bwd.go_backwards = !fwd.go_backwards;
+  if (fwd.go_backwards || !bwd.go_backwards || fwd.units != bwd.units
+      || fwd.return_sequences != bwd.return_sequences)
+    {
+      keras_set_error (error, imp,
+                       "the backward layer must be the forward one going backwards (same units "
+                       "and return_sequences, the forward one not going backwards)");
+      return FALSE;
+    }
+  bwd.keep_time_order = TRUE;
+  keras_bidirectional_names (c, &fname, &bname);
+  halves[0] = kilt_model_n_nodes (imp->model);
+  if (!keras_add_node_as (imp, fname, type, &fwd, n_inputs, inputs, rank, error))
+    return FALSE;
+  halves[1] = kilt_model_n_nodes (imp->model);
+  if (!keras_add_node_as (imp, bname, type, &bwd, n_inputs, inputs, rank, error))
+    return FALSE;
+  m = kilt_layer_config_default (merge);
+  return keras_add_node (imp, merge, &m, 2, halves, rank, error);
 }
 
 /* Permute: Keras' dims (1-based, without the batch) as Kilt's channels-first axes. For an
@@ -1421,6 +1540,8 @@ convert_layer (Import *imp, const Entry *e, JsonObject *c, const char *cls, guin
 
   if (g_str_equal (cls, "CustomScaleLayer"))
     return convert_custom_scale (imp, e, n_inputs, inputs, error);
+  if (g_str_equal (cls, "Bidirectional"))
+    return convert_bidirectional (imp, c, n_inputs, inputs, error);
   {
     gboolean handled;
     gboolean ok = convert_scalar_op (imp, e, n_inputs, inputs, &handled, error);

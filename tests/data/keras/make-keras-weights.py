@@ -231,6 +231,13 @@ def build_all(K):
     m.add(L.LSTM(4, use_bias=False, name="lstm_last"))
     m.add(L.Dense(3, activation="softmax"))
     models["rnn_stack"] = m
+    # Bidirectional: concatenated halves returning every step, then summed last states.
+    m = K.Sequential(name="bidirectional")
+    m.add(L.Input(shape=(6, 3)))
+    m.add(L.Bidirectional(L.LSTM(4, return_sequences=True), name="bi_lstm"))
+    m.add(L.Bidirectional(L.GRU(3), merge_mode="sum", name="bi_gru"))
+    m.add(L.Dense(2, activation="softmax"))
+    models["bidirectional"] = m
     return models
 
 
