@@ -526,7 +526,7 @@ test_cli (void)
           "weights-keras3-bn_options", "weights-keras3-conv_transpose",
           "weights-keras3-conv1d",     "weights-keras3-lstm",
           "weights-keras3-gru",        "weights-keras3-gru_reset_before",
-          "weights-keras3-rnn_stack" };
+          "weights-keras3-rnn_stack",  "weights-keras3-bidirectional" };
   g_autofree char *out = NULL, *err = NULL;
   g_autofree char *model = g_build_filename (KILT_SOURCE_DIR, "tests", "data", "keras",
                                              "weights-keras3-cnn.keras", NULL);

@@ -5,6 +5,7 @@
 #define G_LOG_DOMAIN "kilt-keras-weights"
 
 #include "kilt-keras-weights-private.h"
+#include "kilt-keras-private.h"
 #include "kilt-error.h"
 #include "kilt-json-limits.h"
 #include "kilt-model-json.h"
@@ -275,6 +276,30 @@ collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, guint 
         node_name = g_strdup_printf ("%s/%s", scope, name);
       else
         node_name = g_strdup (name);
+      /* A Bidirectional's halves are Kilt nodes NAME/forward_lstm and NAME/backward_lstm
+       * (kilt-keras-layers.c), Keras 3 groups KEY/forward_layer and KEY/backward_layer. */
+      if (g_str_equal (cls, "Bidirectional"))
+        {
+          g_autofree char *fwd = NULL, *bwd = NULL;
+          JsonNode *inner = json_object_get_member (cfg, "layer");
+          const char *inner_cls = inner && JSON_NODE_HOLDS_OBJECT (inner)
+                                      ? json_str (json_node_get_object (inner), "class_name")
+                                      : NULL;
+          keras_bidirectional_names (cfg, &fwd, &bwd);
+          for (guint half = 0; half < 2; half++)
+            {
+              g_autofree char *hname = g_strdup_printf ("%s/%s", node_name, half ? bwd : fwd);
+              LayerInfo *hi;
+              if (g_hash_table_contains (infos, hname))
+                continue;
+              hi = g_new0 (LayerInfo, 1);
+              hi->class_name = g_strdup (inner_cls ? inner_cls : "LSTM");
+              hi->key = g_strdup_printf ("%s/%s", key, half ? "backward_layer" : "forward_layer");
+              hi->center = hi->scale = TRUE;
+              hi->known = TRUE;
+              g_hash_table_insert (infos, g_steal_pointer (&hname), hi);
+            }
+        }
       if (!g_hash_table_contains (infos, node_name))
         {
           LayerInfo *li = g_new0 (LayerInfo, 1);

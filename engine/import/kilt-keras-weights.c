@@ -326,9 +326,25 @@ read_keras2 (hid_t root, guint max_layers, const char *path, GError **error)
       for (guint j = 0; j < nw; j++)
         {
           FileVar *v = g_new0 (FileVar, 1);
+          FileLayer *dst = l;
+          g_auto (GStrv) parts = g_strsplit (wnames[j], "/", 3);
           v->name = short_var_name (wnames[j]);
           v->h5path = g_strdup_printf ("%s/%s", names[i], wnames[j]);
-          g_ptr_array_add (l->vars, v);
+          /* A Bidirectional's halves: LAYER/forward_lstm/lstm_cell/kernel:0 belongs to the
+           * layer LAYER/forward_lstm (the name Kilt gives that half). */
+          if (parts[0] && parts[1] && parts[2] && g_str_equal (parts[0], names[i])
+              && (g_str_has_prefix (parts[1], "forward_")
+                  || g_str_has_prefix (parts[1], "backward_")))
+            {
+              g_autofree char *half = g_strdup_printf ("%s/%s", names[i], parts[1]);
+              dst = NULL;
+              for (guint k = 0; k < layers->len && dst == NULL; k++)
+                if (g_str_equal (((FileLayer *)g_ptr_array_index (layers, k))->name, half))
+                  dst = g_ptr_array_index (layers, k);
+              if (dst == NULL)
+                g_ptr_array_add (layers, dst = file_layer_new (half));
+            }
+          g_ptr_array_add (dst->vars, v);
         }
     }
   return g_steal_pointer (&layers);
@@ -348,14 +364,61 @@ typedef struct
 
 static gboolean walk_keras3 (Keras3Walk *w, const char *group_path);
 
+/* Adds the variables 0, 1, ... of group @vars_path (absent: none) to @l; 1 on failure. */
+static herr_t
+keras3_add_vars (Keras3Walk *w, FileLayer *l, const char *vars_path)
+{
+  const char *name = l->name;
+  hid_t vg;
+  H5G_info_t gi;
+
+  if (H5Lexists (w->root, vars_path, H5P_DEFAULT) <= 0)
+    return 0;
+  vg = H5Gopen2 (w->root, vars_path, H5P_DEFAULT);
+  if (vg < 0 || H5Gget_info (vg, &gi) < 0)
+    {
+      if (vg >= 0)
+        H5Gclose (vg);
+      set_error (w->error, w->path, "group %s cannot be read", vars_path);
+      w->failed = TRUE;
+      return 1;
+    }
+  H5Gclose (vg);
+  if (gi.nlinks > MAX_VARS_PER_LAYER)
+    {
+      set_error (w->error, w->path, "layer %s has %" G_GUINT64_FORMAT " variables; at most %d",
+                 name, (guint64)gi.nlinks, MAX_VARS_PER_LAYER);
+      w->failed = TRUE;
+      return 1;
+    }
+  /* Keras 3 names a layer's variables 0, 1, ... in the order the layer made them. */
+  for (hsize_t i = 0; i < gi.nlinks; i++)
+    {
+      g_autofree char *vname = g_strdup_printf ("%" G_GUINT64_FORMAT, (guint64)i);
+      g_autofree char *vpath = g_strdup_printf ("%s/%s", vars_path, vname);
+      FileVar *v;
+      if (H5Lexists (w->root, vpath, H5P_DEFAULT) <= 0)
+        {
+          set_error (w->error, w->path,
+                     "layer %s: its variables are not numbered 0 to %" G_GUINT64_FORMAT " (no %s)",
+                     name, (guint64)gi.nlinks - 1, vname);
+          w->failed = TRUE;
+          return 1;
+        }
+      v = g_new0 (FileVar, 1);
+      v->name = g_steal_pointer (&vname);
+      v->h5path = g_steal_pointer (&vpath);
+      g_ptr_array_add (l->vars, v);
+    }
+  return 0;
+}
+
 static herr_t
 keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *data)
 {
   Keras3Walk *w = data;
   g_autofree char *vars_path = NULL;
   FileLayer *l;
-  hid_t vg;
-  H5G_info_t gi;
 
   (void)group;
   (void)info;
@@ -410,44 +473,23 @@ keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *da
           }
       }
   }
-  name = l->name;
-  if (H5Lexists (w->root, vars_path, H5P_DEFAULT) <= 0)
-    return 0;
-  vg = H5Gopen2 (w->root, vars_path, H5P_DEFAULT);
-  if (vg < 0 || H5Gget_info (vg, &gi) < 0)
+  if (keras3_add_vars (w, l, vars_path))
+    return 1;
+  /* Bidirectional: its halves' groups, layers/bidirectional/forward_layer/cell/vars, as layers
+   * of their own ("bidirectional/forward_layer"). */
+  for (guint half = 0; half < 2; half++)
     {
-      if (vg >= 0)
-        H5Gclose (vg);
-      set_error (w->error, w->path, "group %s cannot be read", vars_path);
-      w->failed = TRUE;
-      return 1;
-    }
-  H5Gclose (vg);
-  if (gi.nlinks > MAX_VARS_PER_LAYER)
-    {
-      set_error (w->error, w->path, "layer %s has %" G_GUINT64_FORMAT " variables; at most %d",
-                 name, (guint64)gi.nlinks, MAX_VARS_PER_LAYER);
-      w->failed = TRUE;
-      return 1;
-    }
-  /* Keras 3 names a layer's variables 0, 1, ... in the order the layer made them. */
-  for (hsize_t i = 0; i < gi.nlinks; i++)
-    {
-      g_autofree char *vname = g_strdup_printf ("%" G_GUINT64_FORMAT, (guint64)i);
-      g_autofree char *vpath = g_strdup_printf ("%s/%s", vars_path, vname);
-      FileVar *v;
-      if (H5Lexists (w->root, vpath, H5P_DEFAULT) <= 0)
-        {
-          set_error (w->error, w->path,
-                     "layer %s: its variables are not numbered 0 to %" G_GUINT64_FORMAT " (no %s)",
-                     name, (guint64)gi.nlinks - 1, vname);
-          w->failed = TRUE;
-          return 1;
-        }
-      v = g_new0 (FileVar, 1);
-      v->name = g_steal_pointer (&vname);
-      v->h5path = g_steal_pointer (&vpath);
-      g_ptr_array_add (l->vars, v);
+      const char *sub = half ? "backward_layer" : "forward_layer";
+      g_autofree char *half_group = g_strdup_printf ("layers/%s/%s", l->name, sub);
+      g_autofree char *cell = g_strdup_printf ("%s/cell", half_group);
+      g_autofree char *cell_vars = g_strdup_printf ("%s/cell/vars", half_group);
+      FileLayer *hl;
+      if (H5Lexists (w->root, half_group, H5P_DEFAULT) <= 0)
+        continue;
+      hl = file_layer_new (half_group + strlen ("layers/"));
+      g_ptr_array_add (w->layers, hl);
+      if (H5Lexists (w->root, cell, H5P_DEFAULT) > 0 && keras3_add_vars (w, hl, cell_vars))
+        return 1;
     }
   return 0;
 }

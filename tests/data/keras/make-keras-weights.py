@@ -353,7 +353,7 @@ def check_export(cli, outdir):
     tmp = tempfile.mkdtemp()
     worst = 0.0
     for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "lstm", "gru",
-                 "gru_reset_before", "rnn_stack"):
+                 "gru_reset_before", "rnn_stack", "bidirectional"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
