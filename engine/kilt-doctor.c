@@ -195,6 +195,20 @@ doctor_cases (void)
   memcpy (c.cfg.norm_mean, (float[]){ 0.485f, 0.456f, 0.406f }, 3 * sizeof (float));
   memcpy (c.cfg.norm_var, (float[]){ 0.052441f, 0.050176f, 0.050625f }, 3 * sizeof (float));
   g_array_append_val (a, c);
+  /* Recurrent layers over 7 steps of 3 features (the shape's h must be 1: a sequence). */
+  c = make_check ("LSTM 5 units, return_sequences", KILT_LAYER_LSTM, (KiltShape){ 3, 1, 7 }, 1);
+  c.cfg.units = 5;
+  c.cfg.return_sequences = TRUE;
+  g_array_append_val (a, c);
+  c = make_check ("GRU 5 units, reset_after", KILT_LAYER_GRU, (KiltShape){ 3, 1, 7 }, 1);
+  c.cfg.units = 5;
+  g_array_append_val (a, c);
+  c = make_check ("GRU 5 units, reset_after false, go_backwards", KILT_LAYER_GRU,
+                  (KiltShape){ 3, 1, 7 }, 1);
+  c.cfg.units = 5;
+  c.cfg.reset_after = FALSE;
+  c.cfg.go_backwards = TRUE;
+  g_array_append_val (a, c);
   /* Every element-wise activation the Activation layer computes itself. */
   for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
     {

@@ -41,6 +41,8 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_CONV2D_TRANSPOSE] = &kilt_conv2d_transpose_class,
     [KILT_LAYER_PERMUTE] = &kilt_permute_class,
     [KILT_LAYER_EMBEDDING] = &kilt_embedding_class,
+    [KILT_LAYER_LSTM] = &kilt_lstm_class,
+    [KILT_LAYER_GRU] = &kilt_gru_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -154,6 +156,14 @@ kilt_layer_config_default (KiltLayerType type)
   c.perm[1] = 1;
   c.perm[2] = 2;
   c.init_value = type == KILT_LAYER_EMBEDDING ? 0.05f : 0.0f; /* Keras' uniform (-0.05, 0.05) */
+  if (type == KILT_LAYER_LSTM || type == KILT_LAYER_GRU)
+    {
+      /* Keras 3's and tf.keras 2's defaults. */
+      c.activation = KILT_ACT_TANH;
+      c.recurrent_activation = KILT_ACT_SIGMOID;
+      c.reset_after = TRUE;
+      c.unit_forget_bias = TRUE;
+    }
   return c;
 }
 

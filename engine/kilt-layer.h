@@ -42,6 +42,8 @@ typedef enum
   KILT_LAYER_CONV2D_TRANSPOSE,
   KILT_LAYER_PERMUTE,
   KILT_LAYER_EMBEDDING,
+  KILT_LAYER_LSTM,
+  KILT_LAYER_GRU,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -131,6 +133,13 @@ typedef struct
    * weights): norm_n values each (1: one for every channel); 0 = adapted, kept as state. */
   guint norm_n;
   float norm_mean[KILT_NORM_CONST_MAX], norm_var[KILT_NORM_CONST_MAX];
+  /* LSTM, GRU (activation is the cell's, tanh; units the state's size). */
+  KiltActivation recurrent_activation; /* the gates': sigmoid or hard_sigmoid (Keras 3 or 2) */
+  gboolean return_sequences;           /* every step's state (units, 1, steps), else the last */
+  gboolean go_backwards;               /* the steps last to first, the output in that order */
+  gboolean keep_time_order;            /* ... but the output in the input's order (Bidirectional) */
+  gboolean reset_after;                /* GRU: reset gate after the recurrent matmul */
+  gboolean unit_forget_bias;           /* LSTM: the forget gate's bias starts at 1 */
 } KiltLayerConfig;
 
 /* Conv2D's algorithms (KiltNode.algo): im2col into device memory + a GEMM, or the
@@ -316,6 +325,8 @@ extern const KiltLayerClass kilt_layer_norm_class;
 extern const KiltLayerClass kilt_conv2d_transpose_class;
 extern const KiltLayerClass kilt_permute_class;
 extern const KiltLayerClass kilt_embedding_class;
+extern const KiltLayerClass kilt_lstm_class;
+extern const KiltLayerClass kilt_gru_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

@@ -46,6 +46,8 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_PERMUTE] = "Permute",
   [KILT_LAYER_EMBEDDING] = "Embedding",
   [KILT_LAYER_LAYER_NORM] = "LayerNormalization",
+  [KILT_LAYER_LSTM] = "LSTM",
+  [KILT_LAYER_GRU] = "GRU",
 };
 
 const char *
@@ -105,31 +107,58 @@ typedef enum
   F_PERMUTATION = 1 << 30,
 } Field;
 /* Past an int's bits: the masks are 64-bit. */
-#define F_INPUT_DIM  (G_GUINT64_CONSTANT (1) << 31)
-#define F_OUTPUT_DIM (G_GUINT64_CONSTANT (1) << 32)
-#define FBIT(f)      (G_GUINT64_CONSTANT (1) << (f))
+#define F_INPUT_DIM            (G_GUINT64_CONSTANT (1) << 31)
+#define F_OUTPUT_DIM           (G_GUINT64_CONSTANT (1) << 32)
+#define FBIT(f)                (G_GUINT64_CONSTANT (1) << (f))
+#define F_RECURRENT_ACTIVATION FBIT (33)
+#define F_RETURN_SEQUENCES     FBIT (34)
+#define F_GO_BACKWARDS         FBIT (35)
+#define F_RESET_AFTER          FBIT (36)
+#define F_KEEP_TIME_ORDER      FBIT (37)
 
 static const char *field_names[] = {
-  "filters",        "units",
-  "kernel_size",    "pool_size",
-  "strides",        "padding",
-  "use_bias",       "activation",
-  "alpha",          "kernel_initializer",
-  "rate",           "momentum",
-  "epsilon",        "sides",
-  "negative_slope", "max_value",
-  "threshold",      "scale",
-  "offset",         "target_shape",
-  "mask",           "gamma",
-  "beta",           "depth_multiplier",
-  "dilation_rate",  "mean",
-  "variance",       "size",
-  "groups",         "interpolation",
-  "permutation",    "input_dim",
+  "filters",
+  "units",
+  "kernel_size",
+  "pool_size",
+  "strides",
+  "padding",
+  "use_bias",
+  "activation",
+  "alpha",
+  "kernel_initializer",
+  "rate",
+  "momentum",
+  "epsilon",
+  "sides",
+  "negative_slope",
+  "max_value",
+  "threshold",
+  "scale",
+  "offset",
+  "target_shape",
+  "mask",
+  "gamma",
+  "beta",
+  "depth_multiplier",
+  "dilation_rate",
+  "mean",
+  "variance",
+  "size",
+  "groups",
+  "interpolation",
+  "permutation",
+  "input_dim",
   "output_dim",
+  "recurrent_activation",
+  "return_sequences",
+  "go_backwards",
+  "reset_after",
+  "keep_time_order",
 };
 /* One name per field bit: a bit without its name is a field no file can give. */
-G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 33 && F_OUTPUT_DIM == FBIT (32));
+G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 38 && F_OUTPUT_DIM == FBIT (32)
+                 && F_KEEP_TIME_ORDER == FBIT (37));
 
 /* Allowed fields per type, and the ones a file must give. */
 static const struct
@@ -166,6 +195,12 @@ static const struct
                                     F_FILTERS },
   [KILT_LAYER_LAYER_NORM] = { F_EPSILON | F_GAMMA | F_BETA, 0 },
   [KILT_LAYER_EMBEDDING] = { F_INPUT_DIM | F_OUTPUT_DIM, F_INPUT_DIM | F_OUTPUT_DIM },
+  [KILT_LAYER_LSTM] = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES
+                            | F_GO_BACKWARDS | F_KEEP_TIME_ORDER | F_INIT,
+                        F_UNITS },
+  [KILT_LAYER_GRU] = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES
+                           | F_GO_BACKWARDS | F_KEEP_TIME_ORDER | F_RESET_AFTER | F_INIT,
+                       F_UNITS },
 };
 
 static int
@@ -370,12 +405,37 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
           }
         return TRUE;
       case F_USE_BIAS:
-        if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+      case F_RETURN_SEQUENCES:
+      case F_GO_BACKWARDS:
+      case F_RESET_AFTER:
+      case F_KEEP_TIME_ORDER:
+        {
+          guint64 bit = (guint64)1 << f;
+          gboolean *dst = bit == F_USE_BIAS           ? &cfg->use_bias
+                          : bit == F_RETURN_SEQUENCES ? &cfg->return_sequences
+                          : bit == F_GO_BACKWARDS     ? &cfg->go_backwards
+                          : bit == F_KEEP_TIME_ORDER  ? &cfg->keep_time_order
+                                                      : &cfg->reset_after;
+          if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_BOOLEAN)
+            {
+              set_error (error, w, "%s must be true or false", name);
+              return FALSE;
+            }
+          *dst = json_node_get_boolean (node);
+          return TRUE;
+        }
+      case F_RECURRENT_ACTIVATION:
+        if (!is_string (node)
+            || !kilt_activation_from_name (json_node_get_string (node), &cfg->recurrent_activation)
+            || (cfg->recurrent_activation != KILT_ACT_SIGMOID
+                && cfg->recurrent_activation != KILT_ACT_HARD_SIGMOID
+                && cfg->recurrent_activation != KILT_ACT_HARD_SIGMOID_K2))
           {
-            set_error (error, w, "use_bias must be true or false");
+            set_error (error, w,
+                       "recurrent_activation must be \"sigmoid\", \"hard_sigmoid\" or "
+                       "\"hard_sigmoid_keras2\"");
             return FALSE;
           }
-        cfg->use_bias = json_node_get_boolean (node);
         return TRUE;
       case F_ACTIVATION:
         if (!is_string (node)
@@ -943,6 +1003,18 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     g_string_append_printf (s, ", \"use_bias\": %s", c->use_bias ? "true" : "false");
   if (allowed & F_ACTIVATION)
     g_string_append_printf (s, ", \"activation\": \"%s\"", kilt_activation_name (c->activation));
+  if (allowed & F_RECURRENT_ACTIVATION)
+    g_string_append_printf (s, ", \"recurrent_activation\": \"%s\"",
+                            kilt_activation_name (c->recurrent_activation));
+  if (allowed & F_RETURN_SEQUENCES)
+    g_string_append_printf (s, ", \"return_sequences\": %s",
+                            c->return_sequences ? "true" : "false");
+  if ((allowed & F_GO_BACKWARDS) && c->go_backwards)
+    g_string_append (s, ", \"go_backwards\": true");
+  if ((allowed & F_KEEP_TIME_ORDER) && c->keep_time_order)
+    g_string_append (s, ", \"keep_time_order\": true");
+  if (allowed & F_RESET_AFTER)
+    g_string_append_printf (s, ", \"reset_after\": %s", c->reset_after ? "true" : "false");
   if ((allowed & F_ALPHA)
       && (c->activation == KILT_ACT_LEAKY_RELU || c->activation == KILT_ACT_ELU))
     append_float (s, "alpha", c->alpha);

@@ -275,6 +275,26 @@ CASE (test_k3_embedding_keras, "weights-keras3-embedding", ".keras", FILE_WHOLE)
 CASE (test_k3_embedding_json, "weights-keras3-embedding", ".keras", FILE_WEIGHTS)
 CASE (test_k2_embedding_conv_h5, "weights-keras2-embedding_conv", ".h5", FILE_WHOLE)
 CASE (test_k3_embedding_conv_keras, "weights-keras3-embedding_conv", ".keras", FILE_WHOLE)
+/* LSTM and GRU (reset_after true and false), alone and stacked with return_sequences,
+ * go_backwards and hard_sigmoid gates: Keras 2 keeps their variables as
+ * LAYER/lstm_cell/kernel:0, Keras 3 under layers/lstm/cell/vars. */
+CASE (test_k2_lstm_h5, "weights-keras2-lstm", ".h5", FILE_WHOLE)
+CASE (test_k3_lstm_keras, "weights-keras3-lstm", ".keras", FILE_WHOLE)
+CASE (test_k3_lstm_json, "weights-keras3-lstm", ".keras", FILE_WEIGHTS)
+CASE (test_k2_gru_h5, "weights-keras2-gru", ".h5", FILE_WHOLE)
+CASE (test_k3_gru_keras, "weights-keras3-gru", ".keras", FILE_WHOLE)
+CASE (test_k2_gru_before_h5, "weights-keras2-gru_reset_before", ".h5", FILE_WHOLE)
+CASE (test_k3_gru_before_keras, "weights-keras3-gru_reset_before", ".keras", FILE_WHOLE)
+CASE (test_k2_rnn_stack_h5, "weights-keras2-rnn_stack", ".h5", FILE_WHOLE)
+CASE (test_k2_rnn_stack_json, "weights-keras2-rnn_stack", ".h5", FILE_WEIGHTS)
+CASE (test_k3_rnn_stack_keras, "weights-keras3-rnn_stack", ".keras", FILE_WHOLE)
+CASE (test_k3_rnn_stack_json, "weights-keras3-rnn_stack", ".keras", FILE_WEIGHTS)
+/* Bidirectional: Keras 2 keeps both halves under the wrapper (LAYER/forward_lstm/...), Keras
+ * 3 under layers/bidirectional/forward_layer/cell/vars. */
+CASE (test_k2_bi_h5, "weights-keras2-bidirectional", ".h5", FILE_WHOLE)
+CASE (test_k2_bi_json, "weights-keras2-bidirectional", ".h5", FILE_WEIGHTS)
+CASE (test_k3_bi_keras, "weights-keras3-bidirectional", ".keras", FILE_WHOLE)
+CASE (test_k3_bi_json, "weights-keras3-bidirectional", ".keras", FILE_WEIGHTS)
 /* ConvNeXt's Dense on an image (a 1x1 Conv2D in Kilt) and LayerScale (a 1x1 depthwise). */
 CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WHOLE)
 CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
@@ -513,7 +533,8 @@ test_export_round_trip (void)
 {
   const char *stems[]
       = { "weights-keras3-mlp",       "weights-keras3-cnn", "weights-keras3-residual",
-          "weights-keras3-depthwise", "weights-keras2-cnn", "weights-keras3-embedding_conv" };
+          "weights-keras3-depthwise", "weights-keras2-cnn", "weights-keras3-embedding_conv",
+          "weights-keras3-rnn_stack", "weights-keras3-gru", "weights-keras3-bidirectional" };
 
   for (gsize i = 0; i < G_N_ELEMENTS (stems); i++)
     {
@@ -1076,6 +1097,21 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras2-h5/conv1d", test_k2_conv1d_h5);
   g_test_add_func ("/keras-weights/keras2-h5-onto-json/conv1d", test_k2_conv1d_json);
   g_test_add_func ("/keras-weights/keras3-keras/conv1d", test_k3_conv1d_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/lstm", test_k2_lstm_h5);
+  g_test_add_func ("/keras-weights/keras2-h5/bidirectional", test_k2_bi_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/bidirectional", test_k2_bi_json);
+  g_test_add_func ("/keras-weights/keras3-keras/bidirectional", test_k3_bi_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/bidirectional", test_k3_bi_json);
+  g_test_add_func ("/keras-weights/keras3-keras/lstm", test_k3_lstm_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/lstm", test_k3_lstm_json);
+  g_test_add_func ("/keras-weights/keras2-h5/gru", test_k2_gru_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/gru", test_k3_gru_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/gru-reset-before", test_k2_gru_before_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/gru-reset-before", test_k3_gru_before_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/rnn-stack", test_k2_rnn_stack_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/rnn-stack", test_k2_rnn_stack_json);
+  g_test_add_func ("/keras-weights/keras3-keras/rnn-stack", test_k3_rnn_stack_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/rnn-stack", test_k3_rnn_stack_json);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/conv1d", test_k3_conv1d_json);
   g_test_add_func ("/keras-weights/keras2-h5/permute-bilinear", test_k2_permute_h5);
   g_test_add_func ("/keras-weights/keras3-keras/permute-bilinear", test_k3_permute_keras);

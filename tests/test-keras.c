@@ -896,6 +896,97 @@ test_embedding (void)
   g_assert_cmpfloat (n->cfg.init_value, ==, 0.1f);
 }
 
+/* LSTM and GRU: their options as Keras wrote them (Keras 2's hard_sigmoid is not Keras 3's),
+ * and what Kilt does not compute refused naming the layer and the option. */
+#define K2_RNN(cls, extra)                                                                         \
+  K2_SEQ (K2_INPUT ("[null, 7, 3]") ", {\"class_name\": \"" cls "\", \"config\": {\"name\": "      \
+                                    "\"r\", \"units\": 4" extra "}}")
+
+static void
+test_rnn (void)
+{
+  const char *files[] = { "weights-keras2-rnn_stack.json", "weights-keras3-rnn_stack.json" };
+
+  if (!have_all_layers ())
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *path = data_file (files[i]);
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KiltModel) m = kilt_keras_load_file (path, KILT_LOSS_MSE, NULL, &error);
+      KiltNode *n;
+
+      g_assert_no_error (error);
+      g_assert_true (kilt_model_build (m, &error));
+      n = kilt_model_find (m, "lstm_seq");
+      g_assert_cmpuint (n->type, ==, KILT_LAYER_LSTM);
+      g_assert_true (n->cfg.return_sequences);
+      g_assert_cmpuint (n->out_shape.c, ==, 5);
+      g_assert_cmpuint (n->out_shape.w, ==, 7); /* 9 steps through a valid Conv1D of 3 */
+      n = kilt_model_find (m, "gru_seq");
+      g_assert_cmpuint (n->type, ==, KILT_LAYER_GRU);
+      g_assert_true (n->cfg.go_backwards);
+      g_assert_true (n->cfg.reset_after);
+      g_assert_cmpuint (n->cfg.recurrent_activation, ==,
+                        i == 0 ? KILT_ACT_HARD_SIGMOID_K2 : KILT_ACT_HARD_SIGMOID);
+      n = kilt_model_find (m, "lstm_last");
+      g_assert_false (n->cfg.return_sequences);
+      g_assert_false (n->cfg.use_bias);
+      g_assert_cmpuint (n->out_shape.c, ==, 4);
+      g_assert_cmpuint (n->out_shape.w, ==, 1);
+    }
+  /* Bidirectional: two halves and their merge, named as both Keras name their weights. */
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *path = data_file (i ? "weights-keras3-bidirectional.json"
+                                           : "weights-keras2-bidirectional.json");
+      g_autoptr (GError) error = NULL;
+      g_autoptr (KiltModel) m = kilt_keras_load_file (path, KILT_LOSS_MSE, NULL, &error);
+      KiltNode *f, *b, *cat;
+
+      g_assert_no_error (error);
+      g_assert_true (kilt_model_build (m, &error));
+      f = kilt_model_find (m, "bi_lstm/forward_lstm");
+      b = kilt_model_find (m, "bi_lstm/backward_lstm");
+      cat = kilt_model_find (m, "bi_lstm");
+      g_assert_nonnull (f);
+      g_assert_nonnull (b);
+      g_assert_false (f->cfg.go_backwards);
+      g_assert_true (b->cfg.go_backwards);
+      g_assert_true (b->cfg.keep_time_order);
+      g_assert_cmpuint (cat->type, ==, KILT_LAYER_CONCATENATE);
+      g_assert_cmpuint (cat->out_shape.c, ==, 8);
+      g_assert_cmpuint (cat->out_shape.w, ==, 6);
+      g_assert_cmpuint (kilt_model_find (m, "bi_gru")->type, ==, KILT_LAYER_ADD);
+      g_assert_cmpuint (kilt_model_find (m, "bi_gru/backward_gru")->type, ==, KILT_LAYER_GRU);
+    }
+  expect_error (K2_SEQ (K2_INPUT ("[null, 7, 3]") ", {\"class_name\": \"Bidirectional\", "
+                                                  "\"config\": {\"name\": \"bi\", \"merge_mode\": "
+                                                  "null, \"layer\": {\"class_name\": \"LSTM\", "
+                                                  "\"config\": {\"name\": \"l\", \"units\": 2}}}}"),
+                "layer bi (Bidirectional)", "merge_mode None");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 7, 3]") ", {\"class_name\": \"Bidirectional\", "
+                                                  "\"config\": {\"name\": \"bi\", \"layer\": "
+                                                  "{\"class_name\": \"SimpleRNN\", \"config\": "
+                                                  "{\"name\": \"l\", \"units\": 2}}}}"),
+                "layer bi (Bidirectional)", "wraps SimpleRNN");
+  expect_error (K2_RNN ("LSTM", ", \"return_state\": true"), "layer r (LSTM)",
+                "return_state true is not supported");
+  expect_error (K2_RNN ("GRU", ", \"stateful\": true"), "layer r (GRU)",
+                "stateful true is not supported");
+  expect_error (K2_RNN ("LSTM", ", \"dropout\": 0.25"), "layer r (LSTM)",
+                "dropout 0.25 is not supported inside LSTM");
+  expect_error (K2_RNN ("GRU", ", \"recurrent_dropout\": 0.1"), "layer r (GRU)",
+                "recurrent_dropout 0.1 is not supported");
+  expect_error (K2_RNN ("LSTM", ", \"activation\": \"relu\""), "layer r (LSTM)",
+                "activation relu is not supported inside LSTM; only tanh is");
+  expect_error (K2_RNN ("GRU", ", \"recurrent_activation\": \"tanh\""), "layer r (GRU)",
+                "recurrent_activation tanh is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 5, 5, 3]") ", {\"class_name\": \"LSTM\", \"config\": "
+                                                     "{\"name\": \"r\", \"units\": 4}}"),
+                "layer r (LSTM)", "expects a sequence input");
+}
+
 static void
 test_errors (void)
 {
@@ -943,9 +1034,9 @@ test_errors (void)
   expect_error (K2_SEQ (K2_INPUT ("[null, null]") "," K2_DENSE ("d", "")), "layer in (InputLayer)",
                 "is None");
   expect_error (K2_SEQ (K2_DENSE ("d", "")), "layer d (Dense)", "declares no input shape");
-  expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"LSTM\", \"config\": "
-                                               "{\"name\": \"rnn\", \"units\": 4}}"),
-                "layer rnn (LSTM)", "LSTM is not supported");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 4, 2]") ",{\"class_name\": \"SimpleRNN\", \"config\": "
+                                                  "{\"name\": \"rnn\", \"units\": 4}}"),
+                "layer rnn (SimpleRNN)", "SimpleRNN is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, 4]") ",{\"class_name\": \"ReLU\", \"config\": "
                                                "{\"name\": \"r6\", \"max_value\": -1}}"),
                 "layer r6 (ReLU)", "max_value = -1 is out of range");
@@ -999,7 +1090,11 @@ test_errors (void)
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Reshape\", "
                                                      "\"config\": {\"name\": \"r\", "
                                                      "\"target_shape\": [16, 12]}}"),
-                "layer r (Reshape)", "target_shape [16,12] is not supported");
+                "layer r (Reshape)", "changes the order of values in memory");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Reshape\", "
+                                                     "\"config\": {\"name\": \"r\", "
+                                                     "\"target_shape\": [2, 2, 12, 4]}}"),
+                "layer r (Reshape)", "target_shape [2,2,12,4] is not supported");
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Reshape\", "
                                                      "\"config\": {\"name\": \"r\", "
                                                      "\"target_shape\": [4, 16, 3]}}"),
@@ -1375,6 +1470,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);
   g_test_add_func ("/keras/embedding", test_embedding);
+  g_test_add_func ("/keras/rnn", test_rnn);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);
   g_test_add_func ("/keras/long-chain", test_long_chain);

@@ -520,6 +520,19 @@ test_reshape (void)
 
   cfg.target = (KiltShape){ 12, 1, 1 };
   one_case ("reshape (12) to (1, 1, 12)", KILT_LAYER_RESHAPE, &cfg, 1, &flat, 3, TRUE, TRUE);
+  /* A vector as a sequence of one feature (Keras' Reshape ((12, 1))): the same order. */
+  cfg.target = (KiltShape){ 1, 1, 12 };
+  one_case ("reshape (12) to a sequence (12, 1)", KILT_LAYER_RESHAPE, &cfg, 1, &flat, 3, TRUE,
+            FALSE);
+  {
+    g_autoptr (KiltModel) m = kilt_model_new ("r");
+    g_autoptr (GError) error = NULL;
+    guint i = kilt_model_add_input (m, "in", flat);
+    cfg.target = (KiltShape){ 3, 1, 4 }; /* (4 steps, 3 features): Keras' order is not Kilt's */
+    kilt_model_add (m, KILT_LAYER_RESHAPE, "r", &cfg, 1, &i);
+    g_assert_false (kilt_model_build (m, &error));
+    g_assert_nonnull (strstr (error->message, "changes the order of values in memory"));
+  }
   cfg.target = (KiltShape){ 4, 3, 0 }; /* the width is what is left */
   one_case ("reshape same shape", KILT_LAYER_RESHAPE, &cfg, 1, &img, 2, TRUE, FALSE);
   {

@@ -1006,6 +1006,61 @@ test_round_trip_embedding (void)
       strstr (error->message, "text.json: layer emb (Embedding): expected a field \"input_dim\""));
 }
 
+/* LSTM and GRU options survive Kilt's JSON, and a wrong recurrent activation names the field. */
+static void
+test_rnn_json (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("rnn");
+  g_autoptr (KiltModel) back = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *json = NULL;
+  g_autofree char *wrong = NULL;
+  KiltLayerConfig l = kilt_layer_config_default (KILT_LAYER_LSTM);
+  KiltLayerConfig g = kilt_layer_config_default (KILT_LAYER_GRU);
+  KiltNode *n;
+
+  kilt_model_add_input (m, "seq", (KiltShape){ 3, 1, 7 });
+  l.units = 5;
+  l.return_sequences = TRUE;
+  l.go_backwards = TRUE;
+  l.recurrent_activation = KILT_ACT_HARD_SIGMOID;
+  kilt_model_append (m, KILT_LAYER_LSTM, &l);
+  g.units = 4;
+  g.reset_after = FALSE;
+  g.use_bias = FALSE;
+  kilt_model_append (m, KILT_LAYER_GRU, &g);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  json = kilt_model_to_json (m);
+  back = kilt_model_load_json_data (json, -1, "rnn.json", &error);
+  g_assert_no_error (error);
+  g_assert_true (kilt_model_build (back, &error));
+  n = kilt_model_node (back, 1);
+  g_assert_cmpuint (n->type, ==, KILT_LAYER_LSTM);
+  g_assert_true (n->cfg.return_sequences);
+  g_assert_true (n->cfg.go_backwards);
+  g_assert_cmpuint (n->cfg.recurrent_activation, ==, KILT_ACT_HARD_SIGMOID);
+  g_assert_cmpuint (n->out_shape.c, ==, 5);
+  g_assert_cmpuint (n->out_shape.w, ==, 7);
+  g_assert_cmpuint (n->n_params, ==, 4 * 5 * (3 + 5) + 4 * 5);
+  n = kilt_model_node (back, 2);
+  g_assert_cmpuint (n->type, ==, KILT_LAYER_GRU);
+  g_assert_false (n->cfg.reset_after);
+  g_assert_false (n->cfg.use_bias);
+  g_assert_false (n->cfg.return_sequences);
+  g_assert_cmpuint (n->cfg.recurrent_activation, ==, KILT_ACT_SIGMOID);
+  g_assert_cmpuint (n->out_shape.c, ==, 4);
+  g_assert_cmpuint (n->out_shape.w, ==, 1);
+  g_assert_cmpuint (n->n_params, ==, 3 * 4 * (5 + 4));
+  wrong = g_strdup (json);
+  memcpy (strstr (wrong, "\"hard_sigmoid\""), "\"relu\"        ", 14);
+  g_clear_pointer (&back, kilt_model_free);
+  back = kilt_model_load_json_data (wrong, -1, "rnn.json", &error);
+  g_assert_null (back);
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_assert_nonnull (strstr (error->message, "recurrent_activation must be"));
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1032,5 +1087,6 @@ main (int argc, char **argv)
   g_test_add_func ("/model-io/long-chain", test_long_chain);
   g_test_add_func ("/model-io/summary", test_summary);
   g_test_add_func ("/model-io/summary-dag", test_summary_dag);
+  g_test_add_func ("/model-io/rnn-json", test_rnn_json);
   return g_test_run ();
 }

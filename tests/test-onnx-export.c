@@ -538,14 +538,60 @@ test_geometry (void)
 /* kilt-cli export --format onnx from a Keras 3 file with Keras' trained weights: onnxruntime
  * on the exported file against Keras' own predictions (its .predict.json in tests/data/keras,
  * channels-last inputs), and the format following the extension. */
+/* Sequences: a vector read as a sequence of one feature, a one-row convolution along the
+ * steps, then LSTM and GRU returning every step (both going backwards, the GRU with its
+ * outputs in the input's order, Keras 2's hard sigmoid gates and resetting before its matmul)
+ * and an LSTM's last. */
+static void
+test_sequences (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("sequences");
+  g_autoptr (GError) error = NULL;
+  KiltLayerConfig c;
+  guint x;
+
+  x = kilt_model_add_input (m, "signal", (KiltShape){ 12, 1, 1 });
+  c = kilt_layer_config_default (KILT_LAYER_RESHAPE);
+  c.target = (KiltShape){ 1, 1, 12 };
+  x = kilt_model_add (m, KILT_LAYER_RESHAPE, "steps", &c, 1, &x);
+  c = kilt_layer_config_default (KILT_LAYER_CONV2D);
+  c.units = 4;
+  c.kh = 1;
+  c.kw = 3;
+  x = kilt_model_add (m, KILT_LAYER_CONV2D, "conv1d", &c, 1, &x); /* 10 steps */
+  c = kilt_layer_config_default (KILT_LAYER_LSTM);
+  c.units = 5;
+  c.return_sequences = TRUE;
+  c.go_backwards = TRUE;
+  x = kilt_model_add (m, KILT_LAYER_LSTM, "lstm_back", &c, 1, &x);
+  c = kilt_layer_config_default (KILT_LAYER_GRU);
+  c.units = 3;
+  c.return_sequences = TRUE;
+  c.reset_after = FALSE;
+  c.recurrent_activation = KILT_ACT_HARD_SIGMOID_K2;
+  c.go_backwards = TRUE;
+  c.keep_time_order = TRUE; /* a Bidirectional's backward half */
+  x = kilt_model_add (m, KILT_LAYER_GRU, "gru_before", &c, 1, &x);
+  c = kilt_layer_config_default (KILT_LAYER_LSTM);
+  c.units = 4;
+  c.recurrent_activation = KILT_ACT_HARD_SIGMOID_K2;
+  x = kilt_model_add (m, KILT_LAYER_LSTM, "lstm_last", &c, 1, &x);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  check_model (m, 3300);
+}
+
 static void
 test_cli (void)
 {
   const char *cli = g_getenv ("KILT_CLI");
   g_autofree char *dir = kilt_test_tmpdir ();
   static const char *const stems[]
-      = { "weights-keras3-cnn", "weights-keras3-conv_groups", "weights-keras3-bn_options",
-          "weights-keras3-conv_transpose", "weights-keras3-conv1d" };
+      = { "weights-keras3-cnn",        "weights-keras3-conv_groups",
+          "weights-keras3-bn_options", "weights-keras3-conv_transpose",
+          "weights-keras3-conv1d",     "weights-keras3-lstm",
+          "weights-keras3-gru",        "weights-keras3-gru_reset_before",
+          "weights-keras3-rnn_stack",  "weights-keras3-bidirectional" };
   g_autofree char *out = NULL, *err = NULL;
   g_autofree char *model = g_build_filename (KILT_SOURCE_DIR, "tests", "data", "keras",
                                              "weights-keras3-cnn.keras", NULL);
@@ -659,6 +705,7 @@ main (int argc, char **argv)
   g_test_add_func ("/onnx/activations", test_activations);
   g_test_add_func ("/onnx/fused", test_fused);
   g_test_add_func ("/onnx/geometry", test_geometry);
+  g_test_add_func ("/onnx/sequences", test_sequences);
   g_test_add_func ("/onnx/presets", test_presets);
   g_test_add_func ("/onnx/keras", test_keras);
   g_test_add_func ("/onnx/embedding", test_embedding);

@@ -6,6 +6,7 @@
 #include "kilt-model-json.h"
 
 #include <math.h>
+#include <string.h>
 
 /* ---- layers ------------------------------------------------------------------------------- */
 
@@ -238,6 +239,233 @@ convert_global_pool1d (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GErro
     return FALSE;
   call->rank = keepdims ? 3 : 2;
   return TRUE;
+}
+
+/* LSTM, GRU: over a sequence, the state at every step (return_sequences, a sequence again)
+ * or the last one (a vector). What Kilt does not compute is refused by name: returned
+ * states, stateful layers, dropout inside the cell, a cell activation other than tanh. */
+static gboolean
+convert_rnn (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  JsonObject *c = call->c;
+  gboolean gru = g_str_equal (call->cls, "GRU");
+  static const char *refused[] = { "return_state", "stateful", "time_major" };
+  static const char *rates[] = { "dropout", "recurrent_dropout" };
+  const char *init;
+
+  if (!expect_sequence (imp, call, error))
+    return FALSE;
+  if (keras_member (c, "units") == NULL)
+    {
+      keras_set_error (error, imp, "expected units");
+      return FALSE;
+    }
+  if (!keras_get_int (imp, keras_member (c, "units"), "units", 1, &cfg->units, error)
+      || !keras_get_bool (imp, c, "use_bias", &cfg->use_bias, error)
+      || !keras_get_bool (imp, c, "return_sequences", &cfg->return_sequences, error)
+      || !keras_get_bool (imp, c, "go_backwards", &cfg->go_backwards, error))
+    return FALSE;
+  /* Files from before Keras 2.1.3 have no reset_after: their GRU resets before. */
+  cfg->reset_after = FALSE;
+  if (gru && !keras_get_bool (imp, c, "reset_after", &cfg->reset_after, error))
+    return FALSE;
+  if (!gru && !keras_get_bool (imp, c, "unit_forget_bias", &cfg->unit_forget_bias, error))
+    return FALSE;
+  for (guint i = 0; i < G_N_ELEMENTS (refused); i++)
+    {
+      gboolean on = FALSE;
+      if (!keras_get_bool (imp, c, refused[i], &on, error))
+        return FALSE;
+      if (on)
+        {
+          keras_set_error (error, imp,
+                           "%s true is not supported; Kilt's %s returns its output only",
+                           refused[i], call->cls);
+          return FALSE;
+        }
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (rates); i++)
+    {
+      double rate = 0;
+      if (!keras_get_double (imp, c, rates[i], 0, 1, &rate, error))
+        return FALSE;
+      if (rate > 0)
+        {
+          keras_set_error (error, imp,
+                           "%s %g is not supported inside %s; set it to 0 (a Dropout layer "
+                           "before or after the layer drops whole features instead)",
+                           rates[i], rate, call->cls);
+          return FALSE;
+        }
+    }
+  if (keras_member (c, "activation"))
+    {
+      KiltLayerConfig act = *cfg;
+      if (!keras_get_activation (imp, c, &act, error))
+        return FALSE;
+      if (act.activation != KILT_ACT_TANH)
+        {
+          keras_set_error (error, imp, "activation %s is not supported inside %s; only tanh is",
+                           kilt_activation_name (act.activation), call->cls);
+          return FALSE;
+        }
+    }
+  if (keras_member (c, "recurrent_activation"))
+    {
+      KiltLayerConfig act = *cfg;
+      JsonObject *o = keras_member_object (c, "recurrent_activation");
+      const char *name = keras_member_string (c, "recurrent_activation");
+      if (name == NULL && o)
+        name = keras_member_string (o, "config");
+      if (name == NULL)
+        {
+          keras_set_error (error, imp, "recurrent_activation is not a built-in activation's name");
+          return FALSE;
+        }
+      if (!keras_get_activation_name (imp, name, &act, error))
+        return FALSE;
+      if (act.activation != KILT_ACT_SIGMOID && act.activation != KILT_ACT_HARD_SIGMOID
+          && act.activation != KILT_ACT_HARD_SIGMOID_K2)
+        {
+          keras_set_error (error, imp,
+                           "recurrent_activation %s is not supported; sigmoid or hard_sigmoid is",
+                           name);
+          return FALSE;
+        }
+      cfg->recurrent_activation = act.activation;
+    }
+  keras_note_weight_options (imp, c, "kernel", &cfg->init);
+  init = keras_object_class (keras_member (c, "recurrent_initializer"));
+  if (init && g_ascii_strcasecmp (init, "Orthogonal") != 0)
+    keras_add_note (imp, "recurrent_initializer %s is replaced by orthogonal", init);
+  for (guint i = 0; i < 2; i++)
+    {
+      const char *key = i ? "recurrent_constraint" : "recurrent_regularizer";
+      const char *cls = keras_object_class (keras_member (c, key));
+      if (cls)
+        keras_add_note (imp, "%s %s is ignored", key, cls);
+    }
+  keras_note_weight_options (imp, c, "bias", NULL);
+  call->rank = cfg->return_sequences ? 3 : 2;
+  return TRUE;
+}
+
+/* The Kilt node names of a Bidirectional's halves, as both Keras name their weights:
+ * "forward_NAME" and "backward_NAME" for the wrapped layer NAME (Keras 3 names the wrapped
+ * layer forward_NAME itself, and the backward one in backward_layer). Free with g_free. */
+void
+keras_bidirectional_names (JsonObject *c, char **forward, char **backward)
+{
+  JsonObject *layer = keras_member_object (c, "layer");
+  JsonObject *back = keras_member_object (c, "backward_layer");
+  const char *name
+      = layer ? keras_member_string (keras_member_object (layer, "config"), "name") : NULL;
+  const char *bname
+      = back ? keras_member_string (keras_member_object (back, "config"), "name") : NULL;
+
+  if (name == NULL)
+    name = "rnn";
+  if (g_str_has_prefix (name, "forward_"))
+    name += strlen ("forward_");
+  *forward = g_strconcat ("forward_", name, NULL);
+  *backward = bname ? g_strdup (bname) : g_strconcat ("backward_", name, NULL);
+}
+
+/* Bidirectional (LSTM or GRU): the layer forwards ("NAME/forward_lstm"), its copy going
+ * backwards with its outputs in the input's order ("NAME/backward_lstm"), and their merge
+ * (concat, sum, mul or ave) under the wrapper's name. */
+static gboolean
+convert_bidirectional (Import *imp, JsonObject *c, guint n_inputs, const guint *inputs,
+                       GError **error)
+{
+  JsonObject *layer = keras_member_object (c, "layer");
+  JsonObject *back = keras_member_object (c, "backward_layer");
+  const char *cls = layer ? keras_member_string (layer, "class_name") : NULL;
+  const char *mode = keras_member_string (c, "merge_mode");
+  static const struct
+  {
+    const char *mode;
+    KiltLayerType type;
+  } merges[] = { { "concat", KILT_LAYER_CONCATENATE },
+                 { "sum", KILT_LAYER_ADD },
+                 { "mul", KILT_LAYER_MULTIPLY },
+                 { "ave", KILT_LAYER_AVERAGE } };
+  KiltLayerType type, merge = KILT_LAYER_N_TYPES;
+  KiltLayerConfig fwd, bwd, m;
+  g_autofree char *fname = NULL, *bname = NULL;
+  guint halves[2], rank;
+
+  if (cls == NULL || !(g_str_equal (cls, "LSTM") || g_str_equal (cls, "GRU")))
+    {
+      keras_set_error (error, imp, "wraps %s; Kilt's Bidirectional takes an LSTM or a GRU",
+                       cls ? cls : "no layer");
+      return FALSE;
+    }
+  if (json_object_has_member (c, "merge_mode") && mode == NULL)
+    {
+      keras_set_error (error, imp,
+                       "merge_mode None (the two halves as two outputs) is not supported; use "
+                       "concat, sum, mul or ave");
+      return FALSE;
+    }
+  for (guint i = 0; i < G_N_ELEMENTS (merges); i++)
+    if (g_str_equal (mode ? mode : "concat", merges[i].mode))
+      merge = merges[i].type;
+  if (merge == KILT_LAYER_N_TYPES)
+    {
+      keras_set_error (error, imp, "merge_mode \"%s\" is not supported; concat, sum, mul or ave is",
+                       mode);
+      return FALSE;
+    }
+  if (n_inputs != 1)
+    {
+      keras_set_error (error, imp, "takes one input, got %u", n_inputs);
+      return FALSE;
+    }
+  type = g_str_equal (cls, "LSTM") ? KILT_LAYER_LSTM : KILT_LAYER_GRU;
+  fwd = kilt_layer_config_default (type);
+  {
+    KerasCall call = { keras_member_object (layer, "config"), cls, n_inputs, inputs,
+                       keras_node_rank (imp, inputs[0]) };
+    if (call.c == NULL || !convert_rnn (imp, &call, &fwd, error))
+      return FALSE;
+    rank = call.rank;
+  }
+  bwd = fwd;
+  if (back)
+    {
+      const char *bcls = keras_member_string (back, "class_name");
+      KerasCall call = { keras_member_object (back, "config"), bcls, n_inputs, inputs,
+                         keras_node_rank (imp, inputs[0]) };
+      bwd = kilt_layer_config_default (type);
+      if (bcls == NULL || !g_str_equal (bcls, cls) || call.c == NULL
+          || !convert_rnn (imp, &call, &bwd, error))
+        {
+          if (error && *error == NULL)
+            keras_set_error (error, imp, "backward_layer must be a %s like its layer", cls);
+          return FALSE;
+        }
+    }
+  else
+    bwd.go_backwards = !fwd.go_backwards;
+  if (fwd.go_backwards || !bwd.go_backwards || fwd.units != bwd.units
+      || fwd.return_sequences != bwd.return_sequences)
+    {
+      keras_set_error (error, imp,
+                       "the backward layer must be the forward one going backwards (same units "
+                       "and return_sequences, the forward one not going backwards)");
+      return FALSE;
+    }
+  bwd.keep_time_order = TRUE;
+  keras_bidirectional_names (c, &fname, &bname);
+  halves[0] = kilt_model_n_nodes (imp->model);
+  if (!keras_add_node_as (imp, fname, type, &fwd, n_inputs, inputs, rank, error))
+    return FALSE;
+  halves[1] = kilt_model_n_nodes (imp->model);
+  if (!keras_add_node_as (imp, bname, type, &bwd, n_inputs, inputs, rank, error))
+    return FALSE;
+  m = kilt_layer_config_default (merge);
+  return keras_add_node (imp, merge, &m, 2, halves, rank, error);
 }
 
 /* Permute: Keras' dims (1-based, without the batch) as Kilt's channels-first axes. For an
@@ -791,12 +1019,12 @@ convert_reshape (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **er
   guint len = a ? json_array_get_length (a) : 0, dims[3] = { 1, 1, 1 };
   gboolean any_free = FALSE;
 
-  if (len != 1 && len != 3)
+  if (len < 1 || len > 3)
     {
       g_autofree char *text = keras_render (keras_member (call->c, "target_shape"));
       keras_set_error (error, imp,
-                       "target_shape %s is not supported; Kilt takes (features) or (height, "
-                       "width, channels)",
+                       "target_shape %s is not supported; Kilt takes (features), (steps, "
+                       "features) or (height, width, channels)",
                        text);
       return FALSE;
     }
@@ -813,11 +1041,13 @@ convert_reshape (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **er
     }
   if (len == 1)
     cfg->target = (KiltShape){ dims[0], 1, 1 };
+  else if (len == 2) /* a sequence (steps, features): Kilt's (features, 1, steps) */
+    cfg->target = (KiltShape){ dims[1], 1, dims[0] };
   else if (imp->format == FORMAT_CHANNELS_FIRST)
     cfg->target = (KiltShape){ dims[0], dims[1], dims[2] };
   else
     cfg->target = (KiltShape){ dims[2], dims[0], dims[1] };
-  call->rank = len == 1 ? 2 : 4;
+  call->rank = len + 1;
   return TRUE;
 }
 
@@ -1184,6 +1414,8 @@ static const Converter converters[] = {
   { "Convolution2DTranspose", KILT_LAYER_CONV2D_TRANSPOSE, FALSE, convert_conv_transpose, TRUE },
   { "SeparableConv2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise },
   { "SeparableConvolution2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise, TRUE },
+  { "LSTM", KILT_LAYER_LSTM, FALSE, convert_rnn },
+  { "GRU", KILT_LAYER_GRU, FALSE, convert_rnn },
 };
 
 /* "InputLayer, Conv2D, ..., Add and Concatenate", from the table (aliases left out). */
@@ -1401,6 +1633,8 @@ convert_layer (Import *imp, const Entry *e, JsonObject *c, const char *cls, guin
 
   if (g_str_equal (cls, "CustomScaleLayer"))
     return convert_custom_scale (imp, e, n_inputs, inputs, error);
+  if (g_str_equal (cls, "Bidirectional"))
+    return convert_bidirectional (imp, c, n_inputs, inputs, error);
   {
     gboolean handled;
     gboolean ok = convert_scalar_op (imp, e, n_inputs, inputs, &handled, error);

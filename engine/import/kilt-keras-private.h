@@ -115,6 +115,10 @@ typedef struct
 gboolean keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,
                               GError **error);
 
+/* The Kilt node names (NAME/these) of a Bidirectional's forward and backward halves, from its
+ * config @c; free with g_free. */
+void keras_bidirectional_names (JsonObject *c, char **forward, char **backward);
+
 /* Converts nested model @e (Sequential or functional) reading Kilt node @inputs[0] into the
  * model's graph, layer by layer; its name then stands for its output (kilt-keras.c). */
 gboolean keras_convert_nested (Import *imp, const Entry *e, guint n_inputs, const guint *inputs,

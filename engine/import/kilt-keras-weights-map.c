@@ -5,6 +5,7 @@
 #define G_LOG_DOMAIN "kilt-keras-weights"
 
 #include "kilt-keras-weights-private.h"
+#include "kilt-keras-private.h"
 #include "kilt-error.h"
 #include "kilt-json-limits.h"
 #include "kilt-model-json.h"
@@ -277,6 +278,30 @@ collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, const 
         node_name = g_strdup_printf ("%s/%s", scope, name);
       else
         node_name = g_strdup (name);
+      /* A Bidirectional's halves are Kilt nodes NAME/forward_lstm and NAME/backward_lstm
+       * (kilt-keras-layers.c), Keras 3 groups KEY/forward_layer and KEY/backward_layer. */
+      if (g_str_equal (cls, "Bidirectional"))
+        {
+          g_autofree char *fwd = NULL, *bwd = NULL;
+          JsonNode *inner = json_object_get_member (cfg, "layer");
+          const char *inner_cls = inner && JSON_NODE_HOLDS_OBJECT (inner)
+                                      ? json_str (json_node_get_object (inner), "class_name")
+                                      : NULL;
+          keras_bidirectional_names (cfg, &fwd, &bwd);
+          for (guint half = 0; half < 2; half++)
+            {
+              g_autofree char *hname = g_strdup_printf ("%s/%s", node_name, half ? bwd : fwd);
+              LayerInfo *hi;
+              if (g_hash_table_contains (infos, hname))
+                continue;
+              hi = g_new0 (LayerInfo, 1);
+              hi->class_name = g_strdup (inner_cls ? inner_cls : "LSTM");
+              hi->key = g_strdup_printf ("%s/%s", key, half ? "backward_layer" : "forward_layer");
+              hi->center = hi->scale = TRUE;
+              hi->known = TRUE;
+              g_hash_table_insert (infos, g_steal_pointer (&hname), hi);
+            }
+        }
       if (!g_hash_table_contains (infos, node_name))
         {
           LayerInfo *li = g_new0 (LayerInfo, 1);
@@ -511,6 +536,31 @@ expect_embedding (const KiltNode *node, const LayerInfo *li, float *params, floa
   return TRUE;
 }
 
+/* LSTM, GRU: Kilt keeps Keras' kernel (features, G units), recurrent_kernel (units, G units)
+ * and bias (G units, or a reset_after GRU's (2, 3 units)) as they are. */
+static gboolean
+expect_rnn (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
+            guint *n, GError **error)
+{
+  gsize f = node->in_shape[0].c, u = node->cfg.units,
+        gu = (node->type == KILT_LAYER_LSTM ? 4 : 3) * u;
+  gboolean two = node->type == KILT_LAYER_GRU && node->cfg.reset_after;
+
+  (void)li;
+  (void)state;
+  (void)error;
+  v[0] = (Var){ "kernel", TRUE, 2, { f, gu }, params, PLACE_COPY, FALSE, 0, f * gu };
+  v[1] = (Var){ "recurrent_kernel", TRUE,  2, { u, gu }, params + f * gu,
+                PLACE_COPY,         FALSE, 0, u * gu };
+  *n = 2;
+  if (node->cfg.use_bias && two)
+    v[(*n)++]
+        = (Var){ "bias", TRUE, 2, { 2, gu }, params + (f + u) * gu, PLACE_COPY, FALSE, 0, 2 * gu };
+  else if (node->cfg.use_bias)
+    v[(*n)++] = (Var){ "bias", TRUE, 1, { gu }, params + (f + u) * gu, PLACE_COPY, FALSE, 0, gu };
+  return TRUE;
+}
+
 /* New layer types with weights add an entry here. A type absent from the table must have no
  * parameters or statistics, or the model cannot take Keras weights. */
 static const struct
@@ -525,6 +575,8 @@ static const struct
   { KILT_LAYER_DEPTHWISE_CONV2D, expect_depthwise },
   { KILT_LAYER_NORMALIZATION, expect_normalization },
   { KILT_LAYER_EMBEDDING, expect_embedding },
+  { KILT_LAYER_LSTM, expect_rnn },
+  { KILT_LAYER_GRU, expect_rnn },
 };
 
 ExpectFunc

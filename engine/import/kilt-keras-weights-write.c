@@ -41,6 +41,31 @@ make_group (hid_t parent, const char *name, hid_t *out)
   return *out >= 0;
 }
 
+/* The group at @path under @parent ("bidirectional/forward_layer"), opening the parts that
+ * exist (a Bidirectional's halves and its own group share the first) and making the rest. */
+static gboolean
+open_or_make_path (hid_t parent, const char *path, hid_t *out)
+{
+  g_auto (GStrv) parts = g_strsplit (path, "/", -1);
+  hid_t cur = -1;
+
+  for (guint i = 0; parts[i]; i++)
+    {
+      hid_t base = cur >= 0 ? cur : parent, next;
+      if (H5Lexists (base, parts[i], H5P_DEFAULT) > 0)
+        next = H5Gopen2 (base, parts[i], H5P_DEFAULT);
+      else
+        next = H5Gcreate2 (base, parts[i], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      if (cur >= 0)
+        H5Gclose (cur);
+      if (next < 0)
+        return FALSE;
+      cur = next;
+    }
+  *out = cur;
+  return cur >= 0;
+}
+
 /* One layer's group layers/<key>/vars with its variables 0, 1, ... in Keras' order. */
 static gboolean
 write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const float *params,
@@ -49,11 +74,20 @@ write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const floa
   Var vars[MAX_VARS_PER_LAYER];
   guint n_vars = 0, index = 0;
   ExpectFunc expect = kilt_keras_find_expect (node->type);
-  hid_t g = -1, vg = -1;
+  hid_t g = -1, vg = -1, cell = -1;
   gboolean ok = FALSE;
 
-  if (!make_group (layers, li->key, &g) || !make_group (g, "vars", &vg))
+  if (!open_or_make_path (layers, li->key, &g) || !make_group (g, "vars", &vg))
     goto out;
+  /* LSTM and GRU: Keras 3 keeps the variables in the cell's group, layers/lstm/cell/vars, and
+   * an empty vars group of the layer's own. */
+  if (node->type == KILT_LAYER_LSTM || node->type == KILT_LAYER_GRU)
+    {
+      H5Gclose (vg);
+      vg = -1;
+      if (!make_group (g, "cell", &cell) || !make_group (cell, "vars", &vg))
+        goto out;
+    }
   if (expect == NULL)
     {
       ok = TRUE;
@@ -80,6 +114,8 @@ write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const floa
 out:
   if (vg >= 0)
     H5Gclose (vg);
+  if (cell >= 0)
+    H5Gclose (cell);
   if (g >= 0)
     H5Gclose (g);
   return ok;

@@ -329,6 +329,7 @@ read_keras2 (hid_t root, guint max_layers, GHashTable *nested, const char *path,
         {
           FileVar *v = g_new0 (FileVar, 1);
           FileLayer *owner = l;
+          g_auto (GStrv) parts = g_strsplit (wnames[j], "/", 3);
           v->name = short_var_name (wnames[j]);
           v->h5path = g_strdup_printf ("%s/%s", names[i], wnames[j]);
           if (g_hash_table_contains (nested, names[i]))
@@ -362,6 +363,20 @@ read_keras2 (hid_t root, guint max_layers, GHashTable *nested, const char *path,
                   g_ptr_array_add (layers, owner);
                 }
             }
+          /* A Bidirectional's halves: LAYER/forward_lstm/lstm_cell/kernel:0 belongs to the
+           * layer LAYER/forward_lstm (the name Kilt gives that half). */
+          else if (parts[0] && parts[1] && parts[2] && g_str_equal (parts[0], names[i])
+                   && (g_str_has_prefix (parts[1], "forward_")
+                       || g_str_has_prefix (parts[1], "backward_")))
+            {
+              g_autofree char *half = g_strdup_printf ("%s/%s", names[i], parts[1]);
+              owner = NULL;
+              for (guint k = 0; k < layers->len && owner == NULL; k++)
+                if (g_str_equal (((FileLayer *)g_ptr_array_index (layers, k))->name, half))
+                  owner = g_ptr_array_index (layers, k);
+              if (owner == NULL)
+                g_ptr_array_add (layers, owner = file_layer_new (half));
+            }
           g_ptr_array_add (owner->vars, v);
         }
     }
@@ -382,57 +397,14 @@ typedef struct
 
 static gboolean walk_keras3 (Keras3Walk *w, const char *group_path);
 
+/* Adds the variables 0, 1, ... of group @vars_path (absent: none) to @l; 1 on failure. */
 static herr_t
-keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *data)
+keras3_add_vars (Keras3Walk *w, FileLayer *l, const char *vars_path)
 {
-  Keras3Walk *w = data;
-  g_autofree char *vars_path = NULL;
-  FileLayer *l;
+  const char *name = l->name;
   hid_t vg;
   H5G_info_t gi;
 
-  (void)group;
-  (void)info;
-  if (w->layers->len >= w->max)
-    {
-      set_error (w->error, w->path, "more than %u layers under layers/", w->max);
-      w->failed = TRUE;
-      return 1;
-    }
-  if (strlen (name) > MAX_NAME_BYTES)
-    {
-      set_error (w->error, w->path, "a layer group's name is longer than %d bytes", MAX_NAME_BYTES);
-      w->failed = TRUE;
-      return 1;
-    }
-  {
-    /* A nested model's layers are groups under its own: KEY/layers/INNER. */
-    g_autofree char *full = g_strconcat (w->prefix, name, NULL);
-    g_autofree char *inner = g_strdup_printf ("layers/%s/layers", full);
-    l = file_layer_new (full);
-    g_ptr_array_add (w->layers, l);
-    vars_path = g_strdup_printf ("layers/%s/vars", full);
-    if (H5Lexists (w->root, inner, H5P_DEFAULT) > 0)
-      {
-        g_autofree char *prefix = g_strconcat (full, "/layers/", NULL);
-        Keras3Walk sub = *w;
-        if (w->depth >= KILT_KERAS_WEIGHTS_MAX_NESTING)
-          {
-            set_error (w->error, w->path, "layer groups nest more than %d deep",
-                       KILT_KERAS_WEIGHTS_MAX_NESTING);
-            w->failed = TRUE;
-            return 1;
-          }
-        sub.prefix = prefix;
-        sub.depth = w->depth + 1;
-        if (!walk_keras3 (&sub, inner))
-          {
-            w->failed = TRUE;
-            return 1;
-          }
-      }
-  }
-  name = l->name;
   if (H5Lexists (w->root, vars_path, H5P_DEFAULT) <= 0)
     return 0;
   vg = H5Gopen2 (w->root, vars_path, H5P_DEFAULT);
@@ -470,6 +442,87 @@ keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *da
       v->name = g_steal_pointer (&vname);
       v->h5path = g_steal_pointer (&vpath);
       g_ptr_array_add (l->vars, v);
+    }
+  return 0;
+}
+
+static herr_t
+keras3_layer_cb (hid_t group, const char *name, const H5L_info_t *info, void *data)
+{
+  Keras3Walk *w = data;
+  g_autofree char *vars_path = NULL;
+  FileLayer *l;
+
+  (void)group;
+  (void)info;
+  if (w->layers->len >= w->max)
+    {
+      set_error (w->error, w->path, "more than %u layers under layers/", w->max);
+      w->failed = TRUE;
+      return 1;
+    }
+  if (strlen (name) > MAX_NAME_BYTES)
+    {
+      set_error (w->error, w->path, "a layer group's name is longer than %d bytes", MAX_NAME_BYTES);
+      w->failed = TRUE;
+      return 1;
+    }
+  {
+    /* A nested model's layers are groups under its own: KEY/layers/INNER. */
+    g_autofree char *full = g_strconcat (w->prefix, name, NULL);
+    g_autofree char *inner = g_strdup_printf ("layers/%s/layers", full);
+    l = file_layer_new (full);
+    g_ptr_array_add (w->layers, l);
+    vars_path = g_strdup_printf ("layers/%s/vars", full);
+    /* LSTM and GRU keep their variables in their cell's group: layers/lstm/cell/vars. */
+    {
+      g_autofree char *cell_group = g_strdup_printf ("layers/%s/cell", full);
+      g_autofree char *cell = g_strdup_printf ("%s/vars", cell_group);
+      /* (An absent group first: H5Lexists fails on a path through one.) */
+      if (H5Lexists (w->root, cell_group, H5P_DEFAULT) > 0
+          && H5Lexists (w->root, cell, H5P_DEFAULT) > 0)
+        {
+          g_free (vars_path);
+          vars_path = g_steal_pointer (&cell);
+        }
+    }
+    if (H5Lexists (w->root, inner, H5P_DEFAULT) > 0)
+      {
+        g_autofree char *prefix = g_strconcat (full, "/layers/", NULL);
+        Keras3Walk sub = *w;
+        if (w->depth >= KILT_KERAS_WEIGHTS_MAX_NESTING)
+          {
+            set_error (w->error, w->path, "layer groups nest more than %d deep",
+                       KILT_KERAS_WEIGHTS_MAX_NESTING);
+            w->failed = TRUE;
+            return 1;
+          }
+        sub.prefix = prefix;
+        sub.depth = w->depth + 1;
+        if (!walk_keras3 (&sub, inner))
+          {
+            w->failed = TRUE;
+            return 1;
+          }
+      }
+  }
+  if (keras3_add_vars (w, l, vars_path))
+    return 1;
+  /* Bidirectional: its halves' groups, layers/bidirectional/forward_layer/cell/vars, as layers
+   * of their own ("bidirectional/forward_layer"). */
+  for (guint half = 0; half < 2; half++)
+    {
+      const char *sub = half ? "backward_layer" : "forward_layer";
+      g_autofree char *half_group = g_strdup_printf ("layers/%s/%s", l->name, sub);
+      g_autofree char *cell = g_strdup_printf ("%s/cell", half_group);
+      g_autofree char *cell_vars = g_strdup_printf ("%s/cell/vars", half_group);
+      FileLayer *hl;
+      if (H5Lexists (w->root, half_group, H5P_DEFAULT) <= 0)
+        continue;
+      hl = file_layer_new (half_group + strlen ("layers/"));
+      g_ptr_array_add (w->layers, hl);
+      if (H5Lexists (w->root, cell, H5P_DEFAULT) > 0 && keras3_add_vars (w, hl, cell_vars))
+        return 1;
     }
   return 0;
 }

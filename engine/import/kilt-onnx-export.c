@@ -573,6 +573,105 @@ ex_upsampling (KiltOnnxGraph *e, const char *out, guint *rank)
   return TRUE;
 }
 
+/* LSTM and GRU as ONNX's LSTM and GRU over (steps, batch, features). ONNX orders the LSTM's
+ * gates i, o, f, c (Keras i, f, c, o) and keeps each gate's weights as rows; GRU's z, r, h
+ * agree, reset_after is linear_before_reset. Keras' go_backwards is ONNX's reverse direction,
+ * whose step outputs come in the input's order: reversed back to Keras' (processing) order. */
+static gboolean
+ex_rnn (KiltOnnxGraph *e, const char *out, guint *rank)
+{
+  const KiltNode *node = e->node;
+  const KiltLayerConfig *cfg = &node->cfg;
+  gboolean lstm = node->type == KILT_LAYER_LSTM;
+  gsize f = node->in_shape[0].c, u = cfg->units, g = lstm ? 4 : 3, gu = g * u;
+  static const guint lstm_order[] = { 0, 3, 1, 2 }, gru_order[] = { 0, 1, 2 };
+  const guint *order = lstm ? lstm_order : gru_order;
+  const float *p = e->params + node->param_offset;
+  const float *kernel = p, *rec = p + f * gu, *bias = cfg->use_bias ? p + (f + u) * gu : NULL;
+  /* In the graph's arena: the initialisers point at them until the file is written. */
+  float *w = kilt_onnx_alloc (e, sizeof (float) * gu * f);
+  float *r = kilt_onnx_alloc (e, sizeof (float) * gu * u);
+  float *b = kilt_onnx_alloc (e, sizeof (float) * 2 * gu);
+  gint64 wdims[3] = { 1, (gint64)gu, (gint64)f }, rdims[3] = { 1, (gint64)gu, (gint64)u };
+  gint64 bdims[2] = { 1, 2 * (gint64)gu };
+  static const gint64 perm_in[] = { 2, 0, 1 }, perm_out[] = { 1, 2, 0 };
+  static const gint64 axis0[] = { 0 }, axis1[] = { 1 }, axis2[] = { 2 };
+  const char *x, *seq;
+  const char *y = kilt_onnx_name (e, "y"), *yh = kilt_onnx_name (e, "y_h");
+  Onnx__NodeProto *n;
+
+  for (gsize k = 0; k < g; k++)
+    for (gsize j = 0; j < u; j++)
+      {
+        gsize col = order[k] * u + j, row = k * u + j;
+        for (gsize i = 0; i < f; i++)
+          w[row * f + i] = kernel[i * gu + col];
+        for (gsize i = 0; i < u; i++)
+          r[row * u + i] = rec[i * gu + col];
+        if (bias)
+          {
+            b[row] = bias[col];
+            /* A reset_after GRU's second row is the recurrent bias, ONNX's Rb. */
+            if (!lstm && cfg->reset_after)
+              b[gu + row] = bias[gu + col];
+          }
+      }
+  /* (N, f, 1, T) -> (N, f, T) -> (T, N, f) */
+  x = kilt_onnx_in4 (e);
+  seq = kilt_onnx_name (e, "steps");
+  kilt_onnx_op (e, "Squeeze", seq, x, kilt_onnx_ints (e, "axes", axis2, 1), NULL);
+  x = kilt_onnx_name (e, "time_major");
+  n = kilt_onnx_op (e, "Transpose", x, seq, NULL);
+  kilt_onnx_attr_ints (e, n, "perm", perm_in, 3);
+  n = kilt_onnx_op (e, lstm ? "LSTM" : "GRU", y, x, kilt_onnx_floats (e, "W", w, gu * f, wdims, 3),
+                    kilt_onnx_floats (e, "R", r, gu * u, rdims, 3),
+                    kilt_onnx_floats (e, "B", b, 2 * gu, bdims, 2), NULL);
+  n->n_output = 2;
+  n->output = kilt_onnx_alloc (e, 2 * sizeof (char *));
+  n->output[0] = (char *)y;
+  n->output[1] = (char *)yh;
+  kilt_onnx_attr_int (e, n, "hidden_size", (gint64)u);
+  if (cfg->go_backwards)
+    kilt_onnx_attr_string (e, n, "direction", "reverse");
+  if (!lstm)
+    kilt_onnx_attr_int (e, n, "linear_before_reset", cfg->reset_after ? 1 : 0);
+  if (cfg->recurrent_activation != KILT_ACT_SIGMOID)
+    {
+      /* The gates' HardSigmoid with Keras 3's or Keras 2's slope; tanh for the rest. */
+      static const char *const acts[] = { "HardSigmoid", "Tanh", "Tanh" };
+      float alpha = cfg->recurrent_activation == KILT_ACT_HARD_SIGMOID ? 1.0f / 6.0f : 0.2f,
+            beta = 0.5f;
+      kilt_onnx_attr_strings (e, n, "activations", acts, lstm ? 3 : 2);
+      kilt_onnx_attr_floats (e, n, "activation_alpha", &alpha, 1);
+      kilt_onnx_attr_floats (e, n, "activation_beta", &beta, 1);
+    }
+  if (!cfg->return_sequences)
+    {
+      /* Y_h (1, N, u) -> (N, u) */
+      kilt_onnx_op (e, "Squeeze", out, yh, kilt_onnx_ints (e, "axes", axis0, 1), NULL);
+      *rank = 2;
+      return TRUE;
+    }
+  /* Y (T, 1, N, u) -> (T, N, u) [reversed in time] -> (N, u, T) -> (N, u, 1, T) */
+  seq = kilt_onnx_name (e, "y_steps");
+  kilt_onnx_op (e, "Squeeze", seq, y, kilt_onnx_ints (e, "axes", axis1, 1), NULL);
+  if (cfg->go_backwards && !cfg->keep_time_order)
+    {
+      static const gint64 start[] = { -1 }, end[] = { G_MININT64 }, step[] = { -1 };
+      const char *rev = kilt_onnx_name (e, "y_reversed");
+      kilt_onnx_op (e, "Slice", rev, seq, kilt_onnx_ints (e, "starts", start, 1),
+                    kilt_onnx_ints (e, "ends", end, 1), kilt_onnx_ints (e, "axes", axis0, 1),
+                    kilt_onnx_ints (e, "steps", step, 1), NULL);
+      seq = rev;
+    }
+  x = kilt_onnx_name (e, "y_nct");
+  n = kilt_onnx_op (e, "Transpose", x, seq, NULL);
+  kilt_onnx_attr_ints (e, n, "perm", perm_out, 3);
+  kilt_onnx_op (e, "Unsqueeze", out, x, kilt_onnx_ints (e, "axes", axis2, 1), NULL);
+  *rank = 4;
+  return TRUE;
+}
+
 /* Layers that pass their input on (Dropout at inference) take its value; shape changes
  * between (C) and (1, 1, C) take the rank their output shape asks for. */
 static gboolean
@@ -626,6 +725,16 @@ ex_node (KiltOnnxGraph *e, guint index, GError **error)
         out = kilt_onnx_in (e, 0, &r);
         if (node->out_shape.h == 1 && node->out_shape.w == 1 && r == 4)
           out = kilt_onnx_to2 (e, out, r, kilt_onnx_name (e, NULL));
+        else if (!(node->out_shape.h == 1 && node->out_shape.w == 1))
+          {
+            /* To NCHW of the new shape (a vector as a sequence: (N, 1, 1, steps)); 0 keeps
+             * the batch. */
+            const gint64 dims[] = { 0, node->out_shape.c, node->out_shape.h, node->out_shape.w };
+            const char *y = kilt_onnx_name (e, NULL);
+            kilt_onnx_op (e, "Reshape", y, out, kilt_onnx_ints (e, "shape", dims, 4), NULL);
+            out = y;
+            r = 4;
+          }
         r = node->out_shape.h == 1 && node->out_shape.w == 1 ? 2 : r;
         break;
       case KILT_LAYER_BATCH_NORM:
@@ -659,6 +768,10 @@ ex_node (KiltOnnxGraph *e, guint index, GError **error)
         break;
       case KILT_LAYER_EMBEDDING:
         ok = ex_embedding (e, out = kilt_onnx_name (e, NULL), &r);
+        break;
+      case KILT_LAYER_LSTM:
+      case KILT_LAYER_GRU:
+        ok = ex_rnn (e, out = kilt_onnx_name (e, NULL), &r);
         break;
       case KILT_LAYER_UPSAMPLING2D:
         /* Resize's linear modes clamp and centre differently from TensorFlow's bilinear

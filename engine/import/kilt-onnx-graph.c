@@ -238,6 +238,36 @@ kilt_onnx_attr_string (KiltOnnxGraph *e, Onnx__NodeProto *n, const char *name, c
   a->s.len = strlen (v);
 }
 
+void
+kilt_onnx_attr_floats (KiltOnnxGraph *e, Onnx__NodeProto *n, const char *name, const float *v,
+                       guint count)
+{
+  Onnx__AttributeProto *a
+      = kilt_onnx_attr (e, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOATS);
+
+  a->n_floats = count;
+  a->floats = kilt_onnx_alloc (e, sizeof (float) * MAX (count, 1));
+  for (guint i = 0; i < count; i++)
+    a->floats[i] = v[i];
+}
+
+/* @v: static strings (the attribute points at them). */
+void
+kilt_onnx_attr_strings (KiltOnnxGraph *e, Onnx__NodeProto *n, const char *name,
+                        const char *const *v, guint count)
+{
+  Onnx__AttributeProto *a
+      = kilt_onnx_attr (e, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRINGS);
+
+  a->n_strings = count;
+  a->strings = kilt_onnx_alloc (e, sizeof (ProtobufCBinaryData) * MAX (count, 1));
+  for (guint i = 0; i < count; i++)
+    {
+      a->strings[i].data = (uint8_t *)v[i];
+      a->strings[i].len = strlen (v[i]);
+    }
+}
+
 /* ---- ranks: 1x1 values travel as (batch, C), others as NCHW -------------------------------- */
 
 const char *

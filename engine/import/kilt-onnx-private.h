@@ -49,6 +49,10 @@ void kilt_onnx_attr_float (KiltOnnxGraph *e, Onnx__NodeProto *n, const char *nam
 void kilt_onnx_attr_ints (KiltOnnxGraph *e, Onnx__NodeProto *n, const char *name, const gint64 *v,
                           guint count);
 void kilt_onnx_attr_string (KiltOnnxGraph *e, Onnx__NodeProto *n, const char *name, const char *v);
+void kilt_onnx_attr_floats (KiltOnnxGraph *e, Onnx__NodeProto *n, const char *name, const float *v,
+                            guint count);
+void kilt_onnx_attr_strings (KiltOnnxGraph *e, Onnx__NodeProto *n, const char *name,
+                             const char *const *v, guint count);
 
 /* Values of rank 2 ((batch, C), for 1x1 values) or 4 (NCHW), converted where a layer needs
  * the other; @out NULL: a new name. */

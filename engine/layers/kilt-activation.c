@@ -427,7 +427,9 @@ const KiltLayerClass kilt_rescaling_class = {
 };
 
 /* ---- Reshape: between layouts with the same memory order (Kilt is channels first, so only
- * (C) <-> (1, 1, C) and the same shape; others would need a transpose). ---------------------- */
+ * between shapes whose channels-last and channels-first orders agree, one pixel or one
+ * channel: (C) <-> (1, 1, C), a vector <-> a sequence of one feature; and the same shape;
+ * others would need a transpose). ------------------------------------------------------------ */
 
 static gboolean
 reshape_infer (KiltNode *node, GError **error)
@@ -437,6 +439,7 @@ reshape_infer (KiltNode *node, GError **error)
   guint *dims[] = { &t->c, &t->h, &t->w }, n_free = 0;
   gsize known = 1;
   gboolean flat_in = in->h == 1 && in->w == 1, flat_out;
+  gboolean agree_in = flat_in || in->c == 1;
 
   /* A dimension of 0 is whatever the others leave (Keras' -1). */
   for (guint i = 0; i < 3; i++)
@@ -465,11 +468,12 @@ reshape_infer (KiltNode *node, GError **error)
                             kilt_shape_size (in));
       return FALSE;
     }
-  if (!(flat_in && flat_out) && !(in->h == t->h && in->w == t->w))
+  if (!(agree_in && (flat_out || t->c == 1)) && !(in->h == t->h && in->w == t->w))
     {
       kilt_layer_set_error (error, node,
                             "reshaping %ux%ux%u to %ux%ux%u changes the order of values in "
-                            "memory; Kilt reshapes only between (channels) and (1, 1, channels)",
+                            "memory; Kilt reshapes only between (channels), (1, 1, channels) and "
+                            "one-channel shapes",
                             in->h, in->w, in->c, t->h, t->w, t->c);
       return FALSE;
     }

@@ -219,6 +219,42 @@ def build_all(K):
         models["nested"] = K.Sequential(
             [L.Input((6, 6, 3)), base, L.Conv2D(2, 3, name="conv"), L.Flatten(name="flat"),
              L.Dense(3, activation="softmax", name="out")], name="nested")
+    # (Last, so the models above keep their seeds.)
+    # Recurrent layers on sequences (steps, features): LSTM and GRU (reset_after true, Keras 3's
+    # and tf2's default, and false) returning the last state, and a stack that returns every
+    # step's (after a Conv1D, going backwards, with hard_sigmoid gates: Keras 2's and 3's
+    # hard_sigmoid differ, each file its own).
+    m = K.Sequential(name="lstm")
+    m.add(L.Input(shape=(7, 5)))
+    m.add(L.LSTM(6, name="lstm"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["lstm"] = m
+    m = K.Sequential(name="gru")
+    m.add(L.Input(shape=(7, 5)))
+    m.add(L.GRU(5, name="gru"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["gru"] = m
+    m = K.Sequential(name="gru_reset_before")
+    m.add(L.Input(shape=(6, 3)))
+    m.add(L.GRU(4, reset_after=False, go_backwards=True, name="gru"))
+    m.add(L.Dense(2, activation="softmax"))
+    models["gru_reset_before"] = m
+    m = K.Sequential(name="rnn_stack")
+    m.add(L.Input(shape=(9, 4)))
+    m.add(L.Conv1D(6, 3, activation="relu"))
+    m.add(L.LSTM(5, return_sequences=True, name="lstm_seq"))
+    m.add(L.GRU(3, return_sequences=True, go_backwards=True, recurrent_activation="hard_sigmoid",
+                name="gru_seq"))
+    m.add(L.LSTM(4, use_bias=False, name="lstm_last"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["rnn_stack"] = m
+    # Bidirectional: concatenated halves returning every step, then summed last states.
+    m = K.Sequential(name="bidirectional")
+    m.add(L.Input(shape=(6, 3)))
+    m.add(L.Bidirectional(L.LSTM(4, return_sequences=True), name="bi_lstm"))
+    m.add(L.Bidirectional(L.GRU(3), merge_mode="sum", name="bi_gru"))
+    m.add(L.Dense(2, activation="softmax"))
+    models["bidirectional"] = m
     return models
 
 
@@ -322,7 +358,7 @@ def dump(K, prefix, outdir, seed, only=None):
         pred = predictions(m, rng)
         if prefix == "keras3" and name == "cnn":
             pred["image_inputs"] = image_predictions(m, rng, base)
-        pred["keras_version"] = K.__version__
+        pred["keras_version"] = getattr(K, "__version__", None) or __import__("keras").__version__
         pred["count_params"] = int(m.count_params())
         with open(base + ".predict.json", "w") as f:
             json.dump(pred, f, separators=(",", ":"))
@@ -340,7 +376,8 @@ def check_export(cli, outdir):
     import keras as K
     tmp = tempfile.mkdtemp()
     worst = 0.0
-    for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "embedding_conv"):
+    for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "embedding_conv", "lstm",
+                 "gru", "gru_reset_before", "rnn_stack", "bidirectional"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)

@@ -1,0 +1,222 @@
+/* LSTM and GRU against the plain-C reference and finite differences, on awkward shapes (odd
+ * units, one step and seven, batch 3), every option; and the orthogonal initialiser. */
+/* SPDX-License-Identifier: GPL-3.0-or-later */
+#include "kilt-test-util.h"
+#include "kilt-layer-check.h"
+
+#include "test-layer-cases.h"
+
+#include <math.h>
+
+static void
+rnn_case (const char *label, KiltLayerType type, guint features, guint steps, guint units,
+          guint batch, void (*tweak) (KiltLayerConfig *cfg))
+{
+  KiltLayerCheck c = { 0 };
+
+  c.label = label;
+  c.type = type;
+  c.cfg = kilt_layer_config_default (type);
+  c.cfg.units = units;
+  if (tweak)
+    tweak (&c.cfg);
+  c.n_inputs = 1;
+  c.in[0] = (KiltShape){ features, 1, steps };
+  c.batch = batch;
+  c.training = TRUE;
+  c.seed = 41 + steps;
+  kilt_test_layer_case (&c);
+  c.accumulate = TRUE;
+  kilt_test_layer_case (&c);
+}
+
+static void
+sequences (KiltLayerConfig *cfg)
+{
+  cfg->return_sequences = TRUE;
+}
+
+static void
+backwards_sequences (KiltLayerConfig *cfg)
+{
+  cfg->return_sequences = TRUE;
+  cfg->go_backwards = TRUE;
+}
+
+static void
+backwards (KiltLayerConfig *cfg)
+{
+  cfg->go_backwards = TRUE;
+}
+
+/* A Bidirectional's backward half: the steps read last to first, the outputs in their order. */
+static void
+backwards_time_order (KiltLayerConfig *cfg)
+{
+  cfg->return_sequences = TRUE;
+  cfg->go_backwards = TRUE;
+  cfg->keep_time_order = TRUE;
+}
+
+static void
+gru_backwards_time_order (KiltLayerConfig *cfg)
+{
+  backwards_time_order (cfg);
+  cfg->reset_after = FALSE;
+}
+
+static void
+no_bias (KiltLayerConfig *cfg)
+{
+  cfg->use_bias = FALSE;
+}
+
+static void
+hard_sigmoid (KiltLayerConfig *cfg)
+{
+  cfg->recurrent_activation = KILT_ACT_HARD_SIGMOID;
+  cfg->return_sequences = TRUE;
+}
+
+static void
+hard_sigmoid_k2 (KiltLayerConfig *cfg)
+{
+  cfg->recurrent_activation = KILT_ACT_HARD_SIGMOID_K2;
+}
+
+static void
+reset_before (KiltLayerConfig *cfg)
+{
+  cfg->reset_after = FALSE;
+}
+
+static void
+reset_before_sequences (KiltLayerConfig *cfg)
+{
+  cfg->reset_after = FALSE;
+  cfg->return_sequences = TRUE;
+  cfg->go_backwards = TRUE;
+}
+
+static void
+reset_before_no_bias (KiltLayerConfig *cfg)
+{
+  cfg->reset_after = FALSE;
+  cfg->use_bias = FALSE;
+}
+
+static void
+test_lstm (void)
+{
+  rnn_case ("lstm 7 steps", KILT_LAYER_LSTM, 5, 7, 3, 3, NULL);
+  rnn_case ("lstm 1 step", KILT_LAYER_LSTM, 4, 1, 5, 3, NULL);
+  rnn_case ("lstm sequences", KILT_LAYER_LSTM, 3, 7, 5, 3, sequences);
+  rnn_case ("lstm go_backwards", KILT_LAYER_LSTM, 2, 7, 3, 2, backwards);
+  rnn_case ("lstm go_backwards sequences", KILT_LAYER_LSTM, 3, 6, 1, 3, backwards_sequences);
+  rnn_case ("lstm no bias", KILT_LAYER_LSTM, 6, 4, 7, 1, no_bias);
+  rnn_case ("lstm backwards in time order", KILT_LAYER_LSTM, 3, 7, 4, 3, backwards_time_order);
+  rnn_case ("lstm hard_sigmoid", KILT_LAYER_LSTM, 3, 5, 3, 3, hard_sigmoid);
+  rnn_case ("lstm hard_sigmoid keras 2", KILT_LAYER_LSTM, 3, 5, 3, 3, hard_sigmoid_k2);
+}
+
+static void
+test_gru (void)
+{
+  rnn_case ("gru 7 steps", KILT_LAYER_GRU, 5, 7, 3, 3, NULL);
+  rnn_case ("gru 1 step", KILT_LAYER_GRU, 4, 1, 5, 3, NULL);
+  rnn_case ("gru sequences", KILT_LAYER_GRU, 3, 7, 5, 3, sequences);
+  rnn_case ("gru go_backwards sequences", KILT_LAYER_GRU, 3, 6, 1, 3, backwards_sequences);
+  rnn_case ("gru no bias", KILT_LAYER_GRU, 6, 4, 7, 1, no_bias);
+  rnn_case ("gru backwards in time order", KILT_LAYER_GRU, 3, 7, 4, 3, backwards_time_order);
+  rnn_case ("gru reset_before backwards in time order", KILT_LAYER_GRU, 3, 7, 4, 3,
+            gru_backwards_time_order);
+  rnn_case ("gru hard_sigmoid", KILT_LAYER_GRU, 3, 5, 3, 3, hard_sigmoid);
+  rnn_case ("gru reset_before 7 steps", KILT_LAYER_GRU, 5, 7, 3, 3, reset_before);
+  rnn_case ("gru reset_before 1 step", KILT_LAYER_GRU, 4, 1, 5, 3, reset_before);
+  rnn_case ("gru reset_before sequences backwards", KILT_LAYER_GRU, 3, 7, 5, 3,
+            reset_before_sequences);
+  rnn_case ("gru reset_before no bias", KILT_LAYER_GRU, 2, 5, 3, 2, reset_before_no_bias);
+}
+
+/* The recurrent kernel starts orthogonal (U U^T = I, Keras' Orthogonal), the kernel Glorot
+ * uniform within its limit, the LSTM's forget bias at one and the others at zero. */
+static void
+test_init (void)
+{
+  const KiltLayerType types[] = { KILT_LAYER_LSTM, KILT_LAYER_GRU };
+
+  for (guint ti = 0; ti < G_N_ELEMENTS (types); ti++)
+    {
+      KiltNode node = { 0 };
+      g_autoptr (GError) error = NULL;
+      g_autofree float *p = NULL;
+      guint f = 6, u = 5, g = types[ti] == KILT_LAYER_LSTM ? 4 : 3;
+      double limit = sqrt (6.0 / (f + g * u)), worst = 0, wmax = 0;
+      KiltRng rng;
+
+      node.name = (char *)"rnn";
+      node.type = types[ti];
+      node.klass = kilt_layer_class_get (types[ti]);
+      node.cfg = kilt_layer_config_default (types[ti]);
+      node.cfg.units = u;
+      node.in_shape[0] = (KiltShape){ f, 1, 9 };
+      g_assert_true (node.klass->infer (&node, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (node.n_params, ==,
+                        f * g * u + u * g * u + (types[ti] == KILT_LAYER_GRU ? 2 : 1) * g * u);
+      p = g_new0 (float, node.n_params);
+      kilt_rng_init (&rng, 99);
+      node.klass->init (&node, p, NULL, &rng);
+      for (guint i = 0; i < f * g * u; i++)
+        wmax = MAX (wmax, fabs (p[i]));
+      g_assert_cmpfloat (wmax, <=, limit);
+      g_assert_cmpfloat (wmax, >, 0.5 * limit);
+      for (guint a = 0; a < u; a++)
+        for (guint b = 0; b < u; b++)
+          {
+            const float *U = p + f * g * u;
+            double dot = 0;
+            for (guint k = 0; k < g * u; k++)
+              dot += (double)U[a * g * u + k] * U[b * g * u + k];
+            worst = MAX (worst, fabs (dot - (a == b ? 1.0 : 0.0)));
+          }
+      g_assert_cmpfloat (worst, <, 1e-5);
+      for (guint i = 0; i < node.n_params - (f + u) * g * u; i++)
+        {
+          float want = types[ti] == KILT_LAYER_LSTM && i >= u && i < 2 * u ? 1.0f : 0.0f;
+          g_assert_cmpfloat (p[(f + u) * g * u + i], ==, want);
+        }
+    }
+}
+
+static void
+test_refused (void)
+{
+  KiltNode node = { 0 };
+  g_autoptr (GError) error = NULL;
+
+  node.name = (char *)"seq";
+  node.type = KILT_LAYER_LSTM;
+  node.klass = &kilt_lstm_class;
+  node.cfg = kilt_layer_config_default (KILT_LAYER_LSTM);
+  node.cfg.units = 4;
+  node.in_shape[0] = (KiltShape){ 3, 5, 7 };
+  g_assert_false (node.klass->infer (&node, &error));
+  g_assert_nonnull (strstr (error->message, "layer seq (LSTM): expects a sequence"));
+  g_clear_error (&error);
+  node.in_shape[0] = (KiltShape){ 3, 1, 7 };
+  node.cfg.activation = KILT_ACT_RELU;
+  g_assert_false (node.klass->infer (&node, &error));
+  g_assert_nonnull (strstr (error->message, "activation relu is not supported"));
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+  g_test_add_func ("/layers/lstm", test_lstm);
+  g_test_add_func ("/layers/gru", test_gru);
+  g_test_add_func ("/layers/rnn-init", test_init);
+  g_test_add_func ("/layers/rnn-refused", test_refused);
+  return g_test_run ();
+}
