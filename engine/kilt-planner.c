@@ -152,8 +152,8 @@ static char *
 recompute_words (const KiltRecompute *r)
 {
   if (r->recompute_flops == 0)
-    return g_strdup_printf ("keeps all %u blocks, their gradients sharing buffers: +0%% compute",
-                            r->n_blocks);
+    return g_strdup_printf (
+        "keeps all %u blocks, sharing buffers by when each is alive: +0%% compute", r->n_blocks);
   return g_strdup_printf ("keeps %u of %u blocks, recomputes the rest: +%.0f%% compute",
                           r->n_blocks_kept, r->n_blocks, kilt_recompute_percent (r));
 }
