@@ -718,9 +718,24 @@ kilt_recompute_choose (KiltModel *model, guint batch, guint64 budget, gboolean l
       g_debug ("batch %u: keeps%s; %u shared slots; %" G_GUINT64_FORMAT " + %" G_GUINT64_FORMAT
                " bytes",
                batch, s->str, best->n_slots, best->act_bytes, best->grad_bytes);
+      /* What each slot holds over the step, and where: to see where the bytes go. */
       for (guint k = 0; k < best->n_slots; k++)
-        g_debug ("slot %u: %" G_GUINT64_FORMAT " bytes%s", k, best->slot_bytes[k],
-                 best->slot_grad[k] ? " (gradients only)" : "");
+        {
+          g_string_truncate (s, 0);
+          for (guint i = 0; i < in.n; i++)
+            {
+              const guint *slot[] = { best->slot_out, best->slot_saved, best->slot_dout };
+              const guint64 *off[] = { best->off_out, best->off_saved, best->off_dout };
+              const guint64 bytes[] = { in.out_b[i], in.saved_b[i], in.dout_b[i] };
+              const char *what[] = { "activations", "saved values", "gradient" };
+              for (guint w = 0; w < 3 && !in.fused[i]; w++)
+                if (slot[w][i] == k)
+                  g_string_append_printf (
+                      s, "; %s %s at %" G_GUINT64_FORMAT " (%" G_GUINT64_FORMAT " bytes)",
+                      kilt_model_node (model, i)->name, what[w], off[w][i], bytes[w]);
+            }
+          g_debug ("slot %u: %" G_GUINT64_FORMAT " bytes%s", k, best->slot_bytes[k], s->str);
+        }
       g_string_free (s, TRUE);
     }
   info_clear (&in);
