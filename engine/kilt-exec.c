@@ -103,19 +103,49 @@ kilt_executor_new_recompute (KiltContext *ctx, KiltModel *model, guint batch, co
 static KiltBuffer *
 slot_alloc (KiltExecutor *exec, KiltMemCategory cat, guint64 bytes, guint index, GError **error)
 {
-  KiltBuffer *b
-      = kilt_buffer_new (exec->ex.ctx, cat, bytes, error, "recomputed layers' shared %s %u",
-                         cat == KILT_MEM_ACTIVATIONS ? "activations" : "gradients", index + 1);
+  KiltBuffer *b = kilt_buffer_new (
+      exec->ex.ctx, cat, bytes, error, "the layers' shared buffer %u (%s)", index + 1,
+      cat == KILT_MEM_ACTIVATIONS ? "activations and their gradients" : "activation gradients");
   if (b)
     g_ptr_array_add (exec->slots, b);
   return b;
+}
+
+static void
+release_mem (gpointer mem)
+{
+  clReleaseMemObject (mem);
+}
+
+/* A node's @bytes at @off in a shared slot, as a buffer of their own (so that size checks
+ * see the node's size, not the slot's). */
+static cl_mem
+slot_view (KiltExecutor *exec, KiltNode *node, guint slot, guint64 off, gsize bytes,
+           const char *what, GError **error)
+{
+  KiltBuffer *b = g_ptr_array_index (exec->slots, slot);
+  cl_buffer_region region = { off, bytes };
+  cl_int err = CL_SUCCESS;
+  cl_mem mem;
+
+  if (off == 0 && bytes == b->bytes)
+    return b->mem;
+  mem = clCreateSubBuffer (b->mem, 0, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+  if (err != CL_SUCCESS)
+    {
+      kilt_set_cl_error (error, err, exec->ex.ctx->info->name,
+                         "placing layer %s %s at byte %" G_GUINT64_FORMAT " of a shared buffer",
+                         node->name, what, off);
+      return NULL;
+    }
+  g_ptr_array_add (exec->views, mem);
+  return mem;
 }
 
 static KiltExecutor *
 executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training,
               const guint8 *keep, GError **error)
 {
-  cl_mem *act_slots = NULL, *grad_slots = NULL;
   KiltExecutor *exec;
   gsize ws = 0;
   g_autofree int *last_writer = NULL;
@@ -126,6 +156,7 @@ executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training
   exec->model = model;
   exec->node_buffers = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_buffer_free);
   exec->slots = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_buffer_free);
+  exec->views = g_ptr_array_new_with_free_func (release_mem);
   exec->ex.ctx = ctx;
   exec->ex.nodes = model->nodes;
   exec->ex.batch = batch;
@@ -154,22 +185,10 @@ executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training
   if (training && keep)
     {
       KiltRecompute *lo = exec->layout = kilt_recompute_new (model, batch, TRUE, keep);
-      act_slots = g_newa (cl_mem, lo->n_act_slots + 1);
-      grad_slots = g_newa (cl_mem, lo->n_grad_slots + 1);
-      for (guint s = 0; s < lo->n_act_slots; s++)
-        {
-          KiltBuffer *b = slot_alloc (exec, KILT_MEM_ACTIVATIONS, lo->act_slot_bytes[s], s, error);
-          if (!b)
-            goto fail;
-          act_slots[s] = b->mem;
-        }
-      for (guint s = 0; s < lo->n_grad_slots; s++)
-        {
-          KiltBuffer *b = slot_alloc (exec, KILT_MEM_GRADIENTS, lo->grad_slot_bytes[s], s, error);
-          if (!b)
-            goto fail;
-          grad_slots[s] = b->mem;
-        }
+      for (guint s = 0; s < lo->n_slots; s++)
+        if (!slot_alloc (exec, lo->slot_grad[s] ? KILT_MEM_GRADIENTS : KILT_MEM_ACTIVATIONS,
+                         lo->slot_bytes[s], s, error))
+          goto fail;
     }
 
   for (guint i = 0; i < model->nodes->len; i++)
@@ -195,9 +214,21 @@ executor_new (KiltContext *ctx, KiltModel *model, guint batch, gboolean training
       if (exec->layout)
         {
           KiltRecompute *lo = exec->layout;
-          node->out = act_slots[lo->slot_out[i]];
-          node->saved = lo->slot_saved[i] != G_MAXUINT ? act_slots[lo->slot_saved[i]] : NULL;
-          node->dout = lo->slot_dout[i] != G_MAXUINT ? grad_slots[lo->slot_dout[i]] : NULL;
+          node->out
+              = slot_view (exec, node, lo->slot_out[i], lo->off_out[i], act, "activations", error);
+          if (!node->out)
+            goto fail;
+          node->saved = NULL;
+          if (lo->slot_saved[i] != G_MAXUINT
+              && !(node->saved = slot_view (exec, node, lo->slot_saved[i], lo->off_saved[i],
+                                            4 * node->klass->saved_floats (node, batch),
+                                            "saved values", error)))
+            goto fail;
+          node->dout = NULL;
+          if (lo->slot_dout[i] != G_MAXUINT
+              && !(node->dout = slot_view (exec, node, lo->slot_dout[i], lo->off_dout[i], act,
+                                           "activation gradients", error)))
+            goto fail;
           if (node->klass->workspace_floats)
             ws = MAX (ws, node->klass->workspace_floats (node, batch, ctx->info));
           continue;
@@ -270,6 +301,7 @@ kilt_executor_free (KiltExecutor *exec)
       node->fused = node->act_fused = FALSE;
     }
   g_ptr_array_unref (exec->node_buffers);
+  g_ptr_array_unref (exec->views); /* before the slots they are part of */
   g_ptr_array_unref (exec->slots);
   kilt_recompute_free (exec->layout);
   kilt_buffer_free (exec->workspace);

@@ -24,6 +24,7 @@ struct _KiltExecutor
   GPtrArray *node_buffers;        /* KiltBuffer*, owned: activations, gradients, saved */
   KiltRecompute *layout;          /* NULL: every node keeps its buffers (no recompute) */
   GPtrArray *slots;               /* KiltBuffer*, owned: the recomputed segments' shared ones */
+  GPtrArray *views;               /* cl_mem, owned: the nodes' sub-buffers of the slots */
   KiltBackwardHook backward_hook; /* NULL: none */
   gpointer backward_hook_data;
 };

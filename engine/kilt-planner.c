@@ -5,6 +5,7 @@
 #include "kilt-planner.h"
 #include "kilt-error.h"
 #include "kilt-exec.h"
+#include "kilt-loss.h"
 
 #include "kilt-optimizer.h"
 
@@ -14,6 +15,14 @@ guint
 kilt_plan_optimizer_slots (const KiltOptimizerConfig *opt)
 {
   return opt ? kilt_optimizer_state_slots (opt) : 0;
+}
+
+/* As the trainer's prepare_replica () allocates them. */
+guint64
+kilt_plan_step_bytes (KiltModel *model, guint batch)
+{
+  return 4 * (guint64)batch * MAX (kilt_model_n_outputs (model), 1)
+         + 2 * 4 * (guint64)kilt_loss_metrics_floats (batch);
 }
 
 typedef struct
@@ -76,12 +85,14 @@ need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
       for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
         fixed += need->bytes[c];
       fixed -= all->act_bytes + all->grad_bytes;
+      fixed += kilt_plan_step_bytes (model, batch);
       room = capacity > fixed ? capacity - fixed : 0;
       need->layout = kilt_recompute_choose (model, batch, room, hold == HOLD_LEAST_MEMORY);
       kilt_executor_plan_recompute (model, batch, dev, need->layout->keep, need->bytes);
       need->bytes[KILT_MEM_OPTIMIZER] = slots * 4 * (guint64)model->n_grads;
       need->bytes[KILT_MEM_DATASET] = dataset_bytes;
     }
+  need->bytes[KILT_MEM_WORKSPACE] += kilt_plan_step_bytes (model, batch);
   for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
     need->total += need->bytes[c];
 
@@ -141,8 +152,8 @@ static char *
 recompute_words (const KiltRecompute *r)
 {
   if (r->recompute_flops == 0)
-    return g_strdup_printf ("keeps all %u blocks, their gradients sharing buffers: +0%% compute",
-                            r->n_blocks);
+    return g_strdup_printf (
+        "keeps all %u blocks, sharing buffers by when each is alive: +0%% compute", r->n_blocks);
   return g_strdup_printf ("keeps %u of %u blocks, recomputes the rest: +%.0f%% compute",
                           r->n_blocks_kept, r->n_blocks, kilt_recompute_percent (r));
 }

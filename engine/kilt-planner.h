@@ -46,6 +46,11 @@ typedef struct
  * code it predicts (which allocates one buffer of n_params floats per slot). */
 guint kilt_plan_optimizer_slots (const KiltOptimizerConfig *opt);
 
+/* The bytes a training run allocates for a step beside the executor and the optimizer: the
+ * batch's targets and the training and evaluation metrics (workspace). The plan counts them:
+ * left out, a run planned to its last few hundred bytes failed on them. */
+guint64 kilt_plan_step_bytes (KiltModel *model, guint batch);
+
 /* Plans training of built @model at @batch with @opt (NULL: no optimizer state) and a data set
  * holding @dataset_bytes on the device (one buffer; 0 for none). The capacity is @budget, or
  * the device's global memory when @budget is 0; single buffers must stay within the device's

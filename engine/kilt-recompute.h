@@ -6,6 +6,11 @@
 
 G_BEGIN_DECLS
 
+/* Buffers sharing a slot start at multiples of this many bytes: a sub-buffer's origin must
+ * be a multiple of the device's CL_DEVICE_MEM_BASE_ADDR_ALIGN (128 bytes on PoCL here); a
+ * device that asks for more fails the executor with an error naming the layer. */
+#define KILT_RECOMPUTE_ALIGN 4096
+
 /* How a training step holds its activations for the backward pass. */
 typedef enum
 {
@@ -17,23 +22,29 @@ typedef enum
 const char *kilt_memory_mode_name (KiltMemoryMode mode); /* "auto", "keep", "recompute" */
 gboolean kilt_memory_mode_from_name (const char *name, KiltMemoryMode *out);
 
-/* A layout of a training executor's per-node buffers. Kept nodes (the checkpoints) own their
- * activations, saved values and activation gradients for the whole step. The nodes between
- * two checkpoints form a segment; the segments share buffers ("slots"): the i-th largest
- * buffer of every segment goes into slot i, sized for the largest of them. The backward pass
- * recomputes each segment's forward from its first checkpoint before running the segment's
- * backward (the last segment's forward is still in its slots and is not recomputed). */
+/* A layout of a training executor's per-node buffers. The nodes between two checkpoints (the
+ * kept nodes) form a segment; the backward pass recomputes each segment's forward from the
+ * checkpoint before it, just before the backward of the checkpoint that ends it (the last
+ * segment's forward is still there and is not recomputed). Every buffer, a checkpoint's too,
+ * lives only from when it is written to when it is last read, and buffers never alive at
+ * once share device memory: each lies at an offset in a device buffer ("slot") as large as
+ * the largest buffer it holds, beside or in place of others. */
 typedef struct
 {
   guint n_nodes;
-  guint8 *keep; /* per node: 1 owns its buffers (always node 0 and the output's owner) */
-  /* Per node not kept: the slot of its activations, saved values and activation gradient
-   * (G_MAXUINT: it has none); act_* slots hold the first two, grad_* the last. */
+  guint8 *keep; /* per node: 1 at a checkpoint, whose activations the backward pass reads as
+                 * the forward pass left them (always node 0 and the output's owner) */
+  /* Per node, the slot of its activations, saved values and activation gradient (G_MAXUINT:
+   * it has none); without recompute (keep NULL) there are no slots. */
   guint *slot_out, *slot_saved, *slot_dout;
-  guint n_act_slots, n_grad_slots;
-  guint64 *act_slot_bytes, *grad_slot_bytes;
-  guint64 act_bytes;   /* all the activations and saved values the layout allocates */
-  guint64 grad_bytes;  /* all the activation gradients */
+  guint64 *off_out, *off_saved, *off_dout; /* and where in it (KILT_RECOMPUTE_ALIGN apart) */
+  guint n_slots;
+  guint64 *slot_bytes;
+  guint8 *slot_grad;   /* per slot: 1 when it holds activation gradients only */
+  guint64 act_bytes;   /* the slots that hold activations or saved values (or, keep NULL,
+                        * every node's own) */
+  guint64 grad_bytes;  /* the slots that hold activation gradients only (or, keep NULL, every
+                        * node's own) */
   guint8 *redo;        /* per node: 1 at a checkpoint whose segment the backward pass redoes just
                         * before the checkpoint's own backward */
   guint last_kept;     /* the output's owner: the last segment ends there */

@@ -656,6 +656,7 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
       if (rp->test_batcher == NULL)
         return FALSE;
     }
+  /* These three are kilt_plan_step_bytes (): the plan counts them. */
   rp->targets = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE,
                                  4 * (gsize)exec_batch * MAX (kilt_model_n_outputs (rp->model), 1),
                                  error, "the batch targets");

@@ -6,6 +6,7 @@
 #include "kilt-test-util.h"
 #include "kilt-error.h"
 #include "kilt-exec.h"
+#include "kilt-loss.h"
 #include "kilt-model-json.h"
 #include "kilt-optimizer.h"
 #include "kilt-planner.h"
@@ -77,9 +78,43 @@ test_optimizer_slots (void)
   g_assert_cmpuint (kilt_plan_optimizer_slots (&o), ==, 1);
 }
 
-/* Allocates an executor and the optimizer's state on the test device and compares what the
- * context's counters saw with the plan, category by category, and the largest buffer with the
- * plan's. */
+/* The buffers the trainer allocates for a step beside the executor, as prepare_replica ()
+ * does: the batch targets and the training and evaluation metrics. NULL when one does not
+ * allocate. */
+static GPtrArray *
+step_buffers_try (KiltContext *ctx, KiltModel *m, guint batch, GError **error)
+{
+  GPtrArray *b = g_ptr_array_new_with_free_func ((GDestroyNotify)kilt_buffer_free);
+  gsize sizes[] = { 4 * (gsize)batch * MAX (kilt_model_n_outputs (m), 1),
+                    4 * kilt_loss_metrics_floats (batch), 4 * kilt_loss_metrics_floats (batch) };
+
+  for (guint k = 0; k < G_N_ELEMENTS (sizes); k++)
+    {
+      KiltBuffer *buf
+          = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, sizes[k], error, "test step %u", k);
+      if (buf == NULL)
+        {
+          g_ptr_array_unref (b);
+          return NULL;
+        }
+      g_ptr_array_add (b, buf);
+    }
+  return b;
+}
+
+static GPtrArray *
+step_buffers_new (KiltContext *ctx, KiltModel *m, guint batch)
+{
+  g_autoptr (GError) error = NULL;
+  GPtrArray *b = step_buffers_try (ctx, m, batch, &error);
+
+  g_assert_no_error (error);
+  return b;
+}
+
+/* Allocates an executor, the optimizer's state and a step's buffers on the test device and compares
+ * what the context's counters saw with the plan, category by category, and the largest buffer with
+ * the plan's. */
 static void
 compare_with_executor (KiltContext *ctx, KiltModel *m, guint batch, KiltOptimizerType opt_type)
 {
@@ -89,6 +124,7 @@ compare_with_executor (KiltContext *ctx, KiltModel *m, guint batch, KiltOptimize
   g_autoptr (GError) error = NULL;
   KiltMemStats before, after, freed;
   KiltExecutor *exec;
+  GPtrArray *step;
   guint64 largest = 0, total = 0;
 
   g_test_message ("%s at batch %u with %s: %s", m->name, batch, kilt_optimizer_name (opt_type),
@@ -99,6 +135,7 @@ compare_with_executor (KiltContext *ctx, KiltModel *m, guint batch, KiltOptimize
   g_assert_no_error (error);
   opt = kilt_optimizer_new (ctx, &opt_cfg, m->n_params, &error);
   g_assert_no_error (error);
+  step = step_buffers_new (ctx, m, batch);
   kilt_mem_stats_snapshot (&ctx->mem, &after);
   for (int c = 0; c < KILT_MEM_N_CATEGORIES; c++)
     {
@@ -117,6 +154,7 @@ compare_with_executor (KiltContext *ctx, KiltModel *m, guint batch, KiltOptimize
     largest = MAX (largest, ((KiltBuffer *)g_ptr_array_index (exec->node_buffers, i))->bytes);
   g_assert_cmpuint (largest, ==, plan->largest_alloc);
 
+  g_ptr_array_unref (step);
   kilt_optimizer_free (opt);
   kilt_executor_free (exec);
   kilt_mem_stats_snapshot (&ctx->mem, &freed);
@@ -280,6 +318,7 @@ check_small_device_edge (KiltContext *ctx, KiltModel *m, guint batch)
   g_autoptr (GError) error = NULL;
   g_autofree char *want = NULL;
   KiltExecutor *exec;
+  GPtrArray *step;
   KiltMemStats st;
 
   g_test_message ("%s: %s", m->name, p->message);
@@ -297,12 +336,17 @@ check_small_device_edge (KiltContext *ctx, KiltModel *m, guint batch)
 
   exec = kilt_executor_new (ctx, m, p->max_batch, TRUE, &error);
   g_assert_no_error (error);
+  step = step_buffers_new (ctx, m, p->max_batch);
   kilt_mem_stats_snapshot (&ctx->mem, &st);
   g_test_message ("batch %u allocated %" G_GINT64_FORMAT " bytes", p->max_batch, st.live_total);
+  g_ptr_array_unref (step);
   kilt_executor_free (exec);
 
+  /* One more: the executor or the step's buffers after it run out. */
   exec = kilt_executor_new (ctx, m, p->max_batch + 1, TRUE, &error);
-  g_assert_null (exec);
+  step = exec ? step_buffers_try (ctx, m, p->max_batch + 1, &error) : NULL;
+  g_assert_null (step);
+  kilt_executor_free (exec);
   g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OUT_OF_MEMORY);
   g_test_message ("batch %u: %s", p->max_batch + 1, error->message);
   kilt_mem_stats_snapshot (&ctx->mem, &st);
