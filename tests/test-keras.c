@@ -970,6 +970,12 @@ test_rnn (void)
                                                   "{\"class_name\": \"SimpleRNN\", \"config\": "
                                                   "{\"name\": \"l\", \"units\": 2}}}}"),
                 "layer bi (Bidirectional)", "wraps SimpleRNN");
+  /* A wrapped layer without its config (found by fuzz-model: it failed without an error). */
+  expect_error (K2_SEQ (K2_INPUT ("[null, 7, 3]") ", {\"class_name\": \"Bidirectional\", "
+                                                  "\"config\": {\"name\": \"bi\", \"layer\": "
+                                                  "{\"class_name\": \"LSTM\", \"con/fig\": "
+                                                  "{\"name\": \"l\", \"units\": 2}}}}"),
+                "layer bi (Bidirectional)", "its layer (LSTM) has no config");
   expect_error (K2_RNN ("LSTM", ", \"return_state\": true"), "layer r (LSTM)",
                 "return_state true is not supported");
   expect_error (K2_RNN ("GRU", ", \"stateful\": true"), "layer r (GRU)",

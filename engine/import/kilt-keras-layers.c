@@ -427,7 +427,12 @@ convert_bidirectional (Import *imp, JsonObject *c, guint n_inputs, const guint *
   {
     KerasCall call = { keras_member_object (layer, "config"), cls, n_inputs, inputs,
                        keras_node_rank (imp, inputs[0]) };
-    if (call.c == NULL || !convert_rnn (imp, &call, &fwd, error))
+    if (call.c == NULL)
+      {
+        keras_set_error (error, imp, "its layer (%s) has no config", cls);
+        return FALSE;
+      }
+    if (!convert_rnn (imp, &call, &fwd, error))
       return FALSE;
     rank = call.rank;
   }
