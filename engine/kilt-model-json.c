@@ -806,7 +806,8 @@ parse_model (const char *data, gssize length, const char *source, GError **error
       set_error (error, &top, "not valid JSON: %s", msg);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (json_parser_get_root (parser) == NULL
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       set_error (error, &top, "expected a JSON object with \"format\": \"%s\"",
                  KILT_MODEL_FORMAT_NAME);

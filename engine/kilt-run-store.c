@@ -820,7 +820,8 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
           return FALSE;
         }
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (json_parser_get_root (parser) == NULL
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "a run configuration must be a JSON object");
@@ -1025,7 +1026,8 @@ kilt_data_spec_from_json (const char *json, KiltDataSpec *out, GError **error)
                      "Kilt)");
       return FALSE;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
+  if (json_parser_get_root (parser) == NULL
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser)))
     goto bad;
   obj = json_node_get_object (json_parser_get_root (parser));
   source = dup_member (obj, "source");

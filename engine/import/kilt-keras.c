@@ -778,7 +778,8 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
       keras_set_error (error, &imp, "not valid JSON: %s", msg);
       return NULL;
     }
-  if (!JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))
+  if (json_parser_get_root (parser) == NULL
+      || !JSON_NODE_HOLDS_OBJECT (json_parser_get_root (parser))
       || !(cls = keras_member_string (root = json_node_get_object (json_parser_get_root (parser)),
                                       "class_name")))
     {
