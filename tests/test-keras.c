@@ -755,6 +755,28 @@ test_scalar_ops (void)
     g_assert_cmpuint (up->inputs[1], ==, scaled->index);
   }
 
+  /* tf.keras' x * y of two tensors (ConvNeXt writes its residual x + y so): a Multiply of both;
+   * y naming another output of its layer is refused by name. */
+  {
+    g_auto (GStrv) parts = g_strsplit (k2, "{\"y\": 0.5, ", -1);
+    g_autofree char *two = g_strjoinv ("{\"y\": [\"x\", 0, 0], ", parts);
+    g_auto (GStrv) parts_bad = g_strsplit (k2, "{\"y\": 0.5, ", -1);
+    g_autofree char *bad = g_strjoinv ("{\"y\": [\"x\", 0, 1], ", parts_bad);
+    g_autoptr (KiltModel) mt = NULL;
+    KiltNode *n;
+
+    g_assert_cmpuint (g_strv_length (parts), ==, 2);
+    mt = kilt_keras_load_data (two, -1, "k2.json", KILT_LOSS_MSE, NULL, &error);
+    g_assert_no_error (error);
+    n = find (mt, "tf.math.multiply");
+    g_assert_cmpint (n->type, ==, KILT_LAYER_MULTIPLY);
+    g_assert_cmpuint (n->n_inputs, ==, 2);
+    g_assert_cmpuint (n->inputs[0], ==, find (mt, "tf.__operators__.add")->index);
+    g_assert_cmpuint (n->inputs[1], ==, 0);
+    expect_error_named (bad, "k2.json", "layer tf.math.multiply (TFOpLambda)",
+                        "reads output 1 of layer x");
+  }
+
   /* Another op, and an Add of one tensor with no constant, are refused by name. */
   {
     g_autofree char *other = g_strdup (k2);
