@@ -663,6 +663,33 @@ test_nested_refused (void)
   g_assert_false (kilt_keras_weights_write (m, json, params, state, out, NULL, &error));
   assert_message (error, write_parts);
   g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
+  g_clear_error (&error);
+
+  /* A Keras 2 file whose nested model's group lists a weight without its layer's name
+   * ("kernel:0" where Keras writes "conv/kernel:0"): refused naming both. */
+  {
+    g_autofree char *bad = tmp_path ("nested-bad.h5");
+    hid_t type = H5Tcopy (H5T_C_S1), f, g, attr, space;
+    hsize_t one = 1;
+    const char *want[]
+        = { "nested-bad.h5", "nested model stem", "kernel:0", "does not name the layer", NULL };
+    H5Tset_size (type, 16);
+    f = H5Fcreate (bad, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    space = H5Screate_simple (1, &one, NULL);
+    attr = H5Acreate2 (f, "layer_names", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint (H5Awrite (attr, type, "stem\0\0\0\0\0\0\0\0\0\0\0\0"), >=, 0);
+    H5Aclose (attr);
+    g = H5Gcreate2 (f, "stem", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    attr = H5Acreate2 (g, "weight_names", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    g_assert_cmpint (H5Awrite (attr, type, "kernel:0\0\0\0\0\0\0\0\0"), >=, 0);
+    H5Aclose (attr);
+    H5Gclose (g);
+    H5Sclose (space);
+    H5Tclose (type);
+    H5Fclose (f);
+    g_assert_false (kilt_keras_weights_read (m, json, bad, NULL, 0, params, state, NULL, &error));
+    assert_message (error, want);
+  }
 }
 
 static void
