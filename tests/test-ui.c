@@ -55,6 +55,13 @@ settle (double seconds)
   wait_until (always_false, NULL, seconds);
 }
 
+/* The Model page's plan row answers its current settings (the plan comes from a thread). */
+static gboolean
+plan_current (gpointer data)
+{
+  return kilt_model_page_plan_is_current (data);
+}
+
 /* Renders @widget as the screen shows it, saves a PNG under the artifacts folder, and checks
  * that it is not blank: several colours, and a good share of pixels away from the background. */
 static void
@@ -1199,8 +1206,14 @@ test_plan_does_not_fit (void)
   g_assert_false (kilt_model_page_use_fitting_batch (model));
   g_setenv ("KILT_MEMORY_BUDGET_MB", "200", TRUE);
   kilt_model_page_set_batch (model, 65536);
+  /* The row's plan is worked out off the UI thread: not yet answered as set_batch returns,
+   * while Start's check and "Use Batch" plan what the page holds now. */
+  g_assert_false (kilt_model_page_plan_is_current (model));
   g_assert_false (kilt_model_page_check_fits (model, NULL));
   g_assert_true (kilt_model_page_use_fitting_batch (model));
+  /* The batch it set is planned again, and the row then offers no other batch. */
+  g_assert_true (wait_until (plan_current, model, 30));
+  g_assert_false (gtk_widget_get_visible (find_button (GTK_WIDGET (model), "Use Batch ")));
   g_test_message ("Use Batch set %u", kilt_model_page_get_batch (model));
   g_assert_cmpuint (kilt_model_page_get_batch (model), <, 65536);
   g_assert_cmpuint (kilt_model_page_get_batch (model), >, 32);
@@ -1302,6 +1315,7 @@ test_plan_recompute (void)
   g_assert_true (kilt_model_page_check_fits (model, &error));
   g_assert_no_error (error);
   kilt_window_show_page (window, "model");
+  g_assert_true (wait_until (plan_current, model, 30));
   settle (0.3);
   g_assert_nonnull (find_row_saying (GTK_WIDGET (model), "recomputes the rest"));
   g_assert_nonnull (find_row_saying (GTK_WIDGET (model), "fits in"));
@@ -1312,6 +1326,7 @@ test_plan_recompute (void)
     g_assert_cmpstr (mode, ==, "recompute");
   }
   g_assert_true (kilt_model_page_check_fits (model, NULL));
+  g_assert_true (wait_until (plan_current, model, 30));
   {
     GtkWidget *row = find_row_saying (GTK_WIDGET (model), "recomputes the rest");
     g_assert_nonnull (row);
@@ -1322,6 +1337,7 @@ test_plan_recompute (void)
   kilt_model_page_set_memory (model, KILT_MEMORY_AUTO);
   kilt_model_page_set_batch (model, 32);
   g_assert_true (kilt_model_page_choose_preset (model, "mlp"));
+  g_assert_true (wait_until (plan_current, model, 30));
   g_assert_null (find_row_saying (GTK_WIDGET (model), "recomputes the rest"));
 }
 

@@ -64,6 +64,13 @@ struct _KiltModelPage
   GHashTable *trainable;
   gboolean replace_head;
   guint refresh_idle;
+  /* The plan is worked out in a thread (a second on a big model that must recompute), a short
+   * while after the last change; plan_serial tells a finished plan whether it is still the
+   * page's latest question. */
+  guint plan_timeout;
+  guint plan_serial;
+  guint plan_shown; /* the serial of the plan on the row */
+  GCancellable *plan_cancel;
 };
 
 G_DEFINE_FINAL_TYPE (KiltModelPage, kilt_model_page, ADW_TYPE_BIN)
@@ -384,15 +391,17 @@ kilt_model_page_check_fits (KiltModelPage *self, GError **error)
   return FALSE;
 }
 
+/* The plan row for @plan (NULL: no model or device). */
 static void
-show_plan (KiltModelPage *self)
+display_plan (KiltModelPage *self, const KiltPlan *plan)
 {
   const char *icon = "dialog-information-symbolic";
   const char *css = NULL;
 
+  self->plan_shown = self->plan_serial;
   gtk_widget_remove_css_class (GTK_WIDGET (self->plan_icon), "success");
   gtk_widget_remove_css_class (GTK_WIDGET (self->plan_icon), "error");
-  if (self->model == NULL || self->device == NULL)
+  if (plan == NULL)
     {
       adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row),
                                      self->device ? "Choose a model" : "Choose a device");
@@ -401,13 +410,12 @@ show_plan (KiltModelPage *self)
     }
   else
     {
-      g_autoptr (KiltPlan) plan = current_plan (self);
       g_autofree char *title = NULL;
 
       if (plan->fits)
-        title = g_strdup_printf ("Fits on %s", self->device->name);
+        title = g_strdup_printf ("Fits on %s", plan->device_name);
       else
-        title = g_strdup_printf ("Does not fit on %s", self->device->name);
+        title = g_strdup_printf ("Does not fit on %s", plan->device_name);
       GString *sub = g_string_new (plan->message);
 
       adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row), title);
@@ -435,10 +443,124 @@ show_plan (KiltModelPage *self)
       css = plan->fits ? "success" : "error";
     }
   if (self->use_batch_button)
-    gtk_widget_set_visible (self->use_batch_button, self->model && self->device && self->use_batch);
+    gtk_widget_set_visible (self->use_batch_button, plan && self->use_batch);
   gtk_image_set_from_icon_name (self->plan_icon, icon);
   if (css)
     gtk_widget_add_css_class (GTK_WIDGET (self->plan_icon), css);
+}
+
+/* One question for the planning thread: a copy of all it reads, since the page's model and
+ * settings may change while it works. */
+typedef struct
+{
+  char *json;
+  guint batch;
+  KiltOptimizerConfig opt;
+  guint64 dataset_bytes;
+  KiltDeviceInfo *device;
+  guint64 budget;
+  KiltMemoryMode mode;
+  guint serial;
+} PlanJob;
+
+static void
+plan_job_free (PlanJob *job)
+{
+  g_free (job->json);
+  kilt_device_info_free (job->device);
+  g_free (job);
+}
+
+static void
+plan_in_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancellable)
+{
+  PlanJob *job = data;
+  GError *error = NULL;
+  g_autoptr (KiltModel) model = kilt_model_load_json_data (job->json, -1, "model page", &error);
+
+  if (model == NULL)
+    {
+      g_task_return_error (task, error);
+      return;
+    }
+  g_task_return_pointer (task,
+                         kilt_plan_compute_memory (model, job->batch, &job->opt, job->dataset_bytes,
+                                                   job->device, job->budget, job->mode),
+                         (GDestroyNotify)kilt_plan_free);
+}
+
+static void
+plan_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  KiltModelPage *self = KILT_MODEL_PAGE (source);
+  PlanJob *job = g_task_get_task_data (G_TASK (result));
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltPlan) plan = g_task_propagate_pointer (G_TASK (result), &error);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED) || job->serial != self->plan_serial)
+    return;
+  if (plan == NULL)
+    {
+      /* The page's own model always reads back; say so if it ever does not. */
+      adw_preferences_row_set_title (ADW_PREFERENCES_ROW (self->plan_row), "No memory plan");
+      adw_action_row_set_subtitle (self->plan_row, error->message);
+      self->plan_shown = self->plan_serial;
+      return;
+    }
+  display_plan (self, plan);
+}
+
+static gboolean
+plan_start (gpointer data)
+{
+  KiltModelPage *self = data;
+  PlanJob *job = g_new0 (PlanJob, 1);
+  g_autoptr (GTask) task = NULL;
+
+  self->plan_timeout = 0;
+  job->json = kilt_model_to_json (self->model);
+  job->batch = kilt_model_page_get_batch (self);
+  job->opt = kilt_model_page_get_optimizer (self);
+  job->dataset_bytes = self->dataset_bytes;
+  job->device = kilt_device_info_copy (self->device);
+  job->budget = kilt_context_budget_for (self->device);
+  job->mode = kilt_model_page_get_memory (self);
+  job->serial = self->plan_serial;
+  task = g_task_new (self, self->plan_cancel, plan_done, NULL);
+  g_task_set_task_data (task, job, (GDestroyNotify)plan_job_free);
+  g_task_run_in_thread (task, plan_in_thread);
+  return G_SOURCE_REMOVE;
+}
+
+/* Asks for the plan of what the page shows now. Without a model or device it says so at once;
+ * otherwise the plan comes from a thread 100 ms after the last change, and the row keeps the
+ * last plan until then. */
+static void
+show_plan (KiltModelPage *self)
+{
+  self->plan_serial++;
+  if (self->model == NULL || self->device == NULL)
+    {
+      g_clear_handle_id (&self->plan_timeout, g_source_remove);
+      display_plan (self, NULL);
+      return;
+    }
+  if (self->plan_timeout == 0)
+    self->plan_timeout = g_timeout_add (100, plan_start, self);
+}
+
+/* The plan of what the page shows now, waited for: a person acts on the row they see, a caller
+ * of the page's API on the settings it just made. */
+static void
+flush_plan (KiltModelPage *self)
+{
+  g_autoptr (KiltPlan) plan = NULL;
+
+  /* A thread may be at work on an earlier question; its answer no longer counts. */
+  g_clear_handle_id (&self->plan_timeout, g_source_remove);
+  self->plan_serial++;
+  plan = current_plan (self);
+  display_plan (self, plan);
 }
 
 static gboolean
@@ -985,9 +1107,17 @@ kilt_model_page_set_batch (KiltModelPage *self, guint batch)
 }
 
 gboolean
+kilt_model_page_plan_is_current (KiltModelPage *self)
+{
+  g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  return self->plan_shown == self->plan_serial;
+}
+
+gboolean
 kilt_model_page_use_fitting_batch (KiltModelPage *self)
 {
   g_return_val_if_fail (KILT_IS_MODEL_PAGE (self), FALSE);
+  flush_plan (self);
   if (!gtk_widget_get_visible (self->use_batch_button))
     return FALSE;
   g_signal_emit_by_name (self->use_batch_button, "clicked");
@@ -1010,6 +1140,10 @@ kilt_model_page_dispose (GObject *object)
     gtk_native_dialog_destroy (GTK_NATIVE_DIALOG (self->chooser));
   g_clear_object (&self->chooser);
   g_clear_handle_id (&self->refresh_idle, g_source_remove);
+  g_clear_handle_id (&self->plan_timeout, g_source_remove);
+  if (self->plan_cancel)
+    g_cancellable_cancel (self->plan_cancel);
+  g_clear_object (&self->plan_cancel);
   gtk_widget_dispose_template (GTK_WIDGET (self), KILT_TYPE_MODEL_PAGE);
   G_OBJECT_CLASS (kilt_model_page_parent_class)->dispose (object);
 }
@@ -1115,6 +1249,7 @@ kilt_model_page_init (KiltModelPage *self)
   g_autofree char *last = NULL;
 
   gtk_widget_init_template (GTK_WIDGET (self));
+  self->plan_cancel = g_cancellable_new ();
   self->trainable = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->freeze_names = gtk_string_list_new ((const char *const[]){ "Per layer", NULL });
   adw_combo_row_set_model (self->freeze_row, G_LIST_MODEL (self->freeze_names));

@@ -54,6 +54,9 @@ gboolean kilt_model_page_check_fits (KiltModelPage *self, GError **error);
 /* How the run holds activations (the Activations row, next to the plan). */
 KiltMemoryMode kilt_model_page_get_memory (KiltModelPage *self);
 void kilt_model_page_set_memory (KiltModelPage *self, KiltMemoryMode mode);
+/* Whether the plan row answers the page's current model, batch and settings; the plan is worked
+ * out in a thread a short while after each change. */
+gboolean kilt_model_page_plan_is_current (KiltModelPage *self);
 /* "Use Batch N" on the plan: sets the batch to the largest that fits; FALSE when not offered. */
 gboolean kilt_model_page_use_fitting_batch (KiltModelPage *self);
 guint kilt_model_page_get_epochs (KiltModelPage *self);
