@@ -1595,6 +1595,21 @@ test_schedule_settings (void)
     g_assert_false (kilt_data_page_get_augment (data));
     g_assert_true (gtk_widget_get_sensitive (row));
     g_assert_false (gtk_widget_get_sensitive (find_row (dw, "Augment images")));
+    {
+      /* How the rows look with the shift on: scrolled into view for the screenshot. */
+      GtkWidget *sw = find_type (dw, GTK_TYPE_SCROLLED_WINDOW);
+      graphene_rect_t box;
+      g_assert_nonnull (sw);
+      kilt_window_show_page (window, "data");
+      settle (0.3);
+      g_assert_true (gtk_widget_compute_bounds (
+          row, gtk_scrolled_window_get_child (GTK_SCROLLED_WINDOW (sw)), &box));
+      gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)),
+                                box.origin.y - 200);
+      settle (0.3);
+      screenshot (window_content (), "data-translate");
+      gtk_adjustment_set_value (gtk_scrolled_window_get_vadjustment (GTK_SCROLLED_WINDOW (sw)), 0);
+    }
     g_settings_set_uint (settings, "translate", 0);
     g_settings_set_boolean (settings, "augment", TRUE);
     g_assert_cmpuint (kilt_data_page_get_translate (data), ==, 0);
