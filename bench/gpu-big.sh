@@ -6,6 +6,11 @@
 #   kilt   kilt-cli bench, each with its first-step check; --json lines name the input, FLOP per
 #          sample, precision and the device's busy share
 #   torch  bench/torch_peer.py --modes fp32 tf32 for the same three
+#   doctor the device doctor (`kilt-cli devices --test`) on the GPU: every layer, the RNNs and
+#          Embedding included, against the C reference on NVIDIA's compiler
+#   recompute  VGG16 b32 with --memory recompute (activations packed at offsets in shared slots,
+#          sub-buffers on NVIDIA's driver), and tests/test-recompute on the GPU when it was put
+#          in .device/bin (its gradients against the kept path's)
 # Usage (repository root, after ../shared/device/prepare.sh build-rel/app/kilt-cli):
 #   source .device/remote.sh && bench/gpu-big.sh [PHASE...]
 # Results go to $OUT line by line, packed at the end into one big.tgz.
@@ -39,6 +44,21 @@ phase_torch () {
       --steps 30 2>> "$out/torch-big.err" | tee -a "$out/torch-big.jsonl" | cut -c1-300
     say "torch $m b32: rc $?"
   done
+}
+phase_doctor () {
+  timeout 200 kilt-cli devices --test --device "$dev" > "$out/doctor.txt" 2>&1
+  say "doctor: rc $?, $(grep -c -i 'fail' "$out/doctor.txt") lines saying fail"
+  grep -i -E "verdict|fail" "$out/doctor.txt" | head -20 | tee -a "$out/phases.txt"
+}
+phase_recompute () {
+  timeout 240 stdbuf -oL kilt-cli bench --device "$dev" --model bench/models/keras3-vgg16.json \
+    --batch 32 --steps 10 --memory recompute --json >> "$out/kilt-recompute.jsonl" \
+    2>> "$out/kilt-recompute.err"
+  say "kilt vgg16 b32 recompute: rc $?"
+  if command -v test-recompute > /dev/null; then
+    KILT_DEVICE=$dev timeout 240 test-recompute > "$out/test-recompute.txt" 2>&1
+    say "test-recompute on $dev: rc $?, $(grep -c '^ok' "$out/test-recompute.txt") ok, $(grep -c '^not ok' "$out/test-recompute.txt") not ok"
+  fi
 }
 for phase in ${@:-kilt torch}; do
   say "phase $phase"
