@@ -27,8 +27,8 @@ have_all_layers (void)
   return TRUE;
 }
 
-static const char *preset_names[]
-    = { "cifar10_cnn", "lenet5", "mlp", "mnist_cnn", "resnet20", "small_vgg", "vgg16" };
+static const char *preset_names[] = { "airbench94", "cifar10_cnn", "lenet5",    "mlp",
+                                      "mnist_cnn",  "resnet20",    "small_vgg", "vgg16" };
 
 static void
 test_preset_list (void)
@@ -68,6 +68,14 @@ test_preset_params (void)
     /* He et al.'s ResNet-20 as Keras' cifar10_resnet v1: 274,442 in all, 1,376 of them
      * running statistics (2 x (16 + 6*16 + 6*32 + 6*64)) */
     { "resnet20", 273066, 1376, 71, { 3, 32, 32 } },
+    /* airbench94's PyTorch model (legacy/airbench94.py, make_net) by hand: whitening conv
+     * 24*3*2*2 + 24 = 312; convs without bias 24*64*9 + 64*64*9 + 64*256*9 + 3*256*256*9 =
+     * 1,967,616; BatchNorm biases 2*(64 + 256 + 256) = 1,152; Linear 256*10 = 2,560. PyTorch's
+     * sum of numel says 1,972,792: the same plus the 1,152 BatchNorm weights it keeps fixed at
+     * 1 (requires_grad False), which Kilt's BatchNormalization without gamma does not have.
+     * Running mean and variance: 2 * 1,152. Nodes: input, conv + GELU, 3 groups of 7, pool,
+     * flatten, dense, rescaling, softmax. */
+    { "airbench94", 1971640, 2304, 29, { 3, 32, 32 } },
     /* keras.applications.VGG16 (include_top): what Keras prints, 138,357,544; 13 convs, 5
      * pools, the flatten and 3 Dense */
     { "vgg16", 138357544, 0, 23, { 3, 224, 224 }, 1000 },
@@ -162,7 +170,7 @@ test_preset_errors (void)
 {
   KiltShape ok = { 1, 28, 28 };
 
-  expect_preset_error ("no_such_preset", ok, 0, "the presets are cifar10_cnn");
+  expect_preset_error ("no_such_preset", ok, 0, "the presets are airbench94, cifar10_cnn");
   expect_preset_error ("../presets/mlp", ok, 0, "no model preset");
   if (!have_all_layers ())
     return;

@@ -2310,6 +2310,7 @@ main (int argc, char **argv)
   g_test_add_data_func ("/trainer/gradients/mnist_cnn", "mnist_cnn", test_gradients_preset);
   g_test_add_data_func ("/trainer/gradients/resnet20", "resnet20", test_gradients_preset);
   g_test_add_func ("/trainer/gradients/resnet20-kink", test_gradients_kink);
+  g_test_add_data_func ("/trainer/gradients/airbench94", "airbench94", test_gradients_preset);
   g_test_add_func ("/trainer/determinism", test_determinism);
   g_test_add_func ("/trainer/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func ("/trainer/checkpoint/schedule-resume", test_schedule_resume);
