@@ -55,7 +55,7 @@ kilt_eigen_symmetric (const double *a, guint n, double *values, double *vectors,
         scale = MAX (scale, fabs (x));
       }
   m = g_memdup2 (a, sizeof (double) * n * n);
-  v = g_new0 (double, (gsize)n * n);
+  v = g_new0 (double, (gsize)n *n);
   for (guint i = 0; i < n; i++)
     v[i * n + i] = 1.0;
   for (sweep = 0; sweep < MAX_SWEEPS; sweep++)
@@ -111,8 +111,7 @@ kilt_eigen_symmetric (const double *a, guint n, double *values, double *vectors,
   for (guint i = 0; i < n; i++)
     order[i] = i;
   for (guint i = 1; i < n; i++)
-    for (guint j = i; j > 0 && m[order[j] * n + order[j]] > m[order[j - 1] * n + order[j - 1]];
-         j--)
+    for (guint j = i; j > 0 && m[order[j] * n + order[j]] > m[order[j - 1] * n + order[j - 1]]; j--)
       {
         guint tmp = order[j];
         order[j] = order[j - 1];

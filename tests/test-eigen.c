@@ -50,11 +50,11 @@ static void
 check_spectrum (guint n, guint64 seed, gboolean repeat, double spread)
 {
   KiltRng rng;
-  g_autofree double *q = g_new (double, n * n);
-  g_autofree double *a = g_new (double, n * n);
+  g_autofree double *q = g_new (double, n *n);
+  g_autofree double *a = g_new (double, n *n);
   g_autofree double *lambda = g_new (double, n);
   g_autofree double *values = g_new (double, n);
-  g_autofree double *v = g_new (double, n * n);
+  g_autofree double *v = g_new (double, n *n);
   g_autoptr (GError) error = NULL;
   double top = 0.0, worst_orth = 0.0, worst_diag = 0.0, worst_rec = 0.0, worst_val = 0.0;
 
