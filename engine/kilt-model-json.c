@@ -333,6 +333,63 @@ get_float (JsonNode *node, const Where *w, const char *field, double lo, double 
   return TRUE;
 }
 
+/* "whiten", or {"whiten": {"samples": N, "epsilon": e, "bias_epochs": k}} with any of the
+ * three left at airbench94's values. */
+static gboolean
+parse_whiten (JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError **error)
+{
+  JsonNode *opts;
+  g_autoptr (GList) members = NULL;
+
+  if (g_strcmp0 (w->type, "Conv2D") != 0)
+    {
+      set_error (error, w, "kernel_initializer \"whiten\" is for a Conv2D");
+      return FALSE;
+    }
+  cfg->init = KILT_INIT_WHITEN;
+  if (is_string (node))
+    return TRUE;
+  opts = json_object_get_member (json_node_get_object (node), "whiten");
+  if (!JSON_NODE_HOLDS_OBJECT (opts))
+    {
+      set_error (error, w,
+                 "kernel_initializer whiten must be an object {\"samples\": N, \"epsilon\": e, "
+                 "\"bias_epochs\": k}");
+      return FALSE;
+    }
+  members = json_object_get_members (json_node_get_object (opts));
+  for (GList *l = members; l; l = l->next)
+    {
+      JsonNode *v = json_object_get_member (json_node_get_object (opts), l->data);
+      if (g_str_equal (l->data, "samples"))
+        {
+          if (!get_dim (v, w, "kernel_initializer whiten samples", 1, &cfg->whiten_samples, error))
+            return FALSE;
+        }
+      else if (g_str_equal (l->data, "bias_epochs"))
+        {
+          if (!get_dim (v, w, "kernel_initializer whiten bias_epochs", 0, &cfg->whiten_bias_epochs,
+                        error))
+            return FALSE;
+        }
+      else if (g_str_equal (l->data, "epsilon"))
+        {
+          if (!get_float (v, w, "kernel_initializer whiten epsilon", 0.0, 1e30, FALSE,
+                          &cfg->whiten_epsilon, error))
+            return FALSE;
+        }
+      else
+        {
+          set_error (error, w,
+                     "kernel_initializer whiten: unknown field \"%s\"; expected samples, "
+                     "epsilon, bias_epochs",
+                     (const char *)l->data);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
 static gboolean
 parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError **error)
 {
@@ -565,11 +622,16 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
                               "kernel_initializer constant", -1e30, 1e30, FALSE, &cfg->init_value,
                               error);
           }
+        else if ((is_string (node) && g_str_equal (json_node_get_string (node), "whiten"))
+                 || (JSON_NODE_HOLDS_OBJECT (node)
+                     && json_object_get_size (json_node_get_object (node)) == 1
+                     && json_object_get_member (json_node_get_object (node), "whiten")))
+          return parse_whiten (node, w, cfg, error);
         else
           {
             set_error (error, w,
-                       "kernel_initializer must be \"glorot_uniform\", \"he_normal\" or "
-                       "{\"constant\": value}");
+                       "kernel_initializer must be \"glorot_uniform\", \"he_normal\", "
+                       "{\"constant\": value} or \"whiten\" (Conv2D)");
             return FALSE;
           }
         return TRUE;
@@ -1072,6 +1134,13 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
       g_autoptr (GString) v = g_string_new (NULL);
       append_float (v, "constant", c->init_value); /* ", \"constant\": V" */
       g_string_append_printf (s, ", \"kernel_initializer\": {%s}", v->str + 2);
+    }
+  else if ((allowed & F_INIT) && c->init == KILT_INIT_WHITEN)
+    {
+      g_string_append_printf (s, ", \"kernel_initializer\": { \"whiten\": { \"samples\": %u",
+                              c->whiten_samples);
+      append_float (s, "epsilon", c->whiten_epsilon);
+      g_string_append_printf (s, ", \"bias_epochs\": %u } }", c->whiten_bias_epochs);
     }
   else if (allowed & F_INIT)
     g_string_append_printf (s, ", \"kernel_initializer\": \"%s\"",

@@ -26,6 +26,7 @@ struct _KiltOptimizer
    * 0 unless layers are frozen (kilt_optimizer_set_ranges). */
   KiltParamRange *ranges;
   guint n_ranges;
+  guint epoch; /* 0-based, of the run: ranges with an until_epoch stop there */
 };
 
 static const char *optimizer_names[KILT_OPT_N_TYPES] = {
@@ -298,6 +299,18 @@ kilt_optimizer_set_ranges (KiltOptimizer *opt, const KiltParamRange *ranges, gui
   opt->n_ranges = n_ranges;
 }
 
+void
+kilt_optimizer_set_epoch (KiltOptimizer *opt, guint epoch)
+{
+  opt->epoch = epoch;
+}
+
+gboolean
+kilt_optimizer_range_updates (const KiltParamRange *range, guint epoch)
+{
+  return !range->fixed && (range->until_epoch == 0 || epoch < range->until_epoch);
+}
+
 gboolean
 kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 iteration,
                      GError **error)
@@ -357,6 +370,8 @@ kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 it
       cl_uint p_off = (cl_uint)opt->ranges[r].param_offset;
       cl_uint g_off = (cl_uint)opt->ranges[r].grad_offset;
       n = (cl_uint)opt->ranges[r].n;
+      if (!kilt_optimizer_range_updates (&opt->ranges[r], opt->epoch))
+        continue;
       KILT_ARG (k, a, n, err);
       KILT_ARG (k, a + 1, p_off, err);
       KILT_ARG (k, a + 2, g_off, err);
@@ -452,5 +467,28 @@ kilt_optimizer_reference_step (const KiltOptimizerConfig *cfg, gsize n, double *
           default:
             g_return_if_reached ();
         }
+    }
+}
+
+void
+kilt_optimizer_reference_step_ranges (const KiltOptimizerConfig *cfg, const KiltParamRange *ranges,
+                                      guint n_ranges, guint epoch, gsize n_grads, double *p,
+                                      const double *g, double *state, guint64 iteration)
+{
+  guint slots = kilt_optimizer_state_slots (cfg);
+  g_autofree double *sub = g_new (double, MAX (slots, 1) * (n_grads + 1));
+
+  for (guint r = 0; r < n_ranges; r++)
+    {
+      const KiltParamRange *rg = &ranges[r];
+      if (!kilt_optimizer_range_updates (rg, epoch))
+        continue;
+      /* The run's own slots, gathered from the n_grads-long ones and put back. */
+      for (guint sl = 0; sl < slots; sl++)
+        memcpy (sub + sl * rg->n, state + sl * n_grads + rg->grad_offset, sizeof (double) * rg->n);
+      kilt_optimizer_reference_step (cfg, rg->n, p + rg->param_offset, g + rg->grad_offset,
+                                     slots ? sub : NULL, iteration);
+      for (guint sl = 0; sl < slots; sl++)
+        memcpy (state + sl * n_grads + rg->grad_offset, sub + sl * rg->n, sizeof (double) * rg->n);
     }
 }

@@ -18,6 +18,7 @@
 #include "kilt-planner.h"
 #include "kilt-profiler.h"
 #include "kilt-vendor-memory.h"
+#include "kilt-whiten.h"
 #include "data/kilt-data-private.h"
 #include "dist/kilt-reduce.h"
 #include "dist/kilt-replica.h"
@@ -825,7 +826,18 @@ prepare (Session *s, GError **error)
                             t->model->weights_note);
         }
       else
-        kilt_model_init_params (t->model, c->seed, params, state);
+        {
+          g_autoptr (GString) note = g_string_new (NULL);
+          KiltPreprocess pp;
+          kilt_model_init_params (t->model, c->seed, params, state);
+          /* Whitening layers take their filters from the training images, normalised as the
+           * batches will be. */
+          if (!kilt_ids_preprocess (t->model, c->preprocess, &pp, error)
+              || !kilt_whiten_init (t->model, t->data, pp, params, note, error))
+            return FALSE;
+          if (note->len)
+            kilt_session_log (s, G_LOG_LEVEL_INFO, "%s", note->str);
+        }
       if (!kilt_executor_upload (s->rep[0].exec, params, state, error))
         return FALSE;
     }
@@ -1404,6 +1416,9 @@ again:
   started = TRUE;
   for (epoch = s.first_epoch; epoch < t->config.epochs && !kilt_session_should_stop (t); epoch++)
     {
+      /* A whitening layer's bias trains in the first epochs only. */
+      for (guint i = 0; i < s.n_rep; i++)
+        kilt_optimizer_set_epoch (s.rep[i].opt, epoch);
       if (!(s.reducer ? kilt_session_dist_epoch (&s, epoch, &error)
                       : run_epoch (&s, epoch, &error)))
         break;

@@ -13,6 +13,7 @@
 #include "kilt-reference.h"
 #include "kilt-run-recorder.h"
 #include "kilt-trainer.h"
+#include "kilt-whiten.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -890,6 +891,86 @@ test_checkpoint_resume (void)
     g_assert_cmpfloat_with_epsilon (acc, full->test_accuracy, 1e-6);
     kilt_dataset_free (ds);
   }
+}
+
+/* A whitening first layer (bias for one epoch) on the toy bars: the run's kernel is the
+ * filters kilt_whiten_init computes from the standardised training images and stays so; its
+ * bias moves in the first epoch only, while the Dense goes on learning in the second (taken
+ * up from the first's checkpoint). */
+static KiltModel *
+whiten_toy_model (void)
+{
+  g_autoptr (GError) error = NULL;
+  KiltModel *m = kilt_model_load_json_data (
+      "{ \"format\": \"kilt-model\", \"version\": 1, \"name\": \"white\", \"loss\": "
+      "\"softmax_cross_entropy\", \"input\": { \"channels\": 1, \"height\": 8, "
+      "\"width\": 8 }, \"layers\": [ { \"name\": \"white\", \"type\": \"Conv2D\", "
+      "\"filters\": 8, \"kernel_size\": 2, \"padding\": \"valid\", "
+      "\"kernel_initializer\": { \"whiten\": { \"samples\": 50, \"bias_epochs\": 1 } } }, "
+      "{ \"type\": \"Activation\", \"activation\": \"gelu\" }, { \"type\": \"Flatten\" }, "
+      "{ \"name\": \"out\", \"type\": \"Dense\", \"units\": 3, \"activation\": "
+      "\"softmax\" } ] }",
+      -1, "whiten-toy", &error);
+
+  g_assert_no_error (error);
+  return m;
+}
+
+static void
+test_whiten (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *ck = g_build_filename (dir, "white.ckpt", NULL);
+  KiltTrainConfig c1 = toy_config (1, ck), c2 = toy_config (2, ck);
+  g_autoptr (Run) first = NULL, second = NULL;
+  g_autoptr (KiltCheckpoint) k1 = NULL, k2 = NULL;
+  g_autoptr (KiltModel) model = whiten_toy_model ();
+  g_autofree float *want = NULL;
+  KiltDataset *ds = toy_data (TOY_TRAIN, TOY_TEST);
+  g_autoptr (GError) error = NULL;
+  KiltNode *white = kilt_model_find (model, "white"), *out = kilt_model_find (model, "out");
+  gboolean logged = FALSE;
+  double bias_moved = 0;
+
+  if (kilt_test_context () == NULL)
+    {
+      kilt_dataset_free (ds);
+      return;
+    }
+  c1.preprocess = c2.preprocess = KILT_PREPROCESS_STANDARD;
+  want = g_new0 (float, model->n_params);
+  g_assert_true (kilt_whiten_init (model, ds, KILT_PREPROCESS_STANDARD, want, NULL, &error));
+  g_assert_no_error (error);
+  kilt_dataset_free (ds);
+
+  first = train (whiten_toy_model (), toy_data (TOY_TRAIN, TOY_TEST), &c1);
+  g_assert_cmpint (first->status, ==, KILT_RUN_FINISHED);
+  for (guint i = 0; i < first->logs->len; i++)
+    logged |= strstr (g_ptr_array_index (first->logs, i),
+                      "Whitening layer white set from 50 training images' 2x2 patches")
+              != NULL;
+  g_assert_true (logged);
+  c2.resume = TRUE;
+  k1 = load_checkpoint (ck);
+  second = train (whiten_toy_model (), toy_data (TOY_TRAIN, TOY_TEST), &c2);
+  g_assert_cmpint (second->status, ==, KILT_RUN_FINISHED);
+  k2 = load_checkpoint (ck);
+  g_assert_cmpuint (k2->epochs_done, ==, 2);
+  for (gsize i = 0; i < 8 * 4; i++)
+    {
+      g_assert_cmpfloat (k1->params[white->param_offset + i], ==, want[white->param_offset + i]);
+      g_assert_cmpfloat (k2->params[white->param_offset + i], ==, want[white->param_offset + i]);
+    }
+  for (gsize i = 8 * 4; i < 8 * 5; i++)
+    {
+      bias_moved = MAX (bias_moved, fabs (k1->params[white->param_offset + i]));
+      g_assert_cmpfloat (k2->params[white->param_offset + i], ==,
+                         k1->params[white->param_offset + i]);
+    }
+  g_assert_cmpfloat (bias_moved, >, 1e-4); /* it started at 0 */
+  g_assert_cmpfloat (
+      max_rel_diff (k2->params + out->param_offset, k1->params + out->param_offset, out->n_params),
+      >, 1e-4);
 }
 
 /* A scheduled rate (warm-up then cosine) with label smoothing: each event reports the rate
@@ -2314,6 +2395,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/determinism", test_determinism);
   g_test_add_func ("/trainer/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func ("/trainer/checkpoint/schedule-resume", test_schedule_resume);
+  g_test_add_func ("/trainer/whiten", test_whiten);
   g_test_add_func ("/trainer/checkpoint/bad", test_checkpoint_bad);
   g_test_add_func ("/trainer/checkpoint/algorithms", test_checkpoint_algorithms);
   g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);
