@@ -138,6 +138,10 @@ typedef struct
   guint whiten_samples;
   float whiten_epsilon;
   guint whiten_bias_epochs;
+  /* Any layer with parameters: its learning rate is the run's times this, and its weight decay
+   * the run's divided by it, so that their product (SGD's decay per step) stays the run's, as
+   * airbench94's bias_scaler does for BatchNorm biases. 1 by default. */
+  float lr_multiplier;
   /* Normalization's mean and variance when given as constants (Keras does not count them as
    * weights): norm_n values each (1: one for every channel); 0 = adapted, kept as state. */
   guint norm_n;

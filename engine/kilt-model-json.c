@@ -221,6 +221,7 @@ field_list (guint64 mask)
   for (guint i = 0; i < G_N_ELEMENTS (field_names); i++)
     if (mask & FBIT (i))
       g_string_append_printf (s, ", %s", field_names[i]);
+  g_string_append (s, ", trainable, lr_multiplier");
   return g_string_free (s, FALSE);
 }
 
@@ -812,6 +813,15 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
     }
 
   cfg = kilt_layer_config_default (type);
+  /* Any layer's rate may be scaled (airbench94's BatchNorm biases); 1 is not written. */
+  if ((n = json_object_get_member (o, "lr_multiplier"))
+      && (!get_float (n, &w, "lr_multiplier", 0.0, 1e6, FALSE, &cfg.lr_multiplier, error)))
+    return FALSE;
+  if (n && cfg.lr_multiplier <= 0.0f)
+    {
+      set_error (error, &w, "lr_multiplier must be above 0 (freeze a layer with trainable false)");
+      return FALSE;
+    }
   {
     g_autoptr (GList) members = json_object_get_members (o);
     for (GList *l = members; l; l = l->next)
@@ -819,7 +829,7 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
         const char *key = l->data;
         int f;
         if (g_str_equal (key, "name") || g_str_equal (key, "type") || g_str_equal (key, "inputs")
-            || g_str_equal (key, "trainable"))
+            || g_str_equal (key, "trainable") || g_str_equal (key, "lr_multiplier"))
           continue;
         f = field_index (key);
         if (f < 0 || !(type_fields[type].allowed & FBIT (f)))
@@ -1151,6 +1161,8 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     append_float (s, "momentum", c->momentum);
   if (allowed & F_EPSILON)
     append_float (s, "epsilon", c->epsilon);
+  if (c->lr_multiplier != 1.0f)
+    append_float (s, "lr_multiplier", c->lr_multiplier);
   if (node->frozen)
     g_string_append (s, ", \"trainable\": false");
   g_string_append (s, " }");

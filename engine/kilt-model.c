@@ -159,7 +159,7 @@ append_range (GArray *ranges, const KiltParamRange *r)
       KiltParamRange *last = &g_array_index (ranges, KiltParamRange, ranges->len - 1);
       if (last->param_offset + last->n == r->param_offset
           && last->grad_offset + last->n == r->grad_offset && last->fixed == r->fixed
-          && last->until_epoch == r->until_epoch)
+          && last->until_epoch == r->until_epoch && last->lr_multiplier == r->lr_multiplier)
         {
           last->n += r->n;
           return;
@@ -187,6 +187,8 @@ layout_grads (KiltModel *model)
             |= ((KiltNode *)g_ptr_array_index (model->nodes, node->inputs[j]))->grad_path;
       if (!trains)
         continue;
+      /* Every config comes from kilt_layer_config_default, whose multiplier is 1. */
+      g_warn_if_fail (node->cfg.lr_multiplier > 0.0f);
       if (node->cfg.init == KILT_INIT_WHITEN && node->type == KILT_LAYER_CONV2D)
         {
           /* The kernel (the node's first floats, the bias after it) is set from the data and
@@ -194,14 +196,16 @@ layout_grads (KiltModel *model)
           gsize n_bias = node->cfg.use_bias ? node->out_shape.c : 0;
           guint bias_epochs = node->cfg.whiten_bias_epochs;
           append_range (ranges, &(KiltParamRange){ node->param_offset, grads,
-                                                   node->n_params - n_bias, TRUE, 0 });
+                                                   node->n_params - n_bias, TRUE, 0, 1.0f });
           if (n_bias)
             append_range (ranges, &(KiltParamRange){ node->param_offset + node->n_params - n_bias,
                                                      grads + node->n_params - n_bias, n_bias,
-                                                     bias_epochs == 0, bias_epochs });
+                                                     bias_epochs == 0, bias_epochs,
+                                                     node->cfg.lr_multiplier });
         }
       else
-        append_range (ranges, &(KiltParamRange){ node->param_offset, grads, node->n_params });
+        append_range (ranges, &(KiltParamRange){ node->param_offset, grads, node->n_params, FALSE,
+                                                 0, node->cfg.lr_multiplier });
       grads += node->n_params;
     }
   g_free (model->grad_ranges);

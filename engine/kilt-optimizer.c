@@ -219,7 +219,7 @@ kilt_optimizer_new (KiltContext *ctx, const KiltOptimizerConfig *cfg, gsize n_pa
   opt->n_params = n_params;
   opt->n_ranges = 1;
   opt->ranges = g_new (KiltParamRange, 1);
-  opt->ranges[0] = (KiltParamRange){ 0, 0, n_params };
+  opt->ranges[0] = (KiltParamRange){ 0, 0, n_params, FALSE, 0, 1.0f };
   opt->n_slots = kilt_optimizer_state_slots (cfg);
   opt->kernel = kilt_context_kernel (ctx, kernel_names[cfg->type], error);
   if (opt->kernel == NULL)
@@ -323,7 +323,7 @@ kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 it
   cl_mem s0 = opt->slot[0] ? opt->slot[0]->mem : params;
   cl_mem s1 = opt->slot[1] ? opt->slot[1]->mem : s0;
   cl_int err = CL_SUCCESS;
-  cl_uint a = 0;
+  cl_uint a = 0, lr_arg, wd_arg;
 
   g_return_val_if_fail (params != NULL && grads != NULL, FALSE);
   KILT_ARG (k, a++, params, err);
@@ -364,14 +364,20 @@ kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 it
       default:
         g_return_val_if_reached (FALSE);
     }
+  /* The rate follows the state buffers: set again per run below, with its multiplier. */
+  lr_arg = c->type == KILT_OPT_ADAM || c->type == KILT_OPT_ADADELTA ? 4 : 3;
+  wd_arg = a;
   KILT_ARG (k, a++, c->weight_decay, err);
   for (guint r = 0; r < opt->n_ranges && err == CL_SUCCESS; r++)
     {
       cl_uint p_off = (cl_uint)opt->ranges[r].param_offset;
       cl_uint g_off = (cl_uint)opt->ranges[r].grad_offset;
       n = (cl_uint)opt->ranges[r].n;
+      float m = opt->ranges[r].lr_multiplier, lr_r = lr_t * m, wd_r = c->weight_decay / m;
       if (!kilt_optimizer_range_updates (&opt->ranges[r], opt->epoch))
         continue;
+      KILT_ARG (k, lr_arg, lr_r, err);
+      KILT_ARG (k, wd_arg, wd_r, err);
       KILT_ARG (k, a, n, err);
       KILT_ARG (k, a + 1, p_off, err);
       KILT_ARG (k, a + 2, g_off, err);
@@ -477,6 +483,7 @@ kilt_optimizer_reference_step_ranges (const KiltOptimizerConfig *cfg, const Kilt
 {
   guint slots = kilt_optimizer_state_slots (cfg);
   g_autofree double *sub = g_new (double, MAX (slots, 1) * (n_grads + 1));
+  KiltOptimizerConfig sub_cfg;
 
   for (guint r = 0; r < n_ranges; r++)
     {
@@ -486,7 +493,11 @@ kilt_optimizer_reference_step_ranges (const KiltOptimizerConfig *cfg, const Kilt
       /* The run's own slots, gathered from the n_grads-long ones and put back. */
       for (guint sl = 0; sl < slots; sl++)
         memcpy (sub + sl * rg->n, state + sl * n_grads + rg->grad_offset, sizeof (double) * rg->n);
-      kilt_optimizer_reference_step (cfg, rg->n, p + rg->param_offset, g + rg->grad_offset,
+      /* The run's rate and decay: lr_at is linear in the configured rate. */
+      sub_cfg = *cfg;
+      sub_cfg.lr = (float)((double)cfg->lr * rg->lr_multiplier);
+      sub_cfg.weight_decay = (float)((double)cfg->weight_decay / rg->lr_multiplier);
+      kilt_optimizer_reference_step (&sub_cfg, rg->n, p + rg->param_offset, g + rg->grad_offset,
                                      slots ? sub : NULL, iteration);
       for (guint sl = 0; sl < slots; sl++)
         memcpy (state + sl * n_grads + rg->grad_offset, sub + sl * rg->n, sizeof (double) * rg->n);

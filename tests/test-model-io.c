@@ -414,6 +414,11 @@ test_errors (void)
                 "expected a field \"units\"");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"unit\": 3}]}", "layer d (Dense)",
                 "unknown field \"unit\"; expected name, type, inputs, units, use_bias");
+  expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"units\": 2, \"lr_multiplier\": 0}]}",
+                "layer d (Dense)", "lr_multiplier must be above 0");
+  expect_error (HEAD
+                "{\"name\": \"d\", \"type\": \"Dense\", \"units\": 2, \"lr_multiplier\": \"x\"}]}",
+                "layer d (Dense)", "lr_multiplier must be a number");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"units\": \"ten\"}]}",
                 "layer d (Dense)", "units must be an integer");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"units\": 0}]}", "layer d (Dense)",
@@ -1069,6 +1074,43 @@ test_rnn_json (void)
   g_assert_nonnull (strstr (error->message, "recurrent_activation must be"));
 }
 
+/* airbench94's BatchNorm biases at 64 times the rate: their runs carry the multiplier, the
+ * convolutions' and the Dense's 1, the whitening kernel is fixed, and saving keeps it. */
+static void
+test_lr_multiplier (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = kilt_model_load_preset ("airbench94", NULL, 0, &error);
+  g_autofree char *text = NULL;
+  g_autoptr (KiltModel) back = NULL;
+  guint n_scaled = 0;
+  gsize scaled = 0;
+
+  g_assert_no_error (error);
+  for (guint r = 0; r < m->n_grad_ranges; r++)
+    {
+      const KiltParamRange *rg = &m->grad_ranges[r];
+      if (rg->lr_multiplier == 64.0f)
+        {
+          n_scaled++;
+          scaled += rg->n;
+        }
+      else
+        g_assert_cmpfloat (rg->lr_multiplier, ==, 1.0f);
+    }
+  /* Six BatchNorms, each its own run between convolutions: 2 x (64 + 256 + 256) biases. */
+  g_assert_cmpuint (n_scaled, ==, 6);
+  g_assert_cmpuint (scaled, ==, 1152);
+  g_assert_true (m->grad_ranges[0].fixed);
+  g_assert_cmpuint (m->grad_ranges[0].n, ==, 24 * 12);
+  text = kilt_model_to_json (m);
+  g_assert_nonnull (strstr (text, "\"lr_multiplier\": 64"));
+  back = kilt_model_load_json_data (text, -1, "saved", &error);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (kilt_model_find (back, "block2_norm1")->cfg.lr_multiplier, ==, 64.0f);
+  g_assert_cmpfloat (kilt_model_find (back, "block2_conv1")->cfg.lr_multiplier, ==, 1.0f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1096,5 +1138,6 @@ main (int argc, char **argv)
   g_test_add_func ("/model-io/summary", test_summary);
   g_test_add_func ("/model-io/summary-dag", test_summary_dag);
   g_test_add_func ("/model-io/rnn-json", test_rnn_json);
+  g_test_add_func ("/model-io/lr-multiplier", test_lr_multiplier);
   return g_test_run ();
 }

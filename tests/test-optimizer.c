@@ -503,8 +503,9 @@ test_throughput (void)
 }
 
 /* A model's runs as the device steps them: gaps (frozen layers' parameters), a fixed run and
- * one that stops after its epochs keep their values and state, the rest follow the
- * reference; several optimizers, over three epochs. */
+ * one that stops after its epochs keep their values and state, the rest follow the reference,
+ * at their own rate multipliers (airbench's 64 for BatchNorm biases, and below 1); several
+ * optimizers, over three epochs. */
 static void
 test_ranges (void)
 {
@@ -512,10 +513,10 @@ test_ranges (void)
   /* Parameters 0-99 free, 100-149 frozen (no gradient), then runs in the gradient buffer at
    * 0, 100, 340 and 400. */
   const KiltParamRange ranges[] = {
-    { 0, 0, 100, FALSE, 0 },
-    { 150, 100, 240, TRUE, 0 },
-    { 390, 340, 60, FALSE, 2 },
-    { 450, 400, 77, FALSE, 0 },
+    { 0, 0, 100, FALSE, 0, 1.0f },
+    { 150, 100, 240, TRUE, 0, 1.0f },
+    { 390, 340, 60, FALSE, 2, 0.25f },
+    { 450, 400, 77, FALSE, 0, 64.0f },
   };
   const gsize n_params = 527, n_grads = 477;
   KiltOptimizerConfig cfgs[3];
@@ -529,7 +530,8 @@ test_ranges (void)
   cfgs[0].nesterov = TRUE;
   cfgs[0].weight_decay = 0.01f;
   cfgs[1] = kilt_optimizer_config_default (KILT_OPT_ADAM);
-  cfgs[2] = kilt_optimizer_config_default (KILT_OPT_SGD);
+  cfgs[2] = kilt_optimizer_config_default (KILT_OPT_SGD); /* no momentum */
+  cfgs[2].weight_decay = 0.1f;
   kilt_rng_init (&rng, 31);
   for (guint k = 0; k < G_N_ELEMENTS (cfgs); k++)
     {
@@ -580,6 +582,23 @@ test_ranges (void)
         }
       for (gsize i = 450; i < n_params; i++)
         g_assert_cmpfloat (pd[i], !=, p_epoch2[i]);
+      /* The multiplier in the reference's own terms: plain SGD's step from p0 is
+       * -lr m (g + wd / m p0) = -lr (m g + wd p0), checked on a fresh copy. */
+      if (c->type == KILT_OPT_SGD && c->momentum == 0.0f)
+        {
+          g_autofree double *q = g_memdup2 (p0, sizeof (double) * n_params);
+          kilt_optimizer_reference_step_ranges (c, ranges, G_N_ELEMENTS (ranges), 0, n_grads, q, gd,
+                                                NULL, 0);
+          for (gsize i = 450; i < n_params; i++)
+            g_assert_cmpfloat (
+                fabs (q[i]
+                      - (p0[i] - (double)c->lr * (64.0 * gd[i - 50] + c->weight_decay * p0[i]))),
+                <=, 1e-12 * (1 + fabs (p0[i])));
+          for (gsize i = 0; i < 100; i++)
+            g_assert_cmpfloat (
+                fabs (q[i] - (p0[i] - (double)c->lr * (gd[i] + c->weight_decay * p0[i]))), <=,
+                1e-12 * (1 + fabs (p0[i])));
+        }
       if (ns > 0)
         {
           g_assert_true (kilt_optimizer_read_state (opt, sf, &error));
