@@ -38,8 +38,8 @@ finish_covariance (double *cov, guint k, double count)
 }
 
 void
-kilt_whiten_patch_covariance (const float *x, gsize n, const KiltShape *shape, guint kh,
-                              guint kw, double *cov)
+kilt_whiten_patch_covariance (const float *x, gsize n, const KiltShape *shape, guint kh, guint kw,
+                              double *cov)
 {
   guint k = shape->c * kh * kw;
   gsize size = kilt_shape_size (shape);
@@ -57,7 +57,7 @@ kilt_whiten_filters (const double *cov, guint k, double epsilon, float *weights,
                      double *eigenvalues, GError **error)
 {
   g_autofree double *values = g_new (double, k);
-  g_autofree double *vectors = g_new (double, (gsize)k * k);
+  g_autofree double *vectors = g_new (double, (gsize)k *k);
 
   if (!kilt_eigen_symmetric (cov, k, values, vectors, error))
     return FALSE;
@@ -95,7 +95,7 @@ init_node (KiltModel *model, KiltNode *node, const KiltDataset *data, const floa
   const KiltLayerConfig *c = &node->cfg;
   guint k = sh->c * c->kh * c->kw;
   gsize n = MIN ((gsize)c->whiten_samples, data->train.n), size = kilt_shape_size (sh);
-  g_autofree double *cov = g_new0 (double, (gsize)k * k);
+  g_autofree double *cov = g_new0 (double, (gsize)k *k);
   g_autofree double *patch = g_new (double, k);
   g_autofree float *img = g_new (float, size);
   g_autofree double *values = g_new (double, k);
@@ -137,8 +137,7 @@ init_node (KiltModel *model, KiltNode *node, const KiltDataset *data, const floa
       add_image (img, sh, c->kh, c->kw, cov, patch);
     }
   finish_covariance (cov, k, (double)n * (sh->h - c->kh + 1) * (sh->w - c->kw + 1));
-  if (!kilt_whiten_filters (cov, k, c->whiten_epsilon, params + node->param_offset, values,
-                            error))
+  if (!kilt_whiten_filters (cov, k, c->whiten_epsilon, params + node->param_offset, values, error))
     {
       g_prefix_error (error, "layer %s: whitening: ", node->name);
       return FALSE;

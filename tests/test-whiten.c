@@ -30,8 +30,7 @@ random_images (KiltRng *rng, const KiltShape *sh, gsize n, float *x)
 
 /* Written from the definition, another way round: every patch as a vector, then sums. */
 static void
-reference_covariance (const float *x, gsize n, const KiltShape *sh, guint kh, guint kw,
-                      double *cov)
+reference_covariance (const float *x, gsize n, const KiltShape *sh, guint kh, guint kw, double *cov)
 {
   guint k = sh->c * kh * kw;
   gsize m = 0;
@@ -77,8 +76,8 @@ test_covariance (void)
     {
       const KiltShape *sh = &cases[t].sh;
       guint k = sh->c * cases[t].kh * cases[t].kw;
-      g_autofree float *x = g_new (float, cases[t].n * kilt_shape_size (sh));
-      g_autofree double *got = g_new (double, k * k), *want = g_new (double, k * k);
+      g_autofree float *x = g_new (float, cases[t].n *kilt_shape_size (sh));
+      g_autofree double *got = g_new (double, k *k), *want = g_new (double, k *k);
       double worst = 0, scale = 0;
 
       random_images (&rng, sh, cases[t].n, x);
@@ -89,8 +88,8 @@ test_covariance (void)
           worst = MAX (worst, fabs (got[a] - want[a]));
           scale = MAX (scale, fabs (want[a]));
         }
-      g_test_message ("%ux%ux%u, %ux%u patches: covariance error %.2e of %.2e", sh->c, sh->h,
-                      sh->w, cases[t].kh, cases[t].kw, worst, scale);
+      g_test_message ("%ux%ux%u, %ux%u patches: covariance error %.2e of %.2e", sh->c, sh->h, sh->w,
+                      cases[t].kh, cases[t].kw, worst, scale);
       g_assert_cmpfloat (worst, <=, 1e-12 * scale);
     }
 }
@@ -104,8 +103,8 @@ test_filters (void)
   const guint kh = 2, kw = 2, k = 12, n = 6;
   const double eps = 5e-4;
   KiltRng rng;
-  g_autofree float *x = g_new (float, n * kilt_shape_size (&sh));
-  g_autofree double *cov = g_new (double, k * k);
+  g_autofree float *x = g_new (float, n *kilt_shape_size (&sh));
+  g_autofree double *cov = g_new (double, k *k);
   g_autofree float *w = g_new (float, 2 * k * k);
   double values[12], worst = 0;
   g_autoptr (GError) error = NULL;
@@ -288,8 +287,9 @@ test_bad (void)
       "{ \"type\": \"Dense\", \"units\": 3, \"activation\": \"softmax\" } ] }",
       NULL);
 
-  expect_error (filters, ds, "layer w12 (Conv2D): a whitening Conv2D needs 2 x channels x "
-                             "kernel height x kernel width = 16 filters");
+  expect_error (filters, ds,
+                "layer w12 (Conv2D): a whitening Conv2D needs 2 x channels x "
+                "kernel height x kernel width = 16 filters");
   expect_error (deep, ds, "layer second (Conv2D): a whitening Conv2D must read the model's input");
   expect_error (dense, ds, "layer d (Dense): kernel_initializer \"whiten\" is for a Conv2D");
   expect_error (field, ds, "layer c (Conv2D): kernel_initializer whiten: unknown field \"sample\"");
