@@ -234,6 +234,10 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Learning rate, above 0 (default: Keras' for the optimizer)", "LR" },
     { "momentum", 0, 0, G_OPTION_ARG_STRING, &c->number_text[1], "SGD momentum, in [0, 1)", "M" },
     { "nesterov", 0, 0, G_OPTION_ARG_NONE, &c->nesterov, "SGD with Nesterov momentum", NULL },
+    { "lookahead", 0, 0, G_OPTION_ARG_NONE, &c->lookahead,
+      "Every 5 steps put the weights on a slow average of them, and end on it (airbench's "
+      "lookahead)",
+      NULL },
     { "rho", 0, 0, G_OPTION_ARG_STRING, &c->number_text[2], "RMSprop / Adadelta rho, in [0, 1)",
       "RHO" },
     { "epsilon", 0, 0, G_OPTION_ARG_STRING, &c->number_text[3], "Optimizer epsilon, above 0",
@@ -611,6 +615,7 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
   if (!isnan (c->decay))
     cfg->opt.decay = (float)c->decay;
   cfg->opt.nesterov = c->nesterov;
+  cfg->opt.lookahead = c->lookahead;
   cfg->opt.weight_decay = (float)c->weight_decay;
   if (!cli_schedule (c, &cfg->opt.schedule, error))
     return FALSE;

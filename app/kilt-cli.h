@@ -31,6 +31,7 @@ typedef struct
   double lr, momentum, rho, epsilon, decay;
   double weight_decay; /* 0 unless given */
   gboolean nesterov;
+  gboolean lookahead; /* --lookahead: airbench's average of the weights */
   /* --lr-schedule and its settings; NULL and NAN (the schedule's default) unless given. */
   char *lr_schedule;
   double warmup_epochs, lr_start, lr_final, lr_peak;

@@ -857,6 +857,31 @@ prepare (Session *s, GError **error)
   if (!prepare_tta (s, error))
     return FALSE;
   s->first_global_step = s->global_step;
+  if (c->opt.lookahead)
+    {
+      /* The average starts from the weights the run starts from: a fresh run's (after any
+       * whitening), or a resumption's checkpoint, which holds no average of its own. */
+      KiltReplica *rp = &s->rep[0];
+      if (s->n_rep > 1 || s->comm)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                       "lookahead averages the weights of one device; this run trains on %u "
+                       "devices%s",
+                       s->n_rep, s->comm ? " of several ranks" : "");
+          return FALSE;
+        }
+      s->lookahead = kilt_lookahead_new (rp->ctx, rp->exec->params->mem, t->model->n_params,
+                                         rp->exec->state ? rp->exec->state->mem : NULL,
+                                         t->model->n_state, error);
+      if (s->lookahead == NULL)
+        return FALSE;
+      s->lookahead_total = s->global_step
+                           + (guint64)(c->epochs - MIN (s->first_epoch, c->epochs))
+                                 * kilt_batcher_n_batches (rp->train_batcher);
+      if (s->first_epoch > 0)
+        kilt_session_log (s, G_LOG_LEVEL_INFO,
+                          "Lookahead starts its average again from the checkpoint's weights");
+    }
   /* The schedule's length is known only now: the steps of an epoch at this batch, and where a
    * resumption takes the run up. Every replica's optimizer and the reported rate follow it. */
   if (!kilt_lr_schedule_resolve (&c->opt.schedule, kilt_batcher_n_batches (s->rep[0].train_batcher),
@@ -1140,6 +1165,12 @@ run_epoch (Session *s, guint epoch, GError **error)
                                 s->rep[0].exec->grads->mem, s->global_step, error))
         goto step_failed;
       s->global_step++;
+      {
+        double decay;
+        if (s->lookahead && kilt_lookahead_due (s->global_step, s->lookahead_total, &decay)
+            && !kilt_lookahead_update (s->lookahead, decay, error))
+          goto step_failed;
+      }
       samples += n_valid;
       if (s->global_step == s->first_global_step + 1)
         {
@@ -1301,6 +1332,7 @@ session_free_buffers (Session *s)
 {
   kilt_session_dist_free (s);
   g_clear_pointer (&s->profiler, kilt_profiler_free);
+  g_clear_pointer (&s->lookahead, kilt_lookahead_free);
   for (guint i = 0; i < s->n_rep; i++)
     kilt_replica_clear (&s->rep[i], s->rep[i].model != s->trainer->model);
 }

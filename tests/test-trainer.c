@@ -13,6 +13,7 @@
 #include "kilt-reference.h"
 #include "kilt-run-recorder.h"
 #include "kilt-trainer.h"
+#include "kilt-lookahead.h"
 #include "kilt-whiten.h"
 
 #include <glib/gstdio.h>
@@ -971,6 +972,54 @@ test_whiten (void)
   g_assert_cmpfloat (
       max_rel_diff (k2->params + out->param_offset, k1->params + out->param_offset, out->n_params),
       >, 1e-4);
+}
+
+/* Lookahead over one epoch of 5 steps: airbench's loop updates once, after step 5 with decay
+ * d = 0.95^5 (5 / 5)^3, from the starting weights; so the run ends on d w0 + (1 - d) w5,
+ * where w5 is what the same run without lookahead ends on (its first five steps are the
+ * same), for the parameters and the running statistics alike. */
+static void
+test_lookahead (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *ck_plain = g_build_filename (dir, "plain.ckpt", NULL);
+  g_autofree char *ck_la = g_build_filename (dir, "la.ckpt", NULL);
+  KiltTrainConfig cp = toy_config (1, ck_plain), cl = toy_config (1, ck_la);
+  g_autoptr (Run) plain = NULL, la = NULL;
+  g_autoptr (KiltCheckpoint) kp = NULL, kl = NULL;
+  g_autoptr (KiltModel) model = toy_model ();
+  g_autofree float *w0 = g_new (float, model->n_params), *s0 = g_new (float, model->n_state);
+  double d = kilt_lookahead_decay (5, 5), worst = 0, apart = 0;
+
+  if (kilt_test_context () == NULL)
+    return;
+  cl.opt.lookahead = TRUE;
+  kilt_model_init_params (model, cl.seed, w0, s0);
+  plain = train (toy_model (), toy_data (80, TOY_TEST), &cp);
+  la = train (toy_model (), toy_data (80, TOY_TEST), &cl);
+  g_assert_cmpint (plain->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpint (la->status, ==, KILT_RUN_FINISHED);
+  kp = load_checkpoint (ck_plain);
+  kl = load_checkpoint (ck_la);
+  g_assert_cmpuint (kl->global_step, ==, 5);
+  for (gsize i = 0; i < model->n_params; i++)
+    {
+      double want = d * w0[i] + (1 - d) * kp->params[i];
+      worst = MAX (worst, fabs (kl->params[i] - want) / (1 + fabs (want)));
+      apart = MAX (apart, fabs (kl->params[i] - kp->params[i]));
+    }
+  for (gsize i = 0; i < model->n_state; i++)
+    {
+      double want = d * s0[i] + (1 - d) * kp->state[i];
+      worst = MAX (worst, fabs (kl->state[i] - want) / (1 + fabs (want)));
+    }
+  g_test_message ("decay %.4f: lookahead's weights off d w0 + (1 - d) w5 by %.2e, %.3g from "
+                  "the plain run's",
+                  d, worst, apart);
+  g_assert_cmpfloat (worst, <=, 1e-6);
+  g_assert_cmpfloat (apart, >, 1e-3);
+  /* The test figures are the average's: they differ from the plain run's. */
+  g_assert_cmpfloat (la->test_loss, !=, plain->test_loss);
 }
 
 /* A scheduled rate (warm-up then cosine) with label smoothing: each event reports the rate
@@ -2396,6 +2445,7 @@ main (int argc, char **argv)
   g_test_add_func ("/trainer/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func ("/trainer/checkpoint/schedule-resume", test_schedule_resume);
   g_test_add_func ("/trainer/whiten", test_whiten);
+  g_test_add_func ("/trainer/lookahead", test_lookahead);
   g_test_add_func ("/trainer/checkpoint/bad", test_checkpoint_bad);
   g_test_add_func ("/trainer/checkpoint/algorithms", test_checkpoint_algorithms);
   g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);
