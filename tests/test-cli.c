@@ -1750,6 +1750,80 @@ test_eval_confusion (void)
   }
 }
 
+/* A run trained with --tta-flip reports test figures from each image and its mirror; eval
+ * --tta-flip of its checkpoint gives the same, plain eval other ones, and --confusion with it
+ * the same accuracy again. */
+static void
+test_eval_tta_flip (void)
+{
+  g_autofree char *dir = NULL, *db = NULL, *ck = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  double train_acc, train_loss, tta_acc, tta_loss, plain_loss, conf_acc;
+  const char *at;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  ck = g_build_filename (dir, "tta.ckpt", NULL);
+  {
+    const char *args[] = { "train",      "--epochs",     "1", "--max-samples", "200",
+                           "--tta-flip", "--checkpoint", ck,  "--json",        NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    at = strstr (r.out, "\"test_accuracy\":");
+    g_assert_nonnull (at);
+    train_acc = g_ascii_strtod (at + 16, NULL);
+    at = strstr (r.out, "\"test_loss\":");
+    g_assert_nonnull (at);
+    train_loss = g_ascii_strtod (at + 12, NULL);
+    result_clear (&r);
+  }
+  {
+    const char *args[]
+        = { "eval", "--json", "--max-samples", "200", "--tta-flip", "--checkpoint", ck, NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    tta_acc = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)),
+                                             "accuracy");
+    tta_loss = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)),
+                                              "loss");
+    g_assert_true (json_object_get_boolean_member (
+        json_node_get_object (json_parser_get_root (parser)), "tta_flip"));
+    result_clear (&r);
+  }
+  {
+    const char *args[] = { "eval", "--json", "--max-samples", "200", "--checkpoint", ck, NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    plain_loss = json_object_get_double_member (
+        json_node_get_object (json_parser_get_root (parser)), "loss");
+    result_clear (&r);
+  }
+  {
+    const char *args[]
+        = { "eval",         "--json", "--confusion", "--max-samples", "200", "--tta-flip",
+            "--checkpoint", ck,       NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    conf_acc = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)),
+                                              "accuracy");
+    result_clear (&r);
+  }
+  g_test_message ("train --tta-flip: test loss %.5f acc %.4f; eval --tta-flip: %.5f %.4f "
+                  "(--confusion %.4f); plain eval loss %.5f",
+                  train_loss, train_acc, tta_loss, tta_acc, conf_acc, plain_loss);
+  g_assert_cmpfloat_with_epsilon (tta_acc, train_acc, 1e-5);
+  g_assert_cmpfloat_with_epsilon (tta_loss, train_loss, 1e-4 * train_loss);
+  g_assert_cmpfloat_with_epsilon (conf_acc, train_acc, 1e-5);
+  g_assert_cmpfloat (fabs (plain_loss - tta_loss), >, 1e-5);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1771,6 +1845,7 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/embedding-text", test_embedding_text);
   g_test_add_func ("/cli/embedding-idx", test_embedding_idx);
   g_test_add_func ("/cli/eval-confusion", test_eval_confusion);
+  g_test_add_func ("/cli/eval-tta-flip", test_eval_tta_flip);
   g_test_add_func ("/cli/eval-misclassified-files", test_eval_misclassified_files);
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);
