@@ -1317,6 +1317,14 @@ kilt_model_load_preset (const char *name, const KiltShape *input, guint n_classe
           return NULL;
         }
       kilt_model_node (model, 0)->out_shape = *input;
+      /* A whitening layer has a filter and its negative per direction of its input's patches,
+       * whose count follows the channels. */
+      for (guint i = 1; i < kilt_model_n_nodes (model); i++)
+        {
+          KiltNode *n = kilt_model_node (model, i);
+          if (n->type == KILT_LAYER_CONV2D && n->cfg.init == KILT_INIT_WHITEN && n->inputs[0] == 0)
+            n->cfg.units = 2 * input->c * n->cfg.kh * n->cfg.kw;
+        }
     }
   for (guint i = 0; i < kilt_model_n_nodes (model); i++)
     if (kilt_model_node (model, i)->type == KILT_LAYER_DENSE)

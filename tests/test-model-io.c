@@ -150,6 +150,18 @@ test_preset_adapt (void)
   g_assert_cmpuint (res->n_params, ==, 273066 - dense_params (64, 10) + dense_params (64, 100));
   g_assert_cmpuint (kilt_model_find (res, "stage3_block3_relu2")->out_shape.h, ==, 16);
   g_assert_cmpuint (kilt_model_find (res, "stage3_block3_relu2")->out_shape.w, ==, 12);
+
+  /* airbench94 on 28x28x1: its whitening layer takes 2 x 1 x 2 x 2 filters; 28 -> 27 -> 13 ->
+   * 6 -> 3, and the last pool leaves 1x1. */
+  {
+    g_autoptr (KiltModel) ab = kilt_model_load_preset ("airbench94", &small, 10, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (kilt_model_find (ab, "whiten")->cfg.units, ==, 8);
+    g_assert_cmpuint (kilt_model_find (ab, "block1_conv1")->in_shape[0].c, ==, 8);
+    g_assert_cmpuint (kilt_model_find (ab, "block3_gelu2")->out_shape.h, ==, 3);
+    g_assert_cmpuint (kilt_model_find (ab, "pool")->out_shape.h, ==, 1);
+    g_assert_cmpuint (ab->n_params, ==, 1971640 - (24 * 12 + 24) + (8 * 4 + 8) - 64 * 9 * 16);
+  }
 }
 
 static void
