@@ -56,6 +56,9 @@ typedef struct
   gboolean resume;
   char *run_name;
   gboolean json;
+  /* --recipe NAME: its model and settings (kilt-recipe.h) in place of the defaults, before
+   * the other options, which still override them. */
+  char *recipe;
   /* What the floating-point options said, before checking (KiltCliNumber order). */
   char *number_text[12];
 } KiltCliCommon;
