@@ -1115,6 +1115,14 @@ test_lr_multiplier (void)
   g_assert_cmpuint (scaled, ==, 1152);
   g_assert_true (m->grad_ranges[0].fixed);
   g_assert_cmpuint (m->grad_ranges[0].n, ==, 24 * 12);
+  /* The summary counts the whitening kernel as not trainable: 1,971,352 trainable, PyTorch's
+   * count of airbench94's parameters with requires_grad (all but the whitening weight and the
+   * BatchNorm weights). */
+  {
+    g_autoptr (KiltSummary) sum = kilt_summary_new (m, 1);
+    g_assert_cmpuint (sum->total_params, ==, 1971640 - 288);
+    g_assert_cmpuint (sum->total_state, ==, 2304 + 288);
+  }
   text = kilt_model_to_json (m);
   g_assert_nonnull (strstr (text, "\"lr_multiplier\": 64"));
   back = kilt_model_load_json_data (text, -1, "saved", &error);
