@@ -157,14 +157,6 @@ kilt_cli_eval (int argc, char **argv)
       rc = 2;
       goto out;
     }
-  if (c.tta_flip)
-    {
-      /* Accepted silently, it would print figures without it as if with it. */
-      fprintf (stderr, "kilt-cli eval: --tta-flip is for training runs (their validation and "
-                       "test figures); eval's per-sample figures do not mirror images yet\n");
-      rc = 2;
-      goto out;
-    }
   if (misclassified != -1
       && (misclassified < 0 || misclassified > KILT_EVALUATION_MAX_MISCLASSIFIED))
     {
@@ -187,11 +179,12 @@ kilt_cli_eval (int argc, char **argv)
       else
         {
           if (c.json)
-            printf ("{\"loss\": %.6g, \"accuracy\": %.6g, \"samples\": %zu}\n", loss, acc,
-                    ds->test.n ? ds->test.n : ds->val.n);
+            printf ("{\"loss\": %.6g, \"accuracy\": %.6g, \"samples\": %zu, \"tta_flip\": %s}\n",
+                    loss, acc, ds->test.n ? ds->test.n : ds->val.n, c.tta_flip ? "true" : "false");
           else
-            printf ("Test loss %.4f, accuracy %.4f on %zu samples of %s\n", loss, acc,
-                    ds->test.n ? ds->test.n : ds->val.n, ds->name);
+            printf ("Test loss %.4f, accuracy %.4f on %zu samples of %s%s\n", loss, acc,
+                    ds->test.n ? ds->test.n : ds->val.n, ds->name,
+                    c.tta_flip ? " (flip test-time augmentation: each image and its mirror)" : "");
           rc = 0;
         }
       goto out;
@@ -210,9 +203,10 @@ kilt_cli_eval (int argc, char **argv)
   else
     {
       printf ("%s loss %.4f, accuracy %.4f (%" G_GUINT64_FORMAT " of %" G_GUINT64_FORMAT
-              ") on the %s split of %s\n",
+              ") on the %s split of %s%s\n",
               ev->split == KILT_SPLIT_TEST ? "Test" : "Validation", ev->loss, ev->accuracy,
-              ev->correct, ev->n_samples, kilt_split_kind_name (ev->split), ds->name);
+              ev->correct, ev->n_samples, kilt_split_kind_name (ev->split), ds->name,
+              c.tta_flip ? " (flip test-time augmentation: each image and its mirror)" : "");
       if (confusion)
         print_confusion (ev);
       if (misclassified >= 0)

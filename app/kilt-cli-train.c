@@ -13,6 +13,7 @@
 #include "kilt-model-json.h"
 #include "kilt-run-recorder.h"
 #include "kilt-planner.h"
+#include "kilt-recipe.h"
 #include "kilt-summary.h"
 #include "kilt-trainer.h"
 #include "kilt-worker-protocol.h"
@@ -68,6 +69,7 @@ kilt_cli_common_clear (KiltCliCommon *c)
   g_free (c->label_column);
   g_free (c->run_name);
   g_free (c->image_size);
+  g_free (c->recipe);
   for (gsize i = 0; i < G_N_ELEMENTS (c->number_text); i++)
     g_free (c->number_text[i]);
 }
@@ -150,17 +152,80 @@ check_int (const char *option, int v, int min, int max, GError **error)
   return FALSE;
 }
 
+static char *
+number_text (double v)
+{
+  char buf[G_ASCII_DTOSTR_BUF_SIZE];
+
+  return g_strdup (g_ascii_formatd (buf, sizeof buf, "%.9g", v));
+}
+
+/* The recipe named by --recipe among @argv, as the defaults the other options then override
+ * (GOption reads every option in one pass, so it is looked up first). */
+static gboolean
+apply_recipe (KiltCliCommon *c, int argc, char **argv, GError **error)
+{
+  const char *name = NULL;
+  KiltRecipe r;
+  const KiltTrainConfig *k = &r.config;
+  const KiltOptimizerConfig *o = &k->opt;
+
+  for (int i = 1; i < argc; i++)
+    {
+      if (g_str_equal (argv[i], "--"))
+        break;
+      if (g_str_equal (argv[i], "--recipe") && i + 1 < argc)
+        name = argv[i + 1];
+      else if (g_str_has_prefix (argv[i], "--recipe="))
+        name = argv[i] + strlen ("--recipe=");
+    }
+  if (name == NULL)
+    return TRUE;
+  if (!kilt_recipe_get (name, &r, error))
+    return FALSE;
+  g_free (c->model);
+  c->model = g_strdup (r.preset);
+  g_free (c->optimizer);
+  c->optimizer = g_strdup (kilt_optimizer_name (o->type));
+  c->epochs = (int)k->epochs;
+  c->batch = (int)k->batch;
+  c->nesterov = o->nesterov;
+  c->lookahead = o->lookahead;
+  c->translate = (int)k->translate;
+  c->tta_flip = k->tta_flip;
+  c->standardize = k->preprocess == KILT_PREPROCESS_STANDARD;
+  c->augment = k->augment;
+  c->lr_schedule = g_strdup (kilt_lr_schedule_name (o->schedule.type));
+  c->number_text[0] = number_text (o->lr);
+  c->number_text[1] = number_text (o->momentum);
+  c->number_text[5] = number_text (o->weight_decay);
+  if (o->schedule.type == KILT_LR_ONE_CYCLE)
+    {
+      c->number_text[8] = number_text (o->schedule.start);
+      c->number_text[9] = number_text (o->schedule.final);
+      c->number_text[10] = number_text (o->schedule.peak);
+    }
+  c->number_text[11] = number_text (k->label_smoothing);
+  return TRUE;
+}
+
 gboolean
 kilt_cli_common_parse (KiltCliCommon *c, GOptionContext *oc, int *argc, char ***argv,
                        GError **error)
 {
+  gboolean recipe_ok = apply_recipe (c, *argc, *argv, error);
   /* GOption overwrites a string option's pointer without freeing what was there: keep the
-   * defaults aside and free each one that a given option replaced. */
-  char *defaults[] = { c->data, c->model, c->optimizer };
-  char **fields[] = { &c->data, &c->model, &c->optimizer };
+   * defaults (a recipe's too) aside and free each one that a given option replaced. */
+  char *defaults[] = { c->data,           c->model,           c->optimizer,      c->lr_schedule,
+                       c->number_text[0], c->number_text[1],  c->number_text[5], c->number_text[8],
+                       c->number_text[9], c->number_text[10], c->number_text[11] };
+  char **fields[]
+      = { &c->data,           &c->model,           &c->optimizer,      &c->lr_schedule,
+          &c->number_text[0], &c->number_text[1],  &c->number_text[5], &c->number_text[8],
+          &c->number_text[9], &c->number_text[10], &c->number_text[11] };
   g_autofree char **given = g_memdup2 (*argv, sizeof (char *) * (*argc + 1));
   int n_given = *argc;
-  gboolean ok = g_option_context_parse (oc, argc, argv, error);
+  gboolean ok = recipe_ok && g_option_context_parse (oc, argc, argv, error);
 
   /* A text option (--name, --device, ...) whose value is not UTF-8 fails in GOption's
    * conversion with no word of which option: say it. (File names may be any bytes.) */
@@ -234,6 +299,10 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Learning rate, above 0 (default: Keras' for the optimizer)", "LR" },
     { "momentum", 0, 0, G_OPTION_ARG_STRING, &c->number_text[1], "SGD momentum, in [0, 1)", "M" },
     { "nesterov", 0, 0, G_OPTION_ARG_NONE, &c->nesterov, "SGD with Nesterov momentum", NULL },
+    { "lookahead", 0, 0, G_OPTION_ARG_NONE, &c->lookahead,
+      "Every 5 steps put the weights on a slow average of them, and end on it (airbench's "
+      "lookahead)",
+      NULL },
     { "rho", 0, 0, G_OPTION_ARG_STRING, &c->number_text[2], "RMSprop / Adadelta rho, in [0, 1)",
       "RHO" },
     { "epsilon", 0, 0, G_OPTION_ARG_STRING, &c->number_text[3], "Optimizer epsilon, above 0",
@@ -273,6 +342,8 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Instead of --augment: random flips and whole-pixel shifts of up to N pixels each way, "
       "the image reflected at its edges (airbench's; N from 0 to 64)",
       "N" },
+    { "recipe", 0, 0, G_OPTION_ARG_STRING, &c->recipe,
+      "A recipe's model and settings (airbench94), which the other options override", "NAME" },
     { "tta-flip", 0, 0, G_OPTION_ARG_NONE, &c->tta_flip,
       "Validation and test figures from the mean prediction of each image and its mirror "
       "(flip test-time augmentation)",
@@ -611,6 +682,7 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
   if (!isnan (c->decay))
     cfg->opt.decay = (float)c->decay;
   cfg->opt.nesterov = c->nesterov;
+  cfg->opt.lookahead = c->lookahead;
   cfg->opt.weight_decay = (float)c->weight_decay;
   if (!cli_schedule (c, &cfg->opt.schedule, error))
     return FALSE;

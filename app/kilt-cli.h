@@ -31,6 +31,7 @@ typedef struct
   double lr, momentum, rho, epsilon, decay;
   double weight_decay; /* 0 unless given */
   gboolean nesterov;
+  gboolean lookahead; /* --lookahead: airbench's average of the weights */
   /* --lr-schedule and its settings; NULL and NAN (the schedule's default) unless given. */
   char *lr_schedule;
   double warmup_epochs, lr_start, lr_final, lr_peak;
@@ -55,6 +56,9 @@ typedef struct
   gboolean resume;
   char *run_name;
   gboolean json;
+  /* --recipe NAME: its model and settings (kilt-recipe.h) in place of the defaults, before
+   * the other options, which still override them. */
+  char *recipe;
   /* What the floating-point options said, before checking (KiltCliNumber order). */
   char *number_text[12];
 } KiltCliCommon;

@@ -165,9 +165,8 @@ check_input (const KiltDataset *ds, const KiltSplit *split, guint batch, GError 
   return TRUE;
 }
 
-/* (mul, add) per channel so that the kernel computes x * mul + add. */
-static float *
-norm_table (const KiltDataset *ds, KiltPreprocess pp, GError **error)
+float *
+kilt_batcher_norm_table (const KiltDataset *ds, KiltPreprocess pp, GError **error)
 {
   guint C = ds->shape.c;
   float *t = g_new (float, 2 * C);
@@ -257,7 +256,7 @@ kilt_batcher_new (KiltContext *ctx, const KiltDataset *ds, const KiltSplit *spli
   g_return_val_if_fail (ctx != NULL && ds != NULL && split != NULL, NULL);
   if (!check_input (ds, split, batch, error))
     return NULL;
-  norm = norm_table (ds, preprocess, error);
+  norm = kilt_batcher_norm_table (ds, preprocess, error);
   if (norm == NULL)
     return NULL;
   if (max_resident_bytes == 0)

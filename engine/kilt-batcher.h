@@ -35,6 +35,11 @@ guint64 kilt_batcher_default_max_resident (KiltContext *ctx);
 guint64 kilt_batcher_device_bytes (KiltContext *ctx, const KiltDataset *ds, const KiltSplit *split,
                                    guint batch, guint64 max_resident_bytes, gboolean *streamed);
 
+/* (mul, add) per channel (2 x channels floats, g_free them) so that a sample's value x of
+ * @ds, as stored, becomes x * mul + add under @preprocess, as the batches have it; NULL with
+ * an error when the data cannot be standardised. */
+float *kilt_batcher_norm_table (const KiltDataset *ds, KiltPreprocess preprocess, GError **error);
+
 /* Uploads @split (KILT_MEM_DATASET) when its samples fit in @max_resident_bytes (0: the
  * default), else keeps them on the host and streams double-buffered chunks. @ds and @split
  * are borrowed and must outlive the batcher. Starts at epoch 0 in file order. */

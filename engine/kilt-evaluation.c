@@ -305,15 +305,18 @@ runner_open (Runner *r, KiltModel *model, const KiltDataset *data, const KiltTra
 
 typedef void (*RowFunc) (guint64 sample, const float *scores, guint n_out, gpointer user_data);
 
-/* Every sample of @split through the model, in split order; @row gets each one's outputs. */
+/* Every sample of @split through the model, in split order; @row gets each one's outputs.
+ * With @tta_flip, the mean of each image's outputs and its mirror's, as the trainer's flip
+ * test-time augmentation. */
 static gboolean
 runner_forward_split (Runner *r, KiltModel *model, const KiltDataset *data, const KiltSplit *split,
-                      KiltPreprocess preprocess, guint32 seed, RowFunc row, gpointer row_data,
-                      KiltProgressFunc progress, gpointer user_data, GCancellable *cancel,
-                      GError **error)
+                      KiltPreprocess preprocess, guint32 seed, gboolean tta_flip, RowFunc row,
+                      gpointer row_data, KiltProgressFunc progress, gpointer user_data,
+                      GCancellable *cancel, GError **error)
 {
   guint n_out = kilt_model_n_outputs (model);
   g_autofree float *host = g_new (float, (gsize)r->batch *n_out);
+  g_autofree float *mirrored = tta_flip ? g_new (float, (gsize)r->batch *n_out) : NULL;
   /* A model that reads ids gets them as stored, as in training. */
   KiltBatcher *batcher
       = kilt_ids_preprocess (model, preprocess, &preprocess, error)
@@ -326,6 +329,14 @@ runner_forward_split (Runner *r, KiltModel *model, const KiltDataset *data, cons
 
   if (batcher == NULL || !kilt_batcher_begin_epoch (batcher, 0, FALSE, error))
     goto out;
+  if (tta_flip && data->shape.w < 2)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "flip test-time augmentation mirrors images left to right; %s's samples are "
+                   "%u wide",
+                   data->name ? data->name : "the data", data->shape.w);
+      goto out;
+    }
   order = kilt_batcher_order (batcher, &n_order);
   n_batches = kilt_batcher_n_batches (batcher);
   for (guint b = 0; b < n_batches; b++)
@@ -354,6 +365,33 @@ runner_forward_split (Runner *r, KiltModel *model, const KiltDataset *data, cons
                        "reading the outputs of batch %u of %u on %s failed (OpenCL error %d)",
                        b + 1, n_batches, r->ctx->info->name, err);
           goto out;
+        }
+      if (tta_flip)
+        {
+          /* The same batch mirrored, then the mean of the two predictions. */
+          kilt_batcher_set_mirror (batcher, TRUE);
+          ok = kilt_batcher_gather (batcher, b, kilt_executor_input (r->exec), r->targets->mem,
+                                    &n_valid, error)
+               && kilt_executor_forward (r->exec, FALSE, error);
+          kilt_batcher_set_mirror (batcher, FALSE);
+          if (!ok)
+            {
+              g_prefix_error (error, "evaluating batch %u of %u mirrored: ", b + 1, n_batches);
+              goto out;
+            }
+          ok = FALSE;
+          err = clEnqueueReadBuffer (r->ctx->queue, kilt_model_output (model)->out, CL_TRUE, 0,
+                                     sizeof (float) * n_valid * n_out, mirrored, 0, NULL, NULL);
+          if (err != CL_SUCCESS)
+            {
+              g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_OPENCL,
+                           "reading the mirrored outputs of batch %u of %u on %s failed "
+                           "(OpenCL error %d)",
+                           b + 1, n_batches, r->ctx->info->name, err);
+              goto out;
+            }
+          for (gsize i = 0; i < (gsize)n_valid * n_out; i++)
+            host[i] = 0.5f * (host[i] + mirrored[i]);
         }
       for (guint i = 0; i < n_valid; i++)
         {
@@ -421,8 +459,8 @@ kilt_evaluation_run (KiltModel *model, KiltDataset *data, const KiltTrainConfig 
   ev->split = split == &data->test ? KILT_SPLIT_TEST : KILT_SPLIT_VAL;
   memcpy (ev->truth, split->labels, sizeof (gint32) * split->n);
   ev->paths = split->paths ? g_strdupv (split->paths) : NULL;
-  if (!runner_forward_split (&r, model, data, split, config->preprocess, config->seed, record_row,
-                             ev, progress, user_data, cancel, error)
+  if (!runner_forward_split (&r, model, data, split, config->preprocess, config->seed,
+                             config->tta_flip, record_row, ev, progress, user_data, cancel, error)
       || !kilt_evaluation_tally (ev, error))
     goto fail;
   runner_clear (&r);
@@ -530,7 +568,7 @@ kilt_evaluation_classify_file (KiltModel *model, KiltDataset *data, const KiltTr
   one.u8 = pixels;
   one.labels = &label;
   ok = runner_open (&r, model, data, config, 1, error)
-       && runner_forward_split (&r, model, data, &one, config->preprocess, config->seed,
+       && runner_forward_split (&r, model, data, &one, config->preprocess, config->seed, FALSE,
                                 keep_scores, &o, NULL, NULL, NULL, error);
   runner_clear (&r);
   if (!ok || o.scores == NULL)

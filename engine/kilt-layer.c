@@ -152,6 +152,10 @@ kilt_layer_config_default (KiltLayerType type)
   c.momentum = 0.99f;
   c.epsilon = 1e-3f;
   c.init = KILT_INIT_GLOROT_UNIFORM;
+  c.whiten_samples = 5000;
+  c.whiten_epsilon = 5e-4f;
+  c.whiten_bias_epochs = 3;
+  c.lr_multiplier = 1.0f;
   c.perm[0] = 0; /* Permute: the identity */
   c.perm[1] = 1;
   c.perm[2] = 2;

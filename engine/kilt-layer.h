@@ -86,6 +86,9 @@ typedef enum
   KILT_INIT_GLOROT_UNIFORM,
   KILT_INIT_HE_NORMAL,
   KILT_INIT_CONSTANT, /* every weight init_value (LayerScale's gamma) */
+  /* Conv2D on the model's input, 2 x C x kh x kw filters: set from the training data before a
+   * run (kilt-whiten.h) and never trained; its bias trains for the first whiten_bias_epochs. */
+  KILT_INIT_WHITEN,
 } KiltInit;
 
 /* Per-sample shape, channels first (NCHW in memory). A vector of n features is {n, 1, 1}. */
@@ -129,6 +132,16 @@ typedef struct
   gboolean bn_no_center; /* ... without beta (center = false) */
   KiltInit init;         /* kernel initialiser; biases start at zero */
   float init_value;      /* KILT_INIT_CONSTANT's value; Embedding's uniform limit (0.05) */
+  /* KILT_INIT_WHITEN: the training images whose patches it is computed from (the first this
+   * many), the epsilon added to each eigenvalue, and the epochs its bias trains (airbench94:
+   * 5000, 5e-4, 3). */
+  guint whiten_samples;
+  float whiten_epsilon;
+  guint whiten_bias_epochs;
+  /* Any layer with parameters: its learning rate is the run's times this, and its weight decay
+   * the run's divided by it, so that their product (SGD's decay per step) stays the run's, as
+   * airbench94's bias_scaler does for BatchNorm biases. 1 by default. */
+  float lr_multiplier;
   /* Normalization's mean and variance when given as constants (Keras does not count them as
    * weights): norm_n values each (1: one for every channel); 0 = adapted, kept as state. */
   guint norm_n;

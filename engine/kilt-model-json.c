@@ -221,6 +221,7 @@ field_list (guint64 mask)
   for (guint i = 0; i < G_N_ELEMENTS (field_names); i++)
     if (mask & FBIT (i))
       g_string_append_printf (s, ", %s", field_names[i]);
+  g_string_append (s, ", trainable, lr_multiplier");
   return g_string_free (s, FALSE);
 }
 
@@ -330,6 +331,63 @@ get_float (JsonNode *node, const Where *w, const char *field, double lo, double 
       return FALSE;
     }
   *out = (float)v;
+  return TRUE;
+}
+
+/* "whiten", or {"whiten": {"samples": N, "epsilon": e, "bias_epochs": k}} with any of the
+ * three left at airbench94's values. */
+static gboolean
+parse_whiten (JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError **error)
+{
+  JsonNode *opts;
+  g_autoptr (GList) members = NULL;
+
+  if (g_strcmp0 (w->type, "Conv2D") != 0)
+    {
+      set_error (error, w, "kernel_initializer \"whiten\" is for a Conv2D");
+      return FALSE;
+    }
+  cfg->init = KILT_INIT_WHITEN;
+  if (is_string (node))
+    return TRUE;
+  opts = json_object_get_member (json_node_get_object (node), "whiten");
+  if (!JSON_NODE_HOLDS_OBJECT (opts))
+    {
+      set_error (error, w,
+                 "kernel_initializer whiten must be an object {\"samples\": N, \"epsilon\": e, "
+                 "\"bias_epochs\": k}");
+      return FALSE;
+    }
+  members = json_object_get_members (json_node_get_object (opts));
+  for (GList *l = members; l; l = l->next)
+    {
+      JsonNode *v = json_object_get_member (json_node_get_object (opts), l->data);
+      if (g_str_equal (l->data, "samples"))
+        {
+          if (!get_dim (v, w, "kernel_initializer whiten samples", 1, &cfg->whiten_samples, error))
+            return FALSE;
+        }
+      else if (g_str_equal (l->data, "bias_epochs"))
+        {
+          if (!get_dim (v, w, "kernel_initializer whiten bias_epochs", 0, &cfg->whiten_bias_epochs,
+                        error))
+            return FALSE;
+        }
+      else if (g_str_equal (l->data, "epsilon"))
+        {
+          if (!get_float (v, w, "kernel_initializer whiten epsilon", 0.0, 1e30, FALSE,
+                          &cfg->whiten_epsilon, error))
+            return FALSE;
+        }
+      else
+        {
+          set_error (error, w,
+                     "kernel_initializer whiten: unknown field \"%s\"; expected samples, "
+                     "epsilon, bias_epochs",
+                     (const char *)l->data);
+          return FALSE;
+        }
+    }
   return TRUE;
 }
 
@@ -565,11 +623,16 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
                               "kernel_initializer constant", -1e30, 1e30, FALSE, &cfg->init_value,
                               error);
           }
+        else if ((is_string (node) && g_str_equal (json_node_get_string (node), "whiten"))
+                 || (JSON_NODE_HOLDS_OBJECT (node)
+                     && json_object_get_size (json_node_get_object (node)) == 1
+                     && json_object_get_member (json_node_get_object (node), "whiten")))
+          return parse_whiten (node, w, cfg, error);
         else
           {
             set_error (error, w,
-                       "kernel_initializer must be \"glorot_uniform\", \"he_normal\" or "
-                       "{\"constant\": value}");
+                       "kernel_initializer must be \"glorot_uniform\", \"he_normal\", "
+                       "{\"constant\": value} or \"whiten\" (Conv2D)");
             return FALSE;
           }
         return TRUE;
@@ -750,6 +813,15 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
     }
 
   cfg = kilt_layer_config_default (type);
+  /* Any layer's rate may be scaled (airbench94's BatchNorm biases); 1 is not written. */
+  if ((n = json_object_get_member (o, "lr_multiplier"))
+      && (!get_float (n, &w, "lr_multiplier", 0.0, 1e6, FALSE, &cfg.lr_multiplier, error)))
+    return FALSE;
+  if (n && cfg.lr_multiplier <= 0.0f)
+    {
+      set_error (error, &w, "lr_multiplier must be above 0 (freeze a layer with trainable false)");
+      return FALSE;
+    }
   {
     g_autoptr (GList) members = json_object_get_members (o);
     for (GList *l = members; l; l = l->next)
@@ -757,7 +829,7 @@ parse_layer (JsonNode *node, guint index, const Where *top, KiltModel *model, GE
         const char *key = l->data;
         int f;
         if (g_str_equal (key, "name") || g_str_equal (key, "type") || g_str_equal (key, "inputs")
-            || g_str_equal (key, "trainable"))
+            || g_str_equal (key, "trainable") || g_str_equal (key, "lr_multiplier"))
           continue;
         f = field_index (key);
         if (f < 0 || !(type_fields[type].allowed & FBIT (f)))
@@ -1073,6 +1145,13 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
       append_float (v, "constant", c->init_value); /* ", \"constant\": V" */
       g_string_append_printf (s, ", \"kernel_initializer\": {%s}", v->str + 2);
     }
+  else if ((allowed & F_INIT) && c->init == KILT_INIT_WHITEN)
+    {
+      g_string_append_printf (s, ", \"kernel_initializer\": { \"whiten\": { \"samples\": %u",
+                              c->whiten_samples);
+      append_float (s, "epsilon", c->whiten_epsilon);
+      g_string_append_printf (s, ", \"bias_epochs\": %u } }", c->whiten_bias_epochs);
+    }
   else if (allowed & F_INIT)
     g_string_append_printf (s, ", \"kernel_initializer\": \"%s\"",
                             c->init == KILT_INIT_HE_NORMAL ? "he_normal" : "glorot_uniform");
@@ -1082,6 +1161,8 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     append_float (s, "momentum", c->momentum);
   if (allowed & F_EPSILON)
     append_float (s, "epsilon", c->epsilon);
+  if (c->lr_multiplier != 1.0f)
+    append_float (s, "lr_multiplier", c->lr_multiplier);
   if (node->frozen)
     g_string_append (s, ", \"trainable\": false");
   g_string_append (s, " }");
@@ -1236,6 +1317,14 @@ kilt_model_load_preset (const char *name, const KiltShape *input, guint n_classe
           return NULL;
         }
       kilt_model_node (model, 0)->out_shape = *input;
+      /* A whitening layer has a filter and its negative per direction of its input's patches,
+       * whose count follows the channels. */
+      for (guint i = 1; i < kilt_model_n_nodes (model); i++)
+        {
+          KiltNode *n = kilt_model_node (model, i);
+          if (n->type == KILT_LAYER_CONV2D && n->cfg.init == KILT_INIT_WHITEN && n->inputs[0] == 0)
+            n->cfg.units = 2 * input->c * n->cfg.kh * n->cfg.kw;
+        }
     }
   for (guint i = 0; i < kilt_model_n_nodes (model); i++)
     if (kilt_model_node (model, i)->type == KILT_LAYER_DENSE)

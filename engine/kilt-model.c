@@ -150,6 +150,24 @@ kilt_model_find (KiltModel *model, const char *name)
   return g_hash_table_lookup (model->by_name, name);
 }
 
+/* Adds @r to @ranges, joined to the last run when it follows it and is treated the same. */
+static void
+append_range (GArray *ranges, const KiltParamRange *r)
+{
+  if (ranges->len > 0)
+    {
+      KiltParamRange *last = &g_array_index (ranges, KiltParamRange, ranges->len - 1);
+      if (last->param_offset + last->n == r->param_offset
+          && last->grad_offset + last->n == r->grad_offset && last->fixed == r->fixed
+          && last->until_epoch == r->until_epoch && last->lr_multiplier == r->lr_multiplier)
+        {
+          last->n += r->n;
+          return;
+        }
+    }
+  g_array_append_val (ranges, *r);
+}
+
 /* The gradient layout and which nodes lie on a gradient's path, from the frozen flags. */
 static void
 layout_grads (KiltModel *model)
@@ -169,17 +187,25 @@ layout_grads (KiltModel *model)
             |= ((KiltNode *)g_ptr_array_index (model->nodes, node->inputs[j]))->grad_path;
       if (!trains)
         continue;
-      if (ranges->len > 0)
+      /* Every config comes from kilt_layer_config_default, whose multiplier is 1. */
+      g_warn_if_fail (node->cfg.lr_multiplier > 0.0f);
+      if (node->cfg.init == KILT_INIT_WHITEN && node->type == KILT_LAYER_CONV2D)
         {
-          KiltParamRange *last = &g_array_index (ranges, KiltParamRange, ranges->len - 1);
-          if (last->param_offset + last->n == node->param_offset)
-            {
-              last->n += node->n_params;
-              grads += node->n_params;
-              continue;
-            }
+          /* The kernel (the node's first floats, the bias after it) is set from the data and
+           * kept; the bias trains for its first epochs, or never. */
+          gsize n_bias = node->cfg.use_bias ? node->out_shape.c : 0;
+          guint bias_epochs = node->cfg.whiten_bias_epochs;
+          append_range (ranges, &(KiltParamRange){ node->param_offset, grads,
+                                                   node->n_params - n_bias, TRUE, 0, 1.0f });
+          if (n_bias)
+            append_range (ranges, &(KiltParamRange){ node->param_offset + node->n_params - n_bias,
+                                                     grads + node->n_params - n_bias, n_bias,
+                                                     bias_epochs == 0, bias_epochs,
+                                                     node->cfg.lr_multiplier });
         }
-      g_array_append_val (ranges, ((KiltParamRange){ node->param_offset, grads, node->n_params }));
+      else
+        append_range (ranges, &(KiltParamRange){ node->param_offset, grads, node->n_params, FALSE,
+                                                 0, node->cfg.lr_multiplier });
       grads += node->n_params;
     }
   g_free (model->grad_ranges);

@@ -18,10 +18,16 @@ typedef enum
 #define KILT_MODEL_MAX_LAYERS 100000
 
 /* A run of trainable parameters: @n floats at @param_offset in the parameter buffer, whose
- * gradients (and optimizer state) are at @grad_offset in the gradient buffer. */
+ * gradients (and optimizer state) are at @grad_offset in the gradient buffer. The optimizer
+ * leaves a run alone when @fixed (a whitening kernel: it has a gradient, never an update), or
+ * from 0-based epoch @until_epoch on when that is not 0 (a whitening bias); it steps it at
+ * the run's rate times @lr_multiplier and the weight decay over it (its layers'). */
 typedef struct
 {
   gsize param_offset, grad_offset, n;
+  gboolean fixed;
+  guint until_epoch;
+  float lr_multiplier;
 } KiltParamRange;
 
 typedef struct

@@ -30,6 +30,10 @@ typedef struct
   float decay;             /* Keras' time decay: lr / (1 + decay * iterations) */
   float weight_decay;      /* L2: adds weight_decay * w to each gradient */
   KiltLrSchedule schedule; /* times the rate at each step, with the time decay */
+  /* airbench's lookahead (kilt-lookahead.h): every KILT_LOOKAHEAD_PERIOD steps the weights
+   * and running statistics move to an average of themselves over the run's steps, and the run
+   * ends on that average. */
+  gboolean lookahead;
 } KiltOptimizerConfig;
 
 /* Keras' defaults for @type (e.g. RMSprop lr 1e-3, rho 0.9, eps 1e-7). */

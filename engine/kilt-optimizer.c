@@ -26,6 +26,7 @@ struct _KiltOptimizer
    * 0 unless layers are frozen (kilt_optimizer_set_ranges). */
   KiltParamRange *ranges;
   guint n_ranges;
+  guint epoch; /* 0-based, of the run: ranges with an until_epoch stop there */
 };
 
 static const char *optimizer_names[KILT_OPT_N_TYPES] = {
@@ -218,7 +219,7 @@ kilt_optimizer_new (KiltContext *ctx, const KiltOptimizerConfig *cfg, gsize n_pa
   opt->n_params = n_params;
   opt->n_ranges = 1;
   opt->ranges = g_new (KiltParamRange, 1);
-  opt->ranges[0] = (KiltParamRange){ 0, 0, n_params };
+  opt->ranges[0] = (KiltParamRange){ 0, 0, n_params, FALSE, 0, 1.0f };
   opt->n_slots = kilt_optimizer_state_slots (cfg);
   opt->kernel = kilt_context_kernel (ctx, kernel_names[cfg->type], error);
   if (opt->kernel == NULL)
@@ -298,6 +299,18 @@ kilt_optimizer_set_ranges (KiltOptimizer *opt, const KiltParamRange *ranges, gui
   opt->n_ranges = n_ranges;
 }
 
+void
+kilt_optimizer_set_epoch (KiltOptimizer *opt, guint epoch)
+{
+  opt->epoch = epoch;
+}
+
+gboolean
+kilt_optimizer_range_updates (const KiltParamRange *range, guint epoch)
+{
+  return !range->fixed && (range->until_epoch == 0 || epoch < range->until_epoch);
+}
+
 gboolean
 kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 iteration,
                      GError **error)
@@ -310,7 +323,7 @@ kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 it
   cl_mem s0 = opt->slot[0] ? opt->slot[0]->mem : params;
   cl_mem s1 = opt->slot[1] ? opt->slot[1]->mem : s0;
   cl_int err = CL_SUCCESS;
-  cl_uint a = 0;
+  cl_uint a = 0, lr_arg, wd_arg;
 
   g_return_val_if_fail (params != NULL && grads != NULL, FALSE);
   KILT_ARG (k, a++, params, err);
@@ -351,12 +364,20 @@ kilt_optimizer_step (KiltOptimizer *opt, cl_mem params, cl_mem grads, guint64 it
       default:
         g_return_val_if_reached (FALSE);
     }
+  /* The rate follows the state buffers: set again per run below, with its multiplier. */
+  lr_arg = c->type == KILT_OPT_ADAM || c->type == KILT_OPT_ADADELTA ? 4 : 3;
+  wd_arg = a;
   KILT_ARG (k, a++, c->weight_decay, err);
   for (guint r = 0; r < opt->n_ranges && err == CL_SUCCESS; r++)
     {
       cl_uint p_off = (cl_uint)opt->ranges[r].param_offset;
       cl_uint g_off = (cl_uint)opt->ranges[r].grad_offset;
       n = (cl_uint)opt->ranges[r].n;
+      float m = opt->ranges[r].lr_multiplier, lr_r = lr_t * m, wd_r = c->weight_decay / m;
+      if (!kilt_optimizer_range_updates (&opt->ranges[r], opt->epoch))
+        continue;
+      KILT_ARG (k, lr_arg, lr_r, err);
+      KILT_ARG (k, wd_arg, wd_r, err);
       KILT_ARG (k, a, n, err);
       KILT_ARG (k, a + 1, p_off, err);
       KILT_ARG (k, a + 2, g_off, err);
@@ -452,5 +473,33 @@ kilt_optimizer_reference_step (const KiltOptimizerConfig *cfg, gsize n, double *
           default:
             g_return_if_reached ();
         }
+    }
+}
+
+void
+kilt_optimizer_reference_step_ranges (const KiltOptimizerConfig *cfg, const KiltParamRange *ranges,
+                                      guint n_ranges, guint epoch, gsize n_grads, double *p,
+                                      const double *g, double *state, guint64 iteration)
+{
+  guint slots = kilt_optimizer_state_slots (cfg);
+  g_autofree double *sub = g_new (double, MAX (slots, 1) * (n_grads + 1));
+  KiltOptimizerConfig sub_cfg;
+
+  for (guint r = 0; r < n_ranges; r++)
+    {
+      const KiltParamRange *rg = &ranges[r];
+      if (!kilt_optimizer_range_updates (rg, epoch))
+        continue;
+      /* The run's own slots, gathered from the n_grads-long ones and put back. */
+      for (guint sl = 0; sl < slots; sl++)
+        memcpy (sub + sl * rg->n, state + sl * n_grads + rg->grad_offset, sizeof (double) * rg->n);
+      /* The run's rate and decay: lr_at is linear in the configured rate. */
+      sub_cfg = *cfg;
+      sub_cfg.lr = (float)((double)cfg->lr * rg->lr_multiplier);
+      sub_cfg.weight_decay = (float)((double)cfg->weight_decay / rg->lr_multiplier);
+      kilt_optimizer_reference_step (&sub_cfg, rg->n, p + rg->param_offset, g + rg->grad_offset,
+                                     slots ? sub : NULL, iteration);
+      for (guint sl = 0; sl < slots; sl++)
+        memcpy (state + sl * n_grads + rg->grad_offset, sub + sl * rg->n, sizeof (double) * rg->n);
     }
 }

@@ -40,6 +40,12 @@ gsize kilt_optimizer_n_params (KiltOptimizer *opt);
  * n_params (a model with frozen layers: its grad_ranges). Default: one run at 0. */
 void kilt_optimizer_set_ranges (KiltOptimizer *opt, const KiltParamRange *ranges, guint n_ranges);
 
+/* The 0-based epoch of the run the next steps belong to: runs with an until_epoch at or
+ * below it are no longer updated. 0 until set. */
+void kilt_optimizer_set_epoch (KiltOptimizer *opt, guint epoch);
+/* Whether the optimizer updates @range in 0-based @epoch (not fixed, not past until_epoch). */
+gboolean kilt_optimizer_range_updates (const KiltParamRange *range, guint epoch);
+
 /* Enqueues one update of @params (n_params floats) from @grads; @iteration is the 0-based
  * step count before this update. One kernel launch per run of parameters, no wait for the
  * device. */
@@ -56,5 +62,12 @@ gboolean kilt_optimizer_write_state (KiltOptimizer *opt, const float *src, GErro
 void kilt_optimizer_reference_init (const KiltOptimizerConfig *cfg, gsize n, double *state);
 void kilt_optimizer_reference_step (const KiltOptimizerConfig *cfg, gsize n, double *p,
                                     const double *g, double *state, guint64 iteration);
+/* The same over a model's runs, as the device steps them: @p the whole parameter buffer, @g
+ * and @state (slot after slot, n_grads each) the gradient layout's; runs the optimizer leaves
+ * alone in @epoch keep their values and state. */
+void kilt_optimizer_reference_step_ranges (const KiltOptimizerConfig *cfg,
+                                           const KiltParamRange *ranges, guint n_ranges,
+                                           guint epoch, gsize n_grads, double *p, const double *g,
+                                           double *state, guint64 iteration);
 
 G_END_DECLS

@@ -17,6 +17,17 @@ kilt_plan_optimizer_slots (const KiltOptimizerConfig *opt)
   return opt ? kilt_optimizer_state_slots (opt) : 0;
 }
 
+guint64
+kilt_plan_optimizer_bytes (KiltModel *model, const KiltOptimizerConfig *opt)
+{
+  guint64 bytes = kilt_plan_optimizer_slots (opt) * 4 * (guint64)model->n_grads;
+
+  /* Lookahead keeps a copy of every parameter and running statistic. */
+  if (opt && opt->lookahead)
+    bytes += 4 * ((guint64)model->n_params + model->n_state);
+  return bytes;
+}
+
 /* As the trainer's prepare_replica () allocates them. */
 guint64
 kilt_plan_step_bytes (KiltModel *model, guint batch)
@@ -67,7 +78,7 @@ need_clear (Need *need)
  * from the executor's own plan. With recompute the shared slots are each as large as one of
  * the buffers they stand for, so the largest buffer is the same. */
 static void
-need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
+need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, const KiltOptimizerConfig *opt,
          guint64 dataset_bytes, Hold hold, guint64 capacity, Need *need)
 {
   guint64 param_bytes = 4 * (guint64)MAX (model->n_params, 1);
@@ -75,7 +86,7 @@ need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
 
   need_clear (need);
   kilt_executor_plan (model, batch, TRUE, dev, need->bytes);
-  need->bytes[KILT_MEM_OPTIMIZER] = slots * 4 * (guint64)model->n_grads;
+  need->bytes[KILT_MEM_OPTIMIZER] = kilt_plan_optimizer_bytes (model, opt);
   need->bytes[KILT_MEM_DATASET] = dataset_bytes;
   if (hold != HOLD_KEEP)
     {
@@ -89,7 +100,7 @@ need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
       room = capacity > fixed ? capacity - fixed : 0;
       need->layout = kilt_recompute_choose (model, batch, room, hold == HOLD_LEAST_MEMORY);
       kilt_executor_plan_recompute (model, batch, dev, need->layout->keep, need->bytes);
-      need->bytes[KILT_MEM_OPTIMIZER] = slots * 4 * (guint64)model->n_grads;
+      need->bytes[KILT_MEM_OPTIMIZER] = kilt_plan_optimizer_bytes (model, opt);
       need->bytes[KILT_MEM_DATASET] = dataset_bytes;
     }
   need->bytes[KILT_MEM_WORKSPACE] += kilt_plan_step_bytes (model, batch);
@@ -98,7 +109,7 @@ need_at (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
 
   consider (need, param_bytes, g_strdup ("the model's parameters"));
   consider (need, 4 * (guint64)MAX (model->n_state, 1), g_strdup ("the running statistics"));
-  if (slots && model->n_grads)
+  if (kilt_plan_optimizer_slots (opt) && model->n_grads)
     consider (need, 4 * (guint64)model->n_grads, g_strdup ("the optimizer state"));
   if (dataset_bytes)
     consider (need, dataset_bytes, g_strdup ("the data set"));
@@ -127,18 +138,19 @@ need_fits (const Need *need, guint64 capacity, guint64 max_alloc)
 /* The largest batch below @batch that fits (0: not even 1; @probe then holds batch 1's
  * needs): needs grow with the batch, so bisect. */
 static guint
-largest_batch (KiltModel *model, guint batch, const KiltDeviceInfo *dev, guint slots,
-               guint64 dataset_bytes, Hold hold, guint64 capacity, guint64 max_alloc, Need *probe)
+largest_batch (KiltModel *model, guint batch, const KiltDeviceInfo *dev,
+               const KiltOptimizerConfig *opt, guint64 dataset_bytes, Hold hold, guint64 capacity,
+               guint64 max_alloc, Need *probe)
 {
   guint lo = 1, hi = batch; /* lo fits, hi does not */
 
-  need_at (model, 1, dev, slots, dataset_bytes, hold, capacity, probe);
+  need_at (model, 1, dev, opt, dataset_bytes, hold, capacity, probe);
   if (!need_fits (probe, capacity, max_alloc))
     return 0;
   while (hi - lo > 1)
     {
       guint mid = lo + (hi - lo) / 2;
-      need_at (model, mid, dev, slots, dataset_bytes, hold, capacity, probe);
+      need_at (model, mid, dev, opt, dataset_bytes, hold, capacity, probe);
       if (need_fits (probe, capacity, max_alloc))
         lo = mid;
       else
@@ -206,13 +218,13 @@ kilt_plan_compute_memory (KiltModel *model, guint batch, const KiltOptimizerConf
   plan->max_alloc = device->max_alloc ? device->max_alloc : G_MAXUINT64;
   plan->device_name = g_strdup (device->name);
 
-  need_at (model, batch, device, slots, dataset_bytes, HOLD_KEEP, plan->capacity, &need);
+  need_at (model, batch, device, opt, dataset_bytes, HOLD_KEEP, plan->capacity, &need);
   plan->keep_total = need.total;
   hold = mode == KILT_MEMORY_RECOMPUTE ? HOLD_LEAST_MEMORY : HOLD_KEEP;
   if (mode == KILT_MEMORY_AUTO && !need_fits (&need, plan->capacity, plan->max_alloc))
     hold = HOLD_LEAST_COMPUTE;
   if (hold != HOLD_KEEP)
-    need_at (model, batch, device, slots, dataset_bytes, hold, plan->capacity, &need);
+    need_at (model, batch, device, opt, dataset_bytes, hold, plan->capacity, &need);
 
   memcpy (plan->bytes, need.bytes, sizeof plan->bytes);
   plan->total = need.total;
@@ -254,7 +266,7 @@ kilt_plan_compute_memory (KiltModel *model, guint batch, const KiltOptimizerConf
    * for. */
   if (mode != KILT_MEMORY_KEEP)
     hold = HOLD_LEAST_MEMORY;
-  plan->max_batch = largest_batch (model, batch, device, slots, dataset_bytes, hold, plan->capacity,
+  plan->max_batch = largest_batch (model, batch, device, opt, dataset_bytes, hold, plan->capacity,
                                    plan->max_alloc, &probe);
   if (plan->max_batch)
     {
@@ -323,7 +335,7 @@ kilt_plan_compute_memory (KiltModel *model, guint batch, const KiltOptimizerConf
   /* Keeping was asked for and does not fit: say whether recomputing would. */
   if (mode == KILT_MEMORY_KEEP)
     {
-      need_at (model, batch, device, slots, dataset_bytes, HOLD_LEAST_COMPUTE, plan->capacity,
+      need_at (model, batch, device, opt, dataset_bytes, HOLD_LEAST_COMPUTE, plan->capacity,
                &probe);
       plan->recompute_fits = need_fits (&probe, plan->capacity, plan->max_alloc);
       if (plan->recompute_fits)
@@ -335,7 +347,7 @@ kilt_plan_compute_memory (KiltModel *model, guint batch, const KiltOptimizerConf
         }
       else
         {
-          guint rc = largest_batch (model, batch, device, slots, dataset_bytes, HOLD_LEAST_MEMORY,
+          guint rc = largest_batch (model, batch, device, opt, dataset_bytes, HOLD_LEAST_MEMORY,
                                     plan->capacity, plan->max_alloc, &probe);
           if (rc > plan->max_batch)
             plan->hint = g_strdup_printf ("recomputing activations, batch %u fits", rc);

@@ -45,6 +45,9 @@ typedef struct
  * RMSprop 1, Adam 2, Adadelta 2, Adagrad 1. The planner's own count, kept beside the optimizer
  * code it predicts (which allocates one buffer of n_params floats per slot). */
 guint kilt_plan_optimizer_slots (const KiltOptimizerConfig *opt);
+/* The optimizer's device bytes for @model: its slots over the trainable parameters, and with
+ * lookahead a copy of every parameter and running statistic. */
+guint64 kilt_plan_optimizer_bytes (KiltModel *model, const KiltOptimizerConfig *opt);
 
 /* The bytes a training run allocates for a step beside the executor and the optimizer: the
  * batch's targets and the training and evaluation metrics (workspace). The plan counts them:

@@ -620,8 +620,9 @@ kilt_report_build_tables (const KiltReportOptions *o)
       switch (opt->type)
         {
           case KILT_OPT_SGD:
-            cell (row, g_strdup_printf ("SGD (momentum %g%s, decay %g)", opt->momentum,
-                                        opt->nesterov ? ", Nesterov" : "", opt->decay));
+            cell (row, g_strdup_printf ("SGD (momentum %g%s, decay %g%s)", opt->momentum,
+                                        opt->nesterov ? ", Nesterov" : "", opt->decay,
+                                        opt->lookahead ? ", lookahead" : ""));
             break;
           case KILT_OPT_RMSPROP:
           case KILT_OPT_ADADELTA:

@@ -750,6 +750,8 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
 #undef ADD_F
   json_builder_set_member_name (b, "nesterov");
   json_builder_add_boolean_value (b, o->nesterov);
+  json_builder_set_member_name (b, "lookahead");
+  json_builder_add_boolean_value (b, o->lookahead);
   json_builder_set_member_name (b, "schedule");
   json_builder_add_string_value (b, (guint)o->schedule.type < KILT_LR_N_SCHEDULES
                                         ? kilt_lr_schedule_name (o->schedule.type)
@@ -907,6 +909,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
       GET_F (weight_decay);
 #undef GET_F
       out->opt.nesterov = json_object_get_boolean_member_with_default (opt, "nesterov", FALSE);
+      out->opt.lookahead = json_object_get_boolean_member_with_default (opt, "lookahead", FALSE);
       /* Runs recorded before schedules kept the rate constant (but for the time decay). */
       if (!kilt_lr_schedule_from_name (
               json_object_get_string_member_with_default (opt, "schedule", "constant"),

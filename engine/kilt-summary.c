@@ -62,6 +62,13 @@ kilt_summary_new (KiltModel *model, guint batch)
       s->total_act_bytes += r.act_bytes;
       g_array_append_val (s->rows, r);
     }
+  /* A whitening kernel has a gradient but the optimizer never updates it: not trainable. */
+  for (guint i = 0; model->built && i < model->n_grad_ranges; i++)
+    if (model->grad_ranges[i].fixed)
+      {
+        s->total_params -= model->grad_ranges[i].n;
+        s->total_state += model->grad_ranges[i].n;
+      }
   return s;
 }
 

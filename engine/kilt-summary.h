@@ -27,8 +27,10 @@ typedef struct
   guint batch;
   gboolean is_chain;       /* every layer reads the one before: no "Connected to" column */
   GArray *rows;            /* KiltSummaryRow */
-  gsize total_params;      /* trainable: the parameters of layers not frozen */
-  gsize total_state;       /* non-trainable: running statistics and frozen layers' parameters */
+  gsize total_params;      /* trainable: the parameters of layers not frozen, but for whitening
+                            * kernels */
+  gsize total_state;       /* non-trainable: running statistics, frozen layers' parameters
+                            * and whitening kernels */
   guint64 total_flops;     /* forward, per sample */
   guint64 total_act_bytes; /* sum of act_bytes */
 } KiltSummary;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "kilt-trainer.h"
+#include "kilt-lookahead.h"
 #include "kilt-profiler.h"
 #include "dist/kilt-reduce.h"
 #include "dist/kilt-replica.h"
@@ -65,6 +66,9 @@ typedef struct
   gint64 busy_t0;
   const KiltSplit *eval_split;
   KiltProfiler *profiler;
+  /* With opt.lookahead: the average (on rep[0]) and the run's last global step. */
+  KiltLookahead *lookahead;
+  guint64 lookahead_total;
   guint64 global_step;
   guint64 first_global_step; /* where this run (or resumption) started */
   guint first_epoch;

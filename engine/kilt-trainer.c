@@ -18,6 +18,7 @@
 #include "kilt-planner.h"
 #include "kilt-profiler.h"
 #include "kilt-vendor-memory.h"
+#include "kilt-whiten.h"
 #include "data/kilt-data-private.h"
 #include "dist/kilt-reduce.h"
 #include "dist/kilt-replica.h"
@@ -825,7 +826,18 @@ prepare (Session *s, GError **error)
                             t->model->weights_note);
         }
       else
-        kilt_model_init_params (t->model, c->seed, params, state);
+        {
+          g_autoptr (GString) note = g_string_new (NULL);
+          KiltPreprocess pp;
+          kilt_model_init_params (t->model, c->seed, params, state);
+          /* Whitening layers take their filters from the training images, normalised as the
+           * batches will be. */
+          if (!kilt_ids_preprocess (t->model, c->preprocess, &pp, error)
+              || !kilt_whiten_init (t->model, t->data, pp, params, note, error))
+            return FALSE;
+          if (note->len)
+            kilt_session_log (s, G_LOG_LEVEL_INFO, "%s", note->str);
+        }
       if (!kilt_executor_upload (s->rep[0].exec, params, state, error))
         return FALSE;
     }
@@ -845,6 +857,31 @@ prepare (Session *s, GError **error)
   if (!prepare_tta (s, error))
     return FALSE;
   s->first_global_step = s->global_step;
+  if (c->opt.lookahead)
+    {
+      /* The average starts from the weights the run starts from: a fresh run's (after any
+       * whitening), or a resumption's checkpoint, which holds no average of its own. */
+      KiltReplica *rp = &s->rep[0];
+      if (s->n_rep > 1 || s->comm)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                       "lookahead averages the weights of one device; this run trains on %u "
+                       "devices%s",
+                       s->n_rep, s->comm ? " of several ranks" : "");
+          return FALSE;
+        }
+      s->lookahead = kilt_lookahead_new (rp->ctx, rp->exec->params->mem, t->model->n_params,
+                                         rp->exec->state ? rp->exec->state->mem : NULL,
+                                         t->model->n_state, error);
+      if (s->lookahead == NULL)
+        return FALSE;
+      s->lookahead_total = s->global_step
+                           + (guint64)(c->epochs - MIN (s->first_epoch, c->epochs))
+                                 * kilt_batcher_n_batches (rp->train_batcher);
+      if (s->first_epoch > 0)
+        kilt_session_log (s, G_LOG_LEVEL_INFO,
+                          "Lookahead starts its average again from the checkpoint's weights");
+    }
   /* The schedule's length is known only now: the steps of an epoch at this batch, and where a
    * resumption takes the run up. Every replica's optimizer and the reported rate follow it. */
   if (!kilt_lr_schedule_resolve (&c->opt.schedule, kilt_batcher_n_batches (s->rep[0].train_batcher),
@@ -1128,6 +1165,12 @@ run_epoch (Session *s, guint epoch, GError **error)
                                 s->rep[0].exec->grads->mem, s->global_step, error))
         goto step_failed;
       s->global_step++;
+      {
+        double decay;
+        if (s->lookahead && kilt_lookahead_due (s->global_step, s->lookahead_total, &decay)
+            && !kilt_lookahead_update (s->lookahead, decay, error))
+          goto step_failed;
+      }
       samples += n_valid;
       if (s->global_step == s->first_global_step + 1)
         {
@@ -1289,6 +1332,7 @@ session_free_buffers (Session *s)
 {
   kilt_session_dist_free (s);
   g_clear_pointer (&s->profiler, kilt_profiler_free);
+  g_clear_pointer (&s->lookahead, kilt_lookahead_free);
   for (guint i = 0; i < s->n_rep; i++)
     kilt_replica_clear (&s->rep[i], s->rep[i].model != s->trainer->model);
 }
@@ -1404,6 +1448,9 @@ again:
   started = TRUE;
   for (epoch = s.first_epoch; epoch < t->config.epochs && !kilt_session_should_stop (t); epoch++)
     {
+      /* A whitening layer's bias trains in the first epochs only. */
+      for (guint i = 0; i < s.n_rep; i++)
+        kilt_optimizer_set_epoch (s.rep[i].opt, epoch);
       if (!(s.reducer ? kilt_session_dist_epoch (&s, epoch, &error)
                       : run_epoch (&s, epoch, &error)))
         break;

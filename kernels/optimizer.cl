@@ -110,3 +110,15 @@ __kernel void kilt_opt_adagrad (__global float *p, __global const float *grad, _
   a[i] = ai;
   p[i] = w - lr_t * g / (sqrt (ai) + eps);
 }
+
+/* Lookahead (airbench): e = decay e + (1 - decay) p, then p = e; decay 1 puts p back on e. */
+__kernel void kilt_lookahead (__global float *e, __global float *p, const float decay,
+                              const uint n)
+{
+  uint i = get_global_id (0);
+  if (i >= n)
+    return;
+  float ei = decay * e[i] + (1.0f - decay) * p[i];
+  e[i] = ei;
+  p[i] = ei;
+}

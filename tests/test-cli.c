@@ -1750,6 +1750,167 @@ test_eval_confusion (void)
   }
 }
 
+/* kilt-cli train --recipe airbench94 on a CIFAR-10 subset (20 training and 10 test images a
+ * class from the shared tarball), briefly and at a batch that gives it steps: the recipe's
+ * settings reach the run (as runs show prints them), the whitening layer is set from the
+ * training images, the loss falls; an unknown recipe is refused naming the known ones. */
+static void
+test_recipe_airbench94 (void)
+{
+  g_autofree char *tar = kilt_test_shared_file ("datasets/cifar10-jpeg.tar.gz");
+  g_autofree char *dir = NULL, *db = NULL, *data = NULL;
+  g_autoptr (GError) error = NULL;
+  g_auto (GStrv) lines = NULL;
+  double first = NAN, last = NAN;
+  guint n_epochs = 0;
+  gboolean whitened = FALSE;
+  int status = 0;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  if (tar == NULL)
+    {
+      g_test_skip ("no ../shared/datasets/cifar10-jpeg.tar.gz");
+      return;
+    }
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  data = g_build_filename (dir, "cifar", NULL);
+  g_assert_cmpint (g_mkdir (data, 0700), ==, 0);
+  {
+    const char *argv[]
+        = { "tar", "xzf", tar, "-C", data, "--wildcards", "train/*/00[01]?.jpg", "test/*/000?.jpg",
+            NULL };
+    g_assert_true (g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_SEARCH_PATH, NULL, NULL, NULL,
+                                 NULL, &status, &error));
+    g_assert_no_error (error);
+    g_assert_true (g_spawn_check_wait_status (status, NULL));
+  }
+  {
+    const char *args[] = { "train", "--recipe", "nosuch", NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 2);
+    g_assert_nonnull (strstr (r.err, "no recipe \"nosuch\"; the recipes are airbench94"));
+    result_clear (&r);
+  }
+  {
+    /* 200 images at batch 50: 4 steps an epoch, 16 in all. */
+    const char *args[] = { "train", "--recipe", "airbench94", "--data", data, "--epochs",
+                           "4",     "--batch",  "50",         "--json", NULL };
+    r = run_cli (db, args);
+    g_test_message ("%s", r.err);
+    g_assert_cmpint (r.status, ==, 0);
+  }
+  lines = g_strsplit (r.out, "\n", -1);
+  for (guint i = 0; lines[i]; i++)
+    {
+      const char *at;
+      whitened |= strstr (lines[i], "\"event\":\"log\"") != NULL
+                  && strstr (lines[i], "Whitening layer whiten set from 200 training images' 2x2 "
+                                       "patches")
+                         != NULL;
+      if (strstr (lines[i], "\"event\":\"epoch\"") == NULL)
+        continue;
+      at = strstr (lines[i], "\"loss\":");
+      g_assert_nonnull (at);
+      last = g_ascii_strtod (at + 7, NULL);
+      if (n_epochs++ == 0)
+        first = last;
+    }
+  result_clear (&r);
+  g_test_message ("airbench94 on 200 CIFAR-10 images: loss %.4f after epoch 1, %.4f after %u",
+                  first, last, n_epochs);
+  g_assert_true (whitened);
+  g_assert_cmpuint (n_epochs, ==, 4);
+  g_assert_cmpfloat (last, <, first - 0.05);
+  {
+    const char *args[] = { "runs", "show", "1", NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_test_message ("%s", r.out);
+    g_assert_nonnull (strstr (r.out, "SGD (momentum 0.85, Nesterov, decay 0, lookahead)"));
+    g_assert_nonnull (strstr (r.out, "one-cycle 0.2 -\\> 1 at 23% -\\> 0.07"));
+    g_assert_nonnull (strstr (r.out, "| 0.2 |"));
+    g_assert_nonnull (strstr (r.out, "flip, translate 2 px (reflect); flip TTA"));
+    result_clear (&r);
+  }
+}
+
+/* A run trained with --tta-flip reports test figures from each image and its mirror; eval
+ * --tta-flip of its checkpoint gives the same, plain eval other ones, and --confusion with it
+ * the same accuracy again. */
+static void
+test_eval_tta_flip (void)
+{
+  g_autofree char *dir = NULL, *db = NULL, *ck = NULL;
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  double train_acc, train_loss, tta_acc, tta_loss, plain_loss, conf_acc;
+  const char *at;
+  Result r;
+
+  if (!cli_path ())
+    return;
+  dir = kilt_test_tmpdir ();
+  db = g_build_filename (dir, "runs.db", NULL);
+  ck = g_build_filename (dir, "tta.ckpt", NULL);
+  {
+    const char *args[] = { "train",      "--epochs",     "1", "--max-samples", "200",
+                           "--tta-flip", "--checkpoint", ck,  "--json",        NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    at = strstr (r.out, "\"test_accuracy\":");
+    g_assert_nonnull (at);
+    train_acc = g_ascii_strtod (at + 16, NULL);
+    at = strstr (r.out, "\"test_loss\":");
+    g_assert_nonnull (at);
+    train_loss = g_ascii_strtod (at + 12, NULL);
+    result_clear (&r);
+  }
+  {
+    const char *args[]
+        = { "eval", "--json", "--max-samples", "200", "--tta-flip", "--checkpoint", ck, NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    tta_acc = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)),
+                                             "accuracy");
+    tta_loss = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)),
+                                              "loss");
+    g_assert_true (json_object_get_boolean_member (
+        json_node_get_object (json_parser_get_root (parser)), "tta_flip"));
+    result_clear (&r);
+  }
+  {
+    const char *args[] = { "eval", "--json", "--max-samples", "200", "--checkpoint", ck, NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    plain_loss = json_object_get_double_member (
+        json_node_get_object (json_parser_get_root (parser)), "loss");
+    result_clear (&r);
+  }
+  {
+    const char *args[]
+        = { "eval",         "--json", "--confusion", "--max-samples", "200", "--tta-flip",
+            "--checkpoint", ck,       NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, ==, 0);
+    g_assert_true (json_parser_load_from_data (parser, r.out, -1, &error));
+    conf_acc = json_object_get_double_member (json_node_get_object (json_parser_get_root (parser)),
+                                              "accuracy");
+    result_clear (&r);
+  }
+  g_test_message ("train --tta-flip: test loss %.5f acc %.4f; eval --tta-flip: %.5f %.4f "
+                  "(--confusion %.4f); plain eval loss %.5f",
+                  train_loss, train_acc, tta_loss, tta_acc, conf_acc, plain_loss);
+  g_assert_cmpfloat_with_epsilon (tta_acc, train_acc, 1e-5);
+  g_assert_cmpfloat_with_epsilon (tta_loss, train_loss, 1e-4 * train_loss);
+  g_assert_cmpfloat_with_epsilon (conf_acc, train_acc, 1e-5);
+  g_assert_cmpfloat (fabs (plain_loss - tta_loss), >, 1e-5);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1771,6 +1932,8 @@ main (int argc, char **argv)
   g_test_add_func ("/cli/embedding-text", test_embedding_text);
   g_test_add_func ("/cli/embedding-idx", test_embedding_idx);
   g_test_add_func ("/cli/eval-confusion", test_eval_confusion);
+  g_test_add_func ("/cli/eval-tta-flip", test_eval_tta_flip);
+  g_test_add_func ("/cli/recipe-airbench94", test_recipe_airbench94);
   g_test_add_func ("/cli/eval-misclassified-files", test_eval_misclassified_files);
   g_test_add_func ("/cli/killed-run", test_killed_run);
   g_test_add_func ("/cli/runs-resume", test_runs_resume);

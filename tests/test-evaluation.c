@@ -556,6 +556,17 @@ test_tta_flip (void)
   g_assert_cmpfloat (fabs (loss - plain_loss), >, 1e-3);
 
   {
+    /* The per-sample evaluation (eval --confusion, the window's Evaluate view) averages the
+     * same two predictions: its figures are the C model's too. */
+    KiltEvaluation *ev = kilt_evaluation_run (m, ds, &cfg, NULL, NULL, NULL, &error);
+    g_assert_no_error (error);
+    g_test_message ("per-sample flip TTA: loss %.6f acc %.4f", ev->loss, ev->accuracy);
+    g_assert_cmpfloat_with_epsilon (ev->loss, ref_loss, 1e-5 * ref_loss);
+    g_assert_cmpfloat (fabs (ev->accuracy - ref_acc), <=, 1.0 / N_TEST + 1e-9);
+    kilt_evaluation_free (ev);
+  }
+
+  {
     /* A CSV-like data set of 1-wide samples has nothing to mirror. */
     g_autoptr (KiltDataset) flat = random_data (N_TEST, 0);
     g_autoptr (KiltModel) dense = kilt_model_new ("dense");

@@ -27,8 +27,8 @@ have_all_layers (void)
   return TRUE;
 }
 
-static const char *preset_names[]
-    = { "cifar10_cnn", "lenet5", "mlp", "mnist_cnn", "resnet20", "small_vgg", "vgg16" };
+static const char *preset_names[] = { "airbench94", "cifar10_cnn", "lenet5",    "mlp",
+                                      "mnist_cnn",  "resnet20",    "small_vgg", "vgg16" };
 
 static void
 test_preset_list (void)
@@ -68,6 +68,14 @@ test_preset_params (void)
     /* He et al.'s ResNet-20 as Keras' cifar10_resnet v1: 274,442 in all, 1,376 of them
      * running statistics (2 x (16 + 6*16 + 6*32 + 6*64)) */
     { "resnet20", 273066, 1376, 71, { 3, 32, 32 } },
+    /* airbench94's PyTorch model (legacy/airbench94.py, make_net) by hand: whitening conv
+     * 24*3*2*2 + 24 = 312; convs without bias 24*64*9 + 64*64*9 + 64*256*9 + 3*256*256*9 =
+     * 1,967,616; BatchNorm biases 2*(64 + 256 + 256) = 1,152; Linear 256*10 = 2,560. PyTorch's
+     * sum of numel says 1,972,792: the same plus the 1,152 BatchNorm weights it keeps fixed at
+     * 1 (requires_grad False), which Kilt's BatchNormalization without gamma does not have.
+     * Running mean and variance: 2 * 1,152. Nodes: input, conv + GELU, 3 groups of 7, pool,
+     * flatten, dense, rescaling, softmax. */
+    { "airbench94", 1971640, 2304, 29, { 3, 32, 32 } },
     /* keras.applications.VGG16 (include_top): what Keras prints, 138,357,544; 13 convs, 5
      * pools, the flatten and 3 Dense */
     { "vgg16", 138357544, 0, 23, { 3, 224, 224 }, 1000 },
@@ -142,6 +150,18 @@ test_preset_adapt (void)
   g_assert_cmpuint (res->n_params, ==, 273066 - dense_params (64, 10) + dense_params (64, 100));
   g_assert_cmpuint (kilt_model_find (res, "stage3_block3_relu2")->out_shape.h, ==, 16);
   g_assert_cmpuint (kilt_model_find (res, "stage3_block3_relu2")->out_shape.w, ==, 12);
+
+  /* airbench94 on 28x28x1: its whitening layer takes 2 x 1 x 2 x 2 filters; 28 -> 27 -> 13 ->
+   * 6 -> 3, and the last pool leaves 1x1. */
+  {
+    g_autoptr (KiltModel) ab = kilt_model_load_preset ("airbench94", &small, 10, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (kilt_model_find (ab, "whiten")->cfg.units, ==, 8);
+    g_assert_cmpuint (kilt_model_find (ab, "block1_conv1")->in_shape[0].c, ==, 8);
+    g_assert_cmpuint (kilt_model_find (ab, "block3_gelu2")->out_shape.h, ==, 3);
+    g_assert_cmpuint (kilt_model_find (ab, "pool")->out_shape.h, ==, 1);
+    g_assert_cmpuint (ab->n_params, ==, 1971640 - (24 * 12 + 24) + (8 * 4 + 8) - 64 * 9 * 16);
+  }
 }
 
 static void
@@ -162,7 +182,7 @@ test_preset_errors (void)
 {
   KiltShape ok = { 1, 28, 28 };
 
-  expect_preset_error ("no_such_preset", ok, 0, "the presets are cifar10_cnn");
+  expect_preset_error ("no_such_preset", ok, 0, "the presets are airbench94, cifar10_cnn");
   expect_preset_error ("../presets/mlp", ok, 0, "no model preset");
   if (!have_all_layers ())
     return;
@@ -406,6 +426,11 @@ test_errors (void)
                 "expected a field \"units\"");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"unit\": 3}]}", "layer d (Dense)",
                 "unknown field \"unit\"; expected name, type, inputs, units, use_bias");
+  expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"units\": 2, \"lr_multiplier\": 0}]}",
+                "layer d (Dense)", "lr_multiplier must be above 0");
+  expect_error (HEAD
+                "{\"name\": \"d\", \"type\": \"Dense\", \"units\": 2, \"lr_multiplier\": \"x\"}]}",
+                "layer d (Dense)", "lr_multiplier must be a number");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"units\": \"ten\"}]}",
                 "layer d (Dense)", "units must be an integer");
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Dense\", \"units\": 0}]}", "layer d (Dense)",
@@ -1061,6 +1086,51 @@ test_rnn_json (void)
   g_assert_nonnull (strstr (error->message, "recurrent_activation must be"));
 }
 
+/* airbench94's BatchNorm biases at 64 times the rate: their runs carry the multiplier, the
+ * convolutions' and the Dense's 1, the whitening kernel is fixed, and saving keeps it. */
+static void
+test_lr_multiplier (void)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = kilt_model_load_preset ("airbench94", NULL, 0, &error);
+  g_autofree char *text = NULL;
+  g_autoptr (KiltModel) back = NULL;
+  guint n_scaled = 0;
+  gsize scaled = 0;
+
+  g_assert_no_error (error);
+  for (guint r = 0; r < m->n_grad_ranges; r++)
+    {
+      const KiltParamRange *rg = &m->grad_ranges[r];
+      if (rg->lr_multiplier == 64.0f)
+        {
+          n_scaled++;
+          scaled += rg->n;
+        }
+      else
+        g_assert_cmpfloat (rg->lr_multiplier, ==, 1.0f);
+    }
+  /* Six BatchNorms, each its own run between convolutions: 2 x (64 + 256 + 256) biases. */
+  g_assert_cmpuint (n_scaled, ==, 6);
+  g_assert_cmpuint (scaled, ==, 1152);
+  g_assert_true (m->grad_ranges[0].fixed);
+  g_assert_cmpuint (m->grad_ranges[0].n, ==, 24 * 12);
+  /* The summary counts the whitening kernel as not trainable: 1,971,352 trainable, PyTorch's
+   * count of airbench94's parameters with requires_grad (all but the whitening weight and the
+   * BatchNorm weights). */
+  {
+    g_autoptr (KiltSummary) sum = kilt_summary_new (m, 1);
+    g_assert_cmpuint (sum->total_params, ==, 1971640 - 288);
+    g_assert_cmpuint (sum->total_state, ==, 2304 + 288);
+  }
+  text = kilt_model_to_json (m);
+  g_assert_nonnull (strstr (text, "\"lr_multiplier\": 64"));
+  back = kilt_model_load_json_data (text, -1, "saved", &error);
+  g_assert_no_error (error);
+  g_assert_cmpfloat (kilt_model_find (back, "block2_norm1")->cfg.lr_multiplier, ==, 64.0f);
+  g_assert_cmpfloat (kilt_model_find (back, "block2_conv1")->cfg.lr_multiplier, ==, 1.0f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1088,5 +1158,6 @@ main (int argc, char **argv)
   g_test_add_func ("/model-io/summary", test_summary);
   g_test_add_func ("/model-io/summary-dag", test_summary_dag);
   g_test_add_func ("/model-io/rnn-json", test_rnn_json);
+  g_test_add_func ("/model-io/lr-multiplier", test_lr_multiplier);
   return g_test_run ();
 }

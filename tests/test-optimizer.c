@@ -502,6 +502,118 @@ test_throughput (void)
     }
 }
 
+/* A model's runs as the device steps them: gaps (frozen layers' parameters), a fixed run and
+ * one that stops after its epochs keep their values and state, the rest follow the reference,
+ * at their own rate multipliers (airbench's 64 for BatchNorm biases, and below 1); several
+ * optimizers, over three epochs. */
+static void
+test_ranges (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  /* Parameters 0-99 free, 100-149 frozen (no gradient), then runs in the gradient buffer at
+   * 0, 100, 340 and 400. */
+  const KiltParamRange ranges[] = {
+    { 0, 0, 100, FALSE, 0, 1.0f },
+    { 150, 100, 240, TRUE, 0, 1.0f },
+    { 390, 340, 60, FALSE, 2, 0.25f },
+    { 450, 400, 77, FALSE, 0, 64.0f },
+  };
+  const gsize n_params = 527, n_grads = 477;
+  KiltOptimizerConfig cfgs[3];
+  g_autoptr (GError) error = NULL;
+  KiltRng rng;
+
+  if (ctx == NULL)
+    return;
+  cfgs[0] = kilt_optimizer_config_default (KILT_OPT_SGD);
+  cfgs[0].momentum = 0.85f;
+  cfgs[0].nesterov = TRUE;
+  cfgs[0].weight_decay = 0.01f;
+  cfgs[1] = kilt_optimizer_config_default (KILT_OPT_ADAM);
+  cfgs[2] = kilt_optimizer_config_default (KILT_OPT_SGD); /* no momentum */
+  cfgs[2].weight_decay = 0.1f;
+  kilt_rng_init (&rng, 31);
+  for (guint k = 0; k < G_N_ELEMENTS (cfgs); k++)
+    {
+      const KiltOptimizerConfig *c = &cfgs[k];
+      gsize ns = kilt_optimizer_state_floats (c, n_grads);
+      g_autofree float *pf = g_new (float, n_params), *gf = g_new (float, n_grads);
+      g_autofree float *sf = g_new (float, MAX (ns, 1));
+      g_autofree double *pd = g_new (double, n_params), *gd = g_new (double, n_grads);
+      g_autofree double *p0 = g_new (double, n_params), *sd = g_new0 (double, MAX (ns, 1));
+      g_autofree double *p_epoch2 = g_new (double, n_params);
+      KiltBuffer *params, *grads;
+      KiltOptimizer *opt = kilt_optimizer_new (ctx, c, n_grads, &error);
+      guint64 it = 0;
+
+      g_assert_no_error (error);
+      kilt_optimizer_set_ranges (opt, ranges, G_N_ELEMENTS (ranges));
+      params = kilt_buffer_new (ctx, KILT_MEM_WEIGHTS, n_params * 4, &error, "params");
+      grads = kilt_buffer_new (ctx, KILT_MEM_GRADIENTS, n_grads * 4, &error, "grads");
+      for (gsize i = 0; i < n_params; i++)
+        p0[i] = pd[i] = pf[i] = (float)kilt_rng_normal (&rng);
+      g_assert_true (kilt_buffer_write (params, 0, pf, n_params * 4, &error));
+      kilt_optimizer_reference_init (c, n_grads, sd);
+      for (guint epoch = 0; epoch < 3; epoch++)
+        {
+          kilt_optimizer_set_epoch (opt, epoch);
+          if (epoch == 2)
+            memcpy (p_epoch2, pd, sizeof (double) * n_params);
+          for (guint s = 0; s < 3; s++, it++)
+            {
+              for (gsize i = 0; i < n_grads; i++)
+                gd[i] = gf[i] = (float)kilt_rng_normal (&rng);
+              g_assert_true (kilt_buffer_write (grads, 0, gf, n_grads * 4, &error));
+              g_assert_true (kilt_optimizer_step (opt, params->mem, grads->mem, it, &error));
+              kilt_optimizer_reference_step_ranges (c, ranges, G_N_ELEMENTS (ranges), epoch,
+                                                    n_grads, pd, gd, sd, it);
+            }
+        }
+      g_assert_true (kilt_buffer_read (params, 0, pf, n_params * 4, &error));
+      g_assert_cmpfloat (max_rel_err (pf, pd, n_params, 1.0), <=, 2e-6);
+      /* What the runs' rules say, on the reference itself: the frozen gap and the fixed run
+       * never moved, the epoch-limited run stopped after epoch 1, the others moved. */
+      for (gsize i = 100; i < 390; i++)
+        g_assert_cmpfloat (pd[i], ==, p0[i]);
+      for (gsize i = 390; i < 450; i++)
+        {
+          g_assert_cmpfloat (pd[i], ==, p_epoch2[i]);
+          g_assert_cmpfloat (pd[i], !=, p0[i]);
+        }
+      for (gsize i = 450; i < n_params; i++)
+        g_assert_cmpfloat (pd[i], !=, p_epoch2[i]);
+      /* The multiplier in the reference's own terms: plain SGD's step from p0 is
+       * -lr m (g + wd / m p0) = -lr (m g + wd p0), checked on a fresh copy. */
+      if (c->type == KILT_OPT_SGD && c->momentum == 0.0f)
+        {
+          g_autofree double *q = g_memdup2 (p0, sizeof (double) * n_params);
+          kilt_optimizer_reference_step_ranges (c, ranges, G_N_ELEMENTS (ranges), 0, n_grads, q, gd,
+                                                NULL, 0);
+          for (gsize i = 450; i < n_params; i++)
+            g_assert_cmpfloat (
+                fabs (q[i]
+                      - (p0[i] - (double)c->lr * (64.0 * gd[i - 50] + c->weight_decay * p0[i]))),
+                <=, 1e-12 * (1 + fabs (p0[i])));
+          for (gsize i = 0; i < 100; i++)
+            g_assert_cmpfloat (
+                fabs (q[i] - (p0[i] - (double)c->lr * (gd[i] + c->weight_decay * p0[i]))), <=,
+                1e-12 * (1 + fabs (p0[i])));
+        }
+      if (ns > 0)
+        {
+          g_assert_true (kilt_optimizer_read_state (opt, sf, &error));
+          g_assert_cmpfloat (max_rel_err (sf, sd, ns, 1e-3), <=, 1e-5);
+          /* The fixed run's state never left its start. */
+          for (gsize i = 100; i < 340; i++)
+            g_assert_cmpfloat (sf[i], ==, 0.0f);
+        }
+      g_assert_no_error (error);
+      kilt_optimizer_free (opt);
+      kilt_buffer_free (params);
+      kilt_buffer_free (grads);
+    }
+}
+
 int
 main (int argc, char **argv)
 {
@@ -511,6 +623,7 @@ main (int argc, char **argv)
   g_test_add_func ("/optimizer/names-defaults", test_names_and_defaults);
   g_test_add_func ("/optimizer/reference-closed-form", test_reference_closed_form);
   g_test_add_func ("/optimizer/device-vs-reference", test_device_vs_reference);
+  g_test_add_func ("/optimizer/ranges", test_ranges);
   g_test_add_func ("/optimizer/quadratic", test_quadratic);
   g_test_add_func ("/optimizer/throughput", test_throughput);
   rc = g_test_run ();

@@ -60,6 +60,7 @@ make_record (GRand *r, KiltRunRecord *rec)
   rec->config.opt.lr = (float)g_rand_double (r);
   rec->config.opt.momentum = (float)g_rand_double (r);
   rec->config.opt.nesterov = g_rand_boolean (r);
+  rec->config.opt.lookahead = g_rand_boolean (r);
   rec->config.opt.rho = (float)g_rand_double (r);
   rec->config.opt.beta1 = (float)g_rand_double (r);
   rec->config.opt.beta2 = (float)g_rand_double (r);
@@ -169,6 +170,7 @@ assert_record_equal (const KiltRunRecord *a, const KiltRunRecord *b)
   g_assert_cmpfloat (a->config.opt.lr, ==, b->config.opt.lr);
   g_assert_cmpfloat (a->config.opt.momentum, ==, b->config.opt.momentum);
   g_assert_cmpint (a->config.opt.nesterov, ==, b->config.opt.nesterov);
+  g_assert_cmpint (a->config.opt.lookahead, ==, b->config.opt.lookahead);
   g_assert_cmpfloat (a->config.opt.rho, ==, b->config.opt.rho);
   g_assert_cmpfloat (a->config.opt.beta1, ==, b->config.opt.beta1);
   g_assert_cmpfloat (a->config.opt.beta2, ==, b->config.opt.beta2);
@@ -1473,6 +1475,7 @@ test_config_non_finite (void)
   g_assert_cmpfloat (back.label_smoothing, ==, 0);
   g_assert_cmpuint (back.translate, ==, 0);
   g_assert_false (back.tta_flip);
+  g_assert_false (back.opt.lookahead);
   kilt_train_config_clear (&back);
 
   /* Something that is not JSON at all still fails, saying so. */

@@ -13,6 +13,8 @@
 #include "kilt-reference.h"
 #include "kilt-run-recorder.h"
 #include "kilt-trainer.h"
+#include "kilt-lookahead.h"
+#include "kilt-whiten.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -890,6 +892,134 @@ test_checkpoint_resume (void)
     g_assert_cmpfloat_with_epsilon (acc, full->test_accuracy, 1e-6);
     kilt_dataset_free (ds);
   }
+}
+
+/* A whitening first layer (bias for one epoch) on the toy bars: the run's kernel is the
+ * filters kilt_whiten_init computes from the standardised training images and stays so; its
+ * bias moves in the first epoch only, while the Dense goes on learning in the second (taken
+ * up from the first's checkpoint). */
+static KiltModel *
+whiten_toy_model (void)
+{
+  g_autoptr (GError) error = NULL;
+  KiltModel *m = kilt_model_load_json_data (
+      "{ \"format\": \"kilt-model\", \"version\": 1, \"name\": \"white\", \"loss\": "
+      "\"softmax_cross_entropy\", \"input\": { \"channels\": 1, \"height\": 8, "
+      "\"width\": 8 }, \"layers\": [ { \"name\": \"white\", \"type\": \"Conv2D\", "
+      "\"filters\": 8, \"kernel_size\": 2, \"padding\": \"valid\", "
+      "\"kernel_initializer\": { \"whiten\": { \"samples\": 50, \"bias_epochs\": 1 } } }, "
+      "{ \"type\": \"Activation\", \"activation\": \"gelu\" }, { \"type\": \"Flatten\" }, "
+      "{ \"name\": \"out\", \"type\": \"Dense\", \"units\": 3, \"activation\": "
+      "\"softmax\" } ] }",
+      -1, "whiten-toy", &error);
+
+  g_assert_no_error (error);
+  return m;
+}
+
+static void
+test_whiten (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *ck = g_build_filename (dir, "white.ckpt", NULL);
+  KiltTrainConfig c1 = toy_config (1, ck), c2 = toy_config (2, ck);
+  g_autoptr (Run) first = NULL, second = NULL;
+  g_autoptr (KiltCheckpoint) k1 = NULL, k2 = NULL;
+  g_autoptr (KiltModel) model = whiten_toy_model ();
+  g_autofree float *want = NULL;
+  KiltDataset *ds = toy_data (TOY_TRAIN, TOY_TEST);
+  g_autoptr (GError) error = NULL;
+  KiltNode *white = kilt_model_find (model, "white"), *out = kilt_model_find (model, "out");
+  gboolean logged = FALSE;
+  double bias_moved = 0;
+
+  if (kilt_test_context () == NULL)
+    {
+      kilt_dataset_free (ds);
+      return;
+    }
+  c1.preprocess = c2.preprocess = KILT_PREPROCESS_STANDARD;
+  want = g_new0 (float, model->n_params);
+  g_assert_true (kilt_whiten_init (model, ds, KILT_PREPROCESS_STANDARD, want, NULL, &error));
+  g_assert_no_error (error);
+  kilt_dataset_free (ds);
+
+  first = train (whiten_toy_model (), toy_data (TOY_TRAIN, TOY_TEST), &c1);
+  g_assert_cmpint (first->status, ==, KILT_RUN_FINISHED);
+  for (guint i = 0; i < first->logs->len; i++)
+    logged |= strstr (g_ptr_array_index (first->logs, i),
+                      "Whitening layer white set from 50 training images' 2x2 patches")
+              != NULL;
+  g_assert_true (logged);
+  c2.resume = TRUE;
+  k1 = load_checkpoint (ck);
+  second = train (whiten_toy_model (), toy_data (TOY_TRAIN, TOY_TEST), &c2);
+  g_assert_cmpint (second->status, ==, KILT_RUN_FINISHED);
+  k2 = load_checkpoint (ck);
+  g_assert_cmpuint (k2->epochs_done, ==, 2);
+  for (gsize i = 0; i < 8 * 4; i++)
+    {
+      g_assert_cmpfloat (k1->params[white->param_offset + i], ==, want[white->param_offset + i]);
+      g_assert_cmpfloat (k2->params[white->param_offset + i], ==, want[white->param_offset + i]);
+    }
+  for (gsize i = 8 * 4; i < 8 * 5; i++)
+    {
+      bias_moved = MAX (bias_moved, fabs (k1->params[white->param_offset + i]));
+      g_assert_cmpfloat (k2->params[white->param_offset + i], ==,
+                         k1->params[white->param_offset + i]);
+    }
+  g_assert_cmpfloat (bias_moved, >, 1e-4); /* it started at 0 */
+  g_assert_cmpfloat (
+      max_rel_diff (k2->params + out->param_offset, k1->params + out->param_offset, out->n_params),
+      >, 1e-4);
+}
+
+/* Lookahead over one epoch of 5 steps: airbench's loop updates once, after step 5 with decay
+ * d = 0.95^5 (5 / 5)^3, from the starting weights; so the run ends on d w0 + (1 - d) w5,
+ * where w5 is what the same run without lookahead ends on (its first five steps are the
+ * same), for the parameters and the running statistics alike. */
+static void
+test_lookahead (void)
+{
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *ck_plain = g_build_filename (dir, "plain.ckpt", NULL);
+  g_autofree char *ck_la = g_build_filename (dir, "la.ckpt", NULL);
+  KiltTrainConfig cp = toy_config (1, ck_plain), cl = toy_config (1, ck_la);
+  g_autoptr (Run) plain = NULL, la = NULL;
+  g_autoptr (KiltCheckpoint) kp = NULL, kl = NULL;
+  g_autoptr (KiltModel) model = toy_model ();
+  g_autofree float *w0 = g_new (float, model->n_params), *s0 = g_new (float, model->n_state);
+  double d = kilt_lookahead_decay (5, 5), worst = 0, apart = 0;
+
+  if (kilt_test_context () == NULL)
+    return;
+  cl.opt.lookahead = TRUE;
+  kilt_model_init_params (model, cl.seed, w0, s0);
+  plain = train (toy_model (), toy_data (80, TOY_TEST), &cp);
+  la = train (toy_model (), toy_data (80, TOY_TEST), &cl);
+  g_assert_cmpint (plain->status, ==, KILT_RUN_FINISHED);
+  g_assert_cmpint (la->status, ==, KILT_RUN_FINISHED);
+  kp = load_checkpoint (ck_plain);
+  kl = load_checkpoint (ck_la);
+  g_assert_cmpuint (kl->global_step, ==, 5);
+  for (gsize i = 0; i < model->n_params; i++)
+    {
+      double want = d * w0[i] + (1 - d) * kp->params[i];
+      worst = MAX (worst, fabs (kl->params[i] - want) / (1 + fabs (want)));
+      apart = MAX (apart, fabs (kl->params[i] - kp->params[i]));
+    }
+  for (gsize i = 0; i < model->n_state; i++)
+    {
+      double want = d * s0[i] + (1 - d) * kp->state[i];
+      worst = MAX (worst, fabs (kl->state[i] - want) / (1 + fabs (want)));
+    }
+  g_test_message ("decay %.4f: lookahead's weights off d w0 + (1 - d) w5 by %.2e, %.3g from "
+                  "the plain run's",
+                  d, worst, apart);
+  g_assert_cmpfloat (worst, <=, 1e-6);
+  g_assert_cmpfloat (apart, >, 1e-3);
+  /* The test figures are the average's: they differ from the plain run's. */
+  g_assert_cmpfloat (la->test_loss, !=, plain->test_loss);
 }
 
 /* A scheduled rate (warm-up then cosine) with label smoothing: each event reports the rate
@@ -2310,9 +2440,12 @@ main (int argc, char **argv)
   g_test_add_data_func ("/trainer/gradients/mnist_cnn", "mnist_cnn", test_gradients_preset);
   g_test_add_data_func ("/trainer/gradients/resnet20", "resnet20", test_gradients_preset);
   g_test_add_func ("/trainer/gradients/resnet20-kink", test_gradients_kink);
+  g_test_add_data_func ("/trainer/gradients/airbench94", "airbench94", test_gradients_preset);
   g_test_add_func ("/trainer/determinism", test_determinism);
   g_test_add_func ("/trainer/checkpoint/resume", test_checkpoint_resume);
   g_test_add_func ("/trainer/checkpoint/schedule-resume", test_schedule_resume);
+  g_test_add_func ("/trainer/whiten", test_whiten);
+  g_test_add_func ("/trainer/lookahead", test_lookahead);
   g_test_add_func ("/trainer/checkpoint/bad", test_checkpoint_bad);
   g_test_add_func ("/trainer/checkpoint/algorithms", test_checkpoint_algorithms);
   g_test_add_func ("/trainer/checkpoint/versions", test_checkpoint_versions);
