@@ -72,6 +72,37 @@ fd_check (Ref *ref, double *x, const double *analytic, gsize n, KiltRng *rng, gu
   return worst;
 }
 
+/* A step mask's source for @batch samples of shape @shape (KiltLayerCheck.cfg.step_mask). */
+static void
+fill_step_mask (const KiltLayerCheck *check, const KiltShape *shape, guint batch, KiltRng *rng,
+                float *x)
+{
+  gboolean ids = check->cfg.step_mask == KILT_STEP_MASK_IDS;
+  guint steps = ids ? shape->c : shape->w, feats = ids ? 1 : shape->c;
+
+  for (guint b = 0; b < batch; b++)
+    {
+      guint len = 1 + kilt_rng_below (rng, steps);
+      for (guint t = 0; t < steps; t++)
+        {
+          gboolean kept = b % 4 == 0   ? t < len
+                          : b % 4 == 1 ? t >= steps - len
+                          : b % 4 == 2 ? FALSE
+                                       : kilt_rng_below (rng, 2) == 0;
+          for (guint f = 0; f < feats; f++)
+            {
+              float *v = &x[(gsize)(b * feats + f) * steps + t];
+              if (ids)
+                *v = kept ? (float)(1 + kilt_rng_below (rng, 9)) : 0.0f;
+              else if (!kept || (feats > 1 && f % 2 == 0))
+                *v = check->cfg.mask_value;
+              else
+                *v = (float)(2.0 * kilt_rng_uniform (rng) - 1.0);
+            }
+        }
+    }
+}
+
 gboolean
 kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCheckResult *result,
                       GError **error)
@@ -197,7 +228,9 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
       gsize n = batch * kilt_shape_size (&check->in[i]);
       g_autofree float *x = g_new (float, n);
       ref.in[i] = g_new (double, n);
-      for (gsize j = 0; j < n; j++)
+      if (check->cfg.step_mask && i == check->n_inputs - 1)
+        fill_step_mask (check, &check->in[i], batch, &rng, x);
+      for (gsize j = 0; j < n && !(check->cfg.step_mask && i == check->n_inputs - 1); j++)
         {
           if (check->ids)
             {
@@ -213,6 +246,9 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
                            * (2.0 * kilt_rng_uniform (&rng) - 1.0));
           ref.in[i][j] = x[j];
         }
+      if (check->cfg.step_mask && i == check->n_inputs - 1)
+        for (gsize j = 0; j < n; j++)
+          ref.in[i][j] = x[j];
       ALLOC (inb[i], inputs[i].out, KILT_MEM_ACTIVATIONS, 4 * n, "input");
       ALLOC (indb[i], inputs[i].dout, KILT_MEM_GRADIENTS, 4 * n, "input gradient");
       if (!kilt_buffer_write (inb[i], 0, x, 4 * n, error))
@@ -298,7 +334,8 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
     }
 
   /* Finite differences on the reference, in double precision. */
-  for (guint i = 0; i < check->n_inputs && !check->ids; i++)
+  for (guint i = 0;
+       i < check->n_inputs - (check->cfg.step_mask != KILT_STEP_MASK_NONE) && !check->ids; i++)
     result->finite_diff
         = MAX (result->finite_diff,
                fd_check (&ref, ref.in[i], din[i], batch * kilt_shape_size (&check->in[i]), &rng, 24,

@@ -23,6 +23,10 @@ typedef struct
    * repeating, with some outside that range and some with a fraction; its input gets no
    * finite differences (ids are not differentiable). */
   guint ids;
+  /* With cfg.step_mask, the last input is the mask's source: each sample gets one pattern in
+   * turn (the steps after a random length masked, the steps before one masked, every step
+   * masked, random steps masked), as ids (0 masked) or values (every feature mask_value
+   * masked, some features of kept steps mask_value too); it gets no finite differences. */
 } KiltLayerCheck;
 
 typedef struct
