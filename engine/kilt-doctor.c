@@ -227,6 +227,13 @@ doctor_cases (void)
   c.cfg.mask_value = 0.5f;
   c.batch = 6;
   g_array_append_val (a, c);
+  c = make_check ("GlobalAveragePooling1D, masked by ids", KILT_LAYER_GLOBAL_AVG_POOL2D,
+                  (KiltShape){ 4, 1, 9 }, 2);
+  c.cfg.step_mask = KILT_STEP_MASK_IDS;
+  c.in[1] = (KiltShape){ 9, 1, 1 };
+  c.batch = 6;
+  c.mask_keep_one = TRUE;
+  g_array_append_val (a, c);
   /* Every element-wise activation the Activation layer computes itself. */
   for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
     {

@@ -87,7 +87,7 @@ fill_step_mask (const KiltLayerCheck *check, const KiltShape *shape, guint batch
         {
           gboolean kept = b % 4 == 0   ? t < len
                           : b % 4 == 1 ? t >= steps - len
-                          : b % 4 == 2 ? FALSE
+                          : b % 4 == 2 ? check->mask_keep_one && t == steps / 2
                                        : kilt_rng_below (rng, 2) == 0;
           for (guint f = 0; f < feats; f++)
             {

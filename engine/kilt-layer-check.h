@@ -27,6 +27,8 @@ typedef struct
    * turn (the steps after a random length masked, the steps before one masked, every step
    * masked, random steps masked), as ids (0 masked) or values (every feature mask_value
    * masked, some features of kept steps mask_value too); it gets no finite differences. */
+  gboolean mask_keep_one; /* instead of every step masked, all but one (a mean over no step is
+                           * NaN, which the comparisons cannot check) */
 } KiltLayerCheck;
 
 typedef struct

@@ -1,6 +1,7 @@
 /* LSTM and GRU against the plain-C reference and finite differences, on awkward shapes (odd
  * units, one step and seven, batch 3), every option, with step masks (trailing and leading
- * padding, every step masked, random holes); and the orthogonal initialiser. */
+ * padding, every step masked, random holes); GlobalAveragePooling1D's mean over the kept
+ * steps; and the orthogonal initialiser. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
 #include "kilt-layer-check.h"
@@ -261,6 +262,69 @@ test_masked_padding (void)
       }
 }
 
+/* GlobalAveragePooling1D with a step mask: the mean over the kept steps, from either source;
+ * every sample keeps a step here (test_masked_mean_empty has the one that keeps none). */
+static void
+test_masked_mean (void)
+{
+  const KiltStepMask masks[] = { KILT_STEP_MASK_IDS, KILT_STEP_MASK_VALUES };
+  const guint steps[] = { 1, 6, 9 };
+
+  for (guint mi = 0; mi < G_N_ELEMENTS (masks); mi++)
+    for (guint si = 0; si < G_N_ELEMENTS (steps); si++)
+      {
+        KiltLayerCheck c = { 0 };
+        c.label = "masked global average";
+        c.type = KILT_LAYER_GLOBAL_AVG_POOL2D;
+        c.cfg = kilt_layer_config_default (c.type);
+        c.cfg.step_mask = masks[mi];
+        c.cfg.mask_value = -0.25f;
+        c.n_inputs = 2;
+        c.in[0] = (KiltShape){ 5, 1, steps[si] };
+        c.in[1] = masks[mi] == KILT_STEP_MASK_IDS ? (KiltShape){ steps[si], 1, 1 }
+                                                  : (KiltShape){ 2, 1, steps[si] };
+        c.batch = 7;
+        c.training = TRUE;
+        c.seed = 3 + si;
+        c.mask_keep_one = TRUE;
+        kilt_test_layer_case (&c);
+        c.accumulate = TRUE;
+        kilt_test_layer_case (&c);
+      }
+}
+
+/* A sample with every step masked: Keras divides 0 by 0, and so does the reference. */
+static void
+test_masked_mean_empty (void)
+{
+  KiltNode node = { 0 };
+  g_autoptr (GError) error = NULL;
+  double x[2 * 2 * 3] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12 },
+                   ids[2 * 3] = { 0, 4, 0, 0, 0, 0 };
+  const double *in[2] = { x, ids };
+  double out[4];
+
+  node.name = (char *)"mean";
+  node.type = KILT_LAYER_GLOBAL_AVG_POOL2D;
+  node.klass = &kilt_global_avg_pool2d_class;
+  node.cfg = kilt_layer_config_default (node.type);
+  node.cfg.step_mask = KILT_STEP_MASK_IDS;
+  node.n_inputs = 2;
+  node.in_shape[0] = (KiltShape){ 2, 1, 3 };
+  node.in_shape[1] = (KiltShape){ 3, 1, 1 };
+  g_assert_true (node.klass->infer (&node, &error));
+  g_assert_no_error (error);
+  node.klass->ref_forward (&node, 2, FALSE, 0, 0, in, NULL, NULL, out);
+  g_assert_cmpfloat (out[0], ==, 2);
+  g_assert_cmpfloat (out[1], ==, 5);
+  g_assert_true (isnan (out[2]) && isnan (out[3]));
+  /* The mask's source must have one id per step. */
+  node.in_shape[1] = (KiltShape){ 4, 1, 1 };
+  g_assert_false (node.klass->infer (&node, &error));
+  g_assert_nonnull (strstr (error->message, "layer mean (GlobalAveragePooling2D): its step mask "
+                                            "reads ids, one per step: expected 3 ids, got 4x1x1"));
+}
+
 /* The recurrent kernel starts orthogonal (U U^T = I, Keras' Orthogonal), the kernel Glorot
  * uniform within its limit, the LSTM's forget bias at one and the others at zero. */
 static void
@@ -341,6 +405,8 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/gru", test_gru);
   g_test_add_func ("/layers/rnn-masked", test_masked);
   g_test_add_func ("/layers/rnn-masked-padding", test_masked_padding);
+  g_test_add_func ("/layers/masked-mean", test_masked_mean);
+  g_test_add_func ("/layers/masked-mean-empty", test_masked_mean_empty);
   g_test_add_func ("/layers/rnn-init", test_init);
   g_test_add_func ("/layers/rnn-refused", test_refused);
   return g_test_run ();
