@@ -255,7 +255,39 @@ def build_all(K):
     m.add(L.Bidirectional(L.GRU(3), merge_mode="sum", name="bi_gru"))
     m.add(L.Dense(2, activation="softmax"))
     models["bidirectional"] = m
+    # Masks: Embedding(mask_zero) before an LSTM giving every step, averaged over the kept
+    # steps; before Dropout and a GRU giving its last state; before Bidirectional LSTM and a
+    # reset-before GRU. Their inputs are padded (PADDED below), not random ids.
+    m = K.Sequential(name="masked_lstm")
+    m.add(L.Input(shape=(8,)))
+    m.add(L.Embedding(12, 5, mask_zero=True))
+    m.add(L.LSTM(4, return_sequences=True, name="lstm"))
+    m.add(L.GlobalAveragePooling1D())
+    m.add(L.Dense(3, activation="softmax"))
+    models["masked_lstm"] = m
+    m = K.Sequential(name="masked_gru")
+    m.add(L.Input(shape=(8,)))
+    m.add(L.Embedding(12, 4, mask_zero=True))
+    m.add(L.Dropout(0.3))
+    m.add(L.GRU(5, name="gru"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["masked_gru"] = m
+    m = K.Sequential(name="masked_bidirectional")
+    m.add(L.Input(shape=(8,)))
+    m.add(L.Embedding(12, 4, mask_zero=True))
+    m.add(L.Bidirectional(L.LSTM(3, return_sequences=True), name="bi_lstm"))
+    m.add(L.Bidirectional(L.GRU(3, reset_after=False), name="bi_gru"))
+    m.add(L.Dense(2, activation="softmax"))
+    models["masked_bidirectional"] = m
     return models
+
+
+# Padded id sequences (0 is padding) for the masked models: right-padded, left-padded, none,
+# one real step, holes, the first row again left-padded (which must predict the same), and,
+# where no mean over the kept steps divides by zero, every step padding.
+PADDED = [[3, 5, 1, 7, 0, 0, 0, 0], [0, 0, 0, 4, 9, 2, 11, 6], [2, 8, 3, 5, 1, 6, 4, 9],
+          [7, 0, 0, 0, 0, 0, 0, 0], [0, 3, 0, 6, 0, 0, 2, 0], [0, 0, 0, 0, 3, 5, 1, 7]]
+PADDED_EMPTY = [0] * 8
 
 
 def layer_scale_class(K):
@@ -297,7 +329,10 @@ def randomize(model, rng):
 def predictions(model, rng):
     shape = tuple(model.input_shape[1:])
     first = model.layers[0]
-    if first.__class__.__name__ == "Embedding":
+    if model.name.startswith("masked"):
+        rows = PADDED + ([] if model.name == "masked_lstm" else [PADDED_EMPTY])
+        x = np.array(rows, np.float32)
+    elif first.__class__.__name__ == "Embedding":
         # Ids, each row of the table likely more than once.
         x = rng.integers(0, first.input_dim, (N_INPUTS,) + shape).astype(np.float32)
     else:
@@ -365,8 +400,9 @@ def dump(K, prefix, outdir, seed, only=None):
             f.write("\n")
         # The files read back by Keras itself give the same predictions.
         again = K.models.load_model(base + (".h5" if prefix == "keras2" else ".keras"))
-        x = np.array(pred["inputs"], np.float32).reshape((N_INPUTS,) + tuple(pred["input_shape"]))
-        assert np.allclose(again.predict(x, verbose=0).reshape(N_INPUTS, -1),
+        n = len(pred["inputs"])
+        x = np.array(pred["inputs"], np.float32).reshape((n,) + tuple(pred["input_shape"]))
+        assert np.allclose(again.predict(x, verbose=0).reshape(n, -1),
                            np.array(pred["outputs"]), atol=1e-6), base
 
 
@@ -377,7 +413,8 @@ def check_export(cli, outdir):
     tmp = tempfile.mkdtemp()
     worst = 0.0
     for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "embedding_conv", "lstm",
-                 "gru", "gru_reset_before", "rnn_stack", "bidirectional"):
+                 "gru", "gru_reset_before", "rnn_stack", "bidirectional", "masked_lstm",
+                 "masked_gru", "masked_bidirectional"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
