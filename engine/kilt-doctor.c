@@ -227,6 +227,11 @@ doctor_cases (void)
   c.cfg.mask_value = 0.5f;
   c.batch = 6;
   g_array_append_val (a, c);
+  c = make_check ("Masking", KILT_LAYER_MASKING, (KiltShape){ 3, 1, 7 }, 1);
+  c.cfg.mask_value = 0.5f;
+  c.batch = 6;
+  c.masking_input = TRUE;
+  g_array_append_val (a, c);
   c = make_check ("GlobalAveragePooling1D, masked by ids", KILT_LAYER_GLOBAL_AVG_POOL2D,
                   (KiltShape){ 4, 1, 9 }, 2);
   c.cfg.step_mask = KILT_STEP_MASK_IDS;

@@ -29,6 +29,10 @@ typedef struct
    * masked, some features of kept steps mask_value too); it gets no finite differences. */
   gboolean mask_keep_one; /* instead of every step masked, all but one (a mean over no step is
                            * NaN, which the comparisons cannot check) */
+  /* The first input is a sequence with masked steps (every feature cfg.mask_value), in the
+   * patterns above (Masking); finite differences leave out its elements equal to mask_value,
+   * where a step's being masked is not differentiable. */
+  gboolean masking_input;
 } KiltLayerCheck;
 
 typedef struct

@@ -43,6 +43,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_EMBEDDING] = &kilt_embedding_class,
     [KILT_LAYER_LSTM] = &kilt_lstm_class,
     [KILT_LAYER_GRU] = &kilt_gru_class,
+    [KILT_LAYER_MASKING] = &kilt_masking_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)

@@ -44,6 +44,7 @@ typedef enum
   KILT_LAYER_EMBEDDING,
   KILT_LAYER_LSTM,
   KILT_LAYER_GRU,
+  KILT_LAYER_MASKING,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -154,7 +155,7 @@ typedef struct
   gboolean unit_forget_bias;           /* LSTM: the forget gate's bias starts at 1 */
   /* LSTM, GRU, GlobalAveragePooling over steps: the steps to skip, from the last input. */
   KiltStepMask step_mask;
-  float mask_value; /* KILT_STEP_MASK_VALUES' value */
+  float mask_value; /* KILT_STEP_MASK_VALUES' value; Masking's */
 } KiltLayerConfig;
 
 /* Conv2D's algorithms (KiltNode.algo): im2col into device memory + a GEMM, or the
@@ -342,6 +343,7 @@ extern const KiltLayerClass kilt_permute_class;
 extern const KiltLayerClass kilt_embedding_class;
 extern const KiltLayerClass kilt_lstm_class;
 extern const KiltLayerClass kilt_gru_class;
+extern const KiltLayerClass kilt_masking_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */

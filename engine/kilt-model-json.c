@@ -48,6 +48,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_LAYER_NORM] = "LayerNormalization",
   [KILT_LAYER_LSTM] = "LSTM",
   [KILT_LAYER_GRU] = "GRU",
+  [KILT_LAYER_MASKING] = "Masking",
 };
 
 const char *
@@ -176,6 +177,7 @@ static const struct
   [KILT_LAYER_MAX_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
   [KILT_LAYER_AVG_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
   [KILT_LAYER_GLOBAL_AVG_POOL2D] = { F_STEP_MASK | F_MASK_VALUE, 0 },
+  [KILT_LAYER_MASKING] = { F_MASK_VALUE, 0 },
   [KILT_LAYER_ACTIVATION]
   = { F_ACTIVATION | F_ALPHA | F_NEGATIVE_SLOPE | F_MAX_VALUE | F_THRESHOLD, F_ACTIVATION },
   [KILT_LAYER_DROPOUT] = { F_RATE | F_MASK, F_RATE },
@@ -1037,7 +1039,8 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
   if ((allowed & F_STEP_MASK) && c->step_mask != KILT_STEP_MASK_NONE)
     g_string_append_printf (s, ", \"step_mask\": \"%s\"",
                             c->step_mask == KILT_STEP_MASK_IDS ? "ids" : "values");
-  if ((allowed & F_MASK_VALUE) && c->step_mask == KILT_STEP_MASK_VALUES)
+  if ((allowed & F_MASK_VALUE)
+      && (c->step_mask == KILT_STEP_MASK_VALUES || !(allowed & F_STEP_MASK)))
     append_float (s, "mask_value", c->mask_value);
   if (allowed & F_RESET_AFTER)
     g_string_append_printf (s, ", \"reset_after\": %s", c->reset_after ? "true" : "false");

@@ -293,6 +293,33 @@ test_masked_mean (void)
       }
 }
 
+/* Masking: the steps whose features all equal mask_value become zeros and pass no gradient,
+ * others pass as they are, even where some of their features equal mask_value. */
+static void
+test_masking (void)
+{
+  const KiltShape shapes[] = { { 3, 1, 7 }, { 1, 1, 5 }, { 4, 1, 1 } };
+  const float values[] = { 0.0f, 0.5f, -2.0f };
+
+  for (guint i = 0; i < G_N_ELEMENTS (shapes); i++)
+    {
+      KiltLayerCheck c = { 0 };
+      c.label = "masking";
+      c.type = KILT_LAYER_MASKING;
+      c.cfg = kilt_layer_config_default (c.type);
+      c.cfg.mask_value = values[i];
+      c.n_inputs = 1;
+      c.in[0] = shapes[i];
+      c.batch = 6;
+      c.training = TRUE;
+      c.seed = 11 + i;
+      c.masking_input = TRUE;
+      kilt_test_layer_case (&c);
+      c.accumulate = TRUE;
+      kilt_test_layer_case (&c);
+    }
+}
+
 /* A sample with every step masked: Keras divides 0 by 0, and so does the reference. */
 static void
 test_masked_mean_empty (void)
@@ -406,6 +433,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/rnn-masked", test_masked);
   g_test_add_func ("/layers/rnn-masked-padding", test_masked_padding);
   g_test_add_func ("/layers/masked-mean", test_masked_mean);
+  g_test_add_func ("/layers/masking", test_masking);
   g_test_add_func ("/layers/masked-mean-empty", test_masked_mean_empty);
   g_test_add_func ("/layers/rnn-init", test_init);
   g_test_add_func ("/layers/rnn-refused", test_refused);

@@ -1107,6 +1107,22 @@ test_mask_json (void)
   g_assert_null (back);
   g_assert_nonnull (strstr (error->message, "step_mask must be \"ids\" or \"values\""));
   g_clear_error (&error);
+  /* Masking keeps its mask_value. */
+  {
+    g_autoptr (KiltModel) mm = kilt_model_new ("masking");
+    g_autoptr (KiltModel) mb = NULL;
+    g_autofree char *mj = NULL;
+    KiltLayerConfig k = kilt_layer_config_default (KILT_LAYER_MASKING);
+    kilt_model_add_input (mm, "seq", (KiltShape){ 3, 1, 5 });
+    k.mask_value = 0.25f;
+    kilt_model_append (mm, KILT_LAYER_MASKING, &k);
+    g_assert_true (kilt_model_build (mm, &error));
+    mj = kilt_model_to_json (mm);
+    mb = kilt_model_load_json_data (mj, -1, "masking.json", &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (kilt_model_node (mb, 1)->type, ==, KILT_LAYER_MASKING);
+    g_assert_cmpfloat (kilt_model_node (mb, 1)->cfg.mask_value, ==, 0.25f);
+  }
   /* The LSTM's mask source made the embedding (a sequence of 3 features, not 6 ids). */
   g_clear_pointer (&wrong, g_free);
   {
