@@ -319,6 +319,13 @@ CASE_MASKED (test_k3_masked_gru_json, "weights-keras3-masked_gru", ".keras", FIL
 CASE_MASKED (test_k2_masked_bi_h5, "weights-keras2-masked_bidirectional", ".h5", FILE_WHOLE)
 CASE_MASKED (test_k2_masked_bi_json, "weights-keras2-masked_bidirectional", ".h5", FILE_WEIGHTS)
 CASE_MASKED (test_k3_masked_bi_keras, "weights-keras3-masked_bidirectional", ".keras", FILE_WHOLE)
+/* Masking: mask_value 0 before an LSTM; 0.5 before Dropout, a Bidirectional GRU and the mean
+ * over the kept steps; kept steps hold mask_value in some features too. */
+CASE_MASKED (test_k2_masking_lstm_h5, "weights-keras2-masking_lstm", ".h5", FILE_WHOLE)
+CASE_MASKED (test_k3_masking_lstm_keras, "weights-keras3-masking_lstm", ".keras", FILE_WHOLE)
+CASE_MASKED (test_k2_masking_bi_h5, "weights-keras2-masking_bi_mean", ".h5", FILE_WHOLE)
+CASE_MASKED (test_k3_masking_bi_keras, "weights-keras3-masking_bi_mean", ".keras", FILE_WHOLE)
+CASE_MASKED (test_k3_masking_bi_json, "weights-keras3-masking_bi_mean", ".keras", FILE_WEIGHTS)
 /* ConvNeXt's Dense on an image (a 1x1 Conv2D in Kilt) and LayerScale (a 1x1 depthwise). */
 CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WHOLE)
 CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
@@ -1124,6 +1131,12 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras2-h5-onto-json/masked-bidirectional",
                    test_k2_masked_bi_json);
   g_test_add_func ("/keras-weights/keras3-keras/masked-bidirectional", test_k3_masked_bi_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/masking-lstm", test_k2_masking_lstm_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/masking-lstm", test_k3_masking_lstm_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/masking-bi-mean", test_k2_masking_bi_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/masking-bi-mean", test_k3_masking_bi_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/masking-bi-mean",
+                   test_k3_masking_bi_json);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/layer-scale", test_k3_layer_scale_json);
   g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
   g_test_add_func ("/keras-weights/keras3-keras/nested", test_k3_nested_keras);

@@ -930,6 +930,24 @@ test_mask_import (void)
   g_assert_nonnull (strstr (notes, "layer f (Flatten): drops the mask of its input, as Keras "
                                    "does"));
   g_assert_cmpuint (kilt_model_find (m, "out")->n_inputs, ==, 1);
+  /* Masking: the GRU reads the steps whose features all equal mask_value from its input. */
+  g_clear_pointer (&m, kilt_model_free);
+  m = kilt_keras_load_data (
+      K2_SEQ (K2_INPUT ("[null, 5, 3]") ",{\"class_name\": \"Masking\", \"config\": {\"name\": "
+                                        "\"mk\", \"mask_value\": 0.5}},"
+                                        "{\"class_name\": \"GRU\", \"config\": {\"name\": \"g\", "
+                                        "\"units\": 2}}"),
+      -1, "mask.json", KILT_LOSS_MSE, NULL, &error);
+  g_assert_no_error (error);
+  n = kilt_model_find (m, "mk");
+  g_assert_cmpuint (n->type, ==, KILT_LAYER_MASKING);
+  g_assert_cmpfloat (n->cfg.mask_value, ==, 0.5f);
+  n = kilt_model_find (m, "g");
+  g_assert_cmpuint (n->cfg.step_mask, ==, KILT_STEP_MASK_VALUES);
+  g_assert_cmpfloat (n->cfg.mask_value, ==, 0.5f);
+  g_assert_cmpuint (n->n_inputs, ==, 2);
+  g_assert_cmpuint (n->inputs[0], ==, 1);
+  g_assert_cmpuint (n->inputs[1], ==, 0);
 }
 
 /* Embedding's options: a symmetric RandomUniform keeps its limit, another initialiser is

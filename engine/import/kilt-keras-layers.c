@@ -1229,6 +1229,21 @@ convert_concatenate (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError 
   return TRUE;
 }
 
+/* Masking: mask_value (0); the steps whose features all equal it become zeros, and the layers
+ * after it that skip masked steps read them from its input. */
+static gboolean
+convert_masking (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  double value = 0;
+
+  if (!expect_sequence (imp, call, error)
+      || !keras_get_double (imp, call->c, "mask_value", -1e30, 1e30, &value, error))
+    return FALSE;
+  cfg->mask_value = (float)value;
+  imp->made = (KerasMask){ call->inputs[0], KILT_STEP_MASK_VALUES, cfg->mask_value };
+  return TRUE;
+}
+
 /* Embedding: input_dim, output_dim; ids (steps,) become the sequence (steps, output_dim),
  * Kilt's (output_dim, 1, steps). Keras starts the table uniform in [-0.05, 0.05]; a
  * symmetric RandomUniform keeps its limit, other initialisers are noted and replaced. */
@@ -1428,6 +1443,7 @@ static const Converter converters[] = {
   { "SeparableConvolution2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise, TRUE },
   { "LSTM", KILT_LAYER_LSTM, FALSE, convert_rnn },
   { "GRU", KILT_LAYER_GRU, FALSE, convert_rnn },
+  { "Masking", KILT_LAYER_MASKING, FALSE, convert_masking },
 };
 
 /* "InputLayer, Conv2D, ..., Add and Concatenate", from the table (aliases left out). */

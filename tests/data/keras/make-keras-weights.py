@@ -279,6 +279,22 @@ def build_all(K):
     m.add(L.Bidirectional(L.GRU(3, reset_after=False), name="bi_gru"))
     m.add(L.Dense(2, activation="softmax"))
     models["masked_bidirectional"] = m
+    # Masking on float sequences: mask_value 0 before an LSTM giving its last state; 0.5
+    # before Dropout, a Bidirectional GRU giving every step and the mean over the kept steps.
+    m = K.Sequential(name="masking_lstm")
+    m.add(L.Input(shape=(7, 3)))
+    m.add(L.Masking(0.0))
+    m.add(L.LSTM(4, name="lstm"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["masking_lstm"] = m
+    m = K.Sequential(name="masking_bi_mean")
+    m.add(L.Input(shape=(7, 3)))
+    m.add(L.Masking(0.5))
+    m.add(L.Dropout(0.2))
+    m.add(L.Bidirectional(L.GRU(3, return_sequences=True), name="bi_gru"))
+    m.add(L.GlobalAveragePooling1D())
+    m.add(L.Dense(2, activation="softmax"))
+    models["masking_bi_mean"] = m
     return models
 
 
@@ -326,10 +342,28 @@ def randomize(model, rng):
             layer.finalize_state()
 
 
+def masked_sequences(model, rng):
+    """Random (7, 3) sequences whose masked steps hold mask_value in every feature: padding
+    after, before, holes, one step kept, and (without a mean after) none kept; kept steps
+    hold mask_value in some features too, which keeps them."""
+    value = model.layers[0].mask_value
+    x = rng.uniform(-1, 1, (5, 7, 3)).astype(np.float32)
+    x[:, ::2, 1] = value
+    kept = [[1, 1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 1, 1], [1, 0, 1, 0, 0, 1, 0],
+            [0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0]]
+    for i, k in enumerate(kept):
+        for t, on in enumerate(k):
+            if not on:
+                x[i, t, :] = value
+    return x if model.name == "masking_lstm" else x[:4]
+
+
 def predictions(model, rng):
     shape = tuple(model.input_shape[1:])
     first = model.layers[0]
-    if model.name.startswith("masked"):
+    if model.name.startswith("masking"):
+        x = masked_sequences(model, rng)
+    elif model.name.startswith("masked"):
         rows = PADDED + ([] if model.name == "masked_lstm" else [PADDED_EMPTY])
         x = np.array(rows, np.float32)
     elif first.__class__.__name__ == "Embedding":
@@ -414,7 +448,7 @@ def check_export(cli, outdir):
     worst = 0.0
     for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "embedding_conv", "lstm",
                  "gru", "gru_reset_before", "rnn_stack", "bidirectional", "masked_lstm",
-                 "masked_gru", "masked_bidirectional"):
+                 "masked_gru", "masked_bidirectional", "masking_lstm", "masking_bi_mean"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
