@@ -566,7 +566,8 @@ test_export_round_trip (void)
                           "weights-keras3-residual",      "weights-keras3-depthwise",
                           "weights-keras2-cnn",           "weights-keras3-embedding_conv",
                           "weights-keras3-rnn_stack",     "weights-keras3-gru",
-                          "weights-keras3-bidirectional", "weights-keras3-masked_bidirectional" };
+                          "weights-keras3-bidirectional", "weights-keras3-masked_bidirectional",
+                          "weights-keras3-nested" };
 
   for (gsize i = 0; i < G_N_ELEMENTS (stems); i++)
     {
@@ -594,6 +595,21 @@ test_export_round_trip (void)
       g_assert_true (kilt_model_get_weights (b, &pb, &sb));
       g_assert_cmpmem (pa, a->n_params * sizeof (float), pb, b->n_params * sizeof (float));
       g_assert_cmpmem (sa, a->n_state * sizeof (float), sb, b->n_state * sizeof (float));
+      /* A nested model's layers in their models' groups, as Keras 3 keeps them (and loads
+       * them: make-keras-weights.py --check-export, Keras predicting as before). */
+      if (strstr (stems[i], "nested"))
+        {
+          hid_t f = H5Fopen (out, H5F_ACC_RDONLY, H5P_DEFAULT);
+          g_assert_cmpint (f, >=, 0);
+          g_assert_cmpint (H5Lexists (f, "layers/functional", H5P_DEFAULT), >, 0);
+          g_assert_cmpint (H5Lexists (f, "layers/functional/layers/sequential/layers/conv2d/vars/0",
+                                      H5P_DEFAULT),
+                           >, 0);
+          g_assert_cmpint (H5Lexists (f, "layers/functional/layers/conv2d/vars/1", H5P_DEFAULT), >,
+                           0);
+          g_assert_cmpint (H5Lexists (f, "layers/conv2d/vars/0", H5P_DEFAULT), >, 0);
+          H5Fclose (f);
+        }
     }
   /* A .keras archive of a Keras 3 model reads back, architecture and weights, the same; a
    * Keras 2 configuration is refused (Keras 3 cannot load it). */
@@ -671,30 +687,24 @@ replace (const char *text, const char *from, const char *to)
 }
 
 /* Nested models' weights: Keras 2 and 3 files are read (the CASEs above); a Keras 2 file
- * that lacks a nested model's layer says where it looked; writing Keras weights for a nested
- * model is refused naming it (Keras would look for its layers in groups of their own). */
+ * that lacks a nested model's layer says where it looked (writing them:
+ * test_export_round_trip). */
 static void
 test_nested_refused (void)
 {
   g_autofree char *json = read_text ("keras3-nested-blocks.json");
   g_autoptr (KiltModel) m = model_from_json (json);
   g_autofree char *k2 = data_file ("weights-keras2-mlp.h5");
-  g_autofree char *out = tmp_path ("nested.weights.h5");
   g_autofree float *params = g_new0 (float, m->n_params + 1);
   g_autofree float *state = g_new0 (float, m->n_state + 1);
   g_autoptr (GError) error = NULL;
   const char *read_parts[] = { "weights-keras2-mlp.h5", "layer stem/conv (Conv2D) has no weights",
                                "in nested model stem's group, as conv/...", NULL };
-  const char *write_parts[] = { out, "nested model stem (Sequential)", "without nesting", NULL };
 
   if (kilt_test_context () == NULL)
     return;
   g_assert_false (kilt_keras_weights_read (m, json, k2, NULL, 0, params, state, NULL, &error));
   assert_message (error, read_parts);
-  g_clear_error (&error);
-  g_assert_false (kilt_keras_weights_write (m, json, params, state, out, NULL, &error));
-  assert_message (error, write_parts);
-  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
   g_clear_error (&error);
 
   /* A Keras 2 file whose nested model's group lists a weight without its layer's name

@@ -448,7 +448,7 @@ def check_export(cli, outdir):
     worst = 0.0
     for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "embedding_conv", "lstm",
                  "gru", "gru_reset_before", "rnn_stack", "bidirectional", "masked_lstm",
-                 "masked_gru", "masked_bidirectional", "masking_lstm", "masking_bi_mean"):
+                 "masked_gru", "masked_bidirectional", "masking_lstm", "masking_bi_mean", "nested"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
