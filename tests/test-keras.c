@@ -948,6 +948,43 @@ test_mask_import (void)
   g_assert_cmpuint (n->n_inputs, ==, 2);
   g_assert_cmpuint (n->inputs[0], ==, 1);
   g_assert_cmpuint (n->inputs[1], ==, 0);
+
+  /* A merge of an Embedding's output (masked by its ids) and a Masking of it (masked by its
+   * values): Keras keeps a step where both masks do, which one step mask cannot say, so an
+   * LSTM after it is refused; a Flatten after it drops the mask, as in Keras. */
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *mixed = g_strdup_printf (
+          "{\"class_name\": \"Functional\", \"config\": {\"name\": \"m\", \"layers\": ["
+          "{\"class_name\": \"InputLayer\", \"name\": \"ids\", \"config\": {\"name\": "
+          "\"ids\", \"batch_input_shape\": [null, 6]}, \"inbound_nodes\": []},"
+          "{\"class_name\": \"Embedding\", \"name\": \"emb\", \"config\": {\"name\": \"emb\", "
+          "\"input_dim\": 9, \"output_dim\": 4, \"mask_zero\": true}, \"inbound_nodes\": "
+          "[[[\"ids\", 0, 0, {}]]]},"
+          "{\"class_name\": \"Masking\", \"name\": \"mk\", \"config\": {\"name\": \"mk\", "
+          "\"mask_value\": 1.0}, \"inbound_nodes\": [[[\"emb\", 0, 0, {}]]]},"
+          "{\"class_name\": \"Add\", \"name\": \"add\", \"config\": {\"name\": \"add\"}, "
+          "\"inbound_nodes\": [[[\"emb\", 0, 0, {}], [\"mk\", 0, 0, {}]]]},"
+          "{\"class_name\": \"%s\", \"name\": \"after\", \"config\": {\"name\": \"after\", "
+          "\"units\": 2}, \"inbound_nodes\": [[[\"add\", 0, 0, {}]]]}],"
+          "\"input_layers\": [[\"ids\", 0, 0]], \"output_layers\": [[\"after\", 0, 0]]}}",
+          i ? "Flatten" : "LSTM");
+      g_clear_pointer (&m, kilt_model_free);
+      m = kilt_keras_load_data (mixed, -1, "mixed.json", KILT_LOSS_MSE, NULL, &error);
+      if (i == 0)
+        {
+          g_assert_null (m);
+          g_assert_nonnull (strstr (error->message,
+                                    "layer after (LSTM): reads a mask that combines the masks of "
+                                    "different Embedding or Masking layers"));
+          g_clear_error (&error);
+        }
+      else
+        {
+          g_assert_no_error (error);
+          g_assert_cmpuint (kilt_model_find (m, "after")->type, ==, KILT_LAYER_FLATTEN);
+        }
+    }
 }
 
 /* Embedding's options: a symmetric RandomUniform keeps its limit, another initialiser is

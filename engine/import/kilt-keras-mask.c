@@ -55,26 +55,35 @@ class_in (const char *cls, const char *const *list, guint n)
 }
 
 /* The mask of @n inputs together: Keras' merges keep a step where every input that has a mask
- * keeps it. Kilt's step masks have one source, so inputs whose masks differ are refused. */
-static gboolean
-inputs_mask (Import *imp, guint n, const guint *inputs, KerasMask *out, GError **error)
+ * keeps it. Kilt's step masks have one source, so inputs whose masks differ give a mixed
+ * mask, which layers may carry or drop but not use. */
+static KerasMask
+inputs_mask (Import *imp, guint n, const guint *inputs)
 {
-  *out = keras_mask_none ();
+  KerasMask out = keras_mask_none ();
+
   for (guint i = 0; i < n; i++)
     {
       const KerasMask *m = &g_array_index (imp->mask, KerasMask, inputs[i]);
       if (!mask_present (m))
         continue;
-      if (mask_present (out) && !mask_equal (out, m))
-        {
-          keras_set_error (error, imp,
-                           "its inputs carry different masks (from different Embedding or Masking "
-                           "layers), which Keras combines; Kilt's layers skip the steps of one "
-                           "mask only");
-          return FALSE;
-        }
-      *out = *m;
+      if (mask_present (&out) && !mask_equal (&out, m))
+        out.src = KERAS_MASK_MIXED;
+      else
+        out = *m;
     }
+  return out;
+}
+
+static gboolean
+refuse_mixed (Import *imp, const KerasMask *in, GError **error)
+{
+  if (in->src != KERAS_MASK_MIXED)
+    return FALSE;
+  keras_set_error (error, imp,
+                   "reads a mask that combines the masks of different Embedding or Masking "
+                   "layers (through a merge), which Keras does; Kilt's layers skip the steps of "
+                   "one mask only");
   return TRUE;
 }
 
@@ -90,8 +99,7 @@ keras_mask_for_node (Import *imp, KiltLayerType type, KiltLayerConfig *cfg, guin
   KerasMask in;
 
   *out = keras_mask_none ();
-  if (!inputs_mask (imp, *n_inputs, inputs, &in, error))
-    return FALSE;
+  in = inputs_mask (imp, *n_inputs, inputs);
   if (mask_present (&imp->made))
     {
       /* Embedding (mask_zero) or Masking: its own mask, whatever came in. */
@@ -100,6 +108,8 @@ keras_mask_for_node (Import *imp, KiltLayerType type, KiltLayerConfig *cfg, guin
     }
   if (!mask_present (&in))
     return TRUE;
+  if ((rnn || mean) && refuse_mixed (imp, &in, error))
+    return FALSE;
   if (rnn || mean)
     {
       /* The layer skips the masked steps: the mask's source becomes its last input. An LSTM
@@ -115,6 +125,8 @@ keras_mask_for_node (Import *imp, KiltLayerType type, KiltLayerConfig *cfg, guin
   for (guint i = 0; i < G_N_ELEMENTS (using); i++)
     if (g_str_equal (cls, using[i].cls))
       {
+        if (refuse_mixed (imp, &in, error))
+          return FALSE;
         keras_set_error (error, imp,
                          "reads a mask (from an Embedding with mask_zero or a Masking layer "
                          "before it): %s",

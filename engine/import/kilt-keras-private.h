@@ -37,10 +37,11 @@ typedef struct
  * as a step mask reads it (KiltLayerConfig.step_mask) from node @src's output. */
 typedef struct
 {
-  guint src; /* G_MAXUINT: no mask */
+  guint src; /* G_MAXUINT: no mask; KERAS_MASK_MIXED: the combined masks of a merge */
   KiltStepMask kind;
   float value;
 } KerasMask;
+#define KERAS_MASK_MIXED (G_MAXUINT - 1)
 
 typedef struct
 {
