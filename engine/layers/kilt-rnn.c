@@ -679,8 +679,6 @@ ref_out_step (const KiltNode *node, const Dims *d, gsize s)
   return node->cfg.go_backwards && node->cfg.keep_time_order ? d->steps - 1 - s : s;
 }
 
-/* One sample's forward, keeping per step the activated gates g[s][G u], the cell states (LSTM)
- * or recurrent candidate terms / r h (GRU) k[s][u] and the states h[s][u]. */
 /* Whether processing step s of sample b is kept by the node's step mask (source @m). */
 static gboolean
 ref_kept (const KiltNode *node, const Dims *d, const double *m, gsize b, gsize s)
@@ -688,8 +686,10 @@ ref_kept (const KiltNode *node, const Dims *d, const double *m, gsize b, gsize s
   return kilt_ref_step_kept (node, m, b, node->cfg.go_backwards ? d->steps - 1 - s : s);
 }
 
-/* A masked step keeps the state of the step before (h and LSTM's c); g and k are then
- * whatever the step computed, and unused. */
+/* One sample's forward, keeping per step the activated gates g[s][G u], the cell states (LSTM)
+ * or recurrent candidate terms / r h (GRU) k[s][u] and the states h[s][u]. A masked step keeps
+ * the state of the step before (h and LSTM's c); its g and k are then what it computed,
+ * unused. */
 static void
 ref_run (const KiltNode *node, const Dims *d, const double *x, const double *m, gsize b,
          const double *p, double *g, double *k, double *h)
