@@ -209,6 +209,36 @@ doctor_cases (void)
   c.cfg.reset_after = FALSE;
   c.cfg.go_backwards = TRUE;
   g_array_append_val (a, c);
+  /* With step masks (Keras' mask_zero and Masking): the mask's source is the second input;
+   * batch 6 gives each of the check's padding patterns a sample. */
+  c = make_check ("LSTM 5 units, masked by ids", KILT_LAYER_LSTM, (KiltShape){ 3, 1, 7 }, 2);
+  c.cfg.units = 5;
+  c.cfg.return_sequences = TRUE;
+  c.cfg.step_mask = KILT_STEP_MASK_IDS;
+  c.in[1] = (KiltShape){ 7, 1, 1 };
+  c.batch = 6;
+  g_array_append_val (a, c);
+  c = make_check ("GRU 5 units, reset_after false, go_backwards, masked by values", KILT_LAYER_GRU,
+                  (KiltShape){ 3, 1, 7 }, 2);
+  c.cfg.units = 5;
+  c.cfg.reset_after = FALSE;
+  c.cfg.go_backwards = TRUE;
+  c.cfg.step_mask = KILT_STEP_MASK_VALUES;
+  c.cfg.mask_value = 0.5f;
+  c.batch = 6;
+  g_array_append_val (a, c);
+  c = make_check ("Masking", KILT_LAYER_MASKING, (KiltShape){ 3, 1, 7 }, 1);
+  c.cfg.mask_value = 0.5f;
+  c.batch = 6;
+  c.masking_input = TRUE;
+  g_array_append_val (a, c);
+  c = make_check ("GlobalAveragePooling1D, masked by ids", KILT_LAYER_GLOBAL_AVG_POOL2D,
+                  (KiltShape){ 4, 1, 9 }, 2);
+  c.cfg.step_mask = KILT_STEP_MASK_IDS;
+  c.in[1] = (KiltShape){ 9, 1, 1 };
+  c.batch = 6;
+  c.mask_keep_one = TRUE;
+  g_array_append_val (a, c);
   /* Every element-wise activation the Activation layer computes itself. */
   for (int act = KILT_ACT_RELU6; act < KILT_ACT_N_TYPES; act++)
     {

@@ -54,11 +54,18 @@ fd_check (Ref *ref, double *x, const double *analytic, gsize n, KiltRng *rng, gu
           guint *counted)
 {
   double worst = 0;
+  guint tries = 0;
 
-  for (guint p = 0; p < points && n > 0; p++)
+  /* Left-out elements (masking_input) do not count: up to 20 draws a point. */
+  for (guint p = 0; p < points && n > 0 && tries < 20 * points; p++, tries++)
     {
       gsize i = kilt_rng_below (rng, (guint32)n);
       double keep = x[i], h = 1e-6 * MAX (1.0, fabs (keep)), lp, lm, fd, err;
+      if (ref->check->masking_input && x == ref->in[0] && (float)keep == ref->check->cfg.mask_value)
+        {
+          p--;
+          continue;
+        }
       x[i] = keep + h;
       lp = ref_objective (ref);
       x[i] = keep - h;
@@ -70,6 +77,37 @@ fd_check (Ref *ref, double *x, const double *analytic, gsize n, KiltRng *rng, gu
       (*counted)++;
     }
   return worst;
+}
+
+/* A step mask's source for @batch samples of shape @shape (KiltLayerCheck.cfg.step_mask). */
+static void
+fill_step_mask (const KiltLayerCheck *check, const KiltShape *shape, guint batch, KiltRng *rng,
+                float *x)
+{
+  gboolean ids = check->cfg.step_mask == KILT_STEP_MASK_IDS;
+  guint steps = ids ? shape->c : shape->w, feats = ids ? 1 : shape->c;
+
+  for (guint b = 0; b < batch; b++)
+    {
+      guint len = 1 + kilt_rng_below (rng, steps);
+      for (guint t = 0; t < steps; t++)
+        {
+          gboolean kept = b % 4 == 0   ? t < len
+                          : b % 4 == 1 ? t >= steps - len
+                          : b % 4 == 2 ? check->mask_keep_one && t == steps / 2
+                                       : kilt_rng_below (rng, 2) == 0;
+          for (guint f = 0; f < feats; f++)
+            {
+              float *v = &x[(gsize)(b * feats + f) * steps + t];
+              if (ids)
+                *v = kept ? (float)(1 + kilt_rng_below (rng, 9)) : 0.0f;
+              else if (!kept || (feats > 1 && f % 2 == 0))
+                *v = check->cfg.mask_value;
+              else
+                *v = (float)(2.0 * kilt_rng_uniform (rng) - 1.0);
+            }
+        }
+    }
 }
 
 gboolean
@@ -197,7 +235,11 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
       gsize n = batch * kilt_shape_size (&check->in[i]);
       g_autofree float *x = g_new (float, n);
       ref.in[i] = g_new (double, n);
-      for (gsize j = 0; j < n; j++)
+      gboolean pattern
+          = (check->cfg.step_mask && i == check->n_inputs - 1) || (check->masking_input && i == 0);
+      if (pattern)
+        fill_step_mask (check, &check->in[i], batch, &rng, x);
+      for (gsize j = 0; j < n && !pattern; j++)
         {
           if (check->ids)
             {
@@ -213,6 +255,9 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
                            * (2.0 * kilt_rng_uniform (&rng) - 1.0));
           ref.in[i][j] = x[j];
         }
+      if (pattern)
+        for (gsize j = 0; j < n; j++)
+          ref.in[i][j] = x[j];
       ALLOC (inb[i], inputs[i].out, KILT_MEM_ACTIVATIONS, 4 * n, "input");
       ALLOC (indb[i], inputs[i].dout, KILT_MEM_GRADIENTS, 4 * n, "input gradient");
       if (!kilt_buffer_write (inb[i], 0, x, 4 * n, error))
@@ -297,9 +342,11 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
       result->backward_param = max_rel (fbuf, dparams, node.n_params);
     }
 
-  /* Finite differences on the reference, in double precision. Each check runs once (MAX ()
-   * would evaluate it twice, drawing new points and counting them again). */
-  for (guint i = 0; i < check->n_inputs && !check->ids; i++)
+  /* Finite differences on the reference, in double precision (not through a step mask's
+   * source). Each check runs once (MAX () would evaluate it twice, drawing new points and
+   * counting them again). */
+  for (guint i = 0;
+       i < check->n_inputs - (check->cfg.step_mask != KILT_STEP_MASK_NONE) && !check->ids; i++)
     {
       double fd = fd_check (&ref, ref.in[i], din[i], batch * kilt_shape_size (&check->in[i]), &rng,
                             24, &result->fd_points);

@@ -23,6 +23,16 @@ typedef struct
    * repeating, with some outside that range and some with a fraction; its input gets no
    * finite differences (ids are not differentiable). */
   guint ids;
+  /* With cfg.step_mask, the last input is the mask's source: each sample gets one pattern in
+   * turn (the steps after a random length masked, the steps before one masked, every step
+   * masked, random steps masked), as ids (0 masked) or values (every feature mask_value
+   * masked, some features of kept steps mask_value too); it gets no finite differences. */
+  gboolean mask_keep_one; /* instead of every step masked, all but one (a mean over no step is
+                           * NaN, which the comparisons cannot check) */
+  /* The first input is a sequence with masked steps (every feature cfg.mask_value), in the
+   * patterns above (Masking); finite differences leave out its elements equal to mask_value,
+   * where a step's being masked is not differentiable. */
+  gboolean masking_input;
 } KiltLayerCheck;
 
 typedef struct

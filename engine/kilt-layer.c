@@ -43,6 +43,7 @@ kilt_layer_class_get (KiltLayerType type)
     [KILT_LAYER_EMBEDDING] = &kilt_embedding_class,
     [KILT_LAYER_LSTM] = &kilt_lstm_class,
     [KILT_LAYER_GRU] = &kilt_gru_class,
+    [KILT_LAYER_MASKING] = &kilt_masking_class,
   };
 
   if ((guint)type >= KILT_LAYER_N_TYPES)
@@ -466,4 +467,91 @@ kilt_layer_use_rows (const KiltDeviceInfo *info, const char *env)
   if (forced && (g_str_equal (forced, "rows") || g_str_equal (forced, "items")))
     return g_str_equal (forced, "rows");
   return info->type && g_str_equal (info->type, "CPU");
+}
+
+gboolean
+kilt_ref_step_kept (const KiltNode *node, const double *m, gsize b, gsize t)
+{
+  const KiltShape *src = &node->in_shape[node->n_inputs - 1];
+
+  switch (node->cfg.step_mask)
+    {
+      case KILT_STEP_MASK_IDS:
+        return m[b * src->c + t] != 0.0;
+      case KILT_STEP_MASK_VALUES:
+        for (gsize f = 0; f < src->c; f++)
+          if ((float)m[(b * src->c + f) * src->w + t] != node->cfg.mask_value)
+            return TRUE;
+        return FALSE;
+      default:
+        return TRUE;
+    }
+}
+
+gboolean
+kilt_layer_check_step_mask (KiltNode *node, guint steps, GError **error)
+{
+  const KiltShape *src = &node->in_shape[node->n_inputs - 1];
+
+  if (node->cfg.step_mask == KILT_STEP_MASK_NONE)
+    return TRUE;
+  if (node->n_inputs < 2)
+    {
+      kilt_layer_set_error (error, node, "a step mask needs its source as the last input");
+      return FALSE;
+    }
+  if (node->cfg.step_mask == KILT_STEP_MASK_IDS && (src->c != steps || src->h != 1 || src->w != 1))
+    {
+      kilt_layer_set_error (error, node,
+                            "its step mask reads ids, one per step: expected %u ids, got %ux%ux%u",
+                            steps, src->c, src->h, src->w);
+      return FALSE;
+    }
+  if (node->cfg.step_mask == KILT_STEP_MASK_VALUES && (src->h != 1 || src->w != steps))
+    {
+      kilt_layer_set_error (error, node, "its step mask reads a sequence of %u steps, got %ux%ux%u",
+                            steps, src->c, src->h, src->w);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+gboolean
+kilt_layer_step_mask_no_grad (KiltNode *node, KiltExec *ex, GError **error)
+{
+  guint i = node->n_inputs - 1;
+  KiltNode *src;
+  cl_float zero = 0.0f;
+  cl_int err;
+
+  if (node->cfg.step_mask == KILT_STEP_MASK_NONE || !node->din_needed[i]
+      || node->din_beta[i] != 0.0f)
+    return TRUE;
+  src = kilt_exec_input (ex, node, i);
+  err = clEnqueueFillBuffer (ex->ctx->queue, src->dout, &zero, sizeof zero, 0,
+                             sizeof (float) * ex->batch * kilt_shape_size (&src->out_shape), 0,
+                             NULL, NULL);
+  if (err != CL_SUCCESS)
+    {
+      kilt_layer_set_error (error, node, "clearing the step mask source's gradient failed (%d)",
+                            err);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+cl_int
+kilt_layer_step_mask_args (KiltNode *node, KiltExec *ex, cl_kernel k, cl_uint arg)
+{
+  gboolean on = node->cfg.step_mask != KILT_STEP_MASK_NONE;
+  KiltNode *src = kilt_exec_input (ex, node, on ? node->n_inputs - 1 : 0);
+  cl_int kind = (cl_int)node->cfg.step_mask, err = CL_SUCCESS;
+  cl_float value = node->cfg.mask_value;
+  cl_uint feats = on && node->cfg.step_mask == KILT_STEP_MASK_VALUES ? src->out_shape.c : 1;
+
+  err |= clSetKernelArg (k, arg, sizeof src->out, &src->out);
+  err |= clSetKernelArg (k, arg + 1, sizeof kind, &kind);
+  err |= clSetKernelArg (k, arg + 2, sizeof value, &value);
+  err |= clSetKernelArg (k, arg + 3, sizeof feats, &feats);
+  return err;
 }

@@ -44,6 +44,7 @@ typedef enum
   KILT_LAYER_EMBEDDING,
   KILT_LAYER_LSTM,
   KILT_LAYER_GRU,
+  KILT_LAYER_MASKING,
   KILT_LAYER_N_TYPES
 } KiltLayerType;
 
@@ -80,6 +81,18 @@ typedef enum
   KILT_DROPOUT_CHANNEL, /* a channel's plane: (None, 1, 1, C), SpatialDropout2D */
   KILT_DROPOUT_SAMPLE,  /* a whole sample: (None, 1, 1, 1) */
 } KiltDropoutMask;
+
+/* Which steps of a sequence a layer skips (Keras' masks): the layer's last input is the mask's
+ * source, read on the device; a skipped step does not change an LSTM's or GRU's state and
+ * gives no share of a GlobalAveragePooling1D's mean. */
+typedef enum
+{
+  KILT_STEP_MASK_NONE,
+  KILT_STEP_MASK_IDS,    /* the source is ids (steps, 1, 1): step t is kept where id != 0
+                          * (Embedding's mask_zero) */
+  KILT_STEP_MASK_VALUES, /* the source is a sequence (c, 1, steps): step t is kept where any
+                          * feature differs from mask_value (Keras' Masking) */
+} KiltStepMask;
 
 typedef enum
 {
@@ -153,6 +166,9 @@ typedef struct
   gboolean keep_time_order;            /* ... but the output in the input's order (Bidirectional) */
   gboolean reset_after;                /* GRU: reset gate after the recurrent matmul */
   gboolean unit_forget_bias;           /* LSTM: the forget gate's bias starts at 1 */
+  /* LSTM, GRU, GlobalAveragePooling over steps: the steps to skip, from the last input. */
+  KiltStepMask step_mask;
+  float mask_value; /* KILT_STEP_MASK_VALUES' value; Masking's */
 } KiltLayerConfig;
 
 /* Conv2D's algorithms (KiltNode.algo): im2col into device memory + a GEMM, or the
@@ -340,6 +356,7 @@ extern const KiltLayerClass kilt_permute_class;
 extern const KiltLayerClass kilt_embedding_class;
 extern const KiltLayerClass kilt_lstm_class;
 extern const KiltLayerClass kilt_gru_class;
+extern const KiltLayerClass kilt_masking_class;
 
 /* Helpers shared by layers. */
 /* The element-wise activation (not softmax) on doubles, and its derivative through y. */
@@ -383,6 +400,18 @@ gboolean kilt_layer_bias_grad (KiltExec *ex, cl_mem dz, gsize offset, guint chan
  * or every one cfg->init_value. */
 void kilt_layer_init_weights (float *w, gsize n, const KiltLayerConfig *cfg, guint fan_in,
                               guint fan_out, KiltRng *rng);
+
+/* Whether sample b's step t is kept by @node's step mask, read from the mask's source @m
+ * (batch x its shape) as the kernels read it; TRUE when the node has no mask. */
+gboolean kilt_ref_step_kept (const KiltNode *node, const double *m, gsize b, gsize t);
+/* Checks a step mask's source (the last input) against the sequence it masks, of @steps steps;
+ * errors name the node. */
+gboolean kilt_layer_check_step_mask (KiltNode *node, guint steps, GError **error);
+/* Sets the mask source's gradient (ids and values give none) where one is asked for: zeros, or
+ * what other consumers gave it. */
+gboolean kilt_layer_step_mask_no_grad (KiltNode *node, KiltExec *ex, GError **error);
+/* Adds the mask arguments (source buffer, kind, value, the source's features) at @arg. */
+cl_int kilt_layer_step_mask_args (KiltNode *node, KiltExec *ex, cl_kernel k, cl_uint arg);
 
 /* Sets "node %s (%s): <msg>" as a KILT_ENGINE_ERROR_MODEL error. */
 void kilt_layer_set_error (GError **error, const KiltNode *node, const char *fmt, ...)

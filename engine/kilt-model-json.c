@@ -48,6 +48,7 @@ static const char *type_names[KILT_LAYER_N_TYPES] = {
   [KILT_LAYER_LAYER_NORM] = "LayerNormalization",
   [KILT_LAYER_LSTM] = "LSTM",
   [KILT_LAYER_GRU] = "GRU",
+  [KILT_LAYER_MASKING] = "Masking",
 };
 
 const char *
@@ -115,6 +116,8 @@ typedef enum
 #define F_GO_BACKWARDS         FBIT (35)
 #define F_RESET_AFTER          FBIT (36)
 #define F_KEEP_TIME_ORDER      FBIT (37)
+#define F_STEP_MASK            FBIT (38)
+#define F_MASK_VALUE           FBIT (39)
 
 static const char *field_names[] = {
   "filters",
@@ -155,10 +158,12 @@ static const char *field_names[] = {
   "go_backwards",
   "reset_after",
   "keep_time_order",
+  "step_mask",
+  "mask_value",
 };
 /* One name per field bit: a bit without its name is a field no file can give. */
-G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 38 && F_OUTPUT_DIM == FBIT (32)
-                 && F_KEEP_TIME_ORDER == FBIT (37));
+G_STATIC_ASSERT (G_N_ELEMENTS (field_names) == 40 && F_OUTPUT_DIM == FBIT (32)
+                 && F_MASK_VALUE == FBIT (39));
 
 /* Allowed fields per type, and the ones a file must give. */
 static const struct
@@ -171,7 +176,8 @@ static const struct
   [KILT_LAYER_DENSE] = { F_UNITS | F_USE_BIAS | F_ACTIVATION | F_ALPHA | F_INIT, F_UNITS },
   [KILT_LAYER_MAX_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
   [KILT_LAYER_AVG_POOL2D] = { F_POOL_SIZE | F_STRIDES | F_PADDING, 0 },
-  [KILT_LAYER_GLOBAL_AVG_POOL2D] = { 0, 0 },
+  [KILT_LAYER_GLOBAL_AVG_POOL2D] = { F_STEP_MASK | F_MASK_VALUE, 0 },
+  [KILT_LAYER_MASKING] = { F_MASK_VALUE, 0 },
   [KILT_LAYER_ACTIVATION]
   = { F_ACTIVATION | F_ALPHA | F_NEGATIVE_SLOPE | F_MAX_VALUE | F_THRESHOLD, F_ACTIVATION },
   [KILT_LAYER_DROPOUT] = { F_RATE | F_MASK, F_RATE },
@@ -195,12 +201,14 @@ static const struct
                                     F_FILTERS },
   [KILT_LAYER_LAYER_NORM] = { F_EPSILON | F_GAMMA | F_BETA, 0 },
   [KILT_LAYER_EMBEDDING] = { F_INPUT_DIM | F_OUTPUT_DIM, F_INPUT_DIM | F_OUTPUT_DIM },
-  [KILT_LAYER_LSTM] = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES
-                            | F_GO_BACKWARDS | F_KEEP_TIME_ORDER | F_INIT,
-                        F_UNITS },
-  [KILT_LAYER_GRU] = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES
-                           | F_GO_BACKWARDS | F_KEEP_TIME_ORDER | F_RESET_AFTER | F_INIT,
-                       F_UNITS },
+  [KILT_LAYER_LSTM]
+  = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES | F_GO_BACKWARDS
+          | F_KEEP_TIME_ORDER | F_INIT | F_STEP_MASK | F_MASK_VALUE,
+      F_UNITS },
+  [KILT_LAYER_GRU]
+  = { F_UNITS | F_USE_BIAS | F_RECURRENT_ACTIVATION | F_RETURN_SEQUENCES | F_GO_BACKWARDS
+          | F_KEEP_TIME_ORDER | F_RESET_AFTER | F_INIT | F_STEP_MASK | F_MASK_VALUE,
+      F_UNITS },
 };
 
 static int
@@ -606,6 +614,20 @@ parse_field (int f, JsonNode *node, const Where *w, KiltLayerConfig *cfg, GError
           set_error (error, w, "mask must be \"element\", \"channel\" or \"sample\"");
           return FALSE;
         }
+      case F_STEP_MASK:
+        /* The layer's last input is the mask's source. */
+        if (is_string (node) && g_str_equal (json_node_get_string (node), "ids"))
+          cfg->step_mask = KILT_STEP_MASK_IDS;
+        else if (is_string (node) && g_str_equal (json_node_get_string (node), "values"))
+          cfg->step_mask = KILT_STEP_MASK_VALUES;
+        else
+          {
+            set_error (error, w, "step_mask must be \"ids\" or \"values\"");
+            return FALSE;
+          }
+        return TRUE;
+      case F_MASK_VALUE:
+        return get_float (node, w, name, -1e30, 1e30, FALSE, &cfg->mask_value, error);
       case F_ALPHA:
         return get_float (node, w, name, 0.0, 1e6, FALSE, &cfg->alpha, error);
       case F_INIT:
@@ -1086,6 +1108,12 @@ append_layer (GString *s, KiltModel *model, KiltNode *node)
     g_string_append (s, ", \"go_backwards\": true");
   if ((allowed & F_KEEP_TIME_ORDER) && c->keep_time_order)
     g_string_append (s, ", \"keep_time_order\": true");
+  if ((allowed & F_STEP_MASK) && c->step_mask != KILT_STEP_MASK_NONE)
+    g_string_append_printf (s, ", \"step_mask\": \"%s\"",
+                            c->step_mask == KILT_STEP_MASK_IDS ? "ids" : "values");
+  if ((allowed & F_MASK_VALUE)
+      && (c->step_mask == KILT_STEP_MASK_VALUES || !(allowed & F_STEP_MASK)))
+    append_float (s, "mask_value", c->mask_value);
   if (allowed & F_RESET_AFTER)
     g_string_append_printf (s, ", \"reset_after\": %s", c->reset_after ? "true" : "false");
   if ((allowed & F_ALPHA)

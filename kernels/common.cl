@@ -50,3 +50,21 @@ inline float kilt_act_grad (int act, float y, float alpha)
     default: return 1.0f;
     }
 }
+
+/* Whether sample b's step t (in the input's order) is kept by a step mask (KiltStepMask):
+ * 0 none; 1 ids m[b][t] != 0 (Embedding's mask_zero); 2 any of the @feats features
+ * m[b][f][t] differs from @value (Keras' Masking). */
+inline int kilt_step_kept (__global const float *m, int kind, float value, uint feats, uint b,
+                           uint t, uint steps)
+{
+  if (kind == 1)
+    return m[(size_t) b * steps + t] != 0.0f;
+  if (kind == 2)
+    {
+      for (uint f = 0; f < feats; f++)
+        if (m[((size_t) b * feats + f) * steps + t] != value)
+          return 1;
+      return 0;
+    }
+  return 1;
+}

@@ -242,3 +242,47 @@ __kernel void kilt_global_max_pool_backward (__global float *din, __global const
       d[i] = beta == 0.0f ? g : beta * d[i] + g;
     }
 }
+
+/* GlobalAveragePooling1D with a step mask (Keras' masks): the mean of a channel over the kept
+ * steps, 0 / 0 (NaN) where none is, as Keras divides. One work-item per (sample, channel). */
+__kernel void
+kilt_global_avg_pool_masked_forward (__global float *out, __global const float *x,
+                                     const uint channels, const uint steps, const uint batch,
+                                     __global const float *mk, const int mk_kind,
+                                     const float mk_value, const uint mk_feats)
+{
+  uint c = get_global_id (0), b = get_global_id (1);
+  if (c >= channels || b >= batch)
+    return;
+  __global const float *plane = x + ((size_t)b * channels + c) * steps;
+  float acc = 0.0f, n = 0.0f;
+  for (uint t = 0; t < steps; t++)
+    if (kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, t, steps))
+      {
+        acc += plane[t];
+        n += 1.0f;
+      }
+  out[(size_t)b * channels + c] = acc / n;
+}
+
+/* din = beta din + dout / kept steps at the kept steps, 0 at the masked ones. */
+__kernel void
+kilt_global_avg_pool_masked_backward (__global float *din, __global const float *dout,
+                                      const uint channels, const uint steps, const uint batch,
+                                      const float beta, __global const float *mk, const int mk_kind,
+                                      const float mk_value, const uint mk_feats)
+{
+  uint c = get_global_id (0), b = get_global_id (1);
+  if (c >= channels || b >= batch)
+    return;
+  __global float *plane = din + ((size_t)b * channels + c) * steps;
+  float n = 0.0f;
+  for (uint t = 0; t < steps; t++)
+    n += kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, t, steps) ? 1.0f : 0.0f;
+  float g = dout[(size_t)b * channels + c] / n;
+  for (uint t = 0; t < steps; t++)
+    {
+      float v = kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, t, steps) ? g : 0.0f;
+      plane[t] = beta == 0.0f ? v : beta * plane[t] + v;
+    }
+}

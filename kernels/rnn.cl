@@ -25,6 +25,12 @@ inline float kilt_rnn_gate_grad (int act, float y)
     }
 }
 
+/* The step of the input that processing step t reads: the mask's kernels take the direction
+ * as @back (go_backwards). A masked step keeps the state (h, and an LSTM's c) of the step
+ * before and gives it as its output, as Keras does on the CPU (zero_output_for_mask false);
+ * its gates get no gradient, and the state's gradient passes through it unchanged. */
+#define KILT_RNN_INPUT_STEP(t, steps, back) ((back) ? (steps) - 1 - (t) : (t))
+
 /* Kilt's (batch, features, 1, steps) input to time-major rows xt[t][b][f], the steps reversed
  * when @backwards. One work-item per (f, t, b). */
 __kernel void kilt_rnn_to_steps (__global float *xt, const uint xt_off, __global const float *x,
@@ -80,7 +86,9 @@ __kernel void kilt_lstm_step (__global float *sv, const uint g_off, const uint c
                               const uint h_off, __global float *out, __global const float *params,
                               const uint bias_off, const int has_bias, const uint t,
                               const uint batch, const uint units, const uint steps,
-                              const int rec_act, const int sequences)
+                              const int rec_act, const int sequences,
+                              __global const float *mk, const int mk_kind, const float mk_value,
+                              const uint mk_feats, const int back)
 {
   uint j = get_global_id (0), b = get_global_id (1);
   if (j >= units || b >= batch)
@@ -100,6 +108,13 @@ __kernel void kilt_lstm_step (__global float *sv, const uint g_off, const uint c
         o = kilt_rnn_gate (rec_act, zo);
   float cprev = t > 0 ? c[(row - batch) * units + j] : 0.0f;
   float ct = f * cprev + i * cc, ht = o * tanh (ct);
+  int keep = kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, KILT_RNN_INPUT_STEP (t, steps, back),
+                             steps);
+  if (!keep)
+    {
+      ct = cprev;
+      ht = t > 0 ? h[(row - batch) * units + j] : 0.0f;
+    }
   z[j] = i;
   z[units + j] = f;
   z[2 * units + j] = cc;
@@ -116,7 +131,9 @@ __kernel void kilt_lstm_step_backward (__global const float *sv, const uint g_of
                                        const uint c_off, __global const float *dout, __global float *ws,
                                        const uint dz_off, const uint dh_off, const uint dc_off,
                                        const uint t, const uint batch, const uint units,
-                                       const uint steps, const int rec_act, const int sequences)
+                                       const uint steps, const int rec_act, const int sequences,
+                              __global const float *mk, const int mk_kind, const float mk_value,
+                              const uint mk_feats, const int back)
 {
   uint j = get_global_id (0), b = get_global_id (1);
   if (j >= units || b >= batch)
@@ -129,6 +146,19 @@ __kernel void kilt_lstm_step_backward (__global const float *sv, const uint g_of
   int last = t == steps - 1;
   float dh = kilt_rnn_dout (dout, b, j, t, units, steps, sequences)
              + (last ? 0.0f : ws[dh_off + k]);
+  int keep = kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, KILT_RNN_INPUT_STEP (t, steps, back),
+                             steps);
+  if (!keep)
+    {
+      /* The caller's GEMM adds dz U^T (here 0) to the state's gradient passed through. */
+      for (uint q = 0; q < 4; q++)
+        dz[q * units + j] = 0.0f;
+      ws[dh_off + k] = dh;
+      if (last)
+        ws[dc_off + k] = 0.0f;
+      return;
+    }
+  ws[dh_off + k] = 0.0f;
   float tc = tanh (c[row * units + j]);
   float cprev = t > 0 ? c[(row - batch) * units + j] : 0.0f;
   float dc = dh * o * (1.0f - tc * tc) + (last ? 0.0f : ws[dc_off + k]);
@@ -147,7 +177,9 @@ __kernel void kilt_gru_step (__global float *sv, const uint g_off, const uint rh
                              const uint h_off, __global float *out, __global const float *params, const uint bias_off,
                              const int has_bias, __global const float *ws, const uint r_off,
                              const int rec, const uint t, const uint batch, const uint units,
-                             const uint steps, const int rec_act, const int sequences)
+                             const uint steps, const int rec_act, const int sequences,
+                              __global const float *mk, const int mk_kind, const float mk_value,
+                              const uint mk_feats, const int back)
 {
   uint j = get_global_id (0), b = get_global_id (1);
   if (j >= units || b >= batch)
@@ -170,6 +202,10 @@ __kernel void kilt_gru_step (__global float *sv, const uint g_off, const uint rh
   float hh = tanh (xh + rg * rhh);
   float hprev = t > 0 ? h[(row - batch) * units + j] : 0.0f;
   float ht = zg * hprev + (1.0f - zg) * hh;
+  int keep = kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, KILT_RNN_INPUT_STEP (t, steps, back),
+                             steps);
+  if (!keep)
+    ht = hprev;
   x[j] = zg;
   x[units + j] = rg;
   x[2 * units + j] = hh;
@@ -187,7 +223,9 @@ __kernel void kilt_gru_step_backward (__global const float *sv, const uint g_off
                                       __global float *ws, const uint dzx_off, const uint dzr_off,
                                       const uint dh_off, const uint t, const uint batch,
                                       const uint units, const uint steps, const int rec_act,
-                                      const int sequences)
+                                      const int sequences,
+                              __global const float *mk, const int mk_kind, const float mk_value,
+                              const uint mk_feats, const int back)
 {
   uint j = get_global_id (0), b = get_global_id (1);
   if (j >= units || b >= batch)
@@ -200,6 +238,15 @@ __kernel void kilt_gru_step_backward (__global const float *sv, const uint g_off
   float hprev = t > 0 ? h[(row - batch) * units + j] : 0.0f;
   float dh = kilt_rnn_dout (dout, b, j, t, units, steps, sequences)
              + (t == steps - 1 ? 0.0f : ws[dh_off + k]);
+  int keep = kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, KILT_RNN_INPUT_STEP (t, steps, back),
+                             steps);
+  if (!keep)
+    {
+      for (uint q = 0; q < 3; q++)
+        dx[q * units + j] = dr[q * units + j] = 0.0f;
+      ws[dh_off + k] = dh;
+      return;
+    }
   float dzz = dh * (hprev - hh) * kilt_rnn_gate_grad (rec_act, zg);
   float dah = dh * (1.0f - zg) * (1.0f - hh * hh);
   float dzr = dah * rhh * kilt_rnn_gate_grad (rec_act, rg);
@@ -247,7 +294,9 @@ __kernel void kilt_gru_candidate (__global float *sv, const uint g_off, const ui
                                   __global const float *params, const uint bias_off,
                                   const int has_bias, __global const float *ws, const uint r_off,
                                   const int rec, const uint t, const uint batch, const uint units,
-                                  const uint steps, const int sequences)
+                                  const uint steps, const int sequences,
+                              __global const float *mk, const int mk_kind, const float mk_value,
+                              const uint mk_feats, const int back)
 {
   uint j = get_global_id (0), b = get_global_id (1);
   if (j >= units || b >= batch)
@@ -261,6 +310,10 @@ __kernel void kilt_gru_candidate (__global float *sv, const uint g_off, const ui
   float zg = x[j], hh = tanh (a);
   float hprev = t > 0 ? h[(row - batch) * units + j] : 0.0f;
   float ht = zg * hprev + (1.0f - zg) * hh;
+  int keep = kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, KILT_RNN_INPUT_STEP (t, steps, back),
+                             steps);
+  if (!keep)
+    ht = hprev;
   x[2 * units + j] = hh;
   h[row * units + j] = ht;
   kilt_rnn_emit (out, b, j, t, units, steps, sequences, ht);
@@ -272,7 +325,9 @@ __kernel void kilt_gru_backward_a (__global const float *sv, const uint g_off, c
                                    __global const float *dout, __global float *ws,
                                    const uint dz_off, const uint dh_off, const uint t,
                                    const uint batch, const uint units, const uint steps,
-                                   const int rec_act, const int sequences)
+                                   const int rec_act, const int sequences,
+                              __global const float *mk, const int mk_kind, const float mk_value,
+                              const uint mk_feats, const int back)
 {
   uint j = get_global_id (0), b = get_global_id (1);
   if (j >= units || b >= batch)
@@ -285,6 +340,15 @@ __kernel void kilt_gru_backward_a (__global const float *sv, const uint g_off, c
   float hprev = t > 0 ? h[(row - batch) * units + j] : 0.0f;
   float dh = kilt_rnn_dout (dout, b, j, t, units, steps, sequences)
              + (t == steps - 1 ? 0.0f : ws[dh_off + k]);
+  int keep = kilt_step_kept (mk, mk_kind, mk_value, mk_feats, b, KILT_RNN_INPUT_STEP (t, steps, back),
+                             steps);
+  if (!keep)
+    {
+      /* d(r h) is then 0, so kilt_gru_backward_b gives the reset gate none either. */
+      dz[j] = dz[2 * units + j] = 0.0f;
+      ws[dh_off + k] = dh;
+      return;
+    }
   dz[j] = dh * (hprev - hh) * kilt_rnn_gate_grad (rec_act, zg);
   dz[2 * units + j] = dh * (1.0f - zg) * (1.0f - hh * hh);
   ws[dh_off + k] = dh * zg;

@@ -177,7 +177,7 @@ typedef enum
 } How;
 
 static void
-check_model (const char *stem, const char *weights_suffix, How how)
+check_model_within (const char *stem, const char *weights_suffix, How how, double tolerance)
 {
   g_autofree char *path = NULL, *notes = NULL, *want_note = NULL, *base = NULL;
   g_autoptr (GError) error = NULL;
@@ -226,9 +226,22 @@ check_model (const char *stem, const char *weights_suffix, How how)
   g_test_message ("%s%s: max |Kilt - Keras| = %.3g over %u x %u outputs", stem, weights_suffix,
                   diff, p.n, p.out_size);
   g_printerr ("# %s%s: max abs difference %.3g\n", stem, weights_suffix, diff);
-  g_assert_cmpfloat (diff, <, TOLERANCE);
+  g_assert_cmpfloat (diff, <, tolerance);
   predict_clear (&p);
 }
+
+static void
+check_model (const char *stem, const char *weights_suffix, How how)
+{
+  check_model_within (stem, weights_suffix, how, TOLERANCE);
+}
+
+/* The masked models' cases: the issue asks for 1e-5. */
+#define CASE_MASKED(fn, stem, suffix, how)                                                         \
+  static void fn (void)                                                                            \
+  {                                                                                                \
+    check_model_within (stem, suffix, how, 1e-5);                                                  \
+  }
 
 #define CASE(fn, stem, suffix, how)                                                                \
   static void fn (void)                                                                            \
@@ -295,6 +308,24 @@ CASE (test_k2_bi_h5, "weights-keras2-bidirectional", ".h5", FILE_WHOLE)
 CASE (test_k2_bi_json, "weights-keras2-bidirectional", ".h5", FILE_WEIGHTS)
 CASE (test_k3_bi_keras, "weights-keras3-bidirectional", ".keras", FILE_WHOLE)
 CASE (test_k3_bi_json, "weights-keras3-bidirectional", ".keras", FILE_WEIGHTS)
+/* Masks: Embedding(mask_zero) before an LSTM averaged over the kept steps, Dropout and a GRU,
+ * and Bidirectional LSTM and GRU, on right- and left-padded ids, holes, one step and (but
+ * under the mean) all padding, as tf.keras 2.15 and Keras 3 predict them. */
+CASE_MASKED (test_k2_masked_lstm_h5, "weights-keras2-masked_lstm", ".h5", FILE_WHOLE)
+CASE_MASKED (test_k3_masked_lstm_keras, "weights-keras3-masked_lstm", ".keras", FILE_WHOLE)
+CASE_MASKED (test_k2_masked_gru_h5, "weights-keras2-masked_gru", ".h5", FILE_WHOLE)
+CASE_MASKED (test_k3_masked_gru_keras, "weights-keras3-masked_gru", ".keras", FILE_WHOLE)
+CASE_MASKED (test_k3_masked_gru_json, "weights-keras3-masked_gru", ".keras", FILE_WEIGHTS)
+CASE_MASKED (test_k2_masked_bi_h5, "weights-keras2-masked_bidirectional", ".h5", FILE_WHOLE)
+CASE_MASKED (test_k2_masked_bi_json, "weights-keras2-masked_bidirectional", ".h5", FILE_WEIGHTS)
+CASE_MASKED (test_k3_masked_bi_keras, "weights-keras3-masked_bidirectional", ".keras", FILE_WHOLE)
+/* Masking: mask_value 0 before an LSTM; 0.5 before Dropout, a Bidirectional GRU and the mean
+ * over the kept steps; kept steps hold mask_value in some features too. */
+CASE_MASKED (test_k2_masking_lstm_h5, "weights-keras2-masking_lstm", ".h5", FILE_WHOLE)
+CASE_MASKED (test_k3_masking_lstm_keras, "weights-keras3-masking_lstm", ".keras", FILE_WHOLE)
+CASE_MASKED (test_k2_masking_bi_h5, "weights-keras2-masking_bi_mean", ".h5", FILE_WHOLE)
+CASE_MASKED (test_k3_masking_bi_keras, "weights-keras3-masking_bi_mean", ".keras", FILE_WHOLE)
+CASE_MASKED (test_k3_masking_bi_json, "weights-keras3-masking_bi_mean", ".keras", FILE_WEIGHTS)
 /* ConvNeXt's Dense on an image (a 1x1 Conv2D in Kilt) and LayerScale (a 1x1 depthwise). */
 CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WHOLE)
 CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
@@ -531,10 +562,12 @@ test_predict_images (void)
 static void
 test_export_round_trip (void)
 {
-  const char *stems[]
-      = { "weights-keras3-mlp",       "weights-keras3-cnn", "weights-keras3-residual",
-          "weights-keras3-depthwise", "weights-keras2-cnn", "weights-keras3-embedding_conv",
-          "weights-keras3-rnn_stack", "weights-keras3-gru", "weights-keras3-bidirectional" };
+  const char *stems[] = { "weights-keras3-mlp",           "weights-keras3-cnn",
+                          "weights-keras3-residual",      "weights-keras3-depthwise",
+                          "weights-keras2-cnn",           "weights-keras3-embedding_conv",
+                          "weights-keras3-rnn_stack",     "weights-keras3-gru",
+                          "weights-keras3-bidirectional", "weights-keras3-masked_bidirectional",
+                          "weights-keras3-nested" };
 
   for (gsize i = 0; i < G_N_ELEMENTS (stems); i++)
     {
@@ -562,6 +595,21 @@ test_export_round_trip (void)
       g_assert_true (kilt_model_get_weights (b, &pb, &sb));
       g_assert_cmpmem (pa, a->n_params * sizeof (float), pb, b->n_params * sizeof (float));
       g_assert_cmpmem (sa, a->n_state * sizeof (float), sb, b->n_state * sizeof (float));
+      /* A nested model's layers in their models' groups, as Keras 3 keeps them (and loads
+       * them: make-keras-weights.py --check-export, Keras predicting as before). */
+      if (strstr (stems[i], "nested"))
+        {
+          hid_t f = H5Fopen (out, H5F_ACC_RDONLY, H5P_DEFAULT);
+          g_assert_cmpint (f, >=, 0);
+          g_assert_cmpint (H5Lexists (f, "layers/functional", H5P_DEFAULT), >, 0);
+          g_assert_cmpint (H5Lexists (f, "layers/functional/layers/sequential/layers/conv2d/vars/0",
+                                      H5P_DEFAULT),
+                           >, 0);
+          g_assert_cmpint (H5Lexists (f, "layers/functional/layers/conv2d/vars/1", H5P_DEFAULT), >,
+                           0);
+          g_assert_cmpint (H5Lexists (f, "layers/conv2d/vars/0", H5P_DEFAULT), >, 0);
+          H5Fclose (f);
+        }
     }
   /* A .keras archive of a Keras 3 model reads back, architecture and weights, the same; a
    * Keras 2 configuration is refused (Keras 3 cannot load it). */
@@ -639,30 +687,24 @@ replace (const char *text, const char *from, const char *to)
 }
 
 /* Nested models' weights: Keras 2 and 3 files are read (the CASEs above); a Keras 2 file
- * that lacks a nested model's layer says where it looked; writing Keras weights for a nested
- * model is refused naming it (Keras would look for its layers in groups of their own). */
+ * that lacks a nested model's layer says where it looked (writing them:
+ * test_export_round_trip). */
 static void
 test_nested_refused (void)
 {
   g_autofree char *json = read_text ("keras3-nested-blocks.json");
   g_autoptr (KiltModel) m = model_from_json (json);
   g_autofree char *k2 = data_file ("weights-keras2-mlp.h5");
-  g_autofree char *out = tmp_path ("nested.weights.h5");
   g_autofree float *params = g_new0 (float, m->n_params + 1);
   g_autofree float *state = g_new0 (float, m->n_state + 1);
   g_autoptr (GError) error = NULL;
   const char *read_parts[] = { "weights-keras2-mlp.h5", "layer stem/conv (Conv2D) has no weights",
                                "in nested model stem's group, as conv/...", NULL };
-  const char *write_parts[] = { out, "nested model stem (Sequential)", "without nesting", NULL };
 
   if (kilt_test_context () == NULL)
     return;
   g_assert_false (kilt_keras_weights_read (m, json, k2, NULL, 0, params, state, NULL, &error));
   assert_message (error, read_parts);
-  g_clear_error (&error);
-  g_assert_false (kilt_keras_weights_write (m, json, params, state, out, NULL, &error));
-  assert_message (error, write_parts);
-  g_assert_false (g_file_test (out, G_FILE_TEST_EXISTS));
   g_clear_error (&error);
 
   /* A Keras 2 file whose nested model's group lists a weight without its layer's name
@@ -1090,6 +1132,21 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/keras-weights/keras2-h5/mlp", test_k2_mlp_h5);
   g_test_add_func ("/keras-weights/keras3-keras/layer-scale", test_k3_layer_scale_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/masked-lstm", test_k2_masked_lstm_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/masked-lstm", test_k3_masked_lstm_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/masked-gru", test_k2_masked_gru_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/masked-gru", test_k3_masked_gru_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/masked-gru", test_k3_masked_gru_json);
+  g_test_add_func ("/keras-weights/keras2-h5/masked-bidirectional", test_k2_masked_bi_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/masked-bidirectional",
+                   test_k2_masked_bi_json);
+  g_test_add_func ("/keras-weights/keras3-keras/masked-bidirectional", test_k3_masked_bi_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/masking-lstm", test_k2_masking_lstm_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/masking-lstm", test_k3_masking_lstm_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/masking-bi-mean", test_k2_masking_bi_h5);
+  g_test_add_func ("/keras-weights/keras3-keras/masking-bi-mean", test_k3_masking_bi_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/masking-bi-mean",
+                   test_k3_masking_bi_json);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/layer-scale", test_k3_layer_scale_json);
   g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
   g_test_add_func ("/keras-weights/keras3-keras/nested", test_k3_nested_keras);

@@ -864,6 +864,129 @@ expect_error_named (const char *doc, const char *source, const char *want1, cons
   g_assert_nonnull (strstr (error->message, want2));
 }
 
+/* Embedding's mask_zero: the mask goes through Dropout and an LSTM giving every step, and the
+ * LSTM, the GRU after it and GlobalAveragePooling1D read it from the ids (the model's input,
+ * their last input); a GRU giving its last state carries none; Flatten drops it, as Keras
+ * does, with a note. */
+static void
+test_mask_import (void)
+{
+  const char *doc = K2_SEQ (
+      K2_INPUT ("[null, 6]") ",{\"class_name\": \"Embedding\", \"config\": {\"name\": \"emb\", "
+                             "\"input_dim\": 9, \"output_dim\": 4, \"mask_zero\": true}},"
+                             "{\"class_name\": \"Dropout\", \"config\": {\"name\": \"d\", "
+                             "\"rate\": 0.25}},"
+                             "{\"class_name\": \"LSTM\", \"config\": {\"name\": \"l\", "
+                             "\"units\": 3, \"return_sequences\": true}},"
+                             "{\"class_name\": \"GRU\", \"config\": {\"name\": \"g\", "
+                             "\"units\": 2, \"return_sequences\": true}},"
+                             "{\"class_name\": \"GlobalAveragePooling1D\", \"config\": "
+                             "{\"name\": \"avg\"}},"
+                             "{\"class_name\": \"Dense\", \"config\": {\"name\": \"out\", "
+                             "\"units\": 2}}");
+  const char *last = K2_SEQ (
+      K2_INPUT ("[null, 6]") ",{\"class_name\": \"Embedding\", \"config\": {\"name\": \"emb\", "
+                             "\"input_dim\": 9, \"output_dim\": 4, \"mask_zero\": true}},"
+                             "{\"class_name\": \"GRU\", \"config\": {\"name\": \"g\", "
+                             "\"units\": 2}},"
+                             "{\"class_name\": \"Dense\", \"config\": {\"name\": \"out\", "
+                             "\"units\": 2}}");
+  const char *flat = K2_SEQ (
+      K2_INPUT ("[null, 6]") ",{\"class_name\": \"Embedding\", \"config\": {\"name\": \"emb\", "
+                             "\"input_dim\": 9, \"output_dim\": 4, \"mask_zero\": true}},"
+                             "{\"class_name\": \"Flatten\", \"config\": {\"name\": \"f\"}},"
+                             "{\"class_name\": \"Dense\", \"config\": {\"name\": \"out\", "
+                             "\"units\": 2}}");
+  const char *names[] = { "l", "g", "avg" };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) m = NULL;
+  g_autofree char *notes = NULL;
+  KiltNode *n;
+
+  m = kilt_keras_load_data (doc, -1, "mask.json", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
+  g_assert_no_error (error);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (names); i++)
+    {
+      n = kilt_model_find (m, names[i]);
+      g_assert_cmpuint (n->cfg.step_mask, ==, KILT_STEP_MASK_IDS);
+      g_assert_cmpuint (n->n_inputs, ==, 2);
+      g_assert_cmpuint (n->inputs[1], ==, 0);
+    }
+  n = kilt_model_find (m, "out");
+  g_assert_cmpuint (n->n_inputs, ==, 1);
+  g_assert_cmpuint (n->cfg.step_mask, ==, KILT_STEP_MASK_NONE);
+  g_assert_null (notes ? strstr (notes, "drops the mask") : NULL);
+  g_clear_pointer (&m, kilt_model_free);
+  m = kilt_keras_load_data (last, -1, "mask.json", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (kilt_model_find (m, "g")->cfg.step_mask, ==, KILT_STEP_MASK_IDS);
+  g_assert_cmpuint (kilt_model_find (m, "out")->n_inputs, ==, 1);
+  g_clear_pointer (&m, kilt_model_free);
+  g_clear_pointer (&notes, g_free);
+  m = kilt_keras_load_data (flat, -1, "mask.json", KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (strstr (notes, "layer f (Flatten): drops the mask of its input, as Keras "
+                                   "does"));
+  g_assert_cmpuint (kilt_model_find (m, "out")->n_inputs, ==, 1);
+  /* Masking: the GRU reads the steps whose features all equal mask_value from its input. */
+  g_clear_pointer (&m, kilt_model_free);
+  m = kilt_keras_load_data (
+      K2_SEQ (K2_INPUT ("[null, 5, 3]") ",{\"class_name\": \"Masking\", \"config\": {\"name\": "
+                                        "\"mk\", \"mask_value\": 0.5}},"
+                                        "{\"class_name\": \"GRU\", \"config\": {\"name\": \"g\", "
+                                        "\"units\": 2}}"),
+      -1, "mask.json", KILT_LOSS_MSE, NULL, &error);
+  g_assert_no_error (error);
+  n = kilt_model_find (m, "mk");
+  g_assert_cmpuint (n->type, ==, KILT_LAYER_MASKING);
+  g_assert_cmpfloat (n->cfg.mask_value, ==, 0.5f);
+  n = kilt_model_find (m, "g");
+  g_assert_cmpuint (n->cfg.step_mask, ==, KILT_STEP_MASK_VALUES);
+  g_assert_cmpfloat (n->cfg.mask_value, ==, 0.5f);
+  g_assert_cmpuint (n->n_inputs, ==, 2);
+  g_assert_cmpuint (n->inputs[0], ==, 1);
+  g_assert_cmpuint (n->inputs[1], ==, 0);
+
+  /* A merge of an Embedding's output (masked by its ids) and a Masking of it (masked by its
+   * values): Keras keeps a step where both masks do, which one step mask cannot say, so an
+   * LSTM after it is refused; a Flatten after it drops the mask, as in Keras. */
+  for (guint i = 0; i < 2; i++)
+    {
+      g_autofree char *mixed = g_strdup_printf (
+          "{\"class_name\": \"Functional\", \"config\": {\"name\": \"m\", \"layers\": ["
+          "{\"class_name\": \"InputLayer\", \"name\": \"ids\", \"config\": {\"name\": "
+          "\"ids\", \"batch_input_shape\": [null, 6]}, \"inbound_nodes\": []},"
+          "{\"class_name\": \"Embedding\", \"name\": \"emb\", \"config\": {\"name\": \"emb\", "
+          "\"input_dim\": 9, \"output_dim\": 4, \"mask_zero\": true}, \"inbound_nodes\": "
+          "[[[\"ids\", 0, 0, {}]]]},"
+          "{\"class_name\": \"Masking\", \"name\": \"mk\", \"config\": {\"name\": \"mk\", "
+          "\"mask_value\": 1.0}, \"inbound_nodes\": [[[\"emb\", 0, 0, {}]]]},"
+          "{\"class_name\": \"Add\", \"name\": \"add\", \"config\": {\"name\": \"add\"}, "
+          "\"inbound_nodes\": [[[\"emb\", 0, 0, {}], [\"mk\", 0, 0, {}]]]},"
+          "{\"class_name\": \"%s\", \"name\": \"after\", \"config\": {\"name\": \"after\", "
+          "\"units\": 2}, \"inbound_nodes\": [[[\"add\", 0, 0, {}]]]}],"
+          "\"input_layers\": [[\"ids\", 0, 0]], \"output_layers\": [[\"after\", 0, 0]]}}",
+          i ? "Flatten" : "LSTM");
+      g_clear_pointer (&m, kilt_model_free);
+      m = kilt_keras_load_data (mixed, -1, "mixed.json", KILT_LOSS_MSE, NULL, &error);
+      if (i == 0)
+        {
+          g_assert_null (m);
+          g_assert_nonnull (strstr (error->message,
+                                    "layer after (LSTM): reads a mask that combines the masks of "
+                                    "different Embedding or Masking layers"));
+          g_clear_error (&error);
+        }
+      else
+        {
+          g_assert_no_error (error);
+          g_assert_cmpuint (kilt_model_find (m, "after")->type, ==, KILT_LAYER_FLATTEN);
+        }
+    }
+}
+
 /* Embedding's options: a symmetric RandomUniform keeps its limit, another initialiser is
  * noted and replaced; mask_zero false and Keras 2's input_length are accepted; the output is
  * the sequence (output_dim, 1, steps). */
@@ -1045,11 +1168,24 @@ test_errors (void)
   expect_error (K2_SEQ (K2_INPUT ("[null, 8, 8, 3]") ",{\"class_name\": \"Permute\", \"config\": "
                                                      "{\"name\": \"pm\", \"dims\": [1, 1, 3]}}"),
                 "layer pm (Permute)", "dims [1,1,3] must hold 1 to 3 once each");
-  /* Embedding: masks are refused by name (Kilt has none); ids come as a vector. */
+  /* A mask that reaches a layer which would use it in a way Kilt's does not is refused by
+   * name; ids come as a vector. */
   expect_error (K2_SEQ (K2_INPUT ("[null, 10]") ",{\"class_name\": \"Embedding\", \"config\": "
                                                 "{\"name\": \"emb\", \"input_dim\": 100, "
-                                                "\"output_dim\": 4, \"mask_zero\": true}}"),
-                "layer emb (Embedding)", "mask_zero = true is not supported");
+                                                "\"output_dim\": 4, \"mask_zero\": true}},"
+                                                "{\"class_name\": \"BatchNormalization\", "
+                                                "\"config\": {\"name\": \"bn\"}}"),
+                "layer bn (BatchNormalization)",
+                "reads a mask (from an Embedding with mask_zero or a Masking layer before it): "
+                "Keras leaves the masked steps out of its batch statistics");
+  expect_error (K2_SEQ (K2_INPUT ("[null, 10]") ",{\"class_name\": \"Embedding\", \"config\": "
+                                                "{\"name\": \"emb\", \"input_dim\": 100, "
+                                                "\"output_dim\": 4, \"mask_zero\": true}},"
+                                                "{\"class_name\": \"Dropout\", \"config\": "
+                                                "{\"name\": \"d\", \"rate\": 0.5}},"
+                                                "{\"class_name\": \"Softmax\", "
+                                                "\"config\": {\"name\": \"sm\"}}"),
+                "layer sm (Softmax)", "reads a mask");
   expect_error (K2_SEQ (K2_INPUT ("[null, 10, 2]") ",{\"class_name\": \"Embedding\", "
                                                    "\"config\": {\"name\": \"emb\", "
                                                    "\"input_dim\": 100, \"output_dim\": 4}}"),
@@ -1500,6 +1636,7 @@ main (int argc, char **argv)
   g_test_add_func ("/keras/normalization-constants", test_normalization_constants);
   g_test_add_func ("/keras/errors", test_errors);
   g_test_add_func ("/keras/embedding", test_embedding);
+  g_test_add_func ("/keras/mask-import", test_mask_import);
   g_test_add_func ("/keras/rnn", test_rnn);
   g_test_add_func ("/keras/hand-written", test_hand_written);
   g_test_add_func ("/keras/hostile-depth", test_hostile_depth);

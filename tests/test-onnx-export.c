@@ -679,6 +679,37 @@ test_errors (void)
   g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
 }
 
+/* A model that skips masked steps is refused by name: ONNX's sequence_lens says only how long a
+ * right-padded sequence is, and its mean takes no mask. No file is left behind. */
+static void
+test_masked_refused (void)
+{
+  g_autoptr (KiltModel) m = kilt_model_new ("masked");
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *path = g_build_filename (dir, "masked.onnx", NULL);
+  g_autofree float *params = NULL;
+  KiltLayerConfig e = kilt_layer_config_default (KILT_LAYER_EMBEDDING);
+  KiltLayerConfig l = kilt_layer_config_default (KILT_LAYER_LSTM);
+  guint in[2];
+
+  in[1] = kilt_model_add_input (m, "ids", (KiltShape){ 5, 1, 1 });
+  e.input_dim = 7;
+  e.units = 3;
+  in[0] = kilt_model_append (m, KILT_LAYER_EMBEDDING, &e);
+  l.units = 2;
+  l.step_mask = KILT_STEP_MASK_IDS;
+  kilt_model_add (m, KILT_LAYER_LSTM, "lstm", &l, 2, in);
+  g_assert_true (kilt_model_build (m, &error));
+  g_assert_no_error (error);
+  params = g_new0 (float, m->n_params);
+  g_assert_false (kilt_onnx_export (m, params, NULL, path, NULL, &error));
+  g_assert_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL);
+  g_assert_nonnull (strstr (error->message, "layer lstm (LSTM) skips masked steps (Keras' "
+                                            "mask_zero or Masking), which has no ONNX export"));
+  g_assert_false (g_file_test (path, G_FILE_TEST_EXISTS));
+}
+
 /* onnxruntime must be there: installer/deps.sh --test installs it, so its absence is a
  * failure with a message, not a skip. */
 static void
@@ -702,6 +733,7 @@ main (int argc, char **argv)
   g_assert_true (kilt_onnx_export_available ());
   g_test_add_func ("/onnx/runtime", test_runtime);
   g_test_add_func ("/onnx/errors", test_errors);
+  g_test_add_func ("/onnx/masked-refused", test_masked_refused);
   g_test_add_func ("/onnx/activations", test_activations);
   g_test_add_func ("/onnx/fused", test_fused);
   g_test_add_func ("/onnx/geometry", test_geometry);

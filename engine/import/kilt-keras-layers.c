@@ -28,7 +28,9 @@ keras_add_node_as (Import *imp, const char *suffix, KiltLayerType type, const Ki
                    guint n_inputs, const guint *inputs, guint rank, GError **error)
 {
   g_autofree char *name = suffix ? g_strdup_printf ("%s/%s", imp->cur->name, suffix) : NULL;
-  guint index;
+  guint index, ins[KILT_MAX_INPUTS], n_ins = n_inputs;
+  KiltLayerConfig c = *cfg;
+  KerasMask mask;
 
   if (kilt_layer_class_get (type) == NULL)
     {
@@ -42,8 +44,13 @@ keras_add_node_as (Import *imp, const char *suffix, KiltLayerType type, const Ki
                        name ? name : imp->cur->name);
       return FALSE;
     }
-  index = kilt_model_add (imp->model, type, name ? name : imp->cur->name, cfg, n_inputs, inputs);
+  g_return_val_if_fail (n_inputs < KILT_MAX_INPUTS, FALSE);
+  memcpy (ins, inputs, sizeof (guint) * n_inputs);
+  if (!keras_mask_for_node (imp, type, &c, &n_ins, ins, &mask, error))
+    return FALSE;
+  index = kilt_model_add (imp->model, type, name ? name : imp->cur->name, &c, n_ins, ins);
   g_array_append_val (imp->rank, rank);
+  g_array_append_val (imp->mask, mask);
   g_hash_table_insert (imp->node_of, (gpointer)imp->cur->name, GUINT_TO_POINTER (index + 1));
   return TRUE;
 }
@@ -53,16 +60,21 @@ keras_add_extra_node (Import *imp, KiltLayerType type, const KiltLayerConfig *cf
                       const char *suffix, GError **error)
 {
   g_autofree char *name = g_strdup_printf ("%s/%s", imp->cur->name, suffix);
-  guint last = kilt_model_n_nodes (imp->model) - 1, index, rank;
+  guint last = kilt_model_n_nodes (imp->model) - 1, index, rank, ins[2] = { last }, n_ins = 1;
+  KiltLayerConfig c = *cfg;
+  KerasMask mask;
 
   if (kilt_model_find (imp->model, name))
     {
       keras_set_error (error, imp, "the name %s is used by another layer", name);
       return FALSE;
     }
-  index = kilt_model_add (imp->model, type, name, cfg, 1, &last);
+  if (!keras_mask_for_node (imp, type, &c, &n_ins, ins, &mask, error))
+    return FALSE;
+  index = kilt_model_add (imp->model, type, name, &c, n_ins, ins);
   rank = g_array_index (imp->rank, guint, last); /* a copy: the append may move the array */
   g_array_append_val (imp->rank, rank);
+  g_array_append_val (imp->mask, mask);
   g_hash_table_insert (imp->node_of, (gpointer)imp->cur->name, GUINT_TO_POINTER (index + 1));
   return TRUE;
 }
@@ -1217,6 +1229,21 @@ convert_concatenate (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError 
   return TRUE;
 }
 
+/* Masking: mask_value (0); the steps whose features all equal it become zeros, and the layers
+ * after it that skip masked steps read them from its input. */
+static gboolean
+convert_masking (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **error)
+{
+  double value = 0;
+
+  if (!expect_sequence (imp, call, error)
+      || !keras_get_double (imp, call->c, "mask_value", -1e30, 1e30, &value, error))
+    return FALSE;
+  cfg->mask_value = (float)value;
+  imp->made = (KerasMask){ call->inputs[0], KILT_STEP_MASK_VALUES, cfg->mask_value };
+  return TRUE;
+}
+
 /* Embedding: input_dim, output_dim; ids (steps,) become the sequence (steps, output_dim),
  * Kilt's (output_dim, 1, steps). Keras starts the table uniform in [-0.05, 0.05]; a
  * symmetric RandomUniform keeps its limit, other initialisers are noted and replaced. */
@@ -1251,14 +1278,9 @@ convert_embedding (Import *imp, KerasCall *call, KiltLayerConfig *cfg, GError **
       || !keras_get_bool (imp, c, "mask_zero", &mask_zero, error)
       || !keras_get_bool (imp, c, "sparse", &sparse, error))
     return FALSE;
+  /* Id 0 is still looked up (row 0); the steps it marks are what later layers skip. */
   if (mask_zero)
-    {
-      keras_set_error (error, imp,
-                       "mask_zero = true is not supported: Kilt has no masks, so the layers after "
-                       "it would average and learn from the padding; save the model with "
-                       "mask_zero = false (id 0 is then an ordinary row)");
-      return FALSE;
-    }
+    imp->made = (KerasMask){ call->inputs[0], KILT_STEP_MASK_IDS, 0.0f };
   if (sparse)
     {
       keras_set_error (error, imp, "sparse = true (sparse gradients) is not supported");
@@ -1421,6 +1443,7 @@ static const Converter converters[] = {
   { "SeparableConvolution2D", KILT_LAYER_DEPTHWISE_CONV2D, FALSE, convert_depthwise, TRUE },
   { "LSTM", KILT_LAYER_LSTM, FALSE, convert_rnn },
   { "GRU", KILT_LAYER_GRU, FALSE, convert_rnn },
+  { "Masking", KILT_LAYER_MASKING, FALSE, convert_masking },
 };
 
 /* "InputLayer, Conv2D, ..., Add and Concatenate", from the table (aliases left out). */
@@ -1603,6 +1626,7 @@ keras_convert_layer (Import *imp, const Entry *e, guint n_inputs, const guint *i
   gboolean trainable = TRUE;
 
   imp->cur = e;
+  imp->made = keras_mask_none ();
   if (!keras_get_bool (imp, c, "trainable", &trainable, error))
     return FALSE;
   if (!trainable)

@@ -33,6 +33,16 @@ typedef struct
   int state;          /* ordering: 0 unseen, 1 on the stack, 2 done */
 } Entry;
 
+/* The Keras mask a Kilt node's output carries: which steps of its sequence later layers skip,
+ * as a step mask reads it (KiltLayerConfig.step_mask) from node @src's output. */
+typedef struct
+{
+  guint src; /* G_MAXUINT: no mask; KERAS_MASK_MIXED: the combined masks of a merge */
+  KiltStepMask kind;
+  float value;
+} KerasMask;
+#define KERAS_MASK_MIXED (G_MAXUINT - 1)
+
 typedef struct
 {
   const char *source;
@@ -45,6 +55,8 @@ typedef struct
   gboolean keras3;       /* written by Keras 3 (whose hard_sigmoid differs from Keras 2's) */
   GHashTable *name_uses; /* layer name -> how many layers at any depth of nesting have it */
   guint depth;           /* how many nested models the layer being converted is inside */
+  GArray *mask;          /* KerasMask per Kilt node */
+  KerasMask made;        /* the mask the layer being converted makes (Embedding, Masking) */
 } Import;
 
 /* Messages: "SOURCE: layer NAME (CLASS): ..." and notes of the same form. */
@@ -82,6 +94,16 @@ gboolean keras_get_padding (Import *imp, JsonObject *cfg, gboolean *same, GError
 gboolean keras_is_channel_axis (const Import *imp, gint64 axis, guint rank);
 gboolean keras_get_axis (Import *imp, JsonObject *cfg, const char *key, gint64 def, gint64 *axis,
                          GError **error);
+
+/* Masks (kilt-keras-mask.c). Before a node for the layer being converted is added: a layer
+ * that skips masked steps (LSTM, GRU, GlobalAveragePooling1D) whose input carries a mask gets
+ * its source as a last input (@cfg, @n_inputs and @inputs change, @inputs holding room for
+ * one more); sets @out to the mask the node's output carries, as Keras propagates it. A layer
+ * that would use a mask Kilt cannot is refused by name. */
+gboolean keras_mask_for_node (Import *imp, KiltLayerType type, KiltLayerConfig *cfg,
+                              guint *n_inputs, guint *inputs, KerasMask *out, GError **error);
+/* No mask. */
+KerasMask keras_mask_none (void);
 
 /* The graph being built. */
 guint keras_node_rank (const Import *imp, guint node);

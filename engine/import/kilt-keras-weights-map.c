@@ -130,40 +130,6 @@ json_str (JsonObject *o, const char *key)
   return NULL;
 }
 
-char *
-kilt_keras_json_nested_model (const char *keras_json)
-{
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  JsonArray *arr;
-
-  if (keras_json == NULL || !kilt_json_check_text (keras_json, -1, NULL)
-      || !json_parser_load_from_data (parser, keras_json, -1, NULL)
-      || !(arr = json_layers (json_parser_get_root (parser))))
-    return NULL;
-  for (guint i = 0; i < json_array_get_length (arr); i++)
-    {
-      JsonNode *ln = json_array_get_element (arr, i);
-      JsonObject *lo, *cfg;
-      JsonNode *cn;
-      const char *cls, *name;
-
-      if (!JSON_NODE_HOLDS_OBJECT (ln))
-        continue;
-      lo = json_node_get_object (ln);
-      cn = json_object_get_member (lo, "config");
-      cfg = cn && JSON_NODE_HOLDS_OBJECT (cn) ? json_node_get_object (cn) : NULL;
-      cls = json_str (lo, "class_name");
-      if (cls == NULL
-          || !(g_str_equal (cls, "Sequential") || g_str_equal (cls, "Functional")
-               || g_str_equal (cls, "Model")))
-        continue;
-      if (!(name = json_str (cfg, "name")) && !(name = json_str (lo, "name")))
-        name = cls;
-      return g_strdup_printf ("%s (%s)", name, cls);
-    }
-  return NULL;
-}
-
 static gboolean
 is_model_class (const char *cls)
 {

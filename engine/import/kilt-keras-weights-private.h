@@ -63,10 +63,6 @@ typedef gboolean (*ExpectFunc) (const KiltNode *node, const LayerInfo *li, float
  * data_format. Free with g_hash_table_unref. */
 GHashTable *kilt_keras_layer_infos (KiltModel *model, const char *keras_json,
                                     gboolean *channels_first);
-/* "NAME (CLASS)" of the first model nested in @keras_json's layers, or NULL when none is (or
- * there is no JSON). Keras keeps a nested model's weights in groups of its own, which the
- * reader follows in Keras 3 files only and the writer does not write. Free with g_free. */
-char *kilt_keras_json_nested_model (const char *keras_json);
 /* The table's entry for @type, or NULL: a type with no Keras variables. */
 ExpectFunc kilt_keras_find_expect (KiltLayerType type);
 /* Per node, NULL or the Keras index of each Kilt feature of its (vector) output; NULL with an

@@ -131,18 +131,11 @@ kilt_keras_weights_write (KiltModel *model, const char *keras_json, const float 
   gboolean channels_first = FALSE, ok = FALSE;
   guint count = 0;
   hid_t f = -1, layers = -1, vars = -1;
-  g_autofree char *nested = kilt_keras_json_nested_model (keras_json);
 
   g_return_val_if_fail (model->built, FALSE);
-  /* Keras would look for the nested model's layers in groups of its own. */
-  if (nested)
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                   "%s: the model was imported from a Keras file holding nested model %s; Kilt "
-                   "writes Keras weights only for models without nesting (ONNX export takes it)",
-                   path, nested);
-      return FALSE;
-    }
+  /* A layer of a nested model goes where Keras 3 keeps it, in its model's group
+   * (layers/functional/layers/sequential/layers/conv2d/vars): LayerInfo.key says so, and
+   * write_layer makes the groups on the way. */
   infos = kilt_keras_layer_infos (model, keras_json, &channels_first);
   perm = kilt_keras_feature_orders (model, channels_first, path, error);
   if (perm == NULL)

@@ -66,6 +66,10 @@ keras_add_input (Import *imp, const char *name, JsonArray *shape, gboolean has_b
     }
   kilt_model_add_input (imp->model, name, s);
   g_array_append_val (imp->rank, rank);
+  {
+    KerasMask none = keras_mask_none ();
+    g_array_append_val (imp->mask, none);
+  }
   g_hash_table_insert (imp->node_of, (gpointer)name, GUINT_TO_POINTER (1));
   return TRUE;
 }
@@ -745,6 +749,7 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
   g_autoptr (GError) local = NULL;
   g_autoptr (KiltModel) model = NULL;
   g_autoptr (GArray) rank = g_array_new (FALSE, FALSE, sizeof (guint));
+  g_autoptr (GArray) mask = g_array_new (FALSE, FALSE, sizeof (KerasMask));
   g_autoptr (GHashTable) node_of = g_hash_table_new (g_str_hash, g_str_equal);
   g_autoptr (GString) note_text = g_string_new (NULL);
   g_autoptr (GHashTable) name_uses = g_hash_table_new (g_str_hash, g_str_equal);
@@ -757,7 +762,9 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
                  NULL,
                  FALSE,
                  name_uses,
-                 0 };
+                 0,
+                 mask,
+                 { G_MAXUINT, KILT_STEP_MASK_NONE, 0 } };
   JsonObject *root;
   JsonNode *config;
   const char *cls, *name = NULL;

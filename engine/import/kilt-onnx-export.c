@@ -682,6 +682,17 @@ ex_node (KiltOnnxGraph *e, guint index, GError **error)
   guint r = 0;
   gboolean ok = TRUE;
 
+  /* ONNX's LSTM and GRU take sequence_lens, lengths of right-padded sequences, which a mask of
+   * left padding or holes is not, and ONNX's means have no mask: a model that skips steps is
+   * refused rather than written as one that does not. */
+  if (node->cfg.step_mask != KILT_STEP_MASK_NONE)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                   "layer %s (%s) skips masked steps (Keras' mask_zero or Masking), which has no "
+                   "ONNX export",
+                   node->name, kilt_layer_type_name (node->type));
+      return FALSE;
+    }
   switch (node->type)
     {
       case KILT_LAYER_INPUT:

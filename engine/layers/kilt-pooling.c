@@ -4,6 +4,8 @@
 
 #include "kilt-layer.h"
 
+#include <string.h>
+
 typedef struct
 {
   guint C, H, W, kh, kw, sh, sw, pt, pl, OH, OW;
@@ -295,6 +297,25 @@ gap_infer (KiltNode *node, GError **error)
       kilt_layer_set_error (error, node, "input %ux%ux%u is empty", in->h, in->w, in->c);
       return FALSE;
     }
+  if (node->cfg.step_mask == KILT_STEP_MASK_NONE && node->n_inputs > 1)
+    {
+      kilt_layer_set_error (error, node, "takes one input (and a step mask's source), got %u",
+                            node->n_inputs);
+      return FALSE;
+    }
+  if (node->cfg.step_mask && node->type != KILT_LAYER_GLOBAL_AVG_POOL2D)
+    {
+      kilt_layer_set_error (error, node, "takes no step mask (Keras' GlobalMaxPooling1D drops it)");
+      return FALSE;
+    }
+  if (node->cfg.step_mask && in->h != 1)
+    {
+      kilt_layer_set_error (error, node, "a step mask needs a sequence (c, 1, steps), got %ux%ux%u",
+                            in->c, in->h, in->w);
+      return FALSE;
+    }
+  if (!kilt_layer_check_step_mask (node, in->w, error))
+    return FALSE;
   node->out_shape = (KiltShape){ in->c, 1, 1 };
   node->n_params = 0;
   return TRUE;
@@ -306,6 +327,34 @@ gap_flops (const KiltNode *node)
   return kilt_shape_size (&node->in_shape[0]);
 }
 
+/* With a step mask: one work-item per (channel, sample), over the steps. */
+static gboolean
+gap_masked_launch (KiltNode *node, KiltExec *ex, gboolean forward, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_kernel k = kilt_context_kernel (ex->ctx,
+                                     forward ? "kilt_global_avg_pool_masked_forward"
+                                             : "kilt_global_avg_pool_masked_backward",
+                                     error);
+  cl_int err = CL_SUCCESS;
+  cl_uint channels = node->in_shape[0].c, steps = node->in_shape[0].w, batch = ex->batch;
+  cl_uint i = 0;
+  cl_mem y = forward ? node->out : src->dout, x = forward ? src->out : node->dout;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, i++, y, err);
+  KILT_ARG (k, i++, x, err);
+  KILT_ARG (k, i++, channels, err);
+  KILT_ARG (k, i++, steps, err);
+  KILT_ARG (k, i++, batch, err);
+  if (!forward)
+    KILT_ARG (k, i++, node->din_beta[0], err);
+  err |= kilt_layer_step_mask_args (node, ex, k, i);
+  g_assert (err == CL_SUCCESS);
+  return kilt_layer_launch3 (ex, k, channels, batch, 1, error);
+}
+
 static gboolean
 gap_forward (KiltNode *node, KiltExec *ex, GError **error)
 {
@@ -315,6 +364,8 @@ gap_forward (KiltNode *node, KiltExec *ex, GError **error)
   cl_uint spatial = node->in_shape[0].h * node->in_shape[0].w;
   size_t local = 1, global;
 
+  if (node->cfg.step_mask)
+    return gap_masked_launch (node, ex, TRUE, error);
   if (!k)
     return FALSE;
   while (local < spatial && local * 2 <= MIN ((size_t)256, ex->ctx->info->max_work_group))
@@ -336,6 +387,9 @@ gap_backward (KiltNode *node, KiltExec *ex, GError **error)
   cl_uint spatial = node->in_shape[0].h * node->in_shape[0].w;
   cl_uint n = ex->batch * node->in_shape[0].c * spatial;
 
+  if (node->cfg.step_mask)
+    return (!node->din_needed[0] || gap_masked_launch (node, ex, FALSE, error))
+           && kilt_layer_step_mask_no_grad (node, ex, error);
   if (!node->din_needed[0])
     return TRUE;
   k = kilt_context_kernel (ex->ctx, "kilt_global_avg_pool_backward", error);
@@ -358,10 +412,14 @@ gap_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 s
 
   for (gsize bc = 0; bc < (gsize)batch * node->in_shape[0].c; bc++)
     {
-      double acc = 0;
+      double acc = 0, n = 0;
       for (gsize s = 0; s < spatial; s++)
-        acc += in[0][bc * spatial + s];
-      out[bc] = acc / (double)spatial;
+        if (kilt_ref_step_kept (node, in[node->n_inputs - 1], bc / node->in_shape[0].c, s))
+          {
+            acc += in[0][bc * spatial + s];
+            n++;
+          }
+      out[bc] = acc / n; /* no kept step: 0 / 0, NaN, as in Keras */
     }
 }
 
@@ -372,9 +430,22 @@ gap_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
 {
   gsize spatial = (gsize)node->in_shape[0].h * node->in_shape[0].w;
 
+  gsize channels = node->in_shape[0].c;
+  const double *m = in[node->n_inputs - 1];
+
+  if (node->cfg.step_mask && din[node->n_inputs - 1])
+    memset (din[node->n_inputs - 1], 0,
+            sizeof (double) * batch * kilt_shape_size (&node->in_shape[node->n_inputs - 1]));
   if (din[0])
-    for (gsize i = 0; i < (gsize)batch * node->in_shape[0].c * spatial; i++)
-      din[0][i] = dout[i / spatial] / (double)spatial;
+    for (gsize bc = 0; bc < (gsize)batch * channels; bc++)
+      {
+        double n = 0;
+        for (gsize s = 0; s < spatial; s++)
+          n += kilt_ref_step_kept (node, m, bc / channels, s);
+        for (gsize s = 0; s < spatial; s++)
+          din[0][bc * spatial + s]
+              = kilt_ref_step_kept (node, m, bc / channels, s) ? dout[bc] / n : 0.0;
+      }
 }
 
 /* ---- global max --------------------------------------------------------------------------- */
@@ -494,7 +565,7 @@ const KiltLayerClass kilt_global_avg_pool2d_class = {
   .type = KILT_LAYER_GLOBAL_AVG_POOL2D,
   .name = "GlobalAveragePooling2D",
   .min_inputs = 1,
-  .max_inputs = 1,
+  .max_inputs = 2,
   .infer = gap_infer,
   .flops = gap_flops,
   .forward = gap_forward,

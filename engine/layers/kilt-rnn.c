@@ -74,6 +74,16 @@ rnn_infer (KiltNode *node, GError **error)
                             kilt_activation_name (ra));
       return FALSE;
     }
+  if (node->cfg.step_mask == KILT_STEP_MASK_NONE && node->n_inputs > 1)
+    {
+      kilt_layer_set_error (error, node,
+                            "takes one sequence (and a step mask's source), got %u "
+                            "inputs",
+                            node->n_inputs);
+      return FALSE;
+    }
+  if (!kilt_layer_check_step_mask (node, in->w, error))
+    return FALSE;
   d = dims_of (node, 1);
   node->out_shape
       = node->cfg.return_sequences ? (KiltShape){ d.u, 1, d.steps } : (KiltShape){ d.u, 1, 1 };
@@ -241,6 +251,15 @@ arg_float (Args *a, float v)
   a->err |= clSetKernelArg (a->k, a->i++, sizeof v, &v);
 }
 
+/* The step mask's arguments, which every step kernel takes last, and the direction. */
+static void
+arg_mask (Args *a, KiltNode *node, KiltExec *ex)
+{
+  a->err |= kilt_layer_step_mask_args (node, ex, a->k, a->i);
+  a->i += 4;
+  arg_int (a, node->cfg.go_backwards);
+}
+
 /* One work-item per (unit, sample). */
 static gboolean
 launch_units (KiltExec *ex, Args *a, const Dims *d, GError **error)
@@ -345,6 +364,7 @@ lstm_forward (KiltNode *node, KiltExec *ex, GError **error)
       arg_uint (&a, d.steps);
       arg_int (&a, node->cfg.recurrent_activation);
       arg_int (&a, seq_mode (node));
+      arg_mask (&a, node, ex);
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
     }
@@ -407,7 +427,7 @@ finish_backward (KiltNode *node, KiltExec *ex, const Dims *d, gsize dz, gsize dz
       if (!kilt_layer_launch3 (ex, a.k, d->f, d->steps, d->batch, error))
         return FALSE;
     }
-  return TRUE;
+  return kilt_layer_step_mask_no_grad (node, ex, error);
 }
 
 static gboolean
@@ -437,13 +457,15 @@ lstm_backward (KiltNode *node, KiltExec *ex, GError **error)
       arg_uint (&a, d.steps);
       arg_int (&a, node->cfg.recurrent_activation);
       arg_int (&a, seq_mode (node));
+      arg_mask (&a, node, ex);
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
-      /* dh_{t-1} = dz_t U^T */
+      /* dh_{t-1} = dz_t U^T, added to what the kernel left: 0, or at a masked step the
+       * gradient passed through */
       if (t > 0
           && !kilt_gemm (ex->ctx, FALSE, TRUE, d.batch, d.u, gu, 1.0f, ex->workspace,
                          w.dz + t * d.batch * gu, gu, ex->params, node->param_offset + d.u_off, gu,
-                         0.0f, ex->workspace, w.dh, d.u, error))
+                         1.0f, ex->workspace, w.dh, d.u, error))
         return FALSE;
     }
   return finish_backward (node, ex, &d, w.dz, w.dz, h_off, error);
@@ -491,7 +513,10 @@ gru_forward (KiltNode *node, KiltExec *ex, GError **error)
         arg_uint (&a, d.steps);
       arg_int (&a, node->cfg.recurrent_activation);
       if (after)
-        arg_int (&a, seq_mode (node));
+        {
+          arg_int (&a, seq_mode (node));
+          arg_mask (&a, node, ex);
+        }
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
       if (after)
@@ -519,6 +544,7 @@ gru_forward (KiltNode *node, KiltExec *ex, GError **error)
       arg_uint (&a, d.u);
       arg_uint (&a, d.steps);
       arg_int (&a, seq_mode (node));
+      arg_mask (&a, node, ex);
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
     }
@@ -557,6 +583,7 @@ gru_backward (KiltNode *node, KiltExec *ex, GError **error)
       arg_uint (&a, d.steps);
       arg_int (&a, node->cfg.recurrent_activation);
       arg_int (&a, seq_mode (node));
+      arg_mask (&a, node, ex);
       if (!launch_units (ex, &a, &d, error))
         return FALSE;
       if (after)
@@ -652,11 +679,20 @@ ref_out_step (const KiltNode *node, const Dims *d, gsize s)
   return node->cfg.go_backwards && node->cfg.keep_time_order ? d->steps - 1 - s : s;
 }
 
+/* Whether processing step s of sample b is kept by the node's step mask (source @m). */
+static gboolean
+ref_kept (const KiltNode *node, const Dims *d, const double *m, gsize b, gsize s)
+{
+  return kilt_ref_step_kept (node, m, b, node->cfg.go_backwards ? d->steps - 1 - s : s);
+}
+
 /* One sample's forward, keeping per step the activated gates g[s][G u], the cell states (LSTM)
- * or recurrent candidate terms / r h (GRU) k[s][u] and the states h[s][u]. */
+ * or recurrent candidate terms / r h (GRU) k[s][u] and the states h[s][u]. A masked step keeps
+ * the state of the step before (h and LSTM's c); its g and k are then what it computed,
+ * unused. */
 static void
-ref_run (const KiltNode *node, const Dims *d, const double *x, gsize b, const double *p, double *g,
-         double *k, double *h)
+ref_run (const KiltNode *node, const Dims *d, const double *x, const double *m, gsize b,
+         const double *p, double *g, double *k, double *h)
 {
   gsize u = d->u, gu = d->gates * u;
   const double *W = p + d->w_off, *U = p + d->u_off, *bias = d->n_bias ? p + d->b_off : NULL;
@@ -715,6 +751,13 @@ ref_run (const KiltNode *node, const Dims *d, const double *x, gsize b, const do
             double *gs = g + s * gu, hprev = hp ? hp[j] : 0;
             h[s * u + j] = gs[j] * hprev + (1 - gs[j]) * gs[2 * u + j];
           }
+      if (!ref_kept (node, d, m, b, s))
+        for (gsize j = 0; j < u; j++)
+          {
+            h[s * u + j] = hp ? hp[j] : 0;
+            if (node->type == KILT_LAYER_LSTM)
+              k[s * u + j] = s > 0 ? k[(s - 1) * u + j] : 0;
+          }
     }
 }
 
@@ -726,10 +769,11 @@ rnn_ref_forward (const KiltNode *node, guint batch, gboolean training, guint32 s
   g_autofree double *g = g_new (double, d.steps *d.gates *d.u);
   g_autofree double *k = g_new (double, d.steps *d.u);
   g_autofree double *h = g_new (double, d.steps *d.u);
+  const double *m = node->cfg.step_mask ? in[node->n_inputs - 1] : NULL;
 
   for (gsize b = 0; b < batch; b++)
     {
-      ref_run (node, &d, in[0], b, params, g, k, h);
+      ref_run (node, &d, in[0], m, b, params, g, k, h);
       for (gsize j = 0; j < d.u; j++)
         if (node->cfg.return_sequences)
           for (gsize s = 0; s < d.steps; s++)
@@ -760,13 +804,18 @@ rnn_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
   g_autofree double *drh = g_new0 (double, u); /* reset-before GRU: d/d (r h) */
   g_autofree double *dnext = g_new0 (double, u);
 
+  const double *m = node->cfg.step_mask ? in[node->n_inputs - 1] : NULL;
+
   (void)out;
+  if (m && din[node->n_inputs - 1])
+    memset (din[node->n_inputs - 1], 0,
+            sizeof (double) * batch * kilt_shape_size (&node->in_shape[node->n_inputs - 1]));
   memset (dparams, 0, sizeof (double) * (d.b_off + d.n_bias));
   if (din[0])
     memset (din[0], 0, sizeof (double) * batch * d.f * d.steps);
   for (gsize b = 0; b < batch; b++)
     {
-      ref_run (node, &d, in[0], b, params, g, k, h);
+      ref_run (node, &d, in[0], m, b, params, g, k, h);
       memset (dh, 0, sizeof (double) * u);
       memset (dc, 0, sizeof (double) * u);
       for (gsize s = d.steps; s-- > 0;)
@@ -777,6 +826,9 @@ rnn_ref_backward (const KiltNode *node, guint batch, guint32 seed, guint64 step,
                          ? dout[(b * u + j) * d.steps + ref_out_step (node, &d, s)]
                      : s == d.steps - 1 ? dout[b * u + j]
                                         : 0;
+          /* A masked step passes dh (and dc) to the step before untouched. */
+          if (!ref_kept (node, &d, m, b, s))
+            continue;
           memset (dnext, 0, sizeof (double) * u);
           for (gsize j = 0; j < u; j++)
             {
@@ -880,7 +932,7 @@ const KiltLayerClass kilt_lstm_class = {
   .type = KILT_LAYER_LSTM,
   .name = "LSTM",
   .min_inputs = 1,
-  .max_inputs = 1,
+  .max_inputs = 2,
   .infer = rnn_infer,
   .init = rnn_init,
   .flops = rnn_flops,
@@ -896,7 +948,7 @@ const KiltLayerClass kilt_gru_class = {
   .type = KILT_LAYER_GRU,
   .name = "GRU",
   .min_inputs = 1,
-  .max_inputs = 1,
+  .max_inputs = 2,
   .infer = rnn_infer,
   .init = rnn_init,
   .flops = rnn_flops,

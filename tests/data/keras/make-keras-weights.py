@@ -255,7 +255,55 @@ def build_all(K):
     m.add(L.Bidirectional(L.GRU(3), merge_mode="sum", name="bi_gru"))
     m.add(L.Dense(2, activation="softmax"))
     models["bidirectional"] = m
+    # Masks: Embedding(mask_zero) before an LSTM giving every step, averaged over the kept
+    # steps; before Dropout and a GRU giving its last state; before Bidirectional LSTM and a
+    # reset-before GRU. Their inputs are padded (PADDED below), not random ids.
+    m = K.Sequential(name="masked_lstm")
+    m.add(L.Input(shape=(8,)))
+    m.add(L.Embedding(12, 5, mask_zero=True))
+    m.add(L.LSTM(4, return_sequences=True, name="lstm"))
+    m.add(L.GlobalAveragePooling1D())
+    m.add(L.Dense(3, activation="softmax"))
+    models["masked_lstm"] = m
+    m = K.Sequential(name="masked_gru")
+    m.add(L.Input(shape=(8,)))
+    m.add(L.Embedding(12, 4, mask_zero=True))
+    m.add(L.Dropout(0.3))
+    m.add(L.GRU(5, name="gru"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["masked_gru"] = m
+    m = K.Sequential(name="masked_bidirectional")
+    m.add(L.Input(shape=(8,)))
+    m.add(L.Embedding(12, 4, mask_zero=True))
+    m.add(L.Bidirectional(L.LSTM(3, return_sequences=True), name="bi_lstm"))
+    m.add(L.Bidirectional(L.GRU(3, reset_after=False), name="bi_gru"))
+    m.add(L.Dense(2, activation="softmax"))
+    models["masked_bidirectional"] = m
+    # Masking on float sequences: mask_value 0 before an LSTM giving its last state; 0.5
+    # before Dropout, a Bidirectional GRU giving every step and the mean over the kept steps.
+    m = K.Sequential(name="masking_lstm")
+    m.add(L.Input(shape=(7, 3)))
+    m.add(L.Masking(0.0))
+    m.add(L.LSTM(4, name="lstm"))
+    m.add(L.Dense(3, activation="softmax"))
+    models["masking_lstm"] = m
+    m = K.Sequential(name="masking_bi_mean")
+    m.add(L.Input(shape=(7, 3)))
+    m.add(L.Masking(0.5))
+    m.add(L.Dropout(0.2))
+    m.add(L.Bidirectional(L.GRU(3, return_sequences=True), name="bi_gru"))
+    m.add(L.GlobalAveragePooling1D())
+    m.add(L.Dense(2, activation="softmax"))
+    models["masking_bi_mean"] = m
     return models
+
+
+# Padded id sequences (0 is padding) for the masked models: right-padded, left-padded, none,
+# one real step, holes, the first row again left-padded (which must predict the same), and,
+# where no mean over the kept steps divides by zero, every step padding.
+PADDED = [[3, 5, 1, 7, 0, 0, 0, 0], [0, 0, 0, 4, 9, 2, 11, 6], [2, 8, 3, 5, 1, 6, 4, 9],
+          [7, 0, 0, 0, 0, 0, 0, 0], [0, 3, 0, 6, 0, 0, 2, 0], [0, 0, 0, 0, 3, 5, 1, 7]]
+PADDED_EMPTY = [0] * 8
 
 
 def layer_scale_class(K):
@@ -294,10 +342,31 @@ def randomize(model, rng):
             layer.finalize_state()
 
 
+def masked_sequences(model, rng):
+    """Random (7, 3) sequences whose masked steps hold mask_value in every feature: padding
+    after, before, holes, one step kept, and (without a mean after) none kept; kept steps
+    hold mask_value in some features too, which keeps them."""
+    value = model.layers[0].mask_value
+    x = rng.uniform(-1, 1, (5, 7, 3)).astype(np.float32)
+    x[:, ::2, 1] = value
+    kept = [[1, 1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 1, 1, 1], [1, 0, 1, 0, 0, 1, 0],
+            [0, 0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 0]]
+    for i, k in enumerate(kept):
+        for t, on in enumerate(k):
+            if not on:
+                x[i, t, :] = value
+    return x if model.name == "masking_lstm" else x[:4]
+
+
 def predictions(model, rng):
     shape = tuple(model.input_shape[1:])
     first = model.layers[0]
-    if first.__class__.__name__ == "Embedding":
+    if model.name.startswith("masking"):
+        x = masked_sequences(model, rng)
+    elif model.name.startswith("masked"):
+        rows = PADDED + ([] if model.name == "masked_lstm" else [PADDED_EMPTY])
+        x = np.array(rows, np.float32)
+    elif first.__class__.__name__ == "Embedding":
         # Ids, each row of the table likely more than once.
         x = rng.integers(0, first.input_dim, (N_INPUTS,) + shape).astype(np.float32)
     else:
@@ -365,8 +434,9 @@ def dump(K, prefix, outdir, seed, only=None):
             f.write("\n")
         # The files read back by Keras itself give the same predictions.
         again = K.models.load_model(base + (".h5" if prefix == "keras2" else ".keras"))
-        x = np.array(pred["inputs"], np.float32).reshape((N_INPUTS,) + tuple(pred["input_shape"]))
-        assert np.allclose(again.predict(x, verbose=0).reshape(N_INPUTS, -1),
+        n = len(pred["inputs"])
+        x = np.array(pred["inputs"], np.float32).reshape((n,) + tuple(pred["input_shape"]))
+        assert np.allclose(again.predict(x, verbose=0).reshape(n, -1),
                            np.array(pred["outputs"]), atol=1e-6), base
 
 
@@ -377,7 +447,8 @@ def check_export(cli, outdir):
     tmp = tempfile.mkdtemp()
     worst = 0.0
     for name in ("mlp", "cnn", "residual", "bn_options", "depthwise", "embedding_conv", "lstm",
-                 "gru", "gru_reset_before", "rnn_stack", "bidirectional"):
+                 "gru", "gru_reset_before", "rnn_stack", "bidirectional", "masked_lstm",
+                 "masked_gru", "masked_bidirectional", "masking_lstm", "masking_bi_mean", "nested"):
         base = os.path.join(outdir, f"weights-keras3-{name}")
         out = os.path.join(tmp, f"{name}.weights.h5")
         subprocess.run([cli, "export", "--model", base + ".keras", "--output", out], check=True)
@@ -397,6 +468,21 @@ def check_export(cli, outdir):
         d = float(np.abs(m.predict(x, verbose=0).reshape(len(x), -1) - np.array(pred["outputs"])).max())
         print(f"export {name}.keras: keras.saving.load_model, max abs difference {d:.3g}")
         worst = max(worst, d)
+    # tf.keras' nested model (its .h5 keeps every inner layer in the base's group) leaves Kilt
+    # in Keras 3's layout: Keras 3's build of the same architecture loads it and predicts what
+    # tf.keras did.
+    out = os.path.join(tmp, "k2-nested.weights.h5")
+    subprocess.run([cli, "export", "--model", os.path.join(outdir, "weights-keras2-nested.h5"),
+                    "--output", out], check=True)
+    with open(os.path.join(outdir, "weights-keras3-nested.json")) as f:
+        m = K.models.model_from_json(f.read())
+    m.load_weights(out)
+    with open(os.path.join(outdir, "weights-keras2-nested.predict.json")) as f:
+        pred = json.load(f)
+    x = np.array(pred["inputs"], np.float32).reshape((-1,) + tuple(pred["input_shape"]))
+    d = float(np.abs(m.predict(x, verbose=0).reshape(len(x), -1) - np.array(pred["outputs"])).max())
+    print(f"export of tf.keras' nested model, loaded by Keras 3: max abs difference {d:.3g}")
+    worst = max(worst, d)
     # A model trained in Kilt leaves it: train the MLP an epoch from its Keras weights.
     base = os.path.join(outdir, "weights-keras3-mlp")
     rng = np.random.default_rng(5)
