@@ -298,6 +298,12 @@ CASE (test_k3_bi_json, "weights-keras3-bidirectional", ".keras", FILE_WEIGHTS)
 /* ConvNeXt's Dense on an image (a 1x1 Conv2D in Kilt) and LayerScale (a 1x1 depthwise). */
 CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WHOLE)
 CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
+/* SeparableConv2D (Kilt's NAME/depthwise and NAME, one Keras group of depthwise_kernel,
+ * pointwise_kernel and bias), LayerNormalization and a Normalization of constants. */
+CASE (test_k2_separable_h5, "weights-keras2-separable_norms", ".h5", FILE_WHOLE)
+CASE (test_k2_separable_json, "weights-keras2-separable_norms", ".h5", FILE_WEIGHTS)
+CASE (test_k3_separable_keras, "weights-keras3-separable_norms", ".keras", FILE_WHOLE)
+CASE (test_k3_separable_json, "weights-keras3-separable_norms", ".keras", FILE_WEIGHTS)
 /* A Sequential in a functional base in a Sequential, with a name at two depths. */
 CASE (test_k3_nested_keras, "weights-keras3-nested", ".keras", FILE_WHOLE)
 /* Keras 2 keeps every layer inside "base" in base's own group, under its own name. */
@@ -531,19 +537,24 @@ test_predict_images (void)
 static void
 test_export_round_trip (void)
 {
-  const char *stems[]
-      = { "weights-keras3-mlp",       "weights-keras3-cnn", "weights-keras3-residual",
-          "weights-keras3-depthwise", "weights-keras2-cnn", "weights-keras3-embedding_conv",
-          "weights-keras3-rnn_stack", "weights-keras3-gru", "weights-keras3-bidirectional" };
+  /* Each from a file Keras wrote: the .keras archive, Keras 2's save_weights () or model.save ().
+   */
+  const char *stems[][2] = {
+    { "weights-keras3-mlp", ".keras" },           { "weights-keras3-cnn", ".keras" },
+    { "weights-keras3-residual", ".keras" },      { "weights-keras3-depthwise", ".keras" },
+    { "weights-keras2-cnn", "-only.h5" },         { "weights-keras3-embedding_conv", ".keras" },
+    { "weights-keras3-rnn_stack", ".keras" },     { "weights-keras3-gru", ".keras" },
+    { "weights-keras3-bidirectional", ".keras" }, { "weights-keras3-separable_norms", ".keras" },
+    { "weights-keras2-separable_norms", ".h5" },
+  };
 
   for (gsize i = 0; i < G_N_ELEMENTS (stems); i++)
     {
-      g_autofree char *json_name = g_strconcat (stems[i], ".json", NULL);
+      g_autofree char *json_name = g_strconcat (stems[i][0], ".json", NULL);
       g_autofree char *json = read_text (json_name);
-      g_autofree char *wname = g_strconcat (
-          stems[i], g_str_has_prefix (stems[i], "weights-keras3") ? ".keras" : "-only.h5", NULL);
+      g_autofree char *wname = g_strconcat (stems[i][0], stems[i][1], NULL);
       g_autofree char *wpath = data_file (wname);
-      g_autofree char *out_name = g_strconcat ("export-", stems[i], ".weights.h5", NULL);
+      g_autofree char *out_name = g_strconcat ("export-", stems[i][0], ".weights.h5", NULL);
       g_autofree char *out = tmp_path (out_name);
       g_autoptr (KiltModel) a = model_from_json (json);
       g_autoptr (KiltModel) b = model_from_json (json);
@@ -1093,6 +1104,10 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/layer-scale", test_k3_layer_scale_json);
   g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
   g_test_add_func ("/keras-weights/keras3-keras/nested", test_k3_nested_keras);
+  g_test_add_func ("/keras-weights/keras2-h5/separable-norms", test_k2_separable_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/separable-norms", test_k2_separable_json);
+  g_test_add_func ("/keras-weights/keras3-keras/separable-norms", test_k3_separable_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/separable-norms", test_k3_separable_json);
   g_test_add_func ("/keras-weights/keras2-h5/nested", test_k2_nested_h5);
   g_test_add_func ("/keras-weights/keras2-h5-onto-json/nested", test_k2_nested_json);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/nested", test_k3_nested_json);

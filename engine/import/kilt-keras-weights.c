@@ -703,7 +703,7 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
 
       if (li == NULL)
         li = &fallback;
-      key = keras3 ? li->key : li->key2 ? li->key2 : node->name;
+      key = keras3 ? li->key : li->key2 ? li->key2 : li->part_of ? li->part_of : node->name;
       l = key ? g_hash_table_lookup (by_name, key) : NULL;
       if (expect == NULL)
         {
@@ -732,6 +732,11 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
           g_prefix_error (error, "%s: ", path);
           return FALSE;
         }
+      for (guint v = 0; v < n_vars; v++)
+        n_present += vars[v].present;
+      /* A layer with nothing to read (a Normalization of constants) needs no group. */
+      if (l == NULL && n_present == 0)
+        continue;
       if (l == NULL)
         {
           if (keras3)
@@ -755,8 +760,6 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
           return FALSE;
         }
       l->used = TRUE;
-      for (guint v = 0; v < n_vars; v++)
-        n_present += vars[v].present;
       if (keras3)
         {
           /* Keras 3 lists only the variables the layer made, in order, without names. */
@@ -776,10 +779,12 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
             }
           for (guint v = 0; v < n_vars; v++)
             {
+              FileVar *fv;
               if (!vars[v].present)
                 continue;
-              if (!read_var (root, g_ptr_array_index (l->vars, fi++), node, &vars[v],
-                             perm[node->inputs[0]], path, info, error))
+              fv = g_ptr_array_index (l->vars, fi++);
+              if (!vars[v].elsewhere
+                  && !read_var (root, fv, node, &vars[v], perm[node->inputs[0]], path, info, error))
                 return FALSE;
             }
         }
@@ -802,7 +807,8 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
                   return FALSE;
                 }
               got[v] = TRUE;
-              if (!read_var (root, fv, node, &vars[v], perm[node->inputs[0]], path, info, error))
+              if (!vars[v].elsewhere
+                  && !read_var (root, fv, node, &vars[v], perm[node->inputs[0]], path, info, error))
                 return FALSE;
             }
           for (guint v = 0; v < n_vars; v++)
@@ -817,7 +823,8 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
         if (!vars[v].present && vars[v].dst)
           for (gsize k = 0; k < vars[v].n; k++)
             vars[v].dst[k] = vars[v].fill;
-      info->n_layers++;
+      /* (A SeparableConv2D is one layer of the file, in two nodes.) */
+      info->n_layers += li->part_of == NULL;
     }
   for (guint i = 0; i < layers->len; i++)
     {

@@ -255,6 +255,21 @@ def build_all(K):
     m.add(L.Bidirectional(L.GRU(3), merge_mode="sum", name="bi_gru"))
     m.add(L.Dense(2, activation="softmax"))
     models["bidirectional"] = m
+
+    # The layers with weights of Xception, NASNet and ConvNeXt that the others lack:
+    # SeparableConv2D (two Kilt nodes, one Keras group of three variables; with a depth
+    # multiplier, and without a bias), LayerNormalization (and without beta), and a
+    # Normalization of constants (no variables at all).
+    m = K.Sequential(name="separable_norms")
+    m.add(L.Input(shape=(9, 9, 3)))
+    m.add(L.Normalization(mean=[0.2, 0.5, -0.1], variance=[0.5, 2.0, 1.5]))
+    m.add(L.SeparableConv2D(5, 3, depth_multiplier=2, padding="same", activation="relu"))
+    m.add(L.LayerNormalization(epsilon=1e-3))
+    m.add(L.SeparableConv2D(4, 3, strides=2, use_bias=False))
+    m.add(L.LayerNormalization(center=False))
+    m.add(L.GlobalAveragePooling2D())
+    m.add(L.Dense(3, activation="softmax"))
+    models["separable_norms"] = m
     return models
 
 
