@@ -304,6 +304,10 @@ CASE (test_k2_separable_h5, "weights-keras2-separable_norms", ".h5", FILE_WHOLE)
 CASE (test_k2_separable_json, "weights-keras2-separable_norms", ".h5", FILE_WEIGHTS)
 CASE (test_k3_separable_keras, "weights-keras3-separable_norms", ".keras", FILE_WHOLE)
 CASE (test_k3_separable_json, "weights-keras3-separable_norms", ".keras", FILE_WEIGHTS)
+/* tf.keras layer names with a slash ("block1/dense", as its DenseNets have): group dense in
+ * group block1 of the .h5. */
+CASE (test_k2_slash_h5, "weights-keras2-slash_names", ".h5", FILE_WHOLE)
+CASE (test_k2_slash_json, "weights-keras2-slash_names", ".h5", FILE_WEIGHTS)
 /* A Sequential in a functional base in a Sequential, with a name at two depths. */
 CASE (test_k3_nested_keras, "weights-keras3-nested", ".keras", FILE_WHOLE)
 /* Keras 2 keeps every layer inside "base" in base's own group, under its own name. */
@@ -652,6 +656,44 @@ replace (const char *text, const char *from, const char *to)
 /* Nested models' weights: Keras 2 and 3 files are read (the CASEs above); a Keras 2 file
  * that lacks a nested model's layer says where it looked; writing Keras weights for a nested
  * model is refused naming it (Keras would look for its layers in groups of their own). */
+/* A layer_names entry is the path of the layer's group: a slash may separate parts (tf.keras'
+ * "conv1/conv", the slash-names fixture), but an empty part, "." or ".." would reach groups
+ * that are not the layer's, and is refused by its index and text. */
+static void
+test_layer_names (void)
+{
+  g_autofree char *json = read_text ("weights-keras2-mlp.json");
+  g_autoptr (KiltModel) m = model_from_json (json);
+  g_autofree float *params = g_new0 (float, m->n_params + 1);
+  g_autofree float *state = g_new0 (float, m->n_state + 1);
+  const char *bad[] = { "/hidden1", "hidden1/", "a//hidden1", "../hidden1", "a/./b", "" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *path = tmp_path ("names.h5");
+      g_autofree char *quoted = g_strdup_printf ("(\"%s\")", bad[i]);
+      g_autoptr (GError) error = NULL;
+      char name[16] = { 0 };
+      hid_t type = H5Tcopy (H5T_C_S1), f, attr, space;
+      hsize_t one = 1;
+      const char *want[] = { "names.h5", "layer name 0", quoted, "not a plain name", NULL };
+
+      g_strlcpy (name, bad[i], sizeof name);
+      H5Tset_size (type, sizeof name);
+      f = H5Fcreate (path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+      space = H5Screate_simple (1, &one, NULL);
+      attr = H5Acreate2 (f, "layer_names", type, space, H5P_DEFAULT, H5P_DEFAULT);
+      g_assert_cmpint (H5Awrite (attr, type, name), >=, 0);
+      H5Aclose (attr);
+      H5Sclose (space);
+      H5Tclose (type);
+      H5Fclose (f);
+      g_assert_false (
+          kilt_keras_weights_read (m, json, path, NULL, 0, params, state, NULL, &error));
+      assert_message (error, want);
+    }
+}
+
 static void
 test_nested_refused (void)
 {
@@ -1104,6 +1146,9 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/layer-scale", test_k3_layer_scale_json);
   g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
   g_test_add_func ("/keras-weights/keras3-keras/nested", test_k3_nested_keras);
+  g_test_add_func ("/keras-weights/layer-names", test_layer_names);
+  g_test_add_func ("/keras-weights/keras2-h5/slash-names", test_k2_slash_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/slash-names", test_k2_slash_json);
   g_test_add_func ("/keras-weights/keras2-h5/separable-norms", test_k2_separable_h5);
   g_test_add_func ("/keras-weights/keras2-h5-onto-json/separable-norms", test_k2_separable_json);
   g_test_add_func ("/keras-weights/keras3-keras/separable-norms", test_k3_separable_keras);

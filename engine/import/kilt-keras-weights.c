@@ -285,6 +285,23 @@ short_var_name (const char *full)
   return colon ? g_strndup (base, colon - base) : g_strdup (base);
 }
 
+/* A layer name of Keras 2's layer_names, which is also the path of its group: tf.keras'
+ * DenseNets name layers "conv1/conv" (h5py makes group conv1, then conv in it), so a slash
+ * may separate parts, but no part is empty, "." or "..". */
+static gboolean
+plain_layer_name (const char *name)
+{
+  g_auto (GStrv) parts = NULL;
+
+  if (name[0] == '\0' || strlen (name) > MAX_NAME_BYTES)
+    return FALSE;
+  parts = g_strsplit (name, "/", -1);
+  for (guint i = 0; parts[i]; i++)
+    if (parts[i][0] == '\0' || g_str_equal (parts[i], ".") || g_str_equal (parts[i], ".."))
+      return FALSE;
+  return TRUE;
+}
+
 /* Keras 2: @root (the file, or its model_weights group) has layer_names; each layer's group
  * has weight_names, paths of datasets inside that group. The group of a model nested in the
  * model (a name in @nested) holds the weights of all the layers inside it, at any depth, as
@@ -305,7 +322,7 @@ read_keras2 (hid_t root, guint max_layers, GHashTable *nested, const char *path,
       hid_t g;
       FileLayer *l;
 
-      if (names[i][0] == '\0' || strlen (names[i]) > MAX_NAME_BYTES || strchr (names[i], '/'))
+      if (!plain_layer_name (names[i]))
         {
           set_error (error, path, "layer name %u (\"%.40s\") is not a plain name", i, names[i]);
           return NULL;

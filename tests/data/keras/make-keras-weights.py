@@ -270,6 +270,15 @@ def build_all(K):
     m.add(L.GlobalAveragePooling2D())
     m.add(L.Dense(3, activation="softmax"))
     models["separable_norms"] = m
+
+    # tf.keras names DenseNet's layers "conv1/conv": h5py keeps them as group conv in group
+    # conv1. Keras 3 refuses a slash in a name.
+    if not str(getattr(K, "__version__", "")).startswith("3"):
+        x_in = L.Input(shape=(6,))
+        x = L.Dense(5, activation="relu", name="block1/dense")(x_in)
+        x = L.BatchNormalization(name="block1/bn")(x)
+        x = L.Dense(3, activation="softmax", name="out")(x)
+        models["slash_names"] = K.Model(x_in, x, name="slash_names")
     return models
 
 
