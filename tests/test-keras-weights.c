@@ -329,6 +329,16 @@ CASE_MASKED (test_k3_masking_bi_json, "weights-keras3-masking_bi_mean", ".keras"
 /* ConvNeXt's Dense on an image (a 1x1 Conv2D in Kilt) and LayerScale (a 1x1 depthwise). */
 CASE (test_k3_layer_scale_keras, "weights-keras3-layer_scale", ".keras", FILE_WHOLE)
 CASE (test_k3_layer_scale_json, "weights-keras3-layer_scale", ".keras", FILE_WEIGHTS)
+/* SeparableConv2D (Kilt's NAME/depthwise and NAME, one Keras group of depthwise_kernel,
+ * pointwise_kernel and bias), LayerNormalization and a Normalization of constants. */
+CASE (test_k2_separable_h5, "weights-keras2-separable_norms", ".h5", FILE_WHOLE)
+CASE (test_k2_separable_json, "weights-keras2-separable_norms", ".h5", FILE_WEIGHTS)
+CASE (test_k3_separable_keras, "weights-keras3-separable_norms", ".keras", FILE_WHOLE)
+CASE (test_k3_separable_json, "weights-keras3-separable_norms", ".keras", FILE_WEIGHTS)
+/* tf.keras layer names with a slash ("block1/dense", as its DenseNets have): group dense in
+ * group block1 of the .h5. */
+CASE (test_k2_slash_h5, "weights-keras2-slash_names", ".h5", FILE_WHOLE)
+CASE (test_k2_slash_json, "weights-keras2-slash_names", ".h5", FILE_WEIGHTS)
 /* A Sequential in a functional base in a Sequential, with a name at two depths. */
 CASE (test_k3_nested_keras, "weights-keras3-nested", ".keras", FILE_WHOLE)
 /* Keras 2 keeps every layer inside "base" in base's own group, under its own name. */
@@ -562,21 +572,31 @@ test_predict_images (void)
 static void
 test_export_round_trip (void)
 {
-  const char *stems[] = { "weights-keras3-mlp",           "weights-keras3-cnn",
-                          "weights-keras3-residual",      "weights-keras3-depthwise",
-                          "weights-keras2-cnn",           "weights-keras3-embedding_conv",
-                          "weights-keras3-rnn_stack",     "weights-keras3-gru",
-                          "weights-keras3-bidirectional", "weights-keras3-masked_bidirectional",
-                          "weights-keras3-nested" };
+  /* Each from a file Keras wrote: the .keras archive, Keras 2's save_weights () or model.save ().
+   */
+  const char *stems[][2] = {
+    { "weights-keras3-mlp", ".keras" },
+    { "weights-keras3-cnn", ".keras" },
+    { "weights-keras3-residual", ".keras" },
+    { "weights-keras3-depthwise", ".keras" },
+    { "weights-keras2-cnn", "-only.h5" },
+    { "weights-keras3-embedding_conv", ".keras" },
+    { "weights-keras3-rnn_stack", ".keras" },
+    { "weights-keras3-gru", ".keras" },
+    { "weights-keras3-bidirectional", ".keras" },
+    { "weights-keras3-masked_bidirectional", ".keras" },
+    { "weights-keras3-nested", ".keras" },
+    { "weights-keras3-separable_norms", ".keras" },
+    { "weights-keras2-separable_norms", ".h5" },
+  };
 
   for (gsize i = 0; i < G_N_ELEMENTS (stems); i++)
     {
-      g_autofree char *json_name = g_strconcat (stems[i], ".json", NULL);
+      g_autofree char *json_name = g_strconcat (stems[i][0], ".json", NULL);
       g_autofree char *json = read_text (json_name);
-      g_autofree char *wname = g_strconcat (
-          stems[i], g_str_has_prefix (stems[i], "weights-keras3") ? ".keras" : "-only.h5", NULL);
+      g_autofree char *wname = g_strconcat (stems[i][0], stems[i][1], NULL);
       g_autofree char *wpath = data_file (wname);
-      g_autofree char *out_name = g_strconcat ("export-", stems[i], ".weights.h5", NULL);
+      g_autofree char *out_name = g_strconcat ("export-", stems[i][0], ".weights.h5", NULL);
       g_autofree char *out = tmp_path (out_name);
       g_autoptr (KiltModel) a = model_from_json (json);
       g_autoptr (KiltModel) b = model_from_json (json);
@@ -597,7 +617,7 @@ test_export_round_trip (void)
       g_assert_cmpmem (sa, a->n_state * sizeof (float), sb, b->n_state * sizeof (float));
       /* A nested model's layers in their models' groups, as Keras 3 keeps them (and loads
        * them: make-keras-weights.py --check-export, Keras predicting as before). */
-      if (strstr (stems[i], "nested"))
+      if (strstr (stems[i][0], "nested"))
         {
           hid_t f = H5Fopen (out, H5F_ACC_RDONLY, H5P_DEFAULT);
           g_assert_cmpint (f, >=, 0);
@@ -684,6 +704,44 @@ replace (const char *text, const char *from, const char *to)
 
   g_assert_cmpuint (g_strv_length (parts), >, 1);
   return g_strjoinv (to, parts);
+}
+
+/* A layer_names entry is the path of the layer's group: a slash may separate parts (tf.keras'
+ * "conv1/conv", the slash-names fixture), but an empty part, "." or ".." would reach groups
+ * that are not the layer's, and is refused by its index and text. */
+static void
+test_layer_names (void)
+{
+  g_autofree char *json = read_text ("weights-keras2-mlp.json");
+  g_autoptr (KiltModel) m = model_from_json (json);
+  g_autofree float *params = g_new0 (float, m->n_params + 1);
+  g_autofree float *state = g_new0 (float, m->n_state + 1);
+  const char *bad[] = { "/hidden1", "hidden1/", "a//hidden1", "../hidden1", "a/./b", "" };
+
+  for (gsize i = 0; i < G_N_ELEMENTS (bad); i++)
+    {
+      g_autofree char *path = tmp_path ("names.h5");
+      g_autofree char *quoted = g_strdup_printf ("(\"%s\")", bad[i]);
+      g_autoptr (GError) error = NULL;
+      char name[16] = { 0 };
+      hid_t type = H5Tcopy (H5T_C_S1), f, attr, space;
+      hsize_t one = 1;
+      const char *want[] = { "names.h5", "layer name 0", quoted, "not a plain name", NULL };
+
+      g_strlcpy (name, bad[i], sizeof name);
+      H5Tset_size (type, sizeof name);
+      f = H5Fcreate (path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+      space = H5Screate_simple (1, &one, NULL);
+      attr = H5Acreate2 (f, "layer_names", type, space, H5P_DEFAULT, H5P_DEFAULT);
+      g_assert_cmpint (H5Awrite (attr, type, name), >=, 0);
+      H5Aclose (attr);
+      H5Sclose (space);
+      H5Tclose (type);
+      H5Fclose (f);
+      g_assert_false (
+          kilt_keras_weights_read (m, json, path, NULL, 0, params, state, NULL, &error));
+      assert_message (error, want);
+    }
 }
 
 /* Nested models' weights: Keras 2 and 3 files are read (the CASEs above); a Keras 2 file
@@ -1150,6 +1208,13 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/layer-scale", test_k3_layer_scale_json);
   g_test_add_func ("/keras-weights/nested-refused", test_nested_refused);
   g_test_add_func ("/keras-weights/keras3-keras/nested", test_k3_nested_keras);
+  g_test_add_func ("/keras-weights/layer-names", test_layer_names);
+  g_test_add_func ("/keras-weights/keras2-h5/slash-names", test_k2_slash_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/slash-names", test_k2_slash_json);
+  g_test_add_func ("/keras-weights/keras2-h5/separable-norms", test_k2_separable_h5);
+  g_test_add_func ("/keras-weights/keras2-h5-onto-json/separable-norms", test_k2_separable_json);
+  g_test_add_func ("/keras-weights/keras3-keras/separable-norms", test_k3_separable_keras);
+  g_test_add_func ("/keras-weights/keras3-keras-onto-json/separable-norms", test_k3_separable_json);
   g_test_add_func ("/keras-weights/keras2-h5/nested", test_k2_nested_h5);
   g_test_add_func ("/keras-weights/keras2-h5-onto-json/nested", test_k2_nested_json);
   g_test_add_func ("/keras-weights/keras3-keras-onto-json/nested", test_k3_nested_json);

@@ -54,6 +54,7 @@ layer_info_free (gpointer p)
   g_free (li->class_name);
   g_free (li->key);
   g_free (li->key2);
+  g_free (li->part_of);
   g_free (li);
 }
 
@@ -268,6 +269,24 @@ collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, const 
               g_hash_table_insert (infos, g_steal_pointer (&hname), hi);
             }
         }
+      /* A SeparableConv2D is two nodes (kilt-keras-layers.c): NAME/depthwise and NAME, the
+       * pointwise part; Keras keeps the variables of both in the layer's one group. */
+      if (g_str_equal (cls, "SeparableConv2D") || g_str_equal (cls, "SeparableConvolution2D"))
+        {
+          g_autofree char *dw = g_strdup_printf ("%s/depthwise", node_name);
+          if (!g_hash_table_contains (infos, dw))
+            {
+              LayerInfo *di = g_new0 (LayerInfo, 1);
+              di->class_name = g_strdup (cls);
+              di->key = g_strdup (key);
+              di->key2 = outer ? g_strdup_printf ("%s/%s", outer, name) : NULL;
+              di->part_of = g_strdup (name);
+              di->center = di->scale = TRUE;
+              di->known = TRUE;
+              di->use_bias = json_bool (cfg, "use_bias", TRUE);
+              g_hash_table_insert (infos, g_steal_pointer (&dw), di);
+            }
+        }
       if (!g_hash_table_contains (infos, node_name))
         {
           LayerInfo *li = g_new0 (LayerInfo, 1);
@@ -277,6 +296,7 @@ collect_infos (JsonArray *arr, const char *key_prefix, const char *scope, const 
           li->center = json_bool (cfg, "center", TRUE);
           li->scale = json_bool (cfg, "scale", TRUE);
           li->known = TRUE;
+          li->use_bias = json_bool (cfg, "use_bias", TRUE);
           g_hash_table_insert (infos, g_steal_pointer (&node_name), li);
         }
     }
@@ -356,6 +376,14 @@ expect_dense (const KiltNode *node, const LayerInfo *li, float *params, float *s
 }
 
 static gboolean
+is_separable (const LayerInfo *li)
+{
+  return li && li->class_name
+         && (g_str_equal (li->class_name, "SeparableConv2D")
+             || g_str_equal (li->class_name, "SeparableConvolution2D"));
+}
+
+static gboolean
 expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
                guint *n, GError **error)
 {
@@ -369,6 +397,18 @@ expect_conv2d (const KiltNode *node, const LayerInfo *li, float *params, float *
 
   (void)state;
   (void)error;
+  /* A SeparableConv2D's pointwise part: its (1, 1, C, F) kernel is the Keras layer's second
+   * variable, after the depthwise part's kernel. */
+  if (is_separable (li))
+    {
+      v[0] = (Var){ "depthwise_kernel", TRUE, 0, { 0 }, NULL, PLACE_COPY, FALSE, 0, 0, TRUE };
+      v[1] = (Var){ "pointwise_kernel", TRUE,  4, { 1, 1, c, f }, params,
+                    PLACE_CONV_KERNEL,  FALSE, 0, k * f };
+      *n = 2;
+      if (node->cfg.use_bias)
+        v[(*n)++] = (Var){ "bias", TRUE, 1, { f }, params + k * f, PLACE_COPY, FALSE, 0, f };
+      return TRUE;
+    }
   /* A Keras Dense on an image is Kilt's 1x1 Conv2D; its kernel is (C, F). */
   if (li->class_name && g_str_equal (li->class_name, "Dense"))
     v[0] = (Var){ "kernel", TRUE, 2, { c, f }, params, PLACE_POINTWISE_KERNEL, FALSE, 0, k * f };
@@ -448,6 +488,25 @@ expect_depthwise (const KiltNode *node, const LayerInfo *li, float *params, floa
       *n = 1;
       return TRUE;
     }
+  /* A SeparableConv2D's depthwise part: the layer's first variable; its pointwise kernel and
+   * bias follow in the same group, for the pointwise part. */
+  if (is_separable (li) && li->part_of)
+    {
+      v[0] = (Var){ "depthwise_kernel",
+                    TRUE,
+                    4,
+                    { node->cfg.kh, node->cfg.kw, c, dm },
+                    params,
+                    PLACE_DEPTHWISE_KERNEL,
+                    FALSE,
+                    0,
+                    k };
+      v[1] = (Var){ "pointwise_kernel", TRUE, 0, { 0 }, NULL, PLACE_COPY, FALSE, 0, 0, TRUE };
+      *n = 2;
+      if (li->use_bias)
+        v[(*n)++] = (Var){ "bias", TRUE, 0, { 0 }, NULL, PLACE_COPY, FALSE, 0, 0, TRUE };
+      return TRUE;
+    }
   v[0] = (Var){ "depthwise_kernel",
                 TRUE,
                 4,
@@ -471,6 +530,13 @@ expect_normalization (const KiltNode *node, const LayerInfo *li, float *params, 
 
   (void)li;
   (void)params;
+  /* Mean and variance given in the config (ConvNeXt's): constants, which Keras does not keep
+   * as variables either. */
+  if (node->cfg.norm_n > 0 && node->n_state == 0)
+    {
+      *n = 0;
+      return TRUE;
+    }
   if (node->n_state != 2 * c + 1)
     {
       kilt_layer_set_error (error, node,
@@ -484,6 +550,24 @@ expect_normalization (const KiltNode *node, const LayerInfo *li, float *params, 
   v[1] = (Var){ "variance", TRUE, 1, { c }, state + c, PLACE_COPY, TRUE, 1.0f, c };
   v[2] = (Var){ "count", TRUE, 0, { 0 }, state + 2 * c, PLACE_COPY, FALSE, 0.0f, 1 };
   *n = 3;
+  return TRUE;
+}
+
+/* LayerNormalization: gamma[C] (scale), then beta[C] (center), as Kilt keeps them. */
+static gboolean
+expect_layer_norm (const KiltNode *node, const LayerInfo *li, float *params, float *state, Var *v,
+                   guint *n, GError **error)
+{
+  gsize c = node->in_shape[0].c;
+  gboolean scale = !node->cfg.bn_no_scale, center = !node->cfg.bn_no_center;
+
+  (void)li;
+  (void)state;
+  (void)error;
+  v[0] = (Var){ "gamma", scale, 1, { c }, scale ? params : NULL, PLACE_COPY, FALSE, 1.0f, c };
+  v[1] = (Var){ "beta",     center, 1,    { c }, center ? params + (scale ? c : 0) : NULL,
+                PLACE_COPY, FALSE,  0.0f, c };
+  *n = 2;
   return TRUE;
 }
 
@@ -540,6 +624,7 @@ static const struct
   { KILT_LAYER_BATCH_NORM, expect_batch_norm },
   { KILT_LAYER_DEPTHWISE_CONV2D, expect_depthwise },
   { KILT_LAYER_NORMALIZATION, expect_normalization },
+  { KILT_LAYER_LAYER_NORM, expect_layer_norm },
   { KILT_LAYER_EMBEDDING, expect_embedding },
   { KILT_LAYER_LSTM, expect_rnn },
   { KILT_LAYER_GRU, expect_rnn },

@@ -22,6 +22,11 @@ typedef struct
   gboolean center; /* BatchNormalization */
   gboolean scale;
   gboolean known; /* the JSON gave this layer */
+  /* A node that is one part of a Keras layer (a SeparableConv2D's "NAME/depthwise"): the
+   * Keras layer's name, whose group (key, key2) holds the variables of every part; NULL
+   * otherwise. */
+  char *part_of;
+  gboolean use_bias; /* SeparableConv2D: the Keras layer has a bias (its pointwise part's) */
 } LayerInfo;
 
 typedef enum
@@ -45,6 +50,9 @@ typedef struct
   gboolean permute; /* PLACE_COPY over the input's features */
   float fill;       /* when not present */
   gsize n;          /* floats at dst */
+  /* In the Keras layer's group but another part's (a SeparableConv2D's pointwise kernel, seen
+   * from its depthwise part): counted in Keras 3's order, neither read nor written here. */
+  gboolean elsewhere;
 } Var;
 
 /* Moves @v's values between Keras' layout (@keras) and Kilt's (@kilt), towards Kilt when

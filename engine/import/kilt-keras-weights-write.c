@@ -77,7 +77,8 @@ write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const floa
   hid_t g = -1, vg = -1, cell = -1;
   gboolean ok = FALSE;
 
-  if (!open_or_make_path (layers, li->key, &g) || !make_group (g, "vars", &vg))
+  /* (The parts of a SeparableConv2D share the layer's group and its vars.) */
+  if (!open_or_make_path (layers, li->key, &g) || !open_or_make_path (g, "vars", &vg))
     goto out;
   /* LSTM and GRU: Keras 3 keeps the variables in the cell's group, layers/lstm/cell/vars, and
    * an empty vars group of the layer's own. */
@@ -103,6 +104,12 @@ write_layer (hid_t layers, const KiltNode *node, const LayerInfo *li, const floa
       g_autofree char *name = NULL;
       if (!vars[i].present)
         continue;
+      /* Another part's variable keeps its place in Keras' order: that part writes it. */
+      if (vars[i].elsewhere)
+        {
+          index++;
+          continue;
+        }
       buf = g_new0 (float, vars[i].n + 1);
       kilt_keras_place (&vars[i], buf, vars[i].dst, perm, FALSE);
       name = g_strdup_printf ("%u", index++);

@@ -285,6 +285,23 @@ short_var_name (const char *full)
   return colon ? g_strndup (base, colon - base) : g_strdup (base);
 }
 
+/* A layer name of Keras 2's layer_names, which is also the path of its group: tf.keras'
+ * DenseNets name layers "conv1/conv" (h5py makes group conv1, then conv in it), so a slash
+ * may separate parts, but no part is empty, "." or "..". */
+static gboolean
+plain_layer_name (const char *name)
+{
+  g_auto (GStrv) parts = NULL;
+
+  if (name[0] == '\0' || strlen (name) > MAX_NAME_BYTES)
+    return FALSE;
+  parts = g_strsplit (name, "/", -1);
+  for (guint i = 0; parts[i]; i++)
+    if (parts[i][0] == '\0' || g_str_equal (parts[i], ".") || g_str_equal (parts[i], ".."))
+      return FALSE;
+  return TRUE;
+}
+
 /* Keras 2: @root (the file, or its model_weights group) has layer_names; each layer's group
  * has weight_names, paths of datasets inside that group. The group of a model nested in the
  * model (a name in @nested) holds the weights of all the layers inside it, at any depth, as
@@ -305,7 +322,7 @@ read_keras2 (hid_t root, guint max_layers, GHashTable *nested, const char *path,
       hid_t g;
       FileLayer *l;
 
-      if (names[i][0] == '\0' || strlen (names[i]) > MAX_NAME_BYTES || strchr (names[i], '/'))
+      if (!plain_layer_name (names[i]))
         {
           set_error (error, path, "layer name %u (\"%.40s\") is not a plain name", i, names[i]);
           return NULL;
@@ -703,7 +720,7 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
 
       if (li == NULL)
         li = &fallback;
-      key = keras3 ? li->key : li->key2 ? li->key2 : node->name;
+      key = keras3 ? li->key : li->key2 ? li->key2 : li->part_of ? li->part_of : node->name;
       l = key ? g_hash_table_lookup (by_name, key) : NULL;
       if (expect == NULL)
         {
@@ -732,6 +749,11 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
           g_prefix_error (error, "%s: ", path);
           return FALSE;
         }
+      for (guint v = 0; v < n_vars; v++)
+        n_present += vars[v].present;
+      /* A layer with nothing to read (a Normalization of constants) needs no group. */
+      if (l == NULL && n_present == 0)
+        continue;
       if (l == NULL)
         {
           if (keras3)
@@ -755,8 +777,6 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
           return FALSE;
         }
       l->used = TRUE;
-      for (guint v = 0; v < n_vars; v++)
-        n_present += vars[v].present;
       if (keras3)
         {
           /* Keras 3 lists only the variables the layer made, in order, without names. */
@@ -776,10 +796,12 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
             }
           for (guint v = 0; v < n_vars; v++)
             {
+              FileVar *fv;
               if (!vars[v].present)
                 continue;
-              if (!read_var (root, g_ptr_array_index (l->vars, fi++), node, &vars[v],
-                             perm[node->inputs[0]], path, info, error))
+              fv = g_ptr_array_index (l->vars, fi++);
+              if (!vars[v].elsewhere
+                  && !read_var (root, fv, node, &vars[v], perm[node->inputs[0]], path, info, error))
                 return FALSE;
             }
         }
@@ -802,7 +824,8 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
                   return FALSE;
                 }
               got[v] = TRUE;
-              if (!read_var (root, fv, node, &vars[v], perm[node->inputs[0]], path, info, error))
+              if (!vars[v].elsewhere
+                  && !read_var (root, fv, node, &vars[v], perm[node->inputs[0]], path, info, error))
                 return FALSE;
             }
           for (guint v = 0; v < n_vars; v++)
@@ -817,7 +840,8 @@ map_layers (KiltModel *model, hid_t root, GPtrArray *layers, gboolean keras3, GH
         if (!vars[v].present && vars[v].dst)
           for (gsize k = 0; k < vars[v].n; k++)
             vars[v].dst[k] = vars[v].fill;
-      info->n_layers++;
+      /* (A SeparableConv2D is one layer of the file, in two nodes.) */
+      info->n_layers += li->part_of == NULL;
     }
   for (guint i = 0; i < layers->len; i++)
     {

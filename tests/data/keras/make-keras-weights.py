@@ -295,6 +295,30 @@ def build_all(K):
     m.add(L.GlobalAveragePooling1D())
     m.add(L.Dense(2, activation="softmax"))
     models["masking_bi_mean"] = m
+
+    # The layers with weights of Xception, NASNet and ConvNeXt that the others lack:
+    # SeparableConv2D (two Kilt nodes, one Keras group of three variables; with a depth
+    # multiplier, and without a bias), LayerNormalization (and without beta), and a
+    # Normalization of constants (no variables at all).
+    m = K.Sequential(name="separable_norms")
+    m.add(L.Input(shape=(9, 9, 3)))
+    m.add(L.Normalization(mean=[0.2, 0.5, -0.1], variance=[0.5, 2.0, 1.5]))
+    m.add(L.SeparableConv2D(5, 3, depth_multiplier=2, padding="same", activation="relu"))
+    m.add(L.LayerNormalization(epsilon=1e-3))
+    m.add(L.SeparableConv2D(4, 3, strides=2, use_bias=False))
+    m.add(L.LayerNormalization(center=False))
+    m.add(L.GlobalAveragePooling2D())
+    m.add(L.Dense(3, activation="softmax"))
+    models["separable_norms"] = m
+
+    # tf.keras names DenseNet's layers "conv1/conv": h5py keeps them as group conv in group
+    # conv1. Keras 3 refuses a slash in a name.
+    if not str(getattr(K, "__version__", "")).startswith("3"):
+        x_in = L.Input(shape=(6,))
+        x = L.Dense(5, activation="relu", name="block1/dense")(x_in)
+        x = L.BatchNormalization(name="block1/bn")(x)
+        x = L.Dense(3, activation="softmax", name="out")(x)
+        models["slash_names"] = K.Model(x_in, x, name="slash_names")
     return models
 
 
