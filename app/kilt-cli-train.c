@@ -192,6 +192,7 @@ apply_recipe (KiltCliCommon *c, int argc, char **argv, GError **error)
   c->nesterov = o->nesterov;
   c->lookahead = o->lookahead;
   c->translate = (int)k->translate;
+  c->alternate_flip = k->alternate_flip;
   c->tta_flip = k->tta_flip;
   c->standardize = k->preprocess == KILT_PREPROCESS_STANDARD;
   c->augment = k->augment;
@@ -342,6 +343,10 @@ kilt_cli_common_entries (KiltCliCommon *c)
       "Instead of --augment: random flips and whole-pixel shifts of up to N pixels each way, "
       "the image reflected at its edges (airbench's; N from 0 to 64)",
       "N" },
+    { "alternate-flip", 0, 0, G_OPTION_ARG_NONE, &c->alternate_flip,
+      "With --translate or --augment: each image's flip drawn once and inverted every other "
+      "epoch (airbench's alternating flip)",
+      NULL },
     { "recipe", 0, 0, G_OPTION_ARG_STRING, &c->recipe,
       "A recipe's model and settings (airbench94), which the other options override", "NAME" },
     { "tta-flip", 0, 0, G_OPTION_ARG_NONE, &c->tta_flip,
@@ -713,6 +718,7 @@ kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError **error)
   cfg->val_fraction = (float)c->val_split;
   cfg->augment = c->augment;
   cfg->translate = (guint)MAX (c->translate, 0);
+  cfg->alternate_flip = c->alternate_flip;
   cfg->tta_flip = c->tta_flip;
   if (c->augment && c->translate > 0)
     {

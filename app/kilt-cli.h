@@ -41,7 +41,8 @@ typedef struct
   double val_split; /* 0 unless given */
   int max_samples;
   gboolean augment;
-  int translate; /* --translate N: flip + shift by reflection; 0 unless given */
+  int translate;           /* --translate N: flip + shift by reflection; 0 unless given */
+  gboolean alternate_flip; /* --alternate-flip */
   gboolean tta_flip;
   char *precision; /* NULL: fp32 */
   char *memory;    /* --memory auto|keep|recompute; NULL: auto */

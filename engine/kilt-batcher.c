@@ -18,8 +18,9 @@ struct _KiltBatcher
   const KiltSplit *split;
   guint batch;
   gboolean augment;
-  guint translate; /* flip + whole-pixel shift by reflection instead of augment; 0 = none */
-  gboolean mirror; /* every sample flipped (no augmentation): flip test-time augmentation */
+  guint translate;         /* flip + whole-pixel shift by reflection instead of augment; 0 = none */
+  gboolean mirror;         /* every sample flipped (no augmentation): flip test-time augmentation */
+  gboolean alternate_flip; /* each sample's flip drawn once and inverted in odd epochs */
   guint32 seed;
   gsize n;            /* samples */
   gsize sample_size;  /* values per sample */
@@ -461,6 +462,12 @@ kilt_batcher_set_translate (KiltBatcher *b, guint pixels, GError **error)
 }
 
 void
+kilt_batcher_set_alternate_flip (KiltBatcher *b, gboolean alternate)
+{
+  b->alternate_flip = alternate;
+}
+
+void
 kilt_batcher_set_mirror (KiltBatcher *b, gboolean mirror)
 {
   g_return_if_fail (!mirror || (!b->augment && b->translate == 0));
@@ -549,6 +556,9 @@ kilt_batcher_gather_slice (KiltBatcher *b, guint batch_index, guint first, guint
   cl_uint aug_seed = b->aug_seed;
   cl_int streamed = b->streamed, augment = b->augment, translate = (cl_int)b->translate;
   cl_int mirror = b->mirror;
+  /* Alternating flips: epoch 0's draws, inverted in odd epochs. */
+  cl_uint flip_seed = kilt_batcher_augment_seed (b->seed, 0);
+  cl_int flip_parity = b->alternate_flip ? (cl_int)(b->epoch & 1) : -1;
   cl_int err = CL_SUCCESS;
   float shift = KILT_BATCHER_SHIFT_RANGE;
   cl_mem data;
@@ -617,6 +627,8 @@ kilt_batcher_gather_slice (KiltBatcher *b, guint batch_index, guint first, guint
   KILT_ARG (k, a++, shift, err);
   KILT_ARG (k, a++, translate, err);
   KILT_ARG (k, a++, mirror, err);
+  KILT_ARG (k, a++, flip_seed, err);
+  KILT_ARG (k, a++, flip_parity, err);
   if (!cl_check (b, err, error, "setting the batch gather arguments"))
     return FALSE;
   if (!kilt_context_launch_1d (ctx, k, (size_t)batch * MAX (b->sample_size, (gsize)T), error))

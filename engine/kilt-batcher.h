@@ -21,7 +21,10 @@ typedef struct _KiltBatcher KiltBatcher;
  * - with a translation of t pixels (kilt_batcher_set_translate) instead: flipped as above and
  *   shifted by whole pixels, dx = min ((int) (u * (2t + 1)), 2t) - t (u from counter 1; dy
  *   from counter 2), out (y, x) = in (reflect (y + dy), reflect (x' + dx)) with x' the flipped
- *   column and reflect (-i) = i, reflect (W - 1 + i) = W - 1 - i (the edge is not repeated). */
+ *   column and reflect (-i) = i, reflect (W - 1 + i) = W - 1 - i (the edge is not repeated);
+ * - with alternating flips (kilt_batcher_set_alternate_flip), either way: sample s is flipped
+ *   when (kilt_hash_uniform (kilt_batcher_augment_seed (seed, 0), s, 0) < 0.5) differs from
+ *   (e odd), so every image is seen mirrored every other epoch (airbench's). */
 
 guint64 kilt_batcher_shuffle_seed (guint32 seed, guint epoch);
 guint32 kilt_batcher_augment_seed (guint32 seed, guint epoch);
@@ -54,6 +57,9 @@ gboolean kilt_batcher_set_translate (KiltBatcher *b, guint pixels, GError **erro
 /* Flips every sample horizontally in the gathers enqueued from now on (not with either
  * augmentation): the second half of flip test-time augmentation. */
 void kilt_batcher_set_mirror (KiltBatcher *b, gboolean mirror);
+/* With augment or a translation: each sample's flip is drawn once and inverted in odd epochs
+ * instead of drawn anew each epoch. */
+void kilt_batcher_set_alternate_flip (KiltBatcher *b, gboolean alternate);
 
 /* Fixes the epoch's order (shuffled or not) and augmentation draws; uploads the order. */
 gboolean kilt_batcher_begin_epoch (KiltBatcher *b, guint epoch, gboolean shuffle, GError **error);

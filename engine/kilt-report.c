@@ -649,8 +649,12 @@ kilt_report_build_tables (const KiltReportOptions *o)
       {
         g_autofree char *aug
             = r->config.translate
-                  ? g_strdup_printf ("flip, translate %u px (reflect)", r->config.translate)
-                  : g_strdup (r->config.augment ? "yes" : "no");
+                  ? g_strdup_printf ("%sflip, translate %u px (reflect)",
+                                     r->config.alternate_flip ? "alternating " : "",
+                                     r->config.translate)
+                  : g_strdup (r->config.augment
+                                  ? (r->config.alternate_flip ? "yes, alternating flip" : "yes")
+                                  : "no");
         cell (row, g_strdup_printf ("%s%s", aug, r->config.tta_flip ? "; flip TTA" : ""));
       }
       cell (row, g_strdup (kilt_precision_name (r->config.precision)));

@@ -705,6 +705,8 @@ kilt_run_config_to_json (const KiltTrainConfig *c)
   json_builder_add_int_value (b, c->translate);
   json_builder_set_member_name (b, "tta_flip");
   json_builder_add_boolean_value (b, c->tta_flip);
+  json_builder_set_member_name (b, "alternate_flip");
+  json_builder_add_boolean_value (b, c->alternate_flip);
   json_builder_set_member_name (b, "precision");
   json_builder_add_string_value (b, kilt_precision_name (c->precision));
   json_builder_set_member_name (b, "memory");
@@ -869,6 +871,7 @@ kilt_run_config_from_json (const char *json, KiltTrainConfig *out, GError **erro
     out->translate = t > 0 && t <= G_MAXUINT ? (guint)t : 0;
   }
   out->tta_flip = json_object_get_boolean_member_with_default (o, "tta_flip", FALSE);
+  out->alternate_flip = json_object_get_boolean_member_with_default (o, "alternate_flip", FALSE);
   /* Runs recorded before the setting trained in fp32. */
   if (!kilt_precision_from_name (
           json_object_get_string_member_with_default (o, "precision", "fp32"), &out->precision))

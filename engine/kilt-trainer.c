@@ -642,6 +642,7 @@ prepare_replica (Session *s, KiltReplica *rp, guint exec_batch, KiltPlan **plan_
   if (rp->train_batcher == NULL
       || !kilt_batcher_set_translate (rp->train_batcher, c->translate, error))
     return FALSE;
+  kilt_batcher_set_alternate_flip (rp->train_batcher, c->alternate_flip);
   if (s->eval_split)
     {
       rp->eval_batcher
@@ -716,6 +717,13 @@ prepare (Session *s, GError **error)
                    "two augmentations asked for: Keras' flip and shift (--augment) and a flip "
                    "with a %u-pixel translation (--translate); give one",
                    c->translate);
+      return FALSE;
+    }
+  if (c->alternate_flip && !c->augment && c->translate == 0)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "alternating flips (--alternate-flip) need an augmentation that flips: "
+                   "--translate N or --augment");
       return FALSE;
     }
   if (c->checkpoint_path && (c->comm == NULL || kilt_comm_rank (c->comm) == 0)

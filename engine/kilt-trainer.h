@@ -44,6 +44,9 @@ typedef struct
   /* Random horizontal flip + a whole-pixel shift of up to this many pixels each way, the image
    * reflected at its edges (airbench's), instead of augment; 0 = none. */
   guint translate;
+  /* With augment or translate: each image's flip drawn once and inverted every other epoch
+   * (airbench's alternating flip), instead of drawn anew each epoch. */
+  gboolean alternate_flip;
   /* Flip test-time augmentation: validation and test figures (kilt_trainer_evaluate too) from
    * the mean of the predicted probabilities for each image and its mirror. One device. */
   gboolean tta_flip;

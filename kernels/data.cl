@@ -25,7 +25,12 @@
  * kilt_uniform (aug_seed, id, 0) and shifts from counters 1 (x) and 2 (y): Keras' (augment,
  * bilinear, shift a fraction of the size) or, when translate > 0, whole pixels in
  * [-translate, translate] with the image reflected at its edges (airbench's pad + crop).
+ * With flip_parity 0 or 1 instead of -1 the flip alternates (airbench's): sample id's flip is
+ * drawn once, from kilt_uniform (flip_seed, id, 0), and inverted in odd epochs (parity 1).
  * Without augmentation, mirror flips every sample (flip test-time augmentation). */
+#define KILT_GATHER_FLIP(id)                                                                      \
+  (flip_parity < 0 ? kilt_uniform (aug_seed, id, 0u) < 0.5f                                       \
+                   : (kilt_uniform (flip_seed, id, 0u) < 0.5f) != flip_parity)
 #define KILT_DEFINE_GATHER(NAME, TYPE)                                                            \
   __kernel void NAME (__global float *out, __global float *targets, __global const TYPE *data,    \
                       __global const uint *order, __global const float *tsrc,                     \
@@ -33,7 +38,7 @@
                       const uint batch, const uint chunk_pos, const int streamed, const uint C,   \
                       const uint H, const uint W, const uint T, const int augment,                \
                       const uint aug_seed, const float shift, const int translate,                \
-                      const int mirror)                                                           \
+                      const int mirror, const uint flip_seed, const int flip_parity)              \
   {                                                                                               \
     uint i = get_global_id (0);                                                                   \
     uint HW = H * W, S = C * HW;                                                                  \
@@ -48,7 +53,7 @@
         float v;                                                                                  \
         if (translate > 0)                                                                        \
           {                                                                                       \
-            int flip = kilt_uniform (aug_seed, id, 0u) < 0.5f, span = 2 * translate + 1;          \
+            int flip = KILT_GATHER_FLIP (id), span = 2 * translate + 1;                           \
             int dx = min ((int) (kilt_uniform (aug_seed, id, 1u) * (float) span), span - 1);      \
             int dy = min ((int) (kilt_uniform (aug_seed, id, 2u) * (float) span), span - 1);      \
             int xs = (flip ? (int) W - 1 - (int) x : (int) x) + dx - translate;                   \
@@ -59,7 +64,7 @@
           }                                                                                       \
         else if (augment)                                                                         \
           {                                                                                       \
-            int flip = kilt_uniform (aug_seed, id, 0u) < 0.5f;                                    \
+            int flip = KILT_GATHER_FLIP (id);                                                     \
             float tx = (2.0f * kilt_uniform (aug_seed, id, 1u) - 1.0f) * shift * (float) W;       \
             float ty = (2.0f * kilt_uniform (aug_seed, id, 2u) - 1.0f) * shift * (float) H;       \
             float xs = (float) (flip ? W - 1 - x : x) + tx;                                       \

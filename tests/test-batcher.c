@@ -78,6 +78,10 @@ sample_value (const KiltDataset *ds, gsize id, guint c, int y, int x)
 }
 
 /* Written from the contract in kilt-batcher.h, not from the kernel. */
+
+/* Whether the batchers check_epoch makes, and the reference, alternate flips (airbench's):
+ * set by test_alternate_flip around its epochs only. */
+static gboolean alternate_flip;
 static void
 reference_batch (const KiltDataset *ds, const guint32 *order, guint batch, guint bi,
                  KiltPreprocess pp, gboolean augment, guint translate, guint32 seed, guint epoch,
@@ -87,12 +91,16 @@ reference_batch (const KiltDataset *ds, const guint32 *order, guint batch, guint
   gsize n = ds->train.n, first = (gsize)bi * batch;
   guint valid = (guint)MIN (batch, n - first), T = ds->n_targets;
   guint32 a = kilt_batcher_augment_seed (seed, epoch);
+  guint32 a0 = kilt_batcher_augment_seed (seed, 0);
 
   *n_valid = valid;
   for (guint b = 0; b < batch; b++)
     {
       gsize id = order[first + (b < valid ? b : b % valid)];
-      gboolean flip = kilt_hash_uniform (a, (guint32)id, 0) < 0.5f;
+      /* Alternating: epoch 0's flip of the image, inverted in odd epochs. */
+      gboolean flip = alternate_flip
+                          ? (kilt_hash_uniform (a0, (guint32)id, 0) < 0.5f) != (epoch % 2)
+                          : kilt_hash_uniform (a, (guint32)id, 0) < 0.5f;
       /* The shift in float, as the device draws it; the interpolation in double. */
       float tx = (2.0f * kilt_hash_uniform (a, (guint32)id, 1) - 1.0f) * 0.1f * (float)W;
       float ty = (2.0f * kilt_hash_uniform (a, (guint32)id, 2) - 1.0f) * 0.1f * (float)H;
@@ -196,6 +204,7 @@ check_epoch (KiltContext *ctx, const KiltDataset *ds, guint batch, KiltPreproces
 
   g_assert_no_error (error);
   g_assert_true (kilt_batcher_set_translate (b, translate, &error));
+  kilt_batcher_set_alternate_flip (b, alternate_flip);
   bufs_init (&bb, ctx, ds, batch);
   g_assert_true (kilt_batcher_begin_epoch (b, epoch, shuffle, &error));
   order = kilt_batcher_order (b, &n_order);
@@ -314,6 +323,30 @@ test_translate (void)
       }
       free_dataset (ds);
     }
+}
+
+/* Alternating flips (each image's epoch-0 flip, inverted in odd epochs) against the
+ * reference, with the translation and with Keras' augmentation, resident and streamed, over
+ * four epochs. */
+static void
+test_alternate_flip (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  KiltDataset *ds;
+
+  if (ctx == NULL)
+    return;
+  ds = make_dataset (KILT_SAMPLE_U8, (KiltShape){ 3, 6, 5 }, 37, 10, 0, 77);
+  alternate_flip = TRUE;
+  for (guint e = 0; e < 4; e++)
+    {
+      check_epoch (ctx, ds, 8, KILT_PREPROCESS_SCALE, FALSE, TRUE, 9, e, 0, 2);
+      check_epoch (ctx, ds, 8, KILT_PREPROCESS_SCALE, TRUE, TRUE, 9, e, 0, 0);
+      check_epoch (ctx, ds, 8, KILT_PREPROCESS_STANDARD, FALSE, TRUE, 9, e,
+                   10 * kilt_dataset_sample_size (ds), 1);
+    }
+  alternate_flip = FALSE;
+  free_dataset (ds);
 }
 
 static void
@@ -618,6 +651,7 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/batcher/gather-reference", test_gather_reference);
   g_test_add_func ("/batcher/translate", test_translate);
+  g_test_add_func ("/batcher/alternate-flip", test_alternate_flip);
   g_test_add_func ("/batcher/shuffle", test_shuffle);
   g_test_add_func ("/batcher/streamed-equals-resident", test_streamed_equals_resident);
   g_test_add_func ("/batcher/float-samples", test_float_samples);

@@ -1956,7 +1956,17 @@ test_recipe_airbench94 (void)
     g_assert_nonnull (strstr (r.out, "SGD (momentum 0.85, Nesterov, decay 0, lookahead)"));
     g_assert_nonnull (strstr (r.out, "one-cycle 0.2 -\\> 1 at 23% -\\> 0.07"));
     g_assert_nonnull (strstr (r.out, "| 0.2 |"));
-    g_assert_nonnull (strstr (r.out, "flip, translate 2 px (reflect); flip TTA"));
+    g_assert_nonnull (strstr (r.out, "alternating flip, translate 2 px (reflect); flip TTA"));
+    result_clear (&r);
+  }
+  {
+    /* Alternating flips need an augmentation that flips: said before any step. */
+    const char *args[] = { "train",       "--recipe", "airbench94", "--data", data,
+                           "--translate", "0",        "--epochs",   "1",      NULL };
+    r = run_cli (db, args);
+    g_assert_cmpint (r.status, !=, 0);
+    g_test_message ("%s", r.err);
+    g_assert_nonnull (strstr (r.err, "alternating flips (--alternate-flip) need"));
     result_clear (&r);
   }
 }
