@@ -78,6 +78,7 @@ make_record (GRand *r, KiltRunRecord *rec)
   rec->config.label_smoothing = (float)g_rand_double (r);
   rec->config.translate = g_rand_int_range (r, 0, 5);
   rec->config.tta_flip = g_rand_boolean (r);
+  rec->config.alternate_flip = g_rand_boolean (r);
   rec->config.augment = g_rand_boolean (r);
   rec->config.preprocess = g_rand_boolean (r) ? KILT_PREPROCESS_STANDARD : KILT_PREPROCESS_SCALE;
   rec->config.max_train_samples = g_rand_int_range (r, 0, 100000);
@@ -187,6 +188,7 @@ assert_record_equal (const KiltRunRecord *a, const KiltRunRecord *b)
   g_assert_cmpfloat (a->config.label_smoothing, ==, b->config.label_smoothing);
   g_assert_cmpuint (a->config.translate, ==, b->config.translate);
   g_assert_cmpint (a->config.tta_flip, ==, b->config.tta_flip);
+  g_assert_cmpint (a->config.alternate_flip, ==, b->config.alternate_flip);
   g_assert_cmpint (a->config.augment, ==, b->config.augment);
   g_assert_cmpint (a->config.preprocess, ==, b->config.preprocess);
   g_assert_cmpuint (a->config.max_train_samples, ==, b->config.max_train_samples);
@@ -1475,6 +1477,7 @@ test_config_non_finite (void)
   g_assert_cmpfloat (back.label_smoothing, ==, 0);
   g_assert_cmpuint (back.translate, ==, 0);
   g_assert_false (back.tta_flip);
+  g_assert_false (back.alternate_flip);
   g_assert_false (back.opt.lookahead);
   kilt_train_config_clear (&back);
 
