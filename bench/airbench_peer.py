@@ -63,13 +63,14 @@ def main():
     ap.add_argument("--work", default="/tmp/airbench-work")
     args = ap.parse_args()
 
+    script = os.path.abspath(args.script)
     os.makedirs(args.work, exist_ok=True)
     t0 = time.time()
     shapes = write_tensors(os.path.abspath(args.data), args.work)
     print(json.dumps({"converted": shapes, "seconds": round(time.time() - t0, 1)}), flush=True)
     os.chdir(args.work)
 
-    spec = importlib.util.spec_from_file_location("airbench_script", os.path.abspath(args.script))
+    spec = importlib.util.spec_from_file_location("airbench_script", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # defines everything; its __main__ block does not run
     import torch
@@ -98,14 +99,14 @@ def main():
         accs.append(float(acc))
         times.append(train_time)
         print(json.dumps({"run": run, "tta_val_acc": float(acc), "timed_seconds": train_time,
-                          "script": os.path.basename(args.script),
+                          "script": os.path.basename(script),
                           "device": torch.cuda.get_device_name(0), "torch": torch.__version__}),
               flush=True)
     n = len(accs)
     mean = sum(accs) / n
     sd = (sum((a - mean) ** 2 for a in accs) / max(n - 1, 1)) ** 0.5
     good = [t for t in times if t is not None]
-    print(json.dumps({"summary": os.path.basename(args.script), "runs": n, "mean_acc": mean,
+    print(json.dumps({"summary": os.path.basename(script), "runs": n, "mean_acc": mean,
                       "std_acc": sd, "mean_timed_seconds": sum(good) / len(good) if good else None}),
           flush=True)
 
