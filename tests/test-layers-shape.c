@@ -671,6 +671,10 @@ test_depthwise (void)
            3, TRUE, TRUE, KILT_ACT_TANH, 2, FALSE);
   dw_case ("dw 1x1 dm 4 valid", (KiltShape){ 5, 3, 4 }, 4, 1, 1, 1, 1, 0, 0, FALSE, TRUE,
            KILT_ACT_LINEAR, 1, TRUE);
+  /* 323 outputs a plane, over a group of 128 work-items: each sums several of every sample's
+   * (the weight gradient's strided loop and its tree). */
+  dw_case ("dw 3x3 same on 19x17, dm 2, batch 3", (KiltShape){ 2, 19, 17 }, 2, 3, 3, 1, 1, 0, 0,
+           TRUE, TRUE, KILT_ACT_RELU, 3, FALSE);
   {
     g_autoptr (KiltModel) m = kilt_model_new ("dw");
     g_autoptr (GError) error = NULL;

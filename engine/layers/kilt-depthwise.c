@@ -190,8 +190,12 @@ dw_backward (KiltNode *node, KiltExec *ex, GError **error)
       KILT_ARG (k, 4, batch, err);
       err |= dw_geom_args (k, 5, &g);
       g_assert (err == CL_SUCCESS);
-      if (!kilt_context_launch_1d (ex->ctx, k, nw, error))
-        return FALSE;
+      {
+        /* A group of KILT_DW_GROUP (depthwise.cl) per weight. */
+        size_t global = nw * 128, local = 128;
+        if (!kilt_context_launch (ex->ctx, k, 1, &global, &local, error))
+          return FALSE;
+      }
     }
   if (!node->din_needed[0])
     return TRUE;
