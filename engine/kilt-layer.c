@@ -472,8 +472,11 @@ kilt_layer_use_rows (const KiltDeviceInfo *info, const char *env)
 gboolean
 kilt_ref_step_kept (const KiltNode *node, const double *m, gsize b, gsize t)
 {
-  const KiltShape *src = &node->in_shape[node->n_inputs - 1];
+  const KiltShape *src;
 
+  if (node->cfg.step_mask == KILT_STEP_MASK_NONE || node->n_inputs < 2)
+    return TRUE;
+  src = &node->in_shape[node->n_inputs - 1];
   switch (node->cfg.step_mask)
     {
       case KILT_STEP_MASK_IDS:
@@ -491,7 +494,7 @@ kilt_ref_step_kept (const KiltNode *node, const double *m, gsize b, gsize t)
 gboolean
 kilt_layer_check_step_mask (KiltNode *node, guint steps, GError **error)
 {
-  const KiltShape *src = &node->in_shape[node->n_inputs - 1];
+  const KiltShape *src;
 
   if (node->cfg.step_mask == KILT_STEP_MASK_NONE)
     return TRUE;
@@ -500,6 +503,7 @@ kilt_layer_check_step_mask (KiltNode *node, guint steps, GError **error)
       kilt_layer_set_error (error, node, "a step mask needs its source as the last input");
       return FALSE;
     }
+  src = &node->in_shape[node->n_inputs - 1];
   if (node->cfg.step_mask == KILT_STEP_MASK_IDS && (src->c != steps || src->h != 1 || src->w != 1))
     {
       kilt_layer_set_error (error, node,
