@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "kilt-context"
 
 #include "kilt-context.h"
+#include "kilt-gemm.h"
 #include "kilt-gemm-tf32.h"
 #include "kilt-error.h"
 #include "kilt-breadcrumb.h"
@@ -64,7 +65,12 @@ igemm_kernels_run (KiltContext *ctx)
 static const char *
 build_options (const KiltDeviceInfo *info)
 {
-  return kilt_device_runs_igemm (info) ? BUILD_OPTIONS " -DKILT_IGEMM" : BUILD_OPTIONS;
+  static const char *const options[2][2] = {
+    { BUILD_OPTIONS, BUILD_OPTIONS " -DKILT_GEMM_WIDE" },
+    { BUILD_OPTIONS " -DKILT_IGEMM", BUILD_OPTIONS " -DKILT_IGEMM -DKILT_GEMM_WIDE" },
+  };
+
+  return options[kilt_device_runs_igemm (info) != 0][kilt_gemm_wide (info) != 0];
 }
 
 /* ---- fault injection ---------------------------------------------------------------------- */
@@ -358,6 +364,7 @@ kilt_context_new (const KiltDeviceInfo *device, GError **error)
   g_autoptr (GError) tuning_error = NULL;
 
   ctx->info = kilt_device_info_copy (device);
+  ctx->gemm_wide = kilt_gemm_wide (ctx->info);
   ctx->kernels = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, release_kernel);
   ctx->prof_events = g_array_new (FALSE, FALSE, sizeof (KiltProfEvent));
   ctx->budget = kilt_context_budget_for (device);

@@ -22,6 +22,7 @@ struct _KiltContext
 
   /* Profiling: when profiling is on, each launch records an event tagged with prof_tag. */
   gboolean igemm;             /* the implicit-GEMM convolution kernels are built and can run */
+  gboolean gemm_wide;         /* kernels/gemm.cl was built with its wide tiles (kilt_gemm_wide) */
   KiltPrecision precision;    /* what GEMMs compute in (kilt_context_set_precision) */
   cl_program tf32_program[2]; /* kernels/gemm-tf32.cl, built on first use of TF32, with */
   cl_kernel tf32_kernel[2];   /* 64 x 64 and 128 x 128 tiles */

@@ -136,6 +136,7 @@ fill_device (KiltDeviceInfo *d, cl_platform_id p, cl_device_id dev, guint index)
   d->global_mem = device_u64 (dev, CL_DEVICE_GLOBAL_MEM_SIZE);
   d->max_alloc = device_u64 (dev, CL_DEVICE_MAX_MEM_ALLOC_SIZE);
   d->local_mem = device_u64 (dev, CL_DEVICE_LOCAL_MEM_SIZE);
+  d->float_width = device_uint (dev, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT);
   clGetDeviceInfo (dev, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof d->max_work_group, &d->max_work_group,
                    NULL);
   clGetDeviceInfo (dev, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof fp, &fp, NULL);

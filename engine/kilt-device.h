@@ -22,6 +22,7 @@ typedef struct
   guint64 global_mem;
   guint64 max_alloc;
   guint64 local_mem;
+  guint float_width; /* CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT: 16 on PoCL with AVX-512 */
   gsize max_work_group;
   gboolean fp64;
   gboolean fp16;

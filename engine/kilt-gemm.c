@@ -9,14 +9,28 @@
 
 #include <clblast_c.h>
 
-/* Tile sizes of kernels/gemm.cl: the outer-product kernels 4 x 16, the NT kernel 4 x 3. */
-#define GEMM_TILE_M    4
+/* Tile sizes of kernels/gemm.cl: the outer-product kernels 4 x 16 (wide: 8 x 16), the NT
+ * kernel 4 x 3 (wide: 4 x 6). */
 #define GEMM_TILE_N    16
-#define GEMM_TILE_N_NT 3
+#define GEMM_TILE_M_NT 4
 /* Work-items per group: one. Measured on PoCL 3.1 (2-core EPYC), groups of 2-16 tile rows
  * (run one after the other on a thread, sharing a panel of B) were no faster for NN and TN and
  * a third slower for NT; $KILT_GEMM_LOCAL overrides, for tuning. */
 #define GEMM_GROUP_ROWS 1
+
+gboolean
+kilt_gemm_wide (const KiltDeviceInfo *info)
+{
+  const char *forced = g_getenv ("KILT_GEMM_TILES");
+
+  if (forced && g_ascii_strcasecmp (forced, "wide") == 0)
+    return TRUE;
+  if (forced && g_ascii_strcasecmp (forced, "narrow") == 0)
+    return FALSE;
+  /* Measured on PoCL 3.1 (2-core Zen 4, AVX-512): the wide tiles ran cifar10_cnn's GEMMs
+   * 0-65% faster (bench/NOTES.md, section 12), and its training step 47 -> 41 ms. */
+  return info->type && g_str_equal (info->type, "CPU") && info->float_width >= 16;
+}
 
 KiltGemmPath
 kilt_gemm_path (KiltContext *ctx)
@@ -94,7 +108,7 @@ gemm_kilt (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize 
   cl_uint M = (cl_uint)m, N = (cl_uint)n, K = (cl_uint)k;
   cl_uint LDA = (cl_uint)lda, LDB = (cl_uint)ldb, LDC = (cl_uint)ldc;
   cl_ulong ao = a_off, bo = b_off, co = c_off, as = a_stride, bs = b_stride, cs = c_stride;
-  size_t global[3], local[3];
+  size_t global[3], local[3], tile_m, tile_n;
   cl_int err = CL_SUCCESS;
 
   if (!kern
@@ -122,8 +136,10 @@ gemm_kilt (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize 
   KILT_ARG (kern, 15, LDC, err);
   KILT_ARG (kern, 16, cs, err);
   g_assert (err == CL_SUCCESS);
-  global[0] = (m + GEMM_TILE_M - 1) / GEMM_TILE_M;
-  global[1] = (n + (nt ? GEMM_TILE_N_NT : GEMM_TILE_N) - 1) / (nt ? GEMM_TILE_N_NT : GEMM_TILE_N);
+  tile_m = nt ? GEMM_TILE_M_NT : ctx->gemm_wide ? 8 : 4;
+  tile_n = !nt ? GEMM_TILE_N : ctx->gemm_wide ? 6 : 3;
+  global[0] = (m + tile_m - 1) / tile_m;
+  global[1] = (n + tile_n - 1) / tile_n;
   global[2] = batch;
   local[0] = GEMM_GROUP_ROWS;
   local[1] = 1;

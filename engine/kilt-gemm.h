@@ -16,6 +16,11 @@ typedef enum
  * benchmarks), else Kilt's kernels on CPU devices and CLBlast on the others. */
 KiltGemmPath kilt_gemm_path (KiltContext *ctx);
 
+/* Whether kernels/gemm.cl is built with its wide tiles for @info (KILT_GEMM_WIDE): CPU devices
+ * whose preferred float vector is 16 wide (AVX-512, 32 vector registers); $KILT_GEMM_TILES=
+ * wide|narrow forces it (tests build both). A context keeps the answer it was built with. */
+gboolean kilt_gemm_wide (const KiltDeviceInfo *info);
+
 /* C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C; offsets and leading dimensions
  * in floats, row-major. */
 gboolean kilt_gemm (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize n, gsize k,

@@ -137,7 +137,8 @@ static void
 run_cases (const char *path)
 {
   KiltContext *ctx = kilt_test_context ();
-  /* Sizes around the tiles (4 x 16 and 4 x 3) and the vector width along k (8). */
+  /* Sizes around the tiles (4 x 16 and 4 x 3; wide, 8 x 16 and 4 x 6) and the vector width
+   * along k (8). */
   static const gsize shapes[][3] = {
     { 1, 1, 1 },
     { 7, 13, 5 },
@@ -151,6 +152,10 @@ run_cases (const char *path)
     { 17, 2, 31 },
     { 1, 33, 24 },
     { 40, 1, 13 },
+    { 8, 6, 8 },
+    { 9, 7, 17 },
+    { 15, 12, 40 },
+    { 16, 13, 23 },
     /* and around the TF32 kernel's 64 x 64 tile and 16-deep slices */
     { 64, 64, 16 },
     { 65, 129, 33 },
@@ -247,6 +252,37 @@ static void
 test_kilt (void)
 {
   run_cases ("kilt");
+}
+
+/* Kilt's kernels with each tile width, whichever this device gets by default: a context of its
+ * own, built under $KILT_GEMM_TILES. */
+static void
+run_tiles (const char *tiles)
+{
+  KiltContext *ctx;
+
+  kilt_test_context_close ();
+  g_setenv ("KILT_GEMM_TILES", tiles, TRUE);
+  ctx = kilt_test_context ();
+  if (ctx)
+    {
+      g_assert_cmpint (ctx->gemm_wide, ==, g_str_equal (tiles, "wide"));
+      run_cases ("kilt");
+    }
+  kilt_test_context_close ();
+  g_unsetenv ("KILT_GEMM_TILES");
+}
+
+static void
+test_kilt_narrow (void)
+{
+  run_tiles ("narrow");
+}
+
+static void
+test_kilt_wide (void)
+{
+  run_tiles ("wide");
 }
 
 static void
@@ -357,6 +393,9 @@ test_default_path (void)
   g_assert_cmpint (kilt_gemm_path (ctx), ==,
                    g_str_equal (ctx->info->type, "CPU") ? KILT_GEMM_PATH_KILT
                                                         : KILT_GEMM_PATH_CLBLAST);
+  /* and the wide tiles exactly where AVX-512's registers hold them */
+  g_assert_cmpint (ctx->gemm_wide, ==,
+                   g_str_equal (ctx->info->type, "CPU") && ctx->info->float_width >= 16);
 }
 
 int
@@ -367,6 +406,8 @@ main (int argc, char **argv)
   g_test_init (&argc, &argv, NULL);
   g_test_add_func ("/gemm/default-path", test_default_path);
   g_test_add_func ("/gemm/kilt", test_kilt);
+  g_test_add_func ("/gemm/kilt-narrow", test_kilt_narrow);
+  g_test_add_func ("/gemm/kilt-wide", test_kilt_wide);
   g_test_add_func ("/gemm/clblast", test_clblast);
   g_test_add_func ("/gemm/tf32", test_tf32);
   g_test_add_func ("/gemm/tf32-available", test_tf32_available);
