@@ -686,14 +686,17 @@ test_bench_conv_algo (void)
           if (m == 0)
             g_assert_cmpstr (algo, ==, "implicit GEMM");
           else if (m == 1)
-            g_assert_cmpstr (algo, ==, "im2col + GEMM");
+            /* im2col, whose forward pass a CPU device runs as a direct convolution */
+            g_assert_true (g_str_equal (algo, "im2col + GEMM")
+                           || g_str_equal (algo, "direct, weights by im2col + GEMM"));
           else
             {
               /* Measured: the times behind the choice, [im2col, implicit GEMM] per pass. */
               JsonObject *ms = json_object_get_object_member (l, "algo_ms");
 
               g_assert_true (g_str_has_prefix (algo, "implicit GEMM")
-                             || g_str_has_prefix (algo, "im2col + GEMM"));
+                             || g_str_has_prefix (algo, "im2col + GEMM")
+                             || g_str_has_prefix (algo, "direct"));
               for (guint p = 0; p < 2; p++)
                 {
                   JsonArray *a = json_object_get_array_member (ms, p == 0 ? "forward" : "weights");
@@ -1284,10 +1287,11 @@ test_runs_resume (void)
   db = g_build_filename (dir, "runs.db", NULL);
   ckpt = g_build_filename (dir, "mine.ckpt", NULL);
   {
-    /* About 180 launches an epoch here: the 500th is in the third. */
+    /* About 150 launches an epoch here (on a CPU device, where convolutions run forward directly;
+     * measured: the 300th falls in epoch 2, the 400th in epoch 3, the 500th in epoch 4). */
     const char *args[] = { "train",        "--epochs", "20",     "--max-samples", "64",
                            "--checkpoint", ckpt,       "--name", "resumable",     NULL };
-    r = run_cli_fault (db, "enqueue:500", args);
+    r = run_cli_fault (db, "enqueue:400", args);
   }
   g_assert_cmpint (r.status, ==, 1);
   g_assert_nonnull (strstr (r.err, "injected fault"));
@@ -1580,10 +1584,11 @@ test_runs_resume_shared (void)
   db = g_build_filename (dir, "runs.db", NULL);
   ckpt = g_build_filename (dir, "shared.ckpt", NULL);
   {
-    /* About 180 launches an epoch here: the 500th is in the third. */
+    /* About 150 launches an epoch here (on a CPU device, where convolutions run forward directly;
+     * measured: the 300th falls in epoch 2, the 400th in epoch 3, the 500th in epoch 4). */
     const char *args[]
         = { "train", "--epochs", "6", "--max-samples", "64", "--checkpoint", ckpt, NULL };
-    r = run_cli_fault (db, "enqueue:500", args);
+    r = run_cli_fault (db, "enqueue:400", args);
   }
   g_assert_cmpint (r.status, ==, 1);
   result_clear (&r);

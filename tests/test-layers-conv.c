@@ -156,6 +156,38 @@ test_conv_other_kernels (void)
   g_unsetenv ("KILT_GEMM");
 }
 
+/* The direct convolution CPU devices run forward at stride 1 (kernels/conv-cpu.cl): output
+ * rows across several 16-wide tiles with a short last one, filter counts off the 4- and
+ * 8-filter tiles, uneven kernels and Keras' uneven 'same' padding, the activations it applies
+ * itself and through kilt_act, chunks of samples; and the im2col path it replaces, forced. */
+static void
+test_conv_direct (void)
+{
+  conv_case ("conv 3x3 same relu, 3 tiles a row",
+             (ConvCase){ 3, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
+  conv_case ("conv 2x4 same tanh (uneven padding)",
+             (ConvCase){ 2, 6, 17, 9, 2, 4, 1, 1, TRUE, TRUE, KILT_ACT_TANH, 2 });
+  conv_case ("conv 3x2 valid linear, 16 filters",
+             (ConvCase){ 4, 7, 16, 16, 3, 2, 1, 1, FALSE, FALSE, KILT_ACT_LINEAR, 3 });
+  conv_case ("conv 1x1 sigmoid, 5 filters",
+             (ConvCase){ 6, 3, 20, 5, 1, 1, 1, 1, FALSE, TRUE, KILT_ACT_SIGMOID, 2 });
+  g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
+  conv_case ("conv 3x3 valid relu, chunks of 2 of 5",
+             (ConvCase){ 3, 8, 19, 7, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_RELU, 5 });
+  g_unsetenv ("KILT_CONV_CHUNK");
+  g_setenv ("KILT_CONV_DIRECT", "0", TRUE);
+  conv_case ("conv 3x3 same relu, im2col forced",
+             (ConvCase){ 3, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
+  g_unsetenv ("KILT_CONV_DIRECT");
+  /* The narrow tiles (4 filters) of devices without AVX-512, in a context of their own. */
+  kilt_test_context_close ();
+  g_setenv ("KILT_GEMM_TILES", "narrow", TRUE);
+  conv_case ("conv 3x3 same relu, narrow tiles",
+             (ConvCase){ 3, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
+  kilt_test_context_close ();
+  g_unsetenv ("KILT_GEMM_TILES");
+}
+
 /* Conv2D with dilation_rate and groups (the im2col path with a GEMM per group), against the
  * reference and finite differences: each alone and together, same and valid padding, with and
  * without bias, in chunks, adding to the input gradient, both kinds of im2col/col2im kernels,
@@ -776,6 +808,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/conv2d/chunks", test_conv_chunks);
   g_test_add_func ("/layers/conv2d/accumulate", test_conv_accumulate);
   g_test_add_func ("/layers/conv2d/other-kernels", test_conv_other_kernels);
+  g_test_add_func ("/layers/conv2d/direct", test_conv_direct);
   g_test_add_func ("/layers/conv2d/dilation-groups", test_conv_dilation_groups);
   g_test_add_func ("/layers/conv2d/dilation-groups-infer", test_conv_dilation_groups_infer);
   g_test_add_func ("/layers/one-dimensional", test_one_dimensional);

@@ -21,6 +21,9 @@
  * 512 x 4608 ones of block 5 up to 7. */
 #define CONV_SPLIT_MAX_FLOATS ((gsize)1 << 24)
 #define CONV_SPLIT_MIN_INNER  256
+/* The direct convolution of CPU devices (kernels/conv-cpu.cl) pads at most this many floats
+ * of input at a time (8 MiB): a chunk of samples, like im2col's. */
+#define CONV_DIRECT_CPU ((gsize)1 << 21)
 
 typedef struct
 {
@@ -260,6 +263,39 @@ conv_flops (const KiltNode *node)
   return 2ull * g.Kg * g.F * g.P;
 }
 
+/* The direct convolution's padded planes: Hp rows of Wp floats, every 16-wide tile's vector
+ * loads inside them (kernels/conv-cpu.cl). */
+typedef struct
+{
+  guint Hp, Wp, ntx, chunk;
+} ConvPadded;
+
+/* Whether a layer's forward pass convolves directly: CPU devices, stride 1, no dilation or
+ * groups; $KILT_CONV_DIRECT=0 turns it off (the im2col path stays tested that way). */
+static gboolean
+conv_direct (const KiltNode *node, const ConvGeom *g, const KiltDeviceInfo *info)
+{
+  const char *forced = g_getenv ("KILT_CONV_DIRECT");
+
+  if (conv_general (node) || g->sh != 1 || g->sw != 1 || (forced && g_str_equal (forced, "0")))
+    return FALSE;
+  return info->type && g_str_equal (info->type, "CPU");
+}
+
+static void
+conv_padded (const ConvGeom *g, guint batch, ConvPadded *p)
+{
+  guint forced = conv_env ("KILT_CONV_CHUNK", G_MAXUINT32 / 2);
+  gsize nb;
+
+  p->ntx = (g->OW + 15) / 16;
+  p->Wp = p->ntx * 16 + g->kw - 1;
+  p->Hp = g->OH + g->kh - 1;
+  nb = CONV_DIRECT_CPU / MAX ((gsize)g->C * p->Hp * p->Wp, 1);
+
+  p->chunk = (guint)CLAMP (forced ? MIN (nb, forced) : nb, 1, MAX (batch, 1));
+}
+
 static gsize
 conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *info)
 {
@@ -276,6 +312,12 @@ conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *
                     conv_part_room (&g))
              : 1)
         * g.F * g.Kc;
+  if (conv_direct (node, &g, info))
+    {
+      ConvPadded p;
+      conv_padded (&g, batch, &p);
+      ws = MAX (ws, (gsize)p.chunk * g.C * p.Hp * p.Wp);
+    }
   return ws;
 }
 
@@ -671,10 +713,104 @@ out:
   return choice;
 }
 
+/* One launch of kilt_conv_direct: out (C_out planes of OH x OW per sample) from the padded
+ * planes of C_in channels at the workspace's start (@p), weights at w_off of @w. */
+typedef struct
+{
+  cl_mem out, w;
+  cl_uint w_off, bias_off;
+  cl_int has_bias;
+  cl_uint C_in, C_out, OH, OW, b0, nb;
+  cl_int act;
+  float alpha, beta;
+} DirectRun;
+
+static gboolean
+conv_direct_run (KiltExec *ex, cl_kernel conv, const DirectRun *d, const ConvGeom *g,
+                 const ConvPadded *p, GError **error)
+{
+  guint rows = ex->ctx->gemm_wide ? 8 : 4;
+  cl_ulong zero = 0;
+  cl_int err = CL_SUCCESS;
+
+  KILT_ARG (conv, 0, d->out, err);
+  KILT_ARG (conv, 1, ex->workspace, err);
+  KILT_ARG (conv, 2, zero, err);
+  KILT_ARG (conv, 3, d->w, err);
+  KILT_ARG (conv, 4, d->w_off, err);
+  KILT_ARG (conv, 5, d->bias_off, err);
+  KILT_ARG (conv, 6, d->has_bias, err);
+  KILT_ARG (conv, 7, d->C_in, err);
+  KILT_ARG (conv, 8, d->C_out, err);
+  KILT_ARG (conv, 9, g->kh, err);
+  KILT_ARG (conv, 10, g->kw, err);
+  KILT_ARG (conv, 11, p->Hp, err);
+  KILT_ARG (conv, 12, p->Wp, err);
+  KILT_ARG (conv, 13, d->OH, err);
+  KILT_ARG (conv, 14, d->OW, err);
+  KILT_ARG (conv, 15, p->ntx, err);
+  KILT_ARG (conv, 16, d->b0, err);
+  KILT_ARG (conv, 17, d->act, err);
+  KILT_ARG (conv, 18, d->alpha, err);
+  KILT_ARG (conv, 19, d->beta, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_layer_launch3 (ex, conv, (d->C_out + rows - 1) / rows, (gsize)d->OH * p->ntx, d->nb,
+                             error);
+}
+
+/* The forward pass on a CPU device without a column matrix: per chunk of samples, their input
+ * padded into the workspace, then the direct kernel writing act (W x + b) in place. */
+static gboolean
+conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_kernel pad = kilt_context_kernel (ex->ctx, "kilt_conv_pad_rows", error);
+  cl_kernel conv = pad ? kilt_context_kernel (ex->ctx, "kilt_conv_direct", error) : NULL;
+  ConvPadded p;
+
+  if (!conv)
+    return FALSE;
+  conv_padded (g, ex->batch, &p);
+  for (guint b0 = 0; b0 < ex->batch; b0 += p.chunk)
+    {
+      cl_uint nb = MIN (p.chunk, ex->batch - b0), planes = nb * g->C;
+      cl_ulong zero = 0, src_off = (cl_ulong)b0 * g->C * g->H * g->W;
+      cl_uint w_off = (cl_uint)node->param_offset,
+              bias_off = (cl_uint)(node->param_offset + g->F * g->K);
+      cl_int has_bias = node->cfg.use_bias, act = kilt_node_act (node);
+      float alpha = kilt_node_alpha (node), beta = 0.0f;
+      cl_uint cb0 = b0;
+      cl_int err = CL_SUCCESS;
+
+      KILT_ARG (pad, 0, ex->workspace, err);
+      KILT_ARG (pad, 1, zero, err);
+      KILT_ARG (pad, 2, src->out, err);
+      KILT_ARG (pad, 3, src_off, err);
+      KILT_ARG (pad, 4, planes, err);
+      KILT_ARG (pad, 5, g->H, err);
+      KILT_ARG (pad, 6, g->W, err);
+      KILT_ARG (pad, 7, p.Hp, err);
+      KILT_ARG (pad, 8, p.Wp, err);
+      KILT_ARG (pad, 9, g->pt, err);
+      KILT_ARG (pad, 10, g->pl, err);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_layer_launch3 (ex, pad, p.Hp, planes, 1, error))
+        return FALSE;
+      if (!conv_direct_run (ex, conv,
+                            &(DirectRun){ node->out, ex->params, w_off, bias_off, has_bias, g->C,
+                                          g->F, g->OH, g->OW, cb0, nb, act, alpha, beta },
+                            g, &p, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 conv_forward_run (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint algo, gconstpointer data,
                   GError **error)
 {
+  if (algo == KILT_CONV_ALGO_IM2COL && conv_direct (node, g, ex->ctx->info))
+    return conv_forward_direct (node, ex, g, error);
   if (algo == KILT_CONV_ALGO_IGEMM)
     return conv_forward_igemm (node, ex, g, error);
   return conv_forward_im2col (node, ex, g, error);
@@ -696,7 +832,9 @@ conv_pick (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize columns, guint
     return FALSE;
   *batch = ex->batch;
   *algo = a;
-  node->algo_name = conv_algo_label (node->algo, node->algo_dw);
+  node->algo_name = node->algo == KILT_CONV_ALGO_IM2COL && conv_direct (node, g, ex->ctx->info)
+                        ? "direct, weights by im2col + GEMM"
+                        : conv_algo_label (node->algo, node->algo_dw);
   return TRUE;
 }
 
