@@ -200,29 +200,23 @@ KILT_GEMM_OUTER (kilt_gemm_tt, 1, 1)
  * accumulators and three B vectors fill AVX2's sixteen registers, the A loads folding into the
  * multiply-adds; wide: 24 accumulators and six B vectors, 31 of AVX-512's 32. */
 #ifdef KILT_GEMM_WIDE
-#define KILT_GEMM_NT_ROW(r, y)                                                                     \
-  do                                                                                               \
-    {                                                                                              \
-      float8 y_ = (y);                                                                             \
-      s##r##0 = fma (y_, x0, s##r##0);                                                              \
-      s##r##1 = fma (y_, x1, s##r##1);                                                              \
-      s##r##2 = fma (y_, x2, s##r##2);                                                              \
-      s##r##3 = fma (y_, x3, s##r##3);                                                              \
-      s##r##4 = fma (y_, x4, s##r##4);                                                              \
-      s##r##5 = fma (y_, x5, s##r##5);                                                              \
-    }                                                                                              \
-  while (0)
+#define KILT_GEMM_NT_WIDE_COLS(r, y_)                                                              \
+  s##r##3 = fma (y_, x3, s##r##3);                                                                 \
+  s##r##4 = fma (y_, x4, s##r##4);                                                                 \
+  s##r##5 = fma (y_, x5, s##r##5);
 #else
+#define KILT_GEMM_NT_WIDE_COLS(r, y_)
+#endif
 #define KILT_GEMM_NT_ROW(r, y)                                                                     \
   do                                                                                               \
     {                                                                                              \
       float8 y_ = (y);                                                                             \
-      s##r##0 = fma (y_, x0, s##r##0);                                                              \
-      s##r##1 = fma (y_, x1, s##r##1);                                                              \
-      s##r##2 = fma (y_, x2, s##r##2);                                                              \
+      s##r##0 = fma (y_, x0, s##r##0);                                                             \
+      s##r##1 = fma (y_, x1, s##r##1);                                                             \
+      s##r##2 = fma (y_, x2, s##r##2);                                                             \
+      KILT_GEMM_NT_WIDE_COLS (r, y_)                                                               \
     }                                                                                              \
   while (0)
-#endif
 
 __kernel void
 kilt_gemm_nt (KILT_GEMM_ARGS)
