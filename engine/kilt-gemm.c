@@ -27,8 +27,9 @@ kilt_gemm_wide (const KiltDeviceInfo *info)
     return TRUE;
   if (forced && g_ascii_strcasecmp (forced, "narrow") == 0)
     return FALSE;
-  /* Measured on PoCL 3.1 (2-core Zen 4, AVX-512): the wide tiles ran cifar10_cnn's GEMMs
-   * 0-65% faster (bench/NOTES.md, section 12), and its training step 47 -> 41 ms. */
+  /* Measured on PoCL 3.1 (2-core Zen 4, AVX-512): a cifar10_cnn step's GEMMs took 26.1-26.9
+   * ms wide against 28.8-29.2 narrow, and the training step 41.4-42.9 against 44.0-46.6 ms
+   * (bench/NOTES.md, section 12). */
   return info->type && g_str_equal (info->type, "CPU") && info->float_width >= 16;
 }
 
