@@ -107,13 +107,12 @@ kilt_conv_direct (__global float *out, __global const float *xp, const ulong xp_
           }
       }
   uint cols = min (OW - x0, 16u);
-  const float alpha_ = alpha;
   __global float *o = out + (((b0 + b) * F + i0) * OH + oy) * OW + x0;
   size_t ldo = (size_t) OH * OW;
 #define KILT_DIRECT_ROW(r, v0, v1)                                                                 \
   if (i0 + r < F)                                                                                  \
   kilt_direct_store16 (o + r * ldo, cols, v0, v1, has_bias ? params[bias_off + i0 + r] : 0.0f,     \
-                       act, alpha_, beta)
+                       act, alpha, beta)
   KILT_DIRECT_ROW (0, c00, c01);
   KILT_DIRECT_ROW (1, c10, c11);
   KILT_DIRECT_ROW (2, c20, c21);
