@@ -10,15 +10,14 @@
 /* dst (planes of Hp x Wp) = src (planes of H x W) placed at (pt, pl), zeros around it; one
  * work-item per destination row, over (Hp, planes). */
 __kernel void
-kilt_conv_pad_rows (__global float *dst, const ulong dst_off, __global const float *src,
-                    const ulong src_off, const uint planes, const uint H, const uint W,
+kilt_conv_pad_rows (__global float *dst, __global const float *src, const ulong src_off, const uint planes, const uint H, const uint W,
                     const uint Hp, const uint Wp, const uint pt, const uint pl)
 {
   uint y = get_global_id (0), p = get_global_id (1);
   if (y >= Hp || p >= planes)
     return;
   src += src_off;
-  __global float *d = dst + dst_off + ((size_t) p * Hp + y) * Wp;
+  __global float *d = dst + ((size_t) p * Hp + y) * Wp;
   if (y < pt || y - pt >= H)
     {
       for (uint x = 0; x < Wp; x++)
@@ -35,11 +34,10 @@ kilt_conv_pad_rows (__global float *dst, const ulong dst_off, __global const flo
     d[x] = 0.0f;
 }
 
-/* One row of a 16-wide output tile: bias, activation, then the @cols of it inside the row;
- * beta != 0 adds beta times what is there. */
+/* One row of a 16-wide output tile: bias, activation, then the @cols of it inside the row. */
 inline void
 kilt_direct_store16 (__global float *c, uint cols, float8 v0, float8 v1, float bias, int act,
-                     float alpha, float beta)
+                     float alpha)
 {
   v0 += bias;
   v1 += bias;
@@ -54,27 +52,26 @@ kilt_direct_store16 (__global float *c, uint cols, float8 v0, float8 v1, float b
   if (act != KILT_ACT_RELU && act != KILT_ACT_LINEAR)
     for (uint j = 0; j < 16; j++)
       t[j] = kilt_act (act, t[j], alpha);
-  if (cols >= 16 && beta == 0.0f)
+  if (cols >= 16)
     {
       vstore8 (vload8 (0, t), 0, c);
       vstore8 (vload8 (1, t), 1, c);
       return;
     }
   for (uint j = 0; j < cols; j++)
-    c[j] = beta == 0.0f ? t[j] : fma (beta, c[j], t[j]);
+    c[j] = t[j];
 }
 
-/* out (F planes of OH x OW per sample) = act (W * x + bias) (+ beta out), x padded as above
+/* out (F planes of OH x OW per sample) = act (W * x + bias), x padded as above
  * (planes of Hp = OH + kh - 1 rows of Wp >= ntx 16 + kw - 1). A work-item computes
  * KILT_GEMM_ROWS filters x 16 output columns of one output row: per tap (c, i, j) one
  * element of each filter and 16 contiguous input floats, as the GEMM's outer-product step.
  * Over (filter tiles, OH ntx, samples of the chunk from b0). W is (F, C, kh, kw) at w_off. */
 __kernel void
-kilt_conv_direct (__global float *out, __global const float *xp, const ulong xp_off,
-                  __global const float *params, const uint w_off, const uint bias_off,
-                  const int has_bias, const uint C, const uint F, const uint kh, const uint kw,
+kilt_conv_direct (__global float *out, __global const float *xp, __global const float *params,
+                  const uint w_off, const uint bias_off, const int has_bias, const uint C, const uint F, const uint kh, const uint kw,
                   const uint Hp, const uint Wp, const uint OH, const uint OW, const uint ntx,
-                  const uint b0, const int act, const float alpha, const float beta)
+                  const uint b0, const int act, const float alpha)
 {
   uint i0 = get_global_id (0) * KILT_GEMM_ROWS, t = get_global_id (1);
   size_t b = get_global_id (2);
@@ -92,7 +89,7 @@ kilt_conv_direct (__global float *out, __global const float *xp, const ulong xp_
   KILT_GEMM_WIDE_ROWS (ars)
   float8 c00 = 0.0f, c01 = 0.0f, c10 = 0.0f, c11 = 0.0f;
   float8 c20 = 0.0f, c21 = 0.0f, c30 = 0.0f, c31 = 0.0f;
-  __global const float *plane = xp + xp_off + (b * C * Hp + oy) * Wp + x0;
+  __global const float *plane = xp + (b * C * Hp + oy) * Wp + x0;
   for (uint c = 0; c < C; c++, plane += (size_t) Hp * Wp)
     for (uint i = 0; i < kh; i++)
       {
@@ -112,7 +109,7 @@ kilt_conv_direct (__global float *out, __global const float *xp, const ulong xp_
 #define KILT_DIRECT_ROW(r, v0, v1)                                                                 \
   if (i0 + r < F)                                                                                  \
   kilt_direct_store16 (o + r * ldo, cols, v0, v1, has_bias ? params[bias_off + i0 + r] : 0.0f,     \
-                       act, alpha, beta)
+                       act, alpha)
   KILT_DIRECT_ROW (0, c00, c01);
   KILT_DIRECT_ROW (1, c10, c11);
   KILT_DIRECT_ROW (2, c20, c21);

@@ -713,51 +713,6 @@ out:
   return choice;
 }
 
-/* One launch of kilt_conv_direct: out (C_out planes of OH x OW per sample) from the padded
- * planes of C_in channels at the workspace's start (@p), weights at w_off of @w. */
-typedef struct
-{
-  cl_mem out, w;
-  cl_uint w_off, bias_off;
-  cl_int has_bias;
-  cl_uint C_in, C_out, OH, OW, b0, nb;
-  cl_int act;
-  float alpha, beta;
-} DirectRun;
-
-static gboolean
-conv_direct_run (KiltExec *ex, cl_kernel conv, const DirectRun *d, const ConvGeom *g,
-                 const ConvPadded *p, GError **error)
-{
-  guint rows = ex->ctx->gemm_wide ? 8 : 4;
-  cl_ulong zero = 0;
-  cl_int err = CL_SUCCESS;
-
-  KILT_ARG (conv, 0, d->out, err);
-  KILT_ARG (conv, 1, ex->workspace, err);
-  KILT_ARG (conv, 2, zero, err);
-  KILT_ARG (conv, 3, d->w, err);
-  KILT_ARG (conv, 4, d->w_off, err);
-  KILT_ARG (conv, 5, d->bias_off, err);
-  KILT_ARG (conv, 6, d->has_bias, err);
-  KILT_ARG (conv, 7, d->C_in, err);
-  KILT_ARG (conv, 8, d->C_out, err);
-  KILT_ARG (conv, 9, g->kh, err);
-  KILT_ARG (conv, 10, g->kw, err);
-  KILT_ARG (conv, 11, p->Hp, err);
-  KILT_ARG (conv, 12, p->Wp, err);
-  KILT_ARG (conv, 13, d->OH, err);
-  KILT_ARG (conv, 14, d->OW, err);
-  KILT_ARG (conv, 15, p->ntx, err);
-  KILT_ARG (conv, 16, d->b0, err);
-  KILT_ARG (conv, 17, d->act, err);
-  KILT_ARG (conv, 18, d->alpha, err);
-  KILT_ARG (conv, 19, d->beta, err);
-  g_assert (err == CL_SUCCESS);
-  return kilt_layer_launch3 (ex, conv, (d->C_out + rows - 1) / rows, (gsize)d->OH * p->ntx, d->nb,
-                             error);
-}
-
 /* The forward pass on a CPU device without a column matrix: per chunk of samples, their input
  * padded into the workspace, then the direct kernel writing act (W x + b) in place. */
 static gboolean
@@ -766,6 +721,10 @@ conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
   KiltNode *src = kilt_exec_input (ex, node, 0);
   cl_kernel pad = kilt_context_kernel (ex->ctx, "kilt_conv_pad_rows", error);
   cl_kernel conv = pad ? kilt_context_kernel (ex->ctx, "kilt_conv_direct", error) : NULL;
+  guint rows = ex->ctx->gemm_wide ? 8 : 4;
+  cl_uint w_off = (cl_uint)node->param_offset, bias_off = (cl_uint)(w_off + g->F * g->K);
+  cl_int has_bias = node->cfg.use_bias, act = kilt_node_act (node);
+  float alpha = kilt_node_alpha (node);
   ConvPadded p;
 
   if (!conv)
@@ -773,33 +732,43 @@ conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
   conv_padded (g, ex->batch, &p);
   for (guint b0 = 0; b0 < ex->batch; b0 += p.chunk)
     {
-      cl_uint nb = MIN (p.chunk, ex->batch - b0), planes = nb * g->C;
-      cl_ulong zero = 0, src_off = (cl_ulong)b0 * g->C * g->H * g->W;
-      cl_uint w_off = (cl_uint)node->param_offset,
-              bias_off = (cl_uint)(node->param_offset + g->F * g->K);
-      cl_int has_bias = node->cfg.use_bias, act = kilt_node_act (node);
-      float alpha = kilt_node_alpha (node), beta = 0.0f;
-      cl_uint cb0 = b0;
+      cl_uint nb = MIN (p.chunk, ex->batch - b0), planes = nb * g->C, cb0 = b0;
+      cl_ulong src_off = (cl_ulong)b0 * g->C * g->H * g->W;
       cl_int err = CL_SUCCESS;
 
       KILT_ARG (pad, 0, ex->workspace, err);
-      KILT_ARG (pad, 1, zero, err);
-      KILT_ARG (pad, 2, src->out, err);
-      KILT_ARG (pad, 3, src_off, err);
-      KILT_ARG (pad, 4, planes, err);
-      KILT_ARG (pad, 5, g->H, err);
-      KILT_ARG (pad, 6, g->W, err);
-      KILT_ARG (pad, 7, p.Hp, err);
-      KILT_ARG (pad, 8, p.Wp, err);
-      KILT_ARG (pad, 9, g->pt, err);
-      KILT_ARG (pad, 10, g->pl, err);
+      KILT_ARG (pad, 1, src->out, err);
+      KILT_ARG (pad, 2, src_off, err);
+      KILT_ARG (pad, 3, planes, err);
+      KILT_ARG (pad, 4, g->H, err);
+      KILT_ARG (pad, 5, g->W, err);
+      KILT_ARG (pad, 6, p.Hp, err);
+      KILT_ARG (pad, 7, p.Wp, err);
+      KILT_ARG (pad, 8, g->pt, err);
+      KILT_ARG (pad, 9, g->pl, err);
       g_assert (err == CL_SUCCESS);
       if (!kilt_layer_launch3 (ex, pad, p.Hp, planes, 1, error))
         return FALSE;
-      if (!conv_direct_run (ex, conv,
-                            &(DirectRun){ node->out, ex->params, w_off, bias_off, has_bias, g->C,
-                                          g->F, g->OH, g->OW, cb0, nb, act, alpha, beta },
-                            g, &p, error))
+      KILT_ARG (conv, 0, node->out, err);
+      KILT_ARG (conv, 1, ex->workspace, err);
+      KILT_ARG (conv, 2, ex->params, err);
+      KILT_ARG (conv, 3, w_off, err);
+      KILT_ARG (conv, 4, bias_off, err);
+      KILT_ARG (conv, 5, has_bias, err);
+      KILT_ARG (conv, 6, g->C, err);
+      KILT_ARG (conv, 7, g->F, err);
+      KILT_ARG (conv, 8, g->kh, err);
+      KILT_ARG (conv, 9, g->kw, err);
+      KILT_ARG (conv, 10, p.Hp, err);
+      KILT_ARG (conv, 11, p.Wp, err);
+      KILT_ARG (conv, 12, g->OH, err);
+      KILT_ARG (conv, 13, g->OW, err);
+      KILT_ARG (conv, 14, p.ntx, err);
+      KILT_ARG (conv, 15, cb0, err);
+      KILT_ARG (conv, 16, act, err);
+      KILT_ARG (conv, 17, alpha, err);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_layer_launch3 (ex, conv, (g->F + rows - 1) / rows, (gsize)g->OH * p.ntx, nb, error))
         return FALSE;
     }
   return TRUE;
@@ -832,9 +801,11 @@ conv_pick (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize columns, guint
     return FALSE;
   *batch = ex->batch;
   *algo = a;
-  node->algo_name = node->algo == KILT_CONV_ALGO_IM2COL && conv_direct (node, g, ex->ctx->info)
-                        ? "direct, weights by im2col + GEMM"
-                        : conv_algo_label (node->algo, node->algo_dw);
+  if (node->algo == KILT_CONV_ALGO_IM2COL && conv_direct (node, g, ex->ctx->info))
+    node->algo_name = node->algo_dw == KILT_CONV_ALGO_IGEMM ? "direct, weights by implicit GEMM"
+                                                            : "direct, weights by im2col + GEMM";
+  else
+    node->algo_name = conv_algo_label (node->algo, node->algo_dw);
   return TRUE;
 }
 
