@@ -2,6 +2,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
 
+#include "kilt-breadcrumb.h"
 #include "kilt-cli.h"
 #include "kilt-context.h"
 #include "kilt-error.h"
@@ -13,6 +14,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct
 {
@@ -329,6 +331,9 @@ bench_device (const KiltDeviceInfo *dev, KiltCliCommon *c, int steps, gboolean c
       return;
     }
   r->compile_cached = ctx->compile_seconds;
+  /* A driver that crashes mid-step takes bench down: it says where first (after the device
+   * opened, since a driver may put handlers of its own in place as it loads). */
+  kilt_breadcrumb_install_handlers_as (STDERR_FILENO, "kilt-cli bench: ");
   if (c->precision && !kilt_precision_from_name (c->precision, &r->precision))
     {
       r->error = g_strdup_printf ("unknown --precision \"%s\": Kilt trains in fp32 or tf32",

@@ -4,6 +4,7 @@
 
 #include "kilt-breadcrumb.h"
 
+#include <execinfo.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,6 +23,8 @@ static int crumb_phase = -1;
 static const char *crumb_stage;
 static char crumb_layer[64];
 static int crumb_fd = -1;
+static const char *crumb_prefix = KILT_BREADCRUMB_PREFIX;
+static gboolean crumb_backtrace; /* KILT_BACKTRACE set: the handlers add the call stack */
 static gint crumb_count;
 
 /* Release stores and acquire loads rather than fences (which GCC's ThreadSanitizer does not
@@ -201,7 +204,7 @@ on_fatal_signal (int sig)
   char where[160];
   ssize_t unused;
 
-  put (&o, KILT_BREADCRUMB_PREFIX);
+  put (&o, crumb_prefix);
   put (&o, sig == SIGTERM ? "ended: " : "crashed: ");
   put (&o, kilt_breadcrumb_signal_name (sig) ? kilt_breadcrumb_signal_name (sig) : "a signal");
   put (&o, " during ");
@@ -212,6 +215,13 @@ on_fatal_signal (int sig)
     line[o.size - 2] = '\n';
   unused = write (crumb_fd, line, strlen (line));
   (void)unused;
+  if (crumb_backtrace && sig != SIGTERM)
+    {
+      /* One frame a line, "binary(+0x1d2f4)[0x...]": addr2line -e binary 0x1d2f4 names it. */
+      void *frames[64];
+      int n = backtrace (frames, G_N_ELEMENTS (frames));
+      backtrace_symbols_fd (frames, n, crumb_fd);
+    }
   /* Die of the same signal, so the parent sees what happened. */
   signal (sig, SIG_DFL);
   raise (sig);
@@ -220,10 +230,24 @@ on_fatal_signal (int sig)
 void
 kilt_breadcrumb_install_handlers (int fd)
 {
+  kilt_breadcrumb_install_handlers_as (fd, KILT_BREADCRUMB_PREFIX);
+}
+
+void
+kilt_breadcrumb_install_handlers_as (int fd, const char *prefix)
+{
   static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTERM };
   struct sigaction sa;
 
   crumb_fd = fd;
+  crumb_prefix = prefix;
+  crumb_backtrace = g_getenv ("KILT_BACKTRACE") && *g_getenv ("KILT_BACKTRACE");
+  if (crumb_backtrace)
+    {
+      /* The first call loads libgcc's unwinder, which a signal handler must not do. */
+      void *frame;
+      backtrace (&frame, 1);
+    }
   memset (&sa, 0, sizeof sa);
   sa.sa_handler = on_fatal_signal;
   sigemptyset (&sa.sa_mask);

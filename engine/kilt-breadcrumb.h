@@ -32,8 +32,11 @@ gsize kilt_breadcrumb_format (char *buf, gsize size);
 
 /* From now on SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT and SIGTERM write one line to @fd,
  * "kilt-worker: crashed: SIGSEGV during conv2d_3 backward, step 1,204 (epoch 2)" (SIGTERM:
- * "ended: SIGTERM during ..."), then the process dies of the same signal as before. */
+ * "ended: SIGTERM during ..."), then the process dies of the same signal as before. With
+ * KILT_BACKTRACE set in the environment a crash also writes its call stack, a frame a line. */
 void kilt_breadcrumb_install_handlers (int fd);
+/* The same with another line prefix (@prefix must outlive the handlers: a static string). */
+void kilt_breadcrumb_install_handlers_as (int fd, const char *prefix);
 
 /* "SIGSEGV" for SIGSEGV, and so on for the signals a crash handler sees; NULL for others.
  * Async-signal-safe. */

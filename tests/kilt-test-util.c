@@ -1,10 +1,12 @@
 /* Shared by the test programs: one device context per process, random data, skips. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
+#include "kilt-breadcrumb.h"
 #include "kilt-checkpoint.h"
 
 #include <glib/gstdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static KiltContext *test_ctx;
 
@@ -26,6 +28,9 @@ kilt_test_context (void)
     }
   test_ctx = kilt_context_new (d, &error);
   g_assert_no_error (error);
+  /* On a GPU machine without a debugger, KILT_BACKTRACE=1 makes a crash print its stack. */
+  if (g_getenv ("KILT_BACKTRACE"))
+    kilt_breadcrumb_install_handlers_as (STDERR_FILENO, "test: ");
   return test_ctx;
 }
 
