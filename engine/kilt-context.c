@@ -400,7 +400,12 @@ static void
 prof_clear (KiltContext *ctx)
 {
   for (guint i = 0; i < ctx->prof_events->len; i++)
-    clReleaseEvent (g_array_index (ctx->prof_events, KiltProfEvent, i).event);
+    {
+      KiltProfEvent *pe = &g_array_index (ctx->prof_events, KiltProfEvent, i);
+      clReleaseEvent (pe->event);
+      if (pe->begin)
+        clReleaseEvent (pe->begin);
+    }
   g_array_set_size (ctx->prof_events, 0);
 }
 
@@ -449,12 +454,38 @@ kilt_context_kernel (KiltContext *ctx, const char *name, GError **error)
 cl_event *
 kilt_context_prof_slot (KiltContext *ctx)
 {
-  KiltProfEvent pe = { NULL, ctx->prof_tag };
+  KiltProfEvent pe = { NULL, ctx->prof_tag, NULL };
 
   if (!ctx->profiling)
     return NULL;
   g_array_append_val (ctx->prof_events, pe);
   return &g_array_index (ctx->prof_events, KiltProfEvent, ctx->prof_events->len - 1).event;
+}
+
+cl_event *
+kilt_context_prof_span (KiltContext *ctx)
+{
+  KiltProfEvent pe = { NULL, ctx->prof_tag, NULL };
+
+  if (!ctx->profiling)
+    return NULL;
+  /* Without the marker the span is the last kernel's alone: a profile that undercounts. */
+  if (clEnqueueMarkerWithWaitList (ctx->queue, 0, NULL, &pe.begin) != CL_SUCCESS)
+    pe.begin = NULL;
+  g_array_append_val (ctx->prof_events, pe);
+  return &g_array_index (ctx->prof_events, KiltProfEvent, ctx->prof_events->len - 1).event;
+}
+
+void
+kilt_context_prof_drop_last (KiltContext *ctx)
+{
+  KiltProfEvent *pe;
+
+  g_return_if_fail (ctx->prof_events->len > 0);
+  pe = &g_array_index (ctx->prof_events, KiltProfEvent, ctx->prof_events->len - 1);
+  if (pe->begin)
+    clReleaseEvent (pe->begin);
+  g_array_set_size (ctx->prof_events, ctx->prof_events->len - 1);
 }
 
 gboolean
@@ -499,7 +530,7 @@ kilt_context_launch (KiltContext *ctx, cl_kernel kernel, guint dims, const size_
     {
       char name[128] = "";
       if (ev)
-        g_array_set_size (ctx->prof_events, ctx->prof_events->len - 1);
+        kilt_context_prof_drop_last (ctx);
       clGetKernelInfo (kernel, CL_KERNEL_FUNCTION_NAME, sizeof name - 1, name, NULL);
       kilt_set_cl_error (error, err, ctx->info->name, "launching kernel %s", name);
       return FALSE;

@@ -35,6 +35,7 @@ typedef struct
 {
   cl_event event;
   int tag;
+  cl_event begin; /* kilt_context_prof_span's marker, or NULL */
 } KiltProfEvent;
 
 /* Opens a context on @device, builds (or loads from the cache) the kernel library. */
@@ -63,6 +64,12 @@ gboolean kilt_context_launch_1d (KiltContext *ctx, cl_kernel kernel, size_t n, G
 
 /* Returns a cl_event* for a CLBlast call (NULL when not profiling) and records it. */
 cl_event *kilt_context_prof_slot (KiltContext *ctx);
+/* The same for a call that launches several kernels but returns the event of its last one
+ * (CLBlast's GEMM pads and transposes around its main kernel): a marker enqueued first marks
+ * where the call's work begins, so the profile counts all of it. */
+cl_event *kilt_context_prof_span (KiltContext *ctx);
+/* Drops the event kilt_context_prof_slot or _span recorded last (the call failed). */
+void kilt_context_prof_drop_last (KiltContext *ctx);
 
 gboolean kilt_context_finish (KiltContext *ctx, GError **error);
 

@@ -158,7 +158,7 @@ gemm_clblast (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsi
 {
   CLBlastTranspose ta = trans_a ? CLBlastTransposeYes : CLBlastTransposeNo;
   CLBlastTranspose tb = trans_b ? CLBlastTransposeYes : CLBlastTransposeNo;
-  cl_event *ev = kilt_context_prof_slot (ctx);
+  cl_event *ev = kilt_context_prof_span (ctx);
   CLBlastStatusCode st;
 
   if (batch == 1)
@@ -171,7 +171,7 @@ gemm_clblast (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsi
   if (st != CLBlastSuccess)
     {
       if (ev)
-        g_array_set_size (ctx->prof_events, ctx->prof_events->len - 1);
+        kilt_context_prof_drop_last (ctx);
       kilt_set_clblast_error (error, st, ctx->info->name, "GEMM %zu x %zux%zux%zu", batch, m, n, k);
       return FALSE;
     }

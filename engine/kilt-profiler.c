@@ -62,6 +62,19 @@ kilt_profiler_collect (KiltProfiler *prof, KiltContext *ctx, GError **error)
       if (err == CL_SUCCESS)
         err = clGetEventProfilingInfo (pe->event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
       clReleaseEvent (pe->event);
+      if (pe->begin)
+        {
+          /* The in-order queue ran the marker once the work before it was done: from then on
+           * the device worked on this call's first kernel. */
+          cl_ulong begin = 0;
+          if (err == CL_SUCCESS
+              && clGetEventProfilingInfo (pe->begin, CL_PROFILING_COMMAND_END, sizeof begin, &begin,
+                                          NULL)
+                     == CL_SUCCESS
+              && begin > 0 && begin < start)
+            start = begin;
+          clReleaseEvent (pe->begin);
+        }
       if (err != CL_SUCCESS)
         {
           if (ok)

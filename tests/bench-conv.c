@@ -155,8 +155,8 @@ bench_one (KiltContext *ctx, const Shape *s, const Mode *m, guint batch, guint i
   }
   if (g_getenv ("BENCH_CONV_PROFILE"))
     {
-      /* One profiled step: each launch's device time, in order (a CLBlast GEMM's event
-       * covers its last kernel only). */
+      /* One profiled step: each launch's device time, in order (a CLBlast GEMM's from the
+       * marker before it, since its own event covers its last kernel only). */
       ctx->profiling = TRUE;
       for (int pass = 0; pass < 2; pass++)
         {
@@ -167,12 +167,17 @@ bench_one (KiltContext *ctx, const Shape *s, const Mode *m, guint batch, guint i
           printf ("    %s:", pass == 0 ? "fwd" : "bwd");
           for (guint e = 0; e < ctx->prof_events->len; e++)
             {
-              cl_event ev = g_array_index (ctx->prof_events, KiltProfEvent, e).event;
+              KiltProfEvent *pe = &g_array_index (ctx->prof_events, KiltProfEvent, e);
               cl_ulong a = 0, b = 0;
-              clGetEventProfilingInfo (ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL);
-              clGetEventProfilingInfo (ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL);
+              clGetEventProfilingInfo (pe->event, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL);
+              clGetEventProfilingInfo (pe->event, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL);
+              if (pe->begin)
+                {
+                  clGetEventProfilingInfo (pe->begin, CL_PROFILING_COMMAND_END, sizeof a, &a, NULL);
+                  clReleaseEvent (pe->begin);
+                }
               printf (" %.3f", (b - a) / 1e6);
-              clReleaseEvent (ev);
+              clReleaseEvent (pe->event);
             }
           printf (" ms\n");
         }

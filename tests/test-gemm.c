@@ -6,6 +6,9 @@
 #include "kilt-gemm.h"
 #include "kilt-error.h"
 #include "kilt-gemm-tf32.h"
+#include "kilt-exec.h"
+#include "kilt-profiler.h"
+#include "kilt-trainer.h"
 #include "kilt-rng.h"
 
 #include <float.h>
@@ -381,6 +384,74 @@ test_refusals (void)
   kilt_buffer_free (c);
 }
 
+/* A profiled CLBlast GEMM is counted from a marker before it, not from its last kernel: at
+ * sizes past its direct kernel's, with a transposed A and no multiple of its tiles, CLBlast
+ * copies and pads before its main kernel and copies C back after. The marker must have run
+ * before that last kernel started, and the profiler must count the whole span. */
+static void
+test_clblast_profile_span (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  const gsize m = 517, n = 515, k = 519;
+  KiltBuffer *a, *b, *c;
+  g_autoptr (GError) error = NULL;
+  KiltProfEvent pe;
+  cl_ulong begin = 0, start = 0, end = 0;
+
+  if (!ctx)
+    return;
+  a = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * m * k, &error, "A");
+  b = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * k * n, &error, "B");
+  c = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * m * n, &error, "C");
+  g_assert_no_error (error);
+  g_setenv ("KILT_GEMM", "clblast", TRUE);
+  g_assert_true (kilt_context_finish (ctx, &error));
+  g_assert_cmpuint (ctx->prof_events->len, ==, 0);
+  ctx->profiling = TRUE;
+  ctx->prof_tag = KILT_PROF_TAG (0, KILT_PHASE_FORWARD);
+  g_assert_true (kilt_gemm (ctx, TRUE, FALSE, m, n, k, 1, a->mem, 0, m, b->mem, 0, n, 0, c->mem, 0,
+                            n, &error));
+  g_assert_no_error (error);
+  g_assert_true (kilt_context_finish (ctx, &error));
+  ctx->profiling = FALSE;
+  g_assert_cmpuint (ctx->prof_events->len, ==, 1);
+  pe = g_array_index (ctx->prof_events, KiltProfEvent, 0);
+  g_assert_nonnull (pe.begin);
+  g_assert_cmpint (
+      clGetEventProfilingInfo (pe.begin, CL_PROFILING_COMMAND_END, sizeof begin, &begin, NULL), ==,
+      CL_SUCCESS);
+  g_assert_cmpint (
+      clGetEventProfilingInfo (pe.event, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL),
+      ==, CL_SUCCESS);
+  g_assert_cmpint (
+      clGetEventProfilingInfo (pe.event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL), ==,
+      CL_SUCCESS);
+  g_test_message ("marker done at +0, last kernel %.3f..%.3f ms", (start - begin) / 1e6,
+                  (end - begin) / 1e6);
+  g_assert_cmpuint (begin, >, 0);
+  g_assert_cmpuint (begin, <, start); /* the copies ran in between */
+  g_assert_cmpuint (start, <=, end);
+  {
+    /* The layer's time is the whole span, not the last kernel's. */
+    g_autoptr (KiltModel) model = kilt_model_new ("span");
+    KiltProfiler *prof;
+    g_autoptr (GArray) t = NULL;
+    kilt_model_add_input (model, "in", (KiltShape){ 1, 1, 1 });
+    prof = kilt_profiler_new (model);
+    g_assert_true (kilt_profiler_collect (prof, ctx, &error));
+    t = kilt_profiler_timings (prof);
+    g_assert_cmpfloat (
+        fabs (g_array_index (t, KiltLayerTiming, 0).forward_ms * 1e6 - (double)(end - begin)), <,
+        1);
+    kilt_profiler_free (prof);
+  }
+  g_assert_cmpuint (ctx->prof_events->len, ==, 0);
+  g_unsetenv ("KILT_GEMM");
+  kilt_buffer_free (a);
+  kilt_buffer_free (b);
+  kilt_buffer_free (c);
+}
+
 /* Without $KILT_GEMM, CPU devices get Kilt's kernels and the others CLBlast. */
 static void
 test_default_path (void)
@@ -409,6 +480,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gemm/kilt-narrow", test_kilt_narrow);
   g_test_add_func ("/gemm/kilt-wide", test_kilt_wide);
   g_test_add_func ("/gemm/clblast", test_clblast);
+  g_test_add_func ("/gemm/clblast-profile-span", test_clblast_profile_span);
   g_test_add_func ("/gemm/tf32", test_tf32);
   g_test_add_func ("/gemm/tf32-available", test_tf32_available);
   g_test_add_func ("/gemm/refusals", test_refusals);
