@@ -301,7 +301,13 @@ kilt_executor_free (KiltExecutor *exec)
       node->fused = node->act_fused = FALSE;
     }
   g_ptr_array_unref (exec->node_buffers);
-  g_ptr_array_unref (exec->views); /* before the slots they are part of */
+  /* The views go before the slots they are part of, and last-made first: NVIDIA's driver
+   * (580.159, H100) crashed in clReleaseMemObject on the second of a slot's sub-buffers
+   * released in the order they were made, with other slots' made in between; in reverse
+   * order every layout of test-recompute frees cleanly there. */
+  while (exec->views->len > 0)
+    g_ptr_array_remove_index (exec->views, exec->views->len - 1);
+  g_ptr_array_unref (exec->views);
   g_ptr_array_unref (exec->slots);
   kilt_recompute_free (exec->layout);
   kilt_buffer_free (exec->workspace);
