@@ -51,7 +51,6 @@ gboolean
 kilt_profiler_collect (KiltProfiler *prof, KiltContext *ctx, GError **error)
 {
   gboolean ok = TRUE;
-  guint updates = 0;
 
   for (guint i = 0; i < ctx->prof_events->len; i++)
     {
@@ -84,17 +83,19 @@ kilt_profiler_collect (KiltProfiler *prof, KiltContext *ctx, GError **error)
         }
       if (pe->tag >= 0 && (guint)pe->tag < 3 * prof->model->nodes->len)
         prof->ns[pe->tag] += (double)(end - start);
-      if (pe->tag % 3 == KILT_PHASE_UPDATE)
-        updates++;
       prof->busy_ns += (double)(end - start);
       if (prof->first_start == 0 || start < prof->first_start)
         prof->first_start = start;
       prof->last_end = MAX (prof->last_end, end);
     }
   g_array_set_size (ctx->prof_events, 0);
-  /* One optimizer update per step: count steps by them. */
-  prof->steps += updates;
   return ok;
+}
+
+void
+kilt_profiler_add_step (KiltProfiler *prof)
+{
+  prof->steps++;
 }
 
 GArray *

@@ -16,6 +16,9 @@ void kilt_profiler_free (KiltProfiler *prof);
 void kilt_profiler_begin_epoch (KiltProfiler *prof);
 /* Reads and releases the events the context recorded (they must have completed). */
 gboolean kilt_profiler_collect (KiltProfiler *prof, KiltContext *ctx, GError **error);
+/* One more step was profiled: the timings are per step. (Not counted from the optimizer's
+ * launches: it makes one per parameter range, and lookahead more.) */
+void kilt_profiler_add_step (KiltProfiler *prof);
 /* Per node: average device milliseconds per profiled step for each phase (KiltLayerTiming,
  * from kilt-trainer.h). Caller unrefs. */
 GArray *kilt_profiler_timings (KiltProfiler *prof);

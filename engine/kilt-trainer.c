@@ -1172,6 +1172,8 @@ run_epoch (Session *s, guint epoch, GError **error)
       if (!kilt_optimizer_step (s->rep[0].opt, s->rep[0].exec->params->mem,
                                 s->rep[0].exec->grads->mem, s->global_step, error))
         goto step_failed;
+      if (profile)
+        kilt_profiler_add_step (s->profiler);
       s->global_step++;
       {
         double decay;

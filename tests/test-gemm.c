@@ -452,6 +452,64 @@ test_clblast_profile_span (void)
   kilt_buffer_free (c);
 }
 
+/* The profile's times are per step, however many launches a phase makes: the optimizer makes
+ * one per parameter range (airbench94's per-layer learning rates give it 16), and a step
+ * that counted them as steps divided every layer's time by as many. */
+static void
+test_profile_per_step (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  const gsize n = 96;
+  KiltBuffer *a, *b, *c;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltModel) model = NULL;
+  g_autoptr (GArray) t = NULL;
+  KiltProfiler *prof;
+  double want[2] = { 0, 0 }; /* forward, update ns */
+
+  if (!ctx)
+    return;
+  a = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * n * n, &error, "A");
+  b = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * n * n, &error, "B");
+  c = kilt_buffer_new (ctx, KILT_MEM_ACTIVATIONS, 4 * n * n, &error, "C");
+  g_assert_no_error (error);
+  g_assert_true (kilt_context_finish (ctx, &error));
+  ctx->profiling = TRUE;
+  /* One step: a forward launch, then three update launches. */
+  for (guint l = 0; l < 4; l++)
+    {
+      ctx->prof_tag = KILT_PROF_TAG (0, l == 0 ? KILT_PHASE_FORWARD : KILT_PHASE_UPDATE);
+      g_assert_true (kilt_gemm (ctx, FALSE, FALSE, n, n, n, 1, a->mem, 0, n, b->mem, 0, n, 0,
+                                c->mem, 0, n, &error));
+    }
+  g_assert_true (kilt_context_finish (ctx, &error));
+  ctx->profiling = FALSE;
+  g_assert_cmpuint (ctx->prof_events->len, >=, 4);
+  for (guint i = 0; i < ctx->prof_events->len; i++)
+    {
+      KiltProfEvent *pe = &g_array_index (ctx->prof_events, KiltProfEvent, i);
+      cl_ulong s = 0, e = 0;
+      clGetEventProfilingInfo (pe->begin ? pe->begin : pe->event,
+                               pe->begin ? CL_PROFILING_COMMAND_END : CL_PROFILING_COMMAND_START,
+                               sizeof s, &s, NULL);
+      clGetEventProfilingInfo (pe->event, CL_PROFILING_COMMAND_END, sizeof e, &e, NULL);
+      want[pe->tag % 3 == KILT_PHASE_UPDATE] += (double)(e - s);
+    }
+  g_assert_cmpfloat (want[1], >, 0);
+  model = kilt_model_new ("per-step");
+  kilt_model_add_input (model, "in", (KiltShape){ 1, 1, 1 });
+  prof = kilt_profiler_new (model);
+  g_assert_true (kilt_profiler_collect (prof, ctx, &error));
+  kilt_profiler_add_step (prof);
+  t = kilt_profiler_timings (prof);
+  g_assert_cmpfloat (fabs (g_array_index (t, KiltLayerTiming, 0).forward_ms * 1e6 - want[0]), <, 1);
+  g_assert_cmpfloat (fabs (g_array_index (t, KiltLayerTiming, 0).update_ms * 1e6 - want[1]), <, 1);
+  kilt_profiler_free (prof);
+  kilt_buffer_free (a);
+  kilt_buffer_free (b);
+  kilt_buffer_free (c);
+}
+
 /* Without $KILT_GEMM, CPU devices get Kilt's kernels and the others CLBlast. */
 static void
 test_default_path (void)
@@ -481,6 +539,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gemm/kilt-wide", test_kilt_wide);
   g_test_add_func ("/gemm/clblast", test_clblast);
   g_test_add_func ("/gemm/clblast-profile-span", test_clblast_profile_span);
+  g_test_add_func ("/gemm/profile-per-step", test_profile_per_step);
   g_test_add_func ("/gemm/tf32", test_tf32);
   g_test_add_func ("/gemm/tf32-available", test_tf32_available);
   g_test_add_func ("/gemm/refusals", test_refusals);
