@@ -100,13 +100,25 @@ kilt_precision_available (const KiltDeviceInfo *info, KiltPrecision p, char **wh
   return TRUE;
 }
 
+/* For tuning the big tile on a GPU: $KILT_TF32_OPTIONS is added to its build options (say
+ * "-DTF_STAGES=2 -DTF_BK=32 -cl-nv-maxrregcount=128 -cl-nv-verbose"; the build log, with
+ * NVIDIA's register counts, is then printed), and $KILT_TF32_THREADS gives its work-items
+ * when the options change its warp tiles. */
+static gsize
+tf32_threads (guint which)
+{
+  const char *t = which == 1 ? g_getenv ("KILT_TF32_THREADS") : NULL;
+  return t ? (gsize)g_ascii_strtoull (t, NULL, 10) : tf32_builds[which].threads;
+}
+
 static gboolean
 build_tf32 (KiltContext *ctx, guint which, GError **error)
 {
   const char *src = kilt_kernel_sources_tf32[0].source;
+  const char *extra = which == 1 ? g_getenv ("KILT_TF32_OPTIONS") : NULL;
   g_autofree char *options = g_strconcat (
       emulated () && !is_nvidia (ctx->info) ? "-cl-std=CL1.2" : "-cl-std=CL1.2 -DKILT_PTX",
-      tf32_builds[which].options, NULL);
+      tf32_builds[which].options, extra ? " " : "", extra ? extra : "", NULL);
   cl_int err = CL_SUCCESS;
   cl_program prog = clCreateProgramWithSource (ctx->context, 1, &src, NULL, &err);
 
@@ -130,6 +142,15 @@ build_tf32 (KiltContext *ctx, guint which, GError **error)
                    kilt_cl_error_name (err), log ? log : "");
       kilt_context_free_tf32 (ctx);
       return FALSE;
+    }
+  if (extra && strstr (extra, "verbose"))
+    {
+      g_autofree char *log = NULL;
+      size_t n = 0;
+      clGetProgramBuildInfo (prog, ctx->info->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
+      log = g_malloc0 (n + 1);
+      clGetProgramBuildInfo (prog, ctx->info->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+      g_message ("TF32 GEMM built with%s:\n%s", options, log);
     }
   ctx->tf32_kernel[which] = clCreateKernel (prog, "kilt_gemm_tf32", &err);
   if (err != CL_SUCCESS)
@@ -172,7 +193,7 @@ gemm_launch (KiltContext *ctx, guint which, gboolean trans_a, gboolean trans_b, 
              gsize c_stride, gsize batch, GError **error)
 {
   cl_kernel kern = ctx->tf32_kernel[which];
-  gsize tile = tf32_builds[which].tile, threads = tf32_builds[which].threads;
+  gsize tile = tf32_builds[which].tile, threads = tf32_threads (which);
   cl_uint M = (cl_uint)m, N = (cl_uint)n, K = (cl_uint)k;
   cl_uint LDA = (cl_uint)lda, LDB = (cl_uint)ldb, LDC = (cl_uint)ldc;
   cl_uint ta = trans_a != 0, tb = trans_b != 0;

@@ -26,8 +26,15 @@
 #if TF_BM != TF_BN
 #error "the loads assume square group tiles"
 #endif
-#define TF_BK      16
-#define TF_LD      (TF_BK + 4) /* a row of 20 floats: the fragment reads hit 32 banks */
+#ifndef TF_BK
+#define TF_BK 16
+#endif
+/* How many slices local memory holds: 2 loads the next slice into the other buffer while this
+ * one is multiplied, so each slice costs one barrier instead of two. */
+#ifndef TF_STAGES
+#define TF_STAGES 1
+#endif
+#define TF_LD      (TF_BK + 4) /* a row of BK + 4 floats: the fragment reads hit 32 banks */
 #define TF_WARPS_N (TF_BN / TF_WN)
 #define TF_WARPS   ((TF_BM / TF_WM) * TF_WARPS_N)
 #define TF_THREADS (32 * TF_WARPS)
@@ -68,8 +75,8 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
                 uint ldb, ulong b_stride, uint trans_b, float beta, __global float *C,
                 ulong c_off, uint ldc, ulong c_stride)
 {
-  __local uint As[TF_BM * TF_LD];
-  __local uint Bs[TF_BN * TF_LD];
+  __local uint As_[TF_STAGES][TF_BM * TF_LD];
+  __local uint Bs_[TF_STAGES][TF_BN * TF_LD];
 #ifndef KILT_PTX
   /* Per warp: the A fragments of its two row tiles and the B fragments of its four column
    * tiles, placed where the lanes' registers say they belong. */
@@ -128,20 +135,30 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
       }                                                                                           \
     }
 
+#define STORE_SLICE(st)                                                                           \
+  _Pragma ("unroll") for (uint e = 0; e < TF_LOADS; e++)                                          \
+    {                                                                                             \
+      uint mm, nn, kk;                                                                            \
+      A_POS (e, mm, kk);                                                                          \
+      As_[st][mm * TF_LD + kk] = tf32_round (ra[e]);                                              \
+      B_POS (e, nn, kk);                                                                          \
+      Bs_[st][nn * TF_LD + kk] = tf32_round (rb[e]);                                              \
+    }
+
   LOAD_SLICE (0);
-  for (uint k0 = 0; k0 < K; k0 += TF_BK)
+#if TF_STAGES == 2
+  STORE_SLICE (0);
+  barrier (CLK_LOCAL_MEM_FENCE);
+#endif
+  for (uint k0 = 0, stage = 0; k0 < K; k0 += TF_BK, stage ^= TF_STAGES - 1)
     {
+      __local const uint *As = As_[stage];
+      __local const uint *Bs = Bs_[stage];
+#if TF_STAGES == 1
       barrier (CLK_LOCAL_MEM_FENCE);
-#pragma unroll
-      for (uint e = 0; e < TF_LOADS; e++)
-        {
-          uint mm, nn, kk;
-          A_POS (e, mm, kk);
-          As[mm * TF_LD + kk] = tf32_round (ra[e]);
-          B_POS (e, nn, kk);
-          Bs[nn * TF_LD + kk] = tf32_round (rb[e]);
-        }
+      STORE_SLICE (0);
       barrier (CLK_LOCAL_MEM_FENCE);
+#endif
       if (k0 + TF_BK < K)
         LOAD_SLICE (k0 + TF_BK);
 
@@ -220,6 +237,12 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
           barrier (CLK_LOCAL_MEM_FENCE);
 #endif
         }
+#if TF_STAGES == 2
+      /* The other buffer was last read before the barrier that ended the previous slice. */
+      if (k0 + TF_BK < K)
+        STORE_SLICE (stage ^ 1);
+      barrier (CLK_LOCAL_MEM_FENCE);
+#endif
     }
 
 #pragma unroll
@@ -242,4 +265,5 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
 #undef A_POS
 #undef B_POS
 #undef LOAD_SLICE
+#undef STORE_SLICE
 }

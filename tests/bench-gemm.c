@@ -1,10 +1,15 @@
 /* Times SGEMM through each path (Kilt's kernels, CLBlast) on the GEMMs of one cifar10_cnn
- * training step at batch 32, as the layers issue them on a CPU device (chunked convolutions). */
+ * training step at batch 32, as the layers issue them on a CPU device (chunked convolutions).
+ * `bench-gemm tf32 [iters] [reps] [name]` times the TF32 tensor-core GEMM against CLBlast's
+ * FP32 one on the shapes of VGG16's im2col convolutions instead, with the largest difference
+ * between the two relative to the largest |C|. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "kilt-test-util.h"
 #include "kilt-gemm.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-rng.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -38,6 +43,18 @@ static const Shape shapes[] = {
   { "dense2 fwd", 32, 10, 512, FALSE, FALSE, 1, 1 },
   { "dense2 dW", 512, 10, 32, TRUE, FALSE, 1, 1 },
   { "dense2 dX", 32, 512, 10, FALSE, TRUE, 1, 1 },
+};
+
+/* VGG16's block 3 and 4 convolutions at 224x224 as im2col issues them, 8 samples a chunk
+ * (forward NN, data gradient TN, weight gradient NT), and a square product. */
+static const Shape tf32_shapes[] = {
+  { "square", 2048, 2048, 2048, FALSE, FALSE, 1, 1 },
+  { "b3 fwd", 256, 25088, 2304, FALSE, FALSE, 1, 1 },
+  { "b3 dX", 2304, 25088, 256, TRUE, FALSE, 1, 1 },
+  { "b3 dW", 256, 2304, 25088, FALSE, TRUE, 1, 1 },
+  { "b4 fwd", 512, 6272, 4608, FALSE, FALSE, 1, 1 },
+  { "b4 dX", 4608, 6272, 512, TRUE, FALSE, 1, 1 },
+  { "b4 dW", 512, 4608, 6272, FALSE, TRUE, 1, 1 },
 };
 
 static KiltBuffer *
@@ -94,12 +111,78 @@ time_gemm (KiltContext *ctx, const Shape *s, KiltBuffer *a, KiltBuffer *b, KiltB
   return best;
 }
 
+/* Largest |x - y| over the largest |y|. */
+static double
+max_rel_diff (KiltBuffer *x, KiltBuffer *y, gsize n)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree float *hx = g_new (float, n);
+  g_autofree float *hy = g_new (float, n);
+  double d = 0, mag = 0;
+
+  g_assert_true (kilt_buffer_read (x, 0, hx, 4 * n, &error));
+  g_assert_true (kilt_buffer_read (y, 0, hy, 4 * n, &error));
+  for (gsize i = 0; i < n; i++)
+    {
+      d = MAX (d, fabs ((double)hx[i] - hy[i]));
+      mag = MAX (mag, fabs ((double)hy[i]));
+    }
+  return d / MAX (mag, 1e-30);
+}
+
+static int
+bench_tf32 (KiltContext *ctx, guint iters, guint reps, const char *only)
+{
+  g_autoptr (GError) error = NULL;
+  KiltRng rng;
+
+  if (!kilt_context_set_precision (ctx, KILT_PRECISION_TF32, &error))
+    {
+      printf ("SKIP: %s\n", error->message);
+      return 77;
+    }
+  kilt_rng_init (&rng, 7);
+  printf ("%s (%s)\n%-8s %-22s %10s %9s %10s %9s %6s %9s\n", ctx->info->name,
+          ctx->info->platform_version, "GEMM", "M x N x K", "tf32 ms", "TFLOP/s", "fp32 ms",
+          "TFLOP/s", "ratio", "rel diff");
+  for (guint i = 0; i < G_N_ELEMENTS (tf32_shapes); i++)
+    {
+      const Shape *s = &tf32_shapes[i];
+      double t[2], flop = 2.0 * s->m * s->n * s->k;
+      KiltBuffer *a, *b, *c[2];
+
+      if (only && !strstr (s->name, only))
+        continue;
+      a = random_buffer (ctx, s->m * s->k, &rng, "A");
+      b = random_buffer (ctx, s->k * s->n, &rng, "B");
+      for (guint p = 0; p < 2; p++)
+        {
+          c[p] = random_buffer (ctx, s->m * s->n, &rng, "C");
+          g_assert_true (kilt_context_set_precision (
+              ctx, p == 0 ? KILT_PRECISION_TF32 : KILT_PRECISION_FP32, &error));
+          g_setenv ("KILT_GEMM", "clblast", TRUE);
+          t[p] = time_gemm (ctx, s, a, b, c[p], iters, reps);
+        }
+      printf ("%-8s %5zu x %5zu x %5zu %s%s %10.3f %9.1f %10.3f %9.1f %6.2f %9.1e\n", s->name, s->m,
+              s->n, s->k, s->ta ? "T" : "N", s->tb ? "T" : "N", t[0] * 1e3, flop / t[0] / 1e12,
+              t[1] * 1e3, flop / t[1] / 1e12, t[1] / t[0], max_rel_diff (c[0], c[1], s->m * s->n));
+      fflush (stdout);
+      kilt_buffer_free (a);
+      kilt_buffer_free (b);
+      kilt_buffer_free (c[0]);
+      kilt_buffer_free (c[1]);
+    }
+  g_unsetenv ("KILT_GEMM");
+  kilt_test_context_close ();
+  return 0;
+}
+
 int
 main (int argc, char **argv)
 {
-  guint iters = argc > 1 ? (guint)atoi (argv[1]) : 5;
-  guint reps = argc > 2 ? (guint)atoi (argv[2]) : 3;
-  const char *only = argc > 3 ? argv[3] : NULL;
+  gboolean tf32 = argc > 1 && g_str_equal (argv[1], "tf32");
+  guint iters, reps;
+  const char *only;
   const char *paths[] = { "kilt", "clblast" };
   double total[2] = { 0, 0 }, flop_total = 0;
   KiltContext *ctx = kilt_test_context ();
@@ -107,6 +190,13 @@ main (int argc, char **argv)
 
   if (!ctx)
     return 77;
+  if (tf32)
+    argv++, argc--;
+  iters = argc > 1 ? (guint)atoi (argv[1]) : 5;
+  reps = argc > 2 ? (guint)atoi (argv[2]) : 3;
+  only = argc > 3 ? argv[3] : NULL;
+  if (tf32)
+    return bench_tf32 (ctx, iters, reps, only);
   kilt_rng_init (&rng, 7);
   printf ("%s (%s)\n%-11s %-22s %5s %10s %8s %10s %8s %6s\n", ctx->info->name,
           ctx->info->platform_version, "GEMM", "batch x M x N x K", "calls", "kilt ms", "GFLOP/s",
