@@ -12,6 +12,20 @@
 #include <string.h>
 #include <json-glib/json-glib.h>
 
+gint64
+kilt_cli_parse_run_id (const char *text)
+{
+  char *end = NULL;
+  gint64 v;
+
+  if (text == NULL)
+    return 0;
+  if (*text == '#')
+    text++;
+  v = g_ascii_strtoll (text, &end, 10);
+  return end == text || *end != '\0' || v <= 0 ? 0 : v;
+}
+
 static const char runs_usage[]
     = "usage: kilt-cli runs [list | show ID | rename ID NAME | tag ID TAG | untag ID TAG |"
       " delete ID | resume ID [--device DEV]] [--json] [--db FILE]";
@@ -23,15 +37,9 @@ static const char report_usage[]
 static gboolean
 parse_id (const char *text, gint64 *out)
 {
-  char *end = NULL;
-  gint64 v;
+  gint64 v = kilt_cli_parse_run_id (text);
 
-  if (text == NULL)
-    return FALSE;
-  if (*text == '#')
-    text++;
-  v = g_ascii_strtoll (text, &end, 10);
-  if (end == text || *end != '\0' || v <= 0)
+  if (v == 0)
     return FALSE;
   *out = v;
   return TRUE;

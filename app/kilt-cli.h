@@ -91,6 +91,8 @@ gboolean kilt_cli_train_config (KiltCliCommon *c, KiltTrainConfig *cfg, GError *
 /* With --checkpoint, its weights become @model's starting weights (the checkpoint must be
  * this model's); without, nothing changes. */
 gboolean kilt_cli_checkpoint_weights (KiltCliCommon *c, KiltModel *model, GError **error);
+/* A run ID as typed ("12" or "#12"); 0 when @text is not one. */
+gint64 kilt_cli_parse_run_id (const char *text);
 
 /* The trainer's step time for @c's model and batch on @dev over @steps synthetic batches
  * (after as many warm-up steps), as `kilt-cli bench` measures it. */

@@ -943,15 +943,16 @@ parse_model (const char *data, gssize length, const char *source, GError **error
     }
   model = kilt_model_new (n ? json_node_get_string (n) : NULL);
   {
-    static const char *known[]
-        = { "format", "version", "name", "description", "loss", "input", "layers", NULL };
+    static const char *known[] = { "format", "version", "name",   "description",
+                                   "loss",   "input",   "layers", "keras_architecture",
+                                   NULL };
     g_autoptr (GList) members = json_object_get_members (root);
     for (GList *l = members; l; l = l->next)
       if (!g_strv_contains (known, l->data))
         {
           set_error (error, &top,
                      "unknown field \"%s\" at the top level; expected format, version, name, "
-                     "description, loss, input, layers",
+                     "description, loss, input, layers, keras_architecture",
                      (const char *)l->data);
           return NULL;
         }
@@ -964,6 +965,15 @@ parse_model (const char *data, gssize length, const char *source, GError **error
                      "loss must be one of softmax_cross_entropy, binary_cross_entropy, mse");
           return NULL;
         }
+    }
+  if ((n = json_object_get_member (root, "keras_architecture")))
+    {
+      if (!is_string (n))
+        {
+          set_error (error, &top, "keras_architecture must be a string (Keras' to_json text)");
+          return NULL;
+        }
+      model->keras_json = g_strdup (json_node_get_string (n));
     }
   if (!parse_input (json_object_get_member (root, "input"), &top, model, error))
     return NULL;
@@ -1218,7 +1228,13 @@ kilt_model_to_json (KiltModel *model)
       append_layer (s, model, kilt_model_node (model, i));
       g_string_append (s, i + 1 < kilt_model_n_nodes (model) ? ",\n" : "\n");
     }
-  g_string_append (s, "  ]\n}\n");
+  g_string_append (s, "  ]");
+  if (model->keras_json)
+    {
+      g_string_append (s, ",\n  \"keras_architecture\": ");
+      append_string (s, model->keras_json);
+    }
+  g_string_append (s, "\n}\n");
   return g_string_free (s, FALSE);
 }
 

@@ -36,6 +36,7 @@ kilt_model_free (KiltModel *model)
   g_hash_table_unref (model->by_name);
   g_ptr_array_unref (model->nodes);
   g_free (model->name);
+  g_free (model->keras_json);
   g_free (model);
 }
 

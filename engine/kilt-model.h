@@ -53,6 +53,11 @@ typedef struct
   float *weights_state;
   gsize weights_n_params, weights_n_state;
   char *weights_note; /* "weights loaded from X: N tensors, M parameters" */
+  /* The Keras architecture (model.to_json () text) the model was imported from, or NULL. It
+   * travels in Kilt's JSON of the model (to runs and the worker) so that the trained model
+   * can go back out as a .keras file with Keras' own layer names; a model changed since
+   * (a new head, another input size) no longer matches it, which export checks. */
+  char *keras_json;
 } KiltModel;
 
 KiltModel *kilt_model_new (const char *name);

@@ -646,7 +646,7 @@ test_cli (void)
     g_assert_true (g_spawn_sync (NULL, (char **)argv, NULL, G_SPAWN_DEFAULT, NULL, NULL, &out, &err,
                                  &status, &error));
     g_assert_false (g_spawn_check_wait_status (status, NULL));
-    g_assert_nonnull (strstr (err, "unknown --format \"tflite\""));
+    g_assert_nonnull (strstr (err, "unknown export format \"tflite\""));
     g_assert_false (g_file_test (bad, G_FILE_TEST_EXISTS));
   }
 }

@@ -12,6 +12,8 @@
 #include "kilt-keras.h"
 #include "kilt-loss.h"
 #include "kilt-model-json.h"
+#include "kilt-onnx-export.h"
+#include "kilt-run-store.h"
 #include "kilt-optimizer.h"
 #include "kilt-planner.h"
 #include "kilt-reference.h"
@@ -659,17 +661,18 @@ test_cli (void)
   g_assert_nonnull (strstr (out2, "conv2d (Conv2D, frozen)"));
 }
 
-/* An image folder of 3 classes of 10 x 10 RGB pictures, bars in a band of rows per class. */
+/* An image folder of @n_classes (3 or 5) classes of 10 x 10 RGB pictures, bars in a band of
+ * rows per class. */
 static char *
-image_folder (void)
+image_folder_of (guint n_classes)
 {
   g_autofree char *dir = kilt_test_tmpdir ();
   char *root = g_build_filename (dir, "bars", NULL);
-  const char *classes[] = { "top", "middle", "bottom" };
+  const char *classes[] = { "top", "middle", "bottom", "lower", "lowest" };
   KiltRng rng;
 
   kilt_rng_init (&rng, 5);
-  for (guint c = 0; c < 3; c++)
+  for (guint c = 0; c < n_classes; c++)
     {
       g_autofree char *sub = g_build_filename (root, classes[c], NULL);
       g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
@@ -683,7 +686,7 @@ image_folder (void)
             for (int x = 0; x < 10; x++)
               {
                 guint8 *p = gdk_pixbuf_get_pixels (pb) + y * gdk_pixbuf_get_rowstride (pb) + x * 3;
-                gboolean bar = (guint)y * 3 / 10 == c;
+                gboolean bar = (guint)y * n_classes / 10 == c;
                 for (int k = 0; k < 3; k++)
                   p[k] = (guint8)((bar ? 150 : 0) + kilt_rng_below (&rng, 100));
               }
@@ -691,6 +694,12 @@ image_folder (void)
         }
     }
   return root;
+}
+
+static char *
+image_folder (void)
+{
+  return image_folder_of (3);
 }
 
 /* kilt-cli train on the 5-class Keras model and 3-class images: refused with the hint, then
@@ -764,6 +773,153 @@ test_cli_replace_head (void)
   }
 }
 
+/* The model and the checkpoint's weights of run @id in the store at @db. */
+static KiltModel *
+run_model (const char *db, gint64 id, KiltCheckpoint **ck)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (KiltRunStore) store = kilt_run_store_open_read_only (db, &error);
+  g_autoptr (KiltRun) run = NULL;
+  KiltModel *model;
+
+  g_assert_no_error (error);
+  run = kilt_run_store_get (store, id, &error);
+  g_assert_no_error (error);
+  model = kilt_model_load_json_data (run->record.model_json, -1, "run", &error);
+  g_assert_no_error (error);
+  *ck = load_ckpt (run->record.config.checkpoint_path);
+  g_assert_cmpuint ((*ck)->n_params, ==, model->n_params);
+  return model;
+}
+
+/* @model's weights (as kilt_model_set_weights got them) equal @ck's, bit for bit. */
+static void
+assert_weights_equal (KiltModel *model, const KiltCheckpoint *ck)
+{
+  const float *params, *state;
+
+  g_assert_true (kilt_model_get_weights (model, &params, &state));
+  g_assert_cmpmem (params, model->n_params * sizeof (float), ck->params,
+                   ck->n_params * sizeof (float));
+  g_assert_cmpmem (state, model->n_state * sizeof (float), ck->state, ck->n_state * sizeof (float));
+}
+
+/* kilt-cli export RUN-ID: a run of the Keras model goes out as .keras (the Keras file's own
+ * architecture) and .weights.h5 holding the checkpoint's weights; a run with a new head goes
+ * out as .weights.h5 and ONNX, and its .keras is refused, naming why. */
+static void
+test_cli_export_run (void)
+{
+  g_autofree char *path = keras_file ("weights-keras3-cnn.keras");
+  g_autofree char *dir = kilt_test_tmpdir ();
+  g_autofree char *db = g_build_filename (dir, "runs.db", NULL);
+  g_autofree char *ck5 = g_build_filename (dir, "five.ckpt", NULL);
+  g_autofree char *ck3 = g_build_filename (dir, "three.ckpt", NULL);
+  g_autofree char *five = NULL, *three = NULL;
+
+  if (g_getenv ("KILT_CLI") == NULL || kilt_test_context () == NULL)
+    {
+      g_test_skip ("KILT_CLI does not name kilt-cli, or no device");
+      return;
+    }
+  g_setenv ("KILT_RUNS_DB", db, TRUE);
+  five = image_folder_of (5);
+  {
+    g_autofree char *out = NULL, *err = NULL;
+    const char *args[] = { "train", "--model", path, "--data",       five, "--epochs",
+                           "1",     "--batch", "4",  "--checkpoint", ck5,  NULL };
+    g_assert_cmpint (cli (args, &out, &err), ==, 0);
+  }
+  three = image_folder ();
+  {
+    g_autofree char *out = NULL, *err = NULL;
+    const char *args[]
+        = { "train", "--model",        path,           "--data", three, "--epochs", "1", "--batch",
+            "4",     "--replace-head", "--checkpoint", ck3,      NULL };
+    g_assert_cmpint (cli (args, &out, &err), ==, 0);
+  }
+
+  /* Run 1, the Keras model as it came: .keras and .weights.h5 read back as trained. */
+  {
+    g_autoptr (KiltCheckpoint) ck = NULL;
+    g_autoptr (KiltModel) model = run_model (db, 1, &ck);
+    g_autofree char *keras = g_build_filename (dir, "run1.keras", NULL);
+    g_autofree char *h5 = g_build_filename (dir, "run1.weights.h5", NULL);
+    g_autofree char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL, *notes = NULL;
+    g_autoptr (KiltModel) back = NULL;
+    g_autoptr (GError) error = NULL;
+    const char *a[] = { "export", "1", "-o", keras, NULL };
+    const char *b[] = { "export", "#1", "-o", h5, NULL };
+
+    g_assert_nonnull (model->keras_json);
+    g_assert_cmpint (cli (a, &out, &err), ==, 0);
+    g_test_message ("%s%s", out, err);
+    g_assert_nonnull (strstr (out, "the Keras 3 architecture"));
+    back = kilt_keras_file_load (keras, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, &notes, &error);
+    g_assert_no_error (error);
+    g_assert_cmpuint (kilt_model_hash (back), ==, kilt_model_hash (model));
+    assert_weights_equal (back, ck);
+    /* The checkpoint's weights differ from the file's: training moved them. */
+    {
+      g_autoptr (KiltModel) orig
+          = kilt_keras_file_load (path, KILT_LOSS_SOFTMAX_CROSS_ENTROPY, NULL, &error);
+      const float *p0, *s0;
+      g_assert_no_error (error);
+      g_assert_true (kilt_model_get_weights (orig, &p0, &s0));
+      g_assert_true (memcmp (p0, ck->params, ck->n_params * sizeof (float)) != 0);
+    }
+    g_assert_cmpint (cli (b, &out2, &err2), ==, 0);
+    g_assert_nonnull (strstr (out2, "tensors of Keras 3 weights"));
+    g_assert_true (kilt_keras_file_load_weights (model, model->keras_json, h5, &error));
+    g_assert_no_error (error);
+    assert_weights_equal (model, ck);
+  }
+
+  /* Run 2 has a 3-class head the Keras file does not describe. */
+  {
+    g_autoptr (KiltCheckpoint) ck = NULL;
+    g_autoptr (KiltModel) model = run_model (db, 2, &ck);
+    g_autofree char *keras = g_build_filename (dir, "run2.keras", NULL);
+    g_autofree char *h5 = g_build_filename (dir, "run2.weights.h5", NULL);
+    g_autofree char *onnx = g_build_filename (dir, "run2.onnx", NULL);
+    g_autofree char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+    g_autofree char *out3 = NULL, *err3 = NULL;
+    g_autoptr (GError) error = NULL;
+    const char *a[] = { "export", "2", "-o", keras, NULL };
+    const char *b[] = { "export", "2", "-o", h5, NULL };
+    const char *c[] = { "export", "2", "--format", "onnx", "-o", onnx, NULL };
+
+    g_assert_cmpint (cli (a, &out, &err), ==, 1);
+    g_assert_nonnull (strstr (err, "changed since it came from Keras"));
+    g_assert_nonnull (strstr (err, "write .onnx or .weights.h5"));
+    g_assert_false (g_file_test (keras, G_FILE_TEST_EXISTS));
+    g_assert_cmpint (cli (b, &out2, &err2), ==, 0);
+    g_assert_true (kilt_keras_file_load_weights (model, NULL, h5, &error));
+    g_assert_no_error (error);
+    assert_weights_equal (model, ck);
+    if (kilt_onnx_export_available ())
+      {
+        g_assert_cmpint (cli (c, &out3, &err3), ==, 0);
+        g_assert_nonnull (strstr (out3, "ONNX opset 17"));
+        g_assert_true (g_file_test (onnx, G_FILE_TEST_IS_REGULAR));
+      }
+  }
+
+  /* What cannot be exported says why. */
+  {
+    g_autofree char *o = g_build_filename (dir, "x.onnx", NULL);
+    g_autofree char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+    const char *twice[] = { "export", "1", "--model", path, "-o", o, NULL };
+    const char *missing[] = { "export", "7", "-o", o, NULL };
+    g_assert_cmpint (cli (twice, &out, &err), ==, 2);
+    g_assert_nonnull (strstr (err, "give one model"));
+    g_assert_cmpint (cli (missing, &out2, &err2), ==, 1);
+    g_assert_nonnull (strstr (err2, "7"));
+    g_assert_false (g_file_test (o, G_FILE_TEST_EXISTS));
+  }
+  g_unsetenv ("KILT_RUNS_DB");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -783,5 +939,6 @@ main (int argc, char **argv)
   g_test_add_func ("/transfer/keras-trainable", test_keras_trainable);
   g_test_add_func ("/transfer/cli", test_cli);
   g_test_add_func ("/transfer/cli-replace-head", test_cli_replace_head);
+  g_test_add_func ("/transfer/cli-export-run", test_cli_export_run);
   return g_test_run ();
 }

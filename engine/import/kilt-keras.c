@@ -872,6 +872,7 @@ kilt_keras_load_data (const char *data, gssize length, const char *source, KiltL
     }
   if (notes && note_text->len)
     *notes = g_strdup (note_text->str);
+  model->keras_json = length < 0 ? g_strdup (data) : g_strndup (data, (gsize)length);
   return g_steal_pointer (&model);
 }
 
