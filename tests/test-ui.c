@@ -12,6 +12,9 @@
 #include "kilt-device-picker.h"
 #include "kilt-error.h"
 #include "kilt-format.h"
+#include "kilt-keras-file.h"
+#include "kilt-model-json.h"
+#include "kilt-onnx-export.h"
 #include "kilt-planner.h"
 #include "kilt-runs-page.h"
 #include "kilt-window.h"
@@ -1939,6 +1942,41 @@ save_weights (KiltRunsPage *page, const char *path, GError **error)
   return s.ok;
 }
 
+typedef struct
+{
+  gboolean done;
+  char *summary;
+  GError *error;
+} Exported;
+
+static void
+model_exported (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Exported *e = data;
+
+  e->summary = kilt_runs_page_export_model_finish (KILT_RUNS_PAGE (source), result, &e->error);
+  e->done = TRUE;
+}
+
+static gboolean
+exported_done (gpointer data)
+{
+  return ((Exported *)data)->done;
+}
+
+/* The Runs page's Export Model to @path, waited for: what was written, or NULL and @error. */
+static char *
+export_model (KiltRunsPage *page, const char *path, GError **error)
+{
+  Exported e = { FALSE, NULL, NULL };
+
+  kilt_runs_page_export_model (page, path, model_exported, &e);
+  g_assert_true (wait_until (exported_done, &e, 60));
+  if (e.error)
+    g_propagate_error (error, e.error);
+  return e.summary;
+}
+
 /* A run whose device fails after its first epoch goes on with Resume, as a new run from its
  * last finished epoch, on a copy of its checkpoint; and its weights can be saved. */
 static void
@@ -2044,6 +2082,45 @@ test_resume (void)
     g_assert_true (g_str_has_prefix (error->message, "Saving the weights: "));
     g_clear_error (&error);
   }
+  /* Export Model: the trained weights as Keras 3 weights that read back as they were, and as
+   * ONNX; a .keras is refused for a model that did not come from Keras, saying what to write. */
+  {
+    g_autofree char *h5 = g_build_filename (dir, "m.weights.h5", NULL);
+    g_autofree char *onnx = g_build_filename (dir, "m.onnx", NULL);
+    g_autofree char *keras = g_build_filename (dir, "m.keras", NULL);
+    g_autofree char *summary = NULL, *summary2 = NULL, *none = NULL;
+    g_autoptr (KiltModel) model
+        = kilt_model_load_json_data (resumed->record.model_json, -1, "run", &error);
+    g_autoptr (KiltCheckpoint) ck = kilt_checkpoint_load (saved, &error);
+    const float *params, *state;
+
+    g_assert_no_error (error);
+    g_assert_nonnull (find_button (GTK_WIDGET (page), "Export _Model"));
+    g_assert_true (gtk_widget_is_sensitive (find_button (GTK_WIDGET (page), "Export _Model")));
+    summary = export_model (page, h5, &error);
+    g_assert_no_error (error);
+    g_test_message ("exported: %s", summary);
+    g_assert_nonnull (strstr (summary, "tensors of Keras 3 weights"));
+    g_assert_true (kilt_keras_file_load_weights (model, NULL, h5, &error));
+    g_assert_no_error (error);
+    g_assert_true (kilt_model_get_weights (model, &params, &state));
+    g_assert_cmpmem (params, model->n_params * sizeof (float), ck->params,
+                     ck->n_params * sizeof (float));
+    if (kilt_onnx_export_available ())
+      {
+        summary2 = export_model (page, onnx, &error);
+        g_assert_no_error (error);
+        g_assert_nonnull (strstr (summary2, "ONNX opset"));
+        g_unlink (onnx);
+      }
+    none = export_model (page, keras, &error);
+    g_assert_null (none);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "not imported from Keras"));
+    g_assert_false (g_file_test (keras, G_FILE_TEST_EXISTS));
+    g_clear_error (&error);
+    g_unlink (h5);
+  }
   g_unlink (saved);
   g_rmdir (dir);
   /* The picture: both runs' loss, one going on from the other. */
@@ -2053,6 +2130,7 @@ test_resume (void)
     kilt_runs_page_set_baseline (page, stopped->id);
     kilt_runs_page_set_chart (page, KILT_REPORT_CHART_LOSS);
   }
+  kilt_window_show_page (window, "runs");
   settle (0.3);
   screenshot (window_content (), "runs-resumed");
 }

@@ -7,6 +7,8 @@
 #include "kilt-eval-view.h"
 #include "kilt-runs-resources.h"
 #include "kilt-error.h"
+#include "kilt-model-export.h"
+#include "kilt-model-json.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -639,6 +641,8 @@ update_actions (KiltRunsPage *self)
                                  n == 1 && selected_checkpoint (self, NULL));
   gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.evaluate",
                                  n == 1 && kilt_runs_page_can_evaluate (self, NULL));
+  gtk_widget_action_set_enabled (GTK_WIDGET (self), "runs.export-model",
+                                 n == 1 && kilt_runs_page_can_export_model (self, NULL));
 }
 
 /* What the comparison area says with nothing selected: whether there are runs to pick. */
@@ -1022,6 +1026,92 @@ kilt_runs_page_save_weights_finish (KiltRunsPage *self, GAsyncResult *result, GE
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
+gboolean
+kilt_runs_page_can_export_model (KiltRunsPage *self, GError **error)
+{
+  if (!selected_checkpoint (self, error))
+    return FALSE;
+  if (((const KiltRun *)self->selected->pdata[0])->record.model_json == NULL)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "run #%" G_GINT64_FORMAT " does not record its model",
+                   ((const KiltRun *)self->selected->pdata[0])->id);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* What an export needs of its run, copied: the store may be reloaded while it writes. */
+typedef struct
+{
+  gint64 id;
+  char *model_json, *checkpoint, *path;
+} ModelExport;
+
+static void
+model_export_free (gpointer data)
+{
+  ModelExport *e = data;
+
+  g_free (e->model_json);
+  g_free (e->checkpoint);
+  g_free (e->path);
+  g_free (e);
+}
+
+static void
+export_model_thread (GTask *task, gpointer source, gpointer data, GCancellable *cancel)
+{
+  ModelExport *e = data;
+  g_autofree char *name = g_strdup_printf ("run #%" G_GINT64_FORMAT "'s model", e->id);
+  g_autoptr (KiltModel) model = NULL;
+  GError *error = NULL;
+  const float *params, *state;
+  char *summary = NULL;
+
+  if (!(model = kilt_model_load_json_data (e->model_json, -1, name, &error))
+      || !kilt_model_load_checkpoint (model, e->checkpoint, &error))
+    g_task_return_error (task, error);
+  else if (!kilt_model_get_weights (model, &params, &state))
+    g_task_return_new_error (task, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                             "%s does not match its checkpoint", name);
+  else if (!kilt_model_export (model, params, state, kilt_export_format_for_path (e->path), e->path,
+                               &summary, &error))
+    g_task_return_error (task, error);
+  else
+    g_task_return_pointer (task, summary, g_free);
+}
+
+void
+kilt_runs_page_export_model (KiltRunsPage *self, const char *path, GAsyncReadyCallback callback,
+                             gpointer user_data)
+{
+  GTask *task = g_task_new (self, NULL, callback, user_data);
+  GError *error = NULL;
+  ModelExport *e;
+
+  if (!kilt_runs_page_can_export_model (self, &error))
+    {
+      g_task_return_error (task, error);
+      g_object_unref (task);
+      return;
+    }
+  e = g_new0 (ModelExport, 1);
+  e->id = ((const KiltRun *)self->selected->pdata[0])->id;
+  e->model_json = g_strdup (((const KiltRun *)self->selected->pdata[0])->record.model_json);
+  e->checkpoint = g_strdup (selected_checkpoint (self, NULL));
+  e->path = g_strdup (path);
+  g_task_set_task_data (task, e, model_export_free);
+  g_task_run_in_thread (task, export_model_thread);
+  g_object_unref (task);
+}
+
+char *
+kilt_runs_page_export_model_finish (KiltRunsPage *self, GAsyncResult *result, GError **error)
+{
+  return g_task_propagate_pointer (G_TASK (result), error);
+}
+
 /* ---- actions with dialogs ---- */
 
 static GtkWindow *parent_window (KiltRunsPage *self);
@@ -1368,6 +1458,78 @@ action_export (GtkWidget *widget, const char *name, GVariant *param)
 }
 
 static void
+model_exported (GObject *source, GAsyncResult *result, gpointer data)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (source);
+  g_autofree char *path = data, *base = g_path_get_basename (path);
+  g_autoptr (GError) error = NULL;
+  g_autofree char *summary = kilt_runs_page_export_model_finish (self, result, &error);
+  g_autofree char *msg = summary ? g_strdup_printf ("Exported %s: %s", base, summary)
+                                 : g_strdup_printf ("Exporting the model: %s", error->message);
+
+  toast (self, msg);
+}
+
+static void
+export_model_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
+{
+  g_autoptr (GFile) file = NULL;
+  g_autofree char *path = NULL;
+
+  if (response == GTK_RESPONSE_ACCEPT)
+    {
+      file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (native));
+      path = file ? g_file_get_path (file) : NULL;
+      if (path == NULL)
+        toast (self, "Models can only be exported to local files");
+      else
+        kilt_runs_page_export_model (self, path, model_exported, g_strdup (path));
+    }
+  g_object_unref (native);
+}
+
+static void
+add_filter (GtkFileChooser *chooser, const char *name, const char *pattern)
+{
+  g_autoptr (GtkFileFilter) f = gtk_file_filter_new ();
+
+  gtk_file_filter_set_name (f, name);
+  gtk_file_filter_add_pattern (f, pattern);
+  gtk_file_chooser_add_filter (chooser, f);
+}
+
+static void
+action_export_model (GtkWidget *widget, const char *name, GVariant *param)
+{
+  KiltRunsPage *self = KILT_RUNS_PAGE (widget);
+  g_autoptr (GError) error = NULL;
+  GtkFileChooserNative *native;
+  const KiltRun *run;
+  g_autofree char *suggested = NULL;
+
+  if (!kilt_runs_page_can_export_model (self, &error))
+    {
+      toast (self, error->message);
+      return;
+    }
+  run = self->selected->pdata[0];
+  /* A model that came from Keras goes back as a whole .keras file; any other as ONNX. The
+   * name's extension picks the format. */
+  suggested = g_strdup_printf (
+      "%s-run%" G_GINT64_FORMAT "%s", run->record.model_name ? run->record.model_name : "model",
+      run->id, strstr (run->record.model_json, "\"keras_architecture\"") ? ".keras" : ".onnx");
+  native = gtk_file_chooser_native_new ("Export Model", parent_window (self),
+                                        GTK_FILE_CHOOSER_ACTION_SAVE, "_Export", "_Cancel");
+  gtk_file_chooser_set_current_name (GTK_FILE_CHOOSER (native), suggested);
+  add_filter (GTK_FILE_CHOOSER (native), "Keras 3 model (.keras)", "*.keras");
+  add_filter (GTK_FILE_CHOOSER (native), "Keras 3 weights (.weights.h5)", "*.weights.h5");
+  add_filter (GTK_FILE_CHOOSER (native), "ONNX model (.onnx)", "*.onnx");
+  g_signal_connect (native, "response", G_CALLBACK (export_model_response), self);
+  gtk_native_dialog_set_modal (GTK_NATIVE_DIALOG (native), TRUE);
+  gtk_native_dialog_show (GTK_NATIVE_DIALOG (native));
+}
+
+static void
 action_reload (GtkWidget *widget, const char *name, GVariant *param)
 {
   g_autoptr (GError) error = NULL;
@@ -1442,6 +1604,7 @@ kilt_runs_page_class_init (KiltRunsPageClass *klass)
   gtk_widget_class_install_action (widget_class, "runs.run-again", NULL, action_run_again);
   gtk_widget_class_install_action (widget_class, "runs.resume", NULL, action_resume);
   gtk_widget_class_install_action (widget_class, "runs.save-weights", NULL, action_save_weights);
+  gtk_widget_class_install_action (widget_class, "runs.export-model", NULL, action_export_model);
   gtk_widget_class_install_action (widget_class, "runs.evaluate", NULL, action_evaluate);
 
   /* run-again (gint64 run id): "Run Again On…" was chosen for that run. */

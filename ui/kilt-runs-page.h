@@ -60,6 +60,15 @@ void kilt_runs_page_save_weights (KiltRunsPage *page, const char *path,
                                   GAsyncReadyCallback callback, gpointer user_data);
 gboolean kilt_runs_page_save_weights_finish (KiltRunsPage *page, GAsyncResult *result,
                                              GError **error);
+/* Whether the one selected run's trained model can be exported: it kept its weights and
+ * records its model. */
+gboolean kilt_runs_page_can_export_model (KiltRunsPage *page, GError **error);
+/* Writes the one selected run's model with its checkpoint's weights to @path, in a thread:
+ * a Keras 3 .keras, a .weights.h5 or an .onnx by @path's extension (kilt_model_export ()).
+ * kilt_runs_page_export_model_finish () gives what was written, or NULL and the error. */
+void kilt_runs_page_export_model (KiltRunsPage *page, const char *path,
+                                  GAsyncReadyCallback callback, gpointer user_data);
+char *kilt_runs_page_export_model_finish (KiltRunsPage *page, GAsyncResult *result, GError **error);
 /* Whether the one selected run can be evaluated: it finished, kept its weights and records its
  * model and data source. */
 gboolean kilt_runs_page_can_evaluate (KiltRunsPage *page, GError **error);
