@@ -1,10 +1,15 @@
-/* kilt-cli predict: a model's top classes for images or a CSV's rows. */
+/* kilt-cli predict: a model's class scores and top classes for images, image folders, CSV rows
+ * or NumPy arrays, printed or written as CSV, JSON or .npy. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 #include "config.h"
 
 #include "kilt-cli.h"
 #include "kilt-error.h"
 #include "kilt-exec.h"
+#include "kilt-report.h"
+
+#include <json-glib/json-glib.h>
+#include "kilt-npy.h"
 
 #include <gdk-pixbuf/gdk-pixbuf.h>
 #include <math.h>
@@ -154,6 +159,270 @@ add_csv (Inputs *in, const char *path, gsize size, GError **error)
   return TRUE;
 }
 
+/* A .npy array of samples, as Keras' model.predict takes them: (N, ...) with the model's input
+ * after the first axis, channels last (N, H, W, C) or first (N, C, H, W); values as they are
+ * (no scaling). A model whose input is a single sample's shape also takes one sample without
+ * the N axis. */
+static gboolean
+add_npy (Inputs *in, const char *path, KiltModel *model, GError **error)
+{
+  const KiltShape *shape = &kilt_model_node (model, 0)->out_shape;
+  gsize size = kilt_shape_size (shape), plane = (gsize)shape->h * shape->w;
+  KiltNpy a = { 0 };
+  guint64 n = 0, hwc[3] = { shape->h, shape->w, shape->c },
+          chw[3] = { shape->c, shape->h, shape->w };
+  gboolean last = FALSE, ok = FALSE;
+  guint lead = 1;
+
+  if (!kilt_npy_read (path, (guint64)PREDICT_MAX_SAMPLES * size, &a, error))
+    return FALSE;
+  /* The sample's axes: all but the first, or all of them for a single sample. */
+  for (guint pass = 0; pass < 2 && !ok; pass++)
+    {
+      guint r;
+      lead = pass == 0 ? 1 : 0;
+      if (a.rank < lead)
+        continue;
+      r = a.rank - lead;
+      n = lead ? a.shape[0] : 1;
+      if (r == 3 && memcmp (a.shape + lead, chw, sizeof chw) == 0
+          && !(model->keras_json && memcmp (a.shape + lead, hwc, sizeof hwc) == 0))
+        ok = TRUE, last = shape->c > 1;
+      else if (r == 3 && memcmp (a.shape + lead, hwc, sizeof hwc) == 0)
+        ok = TRUE, last = shape->c > 1;
+      else if (r == 2 && shape->c == 1 && a.shape[lead] == shape->h
+               && a.shape[lead + 1] == shape->w)
+        ok = TRUE;
+      else if (r == 1 && a.shape[lead] == size)
+        ok = TRUE;
+    }
+  if (!ok)
+    {
+      GString *got = g_string_new (NULL);
+      for (guint i = 0; i < a.rank; i++)
+        g_string_append_printf (got, "%s%" G_GUINT64_FORMAT, i ? ", " : "", a.shape[i]);
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                   "%s: an array of shape (%s); the model takes (N, %u, %u, %u) (channels last, "
+                   "as Keras), (N, %u, %u, %u) or (N, %zu)",
+                   path, got->str, shape->h, shape->w, shape->c, shape->c, shape->h, shape->w,
+                   size);
+      g_string_free (got, TRUE);
+      kilt_npy_clear (&a);
+      return FALSE;
+    }
+  if (in->names->len + n > PREDICT_MAX_SAMPLES)
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA, "%s: more than %d samples",
+                   path, PREDICT_MAX_SAMPLES);
+      kilt_npy_clear (&a);
+      return FALSE;
+    }
+  for (guint64 s = 0; s < n; s++)
+    {
+      const float *src = a.data + s * size;
+      gsize base = in->values->len;
+      g_array_set_size (in->values, base + size);
+      if (last)
+        for (gsize p = 0; p < plane; p++)
+          for (guint c = 0; c < shape->c; c++)
+            g_array_index (in->values, float, base + c * plane + p) = src[p * shape->c + c];
+      else
+        memcpy (&g_array_index (in->values, float, base), src, size * sizeof (float));
+      g_ptr_array_add (in->names, lead ? g_strdup_printf ("%s[%" G_GUINT64_FORMAT "]", path, s)
+                                       : g_strdup (path));
+    }
+  kilt_npy_clear (&a);
+  return TRUE;
+}
+
+static gboolean
+is_image_name (const char *name)
+{
+  static const char *const ext[]
+      = { ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp", NULL };
+  g_autofree char *lower = g_ascii_strdown (name, -1);
+
+  for (guint i = 0; ext[i]; i++)
+    if (g_str_has_suffix (lower, ext[i]))
+      return TRUE;
+  return FALSE;
+}
+
+static int
+compare_names (gconstpointer a, gconstpointer b)
+{
+  return strcmp (*(char *const *)a, *(char *const *)b);
+}
+
+/* The image files under @dir, in its sub-folders too (an image folder's classes), sorted. */
+static gboolean
+list_images (const char *dir, GPtrArray *paths, guint depth, GError **error)
+{
+  g_autoptr (GDir) d = g_dir_open (dir, 0, error);
+  g_autoptr (GPtrArray) names = g_ptr_array_new_with_free_func (g_free);
+  const char *name;
+
+  if (d == NULL)
+    return FALSE;
+  while ((name = g_dir_read_name (d)))
+    if (name[0] != '.')
+      g_ptr_array_add (names, g_strdup (name));
+  g_ptr_array_sort (names, compare_names);
+  for (guint i = 0; i < names->len; i++)
+    {
+      g_autofree char *path = g_build_filename (dir, names->pdata[i], NULL);
+      if (g_file_test (path, G_FILE_TEST_IS_DIR) && !g_file_test (path, G_FILE_TEST_IS_SYMLINK))
+        {
+          if (depth < 8 && !list_images (path, paths, depth + 1, error))
+            return FALSE;
+        }
+      else if (is_image_name (names->pdata[i]))
+        {
+          if (paths->len >= PREDICT_MAX_SAMPLES)
+            {
+              g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                           "%s: more than %d images", dir, PREDICT_MAX_SAMPLES);
+              return FALSE;
+            }
+          g_ptr_array_add (paths, g_steal_pointer (&path));
+        }
+    }
+  return TRUE;
+}
+
+static gboolean
+add_input (Inputs *in, const char *path, KiltModel *model, double scale, GError **error)
+{
+  const KiltShape *shape = &kilt_model_node (model, 0)->out_shape;
+  g_autofree char *lower = g_ascii_strdown (path, -1);
+
+  if (g_file_test (path, G_FILE_TEST_IS_DIR))
+    {
+      g_autoptr (GPtrArray) paths = g_ptr_array_new_with_free_func (g_free);
+      if (!list_images (path, paths, 0, error))
+        return FALSE;
+      if (paths->len == 0)
+        {
+          g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_DATA,
+                       "%s: a folder with no images in it (or in its sub-folders)", path);
+          return FALSE;
+        }
+      for (guint i = 0; i < paths->len; i++)
+        if (!add_image (in, paths->pdata[i], shape, scale, error))
+          return FALSE;
+      return TRUE;
+    }
+  if (g_str_has_suffix (lower, ".csv"))
+    return add_csv (in, path, kilt_shape_size (shape), error);
+  if (g_str_has_suffix (lower, ".npy"))
+    return add_npy (in, path, model, error);
+  return add_image (in, path, shape, scale, error);
+}
+
+/* The scores as @path's extension says: .npy (float32, N x classes), .json (a list of
+ * {input, scores, top, labels}) or .csv (input, prediction, then a score per class). */
+static gboolean
+write_scores (const char *path, const Inputs *in, const float *out, guint n_out, const guint *order,
+              guint k, char **labels, GError **error)
+{
+  guint n = in->names->len, n_labels = labels ? g_strv_length (labels) : 0;
+  g_autofree char *lower = g_ascii_strdown (path, -1);
+  g_autoptr (GString) s = g_string_new (NULL);
+  g_autoptr (GError) local = NULL;
+
+  if (g_str_has_suffix (lower, ".npy"))
+    {
+      guint64 shape[2] = { n, n_out };
+      return kilt_npy_write_f32 (path, out, shape, 2, error);
+    }
+  if (g_str_has_suffix (lower, ".json"))
+    {
+      g_autoptr (JsonBuilder) b = json_builder_new ();
+      g_autoptr (JsonGenerator) gen = json_generator_new ();
+      g_autoptr (JsonNode) root = NULL;
+      g_autofree char *text = NULL;
+      json_builder_begin_array (b);
+      for (guint i = 0; i < n; i++)
+        {
+          g_autofree char *name = g_utf8_make_valid (in->names->pdata[i], -1);
+          json_builder_begin_object (b);
+          json_builder_set_member_name (b, "input");
+          json_builder_add_string_value (b, name);
+          json_builder_set_member_name (b, "scores");
+          json_builder_begin_array (b);
+          for (guint j = 0; j < n_out; j++)
+            json_builder_add_double_value (b, out[(gsize)i * n_out + j]);
+          json_builder_end_array (b);
+          json_builder_set_member_name (b, "top");
+          json_builder_begin_array (b);
+          for (guint j = 0; j < k; j++)
+            json_builder_add_int_value (b, order[(gsize)i * k + j]);
+          json_builder_end_array (b);
+          if (n_labels)
+            {
+              json_builder_set_member_name (b, "labels");
+              json_builder_begin_array (b);
+              for (guint j = 0; j < k; j++)
+                {
+                  guint c = order[(gsize)i * k + j];
+                  if (c < n_labels)
+                    json_builder_add_string_value (b, labels[c]);
+                  else
+                    json_builder_add_null_value (b);
+                }
+              json_builder_end_array (b);
+            }
+          json_builder_end_object (b);
+        }
+      json_builder_end_array (b);
+      root = json_builder_get_root (b);
+      json_generator_set_root (gen, root);
+      json_generator_set_pretty (gen, TRUE);
+      text = json_generator_to_data (gen, NULL);
+      g_string_append (s, text);
+      g_string_append_c (s, '\n');
+    }
+  else if (g_str_has_suffix (lower, ".csv"))
+    {
+      g_string_append (s, "input,prediction");
+      for (guint j = 0; j < n_out; j++)
+        {
+          g_string_append_c (s, ',');
+          if (j < n_labels)
+            kilt_csv_append_field (s, labels[j]);
+          else
+            g_string_append_printf (s, "%u", j);
+        }
+      g_string_append_c (s, '\n');
+      for (guint i = 0; i < n; i++)
+        {
+          guint c = order[(gsize)i * k];
+          kilt_csv_append_field (s, in->names->pdata[i]);
+          g_string_append_c (s, ',');
+          if (c < n_labels)
+            kilt_csv_append_field (s, labels[c]);
+          else
+            g_string_append_printf (s, "%u", c);
+          for (guint j = 0; j < n_out; j++)
+            g_string_append_printf (s, ",%.9g", out[(gsize)i * n_out + j]);
+          g_string_append_c (s, '\n');
+        }
+    }
+  else
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "%s: give --output a .csv, .json or .npy file", path);
+      return FALSE;
+    }
+  if (!g_file_set_contents (path, s->str, (gssize)s->len, &local))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_IO, "cannot write %s: %s", path,
+                   local->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static gboolean
 run_model (KiltModel *model, const char *device_id, const Inputs *in, float *out, GError **error)
 {
@@ -224,11 +493,13 @@ kilt_cli_predict (int argc, char **argv)
 {
   KiltCliCommon c;
   g_autoptr (GOptionContext) oc
-      = g_option_context_new ("FILE... - a model's top classes for images or CSV rows");
+      = g_option_context_new ("INPUT... - a model's class scores for images, image folders, CSV "
+                              "rows or .npy arrays");
   g_autofree GOptionEntry *entries = NULL;
   g_autoptr (GError) error = NULL;
   g_auto (GStrv) labels = NULL;
-  char *labels_path = NULL, *scale_text = NULL;
+  char *labels_path = NULL, *scale_text = NULL, *out_path = NULL;
+  g_autofree guint *order = NULL;
   int top = 3;
   double scale = 1.0 / 255;
   GOptionEntry extra[] = {
@@ -236,6 +507,10 @@ kilt_cli_predict (int argc, char **argv)
     { "labels", 0, 0, G_OPTION_ARG_FILENAME, &labels_path, "Class names, one a line", "FILE" },
     { "scale", 0, 0, G_OPTION_ARG_STRING, &scale_text,
       "Factor for image pixels 0..255 (default 1/255, as training scales them)", "F" },
+    { "output", 'o', 0, G_OPTION_ARG_FILENAME, &out_path,
+      "Write every sample's scores to a .csv, .json or .npy (float32, samples x classes) file "
+      "instead of printing the top classes",
+      "FILE" },
     { NULL },
   };
   Inputs in
@@ -248,11 +523,18 @@ kilt_cli_predict (int argc, char **argv)
 
   kilt_cli_common_init (&c);
   entries = kilt_cli_common_entries (&c);
+  /* -o is --output, as in export and report: predict trains nothing. */
+  for (GOptionEntry *e = entries; e->long_name; e++)
+    if (e->short_name == 'o')
+      e->short_name = 0;
   g_option_context_add_main_entries (oc, entries, NULL);
   g_option_context_add_main_entries (oc, extra, NULL);
-  g_option_context_set_summary (oc, "Give --model (a Keras .h5 or .keras file, or a model with "
-                                    "--weights or --checkpoint) and image files or CSV files of "
-                                    "rows.");
+  g_option_context_set_summary (
+      oc, "Give --model (a Keras .h5 or .keras file, or a model with --weights or --checkpoint) "
+          "and inputs: image files, folders of images (their sub-folders too, in name order), CSV "
+          "files of rows, or NumPy .npy arrays of samples as Keras' model.predict takes them "
+          "((N, H, W, C), channels last, or (N, C, H, W); values as they are, images are scaled "
+          "by --scale).");
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error))
     {
       fprintf (stderr, "kilt-cli predict: %s\n", error->message);
@@ -273,7 +555,8 @@ kilt_cli_predict (int argc, char **argv)
     }
   if (argc < 2 || top < 1)
     {
-      fprintf (stderr, "usage: kilt-cli predict --model M [--weights W] FILE... (--top >= 1)\n");
+      fprintf (stderr, "usage: kilt-cli predict --model M [--weights W] INPUT... [-o "
+                       "out.csv|out.json|out.npy] (--top >= 1)\n");
       rc = 2;
       goto done;
     }
@@ -304,12 +587,9 @@ kilt_cli_predict (int argc, char **argv)
       goto done;
     }
   {
-    const KiltShape *shape = &kilt_model_node (model, 0)->out_shape;
     for (int i = 1; i < argc; i++)
       {
-        gboolean ok = g_str_has_suffix (argv[i], ".csv") || g_str_has_suffix (argv[i], ".CSV")
-                          ? add_csv (&in, argv[i], kilt_shape_size (shape), &error)
-                          : add_image (&in, argv[i], shape, scale, &error);
+        gboolean ok = add_input (&in, argv[i], model, scale, &error);
         if (!ok)
           {
             fprintf (stderr, "kilt-cli predict: %s\n", error->message);
@@ -350,22 +630,45 @@ kilt_cli_predict (int argc, char **argv)
       fprintf (stderr, "kilt-cli predict: %s\n", error->message);
       goto done;
     }
+  /* Each sample's k largest, by selection: k is small. */
+  top = MIN ((guint)top, n_out);
+  order = g_new (guint, (gsize)in.names->len * top);
   for (guint s = 0; s < in.names->len; s++)
     {
       const float *y = out + (gsize)s * n_out;
-      g_autofree guint *order = g_new (guint, n_out);
-      guint k = MIN ((guint)top, n_out);
+      guint *o = order + (gsize)s * top;
+      g_autofree guint *all = g_new (guint, n_out);
       for (guint i = 0; i < n_out; i++)
-        order[i] = i;
-      /* The k largest, by selection: k is small. */
-      for (guint i = 0; i < k; i++)
-        for (guint j = i + 1; j < n_out; j++)
-          if (y[order[j]] > y[order[i]])
-            {
-              guint t = order[i];
-              order[i] = order[j];
-              order[j] = t;
-            }
+        all[i] = i;
+      for (guint i = 0; i < (guint)top; i++)
+        {
+          for (guint j = i + 1; j < n_out; j++)
+            if (y[all[j]] > y[all[i]])
+              {
+                guint t = all[i];
+                all[i] = all[j];
+                all[j] = t;
+              }
+          o[i] = all[i];
+        }
+    }
+  if (out_path)
+    {
+      if (!write_scores (out_path, &in, out, n_out, order, (guint)top, labels, &error))
+        {
+          fprintf (stderr, "kilt-cli predict: %s\n", error->message);
+          goto done;
+        }
+      printf ("Wrote %s: %u samples x %u scores (%s)\n", out_path, in.names->len, n_out,
+              model->weights_note ? model->weights_note : "the model's weights");
+      rc = 0;
+      goto done;
+    }
+  for (guint s = 0; s < in.names->len; s++)
+    {
+      const float *y = out + (gsize)s * n_out;
+      const guint *o = order + (gsize)s * top;
+      guint k = (guint)top;
       if (c.json)
         {
           g_autofree char *esc = g_strescape (g_ptr_array_index (in.names, s), NULL);
@@ -374,18 +677,18 @@ kilt_cli_predict (int argc, char **argv)
             printf ("%s%.7g", i ? ", " : "", y[i]);
           printf ("], \"top\": [");
           for (guint i = 0; i < k; i++)
-            printf ("%s%u", i ? ", " : "", order[i]);
+            printf ("%s%u", i ? ", " : "", o[i]);
           printf ("]}\n");
           continue;
         }
       printf ("%s:", (char *)g_ptr_array_index (in.names, s));
       for (guint i = 0; i < k; i++)
         {
-          const char *name = labels && order[i] < g_strv_length (labels) ? labels[order[i]] : NULL;
+          const char *name = labels && o[i] < g_strv_length (labels) ? labels[o[i]] : NULL;
           if (name)
-            printf ("%s %s %.4f", i ? "," : "", name, y[order[i]]);
+            printf ("%s %s %.4f", i ? "," : "", name, y[o[i]]);
           else
-            printf ("%s %u %.4f", i ? "," : "", order[i], y[order[i]]);
+            printf ("%s %u %.4f", i ? "," : "", o[i], y[o[i]]);
         }
       printf ("\n");
     }
@@ -397,6 +700,7 @@ done:
   g_array_unref (in.values);
   g_free (labels_path);
   g_free (scale_text);
+  g_free (out_path);
   kilt_cli_common_clear (&c);
   return rc;
 }

@@ -131,8 +131,8 @@ kilt_report_time_label (gint64 unix_us)
 
 /* ---- CSV ---- */
 
-static void
-csv_field (GString *s, const char *text)
+void
+kilt_csv_append_field (GString *s, const char *text)
 {
   g_autofree char *valid = NULL;
 
@@ -197,25 +197,25 @@ kilt_report_to_csv (const KiltReportOptions *o)
                               : NAN;
 
           g_string_append_printf (s, "%" G_GINT64_FORMAT ",", run->id);
-          csv_field (s, r->name);
+          kilt_csv_append_field (s, r->name);
           g_string_append_c (s, ',');
-          csv_field (s, kilt_run_store_status_name (run->status));
+          kilt_csv_append_field (s, kilt_run_store_status_name (run->status));
           g_string_append_c (s, ',');
-          csv_field (s, r->model_name);
+          kilt_csv_append_field (s, r->model_name);
           g_string_append_c (s, ',');
-          csv_field (s, r->data_description);
+          kilt_csv_append_field (s, r->data_description);
           g_string_append_c (s, ',');
-          csv_field (s, r->device_name);
+          kilt_csv_append_field (s, r->device_name);
           g_string_append_c (s, ',');
-          csv_field (s, r->device_vendor);
+          kilt_csv_append_field (s, r->device_vendor);
           g_string_append_c (s, ',');
-          csv_field (s, r->device_driver);
+          kilt_csv_append_field (s, r->device_driver);
           g_string_append_c (s, ',');
-          csv_field (s, r->device_opencl_version);
+          kilt_csv_append_field (s, r->device_opencl_version);
           csv_int (s, r->config.batch);
           csv_int (s, r->config.seed);
           g_string_append_c (s, ',');
-          csv_field (s, kilt_report_optimizer_label (r->config.opt.type));
+          kilt_csv_append_field (s, kilt_report_optimizer_label (r->config.opt.type));
           csv_num (s, r->config.opt.lr);
           csv_int (s, e->epoch);
           csv_num (s, e->train_loss);

@@ -7,6 +7,10 @@
 
 G_BEGIN_DECLS
 
+/* Appends @text (NULL: empty) to @s as one CSV field: quoted when it holds a comma, quote or
+ * line break, and made valid UTF-8. */
+void kilt_csv_append_field (GString *s, const char *text);
+
 typedef enum
 {
   KILT_REPORT_CSV,

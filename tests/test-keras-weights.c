@@ -9,6 +9,7 @@
 #include "kilt-keras-file.h"
 #include "kilt-keras-weights.h"
 #include "kilt-keras.h"
+#include "kilt-npy.h"
 #include "kilt-data-private.h"
 #include "kilt-trainer.h"
 
@@ -16,6 +17,7 @@
 #include <hdf5.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zip.h>
 
@@ -561,6 +563,183 @@ test_predict_images (void)
   diff = predict_diff (out, want, json_array_get_length (outs), n_out);
   g_printerr ("# kilt-cli predict on PNG images: max abs difference %.3g\n", diff);
   g_assert_cmpfloat (diff, <, TOLERANCE);
+}
+
+/* kilt-cli predict on a .npy of Keras' own inputs, channels last as model.predict took them
+ * and channels first, its scores written as .npy, CSV and JSON: each equals Keras'
+ * predictions. A shape the model does not take is refused, naming both. */
+static void
+test_predict_npy (void)
+{
+  g_autofree char *x = tmp_path ("x.npy"), *xt = tmp_path ("xt.npy"), *bad = tmp_path ("bad.npy");
+  g_autofree char *y = tmp_path ("y.npy"), *yt = tmp_path ("yt.npy");
+  g_autofree char *csv = tmp_path ("y.csv"), *js = tmp_path ("y.json");
+  g_autofree float *chw = NULL;
+  g_autoptr (GError) error = NULL;
+  Predict p = { 0 };
+  int status = -1;
+
+  if (g_getenv ("KILT_CLI") == NULL)
+    {
+      g_test_skip ("KILT_CLI is not set");
+      return;
+    }
+  predict_load (&p, "weights-keras3-cnn");
+  g_assert_cmpuint (p.rank, ==, 3);
+  {
+    guint64 nhwc[4] = { p.n, p.in_shape[0], p.in_shape[1], p.in_shape[2] };
+    guint64 nchw[4] = { p.n, p.in_shape[2], p.in_shape[0], p.in_shape[1] };
+    guint64 wrong[4] = { p.n, p.in_shape[0], p.in_shape[1], p.in_shape[2] + 1 };
+    gsize plane = (gsize)p.in_shape[0] * p.in_shape[1];
+    g_autofree float *more = g_new0 (float, (gsize)p.n *plane *(p.in_shape[2] + 1));
+    chw = g_new (float, (gsize)p.n *p.in_size);
+    for (guint s = 0; s < p.n; s++)
+      for (gsize q = 0; q < plane; q++)
+        for (guint c = 0; c < p.in_shape[2]; c++)
+          chw[(gsize)s * p.in_size + c * plane + q]
+              = p.inputs[(gsize)s * p.in_size + q * p.in_shape[2] + c];
+    g_assert_true (kilt_npy_write_f32 (x, p.inputs, nhwc, 4, &error));
+    g_assert_true (kilt_npy_write_f32 (xt, chw, nchw, 4, &error));
+    g_assert_true (kilt_npy_write_f32 (bad, more, wrong, 4, &error));
+    g_assert_no_error (error);
+  }
+  /* Scores out as .npy, from both layouts. */
+  for (guint i = 0; i < 2; i++)
+    {
+      const char *out_path = i ? yt : y;
+      const char *args[]
+          = { "--model", "weights-keras3-cnn.keras", i ? xt : x, "-o", out_path, NULL };
+      g_autofree char *out = NULL, *err = NULL;
+      KiltNpy r = { 0 };
+      double diff = 0;
+      out = run_predict (args, &status, &err);
+      if (status != 0)
+        g_error ("kilt-cli predict failed: %s", err);
+      g_assert_nonnull (strstr (out, "samples x"));
+      g_assert_true (kilt_npy_read (out_path, 1 << 20, &r, &error));
+      g_assert_no_error (error);
+      g_assert_cmpuint (r.rank, ==, 2);
+      g_assert_cmpuint (r.shape[0], ==, p.n);
+      g_assert_cmpuint (r.shape[1], ==, p.out_size);
+      for (guint k = 0; k < p.n * p.out_size; k++)
+        diff = MAX (diff, fabs (r.data[k] - p.outputs[k]));
+      g_printerr ("# kilt-cli predict on a .npy (%s): max abs difference %.3g\n",
+                  i ? "channels first" : "channels last", diff);
+      g_assert_cmpfloat (diff, <, TOLERANCE);
+      kilt_npy_clear (&r);
+    }
+  /* As CSV: a header, then per sample its name, the top class and every score. */
+  {
+    const char *args[] = { "--model", "weights-keras3-cnn.keras", x, "-o", csv, NULL };
+    g_autofree char *out = NULL, *err = NULL, *text = NULL;
+    g_auto (GStrv) lines = NULL;
+    out = run_predict (args, &status, &err);
+    g_assert_cmpint (status, ==, 0);
+    g_assert_true (g_file_get_contents (csv, &text, NULL, &error));
+    lines = g_strsplit (text, "\n", -1);
+    g_assert_true (g_str_has_prefix (lines[0], "input,prediction,0,1,"));
+    for (guint s = 0; s < p.n; s++)
+      {
+        g_auto (GStrv) cells = g_strsplit (lines[s + 1], ",", -1);
+        g_autofree char *name = g_strdup_printf ("%s[%u]", x, s);
+        guint best = 0;
+        g_assert_cmpuint (g_strv_length (cells), ==, 2 + p.out_size);
+        g_assert_cmpstr (cells[0], ==, name);
+        for (guint k = 0; k < p.out_size; k++)
+          {
+            g_assert_cmpfloat (
+                fabs (g_ascii_strtod (cells[2 + k], NULL) - p.outputs[s * p.out_size + k]), <,
+                TOLERANCE);
+            if (p.outputs[s * p.out_size + k] > p.outputs[s * p.out_size + best])
+              best = k;
+          }
+        g_assert_cmpint (atoi (cells[1]), ==, best);
+      }
+  }
+  /* As JSON: a list of {input, scores, top}. */
+  {
+    const char *args[] = { "--model", "weights-keras3-cnn.keras", x, "-o", js, "-k", "2", NULL };
+    g_autofree char *out = NULL, *err = NULL;
+    g_autoptr (JsonParser) parser = json_parser_new ();
+    JsonArray *list;
+    out = run_predict (args, &status, &err);
+    g_assert_cmpint (status, ==, 0);
+    g_assert_true (json_parser_load_from_file (parser, js, &error));
+    list = json_node_get_array (json_parser_get_root (parser));
+    g_assert_cmpuint (json_array_get_length (list), ==, p.n);
+    for (guint s = 0; s < p.n; s++)
+      {
+        JsonObject *o = json_array_get_object_element (list, s);
+        JsonArray *scores = json_object_get_array_member (o, "scores");
+        g_assert_cmpuint (json_array_get_length (json_object_get_array_member (o, "top")), ==, 2);
+        for (guint k = 0; k < p.out_size; k++)
+          g_assert_cmpfloat (
+              fabs (json_array_get_double_element (scores, k) - p.outputs[s * p.out_size + k]), <,
+              TOLERANCE);
+      }
+  }
+  /* A fourth channel: refused, naming the shape given and those taken. */
+  {
+    const char *args[] = { "--model", "weights-keras3-cnn.keras", bad, NULL };
+    g_autofree char *out = NULL, *err = NULL;
+    out = run_predict (args, &status, &err);
+    g_assert_cmpint (status, !=, 0);
+    g_test_message ("%s", err);
+    g_assert_nonnull (strstr (err, "bad.npy"));
+    g_assert_nonnull (strstr (err, "(3, 10, 10, 4)"));
+    g_assert_nonnull (strstr (err, "(N, 10, 10, 3)"));
+  }
+  predict_clear (&p);
+}
+
+/* An image folder: its images, in its sub-folders too, in name order. */
+static void
+test_predict_folder (void)
+{
+  g_autofree char *text = read_text ("weights-keras3-cnn.predict.json");
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = tmp_path ("pics"), *out = NULL, *err = NULL;
+  g_autofree double *want = NULL;
+  JsonArray *images, *outs;
+  JsonObject *o;
+  int status = -1;
+  guint n_out;
+
+  g_assert_true (json_parser_load_from_data (parser, text, -1, NULL));
+  o = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
+                                     "image_inputs");
+  images = json_object_get_array_member (o, "images");
+  outs = json_object_get_array_member (o, "outputs");
+  n_out = json_array_get_length (json_array_get_array_element (outs, 0));
+  want = g_new (double, json_array_get_length (outs) * n_out);
+  /* The second image in a sub-folder "b", the first in "a": the folder's order is theirs. */
+  for (guint s = 0; s < json_array_get_length (outs); s++)
+    {
+      g_autofree char *src = data_file (json_array_get_string_element (images, s));
+      g_autofree char *sub = g_build_filename (dir, s ? "a" : "b", NULL);
+      g_autofree char *dst = g_build_filename (sub, "x.png", NULL);
+      g_autofree char *bytes = NULL;
+      gsize len = 0;
+      guint row = s ? 0 : 1;
+      g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
+      g_assert_true (g_file_get_contents (src, &bytes, &len, &error));
+      g_assert_true (g_file_set_contents (dst, bytes, (gssize)len, &error));
+      for (guint i = 0; i < n_out; i++)
+        want[row * n_out + i]
+            = json_array_get_double_element (json_array_get_array_element (outs, s), i);
+    }
+  {
+    const char *args[] = { "--model", "weights-keras3-cnn.keras", dir, NULL };
+    out = run_predict (args, &status, &err);
+  }
+  if (out == NULL)
+    return;
+  if (status != 0)
+    g_error ("kilt-cli predict failed: %s", err);
+  g_assert_cmpfloat (predict_diff (out, want, json_array_get_length (outs), n_out), <, TOLERANCE);
+  g_assert_nonnull (strstr (out, "/a/x.png"));
+  g_assert_true (strstr (out, "/a/x.png") < strstr (out, "/b/x.png"));
 }
 
 /* ---- export ------------------------------------------------------------------------------------
@@ -1275,6 +1454,8 @@ main (int argc, char **argv)
   g_test_add_func ("/keras-weights/evaluate", test_evaluate);
   g_test_add_func ("/keras-weights/predict-csv", test_predict_csv);
   g_test_add_func ("/keras-weights/predict-images", test_predict_images);
+  g_test_add_func ("/keras-weights/predict-npy", test_predict_npy);
+  g_test_add_func ("/keras-weights/predict-folder", test_predict_folder);
   g_test_add_func ("/keras-weights/export-round-trip", test_export_round_trip);
   g_test_add_func ("/keras-weights/shape-mismatch", test_shape_mismatch);
   g_test_add_func ("/keras-weights/layer-mismatch", test_layer_mismatch);
