@@ -187,7 +187,7 @@ add_npy (Inputs *in, const char *path, KiltModel *model, GError **error)
       n = lead ? a.shape[0] : 1;
       if (r == 3 && memcmp (a.shape + lead, chw, sizeof chw) == 0
           && !(model->keras_json && memcmp (a.shape + lead, hwc, sizeof hwc) == 0))
-        ok = TRUE, last = shape->c > 1;
+        ok = TRUE, last = FALSE;
       else if (r == 3 && memcmp (a.shape + lead, hwc, sizeof hwc) == 0)
         ok = TRUE, last = shape->c > 1;
       else if (r == 2 && shape->c == 1 && a.shape[lead] == shape->h
