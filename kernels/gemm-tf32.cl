@@ -69,6 +69,39 @@ tf32_round (float x)
 }
 #endif
 
+/* TF_CPASYNC: slices go from global to local memory by cp.async (sm_80 on), which needs no
+ * registers, so TF_STAGES slices can be in flight at once; the operands stay FP32 in local
+ * memory and are rounded to TF32 as the fragments are read. Without KILT_PTX a plain copy
+ * stands in, so the pipeline's indexing runs (and is tested) anywhere. */
+#ifdef TF_CPASYNC
+#if TF_STAGES < 2
+#error "cp.async needs two stages or more"
+#endif
+#ifdef KILT_PTX
+#define CP_ASYNC(dst, src, ok)                                                                    \
+  KILT_ASM volatile ("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"((uint)(size_t)(dst)),  \
+                     "l"(src), "r"((ok) ? 4u : 0u))
+#define CP_COMMIT() KILT_ASM volatile ("cp.async.commit_group;")
+/* Until at most TF_STAGES - 2 groups are in flight: the oldest slice has landed. */
+#if TF_STAGES == 2
+#define CP_WAIT() KILT_ASM volatile ("cp.async.wait_group 0;")
+#elif TF_STAGES == 3
+#define CP_WAIT() KILT_ASM volatile ("cp.async.wait_group 1;")
+#elif TF_STAGES == 4
+#define CP_WAIT() KILT_ASM volatile ("cp.async.wait_group 2;")
+#else
+#error "TF_STAGES of 2 to 4"
+#endif
+#else
+#define CP_ASYNC(dst, src, ok) (*(dst) = (ok) ? as_uint (*(src)) : 0u)
+#define CP_COMMIT()
+#define CP_WAIT()
+#endif
+#define FRAG(x) tf32_round (as_float (x))
+#else
+#define FRAG(x) (x)
+#endif
+
 __kernel __attribute__ ((reqd_work_group_size (TF_THREADS, 1, 1))) void
 kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ulong a_off,
                 uint lda, ulong a_stride, uint trans_a, __global const float *B, ulong b_off,
@@ -90,7 +123,9 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
   const uint bm = get_group_id (0) * TF_BM, bn = get_group_id (1) * TF_BN;
   const ulong z = get_group_id (2);
   float acc[TF_MI][TF_NI][4];
+#ifndef TF_CPASYNC
   float ra[TF_LOADS], rb[TF_LOADS];
+#endif
 
   A += a_off + z * a_stride;
   B += b_off + z * b_stride;
@@ -145,6 +180,52 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
       Bs_[st][nn * TF_LD + kk] = tf32_round (rb[e]);                                              \
     }
 
+#ifdef TF_CPASYNC
+#define ISSUE_SLICE(k0, st)                                                                       \
+  _Pragma ("unroll") for (uint e = 0; e < TF_LOADS; e++)                                          \
+    {                                                                                             \
+      uint mm, nn, kk;                                                                            \
+      A_POS (e, mm, kk);                                                                          \
+      {                                                                                           \
+        uint row = bm + mm, k = (k0) + kk;                                                        \
+        int ok = row < M && k < K;                                                                \
+        CP_ASYNC (&As_[st][mm * TF_LD + kk],                                                      \
+                  ok ? A + (trans_a ? (ulong)k * lda + row : (ulong)row * lda + k) : A, ok);      \
+      }                                                                                           \
+      B_POS (e, nn, kk);                                                                          \
+      {                                                                                           \
+        uint col = bn + nn, k = (k0) + kk;                                                        \
+        int ok = col < N && k < K;                                                                \
+        CP_ASYNC (&Bs_[st][nn * TF_LD + kk],                                                      \
+                  ok ? B + (trans_b ? (ulong)col * ldb + k : (ulong)k * ldb + col) : B, ok);      \
+      }                                                                                           \
+    }
+
+  /* Slices 0 .. STAGES - 2 in flight before the first multiply; one group per slice, empty
+   * past K, so that the waits count alike everywhere. */
+  for (uint s = 0; s + 1 < TF_STAGES; s++)
+    {
+      if (s * TF_BK < K)
+        ISSUE_SLICE (s * TF_BK, s);
+      CP_COMMIT ();
+    }
+  for (uint k0 = 0, stage = 0; k0 < K; k0 += TF_BK, stage = stage + 1 == TF_STAGES ? 0 : stage + 1)
+    {
+      __local const uint *As = As_[stage];
+      __local const uint *Bs = Bs_[stage];
+
+      CP_WAIT ();
+      /* This slice has landed for every work-item, and every warp is done with the stage the
+       * next issue overwrites (the one multiplied in the previous round). */
+      barrier (CLK_LOCAL_MEM_FENCE);
+      {
+        uint kn = k0 + (TF_STAGES - 1) * TF_BK;
+        uint sn = stage == 0 ? TF_STAGES - 1 : stage - 1;
+        if (kn < K)
+          ISSUE_SLICE (kn, sn);
+        CP_COMMIT ();
+      }
+#else
   LOAD_SLICE (0);
 #if TF_STAGES == 2
   STORE_SLICE (0);
@@ -161,6 +242,7 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
 #endif
       if (k0 + TF_BK < K)
         LOAD_SLICE (k0 + TF_BK);
+#endif
 
 #pragma unroll
       for (uint k8 = 0; k8 < TF_BK; k8 += 8)
@@ -171,17 +253,17 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
           for (uint i = 0; i < TF_MI; i++)
             {
               uint r0 = (wm + i * 16 + g) * TF_LD + k8 + t;
-              a[i][0] = As[r0];
-              a[i][1] = As[r0 + 8 * TF_LD];
-              a[i][2] = As[r0 + 4];
-              a[i][3] = As[r0 + 8 * TF_LD + 4];
+              a[i][0] = FRAG (As[r0]);
+              a[i][1] = FRAG (As[r0 + 8 * TF_LD]);
+              a[i][2] = FRAG (As[r0 + 4]);
+              a[i][3] = FRAG (As[r0 + 8 * TF_LD + 4]);
             }
 #pragma unroll
           for (uint j = 0; j < TF_NI; j++)
             {
               uint c0 = (wn + j * 8 + g) * TF_LD + k8 + t;
-              b[j][0] = Bs[c0];
-              b[j][1] = Bs[c0 + 4];
+              b[j][0] = FRAG (Bs[c0]);
+              b[j][1] = FRAG (Bs[c0 + 4]);
             }
 #ifdef KILT_PTX
 #pragma unroll
@@ -237,7 +319,7 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
           barrier (CLK_LOCAL_MEM_FENCE);
 #endif
         }
-#if TF_STAGES == 2
+#if TF_STAGES == 2 && !defined(TF_CPASYNC)
       /* The other buffer was last read before the barrier that ended the previous slice. */
       if (k0 + TF_BK < K)
         STORE_SLICE (stage ^ 1);
@@ -266,4 +348,5 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
 #undef B_POS
 #undef LOAD_SLICE
 #undef STORE_SLICE
+#undef ISSUE_SLICE
 }

@@ -309,6 +309,41 @@ test_tf32 (void)
   g_unsetenv ("KILT_TF32_TILE");
 }
 
+/* The big tile's build options that bench-gemm compares (KILT_TF32_OPTIONS): cp.async
+ * pipelines of 2 to 4 stages (plain copies without PTX), deeper slices, two buffers and 64x64
+ * warp tiles, each on every case, so a variant measured faster is a correct one. */
+static void
+test_tf32_variants (void)
+{
+  static const char *const variants[][2] = {
+    { "-DTF_CPASYNC -DTF_STAGES=2", NULL },
+    { "-DTF_CPASYNC -DTF_STAGES=3", NULL },
+    { "-DTF_CPASYNC -DTF_STAGES=4 -DTF_BK=32", NULL },
+    { "-DTF_STAGES=2 -DTF_BK=32", NULL },
+    { "-DTF_WM=64 -DTF_WN=64 -DTF_CPASYNC -DTF_STAGES=3", "128" },
+  };
+  KiltContext *ctx = kilt_test_context ();
+
+  if (!ctx)
+    return;
+  g_setenv ("KILT_TF32_TILE", "128", TRUE);
+  for (guint i = 0; i < G_N_ELEMENTS (variants); i++)
+    {
+      g_setenv ("KILT_TF32_OPTIONS", variants[i][0], TRUE);
+      if (variants[i][1])
+        g_setenv ("KILT_TF32_THREADS", variants[i][1], TRUE);
+      else
+        g_unsetenv ("KILT_TF32_THREADS");
+      g_test_message ("big tile built with %s", variants[i][0]);
+      kilt_context_free_tf32 (ctx);
+      run_cases ("tf32");
+    }
+  g_unsetenv ("KILT_TF32_OPTIONS");
+  g_unsetenv ("KILT_TF32_THREADS");
+  g_unsetenv ("KILT_TF32_TILE");
+  kilt_context_free_tf32 (ctx);
+}
+
 /* TF32 is offered where tensor cores run it and refused elsewhere with the reason. */
 static void
 test_tf32_available (void)
@@ -541,6 +576,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gemm/clblast-profile-span", test_clblast_profile_span);
   g_test_add_func ("/gemm/profile-per-step", test_profile_per_step);
   g_test_add_func ("/gemm/tf32", test_tf32);
+  g_test_add_func ("/gemm/tf32-variants", test_tf32_variants);
   g_test_add_func ("/gemm/tf32-available", test_tf32_available);
   g_test_add_func ("/gemm/refusals", test_refusals);
   rc = g_test_run ();

@@ -20,8 +20,12 @@ trap 'rm -rf "$work"' EXIT
 bad=0
 ptxas=$(command -v ptxas || true)
 [ -n "$ptxas" ] || { [ -x /usr/local/cuda/bin/ptxas ] && ptxas=/usr/local/cuda/bin/ptxas; }
-# The two builds kilt-gemm-tf32.c makes, and how many mma.sync each slice unrolls to.
-for build in "64::16" "128:-DTF_BM=128 -DTF_BN=128 -DTF_WM=64 -DTF_WN=32:32"; do
+# The two builds kilt-gemm-tf32.c makes, and how many mma.sync each slice unrolls to; then the
+# big tile with its cp.async pipeline (KILT_TF32_OPTIONS="-DTF_CPASYNC -DTF_STAGES=2"; three
+# stages pass the 48 KB of static local memory ptxas allows), whose copies must be there as
+# cp.async and its rounding at the fragments.
+big="-DTF_BM=128 -DTF_BN=128 -DTF_WM=64 -DTF_WN=32"
+for build in "64::16" "128:$big:32" "128-cp.async:$big -DTF_CPASYNC -DTF_STAGES=2:32"; do
   tile=${build%%:*}; rest=${build#*:}; opts=${rest%:*}; want=${rest##*:}
   # shellcheck disable=SC2086
   if ! "$clang" -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -target nvptx64--nvidiacl \
@@ -39,6 +43,13 @@ for build in "64::16" "128:-DTF_BM=128 -DTF_BN=128 -DTF_WM=64 -DTF_WN=32:32"; do
   [ "$mma" -eq "$want" ] || { echo "FAILED: expected $want unrolled mma.sync, found $mma"; bad=1; }
   [ "$cvt" -ge 16 ] || { echo "FAILED: expected the 16 loads of a slice rounded, found $cvt"; bad=1; }
   [ "$locals" -eq 0 ] || { echo "FAILED: the kernel keeps values in a stack frame"; bad=1; }
+  case $opts in
+    *TF_CPASYNC*)
+      cp=$(grep -c 'cp.async.ca.shared.global' "$work/tf32.ptx")
+      wait=$(grep -c 'cp.async.wait_group 0' "$work/tf32.ptx")
+      echo "  cp.async: $cp, wait_group 0: $wait"
+      [ "$cp" -ge 2 ] && [ "$wait" -ge 1 ] || { echo "FAILED: no cp.async pipeline in the PTX"; bad=1; } ;;
+  esac
   if [ -n "$ptxas" ]; then
     if ! "$ptxas" -arch=sm_80 -v "$work/tf32.ptx" -o "$work/tf32.cubin" > "$work/ptxas.log" 2>&1; then
       cat "$work/ptxas.log"
