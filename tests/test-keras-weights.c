@@ -526,30 +526,42 @@ test_predict_csv (void)
   predict_clear (&p);
 }
 
-static void
-test_predict_images (void)
+/* The fixture's images (file names in *@images, @parser holding them) and Keras' predictions
+ * for them (*@n x *@n_out; caller frees). */
+static double *
+image_inputs (JsonParser *parser, JsonArray **images, guint *n, guint *n_out)
 {
   g_autofree char *text = read_text ("weights-keras3-cnn.predict.json");
-  g_autoptr (JsonParser) parser = json_parser_new ();
-  g_autofree char *out = NULL, *err = NULL;
-  g_autofree double *want = NULL;
   JsonObject *o;
-  JsonArray *images, *outs;
-  int status = -1;
-  guint n_out;
-  double diff;
+  JsonArray *outs;
+  double *want;
 
   g_assert_true (json_parser_load_from_data (parser, text, -1, NULL));
   o = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
                                      "image_inputs");
-  images = json_object_get_array_member (o, "images");
+  *images = json_object_get_array_member (o, "images");
   outs = json_object_get_array_member (o, "outputs");
-  n_out = json_array_get_length (json_array_get_array_element (outs, 0));
-  want = g_new (double, json_array_get_length (outs) * n_out);
-  for (guint s = 0; s < json_array_get_length (outs); s++)
-    for (guint i = 0; i < n_out; i++)
-      want[s * n_out + i]
+  *n = json_array_get_length (outs);
+  *n_out = json_array_get_length (json_array_get_array_element (outs, 0));
+  want = g_new (double, *n **n_out);
+  for (guint s = 0; s < *n; s++)
+    for (guint i = 0; i < *n_out; i++)
+      want[s * *n_out + i]
           = json_array_get_double_element (json_array_get_array_element (outs, s), i);
+  return want;
+}
+
+static void
+test_predict_images (void)
+{
+  g_autoptr (JsonParser) parser = json_parser_new ();
+  g_autofree char *out = NULL, *err = NULL;
+  JsonArray *images;
+  int status = -1;
+  guint n, n_out;
+  g_autofree double *want = image_inputs (parser, &images, &n, &n_out);
+  double diff;
+
   {
     const char *args[]
         = { "--model", "weights-keras3-cnn.keras", json_array_get_string_element (images, 0),
@@ -560,7 +572,7 @@ test_predict_images (void)
     return;
   if (status != 0)
     g_error ("kilt-cli predict failed: %s", err);
-  diff = predict_diff (out, want, json_array_get_length (outs), n_out);
+  diff = predict_diff (out, want, n, n_out);
   g_printerr ("# kilt-cli predict on PNG images: max abs difference %.3g\n", diff);
   g_assert_cmpfloat (diff, <, TOLERANCE);
 }
@@ -696,25 +708,17 @@ test_predict_npy (void)
 static void
 test_predict_folder (void)
 {
-  g_autofree char *text = read_text ("weights-keras3-cnn.predict.json");
   g_autoptr (JsonParser) parser = json_parser_new ();
   g_autoptr (GError) error = NULL;
   g_autofree char *dir = tmp_path ("pics"), *out = NULL, *err = NULL;
-  g_autofree double *want = NULL;
-  JsonArray *images, *outs;
-  JsonObject *o;
+  JsonArray *images;
   int status = -1;
-  guint n_out;
+  guint n, n_out;
+  g_autofree double *keras = image_inputs (parser, &images, &n, &n_out);
+  g_autofree double *want = g_new (double, n *n_out);
 
-  g_assert_true (json_parser_load_from_data (parser, text, -1, NULL));
-  o = json_object_get_object_member (json_node_get_object (json_parser_get_root (parser)),
-                                     "image_inputs");
-  images = json_object_get_array_member (o, "images");
-  outs = json_object_get_array_member (o, "outputs");
-  n_out = json_array_get_length (json_array_get_array_element (outs, 0));
-  want = g_new (double, json_array_get_length (outs) * n_out);
-  /* The second image in a sub-folder "b", the first in "a": the folder's order is theirs. */
-  for (guint s = 0; s < json_array_get_length (outs); s++)
+  /* The second image in a sub-folder "a", the first in "b": the folder's order is theirs. */
+  for (guint s = 0; s < n; s++)
     {
       g_autofree char *src = data_file (json_array_get_string_element (images, s));
       g_autofree char *sub = g_build_filename (dir, s ? "a" : "b", NULL);
@@ -725,9 +729,7 @@ test_predict_folder (void)
       g_assert_cmpint (g_mkdir_with_parents (sub, 0755), ==, 0);
       g_assert_true (g_file_get_contents (src, &bytes, &len, &error));
       g_assert_true (g_file_set_contents (dst, bytes, (gssize)len, &error));
-      for (guint i = 0; i < n_out; i++)
-        want[row * n_out + i]
-            = json_array_get_double_element (json_array_get_array_element (outs, s), i);
+      memcpy (want + row * n_out, keras + s * n_out, n_out * sizeof (double));
     }
   {
     const char *args[] = { "--model", "weights-keras3-cnn.keras", dir, NULL };
@@ -737,7 +739,7 @@ test_predict_folder (void)
     return;
   if (status != 0)
     g_error ("kilt-cli predict failed: %s", err);
-  g_assert_cmpfloat (predict_diff (out, want, json_array_get_length (outs), n_out), <, TOLERANCE);
+  g_assert_cmpfloat (predict_diff (out, want, n, n_out), <, TOLERANCE);
   g_assert_nonnull (strstr (out, "/a/x.png"));
   g_assert_true (strstr (out, "/a/x.png") < strstr (out, "/b/x.png"));
 }

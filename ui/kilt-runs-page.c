@@ -1151,22 +1151,32 @@ weights_saved (GObject *source, GAsyncResult *result, gpointer data)
   toast_saved (self, ok, path, error);
 }
 
-static void
-save_weights_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
+/* The local file a save dialog chose (caller frees), or NULL: cancelled, or not a local file,
+ * which @refusal then says. Frees the dialog. */
+static char *
+chosen_path (GtkNativeDialog *native, int response, KiltRunsPage *self, const char *refusal)
 {
   g_autoptr (GFile) file = NULL;
-  g_autofree char *path = NULL;
+  char *path = NULL;
 
   if (response == GTK_RESPONSE_ACCEPT)
     {
       file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (native));
       path = file ? g_file_get_path (file) : NULL;
       if (path == NULL)
-        toast (self, "Weights can only be saved to local files");
-      else
-        kilt_runs_page_save_weights (self, path, weights_saved, g_strdup (path));
+        toast (self, refusal);
     }
   g_object_unref (native);
+  return path;
+}
+
+static void
+save_weights_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
+{
+  char *path = chosen_path (native, response, self, "Weights can only be saved to local files");
+
+  if (path)
+    kilt_runs_page_save_weights (self, path, weights_saved, path);
 }
 
 static void
@@ -1418,29 +1428,22 @@ action_delete (GtkWidget *widget, const char *name, GVariant *param)
 static void
 export_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
 {
-  g_autoptr (GFile) file = NULL;
-  g_autofree char *path = NULL;
+  g_autofree char *path
+      = chosen_path (native, response, self, "Reports can only be saved to local files");
   g_autoptr (GError) error = NULL;
-  const char *dot;
+  const char *dot = path ? strrchr (path, '.') : NULL;
   KiltReportFormat format;
 
-  if (response == GTK_RESPONSE_ACCEPT)
+  if (path == NULL)
+    return;
+  if (dot == NULL || !kilt_report_format_from_name (dot + 1, &format))
+    toast (self, "End the name in .html, .pdf, .md, .csv, .json, .png or .svg to choose"
+                 " the format");
+  else
     {
-      file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (native));
-      path = file ? g_file_get_path (file) : NULL;
-      dot = path ? strrchr (path, '.') : NULL;
-      if (path == NULL)
-        toast (self, "Reports can only be saved to local files");
-      else if (dot == NULL || !kilt_report_format_from_name (dot + 1, &format))
-        toast (self, "End the name in .html, .pdf, .md, .csv, .json, .png or .svg to choose"
-                     " the format");
-      else
-        {
-          gboolean ok = kilt_runs_page_export (self, format, path, &error);
-          toast_saved (self, ok, path, error);
-        }
+      gboolean ok = kilt_runs_page_export (self, format, path, &error);
+      toast_saved (self, ok, path, error);
     }
-  g_object_unref (native);
 }
 
 static void
@@ -1473,19 +1476,10 @@ model_exported (GObject *source, GAsyncResult *result, gpointer data)
 static void
 export_model_response (GtkNativeDialog *native, int response, KiltRunsPage *self)
 {
-  g_autoptr (GFile) file = NULL;
-  g_autofree char *path = NULL;
+  char *path = chosen_path (native, response, self, "Models can only be exported to local files");
 
-  if (response == GTK_RESPONSE_ACCEPT)
-    {
-      file = gtk_file_chooser_get_file (GTK_FILE_CHOOSER (native));
-      path = file ? g_file_get_path (file) : NULL;
-      if (path == NULL)
-        toast (self, "Models can only be exported to local files");
-      else
-        kilt_runs_page_export_model (self, path, model_exported, g_strdup (path));
-    }
-  g_object_unref (native);
+  if (path)
+    kilt_runs_page_export_model (self, path, model_exported, path);
 }
 
 static void
