@@ -99,7 +99,8 @@ kilt_cli_export (int argc, char **argv)
           "(RUN-ID, from `kilt-cli runs list`, with the weights it kept), or --model with "
           "weights from a CHECKPOINT (or --checkpoint), --weights or the Keras file itself.");
   if (!kilt_cli_common_parse (&c, oc, &argc, &argv, &error) || out == NULL
-      || (format && !kilt_export_format_from_name (format, &fmt, &error)))
+      || (format ? !kilt_export_format_from_name (format, &fmt, &error)
+                 : !kilt_export_format_for_path (out, &fmt, &error)))
     {
       fprintf (stderr, "kilt-cli export: %s\n",
                error ? error->message
@@ -108,8 +109,6 @@ kilt_cli_export (int argc, char **argv)
       kilt_cli_common_clear (&c);
       return 2;
     }
-  if (format == NULL)
-    fmt = kilt_export_format_for_path (out);
   if (argc > 2 || (argc == 2 && c.checkpoint)
       || (argc == 2 && !g_file_test (argv[1], G_FILE_TEST_EXISTS)
           && (run_id = kilt_cli_parse_run_id (argv[1])) && c.model != default_model))

@@ -917,6 +917,15 @@ test_cli_export_run (void)
     g_assert_nonnull (strstr (err2, "7"));
     g_assert_false (g_file_test (o, G_FILE_TEST_EXISTS));
   }
+  /* A name that says no format is refused, not written as something else. */
+  {
+    g_autofree char *o = g_build_filename (dir, "m.tflite", NULL);
+    g_autofree char *out = NULL, *err = NULL;
+    const char *args[] = { "export", "1", "-o", o, NULL };
+    g_assert_cmpint (cli (args, &out, &err), ==, 2);
+    g_assert_nonnull (strstr (err, "m.tflite: end the name in .keras"));
+    g_assert_false (g_file_test (o, G_FILE_TEST_EXISTS));
+  }
   g_unsetenv ("KILT_RUNS_DB");
 }
 

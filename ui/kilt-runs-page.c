@@ -1067,6 +1067,7 @@ export_model_thread (GTask *task, gpointer source, gpointer data, GCancellable *
   g_autoptr (KiltModel) model = NULL;
   GError *error = NULL;
   const float *params, *state;
+  KiltExportFormat format;
   char *summary = NULL;
 
   if (!(model = kilt_model_load_json_data (e->model_json, -1, name, &error))
@@ -1075,8 +1076,8 @@ export_model_thread (GTask *task, gpointer source, gpointer data, GCancellable *
   else if (!kilt_model_get_weights (model, &params, &state))
     g_task_return_new_error (task, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
                              "%s does not match its checkpoint", name);
-  else if (!kilt_model_export (model, params, state, kilt_export_format_for_path (e->path), e->path,
-                               &summary, &error))
+  else if (!kilt_export_format_for_path (e->path, &format, &error)
+           || !kilt_model_export (model, params, state, format, e->path, &summary, &error))
     g_task_return_error (task, error);
   else
     g_task_return_pointer (task, summary, g_free);

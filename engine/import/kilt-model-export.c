@@ -12,12 +12,26 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
-KiltExportFormat
-kilt_export_format_for_path (const char *path)
+gboolean
+kilt_export_format_for_path (const char *path, KiltExportFormat *out, GError **error)
 {
-  return g_str_has_suffix (path, ".onnx")    ? KILT_EXPORT_ONNX
-         : g_str_has_suffix (path, ".keras") ? KILT_EXPORT_KERAS
-                                             : KILT_EXPORT_WEIGHTS_H5;
+  g_autofree char *lower = g_ascii_strdown (path, -1);
+
+  if (g_str_has_suffix (lower, ".onnx"))
+    *out = KILT_EXPORT_ONNX;
+  else if (g_str_has_suffix (lower, ".keras"))
+    *out = KILT_EXPORT_KERAS;
+  else if (g_str_has_suffix (lower, ".h5"))
+    *out = KILT_EXPORT_WEIGHTS_H5;
+  else
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   "%s: end the name in .keras (a Keras 3 model), .weights.h5 (Keras 3 weights) "
+                   "or .onnx to choose the format",
+                   path);
+      return FALSE;
+    }
+  return TRUE;
 }
 
 gboolean

@@ -15,8 +15,9 @@ typedef enum
   KILT_EXPORT_ONNX,
 } KiltExportFormat;
 
-/* From a file name: .onnx, .keras, anything else .weights.h5. */
-KiltExportFormat kilt_export_format_for_path (const char *path);
+/* From a file name: .onnx, .keras, or .h5 (.weights.h5); another ending is an error that
+ * names the three. */
+gboolean kilt_export_format_for_path (const char *path, KiltExportFormat *out, GError **error);
 /* "onnx", "keras", "weights.h5" (or "weights"); an error listing them otherwise. */
 gboolean kilt_export_format_from_name (const char *name, KiltExportFormat *out, GError **error);
 
