@@ -25,35 +25,18 @@ run_model (const char *db, gint64 id, GError **error)
 {
   g_autoptr (KiltRunStore) store = kilt_run_store_open_read_only (db, error);
   g_autoptr (KiltRun) run = NULL;
-  KiltModel *model;
-  const char *ck;
+  g_autofree char *source = g_strdup_printf ("run #%" G_GINT64_FORMAT "'s model", id);
 
   if (store == NULL || !(run = kilt_run_store_get (store, id, error)))
     return NULL;
-  ck = run->record.config.checkpoint_path;
   if (run->record.model_json == NULL)
     {
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
                    "run #%" G_GINT64_FORMAT " does not record its model", id);
       return NULL;
     }
-  if (ck == NULL || !g_file_test (ck, G_FILE_TEST_IS_REGULAR))
-    {
-      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
-                   ck ? "run #%" G_GINT64_FORMAT " has no weights: its checkpoint %s is gone (it "
-                        "ended before its first epoch did, or the file was deleted)"
-                      : "run #%" G_GINT64_FORMAT
-                        " kept no weights (train it with --checkpoint FILE, or in the window)",
-                   id, ck);
-      return NULL;
-    }
-  {
-    g_autofree char *source = g_strdup_printf ("run #%" G_GINT64_FORMAT "'s model", id);
-    model = kilt_model_load_json_data (run->record.model_json, -1, source, error);
-  }
-  if (model && !kilt_model_load_checkpoint (model, ck, error))
-    g_clear_pointer (&model, kilt_model_free);
-  return model;
+  return kilt_model_load_trained (run->record.model_json, source,
+                                  run->record.config.checkpoint_path, error);
 }
 
 int

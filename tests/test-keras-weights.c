@@ -701,6 +701,16 @@ test_predict_npy (void)
     g_assert_nonnull (strstr (err, "(3, 10, 10, 4)"));
     g_assert_nonnull (strstr (err, "(N, 10, 10, 3)"));
   }
+  /* Scores to a file of no known kind: refused by name. */
+  {
+    g_autofree char *txt = tmp_path ("y.txt");
+    const char *args[] = { "--model", "weights-keras3-cnn.keras", x, "-o", txt, NULL };
+    g_autofree char *out = NULL, *err = NULL;
+    out = run_predict (args, &status, &err);
+    g_assert_cmpint (status, !=, 0);
+    g_assert_nonnull (strstr (err, "y.txt: give --output a .csv, .json or .npy file"));
+    g_assert_false (g_file_test (txt, G_FILE_TEST_EXISTS));
+  }
   predict_clear (&p);
 }
 
@@ -742,6 +752,23 @@ test_predict_folder (void)
   g_assert_cmpfloat (predict_diff (out, want, n, n_out), <, TOLERANCE);
   g_assert_nonnull (strstr (out, "/a/x.png"));
   g_assert_true (strstr (out, "/a/x.png") < strstr (out, "/b/x.png"));
+  /* A folder without images, and one with a file that is not an image, name the place. */
+  {
+    g_autofree char *empty = tmp_path ("no-pics"), *junk_dir = tmp_path ("junk-pics");
+    g_autofree char *junk = g_build_filename (junk_dir, "x.png", NULL);
+    g_autofree char *out2 = NULL, *err2 = NULL, *out3 = NULL, *err3 = NULL;
+    const char *a[] = { "--model", "weights-keras3-cnn.keras", empty, NULL };
+    const char *b[] = { "--model", "weights-keras3-cnn.keras", junk_dir, NULL };
+    g_assert_cmpint (g_mkdir_with_parents (empty, 0755), ==, 0);
+    g_assert_cmpint (g_mkdir_with_parents (junk_dir, 0755), ==, 0);
+    g_assert_true (g_file_set_contents (junk, "not a png", -1, &error));
+    out2 = run_predict (a, &status, &err2);
+    g_assert_cmpint (status, !=, 0);
+    g_assert_nonnull (strstr (err2, "no-pics: a folder with no images"));
+    out3 = run_predict (b, &status, &err3);
+    g_assert_cmpint (status, !=, 0);
+    g_assert_nonnull (strstr (err3, "junk-pics/x.png: not an image"));
+  }
 }
 
 /* ---- export ------------------------------------------------------------------------------------

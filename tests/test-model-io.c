@@ -415,6 +415,8 @@ test_errors (void)
                 "loss must be one of", NULL);
   expect_error ("{\"format\": \"kilt-model\", \"version\": 1, \"extra\": 1}",
                 "unknown field \"extra\" at the top level", NULL);
+  expect_error ("{\"format\": \"kilt-model\", \"version\": 1, \"keras_architecture\": {}}",
+                "keras_architecture must be a string", NULL);
   expect_error (HEAD "{\"name\": \"d\", \"type\": \"Frobnicate\"}]}", "layer d (Frobnicate)",
                 "unknown layer type; expected one of Conv2D, Dense, MaxPooling2D");
   /* The list is the format's whole table, to its last type. */

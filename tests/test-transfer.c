@@ -926,6 +926,23 @@ test_cli_export_run (void)
     g_assert_nonnull (strstr (err, "m.tflite: end the name in .keras"));
     g_assert_false (g_file_test (o, G_FILE_TEST_EXISTS));
   }
+  /* A run that kept no weights, and one whose checkpoint is gone, say so. */
+  {
+    g_autofree char *o = g_build_filename (dir, "none.onnx", NULL);
+    g_autofree char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL, *out3 = NULL;
+    g_autofree char *err3 = NULL;
+    const char *train[]
+        = { "train", "--model", path, "--data", five, "--epochs", "1", "--batch", "4", NULL };
+    const char *three_[] = { "export", "3", "-o", o, NULL };
+    const char *two[] = { "export", "2", "-o", o, NULL };
+    g_assert_cmpint (cli (train, &out, &err), ==, 0);
+    g_assert_cmpint (cli (three_, &out2, &err2), ==, 1);
+    g_assert_nonnull (strstr (err2, "run #3's model has no weights: its run kept none"));
+    g_assert_cmpint (g_unlink (ck3), ==, 0);
+    g_assert_cmpint (cli (two, &out3, &err3), ==, 1);
+    g_assert_nonnull (strstr (err3, "three.ckpt is gone"));
+    g_assert_false (g_file_test (o, G_FILE_TEST_EXISTS));
+  }
   g_unsetenv ("KILT_RUNS_DB");
 }
 

@@ -8,7 +8,6 @@
 #include "kilt-runs-resources.h"
 #include "kilt-error.h"
 #include "kilt-model-export.h"
-#include "kilt-model-json.h"
 
 #include <glib/gstdio.h>
 #include <math.h>
@@ -1070,15 +1069,14 @@ export_model_thread (GTask *task, gpointer source, gpointer data, GCancellable *
   KiltExportFormat format;
   char *summary = NULL;
 
-  if (!(model = kilt_model_load_json_data (e->model_json, -1, name, &error))
-      || !kilt_model_load_checkpoint (model, e->checkpoint, &error))
-    g_task_return_error (task, error);
-  else if (!kilt_model_get_weights (model, &params, &state))
-    g_task_return_new_error (task, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
-                             "%s does not match its checkpoint", name);
-  else if (!kilt_export_format_for_path (e->path, &format, &error)
-           || !kilt_model_export (model, params, state, format, e->path, &summary, &error))
-    g_task_return_error (task, error);
+  /* The checkpoint's weights are the model's once it loads: its sizes were checked. */
+  if (!kilt_export_format_for_path (e->path, &format, &error)
+      || !(model = kilt_model_load_trained (e->model_json, name, e->checkpoint, &error))
+      || !kilt_model_get_weights (model, &params, &state)
+      || !kilt_model_export (model, params, state, format, e->path, &summary, &error))
+    g_task_return_error (task, error ? error
+                                     : g_error_new (KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_MODEL,
+                                                    "%s has no weights", name));
   else
     g_task_return_pointer (task, summary, g_free);
 }

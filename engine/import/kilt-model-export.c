@@ -7,6 +7,7 @@
 #include "kilt-keras-file.h"
 #include "kilt-keras-weights.h"
 #include "kilt-keras.h"
+#include "kilt-model-json.h"
 #include "kilt-onnx-export.h"
 
 #include <glib/gstdio.h>
@@ -73,6 +74,28 @@ kilt_model_load_checkpoint (KiltModel *model, const char *path, GError **error)
   note = g_strdup_printf ("weights from checkpoint %s (after epoch %u)", base, ck->epochs_done);
   kilt_model_set_weights (model, g_steal_pointer (&ck->params), g_steal_pointer (&ck->state), note);
   return TRUE;
+}
+
+KiltModel *
+kilt_model_load_trained (const char *model_json, const char *source, const char *checkpoint,
+                         GError **error)
+{
+  KiltModel *model;
+
+  if (checkpoint == NULL || !g_file_test (checkpoint, G_FILE_TEST_IS_REGULAR))
+    {
+      g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_INVALID,
+                   checkpoint ? "%s has no weights: its checkpoint %s is gone (the run ended "
+                                "before its first epoch did, or the file was deleted)"
+                              : "%s has no weights: its run kept none (train with --checkpoint "
+                                "FILE, or in the window)",
+                   source, checkpoint);
+      return NULL;
+    }
+  model = kilt_model_load_json_data (model_json, -1, source, error);
+  if (model && !kilt_model_load_checkpoint (model, checkpoint, error))
+    g_clear_pointer (&model, kilt_model_free);
+  return model;
 }
 
 /* model->keras_json while the model is still the network it describes (same layers, shapes

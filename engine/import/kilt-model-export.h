@@ -25,6 +25,12 @@ gboolean kilt_export_format_from_name (const char *name, KiltExportFormat *out, 
  * this model (its structure hash and sizes): an error naming both otherwise. */
 gboolean kilt_model_load_checkpoint (KiltModel *model, const char *path, GError **error);
 
+/* The model a run trained: built from its Kilt JSON (@model_json, named @source in errors)
+ * with the weights of its checkpoint @checkpoint. NULL with an error saying why when the run
+ * kept no weights (@checkpoint NULL), the file is gone, or it belongs to another model. */
+KiltModel *kilt_model_load_trained (const char *model_json, const char *source,
+                                    const char *checkpoint, GError **error);
+
 /* Writes @model (built) with @params and @state to @path in @format. Keras' layer names and
  * groups come from the Keras architecture the model was imported from (model->keras_json)
  * while the model still matches it, else from Kilt's layer types. A .keras file needs that
