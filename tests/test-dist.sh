@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Issue 13 through kilt-cli: training on two devices (PoCL's POCL_DEVICES="pthread pthread"
 # gives two CPU devices) and as an MPI job of two ranks (mpirun -np 2 --oversubscribe) must
-# give the loss curve one device gives at the same global batch (cifar10_cnn has dropout, the
-# batch of 25 splits 13/12, the last batch is short); a rank that crashes must end the job
+# step to the weights one device steps to at the same global batch, within rounding, and give
+# its loss curve over two epochs (cifar10_cnn has dropout, the batch of 25 splits 13/12, the
+# last batch is short); a rank that crashes must end the job
 # within seconds, naming the rank, with rank 0's run marked failed and its checkpoint kept (and
 # a device that fails in one process likewise, its checkpoint resuming on one device);
 # Ctrl-C on one rank stops every rank at the same step; that checkpoint resumes on one
@@ -26,11 +27,14 @@ mpirun=(mpirun -np 2 --oversubscribe)
 
 # The epoch lines' "loss X ... val_loss Y", one epoch a line.
 curve () { grep -o '^epoch [0-9]*/[0-9]*: loss [0-9.]*, accuracy [0-9.]*, val_loss [0-9.]*' "$1"; }
-# Two curves agree within 1e-3 per loss: sums in another order (two devices, two ranks)
-# drift by a few 1e-4 over 24 Adam steps here, while a wrong slice or weight is off by 1e-2.
-# The training accuracy counts samples: where two logits are within that drift of each other
-# one of the 290 samples can flip, so it may differ by one sample (1/290; the devices' shares
-# follow their measured speed, so the order of the sums, and which sample, varies by run).
+# Two curves agree: losses within 1e-2, the training accuracy within two of the 290 samples.
+# A curve is chaotic: two devices or two ranks sum the gradient in another order, and where a
+# max-pooling window's two largest values or a ReLU's input lie within that rounding of each
+# other, the step after goes another way. Measured over seeds 1-12 of this run (2 epochs, 24
+# Adam steps, one device against two): six curves equal to 4 decimals, the others off by up
+# to 9e-4 in loss, 3.4e-3 in val_loss and one sample in accuracy. The tight check is
+# same_weights, on steps too few for such a flip; this one checks the whole run (epochs,
+# metrics that count every row, validation).
 same_curve () {
   python3 - "$1" "$2" <<'PY'
 import re, sys
@@ -40,14 +44,65 @@ if not fa or len(fa) != len(fb):
     sys.exit(f"epochs differ: {len(fa)} vs {len(fb)}")
 for ea, eb in zip(fa, fb):
     for k, (x, y) in enumerate(zip(ea, eb)):
-        if abs(float(x) - float(y)) > (1 / 290 + 1e-4 if k == 1 else 1e-3):
+        if abs(float(x) - float(y)) > (2 / 290 + 1e-4 if k == 1 else 1e-2):
             sys.exit(f"{ea} vs {eb}")
 PY
 }
+# Two checkpoints hold the same weights within 1e-6 (header: magic[8], 4 x u32, 5 x u64 with
+# the parameter count third, then the float32 weights; engine/kilt-checkpoint.c). After a few
+# SGD steps one device and two differ by rounding alone: at most 1.5e-8 measured over 1-8
+# steps of seeds 3 and 4, where weights are up to 0.14. A lost or doubled share, or a wrong
+# slice, moves them by lr x gradient, 1e-4 and more.
+same_weights () {
+  python3 - "$1" "$2" <<'PY'
+import array, struct, sys
+def load(p):
+    b = open(p, 'rb').read()
+    h = struct.unpack_from('<8s4I5Q', b, 0)
+    if h[0] != b'KILTCKPT':
+        sys.exit(f"{p}: not a checkpoint")
+    w = array.array('f')
+    w.frombytes(b[64:64 + 4 * h[7]])
+    return h[5], w
+(sa, a), (sb, b) = load(sys.argv[1]), load(sys.argv[2])
+if sa != sb or len(a) != len(b) or not a:
+    sys.exit(f"steps {sa} vs {sb}, {len(a)} vs {len(b)} weights")
+d, at = max((abs(x - y), i) for i, (x, y) in enumerate(zip(a, b)))
+if d > 1e-6:
+    sys.exit(f"weight {at} differs by {d:.3g} after {sa} steps")
+print(f"{len(a)} weights within {d:.2g} after {sa} steps")
+PY
+}
+# Two SGD steps, the second a short batch (25 rows as 13 + 12, then 15 as 8 + 7).
+steps=(train --model cifar10_cnn --data sample --batch 25 --max-samples 40 --seed 3 --epochs 1 --optimizer sgd --lr 0.05)
+weights_of () { # name, args...
+  local name=$1
+  shift
+  rm -f "$tmp/w-$name.bin"
+  "$@" --checkpoint "$tmp/w-$name.bin" >"$tmp/w-$name.txt" 2>&1 || cat "$tmp/w-$name.txt"
+}
+weights_of one "$cli" "${steps[@]}" --device 0
+weights_of two "$cli" "${steps[@]}" --devices 0,1
+weights_of mpi "${mpirun[@]}" "$cli" "${steps[@]}" --mpi
+weights_of one-frozen "$cli" "${steps[@]}" --device 0 --freeze-until conv2d_1
+weights_of two-frozen "$cli" "${steps[@]}" --devices 0,1 --freeze-until conv2d_1
+for pair in "two:one:two devices" "mpi:one:two MPI ranks" "two-frozen:one-frozen:two devices with frozen layers"; do
+  IFS=: read -r b a what <<<"$pair"
+  if msg=$(same_weights "$tmp/w-$a.bin" "$tmp/w-$b.bin" 2>&1); then
+    ok "$what step to the weights of one: $msg"
+  else
+    bad "$what against one, two SGD steps: $msg"; cat "$tmp/w-$b.txt"
+  fi
+done
+if ! same_weights "$tmp/w-one.bin" "$tmp/w-one-frozen.bin" >/dev/null 2>&1; then
+  ok "frozen layers change the steps"
+else
+  bad "freezing layers did not change the weights"
+fi
 
 "$cli" "${train[@]}" --device 0 --epochs 2 >"$tmp/one.txt" 2>&1 || bad "one device trains"
 "$cli" "${train[@]}" --devices 0,1 --epochs 2 >"$tmp/two.txt" 2>&1 || bad "two devices train"
-if grep -Eq "rows per batch: \[0\] 1[23]( \(busy [0-9]+%\))?, \[1\] 1[23]" "$tmp/two.txt" && msg=$(same_curve "$tmp/one.txt" "$tmp/two.txt"); then
+if grep -Eq "rows per batch: \[0\] 1[23]( \(busy [0-9]+%\))?, \[1\] 1[23]" "$tmp/two.txt" && msg=$(same_curve "$tmp/one.txt" "$tmp/two.txt" 2>&1); then
   ok "two devices train the curve of one: $(curve "$tmp/two.txt" | tail -1)"
 else
   bad "two devices vs one: ${msg:-no shares line}"; cat "$tmp/one.txt" "$tmp/two.txt"
@@ -67,14 +122,14 @@ fi
 # Frozen layers (transfer learning): the gradient sum covers the trainable parameters alone.
 "$cli" "${train[@]}" --device 0 --epochs 2 --freeze-until conv2d_1 >"$tmp/one-frozen.txt" 2>&1
 "$cli" "${train[@]}" --devices 0,1 --epochs 2 --freeze-until conv2d_1 >"$tmp/two-frozen.txt" 2>&1
-if msg=$(same_curve "$tmp/one-frozen.txt" "$tmp/two-frozen.txt") && ! msg=$(same_curve "$tmp/one.txt" "$tmp/one-frozen.txt"); then
+if msg=$(same_curve "$tmp/one-frozen.txt" "$tmp/two-frozen.txt" 2>&1) && ! msg=$(same_curve "$tmp/one.txt" "$tmp/one-frozen.txt" 2>&1); then
   ok "with frozen layers, two devices train the curve of one: $(curve "$tmp/two-frozen.txt" | tail -1)"
 else
   bad "frozen layers on two devices: ${msg:-same curve as unfrozen}"; cat "$tmp/one-frozen.txt" "$tmp/two-frozen.txt"
 fi
 
 if "${mpirun[@]}" "$cli" "${train[@]}" --mpi --epochs 2 >"$tmp/mpi.txt" 2>&1 \
-  && grep -q "MPI job of 2 ranks" "$tmp/mpi.txt" && msg=$(same_curve "$tmp/one.txt" "$tmp/mpi.txt"); then
+  && grep -q "MPI job of 2 ranks" "$tmp/mpi.txt" && msg=$(same_curve "$tmp/one.txt" "$tmp/mpi.txt" 2>&1); then
   ok "two MPI ranks train the curve of one process"
 else
   bad "mpirun -np 2: ${msg:-failed}"; cat "$tmp/mpi.txt"
@@ -140,7 +195,7 @@ cp "$tmp/ck.bin" "$tmp/ck2.bin"
 last_full=$(curve "$tmp/full.txt" | tail -1)
 curve "$tmp/full.txt" | tail -2 >"$tmp/full-tail.txt"
 if [ -n "$last_full" ] && [ "$(curve "$tmp/res1.txt" | head -1 | cut -d: -f1)" = "epoch 2/3" ] \
-  && msg=$(same_curve "$tmp/res1.txt" "$tmp/res2.txt"); then
+  && msg=$(same_curve "$tmp/res1.txt" "$tmp/res2.txt" 2>&1); then
   ok "the checkpoint resumes alike on one device and on 2 ranks x 2 devices (uninterrupted: $last_full)"
 else
   bad "resume: ${msg:-}"; cat "$tmp/full.txt" "$tmp/res1.txt" "$tmp/res2.txt"
