@@ -156,10 +156,24 @@ test_conv_other_kernels (void)
   g_unsetenv ("KILT_GEMM");
 }
 
-/* The direct convolution CPU devices run forward at stride 1 (kernels/conv-cpu.cl): output
- * rows across several 16-wide tiles with a short last one, filter counts off the 4- and
- * 8-filter tiles, uneven kernels and Keras' uneven 'same' padding, the activations it applies
- * itself and through kilt_act, chunks of samples; and the im2col path it replaces, forced. */
+/* A direct-convolution case whose input gradient is added to what is there (a tensor read by
+ * two layers). */
+static void
+conv_case_adds (const char *label, ConvCase cc)
+{
+  KiltLayerCheck c = conv_check (label, &cc);
+
+  c.accumulate = TRUE;
+  kilt_test_layer_case (&c);
+}
+
+/* The direct convolution CPU devices run at stride 1 (kernels/conv-cpu.cl), forward and for
+ * the input gradient (the output gradient convolved with the flipped weights): output rows
+ * across several 16-wide tiles with a short last one, filter and channel counts off the 4-
+ * and 8-row tiles, uneven kernels and Keras' uneven 'same' padding, the activations it
+ * applies itself and through kilt_act (and their derivatives as it pads the gradient), chunks
+ * of samples, an input gradient added to what is there; and the im2col paths it replaces,
+ * forced. */
 static void
 test_conv_direct (void)
 {
@@ -174,10 +188,19 @@ test_conv_direct (void)
   g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
   conv_case ("conv 3x3 valid relu, chunks of 2 of 5",
              (ConvCase){ 3, 8, 19, 7, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_RELU, 5 });
+  conv_case_adds ("conv 2x4 same leaky adds, chunks of 2 of 5",
+                  (ConvCase){ 5, 6, 18, 6, 2, 4, 1, 1, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 5 });
   g_unsetenv ("KILT_CONV_CHUNK");
+  conv_case_adds ("conv 3x3 same relu adds, 3 tiles a row",
+                  (ConvCase){ 9, 5, 37, 7, 3, 3, 1, 1, TRUE, FALSE, KILT_ACT_RELU, 2 });
+  conv_case_adds ("conv 3x1 valid linear adds",
+                  (ConvCase){ 3, 6, 17, 10, 3, 1, 1, 1, FALSE, TRUE, KILT_ACT_LINEAR, 3 });
   g_setenv ("KILT_CONV_DIRECT", "0", TRUE);
   conv_case ("conv 3x3 same relu, im2col forced",
              (ConvCase){ 3, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
+  g_setenv ("KILT_CONV_DIRECT", "forward", TRUE);
+  conv_case_adds ("conv 3x3 same relu adds, input gradient by im2col forced",
+                  (ConvCase){ 9, 5, 37, 7, 3, 3, 1, 1, TRUE, FALSE, KILT_ACT_RELU, 2 });
   g_unsetenv ("KILT_CONV_DIRECT");
   /* The narrow tiles (4 filters) of devices without AVX-512, in a context of their own. */
   kilt_test_context_close ();

@@ -264,14 +264,16 @@ conv_flops (const KiltNode *node)
 }
 
 /* The direct convolution's padded planes: Hp rows of Wp floats, every 16-wide tile's vector
- * loads inside them (kernels/conv-cpu.cl). */
+ * loads inside them (kernels/conv-cpu.cl), for an output of OH x OW; chunks of samples of at
+ * most CONV_DIRECT_CPU floats of C such planes. */
 typedef struct
 {
   guint Hp, Wp, ntx, chunk;
 } ConvPadded;
 
 /* Whether a layer's forward pass convolves directly: CPU devices, stride 1, no dilation or
- * groups; $KILT_CONV_DIRECT=0 turns it off (the im2col path stays tested that way). */
+ * groups; $KILT_CONV_DIRECT=0 turns it off (the im2col path stays tested that way), and
+ * =forward keeps the input gradient on im2col's path (col2im of W^T dz). */
 static gboolean
 conv_direct (const KiltNode *node, const ConvGeom *g, const KiltDeviceInfo *info)
 {
@@ -282,18 +284,35 @@ conv_direct (const KiltNode *node, const ConvGeom *g, const KiltDeviceInfo *info
   return info->type && g_str_equal (info->type, "CPU");
 }
 
+/* Whether the input gradient convolves directly too (where the forward pass does). */
+static gboolean
+conv_direct_dx (const KiltNode *node, const ConvGeom *g, const KiltDeviceInfo *info)
+{
+  const char *forced = g_getenv ("KILT_CONV_DIRECT");
+
+  return conv_direct (node, g, info) && !(forced && g_str_equal (forced, "forward"));
+}
+
 static void
-conv_padded (const ConvGeom *g, guint batch, ConvPadded *p)
+conv_padded (guint C, guint OH, guint OW, guint kh, guint kw, guint batch, ConvPadded *p)
 {
   guint forced = conv_env ("KILT_CONV_CHUNK", G_MAXUINT32 / 2);
   gsize nb;
 
-  p->ntx = (g->OW + 15) / 16;
-  p->Wp = p->ntx * 16 + g->kw - 1;
-  p->Hp = g->OH + g->kh - 1;
-  nb = CONV_DIRECT_CPU / MAX ((gsize)g->C * p->Hp * p->Wp, 1);
+  p->ntx = (OW + 15) / 16;
+  p->Wp = p->ntx * 16 + kw - 1;
+  p->Hp = OH + kh - 1;
+  nb = CONV_DIRECT_CPU / MAX ((gsize)C * p->Hp * p->Wp, 1);
 
   p->chunk = (guint)CLAMP (forced ? MIN (nb, forced) : nb, 1, MAX (batch, 1));
+}
+
+/* The input gradient's direct convolution: the flipped weights (C x F x kh x kw) at the
+ * workspace's start, rounded to 16 floats, then the padded planes of the output gradient. */
+static gsize
+conv_flip_floats (const ConvGeom *g)
+{
+  return ((gsize)g->C * g->F * g->kh * g->kw + 15) / 16 * 16;
 }
 
 static gsize
@@ -315,8 +334,14 @@ conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *
   if (conv_direct (node, &g, info))
     {
       ConvPadded p;
-      conv_padded (&g, batch, &p);
+      conv_padded (g.C, g.OH, g.OW, g.kh, g.kw, batch, &p);
       ws = MAX (ws, (gsize)p.chunk * g.C * p.Hp * p.Wp);
+    }
+  if (conv_direct_dx (node, &g, info))
+    {
+      ConvPadded p;
+      conv_padded (g.F, g.H, g.W, g.kh, g.kw, batch, &p);
+      ws = MAX (ws, conv_flip_floats (&g) + (gsize)p.chunk * g.F * p.Hp * p.Wp);
     }
   return ws;
 }
@@ -713,65 +738,155 @@ out:
   return choice;
 }
 
+/* One direct convolution (kernels/conv-cpu.cl), chunk by chunk of the batch: the chunk's C
+ * planes of H x W from @src padded into the workspace from @pad_off, where they go at (pt, pl)
+ * (multiplied by the derivative of @pad_act at @y), then out (F planes of OH x OW) =
+ * act (W x + bias) + beta out, W (F x C x kh x kw) at w_off of @w. */
+typedef struct
+{
+  cl_mem src, y, out, w;
+  cl_int pad_act;
+  float pad_alpha;
+  guint C, H, W, pt, pl, F, OH, OW;
+  cl_uint w_off, bias_off;
+  cl_int has_bias, act;
+  float alpha, beta;
+  cl_ulong pad_off;
+} DirectRun;
+
+static gboolean
+conv_direct_run (KiltExec *ex, const ConvGeom *g, const DirectRun *d, GError **error)
+{
+  cl_kernel pad = kilt_context_kernel (ex->ctx, "kilt_conv_pad_rows", error);
+  cl_kernel conv = pad ? kilt_context_kernel (ex->ctx, "kilt_conv_direct", error) : NULL;
+  guint rows = ex->ctx->gemm_wide ? 8 : 4;
+  ConvPadded p;
+
+  if (!conv)
+    return FALSE;
+  conv_padded (d->C, d->OH, d->OW, g->kh, g->kw, ex->batch, &p);
+  for (guint b0 = 0; b0 < ex->batch; b0 += p.chunk)
+    {
+      cl_uint nb = MIN (p.chunk, ex->batch - b0), planes = nb * d->C, cb0 = b0;
+      cl_ulong src_off = (cl_ulong)b0 * d->C * d->H * d->W;
+      cl_int err = CL_SUCCESS;
+      guint i = 0;
+
+      KILT_ARG (pad, i++, ex->workspace, err);
+      KILT_ARG (pad, i++, d->pad_off, err);
+      KILT_ARG (pad, i++, d->src, err);
+      KILT_ARG (pad, i++, src_off, err);
+      KILT_ARG (pad, i++, d->y, err);
+      KILT_ARG (pad, i++, d->pad_act, err);
+      KILT_ARG (pad, i++, d->pad_alpha, err);
+      KILT_ARG (pad, i++, planes, err);
+      KILT_ARG (pad, i++, d->H, err);
+      KILT_ARG (pad, i++, d->W, err);
+      KILT_ARG (pad, i++, p.Hp, err);
+      KILT_ARG (pad, i++, p.Wp, err);
+      KILT_ARG (pad, i++, d->pt, err);
+      KILT_ARG (pad, i++, d->pl, err);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_layer_launch3 (ex, pad, p.Hp, planes, 1, error))
+        return FALSE;
+      i = 0;
+      KILT_ARG (conv, i++, d->out, err);
+      KILT_ARG (conv, i++, ex->workspace, err);
+      KILT_ARG (conv, i++, d->pad_off, err);
+      KILT_ARG (conv, i++, d->w, err);
+      KILT_ARG (conv, i++, d->w_off, err);
+      KILT_ARG (conv, i++, d->bias_off, err);
+      KILT_ARG (conv, i++, d->has_bias, err);
+      KILT_ARG (conv, i++, d->C, err);
+      KILT_ARG (conv, i++, d->F, err);
+      KILT_ARG (conv, i++, g->kh, err);
+      KILT_ARG (conv, i++, g->kw, err);
+      KILT_ARG (conv, i++, p.Hp, err);
+      KILT_ARG (conv, i++, p.Wp, err);
+      KILT_ARG (conv, i++, d->OH, err);
+      KILT_ARG (conv, i++, d->OW, err);
+      KILT_ARG (conv, i++, p.ntx, err);
+      KILT_ARG (conv, i++, cb0, err);
+      KILT_ARG (conv, i++, d->act, err);
+      KILT_ARG (conv, i++, d->alpha, err);
+      KILT_ARG (conv, i++, d->beta, err);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_layer_launch3 (ex, conv, (d->F + rows - 1) / rows, (gsize)d->OH * p.ntx, nb, error))
+        return FALSE;
+    }
+  return TRUE;
+}
+
 /* The forward pass on a CPU device without a column matrix: per chunk of samples, their input
  * padded into the workspace, then the direct kernel writing act (W x + b) in place. */
 static gboolean
 conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
-  cl_kernel pad = kilt_context_kernel (ex->ctx, "kilt_conv_pad_rows", error);
-  cl_kernel conv = pad ? kilt_context_kernel (ex->ctx, "kilt_conv_direct", error) : NULL;
-  guint rows = ex->ctx->gemm_wide ? 8 : 4;
-  cl_uint w_off = (cl_uint)node->param_offset, bias_off = (cl_uint)(w_off + g->F * g->K);
-  cl_int has_bias = node->cfg.use_bias, act = kilt_node_act (node);
-  float alpha = kilt_node_alpha (node);
-  ConvPadded p;
+  cl_uint w_off = (cl_uint)node->param_offset;
+  DirectRun d = { .src = src->out,
+                  .y = src->out,
+                  .out = node->out,
+                  .w = ex->params,
+                  .pad_act = KILT_ACT_LINEAR,
+                  .C = g->C,
+                  .H = g->H,
+                  .W = g->W,
+                  .pt = g->pt,
+                  .pl = g->pl,
+                  .F = g->F,
+                  .OH = g->OH,
+                  .OW = g->OW,
+                  .w_off = w_off,
+                  .bias_off = (cl_uint)(w_off + g->F * g->K),
+                  .has_bias = node->cfg.use_bias,
+                  .act = kilt_node_act (node),
+                  .alpha = kilt_node_alpha (node) };
 
-  if (!conv)
+  return conv_direct_run (ex, g, &d, error);
+}
+
+/* The input gradient on a CPU device without a column matrix: dx (+)= the output gradient
+ * through the activation, padded by k - 1 - p at the top and left, convolved with the weights
+ * turned by 180 degrees and transposed (kilt_conv_flip). */
+static gboolean
+conv_data_grad_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
+{
+  KiltNode *src = kilt_exec_input (ex, node, 0);
+  cl_kernel flip = kilt_context_kernel (ex->ctx, "kilt_conv_flip", error);
+  cl_ulong zero = 0;
+  cl_uint w_off = (cl_uint)node->param_offset;
+  cl_int err = CL_SUCCESS;
+  DirectRun d = { .src = node->dout,
+                  .y = node->out,
+                  .out = src->dout,
+                  .w = ex->workspace,
+                  .pad_act = kilt_node_act (node),
+                  .pad_alpha = kilt_node_alpha (node),
+                  .C = g->F,
+                  .H = g->OH,
+                  .W = g->OW,
+                  .pt = g->kh - 1 - g->pt,
+                  .pl = g->kw - 1 - g->pl,
+                  .F = g->C,
+                  .OH = g->H,
+                  .OW = g->W,
+                  .act = KILT_ACT_LINEAR,
+                  .beta = node->din_beta[0],
+                  .pad_off = conv_flip_floats (g) };
+
+  if (!flip)
     return FALSE;
-  conv_padded (g, ex->batch, &p);
-  for (guint b0 = 0; b0 < ex->batch; b0 += p.chunk)
-    {
-      cl_uint nb = MIN (p.chunk, ex->batch - b0), planes = nb * g->C, cb0 = b0;
-      cl_ulong src_off = (cl_ulong)b0 * g->C * g->H * g->W;
-      cl_int err = CL_SUCCESS;
-
-      KILT_ARG (pad, 0, ex->workspace, err);
-      KILT_ARG (pad, 1, src->out, err);
-      KILT_ARG (pad, 2, src_off, err);
-      KILT_ARG (pad, 3, planes, err);
-      KILT_ARG (pad, 4, g->H, err);
-      KILT_ARG (pad, 5, g->W, err);
-      KILT_ARG (pad, 6, p.Hp, err);
-      KILT_ARG (pad, 7, p.Wp, err);
-      KILT_ARG (pad, 8, g->pt, err);
-      KILT_ARG (pad, 9, g->pl, err);
-      g_assert (err == CL_SUCCESS);
-      if (!kilt_layer_launch3 (ex, pad, p.Hp, planes, 1, error))
-        return FALSE;
-      KILT_ARG (conv, 0, node->out, err);
-      KILT_ARG (conv, 1, ex->workspace, err);
-      KILT_ARG (conv, 2, ex->params, err);
-      KILT_ARG (conv, 3, w_off, err);
-      KILT_ARG (conv, 4, bias_off, err);
-      KILT_ARG (conv, 5, has_bias, err);
-      KILT_ARG (conv, 6, g->C, err);
-      KILT_ARG (conv, 7, g->F, err);
-      KILT_ARG (conv, 8, g->kh, err);
-      KILT_ARG (conv, 9, g->kw, err);
-      KILT_ARG (conv, 10, p.Hp, err);
-      KILT_ARG (conv, 11, p.Wp, err);
-      KILT_ARG (conv, 12, g->OH, err);
-      KILT_ARG (conv, 13, g->OW, err);
-      KILT_ARG (conv, 14, p.ntx, err);
-      KILT_ARG (conv, 15, cb0, err);
-      KILT_ARG (conv, 16, act, err);
-      KILT_ARG (conv, 17, alpha, err);
-      g_assert (err == CL_SUCCESS);
-      if (!kilt_layer_launch3 (ex, conv, (g->F + rows - 1) / rows, (gsize)g->OH * p.ntx, nb, error))
-        return FALSE;
-    }
-  return TRUE;
+  KILT_ARG (flip, 0, ex->workspace, err);
+  KILT_ARG (flip, 1, zero, err);
+  KILT_ARG (flip, 2, ex->params, err);
+  KILT_ARG (flip, 3, w_off, err);
+  KILT_ARG (flip, 4, g->F, err);
+  KILT_ARG (flip, 5, g->C, err);
+  KILT_ARG (flip, 6, g->kh, err);
+  KILT_ARG (flip, 7, g->kw, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_layer_launch3 (ex, flip, g->K, g->F, 1, error) && conv_direct_run (ex, g, &d, error);
 }
 
 static gboolean
@@ -1013,13 +1128,16 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
   cl_kernel gather
       = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_gather_rows" : "kilt_conv_gather", error);
   ConvGeom g = { 0 };
+  gboolean direct_dx;
   guint chunk;
 
   if (!gather)
     return FALSE;
   conv_geom (node, &g);
   chunk = conv_chunk (&g, ex->batch, ex->ctx->info);
-  for (guint b0 = 0; b0 < ex->batch; b0 += chunk)
+  direct_dx = node->algo == KILT_CONV_ALGO_IM2COL && conv_direct_dx (node, &g, ex->ctx->info);
+  /* The chunks gather dz for the weight gradient, and for the input gradient on im2col's path. */
+  for (guint b0 = 0; b0 < ex->batch && !(node->frozen && direct_dx); b0 += chunk)
     {
       guint nb = MIN (chunk, ex->batch - b0);
       gsize np = nb * g.P;
@@ -1051,7 +1169,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
                      || !conv_parts_run (node, ex, &g, node->algo_dw, b0, nb, parts, error)
                      || !conv_sum_parts (node, ex, &g, np, parts, b0 > 0 ? 1.0f : 0.0f, error))))
         return FALSE;
-      if (!node->din_needed[0])
+      if (!node->din_needed[0] || direct_dx)
         continue;
       if (node->algo == KILT_CONV_ALGO_IGEMM && g.sh == 1 && g.sw == 1
           && conv_igemm_fits (ex->ctx, (gsize)nb * g.H * g.W))
@@ -1072,7 +1190,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       if (!conv_col2im (ex, &g, src->dout, b0, nb, node->din_beta[0], error))
         return FALSE;
     }
-  return TRUE;
+  return !direct_dx || !node->din_needed[0] || conv_data_grad_direct (node, ex, &g, error);
 }
 
 /* ---- plain-C reference ---------------------------------------------------------------------- */
