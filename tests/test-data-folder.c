@@ -477,10 +477,23 @@ test_hostile_folder (void)
     memcpy (far_bytes + 10, (const guint8[]){ 0x36, 0x00, 0x00, 0xfa }, 4);
     memcpy (far_bytes + 14, (const guint8[]){ 40, 0, 0, 0 }, 4);
     data_test_write (far, far_bytes, sizeof far_bytes, FALSE);
+    /* And a 1-bit one of 100 bytes whose palette has 3,036,726,527 colours (the loader
+     * reserved 3.5 GB for them). */
+    {
+      g_autofree char *pal = g_build_filename (b, "pal.bmp", NULL);
+      guint8 pal_bytes[100] = { 'B', 'M', 100, 0, 0, 0, 0, 0,  0, 0, 54, 0, 0, 0, 40,
+                                0,   0,   0,   3, 0, 0, 0, 10, 0, 0, 0,  1, 0, 1, 0 };
+      memcpy (pal_bytes + 46, (const guint8[]){ 0xff, 0xff, 0x00, 0xb5 }, 4);
+      data_test_write (pal, pal_bytes, sizeof pal_bytes, FALSE);
+    }
     ds = kilt_dataset_load (f, &opts, NULL, NULL, NULL, &error);
     g_assert_no_error (error);
     g_assert_cmpuint (ds->train.n, ==, 3);
-    g_assert_cmpuint (ds->skipped, ==, 2);
+    g_assert_cmpuint (ds->skipped, ==, 3);
+    if (strstr (ds->notes, "pal.bmp: not a readable image: its BMP palette of 3036741631 colours "
+                           "(1 bits a pixel) runs past the end of the 100-byte file")
+        == NULL)
+      g_error ("expected the BMP palette refused in the notes: %s", ds->notes);
     if (strstr (ds->notes, "bad.bmp: not a readable image: its BMP info header (byte offset 14) "
                            "declares 2298479875 bytes, more than the 124")
         == NULL)
