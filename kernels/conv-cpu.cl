@@ -155,3 +155,100 @@ kilt_conv_direct (__global float *out, __global const float *xp, const ulong xp_
 #endif
 #undef KILT_DIRECT_ROW
 }
+
+/* The sum of a vector's 16 lanes. */
+inline float
+kilt_sum16 (float16 v)
+{
+  float8 h = v.lo + v.hi;
+  float4 q = h.lo + h.hi;
+  return q.x + q.y + q.z + q.w;
+}
+
+/* grads (the weights, F x C x kh x kw from g_off, then F biases) = beta grads + the sum over
+ * a chunk's samples, rows y and columns x of dz (f, y, x) x (c, y + i, x + j), from the padded
+ * planes of the workspace: dz's as the input gradient pads them (F per sample, of Hd x Wd, dz
+ * (y, x) at (y + dt, x + dl), zero after its OW columns up to ntx 16) and the input's as the
+ * forward pass does (C per sample, of Hp x Wp). No column matrix: im2col, the gather of dz
+ * and the sum of split-K parts were a quarter of cifar10_cnn's device time on two cores. A
+ * work-item: 4 filters x 3 taps (c, i, j0 .. j0 + 2) of a kernel row, each a 16-wide sum
+ * across x added up at the end, and for tap group 0 the bias's sums of dz. Over (tap groups
+ * C kh ceil (kw / 3), filter tiles): the work-items next to each other read the same dz. */
+__kernel void
+kilt_conv_wgrad_direct (__global float *grads, const uint g_off, const int has_bias,
+                        const float beta, __global const float *ws, const ulong dz_off,
+                        const uint Hd, const uint Wd, const uint dt, const uint dl,
+                        const ulong x_off, const uint Hp, const uint Wp, const uint F,
+                        const uint C, const uint kh, const uint kw, const uint OH,
+                        const uint ntx, const uint nb)
+{
+  uint t = get_global_id (0), f0 = get_global_id (1) * 4;
+  uint jg = (kw + 2) / 3;
+  if (t >= C * kh * jg || f0 >= F)
+    return;
+  uint c = t / (kh * jg), i = (t / jg) % kh, j0 = (t % jg) * 3;
+  uint nj = min (kw - j0, 3u);
+  /* Taps past the kernel's last column read the last one's vectors again (inside the plane),
+   * and filters past F the last filter's: both are computed and not stored. */
+  uint s1 = min (1u, nj - 1), s2 = min (2u, nj - 1);
+  size_t dzs = (size_t) Hd * Wd, xs = (size_t) Hp * Wp;
+  size_t fs1 = (size_t) (min (f0 + 1, F - 1) - f0) * dzs;
+  size_t fs2 = (size_t) (min (f0 + 2, F - 1) - f0) * dzs;
+  size_t fs3 = (size_t) (min (f0 + 3, F - 1) - f0) * dzs;
+  int bias = has_bias && t == 0;
+  float16 a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a10 = 0.0f, a11 = 0.0f, a12 = 0.0f;
+  float16 a20 = 0.0f, a21 = 0.0f, a22 = 0.0f, a30 = 0.0f, a31 = 0.0f, a32 = 0.0f;
+  float16 z0s = 0.0f, z1s = 0.0f, z2s = 0.0f, z3s = 0.0f;
+  for (uint b = 0; b < nb; b++)
+    {
+      __global const float *d = ws + dz_off + ((size_t) b * F + f0) * dzs + (size_t) dt * Wd + dl;
+      __global const float *xr = ws + x_off + ((size_t) b * C + c) * xs + (size_t) i * Wp + j0;
+      for (uint y = 0; y < OH; y++, d += Wd, xr += Wp)
+        for (uint x0 = 0; x0 < ntx * 16; x0 += 16)
+          {
+            float16 z0 = vload16 (0, d + x0), z1 = vload16 (0, d + fs1 + x0);
+            float16 z2 = vload16 (0, d + fs2 + x0), z3 = vload16 (0, d + fs3 + x0);
+            float16 v0 = vload16 (0, xr + x0), v1 = vload16 (0, xr + x0 + s1);
+            float16 v2 = vload16 (0, xr + x0 + s2);
+            a00 = fma (z0, v0, a00);
+            a01 = fma (z0, v1, a01);
+            a02 = fma (z0, v2, a02);
+            a10 = fma (z1, v0, a10);
+            a11 = fma (z1, v1, a11);
+            a12 = fma (z1, v2, a12);
+            a20 = fma (z2, v0, a20);
+            a21 = fma (z2, v1, a21);
+            a22 = fma (z2, v2, a22);
+            a30 = fma (z3, v0, a30);
+            a31 = fma (z3, v1, a31);
+            a32 = fma (z3, v2, a32);
+            if (bias)
+              {
+                z0s += z0;
+                z1s += z1;
+                z2s += z2;
+                z3s += z3;
+              }
+          }
+    }
+  size_t K = (size_t) C * kh * kw, w = ((size_t) c * kh + i) * kw + j0;
+  __global float *gw = grads + g_off;
+#define KILT_WGRAD_ROW(r, v0, v1, v2, zs)                                                         \
+  if (f0 + r < F)                                                                                 \
+    {                                                                                             \
+      __global float *o = gw + (f0 + r) * K + w;                                                  \
+      float s[3] = { kilt_sum16 (v0), kilt_sum16 (v1), kilt_sum16 (v2) };                        \
+      for (uint j = 0; j < nj; j++)                                                               \
+        o[j] = beta != 0.0f ? beta * o[j] + s[j] : s[j];                                          \
+      if (bias)                                                                                   \
+        {                                                                                         \
+          float sb = kilt_sum16 (zs);                                                             \
+          gw[F * K + f0 + r] = beta != 0.0f ? beta * gw[F * K + f0 + r] + sb : sb;                \
+        }                                                                                         \
+    }
+  KILT_WGRAD_ROW (0, a00, a01, a02, z0s);
+  KILT_WGRAD_ROW (1, a10, a11, a12, z1s);
+  KILT_WGRAD_ROW (2, a20, a21, a22, z2s);
+  KILT_WGRAD_ROW (3, a30, a31, a32, z3s);
+#undef KILT_WGRAD_ROW
+}

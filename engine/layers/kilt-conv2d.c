@@ -273,7 +273,7 @@ typedef struct
 
 /* Whether a layer's forward pass convolves directly: CPU devices, stride 1, no dilation or
  * groups; $KILT_CONV_DIRECT=0 turns it off (the im2col path stays tested that way), and
- * =forward keeps the input gradient on im2col's path (col2im of W^T dz). */
+ * =forward keeps the backward pass on im2col's path (col2im of W^T dz, dz col^T). */
 static gboolean
 conv_direct (const KiltNode *node, const ConvGeom *g, const KiltDeviceInfo *info)
 {
@@ -284,9 +284,9 @@ conv_direct (const KiltNode *node, const ConvGeom *g, const KiltDeviceInfo *info
   return info->type && g_str_equal (info->type, "CPU");
 }
 
-/* Whether the input gradient convolves directly too (where the forward pass does). */
+/* Whether the backward pass convolves directly too (where the forward pass does). */
 static gboolean
-conv_direct_dx (const KiltNode *node, const ConvGeom *g, const KiltDeviceInfo *info)
+conv_direct_backward (const KiltNode *node, const ConvGeom *g, const KiltDeviceInfo *info)
 {
   const char *forced = g_getenv ("KILT_CONV_DIRECT");
 
@@ -307,12 +307,27 @@ conv_padded (guint C, guint OH, guint OW, guint kh, guint kw, guint batch, ConvP
   p->chunk = (guint)CLAMP (forced ? MIN (nb, forced) : nb, 1, MAX (batch, 1));
 }
 
-/* The input gradient's direct convolution: the flipped weights (C x F x kh x kw) at the
- * workspace's start, rounded to 16 floats, then the padded planes of the output gradient. */
+/* The direct backward pass's workspace: the flipped weights (C x F x kh x kw) at its start,
+ * rounded to 16 floats, then per chunk of samples the padded planes of the output gradient
+ * (@dz: F per sample, for an output of H x W) and of the input (@x: C per sample, as the
+ * forward pass pads them), both chunks of dz's @chunk samples. */
 static gsize
 conv_flip_floats (const ConvGeom *g)
 {
   return ((gsize)g->C * g->F * g->kh * g->kw + 15) / 16 * 16;
+}
+
+static void
+conv_backward_padded (const ConvGeom *g, guint batch, ConvPadded *dz, ConvPadded *x)
+{
+  guint forced = conv_env ("KILT_CONV_CHUNK", G_MAXUINT32 / 2);
+  gsize per, nb;
+
+  conv_padded (g->F, g->H, g->W, g->kh, g->kw, batch, dz);
+  conv_padded (g->C, g->OH, g->OW, g->kh, g->kw, batch, x);
+  per = (gsize)g->F * dz->Hp * dz->Wp + (gsize)g->C * x->Hp * x->Wp;
+  nb = 2 * CONV_DIRECT_CPU / MAX (per, 1);
+  dz->chunk = (guint)CLAMP (forced ? MIN (nb, forced) : nb, 1, MAX (batch, 1));
 }
 
 static gsize
@@ -337,11 +352,12 @@ conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *
       conv_padded (g.C, g.OH, g.OW, g.kh, g.kw, batch, &p);
       ws = MAX (ws, (gsize)p.chunk * g.C * p.Hp * p.Wp);
     }
-  if (conv_direct_dx (node, &g, info))
+  if (conv_direct_backward (node, &g, info))
     {
-      ConvPadded p;
-      conv_padded (g.F, g.H, g.W, g.kh, g.kw, batch, &p);
-      ws = MAX (ws, conv_flip_floats (&g) + (gsize)p.chunk * g.F * p.Hp * p.Wp);
+      ConvPadded dz, x;
+      conv_backward_padded (&g, batch, &dz, &x);
+      ws = MAX (ws, conv_flip_floats (&g)
+                        + (gsize)dz.chunk * (g.F * dz.Hp * dz.Wp + g.C * x.Hp * x.Wp));
     }
   return ws;
 }
@@ -738,83 +754,82 @@ out:
   return choice;
 }
 
-/* One direct convolution (kernels/conv-cpu.cl), chunk by chunk of the batch: the chunk's C
- * planes of H x W from @src padded into the workspace from @pad_off, where they go at (pt, pl)
- * (multiplied by the derivative of @pad_act at @y), then out (F planes of OH x OW) =
+/* Pads @planes planes of H x W from @src (from src_off) into the workspace from @dst_off as
+ * @p says, at (pt, pl), multiplied by the derivative of @act at @y (linear: as they are). */
+static gboolean
+conv_pad (KiltExec *ex, const ConvPadded *p, cl_ulong dst_off, cl_mem src, cl_ulong src_off,
+          cl_mem y, cl_int act, float alpha, cl_uint planes, guint H, guint W, guint pt, guint pl,
+          GError **error)
+{
+  cl_kernel pad = kilt_context_kernel (ex->ctx, "kilt_conv_pad_rows", error);
+  cl_int err = CL_SUCCESS;
+  guint i = 0;
+
+  if (!pad)
+    return FALSE;
+  KILT_ARG (pad, i++, ex->workspace, err);
+  KILT_ARG (pad, i++, dst_off, err);
+  KILT_ARG (pad, i++, src, err);
+  KILT_ARG (pad, i++, src_off, err);
+  KILT_ARG (pad, i++, y, err);
+  KILT_ARG (pad, i++, act, err);
+  KILT_ARG (pad, i++, alpha, err);
+  KILT_ARG (pad, i++, planes, err);
+  KILT_ARG (pad, i++, H, err);
+  KILT_ARG (pad, i++, W, err);
+  KILT_ARG (pad, i++, p->Hp, err);
+  KILT_ARG (pad, i++, p->Wp, err);
+  KILT_ARG (pad, i++, pt, err);
+  KILT_ARG (pad, i++, pl, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_layer_launch3 (ex, pad, p->Hp, planes, 1, error);
+}
+
+/* One launch of kilt_conv_direct (kernels/conv-cpu.cl) over nb samples from b0 of planes
+ * padded as @p says from @xp_off of the workspace: out (F planes of OH x OW a sample) =
  * act (W x + bias) + beta out, W (F x C x kh x kw) at w_off of @w. */
 typedef struct
 {
-  cl_mem src, y, out, w;
-  cl_int pad_act;
-  float pad_alpha;
-  guint C, H, W, pt, pl, F, OH, OW;
+  cl_mem out, w;
+  guint C, F, OH, OW;
   cl_uint w_off, bias_off;
   cl_int has_bias, act;
   float alpha, beta;
-  cl_ulong pad_off;
 } DirectRun;
 
 static gboolean
-conv_direct_run (KiltExec *ex, const ConvGeom *g, const DirectRun *d, GError **error)
+conv_direct_launch (KiltExec *ex, const ConvGeom *g, const DirectRun *d, const ConvPadded *p,
+                    cl_ulong xp_off, cl_uint b0, cl_uint nb, GError **error)
 {
-  cl_kernel pad = kilt_context_kernel (ex->ctx, "kilt_conv_pad_rows", error);
-  cl_kernel conv = pad ? kilt_context_kernel (ex->ctx, "kilt_conv_direct", error) : NULL;
+  cl_kernel conv = kilt_context_kernel (ex->ctx, "kilt_conv_direct", error);
   guint rows = ex->ctx->gemm_wide ? 8 : 4;
-  ConvPadded p;
+  cl_int err = CL_SUCCESS;
+  guint i = 0;
 
   if (!conv)
     return FALSE;
-  conv_padded (d->C, d->OH, d->OW, g->kh, g->kw, ex->batch, &p);
-  for (guint b0 = 0; b0 < ex->batch; b0 += p.chunk)
-    {
-      cl_uint nb = MIN (p.chunk, ex->batch - b0), planes = nb * d->C, cb0 = b0;
-      cl_ulong src_off = (cl_ulong)b0 * d->C * d->H * d->W;
-      cl_int err = CL_SUCCESS;
-      guint i = 0;
-
-      KILT_ARG (pad, i++, ex->workspace, err);
-      KILT_ARG (pad, i++, d->pad_off, err);
-      KILT_ARG (pad, i++, d->src, err);
-      KILT_ARG (pad, i++, src_off, err);
-      KILT_ARG (pad, i++, d->y, err);
-      KILT_ARG (pad, i++, d->pad_act, err);
-      KILT_ARG (pad, i++, d->pad_alpha, err);
-      KILT_ARG (pad, i++, planes, err);
-      KILT_ARG (pad, i++, d->H, err);
-      KILT_ARG (pad, i++, d->W, err);
-      KILT_ARG (pad, i++, p.Hp, err);
-      KILT_ARG (pad, i++, p.Wp, err);
-      KILT_ARG (pad, i++, d->pt, err);
-      KILT_ARG (pad, i++, d->pl, err);
-      g_assert (err == CL_SUCCESS);
-      if (!kilt_layer_launch3 (ex, pad, p.Hp, planes, 1, error))
-        return FALSE;
-      i = 0;
-      KILT_ARG (conv, i++, d->out, err);
-      KILT_ARG (conv, i++, ex->workspace, err);
-      KILT_ARG (conv, i++, d->pad_off, err);
-      KILT_ARG (conv, i++, d->w, err);
-      KILT_ARG (conv, i++, d->w_off, err);
-      KILT_ARG (conv, i++, d->bias_off, err);
-      KILT_ARG (conv, i++, d->has_bias, err);
-      KILT_ARG (conv, i++, d->C, err);
-      KILT_ARG (conv, i++, d->F, err);
-      KILT_ARG (conv, i++, g->kh, err);
-      KILT_ARG (conv, i++, g->kw, err);
-      KILT_ARG (conv, i++, p.Hp, err);
-      KILT_ARG (conv, i++, p.Wp, err);
-      KILT_ARG (conv, i++, d->OH, err);
-      KILT_ARG (conv, i++, d->OW, err);
-      KILT_ARG (conv, i++, p.ntx, err);
-      KILT_ARG (conv, i++, cb0, err);
-      KILT_ARG (conv, i++, d->act, err);
-      KILT_ARG (conv, i++, d->alpha, err);
-      KILT_ARG (conv, i++, d->beta, err);
-      g_assert (err == CL_SUCCESS);
-      if (!kilt_layer_launch3 (ex, conv, (d->F + rows - 1) / rows, (gsize)d->OH * p.ntx, nb, error))
-        return FALSE;
-    }
-  return TRUE;
+  KILT_ARG (conv, i++, d->out, err);
+  KILT_ARG (conv, i++, ex->workspace, err);
+  KILT_ARG (conv, i++, xp_off, err);
+  KILT_ARG (conv, i++, d->w, err);
+  KILT_ARG (conv, i++, d->w_off, err);
+  KILT_ARG (conv, i++, d->bias_off, err);
+  KILT_ARG (conv, i++, d->has_bias, err);
+  KILT_ARG (conv, i++, d->C, err);
+  KILT_ARG (conv, i++, d->F, err);
+  KILT_ARG (conv, i++, g->kh, err);
+  KILT_ARG (conv, i++, g->kw, err);
+  KILT_ARG (conv, i++, p->Hp, err);
+  KILT_ARG (conv, i++, p->Wp, err);
+  KILT_ARG (conv, i++, d->OH, err);
+  KILT_ARG (conv, i++, d->OW, err);
+  KILT_ARG (conv, i++, p->ntx, err);
+  KILT_ARG (conv, i++, b0, err);
+  KILT_ARG (conv, i++, d->act, err);
+  KILT_ARG (conv, i++, d->alpha, err);
+  KILT_ARG (conv, i++, d->beta, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_layer_launch3 (ex, conv, (d->F + rows - 1) / rows, (gsize)d->OH * p->ntx, nb, error);
 }
 
 /* The forward pass on a CPU device without a column matrix: per chunk of samples, their input
@@ -824,16 +839,9 @@ conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
   cl_uint w_off = (cl_uint)node->param_offset;
-  DirectRun d = { .src = src->out,
-                  .y = src->out,
-                  .out = node->out,
+  DirectRun d = { .out = node->out,
                   .w = ex->params,
-                  .pad_act = KILT_ACT_LINEAR,
                   .C = g->C,
-                  .H = g->H,
-                  .W = g->W,
-                  .pt = g->pt,
-                  .pl = g->pl,
                   .F = g->F,
                   .OH = g->OH,
                   .OW = g->OW,
@@ -842,51 +850,125 @@ conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
                   .has_bias = node->cfg.use_bias,
                   .act = kilt_node_act (node),
                   .alpha = kilt_node_alpha (node) };
+  ConvPadded p;
 
-  return conv_direct_run (ex, g, &d, error);
+  conv_padded (g->C, g->OH, g->OW, g->kh, g->kw, ex->batch, &p);
+  for (guint b0 = 0; b0 < ex->batch; b0 += p.chunk)
+    {
+      cl_uint nb = MIN (p.chunk, ex->batch - b0);
+
+      if (!conv_pad (ex, &p, 0, src->out, (cl_ulong)b0 * g->C * g->H * g->W, src->out,
+                     KILT_ACT_LINEAR, 0.0f, nb * g->C, g->H, g->W, g->pt, g->pl, error)
+          || !conv_direct_launch (ex, g, &d, &p, 0, b0, nb, error))
+        return FALSE;
+    }
+  return TRUE;
 }
 
-/* The input gradient on a CPU device without a column matrix: dx (+)= the output gradient
- * through the activation, padded by k - 1 - p at the top and left, convolved with the weights
- * turned by 180 degrees and transposed (kilt_conv_flip). */
+/* grads (+)= the weight and bias gradients of nb samples from padded dz and x
+ * (kilt_conv_wgrad_direct). */
 static gboolean
-conv_data_grad_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
+conv_wgrad_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, const ConvPadded *pd,
+                   cl_ulong dz_off, const ConvPadded *px, cl_ulong x_off, cl_uint nb, float beta,
+                   GError **error)
+{
+  cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_wgrad_direct", error);
+  cl_uint g_off = (cl_uint)node->grad_offset, dt = g->kh - 1 - g->pt, dl = g->kw - 1 - g->pl;
+  cl_int has_bias = node->cfg.use_bias, err = CL_SUCCESS;
+  guint i = 0;
+
+  if (!k)
+    return FALSE;
+  KILT_ARG (k, i++, ex->grads, err);
+  KILT_ARG (k, i++, g_off, err);
+  KILT_ARG (k, i++, has_bias, err);
+  KILT_ARG (k, i++, beta, err);
+  KILT_ARG (k, i++, ex->workspace, err);
+  KILT_ARG (k, i++, dz_off, err);
+  KILT_ARG (k, i++, pd->Hp, err);
+  KILT_ARG (k, i++, pd->Wp, err);
+  KILT_ARG (k, i++, dt, err);
+  KILT_ARG (k, i++, dl, err);
+  KILT_ARG (k, i++, x_off, err);
+  KILT_ARG (k, i++, px->Hp, err);
+  KILT_ARG (k, i++, px->Wp, err);
+  KILT_ARG (k, i++, g->F, err);
+  KILT_ARG (k, i++, g->C, err);
+  KILT_ARG (k, i++, g->kh, err);
+  KILT_ARG (k, i++, g->kw, err);
+  KILT_ARG (k, i++, g->OH, err);
+  KILT_ARG (k, i++, px->ntx, err);
+  KILT_ARG (k, i++, nb, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_layer_launch3 (ex, k, (gsize)g->C * g->kh * ((g->kw + 2) / 3), (g->F + 3) / 4, 1,
+                             error);
+}
+
+/* The backward pass on a CPU device without a column matrix: per chunk of samples, the output
+ * gradient padded through the activation's derivative (by k - 1 - p at the top and left);
+ * the input gradient as its direct convolution with the weights turned by 180 degrees and
+ * transposed (kilt_conv_flip, once); the input padded as the forward pass pads it, and the
+ * weight and bias gradients from the two. */
+static gboolean
+conv_backward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
-  cl_kernel flip = kilt_context_kernel (ex->ctx, "kilt_conv_flip", error);
-  cl_ulong zero = 0;
+  gboolean dx = node->din_needed[0], dw = !node->frozen;
+  cl_ulong zero = 0, dz_off = conv_flip_floats (g), x_off;
   cl_uint w_off = (cl_uint)node->param_offset;
-  cl_int err = CL_SUCCESS;
-  DirectRun d = { .src = node->dout,
-                  .y = node->out,
-                  .out = src->dout,
+  DirectRun d = { .out = src->dout,
                   .w = ex->workspace,
-                  .pad_act = kilt_node_act (node),
-                  .pad_alpha = kilt_node_alpha (node),
                   .C = g->F,
-                  .H = g->OH,
-                  .W = g->OW,
-                  .pt = g->kh - 1 - g->pt,
-                  .pl = g->kw - 1 - g->pl,
                   .F = g->C,
                   .OH = g->H,
                   .OW = g->W,
                   .act = KILT_ACT_LINEAR,
-                  .beta = node->din_beta[0],
-                  .pad_off = conv_flip_floats (g) };
+                  .beta = node->din_beta[0] };
+  ConvPadded pd, px;
+  cl_int err = CL_SUCCESS;
 
-  if (!flip)
-    return FALSE;
-  KILT_ARG (flip, 0, ex->workspace, err);
-  KILT_ARG (flip, 1, zero, err);
-  KILT_ARG (flip, 2, ex->params, err);
-  KILT_ARG (flip, 3, w_off, err);
-  KILT_ARG (flip, 4, g->F, err);
-  KILT_ARG (flip, 5, g->C, err);
-  KILT_ARG (flip, 6, g->kh, err);
-  KILT_ARG (flip, 7, g->kw, err);
-  g_assert (err == CL_SUCCESS);
-  return kilt_layer_launch3 (ex, flip, g->K, g->F, 1, error) && conv_direct_run (ex, g, &d, error);
+  /* Recorded as im2col's (the direct kernels are its CPU form), so that checkpoints and
+   * resumed runs keep the choice. */
+  node->algo_dw = KILT_CONV_ALGO_IM2COL;
+  node->algo_dw_batch = ex->batch;
+  conv_backward_padded (g, ex->batch, &pd, &px);
+  x_off = dz_off + (cl_ulong)pd.chunk * g->F * pd.Hp * pd.Wp;
+  if (dx)
+    {
+      cl_kernel flip = kilt_context_kernel (ex->ctx, "kilt_conv_flip", error);
+
+      if (!flip)
+        return FALSE;
+      KILT_ARG (flip, 0, ex->workspace, err);
+      KILT_ARG (flip, 1, zero, err);
+      KILT_ARG (flip, 2, ex->params, err);
+      KILT_ARG (flip, 3, w_off, err);
+      KILT_ARG (flip, 4, g->F, err);
+      KILT_ARG (flip, 5, g->C, err);
+      KILT_ARG (flip, 6, g->kh, err);
+      KILT_ARG (flip, 7, g->kw, err);
+      g_assert (err == CL_SUCCESS);
+      if (!kilt_layer_launch3 (ex, flip, g->K, g->F, 1, error))
+        return FALSE;
+    }
+  for (guint b0 = 0; b0 < ex->batch && (dx || dw); b0 += pd.chunk)
+    {
+      cl_uint nb = MIN (pd.chunk, ex->batch - b0);
+
+      if (!conv_pad (ex, &pd, dz_off, node->dout, (cl_ulong)b0 * g->F * g->P, node->out,
+                     kilt_node_act (node), kilt_node_alpha (node), nb * g->F, g->OH, g->OW,
+                     g->kh - 1 - g->pt, g->kw - 1 - g->pl, error))
+        return FALSE;
+      if (dx && !conv_direct_launch (ex, g, &d, &pd, dz_off, b0, nb, error))
+        return FALSE;
+      if (dw
+          && (!conv_pad (ex, &px, x_off, src->out, (cl_ulong)b0 * g->C * g->H * g->W, src->out,
+                         KILT_ACT_LINEAR, 0.0f, nb * g->C, g->H, g->W, g->pt, g->pl, error)
+              || !conv_wgrad_direct (node, ex, g, &pd, dz_off, &px, x_off, nb, b0 > 0 ? 1.0f : 0.0f,
+                                     error)))
+        return FALSE;
+    }
+  return TRUE;
 }
 
 static gboolean
@@ -916,7 +998,9 @@ conv_pick (KiltNode *node, KiltExec *ex, const ConvGeom *g, gsize columns, guint
     return FALSE;
   *batch = ex->batch;
   *algo = a;
-  if (node->algo == KILT_CONV_ALGO_IM2COL && conv_direct (node, g, ex->ctx->info))
+  if (node->algo == KILT_CONV_ALGO_IM2COL && conv_direct_backward (node, g, ex->ctx->info))
+    node->algo_name = "direct";
+  else if (node->algo == KILT_CONV_ALGO_IM2COL && conv_direct (node, g, ex->ctx->info))
     node->algo_name = node->algo_dw == KILT_CONV_ALGO_IGEMM ? "direct, weights by implicit GEMM"
                                                             : "direct, weights by im2col + GEMM";
   else
@@ -1128,16 +1212,15 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
   cl_kernel gather
       = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_gather_rows" : "kilt_conv_gather", error);
   ConvGeom g = { 0 };
-  gboolean direct_dx;
   guint chunk;
 
   if (!gather)
     return FALSE;
   conv_geom (node, &g);
+  if (node->algo == KILT_CONV_ALGO_IM2COL && conv_direct_backward (node, &g, ex->ctx->info))
+    return conv_backward_direct (node, ex, &g, error);
   chunk = conv_chunk (&g, ex->batch, ex->ctx->info);
-  direct_dx = node->algo == KILT_CONV_ALGO_IM2COL && conv_direct_dx (node, &g, ex->ctx->info);
-  /* The chunks gather dz for the weight gradient, and for the input gradient on im2col's path. */
-  for (guint b0 = 0; b0 < ex->batch && !(node->frozen && direct_dx); b0 += chunk)
+  for (guint b0 = 0; b0 < ex->batch; b0 += chunk)
     {
       guint nb = MIN (chunk, ex->batch - b0);
       gsize np = nb * g.P;
@@ -1169,7 +1252,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
                      || !conv_parts_run (node, ex, &g, node->algo_dw, b0, nb, parts, error)
                      || !conv_sum_parts (node, ex, &g, np, parts, b0 > 0 ? 1.0f : 0.0f, error))))
         return FALSE;
-      if (!node->din_needed[0] || direct_dx)
+      if (!node->din_needed[0])
         continue;
       if (node->algo == KILT_CONV_ALGO_IGEMM && g.sh == 1 && g.sw == 1
           && conv_igemm_fits (ex->ctx, (gsize)nb * g.H * g.W))
@@ -1190,7 +1273,7 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
       if (!conv_col2im (ex, &g, src->dout, b0, nb, node->din_beta[0], error))
         return FALSE;
     }
-  return !direct_dx || !node->din_needed[0] || conv_data_grad_direct (node, ex, &g, error);
+  return TRUE;
 }
 
 /* ---- plain-C reference ---------------------------------------------------------------------- */
