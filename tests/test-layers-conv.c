@@ -167,46 +167,49 @@ conv_case_adds (const char *label, ConvCase cc)
   kilt_test_layer_case (&c);
 }
 
-/* The direct convolution CPU devices run at stride 1 (kernels/conv-cpu.cl), forward and for
- * the input gradient (the output gradient convolved with the flipped weights): output rows
- * across several 16-wide tiles with a short last one, filter and channel counts off the 4-
- * and 8-row tiles, uneven kernels and Keras' uneven 'same' padding, the activations it
- * applies itself and through kilt_act (and their derivatives as it pads the gradient), chunks
- * of samples, an input gradient added to what is there; and the im2col paths it replaces,
- * forced. */
+/* The direct convolution CPU devices run at stride 1 (kernels/conv-cpu.cl), forward and, from
+ * 8 input channels, backward (the output gradient convolved with the flipped weights, the
+ * weight gradient reduced over padded dz and x): output rows across several 16-wide tiles with
+ * a short last one, filter and channel counts off the 4- and 8-row tiles, kernels of 1 to 4
+ * columns (the weight gradient takes 3 taps at a time), Keras' uneven 'same' padding, the
+ * activations it applies itself and through kilt_act (and their derivatives as it pads the
+ * gradient), chunks of samples, an input gradient added to what is there, fewer channels
+ * (backward by im2col); and the im2col paths it replaces, forced. */
 static void
 test_conv_direct (void)
 {
   conv_case ("conv 3x3 same relu, 3 tiles a row",
-             (ConvCase){ 3, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
+             (ConvCase){ 9, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
   conv_case ("conv 2x4 same tanh (uneven padding)",
-             (ConvCase){ 2, 6, 17, 9, 2, 4, 1, 1, TRUE, TRUE, KILT_ACT_TANH, 2 });
+             (ConvCase){ 10, 6, 17, 9, 2, 4, 1, 1, TRUE, TRUE, KILT_ACT_TANH, 2 });
   conv_case ("conv 3x2 valid linear, 16 filters",
-             (ConvCase){ 4, 7, 16, 16, 3, 2, 1, 1, FALSE, FALSE, KILT_ACT_LINEAR, 3 });
+             (ConvCase){ 8, 7, 16, 16, 3, 2, 1, 1, FALSE, FALSE, KILT_ACT_LINEAR, 3 });
   conv_case ("conv 1x1 sigmoid, 5 filters",
-             (ConvCase){ 6, 3, 20, 5, 1, 1, 1, 1, FALSE, TRUE, KILT_ACT_SIGMOID, 2 });
+             (ConvCase){ 12, 3, 20, 5, 1, 1, 1, 1, FALSE, TRUE, KILT_ACT_SIGMOID, 2 });
+  conv_case ("conv 3x3 same relu, 3 channels: backward by im2col",
+             (ConvCase){ 3, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
   g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
   conv_case ("conv 3x3 valid relu, chunks of 2 of 5",
-             (ConvCase){ 3, 8, 19, 7, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_RELU, 5 });
+             (ConvCase){ 8, 8, 19, 7, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_RELU, 5 });
   conv_case_adds ("conv 2x4 same leaky adds, chunks of 2 of 5",
-                  (ConvCase){ 5, 6, 18, 6, 2, 4, 1, 1, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 5 });
+                  (ConvCase){ 13, 6, 18, 6, 2, 4, 1, 1, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 5 });
   g_unsetenv ("KILT_CONV_CHUNK");
   conv_case_adds ("conv 3x3 same relu adds, 3 tiles a row",
                   (ConvCase){ 9, 5, 37, 7, 3, 3, 1, 1, TRUE, FALSE, KILT_ACT_RELU, 2 });
   conv_case_adds ("conv 3x1 valid linear adds",
-                  (ConvCase){ 3, 6, 17, 10, 3, 1, 1, 1, FALSE, TRUE, KILT_ACT_LINEAR, 3 });
+                  (ConvCase){ 11, 6, 17, 10, 3, 1, 1, 1, FALSE, TRUE, KILT_ACT_LINEAR, 3 });
   g_setenv ("KILT_CONV_DIRECT", "0", TRUE);
   conv_case ("conv 3x3 same relu, im2col forced",
-             (ConvCase){ 3, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
+             (ConvCase){ 9, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
   g_setenv ("KILT_CONV_DIRECT", "forward", TRUE);
-  conv_case_adds ("conv 3x3 same relu adds, input gradient by im2col forced",
+  conv_case_adds ("conv 3x3 same relu adds, backward by im2col forced",
                   (ConvCase){ 9, 5, 37, 7, 3, 3, 1, 1, TRUE, FALSE, KILT_ACT_RELU, 2 });
   g_unsetenv ("KILT_CONV_DIRECT");
   /* The narrow tiles (4 filters) of devices without AVX-512, in a context of their own. */
   kilt_test_context_close ();
   g_setenv ("KILT_GEMM_TILES", "narrow", TRUE);
   conv_case ("conv 3x3 same relu, narrow tiles",
-             (ConvCase){ 3, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
+             (ConvCase){ 9, 5, 37, 11, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 2 });
   kilt_test_context_close ();
   g_unsetenv ("KILT_GEMM_TILES");
 }
