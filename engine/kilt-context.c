@@ -418,6 +418,7 @@ kilt_context_free (KiltContext *ctx)
     clFinish (ctx->queue);
   prof_clear (ctx);
   kilt_context_free_tf32 (ctx);
+  g_clear_pointer (&ctx->gemm_parts, kilt_buffer_free);
   g_array_unref (ctx->prof_events);
   g_hash_table_unref (ctx->kernels);
   if (ctx->program)

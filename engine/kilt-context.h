@@ -26,6 +26,7 @@ struct _KiltContext
   KiltPrecision precision;    /* what GEMMs compute in (kilt_context_set_precision) */
   cl_program tf32_program[2]; /* kernels/gemm-tf32.cl, built on first use of TF32, with */
   cl_kernel tf32_kernel[2];   /* 64 x 64 and 128 x 128 tiles */
+  KiltBuffer *gemm_parts;     /* the split-K GEMM's parts (engine/kilt-gemm.c), made on use */
   gboolean profiling;
   int prof_tag;
   GArray *prof_events; /* KiltProfEvent */

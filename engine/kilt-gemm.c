@@ -178,14 +178,101 @@ gemm_clblast (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsi
   return TRUE;
 }
 
+/* Split-K for a GEMM whose output is a handful of tiles on a GPU: a Dense layer at batch 32
+ * (32 x 512 from 2304 inputs) is 8 tiles of 64 x 64 for 132 compute units, and took 0.11 ms
+ * forward on an H100, 0.7 TFLOP/s (bench/NOTES.md, section 17). The inner dimension is cut
+ * into parts of at least GEMM_SPLIT_MIN_K, one batched GEMM writes each part's product, and
+ * kilt_gemm_sum_parts adds them into C. At most GEMM_SPLIT_MAX parts, within
+ * GEMM_SPLIT_MAX_FLOATS of parts. $KILT_GEMM_SPLIT=N forces N parts on any device (tests). */
+#define GEMM_SPLIT_MIN_K      128
+#define GEMM_SPLIT_MAX        32
+#define GEMM_SPLIT_MAX_FLOATS ((gsize)1 << 22)
+
+static guint
+gemm_split_parts (KiltContext *ctx, gsize m, gsize n, gsize k)
+{
+  const char *forced = g_getenv ("KILT_GEMM_SPLIT");
+  gsize tiles = ((m + 63) / 64) * ((n + 63) / 64), cus = MAX (ctx->info->compute_units, 1);
+  gsize parts;
+
+  if (forced)
+    parts = (gsize)CLAMP (g_ascii_strtoll (forced, NULL, 10), 1, GEMM_SPLIT_MAX);
+  else if (ctx->info->type && g_str_equal (ctx->info->type, "CPU"))
+    return 1;
+  else if (tiles * 2 > cus)
+    return 1;
+  else
+    parts = MIN (2 * cus / tiles, GEMM_SPLIT_MAX);
+  parts = MIN (MIN (parts, k / GEMM_SPLIT_MIN_K), GEMM_SPLIT_MAX_FLOATS / MAX (m * n, 1));
+  return (guint)MAX (parts, 1);
+}
+
+/* The parts' buffer (GEMM_SPLIT_MAX_FLOATS, made on first use); NULL, and no split, when the
+ * device cannot give it. */
+static cl_mem
+gemm_parts_buffer (KiltContext *ctx)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!ctx->gemm_parts)
+    ctx->gemm_parts
+        = kilt_buffer_new (ctx, KILT_MEM_WORKSPACE, GEMM_SPLIT_MAX_FLOATS * sizeof (float), &error,
+                           "split-K GEMM parts");
+  return ctx->gemm_parts ? ctx->gemm_parts->mem : NULL;
+}
+
+/* C = alpha A B + beta C as @parts products over slices of the inner dimension of len each
+ * (the first also takes what is left over), then their sum. */
+static gboolean
+gemm_split (KiltContext *ctx, guint parts, cl_mem buf, gboolean trans_a, gboolean trans_b, gsize m,
+            gsize n, gsize k, float alpha, cl_mem a, gsize a_off, gsize lda, cl_mem b, gsize b_off,
+            gsize ldb, float beta, cl_mem c, gsize c_off, gsize ldc, GError **error)
+{
+  gsize len = k / parts, rest = k - len * parts, done = len * parts;
+  /* A slice of A is columns (or, transposed, rows) of it; of B rows (or columns). */
+  gsize a_step = trans_a ? len * lda : len, b_step = trans_b ? len : len * ldb;
+  cl_kernel sum = kilt_context_kernel (ctx, "kilt_gemm_sum_parts", error);
+  cl_ulong coff = c_off;
+  cl_uint LDC = (cl_uint)ldc, M = (cl_uint)m, N = (cl_uint)n, count = parts;
+  size_t global[2] = { n, m }, local[2] = { 64, 1 };
+  cl_int err = CL_SUCCESS;
+
+  if (!sum
+      || !kilt_gemm_strided_batched (ctx, trans_a, trans_b, m, n, len, alpha, a, a_off, lda, a_step,
+                                     b, b_off, ldb, b_step, 0.0f, buf, 0, n, m * n, parts, error)
+      || (rest
+          && !kilt_gemm_strided_batched (ctx, trans_a, trans_b, m, n, rest, alpha, a,
+                                         a_off + (trans_a ? done * lda : done), lda, 0, b,
+                                         b_off + (trans_b ? done : done * ldb), ldb, 0, 1.0f, buf,
+                                         0, n, 0, 1, error)))
+    return FALSE;
+  KILT_ARG (sum, 0, c, err);
+  KILT_ARG (sum, 1, coff, err);
+  KILT_ARG (sum, 2, LDC, err);
+  KILT_ARG (sum, 3, buf, err);
+  KILT_ARG (sum, 4, M, err);
+  KILT_ARG (sum, 5, N, err);
+  KILT_ARG (sum, 6, count, err);
+  KILT_ARG (sum, 7, beta, err);
+  g_assert (err == CL_SUCCESS);
+  return kilt_context_launch (ctx, sum, 2, global, local, error);
+}
+
 gboolean
 kilt_gemm_strided_batched (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, gsize n,
                            gsize k, float alpha, cl_mem a, gsize a_off, gsize lda, gsize a_stride,
                            cl_mem b, gsize b_off, gsize ldb, gsize b_stride, float beta, cl_mem c,
                            gsize c_off, gsize ldc, gsize c_stride, gsize batch, GError **error)
 {
+  guint parts;
+  cl_mem buf;
+
   if (m == 0 || n == 0 || batch == 0)
     return TRUE;
+  if (batch == 1 && k > 0 && (parts = gemm_split_parts (ctx, m, n, k)) > 1 && m <= G_MAXUINT32
+      && n <= G_MAXUINT32 && ldc <= G_MAXUINT32 && (buf = gemm_parts_buffer (ctx)))
+    return gemm_split (ctx, parts, buf, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off,
+                       ldb, beta, c, c_off, ldc, error);
   if (gemm_fault (ctx, batch, m, n, k, error))
     return FALSE;
   /* TF32 on tensor cores where the run asked for it (the same 32-bit sizes as below). */

@@ -290,3 +290,22 @@ kilt_gemm_nt (KILT_GEMM_ARGS)
         }
     }
 }
+
+/* C (m x n at c_off, leading dimension ldc) = beta C + the sum of @count parts (m x n each,
+ * one after the other in @parts): the split-K GEMM's last step (engine/kilt-gemm.c). C is not
+ * read when beta is 0. Over (n, m). */
+__kernel void
+kilt_gemm_sum_parts (__global float *c, const ulong c_off, const uint ldc,
+                     __global const float *parts, const uint m, const uint n, const uint count,
+                     const float beta)
+{
+  uint j = get_global_id (0), i = get_global_id (1);
+  if (j >= n || i >= m)
+    return;
+  size_t mn = (size_t) m * n, at = (size_t) i * n + j;
+  float s = 0.0f;
+  for (uint p = 0; p < count; p++)
+    s += parts[p * mn + at];
+  __global float *o = c + c_off + (size_t) i * ldc + j;
+  *o = beta != 0.0f ? beta * *o + s : s;
+}

@@ -294,6 +294,81 @@ test_clblast (void)
   run_cases ("clblast");
 }
 
+/* Split-K (forced through $KILT_GEMM_SPLIT; GPUs split small outputs with a long inner
+ * dimension on their own): parts with and without a remainder, every transpose, alpha and beta
+ * (0 over a NaN-filled C), padding and offsets, on both paths and at TF32 (emulated); and a
+ * batched GEMM is left alone. */
+static void
+test_split_k (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+  static const char *const paths[] = { "kilt", "clblast", "tf32" };
+  static const gsize shapes[][3]
+      = { { 7, 9, 700 }, { 32, 10, 512 }, { 5, 33, 703 }, { 1, 1, 260 } };
+  static const char *const splits[] = { "5", "3", "32" };
+  KiltRng rng;
+  guint cases = 0, failed = 0;
+
+  if (!ctx)
+    return;
+  kilt_rng_init (&rng, 77);
+  for (guint p = 0; p < G_N_ELEMENTS (paths); p++)
+    {
+      g_autoptr (GError) error = NULL;
+      if (g_str_equal (paths[p], "tf32"))
+        {
+          g_setenv ("KILT_TF32_EMULATE", "1", TRUE);
+          g_assert_true (kilt_context_set_precision (ctx, KILT_PRECISION_TF32, &error));
+        }
+      else
+        g_setenv ("KILT_GEMM", paths[p], TRUE);
+      for (guint s = 0; s < G_N_ELEMENTS (shapes); s++)
+        for (guint tr = 0; tr < 4; tr++)
+          {
+            GemmCase t = { shapes[s][0],
+                           shapes[s][1],
+                           shapes[s][2],
+                           tr & 1,
+                           (tr >> 1) & 1,
+                           (s + tr) % 2 ? 3 : 0,
+                           s % 2 ? 0 : 7,
+                           1,
+                           tr == 2 ? -0.75f : 1.0f,
+                           tr % 2 ? 0.5f : 0.0f };
+            guint bad;
+
+            g_setenv ("KILT_GEMM_SPLIT", splits[(s + tr) % G_N_ELEMENTS (splits)], TRUE);
+            bad = run_case (ctx, &t, &rng);
+            cases++;
+            if (bad)
+              {
+                g_printerr ("split %s, %s: %zux%zux%zu %s%s: %u bad\n",
+                            g_getenv ("KILT_GEMM_SPLIT"), paths[p], t.m, t.n, t.k, t.ta ? "T" : "N",
+                            t.tb ? "T" : "N", bad);
+                failed++;
+              }
+          }
+      /* The parts went through the parts' buffer. */
+      g_assert_nonnull (ctx->gemm_parts);
+      g_unsetenv ("KILT_GEMM");
+      if (g_str_equal (paths[p], "tf32"))
+        {
+          g_assert_true (kilt_context_set_precision (ctx, KILT_PRECISION_FP32, &error));
+          g_unsetenv ("KILT_TF32_EMULATE");
+        }
+    }
+  /* Batched: no split (its matrices would share the parts). */
+  {
+    GemmCase t = { 6, 5, 600, FALSE, TRUE, 0, 0, 3, 1.0f, 0.0f };
+    g_setenv ("KILT_GEMM_SPLIT", "4", TRUE);
+    failed += run_case (ctx, &t, &rng) != 0;
+    cases++;
+  }
+  g_unsetenv ("KILT_GEMM_SPLIT");
+  g_test_message ("split-K: %u of %u cases failed", failed, cases);
+  g_assert_cmpuint (failed, ==, 0);
+}
+
 /* Both builds of the kernel, 64 x 64 and 128 x 128 tiles, each forced on every case. */
 static void
 test_tf32 (void)
@@ -579,6 +654,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gemm/tf32-variants", test_tf32_variants);
   g_test_add_func ("/gemm/tf32-available", test_tf32_available);
   g_test_add_func ("/gemm/refusals", test_refusals);
+  g_test_add_func ("/gemm/split-k", test_split_k);
   rc = g_test_run ();
   kilt_test_context_close ();
   return rc;
