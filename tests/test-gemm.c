@@ -357,6 +357,19 @@ test_split_k (void)
           g_unsetenv ("KILT_TF32_EMULATE");
         }
     }
+  /* A device that cannot give the parts' buffer (its allocation fails, after the case's A, B
+   * and C) runs the GEMM whole, and still right. */
+  {
+    GemmCase t = { 7, 9, 700, TRUE, FALSE, 0, 0, 1, 1.0f, 0.5f };
+    kilt_test_context_close ();
+    ctx = kilt_test_context ();
+    g_setenv ("KILT_GEMM_SPLIT", "4", TRUE);
+    kilt_fault_set (KILT_FAULT_ALLOC, 4);
+    failed += run_case (ctx, &t, &rng) != 0;
+    cases++;
+    g_assert_null (ctx->gemm_parts);
+    kilt_fault_set (KILT_FAULT_ALLOC, 0);
+  }
   /* Batched: no split (its matrices would share the parts). */
   {
     GemmCase t = { 6, 5, 600, FALSE, TRUE, 0, 0, 3, 1.0f, 0.0f };

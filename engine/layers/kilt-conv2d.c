@@ -1217,16 +1217,17 @@ conv_backward (KiltNode *node, KiltExec *ex, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
   gboolean rows = conv_rows (ex->ctx->info);
-  cl_kernel gather
-      = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_gather_rows" : "kilt_conv_gather", error);
   ConvGeom g = { 0 };
+  cl_kernel gather;
   guint chunk;
 
-  if (!gather)
-    return FALSE;
   conv_geom (node, &g);
   if (node->algo == KILT_CONV_ALGO_IM2COL && conv_direct_backward (node, &g, ex->ctx->info))
     return conv_backward_direct (node, ex, &g, error);
+  gather
+      = kilt_context_kernel (ex->ctx, rows ? "kilt_conv_gather_rows" : "kilt_conv_gather", error);
+  if (!gather)
+    return FALSE;
   chunk = conv_chunk (&g, ex->batch, ex->ctx->info);
   for (guint b0 = 0; b0 < ex->batch; b0 += chunk)
     {
