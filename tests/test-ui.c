@@ -1239,6 +1239,8 @@ test_plan_does_not_fit (void)
   g_assert_true (kilt_model_page_check_fits (model, NULL));
   kilt_model_page_set_batch (model, 65536);
   kilt_window_show_page (window, "model");
+  /* Its plan comes off the UI thread: under ASan it took longer than the settle alone. */
+  g_assert_true (wait_until (plan_current, model, 30));
   settle (0.3);
   {
     /* The plan with its breakdown and the button, at the bottom of the page. */
