@@ -26,7 +26,11 @@ struct _KiltContext
   KiltPrecision precision;    /* what GEMMs compute in (kilt_context_set_precision) */
   cl_program tf32_program[2]; /* kernels/gemm-tf32.cl, built on first use of TF32, with */
   cl_kernel tf32_kernel[2];   /* 64 x 64 and 128 x 128 tiles */
-  KiltBuffer *gemm_parts;     /* the split-K GEMM's parts (engine/kilt-gemm.c), made on use */
+  /* Its builds for one layout of the operands (kilt_gemm_tf32_lay), made on first use: by
+   * tile, then by transposes and 16-byte loads (kilt-gemm-tf32.c's layout_index ()). */
+  cl_program tf32_lay_program[2][16];
+  cl_kernel tf32_lay_kernel[2][16];
+  KiltBuffer *gemm_parts; /* the split-K GEMM's parts (engine/kilt-gemm.c), made on use */
   gboolean profiling;
   int prof_tag;
   GArray *prof_events; /* KiltProfEvent */

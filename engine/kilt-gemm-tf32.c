@@ -111,52 +111,53 @@ tf32_threads (guint which)
   return t ? (gsize)g_ascii_strtoull (t, NULL, 10) : tf32_builds[which].threads;
 }
 
+static char *
+build_log (cl_program prog, cl_device_id device)
+{
+  size_t n = 0;
+  char *log;
+
+  clGetProgramBuildInfo (prog, device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
+  log = g_malloc0 (n + 1);
+  clGetProgramBuildInfo (prog, device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+  return log;
+}
+
+/* Builds kernels/gemm-tf32.cl for tile @which with @layout's options added (NULL: the kernel
+ * for any layout), into *prog and *kern. */
 static gboolean
-build_tf32 (KiltContext *ctx, guint which, GError **error)
+build_tf32 (KiltContext *ctx, guint which, const char *layout, cl_program *prog, cl_kernel *kern,
+            GError **error)
 {
   const char *src = kilt_kernel_sources_tf32[0].source;
   const char *extra = which == 1 ? g_getenv ("KILT_TF32_OPTIONS") : NULL;
   g_autofree char *options = g_strconcat (
       emulated () && !is_nvidia (ctx->info) ? "-cl-std=CL1.2" : "-cl-std=CL1.2 -DKILT_PTX",
-      tf32_builds[which].options, extra ? " " : "", extra ? extra : "", NULL);
+      tf32_builds[which].options, layout ? layout : "", extra ? " " : "", extra ? extra : "", NULL);
   cl_int err = CL_SUCCESS;
-  cl_program prog = clCreateProgramWithSource (ctx->context, 1, &src, NULL, &err);
 
-  ctx->tf32_program[which] = prog;
+  *prog = clCreateProgramWithSource (ctx->context, 1, &src, NULL, &err);
   if (err == CL_SUCCESS)
-    err = clBuildProgram (prog, 1, &ctx->info->device, options, NULL, NULL);
+    err = clBuildProgram (*prog, 1, &ctx->info->device, options, NULL, NULL);
   if (err != CL_SUCCESS)
     {
-      g_autofree char *log = NULL;
-      size_t n = 0;
-      if (prog)
-        {
-          clGetProgramBuildInfo (prog, ctx->info->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
-          log = g_malloc0 (n + 1);
-          clGetProgramBuildInfo (prog, ctx->info->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
-        }
+      g_autofree char *log = *prog ? build_log (*prog, ctx->info->device) : NULL;
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_BUILD,
-                   "building the TF32 tensor-core GEMM (%zu x %zu tiles) failed on %s (%s); "
+                   "building the TF32 tensor-core GEMM (%zu x %zu tiles%s) failed on %s (%s); "
                    "train in fp32. Build log:\n%s",
-                   tf32_builds[which].tile, tf32_builds[which].tile, ctx->info->name,
-                   kilt_cl_error_name (err), log ? log : "");
-      kilt_context_free_tf32 (ctx);
+                   tf32_builds[which].tile, tf32_builds[which].tile, layout ? layout : "",
+                   ctx->info->name, kilt_cl_error_name (err), log ? log : "");
       return FALSE;
     }
   if (extra && strstr (extra, "verbose"))
     {
-      g_autofree char *log = NULL;
-      size_t n = 0;
-      clGetProgramBuildInfo (prog, ctx->info->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
-      log = g_malloc0 (n + 1);
-      clGetProgramBuildInfo (prog, ctx->info->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+      g_autofree char *log = build_log (*prog, ctx->info->device);
       g_message ("TF32 GEMM built with%s:\n%s", options, log);
     }
-  ctx->tf32_kernel[which] = clCreateKernel (prog, "kilt_gemm_tf32", &err);
+  *kern = clCreateKernel (*prog, layout ? "kilt_gemm_tf32_lay" : "kilt_gemm_tf32", &err);
   if (err != CL_SUCCESS)
     {
       kilt_set_cl_error (error, err, ctx->info->name, "creating the TF32 GEMM kernel");
-      kilt_context_free_tf32 (ctx);
       return FALSE;
     }
   return TRUE;
@@ -180,10 +181,58 @@ kilt_context_set_precision (KiltContext *ctx, KiltPrecision p, GError **error)
     }
   if (p == KILT_PRECISION_TF32)
     for (guint i = 0; i < G_N_ELEMENTS (tf32_builds); i++)
-      if (ctx->tf32_kernel[i] == NULL && !build_tf32 (ctx, i, error))
-        return FALSE;
+      if (ctx->tf32_kernel[i] == NULL
+          && !build_tf32 (ctx, i, NULL, &ctx->tf32_program[i], &ctx->tf32_kernel[i], error))
+        {
+          kilt_context_free_tf32 (ctx);
+          return FALSE;
+        }
   ctx->precision = p;
   return TRUE;
+}
+
+/* Which build of kilt_gemm_tf32_lay a product takes: its transposes, and whether each operand
+ * may be read in 16-byte chunks (leading dimension, offset and batch stride multiples of 4;
+ * $KILT_TF32_VEC=0 reads a float at a time everywhere). */
+static guint
+layout_index (gboolean ta, gboolean tb, gsize lda, gsize a_off, gsize a_stride, gsize ldb,
+              gsize b_off, gsize b_stride)
+{
+  gboolean vec = g_strcmp0 (g_getenv ("KILT_TF32_VEC"), "0") != 0;
+  guint va = vec && lda % 4 == 0 && a_off % 4 == 0 && a_stride % 4 == 0;
+  guint vb = vec && ldb % 4 == 0 && b_off % 4 == 0 && b_stride % 4 == 0;
+
+  return (ta != 0) | (tb != 0) << 1 | va << 2 | vb << 3;
+}
+
+static cl_kernel
+layout_kernel (KiltContext *ctx, guint which, guint index, GError **error)
+{
+  if (ctx->tf32_lay_kernel[which][index] == NULL)
+    {
+      g_autofree char *opts
+          = g_strdup_printf (" -DTF_LAYOUT -DTF_TA=%u -DTF_TB=%u -DTF_VA=%u -DTF_VB=%u", index & 1,
+                             (index >> 1) & 1, (index >> 2) & 1, (index >> 3) & 1);
+      if (!build_tf32 (ctx, which, opts, &ctx->tf32_lay_program[which][index],
+                       &ctx->tf32_lay_kernel[which][index], error))
+        {
+          if (ctx->tf32_lay_program[which][index])
+            clReleaseProgram (ctx->tf32_lay_program[which][index]);
+          ctx->tf32_lay_program[which][index] = NULL;
+          ctx->tf32_lay_kernel[which][index] = NULL;
+          return NULL;
+        }
+    }
+  return ctx->tf32_lay_kernel[which][index];
+}
+
+/* Which kernel a product takes: the one for every layout (kilt_gemm_tf32), or with
+ * $KILT_TF32_KERNEL=layout kilt_gemm_tf32_lay built for the product's layout (not yet the
+ * default: not yet timed on a GPU against the other). */
+static gboolean
+use_layout_kernel (void)
+{
+  return g_strcmp0 (g_getenv ("KILT_TF32_KERNEL"), "layout") == 0;
 }
 
 static gboolean
@@ -192,7 +241,12 @@ gemm_launch (KiltContext *ctx, guint which, gboolean trans_a, gboolean trans_b, 
              gsize b_off, gsize ldb, gsize b_stride, float beta, cl_mem c, gsize c_off, gsize ldc,
              gsize c_stride, gsize batch, GError **error)
 {
-  cl_kernel kern = ctx->tf32_kernel[which];
+  gboolean any = !use_layout_kernel ();
+  cl_kernel kern
+      = any ? ctx->tf32_kernel[which]
+            : layout_kernel (
+                ctx, which,
+                layout_index (trans_a, trans_b, lda, a_off, a_stride, ldb, b_off, b_stride), error);
   gsize tile = tf32_builds[which].tile, threads = tf32_threads (which);
   cl_uint M = (cl_uint)m, N = (cl_uint)n, K = (cl_uint)k;
   cl_uint LDA = (cl_uint)lda, LDB = (cl_uint)ldb, LDC = (cl_uint)ldc;
@@ -203,7 +257,8 @@ gemm_launch (KiltContext *ctx, guint which, gboolean trans_a, gboolean trans_b, 
   cl_int err = CL_SUCCESS;
   guint i = 0;
 
-  g_return_val_if_fail (kern != NULL, FALSE);
+  if (kern == NULL)
+    return FALSE;
   KILT_ARG (kern, i++, M, err);
   KILT_ARG (kern, i++, N, err);
   KILT_ARG (kern, i++, K, err);
@@ -212,12 +267,14 @@ gemm_launch (KiltContext *ctx, guint which, gboolean trans_a, gboolean trans_b, 
   KILT_ARG (kern, i++, ao, err);
   KILT_ARG (kern, i++, LDA, err);
   KILT_ARG (kern, i++, as, err);
-  KILT_ARG (kern, i++, ta, err);
+  if (any)
+    KILT_ARG (kern, i++, ta, err);
   KILT_ARG (kern, i++, b, err);
   KILT_ARG (kern, i++, bo, err);
   KILT_ARG (kern, i++, LDB, err);
   KILT_ARG (kern, i++, bs, err);
-  KILT_ARG (kern, i++, tb, err);
+  if (any)
+    KILT_ARG (kern, i++, tb, err);
   KILT_ARG (kern, i++, beta, err);
   KILT_ARG (kern, i++, c, err);
   KILT_ARG (kern, i++, co, err);
@@ -246,6 +303,16 @@ kilt_gemm_tf32 (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, g
 void
 kilt_context_free_tf32 (KiltContext *ctx)
 {
+  for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_kernel); i++)
+    for (guint l = 0; l < G_N_ELEMENTS (ctx->tf32_lay_kernel[i]); l++)
+      {
+        if (ctx->tf32_lay_kernel[i][l])
+          clReleaseKernel (ctx->tf32_lay_kernel[i][l]);
+        if (ctx->tf32_lay_program[i][l])
+          clReleaseProgram (ctx->tf32_lay_program[i][l]);
+        ctx->tf32_lay_kernel[i][l] = NULL;
+        ctx->tf32_lay_program[i][l] = NULL;
+      }
   for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_kernel); i++)
     {
       if (ctx->tf32_kernel[i])

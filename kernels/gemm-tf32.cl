@@ -69,6 +69,63 @@ tf32_round (float x)
 }
 #endif
 
+/* One 8-deep step of a warp's TF_MI x TF_NI mma tiles: acc[i][j] += a[i] b[j], from the
+ * fragments the lanes hold (PTX ISA, "Matrix fragments for mma.m16n8k8" with .tf32): a0 (g, t),
+ * a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4); b0 (k t, n g), b1 (k t + 4, n g); c_r
+ * (g + 8 (r / 2), 2 t + r % 2). Without KILT_PTX each mma is emulated through the local arrays
+ * TF_EMU_DECL declares, the fragments placed where the lanes' registers say they belong. */
+#ifdef KILT_PTX
+#define TF_EMU_DECL
+#define TF_MMA_TILES(a, b)                                                                        \
+  _Pragma ("unroll") for (uint i_ = 0; i_ < TF_MI; i_++)                                          \
+    _Pragma ("unroll") for (uint j_ = 0; j_ < TF_NI; j_++)                                        \
+    {                                                                                             \
+      float d0, d1, d2, d3;                                                                       \
+      KILT_ASM volatile ("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "                    \
+                         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "                         \
+                         "{%10, %11, %12, %13};"                                                  \
+                         : "=f"(d0), "=f"(d1), "=f"(d2), "=f"(d3)                                 \
+                         : "r"(a[i_][0]), "r"(a[i_][1]), "r"(a[i_][2]), "r"(a[i_][3]),            \
+                           "r"(b[j_][0]), "r"(b[j_][1]), "f"(acc[i_][j_][0]),                     \
+                           "f"(acc[i_][j_][1]), "f"(acc[i_][j_][2]), "f"(acc[i_][j_][3]));        \
+      acc[i_][j_][0] = d0;                                                                        \
+      acc[i_][j_][1] = d1;                                                                        \
+      acc[i_][j_][2] = d2;                                                                        \
+      acc[i_][j_][3] = d3;                                                                        \
+    }
+#else
+#define TF_EMU_DECL                                                                               \
+  __local float emu_a[TF_WARPS][TF_MI][16][8];                                                    \
+  __local float emu_b[TF_WARPS][TF_NI][8][8];
+#define TF_MMA_TILES(a, b)                                                                        \
+  {                                                                                               \
+    _Pragma ("unroll") for (uint i_ = 0; i_ < TF_MI; i_++)                                        \
+    {                                                                                             \
+      emu_a[warp][i_][g][t] = as_float (a[i_][0]);                                                \
+      emu_a[warp][i_][g + 8][t] = as_float (a[i_][1]);                                            \
+      emu_a[warp][i_][g][t + 4] = as_float (a[i_][2]);                                            \
+      emu_a[warp][i_][g + 8][t + 4] = as_float (a[i_][3]);                                        \
+    }                                                                                             \
+    _Pragma ("unroll") for (uint j_ = 0; j_ < TF_NI; j_++)                                        \
+    {                                                                                             \
+      emu_b[warp][j_][t][g] = as_float (b[j_][0]);                                                \
+      emu_b[warp][j_][t + 4][g] = as_float (b[j_][1]);                                            \
+    }                                                                                             \
+    barrier (CLK_LOCAL_MEM_FENCE);                                                                \
+    _Pragma ("unroll") for (uint i_ = 0; i_ < TF_MI; i_++)                                        \
+      _Pragma ("unroll") for (uint j_ = 0; j_ < TF_NI; j_++)                                      \
+        _Pragma ("unroll") for (uint r_ = 0; r_ < 4; r_++)                                        \
+    {                                                                                             \
+      uint row_ = g + 8 * (r_ / 2), col_ = 2 * t + r_ % 2;                                        \
+      float s_ = acc[i_][j_][r_];                                                                 \
+      _Pragma ("unroll") for (uint kk_ = 0; kk_ < 8; kk_++) s_                                    \
+          = fma (emu_a[warp][i_][row_][kk_], emu_b[warp][j_][kk_][col_], s_);                     \
+      acc[i_][j_][r_] = s_;                                                                       \
+    }                                                                                             \
+    barrier (CLK_LOCAL_MEM_FENCE);                                                                \
+  }
+#endif
+
 /* TF_CPASYNC: slices go from global to local memory by cp.async (sm_80 on), which needs no
  * registers, so TF_STAGES slices can be in flight at once; the operands stay FP32 in local
  * memory and are rounded to TF32 as the fragments are read. Without KILT_PTX a plain copy
@@ -102,6 +159,7 @@ tf32_round (float x)
 #define FRAG(x) (x)
 #endif
 
+#ifndef TF_LAYOUT
 __kernel __attribute__ ((reqd_work_group_size (TF_THREADS, 1, 1))) void
 kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ulong a_off,
                 uint lda, ulong a_stride, uint trans_a, __global const float *B, ulong b_off,
@@ -110,12 +168,7 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
 {
   __local uint As_[TF_STAGES][TF_BM * TF_LD];
   __local uint Bs_[TF_STAGES][TF_BN * TF_LD];
-#ifndef KILT_PTX
-  /* Per warp: the A fragments of its two row tiles and the B fragments of its four column
-   * tiles, placed where the lanes' registers say they belong. */
-  __local float emu_a[TF_WARPS][TF_MI][16][8];
-  __local float emu_b[TF_WARPS][TF_NI][8][8];
-#endif
+  TF_EMU_DECL
   const uint tid = get_local_id (0);
   const uint warp = tid / 32, lane = tid % 32;
   const uint g = lane / 4, t = lane % 4;
@@ -265,59 +318,7 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
               b[j][0] = FRAG (Bs[c0]);
               b[j][1] = FRAG (Bs[c0 + 4]);
             }
-#ifdef KILT_PTX
-#pragma unroll
-          for (uint i = 0; i < TF_MI; i++)
-#pragma unroll
-            for (uint j = 0; j < TF_NI; j++)
-              {
-                float d0, d1, d2, d3;
-                KILT_ASM volatile ("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
-                              "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-                              "{%10, %11, %12, %13};"
-                              : "=f"(d0), "=f"(d1), "=f"(d2), "=f"(d3)
-                              : "r"(a[i][0]), "r"(a[i][1]), "r"(a[i][2]), "r"(a[i][3]),
-                                "r"(b[j][0]), "r"(b[j][1]), "f"(acc[i][j][0]),
-                                "f"(acc[i][j][1]), "f"(acc[i][j][2]), "f"(acc[i][j][3]));
-                acc[i][j][0] = d0;
-                acc[i][j][1] = d1;
-                acc[i][j][2] = d2;
-                acc[i][j][3] = d3;
-              }
-#else
-          /* The fragment layout: a0 (g, t), a1 (g + 8, t), a2 (g, t + 4), a3 (g + 8, t + 4);
-           * b0 (k t, n g), b1 (k t + 4, n g); c_r (g + 8 (r / 2), 2 t + r % 2). */
-#pragma unroll
-          for (uint i = 0; i < TF_MI; i++)
-            {
-              emu_a[warp][i][g][t] = as_float (a[i][0]);
-              emu_a[warp][i][g + 8][t] = as_float (a[i][1]);
-              emu_a[warp][i][g][t + 4] = as_float (a[i][2]);
-              emu_a[warp][i][g + 8][t + 4] = as_float (a[i][3]);
-            }
-#pragma unroll
-          for (uint j = 0; j < TF_NI; j++)
-            {
-              emu_b[warp][j][t][g] = as_float (b[j][0]);
-              emu_b[warp][j][t + 4][g] = as_float (b[j][1]);
-            }
-          barrier (CLK_LOCAL_MEM_FENCE);
-#pragma unroll
-          for (uint i = 0; i < TF_MI; i++)
-#pragma unroll
-            for (uint j = 0; j < TF_NI; j++)
-#pragma unroll
-              for (uint r = 0; r < 4; r++)
-                {
-                  uint row = g + 8 * (r / 2), col = 2 * t + r % 2;
-                  float s = acc[i][j][r];
-#pragma unroll
-                  for (uint kk = 0; kk < 8; kk++)
-                    s = fma (emu_a[warp][i][row][kk], emu_b[warp][j][kk][col], s);
-                  acc[i][j][r] = s;
-                }
-          barrier (CLK_LOCAL_MEM_FENCE);
-#endif
+          TF_MMA_TILES (a, b);
         }
 #if TF_STAGES == 2 && !defined(TF_CPASYNC)
       /* The other buffer was last read before the barrier that ended the previous slice. */
@@ -350,3 +351,237 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
 #undef STORE_SLICE
 #undef ISSUE_SLICE
 }
+#endif /* !TF_LAYOUT */
+
+#ifdef TF_LAYOUT
+/* kilt_gemm_tf32_lay: the same product, built for one layout of the operands (TF_TA, TF_TB: 0
+ * or 1, as trans_a and trans_b) and told whether each may be read four floats at a time
+ * (TF_VA, TF_VB: its leading dimension, offset and batch stride are multiples of 4, so every
+ * chunk of four is 16-byte aligned). Knowing the layout when it is built lets each operand sit
+ * in local memory the way its fragments are read:
+ * - along K (A not transposed, B transposed): rows of the tile, 16 floats each, the four k that
+ *   one lane reads for a slice (t, t + 4, t + 8, t + 12) side by side, so a step reads its two
+ *   as one 8-byte load; the four groups of a row are swapped by row (g ^ (row / 2) % 4) so that
+ *   neither those loads nor the stores that fill them meet in a bank;
+ * - along M or N (A transposed, B not): 16 rows of k, TF_BM + 8 floats each, filled by 16-byte
+ *   stores, read a float at a time without bank conflicts (the + 8).
+ * Global memory is read in chunks of four floats along the contiguous side, each work-item's
+ * addresses computed once and moved on by a slice each time; rows, columns and k outside the
+ * matrices read as zeros. */
+#if TF_BK != 16
+#error "kilt_gemm_tf32_lay stages slices of 16"
+#endif
+#define TF_CHUNKS (TF_BM * TF_BK / 4 / TF_THREADS) /* chunks of four per operand per slice */
+#define TF_LDT    (TF_BM + 8)
+#define TF_A_SIZE (TF_TA ? TF_BK * TF_LDT : TF_BM * TF_BK)
+#define TF_B_SIZE (TF_TB ? TF_BN * TF_BK : TF_BK * TF_LDT)
+/* Where k (0-15 in the slice) of tile row r sits in a slice stored along K. */
+#define TF_KPOS(r, k) ((r) * TF_BK + 4 * (((k) % 4) ^ (((r) / 2) % 4)) + (k) / 4)
+
+/* Which of four places exist, as vector comparisons say it (-1 or 0), for all (). */
+#define TF_OK4(a, b, c, d) ((int4)(-(int)(a), -(int)(b), -(int)(c), -(int)(d)))
+#define TF_OK1(a)          ((int4)(-(int)(a)))
+
+/* Four floats of @p, at @ok[q] each (else 0); all four at once where they may be. */
+static inline float4
+tf_load4 (__global const float *p, int all, int4 ok, int vec)
+{
+  if (all && vec)
+    return *(__global const float4 *)p;
+  return (float4)(ok.s0 ? p[0] : 0.0f, ok.s1 ? p[1] : 0.0f, ok.s2 ? p[2] : 0.0f,
+                  ok.s3 ? p[3] : 0.0f);
+}
+
+__kernel __attribute__ ((reqd_work_group_size (TF_THREADS, 1, 1))) void
+kilt_gemm_tf32_lay (uint M, uint N, uint K, float alpha, __global const float *A, ulong a_off,
+                    uint lda, ulong a_stride, __global const float *B, ulong b_off, uint ldb,
+                    ulong b_stride, float beta, __global float *C, ulong c_off, uint ldc,
+                    ulong c_stride)
+{
+  __local uint As_[TF_STAGES][TF_A_SIZE] __attribute__ ((aligned (16)));
+  __local uint Bs_[TF_STAGES][TF_B_SIZE] __attribute__ ((aligned (16)));
+  TF_EMU_DECL
+  const uint tid = get_local_id (0);
+  const uint warp = tid / 32, lane = tid % 32;
+  const uint g = lane / 4, t = lane % 4;
+  const uint wm = (warp / TF_WARPS_N) * TF_WM, wn = (warp % TF_WARPS_N) * TF_WN;
+  const uint bm = get_group_id (0) * TF_BM, bn = get_group_id (1) * TF_BN;
+  const ulong z = get_group_id (2);
+  float acc[TF_MI][TF_NI][4];
+  /* Per chunk of this work-item: where it is read from (moved on a slice at a time), where in
+   * the slice it lies (tile row or column, and k), and which of its rows or columns exist. */
+  __global const float *pa[TF_CHUNKS], *pb[TF_CHUNKS];
+  uint ar[TF_CHUNKS], ak[TF_CHUNKS], br[TF_CHUNKS], bk[TF_CHUNKS];
+  int4 aok[TF_CHUNKS], bok[TF_CHUNKS];
+  float4 ra[TF_CHUNKS], rb[TF_CHUNKS];
+  const ulong a_step = TF_TA ? (ulong)TF_BK * lda : TF_BK;
+  const ulong b_step = TF_TB ? TF_BK : (ulong)TF_BK * ldb;
+
+  A += a_off + z * a_stride;
+  B += b_off + z * b_stride;
+  C += c_off + z * c_stride;
+#pragma unroll
+  for (uint i = 0; i < TF_MI; i++)
+#pragma unroll
+    for (uint j = 0; j < TF_NI; j++)
+#pragma unroll
+      for (uint r = 0; r < 4; r++)
+        acc[i][j][r] = 0.0f;
+
+#pragma unroll
+  for (uint e = 0; e < TF_CHUNKS; e++)
+    {
+      uint lid = e * TF_THREADS + tid;
+      /* Along K: 4 chunks a row; along M or N: TF_BM / 4 chunks a row of k. */
+      uint r = TF_TA ? 4 * (lid % (TF_BM / 4)) : lid / 4;
+      uint k = TF_TA ? lid / (TF_BM / 4) : 4 * (lid % 4);
+      uint row = bm + r;
+
+      ar[e] = r;
+      ak[e] = k;
+      pa[e] = A + (TF_TA ? (ulong)k * lda + row : (ulong)row * lda + k);
+      aok[e] = TF_TA ? TF_OK4 (row < M, row + 1 < M, row + 2 < M, row + 3 < M) : TF_OK1 (row < M);
+      r = TF_TB ? lid / 4 : 4 * (lid % (TF_BN / 4));
+      k = TF_TB ? 4 * (lid % 4) : lid / (TF_BN / 4);
+      row = bn + r;
+      br[e] = r;
+      bk[e] = k;
+      pb[e] = B + (TF_TB ? (ulong)row * ldb + k : (ulong)k * ldb + row);
+      bok[e] = TF_TB ? TF_OK1 (row < N) : TF_OK4 (row < N, row + 1 < N, row + 2 < N, row + 3 < N);
+    }
+
+  /* The slice from k0 into ra and rb, and the addresses on to the next. */
+#define LOAD_SLICE(k0)                                                                            \
+  _Pragma ("unroll") for (uint e = 0; e < TF_CHUNKS; e++)                                         \
+  {                                                                                               \
+    int4 ok;                                                                                      \
+    uint k = (k0) + ak[e];                                                                        \
+    ok = aok[e] & (TF_TA ? TF_OK1 (k < K) : TF_OK4 (k < K, k + 1 < K, k + 2 < K, k + 3 < K));     \
+    ra[e] = tf_load4 (pa[e], all (ok), ok, TF_VA);                                                \
+    pa[e] += a_step;                                                                              \
+    k = (k0) + bk[e];                                                                             \
+    ok = bok[e] & (TF_TB ? TF_OK4 (k < K, k + 1 < K, k + 2 < K, k + 3 < K) : TF_OK1 (k < K));     \
+    rb[e] = tf_load4 (pb[e], all (ok), ok, TF_VB);                                                \
+    pb[e] += b_step;                                                                              \
+  }
+
+#define STORE_SLICE(st)                                                                           \
+  _Pragma ("unroll") for (uint e = 0; e < TF_CHUNKS; e++)                                         \
+  {                                                                                               \
+    uint4 ua = (uint4)(tf32_round (ra[e].s0), tf32_round (ra[e].s1), tf32_round (ra[e].s2),       \
+                       tf32_round (ra[e].s3));                                                    \
+    uint4 ub = (uint4)(tf32_round (rb[e].s0), tf32_round (rb[e].s1), tf32_round (rb[e].s2),       \
+                       tf32_round (rb[e].s3));                                                    \
+    if (TF_TA)                                                                                    \
+      *(__local uint4 *)&As_[st][ak[e] * TF_LDT + ar[e]] = ua;                                    \
+    else                                                                                          \
+      {                                                                                           \
+        As_[st][TF_KPOS (ar[e], ak[e])] = ua.s0;                                                  \
+        As_[st][TF_KPOS (ar[e], ak[e] + 1)] = ua.s1;                                              \
+        As_[st][TF_KPOS (ar[e], ak[e] + 2)] = ua.s2;                                              \
+        As_[st][TF_KPOS (ar[e], ak[e] + 3)] = ua.s3;                                              \
+      }                                                                                           \
+    if (TF_TB)                                                                                    \
+      {                                                                                           \
+        Bs_[st][TF_KPOS (br[e], bk[e])] = ub.s0;                                                  \
+        Bs_[st][TF_KPOS (br[e], bk[e] + 1)] = ub.s1;                                              \
+        Bs_[st][TF_KPOS (br[e], bk[e] + 2)] = ub.s2;                                              \
+        Bs_[st][TF_KPOS (br[e], bk[e] + 3)] = ub.s3;                                              \
+      }                                                                                           \
+    else                                                                                          \
+      *(__local uint4 *)&Bs_[st][bk[e] * TF_LDT + br[e]] = ub;                                    \
+  }
+
+  LOAD_SLICE (0);
+#if TF_STAGES == 2
+  STORE_SLICE (0);
+  barrier (CLK_LOCAL_MEM_FENCE);
+#endif
+  for (uint k0 = 0, stage = 0; k0 < K; k0 += TF_BK, stage ^= TF_STAGES - 1)
+    {
+      __local const uint *As = As_[stage];
+      __local const uint *Bs = Bs_[stage];
+#if TF_STAGES == 1
+      barrier (CLK_LOCAL_MEM_FENCE);
+      STORE_SLICE (0);
+      barrier (CLK_LOCAL_MEM_FENCE);
+#endif
+      if (k0 + TF_BK < K)
+        LOAD_SLICE (k0 + TF_BK);
+
+#pragma unroll
+      for (uint s = 0; s < 2; s++)
+        {
+          uint a[TF_MI][4], b[TF_NI][2];
+
+#pragma unroll
+          for (uint i = 0; i < TF_MI; i++)
+            {
+              uint m = wm + i * 16 + g;
+              if (TF_TA)
+                {
+                  uint r0 = (8 * s + t) * TF_LDT + m;
+                  a[i][0] = As[r0];
+                  a[i][1] = As[r0 + 8];
+                  a[i][2] = As[r0 + 4 * TF_LDT];
+                  a[i][3] = As[r0 + 4 * TF_LDT + 8];
+                }
+              else
+                {
+                  /* k = 8 s + t and 8 s + t + 4 of rows m and m + 8 (whose groups swap alike) */
+                  uint r0 = TF_KPOS (m, 8 * s + t);
+                  uint2 lo = *(__local const uint2 *)&As[r0];
+                  uint2 hi = *(__local const uint2 *)&As[r0 + 8 * TF_BK];
+                  a[i][0] = lo.s0;
+                  a[i][1] = hi.s0;
+                  a[i][2] = lo.s1;
+                  a[i][3] = hi.s1;
+                }
+            }
+#pragma unroll
+          for (uint j = 0; j < TF_NI; j++)
+            {
+              uint n = wn + j * 8 + g;
+              if (TF_TB)
+                {
+                  uint2 v = *(__local const uint2 *)&Bs[TF_KPOS (n, 8 * s + t)];
+                  b[j][0] = v.s0;
+                  b[j][1] = v.s1;
+                }
+              else
+                {
+                  uint c0 = (8 * s + t) * TF_LDT + n;
+                  b[j][0] = Bs[c0];
+                  b[j][1] = Bs[c0 + 4 * TF_LDT];
+                }
+            }
+          TF_MMA_TILES (a, b);
+        }
+#if TF_STAGES == 2
+      /* The other buffer was last read before the barrier that ended the previous slice. */
+      if (k0 + TF_BK < K)
+        STORE_SLICE (stage ^ 1);
+      barrier (CLK_LOCAL_MEM_FENCE);
+#endif
+    }
+
+#pragma unroll
+  for (uint i = 0; i < TF_MI; i++)
+#pragma unroll
+    for (uint j = 0; j < TF_NI; j++)
+#pragma unroll
+      for (uint r = 0; r < 4; r++)
+        {
+          uint row = bm + wm + i * 16 + g + 8 * (r / 2);
+          uint col = bn + wn + j * 8 + 2 * t + r % 2;
+          if (row < M && col < N)
+            {
+              ulong at = (ulong)row * ldc + col;
+              float v = alpha * acc[i][j][r];
+              C[at] = beta != 0.0f ? fma (beta, C[at], v) : v;
+            }
+        }
+#undef LOAD_SLICE
+#undef STORE_SLICE
+}
+#endif /* TF_LAYOUT */

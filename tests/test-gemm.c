@@ -397,6 +397,30 @@ test_tf32 (void)
   g_unsetenv ("KILT_TF32_TILE");
 }
 
+/* kilt_gemm_tf32_lay, built per layout of the operands: both tiles with 16-byte loads where
+ * the case allows them, then the big tile reading a float at a time with two stages. */
+static void
+test_tf32_layout (void)
+{
+  KiltContext *ctx = kilt_test_context ();
+
+  if (!ctx)
+    return;
+  g_setenv ("KILT_TF32_KERNEL", "layout", TRUE);
+  test_tf32 ();
+  g_setenv ("KILT_TF32_TILE", "128", TRUE);
+  g_setenv ("KILT_TF32_VEC", "0", TRUE);
+  g_setenv ("KILT_TF32_OPTIONS", "-DTF_STAGES=2", TRUE);
+  kilt_context_free_tf32 (ctx);
+  g_test_message ("big tile, a float at a time, two stages");
+  run_cases ("tf32");
+  g_unsetenv ("KILT_TF32_TILE");
+  g_unsetenv ("KILT_TF32_VEC");
+  g_unsetenv ("KILT_TF32_OPTIONS");
+  g_unsetenv ("KILT_TF32_KERNEL");
+  kilt_context_free_tf32 (ctx);
+}
+
 /* The big tile's build options that bench-gemm compares (KILT_TF32_OPTIONS): cp.async
  * pipelines of 2 to 4 stages (plain copies without PTX), deeper slices, two buffers and 64x64
  * warp tiles, each on every case, so a variant measured faster is a correct one. */
@@ -664,6 +688,7 @@ main (int argc, char **argv)
   g_test_add_func ("/gemm/clblast-profile-span", test_clblast_profile_span);
   g_test_add_func ("/gemm/profile-per-step", test_profile_per_step);
   g_test_add_func ("/gemm/tf32", test_tf32);
+  g_test_add_func ("/gemm/tf32-layout", test_tf32_layout);
   g_test_add_func ("/gemm/tf32-variants", test_tf32_variants);
   g_test_add_func ("/gemm/tf32-available", test_tf32_available);
   g_test_add_func ("/gemm/refusals", test_refusals);

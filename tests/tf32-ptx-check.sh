@@ -25,7 +25,16 @@ ptxas=$(command -v ptxas || true)
 # stages pass the 48 KB of static local memory ptxas allows), whose copies must be there as
 # cp.async and its rounding at the fragments.
 big="-DTF_BM=128 -DTF_BN=128 -DTF_WM=64 -DTF_WN=32"
-for build in "64::16" "128:$big:32" "128-cp.async:$big -DTF_CPASYNC -DTF_STAGES=2:32"; do
+# Then kilt_gemm_tf32_lay, built per layout (TF_TA, TF_TB; TF_VA, TF_VB: 16-byte loads), of
+# which a sample: both tiles, each operand along K and along M or N, scalar and vector loads,
+# one and two stages.
+lay="-DTF_LAYOUT -DTF_TA"
+for build in "64::16" "128:$big:32" "128-cp.async:$big -DTF_CPASYNC -DTF_STAGES=2:32" \
+  "64-lay-NN:$lay=0 -DTF_TB=0 -DTF_VA=1 -DTF_VB=1:16" \
+  "128-lay-NN:$big $lay=0 -DTF_TB=0 -DTF_VA=1 -DTF_VB=1:32" \
+  "128-lay-TN:$big $lay=1 -DTF_TB=0 -DTF_VA=1 -DTF_VB=0:32" \
+  "128-lay-NT-2:$big $lay=0 -DTF_TB=1 -DTF_VA=0 -DTF_VB=1 -DTF_STAGES=2:32" \
+  "64-lay-TT:$lay=1 -DTF_TB=1 -DTF_VA=1 -DTF_VB=1:16"; do
   tile=${build%%:*}; rest=${build#*:}; opts=${rest%:*}; want=${rest##*:}
   # shellcheck disable=SC2086
   if ! "$clang" -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -target nvptx64--nvidiacl \
@@ -33,17 +42,21 @@ for build in "64::16" "128:$big:32" "128-cp.async:$big -DTF_CPASYNC -DTF_STAGES=
     -Xclang -target-cpu -Xclang sm_80 -Xclang -target-feature -Xclang +ptx70 \
     -DKILT_PTX -DKILT_ASM=__asm__ $opts -O3 -S -o "$work/tf32.ptx" "$src" 2> "$work/clang.log"; then
     cat "$work/clang.log"
-    echo "FAILED: gemm-tf32.cl ($tile x $tile tiles) does not compile for NVPTX with KILT_PTX"
+    echo "FAILED: gemm-tf32.cl (build $tile) does not compile for NVPTX with KILT_PTX"
     exit 1
   fi
   mma=$(grep -c 'mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32' "$work/tf32.ptx")
   cvt=$(grep -c 'cvt.rna.tf32.f32' "$work/tf32.ptx")
   locals=$(grep -c '\.local' "$work/tf32.ptx")
-  echo "$tile x $tile tiles: mma.sync m16n8k8 tf32: $mma, cvt.rna.tf32: $cvt, .local: $locals"
+  echo "$tile: mma.sync m16n8k8 tf32: $mma, cvt.rna.tf32: $cvt, .local: $locals"
   [ "$mma" -eq "$want" ] || { echo "FAILED: expected $want unrolled mma.sync, found $mma"; bad=1; }
   [ "$cvt" -ge 16 ] || { echo "FAILED: expected the 16 loads of a slice rounded, found $cvt"; bad=1; }
   [ "$locals" -eq 0 ] || { echo "FAILED: the kernel keeps values in a stack frame"; bad=1; }
   case $opts in
+    *TF_VA=1*TF_VB=1*)
+      v4=$(grep -c 'ld.global.v4' "$work/tf32.ptx")
+      echo "  16-byte loads: $v4"
+      [ "$v4" -ge 2 ] || { echo "FAILED: no 16-byte global loads in the PTX"; bad=1; } ;;
     *TF_CPASYNC*)
       cp=$(grep -c 'cp.async.ca.shared.global' "$work/tf32.ptx")
       wait=$(grep -c 'cp.async.wait_group 0' "$work/tf32.ptx")
@@ -53,12 +66,12 @@ for build in "64::16" "128:$big:32" "128-cp.async:$big -DTF_CPASYNC -DTF_STAGES=
   if [ -n "$ptxas" ]; then
     if ! "$ptxas" -arch=sm_80 -v "$work/tf32.ptx" -o "$work/tf32.cubin" > "$work/ptxas.log" 2>&1; then
       cat "$work/ptxas.log"
-      echo "FAILED: ptxas refused the $tile x $tile TF32 kernel for sm_80"
+      echo "FAILED: ptxas refused the TF32 kernel (build $tile) for sm_80"
       bad=1
     fi
     grep -E "registers|spill" "$work/ptxas.log"
     if grep -qE "[1-9][0-9]* bytes (spill|stack)" "$work/ptxas.log"; then
-      echo "FAILED: the $tile x $tile kernel spills"
+      echo "FAILED: the TF32 kernel (build $tile) spills"
       bad=1
     fi
   fi
