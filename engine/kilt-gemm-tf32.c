@@ -123,44 +123,57 @@ build_log (cl_program prog, cl_device_id device)
   return log;
 }
 
-/* Builds kernels/gemm-tf32.cl for tile @which with @layout's options added (NULL: the kernel
- * for any layout), into *prog and *kern. */
+/* Builds kernels/gemm-tf32.cl with @defines (after common.cl where @conv) and creates
+ * @kernel, into *prog and *kern; $KILT_TF32_OPTIONS is added where @tuned. */
 static gboolean
-build_tf32 (KiltContext *ctx, guint which, const char *layout, cl_program *prog, cl_kernel *kern,
-            GError **error)
+build_program (KiltContext *ctx, const char *defines, gboolean conv, gboolean tuned,
+               const char *kernel, cl_program *prog, cl_kernel *kern, GError **error)
 {
-  const char *src = kilt_kernel_sources_tf32[0].source;
-  const char *extra = which == 1 ? g_getenv ("KILT_TF32_OPTIONS") : NULL;
+  const char *src[2] = { kilt_kernel_sources[0].source, kilt_kernel_sources_tf32[0].source };
+  const char *extra = tuned ? g_getenv ("KILT_TF32_OPTIONS") : NULL;
   g_autofree char *options = g_strconcat (
-      emulated () && !is_nvidia (ctx->info) ? "-cl-std=CL1.2" : "-cl-std=CL1.2 -DKILT_PTX",
-      tf32_builds[which].options, layout ? layout : "", extra ? " " : "", extra ? extra : "", NULL);
+      emulated () && !is_nvidia (ctx->info) ? "-cl-std=CL1.2" : "-cl-std=CL1.2 -DKILT_PTX", defines,
+      extra ? " " : "", extra ? extra : "", NULL);
   cl_int err = CL_SUCCESS;
 
-  *prog = clCreateProgramWithSource (ctx->context, 1, &src, NULL, &err);
+  g_assert (g_str_equal (kilt_kernel_sources[0].name, "common.cl"));
+  *prog = clCreateProgramWithSource (ctx->context, conv ? 2 : 1, conv ? src : src + 1, NULL, &err);
   if (err == CL_SUCCESS)
     err = clBuildProgram (*prog, 1, &ctx->info->device, options, NULL, NULL);
   if (err != CL_SUCCESS)
     {
       g_autofree char *log = *prog ? build_log (*prog, ctx->info->device) : NULL;
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_BUILD,
-                   "building the TF32 tensor-core GEMM (%zu x %zu tiles%s) failed on %s (%s); "
-                   "train in fp32. Build log:\n%s",
-                   tf32_builds[which].tile, tf32_builds[which].tile, layout ? layout : "",
-                   ctx->info->name, kilt_cl_error_name (err), log ? log : "");
+                   "building the TF32 tensor-core %s (%s) failed on %s (%s); train in fp32. "
+                   "Build log:\n%s",
+                   conv ? "convolution" : "GEMM", defines, ctx->info->name,
+                   kilt_cl_error_name (err), log ? log : "");
       return FALSE;
     }
   if (extra && strstr (extra, "verbose"))
     {
       g_autofree char *log = build_log (*prog, ctx->info->device);
-      g_message ("TF32 GEMM built with%s:\n%s", options, log);
+      g_message ("TF32 %s built with%s:\n%s", kernel, options, log);
     }
-  *kern = clCreateKernel (*prog, layout ? "kilt_gemm_tf32_lay" : "kilt_gemm_tf32", &err);
+  *kern = clCreateKernel (*prog, kernel, &err);
   if (err != CL_SUCCESS)
     {
       kilt_set_cl_error (error, err, ctx->info->name, "creating the TF32 GEMM kernel");
       return FALSE;
     }
   return TRUE;
+}
+
+/* kernels/gemm-tf32.cl for tile @which with @layout's options added (NULL: the kernel for any
+ * layout). */
+static gboolean
+build_tf32 (KiltContext *ctx, guint which, const char *layout, cl_program *prog, cl_kernel *kern,
+            GError **error)
+{
+  g_autofree char *defines = g_strconcat (tf32_builds[which].options, layout ? layout : "", NULL);
+
+  return build_program (ctx, defines, FALSE, which == 1,
+                        layout ? "kilt_gemm_tf32_lay" : "kilt_gemm_tf32", prog, kern, error);
 }
 
 gboolean
@@ -300,9 +313,62 @@ kilt_gemm_tf32 (KiltContext *ctx, gboolean trans_a, gboolean trans_b, gsize m, g
                       b_off, ldb, b_stride, beta, c, c_off, ldc, c_stride, batch, error);
 }
 
+/* The convolution's builds: rows and columns of a group's tile, work-items, options. */
+static const struct
+{
+  gsize tm, tn, threads;
+  const char *options;
+} conv_builds[3] = {
+  { 32, 128, 128, " -DTF_BM=32 -DTF_BN=128 -DTF_WM=32 -DTF_WN=32" },
+  { 64, 64, 128, "" },
+  { 128, 128, 256, " -DTF_BM=128 -DTF_BN=128 -DTF_WM=64 -DTF_WN=32" },
+};
+
+cl_kernel
+kilt_conv_tf32_kernel (KiltContext *ctx, gsize m, gsize n, gsize *tm, gsize *tn, gsize *threads,
+                       GError **error)
+{
+  const char *forced = g_getenv ("KILT_TF32_CONV_TILE");
+  guint which = m <= 32                                                                         ? 0
+                : m >= 128 && ((m + 127) / 128) * ((n + 127) / 128) >= ctx->info->compute_units ? 2
+                                                                                                : 1;
+
+  for (guint i = 0; forced && i < G_N_ELEMENTS (conv_builds); i++)
+    if ((gsize)g_ascii_strtoull (forced, NULL, 10) == conv_builds[i].tm)
+      which = i;
+  if (ctx->tf32_conv_kernel[which] == NULL)
+    {
+      g_autofree char *defines
+          = g_strconcat (" -DTF_LAYOUT -DTF_CONV -DTF_TA=0 -DTF_TB=0 -DTF_VA=0 -DTF_VB=0",
+                         conv_builds[which].options, NULL);
+      if (!build_program (ctx, defines, TRUE, which == 2, "kilt_conv_igemm_tf32",
+                          &ctx->tf32_conv_program[which], &ctx->tf32_conv_kernel[which], error))
+        {
+          if (ctx->tf32_conv_program[which])
+            clReleaseProgram (ctx->tf32_conv_program[which]);
+          ctx->tf32_conv_program[which] = NULL;
+          ctx->tf32_conv_kernel[which] = NULL;
+          return NULL;
+        }
+    }
+  *tm = conv_builds[which].tm;
+  *tn = conv_builds[which].tn;
+  *threads = conv_builds[which].threads;
+  return ctx->tf32_conv_kernel[which];
+}
+
 void
 kilt_context_free_tf32 (KiltContext *ctx)
 {
+  for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_conv_kernel); i++)
+    {
+      if (ctx->tf32_conv_kernel[i])
+        clReleaseKernel (ctx->tf32_conv_kernel[i]);
+      if (ctx->tf32_conv_program[i])
+        clReleaseProgram (ctx->tf32_conv_program[i]);
+      ctx->tf32_conv_kernel[i] = NULL;
+      ctx->tf32_conv_program[i] = NULL;
+    }
   for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_kernel); i++)
     for (guint l = 0; l < G_N_ELEMENTS (ctx->tf32_lay_kernel[i]); l++)
       {
@@ -326,8 +392,8 @@ kilt_context_free_tf32 (KiltContext *ctx)
     ctx->precision = KILT_PRECISION_FP32;
 }
 
-static double
-tf32_value (float x)
+float
+kilt_tf32_round (float x)
 {
   guint32 u;
 
@@ -375,8 +441,8 @@ check_case (KiltContext *ctx, guint which, gboolean ta, gboolean tb, gsize m, gs
         double s = beta * (double)c0[i * n + j], mag = fabs (s);
         for (gsize p = 0; p < k; p++)
           {
-            double x = tf32_value (ta ? a[p * lda + i] : a[i * lda + p]);
-            double y = tf32_value (tb ? b[j * ldb + p] : b[p * ldb + j]);
+            double x = kilt_tf32_round (ta ? a[p * lda + i] : a[i * lda + p]);
+            double y = kilt_tf32_round (tb ? b[j * ldb + p] : b[p * ldb + j]);
             s += x * y;
             mag += fabs (x * y);
           }

@@ -3,6 +3,7 @@
 #define G_LOG_DOMAIN "kilt-layer-check"
 
 #include "kilt-layer-check.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-error.h"
 
 #include <math.h>
@@ -196,6 +197,8 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   for (gsize i = 0; i < node.n_params; i++)
     {
       hparams[i] += (float)(0.2 * (kilt_rng_uniform (&rng) - 0.5));
+      if (check->tf32_values)
+        hparams[i] = kilt_tf32_round (hparams[i]);
       ref.params[i] = hparams[i];
     }
   for (gsize i = 0; i < node.n_state; i++)
@@ -253,6 +256,8 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
           else
             x[j] = (float)((check->input_scale > 0 ? check->input_scale : 1.0)
                            * (2.0 * kilt_rng_uniform (&rng) - 1.0));
+          if (check->tf32_values)
+            x[j] = kilt_tf32_round (x[j]);
           ref.in[i][j] = x[j];
         }
       if (pattern)
@@ -306,6 +311,8 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
     for (gsize j = 0; j < n_out; j++)
       {
         r[j] = (float)(2.0 * kilt_rng_uniform (&rng) - 1.0);
+        if (check->tf32_values)
+          r[j] = kilt_tf32_round (r[j]);
         ref.r[j] = r[j];
       }
     if (!kilt_buffer_write (dob, 0, r, 4 * n_out, error))

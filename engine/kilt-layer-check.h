@@ -33,6 +33,10 @@ typedef struct
    * patterns above (Masking); finite differences leave out its elements equal to mask_value,
    * where a step's being masked is not differentiable. */
   gboolean masking_input;
+  /* Parameters, inputs and the upstream gradient are TF32 values (10-bit mantissas): a TF32
+   * product of two of them is exact, so a layer computing at tf32 meets FP32's tolerance as
+   * long as what it multiplies is those values (linear or ReLU activations). */
+  gboolean tf32_values;
 } KiltLayerCheck;
 
 typedef struct

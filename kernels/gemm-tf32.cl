@@ -23,7 +23,7 @@
 #define TF_WM 32
 #define TF_WN 32
 #endif
-#if TF_BM != TF_BN
+#if TF_BM != TF_BN && !defined(TF_CONV)
 #error "the loads assume square group tiles"
 #endif
 #ifndef TF_BK
@@ -367,14 +367,14 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
  *   stores, read a float at a time without bank conflicts (the + 8).
  * Global memory is read in chunks of four floats along the contiguous side, each work-item's
  * addresses computed once and moved on by a slice each time; rows, columns and k outside the
- * matrices read as zeros. */
+ * matrices read as zeros. TF_CONV builds kilt_conv_igemm_tf32 on the same tiles instead. */
 #if TF_BK != 16
 #error "kilt_gemm_tf32_lay stages slices of 16"
 #endif
-#define TF_CHUNKS (TF_BM * TF_BK / 4 / TF_THREADS) /* chunks of four per operand per slice */
-#define TF_LDT    (TF_BM + 8)
-#define TF_A_SIZE (TF_TA ? TF_BK * TF_LDT : TF_BM * TF_BK)
-#define TF_B_SIZE (TF_TB ? TF_BN * TF_BK : TF_BK * TF_LDT)
+#define TF_ACHUNKS (TF_BM * TF_BK / 4 / TF_THREADS) /* chunks of four of A per slice */
+#define TF_BCHUNKS (TF_BN * TF_BK / 4 / TF_THREADS) /* and of B */
+#define TF_A_SIZE  (TF_TA ? TF_BK * (TF_BM + 8) : TF_BM * TF_BK)
+#define TF_B_SIZE  (TF_TB ? TF_BN * TF_BK : TF_BK * (TF_BN + 8))
 /* Where k (0-15 in the slice) of tile row r sits in a slice stored along K. */
 #define TF_KPOS(r, k) ((r) * TF_BK + 4 * (((k) % 4) ^ (((r) / 2) % 4)) + (k) / 4)
 
@@ -392,28 +392,172 @@ tf_load4 (__global const float *p, int all, int4 ok, int vec)
                   ok.s3 ? p[3] : 0.0f);
 }
 
+static inline uint4
+tf_round4 (float4 v)
+{
+  return (uint4)(tf32_round (v.s0), tf32_round (v.s1), tf32_round (v.s2), tf32_round (v.s3));
+}
+
+/* What both kernels declare: local memory, the work-item's place, its accumulators (zeroed),
+ * and per chunk of A and of B the registers it is loaded into and where in a slice it lies
+ * (tile row or column, and k). */
+#define TF_LAY_DECL                                                                               \
+  __local uint As_[TF_STAGES][TF_A_SIZE] __attribute__ ((aligned (16)));                          \
+  __local uint Bs_[TF_STAGES][TF_B_SIZE] __attribute__ ((aligned (16)));                          \
+  TF_EMU_DECL                                                                                     \
+  const uint tid = get_local_id (0);                                                              \
+  const uint warp = tid / 32, lane = tid % 32;                                                    \
+  const uint g = lane / 4, t = lane % 4;                                                          \
+  const uint wm = (warp / TF_WARPS_N) * TF_WM, wn = (warp % TF_WARPS_N) * TF_WN;                  \
+  const uint bm = get_group_id (0) * TF_BM, bn = get_group_id (1) * TF_BN;                        \
+  float acc[TF_MI][TF_NI][4];                                                                     \
+  uint ar[TF_ACHUNKS], ak[TF_ACHUNKS], br[TF_BCHUNKS], bk[TF_BCHUNKS];                            \
+  float4 ra[TF_ACHUNKS], rb[TF_BCHUNKS];                                                          \
+  _Pragma ("unroll") for (uint i = 0; i < TF_MI; i++)                                             \
+    _Pragma ("unroll") for (uint j = 0; j < TF_NI; j++)                                           \
+      _Pragma ("unroll") for (uint r = 0; r < 4; r++) acc[i][j][r] = 0.0f;                        \
+  _Pragma ("unroll") for (uint e = 0; e < TF_ACHUNKS; e++)                                        \
+  {                                                                                               \
+    /* Along K: 4 chunks a row; along M: TF_BM / 4 chunks a row of k. */                          \
+    uint lid = e * TF_THREADS + tid;                                                              \
+    ar[e] = TF_TA ? 4 * (lid % (TF_BM / 4)) : lid / 4;                                            \
+    ak[e] = TF_TA ? lid / (TF_BM / 4) : 4 * (lid % 4);                                            \
+  }                                                                                               \
+  _Pragma ("unroll") for (uint e = 0; e < TF_BCHUNKS; e++)                                        \
+  {                                                                                               \
+    uint lid = e * TF_THREADS + tid;                                                              \
+    br[e] = TF_TB ? lid / 4 : 4 * (lid % (TF_BN / 4));                                            \
+    bk[e] = TF_TB ? 4 * (lid % 4) : lid / (TF_BN / 4);                                            \
+  }
+
+/* ra and rb, rounded to TF32, into stage st of local memory. */
+#define TF_LAY_STORE(st)                                                                          \
+  {                                                                                               \
+    _Pragma ("unroll") for (uint e = 0; e < TF_ACHUNKS; e++)                                      \
+    {                                                                                             \
+      uint4 u = tf_round4 (ra[e]);                                                                \
+      if (TF_TA)                                                                                  \
+        *(__local uint4 *)&As_[st][ak[e] * (TF_BM + 8) + ar[e]] = u;                              \
+      else                                                                                        \
+        {                                                                                         \
+          As_[st][TF_KPOS (ar[e], ak[e])] = u.s0;                                                 \
+          As_[st][TF_KPOS (ar[e], ak[e] + 1)] = u.s1;                                             \
+          As_[st][TF_KPOS (ar[e], ak[e] + 2)] = u.s2;                                             \
+          As_[st][TF_KPOS (ar[e], ak[e] + 3)] = u.s3;                                             \
+        }                                                                                         \
+    }                                                                                             \
+    _Pragma ("unroll") for (uint e = 0; e < TF_BCHUNKS; e++)                                      \
+    {                                                                                             \
+      uint4 u = tf_round4 (rb[e]);                                                                \
+      if (TF_TB)                                                                                  \
+        {                                                                                         \
+          Bs_[st][TF_KPOS (br[e], bk[e])] = u.s0;                                                 \
+          Bs_[st][TF_KPOS (br[e], bk[e] + 1)] = u.s1;                                             \
+          Bs_[st][TF_KPOS (br[e], bk[e] + 2)] = u.s2;                                             \
+          Bs_[st][TF_KPOS (br[e], bk[e] + 3)] = u.s3;                                             \
+        }                                                                                         \
+      else                                                                                        \
+        *(__local uint4 *)&Bs_[st][bk[e] * (TF_BN + 8) + br[e]] = u;                              \
+    }                                                                                             \
+  }
+
+/* The two 8-deep steps of the slice in stage st. */
+#define TF_LAY_MMA(st)                                                                            \
+  _Pragma ("unroll") for (uint s = 0; s < 2; s++)                                                 \
+  {                                                                                               \
+    __local const uint *As = As_[st];                                                             \
+    __local const uint *Bs = Bs_[st];                                                             \
+    uint a[TF_MI][4], b[TF_NI][2];                                                                \
+    _Pragma ("unroll") for (uint i = 0; i < TF_MI; i++)                                           \
+    {                                                                                             \
+      uint m = wm + i * 16 + g;                                                                   \
+      if (TF_TA)                                                                                  \
+        {                                                                                         \
+          uint r0 = (8 * s + t) * (TF_BM + 8) + m;                                                \
+          a[i][0] = As[r0];                                                                       \
+          a[i][1] = As[r0 + 8];                                                                   \
+          a[i][2] = As[r0 + 4 * (TF_BM + 8)];                                                     \
+          a[i][3] = As[r0 + 4 * (TF_BM + 8) + 8];                                                 \
+        }                                                                                         \
+      else                                                                                        \
+        {                                                                                         \
+          /* k = 8 s + t and 8 s + t + 4 of rows m and m + 8 (whose groups swap alike) */         \
+          uint r0 = TF_KPOS (m, 8 * s + t);                                                       \
+          uint2 lo = *(__local const uint2 *)&As[r0];                                             \
+          uint2 hi = *(__local const uint2 *)&As[r0 + 8 * TF_BK];                                 \
+          a[i][0] = lo.s0;                                                                        \
+          a[i][1] = hi.s0;                                                                        \
+          a[i][2] = lo.s1;                                                                        \
+          a[i][3] = hi.s1;                                                                        \
+        }                                                                                         \
+    }                                                                                             \
+    _Pragma ("unroll") for (uint j = 0; j < TF_NI; j++)                                           \
+    {                                                                                             \
+      uint n = wn + j * 8 + g;                                                                    \
+      if (TF_TB)                                                                                  \
+        {                                                                                         \
+          uint2 v = *(__local const uint2 *)&Bs[TF_KPOS (n, 8 * s + t)];                          \
+          b[j][0] = v.s0;                                                                         \
+          b[j][1] = v.s1;                                                                         \
+        }                                                                                         \
+      else                                                                                        \
+        {                                                                                         \
+          uint c0 = (8 * s + t) * (TF_BN + 8) + n;                                                \
+          b[j][0] = Bs[c0];                                                                       \
+          b[j][1] = Bs[c0 + 4 * (TF_BN + 8)];                                                     \
+        }                                                                                         \
+    }                                                                                             \
+    TF_MMA_TILES (a, b);                                                                          \
+  }
+
+/* The slices of K, LOAD (k0) filling ra and rb with the slice from k0 (and NEXT () done before
+ * each load but the first): with one stage, stored between two barriers, the next slice loaded
+ * while this one is multiplied; with two, the next stored into the other buffer afterwards. */
+#define TF_LAY_PIPELINE(LOAD, NEXT)                                                               \
+  {                                                                                               \
+    LOAD (0);                                                                                     \
+    if (TF_STAGES == 2)                                                                           \
+      {                                                                                           \
+        TF_LAY_STORE (0);                                                                         \
+        NEXT (TF_BK);                                                                             \
+        barrier (CLK_LOCAL_MEM_FENCE);                                                            \
+      }                                                                                           \
+    for (uint k0 = 0, stage = 0; k0 < K; k0 += TF_BK, stage ^= TF_STAGES - 1)                     \
+      {                                                                                           \
+        if (TF_STAGES == 1)                                                                       \
+          {                                                                                       \
+            barrier (CLK_LOCAL_MEM_FENCE);                                                        \
+            TF_LAY_STORE (0);                                                                     \
+            NEXT (k0 + TF_BK);                                                                    \
+            barrier (CLK_LOCAL_MEM_FENCE);                                                        \
+          }                                                                                       \
+        if (k0 + TF_BK < K)                                                                       \
+          LOAD (k0 + TF_BK);                                                                      \
+        TF_LAY_MMA (stage);                                                                       \
+        if (TF_STAGES == 2)                                                                       \
+          {                                                                                       \
+            /* The other buffer was last read before the barrier that ended the last slice. */    \
+            if (k0 + TF_BK < K)                                                                   \
+              TF_LAY_STORE (stage ^ 1);                                                           \
+            NEXT (k0 + 2 * TF_BK);                                                                \
+            barrier (CLK_LOCAL_MEM_FENCE);                                                        \
+          }                                                                                       \
+      }                                                                                           \
+  }
+
+#ifndef TF_CONV
 __kernel __attribute__ ((reqd_work_group_size (TF_THREADS, 1, 1))) void
 kilt_gemm_tf32_lay (uint M, uint N, uint K, float alpha, __global const float *A, ulong a_off,
                     uint lda, ulong a_stride, __global const float *B, ulong b_off, uint ldb,
                     ulong b_stride, float beta, __global float *C, ulong c_off, uint ldc,
                     ulong c_stride)
 {
-  __local uint As_[TF_STAGES][TF_A_SIZE] __attribute__ ((aligned (16)));
-  __local uint Bs_[TF_STAGES][TF_B_SIZE] __attribute__ ((aligned (16)));
-  TF_EMU_DECL
-  const uint tid = get_local_id (0);
-  const uint warp = tid / 32, lane = tid % 32;
-  const uint g = lane / 4, t = lane % 4;
-  const uint wm = (warp / TF_WARPS_N) * TF_WM, wn = (warp % TF_WARPS_N) * TF_WN;
-  const uint bm = get_group_id (0) * TF_BM, bn = get_group_id (1) * TF_BN;
+  TF_LAY_DECL
   const ulong z = get_group_id (2);
-  float acc[TF_MI][TF_NI][4];
-  /* Per chunk of this work-item: where it is read from (moved on a slice at a time), where in
-   * the slice it lies (tile row or column, and k), and which of its rows or columns exist. */
-  __global const float *pa[TF_CHUNKS], *pb[TF_CHUNKS];
-  uint ar[TF_CHUNKS], ak[TF_CHUNKS], br[TF_CHUNKS], bk[TF_CHUNKS];
-  int4 aok[TF_CHUNKS], bok[TF_CHUNKS];
-  float4 ra[TF_CHUNKS], rb[TF_CHUNKS];
+  /* Per chunk: where it is read from (moved on a slice at a time), and which of its rows or
+   * columns exist. */
+  __global const float *pa[TF_ACHUNKS], *pb[TF_BCHUNKS];
+  int4 aok[TF_ACHUNKS], bok[TF_BCHUNKS];
   const ulong a_step = TF_TA ? (ulong)TF_BK * lda : TF_BK;
   const ulong b_step = TF_TB ? TF_BK : (ulong)TF_BK * ldb;
 
@@ -421,149 +565,43 @@ kilt_gemm_tf32_lay (uint M, uint N, uint K, float alpha, __global const float *A
   B += b_off + z * b_stride;
   C += c_off + z * c_stride;
 #pragma unroll
-  for (uint i = 0; i < TF_MI; i++)
-#pragma unroll
-    for (uint j = 0; j < TF_NI; j++)
-#pragma unroll
-      for (uint r = 0; r < 4; r++)
-        acc[i][j][r] = 0.0f;
-
-#pragma unroll
-  for (uint e = 0; e < TF_CHUNKS; e++)
+  for (uint e = 0; e < TF_ACHUNKS; e++)
     {
-      uint lid = e * TF_THREADS + tid;
-      /* Along K: 4 chunks a row; along M or N: TF_BM / 4 chunks a row of k. */
-      uint r = TF_TA ? 4 * (lid % (TF_BM / 4)) : lid / 4;
-      uint k = TF_TA ? lid / (TF_BM / 4) : 4 * (lid % 4);
-      uint row = bm + r;
-
-      ar[e] = r;
-      ak[e] = k;
-      pa[e] = A + (TF_TA ? (ulong)k * lda + row : (ulong)row * lda + k);
+      uint row = bm + ar[e];
+      pa[e] = A + (TF_TA ? (ulong)ak[e] * lda + row : (ulong)row * lda + ak[e]);
       aok[e] = TF_TA ? TF_OK4 (row < M, row + 1 < M, row + 2 < M, row + 3 < M) : TF_OK1 (row < M);
-      r = TF_TB ? lid / 4 : 4 * (lid % (TF_BN / 4));
-      k = TF_TB ? 4 * (lid % 4) : lid / (TF_BN / 4);
-      row = bn + r;
-      br[e] = r;
-      bk[e] = k;
-      pb[e] = B + (TF_TB ? (ulong)row * ldb + k : (ulong)k * ldb + row);
-      bok[e] = TF_TB ? TF_OK1 (row < N) : TF_OK4 (row < N, row + 1 < N, row + 2 < N, row + 3 < N);
+    }
+#pragma unroll
+  for (uint e = 0; e < TF_BCHUNKS; e++)
+    {
+      uint col = bn + br[e];
+      pb[e] = B + (TF_TB ? (ulong)col * ldb + bk[e] : (ulong)bk[e] * ldb + col);
+      bok[e] = TF_TB ? TF_OK1 (col < N) : TF_OK4 (col < N, col + 1 < N, col + 2 < N, col + 3 < N);
     }
 
   /* The slice from k0 into ra and rb, and the addresses on to the next. */
 #define LOAD_SLICE(k0)                                                                            \
-  _Pragma ("unroll") for (uint e = 0; e < TF_CHUNKS; e++)                                         \
   {                                                                                               \
-    int4 ok;                                                                                      \
-    uint k = (k0) + ak[e];                                                                        \
-    ok = aok[e] & (TF_TA ? TF_OK1 (k < K) : TF_OK4 (k < K, k + 1 < K, k + 2 < K, k + 3 < K));     \
-    ra[e] = tf_load4 (pa[e], all (ok), ok, TF_VA);                                                \
-    pa[e] += a_step;                                                                              \
-    k = (k0) + bk[e];                                                                             \
-    ok = bok[e] & (TF_TB ? TF_OK4 (k < K, k + 1 < K, k + 2 < K, k + 3 < K) : TF_OK1 (k < K));     \
-    rb[e] = tf_load4 (pb[e], all (ok), ok, TF_VB);                                                \
-    pb[e] += b_step;                                                                              \
+    _Pragma ("unroll") for (uint e = 0; e < TF_ACHUNKS; e++)                                      \
+    {                                                                                             \
+      uint k = (k0) + ak[e];                                                                      \
+      int4 ok                                                                                     \
+          = aok[e] & (TF_TA ? TF_OK1 (k < K) : TF_OK4 (k < K, k + 1 < K, k + 2 < K, k + 3 < K));  \
+      ra[e] = tf_load4 (pa[e], all (ok), ok, TF_VA);                                              \
+      pa[e] += a_step;                                                                            \
+    }                                                                                             \
+    _Pragma ("unroll") for (uint e = 0; e < TF_BCHUNKS; e++)                                      \
+    {                                                                                             \
+      uint k = (k0) + bk[e];                                                                      \
+      int4 ok                                                                                     \
+          = bok[e] & (TF_TB ? TF_OK4 (k < K, k + 1 < K, k + 2 < K, k + 3 < K) : TF_OK1 (k < K));  \
+      rb[e] = tf_load4 (pb[e], all (ok), ok, TF_VB);                                              \
+      pb[e] += b_step;                                                                            \
+    }                                                                                             \
   }
+#define NO_NEXT(k0)
 
-#define STORE_SLICE(st)                                                                           \
-  _Pragma ("unroll") for (uint e = 0; e < TF_CHUNKS; e++)                                         \
-  {                                                                                               \
-    uint4 ua = (uint4)(tf32_round (ra[e].s0), tf32_round (ra[e].s1), tf32_round (ra[e].s2),       \
-                       tf32_round (ra[e].s3));                                                    \
-    uint4 ub = (uint4)(tf32_round (rb[e].s0), tf32_round (rb[e].s1), tf32_round (rb[e].s2),       \
-                       tf32_round (rb[e].s3));                                                    \
-    if (TF_TA)                                                                                    \
-      *(__local uint4 *)&As_[st][ak[e] * TF_LDT + ar[e]] = ua;                                    \
-    else                                                                                          \
-      {                                                                                           \
-        As_[st][TF_KPOS (ar[e], ak[e])] = ua.s0;                                                  \
-        As_[st][TF_KPOS (ar[e], ak[e] + 1)] = ua.s1;                                              \
-        As_[st][TF_KPOS (ar[e], ak[e] + 2)] = ua.s2;                                              \
-        As_[st][TF_KPOS (ar[e], ak[e] + 3)] = ua.s3;                                              \
-      }                                                                                           \
-    if (TF_TB)                                                                                    \
-      {                                                                                           \
-        Bs_[st][TF_KPOS (br[e], bk[e])] = ub.s0;                                                  \
-        Bs_[st][TF_KPOS (br[e], bk[e] + 1)] = ub.s1;                                              \
-        Bs_[st][TF_KPOS (br[e], bk[e] + 2)] = ub.s2;                                              \
-        Bs_[st][TF_KPOS (br[e], bk[e] + 3)] = ub.s3;                                              \
-      }                                                                                           \
-    else                                                                                          \
-      *(__local uint4 *)&Bs_[st][bk[e] * TF_LDT + br[e]] = ub;                                    \
-  }
-
-  LOAD_SLICE (0);
-#if TF_STAGES == 2
-  STORE_SLICE (0);
-  barrier (CLK_LOCAL_MEM_FENCE);
-#endif
-  for (uint k0 = 0, stage = 0; k0 < K; k0 += TF_BK, stage ^= TF_STAGES - 1)
-    {
-      __local const uint *As = As_[stage];
-      __local const uint *Bs = Bs_[stage];
-#if TF_STAGES == 1
-      barrier (CLK_LOCAL_MEM_FENCE);
-      STORE_SLICE (0);
-      barrier (CLK_LOCAL_MEM_FENCE);
-#endif
-      if (k0 + TF_BK < K)
-        LOAD_SLICE (k0 + TF_BK);
-
-#pragma unroll
-      for (uint s = 0; s < 2; s++)
-        {
-          uint a[TF_MI][4], b[TF_NI][2];
-
-#pragma unroll
-          for (uint i = 0; i < TF_MI; i++)
-            {
-              uint m = wm + i * 16 + g;
-              if (TF_TA)
-                {
-                  uint r0 = (8 * s + t) * TF_LDT + m;
-                  a[i][0] = As[r0];
-                  a[i][1] = As[r0 + 8];
-                  a[i][2] = As[r0 + 4 * TF_LDT];
-                  a[i][3] = As[r0 + 4 * TF_LDT + 8];
-                }
-              else
-                {
-                  /* k = 8 s + t and 8 s + t + 4 of rows m and m + 8 (whose groups swap alike) */
-                  uint r0 = TF_KPOS (m, 8 * s + t);
-                  uint2 lo = *(__local const uint2 *)&As[r0];
-                  uint2 hi = *(__local const uint2 *)&As[r0 + 8 * TF_BK];
-                  a[i][0] = lo.s0;
-                  a[i][1] = hi.s0;
-                  a[i][2] = lo.s1;
-                  a[i][3] = hi.s1;
-                }
-            }
-#pragma unroll
-          for (uint j = 0; j < TF_NI; j++)
-            {
-              uint n = wn + j * 8 + g;
-              if (TF_TB)
-                {
-                  uint2 v = *(__local const uint2 *)&Bs[TF_KPOS (n, 8 * s + t)];
-                  b[j][0] = v.s0;
-                  b[j][1] = v.s1;
-                }
-              else
-                {
-                  uint c0 = (8 * s + t) * TF_LDT + n;
-                  b[j][0] = Bs[c0];
-                  b[j][1] = Bs[c0 + 4 * TF_LDT];
-                }
-            }
-          TF_MMA_TILES (a, b);
-        }
-#if TF_STAGES == 2
-      /* The other buffer was last read before the barrier that ended the previous slice. */
-      if (k0 + TF_BK < K)
-        STORE_SLICE (stage ^ 1);
-      barrier (CLK_LOCAL_MEM_FENCE);
-#endif
-    }
+  TF_LAY_PIPELINE (LOAD_SLICE, NO_NEXT);
 
 #pragma unroll
   for (uint i = 0; i < TF_MI; i++)
@@ -582,6 +620,124 @@ kilt_gemm_tf32_lay (uint M, uint N, uint K, float alpha, __global const float *A
             }
         }
 #undef LOAD_SLICE
-#undef STORE_SLICE
+#undef NO_NEXT
 }
+#else /* TF_CONV */
+#if TF_THREADS % (TF_BN / 4) != 0
+#error "a work-item's chunks of B must share their four columns"
+#endif
+/* kilt_conv_igemm_tf32: kernels/igemm.cl's implicit-GEMM convolution (the same arguments,
+ * meaning the same) on tensor cores: out = act (A G + bias) (+ beta out), A (M x K, along K)
+ * read through the taps' offsets in its rows, G the image's column matrix (K x N, along N),
+ * never written out, gathered a tap at a time for four columns per work-item. Each slice's
+ * 16 taps are decoded into local memory while the one before is multiplied (two tables). */
+__kernel __attribute__ ((reqd_work_group_size (TF_THREADS, 1, 1))) void
+kilt_conv_igemm_tf32 (KILT_IGEMM_ARGS)
+{
+  TF_LAY_DECL
+  __local int4 tab_[2][TF_BK];
+  const uint K = IC * kh * kw, khkw = kh * kw;
+  /* This work-item's four columns of G (the same in each of its chunks of B): the offset of
+   * each one's window corner in the image, its top row and left column (far outside the image
+   * past N). */
+  long base[4];
+  int y0[4], x0[4];
+  ulong a_row[TF_ACHUNKS];
+  int a_in[TF_ACHUNKS];
+
+#pragma unroll
+  for (uint q = 0; q < 4; q++)
+    {
+      uint n = bn + br[0] + q;
+      base[q] = 0;
+      y0[q] = -(1 << 28);
+      x0[q] = 0;
+      if (n < N)
+        {
+          uint b = n / OP, p = n - b * OP, oy = p / OW, ox = p - oy * OW;
+          y0[q] = (int)(oy * sh) - pt;
+          x0[q] = (int)(ox * sw) - pl;
+          base[q] = (long)img_off + (long)b * img_bs + (long)y0[q] * IW + x0[q];
+        }
+    }
+#pragma unroll
+  for (uint e = 0; e < TF_ACHUNKS; e++)
+    {
+      a_in[e] = bm + ar[e] < M;
+      a_row[e] = a_off + (ulong)(a_in[e] ? bm + ar[e] : 0) * a_ms;
+    }
+
+  /* Taps k0 .. k0 + 16 into table (k0 / 16) % 2: image offset, tap row, tap column, offset in
+   * a row of A; past K a row far outside the image. */
+#define TAPS(k0)                                                                                  \
+  if (tid < TF_BK)                                                                                \
+    {                                                                                             \
+      uint k = (k0) + tid;                                                                        \
+      int4 e_ = (int4)(0, -(1 << 20), 0, 0);                                                      \
+      if (k < K)                                                                                  \
+        {                                                                                         \
+          uint c = k / khkw, tp = k - c * khkw, i = tp / kw, j = tp - i * kw;                     \
+          e_ = (int4)((int)(c * img_cs + i * IW + j), (int)i, (int)j,                             \
+                      (int)(c * a_cs + (a_flip ? khkw - 1 - tp : tp)));                           \
+        }                                                                                         \
+      tab_[((k0) / TF_BK) % 2][tid] = e_;                                                         \
+    }
+#define LOAD_SLICE(k0)                                                                            \
+  {                                                                                               \
+    __local const int4 *tab = tab_[((k0) / TF_BK) % 2];                                           \
+    _Pragma ("unroll") for (uint e = 0; e < TF_ACHUNKS; e++)                                      \
+    {                                                                                             \
+      float v[4];                                                                                 \
+      _Pragma ("unroll") for (uint q = 0; q < 4; q++) v[q]                                        \
+          = a_in[e] && (k0) + ak[e] + q < K ? A[a_row[e] + tab[ak[e] + q].w] : 0.0f;              \
+      ra[e] = (float4)(v[0], v[1], v[2], v[3]);                                                   \
+    }                                                                                             \
+    _Pragma ("unroll") for (uint e = 0; e < TF_BCHUNKS; e++)                                      \
+    {                                                                                             \
+      int4 tp = tab[bk[e]];                                                                       \
+      float v[4];                                                                                 \
+      _Pragma ("unroll") for (uint q = 0; q < 4; q++)                                             \
+      {                                                                                           \
+        int y = y0[q] + tp.y, x = x0[q] + tp.z;                                                   \
+        v[q] = (uint)y < IH && (uint)x < IW ? img[base[q] + tp.x] : 0.0f;                         \
+      }                                                                                           \
+      rb[e] = (float4)(v[0], v[1], v[2], v[3]);                                                   \
+    }                                                                                             \
+  }
+
+  TAPS (0);
+  barrier (CLK_LOCAL_MEM_FENCE);
+  TF_LAY_PIPELINE (LOAD_SLICE, TAPS);
+
+  /* The epilogue: column n is sample n / OP's pixel n % OP; rows are channels OP apart. */
+#pragma unroll
+  for (uint j = 0; j < TF_NI; j++)
+#pragma unroll
+    for (uint c = 0; c < 2; c++)
+      {
+        uint n = bn + wn + j * 8 + 2 * t + c;
+        if (n < N)
+          {
+            uint b = n / OP, p = n - b * OP;
+            ulong o = out_off + (ulong)b * out_bs + p;
+#pragma unroll
+            for (uint i = 0; i < TF_MI; i++)
+#pragma unroll
+              for (uint h = 0; h < 2; h++)
+                {
+                  uint m = bm + wm + i * 16 + g + 8 * h;
+                  if (m < M)
+                    {
+                      float v = kilt_act (act, acc[i][j][2 * h + c] + (has_bias ? bias[bias_off + m] : 0.0f),
+                                          alpha);
+                      ulong d = o + (ulong)m * OP;
+                      out[d] = beta == 0.0f ? v : fma (beta, out[d], v);
+                    }
+                }
+          }
+      }
+#undef TAPS
+#undef LOAD_SLICE
+}
+#endif /* TF_CONV */
 #endif /* TF_LAYOUT */

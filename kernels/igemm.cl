@@ -23,23 +23,8 @@
 #define IGEMM_TK      16
 #define IGEMM_THREADS 256
 
-/* Arguments, offsets and strides in floats:
- * - out: the output tensor; sample b's channel m starts at out_off + b * out_bs + m * OP.
- * - A: row m of A at a_off + m * a_ms; entry (m, k = (c, t)) at + c * a_cs + t, or with a_flip
- *   at + c * a_cs + (kh kw - 1 - t) (t = i * kw + j).
- * - img: channel c of sample b at img_off + b * img_bs + c * img_cs, rows IW floats apart.
- * - bias: bias_off + m, when has_bias.
- * - M rows, N = batch x OP columns; IC x IH x IW image, kh x kw taps, strides, padding.
- * - the epilogue: act (an activation, kilt_act), then beta * out added when beta != 0. */
-#define KILT_IGEMM_ARGS                                                                            \
-  __global float *out, const ulong out_off, const uint out_bs, __global const float *A,            \
-      const ulong a_off, const uint a_ms, const uint a_cs, const int a_flip,                       \
-      __global const float *img, const ulong img_off, const uint img_bs, const uint img_cs,        \
-      __global const float *bias, const ulong bias_off, const int has_bias, const uint M,          \
-      const uint N, const uint IC, const uint IH, const uint IW, const uint kh, const uint kw,     \
-      const uint sh, const uint sw, const int pt, const int pl, const uint OW, const uint OP,      \
-      const int act, const float alpha, const float beta
-
+/* KILT_IGEMM_ARGS (common.cl, which kernels/gemm-tf32.cl's TF32 convolution shares) says what
+ * the arguments are. */
 #define KILT_IGEMM_PASS                                                                            \
   out, out_off, out_bs, A, a_off, a_ms, a_cs, a_flip, img, img_off, img_bs, img_cs, bias,          \
       bias_off, has_bias, M, N, IC, IH, IW, kh, kw, sh, sw, pt, pl, OW, OP, act, alpha, beta

@@ -5,6 +5,7 @@
 #include "kilt-model.h"
 
 #include "test-layer-cases.h"
+#include "kilt-gemm-tf32.h"
 #include "kilt-error.h"
 
 #include <math.h>
@@ -496,6 +497,61 @@ fault_pending (void)
  * im2col and go on, with right results; a failing im2col launch, or any launch after the
  * choice, fails the step with a message naming the kernel. Every launch of one checked step is
  * failed in turn, until the injected failure no longer fires. */
+/* The implicit-GEMM convolution on tensor cores (kilt_conv_igemm_tf32, each mma emulated from
+ * the lanes' fragments), each of its tiles forced, on TF32 values, where its products are exact:
+ * the FP32 tolerances hold, so a misplaced tap, column or fragment shows. Shapes reach partial
+ * tiles of rows and columns, several slices of taps, flipped taps (the data gradient), strides,
+ * an accumulated input gradient and a batch whose columns cross samples inside a chunk of four. */
+static void
+test_conv_implicit_gemm_tf32 (void)
+{
+  static const char *const tiles[] = { "32", "64", "128" };
+  static const struct
+  {
+    const char *label;
+    ConvCase cc;
+    gboolean adds;
+  } cases[] = {
+    /*                    c  h   w   F kh kw sh sw same  bias   act            batch */
+    { "3x3 same relu", { 3, 7, 9, 4, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 }, FALSE },
+    { "40 filters over 8 channels",
+      { 8, 12, 11, 40, 3, 3, 1, 1, TRUE, TRUE, KILT_ACT_RELU, 3 },
+      FALSE },
+    { "40 channels to 6, adds",
+      { 40, 6, 5, 6, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_LINEAR, 2 },
+      TRUE },
+    { "130 filters, 5x5 stride 2",
+      { 3, 9, 8, 130, 5, 5, 2, 2, TRUE, FALSE, KILT_ACT_LINEAR, 2 },
+      FALSE },
+    { "1x1 no bias", { 5, 4, 4, 3, 1, 1, 1, 1, FALSE, FALSE, KILT_ACT_RELU, 3 }, FALSE },
+  };
+  KiltContext *ctx = kilt_test_context ();
+  g_autoptr (GError) error = NULL;
+
+  if (!ctx)
+    return;
+  g_setenv ("KILT_TF32_EMULATE", "1", TRUE);
+  g_setenv ("KILT_CONV_IGEMM", "1", TRUE);
+  g_assert_true (kilt_context_set_precision (ctx, KILT_PRECISION_TF32, &error));
+  g_assert_no_error (error);
+  for (guint t = 0; t < G_N_ELEMENTS (tiles); t++)
+    for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+      {
+        g_autofree char *label
+            = g_strdup_printf ("tf32 igemm, tiles of %s: %s", tiles[t], cases[i].label);
+        KiltLayerCheck c = conv_check (label, &cases[i].cc);
+
+        g_setenv ("KILT_TF32_CONV_TILE", tiles[t], TRUE);
+        c.tf32_values = TRUE;
+        c.accumulate = cases[i].adds;
+        kilt_test_layer_case (&c);
+      }
+  g_assert_true (kilt_context_set_precision (ctx, KILT_PRECISION_FP32, &error));
+  g_unsetenv ("KILT_TF32_CONV_TILE");
+  g_unsetenv ("KILT_CONV_IGEMM");
+  g_unsetenv ("KILT_TF32_EMULATE");
+}
+
 static void
 test_conv_igemm_fallback (void)
 {
@@ -842,6 +898,7 @@ main (int argc, char **argv)
   g_test_add_func ("/layers/conv2d-transpose/infer", test_conv_transpose_infer);
   g_test_add_func ("/layers/conv2d/implicit-gemm", test_conv_implicit_gemm);
   g_test_add_func ("/layers/conv2d/implicit-gemm-fallback", test_conv_igemm_fallback);
+  g_test_add_func ("/layers/conv2d/implicit-gemm-tf32", test_conv_implicit_gemm_tf32);
   g_test_add_func ("/layers/pool/infer", test_pool_infer);
   g_test_add_func ("/layers/pool/max", test_max_pool);
   g_test_add_func ("/layers/pool/avg", test_avg_pool);

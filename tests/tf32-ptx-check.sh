@@ -34,13 +34,19 @@ for build in "64::16" "128:$big:32" "128-cp.async:$big -DTF_CPASYNC -DTF_STAGES=
   "128-lay-NN:$big $lay=0 -DTF_TB=0 -DTF_VA=1 -DTF_VB=1:32" \
   "128-lay-TN:$big $lay=1 -DTF_TB=0 -DTF_VA=1 -DTF_VB=0:32" \
   "128-lay-NT-2:$big $lay=0 -DTF_TB=1 -DTF_VA=0 -DTF_VB=1 -DTF_STAGES=2:32" \
-  "64-lay-TT:$lay=1 -DTF_TB=1 -DTF_VA=1 -DTF_VB=1:16"; do
+  "64-lay-TT:$lay=1 -DTF_TB=1 -DTF_VA=1 -DTF_VB=1:16" \
+  "32x128-conv:-DTF_CONV $lay=0 -DTF_TB=0 -DTF_VA=0 -DTF_VB=0 -DTF_BM=32 -DTF_BN=128 -DTF_WM=32 -DTF_WN=32:16" \
+  "128-conv:-DTF_CONV $big $lay=0 -DTF_TB=0 -DTF_VA=0 -DTF_VB=0:32"; do
   tile=${build%%:*}; rest=${build#*:}; opts=${rest%:*}; want=${rest##*:}
+  # The convolution (TF_CONV) is built after common.cl, as kilt-gemm-tf32.c builds it.
+  cat "$(dirname "$src")/common.cl" "$src" > "$work/conv-tf32.cl"
+  in=$src
+  case $opts in *TF_CONV*) in=$work/conv-tf32.cl ;; esac
   # shellcheck disable=SC2086
   if ! "$clang" -x cl -cl-std=CL1.2 -Xclang -finclude-default-header -target nvptx64--nvidiacl \
     -Xclang -mlink-builtin-bitcode -Xclang "$clc" \
     -Xclang -target-cpu -Xclang sm_80 -Xclang -target-feature -Xclang +ptx70 \
-    -DKILT_PTX -DKILT_ASM=__asm__ $opts -O3 -S -o "$work/tf32.ptx" "$src" 2> "$work/clang.log"; then
+    -DKILT_PTX -DKILT_ASM=__asm__ $opts -O3 -S -o "$work/tf32.ptx" "$in" 2> "$work/clang.log"; then
     cat "$work/clang.log"
     echo "FAILED: gemm-tf32.cl (build $tile) does not compile for NVPTX with KILT_PTX"
     exit 1

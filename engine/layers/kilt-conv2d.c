@@ -4,6 +4,7 @@
 
 #include "kilt-layer.h"
 #include "kilt-gemm.h"
+#include "kilt-gemm-tf32.h"
 
 /* At most this many floats of column matrix + GEMM output per chunk of the batch on a GPU: a
  * quarter of the device's largest allocation, within 128 MiB .. 1 GiB. Bigger batches are
@@ -504,20 +505,31 @@ typedef struct
   float alpha, beta;
 } IgemmArgs;
 
+/* Where the run computes at tf32, on tensor cores (kilt_conv_igemm_tf32, unless
+ * $KILT_TF32_CONV=0), its groups over (rows, columns); else kernels/igemm.cl's, over (columns,
+ * rows). */
 static gboolean
 conv_igemm_launch (KiltExec *ex, const IgemmArgs *a, GError **error)
 {
+  gboolean tf32 = ex->ctx->precision == KILT_PRECISION_TF32
+                  && g_strcmp0 (g_getenv ("KILT_TF32_CONV"), "0") != 0;
   gboolean wide = a->M > 32;
-  cl_kernel k
-      = kilt_context_kernel (ex->ctx, wide ? "kilt_conv_igemm_64" : "kilt_conv_igemm_32", error);
-  gsize tm = wide ? 64 : 32, tn = 8192 / tm;
-  size_t global[2] = { (a->N + tn - 1) / tn * KILT_IGEMM_GROUP, (a->M + tm - 1) / tm };
-  size_t local[2] = { KILT_IGEMM_GROUP, 1 };
+  gsize tm = wide ? 64 : 32, tn = 8192 / tm, threads = KILT_IGEMM_GROUP;
+  cl_kernel k = tf32 ? kilt_conv_tf32_kernel (ex->ctx, a->M, a->N, &tm, &tn, &threads, error)
+                     : kilt_context_kernel (
+                         ex->ctx, wide ? "kilt_conv_igemm_64" : "kilt_conv_igemm_32", error);
+  size_t global[2] = { (a->N + tn - 1) / tn * threads, (a->M + tm - 1) / tm };
+  size_t local[2] = { threads, 1 };
   cl_int err = CL_SUCCESS;
   guint i = 0;
 
   if (!k)
     return FALSE;
+  if (tf32)
+    {
+      global[0] = (a->M + tm - 1) / tm * threads;
+      global[1] = (a->N + tn - 1) / tn;
+    }
   KILT_ARG (k, i++, a->out, err);
   KILT_ARG (k, i++, a->out_off, err);
   KILT_ARG (k, i++, a->out_bs, err);
