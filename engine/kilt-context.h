@@ -30,8 +30,9 @@ struct _KiltContext
    * tile, then by transposes and 16-byte loads (kilt-gemm-tf32.c's layout_index ()). */
   cl_program tf32_lay_program[2][16];
   cl_kernel tf32_lay_kernel[2][16];
-  cl_program tf32_conv_program[3]; /* kilt_conv_igemm_tf32, by tile (kilt-gemm-tf32.c) */
-  cl_kernel tf32_conv_kernel[3];
+  /* kilt_conv_igemm_tf32 and kilt_conv_igemm_wgrad_tf32, by tile (kilt-gemm-tf32.c) */
+  cl_program tf32_conv_program[3][2];
+  cl_kernel tf32_conv_kernel[3][2];
   KiltBuffer *gemm_parts; /* the split-K GEMM's parts (engine/kilt-gemm.c), made on use */
   gboolean profiling;
   int prof_tag;

@@ -325,50 +325,52 @@ static const struct
 };
 
 cl_kernel
-kilt_conv_tf32_kernel (KiltContext *ctx, gsize m, gsize n, gsize *tm, gsize *tn, gsize *threads,
-                       GError **error)
+kilt_conv_tf32_kernel (KiltContext *ctx, gboolean wgrad, gsize m, gsize n, gsize *tm, gsize *tn,
+                       gsize *threads, GError **error)
 {
   const char *forced = g_getenv ("KILT_TF32_CONV_TILE");
-  guint which = m <= 32                                                                         ? 0
-                : m >= 128 && ((m + 127) / 128) * ((n + 127) / 128) >= ctx->info->compute_units ? 2
-                                                                                                : 1;
+  gboolean big = m >= 128 && ((m + 127) / 128) * ((n + 127) / 128) >= ctx->info->compute_units;
+  guint which = m <= 32 ? 0 : big ? 2 : 1, w = wgrad != 0;
 
   for (guint i = 0; forced && i < G_N_ELEMENTS (conv_builds); i++)
     if ((gsize)g_ascii_strtoull (forced, NULL, 10) == conv_builds[i].tm)
       which = i;
-  if (ctx->tf32_conv_kernel[which] == NULL)
+  if (ctx->tf32_conv_kernel[which][w] == NULL)
     {
       g_autofree char *defines
-          = g_strconcat (" -DTF_LAYOUT -DTF_CONV -DTF_TA=0 -DTF_TB=0 -DTF_VA=0 -DTF_VB=0",
-                         conv_builds[which].options, NULL);
-      if (!build_program (ctx, defines, TRUE, which == 2, "kilt_conv_igemm_tf32",
-                          &ctx->tf32_conv_program[which], &ctx->tf32_conv_kernel[which], error))
+          = g_strconcat (" -DTF_LAYOUT -DTF_CONV -DTF_TA=0 -DTF_VA=0 -DTF_VB=0",
+                         w ? " -DTF_TB=1" : " -DTF_TB=0", conv_builds[which].options, NULL);
+      if (!build_program (ctx, defines, TRUE, which == 2,
+                          w ? "kilt_conv_igemm_wgrad_tf32" : "kilt_conv_igemm_tf32",
+                          &ctx->tf32_conv_program[which][w], &ctx->tf32_conv_kernel[which][w],
+                          error))
         {
-          if (ctx->tf32_conv_program[which])
-            clReleaseProgram (ctx->tf32_conv_program[which]);
-          ctx->tf32_conv_program[which] = NULL;
-          ctx->tf32_conv_kernel[which] = NULL;
+          if (ctx->tf32_conv_program[which][w])
+            clReleaseProgram (ctx->tf32_conv_program[which][w]);
+          ctx->tf32_conv_program[which][w] = NULL;
+          ctx->tf32_conv_kernel[which][w] = NULL;
           return NULL;
         }
     }
   *tm = conv_builds[which].tm;
   *tn = conv_builds[which].tn;
   *threads = conv_builds[which].threads;
-  return ctx->tf32_conv_kernel[which];
+  return ctx->tf32_conv_kernel[which][w];
 }
 
 void
 kilt_context_free_tf32 (KiltContext *ctx)
 {
   for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_conv_kernel); i++)
-    {
-      if (ctx->tf32_conv_kernel[i])
-        clReleaseKernel (ctx->tf32_conv_kernel[i]);
-      if (ctx->tf32_conv_program[i])
-        clReleaseProgram (ctx->tf32_conv_program[i]);
-      ctx->tf32_conv_kernel[i] = NULL;
-      ctx->tf32_conv_program[i] = NULL;
-    }
+    for (guint w = 0; w < 2; w++)
+      {
+        if (ctx->tf32_conv_kernel[i][w])
+          clReleaseKernel (ctx->tf32_conv_kernel[i][w]);
+        if (ctx->tf32_conv_program[i][w])
+          clReleaseProgram (ctx->tf32_conv_program[i][w]);
+        ctx->tf32_conv_kernel[i][w] = NULL;
+        ctx->tf32_conv_program[i][w] = NULL;
+      }
   for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_kernel); i++)
     for (guint l = 0; l < G_N_ELEMENTS (ctx->tf32_lay_kernel[i]); l++)
       {

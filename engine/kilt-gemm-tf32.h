@@ -30,13 +30,13 @@ gboolean kilt_gemm_tf32 (KiltContext *ctx, gboolean trans_a, gboolean trans_b, g
 #define KILT_TF32_CHECK_TOLERANCE 1e-4
 gboolean kilt_gemm_tf32_check (KiltContext *ctx, double *max_error, double *gflops, GError **error);
 
-/* The implicit-GEMM convolution on tensor cores (kilt_conv_igemm_tf32, the arguments of
- * kernels/igemm.cl's kernels) for an output of @m rows and @n columns, built on first use:
- * the kernel, the rows and columns of its group's tile (*tm, *tn) and its work-items. The tile
- * comes from the shape, or from $KILT_TF32_CONV_TILE (32, 64 or 128). NULL with @error when it
- * cannot be built. */
-cl_kernel kilt_conv_tf32_kernel (KiltContext *ctx, gsize m, gsize n, gsize *tm, gsize *tn,
-                                 gsize *threads, GError **error);
+/* The implicit-GEMM convolution on tensor cores for an output of @m rows and @n columns, built
+ * on first use: kilt_conv_igemm_tf32, or with @wgrad kilt_conv_igemm_wgrad_tf32 (the arguments
+ * of kernels/igemm.cl's kernels), the rows and columns of its group's tile (*tm, *tn) and its
+ * work-items. The tile comes from the shape, or from $KILT_TF32_CONV_TILE (32, 64 or 128).
+ * NULL with @error when it cannot be built. */
+cl_kernel kilt_conv_tf32_kernel (KiltContext *ctx, gboolean wgrad, gsize m, gsize n, gsize *tm,
+                                 gsize *tn, gsize *threads, GError **error);
 
 /* @x with its mantissa rounded to TF32's 10 bits, half away from zero (cvt.rna.tf32.f32). */
 float kilt_tf32_round (float x);

@@ -86,3 +86,11 @@ inline int kilt_step_kept (__global const float *m, int kind, float value, uint 
       const uint N, const uint IC, const uint IH, const uint IW, const uint kh, const uint kw,     \
       const uint sh, const uint sw, const int pt, const int pl, const uint OW, const uint OP,      \
       const int act, const float alpha, const float beta
+
+/* The implicit-GEMM weight gradient's (kernels/igemm.cl, and on tensor cores kernels/gemm-tf32.cl). */
+#define KILT_IGEMM_WGRAD_ARGS                                                                      \
+  __global float *parts, const ulong parts_off, __global const float *dz, const ulong dz_off,      \
+      const uint np, const uint len, __global const float *img, const ulong img_off,               \
+      const uint img_bs, const uint img_cs, const uint F, const uint Kc, const uint IC,            \
+      const uint IH, const uint IW, const uint kh, const uint kw, const uint sh, const uint sw,    \
+      const int pt, const int pl, const uint OW, const uint OP

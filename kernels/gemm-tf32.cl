@@ -622,7 +622,7 @@ kilt_gemm_tf32_lay (uint M, uint N, uint K, float alpha, __global const float *A
 #undef LOAD_SLICE
 #undef NO_NEXT
 }
-#else /* TF_CONV */
+#elif TF_TB == 0 /* TF_CONV: the forward convolution with TF_TB=0, its weight gradient with 1 */
 #if TF_THREADS % (TF_BN / 4) != 0
 #error "a work-item's chunks of B must share their four columns"
 #endif
@@ -739,5 +739,107 @@ kilt_conv_igemm_tf32 (KILT_IGEMM_ARGS)
 #undef TAPS
 #undef LOAD_SLICE
 }
-#endif /* TF_CONV */
+#else
+
+/* kilt_conv_igemm_wgrad_tf32: kernels/igemm.cl's weight gradient (the same arguments) on tensor
+ * cores: parts[s] (F x Kc) = dz (F x the part's columns) times the column matrix G (Kc x those
+ * columns) transposed, G's row K all ones when Kc > K (the bias). Both operands lie along the
+ * part's columns, as A and B do in the layout TF_TA = 0, TF_TB = 1; a work-item's taps stay
+ * decoded, and each slice's 16 columns are decoded into local memory while the one before is
+ * multiplied. Launch over (ceil (F / TF_BM) work-groups, ceil (Kc / TF_BN), parts). */
+__kernel __attribute__ ((reqd_work_group_size (TF_THREADS, 1, 1))) void
+kilt_conv_igemm_wgrad_tf32 (KILT_IGEMM_WGRAD_ARGS)
+{
+  TF_LAY_DECL
+  __local int4 cols_[2][TF_BK];
+  const uint s = get_group_id (2), khkw = kh * kw, Kt = IC * khkw;
+  const uint n_lo = min (np, s * len), n_hi = min (np, n_lo + len);
+  /* The inner dimension: this part's columns. */
+  const uint K = n_hi - n_lo;
+  /* Per chunk of G: its tap's offset in the image, row, column, and 1 for the bias row (0
+   * past Kc, a row far outside the image); per chunk of dz: its row's start. */
+  int4 tap[TF_BCHUNKS];
+  ulong dz_row[TF_ACHUNKS];
+  int dz_in[TF_ACHUNKS];
+
+#pragma unroll
+  for (uint e = 0; e < TF_BCHUNKS; e++)
+    {
+      uint kc = bn + br[e];
+      tap[e] = (int4)(0, -(1 << 20), 0, 0);
+      if (kc < Kt)
+        {
+          uint c = kc / khkw, tp = kc - c * khkw, i = tp / kw, j = tp - i * kw;
+          tap[e] = (int4)((int)(c * img_cs + i * IW + j), (int)i, (int)j, 0);
+        }
+      else if (kc < Kc)
+        tap[e] = (int4)(0, 0, 0, 1);
+    }
+#pragma unroll
+  for (uint e = 0; e < TF_ACHUNKS; e++)
+    {
+      dz_in[e] = bm + ar[e] < F;
+      dz_row[e] = dz_off + (ulong)(dz_in[e] ? bm + ar[e] : 0) * np + n_lo;
+    }
+
+  /* Columns k0 .. k0 + 16 of the part into table (k0 / 16) % 2: the offset of the window's
+   * corner in the image, its top row and left column, 1 when inside the part. */
+#define COLS(k0)                                                                                  \
+  if (tid < TF_BK)                                                                                \
+    {                                                                                             \
+      uint n = n_lo + (k0) + tid;                                                                 \
+      int4 e_ = (int4)(0, 0, 0, 0);                                                               \
+      if (n < n_hi)                                                                               \
+        {                                                                                         \
+          uint b = n / OP, p = n - b * OP, oy = p / OW, ox = p - oy * OW;                         \
+          int y0 = (int)(oy * sh) - pt, x0 = (int)(ox * sw) - pl;                                 \
+          e_ = (int4)((int)(b * img_bs) + y0 * (int)IW + x0, y0, x0, 1);                          \
+        }                                                                                         \
+      cols_[((k0) / TF_BK) % 2][tid] = e_;                                                        \
+    }
+#define LOAD_SLICE(k0)                                                                            \
+  {                                                                                               \
+    __local const int4 *cl = cols_[((k0) / TF_BK) % 2];                                           \
+    _Pragma ("unroll") for (uint e = 0; e < TF_ACHUNKS; e++)                                      \
+    {                                                                                             \
+      float v[4];                                                                                 \
+      _Pragma ("unroll") for (uint q = 0; q < 4; q++) v[q]                                        \
+          = dz_in[e] && (k0) + ak[e] + q < K ? dz[dz_row[e] + (k0) + ak[e] + q] : 0.0f;           \
+      ra[e] = (float4)(v[0], v[1], v[2], v[3]);                                                   \
+    }                                                                                             \
+    _Pragma ("unroll") for (uint e = 0; e < TF_BCHUNKS; e++)                                      \
+    {                                                                                             \
+      float v[4];                                                                                 \
+      _Pragma ("unroll") for (uint q = 0; q < 4; q++)                                             \
+      {                                                                                           \
+        int4 c = cl[bk[e] + q];                                                                   \
+        int y = c.y + tap[e].y, x = c.z + tap[e].z;                                               \
+        float u = tap[e].w ? 1.0f                                                                 \
+                           : ((uint)y < IH && (uint)x < IW ? img[img_off + c.x + tap[e].x] : 0.0f); \
+        v[q] = c.w ? u : 0.0f;                                                                    \
+      }                                                                                           \
+      rb[e] = (float4)(v[0], v[1], v[2], v[3]);                                                   \
+    }                                                                                             \
+  }
+
+  COLS (0);
+  barrier (CLK_LOCAL_MEM_FENCE);
+  TF_LAY_PIPELINE (LOAD_SLICE, COLS);
+
+#pragma unroll
+  for (uint i = 0; i < TF_MI; i++)
+#pragma unroll
+    for (uint j = 0; j < TF_NI; j++)
+#pragma unroll
+      for (uint r = 0; r < 4; r++)
+        {
+          uint f = bm + wm + i * 16 + g + 8 * (r / 2);
+          uint kc = bn + wn + j * 8 + 2 * t + r % 2;
+          if (f < F && kc < Kc)
+            parts[parts_off + ((ulong)s * F + f) * Kc + kc] = acc[i][j][r];
+        }
+#undef COLS
+#undef LOAD_SLICE
+}
+#endif /* TF_CONV, TF_TB */
 #endif /* TF_LAYOUT */

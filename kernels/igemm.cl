@@ -198,13 +198,7 @@ KILT_IGEMM_KERNEL (kilt_conv_igemm_64, 64, 128)
  * tile of one part, TF = 32 (128 work-items) or 64 (256), each work-item 4 x 4 outputs, going
  * down the part's columns IGEMM_TK at a time. The group's 64 taps are decoded once; the columns'
  * (sample, row, column) as they come, into a table that alternates like the taps above. */
-#define KILT_IGEMM_WGRAD_ARGS                                                                      \
-  __global float *parts, const ulong parts_off, __global const float *dz, const ulong dz_off,      \
-      const uint np, const uint len, __global const float *img, const ulong img_off,               \
-      const uint img_bs, const uint img_cs, const uint F, const uint Kc, const uint IC,            \
-      const uint IH, const uint IW, const uint kh, const uint kw, const uint sh, const uint sw,    \
-      const int pt, const int pl, const uint OW, const uint OP
-
+/* (KILT_IGEMM_WGRAD_ARGS: in common.cl, shared with kernels/gemm-tf32.cl.) */
 #define KILT_IGEMM_WGRAD_PASS                                                                      \
   parts, parts_off, dz, dz_off, np, len, img, img_off, img_bs, img_cs, F, Kc, IC, IH, IW, kh, kw,  \
       sh, sw, pt, pl, OW, OP

@@ -501,7 +501,8 @@ fault_pending (void)
  * the lanes' fragments), each of its tiles forced, on TF32 values, where its products are exact:
  * the FP32 tolerances hold, so a misplaced tap, column or fragment shows. Shapes reach partial
  * tiles of rows and columns, several slices of taps, flipped taps (the data gradient), strides,
- * an accumulated input gradient and a batch whose columns cross samples inside a chunk of four. */
+ * an accumulated input gradient, a batch whose columns cross samples inside a chunk of four, and
+ * the weight gradient (kilt_conv_igemm_wgrad_tf32) over uneven parts of a chunk's columns. */
 static void
 test_conv_implicit_gemm_tf32 (void)
 {
@@ -546,6 +547,17 @@ test_conv_implicit_gemm_tf32 (void)
         c.accumulate = cases[i].adds;
         kilt_test_layer_case (&c);
       }
+  /* The weight gradient's uneven parts (5 of a chunk of 2 samples' columns). */
+  {
+    KiltLayerCheck c = conv_check ("tf32 igemm, chunks of 2 in 5 parts", &cases[1].cc);
+
+    g_setenv ("KILT_CONV_CHUNK", "2", TRUE);
+    g_setenv ("KILT_CONV_SPLIT", "5", TRUE);
+    c.tf32_values = TRUE;
+    kilt_test_layer_case (&c);
+    g_unsetenv ("KILT_CONV_SPLIT");
+    g_unsetenv ("KILT_CONV_CHUNK");
+  }
   g_assert_true (kilt_context_set_precision (ctx, KILT_PRECISION_FP32, &error));
   g_unsetenv ("KILT_TF32_CONV_TILE");
   g_unsetenv ("KILT_CONV_IGEMM");

@@ -36,7 +36,9 @@ for build in "64::16" "128:$big:32" "128-cp.async:$big -DTF_CPASYNC -DTF_STAGES=
   "128-lay-NT-2:$big $lay=0 -DTF_TB=1 -DTF_VA=0 -DTF_VB=1 -DTF_STAGES=2:32" \
   "64-lay-TT:$lay=1 -DTF_TB=1 -DTF_VA=1 -DTF_VB=1:16" \
   "32x128-conv:-DTF_CONV $lay=0 -DTF_TB=0 -DTF_VA=0 -DTF_VB=0 -DTF_BM=32 -DTF_BN=128 -DTF_WM=32 -DTF_WN=32:16" \
-  "128-conv:-DTF_CONV $big $lay=0 -DTF_TB=0 -DTF_VA=0 -DTF_VB=0:32"; do
+  "128-conv:-DTF_CONV $big $lay=0 -DTF_TB=0 -DTF_VA=0 -DTF_VB=0:32" \
+  "64-conv-wgrad:-DTF_CONV $lay=0 -DTF_TB=1 -DTF_VA=0 -DTF_VB=0:16" \
+  "128-conv-wgrad:-DTF_CONV $big $lay=0 -DTF_TB=1 -DTF_VA=0 -DTF_VB=0:32"; do
   tile=${build%%:*}; rest=${build#*:}; opts=${rest%:*}; want=${rest##*:}
   # The convolution (TF_CONV) is built after common.cl, as kilt-gemm-tf32.c builds it.
   cat "$(dirname "$src")/common.cl" "$src" > "$work/conv-tf32.cl"

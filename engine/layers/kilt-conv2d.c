@@ -515,7 +515,7 @@ conv_igemm_launch (KiltExec *ex, const IgemmArgs *a, GError **error)
                   && g_strcmp0 (g_getenv ("KILT_TF32_CONV"), "0") != 0;
   gboolean wide = a->M > 32;
   gsize tm = wide ? 64 : 32, tn = 8192 / tm, threads = KILT_IGEMM_GROUP;
-  cl_kernel k = tf32 ? kilt_conv_tf32_kernel (ex->ctx, a->M, a->N, &tm, &tn, &threads, error)
+  cl_kernel k = tf32 ? kilt_conv_tf32_kernel (ex->ctx, FALSE, a->M, a->N, &tm, &tn, &threads, error)
                      : kilt_context_kernel (
                          ex->ctx, wide ? "kilt_conv_igemm_64" : "kilt_conv_igemm_32", error);
   size_t global[2] = { (a->N + tn - 1) / tn * threads, (a->M + tm - 1) / tm };
@@ -1083,29 +1083,39 @@ conv_parts_im2col (KiltExec *ex, const ConvGeom *g, gsize np, cl_uint parts, GEr
                        ex->workspace, part_off, g->Kc, error);
 }
 
-/* The same parts by the implicit-GEMM kernel, from the input of samples b0 .. b0 + nb. */
+/* The same parts by the implicit-GEMM kernel, from the input of samples b0 .. b0 + nb: on tensor
+ * cores where the run computes at tf32 (unless $KILT_TF32_CONV=0), tiles of tf x tn. */
 static gboolean
 conv_parts_igemm (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint nb,
                   cl_uint parts, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
+  gboolean tf32 = ex->ctx->precision == KILT_PRECISION_TF32
+                  && g_strcmp0 (g_getenv ("KILT_TF32_CONV"), "0") != 0;
   gboolean wide = g->F > 32;
-  cl_kernel k = kilt_context_kernel (
-      ex->ctx, wide ? "kilt_conv_igemm_wgrad_64" : "kilt_conv_igemm_wgrad_32", error);
-  gsize threads = wide ? 256 : 128, tf = wide ? 64 : 32;
+  gsize threads = wide ? 256 : 128, tf = wide ? 64 : 32, tn = 64;
+  cl_kernel k
+      = tf32 ? kilt_conv_tf32_kernel (ex->ctx, TRUE, g->F, g->Kc, &tf, &tn, &threads, error)
+             : kilt_context_kernel (
+                 ex->ctx, wide ? "kilt_conv_igemm_wgrad_64" : "kilt_conv_igemm_wgrad_32", error);
   cl_uint np = nb * (cl_uint)g->P, len = (np + parts - 1) / parts;
   cl_ulong parts_off = ws_parts (g, np), dz_off = ws_dz (g, np);
   cl_ulong img_off = (cl_ulong)b0 * g->C * g->H * g->W;
   cl_uint img_bs = g->C * g->H * g->W, img_cs = g->H * g->W, Kc = (cl_uint)g->Kc;
   cl_uint OP = (cl_uint)g->P;
   cl_int pt = (cl_int)g->pt, pl = (cl_int)g->pl;
-  size_t global[3] = { (g->Kc + 63) / 64 * threads, (g->F + tf - 1) / tf, parts };
+  size_t global[3] = { (g->Kc + tn - 1) / tn * threads, (g->F + tf - 1) / tf, parts };
   size_t local[3] = { threads, 1, 1 };
   cl_int err = CL_SUCCESS;
   guint i = 0;
 
   if (!k)
     return FALSE;
+  if (tf32)
+    {
+      global[0] = (g->F + tf - 1) / tf * threads;
+      global[1] = (g->Kc + tn - 1) / tn;
+    }
   KILT_ARG (k, i++, ex->workspace, err);
   KILT_ARG (k, i++, parts_off, err);
   KILT_ARG (k, i++, ex->workspace, err);
