@@ -535,18 +535,20 @@ test_conv_implicit_gemm_tf32 (void)
   g_setenv ("KILT_CONV_IGEMM", "1", TRUE);
   g_assert_true (kilt_context_set_precision (ctx, KILT_PRECISION_TF32, &error));
   g_assert_no_error (error);
+  /* Every case on the middle tile, the ones that reach partial tiles on the other two. */
   for (guint t = 0; t < G_N_ELEMENTS (tiles); t++)
     for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
-      {
-        g_autofree char *label
-            = g_strdup_printf ("tf32 igemm, tiles of %s: %s", tiles[t], cases[i].label);
-        KiltLayerCheck c = conv_check (label, &cases[i].cc);
+      if (t == 1 || i == 1 || i == 3)
+        {
+          g_autofree char *label
+              = g_strdup_printf ("tf32 igemm, tiles of %s: %s", tiles[t], cases[i].label);
+          KiltLayerCheck c = conv_check (label, &cases[i].cc);
 
-        g_setenv ("KILT_TF32_CONV_TILE", tiles[t], TRUE);
-        c.tf32_values = TRUE;
-        c.accumulate = cases[i].adds;
-        kilt_test_layer_case (&c);
-      }
+          g_setenv ("KILT_TF32_CONV_TILE", tiles[t], TRUE);
+          c.tf32_values = TRUE;
+          c.accumulate = cases[i].adds;
+          kilt_test_layer_case (&c);
+        }
   /* The weight gradient's uneven parts (5 of a chunk of 2 samples' columns). */
   {
     KiltLayerCheck c = conv_check ("tf32 igemm, chunks of 2 in 5 parts", &cases[1].cc);
