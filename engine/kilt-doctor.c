@@ -440,6 +440,20 @@ kilt_doctor_run (const KiltDeviceInfo *device, KiltDoctorProgress progress, gpoi
         c.algo = KILT_CONV_ALGO_IGEMM;
         c.label = g_intern_string (label);
         g_array_insert_val (cases, ++i, c);
+        /* and on tensor cores where the device computes at tf32: on TF32 values, whose
+         * products are exact, so FP32's tolerances hold (ReLU for the other activations,
+         * whose derivatives are no TF32 values). */
+        if (kilt_precision_available (device, KILT_PRECISION_TF32, NULL))
+          {
+            g_autofree char *at = g_strconcat (c.label, " at tf32", NULL);
+
+            c.label = g_intern_string (at);
+            c.tf32_values = TRUE;
+            c.at_tf32 = TRUE;
+            if (c.cfg.activation != KILT_ACT_LINEAR)
+              c.cfg.activation = KILT_ACT_RELU;
+            g_array_insert_val (cases, ++i, c);
+          }
       }
   total = cases->len + 3;
 

@@ -134,6 +134,7 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   KiltBuffer *b, *pb = NULL, *gb = NULL, *sb = NULL, *ob = NULL, *dob = NULL;
   G_GNUC_UNUSED KiltBuffer *wb = NULL, *svb = NULL;
   KiltBuffer *inb[KILT_MAX_INPUTS] = { 0 }, *indb[KILT_MAX_INPUTS] = { 0 };
+  KiltPrecision was = ctx->precision;
 
 #define ALLOC(holder, dst, cat, bytes, what)                                                       \
   do                                                                                               \
@@ -148,6 +149,8 @@ kilt_layer_check_run (KiltContext *ctx, const KiltLayerCheck *check, KiltLayerCh
   while (0)
 
   memset (result, 0, sizeof *result);
+  if (check->at_tf32 && !kilt_context_set_precision (ctx, KILT_PRECISION_TF32, error))
+    goto out;
   kilt_rng_init (&rng, check->seed + 17);
   memset (inputs, 0, sizeof inputs);
   for (guint i = 0; i < check->n_inputs; i++)
@@ -380,6 +383,8 @@ out:
   g_free (ref.r);
   if (ctx)
     clFinish (ctx->queue);
+  if (check->at_tf32)
+    kilt_context_set_precision (ctx, was, NULL);
   g_ptr_array_unref (bufs);
   g_ptr_array_unref (nodes);
 #undef ALLOC

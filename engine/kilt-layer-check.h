@@ -37,6 +37,7 @@ typedef struct
    * product of two of them is exact, so a layer computing at tf32 meets FP32's tolerance as
    * long as what it multiplies is those values (linear or ReLU activations). */
   gboolean tf32_values;
+  gboolean at_tf32; /* the context computes at tf32 for the check (as it was afterwards) */
 } KiltLayerCheck;
 
 typedef struct
