@@ -440,9 +440,10 @@ kilt_doctor_run (const KiltDeviceInfo *device, KiltDoctorProgress progress, gpoi
         c.algo = KILT_CONV_ALGO_IGEMM;
         c.label = g_intern_string (label);
         g_array_insert_val (cases, ++i, c);
-        /* and on tensor cores where the device computes at tf32: on TF32 values, whose
-         * products are exact, so FP32's tolerances hold (ReLU for the other activations,
-         * whose derivatives are no TF32 values). */
+        /* and at tf32 where the device computes at tf32 (on tensor cores with
+         * KILT_TF32_CONV=1, kilt-conv2d.c): on TF32 values, whose products are exact, so
+         * FP32's tolerances hold (ReLU for the other activations, whose derivatives are no
+         * TF32 values). */
         if (kilt_precision_available (device, KILT_PRECISION_TF32, NULL))
           {
             g_autofree char *at = g_strconcat (c.label, " at tf32", NULL);

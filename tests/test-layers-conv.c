@@ -497,12 +497,13 @@ fault_pending (void)
  * im2col and go on, with right results; a failing im2col launch, or any launch after the
  * choice, fails the step with a message naming the kernel. Every launch of one checked step is
  * failed in turn, until the injected failure no longer fires. */
-/* The implicit-GEMM convolution on tensor cores (kilt_conv_igemm_tf32, each mma emulated from
- * the lanes' fragments), each of its tiles forced, on TF32 values, where its products are exact:
- * the FP32 tolerances hold, so a misplaced tap, column or fragment shows. Shapes reach partial
- * tiles of rows and columns, several slices of taps, flipped taps (the data gradient), strides,
- * an accumulated input gradient, a batch whose columns cross samples inside a chunk of four, and
- * the weight gradient (kilt_conv_igemm_wgrad_tf32) over uneven parts of a chunk's columns. */
+/* The implicit-GEMM convolution on tensor cores (KILT_TF32_CONV=1: kilt_conv_igemm_tf32, each mma
+ * emulated from the lanes' fragments), each of its tiles forced, on TF32 values, where its products
+ * are exact: the FP32 tolerances hold, so a misplaced tap, column or fragment shows. Shapes reach
+ * partial tiles of rows and columns, several slices of taps, flipped taps (the data gradient),
+ * strides, an accumulated input gradient, a batch whose columns cross samples inside a chunk of
+ * four, and the weight gradient (kilt_conv_igemm_wgrad_tf32) over uneven parts of a chunk's
+ * columns. */
 static void
 test_conv_implicit_gemm_tf32 (void)
 {
@@ -531,6 +532,7 @@ test_conv_implicit_gemm_tf32 (void)
   if (!ctx)
     return;
   g_setenv ("KILT_TF32_EMULATE", "1", TRUE);
+  g_setenv ("KILT_TF32_CONV", "1", TRUE);
   g_setenv ("KILT_CONV_IGEMM", "1", TRUE);
   /* Every case on the middle tile, the ones that reach partial tiles on the other two. */
   for (guint t = 0; t < G_N_ELEMENTS (tiles); t++)
@@ -561,6 +563,7 @@ test_conv_implicit_gemm_tf32 (void)
   /* Each check put the context back as it was. */
   g_assert_cmpint (ctx->precision, ==, KILT_PRECISION_FP32);
   g_unsetenv ("KILT_TF32_CONV_TILE");
+  g_unsetenv ("KILT_TF32_CONV");
   g_unsetenv ("KILT_CONV_IGEMM");
   g_unsetenv ("KILT_TF32_EMULATE");
 }

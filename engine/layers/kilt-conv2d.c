@@ -505,14 +505,22 @@ typedef struct
   float alpha, beta;
 } IgemmArgs;
 
-/* Where the run computes at tf32, on tensor cores (kilt_conv_igemm_tf32, unless
- * $KILT_TF32_CONV=0), its groups over (rows, columns); else kernels/igemm.cl's, over (columns,
- * rows). */
+/* Whether the implicit-GEMM kernels run on tensor cores (kernels/gemm-tf32.cl's): where the
+ * run computes at tf32 and $KILT_TF32_CONV=1. Not yet by default: they pass every check on
+ * PoCL (emulated) and compile for sm_80 and sm_90, but no GPU has run or timed them yet. */
+static gboolean
+conv_tf32 (const KiltExec *ex)
+{
+  return ex->ctx->precision == KILT_PRECISION_TF32
+         && g_strcmp0 (g_getenv ("KILT_TF32_CONV"), "1") == 0;
+}
+
+/* On tensor cores (kilt_conv_igemm_tf32) where conv_tf32 (), its groups over (rows, columns);
+ * else kernels/igemm.cl's, over (columns, rows). */
 static gboolean
 conv_igemm_launch (KiltExec *ex, const IgemmArgs *a, GError **error)
 {
-  gboolean tf32 = ex->ctx->precision == KILT_PRECISION_TF32
-                  && g_strcmp0 (g_getenv ("KILT_TF32_CONV"), "0") != 0;
+  gboolean tf32 = conv_tf32 (ex);
   gboolean wide = a->M > 32;
   gsize tm = wide ? 64 : 32, tn = 8192 / tm, threads = KILT_IGEMM_GROUP;
   cl_kernel k = tf32 ? kilt_conv_tf32_kernel (ex->ctx, FALSE, a->M, a->N, &tm, &tn, &threads, error)
@@ -1084,14 +1092,13 @@ conv_parts_im2col (KiltExec *ex, const ConvGeom *g, gsize np, cl_uint parts, GEr
 }
 
 /* The same parts by the implicit-GEMM kernel, from the input of samples b0 .. b0 + nb: on tensor
- * cores where the run computes at tf32 (unless $KILT_TF32_CONV=0), tiles of tf x tn. */
+ * cores where conv_tf32 (), tiles of tf x tn. */
 static gboolean
 conv_parts_igemm (KiltNode *node, KiltExec *ex, const ConvGeom *g, guint b0, guint nb,
                   cl_uint parts, GError **error)
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
-  gboolean tf32 = ex->ctx->precision == KILT_PRECISION_TF32
-                  && g_strcmp0 (g_getenv ("KILT_TF32_CONV"), "0") != 0;
+  gboolean tf32 = conv_tf32 (ex);
   gboolean wide = g->F > 32;
   gsize threads = wide ? 256 : 128, tf = wide ? 64 : 32, tn = 64;
   cl_kernel k
