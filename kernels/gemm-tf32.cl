@@ -126,6 +126,27 @@ tf32_round (float x)
   }
 #endif
 
+/* The accumulators zeroed, and C = alpha acc + beta C from them where C exists (beta 0 never
+ * reads C, which may hold anything, NaN included), as both GEMM kernels end. */
+#define TF_ZERO_ACC()                                                                             \
+  _Pragma ("unroll") for (uint i_ = 0; i_ < TF_MI; i_++)                                          \
+    _Pragma ("unroll") for (uint j_ = 0; j_ < TF_NI; j_++)                                        \
+      _Pragma ("unroll") for (uint r_ = 0; r_ < 4; r_++) acc[i_][j_][r_] = 0.0f
+#define TF_STORE_C()                                                                              \
+  _Pragma ("unroll") for (uint i_ = 0; i_ < TF_MI; i_++)                                          \
+    _Pragma ("unroll") for (uint j_ = 0; j_ < TF_NI; j_++)                                        \
+      _Pragma ("unroll") for (uint r_ = 0; r_ < 4; r_++)                                          \
+  {                                                                                               \
+    uint row_ = bm + wm + i_ * 16 + g + 8 * (r_ / 2);                                             \
+    uint col_ = bn + wn + j_ * 8 + 2 * t + r_ % 2;                                                \
+    if (row_ < M && col_ < N)                                                                     \
+      {                                                                                           \
+        ulong at_ = (ulong)row_ * ldc + col_;                                                     \
+        float v_ = alpha * acc[i_][j_][r_];                                                       \
+        C[at_] = beta != 0.0f ? fma (beta, C[at_], v_) : v_;                                      \
+      }                                                                                           \
+  }
+
 /* TF_CPASYNC: slices go from global to local memory by cp.async (sm_80 on), which needs no
  * registers, so TF_STAGES slices can be in flight at once; the operands stay FP32 in local
  * memory and are rounded to TF32 as the fragments are read. Without KILT_PTX a plain copy
@@ -183,13 +204,7 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
   A += a_off + z * a_stride;
   B += b_off + z * b_stride;
   C += c_off + z * c_stride;
-#pragma unroll
-  for (uint i = 0; i < TF_MI; i++)
-#pragma unroll
-    for (uint j = 0; j < TF_NI; j++)
-#pragma unroll
-      for (uint r = 0; r < 4; r++)
-        acc[i][j][r] = 0.0f;
+  TF_ZERO_ACC ();
 
   /* Element e of this work-item's share of a slice: (row of the tile, k within the slice),
    * walking memory contiguously whichever way the operand is stored. */
@@ -328,23 +343,7 @@ kilt_gemm_tf32 (uint M, uint N, uint K, float alpha, __global const float *A, ul
 #endif
     }
 
-#pragma unroll
-  for (uint i = 0; i < TF_MI; i++)
-#pragma unroll
-    for (uint j = 0; j < TF_NI; j++)
-#pragma unroll
-      for (uint r = 0; r < 4; r++)
-        {
-          uint row = bm + wm + i * 16 + g + 8 * (r / 2);
-          uint col = bn + wn + j * 8 + 2 * t + r % 2;
-          if (row < M && col < N)
-            {
-              ulong at = (ulong)row * ldc + col;
-              float v = alpha * acc[i][j][r];
-              /* beta 0 never reads C, which may hold anything (NaN included). */
-              C[at] = beta != 0.0f ? fma (beta, C[at], v) : v;
-            }
-        }
+  TF_STORE_C ();
 #undef A_POS
 #undef B_POS
 #undef LOAD_SLICE
@@ -413,9 +412,7 @@ tf_round4 (float4 v)
   float acc[TF_MI][TF_NI][4];                                                                     \
   uint ar[TF_ACHUNKS], ak[TF_ACHUNKS], br[TF_BCHUNKS], bk[TF_BCHUNKS];                            \
   float4 ra[TF_ACHUNKS], rb[TF_BCHUNKS];                                                          \
-  _Pragma ("unroll") for (uint i = 0; i < TF_MI; i++)                                             \
-    _Pragma ("unroll") for (uint j = 0; j < TF_NI; j++)                                           \
-      _Pragma ("unroll") for (uint r = 0; r < 4; r++) acc[i][j][r] = 0.0f;                        \
+  TF_ZERO_ACC ();                                                                                 \
   _Pragma ("unroll") for (uint e = 0; e < TF_ACHUNKS; e++)                                        \
   {                                                                                               \
     /* Along K: 4 chunks a row; along M: TF_BM / 4 chunks a row of k. */                          \
@@ -603,22 +600,7 @@ kilt_gemm_tf32_lay (uint M, uint N, uint K, float alpha, __global const float *A
 
   TF_LAY_PIPELINE (LOAD_SLICE, NO_NEXT);
 
-#pragma unroll
-  for (uint i = 0; i < TF_MI; i++)
-#pragma unroll
-    for (uint j = 0; j < TF_NI; j++)
-#pragma unroll
-      for (uint r = 0; r < 4; r++)
-        {
-          uint row = bm + wm + i * 16 + g + 8 * (r / 2);
-          uint col = bn + wn + j * 8 + 2 * t + r % 2;
-          if (row < M && col < N)
-            {
-              ulong at = (ulong)row * ldc + col;
-              float v = alpha * acc[i][j][r];
-              C[at] = beta != 0.0f ? fma (beta, C[at], v) : v;
-            }
-        }
+  TF_STORE_C ();
 #undef LOAD_SLICE
 #undef NO_NEXT
 }
