@@ -560,6 +560,27 @@ test_conv_implicit_gemm_tf32 (void)
     g_unsetenv ("KILT_CONV_SPLIT");
     g_unsetenv ("KILT_CONV_CHUNK");
   }
+  /* A build the driver refuses (the big tile's tuning options asking for slices of 8) fails
+   * the layer with the build's reason, and the context is back at fp32. */
+  {
+    KiltLayerCheck c = conv_check ("tf32 igemm that does not build", &cases[3].cc);
+    KiltLayerCheckResult r;
+    g_autoptr (GError) error = NULL;
+
+    g_setenv ("KILT_TF32_CONV_TILE", "128", TRUE);
+    g_setenv ("KILT_TF32_OPTIONS", "-DTF_BK=8", TRUE);
+    kilt_context_free_tf32 (ctx);
+    c.tf32_values = TRUE;
+    c.at_tf32 = TRUE;
+    g_assert_false (kilt_layer_check_run (ctx, &c, &r, &error));
+    g_assert_nonnull (error);
+    g_test_message ("%s", error->message);
+    g_assert_nonnull (strstr (error->message, "TF32 tensor-core convolution"));
+    g_assert_nonnull (strstr (error->message, "train in fp32"));
+    g_assert_nonnull (strstr (error->message, "stages slices of 16"));
+    g_unsetenv ("KILT_TF32_OPTIONS");
+    kilt_context_free_tf32 (ctx);
+  }
   /* Each check put the context back as it was. */
   g_assert_cmpint (ctx->precision, ==, KILT_PRECISION_FP32);
   g_unsetenv ("KILT_TF32_CONV_TILE");
