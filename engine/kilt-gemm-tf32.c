@@ -123,8 +123,21 @@ build_log (cl_program prog, cl_device_id device)
   return log;
 }
 
+/* Releases a build's kernel and program, if any, and forgets them. */
+static void
+release_build (cl_program *prog, cl_kernel *kern)
+{
+  if (*kern)
+    clReleaseKernel (*kern);
+  if (*prog)
+    clReleaseProgram (*prog);
+  *kern = NULL;
+  *prog = NULL;
+}
+
 /* Builds kernels/gemm-tf32.cl with @defines (after common.cl where @conv) and creates
- * @kernel, into *prog and *kern; $KILT_TF32_OPTIONS is added where @tuned. */
+ * @kernel, into *prog and *kern; $KILT_TF32_OPTIONS is added where @tuned. On failure both
+ * are left NULL, so a later call tries again. */
 static gboolean
 build_program (KiltContext *ctx, const char *defines, gboolean conv, gboolean tuned,
                const char *kernel, cl_program *prog, cl_kernel *kern, GError **error)
@@ -146,8 +159,9 @@ build_program (KiltContext *ctx, const char *defines, gboolean conv, gboolean tu
       g_set_error (error, KILT_ENGINE_ERROR, KILT_ENGINE_ERROR_BUILD,
                    "building the TF32 tensor-core %s (%s) failed on %s (%s); train in fp32. "
                    "Build log:\n%s",
-                   conv ? "convolution" : "GEMM", defines, ctx->info->name,
+                   conv ? "convolution" : "GEMM", options, ctx->info->name,
                    kilt_cl_error_name (err), log ? log : "");
+      release_build (prog, kern);
       return FALSE;
     }
   if (extra && strstr (extra, "verbose"))
@@ -159,6 +173,7 @@ build_program (KiltContext *ctx, const char *defines, gboolean conv, gboolean tu
   if (err != CL_SUCCESS)
     {
       kilt_set_cl_error (error, err, ctx->info->name, "creating the TF32 GEMM kernel");
+      release_build (prog, kern);
       return FALSE;
     }
   return TRUE;
@@ -226,15 +241,8 @@ layout_kernel (KiltContext *ctx, guint which, guint index, GError **error)
       g_autofree char *opts
           = g_strdup_printf (" -DTF_LAYOUT -DTF_TA=%u -DTF_TB=%u -DTF_VA=%u -DTF_VB=%u", index & 1,
                              (index >> 1) & 1, (index >> 2) & 1, (index >> 3) & 1);
-      if (!build_tf32 (ctx, which, opts, &ctx->tf32_lay_program[which][index],
-                       &ctx->tf32_lay_kernel[which][index], error))
-        {
-          if (ctx->tf32_lay_program[which][index])
-            clReleaseProgram (ctx->tf32_lay_program[which][index]);
-          ctx->tf32_lay_program[which][index] = NULL;
-          ctx->tf32_lay_kernel[which][index] = NULL;
-          return NULL;
-        }
+      build_tf32 (ctx, which, opts, &ctx->tf32_lay_program[which][index],
+                  &ctx->tf32_lay_kernel[which][index], error);
     }
   return ctx->tf32_lay_kernel[which][index];
 }
@@ -344,13 +352,7 @@ kilt_conv_tf32_kernel (KiltContext *ctx, gboolean wgrad, gsize m, gsize n, gsize
                           w ? "kilt_conv_igemm_wgrad_tf32" : "kilt_conv_igemm_tf32",
                           &ctx->tf32_conv_program[which][w], &ctx->tf32_conv_kernel[which][w],
                           error))
-        {
-          if (ctx->tf32_conv_program[which][w])
-            clReleaseProgram (ctx->tf32_conv_program[which][w]);
-          ctx->tf32_conv_program[which][w] = NULL;
-          ctx->tf32_conv_kernel[which][w] = NULL;
-          return NULL;
-        }
+        return NULL;
     }
   *tm = conv_builds[which].tm;
   *tn = conv_builds[which].tn;
@@ -361,35 +363,15 @@ kilt_conv_tf32_kernel (KiltContext *ctx, gboolean wgrad, gsize m, gsize n, gsize
 void
 kilt_context_free_tf32 (KiltContext *ctx)
 {
-  for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_conv_kernel); i++)
-    for (guint w = 0; w < 2; w++)
-      {
-        if (ctx->tf32_conv_kernel[i][w])
-          clReleaseKernel (ctx->tf32_conv_kernel[i][w]);
-        if (ctx->tf32_conv_program[i][w])
-          clReleaseProgram (ctx->tf32_conv_program[i][w]);
-        ctx->tf32_conv_kernel[i][w] = NULL;
-        ctx->tf32_conv_program[i][w] = NULL;
-      }
-  for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_kernel); i++)
-    for (guint l = 0; l < G_N_ELEMENTS (ctx->tf32_lay_kernel[i]); l++)
-      {
-        if (ctx->tf32_lay_kernel[i][l])
-          clReleaseKernel (ctx->tf32_lay_kernel[i][l]);
-        if (ctx->tf32_lay_program[i][l])
-          clReleaseProgram (ctx->tf32_lay_program[i][l]);
-        ctx->tf32_lay_kernel[i][l] = NULL;
-        ctx->tf32_lay_program[i][l] = NULL;
-      }
   for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_kernel); i++)
     {
-      if (ctx->tf32_kernel[i])
-        clReleaseKernel (ctx->tf32_kernel[i]);
-      if (ctx->tf32_program[i])
-        clReleaseProgram (ctx->tf32_program[i]);
-      ctx->tf32_kernel[i] = NULL;
-      ctx->tf32_program[i] = NULL;
+      release_build (&ctx->tf32_program[i], &ctx->tf32_kernel[i]);
+      for (guint l = 0; l < G_N_ELEMENTS (ctx->tf32_lay_kernel[i]); l++)
+        release_build (&ctx->tf32_lay_program[i][l], &ctx->tf32_lay_kernel[i][l]);
     }
+  for (guint i = 0; i < G_N_ELEMENTS (ctx->tf32_conv_kernel); i++)
+    for (guint w = 0; w < 2; w++)
+      release_build (&ctx->tf32_conv_program[i][w], &ctx->tf32_conv_kernel[i][w]);
   if (ctx->precision == KILT_PRECISION_TF32)
     ctx->precision = KILT_PRECISION_FP32;
 }

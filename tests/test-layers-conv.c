@@ -578,6 +578,7 @@ test_conv_implicit_gemm_tf32 (void)
     g_assert_nonnull (strstr (error->message, "TF32 tensor-core convolution"));
     g_assert_nonnull (strstr (error->message, "train in fp32"));
     g_assert_nonnull (strstr (error->message, "stages slices of 16"));
+    g_assert_nonnull (strstr (error->message, "-DTF_BK=8"));
     g_unsetenv ("KILT_TF32_OPTIONS");
     kilt_context_free_tf32 (ctx);
   }
