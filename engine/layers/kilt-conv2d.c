@@ -810,7 +810,7 @@ conv_pad (KiltExec *ex, const ConvPadded *p, cl_ulong dst_off, cl_mem src, cl_ul
   KILT_ARG (pad, i++, pt, err);
   KILT_ARG (pad, i++, pl, err);
   g_assert (err == CL_SUCCESS);
-  return kilt_layer_launch3 (ex, pad, p->Hp, planes, 1, error);
+  return kilt_layer_launch3 (ex, pad, planes, 1, 1, error);
 }
 
 /* One launch of kilt_conv_direct (kernels/conv-cpu.cl) over nb samples from b0 of planes
