@@ -42,8 +42,8 @@ kilt_pad_zero (__global float *d, uint n)
 /* dst (planes of Hp x Wp from dst_off) = src (planes of H x W from src_off) placed at (pt, pl),
  * zeros around it; with an activation, src times its derivative at y (the layer's output,
  * laid out as src): the output gradient through the activation, for the input gradient. One
- * work-item per destination plane, a row at a time in 16-wide copies: a work-item per row,
- * which PoCL ran as scalar copies, took 11% of cifar10_cnn's serialized device time. */
+ * work-item per destination plane, a row at a time in 16-wide copies (PoCL ran a work-item
+ * per row as scalar copies; bench/NOTES.md section 19 has both timed). */
 __kernel void
 kilt_conv_pad_rows (__global float *dst, const ulong dst_off, __global const float *src, const ulong src_off,
                     __global const float *y, const int act, const float alpha, const uint planes,
@@ -150,8 +150,8 @@ kilt_conv_direct (__global float *out, __global const float *xp, const ulong xp_
     }                                                                                              \
   while (0)
   if (kh == 3 && kw == 3)
-    /* The common 3 x 3 kernel with its nine taps unrolled: the loop over kernel rows and
-     * columns cost as much as the taps' loads. */
+    /* The common 3 x 3 kernel with its nine taps unrolled: the loops over kernel rows and
+     * columns reloaded their counters from the stack every three taps. */
     for (uint c = 0, kb = 0; c < C; c++, kb += 9, plane += (size_t) Hp * Wp)
       {
         __global const float *r0 = plane, *r1 = plane + Wp, *r2 = plane + 2 * Wp;
