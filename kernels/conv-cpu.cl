@@ -5,7 +5,9 @@
  * it back: im2col was 14.5% of cifar10_cnn's device time on two cores, half of it the forward
  * pass's), and writes its output in place with bias and activation (no scatter). The
  * gradient of the input is the same convolution run on the output's gradient, padded, with the
- * weights flipped and transposed (kilt_conv_flip); the weight gradient keeps im2col + GEMM. */
+ * weights flipped and transposed (kilt_conv_flip); the weight gradient is a direct reduction
+ * over the two padded copies (kilt_conv_wgrad_direct), except for layers of under 8 input
+ * channels, which keep im2col + GEMM. */
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 
 /* n floats of a row: d = s (linear), s where ys > 0 (ReLU) or s times the derivative at ys,
