@@ -849,6 +849,7 @@ typedef struct
   cl_uint w_off, bias_off;
   cl_int has_bias, act;
   float alpha, beta;
+  cl_uint r0, r1; /* the padded input's rows that hold data (the others are zeros) */
 } DirectRun;
 
 static gboolean
@@ -882,6 +883,8 @@ conv_direct_launch (KiltExec *ex, const ConvGeom *g, const DirectRun *d, const C
   KILT_ARG (conv, i++, d->act, err);
   KILT_ARG (conv, i++, d->alpha, err);
   KILT_ARG (conv, i++, d->beta, err);
+  KILT_ARG (conv, i++, d->r0, err);
+  KILT_ARG (conv, i++, d->r1, err);
   g_assert (err == CL_SUCCESS);
   return kilt_layer_launch3 (ex, conv, (d->F + rows - 1) / rows, (gsize)d->OH * p->ntx, nb, error);
 }
@@ -903,7 +906,9 @@ conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
                   .bias_off = (cl_uint)(w_off + g->F * g->K),
                   .has_bias = node->cfg.use_bias,
                   .act = kilt_node_act (node),
-                  .alpha = kilt_node_alpha (node) };
+                  .alpha = kilt_node_alpha (node),
+                  .r0 = g->pt,
+                  .r1 = g->pt + g->H };
   ConvPadded p;
 
   conv_padded (g->C, g->OH, g->OW, g->kh, g->kw, ex->batch, &p);
@@ -1011,7 +1016,9 @@ conv_backward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **
                   .OH = g->H,
                   .OW = g->W,
                   .act = KILT_ACT_LINEAR,
-                  .beta = node->din_beta[0] };
+                  .beta = node->din_beta[0],
+                  .r0 = g->kh - 1 - g->pt,
+                  .r1 = g->kh - 1 - g->pt + g->OH };
   ConvPadded pd, px;
   cl_int err = CL_SUCCESS;
 
