@@ -924,28 +924,6 @@ conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
   return TRUE;
 }
 
-/* How many parts, of *@S samples each, the weight gradient of nb samples takes: those of
- * conv_wgrad_parts (), or fewer where the workspace from @parts_off holds fewer (it was sized
- * when the executor was made; $KILT_CONV_WGRAD_BLOCK may have changed since, as tests change
- * it between cases). */
-static cl_uint
-conv_wgrad_held (KiltExec *ex, const ConvGeom *g, cl_ulong parts_off, guint nb, cl_uint *S)
-{
-  size_t ws_bytes = 0;
-  gsize floats, room = 0;
-  cl_uint parts = conv_wgrad_parts (nb);
-
-  if (clGetMemObjectInfo (ex->workspace, CL_MEM_SIZE, sizeof ws_bytes, &ws_bytes, NULL)
-      == CL_SUCCESS)
-    {
-      floats = ws_bytes / sizeof (float);
-      room = floats > parts_off ? (floats - parts_off) / ((gsize)g->F * g->Kc) : 0;
-    }
-  parts = (cl_uint)CLAMP (room, 1, parts);
-  *S = (nb + parts - 1) / parts;
-  return (nb + *S - 1) / *S;
-}
-
 /* grads (+)= the weight and bias gradients of nb samples from padded dz and x
  * (kilt_conv_wgrad_direct): in blocks of conv_wgrad_block () samples, each into a part of the
  * workspace from @parts_off, and then their sum; or, for one block, into grads directly. */
@@ -955,7 +933,7 @@ conv_wgrad_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, const ConvPa
                    cl_uint nb, float beta, GError **error)
 {
   cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_wgrad_direct", error);
-  cl_uint S, parts = conv_wgrad_held (ex, g, parts_off, nb, &S), K = (cl_uint)g->K;
+  cl_uint parts = conv_wgrad_parts (nb), S = conv_wgrad_block (nb), K = (cl_uint)g->K;
   cl_uint Kc = (cl_uint)g->Kc, part_floats = g->F * Kc;
   /* One part: grads' own layout (weights, then the biases); parts: kilt_conv_sum_parts's
    * (F rows of the weights and the bias). */
