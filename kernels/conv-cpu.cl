@@ -225,24 +225,18 @@ kilt_sum16 (float16 v)
  * and the sum of split-K parts were a quarter of cifar10_cnn's device time on two cores. A
  * work-item: 4 filters x 3 taps (c, i, j0 .. j0 + 2) of a kernel row, each a 16-wide sum
  * across x added up at the end, and for tap group 0 the bias's sums of dz. Over (tap groups
- * C kh ceil (kw / 3), filter tiles, blocks of S samples): the work-items next to each other
- * read the same dz, and a block's dz stays in cache for all of them (over the whole chunk at
- * once it was streamed again from L3 by every tap group). With blocks, each block writes a
- * part of its own from g_off + block part_floats, as kilt_conv_sum_parts reads them: filter
- * f's weights from f ld, its bias at bias_base + f bias_step (grads: ld K, bias_base F K,
- * bias_step 1; a part: ld = bias_step = K + 1, bias_base K). */
+ * C kh ceil (kw / 3), filter tiles): the work-items next to each other read the same dz. */
 __kernel void
 kilt_conv_wgrad_direct (__global float *grads, const uint g_off, const int has_bias,
                         const float beta, __global const float *ws, const ulong dz_off,
                         const uint Hd, const uint Wd, const uint dt, const uint dl,
                         const ulong x_off, const uint Hp, const uint Wp, const uint F,
                         const uint C, const uint kh, const uint kw, const uint OH,
-                        const uint ntx, const uint nb, const uint S, const uint part_floats,
-                        const uint ld, const uint bias_base, const uint bias_step)
+                        const uint ntx, const uint nb)
 {
-  uint t = get_global_id (0), f0 = get_global_id (1) * 4, part = get_global_id (2);
+  uint t = get_global_id (0), f0 = get_global_id (1) * 4;
   uint jg = (kw + 2) / 3;
-  if (t >= C * kh * jg || f0 >= F || part * S >= nb)
+  if (t >= C * kh * jg || f0 >= F)
     return;
   uint c = t / (kh * jg), i = (t / jg) % kh, j0 = (t % jg) * 3;
   uint nj = min (kw - j0, 3u);
@@ -257,7 +251,7 @@ kilt_conv_wgrad_direct (__global float *grads, const uint g_off, const int has_b
   float16 a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a10 = 0.0f, a11 = 0.0f, a12 = 0.0f;
   float16 a20 = 0.0f, a21 = 0.0f, a22 = 0.0f, a30 = 0.0f, a31 = 0.0f, a32 = 0.0f;
   float16 z0s = 0.0f, z1s = 0.0f, z2s = 0.0f, z3s = 0.0f;
-  for (uint b = part * S; b < min (part * S + S, nb); b++)
+  for (uint b = 0; b < nb; b++)
     {
       __global const float *d = ws + dz_off + ((size_t) b * F + f0) * dzs + (size_t) dt * Wd + dl;
       __global const float *xr = ws + x_off + ((size_t) b * C + c) * xs + (size_t) i * Wp + j0;
@@ -289,20 +283,19 @@ kilt_conv_wgrad_direct (__global float *grads, const uint g_off, const int has_b
               }
           }
     }
-  size_t w = ((size_t) c * kh + i) * kw + j0;
-  __global float *gw = grads + g_off + (size_t) part * part_floats;
+  size_t K = (size_t) C * kh * kw, w = ((size_t) c * kh + i) * kw + j0;
+  __global float *gw = grads + g_off;
 #define KILT_WGRAD_ROW(r, v0, v1, v2, zs)                                                         \
   if (f0 + r < F)                                                                                 \
     {                                                                                             \
-      __global float *o = gw + (size_t) (f0 + r) * ld + w;                                        \
+      __global float *o = gw + (f0 + r) * K + w;                                                  \
       float s[3] = { kilt_sum16 (v0), kilt_sum16 (v1), kilt_sum16 (v2) };                        \
       for (uint j = 0; j < nj; j++)                                                               \
         o[j] = beta != 0.0f ? beta * o[j] + s[j] : s[j];                                          \
       if (bias)                                                                                   \
         {                                                                                         \
-          __global float *ob = gw + bias_base + (size_t) (f0 + r) * bias_step;                    \
           float sb = kilt_sum16 (zs);                                                             \
-          *ob = beta != 0.0f ? beta * *ob + sb : sb;                                              \
+          gw[F * K + f0 + r] = beta != 0.0f ? beta * gw[F * K + f0 + r] + sb : sb;                \
         }                                                                                         \
     }
   KILT_WGRAD_ROW (0, a00, a01, a02, z0s);

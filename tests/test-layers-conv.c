@@ -194,19 +194,7 @@ test_conv_direct (void)
              (ConvCase){ 8, 8, 19, 7, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_RELU, 5 });
   conv_case_adds ("conv 2x4 same leaky adds, chunks of 2 of 5",
                   (ConvCase){ 13, 6, 18, 6, 2, 4, 1, 1, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 5 });
-  /* The weight gradient in blocks of samples, each summed into a part of its own: uneven
-   * blocks, without a bias, and over two chunks (the second adds to the first's sum). */
   g_unsetenv ("KILT_CONV_CHUNK");
-  g_setenv ("KILT_CONV_WGRAD_BLOCK", "2", TRUE);
-  conv_case ("conv 3x3 valid relu, weights in blocks of 2 of 5",
-             (ConvCase){ 8, 8, 19, 7, 3, 3, 1, 1, FALSE, TRUE, KILT_ACT_RELU, 5 });
-  conv_case ("conv 3x2 valid linear, no bias, blocks of 2 of 3",
-             (ConvCase){ 8, 7, 16, 16, 3, 2, 1, 1, FALSE, FALSE, KILT_ACT_LINEAR, 3 });
-  g_setenv ("KILT_CONV_CHUNK", "3", TRUE);
-  conv_case_adds ("conv 2x4 same leaky adds, chunks of 3, blocks of 2 of 6",
-                  (ConvCase){ 13, 6, 18, 6, 2, 4, 1, 1, TRUE, TRUE, KILT_ACT_LEAKY_RELU, 6 });
-  g_unsetenv ("KILT_CONV_CHUNK");
-  g_unsetenv ("KILT_CONV_WGRAD_BLOCK");
   conv_case_adds ("conv 3x3 same relu adds, 3 tiles a row",
                   (ConvCase){ 9, 5, 37, 7, 3, 3, 1, 1, TRUE, FALSE, KILT_ACT_RELU, 2 });
   conv_case_adds ("conv 3x1 valid linear adds",

@@ -339,31 +339,6 @@ conv_backward_padded (const ConvGeom *g, guint batch, ConvPadded *dz, ConvPadded
   dz->chunk = (guint)CLAMP (forced ? MIN (nb, forced) : nb, 1, MAX (batch, 1));
 }
 
-/* Samples per block of the direct weight gradient, each block summing into a part of its own
- * (kilt_conv_sum_parts adds them). Over a whole chunk at once every tap group streamed the
- * chunk's dz again from L3; a block of 4 samples' dz stays in L2 for all of them. Alone, at
- * batch 32 on this 2-core Zen 4, cifar10_cnn's three direct weight gradients took 8-14% less
- * time in blocks of 4 (8 parts) than in one; 16 and 32 parts gained less or lost.
- * $KILT_CONV_WGRAD_BLOCK sets it (tests use it to run uneven blocks). */
-#define CONV_WGRAD_BLOCK     4
-#define CONV_WGRAD_PARTS_MAX 16
-
-static guint
-conv_wgrad_block (guint nb)
-{
-  guint block = conv_env ("KILT_CONV_WGRAD_BLOCK", G_MAXUINT32 / 2);
-
-  block = block ? block : CONV_WGRAD_BLOCK;
-  /* At most CONV_WGRAD_PARTS_MAX parts: larger chunks take larger blocks. */
-  return MAX (block, (nb + CONV_WGRAD_PARTS_MAX - 1) / CONV_WGRAD_PARTS_MAX);
-}
-
-static guint
-conv_wgrad_parts (guint nb)
-{
-  return (nb + conv_wgrad_block (nb) - 1) / conv_wgrad_block (nb);
-}
-
 static gsize
 conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *info)
 {
@@ -391,8 +366,7 @@ conv_workspace_floats (const KiltNode *node, guint batch, const KiltDeviceInfo *
       ConvPadded dz, x;
       conv_backward_padded (&g, batch, &dz, &x);
       ws = MAX (ws, conv_flip_floats (&g)
-                        + (gsize)dz.chunk * (g.F * dz.Hp * dz.Wp + g.C * x.Hp * x.Wp)
-                        + conv_wgrad_parts (dz.chunk) * g.F * g.Kc);
+                        + (gsize)dz.chunk * (g.F * dz.Hp * dz.Wp + g.C * x.Hp * x.Wp));
     }
   return ws;
 }
@@ -925,34 +899,23 @@ conv_forward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **e
 }
 
 /* grads (+)= the weight and bias gradients of nb samples from padded dz and x
- * (kilt_conv_wgrad_direct): in blocks of conv_wgrad_block () samples, each into a part of the
- * workspace from @parts_off, and then their sum; or, for one block, into grads directly. */
+ * (kilt_conv_wgrad_direct). */
 static gboolean
 conv_wgrad_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, const ConvPadded *pd,
-                   cl_ulong dz_off, const ConvPadded *px, cl_ulong x_off, cl_ulong parts_off,
-                   cl_uint nb, float beta, GError **error)
+                   cl_ulong dz_off, const ConvPadded *px, cl_ulong x_off, cl_uint nb, float beta,
+                   GError **error)
 {
   cl_kernel k = kilt_context_kernel (ex->ctx, "kilt_conv_wgrad_direct", error);
-  cl_uint parts = conv_wgrad_parts (nb), S = conv_wgrad_block (nb), K = (cl_uint)g->K;
-  cl_uint Kc = (cl_uint)g->Kc, part_floats = g->F * Kc;
-  /* One part: grads' own layout (weights, then the biases); parts: kilt_conv_sum_parts's
-   * (F rows of the weights and the bias). */
-  cl_uint g_off = parts > 1 ? (cl_uint)parts_off : (cl_uint)node->grad_offset;
-  cl_uint ld = parts > 1 ? Kc : K, bias_base = parts > 1 ? K : g->F * K;
-  cl_uint bias_step = parts > 1 ? Kc : 1;
-  cl_uint dt = g->kh - 1 - g->pt, dl = g->kw - 1 - g->pl;
-  cl_uint grad_off = (cl_uint)node->grad_offset, parts_at = (cl_uint)parts_off;
+  cl_uint g_off = (cl_uint)node->grad_offset, dt = g->kh - 1 - g->pt, dl = g->kw - 1 - g->pl;
   cl_int has_bias = node->cfg.use_bias, err = CL_SUCCESS;
-  cl_mem out = parts > 1 ? ex->workspace : ex->grads;
-  float part_beta = parts > 1 ? 0.0f : beta;
   guint i = 0;
 
   if (!k)
     return FALSE;
-  KILT_ARG (k, i++, out, err);
+  KILT_ARG (k, i++, ex->grads, err);
   KILT_ARG (k, i++, g_off, err);
   KILT_ARG (k, i++, has_bias, err);
-  KILT_ARG (k, i++, part_beta, err);
+  KILT_ARG (k, i++, beta, err);
   KILT_ARG (k, i++, ex->workspace, err);
   KILT_ARG (k, i++, dz_off, err);
   KILT_ARG (k, i++, pd->Hp, err);
@@ -969,32 +932,9 @@ conv_wgrad_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, const ConvPa
   KILT_ARG (k, i++, g->OH, err);
   KILT_ARG (k, i++, px->ntx, err);
   KILT_ARG (k, i++, nb, err);
-  KILT_ARG (k, i++, S, err);
-  KILT_ARG (k, i++, part_floats, err);
-  KILT_ARG (k, i++, ld, err);
-  KILT_ARG (k, i++, bias_base, err);
-  KILT_ARG (k, i++, bias_step, err);
   g_assert (err == CL_SUCCESS);
-  if (!kilt_layer_launch3 (ex, k, (gsize)g->C * g->kh * ((g->kw + 2) / 3), (g->F + 3) / 4, parts,
-                           error))
-    return FALSE;
-  if (parts == 1)
-    return TRUE;
-  k = kilt_context_kernel (ex->ctx, "kilt_conv_sum_parts", error);
-  if (!k)
-    return FALSE;
-  i = 0;
-  KILT_ARG (k, i++, ex->grads, err);
-  KILT_ARG (k, i++, grad_off, err);
-  KILT_ARG (k, i++, ex->workspace, err);
-  KILT_ARG (k, i++, parts_at, err);
-  KILT_ARG (k, i++, g->F, err);
-  KILT_ARG (k, i++, K, err);
-  KILT_ARG (k, i++, Kc, err);
-  KILT_ARG (k, i++, parts, err);
-  KILT_ARG (k, i++, beta, err);
-  g_assert (err == CL_SUCCESS);
-  return kilt_context_launch_1d (ex->ctx, k, g->F * Kc, error);
+  return kilt_layer_launch3 (ex, k, (gsize)g->C * g->kh * ((g->kw + 2) / 3), (g->F + 3) / 4, 1,
+                             error);
 }
 
 /* The backward pass on a CPU device without a column matrix: per chunk of samples, the output
@@ -1007,7 +947,7 @@ conv_backward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **
 {
   KiltNode *src = kilt_exec_input (ex, node, 0);
   gboolean dx = node->din_needed[0], dw = !node->frozen;
-  cl_ulong zero = 0, dz_off = conv_flip_floats (g), x_off, parts_off;
+  cl_ulong zero = 0, dz_off = conv_flip_floats (g), x_off;
   cl_uint w_off = (cl_uint)node->param_offset;
   DirectRun d = { .out = src->dout,
                   .w = ex->workspace,
@@ -1028,7 +968,6 @@ conv_backward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **
   node->algo_dw_batch = ex->batch;
   conv_backward_padded (g, ex->batch, &pd, &px);
   x_off = dz_off + (cl_ulong)pd.chunk * g->F * pd.Hp * pd.Wp;
-  parts_off = x_off + (cl_ulong)pd.chunk * g->C * px.Hp * px.Wp;
   if (dx)
     {
       cl_kernel flip = kilt_context_kernel (ex->ctx, "kilt_conv_flip", error);
@@ -1060,8 +999,8 @@ conv_backward_direct (KiltNode *node, KiltExec *ex, const ConvGeom *g, GError **
       if (dw
           && (!conv_pad (ex, &px, x_off, src->out, (cl_ulong)b0 * g->C * g->H * g->W, src->out,
                          KILT_ACT_LINEAR, 0.0f, nb * g->C, g->H, g->W, g->pt, g->pl, error)
-              || !conv_wgrad_direct (node, ex, g, &pd, dz_off, &px, x_off, parts_off, nb,
-                                     b0 > 0 ? 1.0f : 0.0f, error)))
+              || !conv_wgrad_direct (node, ex, g, &pd, dz_off, &px, x_off, nb, b0 > 0 ? 1.0f : 0.0f,
+                                     error)))
         return FALSE;
     }
   return TRUE;
