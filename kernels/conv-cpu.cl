@@ -152,7 +152,7 @@ kilt_conv_direct (__global float *out, __global const float *xp, const ulong xp_
       KILT_GEMM_WIDE_STEP (b0, b1, ka);                                                            \
     }                                                                                              \
   while (0)
-  /* Only the padded rows r0 .. r1 - 1 hold data: the kernel rows i0 .. i1 - 1 meet them. The
+  /* Only the padded rows r0 .. r1 - 1 hold data: the kernel rows ki0 .. ki1 - 1 meet them. The
    * rows above and below are zeros, which a valid convolution's input gradient has kh - 1 of
    * on each side: conv2d_3's in cifar10_cnn, 15 rows from 13, spent 13% of its taps on them. */
   uint ki0 = oy < r0 ? r0 - oy : 0, ki1 = min (kh, r1 > oy ? r1 - oy : 0u);
